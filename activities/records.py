@@ -1,0 +1,47 @@
+"""Database writes on behalf of workflows. Each activity is idempotent: running it twice leaves
+the same rows as running it once, because Temporal may retry any of them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.engine import Engine
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from store.db import session_scope
+from store.models import Participant, utcnow
+from workflows.contracts import ParticipantSync
+
+
+class RecordActivities:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @activity.defn
+    def confirm_enrollment(self, participant_id: str) -> None:
+        with session_scope(self.engine) as session:
+            participant = session.get(Participant, participant_id)
+            if participant is None:
+                raise ApplicationError(f"no enrollment record for participant {participant_id}", type="RecordMissing")
+            if participant.status == "enrolling":
+                participant.status = "active"
+                participant.updated_at = utcnow()
+                session.add(participant)
+
+    @activity.defn
+    def sync_participant(self, change: ParticipantSync) -> None:
+        with session_scope(self.engine) as session:
+            participant = session.get(Participant, change.participant_id)
+            if participant is None:
+                raise ApplicationError(f"no record for participant {change.participant_id}", non_retryable=True)
+            participant.phase = change.phase
+            participant.status = change.status
+            participant.discharged_at = (
+                datetime.fromisoformat(change.discharged_at) if change.discharged_at else None
+            )
+            participant.updated_at = utcnow()
+            session.add(participant)
+
+    def all(self) -> list:
+        return [self.confirm_enrollment, self.sync_participant]

@@ -1,0 +1,45 @@
+"""The HTTP API."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.engine import Engine
+from temporalio.client import Client
+
+from api import problems
+from api.deps import Services
+from api.routers import health, participants
+from iop.settings import Settings
+from iop.temporal import connect
+from store.db import make_engine
+
+
+def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Client | None = None) -> FastAPI:
+    """Build the app. Tests pass their own engine and client; `iop api` lets it make both."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        own_engine = engine is None
+        services = Services(
+            settings=settings,
+            engine=engine or make_engine(settings.resolved_database_url),
+            # Lazy: the API starts (and /readyz says why it is not ready) while Temporal is down.
+            temporal=temporal or await connect(settings, lazy=True),
+        )
+        app.state.services = services
+        yield
+        if own_engine:
+            services.engine.dispose()
+
+    app = FastAPI(
+        title="iop-workflows",
+        version="0.1.0",
+        summary="Drug screening and medication management for Intensive Outpatient Programs.",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(participants.router)
+    return app

@@ -1,0 +1,280 @@
+"""Participants: enrollment, the record, the live program state, phase changes, discharge."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from datetime import date, datetime, timezone
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
+
+from api.deps import ServicesDep, SessionDep, require
+from api.problems import ProblemError, responses
+from api.tokens import Actor
+from api.workflow_calls import TEMPORAL_DOWN, workflow_call
+from domain.plan import PHASES, default_plan, plan_to_dict
+from store.models import CaseNumber, IdempotencyRecord, Participant, ParticipantCreate, ParticipantPublic, utcnow
+from workflows import search
+from workflows.contracts import Discharge, ParticipantInput, ParticipantState, PhaseChange
+from workflows.participant import ParticipantWorkflow, workflow_id
+
+router = APIRouter(prefix="/participants", tags=["participants"])
+
+Enroller = Annotated[Actor, Depends(require("admin", "staff"))]
+Reader = Annotated[Actor, Depends(require("admin", "staff", "clinician", "auditor"))]
+CareTeam = Annotated[Actor, Depends(require("admin", "staff", "clinician"))]
+
+ENROLLING = "enrolling"
+
+
+class ParticipantDetail(ParticipantPublic):
+    workflow_id: str
+    workflow: ParticipantState | None = Field(description="Live state of the participant's program workflow")
+
+
+class ParticipantPage(BaseModel):
+    items: list[ParticipantPublic]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class PhaseChangeRequest(BaseModel):
+    phase: str = Field(description=f"One of {', '.join(PHASES)}")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class DischargeRequest(BaseModel):
+    kind: Literal["completed", "withdrawn", "transferred", "administrative"]
+    reason: str = Field(min_length=1, max_length=500)
+
+
+def _new_participant_id() -> str:
+    return "p-" + secrets.token_hex(5)
+
+
+def _request_digest(body: ParticipantCreate) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _public(participant: Participant) -> ParticipantPublic:
+    return ParticipantPublic.model_validate(participant, from_attributes=True)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=ParticipantPublic,
+    responses=responses(401, 403, 409, 422, 503),
+    summary="Enroll a participant and start their program",
+)
+async def enroll(
+    body: ParticipantCreate,
+    actor: Enroller,
+    session: SessionDep,
+    services: ServicesDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> ParticipantPublic:
+    if body.phase not in PHASES:
+        raise ProblemError(422, f"phase must be one of {', '.join(PHASES)}.")
+    digest = _request_digest(body)
+    start_date = body.start_date or datetime.now(timezone.utc).date()
+
+    replayed = await run_in_threadpool(_replay, session, actor, idempotency_key, digest)
+    if replayed is not None:
+        response.headers["Idempotent-Replayed"] = "true"
+        return replayed
+
+    participant = Participant(
+        id=_new_participant_id(),
+        **body.model_dump(exclude={"case_numbers", "start_date"}),
+        case_numbers=[c.model_dump() for c in body.case_numbers],
+        start_date=start_date,
+        status=ENROLLING,
+    )
+    # The record is committed first (as "enrolling") so the workflow can confirm it; if the
+    # workflow cannot be started the record is removed again, so nothing is left half-made.
+    try:
+        await run_in_threadpool(_insert, session, participant, actor, idempotency_key, digest)
+    except IntegrityError:
+        session.rollback()
+        replayed = await run_in_threadpool(_replay, session, actor, idempotency_key, digest)
+        if replayed is None:
+            raise ProblemError(409, "Another request with this Idempotency-Key is still being processed; retry.")
+        response.headers["Idempotent-Replayed"] = "true"
+        return replayed
+
+    try:
+        await _start_program(services, participant)
+    except Exception as exc:
+        await run_in_threadpool(_remove, session, participant.id, idempotency_key)
+        raise ProblemError(503, TEMPORAL_DOWN.replace("nothing was changed", "nobody was enrolled")) from exc
+
+    await run_in_threadpool(_mark_active, session, participant)
+    return _public(participant)
+
+
+async def _start_program(services: ServicesDep, participant: Participant) -> None:
+    state = ParticipantState(
+        participant_id=participant.id,
+        program=participant.program,
+        site=participant.site,
+        phase=participant.phase,
+        start_date=participant.start_date.isoformat(),
+        timezone=participant.timezone,
+        plan=plan_to_dict(default_plan(participant.phase)),
+    )
+    started_on = datetime.combine(participant.start_date, datetime.min.time(), tzinfo=timezone.utc)
+    await services.temporal.start_workflow(
+        ParticipantWorkflow.run,
+        ParticipantInput(state=state),
+        id=workflow_id(participant.id),
+        task_queue=services.settings.task_queue,
+        # A retried start (same id) joins the running program instead of failing.
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=TypedSearchAttributes(
+            [
+                search.PARTICIPANT_ID.value_set(participant.id),
+                search.STATUS.value_set("active"),
+                search.PHASE.value_set(participant.phase),
+                search.SITE.value_set(participant.site),
+                search.DAY.value_set(started_on),
+            ]
+        ),
+    )
+
+
+def _replay(session: Session, actor: Actor, key: str | None, digest: str) -> ParticipantPublic | None:
+    if key is None:
+        return None
+    record = session.exec(
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.actor == actor.token_id,
+            IdempotencyRecord.scope == "participants",
+            IdempotencyRecord.key == key,
+        )
+    ).first()
+    if record is None:
+        return None
+    if record.request_sha256 != digest:
+        raise ProblemError(
+            422,
+            "This Idempotency-Key was already used with a different request body; use a new key for a new enrollment.",
+        )
+    participant = session.get(Participant, record.resource_id)
+    if participant is None:
+        return None
+    return _public(participant)
+
+
+def _insert(session: Session, participant: Participant, actor: Actor, key: str | None, digest: str) -> None:
+    session.add(participant)
+    if key is not None:
+        session.add(
+            IdempotencyRecord(actor=actor.token_id, scope="participants", key=key, request_sha256=digest,
+                              resource_id=participant.id)
+        )
+    session.commit()
+
+
+def _remove(session: Session, participant_id: str, key: str | None) -> None:
+    session.rollback()
+    if key is not None:
+        for record in session.exec(
+            select(IdempotencyRecord).where(IdempotencyRecord.resource_id == participant_id)
+        ).all():
+            session.delete(record)
+    participant = session.get(Participant, participant_id)
+    if participant is not None:
+        session.delete(participant)
+    session.commit()
+
+
+def _mark_active(session: Session, participant: Participant) -> None:
+    # The workflow's first activity does the same; whichever runs first wins, both are harmless.
+    row = session.get(Participant, participant.id)
+    if row is not None and row.status == ENROLLING:
+        row.status = "active"
+        row.updated_at = utcnow()
+        session.add(row)
+        session.commit()
+        participant.status, participant.updated_at = row.status, row.updated_at
+
+
+@router.get("", response_model=ParticipantPage, responses=responses(401, 403, 422))
+def list_participants(
+    actor: Reader,
+    session: SessionDep,
+    status: str | None = None,
+    phase: str | None = None,
+    site: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> ParticipantPage:
+    query = select(Participant)
+    if status:
+        query = query.where(Participant.status == status)
+    if phase:
+        query = query.where(Participant.phase == phase)
+    if site:
+        query = query.where(Participant.site == site)
+    total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    rows = session.exec(
+        query.order_by(col(Participant.created_at).desc(), col(Participant.id)).offset(offset).limit(limit)
+    ).all()
+    next_offset = offset + limit if offset + limit < total else None
+    return ParticipantPage(items=[_public(r) for r in rows], total=total, limit=limit, offset=offset,
+                           next_offset=next_offset)
+
+
+def _load(session: Session, participant_id: str) -> Participant:
+    participant = session.get(Participant, participant_id)
+    if participant is None:
+        raise ProblemError(404, f"No participant has the id {participant_id!r}.")
+    return participant
+
+
+@router.get("/{participant_id}", response_model=ParticipantDetail, responses=responses(401, 403, 404, 503))
+async def get_participant(participant_id: str, actor: Reader, session: SessionDep, services: ServicesDep) -> ParticipantDetail:
+    participant = await run_in_threadpool(_load, session, participant_id)
+    handle = services.temporal.get_workflow_handle(workflow_id(participant_id))
+    state: ParticipantState | None = None
+    if participant.status != ENROLLING:
+        async with workflow_call("participant"):
+            state = await handle.query(ParticipantWorkflow.status)
+    return ParticipantDetail(**_public(participant).model_dump(), workflow_id=handle.id, workflow=state)
+
+
+@router.post("/{participant_id}/phase", response_model=ParticipantState, responses=responses(401, 403, 404, 409, 422, 503))
+async def change_phase(
+    participant_id: str, body: PhaseChangeRequest, actor: CareTeam, session: SessionDep, services: ServicesDep
+) -> ParticipantState:
+    await run_in_threadpool(_load, session, participant_id)
+    handle = services.temporal.get_workflow_handle(workflow_id(participant_id))
+    async with workflow_call("participant"):
+        return await handle.execute_update(
+            ParticipantWorkflow.change_phase, PhaseChange(phase=body.phase, reason=body.reason, actor=actor.token_id)
+        )
+
+
+@router.post("/{participant_id}/discharge", response_model=ParticipantState, responses=responses(401, 403, 404, 409, 422, 503))
+async def discharge(
+    participant_id: str, body: DischargeRequest, actor: CareTeam, session: SessionDep, services: ServicesDep
+) -> ParticipantState:
+    await run_in_threadpool(_load, session, participant_id)
+    handle = services.temporal.get_workflow_handle(workflow_id(participant_id))
+    async with workflow_call("participant"):
+        return await handle.execute_update(
+            ParticipantWorkflow.discharge, Discharge(kind=body.kind, reason=body.reason, actor=actor.token_id)
+        )

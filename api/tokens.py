@@ -1,0 +1,61 @@
+"""Bearer tokens: `iop_<id>_<secret>`. Only a SHA-256 of the secret is stored; the id finds the
+row, a constant-time comparison checks the secret."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlmodel import Session
+
+from store.models import ApiToken, utcnow
+
+ROLES = ("admin", "staff", "clinician", "lab", "auditor")
+PREFIX = "iop"
+
+
+@dataclass(frozen=True)
+class Actor:
+    token_id: str
+    role: str
+    name: str
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def issue_token(session: Session, *, name: str, role: str, expires_at: datetime | None = None) -> tuple[ApiToken, str]:
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+    token_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    row = ApiToken(id=token_id, name=name, role=role, secret_sha256=_digest(secret), expires_at=expires_at)
+    session.add(row)
+    return row, f"{PREFIX}_{token_id}_{secret}"
+
+
+class TokenRejected(Exception):
+    pass
+
+
+def authenticate(session: Session, presented: str) -> Actor:
+    prefix, _, rest = presented.partition("_")
+    token_id, _, secret = rest.partition("_")
+    if prefix != PREFIX or not token_id or not secret:
+        raise TokenRejected("the bearer token is malformed; it should look like iop_<id>_<secret>")
+    row = session.get(ApiToken, token_id)
+    if row is None or not hmac.compare_digest(row.secret_sha256, _digest(secret)):
+        raise TokenRejected("the bearer token is not valid")
+    if row.revoked_at is not None:
+        raise TokenRejected("the bearer token has been revoked")
+    if row.expires_at is not None and _aware(row.expires_at) <= utcnow():
+        raise TokenRejected("the bearer token has expired; ask an administrator for a new one")
+    return Actor(token_id=row.id, role=row.role, name=row.name)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

@@ -1,0 +1,55 @@
+"""Runtime configuration, read from the environment (prefix IOP_).
+
+Never import this from workflow code: reading the environment is a side effect that the workflow
+sandbox forbids. Workflows get what they need as inputs.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IOP_", env_file=None, extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Path(".data")
+    # Empty means SQLite under data_dir; any SQLAlchemy URL (postgresql+psycopg://...) switches.
+    database_url: str = ""
+    # Empty means the embedded Temporal dev server that `iop dev` starts itself.
+    temporal_address: str = ""
+    temporal_namespace: str = "default"
+    task_queue: str = "iop"
+    temporal_dev_port: int = 7233
+    temporal_ui_port: int = 8233
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    # "key-id:base64(32 bytes)" entries, comma separated; the first encrypts, all decrypt.
+    codec_keys: str = Field(default="", repr=False)
+    # Origin of the Temporal UI, the only origin allowed to call the codec endpoint from a browser.
+    temporal_ui_origin: str = "http://127.0.0.1:8233"
+    log_level: str = "INFO"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'iop.db').as_posix()}"
+
+    @property
+    def embedded_temporal(self) -> bool:
+        return not self.temporal_address
+
+    @property
+    def temporal_target(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_dev_port}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,33 @@
+"""Connecting to Temporal with the project's one data converter."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.converter import DataConverter
+
+from iop.codec import CodecKey, CodecKeyError, data_converter, load_or_create_dev_key, parse_keys
+from iop.settings import Settings
+
+
+def codec_keys(settings: Settings) -> list[CodecKey]:
+    if settings.codec_keys:
+        return parse_keys(settings.codec_keys)
+    if settings.env == "production":
+        raise CodecKeyError(
+            "IOP_CODEC_KEYS is required in production: set it to 'key-id:base64-of-32-bytes' "
+            "(generate one with `iop codec new-key`)"
+        )
+    return load_or_create_dev_key(settings.data_dir / "codec-key")
+
+
+def converter(settings: Settings) -> DataConverter:
+    return data_converter(codec_keys(settings))
+
+
+async def connect(settings: Settings, *, lazy: bool = False) -> Client:
+    return await Client.connect(
+        settings.temporal_target,
+        namespace=settings.temporal_namespace,
+        data_converter=converter(settings),
+        lazy=lazy,
+    )

