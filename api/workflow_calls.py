@@ -37,6 +37,8 @@ async def workflow_call(what: str) -> AsyncIterator[None]:
     except WorkflowQueryFailedError as exc:
         raise ProblemError(409, f"The {what} could not be read: {exc}.") from exc
     except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND and "already completed" in str(exc):
+            raise ProblemError(409, f"This {what}'s process has already ended; nothing was changed.") from exc
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise ProblemError(404, f"There is no running process for this {what}.") from exc
         if is_unavailable(exc):

@@ -18,11 +18,21 @@ def make_engine(url: str, **kwargs) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
-        # pysqlite's own transaction handling defers BEGIN; take the write lock at BEGIN so a
-        # read-then-write transaction cannot deadlock against another writer.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        # pysqlite's own transaction handling is off (see _sqlite_pragmas); SQLAlchemy begins.
+        # Units of work that write ask for BEGIN IMMEDIATE (see writing()): a read transaction
+        # that later writes would otherwise fail at once, not wait, when another writer went first.
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+
+
+def _sqlite_begin(conn) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("writing") else "BEGIN")
+
+
+def writing(engine: Engine) -> Engine:
+    """The same engine, for a transaction that will write (takes SQLite's write lock up front)."""
+    return engine.execution_options(writing=True)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -36,8 +46,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on any error."""
-    with Session(engine, expire_on_commit=False) as session:
+    """One unit of work that writes: commit on success, roll back on any error."""
+    with Session(writing(engine), expire_on_commit=False) as session:
         try:
             yield session
             session.commit()

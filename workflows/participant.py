@@ -50,6 +50,10 @@ class ParticipantWorkflow:
     @workflow.init
     def __init__(self, input: ParticipantInput) -> None:
         self.state = input.state
+        if not self.state.phase_history:
+            self.state.phase_history.append(
+                PhaseEntry(self.state.phase, workflow.now().isoformat(), "enrolled", "enrollment")
+            )
 
     @workflow.run
     async def run(self, input: ParticipantInput) -> ParticipantState:
@@ -57,10 +61,6 @@ class ParticipantWorkflow:
             if not await self._enrollment_recorded():
                 self.state.status = "enrollment-abandoned"
                 return self.state
-            if not self.state.phase_history:
-                self.state.phase_history.append(
-                    PhaseEntry(self.state.phase, workflow.now().isoformat(), "enrolled", "enrollment")
-                )
         while True:
             await workflow.wait_condition(
                 lambda: self.state.status != ACTIVE or workflow.info().is_continue_as_new_suggested()

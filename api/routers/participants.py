@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import json
 import secrets
 from datetime import date, datetime, timezone
@@ -14,7 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
-from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 
 from api.deps import ServicesDep, SessionDep, require
 from api.problems import ProblemError, responses
@@ -25,6 +26,8 @@ from store.models import CaseNumber, IdempotencyRecord, Participant, Participant
 from workflows import search
 from workflows.contracts import Discharge, ParticipantInput, ParticipantState, PhaseChange
 from workflows.participant import ParticipantWorkflow, workflow_id
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/participants", tags=["participants"])
 
@@ -118,6 +121,7 @@ async def enroll(
     try:
         await _start_program(services, participant)
     except Exception as exc:
+        log.warning("enrollment of %s rolled back: workflow not started (%s: %s)", participant.id, type(exc).__name__, exc)
         await run_in_threadpool(_remove, session, participant.id, idempotency_key)
         raise ProblemError(503, TEMPORAL_DOWN.replace("nothing was changed", "nobody was enrolled")) from exc
 
@@ -145,11 +149,11 @@ async def _start_program(services: ServicesDep, participant: Participant) -> Non
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         search_attributes=TypedSearchAttributes(
             [
-                search.PARTICIPANT_ID.value_set(participant.id),
-                search.STATUS.value_set("active"),
-                search.PHASE.value_set(participant.phase),
-                search.SITE.value_set(participant.site),
-                search.DAY.value_set(started_on),
+                SearchAttributePair(search.PARTICIPANT_ID, participant.id),
+                SearchAttributePair(search.STATUS, "active"),
+                SearchAttributePair(search.PHASE, participant.phase),
+                SearchAttributePair(search.SITE, participant.site),
+                SearchAttributePair(search.DAY, started_on),
             ]
         ),
     )
@@ -179,6 +183,7 @@ def _replay(session: Session, actor: Actor, key: str | None, digest: str) -> Par
 
 
 def _insert(session: Session, participant: Participant, actor: Actor, key: str | None, digest: str) -> None:
+    session.rollback()  # end the read snapshot of _replay: the write must see the latest rows
     session.add(participant)
     if key is not None:
         session.add(
@@ -245,6 +250,14 @@ def _load(session: Session, participant_id: str) -> Participant:
     return participant
 
 
+def _load_active(session: Session, participant_id: str, what: str) -> Participant:
+    participant = _load(session, participant_id)
+    if participant.status != "active":
+        since = f" since {participant.discharged_at.date().isoformat()}" if participant.discharged_at else ""
+        raise ProblemError(409, f"Cannot {what}: the participant is {participant.status}{since}.")
+    return participant
+
+
 @router.get("/{participant_id}", response_model=ParticipantDetail, responses=responses(401, 403, 404, 503))
 async def get_participant(participant_id: str, actor: Reader, session: SessionDep, services: ServicesDep) -> ParticipantDetail:
     participant = await run_in_threadpool(_load, session, participant_id)
@@ -260,7 +273,7 @@ async def get_participant(participant_id: str, actor: Reader, session: SessionDe
 async def change_phase(
     participant_id: str, body: PhaseChangeRequest, actor: CareTeam, session: SessionDep, services: ServicesDep
 ) -> ParticipantState:
-    await run_in_threadpool(_load, session, participant_id)
+    await run_in_threadpool(_load_active, session, participant_id, "change the phase")
     handle = services.temporal.get_workflow_handle(workflow_id(participant_id))
     async with workflow_call("participant"):
         return await handle.execute_update(
@@ -272,7 +285,7 @@ async def change_phase(
 async def discharge(
     participant_id: str, body: DischargeRequest, actor: CareTeam, session: SessionDep, services: ServicesDep
 ) -> ParticipantState:
-    await run_in_threadpool(_load, session, participant_id)
+    await run_in_threadpool(_load_active, session, participant_id, "discharge")
     handle = services.temporal.get_workflow_handle(workflow_id(participant_id))
     async with workflow_call("participant"):
         return await handle.execute_update(

@@ -1,0 +1,69 @@
+"""Shared test plumbing: a whole API stack on a real Temporal server."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import httpx
+from sqlalchemy.engine import Engine
+from temporalio.client import Client
+
+from api.app import create_app
+from api.tokens import ROLES, issue_token
+from iop.settings import Settings
+from iop.worker import build_worker
+from store.db import session_scope
+
+
+@dataclass
+class Stack:
+    http: httpx.AsyncClient
+    engine: Engine
+    temporal: Client
+    task_queue: str
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def auth(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    async def enroll(self, role: str = "staff", **overrides: Any) -> dict[str, Any]:
+        response = await self.http.post("/participants", json=enrollment(**overrides), headers=self.auth(role))
+        assert response.status_code == 201, response.text
+        return response.json()
+
+
+def enrollment(**overrides: Any) -> dict[str, Any]:
+    body = {
+        "given_name": "Marisol",
+        "family_name": "Quintanilla-Verhoeven",
+        "date_of_birth": date(1987, 3, 14).isoformat(),
+        "phone": "+15555550123",
+        "site": "north",
+        "referral_source": "county drug court",
+        "case_numbers": [{"system": "county-drug-court", "value": "DC-2026-0917"}],
+        "phase": "phase-1",
+    }
+    body.update(overrides)
+    return body
+
+
+def issue_role_tokens(engine: Engine) -> dict[str, str]:
+    tokens = {}
+    with session_scope(engine) as session:
+        for role in ROLES:
+            _, tokens[role] = issue_token(session, name=f"test {role}", role=role)
+    return tokens
+
+
+@contextlib.asynccontextmanager
+async def api_stack(temporal: Client, engine: Engine, task_queue: str, tmp_path, *, with_worker: bool = True):
+    settings = Settings(data_dir=tmp_path, task_queue=task_queue)
+    app = create_app(settings, engine=engine, temporal=temporal)
+    worker = build_worker(temporal, engine, task_queue) if with_worker else contextlib.nullcontext()
+    async with worker, app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://iop.test") as http:
+            yield Stack(http, engine, temporal, task_queue, issue_role_tokens(engine))

@@ -1,0 +1,102 @@
+"""ParticipantWorkflow on real Temporal servers."""
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session
+from temporalio.client import RPCError, WorkflowHistory, WorkflowUpdateFailedError
+from temporalio.worker import Replayer
+
+from iop.worker import PASSTHROUGH, WORKFLOWS, build_worker
+from store.models import Participant
+from activities.records import RecordActivities
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+from tests.workflows.scenarios import phase_changes_then_discharge, record_participant, start_participant
+from workflows.contracts import Discharge, PhaseChange
+from workflows.participant import ParticipantWorkflow
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def test_worker_accepts_every_workflow_in_the_sandbox(time_env, sqlite_engine, task_queue):
+    # Constructing the worker validates each workflow class in the sandbox: an import with side
+    # effects in a workflow module fails here.
+    async with build_worker(time_env.client, sqlite_engine, task_queue) as worker:
+        assert worker.task_queue == task_queue
+    assert ParticipantWorkflow in WORKFLOWS
+
+
+async def test_workflow_without_a_record_gives_up(time_env, sqlite_engine, task_queue):
+    async with build_worker(time_env.client, sqlite_engine, task_queue):
+        handle = await start_participant(time_env.client, sqlite_engine, task_queue, recorded=False)
+        result = await handle.result()
+    assert result.status == "enrollment-abandoned"
+
+
+def test_confirming_enrollment_marks_the_record_active_and_is_idempotent(sqlite_engine):
+    activities = RecordActivities(sqlite_engine)
+    record_participant(sqlite_engine, "p-confirm")
+    env = ActivityEnvironment()
+    env.run(activities.confirm_enrollment, "p-confirm")
+    env.run(activities.confirm_enrollment, "p-confirm")
+    with Session(sqlite_engine) as session:
+        assert session.get(Participant, "p-confirm").status == "active"
+    with pytest.raises(ApplicationError, match="no enrollment record"):
+        env.run(activities.confirm_enrollment, "p-missing")
+
+
+async def test_updates_refused_with_reasons(dev_client, sqlite_engine, task_queue):
+    async with build_worker(dev_client, sqlite_engine, task_queue):
+        handle = await start_participant(dev_client, sqlite_engine, task_queue)
+        with pytest.raises(WorkflowUpdateFailedError) as unknown:
+            await handle.execute_update(ParticipantWorkflow.discharge, Discharge("escaped", "x", "t"))
+        assert "unknown discharge kind" in str(unknown.value.cause)
+        with pytest.raises(WorkflowUpdateFailedError) as same:
+            await handle.execute_update(ParticipantWorkflow.change_phase, PhaseChange("phase-1", "x", "t"))
+        assert "already in phase-1" in str(same.value.cause)
+        await handle.execute_update(ParticipantWorkflow.discharge, Discharge("withdrawn", "moved away", "t"))
+        result = await handle.result()
+        # The program is over: the workflow has closed and takes no more updates.
+        with pytest.raises(RPCError, match="already completed"):
+            await handle.execute_update(ParticipantWorkflow.change_phase, PhaseChange("phase-2", "x", "t"))
+    assert result.status == "withdrawn" and result.discharge_reason == "moved away"
+
+
+async def test_state_survives_continue_as_new(dev_client, sqlite_engine, task_queue):
+    """The dev server suggests continue-as-new after 50 events (see conftest)."""
+    async with build_worker(dev_client, sqlite_engine, task_queue):
+        handle = await start_participant(dev_client, sqlite_engine, task_queue)
+        first_run = (await handle.describe()).run_id
+        await phase_changes_then_discharge(handle, changes=16)
+        result = await handle.result()
+        latest = await dev_client.get_workflow_handle(handle.id).describe()
+    assert latest.run_id != first_run
+    assert result.runs > 1
+    assert len(result.phase_history) == 17
+    assert result.status == "completed"
+
+
+def _replayer() -> Replayer:
+    from tests.conftest import TEST_CONVERTER
+
+    return Replayer(
+        workflows=WORKFLOWS,
+        data_converter=TEST_CONVERTER,
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+        ),
+    )
+
+
+@pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
+async def test_saved_histories_replay(path):
+    """A code change that would break running workflows fails here; guard it with workflow.patched()."""
+    history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))
+    await _replayer().replay_workflow(history)
+
+
+def test_there_are_saved_histories():
+    assert {p.stem.split("--")[0] for p in HISTORIES.glob("*.json")} >= {"participant"}
