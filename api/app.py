@@ -10,7 +10,7 @@ from temporalio.client import Client
 
 from api import problems
 from api.deps import Services
-from api.routers import health, participants
+from api.routers import health, participants, screenings
 from iop.settings import Settings
 from iop.temporal import connect
 from store.db import make_engine
@@ -42,4 +42,5 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
     problems.install(app)
     app.include_router(health.router)
     app.include_router(participants.router)
+    app.include_router(screenings.router)
     return app

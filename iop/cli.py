@@ -28,6 +28,7 @@ log = logging.getLogger("iop")
 
 def _logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _binary(name: str) -> str:
@@ -114,13 +115,13 @@ def worker() -> None:
 
 async def _run_worker(settings: Settings) -> None:
     from iop.temporal import connect
-    from iop.worker import build_worker
+    from iop.worker import build_worker, notifier_for
     from store.db import make_engine
 
     client = await connect(settings)
     engine = make_engine(settings.resolved_database_url)
     stop = _stop_event()
-    async with build_worker(client, engine, settings.task_queue):
+    async with build_worker(client, engine, settings.task_queue, notifier=notifier_for(settings)):
         log.info("worker polling task queue %s", settings.task_queue)
         await stop.wait()
         log.info("worker stopping: finishing activities in progress")
@@ -156,7 +157,7 @@ async def _run_dev(settings: Settings) -> None:
 
     from api.app import create_app
     from iop.temporal import converter
-    from iop.worker import build_worker
+    from iop.worker import build_worker, notifier_for
     from store.db import make_engine
     from store.migrate import upgrade
     from workflows import search
@@ -189,7 +190,7 @@ async def _run_dev(settings: Settings) -> None:
             )
         )
         server.install_signal_handlers = lambda: None  # one stop event drives every part
-        async with build_worker(env.client, engine, settings.task_queue):
+        async with build_worker(env.client, engine, settings.task_queue, notifier=notifier_for(settings)):
             serving = asyncio.create_task(server.serve())
             base = f"http://{settings.api_host}:{settings.api_port}"
             typer.echo(

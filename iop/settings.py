@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     # Origin of the Temporal UI, the only origin allowed to call the codec endpoint from a browser.
     temporal_ui_origin: str = "http://127.0.0.1:8233"
     log_level: str = "INFO"
+    # Where participant notifications go. Empty: recorded in the database only (staff call or
+    # text from the Today list). A URL: an SMS/voice gateway receives a signed JSON POST.
+    notify_webhook_url: str = ""
+    notify_webhook_secret: str = Field(default="", repr=False)
 
     @property
     def resolved_database_url(self) -> str:

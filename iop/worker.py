@@ -3,33 +3,47 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.notify import Notifier, WebhookNotifier
 from activities.records import RecordActivities
+from activities.screenings import ScreeningActivities
+from iop.settings import Settings
 from workflows.participant import ParticipantWorkflow
+from workflows.screening import ScreeningWorkflow
 
-WORKFLOWS = [ParticipantWorkflow]
+WORKFLOWS = [ParticipantWorkflow, ScreeningWorkflow]
 
 # Pure modules shared with the sandbox instead of re-imported for every workflow run.
 PASSTHROUGH = ("domain", "workflows.contracts", "workflows.search")
 
 
-def activities(engine: Engine) -> list:
-    return RecordActivities(engine).all()
+def notifier_for(settings: Settings) -> Notifier | None:
+    if settings.notify_webhook_url:
+        return WebhookNotifier(settings.notify_webhook_url, settings.notify_webhook_secret)
+    return None  # the recording notifier
 
 
-def build_worker(client: Client, engine: Engine, task_queue: str, *, max_activity_threads: int = 16) -> Worker:
+def activities(engine: Engine, notifier: Notifier | None = None) -> list:
+    return RecordActivities(engine).all() + ScreeningActivities(engine, notifier).all()
+
+
+def build_worker(client: Client, engine: Engine, task_queue: str, *, notifier: Notifier | None = None,
+                 max_activity_threads: int = 16) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=activities(engine),
+        activities=activities(engine, notifier),
         activity_executor=ThreadPoolExecutor(max_activity_threads, thread_name_prefix="activity"),
         max_concurrent_activities=max_activity_threads,
+        # On SIGTERM, activities in flight get this long to finish before they are cancelled.
+        graceful_shutdown_timeout=timedelta(seconds=15),
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
         ),

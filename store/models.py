@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import field_validator
 from sqlalchemy import JSON, Column, UniqueConstraint
@@ -44,6 +45,15 @@ class ParticipantCreate(ParticipantBase):
     phase: str = Field(default="phase-1", description="Starting phase of the program")
     start_date: date | None = Field(default=None, description="Program start; defaults to today")
     timezone: str = Field(default="America/New_York", description="The program's IANA time zone")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone name such as America/New_York") from None
+        return value
 
     @field_validator("date_of_birth")
     @classmethod
@@ -109,3 +119,93 @@ class IdempotencyRecord(SQLModel, table=True):
     request_sha256: str = Field(max_length=64)
     resource_id: str = Field(max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+# --- screenings ---------------------------------------------------------------------------
+
+
+class Screening(SQLModel, table=True):
+    """The record of one drug test; `state` is the workflow's last saved snapshot."""
+
+    __tablename__ = "screenings"
+
+    id: str = Field(primary_key=True, max_length=64)
+    participant_id: str = Field(foreign_key="participants.id", index=True, max_length=40)
+    site: str = Field(index=True, max_length=64)
+    day: date = Field(index=True)
+    reason: str = Field(max_length=16)
+    status: str = Field(index=True, max_length=32)
+    revision: int = 0
+    selected_at: datetime
+    notified_at: datetime | None = None
+    window_closes_at: datetime | None = None
+    specimen_id: str | None = Field(default=None, max_length=80, unique=True)
+    specimen_type: str | None = Field(default=None, max_length=16)
+    late_collection: bool = False
+    collected_at: datetime | None = None
+    result_due_at: datetime | None = None
+    result_overdue: bool = False
+    state: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class SelectionDraw(SQLModel, table=True):
+    """Every day's random draw, selected or not, so an auditor can see why."""
+
+    __tablename__ = "selection_draws"
+    __table_args__ = (UniqueConstraint("participant_id", "day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    participant_id: str = Field(foreign_key="participants.id", index=True, max_length=40)
+    day: date
+    phase: str = Field(max_length=32)
+    weekday: int
+    probability: float
+    roll: float
+    time_roll: float
+    selected: bool
+    reason: str = Field(max_length=32)
+    detail: str = Field(max_length=400)
+    screening_id: str | None = Field(default=None, max_length=64)
+    recorded_at: datetime = Field(default_factory=utcnow)
+
+
+class CheckInDayRecord(SQLModel, table=True):
+    """One row per participant and program day: when they checked in, or that they did not."""
+
+    __tablename__ = "check_in_days"
+    __table_args__ = (UniqueConstraint("participant_id", "day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    participant_id: str = Field(foreign_key="participants.id", index=True, max_length=40)
+    day: date
+    checked_in_at: datetime | None = None
+    method: str | None = Field(default=None, max_length=16)
+
+
+class NotificationRecord(SQLModel, table=True):
+    __tablename__ = "notifications"
+
+    id: str = Field(primary_key=True, max_length=120)
+    participant_id: str = Field(foreign_key="participants.id", index=True, max_length=40)
+    screening_id: str | None = Field(default=None, max_length=64)
+    kind: str = Field(max_length=32)
+    channel: str = Field(max_length=32)
+    report_by: datetime | None = None
+    sent_at: datetime = Field(default_factory=utcnow)
+    message: str = Field(max_length=400)
+
+
+class AlertRecord(SQLModel, table=True):
+    """Something staff must look at: an overdue result, a missed-dose run, a failing delivery."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("kind", "subject_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(index=True, max_length=40)
+    participant_id: str = Field(foreign_key="participants.id", index=True, max_length=40)
+    subject_id: str = Field(max_length=80)
+    detail: str = Field(max_length=400)
+    raised_at: datetime = Field(default_factory=utcnow)
+    resolved_at: datetime | None = None

@@ -43,6 +43,18 @@ class ParticipantState:
     discharged_at: str | None = None
     discharged_by: str | None = None
     runs: int = 1  # how many runs this program has had (continue-as-new)
+    # Selection. The plan of a phase change applies from the next program day.
+    next_plan: dict[str, Any] | None = None
+    next_plan_from: str | None = None
+    plan_since: str | None = None  # the program day the current plan took effect (None: start_date)
+    next_draw_day: str | None = None  # None until the first draw is planned
+    pending_time_roll: float | None = None  # drawn at the start of next_draw_day's wait
+    recent_selections: list[str] = field(default_factory=list)  # last 7 selected days
+    draws_recorded: int = 0
+    pauses: list[Pause] = field(default_factory=list)
+    screenings: list[ScreeningRef] = field(default_factory=list)  # the last 30 days'
+    check_ins: dict[str, CheckIn] = field(default_factory=dict)  # day -> first check-in (last 7 days)
+    for_cause_count: int = 0
 
 
 @dataclass
@@ -79,3 +91,200 @@ class ParticipantSync:
 # ApplicationError types that the API maps to HTTP statuses.
 CONFLICT = "Conflict"  # the request does not fit the current state (409)
 INVALID = "Invalid"  # the request itself is wrong (422)
+
+
+# --- screening -------------------------------------------------------------------------------
+
+SPECIMEN_TYPES = ("urine", "oral-fluid", "breath")
+# Refusals to test (domain-reference §3); a verified adulterated or substituted specimen is one too.
+REFUSAL_KINDS = (
+    "refused-to-provide",
+    "left-before-completion",
+    "refused-observation",
+    "insufficient-specimen",
+    "admitted-tampering",
+    "adulterated-or-substituted",
+)
+# Where a screening is. The last five end the collection stage.
+SCHEDULED = "scheduled"  # drawn, the participant not yet told
+AWAITING_COLLECTION = "awaiting-collection"
+AWAITING_RESULT = "awaiting-result"
+COMPLETED = "completed"  # a breath test: the reading is the result
+MISSED = "missed"
+EXCUSED = "excused"
+REFUSED = "refused"
+CANCELLED = "cancelled"
+
+
+@dataclass
+class PocReading:
+    """A point-of-care cup or strip reading: presumptive only, never a final result."""
+
+    analyte: str
+    result: str  # positive | negative | invalid
+
+
+@dataclass
+class Collection:
+    specimen_type: str
+    observed: bool
+    collector: str
+    collected_at: str | None = None  # ISO datetime; when absent, the moment it is recorded
+    temperature_in_range: bool | None = None
+    temperature_f: float | None = None
+    poc_readings: list[PocReading] = field(default_factory=list)
+    breath_alcohol: float | None = None  # g/210 L, breath tests only
+    custody_notes: str | None = None
+    late: bool = False
+    late_reason: str | None = None
+    actor: str = ""
+
+
+@dataclass
+class Excuse:
+    reason: str
+    actor: str
+
+
+@dataclass
+class Refusal:
+    kind: str
+    detail: str
+    actor: str
+
+
+@dataclass
+class ScreeningEvent:
+    at: str
+    what: str
+    actor: str = "system"
+    detail: str = ""
+
+
+@dataclass
+class ScreeningInput:
+    screening_id: str
+    participant_id: str
+    site: str
+    day: str  # the program day it belongs to (ISO date, program time zone)
+    reason: str  # random | for-cause
+    selected_at: str
+    window_hours: float
+    timezone: str
+    for_cause_reason: str | None = None
+    selection_detail: str = ""
+    result_due_hours: float = 48.0
+    late_grace_hours: float = 24.0
+
+
+@dataclass
+class ScreeningState:
+    screening_id: str
+    participant_id: str
+    site: str
+    day: str
+    reason: str
+    selected_at: str
+    window_hours: float
+    for_cause_reason: str | None = None
+    status: str = SCHEDULED
+    notified_at: str | None = None
+    window_closes_at: str | None = None
+    late_until: str | None = None
+    specimen_id: str | None = None
+    collection: Collection | None = None
+    late_collection: bool = False
+    missed_at: str | None = None
+    excuse: Excuse | None = None
+    refusal: Refusal | None = None
+    cancel_reason: str | None = None
+    result_due_at: str | None = None
+    result_overdue: bool = False
+    events: list[ScreeningEvent] = field(default_factory=list)
+    # Incremented on every save, so a slower, older save can never overwrite a newer one.
+    revision: int = 0
+
+
+@dataclass
+class Notification:
+    notification_id: str  # stable across retries: the adapter sends each one once
+    participant_id: str
+    screening_id: str
+    kind: str  # test-required | for-cause-test
+    report_by: str  # ISO datetime
+    site: str
+
+
+@dataclass
+class Alert:
+    kind: str  # result-overdue | ...
+    participant_id: str
+    subject_id: str
+    detail: str
+
+
+# --- participant: selection, pauses, check-ins, for-cause ------------------------------------
+
+
+@dataclass
+class Pause:
+    start: str  # ISO date, first paused day
+    end: str  # ISO date, last paused day
+    reason: str
+    actor: str
+
+
+@dataclass
+class DrawRecord:
+    """One day's draw, recorded for auditors; roll values let anyone re-check the outcome."""
+
+    participant_id: str
+    day: str
+    phase: str
+    weekday: int
+    probability: float
+    roll: float
+    time_roll: float
+    selected: bool
+    reason: str
+    detail: str
+    screening_id: str | None = None
+
+
+@dataclass
+class CheckIn:
+    method: str  # kiosk | ivr | sms | app | staff
+    actor: str
+    at: str | None = None  # filled by the workflow
+
+
+@dataclass
+class CheckInAnswer:
+    participant_id: str
+    day: str
+    must_test: bool
+    screening_id: str | None
+    report_by: str | None
+    message: str
+
+
+@dataclass
+class CheckInDay:
+    participant_id: str
+    day: str
+    checked_in_at: str | None
+    method: str | None
+
+
+@dataclass
+class ForCause:
+    reason: str
+    actor: str
+
+
+@dataclass
+class ScreeningRef:
+    screening_id: str
+    day: str
+    reason: str
+    report_by: str

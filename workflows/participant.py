@@ -1,29 +1,48 @@
-"""ParticipantWorkflow: one per participant, alive for the whole program."""
+"""ParticipantWorkflow: one per participant, alive for the whole program.
+
+Each program day, at a random minute of the clinic's hours, it draws whether the participant is
+tested that day and, if so, starts a ScreeningWorkflow. Nothing about a day is decided before
+that minute, so no future selection can leak. Every draw is recorded with its rolls.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
+from dataclasses import replace
+from datetime import date, datetime, time, timedelta
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.records import RecordActivities
-    from domain.plan import PHASES, default_plan, plan_to_dict
+    from activities.screenings import ScreeningActivities
+    from domain.clock import local_clock, local_date, local_moment
+    from domain.plan import PHASES, default_plan, plan_from_dict, plan_to_dict
+    from domain.selection import WINDOW_DAYS, draw_day, is_collection_day, notification_time
     from workflows import search
     from workflows.contracts import (
         ACTIVE,
         CONFLICT,
         DISCHARGE_STATUSES,
         INVALID,
+        CheckIn,
+        CheckInAnswer,
+        CheckInDay,
         Discharge,
+        DrawRecord,
+        ForCause,
         ParticipantInput,
         ParticipantState,
         ParticipantSync,
+        Pause,
         PhaseChange,
         PhaseEntry,
+        ScreeningInput,
+        ScreeningRef,
     )
+    from workflows.screening import ScreeningWorkflow
+    from workflows.screening import workflow_id as screening_workflow_id
 
 RECORD_WRITE = dict(
     start_to_close_timeout=timedelta(seconds=30),
@@ -33,16 +52,33 @@ RECORD_WRITE = dict(
 # gives up after a few minutes instead of running a program for nobody.
 CONFIRM_ENROLLMENT = dict(
     start_to_close_timeout=timedelta(seconds=30),
-    retry_policy=RetryPolicy(
-        initial_interval=timedelta(seconds=2),
-        backoff_coefficient=2.0,
-        maximum_attempts=6,
-    ),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0, maximum_attempts=6),
 )
+KEEP_SCREENING_REFS_DAYS = 30
+# Continue as new at this history length even where the server never suggests it (the
+# time-skipping test server does not); far below Temporal's 50k-event limit.
+HISTORY_LIMIT = 10_000
+MAX_PAUSE_DAYS = 120
 
 
 def workflow_id(participant_id: str) -> str:
     return f"participant-{participant_id}"
+
+
+def plan_for_phase(phase: str, current: dict) -> dict:
+    """The new phase's testing rates, keeping the clinic's calendar and time zone."""
+    clinic = plan_from_dict(current)
+    rates = default_plan(phase)
+    return plan_to_dict(
+        replace(
+            rates,
+            collection_weekdays=clinic.collection_weekdays,
+            opens_at=clinic.opens_at,
+            closes_at=clinic.closes_at,
+            closed_dates=clinic.closed_dates,
+            timezone=clinic.timezone,
+        )
+    )
 
 
 @workflow.defn(name="ParticipantWorkflow")
@@ -54,6 +90,7 @@ class ParticipantWorkflow:
             self.state.phase_history.append(
                 PhaseEntry(self.state.phase, workflow.now().isoformat(), "enrolled", "enrollment")
             )
+        self._replan = False  # set when an update may move the next draw
 
     @workflow.run
     async def run(self, input: ParticipantInput) -> ParticipantState:
@@ -61,36 +98,240 @@ class ParticipantWorkflow:
             if not await self._enrollment_recorded():
                 self.state.status = "enrollment-abandoned"
                 return self.state
-        while True:
-            await workflow.wait_condition(
-                lambda: self.state.status != ACTIVE or workflow.info().is_continue_as_new_suggested()
-            )
-            # Updates still running must finish in this run, or their callers see them fail.
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            if self.state.status != ACTIVE:
-                return self.state
-            self.state.runs += 1
-            workflow.continue_as_new(ParticipantInput(state=self.state, continued=True))
+        while self.state.status == ACTIVE and not self._history_is_long():
+            day = self._next_draw_day()
+            moment = self._draw_moment(day)
+            self._replan = False
+            wait = (moment - workflow.now()).total_seconds()
+            if wait > 0:
+                try:
+                    await workflow.wait_condition(
+                        lambda: self._replan or self.state.status != ACTIVE or self._history_is_long(),
+                        timeout=wait,
+                    )
+                    continue  # something changed before the draw: plan again
+                except TimeoutError:
+                    pass
+            await self._draw(day)
+        # Updates still running must finish in this run, or their callers see them fail.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if self.state.status != ACTIVE:
+            return self.state
+        self.state.runs += 1
+        workflow.continue_as_new(ParticipantInput(state=self.state, continued=True))
 
-    async def _enrollment_recorded(self) -> bool:
+    @staticmethod
+    def _history_is_long() -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() > HISTORY_LIMIT
+
+    # --- the daily draw ------------------------------------------------------------------
+
+    def _today(self) -> date:
+        return local_date(workflow.now(), self.state.timezone)
+
+    def _roll(self) -> float:
+        return workflow.random().random()
+
+    def _next_draw_day(self) -> date:
+        if self.state.next_draw_day is None:
+            first = max(date.fromisoformat(self.state.start_date), self._today())
+            self.state.pending_time_roll = self._roll()
+            # Enrolled after today's draw time: the first draw is tomorrow's.
+            if self._draw_moment(first) < workflow.now() and first == self._today():
+                first += timedelta(days=1)
+            self.state.next_draw_day = first.isoformat()
+        if self.state.pending_time_roll is None:
+            self.state.pending_time_roll = self._roll()
+        return date.fromisoformat(self.state.next_draw_day)
+
+    def _plan_for(self, day: date) -> dict:
+        if self.state.next_plan is not None and self.state.next_plan_from and day >= date.fromisoformat(self.state.next_plan_from):
+            return self.state.next_plan
+        return self.state.plan
+
+    def _draw_moment(self, day: date) -> datetime:
+        plan = plan_from_dict(self._plan_for(day))
+        if self._paused(day) or not is_collection_day(plan, day):
+            clock = time.fromisoformat(plan.opens_at)
+        else:
+            clock = notification_time(plan, day, self.state.pending_time_roll or 0.0)
+        return local_moment(day, clock, self.state.timezone)
+
+    def _paused(self, day: date) -> bool:
+        return any(date.fromisoformat(p.start) <= day <= date.fromisoformat(p.end) for p in self.state.pauses)
+
+    def _history_start(self, day: date) -> date:
+        """First day of the unbroken run under the current plan: the floor only counts from there."""
+        start = date.fromisoformat(self.state.plan_since or self.state.start_date)
+        for pause in self.state.pauses:
+            after = date.fromisoformat(pause.end) + timedelta(days=1)
+            if start < after <= day:
+                start = after
+        return start
+
+    async def _draw(self, day: date) -> None:
+        if self.state.next_plan is not None and self.state.next_plan_from and day >= date.fromisoformat(self.state.next_plan_from):
+            self.state.plan, self.state.plan_since = self.state.next_plan, self.state.next_plan_from
+            self.state.next_plan = self.state.next_plan_from = None
+        plan = plan_from_dict(self.state.plan)
+        time_roll = self.state.pending_time_roll or 0.0
+        draw = draw_day(
+            plan,
+            day,
+            self._roll(),
+            [date.fromisoformat(d) for d in self.state.recent_selections],
+            self._paused(day),
+            history_start=self._history_start(day),
+        )
+        screening_id = None
+        if draw.selected:
+            screening_id = f"s-{self.state.participant_id.removeprefix('p-')}-{day:%Y%m%d}"
+            await self._start_screening(screening_id, day, "random", plan.collection_window_hours, draw.detail)
+            self.state.recent_selections = (self.state.recent_selections + [day.isoformat()])[-WINDOW_DAYS:]
+        await workflow.execute_activity_method(
+            ScreeningActivities.record_draw,
+            DrawRecord(
+                participant_id=self.state.participant_id, day=draw.day, phase=plan.phase, weekday=draw.weekday,
+                probability=draw.probability, roll=draw.roll, time_roll=time_roll, selected=draw.selected,
+                reason=draw.reason, detail=draw.detail, screening_id=screening_id,
+            ),
+            **RECORD_WRITE,
+        )
+        self.state.draws_recorded += 1
+        await self._close_check_in_day(day - timedelta(days=1))
+        self.state.next_draw_day = (day + timedelta(days=1)).isoformat()
+        self.state.pending_time_roll = None
+
+    async def _start_screening(self, screening_id: str, day: date, reason: str, window_hours: float,
+                               detail: str, for_cause_reason: str | None = None) -> ScreeningRef:
+        now = workflow.now()
+        await workflow.start_child_workflow(
+            ScreeningWorkflow.run,
+            ScreeningInput(
+                screening_id=screening_id, participant_id=self.state.participant_id, site=self.state.site,
+                day=day.isoformat(), reason=reason, selected_at=now.isoformat(), window_hours=window_hours,
+                timezone=self.state.timezone, for_cause_reason=for_cause_reason, selection_detail=detail,
+            ),
+            id=screening_workflow_id(screening_id),
+            # Screenings outlive this run: the participant's workflow continues as new.
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            search_attributes=TypedSearchAttributes([
+                SearchAttributePair(search.PARTICIPANT_ID, self.state.participant_id),
+                SearchAttributePair(search.SITE, self.state.site),
+                SearchAttributePair(search.PHASE, self.state.phase),
+                SearchAttributePair(search.DAY, local_moment(day, time(), self.state.timezone)),
+            ]),
+        )
+        ref = ScreeningRef(screening_id, day.isoformat(), reason, (now + timedelta(hours=window_hours)).isoformat())
+        cutoff = (day - timedelta(days=KEEP_SCREENING_REFS_DAYS)).isoformat()
+        self.state.screenings = [s for s in self.state.screenings if s.day >= cutoff] + [ref]
+        return ref
+
+    async def _close_check_in_day(self, day: date) -> None:
+        if day < date.fromisoformat(self.state.start_date):
+            return
+        key = day.isoformat()
+        check_in = self.state.check_ins.get(key)
+        await workflow.execute_activity_method(
+            ScreeningActivities.record_check_in_day,
+            CheckInDay(self.state.participant_id, key, check_in.at if check_in else None,
+                       check_in.method if check_in else None),
+            **RECORD_WRITE,
+        )
+        week_ago = (day - timedelta(days=WINDOW_DAYS)).isoformat()
+        self.state.check_ins = {d: v for d, v in self.state.check_ins.items() if d > week_ago}
+
+    # --- check-ins, for-cause tests, pauses ----------------------------------------------
+
+    @workflow.update
+    def check_in(self, check_in: CheckIn) -> CheckInAnswer:
+        today = self._today()
+        check_in.at = workflow.now().isoformat()
+        self.state.check_ins.setdefault(today.isoformat(), check_in)
+        todays = [s for s in self.state.screenings if s.day == today.isoformat()]
+        if todays:
+            latest = todays[-1]
+            by = local_clock(datetime.fromisoformat(latest.report_by), self.state.timezone)
+            return CheckInAnswer(self.state.participant_id, today.isoformat(), True, latest.screening_id,
+                                 latest.report_by, f"You must test today. Report to the clinic by {by}.")
+        if self._paused(today):
+            message = "Testing is paused for you today. Keep checking in daily."
+        else:
+            plan = plan_from_dict(self._plan_for(today))
+            message = (f"No test has been called for you as of now. Tests are called until "
+                       f"{self._last_call(plan)}; check in again if you have not yet today.")
+            if self.state.next_draw_day and date.fromisoformat(self.state.next_draw_day) > today:
+                message = "No test today. Check in again tomorrow."
+        return CheckInAnswer(self.state.participant_id, today.isoformat(), False, None, None, message)
+
+    @check_in.validator
+    def _validate_check_in(self, check_in: CheckIn) -> None:
+        self._require_active("check in")
+
+    @staticmethod
+    def _last_call(plan) -> str:
+        opens = time.fromisoformat(plan.opens_at)
+        closes = time.fromisoformat(plan.closes_at)
+        latest = max(opens.hour * 60 + opens.minute,
+                     closes.hour * 60 + closes.minute - round(plan.collection_window_hours * 60))
+        return f"{latest // 60:02d}:{latest % 60:02d}"
+
+    @workflow.update
+    async def order_for_cause(self, request: ForCause) -> ScreeningRef:
+        self.state.for_cause_count += 1
+        today = self._today()
+        screening_id = f"s-{self.state.participant_id.removeprefix('p-')}-{today:%Y%m%d}-c{self.state.for_cause_count}"
+        window = plan_from_dict(self.state.plan).collection_window_hours
+        return await self._start_screening(screening_id, today, "for-cause", window,
+                                           f"for cause, ordered by {request.actor}", request.reason)
+
+    @order_for_cause.validator
+    def _validate_for_cause(self, request: ForCause) -> None:
+        self._require_active("order a for-cause test")
+        if not request.reason.strip():
+            raise ApplicationError("a for-cause test needs a reason", type=INVALID)
+
+    @workflow.update
+    def pause(self, pause: Pause) -> ParticipantState:
+        self.state.pauses.append(pause)
+        self._replan = True
+        return self.state
+
+    @pause.validator
+    def _validate_pause(self, pause: Pause) -> None:
+        self._require_active("pause testing")
         try:
-            await workflow.execute_activity_method(
-                RecordActivities.confirm_enrollment, self.state.participant_id, **CONFIRM_ENROLLMENT
-            )
-        except ActivityError:
-            return False
-        return True
+            start, end = date.fromisoformat(pause.start), date.fromisoformat(pause.end)
+        except ValueError as exc:
+            raise ApplicationError(f"pause dates must be YYYY-MM-DD: {exc}", type=INVALID) from None
+        if end < start:
+            raise ApplicationError("a pause cannot end before it starts", type=INVALID)
+        if end < self._today():
+            raise ApplicationError("a pause must not lie wholly in the past", type=INVALID)
+        if (end - start).days + 1 > MAX_PAUSE_DAYS:
+            raise ApplicationError(f"a pause may last at most {MAX_PAUSE_DAYS} days; add another after review",
+                                   type=INVALID)
+        if not pause.reason.strip():
+            raise ApplicationError("a pause needs a reason (e.g. hospital stay, approved travel)", type=INVALID)
+        for other in self.state.pauses:
+            if start <= date.fromisoformat(other.end) and date.fromisoformat(other.start) <= end:
+                raise ApplicationError(f"overlaps the pause {other.start}..{other.end} ({other.reason})",
+                                       type=CONFLICT)
 
     # --- phase ---------------------------------------------------------------------------
 
     @workflow.update
     async def change_phase(self, change: PhaseChange) -> ParticipantState:
         self.state.phase = change.phase
-        self.state.plan = plan_to_dict(default_plan(change.phase))
+        # The new rate applies from the next program day; today's draw keeps today's plan.
+        self.state.next_plan = plan_for_phase(change.phase, self.state.plan)
+        self.state.next_plan_from = (self._today() + timedelta(days=1)).isoformat()
         self.state.phase_history.append(
             PhaseEntry(change.phase, workflow.now().isoformat(), change.reason, change.actor)
         )
         workflow.upsert_search_attributes([search.PHASE.value_set(change.phase)])
+        self._replan = True
         await self._sync_record()
         return self.state
 
@@ -112,6 +353,7 @@ class ParticipantWorkflow:
         self.state.discharged_at = workflow.now().isoformat()
         self.state.discharged_by = request.actor
         workflow.upsert_search_attributes([search.STATUS.value_set(self.state.status)])
+        await self._cancel_open_screenings(f"participant discharged ({request.kind})")
         await self._sync_record()
         return self.state
 
@@ -121,6 +363,17 @@ class ParticipantWorkflow:
         if request.kind not in DISCHARGE_STATUSES:
             kinds = ", ".join(DISCHARGE_STATUSES)
             raise ApplicationError(f"unknown discharge kind {request.kind!r}; kinds are {kinds}", type=INVALID)
+
+    async def _cancel_open_screenings(self, reason: str) -> None:
+        # A screening still awaiting collection is moot; one already collected keeps its result.
+        # Those already closed refuse the signal, which is fine.
+        for ref in self.state.screenings:
+            try:
+                await workflow.get_external_workflow_handle(screening_workflow_id(ref.screening_id)).signal(
+                    ScreeningWorkflow.cancel, reason
+                )
+            except Exception:  # noqa: BLE001 - a closed screening cannot be signalled
+                workflow.logger.info("screening %s already closed", ref.screening_id)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -135,6 +388,15 @@ class ParticipantWorkflow:
                 + (f" since {self.state.discharged_at}" if self.state.discharged_at else ""),
                 type=CONFLICT,
             )
+
+    async def _enrollment_recorded(self) -> bool:
+        try:
+            await workflow.execute_activity_method(
+                RecordActivities.confirm_enrollment, self.state.participant_id, **CONFIRM_ENROLLMENT
+            )
+        except ActivityError:
+            return False
+        return True
 
     async def _sync_record(self) -> None:
         await workflow.execute_activity_method(

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import json
 import secrets
+from dataclasses import replace
 from datetime import date, datetime, timezone
 from typing import Annotated, Literal
 
@@ -137,7 +138,7 @@ async def _start_program(services: ServicesDep, participant: Participant) -> Non
         phase=participant.phase,
         start_date=participant.start_date.isoformat(),
         timezone=participant.timezone,
-        plan=plan_to_dict(default_plan(participant.phase)),
+        plan=plan_to_dict(replace(default_plan(participant.phase), timezone=participant.timezone)),
     )
     started_on = datetime.combine(participant.start_date, datetime.min.time(), tzinfo=timezone.utc)
     await services.temporal.start_workflow(
