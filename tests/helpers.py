@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy.engine import Engine
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
 
 from api.app import create_app
 from api.tokens import ROLES, issue_token
@@ -67,3 +69,11 @@ async def api_stack(temporal: Client, engine: Engine, task_queue: str, tmp_path,
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://iop.test") as http:
             yield Stack(http, engine, temporal, task_queue, issue_role_tokens(engine))
+
+
+@contextlib.contextmanager
+def refused(pattern: str):
+    """The update must be refused by its validator with a reason matching `pattern`."""
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        yield info
+    assert re.search(pattern, str(info.value.cause)), str(info.value.cause)

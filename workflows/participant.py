@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
@@ -216,12 +216,6 @@ class ParticipantWorkflow:
             id=screening_workflow_id(screening_id),
             # Screenings outlive this run: the participant's workflow continues as new.
             parent_close_policy=ParentClosePolicy.ABANDON,
-            search_attributes=TypedSearchAttributes([
-                SearchAttributePair(search.PARTICIPANT_ID, self.state.participant_id),
-                SearchAttributePair(search.SITE, self.state.site),
-                SearchAttributePair(search.PHASE, self.state.phase),
-                SearchAttributePair(search.DAY, local_moment(day, time(), self.state.timezone)),
-            ]),
         )
         ref = ScreeningRef(screening_id, day.isoformat(), reason, (now + timedelta(hours=window_hours)).isoformat())
         cutoff = (day - timedelta(days=KEEP_SCREENING_REFS_DAYS)).isoformat()

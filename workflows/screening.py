@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -10,6 +10,8 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.screenings import ScreeningActivities
+    from domain.clock import local_moment
+    from workflows import search
     from workflows.contracts import (
         AWAITING_COLLECTION,
         AWAITING_RESULT,
@@ -65,9 +67,18 @@ class ScreeningWorkflow:
 
     @workflow.run
     async def run(self, input: ScreeningInput) -> ScreeningState:
+        # The screening keeps its own search attributes, status included, as it moves along.
+        workflow.upsert_search_attributes([
+            search.PARTICIPANT_ID.value_set(input.participant_id),
+            search.SITE.value_set(input.site),
+            search.DAY.value_set(local_moment(date.fromisoformat(input.day), time(), input.timezone)),
+        ])
         await self._save()
-        await self._notify()
-        await self._await_collection()
+        # Staff may excuse a test, or discharge cancel it, before the participant is told.
+        if self.state.status == SCHEDULED:
+            await self._notify()
+        if self.state.status == AWAITING_COLLECTION:
+            await self._await_collection()
         if self.state.status == AWAITING_RESULT:
             await self._await_result()
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -250,4 +261,5 @@ class ScreeningWorkflow:
 
     async def _save(self) -> None:
         self.state.revision += 1
+        workflow.upsert_search_attributes([search.STATUS.value_set(self.state.status)])
         await workflow.execute_activity_method(ScreeningActivities.save_screening, self.state, **ACTIVITY)

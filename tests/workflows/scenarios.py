@@ -15,29 +15,32 @@ from workflows.contracts import Discharge, ParticipantInput, ParticipantState, P
 from workflows.participant import ParticipantWorkflow, workflow_id
 
 
-def record_participant(engine: Engine, participant_id: str, phase: str = "phase-1") -> None:
+START = date(2026, 11, 2)
+
+
+def record_participant(engine: Engine, participant_id: str, phase: str = "phase-1", start: date = START) -> None:
     with session_scope(engine) as session:
         session.add(Participant(
             id=participant_id, given_name="Test", family_name="Person", date_of_birth=date(1980, 1, 1),
-            site="north", program="iop", phase=phase, start_date=date(2026, 11, 2), timezone="America/New_York",
-            case_numbers=[], status="enrolling",
+            site="north", program="iop", phase=phase, start_date=start, timezone="America/New_York",
+            case_numbers=[], status="enrolling", phone="+15555550100",
         ))
 
 
-def initial_state(participant_id: str, phase: str = "phase-1") -> ParticipantState:
+def initial_state(participant_id: str, phase: str = "phase-1", start: date = START) -> ParticipantState:
     return ParticipantState(
-        participant_id=participant_id, program="iop", site="north", phase=phase, start_date="2026-11-02",
+        participant_id=participant_id, program="iop", site="north", phase=phase, start_date=start.isoformat(),
         timezone="America/New_York", plan=plan_to_dict(default_plan(phase)),
     )
 
 
-async def start_participant(client: Client, engine: Engine | None, task_queue: str, *, recorded: bool = True
-                            ) -> WorkflowHandle:
+async def start_participant(client: Client, engine: Engine | None, task_queue: str, *, recorded: bool = True,
+                            start: date = START) -> WorkflowHandle:
     participant_id = unique("p")
     if recorded and engine is not None:
-        record_participant(engine, participant_id)
+        record_participant(engine, participant_id, start=start)
     return await client.start_workflow(
-        ParticipantWorkflow.run, ParticipantInput(state=initial_state(participant_id)),
+        ParticipantWorkflow.run, ParticipantInput(state=initial_state(participant_id, start=start)),
         id=workflow_id(participant_id), task_queue=task_queue,
     )
 
