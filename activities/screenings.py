@@ -22,7 +22,7 @@ from store.models import (
     SelectionDraw,
     utcnow,
 )
-from workflows.contracts import Alert, CheckInDay, DrawRecord, Notification, ScreeningState
+from workflows.contracts import Alert, CheckInDay, DrawRecord, Notification, ScreeningInput, ScreeningState
 
 
 def _moment(value: str | None) -> datetime | None:
@@ -57,6 +57,17 @@ class ScreeningActivities:
             row.state = asdict(state)
             row.updated_at = utcnow()
             session.add(row)
+
+    @activity.defn
+    def open_screening(self, selected: ScreeningInput) -> None:
+        """The record exists before the screening's workflow runs, so staff can find it at once."""
+        with session_scope(self.engine) as session:
+            if session.get(Screening, selected.screening_id) is None:
+                session.add(Screening(
+                    id=selected.screening_id, participant_id=selected.participant_id, site=selected.site,
+                    day=date.fromisoformat(selected.day), reason=selected.reason, status="scheduled",
+                    selected_at=datetime.fromisoformat(selected.selected_at), revision=0,
+                ))
 
     @activity.defn
     def record_draw(self, draw: DrawRecord) -> None:
@@ -111,5 +122,5 @@ class ScreeningActivities:
                 session.add(AlertRecord(**asdict(alert)))
 
     def all(self) -> list:
-        return [self.save_screening, self.record_draw, self.record_check_in_day, self.notify_participant,
+        return [self.save_screening, self.open_screening, self.record_draw, self.record_check_in_day, self.notify_participant,
                 self.raise_alert]

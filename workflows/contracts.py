@@ -205,6 +205,23 @@ class ScreeningState:
     revision: int = 0
 
 
+SETTLED = (COMPLETED, EXCUSED, REFUSED, CANCELLED)
+
+
+def already_message(state: ScreeningState) -> str:
+    """Why a screening takes no more collection, excuse or refusal: what already happened."""
+    when = {
+        AWAITING_RESULT: f" (specimen {state.specimen_id})",
+        COMPLETED: f" (specimen {state.specimen_id})",
+        MISSED: f" at {state.missed_at}",
+        EXCUSED: f": {state.excuse.reason}" if state.excuse else "",
+        REFUSED: f": {state.refusal.kind}" if state.refusal else "",
+        CANCELLED: f": {state.cancel_reason}",
+    }.get(state.status, "")
+    label = "collected" if state.status in (AWAITING_RESULT, COMPLETED) else state.status
+    return f"screening {state.screening_id} is already {label}{when}"
+
+
 @dataclass
 class Notification:
     notification_id: str  # stable across retries: the adapter sends each one once

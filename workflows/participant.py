@@ -206,13 +206,15 @@ class ParticipantWorkflow:
     async def _start_screening(self, screening_id: str, day: date, reason: str, window_hours: float,
                                detail: str, for_cause_reason: str | None = None) -> ScreeningRef:
         now = workflow.now()
+        selected = ScreeningInput(
+            screening_id=screening_id, participant_id=self.state.participant_id, site=self.state.site,
+            day=day.isoformat(), reason=reason, selected_at=now.isoformat(), window_hours=window_hours,
+            timezone=self.state.timezone, for_cause_reason=for_cause_reason, selection_detail=detail,
+        )
+        await workflow.execute_activity_method(ScreeningActivities.open_screening, selected, **RECORD_WRITE)
         await workflow.start_child_workflow(
             ScreeningWorkflow.run,
-            ScreeningInput(
-                screening_id=screening_id, participant_id=self.state.participant_id, site=self.state.site,
-                day=day.isoformat(), reason=reason, selected_at=now.isoformat(), window_hours=window_hours,
-                timezone=self.state.timezone, for_cause_reason=for_cause_reason, selection_detail=detail,
-            ),
+            selected,
             id=screening_workflow_id(screening_id),
             # Screenings outlive this run: the participant's workflow continues as new.
             parent_close_policy=ParentClosePolicy.ABANDON,

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         ScreeningEvent,
         ScreeningInput,
         ScreeningState,
+        already_message,
     )
 
 ACTIVITY = dict(
@@ -183,8 +184,6 @@ class ScreeningWorkflow:
                 type=INVALID,
             )
         status = self.state.status
-        if status == SCHEDULED:
-            raise ApplicationError("the participant has not been notified yet; nothing to collect", type=CONFLICT)
         if status == MISSED and not collection.late:
             raise ApplicationError(
                 f"the collection window closed at {self.state.window_closes_at} and the screening was recorded "
@@ -193,7 +192,8 @@ class ScreeningWorkflow:
             )
         if status == MISSED and not collection.late_reason:
             raise ApplicationError("a late collection needs a late_reason", type=INVALID)
-        if status not in (AWAITING_COLLECTION, MISSED):
+        # Scheduled: a for-cause test collected on the spot, before the notice went out.
+        if status not in (SCHEDULED, AWAITING_COLLECTION, MISSED):
             raise ApplicationError(self._already(), type=CONFLICT)
 
     @workflow.update
@@ -225,7 +225,7 @@ class ScreeningWorkflow:
             raise ApplicationError(
                 f"unknown refusal kind {refusal.kind!r}; use one of {', '.join(REFUSAL_KINDS)}", type=INVALID
             )
-        if self.state.status not in (AWAITING_COLLECTION, MISSED):
+        if self.state.status not in (SCHEDULED, AWAITING_COLLECTION, MISSED):
             raise ApplicationError(self._already(), type=CONFLICT)
 
     @workflow.signal
@@ -244,17 +244,7 @@ class ScreeningWorkflow:
     # --- helpers -------------------------------------------------------------------------
 
     def _already(self) -> str:
-        state = self.state
-        when = {
-            AWAITING_RESULT: f" (specimen {state.specimen_id})",
-            COMPLETED: f" (specimen {state.specimen_id})",
-            MISSED: f" at {state.missed_at}",
-            EXCUSED: f": {state.excuse.reason}" if state.excuse else "",
-            REFUSED: f": {state.refusal.kind}" if state.refusal else "",
-            CANCELLED: f": {state.cancel_reason}",
-        }.get(state.status, "")
-        label = "collected" if state.status in (AWAITING_RESULT, COMPLETED) else state.status
-        return f"screening {state.screening_id} is already {label}{when}"
+        return already_message(self.state)
 
     def _event(self, what: str, actor: str = "system", detail: str = "") -> None:
         self.state.events.append(ScreeningEvent(workflow.now().isoformat(), what, actor or "system", detail))

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, TypeAdapter, field_validator
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
@@ -19,6 +19,7 @@ from api.workflow_calls import workflow_call
 from store.models import Participant, Screening, SelectionDraw
 from workflows.contracts import (
     REFUSAL_KINDS,
+    SETTLED,
     CheckIn,
     CheckInAnswer,
     Collection,
@@ -30,6 +31,7 @@ from workflows.contracts import (
     Refusal,
     ScreeningRef,
     ScreeningState,
+    already_message,
 )
 from workflows.participant import ParticipantWorkflow
 from workflows.participant import workflow_id as participant_workflow_id
@@ -230,8 +232,23 @@ async def get_screening(screening_id: str, actor: Reader, session: SessionDep, s
     return ScreeningDetail(**_public(row).model_dump(), workflow_id=handle.id, workflow=state)
 
 
+_SNAPSHOT = TypeAdapter(ScreeningState)
+
+
+def _open_screening(session: Session, screening_id: str) -> Screening:
+    """A screening that can still take a fact; a settled one answers 409 with what happened."""
+    row = _screening(session, screening_id)
+    if row.status in SETTLED and row.state:
+        raise ProblemError(409, _sentence(already_message(_SNAPSHOT.validate_python(row.state))))
+    return row
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
+
+
 async def _screening_update(services: ServicesDep, session: Session, screening_id: str, update, argument) -> ScreeningState:
-    await run_in_threadpool(_screening, session, screening_id)
+    await run_in_threadpool(_open_screening, session, screening_id)
     handle = services.temporal.get_workflow_handle(screening_workflow_id(screening_id))
     async with workflow_call("screening"):
         return await handle.execute_update(update, argument)

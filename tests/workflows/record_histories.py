@@ -12,7 +12,18 @@ import json
 import tempfile
 from pathlib import Path
 
+from datetime import timedelta
+
+from sqlmodel import Session, select
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
+
+from domain.clock import local_date
+from store.models import Screening
+from workflows.contracts import CheckIn, Collection, Discharge, ForCause, Pause, PhaseChange
+from workflows.participant import ParticipantWorkflow
+from workflows.screening import ScreeningWorkflow
+from workflows.screening import workflow_id as screening_workflow_id
 
 from iop.worker import build_worker
 from store.db import make_engine
@@ -40,6 +51,47 @@ async def main() -> None:
                 await save(env, handle.id, "participant--phase-changes-and-discharge")
         finally:
             await env.shutdown()
+        await thirty_days(engine)
+
+
+async def thirty_days(engine) -> None:
+    """A month of daily draws with a pause, a phase change, check-ins, a for-cause test."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=TEST_CONVERTER, test_server_existing_path=binary("temporal-test-server"))
+    await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+        namespace="default", search_attributes={key.name: key.indexed_value_type for key in search.ALL}))
+    try:
+        async with build_worker(env.client, engine, "record-histories-30"):
+            today = local_date(await env.get_current_time(), "America/New_York")
+            handle = await start_participant(env.client, engine, "record-histories-30", start=today)
+            await skip(env, timedelta(days=3))
+            await handle.execute_update(ParticipantWorkflow.check_in, CheckIn("kiosk", "recorder"))
+            ref = await handle.execute_update(ParticipantWorkflow.order_for_cause, ForCause("odour", "recorder"))
+            collected = env.client.get_workflow_handle(screening_workflow_id(ref.screening_id))
+            await collected.execute_update(ScreeningWorkflow.record_collection,
+                                           Collection(specimen_type="urine", observed=True, collector="RN"))
+            pause_from = today + timedelta(days=5)
+            await handle.execute_update(ParticipantWorkflow.pause, Pause(
+                pause_from.isoformat(), (pause_from + timedelta(days=3)).isoformat(), "hospital", "recorder"))
+            await skip(env, timedelta(days=7))
+            await handle.execute_update(ParticipantWorkflow.change_phase, PhaseChange("phase-2", "progress", "r"))
+            await skip(env, timedelta(days=20))
+            await handle.execute_update(ParticipantWorkflow.discharge, Discharge("completed", "graduated", "r"))
+            await handle.result()
+            await save(env, handle.id, "participant--thirty-days")
+            await save(env, collected.id, "screening--for-cause-collected-result-overdue")
+            with Session(engine) as session:
+                missed = session.exec(select(Screening).where(Screening.status == "missed")).first()
+            await save(env, f"screening-{missed.id}", "screening--random-missed")
+    finally:
+        await env.shutdown()
+
+
+async def skip(env: WorkflowEnvironment, span: timedelta) -> None:
+    while span > timedelta(0):
+        step = min(span, timedelta(days=1))
+        await env.sleep(step)
+        span -= step
 
 
 async def save(env: WorkflowEnvironment, workflow_id: str, name: str) -> None:

@@ -1,0 +1,376 @@
+"""`iop simulate`: a synthetic program on the time-skipping test server, for capacity planning.
+
+The real ParticipantWorkflow and ScreeningWorkflow run on the real worker against a throwaway
+SQLite records database; only the participants (synthetic ids, no realistic PHI) and their
+attendance are invented. Each simulated day the clock stops once every selected participant has
+been told and no collection window has closed yet; each screening awaiting collection is then
+collected, through the real `record_collection` update, with probability 1 - no_show_rate, or left
+for the workflow to mark missed. Every figure of the report is read back from the SQL tables
+SelectionDraw and Screening, as a program manager's report would be.
+
+The seed fixes the simulated attendance only: the draws are the workflows' own, as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import statistics
+import tempfile
+import time as wallclock
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from domain.clock import local_date, local_moment
+from domain.plan import PHASES, TestingPlan, default_plan, minutes_of_day, plan_to_dict
+from store.models import Participant, Screening, SelectionDraw
+
+MAX_DAYS = 730
+MAX_UPDATES_IN_FLIGHT = 50
+MAX_STARTS_IN_FLIGHT = 50
+SITE = "sim"
+PROGRAM = "iop"
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+# Screening statuses, by what they mean for the collection stage.
+COLLECTED = ("awaiting-result", "completed")
+OPEN = ("scheduled", "awaiting-collection")
+AWAITING_COLLECTION = "awaiting-collection"
+
+# (days done, days in all, the program day just simulated)
+Progress = Callable[[int, int, date], None]
+
+
+@dataclass
+class SimulationReport:
+    participants: int
+    days: int
+    no_show_rate: float
+    phase: str
+    seed: int | None
+    first_day: date
+    last_day: date
+    # Draws and testing load, from SelectionDraw.
+    draws: int
+    selected: int
+    selected_per_day: list[int]  # one entry per program day, in order
+    load_min: int
+    load_mean: float
+    load_p95: int
+    load_max: int
+    weekday_mean: dict[str, float]  # Mon..Sun: mean screenings selected on that weekday
+    tests_per_participant_week: float
+    plan_tests_per_week: float
+    weekend_share: float  # of selected draws, on Saturday or Sunday
+    expected_weekend_share: float
+    # Outcomes, from Screening.
+    screenings: int
+    collected: int
+    late_collections: int
+    missed: int
+    excused: int
+    still_open: int
+    other: int  # refused or cancelled (neither happens in a simulation)
+    by_status: dict[str, int]
+    # What the simulator did.
+    collections_sent: int
+    collections_refused: int  # updates the workflow rejected (e.g. the window had closed)
+    wall_seconds: float
+    timing: dict[str, float] = field(default_factory=dict)  # wall seconds per stage
+
+
+def validate(participants: int, days: int, no_show_rate: float, phase: str) -> None:
+    """Raise ValueError with a message fit for the command line."""
+    if isinstance(participants, bool) or not isinstance(participants, int) or participants < 1:
+        raise ValueError(f"--participants must be a whole number of at least 1; got {participants!r}")
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
+        raise ValueError(f"--days must be a whole number from 1 to {MAX_DAYS}; got {days!r}")
+    if not isinstance(no_show_rate, (int, float)) or not 0.0 <= no_show_rate <= 1.0:  # also rejects NaN
+        raise ValueError(f"--no-show-rate must be between 0 and 1 (e.g. 0.15 for 15%); got {no_show_rate!r}")
+    if phase not in PHASES:
+        raise ValueError(f"--phase must be one of {', '.join(PHASES)}; got {phase!r}")
+
+
+def collection_checkpoint(plan: TestingPlan) -> time:
+    """A local time after every notice of the day and before any window of the day closes.
+
+    Notices go out between opening and the last call (closing minus the window, at the latest);
+    the earliest window closes a window's length after opening.
+    """
+    opens, closes = minutes_of_day(plan.opens_at), minutes_of_day(plan.closes_at)
+    window = round(plan.collection_window_hours * 60)
+    last_call = max(opens, closes - window)
+    earliest_close = opens + window
+    if last_call >= earliest_close:
+        raise ValueError(
+            f"plan {plan.phase}: with {plan.collection_window_hours} h windows in clinic hours "
+            f"{plan.opens_at}-{plan.closes_at} no single daily moment sees every notice before any window closes"
+        )
+    minute = (last_call + earliest_close) // 2
+    return time(minute // 60, minute % 60)
+
+
+async def run_simulation(
+    participants: int,
+    days: int,
+    no_show_rate: float = 0.0,
+    phase: str = "phase-1",
+    seed: int | None = None,
+    progress: Progress | None = None,
+) -> SimulationReport:
+    """Run `days` program days of `participants` synthetic participants; see the module's doc."""
+    validate(participants, days, no_show_rate, phase)
+    # Imported here: the command line loads this module only to run it.
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+    from temporalio.testing import WorkflowEnvironment
+
+    from iop.cli import _binary
+    from iop.codec import data_converter, new_key
+    from iop.worker import build_worker
+    from store.db import make_engine
+    from store.migrate import upgrade
+    from workflows import search
+
+    started = wallclock.perf_counter()
+    timing: dict[str, float] = {}
+    rng = random.Random(seed)
+    plan = default_plan(phase)
+    checkpoint = collection_checkpoint(plan)
+    zone = plan.timezone
+    server = _binary("temporal-test-server")
+
+    with tempfile.TemporaryDirectory(prefix="iop-simulate-") as tmp:
+        url = f"sqlite:///{Path(tmp) / 'records.db'}"
+        upgrade(url)
+        engine = make_engine(url)
+        env = await WorkflowEnvironment.start_time_skipping(
+            data_converter=data_converter([new_key("sim")]),
+            test_server_existing_path=server,
+        )
+        try:
+            await env.client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(
+                    namespace="default",
+                    search_attributes={key.name: key.indexed_value_type for key in search.ALL},
+                )
+            )
+            task_queue = f"simulate-{uuid.uuid4().hex[:8]}"
+            async with build_worker(env.client, engine, task_queue):
+                # Begin just after midnight, so every participant's first draw is the first day's.
+                now = await env.get_current_time()
+                first_day = local_date(now, zone) + timedelta(days=1)
+                await _sleep_until(env, local_moment(first_day, time(0, 5), zone))
+                timing["setup"] = wallclock.perf_counter() - started
+
+                mark = wallclock.perf_counter()
+                await _enroll(env.client, engine, task_queue, participants, phase, first_day)
+                timing["enroll"] = wallclock.perf_counter() - mark
+
+                handled: set[str] = set()
+                sent = refused = 0
+                skipping = updating = 0.0
+                for offset in range(days):
+                    day = first_day + timedelta(days=offset)
+                    mark = wallclock.perf_counter()
+                    await _sleep_until(env, local_moment(day, checkpoint, zone))
+                    skipping += wallclock.perf_counter() - mark
+                    mark = wallclock.perf_counter()
+                    done, rejected = await _collect(env.client, engine, handled, rng, no_show_rate)
+                    updating += wallclock.perf_counter() - mark
+                    sent += done
+                    refused += rejected
+                    if progress:
+                        progress(offset + 1, days, day)
+                # Let the last day's windows close, so each day's screenings are settled.
+                last_day = first_day + timedelta(days=days - 1)
+                mark = wallclock.perf_counter()
+                await _sleep_until(env, local_moment(last_day, time(23, 0), zone))
+                skipping += wallclock.perf_counter() - mark
+                timing["time skipping (workflows, activities, SQLite)"] = skipping
+                timing["collection updates"] = updating
+                mark = wallclock.perf_counter()
+            timing["worker shutdown"] = wallclock.perf_counter() - mark
+        finally:
+            mark = wallclock.perf_counter()
+            await env.shutdown()
+            timing["server shutdown"] = wallclock.perf_counter() - mark
+        try:
+            report = _report(engine, participants, days, no_show_rate, phase, seed, plan, first_day, last_day,
+                             sent, refused)
+        finally:
+            engine.dispose()
+    report.wall_seconds = wallclock.perf_counter() - started
+    report.timing = timing
+    return report
+
+
+async def _sleep_until(env, moment: datetime) -> None:
+    """Skip the test server's clock to `moment`, a day at most per call (longer skips time out)."""
+    while True:
+        left = moment - await env.get_current_time()
+        if left <= timedelta(0):
+            return
+        await env.sleep(min(left, timedelta(days=1)))
+
+
+def participant_id(index: int) -> str:
+    return f"p-sim-{index:05d}"
+
+
+async def _enroll(client, engine, task_queue: str, count: int, phase: str, start: date) -> None:
+    from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+    from store.db import session_scope
+    from workflows import search
+    from workflows.contracts import ParticipantInput, ParticipantState
+    from workflows.participant import ParticipantWorkflow, workflow_id
+
+    plan = default_plan(phase)
+    ids = [participant_id(i) for i in range(1, count + 1)]
+    # The record first, status "enrolling", as enrollment does: the workflow confirms it.
+    with session_scope(engine) as session:
+        for i, pid in enumerate(ids, start=1):
+            session.add(Participant(
+                id=pid, given_name="Sim", family_name=f"Participant {i}", date_of_birth=date(1980, 1, 1),
+                site=SITE, program=PROGRAM, phase=phase, start_date=start, timezone=plan.timezone,
+                case_numbers=[], status="enrolling",
+            ))
+    started_on = datetime.combine(start, time(), tzinfo=timezone.utc)  # as enrollment sets it
+    limit = asyncio.Semaphore(MAX_STARTS_IN_FLIGHT)
+
+    async def start_one(pid: str) -> None:
+        state = ParticipantState(
+            participant_id=pid, program=PROGRAM, site=SITE, phase=phase, start_date=start.isoformat(),
+            timezone=plan.timezone, plan=plan_to_dict(plan),
+        )
+        async with limit:
+            await client.start_workflow(
+                ParticipantWorkflow.run, ParticipantInput(state=state), id=workflow_id(pid), task_queue=task_queue,
+                search_attributes=TypedSearchAttributes([
+                    SearchAttributePair(search.PARTICIPANT_ID, pid),
+                    SearchAttributePair(search.STATUS, "active"),
+                    SearchAttributePair(search.PHASE, phase),
+                    SearchAttributePair(search.SITE, SITE),
+                    SearchAttributePair(search.DAY, started_on),
+                ]),
+            )
+
+    await asyncio.gather(*(start_one(pid) for pid in ids))
+
+
+async def _collect(client, engine, handled: set[str], rng: random.Random, no_show_rate: float) -> tuple[int, int]:
+    """Decide each newly notified screening: collected now, or left to be missed. (sent, refused)"""
+    from temporalio.client import WorkflowUpdateFailedError
+
+    from workflows.contracts import Collection
+    from workflows.screening import ScreeningWorkflow, workflow_id
+
+    with Session(engine) as session:
+        waiting = session.exec(
+            select(Screening.id).where(Screening.status == AWAITING_COLLECTION).order_by(Screening.id)
+        ).all()
+    fresh = [sid for sid in waiting if sid not in handled]
+    handled.update(fresh)
+    # One roll per screening, in id order, so a seed gives the same attendance for the same draws.
+    shows = [sid for sid in fresh if rng.random() >= no_show_rate]
+    limit = asyncio.Semaphore(MAX_UPDATES_IN_FLIGHT)
+    refused = 0
+
+    async def collect(sid: str) -> None:
+        nonlocal refused
+        async with limit:
+            handle = client.get_workflow_handle(workflow_id(sid))
+            try:
+                await handle.execute_update(
+                    ScreeningWorkflow.record_collection,
+                    Collection(specimen_type="urine", observed=True, collector="sim", actor="sim"),
+                )
+            except WorkflowUpdateFailedError:
+                refused += 1
+
+    await asyncio.gather(*(collect(sid) for sid in shows))
+    return len(shows) - refused, refused
+
+
+def _percentile(values: list[int], share: float) -> int:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+def _report(engine, participants: int, days: int, no_show_rate: float, phase: str, seed: int | None,
+            plan: TestingPlan, first_day: date, last_day: date, sent: int, refused: int) -> SimulationReport:
+    with Session(engine) as session:
+        draws = session.exec(select(func.count()).select_from(SelectionDraw)).one()
+        per_day = dict(session.exec(
+            select(SelectionDraw.day, func.count()).where(SelectionDraw.selected).group_by(SelectionDraw.day)
+        ).all())
+        by_status = dict(session.exec(select(Screening.status, func.count()).group_by(Screening.status)).all())
+        late = session.exec(select(func.count()).select_from(Screening).where(Screening.late_collection)).one()
+    program_days = [first_day + timedelta(days=i) for i in range(days)]
+    loads = [per_day.get(day, 0) for day in program_days]
+    selected = sum(per_day.values())
+    by_weekday: dict[int, list[int]] = {w: [] for w in range(7)}
+    for day, load in zip(program_days, loads):
+        by_weekday[day.weekday()].append(load)
+    weekend = sum(count for day, count in per_day.items() if day.weekday() >= 5)
+    statuses = Counter(by_status)
+    collected = sum(statuses[s] for s in COLLECTED)
+    still_open = sum(statuses[s] for s in OPEN)
+    known = set(COLLECTED) | set(OPEN) | {"missed", "excused"}
+    return SimulationReport(
+        participants=participants, days=days, no_show_rate=no_show_rate, phase=phase, seed=seed,
+        first_day=first_day, last_day=last_day,
+        draws=draws, selected=selected, selected_per_day=loads,
+        load_min=min(loads), load_mean=statistics.fmean(loads), load_p95=_percentile(loads, 0.95),
+        load_max=max(loads),
+        weekday_mean={WEEKDAYS[w]: statistics.fmean(v) for w, v in by_weekday.items() if v},
+        tests_per_participant_week=selected / (participants * days / 7),
+        plan_tests_per_week=plan.tests_per_week,
+        weekend_share=weekend / selected if selected else 0.0,
+        expected_weekend_share=2 / 7,
+        screenings=sum(statuses.values()), collected=collected, late_collections=late,
+        missed=statuses["missed"], excused=statuses["excused"], still_open=still_open,
+        other=sum(n for s, n in statuses.items() if s not in known), by_status=dict(statuses),
+        collections_sent=sent, collections_refused=refused, wall_seconds=0.0,
+    )
+
+
+def format_report(report: SimulationReport) -> str:
+    r = report
+    seed = "random" if r.seed is None else str(r.seed)
+    rows: list[tuple[str, str]] = [
+        ("Simulation", ""),
+        ("  participants", f"{r.participants}"),
+        ("  program days", f"{r.days} ({r.first_day} .. {r.last_day})"),
+        ("  phase", r.phase),
+        ("  no-show rate", f"{r.no_show_rate:.0%} (seed {seed})"),
+        ("Testing load (screenings selected per day)", ""),
+        ("  min / mean / p95 / max", f"{r.load_min} / {r.load_mean:.1f} / {r.load_p95} / {r.load_max}"),
+        *((f"  mean on {name}", f"{mean:.1f}") for name, mean in r.weekday_mean.items()),
+        ("Selection", ""),
+        ("  draws / selected", f"{r.draws} / {r.selected}"),
+        ("  tests per participant-week", f"{r.tests_per_participant_week:.2f} (plan for {r.phase}: "
+                                         f"{r.plan_tests_per_week:g})"),
+        ("  weekend share of selected days", f"{r.weekend_share:.1%} (expected {r.expected_weekend_share:.1%})"),
+        ("Outcomes (screenings)", f"{r.screenings}"),
+        ("  collected", f"{r.collected}" + (f" ({r.late_collections} late)" if r.late_collections else "")),
+        ("  missed", f"{r.missed}"),
+        ("  excused", f"{r.excused}"),
+        ("  still open", f"{r.still_open}"),
+    ]
+    if r.other:
+        rows.append(("  other", ", ".join(f"{s} {n}" for s, n in sorted(r.by_status.items())
+                                          if s not in (*COLLECTED, *OPEN, "missed", "excused"))))
+    if r.collections_refused:
+        rows.append(("  collections refused by the workflow", f"{r.collections_refused}"))
+    rows.append(("Wall time", f"{r.wall_seconds:.1f} s"))
+    width = max(len(label) for label, _ in rows) + 2
+    return "\n".join(f"{label:<{width}}{value}".rstrip() for label, value in rows)
