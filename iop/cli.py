@@ -217,6 +217,36 @@ async def _run_dev(settings: Settings) -> None:
         engine.dispose()
 
 
+@app.command()
+def simulate(
+    participants: Annotated[int, typer.Option(help="Synthetic participants to enroll")] = 100,
+    days: Annotated[int, typer.Option(help="Program days to simulate (1-730)")] = 90,
+    no_show_rate: Annotated[float, typer.Option(help="Share of selected tests nobody shows up for (0-1)")] = 0.0,
+    phase: Annotated[str, typer.Option(help="Phase every participant is in")] = "phase-1",
+    seed: Annotated[int | None, typer.Option(help="Seed for who shows up (the draws are the workflows' own)")] = None,
+) -> None:
+    """Simulate a program on the time-skipping test server: testing load, rates and outcomes."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from iop.simulate import format_report, run_simulation, validate
+
+    try:
+        validate(participants, days, no_show_rate, phase)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    bar = Progress(TextColumn("simulating {task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+    with bar:
+        task = bar.add_task("setup", total=days)
+
+        def advance(done: int, total: int, day) -> None:
+            bar.update(task, completed=done, description=f"day {day:%a %Y-%m-%d}")
+
+        report = asyncio.run(run_simulation(participants, days, no_show_rate, phase, seed, progress=advance))
+    typer.echo(format_report(report))
+
+
 def _dev_token(settings: Settings, engine) -> str:
     """Reuse the dev admin token if it still works, else issue a new one into .data/dev-token."""
     from api.tokens import TokenRejected, authenticate, issue_token
