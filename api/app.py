@@ -10,7 +10,8 @@ from temporalio.client import Client
 
 from api import problems
 from api.deps import Services
-from api.routers import health, participants, screenings
+from api.routers import health, lab, participants, screenings
+from ingest.lab import LabIngest
 from iop.settings import Settings
 from iop.temporal import connect
 from store.db import make_engine
@@ -22,12 +23,10 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         own_engine = engine is None
-        services = Services(
-            settings=settings,
-            engine=engine or make_engine(settings.resolved_database_url),
-            # Lazy: the API starts (and /readyz says why it is not ready) while Temporal is down.
-            temporal=temporal or await connect(settings, lazy=True),
-        )
+        records = engine or make_engine(settings.resolved_database_url)
+        # Lazy: the API starts (and /readyz says why it is not ready) while Temporal is down.
+        client = temporal or await connect(settings, lazy=True)
+        services = Services(settings=settings, engine=records, temporal=client, lab=LabIngest(records, client))
         app.state.services = services
         yield
         if own_engine:
@@ -43,4 +42,5 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
     app.include_router(health.router)
     app.include_router(participants.router)
     app.include_router(screenings.router)
+    app.include_router(lab.router)
     return app

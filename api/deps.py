@@ -14,6 +14,7 @@ from temporalio.client import Client
 
 from api.problems import ProblemError
 from api.tokens import Actor, TokenRejected, authenticate
+from ingest.lab import LabIngest
 from iop.settings import Settings
 
 
@@ -22,6 +23,7 @@ class Services:
     settings: Settings
     engine: Engine
     temporal: Client
+    lab: LabIngest
 
 
 def get_services(request: Request) -> Services:

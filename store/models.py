@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import field_validator
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -209,3 +209,79 @@ class AlertRecord(SQLModel, table=True):
     detail: str = Field(max_length=400)
     raised_at: datetime = Field(default_factory=utcnow)
     resolved_at: datetime | None = None
+
+
+# --- lab ----------------------------------------------------------------------------------
+
+
+class LabMessage(SQLModel, table=True):
+    """Every message a lab sent, stored raw before anything else is done with it."""
+
+    __tablename__ = "lab_messages"
+    __table_args__ = (UniqueConstraint("sender", "control_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    sender: str = Field(max_length=300)  # MSH-3^MSH-4, or the JSON lab id
+    control_id: str = Field(max_length=200)  # MSH-10, or a digest of an unparseable text
+    transport: str = Field(max_length=16)  # http | mllp | json
+    raw: str = Field(sa_column=Column(Text, nullable=False))
+    raw_sha256: str = Field(max_length=64)
+    received_at: datetime = Field(default_factory=utcnow)
+    status: str = Field(default="received", index=True, max_length=24)  # received | processed | rejected
+    ack_code: str | None = Field(default=None, max_length=2)
+    ack: str | None = Field(default=None, sa_column=Column(Text))
+    detail: str | None = Field(default=None, max_length=2000)
+
+
+class LabResult(SQLModel, table=True):
+    """One specimen's results from one message (an OBR), after mapping, before or after matching."""
+
+    __tablename__ = "lab_results"
+    __table_args__ = (UniqueConstraint("lab_message_id", "order_index"),)
+
+    id: str = Field(primary_key=True, max_length=80)
+    lab_message_id: int = Field(foreign_key="lab_messages.id", index=True)
+    order_index: int
+    lab_id: str = Field(max_length=120)
+    placer_order_number: str | None = Field(default=None, max_length=120)
+    filler_order_number: str | None = Field(default=None, max_length=120)
+    specimen_id: str | None = Field(default=None, max_length=120)
+    result_status: str = Field(max_length=4)
+    screening_id: str | None = Field(default=None, index=True, max_length=64)
+    state: str = Field(index=True, max_length=24)  # filed | quarantined | rejected
+    report: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+class QuarantineItem(SQLModel, table=True):
+    """Something a lab sent that could not be filed: held, with the reason, until staff resolve it."""
+
+    __tablename__ = "lab_quarantine"
+
+    id: int | None = Field(default=None, primary_key=True)
+    lab_message_id: int = Field(foreign_key="lab_messages.id", index=True)
+    lab_result_id: str | None = Field(default=None, max_length=80)
+    reason_code: str = Field(index=True, max_length=40)
+    reason: str = Field(max_length=2000)
+    created_at: datetime = Field(default_factory=utcnow)
+    resolved_at: datetime | None = None
+    resolution: str | None = Field(default=None, max_length=16)  # attached | rejected
+    resolved_by: str | None = Field(default=None, max_length=32)
+    resolution_note: str | None = Field(default=None, max_length=2000)
+    screening_id: str | None = Field(default=None, max_length=64)
+
+
+class CodeMapping(SQLModel, table=True):
+    """A lab's own analyte code (or a correction of a code it misuses), editable by admins."""
+
+    __tablename__ = "code_mappings"
+    __table_args__ = (UniqueConstraint("lab_id", "code"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    lab_id: str = Field(max_length=120)
+    code: str = Field(max_length=80)
+    analyte: str = Field(max_length=40)
+    method: str = Field(default="screen", max_length=16)
+    note: str | None = Field(default=None, max_length=400)
+    created_by: str = Field(max_length=32)
+    created_at: datetime = Field(default_factory=utcnow)

@@ -201,25 +201,36 @@ class ScreeningState:
     result_due_at: str | None = None
     result_overdue: bool = False
     events: list[ScreeningEvent] = field(default_factory=list)
+    results: list[ResultEntry] = field(default_factory=list)
+    current_result_id: str | None = None
+    reviews: list[Review] = field(default_factory=list)
+    review_due_at: str | None = None
+    review_overdue: bool = False
+    final_outcome: str | None = None
+    finalized_at: str | None = None
+    turnaround_hours: float | None = None  # collection to final result
+    # A result corrected after it was final: any report already sent must be corrected.
+    corrected_after_final: bool = False
     # Incremented on every save, so a slower, older save can never overwrite a newer one.
     revision: int = 0
 
 
-SETTLED = (COMPLETED, EXCUSED, REFUSED, CANCELLED)
+# Only these take a collection, an excuse or a refusal.
+TAKES_COLLECTION = (SCHEDULED, AWAITING_COLLECTION, MISSED)
 
 
 def already_message(state: ScreeningState) -> str:
     """Why a screening takes no more collection, excuse or refusal: what already happened."""
+    collected = state.collection is not None
     when = {
-        AWAITING_RESULT: f" (specimen {state.specimen_id})",
-        COMPLETED: f" (specimen {state.specimen_id})",
         MISSED: f" at {state.missed_at}",
         EXCUSED: f": {state.excuse.reason}" if state.excuse else "",
         REFUSED: f": {state.refusal.kind}" if state.refusal else "",
         CANCELLED: f": {state.cancel_reason}",
     }.get(state.status, "")
-    label = "collected" if state.status in (AWAITING_RESULT, COMPLETED) else state.status
-    return f"screening {state.screening_id} is already {label}{when}"
+    if collected and state.status not in (EXCUSED, REFUSED, CANCELLED):
+        return f"screening {state.screening_id} is already collected (specimen {state.specimen_id}, now {state.status})"
+    return f"screening {state.screening_id} is already {state.status}{when}"
 
 
 @dataclass
@@ -305,3 +316,65 @@ class ScreeningRef:
     day: str
     reason: str
     report_by: str
+
+
+# --- lab results -----------------------------------------------------------------------------
+
+PRELIMINARY = "preliminary"  # a P result is in: never final by itself
+AWAITING_REVIEW = "awaiting-review"
+FINAL = "final"
+NO_RESULT = "no-result"  # the lab never answered: a reportable gap
+REVIEW_DECISIONS = ("confirm", "excuse", "request-confirmation", "request-retest")
+# Final outcomes a report can carry.
+FINAL_NEGATIVE = "negative"
+FINAL_POSITIVE = "positive"
+FINAL_EXPLAINED = "explained"  # non-negative with a documented legitimate explanation
+FINAL_INVALID = "invalid"
+FINAL_REFUSAL = "refusal"
+
+
+@dataclass
+class AnalyteIn:
+    """One mapped analyte result as the lab sent it (see domain.interpretation.AnalyteResult)."""
+
+    analyte: str
+    value: float | None = None
+    qualitative: str | None = None
+    units: str | None = None
+    lab_cutoff: float | None = None
+    method: str = "screen"
+    code: str | None = None  # the lab's code, kept for the record
+
+
+@dataclass
+class LabReport:
+    """A lab's result for one specimen, matched to a screening by the ingest."""
+
+    result_id: str  # ours; the same result sent twice has the same id
+    lab_id: str
+    message_ref: str  # lab message row id, for the audit trail
+    specimen_id: str
+    result_status: str  # P | F | C
+    received_at: str
+    analytes: list[AnalyteIn]
+    collected_at: str | None = None
+    expected_medications: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ResultEntry:
+    result_id: str
+    result_status: str
+    received_at: str
+    interpretation: dict[str, Any]  # domain.interpretation.interpretation_to_dict
+    superseded_by: str | None = None
+    corrects: str | None = None
+
+
+@dataclass
+class Review:
+    decision: str
+    explanation: str
+    actor: str
+    at: str | None = None

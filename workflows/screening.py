@@ -11,6 +11,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.screenings import ScreeningActivities
     from domain.clock import local_moment
+    from domain.interpretation import AnalyteResult, MedicationContext, interpret, interpretation_to_dict
     from workflows import search
     from workflows.contracts import (
         AWAITING_COLLECTION,
@@ -34,6 +35,19 @@ with workflow.unsafe.imports_passed_through():
         ScreeningInput,
         ScreeningState,
         already_message,
+        AWAITING_REVIEW,
+        FINAL,
+        FINAL_EXPLAINED,
+        FINAL_INVALID,
+        FINAL_NEGATIVE,
+        FINAL_POSITIVE,
+        FINAL_REFUSAL,
+        NO_RESULT,
+        PRELIMINARY,
+        REVIEW_DECISIONS,
+        LabReport,
+        ResultEntry,
+        Review,
     )
 
 ACTIVITY = dict(
@@ -43,6 +57,8 @@ ACTIVITY = dict(
 # After the overdue alert the screening keeps waiting for the lab this much longer, then closes
 # with the result recorded as never received (a reportable gap, not a silent one).
 RESULT_GIVE_UP = timedelta(days=30)
+REVIEW_DUE = timedelta(hours=24)  # a non-negative result unreviewed this long is escalated
+CORRECTION_PERIOD = timedelta(days=30)  # a final result stays open to corrections this long
 
 
 def workflow_id(screening_id: str) -> str:
@@ -81,7 +97,7 @@ class ScreeningWorkflow:
         if self.state.status == AWAITING_COLLECTION:
             await self._await_collection()
         if self.state.status == AWAITING_RESULT:
-            await self._await_result()
+            await self._lab_stage()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state
 
@@ -122,25 +138,50 @@ class ScreeningWorkflow:
         # A specimen collected late can still be recorded (flagged late) during the make-up period.
         await self._wait_until(lambda: self.state.status != MISSED, late_until)
 
-    async def _await_result(self) -> None:
-        due = datetime.fromisoformat(self.state.result_due_at)
-        has_result = lambda: self.state.status != AWAITING_RESULT  # noqa: E731
-        if await self._wait_until(has_result, due):
-            return
-        self.state.result_overdue = True
-        self._event("result overdue", detail=f"no lab result by {due.isoformat()}")
+    async def _lab_stage(self) -> None:
+        """Results, review and the correction period, until nothing more can happen."""
+        while True:
+            status, seen = self.state.status, len(self.state.results) + len(self.state.reviews)
+            moved = lambda: self.state.status != status or len(self.state.results) + len(self.state.reviews) != seen  # noqa: E731
+            if status in (AWAITING_RESULT, PRELIMINARY):
+                due = datetime.fromisoformat(self.state.result_due_at)
+                if not self.state.result_overdue:
+                    if not await self._wait_until(moved, due):
+                        await self._alert("result-overdue", f"no final lab result for specimen {self.state.specimen_id} "
+                                                            f"by {due.isoformat()} (48 h standard)")
+                        self.state.result_overdue = True
+                        await self._save()
+                    continue
+                if not await self._wait_until(moved, due + RESULT_GIVE_UP):
+                    self.state.status = NO_RESULT
+                    self._event("no result", detail=f"the lab never sent a final result for {self.state.specimen_id}")
+                    await self._save()
+                    return
+            elif status == AWAITING_REVIEW:
+                due = datetime.fromisoformat(self.state.review_due_at)
+                if not self.state.review_overdue and not await self._wait_until(moved, due):
+                    self.state.review_overdue = True
+                    await self._alert("review-overdue", f"result for {self.state.specimen_id} not reviewed by "
+                                                        f"{due.isoformat()}; escalate to the medical director")
+                    await self._save()
+                    continue
+                await workflow.wait_condition(moved)
+            elif status == FINAL:
+                # A corrected result may still come; after this long the record is closed.
+                closes = datetime.fromisoformat(self.state.finalized_at) + CORRECTION_PERIOD
+                if not await self._wait_until(moved, closes):
+                    return
+            else:
+                return
+
+    async def _alert(self, kind: str, detail: str) -> None:
+        self._event(kind.replace("-", " "), detail=detail)
         await workflow.execute_activity_method(
             ScreeningActivities.raise_alert,
-            Alert(
-                kind="result-overdue",
-                participant_id=self.state.participant_id,
-                subject_id=self.state.screening_id,
-                detail=f"no lab result for specimen {self.state.specimen_id} by {due.isoformat()}",
-            ),
+            Alert(kind=kind, participant_id=self.state.participant_id, subject_id=self.state.screening_id,
+                  detail=detail),
             **ACTIVITY,
         )
-        await self._save()
-        await self._wait_until(has_result, due + RESULT_GIVE_UP)
 
     async def _wait_until(self, condition, deadline: datetime) -> bool:
         """Wait for the condition or the deadline; True if the condition came first."""
@@ -227,6 +268,97 @@ class ScreeningWorkflow:
             )
         if self.state.status not in (SCHEDULED, AWAITING_COLLECTION, MISSED):
             raise ApplicationError(self._already(), type=CONFLICT)
+
+    @workflow.update
+    async def record_result(self, report: LabReport) -> ScreeningState:
+        if any(entry.result_id == report.result_id for entry in self.state.results):
+            return self.state  # the same result again: nothing changes
+        interpretation = interpret(
+            [AnalyteResult(a.analyte, a.value, a.qualitative, a.units, a.lab_cutoff, a.method) for a in report.analytes],
+            None,
+            MedicationContext(expected=frozenset(report.expected_medications)),
+        )
+        previous = next((r for r in reversed(self.state.results) if r.superseded_by is None), None)
+        entry = ResultEntry(report.result_id, report.result_status, report.received_at,
+                            interpretation_to_dict(interpretation))
+        status_word = {"P": "preliminary", "F": "final", "C": "corrected"}.get(report.result_status, report.result_status)
+        if previous is not None and report.result_status != "P":
+            previous.superseded_by, entry.corrects = entry.result_id, previous.result_id
+        self.state.results.append(entry)
+        self._event(f"{status_word} result received", "lab:" + report.lab_id,
+                    f"{interpretation.summary} (message {report.message_ref})")
+        if report.result_status == "P":
+            # A preliminary result never becomes final; a later final one may still come.
+            if self.state.status == AWAITING_RESULT:
+                self.state.status = PRELIMINARY
+            await self._save()
+            return self.state
+        if self.state.status == FINAL:
+            self.state.corrected_after_final = True
+            self._event("final result corrected", detail="reports already sent must be corrected")
+        self.state.current_result_id = entry.result_id
+        self.state.final_outcome = self.state.finalized_at = None
+        if interpretation.may_finalize_without_review:
+            self._finalize(FINAL_NEGATIVE, "negative: final without review")
+        else:
+            self.state.status = AWAITING_REVIEW
+            self.state.review_overdue = False
+            self.state.review_due_at = (workflow.now() + REVIEW_DUE).isoformat()
+            self._event("awaiting review", detail=", ".join(f.code for f in interpretation.flags) or interpretation.overall)
+        await self._save()
+        return self.state
+
+    @record_result.validator
+    def _validate_result(self, report: LabReport) -> None:
+        if report.result_status not in ("P", "F", "C"):
+            raise ApplicationError(f"result status {report.result_status!r} is not P, F or C", type=INVALID)
+        if self.state.collection is None or self.state.status in (EXCUSED, REFUSED, CANCELLED, COMPLETED):
+            raise ApplicationError(f"screening {self.state.screening_id} is {self.state.status} and takes no lab result",
+                                   type=CONFLICT)
+
+    @workflow.update
+    async def review(self, review: Review) -> ScreeningState:
+        review.at = workflow.now().isoformat()
+        self.state.reviews.append(review)
+        current = self._current_result()
+        overall = current.interpretation["overall"] if current else "incomplete"
+        if review.decision == "confirm":
+            outcome = {"non-negative": FINAL_POSITIVE, "refusal": FINAL_REFUSAL, "negative": FINAL_NEGATIVE}.get(
+                overall, FINAL_INVALID)
+            self._finalize(outcome, f"confirmed by clinician review: {review.explanation}", review.actor)
+        elif review.decision == "excuse":
+            self._finalize(FINAL_EXPLAINED, f"legitimate explanation documented: {review.explanation}", review.actor)
+        else:
+            # The participant's retest or the lab's confirmation is awaited as a new result.
+            self.state.status = AWAITING_RESULT
+            self.state.result_overdue = False
+            self.state.result_due_at = (workflow.now() + timedelta(hours=self.input.result_due_hours)).isoformat()
+            self._event(review.decision.replace("-", " "), review.actor, review.explanation)
+        await self._save()
+        return self.state
+
+    @review.validator
+    def _validate_review(self, review: Review) -> None:
+        if review.decision not in REVIEW_DECISIONS:
+            raise ApplicationError(f"unknown decision {review.decision!r}; use one of {', '.join(REVIEW_DECISIONS)}",
+                                   type=INVALID)
+        if not review.explanation.strip():
+            raise ApplicationError("a review needs a documented explanation", type=INVALID)
+        if self.state.status != AWAITING_REVIEW:
+            raise ApplicationError(f"screening {self.state.screening_id} is {self.state.status}, not awaiting review",
+                                   type=CONFLICT)
+
+    def _current_result(self) -> ResultEntry | None:
+        return next((r for r in self.state.results if r.result_id == self.state.current_result_id), None)
+
+    def _finalize(self, outcome: str, why: str, actor: str = "system") -> None:
+        now = workflow.now()
+        self.state.status = FINAL
+        self.state.final_outcome = outcome
+        self.state.finalized_at = now.isoformat()
+        collected = datetime.fromisoformat(self.state.collection.collected_at)
+        self.state.turnaround_hours = round((now - collected).total_seconds() / 3600, 2)
+        self._event(f"final: {outcome}", actor, why)
 
     @workflow.signal
     async def cancel(self, reason: str) -> None:

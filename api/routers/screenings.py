@@ -19,7 +19,7 @@ from api.workflow_calls import workflow_call
 from store.models import Participant, Screening, SelectionDraw
 from workflows.contracts import (
     REFUSAL_KINDS,
-    SETTLED,
+    TAKES_COLLECTION,
     CheckIn,
     CheckInAnswer,
     Collection,
@@ -238,7 +238,7 @@ _SNAPSHOT = TypeAdapter(ScreeningState)
 def _open_screening(session: Session, screening_id: str) -> Screening:
     """A screening that can still take a fact; a settled one answers 409 with what happened."""
     row = _screening(session, screening_id)
-    if row.status in SETTLED and row.state:
+    if row.status not in TAKES_COLLECTION and row.state:
         raise ProblemError(409, _sentence(already_message(_SNAPSHOT.validate_python(row.state))))
     return row
 
