@@ -34,8 +34,14 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 def get_session(services: ServicesDep) -> Iterator[Session]:
+    """A session for the request. Async routes call `done_reading` before awaiting Temporal, so
+    that no database connection (or SQLite snapshot) is held while they wait."""
     with Session(services.engine, expire_on_commit=False) as session:
         yield session
+
+
+def done_reading(session: Session) -> None:
+    session.commit()  # ends the transaction; loaded objects stay usable (expire_on_commit=False)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -44,14 +50,16 @@ _bearer = HTTPBearer(auto_error=False, description="A token from `iop token crea
 
 
 def _authenticated(
-    session: SessionDep,
+    services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Actor:
     unauthorized = {"WWW-Authenticate": "Bearer"}
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ProblemError(401, "Send an 'Authorization: Bearer <token>' header.", headers=unauthorized)
     try:
-        return authenticate(session, credentials.credentials)
+        # A session of its own, closed at once: no connection is held for the rest of the request.
+        with Session(services.engine) as session:
+            return authenticate(session, credentials.credentials)
     except TokenRejected as exc:
         raise ProblemError(401, str(exc)[0].upper() + str(exc)[1:] + ".", headers=unauthorized) from exc
 

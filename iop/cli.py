@@ -22,6 +22,8 @@ codec_app = typer.Typer(help="Payload encryption keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
 app.add_typer(codec_app, name="codec")
+hl7_app = typer.Typer(help="HL7 v2 results over MLLP.", no_args_is_help=True)
+app.add_typer(hl7_app, name="hl7")
 
 log = logging.getLogger("iop")
 
@@ -125,6 +127,32 @@ async def _run_worker(settings: Settings) -> None:
         log.info("worker polling task queue %s", settings.task_queue)
         await stop.wait()
         log.info("worker stopping: finishing activities in progress")
+    engine.dispose()
+
+
+@hl7_app.command("listen")
+def hl7_listen(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (2575 is HL7's registered port)")] = 2575,
+) -> None:
+    """Receive ORU^R01 over MLLP; each message is stored, filed or quarantined, and ACKed."""
+    settings = get_settings()
+    _logging(settings)
+    asyncio.run(_run_hl7_listener(settings, host, port))
+
+
+async def _run_hl7_listener(settings: Settings, host: str, port: int) -> None:
+    from ingest.lab import LabIngest
+    from ingest.mllp import serve_mllp
+    from iop.temporal import connect
+    from store.db import make_engine
+
+    engine = make_engine(settings.resolved_database_url)
+    server = await serve_mllp(LabIngest(engine, await connect(settings)), host, port)
+    stop = _stop_event()
+    log.info("MLLP listener on %s:%s", host, port)
+    async with server:
+        await stop.wait()
     engine.dispose()
 
 

@@ -12,10 +12,13 @@ from sqlmodel import Session, create_engine
 
 
 def make_engine(url: str, **kwargs) -> Engine:
+    # Statement parameters hold PHI: never let them into exception texts and logs.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("pool_size", 20)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling is off (see _sqlite_pragmas); SQLAlchemy begins.
@@ -23,7 +26,8 @@ def make_engine(url: str, **kwargs) -> Engine:
         # that later writes would otherwise fail at once, not wait, when another writer went first.
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+    kwargs.setdefault("pool_size", 20)
+    return create_engine(url, pool_pre_ping=True, max_overflow=20, **kwargs)
 
 
 def _sqlite_begin(conn) -> None:

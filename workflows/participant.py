@@ -44,6 +44,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.screening import ScreeningWorkflow
     from workflows.screening import workflow_id as screening_workflow_id
 
+# Record writes are short, idempotent and local to the worker's database: local activities,
+# which skip a round trip through the server's task queues.
 RECORD_WRITE = dict(
     start_to_close_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)),
@@ -189,7 +191,7 @@ class ParticipantWorkflow:
             screening_id = f"s-{self.state.participant_id.removeprefix('p-')}-{day:%Y%m%d}"
             await self._start_screening(screening_id, day, "random", plan.collection_window_hours, draw.detail)
             self.state.recent_selections = (self.state.recent_selections + [day.isoformat()])[-WINDOW_DAYS:]
-        await workflow.execute_activity_method(
+        await workflow.execute_local_activity_method(
             ScreeningActivities.record_draw,
             DrawRecord(
                 participant_id=self.state.participant_id, day=draw.day, phase=plan.phase, weekday=draw.weekday,
@@ -211,7 +213,7 @@ class ParticipantWorkflow:
             day=day.isoformat(), reason=reason, selected_at=now.isoformat(), window_hours=window_hours,
             timezone=self.state.timezone, for_cause_reason=for_cause_reason, selection_detail=detail,
         )
-        await workflow.execute_activity_method(ScreeningActivities.open_screening, selected, **RECORD_WRITE)
+        await workflow.execute_local_activity_method(ScreeningActivities.open_screening, selected, **RECORD_WRITE)
         await workflow.start_child_workflow(
             ScreeningWorkflow.run,
             selected,
@@ -229,7 +231,7 @@ class ParticipantWorkflow:
             return
         key = day.isoformat()
         check_in = self.state.check_ins.get(key)
-        await workflow.execute_activity_method(
+        await workflow.execute_local_activity_method(
             ScreeningActivities.record_check_in_day,
             CheckInDay(self.state.participant_id, key, check_in.at if check_in else None,
                        check_in.method if check_in else None),
@@ -395,7 +397,7 @@ class ParticipantWorkflow:
         return True
 
     async def _sync_record(self) -> None:
-        await workflow.execute_activity_method(
+        await workflow.execute_local_activity_method(
             RecordActivities.sync_participant,
             ParticipantSync(
                 participant_id=self.state.participant_id,

@@ -384,4 +384,5 @@ class ScreeningWorkflow:
     async def _save(self) -> None:
         self.state.revision += 1
         workflow.upsert_search_attributes([search.STATUS.value_set(self.state.status)])
-        await workflow.execute_activity_method(ScreeningActivities.save_screening, self.state, **ACTIVITY)
+        # A local activity: a short idempotent write to the worker's own database.
+        await workflow.execute_local_activity_method(ScreeningActivities.save_screening, self.state, **ACTIVITY)

@@ -13,7 +13,7 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from api.deps import ServicesDep, SessionDep, require
+from api.deps import ServicesDep, SessionDep, done_reading, require
 from api.problems import ProblemError, responses
 from api.tokens import Actor
 from api.workflow_calls import workflow_call
@@ -288,11 +288,17 @@ class ReviewRequest(BaseModel):
                              description="What was checked, e.g. a valid prescription for the substance found")
 
 
+def _exists(session: Session, screening_id: str) -> Screening | None:
+    row = session.get(Screening, screening_id)
+    done_reading(session)
+    return row
+
+
 @router.post("/screenings/{screening_id}/review", response_model=ScreeningState,
              responses=responses(401, 403, 404, 409, 422, 503), summary="Clinician / MRO review of a result")
 async def review(screening_id: str, body: ReviewRequest, actor: Clinician, session: SessionDep,
                  services: ServicesDep) -> ScreeningState:
-    if await run_in_threadpool(session.get, Screening, screening_id) is None:
+    if await run_in_threadpool(_exists, session, screening_id) is None:
         raise ProblemError(404, f"No screening has the id {screening_id!r}.")
     handle = services.temporal.get_workflow_handle(screening_workflow_id(screening_id))
     async with workflow_call("screening"):

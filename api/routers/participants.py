@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 
-from api.deps import ServicesDep, SessionDep, require
+from api.deps import ServicesDep, SessionDep, done_reading, require
 from api.problems import ProblemError, responses
 from api.tokens import Actor
 from api.workflow_calls import TEMPORAL_DOWN, workflow_call
@@ -246,6 +246,7 @@ def list_participants(
 
 def _load(session: Session, participant_id: str) -> Participant:
     participant = session.get(Participant, participant_id)
+    done_reading(session)
     if participant is None:
         raise ProblemError(404, f"No participant has the id {participant_id!r}.")
     return participant

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, TypeAdapter, field_validator
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from api.deps import ServicesDep, SessionDep, require
+from api.deps import ServicesDep, SessionDep, done_reading, require
 from api.problems import ProblemError, responses
 from api.tokens import Actor
 from api.workflow_calls import workflow_call
@@ -146,6 +146,7 @@ def _public(row: Screening) -> ScreeningPublic:
 
 def _participant(session: Session, participant_id: str, *, active: bool = False) -> Participant:
     participant = session.get(Participant, participant_id)
+    done_reading(session)
     if participant is None:
         raise ProblemError(404, f"No participant has the id {participant_id!r}.")
     if active and participant.status != "active":
@@ -155,6 +156,7 @@ def _participant(session: Session, participant_id: str, *, active: bool = False)
 
 def _screening(session: Session, screening_id: str) -> Screening:
     row = session.get(Screening, screening_id)
+    done_reading(session)
     if row is None:
         raise ProblemError(404, f"No screening has the id {screening_id!r}.")
     return row

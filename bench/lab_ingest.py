@@ -1,0 +1,76 @@
+"""Lab results end to end: POST /lab/hl7 for existing collected screenings, against raw
+Temporal signals to no-op workflows on the same dev server.
+
+    .venv/bin/python -m bench.lab_ingest [--messages 2000] [--concurrency 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import uuid
+
+from bench.harness import embedded_stack, timed
+from bench.noop import NoopWorkflow
+
+DOB = "1980-01-01"
+
+
+def oru(control: str, specimen: str, participant_id: str) -> str:
+    return "\r".join([
+        f"MSH|^~\\&|BENCHLAB|BENCH LAB|IOPW|NORTH|20261123101500||ORU^R01^ORU_R01|{control}|P|2.5.1",
+        f"PID|1||{participant_id}^^^IOP^PI||Person^Bench||{DOB.replace('-', '')}|F",
+        f"OBR|1|{specimen}|B-{control}|PANEL^Panel^L|||20261123090000||||||||||||||||||F",
+        "OBX|1|NM|3393-6^Benzoylecgonine^LN||12|ng/mL|<150|N|||F",
+        "OBX|2|NM|2161-8^Creatinine^LN||85|mg/dL||||F",
+        "OBX|3|NM|2965-2^Specific gravity^LN||1.015|||||F",
+        "OBX|4|NM|2756-5^pH^LN||6.2|||||F",
+    ]) + "\r"
+
+
+async def main(messages: int, concurrency: int, per_participant: int = 20) -> None:
+    async with embedded_stack() as stack:
+        admin = {"Authorization": f"Bearer {stack.token['admin']}"}
+        lab = {"Authorization": f"Bearer {stack.token['lab']}", "Content-Type": "text/plain"}
+        specimens: list[tuple[str, str]] = []
+
+        async def participant() -> None:
+            body = {"given_name": "Bench", "family_name": "Person", "date_of_birth": DOB, "site": "north"}
+            pid = (await stack.http.post("/participants", json=body, headers=admin)).json()["id"]
+            for _ in range(per_participant):
+                sid = (await stack.http.post(f"/participants/{pid}/screenings", json={"reason": "bench"},
+                                             headers=admin)).json()["screening_id"]
+                collected = await stack.http.post(f"/screenings/{sid}/collection", headers=admin, json={
+                    "specimen_type": "urine", "observed": True, "collector": "bench"})
+                specimens.append((collected.json()["specimen_id"], pid))
+
+        print(f"setting up {messages} collected screenings ...", flush=True)
+        await timed([participant] * -(-messages // per_participant), concurrency=8)
+
+        async def post(specimen: str, pid: str) -> None:
+            response = await stack.http.post("/lab/hl7", content=oru(uuid.uuid4().hex[:16], specimen, pid), headers=lab)
+            assert "MSA|AA" in response.text, response.text
+
+        jobs = [lambda s=s, p=p: post(s, p) for s, p in specimens[:messages]]
+        ours = await timed(jobs, concurrency)
+
+        noop = [await stack.client.start_workflow(NoopWorkflow.run, per_participant, id=f"noop-{uuid.uuid4()}",
+                                                  task_queue="bench-noop") for _ in range(-(-messages // per_participant))]
+        signals = [lambda h=h: h.signal(NoopWorkflow.result, "x") for h in noop for _ in range(per_participant)]
+        raw = await timed(signals[:messages], concurrency)
+        await asyncio.gather(*(h.result() for h in noop))
+
+        ours_rate, raw_rate = messages / ours, messages / raw
+        print(f"\n| measure (concurrency {concurrency}) | messages | seconds | per second |")
+        print("|---|---|---|---|")
+        print(f"| HL7 result end to end (store, parse, match, interpret, record) | {messages} | {ours:.1f} | {ours_rate:.1f} |")
+        print(f"| raw Temporal signal to a no-op workflow | {messages} | {raw:.1f} | {raw_rate:.1f} |")
+        print(f"| ratio | | | {ours_rate / raw_rate:.2f} |")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    asyncio.run(main(args.messages, args.concurrency))

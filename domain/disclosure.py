@@ -1,0 +1,803 @@
+"""What a report to a court, probation officer or employer may say, and how it is signed and delivered
+(domain-reference §6, Standard Webhooks 1.0).
+
+A report carries the minimum necessary: per information category an explicit allow-list of facts
+(anything else the caller passes is dropped, never sent), the identifiers the recipient already
+knows (never a name, birth date or contact detail), the 42 CFR 2.32 redisclosure notice, and a
+reference to the consent it goes out under. Every builder checks that consent again at the moment
+of issue, so no report can be built for information the consent does not cover.
+
+Pure and stdlib-only: imported inside Temporal's deterministic workflow sandbox. The caller passes
+every moment and every random byte; nothing here reads a clock, the environment or the network.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from domain.consent import (
+    ATTENDANCE,
+    CATEGORIES,
+    MEDICATION_ADHERENCE,
+    MISSED_TESTS,
+    PERIODIC_SUMMARY,
+    PHASE_CHANGES,
+    PROGRAM_STATUS,
+    REFUSALS,
+    SCREENING_RESULTS,
+    Consent,
+    ConsentError,
+    check_category,
+    coverage,
+    parse_moment,
+)
+
+# --- the redisclosure notice (42 CFR 2.32) ---------------------------------------------------
+
+NOTICE_CITATION = "42 CFR 2.32(a), as amended by the 2024 final rule (89 FR 12472)"
+
+# 2.32(a)(1), "Statement 1", word for word: the regulation prescribes this text.
+REDISCLOSURE_NOTICE = (
+    "This record which has been disclosed to you is protected by Federal confidentiality rules "
+    "(42 CFR part 2). These rules prohibit you from using or disclosing this record, or testimony "
+    "that describes the information contained in this record, in any civil, criminal, administrative, "
+    "or legislative proceedings by any Federal, State, or local authority, against the patient, unless "
+    "authorized by the consent of the patient, except as provided at 42 CFR 2.12(c)(5) or as authorized "
+    "by a court in accordance with 42 CFR 2.64 or 2.65. In addition, the Federal rules prohibit you "
+    "from making any other use or disclosure of this record unless at least one of the following applies:\n"
+    "(i) Further use or disclosure is expressly permitted by the written consent of the individual whose "
+    "information is being disclosed in this record or as otherwise permitted by 42 CFR part 2.\n"
+    "(ii) You are a covered entity or business associate and have received the record for treatment, "
+    "payment, or health care operations, or\n"
+    "(iii) You have received the record from a covered entity or business associate as permitted by "
+    "45 CFR part 164, subparts A and E.\n"
+    "A general authorization for the release of medical or other information is NOT sufficient to meet "
+    "the required elements of written consent to further use or redisclose the record (see 42 CFR 2.31)."
+)
+
+# 2.32(a)(2), "Statement 2". The 2024 rule added "use or"; the pre-2024 wording was
+# "42 CFR part 2 prohibits unauthorized disclosure of these records."
+REDISCLOSURE_NOTICE_SHORT = "42 CFR part 2 prohibits unauthorized use or disclosure of these records."
+
+# 2.35(d), in our words: what a criminal-justice recipient may do with what it receives.
+CRIMINAL_JUSTICE_USE = (
+    "Under 42 CFR 2.35(d) this information may be used and redisclosed only to carry out official "
+    "duties with regard to the participant's conditional release or other action in connection with "
+    "which the participant gave consent."
+)
+
+
+def redisclosure_notice(max_chars: int | None = None) -> str:
+    """The notice for a channel: the standard statement, or the short form when it cannot fit.
+
+    Either satisfies 2.32(a); the standard one tells a recipient unfamiliar with Part 2 what it may
+    not do, so it is sent wherever it fits (every JSON report and letter).
+    """
+    if max_chars is None or len(REDISCLOSURE_NOTICE) <= max_chars:
+        return REDISCLOSURE_NOTICE
+    if len(REDISCLOSURE_NOTICE_SHORT) <= max_chars:
+        return REDISCLOSURE_NOTICE_SHORT
+    raise ValueError(
+        f"a channel of {max_chars} characters cannot carry even the short redisclosure notice "
+        f"({len(REDISCLOSURE_NOTICE_SHORT)} characters); use another channel"
+    )
+
+
+# --- what a report may say --------------------------------------------------------------------
+
+# Facts each category may carry: everything else the caller passes is dropped. Left out on purpose:
+# medication names (adherence is the information consented to, not the prescription), clinical
+# notes, lab and specimen ids, collector names, and any internal participant id.
+FACT_KEYS: dict[str, tuple[str, ...]] = {
+    # "confirmed": confirmed by a second method or verified by a clinician/MRO.
+    SCREENING_RESULTS: ("collected_on", "specimen_type", "observed", "outcome", "positive_for", "confirmed", "dilute"),
+    MISSED_TESTS: ("scheduled_on", "window_closed_at"),
+    REFUSALS: ("occurred_on", "refusal_kind"),
+    MEDICATION_ADHERENCE: ("period_start", "period_end", "doses_expected", "doses_taken", "adherence_ratio"),
+    PHASE_CHANGES: ("from_phase", "to_phase", "effective_on"),
+    ATTENDANCE: ("period_start", "period_end", "sessions_scheduled", "sessions_attended", "sessions_excused"),
+    PROGRAM_STATUS: ("status", "effective_on", "discharge_kind"),
+}
+
+# Without these a report says nothing the recipient can use.
+REQUIRED_FACTS: dict[str, tuple[str, ...]] = {
+    SCREENING_RESULTS: ("collected_on", "outcome"),
+    MISSED_TESTS: ("scheduled_on",),
+    REFUSALS: ("occurred_on",),
+    MEDICATION_ADHERENCE: ("period_start", "period_end", "doses_expected", "doses_taken"),
+    PHASE_CHANGES: ("to_phase", "effective_on"),
+    ATTENDANCE: ("period_start", "period_end", "sessions_scheduled", "sessions_attended"),
+    PROGRAM_STATUS: ("status", "effective_on"),
+}
+
+REPORT_TYPES: dict[str, str] = {
+    SCREENING_RESULTS: "screening.result",
+    MISSED_TESTS: "screening.missed",
+    REFUSALS: "screening.refusal",
+    MEDICATION_ADHERENCE: "medication.adherence",
+    PHASE_CHANGES: "participant.phase-changed",
+    ATTENDANCE: "attendance.period",
+    PROGRAM_STATUS: "participant.discharged",  # "participant.completed" when the status is completed
+    PERIODIC_SUMMARY: "summary.monthly",
+}
+COMPLETED_TYPE = "participant.completed"
+COMPLETION_LETTER_TYPE = "letter.completion"
+
+# A presumptive positive never reaches a recipient as positive: "positive" needs confirmed=true.
+SCREENING_OUTCOMES: tuple[str, ...] = ("negative", "positive", "invalid")
+PROGRAM_STATUSES: tuple[str, ...] = ("completed", "discharged")
+
+# The identifiers a recipient already holds for the participant. Anything else is dropped.
+SUBJECT_IDENTIFIER_KEYS: tuple[str, ...] = (
+    "case_number",
+    "docket_number",
+    "supervision_id",
+    "employee_id",
+    "recipient_reference",
+)
+
+# Last line of defence against a future allow-list edit: no key in a payload may look like these.
+_IDENTIFYING_KEY_PARTS: tuple[str, ...] = ("name", "dob", "birth", "phone", "email", "address", "ssn")
+
+
+def build_report(
+    category: str,
+    facts: Mapping[str, Any],
+    recipient_identifiers: Mapping[str, Any],
+    consent: Consent,
+    disclosure_id: str,
+    issued_at: str,
+    *,
+    corrects: str | None = None,
+) -> dict[str, Any]:
+    """The JSON payload disclosing one fact of `category` under `consent`, issued at `issued_at`.
+
+    Raises ConsentError when the consent does not cover the category at that moment, ValueError
+    when the facts lack what the category needs. `corrects` names the disclosure this one replaces.
+    """
+    check_category(category)
+    if category == PERIODIC_SUMMARY:
+        raise ValueError("a periodic-summary report is built by monthly_summary, not build_report")
+    data = allowed_facts(category, facts)
+    return _envelope(
+        report_type=_report_type(category, data),
+        category=category,
+        data=data,
+        recipient_identifiers=recipient_identifiers,
+        consent=consent,
+        disclosure_id=disclosure_id,
+        issued_at=issued_at,
+        corrects=corrects,
+    )
+
+
+def allowed_facts(category: str, facts: Mapping[str, Any]) -> dict[str, Any]:
+    """The facts of `category` a report may carry: the allow-listed keys only, checked."""
+    if not isinstance(facts, Mapping):
+        raise ValueError("facts must be a mapping of fact name to value")
+    missing = [key for key in REQUIRED_FACTS[category] if facts.get(key) is None]
+    if missing:
+        raise ValueError(f"a {category} report needs the fact(s) {', '.join(missing)}")
+    kept = {key: _plain_value(key, facts[key]) for key in FACT_KEYS[category] if key in facts}
+    _check_fact_values(category, kept)
+    return kept
+
+
+def _report_type(category: str, data: Mapping[str, Any]) -> str:
+    if category == PROGRAM_STATUS and data["status"] == "completed":
+        return COMPLETED_TYPE
+    return REPORT_TYPES[category]
+
+
+def _check_fact_values(category: str, data: Mapping[str, Any]) -> None:
+    if category == SCREENING_RESULTS:
+        if data["outcome"] not in SCREENING_OUTCOMES:
+            raise ValueError(
+                f"screening outcome {data['outcome']!r} cannot be reported; use one of {', '.join(SCREENING_OUTCOMES)}"
+            )
+        if data["outcome"] == "positive" and data.get("confirmed") is not True:
+            raise ValueError(
+                "a positive screen is reported only once confirmed or verified by a clinician/MRO: "
+                "set confirmed to true after review, or wait"
+            )
+    if category == PROGRAM_STATUS and data["status"] not in PROGRAM_STATUSES:
+        raise ValueError(f"program status {data['status']!r} is not one of {', '.join(PROGRAM_STATUSES)}")
+
+
+def _plain_value(key: str, value: Any) -> Any:
+    """A JSON scalar or a list of them. A nested object could carry keys no allow-list has seen."""
+    if isinstance(value, list | tuple):
+        return [_plain_scalar(key, item) for item in value]
+    return _plain_scalar(key, value)
+
+
+def _plain_scalar(key: str, value: Any) -> Any:
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    raise ValueError(f"fact {key} must be text, a number, true/false or a list of those; got {type(value).__name__}")
+
+
+# --- the envelope every report shares ----------------------------------------------------------
+
+
+def _envelope(
+    *,
+    report_type: str,
+    category: str,
+    data: dict[str, Any],
+    recipient_identifiers: Mapping[str, Any],
+    consent: Consent,
+    disclosure_id: str,
+    issued_at: str,
+    corrects: str | None,
+) -> dict[str, Any]:
+    require_coverage(consent, category, issued_at)
+    _require_text("disclosure_id", disclosure_id)
+    payload: dict[str, Any] = {
+        "type": report_type,
+        "timestamp": issued_at,
+        "disclosure_id": disclosure_id,
+        "category": category,
+        "subject": subject_identifiers(recipient_identifiers),
+        "data": data,
+        "consent": consent_reference(consent),
+        "redisclosure_notice": {"text": redisclosure_notice(), "citation": NOTICE_CITATION},
+    }
+    if consent.criminal_justice:
+        payload["use_restriction"] = CRIMINAL_JUSTICE_USE
+    if corrects is not None:
+        _require_text("corrects", corrects)
+        if corrects == disclosure_id:
+            raise ValueError(f"disclosure {disclosure_id} cannot correct itself; give the id of the one it replaces")
+        payload["corrects"] = corrects
+    _refuse_identifying_keys(payload)
+    return payload
+
+
+def require_coverage(consent: Consent, category: str, at: str) -> None:
+    """Raise ConsentError unless `consent` covers `category` for its own recipient at `at`."""
+    result = coverage(consent, consent.recipient_id, category, at)
+    if not result.covered:
+        raise ConsentError(result.reason)
+
+
+def subject_identifiers(recipient_identifiers: Mapping[str, Any]) -> dict[str, str]:
+    """The identifiers the recipient already knows, allow-listed. At least one is needed."""
+    if not isinstance(recipient_identifiers, Mapping):
+        raise ValueError("recipient_identifiers must be a mapping, e.g. {'case_number': 'DC-2026-0042'}")
+    kept = {key: recipient_identifiers[key] for key in SUBJECT_IDENTIFIER_KEYS if key in recipient_identifiers}
+    for key, value in kept.items():
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"identifier {key} must be non-empty text")
+    if not kept:
+        raise ValueError(
+            "a report needs an identifier the recipient already knows, one of "
+            f"{', '.join(SUBJECT_IDENTIFIER_KEYS)}; record it on the recipient's enrolment"
+        )
+    return kept
+
+
+def consent_reference(consent: Consent) -> dict[str, Any]:
+    """The consent's scope, as 2.32(b) asks to accompany each disclosure. The signer (a name) stays out."""
+    return {
+        "consent_id": consent.consent_id,
+        "signed_at": consent.signed_at,
+        "disclosing_program": consent.disclosing_program,
+        "purpose": consent.purpose,
+        "categories": list(consent.categories),
+        "expires_at": consent.expires_at,
+        "expires_on_event": consent.expires_on_event,
+    }
+
+
+def _refuse_identifying_keys(value: Any, path: str = "payload") -> None:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            lowered = str(key).lower()
+            if any(part in lowered for part in _IDENTIFYING_KEY_PARTS):
+                raise ValueError(f"{path}.{key} looks like a personal identifier and may not be disclosed")
+            _refuse_identifying_keys(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_identifying_keys(item, path)
+
+
+# --- monthly summary and completion letter -----------------------------------------------------
+
+
+def monthly_summary(
+    facts_by_category: Mapping[str, list[Mapping[str, Any]]],
+    consent: Consent,
+    month: str,
+    recipient_identifiers: Mapping[str, Any],
+    disclosure_id: str,
+    issued_at: str,
+    *,
+    corrects: str | None = None,
+) -> dict[str, Any]:
+    """A month's summary, with a section for each category the consent covers and no other.
+
+    The consent must cover periodic-summary. `facts_by_category` maps a category to that month's
+    entries (see the section builders); a covered category needs an entry, [] when nothing happened,
+    so a forgotten list is never reported as "none".
+    """
+    _check_month(month)
+    sections = covered_sections(facts_by_category, consent, skip=(PERIODIC_SUMMARY,))
+    return _envelope(
+        report_type=REPORT_TYPES[PERIODIC_SUMMARY],
+        category=PERIODIC_SUMMARY,
+        data={"month": month, "sections": sections},
+        recipient_identifiers=recipient_identifiers,
+        consent=consent,
+        disclosure_id=disclosure_id,
+        issued_at=issued_at,
+        corrects=corrects,
+    )
+
+
+def completion_letter(
+    facts_by_category: Mapping[str, list[Mapping[str, Any]]],
+    consent: Consent,
+    completed_on: str,
+    recipient_identifiers: Mapping[str, Any],
+    disclosure_id: str,
+    issued_at: str,
+    *,
+    corrects: str | None = None,
+) -> dict[str, Any]:
+    """A letter confirming completion: readable `text` plus the same facts as fields.
+
+    The consent must cover program-status (the letter's subject); every other covered category
+    adds a section over the whole program, uncovered ones are left out entirely.
+    """
+    _require_text("completed_on", completed_on)
+    sections = covered_sections(facts_by_category, consent, skip=(PERIODIC_SUMMARY, PROGRAM_STATUS))
+    identifiers = subject_identifiers(recipient_identifiers)
+    text = _letter_text(consent, completed_on, identifiers, sections)
+    return _envelope(
+        report_type=COMPLETION_LETTER_TYPE,
+        category=PROGRAM_STATUS,
+        data={"status": "completed", "completed_on": completed_on, "sections": sections, "text": text},
+        recipient_identifiers=recipient_identifiers,
+        consent=consent,
+        disclosure_id=disclosure_id,
+        issued_at=issued_at,
+        corrects=corrects,
+    )
+
+
+def covered_sections(
+    facts_by_category: Mapping[str, list[Mapping[str, Any]]], consent: Consent, skip: Iterable[str] = ()
+) -> dict[str, dict[str, Any]]:
+    """A section per category the consent includes, in CATEGORIES order; entries of others are ignored."""
+    skipped = set(skip)
+    sections = {}
+    for category in CATEGORIES:
+        if category in skipped or category not in consent.categories:
+            continue
+        if category not in facts_by_category:
+            raise ValueError(f"the consent covers {category} but no entries were given for it; pass [] if none")
+        entries = facts_by_category[category]
+        if not isinstance(entries, list | tuple) or any(not isinstance(e, Mapping) for e in entries):
+            raise ValueError(f"entries for {category} must be a list of mappings")
+        sections[category] = _SECTION_BUILDERS[category](entries)
+    return sections
+
+
+def _screening_section(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Screens counted by outcome. Entries: {"outcome": "negative" | "positive" | "invalid"}."""
+    counts: dict[str, int] = {}
+    for entry in entries:
+        outcome = entry.get("outcome")
+        if outcome not in SCREENING_OUTCOMES:
+            raise ValueError(
+                f"screening outcome {outcome!r} cannot be summarised; use one of {', '.join(SCREENING_OUTCOMES)}"
+            )
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return {"total": len(entries), "by_outcome": {outcome: counts.get(outcome, 0) for outcome in SCREENING_OUTCOMES}}
+
+
+def _missed_section(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Unexcused missed tests: one entry each (excused absences are not missed tests)."""
+    return {"missed": len(entries)}
+
+
+def _refusals_section(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
+    return {"refusals": len(entries)}
+
+
+def _adherence_section(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Doses taken over doses expected. Entries: {"doses_expected": int, "doses_taken": int}."""
+    expected = sum(_count(entry, "doses_expected") for entry in entries)
+    taken = sum(_count(entry, "doses_taken") for entry in entries)
+    if taken > expected:
+        raise ValueError(f"{taken} doses taken but only {expected} expected; check the medication entries")
+    ratio = round(taken / expected, 2) if expected else None
+    return {"doses_expected": expected, "doses_taken": taken, "adherence_ratio": ratio}
+
+
+def _phase_section(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The phase held at the end. Entries: {"to_phase", "effective_on"}, including the phase held
+    when the period began, so a month without a change still says which phase it was."""
+    changes = [{"to_phase": _text(e, "to_phase"), "effective_on": _text(e, "effective_on")} for e in entries]
+    changes.sort(key=lambda change: change["effective_on"])
+    latest = changes[-1] if changes else {"to_phase": None, "effective_on": None}
+    return {"phase": latest["to_phase"], "since": latest["effective_on"], "changes": changes}
+
+
+def _attendance_section(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Sessions. Entries: {"attended": bool, "excused": bool (optional)}, one per scheduled session."""
+    attended = sum(1 for entry in entries if _flag(entry, "attended"))
+    excused = sum(1 for entry in entries if not _flag(entry, "attended") and _flag(entry, "excused", default=False))
+    return {
+        "sessions": len(entries),
+        "attended": attended,
+        "excused": excused,
+        "unexcused": len(entries) - attended - excused,
+    }
+
+
+def _status_section(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The latest program status. Entries: {"status", "effective_on"}; none means still active."""
+    if not entries:
+        return {"status": "active", "since": None}
+    latest = max(entries, key=lambda entry: _text(entry, "effective_on"))
+    return {"status": _text(latest, "status"), "since": _text(latest, "effective_on")}
+
+
+_SECTION_BUILDERS = {
+    SCREENING_RESULTS: _screening_section,
+    MISSED_TESTS: _missed_section,
+    REFUSALS: _refusals_section,
+    MEDICATION_ADHERENCE: _adherence_section,
+    PHASE_CHANGES: _phase_section,
+    ATTENDANCE: _attendance_section,
+    PROGRAM_STATUS: _status_section,
+}
+
+
+def _letter_text(
+    consent: Consent, completed_on: str, identifiers: Mapping[str, str], sections: Mapping[str, Any]
+) -> str:
+    regarding = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in identifiers.items())
+    lines = [
+        f"Re: {regarding}",
+        "",
+        f"{consent.disclosing_program} confirms that the participant completed its intensive outpatient "
+        f"program on {completed_on}.",
+    ]
+    summary = [_SECTION_SENTENCES[category](section) for category, section in sections.items()]
+    if summary:
+        lines += ["", *summary]
+    lines += [
+        "",
+        f"This letter is disclosed with the participant's written consent {consent.consent_id}, signed "
+        f"{consent.signed_at[:10]}, for this purpose: {consent.purpose}",
+        "",
+        redisclosure_notice(),
+    ]
+    return "\n".join(lines)
+
+
+def _screening_sentence(section: Mapping[str, Any]) -> str:
+    if not section["total"]:
+        return "Drug screens: none."
+    counts = ", ".join(f"{count} {outcome}" for outcome, count in section["by_outcome"].items())
+    return f"Drug screens: {section['total']} ({counts})."
+
+
+def _adherence_sentence(section: Mapping[str, Any]) -> str:
+    if section["adherence_ratio"] is None:
+        return "Medication: no doses were expected."
+    percent = round(section["adherence_ratio"] * 100)
+    return f"Medication: {section['doses_taken']} of {section['doses_expected']} expected doses taken ({percent}%)."
+
+
+def _attendance_sentence(section: Mapping[str, Any]) -> str:
+    return (
+        f"Sessions: {section['attended']} of {section['sessions']} attended; "
+        f"{section['excused']} excused and {section['unexcused']} unexcused absence(s)."
+    )
+
+
+_SECTION_SENTENCES = {
+    SCREENING_RESULTS: _screening_sentence,
+    MISSED_TESTS: lambda section: f"Missed tests: {section['missed']}.",
+    REFUSALS: lambda section: f"Refusals to test: {section['refusals']}.",
+    MEDICATION_ADHERENCE: _adherence_sentence,
+    PHASE_CHANGES: lambda section: f"Final phase: {section['phase'] or 'not recorded'}.",
+    ATTENDANCE: _attendance_sentence,
+}
+
+
+def _count(entry: Mapping[str, Any], key: str) -> int:
+    value = entry.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{key} must be a whole number of at least 0; got {value!r}")
+    return value
+
+
+def _text(entry: Mapping[str, Any], key: str) -> str:
+    value = entry.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"each entry needs {key} as non-empty text; got {value!r}")
+    return value
+
+
+def _flag(entry: Mapping[str, Any], key: str, default: bool | None = None) -> bool:
+    value = entry.get(key, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"each entry needs {key} as true or false; got {value!r}")
+    return value
+
+
+def _check_month(month: Any) -> None:
+    ok = isinstance(month, str) and len(month) == 7 and month[4] == "-" and month[:4].isdigit() and month[5:].isdigit()
+    if not ok or not 1 <= int(month[5:]) <= 12:
+        raise ValueError(f"month {month!r} must be written YYYY-MM, e.g. 2026-03")
+
+
+def _require_text(name: str, value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string")
+
+
+# --- Standard Webhooks signing -----------------------------------------------------------------
+# https://www.standardwebhooks.com/ : HMAC-SHA256 over "{msg_id}.{timestamp}.{body}", base64,
+# versioned "v1,". The message id stays the same across retries (the recipient's idempotency
+# key); the timestamp is the attempt's, so each retry is signed afresh.
+
+WEBHOOK_SECRET_PREFIX = "whsec_"
+# The specification asks for a random secret of at least 24 bytes (192 bits), at most 64 (512 bits).
+MIN_SECRET_BYTES = 24
+MAX_SECRET_BYTES = 64
+
+
+def new_webhook_secret(random_bytes: bytes) -> str:
+    """A signing secret in the standard form, from randomness the caller drew (secrets.token_bytes)."""
+    if not isinstance(random_bytes, bytes):
+        raise ValueError("random_bytes must be bytes, e.g. secrets.token_bytes(32)")
+    _check_secret_length(len(random_bytes))
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(random_bytes).decode("ascii")
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The webhook-signature value: "v1," and the base64 HMAC-SHA256 of msg_id.timestamp.body."""
+    key = _secret_key(secret)
+    _check_message(msg_id, timestamp, body)
+    signed_content = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(key, signed_content, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode("ascii")
+
+
+def webhook_headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The three Standard Webhooks headers for one delivery attempt of `body`."""
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(secret, msg_id, timestamp, body),
+    }
+
+
+def encode_payload(payload: Mapping[str, Any]) -> bytes:
+    """The exact bytes to sign and send: compact, key-sorted UTF-8 JSON, the same on every replay."""
+    return json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _secret_key(secret: str) -> bytes:
+    if not isinstance(secret, str) or not secret.startswith(WEBHOOK_SECRET_PREFIX):
+        raise ValueError(f"a webhook secret starts with {WEBHOOK_SECRET_PREFIX!r} followed by base64")
+    encoded = secret[len(WEBHOOK_SECRET_PREFIX) :]
+    try:
+        # Some issuers drop the base64 padding; put it back rather than reject their secret.
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("the webhook secret after 'whsec_' is not valid base64") from None
+    _check_secret_length(len(key))
+    return key
+
+
+def _check_secret_length(length: int) -> None:
+    if not MIN_SECRET_BYTES <= length <= MAX_SECRET_BYTES:
+        raise ValueError(
+            f"a webhook secret must hold {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} random bytes; this one holds {length}"
+        )
+
+
+def _check_message(msg_id: Any, timestamp: Any, body: Any) -> None:
+    # A "." in the id would let one id/timestamp pair pass for another: the specification forbids it.
+    if not isinstance(msg_id, str) or not msg_id or "." in msg_id or any(c.isspace() for c in msg_id):
+        raise ValueError(f"webhook message id {msg_id!r} must be non-empty, without dots or spaces")
+    if not isinstance(timestamp, int) or isinstance(timestamp, bool) or timestamp < 0:
+        raise ValueError(f"webhook timestamp must be whole seconds since the Unix epoch; got {timestamp!r}")
+    if not isinstance(body, bytes):
+        raise ValueError("the webhook body must be the exact bytes sent (see encode_payload)")
+
+
+# --- delivery policy -------------------------------------------------------------------------
+
+DELIVERED = "delivered"
+RETRY = "retry"
+DISABLE_RECIPIENT = "disable-recipient"
+STOP_AND_SURFACE = "stop-and-surface"
+DECISION_KINDS: tuple[str, ...] = (DELIVERED, RETRY, DISABLE_RECIPIENT, STOP_AND_SURFACE)
+
+# Delays after each failed attempt: the Standard Webhooks 1.0 example schedule (5 s, 5 min, 30 min,
+# 2 h, 5 h, 10 h, 14 h, 20 h, 24 h), 75 h 35 min 5 s in all, so a recipient down over a long
+# weekend still gets its report.
+STANDARD_WEBHOOKS_SCHEDULE_S: tuple[float, ...] = (
+    5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0,
+)  # fmt: skip
+MIN_RETRY_SPAN_S = 3 * 24 * 3600.0  # DESIGN.md: "a retry schedule measured in days"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryPolicy:
+    # Standard Webhooks recommends a request timeout between 15 and 30 s.
+    timeout_s: float = 15.0
+    schedule: tuple[float, ...] = STANDARD_WEBHOOKS_SCHEDULE_S
+    # A recipient's Retry-After is honoured up to a day, so one header cannot park a report for weeks.
+    retry_after_cap_s: float = 24 * 3600.0
+    source: str = "Standard Webhooks 1.0 (timeout, retry schedule); span of at least 3 days: DESIGN.md"
+
+    def __post_init__(self) -> None:
+        if not _is_number(self.timeout_s) or not 0 < self.timeout_s <= 120:
+            raise ValueError(f"timeout_s must be above 0 and at most 120 seconds; got {self.timeout_s!r}")
+        if not isinstance(self.schedule, tuple) or not self.schedule:
+            raise ValueError("schedule must be a non-empty tuple of delays in seconds")
+        if any(not _is_number(delay) or delay <= 0 for delay in self.schedule):
+            raise ValueError(f"every retry delay must be a positive number of seconds; got {self.schedule}")
+        if sum(self.schedule) < MIN_RETRY_SPAN_S:
+            raise ValueError(
+                f"the retry schedule spans {sum(self.schedule) / 3600:.1f} h; it must reach at least "
+                f"{MIN_RETRY_SPAN_S / 3600:.0f} h so a recipient down for a long weekend still gets its report"
+            )
+        if not _is_number(self.retry_after_cap_s) or self.retry_after_cap_s <= 0:
+            raise ValueError(f"retry_after_cap_s must be a positive number of seconds; got {self.retry_after_cap_s!r}")
+
+    @property
+    def total_s(self) -> float:
+        return float(sum(self.schedule))
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: str  # one of DECISION_KINDS
+    # For a retry: the delay the recipient asked for (Retry-After), or None to follow the schedule.
+    delay_s: float | None
+    reason: str
+
+
+def classify_response(status: int | None, retry_after: str | None = None, now: datetime | None = None) -> Decision:
+    """What to do after one delivery attempt. `status` None means no response (connection error or
+    timeout). `now` (timezone-aware) is needed when Retry-After is an HTTP-date."""
+    if status is not None and (not isinstance(status, int) or isinstance(status, bool)):
+        raise ValueError(f"status must be an HTTP status code or None; got {status!r}")
+    if status is None:
+        return Decision(RETRY, None, "no answer from the recipient (connection failed or timed out); retrying")
+    if 200 <= status <= 299:
+        return Decision(DELIVERED, None, f"the recipient accepted the report (HTTP {status})")
+    if 300 <= status <= 399:
+        return Decision(STOP_AND_SURFACE, None, _redirect_reason(status))
+    if status == 410:
+        return Decision(
+            DISABLE_RECIPIENT,
+            None,
+            "the recipient answered HTTP 410 Gone: it no longer takes reports at this address; its endpoint "
+            "is disabled until staff confirm a new one with the recipient",
+        )
+    if status in (429, 503):
+        return _asked_to_wait(status, retry_after, now)
+    if status == 408:  # the recipient's own timeout: the same as no answer
+        return Decision(RETRY, None, "the recipient timed out reading the report (HTTP 408); retrying")
+    if 400 <= status <= 499:
+        return Decision(STOP_AND_SURFACE, None, _refused_reason(status))
+    if 500 <= status <= 599:
+        return Decision(RETRY, None, f"the recipient failed with HTTP {status}; retrying on the schedule")
+    unexpected = f"the recipient answered an unexpected HTTP status {status}; not resent automatically"
+    return Decision(STOP_AND_SURFACE, None, unexpected)
+
+
+def retry_delay(policy: DeliveryPolicy, retries_done: int, decision: Decision) -> float | None:
+    """Seconds to wait before the next attempt, or None when the schedule is spent (surface to staff)."""
+    if decision.kind != RETRY:
+        raise ValueError(f"only a retry decision has a delay; this one is {decision.kind}")
+    if not isinstance(retries_done, int) or retries_done < 0:
+        raise ValueError(f"retries_done must be a whole number of at least 0; got {retries_done!r}")
+    if retries_done >= len(policy.schedule):
+        return None
+    if decision.delay_s is not None:
+        return min(decision.delay_s, policy.retry_after_cap_s)
+    return policy.schedule[retries_done]
+
+
+def parse_retry_after(value: str, now: datetime | None) -> float | None:
+    """Seconds to wait from a Retry-After value (delay-seconds or HTTP-date, RFC 9110 §10.2.3),
+    or None when it cannot be read (the schedule applies instead). A date in the past means now."""
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        return float(int(text))
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if now is None or now.utcoffset() is None:
+        raise ValueError("Retry-After is an HTTP-date: pass now, a timezone-aware datetime, to compare it with")
+    if when.tzinfo is None:  # asctime form: HTTP-dates are always GMT
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _asked_to_wait(status: int, retry_after: str | None, now: datetime | None) -> Decision:
+    what = "too many requests" if status == 429 else "service unavailable"
+    delay = parse_retry_after(retry_after, now) if retry_after is not None else None
+    if delay is None:
+        return Decision(RETRY, None, f"the recipient answered HTTP {status} ({what}); retrying on the schedule")
+    asked = f"the recipient answered HTTP {status} ({what}); retrying after {delay:g} s as it asked"
+    return Decision(RETRY, delay, asked)
+
+
+def _redirect_reason(status: int) -> str:
+    return (
+        f"the recipient answered HTTP {status}, a redirect; redirects are not followed, so a report only "
+        "goes to the address staff set up: confirm the recipient's current webhook URL, update it and resend"
+    )
+
+
+def _refused_reason(status: int) -> str:
+    hint = {
+        401: "it did not accept the signature: check the signing secret it holds",
+        403: "it did not accept the signature: check the signing secret it holds",
+        404: "the address is wrong: confirm the recipient's webhook URL",
+        413: "the report was too large for it",
+    }.get(status, "ask the recipient what it expects")
+    return f"the recipient refused the report with HTTP {status}; it is not resent automatically: {hint}, then resend"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# --- payloads --------------------------------------------------------------------------------
+
+
+def policy_to_dict(policy: DeliveryPolicy) -> dict[str, Any]:
+    data = asdict(policy)
+    data["schedule"] = list(policy.schedule)
+    return data
+
+
+def policy_from_dict(data: Mapping[str, Any]) -> DeliveryPolicy:
+    """Inverse of policy_to_dict. Rejects unknown keys so a misspelt override is not silently dropped."""
+    known = {f.name for f in fields(DeliveryPolicy)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown delivery-policy field(s): {', '.join(unknown)}; known fields are {', '.join(sorted(known))}"
+        )
+    values = dict(data)
+    if isinstance(values.get("schedule"), list):
+        values["schedule"] = tuple(float(delay) if _is_number(delay) else delay for delay in values["schedule"])
+    return DeliveryPolicy(**values)
+
+
+def decision_to_dict(decision: Decision) -> dict[str, Any]:
+    return asdict(decision)
+
+
+def decision_from_dict(data: Mapping[str, Any]) -> Decision:
+    if data.get("kind") not in DECISION_KINDS:
+        raise ValueError(f"unknown decision kind {data.get('kind')!r}; known kinds are {', '.join(DECISION_KINDS)}")
+    return Decision(kind=data["kind"], delay_s=data.get("delay_s"), reason=data.get("reason", ""))
