@@ -11,7 +11,19 @@ from iop.worker import build_worker
 from store.models import AlertRecord, CheckInDayRecord, Screening, SelectionDraw
 from tests.helpers import refused
 from tests.workflows.scenarios import start_participant
-from workflows.contracts import CheckIn, Collection, Discharge, Excuse, ForCause, Pause, PhaseChange, Refusal
+from workflows.contracts import (
+    AnalyteIn,
+    CheckIn,
+    Collection,
+    Discharge,
+    Excuse,
+    ForCause,
+    LabReport,
+    Pause,
+    PhaseChange,
+    Refusal,
+    Review,
+)
 from workflows.participant import ParticipantWorkflow
 from workflows.screening import ScreeningWorkflow, workflow_id as screening_workflow_id
 
@@ -166,3 +178,35 @@ async def test_check_in_answers_and_discharge_cancels_pending_screenings(program
     await participant.execute_update(ParticipantWorkflow.discharge, Discharge("withdrawn", "moved", "tester"))
     assert (await screening.result()).status == "cancelled"
     assert (await participant.result()).status == "withdrawn"
+
+
+def _report(result_id: str, status: str, *analytes: AnalyteIn) -> LabReport:
+    return LabReport(result_id=result_id, lab_id="acme", message_ref="1", specimen_id="x", result_status=status,
+                     received_at="2026-11-23T10:00:00+00:00", analytes=list(analytes))
+
+
+COCAINE_POSITIVE = AnalyteIn("benzoylecgonine", 640.0, units="ng/mL", method="confirm")
+COCAINE_NEGATIVE = AnalyteIn("benzoylecgonine", 10.0, units="ng/mL")
+
+
+async def test_unreviewed_result_is_escalated_and_preliminary_never_final(program):
+    env, engine, queue = program
+    participant, screening, ref = await _for_cause(env, engine, queue)
+    await screening.execute_update(ScreeningWorkflow.record_collection,
+                                   Collection(specimen_type="urine", observed=True, collector="RN-7"))
+    state = await screening.execute_update(ScreeningWorkflow.record_result, _report("r1", "P", COCAINE_NEGATIVE))
+    assert state.status == "preliminary" and state.final_outcome is None
+    await skip(env, timedelta(hours=49))
+    state = await screening.query(ScreeningWorkflow.status)
+    assert state.status == "preliminary" and state.result_overdue  # a P result is no final result
+
+    state = await screening.execute_update(ScreeningWorkflow.record_result, _report("r2", "F", COCAINE_POSITIVE))
+    assert state.status == "awaiting-review"
+    await skip(env, timedelta(hours=25))
+    assert (await screening.query(ScreeningWorkflow.status)).review_overdue
+    with Session(engine) as session:
+        kinds = {a.kind for a in session.exec(select(AlertRecord).where(AlertRecord.subject_id == ref.screening_id))}
+    assert kinds == {"result-overdue", "review-overdue"}
+    final = await screening.execute_update(ScreeningWorkflow.review, Review("confirm", "no prescription", "md-1"))
+    assert final.final_outcome == "positive" and final.turnaround_hours >= 74
+    await participant.terminate("test over")
