@@ -229,12 +229,18 @@ def revocable_since(consent: Consent, occurred: Sequence[Sequence[str]]) -> date
 
 
 def revoke(consent: Consent, at: str, reason: str, events: Iterable[Sequence[str]] = ()) -> Consent:
-    """The consent revoked at `at`. Raises ConsentError with the reason when it may not be."""
+    """The consent revoked at `at`. Raises ConsentError with the reason when it may not be.
+
+    `events` the revocation relied on are recorded on the consent, so the record shows why it was allowed.
+    """
+    events = _checked_events(events)
     allowed, why = can_revoke(consent, at, events)
     if not allowed:
         raise ConsentError(why)
     if not isinstance(reason, str) or not reason.strip():
         raise ValueError("give a revocation reason, e.g. 'participant asked in writing on 2026-03-01'")
+    for event, moment in events:
+        consent = record_event(consent, event, moment)
     return replace(consent, revoked_at=at, revocation_reason=reason.strip())
 
 
@@ -264,7 +270,7 @@ def describe_expiry(consent: Consent) -> str:
     by_event = consent.expires_on_event
     if by_date and by_event:
         return f"{by_date} or {by_event}, whichever comes first"
-    return by_date or by_event or "revoked"
+    return by_date or str(by_event)  # validation guarantees one of them
 
 
 def describe_moment(text: str) -> str:

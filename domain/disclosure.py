@@ -21,7 +21,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -362,7 +362,7 @@ def completion_letter(
     The consent must cover program-status (the letter's subject); every other covered category
     adds a section over the whole program, uncovered ones are left out entirely.
     """
-    _require_text("completed_on", completed_on)
+    _check_date("completed_on", completed_on)
     sections = covered_sections(facts_by_category, consent, skip=(PERIODIC_SUMMARY, PROGRAM_STATUS))
     identifiers = subject_identifiers(recipient_identifiers)
     text = _letter_text(consent, completed_on, identifiers, sections)
@@ -552,6 +552,15 @@ def _check_month(month: Any) -> None:
 def _require_text(name: str, value: Any) -> None:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{name} must be a non-empty string")
+
+
+def _check_date(name: str, value: Any) -> None:
+    try:
+        valid = isinstance(value, str) and date.fromisoformat(value).isoformat() == value
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ValueError(f"{name} {value!r} must be an ISO date written YYYY-MM-DD, e.g. 2026-05-29")
 
 
 # --- Standard Webhooks signing -----------------------------------------------------------------

@@ -262,7 +262,8 @@ def test_find_explains_every_consent_that_is_not_in_force():
 
 def test_find_prefers_the_newest_signed_whatever_the_order():
     older = make_consent(consent_id="C-1")
-    newer = make_consent(consent_id="C-2", signed_at="2026-04-01T09:00:00-04:00", effective_from="2026-04-01T09:00:00-04:00")
+    april = "2026-04-01T09:00:00-04:00"
+    newer = make_consent(consent_id="C-2", signed_at=april, effective_from=april)
     assert find_covering_consent([older, newer], "R-1", MISSED_TESTS, DURING)[0] == newer
     assert find_covering_consent([newer, older], "R-1", MISSED_TESTS, DURING)[0] == newer
 
@@ -309,6 +310,9 @@ def test_criminal_justice_consent_revocable_after_its_event():
     completed = record_event(consent, "completion", "2026-05-01T00:00:00-04:00")
     assert not can_revoke(completed, "2026-04-30T00:00:00-04:00")[0]
     assert can_revoke(completed, DURING)[0]
+    # Revoking on the strength of such an event records it, so the record shows why it was allowed.
+    revoked = revoke(consent, DURING, "participant request", events=[("completion", "2026-05-01T00:00:00-04:00")])
+    assert revoked.events_occurred == (("completion", "2026-05-01T00:00:00-04:00"),)
 
 
 def test_final_disposition_always_makes_a_criminal_justice_consent_revocable():
@@ -337,14 +341,17 @@ def test_record_event_is_idempotent_and_checked():
 # --- report payloads -------------------------------------------------------------------------
 
 GOOD_FACTS = {
-    SCREENING_RESULTS: {"collected_on": "2026-05-14", "outcome": "negative", "specimen_type": "urine", "observed": True},
+    SCREENING_RESULTS: {"collected_on": "2026-05-14", "outcome": "negative", "specimen_type": "urine",
+                        "observed": True},
     MISSED_TESTS: {"scheduled_on": "2026-05-14", "window_closed_at": "2026-05-14T19:00:00-04:00"},
     REFUSALS: {"occurred_on": "2026-05-14", "refusal_kind": "substituted"},
-    MEDICATION_ADHERENCE: {"period_start": "2026-05-01", "period_end": "2026-05-14", "doses_expected": 14, "doses_taken": 13},
+    MEDICATION_ADHERENCE: {"period_start": "2026-05-01", "period_end": "2026-05-14",
+                           "doses_expected": 14, "doses_taken": 13},
     PHASE_CHANGES: {"from_phase": "phase-1", "to_phase": "phase-2", "effective_on": "2026-05-14"},
-    ATTENDANCE: {"period_start": "2026-05-01", "period_end": "2026-05-14", "sessions_scheduled": 6, "sessions_attended": 5},
+    ATTENDANCE: {"period_start": "2026-05-01", "period_end": "2026-05-14",
+                 "sessions_scheduled": 6, "sessions_attended": 5},
     PROGRAM_STATUS: {"status": "discharged", "effective_on": "2026-05-14", "discharge_kind": "unsuccessful"},
-}
+}  # fmt: skip
 EXPECTED_TYPES = {
     SCREENING_RESULTS: "screening.result",
     MISSED_TESTS: "screening.missed",
@@ -559,15 +566,18 @@ def test_completion_letter_text():
     consent = covering(*CATEGORIES)
     text = completion_letter(MONTH_FACTS, consent, "2026-05-29", CASE, "D-10", DURING)["data"]["text"]
     assert text.startswith("Re: case number DC-2026-0042\n")
-    assert "Riverside IOP confirms that the participant completed its intensive outpatient program on 2026-05-29." in text
+    headline = "Riverside IOP confirms that the participant completed its intensive outpatient program on 2026-05-29."
+    assert headline in text
     assert all(sentence in text for sentence in EXPECTED_SENTENCES.values())
     assert "consent C-12, signed 2026-03-01, for this purpose: monitor progress in drug court" in text
     assert text.endswith(REDISCLOSURE_NOTICE)
 
 
-def test_completion_letter_needs_program_status_consent():
+def test_completion_letter_refusals():
     with pytest.raises(ConsentError, match="does not include program-status"):
         completion_letter(MONTH_FACTS, covering(SCREENING_RESULTS), "2026-05-29", CASE, "D-10", DURING)
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        completion_letter(MONTH_FACTS, covering(PROGRAM_STATUS), "29/05/2026", CASE, "D-10", DURING)
 
 
 # --- Standard Webhooks -----------------------------------------------------------------------
@@ -744,7 +754,8 @@ class Model:
         return min(hours) if hours else None
 
     def covers(self, recipient: str, category: str, hour: int) -> bool:
-        ended_by_event = self.expiry_event is not None and (self.happened(self.expiry_event) or 10**9) <= hour
+        ended_at = self.happened(self.expiry_event) if self.expiry_event is not None else None
+        ended_by_event = ended_at is not None and ended_at <= hour
         return (
             self.recipient == recipient
             and category in self.categories
@@ -816,29 +827,30 @@ def to_consent(model: Model, offset: timezone) -> Consent:
     )
 
 
+def boundaries(model: Model) -> list[int]:
+    return [h for h in (model.signed, model.effective, model.expires, model.revocable_after) if h is not None]
+
+
 @st.composite
 def histories(draw):
+    """Grants, then revocations and events, then queries. Moments are drawn often from the hours
+    already in play, so that "at the exact instant" cases come up rather than once in a blue moon."""
     models = [draw(grants(i)) for i in range(draw(st.integers(0, 4)))]
-    operation = st.tuples(
-        st.sampled_from(("revoke", "event")),
-        st.integers(0, 3),
-        st.sampled_from(ALL_EVENTS),
-        st.integers(0, 600),
-        st.sampled_from(OFFSETS),
-    )
-    operations = draw(st.lists(operation, max_size=8))
-    queries = draw(
-        st.lists(
-            st.tuples(
-                st.sampled_from(("R-1", "R-2")),
-                st.sampled_from(FEW_CATEGORIES),
-                st.integers(0, 700),
-                st.sampled_from(OFFSETS),
-            ),
-            min_size=1,
-            max_size=6,
-        )
-    )
+    seen = [h for model in models for h in boundaries(model)]
+
+    def hour():
+        return draw(st.sampled_from(seen)) if seen and draw(st.booleans()) else draw(st.integers(0, 600))
+
+    operations = []
+    for _ in range(draw(st.integers(0, 8))):
+        kind, index = draw(st.sampled_from(("revoke", "event"))), draw(st.integers(0, 3))
+        operation = (kind, index, draw(st.sampled_from(ALL_EVENTS)), hour(), draw(st.sampled_from(OFFSETS)))
+        seen.append(operation[3])
+        operations.append(operation)
+    queries = []
+    for _ in range(draw(st.integers(1, 6))):
+        recipient, category = draw(st.sampled_from(("R-1", "R-2"))), draw(st.sampled_from(FEW_CATEGORIES))
+        queries.append((recipient, category, hour(), draw(st.sampled_from(OFFSETS))))
     return models, operations, queries
 
 
