@@ -3,15 +3,17 @@ the same rows as running it once, because Temporal may retry any of them."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 
 from sqlalchemy.engine import Engine
 from temporalio import activity
+from sqlmodel import select
 from temporalio.exceptions import ApplicationError
 
 from store.db import session_scope
-from store.models import Participant, utcnow
-from workflows.contracts import ParticipantSync
+from store.models import AlertRecord, Participant, utcnow
+from workflows.contracts import Alert, ParticipantSync
 
 
 class RecordActivities:
@@ -43,5 +45,14 @@ class RecordActivities:
             participant.updated_at = utcnow()
             session.add(participant)
 
+    @activity.defn
+    def raise_alert(self, alert: Alert) -> None:
+        with session_scope(self.engine) as session:
+            exists = session.exec(
+                select(AlertRecord).where(AlertRecord.kind == alert.kind, AlertRecord.subject_id == alert.subject_id)
+            ).first()
+            if exists is None:
+                session.add(AlertRecord(**asdict(alert)))
+
     def all(self) -> list:
-        return [self.confirm_enrollment, self.sync_participant]
+        return [self.confirm_enrollment, self.sync_participant, self.raise_alert]

@@ -14,7 +14,6 @@ from temporalio.exceptions import ApplicationError
 from activities.notify import Notifier, RecordingNotifier
 from store.db import session_scope
 from store.models import (
-    AlertRecord,
     CheckInDayRecord,
     NotificationRecord,
     Participant,
@@ -22,7 +21,7 @@ from store.models import (
     SelectionDraw,
     utcnow,
 )
-from workflows.contracts import Alert, CheckInDay, DrawRecord, Notification, ScreeningInput, ScreeningState
+from workflows.contracts import CheckInDay, DrawRecord, Notification, ScreeningInput, ScreeningState
 
 
 def _moment(value: str | None) -> datetime | None:
@@ -112,15 +111,6 @@ class ScreeningActivities:
                 report_by=report_by, message=message,
             ))
 
-    @activity.defn
-    def raise_alert(self, alert: Alert) -> None:
-        with session_scope(self.engine) as session:
-            exists = session.exec(
-                select(AlertRecord).where(AlertRecord.kind == alert.kind, AlertRecord.subject_id == alert.subject_id)
-            ).first()
-            if exists is None:
-                session.add(AlertRecord(**asdict(alert)))
-
     def all(self) -> list:
-        return [self.save_screening, self.open_screening, self.record_draw, self.record_check_in_day, self.notify_participant,
-                self.raise_alert]
+        return [self.save_screening, self.open_screening, self.record_draw, self.record_check_in_day,
+                self.notify_participant]

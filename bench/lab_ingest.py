@@ -36,12 +36,17 @@ async def main(messages: int, concurrency: int, per_participant: int = 20) -> No
 
         async def participant() -> None:
             body = {"given_name": "Bench", "family_name": "Person", "date_of_birth": DOB, "site": "north"}
-            pid = (await stack.http.post("/participants", json=body, headers=admin)).json()["id"]
+            enrolled = await stack.http.post("/participants", json=body, headers=admin)
+            assert enrolled.status_code == 201, enrolled.text
+            pid = enrolled.json()["id"]
             for _ in range(per_participant):
-                sid = (await stack.http.post(f"/participants/{pid}/screenings", json={"reason": "bench"},
-                                             headers=admin)).json()["screening_id"]
+                ordered = await stack.http.post(f"/participants/{pid}/screenings", json={"reason": "bench"},
+                                                headers=admin)
+                assert ordered.status_code == 201, ordered.text
+                sid = ordered.json()["screening_id"]
                 collected = await stack.http.post(f"/screenings/{sid}/collection", headers=admin, json={
                     "specimen_type": "urine", "observed": True, "collector": "bench"})
+                assert collected.status_code == 200, collected.text
                 specimens.append((collected.json()["specimen_id"], pid))
 
         print(f"setting up {messages} collected screenings ...", flush=True)

@@ -25,6 +25,7 @@ from temporalio.client import Client, RPCError, WorkflowUpdateFailedError
 from temporalio.service import RPCStatusCode
 
 from domain.analytes import DEFAULT_CODE_MAP, local_system, map_code
+from domain.medication import expected_substance
 from domain.hl7 import (
     AckError,
     Hl7Error,
@@ -38,7 +39,16 @@ from domain.hl7 import (
     split_batch,
 )
 from store.db import session_scope
-from store.models import CodeMapping, LabMessage, LabResult, Participant, QuarantineItem, Screening, utcnow
+from store.models import (
+    CodeMapping,
+    LabMessage,
+    LabResult,
+    MedicationOrderRecord,
+    Participant,
+    QuarantineItem,
+    Screening,
+    utcnow,
+)
 from workflows.contracts import AnalyteIn, LabReport
 from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id
@@ -436,5 +446,7 @@ def order_from_record(record: dict[str, Any]) -> Order:
 
 
 def expected_medications(session: Session, participant_id: str) -> list[str]:
-    """Medications the participant is prescribed (active orders): their absence is a finding."""
-    return []
+    """Medications the participant is prescribed (orders not stopped): their absence is a finding."""
+    orders = session.exec(select(MedicationOrderRecord).where(
+        MedicationOrderRecord.participant_id == participant_id, MedicationOrderRecord.status != "stopped")).all()
+    return sorted({m for m in (expected_substance(o.drug) for o in orders) if m})

@@ -36,6 +36,8 @@ from store.models import Participant, Screening, SelectionDraw
 MAX_DAYS = 730
 MAX_UPDATES_IN_FLIGHT = 50
 MAX_STARTS_IN_FLIGHT = 50
+# How long (real time) one simulated day may take before the run is declared stuck.
+SKIP_DEADLINE = timedelta(minutes=5)
 SITE = "sim"
 PROGRAM = "iop"
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -246,15 +248,22 @@ class SimulationStalled(RuntimeError):
 
 
 async def _sleep_until(env, moment: datetime) -> None:
-    """Skip the test server's clock to `moment`, a day at most per call (longer skips time out)."""
+    """Skip the test server's clock to `moment`, a day at most per call.
+
+    This is env.sleep with a longer RPC deadline: a busy simulated day can take longer in real
+    time than the default deadline allows.
+    """
+    from temporalio.api.testservice.v1 import SleepRequest
     from temporalio.service import RPCError
 
     while True:
         left = moment - await env.get_current_time()
         if left <= timedelta(0):
             return
+        request = SleepRequest()
+        request.duration.FromTimedelta(min(left, timedelta(days=1)))
         try:
-            await env.sleep(min(left, timedelta(days=1)))
+            await env.client.test_service.unlock_time_skipping_with_sleep(request, timeout=SKIP_DEADLINE)
         except RPCError as exc:
             raise SimulationStalled(
                 f"the test server could not skip time to {moment.isoformat()} ({exc}); time stands still while "

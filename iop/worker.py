@@ -10,14 +10,16 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.medication import MedicationActivities
 from activities.notify import Notifier, WebhookNotifier
 from activities.records import RecordActivities
 from activities.screenings import ScreeningActivities
 from iop.settings import Settings
+from workflows.medication import MedicationWorkflow
 from workflows.participant import ParticipantWorkflow
 from workflows.screening import ScreeningWorkflow
 
-WORKFLOWS = [ParticipantWorkflow, ScreeningWorkflow]
+WORKFLOWS = [ParticipantWorkflow, ScreeningWorkflow, MedicationWorkflow]
 
 # Pure modules shared with the sandbox instead of re-imported for every workflow run.
 PASSTHROUGH = ("domain", "workflows.contracts", "workflows.search")
@@ -30,7 +32,8 @@ def notifier_for(settings: Settings) -> Notifier | None:
 
 
 def activities(engine: Engine, notifier: Notifier | None = None) -> list:
-    return RecordActivities(engine).all() + ScreeningActivities(engine, notifier).all()
+    return (RecordActivities(engine).all() + ScreeningActivities(engine, notifier).all()
+            + MedicationActivities(engine).all())
 
 
 def build_worker(client: Client, engine: Engine, task_queue: str, *, notifier: Notifier | None = None,

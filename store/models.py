@@ -285,3 +285,60 @@ class CodeMapping(SQLModel, table=True):
     note: str | None = Field(default=None, max_length=400)
     created_by: str = Field(max_length=32)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+# --- medication ---------------------------------------------------------------------------
+
+
+class MedicationOrderRecord(SQLModel, table=True):
+    __tablename__ = "medication_orders"
+
+    id: str = Field(primary_key=True, max_length=64)
+    participant_id: str = Field(foreign_key="participants.id", index=True, max_length=40)
+    site: str = Field(index=True, max_length=64)
+    drug: str = Field(max_length=40)
+    status: str = Field(index=True, max_length=16)  # active | held | stopped
+    start_date: date
+    stop_date: date | None = None
+    rules: str = Field(max_length=64)
+    order: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    eligibility: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_by: str = Field(max_length=32)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class DispenseRow(SQLModel, table=True):
+    """Every dose given, take-home supplied, dose refused or held, injection given."""
+
+    __tablename__ = "dispenses"
+
+    id: str = Field(primary_key=True, max_length=100)
+    order_id: str = Field(foreign_key="medication_orders.id", index=True, max_length=64)
+    participant_id: str = Field(foreign_key="participants.id", index=True, max_length=40)
+    day: date = Field(index=True)
+    kind: str = Field(max_length=16)
+    dose: float | None = None
+    unit: str | None = Field(default=None, max_length=16)
+    take_home_count: int = 0
+    bottle_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    lot: str | None = Field(default=None, max_length=80)
+    injection_site: str | None = Field(default=None, max_length=80)
+    note: str | None = Field(default=None, max_length=1000)
+    actor: str = Field(max_length=32)
+    recorded_at: datetime = Field(default_factory=utcnow)
+
+
+class MedicationEventRow(SQLModel, table=True):
+    """Missed doses, holds, reassessments, dose changes, pill counts, diversion flags."""
+
+    __tablename__ = "medication_events"
+
+    id: str = Field(primary_key=True, max_length=120)
+    order_id: str = Field(foreign_key="medication_orders.id", index=True, max_length=64)
+    participant_id: str = Field(foreign_key="participants.id", index=True, max_length=40)
+    day: date
+    kind: str = Field(index=True, max_length=32)
+    actor: str = Field(max_length=32)
+    detail: str = Field(max_length=2000)
+    recorded_at: datetime = Field(default_factory=utcnow)

@@ -11,6 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ACTIVE = "active"
+
+
+def participant_workflow_id(participant_id: str) -> str:
+    return f"participant-{participant_id}"
+
 DISCHARGE_STATUSES = {
     "completed": "completed",
     "withdrawn": "withdrawn",
@@ -55,6 +60,7 @@ class ParticipantState:
     screenings: list[ScreeningRef] = field(default_factory=list)  # the last 30 days'
     check_ins: dict[str, CheckIn] = field(default_factory=dict)  # day -> first check-in (last 7 days)
     for_cause_count: int = 0
+    medications: list[str] = field(default_factory=list)  # order ids of medication workflows
 
 
 @dataclass
@@ -378,3 +384,150 @@ class Review:
     explanation: str
     actor: str
     at: str | None = None
+
+
+# --- medication ------------------------------------------------------------------------------
+
+
+@dataclass
+class MedicationInput:
+    order: dict[str, Any]  # domain.medication.order_to_dict
+    participant_id: str
+    site: str
+    timezone: str
+    rules: str  # take-home rule set name (domain.takehome.RULE_SETS)
+    treatment_start: str  # first day of treatment (time-in-treatment bands count from it)
+    state: MedicationState | None = None  # set when continuing as new
+
+
+@dataclass
+class MedicationEvent:
+    at: str
+    what: str
+    actor: str = "system"
+    detail: str = ""
+
+
+@dataclass
+class MedicationState:
+    order_id: str
+    participant_id: str
+    order: dict[str, Any]
+    rules: str
+    treatment_start: str
+    timezone: str
+    status: str = "active"  # active | held | stopped
+    hold_reason: str | None = None
+    reassessment_required: bool = False
+    # day -> what happened: dosed | take-home | injection | missed | held | refused (last 45 days)
+    outcomes: dict[str, str] = field(default_factory=dict)
+    take_home_covered_until: str | None = None
+    last_injection: str | None = None
+    injection_alerted_for: str | None = None  # the due date an overdue alert was raised for
+    missed_run: int = 0
+    count_misses_after: str | None = None  # a reassessment starts the count afresh
+    diversion_flag_since: str | None = None
+    safe_storage_attested: bool = False
+    recent_screens: list[dict[str, str]] = field(default_factory=list)  # {day, result}, last 60 days
+    eligibility: dict[str, Any] = field(default_factory=dict)  # domain.takehome.eligibility_to_dict
+    adherence_7d: dict[str, Any] = field(default_factory=dict)
+    adherence_30d: dict[str, Any] = field(default_factory=dict)
+    next_due: dict[str, Any] = field(default_factory=dict)  # domain.medication.expected_to_dict
+    evaluated_through: str | None = None  # last program day whose doses were checked
+    dispense_count: int = 0
+    event_count: int = 0
+    events: list[MedicationEvent] = field(default_factory=list)  # the last 100
+
+
+@dataclass
+class DispenseRecord:
+    kind: str  # observed-dose | take-home | refused | held | injection
+    actor: str
+    dose: float | None = None
+    unit: str | None = None
+    take_home_count: int = 0
+    bottle_ids: list[str] = field(default_factory=list)
+    lot: str | None = None
+    site: str | None = None
+    note: str | None = None
+
+
+@dataclass
+class Reassessment:
+    decision: str  # resume | keep-holding
+    note: str
+    actor: str
+
+
+@dataclass
+class DoseChange:
+    dose: float
+    unit: str
+    reason: str
+    actor: str
+
+
+@dataclass
+class OrderStop:
+    reason: str
+    actor: str
+
+
+@dataclass
+class PillCountRecord:
+    bottle_id: str
+    expected_units: float
+    counted_units: float
+    returned_on_time: bool
+    seal_intact: bool
+    actor: str
+
+
+@dataclass
+class StorageAttestation:
+    attested: bool
+    note: str
+    actor: str
+
+
+@dataclass
+class ScreenOutcome:
+    """A screening's final outcome, as take-home rules weigh it."""
+
+    screening_id: str
+    day: str
+    result: str  # negative | positive | expected-absent | missed | refused | invalid
+
+
+@dataclass
+class MedicationStart:
+    order: dict[str, Any]
+    rules: str
+    treatment_start: str | None = None
+
+
+@dataclass
+class DispenseEntry:
+    """A dispense as recorded in SQL (written by the workflow's local activity)."""
+
+    dispense_id: str
+    order_id: str
+    participant_id: str
+    day: str
+    kind: str
+    actor: str
+    dose: float | None = None
+    unit: str | None = None
+    take_home_count: int = 0
+    bottle_ids: list[str] = field(default_factory=list)
+    lot: str | None = None
+    site: str | None = None
+    note: str | None = None
+
+
+@dataclass
+class MedicationSync:
+    order_id: str
+    status: str
+    order: dict[str, Any]
+    eligibility: dict[str, Any]

@@ -15,6 +15,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.medication import MedicationActivities
     from activities.records import RecordActivities
     from activities.screenings import ScreeningActivities
     from domain.clock import local_clock, local_date, local_moment
@@ -38,9 +39,17 @@ with workflow.unsafe.imports_passed_through():
         Pause,
         PhaseChange,
         PhaseEntry,
+        MedicationInput,
+        MedicationStart,
         ScreeningInput,
         ScreeningRef,
+        ScreenOutcome,
+        participant_workflow_id,
     )
+    from workflows.medication import MedicationWorkflow
+    from workflows.medication import workflow_id as medication_workflow_id
+    from domain.medication import order_from_dict
+    from domain.takehome import get_rules
     from workflows.screening import ScreeningWorkflow
     from workflows.screening import workflow_id as screening_workflow_id
 
@@ -64,7 +73,7 @@ MAX_PAUSE_DAYS = 120
 
 
 def workflow_id(participant_id: str) -> str:
-    return f"participant-{participant_id}"
+    return participant_workflow_id(participant_id)
 
 
 def plan_for_phase(phase: str, current: dict) -> dict:
@@ -317,6 +326,50 @@ class ParticipantWorkflow:
                 raise ApplicationError(f"overlaps the pause {other.start}..{other.end} ({other.reason})",
                                        type=CONFLICT)
 
+    # --- medication ----------------------------------------------------------------------
+
+    @workflow.update
+    async def start_medication(self, start: MedicationStart) -> str:
+        order = order_from_dict(start.order)
+        self.state.medications.append(order.order_id)
+        medication = MedicationInput(order=start.order, participant_id=self.state.participant_id,
+                                     site=self.state.site, timezone=self.state.timezone, rules=start.rules,
+                                     treatment_start=start.treatment_start or order.start_date)
+        # The record exists before the order's workflow runs, so staff see it at once.
+        await workflow.execute_local_activity_method(MedicationActivities.open_order, medication, **RECORD_WRITE)
+        await workflow.start_child_workflow(
+            MedicationWorkflow.run,
+            medication,
+            id=medication_workflow_id(order.order_id),
+            parent_close_policy=ParentClosePolicy.ABANDON,
+        )
+        return order.order_id
+
+    @start_medication.validator
+    def _validate_medication(self, start: MedicationStart) -> None:
+        self._require_active("start a medication order")
+        try:
+            order = order_from_dict(start.order)
+            get_rules(start.rules)
+        except ValueError as exc:
+            raise ApplicationError(str(exc), type=INVALID) from None
+        if order.participant_id != self.state.participant_id:
+            raise ApplicationError("the order names another participant", type=INVALID)
+        if order.order_id in self.state.medications:
+            raise ApplicationError(f"order {order.order_id} is already running", type=CONFLICT)
+
+    @workflow.signal
+    async def screen_final(self, outcome: ScreenOutcome) -> None:
+        """A screening reached its final outcome: every medication order weighs it."""
+        await self._tell_medications(MedicationWorkflow.screen_result, outcome)
+
+    async def _tell_medications(self, signal, argument) -> None:
+        for order_id in self.state.medications:
+            try:
+                await workflow.get_external_workflow_handle(medication_workflow_id(order_id)).signal(signal, argument)
+            except Exception:  # noqa: BLE001 - a stopped order has closed: nothing to tell it
+                workflow.logger.info("medication order %s already closed", order_id)
+
     # --- phase ---------------------------------------------------------------------------
 
     @workflow.update
@@ -352,6 +405,7 @@ class ParticipantWorkflow:
         self.state.discharged_by = request.actor
         workflow.upsert_search_attributes([search.STATUS.value_set(self.state.status)])
         await self._cancel_open_screenings(f"participant discharged ({request.kind})")
+        await self._tell_medications(MedicationWorkflow.participant_discharged, request.kind)
         await self._sync_record()
         return self.state
 

@@ -9,6 +9,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.records import RecordActivities
     from activities.screenings import ScreeningActivities
     from domain.clock import local_moment
     from domain.interpretation import AnalyteResult, MedicationContext, interpret, interpretation_to_dict
@@ -48,6 +49,8 @@ with workflow.unsafe.imports_passed_through():
         LabReport,
         ResultEntry,
         Review,
+        ScreenOutcome,
+        participant_workflow_id,
     )
 
 ACTIVITY = dict(
@@ -135,6 +138,7 @@ class ScreeningWorkflow:
         self.state.late_until = late_until.isoformat()
         self._event("missed", detail=f"no collection by {closes.isoformat()}: a reportable no-show")
         await self._save()
+        await self._tell_participant("missed")
         # A specimen collected late can still be recorded (flagged late) during the make-up period.
         await self._wait_until(lambda: self.state.status != MISSED, late_until)
 
@@ -177,7 +181,7 @@ class ScreeningWorkflow:
     async def _alert(self, kind: str, detail: str) -> None:
         self._event(kind.replace("-", " "), detail=detail)
         await workflow.execute_activity_method(
-            ScreeningActivities.raise_alert,
+            RecordActivities.raise_alert,
             Alert(kind=kind, participant_id=self.state.participant_id, subject_id=self.state.screening_id,
                   detail=detail),
             **ACTIVITY,
@@ -258,6 +262,7 @@ class ScreeningWorkflow:
         self.state.refusal = refusal
         self._event("refusal recorded", refusal.actor, f"{refusal.kind}: {refusal.detail}")
         await self._save()
+        await self._tell_participant("refused")
         return self.state
 
     @refuse.validator
@@ -300,6 +305,7 @@ class ScreeningWorkflow:
         self.state.final_outcome = self.state.finalized_at = None
         if interpretation.may_finalize_without_review:
             self._finalize(FINAL_NEGATIVE, "negative: final without review")
+            await self._tell_participant(self._final_result_for_medication())
         else:
             self.state.status = AWAITING_REVIEW
             self.state.review_overdue = False
@@ -326,8 +332,10 @@ class ScreeningWorkflow:
             outcome = {"non-negative": FINAL_POSITIVE, "refusal": FINAL_REFUSAL, "negative": FINAL_NEGATIVE}.get(
                 overall, FINAL_INVALID)
             self._finalize(outcome, f"confirmed by clinician review: {review.explanation}", review.actor)
+            await self._tell_participant(self._final_result_for_medication())
         elif review.decision == "excuse":
             self._finalize(FINAL_EXPLAINED, f"legitimate explanation documented: {review.explanation}", review.actor)
+            await self._tell_participant(self._final_result_for_medication())
         else:
             # The participant's retest or the lab's confirmation is awaited as a new result.
             self.state.status = AWAITING_RESULT
@@ -350,6 +358,22 @@ class ScreeningWorkflow:
 
     def _current_result(self) -> ResultEntry | None:
         return next((r for r in self.state.results if r.result_id == self.state.current_result_id), None)
+
+    async def _tell_participant(self, result: str) -> None:
+        """Final outcomes count for take-home eligibility in the participant's medication orders."""
+        outcome = ScreenOutcome(self.state.screening_id, self.state.day, result)
+        try:
+            await workflow.get_external_workflow_handle(participant_workflow_id(self.state.participant_id)).signal(
+                "screen_final", outcome)
+        except Exception:  # noqa: BLE001 - a discharged participant's workflow has closed
+            workflow.logger.info("participant %s no longer running", self.state.participant_id)
+
+    def _final_result_for_medication(self) -> str:
+        current = self._current_result()
+        flags = {f["code"] for f in current.interpretation.get("flags", [])} if current else set()
+        if self.state.final_outcome in (FINAL_NEGATIVE, FINAL_EXPLAINED):
+            return "expected-absent" if "expected-absent" in flags else "negative"
+        return {FINAL_POSITIVE: "positive", FINAL_REFUSAL: "refused"}.get(self.state.final_outcome, "invalid")
 
     def _finalize(self, outcome: str, why: str, actor: str = "system") -> None:
         now = workflow.now()

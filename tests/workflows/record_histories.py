@@ -20,7 +20,18 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.clock import local_date
 from store.models import Screening
-from workflows.contracts import CheckIn, Collection, Discharge, ForCause, Pause, PhaseChange
+from workflows.contracts import (
+    CheckIn,
+    Collection,
+    Discharge,
+    DispenseRecord,
+    ForCause,
+    MedicationStart,
+    Pause,
+    PhaseChange,
+)
+from workflows.medication import MedicationWorkflow
+from workflows.medication import workflow_id as medication_workflow_id
 from workflows.participant import ParticipantWorkflow
 from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id
@@ -64,7 +75,15 @@ async def thirty_days(engine) -> None:
         async with build_worker(env.client, engine, "record-histories-30"):
             today = local_date(await env.get_current_time(), "America/New_York")
             handle = await start_participant(env.client, engine, "record-histories-30", start=today)
-            await skip(env, timedelta(days=3))
+            pid = (await handle.query(ParticipantWorkflow.status)).participant_id
+            order_id = await handle.execute_update(ParticipantWorkflow.start_medication, MedicationStart(
+                order=medication_order(pid, today), rules="federal-otp-2024"))
+            medication = env.client.get_workflow_handle(medication_workflow_id(order_id))
+            for dosed in (True, False, True):
+                if dosed:
+                    await medication.execute_update(MedicationWorkflow.dispense, DispenseRecord(
+                        kind="observed-dose", actor="RN", dose=60.0, unit="mg"))
+                await skip(env, timedelta(days=1))
             await handle.execute_update(ParticipantWorkflow.check_in, CheckIn("kiosk", "recorder"))
             ref = await handle.execute_update(ParticipantWorkflow.order_for_cause, ForCause("odour", "recorder"))
             collected = env.client.get_workflow_handle(screening_workflow_id(ref.screening_id))
@@ -79,12 +98,22 @@ async def thirty_days(engine) -> None:
             await handle.execute_update(ParticipantWorkflow.discharge, Discharge("completed", "graduated", "r"))
             await handle.result()
             await save(env, handle.id, "participant--thirty-days")
+            await medication.result()
+            await save(env, medication.id, "medication--daily-observed-with-misses")
             await save(env, collected.id, "screening--for-cause-collected-result-overdue")
             with Session(engine) as session:
                 missed = session.exec(select(Screening).where(Screening.status == "missed")).first()
             await save(env, f"screening-{missed.id}", "screening--random-missed")
     finally:
         await env.shutdown()
+
+
+def medication_order(participant_id: str, start) -> dict:
+    return {"order_id": f"m-{participant_id[-6:]}", "participant_id": participant_id, "drug": "methadone",
+            "dose": 60.0, "unit": "mg", "route": "oral",
+            "schedule": {"kind": "daily-observed", "observed_weekdays": [0, 1, 2, 3, 4, 5, 6], "every_days": None,
+                         "grace_days": 3},
+            "start_date": start.isoformat(), "stop_date": None, "prescriber": "Dr. Okafor"}
 
 
 async def skip(env: WorkflowEnvironment, span: timedelta) -> None:

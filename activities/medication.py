@@ -1,0 +1,59 @@
+"""Medication records written on behalf of MedicationWorkflow (idempotent by id)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import date
+
+from sqlalchemy.engine import Engine
+from temporalio import activity
+
+from store.db import session_scope
+from store.models import DispenseRow, MedicationEventRow, MedicationOrderRecord, utcnow
+from workflows.contracts import DispenseEntry, MedicationInput, MedicationSync
+
+
+class MedicationActivities:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @activity.defn
+    def open_order(self, order: MedicationInput) -> None:
+        with session_scope(self.engine) as session:
+            if session.get(MedicationOrderRecord, order.order["order_id"]) is None:
+                session.add(MedicationOrderRecord(
+                    id=order.order["order_id"], participant_id=order.participant_id, site=order.site,
+                    drug=order.order["drug"], status="active", start_date=date.fromisoformat(order.order["start_date"]),
+                    stop_date=date.fromisoformat(order.order["stop_date"]) if order.order.get("stop_date") else None,
+                    rules=order.rules, order=order.order, created_by=order.order.get("prescriber", "")[:32],
+                ))
+
+    @activity.defn
+    def record_dispense(self, entry: DispenseEntry) -> None:
+        with session_scope(self.engine) as session:
+            if session.get(DispenseRow, entry.dispense_id) is None:
+                values = asdict(entry)
+                values["id"] = values.pop("dispense_id")
+                values["injection_site"] = values.pop("site")
+                values["day"] = date.fromisoformat(entry.day)
+                session.add(DispenseRow(**values))
+
+    @activity.defn
+    def record_event(self, event: dict) -> None:
+        with session_scope(self.engine) as session:
+            if session.get(MedicationEventRow, event["id"]) is None:
+                session.add(MedicationEventRow(**{**event, "day": date.fromisoformat(event["day"])}))
+
+    @activity.defn
+    def sync_order(self, sync: MedicationSync) -> None:
+        with session_scope(self.engine) as session:
+            row = session.get(MedicationOrderRecord, sync.order_id)
+            if row is None:
+                return
+            row.status, row.order, row.eligibility = sync.status, sync.order, sync.eligibility
+            row.stop_date = date.fromisoformat(sync.order["stop_date"]) if sync.order.get("stop_date") else None
+            row.updated_at = utcnow()
+            session.add(row)
+
+    def all(self) -> list:
+        return [self.open_order, self.record_dispense, self.record_event, self.sync_order]

@@ -1,0 +1,90 @@
+"""Medication orders and dispensing through the API on a real dev server."""
+
+from datetime import datetime, timezone
+
+from sqlmodel import Session, select
+
+from domain.clock import local_date
+from store.models import DispenseRow
+from tests.api.test_lab import VALID, collected, oru, post_hl7, screening
+
+# The program's day, in its time zone (the enrollment default), not the machine's.
+TODAY = local_date(datetime.now(timezone.utc), "America/New_York").isoformat()
+METHADONE = {"drug": "methadone", "dose": 60, "unit": "mg", "route": "oral",
+             "schedule": {"kind": "daily-observed"}, "start_date": TODAY, "prescriber": "Dr. Okafor"}
+BUPRENORPHINE = {"drug": "buprenorphine-naloxone", "dose": 16, "unit": "mg", "route": "sublingual",
+                 "schedule": {"kind": "daily-observed"}, "start_date": TODAY, "prescriber": "Dr. Okafor"}
+
+
+async def start(stack, pid, body=METHADONE, role="clinician"):
+    return await stack.http.post(f"/participants/{pid}/medications", json=body, headers=stack.auth(role))
+
+
+async def test_order_dispense_refusals_and_today_list(stack):
+    pid = (await stack.enroll())["id"]
+    assert (await start(stack, pid, role="staff")).status_code == 403
+    bad = await start(stack, pid, {**METHADONE, "schedule": {"kind": "injection", "every_days": 28}})
+    assert bad.status_code == 422 and "not an injectable product" in bad.json()["detail"]
+    created = await start(stack, pid)
+    assert created.status_code == 201, created.text
+    order_id = created.json()["id"]
+
+    dose = {"kind": "observed-dose", "dose": 60, "unit": "mg"}
+    given = await stack.http.post(f"/medications/{order_id}/dispenses", json=dose, headers=stack.auth("staff"))
+    assert given.status_code == 200, given.text
+    second = await stack.http.post(f"/medications/{order_id}/dispenses", json=dose, headers=stack.auth("staff"))
+    assert second.status_code == 409 and "second dose" in second.json()["detail"]
+    wrong = await stack.http.post(f"/medications/{order_id}/dispenses", json={**dose, "dose": 90},
+                                  headers=stack.auth("staff"))
+    assert wrong.status_code == 422 and "does not match the order" in wrong.json()["detail"]
+    home = await stack.http.post(f"/medications/{order_id}/dispenses", headers=stack.auth("staff"), json={
+        "kind": "take-home", "dose": 60, "unit": "mg", "take_home_count": 2, "bottle_ids": ["B-1", "B-2"]})
+    assert home.status_code == 409 and "allowed now" in home.json()["detail"]
+
+    detail = (await stack.http.get(f"/medications/{order_id}", headers=stack.auth("auditor"))).json()
+    eligibility = detail["workflow"]["eligibility"]
+    assert eligibility["max_take_home_days"] == 0 and len(eligibility["reasons"]) >= 5
+    assert any("storage" in reason for reason in eligibility["reasons"])
+    today = (await stack.http.get("/dispensing/today?site=north", headers=stack.auth("staff"))).json()
+    mine = [item for item in today if item["order_id"] == order_id]
+    assert mine and mine[0]["dosed_today"] and mine[0]["expected"] == "observed-dose"
+
+    stopped = await stack.http.post(f"/medications/{order_id}/stop", json={"reason": "tapered off"},
+                                    headers=stack.auth("clinician"))
+    assert stopped.status_code == 200 and stopped.json()["status"] == "stopped"
+    after = await stack.http.post(f"/medications/{order_id}/dispenses", json=dose, headers=stack.auth("staff"))
+    assert after.status_code == 409 and "stopped" in after.json()["detail"]
+    with Session(stack.engine) as session:
+        assert len(session.exec(select(DispenseRow).where(DispenseRow.order_id == order_id)).all()) == 1
+
+
+async def test_hold_by_clinician_refuses_dosing_until_resumed(stack):
+    pid = (await stack.enroll())["id"]
+    order_id = (await start(stack, pid)).json()["id"]
+    held = await stack.http.post(f"/medications/{order_id}/reassessment", json={"decision": "hold", "note": "sedated"},
+                                 headers=stack.auth("clinician"))
+    assert held.status_code == 200 and held.json()["status"] == "held"
+    dose = {"kind": "observed-dose", "dose": 60, "unit": "mg"}
+    refused = await stack.http.post(f"/medications/{order_id}/dispenses", json=dose, headers=stack.auth("staff"))
+    assert refused.status_code == 409 and "on hold" in refused.json()["detail"]
+    recorded_hold = await stack.http.post(f"/medications/{order_id}/dispenses", json={"kind": "held"},
+                                          headers=stack.auth("staff"))
+    assert recorded_hold.status_code == 200
+    await stack.http.post(f"/medications/{order_id}/reassessment", json={"decision": "resume", "note": "alert, ok"},
+                          headers=stack.auth("clinician"))
+    count = await stack.http.post(f"/medications/{order_id}/pill-counts", headers=stack.auth("staff"), json={
+        "bottle_id": "B-9", "expected_units": 7, "counted_units": 4, "returned_on_time": True})
+    assert count.status_code == 200 and count.json()["diversion_flag_since"] == TODAY
+    assert "diversion" in " ".join(count.json()["eligibility"]["reasons"])
+
+
+async def test_screen_without_buprenorphine_is_flagged_expected_absent(stack):
+    pid, sid, specimen = await collected(stack)
+    assert (await start(stack, pid, BUPRENORPHINE)).status_code == 201
+    obx = ["CWE|3414-0^Buprenorphine [Presence] in Urine^LN||NEG^Negative^L||<5|N",
+           "NM|49751-1^Norbuprenorphine^LN||0|ng/mL|<5|N", "NM|3393-6^Benzoylecgonine^LN||10|ng/mL|<150|N", *VALID]
+    _, ack = await post_hl7(stack, oru("BUP-1", specimen, pid, obx=obx))
+    assert ack.ack_code == "AA"
+    state = await screening(stack, sid)
+    flags = {f["code"] for f in state["results"][0]["interpretation"]["flags"]}
+    assert "expected-absent" in flags and state["status"] == "awaiting-review"

@@ -1,0 +1,121 @@
+"""MedicationWorkflow on the time-skipping server: a month of dosing with misses, holds,
+reassessment and an overdue injection."""
+
+from datetime import date, timedelta
+
+import pytest
+from sqlmodel import Session, select
+
+from domain.clock import local_date
+from iop.worker import build_worker
+from store.models import AlertRecord, DispenseRow, MedicationEventRow
+from tests.helpers import refused
+from tests.workflows.scenarios import start_participant
+from tests.workflows.test_screening_program import skip
+from workflows.contracts import DispenseRecord, MedicationStart, Reassessment
+from workflows.medication import MedicationWorkflow, workflow_id
+from workflows.participant import ParticipantWorkflow
+
+ZONE = "America/New_York"
+
+
+def order(pid: str, start: date, **overrides) -> dict:
+    body = {"order_id": f"m-{pid[-6:]}", "participant_id": pid, "drug": "methadone", "dose": 60.0, "unit": "mg",
+            "route": "oral", "schedule": {"kind": "daily-observed", "observed_weekdays": [0, 1, 2, 3, 4, 5, 6],
+                                          "every_days": None, "grace_days": 3},
+            "start_date": start.isoformat(), "stop_date": None, "prescriber": "Dr. Okafor"}
+    body.update(overrides)
+    return body
+
+
+@pytest.fixture
+async def program(time_env, sqlite_engine, task_queue):
+    async with build_worker(time_env.client, sqlite_engine, task_queue):
+        today = local_date(await time_env.get_current_time(), ZONE)
+        participant = await start_participant(time_env.client, sqlite_engine, task_queue, start=today)
+        yield time_env, sqlite_engine, participant, today
+
+
+async def start_order(env, participant, body):
+    order_id = await participant.execute_update(ParticipantWorkflow.start_medication,
+                                                MedicationStart(order=body, rules="federal-otp-2024"))
+    return env.client.get_workflow_handle_for(MedicationWorkflow.run, workflow_id(order_id))
+
+
+DOSE = DispenseRecord(kind="observed-dose", actor="RN-3", dose=60.0, unit="mg")
+
+
+async def test_thirty_days_with_misses_alert_then_hold_until_reassessment(program):
+    env, engine, participant, today = program
+    pid = (await participant.query(ParticipantWorkflow.status)).participant_id
+    medication = await start_order(env, participant, order(pid, today))
+    missed_days = {4, 10, 11, 12}
+    refused_while_held = 0
+    for day in range(30):
+        if day not in missed_days:
+            state = await medication.query(MedicationWorkflow.status)
+            if state.status == "held":
+                with refused("on hold"):
+                    await medication.execute_update(MedicationWorkflow.dispense, DOSE)
+                refused_while_held += 1
+                await medication.execute_update(MedicationWorkflow.reassess,
+                                                Reassessment("resume", "seen in clinic, stable", "md-1"))
+            await medication.execute_update(MedicationWorkflow.dispense, DOSE)
+        await skip(env, timedelta(days=1))
+    state = await medication.query(MedicationWorkflow.status)
+    missed = sorted(d for d, o in state.outcomes.items() if o == "missed")
+    assert missed == [(today + timedelta(days=d)).isoformat() for d in sorted(missed_days)]
+    assert refused_while_held == 1 and state.status == "active"
+    assert state.adherence_30d["expected"] >= 29 and state.adherence_30d["taken"] == state.adherence_30d["expected"] - 4
+    with Session(engine) as session:
+        alerts = session.exec(select(AlertRecord).where(AlertRecord.participant_id == pid)).all()
+        events = session.exec(select(MedicationEventRow).where(MedicationEventRow.participant_id == pid)).all()
+        doses = session.exec(select(DispenseRow).where(DispenseRow.participant_id == pid)).all()
+    # One alert per run of misses (day 4; days 10-12), and the hold after the third in a row.
+    assert sorted(a.subject_id.split(":")[1] for a in alerts if a.kind == "missed-doses") == [
+        (today + timedelta(days=4)).isoformat(), (today + timedelta(days=10)).isoformat()]
+    assert [a.kind for a in alerts if a.kind == "reassessment-required"] == ["reassessment-required"]
+    assert sum(e.kind == "missed-dose" for e in events) == 4
+    assert {e.kind for e in events} >= {"held-for-reassessment", "reassessment-resume"}
+    assert len(doses) == 26
+    assert state.eligibility["basis"].startswith("federal-otp-2024")
+    await participant.terminate("test over")
+
+
+async def test_second_dose_and_wrong_dose_are_refused_and_nothing_recorded(program):
+    env, engine, participant, today = program
+    pid = (await participant.query(ParticipantWorkflow.status)).participant_id
+    medication = await start_order(env, participant, order(pid, today))
+    await medication.execute_update(MedicationWorkflow.dispense, DOSE)
+    with refused("second dose"):
+        await medication.execute_update(MedicationWorkflow.dispense, DOSE)
+    with refused("does not match the order"):
+        await medication.execute_update(MedicationWorkflow.dispense,
+                                        DispenseRecord(kind="observed-dose", actor="RN", dose=80.0, unit="mg"))
+    with refused("take-home day"):
+        await medication.execute_update(MedicationWorkflow.dispense, DispenseRecord(
+            kind="take-home", actor="RN", dose=60.0, unit="mg", take_home_count=3, bottle_ids=["B1", "B2", "B3"]))
+    with Session(engine) as session:
+        assert len(session.exec(select(DispenseRow).where(DispenseRow.participant_id == pid)).all()) == 1
+    await participant.terminate("test over")
+
+
+async def test_overdue_injection_alert_at_due_date_plus_grace(program):
+    env, engine, participant, today = program
+    pid = (await participant.query(ParticipantWorkflow.status)).participant_id
+    body = order(pid, today, drug="naltrexone-er-injection", dose=380.0, route="intramuscular",
+                 schedule={"kind": "injection", "observed_weekdays": [0, 1, 2, 3, 4, 5, 6], "every_days": 28,
+                           "grace_days": 3})
+    medication = await start_order(env, participant, body)
+    await medication.execute_update(MedicationWorkflow.dispense, DispenseRecord(
+        kind="injection", actor="RN", dose=380.0, unit="mg", lot="LOT-7", site="left gluteal"))
+    due = today + timedelta(days=28)
+    await skip(env, timedelta(days=30))
+    with Session(engine) as session:
+        assert session.exec(select(AlertRecord).where(AlertRecord.kind == "injection-overdue")).all() == []
+    await skip(env, timedelta(days=2))
+    with Session(engine) as session:
+        [alert] = session.exec(select(AlertRecord).where(AlertRecord.kind == "injection-overdue")).all()
+    assert alert.subject_id.endswith(due.isoformat()) and "grace 3 days" in alert.detail
+    assert (await medication.query(MedicationWorkflow.status)).next_due["day"] == due.isoformat()
+    await participant.terminate("test over")
