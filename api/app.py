@@ -10,7 +10,7 @@ from temporalio.client import Client
 
 from api import problems
 from api.deps import Services
-from api.routers import health, lab, medications, participants, screenings
+from api.routers import disclosures, health, lab, medications, participants, screenings
 from ingest.lab import LabIngest
 from iop.settings import Settings
 from iop.temporal import connect
@@ -44,4 +44,5 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
     app.include_router(screenings.router)
     app.include_router(lab.router)
     app.include_router(medications.router)
+    app.include_router(disclosures.router)
     return app

@@ -16,6 +16,7 @@ from api.problems import ProblemError
 from api.tokens import Actor, TokenRejected, authenticate
 from ingest.lab import LabIngest
 from iop.settings import Settings
+from store.db import writing
 
 
 @dataclass
@@ -33,10 +34,13 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_session(services: ServicesDep) -> Iterator[Session]:
-    """A session for the request. Async routes call `done_reading` before awaiting Temporal, so
-    that no database connection (or SQLite snapshot) is held while they wait."""
-    with Session(services.engine, expire_on_commit=False) as session:
+def get_session(request: Request, services: ServicesDep) -> Iterator[Session]:
+    """A session for the request. A request that may write takes SQLite's write lock when its
+    transaction begins (a read that later writes would otherwise fail when another writer went
+    first). Async routes call `done_reading` before awaiting Temporal, so that no connection,
+    lock or snapshot is held while they wait."""
+    engine = services.engine if request.method in ("GET", "HEAD") else writing(services.engine)
+    with Session(engine, expire_on_commit=False) as session:
         yield session
 
 

@@ -79,6 +79,7 @@ class EncryptionCodec(temporalio.converter.PayloadCodec):
             raise CodecKeyError("at least one codec key is required")
         self._active = keys[0]
         self._ciphers = {k.key_id: AESGCM(k.secret) for k in keys}
+        self.keys: tuple[CodecKey, ...] = tuple(keys)
 
     @property
     def active_key_id(self) -> str:
@@ -118,3 +119,20 @@ def data_converter(keys: Iterable[CodecKey]) -> temporalio.converter.DataConvert
         # Failure messages and stack traces can quote workflow data: encode them too.
         failure_converter_class=temporalio.converter.DefaultFailureConverterWithEncodedAttributes,
     )
+
+
+def seal_text(keys: Sequence[CodecKey], text: str) -> str:
+    """A secret kept at rest (a recipient's signing secret) under the active payload key."""
+    key = keys[0]
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    sealed = AESGCM(key.secret).encrypt(nonce, text.encode(), key.key_id.encode())
+    return f"{key.key_id}:{base64.b64encode(nonce + sealed).decode()}"
+
+
+def open_text(keys: Sequence[CodecKey], sealed: str) -> str:
+    key_id, _, encoded = sealed.partition(":")
+    key = next((k for k in keys if k.key_id == key_id), None)
+    if key is None:
+        raise CodecKeyError(f"secret was sealed with key {key_id!r}, which is not configured")
+    raw = base64.b64decode(encoded)
+    return AESGCM(key.secret).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], key_id.encode()).decode()

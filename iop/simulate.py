@@ -36,6 +36,8 @@ from store.models import Participant, Screening, SelectionDraw
 MAX_DAYS = 730
 MAX_UPDATES_IN_FLIGHT = 50
 MAX_STARTS_IN_FLIGHT = 50
+# The project's own packages a workflow may import: loaded once per run (see _simulation_worker).
+FROZEN_MODULES = ("workflows", "activities", "domain", "store")
 # How long (real time) one simulated day may take before the run is declared stuck.
 SKIP_DEADLINE = timedelta(minutes=5)
 SITE = "sim"
@@ -134,7 +136,6 @@ async def run_simulation(
 
     from iop.cli import _binary
     from iop.codec import data_converter, new_key
-    from iop.worker import build_worker
     from store.migrate import upgrade
     from workflows import search
 
@@ -150,59 +151,59 @@ async def run_simulation(
         url = f"sqlite:///{Path(tmp) / 'records.db'}"
         upgrade(url)
         engine = _records_engine(url)
-        env = await WorkflowEnvironment.start_time_skipping(
-            data_converter=data_converter([new_key("sim")]),
-            test_server_existing_path=server,
-            runtime=_quiet_runtime(),
-        )
         try:
-            await env.client.operator_service.add_search_attributes(
-                AddSearchAttributesRequest(
-                    namespace="default",
-                    search_attributes={key.name: key.indexed_value_type for key in search.ALL},
-                )
+            env = await WorkflowEnvironment.start_time_skipping(
+                data_converter=data_converter([new_key("sim")]),
+                test_server_existing_path=server,
+                runtime=_quiet_runtime(),
             )
-            task_queue = f"simulate-{uuid.uuid4().hex[:8]}"
-            async with build_worker(env.client, engine, task_queue):
-                # Begin just after midnight, so every participant's first draw is the first day's.
-                now = await env.get_current_time()
-                first_day = local_date(now, zone) + timedelta(days=1)
-                await _sleep_until(env, local_moment(first_day, time(0, 5), zone))
-                timing["setup"] = wallclock.perf_counter() - started
+            try:
+                await env.client.operator_service.add_search_attributes(
+                    AddSearchAttributesRequest(
+                        namespace="default",
+                        search_attributes={key.name: key.indexed_value_type for key in search.ALL},
+                    )
+                )
+                task_queue = f"simulate-{uuid.uuid4().hex[:8]}"
+                async with _simulation_worker(env.client, engine, task_queue, participants):
+                    # Begin just after midnight, so every participant's first draw is the first day's.
+                    now = await env.get_current_time()
+                    first_day = local_date(now, zone) + timedelta(days=1)
+                    await _sleep_until(env, local_moment(first_day, time(0, 5), zone))
+                    timing["setup"] = wallclock.perf_counter() - started
 
-                mark = wallclock.perf_counter()
-                await _enroll(env.client, engine, task_queue, participants, phase, first_day)
-                timing["enroll"] = wallclock.perf_counter() - mark
-
-                handled: set[str] = set()
-                sent = refused = 0
-                skipping = updating = 0.0
-                for offset in range(days):
-                    day = first_day + timedelta(days=offset)
                     mark = wallclock.perf_counter()
-                    await _sleep_until(env, local_moment(day, checkpoint, zone))
+                    await _enroll(env.client, engine, task_queue, participants, phase, first_day)
+                    timing["enroll"] = wallclock.perf_counter() - mark
+
+                    handled: set[str] = set()
+                    sent = refused = 0
+                    skipping = updating = 0.0
+                    for offset in range(days):
+                        day = first_day + timedelta(days=offset)
+                        mark = wallclock.perf_counter()
+                        await _sleep_until(env, local_moment(day, checkpoint, zone))
+                        skipping += wallclock.perf_counter() - mark
+                        mark = wallclock.perf_counter()
+                        done, rejected = await _collect(env.client, engine, handled, rng, no_show_rate)
+                        updating += wallclock.perf_counter() - mark
+                        sent += done
+                        refused += rejected
+                        if progress:
+                            progress(offset + 1, days, day)
+                    # Let the last day's windows close, so each day's screenings are settled.
+                    last_day = first_day + timedelta(days=days - 1)
+                    mark = wallclock.perf_counter()
+                    await _sleep_until(env, local_moment(last_day, time(23, 0), zone))
                     skipping += wallclock.perf_counter() - mark
+                    timing["workflows and activities (time skipping)"] = skipping
+                    timing["collection updates"] = updating
                     mark = wallclock.perf_counter()
-                    done, rejected = await _collect(env.client, engine, handled, rng, no_show_rate)
-                    updating += wallclock.perf_counter() - mark
-                    sent += done
-                    refused += rejected
-                    if progress:
-                        progress(offset + 1, days, day)
-                # Let the last day's windows close, so each day's screenings are settled.
-                last_day = first_day + timedelta(days=days - 1)
+                timing["worker shutdown"] = wallclock.perf_counter() - mark
+            finally:
                 mark = wallclock.perf_counter()
-                await _sleep_until(env, local_moment(last_day, time(23, 0), zone))
-                skipping += wallclock.perf_counter() - mark
-                timing["time skipping (workflows, activities, SQLite)"] = skipping
-                timing["collection updates"] = updating
-                mark = wallclock.perf_counter()
-            timing["worker shutdown"] = wallclock.perf_counter() - mark
-        finally:
-            mark = wallclock.perf_counter()
-            await env.shutdown()
-            timing["server shutdown"] = wallclock.perf_counter() - mark
-        try:
+                await env.shutdown()
+                timing["server shutdown"] = wallclock.perf_counter() - mark
             report = _report(engine, participants, days, no_show_rate, phase, seed, plan, first_day, last_day,
                              sent, refused)
         finally:
@@ -210,6 +211,39 @@ async def run_simulation(
     report.wall_seconds = wallclock.perf_counter() - started
     report.timing = timing
     return report
+
+
+def _simulation_worker(client, engine, task_queue: str, participants: int):
+    """The service's worker (build_worker: same workflows, activities, executor and timeouts) with
+    two changes for a long single run:
+
+    - the project's workflow modules are passed through the sandbox, i.e. loaded once for the
+      run: every workflow runs the code the run began with, even if the files change meanwhile
+      (a module re-imported from disk next to a passed-through one frozen at start can fail to
+      import and stall the clock), and no workflow pays for re-importing its module;
+    - a workflow cache big enough for every open workflow (each participant keeps about 15
+      screenings open: a collected one waits weeks for a lab result that never comes here), so
+      none is evicted and replayed from its history.
+    """
+    from dataclasses import replace
+
+    from temporalio.worker import Worker
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+    from iop.worker import build_worker
+
+    # A worker registers its task queue when built, so the service's one is built on a queue that
+    # nothing uses, only to read its configuration; it never runs.
+    config = build_worker(client, engine, f"{task_queue}-unused").config()
+    config["task_queue"] = task_queue
+    runner = config.get("workflow_runner")
+    if isinstance(runner, SandboxedWorkflowRunner):
+        config["workflow_runner"] = replace(
+            runner, restrictions=runner.restrictions.with_passthrough_modules(*FROZEN_MODULES)
+        )
+    config["max_cached_workflows"] = max(config.get("max_cached_workflows") or 0, 20 * participants + 1000)
+    del config["client"]
+    return Worker(client, **config)
 
 
 def _records_engine(url: str):
@@ -427,5 +461,6 @@ def format_report(report: SimulationReport) -> str:
     if r.collections_refused:
         rows.append(("  collections refused by the workflow", f"{r.collections_refused}"))
     rows.append(("Wall time", f"{r.wall_seconds:.1f} s"))
+    rows.extend((f"  {stage}", f"{seconds:.1f} s") for stage, seconds in r.timing.items() if seconds >= 0.05)
     width = max(len(label) for label, _ in rows) + 2
     return "\n".join(f"{label:<{width}}{value}".rstrip() for label, value in rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -10,16 +11,19 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.disclosure import DisclosureActivities
 from activities.medication import MedicationActivities
 from activities.notify import Notifier, WebhookNotifier
 from activities.records import RecordActivities
 from activities.screenings import ScreeningActivities
+from iop.codec import CodecKey
 from iop.settings import Settings
+from workflows.disclosure import DisclosureWorkflow
 from workflows.medication import MedicationWorkflow
 from workflows.participant import ParticipantWorkflow
 from workflows.screening import ScreeningWorkflow
 
-WORKFLOWS = [ParticipantWorkflow, ScreeningWorkflow, MedicationWorkflow]
+WORKFLOWS = [ParticipantWorkflow, ScreeningWorkflow, MedicationWorkflow, DisclosureWorkflow]
 
 # Pure modules shared with the sandbox instead of re-imported for every workflow run.
 PASSTHROUGH = ("domain", "workflows.contracts", "workflows.search")
@@ -31,9 +35,9 @@ def notifier_for(settings: Settings) -> Notifier | None:
     return None  # the recording notifier
 
 
-def activities(engine: Engine, notifier: Notifier | None = None) -> list:
+def activities(engine: Engine, keys: Sequence[CodecKey], notifier: Notifier | None = None) -> list:
     return (RecordActivities(engine).all() + ScreeningActivities(engine, notifier).all()
-            + MedicationActivities(engine).all())
+            + MedicationActivities(engine).all() + DisclosureActivities(engine, keys).all())
 
 
 def build_worker(client: Client, engine: Engine, task_queue: str, *, notifier: Notifier | None = None,
@@ -42,7 +46,8 @@ def build_worker(client: Client, engine: Engine, task_queue: str, *, notifier: N
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=activities(engine, notifier),
+        # Recipients' signing secrets are sealed with the payload keys the client already holds.
+        activities=activities(engine, client.data_converter.payload_codec.keys, notifier),
         activity_executor=ThreadPoolExecutor(max_activity_threads, thread_name_prefix="activity"),
         max_concurrent_activities=max_activity_threads,
         # On SIGTERM, activities in flight get this long to finish before they are cancelled.

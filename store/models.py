@@ -342,3 +342,77 @@ class MedicationEventRow(SQLModel, table=True):
     actor: str = Field(max_length=32)
     detail: str = Field(max_length=2000)
     recorded_at: datetime = Field(default_factory=utcnow)
+
+
+# --- disclosure ---------------------------------------------------------------------------
+
+
+class Recipient(SQLModel, table=True):
+    """A court, probation office, employer...: who may receive reports, and how."""
+
+    __tablename__ = "recipients"
+
+    id: str = Field(primary_key=True, max_length=40)
+    name: str = Field(max_length=200)
+    kind: str = Field(max_length=16)
+    delivery: str = Field(max_length=16)  # webhook | email
+    url: str | None = Field(default=None, max_length=500)
+    email: str | None = Field(default=None, max_length=254)
+    secret_sealed: str | None = Field(default=None, max_length=400, repr=False)
+    # The case-number system under which this recipient knows participants (e.g. county-drug-court).
+    case_number_system: str | None = Field(default=None, max_length=80)
+    categories: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="active", max_length=16)  # active | disabled
+    disabled_reason: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ConsentRecord(SQLModel, table=True):
+    """A signed Part 2 consent; `consent` is domain.consent.consent_to_dict of its current form."""
+
+    __tablename__ = "consents"
+
+    id: str = Field(primary_key=True, max_length=40)
+    participant_id: str = Field(foreign_key="participants.id", index=True, max_length=40)
+    recipient_id: str = Field(foreign_key="recipients.id", index=True, max_length=40)
+    consent: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    revoked_at: datetime | None = None
+    created_by: str = Field(max_length=32)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Disclosure(SQLModel, table=True):
+    """The accounting of disclosures: who got what, when, under which consent, or why not."""
+
+    __tablename__ = "disclosures"
+
+    id: str = Field(primary_key=True, max_length=200)
+    participant_id: str = Field(foreign_key="participants.id", index=True, max_length=40)
+    recipient_id: str = Field(foreign_key="recipients.id", index=True, max_length=40)
+    category: str = Field(max_length=40)
+    event_ref: str = Field(max_length=120)
+    facts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    corrects: str | None = Field(default=None, max_length=200)
+    consent_id: str | None = Field(default=None, max_length=40)
+    status: str = Field(default="pending", index=True, max_length=16)
+    reason: str | None = Field(default=None, max_length=1000)
+    payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    attempts: int = 0
+    last_status_code: int | None = None
+    delivered_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class EmailOutbox(SQLModel, table=True):
+    """Reports to recipients that take email: queued here for the mail relay."""
+
+    __tablename__ = "email_outbox"
+
+    id: str = Field(primary_key=True, max_length=200)
+    recipient_id: str = Field(foreign_key="recipients.id", max_length=40)
+    to_address: str = Field(max_length=254)
+    subject: str = Field(max_length=200)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    queued_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None

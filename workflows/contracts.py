@@ -13,6 +13,10 @@ from typing import Any
 ACTIVE = "active"
 
 
+def disclosure_workflow_id(disclosure_id: str) -> str:
+    return f"disclosure-{disclosure_id}"
+
+
 def participant_workflow_id(participant_id: str) -> str:
     return f"participant-{participant_id}"
 
@@ -531,3 +535,52 @@ class MedicationSync:
     status: str
     order: dict[str, Any]
     eligibility: dict[str, Any]
+
+
+# --- disclosure ------------------------------------------------------------------------------
+
+
+@dataclass
+class DisclosureEvent:
+    """Something reportable happened; each recipient that wants its category gets a disclosure."""
+
+    participant_id: str
+    category: str  # domain.consent.CATEGORIES
+    event_ref: str  # what it is about: a screening id, "phase-2026-11-23", ...
+    facts: dict[str, Any]  # the minimum facts (no PHI); the allow-list trims them again
+    corrects_event: bool = False  # a corrected result: re-disclose to whoever got the original
+
+
+@dataclass
+class PlannedDisclosure:
+    disclosure_id: str
+    recipient_id: str
+    corrects: str | None = None
+
+
+@dataclass
+class DisclosureInput:
+    disclosure_id: str
+    participant_id: str
+    recipient_id: str
+    category: str
+
+
+@dataclass
+class AttemptResult:
+    """One delivery attempt, decided by the activity that made it."""
+
+    kind: str  # delivered | retry | disable-recipient | stop-and-surface | blocked
+    reason: str
+    delay_s: float | None = None
+    status_code: int | None = None
+
+
+@dataclass
+class DisclosureState:
+    disclosure_id: str
+    status: str = "pending"  # pending | retrying | delivered | blocked | failed | cancelled
+    attempts: int = 0
+    reason: str = ""
+    last_status_code: int | None = None
+    cancelled_because: str | None = None

@@ -37,7 +37,9 @@ with workflow.unsafe.imports_passed_through():
         Reassessment,
         ScreenOutcome,
         StorageAttestation,
+        DisclosureEvent,
     )
+    from workflows.disclosure import disclose
 
 RECORD_WRITE = dict(
     start_to_close_timeout=timedelta(seconds=30),
@@ -102,6 +104,8 @@ class MedicationWorkflow:
             await self._check_day(order, through)
             self.state.evaluated_through = through.isoformat()
             changed = True
+            if (through - order.start).days % 7 == 6:
+                await self._weekly_adherence(order, through)
         if order.is_injection and med.is_in_effect(order, self._today()):
             await self._check_injection(order, self._today())
         if order.stop is not None and self._today() > order.stop and self.state.status != med.STOPPED:
@@ -128,6 +132,16 @@ class MedicationWorkflow:
                 await self._record_event(day, "missed-dose", "system", f"no {order.drug} dose recorded on {key}")
         await self._weigh_missed_doses(order, day)
         self._trim(day)
+
+    async def _weekly_adherence(self, order: med.MedicationOrder, last: date) -> None:
+        first = last - timedelta(days=6)
+        week = [(day, covered) for day, covered in self._observed_days(order, last) if day >= first]
+        taken = sum(covered for _, covered in week)
+        await disclose(DisclosureEvent(self.state.participant_id, "medication-adherence",
+                                       f"{self.state.order_id}-week-{last.isoformat()}", {
+                                           "period_start": first.isoformat(), "period_end": last.isoformat(),
+                                           "doses_expected": len(week), "doses_taken": taken,
+                                           "adherence_ratio": round(taken / len(week), 2) if week else None}))
 
     async def _check_injection(self, order: med.MedicationOrder, today: date) -> None:
         """Alert on the first day past the due date and its grace period, once per due date."""

@@ -45,7 +45,10 @@ with workflow.unsafe.imports_passed_through():
         ScreeningRef,
         ScreenOutcome,
         participant_workflow_id,
+        DisclosureEvent,
     )
+    from activities.disclosure import DisclosureActivities
+    from workflows.disclosure import disclose
     from workflows.medication import MedicationWorkflow
     from workflows.medication import workflow_id as medication_workflow_id
     from domain.medication import order_from_dict
@@ -211,8 +214,25 @@ class ParticipantWorkflow:
         )
         self.state.draws_recorded += 1
         await self._close_check_in_day(day - timedelta(days=1))
+        if day.day == 1 and day > date.fromisoformat(self.state.start_date):
+            await self._monthly_summary(day)
         self.state.next_draw_day = (day + timedelta(days=1)).isoformat()
         self.state.pending_time_roll = None
+
+    async def _monthly_summary(self, first_of_month: date) -> None:
+        last = first_of_month - timedelta(days=1)
+        start = max(last.replace(day=1), date.fromisoformat(self.state.start_date))
+        await disclose(DisclosureEvent(self.state.participant_id, "periodic-summary", f"summary-{last:%Y-%m}", {
+            "month": f"{last:%Y-%m}", "period_start": start.isoformat(), "period_end": last.isoformat(),
+            "phase_changes": self._phase_entries(start)}))
+
+    def _phase_entries(self, since: date | None) -> list[dict]:
+        """Phase changes in a period, led by the phase held when it began."""
+        entries = [{"to_phase": p.phase, "effective_on": p.since[:10]} for p in self.state.phase_history]
+        if since is None:
+            return entries
+        before = [e for e in entries if e["effective_on"] < since.isoformat()]
+        return before[-1:] + [e for e in entries if e["effective_on"] >= since.isoformat()]
 
     async def _start_screening(self, screening_id: str, day: date, reason: str, window_hours: float,
                                detail: str, for_cause_reason: str | None = None) -> ScreeningRef:
@@ -381,9 +401,14 @@ class ParticipantWorkflow:
         self.state.phase_history.append(
             PhaseEntry(change.phase, workflow.now().isoformat(), change.reason, change.actor)
         )
+        previous = self.state.phase_history[-2].phase if len(self.state.phase_history) > 1 else None
         workflow.upsert_search_attributes([search.PHASE.value_set(change.phase)])
         self._replan = True
         await self._sync_record()
+        await disclose(DisclosureEvent(self.state.participant_id, "phase-changes",
+                                       f"phase-{len(self.state.phase_history)}",
+                                       {"from_phase": previous, "to_phase": change.phase,
+                                        "effective_on": self.state.next_plan_from}))
         return self.state
 
     @change_phase.validator
@@ -407,6 +432,16 @@ class ParticipantWorkflow:
         await self._cancel_open_screenings(f"participant discharged ({request.kind})")
         await self._tell_medications(MedicationWorkflow.participant_discharged, request.kind)
         await self._sync_record()
+        completed = request.kind == "completed"
+        await disclose(DisclosureEvent(self.state.participant_id, "program-status", "program-status",
+                                       {"status": "completed" if completed else "discharged",
+                                        "effective_on": self.state.discharged_at, "discharge_kind": request.kind,
+                                        "phase_changes": self._phase_entries(None)}))
+        # Consents that end on discharge (or completion) end now, after the report above was planned.
+        await workflow.execute_local_activity_method(
+            DisclosureActivities.record_consent_event,
+            args=[self.state.participant_id, "completion" if completed else "discharge", self.state.discharged_at],
+            **RECORD_WRITE)
         return self.state
 
     @discharge.validator

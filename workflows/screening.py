@@ -49,9 +49,11 @@ with workflow.unsafe.imports_passed_through():
         LabReport,
         ResultEntry,
         Review,
+        DisclosureEvent,
         ScreenOutcome,
         participant_workflow_id,
     )
+    from workflows.disclosure import disclose
 
 ACTIVITY = dict(
     start_to_close_timeout=timedelta(seconds=30),
@@ -139,6 +141,8 @@ class ScreeningWorkflow:
         self._event("missed", detail=f"no collection by {closes.isoformat()}: a reportable no-show")
         await self._save()
         await self._tell_participant("missed")
+        await disclose(DisclosureEvent(self.state.participant_id, "missed-tests", self.state.screening_id,
+                                       {"scheduled_on": self.state.day, "window_closed_at": closes.isoformat()}))
         # A specimen collected late can still be recorded (flagged late) during the make-up period.
         await self._wait_until(lambda: self.state.status != MISSED, late_until)
 
@@ -263,6 +267,8 @@ class ScreeningWorkflow:
         self._event("refusal recorded", refusal.actor, f"{refusal.kind}: {refusal.detail}")
         await self._save()
         await self._tell_participant("refused")
+        await disclose(DisclosureEvent(self.state.participant_id, "refusals", self.state.screening_id,
+                                       {"occurred_on": workflow.now().date().isoformat(), "refusal_kind": refusal.kind}))
         return self.state
 
     @refuse.validator
@@ -305,7 +311,7 @@ class ScreeningWorkflow:
         self.state.final_outcome = self.state.finalized_at = None
         if interpretation.may_finalize_without_review:
             self._finalize(FINAL_NEGATIVE, "negative: final without review")
-            await self._tell_participant(self._final_result_for_medication())
+            await self._announce_final()
         else:
             self.state.status = AWAITING_REVIEW
             self.state.review_overdue = False
@@ -332,10 +338,10 @@ class ScreeningWorkflow:
             outcome = {"non-negative": FINAL_POSITIVE, "refusal": FINAL_REFUSAL, "negative": FINAL_NEGATIVE}.get(
                 overall, FINAL_INVALID)
             self._finalize(outcome, f"confirmed by clinician review: {review.explanation}", review.actor)
-            await self._tell_participant(self._final_result_for_medication())
+            await self._announce_final()
         elif review.decision == "excuse":
             self._finalize(FINAL_EXPLAINED, f"legitimate explanation documented: {review.explanation}", review.actor)
-            await self._tell_participant(self._final_result_for_medication())
+            await self._announce_final()
         else:
             # The participant's retest or the lab's confirmation is awaited as a new result.
             self.state.status = AWAITING_RESULT
@@ -367,6 +373,31 @@ class ScreeningWorkflow:
                 "screen_final", outcome)
         except Exception:  # noqa: BLE001 - a discharged participant's workflow has closed
             workflow.logger.info("participant %s no longer running", self.state.participant_id)
+
+    async def _announce_final(self) -> None:
+        """A final outcome goes to the medication orders and, under consent, to the recipients."""
+        await self._tell_participant(self._final_result_for_medication())
+        state = self.state
+        collection = state.collection
+        if state.final_outcome == FINAL_REFUSAL:
+            category, facts = "refusals", {"occurred_on": collection.collected_at[:10],
+                                           "refusal_kind": "adulterated-or-substituted"}
+        else:
+            current = self._current_result()
+            interpretation = current.interpretation if current else {}
+            outcome = {FINAL_NEGATIVE: "negative", FINAL_EXPLAINED: "negative", FINAL_POSITIVE: "positive"}.get(
+                state.final_outcome, "invalid")
+            facts = {"collected_on": collection.collected_at[:10], "specimen_type": collection.specimen_type,
+                     "observed": collection.observed, "outcome": outcome,
+                     "dilute": interpretation.get("validity", {}).get("status") == "dilute"}
+            if outcome == "positive":
+                # Final only after clinician/MRO review or mass-spectrometry confirmation.
+                facts["confirmed"] = True
+                facts["positive_for"] = sorted({f["analyte"] for f in interpretation.get("findings", [])
+                                                if f["outcome"] in ("confirmed-positive", "presumptive-positive")})
+            category = "screening-results"
+        await disclose(DisclosureEvent(state.participant_id, category, state.screening_id, facts,
+                                       corrects_event=state.corrected_after_final))
 
     def _final_result_for_medication(self) -> str:
         current = self._current_result()

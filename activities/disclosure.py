@@ -1,0 +1,271 @@
+"""Disclosures to courts, probation and employers: planning, the consent check at the moment of
+sending, signed delivery, and the accounting of every disclosure (42 CFR Part 2).
+
+Every attempt re-reads the consents and the recipient and checks coverage at that instant: a
+consent revoked or expired while a delivery was retrying stops it before anything is sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import smtplib
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta, timezone
+from email.message import EmailMessage
+
+import httpx
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+from temporalio import activity
+
+from domain.consent import ConsentError, consent_from_dict, consent_to_dict, find_covering_consent, record_event
+from domain.disclosure import (
+    PERIODIC_SUMMARY,
+    build_report,
+    classify_response,
+    completion_letter,
+    encode_payload,
+    monthly_summary,
+    webhook_headers,
+)
+from iop.codec import CodecKey, open_text
+from store.db import session_scope
+from store.models import (
+    ConsentRecord,
+    Disclosure,
+    DispenseRow,
+    EmailOutbox,
+    MedicationEventRow,
+    Participant,
+    Recipient,
+    Screening,
+    utcnow,
+)
+from workflows.contracts import AttemptResult, DisclosureEvent, DisclosureInput, PlannedDisclosure
+
+log = logging.getLogger(__name__)
+
+RECIPIENT_IDENTIFIER = "case_number"
+COMPLETION = "completed"
+
+
+class DisclosureActivities:
+    def __init__(self, engine: Engine, keys: Sequence[CodecKey], *, smtp_host: str = "", smtp_from: str = "") -> None:
+        self.engine = engine
+        self.keys = list(keys)
+        self.smtp_host, self.smtp_from = smtp_host, smtp_from
+
+    # --- who gets what -------------------------------------------------------------------
+
+    @activity.defn
+    def plan_disclosures(self, event: DisclosureEvent) -> list[PlannedDisclosure]:
+        """One disclosure per recipient that wants this category and is linked to the participant
+        (by a case number in its system, or by any consent naming it). Idempotent."""
+        with session_scope(self.engine) as session:
+            participant = session.get(Participant, event.participant_id)
+            if participant is None:
+                return []
+            facts = dict(event.facts)
+            if event.category == PERIODIC_SUMMARY or facts.get("status") == COMPLETION:
+                facts["by_category"] = self._period_facts(session, participant, facts)
+            planned = []
+            for recipient in self._linked_recipients(session, participant):
+                if event.category not in recipient.categories:
+                    continue
+                corrects = None
+                if event.corrects_event:
+                    corrects = self._last_delivered(session, recipient.id, event)
+                    if corrects is None:
+                        continue  # never told: nothing to correct
+                # Readable and stable (it is the webhook-id); Standard Webhooks ids carry no dots.
+                base = f"{event.event_ref}--{event.category}--{recipient.id}".replace(".", "_")
+                disclosure_id = base if corrects is None else f"{base}--correction-{_short(corrects)}"
+                if session.get(Disclosure, disclosure_id) is None:
+                    session.add(Disclosure(id=disclosure_id, participant_id=participant.id, recipient_id=recipient.id,
+                                           category=event.category, event_ref=event.event_ref, facts=facts,
+                                           corrects=corrects))
+                planned.append(PlannedDisclosure(disclosure_id, recipient.id, corrects))
+            return planned
+
+    def _linked_recipients(self, session: Session, participant: Participant) -> list[Recipient]:
+        systems = {c.get("system") for c in participant.case_numbers}
+        consented = set(session.exec(select(ConsentRecord.recipient_id).where(
+            ConsentRecord.participant_id == participant.id)).all())
+        recipients = session.exec(select(Recipient).order_by(col(Recipient.id))).all()
+        return [r for r in recipients if r.id in consented or (r.case_number_system and r.case_number_system in systems)]
+
+    @staticmethod
+    def _last_delivered(session: Session, recipient_id: str, event: DisclosureEvent) -> str | None:
+        row = session.exec(select(Disclosure).where(
+            Disclosure.recipient_id == recipient_id, Disclosure.event_ref == event.event_ref,
+            Disclosure.category == event.category, Disclosure.status == "delivered",
+        ).order_by(col(Disclosure.delivered_at).desc())).first()
+        return row.id if row else None
+
+    def _period_facts(self, session: Session, participant: Participant, facts: dict) -> dict[str, list]:
+        """Each category's entries over the period (a month, or the whole program for a letter)."""
+        first = date.fromisoformat(facts.get("period_start") or participant.start_date.isoformat())
+        last = date.fromisoformat(facts.get("period_end") or facts.get("effective_on", "")[:10] or first.isoformat())
+        screenings = session.exec(select(Screening).where(
+            Screening.participant_id == participant.id, Screening.day >= first, Screening.day <= last)).all()
+        results = [{"outcome": _reported_outcome(s.state.get("final_outcome"))}
+                   for s in screenings if s.state.get("final_outcome") not in (None, "refusal")]
+        doses = session.exec(select(DispenseRow).where(
+            DispenseRow.participant_id == participant.id, DispenseRow.day >= first, DispenseRow.day <= last,
+            col(DispenseRow.kind).in_(("observed-dose", "injection")))).all()
+        missed_doses = session.exec(select(MedicationEventRow).where(
+            MedicationEventRow.participant_id == participant.id, MedicationEventRow.kind == "missed-dose",
+            MedicationEventRow.day >= first, MedicationEventRow.day <= last)).all()
+        return {
+            "screening-results": results,
+            "missed-tests": [{"day": s.day.isoformat()} for s in screenings if s.status == "missed"],
+            "refusals": [{"day": s.day.isoformat()} for s in screenings
+                         if s.status == "refused" or s.state.get("final_outcome") == "refusal"],
+            "medication-adherence": [{"doses_expected": len(doses) + len(missed_doses), "doses_taken": len(doses)}]
+            if doses or missed_doses else [],
+            "phase-changes": facts.get("phase_changes", []),
+            # Group sessions are not recorded in this system: no attendance entries to report.
+            "attendance": [],
+            "program-status": [{"status": facts["status"], "effective_on": facts["effective_on"]}]
+            if facts.get("status") else [],
+        }
+
+    # --- the attempt -----------------------------------------------------------------------
+
+    @activity.defn
+    def attempt_delivery(self, request: DisclosureInput) -> AttemptResult:
+        now = datetime.now(timezone.utc)
+        with Session(self.engine) as session:
+            row = session.get(Disclosure, request.disclosure_id)
+            recipient = session.get(Recipient, request.recipient_id)
+            participant = session.get(Participant, request.participant_id)
+            consents = [consent_from_dict(c.consent) for c in session.exec(select(ConsentRecord).where(
+                ConsentRecord.participant_id == request.participant_id,
+                ConsentRecord.recipient_id == request.recipient_id)).all()]
+        if row is None or recipient is None or participant is None:
+            return self._settle(request.disclosure_id, "blocked", "the disclosure, recipient or participant record is gone")
+        if row.status in ("delivered", "blocked", "cancelled"):
+            return AttemptResult(row.status, row.reason or row.status)  # decided on an earlier attempt
+        if recipient.status != "active":
+            return self._settle(row.id, "blocked", f"recipient {recipient.id} is disabled: {recipient.disabled_reason}")
+        # The consent check, at the moment of sending.
+        consent, why = find_covering_consent(consents, recipient.id, row.category, now.isoformat())
+        if consent is None:
+            return self._settle(row.id, "blocked", why)
+        try:
+            payload = self._payload(row, recipient, participant, consent, now)
+        except (ConsentError, ValueError) as exc:
+            return self._settle(row.id, "blocked", f"report not built: {exc}")
+        status, retry_after = self._send(recipient, row.id, payload, now)
+        decision = classify_response(status, retry_after, now)
+        self._record_attempt(row.id, consent.consent_id, payload, status, decision.kind, decision.reason)
+        if decision.kind == "disable-recipient":
+            self._disable(recipient.id, decision.reason)
+        return AttemptResult(decision.kind, decision.reason, decision.delay_s, status)
+
+    def _payload(self, row: Disclosure, recipient: Recipient, participant: Participant, consent, now: datetime) -> dict:
+        identifiers = {RECIPIENT_IDENTIFIER: c["value"] for c in participant.case_numbers
+                       if c.get("system") == recipient.case_number_system}
+        if not identifiers:
+            identifiers = {"recipient_reference": participant.id}
+        issued = now.isoformat()
+        if row.category == PERIODIC_SUMMARY:
+            return monthly_summary(row.facts["by_category"], consent, row.facts["month"], identifiers, row.id, issued,
+                                   corrects=row.corrects)
+        if row.facts.get("status") == COMPLETION and "by_category" in row.facts:
+            return completion_letter(row.facts["by_category"], consent, row.facts["effective_on"][:10], identifiers,
+                                     row.id, issued, corrects=row.corrects)
+        facts = {k: v for k, v in row.facts.items() if k != "by_category"}
+        return build_report(row.category, facts, identifiers, consent, row.id, issued, corrects=row.corrects)
+
+    def _send(self, recipient: Recipient, disclosure_id: str, payload: dict, now: datetime) -> tuple[int | None, str | None]:
+        body = encode_payload(payload)
+        if recipient.delivery == "email":
+            self._email(recipient, disclosure_id, payload)
+            return 200, None
+        secret = open_text(self.keys, recipient.secret_sealed)
+        headers = {"Content-Type": "application/json",
+                   **webhook_headers(secret, disclosure_id, int(now.timestamp()), body)}
+        try:
+            response = httpx.post(recipient.url, content=body, headers=headers, timeout=15.0, follow_redirects=False)
+        except httpx.HTTPError as exc:
+            log.info("disclosure %s: no answer from recipient %s (%s)", disclosure_id, recipient.id, type(exc).__name__)
+            return None, None
+        return response.status_code, response.headers.get("retry-after")
+
+    def _email(self, recipient: Recipient, disclosure_id: str, payload: dict) -> None:
+        subject = f"Confidential report {payload.get('type', '')} ({disclosure_id[:40]})"
+        text = payload.get("data", {}).get("text") or encode_payload(payload).decode()
+        with session_scope(self.engine) as session:
+            if session.get(EmailOutbox, disclosure_id) is None:
+                session.add(EmailOutbox(id=disclosure_id, recipient_id=recipient.id, to_address=recipient.email or "",
+                                        subject=subject, body=text))
+        if self.smtp_host:
+            message = EmailMessage()
+            message["From"], message["To"], message["Subject"] = self.smtp_from, recipient.email, subject
+            message["Message-ID"] = f"<{disclosure_id}@iop-workflows>"
+            message.set_content(text)
+            with smtplib.SMTP(self.smtp_host, timeout=15) as smtp:
+                smtp.send_message(message)
+            with session_scope(self.engine) as session:
+                queued = session.get(EmailOutbox, disclosure_id)
+                queued.sent_at = utcnow()
+                session.add(queued)
+
+    # --- records ---------------------------------------------------------------------------
+
+    def _record_attempt(self, disclosure_id: str, consent_id: str, payload: dict, status: int | None, kind: str,
+                        reason: str) -> None:
+        with session_scope(self.engine) as session:
+            row = session.get(Disclosure, disclosure_id)
+            row.consent_id, row.payload, row.last_status_code = consent_id, payload, status
+            row.attempts += 1
+            row.reason = reason
+            row.status = {"delivered": "delivered", "retry": "retrying"}.get(kind, "failed")
+            if kind == "delivered":
+                row.delivered_at = utcnow()
+            row.updated_at = utcnow()
+            session.add(row)
+
+    def _settle(self, disclosure_id: str, status: str, reason: str) -> AttemptResult:
+        self._set_status(disclosure_id, status, reason)
+        return AttemptResult(status, reason)
+
+    def _set_status(self, disclosure_id: str, status: str, reason: str) -> None:
+        with session_scope(self.engine) as session:
+            row = session.get(Disclosure, disclosure_id)
+            if row is not None and row.status != "delivered":
+                row.status, row.reason, row.updated_at = status, reason, utcnow()
+                session.add(row)
+
+    def _disable(self, recipient_id: str, reason: str) -> None:
+        with session_scope(self.engine) as session:
+            recipient = session.get(Recipient, recipient_id)
+            recipient.status, recipient.disabled_reason = "disabled", reason
+            session.add(recipient)
+
+    @activity.defn
+    def settle_disclosure(self, request: DisclosureInput, status: str, reason: str) -> None:
+        """Cancelled (consent revoked) or failed (retries spent): recorded so staff see it."""
+        self._set_status(request.disclosure_id, status, reason)
+
+    @activity.defn
+    def record_consent_event(self, participant_id: str, event: str, at: str) -> None:
+        """An event some consents end on (discharge, completion) happened; idempotent."""
+        with session_scope(self.engine) as session:
+            for row in session.exec(select(ConsentRecord).where(ConsentRecord.participant_id == participant_id)).all():
+                row.consent = consent_to_dict(record_event(consent_from_dict(row.consent), event, at))
+                session.add(row)
+
+    def all(self) -> list:
+        return [self.plan_disclosures, self.attempt_delivery, self.settle_disclosure, self.record_consent_event]
+
+
+def _reported_outcome(final_outcome: str | None) -> str:
+    # A result with a documented legitimate explanation is reported as negative (MRO practice).
+    return {"negative": "negative", "explained": "negative", "positive": "positive"}.get(final_outcome or "", "invalid")
+
+
+def _short(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:8]

@@ -1,0 +1,300 @@
+"""Recipients, consents (42 CFR Part 2) and the accounting of disclosures."""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from datetime import datetime, timezone
+from typing import Annotated, Literal
+from urllib.parse import urlparse
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field, model_validator
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from api.deps import ServicesDep, SessionDep, done_reading, require
+from api.problems import ProblemError, responses
+from api.tokens import Actor
+from domain.consent import (
+    CATEGORIES,
+    CONSENT_EVENTS,
+    RECIPIENT_KINDS,
+    ConsentError,
+    can_revoke,
+    consent_from_dict,
+    consent_to_dict,
+    revoke,
+)
+from domain.disclosure import new_webhook_secret
+from iop.codec import seal_text
+from store.models import ConsentRecord, Disclosure, Participant, Recipient, utcnow
+from workflows.contracts import disclosure_workflow_id
+from workflows.disclosure import DisclosureWorkflow
+
+router = APIRouter(tags=["disclosures"])
+
+Admin = Annotated[Actor, Depends(require("admin"))]
+ConsentTaker = Annotated[Actor, Depends(require("admin", "staff", "clinician"))]
+Reader = Annotated[Actor, Depends(require("admin", "staff", "clinician", "auditor"))]
+
+Category = Literal[CATEGORIES]  # type: ignore[valid-type]
+
+
+# --- recipients -----------------------------------------------------------------------------
+
+
+class RecipientIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200, description="E.g. 'Cook County Drug Court, Part 3'")
+    kind: Literal[RECIPIENT_KINDS]  # type: ignore[valid-type]
+    delivery: Literal["webhook", "email"]
+    url: str | None = Field(default=None, max_length=500, description="HTTPS endpoint for signed webhooks")
+    email: str | None = Field(default=None, max_length=254)
+    case_number_system: str | None = Field(default=None, max_length=80,
+                                           description="Participants with a case number in this system are linked")
+    categories: list[Category] = Field(min_length=1, description="Which events this recipient wants")
+
+    @model_validator(mode="after")
+    def _where_to(self) -> "RecipientIn":
+        if self.delivery == "webhook" and not self.url:
+            raise ValueError("a webhook recipient needs a url")
+        if self.delivery == "email" and not self.email:
+            raise ValueError("an email recipient needs an email address")
+        return self
+
+
+class RecipientPublic(BaseModel):
+    id: str
+    name: str
+    kind: str
+    delivery: str
+    url: str | None
+    email: str | None
+    case_number_system: str | None
+    categories: list[str]
+    status: str
+    disabled_reason: str | None
+    created_at: datetime
+
+
+class RecipientCreated(RecipientPublic):
+    signing_secret: str | None = Field(description="Shown once: the recipient verifies webhook signatures with it")
+
+
+def _check_url(url: str, development: bool) -> None:
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    if parsed.scheme == "https" and host:
+        return
+    loopback = host == "localhost" or _is_loopback(host)
+    if parsed.scheme == "http" and loopback and development:
+        return
+    raise ProblemError(422, "The url must be https:// (plain http is allowed only for a loopback address in "
+                            "development).")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@router.post("/recipients", status_code=201, response_model=RecipientCreated, responses=responses(401, 403, 422))
+def create_recipient(body: RecipientIn, actor: Admin, session: SessionDep, services: ServicesDep) -> RecipientCreated:
+    secret = None
+    if body.delivery == "webhook":
+        _check_url(body.url or "", services.settings.env == "development")
+        secret = new_webhook_secret(secrets.token_bytes(32))
+    # Sealed with the payload keys the worker holds too, so it can sign.
+    keys = services.temporal.data_converter.payload_codec.keys
+    row = Recipient(id="r-" + secrets.token_hex(4), **body.model_dump(),
+                    secret_sealed=seal_text(keys, secret) if secret else None)
+    session.add(row)
+    session.commit()
+    return RecipientCreated(**RecipientPublic.model_validate(row, from_attributes=True).model_dump(),
+                            signing_secret=secret)
+
+
+@router.get("/recipients", response_model=list[RecipientPublic], responses=responses(401, 403))
+def list_recipients(actor: Reader, session: SessionDep) -> list[RecipientPublic]:
+    rows = session.exec(select(Recipient).order_by(col(Recipient.name))).all()
+    return [RecipientPublic.model_validate(r, from_attributes=True) for r in rows]
+
+
+@router.post("/recipients/{recipient_id}/enable", response_model=RecipientPublic, responses=responses(401, 403, 404))
+def enable_recipient(recipient_id: str, actor: Admin, session: SessionDep) -> RecipientPublic:
+    """After a recipient answered 410 Gone and has fixed its endpoint."""
+    row = session.get(Recipient, recipient_id)
+    if row is None:
+        raise ProblemError(404, f"No recipient has the id {recipient_id!r}.")
+    row.status, row.disabled_reason = "active", None
+    session.add(row)
+    session.commit()
+    return RecipientPublic.model_validate(row, from_attributes=True)
+
+
+# --- consents -------------------------------------------------------------------------------
+
+
+class ConsentIn(BaseModel):
+    recipient_id: str
+    categories: list[Category] = Field(min_length=1, description="What information, specifically")
+    purpose: str = Field(min_length=1, max_length=500)
+    disclosing_program: str = Field(min_length=1, max_length=200, description="Who may disclose")
+    signer: str = Field(min_length=1, max_length=200, description="The participant or their legal representative")
+    signed_at: datetime
+    signature_method: Literal["wet-ink", "electronic"]
+    effective_from: datetime | None = Field(default=None, description="Defaults to signed_at")
+    expires_at: datetime | None = None
+    expires_on_event: Literal[CONSENT_EVENTS] | None = None  # type: ignore[valid-type]
+    criminal_justice: bool = Field(default=False, description="A 42 CFR 2.35 consent")
+    revocable_after: datetime | None = None
+    revocable_after_event: Literal[CONSENT_EVENTS] | None = None  # type: ignore[valid-type]
+
+
+class ConsentPublic(BaseModel):
+    id: str
+    participant_id: str
+    recipient_id: str
+    consent: dict
+    revoked_at: datetime | None
+    created_by: str
+    created_at: datetime
+
+
+class RevokeIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        raise ProblemError(422, "Times need a time zone offset, e.g. 2026-11-23T09:30:00-05:00.")
+    return moment.isoformat()
+
+
+@router.post("/participants/{participant_id}/consents", status_code=201, response_model=ConsentPublic,
+             responses=responses(401, 403, 404, 422))
+def add_consent(participant_id: str, body: ConsentIn, actor: ConsentTaker, session: SessionDep) -> ConsentPublic:
+    if session.get(Participant, participant_id) is None:
+        raise ProblemError(404, f"No participant has the id {participant_id!r}.")
+    recipient = session.get(Recipient, body.recipient_id)
+    if recipient is None:
+        raise ProblemError(422, f"No recipient has the id {body.recipient_id!r}; an administrator adds it first.")
+    consent_id = "c-" + secrets.token_hex(4)
+    try:
+        consent = consent_from_dict({
+            "consent_id": consent_id, "participant_id": participant_id, "recipient_id": recipient.id,
+            "recipient_kind": recipient.kind, "categories": list(body.categories), "purpose": body.purpose,
+            "disclosing_program": body.disclosing_program, "signer": body.signer, "signed_at": _iso(body.signed_at),
+            "signature_method": body.signature_method,
+            "effective_from": _iso(body.effective_from) or _iso(body.signed_at), "expires_at": _iso(body.expires_at),
+            "expires_on_event": body.expires_on_event, "criminal_justice": body.criminal_justice,
+            "revocable_after": _iso(body.revocable_after), "revocable_after_event": body.revocable_after_event,
+            "revoked_at": None, "revocation_reason": None, "events_occurred": [],
+        })
+    except (ConsentError, ValueError) as exc:
+        raise ProblemError(422, f"The consent is not complete: {getattr(exc, 'reason', exc)}") from exc
+    row = ConsentRecord(id=consent_id, participant_id=participant_id, recipient_id=recipient.id,
+                        consent=consent_to_dict(consent), created_by=actor.token_id)
+    session.add(row)
+    session.commit()
+    return ConsentPublic.model_validate(row, from_attributes=True)
+
+
+@router.get("/participants/{participant_id}/consents", response_model=list[ConsentPublic],
+            responses=responses(401, 403, 404))
+def list_consents(participant_id: str, actor: Reader, session: SessionDep) -> list[ConsentPublic]:
+    if session.get(Participant, participant_id) is None:
+        raise ProblemError(404, f"No participant has the id {participant_id!r}.")
+    rows = session.exec(select(ConsentRecord).where(ConsentRecord.participant_id == participant_id)
+                        .order_by(col(ConsentRecord.created_at))).all()
+    return [ConsentPublic.model_validate(r, from_attributes=True) for r in rows]
+
+
+@router.post("/consents/{consent_id}/revoke", response_model=ConsentPublic, responses=responses(401, 403, 404, 409, 422, 503))
+async def revoke_consent(consent_id: str, body: RevokeIn, actor: ConsentTaker, session: SessionDep,
+                         services: ServicesDep) -> ConsentPublic:
+    row, in_flight = await run_in_threadpool(_revoke, session, consent_id, body.reason)
+    # Deliveries waiting to retry stop now; any attempt would find no consent anyway.
+    for disclosure_id in in_flight:
+        try:
+            await services.temporal.get_workflow_handle(disclosure_workflow_id(disclosure_id)).signal(
+                DisclosureWorkflow.cancel, f"consent {consent_id} revoked: {body.reason}")
+        except Exception:  # noqa: BLE001 - a delivery that has just finished cannot be cancelled
+            pass
+    return ConsentPublic.model_validate(row, from_attributes=True)
+
+
+def _revoke(session: Session, consent_id: str, reason: str) -> tuple[ConsentRecord, list[str]]:
+    row = session.get(ConsentRecord, consent_id)
+    if row is None:
+        raise ProblemError(404, f"No consent has the id {consent_id!r}.")
+    consent = consent_from_dict(row.consent)
+    now = datetime.now(timezone.utc).isoformat()
+    allowed, why = can_revoke(consent, now)
+    if not allowed:
+        raise ProblemError(409, why[:1].upper() + why[1:].rstrip(".") + ".")
+    row.consent = consent_to_dict(revoke(consent, now, reason))
+    row.revoked_at = utcnow()
+    session.add(row)
+    session.commit()
+    in_flight = session.exec(select(Disclosure.id).where(
+        Disclosure.participant_id == row.participant_id, Disclosure.recipient_id == row.recipient_id,
+        col(Disclosure.status).in_(("pending", "retrying")))).all()
+    done_reading(session)
+    return row, list(in_flight)
+
+
+# --- the accounting of disclosures ----------------------------------------------------------
+
+
+class DisclosurePublic(BaseModel):
+    id: str
+    participant_id: str
+    recipient_id: str
+    category: str
+    event_ref: str
+    corrects: str | None
+    consent_id: str | None
+    status: str
+    reason: str | None
+    payload: dict | None
+    attempts: int
+    last_status_code: int | None
+    delivered_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class DisclosurePage(BaseModel):
+    items: list[DisclosurePublic]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+@router.get("/disclosures", response_model=DisclosurePage, responses=responses(401, 403, 422),
+            summary="Who got what, when, under which consent - or why it was blocked")
+def list_disclosures(
+    actor: Reader,
+    session: SessionDep,
+    participant_id: str | None = None,
+    recipient_id: str | None = None,
+    status: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> DisclosurePage:
+    query = select(Disclosure)
+    for column, value in ((Disclosure.participant_id, participant_id), (Disclosure.recipient_id, recipient_id),
+                          (Disclosure.status, status)):
+        if value:
+            query = query.where(column == value)
+    total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    rows = session.exec(query.order_by(col(Disclosure.created_at).desc(), col(Disclosure.id)).offset(offset).limit(limit)).all()
+    return DisclosurePage(items=[DisclosurePublic.model_validate(r, from_attributes=True) for r in rows], total=total,
+                          limit=limit, offset=offset, next_offset=offset + limit if offset + limit < total else None)

@@ -1,0 +1,151 @@
+"""Consent-governed reporting with real HTTP receivers on 127.0.0.1 and a real dev server."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlmodel import Session
+
+from store.models import Disclosure, Recipient
+from tests.api.test_lab import POSITIVE, collected, oru, post_hl7
+from tests.receiver import webhook_receiver
+from workflows.contracts import disclosure_workflow_id
+
+CASE = {"system": "county-drug-court", "value": "DC-2026-0917"}  # tests.helpers.enrollment's case number
+NOW = datetime.now(timezone.utc)
+
+
+@pytest.fixture
+def court():
+    with webhook_receiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def employer():
+    with webhook_receiver() as receiver:
+        yield receiver
+
+
+async def add_recipient(stack, receiver, kind, categories, *, case_system=None):
+    response = await stack.http.post("/recipients", headers=stack.auth("admin"), json={
+        "name": f"test {kind}", "kind": kind, "delivery": "webhook", "url": receiver.url,
+        "case_number_system": case_system, "categories": categories})
+    assert response.status_code == 201, response.text
+    receiver.secret = response.json()["signing_secret"]
+    return response.json()["id"]
+
+
+def consent_body(recipient_id, categories, **overrides):
+    body = {"recipient_id": recipient_id, "categories": categories, "purpose": "monitor progress in treatment court",
+            "disclosing_program": "Northside IOP", "signer": "the participant",
+            "signed_at": (NOW - timedelta(days=2)).isoformat(), "signature_method": "electronic",
+            "expires_at": (NOW + timedelta(days=365)).isoformat()}
+    body.update(overrides)
+    return body
+
+
+async def add_consent(stack, pid, body):
+    response = await stack.http.post(f"/participants/{pid}/consents", json=body, headers=stack.auth("staff"))
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+async def settled(stack, disclosure_id):
+    """Wait for the delivery workflow itself to finish (no clock), then read the accounting."""
+    await stack.temporal.get_workflow_handle(disclosure_workflow_id(disclosure_id)).result()
+    with Session(stack.engine) as session:
+        return session.get(Disclosure, disclosure_id)
+
+
+async def test_final_positive_reaches_the_court_once_and_not_the_employer(stack, court, employer):
+    court_id = await add_recipient(stack, court, "court", ["screening-results", "missed-tests"],
+                                   case_system=CASE["system"])
+    employer_id = await add_recipient(stack, employer, "employer", ["screening-results", "missed-tests"])
+    pid, sid, specimen = await collected(stack)
+    await add_consent(stack, pid, consent_body(court_id, ["screening-results"], criminal_justice=True,
+                                               expires_at=None, expires_on_event="final-disposition",
+                                               revocable_after_event="final-disposition"))
+    await add_consent(stack, pid, consent_body(employer_id, ["missed-tests"]))
+
+    await post_hl7(stack, oru("DISC-1", specimen, pid, obx=POSITIVE))
+    review = await stack.http.post(f"/screenings/{sid}/review", headers=stack.auth("clinician"),
+                                   json={"decision": "confirm", "explanation": "no prescription; confirmed by LC-MS"})
+    assert review.status_code == 200
+
+    to_court = await settled(stack, f"{sid}--screening-results--{court_id}")
+    to_employer = await settled(stack, f"{sid}--screening-results--{employer_id}")
+    assert to_court.status == "delivered" and to_court.consent_id and to_court.attempts == 1
+    assert to_employer.status == "blocked" and "screening-results" in to_employer.reason
+    assert employer.requests == []
+    [(webhook_id, payload)] = court.kept.items()
+    assert webhook_id == to_court.id and court.requests[0]["verified"]
+    assert payload["type"] == "screening.result" and payload["data"]["outcome"] == "positive"
+    assert payload["data"]["confirmed"] is True and "benzoylecgonine" in payload["data"]["positive_for"]
+    assert payload["subject"] == {"case_number": CASE["value"]}
+    assert payload["redisclosure_notice"]["citation"] and "use_restriction" in payload  # a 2.35 consent
+    assert payload["consent"]["consent_id"] == to_court.consent_id
+    text = str(payload)
+    for phi in ("Marisol", "Quintanilla", "1987", "+1555"):
+        assert phi not in text
+
+    listed = (await stack.http.get(f"/disclosures?participant_id={pid}", headers=stack.auth("auditor"))).json()
+    assert {(d["recipient_id"], d["status"]) for d in listed["items"]} >= {(court_id, "delivered"),
+                                                                          (employer_id, "blocked")}
+
+
+@pytest.mark.parametrize("case", ["none", "expired", "revoked", "category"])
+async def test_no_covering_consent_blocks_with_the_reason(stack, court, case):
+    court_id = await add_recipient(stack, court, "probation", ["phase-changes"], case_system=CASE["system"])
+    pid = (await stack.enroll())["id"]
+    if case == "expired":
+        await add_consent(stack, pid, consent_body(court_id, ["phase-changes"],
+                                                   expires_at=(NOW - timedelta(hours=1)).isoformat()))
+    elif case == "revoked":
+        consent_id = await add_consent(stack, pid, consent_body(court_id, ["phase-changes"]))
+        revoked = await stack.http.post(f"/consents/{consent_id}/revoke", json={"reason": "participant asked"},
+                                        headers=stack.auth("staff"))
+        assert revoked.status_code == 200
+    elif case == "category":
+        await add_consent(stack, pid, consent_body(court_id, ["missed-tests"]))
+    changed = await stack.http.post(f"/participants/{pid}/phase", json={"phase": "phase-2", "reason": "progress"},
+                                    headers=stack.auth("clinician"))
+    assert changed.status_code == 200
+    disclosure = await settled(stack, f"phase-2--phase-changes--{court_id}")
+    assert disclosure.status == "blocked" and court.requests == []
+    expected = {"none": "no consent", "expired": "expired", "revoked": "revoked", "category": "phase-changes"}[case]
+    assert expected in disclosure.reason.lower(), disclosure.reason
+
+
+async def test_criminal_justice_consent_cannot_be_revoked_before_its_condition(stack, court):
+    court_id = await add_recipient(stack, court, "court", ["phase-changes"], case_system=CASE["system"])
+    pid = (await stack.enroll())["id"]
+    consent_id = await add_consent(stack, pid, consent_body(
+        court_id, ["phase-changes"], criminal_justice=True, expires_at=None, expires_on_event="final-disposition",
+        revocable_after_event="final-disposition"))
+    refused = await stack.http.post(f"/consents/{consent_id}/revoke", json={"reason": "changed my mind"},
+                                    headers=stack.auth("staff"))
+    assert refused.status_code == 409 and "final-disposition" in refused.json()["detail"].replace(" ", "-")
+    incomplete = await stack.http.post(f"/participants/{pid}/consents", headers=stack.auth("staff"),
+                                       json=consent_body(court_id, ["phase-changes"], criminal_justice=True,
+                                                         expires_at=None, expires_on_event="final-disposition"))
+    assert incomplete.status_code == 422 and "revoc" in incomplete.json()["detail"].lower()
+
+
+async def test_recipient_url_rules_and_410_disables(stack, court):
+    bad = await stack.http.post("/recipients", headers=stack.auth("admin"), json={
+        "name": "x", "kind": "court", "delivery": "webhook", "url": "http://example.org/hook",
+        "categories": ["phase-changes"]})
+    assert bad.status_code == 422 and "https" in bad.json()["detail"]
+    court.script = [(410, {})]
+    court_id = await add_recipient(stack, court, "court", ["phase-changes"], case_system=CASE["system"])
+    pid = (await stack.enroll())["id"]
+    await add_consent(stack, pid, consent_body(court_id, ["phase-changes"]))
+    await stack.http.post(f"/participants/{pid}/phase", json={"phase": "phase-2", "reason": "progress"},
+                          headers=stack.auth("clinician"))
+    disclosure = await settled(stack, f"phase-2--phase-changes--{court_id}")
+    assert disclosure.status == "failed" and disclosure.last_status_code == 410
+    recipients = (await stack.http.get("/recipients", headers=stack.auth("staff"))).json()
+    [mine] = [r for r in recipients if r["id"] == court_id]
+    assert mine["status"] == "disabled" and mine["disabled_reason"]
+    with Session(stack.engine) as session:
+        assert session.get(Recipient, court_id).status == "disabled"

@@ -1,0 +1,67 @@
+"""A real HTTP receiver on 127.0.0.1 for webhook tests: it verifies each delivery with the
+independent `standardwebhooks` package and keeps one copy per webhook-id, as a court's system would."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from standardwebhooks.webhooks import Webhook
+
+
+@dataclass
+class Receiver:
+    url: str
+    secret: str | None = None
+    # Status codes to answer with, in turn; when empty, 200. (status, extra headers)
+    script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    requests: list[dict] = field(default_factory=list)  # every request, verified or not
+    kept: dict[str, dict] = field(default_factory=dict)  # webhook-id -> payload, first copy only
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    delivered: threading.Event = field(default_factory=threading.Event)
+
+    def answer(self) -> tuple[int, dict[str, str]]:
+        with self.lock:
+            return self.script.pop(0) if self.script else (200, {})
+
+
+@contextmanager
+def webhook_receiver() -> Iterator[Receiver]:
+    receiver = Receiver(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, extra = receiver.answer()
+            verified = False
+            if receiver.secret:
+                Webhook(receiver.secret).verify(body, headers)  # raises on a bad signature
+                verified = True
+            with receiver.lock:
+                receiver.requests.append({"headers": headers, "body": body, "status": status, "verified": verified})
+                if 200 <= status < 300:
+                    receiver.kept.setdefault(headers["webhook-id"], json.loads(body))
+                    receiver.delivered.set()
+            self.send_response(status)
+            for name, value in extra.items():
+                self.send_header(name, value)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/reports"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
