@@ -30,8 +30,8 @@ class Receiver:
 
 
 @contextmanager
-def webhook_receiver() -> Iterator[Receiver]:
-    receiver = Receiver(url="")
+def webhook_receiver(port: int = 0, receiver: Receiver | None = None) -> Iterator[Receiver]:
+    receiver = receiver or Receiver(url="")
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - the http.server API
@@ -56,7 +56,7 @@ def webhook_receiver() -> Iterator[Receiver]:
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     receiver.url = f"http://127.0.0.1:{server.server_address[1]}/reports"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

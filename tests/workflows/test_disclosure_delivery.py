@@ -1,0 +1,101 @@
+"""Delivery through outages, 410 and revocation, on the time-skipping server with a real receiver."""
+
+import secrets
+import socket
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlmodel import Session
+
+from activities.disclosure import DisclosureActivities
+from domain.consent import consent_from_dict, consent_to_dict, revoke
+from domain.disclosure import new_webhook_secret
+from iop.codec import seal_text
+from iop.worker import build_worker
+from store.db import session_scope
+from store.models import ConsentRecord, Disclosure, Recipient
+from tests.conftest import TEST_KEYS
+from tests.receiver import Receiver, webhook_receiver
+from tests.workflows.scenarios import record_participant
+from tests.workflows.test_screening_program import skip
+from workflows.contracts import DisclosureEvent, DisclosureInput, disclosure_workflow_id
+from workflows.disclosure import DisclosureWorkflow
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def setup_records(engine, url: str, secret: str) -> tuple[str, str, str]:
+    pid, rid, cid = f"p-{secrets.token_hex(4)}", f"r-{secrets.token_hex(3)}", f"c-{secrets.token_hex(3)}"
+    record_participant(engine, pid)
+    now = datetime.now(timezone.utc)
+    with session_scope(engine) as session:
+        session.add(Recipient(id=rid, name="drug court", kind="court", delivery="webhook", url=url,
+                              secret_sealed=seal_text(TEST_KEYS, secret), categories=["missed-tests"]))
+        session.flush()
+        consent = consent_from_dict({
+            "consent_id": cid, "participant_id": pid, "recipient_id": rid, "recipient_kind": "court",
+            "categories": ["missed-tests"], "purpose": "monitoring", "disclosing_program": "Northside IOP",
+            "signer": "participant", "signed_at": (now - timedelta(days=1)).isoformat(), "signature_method": "electronic",
+            "effective_from": (now - timedelta(days=1)).isoformat(), "expires_at": (now + timedelta(days=90)).isoformat(),
+        })
+        session.add(ConsentRecord(id=cid, participant_id=pid, recipient_id=rid, consent=consent_to_dict(consent),
+                                  created_by="test"))
+    return pid, rid, cid
+
+
+async def start_delivery(env, engine, pid: str):
+    event = DisclosureEvent(pid, "missed-tests", f"s-{pid}", {"scheduled_on": "2026-11-20",
+                                                              "window_closed_at": "2026-11-20T16:00:00+00:00"})
+    [plan] = DisclosureActivities(engine, TEST_KEYS).plan_disclosures(event)
+    return await env.client.start_workflow(
+        DisclosureWorkflow.run, DisclosureInput(plan.disclosure_id, pid, plan.recipient_id, "missed-tests"),
+        id=disclosure_workflow_id(plan.disclosure_id), task_queue=env.task_queue), plan.disclosure_id
+
+
+@pytest.fixture
+async def env(time_env, sqlite_engine, task_queue):
+    async with build_worker(time_env.client, sqlite_engine, task_queue):
+        time_env.task_queue = task_queue
+        yield time_env
+
+
+async def test_two_days_down_then_delivered_exactly_once(env, sqlite_engine):
+    port, secret = free_port(), new_webhook_secret(secrets.token_bytes(32))
+    receiver = Receiver(url=f"http://127.0.0.1:{port}/reports", secret=secret)
+    pid, _, _ = setup_records(sqlite_engine, receiver.url, secret)
+    handle, disclosure_id = await start_delivery(env, sqlite_engine, pid)
+    await skip(env, timedelta(days=1))  # nothing listens: connection refused
+    receiver.script = [(500, {})] * 50
+    with webhook_receiver(port, receiver):
+        await skip(env, timedelta(days=1))  # up, but failing
+        failures = len(receiver.requests)
+        receiver.script.clear()  # back for good
+        result = await handle.result()
+    assert failures >= 1 and result.status == "delivered" and result.attempts > failures
+    assert list(receiver.kept) == [disclosure_id]
+    assert {r["headers"]["webhook-id"] for r in receiver.requests} == {disclosure_id}
+    with Session(sqlite_engine) as session:
+        row = session.get(Disclosure, disclosure_id)
+    assert row.status == "delivered" and row.attempts == result.attempts
+
+
+async def test_revocation_during_retries_cancels(env, sqlite_engine):
+    with webhook_receiver() as receiver:
+        receiver.secret = new_webhook_secret(secrets.token_bytes(32))
+        receiver.script = [(503, {"Retry-After": "3600"})] * 10
+        pid, _, cid = setup_records(sqlite_engine, receiver.url, receiver.secret)
+        handle, disclosure_id = await start_delivery(env, sqlite_engine, pid)
+        await skip(env, timedelta(minutes=30))
+        with session_scope(sqlite_engine) as session:
+            row = session.get(ConsentRecord, cid)
+            row.consent = consent_to_dict(revoke(consent_from_dict(row.consent), datetime.now(timezone.utc).isoformat(),
+                                                 "participant revoked"))
+        await handle.signal(DisclosureWorkflow.cancel, "consent revoked")
+        result = await handle.result()
+    assert result.status == "cancelled" and receiver.kept == {}
+    with Session(sqlite_engine) as session:
+        assert session.get(Disclosure, disclosure_id).status == "cancelled"
