@@ -28,7 +28,8 @@ with workflow.unsafe.imports_passed_through():
 
 POLICY = DeliveryPolicy()
 ATTEMPT = dict(
-    start_to_close_timeout=timedelta(seconds=60),
+    # One POST (15 s timeout) and a few small writes; a worker that died mid-attempt is noticed soon.
+    start_to_close_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=2)),
 )
 PLAN = dict(
