@@ -406,7 +406,7 @@ class ParticipantWorkflow:
         self._replan = True
         await self._sync_record()
         await disclose(DisclosureEvent(self.state.participant_id, "phase-changes",
-                                       f"phase-{len(self.state.phase_history)}",
+                                       f"phase-change-{len(self.state.phase_history) - 1}",
                                        {"from_phase": previous, "to_phase": change.phase,
                                         "effective_on": self.state.next_plan_from}))
         return self.state

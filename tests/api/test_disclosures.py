@@ -110,7 +110,7 @@ async def test_no_covering_consent_blocks_with_the_reason(stack, court, case):
     changed = await stack.http.post(f"/participants/{pid}/phase", json={"phase": "phase-2", "reason": "progress"},
                                     headers=stack.auth("clinician"))
     assert changed.status_code == 200
-    disclosure = await settled(stack, f"phase-2--phase-changes--{court_id}")
+    disclosure = await settled(stack, f"phase-change-1--phase-changes--{court_id}")
     assert disclosure.status == "blocked" and court.requests == []
     expected = {"none": "no consent", "expired": "expired", "revoked": "revoked", "category": "phase-changes"}[case]
     assert expected in disclosure.reason.lower(), disclosure.reason
@@ -142,7 +142,7 @@ async def test_recipient_url_rules_and_410_disables(stack, court):
     await add_consent(stack, pid, consent_body(court_id, ["phase-changes"]))
     await stack.http.post(f"/participants/{pid}/phase", json={"phase": "phase-2", "reason": "progress"},
                           headers=stack.auth("clinician"))
-    disclosure = await settled(stack, f"phase-2--phase-changes--{court_id}")
+    disclosure = await settled(stack, f"phase-change-1--phase-changes--{court_id}")
     assert disclosure.status == "failed" and disclosure.last_status_code == 410
     recipients = (await stack.http.get("/recipients", headers=stack.auth("staff"))).json()
     [mine] = [r for r in recipients if r["id"] == court_id]

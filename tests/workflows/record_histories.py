@@ -19,6 +19,9 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
 from domain.clock import local_date
+from domain.disclosure import new_webhook_secret
+from tests.receiver import webhook_receiver
+from workflows.contracts import disclosure_workflow_id
 from store.models import Screening
 from workflows.contracts import (
     CheckIn,
@@ -76,6 +79,9 @@ async def thirty_days(engine) -> None:
             today = local_date(await env.get_current_time(), "America/New_York")
             handle = await start_participant(env.client, engine, "record-histories-30", start=today)
             pid = (await handle.query(ParticipantWorkflow.status)).participant_id
+            receiver_context = webhook_receiver()
+            receiver = receiver_context.__enter__()
+            _, recipient_id, _ = add_recipient_and_consent(engine, pid, receiver)
             order_id = await handle.execute_update(ParticipantWorkflow.start_medication, MedicationStart(
                 order=medication_order(pid, today), rules="federal-otp-2024"))
             medication = env.client.get_workflow_handle(medication_workflow_id(order_id))
@@ -100,12 +106,23 @@ async def thirty_days(engine) -> None:
             await save(env, handle.id, "participant--thirty-days")
             await medication.result()
             await save(env, medication.id, "medication--daily-observed-with-misses")
+            phase_report = env.client.get_workflow_handle(disclosure_workflow_id(f"phase-change-1--phase-changes--{recipient_id}"))
+            await phase_report.result()
+            await save(env, phase_report.id, "disclosure--phase-change-delivered")
+            receiver_context.__exit__(None, None, None)
             await save(env, collected.id, "screening--for-cause-collected-result-overdue")
             with Session(engine) as session:
                 missed = session.exec(select(Screening).where(Screening.status == "missed")).first()
             await save(env, f"screening-{missed.id}", "screening--random-missed")
     finally:
         await env.shutdown()
+
+
+def add_recipient_and_consent(engine, participant_id: str, receiver) -> tuple[str, str, str]:
+    from tests.workflows.test_disclosure_delivery import setup_records_for
+
+    receiver.secret = new_webhook_secret(b"r" * 32)
+    return setup_records_for(engine, participant_id, receiver.url, receiver.secret, ["phase-changes", "program-status"])
 
 
 def medication_order(participant_id: str, start) -> dict:

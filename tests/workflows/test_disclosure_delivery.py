@@ -29,16 +29,22 @@ def free_port() -> int:
 
 
 def setup_records(engine, url: str, secret: str) -> tuple[str, str, str]:
-    pid, rid, cid = f"p-{secrets.token_hex(4)}", f"r-{secrets.token_hex(3)}", f"c-{secrets.token_hex(3)}"
+    pid = f"p-{secrets.token_hex(4)}"
     record_participant(engine, pid)
+    return setup_records_for(engine, pid, url, secret, ["missed-tests"])
+
+
+def setup_records_for(engine, pid: str, url: str, secret: str, categories: list[str]) -> tuple[str, str, str]:
+    """A webhook recipient wanting `categories` and a consent covering them for a year."""
+    rid, cid = f"r-{secrets.token_hex(3)}", f"c-{secrets.token_hex(3)}"
     now = datetime.now(timezone.utc)
     with session_scope(engine) as session:
         session.add(Recipient(id=rid, name="drug court", kind="court", delivery="webhook", url=url,
-                              secret_sealed=seal_text(TEST_KEYS, secret), categories=["missed-tests"]))
+                              secret_sealed=seal_text(TEST_KEYS, secret), categories=categories))
         session.flush()
         consent = consent_from_dict({
             "consent_id": cid, "participant_id": pid, "recipient_id": rid, "recipient_kind": "court",
-            "categories": ["missed-tests"], "purpose": "monitoring", "disclosing_program": "Northside IOP",
+            "categories": categories, "purpose": "monitoring", "disclosing_program": "Northside IOP",
             "signer": "participant", "signed_at": (now - timedelta(days=1)).isoformat(), "signature_method": "electronic",
             "effective_from": (now - timedelta(days=1)).isoformat(), "expires_at": (now + timedelta(days=90)).isoformat(),
         })

@@ -99,4 +99,4 @@ async def test_saved_histories_replay(path):
 
 
 def test_there_are_saved_histories():
-    assert {p.stem.split("--")[0] for p in HISTORIES.glob("*.json")} >= {"participant", "screening", "medication"}
+    assert {p.stem.split("--")[0] for p in HISTORIES.glob("*.json")} >= {"participant", "screening", "medication", "disclosure"}
