@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
 from api import problems
+from api.audit import AuditMiddleware
 from api.deps import Services
 from api.routers import disclosures, health, lab, medications, participants, screenings
 from ingest.lab import LabIngest
@@ -39,6 +40,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
         lifespan=lifespan,
     )
     problems.install(app)
+    app.add_middleware(AuditMiddleware)
     app.include_router(health.router)
     app.include_router(participants.router)
     app.include_router(screenings.router)

@@ -48,24 +48,30 @@ def done_reading(session: Session) -> None:
     session.commit()  # ends the transaction; loaded objects stay usable (expire_on_commit=False)
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# Closed as soon as the route function returns, before the answer is sent (and audited).
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `iop token create`")
 
 
 def _authenticated(
+    request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Actor:
     unauthorized = {"WWW-Authenticate": "Bearer"}
     if credentials is None or credentials.scheme.lower() != "bearer":
+        request.state.audit_detail = "no bearer token"
         raise ProblemError(401, "Send an 'Authorization: Bearer <token>' header.", headers=unauthorized)
     try:
         # A session of its own, closed at once: no connection is held for the rest of the request.
         with Session(services.engine) as session:
-            return authenticate(session, credentials.credentials)
+            actor = authenticate(session, credentials.credentials)
     except TokenRejected as exc:
+        request.state.audit_detail = f"token rejected: {exc}"
         raise ProblemError(401, str(exc)[0].upper() + str(exc)[1:] + ".", headers=unauthorized) from exc
+    request.state.actor = actor  # for the audit trail
+    return actor
 
 
 def require(*roles: str) -> Callable[..., Actor]:

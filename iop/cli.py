@@ -29,8 +29,9 @@ log = logging.getLogger("iop")
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from iop.logs import configure
+
+    configure(settings.log_level)
 
 
 def _binary(name: str) -> str:

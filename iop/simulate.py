@@ -21,7 +21,8 @@ import tempfile
 import time as wallclock
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -43,6 +44,8 @@ SKIP_DEADLINE = timedelta(minutes=5)
 SITE = "sim"
 PROGRAM = "iop"
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+SKIPPING = "workflows and activities (time skipping)"
+UPDATING = "collection updates"
 # Screenings not yet settled at the collection stage (collected ones are told by collected_at).
 OPEN = ("scheduled", "awaiting-collection")
 AWAITING_COLLECTION = "awaiting-collection"
@@ -140,20 +143,15 @@ async def run_simulation(
     from workflows import search
 
     started = wallclock.perf_counter()
-    timing: dict[str, float] = {}
-    rng = random.Random(seed)
-    plan = default_plan(phase)
-    checkpoint = collection_checkpoint(plan)
-    zone = plan.timezone
     server = _binary("temporal-test-server")
-
+    run = _Run(participants, days, no_show_rate, phase, seed, progress)
     with tempfile.TemporaryDirectory(prefix="iop-simulate-") as tmp:
         url = f"sqlite:///{Path(tmp) / 'records.db'}"
         upgrade(url)
         engine = _records_engine(url)
         try:
             env = await WorkflowEnvironment.start_time_skipping(
-                data_converter=data_converter([new_key("sim")]),
+                data_converter=data_converter([new_key("sim")]),  # a fresh key: nothing is kept
                 test_server_existing_path=server,
                 runtime=_quiet_runtime(),
             )
@@ -164,53 +162,77 @@ async def run_simulation(
                         search_attributes={key.name: key.indexed_value_type for key in search.ALL},
                     )
                 )
-                task_queue = f"simulate-{uuid.uuid4().hex[:8]}"
-                async with _simulation_worker(env.client, engine, task_queue, participants):
-                    # Begin just after midnight, so every participant's first draw is the first day's.
-                    now = await env.get_current_time()
-                    first_day = local_date(now, zone) + timedelta(days=1)
-                    await _sleep_until(env, local_moment(first_day, time(0, 5), zone))
-                    timing["setup"] = wallclock.perf_counter() - started
-
-                    mark = wallclock.perf_counter()
-                    await _enroll(env.client, engine, task_queue, participants, phase, first_day)
-                    timing["enroll"] = wallclock.perf_counter() - mark
-
-                    handled: set[str] = set()
-                    sent = refused = 0
-                    skipping = updating = 0.0
-                    for offset in range(days):
-                        day = first_day + timedelta(days=offset)
-                        mark = wallclock.perf_counter()
-                        await _sleep_until(env, local_moment(day, checkpoint, zone))
-                        skipping += wallclock.perf_counter() - mark
-                        mark = wallclock.perf_counter()
-                        done, rejected = await _collect(env.client, engine, handled, rng, no_show_rate)
-                        updating += wallclock.perf_counter() - mark
-                        sent += done
-                        refused += rejected
-                        if progress:
-                            progress(offset + 1, days, day)
-                    # Let the last day's windows close, so each day's screenings are settled.
-                    last_day = first_day + timedelta(days=days - 1)
-                    mark = wallclock.perf_counter()
-                    await _sleep_until(env, local_moment(last_day, time(23, 0), zone))
-                    skipping += wallclock.perf_counter() - mark
-                    timing["workflows and activities (time skipping)"] = skipping
-                    timing["collection updates"] = updating
-                    mark = wallclock.perf_counter()
-                timing["worker shutdown"] = wallclock.perf_counter() - mark
+                run.timing["setup"] = wallclock.perf_counter() - started
+                await run.program(env, engine)
             finally:
-                mark = wallclock.perf_counter()
-                await env.shutdown()
-                timing["server shutdown"] = wallclock.perf_counter() - mark
-            report = _report(engine, participants, days, no_show_rate, phase, seed, plan, first_day, last_day,
-                             sent, refused)
+                with run.timed("server shutdown"):
+                    await env.shutdown()
+            report = run.report(engine)
         finally:
             engine.dispose()
     report.wall_seconds = wallclock.perf_counter() - started
-    report.timing = timing
     return report
+
+
+class _Run:
+    """One simulation: its parameters, its attendance dice, and what it did."""
+
+    def __init__(self, participants: int, days: int, no_show_rate: float, phase: str, seed: int | None,
+                 progress: Progress | None) -> None:
+        self.participants, self.days, self.no_show_rate, self.phase, self.seed = (
+            participants, days, no_show_rate, phase, seed)
+        self.progress = progress
+        self.rng = random.Random(seed)
+        self.plan = default_plan(phase)
+        self.checkpoint = collection_checkpoint(self.plan)
+        self.handled: set[str] = set()
+        self.sent = self.refused = 0
+        self.timing: dict[str, float] = {}
+        self.first_day = self.last_day = date.min
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        mark = wallclock.perf_counter()
+        try:
+            yield
+        finally:
+            self.timing[stage] = self.timing.get(stage, 0.0) + wallclock.perf_counter() - mark
+
+    def moment(self, day: date, clock: time) -> datetime:
+        return local_moment(day, clock, self.plan.timezone)
+
+    async def program(self, env, engine) -> None:
+        task_queue = f"simulate-{uuid.uuid4().hex[:8]}"
+        worker = _simulation_worker(env.client, engine, task_queue, self.participants)
+        async with worker:
+            # Begin just after midnight, so every participant's first draw is the first day's.
+            self.first_day = local_date(await env.get_current_time(), self.plan.timezone) + timedelta(days=1)
+            self.last_day = self.first_day + timedelta(days=self.days - 1)
+            with self.timed("setup"):
+                await _sleep_until(env, self.moment(self.first_day, time(0, 5)))
+            with self.timed("enroll"):
+                await _enroll(env.client, engine, task_queue, self.participants, self.phase, self.first_day)
+            for offset in range(self.days):
+                day = self.first_day + timedelta(days=offset)
+                with self.timed(SKIPPING):
+                    await _sleep_until(env, self.moment(day, self.checkpoint))
+                with self.timed(UPDATING):
+                    sent, refused = await _collect(env.client, engine, self.handled, self.rng, self.no_show_rate)
+                self.sent += sent
+                self.refused += refused
+                if self.progress:
+                    self.progress(offset + 1, self.days, day)
+            # Let the last day's windows close, so every day's screenings are settled.
+            with self.timed(SKIPPING):
+                await _sleep_until(env, self.moment(self.last_day, time(23, 0)))
+            shutdown = wallclock.perf_counter()
+        self.timing["worker shutdown"] = wallclock.perf_counter() - shutdown
+
+    def report(self, engine) -> SimulationReport:
+        report = _report(engine, self.participants, self.days, self.no_show_rate, self.phase, self.seed,
+                         self.plan, self.first_day, self.last_day, self.sent, self.refused)
+        report.timing = dict(self.timing)
+        return report
 
 
 def _simulation_worker(client, engine, task_queue: str, participants: int):

@@ -416,3 +416,37 @@ class EmailOutbox(SQLModel, table=True):
     body: str = Field(sa_column=Column(Text, nullable=False))
     queued_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+
+
+# --- audit --------------------------------------------------------------------------------
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only and hash-chained: each row holds the hash of the one before it."""
+
+    __tablename__ = "audit_events"
+
+    seq: int = Field(primary_key=True)  # 1, 2, 3 ... with no gaps
+    at: datetime
+    actor: str = Field(max_length=40)  # token id, "system", or "anonymous"
+    role: str = Field(max_length=16)
+    action: str = Field(max_length=120)  # e.g. "GET /participants/{participant_id}", "disclosure.delivered"
+    subject_type: str | None = Field(default=None, max_length=32)
+    subject_id: str | None = Field(default=None, max_length=200)
+    participant_id: str | None = Field(default=None, index=True, max_length=40)
+    outcome: str = Field(max_length=32)  # an HTTP status, or what happened
+    request_id: str | None = Field(default=None, max_length=64)
+    source: str | None = Field(default=None, max_length=64)
+    detail: str | None = Field(default=None, max_length=1000)
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64, unique=True)
+
+
+class AuditHead(SQLModel, table=True):
+    """The chain's last link, updated with every append: a truncated tail shows against it."""
+
+    __tablename__ = "audit_head"
+
+    id: int = Field(default=1, primary_key=True)
+    seq: int
+    hash: str = Field(max_length=64)

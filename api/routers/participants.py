@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import date, datetime, timezone
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy import func
@@ -88,6 +88,7 @@ async def enroll(
     session: SessionDep,
     services: ServicesDep,
     response: Response,
+    request: Request,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> ParticipantPublic:
     if body.phase not in PHASES:
@@ -127,6 +128,7 @@ async def enroll(
         raise ProblemError(503, TEMPORAL_DOWN.replace("nothing was changed", "nobody was enrolled")) from exc
 
     await run_in_threadpool(_mark_active, session, participant)
+    request.state.audit_participant = participant.id
     return _public(participant)
 
 
