@@ -30,6 +30,7 @@ from domain.disclosure import (
     webhook_headers,
 )
 from iop.codec import CodecKey, open_text
+from store import audit
 from store.db import session_scope
 from store.models import (
     ConsentRecord,
@@ -144,25 +145,31 @@ class DisclosureActivities:
                 ConsentRecord.participant_id == request.participant_id,
                 ConsentRecord.recipient_id == request.recipient_id)).all()]
         if row is None or recipient is None or participant is None:
-            return self._settle(request.disclosure_id, "blocked", "the disclosure, recipient or participant record is gone")
+            return self._blocked(request, "the disclosure, recipient or participant record is gone")
         if row.status in ("delivered", "blocked", "cancelled"):
             return AttemptResult(row.status, row.reason or row.status)  # decided on an earlier attempt
         if recipient.status != "active":
-            return self._settle(row.id, "blocked", f"recipient {recipient.id} is disabled: {recipient.disabled_reason}")
+            return self._blocked(request, f"recipient {recipient.id} is disabled: {recipient.disabled_reason}")
         # The consent check, at the moment of sending.
         consent, why = find_covering_consent(consents, recipient.id, row.category, now.isoformat())
         if consent is None:
-            return self._settle(row.id, "blocked", why)
+            return self._blocked(request, why)
         try:
             payload = self._payload(row, recipient, participant, consent, now)
         except (ConsentError, ValueError) as exc:
-            return self._settle(row.id, "blocked", f"report not built: {exc}")
+            return self._blocked(request, f"report not built: {exc}")
         status, retry_after = self._send(recipient, row.id, payload, now)
         decision = classify_response(status, retry_after, now)
         self._record_attempt(row.id, consent.consent_id, payload, status, decision.kind, decision.reason)
+        self._audit(request, decision.kind if status is None else f"{decision.kind} ({status})", decision.reason,
+                    consent.consent_id)
         if decision.kind == "disable-recipient":
             self._disable(recipient.id, decision.reason)
         return AttemptResult(decision.kind, decision.reason, decision.delay_s, status)
+
+    def _blocked(self, request: DisclosureInput, reason: str) -> AttemptResult:
+        self._audit(request, "blocked", reason)
+        return self._settle(request.disclosure_id, "blocked", reason)
 
     def _payload(self, row: Disclosure, recipient: Recipient, participant: Participant, consent, now: datetime) -> dict:
         identifiers = {RECIPIENT_IDENTIFIER: c["value"] for c in participant.case_numbers
@@ -231,6 +238,14 @@ class DisclosureActivities:
     def _settle(self, disclosure_id: str, status: str, reason: str) -> AttemptResult:
         self._set_status(disclosure_id, status, reason)
         return AttemptResult(status, reason)
+
+    def _audit(self, request: DisclosureInput, outcome: str, reason: str, consent_id: str | None = None) -> None:
+        """Every disclosure attempt, sent or blocked, is in the audit trail with its consent."""
+        audit.append(self.engine, audit.AuditEntry(
+            actor="system", role="system", action=f"disclosure.{request.category}", outcome=outcome,
+            subject_type="disclosure", subject_id=request.disclosure_id, participant_id=request.participant_id,
+            detail=(f"to {request.recipient_id}" + (f" under consent {consent_id}" if consent_id else "")
+                    + f": {reason}")[:1000]))
 
     def _set_status(self, disclosure_id: str, status: str, reason: str) -> None:
         with session_scope(self.engine) as session:

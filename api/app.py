@@ -5,13 +5,14 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
 from api import problems
 from api.audit import AuditMiddleware
 from api.deps import Services
-from api.routers import disclosures, health, lab, medications, participants, screenings
+from api.routers import audit, disclosures, health, lab, medications, participants, screenings
 from ingest.lab import LabIngest
 from iop.settings import Settings
 from iop.temporal import connect
@@ -41,10 +42,14 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
     )
     problems.install(app)
     app.add_middleware(AuditMiddleware)
+    # Only the Temporal UI's origin may call the API from a browser (for the codec endpoint).
+    app.add_middleware(CORSMiddleware, allow_origins=[settings.temporal_ui_origin], allow_methods=["POST", "OPTIONS"],
+                       allow_headers=["Authorization", "Content-Type", "X-Namespace"], allow_credentials=True)
     app.include_router(health.router)
     app.include_router(participants.router)
     app.include_router(screenings.router)
     app.include_router(lab.router)
     app.include_router(medications.router)
     app.include_router(disclosures.router)
+    app.include_router(audit.router)
     return app

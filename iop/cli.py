@@ -22,6 +22,8 @@ codec_app = typer.Typer(help="Payload encryption keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
 app.add_typer(codec_app, name="codec")
+audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 hl7_app = typer.Typer(help="HL7 v2 results over MLLP.", no_args_is_help=True)
 app.add_typer(hl7_app, name="hl7")
 
@@ -92,6 +94,21 @@ def token_revoke(token_id: str) -> None:
         row.revoked_at = row.revoked_at or utcnow()
         session.add(row)
     typer.echo(f"token {token_id} revoked")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Walk the hash chain; exit 1 naming the first broken link."""
+    from store.audit import verify
+    from store.db import make_engine
+
+    result = verify(make_engine(get_settings().resolved_database_url))
+    if result.ok:
+        typer.echo(f"audit trail intact: {result.checked} events checked")
+        return
+    typer.echo(f"audit trail BROKEN at event {result.first_broken_seq}: {result.problem} "
+               f"({result.checked} events before it are intact)", err=True)
+    raise typer.Exit(1)
 
 
 # --- keys ----------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.disclosure import DisclosureActivities
     from activities.records import RecordActivities
     from domain.disclosure import DeliveryPolicy, Decision, retry_delay
+    from workflows import search
     from workflows.contracts import (
         Alert,
         DisclosureEvent,
@@ -47,6 +48,8 @@ class DisclosureWorkflow:
     @workflow.run
     async def run(self, request: DisclosureInput) -> DisclosureState:
         self.state.disclosure_id = request.disclosure_id
+        workflow.upsert_search_attributes([search.PARTICIPANT_ID.value_set(request.participant_id),
+                                           search.STATUS.value_set("pending")])
         retries = 0
         while True:
             if self.cancel_reason:
@@ -57,10 +60,12 @@ class DisclosureWorkflow:
             self.state.reason = result.reason
             if result.kind in ("delivered", "blocked", "cancelled"):
                 self.state.status = result.kind
+                workflow.upsert_search_attributes([search.STATUS.value_set(result.kind)])
                 return self.state
             if result.kind != "retry":
                 await self._alert(request, f"report to {request.recipient_id} not delivered: {result.reason}")
                 self.state.status = "failed"
+                workflow.upsert_search_attributes([search.STATUS.value_set("failed")])
                 return self.state
             delay = retry_delay(POLICY, retries, Decision(result.kind, result.delay_s, result.reason))
             if delay is None:
@@ -85,6 +90,7 @@ class DisclosureWorkflow:
 
     async def _end(self, request: DisclosureInput, status: str, reason: str) -> DisclosureState:
         self.state.status, self.state.reason = status, reason
+        workflow.upsert_search_attributes([search.STATUS.value_set(status)])
         if status == "cancelled":
             self.state.cancelled_because = reason
         await workflow.execute_activity_method(DisclosureActivities.settle_disclosure, args=[request, status, reason],

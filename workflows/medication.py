@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.records import RecordActivities
     from domain import medication as med
     from domain.clock import local_date, local_moment
+    from workflows import search
     from domain.takehome import ScreenFact, TakeHomeFacts, eligibility, eligibility_to_dict, get_rules, treatment_day
     from workflows.contracts import (
         CONFLICT,
@@ -72,6 +73,9 @@ class MedicationWorkflow:
 
     @workflow.run
     async def run(self, input: MedicationInput) -> MedicationState:
+        workflow.upsert_search_attributes([search.PARTICIPANT_ID.value_set(self.state.participant_id),
+                                           search.SITE.value_set(input.site),
+                                           search.STATUS.value_set(self.state.status)])
         if input.state is None:
             self._event("order started", self._order().prescriber, self._describe_order())
             await self._reweigh()
@@ -383,6 +387,7 @@ class MedicationWorkflow:
         self.state.next_due = med.expected_to_dict(
             med.expected_on(order, upcoming, last) if not order.is_injection
             else med.Expected(med.next_injection_due(order, last).isoformat(), med.INJECTION_DUE, "next injection"))
+        workflow.upsert_search_attributes([search.STATUS.value_set(self.state.status)])
         await workflow.execute_local_activity_method(
             MedicationActivities.sync_order,
             MedicationSync(self.state.order_id, self.state.status, self.state.order, self.state.eligibility),

@@ -1,0 +1,84 @@
+"""The role matrix, as documented (README "Roles") and enforced (each route's `require(...)`).
+
+One line per route: the roles that may use it. Deny by default: a role not listed gets 403.
+tests/api/test_roles.py checks every route against this text and against the live API, and the
+README's table is rendered from it, so documentation and enforcement cannot drift apart.
+"""
+
+from __future__ import annotations
+
+ROLES = ("admin", "staff", "clinician", "lab", "auditor")
+
+MATRIX_TEXT = """
+GET /healthz: public
+GET /readyz: public
+POST /participants: admin staff
+GET /participants: admin staff clinician auditor
+GET /participants/{participant_id}: admin staff clinician auditor
+POST /participants/{participant_id}/phase: admin staff clinician
+POST /participants/{participant_id}/discharge: admin staff clinician
+GET /screenings: admin staff clinician auditor
+GET /participants/{participant_id}/screenings: admin staff clinician auditor
+GET /participants/{participant_id}/draws: admin staff clinician auditor
+GET /screenings/{screening_id}: admin staff clinician auditor
+POST /screenings/{screening_id}/collection: admin staff clinician
+POST /screenings/{screening_id}/excuse: admin staff clinician
+POST /screenings/{screening_id}/refusal: admin staff clinician
+POST /participants/{participant_id}/screenings: admin staff clinician
+POST /participants/{participant_id}/pauses: admin staff clinician
+POST /check-ins: admin staff
+POST /lab/hl7: admin lab
+POST /lab/results: admin lab
+GET /lab/quarantine: admin staff clinician auditor
+POST /lab/quarantine/{item_id}/resolve: admin staff clinician
+GET /lab/analytes: admin staff clinician lab auditor
+GET /lab/code-mappings: admin staff clinician auditor
+POST /lab/code-mappings: admin
+DELETE /lab/code-mappings/{mapping_id}: admin
+POST /screenings/{screening_id}/review: admin clinician
+POST /participants/{participant_id}/medications: admin clinician
+GET /participants/{participant_id}/medications: admin staff clinician auditor
+GET /medications/{order_id}: admin staff clinician auditor
+POST /medications/{order_id}/dispenses: admin staff clinician
+POST /medications/{order_id}/reassessment: admin clinician
+POST /medications/{order_id}/dose-change: admin clinician
+POST /medications/{order_id}/stop: admin clinician
+POST /medications/{order_id}/pill-counts: admin staff clinician
+POST /medications/{order_id}/storage-attestation: admin clinician
+GET /dispensing/today: admin staff clinician auditor
+POST /recipients: admin
+GET /recipients: admin staff clinician auditor
+POST /recipients/{recipient_id}/enable: admin
+POST /participants/{participant_id}/consents: admin staff clinician
+GET /participants/{participant_id}/consents: admin staff clinician auditor
+POST /consents/{consent_id}/revoke: admin staff clinician
+GET /disclosures: admin staff clinician auditor
+GET /audit: admin auditor
+GET /audit/verify: admin auditor
+GET /participants/{participant_id}/history: admin staff clinician auditor
+GET /workflows/{workflow_id}/history: admin auditor
+POST /codec/decode: admin auditor
+POST /codec/encode: admin auditor
+POST /tokens: admin
+GET /tokens: admin
+POST /tokens/{token_id}/revoke: admin
+"""
+
+
+def matrix() -> dict[tuple[str, str], frozenset[str]]:
+    """{(method, path): roles}; public routes map to an empty set."""
+    table = {}
+    for line in MATRIX_TEXT.strip().splitlines():
+        route, _, roles = line.partition(": ")
+        method, path = route.split(" ", 1)
+        table[(method, path)] = frozenset() if roles.strip() == "public" else frozenset(roles.split())
+    return table
+
+
+def markdown() -> str:
+    """The README table: one row per route, a column per role."""
+    rows = ["| route | " + " | ".join(ROLES) + " |", "|---|" + "---|" * len(ROLES)]
+    for (method, path), roles in matrix().items():
+        marks = ["public" if not roles else ("yes" if role in roles else "") for role in ROLES]
+        rows.append(f"| `{method} {path}` | " + " | ".join(marks) + " |")
+    return "\n".join(rows)

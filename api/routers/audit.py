@@ -1,0 +1,261 @@
+"""For auditors: the audit trail and its verification, a participant's whole timeline, decoded
+workflow histories, the payload codec for the Temporal UI and CLI, and token administration."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+from temporalio.api.common.v1 import Payload
+
+from api import history
+from api.deps import ServicesDep, SessionDep, done_reading, require
+from api.problems import ProblemError, responses
+from api.tokens import ROLES, Actor, issue_token
+from api.workflow_calls import workflow_call
+from store.audit import verify
+from store.models import ApiToken, AuditEvent, Disclosure, MedicationOrderRecord, Participant, Screening, SelectionDraw, utcnow
+from workflows.contracts import disclosure_workflow_id
+from workflows.medication import workflow_id as medication_workflow_id
+from workflows.participant import workflow_id as participant_workflow_id
+from workflows.screening import workflow_id as screening_workflow_id
+
+router = APIRouter(tags=["audit"])
+
+Auditor = Annotated[Actor, Depends(require("admin", "auditor"))]
+TimelineReader = Annotated[Actor, Depends(require("admin", "auditor", "staff", "clinician"))]
+Admin = Annotated[Actor, Depends(require("admin"))]
+
+
+class AuditEventPublic(BaseModel):
+    seq: int
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    subject_type: str | None
+    subject_id: str | None
+    participant_id: str | None
+    outcome: str
+    request_id: str | None
+    source: str | None
+    detail: str | None
+    prev_hash: str
+    hash: str
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEventPublic]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class VerificationPublic(BaseModel):
+    ok: bool
+    checked: int
+    first_broken_seq: int | None
+    problem: str | None
+
+
+@router.get("/audit", response_model=AuditPage, responses=responses(401, 403, 422))
+def list_audit(
+    actor: Auditor,
+    session: SessionDep,
+    participant_id: str | None = None,
+    actor_id: Annotated[str | None, Query(alias="actor")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> AuditPage:
+    query = select(AuditEvent)
+    if participant_id:
+        query = query.where(AuditEvent.participant_id == participant_id)
+    if actor_id:
+        query = query.where(AuditEvent.actor == actor_id)
+    total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    rows = session.exec(query.order_by(col(AuditEvent.seq)).offset(offset).limit(limit)).all()
+    return AuditPage(items=[AuditEventPublic.model_validate(r, from_attributes=True) for r in rows], total=total,
+                     limit=limit, offset=offset, next_offset=offset + limit if offset + limit < total else None)
+
+
+@router.get("/audit/verify", response_model=VerificationPublic, responses=responses(401, 403),
+            summary="Walk the hash chain; names the first broken link")
+def verify_audit(actor: Auditor, services: ServicesDep) -> VerificationPublic:
+    return VerificationPublic(**verify(services.engine).__dict__)
+
+
+# --- timelines ------------------------------------------------------------------------------
+
+
+class TimelineEntryPublic(BaseModel):
+    at: str
+    source: str = Field(description="workflow (Temporal history), audit (who read or changed what) or draw")
+    workflow_id: str
+    event: str
+    actor: str
+    detail: str
+
+
+def _participant_workflows(session: Session, participant_id: str) -> tuple[list[str], list[SelectionDraw], dict]:
+    if session.get(Participant, participant_id) is None:
+        raise ProblemError(404, f"No participant has the id {participant_id!r}.")
+    ids = [participant_workflow_id(participant_id)]
+    ids += [screening_workflow_id(s) for s in session.exec(
+        select(Screening.id).where(Screening.participant_id == participant_id).order_by(col(Screening.day)))]
+    ids += [medication_workflow_id(m) for m in session.exec(
+        select(MedicationOrderRecord.id).where(MedicationOrderRecord.participant_id == participant_id))]
+    ids += [disclosure_workflow_id(d) for d in session.exec(
+        select(Disclosure.id).where(Disclosure.participant_id == participant_id))]
+    draws = session.exec(select(SelectionDraw).where(SelectionDraw.participant_id == participant_id)).all()
+    roles = {t.id: t.role for t in session.exec(select(ApiToken)).all()}
+    audit = session.exec(select(AuditEvent).where(AuditEvent.participant_id == participant_id)
+                         .order_by(col(AuditEvent.seq))).all()
+    done_reading(session)
+    return ids, draws, {"roles": roles, "audit": audit}
+
+
+@router.get("/participants/{participant_id}/history", response_model=list[TimelineEntryPublic],
+            responses={200: {"content": {"text/csv": {}}}, **responses(401, 403, 404, 503)},
+            summary="Everything that happened to a participant, in order, with who did it")
+async def participant_history(participant_id: str, actor: TimelineReader, session: SessionDep, services: ServicesDep,
+                              format: Literal["json", "csv"] = "json"):
+    workflow_ids, draws, extra = await run_in_threadpool(_participant_workflows, session, participant_id)
+    roles = extra["roles"]
+    entries: list[history.TimelineEntry] = []
+    async with workflow_call("participant"):
+        for workflow_id in workflow_ids:
+            for events in await history.workflow_events(services.temporal, workflow_id):
+                entries += await history.render(services.temporal, workflow_id, events)
+    for entry in entries:
+        if entry.actor in roles:
+            entry.actor = f"{roles[entry.actor]}:{entry.actor}"
+    entries += [history.TimelineEntry(_iso(d.recorded_at), "draw", participant_workflow_id(participant_id),
+                                      f"daily draw for {d.day}: {'selected' if d.selected else 'not selected'}",
+                                      "system", f"{d.reason}: {d.detail}") for d in draws]
+    entries += [history.TimelineEntry(_iso(a.at), "audit", "", a.action, f"{a.role}:{a.actor}",
+                                      f"outcome {a.outcome}" + (f"; {a.detail}" if a.detail else "")
+                                      + (f"; request {a.request_id}" if a.request_id else ""))
+                for a in extra["audit"]]
+    entries.sort(key=lambda e: e.at)
+    if format == "csv":
+        return Response(to_csv(entries), media_type="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="history-{participant_id}.csv"'})
+    return [TimelineEntryPublic(**history.as_dict(e)) for e in entries]
+
+
+def _iso(moment: datetime) -> str:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).isoformat()
+
+
+CSV_FIELDS = ["at", "source", "workflow_id", "event", "actor", "detail"]
+
+
+def to_csv(entries: list[history.TimelineEntry]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    for entry in entries:
+        writer.writerow(history.as_dict(entry))
+    return out.getvalue()
+
+
+@router.get("/workflows/{workflow_id}/history", responses=responses(401, 403, 404, 503),
+            summary="One workflow's raw event history, every payload decoded")
+async def workflow_history(workflow_id: str, actor: Auditor, services: ServicesDep) -> list[dict]:
+    async with workflow_call("workflow"):
+        return await history.raw_history(services.temporal, workflow_id)
+
+
+# --- codec endpoint (Temporal UI and `temporal workflow show --codec-endpoint`) -------------
+
+
+class CodecPayload(BaseModel):
+    metadata: dict[str, str] = Field(default_factory=dict, description="base64 values")
+    data: str = Field(default="", description="base64")
+
+
+class CodecBody(BaseModel):
+    payloads: list[CodecPayload]
+
+
+def _to_proto(payloads: list[CodecPayload]) -> list[Payload]:
+    try:
+        return [Payload(metadata={k: base64.b64decode(v) for k, v in p.metadata.items()}, data=base64.b64decode(p.data))
+                for p in payloads]
+    except ValueError as exc:
+        raise ProblemError(422, "Payload metadata and data must be base64.") from exc
+
+
+def _from_proto(payloads: list[Payload]) -> CodecBody:
+    return CodecBody(payloads=[CodecPayload(metadata={k: base64.b64encode(v).decode() for k, v in p.metadata.items()},
+                                            data=base64.b64encode(p.data).decode()) for p in payloads])
+
+
+@router.post("/codec/decode", response_model=CodecBody, responses=responses(401, 403, 422))
+async def codec_decode(body: CodecBody, actor: Auditor, services: ServicesDep) -> CodecBody:
+    try:
+        return _from_proto(await services.temporal.data_converter.payload_codec.decode(_to_proto(body.payloads)))
+    except Exception as exc:  # noqa: BLE001 - a wrong key or a tampered payload
+        raise ProblemError(422, f"These payloads cannot be decoded with the configured keys ({type(exc).__name__}).")
+
+
+@router.post("/codec/encode", response_model=CodecBody, responses=responses(401, 403, 422))
+async def codec_encode(body: CodecBody, actor: Auditor, services: ServicesDep) -> CodecBody:
+    return _from_proto(await services.temporal.data_converter.payload_codec.encode(_to_proto(body.payloads)))
+
+
+# --- tokens ---------------------------------------------------------------------------------
+
+
+class TokenIn(BaseModel):
+    name: str = Field(min_length=1, max_length=120, description="Who or what holds it (no patient data)")
+    role: Literal[ROLES]  # type: ignore[valid-type]
+    days: int | None = Field(default=None, ge=1, le=3650, description="Expires after this many days")
+
+
+class TokenPublic(BaseModel):
+    id: str
+    name: str
+    role: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenPublic):
+    token: str = Field(description="Shown once; only its hash is stored")
+
+
+@router.post("/tokens", status_code=201, response_model=TokenCreated, responses=responses(401, 403, 422))
+def create_token(body: TokenIn, actor: Admin, session: SessionDep) -> TokenCreated:
+    expires = datetime.now(timezone.utc) + timedelta(days=body.days) if body.days else None
+    row, plaintext = issue_token(session, name=body.name, role=body.role, expires_at=expires)
+    session.commit()
+    return TokenCreated(**TokenPublic.model_validate(row, from_attributes=True).model_dump(), token=plaintext)
+
+
+@router.get("/tokens", response_model=list[TokenPublic], responses=responses(401, 403))
+def list_tokens(actor: Admin, session: SessionDep) -> list[TokenPublic]:
+    return [TokenPublic.model_validate(t, from_attributes=True)
+            for t in session.exec(select(ApiToken).order_by(col(ApiToken.created_at))).all()]
+
+
+@router.post("/tokens/{token_id}/revoke", response_model=TokenPublic, responses=responses(401, 403, 404))
+def revoke_token(token_id: str, actor: Admin, session: SessionDep) -> TokenPublic:
+    row = session.get(ApiToken, token_id)
+    if row is None:
+        raise ProblemError(404, f"No token has the id {token_id!r}.")
+    row.revoked_at = row.revoked_at or utcnow()
+    session.add(row)
+    session.commit()
+    return TokenPublic.model_validate(row, from_attributes=True)
