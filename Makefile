@@ -18,6 +18,8 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest
+	@echo "--- the API and workflow suites again, with records on PostgreSQL ---"
+	IOP_TEST_RECORDS=postgresql $(BIN)/python -m pytest tests/api tests/workflows
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

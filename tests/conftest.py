@@ -96,12 +96,20 @@ def migrated_engine(db_url) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def sqlite_engine(tmp_path) -> Iterator[Engine]:
-    url = f"sqlite:///{tmp_path / 'records.db'}"
+def records_engine(request, tmp_path) -> Iterator[Engine]:
+    """The records database of the API and workflow tests: SQLite, or PostgreSQL when
+    IOP_TEST_RECORDS=postgresql (`make test` runs those suites once that way too)."""
+    if os.environ.get("IOP_TEST_RECORDS") == "postgresql":
+        admin = request.getfixturevalue("postgres_admin_url")
+        url, schema = postgres_schema_url(admin)
+    else:
+        url, schema = f"sqlite:///{tmp_path / 'records.db'}", None
     upgrade(url)
     engine = make_engine(url)
     yield engine
     engine.dispose()
+    if schema:
+        drop_schema(admin, schema)
 
 
 # --- Temporal ----------------------------------------------------------------------------

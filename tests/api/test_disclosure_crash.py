@@ -26,8 +26,8 @@ def worker_process(dev_env, database_url: str, task_queue: str) -> subprocess.Po
     return subprocess.Popen([sys.executable, "-m", "iop.cli", "worker"], env=env)
 
 
-async def test_sigkill_during_delivery_then_restart_delivers_once(dev_env, sqlite_engine, task_queue):
-    database_url = str(sqlite_engine.url)
+async def test_sigkill_during_delivery_then_restart_delivers_once(dev_env, records_engine, task_queue):
+    database_url = records_engine.url.render_as_string(hide_password=False)
     first_request_arrived, release = threading.Event(), threading.Event()
     with webhook_receiver() as receiver:
         receiver.secret = new_webhook_secret(secrets.token_bytes(32))
@@ -40,11 +40,11 @@ async def test_sigkill_during_delivery_then_restart_delivers_once(dev_env, sqlit
             return original_answer()
 
         receiver.answer = hold_the_first
-        pid, _, _ = setup_records(sqlite_engine, receiver.url, receiver.secret)
+        pid, _, _ = setup_records(records_engine, receiver.url, receiver.secret)
         dev_env.task_queue = task_queue
         worker = worker_process(dev_env, database_url, task_queue)
         try:
-            handle, disclosure_id = await start_delivery(dev_env, sqlite_engine, pid)
+            handle, disclosure_id = await start_delivery(dev_env, records_engine, pid)
             assert await asyncio.to_thread(first_request_arrived.wait, 60), "the first attempt never arrived"
             worker.send_signal(signal.SIGKILL)
             worker.wait(10)
@@ -58,5 +58,5 @@ async def test_sigkill_during_delivery_then_restart_delivers_once(dev_env, sqlit
     ids = [r["headers"]["webhook-id"] for r in receiver.requests]
     assert len(ids) >= 2 and set(ids) == {disclosure_id}  # sent again after the crash, same id
     assert list(receiver.kept) == [disclosure_id]  # one report at the receiver
-    with Session(sqlite_engine) as session:
+    with Session(records_engine) as session:
         assert session.get(Disclosure, disclosure_id).status == "delivered"

@@ -41,12 +41,12 @@ async def test_mllp_listener_files_a_result_sent_in_pieces(stack):
         assert session.exec(select(LabMessage).where(LabMessage.control_id == "MLLP-1")).one().transport == "mllp"
 
 
-def test_any_bytes_get_an_ack_never_a_server_error(sqlite_engine, tmp_path):
+def test_any_bytes_get_an_ack_never_a_server_error(records_engine, tmp_path):
     """Arbitrary input is stored and answered with an HL7 ACK; Temporal is unreachable here, so
     even input that parses must come back as an ACK."""
     unreachable = asyncio.run(Client.connect("127.0.0.1:1", data_converter=TEST_CONVERTER, lazy=True))
-    app = create_app(Settings(data_dir=tmp_path), engine=sqlite_engine, temporal=unreachable)
-    tokens = issue_role_tokens(sqlite_engine)
+    app = create_app(Settings(data_dir=tmp_path), engine=records_engine, temporal=unreachable)
+    tokens = issue_role_tokens(records_engine)
     headers = {"Authorization": f"Bearer {tokens['lab']}", "Content-Type": "text/plain"}
     msh = "MSH|^~\\&|FUZZ|LAB|IOPW|NORTH|20261123||ORU^R01|{}|P|2.5.1\r"
 
@@ -62,5 +62,5 @@ def test_any_bytes_get_an_ack_never_a_server_error(sqlite_engine, tmp_path):
                 assert parse_ack("MSH|" + ack_text).ack_code in ("AA", "AE", "AR")
 
         posts()
-    with Session(sqlite_engine) as session:
+    with Session(records_engine) as session:
         assert session.exec(select(LabMessage)).first() is not None  # every input was stored first

@@ -129,17 +129,17 @@ async def test_concurrent_retries_with_one_key_make_one_participant(stack):
         assert len(session.exec(select(Participant)).all()) == 1
 
 
-async def test_temporal_unreachable_enrolls_nobody(sqlite_engine, task_queue, tmp_path):
+async def test_temporal_unreachable_enrolls_nobody(records_engine, task_queue, tmp_path):
     # Port 1 on loopback: nothing listens, the connection is refused at once.
     unreachable = await Client.connect("127.0.0.1:1", data_converter=TEST_CONVERTER, lazy=True)
-    async with api_stack(unreachable, sqlite_engine, task_queue, tmp_path, with_worker=False) as stack:
+    async with api_stack(unreachable, records_engine, task_queue, tmp_path, with_worker=False) as stack:
         headers = {**stack.auth("staff"), "Idempotency-Key": "during-outage"}
         response = await stack.http.post("/participants", json=enrollment(), headers=headers)
         assert response.status_code == 503, response.text
         assert "nobody was enrolled" in response.json()["detail"]
         ready = await stack.http.get("/readyz")
         assert ready.status_code == 503 and ready.json()["temporal"].startswith("unavailable")
-    with Session(sqlite_engine) as session:
+    with Session(records_engine) as session:
         assert session.exec(select(Participant)).all() == []
         assert session.exec(select(IdempotencyRecord)).all() == []
 

@@ -63,17 +63,17 @@ async def start_delivery(env, engine, pid: str):
 
 
 @pytest.fixture
-async def env(time_env, sqlite_engine, task_queue):
-    async with build_worker(time_env.client, sqlite_engine, task_queue):
+async def env(time_env, records_engine, task_queue):
+    async with build_worker(time_env.client, records_engine, task_queue):
         time_env.task_queue = task_queue
         yield time_env
 
 
-async def test_two_days_down_then_delivered_exactly_once(env, sqlite_engine):
+async def test_two_days_down_then_delivered_exactly_once(env, records_engine):
     port, secret = free_port(), new_webhook_secret(secrets.token_bytes(32))
     receiver = Receiver(url=f"http://127.0.0.1:{port}/reports", secret=secret)
-    pid, _, _ = setup_records(sqlite_engine, receiver.url, secret)
-    handle, disclosure_id = await start_delivery(env, sqlite_engine, pid)
+    pid, _, _ = setup_records(records_engine, receiver.url, secret)
+    handle, disclosure_id = await start_delivery(env, records_engine, pid)
     await skip(env, timedelta(days=1))  # nothing listens: connection refused
     receiver.script = [(500, {})] * 50
     with webhook_receiver(port, receiver):
@@ -84,24 +84,24 @@ async def test_two_days_down_then_delivered_exactly_once(env, sqlite_engine):
     assert failures >= 1 and result.status == "delivered" and result.attempts > failures
     assert list(receiver.kept) == [disclosure_id]
     assert {r["headers"]["webhook-id"] for r in receiver.requests} == {disclosure_id}
-    with Session(sqlite_engine) as session:
+    with Session(records_engine) as session:
         row = session.get(Disclosure, disclosure_id)
     assert row.status == "delivered" and row.attempts == result.attempts
 
 
-async def test_revocation_during_retries_cancels(env, sqlite_engine):
+async def test_revocation_during_retries_cancels(env, records_engine):
     with webhook_receiver() as receiver:
         receiver.secret = new_webhook_secret(secrets.token_bytes(32))
         receiver.script = [(503, {"Retry-After": "3600"})] * 10
-        pid, _, cid = setup_records(sqlite_engine, receiver.url, receiver.secret)
-        handle, disclosure_id = await start_delivery(env, sqlite_engine, pid)
+        pid, _, cid = setup_records(records_engine, receiver.url, receiver.secret)
+        handle, disclosure_id = await start_delivery(env, records_engine, pid)
         await skip(env, timedelta(minutes=30))
-        with session_scope(sqlite_engine) as session:
+        with session_scope(records_engine) as session:
             row = session.get(ConsentRecord, cid)
             row.consent = consent_to_dict(revoke(consent_from_dict(row.consent), datetime.now(timezone.utc).isoformat(),
                                                  "participant revoked"))
         await handle.signal(DisclosureWorkflow.cancel, "consent revoked")
         result = await handle.result()
     assert result.status == "cancelled" and receiver.kept == {}
-    with Session(sqlite_engine) as session:
+    with Session(records_engine) as session:
         assert session.get(Disclosure, disclosure_id).status == "cancelled"

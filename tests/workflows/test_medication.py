@@ -29,11 +29,11 @@ def order(pid: str, start: date, **overrides) -> dict:
 
 
 @pytest.fixture
-async def program(time_env, sqlite_engine, task_queue):
-    async with build_worker(time_env.client, sqlite_engine, task_queue):
+async def program(time_env, records_engine, task_queue):
+    async with build_worker(time_env.client, records_engine, task_queue):
         today = local_date(await time_env.get_current_time(), ZONE)
-        participant = await start_participant(time_env.client, sqlite_engine, task_queue, start=today)
-        yield time_env, sqlite_engine, participant, today
+        participant = await start_participant(time_env.client, records_engine, task_queue, start=today)
+        yield time_env, records_engine, participant, today
 
 
 async def start_order(env, participant, body):

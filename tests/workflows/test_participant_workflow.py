@@ -21,36 +21,36 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 HISTORIES = Path(__file__).parent / "histories"
 
 
-async def test_worker_accepts_every_workflow_in_the_sandbox(time_env, sqlite_engine, task_queue):
+async def test_worker_accepts_every_workflow_in_the_sandbox(time_env, records_engine, task_queue):
     # Constructing the worker validates each workflow class in the sandbox: an import with side
     # effects in a workflow module fails here.
-    async with build_worker(time_env.client, sqlite_engine, task_queue) as worker:
+    async with build_worker(time_env.client, records_engine, task_queue) as worker:
         assert worker.task_queue == task_queue
     assert ParticipantWorkflow in WORKFLOWS
 
 
-async def test_workflow_without_a_record_gives_up(time_env, sqlite_engine, task_queue):
-    async with build_worker(time_env.client, sqlite_engine, task_queue):
-        handle = await start_participant(time_env.client, sqlite_engine, task_queue, recorded=False)
+async def test_workflow_without_a_record_gives_up(time_env, records_engine, task_queue):
+    async with build_worker(time_env.client, records_engine, task_queue):
+        handle = await start_participant(time_env.client, records_engine, task_queue, recorded=False)
         result = await handle.result()
     assert result.status == "enrollment-abandoned"
 
 
-def test_confirming_enrollment_marks_the_record_active_and_is_idempotent(sqlite_engine):
-    activities = RecordActivities(sqlite_engine)
-    record_participant(sqlite_engine, "p-confirm")
+def test_confirming_enrollment_marks_the_record_active_and_is_idempotent(records_engine):
+    activities = RecordActivities(records_engine)
+    record_participant(records_engine, "p-confirm")
     env = ActivityEnvironment()
     env.run(activities.confirm_enrollment, "p-confirm")
     env.run(activities.confirm_enrollment, "p-confirm")
-    with Session(sqlite_engine) as session:
+    with Session(records_engine) as session:
         assert session.get(Participant, "p-confirm").status == "active"
     with pytest.raises(ApplicationError, match="no enrollment record"):
         env.run(activities.confirm_enrollment, "p-missing")
 
 
-async def test_updates_refused_with_reasons(dev_client, sqlite_engine, task_queue):
-    async with build_worker(dev_client, sqlite_engine, task_queue):
-        handle = await start_participant(dev_client, sqlite_engine, task_queue)
+async def test_updates_refused_with_reasons(dev_client, records_engine, task_queue):
+    async with build_worker(dev_client, records_engine, task_queue):
+        handle = await start_participant(dev_client, records_engine, task_queue)
         with pytest.raises(WorkflowUpdateFailedError) as unknown:
             await handle.execute_update(ParticipantWorkflow.discharge, Discharge("escaped", "x", "t"))
         assert "unknown discharge kind" in str(unknown.value.cause)
@@ -65,10 +65,10 @@ async def test_updates_refused_with_reasons(dev_client, sqlite_engine, task_queu
     assert result.status == "withdrawn" and result.discharge_reason == "moved away"
 
 
-async def test_state_survives_continue_as_new(dev_client, sqlite_engine, task_queue):
+async def test_state_survives_continue_as_new(dev_client, records_engine, task_queue):
     """The dev server suggests continue-as-new after 50 events (see conftest)."""
-    async with build_worker(dev_client, sqlite_engine, task_queue):
-        handle = await start_participant(dev_client, sqlite_engine, task_queue)
+    async with build_worker(dev_client, records_engine, task_queue):
+        handle = await start_participant(dev_client, records_engine, task_queue)
         first_run = (await handle.describe()).run_id
         await phase_changes_then_discharge(handle, changes=16)
         result = await handle.result()

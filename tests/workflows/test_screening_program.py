@@ -50,9 +50,9 @@ async def skip(env, span: timedelta) -> None:
 
 
 @pytest.fixture
-async def program(time_env, sqlite_engine, task_queue):
-    async with build_worker(time_env.client, sqlite_engine, task_queue):
-        yield time_env, sqlite_engine, task_queue
+async def program(time_env, records_engine, task_queue):
+    async with build_worker(time_env.client, records_engine, task_queue):
+        yield time_env, records_engine, task_queue
 
 
 async def test_ninety_days_of_no_shows(program):
