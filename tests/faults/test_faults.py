@@ -1,0 +1,178 @@
+"""Faults, bounded in time: a worker killed at random during 50 pipelines, the Temporal server
+restarted mid-run, a database connection dropped during an activity."""
+
+import asyncio
+import os
+import random
+import secrets
+import signal
+import subprocess
+import sys
+
+import psycopg
+import pytest
+from sqlalchemy import event, text
+from sqlmodel import Session, select
+from temporalio.testing import WorkflowEnvironment
+
+from iop.codec import format_key
+from iop.worker import build_worker
+from store.models import Disclosure, LabResult, Screening
+from tests.api.test_disclosures import CASE, add_consent, add_recipient, consent_body
+from tests.api.test_lab import URINE, oru, post_hl7
+from tests.conftest import TEST_CONVERTER, TEST_KEYS, binary, unique
+from tests.helpers import api_stack
+from tests.receiver import webhook_receiver
+from tests.workflows.scenarios import start_participant
+from workflows import search
+from workflows.contracts import Collection, ForCause, PhaseChange
+from workflows.participant import ParticipantWorkflow
+from workflows.screening import ScreeningWorkflow, workflow_id as screening_workflow_id
+
+
+def worker_process(target: str, database_url: str, task_queue: str) -> subprocess.Popen:
+    env = {**os.environ, "IOP_TEMPORAL_ADDRESS": target, "IOP_DATABASE_URL": database_url,
+           "IOP_TASK_QUEUE": task_queue, "IOP_CODEC_KEYS": ",".join(format_key(k) for k in TEST_KEYS),
+           "IOP_LOG_LEVEL": "ERROR"}
+    return subprocess.Popen([sys.executable, "-m", "iop.cli", "worker"], env=env)
+
+
+async def test_worker_killed_at_random_during_fifty_pipelines(dev_env, records_engine, task_queue, tmp_path):
+    """Enroll, for-cause test, collection, HL7 result, final, disclosure - fifty times, while the
+    worker process is killed with SIGKILL at random moments and started again."""
+    target = dev_env.client.service_client.config.target_host
+    database_url = records_engine.url.render_as_string(hide_password=False)
+    chaos = random.Random(20261123)
+    with webhook_receiver() as court:
+        async with api_stack(dev_env.client, records_engine, task_queue, tmp_path, with_worker=False) as stack:
+            worker = worker_process(target, database_url, task_queue)
+            court_id = await add_recipient(stack, court, "court", ["screening-results"], case_system=CASE["system"])
+            finished = asyncio.Event()
+
+            async def kill_at_random() -> int:
+                nonlocal worker
+                kills = 0
+                while not finished.is_set():
+                    try:
+                        await asyncio.wait_for(finished.wait(), timeout=chaos.uniform(1.0, 4.0))
+                    except TimeoutError:
+                        worker.send_signal(signal.SIGKILL)
+                        await asyncio.to_thread(worker.wait)
+                        kills += 1
+                        worker = worker_process(target, database_url, task_queue)
+                return kills
+
+            async def pipeline(i: int) -> str:
+                pid = (await stack.enroll())["id"]
+                await add_consent(stack, pid, consent_body(court_id, ["screening-results"]))
+                ordered = await stack.http.post(f"/participants/{pid}/screenings", json={"reason": f"run {i}"},
+                                                headers=stack.auth("staff"))
+                assert ordered.status_code == 201, ordered.text
+                sid = ordered.json()["screening_id"]
+                collected = await stack.http.post(f"/screenings/{sid}/collection", json=URINE,
+                                                  headers=stack.auth("staff"))
+                assert collected.status_code == 200, collected.text
+                _, ack = await post_hl7(stack, oru(f"F-{i}", collected.json()["specimen_id"], pid))
+                assert ack.ack_code == "AA", ack
+                return sid
+
+            killer = asyncio.create_task(kill_at_random())
+            semaphore = asyncio.Semaphore(10)
+
+            async def bounded(i):
+                async with semaphore:
+                    return await pipeline(i)
+
+            try:
+                screenings = await asyncio.wait_for(asyncio.gather(*(bounded(i) for i in range(50))), timeout=400)
+                finished.set()
+                kills = await killer
+                disclosure_ids = [f"{sid}--screening-results--{court_id}" for sid in screenings]
+                for disclosure_id in disclosure_ids:
+                    await asyncio.wait_for(
+                        stack.temporal.get_workflow_handle(f"disclosure-{disclosure_id}").result(), timeout=120)
+            finally:
+                finished.set()
+                worker.kill()
+                worker.wait(10)
+    assert kills >= 2, "the worker was never killed: the test proved nothing"
+    with Session(records_engine) as session:
+        rows = session.exec(select(Screening).where(Screening.id.in_(screenings))).all()
+        results = session.exec(select(LabResult).where(LabResult.screening_id.in_(screenings))).all()
+        disclosures = session.exec(select(Disclosure).where(Disclosure.recipient_id == court_id)).all()
+    assert len(rows) == 50 and {r.status for r in rows} == {"final"}  # no lost result
+    assert len(results) == 50
+    assert sorted(d.id for d in disclosures) == sorted(disclosure_ids) and {d.status for d in disclosures} == {"delivered"}
+    assert sorted(court.kept) == sorted(disclosure_ids)  # each report once at the receiver
+
+
+async def test_temporal_server_restarted_mid_run_workflows_resume(records_engine, tmp_path):
+    database = tmp_path / "temporal.db"
+
+    async def server() -> WorkflowEnvironment:
+        env = await WorkflowEnvironment.start_local(
+            data_converter=TEST_CONVERTER, dev_server_existing_path=binary("temporal"),
+            dev_server_database_filename=str(database), search_attributes=search.ALL)
+        return env
+
+    queue = unique("tq")
+    env = await server()
+    async with build_worker(env.client, records_engine, queue):
+        participant = await start_participant(env.client, records_engine, queue)
+        ref = await participant.execute_update(ParticipantWorkflow.order_for_cause, ForCause("before restart", "t"))
+    await env.shutdown()  # the server stops with workflows open
+
+    env = await server()
+    try:
+        async with build_worker(env.client, records_engine, queue):
+            participant = env.client.get_workflow_handle_for(ParticipantWorkflow.run, participant.id)
+            state = await participant.execute_update(ParticipantWorkflow.change_phase,
+                                                     PhaseChange("phase-2", "after restart", "t"))
+            screening = env.client.get_workflow_handle_for(ScreeningWorkflow.run, screening_workflow_id(ref.screening_id))
+            collected = await screening.execute_update(ScreeningWorkflow.record_collection,
+                                                       Collection("urine", True, "RN"))
+            assert [p.phase for p in state.phase_history] == ["phase-1", "phase-2"]
+            assert collected.status == "awaiting-result" and collected.screening_id == ref.screening_id
+            await participant.terminate("test over")
+    finally:
+        await env.shutdown()
+
+
+async def test_database_connection_dropped_during_an_activity_is_retried_without_partial_rows(
+        time_env, postgres_admin_url):
+    """A phase change plans one report per recipient in one transaction; the PostgreSQL backend
+    is terminated after the first insert; Temporal retries the activity; every row exists once."""
+    from store.db import make_engine
+    from store.migrate import upgrade
+    from tests.conftest import drop_schema, postgres_schema_url
+    from tests.workflows.test_disclosure_delivery import setup_records_for
+
+    url, schema = postgres_schema_url(postgres_admin_url)
+    upgrade(url)
+    engine = make_engine(url)
+    dropped: list[int] = []
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def drop_once(conn, cursor, statement, *args):
+        if statement.startswith("INSERT INTO disclosures") and not dropped:
+            dropped.append(conn.connection.dbapi_connection.info.backend_pid)
+            with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (dropped[0],))
+
+    queue = unique("tq")
+    try:
+        async with build_worker(time_env.client, engine, queue):
+            participant = await start_participant(time_env.client, engine, queue)
+            pid = (await participant.query(ParticipantWorkflow.status)).participant_id
+            for _ in range(3):
+                setup_records_for(engine, pid, "http://127.0.0.1:9/unused", "whsec_" + "A" * 43 + "=",
+                                  ["phase-changes"])
+            await participant.execute_update(ParticipantWorkflow.change_phase, PhaseChange("phase-2", "x", "t"))
+            await participant.terminate("test over")
+        with Session(engine) as session:
+            rows = session.exec(select(Disclosure).where(Disclosure.participant_id == pid)).all()
+        assert dropped, "the connection was never dropped: the test proved nothing"
+        assert len(rows) == 3 and len({r.recipient_id for r in rows}) == 3
+    finally:
+        engine.dispose()
+        drop_schema(postgres_admin_url, schema)
