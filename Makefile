@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test clean
+.PHONY: install run test bench clean
 
 install: $(VENV)/.installed
 
@@ -23,3 +23,7 @@ test: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
+
+bench: install
+	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.lab_ingest

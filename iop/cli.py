@@ -265,8 +265,8 @@ async def _run_dev(settings: Settings) -> None:
 
 @app.command()
 def simulate(
-    participants: Annotated[int, typer.Option(help="Synthetic participants to enroll")] = 100,
-    days: Annotated[int, typer.Option(help="Program days to simulate (1-730)")] = 90,
+    participants: Annotated[int, typer.Option(help="Synthetic participants to enroll")],
+    days: Annotated[int, typer.Option(help="Program days to simulate (1-730)")],
     no_show_rate: Annotated[float, typer.Option(help="Share of selected tests nobody shows up for (0-1)")] = 0.0,
     phase: Annotated[str, typer.Option(help="Phase every participant is in")] = "phase-1",
     seed: Annotated[int | None, typer.Option(help="Seed for who shows up (the draws are the workflows' own)")] = None,

@@ -39,6 +39,8 @@ MAX_UPDATES_IN_FLIGHT = 50
 MAX_STARTS_IN_FLIGHT = 50
 # The project's own packages a workflow may import: loaded once per run (see _simulation_worker).
 FROZEN_MODULES = ("workflows", "activities", "domain", "store")
+# Roughly 150 kB of memory each; past this many, the oldest idle workflows are replayed when next woken.
+MAX_CACHED_WORKFLOWS = 20_000
 # How long (real time) one simulated day may take before the run is declared stuck.
 SKIP_DEADLINE = timedelta(minutes=5)
 SITE = "sim"
@@ -245,7 +247,7 @@ def _simulation_worker(client, engine, task_queue: str, participants: int):
       import and stall the clock), and no workflow pays for re-importing its module;
     - a workflow cache big enough for every open workflow (each participant keeps about 15
       screenings open: a collected one waits weeks for a lab result that never comes here), so
-      none is evicted and replayed from its history.
+      none is evicted and replayed from its history (up to MAX_CACHED_WORKFLOWS).
     """
     from dataclasses import replace
 
@@ -263,7 +265,8 @@ def _simulation_worker(client, engine, task_queue: str, participants: int):
         config["workflow_runner"] = replace(
             runner, restrictions=runner.restrictions.with_passthrough_modules(*FROZEN_MODULES)
         )
-    config["max_cached_workflows"] = max(config.get("max_cached_workflows") or 0, 20 * participants + 1000)
+    config["max_cached_workflows"] = max(config.get("max_cached_workflows") or 0,
+                                         min(20 * participants + 1000, MAX_CACHED_WORKFLOWS))
     del config["client"]
     return Worker(client, **config)
 
