@@ -127,10 +127,10 @@ async def receive_json(body: JsonResults, actor: Lab, services: ServicesDep) -> 
         stored = await run_in_threadpool(_stored_outcomes, services, receipt.message_id)
         return ReceiptPublic(ack_code=receipt.ack_code, message_id=receipt.message_id, replayed=True, outcomes=stored)
     return ReceiptPublic(ack_code=receipt.ack_code, message_id=receipt.message_id, replayed=False,
-                         outcomes=[OutcomePublic(**o.__dict__ | {}) for o in _public_outcomes(receipt.outcomes)])
+                         outcomes=_public_outcomes(receipt.outcomes))
 
 
-def _public_outcomes(outcomes):
+def _public_outcomes(outcomes) -> list[OutcomePublic]:
     return [OutcomePublic(result_id=o.result_id, state=o.state, screening_id=o.screening_id,
                           reason_code=o.reason_code, reason=o.reason) for o in outcomes]
 
