@@ -139,7 +139,7 @@ async def at_scale(participants: int) -> None:
                                               id=workflow_id(pid), task_queue=stack.task_queue)
 
         started = time.perf_counter()
-        await timed([lambda pid=pid: start(pid) for pid in ids], 64)
+        await timed([lambda pid=pid: start(pid) for pid in ids], 16)
         row(f"(c) {participants} participant workflows started", f"{time.perf_counter() - started:.0f} s")
         # Every workflow has run its first task (enrollment confirmed): then the fleet is idle, waiting on timers.
         while True:
