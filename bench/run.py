@@ -5,7 +5,8 @@
         disclosure delivered to a local receiver), against a no-op workflow with as many activities
     (c) with N enrolled participants and their open workflows: worker RSS, API p50/p99 latency of
         GET /participants/{id} and GET /screenings?date=today, the dev server still healthy
-    (d) `iop simulate` of 1,000 participants over 90 days on the time-skipping server: wall time
+    (d) `iop simulate` over 90 days on the time-skipping server: wall time (200 participants by
+        default: 1,000 takes hours on two cores, see the README figures)
 
     .venv/bin/python -m bench.run [--enrollments 300] [--pipelines 50] [--participants 10000]
                                   [--simulate-participants 1000] [--simulate-days 90] [--only a,b,c,d]
@@ -203,7 +204,7 @@ if __name__ == "__main__":
     parser.add_argument("--enrollments", type=int, default=300)
     parser.add_argument("--pipelines", type=int, default=50)
     parser.add_argument("--participants", type=int, default=10_000)
-    parser.add_argument("--simulate-participants", type=int, default=1000)
+    parser.add_argument("--simulate-participants", type=int, default=200)
     parser.add_argument("--simulate-days", type=int, default=90)
     parser.add_argument("--only", default="a,b,c,d")
     asyncio.run(main(parser.parse_args()))
