@@ -9,7 +9,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
-from api import problems
+from api import problems, ui
 from api.audit import AuditMiddleware
 from api.deps import Services
 from api.routers import audit, disclosures, health, lab, medications, participants, screenings
@@ -52,4 +52,5 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
     app.include_router(medications.router)
     app.include_router(disclosures.router)
     app.include_router(audit.router)
+    app.include_router(ui.router)  # the staff dashboard under /ui: a client of the routes above
     return app

@@ -91,9 +91,13 @@ def testing_calendar(marks: dict[date, DayMark], first: date, last: date, today:
                      f'{monday.strftime("%b")} {monday.day}</text>')
         for weekday in range(7):
             day = monday + timedelta(days=weekday)
-            if day < first or day > last:
-                continue
             x = left + weekday * (cell + gap)
+            if day < first or day > last:  # the rest of the week, outside the period: a faint outline
+                why = "before the period shown" if day < first else "after today"
+                parts.append(f'<g class="day outside" data-day="{day.isoformat()}"><title>{day.isoformat()}: {why}</title>'
+                             f'<rect {_attrs(x=x + 0.5, y=y + 0.5, width=cell - 1, height=cell - 1, rx=4, fill="none", stroke="#cfd8dc")} stroke-dasharray="2 3"/>'
+                             f'<text {_attrs(x=x + 3, y=y + 10, font_size=8, fill="#90a4ae")}>{day.day}</text></g>')
+                continue
             mark = marks.get(day)
             kind = mark.kind if mark else None
             label, fill, ink, letter = CALENDAR_KINDS.get(kind or "", ("No draw recorded", "#ffffff", "#78909c", ""))
@@ -158,7 +162,7 @@ def adherence_chart(outcomes: dict[str, str], today: date, adherence_7d: dict[st
     bar, gap, left, top, height = 12, 2, 70, 4, 30
     first = today - timedelta(days=days - 1)
     strip_width = days * (bar + gap)
-    width = left + strip_width + 10
+    width = left + strip_width + 34
     ratio_top = top + height + 26
     total_height = ratio_top + 2 * 24 + 4
     counts = Counter(kind for day, kind in outcomes.items() if first.isoformat() <= day <= today.isoformat())

@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 
 from fastapi.concurrency import run_in_threadpool
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from markupsafe import Markup
 from sqlmodel import Session
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -286,6 +285,11 @@ def signed_in(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
                 store.end(session.id)
                 return to_login(request, "token")
             return ctx.render("error.html", status=exc.status, title="Not available", error=exc)
+        except Exception as exc:  # a page must still answer with a page; the trace is in the log
+            log.error("dashboard %s %s failed: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
+            return ctx.render("error.html", status=500, title="Something went wrong",
+                              error=ApiError(500, "This page could not be shown; the error has been logged. "
+                                                  "Try again, or go back to Today."))
         finally:
             await api.close()
 
@@ -294,7 +298,3 @@ def signed_in(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
 def query(request: Request, name: str, default: str = "") -> str:
     return request.query_params.get(name, default).strip()
-
-
-def markup(text: str) -> Markup:
-    return Markup(text)

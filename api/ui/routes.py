@@ -1,0 +1,40 @@
+"""The dashboard's routes, mounted by api.app with `app.include_router(ui.router)`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.staticfiles import StaticFiles
+
+from api.ui import views
+from api.ui.web import STATIC
+
+router = APIRouter()
+
+_ROUTES = [
+    ("/ui", views.home, ["GET"]),
+    ("/ui/", views.home, ["GET"]),
+    ("/ui/login", views.login_form, ["GET"]),
+    ("/ui/login", views.login, ["POST"]),
+    ("/ui/logout", views.logout, ["POST"]),
+    ("/ui/today", views.today, ["GET"]),
+    ("/ui/participants", views.participants, ["GET"]),
+    ("/ui/participants/new", views.enroll_form, ["GET"]),
+    ("/ui/participants", views.enroll, ["POST"]),
+    ("/ui/participants/{participant_id}", views.participant, ["GET"]),
+    ("/ui/participants/{participant_id}/timeline", views.timeline, ["GET"]),
+    ("/ui/participants/{participant_id}/history.csv", views.history_csv, ["GET"]),
+    ("/ui/participants/{participant_id}/screenings", views.order_for_cause, ["POST"]),
+    ("/ui/participants/{participant_id}/consents", views.add_consent, ["POST"]),
+    ("/ui/consents/{consent_id}/revoke", views.revoke_consent, ["POST"]),
+    ("/ui/screenings/{screening_id}", views.screening, ["GET"]),
+    ("/ui/screenings/{screening_id}/collection", views.record_collection, ["POST"]),
+    ("/ui/screenings/{screening_id}/review", views.review_result, ["POST"]),
+    ("/ui/medications/{order_id}/dispenses", views.dispense, ["POST"]),
+    ("/ui/quarantine", views.quarantine, ["GET"]),
+    ("/ui/quarantine/{item_id}/resolve", views.resolve_quarantine, ["POST"]),
+]
+
+for path, endpoint, methods in _ROUTES:
+    router.add_route(path, endpoint, methods=methods, include_in_schema=False)
+router.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
+router.add_route("/ui/{rest:path}", views.not_found, methods=["GET", "POST"], include_in_schema=False)

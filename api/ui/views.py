@@ -1,0 +1,530 @@
+"""Dashboard pages and actions. Every read and every change is a call to the JSON API (see
+apiclient.py); what a user may see or do is what api/roles.py lets their role call."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from api.tokens import TokenRejected
+from api.ui import charts
+from api.ui.apiclient import ApiError
+from api.ui.sessions import COOKIE, COOKIE_PATH, LOGIN_COOKIE, store_for
+from api.ui.web import (
+    CLINIC_ZONE,
+    COLLECTED,
+    Ctx,
+    authenticate_token,
+    html,
+    is_partial,
+    query,
+    redirect,
+    safe_next,
+    secure_cookies,
+    signed_in,
+    when,
+)
+from domain.consent import CATEGORIES, CONSENT_EVENTS, SIGNATURE_METHODS
+from domain.medication import UNITS
+from domain.plan import PHASES
+from workflows.contracts import REVIEW_DECISIONS, SPECIMEN_TYPES, TAKES_COLLECTION
+
+DISPENSE_KINDS = ("observed-dose", "take-home", "refused", "held", "injection")
+CALENDAR_WEEKS = 12
+
+LOGIN_REASONS = {
+    "session": "Your session ended. Sign in again.",
+    "revoked": "Your token has been revoked; ask an administrator for a new one.",
+    "expired": "Your token has expired; ask an administrator for a new one.",
+    "token": "Your token is no longer accepted. Sign in again.",
+    "signed-out": "You are signed out.",
+}
+
+
+# --- sign-in -----------------------------------------------------------------------------------
+
+
+def _login_page(request: Request, *, error: str | None = None, status: int = 200) -> Response:
+    store = store_for(request.app)
+    nonce, form_token = store.login_nonce()
+    why = LOGIN_REASONS.get(query(request, "why"))
+    response = html("login.html", {"actor": None, "csrf": "", "can": lambda *_: False, "path": "/ui/login",
+                                   "flashes": [], "login_token": form_token, "error": error, "notice": why,
+                                   "next": safe_next(query(request, "next") or None)}, status=status)
+    response.set_cookie(LOGIN_COOKIE, nonce, httponly=True, samesite="strict", secure=secure_cookies(request),
+                        path=COOKIE_PATH, max_age=3600)
+    return response
+
+
+async def login_form(request: Request) -> Response:
+    if store_for(request.app).get(request.cookies.get(COOKIE)) is not None:
+        return redirect(request, safe_next(query(request, "next") or None))
+    return _login_page(request)
+
+
+async def login(request: Request) -> Response:
+    store = store_for(request.app)
+    form = await request.form()
+    if not store.login_ok(request.cookies.get(LOGIN_COOKIE), form.get("login_token")):  # type: ignore[arg-type]
+        request.state.audit_detail = "dashboard sign-in refused: CSRF check failed"
+        return _login_page(request, status=403, error="This sign-in form expired or did not come from this "
+                                                      "dashboard (are cookies enabled?). Try again.")
+    token = str(form.get("token") or "").strip()
+    if not token:
+        return _login_page(request, status=422, error="Enter your access token.")
+    try:
+        actor = await authenticate_token(request, token)
+    except TokenRejected as exc:
+        request.state.audit_detail = f"dashboard sign-in rejected: {exc}"
+        text = str(exc)
+        return _login_page(request, status=401, error=text[:1].upper() + text[1:] + ".")
+    request.state.actor = actor
+    request.state.audit_detail = "dashboard sign-in"
+    old = store.get(request.cookies.get(COOKIE))
+    if old is not None:
+        store.end(old.id)
+    session = store.create(token, actor)  # always a new id: no session fixation
+    response = redirect(request, safe_next(str(form.get("next") or "") or None))
+    response.set_cookie(COOKIE, store.sign(session.id), httponly=True, samesite="strict",
+                        secure=secure_cookies(request), path=COOKIE_PATH)
+    response.delete_cookie(LOGIN_COOKIE, path=COOKIE_PATH)
+    return response
+
+
+@signed_in
+async def logout(request: Request, ctx: Ctx) -> Response:
+    store_for(request.app).end(ctx.session.id)
+    request.state.audit_detail = "dashboard sign-out"
+    response = redirect(request, "/ui/login?why=signed-out")
+    response.delete_cookie(COOKIE, path=COOKIE_PATH)
+    return response
+
+
+async def home(request: Request) -> Response:
+    return redirect(request, "/ui/today")
+
+
+# --- Today -------------------------------------------------------------------------------------
+
+
+def _name(names: dict[str, str], participant_id: str) -> str:
+    return names.get(participant_id, participant_id)
+
+
+async def _names(ctx: Ctx) -> dict[str, str]:
+    people, _ = await ctx.api.maybe(ctx.api.get_all("/participants", cap=5000))
+    return {p["id"]: f"{p['family_name']}, {p['given_name']}" for p in people or []}
+
+
+@signed_in
+async def today(request: Request, ctx: Ctx) -> Response:
+    try:
+        day = date.fromisoformat(query(request, "date")) if query(request, "date") else None
+    except ValueError:
+        day = None
+    day = day or datetime.now(CLINIC_ZONE).date()
+    api = ctx.api
+    screenings_ok, disclosures_ok = ctx.can("GET", "/screenings"), ctx.can("GET", "/disclosures")
+    answers = await _sections(ctx, {
+        "names": _names(ctx) if ctx.can("GET", "/participants") else None,
+        "screenings": api.get_all("/screenings", date=day.isoformat()) if screenings_ok else None,
+        "review": api.get_all("/screenings", status="awaiting-review") if screenings_ok else None,
+        "results": api.get_all("/screenings", status="awaiting-result") if screenings_ok else None,
+        "preliminary": api.get_all("/screenings", status="preliminary") if screenings_ok else None,
+        "dosing": api.get("/dispensing/today") if ctx.can("GET", "/dispensing/today") else None,
+        "quarantine": api.get("/lab/quarantine", limit=100) if ctx.can("GET", "/lab/quarantine") else None,
+        "blocked": api.get_all("/disclosures", status="blocked", cap=200) if disclosures_ok else None,
+        "failed": api.get_all("/disclosures", status="failed", cap=200) if disclosures_ok else None,
+        "retrying": api.get_all("/disclosures", status="retrying", cap=200) if disclosures_ok else None,
+    })
+    names = answers["names"][0] or {}
+    errors = [e for _, e in answers.values() if e is not None]
+    screenings = answers["screenings"][0]
+    groups = None
+    if screenings is not None:
+        groups = {
+            "awaiting": [s for s in screenings if s["status"] in ("scheduled", "awaiting-collection")],
+            "collected": [s for s in screenings if s["status"] in COLLECTED],
+            "missed": [s for s in screenings if s["status"] == "missed"],
+            "other": [s for s in screenings if s["status"] in ("excused", "refused", "cancelled")],
+        }
+    overdue = None
+    if answers["results"][0] is not None:
+        overdue = [s for s in (answers["results"][0] or []) + (answers["preliminary"][0] or []) if s["result_overdue"]]
+    disclosures = None
+    if answers["blocked"][0] is not None:
+        disclosures = (answers["blocked"][0] or []) + (answers["failed"][0] or []) + (answers["retrying"][0] or [])
+    recipients = {}
+    if disclosures and ctx.can("GET", "/recipients"):
+        found, _ = await api.maybe(api.get("/recipients"))
+        recipients = {r["id"]: r["name"] for r in found or []}
+    return ctx.render("today.html", day=day, is_today=day == datetime.now(CLINIC_ZONE).date(),
+                      previous_day=day - timedelta(days=1), next_day=day + timedelta(days=1), zone=str(CLINIC_ZONE),
+                      names=names, name=lambda pid: _name(names, pid), groups=groups, screenings=screenings,
+                      dosing=answers["dosing"][0], overdue=overdue, review=answers["review"][0],
+                      quarantine=answers["quarantine"][0], disclosures=disclosures, recipients=recipients,
+                      errors=errors)
+
+
+async def _sections(ctx: Ctx, calls: dict[str, Any]) -> dict[str, tuple[Any, ApiError | None]]:
+    """Run the reads a page needs at once; a read the role may not make (None) answers (None, None)."""
+    wanted = {k: c for k, c in calls.items() if c is not None}
+    answers = dict(zip(wanted, await ctx.api.gather(list(wanted.values()))))
+    return {k: answers.get(k, (None, None)) for k in calls}
+
+
+# --- participants ------------------------------------------------------------------------------
+
+
+@signed_in
+async def participants(request: Request, ctx: Ctx) -> Response:
+    try:
+        offset = max(int(query(request, "offset") or 0), 0)
+    except ValueError:
+        offset = 0
+    filters = {"status": query(request, "status"), "phase": query(request, "phase"), "site": query(request, "site")}
+    page = await ctx.api.get("/participants", limit=50, offset=offset, **filters)
+    return ctx.render("participants.html", page=page, filters=filters, phases=PHASES)
+
+
+@signed_in
+async def enroll_form(request: Request, ctx: Ctx) -> Response:
+    state = ctx.form_state("enroll")
+    values = {"phase": "phase-1", "timezone": str(CLINIC_ZONE), **state.values}
+    if not values.get("idempotency_key"):
+        values["idempotency_key"] = "ui-" + secrets.token_hex(12)
+    return ctx.render("enroll.html", values=values, errors=state.errors, phases=PHASES)
+
+
+ENROLL_FIELDS = {"case_numbers.0.system": "case_system", "case_numbers.0.value": "case_value",
+                 "case_numbers": "case_value"}
+
+
+@signed_in
+async def enroll(request: Request, ctx: Ctx) -> Response:
+    body: dict[str, Any] = {k: ctx.value(k) for k in ("given_name", "family_name", "date_of_birth", "site", "phase")}
+    for optional in ("phone", "email", "referral_source", "start_date", "timezone"):
+        if ctx.value(optional):
+            body[optional] = ctx.value(optional)
+    system, number = ctx.value("case_system"), ctx.value("case_value")
+    body["case_numbers"] = [{"system": system, "value": number}] if system or number else []
+    key = ctx.value("idempotency_key") or "ui-" + secrets.token_hex(12)
+    try:
+        created = await ctx.api.post("/participants", body, headers={"Idempotency-Key": key})
+    except ApiError as exc:
+        return ctx.refused(exc, "/ui/participants/new", "enroll", ENROLL_FIELDS)
+    return ctx.done(f"/ui/participants/{created['id']}",
+                    f"Enrolled {created['given_name']} {created['family_name']} ({created['id']}); "
+                    f"the program has started.")
+
+
+def _zone(participant: dict[str, Any] | None) -> ZoneInfo:
+    try:
+        return ZoneInfo((participant or {}).get("timezone") or str(CLINIC_ZONE))
+    except (KeyError, ValueError):
+        return CLINIC_ZONE
+
+
+def _calendar(screenings: list[dict[str, Any]], details: dict[str, dict[str, Any]], draws: list[dict[str, Any]],
+              pauses: list[dict[str, Any]], first: date, last: date) -> dict[date, charts.DayMark]:
+    marks: dict[date, charts.DayMark] = {}
+    for draw in draws:
+        day = date.fromisoformat(draw["day"])
+        if not draw["selected"]:
+            marks[day] = charts.DayMark(day, "not-selected", draw.get("reason") or "")
+    for pause in pauses:
+        start, end = date.fromisoformat(pause["start"]), date.fromisoformat(pause["end"])
+        day = max(start, first)
+        while day <= min(end, last):
+            if day not in marks or marks[day].kind == "not-selected":
+                marks[day] = charts.DayMark(day, "paused", pause.get("reason") or "")
+            day += timedelta(days=1)
+    for screening in screenings:
+        day = date.fromisoformat(screening["day"])
+        if not first <= day <= last:
+            continue
+        detail = details.get(screening["id"]) or {}
+        kind = charts.screening_kind(screening["status"], detail.get("final_outcome"))
+        note = screening["reason"]
+        previous = marks.get(day)
+        if previous is not None and previous.kind in ("not-selected", "paused"):
+            previous = None
+        marks[day] = charts.worse(previous, charts.DayMark(day, kind, note))
+    return marks
+
+
+def _flags(detail: dict[str, Any] | None) -> list[dict[str, str]]:
+    if not detail:
+        return []
+    current = [r for r in detail.get("results", []) if r.get("superseded_by") is None]
+    return [flag for result in current[-1:] for flag in result.get("interpretation", {}).get("flags", [])]
+
+
+@signed_in
+async def participant(request: Request, ctx: Ctx) -> Response:
+    pid = request.path_params["participant_id"]
+    api = ctx.api
+    record = await api.get(f"/participants/{pid}")
+    zone = _zone(record)
+    today_local = datetime.now(zone).date()
+    answers = await _sections(ctx, {
+        "screenings": api.get_all(f"/participants/{pid}/screenings"),
+        "draws": api.get(f"/participants/{pid}/draws",
+                         since=(today_local - timedelta(weeks=CALENDAR_WEEKS)).isoformat()),
+        "orders": api.get(f"/participants/{pid}/medications"),
+        "consents": api.get(f"/participants/{pid}/consents"),
+        "recipients": api.get("/recipients") if ctx.can("GET", "/recipients") else None,
+        "disclosures": api.get_all("/disclosures", participant_id=pid, cap=200),
+    })
+    screenings = answers["screenings"][0] or []
+    orders = answers["orders"][0] or []
+    first = max(date.fromisoformat(record["start_date"]), today_local - timedelta(weeks=CALENDAR_WEEKS) +
+                timedelta(days=1))
+    last = today_local
+    first = min(first, last)  # a program that starts in the future shows this week
+    recent = [s for s in screenings if first <= date.fromisoformat(s["day"]) <= last][:60]
+    detail_answers = await api.gather([api.get(f"/screenings/{s['id']}") for s in recent] +
+                                      [api.get(f"/medications/{o['id']}") for o in orders])
+    details = {s["id"]: (answer or {}).get("workflow") or {} for s, (answer, _) in zip(recent, detail_answers)}
+    medications = [{"order": o, "live": (answer or {}).get("workflow"), "error": error}
+                   for o, (answer, error) in zip(orders, detail_answers[len(recent):])]
+    workflow = record.get("workflow") or {}
+    marks = _calendar(screenings, details, answers["draws"][0] or [], workflow.get("pauses") or [], first, last)
+    recipients = answers["recipients"][0] or []
+    consent_state = ctx.form_state("consent")
+    consent_values = {"signed_at": datetime.now(zone).strftime("%Y-%m-%dT%H:%M"), "signature_method": "electronic",
+                      **consent_state.values}
+    for_cause = ctx.form_state("for-cause")
+    charts_by_order = {
+        m["order"]["id"]: charts.adherence_chart((m["live"] or {}).get("outcomes") or {}, today_local,
+                                                 (m["live"] or {}).get("adherence_7d") or {},
+                                                 (m["live"] or {}).get("adherence_30d") or {},
+                                                 ident=f"adherence-{m['order']['id']}")
+        for m in medications}
+    errors = [e for _, e in answers.values() if e is not None]
+    errors += [e for _, e in detail_answers[:len(recent)] if e is not None][:1]
+    return ctx.render(
+        "participant.html", p=record, workflow=workflow, zone=str(zone), screenings=screenings, details=details,
+        flags=_flags, medications=medications, adherence_charts=charts_by_order,
+        consents=answers["consents"][0], recipients=recipients,
+        recipient_names={r["id"]: r["name"] for r in recipients}, disclosures=answers["disclosures"][0],
+        calendar=charts.testing_calendar(marks, first, last, today_local), calendar_marks=marks,
+        legend=charts.legend_kinds(marks), calendar_rows=sorted((m for m in marks.values()
+                                                                  if m.kind not in ("not-selected",)),
+                                                                 key=lambda m: m.day, reverse=True),
+        first=first, last=last, categories=CATEGORIES, consent_events=CONSENT_EVENTS,
+        signature_methods=SIGNATURE_METHODS, consent_values=consent_values, consent_errors=consent_state.errors,
+        for_cause_values=for_cause.values, for_cause_errors=for_cause.errors, dispense_kinds=DISPENSE_KINDS,
+        units=UNITS, errors=errors, today_local=today_local)
+
+
+@signed_in
+async def timeline(request: Request, ctx: Ctx) -> Response:
+    pid = request.path_params["participant_id"]
+    reads = query(request, "reads") == "1"
+    entries = await ctx.api.get(f"/participants/{pid}/history")
+    # The dashboard's own requests are audited too, but each made its API calls under the same
+    # request id: those API events say what was read or done, so the dashboard's are not repeated.
+    shown = [e for e in entries if not (e["source"] == "audit" and " /ui/" in e["event"])
+             and (reads or not (e["source"] == "audit" and e["event"].startswith("GET ")))]
+    shown.reverse()  # newest first
+    context = {"pid": pid, "entries": shown, "total": len(entries), "reads": reads}
+    if is_partial(request):
+        return ctx.render("timeline.html", **context)
+    record, _ = await ctx.api.maybe(ctx.api.get(f"/participants/{pid}"))
+    return ctx.render("timeline_page.html", p=record, **context)
+
+
+@signed_in
+async def history_csv(request: Request, ctx: Ctx) -> Response:
+    pid = request.path_params["participant_id"]
+    answer = await ctx.api.request("GET", f"/participants/{pid}/history", params={"format": "csv"})
+    return Response(answer.content, media_type="text/csv", headers={
+        "Content-Disposition": answer.headers.get("content-disposition", f'attachment; filename="history-{pid}.csv"'),
+        "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
+
+@signed_in
+async def order_for_cause(request: Request, ctx: Ctx) -> Response:
+    pid = request.path_params["participant_id"]
+    back = f"/ui/participants/{pid}"
+    try:
+        ref = await ctx.api.post(f"/participants/{pid}/screenings", {"reason": ctx.value("reason")})
+    except ApiError as exc:
+        return ctx.refused(exc, back + "#for-cause", "for-cause")
+    return ctx.done(back, f"For-cause test ordered ({ref['screening_id']}); the participant must report by "
+                          f"{when(ref['report_by'])}.",
+                    (f"/ui/screenings/{ref['screening_id']}", "Open the screening to record the collection"))
+
+
+# --- consents ----------------------------------------------------------------------------------
+
+
+def _local_iso(value: str, zone: ZoneInfo, *, end_of_day: bool = False) -> str | None:
+    """A date or datetime-local field, read in the participant's time zone, as ISO with offset."""
+    if not value:
+        return None
+    try:
+        if len(value) == 10:
+            moment = datetime.combine(date.fromisoformat(value), time(23, 59, 59) if end_of_day else time(0, 0))
+        else:
+            moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value  # the API names the field and what it needs
+    return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).isoformat()
+
+
+@signed_in
+async def add_consent(request: Request, ctx: Ctx) -> Response:
+    pid = request.path_params["participant_id"]
+    back = f"/ui/participants/{pid}#consents"
+    record, error = await ctx.api.maybe(ctx.api.get(f"/participants/{pid}"))
+    zone = _zone(record)
+    body: dict[str, Any] = {
+        "recipient_id": ctx.value("recipient_id"), "categories": ctx.values("categories"),
+        "purpose": ctx.value("purpose"), "disclosing_program": ctx.value("disclosing_program"),
+        "signer": ctx.value("signer"), "signed_at": _local_iso(ctx.value("signed_at"), zone),
+        "signature_method": ctx.value("signature_method"),
+        "expires_at": _local_iso(ctx.value("expires_at"), zone, end_of_day=True),
+        "expires_on_event": ctx.value("expires_on_event") or None,
+        "criminal_justice": ctx.value("criminal_justice") == "yes",
+        "revocable_after": _local_iso(ctx.value("revocable_after"), zone),
+        "revocable_after_event": ctx.value("revocable_after_event") or None,
+    }
+    try:
+        consent = await ctx.api.post(f"/participants/{pid}/consents", body)
+    except ApiError as exc:
+        return ctx.refused(exc, back, "consent")
+    return ctx.done(back, f"Consent {consent['id']} recorded.")
+
+
+@signed_in
+async def revoke_consent(request: Request, ctx: Ctx) -> Response:
+    consent_id = request.path_params["consent_id"]
+    back = safe_next(ctx.value("next") or None)
+    try:
+        await ctx.api.post(f"/consents/{consent_id}/revoke", {"reason": ctx.value("reason")})
+    except ApiError as exc:
+        return ctx.refused(exc, back)
+    return ctx.done(back, f"Consent {consent_id} revoked; deliveries waiting under it are stopped.")
+
+
+# --- screenings --------------------------------------------------------------------------------
+
+
+@signed_in
+async def screening(request: Request, ctx: Ctx) -> Response:
+    sid = request.path_params["screening_id"]
+    answer = await ctx.api.get(f"/screenings/{sid}")
+    live = answer.get("workflow") or {}
+    record, _ = await ctx.api.maybe(ctx.api.get(f"/participants/{answer['participant_id']}"))
+    collection = ctx.form_state("collection")
+    review = ctx.form_state("review")
+    return ctx.render("screening.html", s=answer, live=live, p=record, zone=str(_zone(record)),
+                      takes_collection=answer["status"] in TAKES_COLLECTION,
+                      awaiting_review=live.get("status") == "awaiting-review",
+                      specimen_types=SPECIMEN_TYPES, decisions=REVIEW_DECISIONS,
+                      collection_values={"specimen_type": "urine", "observed": "yes", **collection.values},
+                      collection_errors=collection.errors, review_values=review.values, review_errors=review.errors)
+
+
+def _bool_choice(value: str) -> bool | None:
+    return {"yes": True, "no": False}.get(value)
+
+
+@signed_in
+async def record_collection(request: Request, ctx: Ctx) -> Response:
+    sid = request.path_params["screening_id"]
+    back = f"/ui/screenings/{sid}"
+    body: dict[str, Any] = {
+        "specimen_type": ctx.value("specimen_type"), "observed": ctx.value("observed") == "yes",
+        "collector": ctx.value("collector"), "temperature_in_range": _bool_choice(ctx.value("temperature_in_range")),
+        "late": ctx.value("late") == "yes",
+    }
+    for optional in ("temperature_f", "breath_alcohol", "custody_notes", "late_reason"):
+        if ctx.value(optional):
+            body[optional] = ctx.value(optional)
+    if ctx.value("collected_at"):
+        current, _ = await ctx.api.maybe(ctx.api.get(f"/screenings/{sid}"))
+        record, _ = await ctx.api.maybe(ctx.api.get(f"/participants/{(current or {}).get('participant_id')}"))
+        body["collected_at"] = _local_iso(ctx.value("collected_at"), _zone(record))
+    try:
+        state = await ctx.api.post(f"/screenings/{sid}/collection", body)
+    except ApiError as exc:
+        return ctx.refused(exc, back + "#collection", "collection")
+    return ctx.done(back, f"Collection recorded: specimen {state['specimen_id']}. "
+                          f"The screening now waits for the lab result.")
+
+
+@signed_in
+async def review_result(request: Request, ctx: Ctx) -> Response:
+    sid = request.path_params["screening_id"]
+    back = f"/ui/screenings/{sid}"
+    try:
+        state = await ctx.api.post(f"/screenings/{sid}/review", {"decision": ctx.value("decision"),
+                                                                 "explanation": ctx.value("explanation")})
+    except ApiError as exc:
+        return ctx.refused(exc, back + "#review", "review")
+    outcome = state.get("final_outcome")
+    return ctx.done(back, f"Review recorded ({ctx.value('decision')}); the screening is now "
+                          f"{state['status']}{f', outcome {outcome}' if outcome else ''}.")
+
+
+# --- medications -------------------------------------------------------------------------------
+
+
+@signed_in
+async def dispense(request: Request, ctx: Ctx) -> Response:
+    order_id = request.path_params["order_id"]
+    back = safe_next(ctx.value("next") or None)
+    body: dict[str, Any] = {"kind": ctx.value("kind")}
+    for optional in ("dose", "unit", "lot", "site", "note"):
+        if ctx.value(optional):
+            body[optional] = ctx.value(optional)
+    if ctx.value("take_home_count"):
+        body["take_home_count"] = ctx.value("take_home_count")
+    try:
+        await ctx.api.post(f"/medications/{order_id}/dispenses", body)
+    except ApiError as exc:
+        return ctx.refused(exc, back)
+    label = ctx.value("who") or order_id
+    return ctx.done(back, f"Recorded {body['kind'].replace('-', ' ')} for {label}.")
+
+
+# --- lab quarantine ----------------------------------------------------------------------------
+
+
+@signed_in
+async def quarantine(request: Request, ctx: Ctx) -> Response:
+    resolved = query(request, "resolved") == "1"
+    page = await ctx.api.get("/lab/quarantine", resolved=str(resolved).lower(), limit=200)
+    state = ctx.form_state("resolve")
+    return ctx.render("quarantine.html", page=page, resolved=resolved, values=state.values, errors=state.errors)
+
+
+@signed_in
+async def resolve_quarantine(request: Request, ctx: Ctx) -> Response:
+    item_id = request.path_params["item_id"]
+    back = "/ui/quarantine"
+    body: dict[str, Any] = {"action": ctx.value("action"), "note": ctx.value("note")}
+    if ctx.value("screening_id"):
+        body["screening_id"] = ctx.value("screening_id")
+    try:
+        item = await ctx.api.post(f"/lab/quarantine/{item_id}/resolve", body)
+    except ApiError as exc:
+        return ctx.refused(exc, f"{back}#item-{item_id}", "resolve")
+    return ctx.done(back, f"Quarantined result {item_id} {item['resolution']}.")
+
+
+# --- not found ---------------------------------------------------------------------------------
+
+
+@signed_in
+async def not_found(request: Request, ctx: Ctx) -> Response:
+    return ctx.render("error.html", status=404, title="Page not found",
+                      error=ApiError(404, f"There is no dashboard page at {request.url.path}."))
