@@ -132,7 +132,8 @@ async def render(client: Client, workflow_id: str, events: list[HistoryEvent]) -
 async def runs(client: Client, workflow_id: str) -> list[str | None]:
     """Every run of a workflow (continue-as-new makes several), oldest first."""
     found = []
-    async for execution in client.list_workflows(f"WorkflowId = '{workflow_id}'"):
+    quoted = workflow_id.replace("\\", "\\\\").replace("'", "\\'")  # a literal in Temporal's query language
+    async for execution in client.list_workflows(f"WorkflowId = '{quoted}'"):
         found.append((execution.start_time, execution.run_id))
     return [run for _, run in sorted(found)] or [None]
 

@@ -60,7 +60,7 @@ def append(engine: Engine, entry: AuditEntry) -> AuditEvent:
             at=datetime.now(timezone.utc),
             prev_hash=last.hash if last else GENESIS,
             hash="",
-            **{k: (v[:_limit(k)] if isinstance(v, str) else v) for k, v in entry.__dict__.items()},
+            **{k: (_storable(v)[:_limit(k)] if isinstance(v, str) else v) for k, v in entry.__dict__.items()},
         )
         row.hash = _digest(row)
         session.add(row)
@@ -68,6 +68,11 @@ def append(engine: Engine, entry: AuditEntry) -> AuditEvent:
         head.seq, head.hash = row.seq, row.hash
         session.add(head)
         return row
+
+
+def _storable(text: str) -> str:
+    # A request path can carry a NUL, which PostgreSQL will not store: the trail shows it escaped.
+    return text.replace("\x00", "\\x00")
 
 
 def _limit(name: str) -> int:

@@ -287,7 +287,7 @@ def list_disclosures(
     recipient_id: str | None = None,
     status: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
 ) -> DisclosurePage:
     query = select(Disclosure)
     for column, value in ((Disclosure.participant_id, participant_id), (Disclosure.recipient_id, recipient_id),

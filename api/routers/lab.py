@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
@@ -186,7 +186,7 @@ def list_quarantine(
     resolved: bool = False,
     reason_code: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
 ) -> QuarantinePage:
     query = select(QuarantineItem).where(
         QuarantineItem.resolved_at.is_not(None) if resolved else QuarantineItem.resolved_at.is_(None))
@@ -201,7 +201,8 @@ def list_quarantine(
 
 @router.post("/lab/quarantine/{item_id}/resolve", response_model=QuarantinePublic,
              responses=responses(401, 403, 404, 409, 422, 503))
-async def resolve_quarantine(item_id: int, body: ResolveRequest, actor: Staff, services: ServicesDep) -> QuarantinePublic:
+async def resolve_quarantine(item_id: Annotated[int, Path(ge=1, le=2**31 - 1)], body: ResolveRequest, actor: Staff,
+                             services: ServicesDep) -> QuarantinePublic:
     try:
         if body.action == "attach":
             if not body.screening_id:
@@ -269,8 +270,8 @@ def add_mapping(body: CodeMappingIn, actor: Admin, session: SessionDep) -> CodeM
     return CodeMappingPublic.model_validate(row, from_attributes=True)
 
 
-@router.delete("/lab/code-mappings/{mapping_id}", status_code=204, responses=responses(401, 403, 404))
-def delete_mapping(mapping_id: int, actor: Admin, session: SessionDep) -> Response:
+@router.delete("/lab/code-mappings/{mapping_id}", status_code=204, responses=responses(401, 403, 404, 422))
+def delete_mapping(mapping_id: Annotated[int, Path(ge=1, le=2**31 - 1)], actor: Admin, session: SessionDep) -> Response:
     row = session.get(CodeMapping, mapping_id)
     if row is None:
         raise ProblemError(404, f"No code mapping has the id {mapping_id}.")

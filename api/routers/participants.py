@@ -228,7 +228,7 @@ def list_participants(
     phase: str | None = None,
     site: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
 ) -> ParticipantPage:
     query = select(Participant)
     if status:

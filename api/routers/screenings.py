@@ -178,7 +178,7 @@ def list_screenings(
     participant_id: str | None = None,
     site: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
 ) -> ScreeningPage:
     query = select(Screening)
     if day:
@@ -199,7 +199,7 @@ def participant_screenings(
     actor: Reader,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
 ) -> ScreeningPage:
     _participant(session, participant_id)
     return _page(session, select(Screening).where(Screening.participant_id == participant_id), limit, offset)
