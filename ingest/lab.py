@@ -90,6 +90,12 @@ class Quarantined(Exception):
         self.code, self.reason, self.location = code, reason, location
 
 
+def storable(text: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL; a message that carries one is kept with it escaped (its
+    digest is taken over the bytes as received)."""
+    return text.replace("\x00", "\\x00") if text else text
+
+
 def _hl7_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S+0000")
 
@@ -175,14 +181,15 @@ class LabIngest:
         digest = hashlib.sha256(raw.encode("utf-8", "replace")).hexdigest()
         try:
             with session_scope(self.engine) as session:
-                row = LabMessage(sender=sender, control_id=control, transport=transport, raw=raw, raw_sha256=digest)
+                row = LabMessage(sender=storable(sender), control_id=storable(control), transport=transport,
+                                 raw=storable(raw), raw_sha256=digest)
                 session.add(row)
                 session.flush()
                 return row
         except IntegrityError:
             with Session(self.engine) as session:
-                return session.exec(select(LabMessage).where(LabMessage.sender == sender,
-                                                             LabMessage.control_id == control)).one()
+                return session.exec(select(LabMessage).where(LabMessage.sender == storable(sender),
+                                                             LabMessage.control_id == storable(control))).one()
 
     async def _process(self, message_id: int, raw: str, message: OruMessage | None,
                        error: Hl7Error | None) -> Receipt:
@@ -305,40 +312,44 @@ class LabIngest:
 
     def _filed(self, message_id, result_id, index, lab_id, order, status, record, screening_id) -> None:
         with session_scope(self.engine) as session:
-            session.merge(LabResult(id=result_id, lab_message_id=message_id, order_index=index, lab_id=lab_id,
-                                    placer_order_number=order.placer_order_number,
-                                    filler_order_number=order.filler_order_number, specimen_id=order.specimen_id,
-                                    result_status=status, screening_id=screening_id, state="filed", report=record))
+            self._save_result(session, message_id, result_id, index, lab_id, order, status, record, screening_id,
+                              "filed")
+
+    @staticmethod
+    def _save_result(session, message_id, result_id, index, lab_id, order, status, record, screening_id,
+                     state: str) -> None:
+        session.merge(LabResult(id=result_id, lab_message_id=message_id, order_index=index, lab_id=storable(lab_id),
+                                placer_order_number=storable(order.placer_order_number),
+                                filler_order_number=storable(order.filler_order_number),
+                                specimen_id=storable(order.specimen_id), result_status=storable(status),
+                                screening_id=screening_id, state=state, report=record))
 
     def _hold(self, message_id, result_id, index, lab_id, order, status, record, screening_id,
               held: Quarantined) -> None:
         with session_scope(self.engine) as session:
-            session.merge(LabResult(id=result_id, lab_message_id=message_id, order_index=index, lab_id=lab_id,
-                                    placer_order_number=order.placer_order_number,
-                                    filler_order_number=order.filler_order_number, specimen_id=order.specimen_id,
-                                    result_status=status, screening_id=screening_id, state="quarantined",
-                                    report=record))
+            self._save_result(session, message_id, result_id, index, lab_id, order, status, record, screening_id,
+                              "quarantined")
             exists = session.exec(select(QuarantineItem).where(QuarantineItem.lab_result_id == result_id,
                                                                QuarantineItem.resolved_at.is_(None))).first()
             if exists is None:
                 session.add(QuarantineItem(lab_message_id=message_id, lab_result_id=result_id, reason_code=held.code,
-                                           reason=held.reason, screening_id=screening_id))
+                                           reason=storable(held.reason), screening_id=screening_id))
 
     def _finish(self, message_id: int, status: str, ack_code: str, ack: str, detail: str | None) -> None:
         with session_scope(self.engine) as session:
             row = session.get(LabMessage, message_id)
-            row.status, row.ack_code, row.ack, row.detail = status, ack_code, ack, detail
+            row.status, row.ack_code, row.ack, row.detail = status, ack_code, storable(ack), storable(detail)
             session.add(row)
 
     def _finish_rejected(self, message_id: int, error: Hl7Error, ack: str, ack_code: str) -> None:
         with session_scope(self.engine) as session:
             row = session.get(LabMessage, message_id)
-            row.status, row.ack_code, row.ack, row.detail = "rejected", ack_code, ack, error.detail
+            row.status, row.ack_code, row.ack, row.detail = "rejected", ack_code, storable(ack), storable(error.detail)
             session.add(row)
             session.add(QuarantineItem(lab_message_id=message_id, reason_code="unparseable",
-                                       reason=f"HL7 error {error.code}"
-                                              + (f" at {error.location}" if error.location else "")
-                                              + f": {error.detail}"))
+                                       reason=storable(f"HL7 error {error.code}"
+                                                       + (f" at {error.location}" if error.location else "")
+                                                       + f": {error.detail}")))
 
     # --- staff resolving quarantine ---------------------------------------------------------
 

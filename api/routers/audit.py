@@ -29,7 +29,8 @@ from workflows.medication import workflow_id as medication_workflow_id
 from workflows.participant import workflow_id as participant_workflow_id
 from workflows.screening import workflow_id as screening_workflow_id
 
-router = APIRouter(tags=["audit"])
+# Any input can fail validation (422, problem+json), whatever else a route answers.
+router = APIRouter(tags=["audit"], responses=responses(422))
 
 Auditor = Annotated[Actor, Depends(require("admin", "auditor"))]
 TimelineReader = Annotated[Actor, Depends(require("admin", "auditor", "staff", "clinician"))]

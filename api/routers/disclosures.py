@@ -33,7 +33,8 @@ from store.models import ConsentRecord, Disclosure, Participant, Recipient, utcn
 from workflows.contracts import disclosure_workflow_id
 from workflows.disclosure import DisclosureWorkflow
 
-router = APIRouter(tags=["disclosures"])
+# Any input can fail validation (422, problem+json), whatever else a route answers.
+router = APIRouter(tags=["disclosures"], responses=responses(422))
 
 Admin = Annotated[Actor, Depends(require("admin"))]
 ConsentTaker = Annotated[Actor, Depends(require("admin", "staff", "clinician"))]

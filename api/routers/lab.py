@@ -25,7 +25,8 @@ from workflows.contracts import Review, ScreeningState
 from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id
 
-router = APIRouter(tags=["lab"])
+# Any input can fail validation (422, problem+json), whatever else a route answers.
+router = APIRouter(tags=["lab"], responses=responses(422))
 
 Lab = Annotated[Actor, Depends(require("admin", "lab"))]
 Staff = Annotated[Actor, Depends(require("admin", "staff", "clinician"))]

@@ -35,7 +35,8 @@ from workflows.medication import workflow_id as medication_workflow_id
 from workflows.participant import ParticipantWorkflow
 from workflows.participant import workflow_id as participant_workflow_id
 
-router = APIRouter(tags=["medications"])
+# Any input can fail validation (422, problem+json), whatever else a route answers.
+router = APIRouter(tags=["medications"], responses=responses(422))
 
 Prescriber = Annotated[Actor, Depends(require("admin", "clinician"))]
 Dispenser = Annotated[Actor, Depends(require("admin", "staff", "clinician"))]

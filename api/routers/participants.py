@@ -30,7 +30,8 @@ from workflows.participant import ParticipantWorkflow, workflow_id
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/participants", tags=["participants"])
+# Any input can fail validation (422, problem+json), whatever else a route answers.
+router = APIRouter(prefix="/participants", tags=["participants"], responses=responses(422))
 
 Enroller = Annotated[Actor, Depends(require("admin", "staff"))]
 Reader = Annotated[Actor, Depends(require("admin", "staff", "clinician", "auditor"))]

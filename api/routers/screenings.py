@@ -38,7 +38,8 @@ from workflows.participant import workflow_id as participant_workflow_id
 from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id
 
-router = APIRouter(tags=["screenings"])
+# Any input can fail validation (422, problem+json), whatever else a route answers.
+router = APIRouter(tags=["screenings"], responses=responses(422))
 
 Reader = Annotated[Actor, Depends(require("admin", "staff", "clinician", "auditor"))]
 Collector = Annotated[Actor, Depends(require("admin", "staff", "clinician"))]
