@@ -11,7 +11,7 @@ import hashlib
 import logging
 import smtplib
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from email.message import EmailMessage
 
 import httpx

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import timezone
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict

@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from fastapi.concurrency import run_in_threadpool

@@ -211,7 +211,7 @@ async def _run_dev(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
     engine = make_engine(settings.resolved_database_url)
-    token = _dev_token(settings, engine)
+    _dev_token(settings, engine)
 
     log.info("starting the Temporal dev server (data in %s)", settings.data_dir / "temporal.db")
     env = await WorkflowEnvironment.start_local(

@@ -15,6 +15,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from api.deps import ServicesDep, SessionDep, done_reading, require
+from api.lookups import participant_or_404
 from api.problems import ProblemError, responses
 from api.tokens import Actor
 from domain.consent import (
@@ -29,7 +30,7 @@ from domain.consent import (
 )
 from domain.disclosure import new_webhook_secret
 from iop.codec import seal_text
-from store.models import ConsentRecord, Disclosure, Participant, Recipient, utcnow
+from store.models import ConsentRecord, Disclosure, Recipient, utcnow
 from workflows.contracts import disclosure_workflow_id
 from workflows.disclosure import DisclosureWorkflow
 
@@ -180,8 +181,7 @@ def _iso(moment: datetime | None) -> str | None:
 @router.post("/participants/{participant_id}/consents", status_code=201, response_model=ConsentPublic,
              responses=responses(401, 403, 404, 422))
 def add_consent(participant_id: str, body: ConsentIn, actor: ConsentTaker, session: SessionDep) -> ConsentPublic:
-    if session.get(Participant, participant_id) is None:
-        raise ProblemError(404, f"No participant has the id {participant_id!r}.")
+    participant_or_404(session, participant_id)
     recipient = session.get(Recipient, body.recipient_id)
     if recipient is None:
         raise ProblemError(422, f"No recipient has the id {body.recipient_id!r}; an administrator adds it first.")
@@ -209,8 +209,7 @@ def add_consent(participant_id: str, body: ConsentIn, actor: ConsentTaker, sessi
 @router.get("/participants/{participant_id}/consents", response_model=list[ConsentPublic],
             responses=responses(401, 403, 404))
 def list_consents(participant_id: str, actor: Reader, session: SessionDep) -> list[ConsentPublic]:
-    if session.get(Participant, participant_id) is None:
-        raise ProblemError(404, f"No participant has the id {participant_id!r}.")
+    participant_or_404(session, participant_id)
     rows = session.exec(select(ConsentRecord).where(ConsentRecord.participant_id == participant_id)
                         .order_by(col(ConsentRecord.created_at))).all()
     return [ConsentPublic.model_validate(r, from_attributes=True) for r in rows]

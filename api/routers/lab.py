@@ -20,7 +20,7 @@ from api.workflow_calls import workflow_call
 from domain.analytes import ANALYTES
 from domain.hl7 import Identifier, Observation, Order, OruMessage, PatientIds
 from ingest.lab import LabIngest, Quarantined
-from store.models import CodeMapping, LabMessage, QuarantineItem, Screening
+from store.models import CodeMapping, QuarantineItem, Screening
 from workflows.contracts import Review, ScreeningState
 from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id

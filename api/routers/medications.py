@@ -13,6 +13,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from api.deps import ServicesDep, SessionDep, done_reading, require
+from api.lookups import active_participant, participant_or_404
 from api.problems import ProblemError, responses
 from api.tokens import Actor
 from api.workflow_calls import workflow_call
@@ -140,16 +141,6 @@ def _public(row: MedicationOrderRecord) -> MedicationOrderPublic:
     return MedicationOrderPublic.model_validate(row, from_attributes=True)
 
 
-def _participant(session: Session, participant_id: str) -> Participant:
-    participant = session.get(Participant, participant_id)
-    done_reading(session)
-    if participant is None:
-        raise ProblemError(404, f"No participant has the id {participant_id!r}.")
-    if participant.status != "active":
-        raise ProblemError(409, f"The participant is {participant.status}; no new orders can start.")
-    return participant
-
-
 def _order(session: Session, order_id: str) -> MedicationOrderRecord:
     row = session.get(MedicationOrderRecord, order_id)
     done_reading(session)
@@ -162,7 +153,7 @@ def _order(session: Session, order_id: str) -> MedicationOrderRecord:
              responses=responses(401, 403, 404, 409, 422, 503), summary="Start a medication order")
 async def start_order(participant_id: str, body: MedicationOrderIn, actor: Prescriber, session: SessionDep,
                       services: ServicesDep) -> MedicationOrderPublic:
-    await run_in_threadpool(_participant, session, participant_id)
+    await run_in_threadpool(active_participant, session, participant_id, "start a medication order")
     if body.rules not in RULE_SETS:
         raise ProblemError(422, f"Unknown take-home rule set {body.rules!r}; known: {', '.join(RULE_SETS)}.")
     order = {
@@ -187,8 +178,7 @@ async def start_order(participant_id: str, body: MedicationOrderIn, actor: Presc
 @router.get("/participants/{participant_id}/medications", response_model=list[MedicationOrderPublic],
             responses=responses(401, 403, 404))
 def list_orders(participant_id: str, actor: Reader, session: SessionDep) -> list[MedicationOrderPublic]:
-    if session.get(Participant, participant_id) is None:
-        raise ProblemError(404, f"No participant has the id {participant_id!r}.")
+    participant_or_404(session, participant_id)
     rows = session.exec(select(MedicationOrderRecord).where(MedicationOrderRecord.participant_id == participant_id)
                         .order_by(col(MedicationOrderRecord.created_at))).all()
     return [_public(r) for r in rows]

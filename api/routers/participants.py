@@ -7,7 +7,7 @@ import logging
 import json
 import secrets
 from dataclasses import replace
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -18,12 +18,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 
-from api.deps import ServicesDep, SessionDep, done_reading, require
+from api.deps import ServicesDep, SessionDep, require
+from api.lookups import active_participant, participant_or_404
 from api.problems import ProblemError, responses
 from api.tokens import Actor
 from api.workflow_calls import TEMPORAL_DOWN, workflow_call
 from domain.plan import PHASES, default_plan, plan_to_dict
-from store.models import CaseNumber, IdempotencyRecord, Participant, ParticipantCreate, ParticipantPublic, utcnow
+from store.models import IdempotencyRecord, Participant, ParticipantCreate, ParticipantPublic, utcnow
 from workflows import search
 from workflows.contracts import Discharge, ParticipantInput, ParticipantState, PhaseChange
 from workflows.participant import ParticipantWorkflow, workflow_id
@@ -247,25 +248,9 @@ def list_participants(
                            next_offset=next_offset)
 
 
-def _load(session: Session, participant_id: str) -> Participant:
-    participant = session.get(Participant, participant_id)
-    done_reading(session)
-    if participant is None:
-        raise ProblemError(404, f"No participant has the id {participant_id!r}.")
-    return participant
-
-
-def _load_active(session: Session, participant_id: str, what: str) -> Participant:
-    participant = _load(session, participant_id)
-    if participant.status != "active":
-        since = f" since {participant.discharged_at.date().isoformat()}" if participant.discharged_at else ""
-        raise ProblemError(409, f"Cannot {what}: the participant is {participant.status}{since}.")
-    return participant
-
-
 @router.get("/{participant_id}", response_model=ParticipantDetail, responses=responses(401, 403, 404, 503))
 async def get_participant(participant_id: str, actor: Reader, session: SessionDep, services: ServicesDep) -> ParticipantDetail:
-    participant = await run_in_threadpool(_load, session, participant_id)
+    participant = await run_in_threadpool(participant_or_404, session, participant_id)
     handle = services.temporal.get_workflow_handle(workflow_id(participant_id))
     state: ParticipantState | None = None
     if participant.status != ENROLLING:
@@ -278,7 +263,7 @@ async def get_participant(participant_id: str, actor: Reader, session: SessionDe
 async def change_phase(
     participant_id: str, body: PhaseChangeRequest, actor: CareTeam, session: SessionDep, services: ServicesDep
 ) -> ParticipantState:
-    await run_in_threadpool(_load_active, session, participant_id, "change the phase")
+    await run_in_threadpool(active_participant, session, participant_id, "change the phase")
     handle = services.temporal.get_workflow_handle(workflow_id(participant_id))
     async with workflow_call("participant"):
         return await handle.execute_update(
@@ -290,7 +275,7 @@ async def change_phase(
 async def discharge(
     participant_id: str, body: DischargeRequest, actor: CareTeam, session: SessionDep, services: ServicesDep
 ) -> ParticipantState:
-    await run_in_threadpool(_load_active, session, participant_id, "discharge")
+    await run_in_threadpool(active_participant, session, participant_id, "discharge")
     handle = services.temporal.get_workflow_handle(workflow_id(participant_id))
     async with workflow_call("participant"):
         return await handle.execute_update(

@@ -12,11 +12,12 @@ from pydantic import BaseModel, Field, TypeAdapter, field_validator
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from api.deps import ServicesDep, SessionDep, done_reading, require
+from api.deps import ServicesDep, SessionDep, require
+from api.lookups import active_participant, participant_or_404, screening_or_404
 from api.problems import ProblemError, responses
 from api.tokens import Actor
 from api.workflow_calls import workflow_call
-from store.models import Participant, Screening, SelectionDraw
+from store.models import Screening, SelectionDraw
 from workflows.contracts import (
     REFUSAL_KINDS,
     TAKES_COLLECTION,
@@ -145,24 +146,6 @@ def _public(row: Screening) -> ScreeningPublic:
     return ScreeningPublic.model_validate(row, from_attributes=True)
 
 
-def _participant(session: Session, participant_id: str, *, active: bool = False) -> Participant:
-    participant = session.get(Participant, participant_id)
-    done_reading(session)
-    if participant is None:
-        raise ProblemError(404, f"No participant has the id {participant_id!r}.")
-    if active and participant.status != "active":
-        raise ProblemError(409, f"The participant is {participant.status}; only active participants are tested.")
-    return participant
-
-
-def _screening(session: Session, screening_id: str) -> Screening:
-    row = session.get(Screening, screening_id)
-    done_reading(session)
-    if row is None:
-        raise ProblemError(404, f"No screening has the id {screening_id!r}.")
-    return row
-
-
 def _page(session: Session, query, limit: int, offset: int) -> ScreeningPage:
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(query.order_by(col(Screening.day).desc(), col(Screening.id)).offset(offset).limit(limit)).all()
@@ -202,7 +185,7 @@ def participant_screenings(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
 ) -> ScreeningPage:
-    _participant(session, participant_id)
+    participant_or_404(session, participant_id)
     return _page(session, select(Screening).where(Screening.participant_id == participant_id), limit, offset)
 
 
@@ -216,7 +199,7 @@ def participant_draws(
     until: date | None = None,
 ) -> list[DrawPublic]:
     """Every daily draw so far, with its rolls: why each day was or was not selected."""
-    _participant(session, participant_id)
+    participant_or_404(session, participant_id)
     query = select(SelectionDraw).where(SelectionDraw.participant_id == participant_id)
     if since:
         query = query.where(SelectionDraw.day >= since)
@@ -228,7 +211,7 @@ def participant_draws(
 
 @router.get("/screenings/{screening_id}", response_model=ScreeningDetail, responses=responses(401, 403, 404, 503))
 async def get_screening(screening_id: str, actor: Reader, session: SessionDep, services: ServicesDep) -> ScreeningDetail:
-    row = await run_in_threadpool(_screening, session, screening_id)
+    row = await run_in_threadpool(screening_or_404, session, screening_id)
     handle = services.temporal.get_workflow_handle(screening_workflow_id(screening_id))
     async with workflow_call("screening"):
         state = await handle.query(ScreeningWorkflow.status)
@@ -240,7 +223,7 @@ _SNAPSHOT = TypeAdapter(ScreeningState)
 
 def _open_screening(session: Session, screening_id: str) -> Screening:
     """A screening that can still take a fact; a settled one answers 409 with what happened."""
-    row = _screening(session, screening_id)
+    row = screening_or_404(session, screening_id)
     if row.status not in TAKES_COLLECTION and row.state:
         raise ProblemError(409, _sentence(already_message(_SNAPSHOT.validate_python(row.state))))
     return row
@@ -286,8 +269,9 @@ async def refusal(screening_id: str, body: RefusalRequest, actor: Collector, ses
                                    Refusal(kind=body.kind, detail=body.detail, actor=actor.token_id))
 
 
-async def _participant_update(services: ServicesDep, session: Session, participant_id: str, update, argument) -> Any:
-    await run_in_threadpool(_participant, session, participant_id, active=True)
+async def _participant_update(services: ServicesDep, session: Session, participant_id: str, update, argument,
+                              what: str) -> Any:
+    await run_in_threadpool(active_participant, session, participant_id, what)
     handle = services.temporal.get_workflow_handle(participant_workflow_id(participant_id))
     async with workflow_call("participant"):
         return await handle.execute_update(update, argument)
@@ -298,7 +282,7 @@ async def _participant_update(services: ServicesDep, session: Session, participa
 async def order_for_cause(participant_id: str, body: ForCauseRequest, actor: Collector, session: SessionDep,
                           services: ServicesDep) -> ScreeningRef:
     return await _participant_update(services, session, participant_id, ParticipantWorkflow.order_for_cause,
-                                     ForCause(reason=body.reason, actor=actor.token_id))
+                                     ForCause(reason=body.reason, actor=actor.token_id), "order a for-cause test")
 
 
 @router.post("/participants/{participant_id}/pauses", response_model=ParticipantState,
@@ -308,6 +292,7 @@ async def pause(participant_id: str, body: PauseRequest, actor: Collector, sessi
     return await _participant_update(
         services, session, participant_id, ParticipantWorkflow.pause,
         Pause(start=body.start.isoformat(), end=body.end.isoformat(), reason=body.reason, actor=actor.token_id),
+        "pause testing",
     )
 
 
@@ -315,4 +300,4 @@ async def pause(participant_id: str, body: PauseRequest, actor: Collector, sessi
              summary="Daily check-in: must the participant test today?")
 async def check_in(body: CheckInRequest, actor: FrontDesk, session: SessionDep, services: ServicesDep) -> CheckInAnswer:
     return await _participant_update(services, session, body.participant_id, ParticipantWorkflow.check_in,
-                                     CheckIn(method=body.method, actor=actor.token_id))
+                                     CheckIn(method=body.method, actor=actor.token_id), "check in")
