@@ -25,6 +25,7 @@ from datetime import date, datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from domain.checks import require_text as _require_text
 from domain.consent import (
     ATTENDANCE,
     CATEGORIES,
@@ -39,7 +40,6 @@ from domain.consent import (
     ConsentError,
     check_category,
     coverage,
-    parse_moment,
 )
 
 # --- the redisclosure notice (42 CFR 2.32) ---------------------------------------------------
@@ -547,11 +547,6 @@ def _check_month(month: Any) -> None:
     ok = isinstance(month, str) and len(month) == 7 and month[4] == "-" and month[:4].isdigit() and month[5:].isdigit()
     if not ok or not 1 <= int(month[5:]) <= 12:
         raise ValueError(f"month {month!r} must be written YYYY-MM, e.g. 2026-03")
-
-
-def _require_text(name: str, value: Any) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{name} must be a non-empty string")
 
 
 def _check_date(name: str, value: Any) -> None:

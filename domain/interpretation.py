@@ -12,7 +12,6 @@ processes and a replayed workflow must produce the same payloads.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -29,6 +28,7 @@ from domain.cutoffs import (
     get_table,
     resolve_cutoff,
 )
+from domain.checks import is_finite_number as _is_finite_number
 from domain.validity import (
     ADULTERATED,
     DEFAULT_VALIDITY_RULES,
@@ -632,10 +632,6 @@ def _positives(findings: Iterable[AnalyteFinding], analyte: str | None = None) -
 
 
 # --- small helpers ---------------------------------------------------------------------------
-
-
-def _is_finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _is_positive_number(value: Any) -> bool:

@@ -12,11 +12,11 @@ arguments (the program day), never from the clock. Dates inside dataclasses are 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import date, timedelta
 from typing import Any
+from domain.checks import parse_day as _parse_day, require_text as _require_text, is_int as _is_int, is_finite_number as _is_finite_number
 
 # --- closed vocabularies ---------------------------------------------------------------------
 
@@ -106,25 +106,6 @@ ADHERENCE_WINDOWS: tuple[int, ...] = (7, 30)
 # --- small checks ----------------------------------------------------------------------------
 
 
-def _parse_day(name: str, text: Any) -> date:
-    """A strict ISO date (YYYY-MM-DD). date.fromisoformat also takes "20250101"; only the dashed
-    form is accepted, so stored records read the same."""
-    if isinstance(text, str) and len(text) == 10:
-        try:
-            parsed = date.fromisoformat(text)
-        except ValueError:
-            pass
-        else:
-            if parsed.isoformat() == text:
-                return parsed
-    raise ValueError(f"{name} {text!r} is not an ISO date (YYYY-MM-DD)")
-
-
-def _require_text(name: str, value: Any) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{name} must be a non-empty string")
-
-
 def _require_choice(name: str, value: Any, choices: Sequence[str]) -> None:
     if value not in choices:
         raise ValueError(f"unknown {name} {value!r}; known values are {', '.join(choices)}")
@@ -134,14 +115,6 @@ def _positive_float(name: str, value: Any) -> float:
     if not _is_finite_number(value) or value <= 0:
         raise ValueError(f"{name} must be a positive number; got {value!r}")
     return float(value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # --- drugs -----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from datetime import date
 from typing import Any
+from domain.checks import require_text as _require_text, is_int as _is_int
 
 PHASES: tuple[str, ...] = ("phase-1", "phase-2", "phase-3", "aftercare")
 
@@ -151,15 +152,6 @@ def _is_iso_date(text: Any) -> bool:
         return date.fromisoformat(text).isoformat() == text
     except ValueError:
         return False
-
-
-def _require_text(name: str, value: Any) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{name} must be a non-empty string")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(value: Any) -> bool:

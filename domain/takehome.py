@@ -11,13 +11,13 @@ with the facts, never from the clock.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import date, timedelta
 from typing import Any
 
 from domain.medication import DEFAULT_MISSED_DOSE_RULES, DRUGS, INJECTION_DRUGS
+from domain.checks import parse_day as _parse_day, require_text as _require_text, is_int as _is_int, is_finite_number as _is_finite_number
 
 NEGATIVE = "negative"
 POSITIVE = "positive"
@@ -60,32 +60,6 @@ def _frozen_choices(label: str, values: Any, choices: tuple[str, ...]) -> frozen
     if unknown:
         raise ValueError(f"{label}: unknown value(s) {', '.join(unknown)}; known values are {', '.join(choices)}")
     return frozenset(values)
-
-
-def _parse_day(name: str, text: Any) -> date:
-    # Only the dashed ISO form is accepted (date.fromisoformat also takes "20250101").
-    if isinstance(text, str) and len(text) == 10:
-        try:
-            parsed = date.fromisoformat(text)
-        except ValueError:
-            pass
-        else:
-            if parsed.isoformat() == text:
-                return parsed
-    raise ValueError(f"{name} {text!r} is not an ISO date (YYYY-MM-DD)")
-
-
-def _require_text(name: str, value: Any) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{name} must be a non-empty string")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # --- rule sets -------------------------------------------------------------------------------

@@ -14,10 +14,10 @@ Pure and stdlib-only: imported inside Temporal's deterministic workflow sandbox.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
+from domain.checks import is_int as _is_int, is_finite_number as _is_finite_number
 
 VALID = "valid"
 DILUTE = "dilute"
@@ -39,10 +39,6 @@ _SOURCE = (
     "HHS Mandatory Guidelines (urine) validity criteria and 49 CFR Part 40 (domain-reference §3); "
     "negative-dilute recollection at creatinine 2-5 mg/dL; collection temperature 90-100 °F within 4 minutes"
 )
-
-
-def _is_finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _require_order(label: str, *values: float) -> None:
@@ -369,5 +365,3 @@ def _known_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     return dict(data)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
