@@ -38,6 +38,7 @@ from domain.hl7 import (
     parse_oru,
     split_batch,
 )
+from iop.crashpoints import crash_point
 from store.db import session_scope
 from store.models import (
     CodeMapping,
@@ -172,6 +173,7 @@ class LabIngest:
                 stored = await run_in_threadpool(self._store_raw, raw, transport, sender, control)
                 if stored.ack is not None:
                     return Receipt(stored.ack_code or "AA", stored.ack, stored.id, replayed=True)
+                crash_point("lab.after-raw-stored")  # test-only, inert unless IOP_TEST_CRASH_AT is set
                 return await self._process(stored.id, raw, message, error)
         finally:
             if not lock.locked():
@@ -215,6 +217,7 @@ class LabIngest:
             error = AckError("207", str(exc), None)
             ack = build_ack(message, None, "AE", f"ACK{message_id}", [error], _hl7_now())
             return Receipt("AE", ack, message_id)  # not stored as the answer: a resend is processed again
+        crash_point("lab.after-filed")  # test-only, inert unless IOP_TEST_CRASH_AT is set
         held = [o for o in outcomes if o.state != "filed"]
         errors = [AckError("207", f"specimen {o.result_id}: {o.reason}", o.location) for o in held]
         ack_code = "AE" if held else "AA"

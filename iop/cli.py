@@ -135,13 +135,14 @@ def worker() -> None:
 
 async def _run_worker(settings: Settings) -> None:
     from iop.temporal import connect
-    from iop.worker import build_worker, notifier_for
+    from iop.worker import build_worker, ensure_reconciler_schedule, notifier_for
     from store.db import make_engine
 
     client = await connect(settings)
     engine = make_engine(settings.resolved_database_url)
     stop = _stop_event()
     async with build_worker(client, engine, settings.task_queue, notifier=notifier_for(settings)):
+        log.info("reconciler schedule %s in place", await ensure_reconciler_schedule(client, settings))
         log.info("worker polling task queue %s", settings.task_queue)
         await stop.wait()
         log.info("worker stopping: finishing activities in progress")
@@ -203,7 +204,7 @@ async def _run_dev(settings: Settings) -> None:
 
     from api.app import create_app
     from iop.temporal import converter
-    from iop.worker import build_worker, notifier_for
+    from iop.worker import build_worker, ensure_reconciler_schedule, notifier_for
     from store.db import make_engine
     from store.migrate import upgrade
     from workflows import search
@@ -237,6 +238,7 @@ async def _run_dev(settings: Settings) -> None:
         )
         server.install_signal_handlers = lambda: None  # one stop event drives every part
         async with build_worker(env.client, engine, settings.task_queue, notifier=notifier_for(settings)):
+            await ensure_reconciler_schedule(env.client, settings)
             serving = asyncio.create_task(server.serve())
             base = f"http://{settings.api_host}:{settings.api_port}"
             typer.echo(

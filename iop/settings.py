@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     # text from the Today list). A URL: an SMS/voice gateway receives a signed JSON POST.
     notify_webhook_url: str = ""
     notify_webhook_secret: str = Field(default="", repr=False)
+    # The reconciler (a Temporal schedule the worker creates): how often it runs, when an
+    # enrollment still "enrolling" or a lab message still "received" counts as stuck, and when a
+    # lab message it still cannot process is put before staff (quarantine, "intake-stalled").
+    reconcile_every_seconds: int = Field(default=60, ge=1)
+    reconcile_stuck_after_seconds: int = Field(default=300, ge=0)
+    reconcile_lab_staff_after_seconds: int = Field(default=3600, ge=0)
 
     @property
     def resolved_database_url(self) -> str:

@@ -6,7 +6,6 @@ import hashlib
 import logging
 import json
 import secrets
-from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
@@ -16,17 +15,18 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.deps import ServicesDep, SessionDep, require
 from api.lookups import active_participant, participant_or_404
 from api.problems import ProblemError, responses
 from api.tokens import Actor
 from api.workflow_calls import TEMPORAL_DOWN, workflow_call
-from domain.plan import PHASES, default_plan, plan_to_dict
+from domain.plan import PHASES
+from iop.crashpoints import crash_point
+from iop.enrollment import start_program
 from store.models import IdempotencyRecord, Participant, ParticipantCreate, ParticipantPublic, utcnow
-from workflows import search
-from workflows.contracts import Discharge, ParticipantInput, ParticipantState, PhaseChange
+from workflows.contracts import Discharge, ParticipantState, PhaseChange
 from workflows.participant import ParticipantWorkflow, workflow_id
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ async def enroll(
     replayed = await run_in_threadpool(_replay, session, actor, idempotency_key, digest)
     if replayed is not None:
         response.headers["Idempotent-Replayed"] = "true"
-        return replayed
+        return await _complete(services, session, request, replayed)
 
     participant = Participant(
         id=_new_participant_id(),
@@ -120,8 +120,9 @@ async def enroll(
         if replayed is None:
             raise ProblemError(409, "Another request with this Idempotency-Key is still being processed; retry.")
         response.headers["Idempotent-Replayed"] = "true"
-        return replayed
+        return await _complete(services, session, request, replayed)
 
+    crash_point("enroll.after-commit")
     try:
         await _start_program(services, participant)
     except Exception as exc:
@@ -129,39 +130,37 @@ async def enroll(
         await run_in_threadpool(_remove, session, participant.id, idempotency_key)
         raise ProblemError(503, TEMPORAL_DOWN.replace("nothing was changed", "nobody was enrolled")) from exc
 
+    crash_point("enroll.after-start")
+    await run_in_threadpool(_mark_active, session, participant)
+    request.state.audit_participant = participant.id
+    return _public(participant)
+
+
+async def _complete(services: ServicesDep, session: Session, request: Request,
+                    replayed: ParticipantPublic) -> ParticipantPublic:
+    """A repeated request whose first attempt stopped half way (its process died after the record
+    was committed): finish that enrollment rather than replay an answer that was never given."""
+    if replayed.status != ENROLLING:
+        return replayed
+    participant = await run_in_threadpool(session.get, Participant, replayed.id)
+    try:
+        await _start_program(services, participant)
+    except WorkflowAlreadyStartedError:
+        pass  # started by the first attempt or the reconciler: the same program
+    except Exception as exc:
+        log.warning("enrollment of %s not completed yet: workflow not started (%s)", participant.id,
+                    type(exc).__name__)
+        # The record stays: this retry, a later one or the reconciler completes it.
+        raise ProblemError(503, "The workflow service (Temporal) cannot be reached right now; the enrollment is "
+                                "recorded but its program is not started yet. Retrying with the same "
+                                "Idempotency-Key is safe and completes it.", headers={"Retry-After": "5"}) from exc
     await run_in_threadpool(_mark_active, session, participant)
     request.state.audit_participant = participant.id
     return _public(participant)
 
 
 async def _start_program(services: ServicesDep, participant: Participant) -> None:
-    state = ParticipantState(
-        participant_id=participant.id,
-        program=participant.program,
-        site=participant.site,
-        phase=participant.phase,
-        start_date=participant.start_date.isoformat(),
-        timezone=participant.timezone,
-        plan=plan_to_dict(replace(default_plan(participant.phase), timezone=participant.timezone)),
-    )
-    started_on = datetime.combine(participant.start_date, datetime.min.time(), tzinfo=timezone.utc)
-    await services.temporal.start_workflow(
-        ParticipantWorkflow.run,
-        ParticipantInput(state=state),
-        id=workflow_id(participant.id),
-        task_queue=services.settings.task_queue,
-        # A retried start (same id) joins the running program instead of failing.
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(search.PARTICIPANT_ID, participant.id),
-                SearchAttributePair(search.STATUS, "active"),
-                SearchAttributePair(search.PHASE, participant.phase),
-                SearchAttributePair(search.SITE, participant.site),
-                SearchAttributePair(search.DAY, started_on),
-            ]
-        ),
-    )
+    await start_program(services.temporal, services.settings.task_queue, participant)
 
 
 def _replay(session: Session, actor: Actor, key: str | None, digest: str) -> ParticipantPublic | None:

@@ -1,0 +1,196 @@
+"""The reconciler's activities: find enrollments and lab messages a crash left half done, and
+finish (or roll back, or put before staff) each one. Every action is in the audit trail as
+actor "system". Each activity is idempotent: it re-reads the row and does nothing if it is done."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from ingest.lab import LabIngest
+from iop.enrollment import IncompleteRecord, program_input, start_program
+from store import audit
+from store.db import session_scope
+from store.models import IdempotencyRecord, LabMessage, Participant, QuarantineItem, utcnow
+
+log = logging.getLogger(__name__)
+
+ENROLLING = "enrolling"
+RECEIVED = "received"
+STALLED = "intake-stalled"
+
+
+@dataclass
+class ReconcileInput:
+    stuck_after_seconds: int = 300
+    lab_staff_after_seconds: int = 3600
+    limit: int = 200
+
+
+@dataclass
+class StuckQuery:
+    before: str  # ISO time: rows older than this are stuck
+    limit: int = 200
+
+
+@dataclass
+class Stuck:
+    participants: list[str] = field(default_factory=list)
+    lab_messages: list[int] = field(default_factory=list)
+
+
+@dataclass
+class LabRetry:
+    message_id: int
+    staff_before: str  # ISO time: a message received before this and still unprocessed goes to staff
+
+
+@dataclass
+class ReconcileReport:
+    enrollments: dict[str, str] = field(default_factory=dict)  # participant id -> completed | rolled-back | ...
+    lab_messages: dict[str, str] = field(default_factory=dict)  # message id -> reprocessed | held-for-staff | ...
+
+
+class ReconcilerActivities:
+    def __init__(self, engine: Engine, client: Client, task_queue: str) -> None:
+        self.engine = engine
+        self.client = client
+        self.task_queue = task_queue
+        self.lab = LabIngest(engine, client)
+
+    @activity.defn
+    def find_stuck(self, query: StuckQuery) -> Stuck:
+        before = datetime.fromisoformat(query.before)
+        with Session(self.engine) as session:
+            participants = session.exec(
+                select(Participant.id).where(Participant.status == ENROLLING, Participant.created_at < before)
+                .order_by(col(Participant.created_at)).limit(query.limit)).all()
+            messages = session.exec(
+                select(LabMessage.id).where(LabMessage.status == RECEIVED, LabMessage.received_at < before)
+                .order_by(col(LabMessage.id)).limit(query.limit)).all()
+        return Stuck(list(participants), list(messages))
+
+    # --- enrollments -------------------------------------------------------------------------
+
+    @activity.defn
+    async def finish_enrollment(self, participant_id: str) -> str:
+        participant = await asyncio.to_thread(self._participant, participant_id)
+        if participant is None or participant.status != ENROLLING:
+            return "already-settled"
+        try:
+            program_input(participant)
+        except IncompleteRecord as exc:
+            await asyncio.to_thread(self._roll_back, participant_id, str(exc))
+            return "rolled-back"
+        try:
+            await start_program(self.client, self.task_queue, participant)
+        except WorkflowAlreadyStartedError:
+            pass  # the same program, already started
+        await asyncio.to_thread(self._completed, participant_id)
+        return "completed"
+
+    def _participant(self, participant_id: str) -> Participant | None:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.get(Participant, participant_id)
+
+    def _completed(self, participant_id: str) -> None:
+        with session_scope(self.engine) as session:
+            row = session.get(Participant, participant_id)
+            if row is None or row.status != ENROLLING:
+                return
+            # The workflow's first activity does the same; whichever runs first wins.
+            row.status, row.updated_at = "active", utcnow()
+            session.add(row)
+        self._audit("reconciler.enrollment-completed", "completed", "participant", participant_id, participant_id,
+                    "enrollment left half done (record committed, program not confirmed): program workflow "
+                    f"participant-{participant_id} started or joined, record marked active")
+
+    def _roll_back(self, participant_id: str, reason: str) -> None:
+        with session_scope(self.engine) as session:
+            row = session.get(Participant, participant_id)
+            if row is None or row.status != ENROLLING:
+                return
+            for key in session.exec(select(IdempotencyRecord).where(
+                    IdempotencyRecord.scope == "participants", IdempotencyRecord.resource_id == participant_id)).all():
+                session.delete(key)
+            session.delete(row)
+        self._audit("reconciler.enrollment-rolled-back", "rolled-back", "participant", participant_id, participant_id,
+                    f"enrollment left half done and its record cannot start a program ({reason}): record removed, "
+                    "nobody enrolled; enroll again with a new request")
+
+    # --- lab messages ------------------------------------------------------------------------
+
+    @activity.defn
+    async def reprocess_lab_message(self, retry: LabRetry) -> str:
+        row = await asyncio.to_thread(self._message, retry.message_id)
+        if row is None or row.status != RECEIVED:
+            return "already-settled"
+        try:
+            code = await self._intake(row)
+        except Exception as exc:  # noqa: BLE001 - a message we cannot even re-read goes to staff
+            log.warning("lab message %s could not be re-processed (%s)", retry.message_id, type(exc).__name__)
+            code = None
+        after = await asyncio.to_thread(self._message, retry.message_id)
+        if after is not None and after.status != RECEIVED:
+            await asyncio.to_thread(
+                self._audit, "reconciler.lab-message-reprocessed", after.status, "lab-message", str(retry.message_id),
+                None, f"left unanswered by an interrupted intake: processed again, ACK {after.ack_code}")
+            return "reprocessed"
+        if _aware(row.received_at) < datetime.fromisoformat(retry.staff_before):
+            if await asyncio.to_thread(self._hold_for_staff, retry.message_id, code):
+                await asyncio.to_thread(
+                    self._audit, "reconciler.lab-message-held", "held-for-staff", "lab-message",
+                    str(retry.message_id), None,
+                    "still not processed after repeated attempts: put in the quarantine for staff")
+            return "held-for-staff"
+        return "retry-later"
+
+    async def _intake(self, row: LabMessage) -> str:
+        """The same intake path a lab's resend takes: the stored row is found by its sender and
+        control id, and, having no ACK yet, processed."""
+        if row.transport == "json":
+            from api.routers.lab import JsonResults, _as_oru  # the JSON form's one mapping to an ORU
+
+            receipt = await self.lab.receive_parsed(_as_oru(JsonResults.model_validate_json(row.raw)), row.raw, "json")
+            return receipt.ack_code
+        receipts = await self.lab.receive_hl7(row.raw, row.transport)
+        return receipts[0].ack_code if receipts else "AE"
+
+    def _message(self, message_id: int) -> LabMessage | None:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.get(LabMessage, message_id)
+
+    def _hold_for_staff(self, message_id: int, code: str | None) -> bool:
+        with session_scope(self.engine) as session:
+            held = session.exec(select(QuarantineItem).where(QuarantineItem.lab_message_id == message_id,
+                                                             QuarantineItem.reason_code == STALLED,
+                                                             QuarantineItem.resolved_at.is_(None))).first()
+            if held is not None:
+                return False
+            session.add(QuarantineItem(
+                lab_message_id=message_id, reason_code=STALLED,
+                reason="the message was stored but could not be processed after repeated attempts"
+                       + (f" (last answer {code})" if code else "")
+                       + "; check the workflow service, then ask the lab to resend it or resolve it here"))
+            return True
+
+    def _audit(self, action: str, outcome: str, subject_type: str, subject_id: str, participant_id: str | None,
+               detail: str) -> None:
+        audit.append(self.engine, audit.AuditEntry(
+            actor="system", role="system", action=action, outcome=outcome, subject_type=subject_type,
+            subject_id=subject_id, participant_id=participant_id, source="reconciler", detail=detail[:1000]))
+
+    def all(self) -> list:
+        return [self.find_stuck, self.finish_enrollment, self.reprocess_lab_message]
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
