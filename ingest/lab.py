@@ -311,7 +311,8 @@ class LabIngest:
             outcomes.append(OrderOutcome(result_id, "quarantined", None, held.code, held.reason, held.location))
         if not outcomes:
             with session_scope(self.engine) as session:
-                if session.exec(select(QuarantineItem).where(QuarantineItem.lab_message_id == stored.id)).first() is None:
+                existing = select(QuarantineItem).where(QuarantineItem.lab_message_id == stored.id)
+                if session.exec(existing).first() is None:
                     session.add(QuarantineItem(lab_message_id=stored.id, reason_code=held.code, reason=reason))
         error = AckError("205", "this message control id (MSH-10) was already used by an earlier message with "
                          "different content; this message was kept and held for review, not filed. Give every "

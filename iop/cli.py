@@ -82,7 +82,8 @@ def token_create(
             _, plaintext = issue_token(session, name=name, role=role, expires_at=expires,
                                        sender_application=sender_app, sender_facility=sender_facility)
         except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from exc
+            flags = str(exc).replace("sender_application", "--sender-app").replace("sender_facility", "--sender-facility")
+            raise typer.BadParameter(flags) from exc
     typer.echo(plaintext)
 
 
@@ -157,8 +158,9 @@ async def _run_worker(settings: Settings) -> None:
 def hl7_listen(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (2575 is HL7's registered port)")] = 2575,
-    lab_token: Annotated[str, typer.Option(help="Id of the lab token (`iop token create --role lab ...`) whose "
-                                                "registered sender this listener accepts; MLLP has no credentials")] = ...,
+    lab_token: Annotated[str, typer.Option(
+        help="Id of the lab token (`iop token create --role lab ...`) whose registered sender this listener "
+             "accepts; MLLP has no credentials")] = ...,
 ) -> None:
     """Receive ORU^R01 over MLLP for one lab; each message is stored, filed or quarantined, and ACKed."""
     settings = get_settings()
@@ -173,10 +175,9 @@ async def _run_hl7_listener(settings: Settings, host: str, port: int, lab_token:
     from store.db import make_engine
 
     engine = make_engine(settings.resolved_database_url)
-    ingest = LabIngest(engine, await connect(settings))
-    if ingest.sender_for_token(lab_token).refused:
+    if LabIngest(engine, None).sender_for_token(lab_token).refused:  # type: ignore[arg-type]
         raise typer.BadParameter(f"no usable lab token has the id {lab_token} (revoked, expired or unknown)")
-    server = await serve_mllp(ingest, host, port, token_id=lab_token)
+    server = await serve_mllp(LabIngest(engine, await connect(settings)), host, port, token_id=lab_token)
     stop = _stop_event()
     log.info("MLLP listener on %s:%s", host, port)
     async with server:

@@ -186,3 +186,13 @@ async def test_mllp_listener_answers_for_its_lab_token(stack):
         writer.close()
     assert [parse_ack(a).ack_code for a in acks] == ["AR", "AA"]
     assert rows(stack, "ML-1")[0].token_id == row.id and rows(stack, "ML-2")[0].transport == "mllp"
+
+
+async def test_two_bodies_under_one_control_id_at_once_file_one_and_hold_the_other(stack):
+    (pid_a, sid_a, spec_a), (pid_b, sid_b, spec_b) = await two_collected(stack)
+    answers = await asyncio.gather(post_hl7(stack, oru("RACE-1", spec_a, pid_a)),
+                                   post_hl7(stack, oru("RACE-1", spec_b, pid_b)))
+    assert sorted(a[1].ack_code for a in answers) == ["AA", "AE"]
+    assert len(rows(stack, "RACE-1")) == 2
+    filed = [len((await screening(stack, sid))["results"]) for sid in (sid_a, sid_b)]
+    assert sorted(filed) == [0, 1]
