@@ -15,7 +15,8 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from ingest.lab import LabIngest
+from domain.lab_intake import SenderBinding
+from ingest.lab import LabIngest, LabSender
 from iop.enrollment import IncompleteRecord, program_input, start_program
 from store import audit
 from store.db import session_scope
@@ -156,13 +157,23 @@ class ReconcilerActivities:
     async def _intake(self, row: LabMessage) -> str:
         """The same intake path a lab's resend takes: the stored row is found by its sender and
         control id, and, having no ACK yet, processed."""
+        sender = self._sender(row)
         if row.transport == "json":
             from api.routers.lab import JsonResults, _as_oru  # the JSON form's one mapping to an ORU
 
-            receipt = await self.lab.receive_parsed(_as_oru(JsonResults.model_validate_json(row.raw)), row.raw, "json")
+            receipt = await self.lab.receive_parsed(_as_oru(JsonResults.model_validate_json(row.raw)), row.raw, "json",
+                                                    sender)
             return receipt.ack_code
-        receipts = await self.lab.receive_hl7(row.raw, row.transport)
+        receipts = await self.lab.receive_hl7(row.raw, row.transport, sender)
         return receipts[0].ack_code if receipts else "AE"
+
+    def _sender(self, row: LabMessage) -> LabSender:
+        """The message is processed again as the token it came with, checked as it is now (a token
+        revoked since is refused, and the message kept for staff). A message stored before lab
+        tokens were bound to a sender (no token recorded) was accepted under the rules of its day."""
+        if row.token_id is None:
+            return LabSender(None, SenderBinding(None, None, any_sender=True))
+        return self.lab.sender_for_token(row.token_id)
 
     def _message(self, message_id: int) -> LabMessage | None:
         with Session(self.engine, expire_on_commit=False) as session:

@@ -22,18 +22,40 @@ class Actor:
     token_id: str
     role: str
     name: str
+    # A lab token's registered sender (MSH-3 / MSH-4 namespace ids); None for other roles.
+    sender_application: str | None = None
+    sender_facility: str | None = None
 
 
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def issue_token(session: Session, *, name: str, role: str, expires_at: datetime | None = None) -> tuple[ApiToken, str]:
+def sender_problem(role: str, application: str | None, facility: str | None) -> str | None:
+    """Why this role/sender combination cannot be issued, or None. A lab token is bound to the
+    sender it may send as; other roles send no lab messages and carry no sender."""
+    application, facility = (application or "").strip(), (facility or "").strip()
+    if role == "lab" and not (application and facility):
+        return ("a lab token must be registered to the sender it sends as: give sender_application (MSH-3) and "
+                "sender_facility (MSH-4, or the JSON lab_id), e.g. 'LAB' and 'ACME LAB'")
+    if role != "lab" and (application or facility):
+        return f"only a lab token has a sender; leave sender_application and sender_facility out for a {role} token"
+    if "^" in application + facility:
+        return "give the sender's namespace id only (the first component of MSH-3 / MSH-4), without '^'"
+    return None
+
+
+def issue_token(session: Session, *, name: str, role: str, expires_at: datetime | None = None,
+                sender_application: str | None = None, sender_facility: str | None = None) -> tuple[ApiToken, str]:
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+    if problem := sender_problem(role, sender_application, sender_facility):
+        raise ValueError(problem)
     token_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
-    row = ApiToken(id=token_id, name=name, role=role, secret_sha256=_digest(secret), expires_at=expires_at)
+    row = ApiToken(id=token_id, name=name, role=role, secret_sha256=_digest(secret), expires_at=expires_at,
+                   sender_application=(sender_application or "").strip() or None,
+                   sender_facility=(sender_facility or "").strip() or None)
     session.add(row)
     return row, f"{PREFIX}_{token_id}_{secret}"
 
@@ -54,7 +76,8 @@ def authenticate(session: Session, presented: str) -> Actor:
         raise TokenRejected("the bearer token has been revoked")
     if row.expires_at is not None and _aware(row.expires_at) <= utcnow():
         raise TokenRejected("the bearer token has expired; ask an administrator for a new one")
-    return Actor(token_id=row.id, role=row.role, name=row.name)
+    return Actor(token_id=row.id, role=row.role, name=row.name, sender_application=row.sender_application,
+                 sender_facility=row.sender_facility)
 
 
 def _aware(moment: datetime) -> datetime:

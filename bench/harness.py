@@ -70,7 +70,10 @@ async def embedded_stack(*, worker_process: bool = False) -> AsyncIterator[Stack
         )
         task_queue = "bench"
         with session_scope(engine) as session:
-            tokens = {role: issue_token(session, name=f"bench {role}", role=role)[1]
+            # The lab token is registered to the sender bench/lab_ingest.py's messages name.
+            tokens = {role: issue_token(session, name=f"bench {role}", role=role,
+                                        **({"sender_application": "BENCHLAB", "sender_facility": "BENCH LAB"}
+                                           if role == "lab" else {}))[1]
                       for role in ("admin", "staff", "clinician", "lab", "auditor")}
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(

@@ -1,7 +1,9 @@
 """Lab results in: HL7 v2 ORU^R01 (HTTP or MLLP) and JSON.
 
 The order of work is the promise made to labs: the raw message is stored first; a resent message
-(same sender and MSH-10) gets the original ACK and changes nothing; a result is filed on a
+(same sender, MSH-10 and normalised body) gets the original ACK and changes nothing; another body
+under a control id already used is kept and held as a conflicting control id (AE); a message
+naming a sender its token is not registered to is kept and refused (AR); a result is filed on a
 screening only when its specimen id is one we issued and the participant identifiers agree;
 everything else is quarantined with a reason a person can act on. Nothing is dropped.
 """
@@ -13,7 +15,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -40,7 +42,9 @@ from domain.hl7 import (
 )
 from iop.crashpoints import crash_point
 from store.db import session_scope
+from domain.lab_intake import UNREGISTERED_TOKEN, SenderBinding, body_digest, sender_refusal
 from store.models import (
+    ApiToken,
     CodeMapping,
     LabMessage,
     LabResult,
@@ -79,6 +83,7 @@ class Receipt:
     message_id: int
     replayed: bool = False
     outcomes: list[OrderOutcome] = field(default_factory=list)
+    detail: str | None = None  # why the message as a whole was refused (AR for its sender)
 
 
 class TryLater(Exception):
@@ -124,6 +129,32 @@ def lab_id_of(message: OruMessage) -> str:
     return "unknown-lab"
 
 
+@dataclass(frozen=True)
+class LabSender:
+    """Who is sending: the token (if any) and the sender it is registered to send as."""
+
+    token_id: str | None
+    binding: SenderBinding
+    refused: str | None = None  # the token itself cannot send (revoked, expired, unknown)
+
+
+def lab_sender(token_id: str, role: str, application: str | None, facility: str | None) -> LabSender:
+    """An administrator may enter any lab's message by hand; a lab token only its own."""
+    return LabSender(token_id, SenderBinding(application, facility, any_sender=role == "admin"))
+
+
+def _key(*parts: str) -> str:
+    """A fixed-length unique key over several values (the migration 0009 computes it the same way)."""
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "replace")).hexdigest()
+
+
+def _raw_msh(raw: str) -> str | None:
+    try:
+        return next((part.split("\r", 1)[0] for part in split_batch(raw) if part.startswith("MSH")), None)
+    except Exception:  # noqa: BLE001 - nothing to address the ACK from
+        return None
+
+
 class LabIngest:
     def __init__(self, engine: Engine, temporal: Client) -> None:
         self.engine = engine
@@ -132,7 +163,7 @@ class LabIngest:
 
     # --- entry points --------------------------------------------------------------------
 
-    async def receive_hl7(self, text: str, transport: str) -> list[Receipt]:
+    async def receive_hl7(self, text: str, transport: str, sender: LabSender) -> list[Receipt]:
         """One message or a batch; one receipt (and ACK) per message."""
         try:
             parts = split_batch(text) or [text]
@@ -141,13 +172,31 @@ class LabIngest:
         # A single message is stored exactly as it came over the wire; a batch, message by message.
         if len(parts) == 1:
             parts = [text]
-        return [await self._receive_one(part, transport) for part in parts]
+        return [await self._receive_one(part, transport, sender) for part in parts]
 
-    async def receive_parsed(self, message: OruMessage, raw: str, transport: str) -> Receipt:
-        """A message already turned into an OruMessage (the JSON form)."""
-        return await self._receive(raw, transport, _sender(message), message.message_control_id, message, None)
+    async def receive_parsed(self, message: OruMessage, raw: str, transport: str, sender: LabSender) -> Receipt:
+        """A message already turned into an OruMessage (the JSON form; `raw` is its canonical JSON)."""
+        digest = hashlib.sha256(raw.encode("utf-8", "replace")).hexdigest()
+        # The JSON form names no sending application (its control ids are kept apart from the lab's
+        # HL7 ones under 'json^<lab_id>'): only lab_id is checked against the registered facility.
+        checked = replace(message, sending_application=sender.binding.application)
+        return await self._receive(raw, digest, transport, _sender(message), message.message_control_id, message,
+                                   None, sender, self._refusal(sender, checked))
 
-    async def _receive_one(self, raw: str, transport: str) -> Receipt:
+    def sender_for_token(self, token_id: str) -> LabSender:
+        """The MLLP listener's sender: its lab token, read again for every message (a revoked or
+        expired token stops it at once)."""
+        with Session(self.engine) as session:
+            row = session.get(ApiToken, token_id)
+        now = utcnow()
+        if row is None or row.role not in ("lab", "admin") or row.revoked_at is not None or (
+                row.expires_at is not None and _aware(row.expires_at) <= now):
+            return LabSender(token_id, SenderBinding(None, None), refused=(
+                "this interface's lab token is revoked, expired or unknown; ask the clinic's administrator "
+                "for a new one"))
+        return lab_sender(row.id, row.role, row.sender_application, row.sender_facility)
+
+    async def _receive_one(self, raw: str, transport: str, sender: LabSender) -> Receipt:
         try:
             message, error = parse_oru(raw), None
         except Hl7Error as exc:
@@ -155,43 +204,124 @@ class LabIngest:
         except Exception as exc:  # noqa: BLE001 - the parser's promise broken: still answer, still store
             message, error = None, Hl7Error("207", f"the message could not be processed ({type(exc).__name__})")
         if message is not None:
-            sender, control = _sender(message), message.message_control_id
+            claimed, control = _sender(message), message.message_control_id
         else:
-            sender, control = _salvaged_key(raw)
-        return await self._receive(raw, transport, sender, control, message, error)
+            claimed, control = _salvaged_key(raw)
+        return await self._receive(raw, body_digest(raw), transport, claimed, control, message, error, sender,
+                                   self._refusal(sender, message))
+
+    @staticmethod
+    def _refusal(sender: LabSender, message: OruMessage | None) -> str | None:
+        """Why this token may not send this message, or None. A message we cannot parse names no
+        sender we could check: it is refused only when the token itself cannot send."""
+        if sender.refused:
+            return sender.refused
+        if message is None:
+            return None if sender.binding.registered else UNREGISTERED_TOKEN
+        return sender_refusal(sender.binding, message.sending_application, message.sending_facility)
 
     # --- the procedure -------------------------------------------------------------------
 
-    async def _receive(self, raw: str, transport: str, sender: str, control: str,
-                       message: OruMessage | None, error: Hl7Error | None) -> Receipt:
+    async def _receive(self, raw: str, digest: str, transport: str, claimed: str, control: str,
+                       message: OruMessage | None, error: Hl7Error | None, sender: LabSender,
+                       refusal: str | None) -> Receipt:
+        if refusal is not None:
+            # Kept, never replayed, and it uses up no control id of the sender it claims to be.
+            stored = await run_in_threadpool(self._store_raw, raw, digest, transport, claimed, control,
+                                             sender.token_id, False, False)
+            return await run_in_threadpool(self._refuse, stored.id, raw, message, refusal)
         # Copies of one message arriving together are handled one after the other in this
-        # process (across processes the unique key decides): the first files, the rest replay.
-        key = (sender, control)
+        # process (across processes the unique keys decide): the first files, the rest replay.
+        key = (claimed, control)
         lock = self._locks.setdefault(key, asyncio.Lock())
         try:
             async with lock:
-                stored = await run_in_threadpool(self._store_raw, raw, transport, sender, control)
+                # A message we could not parse is never filed, so it holds no control id: the
+                # corrected message may come with the same one.
+                stored = await run_in_threadpool(self._store_raw, raw, digest, transport, claimed, control,
+                                                 sender.token_id, True, message is not None)
                 if stored.ack is not None:
                     return Receipt(stored.ack_code or "AA", stored.ack, stored.id, replayed=True)
                 crash_point("lab.after-raw-stored")  # test-only, inert unless IOP_TEST_CRASH_AT is set
+                if stored.conflicts_with is not None and message is not None:
+                    return await run_in_threadpool(self._conflict, stored, message)
                 return await self._process(stored.id, raw, message, error)
         finally:
             if not lock.locked():
                 self._locks.pop(key, None)
 
-    def _store_raw(self, raw: str, transport: str, sender: str, control: str) -> LabMessage:
-        digest = hashlib.sha256(raw.encode("utf-8", "replace")).hexdigest()
-        try:
+    def _store_raw(self, raw: str, digest: str, transport: str, sender: str, control: str, token_id: str | None,
+                   keyed: bool, claims: bool) -> LabMessage:
+        """The new row, or the earlier row of the same message (same sender, control id and body).
+
+        The first message under a sender's control id holds it (`claim_key`); a message with
+        another body under the same control id is stored all the same, naming the holder."""
+        sender, control = storable(sender), storable(control)
+        replay_key = _key(sender, control, digest) if keyed else None
+        claim_key = _key(sender, control) if claims else None
+        holder: int | None = None
+        for _ in range(3):  # a key taken between our insert and our look-up: try again
+            try:
+                with session_scope(self.engine) as session:
+                    row = LabMessage(sender=sender, control_id=control, transport=transport, raw=storable(raw),
+                                     raw_sha256=hashlib.sha256(raw.encode("utf-8", "replace")).hexdigest(),
+                                     body_sha256=digest, replay_key=replay_key,
+                                     claim_key=None if holder else claim_key, conflicts_with=holder,
+                                     token_id=token_id)
+                    session.add(row)
+                    session.flush()
+                    return row
+            except IntegrityError:
+                with Session(self.engine) as session:
+                    if replay_key is not None:
+                        same = session.exec(select(LabMessage).where(LabMessage.replay_key == replay_key)).first()
+                        if same is not None:
+                            return same
+                    if claim_key is not None and holder is None:
+                        held = session.exec(select(LabMessage).where(LabMessage.claim_key == claim_key)).first()
+                        if held is not None:
+                            holder = held.id
+                            continue
+                    raise
+        raise RuntimeError("a lab message could not be stored: its keys kept changing")
+
+    def _refuse(self, message_id: int, raw: str, message: OruMessage | None, refusal: str) -> Receipt:
+        """AR: this token may not send as the sender the message names. Kept, and shown to staff."""
+        detail = f"{refusal}; the message was kept and not filed"
+        ack = build_ack(message, None if message else _raw_msh(raw), "AR", f"ACK{message_id}",
+                        [AckError("204", detail, "MSH-4")], _hl7_now())
+        with session_scope(self.engine) as session:
+            row = session.get(LabMessage, message_id)
+            row.status, row.ack_code, row.ack, row.detail = "rejected", "AR", storable(ack), storable(detail)
+            session.add(row)
+            session.add(QuarantineItem(lab_message_id=message_id, reason_code="sender-not-registered",
+                                       reason=storable(f"refused for its sender: {refusal}")))
+        return Receipt("AR", ack, message_id, detail=refusal)
+
+    def _conflict(self, stored: LabMessage, message: OruMessage) -> Receipt:
+        """AE: the sender used this control id for another message. Each order is kept as a
+        quarantined result that staff can attach once they have checked it with the lab."""
+        reason = (f"message control id '{stored.control_id}' from sender '{stored.sender}' was already used by "
+                  f"lab message {stored.conflicts_with} with a different body; this message was kept and not "
+                  "filed: compare the two with the lab, then attach each result to its screening or reject it")
+        held = Quarantined("conflicting-control-id", reason, "MSH-10")
+        lab_id = lab_id_of(message)
+        outcomes = []
+        for index, order in enumerate(message.orders):
+            result_id = f"lr-{stored.id}-{index + 1}"
+            self._hold(stored.id, result_id, index, lab_id, order, _status(order), _record(lab_id, order), None, held)
+            outcomes.append(OrderOutcome(result_id, "quarantined", None, held.code, held.reason, held.location))
+        if not outcomes:
             with session_scope(self.engine) as session:
-                row = LabMessage(sender=storable(sender), control_id=storable(control), transport=transport,
-                                 raw=storable(raw), raw_sha256=digest)
-                session.add(row)
-                session.flush()
-                return row
-        except IntegrityError:
-            with Session(self.engine) as session:
-                return session.exec(select(LabMessage).where(LabMessage.sender == storable(sender),
-                                                             LabMessage.control_id == storable(control))).one()
+                existing = select(QuarantineItem).where(QuarantineItem.lab_message_id == stored.id)
+                if session.exec(existing).first() is None:
+                    session.add(QuarantineItem(lab_message_id=stored.id, reason_code=held.code, reason=reason))
+        error = AckError("205", "this message control id (MSH-10) was already used by an earlier message with "
+                         "different content; this message was kept and held for review, not filed. Give every "
+                         "new message its own control id", "MSH-10")
+        ack = build_ack(message, None, "AE", f"ACK{stored.id}", [error], _hl7_now())
+        self._finish(stored.id, "processed", "AE", ack, reason)
+        return Receipt("AE", ack, stored.id, outcomes=outcomes)
 
     async def _process(self, message_id: int, raw: str, message: OruMessage | None,
                        error: Hl7Error | None) -> Receipt:
@@ -229,12 +359,8 @@ class LabIngest:
     async def _file_order(self, message_id: int, index: int, message: OruMessage, order: Order) -> OrderOutcome:
         result_id = f"lr-{message_id}-{index + 1}"
         lab_id = lab_id_of(message)
-        status = (order.result_status or "F").upper()[:1]
-        record = {
-            "lab_id": lab_id, "placer": order.placer_order_number, "filler": order.filler_order_number,
-            "specimen": order.specimen_id, "result_status": status, "collected_at": order.collected_at,
-            "observations": [asdict(o) for o in order.observations], "notes": list(order.notes),
-        }
+        status = _status(order)
+        record = _record(lab_id, order)
         screening_id = None
         try:
             screening, participant = await run_in_threadpool(self._match, order)
@@ -360,8 +486,9 @@ class LabIngest:
         """Staff vouch for the match (identity checked by a person); codes are mapped again."""
         item, result = await run_in_threadpool(self._open_item, item_id)
         if result is None:
-            raise Quarantined("nothing-to-attach", "this message could not be parsed, so there is no result to "
-                              "attach; reject it and ask the lab to resend it corrected")
+            raise Quarantined("nothing-to-attach", "this item holds no result to attach (the message could not be "
+                              "parsed, or was refused for its sender); reject it and ask the lab to resend it "
+                              "corrected")
         screening = await run_in_threadpool(self._screening, screening_id)
         order = order_from_record(result.report)
         report = await run_in_threadpool(self._report, result.id, result.lab_message_id, result.lab_id,
@@ -403,6 +530,23 @@ class LabIngest:
                 result.screening_id = screening_id or result.screening_id
                 session.add(result)
             return item
+
+
+def _status(order: Order) -> str:
+    return (order.result_status or "F").upper()[:1]
+
+
+def _record(lab_id: str, order: Order) -> dict[str, Any]:
+    """What is kept of an order beside the raw message, enough to file it later (order_from_record)."""
+    return {
+        "lab_id": lab_id, "placer": order.placer_order_number, "filler": order.filler_order_number,
+        "specimen": order.specimen_id, "result_status": _status(order), "collected_at": order.collected_at,
+        "observations": [asdict(o) for o in order.observations], "notes": list(order.notes),
+    }
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _cross_check(patient: PatientIds, participant: Participant) -> None:

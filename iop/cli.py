@@ -66,8 +66,12 @@ def token_create(
     role: Annotated[str, typer.Option(help="admin, staff, clinician, lab or auditor")],
     name: Annotated[str, typer.Option(help="Who or what holds it (no patient data)")],
     days: Annotated[int | None, typer.Option(help="Expire after this many days")] = None,
+    sender_app: Annotated[str | None, typer.Option(help="Lab tokens (required): the MSH-3 sending application")] = None,
+    sender_facility: Annotated[str | None, typer.Option(
+        help="Lab tokens (required): the MSH-4 sending facility (also the JSON lab_id)")] = None,
 ) -> None:
-    """Create a token; prints it once (only its hash is stored)."""
+    """Create a token; prints it once (only its hash is stored). A lab token is bound to the
+    sender (MSH-3 / MSH-4) it may send as."""
     from api.tokens import issue_token
     from store.db import make_engine, session_scope
 
@@ -75,9 +79,11 @@ def token_create(
     expires = datetime.now(timezone.utc) + timedelta(days=days) if days else None
     with session_scope(make_engine(settings.resolved_database_url)) as session:
         try:
-            _, plaintext = issue_token(session, name=name, role=role, expires_at=expires)
+            _, plaintext = issue_token(session, name=name, role=role, expires_at=expires,
+                                       sender_application=sender_app, sender_facility=sender_facility)
         except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from exc
+            flags = str(exc).replace("sender_application", "--sender-app").replace("sender_facility", "--sender-facility")
+            raise typer.BadParameter(flags) from exc
     typer.echo(plaintext)
 
 
@@ -153,21 +159,26 @@ async def _run_worker(settings: Settings) -> None:
 def hl7_listen(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (2575 is HL7's registered port)")] = 2575,
+    lab_token: Annotated[str, typer.Option(
+        help="Id of the lab token (`iop token create --role lab ...`) whose registered sender this listener "
+             "accepts; MLLP has no credentials")] = ...,
 ) -> None:
-    """Receive ORU^R01 over MLLP; each message is stored, filed or quarantined, and ACKed."""
+    """Receive ORU^R01 over MLLP for one lab; each message is stored, filed or quarantined, and ACKed."""
     settings = get_settings()
     _logging(settings)
-    asyncio.run(_run_hl7_listener(settings, host, port))
+    asyncio.run(_run_hl7_listener(settings, host, port, lab_token))
 
 
-async def _run_hl7_listener(settings: Settings, host: str, port: int) -> None:
+async def _run_hl7_listener(settings: Settings, host: str, port: int, lab_token: str) -> None:
     from ingest.lab import LabIngest
     from ingest.mllp import serve_mllp
     from iop.temporal import connect
     from store.db import make_engine
 
     engine = make_engine(settings.resolved_database_url)
-    server = await serve_mllp(LabIngest(engine, await connect(settings)), host, port)
+    if LabIngest(engine, None).sender_for_token(lab_token).refused:  # type: ignore[arg-type]
+        raise typer.BadParameter(f"no usable lab token has the id {lab_token} (revoked, expired or unknown)")
+    server = await serve_mllp(LabIngest(engine, await connect(settings)), host, port, token_id=lab_token)
     stop = _stop_event()
     log.info("MLLP listener on %s:%s", host, port)
     async with server:

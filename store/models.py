@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import field_validator
-from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -104,6 +104,9 @@ class ApiToken(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
+    # A lab token's registered sender: the MSH-3 / MSH-4 namespace ids it may send as.
+    sender_application: str | None = Field(default=None, max_length=120)
+    sender_facility: str | None = Field(default=None, max_length=120)
 
 
 class IdempotencyRecord(SQLModel, table=True):
@@ -215,10 +218,18 @@ class AlertRecord(SQLModel, table=True):
 
 
 class LabMessage(SQLModel, table=True):
-    """Every message a lab sent, stored raw before anything else is done with it."""
+    """Every message a lab sent, stored raw before anything else is done with it.
+
+    A message with the sender and control id of an earlier one is a resend (not stored again)
+    only when its normalised body is the same: `replay_key` is unique over sender, control id and
+    body digest. The first such message holds the control id (`claim_key`, unique over sender and
+    control id); another body under the same control id is stored as its own row with
+    `conflicts_with` naming the holder, and held in quarantine. Messages refused for their sender
+    (or their token) hold neither key: they are kept, never replayed, and use up no control id.
+    """
 
     __tablename__ = "lab_messages"
-    __table_args__ = (UniqueConstraint("sender", "control_id"),)
+    __table_args__ = (Index("ix_lab_messages_sender_control_id", "sender", "control_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     sender: str = Field(max_length=300)  # MSH-3^MSH-4, or the JSON lab id
@@ -231,6 +242,11 @@ class LabMessage(SQLModel, table=True):
     ack_code: str | None = Field(default=None, max_length=2)
     ack: str | None = Field(default=None, sa_column=Column(Text))
     detail: str | None = Field(default=None, max_length=2000)
+    body_sha256: str | None = Field(default=None, max_length=64)  # domain.lab_intake.body_digest
+    replay_key: str | None = Field(default=None, max_length=64, unique=True)
+    claim_key: str | None = Field(default=None, max_length=64, unique=True)
+    conflicts_with: int | None = Field(default=None)  # the lab message that holds the control id
+    token_id: str | None = Field(default=None, max_length=32)  # the token it came with
 
 
 class LabResult(SQLModel, table=True):

@@ -52,11 +52,16 @@ def enrollment(**overrides: Any) -> dict[str, Any]:
     return body
 
 
+# The sender the test lab token is registered to (MSH-3 / MSH-4, and the JSON lab_id).
+LAB_APPLICATION, LAB_FACILITY = "ACMELAB", "ACME REFERENCE LAB"
+
+
 def issue_role_tokens(engine: Engine) -> dict[str, str]:
     tokens = {}
     with session_scope(engine) as session:
         for role in ROLES:
-            _, tokens[role] = issue_token(session, name=f"test {role}", role=role)
+            sender = {"sender_application": LAB_APPLICATION, "sender_facility": LAB_FACILITY} if role == "lab" else {}
+            _, tokens[role] = issue_token(session, name=f"test {role}", role=role, **sender)
     return tokens
 
 

@@ -20,7 +20,7 @@ from temporalio.api.common.v1 import Payload
 from api import history
 from api.deps import ServicesDep, SessionDep, done_reading, require
 from api.problems import ProblemError, responses
-from api.tokens import ROLES, Actor, issue_token
+from api.tokens import ROLES, Actor, issue_token, sender_problem
 from api.workflow_calls import workflow_call
 from store.audit import verify
 from store.models import ApiToken, AuditEvent, Disclosure, MedicationOrderRecord, Participant, Screening, SelectionDraw, utcnow
@@ -224,12 +224,20 @@ class TokenIn(BaseModel):
     name: str = Field(min_length=1, max_length=120, description="Who or what holds it (no patient data)")
     role: Literal[ROLES]  # type: ignore[valid-type]
     days: int | None = Field(default=None, ge=1, le=3650, description="Expires after this many days")
+    sender_application: str | None = Field(default=None, max_length=120,
+                                           description="Lab tokens (required): the MSH-3 sending application "
+                                                       "(namespace id) this lab sends as")
+    sender_facility: str | None = Field(default=None, max_length=120,
+                                        description="Lab tokens (required): the MSH-4 sending facility "
+                                                    "(namespace id), also the JSON lab_id, this lab sends as")
 
 
 class TokenPublic(BaseModel):
     id: str
     name: str
     role: str
+    sender_application: str | None = None
+    sender_facility: str | None = None
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
@@ -239,10 +247,16 @@ class TokenCreated(TokenPublic):
     token: str = Field(description="Shown once; only its hash is stored")
 
 
-@router.post("/tokens", status_code=201, response_model=TokenCreated, responses=responses(401, 403, 422))
+@router.post("/tokens", status_code=201, response_model=TokenCreated, responses=responses(401, 403, 422),
+             description="A lab token must name the sender it sends as (sender_application = MSH-3, "
+                         "sender_facility = MSH-4 / JSON lab_id); messages naming any other sender are kept "
+                         "and refused (AR).")
 def create_token(body: TokenIn, actor: Admin, session: SessionDep) -> TokenCreated:
     expires = datetime.now(timezone.utc) + timedelta(days=body.days) if body.days else None
-    row, plaintext = issue_token(session, name=body.name, role=body.role, expires_at=expires)
+    if problem := sender_problem(body.role, body.sender_application, body.sender_facility):
+        raise ProblemError(422, problem[0].upper() + problem[1:] + ".")
+    row, plaintext = issue_token(session, name=body.name, role=body.role, expires_at=expires,
+                                 sender_application=body.sender_application, sender_facility=body.sender_facility)
     session.commit()
     return TokenCreated(**TokenPublic.model_validate(row, from_attributes=True).model_dump(), token=plaintext)
 

@@ -19,7 +19,7 @@ from api.tokens import Actor
 from api.workflow_calls import workflow_call
 from domain.analytes import ANALYTES
 from domain.hl7 import Identifier, Observation, Order, OruMessage, PatientIds
-from ingest.lab import LabIngest, Quarantined
+from ingest.lab import LabIngest, LabSender, Quarantined, lab_sender
 from store.models import CodeMapping, QuarantineItem, Screening
 from workflows.contracts import Review, ScreeningState
 from workflows.screening import ScreeningWorkflow
@@ -41,6 +41,10 @@ def ingest(services: ServicesDep) -> LabIngest:
     return services.lab
 
 
+def _sender_of(actor: Actor) -> LabSender:
+    return lab_sender(actor.token_id, actor.role, actor.sender_application, actor.sender_facility)
+
+
 # --- HL7 ------------------------------------------------------------------------------------
 
 
@@ -56,7 +60,7 @@ def ingest(services: ServicesDep) -> LabIngest:
 async def receive_hl7(request: Request, actor: Lab, services: ServicesDep) -> Response:
     body = await request.body()
     text = body.decode("utf-8", errors="replace")
-    receipts = await services.lab.receive_hl7(text, "http")
+    receipts = await services.lab.receive_hl7(text, "http", _sender_of(actor))
     return Response("\r".join(r.ack for r in receipts) + "\r", media_type="text/plain")
 
 
@@ -121,9 +125,16 @@ def _as_oru(body: JsonResults) -> OruMessage:
 
 
 @router.post("/lab/results", response_model=ReceiptPublic, responses=responses(401, 403, 422),
-             summary="Receive one specimen's results as JSON (for labs with REST interfaces)")
+             summary="Receive one specimen's results as JSON (for labs with REST interfaces)",
+             description="message_id is the lab's control id: the same message_id with the same body is a resend "
+                         "(answered as before); with another body it is kept and held as a conflicting control id "
+                         "(AE). lab_id must be the sender facility the lab token is registered to; any other is "
+                         "kept and answered 403.")
 async def receive_json(body: JsonResults, actor: Lab, services: ServicesDep) -> ReceiptPublic:
-    receipt = await services.lab.receive_parsed(_as_oru(body), body.model_dump_json(), "json")
+    receipt = await services.lab.receive_parsed(_as_oru(body), body.model_dump_json(), "json", _sender_of(actor))
+    if receipt.ack_code == "AR" and receipt.detail:
+        detail = receipt.detail[0].upper() + receipt.detail[1:]
+        raise ProblemError(403, f"{detail}. The message was stored (lab message {receipt.message_id}) and not filed.")
     if receipt.replayed:
         stored = await run_in_threadpool(_stored_outcomes, services, receipt.message_id)
         return ReceiptPublic(ack_code=receipt.ack_code, message_id=receipt.message_id, replayed=True, outcomes=stored)

@@ -156,7 +156,7 @@ async def test_unmapped_code_is_held_then_mapped_and_attached(stack):
 
 async def test_json_results_and_resend(stack):
     pid, sid, specimen = await collected(stack)
-    body = {"lab_id": "RESTLAB", "message_id": "R-1", "specimen_id": specimen, "result_status": "F",
+    body = {"lab_id": "ACME REFERENCE LAB", "message_id": "R-1", "specimen_id": specimen, "result_status": "F",
             "participant_id": pid, "results": [
                 {"code": "3393-6", "value": 10, "units": "ng/mL", "cutoff": 150},
                 {"code": "2161-8", "value": 90, "units": "mg/dL"}, {"code": "2965-2", "value": 1.012},

@@ -13,15 +13,17 @@ from domain.hl7 import MllpDecoder, mllp_frame, parse_ack
 from ingest.lab import LabIngest
 from ingest.mllp import serve_mllp
 from iop.settings import Settings
-from store.models import LabMessage
+from store.models import ApiToken, LabMessage
 from tests.api.test_lab import collected, oru, screening
 from tests.conftest import TEST_CONVERTER
-from tests.helpers import issue_role_tokens
+from tests.helpers import LAB_APPLICATION, LAB_FACILITY, issue_role_tokens
 
 
 async def test_mllp_listener_files_a_result_sent_in_pieces(stack):
     pid, sid, specimen = await collected(stack)
-    server = await serve_mllp(LabIngest(stack.engine, stack.temporal), "127.0.0.1", 0)
+    with Session(stack.engine) as session:
+        lab_token = session.exec(select(ApiToken).where(ApiToken.role == "lab")).one().id
+    server = await serve_mllp(LabIngest(stack.engine, stack.temporal), "127.0.0.1", 0, token_id=lab_token)
     port = server.sockets[0].getsockname()[1]
     async with server:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -48,7 +50,7 @@ def test_any_bytes_get_an_ack_never_a_server_error(records_engine, tmp_path):
     app = create_app(Settings(data_dir=tmp_path), engine=records_engine, temporal=unreachable)
     tokens = issue_role_tokens(records_engine)
     headers = {"Authorization": f"Bearer {tokens['lab']}", "Content-Type": "text/plain"}
-    msh = "MSH|^~\\&|FUZZ|LAB|IOPW|NORTH|20261123||ORU^R01|{}|P|2.5.1\r"
+    msh = f"MSH|^~\\&|{LAB_APPLICATION}|{LAB_FACILITY}|IOPW|NORTH|20261123||ORU^R01|{{}}|P|2.5.1\r"
 
     with TestClient(app, raise_server_exceptions=False) as client:
         @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
