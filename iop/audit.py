@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from domain.disclosure import encode_payload, webhook_headers
 from iop.settings import Settings, get_settings
-from store.audit import AuditKey, AuditKeyError, Checkpoint, append_checkpoint_file, keys_for, make_checkpoint
+from store.audit import AuditKey, AuditKeyError, Checkpoint, append_checkpoint_file, make_checkpoint
 
 SCHEDULE_ID = "audit-checkpoint"
 
@@ -102,7 +102,7 @@ def write_checkpoint(engine: Engine, settings: Settings) -> Checkpoint:
     problem = checkpoint_target_problem(settings)
     if problem:
         raise AuditKeyError(problem)
-    point = make_checkpoint(engine, keys_for(engine))
+    point = make_checkpoint(engine, audit_keys(settings))
     append_checkpoint_file(settings.audit_checkpoint_path, point)
     if settings.audit_checkpoint_url:
         body = encode_payload({"type": "audit.checkpoint", "checkpoint": point.__dict__})

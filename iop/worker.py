@@ -11,6 +11,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.audit import AuditActivities
 from activities.disclosure import DisclosureActivities
 from activities.medication import MedicationActivities
 from activities.notify import Notifier, WebhookNotifier
@@ -18,12 +19,13 @@ from activities.records import RecordActivities
 from activities.screenings import ScreeningActivities
 from iop.codec import CodecKey
 from iop.settings import Settings
+from workflows.audit import AuditCheckpointWorkflow
 from workflows.disclosure import DisclosureWorkflow
 from workflows.medication import MedicationWorkflow
 from workflows.participant import ParticipantWorkflow
 from workflows.screening import ScreeningWorkflow
 
-WORKFLOWS = [ParticipantWorkflow, ScreeningWorkflow, MedicationWorkflow, DisclosureWorkflow]
+WORKFLOWS = [ParticipantWorkflow, ScreeningWorkflow, MedicationWorkflow, DisclosureWorkflow, AuditCheckpointWorkflow]
 
 # Pure modules shared with the sandbox instead of re-imported for every workflow run.
 PASSTHROUGH = ("domain", "workflows.contracts", "workflows.search")
@@ -37,7 +39,7 @@ def notifier_for(settings: Settings) -> Notifier | None:
 
 def activities(engine: Engine, keys: Sequence[CodecKey], notifier: Notifier | None = None) -> list:
     return (RecordActivities(engine).all() + ScreeningActivities(engine, notifier).all()
-            + MedicationActivities(engine).all() + DisclosureActivities(engine, keys).all())
+            + MedicationActivities(engine).all() + DisclosureActivities(engine, keys).all() + AuditActivities(engine).all())
 
 
 def build_worker(client: Client, engine: Engine, task_queue: str, *, notifier: Notifier | None = None,
