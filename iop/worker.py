@@ -39,7 +39,8 @@ def notifier_for(settings: Settings) -> Notifier | None:
 
 def activities(engine: Engine, keys: Sequence[CodecKey], notifier: Notifier | None = None) -> list:
     return (RecordActivities(engine).all() + ScreeningActivities(engine, notifier).all()
-            + MedicationActivities(engine).all() + DisclosureActivities(engine, keys).all() + AuditActivities(engine).all())
+            + MedicationActivities(engine).all() + DisclosureActivities(engine, keys).all()
+            + AuditActivities(engine).all())
 
 
 def build_worker(client: Client, engine: Engine, task_queue: str, *, notifier: Notifier | None = None,

@@ -252,7 +252,8 @@ async def storage(order_id: str, body: StorageIn, actor: Prescriber, session: Se
 
 @router.get("/dispensing/today", response_model=list[DueToday], responses=responses(401, 403, 422),
             summary="Who is due for a dose or injection today, and who has been dosed")
-def dispensing_today(actor: Reader, session: SessionDep, shown: ShownDep, site: str | None = None) -> list[DueToday]:
+def dispensing_today(actor: Reader, session: SessionDep, shown: ShownDep,
+                     site: str | None = None) -> list[DueToday]:
     query = select(MedicationOrderRecord, Participant).join(Participant).where(
         MedicationOrderRecord.status != "stopped")
     if site:

@@ -17,7 +17,7 @@ from iop.audit import SCHEDULE_ID, audit_keys, ensure_checkpoint_schedule
 from iop.settings import Settings
 from store.audit import AuditEntry, append, read_checkpoints
 from store.db import session_scope
-from store.models import ApiToken, AuditEvent
+from store.models import AuditEvent
 from tests.conftest import unique
 from workflows.audit import AuditCheckpointWorkflow
 
@@ -54,7 +54,8 @@ async def test_a_revoked_or_expired_token_is_named_in_the_trail(stack):
     revoke = await stack.http.post(f"/tokens/{ids[0]}/revoke", headers=stack.auth("admin"))
     assert revoke.status_code == 200
     for token_id, token, rid in ((ids[0], revoked_token, "dead-1"), (ids[1], expired_token, "dead-2")):
-        answer = await stack.http.get("/participants", headers={"Authorization": f"Bearer {token}", "X-Request-ID": rid})
+        answer = await stack.http.get("/participants",
+                                      headers={"Authorization": f"Bearer {token}", "X-Request-ID": rid})
         assert answer.status_code == 401
         [event] = events_of(stack.engine, rid)
         assert (event.actor, event.outcome) == (token_id, "401") and "token rejected" in event.detail

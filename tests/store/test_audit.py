@@ -61,7 +61,8 @@ def test_the_cli_names_the_broken_link(migrated_engine, db_url, tmp_path):
     key = AuditKey("audit-1", bytes(range(32)))
     for i in range(4):
         append(migrated_engine, entry(i), keys=[key])
-    env = {**os.environ, "IOP_DATABASE_URL": db_url, "IOP_DATA_DIR": str(tmp_path), "IOP_AUDIT_KEYS": format_audit_key(key)}
+    env = {**os.environ, "IOP_DATABASE_URL": db_url, "IOP_DATA_DIR": str(tmp_path),
+           "IOP_AUDIT_KEYS": format_audit_key(key)}
     ok = subprocess.run([sys.executable, "-m", "iop.cli", "audit", "verify"], env=env, capture_output=True, text=True)
     assert ok.returncode == 0 and "4 events checked" in ok.stdout
     with migrated_engine.begin() as conn:

@@ -7,7 +7,6 @@ import os
 import stat
 from datetime import timezone
 
-import pytest
 from sqlalchemy import text
 from sqlmodel import Session, col, select
 
@@ -159,8 +158,8 @@ def test_appending_old_style_rows_after_signed_ones_is_found(migrated_engine, tm
                   "request_id": "forged"}
     with migrated_engine.begin() as conn:
         conn.execute(text(
-            "INSERT INTO audit_events (seq, at, actor, role, action, subject_type, subject_id, participant_id, outcome, "
-            "request_id, source, detail, prev_hash, hash, mac_alg) VALUES (:seq, :at, :actor, :role, :action, "
+            "INSERT INTO audit_events (seq, at, actor, role, action, subject_type, subject_id, participant_id, "
+            "outcome, request_id, source, detail, prev_hash, hash, mac_alg) VALUES (:seq, :at, :actor, :role, :action, "
             ":subject_type, :subject_id, :participant_id, :outcome, :request_id, :source, :detail, :prev_hash, :hash, "
             "'sha256')"), {**values, "hash": legacy_hash(values)})
         conn.execute(text("UPDATE audit_head SET seq = 7, hash = :h, keyed_from = NULL"), dict(h=legacy_hash(values)))
