@@ -11,7 +11,8 @@ COPY ingest ./ingest
 COPY iop ./iop
 COPY store ./store
 COPY workflows ./workflows
-RUN pip install . && useradd --system --uid 10001 --no-create-home iop
+RUN pip install . && useradd --system --uid 10001 --no-create-home iop \
+    && install -d -o iop -g iop -m 0700 /var/lib/iop-audit
 COPY deploy/healthcheck.py ./deploy/healthcheck.py
 USER iop
 # Production refuses to start without IOP_CODEC_KEYS; the API listens on all interfaces of its

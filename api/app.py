@@ -14,8 +14,10 @@ from api.audit import AuditMiddleware
 from api.deps import Services
 from api.routers import audit, disclosures, health, lab, medications, participants, screenings
 from ingest.lab import LabIngest
+from iop.audit import audit_keys
 from iop.settings import Settings
 from iop.temporal import connect
+from store.audit import use_keys
 from store.db import make_engine
 
 
@@ -26,6 +28,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
     async def lifespan(app: FastAPI):
         own_engine = engine is None
         records = engine or make_engine(settings.resolved_database_url)
+        # Production refuses to start without IOP_AUDIT_KEYS (iop/audit.py), like without IOP_CODEC_KEYS.
+        use_keys(records, audit_keys(settings))
         # Lazy: the API starts (and /readyz says why it is not ready) while Temporal is down.
         client = temporal or await connect(settings, lazy=True)
         services = Services(settings=settings, engine=records, temporal=client, lab=LabIngest(records, client))

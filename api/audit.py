@@ -60,14 +60,17 @@ class AuditMiddleware(BaseHTTPMiddleware):
         participant_id = getattr(request.state, "audit_participant", None) or participant_id
         if subject_type is None and participant_id:
             subject_type, subject_id = "participant", participant_id
+        rejected = getattr(request.state, "rejected_token", None)  # (id, role) of a revoked or expired token
+        shown = getattr(request.state, "audit_shown", None)
         append(services.engine, AuditEntry(
-            actor=actor.token_id if actor else "anonymous",
-            role=actor.role if actor else "-",
+            actor=actor.token_id if actor else rejected[0] if rejected else "anonymous",
+            role=actor.role if actor else rejected[1] if rejected else "-",
             action=f"{request.method} {route.path if route else request.url.path}",
             outcome=str(status),
             subject_type=subject_type, subject_id=subject_id, participant_id=participant_id,
             request_id=rid, source=request.client.host if request.client else None,
             detail=getattr(request.state, "audit_detail", None),
+            shown=",".join(dict.fromkeys(shown)) if shown else None,
         ))
 
     @staticmethod

@@ -48,6 +48,15 @@ def done_reading(session: Session) -> None:
     session.commit()  # ends the transaction; loaded objects stay usable (expire_on_commit=False)
 
 
+def _shown(request: Request) -> list[str]:
+    """A list read fills this with the participant ids on the page; the audit trail records them."""
+    request.state.audit_shown = shown = []
+    return shown
+
+
+# The participant ids a list read showed (api/audit.py records them with the request).
+ShownDep = Annotated[list[str], Depends(_shown)]
+
 # Closed as soon as the route function returns, before the answer is sent (and audited).
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
@@ -69,6 +78,8 @@ def _authenticated(
             actor = authenticate(session, credentials.credentials)
     except TokenRejected as exc:
         request.state.audit_detail = f"token rejected: {exc}"
+        if exc.token_id:  # a revoked or expired token: the trail names which one was still in use
+            request.state.rejected_token = (exc.token_id, exc.role)
         raise ProblemError(401, str(exc)[0].upper() + str(exc)[1:] + ".", headers=unauthorized) from exc
     request.state.actor = actor  # for the audit trail
     return actor

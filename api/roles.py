@@ -55,6 +55,7 @@ POST /consents/{consent_id}/revoke: admin staff clinician
 GET /disclosures: admin staff clinician auditor
 GET /audit: admin auditor
 GET /audit/verify: admin auditor
+POST /audit/checkpoints: admin
 GET /participants/{participant_id}/history: admin staff clinician auditor
 GET /workflows/{workflow_id}/history: admin auditor
 POST /codec/decode: admin auditor

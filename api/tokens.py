@@ -61,7 +61,9 @@ def issue_token(session: Session, *, name: str, role: str, expires_at: datetime 
 
 
 class TokenRejected(Exception):
-    pass
+    def __init__(self, message: str, token_id: str | None = None, role: str | None = None) -> None:
+        super().__init__(message)
+        self.token_id, self.role = token_id, role  # set when the secret was right but the token is dead
 
 
 def authenticate(session: Session, presented: str) -> Actor:
@@ -73,9 +75,9 @@ def authenticate(session: Session, presented: str) -> Actor:
     if row is None or not hmac.compare_digest(row.secret_sha256, _digest(secret)):
         raise TokenRejected("the bearer token is not valid")
     if row.revoked_at is not None:
-        raise TokenRejected("the bearer token has been revoked")
+        raise TokenRejected("the bearer token has been revoked", row.id, row.role)
     if row.expires_at is not None and _aware(row.expires_at) <= utcnow():
-        raise TokenRejected("the bearer token has expired; ask an administrator for a new one")
+        raise TokenRejected("the bearer token has expired; ask an administrator for a new one", row.id, row.role)
     return Actor(token_id=row.id, role=row.role, name=row.name, sender_application=row.sender_application,
                  sender_facility=row.sender_facility)
 

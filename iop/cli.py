@@ -103,18 +103,54 @@ def token_revoke(token_id: str) -> None:
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Walk the hash chain; exit 1 naming the first broken link."""
-    from store.audit import verify
+def audit_verify(
+    checkpoints: Annotated[Path | None, typer.Option(
+        help="Signed checkpoints to compare against (default: IOP_AUDIT_CHECKPOINT_FILE if it exists)")] = None,
+) -> None:
+    """Walk the chain against its keys and checkpoints; exit 1 naming the first missing or changed event."""
+    from iop.audit import audit_keys
+    from store.audit import CheckpointError, read_checkpoints, verify
     from store.db import make_engine
 
-    result = verify(make_engine(get_settings().resolved_database_url))
+    settings = get_settings()
+    path = checkpoints or settings.audit_checkpoint_path
+    if checkpoints is not None and not checkpoints.exists():
+        raise typer.BadParameter(f"{checkpoints} does not exist")
+    try:
+        points = read_checkpoints(path) if path.exists() else []
+    except CheckpointError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    result = verify(make_engine(settings.resolved_database_url), keys=audit_keys(settings), checkpoints=points)
+    against = f"{result.checkpoints} checkpoints from {path}" if points else "no checkpoints (the end is not pinned)"
     if result.ok:
-        typer.echo(f"audit trail intact: {result.checked} events checked")
+        typer.echo(f"audit trail intact: {result.checked} events checked against {against}")
         return
     typer.echo(f"audit trail BROKEN at event {result.first_broken_seq}: {result.problem} "
-               f"({result.checked} events before it are intact)", err=True)
+               f"({result.checked} events before it are intact; compared against {against})", err=True)
     raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Sign the chain's head now: append it to the checkpoint file (and POST it to the auditor's webhook)."""
+    from iop.audit import audit_keys, write_checkpoint
+    from store.audit import use_keys
+    from store.db import make_engine
+
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url)
+    use_keys(engine, audit_keys(settings))
+    point = write_checkpoint(engine, settings)
+    typer.echo(f"checkpoint at event {point.seq} ({point.hash[:16]}...) written to {settings.audit_checkpoint_path}"
+               + (" and sent to the auditor's webhook" if settings.audit_checkpoint_url else ""))
+
+
+@audit_app.command("new-key")
+def audit_new_key(key_id: Annotated[str | None, typer.Option(help="Key id; random if omitted")] = None) -> None:
+    """Print a new key entry for IOP_AUDIT_KEYS (put it first to rotate; keep old ones after it)."""
+    from iop.audit import format_audit_key, new_audit_key
+
+    typer.echo(format_audit_key(new_audit_key(key_id)))
 
 
 # --- keys ----------------------------------------------------------------------------------
@@ -140,15 +176,19 @@ def worker() -> None:
 
 
 async def _run_worker(settings: Settings) -> None:
+    from iop.audit import audit_keys, ensure_checkpoint_schedule
     from iop.temporal import connect
     from iop.worker import build_worker, ensure_reconciler_schedule, notifier_for
+    from store.audit import use_keys
     from store.db import make_engine
 
     client = await connect(settings)
     engine = make_engine(settings.resolved_database_url)
+    use_keys(engine, audit_keys(settings))  # production: refuses to start without IOP_AUDIT_KEYS
     stop = _stop_event()
     async with build_worker(client, engine, settings.task_queue, notifier=notifier_for(settings)):
         log.info("reconciler schedule %s in place", await ensure_reconciler_schedule(client, settings))
+        await ensure_checkpoint_schedule(client, settings.task_queue, settings.audit_checkpoint_minutes)
         log.info("worker polling task queue %s", settings.task_queue)
         await stop.wait()
         log.info("worker stopping: finishing activities in progress")
@@ -214,8 +254,10 @@ async def _run_dev(settings: Settings) -> None:
     from temporalio.testing import WorkflowEnvironment
 
     from api.app import create_app
+    from iop.audit import audit_keys, ensure_checkpoint_schedule
     from iop.temporal import converter
     from iop.worker import build_worker, ensure_reconciler_schedule, notifier_for
+    from store.audit import use_keys
     from store.db import make_engine
     from store.migrate import upgrade
     from workflows import search
@@ -223,6 +265,7 @@ async def _run_dev(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
     engine = make_engine(settings.resolved_database_url)
+    use_keys(engine, audit_keys(settings))
     _dev_token(settings, engine)
 
     log.info("starting the Temporal dev server (data in %s)", settings.data_dir / "temporal.db")
@@ -250,6 +293,7 @@ async def _run_dev(settings: Settings) -> None:
         server.install_signal_handlers = lambda: None  # one stop event drives every part
         async with build_worker(env.client, engine, settings.task_queue, notifier=notifier_for(settings)):
             await ensure_reconciler_schedule(env.client, settings)
+            await ensure_checkpoint_schedule(env.client, settings.task_queue, settings.audit_checkpoint_minutes)
             serving = asyncio.create_task(server.serve())
             base = f"http://{settings.api_host}:{settings.api_port}"
             typer.echo(

@@ -31,6 +31,17 @@ class Settings(BaseSettings):
     api_port: int = 8000
     # "key-id:base64(32 bytes)" entries, comma separated; the first encrypts, all decrypt.
     codec_keys: str = Field(default="", repr=False)
+    # The audit chain's HMAC keys, "key-id:base64(32 bytes)" entries like the codec keys: the first signs,
+    # all verify. Kept out of the database so its role cannot re-sign an edited trail. Empty in development:
+    # a generated key in data_dir/audit-key; required in production.
+    audit_keys: str = Field(default="", repr=False)
+    # Signed checkpoints of the audit chain's head: an append-only file (empty: data_dir/audit-checkpoints.jsonl)
+    # and, if set, an auditor's webhook (Standard Webhooks signature with the whsec_ secret).
+    audit_checkpoint_file: Path | None = None
+    audit_checkpoint_url: str = ""
+    audit_checkpoint_secret: str = Field(default="", repr=False)
+    # How often the worker's Temporal schedule takes a checkpoint; 0 turns the schedule off.
+    audit_checkpoint_minutes: int = Field(default=15, ge=0, le=24 * 60)
     # Origin of the Temporal UI, the only origin allowed to call the codec endpoint from a browser.
     temporal_ui_origin: str = "http://127.0.0.1:8233"
     log_level: str = "INFO"
@@ -50,6 +61,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'iop.db').as_posix()}"
+
+    @property
+    def audit_checkpoint_path(self) -> Path:
+        return self.audit_checkpoint_file or self.data_dir / "audit-checkpoints.jsonl"
 
     @property
     def embedded_temporal(self) -> bool:

@@ -21,6 +21,7 @@ from temporalio.client import (
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.audit import AuditActivities
 from activities.disclosure import DisclosureActivities
 from activities.medication import MedicationActivities
 from activities.notify import Notifier, WebhookNotifier
@@ -29,13 +30,15 @@ from activities.records import RecordActivities
 from activities.screenings import ScreeningActivities
 from iop.codec import CodecKey
 from iop.settings import Settings
+from workflows.audit import AuditCheckpointWorkflow
 from workflows.disclosure import DisclosureWorkflow
 from workflows.medication import MedicationWorkflow
 from workflows.participant import ParticipantWorkflow
 from workflows.reconciler import ReconcilerWorkflow
 from workflows.screening import ScreeningWorkflow
 
-WORKFLOWS = [ParticipantWorkflow, ScreeningWorkflow, MedicationWorkflow, DisclosureWorkflow, ReconcilerWorkflow]
+WORKFLOWS = [ParticipantWorkflow, ScreeningWorkflow, MedicationWorkflow, DisclosureWorkflow, ReconcilerWorkflow,
+             AuditCheckpointWorkflow]
 
 # Pure modules shared with the sandbox instead of re-imported for every workflow run.
 PASSTHROUGH = ("domain", "workflows.contracts", "workflows.search")
@@ -49,7 +52,8 @@ def notifier_for(settings: Settings) -> Notifier | None:
 
 def activities(engine: Engine, keys: Sequence[CodecKey], notifier: Notifier | None = None) -> list:
     return (RecordActivities(engine).all() + ScreeningActivities(engine, notifier).all()
-            + MedicationActivities(engine).all() + DisclosureActivities(engine, keys).all())
+            + MedicationActivities(engine).all() + DisclosureActivities(engine, keys).all()
+            + AuditActivities(engine).all())
 
 
 def build_worker(client: Client, engine: Engine, task_queue: str, *, notifier: Notifier | None = None,

@@ -454,7 +454,12 @@ class AuditEvent(SQLModel, table=True):
     request_id: str | None = Field(default=None, max_length=64)
     source: str | None = Field(default=None, max_length=64)
     detail: str | None = Field(default=None, max_length=1000)
+    # A list read: the participant ids that were on the page, comma separated.
+    shown: str | None = Field(default=None, sa_column=Column(Text))
     prev_hash: str = Field(max_length=64)
+    # "hmac-sha256" with the audit key `key_id` (from migration 0011 on); "sha256" (no key) for older rows.
+    mac_alg: str = Field(default="hmac-sha256", max_length=16)
+    key_id: str | None = Field(default=None, max_length=64)
     hash: str = Field(max_length=64, unique=True)
 
 
@@ -466,3 +471,6 @@ class AuditHead(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     seq: int
     hash: str = Field(max_length=64)
+    # The first keyed event (the cut-over from unkeyed rows). Kept here for convenience only: the value that
+    # counts is the one pinned by the signed checkpoints outside the database (store/audit.py).
+    keyed_from: int | None = None

@@ -32,7 +32,7 @@ TEXT = (ROOT / "docker-compose.yml").read_text()
 COMPOSE = yaml.safe_load(TEXT)
 SERVICES = COMPOSE["services"]
 APP_SERVICES = ("api", "worker", "migrate")
-SECRETS = ("POSTGRES_PASSWORD", "IOP_DB_PASSWORD", "TEMPORAL_DB_PASSWORD", "IOP_CODEC_KEYS")
+SECRETS = ("POSTGRES_PASSWORD", "IOP_DB_PASSWORD", "TEMPORAL_DB_PASSWORD", "IOP_CODEC_KEYS", "IOP_AUDIT_KEYS")
 VARIABLE = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 
 

@@ -584,3 +584,11 @@ class DisclosureState:
     reason: str = ""
     last_status_code: int | None = None
     cancelled_because: str | None = None
+
+
+@dataclass
+class CheckpointTaken:
+    """An audit checkpoint was signed and written (no PHI: a sequence number and a time)."""
+
+    seq: int
+    at: str

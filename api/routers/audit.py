@@ -9,6 +9,7 @@ import io
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Literal
 
+import httpx
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
@@ -18,11 +19,12 @@ from sqlmodel import Session, col, select
 from temporalio.api.common.v1 import Payload
 
 from api import history
-from api.deps import ServicesDep, SessionDep, done_reading, require
+from api.deps import ServicesDep, SessionDep, ShownDep, done_reading, require
 from api.problems import ProblemError, responses
 from api.tokens import ROLES, Actor, issue_token, sender_problem
 from api.workflow_calls import workflow_call
-from store.audit import verify
+from iop.audit import write_checkpoint
+from store.audit import AuditKeyError, CheckpointError, read_checkpoints, verify
 from store.models import ApiToken, AuditEvent, Disclosure, MedicationOrderRecord, Participant, Screening, SelectionDraw, utcnow
 from workflows.contracts import disclosure_workflow_id
 from workflows.medication import workflow_id as medication_workflow_id
@@ -50,7 +52,10 @@ class AuditEventPublic(BaseModel):
     request_id: str | None
     source: str | None
     detail: str | None
+    shown: str | None = Field(description="A list read: the participant ids that were on the page")
     prev_hash: str
+    mac_alg: str = Field(description="hmac-sha256 (keyed; from migration 0011 on) or sha256 (older rows)")
+    key_id: str | None = Field(description="The audit key that signed the event")
     hash: str
 
 
@@ -65,14 +70,27 @@ class AuditPage(BaseModel):
 class VerificationPublic(BaseModel):
     ok: bool
     checked: int
-    first_broken_seq: int | None
+    first_broken_seq: int | None = Field(description="The first missing or changed event (for unkeyed events: "
+                                                     "the first that may have been changed)")
     problem: str | None
+    checkpoints: int = Field(description="Signed checkpoints the chain was compared against")
+    keyed_from: int | None = Field(description="The first keyed event: every event from here on must be keyed")
+
+
+class CheckpointPublic(BaseModel):
+    seq: int
+    hash: str
+    at: str
+    keyed_from: int | None
+    key_id: str
+    mac: str
 
 
 @router.get("/audit", response_model=AuditPage, responses=responses(401, 403, 422))
 def list_audit(
     actor: Auditor,
     session: SessionDep,
+    shown: ShownDep,
     participant_id: str | None = None,
     actor_id: Annotated[str | None, Query(alias="actor")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -85,14 +103,35 @@ def list_audit(
         query = query.where(AuditEvent.actor == actor_id)
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(query.order_by(col(AuditEvent.seq)).offset(offset).limit(limit)).all()
+    shown.extend(r.participant_id for r in rows if r.participant_id)
     return AuditPage(items=[AuditEventPublic.model_validate(r, from_attributes=True) for r in rows], total=total,
                      limit=limit, offset=offset, next_offset=offset + limit if offset + limit < total else None)
 
 
 @router.get("/audit/verify", response_model=VerificationPublic, responses=responses(401, 403),
-            summary="Walk the hash chain; names the first broken link")
+            summary="Walk the chain against its keys and the signed checkpoints; names the first broken link")
 def verify_audit(actor: Auditor, services: ServicesDep) -> VerificationPublic:
-    return VerificationPublic(**verify(services.engine).__dict__)
+    path = services.settings.audit_checkpoint_path
+    try:
+        points = read_checkpoints(path) if path.exists() else []
+    except CheckpointError as exc:
+        return VerificationPublic(ok=False, checked=0, first_broken_seq=None, checkpoints=0, keyed_from=None,
+                                  problem=f"The checkpoint file cannot be read: {exc}.")
+    return VerificationPublic(**verify(services.engine, checkpoints=points).__dict__)
+
+
+@router.post("/audit/checkpoints", status_code=201, response_model=CheckpointPublic,
+             responses=responses(401, 403, 502, 503),
+             summary="Sign the chain's head now and write it out of the database (file, auditor's webhook)")
+def take_checkpoint(actor: Admin, services: ServicesDep) -> CheckpointPublic:
+    try:
+        point = write_checkpoint(services.engine, services.settings)
+    except AuditKeyError as exc:
+        raise ProblemError(503, f"Checkpoints are not configured correctly: {exc}.") from exc
+    except httpx.HTTPError as exc:
+        raise ProblemError(502, f"The checkpoint was written to the file but the auditor's webhook did not take it "
+                                f"({type(exc).__name__}); check IOP_AUDIT_CHECKPOINT_URL and try again.") from exc
+    return CheckpointPublic(**point.__dict__)
 
 
 # --- timelines ------------------------------------------------------------------------------

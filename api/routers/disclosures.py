@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from api.deps import ServicesDep, SessionDep, done_reading, require
+from api.deps import ServicesDep, SessionDep, ShownDep, done_reading, require
 from api.lookups import participant_or_404
 from api.problems import ProblemError, responses
 from api.tokens import Actor
@@ -283,6 +283,7 @@ class DisclosurePage(BaseModel):
 def list_disclosures(
     actor: Reader,
     session: SessionDep,
+    shown: ShownDep,
     participant_id: str | None = None,
     recipient_id: str | None = None,
     status: str | None = None,
@@ -296,5 +297,6 @@ def list_disclosures(
             query = query.where(column == value)
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(query.order_by(col(Disclosure.created_at).desc(), col(Disclosure.id)).offset(offset).limit(limit)).all()
+    shown.extend(r.participant_id for r in rows if r.participant_id)
     return DisclosurePage(items=[DisclosurePublic.model_validate(r, from_attributes=True) for r in rows], total=total,
                           limit=limit, offset=offset, next_offset=offset + limit if offset + limit < total else None)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from api.deps import ServicesDep, SessionDep, done_reading, require
+from api.deps import ServicesDep, SessionDep, ShownDep, done_reading, require
 from api.lookups import active_participant, participant_or_404
 from api.problems import ProblemError, responses
 from api.tokens import Actor
@@ -252,7 +252,8 @@ async def storage(order_id: str, body: StorageIn, actor: Prescriber, session: Se
 
 @router.get("/dispensing/today", response_model=list[DueToday], responses=responses(401, 403, 422),
             summary="Who is due for a dose or injection today, and who has been dosed")
-def dispensing_today(actor: Reader, session: SessionDep, site: str | None = None) -> list[DueToday]:
+def dispensing_today(actor: Reader, session: SessionDep, shown: ShownDep,
+                     site: str | None = None) -> list[DueToday]:
     query = select(MedicationOrderRecord, Participant).join(Participant).where(
         MedicationOrderRecord.status != "stopped")
     if site:
@@ -271,4 +272,5 @@ def dispensing_today(actor: Reader, session: SessionDep, site: str | None = None
                               dose=order.dose, unit=order.unit, status=row.status, expected=expected.kind,
                               reason=expected.reason, dosed_today=bool({"observed-dose", "injection"} & set(recorded)),
                               recorded_today=list(recorded)))
+    shown.extend(item.participant_id for item in items)
     return items

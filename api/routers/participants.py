@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from api.deps import ServicesDep, SessionDep, require
+from api.deps import ServicesDep, SessionDep, ShownDep, require
 from api.lookups import active_participant, participant_or_404
 from api.problems import ProblemError, responses
 from api.tokens import Actor
@@ -225,6 +225,7 @@ def _mark_active(session: Session, participant: Participant) -> None:
 def list_participants(
     actor: Reader,
     session: SessionDep,
+    shown: ShownDep,
     status: str | None = None,
     phase: str | None = None,
     site: str | None = None,
@@ -243,6 +244,7 @@ def list_participants(
         query.order_by(col(Participant.created_at).desc(), col(Participant.id)).offset(offset).limit(limit)
     ).all()
     next_offset = offset + limit if offset + limit < total else None
+    shown.extend(r.id for r in rows)
     return ParticipantPage(items=[_public(r) for r in rows], total=total, limit=limit, offset=offset,
                            next_offset=next_offset)
 

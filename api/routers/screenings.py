@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, TypeAdapter, field_validator
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from api.deps import ServicesDep, SessionDep, require
+from api.deps import ServicesDep, SessionDep, ShownDep, require
 from api.lookups import active_participant, participant_or_404, screening_or_404
 from api.problems import ProblemError, responses
 from api.tokens import Actor
@@ -157,6 +157,7 @@ def _page(session: Session, query, limit: int, offset: int) -> ScreeningPage:
 def list_screenings(
     actor: Reader,
     session: SessionDep,
+    shown: ShownDep,
     day: Annotated[date | None, Query(alias="date", description="Program day (YYYY-MM-DD)")] = None,
     status: str | None = None,
     participant_id: str | None = None,
@@ -173,7 +174,9 @@ def list_screenings(
         query = query.where(Screening.participant_id == participant_id)
     if site:
         query = query.where(Screening.site == site)
-    return _page(session, query, limit, offset)
+    page = _page(session, query, limit, offset)
+    shown.extend(item.participant_id for item in page.items)
+    return page
 
 
 @router.get("/participants/{participant_id}/screenings", response_model=ScreeningPage,

@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import text
 
-from store.audit import AuditEntry, append, verify
+from iop.audit import format_audit_key
+from store.audit import AuditEntry, AuditKey, append, verify
 
 
 def entry(i: int) -> AuditEntry:
@@ -56,10 +57,12 @@ def test_concurrent_appends_keep_one_valid_chain(migrated_engine):
     assert result.ok and result.checked == 240
 
 
-def test_the_cli_names_the_broken_link(migrated_engine, db_url):
+def test_the_cli_names_the_broken_link(migrated_engine, db_url, tmp_path):
+    key = AuditKey("audit-1", bytes(range(32)))
     for i in range(4):
-        append(migrated_engine, entry(i))
-    env = {**os.environ, "IOP_DATABASE_URL": db_url}
+        append(migrated_engine, entry(i), keys=[key])
+    env = {**os.environ, "IOP_DATABASE_URL": db_url, "IOP_DATA_DIR": str(tmp_path),
+           "IOP_AUDIT_KEYS": format_audit_key(key)}
     ok = subprocess.run([sys.executable, "-m", "iop.cli", "audit", "verify"], env=env, capture_output=True, text=True)
     assert ok.returncode == 0 and "4 events checked" in ok.stdout
     with migrated_engine.begin() as conn:
