@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # text from the Today list). A URL: an SMS/voice gateway receives a signed JSON POST.
     notify_webhook_url: str = ""
     notify_webhook_secret: str = Field(default="", repr=False)
+    # Recipients (courts, employers) at loopback, link-local or private addresses are refused unless
+    # this is set: an on-premise court system on the clinic's network. Development allows loopback.
+    allow_private_recipients: bool = False
 
     @property
     def resolved_database_url(self) -> str:

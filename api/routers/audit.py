@@ -6,21 +6,22 @@ from __future__ import annotations
 import base64
 import csv
 import io
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 from temporalio.api.common.v1 import Payload
 
 from api import history
+from api.inputs import RequestModel
 from api.deps import ServicesDep, SessionDep, done_reading, require
 from api.problems import ProblemError, responses
-from api.tokens import ROLES, Actor, issue_token
+from api.tokens import ROLES, Actor, expiry_after, issue_token
 from api.workflow_calls import workflow_call
 from store.audit import verify
 from store.models import ApiToken, AuditEvent, Disclosure, MedicationOrderRecord, Participant, Screening, SelectionDraw, utcnow
@@ -182,13 +183,13 @@ async def workflow_history(workflow_id: Annotated[str, Path(pattern=r"^[A-Za-z0-
 # --- codec endpoint (Temporal UI and `temporal workflow show --codec-endpoint`) -------------
 
 
-class CodecPayload(BaseModel):
+class CodecPayload(RequestModel):
     metadata: dict[str, str] = Field(default_factory=dict, description="base64 values")
     data: str = Field(default="", description="base64")
 
 
-class CodecBody(BaseModel):
-    payloads: list[CodecPayload]
+class CodecBody(RequestModel):
+    payloads: list[CodecPayload] = Field(max_length=5000)
 
 
 def _to_proto(payloads: list[CodecPayload]) -> list[Payload]:
@@ -220,10 +221,16 @@ async def codec_encode(body: CodecBody, actor: Auditor, services: ServicesDep) -
 # --- tokens ---------------------------------------------------------------------------------
 
 
-class TokenIn(BaseModel):
+class TokenIn(RequestModel):
     name: str = Field(min_length=1, max_length=120, description="Who or what holds it (no patient data)")
     role: Literal[ROLES]  # type: ignore[valid-type]
-    days: int | None = Field(default=None, ge=1, le=3650, description="Expires after this many days")
+    days: int | None = Field(default=None, description="Expires after this many days (1-3650); omit for no expiry")
+
+    @field_validator("days")
+    @classmethod
+    def _lifetime(cls, value: int | None) -> int | None:
+        expiry_after(value, datetime.now(timezone.utc))  # the one rule, shared with `iop token create`
+        return value
 
 
 class TokenPublic(BaseModel):
@@ -241,7 +248,7 @@ class TokenCreated(TokenPublic):
 
 @router.post("/tokens", status_code=201, response_model=TokenCreated, responses=responses(401, 403, 422))
 def create_token(body: TokenIn, actor: Admin, session: SessionDep) -> TokenCreated:
-    expires = datetime.now(timezone.utc) + timedelta(days=body.days) if body.days else None
+    expires = expiry_after(body.days, datetime.now(timezone.utc))
     row, plaintext = issue_token(session, name=body.name, role=body.role, expires_at=expires)
     session.commit()
     return TokenCreated(**TokenPublic.model_validate(row, from_attributes=True).model_dump(), token=plaintext)
