@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from sqlmodel import Session
 
@@ -58,6 +58,21 @@ def issue_token(session: Session, *, name: str, role: str, expires_at: datetime 
                    sender_facility=(sender_facility or "").strip() or None)
     session.add(row)
     return row, f"{PREFIX}_{token_id}_{secret}"
+
+
+MAX_TOKEN_DAYS = 3650
+
+
+def expiry_after(days: int | None, now: datetime | date) -> datetime | date | None:
+    """When a token created `now` expires: `days` later, or never when days is None (an explicit
+    choice; the CLI and POST /tokens both leave it out for that). 0, negative or more than ten years
+    is refused: 0 must not silently mean "never"."""
+    if days is None:
+        return None
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_TOKEN_DAYS:
+        raise ValueError(f"days must be a whole number from 1 to {MAX_TOKEN_DAYS}; got {days!r} "
+                         "(leave it out for a token that does not expire)")
+    return now + timedelta(days=days)
 
 
 class TokenRejected(Exception):

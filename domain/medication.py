@@ -117,6 +117,111 @@ def _positive_float(name: str, value: Any) -> float:
     return float(value)
 
 
+# --- dose plausibility ------------------------------------------------------------------------
+# Two bounds per drug, in mg per dose. Above `usual_max_mg` a clinician records why (an override
+# reason kept with the order); above `ceiling_mg` the number is taken for a slip (1e308 mg, a dose
+# typed into the wrong field) and refused whatever the reason. The usual maxima come from labels and
+# federal rules; the ceilings are this program's plausibility guard, not clinical guidance (check).
+
+
+@dataclass(frozen=True)
+class DoseLimit:
+    usual_max_mg: float | None  # None: no usual maximum is known ("other")
+    ceiling_mg: float
+    source: str
+    initial_max_mg: float | None = None  # the first day of treatment, where a rule sets one
+
+
+DOSE_LIMITS: dict[str, DoseLimit] = {
+    "methadone": DoseLimit(
+        usual_max_mg=120.0, ceiling_mg=1000.0, initial_max_mg=50.0,
+        source="42 CFR 8.12(h)(3)(ii) (2024): initial dose at most 50 mg unless the OTP practitioner documents "
+               "that more is clinically indicated; SAMHSA TIP 63: maintenance usually 60-120 mg/day, higher "
+               "doses are used with documentation (120 mg is a program setting, uncertain); ceiling 1000 mg: "
+               "plausibility only (uncertain)",
+    ),
+    "buprenorphine": DoseLimit(
+        usual_max_mg=24.0, ceiling_mg=64.0,
+        source="buprenorphine sublingual labels: maintenance 4-24 mg/day, doses above 24 mg/day not shown to "
+               "add benefit (some labels and practice allow up to 32 mg/day, hence override, not refusal); "
+               "ceiling 64 mg: plausibility only (uncertain)",
+    ),
+    "buprenorphine-naloxone": DoseLimit(
+        usual_max_mg=24.0, ceiling_mg=64.0,
+        source="buprenorphine/naloxone sublingual labels (e.g. Suboxone): target 16 mg, range 4-24 mg/day; "
+               "up to 32 mg/day in practice with documentation; ceiling 64 mg: plausibility only (uncertain)",
+    ),
+    "naltrexone-oral": DoseLimit(
+        usual_max_mg=150.0, ceiling_mg=300.0,
+        source="naltrexone tablet label: 50 mg/day, or 100/100/150 mg three times a week; ceiling 300 mg: "
+               "plausibility only (uncertain)",
+    ),
+    "naltrexone-er-injection": DoseLimit(
+        usual_max_mg=380.0, ceiling_mg=760.0,
+        source="extended-release naltrexone label (Vivitrol): 380 mg IM every 4 weeks, the only strength; "
+               "ceiling 760 mg: plausibility only (uncertain)",
+    ),
+    "other": DoseLimit(
+        usual_max_mg=None, ceiling_mg=10_000.0,
+        source="no drug-specific maximum; 10 g per dose as a plausibility ceiling only (uncertain)",
+    ),
+}
+
+# mg per mL, to compare a volume with the limits. Methadone: the 10 mg/mL oral concentrate most
+# OTPs dispense (1 and 2 mg/mL solutions exist: for them this overstates the dose, so asks for an
+# override early, the safe side). Naltrexone ER: 380 mg in the 4 mL of diluent (about 95 mg/mL).
+# Drugs without a liquid form here are compared at 1 mg/mL, which keeps the ceiling meaningful.
+_MG_PER_ML: dict[str, float] = {"methadone": 10.0, "naltrexone-er-injection": 95.0}
+_MG_PER_UNIT: dict[str, float] = {"mg": 1.0, "mcg": 0.001}
+
+
+class DoseOverrideRequired(ValueError):
+    """The dose is above the drug's usual maximum and no override reason was given."""
+
+
+def dose_in_mg(drug: str, dose: float, unit: str) -> float:
+    _require_choice("drug", drug, DRUGS)
+    _require_choice("unit", unit, UNITS)
+    factor = _MG_PER_ML.get(drug, 1.0) if unit == "mL" else _MG_PER_UNIT[unit]
+    return dose * factor
+
+
+def check_dose_plausible(drug: str, dose: Any, unit: str) -> tuple[float, float, str]:
+    """Raise ValueError unless `dose` is a positive finite number within the drug's ceiling.
+    Returns the dose, its mg equivalent and how to show it."""
+    value = _positive_float("dose", dose)
+    mg = dose_in_mg(drug, value, unit)
+    shown = f"{drug} {value:g} {unit}" + ("" if unit == "mg" else f" (about {mg:g} mg)")
+    ceiling = DOSE_LIMITS[drug].ceiling_mg
+    if mg > ceiling:
+        raise ValueError(
+            f"dose {shown} is above the plausible ceiling of {ceiling:g} mg; no override can "
+            "record it: check the number and the unit"
+        )
+    return value, mg, shown
+
+
+def check_dose(drug: str, dose: Any, unit: str, *, override_reason: str | None = None,
+               initial: bool = False) -> str | None:
+    """Raise ValueError for a dose that is not a positive finite number or is above the drug's
+    ceiling, DoseOverrideRequired for one above its usual maximum (or, on the first day of
+    treatment, above the initial maximum) without `override_reason`. Returns what the override
+    covers (for the record), or None when the dose needed none."""
+    value, mg, shown = check_dose_plausible(drug, dose, unit)
+    limit = DOSE_LIMITS[drug]
+    bound, why = limit.usual_max_mg, "usual maximum"
+    if initial and limit.initial_max_mg is not None:
+        bound, why = limit.initial_max_mg, "first day of treatment maximum"
+    if bound is None or mg <= bound:
+        return None
+    if override_reason is None or not override_reason.strip():
+        raise DoseOverrideRequired(
+            f"dose {shown} is above the {why} of {bound:g} mg ({limit.source.split(';')[0]}); a clinician "
+            "confirms it with override_reason, the clinical reason, which is kept with the order"
+        )
+    return f"dose override: {shown} above the {why} of {bound:g} mg: {override_reason.strip()}"
+
+
 # --- drugs -----------------------------------------------------------------------------------
 
 
@@ -209,6 +314,8 @@ class MedicationOrder:
     start_date: str
     stop_date: str | None = None
     prescriber: str
+    # Why a dose above the drug's usual maximum was ordered (check_dose); None when none was needed.
+    dose_override_reason: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("order_id", "participant_id", "prescriber"):
@@ -219,6 +326,9 @@ class MedicationOrder:
         if not isinstance(self.schedule, Schedule):
             raise ValueError("schedule must be a Schedule")
         object.__setattr__(self, "dose", _positive_float("dose", self.dose))
+        if self.dose_override_reason is not None and not isinstance(self.dose_override_reason, str):
+            raise ValueError("dose_override_reason must be text")
+        check_dose(self.drug, self.dose, self.unit, override_reason=self.dose_override_reason)
         _check_period(self)
         _check_drug_fits_route_and_schedule(self)
 
@@ -477,6 +587,11 @@ def _refuse_if_not_fitting(order: MedicationOrder, day: date, dispense: Dispense
             INVALID,
             f"order {order.order_id} is an injection order: record an injection, not a {dispense.kind}",
         )
+    if dispense.kind in DOSING_KINDS:
+        try:  # a dose must match the order (whose override covers it); nothing covers an implausible one
+            check_dose_plausible(order.drug, dispense.dose, dispense.unit or "")
+        except ValueError as exc:
+            raise DispenseRefused(INVALID, str(exc)) from None
     if dispense.kind in DOSING_KINDS and (dispense.dose != order.dose or dispense.unit != order.unit):
         raise DispenseRefused(
             INVALID,

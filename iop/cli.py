@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import signal
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
 
@@ -65,18 +66,21 @@ def db_upgrade() -> None:
 def token_create(
     role: Annotated[str, typer.Option(help="admin, staff, clinician, lab or auditor")],
     name: Annotated[str, typer.Option(help="Who or what holds it (no patient data)")],
-    days: Annotated[int | None, typer.Option(help="Expire after this many days")] = None,
+    days: Annotated[int | None, typer.Option(help="Expire after this many days (1-3650); omit for no expiry")] = None,
     sender_app: Annotated[str | None, typer.Option(help="Lab tokens (required): the MSH-3 sending application")] = None,
     sender_facility: Annotated[str | None, typer.Option(
         help="Lab tokens (required): the MSH-4 sending facility (also the JSON lab_id)")] = None,
 ) -> None:
     """Create a token; prints it once (only its hash is stored). A lab token is bound to the
     sender (MSH-3 / MSH-4) it may send as."""
-    from api.tokens import issue_token
+    from api.tokens import expiry_after, issue_token
     from store.db import make_engine, session_scope
 
     settings = get_settings()
-    expires = datetime.now(timezone.utc) + timedelta(days=days) if days else None
+    try:
+        expires = expiry_after(days, datetime.now(timezone.utc))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--days") from exc
     with session_scope(make_engine(settings.resolved_database_url)) as session:
         try:
             _, plaintext = issue_token(session, name=name, role=role, expires_at=expires,
@@ -240,60 +244,111 @@ def api() -> None:
 
 @app.command()
 def dev() -> None:
-    """The whole embedded stack: Temporal dev server, migrations, worker and API. Ctrl-C stops it."""
+    """The whole embedded stack: Temporal dev server, migrations, worker and API. Ctrl-C stops it.
+
+    Refuses to start (exit 2) when one of its ports is taken: an orphaned dev server from an earlier
+    run must not be silently attached to. The dev server dies with `iop dev`, even on kill -9 (Linux).
+    """
+    from iop.processes import Port, port_problems
+
     settings = get_settings()
     _logging(settings)
+    problems = port_problems([
+        Port("IOP_API_PORT", "API", settings.api_host, settings.api_port),
+        Port("IOP_TEMPORAL_DEV_PORT", "Temporal dev server", "127.0.0.1", settings.temporal_dev_port),
+        Port("IOP_TEMPORAL_UI_PORT", "Temporal UI", "127.0.0.1", settings.temporal_ui_port),
+    ])
+    if problems:
+        for problem in problems:
+            typer.echo(f"iop dev cannot start: {problem}", err=True)
+        raise typer.Exit(2)
     try:
         asyncio.run(_run_dev(settings))
     except KeyboardInterrupt:
         pass
 
 
+async def _start_dev_server(settings: Settings):
+    """The Temporal dev server as our own child (not the SDK's), so it can be told to die with us."""
+    import subprocess
+
+    from temporalio.client import Client
+
+    from iop.processes import dev_server_command, start_child
+    from iop.temporal import converter
+    from store.db import tighten
+    from workflows import search
+
+    database = settings.data_dir / "temporal.db"
+    # The dev server creates its schema only in a file it creates, so the file is not made here: the
+    # child's umask (077) makes it private; a file from an older run is tightened.
+    tighten(database)
+    command = dev_server_command(
+        _binary("temporal"), namespace=settings.temporal_namespace, port=settings.temporal_dev_port,
+        ui_port=settings.temporal_ui_port, database=database,
+        search_attributes=[(key.name, key._metadata_type) for key in search.ALL],
+    )
+    child = start_child(command, stdin=subprocess.DEVNULL)
+    deadline = asyncio.get_running_loop().time() + 60
+    while True:
+        if child.poll() is not None:
+            typer.echo(f"iop dev: the Temporal dev server exited at start (code {child.returncode}); "
+                       "its messages are above", err=True)
+            raise typer.Exit(1)
+        try:
+            client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace,
+                                          data_converter=converter(settings))
+            await client.workflow_service.get_system_info(_system_info_request())
+            return child, client
+        except RuntimeError:
+            if asyncio.get_running_loop().time() > deadline:
+                from iop.processes import stop_child
+
+                stop_child(child)
+                raise
+            await asyncio.sleep(0.25)  # bounded wait for the child's port to open
+
+
+def _system_info_request():
+    from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+
+    return GetSystemInfoRequest()
+
+
 async def _run_dev(settings: Settings) -> None:
     import uvicorn
-    from temporalio.testing import WorkflowEnvironment
 
     from api.app import create_app
     from iop.audit import audit_keys, ensure_checkpoint_schedule
-    from iop.temporal import converter
+    from iop.processes import PRIVATE_UMASK, private_dir, stop_child
     from iop.worker import build_worker, ensure_reconciler_schedule, notifier_for
     from store.audit import use_keys
     from store.db import make_engine
     from store.migrate import upgrade
-    from workflows import search
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    os.umask(PRIVATE_UMASK)  # everything under data_dir holds PHI or keys
+    private_dir(settings.data_dir)
     upgrade(settings.resolved_database_url)
     engine = make_engine(settings.resolved_database_url)
     use_keys(engine, audit_keys(settings))
     _dev_token(settings, engine)
 
     log.info("starting the Temporal dev server (data in %s)", settings.data_dir / "temporal.db")
-    env = await WorkflowEnvironment.start_local(
-        namespace=settings.temporal_namespace,
-        data_converter=converter(settings),
-        dev_server_existing_path=_binary("temporal"),
-        dev_server_database_filename=str(settings.data_dir / "temporal.db"),
-        port=settings.temporal_dev_port,
-        ui=True,
-        ui_port=settings.temporal_ui_port,
-        search_attributes=search.ALL,
-        dev_server_log_level="error",
-    )
+    temporal, client = await _start_dev_server(settings)
     stop = _stop_event()
     try:
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(settings, engine=engine, temporal=env.client),
+                create_app(settings, engine=engine, temporal=client),
                 host=settings.api_host,
                 port=settings.api_port,
                 log_level="warning",
             )
         )
         server.install_signal_handlers = lambda: None  # one stop event drives every part
-        async with build_worker(env.client, engine, settings.task_queue, notifier=notifier_for(settings)):
-            await ensure_reconciler_schedule(env.client, settings)
-            await ensure_checkpoint_schedule(env.client, settings.task_queue, settings.audit_checkpoint_minutes)
+        async with build_worker(client, engine, settings.task_queue, notifier=notifier_for(settings)):
+            await ensure_reconciler_schedule(client, settings)
+            await ensure_checkpoint_schedule(client, settings.task_queue, settings.audit_checkpoint_minutes)
             serving = asyncio.create_task(server.serve())
             base = f"http://{settings.api_host}:{settings.api_port}"
             typer.echo(
@@ -316,7 +371,7 @@ async def _run_dev(settings: Settings) -> None:
             server.should_exit = True
             await serving
     finally:
-        await env.shutdown()
+        await asyncio.to_thread(stop_child, temporal)
         engine.dispose()
 
 

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     reconcile_every_seconds: int = Field(default=60, ge=1)
     reconcile_stuck_after_seconds: int = Field(default=300, ge=0)
     reconcile_lab_staff_after_seconds: int = Field(default=3600, ge=0)
+    # Recipients (courts, employers) at loopback, link-local or private addresses are refused unless
+    # this is set: an on-premise court system on the clinic's network. Development allows loopback.
+    allow_private_recipients: bool = False
 
     @property
     def resolved_database_url(self) -> str:

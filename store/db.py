@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,13 +12,36 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
 
+def private_file(path: Path) -> None:
+    """Create `path` readable and writable by its owner only (it holds PHI), and tighten it and its
+    SQLite companions if they already exist. Done before SQLite opens it: SQLite gives the -wal,
+    -shm and -journal files the database file's permissions."""
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    tighten(path)
+
+
+def tighten(path: Path) -> None:
+    """Owner-only permissions on a SQLite file and its -wal, -shm and -journal files, where they exist."""
+    for companion in (path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal"))):
+        if companion.exists():
+            companion.chmod(0o600)
+
+
+def prepare_sqlite(url: str) -> None:
+    """For a SQLite file URL: its directory exists and the file is private (see private_file)."""
+    if not url.startswith("sqlite") or "///" not in url:
+        return
+    path = url.split("///", 1)[-1].split("?", 1)[0]
+    if path and path != ":memory:" and not path.startswith("file:"):
+        Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_file(Path(path))
+
+
 def make_engine(url: str, **kwargs) -> Engine:
     # Statement parameters hold PHI: never let them into exception texts and logs.
     kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        prepare_sqlite(url)
         kwargs.setdefault("pool_size", 20)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -7,6 +7,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from store.db import prepare_sqlite
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -19,6 +21,7 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
+    prepare_sqlite(url)  # a new SQLite file is created private before alembic opens it
     command.upgrade(alembic_config(url), revision)
 
 

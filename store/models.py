@@ -14,6 +14,8 @@ from pydantic import field_validator
 from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from api.inputs import BirthDate, CleanText, ProgramDay
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
@@ -22,7 +24,7 @@ def utcnow() -> datetime:
 # --- participants -------------------------------------------------------------------------
 
 
-class CaseNumber(SQLModel):
+class CaseNumber(CleanText, SQLModel):
     """An identifier a court, probation office or employer knows the participant by."""
 
     system: str = Field(min_length=1, max_length=80, description="Who issued it, e.g. 'county-drug-court'")
@@ -39,11 +41,13 @@ class ParticipantBase(SQLModel):
     referral_source: str | None = Field(default=None, max_length=120)
 
 
-class ParticipantCreate(ParticipantBase):
-    case_numbers: list[CaseNumber] = Field(default_factory=list)
+class ParticipantCreate(CleanText, ParticipantBase):
+    date_of_birth: BirthDate = Field(description="Gives an age of 10 to 120 years")
+    case_numbers: list[CaseNumber] = Field(default_factory=list, max_length=20)
     program: str = Field(default="iop", min_length=1, max_length=64)
     phase: str = Field(default="phase-1", description="Starting phase of the program")
-    start_date: date | None = Field(default=None, description="Program start; defaults to today")
+    start_date: ProgramDay | None = Field(default=None, description="Program start (within 2 years of today); "
+                                                                    "defaults to today")
     timezone: str = Field(default="America/New_York", description="The program's IANA time zone")
 
     @field_validator("timezone")
@@ -53,13 +57,6 @@ class ParticipantCreate(ParticipantBase):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"{value!r} is not an IANA time zone name such as America/New_York") from None
-        return value
-
-    @field_validator("date_of_birth")
-    @classmethod
-    def _born_in_the_past(cls, value: date) -> date:
-        if value >= date.today() or value.year < 1900:
-            raise ValueError("date_of_birth must be a real past date")
         return value
 
 

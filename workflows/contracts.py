@@ -469,6 +469,8 @@ class DoseChange:
     unit: str
     reason: str
     actor: str
+    # Why a dose above the drug's usual maximum is right (domain.medication.check_dose); kept with the order.
+    override_reason: str | None = None
 
 
 @dataclass

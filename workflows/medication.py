@@ -77,7 +77,9 @@ class MedicationWorkflow:
                                            search.SITE.value_set(input.site),
                                            search.STATUS.value_set(self.state.status)])
         if input.state is None:
-            self._event("order started", self._order().prescriber, self._describe_order())
+            override = self._order().dose_override_reason
+            self._event("order started", self._order().prescriber,
+                        self._describe_order() + (f" (dose override: {override})" if override else ""))
             await self._reweigh()
         while self.state.status != med.STOPPED and not self._history_is_long():
             await self._check_days_ended()
@@ -264,8 +266,9 @@ class MedicationWorkflow:
     async def change_dose(self, change: DoseChange) -> MedicationState:
         before = self._describe_order()
         self.state.order = med.order_to_dict(self._changed_order(change))
+        override = f" (dose override: {change.override_reason.strip()})" if change.override_reason else ""
         await self._record_event(self._today(), "dose-change", change.actor,
-                                 f"{before} -> {self._describe_order()}: {change.reason}")
+                                 f"{before} -> {self._describe_order()}: {change.reason}{override}")
         await self._reweigh()
         return self.state
 
@@ -278,7 +281,8 @@ class MedicationWorkflow:
 
     def _changed_order(self, change: DoseChange) -> med.MedicationOrder:
         try:
-            return med.order_from_dict({**self.state.order, "dose": change.dose, "unit": change.unit})
+            return med.order_from_dict({**self.state.order, "dose": change.dose, "unit": change.unit,
+                                        "dose_override_reason": change.override_reason})
         except ValueError as exc:
             raise ApplicationError(str(exc), type=INVALID) from None
 

@@ -6,22 +6,23 @@ from __future__ import annotations
 import base64
 import csv
 import io
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Annotated, Literal
 
 import httpx
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 from temporalio.api.common.v1 import Payload
 
 from api import history
+from api.inputs import RequestModel
 from api.deps import ServicesDep, SessionDep, ShownDep, done_reading, require
 from api.problems import ProblemError, responses
-from api.tokens import ROLES, Actor, issue_token, sender_problem
+from api.tokens import ROLES, Actor, expiry_after, issue_token, sender_problem
 from api.workflow_calls import workflow_call
 from iop.audit import write_checkpoint
 from store.audit import AuditKeyError, CheckpointError, read_checkpoints, verify
@@ -221,13 +222,13 @@ async def workflow_history(workflow_id: Annotated[str, Path(pattern=r"^[A-Za-z0-
 # --- codec endpoint (Temporal UI and `temporal workflow show --codec-endpoint`) -------------
 
 
-class CodecPayload(BaseModel):
+class CodecPayload(RequestModel):
     metadata: dict[str, str] = Field(default_factory=dict, description="base64 values")
     data: str = Field(default="", description="base64")
 
 
-class CodecBody(BaseModel):
-    payloads: list[CodecPayload]
+class CodecBody(RequestModel):
+    payloads: list[CodecPayload] = Field(max_length=5000)
 
 
 def _to_proto(payloads: list[CodecPayload]) -> list[Payload]:
@@ -259,16 +260,22 @@ async def codec_encode(body: CodecBody, actor: Auditor, services: ServicesDep) -
 # --- tokens ---------------------------------------------------------------------------------
 
 
-class TokenIn(BaseModel):
+class TokenIn(RequestModel):
     name: str = Field(min_length=1, max_length=120, description="Who or what holds it (no patient data)")
     role: Literal[ROLES]  # type: ignore[valid-type]
-    days: int | None = Field(default=None, ge=1, le=3650, description="Expires after this many days")
+    days: int | None = Field(default=None, description="Expires after this many days (1-3650); omit for no expiry")
     sender_application: str | None = Field(default=None, max_length=120,
                                            description="Lab tokens (required): the MSH-3 sending application "
                                                        "(namespace id) this lab sends as")
     sender_facility: str | None = Field(default=None, max_length=120,
                                         description="Lab tokens (required): the MSH-4 sending facility "
                                                     "(namespace id), also the JSON lab_id, this lab sends as")
+
+    @field_validator("days")
+    @classmethod
+    def _lifetime(cls, value: int | None) -> int | None:
+        expiry_after(value, datetime.now(timezone.utc))  # the one rule, shared with `iop token create`
+        return value
 
 
 class TokenPublic(BaseModel):
@@ -291,7 +298,7 @@ class TokenCreated(TokenPublic):
                          "sender_facility = MSH-4 / JSON lab_id); messages naming any other sender are kept "
                          "and refused (AR).")
 def create_token(body: TokenIn, actor: Admin, session: SessionDep) -> TokenCreated:
-    expires = datetime.now(timezone.utc) + timedelta(days=body.days) if body.days else None
+    expires = expiry_after(body.days, datetime.now(timezone.utc))
     if problem := sender_problem(body.role, body.sender_application, body.sender_facility):
         raise ProblemError(422, problem[0].upper() + problem[1:] + ".")
     row, plaintext = issue_token(session, name=body.name, role=body.role, expires_at=expires,

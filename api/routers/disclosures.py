@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 from datetime import datetime, timezone
 from typing import Annotated, Literal
-from urllib.parse import urlparse
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
@@ -14,9 +12,10 @@ from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from api.inputs import ConsentMoment, RequestModel, recipient_url_problem
 from api.deps import ServicesDep, SessionDep, ShownDep, done_reading, require
 from api.lookups import participant_or_404
-from api.problems import ProblemError, responses
+from api.problems import FieldError, ProblemError, responses
 from api.tokens import Actor
 from domain.consent import (
     CATEGORIES,
@@ -47,7 +46,7 @@ Category = Literal[CATEGORIES]  # type: ignore[valid-type]
 # --- recipients -----------------------------------------------------------------------------
 
 
-class RecipientIn(BaseModel):
+class RecipientIn(RequestModel):
     name: str = Field(min_length=1, max_length=200, description="E.g. 'Cook County Drug Court, Part 3'")
     kind: Literal[RECIPIENT_KINDS]  # type: ignore[valid-type]
     delivery: Literal["webhook", "email"]
@@ -55,7 +54,8 @@ class RecipientIn(BaseModel):
     email: str | None = Field(default=None, max_length=254)
     case_number_system: str | None = Field(default=None, max_length=80,
                                            description="Participants with a case number in this system are linked")
-    categories: list[Category] = Field(min_length=1, description="Which events this recipient wants")
+    categories: list[Category] = Field(min_length=1, max_length=len(CATEGORIES),
+                                       description="Which events this recipient wants")
 
     @model_validator(mode="after")
     def _where_to(self) -> "RecipientIn":
@@ -84,30 +84,19 @@ class RecipientCreated(RecipientPublic):
     signing_secret: str | None = Field(description="Shown once: the recipient verifies webhook signatures with it")
 
 
-def _check_url(url: str, development: bool) -> None:
-    parsed = urlparse(url)
-    host = parsed.hostname or ""
-    if parsed.scheme == "https" and host:
-        return
-    loopback = host == "localhost" or _is_loopback(host)
-    if parsed.scheme == "http" and loopback and development:
-        return
-    raise ProblemError(422, "The url must be https:// (plain http is allowed only for a loopback address in "
-                            "development).")
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def _check_url(url: str, settings) -> None:
+    problem = recipient_url_problem(url, production=settings.env == "production",
+                                    allow_private=settings.allow_private_recipients)
+    if problem:
+        raise ProblemError(422, f"The recipient url is refused: {problem}.",
+                           errors=[FieldError(field="body.url", message=problem)])
 
 
 @router.post("/recipients", status_code=201, response_model=RecipientCreated, responses=responses(401, 403, 422))
 def create_recipient(body: RecipientIn, actor: Admin, session: SessionDep, services: ServicesDep) -> RecipientCreated:
     secret = None
     if body.delivery == "webhook":
-        _check_url(body.url or "", services.settings.env == "development")
+        _check_url(body.url or "", services.settings)
         secret = new_webhook_secret(secrets.token_bytes(32))
     # Sealed with the payload keys the worker holds too, so it can sign.
     keys = services.temporal.data_converter.payload_codec.keys
@@ -140,19 +129,20 @@ def enable_recipient(recipient_id: str, actor: Admin, session: SessionDep) -> Re
 # --- consents -------------------------------------------------------------------------------
 
 
-class ConsentIn(BaseModel):
+class ConsentIn(RequestModel):
     recipient_id: str
-    categories: list[Category] = Field(min_length=1, description="What information, specifically")
+    categories: list[Category] = Field(min_length=1, max_length=len(CATEGORIES),
+                                       description="What information, specifically")
     purpose: str = Field(min_length=1, max_length=500)
     disclosing_program: str = Field(min_length=1, max_length=200, description="Who may disclose")
     signer: str = Field(min_length=1, max_length=200, description="The participant or their legal representative")
-    signed_at: datetime
+    signed_at: ConsentMoment
     signature_method: Literal["wet-ink", "electronic"]
-    effective_from: datetime | None = Field(default=None, description="Defaults to signed_at")
-    expires_at: datetime | None = None
+    effective_from: ConsentMoment | None = Field(default=None, description="Defaults to signed_at")
+    expires_at: ConsentMoment | None = None
     expires_on_event: Literal[CONSENT_EVENTS] | None = None  # type: ignore[valid-type]
     criminal_justice: bool = Field(default=False, description="A 42 CFR 2.35 consent")
-    revocable_after: datetime | None = None
+    revocable_after: ConsentMoment | None = None
     revocable_after_event: Literal[CONSENT_EVENTS] | None = None  # type: ignore[valid-type]
 
 
@@ -166,7 +156,7 @@ class ConsentPublic(BaseModel):
     created_at: datetime
 
 
-class RevokeIn(BaseModel):
+class RevokeIn(RequestModel):
     reason: str = Field(min_length=1, max_length=500)
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from api.inputs import ProgramMoment, RequestModel
 from api.deps import ServicesDep, SessionDep, done_reading, require
 from api.problems import ProblemError, responses
 from api.tokens import Actor
@@ -67,7 +68,7 @@ async def receive_hl7(request: Request, actor: Lab, services: ServicesDep) -> Re
 # --- JSON -----------------------------------------------------------------------------------
 
 
-class JsonAnalyte(BaseModel):
+class JsonAnalyte(RequestModel):
     code: str = Field(min_length=1, max_length=80, description="LOINC code, or the lab's own code")
     system: str = Field(default="LN", max_length=40, description="'LN' for LOINC, or anything for local codes")
     label: str | None = Field(default=None, max_length=200)
@@ -78,14 +79,14 @@ class JsonAnalyte(BaseModel):
     method: Literal["screen", "confirm"] | None = Field(default=None)
 
 
-class JsonResults(BaseModel):
+class JsonResults(RequestModel):
     lab_id: str = Field(min_length=1, max_length=120)
     message_id: str = Field(min_length=1, max_length=200, description="Unique per message from this lab")
     specimen_id: str = Field(min_length=1, max_length=120, description="The specimen id we issued")
     result_status: Literal["P", "F", "C"]
     participant_id: str | None = Field(default=None, max_length=40, description="Our participant id, if known")
     birth_date: date | None = None
-    collected_at: datetime | None = None
+    collected_at: ProgramMoment | None = None
     results: list[JsonAnalyte] = Field(min_length=1, max_length=200)
     notes: list[str] = Field(default_factory=list, max_length=50)
 
@@ -185,7 +186,7 @@ class QuarantinePage(BaseModel):
     next_offset: int | None
 
 
-class ResolveRequest(BaseModel):
+class ResolveRequest(RequestModel):
     action: Literal["attach", "reject"]
     screening_id: str | None = Field(default=None, description="Required to attach")
     note: str = Field(min_length=1, max_length=2000, description="What staff verified or why it is rejected")
@@ -233,7 +234,7 @@ async def resolve_quarantine(item_id: Annotated[int, Path(ge=1, le=2**31 - 1)], 
 # --- code table -----------------------------------------------------------------------------
 
 
-class CodeMappingIn(BaseModel):
+class CodeMappingIn(RequestModel):
     lab_id: str = Field(min_length=1, max_length=120, description="As derived from MSH-4 (or the JSON lab_id)")
     code: str = Field(min_length=1, max_length=80)
     analyte: str = Field(description="An analyte key, e.g. 'buprenorphine' (GET /lab/analytes lists them)")
@@ -295,7 +296,7 @@ def delete_mapping(mapping_id: Annotated[int, Path(ge=1, le=2**31 - 1)], actor: 
 # --- review ---------------------------------------------------------------------------------
 
 
-class ReviewRequest(BaseModel):
+class ReviewRequest(RequestModel):
     decision: Literal["confirm", "excuse", "request-confirmation", "request-retest"]
     explanation: str = Field(min_length=1, max_length=2000,
                              description="What was checked, e.g. a valid prescription for the substance found")

@@ -6,15 +6,16 @@ import secrets
 from datetime import date, datetime, timezone
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from api.inputs import ProgramDay, RequestModel, TreatmentDay
 from api.deps import ServicesDep, SessionDep, ShownDep, done_reading, require
 from api.lookups import active_participant, participant_or_404
-from api.problems import ProblemError, responses
+from api.problems import FieldError, ProblemError, responses
 from api.tokens import Actor
 from api.workflow_calls import workflow_call
 from domain import medication as med
@@ -44,24 +45,31 @@ Dispenser = Annotated[Actor, Depends(require("admin", "staff", "clinician"))]
 Reader = Annotated[Actor, Depends(require("admin", "staff", "clinician", "auditor"))]
 
 
-class ScheduleIn(BaseModel):
+OVERRIDE_HELP = ("A clinician's reason for a dose above the drug's usual maximum (e.g. methadone 120 mg, "
+                 "buprenorphine 24 mg); kept with the order and in the audit trail")
+
+
+class ScheduleIn(RequestModel):
     kind: Literal["daily-observed", "observed-plus-take-home", "injection"]
-    observed_weekdays: list[int] = Field(default=[0, 1, 2, 3, 4, 5, 6], description="0 = Monday")
+    observed_weekdays: list[int] = Field(default=[0, 1, 2, 3, 4, 5, 6], max_length=7, description="0 = Monday")
     every_days: int | None = Field(default=None, ge=1, le=120, description="Injection interval, e.g. 28")
     grace_days: int = Field(default=3, ge=0, le=30, description="An injection is overdue after due + grace")
 
 
-class MedicationOrderIn(BaseModel):
+class MedicationOrderIn(RequestModel):
     drug: Literal[med.DRUGS]  # type: ignore[valid-type]
-    dose: float = Field(gt=0)
+    dose: float = Field(gt=0, allow_inf_nan=False, description="Per dose; above the drug's usual maximum needs "
+                                                                "override_reason")
     unit: Literal[med.UNITS]  # type: ignore[valid-type]
     route: Literal[med.ROUTES]  # type: ignore[valid-type]
     schedule: ScheduleIn
-    start_date: date
-    stop_date: date | None = None
+    start_date: ProgramDay
+    stop_date: ProgramDay | None = None
     prescriber: str = Field(min_length=1, max_length=120)
     rules: str = Field(default="federal-otp-2024", description=f"Take-home rule set: {', '.join(RULE_SETS)}")
-    treatment_start: date | None = Field(default=None, description="First day of treatment; defaults to start_date")
+    treatment_start: TreatmentDay | None = Field(default=None,
+                                                 description="First day of treatment; defaults to start_date")
+    override_reason: str | None = Field(default=None, max_length=1000, description=OVERRIDE_HELP)
 
 
 class MedicationOrderPublic(BaseModel):
@@ -84,9 +92,9 @@ class MedicationDetail(MedicationOrderPublic):
     workflow: MedicationState | None
 
 
-class DispenseIn(BaseModel):
+class DispenseIn(RequestModel):
     kind: Literal["observed-dose", "take-home", "refused", "held", "injection"]
-    dose: float | None = Field(default=None, gt=0)
+    dose: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     unit: Literal[med.UNITS] | None = None  # type: ignore[valid-type]
     take_home_count: int = Field(default=0, ge=0, le=28)
     bottle_ids: list[str] = Field(default_factory=list, max_length=28)
@@ -95,30 +103,31 @@ class DispenseIn(BaseModel):
     note: str | None = Field(default=None, max_length=1000)
 
 
-class ReassessmentIn(BaseModel):
+class ReassessmentIn(RequestModel):
     decision: Literal["resume", "keep-holding", "hold"]
     note: str = Field(min_length=1, max_length=2000)
 
 
-class DoseChangeIn(BaseModel):
-    dose: float = Field(gt=0)
+class DoseChangeIn(RequestModel):
+    dose: float = Field(gt=0, allow_inf_nan=False)
     unit: Literal[med.UNITS]  # type: ignore[valid-type]
     reason: str = Field(min_length=1, max_length=1000)
+    override_reason: str | None = Field(default=None, max_length=1000, description=OVERRIDE_HELP)
 
 
-class StopIn(BaseModel):
+class StopIn(RequestModel):
     reason: str = Field(min_length=1, max_length=1000)
 
 
-class PillCountIn(BaseModel):
+class PillCountIn(RequestModel):
     bottle_id: str = Field(min_length=1, max_length=80)
-    expected_units: float = Field(ge=0)
-    counted_units: float = Field(ge=0)
+    expected_units: float = Field(ge=0, le=10_000, allow_inf_nan=False)
+    counted_units: float = Field(ge=0, le=10_000, allow_inf_nan=False)
     returned_on_time: bool
     seal_intact: bool = True
 
 
-class StorageIn(BaseModel):
+class StorageIn(RequestModel):
     attested: bool
     note: str = Field(min_length=1, max_length=1000)
 
@@ -137,6 +146,30 @@ class DueToday(BaseModel):
     recorded_today: list[str]
 
 
+def _dose_override(request: Request, actor: Actor, drug: str, dose: float, unit: str, override_reason: str | None,
+                   *, initial: bool = False) -> str | None:
+    """The dose bounds of domain.medication.check_dose, as problem documents naming the field. An
+    override is a clinical decision: only a clinician's token gives one. It goes into the audit event."""
+    try:
+        covered = med.check_dose(drug, dose, unit, override_reason=override_reason, initial=initial)
+    except med.DoseOverrideRequired as exc:
+        raise ProblemError(422, _sentence(str(exc)), errors=[
+            FieldError(field="body.override_reason", message=str(exc))]) from exc
+    except ValueError as exc:
+        raise ProblemError(422, _sentence(str(exc)), errors=[FieldError(field="body.dose", message=str(exc))]) from exc
+    if covered is None:
+        return None
+    if actor.role != "clinician":
+        raise ProblemError(403, "A dose above the usual maximum is a clinical decision: only a clinician's token may "
+                                "give override_reason.")
+    request.state.audit_detail = covered
+    return override_reason.strip() if override_reason else None
+
+
+def _sentence(text: str) -> str:
+    return (text[:1].upper() + text[1:]).rstrip(".") + "."
+
+
 def _public(row: MedicationOrderRecord) -> MedicationOrderPublic:
     return MedicationOrderPublic.model_validate(row, from_attributes=True)
 
@@ -152,7 +185,12 @@ def _order(session: Session, order_id: str) -> MedicationOrderRecord:
 @router.post("/participants/{participant_id}/medications", status_code=201, response_model=MedicationOrderPublic,
              responses=responses(401, 403, 404, 409, 422, 503), summary="Start a medication order")
 async def start_order(participant_id: str, body: MedicationOrderIn, actor: Prescriber, session: SessionDep,
-                      services: ServicesDep) -> MedicationOrderPublic:
+                      services: ServicesDep, request: Request) -> MedicationOrderPublic:
+    # 42 CFR 8.12(h)(3)(ii) limits the first day's methadone dose: it applies when the prescriber says
+    # this order starts treatment (treatment_start equal to start_date). Without treatment_start the
+    # program cannot tell an induction from a transfer, and the usual maximum applies.
+    initial = body.treatment_start is not None and body.treatment_start == body.start_date
+    override = _dose_override(request, actor, body.drug, body.dose, body.unit, body.override_reason, initial=initial)
     await run_in_threadpool(active_participant, session, participant_id, "start a medication order")
     if body.rules not in RULE_SETS:
         raise ProblemError(422, f"Unknown take-home rule set {body.rules!r}; known: {', '.join(RULE_SETS)}.")
@@ -163,6 +201,8 @@ async def start_order(participant_id: str, body: MedicationOrderIn, actor: Presc
         "start_date": body.start_date.isoformat(), "stop_date": body.stop_date.isoformat() if body.stop_date else None,
         "prescriber": body.prescriber,
     }
+    if override:
+        order["dose_override_reason"] = override
     try:
         med.order_from_dict(order)
     except ValueError as exc:
@@ -222,9 +262,11 @@ async def reassess(order_id: str, body: ReassessmentIn, actor: Prescriber, sessi
 @router.post("/medications/{order_id}/dose-change", response_model=MedicationState,
              responses=responses(401, 403, 404, 409, 422, 503))
 async def change_dose(order_id: str, body: DoseChangeIn, actor: Prescriber, session: SessionDep,
-                      services: ServicesDep) -> MedicationState:
+                      services: ServicesDep, request: Request) -> MedicationState:
+    row = await run_in_threadpool(_order, session, order_id)
+    override = _dose_override(request, actor, row.drug, body.dose, body.unit, body.override_reason)
     return await _update(services, session, order_id, MedicationWorkflow.change_dose,
-                         DoseChange(body.dose, body.unit, body.reason, actor.token_id))
+                         DoseChange(body.dose, body.unit, body.reason, actor.token_id, override))
 
 
 @router.post("/medications/{order_id}/stop", response_model=MedicationState,

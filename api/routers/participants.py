@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from api.inputs import RequestModel
 from api.deps import ServicesDep, SessionDep, ShownDep, require
 from api.lookups import active_participant, participant_or_404
 from api.problems import ProblemError, responses
@@ -54,12 +55,12 @@ class ParticipantPage(BaseModel):
     next_offset: int | None
 
 
-class PhaseChangeRequest(BaseModel):
+class PhaseChangeRequest(RequestModel):
     phase: str = Field(description=f"One of {', '.join(PHASES)}")
     reason: str = Field(min_length=1, max_length=500)
 
 
-class DischargeRequest(BaseModel):
+class DischargeRequest(RequestModel):
     kind: Literal["completed", "withdrawn", "transferred", "administrative"]
     reason: str = Field(min_length=1, max_length=500)
 

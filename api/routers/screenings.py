@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, TypeAdapter, field_validator
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from api.inputs import ProgramDay, ProgramMoment, RequestModel
 from api.deps import ServicesDep, SessionDep, ShownDep, require
 from api.lookups import active_participant, participant_or_404, screening_or_404
 from api.problems import ProblemError, responses
@@ -92,20 +93,20 @@ class DrawPublic(BaseModel):
     screening_id: str | None
 
 
-class ForCauseRequest(BaseModel):
+class ForCauseRequest(RequestModel):
     reason: str = Field(min_length=1, max_length=500, description="Why staff want a test now")
 
 
-class PocReadingIn(BaseModel):
+class PocReadingIn(RequestModel):
     analyte: str = Field(min_length=1, max_length=40)
     result: Literal["positive", "negative", "invalid"]
 
 
-class CollectionRequest(BaseModel):
+class CollectionRequest(RequestModel):
     specimen_type: Literal["urine", "oral-fluid", "breath"]
     observed: bool
     collector: str = Field(min_length=1, max_length=80, description="Staff id or initials of the collector")
-    collected_at: datetime | None = Field(default=None, description="Defaults to now")
+    collected_at: ProgramMoment | None = Field(default=None, description="Defaults to now")
     temperature_in_range: bool | None = Field(default=None, description="Urine 90-100 °F within 4 minutes")
     temperature_f: float | None = Field(default=None, ge=50, le=120)
     poc_readings: list[PocReadingIn] = Field(default_factory=list, max_length=30)
@@ -122,23 +123,23 @@ class CollectionRequest(BaseModel):
         return value
 
 
-class ExcuseRequest(BaseModel):
+class ExcuseRequest(RequestModel):
     reason: str = Field(min_length=1, max_length=500)
 
 
-class RefusalRequest(BaseModel):
+class RefusalRequest(RequestModel):
     kind: Literal[REFUSAL_KINDS]  # type: ignore[valid-type]
     detail: str = Field(min_length=1, max_length=1000)
 
 
-class CheckInRequest(BaseModel):
+class CheckInRequest(RequestModel):
     participant_id: str = Field(min_length=1, max_length=40)
     method: Literal["kiosk", "ivr", "sms", "app", "staff"]
 
 
-class PauseRequest(BaseModel):
-    start: date
-    end: date
+class PauseRequest(RequestModel):
+    start: ProgramDay
+    end: ProgramDay
     reason: str = Field(min_length=1, max_length=500)
 
 

@@ -12,7 +12,7 @@ from store.models import AlertRecord, DispenseRow, MedicationEventRow
 from tests.helpers import refused
 from tests.workflows.scenarios import start_participant
 from tests.workflows.test_screening_program import skip
-from workflows.contracts import DispenseRecord, MedicationStart, Reassessment
+from workflows.contracts import DispenseRecord, DoseChange, MedicationStart, Reassessment
 from workflows.medication import MedicationWorkflow, workflow_id
 from workflows.participant import ParticipantWorkflow
 
@@ -119,3 +119,25 @@ async def test_overdue_injection_alert_at_due_date_plus_grace(program):
     assert alert.subject_id.endswith(due.isoformat()) and "grace 3 days" in alert.detail
     assert (await medication.query(MedicationWorkflow.status)).next_due["day"] == due.isoformat()
     await participant.terminate("test over")
+
+
+async def test_the_workflow_itself_refuses_implausible_and_unjustified_doses(program):
+    """Updates sent straight to Temporal (not through the API) meet the same dose bounds."""
+    env, engine, participant, today = program
+    pid = (await participant.query(ParticipantWorkflow.status)).participant_id
+    with refused("usual maximum"):
+        await start_order(env, participant, order(pid, today, dose=150.0))
+    with refused("plausible ceiling"):
+        await start_order(env, participant, order(pid, today, dose=1e308, dose_override_reason="typo?"))
+    medication = await start_order(env, participant, order(pid, today))
+    with refused("plausible ceiling"):
+        await medication.execute_update(MedicationWorkflow.change_dose, DoseChange(1e308, "mg", "x", "Dr. O"))
+    with refused("override_reason"):
+        await medication.execute_update(MedicationWorkflow.change_dose, DoseChange(150.0, "mg", "cravings", "Dr. O"))
+    with refused("plausible ceiling"):
+        await medication.execute_update(MedicationWorkflow.dispense, DispenseRecord(
+            kind="observed-dose", actor="RN", dose=1e308, unit="mg"))
+    state = await medication.execute_update(MedicationWorkflow.change_dose, DoseChange(
+        150.0, "mg", "cravings", "Dr. O", override_reason="level 90 ng/mL at trough"))
+    assert state.order["dose"] == 150.0 and state.order["dose_override_reason"] == "level 90 ng/mL at trough"
+    assert "dose override: level 90 ng/mL at trough" in state.events[-1].detail
