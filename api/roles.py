@@ -35,6 +35,9 @@ GET /lab/analytes: admin staff clinician lab auditor
 GET /lab/code-mappings: admin staff clinician auditor
 POST /lab/code-mappings: admin
 DELETE /lab/code-mappings/{mapping_id}: admin
+POST /lab/analytes: admin
+GET /lab/quarantine/{item_id}: admin staff clinician auditor
+GET /reports/lab-turnaround: admin staff clinician auditor
 POST /screenings/{screening_id}/review: admin clinician
 POST /participants/{participant_id}/medications: admin clinician
 GET /participants/{participant_id}/medications: admin staff clinician auditor

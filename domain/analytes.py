@@ -33,6 +33,16 @@ BUPRENORPHINE = "buprenorphine"
 NALOXONE = "naloxone"
 METHADONE = "methadone"
 ALCOHOL = "alcohol"
+BARBITURATES = "barbiturates"
+TRAMADOL = "tramadol"
+MEPERIDINE = "meperidine"
+PROPOXYPHENE = "propoxyphene"
+GABAPENTIN = "gabapentin"
+CARISOPRODOL = "carisoprodol"
+ZOLPIDEM = "zolpidem"
+KRATOM = "kratom"
+XYLAZINE = "xylazine"
+NITAZENES = "nitazenes"
 SPECIMEN_VALIDITY = "specimen-validity"
 
 DRUG_CLASSES: tuple[str, ...] = (
@@ -51,6 +61,16 @@ DRUG_CLASSES: tuple[str, ...] = (
     NALOXONE,
     METHADONE,
     ALCOHOL,
+    BARBITURATES,
+    TRAMADOL,
+    MEPERIDINE,
+    PROPOXYPHENE,
+    GABAPENTIN,
+    CARISOPRODOL,
+    ZOLPIDEM,
+    KRATOM,
+    XYLAZINE,
+    NITAZENES,
 )
 
 # --- medications -----------------------------------------------------------------------------
@@ -72,6 +92,12 @@ MEDICATIONS: dict[str, str] = {
     "oxymorphone": "oxymorphone",
     "fentanyl": "prescribed fentanyl",
     "naloxone": "naloxone rescue (e.g. nasal spray)",
+    "barbiturate": "a prescribed barbiturate (e.g. butalbital, phenobarbital)",
+    "tramadol": "tramadol",
+    "meperidine": "meperidine",
+    "gabapentin": "gabapentin",
+    "carisoprodol": "carisoprodol",
+    "zolpidem": "zolpidem",
 }
 
 # Naltrexone is tracked by its dose record, not by a urine panel (domain-reference §4): no analyte
@@ -145,6 +171,32 @@ ANALYTES: dict[str, Analyte] = {
         # Alcohol markers.
         _drug("ethanol", "Ethanol", ALCOHOL),
         _drug("etg", "Ethyl glucuronide (alcohol metabolite)", ALCOHOL),
+        _drug("ets", "Ethyl sulfate (alcohol metabolite)", ALCOHOL),
+        # Classes outside the federal panel that clinical panels report (issue 19).
+        _drug("barbiturates", "Barbiturates (screen)", BARBITURATES, "barbiturate"),
+        _drug("butalbital", "Butalbital", BARBITURATES, "barbiturate"),
+        _drug("phenobarbital", "Phenobarbital", BARBITURATES, "barbiturate"),
+        _drug("alprazolam", "Alprazolam", BENZODIAZEPINES, "benzodiazepine"),
+        _drug("alpha_hydroxyalprazolam", "alpha-Hydroxyalprazolam (alprazolam metabolite)", BENZODIAZEPINES,
+              "benzodiazepine"),
+        _drug("clonazepam", "Clonazepam", BENZODIAZEPINES, "benzodiazepine"),
+        _drug("7_aminoclonazepam", "7-Aminoclonazepam (clonazepam metabolite)", BENZODIAZEPINES, "benzodiazepine"),
+        _drug("lorazepam", "Lorazepam", BENZODIAZEPINES, "benzodiazepine"),
+        _drug("nordiazepam", "Nordiazepam", BENZODIAZEPINES, "benzodiazepine"),
+        _drug("oxazepam", "Oxazepam", BENZODIAZEPINES, "benzodiazepine"),
+        _drug("temazepam", "Temazepam", BENZODIAZEPINES, "benzodiazepine"),
+        _drug("tramadol", "Tramadol", TRAMADOL, "tramadol"),
+        _drug("meperidine", "Meperidine", MEPERIDINE, "meperidine"),
+        _drug("normeperidine", "Normeperidine (meperidine metabolite)", MEPERIDINE, "meperidine"),
+        _drug("propoxyphene", "Propoxyphene", PROPOXYPHENE),
+        _drug("norpropoxyphene", "Norpropoxyphene (propoxyphene metabolite)", PROPOXYPHENE),
+        _drug("gabapentin", "Gabapentin", GABAPENTIN, "gabapentin"),
+        _drug("carisoprodol", "Carisoprodol", CARISOPRODOL, "carisoprodol"),
+        _drug("meprobamate", "Meprobamate (carisoprodol metabolite)", CARISOPRODOL, "carisoprodol"),
+        _drug("zolpidem", "Zolpidem", ZOLPIDEM, "zolpidem"),
+        _drug("mitragynine", "Mitragynine (kratom)", KRATOM),
+        _drug("xylazine", "Xylazine", XYLAZINE),
+        _drug("nitazenes", "Nitazenes (screen)", NITAZENES),
         # Specimen validity (domain-reference §3).
         _validity("creatinine", "Creatinine"),
         _validity("specific_gravity", "Specific gravity"),

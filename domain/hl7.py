@@ -1016,8 +1016,11 @@ def build_ack(message: OruMessage | None, raw_msh: str | None, ack_code: AckCode
 
 def ack_for_unparseable(raw_text: str, error: Hl7Error, control_id: str, now_hl7: str) -> str:
     """An AR or AE for text `parse_oru` refused, addressed from whatever MSH can be salvaged."""
-    ack_code: AckCode = "AR" if error.code in _REJECT_CODES else "AE"
-    return build_ack(None, _first_msh_line(raw_text), ack_code, control_id,
+    msh = _first_msh_line(raw_text)
+    # Text with no MSH segment is not an HL7 message at all: rejected (AR), not an application
+    # error to retry (HL7 v2.5.1 2.9.2.2: AR when the message itself is unacceptable).
+    ack_code: AckCode = "AR" if error.code in _REJECT_CODES or msh is None else "AE"
+    return build_ack(None, msh, ack_code, control_id,
                      [AckError(error.code, error.detail, error.location)], now_hl7)
 
 

@@ -26,7 +26,8 @@ from sqlmodel import Session, or_, select
 from temporalio.client import Client, RPCError, WorkflowUpdateFailedError
 from temporalio.service import RPCStatusCode
 
-from domain.analytes import DEFAULT_CODE_MAP, local_system, map_code
+from domain import loinc_tox
+from domain.analytes import ANALYTES, DEFAULT_CODE_MAP, local_system, map_code
 from domain.medication import expected_substance
 from domain.hl7 import (
     AckError,
@@ -45,6 +46,7 @@ from store.db import session_scope
 from domain.lab_intake import UNREGISTERED_TOKEN, SenderBinding, body_digest, sender_refusal
 from store.models import (
     ApiToken,
+    AnalyteDefinition,
     CodeMapping,
     LabMessage,
     LabResult,
@@ -54,7 +56,7 @@ from store.models import (
     Screening,
     utcnow,
 )
-from workflows.contracts import AnalyteIn, LabReport
+from workflows.contracts import AnalyteIn, LabReport, SettledCodes
 from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id
 
@@ -72,6 +74,7 @@ class OrderOutcome:
     reason_code: str | None = None
     reason: str | None = None
     location: str | None = None
+    held_codes: list[str] = field(default_factory=list)  # filed, with these codes held for staff
 
 
 @dataclass
@@ -123,10 +126,18 @@ def _sender(message: OruMessage) -> str:
 
 def lab_id_of(message: OruMessage) -> str:
     """Our id for the sending lab: its facility (MSH-4), else its application (MSH-3)."""
-    for value in (message.sending_facility, message.sending_application):
+    return lab_id_with_source(message)[0]
+
+
+def lab_id_with_source(message: OruMessage) -> tuple[str, str]:
+    """The lab id codes are mapped under, and where it came from: MSH-4, else MSH-3 (shown to
+    staff, so a fallback is never silent); the JSON form's lab_id is its facility."""
+    json_form = message.version == "json"
+    for value, source in ((message.sending_facility, "JSON" if json_form else "MSH-4"),
+                          (message.sending_application, "MSH-3")):
         if value and value.split("^", 1)[0].strip():
-            return value.split("^", 1)[0].strip()
-    return "unknown-lab"
+            return value.split("^", 1)[0].strip(), source
+    return "unknown-lab", "none"
 
 
 @dataclass(frozen=True)
@@ -350,6 +361,10 @@ class LabIngest:
         crash_point("lab.after-filed")  # test-only, inert unless IOP_TEST_CRASH_AT is set
         held = [o for o in outcomes if o.state != "filed"]
         errors = [AckError("207", f"specimen {o.result_id}: {o.reason}", o.location) for o in held]
+        # Filed, with some codes held for mapping: accepted (nothing to resend), said as a warning.
+        errors += [AckError("207", f"specimen {o.result_id}: filed; code {code.rsplit(' from ', 1)[0]} is not in our "
+                            "code table and is held for staff to map", "OBX-3", severity="W")
+                   for o in outcomes if o.state == "filed" for code in o.held_codes]
         ack_code = "AE" if held else "AA"
         ack = build_ack(message, None, ack_code, f"ACK{message_id}", errors, _hl7_now())
         detail = "; ".join(o.reason or "" for o in held) or None
@@ -358,9 +373,9 @@ class LabIngest:
 
     async def _file_order(self, message_id: int, index: int, message: OruMessage, order: Order) -> OrderOutcome:
         result_id = f"lr-{message_id}-{index + 1}"
-        lab_id = lab_id_of(message)
+        lab_id, lab_id_source = lab_id_with_source(message)
         status = _status(order)
-        record = _record(lab_id, order)
+        record = {**_record(lab_id, order), "lab_id_source": lab_id_source}
         screening_id = None
         try:
             screening, participant = await run_in_threadpool(self._match, order)
@@ -372,8 +387,9 @@ class LabIngest:
             await run_in_threadpool(self._hold, message_id, result_id, index, lab_id, order, status, record,
                                     screening_id, held)
             return OrderOutcome(result_id, "quarantined", screening_id, held.code, held.reason, held.location)
-        await run_in_threadpool(self._filed, message_id, result_id, index, lab_id, order, status, record, screening_id)
-        return OrderOutcome(result_id, "filed", screening_id)
+        await run_in_threadpool(self._filed, message_id, result_id, index, lab_id, order, status, record, screening_id,
+                                report.held_codes, lab_id_source)
+        return OrderOutcome(result_id, "filed", screening_id, held_codes=list(report.held_codes))
 
     # --- matching, mapping, delivery -------------------------------------------------------
 
@@ -392,14 +408,19 @@ class LabIngest:
                           "check the requisition, then attach the result to the right screening", "OBR-2")
 
     def _report(self, result_id: str, message_id: int, lab_id: str, status: str, order: Order,
-                screening: Screening) -> LabReport:
+                screening: Screening, not_monitored: frozenset[str] = frozenset()) -> LabReport:
+        """The mapped analytes of an order. Codes not in the code table are held one by one
+        (report.held_codes) while the rest is filed; only an order with no mapped analyte at all is
+        held as a whole. Codes staff marked not monitored are left out."""
         with Session(self.engine) as session:
             code_map = self._code_map(session, lab_id)
-            methods = {(m.lab_id, m.code): m.method for m in session.exec(
-                select(CodeMapping).where(CodeMapping.lab_id == lab_id)).all()}
+            mappings = {m.code: m for m in session.exec(select(CodeMapping).where(CodeMapping.lab_id == lab_id)).all()}
+            definitions = {d.key: d for d in session.exec(select(AnalyteDefinition)).all()}
             expected = expected_medications(session, screening.participant_id)
-        analytes, unmapped = map_observations(order.observations, code_map, methods, lab_id)
-        if unmapped:
+        analytes, unmapped = map_observations(order.observations, code_map, mappings, lab_id, definitions)
+        held = [held_code_label(code, lab_id) for code in unmapped]
+        held = [h for h in held if h not in not_monitored]
+        if not analytes and held:
             raise Quarantined("unmapped-code",
                               "analyte code(s) not in the code table: " + ", ".join(unmapped)
                               + "; map each at POST /lab/code-mappings (never guessed), then attach this result",
@@ -410,12 +431,13 @@ class LabIngest:
             result_id=result_id, lab_id=lab_id, message_ref=str(message_id),
             specimen_id=screening.specimen_id or screening.id, result_status=status,
             received_at=utcnow().isoformat(), analytes=analytes, collected_at=order.collected_at,
-            expected_medications=expected, notes=list(order.notes),
+            expected_medications=expected, notes=list(order.notes), held_codes=held,
         )
 
     @staticmethod
     def _code_map(session: Session, lab_id: str) -> dict[tuple[str, str], str]:
-        code_map = dict(DEFAULT_CODE_MAP)
+        definitions = {d.key for d in session.exec(select(AnalyteDefinition)).all()}
+        code_map = {**loinc_tox.code_map(dict.fromkeys(definitions)), **DEFAULT_CODE_MAP}
         for mapping in session.exec(select(CodeMapping).where(CodeMapping.lab_id == lab_id)).all():
             code_map[(local_system(lab_id), mapping.code)] = mapping.analyte
         return code_map
@@ -439,10 +461,22 @@ class LabIngest:
 
     # --- records ---------------------------------------------------------------------------
 
-    def _filed(self, message_id, result_id, index, lab_id, order, status, record, screening_id) -> None:
+    def _filed(self, message_id, result_id, index, lab_id, order, status, record, screening_id,
+               held_codes=(), lab_id_source=None) -> None:
         with session_scope(self.engine) as session:
             self._save_result(session, message_id, result_id, index, lab_id, order, status, record, screening_id,
                               "filed")
+            for code in held_codes:
+                exists = session.exec(select(QuarantineItem).where(QuarantineItem.lab_result_id == result_id,
+                                                                   QuarantineItem.held_code == code)).first()
+                if exists is None:
+                    session.add(QuarantineItem(
+                        lab_message_id=message_id, lab_result_id=result_id, reason_code="held-code",
+                        reason=storable(f"not in the code table: {code}; the rest of the specimen was filed. Map "
+                                        "the code, or mark it not monitored with a reason; the screening cannot be "
+                                        "final until then"),
+                        screening_id=screening_id, held_code=storable(code), lab_id=storable(lab_id),
+                        lab_id_source=lab_id_source))
 
     @staticmethod
     def _save_result(session, message_id, result_id, index, lab_id, order, status, record, screening_id,
@@ -462,7 +496,8 @@ class LabIngest:
                                                                QuarantineItem.resolved_at.is_(None))).first()
             if exists is None:
                 session.add(QuarantineItem(lab_message_id=message_id, lab_result_id=result_id, reason_code=held.code,
-                                           reason=storable(held.reason), screening_id=screening_id))
+                                           reason=storable(held.reason), screening_id=screening_id,
+                                           lab_id=storable(lab_id), lab_id_source=record.get("lab_id_source")))
 
     def _finish(self, message_id: int, status: str, ack_code: str, ack: str, detail: str | None) -> None:
         with session_scope(self.engine) as session:
@@ -485,6 +520,9 @@ class LabIngest:
     async def attach(self, item_id: int, screening_id: str, actor: str, note: str) -> QuarantineItem:
         """Staff vouch for the match (identity checked by a person); codes are mapped again."""
         item, result = await run_in_threadpool(self._open_item, item_id)
+        if item.held_code is not None:
+            raise Quarantined("held-code", "this item is a held code of a filed result: resolve it as 'mapped' or "
+                              "'not-monitored'")
         if result is None:
             raise Quarantined("nothing-to-attach", "this item holds no result to attach (the message could not be "
                               "parsed, or was refused for its sender); reject it and ask the lab to resend it "
@@ -494,10 +532,45 @@ class LabIngest:
         report = await run_in_threadpool(self._report, result.id, result.lab_message_id, result.lab_id,
                                          result.result_status, order, screening)
         await self._deliver(report, screening.id)
-        return await run_in_threadpool(self._resolve, item_id, "attached", actor, note, screening.id)
+        resolved = await run_in_threadpool(self._resolve, item_id, "attached", actor, note, screening.id)
+        if report.held_codes:  # the rest was filed: each code not in the table is held on its own
+            await run_in_threadpool(self._filed, result.lab_message_id, result.id, result.order_index, result.lab_id,
+                                    order, result.result_status, result.report, screening.id, report.held_codes,
+                                    result.report.get("lab_id_source"))
+        return resolved
+
+    async def settle_held_code(self, item_id: int, resolution: str, actor: str, note: str) -> QuarantineItem:
+        """A held code mapped (a code mapping now exists for it) or marked not monitored: the result
+        is mapped again and the screening told; it may become final once no code is held."""
+        item, result = await run_in_threadpool(self._open_item, item_id)
+        if item.held_code is None or result is None or item.screening_id is None:
+            raise Quarantined("not-a-held-code", "this item is not a held code of a filed result; attach or reject it")
+        screening = await run_in_threadpool(self._screening, item.screening_id)
+        skipped = await run_in_threadpool(self._not_monitored, result.id)
+        if resolution == "not-monitored":
+            skipped = skipped | {item.held_code}
+        report = await run_in_threadpool(self._report, result.id, result.lab_message_id, result.lab_id,
+                                         result.result_status, order_from_record(result.report), screening,
+                                         frozenset(skipped))
+        if resolution == "mapped" and item.held_code in report.held_codes:
+            raise Quarantined("still-unmapped", f"{item.held_code} is still not in the code table; add a code "
+                              f"mapping for lab '{item.lab_id}' (POST /lab/code-mappings) first")
+        if resolution == "mapped":  # the workflow drops the settled code from the list it is given
+            report.held_codes = [*report.held_codes, item.held_code]
+        handle = self.temporal.get_workflow_handle(screening_workflow_id(screening.id))
+        await handle.execute_update(ScreeningWorkflow.settle_held_codes,
+                                    SettledCodes(report, item.held_code, resolution, actor, note))
+        return await run_in_threadpool(self._resolve, item_id, resolution, actor, note, screening.id)
+
+    def _not_monitored(self, result_id: str) -> set[str]:
+        with Session(self.engine) as session:
+            return {q.held_code for q in session.exec(select(QuarantineItem).where(
+                QuarantineItem.lab_result_id == result_id, QuarantineItem.resolution == "not-monitored")).all()}
 
     async def reject(self, item_id: int, actor: str, note: str) -> QuarantineItem:
-        await run_in_threadpool(self._open_item, item_id)
+        item, _ = await run_in_threadpool(self._open_item, item_id)
+        if item.held_code is not None:
+            raise Quarantined("held-code", "a held code is not rejected: resolve it as 'mapped' or 'not-monitored'")
         return await run_in_threadpool(self._resolve, item_id, "rejected", actor, note, None)
 
     def _open_item(self, item_id: int) -> tuple[QuarantineItem, LabResult | None]:
@@ -524,7 +597,7 @@ class LabIngest:
             item.resolved_at, item.resolution, item.resolved_by = utcnow(), resolution, actor
             item.resolution_note, item.screening_id = note, screening_id or item.screening_id
             session.add(item)
-            if item.lab_result_id:
+            if item.lab_result_id and item.held_code is None:
                 result = session.get(LabResult, item.lab_result_id)
                 result.state = "filed" if resolution == "attached" else "rejected"
                 result.screening_id = screening_id or result.screening_id
@@ -577,20 +650,39 @@ def _name(text: str) -> str:
     return re.sub(r"[^a-z]", "", text.split("^", 1)[0].lower())
 
 
-def map_observations(observations: Iterable[Observation], code_map, methods: dict, lab_id: str
-                     ) -> tuple[list[AnalyteIn], list[str]]:
+def map_observations(observations: Iterable[Observation], code_map, mappings: dict, lab_id: str,
+                     definitions: dict | None = None) -> tuple[list[AnalyteIn], list[str]]:
+    """Mapped analytes, and the codes not in the code table as "CODE (text)".
+
+    The method comes from the code first (domain.loinc_tox.resolve_method): a confirmatory LOINC
+    code is a confirmation whatever the mapping's default or the label says; only a mapping's
+    explicit method_override changes it, and the result carries why."""
     analytes, unmapped = [], []
     for obx in observations:
         analyte = map_code(code_map, lab_id, obx.coding_system or "", obx.code or "")
         if analyte is None:
-            unmapped.append(f"{obx.code or '(empty)'} ({obx.coding_system or 'no system'}"
-                            + (f", '{obx.label}'" if obx.label else "") + ")")
+            text = obx.label or obx.coding_system or "no text"
+            unmapped.append(f"{obx.code or '(empty)'} ({text})")
             continue
-        method = methods.get((lab_id, obx.code)) or (
-            "confirm" if _CONFIRMATION.search(" ".join([obx.label or "", *obx.notes])) else "screen")
+        mapping = mappings.get(obx.code) if mappings else None
+        row = loinc_tox.lookup(obx.coding_system or "", obx.code or "")
+        code_method = row.method if row is not None and row.usable else None
+        label_says = "confirm" if _CONFIRMATION.search(" ".join([obx.label or "", *obx.notes])) else None
+        choice = loinc_tox.resolve_method(code_method, getattr(mapping, "method_override", None),
+                                          getattr(mapping, "method", None), label_says, obx.code or "")
+        cutoff = obx.cutoff
+        definition = (definitions or {}).get(analyte)
+        if cutoff is None and definition is not None:
+            cutoff = definition.confirm_cutoff if choice.method == "confirm" else definition.initial_cutoff
         analytes.append(AnalyteIn(analyte=analyte, value=obx.value_numeric, qualitative=obx.value_text,
-                                  units=obx.units, lab_cutoff=obx.cutoff, method=method, code=obx.code))
+                                  units=obx.units, lab_cutoff=cutoff, method=choice.method, code=obx.code,
+                                  method_basis=choice.basis, method_note=choice.detail))
     return analytes, unmapped
+
+
+def held_code_label(code_text: str, lab_id: str) -> str:
+    """How a held code is named to staff and in the screening: "CODE (text) from LAB"."""
+    return f"{code_text} from {lab_id}"
 
 
 def order_from_record(record: dict[str, Any]) -> Order:

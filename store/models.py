@@ -282,6 +282,10 @@ class QuarantineItem(SQLModel, table=True):
     resolved_by: str | None = Field(default=None, max_length=32)
     resolution_note: str | None = Field(default=None, max_length=2000)
     screening_id: str | None = Field(default=None, max_length=64)
+    # A code of a filed result that is not in the code table ("CODE (text) from LAB"), held per code.
+    held_code: str | None = Field(default=None, max_length=300)
+    lab_id: str | None = Field(default=None, max_length=120)  # the lab id a code is mapped under
+    lab_id_source: str | None = Field(default=None, max_length=16)  # MSH-4 | MSH-3 | JSON
 
 
 class CodeMapping(SQLModel, table=True):
@@ -294,8 +298,25 @@ class CodeMapping(SQLModel, table=True):
     lab_id: str = Field(max_length=120)
     code: str = Field(max_length=80)
     analyte: str = Field(max_length=40)
-    method: str = Field(default="screen", max_length=16)
+    method: str = Field(default="screen", max_length=16)  # used only when the code names no method
+    method_override: str | None = Field(default=None, max_length=16)  # explicit: wins over the code
     note: str | None = Field(default=None, max_length=400)
+    created_by: str = Field(max_length=32)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class AnalyteDefinition(SQLModel, table=True):
+    """An analyte an admin added without a code change (issue 19)."""
+
+    __tablename__ = "analyte_definitions"
+
+    key: str = Field(primary_key=True, max_length=40)
+    label: str = Field(max_length=120)
+    drug_class: str = Field(max_length=60)
+    medication: str | None = Field(default=None, max_length=60)
+    also_explained_by: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    initial_cutoff: float | None = None
+    confirm_cutoff: float | None = None
     created_by: str = Field(max_length=32)
     created_at: datetime = Field(default_factory=utcnow)
 

@@ -354,6 +354,10 @@ class AnalyteIn:
     lab_cutoff: float | None = None
     method: str = "screen"
     code: str | None = None  # the lab's code, kept for the record
+    # Why this method (domain.loinc_tox.resolve_method): loinc-code | clinic-override | clinic-mapping |
+    # lab-label | default, and a line for the review. None in results recorded before issue 19.
+    method_basis: str | None = None
+    method_note: str | None = None
 
 
 @dataclass
@@ -370,6 +374,22 @@ class LabReport:
     collected_at: str | None = None
     expected_medications: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Codes of this specimen not in the code table, held for staff ("CODE (text) from LAB"): the
+    # mapped analytes are filed and interpreted, but the result cannot be final until each is
+    # mapped or marked not monitored (issue 19).
+    held_codes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SettledCodes:
+    """Staff settled one held code: `report` is the result again, with the code now mapped (and its
+    analyte among report.analytes) or dropped as not monitored, and the codes still held."""
+
+    report: LabReport
+    code: str
+    resolution: str  # mapped | not-monitored
+    actor: str
+    note: str
 
 
 @dataclass
@@ -380,6 +400,9 @@ class ResultEntry:
     interpretation: dict[str, Any]  # domain.interpretation.interpretation_to_dict
     superseded_by: str | None = None
     corrects: str | None = None
+    held_codes: list[str] = field(default_factory=list)
+    # How each analyte's method was decided (code, analyte, method, basis, note): shown in the review.
+    methods: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

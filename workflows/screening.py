@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         PRELIMINARY,
         REVIEW_DECISIONS,
         LabReport,
+        SettledCodes,
         ResultEntry,
         Review,
         DisclosureEvent,
@@ -284,14 +285,11 @@ class ScreeningWorkflow:
     async def record_result(self, report: LabReport) -> ScreeningState:
         if any(entry.result_id == report.result_id for entry in self.state.results):
             return self.state  # the same result again: nothing changes
-        interpretation = interpret(
-            [AnalyteResult(a.analyte, a.value, a.qualitative, a.units, a.lab_cutoff, a.method) for a in report.analytes],
-            None,
-            MedicationContext(expected=frozenset(report.expected_medications)),
-        )
+        interpretation = self._interpret(report)
         previous = next((r for r in reversed(self.state.results) if r.superseded_by is None), None)
         entry = ResultEntry(report.result_id, report.result_status, report.received_at,
-                            interpretation_to_dict(interpretation))
+                            interpretation_to_dict(interpretation), held_codes=list(report.held_codes),
+                            methods=_methods(report))
         status_word = {"P": "preliminary", "F": "final", "C": "corrected"}.get(report.result_status, report.result_status)
         if previous is not None and report.result_status != "P":
             previous.superseded_by, entry.corrects = entry.result_id, previous.result_id
@@ -309,7 +307,27 @@ class ScreeningWorkflow:
             self._event("final result corrected", detail="reports already sent must be corrected")
         self.state.current_result_id = entry.result_id
         self.state.final_outcome = self.state.finalized_at = None
-        if interpretation.may_finalize_without_review:
+        await self._conclude(entry, interpretation)
+        await self._save()
+        return self.state
+
+    def _interpret(self, report: LabReport):
+        return interpret(
+            [AnalyteResult(a.analyte, a.value, a.qualitative, a.units, a.lab_cutoff, a.method) for a in report.analytes],
+            None,
+            MedicationContext(expected=frozenset(report.expected_medications)),
+        )
+
+    async def _conclude(self, entry: ResultEntry, interpretation) -> None:
+        """A final or corrected current result: final when negative, else (or while codes are held)
+        awaiting review."""
+        if entry.held_codes:
+            self.state.status = AWAITING_REVIEW
+            self.state.review_overdue = False
+            self.state.review_due_at = (workflow.now() + REVIEW_DUE).isoformat()
+            self._event("awaiting held codes", detail="not final until each is mapped or marked not monitored: "
+                        + "; ".join(entry.held_codes))
+        elif interpretation.may_finalize_without_review:
             self._finalize(FINAL_NEGATIVE, "negative: final without review")
             await self._announce_final()
         else:
@@ -317,8 +335,31 @@ class ScreeningWorkflow:
             self.state.review_overdue = False
             self.state.review_due_at = (workflow.now() + REVIEW_DUE).isoformat()
             self._event("awaiting review", detail=", ".join(f.code for f in interpretation.flags) or interpretation.overall)
+
+    @workflow.update
+    async def settle_held_codes(self, settled: SettledCodes) -> ScreeningState:
+        """Staff mapped a held code (its analyte is now in the report) or marked it not monitored."""
+        entry = next(r for r in self.state.results if r.result_id == settled.report.result_id)
+        if settled.code not in entry.held_codes:
+            return self.state  # settled already: nothing changes
+        interpretation = self._interpret(settled.report)
+        entry.interpretation = interpretation_to_dict(interpretation)
+        entry.methods = _methods(settled.report)
+        entry.held_codes = [c for c in settled.report.held_codes if c != settled.code]
+        self._event(f"held code {settled.resolution}", settled.actor, f"{settled.code}: {settled.note}")
+        if (not entry.held_codes and entry.result_id == self.state.current_result_id
+                and self.state.status == AWAITING_REVIEW and entry.result_status != "P"):
+            await self._conclude(entry, interpretation)
         await self._save()
         return self.state
+
+    @settle_held_codes.validator
+    def _validate_settled(self, settled: SettledCodes) -> None:
+        if settled.resolution not in ("mapped", "not-monitored"):
+            raise ApplicationError(f"unknown resolution {settled.resolution!r}", type=INVALID)
+        if not any(r.result_id == settled.report.result_id for r in self.state.results):
+            raise ApplicationError(f"screening {self.state.screening_id} has no result {settled.report.result_id}",
+                                   type=CONFLICT)
 
     @record_result.validator
     def _validate_result(self, report: LabReport) -> None:
@@ -360,6 +401,11 @@ class ScreeningWorkflow:
             raise ApplicationError("a review needs a documented explanation", type=INVALID)
         if self.state.status != AWAITING_REVIEW:
             raise ApplicationError(f"screening {self.state.screening_id} is {self.state.status}, not awaiting review",
+                                   type=CONFLICT)
+        current = self._current_result()
+        if current is not None and current.held_codes and review.decision in ("confirm", "excuse"):
+            raise ApplicationError("the result cannot be final while codes are held: map each or mark it not "
+                                   "monitored in the lab quarantine first (" + "; ".join(current.held_codes) + ")",
                                    type=CONFLICT)
 
     def _current_result(self) -> ResultEntry | None:
@@ -441,3 +487,8 @@ class ScreeningWorkflow:
         workflow.upsert_search_attributes([search.STATUS.value_set(self.state.status)])
         # A local activity: a short idempotent write to the worker's own database.
         await workflow.execute_local_activity_method(ScreeningActivities.save_screening, self.state, **ACTIVITY)
+
+
+def _methods(report: LabReport) -> list[dict]:
+    return [{"code": a.code, "analyte": a.analyte, "method": a.method, "basis": a.method_basis, "note": a.method_note}
+            for a in report.analytes if a.method_basis is not None]

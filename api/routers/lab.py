@@ -20,8 +20,9 @@ from api.tokens import Actor
 from api.workflow_calls import workflow_call
 from domain.analytes import ANALYTES
 from domain.hl7 import Identifier, Observation, Order, OruMessage, PatientIds
+from domain import loinc_tox
 from ingest.lab import LabIngest, LabSender, Quarantined, lab_sender
-from store.models import CodeMapping, QuarantineItem, Screening
+from store.models import AnalyteDefinition, CodeMapping, LabMessage, LabResult, QuarantineItem, Screening
 from workflows.contracts import Review, ScreeningState
 from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id
@@ -176,6 +177,11 @@ class QuarantinePublic(BaseModel):
     resolved_by: str | None
     resolution_note: str | None
     screening_id: str | None
+    held_code: str | None = Field(default=None, description="A code of a filed result that is not in the code "
+                                  "table, as 'CODE (text) from LAB'")
+    lab_id: str | None = Field(default=None, description="The lab id to map a code under")
+    lab_id_source: str | None = Field(default=None, description="Where that id came from: MSH-4, or MSH-3 when "
+                                      "MSH-4 was empty, or JSON")
 
 
 class QuarantinePage(BaseModel):
@@ -187,7 +193,9 @@ class QuarantinePage(BaseModel):
 
 
 class ResolveRequest(RequestModel):
-    action: Literal["attach", "reject"]
+    action: Literal["attach", "reject", "mapped", "not-monitored"] = Field(
+        description="attach / reject a held result; for a held code: 'mapped' once a code mapping exists for it, "
+                    "or 'not-monitored' with the reason in note")
     screening_id: str | None = Field(default=None, description="Required to attach")
     note: str = Field(min_length=1, max_length=2000, description="What staff verified or why it is rejected")
 
@@ -217,7 +225,10 @@ def list_quarantine(
 async def resolve_quarantine(item_id: Annotated[int, Path(ge=1, le=2**31 - 1)], body: ResolveRequest, actor: Staff,
                              services: ServicesDep) -> QuarantinePublic:
     try:
-        if body.action == "attach":
+        if body.action in ("mapped", "not-monitored"):
+            async with workflow_call("screening"):
+                item = await services.lab.settle_held_code(item_id, body.action, actor.token_id, body.note)
+        elif body.action == "attach":
             if not body.screening_id:
                 raise ProblemError(422, "To attach a result, name the screening_id it belongs to.")
             async with workflow_call("screening"):
@@ -238,7 +249,11 @@ class CodeMappingIn(RequestModel):
     lab_id: str = Field(min_length=1, max_length=120, description="As derived from MSH-4 (or the JSON lab_id)")
     code: str = Field(min_length=1, max_length=80)
     analyte: str = Field(description="An analyte key, e.g. 'buprenorphine' (GET /lab/analytes lists them)")
-    method: Literal["screen", "confirm"] = "screen"
+    method: Literal["screen", "confirm"] = Field(default="screen", description="Used only when the code itself "
+                                                  "names no method (a local or method-less LOINC code)")
+    method_override: Literal["screen", "confirm"] | None = Field(
+        default=None, description="An explicit choice that wins over the method a LOINC code names; shown in the "
+                                  "review")
     note: str | None = Field(default=None, max_length=400)
 
 
@@ -255,8 +270,12 @@ class AnalytePublic(BaseModel):
 
 
 @router.get("/lab/analytes", response_model=list[AnalytePublic], responses=responses(401, 403))
-def analytes(actor: Annotated[Actor, Depends(require("admin", "staff", "clinician", "auditor", "lab"))]) -> list[AnalytePublic]:
-    return [AnalytePublic(key=k, label=a.label, drug_class=a.drug_class) for k, a in sorted(ANALYTES.items())]
+def analytes(actor: Annotated[Actor, Depends(require("admin", "staff", "clinician", "auditor", "lab"))],
+             session: SessionDep) -> list[AnalytePublic]:
+    added = [AnalytePublic(key=d.key, label=d.label, drug_class=d.drug_class)
+             for d in session.exec(select(AnalyteDefinition)).all()]
+    return sorted([AnalytePublic(key=k, label=a.label, drug_class=a.drug_class) for k, a in ANALYTES.items()]
+                  + added, key=lambda a: a.key)
 
 
 @router.get("/lab/code-mappings", response_model=list[CodeMappingPublic], responses=responses(401, 403))
@@ -271,7 +290,7 @@ def list_mappings(actor: Reader, session: SessionDep, lab_id: str | None = None)
 @router.post("/lab/code-mappings", status_code=201, response_model=CodeMappingPublic,
              responses=responses(401, 403, 409, 422))
 def add_mapping(body: CodeMappingIn, actor: Admin, session: SessionDep) -> CodeMappingPublic:
-    if body.analyte not in ANALYTES:
+    if body.analyte not in ANALYTES and session.get(AnalyteDefinition, body.analyte) is None:
         raise ProblemError(422, f"Unknown analyte {body.analyte!r}; GET /lab/analytes lists the known keys.")
     row = CodeMapping(**body.model_dump(), created_by=actor.token_id)
     session.add(row)
@@ -318,3 +337,126 @@ async def review(screening_id: str, body: ReviewRequest, actor: Clinician, sessi
     async with workflow_call("screening"):
         return await handle.execute_update(ScreeningWorkflow.review,
                                            Review(body.decision, body.explanation, actor.token_id))
+
+
+# --- analytes an admin adds; quarantine item detail; turnaround --------------------------------
+
+
+class AnalyteIn(RequestModel):
+    key: str = Field(pattern=r"^[a-z0-9_]{2,40}$", description="snake_case key, e.g. 'isotonitazene'")
+    label: str = Field(min_length=1, max_length=120)
+    drug_class: str = Field(min_length=1, max_length=60)
+    medication: str | None = Field(default=None, max_length=60, description="The prescription it evidences")
+    also_explained_by: list[str] = Field(default_factory=list, max_length=20)
+    initial_cutoff: float | None = Field(default=None, gt=0, description="ng/mL, used when the lab sends none")
+    confirm_cutoff: float | None = Field(default=None, gt=0, description="ng/mL, used when the lab sends none")
+
+
+@router.post("/lab/analytes", status_code=201, response_model=AnalyteIn, responses=responses(401, 403, 409, 422),
+             summary="Add an analyte (name, class, default cutoffs, medication links) without a code change")
+def add_analyte(body: AnalyteIn, actor: Admin, session: SessionDep) -> AnalyteIn:
+    if body.key in ANALYTES or session.get(AnalyteDefinition, body.key) is not None:
+        raise ProblemError(409, f"Analyte {body.key!r} already exists; GET /lab/analytes lists them.")
+    session.add(AnalyteDefinition(**body.model_dump(), created_by=actor.token_id))
+    session.commit()
+    return body
+
+
+class Candidate(BaseModel):
+    screening_id: str
+    specimen_id: str | None
+    status: str
+    score: int
+    why: list[str]
+
+
+class QuarantineDetail(QuarantinePublic):
+    control_id: str
+    sender: str
+    claimed_participant_ids: list[str]
+    claimed_specimen_ids: list[str]
+    held_fields: dict | None = Field(description="The held order's fields as the lab sent them")
+    candidates: list[Candidate] = Field(description="Screenings it may belong to, best first")
+
+
+@router.get("/lab/quarantine/{item_id}", response_model=QuarantineDetail, responses=responses(401, 403, 404, 422))
+def quarantine_item(item_id: Annotated[int, Path(ge=1, le=2**31 - 1)], actor: Reader,
+                    session: SessionDep) -> QuarantineDetail:
+    item = session.get(QuarantineItem, item_id)
+    if item is None:
+        raise ProblemError(404, f"No quarantine item has the id {item_id}.")
+    message = session.get(LabMessage, item.lab_message_id)
+    result = session.get(LabResult, item.lab_result_id) if item.lab_result_id else None
+    record = result.report if result else None
+    pids = re_pids(message.raw if message else "")
+    specimens = [s for s in ((record or {}).get("placer"), (record or {}).get("specimen"),
+                             (record or {}).get("filler")) if s]
+    ranked = []
+    awaiting = session.exec(select(Screening).where(Screening.collected_at.is_not(None))
+                            .order_by(col(Screening.collected_at).desc()).limit(200)).all()
+    for screening in awaiting:
+        why, score = [], 0
+        if screening.specimen_id and screening.specimen_id in specimens:
+            why.append("specimen id matches"); score += 4
+        if screening.participant_id in pids:
+            why.append("participant id in PID-3 matches"); score += 3
+        if screening.status in ("awaiting-result", "preliminary"):
+            why.append("awaiting a result"); score += 1
+        if score >= 3:
+            ranked.append(Candidate(screening_id=screening.id, specimen_id=screening.specimen_id,
+                                    status=screening.status, score=score, why=why))
+    ranked.sort(key=lambda c: -c.score)
+    base = QuarantinePublic.model_validate(item, from_attributes=True).model_dump()
+    return QuarantineDetail(**base, control_id=message.control_id if message else "", sender=message.sender if message
+                            else "", claimed_participant_ids=pids, claimed_specimen_ids=specimens,
+                            held_fields=record, candidates=ranked[:10])
+
+
+def re_pids(raw: str) -> list[str]:
+    """Participant ids PID-3 claims (first component of each repetition)."""
+    for segment in raw.replace("\n", "\r").split("\r"):
+        if segment.startswith("PID") and len(segment) > 3:
+            fields = segment.split(segment[3])
+            if len(fields) > 3:
+                return [rep.split("^", 1)[0] for rep in fields[3].split("~") if rep.split("^", 1)[0]]
+    return []
+
+
+class LabTurnaround(BaseModel):
+    lab_id: str
+    results: int
+    collection_to_received_hours_median: float | None
+    received_to_final_hours_median: float | None
+    over_target: int
+    target_hours: float
+
+
+@router.get("/reports/lab-turnaround", response_model=list[LabTurnaround], responses=responses(401, 403, 422),
+            summary="Per lab: collection to received and received to final, against the target (hours)")
+def lab_turnaround(actor: Reader, session: SessionDep,
+                   target_hours: Annotated[float, Query(gt=0, le=24 * 60)] = 48.0) -> list[LabTurnaround]:
+    from statistics import median
+
+    per_lab: dict[str, dict[str, list[float]]] = {}
+    rows = session.exec(select(LabResult, Screening).where(LabResult.screening_id == Screening.id,
+                                                           LabResult.state == "filed")).all()
+    for result, screening in rows:
+        lab = per_lab.setdefault(result.lab_id, {"in": [], "final": [], "over": []})
+        received = _naive(result.received_at)
+        if screening.collected_at:
+            hours = (received - _naive(screening.collected_at)).total_seconds() / 3600
+            lab["in"].append(hours)
+            if hours > target_hours:
+                lab["over"].append(hours)
+        finalized = (screening.state or {}).get("finalized_at")
+        if finalized:
+            lab["final"].append((_naive(datetime.fromisoformat(finalized)) - received).total_seconds() / 3600)
+    return [LabTurnaround(lab_id=lab, results=len(v["in"]) or len(v["final"]),
+                          collection_to_received_hours_median=round(median(v["in"]), 2) if v["in"] else None,
+                          received_to_final_hours_median=round(median(v["final"]), 2) if v["final"] else None,
+                          over_target=len(v["over"]), target_hours=target_hours) for lab, v in sorted(per_lab.items())]
+
+
+def _naive(moment: datetime) -> datetime:
+    """UTC without tzinfo (SQLite returns naive UTC, PostgreSQL aware)."""
+    return moment if moment.tzinfo is None else (moment - moment.utcoffset()).replace(tzinfo=None)

@@ -131,14 +131,14 @@ async def test_unknown_specimen_mismatch_and_unparseable_are_held_with_reasons(s
 
 
 async def test_unmapped_code_is_held_then_mapped_and_attached(stack):
+    # Issue 19: the mapped analytes (validity) are filed; the unknown code is held on its own.
     pid, sid, specimen = await collected(stack)
     obx = ["ST|BZOU^Benzo screen^L||NEG|||N", *VALID]
     _, ack = await post_hl7(stack, oru("MAP-1", specimen, pid, obx=obx))
-    assert ack.ack_code == "AE" and "BZOU" in ack.error_texts[0]
-    [item] = [q for q in await quarantine(stack, "unmapped-code") if q["screening_id"] == sid]
+    assert ack.ack_code == "AA" and "BZOU" in ack.error_texts[0]
+    [item] = [q for q in await quarantine(stack, "held-code") if q["screening_id"] == sid]
     early = await stack.http.post(f"/lab/quarantine/{item['id']}/resolve",
-                                  json={"action": "attach", "screening_id": sid, "note": "verified"},
-                                  headers=stack.auth("staff"))
+                                  json={"action": "mapped", "note": "verified"}, headers=stack.auth("staff"))
     assert early.status_code == 409 and "BZOU" in early.json()["detail"]
     bad = await stack.http.post("/lab/code-mappings", json={"lab_id": "ACME REFERENCE LAB", "code": "BZOU",
                                                             "analyte": "benzos"}, headers=stack.auth("admin"))
@@ -147,10 +147,9 @@ async def test_unmapped_code_is_held_then_mapped_and_attached(stack):
                                                                "analyte": "benzodiazepines"}, headers=stack.auth("admin"))
     assert mapped.status_code == 201
     attached = await stack.http.post(f"/lab/quarantine/{item['id']}/resolve",
-                                     json={"action": "attach", "screening_id": sid, "note": "mapping added, ids checked"},
-                                     headers=stack.auth("staff"))
+                                     json={"action": "mapped", "note": "mapping added"}, headers=stack.auth("staff"))
     assert attached.status_code == 200, attached.text
-    assert attached.json()["resolution"] == "attached"
+    assert attached.json()["resolution"] == "mapped"
     assert (await screening(stack, sid))["final_outcome"] == "negative"
 
 

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domain.hl7 import (
+    _first_msh_line,
     SUPPORTED_VERSIONS,
     AckError,
     Hl7Error,
@@ -592,7 +593,8 @@ def test_ack_for_unparseable_broken_msh_salvages_addressing() -> None:
 def test_ack_for_text_without_msh_still_answers() -> None:
     error = Hl7Error("100", "The message must start with an MSH segment.", "MSH")
     ack = ack_for_unparseable("garbage\x00\x0b", error, "IOPW-ACK-9", NOW)
-    assert parse_ack(ack) == ("AE", "", (error.detail,))
+    # Issue 19: text that is not an HL7 message at all is rejected (AR), with the reason.
+    assert parse_ack(ack) == ("AR", "", (error.detail,))
 
 
 def test_parse_ack_reads_a_foreign_v23_ack_with_msa3_only() -> None:
@@ -707,7 +709,8 @@ def test_ack_for_unparseable_always_answers_ar_or_ae(text: str, code: str, detai
     ack = ack_for_unparseable(text, Hl7Error(code, detail), "CTRL", NOW)
     assert isinstance(ack, str)
     msa = [row for row in segments(ack) if row[0] == "MSA"]
-    assert len(msa) == 1 and msa[0][1] == ("AR" if code in {"200", "201", "203", "207"} else "AE")
+    has_msh = _first_msh_line(text) is not None
+    assert len(msa) == 1 and msa[0][1] == ("AR" if code in {"200", "201", "203", "207"} or not has_msh else "AE")
     assert parse_ack(ack).ack_code == msa[0][1]
 
 
