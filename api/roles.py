@@ -58,7 +58,7 @@ GET /audit/verify: admin auditor
 GET /participants/{participant_id}/history: admin staff clinician auditor
 GET /workflows/{workflow_id}/history: admin auditor
 POST /codec/decode: admin auditor
-POST /codec/encode: admin auditor
+POST /codec/encode: admin
 POST /tokens: admin
 GET /tokens: admin
 POST /tokens/{token_id}/revoke: admin

@@ -19,7 +19,7 @@ from api.tokens import Actor
 from api.workflow_calls import workflow_call
 from domain.analytes import ANALYTES
 from domain.hl7 import Identifier, Observation, Order, OruMessage, PatientIds
-from ingest.lab import LabIngest, Quarantined
+from ingest.lab import LabIngest, Quarantined, told_lab
 from store.models import CodeMapping, QuarantineItem, Screening
 from workflows.contracts import Review, ScreeningState
 from workflows.screening import ScreeningWorkflow
@@ -49,7 +49,7 @@ def ingest(services: ServicesDep) -> LabIngest:
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}, "description": "HL7 ACK(s), one per message: MSA AA, AE or AR "
                                                                   "with ERR segments saying why"},
-               **responses(401, 403)},
+               **responses(401, 403, 413)},
     openapi_extra={"requestBody": {"required": True, "content": {t: {"schema": {"type": "string"}} for t in HL7_TYPES}}},
     summary="Receive HL7 v2 ORU^R01 result message(s); answers with HL7 ACKs",
 )
@@ -120,7 +120,7 @@ def _as_oru(body: JsonResults) -> OruMessage:
                       orders=(order,))
 
 
-@router.post("/lab/results", response_model=ReceiptPublic, responses=responses(401, 403, 422),
+@router.post("/lab/results", response_model=ReceiptPublic, responses=responses(401, 403, 413, 422),
              summary="Receive one specimen's results as JSON (for labs with REST interfaces)")
 async def receive_json(body: JsonResults, actor: Lab, services: ServicesDep) -> ReceiptPublic:
     receipt = await services.lab.receive_parsed(_as_oru(body), body.model_dump_json(), "json")
@@ -146,7 +146,8 @@ def _stored_outcomes(services: ServicesDep, message_id: int) -> list[OutcomePubl
             select(QuarantineItem).where(QuarantineItem.lab_message_id == message_id)).all()}
     return [OutcomePublic(result_id=r.id, state=r.state, screening_id=r.screening_id,
                           reason_code=items[r.id].reason_code if r.id in items else None,
-                          reason=items[r.id].reason if r.id in items else None) for r in results]
+                          reason=told_lab(items[r.id].reason_code, items[r.id].reason) if r.id in items else None)
+            for r in results]
 
 
 # --- quarantine -----------------------------------------------------------------------------
