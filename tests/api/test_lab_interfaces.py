@@ -208,7 +208,6 @@ async def test_healthz_answers_within_a_second_while_a_large_message_is_parsed(s
                 waits.append(time.monotonic() - started)
                 assert health.status_code == 200
                 assert waits[-1] < 1.0, f"/healthz took {waits[-1]:.1f} s while the message was parsed"
-            print(f"/healthz: {len(waits)} answers, slowest {max(waits):.2f} s")
             answer = await posting
     finally:
         if posting is not None and not posting.done():
@@ -218,3 +217,41 @@ async def test_healthz_answers_within_a_second_while_a_large_message_is_parsed(s
     assert answer.status_code == 200 and parse_ack(answer.text).ack_code == "AE"
     assert len(waits) > 20, waits  # /healthz was asked all along, not once before the parse began
     assert any("s-unknown" in q["reason"] for q in await quarantine(stack, "unknown-specimen"))
+
+
+async def test_iop_hl7_listen_answers_audits_and_stops_on_sigterm(records_engine, dev_env, tmp_path):
+    """The command itself, as the `mllp` service runs it: settings from the environment."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from iop.codec import format_key
+    from tests.conftest import TEST_KEYS
+
+    probe = _free_socket()
+    port = probe.getsockname()[1]
+    probe.close()
+    env = {**os.environ, "IOP_DATABASE_URL": records_engine.url.render_as_string(hide_password=False),
+           "IOP_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host, "IOP_DATA_DIR": str(tmp_path),
+           "IOP_CODEC_KEYS": format_key(TEST_KEYS[0]), "IOP_MLLP_PORT": str(port), "IOP_MLLP_ALLOW": "127.0.0.1"}
+    listener = subprocess.Popen([sys.executable, "-m", "iop.cli", "hl7", "listen"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(600):  # until it listens (imports and connecting to Temporal take a while)
+            assert listener.poll() is None, listener.stdout.read().decode()
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        acks = await _exchange(port, mllp_frame(oru("CLI-1", "s-unknown-20260101-y.1", "p-x")))
+        assert parse_ack(acks[0]).ack_code == "AE" and parse_ack(acks[0]).original_control_id == "CLI-1"
+    finally:
+        listener.send_signal(signal.SIGTERM)
+        output = (await asyncio.to_thread(listener.communicate, timeout=60))[0].decode()
+    assert listener.returncode == 0, output
+    assert f"127.0.0.1:{port}" in output
+    events = [e for e in _audit(records_engine) if e.action == "MLLP ORU^R01"]
+    assert [(e.outcome, e.source) for e in events] == [("AE", "127.0.0.1")]
