@@ -1,5 +1,5 @@
-# One image for the api, the worker and the one-shot migration; the command picks the role
-# (`iop api`, `iop worker`, `iop db upgrade`). Built by docker-compose.yml.
+# One image for the api, the worker, the MLLP listener and the one-shot migration; the command picks the role
+# (`iop api`, `iop worker`, `iop hl7 listen`, `iop db upgrade`). Built by docker-compose.yml.
 FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
@@ -18,5 +18,5 @@ USER iop
 # Production refuses to start without IOP_CODEC_KEYS; the API listens on all interfaces of its
 # container (publish it only behind a TLS proxy).
 ENV IOP_ENV=production IOP_API_HOST=0.0.0.0 IOP_API_PORT=8000
-EXPOSE 8000
+EXPOSE 8000 2575
 CMD ["iop", "api"]

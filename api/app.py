@@ -5,20 +5,25 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
 from api import problems, ui
 from api.audit import AuditMiddleware
+from api.body_limit import BodyLimit
 from api.deps import Services
 from api.routers import audit, disclosures, health, lab, medications, participants, screenings
+from ingest import offload
 from ingest.lab import LabIngest
 from iop.audit import audit_keys
 from iop.settings import Settings
 from iop.temporal import connect
 from store.audit import use_keys
 from store.db import make_engine
+
+LAB_INTAKE = frozenset({"/lab/hl7", "/lab/results"})
 
 
 def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Client | None = None) -> FastAPI:
@@ -35,6 +40,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
         services = Services(settings=settings, engine=records, temporal=client, lab=LabIngest(records, client))
         app.state.services = services
         yield
+        await run_in_threadpool(offload.shutdown)  # the lab parser's worker process, if one was started
         if own_engine:
             services.engine.dispose()
 
@@ -45,6 +51,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
         lifespan=lifespan,
     )
     problems.install(app)
+    # Inside the audit middleware, so a refused body is audited like any other answer.
+    app.add_middleware(BodyLimit, paths=LAB_INTAKE, limit=settings.lab_max_body_bytes)
     app.add_middleware(AuditMiddleware)
     # Only the Temporal UI's origin may call the API from a browser (for the codec endpoint).
     app.add_middleware(CORSMiddleware, allow_origins=[settings.temporal_ui_origin], allow_methods=["POST", "OPTIONS"],

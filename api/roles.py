@@ -62,7 +62,7 @@ POST /audit/checkpoints: admin
 GET /participants/{participant_id}/history: admin staff clinician auditor
 GET /workflows/{workflow_id}/history: admin auditor
 POST /codec/decode: admin auditor
-POST /codec/encode: admin auditor
+POST /codec/encode: admin
 POST /tokens: admin
 GET /tokens: admin
 POST /tokens/{token_id}/revoke: admin

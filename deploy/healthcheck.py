@@ -2,6 +2,7 @@
 
     python /app/deploy/healthcheck.py api      # the API answers /readyz (database and Temporal ok)
     python /app/deploy/healthcheck.py worker   # this container's worker is polling its task queue
+    python /app/deploy/healthcheck.py mllp     # the MLLP listener accepts TCP connections
 
 Exit 0 when healthy, 1 with the reason on stderr otherwise. The worker check asks Temporal for
 the pollers of the task queue and looks for one from this container: the SDK names each worker
@@ -26,6 +27,16 @@ def api_ready(port: int) -> str | None:
             return None if answer.status == 200 else f"/readyz answered {answer.status}"
     except Exception as exc:  # noqa: BLE001 - any failure is the reason
         return f"/readyz: {exc}"
+
+
+def mllp_listening(port: int) -> str | None:
+    """A TCP connect from inside the container (loopback, on the listener's allowlist by default),
+    closed without sending anything: no message, nothing stored."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=4):
+            return None
+    except OSError as exc:
+        return f"MLLP port {port}: {exc}"
 
 
 async def worker_polling(target: str, namespace: str, task_queue: str, hostname: str) -> str | None:
@@ -61,8 +72,10 @@ def main(argv: list[str]) -> int:
                                                  settings.task_queue, socket.gethostname()))
         except Exception as exc:  # noqa: BLE001
             problem = f"Temporal: {type(exc).__name__}: {exc}"
+    elif role == "mllp":
+        problem = mllp_listening(settings.mllp_port)
     else:
-        problem = "usage: healthcheck.py api|worker"
+        problem = "usage: healthcheck.py api|worker|mllp"
     if problem:
         print(problem, file=sys.stderr)
         return 1

@@ -41,6 +41,7 @@ from domain.hl7 import (
     parse_oru,
     split_batch,
 )
+from ingest.offload import off_loop
 from iop.crashpoints import crash_point
 from store.db import session_scope
 from domain.lab_intake import UNREGISTERED_TOKEN, SenderBinding, body_digest, sender_refusal
@@ -94,9 +95,25 @@ class TryLater(Exception):
 
 
 class Quarantined(Exception):
-    def __init__(self, code: str, reason: str, location: str | None = None) -> None:
+    """`reason` is for staff (the quarantine); `told_lab`, when given, is all the lab is told."""
+
+    def __init__(self, code: str, reason: str, location: str | None = None, told_lab: str | None = None) -> None:
         super().__init__(reason)
         self.code, self.reason, self.location = code, reason, location
+        self.told_lab = told_lab or reason
+
+
+# What a lab is told when the identifiers it sent disagree with ours: never which one, or a lab
+# token could find a participant's birth date by guessing (45 CFR 164.514(h): verify the identity
+# of the person requesting PHI before disclosing any).
+TOLD_LAB_MISMATCH = ("identifiers do not match our records; the result is held for our staff to verify "
+                     "the requisition")
+TOLD_LAB = {"identifier-mismatch": TOLD_LAB_MISMATCH}
+
+
+def told_lab(reason_code: str | None, reason: str | None) -> str | None:
+    """A stored quarantine reason as the lab may see it (a replayed answer)."""
+    return TOLD_LAB.get(reason_code or "", reason)
 
 
 def storable(text: str | None) -> str | None:
@@ -176,10 +193,9 @@ class LabIngest:
 
     async def receive_hl7(self, text: str, transport: str, sender: LabSender) -> list[Receipt]:
         """One message or a batch; one receipt (and ACK) per message."""
-        try:
-            parts = split_batch(text) or [text]
-        except Exception:  # noqa: BLE001 - a batch we cannot even split is one unparseable message
-            parts = [text]
+        # Parsing is CPU work that grows with the message: it runs off the event loop, so one large
+        # message (60,000 OBX) never stalls other requests or /healthz (ingest/offload.py).
+        parts = await off_loop(_split, text)
         # A single message is stored exactly as it came over the wire; a batch, message by message.
         if len(parts) == 1:
             parts = [text]
@@ -208,17 +224,9 @@ class LabIngest:
         return lab_sender(row.id, row.role, row.sender_application, row.sender_facility)
 
     async def _receive_one(self, raw: str, transport: str, sender: LabSender) -> Receipt:
-        try:
-            message, error = parse_oru(raw), None
-        except Hl7Error as exc:
-            message, error = None, exc
-        except Exception as exc:  # noqa: BLE001 - the parser's promise broken: still answer, still store
-            message, error = None, Hl7Error("207", f"the message could not be processed ({type(exc).__name__})")
-        if message is not None:
-            claimed, control = _sender(message), message.message_control_id
-        else:
-            claimed, control = _salvaged_key(raw)
-        return await self._receive(raw, body_digest(raw), transport, claimed, control, message, error, sender,
+        # Parsing (and the body digest) runs off the event loop: see receive_hl7.
+        message, error, claimed, control, digest = await off_loop(_parse, raw)
+        return await self._receive(raw, digest, transport, claimed, control, message, error, sender,
                                    self._refusal(sender, message))
 
     @staticmethod
@@ -375,7 +383,7 @@ class LabIngest:
         result_id = f"lr-{message_id}-{index + 1}"
         lab_id, lab_id_source = lab_id_with_source(message)
         status = _status(order)
-        record = {**_record(lab_id, order), "lab_id_source": lab_id_source}
+        record = {**await run_in_threadpool(_record, lab_id, order), "lab_id_source": lab_id_source}
         screening_id = None
         try:
             screening, participant = await run_in_threadpool(self._match, order)
@@ -386,7 +394,7 @@ class LabIngest:
         except Quarantined as held:
             await run_in_threadpool(self._hold, message_id, result_id, index, lab_id, order, status, record,
                                     screening_id, held)
-            return OrderOutcome(result_id, "quarantined", screening_id, held.code, held.reason, held.location)
+            return OrderOutcome(result_id, "quarantined", screening_id, held.code, held.told_lab, held.location)
         await run_in_threadpool(self._filed, message_id, result_id, index, lab_id, order, status, record, screening_id,
                                 report.held_codes, lab_id_source)
         return OrderOutcome(result_id, "filed", screening_id, held_codes=list(report.held_codes))
@@ -605,6 +613,27 @@ class LabIngest:
             return item
 
 
+def _split(text: str) -> list[str]:
+    try:
+        parts = split_batch(text) or [text]
+    except Exception:  # noqa: BLE001 - a batch we cannot even split is one unparseable message
+        parts = [text]
+    return parts
+
+
+def _parse(raw: str) -> tuple[OruMessage | None, Hl7Error | None, str, str, str]:
+    """The message (or why not), its key (sender and control id) and its body digest."""
+    try:
+        message, error = parse_oru(raw), None
+    except Hl7Error as exc:
+        message, error = None, exc
+    except Exception as exc:  # noqa: BLE001 - the parser's promise broken: still answer, still store
+        message, error = None, Hl7Error("207", f"the message could not be processed ({type(exc).__name__})")
+    if message is not None:
+        return message, None, _sender(message), message.message_control_id, body_digest(raw)
+    return None, error, *_salvaged_key(raw), body_digest(raw)
+
+
 def _status(order: Order) -> str:
     return (order.result_status or "F").upper()[:1]
 
@@ -639,7 +668,8 @@ def _cross_check(patient: PatientIds, participant: Participant) -> None:
     if disagree:
         raise Quarantined("identifier-mismatch",
                           "the specimen id matches a screening but the " + " and ".join(disagree)
-                          + " do not match that participant; verify the requisition before attaching", "PID")
+                          + " do not match that participant; verify the requisition before attaching", "PID",
+                          told_lab=TOLD_LAB_MISMATCH)
     if not agree:
         raise Quarantined("identifier-missing",
                           "the message carries neither our participant id in PID-3 nor a birth date in PID-7, "

@@ -201,32 +201,41 @@ async def _run_worker(settings: Settings) -> None:
 
 @hl7_app.command("listen")
 def hl7_listen(
-    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port (2575 is HL7's registered port)")] = 2575,
+    host: Annotated[str | None, typer.Option(help="Address to listen on [IOP_MLLP_HOST, 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port [IOP_MLLP_PORT, 2575: HL7's registered port]")] = None,
     lab_token: Annotated[str, typer.Option(
+        envvar="IOP_MLLP_LAB_TOKEN",
         help="Id of the lab token (`iop token create --role lab ...`) whose registered sender this listener "
-             "accepts; MLLP has no credentials")] = ...,
+             "accepts; MLLP has no credentials [IOP_MLLP_LAB_TOKEN]")] = ...,
 ) -> None:
-    """Receive ORU^R01 over MLLP for one lab; each message is stored, filed or quarantined, and ACKed."""
+    """Receive ORU^R01 over MLLP for one lab; each message is stored, filed or quarantined, and ACKed.
+    Only peers on IOP_MLLP_ALLOW may connect; put a TLS proxy in front for anything beyond this host."""
     settings = get_settings()
     _logging(settings)
-    asyncio.run(_run_hl7_listener(settings, host, port, lab_token))
+    asyncio.run(_run_hl7_listener(settings, host or settings.mllp_host, port or settings.mllp_port, lab_token))
 
 
 async def _run_hl7_listener(settings: Settings, host: str, port: int, lab_token: str) -> None:
+    from ingest import offload
     from ingest.lab import LabIngest
-    from ingest.mllp import serve_mllp
+    from ingest.mllp import parse_allowlist, serve_mllp
     from iop.temporal import connect
     from store.db import make_engine
 
+    try:
+        allow = parse_allowlist(settings.mllp_allow)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     engine = make_engine(settings.resolved_database_url)
     if LabIngest(engine, None).sender_for_token(lab_token).refused:  # type: ignore[arg-type]
         raise typer.BadParameter(f"no usable lab token has the id {lab_token} (revoked, expired or unknown)")
-    server = await serve_mllp(LabIngest(engine, await connect(settings)), host, port, token_id=lab_token)
+    server = await serve_mllp(LabIngest(engine, await connect(settings)), host, port, token_id=lab_token,
+                              allow=allow)
     stop = _stop_event()
-    log.info("MLLP listener on %s:%s", host, port)
+    log.info("MLLP listener on %s:%s, accepting %s", host, port, ", ".join(map(str, allow.networks)) or "no one")
     async with server:
         await stop.wait()
+    await asyncio.to_thread(offload.shutdown)
     engine.dispose()
 
 

@@ -25,6 +25,13 @@ class CodecKeyError(ValueError):
     """The configured keys are missing or malformed."""
 
 
+# What a production codec makes of a payload that is not ours: no payload converter knows this
+# encoding, so whatever was to be read from it fails to convert. An update carrying one is
+# rejected, a signal dropped (the SDK's rules for arguments it cannot read), and the workflow
+# carries on, instead of a failed workflow task that would wedge it.
+REFUSED_ENCODING = b"binary/refused-unencrypted"
+
+
 @dataclass(frozen=True)
 class CodecKey:
     key_id: str
@@ -74,12 +81,19 @@ def load_or_create_dev_key(path: Path) -> list[CodecKey]:
 
 
 class EncryptionCodec(temporalio.converter.PayloadCodec):
-    def __init__(self, keys: Sequence[CodecKey]) -> None:
+    """`refuse_plain` (production): a payload that is not encrypted with our keys is never passed
+    through as readable. Temporal's frontend has no authentication of its own, so anyone who
+    reaches its port could otherwise update or signal a workflow with plain JSON, bypassing the
+    API and its audit trail; now only holders of the payload keys can make a payload that the
+    worker acts on (see REFUSED_ENCODING)."""
+
+    def __init__(self, keys: Sequence[CodecKey], *, refuse_plain: bool = False) -> None:
         if not keys:
             raise CodecKeyError("at least one codec key is required")
         self._active = keys[0]
         self._ciphers = {k.key_id: AESGCM(k.secret) for k in keys}
         self.keys: tuple[CodecKey, ...] = tuple(keys)
+        self.refuse_plain = refuse_plain
 
     @property
     def active_key_id(self) -> str:
@@ -89,6 +103,12 @@ class EncryptionCodec(temporalio.converter.PayloadCodec):
         return [self._encrypt(p) for p in payloads]
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        if self.refuse_plain:
+            return [self._decrypt(p) if p.metadata.get("encoding") == ENCODING else _REFUSED for p in payloads]
+        return [self._decrypt(p) for p in payloads]
+
+    async def open(self, payloads: Sequence[Payload]) -> list[Payload]:
+        """Decode for people (the codec endpoint): a plain payload is shown as it is."""
         return [self._decrypt(p) for p in payloads]
 
     def _encrypt(self, payload: Payload) -> Payload:
@@ -111,11 +131,15 @@ class EncryptionCodec(temporalio.converter.PayloadCodec):
         return Payload.FromString(cipher.decrypt(nonce, sealed, key_id.encode()))
 
 
-def data_converter(keys: Iterable[CodecKey]) -> temporalio.converter.DataConverter:
-    """The one data converter used by the worker, the API, the CLI and the tests."""
+_REFUSED = Payload(metadata={"encoding": REFUSED_ENCODING}, data=b"")
+
+
+def data_converter(keys: Iterable[CodecKey], *, refuse_plain: bool = False) -> temporalio.converter.DataConverter:
+    """The one data converter used by the worker, the API, the CLI and the tests; production
+    refuses plain payloads (EncryptionCodec)."""
     return replace(
         temporalio.converter.default(),
-        payload_codec=EncryptionCodec(list(keys)),
+        payload_codec=EncryptionCodec(list(keys), refuse_plain=refuse_plain),
         # Failure messages and stack traces can quote workflow data: encode them too.
         failure_converter_class=temporalio.converter.DefaultFailureConverterWithEncodedAttributes,
     )

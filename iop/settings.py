@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     # Recipients (courts, employers) at loopback, link-local or private addresses are refused unless
     # this is set: an on-premise court system on the clinic's network. Development allows loopback.
     allow_private_recipients: bool = False
+    # Lab intake: the largest body /lab/hl7 and /lab/results take (a real batch fits in 5 MB).
+    lab_max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1)
+    # `iop hl7 listen` (MLLP): where it listens, and the peers (addresses or CIDR networks, comma
+    # separated) it accepts connections from; every other peer is refused and the refusal audited.
+    mllp_host: str = "127.0.0.1"
+    mllp_port: int = Field(default=2575, ge=1, le=65535)
+    mllp_allow: str = "127.0.0.1,::1"
 
     @property
     def resolved_database_url(self) -> str:

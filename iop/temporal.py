@@ -21,7 +21,7 @@ def codec_keys(settings: Settings) -> list[CodecKey]:
 
 
 def converter(settings: Settings) -> DataConverter:
-    return data_converter(codec_keys(settings))
+    return data_converter(codec_keys(settings), refuse_plain=settings.env == "production")
 
 
 async def connect(settings: Settings, *, lazy: bool = False) -> Client:

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TEXT = (ROOT / "docker-compose.yml").read_text()
 COMPOSE = yaml.safe_load(TEXT)
 SERVICES = COMPOSE["services"]
-APP_SERVICES = ("api", "worker", "migrate")
+APP_SERVICES = ("api", "worker", "migrate", "mllp")
 SECRETS = ("POSTGRES_PASSWORD", "IOP_DB_PASSWORD", "TEMPORAL_DB_PASSWORD", "IOP_CODEC_KEYS", "IOP_AUDIT_KEYS")
 VARIABLE = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 
@@ -79,7 +79,7 @@ def test_the_file_is_valid_compose():
 
 def test_the_stack_has_every_part():
     assert {"postgres", "temporal-schema", "temporal", "temporal-setup", "temporal-ui", "migrate", "api",
-            "worker"} == set(SERVICES)
+            "worker", "mllp"} == set(SERVICES)
 
 
 # --- images, secrets, health --------------------------------------------------------------------
@@ -156,6 +156,14 @@ def test_long_running_services_have_health_checks():
             assert service["restart"] == "no" and "healthcheck" not in service, name
     assert SERVICES["worker"]["healthcheck"]["test"][-2:] == ["/app/deploy/healthcheck.py", "worker"]
     assert SERVICES["api"]["healthcheck"]["test"][-2:] == ["/app/deploy/healthcheck.py", "api"]
+    assert SERVICES["mllp"]["healthcheck"]["test"][-2:] == ["/app/deploy/healthcheck.py", "mllp"]
+
+
+def test_published_ports_are_on_this_host_only():
+    """Plain protocols (HTTP, MLLP, Temporal's gRPC) go out only through a TLS proxy on this host."""
+    for name, service in SERVICES.items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond this host"
 
 
 # --- the app ----------------------------------------------------------------------------------
@@ -164,7 +172,7 @@ def test_long_running_services_have_health_checks():
 def test_api_and_worker_run_in_production_with_the_codec_keys():
     env = dict.fromkeys(SECRETS, "s3cret")
     resolved = {name: {k: interpolate(v, env) for k, v in env_of(name).items()} for name in APP_SERVICES}
-    for name in ("api", "worker"):
+    for name in ("api", "worker", "mllp"):
         mine = resolved[name]
         assert mine["IOP_ENV"] == "production", name
         assert env_of(name)["IOP_CODEC_KEYS"].startswith("${IOP_CODEC_KEYS:?"), name
@@ -172,9 +180,30 @@ def test_api_and_worker_run_in_production_with_the_codec_keys():
         assert mine["IOP_TEMPORAL_NAMESPACE"] == env_of("temporal-setup")["IOP_TEMPORAL_NAMESPACE"], name
         assert mine["IOP_DATABASE_URL"].startswith("postgresql+psycopg://iop:s3cret@postgres:5432/iop"), name
     for key in ("IOP_CODEC_KEYS", "IOP_DATABASE_URL", "IOP_TASK_QUEUE", "IOP_TEMPORAL_NAMESPACE"):
-        assert resolved["api"][key] == resolved["worker"][key], key
+        assert resolved["api"][key] == resolved["worker"][key] == resolved["mllp"][key], key
     assert resolved["migrate"]["IOP_DATABASE_URL"] == resolved["api"]["IOP_DATABASE_URL"]
     assert resolved["api"]["IOP_API_HOST"] == "0.0.0.0"
+
+
+def test_the_mllp_listener_admits_only_its_allowlist():
+    from ingest.mllp import parse_allowlist
+
+    service, env = SERVICES["mllp"], env_of("mllp")
+    assert service["command"] == ["iop", "hl7", "listen"]
+    # MLLP has no credentials: the listener serves the one lab whose registered token it names, and
+    # runs only where a site asks for it (a profile), once that token exists.
+    assert service["profiles"] == ["mllp"] and env["IOP_MLLP_LAB_TOKEN"] == "${IOP_MLLP_LAB_TOKEN:-}"
+    assert service["depends_on"] == SERVICES["api"]["depends_on"]
+    # Inside its container it listens on all interfaces (the container's own network); published
+    # on this host only, for the TLS proxy in front (README, "Labs over MLLP").
+    assert env["IOP_MLLP_HOST"] == "0.0.0.0" and env["IOP_MLLP_PORT"] == "2575"
+    assert service["ports"] == ["127.0.0.1:2575:2575"]
+    # The allowlist comes from the environment; unset, only loopback inside the container: no lab.
+    assert env["IOP_MLLP_ALLOW"].startswith("${IOP_MLLP_ALLOW:-")
+    default = parse_allowlist(interpolate(env["IOP_MLLP_ALLOW"], {}))
+    assert default.permits("127.0.0.1") and not default.permits("172.17.0.1") and not default.permits("10.1.1.1")
+    given = parse_allowlist(interpolate(env["IOP_MLLP_ALLOW"], {"IOP_MLLP_ALLOW": "127.0.0.1,172.16.0.0/12"}))
+    assert given.permits("172.17.0.1")
 
 
 def test_migrations_run_once_before_the_api_and_the_worker():
@@ -296,3 +325,19 @@ async def test_the_worker_health_check_sees_this_hosts_pollers(dev_env, task_que
         assert problem is None
         assert "poller" in await health.worker_polling(target, "default", task_queue, "another-container")
     engine.dispose()
+
+
+async def test_the_mllp_health_check_sees_a_listener(records_engine, dev_env):
+    from ingest.lab import LabIngest
+    from ingest.mllp import serve_mllp
+
+    health = _healthcheck_module()
+    server = await serve_mllp(LabIngest(records_engine, dev_env.client), "127.0.0.1", 0, token_id="unused",
+                              allow="127.0.0.1")
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        assert await asyncio.to_thread(health.mllp_listening, port) is None
+    server.close()
+    await server.wait_closed()
+    problem = await asyncio.to_thread(health.mllp_listening, port)
+    assert problem and str(port) in problem

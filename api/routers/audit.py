@@ -247,13 +247,14 @@ def _from_proto(payloads: list[Payload]) -> CodecBody:
 @router.post("/codec/decode", response_model=CodecBody, responses=responses(401, 403, 422))
 async def codec_decode(body: CodecBody, actor: Auditor, services: ServicesDep) -> CodecBody:
     try:
-        return _from_proto(await services.temporal.data_converter.payload_codec.decode(_to_proto(body.payloads)))
+        return _from_proto(await services.temporal.data_converter.payload_codec.open(_to_proto(body.payloads)))
     except Exception as exc:  # noqa: BLE001 - a wrong key or a tampered payload
         raise ProblemError(422, f"These payloads cannot be decoded with the configured keys ({type(exc).__name__}).")
 
 
 @router.post("/codec/encode", response_model=CodecBody, responses=responses(401, 403, 422))
-async def codec_encode(body: CodecBody, actor: Auditor, services: ServicesDep) -> CodecBody:
+async def codec_encode(body: CodecBody, actor: Admin, services: ServicesDep) -> CodecBody:
+    """Admins only: an encrypted payload is what a production worker accepts as coming from the service."""
     return _from_proto(await services.temporal.data_converter.payload_codec.encode(_to_proto(body.payloads)))
 
 

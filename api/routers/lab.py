@@ -21,7 +21,7 @@ from api.workflow_calls import workflow_call
 from domain.analytes import ANALYTES
 from domain.hl7 import Identifier, Observation, Order, OruMessage, PatientIds
 from domain import loinc_tox
-from ingest.lab import LabIngest, LabSender, Quarantined, lab_sender
+from ingest.lab import LabIngest, LabSender, Quarantined, lab_sender, told_lab
 from store.models import AnalyteDefinition, CodeMapping, LabMessage, LabResult, QuarantineItem, Screening
 from workflows.contracts import Review, ScreeningState
 from workflows.screening import ScreeningWorkflow
@@ -55,7 +55,7 @@ def _sender_of(actor: Actor) -> LabSender:
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}, "description": "HL7 ACK(s), one per message: MSA AA, AE or AR "
                                                                   "with ERR segments saying why"},
-               **responses(401, 403)},
+               **responses(401, 403, 413)},
     openapi_extra={"requestBody": {"required": True, "content": {t: {"schema": {"type": "string"}} for t in HL7_TYPES}}},
     summary="Receive HL7 v2 ORU^R01 result message(s); answers with HL7 ACKs",
 )
@@ -126,7 +126,7 @@ def _as_oru(body: JsonResults) -> OruMessage:
                       orders=(order,))
 
 
-@router.post("/lab/results", response_model=ReceiptPublic, responses=responses(401, 403, 422),
+@router.post("/lab/results", response_model=ReceiptPublic, responses=responses(401, 403, 413, 422),
              summary="Receive one specimen's results as JSON (for labs with REST interfaces)",
              description="message_id is the lab's control id: the same message_id with the same body is a resend "
                          "(answered as before); with another body it is kept and held as a conflicting control id "
@@ -159,7 +159,8 @@ def _stored_outcomes(services: ServicesDep, message_id: int) -> list[OutcomePubl
             select(QuarantineItem).where(QuarantineItem.lab_message_id == message_id)).all()}
     return [OutcomePublic(result_id=r.id, state=r.state, screening_id=r.screening_id,
                           reason_code=items[r.id].reason_code if r.id in items else None,
-                          reason=items[r.id].reason if r.id in items else None) for r in results]
+                          reason=told_lab(items[r.id].reason_code, items[r.id].reason) if r.id in items else None)
+            for r in results]
 
 
 # --- quarantine -----------------------------------------------------------------------------

@@ -110,7 +110,7 @@ async def test_unknown_specimen_mismatch_and_unparseable_are_held_with_reasons(s
     _, unknown = await post_hl7(stack, oru("Q-1", "s-nope-20260101-r.1", pid))
     assert unknown.ack_code == "AE" and "no screening has the specimen" in unknown.error_texts[0]
     _, mismatch = await post_hl7(stack, oru("Q-2", specimen, pid, dob="1970-01-01"))
-    assert mismatch.ack_code == "AE" and "birth date" in mismatch.error_texts[0]
+    assert mismatch.ack_code == "AE" and "identifiers do not match our records" in mismatch.error_texts[0]
     _, garbage = await post_hl7(stack, "this is not HL7 at all")
     assert garbage.ack_code in ("AR", "AE")
     _, adt = await post_hl7(stack, oru("Q-3", specimen, pid).replace("ORU^R01^ORU_R01", "ADT^A01^ADT_A01"))
