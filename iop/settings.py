@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     reconcile_every_seconds: int = Field(default=60, ge=1)
     reconcile_stuck_after_seconds: int = Field(default=300, ge=0)
     reconcile_lab_staff_after_seconds: int = Field(default=3600, ge=0)
+    # The take-home rule set new medication orders use unless they name one: a jurisdiction
+    # ("federal", "US-WI", "US-CA") or a rule-set name from domain/rules/takehome/ (iop/takehome_rules.py).
+    takehome_rules: str = "federal"
 
     @property
     def resolved_database_url(self) -> str:

@@ -12,7 +12,7 @@ from store.models import AlertRecord, DispenseRow, MedicationEventRow
 from tests.helpers import refused
 from tests.workflows.scenarios import start_participant
 from tests.workflows.test_screening_program import skip
-from workflows.contracts import DispenseRecord, MedicationStart, Reassessment
+from workflows.contracts import DispenseRecord, MedicationStart, Reassessment, StorageAttestation
 from workflows.medication import MedicationWorkflow, workflow_id
 from workflows.participant import ParticipantWorkflow
 
@@ -118,4 +118,80 @@ async def test_overdue_injection_alert_at_due_date_plus_grace(program):
         [alert] = session.exec(select(AlertRecord).where(AlertRecord.kind == "injection-overdue")).all()
     assert alert.subject_id.endswith(due.isoformat()) and "grace 3 days" in alert.detail
     assert (await medication.query(MedicationWorkflow.status)).next_due["day"] == due.isoformat()
+    await participant.terminate("test over")
+
+
+# --- issue 18: adherence counts only doses taken; take-homes cannot be doubled ----------------
+
+
+async def test_past_start_with_holds_reads_zero_percent_and_the_run_that_caused_the_hold(program):
+    """Reproduces issue 18: an order started 21 days ago with no dose: 3 misses, then held. Held
+    days used to count as taken (30 days 86% (18 of 21), 7 days 100% (7 of 7)) and the run read 0."""
+    env, engine, participant, today = program
+    pid = (await participant.query(ParticipantWorkflow.status)).participant_id
+    medication = await start_order(env, participant, order(pid, today - timedelta(days=21)))
+    await skip(env, timedelta(hours=1))  # the past days are weighed as the workflow starts
+    state = await medication.query(MedicationWorkflow.status)
+    assert state.status == "held"
+    assert (state.adherence_30d["taken"], state.adherence_30d["expected"]) == (0, 21)
+    assert (state.adherence_7d["taken"], state.adherence_7d["expected"]) == (0, 7)
+    assert state.adherence_30d["ratio"] == 0 and state.adherence_7d["ratio"] == 0
+    assert state.missed_run == 3
+    attendance = next(r for r in state.eligibility["reasons"] if r.startswith("attendance"))
+    assert "0% of expected doses" in attendance and state.eligibility["max_take_home_days"] == 0
+    await participant.terminate("test over")
+
+
+async def test_zero_doses_nine_days_is_zero_percent(program):
+    env, engine, participant, today = program
+    pid = (await participant.query(ParticipantWorkflow.status)).participant_id
+    medication = await start_order(env, participant, order(pid, today - timedelta(days=9)))
+    await skip(env, timedelta(hours=1))
+    state = await medication.query(MedicationWorkflow.status)
+    assert state.adherence_30d["expected"] == 9 and state.adherence_30d["taken"] == 0
+    await participant.terminate("test over")
+
+
+async def test_two_take_home_supplies_same_day_on_daily_observed_order_refused(program):
+    """Reproduces issue 18: two 7-day supplies accepted on treatment day 2 of a daily-observed order."""
+    env, engine, participant, today = program
+    pid = (await participant.query(ParticipantWorkflow.status)).participant_id
+    medication = await start_order(env, participant, order(pid, today))
+    await medication.execute_update(MedicationWorkflow.dispense, DOSE)
+    await skip(env, timedelta(days=1))
+    await medication.execute_update(MedicationWorkflow.attest_storage, StorageAttestation(True, "lockbox seen", "md"))
+    supply = DispenseRecord(kind="take-home", actor="RN", dose=60.0, unit="mg", take_home_count=7,
+                            bottle_ids=[f"B{i}" for i in range(7)])
+    accepted = 0
+    for _ in range(2):
+        with refused("daily-observed"):
+            await medication.execute_update(MedicationWorkflow.dispense, supply)
+            accepted += 1
+    assert accepted == 0
+    with Session(engine) as session:
+        assert [d.kind for d in session.exec(select(DispenseRow).where(DispenseRow.participant_id == pid))] == [
+            "observed-dose"]
+    await participant.terminate("test over")
+
+
+async def test_overlapping_supplies_refused_with_the_dates(program):
+    env, engine, participant, today = program
+    pid = (await participant.query(ParticipantWorkflow.status)).participant_id
+    weekdays = [today.weekday(), (today + timedelta(days=1)).weekday()]  # observed two days a week
+    medication = await start_order(env, participant, order(pid, today, schedule={
+        "kind": "observed-plus-take-home", "observed_weekdays": weekdays, "every_days": None, "grace_days": 3}))
+    await medication.execute_update(MedicationWorkflow.dispense, DOSE)
+    await skip(env, timedelta(days=1))
+    await medication.execute_update(MedicationWorkflow.dispense, DOSE)
+    state = await medication.execute_update(MedicationWorkflow.attest_storage,
+                                            StorageAttestation(True, "lockbox seen", "md"))
+    await medication.execute_update(MedicationWorkflow.dispense, DispenseRecord(
+        kind="take-home", actor="RN", dose=60.0, unit="mg", take_home_count=5, bottle_ids=["A1"]))
+    day_3 = (today + timedelta(days=2)).isoformat()
+    with refused(day_3):
+        await medication.execute_update(MedicationWorkflow.dispense, DispenseRecord(
+            kind="take-home", actor="RN", dose=60.0, unit="mg", take_home_count=5, bottle_ids=["A2"]))
+    with Session(engine) as session:
+        rows = session.exec(select(DispenseRow).where(DispenseRow.participant_id == pid)).all()
+    assert [d.kind for d in rows] == ["observed-dose", "observed-dose", "take-home"]
     await participant.terminate("test over")
