@@ -53,7 +53,8 @@ def install(directory: Path = RULES_DIR) -> dict[str, takehome.TakeHomeRules]:
     """Load the files and register them by name (a file replaces a built-in set of the same name)."""
     loaded = load_rule_files(directory)
     for name, (jurisdiction, rules) in loaded.items():
-        takehome.RULE_SETS[name] = rules
+        if takehome.RULE_SETS.get(name) != rules:  # an equal built-in set stays the same object
+            takehome.RULE_SETS[name] = rules
         _JURISDICTIONS[jurisdiction.lower()] = name
     return {name: rules for name, (_, rules) in loaded.items()}
 

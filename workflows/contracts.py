@@ -559,6 +559,7 @@ class MedicationStart:
     order: dict[str, Any]
     rules: str
     treatment_start: str | None = None
+    closed_days: list[str] = field(default_factory=list)  # clinic-closed days (ISO), from the program calendar
 
 
 @dataclass

@@ -144,3 +144,34 @@ async def test_default_rule_set_is_recorded_and_files_are_listed(stack):
     names = {r["name"] for r in listed}
     assert {"federal-otp-2024", "wisconsin-dhs75", "california-9ccr10375"} <= names
     assert all(r["citations"] for r in listed if r["name"] != "state-strict-example")
+
+
+async def test_a_second_supply_for_covered_dates_is_refused_with_the_dates(stack):
+    from datetime import date, timedelta
+
+    pid = (await stack.enroll())["id"]
+    order_id = (await start(stack, pid)).json()["id"]
+    closed = [(date.fromisoformat(TODAY) + timedelta(days=n)).isoformat() for n in (1, 2)]
+    by_staff = await stack.http.post(f"/medications/{order_id}/closed-days", json={"days": closed},
+                                     headers=stack.auth("staff"))
+    assert by_staff.status_code == 403
+    set_days = await stack.http.post(f"/medications/{order_id}/closed-days", json={"days": closed},
+                                     headers=stack.auth("admin"))
+    assert set_days.status_code == 200 and set_days.json()["closed_days"] == closed
+    # No take-home is earned yet, but doses for clinic-closed days go home (42 CFR 8.12(i)(1)).
+    supply = {"kind": "take-home", "dose": 60, "unit": "mg", "take_home_count": 2, "bottle_ids": ["B-1", "B-2"]}
+    first = await stack.http.post(f"/medications/{order_id}/dispenses", json=supply, headers=stack.auth("staff"))
+    assert first.status_code == 200, first.text
+    second = await stack.http.post(f"/medications/{order_id}/dispenses", headers=stack.auth("admin"),
+                                   json={**supply, "bottle_ids": ["B-3", "B-4"]})
+    assert second.status_code == 409 and all(day in second.json()["detail"] for day in closed), second.text
+    assert _dispense_count(stack, order_id) == 1
+    with Session(stack.engine) as session:
+        [row] = session.exec(select(DispenseRow).where(DispenseRow.order_id == order_id)).all()
+    assert row.covered_dates == closed
+    wrong = await stack.http.post(f"/medications/{order_id}/bottle-returns", headers=stack.auth("staff"),
+                                  json={"bottle_ids": ["B-1", "B-3"]})
+    assert wrong.status_code == 409 and "B-3" in wrong.json()["detail"]
+    back = await stack.http.post(f"/medications/{order_id}/bottle-returns", headers=stack.auth("staff"),
+                                 json={"bottle_ids": ["B-1", "B-2"]})
+    assert back.status_code == 200 and back.json()["bottles_out"] == {}
