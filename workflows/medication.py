@@ -56,8 +56,6 @@ HISTORY_LIMIT = 10_000
 KEEP_DAYS = 45
 KEEP_SCREEN_DAYS = 60
 KEEP_EVENTS = 100
-# What each recorded day counts as: covered (a dose or an authorised alternative) or not.
-COVERED = {"dosed", "take-home", "injection", "held"}
 OUTCOME_OF_DISPENSE = {med.OBSERVED_DOSE: "dosed", med.REFUSED: "refused", med.DOSE_HELD: "held",
                        med.INJECTION: "injection"}
 REASSESSMENT_DECISIONS = ("resume", "keep-holding", "hold")
@@ -68,6 +66,9 @@ NOT_TAKEN_RUN = {"missed", "refused"}
 CALLBACK_HOURS = (9, 17)
 PATCH_CALLBACKS = "random-callbacks-v1"
 PATCH_GUEST = "guest-dosing-v1"
+# Held days no longer end a run of misses, and only a missed or refused day raises or escalates.
+PATCH_MISSED_RUN = "missed-run-ledger-v1"
+LEGACY_COVERED = {"dosed", "take-home", "injection", "held"}
 
 
 def workflow_id(order_id: str) -> str:
@@ -185,11 +186,17 @@ class MedicationWorkflow:
         after = date.fromisoformat(self.state.count_misses_after) if self.state.count_misses_after else None
         # Held and closed days neither end nor extend the run (domain.ledger.missed_run), so a hold
         # for three missed doses keeps reading "3 consecutive missed doses".
-        run = ledger.missed_run(order, self._ledger(), day, after, self._closed(), count_refused=True)
-        self.state.missed_run = run
-        self._plain()
-        if run == 0 or self.state.outcomes.get(day.isoformat()) not in NOT_TAKEN_RUN:
-            return  # only a day missed (or refused) raises or escalates: a held day adds nothing
+        if workflow.patched(PATCH_MISSED_RUN):
+            run = ledger.missed_run(order, self._ledger(), day, after, self._closed(), count_refused=True)
+            self.state.missed_run = run
+            self._plain()
+            if run == 0 or self.state.outcomes.get(day.isoformat()) not in NOT_TAKEN_RUN:
+                return  # only a day missed (or refused) raises or escalates: a held day adds nothing
+        else:  # workflows started before issue 18 keep the commands they were recorded with
+            run = med.missed_dose_run(self._legacy_observed_days(order, day, self.state.count_misses_after))
+            self.state.missed_run = run
+            if run == 0:
+                return
         decision = med.missed_dose_decision(run)
         run_started = (day - timedelta(days=run - 1)).isoformat()
         if decision.action == med.ALERT:
@@ -205,16 +212,16 @@ class MedicationWorkflow:
                                   f"dosing held: {decision.reason}")
                 self._plain()
 
-    def _observed_days(self, order: med.MedicationOrder, through: date, after: str | None = None
-                       ) -> list[tuple[date, bool]]:
-        """Observed-dose days up to `through` (and after `after`), each with whether it was covered."""
+    def _legacy_observed_days(self, order: med.MedicationOrder, through: date, after: str | None
+                              ) -> list[tuple[date, bool]]:
+        """The first build's run input (held days counted as covered), for workflows already running."""
         days = []
         for key in sorted(self.state.outcomes):
             day = date.fromisoformat(key)
             if day > through or (after and key <= after):
                 continue
             if med.expected_on(order, day).kind == med.OBSERVED_DOSE:
-                days.append((day, self.state.outcomes[key] in COVERED))
+                days.append((day, self.state.outcomes[key] in LEGACY_COVERED))
         return days
 
     # --- facts from the clinic -----------------------------------------------------------

@@ -7,12 +7,14 @@ import pytest
 from sqlmodel import Session, select
 
 from domain.clock import local_date
+from activities.medication import MedicationActivities
 from iop.worker import build_worker
 from store.models import AlertRecord, DispenseRow, MedicationEventRow
 from tests.helpers import refused
-from tests.workflows.scenarios import start_participant
+from tests.conftest import unique
+from tests.workflows.scenarios import record_participant, start_participant
 from tests.workflows.test_screening_program import skip
-from workflows.contracts import DispenseRecord, MedicationStart, Reassessment, StorageAttestation
+from workflows.contracts import DispenseRecord, MedicationInput, MedicationStart, Reassessment, StorageAttestation
 from workflows.medication import MedicationWorkflow, workflow_id
 from workflows.participant import ParticipantWorkflow
 
@@ -174,17 +176,32 @@ async def test_two_take_home_supplies_same_day_on_daily_observed_order_refused(p
     await participant.terminate("test over")
 
 
-async def test_overlapping_supplies_refused_with_the_dates(program):
-    env, engine, participant, today = program
-    pid = (await participant.query(ParticipantWorkflow.status)).participant_id
+@pytest.fixture
+async def solo(time_env, records_engine, task_queue):
+    """An order's workflow on its own: no participant program, so no random screen changes eligibility."""
+    async with build_worker(time_env.client, records_engine, task_queue):
+        today = local_date(await time_env.get_current_time(), ZONE)
+        pid = unique("p")
+        record_participant(records_engine, pid, start=today)
+
+        async def start(body):
+            start = MedicationInput(order=body, participant_id=pid, site="north", timezone=ZONE,
+                                    rules="federal-otp-2024", treatment_start=today.isoformat())
+            MedicationActivities(records_engine).open_order(start)
+            return await time_env.client.start_workflow(MedicationWorkflow.run, start,
+                                                        id=workflow_id(body["order_id"]), task_queue=task_queue)
+        yield time_env, records_engine, pid, today, start
+
+
+async def test_overlapping_supplies_refused_with_the_dates(solo):
+    env, engine, pid, today, start = solo
     weekdays = [today.weekday(), (today + timedelta(days=1)).weekday()]  # observed two days a week
-    medication = await start_order(env, participant, order(pid, today, schedule={
+    medication = await start(order(pid, today, schedule={
         "kind": "observed-plus-take-home", "observed_weekdays": weekdays, "every_days": None, "grace_days": 3}))
     await medication.execute_update(MedicationWorkflow.dispense, DOSE)
     await skip(env, timedelta(days=1))
     await medication.execute_update(MedicationWorkflow.dispense, DOSE)
-    state = await medication.execute_update(MedicationWorkflow.attest_storage,
-                                            StorageAttestation(True, "lockbox seen", "md"))
+    await medication.execute_update(MedicationWorkflow.attest_storage, StorageAttestation(True, "lockbox seen", "md"))
     await medication.execute_update(MedicationWorkflow.dispense, DispenseRecord(
         kind="take-home", actor="RN", dose=60.0, unit="mg", take_home_count=5, bottle_ids=["A1"]))
     day_3 = (today + timedelta(days=2)).isoformat()
@@ -194,4 +211,49 @@ async def test_overlapping_supplies_refused_with_the_dates(program):
     with Session(engine) as session:
         rows = session.exec(select(DispenseRow).where(DispenseRow.participant_id == pid)).all()
     assert [d.kind for d in rows] == ["observed-dose", "observed-dose", "take-home"]
+    assert rows[-1].covered_dates == [(today + timedelta(days=n)).isoformat() for n in range(2, 7)]
+    await medication.terminate("test over")
+
+
+async def test_split_dose_counts_once_all_parts_are_given(program):
+    env, engine, participant, today = program
+    pid = (await participant.query(ParticipantWorkflow.status)).participant_id
+    medication = await start_order(env, participant, order(pid, today, dose=120.0))
+    half = DispenseRecord(kind="observed-dose", actor="RN", dose=60.0, unit="mg", split_parts=2)
+    with refused("each of the 2 parts must be 60 mg"):
+        await medication.execute_update(MedicationWorkflow.dispense, DispenseRecord(
+            kind="observed-dose", actor="RN", dose=50.0, unit="mg", split_parts=2))
+    state = await medication.execute_update(MedicationWorkflow.dispense, half)
+    assert today.isoformat() not in state.outcomes  # half a dose is not the day's dose
+    state = await medication.execute_update(MedicationWorkflow.dispense, half)
+    assert state.outcomes[today.isoformat()] == "dosed"
+    with refused("second dose"):
+        await medication.execute_update(MedicationWorkflow.dispense, half)
+    await skip(env, timedelta(days=1))
+    state = await medication.query(MedicationWorkflow.status)
+    assert (state.adherence_7d["taken"], state.adherence_7d["expected"]) == (1, 1)
+    with Session(engine) as session:
+        assert len(session.exec(select(DispenseRow).where(DispenseRow.participant_id == pid)).all()) == 2
+    await participant.terminate("test over")
+
+
+async def test_guest_dosing_ends_by_itself_on_its_last_day(program):
+    from workflows.contracts import GuestRequest
+    env, engine, participant, today = program
+    pid = (await participant.query(ParticipantWorkflow.status)).participant_id
+    medication = await start_order(env, participant, order(pid, today))
+    with refused("lasts 1 to 31 days"):
+        await medication.execute_update(MedicationWorkflow.start_guest, GuestRequest(
+            "south", today.isoformat(), (today + timedelta(days=45)).isoformat(), "md"))
+    guest_id = await medication.execute_update(MedicationWorkflow.start_guest, GuestRequest(
+        "south", today.isoformat(), (today + timedelta(days=1)).isoformat(), "md"))
+    guest = env.client.get_workflow_handle_for(MedicationWorkflow.run, workflow_id(guest_id))
+    await guest.execute_update(MedicationWorkflow.dispense, DOSE)
+    with refused("already a guest order"):
+        await guest.execute_update(MedicationWorkflow.start_guest, GuestRequest(
+            "east", today.isoformat(), today.isoformat(), "md"))
+    await skip(env, timedelta(days=3))
+    assert (await guest.result()).status == "stopped"
+    state = await medication.query(MedicationWorkflow.status)
+    assert state.outcomes[today.isoformat()] == "guest-dosed"
     await participant.terminate("test over")
