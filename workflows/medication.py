@@ -265,7 +265,8 @@ class MedicationWorkflow:
     def _validate_dispense(self, record: DispenseRecord) -> None:
         given = self._as_dispense(record)
         today, order = self._today(), self._order()
-        already = self.state.outcomes.get(today.isoformat()) in ("dosed", "injection")
+        # A dose given at another site under guest dosing is today's dose too.
+        already = self.state.outcomes.get(today.isoformat()) in ("dosed", "injection", ledger.GUEST_DOSED)
         allowed = int(self.state.eligibility.get("max_take_home_days", 0))
         if record.split_parts != 1:
             given = self._whole_of_split(order, given, record.split_parts)

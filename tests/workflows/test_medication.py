@@ -249,6 +249,9 @@ async def test_guest_dosing_ends_by_itself_on_its_last_day(program):
         "south", today.isoformat(), (today + timedelta(days=1)).isoformat(), "md"))
     guest = env.client.get_workflow_handle_for(MedicationWorkflow.run, workflow_id(guest_id))
     await guest.execute_update(MedicationWorkflow.dispense, DOSE)
+    await skip(env, timedelta(minutes=5))  # the home order hears of the guest dose
+    with refused("second dose"):  # dosed at the guest site: not dosed again at home the same day
+        await medication.execute_update(MedicationWorkflow.dispense, DOSE)
     with refused("already a guest order"):
         await guest.execute_update(MedicationWorkflow.start_guest, GuestRequest(
             "east", today.isoformat(), today.isoformat(), "md"))
