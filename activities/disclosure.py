@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio import activity
 
+from domain import ledger
 from domain.consent import ConsentError, consent_from_dict, consent_to_dict, find_covering_consent, record_event
 from domain.disclosure import (
     PERIODIC_SUMMARY,
@@ -29,6 +30,7 @@ from domain.disclosure import (
     monthly_summary,
     webhook_headers,
 )
+from domain.medication import order_from_dict
 from iop.codec import CodecKey, open_text
 from store import audit
 from store.db import session_scope
@@ -38,6 +40,7 @@ from store.models import (
     DispenseRow,
     EmailOutbox,
     MedicationEventRow,
+    MedicationOrderRecord,
     Participant,
     Recipient,
     Screening,
@@ -112,19 +115,13 @@ class DisclosureActivities:
             Screening.participant_id == participant.id, Screening.day >= first, Screening.day <= last)).all()
         results = [{"outcome": _reported_outcome(s.state.get("final_outcome"))}
                    for s in screenings if s.state.get("final_outcome") not in (None, "refusal")]
-        doses = session.exec(select(DispenseRow).where(
-            DispenseRow.participant_id == participant.id, DispenseRow.day >= first, DispenseRow.day <= last,
-            col(DispenseRow.kind).in_(("observed-dose", "injection")))).all()
-        missed_doses = session.exec(select(MedicationEventRow).where(
-            MedicationEventRow.participant_id == participant.id, MedicationEventRow.kind == "missed-dose",
-            MedicationEventRow.day >= first, MedicationEventRow.day <= last)).all()
+        adherence = _medication_adherence(session, participant.id, first, last)
         return {
             "screening-results": results,
             "missed-tests": [{"day": s.day.isoformat()} for s in screenings if s.status == "missed"],
             "refusals": [{"day": s.day.isoformat()} for s in screenings
                          if s.status == "refused" or s.state.get("final_outcome") == "refusal"],
-            "medication-adherence": [{"doses_expected": len(doses) + len(missed_doses), "doses_taken": len(doses)}]
-            if doses or missed_doses else [],
+            "medication-adherence": adherence,
             "phase-changes": facts.get("phase_changes", []),
             # Group sessions are not recorded in this system: no attendance entries to report.
             "attendance": [],
@@ -284,3 +281,47 @@ def _reported_outcome(final_outcome: str | None) -> str:
 
 def _short(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _medication_adherence(session: Session, participant_id: str, first: date, last: date) -> list[dict]:
+    """Doses taken of doses due over the period, per order, counted by the one adherence function
+    (domain.ledger.adherence_between) over the ledger the order's workflow keeps. Guest copies are
+    left out: their doses are in the home order's ledger."""
+    rows = session.exec(select(MedicationOrderRecord).where(
+        MedicationOrderRecord.participant_id == participant_id, col(MedicationOrderRecord.home_order_id).is_(None),
+        MedicationOrderRecord.start_date <= last)).all()
+    entries = []
+    for row in rows:
+        book, closed = _ledger_of(session, row)
+        counted = ledger.adherence_between(order_from_dict(row.order), book, first, last, closed)
+        if counted.expected:
+            entries.append({"doses_expected": counted.expected, "doses_taken": counted.taken,
+                            "adherence_ratio": round(counted.ratio or 0.0, 2)})
+    return entries
+
+
+def _ledger_of(session: Session, row: MedicationOrderRecord) -> tuple[ledger.DoseLedger, frozenset[date]]:
+    stored = row.ledger or {}
+    closed = frozenset(date.fromisoformat(d) for d in stored.get("closed_days", []))
+    if stored:
+        return ledger.DoseLedger(
+            stored.get("outcomes", {}), tuple(ledger.supply_from_dict(s) for s in stored.get("supplies", [])),
+            tuple(stored.get("injections", []))), closed
+    # An order the workflow has not synced a ledger for yet: rebuilt from its records.
+    outcomes: dict[str, str] = {}
+    supplies, injections = [], []
+    for dispense in session.exec(select(DispenseRow).where(DispenseRow.order_id == row.id)).all():
+        key = dispense.day.isoformat()
+        if dispense.kind == "take-home":
+            dates = dispense.covered_dates or list(ledger.supply_dates(
+                date.fromordinal(dispense.day.toordinal() + 1), max(dispense.take_home_count, 1)))
+            supplies.append(ledger.Supply(key, tuple(dates)))
+        elif dispense.kind == "injection":
+            injections.append(key)
+        else:
+            outcomes[key] = {"observed-dose": ledger.DOSED, "refused": ledger.REFUSED, "held": ledger.HELD}[
+                dispense.kind]
+    for event in session.exec(select(MedicationEventRow).where(
+            MedicationEventRow.order_id == row.id, MedicationEventRow.kind == "missed-dose")).all():
+        outcomes.setdefault(event.day.isoformat(), ledger.MISSED)
+    return ledger.DoseLedger(outcomes, tuple(supplies), tuple(injections)), closed

@@ -26,6 +26,7 @@ class MedicationActivities:
                     drug=order.order["drug"], status="active", start_date=date.fromisoformat(order.order["start_date"]),
                     stop_date=date.fromisoformat(order.order["stop_date"]) if order.order.get("stop_date") else None,
                     rules=order.rules, order=order.order, created_by=order.order.get("prescriber", "")[:32],
+                    home_order_id=order.guest.home_order_id if order.guest else None,
                 ))
 
     @activity.defn
@@ -51,6 +52,8 @@ class MedicationActivities:
             if row is None:
                 return
             row.status, row.order, row.eligibility = sync.status, sync.order, sync.eligibility
+            if sync.ledger is not None:
+                row.ledger = sync.ledger
             row.stop_date = date.fromisoformat(sync.order["stop_date"]) if sync.order.get("stop_date") else None
             row.updated_at = utcnow()
             session.add(row)

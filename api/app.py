@@ -17,6 +17,7 @@ from api.deps import Services
 from api.routers import audit, disclosures, health, lab, medications, participants, screenings
 from ingest import offload
 from ingest.lab import LabIngest
+from iop import takehome_rules
 from iop.audit import audit_keys
 from iop.settings import Settings
 from iop.temporal import connect
@@ -28,6 +29,9 @@ LAB_INTAKE = frozenset({"/lab/hl7", "/lab/results"})
 
 def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Client | None = None) -> FastAPI:
     """Build the app. Tests pass their own engine and client; `iop api` lets it make both."""
+
+    takehome_rules.install()  # validated at start: a malformed rule file stops the API here
+    takehome_rules.default_rule_set(settings.takehome_rules)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -43,11 +43,16 @@ POST /participants/{participant_id}/medications: admin clinician
 GET /participants/{participant_id}/medications: admin staff clinician auditor
 GET /medications/{order_id}: admin staff clinician auditor
 POST /medications/{order_id}/dispenses: admin staff clinician
-POST /medications/{order_id}/reassessment: admin clinician
+POST /medications/{order_id}/reassessment: clinician
 POST /medications/{order_id}/dose-change: admin clinician
 POST /medications/{order_id}/stop: admin clinician
 POST /medications/{order_id}/pill-counts: admin staff clinician
 POST /medications/{order_id}/storage-attestation: admin clinician
+POST /medications/{order_id}/bottle-returns: admin staff clinician
+POST /medications/{order_id}/callbacks: admin staff clinician
+POST /medications/{order_id}/guest-dosing: admin clinician
+POST /medications/{order_id}/closed-days: admin
+GET /takehome-rule-sets: admin staff clinician auditor
 GET /dispensing/today: admin staff clinician auditor
 POST /recipients: admin
 GET /recipients: admin staff clinician auditor

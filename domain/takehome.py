@@ -112,6 +112,8 @@ class TakeHomeRules:
     diversion_lookback_days: int = 30
     # A run long enough to need clinician reassessment before the next dose (domain-reference §5).
     missed_dose_run_limit: int = DEFAULT_MISSED_DOSE_RULES.reassess_after
+    # Drugs with their own bands (e.g. Wisconsin's buprenorphine schedule); others use `bands`.
+    bands_by_drug: tuple[tuple[str, tuple[Band, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         for label in ("name", "version", "source"):
@@ -123,6 +125,10 @@ class TakeHomeRules:
         object.__setattr__(self, "applies_to", applies_to)
         object.__setattr__(self, "bad_screen_results", bad_screen_results)
         _check_bands(self.name, self.bands)
+        for drug, bands in self.bands_by_drug:
+            if drug not in applies_to:
+                raise ValueError(f"{self.name}: bands_by_drug names {drug!r}, which applies_to does not list")
+            _check_bands(f"{self.name} ({drug})", bands)
         _check_limits(self)
 
     @property
@@ -378,7 +384,8 @@ def _time_in_treatment_cap(facts: TakeHomeFacts, rules: TakeHomeRules) -> tuple[
             f"the program allows at most {rules.max_days_for_uncapped_drugs} take-home day(s)"
         )
     day = facts.days_in_treatment
-    band = next(band for band in rules.bands if band.covers(day))  # bands cover every day from 1
+    bands = dict(rules.bands_by_drug).get(facts.drug, rules.bands)
+    band = next(band for band in bands if band.covers(day))  # bands cover every day from 1
     return band.max_days, (
         f"{label}: day {day} falls in the band {band.label} of {rules.basis}, "
         f"which allows at most {band.max_days} take-home day(s)"
@@ -472,9 +479,35 @@ def _percent(fraction: float) -> str:
 # from_dict rejects unknown keys so a misspelt override is not silently dropped.
 
 
+# Keys of a rule-set file (domain/rules/takehome/*.yaml) that document it rather than rule.
+FILE_DOCUMENTATION_KEYS = ("jurisdiction", "effective", "citations", "uncertain")
+
+
+def rules_from_file(data: Mapping[str, Any]) -> TakeHomeRules:
+    """A rule set from a versioned rule-set file. Every file names its jurisdiction and cites the
+    rule text it encodes (`citations`: cite + text); `uncertain` lists what was not verified."""
+    if not isinstance(data, Mapping):
+        raise ValueError("a take-home rule-set file holds a mapping of fields")
+    name = data.get("name", "?")
+    _require_text(f"{name}: jurisdiction", data.get("jurisdiction"))
+    citations = data.get("citations")
+    if not isinstance(citations, list) or not citations or any(
+            not isinstance(c, Mapping) or not str(c.get("cite", "")).strip() or not str(c.get("text", "")).strip()
+            for c in citations):
+        raise ValueError(f"{name}: citations must list the rule text encoded, each with a cite and its text")
+    uncertain = data.get("uncertain", [])
+    if not isinstance(uncertain, list) or any(not isinstance(u, str) for u in uncertain):
+        raise ValueError(f"{name}: uncertain must be a list of sentences")
+    values = {k: v for k, v in data.items() if k not in FILE_DOCUMENTATION_KEYS}
+    if isinstance(values.get("bands_by_drug"), Mapping):
+        values["bands_by_drug"] = [[drug, bands] for drug, bands in values["bands_by_drug"].items()]
+    return rules_from_dict(values)
+
+
 def rules_to_dict(rules: TakeHomeRules) -> dict[str, Any]:
     values = {f.name: getattr(rules, f.name) for f in fields(rules)}
     values["bands"] = [band_to_dict(band) for band in rules.bands]
+    values["bands_by_drug"] = [[drug, [band_to_dict(b) for b in bands]] for drug, bands in rules.bands_by_drug]
     values["applies_to"] = sorted(rules.applies_to)
     values["bad_screen_results"] = sorted(rules.bad_screen_results)
     return values
@@ -484,6 +517,9 @@ def rules_from_dict(data: Mapping[str, Any]) -> TakeHomeRules:
     values = _known_fields(TakeHomeRules, data)
     if isinstance(values.get("bands"), list):
         values["bands"] = tuple(band_from_dict(band) for band in values["bands"])
+    if isinstance(values.get("bands_by_drug"), list):
+        values["bands_by_drug"] = tuple(
+            (drug, tuple(band_from_dict(band) for band in bands)) for drug, bands in values["bands_by_drug"])
     for key in ("applies_to", "bad_screen_results"):
         if isinstance(values.get(key), list):
             values[key] = frozenset(values[key])

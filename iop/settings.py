@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     mllp_host: str = "127.0.0.1"
     mllp_port: int = Field(default=2575, ge=1, le=65535)
     mllp_allow: str = "127.0.0.1,::1"
+    # The take-home rule set new medication orders use unless they name one: a jurisdiction
+    # ("federal", "US-WI", "US-CA") or a rule-set name from domain/rules/takehome/ (iop/takehome_rules.py).
+    takehome_rules: str = "federal"
 
     @property
     def resolved_database_url(self) -> str:

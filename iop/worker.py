@@ -28,6 +28,7 @@ from activities.notify import Notifier, WebhookNotifier
 from activities.reconciler import ReconcileInput, ReconcilerActivities
 from activities.records import RecordActivities
 from activities.screenings import ScreeningActivities
+from iop import takehome_rules
 from iop.codec import CodecKey
 from iop.settings import Settings
 from workflows.audit import AuditCheckpointWorkflow
@@ -58,6 +59,7 @@ def activities(engine: Engine, keys: Sequence[CodecKey], notifier: Notifier | No
 
 def build_worker(client: Client, engine: Engine, task_queue: str, *, notifier: Notifier | None = None,
                  max_activity_threads: int = 16) -> Worker:
+    takehome_rules.install()  # validated at start: a malformed rule file stops the worker here
     return Worker(
         client,
         task_queue=task_queue,

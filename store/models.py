@@ -337,6 +337,9 @@ class MedicationOrderRecord(SQLModel, table=True):
     rules: str = Field(max_length=64)
     order: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     eligibility: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # The dose ledger the workflow keeps (domain.ledger.ledger_to_dict plus closed_days), for reports.
+    ledger: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    home_order_id: str | None = Field(default=None, max_length=64)  # set on a guest-dosing copy
     created_by: str = Field(max_length=32)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -356,6 +359,7 @@ class DispenseRow(SQLModel, table=True):
     unit: str | None = Field(default=None, max_length=16)
     take_home_count: int = 0
     bottle_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    covered_dates: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     lot: str | None = Field(default=None, max_length=80)
     injection_site: str | None = Field(default=None, max_length=80)
     note: str | None = Field(default=None, max_length=1000)

@@ -425,6 +425,9 @@ class MedicationInput:
     rules: str  # take-home rule set name (domain.takehome.RULE_SETS)
     treatment_start: str  # first day of treatment (time-in-treatment bands count from it)
     state: MedicationState | None = None  # set when continuing as new
+    # Clinic-closed days (ISO dates) from the program calendar: no dose is due unless a supply covers one.
+    closed_days: list[str] = field(default_factory=list)
+    guest: GuestPeriod | None = None  # set on a guest order: a time-limited copy dosed at another site
 
 
 @dataclass
@@ -464,6 +467,53 @@ class MedicationState:
     dispense_count: int = 0
     event_count: int = 0
     events: list[MedicationEvent] = field(default_factory=list)  # the last 100
+    # Issue 18: the dose ledger's take-home supplies (domain.ledger.Supply as dicts) and injections,
+    # the bottles out with the participant (id -> day dispensed), callbacks, guest periods, closed days.
+    supplies: list[dict[str, Any]] = field(default_factory=list)
+    injections: list[str] = field(default_factory=list)
+    bottles_out: dict[str, str] = field(default_factory=dict)
+    callbacks: list[dict[str, Any]] = field(default_factory=list)
+    closed_days: list[str] = field(default_factory=list)
+    guest: dict[str, Any] | None = None  # on a guest order: {home_order_id, site, first_day, last_day}
+    guest_orders: list[str] = field(default_factory=list)  # guest copies started from this order
+    hold_released_by: str | None = None
+    plain_reason: str = ""  # the missed-dose / hold state in one plain sentence for the dashboard
+    split_parts: dict[str, int] = field(default_factory=dict)  # day -> parts of a split dose given
+
+
+@dataclass
+class GuestPeriod:
+    """Guest dosing: the participant doses at `site` from `first_day` to `last_day` (inclusive)."""
+
+    home_order_id: str
+    site: str
+    first_day: str
+    last_day: str
+
+
+@dataclass
+class GuestRequest:
+    site: str
+    first_day: str
+    last_day: str
+    actor: str
+
+
+@dataclass
+class BottleReturn:
+    bottle_ids: list[str]
+    actor: str
+    note: str = ""
+
+
+@dataclass
+class CallbackPolicy:
+    """Random callbacks: within the next `window_days` the participant is called back once, at a
+    random time, and has `respond_hours` to bring every bottle out."""
+
+    window_days: int
+    respond_hours: int
+    actor: str
 
 
 @dataclass
@@ -477,6 +527,7 @@ class DispenseRecord:
     lot: str | None = None
     site: str | None = None
     note: str | None = None
+    split_parts: int = 1  # a split dose: this record is one of `split_parts` equal parts of the day's dose
 
 
 @dataclass
@@ -533,6 +584,7 @@ class MedicationStart:
     order: dict[str, Any]
     rules: str
     treatment_start: str | None = None
+    closed_days: list[str] = field(default_factory=list)  # clinic-closed days (ISO), from the program calendar
 
 
 @dataclass
@@ -552,6 +604,7 @@ class DispenseEntry:
     lot: str | None = None
     site: str | None = None
     note: str | None = None
+    covered_dates: list[str] | None = None  # a take-home supply: the days it covers
 
 
 @dataclass
@@ -560,6 +613,7 @@ class MedicationSync:
     status: str
     order: dict[str, Any]
     eligibility: dict[str, Any]
+    ledger: dict[str, Any] | None = None  # domain.ledger.ledger_to_dict plus closed_days
 
 
 # --- disclosure ------------------------------------------------------------------------------

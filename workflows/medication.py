@@ -9,15 +9,17 @@ eligibility is weighed again after every dose, every final screen and every day.
 from __future__ import annotations
 
 from dataclasses import asdict, replace
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.workflow import ParentClosePolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.medication import MedicationActivities
     from activities.records import RecordActivities
+    from domain import ledger
     from domain import medication as med
     from domain.clock import local_date, local_moment
     from workflows import search
@@ -26,9 +28,13 @@ with workflow.unsafe.imports_passed_through():
         CONFLICT,
         INVALID,
         Alert,
+        BottleReturn,
+        CallbackPolicy,
         DispenseEntry,
         DispenseRecord,
         DoseChange,
+        GuestPeriod,
+        GuestRequest,
         MedicationEvent,
         MedicationInput,
         MedicationState,
@@ -50,11 +56,19 @@ HISTORY_LIMIT = 10_000
 KEEP_DAYS = 45
 KEEP_SCREEN_DAYS = 60
 KEEP_EVENTS = 100
-# What each recorded day counts as: covered (a dose or an authorised alternative) or not.
-COVERED = {"dosed", "take-home", "injection", "held"}
 OUTCOME_OF_DISPENSE = {med.OBSERVED_DOSE: "dosed", med.REFUSED: "refused", med.DOSE_HELD: "held",
                        med.INJECTION: "injection"}
 REASSESSMENT_DECISIONS = ("resume", "keep-holding", "hold")
+# Ledger outcomes a recorded day may carry (state.outcomes); "take-home" on an observed day is the
+# record of the first build, kept readable.
+NOT_TAKEN_RUN = {"missed", "refused"}
+# Random callbacks (issue 18): the participant is called within clinic hours and brings every bottle.
+CALLBACK_HOURS = (9, 17)
+PATCH_CALLBACKS = "random-callbacks-v1"
+PATCH_GUEST = "guest-dosing-v1"
+# Held days no longer end a run of misses, and only a missed or refused day raises or escalates.
+PATCH_MISSED_RUN = "missed-run-ledger-v1"
+LEGACY_COVERED = {"dosed", "take-home", "injection", "held"}
 
 
 def workflow_id(order_id: str) -> str:
@@ -69,6 +83,7 @@ class MedicationWorkflow:
         self.state = input.state or MedicationState(
             order_id=input.order["order_id"], participant_id=input.participant_id, order=input.order,
             rules=input.rules, treatment_start=input.treatment_start, timezone=input.timezone,
+            closed_days=list(input.closed_days), guest=None if input.guest is None else asdict(input.guest),
         )
 
     @workflow.run
@@ -86,7 +101,11 @@ class MedicationWorkflow:
             if self.state.status == med.STOPPED:
                 break
             tomorrow = self._today() + timedelta(days=1)
-            wait = (local_moment(tomorrow, time(0, 5), self.state.timezone) - workflow.now()).total_seconds()
+            wake = local_moment(tomorrow, time(0, 5), self.state.timezone)
+            if self.state.callbacks:
+                await self._run_callbacks()
+                wake = min([wake, *self._callback_moments()])
+            wait = (wake - workflow.now()).total_seconds()
             try:
                 await workflow.wait_condition(
                     lambda: self.state.status == med.STOPPED or self._history_is_long(), timeout=max(wait, 1))
@@ -127,12 +146,17 @@ class MedicationWorkflow:
         key = day.isoformat()
         last = date.fromisoformat(self.state.last_injection) if self.state.last_injection else None
         expected = med.expected_on(order, day, last)
+        if self.state.guest is not None:
+            return  # a guest copy: its home order keeps the ledger and weighs missed doses
         if expected.kind == med.OBSERVED_DOSE and key not in self.state.outcomes:
-            covered = self.state.take_home_covered_until and key <= self.state.take_home_covered_until
+            covered = (self.state.take_home_covered_until and key <= self.state.take_home_covered_until
+                       ) or key in ledger.covered_dates(self._supplies())
             if self.state.status == med.HELD:
                 self.state.outcomes[key] = "held"
             elif covered:
                 self.state.outcomes[key] = "take-home"
+            elif key in self.state.closed_days:
+                pass  # the clinic was closed: no dose was due (domain.ledger counts the day as closed)
             else:
                 self.state.outcomes[key] = "missed"
                 await self._record_event(day, "missed-dose", "system", f"no {order.drug} dose recorded on {key}")
@@ -140,14 +164,15 @@ class MedicationWorkflow:
         self._trim(day)
 
     async def _weekly_adherence(self, order: med.MedicationOrder, last: date) -> None:
+        if self.state.guest is not None:
+            return
         first = last - timedelta(days=6)
-        week = [(day, covered) for day, covered in self._observed_days(order, last) if day >= first]
-        taken = sum(covered for _, covered in week)
+        week = ledger.adherence_between(order, self._ledger(), first, last, self._closed())
         await disclose(DisclosureEvent(self.state.participant_id, "medication-adherence",
                                        f"{self.state.order_id}-week-{last.isoformat()}", {
                                            "period_start": first.isoformat(), "period_end": last.isoformat(),
-                                           "doses_expected": len(week), "doses_taken": taken,
-                                           "adherence_ratio": round(taken / len(week), 2) if week else None}))
+                                           "doses_expected": week.expected, "doses_taken": week.taken,
+                                           "adherence_ratio": None if week.ratio is None else round(week.ratio, 2)}))
 
     async def _check_injection(self, order: med.MedicationOrder, today: date) -> None:
         """Alert on the first day past the due date and its grace period, once per due date."""
@@ -160,10 +185,20 @@ class MedicationWorkflow:
                               f"(grace {order.schedule.grace_days} days) and has not been recorded")
 
     async def _weigh_missed_doses(self, order: med.MedicationOrder, day: date) -> None:
-        run = med.missed_dose_run(self._observed_days(order, day, after=self.state.count_misses_after))
-        self.state.missed_run = run
-        if run == 0:
-            return
+        after = date.fromisoformat(self.state.count_misses_after) if self.state.count_misses_after else None
+        # Held and closed days neither end nor extend the run (domain.ledger.missed_run), so a hold
+        # for three missed doses keeps reading "3 consecutive missed doses".
+        if workflow.patched(PATCH_MISSED_RUN):
+            run = ledger.missed_run(order, self._ledger(), day, after, self._closed(), count_refused=True)
+            self.state.missed_run = run
+            self._plain()
+            if run == 0 or self.state.outcomes.get(day.isoformat()) not in NOT_TAKEN_RUN:
+                return  # only a day missed (or refused) raises or escalates: a held day adds nothing
+        else:  # workflows started before issue 18 keep the commands they were recorded with
+            run = med.missed_dose_run(self._legacy_observed_days(order, day, self.state.count_misses_after))
+            self.state.missed_run = run
+            if run == 0:
+                return
         decision = med.missed_dose_decision(run)
         run_started = (day - timedelta(days=run - 1)).isoformat()
         if decision.action == med.ALERT:
@@ -177,17 +212,18 @@ class MedicationWorkflow:
                 await self._record_event(day, "held-for-reassessment", "system", decision.reason)
                 await self._alert("reassessment-required", f"{self.state.order_id}:{run_started}",
                                   f"dosing held: {decision.reason}")
+                self._plain()
 
-    def _observed_days(self, order: med.MedicationOrder, through: date, after: str | None = None
-                       ) -> list[tuple[date, bool]]:
-        """Observed-dose days up to `through` (and after `after`), each with whether it was covered."""
+    def _legacy_observed_days(self, order: med.MedicationOrder, through: date, after: str | None
+                              ) -> list[tuple[date, bool]]:
+        """The first build's run input (held days counted as covered), for workflows already running."""
         days = []
         for key in sorted(self.state.outcomes):
             day = date.fromisoformat(key)
             if day > through or (after and key <= after):
                 continue
             if med.expected_on(order, day).kind == med.OBSERVED_DOSE:
-                days.append((day, self.state.outcomes[key] in COVERED))
+                days.append((day, self.state.outcomes[key] in LEGACY_COVERED))
         return days
 
     # --- facts from the clinic -----------------------------------------------------------
@@ -197,19 +233,30 @@ class MedicationWorkflow:
         given = self._as_dispense(record)
         today = self._today()
         self.state.dispense_count += 1
+        covered: list[str] = []
         if given.kind == med.TAKE_HOME:
-            covered_until = today + timedelta(days=given.take_home_count)
-            current = self.state.take_home_covered_until
-            self.state.take_home_covered_until = max(current or "", covered_until.isoformat())
+            covered = list(ledger.supply_dates(today + timedelta(days=1), given.take_home_count))
+            self.state.supplies.append({"dispensed_on": today.isoformat(), "dates": covered,
+                                        "bottle_ids": list(given.bottle_ids)})
+            for bottle in given.bottle_ids:
+                self.state.bottles_out[bottle] = today.isoformat()
+        elif given.kind == med.OBSERVED_DOSE and record.split_parts > 1:
+            key = today.isoformat()
+            self.state.split_parts[key] = self.state.split_parts.get(key, 0) + 1
+            if self.state.split_parts[key] >= record.split_parts:
+                self.state.outcomes[key] = "dosed"  # every part of the split dose given
         else:
             self.state.outcomes[today.isoformat()] = OUTCOME_OF_DISPENSE[given.kind]
         if given.kind == med.INJECTION:
             self.state.last_injection = today.isoformat()
+            self.state.injections.append(today.isoformat())
+        if given.kind == med.OBSERVED_DOSE:
+            await self._tell_guest_or_home(today)
         entry = DispenseEntry(
             dispense_id=f"{self.state.order_id}:{self.state.dispense_count}", order_id=self.state.order_id,
             participant_id=self.state.participant_id, day=today.isoformat(), kind=given.kind, actor=record.actor,
             dose=given.dose, unit=given.unit, take_home_count=given.take_home_count, bottle_ids=list(given.bottle_ids),
-            lot=given.lot, site=given.site, note=record.note,
+            lot=given.lot, site=given.site, note=record.note, covered_dates=covered or None,
         )
         await workflow.execute_local_activity_method(MedicationActivities.record_dispense, entry, **RECORD_WRITE)
         self._event(given.kind.replace("-", " ") + " recorded", record.actor, self._describe_dispense(given))
@@ -219,12 +266,37 @@ class MedicationWorkflow:
     @dispense.validator
     def _validate_dispense(self, record: DispenseRecord) -> None:
         given = self._as_dispense(record)
-        already = self.state.outcomes.get(self._today().isoformat()) in ("dosed", "injection")
+        today, order = self._today(), self._order()
+        # A dose given at another site under guest dosing is today's dose too.
+        already = self.state.outcomes.get(today.isoformat()) in ("dosed", "injection", ledger.GUEST_DOSED)
         allowed = int(self.state.eligibility.get("max_take_home_days", 0))
+        if record.split_parts != 1:
+            given = self._whole_of_split(order, given, record.split_parts)
+            already = already or self.state.split_parts.get(today.isoformat(), 0) >= record.split_parts
+        if given.kind == med.TAKE_HOME:
+            dates = ledger.supply_dates(today + timedelta(days=1), given.take_home_count)
+            ok, why = ledger.schedule_allows_take_home(order, [date.fromisoformat(d) for d in dates], self._closed())
+            if not ok:
+                raise ApplicationError(f"no take-home supply: {why}", type=CONFLICT)
+            overlap = ledger.overlapping_dates(self._supplies(), dates)
+            if overlap:
+                raise ApplicationError(
+                    f"a take-home supply already covers {', '.join(overlap)}; a second supply for covered dates "
+                    "is not given (record a bottle return or wait until those days have passed)", type=CONFLICT)
+            # Doses for clinic-closed days come on top of the take-home limit (42 CFR 8.12(i)(1)).
+            allowed += sum(1 for d in dates if d in self.state.closed_days)
         try:
-            med.validate_dispense(self._order(), self.state.status, self._today(), given, already, allowed)
+            med.validate_dispense(order, self.state.status, today, given, already, allowed)
         except med.DispenseRefused as refused:
             raise ApplicationError(refused.reason, type=CONFLICT if refused.code == med.CONFLICT else INVALID) from None
+
+    @staticmethod
+    def _whole_of_split(order: med.MedicationOrder, part: med.Dispense, parts: int) -> med.Dispense:
+        """A split dose part is checked as the whole dose it belongs to (domain.ledger.split_part_reason)."""
+        reason = ledger.split_part_reason(order.dose, order.unit, part.kind, part.dose, part.unit, parts)
+        if reason:
+            raise ApplicationError(reason, type=INVALID)
+        return replace(part, dose=order.dose)
 
     def _as_dispense(self, record: DispenseRecord) -> med.Dispense:
         try:
@@ -244,6 +316,7 @@ class MedicationWorkflow:
             # Misses before the reassessment were weighed by the clinician: the count starts afresh.
             self.state.count_misses_after = (today - timedelta(days=1)).isoformat()
             self.state.missed_run = 0
+            self.state.hold_released_by = reassessment.actor
         elif reassessment.decision == "hold":
             self.state.status = med.HELD
             self.state.hold_reason = f"held by clinician: {reassessment.note}"
@@ -370,8 +443,7 @@ class MedicationWorkflow:
     async def _reweigh(self) -> None:
         """Adherence, take-home eligibility and the next expected dose, then the order record."""
         order, today = self._order(), self._today()
-        observed = self._observed_days(order, today - timedelta(days=1))
-        windows = med.adherence_windows(observed, today)
+        windows = ledger.adherence_windows(order, self._ledger(), today, self._closed())
         self.state.adherence_7d, self.state.adherence_30d = (med.adherence_to_dict(w) for w in windows)
         facts = TakeHomeFacts(
             drug=order.drug,
@@ -394,8 +466,200 @@ class MedicationWorkflow:
         workflow.upsert_search_attributes([search.STATUS.value_set(self.state.status)])
         await workflow.execute_local_activity_method(
             MedicationActivities.sync_order,
-            MedicationSync(self.state.order_id, self.state.status, self.state.order, self.state.eligibility),
+            MedicationSync(self.state.order_id, self.state.status, self.state.order, self.state.eligibility,
+                           {**ledger.ledger_to_dict(self._ledger()), "closed_days": self.state.closed_days}),
             **RECORD_WRITE)
+        self._plain()
+
+    # --- bottles, callbacks, guest dosing, closed days (issue 18) -------------------------
+
+    @workflow.update
+    async def return_bottles(self, returned: BottleReturn) -> MedicationState:
+        today = self._today()
+        for bottle in returned.bottle_ids:
+            self.state.bottles_out.pop(bottle, None)
+        await self._record_event(today, "bottle-return", returned.actor,
+                                 f"bottles returned: {', '.join(returned.bottle_ids)}" +
+                                 (f"; {returned.note}" if returned.note else ""))
+        for callback in self.state.callbacks:
+            if callback["status"] == "called" and set(callback["bottles"]) <= set(returned.bottle_ids) | (
+                    set(callback["bottles"]) - set(self.state.bottles_out)):
+                callback["status"] = "kept"
+                await self._record_event(today, "callback-kept", returned.actor,
+                                         f"callback of {callback['call_at']}: every bottle brought back")
+        await self._reweigh()
+        return self.state
+
+    @return_bottles.validator
+    def _validate_return(self, returned: BottleReturn) -> None:
+        self._require_not_stopped("record a bottle return")
+        if not returned.bottle_ids:
+            raise ApplicationError("name the bottle ids returned", type=INVALID)
+        unknown = sorted(set(returned.bottle_ids) - set(self.state.bottles_out))
+        if unknown:
+            out = ", ".join(sorted(self.state.bottles_out)) or "none"
+            raise ApplicationError(
+                f"bottle(s) {', '.join(unknown)} were not dispensed on this order or are already back; "
+                f"bottles out: {out}", type=CONFLICT)
+
+    @workflow.update
+    async def schedule_callback(self, policy: CallbackPolicy) -> MedicationState:
+        """Draw a random callback: a day within the next `window_days` and a time within clinic
+        hours, from workflow.random() (replay-safe). When it comes the participant is called and has
+        `respond_hours` to bring every bottle out; a callback not kept raises the diversion review."""
+        today = self._today()
+        if workflow.patched(PATCH_CALLBACKS):
+            rng = workflow.random()
+            day = today + timedelta(days=rng.randint(1, policy.window_days))
+            minutes = rng.randint(CALLBACK_HOURS[0] * 60, CALLBACK_HOURS[1] * 60 - 1)
+            call_at = local_moment(day, time(minutes // 60, minutes % 60), self.state.timezone)
+            self.state.callbacks.append({
+                "call_at": call_at.isoformat(), "respond_hours": policy.respond_hours, "status": "scheduled",
+                "bottles": [], "deadline": None, "actor": policy.actor})
+            await self._record_event(today, "callback-scheduled", policy.actor,
+                                     f"a random callback is drawn within {policy.window_days} day(s); "
+                                     f"{policy.respond_hours} hour(s) to bring the bottles")
+        return self.state
+
+    @schedule_callback.validator
+    def _validate_callback(self, policy: CallbackPolicy) -> None:
+        self._require_not_stopped("schedule a callback")
+        if not 1 <= policy.window_days <= 60 or not 1 <= policy.respond_hours <= 72:
+            raise ApplicationError("window_days must be 1-60 and respond_hours 1-72", type=INVALID)
+
+    def _callback_moments(self) -> list:
+        moments = []
+        for callback in self.state.callbacks:
+            if callback["status"] == "scheduled":
+                moments.append(datetime.fromisoformat(callback["call_at"]))
+            elif callback["status"] == "called":
+                moments.append(datetime.fromisoformat(callback["deadline"]))
+        return moments
+
+    async def _run_callbacks(self) -> None:
+        now = workflow.now()
+        for callback in self.state.callbacks:
+            if callback["status"] == "scheduled" and now >= datetime.fromisoformat(callback["call_at"]):
+                callback["status"] = "called"
+                callback["bottles"] = sorted(self.state.bottles_out)
+                callback["deadline"] = (now + timedelta(hours=callback["respond_hours"])).isoformat()
+                if not callback["bottles"]:
+                    callback["status"] = "kept"  # nothing out to bring back
+                    continue
+                await self._alert("callback-due", f"{self.state.order_id}:{callback['call_at'][:16]}",
+                                  f"call the participant back: bring bottle(s) {', '.join(callback['bottles'])} "
+                                  f"within {callback['respond_hours']} hour(s)")
+            elif callback["status"] == "called" and now >= datetime.fromisoformat(callback["deadline"]):
+                still_out = sorted(set(callback["bottles"]) & set(self.state.bottles_out))
+                if not still_out:
+                    callback["status"] = "kept"
+                    continue
+                callback["status"] = "missed"
+                self.state.diversion_flag_since = self._today().isoformat()
+                reason = (f"callback of {callback['call_at'][:16]} not kept: bottle(s) {', '.join(still_out)} "
+                          f"not brought back within {callback['respond_hours']} hour(s)")
+                await self._record_event(self._today(), "diversion-flag", "system", reason)
+                await self._alert("diversion-review", f"{self.state.order_id}:{callback['call_at'][:16]}",
+                                  f"diversion review: {reason}")
+                await self._reweigh()
+
+    @workflow.update
+    async def start_guest(self, request: GuestRequest) -> str:
+        """Guest dosing at another site: a copy of the order limited to the guest period, which
+        stops by itself on its last day, or as soon as the participant doses here again."""
+        workflow.patched(PATCH_GUEST)
+        self.state.guest_orders.append(f"{self.state.order_id}-g{len(self.state.guest_orders) + 1}")
+        guest_id = self.state.guest_orders[-1]
+        copy = {**self.state.order, "order_id": guest_id, "start_date": request.first_day,
+                "stop_date": request.last_day}
+        guest = MedicationInput(order=copy, participant_id=self.state.participant_id, site=request.site,
+                                timezone=self.state.timezone, rules=self.state.rules,
+                                treatment_start=self.state.treatment_start, closed_days=[],
+                                guest=GuestPeriod(self.state.order_id, request.site, request.first_day,
+                                                  request.last_day))
+        await workflow.execute_local_activity_method(MedicationActivities.open_order, guest, **RECORD_WRITE)
+        await workflow.start_child_workflow(MedicationWorkflow.run, guest, id=workflow_id(guest_id),
+                                            parent_close_policy=ParentClosePolicy.ABANDON)
+        await self._record_event(self._today(), "guest-dosing", request.actor,
+                                 f"guest dosing at {request.site} from {request.first_day} to {request.last_day} "
+                                 f"(order {guest_id})")
+        return guest_id
+
+    @start_guest.validator
+    def _validate_guest(self, request: GuestRequest) -> None:
+        self._require_not_stopped("start guest dosing")
+        if self.state.guest is not None:
+            raise ApplicationError("this is already a guest order; start guest dosing from the home order",
+                                   type=CONFLICT)
+        if self.state.status == med.HELD:
+            raise ApplicationError("the order is on hold: a clinician releases it before guest dosing", type=CONFLICT)
+        try:
+            first, last = date.fromisoformat(request.first_day), date.fromisoformat(request.last_day)
+        except ValueError:
+            raise ApplicationError("first_day and last_day are ISO dates (YYYY-MM-DD)", type=INVALID) from None
+        if first < self._today() or last < first or (last - first).days > 30:
+            raise ApplicationError("a guest period starts today or later and lasts 1 to 31 days", type=INVALID)
+        if not request.site.strip():
+            raise ApplicationError("name the guest site", type=INVALID)
+
+    @workflow.signal
+    async def guest_dosed(self, day: str) -> None:
+        """The guest order gave today's observed dose at another site: the home ledger counts it."""
+        if self.state.outcomes.get(day) not in ("dosed", "injection"):
+            self.state.outcomes[day] = ledger.GUEST_DOSED
+            await self._reweigh()
+
+    @workflow.signal
+    async def home_dosed(self, day: str) -> None:
+        """The participant dosed at the home site: the guest copy stops by itself."""
+        if self.state.guest is not None and self.state.status != med.STOPPED:
+            await self._stop(f"participant dosed at the home site on {day}", "system")
+
+    async def _tell_guest_or_home(self, today: date) -> None:
+        if self.state.guest is not None:
+            await workflow.get_external_workflow_handle(workflow_id(self.state.guest["home_order_id"])).signal(
+                MedicationWorkflow.guest_dosed, today.isoformat())
+            return
+        for guest_id in self.state.guest_orders:
+            try:
+                await workflow.get_external_workflow_handle(workflow_id(guest_id)).signal(
+                    MedicationWorkflow.home_dosed, today.isoformat())
+            except Exception:  # noqa: BLE001 - an ended guest copy has closed: nothing to tell it
+                workflow.logger.info("guest order %s already closed", guest_id)
+        if self.state.guest_orders:
+            self.state.guest_orders = []
+
+    @workflow.update
+    async def set_closed_days(self, days: list[str]) -> MedicationState:
+        """The program calendar's clinic-closed days (ISO dates): no dose is due on them."""
+        self.state.closed_days = sorted(set(days))
+        await self._reweigh()
+        return self.state
+
+    @set_closed_days.validator
+    def _validate_closed_days(self, days: list[str]) -> None:
+        for day in days:
+            try:
+                date.fromisoformat(day)
+            except (TypeError, ValueError):
+                raise ApplicationError(f"closed day {day!r} is not an ISO date", type=INVALID) from None
+
+    # --- the ledger ------------------------------------------------------------------------
+
+    def _supplies(self) -> tuple[ledger.Supply, ...]:
+        return tuple(ledger.supply_from_dict(s) for s in self.state.supplies)
+
+    def _closed(self) -> frozenset[date]:
+        return frozenset(date.fromisoformat(d) for d in self.state.closed_days)
+
+    def _ledger(self) -> ledger.DoseLedger:
+        outcomes = {d: o for d, o in self.state.outcomes.items() if o in ledger.RECORDED_OUTCOMES}
+        injections = self.state.injections or ([self.state.last_injection] if self.state.last_injection else [])
+        return ledger.DoseLedger(outcomes, self._supplies(), tuple(injections))
+
+    def _plain(self) -> None:
+        self.state.plain_reason = ledger.plain_reason(self.state.hold_reason, self.state.missed_run,
+                                                      self.state.status)
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -449,5 +713,10 @@ class MedicationWorkflow:
     def _trim(self, day: date) -> None:
         oldest = (day - timedelta(days=KEEP_DAYS)).isoformat()
         self.state.outcomes = {d: o for d, o in self.state.outcomes.items() if d >= oldest}
+        self.state.supplies = [s for s in self.state.supplies if max(s["dates"]) >= oldest]
+        self.state.split_parts = {d: n for d, n in self.state.split_parts.items() if d >= oldest}
+        self.state.injections = self.state.injections[-4:]
+        self.state.callbacks = [c for c in self.state.callbacks if c["status"] in ("scheduled", "called")
+                                or c["call_at"][:10] >= oldest]
         oldest_screen = (day - timedelta(days=KEEP_SCREEN_DAYS)).isoformat()
         self.state.recent_screens = [s for s in self.state.recent_screens if s["day"] >= oldest_screen]

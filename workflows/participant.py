@@ -354,7 +354,8 @@ class ParticipantWorkflow:
         self.state.medications.append(order.order_id)
         medication = MedicationInput(order=start.order, participant_id=self.state.participant_id,
                                      site=self.state.site, timezone=self.state.timezone, rules=start.rules,
-                                     treatment_start=start.treatment_start or order.start_date)
+                                     treatment_start=start.treatment_start or order.start_date,
+                                     closed_days=list(start.closed_days))
         # The record exists before the order's workflow runs, so staff see it at once.
         await workflow.execute_local_activity_method(MedicationActivities.open_order, medication, **RECORD_WRITE)
         await workflow.start_child_workflow(

@@ -20,11 +20,15 @@ from api.tokens import Actor
 from api.workflow_calls import workflow_call
 from domain import medication as med
 from domain.clock import local_date
-from domain.takehome import RULE_SETS
+from domain.takehome import RULE_SETS, rules_to_dict
+from iop import takehome_rules
 from store.models import DispenseRow, MedicationOrderRecord, Participant
 from workflows.contracts import (
+    BottleReturn,
+    CallbackPolicy,
     DispenseRecord,
     DoseChange,
+    GuestRequest,
     MedicationStart,
     MedicationState,
     OrderStop,
@@ -41,6 +45,9 @@ from workflows.participant import workflow_id as participant_workflow_id
 router = APIRouter(tags=["medications"], responses=responses(422))
 
 Prescriber = Annotated[Actor, Depends(require("admin", "clinician"))]
+# Releasing or placing a clinical hold is a clinician's decision; an admin cannot release one to dose.
+Clinician = Annotated[Actor, Depends(require("clinician"))]
+Admin = Annotated[Actor, Depends(require("admin"))]
 Dispenser = Annotated[Actor, Depends(require("admin", "staff", "clinician"))]
 Reader = Annotated[Actor, Depends(require("admin", "staff", "clinician", "auditor"))]
 
@@ -66,7 +73,8 @@ class MedicationOrderIn(RequestModel):
     start_date: ProgramDay
     stop_date: ProgramDay | None = None
     prescriber: str = Field(min_length=1, max_length=120)
-    rules: str = Field(default="federal-otp-2024", description=f"Take-home rule set: {', '.join(RULE_SETS)}")
+    rules: str | None = Field(default=None, description="Take-home rule set by name; empty: the program's "
+                              "default (IOP_TAKEHOME_RULES). GET /takehome-rule-sets lists them")
     treatment_start: TreatmentDay | None = Field(default=None,
                                                  description="First day of treatment; defaults to start_date")
     override_reason: str | None = Field(default=None, max_length=1000, description=OVERRIDE_HELP)
@@ -101,6 +109,7 @@ class DispenseIn(RequestModel):
     lot: str | None = Field(default=None, max_length=80)
     site: str | None = Field(default=None, max_length=80, description="Injection site")
     note: str | None = Field(default=None, max_length=1000)
+    split_parts: int = Field(default=1, ge=1, le=4, description="A split dose: this is one of N equal parts")
 
 
 class ReassessmentIn(RequestModel):
@@ -125,6 +134,26 @@ class PillCountIn(RequestModel):
     counted_units: float = Field(ge=0, le=10_000, allow_inf_nan=False)
     returned_on_time: bool
     seal_intact: bool = True
+
+
+class BottleReturnIn(RequestModel):
+    bottle_ids: list[str] = Field(min_length=1, max_length=28)
+    note: str = Field(default="", max_length=1000)
+
+
+class CallbackIn(RequestModel):
+    window_days: int = Field(default=7, ge=1, le=60, description="The callback falls within this many days")
+    respond_hours: int = Field(default=24, ge=1, le=72, description="Time to bring every bottle back")
+
+
+class GuestIn(RequestModel):
+    site: str = Field(min_length=1, max_length=64)
+    first_day: ProgramDay
+    last_day: ProgramDay
+
+
+class ClosedDaysIn(RequestModel):
+    days: list[ProgramDay] = Field(max_length=400, description="Clinic-closed days: no dose is due unless supplied")
 
 
 class StorageIn(RequestModel):
@@ -192,8 +221,9 @@ async def start_order(participant_id: str, body: MedicationOrderIn, actor: Presc
     initial = body.treatment_start is not None and body.treatment_start == body.start_date
     override = _dose_override(request, actor, body.drug, body.dose, body.unit, body.override_reason, initial=initial)
     await run_in_threadpool(active_participant, session, participant_id, "start a medication order")
-    if body.rules not in RULE_SETS:
-        raise ProblemError(422, f"Unknown take-home rule set {body.rules!r}; known: {', '.join(RULE_SETS)}.")
+    rules = body.rules or takehome_rules.default_rule_set(services.settings.takehome_rules)
+    if rules not in RULE_SETS:
+        raise ProblemError(422, f"Unknown take-home rule set {rules!r}; known: {', '.join(RULE_SETS)}.")
     order = {
         "order_id": "m-" + secrets.token_hex(5), "participant_id": participant_id, "drug": body.drug,
         "dose": body.dose, "unit": body.unit, "route": body.route,
@@ -207,7 +237,7 @@ async def start_order(participant_id: str, body: MedicationOrderIn, actor: Presc
         med.order_from_dict(order)
     except ValueError as exc:
         raise ProblemError(422, f"The order is not valid: {exc}.") from exc
-    start = MedicationStart(order=order, rules=body.rules,
+    start = MedicationStart(order=order, rules=rules,
                             treatment_start=body.treatment_start.isoformat() if body.treatment_start else None)
     async with workflow_call("participant"):
         order_id = await services.temporal.get_workflow_handle(participant_workflow_id(participant_id)).execute_update(
@@ -253,7 +283,7 @@ async def dispense(order_id: str, body: DispenseIn, actor: Dispenser, session: S
 
 @router.post("/medications/{order_id}/reassessment", response_model=MedicationState,
              responses=responses(401, 403, 404, 409, 422, 503))
-async def reassess(order_id: str, body: ReassessmentIn, actor: Prescriber, session: SessionDep,
+async def reassess(order_id: str, body: ReassessmentIn, actor: Clinician, session: SessionDep,
                    services: ServicesDep) -> MedicationState:
     return await _update(services, session, order_id, MedicationWorkflow.reassess,
                          Reassessment(body.decision, body.note, actor.token_id))
@@ -290,6 +320,60 @@ async def storage(order_id: str, body: StorageIn, actor: Prescriber, session: Se
                   services: ServicesDep) -> MedicationState:
     return await _update(services, session, order_id, MedicationWorkflow.attest_storage,
                          StorageAttestation(body.attested, body.note, actor.token_id))
+
+
+@router.post("/medications/{order_id}/bottle-returns", response_model=MedicationState,
+             responses=responses(401, 403, 404, 409, 422, 503),
+             summary="Bottles brought back, checked against the bottle ids dispensed on this order")
+async def bottle_returns(order_id: str, body: BottleReturnIn, actor: Dispenser, session: SessionDep,
+                         services: ServicesDep) -> MedicationState:
+    return await _update(services, session, order_id, MedicationWorkflow.return_bottles,
+                         BottleReturn(body.bottle_ids, actor.token_id, body.note))
+
+
+@router.post("/medications/{order_id}/callbacks", response_model=MedicationState,
+             responses=responses(401, 403, 404, 409, 422, 503),
+             summary="Schedule a random callback: the participant brings every bottle within the set time")
+async def callbacks(order_id: str, body: CallbackIn, actor: Dispenser, session: SessionDep,
+                    services: ServicesDep) -> MedicationState:
+    return await _update(services, session, order_id, MedicationWorkflow.schedule_callback,
+                         CallbackPolicy(body.window_days, body.respond_hours, actor.token_id))
+
+
+@router.post("/medications/{order_id}/guest-dosing", response_model=MedicationOrderPublic, status_code=201,
+             responses=responses(401, 403, 404, 409, 422, 503),
+             summary="Guest dosing at another site: a time-limited copy of the order")
+async def guest_dosing(order_id: str, body: GuestIn, actor: Prescriber, session: SessionDep,
+                       services: ServicesDep) -> MedicationOrderPublic:
+    row = await run_in_threadpool(_order, session, order_id)
+    if row.status == "stopped":
+        raise ProblemError(409, f"Order {order_id} is stopped; start a new order instead.")
+    async with workflow_call("medication order"):
+        guest_id = await services.temporal.get_workflow_handle(medication_workflow_id(order_id)).execute_update(
+            MedicationWorkflow.start_guest,
+            GuestRequest(body.site, body.first_day.isoformat(), body.last_day.isoformat(), actor.token_id))
+    return _public(await run_in_threadpool(_order, session, guest_id))
+
+
+@router.post("/medications/{order_id}/closed-days", response_model=MedicationState,
+             responses=responses(401, 403, 404, 409, 422, 503),
+             summary="Clinic-closed days for this order (until the program calendar supplies them)")
+async def closed_days(order_id: str, body: ClosedDaysIn, actor: Admin, session: SessionDep,
+                      services: ServicesDep) -> MedicationState:
+    return await _update(services, session, order_id, MedicationWorkflow.set_closed_days,
+                         [day.isoformat() for day in body.days])
+
+
+@router.get("/takehome-rule-sets", responses=responses(401, 403),
+            summary="The take-home rule sets in force, with their citations and what is uncertain")
+def takehome_rule_sets(actor: Reader) -> list[dict]:
+    files = takehome_rules.load_rule_files()
+    out = []
+    for name, rules in sorted(RULE_SETS.items()):
+        jurisdiction, _ = files.get(name, ("program", None))
+        out.append({**rules_to_dict(rules), "jurisdiction": jurisdiction, "basis": rules.basis,
+                    "citations": takehome_rules.citations(name), "uncertain": takehome_rules.uncertain(name)})
+    return out
 
 
 @router.get("/dispensing/today", response_model=list[DueToday], responses=responses(401, 403, 422),

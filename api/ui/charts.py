@@ -137,11 +137,26 @@ def swatch(kind: str) -> Markup:
 ADHERENCE_KINDS: dict[str, tuple[str, str]] = {
     "dosed": ("Observed dose", "#2e7d32"),
     "injection": ("Injection given", "#1b5e20"),
+    "guest-dosed": ("Observed dose at another site", "#388e3c"),
     "take-home": ("Take-home dose", "#81c784"),
     "missed": ("Missed", "#c62828"),
-    "held": ("Held", "#a84b00"),
+    "held": ("Held (not a dose taken)", "#a84b00"),
     "refused": ("Refused", "#6a1b9a"),
+    "closed": ("Clinic closed (no dose due)", "#b0bec5"),
 }
+
+
+def ledger_days(live: dict[str, Any]) -> dict[str, str]:
+    """What each day of an order's live state reads on the chart: the recorded outcomes, the days a
+    dispensed take-home supply covers, and clinic-closed days (domain.ledger, the same ledger
+    the adherence figures are counted from)."""
+    days = dict(live.get("outcomes") or {})
+    for supply in live.get("supplies") or []:
+        for day in supply.get("dates") or []:
+            days.setdefault(day, "take-home")
+    for day in live.get("closed_days") or []:
+        days.setdefault(day, "closed")
+    return days
 NONE_FILL = "#eceff1"
 
 

@@ -301,7 +301,7 @@ async def participant(request: Request, ctx: Ctx) -> Response:
                       **consent_state.values}
     for_cause = ctx.form_state("for-cause")
     charts_by_order = {
-        m["order"]["id"]: charts.adherence_chart((m["live"] or {}).get("outcomes") or {}, today_local,
+        m["order"]["id"]: charts.adherence_chart(charts.ledger_days(m["live"] or {}), today_local,
                                                  (m["live"] or {}).get("adherence_7d") or {},
                                                  (m["live"] or {}).get("adherence_30d") or {},
                                                  ident=f"adherence-{m['order']['id']}")

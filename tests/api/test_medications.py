@@ -39,7 +39,7 @@ async def test_order_dispense_refusals_and_today_list(stack):
     assert wrong.status_code == 422 and "does not match the order" in wrong.json()["detail"]
     home = await stack.http.post(f"/medications/{order_id}/dispenses", headers=stack.auth("staff"), json={
         "kind": "take-home", "dose": 60, "unit": "mg", "take_home_count": 2, "bottle_ids": ["B-1", "B-2"]})
-    assert home.status_code == 409 and "allowed now" in home.json()["detail"]
+    assert home.status_code == 409 and "daily-observed" in home.json()["detail"]
 
     detail = (await stack.http.get(f"/medications/{order_id}", headers=stack.auth("auditor"))).json()
     eligibility = detail["workflow"]["eligibility"]
@@ -88,3 +88,90 @@ async def test_screen_without_buprenorphine_is_flagged_expected_absent(stack):
     state = await screening(stack, sid)
     flags = {f["code"] for f in state["results"][0]["interpretation"]["flags"]}
     assert "expected-absent" in flags and state["status"] == "awaiting-review"
+
+
+# --- issue 18: refusals that record nothing ---------------------------------------------------
+
+
+def _dispense_count(stack, order_id: str) -> int:
+    with Session(stack.engine) as session:
+        return len(session.exec(select(DispenseRow).where(DispenseRow.order_id == order_id)).all())
+
+
+async def test_nobody_doses_a_held_order_admin_included_until_a_clinician_releases_it(stack):
+    pid = (await stack.enroll())["id"]
+    order_id = (await start(stack, pid)).json()["id"]
+    held = await stack.http.post(f"/medications/{order_id}/reassessment", headers=stack.auth("clinician"),
+                                 json={"decision": "hold", "note": "sedated at the window"})
+    assert held.status_code == 200 and held.json()["status"] == "held"
+    dose = {"kind": "observed-dose", "dose": 60, "unit": "mg"}
+    for role in ("staff", "admin", "clinician"):
+        answer = await stack.http.post(f"/medications/{order_id}/dispenses", json=dose, headers=stack.auth(role))
+        assert answer.status_code == 409 and "on hold" in answer.json()["detail"], (role, answer.text)
+    assert _dispense_count(stack, order_id) == 0
+    # Only a clinician releases the hold (an admin may not: it is a clinical decision).
+    release = {"decision": "resume", "note": "reassessed, alert and oriented"}
+    by_admin = await stack.http.post(f"/medications/{order_id}/reassessment", json=release,
+                                     headers=stack.auth("admin"))
+    assert by_admin.status_code == 403
+    assert _dispense_count(stack, order_id) == 0
+    released = await stack.http.post(f"/medications/{order_id}/reassessment", json=release,
+                                     headers=stack.auth("clinician"))
+    assert released.status_code == 200 and released.json()["hold_released_by"]
+    given = await stack.http.post(f"/medications/{order_id}/dispenses", json=dose, headers=stack.auth("admin"))
+    assert given.status_code == 200 and _dispense_count(stack, order_id) == 1
+
+
+async def test_take_home_on_daily_observed_order_and_unknown_bottle_refused(stack):
+    pid = (await stack.enroll())["id"]
+    order_id = (await start(stack, pid)).json()["id"]
+    supply = {"kind": "take-home", "dose": 60, "unit": "mg", "take_home_count": 7, "bottle_ids": ["B-1"]}
+    for _ in range(2):
+        answer = await stack.http.post(f"/medications/{order_id}/dispenses", json=supply,
+                                       headers=stack.auth("admin"))
+        assert answer.status_code == 409 and "daily-observed" in answer.json()["detail"], answer.text
+    assert _dispense_count(stack, order_id) == 0
+    returned = await stack.http.post(f"/medications/{order_id}/bottle-returns", headers=stack.auth("staff"),
+                                     json={"bottle_ids": ["B-404"]})
+    assert returned.status_code == 409 and "B-404" in returned.json()["detail"], returned.text
+
+
+async def test_default_rule_set_is_recorded_and_files_are_listed(stack):
+    pid = (await stack.enroll())["id"]
+    created = (await start(stack, pid)).json()
+    assert created["rules"] == "federal-otp-2024"
+    listed = (await stack.http.get("/takehome-rule-sets", headers=stack.auth("auditor"))).json()
+    names = {r["name"] for r in listed}
+    assert {"federal-otp-2024", "wisconsin-dhs75", "california-9ccr10375"} <= names
+    assert all(r["citations"] for r in listed if r["name"] != "state-strict-example")
+
+
+async def test_a_second_supply_for_covered_dates_is_refused_with_the_dates(stack):
+    from datetime import date, timedelta
+
+    pid = (await stack.enroll())["id"]
+    order_id = (await start(stack, pid)).json()["id"]
+    closed = [(date.fromisoformat(TODAY) + timedelta(days=n)).isoformat() for n in (1, 2)]
+    by_staff = await stack.http.post(f"/medications/{order_id}/closed-days", json={"days": closed},
+                                     headers=stack.auth("staff"))
+    assert by_staff.status_code == 403
+    set_days = await stack.http.post(f"/medications/{order_id}/closed-days", json={"days": closed},
+                                     headers=stack.auth("admin"))
+    assert set_days.status_code == 200 and set_days.json()["closed_days"] == closed
+    # No take-home is earned yet, but doses for clinic-closed days go home (42 CFR 8.12(i)(1)).
+    supply = {"kind": "take-home", "dose": 60, "unit": "mg", "take_home_count": 2, "bottle_ids": ["B-1", "B-2"]}
+    first = await stack.http.post(f"/medications/{order_id}/dispenses", json=supply, headers=stack.auth("staff"))
+    assert first.status_code == 200, first.text
+    second = await stack.http.post(f"/medications/{order_id}/dispenses", headers=stack.auth("admin"),
+                                   json={**supply, "bottle_ids": ["B-3", "B-4"]})
+    assert second.status_code == 409 and all(day in second.json()["detail"] for day in closed), second.text
+    assert _dispense_count(stack, order_id) == 1
+    with Session(stack.engine) as session:
+        [row] = session.exec(select(DispenseRow).where(DispenseRow.order_id == order_id)).all()
+    assert row.covered_dates == closed
+    wrong = await stack.http.post(f"/medications/{order_id}/bottle-returns", headers=stack.auth("staff"),
+                                  json={"bottle_ids": ["B-1", "B-3"]})
+    assert wrong.status_code == 409 and "B-3" in wrong.json()["detail"]
+    back = await stack.http.post(f"/medications/{order_id}/bottle-returns", headers=stack.auth("staff"),
+                                 json={"bottle_ids": ["B-1", "B-2"]})
+    assert back.status_code == 200 and back.json()["bottles_out"] == {}
