@@ -15,10 +15,14 @@ What protects what, against someone who holds the database role but not the audi
   leaves a shorter chain that verifies; so does re-hashing every row with the unkeyed algorithm and erasing
   the cut-over marker in `audit_head`. Checkpoints close both: the head (sequence, MAC, time) and the
   cut-over are signed with the audit key and written where the database role cannot rewrite them (an
-  append-only file, an auditor's webhook; iop/audit.py). `verify(checkpoints=...)` then names a removed tail
-  (a checkpoint beyond the chain's end), a rewrite (a checkpoint's MAC not matching the chain), and any
-  unkeyed row at or after the earliest cut-over any checkpoint recorded. Events newer than the last
-  checkpoint are protected by the key against edits and deletions in the middle, not against truncation.
+  append-only file, an auditor's webhook; iop/audit.py). `verify(checkpoints=...)` compares every checkpoint
+  in the file, so a later checkpoint of a tail that was cut and grew again does not hide an earlier one at
+  the same sequence. It names a removed tail (a checkpoint beyond the chain's end), a rewrite (a checkpoint's
+  MAC not matching the chain), and any unkeyed row at or after the earliest cut-over any checkpoint recorded.
+  A removed or rewritten tail is located at the first event after the last one signed before the checkpoint
+  (event times are under the key; this trusts the writers' and the checkpointer's clocks to agree), never
+  before the newest matching checkpoint taken earlier. Events newer than the last checkpoint are protected
+  by the key against edits and deletions in the middle, not against truncation.
 """
 
 from __future__ import annotations
@@ -261,35 +265,35 @@ def verify(engine: Engine, keys: Sequence[AuditKey] | None = None,
             return Verification(False, 0, None, f"checkpoint {number} (event {point.seq}, {point.at}) does not carry "
                                                  f"a valid signature of a configured audit key ({point.key_id!r}): "
                                                  f"the checkpoint record was altered or forged")
-    pinned = {p.seq: p for p in checkpoints if p.seq > 0}
     with Session(engine) as session:
         head = session.get(AuditHead, 1)
         evidence = [p.keyed_from for p in checkpoints if p.keyed_from] + ([head.keyed_from] if head and
                                                                            head.keyed_from else [])
         keyed_from = min(evidence) if evidence else None
-        walk = _Walk(secrets, pinned, keyed_from, len(checkpoints))
-        while True:
+        walk = _Walk(secrets, checkpoints, keyed_from)
+        broken = None
+        while broken is None:
             rows = session.exec(select(AuditEvent).where(AuditEvent.seq >= walk.expected_seq)
                                 .order_by(col(AuditEvent.seq)).limit(batch)).all()
             if not rows:
-                return walk.end(head)
-            for row in rows:
-                broken = walk.step(row)
-                if broken:
-                    return broken
+                break
+            broken = next(filter(None, map(walk.step, rows)), None)
+        return walk.verdict(session, broken, head, batch)
 
 
 class _Walk:
-    def __init__(self, secrets: dict[str, bytes], pinned: dict[int, Checkpoint], keyed_from: int | None,
-                 checkpoints: int) -> None:
-        self.secrets, self.pinned, self.keyed_from, self.checkpoints = secrets, pinned, keyed_from, checkpoints
+    def __init__(self, secrets: dict[str, bytes], checkpoints: Sequence[Checkpoint], keyed_from: int | None) -> None:
+        self.secrets, self.points, self.keyed_from = secrets, tuple(checkpoints), keyed_from
+        self.pinned = {p.seq for p in checkpoints if p.seq > 0}
+        self.seen: dict[int, str] = {}  # the chain's MAC at each checkpointed sequence
         self.expected_prev, self.expected_seq, self.checked = GENESIS, 1, 0
         self.last_match = 0  # the newest checkpointed event that matched
 
     def broken(self, seq: int | None, problem: str) -> Verification:
-        return Verification(False, self.checked, seq, problem, self.checkpoints, self.keyed_from)
+        return Verification(False, self.checked, seq, problem, len(self.points), self.keyed_from)
 
     def step(self, row: AuditEvent) -> Verification | None:
+        """Check one event against its key and its link; checkpoints are compared once the walk has ended."""
         seq = row.seq
         if seq != self.expected_seq:
             return self.broken(self.expected_seq, f"event {self.expected_seq} is missing (the next present is {seq})")
@@ -315,23 +319,88 @@ class _Walk:
                 return self.broken(seq, f"event {seq} was altered after it was written")
         else:
             return self.broken(seq, f"event {seq} names an unknown algorithm {row.mac_alg!r}")
-        point = self.pinned.get(seq)
-        if point is not None:
-            if not hmac.compare_digest(point.hash, row.hash):
-                return self.broken(self.last_match + 1, f"the chain at event {seq} is not the one checkpointed at "
-                                   f"{point.at}: an event from {self.last_match + 1} to {seq} was rewritten")
-            self.last_match = seq
+        if seq in self.pinned:
+            self.seen[seq] = row.hash
+            if any(p.seq == seq and hmac.compare_digest(p.hash, row.hash) for p in self.points):
+                self.last_match = seq
         self.expected_prev, self.expected_seq, self.checked = row.hash, seq + 1, self.checked + 1
         return None
 
-    def end(self, head: AuditHead | None) -> Verification:
-        last = self.expected_seq - 1
-        beyond = [p for p in self.pinned.values() if p.seq > last]
-        if beyond:
-            point = max(beyond, key=lambda p: p.seq)
-            return self.broken(last + 1, f"the chain ends at event {last} but the checkpoint of {point.at} saw it "
-                               f"reach event {point.seq}: events {last + 1} to {point.seq} were removed")
-        if head is not None and (head.seq, head.hash) != (last, self.expected_prev):
-            return self.broken(last + 1, f"the chain ends at event {last} but was last extended to "
-                               f"event {head.seq}: events were removed from its end")
-        return Verification(True, self.checked, checkpoints=self.checkpoints, keyed_from=self.keyed_from)
+    def verdict(self, session: Session, broken: Verification | None, head: AuditHead | None,
+                batch: int) -> Verification:
+        """The earliest of: the link or key that broke the walk, every checkpoint the chain does not match (each
+        one, not only the newest at its sequence), and a head beyond the chain's end."""
+        last = self.expected_seq - 1  # events 1..last passed the walk
+        findings = [(broken.first_broken_seq or 0, 0, broken.problem or "")] if broken else []
+        for seq, problem in self._checkpoint_findings(session, last, whole=broken is None, batch=batch):
+            findings.append((seq, 1, problem))
+        if not broken and head is not None and (head.seq, head.hash) != (last, self.expected_prev):
+            findings.append((last + 1, 2, f"the chain ends at event {last} but was last extended to "
+                                          f"event {head.seq}: events were removed from its end"))
+        if not findings:
+            return Verification(True, self.checked, checkpoints=len(self.points), keyed_from=self.keyed_from)
+        seq, _, problem = min(findings)
+        return Verification(False, min(self.checked, max(seq - 1, 0)), seq, problem, len(self.points),
+                            self.keyed_from)
+
+    def _checkpoint_findings(self, session: Session, last: int, whole: bool, batch: int) -> list[tuple[int, str]]:
+        """Each checkpoint the chain contradicts, located. A checkpoint's MAC pins events 1..seq as the chain was
+        when it was taken. The events up to the newest checkpoint that matches and was taken before it are
+        proven the same; after those, an event signed (with its time under the key) before the checkpoint was
+        taken was in the chain it saw, so the chain is the same up to it; the first event after is the first one
+        missing or replaced. (That step trusts the clocks of the writers and the checkpointer to agree.)"""
+        matched: list[int] = []  # sequences of the matching checkpoints taken so far, in file order
+        failing: list[tuple[int, Checkpoint]] = []
+        for point in self.points:
+            if point.seq > last and not whole:
+                continue  # beyond an event that already broke the walk: nothing to compare
+            if point.seq == 0 or (point.seq <= last and hmac.compare_digest(self.seen[point.seq], point.hash)):
+                matched.append(point.seq)
+                continue
+            failing.append((1 + max((s for s in matched if s < point.seq), default=0), point))
+        findings: list[tuple[int, str]] = []
+        for floor, point in sorted(failing, key=lambda f: f[0]):
+            if findings and floor >= min(findings)[0]:
+                break
+            older = _newest_signed_before(session, point, floor, min(point.seq, last), batch)
+            if point.seq > last:
+                seq = older + 1 if older is not None else floor
+                gone = (f"events {last + 1} to {point.seq} were removed" if seq > last else
+                        f"events {seq} to {point.seq} were removed or replaced (events {seq} to {last} are not "
+                        f"signed as older than that checkpoint)")
+                findings.append((seq, f"the chain ends at event {last} but the checkpoint of {point.at} saw it "
+                                      f"reach event {point.seq}: {gone}"))
+            elif older is not None and older < point.seq:
+                findings.append((older + 1, f"the chain at event {point.seq} is not the one checkpointed at "
+                                            f"{point.at}: events {older + 1} to {point.seq} were replaced (they are "
+                                            f"signed after that checkpoint, event {older} before it)"))
+            else:
+                findings.append((floor, f"the chain at event {point.seq} is not the one checkpointed at {point.at}: "
+                                        f"an event from {floor} to {point.seq} was rewritten"))
+        return findings
+
+
+def _utc(moment: datetime) -> datetime:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+
+def _newest_signed_before(session: Session, point: Checkpoint, low: int, high: int, batch: int) -> int | None:
+    """The newest event from `low` to `high` whose signed time is before the checkpoint's; None if there is none
+    (an unkeyed event's time proves nothing, and no keyed event comes before an unkeyed one)."""
+    try:
+        taken = _utc(datetime.fromisoformat(point.at))
+    except ValueError:
+        return None
+    while high >= low:
+        rows = session.exec(select(AuditEvent.seq, AuditEvent.at, AuditEvent.mac_alg)
+                            .where(AuditEvent.seq >= low, AuditEvent.seq <= high)
+                            .order_by(col(AuditEvent.seq).desc()).limit(batch)).all()
+        for seq, at, mac_alg in rows:
+            if mac_alg != KEYED:
+                return None
+            if _utc(at) < taken:
+                return seq
+        if not rows:
+            return None
+        high = rows[-1][0] - 1
+    return None

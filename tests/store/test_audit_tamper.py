@@ -131,6 +131,47 @@ def test_a_truncated_tail_with_a_fixed_head_is_found_by_a_checkpoint(migrated_en
     assert "removed" in result.problem and "10" in result.problem
 
 
+def truncate_and_fix_the_head(engine, keep: int) -> None:
+    with engine.begin() as conn:
+        last = conn.execute(text("SELECT hash FROM audit_events WHERE seq = :s"), dict(s=keep)).scalar_one()
+        conn.execute(text("DELETE FROM audit_events WHERE seq > :s"), dict(s=keep))
+        conn.execute(text("UPDATE audit_head SET seq = :s, hash = :h"), dict(s=keep, h=last))
+
+
+def test_a_replaced_event_is_found_although_a_later_checkpoint_saw_the_replacement(migrated_engine, tmp_path):
+    # Found by the interleaving test: both checkpoints pin event 2; the newer one must not hide the older one.
+    chain(migrated_engine, 2)
+    take_checkpoint(migrated_engine, tmp_path / "cp")
+    truncate_and_fix_the_head(migrated_engine, 1)
+    append(migrated_engine, entry(7), keys=KEYS)  # the app carries on: a new event 2
+    take_checkpoint(migrated_engine, tmp_path / "cp")
+    result = verify(migrated_engine, keys=KEYS, checkpoints=read_checkpoints(tmp_path / "cp"))
+    assert not result.ok and result.checkpoints == 2
+    assert result.first_broken_seq == 2 and result.checked == 1 and "event 2" in result.problem
+
+
+def test_a_truncated_tail_that_grew_again_is_located_at_the_first_replaced_event(migrated_engine, tmp_path):
+    # Found by the interleaving test: the chain ends before the checkpoint, and its last event is not the original.
+    chain(migrated_engine, 3)
+    take_checkpoint(migrated_engine, tmp_path / "cp")
+    truncate_and_fix_the_head(migrated_engine, 1)
+    append(migrated_engine, entry(7), keys=KEYS)
+    result = verify(migrated_engine, keys=KEYS, checkpoints=read_checkpoints(tmp_path / "cp"))
+    assert not result.ok and result.first_broken_seq == 2 and result.checked == 1
+    assert "removed or replaced" in result.problem and "3" in result.problem
+
+
+def test_a_checkpoint_taken_after_the_tampering_does_not_move_its_location(migrated_engine, tmp_path):
+    chain(migrated_engine, 5)
+    take_checkpoint(migrated_engine, tmp_path / "cp")
+    truncate_and_fix_the_head(migrated_engine, 2)
+    append(migrated_engine, entry(7), keys=KEYS)
+    take_checkpoint(migrated_engine, tmp_path / "cp")  # pins the new event 3: it matches, yet 3 is what changed
+    chain(migrated_engine, 2)
+    result = verify(migrated_engine, keys=KEYS, checkpoints=read_checkpoints(tmp_path / "cp"))
+    assert not result.ok and result.first_broken_seq == 3 and "replaced" in result.problem
+
+
 def test_rehashing_every_row_with_the_old_algorithm_is_found_with_a_checkpoint(migrated_engine, tmp_path):
     chain(migrated_engine, 10)
     take_checkpoint(migrated_engine, tmp_path / "cp")
