@@ -38,6 +38,7 @@ from domain.hl7 import (
     parse_oru,
     split_batch,
 )
+from iop.temporal import not_available_now
 from store.db import session_scope
 from store.models import (
     CodeMapping,
@@ -294,19 +295,23 @@ class LabIngest:
     async def _deliver(self, report: LabReport, screening_id: str) -> None:
         handle = self.temporal.get_workflow_handle(screening_workflow_id(screening_id))
         try:
-            await handle.execute_update(ScreeningWorkflow.record_result, report)
+            # The update id is the result's: a resend after a timeout joins the first attempt, if it got through.
+            await handle.execute_update(ScreeningWorkflow.record_result, report, id=f"record-result-{report.result_id}")
         except WorkflowUpdateFailedError as exc:
             cause = getattr(exc.cause, "message", None) or str(exc.cause)
             raise Quarantined("screening-not-awaiting-result", f"{cause}; staff decide what to do with it",
                               "OBR-2") from exc
         except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
+            if exc.status == RPCStatusCode.NOT_FOUND and not not_available_now(exc):
                 raise Quarantined("screening-closed", f"screening {screening_id} is closed and takes no more "
                                   "results; staff decide what to do with it", "OBR-2") from exc
             raise TryLater(f"the result could not be filed right now ({exc.status.name}); resend this message") from exc
-        except RuntimeError as exc:  # a client that could not connect at all
-            raise TryLater("the result could not be filed right now (workflow service unreachable); "
-                           "resend this message") from exc
+        except Exception as exc:
+            # Timed out or not reachable (never an AA): the raw message is stored; the lab resends it.
+            if not_available_now(exc):
+                raise TryLater("the result could not be filed right now (workflow service did not answer in "
+                               "time); resend this message") from exc
+            raise
 
     # --- records ---------------------------------------------------------------------------
 

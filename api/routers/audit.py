@@ -19,6 +19,7 @@ from temporalio.api.common.v1 import Payload
 
 from api import history
 from api.deps import ServicesDep, SessionDep, done_reading, require
+from api.idempotency import IdempotentRoute
 from api.problems import ProblemError, responses
 from api.tokens import ROLES, Actor, issue_token
 from api.workflow_calls import workflow_call
@@ -30,7 +31,7 @@ from workflows.participant import workflow_id as participant_workflow_id
 from workflows.screening import workflow_id as screening_workflow_id
 
 # Any input can fail validation (422, problem+json), whatever else a route answers.
-router = APIRouter(tags=["audit"], responses=responses(422))
+router = APIRouter(route_class=IdempotentRoute, tags=["audit"], responses=responses(422))
 
 Auditor = Annotated[Actor, Depends(require("admin", "auditor"))]
 TimelineReader = Annotated[Actor, Depends(require("admin", "auditor", "staff", "clinician"))]

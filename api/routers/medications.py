@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 
 from api.deps import ServicesDep, SessionDep, done_reading, require
 from api.lookups import active_participant, participant_or_404
+from api.idempotency import Attempt, Idempotency, IdempotentRoute, joins_update
 from api.problems import ProblemError, responses
 from api.tokens import Actor
 from api.workflow_calls import workflow_call
@@ -37,7 +38,7 @@ from workflows.participant import ParticipantWorkflow
 from workflows.participant import workflow_id as participant_workflow_id
 
 # Any input can fail validation (422, problem+json), whatever else a route answers.
-router = APIRouter(tags=["medications"], responses=responses(422))
+router = APIRouter(route_class=IdempotentRoute, tags=["medications"], responses=responses(422))
 
 Prescriber = Annotated[Actor, Depends(require("admin", "clinician"))]
 Dispenser = Annotated[Actor, Depends(require("admin", "staff", "clinician"))]
@@ -151,8 +152,9 @@ def _order(session: Session, order_id: str) -> MedicationOrderRecord:
 
 @router.post("/participants/{participant_id}/medications", status_code=201, response_model=MedicationOrderPublic,
              responses=responses(401, 403, 404, 409, 422, 503), summary="Start a medication order")
+@joins_update
 async def start_order(participant_id: str, body: MedicationOrderIn, actor: Prescriber, session: SessionDep,
-                      services: ServicesDep) -> MedicationOrderPublic:
+                      services: ServicesDep, attempt: Idempotency) -> MedicationOrderPublic:
     await run_in_threadpool(active_participant, session, participant_id, "start a medication order")
     if body.rules not in RULE_SETS:
         raise ProblemError(422, f"Unknown take-home rule set {body.rules!r}; known: {', '.join(RULE_SETS)}.")
@@ -171,7 +173,7 @@ async def start_order(participant_id: str, body: MedicationOrderIn, actor: Presc
                             treatment_start=body.treatment_start.isoformat() if body.treatment_start else None)
     async with workflow_call("participant"):
         order_id = await services.temporal.get_workflow_handle(participant_workflow_id(participant_id)).execute_update(
-            ParticipantWorkflow.start_medication, start)
+            ParticipantWorkflow.start_medication, start, id=attempt.update_id(participant_id) if attempt else None)
     return _public(await run_in_threadpool(_order, session, order_id))
 
 
@@ -194,60 +196,68 @@ async def get_order(order_id: str, actor: Reader, session: SessionDep, services:
     return MedicationDetail(**_public(row).model_dump(), workflow_id=handle.id, workflow=state)
 
 
-async def _update(services: ServicesDep, session: Session, order_id: str, update, argument) -> MedicationState:
+async def _update(services: ServicesDep, session: Session, order_id: str, update, argument,
+                  attempt: Attempt | None) -> MedicationState:
     row = await run_in_threadpool(_order, session, order_id)
-    if row.status == "stopped":
+    if row.status == "stopped" and not (attempt and attempt.retry):
         raise ProblemError(409, f"Order {order_id} is stopped; nothing more can be recorded against it.")
     async with workflow_call("medication order"):
         return await services.temporal.get_workflow_handle(medication_workflow_id(order_id)).execute_update(
-            update, argument)
+            update, argument, id=attempt.update_id(order_id) if attempt else None)
 
 
 @router.post("/medications/{order_id}/dispenses", response_model=MedicationState,
              responses=responses(401, 403, 404, 409, 422, 503), summary="Record a dose, take-home, refusal, hold or injection")
+@joins_update
 async def dispense(order_id: str, body: DispenseIn, actor: Dispenser, session: SessionDep,
-                   services: ServicesDep) -> MedicationState:
+                   services: ServicesDep, attempt: Idempotency) -> MedicationState:
     record = DispenseRecord(actor=actor.token_id, **body.model_dump())
-    return await _update(services, session, order_id, MedicationWorkflow.dispense, record)
+    return await _update(services, session, order_id, MedicationWorkflow.dispense, record, attempt)
 
 
 @router.post("/medications/{order_id}/reassessment", response_model=MedicationState,
              responses=responses(401, 403, 404, 409, 422, 503))
+@joins_update
 async def reassess(order_id: str, body: ReassessmentIn, actor: Prescriber, session: SessionDep,
-                   services: ServicesDep) -> MedicationState:
+                   services: ServicesDep, attempt: Idempotency) -> MedicationState:
     return await _update(services, session, order_id, MedicationWorkflow.reassess,
-                         Reassessment(body.decision, body.note, actor.token_id))
+                         Reassessment(body.decision, body.note, actor.token_id), attempt)
 
 
 @router.post("/medications/{order_id}/dose-change", response_model=MedicationState,
              responses=responses(401, 403, 404, 409, 422, 503))
+@joins_update
 async def change_dose(order_id: str, body: DoseChangeIn, actor: Prescriber, session: SessionDep,
-                      services: ServicesDep) -> MedicationState:
+                      services: ServicesDep, attempt: Idempotency) -> MedicationState:
     return await _update(services, session, order_id, MedicationWorkflow.change_dose,
-                         DoseChange(body.dose, body.unit, body.reason, actor.token_id))
+                         DoseChange(body.dose, body.unit, body.reason, actor.token_id), attempt)
 
 
 @router.post("/medications/{order_id}/stop", response_model=MedicationState,
              responses=responses(401, 403, 404, 409, 422, 503))
+@joins_update
 async def stop(order_id: str, body: StopIn, actor: Prescriber, session: SessionDep,
-               services: ServicesDep) -> MedicationState:
-    return await _update(services, session, order_id, MedicationWorkflow.stop, OrderStop(body.reason, actor.token_id))
+               services: ServicesDep, attempt: Idempotency) -> MedicationState:
+    return await _update(services, session, order_id, MedicationWorkflow.stop, OrderStop(body.reason, actor.token_id),
+                         attempt)
 
 
 @router.post("/medications/{order_id}/pill-counts", response_model=MedicationState,
              responses=responses(401, 403, 404, 409, 422, 503), summary="A bottle return or callback pill count")
+@joins_update
 async def pill_count(order_id: str, body: PillCountIn, actor: Dispenser, session: SessionDep,
-                     services: ServicesDep) -> MedicationState:
+                     services: ServicesDep, attempt: Idempotency) -> MedicationState:
     return await _update(services, session, order_id, MedicationWorkflow.record_pill_count,
-                         PillCountRecord(actor=actor.token_id, **body.model_dump()))
+                         PillCountRecord(actor=actor.token_id, **body.model_dump()), attempt)
 
 
 @router.post("/medications/{order_id}/storage-attestation", response_model=MedicationState,
              responses=responses(401, 403, 404, 409, 422, 503))
+@joins_update
 async def storage(order_id: str, body: StorageIn, actor: Prescriber, session: SessionDep,
-                  services: ServicesDep) -> MedicationState:
+                  services: ServicesDep, attempt: Idempotency) -> MedicationState:
     return await _update(services, session, order_id, MedicationWorkflow.attest_storage,
-                         StorageAttestation(body.attested, body.note, actor.token_id))
+                         StorageAttestation(body.attested, body.note, actor.token_id), attempt)
 
 
 @router.get("/dispensing/today", response_model=list[DueToday], responses=responses(401, 403, 422),
