@@ -12,6 +12,7 @@ from temporalio.client import Client
 from api import problems, ui
 from api.audit import AuditMiddleware
 from api.deps import Services
+from api.idempotency import ReleaseRefusedKeys
 from api.routers import audit, disclosures, health, lab, medications, participants, screenings
 from ingest.lab import LabIngest
 from iop.settings import Settings
@@ -41,6 +42,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
         lifespan=lifespan,
     )
     problems.install(app)
+    app.add_middleware(ReleaseRefusedKeys)
     app.add_middleware(AuditMiddleware)
     # Only the Temporal UI's origin may call the API from a browser (for the codec endpoint).
     app.add_middleware(CORSMiddleware, allow_origins=[settings.temporal_ui_origin], allow_methods=["POST", "OPTIONS"],

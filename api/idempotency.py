@@ -28,6 +28,7 @@ from fastapi import Depends, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.middleware.base import BaseHTTPMiddleware
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -178,18 +179,29 @@ class IdempotentRoute(APIRoute):
             except Replay as replay:
                 return JSONResponse(replay.answer, status_code=replay.status_code, headers={REPLAYED: "true"})
             except ProblemError:
-                await _settle(request, None)  # refused: nothing was done
+                request.state.idempotency_release = True  # refused: nothing was done
                 raise
             except BaseException:
                 # Cut off, timed out, Temporal unavailable: a workflow update may still happen. Its claim
                 # stays, so the retry knows it is one and joins the update by its id.
-                if not self.joins_update:
-                    await _settle(request, None)
+                request.state.idempotency_release = not self.joins_update
                 raise
             await _settle(request, response)
             return response
 
         return answer_once
+
+
+class ReleaseRefusedKeys(BaseHTTPMiddleware):
+    """Frees the key of a request that failed, once the request's own database session is closed
+    (on SQLite it holds the write lock until then)."""
+
+    async def dispatch(self, request: Request, call_next) -> Response:
+        try:
+            return await call_next(request)
+        finally:
+            if getattr(request.state, "idempotency_release", False):
+                await _settle(request, None)
 
 
 async def _settle(request: Request, response: Response | None) -> None:
