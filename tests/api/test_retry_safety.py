@@ -310,3 +310,24 @@ def test_every_other_post_takes_an_idempotency_key():
                and path not in ("/participants", "/lab/hl7", "/lab/results", "/codec/decode", "/codec/encode")
                and "idempotency-key" not in {p["name"].lower() for p in item["post"].get("parameters", [])}]
     assert missing == []
+
+
+@pytest.mark.parametrize("error, retry_later", [
+    (asyncio.TimeoutError(), True),
+    (RPCTimeoutOrCancelledError("update"), True),
+    (RPCError("unreachable", RPCStatusCode.UNAVAILABLE, b""), True),
+    (RPCError("deadline", RPCStatusCode.DEADLINE_EXCEEDED, b""), True),
+    (RPCError("Unable to perform workflow execution update due to Workflow Task in failed state.",
+              RPCStatusCode.FAILED_PRECONDITION, b""), True),
+    (RuntimeError("Failed client connect: connection refused"), True),
+    (RPCError("not found", RPCStatusCode.NOT_FOUND, b""), False),
+    (RPCError("bad", RPCStatusCode.INVALID_ARGUMENT, b""), False),
+    (ValueError("a bug of ours"), False),
+])
+def test_which_temporal_errors_mean_retry_later(error, retry_later):
+    from iop.temporal import not_available_now
+
+    assert not_available_now(error) is retry_later
+    wrapped = RuntimeError("while filing")
+    wrapped.__cause__ = error
+    assert not_available_now(wrapped) is retry_later  # seen through the causes
