@@ -295,8 +295,9 @@ class LabIngest:
     async def _deliver(self, report: LabReport, screening_id: str) -> None:
         handle = self.temporal.get_workflow_handle(screening_workflow_id(screening_id))
         try:
-            # The update id is the result's: a resend after a timeout joins the first attempt, if it got through.
-            await handle.execute_update(ScreeningWorkflow.record_result, report, id=f"record-result-{report.result_id}")
+            # The update id is the result's: a resend after a timeout joins the first attempt if it got through.
+            await handle.execute_update(ScreeningWorkflow.record_result, report,
+                                        id=f"record-result-{report.result_id}")
         except WorkflowUpdateFailedError as exc:
             cause = getattr(exc.cause, "message", None) or str(exc.cause)
             raise Quarantined("screening-not-awaiting-result", f"{cause}; staff decide what to do with it",

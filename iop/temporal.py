@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from temporalio.client import Client, RPCTimeoutOrCancelledError
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.converter import DataConverter
+from temporalio.service import RPCError, RPCStatusCode
 
 from iop.codec import CodecKey, CodecKeyError, data_converter, load_or_create_dev_key, parse_keys
 from iop.settings import Settings
