@@ -14,6 +14,7 @@ from api import problems, ui
 from api.audit import AuditMiddleware
 from api.body_limit import BodyLimit
 from api.deps import Services
+from api.idempotency import ReleaseRefusedKeys
 from api.routers import audit, disclosures, health, lab, medications, participants, screenings
 from ingest import offload
 from ingest.lab import LabIngest
@@ -57,6 +58,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
     problems.install(app)
     # Inside the audit middleware, so a refused body is audited like any other answer.
     app.add_middleware(BodyLimit, paths=LAB_INTAKE, limit=settings.lab_max_body_bytes)
+    app.add_middleware(ReleaseRefusedKeys)
     app.add_middleware(AuditMiddleware)
     # Only the Temporal UI's origin may call the API from a browser (for the codec endpoint).
     app.add_middleware(CORSMiddleware, allow_origins=[settings.temporal_ui_origin], allow_methods=["POST", "OPTIONS"],

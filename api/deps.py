@@ -63,7 +63,7 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 _bearer = HTTPBearer(auto_error=False, description="A token from `iop token create`")
 
 
-def _authenticated(
+def authenticated(
     request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -88,7 +88,7 @@ def _authenticated(
 def require(*roles: str) -> Callable[..., Actor]:
     """Deny by default: only the roles named here may use the route."""
 
-    def check(actor: Annotated[Actor, Depends(_authenticated)]) -> Actor:
+    def check(actor: Annotated[Actor, Depends(authenticated)]) -> Actor:
         if actor.role not in roles:
             raise ProblemError(403, f"The {actor.role} role may not do this; it needs one of: {', '.join(roles)}.")
         return actor

@@ -12,8 +12,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.exceptions import TemporalError
+
+from iop.temporal import not_available_now
 
 MEDIA_TYPE = "application/problem+json"
+RETRY_AFTER_SECONDS = 5
+NOT_NOW = ("The workflow service (Temporal) did not answer in time or cannot be reached right now. The request may "
+           "already be in progress: retrying it with the same Idempotency-Key is safe (it is done once). "
+           f"Retry in {RETRY_AFTER_SECONDS} seconds.")
 log = logging.getLogger(__name__)
 
 
@@ -64,7 +71,10 @@ def _field_name(loc: tuple[Any, ...]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
-        return problem_response(request, exc.status, exc.detail, errors=exc.errors, headers=exc.headers)
+        headers = exc.headers
+        if exc.status == 503 and "Retry-After" not in (headers or {}):
+            headers = {**(headers or {}), "Retry-After": str(RETRY_AFTER_SECONDS)}
+        return problem_response(request, exc.status, exc.detail, errors=exc.errors, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -88,6 +98,18 @@ def install(app: FastAPI) -> None:
             return problem_response(request, 422, "Text may not contain NUL characters (\\u0000); remove them.")
         log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
         return problem_response(request, 500, "An unexpected error occurred; it has been logged. Try again later.")
+
+    async def _temporal(request: Request, exc: Exception) -> JSONResponse:
+        # Every call to Temporal (start, update, query, signal, describe, history) ends here when it
+        # times out or Temporal cannot take it now: 503 with Retry-After, never 500.
+        if not_available_now(exc):
+            log.warning("Temporal not available on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+            return problem_response(request, 503, NOT_NOW, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        return await _unexpected(request, exc)
+
+    # Handled here, not by the catch-all below (whose answer Starlette sends and then raises again).
+    for kind in (TemporalError, TimeoutError, RuntimeError):
+        app.add_exception_handler(kind, _temporal)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -10,6 +10,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCStatusCode
 
 from api.problems import ProblemError
+from iop.temporal import not_available_now
 from workflows.contracts import CONFLICT, INVALID
 
 _STATUS_BY_ERROR_TYPE = {CONFLICT: 409, INVALID: 422}
@@ -17,15 +18,13 @@ TEMPORAL_DOWN = "The workflow service (Temporal) cannot be reached right now; no
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, RPCError):
-        return exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNKNOWN)
-    # A lazy client that never connected raises the core's connection error.
-    return isinstance(exc, RuntimeError) and "connect" in str(exc).lower()
+    return not_available_now(exc)
 
 
 @asynccontextmanager
 async def workflow_call(what: str) -> AsyncIterator[None]:
-    """Map what Temporal says about an update or query into 404/409/422/503 with the reason."""
+    """Map what Temporal says about an update or query into 404/409/422 with the reason. Timeouts and
+    unavailability pass through to the app's one handler (api/problems.py): 503 with Retry-After."""
     try:
         yield
     except WorkflowUpdateFailedError as exc:
@@ -39,14 +38,8 @@ async def workflow_call(what: str) -> AsyncIterator[None]:
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND and "already completed" in str(exc):
             raise ProblemError(409, f"This {what}'s process has already ended; nothing was changed.") from exc
-        if exc.status == RPCStatusCode.NOT_FOUND:
+        if exc.status == RPCStatusCode.NOT_FOUND and not not_available_now(exc):
             raise ProblemError(404, f"There is no running process for this {what}.") from exc
-        if is_unavailable(exc):
-            raise ProblemError(503, TEMPORAL_DOWN) from exc
-        raise
-    except RuntimeError as exc:
-        if is_unavailable(exc):
-            raise ProblemError(503, TEMPORAL_DOWN) from exc
         raise
 
 

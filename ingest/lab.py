@@ -43,6 +43,7 @@ from domain.hl7 import (
 )
 from ingest.offload import off_loop
 from iop.crashpoints import crash_point
+from iop.temporal import not_available_now
 from store.db import session_scope
 from domain.lab_intake import UNREGISTERED_TOKEN, SenderBinding, body_digest, sender_refusal
 from store.models import (
@@ -453,19 +454,24 @@ class LabIngest:
     async def _deliver(self, report: LabReport, screening_id: str) -> None:
         handle = self.temporal.get_workflow_handle(screening_workflow_id(screening_id))
         try:
-            await handle.execute_update(ScreeningWorkflow.record_result, report)
+            # The update id is the result's: a resend after a timeout joins the first attempt if it got through.
+            await handle.execute_update(ScreeningWorkflow.record_result, report,
+                                        id=f"record-result-{report.result_id}")
         except WorkflowUpdateFailedError as exc:
             cause = getattr(exc.cause, "message", None) or str(exc.cause)
             raise Quarantined("screening-not-awaiting-result", f"{cause}; staff decide what to do with it",
                               "OBR-2") from exc
         except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
+            if exc.status == RPCStatusCode.NOT_FOUND and not not_available_now(exc):
                 raise Quarantined("screening-closed", f"screening {screening_id} is closed and takes no more "
                                   "results; staff decide what to do with it", "OBR-2") from exc
             raise TryLater(f"the result could not be filed right now ({exc.status.name}); resend this message") from exc
-        except RuntimeError as exc:  # a client that could not connect at all
-            raise TryLater("the result could not be filed right now (workflow service unreachable); "
-                           "resend this message") from exc
+        except Exception as exc:
+            # Timed out or not reachable (never an AA): the raw message is stored; the lab resends it.
+            if not_available_now(exc):
+                raise TryLater("the result could not be filed right now (workflow service did not answer in "
+                               "time); resend this message") from exc
+            raise
 
     # --- records ---------------------------------------------------------------------------
 

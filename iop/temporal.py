@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from temporalio.client import Client
+import asyncio
+
+from temporalio.client import Client, RPCTimeoutOrCancelledError
 from temporalio.converter import DataConverter
+from temporalio.service import RPCError, RPCStatusCode
 
 from iop.codec import CodecKey, CodecKeyError, data_converter, load_or_create_dev_key, parse_keys
 from iop.settings import Settings
@@ -31,3 +34,32 @@ async def connect(settings: Settings, *, lazy: bool = False) -> Client:
         data_converter=converter(settings),
         lazy=lazy,
     )
+
+
+# Temporal did not answer in time, is unreachable, or cannot run the workflow's task right now.
+_NOT_NOW = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNKNOWN,
+            RPCStatusCode.CANCELLED, RPCStatusCode.RESOURCE_EXHAUSTED)
+
+
+def not_available_now(exc: BaseException | None) -> bool:
+    """Whether a failed call to Temporal may succeed if made again later (the request may even be
+    in progress): timeouts, unavailability, and an update refused while the workflow's task is
+    failing (WorkflowNotReadyFailure, "Workflow Task in failed state"). Looks through the causes."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, (RPCTimeoutOrCancelledError, asyncio.TimeoutError)):
+            return True
+        if isinstance(exc, RPCError):
+            if exc.status in _NOT_NOW or _workflow_not_ready(exc):
+                return True
+        elif isinstance(exc, RuntimeError) and "connect" in str(exc).lower():
+            return True  # a lazy client that never connected raises the core's connection error
+        exc, seen = exc.__cause__, seen + 1
+    return False
+
+
+def _workflow_not_ready(exc: RPCError) -> bool:
+    if "workflow task in failed state" in str(exc).lower():
+        return True
+    status = exc.grpc_status
+    return any("WorkflowNotReadyFailure" in detail.type_url for detail in getattr(status, "details", ()))

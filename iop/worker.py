@@ -71,6 +71,10 @@ def build_worker(client: Client, engine: Engine, task_queue: str, *, notifier: N
         max_concurrent_activities=max_activity_threads,
         # On SIGTERM, activities in flight get this long to finish before they are cancelled.
         graceful_shutdown_timeout=timedelta(seconds=15),
+        # A worker that dies leaves the workflows it had cached on its own (sticky) queue; their next
+        # task waits this long for it before any other worker may take it. The default, 10 s, is most
+        # of an update's wait (see tests/faults): 3 s is ample for a live worker to poll again.
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=3),
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
         ),

@@ -121,6 +121,26 @@ class IdempotencyRecord(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class IdempotentAnswer(SQLModel, table=True):
+    """A state-changing POST sent with an Idempotency-Key: the first attempt's body digest and, once
+    answered, its answer. A retry with the same key replays the answer (or, for a workflow update,
+    joins the first attempt by its derived update id); the same key with another body is refused."""
+
+    __tablename__ = "idempotent_answers"
+    __table_args__ = (UniqueConstraint("actor", "route", "subject", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    actor: str = Field(max_length=32)  # the token id: keys are scoped to the caller
+    route: str = Field(max_length=120)  # the route's name, e.g. record_collection
+    subject: str = Field(max_length=200)  # the path's ids, e.g. screening_id=s-...
+    key: str = Field(max_length=200)
+    request_sha256: str = Field(max_length=64)
+    status_code: int | None = None
+    answer: Any | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
+    answered_at: datetime | None = None
+
+
 # --- screenings ---------------------------------------------------------------------------
 
 

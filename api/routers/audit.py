@@ -21,6 +21,7 @@ from temporalio.api.common.v1 import Payload
 from api import history
 from api.inputs import RequestModel
 from api.deps import ServicesDep, SessionDep, ShownDep, done_reading, require
+from api.idempotency import IdempotentRoute
 from api.problems import ProblemError, responses
 from api.tokens import ROLES, Actor, expiry_after, issue_token, sender_problem
 from api.workflow_calls import workflow_call
@@ -33,7 +34,7 @@ from workflows.participant import workflow_id as participant_workflow_id
 from workflows.screening import workflow_id as screening_workflow_id
 
 # Any input can fail validation (422, problem+json), whatever else a route answers.
-router = APIRouter(tags=["audit"], responses=responses(422))
+router = APIRouter(route_class=IdempotentRoute, tags=["audit"], responses=responses(422))
 
 Auditor = Annotated[Actor, Depends(require("admin", "auditor"))]
 TimelineReader = Annotated[Actor, Depends(require("admin", "auditor", "staff", "clinician"))]

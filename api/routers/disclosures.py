@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from api.inputs import ConsentMoment, RequestModel, recipient_url_problem
 from api.deps import ServicesDep, SessionDep, ShownDep, done_reading, require
 from api.lookups import participant_or_404
+from api.idempotency import IdempotentRoute
 from api.problems import FieldError, ProblemError, responses
 from api.tokens import Actor
 from domain.consent import (
@@ -34,7 +35,7 @@ from workflows.contracts import disclosure_workflow_id
 from workflows.disclosure import DisclosureWorkflow
 
 # Any input can fail validation (422, problem+json), whatever else a route answers.
-router = APIRouter(tags=["disclosures"], responses=responses(422))
+router = APIRouter(route_class=IdempotentRoute, tags=["disclosures"], responses=responses(422))
 
 Admin = Annotated[Actor, Depends(require("admin"))]
 ConsentTaker = Annotated[Actor, Depends(require("admin", "staff", "clinician"))]

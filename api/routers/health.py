@@ -10,9 +10,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 
+from api.idempotency import IdempotentRoute
 from api.deps import ServicesDep
 
-router = APIRouter(tags=["health"])
+router = APIRouter(route_class=IdempotentRoute, tags=["health"])
 
 
 class Health(BaseModel):

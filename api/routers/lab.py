@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 
 from api.inputs import ProgramMoment, RequestModel
 from api.deps import ServicesDep, SessionDep, done_reading, require
+from api.idempotency import Idempotency, IdempotentRoute, joins_update
 from api.problems import ProblemError, responses
 from api.tokens import Actor
 from api.workflow_calls import workflow_call
@@ -28,7 +29,7 @@ from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id
 
 # Any input can fail validation (422, problem+json), whatever else a route answers.
-router = APIRouter(tags=["lab"], responses=responses(422))
+router = APIRouter(route_class=IdempotentRoute, tags=["lab"], responses=responses(422))
 
 Lab = Annotated[Actor, Depends(require("admin", "lab"))]
 Staff = Annotated[Actor, Depends(require("admin", "staff", "clinician"))]
@@ -330,14 +331,16 @@ def _exists(session: Session, screening_id: str) -> Screening | None:
 
 @router.post("/screenings/{screening_id}/review", response_model=ScreeningState,
              responses=responses(401, 403, 404, 409, 422, 503), summary="Clinician / MRO review of a result")
+@joins_update
 async def review(screening_id: str, body: ReviewRequest, actor: Clinician, session: SessionDep,
-                 services: ServicesDep) -> ScreeningState:
+                 services: ServicesDep, attempt: Idempotency) -> ScreeningState:
     if await run_in_threadpool(_exists, session, screening_id) is None:
         raise ProblemError(404, f"No screening has the id {screening_id!r}.")
     handle = services.temporal.get_workflow_handle(screening_workflow_id(screening_id))
     async with workflow_call("screening"):
         return await handle.execute_update(ScreeningWorkflow.review,
-                                           Review(body.decision, body.explanation, actor.token_id))
+                                           Review(body.decision, body.explanation, actor.token_id),
+                                           id=attempt.update_id(screening_id) if attempt else None)
 
 
 # --- analytes an admin adds; quarantine item detail; turnaround --------------------------------

@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from api.inputs import ProgramDay, RequestModel, TreatmentDay
 from api.deps import ServicesDep, SessionDep, ShownDep, done_reading, require
 from api.lookups import active_participant, participant_or_404
+from api.idempotency import Attempt, Idempotency, IdempotentRoute, joins_update
 from api.problems import FieldError, ProblemError, responses
 from api.tokens import Actor
 from api.workflow_calls import workflow_call
@@ -42,7 +43,7 @@ from workflows.participant import ParticipantWorkflow
 from workflows.participant import workflow_id as participant_workflow_id
 
 # Any input can fail validation (422, problem+json), whatever else a route answers.
-router = APIRouter(tags=["medications"], responses=responses(422))
+router = APIRouter(route_class=IdempotentRoute, tags=["medications"], responses=responses(422))
 
 Prescriber = Annotated[Actor, Depends(require("admin", "clinician"))]
 # Releasing or placing a clinical hold is a clinician's decision; an admin cannot release one to dose.
@@ -213,8 +214,9 @@ def _order(session: Session, order_id: str) -> MedicationOrderRecord:
 
 @router.post("/participants/{participant_id}/medications", status_code=201, response_model=MedicationOrderPublic,
              responses=responses(401, 403, 404, 409, 422, 503), summary="Start a medication order")
+@joins_update
 async def start_order(participant_id: str, body: MedicationOrderIn, actor: Prescriber, session: SessionDep,
-                      services: ServicesDep, request: Request) -> MedicationOrderPublic:
+                      services: ServicesDep, request: Request, attempt: Idempotency) -> MedicationOrderPublic:
     # 42 CFR 8.12(h)(3)(ii) limits the first day's methadone dose: it applies when the prescriber says
     # this order starts treatment (treatment_start equal to start_date). Without treatment_start the
     # program cannot tell an induction from a transfer, and the usual maximum applies.
@@ -241,7 +243,7 @@ async def start_order(participant_id: str, body: MedicationOrderIn, actor: Presc
                             treatment_start=body.treatment_start.isoformat() if body.treatment_start else None)
     async with workflow_call("participant"):
         order_id = await services.temporal.get_workflow_handle(participant_workflow_id(participant_id)).execute_update(
-            ParticipantWorkflow.start_medication, start)
+            ParticipantWorkflow.start_medication, start, id=attempt.update_id(participant_id) if attempt else None)
     return _public(await run_in_threadpool(_order, session, order_id))
 
 
@@ -264,104 +266,117 @@ async def get_order(order_id: str, actor: Reader, session: SessionDep, services:
     return MedicationDetail(**_public(row).model_dump(), workflow_id=handle.id, workflow=state)
 
 
-async def _update(services: ServicesDep, session: Session, order_id: str, update, argument) -> MedicationState:
+async def _update(services: ServicesDep, session: Session, order_id: str, update, argument,
+                  attempt: Attempt | None) -> MedicationState:
     row = await run_in_threadpool(_order, session, order_id)
-    if row.status == "stopped":
+    if row.status == "stopped" and not (attempt and attempt.retry):
         raise ProblemError(409, f"Order {order_id} is stopped; nothing more can be recorded against it.")
     async with workflow_call("medication order"):
         return await services.temporal.get_workflow_handle(medication_workflow_id(order_id)).execute_update(
-            update, argument)
+            update, argument, id=attempt.update_id(order_id) if attempt else None)
 
 
 @router.post("/medications/{order_id}/dispenses", response_model=MedicationState,
              responses=responses(401, 403, 404, 409, 422, 503), summary="Record a dose, take-home, refusal, hold or injection")
+@joins_update
 async def dispense(order_id: str, body: DispenseIn, actor: Dispenser, session: SessionDep,
-                   services: ServicesDep) -> MedicationState:
+                   services: ServicesDep, attempt: Idempotency) -> MedicationState:
     record = DispenseRecord(actor=actor.token_id, **body.model_dump())
-    return await _update(services, session, order_id, MedicationWorkflow.dispense, record)
+    return await _update(services, session, order_id, MedicationWorkflow.dispense, record, attempt)
 
 
 @router.post("/medications/{order_id}/reassessment", response_model=MedicationState,
              responses=responses(401, 403, 404, 409, 422, 503))
+@joins_update
 async def reassess(order_id: str, body: ReassessmentIn, actor: Clinician, session: SessionDep,
-                   services: ServicesDep) -> MedicationState:
+                   services: ServicesDep, attempt: Idempotency) -> MedicationState:
     return await _update(services, session, order_id, MedicationWorkflow.reassess,
-                         Reassessment(body.decision, body.note, actor.token_id))
+                         Reassessment(body.decision, body.note, actor.token_id), attempt)
 
 
 @router.post("/medications/{order_id}/dose-change", response_model=MedicationState,
              responses=responses(401, 403, 404, 409, 422, 503))
+@joins_update
 async def change_dose(order_id: str, body: DoseChangeIn, actor: Prescriber, session: SessionDep,
-                      services: ServicesDep, request: Request) -> MedicationState:
+                      services: ServicesDep, request: Request, attempt: Idempotency) -> MedicationState:
     row = await run_in_threadpool(_order, session, order_id)
     override = _dose_override(request, actor, row.drug, body.dose, body.unit, body.override_reason)
     return await _update(services, session, order_id, MedicationWorkflow.change_dose,
-                         DoseChange(body.dose, body.unit, body.reason, actor.token_id, override))
+                         DoseChange(body.dose, body.unit, body.reason, actor.token_id, override), attempt)
 
 
 @router.post("/medications/{order_id}/stop", response_model=MedicationState,
              responses=responses(401, 403, 404, 409, 422, 503))
+@joins_update
 async def stop(order_id: str, body: StopIn, actor: Prescriber, session: SessionDep,
-               services: ServicesDep) -> MedicationState:
-    return await _update(services, session, order_id, MedicationWorkflow.stop, OrderStop(body.reason, actor.token_id))
+               services: ServicesDep, attempt: Idempotency) -> MedicationState:
+    return await _update(services, session, order_id, MedicationWorkflow.stop, OrderStop(body.reason, actor.token_id),
+                         attempt)
 
 
 @router.post("/medications/{order_id}/pill-counts", response_model=MedicationState,
              responses=responses(401, 403, 404, 409, 422, 503), summary="A bottle return or callback pill count")
+@joins_update
 async def pill_count(order_id: str, body: PillCountIn, actor: Dispenser, session: SessionDep,
-                     services: ServicesDep) -> MedicationState:
+                     services: ServicesDep, attempt: Idempotency) -> MedicationState:
     return await _update(services, session, order_id, MedicationWorkflow.record_pill_count,
-                         PillCountRecord(actor=actor.token_id, **body.model_dump()))
+                         PillCountRecord(actor=actor.token_id, **body.model_dump()), attempt)
 
 
 @router.post("/medications/{order_id}/storage-attestation", response_model=MedicationState,
              responses=responses(401, 403, 404, 409, 422, 503))
+@joins_update
 async def storage(order_id: str, body: StorageIn, actor: Prescriber, session: SessionDep,
-                  services: ServicesDep) -> MedicationState:
+                  services: ServicesDep, attempt: Idempotency) -> MedicationState:
     return await _update(services, session, order_id, MedicationWorkflow.attest_storage,
-                         StorageAttestation(body.attested, body.note, actor.token_id))
+                         StorageAttestation(body.attested, body.note, actor.token_id), attempt)
 
 
 @router.post("/medications/{order_id}/bottle-returns", response_model=MedicationState,
              responses=responses(401, 403, 404, 409, 422, 503),
              summary="Bottles brought back, checked against the bottle ids dispensed on this order")
+@joins_update
 async def bottle_returns(order_id: str, body: BottleReturnIn, actor: Dispenser, session: SessionDep,
-                         services: ServicesDep) -> MedicationState:
+                         services: ServicesDep, attempt: Idempotency) -> MedicationState:
     return await _update(services, session, order_id, MedicationWorkflow.return_bottles,
-                         BottleReturn(body.bottle_ids, actor.token_id, body.note))
+                         BottleReturn(body.bottle_ids, actor.token_id, body.note), attempt)
 
 
 @router.post("/medications/{order_id}/callbacks", response_model=MedicationState,
              responses=responses(401, 403, 404, 409, 422, 503),
              summary="Schedule a random callback: the participant brings every bottle within the set time")
+@joins_update
 async def callbacks(order_id: str, body: CallbackIn, actor: Dispenser, session: SessionDep,
-                    services: ServicesDep) -> MedicationState:
+                    services: ServicesDep, attempt: Idempotency) -> MedicationState:
     return await _update(services, session, order_id, MedicationWorkflow.schedule_callback,
-                         CallbackPolicy(body.window_days, body.respond_hours, actor.token_id))
+                         CallbackPolicy(body.window_days, body.respond_hours, actor.token_id), attempt)
 
 
 @router.post("/medications/{order_id}/guest-dosing", response_model=MedicationOrderPublic, status_code=201,
              responses=responses(401, 403, 404, 409, 422, 503),
              summary="Guest dosing at another site: a time-limited copy of the order")
+@joins_update
 async def guest_dosing(order_id: str, body: GuestIn, actor: Prescriber, session: SessionDep,
-                       services: ServicesDep) -> MedicationOrderPublic:
+                       services: ServicesDep, attempt: Idempotency) -> MedicationOrderPublic:
     row = await run_in_threadpool(_order, session, order_id)
     if row.status == "stopped":
         raise ProblemError(409, f"Order {order_id} is stopped; start a new order instead.")
     async with workflow_call("medication order"):
         guest_id = await services.temporal.get_workflow_handle(medication_workflow_id(order_id)).execute_update(
             MedicationWorkflow.start_guest,
-            GuestRequest(body.site, body.first_day.isoformat(), body.last_day.isoformat(), actor.token_id))
+            GuestRequest(body.site, body.first_day.isoformat(), body.last_day.isoformat(), actor.token_id),
+            id=attempt.update_id(order_id) if attempt else None)
     return _public(await run_in_threadpool(_order, session, guest_id))
 
 
 @router.post("/medications/{order_id}/closed-days", response_model=MedicationState,
              responses=responses(401, 403, 404, 409, 422, 503),
              summary="Clinic-closed days for this order (until the program calendar supplies them)")
+@joins_update
 async def closed_days(order_id: str, body: ClosedDaysIn, actor: Admin, session: SessionDep,
-                      services: ServicesDep) -> MedicationState:
+                      services: ServicesDep, attempt: Idempotency) -> MedicationState:
     return await _update(services, session, order_id, MedicationWorkflow.set_closed_days,
-                         [day.isoformat() for day in body.days])
+                         [day.isoformat() for day in body.days], attempt)
 
 
 @router.get("/takehome-rule-sets", responses=responses(401, 403),

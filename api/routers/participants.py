@@ -20,6 +20,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from api.inputs import RequestModel
 from api.deps import ServicesDep, SessionDep, ShownDep, require
 from api.lookups import active_participant, participant_or_404
+from api.idempotency import Idempotency, IdempotentRoute, joins_update
 from api.problems import ProblemError, responses
 from api.tokens import Actor
 from api.workflow_calls import TEMPORAL_DOWN, workflow_call
@@ -33,7 +34,7 @@ from workflows.participant import ParticipantWorkflow, workflow_id
 log = logging.getLogger(__name__)
 
 # Any input can fail validation (422, problem+json), whatever else a route answers.
-router = APIRouter(prefix="/participants", tags=["participants"], responses=responses(422))
+router = APIRouter(route_class=IdempotentRoute, prefix="/participants", tags=["participants"], responses=responses(422))
 
 Enroller = Annotated[Actor, Depends(require("admin", "staff"))]
 Reader = Annotated[Actor, Depends(require("admin", "staff", "clinician", "auditor"))]
@@ -262,24 +263,31 @@ async def get_participant(participant_id: str, actor: Reader, session: SessionDe
 
 
 @router.post("/{participant_id}/phase", response_model=ParticipantState, responses=responses(401, 403, 404, 409, 422, 503))
+@joins_update
 async def change_phase(
-    participant_id: str, body: PhaseChangeRequest, actor: CareTeam, session: SessionDep, services: ServicesDep
+    participant_id: str, body: PhaseChangeRequest, actor: CareTeam, session: SessionDep, services: ServicesDep,
+    attempt: Idempotency,
 ) -> ParticipantState:
     await run_in_threadpool(active_participant, session, participant_id, "change the phase")
     handle = services.temporal.get_workflow_handle(workflow_id(participant_id))
     async with workflow_call("participant"):
         return await handle.execute_update(
-            ParticipantWorkflow.change_phase, PhaseChange(phase=body.phase, reason=body.reason, actor=actor.token_id)
+            ParticipantWorkflow.change_phase, PhaseChange(phase=body.phase, reason=body.reason, actor=actor.token_id),
+            id=attempt.update_id(participant_id) if attempt else None,
         )
 
 
 @router.post("/{participant_id}/discharge", response_model=ParticipantState, responses=responses(401, 403, 404, 409, 422, 503))
+@joins_update
 async def discharge(
-    participant_id: str, body: DischargeRequest, actor: CareTeam, session: SessionDep, services: ServicesDep
+    participant_id: str, body: DischargeRequest, actor: CareTeam, session: SessionDep, services: ServicesDep,
+    attempt: Idempotency,
 ) -> ParticipantState:
-    await run_in_threadpool(active_participant, session, participant_id, "discharge")
+    if attempt is None or not attempt.retry:  # a retry may find its own first attempt's discharge: it joins it
+        await run_in_threadpool(active_participant, session, participant_id, "discharge")
     handle = services.temporal.get_workflow_handle(workflow_id(participant_id))
     async with workflow_call("participant"):
         return await handle.execute_update(
-            ParticipantWorkflow.discharge, Discharge(kind=body.kind, reason=body.reason, actor=actor.token_id)
+            ParticipantWorkflow.discharge, Discharge(kind=body.kind, reason=body.reason, actor=actor.token_id),
+            id=attempt.update_id(participant_id) if attempt else None,
         )

@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from api.inputs import ProgramDay, ProgramMoment, RequestModel
 from api.deps import ServicesDep, SessionDep, ShownDep, require
 from api.lookups import active_participant, participant_or_404, screening_or_404
+from api.idempotency import Attempt, Idempotency, IdempotentRoute, joins_update
 from api.problems import ProblemError, responses
 from api.tokens import Actor
 from api.workflow_calls import workflow_call
@@ -41,7 +42,7 @@ from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id
 
 # Any input can fail validation (422, problem+json), whatever else a route answers.
-router = APIRouter(tags=["screenings"], responses=responses(422))
+router = APIRouter(route_class=IdempotentRoute, tags=["screenings"], responses=responses(422))
 
 Reader = Annotated[Actor, Depends(require("admin", "staff", "clinician", "auditor"))]
 Collector = Annotated[Actor, Depends(require("admin", "staff", "clinician"))]
@@ -237,71 +238,84 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:] + "."
 
 
-async def _screening_update(services: ServicesDep, session: Session, screening_id: str, update, argument) -> ScreeningState:
-    await run_in_threadpool(_open_screening, session, screening_id)
+async def _screening_update(services: ServicesDep, session: Session, screening_id: str, update, argument,
+                            attempt: Attempt | None) -> ScreeningState:
+    if attempt is None or not attempt.retry:  # a retry may find its own first attempt's effect: it joins it
+        await run_in_threadpool(_open_screening, session, screening_id)
     handle = services.temporal.get_workflow_handle(screening_workflow_id(screening_id))
     async with workflow_call("screening"):
-        return await handle.execute_update(update, argument)
+        return await handle.execute_update(update, argument, id=attempt.update_id(screening_id) if attempt else None)
 
 
 @router.post("/screenings/{screening_id}/collection", response_model=ScreeningState,
              responses=responses(401, 403, 404, 409, 422, 503))
+@joins_update
 async def record_collection(screening_id: str, body: CollectionRequest, actor: Collector, session: SessionDep,
-                            services: ServicesDep) -> ScreeningState:
+                            services: ServicesDep, attempt: Idempotency) -> ScreeningState:
     collection = Collection(
         **body.model_dump(exclude={"poc_readings", "collected_at"}),
         collected_at=body.collected_at.isoformat() if body.collected_at else None,
         poc_readings=[PocReading(r.analyte, r.result) for r in body.poc_readings],
         actor=actor.token_id,
     )
-    return await _screening_update(services, session, screening_id, ScreeningWorkflow.record_collection, collection)
+    return await _screening_update(services, session, screening_id, ScreeningWorkflow.record_collection, collection,
+                                   attempt)
 
 
 @router.post("/screenings/{screening_id}/excuse", response_model=ScreeningState,
              responses=responses(401, 403, 404, 409, 422, 503))
+@joins_update
 async def excuse(screening_id: str, body: ExcuseRequest, actor: Collector, session: SessionDep,
-                 services: ServicesDep) -> ScreeningState:
+                 services: ServicesDep, attempt: Idempotency) -> ScreeningState:
     return await _screening_update(services, session, screening_id, ScreeningWorkflow.excuse,
-                                   Excuse(reason=body.reason, actor=actor.token_id))
+                                   Excuse(reason=body.reason, actor=actor.token_id), attempt)
 
 
 @router.post("/screenings/{screening_id}/refusal", response_model=ScreeningState,
              responses=responses(401, 403, 404, 409, 422, 503))
+@joins_update
 async def refusal(screening_id: str, body: RefusalRequest, actor: Collector, session: SessionDep,
-                  services: ServicesDep) -> ScreeningState:
+                  services: ServicesDep, attempt: Idempotency) -> ScreeningState:
     return await _screening_update(services, session, screening_id, ScreeningWorkflow.refuse,
-                                   Refusal(kind=body.kind, detail=body.detail, actor=actor.token_id))
+                                   Refusal(kind=body.kind, detail=body.detail, actor=actor.token_id), attempt)
 
 
 async def _participant_update(services: ServicesDep, session: Session, participant_id: str, update, argument,
-                              what: str) -> Any:
-    await run_in_threadpool(active_participant, session, participant_id, what)
+                              what: str, attempt: Attempt | None) -> Any:
+    if attempt is None or not attempt.retry:  # a retry may find its own first attempt's effect: it joins it
+        await run_in_threadpool(active_participant, session, participant_id, what)
     handle = services.temporal.get_workflow_handle(participant_workflow_id(participant_id))
     async with workflow_call("participant"):
-        return await handle.execute_update(update, argument)
+        return await handle.execute_update(update, argument,
+                                           id=attempt.update_id(participant_id) if attempt else None)
 
 
 @router.post("/participants/{participant_id}/screenings", status_code=201, response_model=ScreeningRef,
              responses=responses(401, 403, 404, 409, 422, 503), summary="Order a for-cause test now")
+@joins_update
 async def order_for_cause(participant_id: str, body: ForCauseRequest, actor: Collector, session: SessionDep,
-                          services: ServicesDep) -> ScreeningRef:
+                          services: ServicesDep, attempt: Idempotency) -> ScreeningRef:
     return await _participant_update(services, session, participant_id, ParticipantWorkflow.order_for_cause,
-                                     ForCause(reason=body.reason, actor=actor.token_id), "order a for-cause test")
+                                     ForCause(reason=body.reason, actor=actor.token_id), "order a for-cause test",
+                                     attempt)
 
 
 @router.post("/participants/{participant_id}/pauses", response_model=ParticipantState,
              responses=responses(401, 403, 404, 409, 422, 503), summary="Suspend random selection for a while")
+@joins_update
 async def pause(participant_id: str, body: PauseRequest, actor: Collector, session: SessionDep,
-                services: ServicesDep) -> ParticipantState:
+                services: ServicesDep, attempt: Idempotency) -> ParticipantState:
     return await _participant_update(
         services, session, participant_id, ParticipantWorkflow.pause,
         Pause(start=body.start.isoformat(), end=body.end.isoformat(), reason=body.reason, actor=actor.token_id),
-        "pause testing",
+        "pause testing", attempt,
     )
 
 
 @router.post("/check-ins", response_model=CheckInAnswer, responses=responses(401, 403, 404, 409, 422, 503),
              summary="Daily check-in: must the participant test today?")
-async def check_in(body: CheckInRequest, actor: FrontDesk, session: SessionDep, services: ServicesDep) -> CheckInAnswer:
+@joins_update
+async def check_in(body: CheckInRequest, actor: FrontDesk, session: SessionDep, services: ServicesDep,
+                   attempt: Idempotency) -> CheckInAnswer:
     return await _participant_update(services, session, body.participant_id, ParticipantWorkflow.check_in,
-                                     CheckIn(method=body.method, actor=actor.token_id), "check in")
+                                     CheckIn(method=body.method, actor=actor.token_id), "check in", attempt)
