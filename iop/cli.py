@@ -261,9 +261,10 @@ def api() -> None:
 
     # prometheus_client's multiprocess mode: each process writes its samples under this folder and
     # /metrics (in any of them) adds them up. It must be set before the processes import the client.
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="iop-api-metrics-")
-    uvicorn.run("api.app:create_app_from_env", factory=True, workers=settings.api_workers,
-                host=settings.api_host, port=settings.api_port, log_level="info")
+    with tempfile.TemporaryDirectory(prefix="iop-api-metrics-") as samples:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = samples
+        uvicorn.run("api.app:create_app_from_env", factory=True, workers=settings.api_workers,
+                    host=settings.api_host, port=settings.api_port, log_level="info")
 
 
 @app.command()
