@@ -31,12 +31,16 @@ class Cost:
     runs: int = 0  # continue-as-new runs included
     events: int = 0
     transitions: int = 0  # 0 where the server does not report them (the time-skipping test server)
+    history_bytes: int = 0  # the events as stored (protobuf; payloads encrypted by the codec)
+    records_bytes: int = 0  # the records database's growth (PostgreSQL: tables, indexes and TOAST)
 
     def __iadd__(self, other: Cost) -> Cost:
         self.workflows += other.workflows
         self.runs += other.runs
         self.events += other.events
         self.transitions += other.transitions
+        self.history_bytes += other.history_bytes
+        self.records_bytes += other.records_bytes
         return self
 
 
@@ -54,7 +58,8 @@ async def run_cost(client: Client, workflow_id: str, run_id: str | None) -> tupl
             children.append((started.workflow_id, started.run_id))
         elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
             next_run = event.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
-    return Cost(runs=1, events=len(history.events), transitions=transitions), children, next_run
+    size = sum(event.ByteSize() for event in history.events)
+    return Cost(runs=1, events=len(history.events), transitions=transitions, history_bytes=size), children, next_run
 
 
 async def tree_cost(client: Client, workflow_id: str, first_run_id: str | None = None) -> Cost:
@@ -86,9 +91,26 @@ async def namespace_cost(client: Client, query: str) -> Cost:
     return total
 
 
-async def participant_days(participants: int, days: int) -> Cost:
+def records_size(engine) -> int:
+    """Bytes the records database holds: PostgreSQL's own accounting of the schema's tables (with
+    their indexes and TOAST), or the SQLite file's pages."""
+    from sqlalchemy import text
+
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            return int(connection.execute(text(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
+                "AND c.relkind = 'r'")).scalar())
+        return int(connection.execute(text("PRAGMA page_count")).scalar()) * int(
+            connection.execute(text("PRAGMA page_size")).scalar())
+
+
+async def participant_days(participants: int, days: int, records_url: str | None = None) -> Cost:
     """`participants` enrolled programs run `days` days on the time-skipping server with the service's
-    worker (draws, notifications, screenings opened and, nobody collecting, missed); their cost."""
+    worker (draws, notifications, screenings opened and, nobody collecting, missed); their cost.
+    records_url: the records database to use (a fresh, empty one: PostgreSQL for realistic sizes);
+    default a temporary SQLite file."""
     from temporalio.testing import WorkflowEnvironment
 
     from domain.clock import local_date
@@ -104,9 +126,10 @@ async def participant_days(participants: int, days: int) -> Cost:
     from workflows.participant import ParticipantWorkflow, workflow_id
 
     with tempfile.TemporaryDirectory(prefix="iop-capacity-") as tmp:
-        url = f"sqlite:///{Path(tmp) / 'records.db'}"
+        url = records_url or f"sqlite:///{Path(tmp) / 'records.db'}"
         upgrade(url)
         engine = make_engine(url)
+        empty = records_size(engine)
         env = await WorkflowEnvironment.start_time_skipping(data_converter=data_converter([new_key("capacity")]),
                                                             test_server_existing_path=_binary("temporal-test-server"))
         try:
@@ -135,6 +158,7 @@ async def participant_days(participants: int, days: int) -> Cost:
                 total = Cost()
                 for wid, first in runs.items():
                     total += await tree_cost(env.client, wid, first)
+            total.records_bytes = records_size(engine) - empty
         finally:
             await env.shutdown()
             engine.dispose()
@@ -145,16 +169,20 @@ def rates(cost: Cost, per: int) -> tuple[float, float]:
     return cost.events / per, cost.transitions / per
 
 
-async def main(participants: int, days: int) -> None:
-    cost = await participant_days(participants, days)
-    events, _ = rates(cost, participants * days)
+async def main(participants: int, days: int, records_url: str | None) -> None:
+    cost = await participant_days(participants, days, records_url)
+    n = participants * days
     print(f"{participants} participants x {days} days: {cost.workflows} workflows, {cost.runs} runs, "
-          f"{cost.events} history events: {events:.1f} events per participant-day")
+          f"{cost.events} history events; per participant-day: {cost.events / n:.1f} events, "
+          f"{cost.history_bytes / n:.0f} history bytes ({cost.history_bytes / max(cost.events, 1):.0f} per event), "
+          f"{cost.records_bytes / n:.0f} records bytes")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--participants", type=int, default=20)
     parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--records-url", default=None,
+                        help="an empty records database (e.g. a fresh PostgreSQL schema); default temporary SQLite")
     args = parser.parse_args()
-    asyncio.run(main(args.participants, args.days))
+    asyncio.run(main(args.participants, args.days, args.records_url))

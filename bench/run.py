@@ -195,8 +195,8 @@ async def simulation(participants: int, days: int) -> None:
         "(target < 600 s)")
 
 
-async def capacity(participants: int, days: int) -> None:
-    cost = await participant_days(participants, days)
+async def capacity(participants: int, days: int, records_url: str | None) -> None:
+    cost = await participant_days(participants, days, records_url)
     per_day = cost.events / (participants * days)
     ratio = MEASURED.get("transitions per event")
     transitions = f"{per_day * ratio:.1f} (at (b)'s {ratio:.2f} transitions per event)" if ratio else "run with b"
@@ -204,6 +204,9 @@ async def capacity(participants: int, days: int) -> None:
         f"{per_day:.1f}")
     row("(e) per participant-day: state transitions", transitions)
     row("(e) per participant-day: workflows started", f"{cost.workflows / (participants * days):.2f}")
+    row("(e) per participant-day: history bytes (protobuf, encrypted payloads) / records database bytes",
+        f"{cost.history_bytes / (participants * days):.0f} / {cost.records_bytes / (participants * days):.0f}"
+        + ("" if records_url else " (SQLite; --capacity-records-url for PostgreSQL)"))
 
 
 async def main(args) -> None:
@@ -218,7 +221,7 @@ async def main(args) -> None:
     if "d" in only:
         await simulation(args.simulate_participants, args.simulate_days)
     if "e" in only:
-        await capacity(args.capacity_participants, args.capacity_days)
+        await capacity(args.capacity_participants, args.capacity_days, args.capacity_records_url)
     print("\n| measure | figure | target |\n|---|---|---|")
     for measure, figure, target in ROWS:
         print(f"| {measure} | {figure} | {target} |")
@@ -233,5 +236,6 @@ if __name__ == "__main__":
     parser.add_argument("--simulate-days", type=int, default=90)
     parser.add_argument("--capacity-participants", type=int, default=20)
     parser.add_argument("--capacity-days", type=int, default=30)
+    parser.add_argument("--capacity-records-url", default=None, help="an empty PostgreSQL schema for (e)'s sizes")
     parser.add_argument("--only", default="a,b,c,d,e")
     asyncio.run(main(parser.parse_args()))
