@@ -8,11 +8,14 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.engine import Engine
+from opentelemetry.trace import Tracer
 from temporalio.client import Client
 
 from api import problems, ui
 from api.audit import AuditMiddleware
 from api.body_limit import BodyLimit
+from api.observability import Metrics, Observe
+from api.observability import router as metrics_router
 from api.deps import Services
 from api.idempotency import ReleaseRefusedKeys
 from api.routers import audit, disclosures, health, lab, medications, participants, screenings
@@ -21,6 +24,7 @@ from ingest.lab import LabIngest
 from iop import takehome_rules
 from iop.audit import audit_keys
 from iop.settings import Settings
+from iop import telemetry
 from iop.temporal import connect
 from store.audit import use_keys
 from store.db import make_engine
@@ -28,8 +32,9 @@ from store.db import make_engine
 LAB_INTAKE = frozenset({"/lab/hl7", "/lab/results"})
 
 
-def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Client | None = None) -> FastAPI:
-    """Build the app. Tests pass their own engine and client; `iop api` lets it make both."""
+def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Client | None = None,
+               tracer: Tracer | None = None) -> FastAPI:
+    """Build the app. Tests pass their own engine, client and tracer; `iop api` lets it make them."""
 
     takehome_rules.install()  # validated at start: a malformed rule file stops the API here
     takehome_rules.default_rule_set(settings.takehome_rules)
@@ -41,7 +46,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
         # Production refuses to start without IOP_AUDIT_KEYS (iop/audit.py), like without IOP_CODEC_KEYS.
         use_keys(records, audit_keys(settings))
         # Lazy: the API starts (and /readyz says why it is not ready) while Temporal is down.
-        client = temporal or await connect(settings, lazy=True)
+        client = temporal or await connect(settings, lazy=True, service="iop-api")
         services = Services(settings=settings, engine=records, temporal=client, lab=LabIngest(records, client))
         app.state.services = services
         yield
@@ -63,7 +68,11 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
     # Only the Temporal UI's origin may call the API from a browser (for the codec endpoint).
     app.add_middleware(CORSMiddleware, allow_origins=[settings.temporal_ui_origin], allow_methods=["POST", "OPTIONS"],
                        allow_headers=["Authorization", "Content-Type", "X-Namespace"], allow_credentials=True)
+    app.state.metrics, app.state.metrics_token = Metrics(), settings.metrics_token
+    # Outermost: times everything below, refusals included; opens the request's trace span.
+    app.add_middleware(Observe, metrics=app.state.metrics, tracer=tracer or telemetry.tracer(settings, "iop-api"))
     app.include_router(health.router)
+    app.include_router(metrics_router)
     app.include_router(participants.router)
     app.include_router(screenings.router)
     app.include_router(lab.router)
@@ -72,3 +81,13 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
     app.include_router(audit.router)
     app.include_router(ui.router)  # the staff dashboard under /ui: a client of the routes above
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The factory each `iop api` process calls when IOP_API_WORKERS > 1 (uvicorn imports it by name)."""
+    from iop.logs import configure
+    from iop.settings import get_settings
+
+    settings = get_settings()
+    configure(settings.log_level)
+    return create_app(settings)

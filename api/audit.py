@@ -16,7 +16,8 @@ from iop import logs
 from store.audit import AuditEntry, append
 from store.models import ConsentRecord, MedicationOrderRecord, Screening
 
-NOT_AUDITED = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/favicon.ico"}
+NOT_AUDITED = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
+               "/favicon.ico"}
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Path parameter -> (subject type, how to find the participant it belongs to)
 SUBJECTS = {

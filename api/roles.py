@@ -12,6 +12,7 @@ ROLES = ("admin", "staff", "clinician", "lab", "auditor")
 MATRIX_TEXT = """
 GET /healthz: public
 GET /readyz: public
+GET /metrics: public
 POST /participants: admin staff
 GET /participants: admin staff clinician auditor
 GET /participants/{participant_id}: admin staff clinician auditor

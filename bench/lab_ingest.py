@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import uuid
 
+from bench.capacity import namespace_cost
 from bench.harness import embedded_stack, timed
 from bench.noop import NoopWorkflow
 
@@ -57,7 +58,10 @@ async def main(messages: int, concurrency: int, per_participant: int = 20) -> No
             assert "MSA|AA" in response.text, response.text
 
         jobs = [lambda s=s, p=p: post(s, p) for s, p in specimens[:messages]]
+        query = f"TaskQueue='{stack.task_queue}'"
+        before = await namespace_cost(stack.client, query)
         ours = await timed(jobs, concurrency)
+        after = await namespace_cost(stack.client, query)
 
         noop = [await stack.client.start_workflow(NoopWorkflow.run, per_participant, id=f"noop-{uuid.uuid4()}",
                                                   task_queue="bench-noop") for _ in range(-(-messages // per_participant))]
@@ -71,6 +75,9 @@ async def main(messages: int, concurrency: int, per_participant: int = 20) -> No
         print(f"| HL7 result end to end (store, parse, match, interpret, record) | {messages} | {ours:.1f} | {ours_rate:.1f} |")
         print(f"| raw Temporal signal to a no-op workflow | {messages} | {raw:.1f} | {raw_rate:.1f} |")
         print(f"| ratio | | | {ours_rate / raw_rate:.2f} |")
+        print(f"\nper HL7 result (capacity model): {(after.events - before.events) / messages:.1f} history events, "
+              f"{(after.transitions - before.transitions) / messages:.1f} state transitions, "
+              f"{(after.workflows - before.workflows) / messages:.2f} new workflows")
 
 
 if __name__ == "__main__":

@@ -7,9 +7,13 @@
         GET /participants/{id} and GET /screenings?date=today, the dev server still healthy
     (d) `iop simulate` over 90 days on the time-skipping server: wall time (200 participants by
         default: 1,000 takes hours on two cores, see the README figures)
+    (e) the capacity model's inputs (bench/capacity.py): history events and state transitions per
+        screening pipeline (from (b)'s workflows) and per participant-day (programs run 30 days on
+        the time-skipping server), turned into the README's "Capacity" table
 
     .venv/bin/python -m bench.run [--enrollments 300] [--pipelines 50] [--participants 10000]
-                                  [--simulate-participants 1000] [--simulate-days 90] [--only a,b,c,d]
+                                  [--simulate-participants 1000] [--simulate-days 90] [--only a,b,c,d,e]
+                                  [--capacity-participants 20] [--capacity-days 30]
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import time
 import uuid
 from datetime import date, datetime, timezone
 
+from bench.capacity import namespace_cost, participant_days
 from bench.harness import embedded_stack, rss_mib, timed
 from bench.lab_ingest import oru
 from bench.noop import NoopPipelineWorkflow, NoopWorkflow
@@ -38,6 +43,9 @@ PERSON = {"given_name": "Bench", "family_name": "Person", "date_of_birth": "1980
           "case_numbers": [{"system": "bench-court", "value": "B-1"}]}
 PIPELINE_ACTIVITIES, PIPELINE_LOCAL_ACTIVITIES = 3, 6  # confirm, notify, deliver; open, 4 saves, plan
 ROWS: list[tuple[str, str, str]] = []
+# State transitions per history event, measured on the dev server in (b): the time-skipping server of
+# (e) reports no transitions, so (e) estimates them with this ratio.
+MEASURED: dict[str, float] = {}
 
 
 def row(measure: str, figure: str, target: str = "") -> None:
@@ -114,12 +122,16 @@ async def pipelines(n: int, concurrency: int) -> None:
                     NoopPipelineWorkflow.run, args=[PIPELINE_ACTIVITIES, PIPELINE_LOCAL_ACTIVITIES],
                     id=f"noop-{uuid.uuid4()}", task_queue="bench-noop")
 
+            cost = await namespace_cost(stack.client, f"TaskQueue='{stack.task_queue}'")
             raw = n / await timed([noop] * n, concurrency)
+    MEASURED["transitions per event"] = cost.transitions / cost.events
     row("(b) screening pipelines per second, enrollment to delivered report", f"{ours:.2f}/s")
     row(f"(b) no-op workflows with {PIPELINE_ACTIVITIES} activities + {PIPELINE_LOCAL_ACTIVITIES} local",
         f"{raw:.2f}/s")
     row("(b) ratio", f"{ours / raw:.2f}", "(target ≥ 0.5)")
     row("(b) where a pipeline's time goes (mean ms per step under load)", breakdown)
+    row("(e) per screening pipeline (enrollment to delivered report): workflows, history events, state transitions",
+        f"{cost.workflows / n:.1f} / {cost.events / n:.0f} / {cost.transitions / n:.0f}")
 
 
 async def at_scale(participants: int) -> None:
@@ -183,6 +195,20 @@ async def simulation(participants: int, days: int) -> None:
         "(target < 600 s)")
 
 
+async def capacity(participants: int, days: int, records_url: str | None) -> None:
+    cost = await participant_days(participants, days, records_url)
+    per_day = cost.events / (participants * days)
+    ratio = MEASURED.get("transitions per event")
+    transitions = f"{per_day * ratio:.1f} (at (b)'s {ratio:.2f} transitions per event)" if ratio else "run with b"
+    row(f"(e) per participant-day ({participants} programs x {days} days, nobody collecting): history events",
+        f"{per_day:.1f}")
+    row("(e) per participant-day: state transitions", transitions)
+    row("(e) per participant-day: workflows started", f"{cost.workflows / (participants * days):.2f}")
+    row("(e) per participant-day: history bytes (protobuf, encrypted payloads) / records database bytes",
+        f"{cost.history_bytes / (participants * days):.0f} / {cost.records_bytes / (participants * days):.0f}"
+        + ("" if records_url else " (SQLite; --capacity-records-url for PostgreSQL)"))
+
+
 async def main(args) -> None:
     only = set(args.only.split(","))
     print(f"machine: {os.cpu_count()} cores; figures follow as they are measured", flush=True)
@@ -194,6 +220,8 @@ async def main(args) -> None:
         await at_scale(args.participants)
     if "d" in only:
         await simulation(args.simulate_participants, args.simulate_days)
+    if "e" in only:
+        await capacity(args.capacity_participants, args.capacity_days, args.capacity_records_url)
     print("\n| measure | figure | target |\n|---|---|---|")
     for measure, figure, target in ROWS:
         print(f"| {measure} | {figure} | {target} |")
@@ -206,5 +234,8 @@ if __name__ == "__main__":
     parser.add_argument("--participants", type=int, default=10_000)
     parser.add_argument("--simulate-participants", type=int, default=200)
     parser.add_argument("--simulate-days", type=int, default=90)
-    parser.add_argument("--only", default="a,b,c,d")
+    parser.add_argument("--capacity-participants", type=int, default=20)
+    parser.add_argument("--capacity-days", type=int, default=30)
+    parser.add_argument("--capacity-records-url", default=None, help="an empty PostgreSQL schema for (e)'s sizes")
+    parser.add_argument("--only", default="a,b,c,d,e")
     asyncio.run(main(parser.parse_args()))

@@ -172,31 +172,37 @@ def codec_new_key(key_id: Annotated[str | None, typer.Option(help="Key id; rando
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    index: Annotated[int, typer.Option(hidden=True, help="Which of `iop dev`'s workers (metrics port offset)")] = 0,
+    schedules: Annotated[bool, typer.Option(hidden=True, help="Create the reconciler and checkpoint schedules")] = True,
+) -> None:
     """Run the worker against the configured Temporal (stops cleanly on SIGTERM/SIGINT)."""
     settings = get_settings()
     _logging(settings)
-    asyncio.run(_run_worker(settings))
+    asyncio.run(_run_worker(settings, index=index, schedules=schedules))
 
 
-async def _run_worker(settings: Settings) -> None:
+async def _run_worker(settings: Settings, *, index: int = 0, schedules: bool = True) -> None:
+    from iop import telemetry
     from iop.audit import audit_keys, ensure_checkpoint_schedule
     from iop.temporal import connect
     from iop.worker import build_worker, ensure_reconciler_schedule, notifier_for
     from store.audit import use_keys
     from store.db import make_engine
 
-    client = await connect(settings)
+    client = await connect(settings, service="iop-worker", worker_index=index)
     engine = make_engine(settings.resolved_database_url)
     use_keys(engine, audit_keys(settings))  # production: refuses to start without IOP_AUDIT_KEYS
     stop = _stop_event()
     async with build_worker(client, engine, settings.task_queue, notifier=notifier_for(settings)):
-        log.info("reconciler schedule %s in place", await ensure_reconciler_schedule(client, settings))
-        await ensure_checkpoint_schedule(client, settings.task_queue, settings.audit_checkpoint_minutes)
+        if schedules:
+            log.info("reconciler schedule %s in place", await ensure_reconciler_schedule(client, settings))
+            await ensure_checkpoint_schedule(client, settings.task_queue, settings.audit_checkpoint_minutes)
         log.info("worker polling task queue %s", settings.task_queue)
         await stop.wait()
         log.info("worker stopping: finishing activities in progress")
     engine.dispose()
+    telemetry.shutdown()
 
 
 @hl7_app.command("listen")
@@ -241,14 +247,24 @@ async def _run_hl7_listener(settings: Settings, host: str, port: int, lab_token:
 
 @app.command()
 def api() -> None:
-    """Run the HTTP API."""
+    """Run the HTTP API: IOP_API_WORKERS processes (uvicorn workers) on one port."""
     import uvicorn
-
-    from api.app import create_app
 
     settings = get_settings()
     _logging(settings)
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
+    if settings.api_workers == 1:
+        from api.app import create_app
+
+        uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
+        return
+    import tempfile
+
+    # prometheus_client's multiprocess mode: each process writes its samples under this folder and
+    # /metrics (in any of them) adds them up. It must be set before the processes import the client.
+    with tempfile.TemporaryDirectory(prefix="iop-api-metrics-") as samples:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = samples
+        uvicorn.run("api.app:create_app_from_env", factory=True, workers=settings.api_workers,
+                    host=settings.api_host, port=settings.api_port, log_level="info")
 
 
 @app.command()
@@ -281,10 +297,8 @@ async def _start_dev_server(settings: Settings):
     """The Temporal dev server as our own child (not the SDK's), so it can be told to die with us."""
     import subprocess
 
-    from temporalio.client import Client
-
     from iop.processes import dev_server_command, start_child
-    from iop.temporal import converter
+    from iop.temporal import connect
     from store.db import tighten
     from workflows import search
 
@@ -305,8 +319,7 @@ async def _start_dev_server(settings: Settings):
                        "its messages are above", err=True)
             raise typer.Exit(1)
         try:
-            client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace,
-                                          data_converter=converter(settings))
+            client = await connect(settings, service="iop-dev", worker_index=0)
             await client.workflow_service.get_system_info(_system_info_request())
             return child, client
         except RuntimeError:
@@ -345,7 +358,9 @@ async def _run_dev(settings: Settings) -> None:
     log.info("starting the Temporal dev server (data in %s)", settings.data_dir / "temporal.db")
     temporal, client = await _start_dev_server(settings)
     stop = _stop_event()
+    workers: list = []
     try:
+        workers = _start_worker_processes(settings)
         server = uvicorn.Server(
             uvicorn.Config(
                 create_app(settings, engine=engine, temporal=client),
@@ -368,6 +383,7 @@ async def _run_dev(settings: Settings) -> None:
                         f"  API          {base}   (docs: {base}/docs)",
                         f"  Temporal UI  http://127.0.0.1:{settings.temporal_ui_port}",
                         f"  Temporal     127.0.0.1:{settings.temporal_dev_port}",
+                        f"  workers      {len(workers) + 1} processes (IOP_WORKERS)",
                         f"  dev token    {settings.data_dir / 'dev-token'}  (admin)",
                         f"  try: curl -H \"Authorization: Bearer $(cat {settings.data_dir / 'dev-token'})\" {base}/participants",
                         "Ctrl-C stops everything; data stays in " + str(settings.data_dir),
@@ -376,12 +392,29 @@ async def _run_dev(settings: Settings) -> None:
                 )
             )
             await stop.wait()
-            typer.echo("stopping: API, worker, Temporal dev server")
+            typer.echo("stopping: API, workers, Temporal dev server")
             server.should_exit = True
             await serving
     finally:
+        await asyncio.gather(*(asyncio.to_thread(stop_child, child) for child in workers))
         await asyncio.to_thread(stop_child, temporal)
         engine.dispose()
+
+
+def _start_worker_processes(settings: Settings) -> list:
+    """Workers 2..IOP_WORKERS of `iop dev` (the first runs in this process): `iop worker` children on
+    the dev server that die with this process (iop/processes.py). The GIL keeps one process to one core;
+    the schedules are this process's to create."""
+    import subprocess
+
+    from iop.processes import start_child
+
+    env = {**os.environ, "IOP_TEMPORAL_ADDRESS": settings.temporal_target,
+           "IOP_TEMPORAL_NAMESPACE": settings.temporal_namespace, "IOP_TASK_QUEUE": settings.task_queue,
+           "IOP_DATA_DIR": str(settings.data_dir.resolve())}
+    return [start_child([sys.executable, "-m", "iop.cli", "worker", "--index", str(index), "--no-schedules"],
+                        env=env, stdin=subprocess.DEVNULL)
+            for index in range(1, settings.worker_processes)]
 
 
 @app.command()

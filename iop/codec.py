@@ -136,7 +136,11 @@ _REFUSED = Payload(metadata={"encoding": REFUSED_ENCODING}, data=b"")
 
 def data_converter(keys: Iterable[CodecKey], *, refuse_plain: bool = False) -> temporalio.converter.DataConverter:
     """The one data converter used by the worker, the API, the CLI and the tests; production
-    refuses plain payloads (EncryptionCodec)."""
+    refuses plain payloads (EncryptionCodec). Decoding reuses each payload class's type hints
+    (iop/typehints.py)."""
+    from iop import typehints
+
+    typehints.install()
     return replace(
         temporalio.converter.default(),
         payload_codec=EncryptionCodec(list(keys), refuse_plain=refuse_plain),

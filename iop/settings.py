@@ -6,6 +6,7 @@ sandbox forbids. Workflows get what they need as inputs.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -68,6 +69,22 @@ class Settings(BaseSettings):
     # The take-home rule set new medication orders use unless they name one: a jurisdiction
     # ("federal", "US-WI", "US-CA") or a rule-set name from domain/rules/takehome/ (iop/takehome_rules.py).
     takehome_rules: str = "federal"
+    # Processes (README "Observability" and "Using the cores"). Worker processes `iop dev` runs (the first
+    # in its own process, the others as children that die with it); empty means one per core. API
+    # processes `iop api` runs (uvicorn workers); metrics are then gathered across them.
+    workers: int | None = Field(default=None, ge=1, le=256)
+    api_workers: int = Field(default=1, ge=1, le=256)
+    # Who may read the API's /metrics: with a token set, whoever presents it as a bearer token (Prometheus
+    # in docker-compose.yml); without one, loopback peers only. Labels are route templates, never paths.
+    metrics_token: str = Field(default="", repr=False)
+    # The worker's Temporal SDK metrics (Prometheus text on http://ADDRESS/metrics), e.g. 0.0.0.0:9000;
+    # empty turns them off. `iop dev` gives its N-th worker process the port plus N.
+    worker_metrics_address: str = ""
+    # OpenTelemetry traces (API request -> workflow -> activity), off by default. IOP_TRACING=1 exports
+    # them over OTLP/HTTP to IOP_OTEL_ENDPOINT (or the exporter's own OTEL_EXPORTER_OTLP_* variables);
+    # setting IOP_OTEL_ENDPOINT alone also turns tracing on.
+    tracing: bool = False
+    otel_endpoint: str = ""
 
     @property
     def resolved_database_url(self) -> str:
@@ -78,6 +95,14 @@ class Settings(BaseSettings):
     @property
     def audit_checkpoint_path(self) -> Path:
         return self.audit_checkpoint_file or self.data_dir / "audit-checkpoints.jsonl"
+
+    @property
+    def worker_processes(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+    @property
+    def tracing_enabled(self) -> bool:
+        return self.tracing or bool(self.otel_endpoint)
 
     @property
     def embedded_temporal(self) -> bool:

@@ -27,12 +27,20 @@ def converter(settings: Settings) -> DataConverter:
     return data_converter(codec_keys(settings), refuse_plain=settings.env == "production")
 
 
-async def connect(settings: Settings, *, lazy: bool = False) -> Client:
+async def connect(settings: Settings, *, lazy: bool = False, service: str = "iop", worker_index: int | None = None
+                  ) -> Client:
+    """A client for `service` (the name its traces carry). A worker's client (worker_index set) has
+    the runtime that serves the SDK's metrics when IOP_WORKER_METRICS_ADDRESS is set."""
+    from iop import telemetry
+
+    runtime = telemetry.runtime(settings, worker_index) if worker_index is not None else None
     return await Client.connect(
         settings.temporal_target,
         namespace=settings.temporal_namespace,
         data_converter=converter(settings),
         lazy=lazy,
+        interceptors=telemetry.interceptors(telemetry.tracer(settings, service)),
+        **({"runtime": runtime} if runtime else {}),
     )
 
 

@@ -66,9 +66,10 @@ def issue_role_tokens(engine: Engine) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def api_stack(temporal: Client, engine: Engine, task_queue: str, tmp_path, *, with_worker: bool = True):
+async def api_stack(temporal: Client, engine: Engine, task_queue: str, tmp_path, *, with_worker: bool = True,
+                    tracer=None):
     settings = Settings(data_dir=tmp_path, task_queue=task_queue)
-    app = create_app(settings, engine=engine, temporal=temporal)
+    app = create_app(settings, engine=engine, temporal=temporal, tracer=tracer)
     worker = build_worker(temporal, engine, task_queue) if with_worker else contextlib.nullcontext()
     async with worker, app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -4,7 +4,8 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from temporalio.api.common.v1 import Payload
 
-from iop.codec import CodecKeyError, EncryptionCodec, format_key, load_or_create_dev_key, new_key, parse_keys
+from iop.codec import (CodecKeyError, EncryptionCodec, data_converter, format_key, load_or_create_dev_key, new_key,
+                       parse_keys)
 from iop.settings import Settings
 from iop.temporal import codec_keys
 
@@ -68,3 +69,55 @@ def test_development_key_is_created_once_and_reused(tmp_path):
     second = codec_keys(Settings(data_dir=tmp_path))
     assert first == second
     assert (tmp_path / "codec-key").stat().st_mode & 0o777 == 0o600
+
+
+def test_payload_classes_have_their_type_hints_computed_once(monkeypatch):
+    """The SDK asks typing.get_type_hints for every dataclass of every payload it decodes; with
+    string annotations that is a re-parse each time (issue 20). Ours computes each class's once."""
+    import gc
+    import weakref
+    from collections import Counter
+    from dataclasses import dataclass as make_dataclass
+
+    from domain.plan import default_plan, plan_to_dict
+    from iop import typehints
+    from workflows.contracts import ParticipantInput, ParticipantState
+
+    converter = data_converter([new_key("k")]).payload_converter
+    assert typehints.installed()
+    uncached, calls = typehints._uncached, Counter()
+
+    def counting(obj, *args):
+        calls[obj] += 1
+        return uncached(obj, *args)
+
+    monkeypatch.setattr(typehints, "_uncached", counting)
+    typehints._hints.clear()
+    value = ParticipantInput(state=ParticipantState(
+        participant_id="p-1", program="iop", site="north", phase="phase-1", start_date="2026-01-05",
+        timezone="America/New_York", plan=plan_to_dict(default_plan("phase-1"))))
+    payloads = converter.to_payloads([value])
+    for _ in range(3):
+        assert converter.from_payloads(payloads, [ParticipantInput]) == [value]
+    assert calls[ParticipantInput] == 1 and calls[ParticipantState] == 1, calls
+    # The answer is the caller's own: changing it changes nothing for the next payload.
+    typehints.cached_type_hints(ParticipantState).clear()
+    assert converter.from_payloads(payloads, [ParticipantInput]) == [value]
+
+    # A class that goes away (a sandbox's re-imported module) leaves the cache with it.
+    def decode_a_passing_class() -> weakref.ref:
+        @make_dataclass
+        class Passing:
+            n: int
+
+        decoded = converter.from_payloads(converter.to_payloads([Passing(3)]), [Passing])
+        if decoded != [Passing(3)]:
+            raise AssertionError(decoded)
+        return weakref.ref(Passing)
+
+    monkeypatch.setattr(typehints, "_uncached", uncached)  # the counter above keeps its classes alive
+    calls.clear()
+    before = typehints.cached_classes()
+    gone = decode_a_passing_class()
+    gc.collect()
+    assert gone() is None and typehints.cached_classes() == before

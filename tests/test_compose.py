@@ -32,7 +32,8 @@ TEXT = (ROOT / "docker-compose.yml").read_text()
 COMPOSE = yaml.safe_load(TEXT)
 SERVICES = COMPOSE["services"]
 APP_SERVICES = ("api", "worker", "migrate", "mllp")
-SECRETS = ("POSTGRES_PASSWORD", "IOP_DB_PASSWORD", "TEMPORAL_DB_PASSWORD", "IOP_CODEC_KEYS", "IOP_AUDIT_KEYS")
+SECRETS = ("POSTGRES_PASSWORD", "IOP_DB_PASSWORD", "TEMPORAL_DB_PASSWORD", "IOP_CODEC_KEYS", "IOP_AUDIT_KEYS",
+           "IOP_METRICS_TOKEN")
 VARIABLE = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 
 
@@ -79,7 +80,7 @@ def test_the_file_is_valid_compose():
 
 def test_the_stack_has_every_part():
     assert {"postgres", "temporal-schema", "temporal", "temporal-setup", "temporal-ui", "migrate", "api",
-            "worker", "mllp"} == set(SERVICES)
+            "worker", "mllp", "prometheus"} == set(SERVICES)
 
 
 # --- images, secrets, health --------------------------------------------------------------------
@@ -89,7 +90,7 @@ def test_images_are_pinned():
     for name, service in SERVICES.items():
         image = service.get("image")
         assert image, f"{name} names no image"
-        assert re.fullmatch(r"[\w./-]+:\d[\w.-]*", image) and "latest" not in image, f"{name}: {image}"
+        assert re.fullmatch(r"[\w./-]+:v?\d[\w.-]*", image) and "latest" not in image, f"{name}: {image}"
     tags = {SERVICES[s]["image"].split(":")[1] for s in ("temporal", "temporal-schema", "temporal-setup")}
     assert len(tags) == 1, f"Temporal server and admin tools must be one release: {tags}"
 
@@ -124,7 +125,7 @@ def test_secrets_are_required_from_the_environment():
         assert all(m.group(2) == ":?" for m in uses), f"{secret} must always be ${{{secret}:?...}}"
     for name, service in SERVICES.items():
         for key, value in service.get("environment", {}).items():
-            if re.search(r"PASSWORD|PWD|SECRET|KEYS", key):
+            if re.search(r"PASSWORD|PWD|SECRET|KEYS|TOKEN", key):
                 assert VARIABLE.fullmatch(str(value)), f"{name}.{key} is not taken from the environment"
             if key.endswith("DATABASE_URL"):
                 assert re.search(r":\$\{\w+:\?[^}]*\}@", str(value)), f"{name}.{key} embeds a literal password"
@@ -230,6 +231,56 @@ def test_the_ui_decodes_through_the_api_codec_endpoint():
     assert interpolate(api["IOP_TEMPORAL_UI_ORIGIN"], {}) == "http://localhost:8080"
     assert "127.0.0.1:8080:8080" in SERVICES["temporal-ui"]["ports"]
     assert ui["TEMPORAL_DEFAULT_NAMESPACE"] == api["IOP_TEMPORAL_NAMESPACE"]
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+
+def test_prometheus_scrapes_the_api_with_its_token_and_the_worker_on_the_compose_network():
+    from iop.settings import Settings
+    from iop.telemetry import metrics_address
+
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {"iop-api", "iop-worker"}
+    targets = {name: [t for group in job["static_configs"] for t in group["targets"]] for name, job in jobs.items()}
+    # The API: the port it listens on in its container, with the bearer token its /metrics demands.
+    assert targets["iop-api"] == [f"api:{env_of('api')['IOP_API_PORT']}"]
+    api_auth = jobs["iop-api"]["authorization"]
+    assert api_auth["type"] == "Bearer" and "credentials" not in api_auth  # never a literal token
+    secret = api_auth["credentials_file"].removeprefix("/run/secrets/")
+    assert secret in SERVICES["prometheus"]["secrets"]
+    assert COMPOSE["secrets"][secret] == {"environment": "IOP_METRICS_TOKEN"}
+    assert env_of("api")["IOP_METRICS_TOKEN"].startswith("${IOP_METRICS_TOKEN:?")
+    # The worker: the SDK's endpoint at the address its setting names, on the compose network only.
+    worker_env = env_of("worker")
+    port = metrics_address(Settings(worker_metrics_address=worker_env["IOP_WORKER_METRICS_ADDRESS"])).split(":")[1]
+    assert targets["iop-worker"] == [f"worker:{port}"]
+    assert SERVICES["worker"].get("expose") == [port] and "ports" not in SERVICES["worker"]
+    assert all(job.get("metrics_path", "/metrics") == "/metrics" for job in jobs.values())
+    # Prometheus: its config mounted where its command reads it, its data on a volume, up after what it scrapes.
+    prometheus = SERVICES["prometheus"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in prometheus["volumes"]}
+    config_flag = next(a for a in prometheus["command"] if a.startswith("--config.file="))
+    assert mounts[config_flag.split("=", 1)[1]] == "./deploy/prometheus.yml"
+    data_flag = next(a for a in prometheus["command"] if a.startswith("--storage.tsdb.path="))
+    assert mounts[data_flag.split("=", 1)[1]] in COMPOSE["volumes"]
+    assert set(prometheus["depends_on"]) == {"api", "worker"}
+
+
+def test_the_grafana_dashboard_reads_prometheus_through_a_chosen_datasource():
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "iop-workflows.json").read_text())
+    assert dashboard["uid"] and dashboard["panels"]
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        for target in panel["targets"]:
+            for used in re.findall(r"\$(\w+)", target["expr"]):
+                assert used in variables or used.startswith("__"), (panel["title"], used)
+    titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
+    for needed in ("api p99 latency by route", "rate by status", "workflow task execution", "activity execution",
+                   "schedule-to-start"):
+        assert needed in titles, needed
 
 
 # --- Temporal ---------------------------------------------------------------------------------

@@ -80,24 +80,60 @@ def _kill_if_alive(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+def _pollers(target: str, task_queue: str) -> set[str]:
+    """The identities (`pid@host`) polling the task queue's workflow and activity tasks, as Temporal sees them."""
+    import asyncio
+
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+    from temporalio.client import Client
+
+    async def describe() -> set[str]:
+        client = await Client.connect(target)
+        seen: list[set[str]] = []
+        for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
+            answer = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+                namespace="default", task_queue=TaskQueue(name=task_queue), task_queue_type=kind))
+            seen.append({poller.identity for poller in answer.pollers})
+        return seen[0] & seen[1]
+
+    return asyncio.run(describe())
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_sigkill_of_iop_dev_takes_the_temporal_dev_server_with_it(tmp_path):
+def test_iop_dev_runs_iop_workers_processes_that_poll_and_die_with_it(tmp_path):
+    """IOP_WORKERS=3: this process and two `iop worker` children poll the task queue; a SIGKILL of
+    `iop dev` takes the children and the Temporal dev server with it."""
     env, ports = _environment(tmp_path)
+    env["IOP_WORKERS"] = "3"
     dev = _start(env)
-    temporal: list[int] = []
+    children: list[int] = []
     try:
         _wait_ready(dev, ports["IOP_API_PORT"])
         temporal = [pid for pid, command in _children(dev.pid) if "start-dev" in command]
-        assert len(temporal) == 1, _children(dev.pid)
+        workers = [pid for pid, command in _children(dev.pid) if "iop.cli worker" in command]
+        children = temporal + workers
+        assert len(temporal) == 1 and len(workers) == 2, _children(dev.pid)
+        expected = {dev.pid, *workers}
+        deadline = time.monotonic() + STARTUP_SECONDS
+        polling: set[int] = set()
+        while time.monotonic() < deadline:
+            polling = {int(identity.split("@")[0]) for identity in
+                       _pollers(f"127.0.0.1:{ports['IOP_TEMPORAL_DEV_PORT']}", "iop")}
+            if polling >= expected:
+                break
+            time.sleep(0.5)  # bounded poll: a child worker starts polling a few seconds after it starts
+        assert polling == expected, (polling, expected)
         dev.send_signal(signal.SIGKILL)
         dev.wait(timeout=10)
         deadline = time.monotonic() + 15
-        while _alive(temporal[0]) and time.monotonic() < deadline:
-            time.sleep(0.05)  # bounded poll for the child's exit
-        assert not _alive(temporal[0]), "the Temporal dev server outlived iop dev (orphaned)"
+        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.05)  # bounded poll for the children's exit
+        assert not [pid for pid in children if _alive(pid)], "a child outlived iop dev (orphaned)"
     finally:
         _kill_if_alive(dev.pid)
-        for pid in temporal:
+        for pid in children:
             _kill_if_alive(pid)
         dev.stdout.close()
 

@@ -8,7 +8,7 @@ from sqlmodel import Session
 from temporalio.client import RPCError, WorkflowHistory, WorkflowUpdateFailedError
 from temporalio.worker import Replayer
 
-from iop.worker import PASSTHROUGH, WORKFLOWS, build_worker
+from iop.worker import WORKFLOWS, build_worker, workflow_runner
 from store.models import Participant
 from activities.records import RecordActivities
 from temporalio.exceptions import ApplicationError
@@ -16,7 +16,6 @@ from temporalio.testing import ActivityEnvironment
 from tests.workflows.scenarios import phase_changes_then_discharge, record_participant, start_participant
 from workflows.contracts import Discharge, PhaseChange
 from workflows.participant import ParticipantWorkflow
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -85,9 +84,7 @@ def _replayer() -> Replayer:
     return Replayer(
         workflows=WORKFLOWS,
         data_converter=TEST_CONVERTER,
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
-        ),
+        workflow_runner=workflow_runner(),
     )
 
 
