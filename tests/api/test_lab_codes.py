@@ -84,3 +84,33 @@ async def test_a_held_code_mapped_later_is_filed_and_interpreted(stack):
 async def test_text_that_is_not_hl7_at_all_is_rejected_AR(stack):
     text, ack = await post_hl7(stack, "hello, here are the results you asked for\r")
     assert ack.ack_code == "AR", text
+
+
+async def test_an_admin_added_analyte_is_interpreted_with_its_class_cutoffs_and_medication_link(stack):
+    # Before: the workflow's interpreter did not know added analytes ("unknown analyte ...").
+    from tests.api.test_medications import BUPRENORPHINE, start
+
+    added = await stack.http.post("/lab/analytes", headers=stack.auth("admin"), json={
+        "key": "buprenorphine_glucuronide", "label": "Buprenorphine glucuronide", "drug_class": "buprenorphine",
+        "medication": "buprenorphine", "initial_cutoff": 20, "confirm_cutoff": 5})
+    assert added.status_code == 201, added.text
+    mapped = await stack.http.post("/lab/code-mappings", headers=stack.auth("admin"), json={
+        "lab_id": "ACME REFERENCE LAB", "code": "BUPG", "analyte": "buprenorphine_glucuronide", "method": "confirm"})
+    assert mapped.status_code == 201, mapped.text
+    obx = [*NEG_SCREENS, "NM|BUPG^Buprenorphine glucuronide^L||40|ng/mL|||", *VALID]
+
+    pid, sid, specimen = await collected(stack)  # prescribed buprenorphine: explained
+    assert (await start(stack, pid, BUPRENORPHINE)).status_code == 201
+    _, ack = await post_hl7(stack, oru("ADD-1", specimen, pid, obx=obx))
+    assert ack.ack_code == "AA"
+    interpretation = (await screening(stack, sid))["results"][0]["interpretation"]
+    finding = next(f for f in interpretation["findings"] if f["analyte"] == "buprenorphine_glucuronide")
+    assert (finding["outcome"], finding["cutoff_used"], finding["cutoff_source"]) == (
+        "confirmed-positive", 5.0, "clinic-added")
+    codes = {f["code"] for f in interpretation["flags"]}
+    assert "unexpected-present" not in codes and "expected-not-tested" not in codes, interpretation["flags"]
+
+    pid, sid, specimen = await collected(stack)  # no prescription: the same result is unexpected
+    _, ack = await post_hl7(stack, oru("ADD-2", specimen, pid, obx=obx))
+    flags = (await screening(stack, sid))["results"][0]["interpretation"]["flags"]
+    assert any(f["code"] == "unexpected-present" and f["detail"].startswith("buprenorphine") for f in flags), flags
