@@ -111,6 +111,22 @@ TOLD_LAB_MISMATCH = ("identifiers do not match our records; the result is held f
 TOLD_LAB = {"identifier-mismatch": TOLD_LAB_MISMATCH}
 
 
+# Why a quarantine item is held (QuarantineItem.reason_code), as staff filter and read them.
+QUARANTINE_REASONS: dict[str, str] = {
+    "held-code": "a code of a filed result is not in the code table",
+    "unmapped-code": "no code of the order is in the code table",
+    "unknown-specimen": "no screening has the specimen or order id",
+    "identifier-mismatch": "the participant identifiers disagree with ours",
+    "identifier-missing": "no identifier to cross-check the match",
+    "conflicting-control-id": "the control id was used before for another message",
+    "sender-not-registered": "refused for its sender",
+    "unparseable": "not a message we could read",
+    "no-results": "the order carries no result",
+    "screening-not-awaiting-result": "the screening took no result",
+    "screening-closed": "the screening is closed",
+}
+
+
 def told_lab(reason_code: str | None, reason: str | None) -> str | None:
     """A stored quarantine reason as the lab may see it (a replayed answer)."""
     return TOLD_LAB.get(reason_code or "", reason)

@@ -114,3 +114,21 @@ async def test_an_admin_added_analyte_is_interpreted_with_its_class_cutoffs_and_
     _, ack = await post_hl7(stack, oru("ADD-2", specimen, pid, obx=obx))
     flags = (await screening(stack, sid))["results"][0]["interpretation"]["flags"]
     assert any(f["code"] == "unexpected-present" and f["detail"].startswith("buprenorphine") for f in flags), flags
+
+
+async def test_the_quarantine_list_filters_by_one_or_several_known_reasons(stack):
+    pid, sid, specimen = await collected(stack)
+    await post_hl7(stack, oru("FILT-1", specimen, pid, obx=[*NEG_SCREENS, "ST|KAVA^Kavalactones^L||NEG||", *VALID]))
+    await post_hl7(stack, oru("FILT-2", "s-not-ours-1", pid))
+    await post_hl7(stack, "not a message at all")
+    staff = stack.auth("staff")
+    both = (await stack.http.get("/lab/quarantine?reason_code=held-code&reason_code=unknown-specimen",
+                                 headers=staff)).json()
+    assert {i["reason_code"] for i in both["items"]} == {"held-code", "unknown-specimen"}, both
+    held = (await stack.http.get("/lab/quarantine?reason_code=held-code", headers=staff)).json()
+    assert {i["reason_code"] for i in held["items"]} == {"held-code"} and held["total"] == len(held["items"])
+    # A misspelt reason is refused with the known ones, not answered with an empty list.
+    typo = await stack.http.get("/lab/quarantine?reason_code=held-cod", headers=staff)
+    assert typo.status_code == 422, typo.text
+    assert typo.headers["content-type"].startswith("application/problem+json")
+    assert "held-code" in typo.json()["detail"] and "unknown-specimen" in typo.json()["detail"]
