@@ -124,6 +124,7 @@ QUARANTINE_REASONS: dict[str, str] = {
     "no-results": "the order carries no result",
     "screening-not-awaiting-result": "the screening took no result",
     "screening-closed": "the screening is closed",
+    "intake-stalled": "still not processed after retries",  # activities.reconciler.STALLED
 }
 
 

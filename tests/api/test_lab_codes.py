@@ -132,3 +132,19 @@ async def test_the_quarantine_list_filters_by_one_or_several_known_reasons(stack
     assert typo.status_code == 422, typo.text
     assert typo.headers["content-type"].startswith("application/problem+json")
     assert "held-code" in typo.json()["detail"] and "unknown-specimen" in typo.json()["detail"]
+
+
+def test_every_reason_an_item_is_stored_with_can_be_filtered_on():
+    import re
+    from pathlib import Path
+
+    from activities.reconciler import STALLED
+    from ingest.lab import QUARANTINE_REASONS
+
+    root = Path(__file__).resolve().parents[2]
+    stored = set()
+    for path in (root / "ingest" / "lab.py", root / "activities" / "reconciler.py"):
+        stored |= set(re.findall(r'reason_code="([a-z-]+)"', path.read_text()))
+    filing = re.findall(r'raise Quarantined\("([a-z-]+)"', (root / "ingest" / "lab.py").read_text())
+    resolving = {"held-code", "nothing-to-attach", "not-a-held-code", "still-unmapped", "already-resolved"}
+    assert stored | {STALLED} | (set(filing) - resolving) <= set(QUARANTINE_REASONS)
