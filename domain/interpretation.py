@@ -95,6 +95,8 @@ FLAG_CODES: tuple[str, ...] = (
 )
 
 LAB_CUTOFF = "lab"
+# Analytes by key: the built-in ones (domain.analytes.ANALYTES), with any an administrator added.
+Catalogue = Mapping[str, Analyte]
 # The cutoff table made of the default cutoffs of analytes an administrator added.
 CLINIC_ADDED = "clinic-added"
 
@@ -191,7 +193,7 @@ class Interpretation:
 
 def classify_analyte(
     result: AnalyteResult, table: CutoffTable, fallback: CutoffTable | None = None,
-    *, analytes: Mapping[str, Analyte] = ANALYTES, added_table: CutoffTable | None = None,
+    *, analytes: Catalogue = ANALYTES, added_table: CutoffTable | None = None,
 ) -> AnalyteFinding:
     """Judge one result. The lab's own cutoff wins over `table`, which wins over `fallback`, then
     `added_table` (the defaults of analytes an administrator added, which are in `analytes`)."""
@@ -248,7 +250,9 @@ def _cutoff(result: AnalyteResult, tables: Sequence[CutoffTable]) -> tuple[float
     return found[0], found[1], None
 
 
-def _finding(result: AnalyteResult, positive: bool, cutoff: float | None, source: str | None, reason: str) -> AnalyteFinding:
+def _finding(
+    result: AnalyteResult, positive: bool, cutoff: float | None, source: str | None, reason: str,
+) -> AnalyteFinding:
     if not positive:
         outcome = NEGATIVE
     elif result.method in INITIAL_METHODS:
@@ -438,7 +442,9 @@ def _apply_methamphetamine_rule(findings: list[AnalyteFinding], table: CutoffTab
     return [judged(f) for f in findings]
 
 
-def _resolve_screens_by_confirmation(findings: list[AnalyteFinding], analytes: Mapping[str, Analyte] = ANALYTES) -> list[AnalyteFinding]:
+def _resolve_screens_by_confirmation(
+    findings: list[AnalyteFinding], analytes: Catalogue = ANALYTES,
+) -> list[AnalyteFinding]:
     """An initial-test positive whose drug class was confirmed and found negative is negative, as a
     lab reports it; one whose class was confirmed positive stays presumptive but is not unconfirmed."""
     negative_classes = _classes_confirmed_negative(findings, analytes)
@@ -451,7 +457,7 @@ def _resolve_screens_by_confirmation(findings: list[AnalyteFinding], analytes: M
     return [resolved(f) for f in findings]
 
 
-def _classes_confirmed_negative(findings: Iterable[AnalyteFinding], analytes: Mapping[str, Analyte] = ANALYTES) -> frozenset[str]:
+def _classes_confirmed_negative(findings: Iterable[AnalyteFinding], analytes: Catalogue = ANALYTES) -> frozenset[str]:
     by_class: dict[str, list[str]] = {}
     for finding in findings:
         if finding.method == CONFIRM:
@@ -459,11 +465,11 @@ def _classes_confirmed_negative(findings: Iterable[AnalyteFinding], analytes: Ma
     return frozenset(name for name, outcomes in by_class.items() if all(o == NEGATIVE for o in outcomes))
 
 
-def _classes_confirmed_positive(findings: Iterable[AnalyteFinding], analytes: Mapping[str, Analyte] = ANALYTES) -> frozenset[str]:
+def _classes_confirmed_positive(findings: Iterable[AnalyteFinding], analytes: Catalogue = ANALYTES) -> frozenset[str]:
     return frozenset(_drug_class(f, analytes) for f in findings if f.outcome == CONFIRMED_POSITIVE)
 
 
-def _drug_class(finding: AnalyteFinding, analytes: Mapping[str, Analyte] = ANALYTES) -> str:
+def _drug_class(finding: AnalyteFinding, analytes: Catalogue = ANALYTES) -> str:
     analyte = analytes.get(finding.analyte)
     return analyte.drug_class if analyte is not None else f"unknown:{finding.analyte}"
 
@@ -471,7 +477,9 @@ def _drug_class(finding: AnalyteFinding, analytes: Mapping[str, Analyte] = ANALY
 # --- flags -----------------------------------------------------------------------------------
 
 
-def _medication_flags(findings: list[AnalyteFinding], meds: MedicationContext, analytes: Mapping[str, Analyte] = ANALYTES) -> tuple[Flag, ...]:
+def _medication_flags(
+    findings: list[AnalyteFinding], meds: MedicationContext, analytes: Catalogue = ANALYTES,
+) -> tuple[Flag, ...]:
     return (
         _unexpected_present(findings, meds, analytes)
         + _expected_absent(findings, meds, analytes)
@@ -480,7 +488,9 @@ def _medication_flags(findings: list[AnalyteFinding], meds: MedicationContext, a
     )
 
 
-def _unexpected_present(findings: list[AnalyteFinding], meds: MedicationContext, analytes: Mapping[str, Analyte] = ANALYTES) -> tuple[Flag, ...]:
+def _unexpected_present(
+    findings: list[AnalyteFinding], meds: MedicationContext, analytes: Catalogue = ANALYTES,
+) -> tuple[Flag, ...]:
     unexplained: dict[str, set[str]] = {}
     for finding in _positives(findings):
         analyte = analytes.get(finding.analyte)
@@ -496,7 +506,9 @@ def _unexpected_present(findings: list[AnalyteFinding], meds: MedicationContext,
     )
 
 
-def _expected_absent(findings: list[AnalyteFinding], meds: MedicationContext, analytes: Mapping[str, Analyte] = ANALYTES) -> tuple[Flag, ...]:
+def _expected_absent(
+    findings: list[AnalyteFinding], meds: MedicationContext, analytes: Catalogue = ANALYTES,
+) -> tuple[Flag, ...]:
     flags: list[Flag] = []
     for medication in sorted(meds.expected):
         markers = adherence_markers(medication, analytes)
@@ -516,11 +528,12 @@ def _expected_absent(findings: list[AnalyteFinding], meds: MedicationContext, an
     return tuple(flags)
 
 
-def adherence_markers(medication: str, analytes: Mapping[str, Analyte] = ANALYTES) -> tuple[str, ...]:
+def adherence_markers(medication: str, analytes: Catalogue = ANALYTES) -> tuple[str, ...]:
     """The analytes whose presence shows the medication was taken (buprenorphine/norbuprenorphine,
     methadone/EDDP, ...); empty for a medication no urine analyte evidences."""
     return tuple(
-        key for key, analyte in analytes.items() if analyte.medication == medication and key not in _NOT_ADHERENCE_MARKERS
+        key for key, analyte in analytes.items()
+        if analyte.medication == medication and key not in _NOT_ADHERENCE_MARKERS
     )
 
 
@@ -573,7 +586,7 @@ def _methadone_spiking(findings: list[AnalyteFinding]) -> tuple[Flag, ...]:
     return ()
 
 
-def _review_flags(findings: list[AnalyteFinding], analytes: Mapping[str, Analyte] = ANALYTES) -> tuple[Flag, ...]:
+def _review_flags(findings: list[AnalyteFinding], analytes: Catalogue = ANALYTES) -> tuple[Flag, ...]:
     flags: list[Flag] = []
     confirmed_classes = _classes_confirmed_positive(findings, analytes)
     for finding in findings:

@@ -97,8 +97,9 @@ def stored_since(stack, last_id: int) -> tuple[list[LabMessage], list[LabResult]
     with Session(stack.engine) as session:
         messages = session.exec(select(LabMessage).where(LabMessage.id > last_id).order_by(col(LabMessage.id))).all()
         ids = [m.id for m in messages]
+        order = (col(LabResult.lab_message_id), col(LabResult.order_index))
         results = session.exec(select(LabResult).where(col(LabResult.lab_message_id).in_(ids))
-                               .order_by(col(LabResult.lab_message_id), col(LabResult.order_index))).all() if ids else []
+                               .order_by(*order)).all() if ids else []
         items = session.exec(select(QuarantineItem).where(col(QuarantineItem.lab_message_id).in_(ids))
                              .order_by(col(QuarantineItem.id))).all() if ids else []
     return list(messages), list(results), list(items)

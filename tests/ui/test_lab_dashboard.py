@@ -14,14 +14,16 @@ from tests.ui.test_dashboard import enroll_via_api, sign_in
 
 async def collected_via_api(live, http) -> tuple[str, str, str]:
     pid = await enroll_via_api(live, given_name="Turnaround")
-    ordered = await http.post(f"/participants/{pid}/screenings", json={"reason": "lab test"}, headers=live.auth("staff"))
+    ordered = await http.post(f"/participants/{pid}/screenings", json={"reason": "lab test"},
+                              headers=live.auth("staff"))
     sid = ordered.json()["screening_id"]
     body = await http.post(f"/screenings/{sid}/collection", json=URINE, headers=live.auth("staff"))
     return pid, sid, body.json()["specimen_id"]
 
 
 async def send(live, http, text: str) -> None:
-    answer = await http.post("/lab/hl7", content=text.encode(), headers={**live.auth("lab"), "Content-Type": "text/plain"})
+    answer = await http.post("/lab/hl7", content=text.encode(),
+                             headers={**live.auth("lab"), "Content-Type": "text/plain"})
     assert answer.status_code == 200, answer.text
 
 
