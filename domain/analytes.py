@@ -213,6 +213,30 @@ def get_analyte(key: str) -> Analyte | None:
     return ANALYTES.get(key)
 
 
+@dataclass(frozen=True)
+class AddedAnalyte:
+    """An analyte a clinic's administrator added without a code change (POST /lab/analytes): its
+    class, the prescriptions that explain it and its default cutoffs (ng/mL), used when the lab
+    reports none. Interpreted like a built-in analyte; a built-in key is never replaced."""
+
+    key: str
+    label: str
+    drug_class: str
+    medication: str | None = None
+    also_explained_by: tuple[str, ...] = ()
+    initial_cutoff: float | None = None
+    confirm_cutoff: float | None = None
+
+    def analyte(self) -> Analyte:
+        return Analyte(key=self.key, label=self.label, drug_class=self.drug_class, medication=self.medication,
+                       also_explained_by=tuple(self.also_explained_by))
+
+
+def catalogue(added: Iterable[AddedAnalyte] = ()) -> dict[str, Analyte]:
+    """The built-in analytes and the added ones (built-in keys win)."""
+    return {**{a.key: a.analyte() for a in added}, **ANALYTES}
+
+
 # --- lab codes -------------------------------------------------------------------------------
 # A code map is keyed by (coding system, code):
 #   ("LN", "3773-9")          a LOINC code. Messages name LOINC "LN" (HL7 v2 table 0396), and

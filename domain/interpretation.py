@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from domain.analytes import ANALYTES, NOT_MONITORED_BY_URINE, get_analyte
+from domain.analytes import ANALYTES, NOT_MONITORED_BY_URINE, AddedAnalyte, Analyte, catalogue
 from domain.cutoffs import (
     CLINICAL_DEFAULT,
     CONFIRM,
@@ -95,6 +95,10 @@ FLAG_CODES: tuple[str, ...] = (
 )
 
 LAB_CUTOFF = "lab"
+# Analytes by key: the built-in ones (domain.analytes.ANALYTES), with any an administrator added.
+Catalogue = Mapping[str, Analyte]
+# The cutoff table made of the default cutoffs of analytes an administrator added.
+CLINIC_ADDED = "clinic-added"
 
 # Norbuprenorphine/buprenorphine ratios below which spiking is suspected, as found in the
 # literature (domain-reference §4): 0.02 (Warrington et al., J Addict Med 2020), 0.2, and 0.26 (a
@@ -188,24 +192,27 @@ class Interpretation:
 
 
 def classify_analyte(
-    result: AnalyteResult, table: CutoffTable, fallback: CutoffTable | None = None
+    result: AnalyteResult, table: CutoffTable, fallback: CutoffTable | None = None,
+    *, analytes: Catalogue = ANALYTES, added_table: CutoffTable | None = None,
 ) -> AnalyteFinding:
-    """Judge one result. The lab's own cutoff wins over `table`, which wins over `fallback`."""
-    analyte = get_analyte(result.analyte)
+    """Judge one result. The lab's own cutoff wins over `table`, which wins over `fallback`, then
+    `added_table` (the defaults of analytes an administrator added, which are in `analytes`)."""
+    analyte = analytes.get(result.analyte)
     if analyte is None:
         return _not_interpretable(result, f"unknown analyte {result.analyte!r}: map it before interpreting")
     if analyte.is_validity_check:
         return _not_interpretable(result, f"{analyte.label} is a specimen-validity check, not a drug result")
     call = _qualitative_call(result.qualitative)
+    tables = [t for t in (table, fallback, added_table) if t is not None]
     if result.value is None:
-        return _from_call_alone(result, call, table, fallback)
+        return _from_call_alone(result, call, tables)
     if not _is_finite_number(result.value) or result.value < 0:
         return _not_interpretable(result, f"value {result.value!r} is not a usable concentration")
-    return _from_value(result, call, table, fallback)
+    return _from_value(result, call, tables)
 
 
-def _from_value(result: AnalyteResult, call: str | None, table: CutoffTable, fallback: CutoffTable | None) -> AnalyteFinding:
-    cutoff, source, problem = _cutoff(result, table, fallback)
+def _from_value(result: AnalyteResult, call: str | None, tables: Sequence[CutoffTable]) -> AnalyteFinding:
+    cutoff, source, problem = _cutoff(result, tables)
     if problem:
         return _not_interpretable(result, problem, cutoff, source)
     if cutoff is None:
@@ -221,23 +228,20 @@ def _from_value(result: AnalyteResult, call: str | None, table: CutoffTable, fal
     return _finding(result, at_or_above, cutoff, source, comparison)
 
 
-def _from_call_alone(result: AnalyteResult, call: str | None, table: CutoffTable, fallback: CutoffTable | None) -> AnalyteFinding:
-    cutoff, source, _ = _cutoff(result, table, fallback)
+def _from_call_alone(result: AnalyteResult, call: str | None, tables: Sequence[CutoffTable]) -> AnalyteFinding:
+    cutoff, source, _ = _cutoff(result, tables)
     if call is None:
         return _not_interpretable(result, f"no value and no recognisable call ({result.qualitative!r})", cutoff, source)
     return _finding(result, call == PRESUMPTIVE_POSITIVE, cutoff, source, f"the lab called it {result.qualitative}")
 
 
-def _cutoff(
-    result: AnalyteResult, table: CutoffTable, fallback: CutoffTable | None
-) -> tuple[float | None, str | None, str | None]:
+def _cutoff(result: AnalyteResult, tables: Sequence[CutoffTable]) -> tuple[float | None, str | None, str | None]:
     """(cutoff, its source, a problem that forbids comparing)."""
     if result.lab_cutoff is not None:
         if not _is_positive_number(result.lab_cutoff):
             # Falling back to a table here would be a guess about what the lab meant.
             return None, None, f"the lab's cutoff {result.lab_cutoff!r} is not a positive number"
         return float(result.lab_cutoff), LAB_CUTOFF, None
-    tables = [table] if fallback is None else [table, fallback]
     found = resolve_cutoff(tables, result.analyte, result.method)
     if found is None:
         return None, None, None
@@ -246,7 +250,9 @@ def _cutoff(
     return found[0], found[1], None
 
 
-def _finding(result: AnalyteResult, positive: bool, cutoff: float | None, source: str | None, reason: str) -> AnalyteFinding:
+def _finding(
+    result: AnalyteResult, positive: bool, cutoff: float | None, source: str | None, reason: str,
+) -> AnalyteFinding:
     if not positive:
         outcome = NEGATIVE
     elif result.method in INITIAL_METHODS:
@@ -292,27 +298,33 @@ def interpret(
     *,
     fallback_table_name: str | None = CLINICAL_DEFAULT,
     tables: Mapping[str, CutoffTable] | None = None,
+    added: Sequence[AddedAnalyte] = (),
 ) -> Interpretation:
     """Interpret one specimen.
 
     Cutoffs: the lab's own, else `table_name`, else `fallback_table_name` (for medications and
     drugs outside the federal panel), all looked up in `tables` (the built-in ones by default).
     Validity results among `results` (creatinine, pH, ...) fill whatever `checks` leaves empty.
+    `added`: analytes an administrator added, interpreted like built-in ones (their class, their
+    medication links, and their default cutoffs after every table).
     """
     table = get_table(table_name, tables)
     fallback = get_table(fallback_table_name, tables) if fallback_table_name and fallback_table_name != table_name else None
     drug_results = [r for r in results if not _is_validity_result(r)]
     derived_checks, unusable_checks = checks_from_results(results)
 
-    findings = [classify_analyte(result, table, fallback) for result in drug_results] + unusable_checks
+    analytes = catalogue(added) if added else ANALYTES
+    added_table = _added_table(added)
+    findings = [classify_analyte(result, table, fallback, analytes=analytes, added_table=added_table)
+                for result in drug_results] + unusable_checks
     findings = _apply_methamphetamine_rule(findings, table)
-    findings = _resolve_screens_by_confirmation(findings)
+    findings = _resolve_screens_by_confirmation(findings, analytes)
 
     all_negative = bool(findings) and all(f.outcome == NEGATIVE for f in findings)
     validity = apply_drug_result(classify_validity(_merge_checks(checks, derived_checks), validity_rules), all_negative)
     flags = (
-        _medication_flags(findings, meds)
-        + _review_flags(findings)
+        _medication_flags(findings, meds, analytes)
+        + _review_flags(findings, analytes)
         + _validity_flags(validity)
     )
     overall = _overall(findings, validity)
@@ -328,6 +340,17 @@ def interpret(
         summary=_summary(overall, findings, flags, meds, needs_review),
         cutoff_tables=used_tables,
     )
+
+
+def _added_table(added: Sequence[AddedAnalyte]) -> CutoffTable | None:
+    """The default cutoffs of added analytes as a table (never for a built-in key)."""
+    kept = [a for a in added if a.key not in ANALYTES]
+    initial = {a.key: float(a.initial_cutoff) for a in kept if _is_positive_number(a.initial_cutoff)}
+    confirm = {a.key: float(a.confirm_cutoff) for a in kept if _is_positive_number(a.confirm_cutoff)}
+    if not (initial or confirm):
+        return None
+    return CutoffTable(CLINIC_ADDED, "clinic", "default cutoffs of analytes added by the clinic's administrator",
+                       initial, confirm)
 
 
 def checks_from_results(results: Iterable[AnalyteResult]) -> tuple[SpecimenChecks, list[AnalyteFinding]]:
@@ -380,7 +403,7 @@ def _merge_checks(given: SpecimenChecks | None, derived: SpecimenChecks) -> Spec
 
 
 def _is_validity_result(result: AnalyteResult) -> bool:
-    analyte = get_analyte(result.analyte)
+    analyte = ANALYTES.get(result.analyte)  # an added analyte is never a validity check
     return analyte is not None and analyte.is_validity_check
 
 
@@ -419,52 +442,58 @@ def _apply_methamphetamine_rule(findings: list[AnalyteFinding], table: CutoffTab
     return [judged(f) for f in findings]
 
 
-def _resolve_screens_by_confirmation(findings: list[AnalyteFinding]) -> list[AnalyteFinding]:
+def _resolve_screens_by_confirmation(
+    findings: list[AnalyteFinding], analytes: Catalogue = ANALYTES,
+) -> list[AnalyteFinding]:
     """An initial-test positive whose drug class was confirmed and found negative is negative, as a
     lab reports it; one whose class was confirmed positive stays presumptive but is not unconfirmed."""
-    negative_classes = _classes_confirmed_negative(findings)
+    negative_classes = _classes_confirmed_negative(findings, analytes)
 
     def resolved(finding: AnalyteFinding) -> AnalyteFinding:
-        if finding.outcome != PRESUMPTIVE_POSITIVE or _drug_class(finding) not in negative_classes:
+        if finding.outcome != PRESUMPTIVE_POSITIVE or _drug_class(finding, analytes) not in negative_classes:
             return finding
         return replace(finding, outcome=NEGATIVE, reason=f"{finding.reason}; not confirmed: confirmation negative")
 
     return [resolved(f) for f in findings]
 
 
-def _classes_confirmed_negative(findings: Iterable[AnalyteFinding]) -> frozenset[str]:
+def _classes_confirmed_negative(findings: Iterable[AnalyteFinding], analytes: Catalogue = ANALYTES) -> frozenset[str]:
     by_class: dict[str, list[str]] = {}
     for finding in findings:
         if finding.method == CONFIRM:
-            by_class.setdefault(_drug_class(finding), []).append(finding.outcome)
+            by_class.setdefault(_drug_class(finding, analytes), []).append(finding.outcome)
     return frozenset(name for name, outcomes in by_class.items() if all(o == NEGATIVE for o in outcomes))
 
 
-def _classes_confirmed_positive(findings: Iterable[AnalyteFinding]) -> frozenset[str]:
-    return frozenset(_drug_class(f) for f in findings if f.outcome == CONFIRMED_POSITIVE)
+def _classes_confirmed_positive(findings: Iterable[AnalyteFinding], analytes: Catalogue = ANALYTES) -> frozenset[str]:
+    return frozenset(_drug_class(f, analytes) for f in findings if f.outcome == CONFIRMED_POSITIVE)
 
 
-def _drug_class(finding: AnalyteFinding) -> str:
-    analyte = get_analyte(finding.analyte)
+def _drug_class(finding: AnalyteFinding, analytes: Catalogue = ANALYTES) -> str:
+    analyte = analytes.get(finding.analyte)
     return analyte.drug_class if analyte is not None else f"unknown:{finding.analyte}"
 
 
 # --- flags -----------------------------------------------------------------------------------
 
 
-def _medication_flags(findings: list[AnalyteFinding], meds: MedicationContext) -> tuple[Flag, ...]:
+def _medication_flags(
+    findings: list[AnalyteFinding], meds: MedicationContext, analytes: Catalogue = ANALYTES,
+) -> tuple[Flag, ...]:
     return (
-        _unexpected_present(findings, meds)
-        + _expected_absent(findings, meds)
+        _unexpected_present(findings, meds, analytes)
+        + _expected_absent(findings, meds, analytes)
         + _buprenorphine_spiking(findings, meds)
         + _methadone_spiking(findings)
     )
 
 
-def _unexpected_present(findings: list[AnalyteFinding], meds: MedicationContext) -> tuple[Flag, ...]:
+def _unexpected_present(
+    findings: list[AnalyteFinding], meds: MedicationContext, analytes: Catalogue = ANALYTES,
+) -> tuple[Flag, ...]:
     unexplained: dict[str, set[str]] = {}
     for finding in _positives(findings):
-        analyte = get_analyte(finding.analyte)
+        analyte = analytes.get(finding.analyte)
         if analyte is not None and not analyte.explained_by(meds.expected):
             unexplained.setdefault(analyte.drug_class, set()).add(analyte.label)
     prescribed = ", ".join(sorted(meds.expected)) or "none"
@@ -477,10 +506,12 @@ def _unexpected_present(findings: list[AnalyteFinding], meds: MedicationContext)
     )
 
 
-def _expected_absent(findings: list[AnalyteFinding], meds: MedicationContext) -> tuple[Flag, ...]:
+def _expected_absent(
+    findings: list[AnalyteFinding], meds: MedicationContext, analytes: Catalogue = ANALYTES,
+) -> tuple[Flag, ...]:
     flags: list[Flag] = []
     for medication in sorted(meds.expected):
-        markers = adherence_markers(medication)
+        markers = adherence_markers(medication, analytes)
         # Naltrexone is tracked by its dose record; other keys without a marker cannot be judged.
         if medication in NOT_MONITORED_BY_URINE or not markers:
             continue
@@ -497,11 +528,12 @@ def _expected_absent(findings: list[AnalyteFinding], meds: MedicationContext) ->
     return tuple(flags)
 
 
-def adherence_markers(medication: str) -> tuple[str, ...]:
+def adherence_markers(medication: str, analytes: Catalogue = ANALYTES) -> tuple[str, ...]:
     """The analytes whose presence shows the medication was taken (buprenorphine/norbuprenorphine,
     methadone/EDDP, ...); empty for a medication no urine analyte evidences."""
     return tuple(
-        key for key, analyte in ANALYTES.items() if analyte.medication == medication and key not in _NOT_ADHERENCE_MARKERS
+        key for key, analyte in analytes.items()
+        if analyte.medication == medication and key not in _NOT_ADHERENCE_MARKERS
     )
 
 
@@ -554,11 +586,11 @@ def _methadone_spiking(findings: list[AnalyteFinding]) -> tuple[Flag, ...]:
     return ()
 
 
-def _review_flags(findings: list[AnalyteFinding]) -> tuple[Flag, ...]:
+def _review_flags(findings: list[AnalyteFinding], analytes: Catalogue = ANALYTES) -> tuple[Flag, ...]:
     flags: list[Flag] = []
-    confirmed_classes = _classes_confirmed_positive(findings)
+    confirmed_classes = _classes_confirmed_positive(findings, analytes)
     for finding in findings:
-        if finding.outcome == PRESUMPTIVE_POSITIVE and _drug_class(finding) not in confirmed_classes:
+        if finding.outcome == PRESUMPTIVE_POSITIVE and _drug_class(finding, analytes) not in confirmed_classes:
             flags.append(
                 Flag(
                     PRESUMPTIVE_UNCONFIRMED,

@@ -58,7 +58,7 @@ from store.models import (
     Screening,
     utcnow,
 )
-from workflows.contracts import AnalyteIn, LabReport, SettledCodes
+from workflows.contracts import AddedAnalyteIn, AnalyteIn, LabReport, SettledCodes
 from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id
 
@@ -110,6 +110,23 @@ class Quarantined(Exception):
 TOLD_LAB_MISMATCH = ("identifiers do not match our records; the result is held for our staff to verify "
                      "the requisition")
 TOLD_LAB = {"identifier-mismatch": TOLD_LAB_MISMATCH}
+
+
+# Why a quarantine item is held (QuarantineItem.reason_code), as staff filter and read them.
+QUARANTINE_REASONS: dict[str, str] = {
+    "held-code": "a code of a filed result is not in the code table",
+    "unmapped-code": "no code of the order is in the code table",
+    "unknown-specimen": "no screening has the specimen or order id",
+    "identifier-mismatch": "the participant identifiers disagree with ours",
+    "identifier-missing": "no identifier to cross-check the match",
+    "conflicting-control-id": "the control id was used before for another message",
+    "sender-not-registered": "refused for its sender",
+    "unparseable": "not a message we could read",
+    "no-results": "the order carries no result",
+    "screening-not-awaiting-result": "the screening took no result",
+    "screening-closed": "the screening is closed",
+    "intake-stalled": "still not processed after retries",  # activities.reconciler.STALLED
+}
 
 
 def told_lab(reason_code: str | None, reason: str | None) -> str | None:
@@ -426,7 +443,7 @@ class LabIngest:
             mappings = {m.code: m for m in session.exec(select(CodeMapping).where(CodeMapping.lab_id == lab_id)).all()}
             definitions = {d.key: d for d in session.exec(select(AnalyteDefinition)).all()}
             expected = expected_medications(session, screening.participant_id)
-        analytes, unmapped = map_observations(order.observations, code_map, mappings, lab_id, definitions)
+        analytes, unmapped = map_observations(order.observations, code_map, mappings, lab_id)
         held = [held_code_label(code, lab_id) for code in unmapped]
         held = [h for h in held if h not in not_monitored]
         if not analytes and held:
@@ -441,6 +458,7 @@ class LabIngest:
             specimen_id=screening.specimen_id or screening.id, result_status=status,
             received_at=utcnow().isoformat(), analytes=analytes, collected_at=order.collected_at,
             expected_medications=expected, notes=list(order.notes), held_codes=held,
+            added_analytes=added_analytes(definitions, analytes),
         )
 
     @staticmethod
@@ -686,8 +704,8 @@ def _name(text: str) -> str:
     return re.sub(r"[^a-z]", "", text.split("^", 1)[0].lower())
 
 
-def map_observations(observations: Iterable[Observation], code_map, mappings: dict, lab_id: str,
-                     definitions: dict | None = None) -> tuple[list[AnalyteIn], list[str]]:
+def map_observations(observations: Iterable[Observation], code_map, mappings: dict,
+                     lab_id: str) -> tuple[list[AnalyteIn], list[str]]:
     """Mapped analytes, and the codes not in the code table as "CODE (text)".
 
     The method comes from the code first (domain.loinc_tox.resolve_method): a confirmatory LOINC
@@ -706,14 +724,21 @@ def map_observations(observations: Iterable[Observation], code_map, mappings: di
         label_says = "confirm" if _CONFIRMATION.search(" ".join([obx.label or "", *obx.notes])) else None
         choice = loinc_tox.resolve_method(code_method, getattr(mapping, "method_override", None),
                                           getattr(mapping, "method", None), label_says, obx.code or "")
-        cutoff = obx.cutoff
-        definition = (definitions or {}).get(analyte)
-        if cutoff is None and definition is not None:
-            cutoff = definition.confirm_cutoff if choice.method == "confirm" else definition.initial_cutoff
+        # An admin-added analyte's default cutoffs travel with the report (added_analytes), so the
+        # interpreter names them as the clinic's, never as the lab's.
         analytes.append(AnalyteIn(analyte=analyte, value=obx.value_numeric, qualitative=obx.value_text,
-                                  units=obx.units, lab_cutoff=cutoff, method=choice.method, code=obx.code,
+                                  units=obx.units, lab_cutoff=obx.cutoff, method=choice.method, code=obx.code,
                                   method_basis=choice.basis, method_note=choice.detail))
     return analytes, unmapped
+
+
+def added_analytes(definitions: dict, analytes: Iterable[AnalyteIn]) -> list[AddedAnalyteIn]:
+    """The admin-added analytes among a report's analytes, as the workflow's interpreter needs them."""
+    used = {a.analyte for a in analytes}
+    return [AddedAnalyteIn(key=d.key, label=d.label, drug_class=d.drug_class, medication=d.medication,
+                           also_explained_by=list(d.also_explained_by or []), initial_cutoff=d.initial_cutoff,
+                           confirm_cutoff=d.confirm_cutoff)
+            for key, d in sorted(definitions.items()) if key in used and key not in ANALYTES]
 
 
 def held_code_label(code_text: str, lab_id: str) -> str:

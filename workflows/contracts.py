@@ -361,6 +361,20 @@ class AnalyteIn:
 
 
 @dataclass
+class AddedAnalyteIn:
+    """An analyte an administrator added (POST /lab/analytes), as the interpreter needs it
+    (domain.analytes.AddedAnalyte): sent with each report that carries it."""
+
+    key: str
+    label: str
+    drug_class: str
+    medication: str | None = None
+    also_explained_by: list[str] = field(default_factory=list)
+    initial_cutoff: float | None = None
+    confirm_cutoff: float | None = None
+
+
+@dataclass
 class LabReport:
     """A lab's result for one specimen, matched to a screening by the ingest."""
 
@@ -378,6 +392,9 @@ class LabReport:
     # mapped analytes are filed and interpreted, but the result cannot be final until each is
     # mapped or marked not monitored (issue 19).
     held_codes: list[str] = field(default_factory=list)
+    # Admin-added analytes among `analytes`, so that the interpreter knows their class, medication
+    # links and default cutoffs (issue 19). Empty in reports recorded before.
+    added_analytes: list[AddedAnalyteIn] = field(default_factory=list)
 
 
 @dataclass

@@ -12,6 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.records import RecordActivities
     from activities.screenings import ScreeningActivities
     from domain.clock import local_moment
+    from domain.analytes import AddedAnalyte
     from domain.interpretation import AnalyteResult, MedicationContext, interpret, interpretation_to_dict
     from workflows import search
     from workflows.contracts import (
@@ -65,6 +66,9 @@ ACTIVITY = dict(
 RESULT_GIVE_UP = timedelta(days=30)
 REVIEW_DUE = timedelta(hours=24)  # a non-negative result unreviewed this long is escalated
 CORRECTION_PERIOD = timedelta(days=30)  # a final result stays open to corrections this long
+# Admin-added analytes are interpreted with their definitions (issue 19): a new command path for
+# reports that carry them; histories recorded before replay without it.
+ADDED_ANALYTES_PATCH = "added-analytes-interpreted"
 
 
 def workflow_id(screening_id: str) -> str:
@@ -312,10 +316,16 @@ class ScreeningWorkflow:
         return self.state
 
     def _interpret(self, report: LabReport):
+        added: tuple[AddedAnalyte, ...] = ()
+        # Reports recorded before issue 19 carry no added analytes, and replay as they ran.
+        if report.added_analytes and workflow.patched(ADDED_ANALYTES_PATCH):
+            added = tuple(AddedAnalyte(d.key, d.label, d.drug_class, d.medication, tuple(d.also_explained_by),
+                                       d.initial_cutoff, d.confirm_cutoff) for d in report.added_analytes)
         return interpret(
             [AnalyteResult(a.analyte, a.value, a.qualitative, a.units, a.lab_cutoff, a.method) for a in report.analytes],
             None,
             MedicationContext(expected=frozenset(report.expected_medications)),
+            added=added,
         )
 
     async def _conclude(self, entry: ResultEntry, interpretation) -> None:

@@ -22,7 +22,7 @@ from api.workflow_calls import workflow_call
 from domain.analytes import ANALYTES
 from domain.hl7 import Identifier, Observation, Order, OruMessage, PatientIds
 from domain import loinc_tox
-from ingest.lab import LabIngest, LabSender, Quarantined, lab_sender, told_lab
+from ingest.lab import QUARANTINE_REASONS, LabIngest, LabSender, Quarantined, lab_sender, told_lab
 from store.models import AnalyteDefinition, CodeMapping, LabMessage, LabResult, QuarantineItem, Screening
 from workflows.contracts import Review, ScreeningState
 from workflows.screening import ScreeningWorkflow
@@ -207,14 +207,20 @@ def list_quarantine(
     actor: Reader,
     session: SessionDep,
     resolved: bool = False,
-    reason_code: str | None = None,
+    reason_code: Annotated[list[str], Query(max_length=len(QUARANTINE_REASONS),
+                                            description="Only items held for these reasons (repeat for several): "
+                                            + ", ".join(QUARANTINE_REASONS))] = [],  # noqa: B006 - FastAPI copies it
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
 ) -> QuarantinePage:
     query = select(QuarantineItem).where(
         QuarantineItem.resolved_at.is_not(None) if resolved else QuarantineItem.resolved_at.is_(None))
+    unknown = [r for r in reason_code if r not in QUARANTINE_REASONS]
+    if unknown:
+        raise ProblemError(422, f"Unknown reason_code {', '.join(repr(r[:60]) for r in unknown)}; the reasons are: "
+                           + ", ".join(QUARANTINE_REASONS) + ".")
     if reason_code:
-        query = query.where(QuarantineItem.reason_code == reason_code)
+        query = query.where(col(QuarantineItem.reason_code).in_(reason_code))
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(query.order_by(col(QuarantineItem.id)).offset(offset).limit(limit)).all()
     return QuarantinePage(items=[QuarantinePublic.model_validate(r, from_attributes=True) for r in rows],

@@ -32,6 +32,7 @@ _ROUTES = [
     ("/ui/medications/{order_id}/dispenses", views.dispense, ["POST"]),
     ("/ui/quarantine", views.quarantine, ["GET"]),
     ("/ui/quarantine/{item_id}/resolve", views.resolve_quarantine, ["POST"]),
+    ("/ui/lab-turnaround", views.lab_turnaround, ["GET"]),
 ]
 
 for path, endpoint, methods in _ROUTES:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 from datetime import date, datetime, time, timedelta
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
@@ -30,6 +31,7 @@ from api.ui.web import (
     when,
 )
 from domain.consent import CATEGORIES, CONSENT_EVENTS, SIGNATURE_METHODS
+from ingest.lab import QUARANTINE_REASONS
 from domain.medication import UNITS
 from domain.plan import PHASES
 from workflows.contracts import REVIEW_DECISIONS, SPECIMEN_TYPES, TAKES_COLLECTION
@@ -502,15 +504,22 @@ async def dispense(request: Request, ctx: Ctx) -> Response:
 @signed_in
 async def quarantine(request: Request, ctx: Ctx) -> Response:
     resolved = query(request, "resolved") == "1"
-    page = await ctx.api.get("/lab/quarantine", resolved=str(resolved).lower(), limit=200)
+    reason = query(request, "reason") or None
+    filters = {"reason_code": reason} if reason else {}
+    page = await ctx.api.get("/lab/quarantine", resolved=str(resolved).lower(), limit=200, **filters)
     state = ctx.form_state("resolve")
-    return ctx.render("quarantine.html", page=page, resolved=resolved, values=state.values, errors=state.errors)
+    return ctx.render("quarantine.html", page=page, resolved=resolved, reason=reason, reasons=QUARANTINE_REASONS,
+                      values=state.values, errors=state.errors)
+
+
+def _quarantine_page(reason: str) -> str:
+    return f"/ui/quarantine?reason={quote(reason)}" if reason in QUARANTINE_REASONS else "/ui/quarantine"
 
 
 @signed_in
 async def resolve_quarantine(request: Request, ctx: Ctx) -> Response:
     item_id = request.path_params["item_id"]
-    back = "/ui/quarantine"
+    back = _quarantine_page(ctx.value("reason"))
     body: dict[str, Any] = {"action": ctx.value("action"), "note": ctx.value("note")}
     if ctx.value("screening_id"):
         body["screening_id"] = ctx.value("screening_id")
@@ -519,6 +528,20 @@ async def resolve_quarantine(request: Request, ctx: Ctx) -> Response:
     except ApiError as exc:
         return ctx.refused(exc, f"{back}#item-{item_id}", "resolve")
     return ctx.done(back, f"Quarantined result {item_id} {item['resolution']}.")
+
+
+# --- lab turnaround ----------------------------------------------------------------------------
+
+DEFAULT_TARGET_HOURS = "48"  # the API's default (GET /reports/lab-turnaround)
+
+
+@signed_in
+async def lab_turnaround(request: Request, ctx: Ctx) -> Response:
+    """Per lab: collection to received and received to final, against the program's target. The
+    target as typed is passed to the API, which refuses a bad one with its own detail."""
+    target = query(request, "target_hours") or DEFAULT_TARGET_HOURS
+    labs = await ctx.api.get("/reports/lab-turnaround", target_hours=target)
+    return ctx.render("lab_turnaround.html", labs=labs, target=target)
 
 
 # --- not found ---------------------------------------------------------------------------------

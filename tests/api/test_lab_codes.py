@@ -84,3 +84,67 @@ async def test_a_held_code_mapped_later_is_filed_and_interpreted(stack):
 async def test_text_that_is_not_hl7_at_all_is_rejected_AR(stack):
     text, ack = await post_hl7(stack, "hello, here are the results you asked for\r")
     assert ack.ack_code == "AR", text
+
+
+async def test_an_admin_added_analyte_is_interpreted_with_its_class_cutoffs_and_medication_link(stack):
+    # Before: the workflow's interpreter did not know added analytes ("unknown analyte ...").
+    from tests.api.test_medications import BUPRENORPHINE, start
+
+    added = await stack.http.post("/lab/analytes", headers=stack.auth("admin"), json={
+        "key": "buprenorphine_glucuronide", "label": "Buprenorphine glucuronide", "drug_class": "buprenorphine",
+        "medication": "buprenorphine", "initial_cutoff": 20, "confirm_cutoff": 5})
+    assert added.status_code == 201, added.text
+    mapped = await stack.http.post("/lab/code-mappings", headers=stack.auth("admin"), json={
+        "lab_id": "ACME REFERENCE LAB", "code": "BUPG", "analyte": "buprenorphine_glucuronide", "method": "confirm"})
+    assert mapped.status_code == 201, mapped.text
+    obx = [*NEG_SCREENS, "NM|BUPG^Buprenorphine glucuronide^L||40|ng/mL|||", *VALID]
+
+    pid, sid, specimen = await collected(stack)  # prescribed buprenorphine: explained
+    assert (await start(stack, pid, BUPRENORPHINE)).status_code == 201
+    _, ack = await post_hl7(stack, oru("ADD-1", specimen, pid, obx=obx))
+    assert ack.ack_code == "AA"
+    interpretation = (await screening(stack, sid))["results"][0]["interpretation"]
+    finding = next(f for f in interpretation["findings"] if f["analyte"] == "buprenorphine_glucuronide")
+    assert (finding["outcome"], finding["cutoff_used"], finding["cutoff_source"]) == (
+        "confirmed-positive", 5.0, "clinic-added")
+    codes = {f["code"] for f in interpretation["flags"]}
+    assert "unexpected-present" not in codes and "expected-not-tested" not in codes, interpretation["flags"]
+
+    pid, sid, specimen = await collected(stack)  # no prescription: the same result is unexpected
+    _, ack = await post_hl7(stack, oru("ADD-2", specimen, pid, obx=obx))
+    flags = (await screening(stack, sid))["results"][0]["interpretation"]["flags"]
+    assert any(f["code"] == "unexpected-present" and f["detail"].startswith("buprenorphine") for f in flags), flags
+
+
+async def test_the_quarantine_list_filters_by_one_or_several_known_reasons(stack):
+    pid, sid, specimen = await collected(stack)
+    await post_hl7(stack, oru("FILT-1", specimen, pid, obx=[*NEG_SCREENS, "ST|KAVA^Kavalactones^L||NEG||", *VALID]))
+    await post_hl7(stack, oru("FILT-2", "s-not-ours-1", pid))
+    await post_hl7(stack, "not a message at all")
+    staff = stack.auth("staff")
+    both = (await stack.http.get("/lab/quarantine?reason_code=held-code&reason_code=unknown-specimen",
+                                 headers=staff)).json()
+    assert {i["reason_code"] for i in both["items"]} == {"held-code", "unknown-specimen"}, both
+    held = (await stack.http.get("/lab/quarantine?reason_code=held-code", headers=staff)).json()
+    assert {i["reason_code"] for i in held["items"]} == {"held-code"} and held["total"] == len(held["items"])
+    # A misspelt reason is refused with the known ones, not answered with an empty list.
+    typo = await stack.http.get("/lab/quarantine?reason_code=held-cod", headers=staff)
+    assert typo.status_code == 422, typo.text
+    assert typo.headers["content-type"].startswith("application/problem+json")
+    assert "held-code" in typo.json()["detail"] and "unknown-specimen" in typo.json()["detail"]
+
+
+def test_every_reason_an_item_is_stored_with_can_be_filtered_on():
+    import re
+    from pathlib import Path
+
+    from activities.reconciler import STALLED
+    from ingest.lab import QUARANTINE_REASONS
+
+    root = Path(__file__).resolve().parents[2]
+    stored = set()
+    for path in (root / "ingest" / "lab.py", root / "activities" / "reconciler.py"):
+        stored |= set(re.findall(r'reason_code="([a-z-]+)"', path.read_text()))
+    filing = re.findall(r'raise Quarantined\("([a-z-]+)"', (root / "ingest" / "lab.py").read_text())
+    resolving = {"held-code", "nothing-to-attach", "not-a-held-code", "still-unmapped", "already-resolved"}
+    assert stored | {STALLED} | (set(filing) - resolving) <= set(QUARANTINE_REASONS)

@@ -118,6 +118,42 @@ async def thirty_days(engine) -> None:
         await env.shutdown()
 
 
+async def added_analyte_result() -> None:
+    """A for-cause screening whose result carries an analyte an administrator added (issue 19:
+    interpreted with its definition, behind the "added-analytes-interpreted" patch)."""
+    from workflows.contracts import AddedAnalyteIn, AnalyteIn, LabReport
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/records.db"
+        upgrade(url)
+        engine = make_engine(url)
+        env = await WorkflowEnvironment.start_local(
+            data_converter=TEST_CONVERTER, dev_server_existing_path=binary("temporal"), search_attributes=search.ALL,
+        )
+        try:
+            async with build_worker(env.client, engine, "record-histories-added"):
+                handle = await start_participant(env.client, engine, "record-histories-added")
+                ref = await handle.execute_update(ParticipantWorkflow.order_for_cause, ForCause("odour", "recorder"))
+                screening = env.client.get_workflow_handle(screening_workflow_id(ref.screening_id))
+                await screening.execute_update(ScreeningWorkflow.record_collection,
+                                               Collection(specimen_type="urine", observed=True, collector="RN"))
+                report = LabReport(
+                    result_id="lr-1-1", lab_id="ACME REFERENCE LAB", message_ref="1", specimen_id=ref.screening_id,
+                    result_status="F", received_at="2026-12-01T12:00:00+00:00",
+                    analytes=[AnalyteIn("isotonitazene", 2.1, None, "ng/mL", None, "confirm", "ISOTZ"),
+                              AnalyteIn("creatinine", 85.0, None, "mg/dL"), AnalyteIn("specific_gravity", 1.015),
+                              AnalyteIn("ph", 6.2)],
+                    added_analytes=[AddedAnalyteIn("isotonitazene", "Isotonitazene", "nitazenes",
+                                                   initial_cutoff=1.0, confirm_cutoff=0.5)])
+                state = await screening.execute_update(ScreeningWorkflow.record_result, report)
+                assert state.results[0].interpretation["findings"][0]["outcome"] == "confirmed-positive", state
+                await save(env, screening.id, "screening--added-analyte-result")
+                await handle.terminate("recorded")
+                await screening.terminate("recorded")
+        finally:
+            await env.shutdown()
+
+
 def add_recipient_and_consent(engine, participant_id: str, receiver) -> tuple[str, str, str]:
     from tests.workflows.test_disclosure_delivery import setup_records_for
 
@@ -150,4 +186,7 @@ async def save(env: WorkflowEnvironment, workflow_id: str, name: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    import sys
+
+    # `... record_histories added-analyte` records only that history (the others exist already).
+    asyncio.run(added_analyte_result() if sys.argv[1:] == ["added-analyte"] else main())
