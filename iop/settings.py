@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     # The take-home rule set new medication orders use unless they name one: a jurisdiction
     # ("federal", "US-WI", "US-CA") or a rule-set name from domain/rules/takehome/ (iop/takehome_rules.py).
     takehome_rules: str = "federal"
+    # The equity report (domain/equity.py): groups with fewer participants are suppressed, and a
+    # group's rate ratio at or above the upper / at or below the lower threshold is flagged.
+    equity_min_group_size: int = Field(default=11, ge=1, le=1000)
+    equity_ratio_high: float = Field(default=1.25, gt=1.0, le=100.0)
+    equity_ratio_low: float = Field(default=0.8, gt=0.0, lt=1.0)
 
     @property
     def resolved_database_url(self) -> str:

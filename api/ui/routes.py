@@ -32,6 +32,8 @@ _ROUTES = [
     ("/ui/medications/{order_id}/dispenses", views.dispense, ["POST"]),
     ("/ui/quarantine", views.quarantine, ["GET"]),
     ("/ui/quarantine/{item_id}/resolve", views.resolve_quarantine, ["POST"]),
+    ("/ui/reports/equity", views.equity, ["GET"]),
+    ("/ui/reports/equity.pdf", views.equity_pdf, ["GET"]),
 ]
 
 for path, endpoint, methods in _ROUTES:
