@@ -65,7 +65,8 @@ def render(report: EquityReport) -> bytes:
             for c in group.rates:
                 if labels[c.metric].section != section:
                     continue
-                ratio = "-" if c.ratio is None else f"{c.ratio:.2f} ({interval(c.ratio_ci_low, c.ratio_ci_high, False)})"
+                ratio = "-" if c.ratio is None else \
+                    f"{c.ratio:.2f} ({interval(c.ratio_ci_low, c.ratio_ci_high, False)})"
                 if c.flag:
                     flagged.append(len(rows))
                 rows.append([group.dimension, group.group, labels[c.metric].label, f"{c.count} / {c.of}",

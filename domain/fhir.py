@@ -403,8 +403,9 @@ def _consent_resource(participant: Mapping[str, Any], facts: ConsentFacts) -> di
         organization=[{"display": str(consent.get("disclosing_program"))}],
         policy=[{"authority": "https://www.ecfr.gov", "uri": PART2_POLICY}],
         policyRule={"coding": [{"system": V3_ACT_CODE, "code": "42CFRPart2"}],
-                    "text": f"{legal}; purpose: {consent.get('purpose')}; signed by {consent.get('signer')} ({consent.get('signature_method')})"
-                            + (f"; revoked {revoked}" if revoked else "")},
+                    # The signer is left out: it may be a name (the participant's or a representative's).
+                    "text": f"{legal}; purpose: {consent.get('purpose')}; signed "
+                            f"({consent.get('signature_method')})" + (f"; revoked {revoked}" if revoked else "")},
         provision={
             "type": "permit", "period": period,
             "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",

@@ -14,7 +14,8 @@ from pypdf import PdfReader
 from sqlmodel import Session, select
 
 from store.db import session_scope
-from store.models import AuditEvent, Disclosure, Participant, ParticipantDemographics, Recipient, Screening, SelectionDraw
+from store.models import (AuditEvent, Disclosure, Participant, ParticipantDemographics, Recipient, Screening,
+                          SelectionDraw)
 
 ROOT = Path(__file__).resolve().parents[2]
 OCTOBER = [date(2026, 10, 1) + timedelta(days=i) for i in range(31)]
@@ -48,12 +49,14 @@ def seed_month(engine, groups: dict[str, tuple[int, int]]) -> dict[str, list[str
                         missed = race == "black-or-african-american" and d == 0 and n < 6
                         session.add(Screening(
                             id=f"s-{pid}-{day:%Y%m%d}-r", participant_id=pid, site="north", day=day, reason="random",
-                            status="missed" if missed else "final", selected_at=datetime(2026, 10, 1, 12, tzinfo=timezone.utc),
+                            status="missed" if missed else "final",
+                            selected_at=datetime(2026, 10, 1, 12, tzinfo=timezone.utc),
                             state={} if missed else {"final_outcome": "negative"}))
                 if race == "white" and n < 2:  # two for-cause tests, on one day
                     session.add(Screening(id=f"s-{pid}-20261015-c1", participant_id=pid, site="north",
                                           day=date(2026, 10, 15), reason="for-cause", status="final",
-                                          selected_at=datetime(2026, 10, 15, 12, tzinfo=timezone.utc), state={"final_outcome": "positive"}))
+                                          selected_at=datetime(2026, 10, 15, 12, tzinfo=timezone.utc),
+                                          state={"final_outcome": "positive"}))
             for n, pid in enumerate(pids):
                 if race == "black-or-african-american" and n < 6:
                     session.add(Disclosure(id=f"s-{pid}--missed-tests--r-court", participant_id=pid,

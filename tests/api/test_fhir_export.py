@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 from store.models import AuditEvent
 from tests.api.test_disclosures import add_consent, add_recipient, consent_body
 from tests.api.test_lab import POSITIVE, URINE, collected, oru, post_hl7
-from tests.api.test_medications import METHADONE, start
+from tests.api.test_medications import start
 from tests.receiver import webhook_receiver
 
 LABELS = {("http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "R"),

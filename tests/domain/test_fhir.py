@@ -40,7 +40,7 @@ ORDER = {"order_id": "m-1", "participant_id": "p-1", "drug": "methadone", "dose"
          "prescriber": "Dr. Okafor"}
 CONSENT = {"consent_id": "c-1", "participant_id": "p-1", "recipient_id": "r-1", "recipient_kind": "court",
            "categories": ["screening-results"], "purpose": "treatment court", "disclosing_program": "North IOP",
-           "signer": "the participant", "signed_at": "2026-11-01T10:00:00+00:00", "signature_method": "electronic",
+           "signer": "Rosa Diaz", "signed_at": "2026-11-01T10:00:00+00:00", "signature_method": "electronic",
            "effective_from": "2026-11-01T10:00:00+00:00", "expires_at": None, "criminal_justice": True}
 
 
@@ -129,6 +129,7 @@ def test_revoked_consent_is_inactive_and_empty_record_still_validates():
     bundle = participant_bundle(facts(consents=[ConsentFacts(CONSENT, "Court", "2026-11-20T00:00:00+00:00")]))
     [consent] = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Consent"]
     assert consent["status"] == "inactive"
+    assert "Rosa" not in str(bundle)  # the signer may be a name: never exported
     empty = participant_bundle(facts(screenings=[], orders=[], doses=[], consents=[]))
     Bundle.model_validate(empty)
     assert [e["resource"]["resourceType"] for e in empty["entry"]] == ["Patient", "Provenance"]
