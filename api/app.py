@@ -18,7 +18,7 @@ from api.observability import Metrics, Observe
 from api.observability import router as metrics_router
 from api.deps import Services
 from api.idempotency import ReleaseRefusedKeys
-from api.routers import audit, disclosures, health, lab, medications, participants, screenings
+from api.routers import audit, disclosures, equity, fhir, health, lab, medications, participants, screenings
 from ingest import offload
 from ingest.lab import LabIngest
 from iop import takehome_rules
@@ -79,6 +79,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
     app.include_router(medications.router)
     app.include_router(disclosures.router)
     app.include_router(audit.router)
+    app.include_router(fhir.router)
+    app.include_router(equity.router)
     app.include_router(ui.router)  # the staff dashboard under /ui: a client of the routes above
     return app
 

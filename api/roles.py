@@ -66,6 +66,11 @@ GET /audit: admin auditor
 GET /audit/verify: admin auditor
 POST /audit/checkpoints: admin
 GET /participants/{participant_id}/history: admin staff clinician auditor
+GET /participants/{participant_id}/fhir: admin clinician
+PUT /participants/{participant_id}/demographics: admin staff
+GET /participants/{participant_id}/demographics: admin staff
+GET /reports/equity: admin clinician auditor
+GET /reports/equity.pdf: admin clinician auditor
 GET /workflows/{workflow_id}/history: admin auditor
 POST /codec/decode: admin auditor
 POST /codec/encode: admin

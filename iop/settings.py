@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     # setting IOP_OTEL_ENDPOINT alone also turns tracing on.
     tracing: bool = False
     otel_endpoint: str = ""
+    # The equity report (domain/equity.py): groups with fewer participants are suppressed, and a
+    # group's rate ratio at or above the upper / at or below the lower threshold is flagged.
+    equity_min_group_size: int = Field(default=11, ge=1, le=1000)
+    equity_ratio_high: float = Field(default=1.25, gt=1.0, le=100.0)
+    equity_ratio_low: float = Field(default=0.8, gt=0.0, lt=1.0)
 
     @property
     def resolved_database_url(self) -> str:

@@ -141,6 +141,26 @@ class IdempotentAnswer(SQLModel, table=True):
     answered_at: datetime | None = None
 
 
+# --- demographics (equity report) ---------------------------------------------------------
+
+
+class ParticipantDemographics(SQLModel, table=True):
+    """Optional answers for the equity report (domain/demographics.py), kept apart from the clinical
+    record: given only with the participant's consent, never sent to Temporal or to recipients."""
+
+    __tablename__ = "participant_demographics"
+
+    participant_id: str = Field(primary_key=True, foreign_key="participants.id", max_length=40)
+    consented: bool = False
+    race: str | None = Field(default=None, max_length=48)
+    ethnicity: str | None = Field(default=None, max_length=48)
+    sex: str | None = Field(default=None, max_length=48)
+    age_band: str | None = Field(default=None, max_length=48)
+    payer: str | None = Field(default=None, max_length=48)
+    recorded_by: str = Field(max_length=32)  # the token id that recorded the answers (and the consent)
+    recorded_at: datetime = Field(default_factory=utcnow)
+
+
 # --- screenings ---------------------------------------------------------------------------
 
 

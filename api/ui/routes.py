@@ -33,6 +33,8 @@ _ROUTES = [
     ("/ui/quarantine", views.quarantine, ["GET"]),
     ("/ui/quarantine/{item_id}/resolve", views.resolve_quarantine, ["POST"]),
     ("/ui/lab-turnaround", views.lab_turnaround, ["GET"]),
+    ("/ui/reports/equity", views.equity, ["GET"]),
+    ("/ui/reports/equity.pdf", views.equity_pdf, ["GET"]),
 ]
 
 for path, endpoint, methods in _ROUTES:

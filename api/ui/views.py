@@ -544,6 +544,30 @@ async def lab_turnaround(request: Request, ctx: Ctx) -> Response:
     return ctx.render("lab_turnaround.html", labs=labs, target=target)
 
 
+# --- equity report -----------------------------------------------------------------------------
+
+
+def _period(request: Request) -> str:
+    return query(request, "period") or datetime.now(CLINIC_ZONE).strftime("%Y-%m")
+
+
+@signed_in
+async def equity(request: Request, ctx: Ctx) -> Response:
+    """The equity report (GET /reports/equity): random and for-cause testing apart, by group."""
+    period = _period(request)
+    report = await ctx.api.get("/reports/equity", period=period)
+    labels = {m["key"]: m for m in report["metrics"]}
+    return ctx.render("equity.html", report=report, labels=labels, period=period)
+
+
+@signed_in
+async def equity_pdf(request: Request, ctx: Ctx) -> Response:
+    period = _period(request)
+    answer = await ctx.api.request("GET", "/reports/equity.pdf", params={"period": period})
+    return Response(answer.content, media_type="application/pdf",
+                    headers={"Content-Disposition": answer.headers.get("content-disposition", "attachment")})
+
+
 # --- not found ---------------------------------------------------------------------------------
 
 
