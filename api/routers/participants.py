@@ -6,6 +6,7 @@ import hashlib
 import logging
 import json
 import secrets
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
@@ -259,7 +260,13 @@ async def get_participant(participant_id: str, actor: Reader, session: SessionDe
     if participant.status != ENROLLING:
         async with workflow_call("participant"):
             state = await handle.query(ParticipantWorkflow.status)
-    return ParticipantDetail(**_public(participant).model_dump(), workflow_id=handle.id, workflow=state)
+    return ParticipantDetail(**_public(participant).model_dump(), workflow_id=handle.id, workflow=_unpredictable(state))
+
+
+def _unpredictable(state: ParticipantState | None) -> ParticipantState | None:
+    """The workflow's state as shown to people: the roll that will place the next draw's minute is
+    drawn ahead of time inside the workflow, and nobody may see it before the draw."""
+    return None if state is None else replace(state, pending_time_roll=None)
 
 
 @router.post("/{participant_id}/phase", response_model=ParticipantState, responses=responses(401, 403, 404, 409, 422, 503))
@@ -271,10 +278,10 @@ async def change_phase(
     await run_in_threadpool(active_participant, session, participant_id, "change the phase")
     handle = services.temporal.get_workflow_handle(workflow_id(participant_id))
     async with workflow_call("participant"):
-        return await handle.execute_update(
+        return _unpredictable(await handle.execute_update(
             ParticipantWorkflow.change_phase, PhaseChange(phase=body.phase, reason=body.reason, actor=actor.token_id),
             id=attempt.update_id(participant_id) if attempt else None,
-        )
+        ))
 
 
 @router.post("/{participant_id}/discharge", response_model=ParticipantState, responses=responses(401, 403, 404, 409, 422, 503))
@@ -287,7 +294,7 @@ async def discharge(
         await run_in_threadpool(active_participant, session, participant_id, "discharge")
     handle = services.temporal.get_workflow_handle(workflow_id(participant_id))
     async with workflow_call("participant"):
-        return await handle.execute_update(
+        return _unpredictable(await handle.execute_update(
             ParticipantWorkflow.discharge, Discharge(kind=body.kind, reason=body.reason, actor=actor.token_id),
             id=attempt.update_id(participant_id) if attempt else None,
-        )
+        ))

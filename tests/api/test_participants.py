@@ -9,6 +9,7 @@ from temporalio.client import Client
 from store.models import IdempotencyRecord, Participant
 from tests.conftest import TEST_CONVERTER
 from tests.helpers import api_stack, enrollment
+from workflows.participant import ParticipantWorkflow
 
 PROBLEM = "application/problem+json"
 
@@ -26,6 +27,26 @@ async def test_enroll_then_read_record_and_live_workflow_state(stack):
     assert detail["case_numbers"] == [{"system": "county-drug-court", "value": "DC-2026-0917"}]
     described = await stack.temporal.get_workflow_handle(detail["workflow_id"]).describe()
     assert described.typed_search_attributes is not None
+
+
+async def test_nobody_sees_the_roll_that_places_the_next_draw(stack):
+    """The next draw's minute is rolled ahead of time inside the workflow; no role may read it."""
+    pid = (await stack.enroll())["id"]
+    handle = stack.temporal.get_workflow_handle(f"participant-{pid}")
+    for _ in range(200):  # until the workflow has planned its first draw (its first task done)
+        if (await handle.query(ParticipantWorkflow.status)).pending_time_roll is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert (await handle.query(ParticipantWorkflow.status)).pending_time_roll is not None  # in the workflow...
+    for role in ("admin", "staff", "clinician", "auditor"):  # ...and in no answer
+        detail = (await stack.http.get(f"/participants/{pid}", headers=stack.auth(role))).json()
+        assert detail["workflow"]["pending_time_roll"] is None, role
+    changed = await stack.http.post(f"/participants/{pid}/phase", headers=stack.auth("staff"),
+                                    json={"phase": "phase-2", "reason": "sixty days negative"})
+    assert changed.status_code == 200 and changed.json()["pending_time_roll"] is None
+    discharged = await stack.http.post(f"/participants/{pid}/discharge", headers=stack.auth("staff"),
+                                       json={"kind": "completed", "reason": "graduated"})
+    assert discharged.status_code == 200 and discharged.json()["pending_time_roll"] is None
 
 
 async def test_list_is_paginated_and_filtered(stack):
