@@ -126,9 +126,9 @@ class WorklistActivities:
         with session_scope(self.engine) as session:
             connection = session.connection()
             for alert in session.exec(select(AlertRecord).where(col(AlertRecord.resolved_at).is_(None))).all():
-                opened += open_item(connection, source=wl.Source.ALERT, source_ref=alert_ref(alert.kind, alert.subject_id),
-                                    raw_kind=alert.kind, participant_id=alert.participant_id,
-                                    subject_id=alert.subject_id, why=alert.detail)
+                opened += open_item(connection, source=wl.Source.ALERT,
+                                    source_ref=alert_ref(alert.kind, alert.subject_id), raw_kind=alert.kind,
+                                    participant_id=alert.participant_id, subject_id=alert.subject_id, why=alert.detail)
             for held in session.exec(select(QuarantineItem).where(col(QuarantineItem.resolved_at).is_(None))).all():
                 opened += open_item(connection, source=wl.Source.QUARANTINE, source_ref=str(held.id),
                                     raw_kind=held.reason_code, participant_id=None,

@@ -105,7 +105,8 @@ def _names(session: Session, rows: list[WorklistItem]) -> tuple[dict[str, str], 
     return participants, staff
 
 
-def _public(row: WorklistItem, participants: dict[str, str], staff: dict[str, str], now: datetime) -> WorklistItemPublic:
+def _public(row: WorklistItem, participants: dict[str, str], staff: dict[str, str],
+            now: datetime) -> WorklistItemPublic:
     spec = wl.spec_for(row.source, row.raw_kind)
     notes = [WorklistNote(**n, actor_name=staff.get(n.get("actor"))) for n in row.notes]
     return WorklistItemPublic(
