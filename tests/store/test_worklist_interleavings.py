@@ -108,3 +108,25 @@ def test_alerts_from_before_the_worklist_are_backfilled_once():
     with Session(ENGINE) as session:
         [row] = session.exec(select(WorklistItem)).all()
     assert (row.kind, row.site, row.why) == ("review-overdue", "north", "from last week")
+
+
+def test_an_urgent_item_escalating_is_paged_signed_and_without_phi():
+    import secrets as _secrets
+
+    from activities.worklist import Pager
+    from domain.disclosure import new_webhook_secret
+    from tests.receiver import Receiver, webhook_receiver
+
+    WorklistMachine().fresh()
+    RecordActivities(ENGINE).raise_alert(Alert("diversion-suspected", "p-1", "o-1:b-7", "bottle b-7 short by 4"))
+    RecordActivities(ENGINE).raise_alert(Alert("callback-due", "p-1", "o-1:2026-11-20T10:00", "call back"))
+    secret = new_webhook_secret(_secrets.token_bytes(32))
+    with webhook_receiver(receiver=Receiver(url="", secret=secret)) as receiver:
+        later = (datetime.now(timezone.utc) + timedelta(hours=5)).isoformat()
+        report = WorklistActivities(ENGINE, Pager(receiver.url, secret)).escalate_due(EscalationPass(later))
+        assert len(report.escalated) == 2  # both escalated; only the urgent one is paged
+        [page] = receiver.requests
+    assert page["verified"] and page["headers"]["webhook-id"].startswith("worklist-")
+    body = page["body"].decode()
+    assert '"kind":"diversion"' in body and '"escalated_to":"admin"' in body
+    assert "p-1" not in body and "bottle" not in body  # names no participant, says nothing clinical
