@@ -14,7 +14,7 @@ from starlette.responses import Response
 from api.tokens import TokenRejected
 from api.ui import charts
 from api.ui.apiclient import ApiError
-from api.ui.sessions import COOKIE, COOKIE_PATH, LOGIN_COOKIE, store_for
+from api.ui.sessions import COOKIE, COOKIE_PATH, LOGIN_COOKIE, FormState, store_for
 from api.ui.web import (
     CLINIC_ZONE,
     COLLECTED,
@@ -29,12 +29,16 @@ from api.ui.web import (
     signed_in,
     when,
 )
+from domain import search
+from domain import worklist as wl
 from domain.consent import CATEGORIES, CONSENT_EVENTS, SIGNATURE_METHODS
-from domain.medication import UNITS
+from domain.medication import DRUGS, ROUTES, UNITS
 from domain.plan import PHASES
-from workflows.contracts import REVIEW_DECISIONS, SPECIMEN_TYPES, TAKES_COLLECTION
+from workflows.contracts import REFUSAL_KINDS, REVIEW_DECISIONS, SPECIMEN_TYPES, TAKES_COLLECTION
 
 DISPENSE_KINDS = ("observed-dose", "take-home", "refused", "held", "injection")
+DISCHARGE_KINDS = ("completed", "withdrawn", "transferred", "administrative")
+SCHEDULE_KINDS = ("daily-observed", "observed-plus-take-home", "injection")
 CALENDAR_WEEKS = 12
 
 LOGIN_REASONS = {
@@ -187,7 +191,8 @@ async def participants(request: Request, ctx: Ctx) -> Response:
         offset = max(int(query(request, "offset") or 0), 0)
     except ValueError:
         offset = 0
-    filters = {"status": query(request, "status"), "phase": query(request, "phase"), "site": query(request, "site")}
+    filters = {"status": query(request, "status"), "phase": query(request, "phase"), "site": query(request, "site"),
+               "q": query(request, "q")}
     page = await ctx.api.get("/participants", limit=50, offset=offset, **filters)
     return ctx.render("participants.html", page=page, filters=filters, phases=PHASES)
 
@@ -214,6 +219,14 @@ async def enroll(request: Request, ctx: Ctx) -> Response:
     system, number = ctx.value("case_system"), ctx.value("case_value")
     body["case_numbers"] = [{"system": system, "value": number}] if system or number else []
     key = ctx.value("idempotency_key") or "ui-" + secrets.token_hex(12)
+    if ctx.value("not_duplicate") != "yes":
+        duplicates = await _likely_duplicates(ctx, body)
+        if duplicates:
+            values = {k: ctx.value(k) for k in ctx.form.keys() if k != "csrf_token"} if ctx.form else {}
+            ctx.session.form = FormState("enroll", {**values, "_duplicates": duplicates}, {})
+            ctx.flash("error", f"{len(duplicates)} existing record(s) look like the same person. Open them to check, "
+                               f"or confirm this is someone else and enroll again.")
+            return redirect(request, "/ui/participants/new#duplicates")
     try:
         created = await ctx.api.post("/participants", body, headers={"Idempotency-Key": key})
     except ApiError as exc:
@@ -221,6 +234,31 @@ async def enroll(request: Request, ctx: Ctx) -> Response:
     return ctx.done(f"/ui/participants/{created['id']}",
                     f"Enrolled {created['given_name']} {created['family_name']} ({created['id']}); "
                     f"the program has started.")
+
+
+async def _likely_duplicates(ctx: Ctx, body: dict[str, Any]) -> list[dict[str, str]]:
+    """Records with the same name and birth date, or the same phone number (domain.search.duplicate_reason)."""
+    try:
+        born = date.fromisoformat(body.get("date_of_birth") or "")
+    except ValueError:
+        born = None
+    new = search.Person(body.get("given_name") or "", body.get("family_name") or "", born, body.get("phone"))
+    reads = []
+    if born:
+        reads.append(ctx.api.get_all("/participants", cap=200, date_of_birth=born.isoformat()))
+    if len(search.phone_digits(new.phone)) >= 7:
+        reads.append(ctx.api.get_all("/participants", cap=200, phone=new.phone))
+    found: dict[str, dict[str, str]] = {}
+    for rows, _ in await ctx.api.gather(reads):
+        for row in rows or []:
+            old = search.Person(row["given_name"], row["family_name"], date.fromisoformat(row["date_of_birth"]),
+                                row.get("phone"))
+            reason = search.duplicate_reason(new, old)
+            if reason and row["id"] not in found:
+                found[row["id"]] = {"id": row["id"], "name": f"{row['given_name']} {row['family_name']}",
+                                    "born": row["date_of_birth"], "status": row["status"], "site": row["site"],
+                                    "reason": reason}
+    return list(found.values())
 
 
 def _zone(participant: dict[str, Any] | None) -> ZoneInfo:
@@ -320,7 +358,18 @@ async def participant(request: Request, ctx: Ctx) -> Response:
         first=first, last=last, categories=CATEGORIES, consent_events=CONSENT_EVENTS,
         signature_methods=SIGNATURE_METHODS, consent_values=consent_values, consent_errors=consent_state.errors,
         for_cause_values=for_cause.values, for_cause_errors=for_cause.errors, dispense_kinds=DISPENSE_KINDS,
-        units=UNITS, errors=errors, today_local=today_local)
+        units=UNITS, errors=errors, today_local=today_local, phases=PHASES, drugs=DRUGS, routes=ROUTES,
+        discharge_kinds=DISCHARGE_KINDS, form_values=_forms(ctx, "phase", "pause", "discharge", "medication-order"))
+
+
+def _forms(ctx: Ctx, *names: str) -> dict[str, Any]:
+    """The refused form's values and errors, under its name; the others empty."""
+    out = {name: ({}, {}) for name in names}
+    for name in names:
+        state = ctx.session.take_form(name)
+        if state is not None:
+            out[name] = (state.values, state.errors)
+    return out
 
 
 @signed_in
@@ -430,7 +479,8 @@ async def screening(request: Request, ctx: Ctx) -> Response:
                       awaiting_review=live.get("status") == "awaiting-review",
                       specimen_types=SPECIMEN_TYPES, decisions=REVIEW_DECISIONS,
                       collection_values={"specimen_type": "urine", "observed": "yes", **collection.values},
-                      collection_errors=collection.errors, review_values=review.values, review_errors=review.errors)
+                      collection_errors=collection.errors, review_values=review.values, review_errors=review.errors,
+                      refusal_kinds=REFUSAL_KINDS, form_values=_forms(ctx, "excuse", "refusal"))
 
 
 def _bool_choice(value: str) -> bool | None:
@@ -519,6 +569,177 @@ async def resolve_quarantine(request: Request, ctx: Ctx) -> Response:
     except ApiError as exc:
         return ctx.refused(exc, f"{back}#item-{item_id}", "resolve")
     return ctx.done(back, f"Quarantined result {item_id} {item['resolution']}.")
+
+
+# --- the day's other actions ---------------------------------------------------------------------
+
+
+async def _act(ctx: Ctx, path: str, body: dict[str, Any], back: str, done: str, form: str | None = None) -> Response:
+    """One API call for one form; the API's refusal goes back to the form with what was typed."""
+    try:
+        answer = await ctx.api.post(path, body)
+    except ApiError as exc:
+        return ctx.refused(exc, back, form)
+    return ctx.done(back, done.format(**(answer if isinstance(answer, dict) else {})))
+
+
+@signed_in
+async def check_in(request: Request, ctx: Ctx) -> Response:
+    pid = request.path_params["participant_id"]
+    back = f"/ui/participants/{pid}"
+    try:
+        answer = await ctx.api.post("/check-ins", {"participant_id": pid, "method": "staff"})
+    except ApiError as exc:
+        return ctx.refused(exc, back)
+    if answer["must_test"]:
+        return ctx.done(back, f"Checked in. {answer['message']}",
+                        (f"/ui/screenings/{answer['screening_id']}", "Open the screening to record the collection"))
+    return ctx.done(back, f"Checked in. {answer['message']}")
+
+
+@signed_in
+async def change_phase(request: Request, ctx: Ctx) -> Response:
+    pid = request.path_params["participant_id"]
+    return await _act(ctx, f"/participants/{pid}/phase", {"phase": ctx.value("phase"), "reason": ctx.value("reason")},
+                      f"/ui/participants/{pid}#program", "Phase changed to {phase}.", "phase")
+
+
+@signed_in
+async def pause(request: Request, ctx: Ctx) -> Response:
+    pid = request.path_params["participant_id"]
+    body = {"start": ctx.value("start"), "end": ctx.value("end"), "reason": ctx.value("reason")}
+    return await _act(ctx, f"/participants/{pid}/pauses", body, f"/ui/participants/{pid}#program",
+                      f"Random testing paused from {ctx.value('start')} to {ctx.value('end')}.", "pause")
+
+
+@signed_in
+async def discharge(request: Request, ctx: Ctx) -> Response:
+    pid = request.path_params["participant_id"]
+    body = {"kind": ctx.value("kind"), "reason": ctx.value("reason")}
+    return await _act(ctx, f"/participants/{pid}/discharge", body, f"/ui/participants/{pid}",
+                      "Discharged ({status}); random testing has stopped.", "discharge")
+
+
+@signed_in
+async def excuse(request: Request, ctx: Ctx) -> Response:
+    sid = request.path_params["screening_id"]
+    return await _act(ctx, f"/screenings/{sid}/excuse", {"reason": ctx.value("reason")}, f"/ui/screenings/{sid}",
+                      "Screening excused.", "excuse")
+
+
+@signed_in
+async def refusal(request: Request, ctx: Ctx) -> Response:
+    sid = request.path_params["screening_id"]
+    body = {"kind": ctx.value("kind"), "detail": ctx.value("detail")}
+    return await _act(ctx, f"/screenings/{sid}/refusal", body, f"/ui/screenings/{sid}",
+                      "Refusal recorded.", "refusal")
+
+
+@signed_in
+async def order_medication(request: Request, ctx: Ctx) -> Response:
+    pid = request.path_params["participant_id"]
+    schedule: dict[str, Any] = {"kind": ctx.value("schedule")}
+    if ctx.value("every_days"):
+        schedule["every_days"] = ctx.value("every_days")
+    body: dict[str, Any] = {"drug": ctx.value("drug"), "dose": ctx.value("dose"), "unit": ctx.value("unit"),
+                            "route": ctx.value("route"), "schedule": schedule, "start_date": ctx.value("start_date"),
+                            "prescriber": ctx.value("prescriber")}
+    if ctx.value("override_reason"):
+        body["override_reason"] = ctx.value("override_reason")
+    return await _act(ctx, f"/participants/{pid}/medications", body, f"/ui/participants/{pid}#medications",
+                      f"Medication order recorded: {ctx.value('drug')} {ctx.value('dose')} {ctx.value('unit')}.",
+                      "medication-order")
+
+
+@signed_in
+async def change_dose(request: Request, ctx: Ctx) -> Response:
+    order_id = request.path_params["order_id"]
+    body = {"dose": ctx.value("dose"), "unit": ctx.value("unit"), "reason": ctx.value("reason")}
+    if ctx.value("override_reason"):
+        body["override_reason"] = ctx.value("override_reason")
+    return await _act(ctx, f"/medications/{order_id}/dose-change", body,
+                      safe_next(ctx.value("next") or None), f"Dose changed to {ctx.value('dose')} {ctx.value('unit')}.")
+
+
+@signed_in
+async def stop_medication(request: Request, ctx: Ctx) -> Response:
+    order_id = request.path_params["order_id"]
+    return await _act(ctx, f"/medications/{order_id}/stop", {"reason": ctx.value("reason")},
+                      safe_next(ctx.value("next") or None), "Medication order stopped.")
+
+
+@signed_in
+async def reassess(request: Request, ctx: Ctx) -> Response:
+    order_id = request.path_params["order_id"]
+    body = {"decision": ctx.value("decision") or "resume", "note": ctx.value("note")}
+    words = {"resume": "Hold released: dosing resumes.", "keep-holding": "The hold stays.",
+             "hold": "Dosing is held."}.get(body["decision"], "Reassessment recorded.")
+    return await _act(ctx, f"/medications/{order_id}/reassessment", body, safe_next(ctx.value("next") or None), words)
+
+
+# --- worklist ----------------------------------------------------------------------------------
+
+WORKLIST_FILTERS = ("site", "kind", "status", "mine", "overdue")
+
+
+def worklist_link(item: dict[str, Any]) -> tuple[str, str] | None:
+    """Where staff go to do what the item asks: (href, words)."""
+    if item["subject_type"] == "screening":
+        return f"/ui/screenings/{item['subject_id']}", "Open the screening"
+    if item["subject_type"] == "lab-message" and item["source"] == wl.Source.QUARANTINE:
+        return f"/ui/quarantine#item-{item['source_ref']}", "Open the held lab message"
+    if item.get("participant_id"):
+        anchor = "#medications" if item["subject_type"] == "medication-order" else \
+            "#disclosures" if item["subject_type"] == "disclosure" else ""
+        return f"/ui/participants/{item['participant_id']}{anchor}", "Open the participant"
+    return None
+
+
+@signed_in
+async def worklist(request: Request, ctx: Ctx) -> Response:
+    filters = {name: query(request, name) for name in WORKLIST_FILTERS}
+    filters["site"] = filters["site"] or (ctx.session.site or "")
+    if "site" in request.query_params:  # remembered for this sign-in
+        ctx.session.site = query(request, "site")
+        filters["site"] = ctx.session.site
+    try:
+        offset = max(int(query(request, "offset") or 0), 0)
+    except ValueError:
+        offset = 0
+    params = {"site": filters["site"], "kind": filters["kind"], "status": filters["status"] or "unresolved",
+              "mine": "true" if filters["mine"] else None, "overdue": "true" if filters["overdue"] else None}
+    page = await ctx.api.get("/worklist", limit=50, offset=offset, **params)
+    return ctx.render("worklist.html", page=page, filters=filters, kinds=[k.value for k in wl.WorklistKind],
+                      outcomes=wl.STAFF_OUTCOMES, needs_note=sorted(wl.NEEDS_NOTE), link=worklist_link,
+                      back=request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+
+
+async def _worklist_action(request: Request, ctx: Ctx, what: str, body: dict[str, Any], done: str) -> Response:
+    item_id = request.path_params["worklist_item_id"]
+    back = safe_next(ctx.value("next") or None, "/ui/worklist")
+    try:
+        item = await ctx.api.post(f"/worklist/{item_id}/{what}", body)
+    except ApiError as exc:
+        return ctx.refused(exc, back)
+    who = item.get("participant_name") or f"{item['subject_type'].replace('-', ' ')} {item['subject_id']}"
+    return ctx.done(back, f"{item['title']} ({who}): {done}.")
+
+
+@signed_in
+async def claim_item(request: Request, ctx: Ctx) -> Response:
+    return await _worklist_action(request, ctx, "claim", {"take_over": ctx.value("take_over") == "yes"},
+                                  "claimed by you")
+
+
+@signed_in
+async def comment_item(request: Request, ctx: Ctx) -> Response:
+    return await _worklist_action(request, ctx, "comments", {"note": ctx.value("note")}, "comment added")
+
+
+@signed_in
+async def resolve_item(request: Request, ctx: Ctx) -> Response:
+    body = {"outcome": ctx.value("outcome"), "note": ctx.value("note") or None}
+    return await _worklist_action(request, ctx, "resolve", body, f"resolved ({ctx.value('outcome').replace('-', ' ')})")
 
 
 # --- not found ---------------------------------------------------------------------------------
