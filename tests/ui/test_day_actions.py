@@ -172,3 +172,26 @@ def test_phone_sized_and_print_styles_exist():
     assert "@media print" in css and "@media (max-width: 30rem)" in css
     printed = css[css.index("@media print"):]
     assert ".site-nav" in printed and "form" in printed
+
+
+async def test_a_confirmed_final_screening_reads_as_final_not_needing_review(live):
+    from tests.api.test_lab import POSITIVE, URINE, oru
+
+    pid = await enroll_via_api(live)  # the name and birth date the HL7 fixture carries
+    async with live.http() as http:
+        sid = (await http.post(f"/participants/{pid}/screenings", json={"reason": "review test"},
+                               headers=live.auth("staff"))).json()["screening_id"]
+        specimen = (await http.post(f"/screenings/{sid}/collection", json=URINE,
+                                    headers=live.auth("staff"))).json()["specimen_id"]
+        filed = await http.post("/lab/hl7", content=oru("UI-REVIEWED-1", specimen, pid, obx=POSITIVE).encode(),
+                                headers={**live.auth("lab"), "Content-Type": "text/plain"})
+        assert "MSA|AA" in filed.text, filed.text
+        await sign_in(http, live.tokens["clinician"])
+        before = (await http.get(f"/ui/screenings/{sid}")).text
+        assert "needs clinician review before it is final" in before  # true while it waits
+        reviewed = await http.post(f"/screenings/{sid}/review", headers=live.auth("clinician"),
+                                   json={"decision": "confirm", "explanation": "no prescription on file"})
+        assert reviewed.status_code == 200 and reviewed.json()["status"] == "final", reviewed.text
+        after = (await http.get(f"/ui/screenings/{sid}")).text
+        current = after[:after.index('id="h-events"')]  # the result as it stands; the history below keeps its past
+        assert "needs clinician review" not in current and "reviewed: confirmed" in current
