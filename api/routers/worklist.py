@@ -47,6 +47,7 @@ class WorklistItemPublic(BaseModel):
     subject_id: str
     participant_id: str | None
     participant_name: str | None = Field(description="Given and family name, where the item is about someone")
+    timezone: str | None = Field(description="The participant's program time zone, for showing times")
     site: str | None
     why: str
     todo: str = Field(description="What to do, in plain words")
@@ -94,24 +95,25 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _names(session: Session, rows: list[WorklistItem]) -> tuple[dict[str, str], dict[str, str]]:
+def _names(session: Session, rows: list[WorklistItem]) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
     people = {r.participant_id for r in rows if r.participant_id}
     tokens = {r.assignee for r in rows if r.assignee} | {r.resolved_by for r in rows if r.resolved_by}
     tokens |= {n.get("actor") for r in rows for n in r.notes if n.get("actor") not in (None, "system")}
-    participants = {p.id: f"{p.given_name} {p.family_name}" for p in session.exec(
+    participants = {p.id: (f"{p.given_name} {p.family_name}", p.timezone) for p in session.exec(
         select(Participant).where(col(Participant.id).in_(people))).all()} if people else {}
     staff = {t.id: t.name for t in session.exec(select(ApiToken).where(col(ApiToken.id).in_(tokens))).all()} \
         if tokens else {}
     return participants, staff
 
 
-def _public(row: WorklistItem, participants: dict[str, str], staff: dict[str, str],
+def _public(row: WorklistItem, participants: dict[str, tuple[str, str]], staff: dict[str, str],
             now: datetime) -> WorklistItemPublic:
     spec = wl.spec_for(row.source, row.raw_kind)
     notes = [WorklistNote(**n, actor_name=staff.get(n.get("actor"))) for n in row.notes]
+    name, zone = participants.get(row.participant_id or "", (None, None))
     return WorklistItemPublic(
-        **row.model_dump(exclude={"notes", "updated_at"}), title=spec.title,
-        participant_name=participants.get(row.participant_id or ""), assignee_name=staff.get(row.assignee or ""),
+        **row.model_dump(exclude={"notes", "updated_at"}), title=spec.title, participant_name=name, timezone=zone,
+        assignee_name=staff.get(row.assignee or ""),
         overdue=wl.is_overdue(row.due_at, row.status, now), notes=notes)
 
 

@@ -144,6 +144,9 @@ async def today(request: Request, ctx: Ctx) -> Response:
         "quarantine": api.get("/lab/quarantine", limit=100) if ctx.can("GET", "/lab/quarantine") else None,
         "blocked": api.get_all("/disclosures", status="blocked", cap=200) if disclosures_ok else None,
         "failed": api.get_all("/disclosures", status="failed", cap=200) if disclosures_ok else None,
+        "worklist": api.get("/worklist", limit=1) if ctx.can("GET", "/worklist") else None,
+        "worklist_overdue": api.get("/worklist", limit=1, overdue="true") if ctx.can("GET", "/worklist") else None,
+        "worklist_mine": api.get("/worklist", limit=1, mine="true") if ctx.can("GET", "/worklist") else None,
         "retrying": api.get_all("/disclosures", status="retrying", cap=200) if disclosures_ok else None,
     })
     names = answers["names"][0] or {}
@@ -172,6 +175,8 @@ async def today(request: Request, ctx: Ctx) -> Response:
                       names=names, name=lambda pid: _name(names, pid), groups=groups, screenings=screenings,
                       dosing=answers["dosing"][0], overdue=overdue, review=answers["review"][0],
                       quarantine=answers["quarantine"][0], disclosures=disclosures, recipients=recipients,
+                      worklist={k: (answers[f"worklist{k}"][0] or {}).get("total")
+                                for k in ("", "_overdue", "_mine")} if answers["worklist"][0] else None,
                       errors=errors)
 
 

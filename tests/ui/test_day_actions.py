@@ -48,6 +48,8 @@ async def test_worklist_page_claim_comment_resolve_and_filters(live):
         mine = await http.get("/ui/worklist", params={"mine": "1"})
         assert "Missed doses: Worklisted Person" in mine.text and "test clinician" in mine.text
         assert "claimed by you" in flash(mine.text)
+        today = (await http.get("/ui/today")).text
+        assert re.search(r'href="/ui/worklist\?mine=1"><span class="count">[1-9]', today)  # the morning's counts
         commented = await http.post(f"/ui/worklist/{item.id}/comments", data={
             "csrf_token": csrf, "note": "called, no answer", "next": back})
         assert "comment added" in flash((await http.get(commented.headers["location"])).text)
