@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import case, func, or_
 from sqlmodel import Session, col, select
@@ -25,6 +25,7 @@ router = APIRouter(prefix="/worklist", tags=["worklist"], responses=responses(42
 
 Reader = Annotated[Actor, Depends(require("admin", "staff", "clinician", "auditor"))]
 Worker = Annotated[Actor, Depends(require("admin", "staff", "clinician"))]
+ItemId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # past this, SQL integers overflow
 UNRESOLVED = "unresolved"
 
 
@@ -182,13 +183,13 @@ def _note(row: WorklistItem, actor: Actor, what: str, text: str, now: datetime) 
 
 
 @router.get("/{worklist_item_id}", response_model=WorklistItemPublic, responses=responses(401, 403, 404))
-def get_item(worklist_item_id: int, actor: Reader, session: SessionDep, request: Request) -> WorklistItemPublic:
+def get_item(worklist_item_id: ItemId, actor: Reader, session: SessionDep, request: Request) -> WorklistItemPublic:
     return _one(session, _item(session, worklist_item_id, request))
 
 
 @router.post("/{worklist_item_id}/claim", response_model=WorklistItemPublic,
              responses=responses(401, 403, 404, 409), summary="Claim an item: it is assigned to you")
-def claim(worklist_item_id: int, body: ClaimRequest, actor: Worker, session: SessionDep,
+def claim(worklist_item_id: ItemId, body: ClaimRequest, actor: Worker, session: SessionDep,
           request: Request) -> WorklistItemPublic:
     row = _item(session, worklist_item_id, request, lock=True)
     refusal = wl.claim_refusal(row.status, row.assignee, actor.token_id, body.take_over)
@@ -207,7 +208,7 @@ def claim(worklist_item_id: int, body: ClaimRequest, actor: Worker, session: Ses
 
 @router.post("/{worklist_item_id}/release", response_model=WorklistItemPublic,
              responses=responses(401, 403, 404, 409), summary="Give a claimed item back to the list")
-def release(worklist_item_id: int, actor: Worker, session: SessionDep, request: Request) -> WorklistItemPublic:
+def release(worklist_item_id: ItemId, actor: Worker, session: SessionDep, request: Request) -> WorklistItemPublic:
     row = _item(session, worklist_item_id, request, lock=True)
     if row.status == wl.Status.RESOLVED:
         raise ProblemError(409, "This item is already resolved; nothing to release.")
@@ -222,7 +223,7 @@ def release(worklist_item_id: int, actor: Worker, session: SessionDep, request: 
 
 @router.post("/{worklist_item_id}/comments", response_model=WorklistItemPublic, status_code=201,
              responses=responses(401, 403, 404))
-def comment(worklist_item_id: int, body: CommentRequest, actor: Worker, session: SessionDep,
+def comment(worklist_item_id: ItemId, body: CommentRequest, actor: Worker, session: SessionDep,
             request: Request) -> WorklistItemPublic:
     row = _item(session, worklist_item_id, request, lock=True)
     _note(row, actor, "comment", body.note, _now())
@@ -234,7 +235,7 @@ def comment(worklist_item_id: int, body: CommentRequest, actor: Worker, session:
 
 @router.post("/{worklist_item_id}/resolve", response_model=WorklistItemPublic,
              responses=responses(401, 403, 404, 409, 422), summary="Resolve an item with an outcome")
-def resolve(worklist_item_id: int, body: ResolveRequest, actor: Worker, session: SessionDep,
+def resolve(worklist_item_id: ItemId, body: ResolveRequest, actor: Worker, session: SessionDep,
             request: Request) -> WorklistItemPublic:
     row = _item(session, worklist_item_id, request, lock=True)
     if row.status == wl.Status.RESOLVED:
