@@ -14,7 +14,7 @@ from api import problems, ui
 from api.audit import AuditMiddleware
 from api.body_limit import BodyLimit
 from api.deps import Services
-from api.routers import audit, disclosures, health, lab, medications, participants, screenings, worklist
+from api.routers import audit, disclosures, health, lab, medications, participants, screenings, staff, worklist
 from ingest import offload
 from ingest.lab import LabIngest
 from iop import takehome_rules
@@ -68,6 +68,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
     app.include_router(medications.router)
     app.include_router(disclosures.router)
     app.include_router(worklist.router)
+    app.include_router(staff.router)
     app.include_router(audit.router)
     app.include_router(ui.router)  # the staff dashboard under /ui: a client of the routes above
     return app

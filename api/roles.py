@@ -65,6 +65,7 @@ GET /audit: admin auditor
 GET /audit/verify: admin auditor
 POST /audit/checkpoints: admin
 GET /worklist: admin staff clinician auditor
+GET /staff: admin staff clinician auditor
 GET /worklist/{worklist_item_id}: admin staff clinician auditor
 POST /worklist/{worklist_item_id}/claim: admin staff clinician
 POST /worklist/{worklist_item_id}/release: admin staff clinician

@@ -116,6 +116,25 @@ async def home(request: Request) -> Response:
 # --- Today -------------------------------------------------------------------------------------
 
 
+async def _who(ctx: Ctx):
+    """A function from an actor (a token id, 'system', 'lab:...') to the words to show for it."""
+    staff, _ = await ctx.api.maybe(ctx.api.get("/staff")) if ctx.can("GET", "/staff") else (None, None)
+    names = {s["id"]: s["name"] for s in staff or []}
+
+    def who(actor: str | None) -> str:
+        """'eb3b38bf5bdf' or 'clinician:eb3b38bf5bdf' -> the token's name; 'system' -> 'the system'."""
+        if not actor:
+            return "—"
+        role, _, ident = actor.rpartition(":")
+        if ident in names:
+            return names[ident]
+        if ident == "system":
+            return "the system"
+        return ident if role == "lab" else actor
+
+    return who
+
+
 def _name(names: dict[str, str], participant_id: str) -> str:
     return names.get(participant_id, participant_id)
 
@@ -387,10 +406,11 @@ async def timeline(request: Request, ctx: Ctx) -> Response:
     shown = [e for e in entries if not (e["source"] == "audit" and " /ui/" in e["event"])
              and (reads or not (e["source"] == "audit" and e["event"].startswith("GET ")))]
     shown.reverse()  # newest first
-    context = {"pid": pid, "entries": shown, "total": len(entries), "reads": reads}
+    record, _ = await ctx.api.maybe(ctx.api.get(f"/participants/{pid}"))
+    context = {"pid": pid, "entries": shown, "total": len(entries), "reads": reads, "who": await _who(ctx),
+               "zone": str(_zone(record))}
     if is_partial(request):
         return ctx.render("timeline.html", **context)
-    record, _ = await ctx.api.maybe(ctx.api.get(f"/participants/{pid}"))
     return ctx.render("timeline_page.html", p=record, **context)
 
 
@@ -479,7 +499,7 @@ async def screening(request: Request, ctx: Ctx) -> Response:
     record, _ = await ctx.api.maybe(ctx.api.get(f"/participants/{answer['participant_id']}"))
     collection = ctx.form_state("collection")
     review = ctx.form_state("review")
-    return ctx.render("screening.html", s=answer, live=live, p=record, zone=str(_zone(record)),
+    return ctx.render("screening.html", s=answer, live=live, p=record, zone=str(_zone(record)), who=await _who(ctx),
                       takes_collection=answer["status"] in TAKES_COLLECTION,
                       awaiting_review=live.get("status") == "awaiting-review",
                       specimen_types=SPECIMEN_TYPES, decisions=REVIEW_DECISIONS,
@@ -559,7 +579,8 @@ async def quarantine(request: Request, ctx: Ctx) -> Response:
     resolved = query(request, "resolved") == "1"
     page = await ctx.api.get("/lab/quarantine", resolved=str(resolved).lower(), limit=200)
     state = ctx.form_state("resolve")
-    return ctx.render("quarantine.html", page=page, resolved=resolved, values=state.values, errors=state.errors)
+    return ctx.render("quarantine.html", page=page, resolved=resolved, values=state.values, errors=state.errors,
+                      who=await _who(ctx))
 
 
 @signed_in

@@ -197,3 +197,7 @@ async def test_a_confirmed_final_screening_reads_as_final_not_needing_review(liv
         after = (await http.get(f"/ui/screenings/{sid}")).text
         current = after[:after.index('id="h-events"')]  # the result as it stands; the history below keeps its past
         assert "needs clinician review" not in current and "reviewed: confirmed" in current
+        clinician_id = live.tokens["clinician"].split("_")[1]
+        assert "confirm by test clinician" in after and f"by {clinician_id}" not in after  # a name, not a token id
+        timeline = (await http.get(f"/ui/participants/{pid}/timeline")).text
+        assert "by test clinician" in timeline and f"by {clinician_id}" not in timeline, re.findall(r"by [^<]*", timeline)
