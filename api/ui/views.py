@@ -4,6 +4,7 @@ apiclient.py); what a user may see or do is what api/roles.py lets their role ca
 from __future__ import annotations
 
 import secrets
+from collections import Counter
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -144,28 +145,42 @@ async def _names(ctx: Ctx) -> dict[str, str]:
     return {p["id"]: f"{p['family_name']}, {p['given_name']}" for p in people or []}
 
 
+async def _site_zone(ctx: Ctx, site: str) -> ZoneInfo:
+    """The site's time zone: the one most of its participants' programs run in; the clinic's default otherwise."""
+    if not site or not ctx.can("GET", "/participants"):
+        return CLINIC_ZONE
+    page, _ = await ctx.api.maybe(ctx.api.get("/participants", site=site, limit=200))
+    zones = Counter(p["timezone"] for p in (page or {}).get("items", []))
+    return _zone({"timezone": zones.most_common(1)[0][0]}) if zones else CLINIC_ZONE
+
+
 @signed_in
 async def today(request: Request, ctx: Ctx) -> Response:
+    if "site" in request.query_params:  # the site filter is remembered for this sign-in
+        ctx.session.site = query(request, "site") or None
+    site = ctx.session.site or ""
+    zone = await _site_zone(ctx, site)
     try:
         day = date.fromisoformat(query(request, "date")) if query(request, "date") else None
     except ValueError:
         day = None
-    day = day or datetime.now(CLINIC_ZONE).date()
+    day = day or datetime.now(zone).date()
     api = ctx.api
     screenings_ok, disclosures_ok = ctx.can("GET", "/screenings"), ctx.can("GET", "/disclosures")
     answers = await _sections(ctx, {
         "names": _names(ctx) if ctx.can("GET", "/participants") else None,
-        "screenings": api.get_all("/screenings", date=day.isoformat()) if screenings_ok else None,
+        "screenings": api.get_all("/screenings", date=day.isoformat(), site=site) if screenings_ok else None,
         "review": api.get_all("/screenings", status="awaiting-review") if screenings_ok else None,
         "results": api.get_all("/screenings", status="awaiting-result") if screenings_ok else None,
         "preliminary": api.get_all("/screenings", status="preliminary") if screenings_ok else None,
-        "dosing": api.get("/dispensing/today") if ctx.can("GET", "/dispensing/today") else None,
+        "dosing": api.get("/dispensing/today", site=site) if ctx.can("GET", "/dispensing/today") else None,
         "quarantine": api.get("/lab/quarantine", limit=100) if ctx.can("GET", "/lab/quarantine") else None,
         "blocked": api.get_all("/disclosures", status="blocked", cap=200) if disclosures_ok else None,
         "failed": api.get_all("/disclosures", status="failed", cap=200) if disclosures_ok else None,
-        "worklist": api.get("/worklist", limit=1) if ctx.can("GET", "/worklist") else None,
-        "worklist_overdue": api.get("/worklist", limit=1, overdue="true") if ctx.can("GET", "/worklist") else None,
-        "worklist_mine": api.get("/worklist", limit=1, mine="true") if ctx.can("GET", "/worklist") else None,
+        "worklist": api.get("/worklist", limit=1, site=site) if ctx.can("GET", "/worklist") else None,
+        "worklist_overdue": api.get("/worklist", limit=1, site=site, overdue="true")
+        if ctx.can("GET", "/worklist") else None,
+        "worklist_mine": api.get("/worklist", limit=1, site=site, mine="true") if ctx.can("GET", "/worklist") else None,
         "retrying": api.get_all("/disclosures", status="retrying", cap=200) if disclosures_ok else None,
     })
     names = answers["names"][0] or {}
@@ -189,8 +204,8 @@ async def today(request: Request, ctx: Ctx) -> Response:
     if disclosures and ctx.can("GET", "/recipients"):
         found, _ = await api.maybe(api.get("/recipients"))
         recipients = {r["id"]: r["name"] for r in found or []}
-    return ctx.render("today.html", day=day, is_today=day == datetime.now(CLINIC_ZONE).date(),
-                      previous_day=day - timedelta(days=1), next_day=day + timedelta(days=1), zone=str(CLINIC_ZONE),
+    return ctx.render("today.html", day=day, is_today=day == datetime.now(zone).date(), site=site,
+                      previous_day=day - timedelta(days=1), next_day=day + timedelta(days=1), zone=str(zone),
                       names=names, name=lambda pid: _name(names, pid), groups=groups, screenings=screenings,
                       dosing=answers["dosing"][0], overdue=overdue, review=answers["review"][0],
                       quarantine=answers["quarantine"][0], disclosures=disclosures, recipients=recipients,

@@ -201,3 +201,19 @@ async def test_a_confirmed_final_screening_reads_as_final_not_needing_review(liv
         assert "confirm by test clinician" in after and f"by {clinician_id}" not in after  # a name, not a token id
         timeline = (await http.get(f"/ui/participants/{pid}/timeline")).text
         assert "by test clinician" in timeline and f"by {clinician_id}" not in timeline, re.findall(r"by [^<]*", timeline)
+
+
+async def test_today_per_site_in_the_sites_time_zone_and_remembered(live):
+    west = await enroll_via_api(live, given_name="Westward", family_name="Coast", site="west-coast",
+                                timezone="America/Los_Angeles", phone="+15555550917")
+    async with live.http() as http:
+        await sign_in(http, live.tokens["staff"])
+        page = (await http.get("/ui/today", params={"site": "west-coast"})).text
+        assert "Program days in America/Los_Angeles" in page and 'value="west-coast"' in page
+        day = local_date(datetime.now(timezone.utc), "America/Los_Angeles")
+        assert f'value="{day.isoformat()}"' in page  # the site's day, not New York's
+        again = (await http.get("/ui/today")).text  # remembered for this sign-in
+        assert 'value="west-coast"' in again and "America/Los_Angeles" in again
+        everywhere = (await http.get("/ui/today", params={"site": ""})).text
+        assert 'name="site" value=""' in everywhere and "Program days in America/New_York" in everywhere
+    assert west
