@@ -594,8 +594,26 @@ async def quarantine(request: Request, ctx: Ctx) -> Response:
     resolved = query(request, "resolved") == "1"
     page = await ctx.api.get("/lab/quarantine", resolved=str(resolved).lower(), limit=200)
     state = ctx.form_state("resolve")
+    held = [] if resolved else page["items"][:QUARANTINE_DETAILS]
+    answers = await ctx.api.gather([ctx.api.get(f"/lab/quarantine/{q['id']}") for q in held])
+    details = {q["id"]: answer for q, (answer, _) in zip(held, answers) if answer}
     return ctx.render("quarantine.html", page=page, resolved=resolved, values=state.values, errors=state.errors,
-                      who=await _who(ctx))
+                      who=await _who(ctx), details=details, held_rows=_held_rows)
+
+
+QUARANTINE_DETAILS = 30  # items shown with the held message and suggested screenings
+HELD_LABELS = {"placer": "Placer order number", "filler": "Filler order number", "specimen": "Specimen id",
+               "patient_name": "Name", "patient_dob": "Date of birth", "result_status": "Result status",
+               "collected_at": "Collected", "lab_id": "Lab"}
+
+
+def _held_rows(fields: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The held order's fields as the lab sent them, plain values only, labelled where we know the field."""
+    rows = []
+    for key, value in (fields or {}).items():
+        if isinstance(value, (str, int, float)) and str(value).strip():
+            rows.append((HELD_LABELS.get(key, key.replace("_", " ")), str(value)))
+    return rows[:20]
 
 
 @signed_in

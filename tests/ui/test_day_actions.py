@@ -217,3 +217,25 @@ async def test_today_per_site_in_the_sites_time_zone_and_remembered(live):
         everywhere = (await http.get("/ui/today", params={"site": ""})).text
         assert 'name="site" value=""' in everywhere and "Program days in America/New_York" in everywhere
     assert west
+
+
+async def test_quarantine_shows_the_held_message_and_the_likely_screenings(live):
+    from tests.api.test_lab import NEGATIVE, URINE, oru
+
+    pid = await enroll_via_api(live)
+    async with live.http() as http:
+        sid = (await http.post(f"/participants/{pid}/screenings", json={"reason": "held test"},
+                               headers=live.auth("staff"))).json()["screening_id"]
+        specimen = (await http.post(f"/screenings/{sid}/collection", json=URINE,
+                                    headers=live.auth("staff"))).json()["specimen_id"]
+        held = await http.post("/lab/hl7", content=oru("UI-HELD-1", specimen, pid, obx=NEGATIVE,
+                                                        dob="1970-01-01").encode(),
+                               headers={**live.auth("lab"), "Content-Type": "text/plain"})
+        assert "MSA|AE" in held.text
+        await sign_in(http, live.tokens["staff"])
+        page = (await http.get("/ui/quarantine")).text
+    start = page.rfind("<article", 0, page.index("UI-HELD-1"))
+    item = page[start:page.index("</article>", start)]
+    assert "ACMELAB" in item and f'href="/ui/participants/{pid}"' in item  # who the lab says it is about
+    assert "Likely screenings" in item and f'href="/ui/screenings/{sid}"' in item and "specimen id matches" in item
+    assert f'name="screening_id" value="{sid}"' in item  # the best match, offered instead of typing an id
