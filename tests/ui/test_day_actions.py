@@ -155,6 +155,12 @@ async def test_the_days_actions_from_the_participant_and_screening_pages(live):
         assert await post(f"/ui/screenings/{sid}/refusal", kind="refused-to-provide", detail="declined at the desk") \
             == "success: Refusal recorded."
 
+        second = (await http.post(f"/participants/{pid}/screenings", json={"reason": "second"},
+                                  headers=live.auth("staff"))).json()["screening_id"]
+        assert await post(f"/ui/screenings/{second}/excuse", reason="hospital admission, letter on file") == \
+            "success: Screening excused."
+        assert "Excused" in (await http.get(f"/ui/screenings/{second}")).text
+
         assert "Discharged" in await post(f"/ui/participants/{pid}/discharge", kind="completed",
                                           reason="finished the program")
         page = (await http.get(f"/ui/participants/{pid}")).text
