@@ -80,18 +80,20 @@ class WorklistActivities:
                 .limit(BATCH)).all()
             for item in due:
                 spec = wl.spec_for(item.source, item.raw_kind)
-                role = wl.escalation_role(spec, item.escalation_level)
-                item.escalation_level += 1
-                item.escalated_to, item.escalated_at, item.updated_at = role, now, now
-                item.next_escalation_at = wl.next_escalation_at(spec, item.created_at, item.escalation_level)
-                item.notes = [*item.notes, {"at": now.isoformat(), "actor": "system", "what": "escalated",
-                                            "text": f"not resolved in time: escalated to {role}"}]
+                # Every step that fell due (several, when passes were missed: the worker was down), each noted.
+                while item.next_escalation_at is not None and item.next_escalation_at <= now:
+                    role = wl.escalation_role(spec, item.escalation_level)
+                    item.escalation_level += 1
+                    item.escalated_to, item.escalated_at, item.updated_at = role, now, now
+                    item.next_escalation_at = wl.next_escalation_at(spec, item.created_at, item.escalation_level)
+                    item.notes = [*item.notes, {"at": now.isoformat(), "actor": "system", "what": "escalated",
+                                                "text": f"not resolved in time: escalated to {role}"}]
+                    entries.append(audit.AuditEntry(
+                        actor="system", role="system", action="worklist.escalated", outcome=f"to {role}",
+                        subject_type="worklist-item", subject_id=str(item.id), participant_id=item.participant_id,
+                        source="worklist", detail=f"{item.kind} level {item.escalation_level}"))
                 session.add(item)
                 report.escalated.append(item.id)
-                entries.append(audit.AuditEntry(
-                    actor="system", role="system", action="worklist.escalated", outcome=f"to {role}",
-                    subject_type="worklist-item", subject_id=str(item.id), participant_id=item.participant_id,
-                    source="worklist", detail=f"{item.kind} level {item.escalation_level}"))
                 if item.severity == wl.Severity.URGENT:
                     pages.append(Page(item.id, item.escalation_level, {
                         "type": "worklist.escalated", "item_id": item.id, "kind": item.kind,

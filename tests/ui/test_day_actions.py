@@ -206,7 +206,7 @@ async def test_a_confirmed_final_screening_reads_as_final_not_needing_review(liv
         clinician_id = live.tokens["clinician"].split("_")[1]
         assert "confirm by test clinician" in after and f"by {clinician_id}" not in after  # a name, not a token id
         timeline = (await http.get(f"/ui/participants/{pid}/timeline")).text
-        assert "by test clinician" in timeline and f"by {clinician_id}" not in timeline, re.findall(r"by [^<]*", timeline)
+        assert "by test clinician" in timeline and f"by {clinician_id}" not in timeline
 
 
 async def test_today_per_site_in_the_sites_time_zone_and_remembered(live):
