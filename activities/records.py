@@ -11,6 +11,7 @@ from temporalio import activity
 from sqlmodel import select
 from temporalio.exceptions import ApplicationError
 
+from store import audit
 from store.db import session_scope
 from store.models import AlertRecord, Participant, utcnow
 from workflows.contracts import Alert, ParticipantSync
@@ -47,12 +48,18 @@ class RecordActivities:
 
     @activity.defn
     def raise_alert(self, alert: Alert) -> None:
+        """The alert, and (store/worklist.py, same transaction) the worklist item staff work it from."""
         with session_scope(self.engine) as session:
             exists = session.exec(
                 select(AlertRecord).where(AlertRecord.kind == alert.kind, AlertRecord.subject_id == alert.subject_id)
             ).first()
             if exists is None:
                 session.add(AlertRecord(**asdict(alert)))
+        if exists is None:
+            audit.append(self.engine, audit.AuditEntry(
+                actor="system", role="system", action="worklist.opened", outcome=alert.kind,
+                subject_type="alert", subject_id=alert.subject_id[:200], participant_id=alert.participant_id,
+                source="alert"))
 
     def all(self) -> list:
         return [self.confirm_enrollment, self.sync_participant, self.raise_alert]

@@ -18,7 +18,19 @@ from api.observability import Metrics, Observe
 from api.observability import router as metrics_router
 from api.deps import Services
 from api.idempotency import ReleaseRefusedKeys
-from api.routers import audit, disclosures, equity, fhir, health, lab, medications, participants, screenings
+from api.routers import (
+    audit,
+    disclosures,
+    equity,
+    fhir,
+    health,
+    lab,
+    medications,
+    participants,
+    screenings,
+    staff,
+    worklist,
+)
 from ingest import offload
 from ingest.lab import LabIngest
 from iop import takehome_rules
@@ -78,6 +90,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
     app.include_router(lab.router)
     app.include_router(medications.router)
     app.include_router(disclosures.router)
+    app.include_router(worklist.router)
+    app.include_router(staff.router)
     app.include_router(audit.router)
     app.include_router(fhir.router)
     app.include_router(equity.router)

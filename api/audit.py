@@ -26,6 +26,7 @@ SUBJECTS = {
     "order_id": ("medication-order", MedicationOrderRecord),
     "consent_id": ("consent", ConsentRecord),
     "item_id": ("quarantine-item", None),
+    "worklist_item_id": ("worklist-item", None),  # the route names the participant (audit_participant)
     "recipient_id": ("recipient", None),
     "mapping_id": ("code-mapping", None),
     "workflow_id": ("workflow", None),

@@ -65,6 +65,13 @@ GET /disclosures: admin staff clinician auditor
 GET /audit: admin auditor
 GET /audit/verify: admin auditor
 POST /audit/checkpoints: admin
+GET /worklist: admin staff clinician auditor
+GET /staff: admin staff clinician auditor
+GET /worklist/{worklist_item_id}: admin staff clinician auditor
+POST /worklist/{worklist_item_id}/claim: admin staff clinician
+POST /worklist/{worklist_item_id}/release: admin staff clinician
+POST /worklist/{worklist_item_id}/comments: admin staff clinician
+POST /worklist/{worklist_item_id}/resolve: admin staff clinician
 GET /participants/{participant_id}/history: admin staff clinician auditor
 GET /participants/{participant_id}/fhir: admin clinician
 PUT /participants/{participant_id}/demographics: admin staff

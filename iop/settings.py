@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     # text from the Today list). A URL: an SMS/voice gateway receives a signed JSON POST.
     notify_webhook_url: str = ""
     notify_webhook_secret: str = Field(default="", repr=False)
+    # Urgent worklist items, when they escalate, are paged here: a JSON POST signed like reports
+    # (Standard Webhooks; the secret starts with whsec_). It names the item, kind, severity, site and
+    # role, never the participant. Empty: no paging (the worklist page shows them).
+    worklist_page_url: str = ""
+    worklist_page_secret: str = Field(default="", repr=False)
     # The reconciler (a Temporal schedule the worker creates): how often it runs, when an
     # enrollment still "enrolling" or a lab message still "received" counts as stuck, and when a
     # lab message it still cannot process is put before staff (quarantine, "intake-stalled").

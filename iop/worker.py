@@ -21,6 +21,7 @@ from temporalio.client import (
     ScheduleSpec,
     ScheduleUpdate,
 )
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import Worker, WorkflowInstance, WorkflowInstanceDetails
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 from temporalio.worker.workflow_sandbox._runner import _Instance as _SandboxInstance
@@ -32,6 +33,7 @@ from activities.notify import Notifier, WebhookNotifier
 from activities.reconciler import ReconcileInput, ReconcilerActivities
 from activities.records import RecordActivities
 from activities.screenings import ScreeningActivities
+from activities.worklist import Pager, WorklistActivities
 from iop import takehome_rules
 from iop.codec import CodecKey
 from iop.settings import Settings
@@ -41,9 +43,10 @@ from workflows.medication import MedicationWorkflow
 from workflows.participant import ParticipantWorkflow
 from workflows.reconciler import ReconcilerWorkflow
 from workflows.screening import ScreeningWorkflow
+from workflows.worklist import WorklistInput, WorklistWorkflow, worklist_workflow_id
 
 WORKFLOWS = [ParticipantWorkflow, ScreeningWorkflow, MedicationWorkflow, DisclosureWorkflow, ReconcilerWorkflow,
-             AuditCheckpointWorkflow]
+             AuditCheckpointWorkflow, WorklistWorkflow]
 
 # Modules shared with the sandbox instead of re-imported for every workflow run: the pure rules and
 # vocabularies (domain, the contracts, the search attributes), and the activity classes (with the
@@ -90,21 +93,28 @@ def notifier_for(settings: Settings) -> Notifier | None:
     return None  # the recording notifier
 
 
-def activities(engine: Engine, keys: Sequence[CodecKey], notifier: Notifier | None = None) -> list:
+def pager_for(settings: Settings) -> Pager | None:
+    if settings.worklist_page_url and settings.worklist_page_secret:
+        return Pager(settings.worklist_page_url, settings.worklist_page_secret)
+    return None  # no paging: the worklist page shows escalated items
+
+
+def activities(engine: Engine, keys: Sequence[CodecKey], notifier: Notifier | None = None,
+               pager: Pager | None = None) -> list:
     return (RecordActivities(engine).all() + ScreeningActivities(engine, notifier).all()
             + MedicationActivities(engine).all() + DisclosureActivities(engine, keys).all()
-            + AuditActivities(engine).all())
+            + AuditActivities(engine).all() + WorklistActivities(engine, pager).all())
 
 
 def build_worker(client: Client, engine: Engine, task_queue: str, *, notifier: Notifier | None = None,
-                 max_activity_threads: int = 16) -> Worker:
+                 pager: Pager | None = None, max_activity_threads: int = 16) -> Worker:
     takehome_rules.install()  # validated at start: a malformed rule file stops the worker here
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
         # Recipients' signing secrets are sealed with the payload keys the client already holds.
-        activities=activities(engine, client.data_converter.payload_codec.keys, notifier)
+        activities=activities(engine, client.data_converter.payload_codec.keys, notifier, pager)
         + ReconcilerActivities(engine, client, task_queue).all(),
         activity_executor=ThreadPoolExecutor(max_activity_threads, thread_name_prefix="activity"),
         max_concurrent_activities=max_activity_threads,
@@ -116,6 +126,16 @@ def build_worker(client: Client, engine: Engine, task_queue: str, *, notifier: N
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=3),
         workflow_runner=workflow_runner(),
     )
+
+
+async def ensure_worklist_workflow(client: Client, task_queue: str) -> str:
+    """Start the worklist's escalation workflow unless it runs already (every worker start calls it)."""
+    workflow_id = worklist_workflow_id(task_queue)
+    try:
+        await client.start_workflow(WorklistWorkflow.run, WorklistInput(), id=workflow_id, task_queue=task_queue)
+    except WorkflowAlreadyStartedError:
+        pass
+    return workflow_id
 
 
 def reconciler_schedule_id(task_queue: str) -> str:

@@ -251,6 +251,43 @@ class AlertRecord(SQLModel, table=True):
     resolved_at: datetime | None = None
 
 
+class WorklistItem(SQLModel, table=True):
+    """Something staff must do, opened from an alert, a held lab message or a blocked report
+    (store/worklist.py opens it in the same transaction as its source; domain/worklist.py says what it asks)."""
+
+    __tablename__ = "worklist_items"
+    __table_args__ = (UniqueConstraint("source", "source_ref"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=24)  # alert | lab-quarantine | disclosure
+    source_ref: str = Field(max_length=200)
+    raw_kind: str = Field(max_length=40)  # the alert kind or quarantine reason code as raised
+    kind: str = Field(index=True, max_length=40)  # domain.worklist.WorklistKind
+    severity: str = Field(max_length=16)
+    participant_id: str | None = Field(default=None, index=True, max_length=40)
+    site: str | None = Field(default=None, index=True, max_length=64)
+    subject_type: str = Field(max_length=32)
+    subject_id: str = Field(max_length=200)
+    why: str = Field(max_length=2000)
+    todo: str = Field(max_length=400)
+    owner_role: str = Field(max_length=16)
+    status: str = Field(default="open", index=True, max_length=16)  # open | claimed | resolved
+    assignee: str | None = Field(default=None, index=True, max_length=32)  # a token id
+    due_at: datetime = Field(index=True)
+    escalation_level: int = 0
+    escalated_to: str | None = Field(default=None, max_length=16)  # a role
+    escalated_at: datetime | None = None
+    next_escalation_at: datetime | None = Field(default=None, index=True)
+    outcome: str | None = Field(default=None, max_length=32)
+    resolution_note: str | None = Field(default=None, max_length=1000)
+    resolved_by: str | None = Field(default=None, max_length=32)
+    resolved_at: datetime | None = None
+    # What happened to it, oldest first: {at, actor, what, text}: claims, comments, escalations, resolution.
+    notes: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
 # --- lab ----------------------------------------------------------------------------------
 
 
@@ -536,3 +573,7 @@ class AuditHead(SQLModel, table=True):
     # The first keyed event (the cut-over from unkeyed rows). Kept here for convenience only: the value that
     # counts is the one pinned by the signed checkpoints outside the database (store/audit.py).
     keyed_from: int | None = None
+
+
+# Every alert, held lab message and blocked report opens a worklist item in the same transaction.
+from store import worklist as _worklist  # noqa: E402,F401  (registers the table events)

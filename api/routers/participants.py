@@ -7,13 +7,13 @@ import logging
 import json
 import secrets
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
-from sqlalchemy import func
+from sqlalchemy import String, and_, cast, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -25,6 +25,7 @@ from api.idempotency import Idempotency, IdempotentRoute, joins_update
 from api.problems import ProblemError, responses
 from api.tokens import Actor
 from api.workflow_calls import TEMPORAL_DOWN, workflow_call
+from domain import search
 from domain.plan import PHASES
 from iop.crashpoints import crash_point
 from iop.enrollment import start_program
@@ -224,6 +225,19 @@ def _mark_active(session: Session, participant: Participant) -> None:
         participant.status, participant.updated_at = row.status, row.updated_at
 
 
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _matches(wanted: search.Search):
+    """A birth date; or every word in the given or family name, or the whole text in a case number."""
+    if wanted.birth_date:
+        return Participant.date_of_birth == wanted.birth_date
+    names = and_(*(or_(col(Participant.given_name).ilike(_like(w), escape="\\"),
+                       col(Participant.family_name).ilike(_like(w), escape="\\")) for w in wanted.words))
+    return or_(names, cast(Participant.case_numbers, String).ilike(_like(wanted.text), escape="\\"))
+
+
 @router.get("", response_model=ParticipantPage, responses=responses(401, 403, 422))
 def list_participants(
     actor: Reader,
@@ -232,6 +246,10 @@ def list_participants(
     status: str | None = None,
     phase: str | None = None,
     site: str | None = None,
+    q: Annotated[str | None, Query(max_length=100, description="A name (every word must match the given or "
+                                   "family name), a birth date (1987-03-14 or 03/14/1987) or a case number")] = None,
+    date_of_birth: date | None = None,
+    phone: Annotated[str | None, Query(max_length=32, description="Matches the same digits, however written")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
 ) -> ParticipantPage:
@@ -242,6 +260,18 @@ def list_participants(
         query = query.where(Participant.phase == phase)
     if site:
         query = query.where(Participant.site == site)
+    if q and q.strip():
+        query = query.where(_matches(search.parse(q)))
+    if date_of_birth:
+        query = query.where(Participant.date_of_birth == date_of_birth)
+    if phone is not None:
+        digits = search.phone_digits(phone)
+        if len(digits) < 7:
+            raise ProblemError(422, "A phone search needs at least 7 digits.")
+        # Narrowed in SQL by the last four digits, then compared digit for digit.
+        candidates = session.exec(query.where(col(Participant.phone).contains(digits[-4:]))).all()
+        same = [r.id for r in candidates if search.phone_digits(r.phone) == digits]
+        query = query.where(col(Participant.id).in_(same))
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(
         query.order_by(col(Participant.created_at).desc(), col(Participant.id)).offset(offset).limit(limit)

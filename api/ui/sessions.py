@@ -56,6 +56,7 @@ class UiSession:
     seen: float
     flashes: list[Flash] = field(default_factory=list)
     form: FormState | None = None
+    site: str | None = None  # the site filter last chosen (worklist, Today): remembered for this sign-in
 
     def take_flashes(self) -> list[Flash]:
         out, self.flashes = self.flashes, []

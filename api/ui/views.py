@@ -4,6 +4,7 @@ apiclient.py); what a user may see or do is what api/roles.py lets their role ca
 from __future__ import annotations
 
 import secrets
+from collections import Counter
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -15,7 +16,7 @@ from starlette.responses import Response
 from api.tokens import TokenRejected
 from api.ui import charts
 from api.ui.apiclient import ApiError
-from api.ui.sessions import COOKIE, COOKIE_PATH, LOGIN_COOKIE, store_for
+from api.ui.sessions import COOKIE, COOKIE_PATH, LOGIN_COOKIE, FormState, store_for
 from api.ui.web import (
     CLINIC_ZONE,
     COLLECTED,
@@ -30,13 +31,17 @@ from api.ui.web import (
     signed_in,
     when,
 )
+from domain import search
+from domain import worklist as wl
 from domain.consent import CATEGORIES, CONSENT_EVENTS, SIGNATURE_METHODS
 from ingest.lab import QUARANTINE_REASONS
-from domain.medication import UNITS
+from domain.medication import DRUGS, ROUTES, UNITS
 from domain.plan import PHASES
-from workflows.contracts import REVIEW_DECISIONS, SPECIMEN_TYPES, TAKES_COLLECTION
+from workflows.contracts import REFUSAL_KINDS, REVIEW_DECISIONS, SPECIMEN_TYPES, TAKES_COLLECTION
 
 DISPENSE_KINDS = ("observed-dose", "take-home", "refused", "held", "injection")
+DISCHARGE_KINDS = ("completed", "withdrawn", "transferred", "administrative")
+SCHEDULE_KINDS = ("daily-observed", "observed-plus-take-home", "injection")
 CALENDAR_WEEKS = 12
 
 LOGIN_REASONS = {
@@ -114,6 +119,25 @@ async def home(request: Request) -> Response:
 # --- Today -------------------------------------------------------------------------------------
 
 
+async def _who(ctx: Ctx):
+    """A function from an actor (a token id, 'system', 'lab:...') to the words to show for it."""
+    staff, _ = await ctx.api.maybe(ctx.api.get("/staff")) if ctx.can("GET", "/staff") else (None, None)
+    names = {s["id"]: s["name"] for s in staff or []}
+
+    def who(actor: str | None) -> str:
+        """'eb3b38bf5bdf' or 'clinician:eb3b38bf5bdf' -> the token's name; 'system' -> 'the system'."""
+        if not actor:
+            return "—"
+        role, _, ident = actor.rpartition(":")
+        if ident in names:
+            return names[ident]
+        if ident == "system":
+            return "the system"
+        return ident if role == "lab" else actor
+
+    return who
+
+
 def _name(names: dict[str, str], participant_id: str) -> str:
     return names.get(participant_id, participant_id)
 
@@ -123,25 +147,42 @@ async def _names(ctx: Ctx) -> dict[str, str]:
     return {p["id"]: f"{p['family_name']}, {p['given_name']}" for p in people or []}
 
 
+async def _site_zone(ctx: Ctx, site: str) -> ZoneInfo:
+    """The site's time zone: the one most of its participants' programs run in; the clinic's default otherwise."""
+    if not site or not ctx.can("GET", "/participants"):
+        return CLINIC_ZONE
+    page, _ = await ctx.api.maybe(ctx.api.get("/participants", site=site, limit=200))
+    zones = Counter(p["timezone"] for p in (page or {}).get("items", []))
+    return _zone({"timezone": zones.most_common(1)[0][0]}) if zones else CLINIC_ZONE
+
+
 @signed_in
 async def today(request: Request, ctx: Ctx) -> Response:
+    if "site" in request.query_params:  # the site filter is remembered for this sign-in
+        ctx.session.site = query(request, "site") or None
+    site = ctx.session.site or ""
+    zone = await _site_zone(ctx, site)
     try:
         day = date.fromisoformat(query(request, "date")) if query(request, "date") else None
     except ValueError:
         day = None
-    day = day or datetime.now(CLINIC_ZONE).date()
+    day = day or datetime.now(zone).date()
     api = ctx.api
     screenings_ok, disclosures_ok = ctx.can("GET", "/screenings"), ctx.can("GET", "/disclosures")
     answers = await _sections(ctx, {
         "names": _names(ctx) if ctx.can("GET", "/participants") else None,
-        "screenings": api.get_all("/screenings", date=day.isoformat()) if screenings_ok else None,
+        "screenings": api.get_all("/screenings", date=day.isoformat(), site=site) if screenings_ok else None,
         "review": api.get_all("/screenings", status="awaiting-review") if screenings_ok else None,
         "results": api.get_all("/screenings", status="awaiting-result") if screenings_ok else None,
         "preliminary": api.get_all("/screenings", status="preliminary") if screenings_ok else None,
-        "dosing": api.get("/dispensing/today") if ctx.can("GET", "/dispensing/today") else None,
+        "dosing": api.get("/dispensing/today", site=site) if ctx.can("GET", "/dispensing/today") else None,
         "quarantine": api.get("/lab/quarantine", limit=100) if ctx.can("GET", "/lab/quarantine") else None,
         "blocked": api.get_all("/disclosures", status="blocked", cap=200) if disclosures_ok else None,
         "failed": api.get_all("/disclosures", status="failed", cap=200) if disclosures_ok else None,
+        "worklist": api.get("/worklist", limit=1, site=site) if ctx.can("GET", "/worklist") else None,
+        "worklist_overdue": api.get("/worklist", limit=1, site=site, overdue="true")
+        if ctx.can("GET", "/worklist") else None,
+        "worklist_mine": api.get("/worklist", limit=1, site=site, mine="true") if ctx.can("GET", "/worklist") else None,
         "retrying": api.get_all("/disclosures", status="retrying", cap=200) if disclosures_ok else None,
     })
     names = answers["names"][0] or {}
@@ -165,11 +206,13 @@ async def today(request: Request, ctx: Ctx) -> Response:
     if disclosures and ctx.can("GET", "/recipients"):
         found, _ = await api.maybe(api.get("/recipients"))
         recipients = {r["id"]: r["name"] for r in found or []}
-    return ctx.render("today.html", day=day, is_today=day == datetime.now(CLINIC_ZONE).date(),
-                      previous_day=day - timedelta(days=1), next_day=day + timedelta(days=1), zone=str(CLINIC_ZONE),
+    return ctx.render("today.html", day=day, is_today=day == datetime.now(zone).date(), site=site,
+                      previous_day=day - timedelta(days=1), next_day=day + timedelta(days=1), zone=str(zone),
                       names=names, name=lambda pid: _name(names, pid), groups=groups, screenings=screenings,
                       dosing=answers["dosing"][0], overdue=overdue, review=answers["review"][0],
                       quarantine=answers["quarantine"][0], disclosures=disclosures, recipients=recipients,
+                      worklist={k: (answers[f"worklist{k}"][0] or {}).get("total")
+                                for k in ("", "_overdue", "_mine")} if answers["worklist"][0] else None,
                       errors=errors)
 
 
@@ -189,7 +232,8 @@ async def participants(request: Request, ctx: Ctx) -> Response:
         offset = max(int(query(request, "offset") or 0), 0)
     except ValueError:
         offset = 0
-    filters = {"status": query(request, "status"), "phase": query(request, "phase"), "site": query(request, "site")}
+    filters = {"status": query(request, "status"), "phase": query(request, "phase"), "site": query(request, "site"),
+               "q": query(request, "q")}
     page = await ctx.api.get("/participants", limit=50, offset=offset, **filters)
     return ctx.render("participants.html", page=page, filters=filters, phases=PHASES)
 
@@ -216,6 +260,14 @@ async def enroll(request: Request, ctx: Ctx) -> Response:
     system, number = ctx.value("case_system"), ctx.value("case_value")
     body["case_numbers"] = [{"system": system, "value": number}] if system or number else []
     key = ctx.value("idempotency_key") or "ui-" + secrets.token_hex(12)
+    if ctx.value("not_duplicate") != "yes":
+        duplicates = await _likely_duplicates(ctx, body)
+        if duplicates:
+            values = {k: ctx.value(k) for k in ctx.form.keys() if k != "csrf_token"} if ctx.form else {}
+            ctx.session.form = FormState("enroll", {**values, "_duplicates": duplicates}, {})
+            ctx.flash("error", f"{len(duplicates)} existing record(s) look like the same person. Open them to check, "
+                               f"or confirm this is someone else and enroll again.")
+            return redirect(request, "/ui/participants/new#duplicates")
     try:
         created = await ctx.api.post("/participants", body, headers={"Idempotency-Key": key})
     except ApiError as exc:
@@ -223,6 +275,31 @@ async def enroll(request: Request, ctx: Ctx) -> Response:
     return ctx.done(f"/ui/participants/{created['id']}",
                     f"Enrolled {created['given_name']} {created['family_name']} ({created['id']}); "
                     f"the program has started.")
+
+
+async def _likely_duplicates(ctx: Ctx, body: dict[str, Any]) -> list[dict[str, str]]:
+    """Records with the same name and birth date, or the same phone number (domain.search.duplicate_reason)."""
+    try:
+        born = date.fromisoformat(body.get("date_of_birth") or "")
+    except ValueError:
+        born = None
+    new = search.Person(body.get("given_name") or "", body.get("family_name") or "", born, body.get("phone"))
+    reads = []
+    if born:
+        reads.append(ctx.api.get_all("/participants", cap=200, date_of_birth=born.isoformat()))
+    if len(search.phone_digits(new.phone)) >= 7:
+        reads.append(ctx.api.get_all("/participants", cap=200, phone=new.phone))
+    found: dict[str, dict[str, str]] = {}
+    for rows, _ in await ctx.api.gather(reads):
+        for row in rows or []:
+            old = search.Person(row["given_name"], row["family_name"], date.fromisoformat(row["date_of_birth"]),
+                                row.get("phone"))
+            reason = search.duplicate_reason(new, old)
+            if reason and row["id"] not in found:
+                found[row["id"]] = {"id": row["id"], "name": f"{row['given_name']} {row['family_name']}",
+                                    "born": row["date_of_birth"], "status": row["status"], "site": row["site"],
+                                    "reason": reason}
+    return list(found.values())
 
 
 def _zone(participant: dict[str, Any] | None) -> ZoneInfo:
@@ -322,7 +399,18 @@ async def participant(request: Request, ctx: Ctx) -> Response:
         first=first, last=last, categories=CATEGORIES, consent_events=CONSENT_EVENTS,
         signature_methods=SIGNATURE_METHODS, consent_values=consent_values, consent_errors=consent_state.errors,
         for_cause_values=for_cause.values, for_cause_errors=for_cause.errors, dispense_kinds=DISPENSE_KINDS,
-        units=UNITS, errors=errors, today_local=today_local)
+        units=UNITS, errors=errors, today_local=today_local, phases=PHASES, drugs=DRUGS, routes=ROUTES,
+        discharge_kinds=DISCHARGE_KINDS, form_values=_forms(ctx, "phase", "pause", "discharge", "medication-order"))
+
+
+def _forms(ctx: Ctx, *names: str) -> dict[str, Any]:
+    """The refused form's values and errors, under its name; the others empty."""
+    out = {name: ({}, {}) for name in names}
+    for name in names:
+        state = ctx.session.take_form(name)
+        if state is not None:
+            out[name] = (state.values, state.errors)
+    return out
 
 
 @signed_in
@@ -335,10 +423,11 @@ async def timeline(request: Request, ctx: Ctx) -> Response:
     shown = [e for e in entries if not (e["source"] == "audit" and " /ui/" in e["event"])
              and (reads or not (e["source"] == "audit" and e["event"].startswith("GET ")))]
     shown.reverse()  # newest first
-    context = {"pid": pid, "entries": shown, "total": len(entries), "reads": reads}
+    record, _ = await ctx.api.maybe(ctx.api.get(f"/participants/{pid}"))
+    context = {"pid": pid, "entries": shown, "total": len(entries), "reads": reads, "who": await _who(ctx),
+               "zone": str(_zone(record))}
     if is_partial(request):
         return ctx.render("timeline.html", **context)
-    record, _ = await ctx.api.maybe(ctx.api.get(f"/participants/{pid}"))
     return ctx.render("timeline_page.html", p=record, **context)
 
 
@@ -427,12 +516,13 @@ async def screening(request: Request, ctx: Ctx) -> Response:
     record, _ = await ctx.api.maybe(ctx.api.get(f"/participants/{answer['participant_id']}"))
     collection = ctx.form_state("collection")
     review = ctx.form_state("review")
-    return ctx.render("screening.html", s=answer, live=live, p=record, zone=str(_zone(record)),
+    return ctx.render("screening.html", s=answer, live=live, p=record, zone=str(_zone(record)), who=await _who(ctx),
                       takes_collection=answer["status"] in TAKES_COLLECTION,
                       awaiting_review=live.get("status") == "awaiting-review",
                       specimen_types=SPECIMEN_TYPES, decisions=REVIEW_DECISIONS,
                       collection_values={"specimen_type": "urine", "observed": "yes", **collection.values},
-                      collection_errors=collection.errors, review_values=review.values, review_errors=review.errors)
+                      collection_errors=collection.errors, review_values=review.values, review_errors=review.errors,
+                      refusal_kinds=REFUSAL_KINDS, form_values=_forms(ctx, "excuse", "refusal"))
 
 
 def _bool_choice(value: str) -> bool | None:
@@ -508,12 +598,31 @@ async def quarantine(request: Request, ctx: Ctx) -> Response:
     filters = {"reason_code": reason} if reason else {}
     page = await ctx.api.get("/lab/quarantine", resolved=str(resolved).lower(), limit=200, **filters)
     state = ctx.form_state("resolve")
+    held = [] if resolved else page["items"][:QUARANTINE_DETAILS]
+    answers = await ctx.api.gather([ctx.api.get(f"/lab/quarantine/{q['id']}") for q in held])
+    details = {q["id"]: answer for q, (answer, _) in zip(held, answers) if answer}
     return ctx.render("quarantine.html", page=page, resolved=resolved, reason=reason, reasons=QUARANTINE_REASONS,
-                      values=state.values, errors=state.errors)
+                      values=state.values, errors=state.errors, who=await _who(ctx), details=details,
+                      held_rows=_held_rows)
 
 
 def _quarantine_page(reason: str) -> str:
     return f"/ui/quarantine?reason={quote(reason)}" if reason in QUARANTINE_REASONS else "/ui/quarantine"
+
+
+QUARANTINE_DETAILS = 30  # items shown with the held message and suggested screenings
+HELD_LABELS = {"placer": "Placer order number", "filler": "Filler order number", "specimen": "Specimen id",
+               "patient_name": "Name", "patient_dob": "Date of birth", "result_status": "Result status",
+               "collected_at": "Collected", "lab_id": "Lab"}
+
+
+def _held_rows(fields: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The held order's fields as the lab sent them, plain values only, labelled where we know the field."""
+    rows = []
+    for key, value in (fields or {}).items():
+        if isinstance(value, (str, int, float)) and str(value).strip():
+            rows.append((HELD_LABELS.get(key, key.replace("_", " ")), str(value)))
+    return rows[:20]
 
 
 @signed_in
@@ -566,6 +675,177 @@ async def equity_pdf(request: Request, ctx: Ctx) -> Response:
     answer = await ctx.api.request("GET", "/reports/equity.pdf", params={"period": period})
     return Response(answer.content, media_type="application/pdf",
                     headers={"Content-Disposition": answer.headers.get("content-disposition", "attachment")})
+
+
+# --- the day's other actions ---------------------------------------------------------------------
+
+
+async def _act(ctx: Ctx, path: str, body: dict[str, Any], back: str, done: str, form: str | None = None) -> Response:
+    """One API call for one form; the API's refusal goes back to the form with what was typed."""
+    try:
+        answer = await ctx.api.post(path, body)
+    except ApiError as exc:
+        return ctx.refused(exc, back, form)
+    return ctx.done(back, done.format(**(answer if isinstance(answer, dict) else {})))
+
+
+@signed_in
+async def check_in(request: Request, ctx: Ctx) -> Response:
+    pid = request.path_params["participant_id"]
+    back = f"/ui/participants/{pid}"
+    try:
+        answer = await ctx.api.post("/check-ins", {"participant_id": pid, "method": "staff"})
+    except ApiError as exc:
+        return ctx.refused(exc, back)
+    if answer["must_test"]:
+        return ctx.done(back, f"Checked in. {answer['message']}",
+                        (f"/ui/screenings/{answer['screening_id']}", "Open the screening to record the collection"))
+    return ctx.done(back, f"Checked in. {answer['message']}")
+
+
+@signed_in
+async def change_phase(request: Request, ctx: Ctx) -> Response:
+    pid = request.path_params["participant_id"]
+    return await _act(ctx, f"/participants/{pid}/phase", {"phase": ctx.value("phase"), "reason": ctx.value("reason")},
+                      f"/ui/participants/{pid}#program", "Phase changed to {phase}.", "phase")
+
+
+@signed_in
+async def pause(request: Request, ctx: Ctx) -> Response:
+    pid = request.path_params["participant_id"]
+    body = {"start": ctx.value("start"), "end": ctx.value("end"), "reason": ctx.value("reason")}
+    return await _act(ctx, f"/participants/{pid}/pauses", body, f"/ui/participants/{pid}#program",
+                      f"Random testing paused from {ctx.value('start')} to {ctx.value('end')}.", "pause")
+
+
+@signed_in
+async def discharge(request: Request, ctx: Ctx) -> Response:
+    pid = request.path_params["participant_id"]
+    body = {"kind": ctx.value("kind"), "reason": ctx.value("reason")}
+    return await _act(ctx, f"/participants/{pid}/discharge", body, f"/ui/participants/{pid}",
+                      "Discharged ({status}); random testing has stopped.", "discharge")
+
+
+@signed_in
+async def excuse(request: Request, ctx: Ctx) -> Response:
+    sid = request.path_params["screening_id"]
+    return await _act(ctx, f"/screenings/{sid}/excuse", {"reason": ctx.value("reason")}, f"/ui/screenings/{sid}",
+                      "Screening excused.", "excuse")
+
+
+@signed_in
+async def refusal(request: Request, ctx: Ctx) -> Response:
+    sid = request.path_params["screening_id"]
+    body = {"kind": ctx.value("kind"), "detail": ctx.value("detail")}
+    return await _act(ctx, f"/screenings/{sid}/refusal", body, f"/ui/screenings/{sid}",
+                      "Refusal recorded.", "refusal")
+
+
+@signed_in
+async def order_medication(request: Request, ctx: Ctx) -> Response:
+    pid = request.path_params["participant_id"]
+    schedule: dict[str, Any] = {"kind": ctx.value("schedule")}
+    if ctx.value("every_days"):
+        schedule["every_days"] = ctx.value("every_days")
+    body: dict[str, Any] = {"drug": ctx.value("drug"), "dose": ctx.value("dose"), "unit": ctx.value("unit"),
+                            "route": ctx.value("route"), "schedule": schedule, "start_date": ctx.value("start_date"),
+                            "prescriber": ctx.value("prescriber")}
+    if ctx.value("override_reason"):
+        body["override_reason"] = ctx.value("override_reason")
+    return await _act(ctx, f"/participants/{pid}/medications", body, f"/ui/participants/{pid}#medications",
+                      f"Medication order recorded: {ctx.value('drug')} {ctx.value('dose')} {ctx.value('unit')}.",
+                      "medication-order")
+
+
+@signed_in
+async def change_dose(request: Request, ctx: Ctx) -> Response:
+    order_id = request.path_params["order_id"]
+    body = {"dose": ctx.value("dose"), "unit": ctx.value("unit"), "reason": ctx.value("reason")}
+    if ctx.value("override_reason"):
+        body["override_reason"] = ctx.value("override_reason")
+    return await _act(ctx, f"/medications/{order_id}/dose-change", body,
+                      safe_next(ctx.value("next") or None), f"Dose changed to {ctx.value('dose')} {ctx.value('unit')}.")
+
+
+@signed_in
+async def stop_medication(request: Request, ctx: Ctx) -> Response:
+    order_id = request.path_params["order_id"]
+    return await _act(ctx, f"/medications/{order_id}/stop", {"reason": ctx.value("reason")},
+                      safe_next(ctx.value("next") or None), "Medication order stopped.")
+
+
+@signed_in
+async def reassess(request: Request, ctx: Ctx) -> Response:
+    order_id = request.path_params["order_id"]
+    body = {"decision": ctx.value("decision") or "resume", "note": ctx.value("note")}
+    words = {"resume": "Hold released: dosing resumes.", "keep-holding": "The hold stays.",
+             "hold": "Dosing is held."}.get(body["decision"], "Reassessment recorded.")
+    return await _act(ctx, f"/medications/{order_id}/reassessment", body, safe_next(ctx.value("next") or None), words)
+
+
+# --- worklist ----------------------------------------------------------------------------------
+
+WORKLIST_FILTERS = ("site", "kind", "status", "mine", "overdue")
+
+
+def worklist_link(item: dict[str, Any]) -> tuple[str, str] | None:
+    """Where staff go to do what the item asks: (href, words)."""
+    if item["subject_type"] == "screening":
+        return f"/ui/screenings/{item['subject_id']}", "Open the screening"
+    if item["subject_type"] == "lab-message" and item["source"] == wl.Source.QUARANTINE:
+        return f"/ui/quarantine#item-{item['source_ref']}", "Open the held lab message"
+    if item.get("participant_id"):
+        anchor = "#medications" if item["subject_type"] == "medication-order" else \
+            "#disclosures" if item["subject_type"] == "disclosure" else ""
+        return f"/ui/participants/{item['participant_id']}{anchor}", "Open the participant"
+    return None
+
+
+@signed_in
+async def worklist(request: Request, ctx: Ctx) -> Response:
+    filters = {name: query(request, name) for name in WORKLIST_FILTERS}
+    filters["site"] = filters["site"] or (ctx.session.site or "")
+    if "site" in request.query_params:  # remembered for this sign-in
+        ctx.session.site = query(request, "site")
+        filters["site"] = ctx.session.site
+    try:
+        offset = max(int(query(request, "offset") or 0), 0)
+    except ValueError:
+        offset = 0
+    params = {"site": filters["site"], "kind": filters["kind"], "status": filters["status"] or "unresolved",
+              "mine": "true" if filters["mine"] else None, "overdue": "true" if filters["overdue"] else None}
+    page = await ctx.api.get("/worklist", limit=50, offset=offset, **params)
+    return ctx.render("worklist.html", page=page, filters=filters, kinds=[k.value for k in wl.WorklistKind],
+                      outcomes=wl.STAFF_OUTCOMES, needs_note=sorted(wl.NEEDS_NOTE), link=worklist_link,
+                      back=request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+
+
+async def _worklist_action(request: Request, ctx: Ctx, what: str, body: dict[str, Any], done: str) -> Response:
+    item_id = request.path_params["worklist_item_id"]
+    back = safe_next(ctx.value("next") or None, "/ui/worklist")
+    try:
+        item = await ctx.api.post(f"/worklist/{item_id}/{what}", body)
+    except ApiError as exc:
+        return ctx.refused(exc, back)
+    who = item.get("participant_name") or f"{item['subject_type'].replace('-', ' ')} {item['subject_id']}"
+    return ctx.done(back, f"{item['title']} ({who}): {done}.")
+
+
+@signed_in
+async def claim_item(request: Request, ctx: Ctx) -> Response:
+    return await _worklist_action(request, ctx, "claim", {"take_over": ctx.value("take_over") == "yes"},
+                                  "claimed by you")
+
+
+@signed_in
+async def comment_item(request: Request, ctx: Ctx) -> Response:
+    return await _worklist_action(request, ctx, "comments", {"note": ctx.value("note")}, "comment added")
+
+
+@signed_in
+async def resolve_item(request: Request, ctx: Ctx) -> Response:
+    body = {"outcome": ctx.value("outcome"), "note": ctx.value("note") or None}
+    return await _worklist_action(request, ctx, "resolve", body, f"resolved ({ctx.value('outcome').replace('-', ' ')})")
 
 
 # --- not found ---------------------------------------------------------------------------------

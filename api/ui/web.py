@@ -114,6 +114,25 @@ def time_left(value: Any, now: datetime | None = None) -> str:
     return f"{duration(seconds)} left" if seconds > 0 else f"window closed {duration(seconds)} ago"
 
 
+PENDING_REVIEW = "needs clinician review before it is final"
+REVIEW_WORDS = {"confirm": "confirmed", "excuse": "excused", "request-confirmation": "sent for confirmation",
+                "request-retest": "sent for a retest"}
+
+
+def result_summary(summary: str, live: dict[str, Any] | None) -> str:
+    """A result's summary as it reads now: once reviewed (or final), no longer 'needs review'."""
+    live = live or {}
+    if PENDING_REVIEW not in (summary or "") or live.get("status") == "awaiting-review":
+        return summary
+    reviews = live.get("reviews") or []
+    if reviews:
+        decision = reviews[-1].get("decision", "")
+        return summary.replace(PENDING_REVIEW, f"reviewed: {REVIEW_WORDS.get(decision, decision)}")
+    if live.get("status") == "final":
+        return summary.replace(PENDING_REVIEW, "final")
+    return summary
+
+
 def percent(ratio: Any) -> str:
     return "—" if ratio is None else f"{round(float(ratio) * 100)}%"
 
@@ -133,7 +152,7 @@ def static_url(name: str) -> str:
 
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
                         trim_blocks=True, lstrip_blocks=True)
-templates.filters.update(when=when, day=day_label, time_left=time_left, percent=percent,
+templates.filters.update(when=when, day=day_label, time_left=time_left, percent=percent, result_summary=result_summary,
                          status_label=lambda s: STATUS_LABELS.get(s, s))
 templates.globals.update(static=static_url, swatch=charts.swatch, adherence_swatch=charts.adherence_swatch,
                          calendar_kinds=charts.CALENDAR_KINDS, adherence_kinds=charts.ADHERENCE_KINDS,
