@@ -7,7 +7,6 @@ consent revoked or expired while a delivery was retrying stops it before anythin
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import smtplib
 from collections.abc import Sequence
@@ -26,7 +25,9 @@ from domain.disclosure import (
     build_report,
     classify_response,
     completion_letter,
+    disclosure_id,
     encode_payload,
+    legacy_disclosure_id,
     monthly_summary,
     webhook_headers,
 )
@@ -79,18 +80,29 @@ class DisclosureActivities:
                     continue
                 corrects = None
                 if event.corrects_event:
-                    corrects = self._last_delivered(session, recipient.id, event)
+                    corrects = self._last_delivered(session, participant.id, recipient.id, event)
                     if corrects is None:
                         continue  # never told: nothing to correct
-                # Readable and stable (it is the webhook-id); Standard Webhooks ids carry no dots.
-                base = f"{event.event_ref}--{event.category}--{recipient.id}".replace(".", "_")
-                disclosure_id = base if corrects is None else f"{base}--correction-{_short(corrects)}"
-                if session.get(Disclosure, disclosure_id) is None:
-                    session.add(Disclosure(id=disclosure_id, participant_id=participant.id, recipient_id=recipient.id,
+                the_id = self._id_for(session, participant.id, recipient.id, event, corrects)
+                if session.get(Disclosure, the_id) is None:
+                    session.add(Disclosure(id=the_id, participant_id=participant.id, recipient_id=recipient.id,
                                            category=event.category, event_ref=event.event_ref, facts=facts,
                                            corrects=corrects))
-                planned.append(PlannedDisclosure(disclosure_id, recipient.id, corrects))
+                planned.append(PlannedDisclosure(the_id, recipient.id, corrects))
             return planned
+
+    @staticmethod
+    def _id_for(session: Session, participant_id: str, recipient_id: str, event: DisclosureEvent,
+                corrects: str | None) -> str:
+        """The participant-scoped id; or the id this very disclosure was recorded under before ids named
+        their participant (a plan re-run across the upgrade must not send the same report twice).
+        A row under the old id that belongs to another participant is never reused."""
+        legacy = session.get(Disclosure, legacy_disclosure_id(event.event_ref, event.category, recipient_id, corrects))
+        if legacy is not None and (legacy.participant_id, legacy.recipient_id, legacy.event_ref, legacy.category,
+                                   legacy.corrects) == (participant_id, recipient_id, event.event_ref,
+                                                        event.category, corrects):
+            return legacy.id
+        return disclosure_id(participant_id, event.event_ref, event.category, recipient_id, corrects)
 
     def _linked_recipients(self, session: Session, participant: Participant) -> list[Recipient]:
         systems = {c.get("system") for c in participant.case_numbers}
@@ -100,8 +112,10 @@ class DisclosureActivities:
         return [r for r in recipients if r.id in consented or (r.case_number_system and r.case_number_system in systems)]
 
     @staticmethod
-    def _last_delivered(session: Session, recipient_id: str, event: DisclosureEvent) -> str | None:
+    def _last_delivered(session: Session, participant_id: str, recipient_id: str, event: DisclosureEvent) -> str | None:
+        """This participant's last delivered report of this event to this recipient (old or new id)."""
         row = session.exec(select(Disclosure).where(
+            Disclosure.participant_id == participant_id,
             Disclosure.recipient_id == recipient_id, Disclosure.event_ref == event.event_ref,
             Disclosure.category == event.category, Disclosure.status == "delivered",
         ).order_by(col(Disclosure.delivered_at).desc())).first()
@@ -136,13 +150,24 @@ class DisclosureActivities:
         now = datetime.now(timezone.utc)
         with Session(self.engine) as session:
             row = session.get(Disclosure, request.disclosure_id)
-            recipient = session.get(Recipient, request.recipient_id)
-            participant = session.get(Participant, request.participant_id)
+            if row is None:
+                return self._blocked(request, "the disclosure record is gone")
+            if (row.participant_id, row.recipient_id, row.category) != (
+                    request.participant_id, request.recipient_id, request.category):
+                # A delivery asked for one participant but the record is another's (ids shared before
+                # they named their participant): nothing is sent and the record is left as it is.
+                reason = ("the disclosure record belongs to another participant, recipient or category than this "
+                          "delivery; nothing was sent")
+                self._audit(request, "blocked", reason)
+                return AttemptResult("blocked", reason)
+            # Everything below is read from the row: whose report it is, to whom, under whose consents.
+            recipient = session.get(Recipient, row.recipient_id)
+            participant = session.get(Participant, row.participant_id)
             consents = [consent_from_dict(c.consent) for c in session.exec(select(ConsentRecord).where(
-                ConsentRecord.participant_id == request.participant_id,
-                ConsentRecord.recipient_id == request.recipient_id)).all()]
-        if row is None or recipient is None or participant is None:
-            return self._blocked(request, "the disclosure, recipient or participant record is gone")
+                ConsentRecord.participant_id == row.participant_id,
+                ConsentRecord.recipient_id == row.recipient_id)).all()]
+        if recipient is None or participant is None:
+            return self._blocked(request, "the recipient or participant record is gone")
         if row.status in ("delivered", "blocked", "cancelled"):
             return AttemptResult(row.status, row.reason or row.status)  # decided on an earlier attempt
         if recipient.status != "active":
@@ -277,10 +302,6 @@ class DisclosureActivities:
 def _reported_outcome(final_outcome: str | None) -> str:
     # A result with a documented legitimate explanation is reported as negative (MRO practice).
     return {"negative": "negative", "explained": "negative", "positive": "positive"}.get(final_outcome or "", "invalid")
-
-
-def _short(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def _medication_adherence(session: Session, participant_id: str, first: date, last: date) -> list[dict]:

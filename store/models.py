@@ -245,7 +245,7 @@ class AlertRecord(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(index=True, max_length=40)
     participant_id: str = Field(foreign_key="participants.id", index=True, max_length=40)
-    subject_id: str = Field(max_length=80)
+    subject_id: str = Field(max_length=300)  # a screening, order or disclosure id
     detail: str = Field(max_length=400)
     raised_at: datetime = Field(default_factory=utcnow)
     resolved_at: datetime | None = None
@@ -501,13 +501,14 @@ class Disclosure(SQLModel, table=True):
 
     __tablename__ = "disclosures"
 
-    id: str = Field(primary_key=True, max_length=200)
+    # domain.disclosure.disclosure_id (at most 255), or an id recorded before ids named their participant.
+    id: str = Field(primary_key=True, max_length=300)
     participant_id: str = Field(foreign_key="participants.id", index=True, max_length=40)
     recipient_id: str = Field(foreign_key="recipients.id", index=True, max_length=40)
     category: str = Field(max_length=40)
     event_ref: str = Field(max_length=120)
     facts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    corrects: str | None = Field(default=None, max_length=200)
+    corrects: str | None = Field(default=None, max_length=300)
     consent_id: str | None = Field(default=None, max_length=40)
     status: str = Field(default="pending", index=True, max_length=16)
     reason: str | None = Field(default=None, max_length=1000)
@@ -524,7 +525,7 @@ class EmailOutbox(SQLModel, table=True):
 
     __tablename__ = "email_outbox"
 
-    id: str = Field(primary_key=True, max_length=200)
+    id: str = Field(primary_key=True, max_length=300)  # the disclosure id
     recipient_id: str = Field(foreign_key="recipients.id", max_length=40)
     to_address: str = Field(max_length=254)
     subject: str = Field(max_length=200)
@@ -547,7 +548,7 @@ class AuditEvent(SQLModel, table=True):
     role: str = Field(max_length=16)
     action: str = Field(max_length=120)  # e.g. "GET /participants/{participant_id}", "disclosure.delivered"
     subject_type: str | None = Field(default=None, max_length=32)
-    subject_id: str | None = Field(default=None, max_length=200)
+    subject_id: str | None = Field(default=None, max_length=300)
     participant_id: str | None = Field(default=None, index=True, max_length=40)
     outcome: str = Field(max_length=32)  # an HTTP status, or what happened
     request_id: str | None = Field(default=None, max_length=64)

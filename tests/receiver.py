@@ -23,10 +23,20 @@ class Receiver:
     kept: dict[str, dict] = field(default_factory=dict)  # webhook-id -> payload, first copy only
     lock: threading.Lock = field(default_factory=threading.Lock)
     delivered: threading.Event = field(default_factory=threading.Event)
+    arrived: threading.Condition = field(init=False)  # notified after each request is recorded
+
+    def __post_init__(self) -> None:
+        self.arrived = threading.Condition(self.lock)
 
     def answer(self) -> tuple[int, dict[str, str]]:
         with self.lock:
             return self.script.pop(0) if self.script else (200, {})
+
+    def wait_for(self, webhook_id: str, timeout: float = 30.0) -> bool:
+        """Block until a request with this webhook-id has been recorded (answered or not)."""
+        with self.arrived:
+            return self.arrived.wait_for(
+                lambda: any(r["headers"].get("webhook-id") == webhook_id for r in self.requests), timeout)
 
 
 @contextmanager
@@ -47,6 +57,7 @@ def webhook_receiver(port: int = 0, receiver: Receiver | None = None) -> Iterato
                 if 200 <= status < 300:
                     receiver.kept.setdefault(headers["webhook-id"], json.loads(body))
                     receiver.delivered.set()
+                receiver.arrived.notify_all()
             self.send_response(status)
             for name, value in extra.items():
                 self.send_header(name, value)

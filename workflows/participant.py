@@ -95,6 +95,24 @@ def plan_for_phase(phase: str, current: dict) -> dict:
     )
 
 
+def phase_entries(state: ParticipantState, since: date | None) -> list[dict]:
+    """Phase changes in a period, led by the phase held when it began."""
+    entries = [{"to_phase": p.phase, "effective_on": p.since[:10]} for p in state.phase_history]
+    if since is None:
+        return entries
+    before = [e for e in entries if e["effective_on"] < since.isoformat()]
+    return before[-1:] + [e for e in entries if e["effective_on"] >= since.isoformat()]
+
+
+def monthly_summary_event(state: ParticipantState, first_of_month: date) -> DisclosureEvent:
+    """The summary of the month before `first_of_month` (sent on the first draw of a month)."""
+    last = first_of_month - timedelta(days=1)
+    start = max(last.replace(day=1), date.fromisoformat(state.start_date))
+    return DisclosureEvent(state.participant_id, "periodic-summary", f"summary-{last:%Y-%m}", {
+        "month": f"{last:%Y-%m}", "period_start": start.isoformat(), "period_end": last.isoformat(),
+        "phase_changes": phase_entries(state, start)})
+
+
 @workflow.defn(name="ParticipantWorkflow")
 class ParticipantWorkflow:
     @workflow.init
@@ -220,19 +238,10 @@ class ParticipantWorkflow:
         self.state.pending_time_roll = None
 
     async def _monthly_summary(self, first_of_month: date) -> None:
-        last = first_of_month - timedelta(days=1)
-        start = max(last.replace(day=1), date.fromisoformat(self.state.start_date))
-        await disclose(DisclosureEvent(self.state.participant_id, "periodic-summary", f"summary-{last:%Y-%m}", {
-            "month": f"{last:%Y-%m}", "period_start": start.isoformat(), "period_end": last.isoformat(),
-            "phase_changes": self._phase_entries(start)}))
+        await disclose(monthly_summary_event(self.state, first_of_month))
 
     def _phase_entries(self, since: date | None) -> list[dict]:
-        """Phase changes in a period, led by the phase held when it began."""
-        entries = [{"to_phase": p.phase, "effective_on": p.since[:10]} for p in self.state.phase_history]
-        if since is None:
-            return entries
-        before = [e for e in entries if e["effective_on"] < since.isoformat()]
-        return before[-1:] + [e for e in entries if e["effective_on"] >= since.isoformat()]
+        return phase_entries(self.state, since)
 
     async def _start_screening(self, screening_id: str, day: date, reason: str, window_hours: float,
                                detail: str, for_cause_reason: str | None = None) -> ScreeningRef:

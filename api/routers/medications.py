@@ -227,7 +227,9 @@ async def start_order(participant_id: str, body: MedicationOrderIn, actor: Presc
     if rules not in RULE_SETS:
         raise ProblemError(422, f"Unknown take-home rule set {rules!r}; known: {', '.join(RULE_SETS)}.")
     order = {
-        "order_id": "m-" + secrets.token_hex(5), "participant_id": participant_id, "drug": body.drug,
+        # Named after its participant: no two participants' orders (nor their workflows) can share an id.
+        "order_id": f"m-{participant_id.removeprefix('p-')}-{secrets.token_hex(4)}", "participant_id": participant_id,
+        "drug": body.drug,
         "dose": body.dose, "unit": body.unit, "route": body.route,
         "schedule": {**body.schedule.model_dump(), "observed_weekdays": list(body.schedule.observed_weekdays)},
         "start_date": body.start_date.isoformat(), "stop_date": body.stop_date.isoformat() if body.stop_date else None,

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlmodel import Session
 
+from domain.disclosure import disclosure_id
 from store.models import Disclosure, Recipient
 from tests.api.test_lab import POSITIVE, collected, oru, post_hl7
 from tests.receiver import webhook_receiver
@@ -72,8 +73,8 @@ async def test_final_positive_reaches_the_court_once_and_not_the_employer(stack,
                                    json={"decision": "confirm", "explanation": "no prescription; confirmed by LC-MS"})
     assert review.status_code == 200
 
-    to_court = await settled(stack, f"{sid}--screening-results--{court_id}")
-    to_employer = await settled(stack, f"{sid}--screening-results--{employer_id}")
+    to_court = await settled(stack, disclosure_id(pid, sid, "screening-results", court_id))
+    to_employer = await settled(stack, disclosure_id(pid, sid, "screening-results", employer_id))
     assert to_court.status == "delivered" and to_court.consent_id and to_court.attempts == 1
     assert to_employer.status == "blocked" and "screening-results" in to_employer.reason
     assert employer.requests == []
@@ -110,7 +111,7 @@ async def test_no_covering_consent_blocks_with_the_reason(stack, court, case):
     changed = await stack.http.post(f"/participants/{pid}/phase", json={"phase": "phase-2", "reason": "progress"},
                                     headers=stack.auth("clinician"))
     assert changed.status_code == 200
-    disclosure = await settled(stack, f"phase-change-1--phase-changes--{court_id}")
+    disclosure = await settled(stack, disclosure_id(pid, "phase-change-1", "phase-changes", court_id))
     assert disclosure.status == "blocked" and court.requests == []
     expected = {"none": "no consent", "expired": "expired", "revoked": "revoked", "category": "phase-changes"}[case]
     assert expected in disclosure.reason.lower(), disclosure.reason
@@ -142,7 +143,7 @@ async def test_recipient_url_rules_and_410_disables(stack, court):
     await add_consent(stack, pid, consent_body(court_id, ["phase-changes"]))
     await stack.http.post(f"/participants/{pid}/phase", json={"phase": "phase-2", "reason": "progress"},
                           headers=stack.auth("clinician"))
-    disclosure = await settled(stack, f"phase-change-1--phase-changes--{court_id}")
+    disclosure = await settled(stack, disclosure_id(pid, "phase-change-1", "phase-changes", court_id))
     assert disclosure.status == "failed" and disclosure.last_status_code == 410
     recipients = (await stack.http.get("/recipients", headers=stack.auth("staff"))).json()
     [mine] = [r for r in recipients if r["id"] == court_id]

@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 
 from api.app import create_app
+from domain.disclosure import disclosure_id
 from iop.settings import Settings
 from tests.api.test_disclosures import CASE, add_consent, add_recipient, consent_body, settled
 from tests.api.test_lab import POSITIVE, URINE, oru, post_hl7
@@ -44,7 +45,7 @@ async def flow(stack, caplog):
             "Quintanilla-Verhoeven^Marisol", f"{NAME[1]}^{NAME[0]}"))
         await stack.http.post(f"/screenings/{sid}/review", json={"decision": "confirm", "explanation": "no Rx"},
                               headers=stack.auth("clinician"))
-        delivered = await settled(stack, f"{sid}--screening-results--{court_id}")
+        delivered = await settled(stack, disclosure_id(pid, sid, "screening-results", court_id))
         assert delivered.status == "delivered"
         order = await stack.http.post(f"/participants/{pid}/medications", headers=stack.auth("clinician"), json={
             "drug": "buprenorphine-naloxone", "dose": 16, "unit": "mg", "route": "sublingual",

@@ -28,6 +28,7 @@ async def test_order_dispense_refusals_and_today_list(stack):
     created = await start(stack, pid)
     assert created.status_code == 201, created.text
     order_id = created.json()["id"]
+    assert order_id.startswith(f"m-{pid.removeprefix('p-')}-")  # scoped: no other participant's order has it
 
     dose = {"kind": "observed-dose", "dose": 60, "unit": "mg"}
     given = await stack.http.post(f"/medications/{order_id}/dispenses", json=dose, headers=stack.auth("staff"))

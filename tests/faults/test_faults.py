@@ -19,6 +19,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.testing import WorkflowEnvironment
 
+from domain.disclosure import disclosure_id as scoped_id
 from iop.codec import format_key
 from iop.worker import build_worker
 from store.models import Disclosure, LabResult, Screening
@@ -137,7 +138,10 @@ async def test_worker_killed_at_random_during_fifty_pipelines(dev_env, records_e
                 screenings = await asyncio.wait_for(asyncio.gather(*(bounded(i) for i in range(50))), timeout=400)
                 finished.set()
                 kills = await killer
-                disclosure_ids = [f"{sid}--screening-results--{court_id}" for sid in screenings]
+                with Session(records_engine) as session:
+                    owners = dict(session.exec(select(Screening.id, Screening.participant_id).where(
+                        Screening.id.in_(screenings))).all())
+                disclosure_ids = [scoped_id(owners[sid], sid, "screening-results", court_id) for sid in screenings]
                 for disclosure_id in disclosure_ids:
                     await asyncio.wait_for(
                         stack.temporal.get_workflow_handle(f"disclosure-{disclosure_id}").result(), timeout=120)

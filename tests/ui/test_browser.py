@@ -9,6 +9,7 @@ from datetime import date, timedelta
 
 import pytest
 
+from domain.disclosure import disclosure_id as scoped_disclosure_id
 from domain.hl7 import parse_ack
 from tests.api.test_lab import POSITIVE, oru
 from tests.helpers import enrollment
@@ -179,7 +180,7 @@ async def test_sign_in_enroll_collect_result_review_disclose(browser, live, arti
     # --- the court gets the report under the consent; the participant page accounts for it.
     delivered = await asyncio.to_thread(live.court.delivered.wait, 30)
     assert delivered, "the court's receiver got nothing"
-    disclosure_id = f"{sid}--screening-results--{live.court_id}"
+    disclosure_id = scoped_disclosure_id(pid, sid, "screening-results", live.court_id)
     await live.temporal.get_workflow_handle(disclosure_workflow_id(disclosure_id)).result()
     await review_page.get_by_role("link", name=f"{PERSON['given_name']} {PERSON['family_name']}").click()
     row = review_page.locator("#disclosures tr.disclosure", has_text=sid)

@@ -19,7 +19,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
 from domain.clock import local_date
-from domain.disclosure import new_webhook_secret
+from domain.disclosure import disclosure_id, new_webhook_secret
 from tests.receiver import webhook_receiver
 from workflows.contracts import disclosure_workflow_id
 from store.models import Screening
@@ -106,7 +106,8 @@ async def thirty_days(engine) -> None:
             await save(env, handle.id, "participant--thirty-days")
             await medication.result()
             await save(env, medication.id, "medication--daily-observed-with-misses")
-            phase_report = env.client.get_workflow_handle(disclosure_workflow_id(f"phase-change-1--phase-changes--{recipient_id}"))
+            phase_report = env.client.get_workflow_handle(disclosure_workflow_id(
+                disclosure_id(pid, "phase-change-1", "phase-changes", recipient_id)))
             await phase_report.result()
             await save(env, phase_report.id, "disclosure--phase-change-delivered")
             receiver_context.__exit__(None, None, None)
