@@ -24,6 +24,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.audit import AuditActivities
 from activities.disclosure import DisclosureActivities
 from activities.medication import MedicationActivities
+from activities.programs import ProgramActivities
 from activities.notify import Notifier, WebhookNotifier
 from activities.reconciler import ReconcileInput, ReconcilerActivities
 from activities.records import RecordActivities
@@ -53,7 +54,7 @@ def notifier_for(settings: Settings) -> Notifier | None:
 def activities(engine: Engine, keys: Sequence[CodecKey], notifier: Notifier | None = None) -> list:
     return (RecordActivities(engine).all() + ScreeningActivities(engine, notifier).all()
             + MedicationActivities(engine).all() + DisclosureActivities(engine, keys).all()
-            + AuditActivities(engine).all())
+            + AuditActivities(engine).all() + ProgramActivities(engine).all())
 
 
 def build_worker(client: Client, engine: Engine, task_queue: str, *, notifier: Notifier | None = None,
