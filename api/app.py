@@ -12,7 +12,7 @@ from temporalio.client import Client
 from api import problems, ui
 from api.audit import AuditMiddleware
 from api.deps import Services
-from api.routers import audit, disclosures, health, lab, medications, participants, screenings
+from api.routers import audit, channel, disclosures, health, lab, medications, participants, programs, screenings
 from ingest.lab import LabIngest
 from iop.audit import audit_keys
 from iop.settings import Settings
@@ -56,5 +56,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
     app.include_router(medications.router)
     app.include_router(disclosures.router)
     app.include_router(audit.router)
+    app.include_router(programs.router)
+    app.include_router(channel.router)
     app.include_router(ui.router)  # the staff dashboard under /ui: a client of the routes above
     return app

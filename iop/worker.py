@@ -47,7 +47,8 @@ PASSTHROUGH = ("domain", "workflows.contracts", "workflows.search")
 
 def notifier_for(settings: Settings) -> Notifier | None:
     if settings.notify_webhook_url:
-        return WebhookNotifier(settings.notify_webhook_url, settings.notify_webhook_secret)
+        return WebhookNotifier(settings.notify_webhook_url, settings.notify_webhook_secret,
+                               receipt_url=settings.notify_receipt_url)
     return None  # the recording notifier
 
 
