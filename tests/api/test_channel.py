@@ -151,3 +151,38 @@ async def test_call_list_is_for_staff_only(stack):
     assert (await stack.http.get("/call-list", headers=stack.auth("staff"))).status_code == 200
     assert (await stack.http.get("/call-list", headers=stack.auth("clinician"))).status_code == 403
     assert (await stack.http.get("/call-list", headers=stack.auth("auditor"))).status_code == 403
+
+
+async def test_delivery_receipts_update_the_attempt_and_an_undelivered_notice_goes_to_the_call_list(stack):
+    from store.db import session_scope
+    from store.models import CallListEntry
+
+    participant_id = await _enrolled_with_pin(stack)
+    with session_scope(stack.engine) as session:
+        for ref in ("SM41", "SM42"):
+            session.add(NotificationAttempt(notification_id=f"s-x-{ref}:test-required", participant_id=participant_id,
+                                            screening_id=f"s-x-{ref}", channel="sms-gateway", status="accepted",
+                                            provider_ref=ref))
+    async with served(stack.app) as base, httpx.AsyncClient() as http:
+        def receipt(fields, token=TWILIO_TOKEN):
+            url = f"{base}/channel/receipts"
+            return http.post(url, content=urlencode(fields), headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": twilio_signature(token, url, list(fields.items()))})
+
+        assert (await receipt({"MessageSid": "SM41", "MessageStatus": "delivered"})).status_code == 204
+        assert (await receipt({"MessageSid": "SM42", "MessageStatus": "undelivered"})).status_code == 204
+        assert (await receipt({"MessageSid": "SM42", "MessageStatus": "delivered"}, token="x")).status_code == 403
+        assert (await receipt({"MessageSid": "SM99", "MessageStatus": "delivered"})).status_code == 404
+    with Session(stack.engine) as session:
+        attempts = {a.provider_ref: a for a in session.exec(select(NotificationAttempt)).all()}
+        calls = session.exec(select(CallListEntry)).all()
+    assert attempts["SM41"].status == "delivered" and attempts["SM41"].receipt_at is not None
+    assert attempts["SM42"].status == "undelivered"
+    assert [c.screening_id for c in calls] == ["s-x-SM42"]
+    listed = await stack.http.get("/call-list", headers=stack.auth("staff"))
+    assert [(item["participant_id"], item["phone"]) for item in listed.json()] == [(participant_id, PHONE)]
+    resolved = await stack.http.post(f"/call-list/{calls[0].id}/resolve", json={"outcome": "told by phone at 10:05"},
+                                     headers=stack.auth("staff"))
+    assert resolved.status_code == 200 and resolved.json()["resolved_at"]
+    assert (await stack.http.get("/call-list", headers=stack.auth("staff"))).json() == []

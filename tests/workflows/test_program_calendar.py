@@ -147,3 +147,37 @@ async def test_participant_without_a_phone_goes_to_the_call_list(gateway_down):
     assert [a.status for a in rows(engine, NotificationAttempt, screening_id=ref.screening_id)] == ["no-phone"]
     assert gateway.requests == []
     await handle.terminate("test over")
+
+
+async def test_a_required_check_in_not_made_is_its_own_event_with_an_alert(program):
+    env, engine, queue = program
+    today = local_date(await env.get_current_time(), ZONE)
+    every_day = {d: ["07:00", "19:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    definition = {
+        "program_id": "check-in-court", "name": "Check-in court",
+        "sites": {"north": {"timezone": ZONE, "hours": every_day, "closed": {}}},
+        "phases": [{"name": "phase-1", "tests_per_week": 1, "min_per_rolling_week": 0, "max_per_rolling_week": 3,
+                    "check_in_required": True, "missed_check_in_reportable": True}],
+    }
+    with session_scope(engine) as session:
+        save_version(session, program_from_dict(definition), "tester", None)
+    handle = await enroll(env, engine, queue, "check-in-court", today)
+    await skip(env, timedelta(days=4))
+    pid = (await handle.query(ParticipantWorkflow.status)).participant_id
+    from store.models import CheckInDayRecord
+    days = rows(engine, CheckInDayRecord, participant_id=pid)
+    assert len(days) >= 2 and all(d.missed_required for d in days)
+    alerts = rows(engine, AlertRecord, kind="missed-check-in", participant_id=pid)
+    assert len(alerts) == len(days) and all("reportable as a missed check-in" in a.detail for a in alerts)
+    await handle.terminate("test over")
+
+
+async def test_staff_decide_a_test_that_was_never_notified(gateway_down):
+    from workflows.contracts import Excuse
+    env, engine, queue, gateway = gateway_down
+    handle, screening, ref = await _for_cause_with_gateway(env, engine, queue, None)
+    await skip(env, timedelta(hours=10))
+    assert (await screening.query(ScreeningWorkflow.status)).status == "not-notified"
+    state = await screening.execute_update(ScreeningWorkflow.excuse, Excuse("never reached: no phone", "staff-1"))
+    assert state.status == "excused" and state.events[-1].actor == "staff-1"
+    await handle.terminate("test over")
