@@ -130,7 +130,7 @@ async def enroll(
 
     crash_point("enroll.after-commit")
     try:
-        await _start_program(services, participant, program)
+        await _start_program(services, participant)
     except Exception as exc:
         log.warning("enrollment of %s rolled back: workflow not started (%s: %s)", participant.id, type(exc).__name__, exc)
         await run_in_threadpool(_remove, session, participant.id, idempotency_key)
@@ -165,10 +165,9 @@ async def _complete(services: ServicesDep, session: Session, request: Request,
     return _public(participant)
 
 
-async def _start_program(services: ServicesDep, participant: Participant, program=None) -> None:
-    if program is None:
-        with Session(services.engine) as session:
-            program = current_program(session, participant.program)
+async def _start_program(services: ServicesDep, participant: Participant) -> None:
+    with Session(services.engine) as session:
+        program = current_program(session, participant.program)
     await start_program(services.temporal, services.settings.task_queue, participant, program)
 
 

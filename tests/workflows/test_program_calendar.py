@@ -181,3 +181,31 @@ async def test_staff_decide_a_test_that_was_never_notified(gateway_down):
     state = await screening.execute_update(ScreeningWorkflow.excuse, Excuse("never reached: no phone", "staff-1"))
     assert state.status == "excused" and state.events[-1].actor == "staff-1"
     await handle.terminate("test over")
+
+
+async def test_a_new_version_applies_from_the_next_program_day_and_each_draw_names_its_version(program):
+    env, engine, queue = program
+    today = local_date(await env.get_current_time(), ZONE)
+    every_day = {d: ["07:00", "19:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    store_program(engine, "versioned", {}, hours=every_day)  # 2.5 tests a week over 7 open days
+    handle = await enroll(env, engine, queue, "versioned", today)
+    await skip(env, timedelta(days=4))
+    edited_on = local_date(await env.get_current_time(), ZONE)
+    definition = {
+        "program_id": "versioned", "name": "Versioned",
+        "sites": {"north": {"timezone": ZONE, "hours": every_day, "closed": {}}},
+        "phases": [{"name": "phase-1", "tests_per_week": 3.5, "min_per_rolling_week": 1, "max_per_rolling_week": 5}],
+    }
+    with session_scope(engine) as session:
+        assert save_version(session, program_from_dict(definition), "tester", "more tests") == 2
+    await skip(env, timedelta(days=5))
+    pid = (await handle.query(ParticipantWorkflow.status)).participant_id
+    draws = sorted(rows(engine, SelectionDraw, participant_id=pid), key=lambda d: d.day)
+    versions = [d.program_version for d in draws]
+    assert versions == sorted(versions) and set(versions) == {1, 2}
+    # A day keeps the version it began with: the edit day (and at most the next) still ran on version 1.
+    assert all(d.program_version == 1 for d in draws if d.day <= edited_on)
+    assert all(d.program_version == 2 for d in draws if d.day >= edited_on + timedelta(days=2))
+    rates = {d.program_version: round(d.probability, 3) for d in draws if d.reason in ("selected", "not-selected")}
+    assert rates.get(1, 0.357) == 0.357 and rates.get(2, 0.5) == 0.5
+    await handle.terminate("test over")
