@@ -67,7 +67,15 @@ class ScreeningActivities:
                                 day=date.fromisoformat(state.day), reason=state.reason, status=state.status,
                                 selected_at=datetime.fromisoformat(state.selected_at), revision=-1)
             if state.revision <= row.revision:
-                return  # a newer snapshot is already stored
+                # A newer snapshot is already stored. Revisions count saves in the order one run made them;
+                # after a worker crash the replay may meet an update at another point and number it lower,
+                # so facts that are only ever set once (the collection) still land.
+                if state.specimen_id and row.specimen_id is None and state.collection:
+                    row.specimen_id = state.specimen_id
+                    row.specimen_type = state.collection.specimen_type
+                    row.collected_at = _moment(state.collection.collected_at)
+                    session.add(row)
+                return
             row.status = state.status
             row.revision = state.revision
             row.notified_at = _moment(state.notified_at)

@@ -157,7 +157,6 @@ class ScreeningWorkflow:
         self.state.window_closes_at = closes.isoformat()
         self.state.status = AWAITING_COLLECTION
         notification = self._notification(closes)
-        await self._save()
         delay, on_call_list = NOTICE_RETRY_FIRST, False
         while self.state.status == AWAITING_COLLECTION:
             try:

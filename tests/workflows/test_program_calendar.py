@@ -130,7 +130,8 @@ async def test_gateway_outage_longer_than_the_window_is_no_reportable_miss_and_a
     assert len(calls) == 1 and "gateway" in calls[0].reason
     attempts = rows(engine, NotificationAttempt, screening_id=ref.screening_id)
     assert len(attempts) >= 3 and {a.status for a in attempts} == {"error"}
-    assert [r["status"] for r in gateway.requests] == [503] * len(attempts)
+    # Every try met the outage; none was made after the window (the gateway was back by then).
+    assert {r["status"] for r in gateway.requests} == {503} and len(gateway.requests) >= len(attempts)
     assert rows(engine, Disclosure, participant_id=state.participant_id) == []
     assert rows(engine, AlertRecord, kind="miss-needs-decision", subject_id=ref.screening_id)
     await handle.terminate("test over")
@@ -209,3 +210,26 @@ async def test_a_new_version_applies_from_the_next_program_day_and_each_draw_nam
     rates = {d.program_version: round(d.probability, 3) for d in draws if d.reason in ("selected", "not-selected")}
     assert rates.get(1, 0.357) == 0.357 and rates.get(2, 0.5) == 0.5
     await handle.terminate("test over")
+
+
+def test_a_collection_saved_under_a_lower_revision_still_lands(records_engine):
+    """After a worker crash a replay can number the collection's save below a snapshot stored earlier."""
+    from dataclasses import replace as copy
+    from temporalio.testing import ActivityEnvironment
+    from activities.screenings import ScreeningActivities
+    from workflows.contracts import Collection, ScreeningState
+
+    with session_scope(records_engine) as session:
+        session.add(Participant(id="p-rev", given_name="T", family_name="P", date_of_birth=date(1980, 1, 1),
+                                site="north", program="iop", phase="phase-1", start_date=date(2026, 11, 2),
+                                timezone=ZONE, case_numbers=[], status="active"))
+    activities, env = ScreeningActivities(records_engine), ActivityEnvironment()
+    base = ScreeningState("s-rev", "p-rev", "north", "2026-11-02", "for-cause", "2026-11-02T14:00:00+00:00", 8.0,
+                          status="awaiting-collection", revision=3)
+    env.run(activities.save_screening, base)
+    collected = copy(base, status="awaiting-result", revision=2, specimen_id="s-rev.1",
+                     collection=Collection("urine", True, "RN", collected_at="2026-11-02T15:00:00+00:00"))
+    env.run(activities.save_screening, collected)
+    with Session(records_engine) as session:
+        row = session.get(Screening, "s-rev")
+    assert row.specimen_id == "s-rev.1" and row.revision == 3
