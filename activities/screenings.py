@@ -162,7 +162,8 @@ class ScreeningActivities:
             self._attempt(notification, channel, "error", error=f"{type(error).__name__}: {str(error)[:300]}")
             raise ApplicationError(f"the gateway did not take the notice ({type(error).__name__})") from None
         told = channel == "recorded" or not self.notifier.expects_receipts
-        status = "recorded" if channel == "recorded" else ("accepted" if self.notifier.expects_receipts else "delivered")
+        status = ("recorded" if channel == "recorded"
+                  else "accepted" if self.notifier.expects_receipts else "delivered")
         with session_scope(self.engine) as session:
             session.add(NotificationAttempt(notification_id=notification.notification_id,
                                             participant_id=notification.participant_id,

@@ -77,7 +77,8 @@ def closed_days(calendar: SiteCalendar, start: date, end: date) -> frozenset[dat
 
 
 def open_days(calendar: SiteCalendar, start: date, end: date) -> list[date]:
-    return [start + timedelta(days=i) for i in range((end - start).days + 1) if is_open(calendar, start + timedelta(days=i))]
+    days = (start + timedelta(days=i) for i in range((end - start).days + 1))
+    return [day for day in days if is_open(calendar, day)]
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def calendar_from_dict(data: Mapping[str, Any]) -> SiteCalendar:
     hours: dict[int, tuple[str, str]] = {}
     raw_hours = data.get("hours")
     if not isinstance(raw_hours, Mapping):
-        raise ValueError("hours must map weekdays (mon..sun) to [opens, closes], e.g. {\"mon\": [\"07:00\", \"19:00\"]}")
+        raise ValueError('hours must map weekdays (mon..sun) to [opens, closes], e.g. {"mon": ["07:00", "19:00"]}')
     for key, span in raw_hours.items():
         weekday = _weekday(key)
         if not isinstance(span, (list, tuple)) or len(span) != 2:

@@ -161,7 +161,8 @@ class ParticipantWorkflow:
     async def _fetch_day_plan(self, day: date) -> None:
         """Fix the day's plan from the program's current version (None: the program is not stored)."""
         effective = self.state.plan
-        if self.state.next_plan is not None and self.state.next_plan_from and day >= date.fromisoformat(self.state.next_plan_from):
+        pending = self.state.next_plan is not None and self.state.next_plan_from
+        if pending and day >= date.fromisoformat(self.state.next_plan_from):
             effective = self.state.next_plan
         found = await workflow.execute_local_activity_method(
             ProgramActivities.plan_for_day,

@@ -220,14 +220,16 @@ class ScreeningWorkflow:
         await self._wait_until(lambda: self.state.status != MISSED, late_until)
 
     async def _unreportable(self, status: str, closes: datetime) -> None:
-        """Not a missed test: nothing is disclosed; staff decide (excuse, or a make-up test) within the make-up period."""
+        """Not a missed test: nothing is disclosed; staff decide (excuse, or a make-up test) within the make-up
+        period."""
         self.state.status = status
         self.state.missed_at = workflow.now().isoformat()
         late_until = closes + timedelta(hours=self.input.late_grace_hours)
         self.state.late_until = late_until.isoformat()
         self._event(status.replace("-", " "), detail=f"{self.state.miss_detail}: not reportable, staff decide")
         await self._save()
-        await self._alert("miss-needs-decision", f"{self.state.screening_id}: {status}; excuse it or order a make-up test")
+        await self._alert("miss-needs-decision",
+                          f"{self.state.screening_id}: {status}; excuse it or order a make-up test")
         await self._wait_until(lambda: self.state.status != status, late_until)
 
     async def _lab_stage(self) -> None:

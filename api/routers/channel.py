@@ -76,7 +76,8 @@ async def _verified(request: Request, services: ServicesDep) -> Inbound | dict[s
         if settings.channel_public_url:
             url = settings.channel_public_url.rstrip("/") + request.url.path + (
                 f"?{request.url.query}" if request.url.query else "")
-        if not verify_twilio(settings.channel_twilio_auth_token, url, params, request.headers.get("x-twilio-signature")):
+        signature = request.headers.get("x-twilio-signature")
+        if not verify_twilio(settings.channel_twilio_auth_token, url, params, signature):
             request.state.audit_detail = "forged or missing gateway signature (Twilio)"
             raise ProblemError(403, "The gateway signature does not match this request.")
         return dict(params)
@@ -212,7 +213,8 @@ def _apply_receipt(engine, reference: str, status: str) -> str | None:
             session.add(attempt)
         if status in ("failed", "undelivered"):
             sent = session.get(NotificationRecord, attempt.notification_id)
-            exists = session.exec(select(CallListEntry).where(CallListEntry.subject_id == attempt.notification_id)).first()
+            exists = session.exec(select(CallListEntry)
+                                  .where(CallListEntry.subject_id == attempt.notification_id)).first()
             if exists is None:
                 session.add(CallListEntry(subject_id=attempt.notification_id, participant_id=attempt.participant_id,
                                           screening_id=attempt.screening_id,

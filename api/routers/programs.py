@@ -30,8 +30,9 @@ MAX_ICS_BYTES = 256_000
 
 class SiteIn(RequestModel):
     timezone: str = Field(max_length=64, description="IANA time zone, e.g. America/Chicago")
-    hours: dict[str, tuple[str, str]] = Field(max_length=7, description='Weekday -> ["opens", "closes"], e.g. {"mon": ["07:00", "19:00"]}; '
-                                                    "weekdays left out are closed")
+    hours: dict[str, tuple[str, str]] = Field(
+        max_length=7, description='Weekday -> ["opens", "closes"], e.g. {"mon": ["07:00", "19:00"]}; weekdays left out '
+                                  "are closed")
     closed: dict[str, str] = Field(default_factory=dict, max_length=1000,
                                    description='Closed days (holidays): {"2026-12-25": "Christmas Day"}')
 
