@@ -17,6 +17,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from domain.lab_intake import SenderBinding
 from ingest.lab import LabIngest, LabSender
+from store.programs import current_program
 from iop.enrollment import IncompleteRecord, program_input, start_program
 from store import audit
 from store.db import session_scope
@@ -81,18 +82,23 @@ class ReconcilerActivities:
 
     # --- enrollments -------------------------------------------------------------------------
 
+    def _program(self, program_id: str):
+        with Session(self.engine) as session:
+            return current_program(session, program_id)
+
     @activity.defn
     async def finish_enrollment(self, participant_id: str) -> str:
         participant = await asyncio.to_thread(self._participant, participant_id)
         if participant is None or participant.status != ENROLLING:
             return "already-settled"
+        program = await asyncio.to_thread(self._program, participant.program)
         try:
-            program_input(participant)
+            program_input(participant, program)
         except IncompleteRecord as exc:
             await asyncio.to_thread(self._roll_back, participant_id, str(exc))
             return "rolled-back"
         try:
-            await start_program(self.client, self.task_queue, participant)
+            await start_program(self.client, self.task_queue, participant, program)
         except WorkflowAlreadyStartedError:
             pass  # the same program, already started
         await asyncio.to_thread(self._completed, participant_id)

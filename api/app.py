@@ -20,6 +20,7 @@ from api.deps import Services
 from api.idempotency import ReleaseRefusedKeys
 from api.routers import (
     audit,
+    channel,
     disclosures,
     equity,
     fhir,
@@ -27,6 +28,7 @@ from api.routers import (
     lab,
     medications,
     participants,
+    programs,
     screenings,
     staff,
     worklist,
@@ -95,6 +97,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
     app.include_router(audit.router)
     app.include_router(fhir.router)
     app.include_router(equity.router)
+    app.include_router(programs.router)
+    app.include_router(channel.router)
     app.include_router(ui.router)  # the staff dashboard under /ui: a client of the routes above
     return app
 

@@ -31,6 +31,8 @@ SUBJECTS = {
     "mapping_id": ("code-mapping", None),
     "workflow_id": ("workflow", None),
     "token_id": ("token", None),
+    "program_id": ("program", None),
+    "entry_id": ("call-list-entry", None),
 }
 
 

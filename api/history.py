@@ -110,7 +110,10 @@ async def render(client: Client, workflow_id: str, events: list[HistoryEvent]) -
             add(event, f"{scheduled.get(attrs.scheduled_event_id, 'activity')} failed (will be retried)",
                 detail=attrs.failure.message[:300])
         elif kind == EventType.EVENT_TYPE_MARKER_RECORDED:
-            marker = json.loads(event.marker_recorded_event_attributes.details["data"].payloads[0].data or b"{}")
+            details = event.marker_recorded_event_attributes.details
+            # Local activities record a "data" payload; version markers (workflow.patched) record none.
+            payloads = details["data"].payloads if "data" in details else []
+            marker = json.loads(payloads[0].data or b"{}") if payloads else {}
             name = marker.get("activity_type", "")
             if name in ("open_screening", "open_order", "plan_disclosures", "record_consent_event"):
                 add(event, ACTIVITIES[name])

@@ -84,6 +84,17 @@ POST /codec/encode: admin
 POST /tokens: admin
 GET /tokens: admin
 POST /tokens/{token_id}/revoke: admin
+POST /programs: admin
+PUT /programs/{program_id}: admin
+GET /programs: admin staff clinician auditor
+GET /programs/{program_id}: admin staff clinician auditor
+POST /programs/{program_id}/sites/{site}/closed-days: admin
+POST /channel/inbound: public
+POST /channel/receipts: public
+PUT /participants/{participant_id}/pin: admin staff
+GET /call-list: admin staff
+POST /call-list/{entry_id}/resolve: admin staff
+POST /screenings/{screening_id}/make-up: admin staff clinician
 """
 
 

@@ -40,6 +40,15 @@ class TestingPlan:
     # An IANA name; whether it exists is checked where zoneinfo may be loaded, not here.
     timezone: str = "America/New_York"
     source: str
+    # Per-weekday hours where they differ from opens_at..closes_at: (weekday, opens, closes).
+    weekday_hours: tuple[tuple[int, str, str], ...] = ()
+    # Where the plan came from: a stored program's id and version (empty: the built-in defaults).
+    program_id: str = ""
+    program_version: int = 0
+    specimen_type: str = "urine"
+    check_in_required: bool = False
+    missed_check_in_reportable: bool = False
+    make_up_hours: float = 24.0
 
     def __post_init__(self) -> None:
         _check_counts(self)
@@ -75,8 +84,10 @@ def plan_from_dict(data: dict[str, Any]) -> TestingPlan:
     for key in ("collection_weekdays", "closed_dates"):
         if key in values and isinstance(values[key], list):
             values[key] = tuple(values[key])
+    if isinstance(values.get("weekday_hours"), list):
+        values["weekday_hours"] = tuple(tuple(item) for item in values["weekday_hours"])
     # JSON does not distinguish 3 from 3.0.
-    for key in ("tests_per_week", "collection_window_hours"):
+    for key in ("tests_per_week", "collection_window_hours", "make_up_hours"):
         if _is_number(values.get(key)):
             values[key] = float(values[key])
     try:
@@ -111,6 +122,11 @@ def _check_collection_hours(plan: TestingPlan) -> None:
     opens, closes = minutes_of_day(plan.opens_at), minutes_of_day(plan.closes_at)
     if opens >= closes:
         raise ValueError(f"opens_at {plan.opens_at} must be earlier than closes_at {plan.closes_at}")
+    for entry in plan.weekday_hours:
+        if not isinstance(entry, tuple) or len(entry) != 3 or not _is_int(entry[0]) or not 0 <= entry[0] <= 6:
+            raise ValueError(f"weekday_hours entries are (weekday 0..6, opens, closes); got {entry!r}")
+        if minutes_of_day(entry[1]) >= minutes_of_day(entry[2]):
+            raise ValueError(f"weekday {entry[0]} opens at {entry[1]}, not before it closes at {entry[2]}")
 
 
 def _check_calendar(plan: TestingPlan) -> None:
@@ -130,6 +146,14 @@ def _check_calendar(plan: TestingPlan) -> None:
     for text in plan.closed_dates:
         if not _is_iso_date(text):
             raise ValueError(f"closed date {text!r} is not an ISO date (YYYY-MM-DD)")
+
+
+def hours_for(plan: TestingPlan, weekday: int) -> tuple[str, str]:
+    """Opening and closing ("HH:MM") on a weekday: its own hours if given, else opens_at..closes_at."""
+    for day, opens, closes in plan.weekday_hours:
+        if day == weekday:
+            return opens, closes
+    return plan.opens_at, plan.closes_at
 
 
 def minutes_of_day(clock: str) -> int:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, time, timedelta
 
-from domain.plan import TestingPlan, minutes_of_day
+from domain.plan import TestingPlan, hours_for, minutes_of_day
 
 WINDOW_DAYS = 7
 
@@ -166,11 +166,27 @@ def notification_time(plan: TestingPlan, day: date, roll: float) -> time:
         raise ValueError(f"roll must be uniform in [0, 1); got {roll!r}")
     if not is_collection_day(plan, day):
         raise ValueError(f"the clinic does not collect on {day.isoformat()}; no notification time")
-    opens, closes = minutes_of_day(plan.opens_at), minutes_of_day(plan.closes_at)
+    opens_at, closes_at = hours_for(plan, day.weekday())
+    opens, closes = minutes_of_day(opens_at), minutes_of_day(closes_at)
     latest = closes - round(plan.collection_window_hours * 60)
     spread = max(0, latest - opens)
     minute = opens + int(roll * spread)  # roll < 1, so never past `latest`
     return time(minute // 60, minute % 60)
+
+
+def window_end(plan: TestingPlan, day: date, notice: time) -> time:
+    """When the collection window that a notice at `notice` opens must close (local wall clock).
+
+    The window lasts collection_window_hours but ends at the day's closing time, never after:
+    a participant cannot be asked to report to a closed clinic.
+    """
+    if not is_collection_day(plan, day):
+        raise ValueError(f"the clinic does not collect on {day.isoformat()}; no collection window")
+    closes = minutes_of_day(hours_for(plan, day.weekday())[1])
+    start = notice.hour * 60 + notice.minute
+    end = min(closes, start + round(plan.collection_window_hours * 60))
+    end = max(end, start)
+    return time(end // 60, end % 60) if end < 24 * 60 else time(23, 59)
 
 
 def simulate(

@@ -31,6 +31,7 @@ class WorklistKind(StrEnum):
     NOT_NOTIFIED = "not-notified"
     MISSED_CHECK_IN = "missed-check-in"
     CALL_LIST = "call-list"
+    MISS_DECISION = "miss-needs-decision"
     OTHER = "other"
 
 
@@ -47,6 +48,7 @@ class Source(StrEnum):
     ALERT = "alert"  # an `alerts` row: source_ref is "<kind>:<subject id>"
     QUARANTINE = "lab-quarantine"  # a `lab_quarantine` row: source_ref is its id
     DISCLOSURE = "disclosure"  # a blocked report: source_ref is the disclosure id
+    CALL_LIST = "call-list"  # a `call_list` row: source_ref is its id
 
 
 class Status(StrEnum):
@@ -161,6 +163,11 @@ KINDS: dict[str, KindSpec] = {
         K.MISSED_CHECK_IN, "Missed check-in", "participant",
         "Call the participant about the missed check-in and record the outcome.",
         Severity.NORMAL, "staff", 8, (8, "clinician")),
+    "miss-needs-decision": _spec(
+        K.MISS_DECISION, "Test not done: not notified or window lost", "screening",
+        "The participant was not told in time, or the collection window was cut short: this is not a reportable "
+        "miss. Excuse the test or order a make-up test, with the reason.",
+        Severity.HIGH, "staff", 8, (8, "clinician"), (32, "admin")),
     "call-list": _spec(
         K.CALL_LIST, "On today's call list", "participant",
         "Call the participant and record called, reached or not reached.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
@@ -25,6 +26,9 @@ app.add_typer(token_app, name="token")
 app.add_typer(codec_app, name="codec")
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+program_app = typer.Typer(help="Programs as data: sites, calendars, phases (each change a new version).",
+                          no_args_is_help=True)
+app.add_typer(program_app, name="program")
 hl7_app = typer.Typer(help="HL7 v2 results over MLLP.", no_args_is_help=True)
 app.add_typer(hl7_app, name="hl7")
 
@@ -104,6 +108,73 @@ def token_revoke(token_id: str) -> None:
         row.revoked_at = row.revoked_at or utcnow()
         session.add(row)
     typer.echo(f"token {token_id} revoked")
+
+
+def _save_program(data: dict, note: str | None) -> None:
+    from domain.program import program_from_dict
+    from store.db import make_engine, session_scope
+    from store.programs import save_version
+
+    try:
+        program = program_from_dict({k: v for k, v in data.items() if k != "note"})
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    with session_scope(make_engine(get_settings().resolved_database_url)) as session:
+        version = save_version(session, program, f"cli:{os.environ.get('USER', '?')}"[:32], note or data.get("note"))
+    typer.echo(f"program {program.program_id} version {version} saved; participants take it from their next day")
+
+
+@program_app.command("save")
+def program_save(path: Annotated[Path, typer.Argument(help="A program definition, JSON as POST /programs takes")],
+                 note: Annotated[str | None, typer.Option(help="Why this version")] = None) -> None:
+    """Create a program, or save a new version of it."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc}") from exc
+    _save_program(data, note)
+
+
+@program_app.command("show")
+def program_show(program_id: str) -> None:
+    """Print the current version of a program as JSON."""
+    import json
+
+    from domain.program import program_to_dict
+    from store.db import make_engine
+    from sqlmodel import Session
+    from store.programs import current_program
+
+    with Session(make_engine(get_settings().resolved_database_url)) as session:
+        found = current_program(session, program_id)
+    if found is None:
+        raise typer.BadParameter(f"no program {program_id}")
+    typer.echo(json.dumps({"version": found[1], **program_to_dict(found[0])}, indent=2))
+
+
+@program_app.command("import-ics")
+def program_import_ics(program_id: str, site: str,
+                       path: Annotated[Path, typer.Argument(help="An iCalendar (.ics) file of closed days")]) -> None:
+    """Add the all-day events of an iCalendar file to a site's closed days (a new version)."""
+    from domain.calendar import calendar_to_dict, parse_ics, with_closed
+    from domain.program import program_to_dict
+    from sqlmodel import Session
+    from store.db import make_engine
+    from store.programs import current_program
+
+    with Session(make_engine(get_settings().resolved_database_url)) as session:
+        found = current_program(session, program_id)
+    if found is None or site not in found[0].sites:
+        raise typer.BadParameter(f"no program {program_id} with site {site}")
+    try:
+        days = parse_ics(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    data = program_to_dict(found[0])
+    data["sites"][site] = calendar_to_dict(with_closed(found[0].sites[site], days))
+    _save_program(data, f"{len(days)} closed day(s) imported from {path.name}")
 
 
 @audit_app.command("verify")
@@ -430,6 +501,8 @@ def simulate(
     no_show_rate: Annotated[float, typer.Option(help="Share of selected tests nobody shows up for (0-1)")] = 0.0,
     phase: Annotated[str, typer.Option(help="Phase every participant is in")] = "phase-1",
     seed: Annotated[int | None, typer.Option(help="Seed for who shows up (the draws are the workflows' own)")] = None,
+    program: Annotated[Path | None, typer.Option(help="A program definition (JSON, as POST /programs takes): its "
+                                                      "first site's calendar and the phase's rates")] = None,
 ) -> None:
     """Simulate a program on the time-skipping test server: testing load, rates and outcomes."""
     from rich.console import Console
@@ -437,9 +510,17 @@ def simulate(
 
     from iop.simulate import format_report, run_simulation, validate
 
+    definition = None
     try:
-        validate(participants, days, no_show_rate, phase)
-    except ValueError as exc:
+        if program is not None:
+            from domain.program import program_from_dict
+
+            definition = {k: v for k, v in json.loads(program.read_text()).items() if k != "note"}
+            phases = [p.name for p in program_from_dict(definition).phases]
+        else:
+            from domain.plan import PHASES as phases
+        validate(participants, days, no_show_rate, phase, phases)
+    except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from exc
     bar = Progress(TextColumn("simulating {task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), console=Console(stderr=True), transient=True)
@@ -449,7 +530,8 @@ def simulate(
         def advance(done: int, total: int, day) -> None:
             bar.update(task, completed=done, description=f"day {day:%a %Y-%m-%d}")
 
-        report = asyncio.run(run_simulation(participants, days, no_show_rate, phase, seed, progress=advance))
+        report = asyncio.run(run_simulation(participants, days, no_show_rate, phase, seed, progress=advance,
+                                            program=definition))
     typer.echo(format_report(report))
 
 

@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 
 from domain.plan import PHASES, default_plan, plan_to_dict
+from domain.program import Program, plan_for
 from store.models import Participant
 from workflows import search
 from workflows.contracts import ParticipantInput, ParticipantState
@@ -25,9 +26,13 @@ class IncompleteRecord(ValueError):
     """The enrollment record cannot start a program (e.g. an unknown phase or time zone)."""
 
 
-def program_input(participant: Participant) -> ParticipantInput:
-    if participant.phase not in PHASES:
+def program_input(participant: Participant, program: tuple[Program, int] | None = None) -> ParticipantInput:
+    """The workflow's input; `program` is the stored program (definition, current version) if there is one."""
+    phases = [p.name for p in program[0].phases] if program else list(PHASES)
+    if participant.phase not in phases:
         raise IncompleteRecord(f"unknown phase {participant.phase!r}")
+    if program and participant.site not in program[0].sites:
+        raise IncompleteRecord(f"site {participant.site!r} is not a site of program {participant.program!r}")
     try:
         ZoneInfo(participant.timezone)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
@@ -41,17 +46,20 @@ def program_input(participant: Participant) -> ParticipantInput:
         phase=participant.phase,
         start_date=participant.start_date.isoformat(),
         timezone=participant.timezone,
-        plan=plan_to_dict(replace(default_plan(participant.phase), timezone=participant.timezone)),
+        plan=plan_to_dict(plan_for(program[0], program[1], participant.site, participant.phase) if program
+                          else replace(default_plan(participant.phase), timezone=participant.timezone)),
+        phases=phases if program else [],
     )
     return ParticipantInput(state=state)
 
 
-async def start_program(client: Client, task_queue: str, participant: Participant) -> None:
+async def start_program(client: Client, task_queue: str, participant: Participant,
+                        program: tuple[Program, int] | None = None) -> None:
     """Start (or join) the participant's program workflow."""
     started_on = datetime.combine(participant.start_date, datetime.min.time(), tzinfo=timezone.utc)
     await client.start_workflow(
         ParticipantWorkflow.run,
-        program_input(participant),
+        program_input(participant, program),
         id=workflow_id(participant.id),
         task_queue=task_queue,
         # A retried start (same id) joins the running program instead of failing.

@@ -55,6 +55,15 @@ class Settings(BaseSettings):
     # role, never the participant. Empty: no paging (the worklist page shows them).
     worklist_page_url: str = ""
     worklist_page_secret: str = Field(default="", repr=False)
+    # Where the gateway posts delivery receipts (this API's /channel/receipts, as the gateway reaches it).
+    notify_receipt_url: str = ""
+    # The participant channel (/channel/inbound, /channel/receipts): a gateway proves itself with either
+    # Twilio's X-Twilio-Signature (its auth token) or a Standard Webhooks signature (a whsec_ secret).
+    channel_twilio_auth_token: str = Field(default="", repr=False)
+    channel_webhook_secret: str = Field(default="", repr=False)
+    # The public base URL the gateway calls (Twilio signs the URL it used), e.g. https://iop.example.org;
+    # empty: the URL of the request as it arrived.
+    channel_public_url: str = ""
     # The reconciler (a Temporal schedule the worker creates): how often it runs, when an
     # enrollment still "enrolling" or a lab message still "received" counts as stuck, and when a
     # lab message it still cannot process is put before staff (quarantine, "intake-stalled").

@@ -31,7 +31,10 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from domain.clock import local_date, local_moment
-from domain.plan import PHASES, TestingPlan, default_plan, minutes_of_day, plan_to_dict
+from dataclasses import replace as _replace
+
+from domain.plan import PHASES, TestingPlan, default_plan, hours_for, minutes_of_day, plan_to_dict
+from domain.program import Program, plan_for, program_from_dict
 from store.models import Participant, Screening, SelectionDraw
 
 MAX_DAYS = 730
@@ -94,7 +97,8 @@ class SimulationReport:
     timing: dict[str, float] = field(default_factory=dict)  # wall seconds per stage
 
 
-def validate(participants: int, days: int, no_show_rate: float, phase: str) -> None:
+def validate(participants: int, days: int, no_show_rate: float, phase: str,
+             phases: tuple[str, ...] | list[str] = PHASES) -> None:
     """Raise ValueError with a message fit for the command line."""
     if isinstance(participants, bool) or not isinstance(participants, int) or participants < 1:
         raise ValueError(f"--participants must be a whole number of at least 1; got {participants!r}")
@@ -102,8 +106,8 @@ def validate(participants: int, days: int, no_show_rate: float, phase: str) -> N
         raise ValueError(f"--days must be a whole number from 1 to {MAX_DAYS}; got {days!r}")
     if not isinstance(no_show_rate, (int, float)) or not 0.0 <= no_show_rate <= 1.0:  # also rejects NaN
         raise ValueError(f"--no-show-rate must be between 0 and 1 (e.g. 0.15 for 15%); got {no_show_rate!r}")
-    if phase not in PHASES:
-        raise ValueError(f"--phase must be one of {', '.join(PHASES)}; got {phase!r}")
+    if phase not in phases:
+        raise ValueError(f"--phase must be one of {', '.join(phases)}; got {phase!r}")
 
 
 def collection_checkpoint(plan: TestingPlan) -> time:
@@ -132,9 +136,14 @@ async def run_simulation(
     phase: str = "phase-1",
     seed: int | None = None,
     progress: Progress | None = None,
+    program: dict | None = None,
 ) -> SimulationReport:
-    """Run `days` program days of `participants` synthetic participants; see the module's doc."""
-    validate(participants, days, no_show_rate, phase)
+    """Run `days` program days of `participants` synthetic participants; see the module's doc.
+    `program` is a program definition (domain.program.program_to_dict): its first site's calendar and
+    the phase's rates decide the draws, as for an enrolled participant."""
+    definition = program_from_dict(program) if program is not None else None
+    validate(participants, days, no_show_rate, phase,
+             [p.name for p in definition.phases] if definition else PHASES)
     # Imported here: the command line loads this module only to run it.
     from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
     from temporalio.testing import WorkflowEnvironment
@@ -146,11 +155,17 @@ async def run_simulation(
 
     started = wallclock.perf_counter()
     server = _binary("temporal-test-server")
-    run = _Run(participants, days, no_show_rate, phase, seed, progress)
+    run = _Run(participants, days, no_show_rate, phase, seed, progress, definition)
     with tempfile.TemporaryDirectory(prefix="iop-simulate-") as tmp:
         url = f"sqlite:///{Path(tmp) / 'records.db'}"
         upgrade(url)
         engine = _records_engine(url)
+        if definition is not None:
+            from store.db import session_scope
+            from store.programs import save_version
+
+            with session_scope(engine) as session:
+                save_version(session, definition, "simulate", "simulated")
         try:
             env = await WorkflowEnvironment.start_time_skipping(
                 data_converter=data_converter([new_key("sim")]),  # a fresh key: nothing is kept
@@ -180,13 +195,15 @@ class _Run:
     """One simulation: its parameters, its attendance dice, and what it did."""
 
     def __init__(self, participants: int, days: int, no_show_rate: float, phase: str, seed: int | None,
-                 progress: Progress | None) -> None:
+                 progress: Progress | None, definition: Program | None = None) -> None:
         self.participants, self.days, self.no_show_rate, self.phase, self.seed = (
             participants, days, no_show_rate, phase, seed)
         self.progress = progress
         self.rng = random.Random(seed)
-        self.plan = default_plan(phase)
-        self.checkpoint = collection_checkpoint(self.plan)
+        self.definition = definition
+        self.site = sorted(definition.sites)[0] if definition else SITE
+        self.plan = plan_for(definition, 1, self.site, phase) if definition else default_plan(phase)
+        self.checkpoint = time(12, 0)
         self.handled: set[str] = set()
         self.sent = self.refused = 0
         self.timing: dict[str, float] = {}
@@ -199,6 +216,18 @@ class _Run:
             yield
         finally:
             self.timing[stage] = self.timing.get(stage, 0.0) + wallclock.perf_counter() - mark
+
+    def checkpoints_on(self, weekday: int) -> list[time]:
+        """When to look for notified participants on an open weekday: the single checkpoint where one
+        moment sees every notice before any window closes, else a checkpoint every half window from opening
+        (so a notice is never left alone longer than half its window)."""
+        opens, closes = hours_for(self.plan, weekday)
+        try:
+            return [collection_checkpoint(_replace(self.plan, opens_at=opens, closes_at=closes, weekday_hours=()))]
+        except ValueError:
+            step = max(15, round(self.plan.collection_window_hours * 30))
+            first, last = minutes_of_day(opens) + 1, minutes_of_day(closes)
+            return [time(m // 60, m % 60) for m in range(first + step, last, step)]
 
     def moment(self, day: date, clock: time) -> datetime:
         return local_moment(day, clock, self.plan.timezone)
@@ -213,15 +242,19 @@ class _Run:
             with self.timed("setup"):
                 await _sleep_until(env, self.moment(self.first_day, time(0, 5)))
             with self.timed("enroll"):
-                await _enroll(env.client, engine, task_queue, self.participants, self.phase, self.first_day)
+                await _enroll(env.client, engine, task_queue, self.participants, self.phase, self.first_day,
+                              self.plan, self.site)
             for offset in range(self.days):
                 day = self.first_day + timedelta(days=offset)
-                with self.timed(SKIPPING):
-                    await _sleep_until(env, self.moment(day, self.checkpoint))
-                with self.timed(UPDATING):
-                    sent, refused = await _collect(env.client, engine, self.handled, self.rng, self.no_show_rate)
-                self.sent += sent
-                self.refused += refused
+                clocks = (self.checkpoints_on(day.weekday()) if day.weekday() in self.plan.collection_weekdays
+                          else [self.checkpoint])
+                for clock in clocks:
+                    with self.timed(SKIPPING):
+                        await _sleep_until(env, self.moment(day, clock))
+                    with self.timed(UPDATING):
+                        sent, refused = await _collect(env.client, engine, self.handled, self.rng, self.no_show_rate)
+                    self.sent += sent
+                    self.refused += refused
                 if self.progress:
                     self.progress(offset + 1, self.days, day)
             # Let the last day's windows close, so every day's screenings are settled.
@@ -334,7 +367,8 @@ def participant_id(index: int) -> str:
     return f"p-sim-{index:05d}"
 
 
-async def _enroll(client, engine, task_queue: str, count: int, phase: str, start: date) -> None:
+async def _enroll(client, engine, task_queue: str, count: int, phase: str, start: date,
+                  plan: TestingPlan | None = None, site: str = SITE) -> None:
     from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
     from store.db import session_scope
@@ -342,14 +376,15 @@ async def _enroll(client, engine, task_queue: str, count: int, phase: str, start
     from workflows.contracts import ParticipantInput, ParticipantState
     from workflows.participant import ParticipantWorkflow, workflow_id
 
-    plan = default_plan(phase)
+    plan = plan or default_plan(phase)
+    program = plan.program_id or PROGRAM
     ids = [participant_id(i) for i in range(1, count + 1)]
     # The record first, status "enrolling", as enrollment does: the workflow confirms it.
     with session_scope(engine) as session:
         for i, pid in enumerate(ids, start=1):
             session.add(Participant(
                 id=pid, given_name="Sim", family_name=f"Participant {i}", date_of_birth=date(1980, 1, 1),
-                site=SITE, program=PROGRAM, phase=phase, start_date=start, timezone=plan.timezone,
+                site=site, program=program, phase=phase, start_date=start, timezone=plan.timezone,
                 case_numbers=[], status="enrolling",
             ))
     started_on = datetime.combine(start, time(), tzinfo=timezone.utc)  # as enrollment sets it
@@ -357,8 +392,8 @@ async def _enroll(client, engine, task_queue: str, count: int, phase: str, start
 
     async def start_one(pid: str) -> None:
         state = ParticipantState(
-            participant_id=pid, program=PROGRAM, site=SITE, phase=phase, start_date=start.isoformat(),
-            timezone=plan.timezone, plan=plan_to_dict(plan),
+            participant_id=pid, program=program, site=site, phase=phase, start_date=start.isoformat(),
+            timezone=plan.timezone, plan=plan_to_dict(plan), phases=[plan.phase] if plan.program_id else [],
         )
         async with limit:
             await client.start_workflow(
@@ -367,7 +402,7 @@ async def _enroll(client, engine, task_queue: str, count: int, phase: str, start
                     SearchAttributePair(search.PARTICIPANT_ID, pid),
                     SearchAttributePair(search.STATUS, "active"),
                     SearchAttributePair(search.PHASE, phase),
-                    SearchAttributePair(search.SITE, SITE),
+                    SearchAttributePair(search.SITE, site),
                     SearchAttributePair(search.DAY, started_on),
                 ]),
             )
@@ -439,7 +474,7 @@ def _report(engine, participants: int, days: int, no_show_rate: float, phase: st
         by_weekday[day.weekday()].append(load)
     weekend = sum(count for day, count in per_day.items() if day.weekday() >= 5)
     still_open = sum(uncollected[s] for s in OPEN)
-    known = {*OPEN, "missed", "excused"}
+    known = {*OPEN, "missed", "excused", "not-notified", "window-lost"}
     return SimulationReport(
         participants=participants, days=days, no_show_rate=no_show_rate, phase=phase, seed=seed,
         first_day=first_day, last_day=last_day,
@@ -450,7 +485,7 @@ def _report(engine, participants: int, days: int, no_show_rate: float, phase: st
         tests_per_participant_week=selected / (participants * days / 7),
         plan_tests_per_week=plan.tests_per_week,
         weekend_share=weekend / selected if selected else 0.0,
-        expected_weekend_share=2 / 7,
+        expected_weekend_share=sum(1 for d in plan.collection_weekdays if d >= 5) / len(plan.collection_weekdays),
         screenings=sum(by_status.values()), collected=collected, late_collections=late,
         missed=uncollected["missed"], excused=uncollected["excused"], still_open=still_open,
         other=sum(n for s, n in uncollected.items() if s not in known), by_status=by_status,

@@ -29,6 +29,7 @@ from temporalio.worker.workflow_sandbox._runner import _Instance as _SandboxInst
 from activities.audit import AuditActivities
 from activities.disclosure import DisclosureActivities
 from activities.medication import MedicationActivities
+from activities.programs import ProgramActivities
 from activities.notify import Notifier, WebhookNotifier
 from activities.reconciler import ReconcileInput, ReconcilerActivities
 from activities.records import RecordActivities
@@ -89,7 +90,8 @@ def workflow_runner(*passthrough: str) -> SandboxedWorkflowRunner:
 
 def notifier_for(settings: Settings) -> Notifier | None:
     if settings.notify_webhook_url:
-        return WebhookNotifier(settings.notify_webhook_url, settings.notify_webhook_secret)
+        return WebhookNotifier(settings.notify_webhook_url, settings.notify_webhook_secret,
+                               receipt_url=settings.notify_receipt_url)
     return None  # the recording notifier
 
 
@@ -103,7 +105,8 @@ def activities(engine: Engine, keys: Sequence[CodecKey], notifier: Notifier | No
                pager: Pager | None = None) -> list:
     return (RecordActivities(engine).all() + ScreeningActivities(engine, notifier).all()
             + MedicationActivities(engine).all() + DisclosureActivities(engine, keys).all()
-            + AuditActivities(engine).all() + WorklistActivities(engine, pager).all())
+            + AuditActivities(engine).all() + WorklistActivities(engine, pager).all()
+            + ProgramActivities(engine).all())
 
 
 def build_worker(client: Client, engine: Engine, task_queue: str, *, notifier: Notifier | None = None,

@@ -208,6 +208,9 @@ class SelectionDraw(SQLModel, table=True):
     detail: str = Field(max_length=400)
     screening_id: str | None = Field(default=None, max_length=64)
     recorded_at: datetime = Field(default_factory=utcnow)
+    # The program version that decided the draw (None: the built-in plan, before programs were data).
+    program_id: str | None = Field(default=None, max_length=64)
+    program_version: int | None = None
 
 
 class CheckInDayRecord(SQLModel, table=True):
@@ -221,6 +224,8 @@ class CheckInDayRecord(SQLModel, table=True):
     day: date
     checked_in_at: datetime | None = None
     method: str | None = Field(default=None, max_length=16)
+    # The phase required a check-in that day and none came: its own recorded event.
+    missed_required: bool | None = None
 
 
 class NotificationRecord(SQLModel, table=True):
@@ -234,6 +239,93 @@ class NotificationRecord(SQLModel, table=True):
     report_by: datetime | None = None
     sent_at: datetime = Field(default_factory=utcnow)
     message: str = Field(max_length=400)
+
+
+class NotificationAttempt(SQLModel, table=True):
+    """Each try to tell a participant, with the gateway's receipt; "told" when a check-in told them."""
+
+    __tablename__ = "notification_attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    notification_id: str = Field(index=True, max_length=120)
+    participant_id: str = Field(foreign_key="participants.id", max_length=40)
+    screening_id: str | None = Field(default=None, max_length=64)
+    channel: str = Field(max_length=32)  # recorded | sms-gateway | check-in
+    # accepted | delivered | failed | undelivered | error | no-phone | told | recorded
+    status: str = Field(max_length=16)
+    provider_ref: str | None = Field(default=None, index=True, max_length=120)
+    error: str | None = Field(default=None, max_length=400)
+    at: datetime = Field(default_factory=utcnow)
+    receipt_at: datetime | None = None
+
+
+class CallListEntry(SQLModel, table=True):
+    """A participant staff must phone: a notice that could not be delivered in time, or no phone."""
+
+    __tablename__ = "call_list"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subject_id: str = Field(max_length=120, unique=True)  # the notification id
+    participant_id: str = Field(foreign_key="participants.id", index=True, max_length=40)
+    screening_id: str | None = Field(default=None, max_length=64)
+    reason: str = Field(max_length=400)
+    window_closes_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    resolved_at: datetime | None = None
+    resolved_by: str | None = Field(default=None, max_length=32)
+    outcome: str | None = Field(default=None, max_length=400)
+
+
+class ParticipantPin(SQLModel, table=True):
+    """The participant's channel PIN, scrypt-hashed (domain.channel), and its wrong-PIN count."""
+
+    __tablename__ = "participant_pins"
+
+    participant_id: str = Field(foreign_key="participants.id", primary_key=True, max_length=40)
+    pin_hash: str = Field(max_length=200, repr=False)
+    failures: int = 0
+    window_start: datetime | None = None
+    locked_until: datetime | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ChannelLockout(SQLModel, table=True):
+    """Wrong PINs per calling number (keyed by a hash of the number, never the number itself)."""
+
+    __tablename__ = "channel_lockouts"
+
+    key: str = Field(primary_key=True, max_length=64)
+    failures: int = 0
+    window_start: datetime | None = None
+    locked_until: datetime | None = None
+
+
+# --- programs -----------------------------------------------------------------------------
+
+
+class ProgramRecord(SQLModel, table=True):
+    __tablename__ = "programs"
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    current_version: int
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ProgramVersion(SQLModel, table=True):
+    """Every version of a program's definition (domain.program.program_to_dict), never edited."""
+
+    __tablename__ = "program_versions"
+    __table_args__ = (UniqueConstraint("program_id", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    program_id: str = Field(foreign_key="programs.id", index=True, max_length=64)
+    version: int
+    definition: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    note: str | None = Field(default=None, max_length=500)
+    created_by: str = Field(max_length=32)
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class AlertRecord(SQLModel, table=True):

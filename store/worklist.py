@@ -16,7 +16,7 @@ from sqlalchemy import event, inspect, select, update
 from sqlalchemy.engine import Connection
 
 from domain import worklist as wl
-from store.models import AlertRecord, Disclosure, Participant, QuarantineItem, WorklistItem
+from store.models import AlertRecord, CallListEntry, Disclosure, Participant, QuarantineItem, WorklistItem
 
 ITEMS = WorklistItem.__table__
 
@@ -84,6 +84,20 @@ def _held_resolved(_mapper: Any, connection: Connection, item: QuarantineItem) -
     if item.resolved_at is not None and inspect(item).attrs.resolved_at.history.has_changes():
         settle(connection, source=wl.Source.QUARANTINE, source_ref=str(item.id), actor=item.resolved_by or "system",
                text=f"quarantine item {item.resolution or 'resolved'} on the lab page")
+
+
+@event.listens_for(CallListEntry, "after_insert")
+def _to_call(_mapper: Any, connection: Connection, entry: CallListEntry) -> None:
+    open_item(connection, source=wl.Source.CALL_LIST, source_ref=str(entry.id), raw_kind="call-list",
+              participant_id=entry.participant_id, subject_id=entry.screening_id or entry.participant_id,
+              why=entry.reason)
+
+
+@event.listens_for(CallListEntry, "after_update")
+def _called(_mapper: Any, connection: Connection, entry: CallListEntry) -> None:
+    if entry.resolved_at is not None and inspect(entry).attrs.resolved_at.history.has_changes():
+        settle(connection, source=wl.Source.CALL_LIST, source_ref=str(entry.id), actor=entry.resolved_by or "system",
+               text=f"call list: {entry.outcome or 'done'}")
 
 
 def _disclosure_changed(connection: Connection, row: Disclosure) -> None:

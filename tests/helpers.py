@@ -27,6 +27,7 @@ class Stack:
     temporal: Client
     task_queue: str
     tokens: dict[str, str] = field(default_factory=dict)
+    app: Any = None
 
     def auth(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
@@ -67,14 +68,16 @@ def issue_role_tokens(engine: Engine) -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def api_stack(temporal: Client, engine: Engine, task_queue: str, tmp_path, *, with_worker: bool = True,
-                    tracer=None):
-    settings = Settings(data_dir=tmp_path, task_queue=task_queue)
+                    tracer=None, **settings_overrides: Any):
+    settings = Settings(data_dir=tmp_path, task_queue=task_queue, **settings_overrides)
     app = create_app(settings, engine=engine, temporal=temporal, tracer=tracer)
     worker = build_worker(temporal, engine, task_queue) if with_worker else contextlib.nullcontext()
     async with worker, app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://iop.test") as http:
-            yield Stack(http, engine, temporal, task_queue, issue_role_tokens(engine))
+            stack = Stack(http, engine, temporal, task_queue, issue_role_tokens(engine))
+            stack.app = app
+            yield stack
 
 
 @contextlib.contextmanager

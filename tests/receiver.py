@@ -76,3 +76,44 @@ def webhook_receiver(port: int = 0, receiver: Receiver | None = None) -> Iterato
     finally:
         server.shutdown()
         server.server_close()
+
+
+@dataclass
+class Gateway:
+    """A stand-in SMS gateway: takes signed JSON notices, answers 503 while `down`, else 200 with a message id."""
+
+    url: str = ""
+    down: bool = False
+    requests: list[dict] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@contextmanager
+def sms_gateway() -> Iterator[Gateway]:
+    gateway = Gateway()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            with gateway.lock:
+                status = 503 if gateway.down else 200
+                gateway.requests.append({"body": json.loads(body), "status": status})
+                answer = json.dumps({"id": f"SM{len(gateway.requests):06d}"}).encode() if status == 200 else b""
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    gateway.url = f"http://127.0.0.1:{server.server_address[1]}/messages"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield gateway
+    finally:
+        server.shutdown()
+        server.server_close()

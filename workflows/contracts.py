@@ -65,6 +65,10 @@ class ParticipantState:
     check_ins: dict[str, CheckIn] = field(default_factory=dict)  # day -> first check-in (last 7 days)
     for_cause_count: int = 0
     medications: list[str] = field(default_factory=list)  # order ids of medication workflows
+    # The plan fixed for next_draw_day when its wait began (a program version keeps for the whole day).
+    day_plan: dict[str, Any] | None = None
+    day_plan_for: str | None = None
+    phases: list[str] = field(default_factory=list)  # the program's phases (empty: the built-in ones)
 
 
 @dataclass
@@ -185,6 +189,8 @@ class ScreeningInput:
     selection_detail: str = ""
     result_due_hours: float = 48.0
     late_grace_hours: float = 24.0
+    # The site's closing time on the day (ISO datetime): the window ends then, never after. None: not clipped.
+    site_closes_at: str | None = None
 
 
 @dataclass
@@ -200,6 +206,8 @@ class ScreeningState:
     status: str = SCHEDULED
     notified_at: str | None = None
     window_closes_at: str | None = None
+    told_at: str | None = None  # the notice is known to have reached the participant (adapter or check-in)
+    miss_detail: str | None = None  # why a window that closed without a collection is or is not reportable
     late_until: str | None = None
     specimen_id: str | None = None
     collection: Collection | None = None
@@ -225,8 +233,10 @@ class ScreeningState:
     revision: int = 0
 
 
+NOT_NOTIFIED = "not-notified"  # the window closed and the participant was never told: staff decide
+WINDOW_LOST = "window-lost"  # told too late, or the site was closed: staff decide
 # Only these take a collection, an excuse or a refusal.
-TAKES_COLLECTION = (SCHEDULED, AWAITING_COLLECTION, MISSED)
+TAKES_COLLECTION = (SCHEDULED, AWAITING_COLLECTION, MISSED, NOT_NOTIFIED, WINDOW_LOST)
 
 
 def already_message(state: ScreeningState) -> str:
@@ -251,6 +261,59 @@ class Notification:
     kind: str  # test-required | for-cause-test
     report_by: str  # ISO datetime
     site: str
+
+
+@dataclass
+class NoticeResult:
+    """What the notification adapter did: the workflow carries this, never a phone number."""
+
+    status: str  # recorded | accepted | delivered | no-phone
+    told_at: str | None = None  # set when the notice is known to have reached the participant
+
+
+@dataclass
+class CallListItem:
+    notification_id: str
+    participant_id: str
+    screening_id: str | None
+    reason: str
+    window_closes_at: str | None
+
+
+@dataclass
+class MissQuestion:
+    screening_id: str
+    participant_id: str
+    notification_id: str
+    day: str
+    window_opened_at: str
+    window_closes_at: str
+    told_at: str | None = None  # when the workflow learnt the notice reached the participant
+
+
+@dataclass
+class MissAssessment:
+    status: str  # domain.misses.VERDICTS
+    reportable: bool
+    detail: str
+
+
+@dataclass
+class ProgramDayRequest:
+    program: str
+    site: str
+    phase: str
+    day: str
+
+
+@dataclass
+class DayPlan:
+    """The plan (domain.plan.plan_to_dict) a stored program version gives for one day."""
+
+    plan: dict[str, Any]
+    program_id: str
+    version: int
+    phases: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -287,6 +350,8 @@ class DrawRecord:
     reason: str
     detail: str
     screening_id: str | None = None
+    program_id: str | None = None
+    program_version: int | None = None
 
 
 @dataclass
@@ -312,6 +377,8 @@ class CheckInDay:
     day: str
     checked_in_at: str | None
     method: str | None
+    required: bool = False  # the phase asks for a daily check-in
+    reportable: bool = False  # and a missed one is reportable (where consent allows)
 
 
 @dataclass

@@ -16,10 +16,11 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.medication import MedicationActivities
+    from activities.programs import ProgramActivities
     from activities.records import RecordActivities
     from activities.screenings import ScreeningActivities
     from domain.clock import local_clock, local_date, local_moment
-    from domain.plan import PHASES, default_plan, plan_from_dict, plan_to_dict
+    from domain.plan import PHASES, default_plan, hours_for, plan_from_dict, plan_to_dict
     from domain.selection import WINDOW_DAYS, draw_day, is_collection_day, notification_time
     from workflows import search
     from workflows.contracts import (
@@ -35,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         ForCause,
         ParticipantInput,
         ParticipantState,
+        ProgramDayRequest,
         ParticipantSync,
         Pause,
         PhaseChange,
@@ -73,6 +75,9 @@ KEEP_SCREENING_REFS_DAYS = 30
 # time-skipping test server does not); far below Temporal's 50k-event limit.
 HISTORY_LIMIT = 10_000
 MAX_PAUSE_DAYS = 120
+# The program as data (patch PROGRAM_PATCH): each day's plan is read from the stored program when the
+# day's wait begins and kept for the whole day; screenings' windows end at the site's closing time.
+PROGRAM_PATCH = "program-as-data"
 
 
 def workflow_id(participant_id: str) -> str:
@@ -131,7 +136,7 @@ class ParticipantWorkflow:
                 self.state.status = "enrollment-abandoned"
                 return self.state
         while self.state.status == ACTIVE and not self._history_is_long():
-            day = self._next_draw_day()
+            day = await self._next_draw_day()
             moment = self._draw_moment(day)
             self._replan = False
             wait = (moment - workflow.now()).total_seconds()
@@ -165,7 +170,29 @@ class ParticipantWorkflow:
     def _roll(self) -> float:
         return workflow.random().random()
 
-    def _next_draw_day(self) -> date:
+    async def _next_draw_day(self) -> date:
+        day = self._plan_next_draw_day()
+        if self.state.day_plan_for != day.isoformat() and workflow.patched(PROGRAM_PATCH):
+            await self._fetch_day_plan(day)
+        return day
+
+    async def _fetch_day_plan(self, day: date) -> None:
+        """Fix the day's plan from the program's current version (None: the program is not stored)."""
+        effective = self.state.plan
+        pending = self.state.next_plan is not None and self.state.next_plan_from
+        if pending and day >= date.fromisoformat(self.state.next_plan_from):
+            effective = self.state.next_plan
+        found = await workflow.execute_local_activity_method(
+            ProgramActivities.plan_for_day,
+            ProgramDayRequest(self.state.program, self.state.site, effective["phase"], day.isoformat()),
+            **RECORD_WRITE,
+        )
+        self.state.day_plan = found.plan if found is not None else None
+        self.state.day_plan_for = day.isoformat()
+        if found is not None:
+            self.state.phases = found.phases
+
+    def _plan_next_draw_day(self) -> date:
         if self.state.next_draw_day is None:
             first = max(date.fromisoformat(self.state.start_date), self._today())
             self.state.pending_time_roll = self._roll()
@@ -178,6 +205,8 @@ class ParticipantWorkflow:
         return date.fromisoformat(self.state.next_draw_day)
 
     def _plan_for(self, day: date) -> dict:
+        if self.state.day_plan is not None and self.state.day_plan_for == day.isoformat():
+            return self.state.day_plan
         if self.state.next_plan is not None and self.state.next_plan_from and day >= date.fromisoformat(self.state.next_plan_from):
             return self.state.next_plan
         return self.state.plan
@@ -206,6 +235,8 @@ class ParticipantWorkflow:
         if self.state.next_plan is not None and self.state.next_plan_from and day >= date.fromisoformat(self.state.next_plan_from):
             self.state.plan, self.state.plan_since = self.state.next_plan, self.state.next_plan_from
             self.state.next_plan = self.state.next_plan_from = None
+        if self.state.day_plan is not None and self.state.day_plan_for == day.isoformat():
+            self.state.plan = self.state.day_plan
         plan = plan_from_dict(self.state.plan)
         time_roll = self.state.pending_time_roll or 0.0
         draw = draw_day(
@@ -219,7 +250,8 @@ class ParticipantWorkflow:
         screening_id = None
         if draw.selected:
             screening_id = f"s-{self.state.participant_id.removeprefix('p-')}-{day:%Y%m%d}"
-            await self._start_screening(screening_id, day, "random", plan.collection_window_hours, draw.detail)
+            await self._start_screening(screening_id, day, "random", plan.collection_window_hours, draw.detail,
+                                        plan=plan)
             self.state.recent_selections = (self.state.recent_selections + [day.isoformat()])[-WINDOW_DAYS:]
         await workflow.execute_local_activity_method(
             ScreeningActivities.record_draw,
@@ -227,6 +259,7 @@ class ParticipantWorkflow:
                 participant_id=self.state.participant_id, day=draw.day, phase=plan.phase, weekday=draw.weekday,
                 probability=draw.probability, roll=draw.roll, time_roll=time_roll, selected=draw.selected,
                 reason=draw.reason, detail=draw.detail, screening_id=screening_id,
+                program_id=plan.program_id or None, program_version=plan.program_version if plan.program_id else None,
             ),
             **RECORD_WRITE,
         )
@@ -244,13 +277,19 @@ class ParticipantWorkflow:
         return phase_entries(self.state, since)
 
     async def _start_screening(self, screening_id: str, day: date, reason: str, window_hours: float,
-                               detail: str, for_cause_reason: str | None = None) -> ScreeningRef:
+                               detail: str, for_cause_reason: str | None = None, plan=None) -> ScreeningRef:
         now = workflow.now()
         selected = ScreeningInput(
             screening_id=screening_id, participant_id=self.state.participant_id, site=self.state.site,
             day=day.isoformat(), reason=reason, selected_at=now.isoformat(), window_hours=window_hours,
             timezone=self.state.timezone, for_cause_reason=for_cause_reason, selection_detail=detail,
         )
+        if plan is not None and workflow.patched(PROGRAM_PATCH) and is_collection_day(plan, day):
+            closing = local_moment(day, time.fromisoformat(hours_for(plan, day.weekday())[1]), self.state.timezone)
+            if closing > now:  # a for-cause test ordered after closing keeps its full window
+                selected.site_closes_at = closing.isoformat()
+                window_hours = min(window_hours, (closing - now).total_seconds() / 3600)
+            selected.late_grace_hours = plan.make_up_hours
         await workflow.execute_local_activity_method(ScreeningActivities.open_screening, selected, **RECORD_WRITE)
         await workflow.start_child_workflow(
             ScreeningWorkflow.run,
@@ -269,10 +308,12 @@ class ParticipantWorkflow:
             return
         key = day.isoformat()
         check_in = self.state.check_ins.get(key)
+        plan = plan_from_dict(self.state.plan)
+        required = plan.check_in_required and is_collection_day(plan, day) and not self._paused(day)
         await workflow.execute_local_activity_method(
             ScreeningActivities.record_check_in_day,
             CheckInDay(self.state.participant_id, key, check_in.at if check_in else None,
-                       check_in.method if check_in else None),
+                       check_in.method if check_in else None, required, required and plan.missed_check_in_reportable),
             **RECORD_WRITE,
         )
         week_ago = (day - timedelta(days=WINDOW_DAYS)).isoformat()
@@ -318,9 +359,9 @@ class ParticipantWorkflow:
         self.state.for_cause_count += 1
         today = self._today()
         screening_id = f"s-{self.state.participant_id.removeprefix('p-')}-{today:%Y%m%d}-c{self.state.for_cause_count}"
-        window = plan_from_dict(self.state.plan).collection_window_hours
-        return await self._start_screening(screening_id, today, "for-cause", window,
-                                           f"for cause, ordered by {request.actor}", request.reason)
+        plan = plan_from_dict(self._plan_for(today))
+        return await self._start_screening(screening_id, today, "for-cause", plan.collection_window_hours,
+                                           f"for cause, ordered by {request.actor}", request.reason, plan=plan)
 
     @order_for_cause.validator
     def _validate_for_cause(self, request: ForCause) -> None:
@@ -406,7 +447,10 @@ class ParticipantWorkflow:
     async def change_phase(self, change: PhaseChange) -> ParticipantState:
         self.state.phase = change.phase
         # The new rate applies from the next program day; today's draw keeps today's plan.
-        self.state.next_plan = plan_for_phase(change.phase, self.state.plan)
+        if change.phase in PHASES:
+            self.state.next_plan = plan_for_phase(change.phase, self.state.plan)
+        else:  # a phase of a stored program: its rates come with the next day's plan (_fetch_day_plan)
+            self.state.next_plan = {**self.state.plan, "phase": change.phase}
         self.state.next_plan_from = (self._today() + timedelta(days=1)).isoformat()
         self.state.phase_history.append(
             PhaseEntry(change.phase, workflow.now().isoformat(), change.reason, change.actor)
@@ -424,8 +468,9 @@ class ParticipantWorkflow:
     @change_phase.validator
     def _validate_phase(self, change: PhaseChange) -> None:
         self._require_active("change the phase")
-        if change.phase not in PHASES:
-            raise ApplicationError(f"unknown phase {change.phase!r}; phases are {', '.join(PHASES)}", type=INVALID)
+        phases = self.state.phases or list(PHASES)
+        if change.phase not in phases:
+            raise ApplicationError(f"unknown phase {change.phase!r}; phases are {', '.join(phases)}", type=INVALID)
         if change.phase == self.state.phase:
             raise ApplicationError(f"the participant is already in {change.phase}", type=CONFLICT)
 

@@ -6,7 +6,7 @@ from datetime import date, datetime, time, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.records import RecordActivities
@@ -18,6 +18,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
         AWAITING_COLLECTION,
         AWAITING_RESULT,
+        NOT_NOTIFIED,
+        WINDOW_LOST,
+        TAKES_COLLECTION,
+        CallListItem,
+        MissQuestion,
         CANCELLED,
         COMPLETED,
         CONFLICT,
@@ -69,6 +74,12 @@ CORRECTION_PERIOD = timedelta(days=30)  # a final result stays open to correctio
 # Admin-added analytes are interpreted with their definitions (issue 19): a new command path for
 # reports that carry them; histories recorded before replay without it.
 ADDED_ANALYTES_PATCH = "added-analytes-interpreted"
+# Notices (patch NOTICE_PATCH): one attempt per activity, then the workflow retries on a timer with
+# backoff until the window closes; the first failure puts the participant on the staff call list.
+NOTICE_PATCH = "notice-delivery-and-miss-honesty"
+ONE_ATTEMPT = dict(start_to_close_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(maximum_attempts=1))
+NOTICE_RETRY_FIRST = timedelta(minutes=1)
+NOTICE_RETRY_MAX = timedelta(minutes=30)
 
 
 def workflow_id(screening_id: str) -> str:
@@ -114,6 +125,9 @@ class ScreeningWorkflow:
     # --- the procedure -------------------------------------------------------------------
 
     async def _notify(self) -> None:
+        if workflow.patched(NOTICE_PATCH):
+            await self._notify_honestly()
+            return
         now = workflow.now()
         closes = now + timedelta(hours=self.input.window_hours)
         self.state.notified_at = now.isoformat()
@@ -121,24 +135,83 @@ class ScreeningWorkflow:
         self.state.status = AWAITING_COLLECTION
         await workflow.execute_activity_method(
             ScreeningActivities.notify_participant,
-            Notification(
-                notification_id=f"{self.state.screening_id}:test-required",
-                participant_id=self.state.participant_id,
-                screening_id=self.state.screening_id,
-                kind="for-cause-test" if self.state.reason == "for-cause" else "test-required",
-                report_by=closes.isoformat(),
-                site=self.state.site,
-            ),
+            self._notification(closes),
             **ACTIVITY,
         )
         self._event("participant notified", detail=f"report by {closes.isoformat()}")
         await self._save()
+
+    def _notification(self, closes: datetime) -> Notification:
+        return Notification(
+            notification_id=f"{self.state.screening_id}:test-required",
+            participant_id=self.state.participant_id,
+            screening_id=self.state.screening_id,
+            kind="for-cause-test" if self.state.reason == "for-cause" else "test-required",
+            report_by=closes.isoformat(),
+            site=self.state.site,
+        )
+
+    async def _notify_honestly(self) -> None:
+        """Tell the participant through the adapter, retrying until the window closes; the window ends at the
+        site's closing time, never after. Staff get a call-list entry when the gateway fails or there is no phone."""
+        now = workflow.now()
+        closes = now + timedelta(hours=self.input.window_hours)
+        if self.input.site_closes_at:
+            closes = max(now, min(closes, datetime.fromisoformat(self.input.site_closes_at)))
+        self.state.notified_at = now.isoformat()
+        self.state.window_closes_at = closes.isoformat()
+        self.state.status = AWAITING_COLLECTION
+        notification = self._notification(closes)
+        delay, on_call_list = NOTICE_RETRY_FIRST, False
+        while self.state.status == AWAITING_COLLECTION:
+            try:
+                result = await workflow.execute_activity_method(
+                    ScreeningActivities.notify_participant, notification, **ONE_ATTEMPT)
+            except ActivityError as error:
+                no_phone = getattr(error.cause, "type", None) == "NoPhone"
+                if not on_call_list:
+                    on_call_list = True
+                    reason = ("no phone number on record" if no_phone
+                              else "the SMS gateway did not take the notice")
+                    await workflow.execute_activity_method(
+                        ScreeningActivities.add_to_call_list,
+                        CallListItem(notification.notification_id, self.state.participant_id,
+                                     self.state.screening_id, f"{reason}; tell them to test by {closes.isoformat()}",
+                                     closes.isoformat()),
+                        **ACTIVITY)
+                    self._event("notice not delivered", detail=f"{reason}: on the staff call list")
+                    await self._save()
+                if no_phone or workflow.now() + delay >= closes:
+                    return
+                if await self._wait_until(lambda: self.state.status != AWAITING_COLLECTION, workflow.now() + delay):
+                    return
+                delay = min(delay * 2, NOTICE_RETRY_MAX)
+                continue
+            if result.told_at:
+                self.state.told_at = workflow.now().isoformat()
+            what = "participant notified" if result.told_at else f"notice handed to the gateway ({result.status})"
+            self._event(what, detail=f"report by {closes.isoformat()}")
+            await self._save()
+            return
 
     async def _await_collection(self) -> None:
         closes = datetime.fromisoformat(self.state.window_closes_at)
         collected_or_settled = lambda: self.state.status != AWAITING_COLLECTION  # noqa: E731
         if await self._wait_until(collected_or_settled, closes):
             return
+        if workflow.patched(NOTICE_PATCH):
+            assessment = await workflow.execute_activity_method(
+                ScreeningActivities.assess_miss,
+                MissQuestion(self.state.screening_id, self.state.participant_id,
+                             f"{self.state.screening_id}:test-required", self.state.day, self.state.notified_at,
+                             self.state.window_closes_at, self.state.told_at),
+                **ACTIVITY)
+            if self.state.status != AWAITING_COLLECTION:
+                return  # collected or excused while the question was answered
+            self.state.miss_detail = assessment.detail
+            if not assessment.reportable:
+                await self._unreportable(assessment.status, closes)
+                return
         self.state.status = MISSED
         self.state.missed_at = workflow.now().isoformat()
         late_until = closes + timedelta(hours=self.input.late_grace_hours)
@@ -150,6 +223,19 @@ class ScreeningWorkflow:
                                        {"scheduled_on": self.state.day, "window_closed_at": closes.isoformat()}))
         # A specimen collected late can still be recorded (flagged late) during the make-up period.
         await self._wait_until(lambda: self.state.status != MISSED, late_until)
+
+    async def _unreportable(self, status: str, closes: datetime) -> None:
+        """Not a missed test: nothing is disclosed; staff decide (excuse, or a make-up test) within the make-up
+        period."""
+        self.state.status = status
+        self.state.missed_at = workflow.now().isoformat()
+        late_until = closes + timedelta(hours=self.input.late_grace_hours)
+        self.state.late_until = late_until.isoformat()
+        self._event(status.replace("-", " "), detail=f"{self.state.miss_detail}: not reportable, staff decide")
+        await self._save()
+        await self._alert("miss-needs-decision",
+                          f"{self.state.screening_id}: {status}; excuse it or order a make-up test")
+        await self._wait_until(lambda: self.state.status != status, late_until)
 
     async def _lab_stage(self) -> None:
         """Results, review and the correction period, until nothing more can happen."""
@@ -217,7 +303,7 @@ class ScreeningWorkflow:
         self.state.specimen_id = f"{self.state.screening_id}.{attempt}"
         collection.collected_at = collection.collected_at or workflow.now().isoformat()
         self.state.collection = collection
-        self.state.late_collection = self.state.status == MISSED
+        self.state.late_collection = self.state.status in (MISSED, NOT_NOTIFIED, WINDOW_LOST)
         if collection.specimen_type == "breath":
             self.state.status = COMPLETED
         else:
@@ -238,16 +324,19 @@ class ScreeningWorkflow:
                 type=INVALID,
             )
         status = self.state.status
-        if status == MISSED and not collection.late:
+        closed = (MISSED, NOT_NOTIFIED, WINDOW_LOST)
+        if status in closed and not collection.late:
+            recorded = "missed" if status == MISSED else f"{status} (not reportable)"
             raise ApplicationError(
                 f"the collection window closed at {self.state.window_closes_at} and the screening was recorded "
-                "as missed; if the specimen was collected after that, send it again with late=true and a late_reason",
+                f"as {recorded}; if the specimen was collected after that, send it again with late=true and a "
+                "late_reason",
                 type=CONFLICT,
             )
-        if status == MISSED and not collection.late_reason:
+        if status in closed and not collection.late_reason:
             raise ApplicationError("a late collection needs a late_reason", type=INVALID)
         # Scheduled: a for-cause test collected on the spot, before the notice went out.
-        if status not in (SCHEDULED, AWAITING_COLLECTION, MISSED):
+        if status not in TAKES_COLLECTION:
             raise ApplicationError(self._already(), type=CONFLICT)
 
     @workflow.update
@@ -262,7 +351,7 @@ class ScreeningWorkflow:
     def _validate_excuse(self, excuse: Excuse) -> None:
         if not excuse.reason.strip():
             raise ApplicationError("an excuse needs a reason", type=INVALID)
-        if self.state.status not in (SCHEDULED, AWAITING_COLLECTION, MISSED):
+        if self.state.status not in TAKES_COLLECTION:
             raise ApplicationError(self._already(), type=CONFLICT)
 
     @workflow.update
@@ -282,7 +371,7 @@ class ScreeningWorkflow:
             raise ApplicationError(
                 f"unknown refusal kind {refusal.kind!r}; use one of {', '.join(REFUSAL_KINDS)}", type=INVALID
             )
-        if self.state.status not in (SCHEDULED, AWAITING_COLLECTION, MISSED):
+        if self.state.status not in TAKES_COLLECTION:
             raise ApplicationError(self._already(), type=CONFLICT)
 
     @workflow.update
@@ -474,7 +563,7 @@ class ScreeningWorkflow:
     @workflow.signal
     async def cancel(self, reason: str) -> None:
         """From the participant's workflow at discharge: a test not yet collected is moot."""
-        if self.state.status in (SCHEDULED, AWAITING_COLLECTION, MISSED):
+        if self.state.status in TAKES_COLLECTION:
             self.state.status = CANCELLED
             self.state.cancel_reason = reason
             self._event("cancelled", detail=reason)

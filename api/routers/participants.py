@@ -29,6 +29,7 @@ from domain import search
 from domain.plan import PHASES
 from iop.crashpoints import crash_point
 from iop.enrollment import start_program
+from store.programs import current_program
 from store.models import IdempotencyRecord, Participant, ParticipantCreate, ParticipantPublic, utcnow
 from workflows.contracts import Discharge, ParticipantState, PhaseChange
 from workflows.participant import ParticipantWorkflow, workflow_id
@@ -59,7 +60,8 @@ class ParticipantPage(BaseModel):
 
 
 class PhaseChangeRequest(RequestModel):
-    phase: str = Field(description=f"One of {', '.join(PHASES)}")
+    phase: str = Field(min_length=1, max_length=32,
+                       description=f"One of the program's phases ({', '.join(PHASES)} in the default program)")
     reason: str = Field(min_length=1, max_length=500)
 
 
@@ -97,8 +99,11 @@ async def enroll(
     request: Request,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> ParticipantPublic:
-    if body.phase not in PHASES:
+    program = await run_in_threadpool(_stored_program, session, body)
+    if program is None and body.phase not in PHASES:
         raise ProblemError(422, f"phase must be one of {', '.join(PHASES)}.")
+    if program is not None:
+        body = _fit_program(body, program[0])
     digest = _request_digest(body)
     start_date = body.start_date or datetime.now(timezone.utc).date()
 
@@ -164,7 +169,30 @@ async def _complete(services: ServicesDep, session: Session, request: Request,
 
 
 async def _start_program(services: ServicesDep, participant: Participant) -> None:
-    await start_program(services.temporal, services.settings.task_queue, participant)
+    with Session(services.engine) as session:
+        program = current_program(session, participant.program)
+    await start_program(services.temporal, services.settings.task_queue, participant, program)
+
+
+def _stored_program(session: Session, body: ParticipantCreate):
+    found = current_program(session, body.program)
+    session.rollback()  # end the read: the enrollment's own transaction starts afresh
+    return found
+
+
+def _fit_program(body: ParticipantCreate, program) -> ParticipantCreate:
+    """Enrollment in a stored program: its phases and sites; the site's time zone unless another was asked for."""
+    phases = [p.name for p in program.phases]
+    if body.phase not in phases:
+        raise ProblemError(422, f"phase must be one of program {program.program_id}'s phases: {', '.join(phases)}.")
+    if body.site not in program.sites:
+        raise ProblemError(422, f"site {body.site!r} is not a site of program {program.program_id}; its sites are "
+                                f"{', '.join(sorted(program.sites))}.")
+    zone = program.sites[body.site].timezone
+    if "timezone" in body.model_fields_set and body.timezone != zone:
+        raise ProblemError(422, f"site {body.site} of program {program.program_id} keeps {zone} time; leave timezone "
+                                "out or send that zone.")
+    return body.model_copy(update={"timezone": zone})
 
 
 def _replay(session: Session, actor: Actor, key: str | None, digest: str) -> ParticipantPublic | None:

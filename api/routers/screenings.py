@@ -19,9 +19,12 @@ from api.idempotency import Attempt, Idempotency, IdempotentRoute, joins_update
 from api.problems import ProblemError, responses
 from api.tokens import Actor
 from api.workflow_calls import workflow_call
+from api.routers.channel import _record_told
 from store.models import Screening, SelectionDraw
 from workflows.contracts import (
+    NOT_NOTIFIED,
     REFUSAL_KINDS,
+    WINDOW_LOST,
     TAKES_COLLECTION,
     CheckIn,
     CheckInAnswer,
@@ -92,6 +95,8 @@ class DrawPublic(BaseModel):
     reason: str
     detail: str
     screening_id: str | None
+    program_id: str | None = None
+    program_version: int | None = None
 
 
 class ForCauseRequest(RequestModel):
@@ -126,6 +131,10 @@ class CollectionRequest(RequestModel):
 
 class ExcuseRequest(RequestModel):
     reason: str = Field(min_length=1, max_length=500)
+
+
+class MakeUpRequest(RequestModel):
+    reason: str = Field(min_length=1, max_length=500, description="Why a make-up test instead of the lost one")
 
 
 class RefusalRequest(RequestModel):
@@ -280,6 +289,22 @@ async def refusal(screening_id: str, body: RefusalRequest, actor: Collector, ses
                                    Refusal(kind=body.kind, detail=body.detail, actor=actor.token_id), attempt)
 
 
+@router.post("/screenings/{screening_id}/make-up", status_code=201, response_model=ScreeningRef,
+             responses=responses(401, 403, 404, 409, 422, 503),
+             summary="Staff decision on a test not notified or whose window was lost: a make-up test now")
+async def make_up(screening_id: str, body: MakeUpRequest, actor: Collector, session: SessionDep,
+                  services: ServicesDep) -> ScreeningRef:
+    row = await run_in_threadpool(screening_or_404, session, screening_id)
+    if row.status not in (NOT_NOTIFIED, WINDOW_LOST):
+        raise ProblemError(409, f"Screening {screening_id} is {row.status}; a make-up test replaces only one that is "
+                                f"{NOT_NOTIFIED} or {WINDOW_LOST} (excuse or record it otherwise).")
+    await _screening_update(services, session, screening_id, ScreeningWorkflow.excuse,
+                            Excuse(reason=f"replaced by a make-up test: {body.reason}", actor=actor.token_id))
+    return await _participant_update(services, session, row.participant_id, ParticipantWorkflow.order_for_cause,
+                                     ForCause(reason=f"make-up for {screening_id}: {body.reason}",
+                                              actor=actor.token_id), "order a make-up test")
+
+
 async def _participant_update(services: ServicesDep, session: Session, participant_id: str, update, argument,
                               what: str, attempt: Attempt | None) -> Any:
     if attempt is None or not attempt.retry:  # a retry may find its own first attempt's effect: it joins it
@@ -317,5 +342,9 @@ async def pause(participant_id: str, body: PauseRequest, actor: Collector, sessi
 @joins_update
 async def check_in(body: CheckInRequest, actor: FrontDesk, session: SessionDep, services: ServicesDep,
                    attempt: Idempotency) -> CheckInAnswer:
-    return await _participant_update(services, session, body.participant_id, ParticipantWorkflow.check_in,
-                                     CheckIn(method=body.method, actor=actor.token_id), "check in", attempt)
+    answer = await _participant_update(services, session, body.participant_id, ParticipantWorkflow.check_in,
+                                       CheckIn(method=body.method, actor=actor.token_id), "check in", attempt)
+    if answer.must_test and answer.screening_id:
+        # Told at the desk: a notice in its own right (domain.misses).
+        await run_in_threadpool(_record_told, services.engine, body.participant_id, answer.screening_id, body.method)
+    return answer

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import case, func, or_
 from sqlmodel import Session, col, select
 
+from api.idempotency import IdempotentRoute
 from api.deps import SessionDep, ShownDep, require
 from api.inputs import RequestModel
 from api.problems import ProblemError, responses
@@ -21,7 +22,7 @@ from api.tokens import Actor
 from domain import worklist as wl
 from store.models import AlertRecord, ApiToken, Participant, WorklistItem
 
-router = APIRouter(prefix="/worklist", tags=["worklist"], responses=responses(422))
+router = APIRouter(route_class=IdempotentRoute, prefix="/worklist", tags=["worklist"], responses=responses(422))
 
 Reader = Annotated[Actor, Depends(require("admin", "staff", "clinician", "auditor"))]
 Worker = Annotated[Actor, Depends(require("admin", "staff", "clinician"))]

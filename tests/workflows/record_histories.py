@@ -186,8 +186,47 @@ async def save(env: WorkflowEnvironment, workflow_id: str, name: str) -> None:
     print(f"saved {path}")
 
 
+async def program_calendar() -> None:
+    """Issue 15's paths: a stored program with a closed weekend and a holiday (patch "program-as-data"), and a
+    gateway outage longer than the window (patch "notice-delivery-and-miss-honesty")."""
+    from activities.notify import WebhookNotifier
+    from tests.receiver import sms_gateway
+    from tests.workflows.test_program_calendar import _for_cause_with_gateway, enroll, store_program
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/records.db"
+        upgrade(url)
+        engine = make_engine(url)
+        env = await WorkflowEnvironment.start_time_skipping(
+            data_converter=TEST_CONVERTER, test_server_existing_path=binary("temporal-test-server"))
+        await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+            namespace="default", search_attributes={key.name: key.indexed_value_type for key in search.ALL}))
+        try:
+            with sms_gateway() as gateway:
+                gateway.down = True
+                notifier = WebhookNotifier(gateway.url, "gateway-secret", timeout=5)
+                async with build_worker(env.client, engine, "record-histories-15", notifier=notifier):
+                    today = local_date(await env.get_current_time(), "America/New_York")
+                    store_program(engine, "weekday-court", {(today + timedelta(days=3)).isoformat(): "holiday"})
+                    handle = await enroll(env, engine, "record-histories-15", "weekday-court", today)
+                    await skip(env, timedelta(days=10))
+                    await handle.execute_update(ParticipantWorkflow.discharge, Discharge("completed", "done", "r"))
+                    await handle.result()
+                    await save(env, handle.id, "participant--program-calendar-closed-days")
+                    participant, screening, _ = await _for_cause_with_gateway(
+                        env, engine, "record-histories-15", "+15555550100")
+                    await skip(env, timedelta(hours=40))
+                    await screening.result()
+                    await save(env, screening.id, "screening--gateway-outage-not-notified")
+                    await participant.terminate("recorded")
+        finally:
+            await env.shutdown()
+
+
 if __name__ == "__main__":
     import sys
 
-    # `... record_histories added-analyte` records only that history (the others exist already).
-    asyncio.run(added_analyte_result() if sys.argv[1:] == ["added-analyte"] else main())
+    # `... record_histories added-analyte` (or `program-calendar`) records only that history (the others
+    # exist already).
+    only = {"added-analyte": added_analyte_result, "program-calendar": program_calendar}
+    asyncio.run(only[sys.argv[1]]() if sys.argv[1:2] and sys.argv[1] in only else main())

@@ -1,0 +1,305 @@
+"""The participant channel: an SMS/IVR gateway posts here (no staff token: the gateway's signature
+proves who sent it), and staff manage PINs and the call list.
+
+- POST /channel/inbound: a participant texts or keys in their PIN; the answer says in plain words
+  whether they test today and by when. Form posts (Twilio: From, Body or Digits) are verified with
+  X-Twilio-Signature; JSON posts ({"from": ..., "text": ...}) with Standard Webhooks headers. A wrong
+  PIN, an unknown number and a locked number all get the same answer; each is audited, and a run of
+  wrong PINs locks the number (and the participant's PIN) for a while.
+- POST /channel/receipts: the gateway's delivery receipts for notices (Twilio MessageSid/MessageStatus,
+  or JSON {"id", "status"}); an undelivered notice puts the participant on the staff call list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from datetime import datetime, timezone
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+from xml.sax.saxutils import escape
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+from sqlmodel import col, select
+
+from api.deps import ServicesDep, SessionDep, require
+from api.inputs import RequestModel
+from api.lookups import participant_or_404
+from api.problems import ProblemError, responses
+from api.tokens import Actor
+from api.workflow_calls import workflow_call
+from domain.channel import (NOT_RECOGNISED, Lockout, after_failure, check_pin_format, hash_pin, is_locked,
+                            parse_message, pin_matches, verify_standard_webhook, verify_twilio)
+from store.db import session_scope
+from store.models import (CallListEntry, ChannelLockout, NotificationAttempt, NotificationRecord, Participant,
+                          ParticipantPin, utcnow)
+from workflows.contracts import CheckIn
+from workflows.participant import ParticipantWorkflow
+from workflows.participant import workflow_id as participant_workflow_id
+
+router = APIRouter(tags=["participant channel"], responses=responses(422))
+
+FrontDesk = Annotated[Actor, Depends(require("admin", "staff"))]
+MAX_BODY = 16_000
+# Verifying a PIN costs the same whether or not the number is known: no timing tells them apart.
+_DUMMY_HASH = hash_pin("48213", b"timing-equaliser")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
+
+
+class Inbound(BaseModel):
+    sender: str
+    text: str
+    form: bool
+    voice: bool
+
+
+async def _verified(request: Request, services: ServicesDep) -> Inbound | dict[str, str]:
+    """The post's fields, if its signature holds; otherwise 403 (audited, nothing processed)."""
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise ProblemError(413, f"The body is larger than {MAX_BODY} bytes.")
+    settings = services.settings
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/x-www-form-urlencoded":
+        params = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+        url = str(request.url)
+        if settings.channel_public_url:
+            url = settings.channel_public_url.rstrip("/") + request.url.path + (
+                f"?{request.url.query}" if request.url.query else "")
+        signature = request.headers.get("x-twilio-signature")
+        if not verify_twilio(settings.channel_twilio_auth_token, url, params, signature):
+            request.state.audit_detail = "forged or missing gateway signature (Twilio)"
+            raise ProblemError(403, "The gateway signature does not match this request.")
+        return dict(params)
+    if kind == "application/json":
+        ok = verify_standard_webhook(settings.channel_webhook_secret, request.headers.get("webhook-id"),
+                                     request.headers.get("webhook-timestamp"),
+                                     request.headers.get("webhook-signature"), raw, _now())
+        if not ok:
+            request.state.audit_detail = "forged, stale or missing gateway signature (Standard Webhooks)"
+            raise ProblemError(403, "The gateway signature does not match this request.")
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise ProblemError(422, "The body is not JSON.") from None
+        if not isinstance(data, dict):
+            raise ProblemError(422, "The body must be a JSON object.")
+        return {str(k): str(v) for k, v in data.items() if isinstance(v, (str, int))} | {"_json": "1"}
+    raise ProblemError(415, "Send application/x-www-form-urlencoded (Twilio) or application/json (Standard Webhooks).")
+
+
+def _reply(fields: dict[str, str], text: str, status: int = 200) -> Response:
+    if fields.get("_json"):
+        return Response(json.dumps({"reply": text}), status_code=status, media_type="application/json")
+    verb = "Say" if "Digits" in fields and "Body" not in fields else "Message"
+    twiml = f'<?xml version="1.0" encoding="UTF-8"?><Response><{verb}>{escape(text)}</{verb}></Response>'
+    return Response(twiml, status_code=status, media_type="application/xml")
+
+
+def _number_key(number: str) -> str:
+    return hashlib.sha256(b"iop-channel:" + number.encode()).hexdigest()
+
+
+def _identify(engine, number: str, pin: str) -> tuple[str | None, bool]:
+    """(participant id, locked): the active participant with this phone whose PIN matches."""
+    now = _now()
+    with session_scope(engine) as session:
+        lock = session.get(ChannelLockout, _number_key(number)) or ChannelLockout(key=_number_key(number))
+        state = Lockout(lock.failures, _aware(lock.window_start), _aware(lock.locked_until))
+        if is_locked(state, now):
+            return None, True
+        candidates = session.exec(select(Participant).where(Participant.phone == number,
+                                                            Participant.status == "active")).all() if number else []
+        pins = [session.get(ParticipantPin, p.id) for p in candidates]
+        matched = None
+        for participant, stored in zip(candidates, pins):
+            if stored is None:
+                continue
+            own = Lockout(stored.failures, _aware(stored.window_start), _aware(stored.locked_until))
+            if pin and pin_matches(pin, stored.pin_hash) and not is_locked(own, now):
+                matched = participant.id
+                stored.failures, stored.window_start = 0, None
+                session.add(stored)
+                break
+        if not any(pins):
+            pin_matches(pin or "0000", _DUMMY_HASH)
+        if matched is None:
+            state = after_failure(state, now)
+            lock.failures, lock.window_start, lock.locked_until = state.failures, state.window_start, state.locked_until
+            session.add(lock)
+            for stored in pins:
+                if stored is not None:
+                    own = after_failure(Lockout(stored.failures, _aware(stored.window_start),
+                                                _aware(stored.locked_until)), now)
+                    stored.failures, stored.window_start, stored.locked_until = (own.failures, own.window_start,
+                                                                                 own.locked_until)
+                    session.add(stored)
+        return matched, False
+
+
+@router.post("/channel/inbound", responses=responses(403, 413, 415, 429, 503),
+             summary="A participant checks in by SMS or phone (signed by the gateway)")
+async def inbound(request: Request, services: ServicesDep) -> Response:
+    fields = await _verified(request, services)
+    sender = fields.get("From") or fields.get("from") or ""
+    text = fields.get("Body") or fields.get("Digits") or fields.get("text") or ""
+    pin, command = parse_message(text)
+    participant_id, locked = await run_in_threadpool(_identify, services.engine, sender, pin)
+    if locked:
+        request.state.audit_detail = "check-in refused: too many wrong PINs from this number"
+        return _reply(fields, NOT_RECOGNISED, 429)
+    if participant_id is None:
+        request.state.audit_detail = "check-in refused: unknown number or wrong PIN"
+        return _reply(fields, NOT_RECOGNISED)
+    request.state.audit_participant = participant_id
+    method = "ivr" if "Digits" in fields and "Body" not in fields else "sms"
+    handle = services.temporal.get_workflow_handle(participant_workflow_id(participant_id))
+    async with workflow_call("participant"):
+        answer = await handle.execute_update(ParticipantWorkflow.check_in, CheckIn(method=method, actor="channel"))
+    if answer.must_test and answer.screening_id:
+        await run_in_threadpool(_record_told, services.engine, participant_id, answer.screening_id, method)
+    request.state.audit_detail = f"checked in by {method}; must test: {answer.must_test}"
+    words = answer.message
+    if command == "colour":
+        words = f"{words} (This program does not publish daily colours; your PIN check-in is what counts.)"
+    return _reply(fields, words)
+
+
+def _record_told(engine, participant_id: str, screening_id: str, method: str) -> None:
+    """The check-in told the participant to test: a notice in its own right (domain.misses)."""
+    with session_scope(engine) as session:
+        session.add(NotificationAttempt(notification_id=f"{screening_id}:test-required", participant_id=participant_id,
+                                        screening_id=screening_id, channel=f"check-in-{method}", status="told"))
+
+
+RECEIPT_STATUSES = {"delivered": "delivered", "failed": "failed", "undelivered": "undelivered", "sent": "accepted",
+                    "queued": "accepted", "accepted": "accepted", "read": "delivered"}
+
+
+@router.post("/channel/receipts", status_code=204, responses=responses(403, 404, 413, 415),
+             summary="Delivery receipts from the SMS gateway (signed)")
+async def receipt(request: Request, services: ServicesDep) -> Response:
+    fields = await _verified(request, services)
+    reference = fields.get("MessageSid") or fields.get("id") or ""
+    status = RECEIPT_STATUSES.get((fields.get("MessageStatus") or fields.get("status") or "").lower())
+    if not reference or status is None:
+        raise ProblemError(422, "A receipt needs the message id (MessageSid or id) and a known status "
+                                f"({', '.join(RECEIPT_STATUSES)}).")
+    found = await run_in_threadpool(_apply_receipt, services.engine, reference, status)
+    if not found:
+        raise ProblemError(404, "No notice was sent with this message id.")
+    request.state.audit_participant = found
+    request.state.audit_detail = f"delivery receipt: {status}"
+    return Response(status_code=204)
+
+
+def _apply_receipt(engine, reference: str, status: str) -> str | None:
+    with session_scope(engine) as session:
+        attempt = session.exec(select(NotificationAttempt).where(NotificationAttempt.provider_ref == reference)).first()
+        if attempt is None:
+            return None
+        if attempt.status != "delivered":  # a late "sent" never undoes "delivered"
+            attempt.status, attempt.receipt_at = status, utcnow()
+            session.add(attempt)
+        if status in ("failed", "undelivered"):
+            sent = session.get(NotificationRecord, attempt.notification_id)
+            exists = session.exec(select(CallListEntry)
+                                  .where(CallListEntry.subject_id == attempt.notification_id)).first()
+            if exists is None:
+                session.add(CallListEntry(subject_id=attempt.notification_id, participant_id=attempt.participant_id,
+                                          screening_id=attempt.screening_id,
+                                          reason=f"the gateway reports the notice {status}; tell them by phone",
+                                          window_closes_at=sent.report_by if sent else None))
+        return attempt.participant_id
+
+
+# --- staff: PINs and the call list ----------------------------------------------------------------
+
+
+class PinRequest(RequestModel):
+    pin: str = Field(min_length=4, max_length=8, pattern=r"^[0-9]+$", description="4 to 8 digits, told to the "
+                                                                                    "participant in person")
+
+
+@router.put("/participants/{participant_id}/pin", status_code=204, responses=responses(401, 403, 404, 422))
+def set_pin(participant_id: str, body: PinRequest, actor: FrontDesk, session: SessionDep) -> Response:
+    participant_or_404(session, participant_id)
+    try:
+        check_pin_format(body.pin)
+    except ValueError as error:
+        raise ProblemError(422, f"{error}.") from None
+    row = session.get(ParticipantPin, participant_id) or ParticipantPin(participant_id=participant_id, pin_hash="")
+    row.pin_hash, row.failures, row.window_start, row.locked_until = hash_pin(body.pin, secrets.token_bytes(16)), 0, \
+        None, None
+    row.updated_at = utcnow()
+    session.add(row)
+    session.commit()
+    return Response(status_code=204)
+
+
+class CallListItemOut(BaseModel):
+    id: int
+    participant_id: str
+    name: str = Field(description="Shown to staff only")
+    phone: str | None = Field(description="Shown to staff only; never sent to Temporal")
+    screening_id: str | None
+    reason: str
+    window_closes_at: datetime | None
+    created_at: datetime
+    resolved_at: datetime | None
+    outcome: str | None
+
+
+class CallResolution(RequestModel):
+    outcome: str = Field(min_length=1, max_length=400, description="What happened: reached and told, no answer...")
+
+
+@router.get("/call-list", response_model=list[CallListItemOut], responses=responses(401, 403))
+def call_list(request: Request, actor: FrontDesk, session: SessionDep, include_resolved: bool = False) -> list[Any]:
+    query = select(CallListEntry).order_by(col(CallListEntry.window_closes_at), col(CallListEntry.id))
+    if not include_resolved:
+        query = query.where(CallListEntry.resolved_at == None)  # noqa: E711
+    entries = session.exec(query).all()
+    out = []
+    for entry in entries:
+        participant = session.get(Participant, entry.participant_id)
+        out.append(CallListItemOut(
+            id=entry.id, participant_id=entry.participant_id,
+            name=f"{participant.given_name} {participant.family_name}" if participant else "?",
+            phone=participant.phone if participant else None, screening_id=entry.screening_id, reason=entry.reason,
+            window_closes_at=entry.window_closes_at, created_at=entry.created_at, resolved_at=entry.resolved_at,
+            outcome=entry.outcome))
+    request.state.audit_shown = [e.participant_id for e in out]
+    return out
+
+
+@router.post("/call-list/{entry_id}/resolve", response_model=CallListItemOut, responses=responses(401, 403, 404))
+def resolve_call(entry_id: int, body: CallResolution, request: Request, actor: FrontDesk,
+                 session: SessionDep) -> CallListItemOut:
+    entry = session.get(CallListEntry, entry_id)
+    if entry is None:
+        raise ProblemError(404, f"No call-list entry has the id {entry_id}.")
+    entry.resolved_at, entry.resolved_by, entry.outcome = utcnow(), actor.token_id, body.outcome
+    session.add(entry)
+    if body.outcome.lower().startswith(("told", "reached")) and entry.screening_id:
+        # Staff told the participant on the phone: a notice from now on (domain.misses).
+        session.add(NotificationAttempt(notification_id=entry.subject_id, participant_id=entry.participant_id,
+                                        screening_id=entry.screening_id, channel="staff-call", status="told"))
+    session.commit()
+    request.state.audit_participant = entry.participant_id
+    participant = session.get(Participant, entry.participant_id)
+    return CallListItemOut(id=entry.id, participant_id=entry.participant_id,
+                           name=f"{participant.given_name} {participant.family_name}" if participant else "?",
+                           phone=participant.phone if participant else None, screening_id=entry.screening_id,
+                           reason=entry.reason, window_closes_at=entry.window_closes_at, created_at=entry.created_at,
+                           resolved_at=entry.resolved_at, outcome=entry.outcome)

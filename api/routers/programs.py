@@ -1,0 +1,181 @@
+"""Programs as data: sites and their calendars, collection windows, phases. Admins edit (each edit is a
+new version, kept); staff read. The audit trail records every request."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Request
+from pydantic import BaseModel, Field
+from sqlmodel import col, select
+
+from api.idempotency import IdempotentRoute
+from api.deps import SessionDep, require
+from api.inputs import RequestModel
+from api.problems import ProblemError, responses
+from api.tokens import Actor
+from domain.calendar import calendar_to_dict, parse_ics, with_closed
+from domain.checks import parse_day
+from domain.program import Program, program_from_dict, program_to_dict
+from store.models import ProgramRecord, ProgramVersion
+from store.programs import current_program, save_version
+
+router = APIRouter(route_class=IdempotentRoute, tags=["programs"], responses=responses(422))
+
+Admin = Annotated[Actor, Depends(require("admin"))]
+Reader = Annotated[Actor, Depends(require("admin", "staff", "clinician", "auditor"))]
+
+MAX_ICS_BYTES = 256_000
+
+
+class SiteIn(RequestModel):
+    timezone: str = Field(max_length=64, description="IANA time zone, e.g. America/Chicago")
+    hours: dict[str, tuple[str, str]] = Field(
+        max_length=7, description='Weekday -> ["opens", "closes"], e.g. {"mon": ["07:00", "19:00"]}; weekdays left out '
+                                  "are closed")
+    closed: dict[str, str] = Field(default_factory=dict, max_length=1000,
+                                   description='Closed days (holidays): {"2026-12-25": "Christmas Day"}')
+
+
+class PhaseIn(RequestModel):
+    name: str = Field(min_length=1, max_length=32)
+    tests_per_week: float = Field(gt=0, le=7)
+    min_per_rolling_week: int = Field(ge=0, le=7, description="Floor per rolling 7 days")
+    max_per_rolling_week: int = Field(ge=0, le=7, description="Ceiling per rolling 7 days")
+    specimen_types: list[Literal["urine", "oral-fluid", "breath"]] = Field(default_factory=lambda: ["urine"],
+                                                                           min_length=1, max_length=3)
+    check_in_required: bool = False
+    missed_check_in_reportable: bool = False
+    criteria: str = Field(default="", max_length=2000)
+
+
+class ProgramIn(RequestModel):
+    program_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    name: str = Field(min_length=1, max_length=200)
+    sites: dict[str, SiteIn] = Field(min_length=1, max_length=50)
+    phases: list[PhaseIn] = Field(min_length=1, max_length=20)
+    collection_windows: dict[Literal["urine", "oral-fluid", "breath"], float] = Field(
+        default_factory=lambda: {"urine": 8.0, "oral-fluid": 4.0, "breath": 4.0},
+        description="Hours from notice to the end of collection, per specimen type (ends at closing time)")
+    make_up_hours: float = Field(default=24.0, ge=0, le=168)
+    mode: Literal["individual", "colour"] = "individual"
+    note: str | None = Field(default=None, max_length=500, description="Why this version (kept with it)")
+
+
+class ProgramOut(BaseModel):
+    program_id: str
+    version: int
+    definition: dict[str, Any]
+    versions: list[dict[str, Any]]
+
+
+class ProgramSummary(BaseModel):
+    program_id: str
+    name: str
+    current_version: int
+    updated_at: datetime
+
+
+class ClosedDaysIn(RequestModel):
+    closed: dict[str, str] = Field(min_length=1, max_length=1000, description='{"2026-12-25": "Christmas Day"}')
+    note: str | None = Field(default=None, max_length=500)
+
+
+def _program(body: ProgramIn) -> Program:
+    data = body.model_dump(exclude={"note"})
+    try:
+        return program_from_dict(data)
+    except ValueError as error:
+        raise ProblemError(422, f"The program is not valid: {error}.") from None
+
+
+def _out(session, program_id: str) -> ProgramOut:
+    found = current_program(session, program_id)
+    if found is None:
+        raise ProblemError(404, f"No program has the id {program_id!r}; GET /programs lists them.")
+    versions = session.exec(select(ProgramVersion).where(ProgramVersion.program_id == program_id)
+                            .order_by(col(ProgramVersion.version))).all()
+    return ProgramOut(program_id=program_id, version=found[1], definition=program_to_dict(found[0]),
+                      versions=[{"version": v.version, "note": v.note, "created_by": v.created_by,
+                                 "created_at": v.created_at.isoformat()} for v in versions])
+
+
+@router.post("/programs", status_code=201, response_model=ProgramOut, responses=responses(401, 403, 409, 422))
+def create_program(body: ProgramIn, actor: Admin, session: SessionDep) -> ProgramOut:
+    program = _program(body)
+    if session.get(ProgramRecord, program.program_id) is not None:
+        raise ProblemError(409, f"Program {program.program_id} exists; PUT /programs/{program.program_id} makes a "
+                                "new version of it.")
+    save_version(session, program, actor.token_id, body.note)
+    session.commit()
+    return _out(session, program.program_id)
+
+
+@router.put("/programs/{program_id}", response_model=ProgramOut, responses=responses(401, 403, 404, 422))
+def new_version(program_id: str, body: ProgramIn, actor: Admin, session: SessionDep) -> ProgramOut:
+    """A new version; participants take it from their next program day (a running day keeps its version)."""
+    if body.program_id != program_id:
+        raise ProblemError(422, f"The body names program {body.program_id!r} but the path {program_id!r}.")
+    if session.get(ProgramRecord, program_id) is None:
+        raise ProblemError(404, f"No program has the id {program_id!r}; POST /programs creates it.")
+    save_version(session, _program(body), actor.token_id, body.note)
+    session.commit()
+    return _out(session, program_id)
+
+
+@router.get("/programs", response_model=list[ProgramSummary], responses=responses(401, 403))
+def list_programs(actor: Reader, session: SessionDep) -> list[ProgramSummary]:
+    rows = session.exec(select(ProgramRecord).order_by(col(ProgramRecord.id))).all()
+    return [ProgramSummary(program_id=r.id, name=r.name, current_version=r.current_version, updated_at=r.updated_at)
+            for r in rows]
+
+
+@router.get("/programs/{program_id}", response_model=ProgramOut, responses=responses(401, 403, 404))
+def get_program(program_id: str, actor: Reader, session: SessionDep) -> ProgramOut:
+    return _out(session, program_id)
+
+
+@router.post("/programs/{program_id}/sites/{site}/closed-days", response_model=ProgramOut,
+             responses=responses(401, 403, 404, 415, 422),
+             openapi_extra={"requestBody": {"content": {
+                 "application/json": {"schema": ClosedDaysIn.model_json_schema()},
+                 "text/calendar": {"schema": {"type": "string", "description": "An iCalendar file of all-day events"}},
+             }}})
+async def add_closed_days(program_id: str, site: str, request: Request, actor: Admin,
+                          session: SessionDep) -> ProgramOut:
+    """Holidays and closures, as JSON or as an iCalendar (.ics) file: a new version of the program."""
+    raw = await request.body()
+    if len(raw) > MAX_ICS_BYTES:
+        raise ProblemError(422, f"The body is larger than {MAX_ICS_BYTES} bytes; import a year at a time.")
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    note = None
+    try:
+        if kind == "text/calendar":
+            days = parse_ics(raw.decode("utf-8"))
+            note = f"{len(days)} closed day(s) imported from iCalendar"
+        elif kind == "application/json":
+            body = ClosedDaysIn.model_validate_json(raw)
+            days = [(parse_day("closed day", day), label) for day, label in body.closed.items()]
+            note = body.note
+        else:
+            raise ProblemError(415, "Send application/json ({\"closed\": {\"2026-12-25\": \"Christmas Day\"}}) or "
+                                    "text/calendar (an .ics file).")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ProblemError(422, f"The closed days cannot be read: {str(error)[:500]}.") from None
+    found = current_program(session, program_id)
+    if found is None:
+        raise ProblemError(404, f"No program has the id {program_id!r}.")
+    program = found[0]
+    if site not in program.sites:
+        raise ProblemError(404, f"Program {program_id} has no site {site!r}; its sites are "
+                                f"{', '.join(sorted(program.sites))}.")
+    data = program_to_dict(program)
+    data["sites"][site] = calendar_to_dict(with_closed(program.sites[site], days))
+    try:
+        updated = program_from_dict(data)
+    except ValueError as error:
+        raise ProblemError(422, f"With these closed days the program is not valid: {error}.") from None
+    save_version(session, updated, actor.token_id, note or f"{len(days)} closed day(s) added")
+    session.commit()
+    return _out(session, program_id)

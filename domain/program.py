@@ -1,0 +1,218 @@
+"""A program as data: its sites' calendars, collection windows per specimen type, the make-up period
+and its phases. Stored versioned; a participant's daily plan is derived from one version.
+
+The defaults reproduce the built-in plans (domain/plan.py): every day 07:00-19:00, urine within
+8 h and oral fluid within 4 h of notice (All Rise (NADCP) Adult Treatment Court Best Practice
+Standards, Standard VII, drug and alcohol testing), a 24 h make-up period.
+
+Pure and stdlib-only: imported inside Temporal's deterministic workflow sandbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from domain.calendar import WEEKDAY_NAMES, SiteCalendar, calendar_from_dict, calendar_to_dict, tightest_week
+from domain.checks import is_finite_number, is_int, require_text
+from domain.plan import PHASES, TestingPlan, default_plan
+
+SPECIMEN_TYPES = ("urine", "oral-fluid", "breath")
+DEFAULT_WINDOWS = {"urine": 8.0, "oral-fluid": 4.0, "breath": 4.0}
+MODES = ("individual", "colour")
+DEFAULT_PROGRAM_ID = "iop"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PhaseDefinition:
+    name: str
+    tests_per_week: float
+    min_per_rolling_week: int
+    max_per_rolling_week: int
+    specimen_types: tuple[str, ...] = ("urine",)
+    check_in_required: bool = False
+    missed_check_in_reportable: bool = False
+    criteria: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Program:
+    program_id: str
+    name: str
+    sites: Mapping[str, SiteCalendar]
+    phases: tuple[PhaseDefinition, ...]
+    collection_windows: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WINDOWS))
+    make_up_hours: float = 24.0
+    mode: str = "individual"  # colour: participants call for the day's colours
+
+    def phase(self, name: str) -> PhaseDefinition:
+        for phase in self.phases:
+            if phase.name == name:
+                return phase
+        raise ValueError(f"program {self.program_id} has no phase {name!r}; its phases are "
+                         f"{', '.join(p.name for p in self.phases)}")
+
+
+def check_program(program: Program) -> list[str]:
+    """Everything wrong with a program, each with the arithmetic behind it; empty when it is sound."""
+    problems: list[str] = []
+    if not program.program_id or not program.program_id.replace("-", "").replace("_", "").isalnum():
+        problems.append("program_id must be letters, digits, '-' or '_'")
+    if not program.sites:
+        problems.append("a program needs at least one site")
+    if not program.phases:
+        problems.append("a program needs at least one phase")
+    names = [p.name for p in program.phases]
+    if len(set(names)) != len(names):
+        problems.append(f"phase names must be distinct; got {', '.join(names)}")
+    if program.mode not in MODES:
+        problems.append(f"mode must be one of {', '.join(MODES)}")
+    for kind, hours in program.collection_windows.items():
+        if kind not in SPECIMEN_TYPES:
+            problems.append(f"unknown specimen type {kind!r} in collection_windows; use {', '.join(SPECIMEN_TYPES)}")
+        elif not is_finite_number(hours) or not 1 <= hours <= 24:
+            problems.append(f"the {kind} collection window must be 1 to 24 hours; got {hours!r}")
+    if not is_finite_number(program.make_up_hours) or not 0 <= program.make_up_hours <= 168:
+        problems.append(f"make_up_hours must be 0 to 168; got {program.make_up_hours!r}")
+    for phase in program.phases:
+        problems.extend(_check_phase(program, phase))
+    return problems
+
+
+def _check_phase(program: Program, phase: PhaseDefinition) -> list[str]:
+    out: list[str] = []
+    floor, ceiling, rate = phase.min_per_rolling_week, phase.max_per_rolling_week, phase.tests_per_week
+    if not phase.name or not isinstance(phase.name, str):
+        return ["every phase needs a name"]
+    if not is_int(floor) or not is_int(ceiling) or not 0 <= floor <= ceiling <= 7:
+        out.append(f"phase {phase.name}: need 0 <= floor <= ceiling <= 7 per rolling 7 days; got floor {floor}, "
+                   f"ceiling {ceiling}")
+        return out
+    if not is_finite_number(rate) or not 0 < rate <= 7 or not floor <= rate <= ceiling:
+        out.append(f"phase {phase.name}: tests_per_week {rate!r} must be above 0 and between the floor {floor} and "
+                   f"the ceiling {ceiling}")
+    if not phase.specimen_types or any(s not in SPECIMEN_TYPES for s in phase.specimen_types):
+        out.append(f"phase {phase.name}: specimen_types must be some of {', '.join(SPECIMEN_TYPES)}")
+    elif phase.specimen_types[0] not in program.collection_windows:
+        out.append(f"phase {phase.name}: no collection window is set for {phase.specimen_types[0]}")
+    for site, calendar in program.sites.items():
+        weekly = sorted(calendar.hours)
+        names = ", ".join(WEEKDAY_NAMES[d] for d in weekly)
+        if floor > len(weekly):
+            out.append(f"phase {phase.name} needs at least {floor} tests in every rolling 7 days, but site {site} is "
+                       f"open {len(weekly)} day(s) a week ({names}): {floor} > {len(weekly)}")
+            continue
+        if is_finite_number(rate) and rate > len(weekly):
+            out.append(f"phase {phase.name} plans {rate} tests a week, but site {site} is open {len(weekly)} day(s) "
+                       f"a week ({names}): {rate} > {len(weekly)}")
+        tight = tightest_week(calendar)
+        if floor > tight.open_days:
+            last = tight.start + timedelta(days=6)
+            out.append(
+                f"phase {phase.name} needs at least {floor} tests in every rolling 7 days, but at site {site} the 7 "
+                f"days {tight.start.isoformat()}..{last.isoformat()} have only {tight.open_days} "
+                f"open day(s): {len(weekly)} open weekday(s) minus {len(weekly) - tight.open_days} closed day(s) "
+                f"({', '.join(tight.closed_in_it)}) = {tight.open_days} < {floor}")
+    return out
+
+
+def plan_for(program: Program, version: int, site: str, phase_name: str) -> TestingPlan:
+    """The daily testing plan of one phase at one site, under one version of the program."""
+    if site not in program.sites:
+        raise ValueError(f"site {site!r} is not a site of program {program.program_id}; its sites are "
+                         f"{', '.join(sorted(program.sites))}")
+    calendar, phase = program.sites[site], program.phase(phase_name)
+    weekdays = tuple(sorted(calendar.hours))
+    first = calendar.hours[weekdays[0]]
+    specimen = phase.specimen_types[0]
+    return TestingPlan(
+        phase=phase.name, tests_per_week=float(phase.tests_per_week), min_per_rolling_week=phase.min_per_rolling_week,
+        max_per_rolling_week=phase.max_per_rolling_week,
+        collection_window_hours=float(program.collection_windows[specimen]),
+        collection_weekdays=weekdays, opens_at=first[0], closes_at=first[1],
+        closed_dates=tuple(sorted(calendar.closed)), timezone=calendar.timezone,
+        weekday_hours=tuple((d, *calendar.hours[d]) for d in weekdays if calendar.hours[d] != first),
+        source=f"program {program.program_id} v{version}: {phase.criteria or phase.name}",
+        program_id=program.program_id, program_version=version, specimen_type=specimen,
+        check_in_required=phase.check_in_required, missed_check_in_reportable=phase.missed_check_in_reportable,
+        make_up_hours=float(program.make_up_hours),
+    )
+
+
+def default_program(site: str = "north", timezone: str = "America/New_York") -> Program:
+    """Today's built-in behaviour as a program: every day 07:00-19:00, the cited default phases."""
+    every_day = {d: ("07:00", "19:00") for d in range(7)}
+    phases = []
+    for name in PHASES:
+        plan = default_plan(name)
+        phases.append(PhaseDefinition(name=name, tests_per_week=plan.tests_per_week,
+                                      min_per_rolling_week=plan.min_per_rolling_week,
+                                      max_per_rolling_week=plan.max_per_rolling_week, criteria=plan.source))
+    return Program(program_id=DEFAULT_PROGRAM_ID, name="Intensive outpatient program (defaults)",
+                   sites={site: SiteCalendar(timezone=timezone, hours=every_day)}, phases=tuple(phases))
+
+
+# --- JSON form ----------------------------------------------------------------------------------
+
+_PROGRAM_KEYS = {"program_id", "name", "sites", "phases", "collection_windows", "make_up_hours", "mode"}
+_PHASE_KEYS = {"name", "tests_per_week", "min_per_rolling_week", "max_per_rolling_week", "specimen_types",
+               "check_in_required", "missed_check_in_reportable", "criteria"}
+
+
+def program_to_dict(program: Program) -> dict[str, Any]:
+    return {
+        "program_id": program.program_id, "name": program.name, "mode": program.mode,
+        "sites": {site: calendar_to_dict(cal) for site, cal in sorted(program.sites.items())},
+        "collection_windows": dict(program.collection_windows), "make_up_hours": program.make_up_hours,
+        "phases": [{"name": p.name, "tests_per_week": p.tests_per_week, "min_per_rolling_week": p.min_per_rolling_week,
+                    "max_per_rolling_week": p.max_per_rolling_week, "specimen_types": list(p.specimen_types),
+                    "check_in_required": p.check_in_required,
+                    "missed_check_in_reportable": p.missed_check_in_reportable, "criteria": p.criteria}
+                   for p in program.phases],
+    }
+
+
+def program_from_dict(data: Mapping[str, Any]) -> Program:
+    """Inverse of program_to_dict; unknown keys are refused so a misspelt setting is never dropped.
+    Raises ValueError listing every problem (check_program) with its arithmetic."""
+    if not isinstance(data, Mapping):
+        raise ValueError("a program is a JSON object")
+    unknown = sorted(set(data) - _PROGRAM_KEYS)
+    if unknown:
+        raise ValueError(f"unknown program field(s): {', '.join(unknown)}; known: {', '.join(sorted(_PROGRAM_KEYS))}")
+    require_text("program_id", data.get("program_id"))
+    sites_in = data.get("sites")
+    if not isinstance(sites_in, Mapping):
+        raise ValueError("sites must map site codes to calendars")
+    sites = {}
+    for code, calendar in sites_in.items():
+        try:
+            sites[str(code)] = calendar_from_dict(calendar)
+        except ValueError as error:
+            raise ValueError(f"site {code}: {error}") from None
+    phases = []
+    for raw in data.get("phases") or []:
+        if not isinstance(raw, Mapping):
+            raise ValueError("each phase is an object")
+        extra = sorted(set(raw) - _PHASE_KEYS)
+        if extra:
+            raise ValueError(f"unknown phase field(s): {', '.join(extra)}; known: {', '.join(sorted(_PHASE_KEYS))}")
+        values = dict(raw)
+        if isinstance(values.get("specimen_types"), list):
+            values["specimen_types"] = tuple(values["specimen_types"])
+        if is_finite_number(values.get("tests_per_week")):
+            values["tests_per_week"] = float(values["tests_per_week"])
+        try:
+            phases.append(PhaseDefinition(**values))
+        except TypeError as error:
+            raise ValueError(f"incomplete phase: {error}") from None
+    windows = {**DEFAULT_WINDOWS, **dict(data.get("collection_windows") or {})}
+    program = Program(program_id=str(data["program_id"]), name=str(data.get("name") or data["program_id"]),
+                      sites=sites, phases=tuple(phases), collection_windows=windows,
+                      make_up_hours=data.get("make_up_hours", 24.0), mode=data.get("mode", "individual"))
+    problems = check_program(program)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return program

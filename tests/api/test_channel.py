@@ -1,0 +1,188 @@
+"""Programs over the API, and a participant checking in by SMS through the inbound endpoint, over real HTTP
+(uvicorn on a local port): a right PIN, a wrong one (same answer, audited, rate-limited), a forged signature."""
+
+import asyncio
+import base64
+import contextlib
+import time as clock
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+import pytest_asyncio
+import uvicorn
+from sqlmodel import Session, select
+
+from domain.channel import NOT_RECOGNISED, twilio_signature
+from domain.disclosure import sign
+from store.models import AuditEvent, NotificationAttempt
+from tests.helpers import api_stack
+
+TWILIO_TOKEN = "twilio-auth-token-for-tests"
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"w" * 32).decode()
+ALL_DAY = {d: ["00:00", "23:59"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+PHONE = "+15555550123"
+
+
+def program(program_id="county-court", floor=1, hours=None, closed=None):
+    return {"program_id": program_id, "name": "County treatment court",
+            "sites": {"north": {"timezone": "UTC", "hours": hours or ALL_DAY, "closed": closed or {}}},
+            "phases": [{"name": "orientation", "tests_per_week": 3, "min_per_rolling_week": floor,
+                        "max_per_rolling_week": 5, "specimen_types": ["oral-fluid"], "check_in_required": True,
+                        "criteria": "first 30 days"},
+                       {"name": "stabilisation", "tests_per_week": 2, "min_per_rolling_week": 1,
+                        "max_per_rolling_week": 4}],
+            "collection_windows": {"urine": 8, "oral-fluid": 4}, "note": "initial"}
+
+
+@contextlib.asynccontextmanager
+async def served(app):
+    """The app on a real local port (its lifespan already runs in api_stack)."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)  # startup, not synchronisation of the system under test
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest_asyncio.fixture
+async def stack(dev_env, records_engine, task_queue, tmp_path):
+    async with api_stack(dev_env.client, records_engine, task_queue, tmp_path,
+                         channel_twilio_auth_token=TWILIO_TOKEN, channel_webhook_secret=WEBHOOK_SECRET) as s:
+        yield s
+
+
+async def test_program_validation_versions_and_holiday_import(stack):
+    admin, staff = stack.auth("admin"), stack.auth("staff")
+    refused = await stack.http.post("/programs", json=program(floor=3, hours={"mon": ["08:00", "17:00"],
+                                                                              "wed": ["08:00", "17:00"]}),
+                                    headers=admin)
+    assert refused.status_code == 422
+    assert "open 2 day(s) a week (Mon, Wed): 3 > 2" in refused.json()["detail"]
+    assert (await stack.http.post("/programs", json=program(), headers=staff)).status_code == 403
+    created = await stack.http.post("/programs", json=program(), headers=admin)
+    assert created.status_code == 201, created.text
+    assert created.json()["version"] == 1
+    ics = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nDTSTART;VALUE=DATE:20261225\r\n"
+           "SUMMARY:Christmas Day\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+    imported = await stack.http.post("/programs/county-court/sites/north/closed-days", content=ics,
+                                     headers={**admin, "Content-Type": "text/calendar"})
+    assert imported.status_code == 200, imported.text
+    body = imported.json()
+    assert body["version"] == 2 and body["definition"]["sites"]["north"]["closed"] == {"2026-12-25": "Christmas Day"}
+    assert [v["version"] for v in body["versions"]] == [1, 2]
+    read = await stack.http.get("/programs/county-court", headers=staff)
+    assert read.status_code == 200 and read.json()["version"] == 2
+
+
+async def _enrolled_with_pin(stack) -> str:
+    created = await stack.http.post("/programs", json=program(), headers=stack.auth("admin"))
+    assert created.status_code == 201, created.text
+    participant = await stack.enroll(program="county-court", phase="orientation", phone=PHONE)
+    assert participant["timezone"] == "UTC"
+    pin = await stack.http.put(f"/participants/{participant['id']}/pin", json={"pin": "4821"},
+                               headers=stack.auth("staff"))
+    assert pin.status_code == 204, pin.text
+    return participant["id"]
+
+
+def twilio_post(base: str, fields: dict[str, str], token: str = TWILIO_TOKEN) -> dict:
+    url = f"{base}/channel/inbound"
+    return {"url": url, "content": urlencode(fields),
+            "headers": {"Content-Type": "application/x-www-form-urlencoded",
+                        "X-Twilio-Signature": twilio_signature(token, url, list(fields.items()))}}
+
+
+async def test_pin_check_in_by_sms_over_real_http(stack):
+    participant_id = await _enrolled_with_pin(stack)
+    ordered = await stack.http.post(f"/participants/{participant_id}/screenings", json={"reason": "odour of alcohol"},
+                                    headers=stack.auth("staff"))
+    assert ordered.status_code == 201, ordered.text
+    screening_id = ordered.json()["screening_id"]
+    async with served(stack.app) as base, httpx.AsyncClient() as http:
+        answer = await http.post(**twilio_post(base, {"From": PHONE, "To": "+15555550999", "Body": "4821",
+                                                      "MessageSid": "SM1"}))
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"].startswith("application/xml")
+        assert "You must test today. Report to the clinic by" in answer.text
+
+        # Standard Webhooks JSON from another gateway: the same answer as JSON.
+        body = b'{"from": "+15555550123", "text": "#4821#"}'
+        stamp = int(clock.time())
+        signed = await http.post(f"{base}/channel/inbound", content=body, headers={
+            "Content-Type": "application/json", "webhook-id": "msg_1", "webhook-timestamp": str(stamp),
+            "webhook-signature": sign(WEBHOOK_SECRET, "msg_1", stamp, body)})
+        assert signed.status_code == 200 and "must test today" in signed.json()["reply"]
+
+        # A forged signature is refused before anything is read.
+        forged = twilio_post(base, {"From": PHONE, "Body": "4821"}, token="not-the-token")
+        refused = await http.post(**forged)
+        assert refused.status_code == 403 and refused.headers["content-type"] == "application/problem+json"
+
+        # A wrong PIN and an unknown number get the very same answer.
+        wrong = await http.post(**twilio_post(base, {"From": PHONE, "Body": "9999"}))
+        unknown = await http.post(**twilio_post(base, {"From": "+15555550100", "Body": "4821"}))
+        assert wrong.status_code == unknown.status_code == 200
+        assert wrong.text == unknown.text and NOT_RECOGNISED in wrong.text
+        # A run of wrong PINs locks the number: even the right PIN is refused for a while.
+        for _ in range(4):
+            await http.post(**twilio_post(base, {"From": PHONE, "Body": "1111"}))
+        locked = await http.post(**twilio_post(base, {"From": PHONE, "Body": "4821"}))
+        assert locked.status_code == 429 and NOT_RECOGNISED in locked.text and "4821" not in locked.text
+
+    with Session(stack.engine) as session:
+        told = session.exec(select(NotificationAttempt).where(NotificationAttempt.screening_id == screening_id,
+                                                              NotificationAttempt.status == "told")).all()
+        events = session.exec(select(AuditEvent).where(AuditEvent.action == "POST /channel/inbound")).all()
+    assert {t.channel for t in told} == {"check-in-sms"} and len(told) == 2
+    details = [e.detail for e in events]
+    assert details.count("check-in refused: unknown number or wrong PIN") == 6
+    assert "forged or missing gateway signature (Twilio)" in details
+    assert "check-in refused: too many wrong PINs from this number" in details
+    assert all(PHONE not in (e.detail or "") for e in events)
+
+
+async def test_call_list_is_for_staff_only(stack):
+    assert (await stack.http.get("/call-list", headers=stack.auth("staff"))).status_code == 200
+    assert (await stack.http.get("/call-list", headers=stack.auth("clinician"))).status_code == 403
+    assert (await stack.http.get("/call-list", headers=stack.auth("auditor"))).status_code == 403
+
+
+async def test_delivery_receipts_update_the_attempt_and_an_undelivered_notice_goes_to_the_call_list(stack):
+    from store.db import session_scope
+    from store.models import CallListEntry
+
+    participant_id = await _enrolled_with_pin(stack)
+    with session_scope(stack.engine) as session:
+        for ref in ("SM41", "SM42"):
+            session.add(NotificationAttempt(notification_id=f"s-x-{ref}:test-required", participant_id=participant_id,
+                                            screening_id=f"s-x-{ref}", channel="sms-gateway", status="accepted",
+                                            provider_ref=ref))
+    async with served(stack.app) as base, httpx.AsyncClient() as http:
+        def receipt(fields, token=TWILIO_TOKEN):
+            url = f"{base}/channel/receipts"
+            return http.post(url, content=urlencode(fields), headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": twilio_signature(token, url, list(fields.items()))})
+
+        assert (await receipt({"MessageSid": "SM41", "MessageStatus": "delivered"})).status_code == 204
+        assert (await receipt({"MessageSid": "SM42", "MessageStatus": "undelivered"})).status_code == 204
+        assert (await receipt({"MessageSid": "SM42", "MessageStatus": "delivered"}, token="x")).status_code == 403
+        assert (await receipt({"MessageSid": "SM99", "MessageStatus": "delivered"})).status_code == 404
+    with Session(stack.engine) as session:
+        attempts = {a.provider_ref: a for a in session.exec(select(NotificationAttempt)).all()}
+        calls = session.exec(select(CallListEntry)).all()
+    assert attempts["SM41"].status == "delivered" and attempts["SM41"].receipt_at is not None
+    assert attempts["SM42"].status == "undelivered"
+    assert [c.screening_id for c in calls] == ["s-x-SM42"]
+    listed = await stack.http.get("/call-list", headers=stack.auth("staff"))
+    assert [(item["participant_id"], item["phone"]) for item in listed.json()] == [(participant_id, PHONE)]
+    resolved = await stack.http.post(f"/call-list/{calls[0].id}/resolve", json={"outcome": "told by phone at 10:05"},
+                                     headers=stack.auth("staff"))
+    assert resolved.status_code == 200 and resolved.json()["resolved_at"]
+    assert (await stack.http.get("/call-list", headers=stack.auth("staff"))).json() == []

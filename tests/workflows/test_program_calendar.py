@@ -1,0 +1,235 @@
+"""The program as data on the time-skipping server: closed days draw nothing and miss nothing; a gateway
+that cannot deliver, or a participant without a phone, never turns into a reportable miss."""
+
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+from sqlmodel import Session, select
+
+from activities.notify import WebhookNotifier
+from domain.clock import local_date
+from domain.program import program_from_dict
+from iop.enrollment import program_input
+from iop.worker import build_worker
+from store.db import session_scope
+from store.models import (AlertRecord, CallListEntry, Disclosure, NotificationAttempt, Participant, Screening,
+                          SelectionDraw)
+from store.programs import current_program, save_version
+from tests.conftest import unique
+from tests.receiver import sms_gateway
+from tests.workflows.test_screening_program import skip
+from workflows.contracts import ForCause
+from workflows.participant import ParticipantWorkflow, workflow_id
+from workflows.screening import ScreeningWorkflow, workflow_id as screening_workflow_id
+
+ZONE = "America/New_York"
+WEEKDAYS = {day: ["08:00", "17:00"] for day in ("mon", "tue", "wed", "thu", "fri")}
+
+
+def store_program(engine, program_id: str, closed: dict[str, str], hours=None) -> None:
+    definition = {
+        "program_id": program_id, "name": "Weekday court program",
+        "sites": {"north": {"timezone": ZONE, "hours": hours or WEEKDAYS, "closed": closed}},
+        "phases": [{"name": "phase-1", "tests_per_week": 2.5, "min_per_rolling_week": 1, "max_per_rolling_week": 4,
+                    "specimen_types": ["urine"], "criteria": "first 90 days"}],
+    }
+    with session_scope(engine) as session:
+        save_version(session, program_from_dict(definition), "tester", "initial")
+
+
+async def enroll(env, engine, queue, program_id: str, start: date, phone: str | None = "+15555550100"):
+    participant_id = unique("p")
+    with session_scope(engine) as session:
+        session.add(Participant(id=participant_id, given_name="Test", family_name="Person",
+                                date_of_birth=date(1980, 1, 1), site="north", program=program_id, phase="phase-1",
+                                start_date=start, timezone=ZONE, case_numbers=[], status="enrolling", phone=phone))
+    with Session(engine) as session:
+        program = current_program(session, program_id)
+        participant = session.get(Participant, participant_id)
+        workflow_input = program_input(participant, program)
+    return await env.client.start_workflow(ParticipantWorkflow.run, workflow_input, id=workflow_id(participant_id),
+                                           task_queue=queue)
+
+
+def rows(engine, model, **where):
+    with Session(engine) as session:
+        query = select(model)
+        for key, value in where.items():
+            query = query.where(getattr(model, key) == value)
+        return session.exec(query).all()
+
+
+@pytest.fixture
+async def program(time_env, records_engine, task_queue):
+    async with build_worker(time_env.client, records_engine, task_queue):
+        yield time_env, records_engine, task_queue
+
+
+async def test_holiday_and_closed_weekend_draw_nothing_and_miss_nothing_over_ninety_days(program):
+    env, engine, queue = program
+    today = local_date(await env.get_current_time(), ZONE)
+    holiday = today + timedelta(days=(3 - today.weekday()) % 7 + 14)  # a Thursday two weeks on
+    store_program(engine, "weekday-court", {holiday.isoformat(): "County holiday"})
+    handle = await enroll(env, engine, queue, "weekday-court", today)
+    await skip(env, timedelta(days=91))
+    pid = (await handle.query(ParticipantWorkflow.status)).participant_id
+    draws = sorted(rows(engine, SelectionDraw, participant_id=pid), key=lambda d: d.day)
+    assert len(draws) >= 89
+    closed = [d for d in draws if d.day.weekday() >= 5 or d.day == holiday]
+    assert closed and all(not d.selected and d.reason == "clinic-closed" for d in closed)
+    assert any(d.day == holiday for d in closed)
+    # The draw record names the program version that decided it.
+    assert {(d.program_id, d.program_version) for d in draws} == {("weekday-court", 1)}
+    screenings = rows(engine, Screening, participant_id=pid)
+    assert screenings and all(s.day.weekday() < 5 and s.day != holiday for s in screenings)
+    # The window of each ends at closing time (17:00), never after.
+    for s in screenings:
+        if s.window_closes_at:
+            closes = s.window_closes_at.replace(tzinfo=timezone.utc).astimezone(handle_zone())
+            assert closes.time() <= datetime.strptime("17:00", "%H:%M").time(), s.id
+    # Open days are evenly likely: the same probability every open weekday.
+    open_probabilities = {round(d.probability, 4) for d in draws if d.reason in ("selected", "not-selected")}
+    assert open_probabilities == {0.5}
+    await handle.terminate("test over")
+
+
+def handle_zone():
+    from zoneinfo import ZoneInfo
+    return ZoneInfo(ZONE)
+
+
+async def _for_cause_with_gateway(env, engine, queue, phone):
+    today = local_date(await env.get_current_time(), ZONE)
+    every_day = {d: ["00:00", "23:59"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    store_program(engine, "all-hours", {}, hours=every_day)
+    handle = await enroll(env, engine, queue, "all-hours", today, phone=phone)
+    ref = await handle.execute_update(ParticipantWorkflow.order_for_cause, ForCause("odour of alcohol", "tester"))
+    screening = env.client.get_workflow_handle_for(ScreeningWorkflow.run, screening_workflow_id(ref.screening_id))
+    return handle, screening, ref
+
+
+@pytest.fixture
+async def gateway_down(time_env, records_engine, task_queue):
+    with sms_gateway() as gateway:
+        gateway.down = True
+        notifier = WebhookNotifier(gateway.url, "gateway-secret", timeout=5)
+        async with build_worker(time_env.client, records_engine, task_queue, notifier=notifier):
+            yield time_env, records_engine, task_queue, gateway
+
+
+async def test_gateway_outage_longer_than_the_window_is_no_reportable_miss_and_a_call_list_entry(gateway_down):
+    env, engine, queue, gateway = gateway_down
+    handle, screening, ref = await _for_cause_with_gateway(env, engine, queue, "+15555550100")
+    await skip(env, timedelta(hours=10))
+    gateway.down = False  # back after the window closed: too late to tell anyone
+    await skip(env, timedelta(hours=1))
+    state = await screening.query(ScreeningWorkflow.status)
+    assert state.status == "not-notified", state.status
+    assert "missed" not in [e.what for e in state.events]
+    calls = rows(engine, CallListEntry, screening_id=ref.screening_id)
+    assert len(calls) == 1 and "gateway" in calls[0].reason
+    attempts = rows(engine, NotificationAttempt, screening_id=ref.screening_id)
+    assert len(attempts) >= 3 and {a.status for a in attempts} == {"error"}
+    # Every try met the outage; none was made after the window (the gateway was back by then).
+    assert {r["status"] for r in gateway.requests} == {503} and len(gateway.requests) >= len(attempts)
+    assert rows(engine, Disclosure, participant_id=state.participant_id) == []
+    assert rows(engine, AlertRecord, kind="miss-needs-decision", subject_id=ref.screening_id)
+    await handle.terminate("test over")
+
+
+async def test_participant_without_a_phone_goes_to_the_call_list(gateway_down):
+    env, engine, queue, gateway = gateway_down
+    handle, screening, ref = await _for_cause_with_gateway(env, engine, queue, None)
+    await skip(env, timedelta(hours=10))
+    state = await screening.query(ScreeningWorkflow.status)
+    assert state.status == "not-notified"
+    calls = rows(engine, CallListEntry, screening_id=ref.screening_id)
+    assert len(calls) == 1 and "no phone" in calls[0].reason
+    assert [a.status for a in rows(engine, NotificationAttempt, screening_id=ref.screening_id)] == ["no-phone"]
+    assert gateway.requests == []
+    await handle.terminate("test over")
+
+
+async def test_a_required_check_in_not_made_is_its_own_event_with_an_alert(program):
+    env, engine, queue = program
+    today = local_date(await env.get_current_time(), ZONE)
+    every_day = {d: ["07:00", "19:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    definition = {
+        "program_id": "check-in-court", "name": "Check-in court",
+        "sites": {"north": {"timezone": ZONE, "hours": every_day, "closed": {}}},
+        "phases": [{"name": "phase-1", "tests_per_week": 1, "min_per_rolling_week": 0, "max_per_rolling_week": 3,
+                    "check_in_required": True, "missed_check_in_reportable": True}],
+    }
+    with session_scope(engine) as session:
+        save_version(session, program_from_dict(definition), "tester", None)
+    handle = await enroll(env, engine, queue, "check-in-court", today)
+    await skip(env, timedelta(days=4))
+    pid = (await handle.query(ParticipantWorkflow.status)).participant_id
+    from store.models import CheckInDayRecord
+    days = rows(engine, CheckInDayRecord, participant_id=pid)
+    assert len(days) >= 2 and all(d.missed_required for d in days)
+    alerts = rows(engine, AlertRecord, kind="missed-check-in", participant_id=pid)
+    assert len(alerts) == len(days) and all("reportable as a missed check-in" in a.detail for a in alerts)
+    await handle.terminate("test over")
+
+
+async def test_staff_decide_a_test_that_was_never_notified(gateway_down):
+    from workflows.contracts import Excuse
+    env, engine, queue, gateway = gateway_down
+    handle, screening, ref = await _for_cause_with_gateway(env, engine, queue, None)
+    await skip(env, timedelta(hours=10))
+    assert (await screening.query(ScreeningWorkflow.status)).status == "not-notified"
+    state = await screening.execute_update(ScreeningWorkflow.excuse, Excuse("never reached: no phone", "staff-1"))
+    assert state.status == "excused" and state.events[-1].actor == "staff-1"
+    await handle.terminate("test over")
+
+
+async def test_a_new_version_applies_from_the_next_program_day_and_each_draw_names_its_version(program):
+    env, engine, queue = program
+    today = local_date(await env.get_current_time(), ZONE)
+    every_day = {d: ["07:00", "19:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    store_program(engine, "versioned", {}, hours=every_day)  # 2.5 tests a week over 7 open days
+    handle = await enroll(env, engine, queue, "versioned", today)
+    await skip(env, timedelta(days=4))
+    edited_on = local_date(await env.get_current_time(), ZONE)
+    definition = {
+        "program_id": "versioned", "name": "Versioned",
+        "sites": {"north": {"timezone": ZONE, "hours": every_day, "closed": {}}},
+        "phases": [{"name": "phase-1", "tests_per_week": 3.5, "min_per_rolling_week": 1, "max_per_rolling_week": 5}],
+    }
+    with session_scope(engine) as session:
+        assert save_version(session, program_from_dict(definition), "tester", "more tests") == 2
+    await skip(env, timedelta(days=5))
+    pid = (await handle.query(ParticipantWorkflow.status)).participant_id
+    draws = sorted(rows(engine, SelectionDraw, participant_id=pid), key=lambda d: d.day)
+    versions = [d.program_version for d in draws]
+    assert versions == sorted(versions) and set(versions) == {1, 2}
+    # A day keeps the version it began with: the edit day (and at most the next) still ran on version 1.
+    assert all(d.program_version == 1 for d in draws if d.day <= edited_on)
+    assert all(d.program_version == 2 for d in draws if d.day >= edited_on + timedelta(days=2))
+    rates = {d.program_version: round(d.probability, 3) for d in draws if d.reason in ("selected", "not-selected")}
+    assert rates.get(1, 0.357) == 0.357 and rates.get(2, 0.5) == 0.5
+    await handle.terminate("test over")
+
+
+def test_a_collection_saved_under_a_lower_revision_still_lands(records_engine):
+    """After a worker crash a replay can number the collection's save below a snapshot stored earlier."""
+    from dataclasses import replace as copy
+    from temporalio.testing import ActivityEnvironment
+    from activities.screenings import ScreeningActivities
+    from workflows.contracts import Collection, ScreeningState
+
+    with session_scope(records_engine) as session:
+        session.add(Participant(id="p-rev", given_name="T", family_name="P", date_of_birth=date(1980, 1, 1),
+                                site="north", program="iop", phase="phase-1", start_date=date(2026, 11, 2),
+                                timezone=ZONE, case_numbers=[], status="active"))
+    activities, env = ScreeningActivities(records_engine), ActivityEnvironment()
+    base = ScreeningState("s-rev", "p-rev", "north", "2026-11-02", "for-cause", "2026-11-02T14:00:00+00:00", 8.0,
+                          status="awaiting-collection", revision=3)
+    env.run(activities.save_screening, base)
+    collected = copy(base, status="awaiting-result", revision=2, specimen_id="s-rev.1",
+                     collection=Collection("urine", True, "RN", collected_at="2026-11-02T15:00:00+00:00"))
+    env.run(activities.save_screening, collected)
+    with Session(records_engine) as session:
+        row = session.get(Screening, "s-rev")
+    assert row.specimen_id == "s-rev.1" and row.revision == 3
