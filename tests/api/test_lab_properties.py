@@ -45,7 +45,9 @@ async def target(stack):
 def fill(text: str, pid: str, specimen: str) -> str:
     values = {"PID": pid, "DOB": DOB.replace("-", ""), "NOW": "20261201120000", "COLLECTED": "202612010900",
               "RUN": "PROP", "PIDUPPER": pid.upper()}
-    return PLACEHOLDER.sub(lambda m: specimen if m.group(1) == "SPECIMEN" else values[m.group(1)], text)
+    # A mutation may have garbled a placeholder's name: what is no placeholder any more stays as text.
+    return PLACEHOLDER.sub(lambda m: specimen if m.group(1) == "SPECIMEN" else values.get(m.group(1), m.group(0)),
+                           text)
 
 
 # Corpus templates: placeholders are filled after mutation (a mutated placeholder stays as text).
