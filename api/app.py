@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from opentelemetry.trace import Tracer
 from temporalio.client import Client
 
-from api import problems, ui
+from api import docs, problems, ui
 from api.audit import AuditMiddleware
 from api.body_limit import BodyLimit
 from api.observability import Metrics, Observe
@@ -59,8 +59,11 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
         version="0.1.0",
         summary="Drug screening and medication management for Intensive Outpatient Programs.",
         lifespan=lifespan,
+        docs_url=None,  # served by api/docs.py from the app's own assets, not a CDN
+        redoc_url=None,
     )
     problems.install(app)
+    docs.install(app)
     # Inside the audit middleware, so a refused body is audited like any other answer.
     app.add_middleware(BodyLimit, paths=LAB_INTAKE, limit=settings.lab_max_body_bytes)
     app.add_middleware(ReleaseRefusedKeys)

@@ -40,7 +40,7 @@ class AuditMiddleware(BaseHTTPMiddleware):
         reset = logs.request_id.set(rid)
         try:
             response = await call_next(request)
-            if request.url.path not in NOT_AUDITED and not request.url.path.startswith("/ui/static"):
+            if request.url.path not in NOT_AUDITED and not request.url.path.startswith(("/ui/static", "/docs/assets/")):
                 await run_in_threadpool(self._record, request, response.status_code, rid)
             response.headers["X-Request-ID"] = rid
             return response
