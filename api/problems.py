@@ -25,17 +25,22 @@ log = logging.getLogger(__name__)
 
 
 class FieldError(BaseModel):
+    """One input that is not valid."""
+
     field: str = Field(description="Where the problem is, e.g. 'body.date_of_birth'")
-    message: str
+    message: str = Field(description="What is wrong with it")
 
 
 class Problem(BaseModel):
-    type: str = Field(default="about:blank")
-    title: str
-    status: int
+    """An RFC 9457 problem document: every error answer of this API."""
+
+    type: str = Field(default="about:blank",
+                      description="A URI naming the kind of problem; 'about:blank' when the status says it all")
+    title: str = Field(description="The HTTP status phrase, e.g. 'Conflict'")
+    status: int = Field(description="The HTTP status code")
     detail: str = Field(description="What went wrong and what to do about it")
-    instance: str | None = None
-    errors: list[FieldError] | None = None
+    instance: str | None = Field(default=None, description="The path of the request that failed")
+    errors: list[FieldError] | None = Field(default=None, description="Each invalid input, for a 422")
 
 
 class ProblemError(Exception):

@@ -48,11 +48,14 @@ Category = Literal[CATEGORIES]  # type: ignore[valid-type]
 
 
 class RecipientIn(RequestModel):
+    """Someone who may receive reports under a consent (a court, probation, an employer ...)."""
+
     name: str = Field(min_length=1, max_length=200, description="E.g. 'Cook County Drug Court, Part 3'")
-    kind: Literal[RECIPIENT_KINDS]  # type: ignore[valid-type]
-    delivery: Literal["webhook", "email"]
+    kind: Literal[RECIPIENT_KINDS] = Field(  # type: ignore[valid-type]
+        description="What kind of recipient (see the enumeration)")
+    delivery: Literal["webhook", "email"] = Field(description="webhook (signed, Standard Webhooks) or email")
     url: str | None = Field(default=None, max_length=500, description="HTTPS endpoint for signed webhooks")
-    email: str | None = Field(default=None, max_length=254)
+    email: str | None = Field(default=None, max_length=254, description="Email address, for delivery=email")
     case_number_system: str | None = Field(default=None, max_length=80,
                                            description="Participants with a case number in this system are linked")
     categories: list[Category] = Field(min_length=1, max_length=len(CATEGORIES),
@@ -68,20 +71,24 @@ class RecipientIn(RequestModel):
 
 
 class RecipientPublic(BaseModel):
-    id: str
-    name: str
-    kind: str
-    delivery: str
-    url: str | None
-    email: str | None
-    case_number_system: str | None
-    categories: list[str]
-    status: str
-    disabled_reason: str | None
-    created_at: datetime
+    """A recipient of reports."""
+
+    id: str = Field(description="The recipient's id")
+    name: str = Field(description="Its name")
+    kind: str = Field(description="What kind of recipient")
+    delivery: str = Field(description="webhook or email")
+    url: str | None = Field(description="The webhook endpoint")
+    email: str | None = Field(description="The email address")
+    case_number_system: str | None = Field(description="Participants with a case number in this system are linked")
+    categories: list[str] = Field(description="Which events it wants")
+    status: str = Field(description="active, or disabled (see disabled_reason)")
+    disabled_reason: str | None = Field(description="Why deliveries stopped, e.g. the endpoint kept failing")
+    created_at: datetime = Field(description="When it was added")
 
 
 class RecipientCreated(RecipientPublic):
+    """A new recipient, with its signing secret (shown once)."""
+
     signing_secret: str | None = Field(description="Shown once: the recipient verifies webhook signatures with it")
 
 
@@ -131,34 +138,44 @@ def enable_recipient(recipient_id: str, actor: Admin, session: SessionDep) -> Re
 
 
 class ConsentIn(RequestModel):
-    recipient_id: str
+    """A written consent to disclose (42 CFR 2.31)."""
+
+    recipient_id: str = Field(description="To whom")
     categories: list[Category] = Field(min_length=1, max_length=len(CATEGORIES),
                                        description="What information, specifically")
-    purpose: str = Field(min_length=1, max_length=500)
+    purpose: str = Field(min_length=1, max_length=500, description="The purpose of the disclosure")
     disclosing_program: str = Field(min_length=1, max_length=200, description="Who may disclose")
     signer: str = Field(min_length=1, max_length=200, description="The participant or their legal representative")
-    signed_at: ConsentMoment
-    signature_method: Literal["wet-ink", "electronic"]
+    signed_at: ConsentMoment = Field(description="When it was signed")
+    signature_method: Literal["wet-ink", "electronic"] = Field(description="wet-ink or electronic")
     effective_from: ConsentMoment | None = Field(default=None, description="Defaults to signed_at")
-    expires_at: ConsentMoment | None = None
-    expires_on_event: Literal[CONSENT_EVENTS] | None = None  # type: ignore[valid-type]
+    expires_at: ConsentMoment | None = Field(default=None,
+                                             description="When it expires (give this or expires_on_event)")
+    expires_on_event: Literal[CONSENT_EVENTS] | None = Field(  # type: ignore[valid-type]
+        default=None, description="The event on which it expires")
     criminal_justice: bool = Field(default=False, description="A 42 CFR 2.35 consent")
-    revocable_after: ConsentMoment | None = None
-    revocable_after_event: Literal[CONSENT_EVENTS] | None = None  # type: ignore[valid-type]
+    revocable_after: ConsentMoment | None = Field(default=None,
+                                                  description="For a criminal-justice consent: when it may be revoked")
+    revocable_after_event: Literal[CONSENT_EVENTS] | None = Field(  # type: ignore[valid-type]
+        default=None, description="For a criminal-justice consent: the event after which it may be revoked")
 
 
 class ConsentPublic(BaseModel):
-    id: str
-    participant_id: str
-    recipient_id: str
-    consent: dict
-    revoked_at: datetime | None
-    created_by: str
-    created_at: datetime
+    """A consent on file."""
+
+    id: str = Field(description="The consent's id")
+    participant_id: str = Field(description="Whose consent")
+    recipient_id: str = Field(description="To whom")
+    consent: dict = Field(description="The consent as given")
+    revoked_at: datetime | None = Field(description="When it was revoked; null while in force")
+    created_by: str = Field(description="The token that recorded it")
+    created_at: datetime = Field(description="When it was recorded")
 
 
 class RevokeIn(RequestModel):
-    reason: str = Field(min_length=1, max_length=500)
+    """Revoke a consent."""
+
+    reason: str = Field(min_length=1, max_length=500, description="Why (kept in the record)")
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -244,29 +261,33 @@ def _revoke(session: Session, consent_id: str, reason: str) -> tuple[ConsentReco
 
 
 class DisclosurePublic(BaseModel):
-    id: str
-    participant_id: str
-    recipient_id: str
-    category: str
-    event_ref: str
-    corrects: str | None
-    consent_id: str | None
-    status: str
-    reason: str | None
-    payload: dict | None
-    attempts: int
-    last_status_code: int | None
-    delivered_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
+    """One disclosure, made or withheld: the accounting of disclosures (42 CFR 2.24)."""
+
+    id: str = Field(description="The disclosure's id")
+    participant_id: str = Field(description="Whose information")
+    recipient_id: str = Field(description="To whom")
+    category: str = Field(description="What kind of event it reports")
+    event_ref: str = Field(description="The event it reports")
+    corrects: str | None = Field(description="The disclosure it corrects, if a correction")
+    consent_id: str | None = Field(description="The consent it was made under")
+    status: str = Field(description="pending, delivered, retrying, failed, blocked (no consent) or cancelled")
+    reason: str | None = Field(description="Why it was blocked or failed")
+    payload: dict | None = Field(description="What was sent")
+    attempts: int = Field(description="Delivery attempts")
+    last_status_code: int | None = Field(description="The recipient's last HTTP status")
+    delivered_at: datetime | None = Field(description="When it was delivered")
+    created_at: datetime = Field(description="When it was made")
+    updated_at: datetime = Field(description="When the record last changed")
 
 
 class DisclosurePage(BaseModel):
-    items: list[DisclosurePublic]
-    total: int
-    limit: int
-    offset: int
-    next_offset: int | None
+    """One page of disclosures."""
+
+    items: list[DisclosurePublic] = Field(description="This page's entries")
+    total: int = Field(description="How many entries match the filters, across all pages")
+    limit: int = Field(description="The page size asked for")
+    offset: int = Field(description="How many matching entries come before this page")
+    next_offset: int | None = Field(description="The offset of the next page; null on the last page")
 
 
 @router.get("/disclosures", response_model=DisclosurePage, responses=responses(401, 403, 422),

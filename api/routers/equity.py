@@ -38,25 +38,29 @@ SANCTION_CATEGORIES = ("missed-tests", "refusals")
 
 
 class DemographicsBody(RequestModel):
+    """A participant's answers for the equity report, given with their consent."""
+
     consented: bool = Field(description="The participant agreed to give these answers for the equity report. "
                                         "false withdraws: every answer is erased.")
-    race: Race | None = None
-    ethnicity: Ethnicity | None = None
-    sex: Sex | None = None
-    age_band: AgeBand | None = None
-    payer: Payer | None = None
+    race: Race | None = Field(default=None, description="As the participant answered (OMB categories)")
+    ethnicity: Ethnicity | None = Field(default=None, description="As the participant answered (OMB categories)")
+    sex: Sex | None = Field(default=None, description="As the participant answered")
+    age_band: AgeBand | None = Field(default=None, description="Age band")
+    payer: Payer | None = Field(default=None, description="Who pays for treatment")
 
 
 class DemographicsPublic(BaseModel):
-    participant_id: str
-    consented: bool
-    race: Race | None
-    ethnicity: Ethnicity | None
-    sex: Sex | None
-    age_band: AgeBand | None
-    payer: Payer | None
-    recorded_by: str
-    recorded_at: datetime
+    """A participant's answers for the equity report."""
+
+    participant_id: str = Field(description="Whose answers")
+    consented: bool = Field(description="The participant agreed to give them")
+    race: Race | None = Field(description="As answered")
+    ethnicity: Ethnicity | None = Field(description="As answered")
+    sex: Sex | None = Field(description="As answered")
+    age_band: AgeBand | None = Field(description="Age band")
+    payer: Payer | None = Field(description="Who pays for treatment")
+    recorded_by: str = Field(description="The token that recorded them")
+    recorded_at: datetime = Field(description="When")
 
 
 ANSWERS = ("race", "ethnicity", "sex", "age_band", "payer")

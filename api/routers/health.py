@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from api.idempotency import IdempotentRoute
@@ -17,13 +17,17 @@ router = APIRouter(route_class=IdempotentRoute, tags=["health"])
 
 
 class Health(BaseModel):
-    status: str
+    """The API process answers."""
+
+    status: str = Field(description="Always 'ok' when the process answers")
 
 
 class Readiness(BaseModel):
-    status: str
-    database: str
-    temporal: str
+    """Whether the API can serve requests: its database and Temporal both answer."""
+
+    status: str = Field(description="'ready', or 'not ready' (then the answer is 503)")
+    database: str = Field(description="'ok', or 'unavailable: <error type>'")
+    temporal: str = Field(description="'ok', 'unhealthy', or 'unavailable: <error type>'")
 
 
 @router.get("/healthz", response_model=Health)

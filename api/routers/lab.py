@@ -71,41 +71,56 @@ async def receive_hl7(request: Request, actor: Lab, services: ServicesDep) -> Re
 
 
 class JsonAnalyte(RequestModel):
+    """One analyte result in a JSON result message."""
+
     code: str = Field(min_length=1, max_length=80, description="LOINC code, or the lab's own code")
     system: str = Field(default="LN", max_length=40, description="'LN' for LOINC, or anything for local codes")
-    label: str | None = Field(default=None, max_length=200)
+    label: str | None = Field(default=None, max_length=200, description="The lab's name for the test")
     value: float | None = Field(default=None, description="Numeric result (ng/mL for drugs)")
     qualitative: str | None = Field(default=None, max_length=40, description="POS / NEG / ...")
-    units: str | None = Field(default=None, max_length=40)
+    units: str | None = Field(default=None, max_length=40, description="Units of value, e.g. 'ng/mL'")
     cutoff: float | None = Field(default=None, ge=0, description="The lab's cutoff for this result")
-    method: Literal["screen", "confirm"] | None = Field(default=None)
+    method: Literal["screen", "confirm"] | None = Field(default=None,
+                                                        description="screen (immunoassay) or confirm (GC-MS / "
+                                                                    "LC-MS/MS); inferred from the code when omitted")
 
 
 class JsonResults(RequestModel):
-    lab_id: str = Field(min_length=1, max_length=120)
+    """A lab's results for one specimen, for labs that send JSON instead of HL7 v2."""
+
+    lab_id: str = Field(min_length=1, max_length=120,
+                        description="The sending lab (must match the lab token's registered facility)")
     message_id: str = Field(min_length=1, max_length=200, description="Unique per message from this lab")
     specimen_id: str = Field(min_length=1, max_length=120, description="The specimen id we issued")
-    result_status: Literal["P", "F", "C"]
+    result_status: Literal["P", "F", "C"] = Field(description="P preliminary, F final, C corrected (as HL7 v2 OBR-25)")
     participant_id: str | None = Field(default=None, max_length=40, description="Our participant id, if known")
-    birth_date: date | None = None
-    collected_at: ProgramMoment | None = None
-    results: list[JsonAnalyte] = Field(min_length=1, max_length=200)
-    notes: list[str] = Field(default_factory=list, max_length=50)
+    birth_date: date | None = Field(default=None,
+                                    description="The donor's date of birth, if the lab has it (used only to check the"
+                                                " match)")
+    collected_at: ProgramMoment | None = Field(default=None,
+                                               description="When the specimen was collected, per the lab")
+    results: list[JsonAnalyte] = Field(min_length=1, max_length=200, description="The analyte results")
+    notes: list[str] = Field(default_factory=list, max_length=50, description="The lab's free-text remarks")
 
 
 class OutcomePublic(BaseModel):
-    result_id: str
-    state: str
-    screening_id: str | None
-    reason_code: str | None
-    reason: str | None
+    """What became of one result in a message."""
+
+    result_id: str = Field(description="The result's id")
+    state: str = Field(description="filed, held (in quarantine) or rejected")
+    screening_id: str | None = Field(description="The screening it was filed against")
+    reason_code: str | None = Field(description="Why it was held (a quarantine reason code); null when filed")
+    reason: str | None = Field(description="Why it was held, in words")
 
 
 class ReceiptPublic(BaseModel):
+    """The answer to a lab message."""
+
     ack_code: str = Field(description="AA accepted and filed; AE held in quarantine (see reasons)")
-    message_id: int
-    replayed: bool
-    outcomes: list[OutcomePublic]
+    message_id: int = Field(description="Our id of the stored message")
+    replayed: bool = Field(description="The message was received before (same sender and message id); this is the "
+                                       "first answer again")
+    outcomes: list[OutcomePublic] = Field(description="What became of each result in it")
 
 
 def _as_oru(body: JsonResults) -> OruMessage:
@@ -168,17 +183,20 @@ def _stored_outcomes(services: ServicesDep, message_id: int) -> list[OutcomePubl
 
 
 class QuarantinePublic(BaseModel):
-    id: int
-    lab_message_id: int
-    lab_result_id: str | None
-    reason_code: str
-    reason: str
-    created_at: datetime
-    resolved_at: datetime | None
-    resolution: str | None
-    resolved_by: str | None
-    resolution_note: str | None
-    screening_id: str | None
+    """A lab result or message held for staff: it could not be filed as it came."""
+
+    id: int = Field(description="The quarantine item's id")
+    lab_message_id: int = Field(description="The stored message it came in")
+    lab_result_id: str | None = Field(description="The held result, if one")
+    reason_code: str = Field(description="Why it is held, e.g. 'unknown-specimen', 'identity-mismatch', "
+                                         "'unmapped-code'")
+    reason: str = Field(description="Why it is held, in words")
+    created_at: datetime = Field(description="When it was held")
+    resolved_at: datetime | None = Field(description="When staff resolved it; null while open")
+    resolution: str | None = Field(description="attached, rejected, mapped or not-monitored")
+    resolved_by: str | None = Field(description="The token that resolved it")
+    resolution_note: str | None = Field(description="What staff verified, or why they rejected it")
+    screening_id: str | None = Field(description="The screening it was attached to")
     held_code: str | None = Field(default=None, description="A code of a filed result that is not in the code "
                                   "table, as 'CODE (text) from LAB'")
     lab_id: str | None = Field(default=None, description="The lab id to map a code under")
@@ -187,14 +205,18 @@ class QuarantinePublic(BaseModel):
 
 
 class QuarantinePage(BaseModel):
-    items: list[QuarantinePublic]
-    total: int
-    limit: int
-    offset: int
-    next_offset: int | None
+    """One page of quarantine items."""
+
+    items: list[QuarantinePublic] = Field(description="This page's entries")
+    total: int = Field(description="How many entries match the filters, across all pages")
+    limit: int = Field(description="The page size asked for")
+    offset: int = Field(description="How many matching entries come before this page")
+    next_offset: int | None = Field(description="The offset of the next page; null on the last page")
 
 
 class ResolveRequest(RequestModel):
+    """Resolve a quarantine item."""
+
     action: Literal["attach", "reject", "mapped", "not-monitored"] = Field(
         description="attach / reject a held result; for a held code: 'mapped' once a code mapping exists for it, "
                     "or 'not-monitored' with the reason in note")
@@ -254,27 +276,34 @@ async def resolve_quarantine(item_id: Annotated[int, Path(ge=1, le=2**31 - 1)], 
 
 
 class CodeMappingIn(RequestModel):
+    """A lab's code for an analyte, so its results are filed."""
+
     lab_id: str = Field(min_length=1, max_length=120, description="As derived from MSH-4 (or the JSON lab_id)")
-    code: str = Field(min_length=1, max_length=80)
+    code: str = Field(min_length=1, max_length=80,
+                      description="The code as the lab sends it (OBX-3.1 or the JSON code)")
     analyte: str = Field(description="An analyte key, e.g. 'buprenorphine' (GET /lab/analytes lists them)")
     method: Literal["screen", "confirm"] = Field(default="screen", description="Used only when the code itself "
                                                   "names no method (a local or method-less LOINC code)")
     method_override: Literal["screen", "confirm"] | None = Field(
         default=None, description="An explicit choice that wins over the method a LOINC code names; shown in the "
                                   "review")
-    note: str | None = Field(default=None, max_length=400)
+    note: str | None = Field(default=None, max_length=400, description="Why, or where the mapping comes from")
 
 
 class CodeMappingPublic(CodeMappingIn):
-    id: int
-    created_by: str
-    created_at: datetime
+    """A lab code mapped to an analyte."""
+
+    id: int = Field(description="The mapping's id")
+    created_by: str = Field(description="The token that made it")
+    created_at: datetime = Field(description="When it was made")
 
 
 class AnalytePublic(BaseModel):
-    key: str
-    label: str
-    drug_class: str
+    """An analyte the program monitors."""
+
+    key: str = Field(description="Its key, e.g. 'buprenorphine'")
+    label: str = Field(description="Its name for people")
+    drug_class: str = Field(description="Its drug class, e.g. 'opioid'")
 
 
 @router.get("/lab/analytes", response_model=list[AnalytePublic], responses=responses(401, 403))
@@ -324,7 +353,17 @@ def delete_mapping(mapping_id: Annotated[int, Path(ge=1, le=2**31 - 1)], actor: 
 
 
 class ReviewRequest(RequestModel):
-    decision: Literal["confirm", "excuse", "request-confirmation", "request-retest"]
+    """A clinician's review of a non-negative result."""
+
+    decision: Literal["confirm", "excuse", "request-confirmation", "request-retest"] = Field(description="confirm the"
+                                                                                                         " positive, "
+                                                                                                         "excuse it "
+                                                                                                         "(e.g. presc"
+                                                                                                         "ribed), or "
+                                                                                                         "request a c"
+                                                                                                         "onfirmation"
+                                                                                                         " test or a "
+                                                                                                         "retest")
     explanation: str = Field(min_length=1, max_length=2000,
                              description="What was checked, e.g. a valid prescription for the substance found")
 
@@ -353,11 +392,14 @@ async def review(screening_id: str, body: ReviewRequest, actor: Clinician, sessi
 
 
 class AnalyteIn(RequestModel):
+    """A new analyte to monitor."""
+
     key: str = Field(pattern=r"^[a-z0-9_]{2,40}$", description="snake_case key, e.g. 'isotonitazene'")
-    label: str = Field(min_length=1, max_length=120)
-    drug_class: str = Field(min_length=1, max_length=60)
+    label: str = Field(min_length=1, max_length=120, description="Its name for people")
+    drug_class: str = Field(min_length=1, max_length=60, description="Its drug class, e.g. 'opioid'")
     medication: str | None = Field(default=None, max_length=60, description="The prescription it evidences")
-    also_explained_by: list[str] = Field(default_factory=list, max_length=20)
+    also_explained_by: list[str] = Field(default_factory=list, max_length=20,
+                                         description="Medication keys that explain a positive for it too")
     initial_cutoff: float | None = Field(default=None, gt=0, description="ng/mL, used when the lab sends none")
     confirm_cutoff: float | None = Field(default=None, gt=0, description="ng/mL, used when the lab sends none")
 
@@ -373,18 +415,22 @@ def add_analyte(body: AnalyteIn, actor: Admin, session: SessionDep) -> AnalyteIn
 
 
 class Candidate(BaseModel):
-    screening_id: str
-    specimen_id: str | None
-    status: str
-    score: int
-    why: list[str]
+    """A screening a held result may belong to."""
+
+    screening_id: str = Field(description="The screening")
+    specimen_id: str | None = Field(description="Its specimen id")
+    status: str = Field(description="Its status")
+    score: int = Field(description="How well it matches (higher is better)")
+    why: list[str] = Field(description="What matches, in words")
 
 
 class QuarantineDetail(QuarantinePublic):
-    control_id: str
-    sender: str
-    claimed_participant_ids: list[str]
-    claimed_specimen_ids: list[str]
+    """A quarantine item with what the lab claimed and the screenings it may belong to."""
+
+    control_id: str = Field(description="The message control id (MSH-10 or the JSON message_id)")
+    sender: str = Field(description="The sending application and facility")
+    claimed_participant_ids: list[str] = Field(description="Participant ids the message names")
+    claimed_specimen_ids: list[str] = Field(description="Specimen ids the message names")
     held_fields: dict | None = Field(description="The held order's fields as the lab sent them")
     candidates: list[Candidate] = Field(description="Screenings it may belong to, best first")
 
@@ -433,12 +479,16 @@ def re_pids(raw: str) -> list[str]:
 
 
 class LabTurnaround(BaseModel):
-    lab_id: str
-    results: int
-    collection_to_received_hours_median: float | None
-    received_to_final_hours_median: float | None
-    over_target: int
-    target_hours: float
+    """How fast one lab reports."""
+
+    lab_id: str = Field(description="The lab")
+    results: int = Field(description="Final results counted")
+    collection_to_received_hours_median: float | None = Field(description="Median hours from collection to the first "
+                                                                          "result received")
+    received_to_final_hours_median: float | None = Field(description="Median hours from the first result received to "
+                                                                     "the final one")
+    over_target: int = Field(description="Results that took longer than target_hours from collection to final")
+    target_hours: float = Field(description="The turnaround target, hours")
 
 
 @router.get("/reports/lab-turnaround", response_model=list[LabTurnaround], responses=responses(401, 403, 422),

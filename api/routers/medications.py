@@ -58,22 +58,28 @@ OVERRIDE_HELP = ("A clinician's reason for a dose above the drug's usual maximum
 
 
 class ScheduleIn(RequestModel):
-    kind: Literal["daily-observed", "observed-plus-take-home", "injection"]
+    """When doses are due."""
+
+    kind: Literal["daily-observed", "observed-plus-take-home", "injection"] = Field(description="daily-observed, obse"
+                                                                                                "rved-plus-take-home,"
+                                                                                                " or injection")
     observed_weekdays: list[int] = Field(default=[0, 1, 2, 3, 4, 5, 6], max_length=7, description="0 = Monday")
     every_days: int | None = Field(default=None, ge=1, le=120, description="Injection interval, e.g. 28")
     grace_days: int = Field(default=3, ge=0, le=30, description="An injection is overdue after due + grace")
 
 
 class MedicationOrderIn(RequestModel):
-    drug: Literal[med.DRUGS]  # type: ignore[valid-type]
+    """A medication order (MOUD: methadone, buprenorphine, naltrexone ...)."""
+
+    drug: Literal[med.DRUGS] = Field(description="The medication")  # type: ignore[valid-type]
     dose: float = Field(gt=0, allow_inf_nan=False, description="Per dose; above the drug's usual maximum needs "
                                                                 "override_reason")
-    unit: Literal[med.UNITS]  # type: ignore[valid-type]
-    route: Literal[med.ROUTES]  # type: ignore[valid-type]
-    schedule: ScheduleIn
-    start_date: ProgramDay
-    stop_date: ProgramDay | None = None
-    prescriber: str = Field(min_length=1, max_length=120)
+    unit: Literal[med.UNITS] = Field(description="Unit of dose")  # type: ignore[valid-type]
+    route: Literal[med.ROUTES] = Field(description="How it is given")  # type: ignore[valid-type]
+    schedule: ScheduleIn = Field(description="When doses are due")
+    start_date: ProgramDay = Field(description="First day of the order")
+    stop_date: ProgramDay | None = Field(default=None, description="Last day of the order; null for open-ended")
+    prescriber: str = Field(min_length=1, max_length=120, description="Who prescribed it (name or NPI)")
     rules: str | None = Field(default=None, description="Take-home rule set by name; empty: the program's "
                               "default (IOP_TAKEHOME_RULES). GET /takehome-rule-sets lists them")
     treatment_start: TreatmentDay | None = Field(default=None,
@@ -82,98 +88,130 @@ class MedicationOrderIn(RequestModel):
 
 
 class MedicationOrderPublic(BaseModel):
-    id: str
-    participant_id: str
-    site: str
-    drug: str
-    status: str
-    start_date: date
-    stop_date: date | None
-    rules: str
-    order: dict
-    eligibility: dict
-    created_at: datetime
-    updated_at: datetime
+    """A medication order as staff see it."""
+
+    id: str = Field(description="The order's id")
+    participant_id: str = Field(description="The participant it is for")
+    site: str = Field(description="The dispensing site")
+    drug: str = Field(description="The medication")
+    status: str = Field(description="active, held or stopped")
+    start_date: date = Field(description="First day of the order")
+    stop_date: date | None = Field(description="Last day of the order; null for open-ended")
+    rules: str = Field(description="The take-home rule set it is judged by")
+    order: dict = Field(description="The order as given: dose, unit, route, schedule, prescriber")
+    eligibility: dict = Field(description="Take-home eligibility now, with the reasons")
+    created_at: datetime = Field(description="When it was ordered")
+    updated_at: datetime = Field(description="When the record last changed")
 
 
 class MedicationDetail(MedicationOrderPublic):
-    workflow_id: str
-    workflow: MedicationState | None
+    """A medication order with the live state of its workflow."""
+
+    workflow_id: str = Field(description="The Temporal workflow id of the order")
+    workflow: MedicationState | None = Field(description="Live state of the order's workflow")
 
 
 class DispenseIn(RequestModel):
-    kind: Literal["observed-dose", "take-home", "refused", "held", "injection"]
-    dose: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    unit: Literal[med.UNITS] | None = None  # type: ignore[valid-type]
-    take_home_count: int = Field(default=0, ge=0, le=28)
-    bottle_ids: list[str] = Field(default_factory=list, max_length=28)
-    lot: str | None = Field(default=None, max_length=80)
+    """A dose given, supplied, refused or held."""
+
+    kind: Literal["observed-dose", "take-home", "refused", "held", "injection"] = Field(description="observed-dose, "
+                                                                                                    "take-home, "
+                                                                                                    "refused, held or"
+                                                                                                    " injection")
+    dose: float | None = Field(default=None, gt=0, allow_inf_nan=False,
+                               description="The dose given; defaults to the order's")
+    unit: Literal[med.UNITS] | None = Field(  # type: ignore[valid-type]
+        default=None, description="Unit of dose; defaults to the order's")
+    take_home_count: int = Field(default=0, ge=0, le=28, description="Take-home doses supplied with it")
+    bottle_ids: list[str] = Field(default_factory=list, max_length=28,
+                                  description="Ids of the take-home bottles, one per dose")
+    lot: str | None = Field(default=None, max_length=80, description="The lot number")
     site: str | None = Field(default=None, max_length=80, description="Injection site")
-    note: str | None = Field(default=None, max_length=1000)
+    note: str | None = Field(default=None, max_length=1000, description="Remarks")
     split_parts: int = Field(default=1, ge=1, le=4, description="A split dose: this is one of N equal parts")
 
 
 class ReassessmentIn(RequestModel):
-    decision: Literal["resume", "keep-holding", "hold"]
-    note: str = Field(min_length=1, max_length=2000)
+    """A clinician's reassessment after missed doses."""
+
+    decision: Literal["resume", "keep-holding", "hold"] = Field(description="resume dosing, keep-holding, or hold")
+    note: str = Field(min_length=1, max_length=2000, description="What was assessed")
 
 
 class DoseChangeIn(RequestModel):
-    dose: float = Field(gt=0, allow_inf_nan=False)
-    unit: Literal[med.UNITS]  # type: ignore[valid-type]
-    reason: str = Field(min_length=1, max_length=1000)
+    """A new dose."""
+
+    dose: float = Field(gt=0, allow_inf_nan=False, description="The new dose")
+    unit: Literal[med.UNITS] = Field(description="Its unit")  # type: ignore[valid-type]
+    reason: str = Field(min_length=1, max_length=1000, description="Why (kept in the record)")
     override_reason: str | None = Field(default=None, max_length=1000, description=OVERRIDE_HELP)
 
 
 class StopIn(RequestModel):
-    reason: str = Field(min_length=1, max_length=1000)
+    """Stop the order."""
+
+    reason: str = Field(min_length=1, max_length=1000, description="Why (kept in the record)")
 
 
 class PillCountIn(RequestModel):
-    bottle_id: str = Field(min_length=1, max_length=80)
-    expected_units: float = Field(ge=0, le=10_000, allow_inf_nan=False)
-    counted_units: float = Field(ge=0, le=10_000, allow_inf_nan=False)
-    returned_on_time: bool
-    seal_intact: bool = True
+    """A take-home bottle counted on return (diversion control)."""
+
+    bottle_id: str = Field(min_length=1, max_length=80, description="The bottle")
+    expected_units: float = Field(ge=0, le=10_000, allow_inf_nan=False, description="Units that should be left")
+    counted_units: float = Field(ge=0, le=10_000, allow_inf_nan=False, description="Units counted")
+    returned_on_time: bool = Field(description="Brought back when asked")
+    seal_intact: bool = Field(default=True, description="The tamper seal was intact")
 
 
 class BottleReturnIn(RequestModel):
-    bottle_ids: list[str] = Field(min_length=1, max_length=28)
-    note: str = Field(default="", max_length=1000)
+    """Empty take-home bottles returned."""
+
+    bottle_ids: list[str] = Field(min_length=1, max_length=28, description="The bottles returned")
+    note: str = Field(default="", max_length=1000, description="Remarks")
 
 
 class CallbackIn(RequestModel):
+    """Call the participant back with every take-home bottle, on a random day (diversion control)."""
+
     window_days: int = Field(default=7, ge=1, le=60, description="The callback falls within this many days")
     respond_hours: int = Field(default=24, ge=1, le=72, description="Time to bring every bottle back")
 
 
 class GuestIn(RequestModel):
-    site: str = Field(min_length=1, max_length=64)
-    first_day: ProgramDay
-    last_day: ProgramDay
+    """Dosing at another site for a while (travel)."""
+
+    site: str = Field(min_length=1, max_length=64, description="The guest site")
+    first_day: ProgramDay = Field(description="First day dosed there")
+    last_day: ProgramDay = Field(description="Last day dosed there")
 
 
 class ClosedDaysIn(RequestModel):
+    """Days the clinic is closed."""
+
     days: list[ProgramDay] = Field(max_length=400, description="Clinic-closed days: no dose is due unless supplied")
 
 
 class StorageIn(RequestModel):
-    attested: bool
-    note: str = Field(min_length=1, max_length=1000)
+    """The participant's attestation of safe storage for take-home doses (lock box)."""
+
+    attested: bool = Field(description="The participant attests safe storage")
+    note: str = Field(min_length=1, max_length=1000, description="How it was checked")
 
 
 class DueToday(BaseModel):
-    order_id: str
-    participant_id: str
-    site: str
-    drug: str
-    dose: float
-    unit: str
-    status: str
+    """A dose due today at a site."""
+
+    order_id: str = Field(description="The order")
+    participant_id: str = Field(description="The participant")
+    site: str = Field(description="The dispensing site")
+    drug: str = Field(description="The medication")
+    dose: float = Field(description="The dose")
+    unit: str = Field(description="Its unit")
+    status: str = Field(description="The order's status: active or held")
     expected: str = Field(description="observed-dose, take-home-day, injection-due, injection-overdue or none")
-    reason: str
-    dosed_today: bool
-    recorded_today: list[str]
+    reason: str = Field(description="Why it is (or is not) due, in words")
+    dosed_today: bool = Field(description="A dose was already recorded today")
+    recorded_today: list[str] = Field(description="The kinds recorded today")
 
 
 def _dose_override(request: Request, actor: Actor, drug: str, dose: float, unit: str, override_reason: str | None,

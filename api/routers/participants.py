@@ -44,26 +44,39 @@ ENROLLING = "enrolling"
 
 
 class ParticipantDetail(ParticipantPublic):
-    workflow_id: str
+    """A participant with the live state of their program workflow."""
+
+    workflow_id: str = Field(description="The Temporal workflow id of the participant's program")
     workflow: ParticipantState | None = Field(description="Live state of the participant's program workflow")
 
 
 class ParticipantPage(BaseModel):
-    items: list[ParticipantPublic]
-    total: int
-    limit: int
-    offset: int
-    next_offset: int | None
+    """One page of participants."""
+
+    items: list[ParticipantPublic] = Field(description="This page's entries")
+    total: int = Field(description="How many entries match the filters, across all pages")
+    limit: int = Field(description="The page size asked for")
+    offset: int = Field(description="How many matching entries come before this page")
+    next_offset: int | None = Field(description="The offset of the next page; null on the last page")
 
 
 class PhaseChangeRequest(RequestModel):
+    """Move a participant to another phase."""
+
     phase: str = Field(description=f"One of {', '.join(PHASES)}")
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=500,
+                        description="Why (kept in the record), e.g. '90 days of negative results'")
 
 
 class DischargeRequest(RequestModel):
-    kind: Literal["completed", "withdrawn", "transferred", "administrative"]
-    reason: str = Field(min_length=1, max_length=500)
+    """End a participant's program."""
+
+    kind: Literal["completed", "withdrawn", "transferred", "administrative"] = Field(description="How the participant"
+                                                                                                 " leaves: completed,"
+                                                                                                 " withdrawn, "
+                                                                                                 "transferred or "
+                                                                                                 "administrative")
+    reason: str = Field(min_length=1, max_length=500, description="Why (kept in the record)")
 
 
 def _new_participant_id() -> str:

@@ -50,71 +50,90 @@ FrontDesk = Annotated[Actor, Depends(require("admin", "staff"))]
 
 
 class ScreeningPublic(BaseModel):
-    id: str
-    participant_id: str
-    site: str
-    day: date
-    reason: str
-    status: str
-    selected_at: datetime
-    notified_at: datetime | None
-    window_closes_at: datetime | None
-    specimen_id: str | None
-    specimen_type: str | None
-    late_collection: bool
-    collected_at: datetime | None
-    result_due_at: datetime | None
-    result_overdue: bool
-    updated_at: datetime
+    """A screening (one drug test) as staff see it."""
+
+    id: str = Field(description="The screening's id")
+    participant_id: str = Field(description="The participant it is for")
+    site: str = Field(description="Clinic site code where the specimen is collected")
+    day: date = Field(description="The program day the test was selected for")
+    reason: str = Field(description="Why it was selected: random (the daily draw) or for-cause")
+    status: str = Field(description="Where the screening is: scheduled, awaiting-collection, awaiting-result, "
+                                    "completed, missed, excused, refused or cancelled")
+    selected_at: datetime = Field(description="When the test was selected")
+    notified_at: datetime | None = Field(description="When the participant was told; null until then")
+    window_closes_at: datetime | None = Field(description="When the collection window closes; null before the "
+                                                          "participant is told")
+    specimen_id: str | None = Field(description="The specimen id issued at collection (the lab reports against it)")
+    specimen_type: str | None = Field(description="urine, oral-fluid or breath")
+    late_collection: bool = Field(description="The specimen was collected after the window closed")
+    collected_at: datetime | None = Field(description="When the specimen was collected; null until then")
+    result_due_at: datetime | None = Field(description="When the lab's final result is due")
+    result_overdue: bool = Field(description="The result is past result_due_at and not yet final")
+    updated_at: datetime = Field(description="When the record last changed")
 
 
 class ScreeningDetail(ScreeningPublic):
-    workflow_id: str
+    """A screening with the live state of its workflow."""
+
+    workflow_id: str = Field(description="The Temporal workflow id of the screening")
     workflow: ScreeningState | None = Field(description="Live state of the screening workflow")
 
 
 class ScreeningPage(BaseModel):
-    items: list[ScreeningPublic]
-    total: int
-    limit: int
-    offset: int
-    next_offset: int | None
+    """One page of screenings."""
+
+    items: list[ScreeningPublic] = Field(description="This page's entries")
+    total: int = Field(description="How many entries match the filters, across all pages")
+    limit: int = Field(description="The page size asked for")
+    offset: int = Field(description="How many matching entries come before this page")
+    next_offset: int | None = Field(description="The offset of the next page; null on the last page")
 
 
 class DrawPublic(BaseModel):
-    day: date
-    phase: str
-    weekday: int
-    probability: float
-    roll: float
-    time_roll: float
-    selected: bool
-    reason: str
-    detail: str
-    screening_id: str | None
+    """One day's random draw for a participant, selected or not, and why."""
+
+    day: date = Field(description="The program day drawn for")
+    phase: str = Field(description="The participant's phase that day")
+    weekday: int = Field(description="0 = Monday ... 6 = Sunday")
+    probability: float = Field(description="The chance of selection that day (from the phase's plan)")
+    roll: float = Field(description="The uniform draw in [0, 1); selected when below probability (unless a rule "
+                                    "decided)")
+    time_roll: float = Field(description="The uniform draw in [0, 1) that placed the notice within the day")
+    selected: bool = Field(description="A test was selected that day")
+    reason: str = Field(description="selected, not-selected, paused, clinic-closed, ceiling-reached or floor-required")
+    detail: str = Field(description="The draw explained in words")
+    screening_id: str | None = Field(description="The screening it made, if selected")
 
 
 class ForCauseRequest(RequestModel):
+    """Ask for a test now, outside the random draw."""
+
     reason: str = Field(min_length=1, max_length=500, description="Why staff want a test now")
 
 
 class PocReadingIn(RequestModel):
-    analyte: str = Field(min_length=1, max_length=40)
-    result: Literal["positive", "negative", "invalid"]
+    """One point-of-care cup or strip reading."""
+
+    analyte: str = Field(min_length=1, max_length=40, description="What the strip tests for, e.g. 'fentanyl'")
+    result: Literal["positive", "negative", "invalid"] = Field(description="positive, negative or invalid")
 
 
 class CollectionRequest(RequestModel):
-    specimen_type: Literal["urine", "oral-fluid", "breath"]
-    observed: bool
+    """A specimen collected for a screening."""
+
+    specimen_type: Literal["urine", "oral-fluid", "breath"] = Field(description="urine, oral-fluid or breath")
+    observed: bool = Field(description="The collection was directly observed")
     collector: str = Field(min_length=1, max_length=80, description="Staff id or initials of the collector")
     collected_at: ProgramMoment | None = Field(default=None, description="Defaults to now")
     temperature_in_range: bool | None = Field(default=None, description="Urine 90-100 °F within 4 minutes")
-    temperature_f: float | None = Field(default=None, ge=50, le=120)
-    poc_readings: list[PocReadingIn] = Field(default_factory=list, max_length=30)
+    temperature_f: float | None = Field(default=None, ge=50, le=120, description="Urine temperature read, °F")
+    poc_readings: list[PocReadingIn] = Field(default_factory=list, max_length=30,
+                                             description="Point-of-care readings taken at collection")
     breath_alcohol: float | None = Field(default=None, ge=0, le=1, description="g/210 L, breath tests")
-    custody_notes: str | None = Field(default=None, max_length=2000)
+    custody_notes: str | None = Field(default=None, max_length=2000, description="Chain-of-custody remarks")
     late: bool = Field(default=False, description="Collected after the window closed")
-    late_reason: str | None = Field(default=None, max_length=500)
+    late_reason: str | None = Field(default=None, max_length=500,
+                                    description="Why the specimen was collected late (with late=true)")
 
     @field_validator("collected_at")
     @classmethod
@@ -125,23 +144,31 @@ class CollectionRequest(RequestModel):
 
 
 class ExcuseRequest(RequestModel):
-    reason: str = Field(min_length=1, max_length=500)
+    """Excuse a selected test (it is not counted as missed)."""
+
+    reason: str = Field(min_length=1, max_length=500, description="Why, e.g. 'hospitalised; discharge papers on file'")
 
 
 class RefusalRequest(RequestModel):
-    kind: Literal[REFUSAL_KINDS]  # type: ignore[valid-type]
-    detail: str = Field(min_length=1, max_length=1000)
+    """The participant refused the test or the specimen cannot be used."""
+
+    kind: Literal[REFUSAL_KINDS] = Field(description="What happened (see the enumeration)")  # type: ignore[valid-type]
+    detail: str = Field(min_length=1, max_length=1000, description="What staff saw")
 
 
 class CheckInRequest(RequestModel):
-    participant_id: str = Field(min_length=1, max_length=40)
-    method: Literal["kiosk", "ivr", "sms", "app", "staff"]
+    """A participant checked in for the day (to learn whether they are selected)."""
+
+    participant_id: str = Field(min_length=1, max_length=40, description="The participant checking in")
+    method: Literal["kiosk", "ivr", "sms", "app", "staff"] = Field(description="How: kiosk, ivr, sms, app or staff")
 
 
 class PauseRequest(RequestModel):
-    start: ProgramDay
-    end: ProgramDay
-    reason: str = Field(min_length=1, max_length=500)
+    """Days on which no test is drawn (travel, hospital stay, ...)."""
+
+    start: ProgramDay = Field(description="First paused day")
+    end: ProgramDay = Field(description="Last paused day")
+    reason: str = Field(min_length=1, max_length=500, description="Why (kept in the record)")
 
 
 def _public(row: Screening) -> ScreeningPublic:
