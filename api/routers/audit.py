@@ -106,6 +106,7 @@ def list_audit(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
 ) -> AuditPage:
+    """The audit trail in chain order, one page at a time, filtered by participant or actor."""
     query = select(AuditEvent)
     if participant_id:
         query = query.where(AuditEvent.participant_id == participant_id)
@@ -121,6 +122,8 @@ def list_audit(
 @router.get("/audit/verify", response_model=VerificationPublic, responses=responses(401, 403),
             summary="Walk the chain against its keys and the signed checkpoints; names the first broken link")
 def verify_audit(actor: Auditor, services: ServicesDep) -> VerificationPublic:
+    """Checks the audit chain end to end against its keys and the signed checkpoints, and names the first broken
+    link."""
     path = services.settings.audit_checkpoint_path
     try:
         points = read_checkpoints(path) if path.exists() else []
@@ -134,6 +137,8 @@ def verify_audit(actor: Auditor, services: ServicesDep) -> VerificationPublic:
              responses=responses(401, 403, 502, 503),
              summary="Sign the chain's head now and write it out of the database (file, auditor's webhook)")
 def take_checkpoint(actor: Admin, services: ServicesDep) -> CheckpointPublic:
+    """Signs the head of the audit chain now and writes the checkpoint out of the database (to a file and the
+    auditor's webhook)."""
     try:
         point = write_checkpoint(services.engine, services.settings)
     except AuditKeyError as exc:
@@ -181,6 +186,8 @@ def _participant_workflows(session: Session, participant_id: str) -> tuple[list[
             summary="Everything that happened to a participant, in order, with who did it")
 async def participant_history(participant_id: str, actor: TimelineReader, session: SessionDep, services: ServicesDep,
                               format: Literal["json", "csv"] = "json"):
+    """Everything that happened to a participant, in order, with who did it: workflow events, audit events and
+    draws. As JSON, or as CSV with ?format=csv."""
     workflow_ids, draws, extra = await run_in_threadpool(_participant_workflows, session, participant_id)
     roles = extra["roles"]
     entries: list[history.TimelineEntry] = []
@@ -226,6 +233,7 @@ def to_csv(entries: list[history.TimelineEntry]) -> str:
 async def workflow_history(workflow_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,255}$")], actor: Auditor,
                            services: ServicesDep) -> list[dict]:
     # The id goes into a visibility query (api/history.py): a quote in it would break the query.
+    """One workflow's raw Temporal event history, every payload decoded."""
     async with workflow_call("workflow"):
         return await history.raw_history(services.temporal, workflow_id)
 
@@ -261,6 +269,7 @@ def _from_proto(payloads: list[Payload]) -> CodecBody:
 
 @router.post("/codec/decode", response_model=CodecBody, responses=responses(401, 403, 422))
 async def codec_decode(body: CodecBody, actor: Auditor, services: ServicesDep) -> CodecBody:
+    """The Temporal UI's remote codec: decrypts payloads for an authorised viewer."""
     try:
         return _from_proto(await services.temporal.data_converter.payload_codec.open(_to_proto(body.payloads)))
     except Exception as exc:  # noqa: BLE001 - a wrong key or a tampered payload
@@ -332,12 +341,14 @@ def create_token(body: TokenIn, actor: Admin, session: SessionDep) -> TokenCreat
 
 @router.get("/tokens", response_model=list[TokenPublic], responses=responses(401, 403))
 def list_tokens(actor: Admin, session: SessionDep) -> list[TokenPublic]:
+    """Every API token (never a secret)."""
     return [TokenPublic.model_validate(t, from_attributes=True)
             for t in session.exec(select(ApiToken).order_by(col(ApiToken.created_at))).all()]
 
 
 @router.post("/tokens/{token_id}/revoke", response_model=TokenPublic, responses=responses(401, 403, 404))
 def revoke_token(token_id: str, actor: Admin, session: SessionDep) -> TokenPublic:
+    """Revokes a token at once."""
     row = session.get(ApiToken, token_id)
     if row is None:
         raise ProblemError(404, f"No token has the id {token_id!r}.")

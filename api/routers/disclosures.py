@@ -102,6 +102,8 @@ def _check_url(url: str, settings) -> None:
 
 @router.post("/recipients", status_code=201, response_model=RecipientCreated, responses=responses(401, 403, 422))
 def create_recipient(body: RecipientIn, actor: Admin, session: SessionDep, services: ServicesDep) -> RecipientCreated:
+    """Adds a recipient of reports (a court, probation, an employer ...). For webhook delivery the answer carries
+    the signing secret, shown once."""
     secret = None
     if body.delivery == "webhook":
         _check_url(body.url or "", services.settings)
@@ -118,6 +120,7 @@ def create_recipient(body: RecipientIn, actor: Admin, session: SessionDep, servi
 
 @router.get("/recipients", response_model=list[RecipientPublic], responses=responses(401, 403))
 def list_recipients(actor: Reader, session: SessionDep) -> list[RecipientPublic]:
+    """Every recipient, with its delivery status."""
     rows = session.exec(select(Recipient).order_by(col(Recipient.name))).all()
     return [RecipientPublic.model_validate(r, from_attributes=True) for r in rows]
 
@@ -189,6 +192,8 @@ def _iso(moment: datetime | None) -> str | None:
 @router.post("/participants/{participant_id}/consents", status_code=201, response_model=ConsentPublic,
              responses=responses(401, 403, 404, 422))
 def add_consent(participant_id: str, body: ConsentIn, actor: ConsentTaker, session: SessionDep) -> ConsentPublic:
+    """Records a participant's written consent to disclose to a recipient (42 CFR 2.31); nothing is disclosed
+    without one in force."""
     participant_or_404(session, participant_id)
     recipient = session.get(Recipient, body.recipient_id)
     if recipient is None:
@@ -217,6 +222,7 @@ def add_consent(participant_id: str, body: ConsentIn, actor: ConsentTaker, sessi
 @router.get("/participants/{participant_id}/consents", response_model=list[ConsentPublic],
             responses=responses(401, 403, 404))
 def list_consents(participant_id: str, actor: Reader, session: SessionDep) -> list[ConsentPublic]:
+    """Every consent of one participant, revoked ones included."""
     participant_or_404(session, participant_id)
     rows = session.exec(select(ConsentRecord).where(ConsentRecord.participant_id == participant_id)
                         .order_by(col(ConsentRecord.created_at))).all()
@@ -226,6 +232,7 @@ def list_consents(participant_id: str, actor: Reader, session: SessionDep) -> li
 @router.post("/consents/{consent_id}/revoke", response_model=ConsentPublic, responses=responses(401, 403, 404, 409, 422, 503))
 async def revoke_consent(consent_id: str, body: RevokeIn, actor: ConsentTaker, session: SessionDep,
                          services: ServicesDep) -> ConsentPublic:
+    """Revokes a consent from now on; a criminal-justice consent (42 CFR 2.35) only once it may be revoked."""
     row, in_flight = await run_in_threadpool(_revoke, session, consent_id, body.reason)
     # Deliveries waiting to retry stop now; any attempt would find no consent anyway.
     for disclosure_id in in_flight:
@@ -302,6 +309,8 @@ def list_disclosures(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
 ) -> DisclosurePage:
+    """The accounting of disclosures (42 CFR 2.24): what was disclosed to whom and when, under which consent, or why
+    it was withheld."""
     query = select(Disclosure)
     for column, value in ((Disclosure.participant_id, participant_id), (Disclosure.recipient_id, recipient_id),
                           (Disclosure.status, status)):

@@ -71,6 +71,8 @@ ANSWERS = ("race", "ethnicity", "sex", "age_band", "payer")
             summary="Record (or withdraw) the participant's optional demographic answers, given with consent")
 def put_demographics(participant_id: str, body: DemographicsBody, actor: Recorder,
                      session: SessionDep) -> DemographicsPublic:
+    """Records the participant's optional demographic answers for the equity report, given with their consent;
+    consented=false withdraws and erases them."""
     if session.get(Participant, participant_id) is None:
         raise ProblemError(404, f"No participant has the id {participant_id!r}.")
     given = {name: getattr(body, name) for name in ANSWERS if getattr(body, name) is not None}
@@ -91,6 +93,7 @@ def put_demographics(participant_id: str, body: DemographicsBody, actor: Recorde
 @router.get("/participants/{participant_id}/demographics", response_model=DemographicsPublic,
             responses=responses(401, 403, 404), summary="The participant's optional demographic answers")
 def get_demographics(participant_id: str, actor: Recorder, session: SessionDep) -> DemographicsPublic:
+    """The participant's optional demographic answers, if any."""
     row = session.get(ParticipantDemographics, participant_id)
     if row is None:
         if session.get(Participant, participant_id) is None:
@@ -185,6 +188,8 @@ PeriodQuery = Annotated[str, Query(min_length=7, max_length=7, description="The 
 @router.get("/reports/equity", response_model=EquityReport, responses=responses(401, 403),
             summary="Testing, results and sanctions-relevant reports by demographic group, with intervals")
 def equity(period: PeriodQuery, actor: Reader, session: SessionDep, services: ServicesDep) -> EquityReport:
+    """Testing, results and sanctions-relevant rates by demographic group, each against everyone else, with
+    confidence intervals; small groups are suppressed."""
     return build_report(session, services, period)
 
 
@@ -193,6 +198,7 @@ def equity(period: PeriodQuery, actor: Reader, session: SessionDep, services: Se
           "description": "The equity report as a PDF"}, **responses(401, 403)},
     summary="The equity report as a PDF")
 def equity_pdf(period: PeriodQuery, actor: Reader, session: SessionDep, services: ServicesDep) -> Response:
+    """The equity report as a PDF."""
     from api.equity_pdf import render  # reportlab is loaded only when a PDF is asked for
 
     report = build_report(session, services, period)

@@ -33,6 +33,7 @@ class Readiness(BaseModel):
 
 @router.get("/healthz", response_model=Health)
 async def healthz() -> Health:
+    """Liveness: the API process answers. Depends on nothing else; for a container's liveness probe."""
     return Health(status="ok")
 
 
@@ -45,6 +46,8 @@ class NotReady(Problem):
 
 @router.get("/readyz", response_model=Readiness, responses=responses(503, model=NotReady))
 async def readyz(services: ServicesDep) -> JSONResponse:
+    """Readiness: the database and Temporal both answer. 200 when ready; otherwise a 503 problem document naming
+    what is not ready, with Retry-After. For load balancers and readiness probes."""
     database = await run_in_threadpool(_database_ok, services)
     temporal = await _temporal_ok(services)
     if database == "ok" and temporal == "ok":

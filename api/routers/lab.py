@@ -61,6 +61,9 @@ def _sender_of(actor: Actor) -> LabSender:
     summary="Receive HL7 v2 ORU^R01 result message(s); answers with HL7 ACKs",
 )
 async def receive_hl7(request: Request, actor: Lab, services: ServicesDep) -> Response:
+    """Takes one or more HL7 v2.5.1 ORU^R01 messages (MLLP framing optional) from a lab token whose registered
+    sender matches MSH-3/MSH-4. Answers with one ACK per message: AA filed, AE held in quarantine (ERR says why), AR
+    refused. A message sent again answers its first ACK."""
     body = await request.body()
     text = body.decode("utf-8", errors="replace")
     receipts = await services.lab.receive_hl7(text, "http", _sender_of(actor))
@@ -235,6 +238,7 @@ def list_quarantine(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
 ) -> QuarantinePage:
+    """Lab results and messages held for staff, oldest first, one page at a time."""
     query = select(QuarantineItem).where(
         QuarantineItem.resolved_at.is_not(None) if resolved else QuarantineItem.resolved_at.is_(None))
     unknown = [r for r in reason_code if r not in QUARANTINE_REASONS]
@@ -254,6 +258,8 @@ def list_quarantine(
              responses=responses(401, 403, 404, 409, 422, 503))
 async def resolve_quarantine(item_id: Annotated[int, Path(ge=1, le=2**31 - 1)], body: ResolveRequest, actor: Staff,
                              services: ServicesDep) -> QuarantinePublic:
+    """Resolves a held item: attach a held result to a screening, reject it, or close a held code once it is mapped
+    or not monitored."""
     try:
         if body.action in ("mapped", "not-monitored"):
             async with workflow_call("screening"):
@@ -309,6 +315,7 @@ class AnalytePublic(BaseModel):
 @router.get("/lab/analytes", response_model=list[AnalytePublic], responses=responses(401, 403))
 def analytes(actor: Annotated[Actor, Depends(require("admin", "staff", "clinician", "auditor", "lab"))],
              session: SessionDep) -> list[AnalytePublic]:
+    """The analytes the program monitors, with their drug class."""
     added = [AnalytePublic(key=d.key, label=d.label, drug_class=d.drug_class)
              for d in session.exec(select(AnalyteDefinition)).all()]
     return sorted([AnalytePublic(key=k, label=a.label, drug_class=a.drug_class) for k, a in ANALYTES.items()]
@@ -317,6 +324,7 @@ def analytes(actor: Annotated[Actor, Depends(require("admin", "staff", "clinicia
 
 @router.get("/lab/code-mappings", response_model=list[CodeMappingPublic], responses=responses(401, 403))
 def list_mappings(actor: Reader, session: SessionDep, lab_id: str | None = None) -> list[CodeMappingPublic]:
+    """The lab code to analyte mappings in force."""
     query = select(CodeMapping)
     if lab_id:
         query = query.where(CodeMapping.lab_id == lab_id)
@@ -327,6 +335,7 @@ def list_mappings(actor: Reader, session: SessionDep, lab_id: str | None = None)
 @router.post("/lab/code-mappings", status_code=201, response_model=CodeMappingPublic,
              responses=responses(401, 403, 409, 422))
 def add_mapping(body: CodeMappingIn, actor: Admin, session: SessionDep) -> CodeMappingPublic:
+    """Maps a lab's code to an analyte so its results are filed rather than held."""
     if body.analyte not in ANALYTES and session.get(AnalyteDefinition, body.analyte) is None:
         raise ProblemError(422, f"Unknown analyte {body.analyte!r}; GET /lab/analytes lists the known keys.")
     row = CodeMapping(**body.model_dump(), created_by=actor.token_id)
@@ -341,6 +350,7 @@ def add_mapping(body: CodeMappingIn, actor: Admin, session: SessionDep) -> CodeM
 
 @router.delete("/lab/code-mappings/{mapping_id}", status_code=204, responses=responses(401, 403, 404, 422))
 def delete_mapping(mapping_id: Annotated[int, Path(ge=1, le=2**31 - 1)], actor: Admin, session: SessionDep) -> Response:
+    """Removes a code mapping; later results with that code are held again."""
     row = session.get(CodeMapping, mapping_id)
     if row is None:
         raise ProblemError(404, f"No code mapping has the id {mapping_id}.")
@@ -379,6 +389,8 @@ def _exists(session: Session, screening_id: str) -> Screening | None:
 @joins_update
 async def review(screening_id: str, body: ReviewRequest, actor: Clinician, session: SessionDep,
                  services: ServicesDep, attempt: Idempotency) -> ScreeningState:
+    """A clinician's (MRO's) decision on a non-negative result: confirm it, excuse it with an explanation (e.g. a
+    valid prescription), or ask for a confirmation test or a retest."""
     if await run_in_threadpool(_exists, session, screening_id) is None:
         raise ProblemError(404, f"No screening has the id {screening_id!r}.")
     handle = services.temporal.get_workflow_handle(screening_workflow_id(screening_id))
@@ -407,6 +419,7 @@ class AnalyteIn(RequestModel):
 @router.post("/lab/analytes", status_code=201, response_model=AnalyteIn, responses=responses(401, 403, 409, 422),
              summary="Add an analyte (name, class, default cutoffs, medication links) without a code change")
 def add_analyte(body: AnalyteIn, actor: Admin, session: SessionDep) -> AnalyteIn:
+    """Adds an analyte to monitor, with its class, default cutoffs and the medications that explain it."""
     if body.key in ANALYTES or session.get(AnalyteDefinition, body.key) is not None:
         raise ProblemError(409, f"Analyte {body.key!r} already exists; GET /lab/analytes lists them.")
     session.add(AnalyteDefinition(**body.model_dump(), created_by=actor.token_id))
@@ -438,6 +451,7 @@ class QuarantineDetail(QuarantinePublic):
 @router.get("/lab/quarantine/{item_id}", response_model=QuarantineDetail, responses=responses(401, 403, 404, 422))
 def quarantine_item(item_id: Annotated[int, Path(ge=1, le=2**31 - 1)], actor: Reader,
                     session: SessionDep) -> QuarantineDetail:
+    """One held item with what the lab claimed and the screenings it may belong to, best first."""
     item = session.get(QuarantineItem, item_id)
     if item is None:
         raise ProblemError(404, f"No quarantine item has the id {item_id}.")
@@ -495,6 +509,8 @@ class LabTurnaround(BaseModel):
             summary="Per lab: collection to received and received to final, against the target (hours)")
 def lab_turnaround(actor: Reader, session: SessionDep,
                    target_hours: Annotated[float, Query(gt=0, le=24 * 60)] = 48.0) -> list[LabTurnaround]:
+    """Per lab, median hours from collection to the first result and from there to the final one, and how many
+    results missed the target."""
     from statistics import median
 
     per_lab: dict[str, dict[str, list[float]]] = {}

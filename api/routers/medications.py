@@ -258,6 +258,8 @@ async def start_order(participant_id: str, body: MedicationOrderIn, actor: Presc
     # 42 CFR 8.12(h)(3)(ii) limits the first day's methadone dose: it applies when the prescriber says
     # this order starts treatment (treatment_start equal to start_date). Without treatment_start the
     # program cannot tell an induction from a transfer, and the usual maximum applies.
+    """Starts a medication order and its workflow: doses due by schedule, missed-dose holds, take-home eligibility
+    under the order's rule set. A dose above the usual maximum needs override_reason."""
     initial = body.treatment_start is not None and body.treatment_start == body.start_date
     override = _dose_override(request, actor, body.drug, body.dose, body.unit, body.override_reason, initial=initial)
     await run_in_threadpool(active_participant, session, participant_id, "start a medication order")
@@ -288,6 +290,7 @@ async def start_order(participant_id: str, body: MedicationOrderIn, actor: Presc
 @router.get("/participants/{participant_id}/medications", response_model=list[MedicationOrderPublic],
             responses=responses(401, 403, 404))
 def list_orders(participant_id: str, actor: Reader, session: SessionDep) -> list[MedicationOrderPublic]:
+    """Every medication order of one participant."""
     participant_or_404(session, participant_id)
     rows = session.exec(select(MedicationOrderRecord).where(MedicationOrderRecord.participant_id == participant_id)
                         .order_by(col(MedicationOrderRecord.created_at))).all()
@@ -297,6 +300,8 @@ def list_orders(participant_id: str, actor: Reader, session: SessionDep) -> list
 @router.get("/medications/{order_id}", response_model=MedicationDetail, responses=responses(401, 403, 404, 503),
             summary="An order with its live state: next due, adherence, take-home eligibility with reasons")
 async def get_order(order_id: str, actor: Reader, session: SessionDep, services: ServicesDep) -> MedicationDetail:
+    """One order with the live state of its workflow: next dose due, adherence, take-home eligibility with the
+    reasons."""
     row = await run_in_threadpool(_order, session, order_id)
     handle = services.temporal.get_workflow_handle(medication_workflow_id(order_id))
     async with workflow_call("medication order"):
@@ -319,6 +324,8 @@ async def _update(services: ServicesDep, session: Session, order_id: str, update
 @joins_update
 async def dispense(order_id: str, body: DispenseIn, actor: Dispenser, session: SessionDep,
                    services: ServicesDep, attempt: Idempotency) -> MedicationState:
+    """Records one event at the dosing window: an observed dose, take-homes supplied, a refusal, a hold, or an
+    injection."""
     record = DispenseRecord(actor=actor.token_id, **body.model_dump())
     return await _update(services, session, order_id, MedicationWorkflow.dispense, record, attempt)
 
@@ -328,6 +335,7 @@ async def dispense(order_id: str, body: DispenseIn, actor: Dispenser, session: S
 @joins_update
 async def reassess(order_id: str, body: ReassessmentIn, actor: Clinician, session: SessionDep,
                    services: ServicesDep, attempt: Idempotency) -> MedicationState:
+    """A clinician's reassessment after missed doses: resume, keep holding, or hold."""
     return await _update(services, session, order_id, MedicationWorkflow.reassess,
                          Reassessment(body.decision, body.note, actor.token_id), attempt)
 
@@ -337,6 +345,7 @@ async def reassess(order_id: str, body: ReassessmentIn, actor: Clinician, sessio
 @joins_update
 async def change_dose(order_id: str, body: DoseChangeIn, actor: Prescriber, session: SessionDep,
                       services: ServicesDep, request: Request, attempt: Idempotency) -> MedicationState:
+    """Changes the dose from now on; a dose above the usual maximum needs override_reason."""
     row = await run_in_threadpool(_order, session, order_id)
     override = _dose_override(request, actor, row.drug, body.dose, body.unit, body.override_reason)
     return await _update(services, session, order_id, MedicationWorkflow.change_dose,
@@ -348,6 +357,7 @@ async def change_dose(order_id: str, body: DoseChangeIn, actor: Prescriber, sess
 @joins_update
 async def stop(order_id: str, body: StopIn, actor: Prescriber, session: SessionDep,
                services: ServicesDep, attempt: Idempotency) -> MedicationState:
+    """Stops the order; no further doses are due."""
     return await _update(services, session, order_id, MedicationWorkflow.stop, OrderStop(body.reason, actor.token_id),
                          attempt)
 
@@ -357,6 +367,8 @@ async def stop(order_id: str, body: StopIn, actor: Prescriber, session: SessionD
 @joins_update
 async def pill_count(order_id: str, body: PillCountIn, actor: Dispenser, session: SessionDep,
                      services: ServicesDep, attempt: Idempotency) -> MedicationState:
+    """Records a take-home bottle counted on return or at a callback; a short count or a broken seal counts against
+    take-home eligibility."""
     return await _update(services, session, order_id, MedicationWorkflow.record_pill_count,
                          PillCountRecord(actor=actor.token_id, **body.model_dump()), attempt)
 
@@ -366,6 +378,7 @@ async def pill_count(order_id: str, body: PillCountIn, actor: Dispenser, session
 @joins_update
 async def storage(order_id: str, body: StorageIn, actor: Prescriber, session: SessionDep,
                   services: ServicesDep, attempt: Idempotency) -> MedicationState:
+    """Records the participant's attestation of safe storage of take-home doses."""
     return await _update(services, session, order_id, MedicationWorkflow.attest_storage,
                          StorageAttestation(body.attested, body.note, actor.token_id), attempt)
 
@@ -376,6 +389,7 @@ async def storage(order_id: str, body: StorageIn, actor: Prescriber, session: Se
 @joins_update
 async def bottle_returns(order_id: str, body: BottleReturnIn, actor: Dispenser, session: SessionDep,
                          services: ServicesDep, attempt: Idempotency) -> MedicationState:
+    """Records empty take-home bottles returned, checked against the bottles dispensed on this order."""
     return await _update(services, session, order_id, MedicationWorkflow.return_bottles,
                          BottleReturn(body.bottle_ids, actor.token_id, body.note), attempt)
 
@@ -386,6 +400,7 @@ async def bottle_returns(order_id: str, body: BottleReturnIn, actor: Dispenser, 
 @joins_update
 async def callbacks(order_id: str, body: CallbackIn, actor: Dispenser, session: SessionDep,
                     services: ServicesDep, attempt: Idempotency) -> MedicationState:
+    """Schedules a random callback: the participant must bring every take-home bottle within the time set."""
     return await _update(services, session, order_id, MedicationWorkflow.schedule_callback,
                          CallbackPolicy(body.window_days, body.respond_hours, actor.token_id), attempt)
 
@@ -396,6 +411,7 @@ async def callbacks(order_id: str, body: CallbackIn, actor: Dispenser, session: 
 @joins_update
 async def guest_dosing(order_id: str, body: GuestIn, actor: Prescriber, session: SessionDep,
                        services: ServicesDep, attempt: Idempotency) -> MedicationOrderPublic:
+    """Lets the participant dose at another site for a while (a time-limited copy of the order)."""
     row = await run_in_threadpool(_order, session, order_id)
     if row.status == "stopped":
         raise ProblemError(409, f"Order {order_id} is stopped; start a new order instead.")
@@ -413,6 +429,7 @@ async def guest_dosing(order_id: str, body: GuestIn, actor: Prescriber, session:
 @joins_update
 async def closed_days(order_id: str, body: ClosedDaysIn, actor: Admin, session: SessionDep,
                       services: ServicesDep, attempt: Idempotency) -> MedicationState:
+    """Sets the clinic-closed days of this order: no dose is due on them unless take-homes cover them."""
     return await _update(services, session, order_id, MedicationWorkflow.set_closed_days,
                          [day.isoformat() for day in body.days], attempt)
 
@@ -420,6 +437,7 @@ async def closed_days(order_id: str, body: ClosedDaysIn, actor: Admin, session: 
 @router.get("/takehome-rule-sets", responses=responses(401, 403),
             summary="The take-home rule sets in force, with their citations and what is uncertain")
 def takehome_rule_sets(actor: Reader) -> list[dict]:
+    """The take-home rule sets in force, each with its citations and what is uncertain in it."""
     files = takehome_rules.load_rule_files()
     out = []
     for name, rules in sorted(RULE_SETS.items()):
@@ -433,6 +451,7 @@ def takehome_rule_sets(actor: Reader) -> list[dict]:
             summary="Who is due for a dose or injection today, and who has been dosed")
 def dispensing_today(actor: Reader, session: SessionDep, shown: ShownDep,
                      site: str | None = None) -> list[DueToday]:
+    """For a site: who is due for a dose or injection today, and who has already been dosed."""
     query = select(MedicationOrderRecord, Participant).join(Participant).where(
         MedicationOrderRecord.status != "stopped")
     if site:

@@ -108,6 +108,9 @@ async def enroll(
     request: Request,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> ParticipantPublic:
+    """Creates the participant record and starts their program workflow (daily random selection by phase). Send an
+    Idempotency-Key header: a retry with the same key and body answers with the first result; the same key with
+    another body is refused."""
     if body.phase not in PHASES:
         raise ProblemError(422, f"phase must be one of {', '.join(PHASES)}.")
     digest = _request_digest(body)
@@ -247,6 +250,8 @@ def list_participants(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
 ) -> ParticipantPage:
+    """Participants, newest first, one page at a time, filtered by status, phase and site. Every participant shown
+    is recorded in the audit trail."""
     query = select(Participant)
     if status:
         query = query.where(Participant.status == status)
@@ -266,6 +271,7 @@ def list_participants(
 
 @router.get("/{participant_id}", response_model=ParticipantDetail, responses=responses(401, 403, 404, 503))
 async def get_participant(participant_id: str, actor: Reader, session: SessionDep, services: ServicesDep) -> ParticipantDetail:
+    """One participant's record with the live state of their program workflow."""
     participant = await run_in_threadpool(participant_or_404, session, participant_id)
     handle = services.temporal.get_workflow_handle(workflow_id(participant_id))
     state: ParticipantState | None = None
@@ -281,6 +287,7 @@ async def change_phase(
     participant_id: str, body: PhaseChangeRequest, actor: CareTeam, session: SessionDep, services: ServicesDep,
     attempt: Idempotency,
 ) -> ParticipantState:
+    """Moves the participant to another phase; the daily draws follow the new phase's testing plan."""
     await run_in_threadpool(active_participant, session, participant_id, "change the phase")
     handle = services.temporal.get_workflow_handle(workflow_id(participant_id))
     async with workflow_call("participant"):
@@ -296,6 +303,7 @@ async def discharge(
     participant_id: str, body: DischargeRequest, actor: CareTeam, session: SessionDep, services: ServicesDep,
     attempt: Idempotency,
 ) -> ParticipantState:
+    """Ends the participant's program: no further draws; open screenings are cancelled."""
     if attempt is None or not attempt.retry:  # a retry may find its own first attempt's discharge: it joins it
         await run_in_threadpool(active_participant, session, participant_id, "discharge")
     handle = services.temporal.get_workflow_handle(workflow_id(participant_id))

@@ -194,6 +194,8 @@ def list_screenings(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
 ) -> ScreeningPage:
+    """Screenings, latest day first, one page at a time, filtered by date, status, participant and site: the front
+    desk's list of who is to test today."""
     query = select(Screening)
     if day:
         query = query.where(Screening.day == day)
@@ -217,6 +219,7 @@ def participant_screenings(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
 ) -> ScreeningPage:
+    """Every screening of one participant."""
     participant_or_404(session, participant_id)
     return _page(session, select(Screening).where(Screening.participant_id == participant_id), limit, offset)
 
@@ -243,6 +246,7 @@ def participant_draws(
 
 @router.get("/screenings/{screening_id}", response_model=ScreeningDetail, responses=responses(401, 403, 404, 503))
 async def get_screening(screening_id: str, actor: Reader, session: SessionDep, services: ServicesDep) -> ScreeningDetail:
+    """One screening with the live state of its workflow: window, collection, results, review."""
     row = await run_in_threadpool(screening_or_404, session, screening_id)
     handle = services.temporal.get_workflow_handle(screening_workflow_id(screening_id))
     async with workflow_call("screening"):
@@ -279,6 +283,8 @@ async def _screening_update(services: ServicesDep, session: Session, screening_i
 @joins_update
 async def record_collection(screening_id: str, body: CollectionRequest, actor: Collector, session: SessionDep,
                             services: ServicesDep, attempt: Idempotency) -> ScreeningState:
+    """Records the specimen collected for a selected test (chain of custody, temperature, point-of-care readings). A
+    collection after the window needs late=true and a late_reason."""
     collection = Collection(
         **body.model_dump(exclude={"poc_readings", "collected_at"}),
         collected_at=body.collected_at.isoformat() if body.collected_at else None,
@@ -294,6 +300,7 @@ async def record_collection(screening_id: str, body: CollectionRequest, actor: C
 @joins_update
 async def excuse(screening_id: str, body: ExcuseRequest, actor: Collector, session: SessionDep,
                  services: ServicesDep, attempt: Idempotency) -> ScreeningState:
+    """Excuses a selected test with a documented reason; it does not count as missed."""
     return await _screening_update(services, session, screening_id, ScreeningWorkflow.excuse,
                                    Excuse(reason=body.reason, actor=actor.token_id), attempt)
 
@@ -303,6 +310,7 @@ async def excuse(screening_id: str, body: ExcuseRequest, actor: Collector, sessi
 @joins_update
 async def refusal(screening_id: str, body: RefusalRequest, actor: Collector, session: SessionDep,
                   services: ServicesDep, attempt: Idempotency) -> ScreeningState:
+    """Records that the participant refused the test or that the specimen cannot be used; reported as a refusal."""
     return await _screening_update(services, session, screening_id, ScreeningWorkflow.refuse,
                                    Refusal(kind=body.kind, detail=body.detail, actor=actor.token_id), attempt)
 
@@ -322,6 +330,8 @@ async def _participant_update(services: ServicesDep, session: Session, participa
 @joins_update
 async def order_for_cause(participant_id: str, body: ForCauseRequest, actor: Collector, session: SessionDep,
                           services: ServicesDep, attempt: Idempotency) -> ScreeningRef:
+    """Orders a test now for a stated reason, outside the random draw; the participant is told at once and the
+    collection window opens."""
     return await _participant_update(services, session, participant_id, ParticipantWorkflow.order_for_cause,
                                      ForCause(reason=body.reason, actor=actor.token_id), "order a for-cause test",
                                      attempt)
@@ -332,6 +342,8 @@ async def order_for_cause(participant_id: str, body: ForCauseRequest, actor: Col
 @joins_update
 async def pause(participant_id: str, body: PauseRequest, actor: Collector, session: SessionDep,
                 services: ServicesDep, attempt: Idempotency) -> ParticipantState:
+    """Suspends random selection on the days given (inclusive), e.g. travel or a hospital stay; the draws of those
+    days record 'paused'."""
     return await _participant_update(
         services, session, participant_id, ParticipantWorkflow.pause,
         Pause(start=body.start.isoformat(), end=body.end.isoformat(), reason=body.reason, actor=actor.token_id),
@@ -344,5 +356,7 @@ async def pause(participant_id: str, body: PauseRequest, actor: Collector, sessi
 @joins_update
 async def check_in(body: CheckInRequest, actor: FrontDesk, session: SessionDep, services: ServicesDep,
                    attempt: Idempotency) -> CheckInAnswer:
+    """The participant checks in for the day (kiosk, phone, text, app or staff) and learns whether they must test
+    today and by when."""
     return await _participant_update(services, session, body.participant_id, ParticipantWorkflow.check_in,
                                      CheckIn(method=body.method, actor=actor.token_id), "check in", attempt)
