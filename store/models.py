@@ -10,7 +10,7 @@ from datetime import date, datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import field_validator
+from pydantic import ConfigDict, field_validator
 from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
@@ -45,6 +45,13 @@ class ParticipantBase(SQLModel):
 
 class ParticipantCreate(CleanText, ParticipantBase):
     """A participant to enroll: who they are, how to reach them, and the program they start."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "given_name": "Jordan", "family_name": "Example", "date_of_birth": "1990-04-12", "phone": "+15555550100",
+        "site": "north", "referral_source": "county drug court",
+        "case_numbers": [{"system": "county-drug-court", "value": "DC-2026-0917"}], "program": "iop",
+        "phase": "phase-1", "start_date": "2026-12-01", "timezone": "America/New_York",
+    }]})
 
     date_of_birth: BirthDate = Field(description="Gives an age of 10 to 120 years")
     case_numbers: list[CaseNumber] = Field(default_factory=list, max_length=20,

@@ -13,7 +13,7 @@ import httpx
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 from temporalio.api.common.v1 import Payload
@@ -251,6 +251,10 @@ class CodecPayload(RequestModel):
 class CodecBody(RequestModel):
     """Temporal payloads to encode or decode (the Temporal UI's remote codec)."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "payloads": [{"metadata": {"encoding": "YmluYXJ5L2VuY3J5cHRlZA=="}, "data": "AAEC"}],
+    }]})
+
     payloads: list[CodecPayload] = Field(max_length=5000, description="The payloads")
 
 
@@ -287,6 +291,11 @@ async def codec_encode(body: CodecBody, actor: Admin, services: ServicesDep) -> 
 
 class TokenIn(RequestModel):
     """A new API token."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "name": "ACME lab interface", "role": "lab", "days": 365, "sender_application": "ACMELAB",
+        "sender_facility": "ACME REFERENCE LAB",
+    }]})
 
     name: str = Field(min_length=1, max_length=120, description="Who or what holds it (no patient data)")
     role: Literal[ROLES] = Field(  # type: ignore[valid-type]

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
@@ -49,6 +49,12 @@ Category = Literal[CATEGORIES]  # type: ignore[valid-type]
 
 class RecipientIn(RequestModel):
     """Someone who may receive reports under a consent (a court, probation, an employer ...)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "name": "County Drug Court, Part 3", "kind": "court", "delivery": "webhook",
+        "url": "https://court.example.org/iop-webhooks", "case_number_system": "county-drug-court",
+        "categories": ["screening-results", "missed-tests", "program-status"],
+    }]})
 
     name: str = Field(min_length=1, max_length=200, description="E.g. 'Cook County Drug Court, Part 3'")
     kind: Literal[RECIPIENT_KINDS] = Field(  # type: ignore[valid-type]
@@ -143,6 +149,14 @@ def enable_recipient(recipient_id: str, actor: Admin, session: SessionDep) -> Re
 class ConsentIn(RequestModel):
     """A written consent to disclose (42 CFR 2.31)."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "recipient_id": "r-8c2f4d1e", "categories": ["screening-results", "missed-tests"],
+        "purpose": "Monitoring compliance with the drug court's conditions", "disclosing_program": "North IOP",
+        "signer": "The participant", "signed_at": "2026-12-01T10:00:00-05:00", "signature_method": "electronic",
+        "expires_on_event": "final-disposition", "criminal_justice": True,
+        "revocable_after_event": "final-disposition",
+    }]})
+
     recipient_id: str = Field(description="To whom")
     categories: list[Category] = Field(min_length=1, max_length=len(CATEGORIES),
                                        description="What information, specifically")
@@ -177,6 +191,8 @@ class ConsentPublic(BaseModel):
 
 class RevokeIn(RequestModel):
     """Revoke a consent."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "Revoked by the participant in writing"}]})
 
     reason: str = Field(min_length=1, max_length=500, description="Why (kept in the record)")
 

@@ -15,7 +15,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
 from api.deps import ServicesDep, SessionDep, require
@@ -39,6 +39,11 @@ SANCTION_CATEGORIES = ("missed-tests", "refusals")
 
 class DemographicsBody(RequestModel):
     """A participant's answers for the equity report, given with their consent."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "consented": True, "race": "declined", "ethnicity": "not-hispanic-or-latino", "sex": "female",
+        "age_band": "35-44", "payer": "medicaid",
+    }]})
 
     consented: bool = Field(description="The participant agreed to give these answers for the equity report. "
                                         "false withdraws: every answer is erased.")

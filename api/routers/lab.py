@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -90,6 +90,15 @@ class JsonAnalyte(RequestModel):
 
 class JsonResults(RequestModel):
     """A lab's results for one specimen, for labs that send JSON instead of HL7 v2."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "lab_id": "ACME REFERENCE LAB", "message_id": "ACME-20261201-0042", "specimen_id": "S-7Q2M9K",
+        "result_status": "F", "participant_id": "p-3f9a1c27b4", "collected_at": "2026-12-01T09:30:00-05:00",
+        "results": [{
+            "code": "3349-5", "system": "LN", "label": "Cocaine metabolite", "value": 12.0, "qualitative": "NEG",
+            "units": "ng/mL", "cutoff": 150, "method": "screen",
+        }],
+    }]})
 
     lab_id: str = Field(min_length=1, max_length=120,
                         description="The sending lab (must match the lab token's registered facility)")
@@ -220,6 +229,10 @@ class QuarantinePage(BaseModel):
 class ResolveRequest(RequestModel):
     """Resolve a quarantine item."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "action": "attach", "screening_id": "s-5e1d0a9c3b", "note": "Specimen id checked on the CCF",
+    }]})
+
     action: Literal["attach", "reject", "mapped", "not-monitored"] = Field(
         description="attach / reject a held result; for a held code: 'mapped' once a code mapping exists for it, "
                     "or 'not-monitored' with the reason in note")
@@ -283,6 +296,11 @@ async def resolve_quarantine(item_id: Annotated[int, Path(ge=1, le=2**31 - 1)], 
 
 class CodeMappingIn(RequestModel):
     """A lab's code for an analyte, so its results are filed."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "lab_id": "ACME REFERENCE LAB", "code": "ACM-BUP", "analyte": "buprenorphine", "method": "confirm",
+        "note": "From the lab's test menu",
+    }]})
 
     lab_id: str = Field(min_length=1, max_length=120, description="As derived from MSH-4 (or the JSON lab_id)")
     code: str = Field(min_length=1, max_length=80,
@@ -365,6 +383,10 @@ def delete_mapping(mapping_id: Annotated[int, Path(ge=1, le=2**31 - 1)], actor: 
 class ReviewRequest(RequestModel):
     """A clinician's review of a non-negative result."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "decision": "excuse", "explanation": "Valid buprenorphine prescription verified with the PDMP",
+    }]})
+
     decision: Literal["confirm", "excuse", "request-confirmation", "request-retest"] = Field(description="confirm the"
                                                                                                          " positive, "
                                                                                                          "excuse it "
@@ -405,6 +427,11 @@ async def review(screening_id: str, body: ReviewRequest, actor: Clinician, sessi
 
 class AnalyteIn(RequestModel):
     """A new analyte to monitor."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "key": "isotonitazene", "label": "Isotonitazene", "drug_class": "opioid", "initial_cutoff": 0.5,
+        "confirm_cutoff": 0.1,
+    }]})
 
     key: str = Field(pattern=r"^[a-z0-9_]{2,40}$", description="snake_case key, e.g. 'isotonitazene'")
     label: str = Field(min_length=1, max_length=120, description="Its name for people")

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
@@ -71,6 +71,12 @@ class ScheduleIn(RequestModel):
 class MedicationOrderIn(RequestModel):
     """A medication order (MOUD: methadone, buprenorphine, naltrexone ...)."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "drug": "methadone", "dose": 60, "unit": "mg", "route": "oral",
+        "schedule": {"kind": "observed-plus-take-home", "observed_weekdays": [0, 1, 2, 3, 4, 5]},
+        "start_date": "2026-12-01", "prescriber": "NPI 1234567893",
+    }]})
+
     drug: Literal[med.DRUGS] = Field(description="The medication")  # type: ignore[valid-type]
     dose: float = Field(gt=0, allow_inf_nan=False, description="Per dose; above the drug's usual maximum needs "
                                                                 "override_reason")
@@ -114,6 +120,10 @@ class MedicationDetail(MedicationOrderPublic):
 class DispenseIn(RequestModel):
     """A dose given, supplied, refused or held."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "kind": "take-home", "dose": 60, "unit": "mg", "take_home_count": 1, "bottle_ids": ["B-1042"],
+    }]})
+
     kind: Literal["observed-dose", "take-home", "refused", "held", "injection"] = Field(description="observed-dose, "
                                                                                                     "take-home, "
                                                                                                     "refused, held or"
@@ -134,12 +144,20 @@ class DispenseIn(RequestModel):
 class ReassessmentIn(RequestModel):
     """A clinician's reassessment after missed doses."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "decision": "resume", "note": "Assessed in person; no signs of intoxication",
+    }]})
+
     decision: Literal["resume", "keep-holding", "hold"] = Field(description="resume dosing, keep-holding, or hold")
     note: str = Field(min_length=1, max_length=2000, description="What was assessed")
 
 
 class DoseChangeIn(RequestModel):
     """A new dose."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "dose": 70, "unit": "mg", "reason": "Withdrawal symptoms at 60 mg",
+    }]})
 
     dose: float = Field(gt=0, allow_inf_nan=False, description="The new dose")
     unit: Literal[med.UNITS] = Field(description="Its unit")  # type: ignore[valid-type]
@@ -150,11 +168,17 @@ class DoseChangeIn(RequestModel):
 class StopIn(RequestModel):
     """Stop the order."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "Tapered off as planned"}]})
+
     reason: str = Field(min_length=1, max_length=1000, description="Why (kept in the record)")
 
 
 class PillCountIn(RequestModel):
     """A take-home bottle counted on return (diversion control)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "bottle_id": "B-1042", "expected_units": 0, "counted_units": 0, "returned_on_time": True, "seal_intact": True,
+    }]})
 
     bottle_id: str = Field(min_length=1, max_length=80, description="The bottle")
     expected_units: float = Field(ge=0, le=10_000, allow_inf_nan=False, description="Units that should be left")
@@ -166,6 +190,10 @@ class PillCountIn(RequestModel):
 class BottleReturnIn(RequestModel):
     """Empty take-home bottles returned."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "bottle_ids": ["B-1042", "B-1043"], "note": "Both empty",
+    }]})
+
     bottle_ids: list[str] = Field(min_length=1, max_length=28, description="The bottles returned")
     note: str = Field(default="", max_length=1000, description="Remarks")
 
@@ -173,12 +201,18 @@ class BottleReturnIn(RequestModel):
 class CallbackIn(RequestModel):
     """Call the participant back with every take-home bottle, on a random day (diversion control)."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"window_days": 7, "respond_hours": 24}]})
+
     window_days: int = Field(default=7, ge=1, le=60, description="The callback falls within this many days")
     respond_hours: int = Field(default=24, ge=1, le=72, description="Time to bring every bottle back")
 
 
 class GuestIn(RequestModel):
     """Dosing at another site for a while (travel)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "site": "south", "first_day": "2026-12-22", "last_day": "2026-12-28",
+    }]})
 
     site: str = Field(min_length=1, max_length=64, description="The guest site")
     first_day: ProgramDay = Field(description="First day dosed there")
@@ -188,11 +222,15 @@ class GuestIn(RequestModel):
 class ClosedDaysIn(RequestModel):
     """Days the clinic is closed."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"days": ["2026-12-25", "2027-01-01"]}]})
+
     days: list[ProgramDay] = Field(max_length=400, description="Clinic-closed days: no dose is due unless supplied")
 
 
 class StorageIn(RequestModel):
     """The participant's attestation of safe storage for take-home doses (lock box)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"attested": True, "note": "Lock box shown at intake"}]})
 
     attested: bool = Field(description="The participant attests safe storage")
     note: str = Field(min_length=1, max_length=1000, description="How it was checked")

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -63,6 +63,10 @@ class ParticipantPage(BaseModel):
 class PhaseChangeRequest(RequestModel):
     """Move a participant to another phase."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "phase": "phase-2", "reason": "90 days of negative results and full attendance",
+    }]})
+
     phase: str = Field(description=f"One of {', '.join(PHASES)}")
     reason: str = Field(min_length=1, max_length=500,
                         description="Why (kept in the record), e.g. '90 days of negative results'")
@@ -70,6 +74,10 @@ class PhaseChangeRequest(RequestModel):
 
 class DischargeRequest(RequestModel):
     """End a participant's program."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "kind": "completed", "reason": "Completed all phases",
+    }]})
 
     kind: Literal["completed", "withdrawn", "transferred", "administrative"] = Field(description="How the participant"
                                                                                                  " leaves: completed,"

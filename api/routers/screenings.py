@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
@@ -108,6 +108,8 @@ class DrawPublic(BaseModel):
 class ForCauseRequest(RequestModel):
     """Ask for a test now, outside the random draw."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "Observed signs of impairment at group"}]})
+
     reason: str = Field(min_length=1, max_length=500, description="Why staff want a test now")
 
 
@@ -120,6 +122,12 @@ class PocReadingIn(RequestModel):
 
 class CollectionRequest(RequestModel):
     """A specimen collected for a screening."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "specimen_type": "urine", "observed": True, "collector": "JD", "collected_at": "2026-12-01T09:30:00-05:00",
+        "temperature_in_range": True, "temperature_f": 96.4,
+        "poc_readings": [{"analyte": "fentanyl", "result": "negative"}], "custody_notes": "Sealed in donor's view",
+    }]})
 
     specimen_type: Literal["urine", "oral-fluid", "breath"] = Field(description="urine, oral-fluid or breath")
     observed: bool = Field(description="The collection was directly observed")
@@ -146,11 +154,17 @@ class CollectionRequest(RequestModel):
 class ExcuseRequest(RequestModel):
     """Excuse a selected test (it is not counted as missed)."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "Hospitalised; discharge papers on file"}]})
+
     reason: str = Field(min_length=1, max_length=500, description="Why, e.g. 'hospitalised; discharge papers on file'")
 
 
 class RefusalRequest(RequestModel):
     """The participant refused the test or the specimen cannot be used."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "kind": "refused-observation", "detail": "Declined an observed collection",
+    }]})
 
     kind: Literal[REFUSAL_KINDS] = Field(description="What happened (see the enumeration)")  # type: ignore[valid-type]
     detail: str = Field(min_length=1, max_length=1000, description="What staff saw")
@@ -159,12 +173,18 @@ class RefusalRequest(RequestModel):
 class CheckInRequest(RequestModel):
     """A participant checked in for the day (to learn whether they are selected)."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"participant_id": "p-3f9a1c27b4", "method": "kiosk"}]})
+
     participant_id: str = Field(min_length=1, max_length=40, description="The participant checking in")
     method: Literal["kiosk", "ivr", "sms", "app", "staff"] = Field(description="How: kiosk, ivr, sms, app or staff")
 
 
 class PauseRequest(RequestModel):
     """Days on which no test is drawn (travel, hospital stay, ...)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "start": "2026-12-20", "end": "2026-12-27", "reason": "Inpatient stay",
+    }]})
 
     start: ProgramDay = Field(description="First paused day")
     end: ProgramDay = Field(description="Last paused day")

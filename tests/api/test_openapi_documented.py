@@ -107,3 +107,23 @@ def test_every_field_of_every_schema_is_described(document):
             if not spec.get("description", "").strip():
                 missing.append(f"{model}.{field}")
     assert not missing, f"{len(missing)} fields without a description:\n" + "\n".join(missing)
+
+
+def test_every_request_body_example_fits_its_schema(document):
+    # An example an integrator copies must be accepted as far as the schema can tell (types, enumerations,
+    # lengths, required fields); a drifting example fails here.
+    from jsonschema import Draft202012Validator
+
+    checked, wrong = 0, []
+    for name, operation in operations(document):
+        for media, content in operation.get("requestBody", {}).get("content", {}).items():
+            if "json" not in media:
+                continue
+            root = {"components": document["components"], **content["schema"]}
+            examples = list(resolve(document, content["schema"]).get("examples", []))
+            for example in examples:
+                checked += 1
+                errors = [error.message for error in Draft202012Validator(root).iter_errors(example)]
+                if errors:
+                    wrong.append(f"{name}: {errors}")
+    assert checked >= 30 and not wrong, "\n".join(wrong)
