@@ -38,6 +38,16 @@ Admin = Annotated[Actor, Depends(require("admin"))]
 Clinician = Annotated[Actor, Depends(require("admin", "clinician"))]
 
 HL7_TYPES = ("text/plain", "application/hl7-v2", "x-application/hl7-v2+er7")
+# One synthetic ORU^R01 (HL7 v2.5.1, segments ended by CR) for the API documentation.
+HL7_EXAMPLE = "\r".join([
+    "MSH|^~\\&|ACMELAB|ACME REFERENCE LAB|IOPW|NORTH|20261201143000||ORU^R01^ORU_R01|ACM-20261201-0042|P|2.5.1",
+    "PID|1||p-3f9a1c27b4^^^IOP^PI||Example^Jordan||19900412|F",
+    "ORC|RE|S-7Q2M9K|ACM-77001",
+    "OBR|1|S-7Q2M9K|ACM-77001|TOXU^Urine drug panel^L|||20261201093000|||||||20261201143000|||||||||||F",
+    "OBX|1|NM|3393-6^Benzoylecgonine^LN||12|ng/mL|<150|N|||F",
+    "OBX|2|NM|11235-9^Fentanyl^LN||0|ng/mL|<1|N|||F",
+    "SPM|1|S-7Q2M9K||UR^Urine^HL70487|||||||||||||20261201093000",
+]) + "\r"
 
 
 def ingest(services: ServicesDep) -> LabIngest:
@@ -57,7 +67,8 @@ def _sender_of(actor: Actor) -> LabSender:
     responses={200: {"content": {"text/plain": {}}, "description": "HL7 ACK(s), one per message: MSA AA, AE or AR "
                                                                   "with ERR segments saying why"},
                **responses(401, 403, 413)},
-    openapi_extra={"requestBody": {"required": True, "content": {t: {"schema": {"type": "string"}} for t in HL7_TYPES}}},
+    openapi_extra={"requestBody": {"required": True, "content": {
+        t: {"schema": {"type": "string"}, "example": HL7_EXAMPLE} for t in HL7_TYPES}}},
     summary="Receive HL7 v2 ORU^R01 result message(s); answers with HL7 ACKs",
 )
 async def receive_hl7(request: Request, actor: Lab, services: ServicesDep) -> Response:
@@ -95,7 +106,7 @@ class JsonResults(RequestModel):
         "lab_id": "ACME REFERENCE LAB", "message_id": "ACME-20261201-0042", "specimen_id": "S-7Q2M9K",
         "result_status": "F", "participant_id": "p-3f9a1c27b4", "collected_at": "2026-12-01T09:30:00-05:00",
         "results": [{
-            "code": "3349-5", "system": "LN", "label": "Cocaine metabolite", "value": 12.0, "qualitative": "NEG",
+            "code": "3393-6", "system": "LN", "label": "Benzoylecgonine", "value": 12.0, "qualitative": "NEG",
             "units": "ng/mL", "cutoff": 150, "method": "screen",
         }],
     }]})

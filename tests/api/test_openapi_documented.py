@@ -127,3 +127,18 @@ def test_every_request_body_example_fits_its_schema(document):
                 if errors:
                     wrong.append(f"{name}: {errors}")
     assert checked >= 30 and not wrong, "\n".join(wrong)
+
+
+def test_the_hl7_example_is_a_well_formed_oru(document):
+    # The lab intake's documented example parses as the one ORU^R01 it claims to be.
+    from domain.hl7 import parse_oru
+
+    content = document["paths"]["/lab/hl7"]["post"]["requestBody"]["content"]
+    examples = {media: body.get("example") for media, body in content.items()}
+    assert examples and all(examples.values()), examples
+    message = parse_oru(examples["text/plain"])
+    assert message.message_type.startswith("ORU^R01") and message.version == "2.5.1"
+    assert (message.sending_application, message.sending_facility) == ("ACMELAB", "ACME REFERENCE LAB")
+    [order] = message.orders
+    assert order.result_status == "F" and order.specimen_id == "S-7Q2M9K"
+    assert [o.code for o in order.observations] == ["3393-6", "11235-9"]
