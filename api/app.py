@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from opentelemetry.trace import Tracer
 from temporalio.client import Client
 
-from api import problems, ui
+from api import docs, problems, ui
 from api.audit import AuditMiddleware
 from api.body_limit import BodyLimit
 from api.observability import Metrics, Observe
@@ -44,6 +44,23 @@ from store.audit import use_keys
 from store.db import make_engine
 
 LAB_INTAKE = frozenset({"/lab/hl7", "/lab/results"})
+# The resources the operations are grouped by in /docs and /redoc, in this order.
+TAGS = [
+    {"name": "participants", "description": "Enrollment, program phases and discharge; a participant's record as "
+                                            "a FHIR R4 Bundle."},
+    {"name": "screenings", "description": "Random selection for drug tests (the daily draw), check-ins, "
+                                          "collection, excuses, refusals, for-cause tests and pauses."},
+    {"name": "lab", "description": "Results from labs (HL7 v2 ORU^R01 or JSON), the quarantine of what cannot be "
+                                   "filed, code mappings, analytes, result review and lab turnaround."},
+    {"name": "medications", "description": "Medication orders (MOUD), dispensing, missed doses and reassessment, "
+                                           "take-home eligibility and diversion control."},
+    {"name": "disclosures", "description": "Recipients (courts, probation, employers), 42 CFR part 2 consents and "
+                                           "the accounting of disclosures."},
+    {"name": "audit", "description": "The tamper-evident audit trail, histories, API tokens and the Temporal "
+                                     "UI's remote codec."},
+    {"name": "equity", "description": "Optional demographic answers, given with consent, and the equity report."},
+    {"name": "health", "description": "Liveness and readiness probes."},
+]
 
 
 def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Client | None = None,
@@ -73,8 +90,12 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
         version="0.1.0",
         summary="Drug screening and medication management for Intensive Outpatient Programs.",
         lifespan=lifespan,
+        openapi_tags=TAGS,
+        docs_url=None,  # served by api/docs.py from the app's own assets, not a CDN
+        redoc_url=None,
     )
     problems.install(app)
+    docs.install(app)
     # Inside the audit middleware, so a refused body is audited like any other answer.
     app.add_middleware(BodyLimit, paths=LAB_INTAKE, limit=settings.lab_max_body_bytes)
     app.add_middleware(ReleaseRefusedKeys)

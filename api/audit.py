@@ -18,6 +18,7 @@ from store.models import ConsentRecord, MedicationOrderRecord, Screening
 
 NOT_AUDITED = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
                "/favicon.ico"}
+UNAUDITED_ASSETS = ("/ui/static", "/docs/assets/")  # the dashboard's and the API docs' static files
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Path parameter -> (subject type, how to find the participant it belongs to)
 SUBJECTS = {
@@ -43,7 +44,7 @@ class AuditMiddleware(BaseHTTPMiddleware):
         reset = logs.request_id.set(rid)
         try:
             response = await call_next(request)
-            if request.url.path not in NOT_AUDITED and not request.url.path.startswith("/ui/static"):
+            if request.url.path not in NOT_AUDITED and not request.url.path.startswith(UNAUDITED_ASSETS):
                 await run_in_threadpool(self._record, request, response.status_code, rid)
             response.headers["X-Request-ID"] = rid
             return response

@@ -17,6 +17,7 @@ from temporalio.exceptions import TemporalError
 from iop.temporal import not_available_now
 
 MEDIA_TYPE = "application/problem+json"
+COMPONENTS = "#/components/schemas/"
 RETRY_AFTER_SECONDS = 5
 NOT_NOW = ("The workflow service (Temporal) did not answer in time or cannot be reached right now. The request may "
            "already be in progress: retrying it with the same Idempotency-Key is safe (it is done once). "
@@ -25,17 +26,22 @@ log = logging.getLogger(__name__)
 
 
 class FieldError(BaseModel):
+    """One input that is not valid."""
+
     field: str = Field(description="Where the problem is, e.g. 'body.date_of_birth'")
-    message: str
+    message: str = Field(description="What is wrong with it")
 
 
 class Problem(BaseModel):
-    type: str = Field(default="about:blank")
-    title: str
-    status: int
+    """An RFC 9457 problem document: every error answer of this API."""
+
+    type: str = Field(default="about:blank",
+                      description="A URI naming the kind of problem; 'about:blank' when the status says it all")
+    title: str = Field(description="The HTTP status phrase, e.g. 'Conflict'")
+    status: int = Field(description="The HTTP status code")
     detail: str = Field(description="What went wrong and what to do about it")
-    instance: str | None = None
-    errors: list[FieldError] | None = None
+    instance: str | None = Field(default=None, description="The path of the request that failed")
+    errors: list[FieldError] | None = Field(default=None, description="Each invalid input, for a 422")
 
 
 class ProblemError(Exception):
@@ -69,6 +75,8 @@ def _field_name(loc: tuple[Any, ...]) -> str:
 
 
 def install(app: FastAPI) -> None:
+    document(app)
+
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
         headers = exc.headers
@@ -118,12 +126,33 @@ def install(app: FastAPI) -> None:
         return problem_response(request, 500, "An unexpected error occurred; it has been logged. Try again later.")
 
 
-def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI declarations of the problem answers a route can give."""
+def responses(*statuses: int, model: type[Problem] | None = None) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI declarations of the problem answers a route can give: application/problem+json only (FastAPI's
+    `model` key would declare application/json as well), with the Problem schema, or a subclass of it that
+    adds extension members (RFC 9457 section 3.2)."""
+    schema = {"$ref": f"{COMPONENTS}{(model or Problem).__name__}"}
     return {
-        status: {"model": Problem, "content": {MEDIA_TYPE: {}}, "description": HTTPStatus(status).phrase}
+        status: {"content": {MEDIA_TYPE: {"schema": schema}}, "description": HTTPStatus(status).phrase}
         for status in statuses
     }
+
+
+def document(app: FastAPI) -> None:
+    """Put Problem, FieldError and every Problem subclass into the app's OpenAPI components, where the
+    declarations of responses() point."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()  # FastAPI's document, built once and cached on the app
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (Problem, *Problem.__subclasses__()):
+            own = model.model_json_schema(ref_template=COMPONENTS + "{model}", mode="serialization")
+            for name, definition in own.pop("$defs", {}).items():
+                components.setdefault(name, definition)
+            components.setdefault(model.__name__, own)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 __all__ = ["HTTPException", "Problem", "ProblemError", "install", "responses", "MEDIA_TYPE"]

@@ -115,7 +115,7 @@ async def participant_days(participants: int, days: int, records_url: str | None
 
     from domain.clock import local_date
     from domain.plan import default_plan, plan_to_dict
-    from iop.cli import _binary
+    from iop.binaries import server_binary
     from iop.codec import data_converter, new_key
     from iop.worker import build_worker
     from store.db import make_engine, session_scope
@@ -130,8 +130,9 @@ async def participant_days(participants: int, days: int, records_url: str | None
         upgrade(url)
         engine = make_engine(url)
         empty = records_size(engine)
-        env = await WorkflowEnvironment.start_time_skipping(data_converter=data_converter([new_key("capacity")]),
-                                                            test_server_existing_path=_binary("temporal-test-server"))
+        env = await WorkflowEnvironment.start_time_skipping(
+            data_converter=data_converter([new_key("capacity")]),
+            test_server_existing_path=server_binary("temporal-test-server"))
         try:
             await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
                 namespace="default", search_attributes={key.name: key.indexed_value_type for key in search.ALL}))

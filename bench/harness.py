@@ -55,7 +55,7 @@ def free_port() -> int:
 async def embedded_stack(*, worker_process: bool = False) -> AsyncIterator[Stack]:
     """Everything `iop dev` runs, in a temporary folder. With worker_process the worker runs as
     `iop worker` in its own process, so that its memory can be measured on its own."""
-    from iop.cli import _binary
+    from iop.binaries import server_binary
 
     with tempfile.TemporaryDirectory(prefix="iop-bench-") as tmp:
         data_dir = Path(tmp)
@@ -64,7 +64,7 @@ async def embedded_stack(*, worker_process: bool = False) -> AsyncIterator[Stack
         engine = make_engine(url)
         key = new_key("bench")
         env = await WorkflowEnvironment.start_local(
-            data_converter=data_converter([key]), dev_server_existing_path=_binary("temporal"),
+            data_converter=data_converter([key]), dev_server_existing_path=server_binary("temporal"),
             dev_server_database_filename=str(data_dir / "temporal.db"), search_attributes=search.ALL,
             dev_server_log_level="error",
         )

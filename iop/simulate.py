@@ -148,13 +148,13 @@ async def run_simulation(
     from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
     from temporalio.testing import WorkflowEnvironment
 
-    from iop.cli import _binary
+    from iop.binaries import server_binary
     from iop.codec import data_converter, new_key
     from store.migrate import upgrade
     from workflows import search
 
     started = wallclock.perf_counter()
-    server = _binary("temporal-test-server")
+    server = server_binary("temporal-test-server")
     run = _Run(participants, days, no_show_rate, phase, seed, progress, definition)
     with tempfile.TemporaryDirectory(prefix="iop-simulate-") as tmp:
         url = f"sqlite:///{Path(tmp) / 'records.db'}"

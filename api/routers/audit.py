@@ -13,7 +13,7 @@ import httpx
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 from temporalio.api.common.v1 import Payload
@@ -42,50 +42,58 @@ Admin = Annotated[Actor, Depends(require("admin"))]
 
 
 class AuditEventPublic(BaseModel):
-    seq: int
-    at: datetime
-    actor: str
-    role: str
-    action: str
-    subject_type: str | None
-    subject_id: str | None
-    participant_id: str | None
-    outcome: str
-    request_id: str | None
-    source: str | None
-    detail: str | None
+    """One event of the tamper-evident audit trail."""
+
+    seq: int = Field(description="Its place in the chain")
+    at: datetime = Field(description="When")
+    actor: str = Field(description="The token's name, or 'anonymous'")
+    role: str = Field(description="The token's role")
+    action: str = Field(description="What was done: the method and route template, or a named action")
+    subject_type: str | None = Field(description="What kind of thing it touched, e.g. participant, screening")
+    subject_id: str | None = Field(description="Which one")
+    participant_id: str | None = Field(description="Whose record it touched")
+    outcome: str = Field(description="The answer: the HTTP status, or denied")
+    request_id: str | None = Field(description="The request's X-Request-ID")
+    source: str | None = Field(description="The client address of the request")
+    detail: str | None = Field(description="More about it, with no patient data")
     shown: str | None = Field(description="A list read: the participant ids that were on the page")
-    prev_hash: str
+    prev_hash: str = Field(description="The previous event's hash")
     mac_alg: str = Field(description="hmac-sha256 (keyed; from migration 0011 on) or sha256 (older rows)")
     key_id: str | None = Field(description="The audit key that signed the event")
-    hash: str
+    hash: str = Field(description="This event's hash (a MAC when keyed), chaining it to the previous one")
 
 
 class AuditPage(BaseModel):
-    items: list[AuditEventPublic]
-    total: int
-    limit: int
-    offset: int
-    next_offset: int | None
+    """One page of audit events."""
+
+    items: list[AuditEventPublic] = Field(description="This page's entries")
+    total: int = Field(description="How many entries match the filters, across all pages")
+    limit: int = Field(description="The page size asked for")
+    offset: int = Field(description="How many matching entries come before this page")
+    next_offset: int | None = Field(description="The offset of the next page; null on the last page")
 
 
 class VerificationPublic(BaseModel):
-    ok: bool
-    checked: int
+    """The audit chain checked end to end."""
+
+    ok: bool = Field(description="Every event is intact and in order")
+    checked: int = Field(description="Events checked")
     first_broken_seq: int | None = Field(description="The first missing or changed event (for unkeyed events: "
                                                      "the first that may have been changed)")
-    problem: str | None
+    problem: str | None = Field(description="What is wrong, if anything")
     checkpoints: int = Field(description="Signed checkpoints the chain was compared against")
     keyed_from: int | None = Field(description="The first keyed event: every event from here on must be keyed")
 
 
 class CheckpointPublic(BaseModel):
-    seq: int
-    hash: str
-    at: str
-    keyed_from: int | None
-    key_id: str
-    mac: str
+    """A signed checkpoint of the audit chain."""
+
+    seq: int = Field(description="The last event it covers")
+    hash: str = Field(description="That event's hash")
+    at: str = Field(description="When it was made (ISO 8601)")
+    keyed_from: int | None = Field(description="The first keyed event")
+    key_id: str = Field(description="The key that signed it")
+    mac: str = Field(description="Its signature")
 
 
 @router.get("/audit", response_model=AuditPage, responses=responses(401, 403, 422))
@@ -98,6 +106,7 @@ def list_audit(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
 ) -> AuditPage:
+    """The audit trail in chain order, one page at a time, filtered by participant or actor."""
     query = select(AuditEvent)
     if participant_id:
         query = query.where(AuditEvent.participant_id == participant_id)
@@ -113,6 +122,8 @@ def list_audit(
 @router.get("/audit/verify", response_model=VerificationPublic, responses=responses(401, 403),
             summary="Walk the chain against its keys and the signed checkpoints; names the first broken link")
 def verify_audit(actor: Auditor, services: ServicesDep) -> VerificationPublic:
+    """Checks the audit chain end to end against its keys and the signed checkpoints, and names the first broken
+    link."""
     path = services.settings.audit_checkpoint_path
     try:
         points = read_checkpoints(path) if path.exists() else []
@@ -126,6 +137,8 @@ def verify_audit(actor: Auditor, services: ServicesDep) -> VerificationPublic:
              responses=responses(401, 403, 502, 503),
              summary="Sign the chain's head now and write it out of the database (file, auditor's webhook)")
 def take_checkpoint(actor: Admin, services: ServicesDep) -> CheckpointPublic:
+    """Signs the head of the audit chain now and writes the checkpoint out of the database (to a file and the
+    auditor's webhook)."""
     try:
         point = write_checkpoint(services.engine, services.settings)
     except AuditKeyError as exc:
@@ -140,12 +153,14 @@ def take_checkpoint(actor: Admin, services: ServicesDep) -> CheckpointPublic:
 
 
 class TimelineEntryPublic(BaseModel):
-    at: str
+    """One entry of a participant's or workflow's history."""
+
+    at: str = Field(description="When (ISO 8601)")
     source: str = Field(description="workflow (Temporal history), audit (who read or changed what) or draw")
-    workflow_id: str
-    event: str
-    actor: str
-    detail: str
+    workflow_id: str = Field(description="The workflow it belongs to")
+    event: str = Field(description="What happened")
+    actor: str = Field(description="Who did it")
+    detail: str = Field(description="More about it")
 
 
 def _participant_workflows(session: Session, participant_id: str) -> tuple[list[str], list[SelectionDraw], dict]:
@@ -171,6 +186,8 @@ def _participant_workflows(session: Session, participant_id: str) -> tuple[list[
             summary="Everything that happened to a participant, in order, with who did it")
 async def participant_history(participant_id: str, actor: TimelineReader, session: SessionDep, services: ServicesDep,
                               format: Literal["json", "csv"] = "json"):
+    """Everything that happened to a participant, in order, with who did it: workflow events, audit events and
+    draws. As JSON, or as CSV with ?format=csv."""
     workflow_ids, draws, extra = await run_in_threadpool(_participant_workflows, session, participant_id)
     roles = extra["roles"]
     entries: list[history.TimelineEntry] = []
@@ -216,6 +233,7 @@ def to_csv(entries: list[history.TimelineEntry]) -> str:
 async def workflow_history(workflow_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,255}$")], actor: Auditor,
                            services: ServicesDep) -> list[dict]:
     # The id goes into a visibility query (api/history.py): a quote in it would break the query.
+    """One workflow's raw Temporal event history, every payload decoded."""
     async with workflow_call("workflow"):
         return await history.raw_history(services.temporal, workflow_id)
 
@@ -224,12 +242,20 @@ async def workflow_history(workflow_id: Annotated[str, Path(pattern=r"^[A-Za-z0-
 
 
 class CodecPayload(RequestModel):
+    """One Temporal payload."""
+
     metadata: dict[str, str] = Field(default_factory=dict, description="base64 values")
     data: str = Field(default="", description="base64")
 
 
 class CodecBody(RequestModel):
-    payloads: list[CodecPayload] = Field(max_length=5000)
+    """Temporal payloads to encode or decode (the Temporal UI's remote codec)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "payloads": [{"metadata": {"encoding": "YmluYXJ5L2VuY3J5cHRlZA=="}, "data": "AAEC"}],
+    }]})
+
+    payloads: list[CodecPayload] = Field(max_length=5000, description="The payloads")
 
 
 def _to_proto(payloads: list[CodecPayload]) -> list[Payload]:
@@ -247,6 +273,7 @@ def _from_proto(payloads: list[Payload]) -> CodecBody:
 
 @router.post("/codec/decode", response_model=CodecBody, responses=responses(401, 403, 422))
 async def codec_decode(body: CodecBody, actor: Auditor, services: ServicesDep) -> CodecBody:
+    """The Temporal UI's remote codec: decrypts payloads for an authorised viewer."""
     try:
         return _from_proto(await services.temporal.data_converter.payload_codec.open(_to_proto(body.payloads)))
     except Exception as exc:  # noqa: BLE001 - a wrong key or a tampered payload
@@ -263,8 +290,16 @@ async def codec_encode(body: CodecBody, actor: Admin, services: ServicesDep) -> 
 
 
 class TokenIn(RequestModel):
+    """A new API token."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "name": "ACME lab interface", "role": "lab", "days": 365, "sender_application": "ACMELAB",
+        "sender_facility": "ACME REFERENCE LAB",
+    }]})
+
     name: str = Field(min_length=1, max_length=120, description="Who or what holds it (no patient data)")
-    role: Literal[ROLES]  # type: ignore[valid-type]
+    role: Literal[ROLES] = Field(  # type: ignore[valid-type]
+        description="What it may do: admin, staff, clinician, lab or auditor")
     days: int | None = Field(default=None, description="Expires after this many days (1-3650); omit for no expiry")
     sender_application: str | None = Field(default=None, max_length=120,
                                            description="Lab tokens (required): the MSH-3 sending application "
@@ -281,17 +316,21 @@ class TokenIn(RequestModel):
 
 
 class TokenPublic(BaseModel):
-    id: str
-    name: str
-    role: str
-    sender_application: str | None = None
-    sender_facility: str | None = None
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
+    """An API token (never its secret)."""
+
+    id: str = Field(description="The token's id")
+    name: str = Field(description="Who or what holds it")
+    role: str = Field(description="What it may do")
+    sender_application: str | None = Field(default=None, description="Lab tokens: the MSH-3 sending application")
+    sender_facility: str | None = Field(default=None, description="Lab tokens: the MSH-4 sending facility")
+    created_at: datetime = Field(description="When it was made")
+    expires_at: datetime | None = Field(description="When it expires; null for never")
+    revoked_at: datetime | None = Field(description="When it was revoked")
 
 
 class TokenCreated(TokenPublic):
+    """A new token, with its secret (shown once)."""
+
     token: str = Field(description="Shown once; only its hash is stored")
 
 
@@ -311,12 +350,14 @@ def create_token(body: TokenIn, actor: Admin, session: SessionDep) -> TokenCreat
 
 @router.get("/tokens", response_model=list[TokenPublic], responses=responses(401, 403))
 def list_tokens(actor: Admin, session: SessionDep) -> list[TokenPublic]:
+    """Every API token (never a secret)."""
     return [TokenPublic.model_validate(t, from_attributes=True)
             for t in session.exec(select(ApiToken).order_by(col(ApiToken.created_at))).all()]
 
 
 @router.post("/tokens/{token_id}/revoke", response_model=TokenPublic, responses=responses(401, 403, 404))
 def revoke_token(token_id: str, actor: Admin, session: SessionDep) -> TokenPublic:
+    """Revokes a token at once."""
     row = session.get(ApiToken, token_id)
     if row is None:
         raise ProblemError(404, f"No token has the id {token_id!r}.")

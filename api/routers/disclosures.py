@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
@@ -48,11 +48,20 @@ Category = Literal[CATEGORIES]  # type: ignore[valid-type]
 
 
 class RecipientIn(RequestModel):
+    """Someone who may receive reports under a consent (a court, probation, an employer ...)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "name": "County Drug Court, Part 3", "kind": "court", "delivery": "webhook",
+        "url": "https://court.example.org/iop-webhooks", "case_number_system": "county-drug-court",
+        "categories": ["screening-results", "missed-tests", "program-status"],
+    }]})
+
     name: str = Field(min_length=1, max_length=200, description="E.g. 'Cook County Drug Court, Part 3'")
-    kind: Literal[RECIPIENT_KINDS]  # type: ignore[valid-type]
-    delivery: Literal["webhook", "email"]
+    kind: Literal[RECIPIENT_KINDS] = Field(  # type: ignore[valid-type]
+        description="What kind of recipient (see the enumeration)")
+    delivery: Literal["webhook", "email"] = Field(description="webhook (signed, Standard Webhooks) or email")
     url: str | None = Field(default=None, max_length=500, description="HTTPS endpoint for signed webhooks")
-    email: str | None = Field(default=None, max_length=254)
+    email: str | None = Field(default=None, max_length=254, description="Email address, for delivery=email")
     case_number_system: str | None = Field(default=None, max_length=80,
                                            description="Participants with a case number in this system are linked")
     categories: list[Category] = Field(min_length=1, max_length=len(CATEGORIES),
@@ -68,20 +77,24 @@ class RecipientIn(RequestModel):
 
 
 class RecipientPublic(BaseModel):
-    id: str
-    name: str
-    kind: str
-    delivery: str
-    url: str | None
-    email: str | None
-    case_number_system: str | None
-    categories: list[str]
-    status: str
-    disabled_reason: str | None
-    created_at: datetime
+    """A recipient of reports."""
+
+    id: str = Field(description="The recipient's id")
+    name: str = Field(description="Its name")
+    kind: str = Field(description="What kind of recipient")
+    delivery: str = Field(description="webhook or email")
+    url: str | None = Field(description="The webhook endpoint")
+    email: str | None = Field(description="The email address")
+    case_number_system: str | None = Field(description="Participants with a case number in this system are linked")
+    categories: list[str] = Field(description="Which events it wants")
+    status: str = Field(description="active, or disabled (see disabled_reason)")
+    disabled_reason: str | None = Field(description="Why deliveries stopped, e.g. the endpoint kept failing")
+    created_at: datetime = Field(description="When it was added")
 
 
 class RecipientCreated(RecipientPublic):
+    """A new recipient, with its signing secret (shown once)."""
+
     signing_secret: str | None = Field(description="Shown once: the recipient verifies webhook signatures with it")
 
 
@@ -95,6 +108,8 @@ def _check_url(url: str, settings) -> None:
 
 @router.post("/recipients", status_code=201, response_model=RecipientCreated, responses=responses(401, 403, 422))
 def create_recipient(body: RecipientIn, actor: Admin, session: SessionDep, services: ServicesDep) -> RecipientCreated:
+    """Adds a recipient of reports (a court, probation, an employer ...). For webhook delivery the answer carries
+    the signing secret, shown once."""
     secret = None
     if body.delivery == "webhook":
         _check_url(body.url or "", services.settings)
@@ -111,6 +126,7 @@ def create_recipient(body: RecipientIn, actor: Admin, session: SessionDep, servi
 
 @router.get("/recipients", response_model=list[RecipientPublic], responses=responses(401, 403))
 def list_recipients(actor: Reader, session: SessionDep) -> list[RecipientPublic]:
+    """Every recipient, with its delivery status."""
     rows = session.exec(select(Recipient).order_by(col(Recipient.name))).all()
     return [RecipientPublic.model_validate(r, from_attributes=True) for r in rows]
 
@@ -131,34 +147,54 @@ def enable_recipient(recipient_id: str, actor: Admin, session: SessionDep) -> Re
 
 
 class ConsentIn(RequestModel):
-    recipient_id: str
+    """A written consent to disclose (42 CFR 2.31)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "recipient_id": "r-8c2f4d1e", "categories": ["screening-results", "missed-tests"],
+        "purpose": "Monitoring compliance with the drug court's conditions", "disclosing_program": "North IOP",
+        "signer": "The participant", "signed_at": "2026-12-01T10:00:00-05:00", "signature_method": "electronic",
+        "expires_on_event": "final-disposition", "criminal_justice": True,
+        "revocable_after_event": "final-disposition",
+    }]})
+
+    recipient_id: str = Field(description="To whom")
     categories: list[Category] = Field(min_length=1, max_length=len(CATEGORIES),
                                        description="What information, specifically")
-    purpose: str = Field(min_length=1, max_length=500)
+    purpose: str = Field(min_length=1, max_length=500, description="The purpose of the disclosure")
     disclosing_program: str = Field(min_length=1, max_length=200, description="Who may disclose")
     signer: str = Field(min_length=1, max_length=200, description="The participant or their legal representative")
-    signed_at: ConsentMoment
-    signature_method: Literal["wet-ink", "electronic"]
+    signed_at: ConsentMoment = Field(description="When it was signed")
+    signature_method: Literal["wet-ink", "electronic"] = Field(description="wet-ink or electronic")
     effective_from: ConsentMoment | None = Field(default=None, description="Defaults to signed_at")
-    expires_at: ConsentMoment | None = None
-    expires_on_event: Literal[CONSENT_EVENTS] | None = None  # type: ignore[valid-type]
+    expires_at: ConsentMoment | None = Field(default=None,
+                                             description="When it expires (give this or expires_on_event)")
+    expires_on_event: Literal[CONSENT_EVENTS] | None = Field(  # type: ignore[valid-type]
+        default=None, description="The event on which it expires")
     criminal_justice: bool = Field(default=False, description="A 42 CFR 2.35 consent")
-    revocable_after: ConsentMoment | None = None
-    revocable_after_event: Literal[CONSENT_EVENTS] | None = None  # type: ignore[valid-type]
+    revocable_after: ConsentMoment | None = Field(default=None,
+                                                  description="For a criminal-justice consent: when it may be revoked")
+    revocable_after_event: Literal[CONSENT_EVENTS] | None = Field(  # type: ignore[valid-type]
+        default=None, description="For a criminal-justice consent: the event after which it may be revoked")
 
 
 class ConsentPublic(BaseModel):
-    id: str
-    participant_id: str
-    recipient_id: str
-    consent: dict
-    revoked_at: datetime | None
-    created_by: str
-    created_at: datetime
+    """A consent on file."""
+
+    id: str = Field(description="The consent's id")
+    participant_id: str = Field(description="Whose consent")
+    recipient_id: str = Field(description="To whom")
+    consent: dict = Field(description="The consent as given")
+    revoked_at: datetime | None = Field(description="When it was revoked; null while in force")
+    created_by: str = Field(description="The token that recorded it")
+    created_at: datetime = Field(description="When it was recorded")
 
 
 class RevokeIn(RequestModel):
-    reason: str = Field(min_length=1, max_length=500)
+    """Revoke a consent."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "Revoked by the participant in writing"}]})
+
+    reason: str = Field(min_length=1, max_length=500, description="Why (kept in the record)")
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -172,6 +208,8 @@ def _iso(moment: datetime | None) -> str | None:
 @router.post("/participants/{participant_id}/consents", status_code=201, response_model=ConsentPublic,
              responses=responses(401, 403, 404, 422))
 def add_consent(participant_id: str, body: ConsentIn, actor: ConsentTaker, session: SessionDep) -> ConsentPublic:
+    """Records a participant's written consent to disclose to a recipient (42 CFR 2.31); nothing is disclosed
+    without one in force."""
     participant_or_404(session, participant_id)
     recipient = session.get(Recipient, body.recipient_id)
     if recipient is None:
@@ -200,6 +238,7 @@ def add_consent(participant_id: str, body: ConsentIn, actor: ConsentTaker, sessi
 @router.get("/participants/{participant_id}/consents", response_model=list[ConsentPublic],
             responses=responses(401, 403, 404))
 def list_consents(participant_id: str, actor: Reader, session: SessionDep) -> list[ConsentPublic]:
+    """Every consent of one participant, revoked ones included."""
     participant_or_404(session, participant_id)
     rows = session.exec(select(ConsentRecord).where(ConsentRecord.participant_id == participant_id)
                         .order_by(col(ConsentRecord.created_at))).all()
@@ -209,6 +248,7 @@ def list_consents(participant_id: str, actor: Reader, session: SessionDep) -> li
 @router.post("/consents/{consent_id}/revoke", response_model=ConsentPublic, responses=responses(401, 403, 404, 409, 422, 503))
 async def revoke_consent(consent_id: str, body: RevokeIn, actor: ConsentTaker, session: SessionDep,
                          services: ServicesDep) -> ConsentPublic:
+    """Revokes a consent from now on; a criminal-justice consent (42 CFR 2.35) only once it may be revoked."""
     row, in_flight = await run_in_threadpool(_revoke, session, consent_id, body.reason)
     # Deliveries waiting to retry stop now; any attempt would find no consent anyway.
     for disclosure_id in in_flight:
@@ -244,29 +284,33 @@ def _revoke(session: Session, consent_id: str, reason: str) -> tuple[ConsentReco
 
 
 class DisclosurePublic(BaseModel):
-    id: str
-    participant_id: str
-    recipient_id: str
-    category: str
-    event_ref: str
-    corrects: str | None
-    consent_id: str | None
-    status: str
-    reason: str | None
-    payload: dict | None
-    attempts: int
-    last_status_code: int | None
-    delivered_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
+    """One disclosure, made or withheld: the accounting of disclosures (42 CFR 2.24)."""
+
+    id: str = Field(description="The disclosure's id")
+    participant_id: str = Field(description="Whose information")
+    recipient_id: str = Field(description="To whom")
+    category: str = Field(description="What kind of event it reports")
+    event_ref: str = Field(description="The event it reports")
+    corrects: str | None = Field(description="The disclosure it corrects, if a correction")
+    consent_id: str | None = Field(description="The consent it was made under")
+    status: str = Field(description="pending, delivered, retrying, failed, blocked (no consent) or cancelled")
+    reason: str | None = Field(description="Why it was blocked or failed")
+    payload: dict | None = Field(description="What was sent")
+    attempts: int = Field(description="Delivery attempts")
+    last_status_code: int | None = Field(description="The recipient's last HTTP status")
+    delivered_at: datetime | None = Field(description="When it was delivered")
+    created_at: datetime = Field(description="When it was made")
+    updated_at: datetime = Field(description="When the record last changed")
 
 
 class DisclosurePage(BaseModel):
-    items: list[DisclosurePublic]
-    total: int
-    limit: int
-    offset: int
-    next_offset: int | None
+    """One page of disclosures."""
+
+    items: list[DisclosurePublic] = Field(description="This page's entries")
+    total: int = Field(description="How many entries match the filters, across all pages")
+    limit: int = Field(description="The page size asked for")
+    offset: int = Field(description="How many matching entries come before this page")
+    next_offset: int | None = Field(description="The offset of the next page; null on the last page")
 
 
 @router.get("/disclosures", response_model=DisclosurePage, responses=responses(401, 403, 422),
@@ -281,6 +325,8 @@ def list_disclosures(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
 ) -> DisclosurePage:
+    """The accounting of disclosures (42 CFR 2.24): what was disclosed to whom and when, under which consent, or why
+    it was withheld."""
     query = select(Disclosure)
     for column, value in ((Disclosure.participant_id, participant_id), (Disclosure.recipient_id, recipient_id),
                           (Disclosure.status, status)):

@@ -15,7 +15,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
 from api.deps import ServicesDep, SessionDep, require
@@ -38,25 +38,34 @@ SANCTION_CATEGORIES = ("missed-tests", "refusals")
 
 
 class DemographicsBody(RequestModel):
+    """A participant's answers for the equity report, given with their consent."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "consented": True, "race": "declined", "ethnicity": "not-hispanic-or-latino", "sex": "female",
+        "age_band": "35-44", "payer": "medicaid",
+    }]})
+
     consented: bool = Field(description="The participant agreed to give these answers for the equity report. "
                                         "false withdraws: every answer is erased.")
-    race: Race | None = None
-    ethnicity: Ethnicity | None = None
-    sex: Sex | None = None
-    age_band: AgeBand | None = None
-    payer: Payer | None = None
+    race: Race | None = Field(default=None, description="As the participant answered (OMB categories)")
+    ethnicity: Ethnicity | None = Field(default=None, description="As the participant answered (OMB categories)")
+    sex: Sex | None = Field(default=None, description="As the participant answered")
+    age_band: AgeBand | None = Field(default=None, description="Age band")
+    payer: Payer | None = Field(default=None, description="Who pays for treatment")
 
 
 class DemographicsPublic(BaseModel):
-    participant_id: str
-    consented: bool
-    race: Race | None
-    ethnicity: Ethnicity | None
-    sex: Sex | None
-    age_band: AgeBand | None
-    payer: Payer | None
-    recorded_by: str
-    recorded_at: datetime
+    """A participant's answers for the equity report."""
+
+    participant_id: str = Field(description="Whose answers")
+    consented: bool = Field(description="The participant agreed to give them")
+    race: Race | None = Field(description="As answered")
+    ethnicity: Ethnicity | None = Field(description="As answered")
+    sex: Sex | None = Field(description="As answered")
+    age_band: AgeBand | None = Field(description="Age band")
+    payer: Payer | None = Field(description="Who pays for treatment")
+    recorded_by: str = Field(description="The token that recorded them")
+    recorded_at: datetime = Field(description="When")
 
 
 ANSWERS = ("race", "ethnicity", "sex", "age_band", "payer")
@@ -67,6 +76,8 @@ ANSWERS = ("race", "ethnicity", "sex", "age_band", "payer")
             summary="Record (or withdraw) the participant's optional demographic answers, given with consent")
 def put_demographics(participant_id: str, body: DemographicsBody, actor: Recorder,
                      session: SessionDep) -> DemographicsPublic:
+    """Records the participant's optional demographic answers for the equity report, given with their consent;
+    consented=false withdraws and erases them."""
     if session.get(Participant, participant_id) is None:
         raise ProblemError(404, f"No participant has the id {participant_id!r}.")
     given = {name: getattr(body, name) for name in ANSWERS if getattr(body, name) is not None}
@@ -87,6 +98,7 @@ def put_demographics(participant_id: str, body: DemographicsBody, actor: Recorde
 @router.get("/participants/{participant_id}/demographics", response_model=DemographicsPublic,
             responses=responses(401, 403, 404), summary="The participant's optional demographic answers")
 def get_demographics(participant_id: str, actor: Recorder, session: SessionDep) -> DemographicsPublic:
+    """The participant's optional demographic answers, if any."""
     row = session.get(ParticipantDemographics, participant_id)
     if row is None:
         if session.get(Participant, participant_id) is None:
@@ -181,6 +193,8 @@ PeriodQuery = Annotated[str, Query(min_length=7, max_length=7, description="The 
 @router.get("/reports/equity", response_model=EquityReport, responses=responses(401, 403),
             summary="Testing, results and sanctions-relevant reports by demographic group, with intervals")
 def equity(period: PeriodQuery, actor: Reader, session: SessionDep, services: ServicesDep) -> EquityReport:
+    """Testing, results and sanctions-relevant rates by demographic group, each against everyone else, with
+    confidence intervals; small groups are suppressed."""
     return build_report(session, services, period)
 
 
@@ -189,6 +203,7 @@ def equity(period: PeriodQuery, actor: Reader, session: SessionDep, services: Se
           "description": "The equity report as a PDF"}, **responses(401, 403)},
     summary="The equity report as a PDF")
 def equity_pdf(period: PeriodQuery, actor: Reader, session: SessionDep, services: ServicesDep) -> Response:
+    """The equity report as a PDF."""
     from api.equity_pdf import render  # reportlab is loaded only when a PDF is asked for
 
     report = build_report(session, services, period)

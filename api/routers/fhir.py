@@ -68,6 +68,8 @@ def export_facts(session: Session, participant: Participant, generated_at: datet
     summary="The participant's record as a FHIR R4 Bundle with 42 CFR part 2 security labels",
 )
 def fhir_export(participant_id: str, actor: Clinical, session: SessionDep, request: Request) -> JSONResponse:
+    """The participant's record as a FHIR R4 Bundle (Patient, Observations, MedicationRequests ...), with 42 CFR
+    part 2 security labels."""
     participant = session.get(Participant, participant_id)
     if participant is None:
         raise ProblemError(404, f"No participant has the id {participant_id!r}.")

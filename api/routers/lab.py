@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -38,6 +38,16 @@ Admin = Annotated[Actor, Depends(require("admin"))]
 Clinician = Annotated[Actor, Depends(require("admin", "clinician"))]
 
 HL7_TYPES = ("text/plain", "application/hl7-v2", "x-application/hl7-v2+er7")
+# One synthetic ORU^R01 (HL7 v2.5.1, segments ended by CR) for the API documentation.
+HL7_EXAMPLE = "\r".join([
+    "MSH|^~\\&|ACMELAB|ACME REFERENCE LAB|IOPW|NORTH|20261201143000||ORU^R01^ORU_R01|ACM-20261201-0042|P|2.5.1",
+    "PID|1||p-3f9a1c27b4^^^IOP^PI||Example^Jordan||19900412|F",
+    "ORC|RE|S-7Q2M9K|ACM-77001",
+    "OBR|1|S-7Q2M9K|ACM-77001|TOXU^Urine drug panel^L|||20261201093000|||||||20261201143000|||||||||||F",
+    "OBX|1|NM|3393-6^Benzoylecgonine^LN||12|ng/mL|<150|N|||F",
+    "OBX|2|NM|11235-9^Fentanyl^LN||0|ng/mL|<1|N|||F",
+    "SPM|1|S-7Q2M9K||UR^Urine^HL70487|||||||||||||20261201093000",
+]) + "\r"
 
 
 def ingest(services: ServicesDep) -> LabIngest:
@@ -57,10 +67,16 @@ def _sender_of(actor: Actor) -> LabSender:
     responses={200: {"content": {"text/plain": {}}, "description": "HL7 ACK(s), one per message: MSA AA, AE or AR "
                                                                   "with ERR segments saying why"},
                **responses(401, 403, 413)},
-    openapi_extra={"requestBody": {"required": True, "content": {t: {"schema": {"type": "string"}} for t in HL7_TYPES}}},
+    # The example under text/plain only: the media types are alike, and test clients serialize text/plain.
+    openapi_extra={"requestBody": {"required": True, "content": {
+        t: {"schema": {"type": "string"}, **({"example": HL7_EXAMPLE} if t == "text/plain" else {})}
+        for t in HL7_TYPES}}},
     summary="Receive HL7 v2 ORU^R01 result message(s); answers with HL7 ACKs",
 )
 async def receive_hl7(request: Request, actor: Lab, services: ServicesDep) -> Response:
+    """Takes one or more HL7 v2.5.1 ORU^R01 messages (MLLP framing optional) from a lab token whose registered
+    sender matches MSH-3/MSH-4. Answers with one ACK per message: AA filed, AE held in quarantine (ERR says why), AR
+    refused. A message sent again answers its first ACK."""
     body = await request.body()
     text = body.decode("utf-8", errors="replace")
     receipts = await services.lab.receive_hl7(text, "http", _sender_of(actor))
@@ -71,41 +87,65 @@ async def receive_hl7(request: Request, actor: Lab, services: ServicesDep) -> Re
 
 
 class JsonAnalyte(RequestModel):
+    """One analyte result in a JSON result message."""
+
     code: str = Field(min_length=1, max_length=80, description="LOINC code, or the lab's own code")
     system: str = Field(default="LN", max_length=40, description="'LN' for LOINC, or anything for local codes")
-    label: str | None = Field(default=None, max_length=200)
+    label: str | None = Field(default=None, max_length=200, description="The lab's name for the test")
     value: float | None = Field(default=None, description="Numeric result (ng/mL for drugs)")
     qualitative: str | None = Field(default=None, max_length=40, description="POS / NEG / ...")
-    units: str | None = Field(default=None, max_length=40)
+    units: str | None = Field(default=None, max_length=40, description="Units of value, e.g. 'ng/mL'")
     cutoff: float | None = Field(default=None, ge=0, description="The lab's cutoff for this result")
-    method: Literal["screen", "confirm"] | None = Field(default=None)
+    method: Literal["screen", "confirm"] | None = Field(default=None,
+                                                        description="screen (immunoassay) or confirm (GC-MS / "
+                                                                    "LC-MS/MS); inferred from the code when omitted")
 
 
 class JsonResults(RequestModel):
-    lab_id: str = Field(min_length=1, max_length=120)
+    """A lab's results for one specimen, for labs that send JSON instead of HL7 v2."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "lab_id": "ACME REFERENCE LAB", "message_id": "ACME-20261201-0042", "specimen_id": "S-7Q2M9K",
+        "result_status": "F", "participant_id": "p-3f9a1c27b4", "collected_at": "2026-12-01T09:30:00-05:00",
+        "results": [{
+            "code": "3393-6", "system": "LN", "label": "Benzoylecgonine", "value": 12.0, "qualitative": "NEG",
+            "units": "ng/mL", "cutoff": 150, "method": "screen",
+        }],
+    }]})
+
+    lab_id: str = Field(min_length=1, max_length=120,
+                        description="The sending lab (must match the lab token's registered facility)")
     message_id: str = Field(min_length=1, max_length=200, description="Unique per message from this lab")
     specimen_id: str = Field(min_length=1, max_length=120, description="The specimen id we issued")
-    result_status: Literal["P", "F", "C"]
+    result_status: Literal["P", "F", "C"] = Field(description="P preliminary, F final, C corrected (as HL7 v2 OBR-25)")
     participant_id: str | None = Field(default=None, max_length=40, description="Our participant id, if known")
-    birth_date: date | None = None
-    collected_at: ProgramMoment | None = None
-    results: list[JsonAnalyte] = Field(min_length=1, max_length=200)
-    notes: list[str] = Field(default_factory=list, max_length=50)
+    birth_date: date | None = Field(default=None,
+                                    description="The donor's date of birth, if the lab has it (used only to check the"
+                                                " match)")
+    collected_at: ProgramMoment | None = Field(default=None,
+                                               description="When the specimen was collected, per the lab")
+    results: list[JsonAnalyte] = Field(min_length=1, max_length=200, description="The analyte results")
+    notes: list[str] = Field(default_factory=list, max_length=50, description="The lab's free-text remarks")
 
 
 class OutcomePublic(BaseModel):
-    result_id: str
-    state: str
-    screening_id: str | None
-    reason_code: str | None
-    reason: str | None
+    """What became of one result in a message."""
+
+    result_id: str = Field(description="The result's id")
+    state: str = Field(description="filed, held (in quarantine) or rejected")
+    screening_id: str | None = Field(description="The screening it was filed against")
+    reason_code: str | None = Field(description="Why it was held (a quarantine reason code); null when filed")
+    reason: str | None = Field(description="Why it was held, in words")
 
 
 class ReceiptPublic(BaseModel):
+    """The answer to a lab message."""
+
     ack_code: str = Field(description="AA accepted and filed; AE held in quarantine (see reasons)")
-    message_id: int
-    replayed: bool
-    outcomes: list[OutcomePublic]
+    message_id: int = Field(description="Our id of the stored message")
+    replayed: bool = Field(description="The message was received before (same sender and message id); this is the "
+                                       "first answer again")
+    outcomes: list[OutcomePublic] = Field(description="What became of each result in it")
 
 
 def _as_oru(body: JsonResults) -> OruMessage:
@@ -168,17 +208,20 @@ def _stored_outcomes(services: ServicesDep, message_id: int) -> list[OutcomePubl
 
 
 class QuarantinePublic(BaseModel):
-    id: int
-    lab_message_id: int
-    lab_result_id: str | None
-    reason_code: str
-    reason: str
-    created_at: datetime
-    resolved_at: datetime | None
-    resolution: str | None
-    resolved_by: str | None
-    resolution_note: str | None
-    screening_id: str | None
+    """A lab result or message held for staff: it could not be filed as it came."""
+
+    id: int = Field(description="The quarantine item's id")
+    lab_message_id: int = Field(description="The stored message it came in")
+    lab_result_id: str | None = Field(description="The held result, if one")
+    reason_code: str = Field(description="Why it is held, e.g. 'unknown-specimen', 'identity-mismatch', "
+                                         "'unmapped-code'")
+    reason: str = Field(description="Why it is held, in words")
+    created_at: datetime = Field(description="When it was held")
+    resolved_at: datetime | None = Field(description="When staff resolved it; null while open")
+    resolution: str | None = Field(description="attached, rejected, mapped or not-monitored")
+    resolved_by: str | None = Field(description="The token that resolved it")
+    resolution_note: str | None = Field(description="What staff verified, or why they rejected it")
+    screening_id: str | None = Field(description="The screening it was attached to")
     held_code: str | None = Field(default=None, description="A code of a filed result that is not in the code "
                                   "table, as 'CODE (text) from LAB'")
     lab_id: str | None = Field(default=None, description="The lab id to map a code under")
@@ -187,14 +230,22 @@ class QuarantinePublic(BaseModel):
 
 
 class QuarantinePage(BaseModel):
-    items: list[QuarantinePublic]
-    total: int
-    limit: int
-    offset: int
-    next_offset: int | None
+    """One page of quarantine items."""
+
+    items: list[QuarantinePublic] = Field(description="This page's entries")
+    total: int = Field(description="How many entries match the filters, across all pages")
+    limit: int = Field(description="The page size asked for")
+    offset: int = Field(description="How many matching entries come before this page")
+    next_offset: int | None = Field(description="The offset of the next page; null on the last page")
 
 
 class ResolveRequest(RequestModel):
+    """Resolve a quarantine item."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "action": "attach", "screening_id": "s-5e1d0a9c3b", "note": "Specimen id checked on the CCF",
+    }]})
+
     action: Literal["attach", "reject", "mapped", "not-monitored"] = Field(
         description="attach / reject a held result; for a held code: 'mapped' once a code mapping exists for it, "
                     "or 'not-monitored' with the reason in note")
@@ -213,6 +264,7 @@ def list_quarantine(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
 ) -> QuarantinePage:
+    """Lab results and messages held for staff, oldest first, one page at a time."""
     query = select(QuarantineItem).where(
         QuarantineItem.resolved_at.is_not(None) if resolved else QuarantineItem.resolved_at.is_(None))
     unknown = [r for r in reason_code if r not in QUARANTINE_REASONS]
@@ -232,6 +284,8 @@ def list_quarantine(
              responses=responses(401, 403, 404, 409, 422, 503))
 async def resolve_quarantine(item_id: Annotated[int, Path(ge=1, le=2**31 - 1)], body: ResolveRequest, actor: Staff,
                              services: ServicesDep) -> QuarantinePublic:
+    """Resolves a held item: attach a held result to a screening, reject it, or close a held code once it is mapped
+    or not monitored."""
     try:
         if body.action in ("mapped", "not-monitored"):
             async with workflow_call("screening"):
@@ -254,32 +308,45 @@ async def resolve_quarantine(item_id: Annotated[int, Path(ge=1, le=2**31 - 1)], 
 
 
 class CodeMappingIn(RequestModel):
+    """A lab's code for an analyte, so its results are filed."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "lab_id": "ACME REFERENCE LAB", "code": "ACM-BUP", "analyte": "buprenorphine", "method": "confirm",
+        "note": "From the lab's test menu",
+    }]})
+
     lab_id: str = Field(min_length=1, max_length=120, description="As derived from MSH-4 (or the JSON lab_id)")
-    code: str = Field(min_length=1, max_length=80)
+    code: str = Field(min_length=1, max_length=80,
+                      description="The code as the lab sends it (OBX-3.1 or the JSON code)")
     analyte: str = Field(description="An analyte key, e.g. 'buprenorphine' (GET /lab/analytes lists them)")
     method: Literal["screen", "confirm"] = Field(default="screen", description="Used only when the code itself "
                                                   "names no method (a local or method-less LOINC code)")
     method_override: Literal["screen", "confirm"] | None = Field(
         default=None, description="An explicit choice that wins over the method a LOINC code names; shown in the "
                                   "review")
-    note: str | None = Field(default=None, max_length=400)
+    note: str | None = Field(default=None, max_length=400, description="Why, or where the mapping comes from")
 
 
 class CodeMappingPublic(CodeMappingIn):
-    id: int
-    created_by: str
-    created_at: datetime
+    """A lab code mapped to an analyte."""
+
+    id: int = Field(description="The mapping's id")
+    created_by: str = Field(description="The token that made it")
+    created_at: datetime = Field(description="When it was made")
 
 
 class AnalytePublic(BaseModel):
-    key: str
-    label: str
-    drug_class: str
+    """An analyte the program monitors."""
+
+    key: str = Field(description="Its key, e.g. 'buprenorphine'")
+    label: str = Field(description="Its name for people")
+    drug_class: str = Field(description="Its drug class, e.g. 'opioid'")
 
 
 @router.get("/lab/analytes", response_model=list[AnalytePublic], responses=responses(401, 403))
 def analytes(actor: Annotated[Actor, Depends(require("admin", "staff", "clinician", "auditor", "lab"))],
              session: SessionDep) -> list[AnalytePublic]:
+    """The analytes the program monitors, with their drug class."""
     added = [AnalytePublic(key=d.key, label=d.label, drug_class=d.drug_class)
              for d in session.exec(select(AnalyteDefinition)).all()]
     return sorted([AnalytePublic(key=k, label=a.label, drug_class=a.drug_class) for k, a in ANALYTES.items()]
@@ -288,6 +355,7 @@ def analytes(actor: Annotated[Actor, Depends(require("admin", "staff", "clinicia
 
 @router.get("/lab/code-mappings", response_model=list[CodeMappingPublic], responses=responses(401, 403))
 def list_mappings(actor: Reader, session: SessionDep, lab_id: str | None = None) -> list[CodeMappingPublic]:
+    """The lab code to analyte mappings in force."""
     query = select(CodeMapping)
     if lab_id:
         query = query.where(CodeMapping.lab_id == lab_id)
@@ -298,6 +366,7 @@ def list_mappings(actor: Reader, session: SessionDep, lab_id: str | None = None)
 @router.post("/lab/code-mappings", status_code=201, response_model=CodeMappingPublic,
              responses=responses(401, 403, 409, 422))
 def add_mapping(body: CodeMappingIn, actor: Admin, session: SessionDep) -> CodeMappingPublic:
+    """Maps a lab's code to an analyte so its results are filed rather than held."""
     if body.analyte not in ANALYTES and session.get(AnalyteDefinition, body.analyte) is None:
         raise ProblemError(422, f"Unknown analyte {body.analyte!r}; GET /lab/analytes lists the known keys.")
     row = CodeMapping(**body.model_dump(), created_by=actor.token_id)
@@ -312,6 +381,7 @@ def add_mapping(body: CodeMappingIn, actor: Admin, session: SessionDep) -> CodeM
 
 @router.delete("/lab/code-mappings/{mapping_id}", status_code=204, responses=responses(401, 403, 404, 422))
 def delete_mapping(mapping_id: Annotated[int, Path(ge=1, le=2**31 - 1)], actor: Admin, session: SessionDep) -> Response:
+    """Removes a code mapping; later results with that code are held again."""
     row = session.get(CodeMapping, mapping_id)
     if row is None:
         raise ProblemError(404, f"No code mapping has the id {mapping_id}.")
@@ -324,7 +394,21 @@ def delete_mapping(mapping_id: Annotated[int, Path(ge=1, le=2**31 - 1)], actor: 
 
 
 class ReviewRequest(RequestModel):
-    decision: Literal["confirm", "excuse", "request-confirmation", "request-retest"]
+    """A clinician's review of a non-negative result."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "decision": "excuse", "explanation": "Valid buprenorphine prescription verified with the PDMP",
+    }]})
+
+    decision: Literal["confirm", "excuse", "request-confirmation", "request-retest"] = Field(description="confirm the"
+                                                                                                         " positive, "
+                                                                                                         "excuse it "
+                                                                                                         "(e.g. presc"
+                                                                                                         "ribed), or "
+                                                                                                         "request a c"
+                                                                                                         "onfirmation"
+                                                                                                         " test or a "
+                                                                                                         "retest")
     explanation: str = Field(min_length=1, max_length=2000,
                              description="What was checked, e.g. a valid prescription for the substance found")
 
@@ -340,6 +424,8 @@ def _exists(session: Session, screening_id: str) -> Screening | None:
 @joins_update
 async def review(screening_id: str, body: ReviewRequest, actor: Clinician, session: SessionDep,
                  services: ServicesDep, attempt: Idempotency) -> ScreeningState:
+    """A clinician's (MRO's) decision on a non-negative result: confirm it, excuse it with an explanation (e.g. a
+    valid prescription), or ask for a confirmation test or a retest."""
     if await run_in_threadpool(_exists, session, screening_id) is None:
         raise ProblemError(404, f"No screening has the id {screening_id!r}.")
     handle = services.temporal.get_workflow_handle(screening_workflow_id(screening_id))
@@ -353,11 +439,19 @@ async def review(screening_id: str, body: ReviewRequest, actor: Clinician, sessi
 
 
 class AnalyteIn(RequestModel):
+    """A new analyte to monitor."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "key": "isotonitazene", "label": "Isotonitazene", "drug_class": "opioid", "initial_cutoff": 0.5,
+        "confirm_cutoff": 0.1,
+    }]})
+
     key: str = Field(pattern=r"^[a-z0-9_]{2,40}$", description="snake_case key, e.g. 'isotonitazene'")
-    label: str = Field(min_length=1, max_length=120)
-    drug_class: str = Field(min_length=1, max_length=60)
+    label: str = Field(min_length=1, max_length=120, description="Its name for people")
+    drug_class: str = Field(min_length=1, max_length=60, description="Its drug class, e.g. 'opioid'")
     medication: str | None = Field(default=None, max_length=60, description="The prescription it evidences")
-    also_explained_by: list[str] = Field(default_factory=list, max_length=20)
+    also_explained_by: list[str] = Field(default_factory=list, max_length=20,
+                                         description="Medication keys that explain a positive for it too")
     initial_cutoff: float | None = Field(default=None, gt=0, description="ng/mL, used when the lab sends none")
     confirm_cutoff: float | None = Field(default=None, gt=0, description="ng/mL, used when the lab sends none")
 
@@ -365,6 +459,7 @@ class AnalyteIn(RequestModel):
 @router.post("/lab/analytes", status_code=201, response_model=AnalyteIn, responses=responses(401, 403, 409, 422),
              summary="Add an analyte (name, class, default cutoffs, medication links) without a code change")
 def add_analyte(body: AnalyteIn, actor: Admin, session: SessionDep) -> AnalyteIn:
+    """Adds an analyte to monitor, with its class, default cutoffs and the medications that explain it."""
     if body.key in ANALYTES or session.get(AnalyteDefinition, body.key) is not None:
         raise ProblemError(409, f"Analyte {body.key!r} already exists; GET /lab/analytes lists them.")
     session.add(AnalyteDefinition(**body.model_dump(), created_by=actor.token_id))
@@ -373,18 +468,22 @@ def add_analyte(body: AnalyteIn, actor: Admin, session: SessionDep) -> AnalyteIn
 
 
 class Candidate(BaseModel):
-    screening_id: str
-    specimen_id: str | None
-    status: str
-    score: int
-    why: list[str]
+    """A screening a held result may belong to."""
+
+    screening_id: str = Field(description="The screening")
+    specimen_id: str | None = Field(description="Its specimen id")
+    status: str = Field(description="Its status")
+    score: int = Field(description="How well it matches (higher is better)")
+    why: list[str] = Field(description="What matches, in words")
 
 
 class QuarantineDetail(QuarantinePublic):
-    control_id: str
-    sender: str
-    claimed_participant_ids: list[str]
-    claimed_specimen_ids: list[str]
+    """A quarantine item with what the lab claimed and the screenings it may belong to."""
+
+    control_id: str = Field(description="The message control id (MSH-10 or the JSON message_id)")
+    sender: str = Field(description="The sending application and facility")
+    claimed_participant_ids: list[str] = Field(description="Participant ids the message names")
+    claimed_specimen_ids: list[str] = Field(description="Specimen ids the message names")
     held_fields: dict | None = Field(description="The held order's fields as the lab sent them")
     candidates: list[Candidate] = Field(description="Screenings it may belong to, best first")
 
@@ -392,6 +491,7 @@ class QuarantineDetail(QuarantinePublic):
 @router.get("/lab/quarantine/{item_id}", response_model=QuarantineDetail, responses=responses(401, 403, 404, 422))
 def quarantine_item(item_id: Annotated[int, Path(ge=1, le=2**31 - 1)], actor: Reader,
                     session: SessionDep) -> QuarantineDetail:
+    """One held item with what the lab claimed and the screenings it may belong to, best first."""
     item = session.get(QuarantineItem, item_id)
     if item is None:
         raise ProblemError(404, f"No quarantine item has the id {item_id}.")
@@ -433,18 +533,24 @@ def re_pids(raw: str) -> list[str]:
 
 
 class LabTurnaround(BaseModel):
-    lab_id: str
-    results: int
-    collection_to_received_hours_median: float | None
-    received_to_final_hours_median: float | None
-    over_target: int
-    target_hours: float
+    """How fast one lab reports."""
+
+    lab_id: str = Field(description="The lab")
+    results: int = Field(description="Final results counted")
+    collection_to_received_hours_median: float | None = Field(description="Median hours from collection to the first "
+                                                                          "result received")
+    received_to_final_hours_median: float | None = Field(description="Median hours from the first result received to "
+                                                                     "the final one")
+    over_target: int = Field(description="Results that took longer than target_hours from collection to final")
+    target_hours: float = Field(description="The turnaround target, hours")
 
 
 @router.get("/reports/lab-turnaround", response_model=list[LabTurnaround], responses=responses(401, 403, 422),
             summary="Per lab: collection to received and received to final, against the target (hours)")
 def lab_turnaround(actor: Reader, session: SessionDep,
                    target_hours: Annotated[float, Query(gt=0, le=24 * 60)] = 48.0) -> list[LabTurnaround]:
+    """Per lab, median hours from collection to the first result and from there to the final one, and how many
+    results missed the target."""
     from statistics import median
 
     per_lab: dict[str, dict[str, list[float]]] = {}

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
@@ -58,22 +58,34 @@ OVERRIDE_HELP = ("A clinician's reason for a dose above the drug's usual maximum
 
 
 class ScheduleIn(RequestModel):
-    kind: Literal["daily-observed", "observed-plus-take-home", "injection"]
+    """When doses are due."""
+
+    kind: Literal["daily-observed", "observed-plus-take-home", "injection"] = Field(description="daily-observed, obse"
+                                                                                                "rved-plus-take-home,"
+                                                                                                " or injection")
     observed_weekdays: list[int] = Field(default=[0, 1, 2, 3, 4, 5, 6], max_length=7, description="0 = Monday")
     every_days: int | None = Field(default=None, ge=1, le=120, description="Injection interval, e.g. 28")
     grace_days: int = Field(default=3, ge=0, le=30, description="An injection is overdue after due + grace")
 
 
 class MedicationOrderIn(RequestModel):
-    drug: Literal[med.DRUGS]  # type: ignore[valid-type]
+    """A medication order (MOUD: methadone, buprenorphine, naltrexone ...)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "drug": "methadone", "dose": 60, "unit": "mg", "route": "oral",
+        "schedule": {"kind": "observed-plus-take-home", "observed_weekdays": [0, 1, 2, 3, 4, 5]},
+        "start_date": "2026-12-01", "prescriber": "NPI 1234567893",
+    }]})
+
+    drug: Literal[med.DRUGS] = Field(description="The medication")  # type: ignore[valid-type]
     dose: float = Field(gt=0, allow_inf_nan=False, description="Per dose; above the drug's usual maximum needs "
                                                                 "override_reason")
-    unit: Literal[med.UNITS]  # type: ignore[valid-type]
-    route: Literal[med.ROUTES]  # type: ignore[valid-type]
-    schedule: ScheduleIn
-    start_date: ProgramDay
-    stop_date: ProgramDay | None = None
-    prescriber: str = Field(min_length=1, max_length=120)
+    unit: Literal[med.UNITS] = Field(description="Unit of dose")  # type: ignore[valid-type]
+    route: Literal[med.ROUTES] = Field(description="How it is given")  # type: ignore[valid-type]
+    schedule: ScheduleIn = Field(description="When doses are due")
+    start_date: ProgramDay = Field(description="First day of the order")
+    stop_date: ProgramDay | None = Field(default=None, description="Last day of the order; null for open-ended")
+    prescriber: str = Field(min_length=1, max_length=120, description="Who prescribed it (name or NPI)")
     rules: str | None = Field(default=None, description="Take-home rule set by name; empty: the program's "
                               "default (IOP_TAKEHOME_RULES). GET /takehome-rule-sets lists them")
     treatment_start: TreatmentDay | None = Field(default=None,
@@ -82,98 +94,162 @@ class MedicationOrderIn(RequestModel):
 
 
 class MedicationOrderPublic(BaseModel):
-    id: str
-    participant_id: str
-    site: str
-    drug: str
-    status: str
-    start_date: date
-    stop_date: date | None
-    rules: str
-    order: dict
-    eligibility: dict
-    created_at: datetime
-    updated_at: datetime
+    """A medication order as staff see it."""
+
+    id: str = Field(description="The order's id")
+    participant_id: str = Field(description="The participant it is for")
+    site: str = Field(description="The dispensing site")
+    drug: str = Field(description="The medication")
+    status: str = Field(description="active, held or stopped")
+    start_date: date = Field(description="First day of the order")
+    stop_date: date | None = Field(description="Last day of the order; null for open-ended")
+    rules: str = Field(description="The take-home rule set it is judged by")
+    order: dict = Field(description="The order as given: dose, unit, route, schedule, prescriber")
+    eligibility: dict = Field(description="Take-home eligibility now, with the reasons")
+    created_at: datetime = Field(description="When it was ordered")
+    updated_at: datetime = Field(description="When the record last changed")
 
 
 class MedicationDetail(MedicationOrderPublic):
-    workflow_id: str
-    workflow: MedicationState | None
+    """A medication order with the live state of its workflow."""
+
+    workflow_id: str = Field(description="The Temporal workflow id of the order")
+    workflow: MedicationState | None = Field(description="Live state of the order's workflow")
 
 
 class DispenseIn(RequestModel):
-    kind: Literal["observed-dose", "take-home", "refused", "held", "injection"]
-    dose: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    unit: Literal[med.UNITS] | None = None  # type: ignore[valid-type]
-    take_home_count: int = Field(default=0, ge=0, le=28)
-    bottle_ids: list[str] = Field(default_factory=list, max_length=28)
-    lot: str | None = Field(default=None, max_length=80)
+    """A dose given, supplied, refused or held."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "kind": "take-home", "dose": 60, "unit": "mg", "take_home_count": 1, "bottle_ids": ["B-1042"],
+    }]})
+
+    kind: Literal["observed-dose", "take-home", "refused", "held", "injection"] = Field(description="observed-dose, "
+                                                                                                    "take-home, "
+                                                                                                    "refused, held or"
+                                                                                                    " injection")
+    dose: float | None = Field(default=None, gt=0, allow_inf_nan=False,
+                               description="The dose given; defaults to the order's")
+    unit: Literal[med.UNITS] | None = Field(  # type: ignore[valid-type]
+        default=None, description="Unit of dose; defaults to the order's")
+    take_home_count: int = Field(default=0, ge=0, le=28, description="Take-home doses supplied with it")
+    bottle_ids: list[str] = Field(default_factory=list, max_length=28,
+                                  description="Ids of the take-home bottles, one per dose")
+    lot: str | None = Field(default=None, max_length=80, description="The lot number")
     site: str | None = Field(default=None, max_length=80, description="Injection site")
-    note: str | None = Field(default=None, max_length=1000)
+    note: str | None = Field(default=None, max_length=1000, description="Remarks")
     split_parts: int = Field(default=1, ge=1, le=4, description="A split dose: this is one of N equal parts")
 
 
 class ReassessmentIn(RequestModel):
-    decision: Literal["resume", "keep-holding", "hold"]
-    note: str = Field(min_length=1, max_length=2000)
+    """A clinician's reassessment after missed doses."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "decision": "resume", "note": "Assessed in person; no signs of intoxication",
+    }]})
+
+    decision: Literal["resume", "keep-holding", "hold"] = Field(description="resume dosing, keep-holding, or hold")
+    note: str = Field(min_length=1, max_length=2000, description="What was assessed")
 
 
 class DoseChangeIn(RequestModel):
-    dose: float = Field(gt=0, allow_inf_nan=False)
-    unit: Literal[med.UNITS]  # type: ignore[valid-type]
-    reason: str = Field(min_length=1, max_length=1000)
+    """A new dose."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "dose": 70, "unit": "mg", "reason": "Withdrawal symptoms at 60 mg",
+    }]})
+
+    dose: float = Field(gt=0, allow_inf_nan=False, description="The new dose")
+    unit: Literal[med.UNITS] = Field(description="Its unit")  # type: ignore[valid-type]
+    reason: str = Field(min_length=1, max_length=1000, description="Why (kept in the record)")
     override_reason: str | None = Field(default=None, max_length=1000, description=OVERRIDE_HELP)
 
 
 class StopIn(RequestModel):
-    reason: str = Field(min_length=1, max_length=1000)
+    """Stop the order."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "Tapered off as planned"}]})
+
+    reason: str = Field(min_length=1, max_length=1000, description="Why (kept in the record)")
 
 
 class PillCountIn(RequestModel):
-    bottle_id: str = Field(min_length=1, max_length=80)
-    expected_units: float = Field(ge=0, le=10_000, allow_inf_nan=False)
-    counted_units: float = Field(ge=0, le=10_000, allow_inf_nan=False)
-    returned_on_time: bool
-    seal_intact: bool = True
+    """A take-home bottle counted on return (diversion control)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "bottle_id": "B-1042", "expected_units": 0, "counted_units": 0, "returned_on_time": True, "seal_intact": True,
+    }]})
+
+    bottle_id: str = Field(min_length=1, max_length=80, description="The bottle")
+    expected_units: float = Field(ge=0, le=10_000, allow_inf_nan=False, description="Units that should be left")
+    counted_units: float = Field(ge=0, le=10_000, allow_inf_nan=False, description="Units counted")
+    returned_on_time: bool = Field(description="Brought back when asked")
+    seal_intact: bool = Field(default=True, description="The tamper seal was intact")
 
 
 class BottleReturnIn(RequestModel):
-    bottle_ids: list[str] = Field(min_length=1, max_length=28)
-    note: str = Field(default="", max_length=1000)
+    """Empty take-home bottles returned."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "bottle_ids": ["B-1042", "B-1043"], "note": "Both empty",
+    }]})
+
+    bottle_ids: list[str] = Field(min_length=1, max_length=28, description="The bottles returned")
+    note: str = Field(default="", max_length=1000, description="Remarks")
 
 
 class CallbackIn(RequestModel):
+    """Call the participant back with every take-home bottle, on a random day (diversion control)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"window_days": 7, "respond_hours": 24}]})
+
     window_days: int = Field(default=7, ge=1, le=60, description="The callback falls within this many days")
     respond_hours: int = Field(default=24, ge=1, le=72, description="Time to bring every bottle back")
 
 
 class GuestIn(RequestModel):
-    site: str = Field(min_length=1, max_length=64)
-    first_day: ProgramDay
-    last_day: ProgramDay
+    """Dosing at another site for a while (travel)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "site": "south", "first_day": "2026-12-22", "last_day": "2026-12-28",
+    }]})
+
+    site: str = Field(min_length=1, max_length=64, description="The guest site")
+    first_day: ProgramDay = Field(description="First day dosed there")
+    last_day: ProgramDay = Field(description="Last day dosed there")
 
 
 class ClosedDaysIn(RequestModel):
+    """Days the clinic is closed."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"days": ["2026-12-25", "2027-01-01"]}]})
+
     days: list[ProgramDay] = Field(max_length=400, description="Clinic-closed days: no dose is due unless supplied")
 
 
 class StorageIn(RequestModel):
-    attested: bool
-    note: str = Field(min_length=1, max_length=1000)
+    """The participant's attestation of safe storage for take-home doses (lock box)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"attested": True, "note": "Lock box shown at intake"}]})
+
+    attested: bool = Field(description="The participant attests safe storage")
+    note: str = Field(min_length=1, max_length=1000, description="How it was checked")
 
 
 class DueToday(BaseModel):
-    order_id: str
-    participant_id: str
-    site: str
-    drug: str
-    dose: float
-    unit: str
-    status: str
+    """A dose due today at a site."""
+
+    order_id: str = Field(description="The order")
+    participant_id: str = Field(description="The participant")
+    site: str = Field(description="The dispensing site")
+    drug: str = Field(description="The medication")
+    dose: float = Field(description="The dose")
+    unit: str = Field(description="Its unit")
+    status: str = Field(description="The order's status: active or held")
     expected: str = Field(description="observed-dose, take-home-day, injection-due, injection-overdue or none")
-    reason: str
-    dosed_today: bool
-    recorded_today: list[str]
+    reason: str = Field(description="Why it is (or is not) due, in words")
+    dosed_today: bool = Field(description="A dose was already recorded today")
+    recorded_today: list[str] = Field(description="The kinds recorded today")
 
 
 def _dose_override(request: Request, actor: Actor, drug: str, dose: float, unit: str, override_reason: str | None,
@@ -220,6 +296,8 @@ async def start_order(participant_id: str, body: MedicationOrderIn, actor: Presc
     # 42 CFR 8.12(h)(3)(ii) limits the first day's methadone dose: it applies when the prescriber says
     # this order starts treatment (treatment_start equal to start_date). Without treatment_start the
     # program cannot tell an induction from a transfer, and the usual maximum applies.
+    """Starts a medication order and its workflow: doses due by schedule, missed-dose holds, take-home eligibility
+    under the order's rule set. A dose above the usual maximum needs override_reason."""
     initial = body.treatment_start is not None and body.treatment_start == body.start_date
     override = _dose_override(request, actor, body.drug, body.dose, body.unit, body.override_reason, initial=initial)
     await run_in_threadpool(active_participant, session, participant_id, "start a medication order")
@@ -252,6 +330,7 @@ async def start_order(participant_id: str, body: MedicationOrderIn, actor: Presc
 @router.get("/participants/{participant_id}/medications", response_model=list[MedicationOrderPublic],
             responses=responses(401, 403, 404))
 def list_orders(participant_id: str, actor: Reader, session: SessionDep) -> list[MedicationOrderPublic]:
+    """Every medication order of one participant."""
     participant_or_404(session, participant_id)
     rows = session.exec(select(MedicationOrderRecord).where(MedicationOrderRecord.participant_id == participant_id)
                         .order_by(col(MedicationOrderRecord.created_at))).all()
@@ -261,6 +340,8 @@ def list_orders(participant_id: str, actor: Reader, session: SessionDep) -> list
 @router.get("/medications/{order_id}", response_model=MedicationDetail, responses=responses(401, 403, 404, 503),
             summary="An order with its live state: next due, adherence, take-home eligibility with reasons")
 async def get_order(order_id: str, actor: Reader, session: SessionDep, services: ServicesDep) -> MedicationDetail:
+    """One order with the live state of its workflow: next dose due, adherence, take-home eligibility with the
+    reasons."""
     row = await run_in_threadpool(_order, session, order_id)
     handle = services.temporal.get_workflow_handle(medication_workflow_id(order_id))
     async with workflow_call("medication order"):
@@ -283,6 +364,8 @@ async def _update(services: ServicesDep, session: Session, order_id: str, update
 @joins_update
 async def dispense(order_id: str, body: DispenseIn, actor: Dispenser, session: SessionDep,
                    services: ServicesDep, attempt: Idempotency) -> MedicationState:
+    """Records one event at the dosing window: an observed dose, take-homes supplied, a refusal, a hold, or an
+    injection."""
     record = DispenseRecord(actor=actor.token_id, **body.model_dump())
     return await _update(services, session, order_id, MedicationWorkflow.dispense, record, attempt)
 
@@ -292,6 +375,7 @@ async def dispense(order_id: str, body: DispenseIn, actor: Dispenser, session: S
 @joins_update
 async def reassess(order_id: str, body: ReassessmentIn, actor: Clinician, session: SessionDep,
                    services: ServicesDep, attempt: Idempotency) -> MedicationState:
+    """A clinician's reassessment after missed doses: resume, keep holding, or hold."""
     return await _update(services, session, order_id, MedicationWorkflow.reassess,
                          Reassessment(body.decision, body.note, actor.token_id), attempt)
 
@@ -301,6 +385,7 @@ async def reassess(order_id: str, body: ReassessmentIn, actor: Clinician, sessio
 @joins_update
 async def change_dose(order_id: str, body: DoseChangeIn, actor: Prescriber, session: SessionDep,
                       services: ServicesDep, request: Request, attempt: Idempotency) -> MedicationState:
+    """Changes the dose from now on; a dose above the usual maximum needs override_reason."""
     row = await run_in_threadpool(_order, session, order_id)
     override = _dose_override(request, actor, row.drug, body.dose, body.unit, body.override_reason)
     return await _update(services, session, order_id, MedicationWorkflow.change_dose,
@@ -312,6 +397,7 @@ async def change_dose(order_id: str, body: DoseChangeIn, actor: Prescriber, sess
 @joins_update
 async def stop(order_id: str, body: StopIn, actor: Prescriber, session: SessionDep,
                services: ServicesDep, attempt: Idempotency) -> MedicationState:
+    """Stops the order; no further doses are due."""
     return await _update(services, session, order_id, MedicationWorkflow.stop, OrderStop(body.reason, actor.token_id),
                          attempt)
 
@@ -321,6 +407,8 @@ async def stop(order_id: str, body: StopIn, actor: Prescriber, session: SessionD
 @joins_update
 async def pill_count(order_id: str, body: PillCountIn, actor: Dispenser, session: SessionDep,
                      services: ServicesDep, attempt: Idempotency) -> MedicationState:
+    """Records a take-home bottle counted on return or at a callback; a short count or a broken seal counts against
+    take-home eligibility."""
     return await _update(services, session, order_id, MedicationWorkflow.record_pill_count,
                          PillCountRecord(actor=actor.token_id, **body.model_dump()), attempt)
 
@@ -330,6 +418,7 @@ async def pill_count(order_id: str, body: PillCountIn, actor: Dispenser, session
 @joins_update
 async def storage(order_id: str, body: StorageIn, actor: Prescriber, session: SessionDep,
                   services: ServicesDep, attempt: Idempotency) -> MedicationState:
+    """Records the participant's attestation of safe storage of take-home doses."""
     return await _update(services, session, order_id, MedicationWorkflow.attest_storage,
                          StorageAttestation(body.attested, body.note, actor.token_id), attempt)
 
@@ -340,6 +429,7 @@ async def storage(order_id: str, body: StorageIn, actor: Prescriber, session: Se
 @joins_update
 async def bottle_returns(order_id: str, body: BottleReturnIn, actor: Dispenser, session: SessionDep,
                          services: ServicesDep, attempt: Idempotency) -> MedicationState:
+    """Records empty take-home bottles returned, checked against the bottles dispensed on this order."""
     return await _update(services, session, order_id, MedicationWorkflow.return_bottles,
                          BottleReturn(body.bottle_ids, actor.token_id, body.note), attempt)
 
@@ -350,6 +440,7 @@ async def bottle_returns(order_id: str, body: BottleReturnIn, actor: Dispenser, 
 @joins_update
 async def callbacks(order_id: str, body: CallbackIn, actor: Dispenser, session: SessionDep,
                     services: ServicesDep, attempt: Idempotency) -> MedicationState:
+    """Schedules a random callback: the participant must bring every take-home bottle within the time set."""
     return await _update(services, session, order_id, MedicationWorkflow.schedule_callback,
                          CallbackPolicy(body.window_days, body.respond_hours, actor.token_id), attempt)
 
@@ -360,6 +451,7 @@ async def callbacks(order_id: str, body: CallbackIn, actor: Dispenser, session: 
 @joins_update
 async def guest_dosing(order_id: str, body: GuestIn, actor: Prescriber, session: SessionDep,
                        services: ServicesDep, attempt: Idempotency) -> MedicationOrderPublic:
+    """Lets the participant dose at another site for a while (a time-limited copy of the order)."""
     row = await run_in_threadpool(_order, session, order_id)
     if row.status == "stopped":
         raise ProblemError(409, f"Order {order_id} is stopped; start a new order instead.")
@@ -377,6 +469,7 @@ async def guest_dosing(order_id: str, body: GuestIn, actor: Prescriber, session:
 @joins_update
 async def closed_days(order_id: str, body: ClosedDaysIn, actor: Admin, session: SessionDep,
                       services: ServicesDep, attempt: Idempotency) -> MedicationState:
+    """Sets the clinic-closed days of this order: no dose is due on them unless take-homes cover them."""
     return await _update(services, session, order_id, MedicationWorkflow.set_closed_days,
                          [day.isoformat() for day in body.days], attempt)
 
@@ -384,6 +477,7 @@ async def closed_days(order_id: str, body: ClosedDaysIn, actor: Admin, session: 
 @router.get("/takehome-rule-sets", responses=responses(401, 403),
             summary="The take-home rule sets in force, with their citations and what is uncertain")
 def takehome_rule_sets(actor: Reader) -> list[dict]:
+    """The take-home rule sets in force, each with its citations and what is uncertain in it."""
     files = takehome_rules.load_rule_files()
     out = []
     for name, rules in sorted(RULE_SETS.items()):
@@ -397,6 +491,7 @@ def takehome_rule_sets(actor: Reader) -> list[dict]:
             summary="Who is due for a dose or injection today, and who has been dosed")
 def dispensing_today(actor: Reader, session: SessionDep, shown: ShownDep,
                      site: str | None = None) -> list[DueToday]:
+    """For a site: who is due for a dose or injection today, and who has already been dosed."""
     query = select(MedicationOrderRecord, Participant).join(Participant).where(
         MedicationOrderRecord.status != "stopped")
     if site:

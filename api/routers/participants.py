@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import String, and_, cast, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -47,27 +47,48 @@ ENROLLING = "enrolling"
 
 
 class ParticipantDetail(ParticipantPublic):
-    workflow_id: str
+    """A participant with the live state of their program workflow."""
+
+    workflow_id: str = Field(description="The Temporal workflow id of the participant's program")
     workflow: ParticipantState | None = Field(description="Live state of the participant's program workflow")
 
 
 class ParticipantPage(BaseModel):
-    items: list[ParticipantPublic]
-    total: int
-    limit: int
-    offset: int
-    next_offset: int | None
+    """One page of participants."""
+
+    items: list[ParticipantPublic] = Field(description="This page's entries")
+    total: int = Field(description="How many entries match the filters, across all pages")
+    limit: int = Field(description="The page size asked for")
+    offset: int = Field(description="How many matching entries come before this page")
+    next_offset: int | None = Field(description="The offset of the next page; null on the last page")
 
 
 class PhaseChangeRequest(RequestModel):
+    """Move a participant to another phase."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "phase": "phase-2", "reason": "90 days of negative results and full attendance",
+    }]})
+
     phase: str = Field(min_length=1, max_length=32,
                        description=f"One of the program's phases ({', '.join(PHASES)} in the default program)")
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=500,
+                        description="Why (kept in the record), e.g. '90 days of negative results'")
 
 
 class DischargeRequest(RequestModel):
-    kind: Literal["completed", "withdrawn", "transferred", "administrative"]
-    reason: str = Field(min_length=1, max_length=500)
+    """End a participant's program."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "kind": "completed", "reason": "Completed all phases",
+    }]})
+
+    kind: Literal["completed", "withdrawn", "transferred", "administrative"] = Field(description="How the participant"
+                                                                                                 " leaves: completed,"
+                                                                                                 " withdrawn, "
+                                                                                                 "transferred or "
+                                                                                                 "administrative")
+    reason: str = Field(min_length=1, max_length=500, description="Why (kept in the record)")
 
 
 def _new_participant_id() -> str:
@@ -99,6 +120,9 @@ async def enroll(
     request: Request,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> ParticipantPublic:
+    """Creates the participant record and starts their program workflow (daily random selection by phase). Send an
+    Idempotency-Key header: a retry with the same key and body answers with the first result; the same key with
+    another body is refused."""
     program = await run_in_threadpool(_stored_program, session, body)
     if program is None and body.phase not in PHASES:
         raise ProblemError(422, f"phase must be one of {', '.join(PHASES)}.")
@@ -281,6 +305,8 @@ def list_participants(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
 ) -> ParticipantPage:
+    """Participants, newest first, one page at a time, filtered by status, phase and site. Every participant shown
+    is recorded in the audit trail."""
     query = select(Participant)
     if status:
         query = query.where(Participant.status == status)
@@ -312,6 +338,7 @@ def list_participants(
 
 @router.get("/{participant_id}", response_model=ParticipantDetail, responses=responses(401, 403, 404, 503))
 async def get_participant(participant_id: str, actor: Reader, session: SessionDep, services: ServicesDep) -> ParticipantDetail:
+    """One participant's record with the live state of their program workflow."""
     participant = await run_in_threadpool(participant_or_404, session, participant_id)
     handle = services.temporal.get_workflow_handle(workflow_id(participant_id))
     state: ParticipantState | None = None
@@ -333,6 +360,7 @@ async def change_phase(
     participant_id: str, body: PhaseChangeRequest, actor: CareTeam, session: SessionDep, services: ServicesDep,
     attempt: Idempotency,
 ) -> ParticipantState:
+    """Moves the participant to another phase; the daily draws follow the new phase's testing plan."""
     await run_in_threadpool(active_participant, session, participant_id, "change the phase")
     handle = services.temporal.get_workflow_handle(workflow_id(participant_id))
     async with workflow_call("participant"):
@@ -348,6 +376,7 @@ async def discharge(
     participant_id: str, body: DischargeRequest, actor: CareTeam, session: SessionDep, services: ServicesDep,
     attempt: Idempotency,
 ) -> ParticipantState:
+    """Ends the participant's program: no further draws; open screenings are cancelled."""
     if attempt is None or not attempt.retry:  # a retry may find its own first attempt's discharge: it joins it
         await run_in_threadpool(active_participant, session, participant_id, "discharge")
     handle = services.temporal.get_workflow_handle(workflow_id(participant_id))

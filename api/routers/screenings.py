@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
@@ -53,73 +53,100 @@ FrontDesk = Annotated[Actor, Depends(require("admin", "staff"))]
 
 
 class ScreeningPublic(BaseModel):
-    id: str
-    participant_id: str
-    site: str
-    day: date
-    reason: str
-    status: str
-    selected_at: datetime
-    notified_at: datetime | None
-    window_closes_at: datetime | None
-    specimen_id: str | None
-    specimen_type: str | None
-    late_collection: bool
-    collected_at: datetime | None
-    result_due_at: datetime | None
-    result_overdue: bool
-    updated_at: datetime
+    """A screening (one drug test) as staff see it."""
+
+    id: str = Field(description="The screening's id")
+    participant_id: str = Field(description="The participant it is for")
+    site: str = Field(description="Clinic site code where the specimen is collected")
+    day: date = Field(description="The program day the test was selected for")
+    reason: str = Field(description="Why it was selected: random (the daily draw) or for-cause")
+    status: str = Field(description="Where the screening is: scheduled, awaiting-collection, awaiting-result, "
+                                    "completed, missed, excused, refused or cancelled")
+    selected_at: datetime = Field(description="When the test was selected")
+    notified_at: datetime | None = Field(description="When the participant was told; null until then")
+    window_closes_at: datetime | None = Field(description="When the collection window closes; null before the "
+                                                          "participant is told")
+    specimen_id: str | None = Field(description="The specimen id issued at collection (the lab reports against it)")
+    specimen_type: str | None = Field(description="urine, oral-fluid or breath")
+    late_collection: bool = Field(description="The specimen was collected after the window closed")
+    collected_at: datetime | None = Field(description="When the specimen was collected; null until then")
+    result_due_at: datetime | None = Field(description="When the lab's final result is due")
+    result_overdue: bool = Field(description="The result is past result_due_at and not yet final")
+    updated_at: datetime = Field(description="When the record last changed")
 
 
 class ScreeningDetail(ScreeningPublic):
-    workflow_id: str
+    """A screening with the live state of its workflow."""
+
+    workflow_id: str = Field(description="The Temporal workflow id of the screening")
     workflow: ScreeningState | None = Field(description="Live state of the screening workflow")
 
 
 class ScreeningPage(BaseModel):
-    items: list[ScreeningPublic]
-    total: int
-    limit: int
-    offset: int
-    next_offset: int | None
+    """One page of screenings."""
+
+    items: list[ScreeningPublic] = Field(description="This page's entries")
+    total: int = Field(description="How many entries match the filters, across all pages")
+    limit: int = Field(description="The page size asked for")
+    offset: int = Field(description="How many matching entries come before this page")
+    next_offset: int | None = Field(description="The offset of the next page; null on the last page")
 
 
 class DrawPublic(BaseModel):
-    day: date
-    phase: str
-    weekday: int
-    probability: float
-    roll: float
-    time_roll: float
-    selected: bool
-    reason: str
-    detail: str
-    screening_id: str | None
-    program_id: str | None = None
-    program_version: int | None = None
+    """One day's random draw for a participant, selected or not, and why."""
+
+    day: date = Field(description="The program day drawn for")
+    phase: str = Field(description="The participant's phase that day")
+    weekday: int = Field(description="0 = Monday ... 6 = Sunday")
+    probability: float = Field(description="The chance of selection that day (from the phase's plan)")
+    roll: float = Field(description="The uniform draw in [0, 1); selected when below probability (unless a rule "
+                                    "decided)")
+    time_roll: float = Field(description="The uniform draw in [0, 1) that placed the notice within the day")
+    selected: bool = Field(description="A test was selected that day")
+    reason: str = Field(description="selected, not-selected, paused, clinic-closed, ceiling-reached or floor-required")
+    detail: str = Field(description="The draw explained in words")
+    screening_id: str | None = Field(description="The screening it made, if selected")
+    program_id: str | None = Field(default=None, description="The program whose definition decided the draw")
+    program_version: int | None = Field(default=None, description="The version of that program's definition")
 
 
 class ForCauseRequest(RequestModel):
+    """Ask for a test now, outside the random draw."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "Observed signs of impairment at group"}]})
+
     reason: str = Field(min_length=1, max_length=500, description="Why staff want a test now")
 
 
 class PocReadingIn(RequestModel):
-    analyte: str = Field(min_length=1, max_length=40)
-    result: Literal["positive", "negative", "invalid"]
+    """One point-of-care cup or strip reading."""
+
+    analyte: str = Field(min_length=1, max_length=40, description="What the strip tests for, e.g. 'fentanyl'")
+    result: Literal["positive", "negative", "invalid"] = Field(description="positive, negative or invalid")
 
 
 class CollectionRequest(RequestModel):
-    specimen_type: Literal["urine", "oral-fluid", "breath"]
-    observed: bool
+    """A specimen collected for a screening."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "specimen_type": "urine", "observed": True, "collector": "JD", "collected_at": "2026-12-01T09:30:00-05:00",
+        "temperature_in_range": True, "temperature_f": 96.4,
+        "poc_readings": [{"analyte": "fentanyl", "result": "negative"}], "custody_notes": "Sealed in donor's view",
+    }]})
+
+    specimen_type: Literal["urine", "oral-fluid", "breath"] = Field(description="urine, oral-fluid or breath")
+    observed: bool = Field(description="The collection was directly observed")
     collector: str = Field(min_length=1, max_length=80, description="Staff id or initials of the collector")
     collected_at: ProgramMoment | None = Field(default=None, description="Defaults to now")
     temperature_in_range: bool | None = Field(default=None, description="Urine 90-100 °F within 4 minutes")
-    temperature_f: float | None = Field(default=None, ge=50, le=120)
-    poc_readings: list[PocReadingIn] = Field(default_factory=list, max_length=30)
+    temperature_f: float | None = Field(default=None, ge=50, le=120, description="Urine temperature read, °F")
+    poc_readings: list[PocReadingIn] = Field(default_factory=list, max_length=30,
+                                             description="Point-of-care readings taken at collection")
     breath_alcohol: float | None = Field(default=None, ge=0, le=1, description="g/210 L, breath tests")
-    custody_notes: str | None = Field(default=None, max_length=2000)
+    custody_notes: str | None = Field(default=None, max_length=2000, description="Chain-of-custody remarks")
     late: bool = Field(default=False, description="Collected after the window closed")
-    late_reason: str | None = Field(default=None, max_length=500)
+    late_reason: str | None = Field(default=None, max_length=500,
+                                    description="Why the specimen was collected late (with late=true)")
 
     @field_validator("collected_at")
     @classmethod
@@ -130,7 +157,11 @@ class CollectionRequest(RequestModel):
 
 
 class ExcuseRequest(RequestModel):
-    reason: str = Field(min_length=1, max_length=500)
+    """Excuse a selected test (it is not counted as missed)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "Hospitalised; discharge papers on file"}]})
+
+    reason: str = Field(min_length=1, max_length=500, description="Why, e.g. 'hospitalised; discharge papers on file'")
 
 
 class MakeUpRequest(RequestModel):
@@ -138,19 +169,35 @@ class MakeUpRequest(RequestModel):
 
 
 class RefusalRequest(RequestModel):
-    kind: Literal[REFUSAL_KINDS]  # type: ignore[valid-type]
-    detail: str = Field(min_length=1, max_length=1000)
+    """The participant refused the test or the specimen cannot be used."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "kind": "refused-observation", "detail": "Declined an observed collection",
+    }]})
+
+    kind: Literal[REFUSAL_KINDS] = Field(description="What happened (see the enumeration)")  # type: ignore[valid-type]
+    detail: str = Field(min_length=1, max_length=1000, description="What staff saw")
 
 
 class CheckInRequest(RequestModel):
-    participant_id: str = Field(min_length=1, max_length=40)
-    method: Literal["kiosk", "ivr", "sms", "app", "staff"]
+    """A participant checked in for the day (to learn whether they are selected)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"participant_id": "p-3f9a1c27b4", "method": "kiosk"}]})
+
+    participant_id: str = Field(min_length=1, max_length=40, description="The participant checking in")
+    method: Literal["kiosk", "ivr", "sms", "app", "staff"] = Field(description="How: kiosk, ivr, sms, app or staff")
 
 
 class PauseRequest(RequestModel):
-    start: ProgramDay
-    end: ProgramDay
-    reason: str = Field(min_length=1, max_length=500)
+    """Days on which no test is drawn (travel, hospital stay, ...)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "start": "2026-12-20", "end": "2026-12-27", "reason": "Inpatient stay",
+    }]})
+
+    start: ProgramDay = Field(description="First paused day")
+    end: ProgramDay = Field(description="Last paused day")
+    reason: str = Field(min_length=1, max_length=500, description="Why (kept in the record)")
 
 
 def _public(row: Screening) -> ScreeningPublic:
@@ -176,6 +223,8 @@ def list_screenings(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
 ) -> ScreeningPage:
+    """Screenings, latest day first, one page at a time, filtered by date, status, participant and site: the front
+    desk's list of who is to test today."""
     query = select(Screening)
     if day:
         query = query.where(Screening.day == day)
@@ -199,6 +248,7 @@ def participant_screenings(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
 ) -> ScreeningPage:
+    """Every screening of one participant."""
     participant_or_404(session, participant_id)
     return _page(session, select(Screening).where(Screening.participant_id == participant_id), limit, offset)
 
@@ -225,6 +275,7 @@ def participant_draws(
 
 @router.get("/screenings/{screening_id}", response_model=ScreeningDetail, responses=responses(401, 403, 404, 503))
 async def get_screening(screening_id: str, actor: Reader, session: SessionDep, services: ServicesDep) -> ScreeningDetail:
+    """One screening with the live state of its workflow: window, collection, results, review."""
     row = await run_in_threadpool(screening_or_404, session, screening_id)
     handle = services.temporal.get_workflow_handle(screening_workflow_id(screening_id))
     async with workflow_call("screening"):
@@ -261,6 +312,8 @@ async def _screening_update(services: ServicesDep, session: Session, screening_i
 @joins_update
 async def record_collection(screening_id: str, body: CollectionRequest, actor: Collector, session: SessionDep,
                             services: ServicesDep, attempt: Idempotency) -> ScreeningState:
+    """Records the specimen collected for a selected test (chain of custody, temperature, point-of-care readings). A
+    collection after the window needs late=true and a late_reason."""
     collection = Collection(
         **body.model_dump(exclude={"poc_readings", "collected_at"}),
         collected_at=body.collected_at.isoformat() if body.collected_at else None,
@@ -276,6 +329,7 @@ async def record_collection(screening_id: str, body: CollectionRequest, actor: C
 @joins_update
 async def excuse(screening_id: str, body: ExcuseRequest, actor: Collector, session: SessionDep,
                  services: ServicesDep, attempt: Idempotency) -> ScreeningState:
+    """Excuses a selected test with a documented reason; it does not count as missed."""
     return await _screening_update(services, session, screening_id, ScreeningWorkflow.excuse,
                                    Excuse(reason=body.reason, actor=actor.token_id), attempt)
 
@@ -285,6 +339,7 @@ async def excuse(screening_id: str, body: ExcuseRequest, actor: Collector, sessi
 @joins_update
 async def refusal(screening_id: str, body: RefusalRequest, actor: Collector, session: SessionDep,
                   services: ServicesDep, attempt: Idempotency) -> ScreeningState:
+    """Records that the participant refused the test or that the specimen cannot be used; reported as a refusal."""
     return await _screening_update(services, session, screening_id, ScreeningWorkflow.refuse,
                                    Refusal(kind=body.kind, detail=body.detail, actor=actor.token_id), attempt)
 
@@ -320,6 +375,8 @@ async def _participant_update(services: ServicesDep, session: Session, participa
 @joins_update
 async def order_for_cause(participant_id: str, body: ForCauseRequest, actor: Collector, session: SessionDep,
                           services: ServicesDep, attempt: Idempotency) -> ScreeningRef:
+    """Orders a test now for a stated reason, outside the random draw; the participant is told at once and the
+    collection window opens."""
     return await _participant_update(services, session, participant_id, ParticipantWorkflow.order_for_cause,
                                      ForCause(reason=body.reason, actor=actor.token_id), "order a for-cause test",
                                      attempt)
@@ -330,6 +387,8 @@ async def order_for_cause(participant_id: str, body: ForCauseRequest, actor: Col
 @joins_update
 async def pause(participant_id: str, body: PauseRequest, actor: Collector, session: SessionDep,
                 services: ServicesDep, attempt: Idempotency) -> ParticipantState:
+    """Suspends random selection on the days given (inclusive), e.g. travel or a hospital stay; the draws of those
+    days record 'paused'."""
     return await _participant_update(
         services, session, participant_id, ParticipantWorkflow.pause,
         Pause(start=body.start.isoformat(), end=body.end.isoformat(), reason=body.reason, actor=actor.token_id),
@@ -342,6 +401,8 @@ async def pause(participant_id: str, body: PauseRequest, actor: Collector, sessi
 @joins_update
 async def check_in(body: CheckInRequest, actor: FrontDesk, session: SessionDep, services: ServicesDep,
                    attempt: Idempotency) -> CheckInAnswer:
+    """The participant checks in for the day (kiosk, phone, text, app or staff) and learns whether they must test
+    today and by when."""
     answer = await _participant_update(services, session, body.participant_id, ParticipantWorkflow.check_in,
                                        CheckIn(method=body.method, actor=actor.token_id), "check in", attempt)
     if answer.must_test and answer.screening_id:

@@ -160,6 +160,7 @@ async def test_temporal_unreachable_enrolls_nobody(records_engine, task_queue, t
         assert "nobody was enrolled" in response.json()["detail"]
         ready = await stack.http.get("/readyz")
         assert ready.status_code == 503 and ready.json()["temporal"].startswith("unavailable")
+        assert ready.headers["content-type"] == "application/problem+json" and "Temporal" in ready.json()["detail"]
     with Session(records_engine) as session:
         assert session.exec(select(Participant)).all() == []
         assert session.exec(select(IdempotencyRecord)).all() == []
