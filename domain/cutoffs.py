@@ -194,11 +194,12 @@ DEFAULT_TABLES: dict[str, CutoffTable] = {
         # meant as the fallback behind a federal table, for results that arrive without a cutoff.
         CutoffTable(
             name=CLINICAL_DEFAULT,
-            version="2025-1",
+            version="2025-2",
             source="Common clinical-lab cutoffs: benzodiazepines 200, cocaine 300, opiates 300, fentanyl 5 "
             "(domain-reference §2 examples); buprenorphine and norbuprenorphine 5, methadone 300 screen "
             "and 100 confirm, EDDP 100, naloxone 5, fentanyl and norfentanyl 1 confirm, "
-            "ethyl glucuronide 500 (check)",
+            "ethyl glucuronide 500 (check); ethyl sulfate 100 (Quest 90418 reference range <100 ng/mL); "
+            "gabapentin 5000 confirm (ARUP 2012228 Gabapentin, Urine, LC-MS/MS: positive cutoff 5.0 ug/mL)",
             initial={
                 "benzodiazepines": 200.0,
                 "cocaine": 300.0,
@@ -209,6 +210,7 @@ DEFAULT_TABLES: dict[str, CutoffTable] = {
                 "methadone": 300.0,
                 "eddp": 100.0,
                 "etg": 500.0,
+                "ets": 100.0,
             },
             confirm={
                 "buprenorphine": 5.0,
@@ -219,6 +221,8 @@ DEFAULT_TABLES: dict[str, CutoffTable] = {
                 "fentanyl": 1.0,
                 "norfentanyl": 1.0,
                 "etg": 500.0,
+                "ets": 100.0,
+                "gabapentin": 5000.0,
             },
         ),
     )

@@ -48,7 +48,7 @@ class LoincTest:
     analyte: str
     drug_class: str
     method: str  # screen | confirm | unspecified: from the code's Method axis
-    technique: str  # immunoassay | confirmatory | test strip | unspecified
+    technique: str  # immunoassay | confirmatory | test strip | gas chromatography | unspecified
     specimen: str
     loinc_name: str
     verified: str  # yes | project (this project's earlier table) | no

@@ -43,7 +43,12 @@ def test_every_row_is_consistent(test):
     if test.method == SCREEN:
         assert test.technique == "immunoassay"
     if test.method == UNSPECIFIED:
-        assert test.technique in ("unspecified", "test strip")
+        # "by Gas chromatography" (ethanol in blood) is a LOINC method of its own, not "Confirmatory".
+        assert test.technique in ("unspecified", "test strip", "gas chromatography")
+        if test.technique == "gas chromatography":
+            assert test.loinc_name.endswith("by Gas chromatography"), test.loinc_name
+    if test.specimen == "urine" and test.verified == "yes":
+        assert "Urine" in test.loinc_name, test.loinc_name
     assert all(key in loinc_tox.sources() for key in test.source.split(";")), test.source
     if test.verified == "no":
         assert "UNVERIFIED" in " ".join(loinc_tox.sources()[k] for k in test.source.split(";"))
@@ -65,6 +70,52 @@ def _gap_named(drug_class, gaps):
     return drug_class == "alcohol" and "ethyl-glucuronide" in gaps
 
 
+# Classes for which LOINC has both an initial (Screen) and a Confirmatory urine code, and the table
+# must therefore carry both: a confirmation is never left to default to a screen (issue 19).
+SCREEN_AND_CONFIRM = {"amphetamines", "mdma-mda", "barbiturates", "benzodiazepines", "buprenorphine", "cannabinoids",
+                      "cocaine", "codeine-morphine", "6-acetylmorphine", "hydrocodone-hydromorphone",
+                      "oxycodone-oxymorphone", "fentanyl", "methadone", "tramadol", "meperidine", "phencyclidine",
+                      "propoxyphene", "alcohol", "carisoprodol", "zolpidem", "kratom"}
+
+
+def _urine_methods():
+    by_class = {}
+    for test in loinc_tests().values():
+        if test.usable and test.specimen == "urine":
+            by_class.setdefault(test.drug_class, set()).add(test.method)
+    return by_class
+
+
+def test_classes_with_screen_and_confirmation_codes_have_both():
+    by_class = _urine_methods()
+    missing = {c: sorted({SCREEN, CONFIRM} - by_class.get(c, set())) for c in SCREEN_AND_CONFIRM}
+    assert {c: m for c, m in missing.items() if m} == {}
+    # LOINC has only confirmations for these (stored sources: LOINC 2.74/2.75).
+    for drug_class in ("xylazine", "nitazenes"):
+        assert CONFIRM in by_class[drug_class]
+
+
+def test_a_closed_gap_is_removed_from_the_gaps_file():
+    by_class = _urine_methods()
+    for drug_class in loinc_tox.gaps():
+        if drug_class in DRUG_CLASSES:
+            assert not {SCREEN, CONFIRM} <= by_class.get(drug_class, set()), f"{drug_class} is no longer a gap"
+
+
+def test_codes_the_earlier_table_had_wrong_or_unchecked():
+    table = loinc_tests()
+    # The earlier table called 49751-1 method-less; LOINC names it a confirmation.
+    assert (table["49751-1"].method, table["49751-1"].verified) == (CONFIRM, "yes")
+    assert (table["19550-3"].method, table["19550-3"].verified) == (SCREEN, "yes")
+    assert not [t.code for t in table.values() if t.verified == "project"]
+    assert resolve_method(table["20561-7"].method, None, SCREEN, SCREEN, "20561-7").method == CONFIRM  # tramadol
+
+
+def test_specimens_other_than_urine():
+    specimens = Counter(t.specimen for t in loinc_tests().values() if t.usable)
+    assert specimens["oral-fluid"] >= 2 and specimens["blood"] >= 3 and specimens["serum-plasma"] >= 2
+
+
 def test_validity_analytes_are_registered():
     for key in VALIDITY:
         assert ANALYTES[key].drug_class == SPECIMEN_VALIDITY and ANALYTES[key].is_validity_check
@@ -74,7 +125,8 @@ def test_unverified_rows_never_map_a_result_by_themselves():
     table = loinc_tox.code_map()
     for test in loinc_tests().values():
         assert (("LN", test.code) in table) == test.usable
-    assert map_code(table, "acme", "LN", "42241-0") is None  # verified=no
+    assert map_code(table, "acme", "LN", "58425-0") is None  # verified=no (ethyl sulfate)
+    assert map_code(table, "acme", "LN", "42241-0") == "cocaine"  # verified since (S17)
     assert map_code(table, "acme", "LN", "14315-6") == "benzoylecgonine"
 
 
@@ -96,4 +148,4 @@ def test_size_by_class_and_method():
     counts = Counter((t.drug_class, t.method) for t in loinc_tests().values() if t.usable)
     for (drug_class, method), n in sorted(counts.items()):
         print(f"{drug_class:28} {method:12} {n}")
-    assert sum(counts.values()) >= 45
+    assert sum(counts.values()) >= 300
