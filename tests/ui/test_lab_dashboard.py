@@ -68,9 +68,9 @@ async def test_lab_turnaround_table_against_the_target(live):
 async def test_quarantine_filtered_by_reason_and_a_held_code_settled_from_the_dashboard(live):
     async with live.http() as http:
         pid, sid, specimen = await collected_via_api(live, http)
-        await send(live, http, oru("UI-HELD-1", specimen, pid, obx=[*NEGATIVE[:2], "ST|KAVA^Kavalactones^L||NEG||",
+        await send(live, http, oru("UI-KAVA-1", specimen, pid, obx=[*NEGATIVE[:2], "ST|KAVA^Kavalactones^L||NEG||",
                                                                     *VALID]))
-        await send(live, http, oru("UI-HELD-2", "s-unknown-ui-held", pid))
+        await send(live, http, oru("UI-KAVA-2", "s-unknown-ui-held", pid))
         with Session(live.engine) as session:
             item = session.exec(select(QuarantineItem).where(QuarantineItem.screening_id == sid,
                                                              QuarantineItem.reason_code == "held-code")).one()
