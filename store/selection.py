@@ -133,3 +133,35 @@ def periods(session: Session, program: str | None = None) -> list[SelectionPerio
     if program:
         query = query.where(SelectionPeriod.program == program)
     return list(session.exec(query.order_by(col(SelectionPeriod.period), col(SelectionPeriod.program))).all())
+
+
+def export(session: Session, program: str, period: str) -> dict:
+    """Every draw of a program's period with its inputs, for domain.verifiable.verify_export and
+    docs/verify_selection.py; staff-ordered (for-cause) tests listed apart, never part of the draw."""
+    from store.models import Participant, Screening, SelectionDraw
+
+    period = check_period(period)
+    row = find(session, program, period)
+    if row is None:
+        raise SelectionError(f"{program} {period} has no committed seed: no verifiable draw used one")
+    first, last = date.fromisoformat(f"{period}-01"), period_end(period)
+    members = select(Participant.id).where(Participant.program == program)
+    draws = session.exec(select(SelectionDraw).where(col(SelectionDraw.participant_id).in_(members),
+                                                     SelectionDraw.day >= first, SelectionDraw.day <= last)
+                         .order_by(col(SelectionDraw.participant_id), col(SelectionDraw.day))).all()
+    for_cause = session.exec(select(Screening).where(col(Screening.participant_id).in_(members),
+                                                     Screening.reason == "for-cause", Screening.day >= first,
+                                                     Screening.day <= last)
+                             .order_by(col(Screening.day), col(Screening.id))).all()
+    return {
+        "format": "iop-selection-export/1", "program": program, "period": period, "commitment": row.commitment,
+        "beacon": row.beacon, "seed": row.seed_revealed, "published_at": row.published_at.isoformat(),
+        "draws": [{"participant_id": d.participant_id, "day": d.day.isoformat(), "roll": d.roll,
+                   "time_roll": d.time_roll, "draw_minute": d.draw_minute, "selected": d.selected, "reason": d.reason,
+                   "probability": d.probability, "screening_id": d.screening_id, "inputs": d.inputs}
+                  for d in draws if d.verifiable],
+        "not_verifiable": [{"participant_id": d.participant_id, "day": d.day.isoformat(), "reason": d.reason,
+                            "selected": d.selected} for d in draws if not d.verifiable],
+        "for_cause": [{"screening_id": s.id, "participant_id": s.participant_id, "day": s.day.isoformat(),
+                       "selected_at": s.selected_at.isoformat()} for s in for_cause],
+    }
