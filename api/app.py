@@ -30,6 +30,7 @@ from api.routers import (
     participants,
     programs,
     screenings,
+    selection,
     staff,
     worklist,
 )
@@ -119,6 +120,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
     app.include_router(fhir.router)
     app.include_router(equity.router)
     app.include_router(programs.router)
+    app.include_router(selection.router)
     app.include_router(channel.router)
     app.include_router(ui.router)  # the staff dashboard under /ui: a client of the routes above
     return app

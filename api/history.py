@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import json
 from dataclasses import asdict, dataclass
 from datetime import timezone
 from typing import Any
@@ -156,8 +157,25 @@ async def raw_history(client: Client, workflow_id: str) -> list[dict[str, Any]]:
         for event in events:
             entry = MessageToDict(event)
             await _decode_in_place(client, entry)
-            out.append(entry)
+            out.append(_withhold_rolls(entry))
     return out
+
+
+WITHHELD = "<withheld: a selection roll; the day's draw record shows it once drawn>"
+
+
+def _withhold_rolls(node: Any) -> Any:
+    """Selection rolls out of a raw history (admins and auditors): the minute's roll is taken before the draw
+    minute (the selection_roll local activity's result, and pending_time_roll in the workflow's state carried by
+    updates' results and continue-as-new), and nobody may read it early. Every roll is in the draws once made."""
+    if isinstance(node, dict):
+        marker = node.get("markerRecordedEventAttributes")
+        if marker and "selection_roll" in json.dumps(marker.get("details", {}).get("data"), default=str):
+            marker["details"]["result"] = {"decoded": [WITHHELD]}
+        return {k: (None if k == "pending_time_roll" else _withhold_rolls(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_withhold_rolls(value) for value in node]
+    return node
 
 
 async def _decode_in_place(client: Client, node: Any) -> None:

@@ -88,6 +88,7 @@ POST /programs: admin
 PUT /programs/{program_id}: admin
 GET /programs: admin staff clinician auditor
 GET /programs/{program_id}: admin staff clinician auditor
+GET /selection/commitments: admin staff clinician lab auditor
 POST /programs/{program_id}/sites/{site}/closed-days: admin
 POST /channel/inbound: public
 POST /channel/receipts: public

@@ -29,6 +29,8 @@ program_app = typer.Typer(help="Programs as data: sites, calendars, phases (each
                           no_args_is_help=True)
 app.add_typer(program_app, name="program")
 hl7_app = typer.Typer(help="HL7 v2 results over MLLP.", no_args_is_help=True)
+selection_app = typer.Typer(help="Verifiable random selection: commit, beacon, reveal, verify.", no_args_is_help=True)
+app.add_typer(selection_app, name="selection")
 app.add_typer(hl7_app, name="hl7")
 
 log = logging.getLogger("iop")
@@ -226,6 +228,91 @@ def audit_new_key(key_id: Annotated[str | None, typer.Option(help="Key id; rando
     from iop.audit import format_audit_key, new_audit_key
 
     typer.echo(format_audit_key(new_audit_key(key_id)))
+
+
+# --- verifiable selection ------------------------------------------------------------------
+
+ProgramOpt = Annotated[str, typer.Option(help="The program (participants' program name)")]
+PeriodOpt = Annotated[str, typer.Option(help="The period, a month: YYYY-MM")]
+
+
+def _selection_engine():
+    from iop.temporal import codec_keys
+    from store.db import make_engine
+
+    settings = get_settings()
+    return make_engine(settings.resolved_database_url), codec_keys(settings)
+
+
+@selection_app.command("open")
+def selection_open(program: ProgramOpt, period: PeriodOpt) -> None:
+    """Commit a fresh seed for the period now (the first draw of a period does this itself)."""
+    from store.selection import SelectionError, open_period
+
+    engine, keys = _selection_engine()
+    try:
+        row = open_period(engine, keys, program, period, actor="cli", role="admin")
+    except SelectionError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(f"{program} {row.period} commitment {row.commitment} (published {row.published_at:%Y-%m-%d %H:%M})")
+
+
+@selection_app.command("beacon")
+def selection_beacon(program: ProgramOpt, period: PeriodOpt,
+                     value: Annotated[str, typer.Option(help="e.g. drand:quicknet:<round>:<randomness hex>")]) -> None:
+    """Mix a public beacon value into every roll of the period; only before its first roll."""
+    from store.selection import SelectionError, set_beacon
+
+    engine, _ = _selection_engine()
+    try:
+        set_beacon(engine, program, period, value, actor="cli")
+    except SelectionError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(f"{program} {period}: beacon fixed")
+
+
+@selection_app.command("reveal")
+def selection_reveal(program: ProgramOpt, period: PeriodOpt) -> None:
+    """Reveal the period's seed (only after the period has ended); served at GET /selection/commitments."""
+    from store.selection import SelectionError, reveal
+
+    engine, keys = _selection_engine()
+    try:
+        row = reveal(engine, keys, program, period, actor="cli", role="admin")
+    except SelectionError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(f"{program} {row.period} seed {row.seed_revealed}")
+
+
+@selection_app.command("verify")
+def selection_verify(program: ProgramOpt, period: PeriodOpt,
+                     export: Annotated[Path | None, typer.Option(
+                         "--export", help="Write every draw of the period with its inputs to this JSON file")] = None,
+                     ) -> None:
+    """Recompute every draw of a revealed period from its seed; exit 1 naming each mismatch."""
+    from sqlmodel import Session
+
+    from domain.verifiable import verify_export
+    from store.selection import SelectionError, export as export_period
+
+    engine, _ = _selection_engine()
+    try:
+        with Session(engine) as session:
+            data = export_period(session, program, period)
+    except SelectionError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if export is not None:
+        export.write_text(json.dumps(data, indent=1) + "\n")
+        typer.echo(f"{len(data['draws'])} draws and {len(data['for_cause'])} for-cause tests written to {export}")
+    if data["seed"] is None:
+        typer.echo(f"{program} {period}: the seed is not revealed yet (iop selection reveal)", err=True)
+        raise typer.Exit(2)
+    findings = verify_export(data)
+    for finding in findings:
+        typer.echo(f"MISMATCH {finding.where}: {finding.problem}", err=True)
+    if findings:
+        raise typer.Exit(1)
+    typer.echo(f"{program} {period}: all {len(data['draws'])} draws follow from the revealed seed and its commitment")
 
 
 # --- keys ----------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from activities.audit import AuditActivities
 from activities.disclosure import DisclosureActivities
 from activities.medication import MedicationActivities
 from activities.programs import ProgramActivities
+from activities.selection import SelectionActivities
 from activities.notify import Notifier, WebhookNotifier
 from activities.reconciler import ReconcileInput, ReconcilerActivities
 from activities.records import RecordActivities
@@ -106,7 +107,7 @@ def activities(engine: Engine, keys: Sequence[CodecKey], notifier: Notifier | No
     return (RecordActivities(engine).all() + ScreeningActivities(engine, notifier).all()
             + MedicationActivities(engine).all() + DisclosureActivities(engine, keys).all()
             + AuditActivities(engine).all() + WorklistActivities(engine, pager).all()
-            + ProgramActivities(engine).all())
+            + ProgramActivities(engine).all() + SelectionActivities(engine, keys).all())
 
 
 def build_worker(client: Client, engine: Engine, task_queue: str, *, notifier: Notifier | None = None,

@@ -228,6 +228,29 @@ class SelectionDraw(SQLModel, table=True):
     # The program version that decided the draw (None: the built-in plan, before programs were data).
     program_id: str | None = Field(default=None, max_length=64)
     program_version: int | None = None
+    # Verifiable selection (domain/verifiable.py): the rolls are HMACs of the period's seed, and these are the
+    # other inputs of the draw (plan, recent selections, history start, paused), so anyone can recompute it.
+    verifiable: bool = False
+    draw_minute: str | None = Field(default=None, max_length=5)
+    inputs: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class SelectionPeriod(SQLModel, table=True):
+    """One program period's selection seed: committed at its start, revealed after its end."""
+
+    __tablename__ = "selection_periods"
+    __table_args__ = (UniqueConstraint("program", "period"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    program: str = Field(max_length=64)
+    period: str = Field(max_length=7)  # YYYY-MM
+    seed_sealed: str = Field(max_length=200)  # iop.codec.seal_text under the payload keys
+    commitment: str = Field(max_length=64)  # hex SHA-256(seed | program | period)
+    published_at: datetime = Field(default_factory=utcnow)
+    beacon: str | None = Field(default=None, max_length=200)  # e.g. "drand:quicknet:12345678:<randomness>"
+    first_roll_at: datetime | None = None  # the beacon is fixed from here on
+    revealed_at: datetime | None = None
+    seed_revealed: str | None = Field(default=None, max_length=64)
 
 
 class CheckInDayRecord(SQLModel, table=True):

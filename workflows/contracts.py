@@ -58,6 +58,8 @@ class ParticipantState:
     plan_since: str | None = None  # the program day the current plan took effect (None: start_date)
     next_draw_day: str | None = None  # None until the first draw is planned
     pending_time_roll: float | None = None  # drawn at the start of next_draw_day's wait
+    # The day whose pending_time_roll is a verifiable HMAC roll (patch "verifiable-selection").
+    verifiable_roll_for: str | None = None
     recent_selections: list[str] = field(default_factory=list)  # last 7 selected days
     draws_recorded: int = 0
     pauses: list[Pause] = field(default_factory=list)
@@ -352,6 +354,19 @@ class DrawRecord:
     screening_id: str | None = None
     program_id: str | None = None
     program_version: int | None = None
+    verifiable: bool = False  # rolls are HMACs of the period's committed seed (domain/verifiable.py)
+    draw_minute: str | None = None  # local HH:MM the draw was made
+    inputs: dict | None = None  # plan, recent_selections, history_start, paused
+
+
+@dataclass
+class RollRequest:
+    """A verifiable roll (domain/verifiable.py): the seed stays in the worker; only the roll enters history."""
+
+    program: str
+    participant_id: str
+    day: str
+    purpose: str  # select | minute
 
 
 @dataclass

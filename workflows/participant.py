@@ -19,6 +19,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.programs import ProgramActivities
     from activities.records import RecordActivities
     from activities.screenings import ScreeningActivities
+    from activities.selection import SelectionActivities
+    from domain import verifiable
     from domain.clock import local_clock, local_date, local_moment
     from domain.plan import PHASES, default_plan, hours_for, plan_from_dict, plan_to_dict
     from domain.selection import WINDOW_DAYS, draw_day, is_collection_day, notification_time
@@ -37,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         ParticipantInput,
         ParticipantState,
         ProgramDayRequest,
+        RollRequest,
         ParticipantSync,
         Pause,
         PhaseChange,
@@ -78,6 +81,11 @@ MAX_PAUSE_DAYS = 120
 # The program as data (patch PROGRAM_PATCH): each day's plan is read from the stored program when the
 # day's wait begins and kept for the whole day; screenings' windows end at the site's closing time.
 PROGRAM_PATCH = "program-as-data"
+# Verifiable selection (patch VERIFIABLE_PATCH): the day's minute and outcome come from HMAC rolls of the
+# period's committed seed (domain/verifiable.py), computed in an activity; the seed never enters the history.
+# The minute's roll is taken before the wait (it is in this history: the workflow history endpoint is for
+# admins and auditors only, and payloads are encrypted at the server); the outcome's roll only at the minute.
+VERIFIABLE_PATCH = "verifiable-selection"
 
 
 def workflow_id(participant_id: str) -> str:
@@ -171,10 +179,39 @@ class ParticipantWorkflow:
         return workflow.random().random()
 
     async def _next_draw_day(self) -> date:
+        if workflow.patched(VERIFIABLE_PATCH):
+            return await self._next_verifiable_draw_day()
         day = self._plan_next_draw_day()
         if self.state.day_plan_for != day.isoformat() and workflow.patched(PROGRAM_PATCH):
             await self._fetch_day_plan(day)
         return day
+
+    async def _next_verifiable_draw_day(self) -> date:
+        first = self.state.next_draw_day is None
+        if first:
+            self.state.next_draw_day = max(date.fromisoformat(self.state.start_date), self._today()).isoformat()
+            self.state.pending_time_roll = None
+        while True:
+            day = date.fromisoformat(self.state.next_draw_day)
+            if self.state.day_plan_for != day.isoformat() and workflow.patched(PROGRAM_PATCH):
+                await self._fetch_day_plan(day)
+            if self.state.pending_time_roll is None:
+                self.state.pending_time_roll = await self._verifiable_roll(day, verifiable.MINUTE)
+                self.state.verifiable_roll_for = day.isoformat()
+            # Enrolled after today's draw time: the first draw is tomorrow's.
+            if first and day == self._today() and self._draw_moment(day) < workflow.now():
+                first = False
+                self.state.next_draw_day = (day + timedelta(days=1)).isoformat()
+                self.state.pending_time_roll = None
+                continue
+            return day
+
+    async def _verifiable_roll(self, day: date, purpose: str) -> float:
+        return await workflow.execute_local_activity_method(
+            SelectionActivities.selection_roll,
+            RollRequest(self.state.program, self.state.participant_id, day.isoformat(), purpose),
+            **RECORD_WRITE,
+        )
 
     async def _fetch_day_plan(self, day: date) -> None:
         """Fix the day's plan from the program's current version (None: the program is not stored)."""
@@ -239,14 +276,23 @@ class ParticipantWorkflow:
             self.state.plan = self.state.day_plan
         plan = plan_from_dict(self.state.plan)
         time_roll = self.state.pending_time_roll or 0.0
+        verifiable_day = workflow.patched(VERIFIABLE_PATCH)
+        # Asked for only now, at the draw minute: until this moment the outcome exists nowhere.
+        roll = await self._verifiable_roll(day, verifiable.SELECT) if verifiable_day else self._roll()
+        verifiable_day = verifiable_day and self.state.verifiable_roll_for == day.isoformat()
+        recent = [d for d in self.state.recent_selections if (day - date.fromisoformat(d)).days < WINDOW_DAYS]
         draw = draw_day(
             plan,
             day,
-            self._roll(),
+            roll,
             [date.fromisoformat(d) for d in self.state.recent_selections],
             self._paused(day),
             history_start=self._history_start(day),
         )
+        inputs = None
+        if verifiable_day:
+            inputs = {"plan": self.state.plan, "recent_selections": recent, "paused": self._paused(day),
+                      "history_start": self._history_start(day).isoformat()}
         screening_id = None
         if draw.selected:
             screening_id = f"s-{self.state.participant_id.removeprefix('p-')}-{day:%Y%m%d}"
@@ -260,6 +306,8 @@ class ParticipantWorkflow:
                 probability=draw.probability, roll=draw.roll, time_roll=time_roll, selected=draw.selected,
                 reason=draw.reason, detail=draw.detail, screening_id=screening_id,
                 program_id=plan.program_id or None, program_version=plan.program_version if plan.program_id else None,
+                verifiable=verifiable_day, inputs=inputs,
+                draw_minute=local_clock(self._draw_moment(day), self.state.timezone) if verifiable_day else None,
             ),
             **RECORD_WRITE,
         )
@@ -269,6 +317,7 @@ class ParticipantWorkflow:
             await self._monthly_summary(day)
         self.state.next_draw_day = (day + timedelta(days=1)).isoformat()
         self.state.pending_time_roll = None
+        self.state.verifiable_roll_for = None
 
     async def _monthly_summary(self, first_of_month: date) -> None:
         await disclose(monthly_summary_event(self.state, first_of_month))

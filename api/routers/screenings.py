@@ -3,6 +3,8 @@ tests, check-ins, pauses, and the record of every daily draw."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -389,11 +391,13 @@ async def pause(participant_id: str, body: PauseRequest, actor: Collector, sessi
                 services: ServicesDep, attempt: Idempotency) -> ParticipantState:
     """Suspends random selection on the days given (inclusive), e.g. travel or a hospital stay; the draws of those
     days record 'paused'."""
-    return await _participant_update(
+    state = await _participant_update(
         services, session, participant_id, ParticipantWorkflow.pause,
         Pause(start=body.start.isoformat(), end=body.end.isoformat(), reason=body.reason, actor=actor.token_id),
         "pause testing", attempt,
     )
+    # The roll that places the next draw's minute is in the workflow's state: nobody sees it before the draw.
+    return replace(state, pending_time_roll=None)
 
 
 @router.post("/check-ins", response_model=CheckInAnswer, responses=responses(401, 403, 404, 409, 422, 503),

@@ -1,0 +1,108 @@
+"""Verifiable random selection on the time-skipping server: ninety days of draws, every one recomputed from the
+revealed seed by the CLI's check and by the standalone docs/verify_selection.py; tampering is caught."""
+
+import copy
+import importlib.util
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from domain.clock import local_date
+from domain.verifiable import commitment, verify_export
+from iop.worker import build_worker
+from store import selection
+from store.models import AuditEvent, SelectionDraw
+from tests.conftest import TEST_KEYS
+from tests.workflows.test_program_calendar import ZONE, enroll, store_program
+from tests.workflows.test_screening_program import skip
+from workflows.contracts import ForCause
+from workflows.participant import ParticipantWorkflow
+
+SCRIPT = Path(__file__).resolve().parents[2] / "docs" / "verify_selection.py"
+
+
+def standalone():
+    spec = importlib.util.spec_from_file_location("verify_selection", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_standalone_script_imports_nothing_of_the_project():
+    text = SCRIPT.read_text()
+    for name in ("domain", "store", "iop", "api", "workflows", "activities"):
+        assert f"from {name}" not in text and f"import {name}" not in text, name
+
+
+@pytest.fixture
+async def world(time_env, records_engine, task_queue):
+    async with build_worker(time_env.client, records_engine, task_queue):
+        yield time_env, records_engine, task_queue
+
+
+async def test_ninety_days_of_draws_all_follow_from_the_revealed_seeds(world):
+    env, engine, queue = world
+    today = local_date(await env.get_current_time(), ZONE)
+    holiday = today + timedelta(days=(3 - today.weekday()) % 7 + 14)
+    store_program(engine, "court-v", {holiday.isoformat(): "County holiday"})
+    handles = [await enroll(env, engine, queue, "court-v", today) for _ in range(2)]
+    cause = await handles[0].execute_update(ParticipantWorkflow.order_for_cause, ForCause("odour of alcohol", "tester"))
+    await skip(env, timedelta(days=91))
+    end = local_date(await env.get_current_time(), ZONE)
+
+    with Session(engine) as session:
+        draws = session.exec(select(SelectionDraw)).all()
+        periods = selection.periods(session, "court-v")
+    assert len(draws) >= 2 * 89 and all(d.verifiable for d in draws)
+    assert {p.period for p in periods} == {d.day.strftime("%Y-%m") for d in draws}
+    # Each commitment was in the audit trail when its period opened; no seed was public before the reveal.
+    with Session(engine) as session:
+        audited = {e.subject_id: e.detail for e in session.exec(select(AuditEvent)).all()
+                   if e.action == "selection.commit"}
+    assert all(audited[f"court-v:{p.period}"] == f"commitment {p.commitment}" for p in periods)
+    assert all(p.seed_revealed is None for p in periods)
+    with pytest.raises(selection.SelectionError, match="can be revealed from"):
+        selection.reveal(engine, TEST_KEYS, "court-v", f"{end:%Y-%m}", today=end)
+
+    script = standalone()
+    checked = 0
+    for period in sorted(p.period for p in periods):
+        if selection.period_end(period) >= end - timedelta(days=1):
+            continue  # not over yet
+        row = selection.reveal(engine, TEST_KEYS, "court-v", period, today=end)
+        assert commitment(bytes.fromhex(row.seed_revealed), "court-v", period) == row.commitment
+        with Session(engine) as session:
+            export = json.loads(json.dumps(selection.export(session, "court-v", period)))
+        assert export["draws"] and export["not_verifiable"] == []
+        assert verify_export(export) == [], period
+        assert script.check(export, row.seed_revealed, row.commitment) == [], period
+        checked += len(export["draws"])
+        if period == cause.day[:7]:  # the staff-ordered test is listed apart, never as a draw
+            assert [f["screening_id"] for f in export["for_cause"]] == [cause.screening_id]
+            assert cause.screening_id not in {d["screening_id"] for d in export["draws"]}
+        _tampering_is_detected(export, row.seed_revealed, row.commitment, script)
+    assert checked >= 2 * 55  # at least two whole months of both participants
+    for handle in handles:
+        await handle.terminate("test over")
+
+
+def _tampering_is_detected(export: dict, seed: str, published: str, script) -> None:
+    def both(changed: dict, seed_hex: str = seed, commitment_hex: str = published) -> tuple[list, list]:
+        return verify_export(changed, seed_hex), script.check(changed, seed_hex, commitment_hex)
+
+    flipped = copy.deepcopy(export)
+    draw = next(d for d in flipped["draws"] if d["reason"] in ("selected", "not-selected"))
+    draw["selected"] = not draw["selected"]
+    assert all(both(flipped)), "a flipped outcome must be caught"
+    nudged = copy.deepcopy(export)
+    nudged["draws"][-1]["roll"] = min(0.999, nudged["draws"][-1]["roll"] + 1e-9)
+    assert all(both(nudged)), "a changed roll must be caught"
+    other_seed = bytes(32).hex()
+    assert all(both(export, other_seed)), "another seed must be caught"
+    wrong = copy.deepcopy(export)
+    wrong["commitment"] = "0" * 64
+    assert all(both(wrong)), "another commitment must be caught"
+    assert script.check(export, seed, "1" * 64), "a commitment other than the published one must be caught"
