@@ -50,7 +50,8 @@ def daily_probability(plan: TestingPlan) -> float:
 
 def is_collection_day(plan: TestingPlan, day: date) -> bool:
     """Whether the clinic collects specimens on this day."""
-    return day.weekday() in plan.collection_weekdays and day.isoformat() not in plan.closed_dates
+    # Most plans close no single date: skip formatting the day then (iop simulate draws millions).
+    return day.weekday() in plan.collection_weekdays and not (plan.closed_dates and day.isoformat() in plan.closed_dates)
 
 
 def draw_day(
@@ -135,17 +136,21 @@ def _window_left_without_slack(
     # open_ahead[k]: open days from today to today + k.
     open_ahead: list[int] = []
     count = 0
+    weekday, weekdays, closed = day.weekday(), plan.collection_weekdays, plan.closed_dates
     for offset in range(WINDOW_DAYS):
-        count += is_collection_day(plan, day + timedelta(days=offset))
+        if (weekday + offset) % 7 in weekdays:
+            count += not (closed and (day + timedelta(days=offset)).isoformat() in closed)
         open_ahead.append(count)
-    for back in range(WINDOW_DAYS - 1, -1, -1):  # oldest window first, it has least time left
-        start = day - timedelta(days=back)
-        if history_start is not None and start < history_start:
-            continue
-        tests_so_far = sum(1 for selected in recent if selected >= start)
+    # ages[i]: days between a recent test and today (1..6), so a window starting `back` days ago holds
+    # the tests at most `back` days old.
+    ages = [(day - selected).days for selected in recent]
+    # A window starting `back` days ago starts before history_start when back > since.
+    since = WINDOW_DAYS if history_start is None else (day - history_start).days
+    for back in range(min(WINDOW_DAYS - 1, since), -1, -1):  # oldest window first, it has least time left
+        tests_so_far = sum(1 for age in ages if age <= back)
         days_left = open_ahead[WINDOW_DAYS - 1 - back]
         if floor - tests_so_far >= days_left:
-            return _ShortWindow(start, tests_so_far, days_left)
+            return _ShortWindow(day - timedelta(days=back), tests_so_far, days_left)
     return None
 
 
