@@ -141,13 +141,17 @@ def _window_left_without_slack(
         if (weekday + offset) % 7 in weekdays:
             count += not (closed and (day + timedelta(days=offset)).isoformat() in closed)
         open_ahead.append(count)
-    # ages[i]: days between a recent test and today (1..6), so a window starting `back` days ago holds
-    # the tests at most `back` days old.
-    ages = [(day - selected).days for selected in recent]
+    # within[back]: the tests at most `back` days old (recent holds the 6 days before today), i.e. the
+    # tests so far of the window that starts `back` days ago.
+    within = [0] * WINDOW_DAYS
+    for selected in recent:
+        within[(day - selected).days] += 1
+    for back in range(1, WINDOW_DAYS):
+        within[back] += within[back - 1]
     # A window starting `back` days ago starts before history_start when back > since.
     since = WINDOW_DAYS if history_start is None else (day - history_start).days
     for back in range(min(WINDOW_DAYS - 1, since), -1, -1):  # oldest window first, it has least time left
-        tests_so_far = sum(1 for age in ages if age <= back)
+        tests_so_far = within[back]
         days_left = open_ahead[WINDOW_DAYS - 1 - back]
         if floor - tests_so_far >= days_left:
             return _ShortWindow(day - timedelta(days=back), tests_so_far, days_left)

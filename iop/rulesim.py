@@ -38,7 +38,7 @@ from domain.medication import (
     expected_on,
 )
 from domain.misses import REPORTABLE, MissFacts, miss_verdict
-from domain.plan import TestingPlan, default_plan, hours_for, minutes_of_day
+from domain.plan import TestingPlan, default_plan, hours_for
 from domain.program import Program, plan_for
 from domain.selection import WINDOW_DAYS, draw_day, is_collection_day, notification_time, window_end
 
@@ -324,7 +324,8 @@ def _reportable_miss(plan: TestingPlan, day: date, notice: time, site_open: bool
 
 def _arrival_hour(plan: TestingPlan, day: date, notice: time, roll: float) -> int:
     start = notice.hour * 60 + notice.minute
-    end = minutes_of_day(window_end(plan, day, notice).strftime("%H:%M"))
+    closes = window_end(plan, day, notice)
+    end = closes.hour * 60 + closes.minute
     return (start + int(roll * max(0, end - start))) // 60
 
 
@@ -434,7 +435,7 @@ def format_rules_report(report: RulesReport, daily_table: bool = True) -> str:
         ("  phase", f"{report.phase} (seed {seed})"),
         ("  assumptions", f"no-show {a.no_show_rate:.0%}, positive {a.positive_rate:.0%}, female "
                           f"{a.female_share:.0%}, observed {a.observed_share:.0%}, medication {a.medication_share:.0%}"),
-        ("Tests per day (min / mean / p95 / max)", spread(s["tests_per_day"])),
+        ("Tests per day (min / mean / p95 / max)", spread(s["tests_per_day"], "{:.1f}")),
         ("  tests per participant-week", f"{s['tests_per_participant_week']:.2f} (plan {report.plan_tests_per_week:g})"),
         ("  forced by the floor", f"{s['forced_by_floor']}"),
         ("  weekend share", f"{report.weekend_share:.1%}"),
@@ -442,7 +443,7 @@ def format_rules_report(report: RulesReport, daily_table: bool = True) -> str:
         ("Observed collections per day, female collector", spread(s["observed_collections_female_collector"])),
         ("Observed collections per day, male collector", spread(s["observed_collections_male_collector"])),
         ("Staff hours per day (collections + doses)", spread(s["staff_hours_per_day"], "{:.1f}")),
-        ("Observed doses per day (dosing-window load)", spread(s["observed_doses_per_day"])),
+        ("Observed doses per day (dosing-window load)", spread(s["observed_doses_per_day"], "{:.1f}")),
         ("Lab: screens / confirmations", f"{s['lab_screens']} / {s['lab_confirmations']}"),
         ("  cost", f"{s['lab_cost']:,.2f} (screen {a.cost_per_screen:g}, confirmation {a.cost_per_confirmation:g})"),
         ("Missed tests expected (reportable)", f"{s['missed_expected']} ({s['missed_per_participant_month']:.2f} "
