@@ -51,7 +51,8 @@ def daily_probability(plan: TestingPlan) -> float:
 def is_collection_day(plan: TestingPlan, day: date) -> bool:
     """Whether the clinic collects specimens on this day."""
     # Most plans close no single date: skip formatting the day then (iop simulate draws millions).
-    return day.weekday() in plan.collection_weekdays and not (plan.closed_dates and day.isoformat() in plan.closed_dates)
+    closed = plan.closed_dates
+    return day.weekday() in plan.collection_weekdays and not (closed and day.isoformat() in closed)
 
 
 def draw_day(

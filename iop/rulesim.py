@@ -270,7 +270,9 @@ def _simulate_chunk(plan: TestingPlan, first: date, days: int, lo: int, hi: int,
         dice = random.Random(f"{seed_text}:dice:{index}")  # the participant's behaviour
         is_female = dice.random() < a.female_share
         on_medication = dice.random() < a.medication_share
-        medication = (observed_mixed if dice.random() < a.take_home_share else observed_daily) if on_medication else None
+        medication = None
+        if on_medication:
+            medication = observed_mixed if dice.random() < a.take_home_share else observed_daily
         selected: list[date] = []
         count = weekend_count = 0
         for i, day in enumerate(day_list):
@@ -401,7 +403,8 @@ def to_svg(report: RulesReport, width: int = 900, height: int = 300) -> str:
         x, h = left + i * bar, n * scale
         fill = "#1a4f8b" if day.weekday() >= 5 else "#6a9fd4"
         stroke = ' stroke="#c62828" stroke-width="1.5"' if report.holidays[i] else ""
-        label = f"{day} {WEEKDAYS[day.weekday()]}: {n} tests" + (f" ({report.holidays[i]})" if report.holidays[i] else "")
+        holiday = f" ({report.holidays[i]})" if report.holidays[i] else ""
+        label = f"{day} {WEEKDAYS[day.weekday()]}: {n} tests{holiday}"
         parts.append(f'<rect x="{x:.2f}" y="{top + plot_h - h:.2f}" width="{max(bar - 0.5, 0.5):.2f}" '
                      f'height="{h:.2f}" fill="{fill}"{stroke}><title>{_escape(label)}</title></rect>')
     points = " ".join(f"{left + (i + 0.5) * bar:.1f},{top + plot_h - d * scale:.1f}"
@@ -434,9 +437,11 @@ def format_rules_report(report: RulesReport, daily_table: bool = True) -> str:
         ("  program days", f"{report.days} ({report.first_day} .. {report.last_day})"),
         ("  phase", f"{report.phase} (seed {seed})"),
         ("  assumptions", f"no-show {a.no_show_rate:.0%}, positive {a.positive_rate:.0%}, female "
-                          f"{a.female_share:.0%}, observed {a.observed_share:.0%}, medication {a.medication_share:.0%}"),
+                          f"{a.female_share:.0%}, observed {a.observed_share:.0%}, "
+                          f"medication {a.medication_share:.0%}"),
         ("Tests per day (min / mean / p95 / max)", spread(s["tests_per_day"], "{:.1f}")),
-        ("  tests per participant-week", f"{s['tests_per_participant_week']:.2f} (plan {report.plan_tests_per_week:g})"),
+        ("  tests per participant-week",
+         f"{s['tests_per_participant_week']:.2f} (plan {report.plan_tests_per_week:g})"),
         ("  forced by the floor", f"{s['forced_by_floor']}"),
         ("  weekend share", f"{report.weekend_share:.1%}"),
         ("  holiday share", f"{report.holiday_share:.1%} ({', '.join(s['holidays_in_period']) or 'no holidays'})"),
@@ -458,7 +463,8 @@ def format_rules_report(report: RulesReport, daily_table: bool = True) -> str:
         lines = [header]
         for row in report.rows():
             lines.append(f"{row['day']:<10} {row['weekday']:<3} {row['tests']:>6} {row['collected']:>6} "
-                         f"{row['missed']:>5} {row['observed_female_collector']:>6} {row['observed_male_collector']:>6} "
+                         f"{row['missed']:>5} {row['observed_female_collector']:>6} "
+                         f"{row['observed_male_collector']:>6} "
                          f"{row['observed_doses']:>6} {row['staff_hours']:>8.1f} {row['lab_cost']:>10.2f}  "
                          f"{row['holiday']}".rstrip())
         text += "\n\n" + "\n".join(lines)
