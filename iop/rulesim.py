@@ -428,7 +428,9 @@ def format_rules_report(report: RulesReport, daily_table: bool = True) -> str:
     a = report.assumptions
     seed = "random" if report.seed is None else str(report.seed)
 
-    def spread(d: dict, fmt: str = "{:g}") -> str:
+    def spread(d: dict, fmt: str | None = None) -> str:
+        if fmt is None:  # counts: whole numbers, the mean to a tenth
+            return f"{d['min']:g} / {d['mean']:.1f} / {d['p95']:g} / {d['max']:g}"
         return " / ".join(fmt.format(d[k]) for k in ("min", "mean", "p95", "max"))
 
     rows = [
@@ -439,7 +441,7 @@ def format_rules_report(report: RulesReport, daily_table: bool = True) -> str:
         ("  assumptions", f"no-show {a.no_show_rate:.0%}, positive {a.positive_rate:.0%}, female "
                           f"{a.female_share:.0%}, observed {a.observed_share:.0%}, "
                           f"medication {a.medication_share:.0%}"),
-        ("Tests per day (min / mean / p95 / max)", spread(s["tests_per_day"], "{:.1f}")),
+        ("Tests per day (min / mean / p95 / max)", spread(s["tests_per_day"])),
         ("  tests per participant-week",
          f"{s['tests_per_participant_week']:.2f} (plan {report.plan_tests_per_week:g})"),
         ("  forced by the floor", f"{s['forced_by_floor']}"),
@@ -448,7 +450,7 @@ def format_rules_report(report: RulesReport, daily_table: bool = True) -> str:
         ("Observed collections per day, female collector", spread(s["observed_collections_female_collector"])),
         ("Observed collections per day, male collector", spread(s["observed_collections_male_collector"])),
         ("Staff hours per day (collections + doses)", spread(s["staff_hours_per_day"], "{:.1f}")),
-        ("Observed doses per day (dosing-window load)", spread(s["observed_doses_per_day"], "{:.1f}")),
+        ("Observed doses per day (dosing-window load)", spread(s["observed_doses_per_day"])),
         ("Lab: screens / confirmations", f"{s['lab_screens']} / {s['lab_confirmations']}"),
         ("  cost", f"{s['lab_cost']:,.2f} (screen {a.cost_per_screen:g}, confirmation {a.cost_per_confirmation:g})"),
         ("Missed tests expected (reportable)", f"{s['missed_expected']} ({s['missed_per_participant_month']:.2f} "
