@@ -162,6 +162,11 @@ class RulesReport:
             "observed_collections_female_collector": spread(self.observed_female),
             "observed_collections_male_collector": spread(self.observed_male),
             "staff_hours_per_day": spread([round(h, 2) for h in hours]),
+            # Observed collections alone, by the collector's sex: the hours each pool of collectors must cover.
+            "observed_collection_hours_female_collector": spread(
+                [round(n * a.minutes_per_collection / 60, 2) for n in self.observed_female]),
+            "observed_collection_hours_male_collector": spread(
+                [round(n * a.minutes_per_collection / 60, 2) for n in self.observed_male]),
             "collection_staff_minutes_by_clock_hour": {f"{h:02d}:00": round(m / self.days, 1)
                                                        for h, m in sorted(self.collection_minutes_by_hour.items())},
             "lab_screens": sum(self.collected), "lab_confirmations": sum(self.confirmations),
@@ -449,6 +454,9 @@ def format_rules_report(report: RulesReport, daily_table: bool = True) -> str:
         ("  holiday share", f"{report.holiday_share:.1%} ({', '.join(s['holidays_in_period']) or 'no holidays'})"),
         ("Observed collections per day, female collector", spread(s["observed_collections_female_collector"])),
         ("Observed collections per day, male collector", spread(s["observed_collections_male_collector"])),
+        ("  collector hours per day, female / male (p95)",
+         f"{s['observed_collection_hours_female_collector']['p95']:.1f} / "
+         f"{s['observed_collection_hours_male_collector']['p95']:.1f}"),
         ("Staff hours per day (collections + doses)", spread(s["staff_hours_per_day"], "{:.1f}")),
         ("Observed doses per day (dosing-window load)", spread(s["observed_doses_per_day"])),
         ("Lab: screens / confirmations", f"{s['lab_screens']} / {s['lab_confirmations']}"),
