@@ -10,9 +10,9 @@ observed dose. Attendance, positives and the sex of each participant are dice fr
 random.Random, one generator per participant so that a seed gives the same run however the work is
 split over processes.
 
-Observed collections need a collector of the participant's sex (49 CFR 40.67(i): "the observer
-must be the same gender as the employee"; the HHS Mandatory Guidelines, section 8.9, likewise),
-hence the capacity by sex of collector. Nothing here touches Temporal or a database.
+A directly observed collection needs an observer of the participant's gender (49 CFR 40.67, the
+DOT procedure treatment courts commonly follow), hence the capacity by sex of collector. Nothing
+here touches Temporal or a database.
 """
 
 from __future__ import annotations

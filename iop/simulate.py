@@ -1,4 +1,5 @@
-"""`iop simulate`: a synthetic program on the time-skipping test server, for capacity planning.
+"""`iop simulate --workflows`: a synthetic program on the time-skipping test server (the default,
+in memory on the rules, is iop/rulesim.py).
 
 The real ParticipantWorkflow and ScreeningWorkflow run on the real worker against a throwaway
 SQLite records database; only the participants (synthetic ids, no realistic PHI) and their
