@@ -5,15 +5,17 @@
         disclosure delivered to a local receiver), against a no-op workflow with as many activities
     (c) with N enrolled participants and their open workflows: worker RSS, API p50/p99 latency of
         GET /participants/{id} and GET /screenings?date=today, the dev server still healthy
-    (d) `iop simulate` over 90 days on the time-skipping server: wall time (200 participants by
-        default: 1,000 takes hours on two cores, see the README figures)
+    (d) `iop simulate --workflows` over 90 days on the time-skipping server: wall time (200
+        participants by default: 1,000 takes hours on two cores, see the README figures)
     (e) the capacity model's inputs (bench/capacity.py): history events and state transitions per
         screening pipeline (from (b)'s workflows) and per participant-day (programs run 30 days on
         the time-skipping server), turned into the README's "Capacity" table
+    (f) `iop simulate` on the rules (iop/rulesim.py, in memory): 1,000 participants x 90 days and
+        10,000 x 365, wall time against the targets of 10 s and 60 s
 
     .venv/bin/python -m bench.run [--enrollments 300] [--pipelines 50] [--participants 10000]
                                   [--simulate-participants 1000] [--simulate-days 90] [--only a,b,c,d,e]
-                                  [--capacity-participants 20] [--capacity-days 30]
+                                  [--capacity-participants 20] [--capacity-days 30] [--only ...,f]
 """
 
 from __future__ import annotations
@@ -191,8 +193,21 @@ async def simulation(participants: int, days: int) -> None:
 
     started = time.perf_counter()
     await run_simulation(participants=participants, days=days, no_show_rate=0.1, phase="phase-1", seed=1)
-    row(f"(d) iop simulate --participants {participants} --days {days}", f"{time.perf_counter() - started:.0f} s",
-        "(target < 600 s)")
+    row(f"(d) iop simulate --workflows --participants {participants} --days {days}",
+        f"{time.perf_counter() - started:.0f} s", "(target < 600 s)")
+
+
+def rules_simulation() -> None:
+    from iop.rulesim import Assumptions, run_rules
+
+    for participants, days, target in ((1_000, 90, 10), (10_000, 365, 60)):
+        started = time.perf_counter()
+        report = run_rules(participants, days, seed=1, assumptions=Assumptions(no_show_rate=0.1))
+        wall = time.perf_counter() - started
+        per = wall / (participants * days) * 1e6
+        row(f"(f) iop simulate (rules) --participants {participants:,} --days {days}",
+            f"{wall:.1f} s ({per:.1f} us per participant-day, {report.processes} process(es))",
+            f"(target < {target} s)")
 
 
 async def capacity(participants: int, days: int, records_url: str | None) -> None:
@@ -222,6 +237,8 @@ async def main(args) -> None:
         await simulation(args.simulate_participants, args.simulate_days)
     if "e" in only:
         await capacity(args.capacity_participants, args.capacity_days, args.capacity_records_url)
+    if "f" in only:
+        rules_simulation()
     print("\n| measure | figure | target |\n|---|---|---|")
     for measure, figure, target in ROWS:
         print(f"| {measure} | {figure} | {target} |")
@@ -237,5 +254,5 @@ if __name__ == "__main__":
     parser.add_argument("--capacity-participants", type=int, default=20)
     parser.add_argument("--capacity-days", type=int, default=30)
     parser.add_argument("--capacity-records-url", default=None, help="an empty PostgreSQL schema for (e)'s sizes")
-    parser.add_argument("--only", default="a,b,c,d,e")
+    parser.add_argument("--only", default="a,b,c,d,e,f")
     asyncio.run(main(parser.parse_args()))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 from datetime import date
+from functools import lru_cache
 from typing import Any
 from domain.checks import require_text as _require_text, is_int as _is_int
 
@@ -158,6 +159,17 @@ def hours_for(plan: TestingPlan, weekday: int) -> tuple[str, str]:
 
 def minutes_of_day(clock: str) -> int:
     """Minutes since midnight for a strict "HH:MM" 24-hour clock time."""
+    # A plan's few clock strings are parsed once (iop simulate asks millions of times); anything else
+    # (unhashable included) goes to the check uncached, so it fails the same way.
+    return _cached_minutes(clock) if isinstance(clock, str) else _minutes_of_day(clock)
+
+
+@lru_cache(maxsize=256)
+def _cached_minutes(clock: str) -> int:
+    return _minutes_of_day(clock)
+
+
+def _minutes_of_day(clock: str) -> int:
     if not (
         isinstance(clock, str) and len(clock) == 5 and clock[2] == ":" and clock[:2].isdigit() and clock[3:].isdigit()
     ):

@@ -50,7 +50,9 @@ def daily_probability(plan: TestingPlan) -> float:
 
 def is_collection_day(plan: TestingPlan, day: date) -> bool:
     """Whether the clinic collects specimens on this day."""
-    return day.weekday() in plan.collection_weekdays and day.isoformat() not in plan.closed_dates
+    # Most plans close no single date: skip formatting the day then (iop simulate draws millions).
+    closed = plan.closed_dates
+    return day.weekday() in plan.collection_weekdays and not (closed and day.isoformat() in closed)
 
 
 def draw_day(
@@ -135,17 +137,25 @@ def _window_left_without_slack(
     # open_ahead[k]: open days from today to today + k.
     open_ahead: list[int] = []
     count = 0
+    weekday, weekdays, closed = day.weekday(), plan.collection_weekdays, plan.closed_dates
     for offset in range(WINDOW_DAYS):
-        count += is_collection_day(plan, day + timedelta(days=offset))
+        if (weekday + offset) % 7 in weekdays:
+            count += not (closed and (day + timedelta(days=offset)).isoformat() in closed)
         open_ahead.append(count)
-    for back in range(WINDOW_DAYS - 1, -1, -1):  # oldest window first, it has least time left
-        start = day - timedelta(days=back)
-        if history_start is not None and start < history_start:
-            continue
-        tests_so_far = sum(1 for selected in recent if selected >= start)
+    # within[back]: the tests at most `back` days old (recent holds the 6 days before today), i.e. the
+    # tests so far of the window that starts `back` days ago.
+    within = [0] * WINDOW_DAYS
+    for selected in recent:
+        within[(day - selected).days] += 1
+    for back in range(1, WINDOW_DAYS):
+        within[back] += within[back - 1]
+    # A window starting `back` days ago starts before history_start when back > since.
+    since = WINDOW_DAYS if history_start is None else (day - history_start).days
+    for back in range(min(WINDOW_DAYS - 1, since), -1, -1):  # oldest window first, it has least time left
+        tests_so_far = within[back]
         days_left = open_ahead[WINDOW_DAYS - 1 - back]
         if floor - tests_so_far >= days_left:
-            return _ShortWindow(start, tests_so_far, days_left)
+            return _ShortWindow(day - timedelta(days=back), tests_so_far, days_left)
     return None
 
 

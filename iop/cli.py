@@ -587,14 +587,32 @@ def simulate(
     days: Annotated[int, typer.Option(help="Program days to simulate (1-730)")],
     no_show_rate: Annotated[float, typer.Option(help="Share of selected tests nobody shows up for (0-1)")] = 0.0,
     phase: Annotated[str, typer.Option(help="Phase every participant is in")] = "phase-1",
-    seed: Annotated[int | None, typer.Option(help="Seed for who shows up (the draws are the workflows' own)")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the run (the rules' draws and who shows up; with "
+                                                  "--workflows who shows up only)")] = None,
     program: Annotated[Path | None, typer.Option(help="A program definition (JSON, as POST /programs takes): its "
                                                       "first site's calendar and the phase's rates")] = None,
+    workflows: Annotated[bool, typer.Option("--workflows", help="Run the real workflows on the time-skipping "
+                                                                "server instead (slow: small sizes only)")] = False,
+    positive_rate: Annotated[float, typer.Option(help="Share of collected screens sent to confirmation")] = 0.15,
+    female_share: Annotated[float, typer.Option(help="Share of participants who are women (observed collections "
+                                                     "need a collector of the same sex)")] = 0.35,
+    observed_share: Annotated[float, typer.Option(help="Share of collections directly observed")] = 1.0,
+    minutes_per_collection: Annotated[float, typer.Option(help="Staff minutes per collection")] = 15.0,
+    medication_share: Annotated[float, typer.Option(help="Share of participants with a medication order")] = 0.3,
+    take_home_share: Annotated[float, typer.Option(help="Of those, share observed Mon/Wed/Fri with take-home "
+                                                        "doses (the rest observed daily)")] = 0.5,
+    minutes_per_dose: Annotated[float, typer.Option(help="Staff minutes per observed dose")] = 5.0,
+    cost_per_screen: Annotated[float | None, typer.Option(help="Lab price of a screen (default: setting "
+                                                                "IOP_SIM_COST_PER_SCREEN)")] = None,
+    cost_per_confirmation: Annotated[float | None, typer.Option(help="Lab price of a confirmation (default: "
+                                                                      "IOP_SIM_COST_PER_CONFIRMATION)")] = None,
+    start: Annotated[str | None, typer.Option(help="First program day, YYYY-MM-DD (default tomorrow)")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the summary and the days as JSON")] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write one row per day as CSV")] = None,
+    svg_out: Annotated[Path | None, typer.Option("--svg", help="Write the tests-per-day chart as SVG")] = None,
+    daily: Annotated[bool, typer.Option(help="Print the per-day table after the summary")] = True,
 ) -> None:
-    """Simulate a program on the time-skipping test server: testing load, rates and outcomes."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    """Capacity planning: the program's rules in memory (default), or the real workflows (--workflows)."""
     from iop.simulate import format_report, run_simulation, validate
 
     definition = None
@@ -607,19 +625,86 @@ def simulate(
         else:
             from domain.plan import PHASES as phases
         validate(participants, days, no_show_rate, phase, phases)
+        if workflows:
+            if any(option is not None for option in (json_out, csv_out, svg_out)):
+                raise ValueError("--json, --csv and --svg come with the simulation on the rules; drop --workflows")
+        else:
+            assumptions = _simulation_assumptions(
+                no_show_rate=no_show_rate, positive_rate=positive_rate, female_share=female_share,
+                observed_share=observed_share, minutes_per_collection=minutes_per_collection,
+                medication_share=medication_share, take_home_share=take_home_share,
+                minutes_per_dose=minutes_per_dose, cost_per_screen=cost_per_screen,
+                cost_per_confirmation=cost_per_confirmation)
+            first_day = _iso_day("--start", start) if start else None
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from exc
-    bar = Progress(TextColumn("simulating {task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), console=Console(stderr=True), transient=True)
-    with bar:
-        task = bar.add_task("setup", total=days)
-
-        def advance(done: int, total: int, day) -> None:
-            bar.update(task, completed=done, description=f"day {day:%a %Y-%m-%d}")
-
-        report = asyncio.run(run_simulation(participants, days, no_show_rate, phase, seed, progress=advance,
+    bar = _StderrBar()
+    if workflows:
+        report = asyncio.run(run_simulation(participants, days, no_show_rate, phase, seed,
+                                            progress=lambda done, total, day: bar(done, total, "days"),
                                             program=definition))
-    typer.echo(format_report(report))
+        bar.done()
+        typer.echo(format_report(report))
+        return
+    from domain.program import program_from_dict
+    from iop import rulesim
+
+    rules = rulesim.run_rules(participants, days, phase, seed, assumptions,
+                              program_from_dict(definition) if definition is not None else None, first_day,
+                              progress=lambda done, total: bar(done, total, "participants"))
+    bar.done()
+    for path, text in ((json_out, rulesim.to_json), (csv_out, rulesim.to_csv), (svg_out, rulesim.to_svg)):
+        if path is not None:
+            path.write_text(text(rules))
+    typer.echo(rulesim.format_rules_report(rules, daily_table=daily))
+
+
+def _simulation_assumptions(*, cost_per_screen: float | None, cost_per_confirmation: float | None, **values):
+    from iop.rulesim import Assumptions
+
+    settings = get_settings()
+    values["cost_per_screen"] = settings.sim_cost_per_screen if cost_per_screen is None else cost_per_screen
+    values["cost_per_confirmation"] = (settings.sim_cost_per_confirmation if cost_per_confirmation is None
+                                       else cost_per_confirmation)
+    for name in ("positive_rate", "female_share", "observed_share", "medication_share", "take_home_share"):
+        if not 0.0 <= values[name] <= 1.0:  # also rejects NaN
+            raise ValueError(f"--{name.replace('_', '-')} must be between 0 and 1; got {values[name]!r}")
+    for name in ("minutes_per_collection", "minutes_per_dose", "cost_per_screen", "cost_per_confirmation"):
+        if not 0.0 <= values[name] < float("inf"):
+            raise ValueError(f"--{name.replace('_', '-')} must be a number of at least 0; got {values[name]!r}")
+    return Assumptions(**values)
+
+
+def _iso_day(option: str, text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{option} must be a date written YYYY-MM-DD; got {text!r}") from None
+
+
+class _StderrBar:
+    """A one-line progress bar on stderr (only when stderr is a terminal, or IOP_PROGRESS=1)."""
+
+    def __init__(self, width: int = 30) -> None:
+        self.width = width
+        self.shown = sys.stderr.isatty() or os.environ.get("IOP_PROGRESS") == "1"
+        self.started = datetime.now(timezone.utc)
+
+    def __call__(self, done: int, total: int, unit: str) -> None:
+        if not self.shown:
+            return
+        filled = round(self.width * done / total) if total else self.width
+        seconds = (datetime.now(timezone.utc) - self.started).total_seconds()
+        sys.stderr.write(f"\rsimulating [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {unit} "
+                         f"{seconds:.0f} s")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
 
 
 def _dev_token(settings: Settings, engine) -> str:

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # Origin of the Temporal UI, the only origin allowed to call the codec endpoint from a browser.
     temporal_ui_origin: str = "http://127.0.0.1:8233"
     log_level: str = "INFO"
+    # `iop simulate`: the lab's prices per test (the site's currency), for the lab cost it reports.
+    sim_cost_per_screen: float = Field(default=10.0, ge=0)
+    sim_cost_per_confirmation: float = Field(default=45.0, ge=0)
     # Where participant notifications go. Empty: recorded in the database only (staff call or
     # text from the Today list). A URL: an SMS/voice gateway receives a signed JSON POST.
     notify_webhook_url: str = ""

@@ -1,4 +1,5 @@
-"""`iop simulate`: a synthetic program on the time-skipping test server, for capacity planning.
+"""`iop simulate --workflows`: a synthetic program on the time-skipping test server (the default,
+in memory on the rules, is iop/rulesim.py).
 
 The real ParticipantWorkflow and ScreeningWorkflow run on the real worker against a throwaway
 SQLite records database; only the participants (synthetic ids, no realistic PHI) and their
@@ -95,6 +96,9 @@ class SimulationReport:
     collections_refused: int  # updates the workflow rejected (e.g. the window had closed)
     wall_seconds: float
     timing: dict[str, float] = field(default_factory=dict)  # wall seconds per stage
+    # Per participant (every one, in id order): selected draws, and those on a Saturday or Sunday.
+    selected_per_participant: list[int] = field(default_factory=list)
+    weekend_per_participant: list[int] = field(default_factory=list)
 
 
 def validate(participants: int, days: int, no_show_rate: float, phase: str,
@@ -466,6 +470,11 @@ def _report(engine, participants: int, days: int, no_show_rate: float, phase: st
             select(Screening.status, func.count()).where(Screening.collected_at.is_(None)).group_by(Screening.status)
         ).all()))
         late = session.exec(select(func.count()).select_from(Screening).where(Screening.late_collection)).one()
+        chosen = session.exec(
+            select(SelectionDraw.participant_id, SelectionDraw.day).where(SelectionDraw.selected)).all()
+    ids = [participant_id(i) for i in range(1, participants + 1)]
+    per_participant = Counter(p for p, _ in chosen)
+    weekend_per_participant = Counter(p for p, d in chosen if d.weekday() >= 5)
     program_days = [first_day + timedelta(days=i) for i in range(days)]
     loads = [per_day.get(day, 0) for day in program_days]
     selected = sum(per_day.values())
@@ -490,6 +499,8 @@ def _report(engine, participants: int, days: int, no_show_rate: float, phase: st
         missed=uncollected["missed"], excused=uncollected["excused"], still_open=still_open,
         other=sum(n for s, n in uncollected.items() if s not in known), by_status=by_status,
         collections_sent=sent, collections_refused=refused, wall_seconds=0.0,
+        selected_per_participant=[per_participant[p] for p in ids],
+        weekend_per_participant=[weekend_per_participant[p] for p in ids],
     )
 
 
