@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from api.inputs import ProgramDay, RequestModel, TreatmentDay
 from api.deps import ServicesDep, SessionDep, ShownDep, done_reading, require
 from api.lookups import active_participant, participant_or_404
+from domain.calendar import closed_days as calendar_closed_days
 from api.idempotency import Attempt, Idempotency, IdempotentRoute, joins_update
 from api.problems import FieldError, ProblemError, responses
 from api.tokens import Actor
@@ -24,6 +25,7 @@ from domain.clock import local_date
 from domain.takehome import RULE_SETS, rules_to_dict
 from iop import takehome_rules
 from store.models import DispenseRow, MedicationOrderRecord, Participant
+from store.programs import current_program
 from workflows.contracts import (
     BottleReturn,
     CallbackPolicy,
@@ -288,6 +290,19 @@ def _order(session: Session, order_id: str) -> MedicationOrderRecord:
     return row
 
 
+CALENDAR_HORIZON = timedelta(days=366)  # the order's first year; POST .../closed-days adds later changes
+
+
+def _closed_days(session: Session, program_id: str, site: str, start: date) -> frozenset[date]:
+    """The days the participant's site is closed (the program's calendar): no dose is due on them unless a
+    take-home supply covers them. The built-in program is open every day."""
+    stored = current_program(session, program_id)
+    done_reading(session)  # no transaction stays open while the order's workflow writes its records
+    if stored is None or site not in stored[0].sites:
+        return frozenset()
+    return calendar_closed_days(stored[0].sites[site], start, start + CALENDAR_HORIZON)
+
+
 @router.post("/participants/{participant_id}/medications", status_code=201, response_model=MedicationOrderPublic,
              responses=responses(401, 403, 404, 409, 422, 503), summary="Start a medication order")
 @joins_update
@@ -300,7 +315,8 @@ async def start_order(participant_id: str, body: MedicationOrderIn, actor: Presc
     under the order's rule set. A dose above the usual maximum needs override_reason."""
     initial = body.treatment_start is not None and body.treatment_start == body.start_date
     override = _dose_override(request, actor, body.drug, body.dose, body.unit, body.override_reason, initial=initial)
-    await run_in_threadpool(active_participant, session, participant_id, "start a medication order")
+    participant = await run_in_threadpool(active_participant, session, participant_id, "start a medication order")
+    closed = await run_in_threadpool(_closed_days, session, participant.program, participant.site, body.start_date)
     rules = body.rules or takehome_rules.default_rule_set(services.settings.takehome_rules)
     if rules not in RULE_SETS:
         raise ProblemError(422, f"Unknown take-home rule set {rules!r}; known: {', '.join(RULE_SETS)}.")
@@ -320,7 +336,8 @@ async def start_order(participant_id: str, body: MedicationOrderIn, actor: Presc
     except ValueError as exc:
         raise ProblemError(422, f"The order is not valid: {exc}.") from exc
     start = MedicationStart(order=order, rules=rules,
-                            treatment_start=body.treatment_start.isoformat() if body.treatment_start else None)
+                            treatment_start=body.treatment_start.isoformat() if body.treatment_start else None,
+                            closed_days=sorted(day.isoformat() for day in closed))
     async with workflow_call("participant"):
         order_id = await services.temporal.get_workflow_handle(participant_workflow_id(participant_id)).execute_update(
             ParticipantWorkflow.start_medication, start, id=attempt.update_id(participant_id) if attempt else None)

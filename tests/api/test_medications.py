@@ -176,3 +176,26 @@ async def test_a_second_supply_for_covered_dates_is_refused_with_the_dates(stack
     back = await stack.http.post(f"/medications/{order_id}/bottle-returns", headers=stack.auth("staff"),
                                  json={"bottle_ids": ["B-1", "B-2"]})
     assert back.status_code == 200 and back.json()["bottles_out"] == {}
+
+
+async def test_an_order_takes_its_closed_days_from_the_programs_calendar(stack):
+    """Issue 18 consumes the program calendar (issue 15): a closed day is not a dose due."""
+    from datetime import date, timedelta
+
+    from tests.api.test_channel import program
+
+    holiday = (date.fromisoformat(TODAY) + timedelta(days=3)).isoformat()
+    created = await stack.http.post("/programs", json=program(closed={holiday: "County holiday"}),
+                                    headers=stack.auth("admin"))
+    assert created.status_code == 201, created.text
+    pid = (await stack.enroll(program="county-court", phase="orientation"))["id"]
+    answer = await start(stack, pid, {**METHADONE, "start_date": local_date(datetime.now(timezone.utc), "UTC")
+                                      .isoformat()})
+    assert answer.status_code == 201, answer.text
+    state = (await stack.http.get(f"/medications/{answer.json()['id']}", headers=stack.auth("staff"))).json()
+    assert state["workflow"]["closed_days"] == [holiday], state["workflow"]
+    # The built-in program is open every day: nothing closed.
+    other = (await stack.enroll())["id"]
+    plain = await start(stack, other)
+    state = (await stack.http.get(f"/medications/{plain.json()['id']}", headers=stack.auth("staff"))).json()
+    assert state["workflow"]["closed_days"] == []
