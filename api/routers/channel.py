@@ -20,11 +20,12 @@ from typing import Annotated, Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
+from api.idempotency import IdempotentRoute
 from api.deps import ServicesDep, SessionDep, require
 from api.inputs import RequestModel
 from api.lookups import participant_or_404
@@ -40,7 +41,7 @@ from workflows.contracts import CheckIn
 from workflows.participant import ParticipantWorkflow
 from workflows.participant import workflow_id as participant_workflow_id
 
-router = APIRouter(tags=["participant channel"], responses=responses(422))
+router = APIRouter(route_class=IdempotentRoute, tags=["participant channel"], responses=responses(422))
 
 FrontDesk = Annotated[Actor, Depends(require("admin", "staff"))]
 MAX_BODY = 16_000
@@ -227,12 +228,19 @@ def _apply_receipt(engine, reference: str, status: str) -> str | None:
 
 
 class PinRequest(RequestModel):
+    """A participant's new PIN for checking in by text or phone."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"pin": "4821"}]})
+
     pin: str = Field(min_length=4, max_length=8, pattern=r"^[0-9]+$", description="4 to 8 digits, told to the "
                                                                                     "participant in person")
 
 
-@router.put("/participants/{participant_id}/pin", status_code=204, responses=responses(401, 403, 404, 422))
+@router.put("/participants/{participant_id}/pin", status_code=204, responses=responses(401, 403, 404, 422),
+            summary="Set a participant's check-in PIN")
 def set_pin(participant_id: str, body: PinRequest, actor: FrontDesk, session: SessionDep) -> Response:
+    """Sets (or replaces) the PIN the participant texts or keys in to check in; it is stored only as a salted hash.
+    Setting it clears any lock-out after wrong PINs. Tell the PIN to the participant in person."""
     participant_or_404(session, participant_id)
     try:
         check_pin_format(body.pin)
@@ -248,24 +256,36 @@ def set_pin(participant_id: str, body: PinRequest, actor: FrontDesk, session: Se
 
 
 class CallListItemOut(BaseModel):
-    id: int
-    participant_id: str
+    """A participant staff must phone because a notice to test could not be delivered."""
+
+    id: int = Field(description="The call-list entry's id")
+    participant_id: str = Field(description="The participant to call")
     name: str = Field(description="Shown to staff only")
     phone: str | None = Field(description="Shown to staff only; never sent to Temporal")
-    screening_id: str | None
-    reason: str
-    window_closes_at: datetime | None
-    created_at: datetime
-    resolved_at: datetime | None
-    outcome: str | None
+    screening_id: str | None = Field(description="The screening the undelivered notice was about, if any")
+    reason: str = Field(description="Why they are on the list, in plain words")
+    window_closes_at: datetime | None = Field(description="When the collection window closes: call before then")
+    created_at: datetime = Field(description="When the entry was made")
+    resolved_at: datetime | None = Field(description="When staff recorded the call; null while still to do")
+    outcome: str | None = Field(description="What staff recorded about the call")
 
 
 class CallResolution(RequestModel):
+    """What came of the call. An outcome starting with 'told' or 'reached' counts as the participant being
+    notified from now on."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"outcome": "told by phone at 10:05"}]})
+
     outcome: str = Field(min_length=1, max_length=400, description="What happened: reached and told, no answer...")
 
 
-@router.get("/call-list", response_model=list[CallListItemOut], responses=responses(401, 403))
-def call_list(request: Request, actor: FrontDesk, session: SessionDep, include_resolved: bool = False) -> list[Any]:
+@router.get("/call-list", response_model=list[CallListItemOut], responses=responses(401, 403),
+            summary="Participants to phone about an undelivered notice")
+def call_list(request: Request, actor: FrontDesk, session: SessionDep,
+              include_resolved: Annotated[bool, Query(description="Also list the calls already made")] = False,
+              ) -> list[Any]:
+    """Everyone whose notice to test the SMS gateway reports as failed or undelivered, soonest window closing
+    first, with the name and phone number to call (front desk only)."""
     query = select(CallListEntry).order_by(col(CallListEntry.window_closes_at), col(CallListEntry.id))
     if not include_resolved:
         query = query.where(CallListEntry.resolved_at == None)  # noqa: E711
@@ -283,9 +303,12 @@ def call_list(request: Request, actor: FrontDesk, session: SessionDep, include_r
     return out
 
 
-@router.post("/call-list/{entry_id}/resolve", response_model=CallListItemOut, responses=responses(401, 403, 404))
-def resolve_call(entry_id: int, body: CallResolution, request: Request, actor: FrontDesk,
-                 session: SessionDep) -> CallListItemOut:
+@router.post("/call-list/{entry_id}/resolve", response_model=CallListItemOut, responses=responses(401, 403, 404),
+             summary="Record the call made to a participant on the call list")
+def resolve_call(entry_id: Annotated[int, Path(ge=1, le=2**31 - 1)], body: CallResolution, request: Request,
+                 actor: FrontDesk, session: SessionDep) -> CallListItemOut:
+    """Records what came of the call and takes the entry off the list. If the participant was told to test
+    ('told ...' or 'reached ...'), that counts as a notice from now on."""
     entry = session.get(CallListEntry, entry_id)
     if entry is None:
         raise ProblemError(404, f"No call-list entry has the id {entry_id}.")
