@@ -11,8 +11,9 @@ ids in the path, and keeps a digest of the body:
 - any other route, while a first attempt with the key is still in flight, answers 409 with
   Retry-After; a first attempt that never answered (its process died) is taken over after a while.
 
-Enrollment (its key is kept with the participant record) and the lab intake routes (deduplicated by
-sender and MSH-10) keep their own mechanisms; the codec routes change nothing.
+Enrollment (its key is kept with the participant record), the lab intake routes (deduplicated by
+sender and MSH-10) and the SMS gateway's posts (by the gateway's message id) keep their own mechanisms;
+the codec routes change nothing.
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ from store.db import session_scope, writing
 from store.models import IdempotentAnswer, utcnow
 
 # Routes with their own once-only mechanism, and routes that change nothing.
-OWN_MECHANISM = {"/participants", "/lab/hl7", "/lab/results", "/codec/decode", "/codec/encode"}
+# The SMS gateway's posts carry no Idempotency-Key: they are deduplicated by the gateway's own message id
+# (api/routers/channel.py).
+OWN_MECHANISM = {"/participants", "/lab/hl7", "/lab/results", "/codec/decode", "/codec/encode", "/channel/inbound",
+                 "/channel/receipts"}
 # How long a first attempt that has not answered yet is presumed to be still running.
 IN_FLIGHT = timedelta(seconds=60)
 REPLAYED = "Idempotent-Replayed"

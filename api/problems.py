@@ -22,8 +22,9 @@ RETRY_AFTER_SECONDS = 5
 NOT_NOW = ("The workflow service (Temporal) did not answer in time or cannot be reached right now. The request may "
            "already be in progress: retrying it with the same Idempotency-Key is safe (it is done once). "
            f"Retry in {RETRY_AFTER_SECONDS} seconds.")
-DATABASE_BUSY = ("The records database is busy right now (another change holds its lock). Retrying the request with the "
-                 f"same Idempotency-Key is safe (it is done once). Retry in {RETRY_AFTER_SECONDS} seconds.")
+DATABASE_BUSY = ("The records database is busy right now (another change holds its lock). Retrying the request "
+                 "with the same Idempotency-Key is safe (it is done once). "
+                 f"Retry in {RETRY_AFTER_SECONDS} seconds.")
 # SQLite's answers when its lock stays taken past the busy timeout; PostgreSQL's SQLSTATEs for a
 # serialization failure, a deadlock the server broke, and a lock not available (NOWAIT / lock_timeout).
 SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")

@@ -16,6 +16,7 @@ import hashlib
 import json
 import secrets
 from datetime import datetime, timezone
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
@@ -25,7 +26,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
-from api.idempotency import IdempotentRoute
+from api.idempotency import REPLAYED, IdempotentRoute, Replay, _answered, _claim, _release
 from api.deps import ServicesDep, SessionDep, require
 from api.inputs import RequestModel
 from api.lookups import participant_or_404
@@ -99,6 +100,60 @@ async def _verified(request: Request, services: ServicesDep) -> Inbound | dict[s
     raise ProblemError(415, "Send application/x-www-form-urlencoded (Twilio) or application/json (Standard Webhooks).")
 
 
+# --- a gateway's retry is answered once --------------------------------------------------------------
+# A gateway that got no answer (a timeout, a dropped connection) posts the same message again, with the same
+# message id and no Idempotency-Key. The first answer is stored under that id (in idempotent_answers, with the
+# gateway as the actor) and given again: one check-in, one PIN failure counted, one receipt applied.
+
+
+def _gateway_key(request: Request, fields: dict[str, str], route: str) -> tuple[str, str] | None:
+    """(gateway, message id) of a signed post, or None when the gateway gives no id to tell a retry by."""
+    if fields.get("_json"):
+        # Standard Webhooks: webhook-id is the same on every retry of a message and is covered by the signature.
+        key = request.headers.get("webhook-id")
+        return ("webhooks", key) if key else None
+    if route == "receipts":
+        # Twilio posts one status callback per status of a message: the status is part of the id.
+        sid, status = fields.get("MessageSid") or fields.get("SmsSid"), fields.get("MessageStatus")
+        return ("twilio", f"{sid}:{status}") if sid and status else None
+    sid = fields.get("MessageSid") or fields.get("SmsSid")  # an inbound text; a call's digits have none
+    return ("twilio", sid) if sid else None
+
+
+def _digest(fields: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+async def _once(request: Request, services: ServicesDep, fields: dict[str, str], route: str,
+                handle: Callable[[str | None], Awaitable[Response]]) -> Response:
+    """Run `handle` once per gateway message id; a retry gets the stored answer (Idempotent-Replayed: true).
+    `handle` gets a Temporal update id derived from the message id (None without one)."""
+    gateway = _gateway_key(request, fields, route)
+    if gateway is None:
+        return await handle(None)
+    actor, key = f"gateway:{gateway[0]}", gateway[1]
+    if len(key) > 200:
+        key = hashlib.sha256(key.encode()).hexdigest()
+    try:
+        record_id, _ = await run_in_threadpool(_claim, services.engine, actor, f"channel-{route}", "", key,
+                                               _digest(fields), False)
+    except Replay as replay:
+        stored = replay.answer or {}
+        return Response(stored.get("body") or None, status_code=replay.status_code,
+                        media_type=stored.get("media_type"), headers={REPLAYED: "true"})
+    scoped = hashlib.sha256(f"{actor}\0{key}".encode()).hexdigest()[:32]
+    update_id = f"channel-{route}-{scoped}"  # a retry after a crash joins the first attempt's check-in
+    try:
+        response = await handle(update_id)
+    except BaseException:
+        await run_in_threadpool(_release, services.engine, record_id)  # nothing answered: the retry is a first
+        raise
+    body = bytes(response.body).decode() if response.body else ""
+    await run_in_threadpool(_answered, services.engine, record_id, response.status_code,
+                            {"media_type": response.media_type, "body": body})
+    return response
+
+
 def _reply(fields: dict[str, str], text: str, status: int = 200) -> Response:
     if fields.get("_json"):
         return Response(json.dumps({"reply": text}), status_code=status, media_type="application/json")
@@ -148,10 +203,21 @@ def _identify(engine, number: str, pin: str) -> tuple[str | None, bool]:
         return matched, False
 
 
-@router.post("/channel/inbound", responses=responses(403, 413, 415, 429, 503),
+@router.post("/channel/inbound", responses=responses(403, 409, 413, 415, 429, 503),
              summary="A participant checks in by SMS or phone (signed by the gateway)")
 async def inbound(request: Request, services: ServicesDep) -> Response:
+    """The SMS or phone gateway forwards a participant's text (or the digits keyed in on a call): their PIN, and
+    optionally a word such as 'colour'. The answer, in the gateway's format (TwiML for Twilio, JSON otherwise),
+    tells them in plain words whether they must test today and by when. The post must be signed by the gateway
+    (X-Twilio-Signature, or Standard Webhooks headers): otherwise 403. A wrong PIN and an unknown number get the
+    same answer; a run of wrong PINs locks the number for a while (429). A retry of the same message (same
+    MessageSid or webhook-id) gets the first answer again and checks in once."""
     fields = await _verified(request, services)
+    return await _once(request, services, fields, "inbound", lambda update_id: _check_in(request, services, fields,
+                                                                                         update_id))
+
+
+async def _check_in(request: Request, services: ServicesDep, fields: dict[str, str], update_id: str | None) -> Response:
     sender = fields.get("From") or fields.get("from") or ""
     text = fields.get("Body") or fields.get("Digits") or fields.get("text") or ""
     pin, command = parse_message(text)
@@ -166,7 +232,8 @@ async def inbound(request: Request, services: ServicesDep) -> Response:
     method = "ivr" if "Digits" in fields and "Body" not in fields else "sms"
     handle = services.temporal.get_workflow_handle(participant_workflow_id(participant_id))
     async with workflow_call("participant"):
-        answer = await handle.execute_update(ParticipantWorkflow.check_in, CheckIn(method=method, actor="channel"))
+        answer = await handle.execute_update(ParticipantWorkflow.check_in, CheckIn(method=method, actor="channel"),
+                                             id=update_id)
     if answer.must_test and answer.screening_id:
         await run_in_threadpool(_record_told, services.engine, participant_id, answer.screening_id, method)
     request.state.audit_detail = f"checked in by {method}; must test: {answer.must_test}"
@@ -187,10 +254,17 @@ RECEIPT_STATUSES = {"delivered": "delivered", "failed": "failed", "undelivered":
                     "queued": "accepted", "accepted": "accepted", "read": "delivered"}
 
 
-@router.post("/channel/receipts", status_code=204, responses=responses(403, 404, 413, 415),
+@router.post("/channel/receipts", status_code=204, responses=responses(403, 404, 409, 413, 415),
              summary="Delivery receipts from the SMS gateway (signed)")
 async def receipt(request: Request, services: ServicesDep) -> Response:
+    """The SMS gateway reports what became of a notice it was given (Twilio status callback: MessageSid and
+    MessageStatus, or JSON {"id", "status"}), signed like /channel/inbound. A notice reported failed or undelivered
+    puts the participant on the staff call list. A retry of the same receipt is answered again, applied once."""
     fields = await _verified(request, services)
+    return await _once(request, services, fields, "receipts", lambda _: _receipt(request, services, fields))
+
+
+async def _receipt(request: Request, services: ServicesDep, fields: dict[str, str]) -> Response:
     reference = fields.get("MessageSid") or fields.get("id") or ""
     status = RECEIPT_STATUSES.get((fields.get("MessageStatus") or fields.get("status") or "").lower())
     if not reference or status is None:
