@@ -17,7 +17,7 @@ from api.body_limit import BodyLimit
 from api.observability import Metrics, Observe
 from api.observability import router as metrics_router
 from api.deps import Services
-from api.idempotency import ReleaseRefusedKeys
+from api.idempotency import SettleIdempotentAnswers
 from api.routers import (
     audit,
     channel,
@@ -60,6 +60,14 @@ TAGS = [
     {"name": "audit", "description": "The tamper-evident audit trail, histories, API tokens and the Temporal "
                                      "UI's remote codec."},
     {"name": "equity", "description": "Optional demographic answers, given with consent, and the equity report."},
+    {"name": "worklist", "description": "What staff have to do: every alert, held lab message and blocked report as "
+                                        "an item to claim, comment on and resolve, escalated when nobody does."},
+    {"name": "staff", "description": "The names and roles behind the token ids that records and histories carry."},
+    {"name": "programs", "description": "Programs as data: sites with their hours and closed days, phases and "
+                                        "collection windows; every edit is a new version."},
+    {"name": "participant channel", "description": "Check-in by SMS or phone with a PIN through a signed gateway, "
+                                                   "the gateway's delivery receipts, PINs and the staff call list "
+                                                   "for notices that were not delivered."},
     {"name": "health", "description": "Liveness and readiness probes."},
 ]
 
@@ -99,7 +107,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
     docs.install(app)
     # Inside the audit middleware, so a refused body is audited like any other answer.
     app.add_middleware(BodyLimit, paths=LAB_INTAKE, limit=settings.lab_max_body_bytes)
-    app.add_middleware(ReleaseRefusedKeys)
+    app.add_middleware(SettleIdempotentAnswers)
     app.add_middleware(AuditMiddleware)
     # Only the Temporal UI's origin may call the API from a browser (for the codec endpoint).
     app.add_middleware(CORSMiddleware, allow_origins=[settings.temporal_ui_origin], allow_methods=["POST", "OPTIONS"],

@@ -11,13 +11,15 @@ ids in the path, and keeps a digest of the body:
 - any other route, while a first attempt with the key is still in flight, answers 409 with
   Retry-After; a first attempt that never answered (its process died) is taken over after a while.
 
-Enrollment (its key is kept with the participant record) and the lab intake routes (deduplicated by
-sender and MSH-10) keep their own mechanisms; the codec routes change nothing.
+Enrollment (its key is kept with the participant record), the lab intake routes (deduplicated by
+sender and MSH-10) and the SMS gateway's posts (by the gateway's message id) keep their own mechanisms;
+the codec routes change nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import json
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -29,20 +31,24 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.middleware.base import BaseHTTPMiddleware
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, select
 
 from api.deps import authenticated
-from api.problems import ProblemError
+from api.problems import ProblemError, transient_database_error
 from api.tokens import Actor
 from store.db import session_scope, writing
 from store.models import IdempotentAnswer, utcnow
 
 # Routes with their own once-only mechanism, and routes that change nothing.
-OWN_MECHANISM = {"/participants", "/lab/hl7", "/lab/results", "/codec/decode", "/codec/encode"}
+# The SMS gateway's posts carry no Idempotency-Key: they are deduplicated by the gateway's own message id
+# (api/routers/channel.py).
+OWN_MECHANISM = {"/participants", "/lab/hl7", "/lab/results", "/codec/decode", "/codec/encode", "/channel/inbound",
+                 "/channel/receipts"}
 # How long a first attempt that has not answered yet is presumed to be still running.
 IN_FLIGHT = timedelta(seconds=60)
 REPLAYED = "Idempotent-Replayed"
+log = logging.getLogger(__name__)
 
 
 class Replay(Exception):
@@ -186,35 +192,49 @@ class IdempotentRoute(APIRoute):
                 # stays, so the retry knows it is one and joins the update by its id.
                 request.state.idempotency_release = not self.joins_update
                 raise
-            await _settle(request, response)
+            # Stored by SettleIdempotentAnswers, not here: this handler runs while the route's own session
+            # (a function-scoped dependency) is still open, and on SQLite that session may hold the write
+            # lock (BEGIN IMMEDIATE) until it is closed. Writing the answer on another connection now would
+            # wait for a lock this very request holds: "database is locked" after the busy timeout.
+            if 200 <= response.status_code < 300 and _is_json(response):
+                request.state.idempotency_answer = (response.status_code, json.loads(response.body))
+            else:
+                request.state.idempotency_release = True
             return response
 
         return answer_once
 
 
-class ReleaseRefusedKeys(BaseHTTPMiddleware):
-    """Frees the key of a request that failed, once the request's own database session is closed
-    (on SQLite it holds the write lock until then)."""
+class SettleIdempotentAnswers(BaseHTTPMiddleware):
+    """Stores the answer of a request sent with an Idempotency-Key, or frees the key of one that failed,
+    once the request's own database session is closed and before the answer leaves: a retry finds it."""
 
     async def dispatch(self, request: Request, call_next) -> Response:
         try:
-            return await call_next(request)
+            return await call_next(request)  # returns once the route and its dependencies have finished
         finally:
-            if getattr(request.state, "idempotency_release", False):
-                await _settle(request, None)
+            await _settle(request)
 
 
-async def _settle(request: Request, response: Response | None) -> None:
+async def _settle(request: Request) -> None:
     attempt: Attempt | None = getattr(request.state, "idempotency", None)
     if attempt is None or attempt.record_id is None:
         return
     engine = request.app.state.services.engine
-    if response is not None and 200 <= response.status_code < 300 and _is_json(response):
-        await run_in_threadpool(_answered, engine, attempt.record_id, response.status_code, json.loads(response.body))
-    else:
-        # Refused, or failed without an answer (Temporal unavailable): the key is free for the retry.
-        # A workflow change that may still be in progress is joined by the retry through its update id.
-        await run_in_threadpool(_release, engine, attempt.record_id)
+    answer = getattr(request.state, "idempotency_answer", None)
+    try:
+        if answer is not None:
+            await run_in_threadpool(_answered, engine, attempt.record_id, *answer)
+        elif getattr(request.state, "idempotency_release", False):
+            # Refused, or failed without an answer (Temporal unavailable): the key is free for the retry.
+            # A workflow change that may still be in progress is joined by the retry through its update id.
+            await run_in_threadpool(_release, engine, attempt.record_id)
+    except OperationalError as exc:
+        if not transient_database_error(exc):
+            raise
+        # The database stayed locked: the claim stays unanswered, so a retry with the key within IN_FLIGHT is
+        # told to wait (409), and after it takes the claim over. The request's own answer is not spoiled.
+        log.warning("idempotency key of %s not settled: records database busy", attempt.route)
 
 
 def _is_json(response: Response) -> bool:

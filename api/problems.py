@@ -10,7 +10,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.exceptions import TemporalError
 
@@ -22,7 +22,27 @@ RETRY_AFTER_SECONDS = 5
 NOT_NOW = ("The workflow service (Temporal) did not answer in time or cannot be reached right now. The request may "
            "already be in progress: retrying it with the same Idempotency-Key is safe (it is done once). "
            f"Retry in {RETRY_AFTER_SECONDS} seconds.")
+DATABASE_BUSY = ("The records database is busy right now (another change holds its lock). Retrying the request "
+                 "with the same Idempotency-Key is safe (it is done once). "
+                 f"Retry in {RETRY_AFTER_SECONDS} seconds.")
+# SQLite's answers when its lock stays taken past the busy timeout; PostgreSQL's SQLSTATEs for a
+# serialization failure, a deadlock the server broke, and a lock not available (NOWAIT / lock_timeout).
+SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
+PG_TRANSIENT = {"40001", "40P01", "55P03"}
 log = logging.getLogger(__name__)
+
+
+def transient_database_error(exc: BaseException) -> bool:
+    """A database error that a retry in a moment can get past: a lock, a broken deadlock, a lost connection.
+    Anything else (a missing table, a bad statement) is a defect and stays a 500."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    if getattr(orig, "pgcode", None) in PG_TRANSIENT or getattr(orig, "sqlstate", None) in PG_TRANSIENT:
+        return True
+    return isinstance(exc, OperationalError) and str(orig).strip().lower() in SQLITE_BUSY
 
 
 class FieldError(BaseModel):
@@ -107,6 +127,14 @@ def install(app: FastAPI) -> None:
         log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
         return problem_response(request, 500, "An unexpected error occurred; it has been logged. Try again later.")
 
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        if transient_database_error(exc):
+            # Not a fault of the request, nor a defect: the same request succeeds in a moment.
+            log.warning("records database busy on %s %s: %s", request.method, request.url.path, type(exc.orig).__name__)
+            return problem_response(request, 503, DATABASE_BUSY, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        return await _unexpected(request, exc)
+
     async def _temporal(request: Request, exc: Exception) -> JSONResponse:
         # Every call to Temporal (start, update, query, signal, describe, history) ends here when it
         # times out or Temporal cannot take it now: 503 with Retry-After, never 500.
@@ -121,6 +149,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if transient_database_error(exc):  # raised outside the routes (a middleware's write): 503 as well
+            return await _database(request, exc)
         # SQL parameters are hidden by the engine (hide_parameters), so the trace carries no PHI.
         log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
         return problem_response(request, 500, "An unexpected error occurred; it has been logged. Try again later.")

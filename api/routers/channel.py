@@ -16,15 +16,17 @@ import hashlib
 import json
 import secrets
 from datetime import datetime, timezone
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
+from api.idempotency import REPLAYED, IdempotentRoute, Replay, _answered, _claim, _release
 from api.deps import ServicesDep, SessionDep, require
 from api.inputs import RequestModel
 from api.lookups import participant_or_404
@@ -40,7 +42,7 @@ from workflows.contracts import CheckIn
 from workflows.participant import ParticipantWorkflow
 from workflows.participant import workflow_id as participant_workflow_id
 
-router = APIRouter(tags=["participant channel"], responses=responses(422))
+router = APIRouter(route_class=IdempotentRoute, tags=["participant channel"], responses=responses(422))
 
 FrontDesk = Annotated[Actor, Depends(require("admin", "staff"))]
 MAX_BODY = 16_000
@@ -98,6 +100,60 @@ async def _verified(request: Request, services: ServicesDep) -> Inbound | dict[s
     raise ProblemError(415, "Send application/x-www-form-urlencoded (Twilio) or application/json (Standard Webhooks).")
 
 
+# --- a gateway's retry is answered once --------------------------------------------------------------
+# A gateway that got no answer (a timeout, a dropped connection) posts the same message again, with the same
+# message id and no Idempotency-Key. The first answer is stored under that id (in idempotent_answers, with the
+# gateway as the actor) and given again: one check-in, one PIN failure counted, one receipt applied.
+
+
+def _gateway_key(request: Request, fields: dict[str, str], route: str) -> tuple[str, str] | None:
+    """(gateway, message id) of a signed post, or None when the gateway gives no id to tell a retry by."""
+    if fields.get("_json"):
+        # Standard Webhooks: webhook-id is the same on every retry of a message and is covered by the signature.
+        key = request.headers.get("webhook-id")
+        return ("webhooks", key) if key else None
+    if route == "receipts":
+        # Twilio posts one status callback per status of a message: the status is part of the id.
+        sid, status = fields.get("MessageSid") or fields.get("SmsSid"), fields.get("MessageStatus")
+        return ("twilio", f"{sid}:{status}") if sid and status else None
+    sid = fields.get("MessageSid") or fields.get("SmsSid")  # an inbound text; a call's digits have none
+    return ("twilio", sid) if sid else None
+
+
+def _digest(fields: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+async def _once(request: Request, services: ServicesDep, fields: dict[str, str], route: str,
+                handle: Callable[[str | None], Awaitable[Response]]) -> Response:
+    """Run `handle` once per gateway message id; a retry gets the stored answer (Idempotent-Replayed: true).
+    `handle` gets a Temporal update id derived from the message id (None without one)."""
+    gateway = _gateway_key(request, fields, route)
+    if gateway is None:
+        return await handle(None)
+    actor, key = f"gateway:{gateway[0]}", gateway[1]
+    if len(key) > 200:
+        key = hashlib.sha256(key.encode()).hexdigest()
+    try:
+        record_id, _ = await run_in_threadpool(_claim, services.engine, actor, f"channel-{route}", "", key,
+                                               _digest(fields), False)
+    except Replay as replay:
+        stored = replay.answer or {}
+        return Response(stored.get("body") or None, status_code=replay.status_code,
+                        media_type=stored.get("media_type"), headers={REPLAYED: "true"})
+    scoped = hashlib.sha256(f"{actor}\0{key}".encode()).hexdigest()[:32]
+    update_id = f"channel-{route}-{scoped}"  # a retry after a crash joins the first attempt's check-in
+    try:
+        response = await handle(update_id)
+    except BaseException:
+        await run_in_threadpool(_release, services.engine, record_id)  # nothing answered: the retry is a first
+        raise
+    body = bytes(response.body).decode() if response.body else ""
+    await run_in_threadpool(_answered, services.engine, record_id, response.status_code,
+                            {"media_type": response.media_type, "body": body})
+    return response
+
+
 def _reply(fields: dict[str, str], text: str, status: int = 200) -> Response:
     if fields.get("_json"):
         return Response(json.dumps({"reply": text}), status_code=status, media_type="application/json")
@@ -147,10 +203,21 @@ def _identify(engine, number: str, pin: str) -> tuple[str | None, bool]:
         return matched, False
 
 
-@router.post("/channel/inbound", responses=responses(403, 413, 415, 429, 503),
+@router.post("/channel/inbound", responses=responses(403, 409, 413, 415, 429, 503),
              summary="A participant checks in by SMS or phone (signed by the gateway)")
 async def inbound(request: Request, services: ServicesDep) -> Response:
+    """The SMS or phone gateway forwards a participant's text (or the digits keyed in on a call): their PIN, and
+    optionally a word such as 'colour'. The answer, in the gateway's format (TwiML for Twilio, JSON otherwise),
+    tells them in plain words whether they must test today and by when. The post must be signed by the gateway
+    (X-Twilio-Signature, or Standard Webhooks headers): otherwise 403. A wrong PIN and an unknown number get the
+    same answer; a run of wrong PINs locks the number for a while (429). A retry of the same message (same
+    MessageSid or webhook-id) gets the first answer again and checks in once."""
     fields = await _verified(request, services)
+    return await _once(request, services, fields, "inbound", lambda update_id: _check_in(request, services, fields,
+                                                                                         update_id))
+
+
+async def _check_in(request: Request, services: ServicesDep, fields: dict[str, str], update_id: str | None) -> Response:
     sender = fields.get("From") or fields.get("from") or ""
     text = fields.get("Body") or fields.get("Digits") or fields.get("text") or ""
     pin, command = parse_message(text)
@@ -165,7 +232,8 @@ async def inbound(request: Request, services: ServicesDep) -> Response:
     method = "ivr" if "Digits" in fields and "Body" not in fields else "sms"
     handle = services.temporal.get_workflow_handle(participant_workflow_id(participant_id))
     async with workflow_call("participant"):
-        answer = await handle.execute_update(ParticipantWorkflow.check_in, CheckIn(method=method, actor="channel"))
+        answer = await handle.execute_update(ParticipantWorkflow.check_in, CheckIn(method=method, actor="channel"),
+                                             id=update_id)
     if answer.must_test and answer.screening_id:
         await run_in_threadpool(_record_told, services.engine, participant_id, answer.screening_id, method)
     request.state.audit_detail = f"checked in by {method}; must test: {answer.must_test}"
@@ -186,10 +254,17 @@ RECEIPT_STATUSES = {"delivered": "delivered", "failed": "failed", "undelivered":
                     "queued": "accepted", "accepted": "accepted", "read": "delivered"}
 
 
-@router.post("/channel/receipts", status_code=204, responses=responses(403, 404, 413, 415),
+@router.post("/channel/receipts", status_code=204, responses=responses(403, 404, 409, 413, 415),
              summary="Delivery receipts from the SMS gateway (signed)")
 async def receipt(request: Request, services: ServicesDep) -> Response:
+    """The SMS gateway reports what became of a notice it was given (Twilio status callback: MessageSid and
+    MessageStatus, or JSON {"id", "status"}), signed like /channel/inbound. A notice reported failed or undelivered
+    puts the participant on the staff call list. A retry of the same receipt is answered again, applied once."""
     fields = await _verified(request, services)
+    return await _once(request, services, fields, "receipts", lambda _: _receipt(request, services, fields))
+
+
+async def _receipt(request: Request, services: ServicesDep, fields: dict[str, str]) -> Response:
     reference = fields.get("MessageSid") or fields.get("id") or ""
     status = RECEIPT_STATUSES.get((fields.get("MessageStatus") or fields.get("status") or "").lower())
     if not reference or status is None:
@@ -227,12 +302,19 @@ def _apply_receipt(engine, reference: str, status: str) -> str | None:
 
 
 class PinRequest(RequestModel):
+    """A participant's new PIN for checking in by text or phone."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"pin": "4821"}]})
+
     pin: str = Field(min_length=4, max_length=8, pattern=r"^[0-9]+$", description="4 to 8 digits, told to the "
                                                                                     "participant in person")
 
 
-@router.put("/participants/{participant_id}/pin", status_code=204, responses=responses(401, 403, 404, 422))
+@router.put("/participants/{participant_id}/pin", status_code=204, responses=responses(401, 403, 404, 422),
+            summary="Set a participant's check-in PIN")
 def set_pin(participant_id: str, body: PinRequest, actor: FrontDesk, session: SessionDep) -> Response:
+    """Sets (or replaces) the PIN the participant texts or keys in to check in; it is stored only as a salted hash.
+    Setting it clears any lock-out after wrong PINs. Tell the PIN to the participant in person."""
     participant_or_404(session, participant_id)
     try:
         check_pin_format(body.pin)
@@ -248,24 +330,36 @@ def set_pin(participant_id: str, body: PinRequest, actor: FrontDesk, session: Se
 
 
 class CallListItemOut(BaseModel):
-    id: int
-    participant_id: str
+    """A participant staff must phone because a notice to test could not be delivered."""
+
+    id: int = Field(description="The call-list entry's id")
+    participant_id: str = Field(description="The participant to call")
     name: str = Field(description="Shown to staff only")
     phone: str | None = Field(description="Shown to staff only; never sent to Temporal")
-    screening_id: str | None
-    reason: str
-    window_closes_at: datetime | None
-    created_at: datetime
-    resolved_at: datetime | None
-    outcome: str | None
+    screening_id: str | None = Field(description="The screening the undelivered notice was about, if any")
+    reason: str = Field(description="Why they are on the list, in plain words")
+    window_closes_at: datetime | None = Field(description="When the collection window closes: call before then")
+    created_at: datetime = Field(description="When the entry was made")
+    resolved_at: datetime | None = Field(description="When staff recorded the call; null while still to do")
+    outcome: str | None = Field(description="What staff recorded about the call")
 
 
 class CallResolution(RequestModel):
+    """What came of the call. An outcome starting with 'told' or 'reached' counts as the participant being
+    notified from now on."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"outcome": "told by phone at 10:05"}]})
+
     outcome: str = Field(min_length=1, max_length=400, description="What happened: reached and told, no answer...")
 
 
-@router.get("/call-list", response_model=list[CallListItemOut], responses=responses(401, 403))
-def call_list(request: Request, actor: FrontDesk, session: SessionDep, include_resolved: bool = False) -> list[Any]:
+@router.get("/call-list", response_model=list[CallListItemOut], responses=responses(401, 403),
+            summary="Participants to phone about an undelivered notice")
+def call_list(request: Request, actor: FrontDesk, session: SessionDep,
+              include_resolved: Annotated[bool, Query(description="Also list the calls already made")] = False,
+              ) -> list[Any]:
+    """Everyone whose notice to test the SMS gateway reports as failed or undelivered, soonest window closing
+    first, with the name and phone number to call (front desk only)."""
     query = select(CallListEntry).order_by(col(CallListEntry.window_closes_at), col(CallListEntry.id))
     if not include_resolved:
         query = query.where(CallListEntry.resolved_at == None)  # noqa: E711
@@ -283,9 +377,12 @@ def call_list(request: Request, actor: FrontDesk, session: SessionDep, include_r
     return out
 
 
-@router.post("/call-list/{entry_id}/resolve", response_model=CallListItemOut, responses=responses(401, 403, 404))
-def resolve_call(entry_id: int, body: CallResolution, request: Request, actor: FrontDesk,
-                 session: SessionDep) -> CallListItemOut:
+@router.post("/call-list/{entry_id}/resolve", response_model=CallListItemOut, responses=responses(401, 403, 404),
+             summary="Record the call made to a participant on the call list")
+def resolve_call(entry_id: Annotated[int, Path(ge=1, le=2**31 - 1)], body: CallResolution, request: Request,
+                 actor: FrontDesk, session: SessionDep) -> CallListItemOut:
+    """Records what came of the call and takes the entry off the list. If the participant was told to test
+    ('told ...' or 'reached ...'), that counts as a notice from now on."""
     entry = session.get(CallListEntry, entry_id)
     if entry is None:
         raise ProblemError(404, f"No call-list entry has the id {entry_id}.")

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
 from api.idempotency import IdempotentRoute
@@ -30,6 +30,8 @@ MAX_ICS_BYTES = 256_000
 
 
 class SiteIn(RequestModel):
+    """A clinic site: its time zone, opening hours and closed days."""
+
     timezone: str = Field(max_length=64, description="IANA time zone, e.g. America/Chicago")
     hours: dict[str, tuple[str, str]] = Field(
         max_length=7, description='Weekday -> ["opens", "closes"], e.g. {"mon": ["07:00", "19:00"]}; weekdays left out '
@@ -39,47 +41,83 @@ class SiteIn(RequestModel):
 
 
 class PhaseIn(RequestModel):
-    name: str = Field(min_length=1, max_length=32)
-    tests_per_week: float = Field(gt=0, le=7)
+    """A program phase: how often participants in it are tested and what it takes to move on."""
+
+    name: str = Field(min_length=1, max_length=32, description="The phase's name, e.g. 'orientation'")
+    tests_per_week: float = Field(gt=0, le=7, description="Average random tests per week in this phase")
     min_per_rolling_week: int = Field(ge=0, le=7, description="Floor per rolling 7 days")
     max_per_rolling_week: int = Field(ge=0, le=7, description="Ceiling per rolling 7 days")
     specimen_types: list[Literal["urine", "oral-fluid", "breath"]] = Field(default_factory=lambda: ["urine"],
-                                                                           min_length=1, max_length=3)
-    check_in_required: bool = False
-    missed_check_in_reportable: bool = False
-    criteria: str = Field(default="", max_length=2000)
+                                                                           min_length=1, max_length=3,
+                                                                           description="Specimens collected in "
+                                                                                       "this phase")
+    check_in_required: bool = Field(default=False, description="Participants must check in every program day to "
+                                                                "learn whether they test")
+    missed_check_in_reportable: bool = Field(default=False, description="A missed check-in is reported like a "
+                                                                         "missed test")
+    criteria: str = Field(default="", max_length=2000, description="What it takes to move on, in plain words")
 
 
 class ProgramIn(RequestModel):
-    program_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
-    name: str = Field(min_length=1, max_length=200)
-    sites: dict[str, SiteIn] = Field(min_length=1, max_length=50)
-    phases: list[PhaseIn] = Field(min_length=1, max_length=20)
+    """A program's whole definition: its sites, phases and collection windows. Each save is a new version."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "program_id": "county-court", "name": "County treatment court",
+        "sites": {"north": {"timezone": "America/Chicago",
+                            "hours": {d: ["07:00", "19:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
+                            "closed": {"2026-12-25": "Christmas Day"}}},
+        "phases": [{"name": "orientation", "tests_per_week": 3, "min_per_rolling_week": 1, "max_per_rolling_week": 5,
+                    "specimen_types": ["urine"], "check_in_required": True, "criteria": "first 30 days"},
+                   {"name": "stabilisation", "tests_per_week": 2, "min_per_rolling_week": 1,
+                    "max_per_rolling_week": 4}],
+        "collection_windows": {"urine": 8, "oral-fluid": 4}, "make_up_hours": 24, "mode": "individual",
+        "note": "initial version",
+    }]})
+
+    program_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
+                            description="A short id of letters, digits, - and _; participants are enrolled into it")
+    name: str = Field(min_length=1, max_length=200, description="The program's name as staff see it")
+    sites: dict[str, SiteIn] = Field(min_length=1, max_length=50, description="Site code -> the site")
+    phases: list[PhaseIn] = Field(min_length=1, max_length=20, description="The phases, in the order participants "
+                                                                           "go through them")
     collection_windows: dict[Literal["urine", "oral-fluid", "breath"], float] = Field(
         default_factory=lambda: {"urine": 8.0, "oral-fluid": 4.0, "breath": 4.0},
         description="Hours from notice to the end of collection, per specimen type (ends at closing time)")
-    make_up_hours: float = Field(default=24.0, ge=0, le=168)
-    mode: Literal["individual", "colour"] = "individual"
+    make_up_hours: float = Field(default=24.0, ge=0, le=168,
+                                 description="Hours staff have to order a make-up test for a lost one")
+    mode: Literal["individual", "colour"] = Field(
+        default="individual", description="individual: each participant is drawn on their own; colour: a daily "
+                                          "colour group is drawn")
     note: str | None = Field(default=None, max_length=500, description="Why this version (kept with it)")
 
 
 class ProgramOut(BaseModel):
-    program_id: str
-    version: int
-    definition: dict[str, Any]
-    versions: list[dict[str, Any]]
+    """A program's current definition and the list of its versions."""
+
+    program_id: str = Field(description="The program's id")
+    version: int = Field(description="The current version's number (1 for the first)")
+    definition: dict[str, Any] = Field(description="The current definition: sites, phases, collection windows")
+    versions: list[dict[str, Any]] = Field(description="Every version, oldest first: version, note, created_by "
+                                                       "(a token id) and created_at")
 
 
 class ProgramSummary(BaseModel):
-    program_id: str
-    name: str
-    current_version: int
-    updated_at: datetime
+    """A program in the list of programs."""
+
+    program_id: str = Field(description="The program's id")
+    name: str = Field(description="The program's name")
+    current_version: int = Field(description="The number of its current version")
+    updated_at: datetime = Field(description="When its current version was saved")
 
 
 class ClosedDaysIn(RequestModel):
+    """Closed days (holidays, closures) to add to one site's calendar."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "closed": {"2026-12-25": "Christmas Day", "2027-01-01": "New Year's Day"}, "note": "2026-27 holidays"}]})
+
     closed: dict[str, str] = Field(min_length=1, max_length=1000, description='{"2026-12-25": "Christmas Day"}')
-    note: str | None = Field(default=None, max_length=500)
+    note: str | None = Field(default=None, max_length=500, description="Why this version (kept with it)")
 
 
 def _program(body: ProgramIn) -> Program:
@@ -101,8 +139,11 @@ def _out(session, program_id: str) -> ProgramOut:
                                  "created_at": v.created_at.isoformat()} for v in versions])
 
 
-@router.post("/programs", status_code=201, response_model=ProgramOut, responses=responses(401, 403, 409, 422))
+@router.post("/programs", status_code=201, response_model=ProgramOut, responses=responses(401, 403, 409, 422),
+             summary="Create a program")
 def create_program(body: ProgramIn, actor: Admin, session: SessionDep) -> ProgramOut:
+    """Creates a program (version 1). It is checked as a whole: a floor of tests per week that the site's open days
+    cannot hold, for example, is refused (422) with the reason."""
     program = _program(body)
     if session.get(ProgramRecord, program.program_id) is not None:
         raise ProblemError(409, f"Program {program.program_id} exists; PUT /programs/{program.program_id} makes a "
@@ -124,15 +165,18 @@ def new_version(program_id: str, body: ProgramIn, actor: Admin, session: Session
     return _out(session, program_id)
 
 
-@router.get("/programs", response_model=list[ProgramSummary], responses=responses(401, 403))
+@router.get("/programs", response_model=list[ProgramSummary], responses=responses(401, 403), summary="List programs")
 def list_programs(actor: Reader, session: SessionDep) -> list[ProgramSummary]:
+    """Every program with its current version."""
     rows = session.exec(select(ProgramRecord).order_by(col(ProgramRecord.id))).all()
     return [ProgramSummary(program_id=r.id, name=r.name, current_version=r.current_version, updated_at=r.updated_at)
             for r in rows]
 
 
-@router.get("/programs/{program_id}", response_model=ProgramOut, responses=responses(401, 403, 404))
+@router.get("/programs/{program_id}", response_model=ProgramOut, responses=responses(401, 403, 404),
+            summary="One program")
 def get_program(program_id: str, actor: Reader, session: SessionDep) -> ProgramOut:
+    """A program's current definition and its versions."""
     return _out(session, program_id)
 
 

@@ -24,6 +24,7 @@ from api.workflow_calls import workflow_call
 from api.routers.channel import _record_told
 from store.models import Screening, SelectionDraw
 from workflows.contracts import (
+    EXCUSED,
     NOT_NOTIFIED,
     REFUSAL_KINDS,
     WINDOW_LOST,
@@ -167,6 +168,10 @@ class ExcuseRequest(RequestModel):
 
 
 class MakeUpRequest(RequestModel):
+    """A make-up test in place of one the participant was never told about, or whose window was lost."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "Notice not delivered; clinic closed early"}]})
+
     reason: str = Field(min_length=1, max_length=500, description="Why a make-up test instead of the lost one")
 
 
@@ -349,17 +354,25 @@ async def refusal(screening_id: str, body: RefusalRequest, actor: Collector, ses
 @router.post("/screenings/{screening_id}/make-up", status_code=201, response_model=ScreeningRef,
              responses=responses(401, 403, 404, 409, 422, 503),
              summary="Staff decision on a test not notified or whose window was lost: a make-up test now")
+@joins_update
 async def make_up(screening_id: str, body: MakeUpRequest, actor: Collector, session: SessionDep,
-                  services: ServicesDep) -> ScreeningRef:
+                  services: ServicesDep, attempt: Idempotency) -> ScreeningRef:
+    """Replaces a test the participant was never told about (not-notified) or whose collection window was lost
+    (window-lost): the lost test is excused, noting the make-up, and a test is ordered now (the participant is
+    told at once). Any other screening is refused (409)."""
     row = await run_in_threadpool(screening_or_404, session, screening_id)
-    if row.status not in (NOT_NOTIFIED, WINDOW_LOST):
+    # A retry whose first attempt got as far as the excuse finds the screening excused: it goes on to the order.
+    retried = attempt is not None and attempt.retry and row.status == EXCUSED
+    if row.status not in (NOT_NOTIFIED, WINDOW_LOST) and not retried:
         raise ProblemError(409, f"Screening {screening_id} is {row.status}; a make-up test replaces only one that is "
                                 f"{NOT_NOTIFIED} or {WINDOW_LOST} (excuse or record it otherwise).")
-    await _screening_update(services, session, screening_id, ScreeningWorkflow.excuse,
-                            Excuse(reason=f"replaced by a make-up test: {body.reason}", actor=actor.token_id))
+    if not retried:
+        await _screening_update(services, session, screening_id, ScreeningWorkflow.excuse,
+                                Excuse(reason=f"replaced by a make-up test: {body.reason}", actor=actor.token_id),
+                                attempt)
     return await _participant_update(services, session, row.participant_id, ParticipantWorkflow.order_for_cause,
                                      ForCause(reason=f"make-up for {screening_id}: {body.reason}",
-                                              actor=actor.token_id), "order a make-up test")
+                                              actor=actor.token_id), "order a make-up test", attempt)
 
 
 async def _participant_update(services: ServicesDep, session: Session, participant_id: str, update, argument,

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import case, func, or_
 from sqlmodel import Session, col, select
 
@@ -31,63 +31,83 @@ UNRESOLVED = "unresolved"
 
 
 class WorklistNote(BaseModel):
-    at: str
-    actor: str
-    actor_name: str | None = None
-    what: str  # opened | claimed | released | comment | escalated | resolved
-    text: str
+    """One entry in an item's history: opened, claimed, released, commented on, escalated or resolved."""
+
+    at: str = Field(description="When it happened (ISO 8601, UTC)")
+    actor: str = Field(description="The token id of who did it, or 'system'")
+    actor_name: str | None = Field(default=None, description="The name behind that token, if it is a person's")
+    what: str = Field(description="opened, claimed, released, comment, escalated or resolved")
+    text: str = Field(description="The comment, or what happened in plain words")
 
 
 class WorklistItemPublic(BaseModel):
-    id: int
-    kind: wl.WorklistKind
-    title: str
-    severity: wl.Severity
-    source: str
-    raw_kind: str
-    subject_type: str
-    subject_id: str
-    participant_id: str | None
+    """One thing staff must do: an alert, a held lab message or a blocked report, with who has it and its history."""
+
+    id: int = Field(description="The item's id")
+    kind: wl.WorklistKind = Field(description="What kind of work it is")
+    title: str = Field(description="A short title for lists")
+    severity: wl.Severity = Field(description="urgent, high, normal or low; lists put the most urgent first")
+    source: str = Field(description="Where the item came from: alert, lab-quarantine, disclosure or call-list")
+    raw_kind: str = Field(description="The kind of alert or quarantine reason the system raised")
+    subject_type: str = Field(description="What the item is about, e.g. screening, participant or disclosure")
+    subject_id: str = Field(description="The id of that subject")
+    participant_id: str | None = Field(description="The participant it is about, if any")
     participant_name: str | None = Field(description="Given and family name, where the item is about someone")
     timezone: str | None = Field(description="The participant's program time zone, for showing times")
-    site: str | None
-    why: str
+    site: str | None = Field(description="The clinic site, if the item belongs to one")
+    why: str = Field(description="Why the item was opened, in plain words")
     todo: str = Field(description="What to do, in plain words")
-    owner_role: str
-    status: wl.Status
-    assignee: str | None
-    assignee_name: str | None
-    due_at: datetime
-    overdue: bool
-    escalation_level: int
-    escalated_to: str | None
-    escalated_at: datetime | None
-    next_escalation_at: datetime | None
-    outcome: str | None
-    resolution_note: str | None
-    resolved_by: str | None
-    resolved_at: datetime | None
-    notes: list[WorklistNote]
-    created_at: datetime
+    owner_role: str = Field(description="The role whose work it is")
+    status: wl.Status = Field(description="open, claimed or resolved")
+    assignee: str | None = Field(description="The token id of who claimed it; null while nobody has")
+    assignee_name: str | None = Field(description="The name behind that token")
+    due_at: datetime = Field(description="When it should be resolved by")
+    overdue: bool = Field(description="Unresolved and past due_at")
+    escalation_level: int = Field(description="How many times it was escalated (0: not yet)")
+    escalated_to: str | None = Field(description="The role it was last escalated to")
+    escalated_at: datetime | None = Field(description="When it was last escalated")
+    next_escalation_at: datetime | None = Field(description="When it escalates next if still unresolved")
+    outcome: str | None = Field(description="How it was resolved; null until then")
+    resolution_note: str | None = Field(description="The note given with the outcome")
+    resolved_by: str | None = Field(description="The token id of who resolved it ('system' when settled at the "
+                                                "source)")
+    resolved_at: datetime | None = Field(description="When it was resolved")
+    notes: list[WorklistNote] = Field(description="Its history, oldest first")
+    created_at: datetime = Field(description="When it was opened")
 
 
 class WorklistPage(BaseModel):
-    items: list[WorklistItemPublic]
-    total: int
-    limit: int
-    offset: int
+    """One page of worklist items, most urgent and soonest due first."""
+
+    items: list[WorklistItemPublic] = Field(description="The items on this page")
+    total: int = Field(description="How many items match the filters, on all pages")
+    limit: int = Field(description="The page size asked for")
+    offset: int = Field(description="How many matching items come before this page")
     next: int | None = Field(description="The offset of the next page, or null on the last page")
 
 
 class ClaimRequest(RequestModel):
+    """Claim an item: it is assigned to you."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"take_over": False}]})
+
     take_over: bool = Field(default=False, description="Take over an item someone else claimed")
 
 
 class CommentRequest(RequestModel):
-    note: str = Field(min_length=1, max_length=1000)
+    """A comment on an item, kept in its history."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"note": "Left a voicemail; will call again at 3 pm"}]})
+
+    note: str = Field(min_length=1, max_length=1000, description="The comment, as staff will read it")
 
 
-class ResolveRequest(RequestModel):
+class WorklistResolution(RequestModel):
+    """Close an item with an outcome."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"outcome": "participant-contacted", "note": "Reached by phone; collection booked for tomorrow 9 am"}]})
+
     outcome: wl.Outcome = Field(description=f"One of {', '.join(wl.STAFF_OUTCOMES)}")
     note: str | None = Field(default=None, max_length=1000,
                              description=f"Required for {', '.join(sorted(wl.NEEDS_NOTE))}")
@@ -124,7 +144,7 @@ def _one(session: Session, row: WorklistItem) -> WorklistItemPublic:
     return _public(row, participants, staff, _now())
 
 
-@router.get("", response_model=WorklistPage, responses=responses(401, 403, 422))
+@router.get("", response_model=WorklistPage, responses=responses(401, 403, 422), summary="The worklist, filtered")
 def list_items(
     actor: Reader,
     session: SessionDep,
@@ -141,6 +161,8 @@ def list_items(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> WorklistPage:
+    """What staff have to do, most urgent and soonest due first: by default every unresolved item; filter by site,
+    kind, status, owner role, participant, your own items or the overdue ones."""
     now = _now()
     query = select(WorklistItem)
     if site:
@@ -183,8 +205,10 @@ def _note(row: WorklistItem, actor: Actor, what: str, text: str, now: datetime) 
     row.updated_at = now
 
 
-@router.get("/{worklist_item_id}", response_model=WorklistItemPublic, responses=responses(401, 403, 404))
+@router.get("/{worklist_item_id}", response_model=WorklistItemPublic, responses=responses(401, 403, 404),
+            summary="One worklist item with its history")
 def get_item(worklist_item_id: ItemId, actor: Reader, session: SessionDep, request: Request) -> WorklistItemPublic:
+    """One item: what to do, who has it, when it is due and escalates, and every note so far."""
     return _one(session, _item(session, worklist_item_id, request))
 
 
@@ -192,6 +216,8 @@ def get_item(worklist_item_id: ItemId, actor: Reader, session: SessionDep, reque
              responses=responses(401, 403, 404, 409), summary="Claim an item: it is assigned to you")
 def claim(worklist_item_id: ItemId, body: ClaimRequest, actor: Worker, session: SessionDep,
           request: Request) -> WorklistItemPublic:
+    """Assigns the item to you. An item someone else claimed is refused (409) unless take_over is true; the
+    take-over is noted in its history. Claiming your own item again changes nothing."""
     row = _item(session, worklist_item_id, request, lock=True)
     refusal = wl.claim_refusal(row.status, row.assignee, actor.token_id, body.take_over)
     if refusal:
@@ -210,6 +236,8 @@ def claim(worklist_item_id: ItemId, body: ClaimRequest, actor: Worker, session: 
 @router.post("/{worklist_item_id}/release", response_model=WorklistItemPublic,
              responses=responses(401, 403, 404, 409), summary="Give a claimed item back to the list")
 def release(worklist_item_id: ItemId, actor: Worker, session: SessionDep, request: Request) -> WorklistItemPublic:
+    """Gives the item back to the list (open, nobody assigned), noted in its history. A resolved item cannot be
+    released (409)."""
     row = _item(session, worklist_item_id, request, lock=True)
     if row.status == wl.Status.RESOLVED:
         raise ProblemError(409, "This item is already resolved; nothing to release.")
@@ -223,9 +251,10 @@ def release(worklist_item_id: ItemId, actor: Worker, session: SessionDep, reques
 
 
 @router.post("/{worklist_item_id}/comments", response_model=WorklistItemPublic, status_code=201,
-             responses=responses(401, 403, 404))
+             responses=responses(401, 403, 404), summary="Add a comment to an item")
 def comment(worklist_item_id: ItemId, body: CommentRequest, actor: Worker, session: SessionDep,
             request: Request) -> WorklistItemPublic:
+    """Adds a comment to the item's history (what was tried, what is next); the item's status does not change."""
     row = _item(session, worklist_item_id, request, lock=True)
     _note(row, actor, "comment", body.note, _now())
     session.add(row)
@@ -236,8 +265,10 @@ def comment(worklist_item_id: ItemId, body: CommentRequest, actor: Worker, sessi
 
 @router.post("/{worklist_item_id}/resolve", response_model=WorklistItemPublic,
              responses=responses(401, 403, 404, 409, 422), summary="Resolve an item with an outcome")
-def resolve(worklist_item_id: ItemId, body: ResolveRequest, actor: Worker, session: SessionDep,
+def resolve(worklist_item_id: ItemId, body: WorklistResolution, actor: Worker, session: SessionDep,
             request: Request) -> WorklistItemPublic:
+    """Closes the item with an outcome (a note is required when nothing was done). An item raised by an alert
+    resolves the alert too; a held lab message is resolved where it is held (409 here)."""
     row = _item(session, worklist_item_id, request, lock=True)
     if row.status == wl.Status.RESOLVED:
         raise ProblemError(409, f"This item was already resolved ({row.outcome}); nothing was changed.")

@@ -186,3 +186,61 @@ async def test_delivery_receipts_update_the_attempt_and_an_undelivered_notice_go
                                      headers=stack.auth("staff"))
     assert resolved.status_code == 200 and resolved.json()["resolved_at"]
     assert (await stack.http.get("/call-list", headers=stack.auth("staff"))).json() == []
+
+
+async def test_a_gateway_retry_is_answered_once_by_its_message_id(stack):
+    # A gateway sends no Idempotency-Key; it retries a post it got no answer to with the same message id
+    # (Twilio MessageSid, Standard Webhooks webhook-id). The retry gets the first answer; nothing is done twice.
+    participant_id = await _enrolled_with_pin(stack)
+    ordered = await stack.http.post(f"/participants/{participant_id}/screenings", json={"reason": "odour of alcohol"},
+                                    headers=stack.auth("staff"))
+    screening_id = ordered.json()["screening_id"]
+    async with served(stack.app) as base, httpx.AsyncClient() as http:
+        # Five deliveries of one wrong-PIN text count as one failure: the number is not locked.
+        for _ in range(5):
+            wrong = await http.post(**twilio_post(base, {"From": PHONE, "Body": "1111", "MessageSid": "SM-wrong"}))
+            assert wrong.status_code == 200 and NOT_RECOGNISED in wrong.text
+        assert wrong.headers.get("Idempotent-Replayed") == "true"
+        sms = {"From": PHONE, "Body": "4821", "MessageSid": "SM-right"}
+        first = await http.post(**twilio_post(base, sms))
+        again = await http.post(**twilio_post(base, sms))
+        assert first.status_code == again.status_code == 200 and "must test today" in first.text
+        assert again.text == first.text and again.headers["content-type"] == first.headers["content-type"]
+        assert again.headers.get("Idempotent-Replayed") == "true" and "Idempotent-Replayed" not in first.headers
+
+        body = b'{"from": "+15555550123", "text": "4821"}'
+        stamp = int(clock.time())
+        signed = {"Content-Type": "application/json", "webhook-id": "msg_retry", "webhook-timestamp": str(stamp),
+                  "webhook-signature": sign(WEBHOOK_SECRET, "msg_retry", stamp, body)}
+        one = await http.post(f"{base}/channel/inbound", content=body, headers=signed)
+        two = await http.post(f"{base}/channel/inbound", content=body, headers=signed)
+        assert one.status_code == two.status_code == 200 and one.json() == two.json()
+        assert two.headers.get("Idempotent-Replayed") == "true"
+    with Session(stack.engine) as session:
+        told = session.exec(select(NotificationAttempt).where(NotificationAttempt.screening_id == screening_id,
+                                                              NotificationAttempt.status == "told")).all()
+    assert len(told) == 2  # SM-right and msg_retry, each once
+
+
+async def test_a_retried_receipt_is_applied_once(stack):
+    from store.db import session_scope
+
+    participant_id = await _enrolled_with_pin(stack)
+    with session_scope(stack.engine) as session:
+        session.add(NotificationAttempt(notification_id="s-y:test-required", participant_id=participant_id,
+                                        screening_id="s-y", channel="sms-gateway", status="accepted",
+                                        provider_ref="SM77"))
+    async with served(stack.app) as base, httpx.AsyncClient() as http:
+        def receipt(fields):
+            url = f"{base}/channel/receipts"
+            return http.post(url, content=urlencode(fields), headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": twilio_signature(TWILIO_TOKEN, url, list(fields.items()))})
+
+        first = await receipt({"MessageSid": "SM77", "MessageStatus": "failed"})
+        again = await receipt({"MessageSid": "SM77", "MessageStatus": "failed"})
+        assert first.status_code == again.status_code == 204
+        assert again.headers.get("Idempotent-Replayed") == "true" and "Idempotent-Replayed" not in first.headers
+        # Another status of the same message is another receipt, not a retry.
+        later = await receipt({"MessageSid": "SM77", "MessageStatus": "delivered"})
+        assert later.status_code == 204 and "Idempotent-Replayed" not in later.headers
