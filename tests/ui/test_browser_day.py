@@ -96,8 +96,6 @@ async def test_front_desk_morning_on_a_phone(browser, live, artifacts):
     await shot(page, artifacts, "21-call-list-400px")
     await assert_prints(page, [".call-list", f"#call-{entry} .phone"])
     await card.get_by_label("Note (optional)").fill("coming at noon")
-    names = await card.get_by_role("button").evaluate_all("els => els.map(e => e.textContent)")
-    print("BUTTONS", names)
     await card.get_by_role("button", name=re.compile(r"Reached and told\W+Morning Caller")).click()
     await expect(page.get_by_role("status")).to_contain_text("Call to Morning Caller recorded: reached and told")
     await expect(page.locator(f"#call-{entry}")).to_have_count(0)
