@@ -36,6 +36,17 @@ async def phone_page(browser, live):
     return context, await context.new_page()
 
 
+async def settled(page) -> None:
+    """htmx has finished swapping and wiring the new content (and the participant page its lazy history)."""
+    await page.wait_for_function("() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')"
+                                 " && (!document.querySelector('#timeline') || document.querySelector('#timeline *'))")
+
+
+async def readme_shot(page, artifacts, name: str) -> None:
+    """What a phone shows (no scrolling): the README's pictures are copied from these (docs/screenshots/)."""
+    await page.screenshot(path=str(artifacts / f"readme-{name}.png"))
+
+
 async def assert_fits(page) -> None:
     """Nothing pushes the page wider than the screen (tables may scroll inside themselves)."""
     widths = await page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
@@ -84,6 +95,7 @@ async def test_front_desk_morning_on_a_phone(browser, live, artifacts):
     await sign_in(page, live.tokens["staff"])
     await assert_fits(page)
     await shot(page, artifacts, "20-today-400px")
+    await readme_shot(page, artifacts, "today")
 
     # --- the call list, from Today: the number to dial, then one click for the outcome.
     await page.locator("#h-calls ~ ul").get_by_role("link", name=re.compile("to call")).click()
@@ -94,6 +106,7 @@ async def test_front_desk_morning_on_a_phone(browser, live, artifacts):
     await check_page_accessibility(page)
     await assert_fits(page)
     await shot(page, artifacts, "21-call-list-400px")
+    await readme_shot(page, artifacts, "call-list")
     await assert_prints(page, [".call-list", f"#call-{entry} .phone"])
     await card.get_by_label("Note (optional)").fill("coming at noon")
     await card.get_by_role("button", name=re.compile(r"Reached and told\W+Morning Caller")).click()
@@ -104,11 +117,13 @@ async def test_front_desk_morning_on_a_phone(browser, live, artifacts):
     # --- the participant checks in at the desk; the summary prints without the forms.
     await page.get_by_role("link", name="Morning Caller").first.click()
     await expect(page.get_by_role("heading", level=1)).to_contain_text("Morning Caller")
+    await settled(page)
     await page.get_by_role("button", name="Check in Morning now").click()
     await expect(page.get_by_role("status")).to_contain_text("Checked in.")
     await check_page_accessibility(page)
     await assert_fits(page)
     await shot(page, artifacts, "22-participant-400px")
+    await readme_shot(page, artifacts, "participant")
     await assert_prints(page, ["#record", "#program", "#screenings"])
 
     # --- a phase change.
@@ -127,6 +142,7 @@ async def test_front_desk_morning_on_a_phone(browser, live, artifacts):
     await check_page_accessibility(page)
     await assert_fits(page)
     await shot(page, artifacts, "23-worklist-400px")
+    await readme_shot(page, artifacts, "worklist")
     await card.get_by_role("button", name=f"Claim item {item.id}").click()
     await expect(page.get_by_role("status")).to_contain_text("claimed by you")
     card = page.locator(f"#wl-{item.id}")
