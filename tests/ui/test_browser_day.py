@@ -94,6 +94,9 @@ async def test_front_desk_morning_on_a_phone(browser, live, artifacts):
     context, page = await phone_page(browser, live)
     await sign_in(page, live.tokens["staff"])
     await assert_fits(page)
+    row = page.locator("#h-screenings ~ table.stack tr", has_text="Caller, Morning")
+    await expect(row.locator("td").first).to_have_css("display", "block")  # a row is a block on a phone
+    await expect(row).to_contain_text("Record collection")
     await shot(page, artifacts, "20-today-400px")
     await readme_shot(page, artifacts, "today")
 
