@@ -204,6 +204,10 @@ async def today(request: Request, ctx: Ctx) -> Response:
     disclosures = None
     if answers["blocked"][0] is not None:
         disclosures = (answers["blocked"][0] or []) + (answers["failed"][0] or []) + (answers["retrying"][0] or [])
+    calls = answers["calls"][0]
+    if calls and site:  # the call list itself has no site: keep this site's participants
+        here, _ = await api.maybe(api.get_all("/participants", site=site, cap=5000))
+        calls = [c for c in calls if c["participant_id"] in {p["id"] for p in here or []}]
     recipients = {}
     if disclosures and ctx.can("GET", "/recipients"):
         found, _ = await api.maybe(api.get("/recipients"))
@@ -215,7 +219,7 @@ async def today(request: Request, ctx: Ctx) -> Response:
                       quarantine=answers["quarantine"][0], disclosures=disclosures, recipients=recipients,
                       worklist={k: (answers[f"worklist{k}"][0] or {}).get("total")
                                 for k in ("", "_overdue", "_mine")} if answers["worklist"][0] else None,
-                      calls=answers["calls"][0], errors=errors)
+                      calls=calls, errors=errors)
 
 
 async def _sections(ctx: Ctx, calls: dict[str, Any]) -> dict[str, tuple[Any, ApiError | None]]:

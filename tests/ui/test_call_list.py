@@ -51,6 +51,8 @@ async def test_call_list_shows_who_to_call_and_records_the_outcome_in_one_click(
         assert f'id="call-{missed}"' in page
         only_west = (await http.get("/ui/call-list", params={"site": "call-west"})).text
         assert f'id="call-{reached}"' in only_west and f'id="call-{missed}"' not in only_west
+        west_today = (await http.get("/ui/today")).text  # the remembered site counts that site's calls only
+        assert re.search(r'href="/ui/call-list"><span class="count">1</span>', west_today)
         await http.get("/ui/call-list", params={"site": ""})
 
         done = await http.post(f"/ui/call-list/{reached}/resolve", data={
