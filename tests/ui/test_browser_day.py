@@ -57,7 +57,7 @@ async def assert_fits(page) -> None:
                 return false; };
             return [...document.querySelectorAll('body *')]
                 .filter(el => el.getBoundingClientRect().right > window.innerWidth + 1 && !clipped(el))
-                .slice(0, 5).map(el => el.tagName + '.' + el.className + '#' + el.id + ' ' + el.textContent.slice(0, 40));
+                .slice(0, 5).map(el => `${el.tagName}.${el.className}#${el.id} ${el.textContent.slice(0, 40)}`);
             }""")
         raise AssertionError(f"{page.url} is {widths[0]} px wide on a {widths[1]} px screen: {culprits}")
 

@@ -62,7 +62,8 @@ async def test_call_list_shows_who_to_call_and_records_the_outcome_in_one_click(
         assert flash(page) == "success: Call to Callable Westerly recorded: reached and told to test."
         assert f'id="call-{reached}"' not in page and "reached and told to test: will come by 3" in page
         bad = await http.post(f"/ui/call-list/{missed}/resolve", data={"csrf_token": csrf, "outcome": "maybe"})
-        assert flash((await http.get(bad.headers["location"])).text).startswith("error: <strong>Not done:</strong> Choose what happened")
+        refused = flash((await http.get(bad.headers["location"])).text)
+        assert refused.startswith("error: <strong>Not done:</strong> Choose what happened")
         forged = await http.post(f"/ui/call-list/{missed}/resolve", data={"csrf_token": "x", "outcome": "not-reached"})
         assert forged.status_code == 403
         await http.post(f"/ui/call-list/{missed}/resolve", data={"csrf_token": csrf, "outcome": "not-reached"})
