@@ -44,6 +44,8 @@ _ROUTES = [
     ("/ui/worklist/{worklist_item_id}/claim", views.claim_item, ["POST"]),
     ("/ui/worklist/{worklist_item_id}/comments", views.comment_item, ["POST"]),
     ("/ui/worklist/{worklist_item_id}/resolve", views.resolve_item, ["POST"]),
+    ("/ui/call-list", views.call_list, ["GET"]),
+    ("/ui/call-list/{entry_id}/resolve", views.resolve_call, ["POST"]),
     ("/ui/quarantine", views.quarantine, ["GET"]),
     ("/ui/quarantine/{item_id}/resolve", views.resolve_quarantine, ["POST"]),
     ("/ui/lab-turnaround", views.lab_turnaround, ["GET"]),

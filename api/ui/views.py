@@ -24,6 +24,7 @@ from api.ui.web import (
     authenticate_token,
     html,
     is_partial,
+    parse_moment,
     query,
     redirect,
     safe_next,
@@ -184,6 +185,7 @@ async def today(request: Request, ctx: Ctx) -> Response:
         if ctx.can("GET", "/worklist") else None,
         "worklist_mine": api.get("/worklist", limit=1, site=site, mine="true") if ctx.can("GET", "/worklist") else None,
         "retrying": api.get_all("/disclosures", status="retrying", cap=200) if disclosures_ok else None,
+        "calls": api.get("/call-list") if ctx.can("GET", "/call-list") else None,
     })
     names = answers["names"][0] or {}
     errors = [e for _, e in answers.values() if e is not None]
@@ -202,6 +204,10 @@ async def today(request: Request, ctx: Ctx) -> Response:
     disclosures = None
     if answers["blocked"][0] is not None:
         disclosures = (answers["blocked"][0] or []) + (answers["failed"][0] or []) + (answers["retrying"][0] or [])
+    calls = answers["calls"][0]
+    if calls and site:  # the call list itself has no site: keep this site's participants
+        here, _ = await api.maybe(api.get_all("/participants", site=site, cap=5000))
+        calls = [c for c in calls if c["participant_id"] in {p["id"] for p in here or []}]
     recipients = {}
     if disclosures and ctx.can("GET", "/recipients"):
         found, _ = await api.maybe(api.get("/recipients"))
@@ -213,7 +219,7 @@ async def today(request: Request, ctx: Ctx) -> Response:
                       quarantine=answers["quarantine"][0], disclosures=disclosures, recipients=recipients,
                       worklist={k: (answers[f"worklist{k}"][0] or {}).get("total")
                                 for k in ("", "_overdue", "_mine")} if answers["worklist"][0] else None,
-                      errors=errors)
+                      calls=calls, errors=errors)
 
 
 async def _sections(ctx: Ctx, calls: dict[str, Any]) -> dict[str, tuple[Any, ApiError | None]]:
@@ -846,6 +852,56 @@ async def comment_item(request: Request, ctx: Ctx) -> Response:
 async def resolve_item(request: Request, ctx: Ctx) -> Response:
     body = {"outcome": ctx.value("outcome"), "note": ctx.value("note") or None}
     return await _worklist_action(request, ctx, "resolve", body, f"resolved ({ctx.value('outcome').replace('-', ' ')})")
+
+
+# --- call list ---------------------------------------------------------------------------------
+
+# One click per outcome. The API records a notice when the outcome starts with "reached" (api/routers/channel.py).
+CALL_OUTCOMES = {"reached": "reached and told to test", "called": "called, left a message",
+                 "not-reached": "not reached"}
+
+
+@signed_in
+async def call_list(request: Request, ctx: Ctx) -> Response:
+    """Today's calls: who must be told by phone, the number, when the window closes (the participant's zone)."""
+    if "site" in request.query_params:  # the same remembered site as Today
+        ctx.session.site = query(request, "site") or None
+    site = ctx.session.site or ""
+    zone = await _site_zone(ctx, site)
+    today = datetime.now(zone).date()
+    entries = await ctx.api.get("/call-list", include_resolved="true")
+    people = {pid: None for pid in dict.fromkeys(e["participant_id"] for e in entries)}
+    if people and ctx.can("GET", "/participants/{participant_id}"):
+        answers = await ctx.api.gather([ctx.api.get(f"/participants/{pid}") for pid in people])
+        people = {pid: answer for pid, (answer, _) in zip(people, answers)}
+    shown = []
+    for entry in entries:
+        record = people.get(entry["participant_id"]) or {}
+        if site and record.get("site") != site:
+            continue
+        done = parse_moment(entry["resolved_at"])
+        if done is not None and done.astimezone(zone).date() != today:
+            continue  # the history is in the audit trail; the list is today's
+        shown.append({**entry, "timezone": str(_zone(record)), "site": record.get("site")})
+    waiting = [e for e in shown if not e["resolved_at"]]
+    called = sorted((e for e in shown if e["resolved_at"]), key=lambda e: e["resolved_at"], reverse=True)
+    return ctx.render("call_list.html", waiting=waiting, called=called, site=site, day=today, zone=str(zone),
+                      outcomes=CALL_OUTCOMES)
+
+
+@signed_in
+async def resolve_call(request: Request, ctx: Ctx) -> Response:
+    entry_id = request.path_params["entry_id"]
+    words = CALL_OUTCOMES.get(ctx.value("outcome"))
+    if words is None:
+        ctx.flash("error", "Choose what happened: " + " or ".join(f"“{w}”" for w in CALL_OUTCOMES.values()) + ".")
+        return redirect(request, "/ui/call-list")
+    note = ctx.value("note")
+    try:
+        entry = await ctx.api.post(f"/call-list/{entry_id}/resolve", {"outcome": f"{words}: {note}" if note else words})
+    except ApiError as exc:
+        return ctx.refused(exc, "/ui/call-list")
+    return ctx.done("/ui/call-list", f"Call to {entry['name']} recorded: {words}.")
 
 
 # --- not found ---------------------------------------------------------------------------------
