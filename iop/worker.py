@@ -58,6 +58,10 @@ WORKFLOWS = [ParticipantWorkflow, ScreeningWorkflow, MedicationWorkflow, Disclos
 PASSTHROUGH = ("domain", "workflows.contracts", "workflows.search", "activities", "store")
 
 
+# Workflow tasks one worker process runs at once (see build_worker).
+WORKFLOW_TASK_SLOTS = 4
+
+
 @functools.lru_cache(maxsize=128)
 def _compiled(code: str) -> CodeType:
     return compile(code, "<string>", "exec")  # the name exec() gives a string
@@ -122,6 +126,14 @@ def build_worker(client: Client, engine: Engine, task_queue: str, *, notifier: N
         + ReconcilerActivities(engine, client, task_queue).all(),
         activity_executor=ThreadPoolExecutor(max_activity_threads, thread_name_prefix="activity"),
         max_concurrent_activities=max_activity_threads,
+        # Workflow tasks are CPU-bound Python under one GIL: running more at once only makes each slower.
+        # Every task a worker has taken but not finished when it dies times out (10 s, longer from the
+        # 4th attempt) and counts as a failed attempt; from the 3rd, Temporal refuses updates to that
+        # workflow ("Workflow Task in failed state"). With the SDK's 100 slots a busy worker held up to
+        # 18 tasks at once under tests/faults' load and a SIGKILL lost up to 14; with a few slots the
+        # rest stay queued (not started: no attempt lost) and a crash costs at most WORKFLOW_TASK_SLOTS.
+        max_concurrent_workflow_tasks=WORKFLOW_TASK_SLOTS,
+        max_concurrent_workflow_task_polls=WORKFLOW_TASK_SLOTS,
         # On SIGTERM, activities in flight get this long to finish before they are cancelled.
         graceful_shutdown_timeout=timedelta(seconds=15),
         # A worker that dies leaves the workflows it had cached on its own (sticky) queue; their next
