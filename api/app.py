@@ -60,6 +60,9 @@ TAGS = [
     {"name": "audit", "description": "The tamper-evident audit trail, histories, API tokens and the Temporal "
                                      "UI's remote codec."},
     {"name": "equity", "description": "Optional demographic answers, given with consent, and the equity report."},
+    {"name": "selection", "description": "Random selection anyone can verify: each period's commitment to its "
+                                         "secret seed, and the seed once the period is over (docs/verify_selection.py "
+                                         "recomputes every draw)."},
     {"name": "worklist", "description": "What staff have to do: every alert, held lab message and blocked report as "
                                         "an item to claim, comment on and resolve, escalated when nobody does."},
     {"name": "staff", "description": "The names and roles behind the token ids that records and histories carry."},

@@ -21,12 +21,14 @@ AnyRole = Annotated[Actor, Depends(require(*ROLES))]
 
 
 class CommitmentPublic(BaseModel):
-    program: str
+    """One program period's commitment to its random-selection seed, and the seed once the period is over."""
+
+    program: str = Field(description="The program whose daily draws the seed decides")
     period: str = Field(description="YYYY-MM")
     commitment: str = Field(description="hex SHA-256(seed | '|' | program | '|' | period), published at period start")
-    published_at: datetime
+    published_at: datetime = Field(description="When the commitment was published (before the period's first draw)")
     beacon: str | None = Field(None, description="public randomness mixed into every roll of the period, if any")
-    revealed_at: datetime | None = None
+    revealed_at: datetime | None = Field(None, description="When the seed was revealed; null until then")
     seed: str | None = Field(None, description="hex 256-bit seed; null until the period has ended and it is revealed")
 
 
