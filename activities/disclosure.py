@@ -20,9 +20,16 @@ from temporalio import activity
 
 from domain import ledger
 from domain.consent import ConsentError, consent_from_dict, consent_to_dict, find_covering_consent, record_event
+from domain.consent import MISSED_TESTS, REFUSALS, SCREENING_RESULTS
 from domain.disclosure import (
+    CONFIRMING_BASES,
     PERIODIC_SUMMARY,
+    PRESUMPTIVE_WORDING,
+    Basis,
     build_report,
+    build_retraction,
+    lab_basis,
+    slot_categories,
     classify_response,
     completion_letter,
     disclosure_id,
@@ -32,9 +39,11 @@ from domain.disclosure import (
     webhook_headers,
 )
 from domain.medication import order_from_dict
+from domain.program import Program, default_program
 from iop.codec import CodecKey, open_text
 from store import audit
 from store.db import session_scope
+from store.programs import current_program
 from store.models import (
     ConsentRecord,
     Disclosure,
@@ -66,7 +75,9 @@ class DisclosureActivities:
     @activity.defn
     def plan_disclosures(self, event: DisclosureEvent) -> list[PlannedDisclosure]:
         """One disclosure per recipient that wants this category and is linked to the participant
-        (by a case number in its system, or by any consent naming it). Idempotent."""
+        (by a case number in its system, or by any consent naming it); and an amendment or a retraction
+        to every recipient that was sent an earlier report of the same event that no longer stands,
+        whatever category the event now falls in. Idempotent: the same event planned again plans nothing new."""
         with session_scope(self.engine) as session:
             participant = session.get(Participant, event.participant_id)
             if participant is None:
@@ -74,22 +85,79 @@ class DisclosureActivities:
             facts = dict(event.facts)
             if event.category == PERIODIC_SUMMARY or facts.get("status") == COMPLETION:
                 facts["by_category"] = self._period_facts(session, participant, facts)
+            reportable, facts, withdrawn_because = self._reportable(session, participant, event, facts)
             planned = []
             for recipient in self._linked_recipients(session, participant):
-                if event.category not in recipient.categories:
-                    continue
-                corrects = None
-                if event.corrects_event:
-                    corrects = self._last_delivered(session, participant.id, recipient.id, event)
-                    if corrects is None:
-                        continue  # never told: nothing to correct
-                the_id = self._id_for(session, participant.id, recipient.id, event, corrects)
+                wants = reportable and event.category in recipient.categories
+                latest = self._latest_sent(session, participant.id, recipient.id, event)
+                if latest is None:
+                    if not wants:
+                        continue
+                    the_id = self._id_for(session, participant.id, recipient.id, event, None)
+                    category, corrects = event.category, None
+                    row_facts = facts
+                elif wants:
+                    if latest.category == event.category and latest.facts == facts:
+                        planned.append(PlannedDisclosure(latest.id, recipient.id, latest.corrects))
+                        continue  # the same report again: nothing new to say
+                    category, corrects, row_facts = event.category, latest.id, facts
+                    the_id = disclosure_id(participant.id, event.event_ref, category, recipient.id, corrects)
+                else:
+                    if latest.facts.get("retracted"):
+                        continue  # withdrawn already
+                    category, corrects = latest.category, latest.id
+                    row_facts = {"retracted": True, "retraction_reason": withdrawn_because}
+                    the_id = disclosure_id(participant.id, event.event_ref, category, recipient.id, corrects)
                 if session.get(Disclosure, the_id) is None:
                     session.add(Disclosure(id=the_id, participant_id=participant.id, recipient_id=recipient.id,
-                                           category=event.category, event_ref=event.event_ref, facts=facts,
+                                           category=category, event_ref=event.event_ref, facts=row_facts,
                                            corrects=corrects))
-                planned.append(PlannedDisclosure(the_id, recipient.id, corrects))
+                    session.flush()
+                planned.append(PlannedDisclosure(the_id, recipient.id, corrects, category))
             return planned
+
+    def _reportable(self, session: Session, participant: Participant, event: DisclosureEvent,
+                    facts: dict) -> tuple[bool, dict, str]:
+        """Whether the event may go to a court or employer now, its facts as they may be reported, and, when
+        it may not, why an earlier report of it is withdrawn (domain.disclosure.RETRACTION_REASONS)."""
+        if facts.get("retracted"):
+            return False, facts, facts.get("retraction_reason") or "voided"
+        if event.category not in (SCREENING_RESULTS, MISSED_TESTS, REFUSALS):
+            return True, facts, "corrected"
+        program = self._program(session, participant)
+        screening = session.get(Screening, event.event_ref)
+        forensic = program.forensic_default if screening is None or screening.forensic is None else screening.forensic
+        if not forensic:
+            return False, facts, "not-reportable"  # clinical: treatment only, never disclosed
+        if event.category != SCREENING_RESULTS or facts.get("outcome") not in ("positive", "presumptive-positive"):
+            return True, facts, "corrected"
+        basis = facts.get("basis") or _basis_from_record(screening)
+        facts = {**facts, "basis": basis, "confirmed": basis in CONFIRMING_BASES}
+        if basis == Basis.PRESUMPTIVE_SCREEN:
+            if not program.report_presumptive:
+                return False, facts, "not-reportable"  # waits for the laboratory's confirmation
+            facts.update(outcome="presumptive-positive", statement=PRESUMPTIVE_WORDING)
+        else:
+            facts["outcome"] = "positive"
+        return True, facts, "corrected"
+
+    @staticmethod
+    def _program(session: Session, participant: Participant) -> Program:
+        stored = current_program(session, participant.program) if participant.program else None
+        return stored[0] if stored else default_program()
+
+    @staticmethod
+    def _latest_sent(session: Session, participant_id: str, recipient_id: str, event: DisclosureEvent) -> Disclosure | None:
+        """The last report of this event's question to this recipient that was sent or is on its way (the end
+        of its amendment chain), or None when the recipient was never told of it."""
+        rows = session.exec(select(Disclosure).where(
+            Disclosure.participant_id == participant_id, Disclosure.recipient_id == recipient_id,
+            Disclosure.event_ref == event.event_ref, col(Disclosure.category).in_(slot_categories(event.category)),
+            col(Disclosure.status).in_(("pending", "retrying", "delivered", "failed")),
+        ).order_by(col(Disclosure.created_at))).all()
+        amended = {row.corrects for row in rows}
+        ends = [row for row in rows if row.id not in amended]
+        return ends[-1] if ends else None
 
     @staticmethod
     def _id_for(session: Session, participant_id: str, recipient_id: str, event: DisclosureEvent,
@@ -110,16 +178,6 @@ class DisclosureActivities:
             ConsentRecord.participant_id == participant.id)).all())
         recipients = session.exec(select(Recipient).order_by(col(Recipient.id))).all()
         return [r for r in recipients if r.id in consented or (r.case_number_system and r.case_number_system in systems)]
-
-    @staticmethod
-    def _last_delivered(session: Session, participant_id: str, recipient_id: str, event: DisclosureEvent) -> str | None:
-        """This participant's last delivered report of this event to this recipient (old or new id)."""
-        row = session.exec(select(Disclosure).where(
-            Disclosure.participant_id == participant_id,
-            Disclosure.recipient_id == recipient_id, Disclosure.event_ref == event.event_ref,
-            Disclosure.category == event.category, Disclosure.status == "delivered",
-        ).order_by(col(Disclosure.delivered_at).desc())).first()
-        return row.id if row else None
 
     def _period_facts(self, session: Session, participant: Participant, facts: dict) -> dict[str, list]:
         """Each category's entries over the period (a month, or the whole program for a letter)."""
@@ -172,6 +230,12 @@ class DisclosureActivities:
             return AttemptResult(row.status, row.reason or row.status)  # decided on an earlier attempt
         if recipient.status != "active":
             return self._blocked(request, f"recipient {recipient.id} is disabled: {recipient.disabled_reason}")
+        if row.corrects:
+            with Session(self.engine) as session:
+                original = session.get(Disclosure, row.corrects)
+            if original is not None and original.status in ("pending", "retrying"):
+                # An amendment never overtakes what it amends: it goes once the original is delivered.
+                return AttemptResult("waiting", f"waiting for {row.corrects} (the report it amends) to be delivered")
         # The consent check, at the moment of sending.
         consent, why = find_covering_consent(consents, recipient.id, row.category, now.isoformat())
         if consent is None:
@@ -199,6 +263,9 @@ class DisclosureActivities:
         if not identifiers:
             identifiers = {"recipient_reference": participant.id}
         issued = now.isoformat()
+        if row.facts.get("retracted"):
+            return build_retraction(row.category, row.facts["retraction_reason"], identifiers, consent, row.id, issued,
+                                    amends=row.corrects)
         if row.category == PERIODIC_SUMMARY:
             return monthly_summary(row.facts["by_category"], consent, row.facts["month"], identifiers, row.id, issued,
                                    corrects=row.corrects)
@@ -206,7 +273,10 @@ class DisclosureActivities:
             return completion_letter(row.facts["by_category"], consent, row.facts["effective_on"][:10], identifiers,
                                      row.id, issued, corrects=row.corrects)
         facts = {k: v for k, v in row.facts.items() if k != "by_category"}
-        return build_report(row.category, facts, identifiers, consent, row.id, issued, corrects=row.corrects)
+        # Only a forensic screening is ever planned for a recipient (see _reportable).
+        forensic = True if row.category in (SCREENING_RESULTS, MISSED_TESTS, REFUSALS) else None
+        return build_report(row.category, facts, identifiers, consent, row.id, issued, corrects=row.corrects,
+                            forensic=forensic)
 
     def _send(self, recipient: Recipient, disclosure_id: str, payload: dict, now: datetime) -> tuple[int | None, str | None]:
         body = encode_payload(payload)
@@ -297,6 +367,16 @@ class DisclosureActivities:
 
     def all(self) -> list:
         return [self.plan_disclosures, self.attempt_delivery, self.settle_disclosure, self.record_consent_event]
+
+
+def _basis_from_record(screening: Screening | None) -> str:
+    """The basis of a positive as the screening's current lab result shows it: laboratory-confirmed only when a
+    confirmatory method found every positive analyte. A clinician's review confirms nothing by itself."""
+    if screening is None:
+        return Basis.PRESUMPTIVE_SCREEN
+    state = screening.state or {}
+    current = next((r for r in state.get("results", []) if r.get("result_id") == state.get("current_result_id")), None)
+    return lab_basis((current or {}).get("interpretation", {}).get("findings", []))
 
 
 def _reported_outcome(final_outcome: str | None) -> str:
