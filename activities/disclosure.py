@@ -107,7 +107,8 @@ class DisclosureActivities:
                         continue  # withdrawn already
                     category, corrects = latest.category, latest.id
                     row_facts = {"retracted": True, "retraction_reason": withdrawn_because}
-                    the_id = disclosure_id(participant.id, event.event_ref, category, recipient.id, corrects)
+                    the_id = disclosure_id(participant.id, f"{event.event_ref}-retraction", category, recipient.id,
+                                           corrects)
                 if session.get(Disclosure, the_id) is None:
                     session.add(Disclosure(id=the_id, participant_id=participant.id, recipient_id=recipient.id,
                                            category=category, event_ref=event.event_ref, facts=row_facts,
