@@ -7,8 +7,10 @@ consent revoked or expired while a delivery was retrying stops it before anythin
 
 from __future__ import annotations
 
+import base64
 import logging
 import smtplib
+from dataclasses import dataclass, field
 from collections.abc import Sequence
 from datetime import date, datetime, timezone
 from email.message import EmailMessage
@@ -24,8 +26,12 @@ from domain.consent import MISSED_TESTS, REFUSALS, SCREENING_RESULTS
 from domain.disclosure import (
     CONFIRMING_BASES,
     PERIODIC_SUMMARY,
+    DELIVERED,
     PRESUMPTIVE_WORDING,
+    RETRY,
+    STOP_AND_SURFACE,
     Basis,
+    Decision,
     build_report,
     build_retraction,
     lab_basis,
@@ -38,6 +44,7 @@ from domain.disclosure import (
     monthly_summary,
     webhook_headers,
 )
+from activities.report_document import DEFAULT_LETTERHEAD, content_hash, html_body, render_pdf, text_body
 from domain.medication import order_from_dict
 from domain.program import Program, default_program
 from iop.codec import CodecKey, open_text
@@ -64,11 +71,27 @@ RECIPIENT_IDENTIFIER = "case_number"
 COMPLETION = "completed"
 
 
+@dataclass(frozen=True)
+class SmtpSettings:
+    """The mail relay email recipients' reports go through (IOP_SMTP_HOST, _PORT, _FROM, _USERNAME, _PASSWORD,
+    _STARTTLS)."""
+
+    host: str
+    sender: str
+    port: int = 25
+    username: str = ""
+    password: str = field(default="", repr=False)
+    starttls: bool = False
+    timeout_s: float = 15.0
+
+
 class DisclosureActivities:
-    def __init__(self, engine: Engine, keys: Sequence[CodecKey], *, smtp_host: str = "", smtp_from: str = "") -> None:
+    def __init__(self, engine: Engine, keys: Sequence[CodecKey], *, smtp: SmtpSettings | None = None,
+                 letterhead: str = DEFAULT_LETTERHEAD) -> None:
         self.engine = engine
         self.keys = list(keys)
-        self.smtp_host, self.smtp_from = smtp_host, smtp_from
+        self.smtp = smtp
+        self.letterhead = letterhead
 
     # --- who gets what -------------------------------------------------------------------
 
@@ -245,9 +268,18 @@ class DisclosureActivities:
             payload = self._payload(row, recipient, participant, consent, now)
         except (ConsentError, ValueError) as exc:
             return self._blocked(request, f"report not built: {exc}")
-        status, retry_after = self._send(recipient, row.id, payload, now)
-        decision = classify_response(status, retry_after, now)
-        self._record_attempt(row.id, consent.consent_id, payload, status, decision.kind, decision.reason)
+        document = render_pdf(payload, self.letterhead)
+        if recipient.delivery == "email":
+            decision, status = self._email(recipient, row.id, payload, document), None
+        else:
+            # The webhook carries its document: the PDF, base64, covered by the Standard Webhooks signature.
+            payload = {**payload, "document": {"id": f"{row.id}.pdf", "media_type": "application/pdf",
+                                               "sha256": content_hash(document),
+                                               "content_base64": base64.b64encode(document).decode("ascii")}}
+            status, retry_after = self._send(recipient, row.id, payload, now)
+            decision = classify_response(status, retry_after, now)
+        self._record_attempt(row.id, consent.consent_id, payload, status, decision.kind, decision.reason,
+                             content_hash(document))
         self._audit(request, decision.kind if status is None else f"{decision.kind} ({status})", decision.reason,
                     consent.consent_id)
         if decision.kind == "disable-recipient":
@@ -281,9 +313,6 @@ class DisclosureActivities:
 
     def _send(self, recipient: Recipient, disclosure_id: str, payload: dict, now: datetime) -> tuple[int | None, str | None]:
         body = encode_payload(payload)
-        if recipient.delivery == "email":
-            self._email(recipient, disclosure_id, payload)
-            return 200, None
         secret = open_text(self.keys, recipient.secret_sealed)
         headers = {"Content-Type": "application/json",
                    **webhook_headers(secret, disclosure_id, int(now.timestamp()), body)}
@@ -294,32 +323,53 @@ class DisclosureActivities:
             return None, None
         return response.status_code, response.headers.get("retry-after")
 
-    def _email(self, recipient: Recipient, disclosure_id: str, payload: dict) -> None:
+    def _email(self, recipient: Recipient, disclosure_id: str, payload: dict, document: bytes) -> Decision:
+        """The report as a readable mail with its PDF attached, handed to the relay. Delivered only when the relay
+        accepted it for the recipient; a relay that is down or answers 4xx is retried on the webhook schedule."""
         subject = f"Confidential report {payload.get('type', '')} ({disclosure_id[:40]})"
-        text = payload.get("data", {}).get("text") or encode_payload(payload).decode()
+        text = text_body(payload, self.letterhead)
         with session_scope(self.engine) as session:
             if session.get(EmailOutbox, disclosure_id) is None:
                 session.add(EmailOutbox(id=disclosure_id, recipient_id=recipient.id, to_address=recipient.email or "",
                                         subject=subject, body=text))
-        if self.smtp_host:
-            message = EmailMessage()
-            message["From"], message["To"], message["Subject"] = self.smtp_from, recipient.email, subject
-            message["Message-ID"] = f"<{disclosure_id}@iop-workflows>"
-            message.set_content(text)
-            with smtplib.SMTP(self.smtp_host, timeout=15) as smtp:
-                smtp.send_message(message)
-            with session_scope(self.engine) as session:
-                queued = session.get(EmailOutbox, disclosure_id)
-                queued.sent_at = utcnow()
-                session.add(queued)
+        if self.smtp is None or not self.smtp.host:
+            return Decision(RETRY, None, "no mail relay is configured (IOP_SMTP_HOST): the report waits, retried")
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = self.smtp.sender, recipient.email, subject
+        message["Message-ID"] = f"<{disclosure_id}@iop-workflows>"
+        message.set_content(text)
+        message.add_alternative(html_body(payload, self.letterhead), subtype="html")
+        message.add_attachment(document, maintype="application", subtype="pdf", filename=f"{disclosure_id[:60]}.pdf")
+        try:
+            with smtplib.SMTP(self.smtp.host, self.smtp.port, timeout=self.smtp.timeout_s) as smtp:
+                if self.smtp.starttls:
+                    smtp.starttls()
+                if self.smtp.username:
+                    smtp.login(self.smtp.username, self.smtp.password)
+                refused = smtp.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code = next(iter(exc.recipients.values()))[0] if exc.recipients else None
+            return _smtp_refusal(code)
+        except smtplib.SMTPResponseException as exc:
+            return _smtp_refusal(exc.smtp_code)
+        except (OSError, smtplib.SMTPException) as exc:
+            return Decision(RETRY, None, f"the mail relay did not answer ({type(exc).__name__}); retrying")
+        if refused:
+            return _smtp_refusal(next(iter(refused.values()))[0])
+        with session_scope(self.engine) as session:
+            queued = session.get(EmailOutbox, disclosure_id)
+            queued.sent_at = utcnow()
+            session.add(queued)
+        return Decision(DELIVERED, None, "the mail relay accepted the report (SMTP 250)")
 
     # --- records ---------------------------------------------------------------------------
 
     def _record_attempt(self, disclosure_id: str, consent_id: str, payload: dict, status: int | None, kind: str,
-                        reason: str) -> None:
+                        reason: str, document_hash: str | None = None) -> None:
         with session_scope(self.engine) as session:
             row = session.get(Disclosure, disclosure_id)
             row.consent_id, row.payload, row.last_status_code = consent_id, payload, status
+            row.content_hash = document_hash
             row.attempts += 1
             row.reason = reason
             row.status = {"delivered": "delivered", "retry": "retrying"}.get(kind, "failed")
@@ -368,6 +418,14 @@ class DisclosureActivities:
 
     def all(self) -> list:
         return [self.plan_disclosures, self.attempt_delivery, self.settle_disclosure, self.record_consent_event]
+
+
+def _smtp_refusal(code: int | None) -> Decision:
+    """RFC 5321 §4.2.1: 4yz is transient (retried), 5yz permanent (surfaced to staff, not resent)."""
+    if code is not None and 500 <= code <= 599:
+        return Decision(STOP_AND_SURFACE, None, f"the mail relay refused the report (SMTP {code}); check the "
+                                                "recipient's address, then resend")
+    return Decision(RETRY, None, f"the mail relay deferred the report (SMTP {code}); retrying")
 
 
 def _basis_from_record(screening: Screening | None) -> str:

@@ -27,7 +27,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from temporalio.worker.workflow_sandbox._runner import _Instance as _SandboxInstance
 
 from activities.audit import AuditActivities
-from activities.disclosure import DisclosureActivities
+from activities.disclosure import DisclosureActivities, SmtpSettings
 from activities.medication import MedicationActivities
 from activities.programs import ProgramActivities
 from activities.notify import Notifier, WebhookNotifier
@@ -101,23 +101,35 @@ def pager_for(settings: Settings) -> Pager | None:
     return None  # no paging: the worklist page shows escalated items
 
 
+def smtp_for(settings: Settings) -> SmtpSettings | None:
+    """The mail relay from IOP_SMTP_*; None when no host is set (email reports then wait, never "delivered")."""
+    if not settings.smtp_host:
+        return None
+    return SmtpSettings(host=settings.smtp_host, port=settings.smtp_port, sender=settings.smtp_from,
+                        username=settings.smtp_username, password=settings.smtp_password,
+                        starttls=settings.smtp_starttls)
+
+
 def activities(engine: Engine, keys: Sequence[CodecKey], notifier: Notifier | None = None,
-               pager: Pager | None = None) -> list:
+               pager: Pager | None = None, smtp: SmtpSettings | None = None,
+               letterhead: str = "Intensive outpatient program") -> list:
     return (RecordActivities(engine).all() + ScreeningActivities(engine, notifier).all()
-            + MedicationActivities(engine).all() + DisclosureActivities(engine, keys).all()
+            + MedicationActivities(engine).all()
+            + DisclosureActivities(engine, keys, smtp=smtp, letterhead=letterhead).all()
             + AuditActivities(engine).all() + WorklistActivities(engine, pager).all()
             + ProgramActivities(engine).all())
 
 
 def build_worker(client: Client, engine: Engine, task_queue: str, *, notifier: Notifier | None = None,
-                 pager: Pager | None = None, max_activity_threads: int = 16) -> Worker:
+                 pager: Pager | None = None, max_activity_threads: int = 16, smtp: SmtpSettings | None = None,
+                 letterhead: str = "Intensive outpatient program") -> Worker:
     takehome_rules.install()  # validated at start: a malformed rule file stops the worker here
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
         # Recipients' signing secrets are sealed with the payload keys the client already holds.
-        activities=activities(engine, client.data_converter.payload_codec.keys, notifier, pager)
+        activities=activities(engine, client.data_converter.payload_codec.keys, notifier, pager, smtp, letterhead)
         + ReconcilerActivities(engine, client, task_queue).all(),
         activity_executor=ThreadPoolExecutor(max_activity_threads, thread_name_prefix="activity"),
         max_concurrent_activities=max_activity_threads,
