@@ -431,11 +431,13 @@ class ForensicRequest(RequestModel):
 
 
 class ForensicSetting(BaseModel):
-    screening_id: str
-    forensic: bool
-    reason: str | None
-    set_by: str | None
-    set_at: datetime | None
+    """A screening's forensic or clinical setting as staff set it."""
+
+    screening_id: str = Field(description="The screening")
+    forensic: bool = Field(description="true: forensic, reportable under consent; false: clinical, never disclosed")
+    reason: str | None = Field(description="Why staff set it")
+    set_by: str | None = Field(description="The token id of who set it")
+    set_at: datetime | None = Field(description="When it was set (UTC)")
 
 
 @router.put("/screenings/{screening_id}/forensic", response_model=ForensicSetting,
