@@ -207,10 +207,21 @@ class DisclosureActivities:
         """Each category's entries over the period (a month, or the whole program for a letter)."""
         first = date.fromisoformat(facts.get("period_start") or participant.start_date.isoformat())
         last = date.fromisoformat(facts.get("period_end") or facts.get("effective_on", "")[:10] or first.isoformat())
-        screenings = session.exec(select(Screening).where(
+        program = self._program(session, participant)
+        # Clinical screenings are never disclosed, in a summary either (issue 16).
+        screenings = [s for s in session.exec(select(Screening).where(
             Screening.participant_id == participant.id, Screening.day >= first, Screening.day <= last)).all()
-        results = [{"outcome": _reported_outcome(s.state.get("final_outcome"))}
-                   for s in screenings if s.state.get("final_outcome") not in (None, "refusal")]
+            if (program.forensic_default if s.forensic is None else s.forensic)]
+        results = []
+        for s in screenings:
+            if s.state.get("final_outcome") in (None, "refusal"):
+                continue
+            outcome = _reported_outcome(s.state.get("final_outcome"))
+            if outcome == "positive" and _summary_basis(s) == Basis.PRESUMPTIVE_SCREEN:
+                if not program.report_presumptive:
+                    continue  # a screen awaiting confirmation is not counted as a positive
+                outcome = "presumptive-positive"
+            results.append({"outcome": outcome})
         adherence = _medication_adherence(session, participant.id, first, last)
         return {
             "screening-results": results,
@@ -426,6 +437,13 @@ def _smtp_refusal(code: int | None) -> Decision:
         return Decision(STOP_AND_SURFACE, None, f"the mail relay refused the report (SMTP {code}); check the "
                                                 "recipient's address, then resend")
     return Decision(RETRY, None, f"the mail relay deferred the report (SMTP {code}); retrying")
+
+
+def _summary_basis(screening: Screening) -> str:
+    breath = (screening.state or {}).get("breath_result")
+    if breath:
+        return breath.get("basis") or Basis.PRESUMPTIVE_SCREEN
+    return _basis_from_record(screening)
 
 
 def _basis_from_record(screening: Screening | None) -> str:

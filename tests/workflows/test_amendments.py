@@ -222,3 +222,33 @@ def test_every_recipients_last_word_matches_the_final_truth(records_engine):
                                                 # Shrinking a database-backed run takes minutes: report it as found.
                                                 phases=(Phase.explicit, Phase.reuse, Phase.generate))
         Amendments.TestCase().runTest()
+
+
+def test_a_monthly_summary_counts_no_screen_only_positive_and_no_clinical_screening(records_engine):
+    """Before issue 16 a clinician-"confirmed" immunoassay screen counted as a positive in the court's summary."""
+    from datetime import date, datetime, timezone
+
+    from store.db import session_scope
+    from store.models import Participant, Screening
+
+    with webhook_receiver(receiver=FlakyReceiver(url="")) as receiver:
+        pid = new_participant(records_engine)
+        recipients(records_engine, receiver, pid, {"court": ["periodic-summary", RESULTS]})
+        with session_scope(records_engine) as session:
+            start = session.get(Participant, pid).start_date
+            findings = {"screen": "presumptive-positive", "confirm": "confirmed-positive"}
+            for n, (method, forensic) in enumerate([("screen", None), ("confirm", None), ("confirm", False)]):
+                state = {"final_outcome": "positive", "current_result_id": "r", "results": [
+                    {"result_id": "r", "interpretation": {"findings": [
+                        {"analyte": "benzoylecgonine", "outcome": findings[method]}]}}]}
+                session.add(Screening(id=f"s-{pid}-{n}", participant_id=pid, site="north", day=start, reason="random",
+                                      status="final", selected_at=datetime(2026, 1, 1, tzinfo=timezone.utc), state=state, forensic=forensic))
+        activities = DisclosureActivities(records_engine, TEST_KEYS)
+        month = start.isoformat()[:7]
+        activities.plan_disclosures(DisclosureEvent(pid, "periodic-summary", f"summary-{month}", {
+            "month": month, "period_start": start.replace(day=1).isoformat(), "period_end": date(
+                start.year + start.month // 12, start.month % 12 + 1, 1).isoformat()}))
+        drain(activities, records_engine, pid)
+        [(_, summary)] = received(records_engine, receiver, pid)
+    assert summary["data"]["sections"]["screening-results"] == {
+        "total": 1, "by_outcome": {"negative": 0, "positive": 1, "invalid": 0}}
