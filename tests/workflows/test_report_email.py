@@ -138,3 +138,20 @@ def test_a_webhook_report_carries_its_pdf_under_the_signature(records_engine):
     assert payload["forensic"] is True and "laboratory-confirmed" in pdf_text(document)
     with Session(records_engine) as session:
         assert session.get(Disclosure, plan.disclosure_id).content_hash == payload["document"]["sha256"]
+
+
+def test_completion_letter_and_monthly_summary_render_as_readable_pdfs():
+    from activities.report_document import render_pdf
+    from domain.disclosure import completion_letter, monthly_summary
+    from tests.domain.test_consent import CASE, DURING, make_consent
+
+    consent = make_consent(categories=("program-status", "screening-results", "periodic-summary"))
+    entries = {"screening-results": [{"outcome": "negative"}, {"outcome": "negative"}], "program-status": []}
+    letter = completion_letter(entries, consent, "2026-05-14", CASE, "D-letter", DURING)
+    summary = monthly_summary(entries, consent, "2026-04", CASE, "D-summary", DURING)
+    letter_text, summary_text = pdf_text(render_pdf(letter, LETTERHEAD)), pdf_text(render_pdf(summary, LETTERHEAD))
+    assert " ".join(letter["data"]["text"].split())[:200] in letter_text
+    assert "completion" in letter_text.lower() and "DC-2026-0042" in letter_text and LETTERHEAD in letter_text
+    assert "Screening results: total: 2; by outcome: negative: 2" in summary_text and "2026-04" in summary_text
+    for text in (letter_text, summary_text):
+        assert "42 CFR 2.32(a)" in text and "Generated at: " + DURING in text and consent.consent_id in text
