@@ -171,7 +171,8 @@ class DisclosureActivities:
         return stored[0] if stored else default_program()
 
     @staticmethod
-    def _latest_sent(session: Session, participant_id: str, recipient_id: str, event: DisclosureEvent) -> Disclosure | None:
+    def _latest_sent(session: Session, participant_id: str, recipient_id: str,
+                     event: DisclosureEvent) -> Disclosure | None:
         """The last report of this event's question to this recipient that was sent or is on its way (the end
         of its amendment chain), or None when the recipient was never told of it."""
         rows = session.exec(select(Disclosure).where(

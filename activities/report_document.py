@@ -74,7 +74,8 @@ def text_body(payload: Mapping[str, Any], letterhead: str = DEFAULT_LETTERHEAD) 
 
 
 def html_body(payload: Mapping[str, Any], letterhead: str = DEFAULT_LETTERHEAD) -> str:
-    rows = "".join(f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in lines(payload))
+    rows = "".join(f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                   for k, v in lines(payload))
     letter_text = payload.get("data", {}).get("text")
     notice = payload.get("redisclosure_notice", {})
     return (f"<html><body><p><b>{html.escape(letterhead)}</b></p><h2>{html.escape(title(payload))}</h2>"

@@ -342,8 +342,9 @@ def _check_basis(data: Mapping[str, Any]) -> None:
         raise ValueError(f"a {outcome} result is reported with its basis, one of {', '.join(BASES)}; got {basis!r}")
     if basis == Basis.PRESUMPTIVE_SCREEN:
         if outcome != "presumptive-positive" or data.get("confirmed") is not False:
-            raise ValueError("a presumptive screen is reported as outcome presumptive-positive with confirmed false, "
-                             "never as a confirmed positive: wait for the lab's confirmation or report it as presumptive")
+            raise ValueError("a presumptive screen is reported as outcome presumptive-positive with confirmed "
+                             "false, never as a confirmed positive: wait for the lab's confirmation or report it "
+                             "as presumptive")
         if data.get("statement") != PRESUMPTIVE_WORDING:
             raise ValueError("a presumptive-positive report carries the presumptive statement (PRESUMPTIVE_WORDING)")
         return

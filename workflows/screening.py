@@ -561,7 +561,8 @@ class ScreeningWorkflow:
         if state.breath_result is not None:
             breath = state.breath_result
             category, facts = "screening-results", {
-                "collected_on": collection.collected_at[:10], "specimen_type": "breath", "observed": collection.observed,
+                "collected_on": collection.collected_at[:10], "specimen_type": "breath",
+                "observed": collection.observed,
                 "outcome": breath["outcome"], "breath_alcohol": breath["bac"], "device_id": breath["device_id"]}
             if breath["outcome"] == "positive":
                 facts.update(basis=breath["basis"], confirmed=breath["basis"] in CONFIRMING_BASES,

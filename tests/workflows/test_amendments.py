@@ -242,7 +242,8 @@ def test_a_monthly_summary_counts_no_screen_only_positive_and_no_clinical_screen
                     {"result_id": "r", "interpretation": {"findings": [
                         {"analyte": "benzoylecgonine", "outcome": findings[method]}]}}]}
                 session.add(Screening(id=f"s-{pid}-{n}", participant_id=pid, site="north", day=start, reason="random",
-                                      status="final", selected_at=datetime(2026, 1, 1, tzinfo=timezone.utc), state=state, forensic=forensic))
+                                      status="final", selected_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
+                                      state=state, forensic=forensic))
         activities = DisclosureActivities(records_engine, TEST_KEYS)
         month = start.isoformat()[:7]
         activities.plan_disclosures(DisclosureEvent(pid, "periodic-summary", f"summary-{month}", {

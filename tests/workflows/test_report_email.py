@@ -18,7 +18,6 @@ from sqlmodel import Session
 from activities.disclosure import DisclosureActivities, SmtpSettings
 from activities.report_document import content_hash
 from domain.consent import consent_from_dict, consent_to_dict
-from domain.disclosure import REDISCLOSURE_NOTICE_SHORT, new_webhook_secret
 from iop.settings import Settings
 from iop.worker import smtp_for
 from store.db import session_scope
@@ -120,7 +119,6 @@ def test_an_email_report_is_a_readable_message_with_its_pdf_and_delivered_only_w
     with Session(records_engine) as session:
         row = session.get(Disclosure, plan.disclosure_id)
     assert row.status == "delivered" and row.content_hash == content_hash(document)
-    assert REDISCLOSURE_NOTICE_SHORT  # the long form fits a PDF; the short one is for small channels only
 
 
 def test_a_webhook_report_carries_its_pdf_under_the_signature(records_engine):

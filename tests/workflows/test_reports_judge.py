@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlmodel import Session, col, select
 
-from domain.disclosure import new_webhook_secret
+from domain.disclosure import disclosure_id, new_webhook_secret
 from iop.worker import build_worker
 from store.models import Disclosure
 from tests.receiver import Receiver, webhook_receiver
@@ -41,7 +41,8 @@ async def _linked_screening(program, court):
     env, engine, queue = program
     participant, screening, ref = await _for_cause(env, engine, queue)
     pid = (await screening.query(ScreeningWorkflow.status)).participant_id
-    setup_records_for(engine, pid, court.url, court.secret, CATEGORIES)
+    _, rid, _ = setup_records_for(engine, pid, court.url, court.secret, CATEGORIES)
+    court.recipient_id = rid
     return participant, screening, pid
 
 
@@ -121,7 +122,11 @@ async def test_excusing_a_reported_miss_sends_its_retraction(program, court):
     env, engine, _ = program
     participant, screening, pid = await _linked_screening(program, court)
     await env.sleep(timedelta(hours=9))
-    assert (await screening.query(ScreeningWorkflow.status)).status == "missed"
+    state = await screening.query(ScreeningWorkflow.status)
+    assert state.status == "missed"
+    # The miss is reported just after it is recorded: wait for it to reach the court.
+    expected = disclosure_id(pid, state.screening_id, "missed-tests", court.recipient_id)
+    assert await asyncio.to_thread(court.wait_for, expected)
     [miss] = await _settled(env, engine, pid)
     assert miss.status == "delivered"
     await screening.execute_update(ScreeningWorkflow.excuse, Excuse("ER visit, discharge papers seen", "tester"))
