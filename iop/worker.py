@@ -39,7 +39,7 @@ from iop import takehome_rules
 from iop.codec import CodecKey
 from iop.settings import Settings
 from workflows.audit import AuditCheckpointWorkflow
-from workflows.disclosure import DisclosureWorkflow
+from workflows.disclosure import DiscloseEventWorkflow, DisclosureWorkflow
 from workflows.medication import MedicationWorkflow
 from workflows.participant import ParticipantWorkflow
 from workflows.reconciler import ReconcilerWorkflow
@@ -47,7 +47,7 @@ from workflows.screening import ScreeningWorkflow
 from workflows.worklist import WorklistInput, WorklistWorkflow, worklist_workflow_id
 
 WORKFLOWS = [ParticipantWorkflow, ScreeningWorkflow, MedicationWorkflow, DisclosureWorkflow, ReconcilerWorkflow,
-             AuditCheckpointWorkflow, WorklistWorkflow]
+             AuditCheckpointWorkflow, WorklistWorkflow, DiscloseEventWorkflow]
 
 # Modules shared with the sandbox instead of re-imported for every workflow run: the pure rules and
 # vocabularies (domain, the contracts, the search attributes), and the activity classes (with the

@@ -111,6 +111,16 @@ class DisclosureWorkflow:
                                                 detail), **PLAN)
 
 
+@workflow.defn(name="DiscloseEventWorkflow")
+class DiscloseEventWorkflow:
+    """Reports one event decided outside the workflows that usually report (staff made a screening clinical
+    after it was reported: its retraction), through the same `disclose` path."""
+
+    @workflow.run
+    async def run(self, event: DisclosureEvent) -> None:
+        await disclose(event)
+
+
 async def disclose(event: DisclosureEvent) -> None:
     """From any workflow: start one DisclosureWorkflow per recipient that wants this event."""
     planned = await workflow.execute_local_activity_method(DisclosureActivities.plan_disclosures, event, **PLAN)

@@ -4,6 +4,7 @@ tests, check-ins, pauses, and the record of every daily draw."""
 from __future__ import annotations
 
 from datetime import date, datetime
+from uuid import uuid4
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -28,6 +29,7 @@ from workflows.contracts import (
     TAKES_COLLECTION,
     CheckIn,
     CheckInAnswer,
+    DisclosureEvent,
     Collection,
     Excuse,
     ForCause,
@@ -41,6 +43,7 @@ from workflows.contracts import (
 )
 from workflows.participant import ParticipantWorkflow
 from workflows.participant import workflow_id as participant_workflow_id
+from workflows.disclosure import DiscloseEventWorkflow
 from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id
 
@@ -418,6 +421,16 @@ async def check_in(body: CheckInRequest, actor: FrontDesk, session: SessionDep, 
     return answer
 
 
+def _set_forensic(session: Session, screening_id: str, body: "ForensicRequest", actor: str) -> Screening:
+    row = screening_or_404(session, screening_id)
+    row.forensic, row.forensic_reason = body.forensic, body.reason.strip()
+    row.forensic_set_by, row.forensic_set_at = actor, utcnow()
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+    return row
+
+
 class ForensicRequest(RequestModel):
     """Whether a screening is forensic (reportable) or clinical (treatment only), and why."""
 
@@ -442,16 +455,23 @@ class ForensicSetting(BaseModel):
 
 @router.put("/screenings/{screening_id}/forensic", response_model=ForensicSetting,
             responses=responses(401, 403, 404, 422))
-def set_forensic(screening_id: str, body: ForensicRequest, actor: FrontDesk, session: SessionDep) -> ForensicSetting:
+async def set_forensic(screening_id: str, body: ForensicRequest, actor: FrontDesk, session: SessionDep,
+                       services: ServicesDep) -> ForensicSetting:
     """Sets one screening forensic or clinical with a reason (the program's default applies otherwise). A clinical
     screening is never disclosed to a court or employer (All Rise Adult Treatment Court Best Practice Standards,
     Standard VII). The change, its reason and who made it are kept with the screening and in the audit trail."""
     if not body.reason.strip():
         raise ProblemError(422, "reason must say why this screening is forensic or clinical.")
-    row = screening_or_404(session, screening_id)
-    row.forensic, row.forensic_reason = body.forensic, body.reason.strip()
-    row.forensic_set_by, row.forensic_set_at = actor.token_id, utcnow()
-    session.add(row)
-    session.commit()
+    row = await run_in_threadpool(_set_forensic, session, screening_id, body, actor.token_id)
+    if not body.forensic:
+        # Whatever was already reported about it is withdrawn from every recipient that was told (planned and
+        # delivered on the usual schedule; started, not awaited: the request holds the SQLite write lock).
+        for category in ("screening-results", "missed-tests"):
+            event = DisclosureEvent(row.participant_id, category, row.id,
+                                    {"retracted": True, "retraction_reason": "not-reportable"})
+            async with workflow_call("disclosure"):
+                await services.temporal.start_workflow(
+                    DiscloseEventWorkflow.run, event, id=f"disclose-{row.id}-clinical-{category}-{uuid4().hex[:8]}",
+                    task_queue=services.settings.task_queue)
     return ForensicSetting(screening_id=row.id, forensic=row.forensic, reason=row.forensic_reason,
                            set_by=row.forensic_set_by, set_at=row.forensic_set_at)

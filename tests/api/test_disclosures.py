@@ -1,5 +1,6 @@
 """Consent-governed reporting with real HTTP receivers on 127.0.0.1 and a real dev server."""
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -96,6 +97,28 @@ async def test_a_clinical_screening_is_never_disclosed(stack, court):
     trail = (await stack.http.get(f"/audit?subject_id={sid}", headers=stack.auth("auditor")))
     if trail.status_code == 200:
         assert any("forensic" in str(event) for event in trail.json().get("items", []))
+
+
+async def test_a_reported_screening_made_clinical_is_retracted(stack, court):
+    court_id = await add_recipient(stack, court, "court", ["screening-results"], case_system=CASE["system"])
+    pid, sid, specimen = await collected(stack)
+    await add_consent(stack, pid, consent_body(court_id, ["screening-results"]))
+    await post_hl7(stack, oru("DISC-R", specimen, pid, obx=CONFIRMED_POSITIVE))
+    review = await stack.http.post(f"/screenings/{sid}/review", headers=stack.auth("clinician"),
+                                   json={"decision": "confirm", "explanation": "no prescription"})
+    assert review.status_code == 200, review.text
+    original = await settled(stack, disclosure_id(pid, sid, "screening-results", court_id))
+    assert original.status == "delivered"
+    answer = await stack.http.put(f"/screenings/{sid}/forensic", headers=stack.auth("staff"),
+                                  json={"forensic": False, "reason": "ordered for treatment planning, entered wrongly"})
+    assert answer.status_code == 200, answer.text
+    expected = disclosure_id(pid, f"{sid}-retraction", "screening-results", court_id, corrects=original.id)
+    assert await asyncio.to_thread(court.wait_for, expected)  # planned by a workflow the answer only started
+    retraction = await settled(stack, expected)
+    assert retraction.status == "delivered"
+    payload = court.kept[retraction.id]
+    assert payload["amends"] == original.id and payload["data"] == {"retracted": True,
+                                                                   "retraction_reason": "not-reportable"}
 
 
 async def test_final_positive_reaches_the_court_once_and_not_the_employer(stack, court, employer):
