@@ -7,8 +7,10 @@ consent revoked or expired while a delivery was retrying stops it before anythin
 
 from __future__ import annotations
 
+import base64
 import logging
 import smtplib
+from dataclasses import dataclass, field
 from collections.abc import Sequence
 from datetime import date, datetime, timezone
 from email.message import EmailMessage
@@ -20,9 +22,20 @@ from temporalio import activity
 
 from domain import ledger
 from domain.consent import ConsentError, consent_from_dict, consent_to_dict, find_covering_consent, record_event
+from domain.consent import MISSED_TESTS, REFUSALS, SCREENING_RESULTS
 from domain.disclosure import (
+    CONFIRMING_BASES,
     PERIODIC_SUMMARY,
+    DELIVERED,
+    PRESUMPTIVE_WORDING,
+    RETRY,
+    STOP_AND_SURFACE,
+    Basis,
+    Decision,
     build_report,
+    build_retraction,
+    lab_basis,
+    slot_categories,
     classify_response,
     completion_letter,
     disclosure_id,
@@ -31,10 +44,13 @@ from domain.disclosure import (
     monthly_summary,
     webhook_headers,
 )
+from activities.report_document import DEFAULT_LETTERHEAD, content_hash, html_body, render_pdf, text_body
 from domain.medication import order_from_dict
+from domain.program import Program, default_program
 from iop.codec import CodecKey, open_text
 from store import audit
 from store.db import session_scope
+from store.programs import current_program
 from store.models import (
     ConsentRecord,
     Disclosure,
@@ -55,18 +71,36 @@ RECIPIENT_IDENTIFIER = "case_number"
 COMPLETION = "completed"
 
 
+@dataclass(frozen=True)
+class SmtpSettings:
+    """The mail relay email recipients' reports go through (IOP_SMTP_HOST, _PORT, _FROM, _USERNAME, _PASSWORD,
+    _STARTTLS)."""
+
+    host: str
+    sender: str
+    port: int = 25
+    username: str = ""
+    password: str = field(default="", repr=False)
+    starttls: bool = False
+    timeout_s: float = 15.0
+
+
 class DisclosureActivities:
-    def __init__(self, engine: Engine, keys: Sequence[CodecKey], *, smtp_host: str = "", smtp_from: str = "") -> None:
+    def __init__(self, engine: Engine, keys: Sequence[CodecKey], *, smtp: SmtpSettings | None = None,
+                 letterhead: str = DEFAULT_LETTERHEAD) -> None:
         self.engine = engine
         self.keys = list(keys)
-        self.smtp_host, self.smtp_from = smtp_host, smtp_from
+        self.smtp = smtp
+        self.letterhead = letterhead
 
     # --- who gets what -------------------------------------------------------------------
 
     @activity.defn
     def plan_disclosures(self, event: DisclosureEvent) -> list[PlannedDisclosure]:
         """One disclosure per recipient that wants this category and is linked to the participant
-        (by a case number in its system, or by any consent naming it). Idempotent."""
+        (by a case number in its system, or by any consent naming it); and an amendment or a retraction
+        to every recipient that was sent an earlier report of the same event that no longer stands,
+        whatever category the event now falls in. Idempotent: the same event planned again plans nothing new."""
         with session_scope(self.engine) as session:
             participant = session.get(Participant, event.participant_id)
             if participant is None:
@@ -74,22 +108,81 @@ class DisclosureActivities:
             facts = dict(event.facts)
             if event.category == PERIODIC_SUMMARY or facts.get("status") == COMPLETION:
                 facts["by_category"] = self._period_facts(session, participant, facts)
+            reportable, facts, withdrawn_because = self._reportable(session, participant, event, facts)
             planned = []
             for recipient in self._linked_recipients(session, participant):
-                if event.category not in recipient.categories:
-                    continue
-                corrects = None
-                if event.corrects_event:
-                    corrects = self._last_delivered(session, participant.id, recipient.id, event)
-                    if corrects is None:
-                        continue  # never told: nothing to correct
-                the_id = self._id_for(session, participant.id, recipient.id, event, corrects)
+                wants = reportable and event.category in recipient.categories
+                latest = self._latest_sent(session, participant.id, recipient.id, event)
+                if latest is None:
+                    if not wants:
+                        continue
+                    the_id = self._id_for(session, participant.id, recipient.id, event, None)
+                    category, corrects = event.category, None
+                    row_facts = facts
+                elif wants:
+                    if latest.category == event.category and latest.facts == facts:
+                        planned.append(PlannedDisclosure(latest.id, recipient.id, latest.corrects))
+                        continue  # the same report again: nothing new to say
+                    category, corrects, row_facts = event.category, latest.id, facts
+                    the_id = disclosure_id(participant.id, event.event_ref, category, recipient.id, corrects)
+                else:
+                    if latest.facts.get("retracted"):
+                        continue  # withdrawn already
+                    category, corrects = latest.category, latest.id
+                    row_facts = {"retracted": True, "retraction_reason": withdrawn_because}
+                    the_id = disclosure_id(participant.id, f"{event.event_ref}-retraction", category, recipient.id,
+                                           corrects)
                 if session.get(Disclosure, the_id) is None:
                     session.add(Disclosure(id=the_id, participant_id=participant.id, recipient_id=recipient.id,
-                                           category=event.category, event_ref=event.event_ref, facts=facts,
+                                           category=category, event_ref=event.event_ref, facts=row_facts,
                                            corrects=corrects))
-                planned.append(PlannedDisclosure(the_id, recipient.id, corrects))
+                    session.flush()
+                planned.append(PlannedDisclosure(the_id, recipient.id, corrects, category))
             return planned
+
+    def _reportable(self, session: Session, participant: Participant, event: DisclosureEvent,
+                    facts: dict) -> tuple[bool, dict, str]:
+        """Whether the event may go to a court or employer now, its facts as they may be reported, and, when
+        it may not, why an earlier report of it is withdrawn (domain.disclosure.RETRACTION_REASONS)."""
+        if facts.get("retracted"):
+            return False, facts, facts.get("retraction_reason") or "voided"
+        if event.category not in (SCREENING_RESULTS, MISSED_TESTS, REFUSALS):
+            return True, facts, "corrected"
+        program = self._program(session, participant)
+        screening = session.get(Screening, event.event_ref)
+        forensic = program.forensic_default if screening is None or screening.forensic is None else screening.forensic
+        if not forensic:
+            return False, facts, "not-reportable"  # clinical: treatment only, never disclosed
+        if event.category != SCREENING_RESULTS or facts.get("outcome") not in ("positive", "presumptive-positive"):
+            return True, facts, "corrected"
+        basis = facts.get("basis") or _basis_from_record(screening)
+        facts = {**facts, "basis": basis, "confirmed": basis in CONFIRMING_BASES}
+        if basis == Basis.PRESUMPTIVE_SCREEN:
+            if not program.report_presumptive:
+                return False, facts, "not-reportable"  # waits for the laboratory's confirmation
+            facts.update(outcome="presumptive-positive", statement=PRESUMPTIVE_WORDING)
+        else:
+            facts["outcome"] = "positive"
+        return True, facts, "corrected"
+
+    @staticmethod
+    def _program(session: Session, participant: Participant) -> Program:
+        stored = current_program(session, participant.program) if participant.program else None
+        return stored[0] if stored else default_program()
+
+    @staticmethod
+    def _latest_sent(session: Session, participant_id: str, recipient_id: str,
+                     event: DisclosureEvent) -> Disclosure | None:
+        """The last report of this event's question to this recipient that was sent or is on its way (the end
+        of its amendment chain), or None when the recipient was never told of it."""
+        rows = session.exec(select(Disclosure).where(
+            Disclosure.participant_id == participant_id, Disclosure.recipient_id == recipient_id,
+            Disclosure.event_ref == event.event_ref, col(Disclosure.category).in_(slot_categories(event.category)),
+            col(Disclosure.status).in_(("pending", "retrying", "delivered", "failed")),
+        ).order_by(col(Disclosure.created_at))).all()
+        amended = {row.corrects for row in rows}
+        ends = [row for row in rows if row.id not in amended]
+        return ends[-1] if ends else None
 
     @staticmethod
     def _id_for(session: Session, participant_id: str, recipient_id: str, event: DisclosureEvent,
@@ -111,24 +204,25 @@ class DisclosureActivities:
         recipients = session.exec(select(Recipient).order_by(col(Recipient.id))).all()
         return [r for r in recipients if r.id in consented or (r.case_number_system and r.case_number_system in systems)]
 
-    @staticmethod
-    def _last_delivered(session: Session, participant_id: str, recipient_id: str, event: DisclosureEvent) -> str | None:
-        """This participant's last delivered report of this event to this recipient (old or new id)."""
-        row = session.exec(select(Disclosure).where(
-            Disclosure.participant_id == participant_id,
-            Disclosure.recipient_id == recipient_id, Disclosure.event_ref == event.event_ref,
-            Disclosure.category == event.category, Disclosure.status == "delivered",
-        ).order_by(col(Disclosure.delivered_at).desc())).first()
-        return row.id if row else None
-
     def _period_facts(self, session: Session, participant: Participant, facts: dict) -> dict[str, list]:
         """Each category's entries over the period (a month, or the whole program for a letter)."""
         first = date.fromisoformat(facts.get("period_start") or participant.start_date.isoformat())
         last = date.fromisoformat(facts.get("period_end") or facts.get("effective_on", "")[:10] or first.isoformat())
-        screenings = session.exec(select(Screening).where(
+        program = self._program(session, participant)
+        # Clinical screenings are never disclosed, in a summary either (issue 16).
+        screenings = [s for s in session.exec(select(Screening).where(
             Screening.participant_id == participant.id, Screening.day >= first, Screening.day <= last)).all()
-        results = [{"outcome": _reported_outcome(s.state.get("final_outcome"))}
-                   for s in screenings if s.state.get("final_outcome") not in (None, "refusal")]
+            if (program.forensic_default if s.forensic is None else s.forensic)]
+        results = []
+        for s in screenings:
+            if s.state.get("final_outcome") in (None, "refusal"):
+                continue
+            outcome = _reported_outcome(s.state.get("final_outcome"))
+            if outcome == "positive" and _summary_basis(s) == Basis.PRESUMPTIVE_SCREEN:
+                if not program.report_presumptive:
+                    continue  # a screen awaiting confirmation is not counted as a positive
+                outcome = "presumptive-positive"
+            results.append({"outcome": outcome})
         adherence = _medication_adherence(session, participant.id, first, last)
         return {
             "screening-results": results,
@@ -172,6 +266,12 @@ class DisclosureActivities:
             return AttemptResult(row.status, row.reason or row.status)  # decided on an earlier attempt
         if recipient.status != "active":
             return self._blocked(request, f"recipient {recipient.id} is disabled: {recipient.disabled_reason}")
+        if row.corrects:
+            with Session(self.engine) as session:
+                original = session.get(Disclosure, row.corrects)
+            if original is not None and original.status in ("pending", "retrying"):
+                # An amendment never overtakes what it amends: it goes once the original is delivered.
+                return AttemptResult("waiting", f"waiting for {row.corrects} (the report it amends) to be delivered")
         # The consent check, at the moment of sending.
         consent, why = find_covering_consent(consents, recipient.id, row.category, now.isoformat())
         if consent is None:
@@ -180,9 +280,18 @@ class DisclosureActivities:
             payload = self._payload(row, recipient, participant, consent, now)
         except (ConsentError, ValueError) as exc:
             return self._blocked(request, f"report not built: {exc}")
-        status, retry_after = self._send(recipient, row.id, payload, now)
-        decision = classify_response(status, retry_after, now)
-        self._record_attempt(row.id, consent.consent_id, payload, status, decision.kind, decision.reason)
+        document = render_pdf(payload, self.letterhead)
+        if recipient.delivery == "email":
+            decision, status = self._email(recipient, row.id, payload, document), None
+        else:
+            # The webhook carries its document: the PDF, base64, covered by the Standard Webhooks signature.
+            payload = {**payload, "document": {"id": f"{row.id}.pdf", "media_type": "application/pdf",
+                                               "sha256": content_hash(document),
+                                               "content_base64": base64.b64encode(document).decode("ascii")}}
+            status, retry_after = self._send(recipient, row.id, payload, now)
+            decision = classify_response(status, retry_after, now)
+        self._record_attempt(row.id, consent.consent_id, payload, status, decision.kind, decision.reason,
+                             content_hash(document))
         self._audit(request, decision.kind if status is None else f"{decision.kind} ({status})", decision.reason,
                     consent.consent_id)
         if decision.kind == "disable-recipient":
@@ -199,6 +308,9 @@ class DisclosureActivities:
         if not identifiers:
             identifiers = {"recipient_reference": participant.id}
         issued = now.isoformat()
+        if row.facts.get("retracted"):
+            return build_retraction(row.category, row.facts["retraction_reason"], identifiers, consent, row.id, issued,
+                                    amends=row.corrects)
         if row.category == PERIODIC_SUMMARY:
             return monthly_summary(row.facts["by_category"], consent, row.facts["month"], identifiers, row.id, issued,
                                    corrects=row.corrects)
@@ -206,13 +318,13 @@ class DisclosureActivities:
             return completion_letter(row.facts["by_category"], consent, row.facts["effective_on"][:10], identifiers,
                                      row.id, issued, corrects=row.corrects)
         facts = {k: v for k, v in row.facts.items() if k != "by_category"}
-        return build_report(row.category, facts, identifiers, consent, row.id, issued, corrects=row.corrects)
+        # Only a forensic screening is ever planned for a recipient (see _reportable).
+        forensic = True if row.category in (SCREENING_RESULTS, MISSED_TESTS, REFUSALS) else None
+        return build_report(row.category, facts, identifiers, consent, row.id, issued, corrects=row.corrects,
+                            forensic=forensic)
 
     def _send(self, recipient: Recipient, disclosure_id: str, payload: dict, now: datetime) -> tuple[int | None, str | None]:
         body = encode_payload(payload)
-        if recipient.delivery == "email":
-            self._email(recipient, disclosure_id, payload)
-            return 200, None
         secret = open_text(self.keys, recipient.secret_sealed)
         headers = {"Content-Type": "application/json",
                    **webhook_headers(secret, disclosure_id, int(now.timestamp()), body)}
@@ -223,32 +335,53 @@ class DisclosureActivities:
             return None, None
         return response.status_code, response.headers.get("retry-after")
 
-    def _email(self, recipient: Recipient, disclosure_id: str, payload: dict) -> None:
+    def _email(self, recipient: Recipient, disclosure_id: str, payload: dict, document: bytes) -> Decision:
+        """The report as a readable mail with its PDF attached, handed to the relay. Delivered only when the relay
+        accepted it for the recipient; a relay that is down or answers 4xx is retried on the webhook schedule."""
         subject = f"Confidential report {payload.get('type', '')} ({disclosure_id[:40]})"
-        text = payload.get("data", {}).get("text") or encode_payload(payload).decode()
+        text = text_body(payload, self.letterhead)
         with session_scope(self.engine) as session:
             if session.get(EmailOutbox, disclosure_id) is None:
                 session.add(EmailOutbox(id=disclosure_id, recipient_id=recipient.id, to_address=recipient.email or "",
                                         subject=subject, body=text))
-        if self.smtp_host:
-            message = EmailMessage()
-            message["From"], message["To"], message["Subject"] = self.smtp_from, recipient.email, subject
-            message["Message-ID"] = f"<{disclosure_id}@iop-workflows>"
-            message.set_content(text)
-            with smtplib.SMTP(self.smtp_host, timeout=15) as smtp:
-                smtp.send_message(message)
-            with session_scope(self.engine) as session:
-                queued = session.get(EmailOutbox, disclosure_id)
-                queued.sent_at = utcnow()
-                session.add(queued)
+        if self.smtp is None or not self.smtp.host:
+            return Decision(RETRY, None, "no mail relay is configured (IOP_SMTP_HOST): the report waits, retried")
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = self.smtp.sender, recipient.email, subject
+        message["Message-ID"] = f"<{disclosure_id}@iop-workflows>"
+        message.set_content(text)
+        message.add_alternative(html_body(payload, self.letterhead), subtype="html")
+        message.add_attachment(document, maintype="application", subtype="pdf", filename=f"{disclosure_id[:60]}.pdf")
+        try:
+            with smtplib.SMTP(self.smtp.host, self.smtp.port, timeout=self.smtp.timeout_s) as smtp:
+                if self.smtp.starttls:
+                    smtp.starttls()
+                if self.smtp.username:
+                    smtp.login(self.smtp.username, self.smtp.password)
+                refused = smtp.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code = next(iter(exc.recipients.values()))[0] if exc.recipients else None
+            return _smtp_refusal(code)
+        except smtplib.SMTPResponseException as exc:
+            return _smtp_refusal(exc.smtp_code)
+        except (OSError, smtplib.SMTPException) as exc:
+            return Decision(RETRY, None, f"the mail relay did not answer ({type(exc).__name__}); retrying")
+        if refused:
+            return _smtp_refusal(next(iter(refused.values()))[0])
+        with session_scope(self.engine) as session:
+            queued = session.get(EmailOutbox, disclosure_id)
+            queued.sent_at = utcnow()
+            session.add(queued)
+        return Decision(DELIVERED, None, "the mail relay accepted the report (SMTP 250)")
 
     # --- records ---------------------------------------------------------------------------
 
     def _record_attempt(self, disclosure_id: str, consent_id: str, payload: dict, status: int | None, kind: str,
-                        reason: str) -> None:
+                        reason: str, document_hash: str | None = None) -> None:
         with session_scope(self.engine) as session:
             row = session.get(Disclosure, disclosure_id)
             row.consent_id, row.payload, row.last_status_code = consent_id, payload, status
+            row.content_hash = document_hash
             row.attempts += 1
             row.reason = reason
             row.status = {"delivered": "delivered", "retry": "retrying"}.get(kind, "failed")
@@ -297,6 +430,31 @@ class DisclosureActivities:
 
     def all(self) -> list:
         return [self.plan_disclosures, self.attempt_delivery, self.settle_disclosure, self.record_consent_event]
+
+
+def _smtp_refusal(code: int | None) -> Decision:
+    """RFC 5321 §4.2.1: 4yz is transient (retried), 5yz permanent (surfaced to staff, not resent)."""
+    if code is not None and 500 <= code <= 599:
+        return Decision(STOP_AND_SURFACE, None, f"the mail relay refused the report (SMTP {code}); check the "
+                                                "recipient's address, then resend")
+    return Decision(RETRY, None, f"the mail relay deferred the report (SMTP {code}); retrying")
+
+
+def _summary_basis(screening: Screening) -> str:
+    breath = (screening.state or {}).get("breath_result")
+    if breath:
+        return breath.get("basis") or Basis.PRESUMPTIVE_SCREEN
+    return _basis_from_record(screening)
+
+
+def _basis_from_record(screening: Screening | None) -> str:
+    """The basis of a positive as the screening's current lab result shows it: laboratory-confirmed only when a
+    confirmatory method found every positive analyte. A clinician's review confirms nothing by itself."""
+    if screening is None:
+        return Basis.PRESUMPTIVE_SCREEN
+    state = screening.state or {}
+    current = next((r for r in state.get("results", []) if r.get("result_id") == state.get("current_result_id")), None)
+    return lab_basis((current or {}).get("interpretation", {}).get("findings", []))
 
 
 def _reported_outcome(final_outcome: str | None) -> str:

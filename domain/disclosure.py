@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime, timezone
 from email.utils import parsedate_to_datetime
+from enum import StrEnum
 from typing import Any
 
 from domain.checks import require_text as _require_text
@@ -93,6 +94,70 @@ def redisclosure_notice(max_chars: int | None = None) -> str:
     )
 
 
+# --- the basis of a reported result ----------------------------------------------------------
+
+
+class Basis(StrEnum):
+    """What a reported positive rests on: one closed vocabulary for every report.
+
+    Forensic testing practice (All Rise Adult Treatment Court Best Practice Standards, 2nd ed. 2023 rev.,
+    Standard VII; 49 CFR 40.87 and 40.97 for the federal workplace program): an immunoassay screen is
+    presumptive until a second, more specific method (GC-MS, LC-MS/MS) confirms it; an evidential breath
+    test confirms a screening breath test taken at least 15 minutes earlier (49 CFR 40.251).
+    """
+
+    LABORATORY_CONFIRMED = "laboratory-confirmed"  # a confirmatory method result (GC-MS, LC-MS/MS)
+    PRESUMPTIVE_SCREEN = "presumptive-screen"  # immunoassay only: never reported as confirmed
+    ADMITTED_USE = "admitted-use"  # the participant's documented admission, with who witnessed it
+    BREATH_ALCOHOL_CONFIRMED = "breath-alcohol-confirmed"  # evidential second test after a 15-minute wait
+
+
+BASES: tuple[str, ...] = tuple(b.value for b in Basis)
+# Bases under which a positive is reported as confirmed. An admission is a positive, not a confirmation.
+CONFIRMING_BASES: frozenset[str] = frozenset({Basis.LABORATORY_CONFIRMED, Basis.BREATH_ALCOHOL_CONFIRMED})
+BREATH_CONFIRMATION_WAIT_S = 15 * 60  # 49 CFR 40.251(a)(1): at least 15 minutes before the confirmation test
+DEFAULT_BAC_CUTOFF = 0.02  # g/210 L; 49 CFR 40.23 treats 0.02 and above as a result that has consequences
+
+PRESUMPTIVE_WORDING = ("presumptive positive: an immunoassay screen only, not confirmed by a second method; "
+                       "it is not proof of use")
+
+
+def lab_basis(findings: Iterable[Mapping[str, Any]]) -> Basis:
+    """The basis of a positive lab result from its findings (domain.interpretation findings as dicts):
+    laboratory-confirmed only when every positive analyte was confirmed by a confirmatory method."""
+    positives = [f for f in findings if f.get("outcome") in ("confirmed-positive", "presumptive-positive")]
+    if positives and all(f["outcome"] == "confirmed-positive" for f in positives):
+        return Basis.LABORATORY_CONFIRMED
+    return Basis.PRESUMPTIVE_SCREEN
+
+
+@dataclass(frozen=True)
+class BreathResult:
+    outcome: str  # negative | positive
+    basis: str | None  # breath-alcohol-confirmed, presumptive-screen (no valid confirmation) or None (negative)
+    bac: float  # the result that counts: the confirmation test when there is a valid one
+    reason: str
+
+
+def breath_alcohol_result(screen_bac: float, confirmation_bac: float | None, seconds_between: float | None,
+                          cutoff: float = DEFAULT_BAC_CUTOFF) -> BreathResult:
+    """A breath alcohol test read against the program's cutoff. A screen at or above the cutoff needs an
+    evidential confirmation test at least 15 minutes later (49 CFR 40.251); the confirmation result counts."""
+    for name, value in (("screen_bac", screen_bac), ("cutoff", cutoff)):
+        if not _is_number(value) or value < 0:
+            raise ValueError(f"{name} must be a BAC in g/210 L, 0 or more; got {value!r}")
+    if screen_bac < cutoff:
+        return BreathResult("negative", None, screen_bac, f"screen {screen_bac:.3f} below the cutoff {cutoff:.3f}")
+    if confirmation_bac is None or seconds_between is None or seconds_between < BREATH_CONFIRMATION_WAIT_S:
+        why = "no confirmation test" if confirmation_bac is None else "confirmation test taken before 15 minutes"
+        return BreathResult("positive", Basis.PRESUMPTIVE_SCREEN, screen_bac, f"screen {screen_bac:.3f}: {why}")
+    if confirmation_bac < cutoff:
+        return BreathResult("negative", None, confirmation_bac,
+                            f"confirmation {confirmation_bac:.3f} below the cutoff {cutoff:.3f}")
+    return BreathResult("positive", Basis.BREATH_ALCOHOL_CONFIRMED, confirmation_bac,
+                        f"confirmed {confirmation_bac:.3f} at or above the cutoff {cutoff:.3f}")
+
+
 # --- what a report may say --------------------------------------------------------------------
 
 # Facts each category may carry: everything else the caller passes is dropped. Left out on purpose:
@@ -100,7 +165,8 @@ def redisclosure_notice(max_chars: int | None = None) -> str:
 # notes, lab and specimen ids, collector names, and any internal participant id.
 FACT_KEYS: dict[str, tuple[str, ...]] = {
     # "confirmed": confirmed by a second method or verified by a clinician/MRO.
-    SCREENING_RESULTS: ("collected_on", "specimen_type", "observed", "outcome", "positive_for", "confirmed", "dilute"),
+    SCREENING_RESULTS: ("collected_on", "specimen_type", "observed", "outcome", "positive_for", "confirmed", "dilute",
+                        "basis", "statement", "breath_alcohol", "device_id", "admission_witnessed_by"),
     MISSED_TESTS: ("scheduled_on", "window_closed_at"),
     REFUSALS: ("occurred_on", "refusal_kind"),
     MEDICATION_ADHERENCE: ("period_start", "period_end", "doses_expected", "doses_taken", "adherence_ratio"),
@@ -134,7 +200,10 @@ COMPLETED_TYPE = "participant.completed"
 COMPLETION_LETTER_TYPE = "letter.completion"
 
 # A presumptive positive never reaches a recipient as positive: "positive" needs confirmed=true.
-SCREENING_OUTCOMES: tuple[str, ...] = ("negative", "positive", "invalid")
+SCREENING_OUTCOMES: tuple[str, ...] = ("negative", "positive", "presumptive-positive", "invalid")
+# An amendment that says the earlier report no longer stands; why, in a closed vocabulary (never free text).
+RETRACTION_REASONS: tuple[str, ...] = ("excused", "corrected", "not-reportable", "voided")
+RETRACTED_TYPE_SUFFIX = ".retracted"
 PROGRAM_STATUSES: tuple[str, ...] = ("completed", "discharged")
 
 # The identifiers a recipient already holds for the participant. Anything else is dropped.
@@ -159,6 +228,7 @@ def build_report(
     issued_at: str,
     *,
     corrects: str | None = None,
+    forensic: bool | None = None,
 ) -> dict[str, Any]:
     """The JSON payload disclosing one fact of `category` under `consent`, issued at `issued_at`.
 
@@ -169,7 +239,7 @@ def build_report(
     if category == PERIODIC_SUMMARY:
         raise ValueError("a periodic-summary report is built by monthly_summary, not build_report")
     data = allowed_facts(category, facts)
-    return _envelope(
+    payload = _envelope(
         report_type=_report_type(category, data),
         category=category,
         data=data,
@@ -179,6 +249,56 @@ def build_report(
         issued_at=issued_at,
         corrects=corrects,
     )
+    if forensic is not None:
+        payload["forensic"] = forensic
+    if category == SCREENING_RESULTS:
+        payload["basis"] = data.get("basis")
+    return payload
+
+
+def build_retraction(
+    category: str,
+    reason: str,
+    recipient_identifiers: Mapping[str, Any],
+    consent: Consent,
+    disclosure_id: str,
+    issued_at: str,
+    *,
+    amends: str,
+) -> dict[str, Any]:
+    """A report that withdraws an earlier one (`amends`): what it said no longer stands, for `reason`
+    (RETRACTION_REASONS). It carries no new fact, only that the earlier report is withdrawn."""
+    check_category(category)
+    if reason not in RETRACTION_REASONS:
+        raise ValueError(f"retraction reason {reason!r} is not one of {', '.join(RETRACTION_REASONS)}")
+    _require_text("amends", amends)
+    return _envelope(
+        report_type=REPORT_TYPES[category] + RETRACTED_TYPE_SUFFIX,
+        category=category,
+        data={"retracted": True, "retraction_reason": reason},
+        recipient_identifiers=recipient_identifiers,
+        consent=consent,
+        disclosure_id=disclosure_id,
+        issued_at=issued_at,
+        corrects=amends,
+    )
+
+
+# Reports about one event that speak to the same question: a later one amends or withdraws the earlier.
+# A miss stays a miss when a late specimen is tested; a result and a refusal (substituted, adulterated)
+# answer the same question, so a positive corrected to "substituted" amends the positive.
+_AMENDMENT_SLOTS: dict[str, str] = {SCREENING_RESULTS: "outcome", REFUSALS: "outcome", MISSED_TESTS: "missed"}
+
+
+def amendment_slot(category: str) -> str:
+    """Which earlier reports of the same event a report of `category` amends: those in the same slot."""
+    check_category(category)
+    return _AMENDMENT_SLOTS.get(category, category)
+
+
+def slot_categories(category: str) -> tuple[str, ...]:
+    slot = amendment_slot(category)
+    return tuple(c for c in CATEGORIES if amendment_slot(c) == slot)
 
 
 def allowed_facts(category: str, facts: Mapping[str, Any]) -> dict[str, Any]:
@@ -205,13 +325,35 @@ def _check_fact_values(category: str, data: Mapping[str, Any]) -> None:
             raise ValueError(
                 f"screening outcome {data['outcome']!r} cannot be reported; use one of {', '.join(SCREENING_OUTCOMES)}"
             )
-        if data["outcome"] == "positive" and data.get("confirmed") is not True:
-            raise ValueError(
-                "a positive screen is reported only once confirmed or verified by a clinician/MRO: "
-                "set confirmed to true after review, or wait"
-            )
+        _check_basis(data)
     if category == PROGRAM_STATUS and data["status"] not in PROGRAM_STATUSES:
         raise ValueError(f"program status {data['status']!r} is not one of {', '.join(PROGRAM_STATUSES)}")
+
+
+def _check_basis(data: Mapping[str, Any]) -> None:
+    """A positive states its basis; "confirmed" is true exactly when the basis confirms; a presumptive screen
+    is worded as presumptive and never reported as a plain positive."""
+    outcome, basis = data["outcome"], data.get("basis")
+    if outcome not in ("positive", "presumptive-positive"):
+        if basis is not None and basis not in BASES:
+            raise ValueError(f"basis {basis!r} is not one of {', '.join(BASES)}")
+        return
+    if basis not in BASES:
+        raise ValueError(f"a {outcome} result is reported with its basis, one of {', '.join(BASES)}; got {basis!r}")
+    if basis == Basis.PRESUMPTIVE_SCREEN:
+        if outcome != "presumptive-positive" or data.get("confirmed") is not False:
+            raise ValueError("a presumptive screen is reported as outcome presumptive-positive with confirmed "
+                             "false, never as a confirmed positive: wait for the lab's confirmation or report it "
+                             "as presumptive")
+        if data.get("statement") != PRESUMPTIVE_WORDING:
+            raise ValueError("a presumptive-positive report carries the presumptive statement (PRESUMPTIVE_WORDING)")
+        return
+    if outcome != "positive":
+        raise ValueError(f"a result with basis {basis} is reported as outcome positive")
+    if data.get("confirmed") is not (basis in CONFIRMING_BASES):
+        raise ValueError(f"confirmed must be {basis in CONFIRMING_BASES} for basis {basis}")
+    if basis == Basis.ADMITTED_USE and not data.get("admission_witnessed_by"):
+        raise ValueError("an admitted-use result names who witnessed the admission (admission_witnessed_by)")
 
 
 def _plain_value(key: str, value: Any) -> Any:
@@ -262,6 +404,8 @@ def _envelope(
         if corrects == disclosure_id:
             raise ValueError(f"disclosure {disclosure_id} cannot correct itself; give the id of the one it replaces")
         payload["corrects"] = corrects
+        # "amends": the id of the report this one amends or withdraws (the recipient's earlier webhook-id).
+        payload["amends"] = corrects
     _refuse_identifying_keys(payload)
     return payload
 
@@ -406,7 +550,8 @@ def _screening_section(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
                 f"screening outcome {outcome!r} cannot be summarised; use one of {', '.join(SCREENING_OUTCOMES)}"
             )
         counts[outcome] = counts.get(outcome, 0) + 1
-    return {"total": len(entries), "by_outcome": {outcome: counts.get(outcome, 0) for outcome in SCREENING_OUTCOMES}}
+    shown = [o for o in SCREENING_OUTCOMES if o != "presumptive-positive" or counts.get(o)]
+    return {"total": len(entries), "by_outcome": {outcome: counts.get(outcome, 0) for outcome in shown}}
 
 
 def _missed_section(entries: list[Mapping[str, Any]]) -> dict[str, Any]:

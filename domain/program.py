@@ -46,6 +46,14 @@ class Program:
     collection_windows: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WINDOWS))
     make_up_hours: float = 24.0
     mode: str = "individual"  # colour: participants call for the day's colours
+    # Screenings are forensic (observed, chain of custody, reportable to a court or employer) unless the
+    # program or staff, per screening with a reason, make them clinical (treatment only, never disclosed):
+    # All Rise Adult Treatment Court Best Practice Standards (2023 revision), Standard VII.
+    forensic_default: bool = True
+    # A positive resting on an immunoassay screen alone is reported (worded as presumptive) only when the
+    # program allows it; otherwise the report waits for the laboratory's confirmation.
+    report_presumptive: bool = False
+    breath_alcohol_cutoff: float = 0.02  # g/210 L
 
     def phase(self, name: str) -> PhaseDefinition:
         for phase in self.phases:
@@ -67,6 +75,12 @@ def check_program(program: Program) -> list[str]:
     names = [p.name for p in program.phases]
     if len(set(names)) != len(names):
         problems.append(f"phase names must be distinct; got {', '.join(names)}")
+    for flag in ("forensic_default", "report_presumptive"):
+        if not isinstance(getattr(program, flag), bool):
+            problems.append(f"{flag} must be true or false")
+    if not is_finite_number(program.breath_alcohol_cutoff) or not 0 < program.breath_alcohol_cutoff <= 0.4:
+        problems.append(f"breath_alcohol_cutoff must be above 0 and at most 0.4 g/210 L; got "
+                        f"{program.breath_alcohol_cutoff!r}")
     if program.mode not in MODES:
         problems.append(f"mode must be one of {', '.join(MODES)}")
     for kind, hours in program.collection_windows.items():
@@ -156,7 +170,8 @@ def default_program(site: str = "north", timezone: str = "America/New_York") -> 
 
 # --- JSON form ----------------------------------------------------------------------------------
 
-_PROGRAM_KEYS = {"program_id", "name", "sites", "phases", "collection_windows", "make_up_hours", "mode"}
+_PROGRAM_KEYS = {"program_id", "name", "sites", "phases", "collection_windows", "make_up_hours", "mode",
+                 "forensic_default", "report_presumptive", "breath_alcohol_cutoff"}
 _PHASE_KEYS = {"name", "tests_per_week", "min_per_rolling_week", "max_per_rolling_week", "specimen_types",
                "check_in_required", "missed_check_in_reportable", "criteria"}
 
@@ -166,6 +181,8 @@ def program_to_dict(program: Program) -> dict[str, Any]:
         "program_id": program.program_id, "name": program.name, "mode": program.mode,
         "sites": {site: calendar_to_dict(cal) for site, cal in sorted(program.sites.items())},
         "collection_windows": dict(program.collection_windows), "make_up_hours": program.make_up_hours,
+        "forensic_default": program.forensic_default, "report_presumptive": program.report_presumptive,
+        "breath_alcohol_cutoff": program.breath_alcohol_cutoff,
         "phases": [{"name": p.name, "tests_per_week": p.tests_per_week, "min_per_rolling_week": p.min_per_rolling_week,
                     "max_per_rolling_week": p.max_per_rolling_week, "specimen_types": list(p.specimen_types),
                     "check_in_required": p.check_in_required,
@@ -211,7 +228,10 @@ def program_from_dict(data: Mapping[str, Any]) -> Program:
     windows = {**DEFAULT_WINDOWS, **dict(data.get("collection_windows") or {})}
     program = Program(program_id=str(data["program_id"]), name=str(data.get("name") or data["program_id"]),
                       sites=sites, phases=tuple(phases), collection_windows=windows,
-                      make_up_hours=data.get("make_up_hours", 24.0), mode=data.get("mode", "individual"))
+                      make_up_hours=data.get("make_up_hours", 24.0), mode=data.get("mode", "individual"),
+                      forensic_default=data.get("forensic_default", True),
+                      report_presumptive=data.get("report_presumptive", False),
+                      breath_alcohol_cutoff=data.get("breath_alcohol_cutoff", 0.02))
     problems = check_program(program)
     if problems:
         raise ValueError("; ".join(problems))

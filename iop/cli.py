@@ -344,7 +344,7 @@ async def _run_worker(settings: Settings, *, index: int = 0, schedules: bool = T
     from iop import telemetry
     from iop.audit import audit_keys, ensure_checkpoint_schedule
     from iop.temporal import connect
-    from iop.worker import (build_worker, ensure_reconciler_schedule, ensure_worklist_workflow, notifier_for,
+    from iop.worker import (build_worker, ensure_reconciler_schedule, ensure_worklist_workflow, notifier_for, smtp_for,
                             pager_for)
     from store.audit import use_keys
     from store.db import make_engine
@@ -354,7 +354,8 @@ async def _run_worker(settings: Settings, *, index: int = 0, schedules: bool = T
     use_keys(engine, audit_keys(settings))  # production: refuses to start without IOP_AUDIT_KEYS
     stop = _stop_event()
     async with build_worker(client, engine, settings.task_queue, notifier=notifier_for(settings),
-                            pager=pager_for(settings)):
+                            pager=pager_for(settings), smtp=smtp_for(settings),
+                            letterhead=settings.report_letterhead):
         if schedules:
             log.info("reconciler schedule %s in place", await ensure_reconciler_schedule(client, settings))
             log.info("worklist escalations run in %s", await ensure_worklist_workflow(client, settings.task_queue))
@@ -504,7 +505,7 @@ async def _run_dev(settings: Settings) -> None:
     from api.app import create_app
     from iop.audit import audit_keys, ensure_checkpoint_schedule
     from iop.processes import PRIVATE_UMASK, private_dir, stop_child
-    from iop.worker import (build_worker, ensure_reconciler_schedule, ensure_worklist_workflow, notifier_for,
+    from iop.worker import (build_worker, ensure_reconciler_schedule, ensure_worklist_workflow, notifier_for, smtp_for,
                             pager_for)
     from store.audit import use_keys
     from store.db import make_engine
@@ -533,7 +534,8 @@ async def _run_dev(settings: Settings) -> None:
         )
         server.install_signal_handlers = lambda: None  # one stop event drives every part
         async with build_worker(client, engine, settings.task_queue, notifier=notifier_for(settings),
-                                pager=pager_for(settings)):
+                                pager=pager_for(settings), smtp=smtp_for(settings),
+                                letterhead=settings.report_letterhead):
             await ensure_reconciler_schedule(client, settings)
             await ensure_worklist_workflow(client, settings.task_queue)
             await ensure_checkpoint_schedule(client, settings.task_queue, settings.audit_checkpoint_minutes)

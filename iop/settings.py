@@ -104,6 +104,16 @@ class Settings(BaseSettings):
     otel_endpoint: str = ""
     # The equity report (domain/equity.py): groups with fewer participants are suppressed, and a
     # group's rate ratio at or above the upper / at or below the lower threshold is flagged.
+    # Email recipients' reports go through this mail relay (issue 16); without a host they wait, retried, and are
+    # never recorded as delivered. STARTTLS upgrades the connection before any login.
+    smtp_host: str = ""
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = ""
+    smtp_username: str = ""
+    smtp_password: str = Field(default="", repr=False)
+    smtp_starttls: bool = False
+    # The program's letterhead on every report document (PDF and mail): name, address, telephone.
+    report_letterhead: str = "Intensive outpatient program"
     equity_min_group_size: int = Field(default=11, ge=1, le=1000)
     equity_ratio_high: float = Field(default=1.25, gt=1.0, le=100.0)
     equity_ratio_low: float = Field(default=0.8, gt=0.0, lt=1.0)

@@ -27,7 +27,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from temporalio.worker.workflow_sandbox._runner import _Instance as _SandboxInstance
 
 from activities.audit import AuditActivities
-from activities.disclosure import DisclosureActivities
+from activities.disclosure import DisclosureActivities, SmtpSettings
 from activities.medication import MedicationActivities
 from activities.programs import ProgramActivities
 from activities.selection import SelectionActivities
@@ -40,7 +40,7 @@ from iop import takehome_rules
 from iop.codec import CodecKey
 from iop.settings import Settings
 from workflows.audit import AuditCheckpointWorkflow
-from workflows.disclosure import DisclosureWorkflow
+from workflows.disclosure import DiscloseEventWorkflow, DisclosureWorkflow
 from workflows.medication import MedicationWorkflow
 from workflows.participant import ParticipantWorkflow
 from workflows.reconciler import ReconcilerWorkflow
@@ -48,7 +48,7 @@ from workflows.screening import ScreeningWorkflow
 from workflows.worklist import WorklistInput, WorklistWorkflow, worklist_workflow_id
 
 WORKFLOWS = [ParticipantWorkflow, ScreeningWorkflow, MedicationWorkflow, DisclosureWorkflow, ReconcilerWorkflow,
-             AuditCheckpointWorkflow, WorklistWorkflow]
+             AuditCheckpointWorkflow, WorklistWorkflow, DiscloseEventWorkflow]
 
 # Modules shared with the sandbox instead of re-imported for every workflow run: the pure rules and
 # vocabularies (domain, the contracts, the search attributes), and the activity classes (with the
@@ -106,23 +106,35 @@ def pager_for(settings: Settings) -> Pager | None:
     return None  # no paging: the worklist page shows escalated items
 
 
+def smtp_for(settings: Settings) -> SmtpSettings | None:
+    """The mail relay from IOP_SMTP_*; None when no host is set (email reports then wait, never "delivered")."""
+    if not settings.smtp_host:
+        return None
+    return SmtpSettings(host=settings.smtp_host, port=settings.smtp_port, sender=settings.smtp_from,
+                        username=settings.smtp_username, password=settings.smtp_password,
+                        starttls=settings.smtp_starttls)
+
+
 def activities(engine: Engine, keys: Sequence[CodecKey], notifier: Notifier | None = None,
-               pager: Pager | None = None) -> list:
+               pager: Pager | None = None, smtp: SmtpSettings | None = None,
+               letterhead: str = "Intensive outpatient program") -> list:
     return (RecordActivities(engine).all() + ScreeningActivities(engine, notifier).all()
-            + MedicationActivities(engine).all() + DisclosureActivities(engine, keys).all()
+            + MedicationActivities(engine).all()
+            + DisclosureActivities(engine, keys, smtp=smtp, letterhead=letterhead).all()
             + AuditActivities(engine).all() + WorklistActivities(engine, pager).all()
             + ProgramActivities(engine).all() + SelectionActivities(engine, keys).all())
 
 
 def build_worker(client: Client, engine: Engine, task_queue: str, *, notifier: Notifier | None = None,
-                 pager: Pager | None = None, max_activity_threads: int = 16) -> Worker:
+                 pager: Pager | None = None, max_activity_threads: int = 16, smtp: SmtpSettings | None = None,
+                 letterhead: str = "Intensive outpatient program") -> Worker:
     takehome_rules.install()  # validated at start: a malformed rule file stops the worker here
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
         # Recipients' signing secrets are sealed with the payload keys the client already holds.
-        activities=activities(engine, client.data_converter.payload_codec.keys, notifier, pager)
+        activities=activities(engine, client.data_converter.payload_codec.keys, notifier, pager, smtp, letterhead)
         + ReconcilerActivities(engine, client, task_queue).all(),
         activity_executor=ThreadPoolExecutor(max_activity_threads, thread_name_prefix="activity"),
         max_concurrent_activities=max_activity_threads,

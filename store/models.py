@@ -204,6 +204,11 @@ class Screening(SQLModel, table=True):
     result_overdue: bool = False
     state: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow)
+    # Forensic (reportable) or clinical (never disclosed); None: the program's default (issue 16).
+    forensic: bool | None = None
+    forensic_reason: str | None = Field(default=None, max_length=500)
+    forensic_set_by: str | None = Field(default=None, max_length=32)
+    forensic_set_at: datetime | None = None
 
 
 class SelectionDraw(SQLModel, table=True):
@@ -650,6 +655,7 @@ class Disclosure(SQLModel, table=True):
     delivered_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    content_hash: str | None = Field(default=None, max_length=64)  # SHA-256 of the document sent (PDF)
 
 
 class EmailOutbox(SQLModel, table=True):

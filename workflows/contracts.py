@@ -149,7 +149,11 @@ class Collection:
     temperature_in_range: bool | None = None
     temperature_f: float | None = None
     poc_readings: list[PocReading] = field(default_factory=list)
-    breath_alcohol: float | None = None  # g/210 L, breath tests only
+    breath_alcohol: float | None = None  # g/210 L, breath tests only: the screening test
+    # The evidential confirmation test, at least 15 minutes after the screening test (49 CFR 40.251).
+    breath_confirmation: float | None = None
+    breath_confirmation_at: str | None = None  # ISO datetime of the confirmation test
+    breath_device_id: str | None = None  # the evidential breath testing device
     custody_notes: str | None = None
     late: bool = False
     late_reason: str | None = None
@@ -193,6 +197,7 @@ class ScreeningInput:
     late_grace_hours: float = 24.0
     # The site's closing time on the day (ISO datetime): the window ends then, never after. None: not clipped.
     site_closes_at: str | None = None
+    breath_alcohol_cutoff: float = 0.02  # g/210 L, the program's (domain.program.Program)
 
 
 @dataclass
@@ -231,6 +236,7 @@ class ScreeningState:
     turnaround_hours: float | None = None  # collection to final result
     # A result corrected after it was final: any report already sent must be corrected.
     corrected_after_final: bool = False
+    breath_result: dict[str, Any] | None = None  # domain.disclosure.BreathResult as a dict, breath tests
     # Incremented on every save, so a slower, older save can never overwrite a newer one.
     revision: int = 0
 
@@ -734,6 +740,9 @@ class PlannedDisclosure:
     disclosure_id: str
     recipient_id: str
     corrects: str | None = None
+    # The report's category: a retraction keeps the category of the report it withdraws. None in plans
+    # recorded before issue 16 (the event's category).
+    category: str | None = None
 
 
 @dataclass
@@ -748,7 +757,7 @@ class DisclosureInput:
 class AttemptResult:
     """One delivery attempt, decided by the activity that made it."""
 
-    kind: str  # delivered | retry | disable-recipient | stop-and-surface | blocked
+    kind: str  # delivered | retry | waiting | disable-recipient | stop-and-surface | blocked
     reason: str
     delay_s: float | None = None
     status_code: int | None = None

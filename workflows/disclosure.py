@@ -28,6 +28,8 @@ with workflow.unsafe.imports_passed_through():
     )
 
 POLICY = DeliveryPolicy()
+# An amendment waiting for the report it amends looks again this often; waiting spends no retry.
+AMENDMENT_WAIT = timedelta(minutes=5)
 ATTEMPT = dict(
     # One POST (15 s timeout) and a few small writes; a worker that died mid-attempt is noticed soon.
     start_to_close_timeout=timedelta(seconds=30),
@@ -58,6 +60,12 @@ class DisclosureWorkflow:
             self.state.attempts += 1
             self.state.last_status_code = result.status_code
             self.state.reason = result.reason
+            if result.kind == "waiting":
+                try:
+                    await workflow.wait_condition(lambda: self.cancel_reason is not None, timeout=AMENDMENT_WAIT)
+                except TimeoutError:
+                    pass
+                continue
             if result.kind in ("delivered", "blocked", "cancelled"):
                 self.state.status = result.kind
                 workflow.upsert_search_attributes([search.STATUS.value_set(result.kind)])
@@ -103,6 +111,16 @@ class DisclosureWorkflow:
                                                 detail), **PLAN)
 
 
+@workflow.defn(name="DiscloseEventWorkflow")
+class DiscloseEventWorkflow:
+    """Reports one event decided outside the workflows that usually report (staff made a screening clinical
+    after it was reported: its retraction), through the same `disclose` path."""
+
+    @workflow.run
+    async def run(self, event: DisclosureEvent) -> None:
+        await disclose(event)
+
+
 async def disclose(event: DisclosureEvent) -> None:
     """From any workflow: start one DisclosureWorkflow per recipient that wants this event."""
     planned = await workflow.execute_local_activity_method(DisclosureActivities.plan_disclosures, event, **PLAN)
@@ -110,7 +128,8 @@ async def disclose(event: DisclosureEvent) -> None:
         try:
             await workflow.start_child_workflow(
                 DisclosureWorkflow.run,
-                DisclosureInput(plan.disclosure_id, event.participant_id, plan.recipient_id, event.category),
+                DisclosureInput(plan.disclosure_id, event.participant_id, plan.recipient_id,
+                                plan.category or event.category),
                 id=disclosure_workflow_id(plan.disclosure_id),
                 # Deliveries go on for days, whatever happens to the workflow that asked for them.
                 parent_close_policy=ParentClosePolicy.ABANDON,

@@ -13,6 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.screenings import ScreeningActivities
     from domain.clock import local_moment
     from domain.analytes import AddedAnalyte
+    from domain.disclosure import CONFIRMING_BASES, breath_alcohol_result, lab_basis
     from domain.interpretation import AnalyteResult, MedicationContext, interpret, interpretation_to_dict
     from workflows import search
     from workflows.contracts import (
@@ -80,6 +81,9 @@ NOTICE_PATCH = "notice-delivery-and-miss-honesty"
 ONE_ATTEMPT = dict(start_to_close_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(maximum_attempts=1))
 NOTICE_RETRY_FIRST = timedelta(minutes=1)
 NOTICE_RETRY_MAX = timedelta(minutes=30)
+# Issue 16: each reported result states its basis (a clinician's review confirms nothing by itself), a breath
+# alcohol test has a result that is reported, and excusing a reported miss withdraws the report.
+REPORT_BASIS_PATCH = "report-basis-breath-retractions"
 
 
 def workflow_id(screening_id: str) -> str:
@@ -304,6 +308,10 @@ class ScreeningWorkflow:
         collection.collected_at = collection.collected_at or workflow.now().isoformat()
         self.state.collection = collection
         self.state.late_collection = self.state.status in (MISSED, NOT_NOTIFIED, WINDOW_LOST)
+        breath_result = collection.specimen_type == "breath" and collection.breath_alcohol is not None
+        if breath_result and workflow.patched(REPORT_BASIS_PATCH):
+            await self._breath_result(collection)
+            return self.state
         if collection.specimen_type == "breath":
             self.state.status = COMPLETED
         else:
@@ -315,6 +323,24 @@ class ScreeningWorkflow:
                     f"{', observed' if collection.observed else ', NOT observed'})")
         await self._save()
         return self.state
+
+    async def _breath_result(self, collection: Collection) -> None:
+        """A breath alcohol test is its own result: read against the program's cutoff, final, and reported."""
+        between = None
+        if collection.breath_confirmation_at:
+            between = (datetime.fromisoformat(collection.breath_confirmation_at)
+                       - datetime.fromisoformat(collection.collected_at)).total_seconds()
+        result = breath_alcohol_result(collection.breath_alcohol, collection.breath_confirmation, between,
+                                       self.input.breath_alcohol_cutoff)
+        self.state.breath_result = {"outcome": result.outcome, "basis": result.basis, "bac": result.bac,
+                                    "reason": result.reason, "device_id": collection.breath_device_id}
+        what = "late collection recorded" if self.state.late_collection else "collection recorded"
+        self._event(what, collection.actor, f"breath alcohol test {self.state.specimen_id}"
+                    f"{', observed' if collection.observed else ', NOT observed'}")
+        self._finalize(FINAL_POSITIVE if result.outcome == "positive" else FINAL_NEGATIVE,
+                       f"breath alcohol: {result.reason}", collection.actor)
+        await self._announce_final()
+        await self._save()
 
     @record_collection.validator
     def _validate_collection(self, collection: Collection) -> None:
@@ -333,6 +359,9 @@ class ScreeningWorkflow:
                 "late_reason",
                 type=CONFLICT,
             )
+        if collection.breath_confirmation is not None and not collection.breath_confirmation_at:
+            raise ApplicationError("a breath confirmation test needs breath_confirmation_at, the moment it was taken",
+                                   type=INVALID)
         if status in closed and not collection.late_reason:
             raise ApplicationError("a late collection needs a late_reason", type=INVALID)
         # Scheduled: a for-cause test collected on the spot, before the notice went out.
@@ -341,10 +370,15 @@ class ScreeningWorkflow:
 
     @workflow.update
     async def excuse(self, excuse: Excuse) -> ScreeningState:
+        was_missed = self.state.status == MISSED
         self.state.status = EXCUSED
         self.state.excuse = excuse
         self._event("excused", excuse.actor, excuse.reason)
         await self._save()
+        if was_missed and workflow.patched(REPORT_BASIS_PATCH):
+            # The miss was reported: whoever was told gets its retraction.
+            await disclose(DisclosureEvent(self.state.participant_id, "missed-tests", self.state.screening_id,
+                                           {"retracted": True, "retraction_reason": "excused"}))
         return self.state
 
     @excuse.validator
@@ -524,7 +558,16 @@ class ScreeningWorkflow:
         await self._tell_participant(self._final_result_for_medication())
         state = self.state
         collection = state.collection
-        if state.final_outcome == FINAL_REFUSAL:
+        if state.breath_result is not None:
+            breath = state.breath_result
+            category, facts = "screening-results", {
+                "collected_on": collection.collected_at[:10], "specimen_type": "breath",
+                "observed": collection.observed,
+                "outcome": breath["outcome"], "breath_alcohol": breath["bac"], "device_id": breath["device_id"]}
+            if breath["outcome"] == "positive":
+                facts.update(basis=breath["basis"], confirmed=breath["basis"] in CONFIRMING_BASES,
+                             positive_for=["ethanol"])
+        elif state.final_outcome == FINAL_REFUSAL:
             category, facts = "refusals", {"occurred_on": collection.collected_at[:10],
                                            "refusal_kind": "adulterated-or-substituted"}
         else:
@@ -536,10 +579,13 @@ class ScreeningWorkflow:
                      "observed": collection.observed, "outcome": outcome,
                      "dilute": interpretation.get("validity", {}).get("status") == "dilute"}
             if outcome == "positive":
-                # Final only after clinician/MRO review or mass-spectrometry confirmation.
                 facts["confirmed"] = True
                 facts["positive_for"] = sorted({f["analyte"] for f in interpretation.get("findings", [])
                                                 if f["outcome"] in ("confirmed-positive", "presumptive-positive")})
+                if workflow.patched(REPORT_BASIS_PATCH):
+                    # A clinician's "confirm" finalises the result; only a confirmatory method confirms it.
+                    basis = lab_basis(interpretation.get("findings", []))
+                    facts.update(basis=basis, confirmed=basis in CONFIRMING_BASES)
             category = "screening-results"
         await disclose(DisclosureEvent(state.participant_id, category, state.screening_id, facts,
                                        corrects_event=state.corrected_after_final))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from datetime import date, datetime
+from uuid import uuid4
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -22,7 +23,7 @@ from api.problems import ProblemError, responses
 from api.tokens import Actor
 from api.workflow_calls import workflow_call
 from api.routers.channel import _record_told
-from store.models import Screening, SelectionDraw
+from store.models import Screening, SelectionDraw, utcnow
 from workflows.contracts import (
     EXCUSED,
     NOT_NOTIFIED,
@@ -31,6 +32,7 @@ from workflows.contracts import (
     TAKES_COLLECTION,
     CheckIn,
     CheckInAnswer,
+    DisclosureEvent,
     Collection,
     Excuse,
     ForCause,
@@ -44,6 +46,7 @@ from workflows.contracts import (
 )
 from workflows.participant import ParticipantWorkflow
 from workflows.participant import workflow_id as participant_workflow_id
+from workflows.disclosure import DiscloseEventWorkflow
 from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id
 
@@ -145,7 +148,13 @@ class CollectionRequest(RequestModel):
     temperature_f: float | None = Field(default=None, ge=50, le=120, description="Urine temperature read, °F")
     poc_readings: list[PocReadingIn] = Field(default_factory=list, max_length=30,
                                              description="Point-of-care readings taken at collection")
-    breath_alcohol: float | None = Field(default=None, ge=0, le=1, description="g/210 L, breath tests")
+    breath_alcohol: float | None = Field(default=None, ge=0, le=1,
+                                        description="g/210 L, breath tests: the screening test")
+    breath_confirmation: float | None = Field(
+        default=None, ge=0, le=1, description="g/210 L: the evidential confirmation test, taken at least 15 minutes "
+        "after the screening test (49 CFR 40.251); without it a result at or above the cutoff is presumptive")
+    breath_confirmation_at: ProgramMoment | None = Field(default=None, description="When the confirmation was taken")
+    breath_device_id: str | None = Field(default=None, max_length=80, description="The evidential breath device")
     custody_notes: str | None = Field(default=None, max_length=2000, description="Chain-of-custody remarks")
     late: bool = Field(default=False, description="Collected after the window closed")
     late_reason: str | None = Field(default=None, max_length=500,
@@ -322,8 +331,9 @@ async def record_collection(screening_id: str, body: CollectionRequest, actor: C
     """Records the specimen collected for a selected test (chain of custody, temperature, point-of-care readings). A
     collection after the window needs late=true and a late_reason."""
     collection = Collection(
-        **body.model_dump(exclude={"poc_readings", "collected_at"}),
+        **body.model_dump(exclude={"poc_readings", "collected_at", "breath_confirmation_at"}),
         collected_at=body.collected_at.isoformat() if body.collected_at else None,
+        breath_confirmation_at=body.breath_confirmation_at.isoformat() if body.breath_confirmation_at else None,
         poc_readings=[PocReading(r.analyte, r.result) for r in body.poc_readings],
         actor=actor.token_id,
     )
@@ -426,3 +436,59 @@ async def check_in(body: CheckInRequest, actor: FrontDesk, session: SessionDep, 
         # Told at the desk: a notice in its own right (domain.misses).
         await run_in_threadpool(_record_told, services.engine, body.participant_id, answer.screening_id, body.method)
     return answer
+
+
+def _set_forensic(session: Session, screening_id: str, body: "ForensicRequest", actor: str) -> Screening:
+    row = screening_or_404(session, screening_id)
+    row.forensic, row.forensic_reason = body.forensic, body.reason.strip()
+    row.forensic_set_by, row.forensic_set_at = actor, utcnow()
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+    return row
+
+
+class ForensicRequest(RequestModel):
+    """Whether a screening is forensic (reportable) or clinical (treatment only), and why."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "forensic": False, "reason": "Treatment-planning test ordered by the clinician, not for the court"}]})
+
+    forensic: bool = Field(description="true: observed, chain of custody, reportable to a court or employer under "
+                                       "consent; false: clinical, never disclosed")
+    reason: str = Field(min_length=3, max_length=500, description="Why this screening departs from (or confirms) the "
+                                                                  "program's default; kept with the screening")
+
+
+class ForensicSetting(BaseModel):
+    """A screening's forensic or clinical setting as staff set it."""
+
+    screening_id: str = Field(description="The screening")
+    forensic: bool = Field(description="true: forensic, reportable under consent; false: clinical, never disclosed")
+    reason: str | None = Field(description="Why staff set it")
+    set_by: str | None = Field(description="The token id of who set it")
+    set_at: datetime | None = Field(description="When it was set (UTC)")
+
+
+@router.put("/screenings/{screening_id}/forensic", response_model=ForensicSetting,
+            responses=responses(401, 403, 404, 422))
+async def set_forensic(screening_id: str, body: ForensicRequest, actor: FrontDesk, session: SessionDep,
+                       services: ServicesDep) -> ForensicSetting:
+    """Sets one screening forensic or clinical with a reason (the program's default applies otherwise). A clinical
+    screening is never disclosed to a court or employer (All Rise Adult Treatment Court Best Practice Standards,
+    Standard VII). The change, its reason and who made it are kept with the screening and in the audit trail."""
+    if not body.reason.strip():
+        raise ProblemError(422, "reason must say why this screening is forensic or clinical.")
+    row = await run_in_threadpool(_set_forensic, session, screening_id, body, actor.token_id)
+    if not body.forensic:
+        # Whatever was already reported about it is withdrawn from every recipient that was told (planned and
+        # delivered on the usual schedule; started, not awaited: the request holds the SQLite write lock).
+        for category in ("screening-results", "missed-tests"):
+            event = DisclosureEvent(row.participant_id, category, row.id,
+                                    {"retracted": True, "retraction_reason": "not-reportable"})
+            async with workflow_call("disclosure"):
+                await services.temporal.start_workflow(
+                    DiscloseEventWorkflow.run, event, id=f"disclose-{row.id}-clinical-{category}-{uuid4().hex[:8]}",
+                    task_queue=services.settings.task_queue)
+    return ForensicSetting(screening_id=row.id, forensic=row.forensic, reason=row.forensic_reason,
+                           set_by=row.forensic_set_by, set_at=row.forensic_set_at)

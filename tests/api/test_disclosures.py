@@ -1,5 +1,6 @@
 """Consent-governed reporting with real HTTP receivers on 127.0.0.1 and a real dev server."""
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -7,7 +8,7 @@ from sqlmodel import Session
 
 from domain.disclosure import disclosure_id
 from store.models import Disclosure, Recipient
-from tests.api.test_lab import POSITIVE, collected, oru, post_hl7
+from tests.api.test_lab import POSITIVE, VALID, collected, oru, post_hl7
 from tests.receiver import webhook_receiver
 from workflows.contracts import disclosure_workflow_id
 
@@ -58,6 +59,68 @@ async def settled(stack, disclosure_id):
         return session.get(Disclosure, disclosure_id)
 
 
+CONFIRMED_POSITIVE = ["NM|16226-3^Benzoylecgonine confirm^LN||640|ng/mL|<100|A",
+                      "NM|11235-9^Fentanyl^LN||0|ng/mL|<1|N", *VALID]
+
+
+async def test_a_screen_only_positive_confirmed_by_a_clinician_never_reaches_the_court(stack, court):
+    """Issue 16: before, the clinician's "confirm" made an immunoassay screen `confirmed: true` for the court."""
+    court_id = await add_recipient(stack, court, "court", ["screening-results"], case_system=CASE["system"])
+    pid, sid, specimen = await collected(stack)
+    await add_consent(stack, pid, consent_body(court_id, ["screening-results"]))
+    await post_hl7(stack, oru("DISC-P", specimen, pid, obx=POSITIVE))  # 3393-6: no confirmatory method
+    review = await stack.http.post(f"/screenings/{sid}/review", headers=stack.auth("clinician"),
+                                   json={"decision": "confirm", "explanation": "no prescription"})
+    assert review.status_code == 200 and review.json()["final_outcome"] == "positive", review.text
+    with Session(stack.engine) as session:
+        assert session.get(Disclosure, disclosure_id(pid, sid, "screening-results", court_id)) is None
+    assert court.requests == []
+
+
+async def test_a_clinical_screening_is_never_disclosed(stack, court):
+    court_id = await add_recipient(stack, court, "court", ["screening-results"], case_system=CASE["system"])
+    pid, sid, specimen = await collected(stack)
+    await add_consent(stack, pid, consent_body(court_id, ["screening-results"]))
+    refused = await stack.http.put(f"/screenings/{sid}/forensic", headers=stack.auth("staff"),
+                                   json={"forensic": False, "reason": " "})
+    assert refused.status_code == 422 and "reason" in refused.json()["detail"]
+    answer = await stack.http.put(f"/screenings/{sid}/forensic", headers=stack.auth("staff"),
+                                  json={"forensic": False, "reason": "treatment planning test, not for the court"})
+    assert answer.status_code == 200 and answer.json()["forensic"] is False and answer.json()["set_by"]
+    await post_hl7(stack, oru("DISC-C", specimen, pid, obx=CONFIRMED_POSITIVE))
+    review = await stack.http.post(f"/screenings/{sid}/review", headers=stack.auth("clinician"),
+                                   json={"decision": "confirm", "explanation": "no prescription"})
+    assert review.status_code == 200
+    with Session(stack.engine) as session:
+        assert session.get(Disclosure, disclosure_id(pid, sid, "screening-results", court_id)) is None
+    assert court.requests == []
+    trail = (await stack.http.get(f"/audit?subject_id={sid}", headers=stack.auth("auditor")))
+    if trail.status_code == 200:
+        assert any("forensic" in str(event) for event in trail.json().get("items", []))
+
+
+async def test_a_reported_screening_made_clinical_is_retracted(stack, court):
+    court_id = await add_recipient(stack, court, "court", ["screening-results"], case_system=CASE["system"])
+    pid, sid, specimen = await collected(stack)
+    await add_consent(stack, pid, consent_body(court_id, ["screening-results"]))
+    await post_hl7(stack, oru("DISC-R", specimen, pid, obx=CONFIRMED_POSITIVE))
+    review = await stack.http.post(f"/screenings/{sid}/review", headers=stack.auth("clinician"),
+                                   json={"decision": "confirm", "explanation": "no prescription"})
+    assert review.status_code == 200, review.text
+    original = await settled(stack, disclosure_id(pid, sid, "screening-results", court_id))
+    assert original.status == "delivered"
+    answer = await stack.http.put(f"/screenings/{sid}/forensic", headers=stack.auth("staff"),
+                                  json={"forensic": False, "reason": "ordered for treatment planning, entered wrongly"})
+    assert answer.status_code == 200, answer.text
+    expected = disclosure_id(pid, f"{sid}-retraction", "screening-results", court_id, corrects=original.id)
+    assert await asyncio.to_thread(court.wait_for, expected)  # planned by a workflow the answer only started
+    retraction = await settled(stack, expected)
+    assert retraction.status == "delivered"
+    payload = court.kept[retraction.id]
+    assert payload["amends"] == original.id and payload["data"] == {"retracted": True,
+                                                                   "retraction_reason": "not-reportable"}
+
+
 async def test_final_positive_reaches_the_court_once_and_not_the_employer(stack, court, employer):
     court_id = await add_recipient(stack, court, "court", ["screening-results", "missed-tests"],
                                    case_system=CASE["system"])
@@ -68,7 +131,9 @@ async def test_final_positive_reaches_the_court_once_and_not_the_employer(stack,
                                                revocable_after_event="final-disposition"))
     await add_consent(stack, pid, consent_body(employer_id, ["missed-tests"]))
 
-    await post_hl7(stack, oru("DISC-1", specimen, pid, obx=POSITIVE))
+    # Benzoylecgonine by a confirmatory method (LOINC 16226-3): issue 16, a result is reported as confirmed only
+    # when the lab's confirmatory method says so, never on a clinician's word alone.
+    await post_hl7(stack, oru("DISC-1", specimen, pid, obx=CONFIRMED_POSITIVE))
     review = await stack.http.post(f"/screenings/{sid}/review", headers=stack.auth("clinician"),
                                    json={"decision": "confirm", "explanation": "no prescription; confirmed by LC-MS"})
     assert review.status_code == 200
@@ -82,6 +147,7 @@ async def test_final_positive_reaches_the_court_once_and_not_the_employer(stack,
     assert webhook_id == to_court.id and court.requests[0]["verified"]
     assert payload["type"] == "screening.result" and payload["data"]["outcome"] == "positive"
     assert payload["data"]["confirmed"] is True and "benzoylecgonine" in payload["data"]["positive_for"]
+    assert payload["basis"] == "laboratory-confirmed" and payload["forensic"] is True
     assert payload["subject"] == {"case_number": CASE["value"]}
     assert payload["redisclosure_notice"]["citation"] and "use_restriction" in payload  # a 2.35 consent
     assert payload["consent"]["consent_id"] == to_court.consent_id

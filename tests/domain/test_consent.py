@@ -450,8 +450,19 @@ def test_identifiers_are_allow_listed_and_required():
 @pytest.mark.parametrize(
     ("facts", "message"),
     [
-        ({"collected_on": "2026-05-14", "outcome": "positive"}, "only once confirmed"),
-        ({"collected_on": "2026-05-14", "outcome": "presumptive-positive", "confirmed": True}, "cannot be reported"),
+        ({"collected_on": "2026-05-14", "outcome": "positive"}, "with its basis"),
+        ({"collected_on": "2026-05-14", "outcome": "positive", "confirmed": True}, "with its basis"),
+        ({"collected_on": "2026-05-14", "outcome": "positive", "confirmed": True, "basis": "presumptive-screen"},
+         "never as a confirmed positive"),
+        ({"collected_on": "2026-05-14", "outcome": "presumptive-positive", "confirmed": True,
+          "basis": "presumptive-screen"}, "never as a confirmed positive"),
+        ({"collected_on": "2026-05-14", "outcome": "positive", "confirmed": False, "basis": "laboratory-confirmed"},
+         "confirmed must be True"),
+        ({"collected_on": "2026-05-14", "outcome": "positive", "confirmed": False, "basis": "admitted-use"},
+         "witnessed"),
+        ({"collected_on": "2026-05-14", "outcome": "positive", "confirmed": True, "basis": "a clinician said so"},
+         "with its basis"),
+        ({"collected_on": "2026-05-14", "outcome": "confirmed"}, "cannot be reported"),
         ({"outcome": "negative"}, "needs the fact"),
         ({"collected_on": "2026-05-14", "outcome": "negative", "positive_for": {"name": "x"}}, "must be text"),
         ({"collected_on": "2026-05-14", "outcome": "negative", "observed": float("nan")}, "must be text"),
@@ -463,9 +474,19 @@ def test_report_facts_are_checked(facts, message):
 
 
 def test_a_confirmed_positive_is_reported():
-    facts = {"collected_on": "2026-05-14", "outcome": "positive", "confirmed": True, "positive_for": ["fentanyl"]}
-    payload = build_report(SCREENING_RESULTS, facts, CASE, make_consent(), "D-1", DURING)
+    facts = {"collected_on": "2026-05-14", "outcome": "positive", "confirmed": True, "positive_for": ["fentanyl"],
+             "basis": "laboratory-confirmed"}
+    payload = build_report(SCREENING_RESULTS, facts, CASE, make_consent(), "D-1", DURING, forensic=True)
     assert payload["data"]["positive_for"] == ["fentanyl"]
+    assert payload["basis"] == "laboratory-confirmed" and payload["forensic"] is True
+
+
+def test_a_presumptive_screen_is_worded_as_presumptive():
+    from domain.disclosure import PRESUMPTIVE_WORDING
+    facts = {"collected_on": "2026-05-14", "outcome": "presumptive-positive", "confirmed": False,
+             "basis": "presumptive-screen", "statement": PRESUMPTIVE_WORDING}
+    payload = build_report(SCREENING_RESULTS, facts, CASE, make_consent(), "D-1", DURING)
+    assert payload["data"]["statement"].startswith("presumptive positive") and payload["data"]["confirmed"] is False
 
 
 def test_periodic_summary_goes_through_monthly_summary():

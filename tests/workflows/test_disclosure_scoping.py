@@ -148,8 +148,10 @@ def test_a_correction_looks_only_at_the_same_participants_deliveries(records_eng
     activities = DisclosureActivities(records_engine, TEST_KEYS)
     delivered = old_row(records_engine, a, rid, "s-shared", "screening-results", RESULT, status="delivered")
     corrected = {**RESULT, "outcome": "invalid"}
-    # B was never told about this event: there is nothing of B's to correct.
-    assert activities.plan_disclosures(DisclosureEvent(b, "screening-results", "s-shared", corrected, True)) == []
+    # B was never told about this event: nothing of B's is corrected; B's result goes out as B's own first report
+    # (issue 16: a result withheld before, e.g. a presumptive screen, is reported once it is final).
+    [first] = activities.plan_disclosures(DisclosureEvent(b, "screening-results", "s-shared", corrected, True))
+    assert first.corrects is None and first.disclosure_id == f"{b}--s-shared--screening-results--{rid}"
     [plan] = activities.plan_disclosures(DisclosureEvent(a, "screening-results", "s-shared", corrected, True))
     assert plan.corrects == delivered  # A's delivery under the old id is still found
     assert plan.disclosure_id.startswith(f"{a}--s-shared--screening-results--{rid}--correction-")

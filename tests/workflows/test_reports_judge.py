@@ -1,0 +1,139 @@
+"""Issue 16 on the time-skipping server with a real receiver: what a court is told about a screening rests
+on a stated basis, a breath alcohol test has a reported result, and excusing a reported miss withdraws it."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import datetime, timedelta
+
+import pytest
+from sqlmodel import Session, col, select
+
+from domain.disclosure import disclosure_id, new_webhook_secret
+from iop.worker import build_worker
+from store.models import Disclosure
+from tests.receiver import Receiver, webhook_receiver
+from tests.workflows.test_disclosure_delivery import setup_records_for
+from tests.workflows.test_screening_program import _for_cause, _report
+from workflows.contracts import AnalyteIn, Collection, Excuse, Review, disclosure_workflow_id
+from workflows.screening import ScreeningWorkflow
+
+SCREEN_ONLY_COCAINE = AnalyteIn("benzoylecgonine", 640.0, units="ng/mL", method="screen")
+CONFIRMED_COCAINE = AnalyteIn("benzoylecgonine", 640.0, units="ng/mL", method="confirm")
+CATEGORIES = ["screening-results", "missed-tests", "refusals"]
+
+
+@pytest.fixture
+async def program(time_env, records_engine, task_queue):
+    async with build_worker(time_env.client, records_engine, task_queue):
+        yield time_env, records_engine, task_queue
+
+
+@pytest.fixture
+def court():
+    secret = new_webhook_secret(secrets.token_bytes(32))
+    with webhook_receiver(receiver=Receiver(url="", secret=secret)) as receiver:
+        yield receiver
+
+
+async def _linked_screening(program, court):
+    env, engine, queue = program
+    participant, screening, ref = await _for_cause(env, engine, queue)
+    pid = (await screening.query(ScreeningWorkflow.status)).participant_id
+    _, rid, _ = setup_records_for(engine, pid, court.url, court.secret, CATEGORIES)
+    court.recipient_id = rid
+    return participant, screening, pid
+
+
+async def _settled(env, engine, pid: str) -> list[Disclosure]:
+    """Every disclosure of the participant, each delivery workflow finished (time skipped as needed)."""
+    with Session(engine) as session:
+        ids = [row.id for row in session.exec(select(Disclosure).where(Disclosure.participant_id == pid)
+                                              .order_by(col(Disclosure.created_at))).all()]
+    for the_id in ids:
+        async with env.time_skipping_unlocked():
+            await env.client.get_workflow_handle(disclosure_workflow_id(the_id)).result()
+    with Session(engine) as session:
+        return list(session.exec(select(Disclosure).where(Disclosure.participant_id == pid)
+                                 .order_by(col(Disclosure.created_at))).all())
+
+
+def _received(court: Receiver) -> list[dict]:
+    import json
+    return [json.loads(r["body"]) for r in court.requests if 200 <= r["status"] < 300]
+
+
+async def test_a_clinicians_confirm_of_a_screen_only_positive_is_never_reported_as_confirmed(program, court):
+    env, engine, _ = program
+    participant, screening, pid = await _linked_screening(program, court)
+    await screening.execute_update(ScreeningWorkflow.record_collection,
+                                   Collection(specimen_type="urine", observed=True, collector="RN-7"))
+    await screening.execute_update(ScreeningWorkflow.record_result, _report("r1", "F", SCREEN_ONLY_COCAINE))
+    final = await screening.execute_update(ScreeningWorkflow.review, Review("confirm", "no prescription", "md-1"))
+    assert final.final_outcome == "positive"
+    await _settled(env, engine, pid)
+    # The program does not report presumptive screens: nothing reaches the court, let alone "confirmed".
+    assert [p["data"] for p in _received(court)] == []
+
+    # The lab's confirmation (LC-MS/MS) comes in as a corrected result: now it is reported, confirmed.
+    await screening.execute_update(ScreeningWorkflow.record_result, _report("r2", "C", CONFIRMED_COCAINE))
+    await screening.execute_update(ScreeningWorkflow.review, Review("confirm", "confirmed by LC-MS/MS", "md-1"))
+    rows = await _settled(env, engine, pid)
+    [report] = _received(court)
+    assert report["data"]["outcome"] == "positive" and report["data"]["confirmed"] is True
+    assert report["basis"] == report["data"]["basis"] == "laboratory-confirmed" and report["forensic"] is True
+    assert [r.status for r in rows] == ["delivered"]
+    await participant.terminate("test over")
+
+
+async def test_breath_alcohol_0_12_confirmed_is_a_reported_result(program, court):
+    env, engine, _ = program
+    participant, screening, pid = await _linked_screening(program, court)
+    now = await env.get_current_time()
+    state = await screening.execute_update(ScreeningWorkflow.record_collection, Collection(
+        specimen_type="breath", observed=True, collector="RN-7", collected_at=now.isoformat(), breath_alcohol=0.12,
+        breath_confirmation=0.118, breath_confirmation_at=(now + timedelta(minutes=16)).isoformat(),
+        breath_device_id="EBT-0042"))
+    assert state.status == "final" and state.final_outcome == "positive"
+    assert state.breath_result["basis"] == "breath-alcohol-confirmed"
+    await _settled(env, engine, pid)
+    [report] = _received(court)
+    assert report["data"] == {"collected_on": now.date().isoformat(), "specimen_type": "breath", "observed": True,
+                              "outcome": "positive", "breath_alcohol": 0.118, "device_id": "EBT-0042",
+                              "basis": "breath-alcohol-confirmed", "confirmed": True, "positive_for": ["ethanol"]}
+    await participant.terminate("test over")
+
+
+async def test_breath_alcohol_without_the_15_minute_confirmation_is_presumptive(program, court):
+    env, engine, _ = program
+    participant, screening, pid = await _linked_screening(program, court)
+    now = await env.get_current_time()
+    state = await screening.execute_update(ScreeningWorkflow.record_collection, Collection(
+        specimen_type="breath", observed=True, collector="RN-7", collected_at=now.isoformat(), breath_alcohol=0.12,
+        breath_confirmation=0.11, breath_confirmation_at=(now + timedelta(minutes=5)).isoformat()))
+    assert state.status == "final" and state.breath_result["basis"] == "presumptive-screen"
+    await _settled(env, engine, pid)
+    assert _received(court) == []  # presumptive screens are not reported by this program
+    await participant.terminate("test over")
+
+
+async def test_excusing_a_reported_miss_sends_its_retraction(program, court):
+    env, engine, _ = program
+    participant, screening, pid = await _linked_screening(program, court)
+    await env.sleep(timedelta(hours=9))
+    state = await screening.query(ScreeningWorkflow.status)
+    assert state.status == "missed"
+    # The miss is reported just after it is recorded: wait for it to reach the court.
+    expected = disclosure_id(pid, state.screening_id, "missed-tests", court.recipient_id)
+    assert await asyncio.to_thread(court.wait_for, expected)
+    [miss] = await _settled(env, engine, pid)
+    assert miss.status == "delivered"
+    await screening.execute_update(ScreeningWorkflow.excuse, Excuse("ER visit, discharge papers seen", "tester"))
+    rows = await _settled(env, engine, pid)
+    first, retraction = _received(court)
+    assert first["type"] == "screening.missed" and first["disclosure_id"] == miss.id
+    assert retraction["type"] == "screening.missed.retracted" and retraction["amends"] == miss.id
+    assert retraction["data"] == {"retracted": True, "retraction_reason": "excused"}
+    assert [r.status for r in rows] == ["delivered", "delivered"]
+    await participant.terminate("test over")
