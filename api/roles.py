@@ -96,6 +96,7 @@ PUT /participants/{participant_id}/pin: admin staff
 GET /call-list: admin staff
 POST /call-list/{entry_id}/resolve: admin staff
 POST /screenings/{screening_id}/make-up: admin staff clinician
+PUT /screenings/{screening_id}/forensic: admin staff
 """
 
 

@@ -1,7 +1,7 @@
 """forensic_screenings_report_basis: clinical or forensic per screening, content hash of each report
 
 Revision ID: 0020
-Revises: 0016
+Revises: 0021
 Create Date: 2026-12-01 14:05:00
 
 A screening is forensic (reportable to a court or employer) or clinical (treatment only), by the
@@ -14,7 +14,7 @@ import sqlmodel
 
 
 revision = '0020'
-down_revision = '0016'
+down_revision = '0021'
 branch_labels = None
 depends_on = None
 
