@@ -8,7 +8,7 @@ from sqlmodel import Session
 
 from domain.disclosure import disclosure_id
 from store.models import Disclosure, Recipient
-from tests.api.test_lab import POSITIVE, VALID, collected, oru, post_hl7
+from tests.api.test_lab import CONFIRMED_POSITIVE, POSITIVE, VALID, collected, oru, post_hl7
 from tests.receiver import webhook_receiver
 from workflows.contracts import disclosure_workflow_id
 
@@ -57,10 +57,6 @@ async def settled(stack, disclosure_id):
     await stack.temporal.get_workflow_handle(disclosure_workflow_id(disclosure_id)).result()
     with Session(stack.engine) as session:
         return session.get(Disclosure, disclosure_id)
-
-
-CONFIRMED_POSITIVE = ["NM|16226-3^Benzoylecgonine confirm^LN||640|ng/mL|<100|A",
-                      "NM|11235-9^Fentanyl^LN||0|ng/mL|<1|N", *VALID]
 
 
 async def test_a_screen_only_positive_confirmed_by_a_clinician_never_reaches_the_court(stack, court):

@@ -17,7 +17,7 @@ from api.app import create_app
 from domain.disclosure import disclosure_id
 from iop.settings import Settings
 from tests.api.test_disclosures import CASE, add_consent, add_recipient, consent_body, settled
-from tests.api.test_lab import POSITIVE, URINE, oru, post_hl7
+from tests.api.test_lab import CONFIRMED_POSITIVE, URINE, oru, post_hl7
 from tests.conftest import binary
 from tests.helpers import enrollment
 from tests.receiver import webhook_receiver
@@ -41,7 +41,7 @@ async def flow(stack, caplog):
                                      headers=stack.auth("clinician"))).json()["screening_id"]
         specimen = (await stack.http.post(f"/screenings/{sid}/collection", json=URINE,
                                           headers=stack.auth("staff"))).json()["specimen_id"]
-        await post_hl7(stack, oru("HIST-1", specimen, pid, obx=POSITIVE, dob=BIRTH).replace(
+        await post_hl7(stack, oru("HIST-1", specimen, pid, obx=CONFIRMED_POSITIVE, dob=BIRTH).replace(
             "Quintanilla-Verhoeven^Marisol", f"{NAME[1]}^{NAME[0]}"))
         await stack.http.post(f"/screenings/{sid}/review", json={"decision": "confirm", "explanation": "no Rx"},
                               headers=stack.auth("clinician"))

@@ -12,6 +12,10 @@ URINE = {"specimen_type": "urine", "observed": True, "collector": "RN-7"}
 VALID = ["NM|2161-8^Creatinine^LN||85|mg/dL", "NM|2965-2^Specific gravity^LN||1.015|", "NM|2756-5^pH^LN||6.2|"]
 NEGATIVE = ["NM|3393-6^Benzoylecgonine^LN||12|ng/mL|<150|N", "NM|11235-9^Fentanyl^LN||0|ng/mL|<1|N", *VALID]
 POSITIVE = ["NM|3393-6^Benzoylecgonine^LN||640|ng/mL|<150|A", "NM|11235-9^Fentanyl^LN||0|ng/mL|<1|N", *VALID]
+# Benzoylecgonine by a confirmatory method (LOINC 16226-3): reported to a court as laboratory-confirmed;
+# POSITIVE (3393-6, an immunoassay screen) is presumptive and never reported as confirmed.
+CONFIRMED_POSITIVE = ["NM|16226-3^Benzoylecgonine confirm^LN||640|ng/mL|<100|A",
+                      "NM|11235-9^Fentanyl^LN||0|ng/mL|<1|N", *VALID]
 
 
 def oru(control: str, specimen: str, participant_id: str, *, obx=NEGATIVE, status="F", dob=DOB,

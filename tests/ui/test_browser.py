@@ -11,7 +11,7 @@ import pytest
 
 from domain.disclosure import disclosure_id as scoped_disclosure_id
 from domain.hl7 import parse_ack
-from tests.api.test_lab import POSITIVE, oru
+from tests.api.test_lab import CONFIRMED_POSITIVE, oru
 from tests.helpers import enrollment
 from workflows.contracts import disclosure_workflow_id
 
@@ -150,9 +150,9 @@ async def test_sign_in_enroll_collect_result_review_disclose(browser, live, arti
     specimen = (await page.locator("#specimen-id code").inner_text()).strip()
     await shot(page, artifacts, "04-collection-recorded")
 
-    # --- the lab posts a (presumptive positive) HL7 result through the API, with the lab's token.
+    # --- the lab posts a confirmed positive HL7 result (LOINC 16226-3) through the API, with the lab's token.
     async with live.http() as http:
-        answer = await http.post("/lab/hl7", content=oru("UI-E2E-1", specimen, pid, obx=POSITIVE).encode(),
+        answer = await http.post("/lab/hl7", content=oru("UI-E2E-1", specimen, pid, obx=CONFIRMED_POSITIVE).encode(),
                                  headers={**live.auth("lab"), "Content-Type": "text/plain"})
     assert answer.status_code == 200 and parse_ack(answer.text).ack_code == "AA", answer.text
 
@@ -168,7 +168,7 @@ async def test_sign_in_enroll_collect_result_review_disclose(browser, live, arti
     await expect(review_page.get_by_role("link", name=f"Review {sid}")).to_be_visible()
     await shot(review_page, artifacts, "05-today-clinician")
     await review_page.get_by_role("link", name=f"Review {sid}").click()
-    await expect(review_page.locator("#h-results ~ article").first).to_contain_text("presumptive-unconfirmed")
+    await expect(review_page.locator("#h-results ~ article").first).to_contain_text("confirmed-positive")
     await check_page_accessibility(review_page)
     await review_page.get_by_label("Decision").select_option("confirm")
     await review_page.get_by_label("Explanation").fill("no prescription on file; confirmed by LC-MS")
