@@ -308,11 +308,11 @@ def _closed_days(session: Session, program_id: str, site: str, start: date) -> f
 @joins_update
 async def start_order(participant_id: str, body: MedicationOrderIn, actor: Prescriber, session: SessionDep,
                       services: ServicesDep, request: Request, attempt: Idempotency) -> MedicationOrderPublic:
+    """Starts a medication order and its workflow: doses due by schedule, missed-dose holds, take-home eligibility
+    under the order's rule set. A dose above the usual maximum needs override_reason."""
     # 42 CFR 8.12(h)(3)(ii) limits the first day's methadone dose: it applies when the prescriber says
     # this order starts treatment (treatment_start equal to start_date). Without treatment_start the
     # program cannot tell an induction from a transfer, and the usual maximum applies.
-    """Starts a medication order and its workflow: doses due by schedule, missed-dose holds, take-home eligibility
-    under the order's rule set. A dose above the usual maximum needs override_reason."""
     initial = body.treatment_start is not None and body.treatment_start == body.start_date
     override = _dose_override(request, actor, body.drug, body.dose, body.unit, body.override_reason, initial=initial)
     participant = await run_in_threadpool(active_participant, session, participant_id, "start a medication order")
