@@ -149,7 +149,12 @@ class World:
                 continue
             if disclosure in parked:
                 with Session(self.engine) as session:
-                    receiver = self.receivers[session.get(Disclosure, disclosure).recipient_id]
+                    row = session.get(Disclosure, disclosure)
+                receiver = self.receivers[row.recipient_id]
+                if row.corrects in parked:
+                    # An amendment of a report still retrying waits for it without asking anyone: its
+                    # consent check comes when the original has been delivered.
+                    continue
                 assert await asyncio.to_thread(receiver.wait_for, disclosure), f"{disclosure} never attempted"
                 continue
             await self._result(wid)

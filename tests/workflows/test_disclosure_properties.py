@@ -111,8 +111,9 @@ def build_machine(loop: asyncio.AbstractEventLoop, env, stack, engine, task_queu
                     continue
                 if correction:
                     original = self.expected.get((person.pid, event_ref, category, rid, False))
-                    if original is None or original.status != "delivered":
-                        continue  # never told: nothing to correct
+                    if original is None or original.status not in ("delivered", "pending"):
+                        continue  # never told, and never to be told: nothing to correct
+                    # An original still retrying will be delivered: its amendment follows it.
                 consent = self.consents[(i, r)]
                 if consent is None or category not in COVERS[r]:
                     self.expected[(person.pid, event_ref, category, rid, correction)] = Expected("blocked", facts)
