@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -73,7 +73,7 @@ def hash_pin(pin: str, salt: bytes) -> str:
     """scrypt$n$r$p$salt$hash, salt drawn by the caller (secrets.token_bytes(16))."""
     check_pin_format(pin)
     digest = hashlib.scrypt(pin.encode(), salt=salt, dklen=32, **_SCRYPT)
-    b64 = lambda raw: base64.b64encode(raw).decode("ascii")  # noqa: E731
+    b64: Callable[[bytes], str] = lambda raw: base64.b64encode(raw).decode("ascii")  # noqa: E731
     return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${b64(salt)}${b64(digest)}"
 
 

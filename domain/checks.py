@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import math
 from datetime import date, timedelta
-from typing import Any
+from typing import TypeGuard
 
 
-def parse_day(name: str, text: Any) -> date:
+def parse_day(name: str, text: object) -> date:
     """A strict ISO date (YYYY-MM-DD). date.fromisoformat also takes "20250101"; only the dashed
     form is accepted, so stored records read the same."""
     if isinstance(text, str) and len(text) == 10:
@@ -22,16 +22,16 @@ def parse_day(name: str, text: Any) -> date:
     raise ValueError(f"{name} {text!r} is not an ISO date (YYYY-MM-DD)")
 
 
-def require_text(name: str, value: Any) -> None:
+def require_text(name: str, value: object) -> None:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{name} must be a non-empty string")
 
 
-def is_int(value: Any) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def is_finite_number(value: Any) -> bool:
+def is_finite_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 

@@ -180,7 +180,7 @@ def _instant(value: str | None) -> str | None:
 
 
 def _current_entry(state: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    results = state.get("results") or []
+    results: list[Mapping[str, Any]] = state.get("results") or []
     wanted = state.get("current_result_id")
     for entry in results:
         if entry.get("result_id") == wanted:

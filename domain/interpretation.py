@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, TypeGuard
 
 from domain.analytes import ANALYTES, NOT_MONITORED_BY_URINE, AddedAnalyte, Analyte, catalogue
 from domain.cutoffs import (
@@ -220,6 +220,7 @@ def _from_value(result: AnalyteResult, call: str | None, tables: Sequence[Cutoff
             reason = f"no cutoff known; the lab called it {result.qualitative}"
             return _finding(result, call == PRESUMPTIVE_POSITIVE, None, None, reason)
         return _not_interpretable(result, f"no cutoff for {result.analyte} ({result.method}) and no usable lab call")
+    assert result.value is not None  # interpret() sends only finite values here
     at_or_above = result.value >= cutoff
     comparison = f"{result.value:g} {'>=' if at_or_above else '<'} cutoff {cutoff:g} ({_cutoff_label(source, result.method)})"
     # A lab's call that disagrees with its own number is a messy feed, not something to settle here.
@@ -666,7 +667,7 @@ def _positives(findings: Iterable[AnalyteFinding], analyte: str | None = None) -
 # --- small helpers ---------------------------------------------------------------------------
 
 
-def _is_positive_number(value: Any) -> bool:
+def _is_positive_number(value: object) -> TypeGuard[int | float]:
     return _is_finite_number(value) and value > 0
 
 

@@ -15,8 +15,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 from domain.checks import parse_day as _parse_day, require_text as _require_text, is_int as _is_int, is_finite_number as _is_finite_number
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 # --- closed vocabularies ---------------------------------------------------------------------
 
@@ -870,6 +873,10 @@ def missed_dose_decision_from_dict(data: Mapping[str, Any]) -> MissedDoseDecisio
     return _build(MissedDoseDecision, _known_fields(MissedDoseDecision, data))
 
 
+@overload
+def _plain(value: DataclassInstance) -> dict[str, Any]: ...
+@overload
+def _plain(value: object) -> Any: ...
 def _plain(value: Any) -> Any:
     """JSON-friendly copy: dataclasses become dicts, tuples lists, frozensets sorted lists."""
     if is_dataclass(value) and not isinstance(value, type):
@@ -899,7 +906,10 @@ def _tuple_of(values: dict[str, Any], key: str) -> None:
         values[key] = tuple(values[key])
 
 
-def _build(cls: type, values: dict[str, Any]) -> Any:
+_T = TypeVar("_T")
+
+
+def _build(cls: type[_T], values: dict[str, Any]) -> _T:
     try:
         return cls(**values)
     except TypeError as error:  # a required field is missing

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from domain.medication import DEFAULT_MISSED_DOSE_RULES, DRUGS, INJECTION_DRUGS
 from domain.checks import parse_day as _parse_day, require_text as _require_text, is_int as _is_int, is_finite_number as _is_finite_number
@@ -587,7 +587,10 @@ def _known_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     return dict(data)
 
 
-def _build(cls: type, values: dict[str, Any]) -> Any:
+_T = TypeVar("_T")
+
+
+def _build(cls: type[_T], values: dict[str, Any]) -> _T:
     try:
         return cls(**values)
     except TypeError as error:  # a required field is missing

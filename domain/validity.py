@@ -342,7 +342,8 @@ def rules_to_dict(rules: ValidityRules) -> dict[str, Any]:
 def rules_from_dict(data: Mapping[str, Any]) -> ValidityRules:
     """Missing keys keep their defaults, so a program stores only the thresholds it overrides."""
     values = _known_fields(ValidityRules, data)
-    return ValidityRules(**{key: float(value) if _is_int(value) else value for key, value in values.items()})
+    numbers: dict[str, Any] = {key: float(value) if _is_int(value) else value for key, value in values.items()}
+    return ValidityRules(**numbers)
 
 
 def validity_finding_to_dict(finding: ValidityFinding) -> dict[str, Any]:

@@ -98,7 +98,8 @@ class KindSpec:
 H = timedelta(hours=1)
 
 
-def _spec(kind, title, subject, todo, severity, owner, due_hours, *ladder) -> KindSpec:
+def _spec(kind: WorklistKind, title: str, subject: str, todo: str, severity: Severity, owner: str, due_hours: float,
+          *ladder: tuple[float, str]) -> KindSpec:
     return KindSpec(kind, title, subject, todo, severity, owner, due_hours * H,
                     tuple(Step(hours * H, role) for hours, role in ladder))
 
