@@ -26,16 +26,17 @@ with workflow.unsafe.imports_passed_through():
         DisclosureState,
         disclosure_workflow_id,
     )
+    from workflows.options import ActivityOptions
 
 POLICY = DeliveryPolicy()
 # An amendment waiting for the report it amends looks again this often; waiting spends no retry.
 AMENDMENT_WAIT = timedelta(minutes=5)
-ATTEMPT = dict(
+ATTEMPT: ActivityOptions = dict(
     # One POST (15 s timeout) and a few small writes; a worker that died mid-attempt is noticed soon.
     start_to_close_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=2)),
 )
-PLAN = dict(
+PLAN: ActivityOptions = dict(
     start_to_close_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)),
 )

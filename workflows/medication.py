@@ -47,8 +47,9 @@ with workflow.unsafe.imports_passed_through():
         DisclosureEvent,
     )
     from workflows.disclosure import disclose
+    from workflows.options import ActivityOptions
 
-RECORD_WRITE = dict(
+RECORD_WRITE: ActivityOptions = dict(
     start_to_close_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)),
 )

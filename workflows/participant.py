@@ -58,18 +58,19 @@ with workflow.unsafe.imports_passed_through():
     from workflows.medication import workflow_id as medication_workflow_id
     from domain.medication import order_from_dict
     from domain.takehome import get_rules
+    from workflows.options import ActivityOptions
     from workflows.screening import ScreeningWorkflow
     from workflows.screening import workflow_id as screening_workflow_id
 
 # Record writes are short, idempotent and local to the worker's database: local activities,
 # which skip a round trip through the server's task queues.
-RECORD_WRITE = dict(
+RECORD_WRITE: ActivityOptions = dict(
     start_to_close_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)),
 )
 # A workflow started by an enrollment whose database transaction then failed has no record: it
 # gives up after a few minutes instead of running a program for nobody.
-CONFIRM_ENROLLMENT = dict(
+CONFIRM_ENROLLMENT: ActivityOptions = dict(
     start_to_close_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0, maximum_attempts=6),
 )

@@ -23,11 +23,12 @@ with workflow.unsafe.imports_passed_through():
         ReconcilerActivities,
         StuckQuery,
     )
+    from workflows.options import ActivityOptions
 
-FIND = dict(start_to_close_timeout=timedelta(seconds=60),
+FIND: ActivityOptions = dict(start_to_close_timeout=timedelta(seconds=60),
             retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5))
 # One item's repair; a failing item is left for the next pass, not allowed to stop the others.
-REPAIR = dict(start_to_close_timeout=timedelta(minutes=2),
+REPAIR: ActivityOptions = dict(start_to_close_timeout=timedelta(minutes=2),
               retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3))
 
 

@@ -62,8 +62,9 @@ with workflow.unsafe.imports_passed_through():
         participant_workflow_id,
     )
     from workflows.disclosure import disclose
+    from workflows.options import ActivityOptions
 
-ACTIVITY = dict(
+ACTIVITY: ActivityOptions = dict(
     start_to_close_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)),
 )
@@ -78,7 +79,8 @@ ADDED_ANALYTES_PATCH = "added-analytes-interpreted"
 # Notices (patch NOTICE_PATCH): one attempt per activity, then the workflow retries on a timer with
 # backoff until the window closes; the first failure puts the participant on the staff call list.
 NOTICE_PATCH = "notice-delivery-and-miss-honesty"
-ONE_ATTEMPT = dict(start_to_close_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(maximum_attempts=1))
+ONE_ATTEMPT: ActivityOptions = dict(start_to_close_timeout=timedelta(seconds=30),
+                                    retry_policy=RetryPolicy(maximum_attempts=1))
 NOTICE_RETRY_FIRST = timedelta(minutes=1)
 NOTICE_RETRY_MAX = timedelta(minutes=30)
 # Issue 16: each reported result states its basis (a clinician's review confirms nothing by itself), a breath

@@ -18,8 +18,9 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.worklist import EscalationPass, WorklistActivities
     from domain.worklist import shortest_first_escalation
+    from workflows.options import ActivityOptions
 
-PASS = dict(start_to_close_timeout=timedelta(minutes=2),
+PASS: ActivityOptions = dict(start_to_close_timeout=timedelta(minutes=2),
             retry_policy=RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=5)))
 PASSES_PER_RUN = 200
 
