@@ -16,7 +16,7 @@ with workflow.unsafe.imports_passed_through():
 class AuditCheckpointWorkflow:
     @workflow.run
     async def run(self) -> CheckpointTaken:
-        return await workflow.execute_activity(
+        taken: CheckpointTaken = await workflow.execute_activity(
             "audit_checkpoint",
             result_type=CheckpointTaken,
             # A database read, a file append and at most one POST (15 s timeout).
@@ -25,3 +25,4 @@ class AuditCheckpointWorkflow:
             schedule_to_close_timeout=timedelta(minutes=10),
             retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1)),
         )
+        return taken

@@ -362,7 +362,7 @@ class DrawRecord:
     program_version: int | None = None
     verifiable: bool = False  # rolls are HMACs of the period's committed seed (domain/verifiable.py)
     draw_minute: str | None = None  # local HH:MM the draw was made
-    inputs: dict | None = None  # plan, recent_selections, history_start, paused
+    inputs: dict[str, Any] | None = None  # plan, recent_selections, history_start, paused
 
 
 @dataclass

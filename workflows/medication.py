@@ -528,7 +528,7 @@ class MedicationWorkflow:
         if not 1 <= policy.window_days <= 60 or not 1 <= policy.respond_hours <= 72:
             raise ApplicationError("window_days must be 1-60 and respond_hours 1-72", type=INVALID)
 
-    def _callback_moments(self) -> list:
+    def _callback_moments(self) -> list[datetime]:
         moments = []
         for callback in self.state.callbacks:
             if callback["status"] == "scheduled":

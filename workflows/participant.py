@@ -7,8 +7,10 @@ that minute, so no future selection can leak. Every draw is recorded with its ro
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta
+from typing import Any, TypeVar
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -22,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.selection import SelectionActivities
     from domain import verifiable
     from domain.clock import local_clock, local_date, local_moment
-    from domain.plan import PHASES, default_plan, hours_for, plan_from_dict, plan_to_dict
+    from domain.plan import PHASES, TestingPlan, default_plan, hours_for, plan_from_dict, plan_to_dict
     from domain.selection import WINDOW_DAYS, draw_day, is_collection_day, notification_time
     from workflows import search
     from workflows.contracts import (
@@ -87,13 +89,15 @@ PROGRAM_PATCH = "program-as-data"
 # The minute's roll is taken before the wait (it is in this history: the workflow history endpoint is for
 # admins and auditors only, and payloads are encrypted at the server); the outcome's roll only at the minute.
 VERIFIABLE_PATCH = "verifiable-selection"
+# The argument of a signal to the medication orders (_tell_medications).
+_Arg = TypeVar("_Arg")
 
 
 def workflow_id(participant_id: str) -> str:
     return participant_workflow_id(participant_id)
 
 
-def plan_for_phase(phase: str, current: dict) -> dict:
+def plan_for_phase(phase: str, current: dict[str, Any]) -> dict[str, Any]:
     """The new phase's testing rates, keeping the clinic's calendar and time zone."""
     clinic = plan_from_dict(current)
     rates = default_plan(phase)
@@ -109,7 +113,7 @@ def plan_for_phase(phase: str, current: dict) -> dict:
     )
 
 
-def phase_entries(state: ParticipantState, since: date | None) -> list[dict]:
+def phase_entries(state: ParticipantState, since: date | None) -> list[dict[str, str]]:
     """Phase changes in a period, led by the phase held when it began."""
     entries = [{"to_phase": p.phase, "effective_on": p.since[:10]} for p in state.phase_history]
     if since is None:
@@ -193,6 +197,7 @@ class ParticipantWorkflow:
             self.state.next_draw_day = max(date.fromisoformat(self.state.start_date), self._today()).isoformat()
             self.state.pending_time_roll = None
         while True:
+            assert self.state.next_draw_day is not None  # set above, and on every turn of the loop
             day = date.fromisoformat(self.state.next_draw_day)
             if self.state.day_plan_for != day.isoformat() and workflow.patched(PROGRAM_PATCH):
                 await self._fetch_day_plan(day)
@@ -217,8 +222,8 @@ class ParticipantWorkflow:
     async def _fetch_day_plan(self, day: date) -> None:
         """Fix the day's plan from the program's current version (None: the program is not stored)."""
         effective = self.state.plan
-        pending = self.state.next_plan is not None and self.state.next_plan_from
-        if pending and day >= date.fromisoformat(self.state.next_plan_from):
+        if (self.state.next_plan is not None and self.state.next_plan_from
+                and day >= date.fromisoformat(self.state.next_plan_from)):
             effective = self.state.next_plan
         found = await workflow.execute_local_activity_method(
             ProgramActivities.plan_for_day,
@@ -242,7 +247,7 @@ class ParticipantWorkflow:
             self.state.pending_time_roll = self._roll()
         return date.fromisoformat(self.state.next_draw_day)
 
-    def _plan_for(self, day: date) -> dict:
+    def _plan_for(self, day: date) -> dict[str, Any]:
         if self.state.day_plan is not None and self.state.day_plan_for == day.isoformat():
             return self.state.day_plan
         if self.state.next_plan is not None and self.state.next_plan_from and day >= date.fromisoformat(self.state.next_plan_from):
@@ -323,11 +328,12 @@ class ParticipantWorkflow:
     async def _monthly_summary(self, first_of_month: date) -> None:
         await disclose(monthly_summary_event(self.state, first_of_month))
 
-    def _phase_entries(self, since: date | None) -> list[dict]:
+    def _phase_entries(self, since: date | None) -> list[dict[str, str]]:
         return phase_entries(self.state, since)
 
     async def _start_screening(self, screening_id: str, day: date, reason: str, window_hours: float,
-                               detail: str, for_cause_reason: str | None = None, plan=None) -> ScreeningRef:
+                               detail: str, for_cause_reason: str | None = None,
+                               plan: TestingPlan | None = None) -> ScreeningRef:
         now = workflow.now()
         selected = ScreeningInput(
             screening_id=screening_id, participant_id=self.state.participant_id, site=self.state.site,
@@ -397,7 +403,7 @@ class ParticipantWorkflow:
         self._require_active("check in")
 
     @staticmethod
-    def _last_call(plan) -> str:
+    def _last_call(plan: TestingPlan) -> str:
         opens = time.fromisoformat(plan.opens_at)
         closes = time.fromisoformat(plan.closes_at)
         latest = max(opens.hour * 60 + opens.minute,
@@ -484,7 +490,8 @@ class ParticipantWorkflow:
         """A screening reached its final outcome: every medication order weighs it."""
         await self._tell_medications(MedicationWorkflow.screen_result, outcome)
 
-    async def _tell_medications(self, signal, argument) -> None:
+    async def _tell_medications(self, signal: Callable[[MedicationWorkflow, _Arg], Awaitable[None]],
+                                argument: _Arg) -> None:
         for order_id in self.state.medications:
             try:
                 await workflow.get_external_workflow_handle(medication_workflow_id(order_id)).signal(signal, argument)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 
 from temporalio import workflow
@@ -14,7 +15,9 @@ with workflow.unsafe.imports_passed_through():
     from domain.clock import local_moment
     from domain.analytes import AddedAnalyte
     from domain.disclosure import CONFIRMING_BASES, breath_alcohol_result, lab_basis
-    from domain.interpretation import AnalyteResult, MedicationContext, interpret, interpretation_to_dict
+    from domain.interpretation import (
+        AnalyteResult, Interpretation, MedicationContext, interpret, interpretation_to_dict,
+    )
     from workflows import search
     from workflows.contracts import (
         AWAITING_COLLECTION,
@@ -201,6 +204,7 @@ class ScreeningWorkflow:
             return
 
     async def _await_collection(self) -> None:
+        assert self.state.window_closes_at is not None and self.state.notified_at is not None  # set by _notify
         closes = datetime.fromisoformat(self.state.window_closes_at)
         collected_or_settled = lambda: self.state.status != AWAITING_COLLECTION  # noqa: E731
         if await self._wait_until(collected_or_settled, closes):
@@ -249,6 +253,7 @@ class ScreeningWorkflow:
             status, seen = self.state.status, len(self.state.results) + len(self.state.reviews)
             moved = lambda: self.state.status != status or len(self.state.results) + len(self.state.reviews) != seen  # noqa: E731
             if status in (AWAITING_RESULT, PRELIMINARY):
+                assert self.state.result_due_at is not None  # set with AWAITING_RESULT
                 due = datetime.fromisoformat(self.state.result_due_at)
                 if not self.state.result_overdue:
                     if not await self._wait_until(moved, due):
@@ -263,6 +268,7 @@ class ScreeningWorkflow:
                     await self._save()
                     return
             elif status == AWAITING_REVIEW:
+                assert self.state.review_due_at is not None  # set with AWAITING_REVIEW
                 due = datetime.fromisoformat(self.state.review_due_at)
                 if not self.state.review_overdue and not await self._wait_until(moved, due):
                     self.state.review_overdue = True
@@ -273,6 +279,7 @@ class ScreeningWorkflow:
                 await workflow.wait_condition(moved)
             elif status == FINAL:
                 # A corrected result may still come; after this long the record is closed.
+                assert self.state.finalized_at is not None  # set with FINAL (_finalize)
                 closes = datetime.fromisoformat(self.state.finalized_at) + CORRECTION_PERIOD
                 if not await self._wait_until(moved, closes):
                     return
@@ -288,7 +295,7 @@ class ScreeningWorkflow:
             **ACTIVITY,
         )
 
-    async def _wait_until(self, condition, deadline: datetime) -> bool:
+    async def _wait_until(self, condition: Callable[[], bool], deadline: datetime) -> bool:
         """Wait for the condition or the deadline; True if the condition came first."""
         remaining = (deadline - workflow.now()).total_seconds()
         if condition():
@@ -328,6 +335,7 @@ class ScreeningWorkflow:
 
     async def _breath_result(self, collection: Collection) -> None:
         """A breath alcohol test is its own result: read against the program's cutoff, final, and reported."""
+        assert collection.collected_at is not None and collection.breath_alcohol is not None  # record_collection
         between = None
         if collection.breath_confirmation_at:
             between = (datetime.fromisoformat(collection.breath_confirmation_at)
@@ -440,7 +448,7 @@ class ScreeningWorkflow:
         await self._save()
         return self.state
 
-    def _interpret(self, report: LabReport):
+    def _interpret(self, report: LabReport) -> Interpretation:
         added: tuple[AddedAnalyte, ...] = ()
         # Reports recorded before issue 19 carry no added analytes, and replay as they ran.
         if report.added_analytes and workflow.patched(ADDED_ANALYTES_PATCH):
@@ -453,7 +461,7 @@ class ScreeningWorkflow:
             added=added,
         )
 
-    async def _conclude(self, entry: ResultEntry, interpretation) -> None:
+    async def _conclude(self, entry: ResultEntry, interpretation: Interpretation) -> None:
         """A final or corrected current result: final when negative, else (or while codes are held)
         awaiting review."""
         if entry.held_codes:
@@ -560,6 +568,8 @@ class ScreeningWorkflow:
         await self._tell_participant(self._final_result_for_medication())
         state = self.state
         collection = state.collection
+        # _finalize came first: a final outcome, of a collected specimen.
+        assert collection is not None and collection.collected_at is not None and state.final_outcome is not None
         if state.breath_result is not None:
             breath = state.breath_result
             category, facts = "screening-results", {
@@ -595,6 +605,7 @@ class ScreeningWorkflow:
     def _final_result_for_medication(self) -> str:
         current = self._current_result()
         flags = {f["code"] for f in current.interpretation.get("flags", [])} if current else set()
+        assert self.state.final_outcome is not None  # _finalize came first
         if self.state.final_outcome in (FINAL_NEGATIVE, FINAL_EXPLAINED):
             return "expected-absent" if "expected-absent" in flags else "negative"
         return {FINAL_POSITIVE: "positive", FINAL_REFUSAL: "refused"}.get(self.state.final_outcome, "invalid")
@@ -604,6 +615,8 @@ class ScreeningWorkflow:
         self.state.status = FINAL
         self.state.final_outcome = outcome
         self.state.finalized_at = now.isoformat()
+        # A final result is of a collected specimen.
+        assert self.state.collection is not None and self.state.collection.collected_at is not None
         collected = datetime.fromisoformat(self.state.collection.collected_at)
         self.state.turnaround_hours = round((now - collected).total_seconds() / 3600, 2)
         self._event(f"final: {outcome}", actor, why)
@@ -636,6 +649,6 @@ class ScreeningWorkflow:
         await workflow.execute_local_activity_method(ScreeningActivities.save_screening, self.state, **ACTIVITY)
 
 
-def _methods(report: LabReport) -> list[dict]:
+def _methods(report: LabReport) -> list[dict[str, str | None]]:
     return [{"code": a.code, "analyte": a.analyte, "method": a.method, "basis": a.method_basis, "note": a.method_note}
             for a in report.analytes if a.method_basis is not None]
