@@ -19,7 +19,11 @@ IGNORE = re.compile(r"#\s*type:\s*ignore(?P<codes>\[[a-z0-9-]+(?:,\s*[a-z0-9-]+)
 def test_domain_and_workflows_pass_mypy_strict() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"), *STRICT],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, f"mypy over {' '.join(STRICT)} failed:\n{done.stdout}{done.stderr}"
 
