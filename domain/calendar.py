@@ -14,11 +14,26 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
+from enum import StrEnum
 from typing import Any
 
 from domain.checks import is_int, parse_day, require_text
 
-WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+class Weekday(StrEnum):
+    """The days of the week, Monday first (date.weekday() order), as a calendar names them."""
+
+    MON = "Mon"
+    TUE = "Tue"
+    WED = "Wed"
+    THU = "Thu"
+    FRI = "Fri"
+    SAT = "Sat"
+    SUN = "Sun"
+
+
+WEEKDAY_NAMES = tuple(Weekday)
 ROLLING_DAYS = 7
 
 

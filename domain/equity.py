@@ -32,6 +32,7 @@ numbers would follow from the totals): a suppressed group shows no count and no 
 
 from __future__ import annotations
 
+from enum import StrEnum
 import math
 from dataclasses import dataclass, field
 from datetime import date
@@ -44,7 +45,17 @@ DEFAULT_MIN_GROUP = 11
 DEFAULT_HIGH = 1.25
 DEFAULT_LOW = 0.8
 
-RANDOM, FOR_CAUSE, REPORTS = "random", "for-cause", "reports"
+
+
+class EquitySection(StrEnum):
+    """The sections of the equity report: who is tested by chance, by staff discretion, and reported."""
+
+    RANDOM = "random"
+    FOR_CAUSE = "for-cause"
+    REPORTS = "reports"
+
+
+RANDOM, FOR_CAUSE, REPORTS = EquitySection.RANDOM, EquitySection.FOR_CAUSE, EquitySection.REPORTS
 SECTIONS = {
     RANDOM: "Random testing (chance)",
     FOR_CAUSE: "For-cause testing (staff discretion)",

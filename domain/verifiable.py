@@ -17,6 +17,7 @@ Pure and stdlib-only: imported inside Temporal's deterministic workflow sandbox.
 
 from __future__ import annotations
 
+from enum import StrEnum
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -27,8 +28,17 @@ from domain.plan import plan_from_dict
 from domain.selection import draw_day, is_collection_day, notification_time
 
 SEED_BYTES = 32
-SELECT = "select"  # selected or not: requested only at or after the day's draw minute
-MINUTE = "minute"  # the draw minute itself: requested before the wait, never shown before it passes
+
+
+class RollPurpose(StrEnum):
+    """What a verifiable roll decides."""
+
+    SELECT = "select"  # selected or not: requested only at or after the day's draw minute
+    MINUTE = "minute"  # the draw minute itself: requested before the wait, never shown before it passes
+
+
+SELECT = RollPurpose.SELECT
+MINUTE = RollPurpose.MINUTE
 PURPOSES = (SELECT, MINUTE)
 EXPORT_FORMAT = "iop-selection-export/1"
 

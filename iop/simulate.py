@@ -31,6 +31,7 @@ from pathlib import Path
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from domain.calendar import WEEKDAY_NAMES
 from domain.clock import local_date, local_moment
 from dataclasses import replace as _replace
 
@@ -49,7 +50,7 @@ MAX_CACHED_WORKFLOWS = 20_000
 SKIP_DEADLINE = timedelta(minutes=5)
 SITE = "sim"
 PROGRAM = "iop"
-WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+WEEKDAYS = WEEKDAY_NAMES
 SKIPPING = "workflows and activities (time skipping)"
 UPDATING = "collection updates"
 # Screenings not yet settled at the collection stage (collected ones are told by collected_at).

@@ -14,6 +14,8 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from domain.calendar import WEEKDAY_NAMES
+
 # kind -> (label, fill, text colour, letter). Fills keep at least 4.5:1 against their letter.
 CALENDAR_KINDS: dict[str, tuple[str, str, str, str]] = {
     "negative": ("Negative", "#2e7d32", "#ffffff", "N"),
@@ -33,7 +35,7 @@ CALENDAR_KINDS: dict[str, tuple[str, str, str, str]] = {
 SEVERITY = ("positive", "refused", "missed", "invalid", "no-result", "pending", "explained", "excused", "negative",
             "cancelled", "paused", "not-selected")
 
-WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+WEEKDAYS = WEEKDAY_NAMES
 
 
 @dataclass(frozen=True)
