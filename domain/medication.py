@@ -174,6 +174,15 @@ HOLD_FOR_REASSESSMENT = MissedDoseAction.HOLD_FOR_REASSESSMENT
 NO_DOSING_UNTIL_REEVALUATED = MissedDoseAction.NO_DOSING_UNTIL_REEVALUATED
 MISSED_DOSE_ACTIONS: tuple[str, ...] = tuple(MissedDoseAction)
 
+class CallbackStatus(StrEnum):
+    """Where a random callback (a call to bring every take-home bottle back for a count) is."""
+
+    SCHEDULED = "scheduled"
+    CALLED = "called"
+    KEPT = "kept"
+    MISSED = "missed"
+
+
 ALL_WEEKDAYS: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
 _WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
