@@ -14,14 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
-from enum import StrEnum
 from typing import Any
 
 from domain.checks import is_int, parse_day, require_text
+from domain.vocab import Vocabulary
 
 
 
-class Weekday(StrEnum):
+class Weekday(Vocabulary):
     """The days of the week, Monday first (date.weekday() order), as a calendar names them."""
 
     MON = "Mon"

@@ -14,14 +14,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
+
+from domain.vocab import Vocabulary
 
 # --- closed vocabularies ---------------------------------------------------------------------
 
 
 
-class DisclosureCategory(StrEnum):
+class DisclosureCategory(Vocabulary):
     """What a consent lets the program disclose (42 CFR 2.31(a): the information to be disclosed)."""
 
     SCREENING_RESULTS = "screening-results"
@@ -45,7 +46,7 @@ PERIODIC_SUMMARY = DisclosureCategory.PERIODIC_SUMMARY
 CATEGORIES: tuple[str, ...] = tuple(DisclosureCategory)
 
 
-class RecipientKind(StrEnum):
+class RecipientKind(Vocabulary):
     """Who receives reports. The first four are the recipients 42 CFR 2.35 is about: consent given as a
     condition of a criminal-justice process."""
 
@@ -62,7 +63,7 @@ CRIMINAL_JUSTICE_KINDS: tuple[str, ...] = (RecipientKind.COURT, RecipientKind.PR
 RECIPIENT_KINDS: tuple[str, ...] = tuple(RecipientKind)
 
 
-class SignatureMethod(StrEnum):
+class SignatureMethod(Vocabulary):
     """How a consent was signed (42 CFR 2.31(a)(8): an electronic signature is allowed)."""
 
     WET_INK = "wet-ink"
@@ -72,7 +73,7 @@ class SignatureMethod(StrEnum):
 SIGNATURE_METHODS: tuple[str, ...] = tuple(SignatureMethod)
 
 
-class ConsentEvent(StrEnum):
+class ConsentEvent(Vocabulary):
     """Events a consent can end at (42 CFR 2.31(a)), or become revocable at (criminal-justice consents,
     42 CFR 2.35). A closed set: a misspelt event would never occur, and a consent meant to end would then never
     end."""

@@ -9,14 +9,15 @@ Pure and stdlib-only: imported inside Temporal's deterministic workflow sandbox.
 
 from __future__ import annotations
 
-from enum import StrEnum
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from domain.vocab import Vocabulary
 
-class AnalysisMethod(StrEnum):
+
+class AnalysisMethod(Vocabulary):
     """How a result was produced. An immunoassay at the lab ("screen") and a point-of-care cup ("poc") are
     initial tests, judged against the initial cutoff; mass spectrometry ("confirm") against the confirmatory one."""
 

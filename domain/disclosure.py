@@ -43,6 +43,7 @@ from domain.consent import (
     coverage,
 )
 from domain.interpretation import POSITIVE_OUTCOMES, AnalyteOutcome
+from domain.vocab import Vocabulary
 
 # --- the redisclosure notice (42 CFR 2.32) ---------------------------------------------------
 
@@ -202,7 +203,7 @@ COMPLETION_LETTER_TYPE = "letter.completion"
 
 
 
-class ReportOutcome(StrEnum):
+class ReportOutcome(Vocabulary):
     """A screening result as a report states it. A presumptive positive never reaches a recipient as positive:
     "positive" needs confirmed=true."""
 
@@ -212,7 +213,7 @@ class ReportOutcome(StrEnum):
     INVALID = "invalid"
 
 
-class RetractionReason(StrEnum):
+class RetractionReason(Vocabulary):
     """Why an amendment says the earlier report no longer stands (never free text)."""
 
     EXCUSED = "excused"
@@ -221,7 +222,7 @@ class RetractionReason(StrEnum):
     VOIDED = "voided"
 
 
-class ReportedProgramStatus(StrEnum):
+class ReportedProgramStatus(Vocabulary):
     """How a program-status report says the participant left."""
 
     COMPLETED = "completed"
@@ -845,7 +846,7 @@ def _check_message(msg_id: Any, timestamp: Any, body: Any) -> None:
 
 
 
-class DeliveryDecision(StrEnum):
+class DeliveryDecision(Vocabulary):
     """What to do after an attempt to deliver a report."""
 
     DELIVERED = "delivered"

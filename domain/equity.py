@@ -32,12 +32,12 @@ numbers would follow from the totals): a suppressed group shows no count and no 
 
 from __future__ import annotations
 
-from enum import StrEnum
 import math
 from dataclasses import dataclass, field
 from datetime import date
 
 from domain.demographics import DIMENSIONS, NOT_RECORDED, Demographics
+from domain.vocab import Vocabulary
 
 Z95 = 1.959963984540054  # the standard normal quantile for a two-sided 95% interval
 
@@ -47,7 +47,7 @@ DEFAULT_LOW = 0.8
 
 
 
-class EquitySection(StrEnum):
+class EquitySection(Vocabulary):
     """The sections of the equity report: who is tested by chance, by staff discretion, and reported."""
 
     RANDOM = "random"

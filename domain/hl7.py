@@ -21,10 +21,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import NamedTuple
 
 import hl7 as python_hl7
+
+from domain.vocab import Vocabulary
 
 __all__ = [
     "SUPPORTED_VERSIONS",
@@ -51,7 +52,7 @@ SUPPORTED_VERSIONS: tuple[str, ...] = ("2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5
 
 
 
-class AckCode(StrEnum):
+class AckCode(Vocabulary):
     """MSA-1, the acknowledgment code of an original-mode ACK (HL7 v2 table 0008)."""
 
     ACCEPT = "AA"

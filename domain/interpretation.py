@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
-from enum import StrEnum
 from typing import Any
 
 from domain.analytes import ANALYTES, NOT_MONITORED_BY_URINE, AddedAnalyte, Analyte, catalogue
@@ -46,12 +45,13 @@ from domain.validity import (
     validity_finding_from_dict,
     validity_finding_to_dict,
 )
+from domain.vocab import Vocabulary
 
 # --- closed vocabularies ---------------------------------------------------------------------
 
 
 
-class AnalyteOutcome(StrEnum):
+class AnalyteOutcome(Vocabulary):
     """The outcome of one analyte."""
 
     NEGATIVE = "negative"
@@ -68,7 +68,7 @@ ANALYTE_OUTCOMES: tuple[str, ...] = tuple(AnalyteOutcome)
 POSITIVE_OUTCOMES: frozenset[str] = frozenset({PRESUMPTIVE_POSITIVE, CONFIRMED_POSITIVE})
 
 
-class OverallOutcome(StrEnum):
+class OverallOutcome(Vocabulary):
     """The overall outcome of a specimen, strongest first."""
 
     REFUSAL = "refusal"  # adulterated, substituted or a collector-recorded refusal (once verified)
@@ -84,7 +84,7 @@ INCOMPLETE = OverallOutcome.INCOMPLETE
 OVERALL_OUTCOMES: tuple[str, ...] = tuple(OverallOutcome)
 
 
-class FlagCode(StrEnum):
+class FlagCode(Vocabulary):
     """What an interpretation flags for a reviewer."""
 
     UNEXPECTED_PRESENT = "unexpected-present"

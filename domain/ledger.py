@@ -23,7 +23,6 @@ Pure and stdlib-only: imported inside Temporal's deterministic workflow sandbox.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -31,9 +30,10 @@ from typing import Any
 
 from domain import medication as med
 from domain.checks import is_int as _is_int, parse_day as _parse_day
+from domain.vocab import Vocabulary
 
 
-class LedgerStatus(StrEnum):
+class LedgerStatus(Vocabulary):
     """What a day of the ledger can read. Recorded outcomes first, then what the ledger derives."""
 
     DOSED = "dosed"

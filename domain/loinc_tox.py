@@ -16,7 +16,6 @@ the workflow plain values.
 
 from __future__ import annotations
 
-from enum import StrEnum
 import csv
 import re
 from collections.abc import Mapping
@@ -25,6 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from domain.analytes import ANALYTES, LOINC
+from domain.vocab import Vocabulary
 
 DATA = Path(__file__).parent / "data"
 TABLE = DATA / "loinc_drug_tests.csv"
@@ -33,7 +33,7 @@ GAPS = DATA / "loinc_drug_tests_gaps.csv"
 
 
 
-class CodeMethod(StrEnum):
+class CodeMethod(Vocabulary):
     """The method a LOINC code names (LOINC Users' Guide, Method axis), if any."""
 
     SCREEN = "screen"
@@ -41,7 +41,7 @@ class CodeMethod(StrEnum):
     UNSPECIFIED = "unspecified"
 
 
-class LoincSpecimen(StrEnum):
+class LoincSpecimen(Vocabulary):
     """The specimen (LOINC System axis) a row of the code table is for."""
 
     URINE = "urine"
@@ -51,7 +51,7 @@ class LoincSpecimen(StrEnum):
     HAIR = "hair"
 
 
-class Verified(StrEnum):
+class Verified(Vocabulary):
     """Whether a row of the code table is checked: yes, project (this project's earlier table), or no (only a
     guess shown to staff, never mapping a result by itself)."""
 

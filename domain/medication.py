@@ -15,14 +15,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import date, timedelta
-from enum import StrEnum
 from typing import Any
 from domain.checks import parse_day as _parse_day, require_text as _require_text, is_int as _is_int, is_finite_number as _is_finite_number
+from domain.vocab import Vocabulary
 
 # --- closed vocabularies ---------------------------------------------------------------------
 
 
-class Drug(StrEnum):
+class Drug(Vocabulary):
     """The medications for opioid use disorder an order can be for."""
 
     BUPRENORPHINE = "buprenorphine"
@@ -50,7 +50,7 @@ _EXPECTED_SUBSTANCE: dict[str, str | None] = {
 INJECTION_DRUGS: frozenset[str] = frozenset({Drug.NALTREXONE_ER_INJECTION})
 
 
-class DoseUnit(StrEnum):
+class DoseUnit(Vocabulary):
     """The unit of a dose."""
 
     MG = "mg"
@@ -58,7 +58,7 @@ class DoseUnit(StrEnum):
     ML = "mL"
 
 
-class Route(StrEnum):
+class Route(Vocabulary):
     """How a dose is given (the FHIR R4 route-codes value set names these routes in SNOMED CT)."""
 
     ORAL = "oral"
@@ -83,7 +83,7 @@ _ROUTES_BY_DRUG: dict[str, tuple[str, ...]] = {
 }
 
 
-class ScheduleKind(StrEnum):
+class ScheduleKind(Vocabulary):
     """How an order's doses are given."""
 
     DAILY_OBSERVED = "daily-observed"
@@ -97,7 +97,7 @@ INJECTION = ScheduleKind.INJECTION
 SCHEDULE_KINDS: tuple[str, ...] = tuple(ScheduleKind)
 
 
-class OrderStatus(StrEnum):
+class OrderStatus(Vocabulary):
     """Where a medication order is."""
 
     ACTIVE = "active"
@@ -111,7 +111,7 @@ STOPPED = OrderStatus.STOPPED
 ORDER_STATUSES: tuple[str, ...] = tuple(OrderStatus)
 
 
-class ExpectedKind(StrEnum):
+class ExpectedKind(Vocabulary):
     """What the calendar expects on a day."""
 
     OBSERVED_DOSE = "observed-dose"
@@ -128,7 +128,7 @@ NOTHING_EXPECTED = ExpectedKind.NOTHING_EXPECTED
 EXPECTED_KINDS: tuple[str, ...] = tuple(ExpectedKind)
 
 
-class DispenseKind(StrEnum):
+class DispenseKind(Vocabulary):
     """What a nurse records. "refused" and "held" record a dose not given, and why, on the day."""
 
     OBSERVED_DOSE = "observed-dose"
@@ -147,7 +147,7 @@ DISPENSE_KINDS: tuple[str, ...] = tuple(DispenseKind)
 DOSING_KINDS: frozenset[str] = frozenset({OBSERVED_DOSE, TAKE_HOME, DispenseKind.INJECTION})
 
 
-class RefusalCode(StrEnum):
+class RefusalCode(Vocabulary):
     """Why the order refused a request."""
 
     CONFLICT = "conflict"  # the request is well formed but the order's state forbids it
@@ -159,7 +159,7 @@ INVALID = RefusalCode.INVALID
 REFUSAL_CODES: tuple[str, ...] = tuple(RefusalCode)
 
 
-class MissedDoseAction(StrEnum):
+class MissedDoseAction(Vocabulary):
     """What a run of missed doses calls for."""
 
     NO_ACTION = "none"
@@ -174,7 +174,7 @@ HOLD_FOR_REASSESSMENT = MissedDoseAction.HOLD_FOR_REASSESSMENT
 NO_DOSING_UNTIL_REEVALUATED = MissedDoseAction.NO_DOSING_UNTIL_REEVALUATED
 MISSED_DOSE_ACTIONS: tuple[str, ...] = tuple(MissedDoseAction)
 
-class CallbackStatus(StrEnum):
+class CallbackStatus(Vocabulary):
     """Where a random callback (a call to bring every take-home bottle back for a count) is."""
 
     SCHEDULED = "scheduled"

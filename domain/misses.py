@@ -12,12 +12,13 @@ Pure and stdlib-only: imported inside Temporal's deterministic workflow sandbox.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from domain.vocab import Vocabulary
 
-class MissVerdict(StrEnum):
+
+class MissVerdict(Vocabulary):
     """What a window that closed without a collection counts as."""
 
     REPORTABLE = "missed"

@@ -13,15 +13,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from enum import StrEnum
 from typing import Any
 
 from domain.calendar import WEEKDAY_NAMES, SiteCalendar, calendar_from_dict, calendar_to_dict, tightest_week
 from domain.checks import is_finite_number, is_int, require_text
 from domain.plan import PHASES, TestingPlan, default_plan
+from domain.vocab import Vocabulary
 
 
-class SpecimenType(StrEnum):
+class SpecimenType(Vocabulary):
     """What is collected at a screening."""
 
     URINE = "urine"
@@ -29,7 +29,7 @@ class SpecimenType(StrEnum):
     BREATH = "breath"
 
 
-class ProgramMode(StrEnum):
+class ProgramMode(Vocabulary):
     """How participants learn they are selected: each one individually, or by calling for the day's colours."""
 
     INDIVIDUAL = "individual"

@@ -10,17 +10,17 @@ Pure and stdlib-only: imported inside Temporal's deterministic workflow sandbox.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, time, timedelta
 
 from domain.plan import TestingPlan, hours_for, minutes_of_day
+from domain.vocab import Vocabulary
 
 WINDOW_DAYS = 7
 
 
-class SelectionReason(StrEnum):
+class SelectionReason(Vocabulary):
     """Why a participant was or was not selected on a day."""
 
     SELECTED = "selected"

@@ -11,7 +11,6 @@ with the facts, never from the clock.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import date, timedelta
@@ -19,9 +18,10 @@ from typing import Any
 
 from domain.medication import DEFAULT_MISSED_DOSE_RULES, DRUGS, INJECTION_DRUGS, Drug
 from domain.checks import parse_day as _parse_day, require_text as _require_text, is_int as _is_int, is_finite_number as _is_finite_number
+from domain.vocab import Vocabulary
 
 
-class ScreenResult(StrEnum):
+class ScreenResult(Vocabulary):
     """A screen's result as the take-home rules weigh it."""
 
     NEGATIVE = "negative"
@@ -45,7 +45,7 @@ SCREEN_RESULTS: tuple[str, ...] = (NEGATIVE, POSITIVE, EXPECTED_ABSENT, MISSED, 
 DEFAULT_BAD_SCREEN_RESULTS: frozenset[str] = frozenset({POSITIVE, EXPECTED_ABSENT, MISSED, REFUSED})
 
 
-class Criterion(StrEnum):
+class Criterion(Vocabulary):
     """Take-home criterion codes (42 CFR 8.12(i)(2)), in the order they are weighed and reported."""
 
     TIME_IN_TREATMENT = "time-in-treatment"

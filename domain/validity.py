@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
-from enum import StrEnum
 from typing import Any
 from domain.checks import is_int as _is_int, is_finite_number as _is_finite_number
+from domain.vocab import Vocabulary
 
 
 
-class ValidityStatus(StrEnum):
+class ValidityStatus(Vocabulary):
     """What specimen validity testing says of a specimen."""
 
     VALID = "valid"
@@ -40,7 +40,7 @@ INVALID = ValidityStatus.INVALID
 VALIDITY_STATUSES: tuple[str, ...] = tuple(ValidityStatus)
 
 
-class RefusalGround(StrEnum):
+class RefusalGround(Vocabulary):
     """Refusals recorded by the collector during a collection (49 CFR 40.191(a)). Not appearing in time is a
     refusal too, but it leaves no specimen to interpret: the scheduler records it."""
 

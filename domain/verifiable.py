@@ -17,7 +17,6 @@ Pure and stdlib-only: imported inside Temporal's deterministic workflow sandbox.
 
 from __future__ import annotations
 
-from enum import StrEnum
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -26,11 +25,12 @@ from typing import Any
 
 from domain.plan import plan_from_dict
 from domain.selection import draw_day, is_collection_day, notification_time
+from domain.vocab import Vocabulary
 
 SEED_BYTES = 32
 
 
-class RollPurpose(StrEnum):
+class RollPurpose(Vocabulary):
     """What a verifiable roll decides."""
 
     SELECT = "select"  # selected or not: requested only at or after the day's draw minute

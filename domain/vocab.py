@@ -17,7 +17,16 @@ from __future__ import annotations
 from enum import StrEnum
 
 
-class Role(StrEnum):
+class Vocabulary(StrEnum):
+    """A closed vocabulary. Its members are their values (str), and show as their values, so a message that
+    lists the choices or quotes one (`{value!r}`, a tuple of choices, a pydantic Literal error) reads the same as
+    it did when the vocabulary was a tuple of strings."""
+
+    def __repr__(self) -> str:
+        return str.__repr__(self.value)
+
+
+class Role(Vocabulary):
     """What a bearer token may do (the role matrix in api/roles.py)."""
 
     ADMIN = "admin"
@@ -27,7 +36,7 @@ class Role(StrEnum):
     AUDITOR = "auditor"
 
 
-class ParticipantStatus(StrEnum):
+class ParticipantStatus(Vocabulary):
     """Where a participant is in the program: enrolling, active, or how they left it."""
 
     ENROLLING = "enrolling"
@@ -38,7 +47,7 @@ class ParticipantStatus(StrEnum):
     DISCHARGED_ADMINISTRATIVE = "discharged-administrative"
 
 
-class DischargeKind(StrEnum):
+class DischargeKind(Vocabulary):
     """How a participant leaves the program."""
 
     COMPLETED = "completed"
@@ -56,7 +65,7 @@ DISCHARGE_STATUSES: dict[DischargeKind, ParticipantStatus] = {
 }
 
 
-class ScreeningStatus(StrEnum):
+class ScreeningStatus(Vocabulary):
     """Where a screening is, from the draw to the final result."""
 
     SCHEDULED = "scheduled"  # drawn, the participant not yet told
@@ -75,7 +84,7 @@ class ScreeningStatus(StrEnum):
     NO_RESULT = "no-result"  # the lab never answered: a reportable gap
 
 
-class FinalOutcome(StrEnum):
+class FinalOutcome(Vocabulary):
     """The final outcome of a screening, as a report carries it."""
 
     NEGATIVE = "negative"
@@ -85,7 +94,7 @@ class FinalOutcome(StrEnum):
     REFUSAL = "refusal"
 
 
-class RefusalKind(StrEnum):
+class RefusalKind(Vocabulary):
     """Refusals to test (49 CFR 40.191 and 40.261 as the model); a verified adulterated or substituted
     specimen is one too."""
 
@@ -97,7 +106,7 @@ class RefusalKind(StrEnum):
     ADULTERATED_OR_SUBSTITUTED = "adulterated-or-substituted"
 
 
-class PointOfCareResult(StrEnum):
+class PointOfCareResult(Vocabulary):
     """A point-of-care reading (an instant cup or a breath device) as the collector records it."""
 
     POSITIVE = "positive"
@@ -105,7 +114,7 @@ class PointOfCareResult(StrEnum):
     INVALID = "invalid"
 
 
-class ReviewDecision(StrEnum):
+class ReviewDecision(Vocabulary):
     """A clinician's decision on a result that needs review."""
 
     CONFIRM = "confirm"
@@ -114,7 +123,7 @@ class ReviewDecision(StrEnum):
     REQUEST_RETEST = "request-retest"
 
 
-class ReassessmentDecision(StrEnum):
+class ReassessmentDecision(Vocabulary):
     """A clinician's decision on a medication order held for reassessment."""
 
     RESUME = "resume"
@@ -122,7 +131,7 @@ class ReassessmentDecision(StrEnum):
     HOLD = "hold"
 
 
-class CheckInMethod(StrEnum):
+class CheckInMethod(Vocabulary):
     """How a participant checked in to learn whether they are selected today."""
 
     KIOSK = "kiosk"
@@ -132,7 +141,7 @@ class CheckInMethod(StrEnum):
     STAFF = "staff"
 
 
-class ResultStatus(StrEnum):
+class ResultStatus(Vocabulary):
     """A lab result's status (HL7 v2 table 0123, OBR-25; FHIR maps X to cancelled)."""
 
     PRELIMINARY = "P"
@@ -141,7 +150,7 @@ class ResultStatus(StrEnum):
     CANCELLED = "X"
 
 
-class QuarantineAction(StrEnum):
+class QuarantineAction(Vocabulary):
     """How staff settle a quarantined lab result or code."""
 
     ATTACH = "attach"
@@ -150,14 +159,14 @@ class QuarantineAction(StrEnum):
     NOT_MONITORED = "not-monitored"
 
 
-class DeliveryMethod(StrEnum):
+class DeliveryMethod(Vocabulary):
     """How reports reach a recipient."""
 
     WEBHOOK = "webhook"
     EMAIL = "email"
 
 
-class DisclosureStatus(StrEnum):
+class DisclosureStatus(Vocabulary):
     """Where a disclosure (one report to one recipient) is."""
 
     PENDING = "pending"
@@ -168,7 +177,7 @@ class DisclosureStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-class NoticeStatus(StrEnum):
+class NoticeStatus(Vocabulary):
     """What became of one try to tell a participant to test."""
 
     ACCEPTED = "accepted"  # the gateway took it; a receipt may follow
@@ -179,7 +188,7 @@ class NoticeStatus(StrEnum):
     RECORDED = "recorded"  # no channel: the notice was only recorded
 
 
-class GatewayStatus(StrEnum):
+class GatewayStatus(Vocabulary):
     """Message statuses an SMS gateway reports (Twilio's MessageStatus values)."""
 
     ACCEPTED = "accepted"

@@ -67,7 +67,8 @@ def vocabularies() -> dict[str, type[StrEnum]]:
     for info in pkgutil.walk_packages(domain.__path__, "domain."):
         module = importlib.import_module(info.name)
         for value in vars(module).values():
-            if isinstance(value, type) and issubclass(value, StrEnum) and value.__module__ == module.__name__:
+            if isinstance(value, type) and issubclass(value, StrEnum) and value.__module__ == module.__name__ \
+                    and len(value):  # domain.vocab.Vocabulary, the base with no members, is no vocabulary
                 found[f"{value.__module__}.{value.__qualname__}"] = value
     return found
 
