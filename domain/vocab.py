@@ -198,3 +198,21 @@ class GatewayStatus(Vocabulary):
     UNDELIVERED = "undelivered"
     FAILED = "failed"
     READ = "read"
+
+
+class DayKind(Vocabulary):
+    """What a program day shows on a participant's testing calendar, worst first (a day with two screenings
+    shows the worse)."""
+
+    POSITIVE = "positive"
+    REFUSED = "refused"
+    MISSED = "missed"
+    INVALID = "invalid"
+    NO_RESULT = "no-result"
+    PENDING = "pending"
+    EXPLAINED = "explained"
+    EXCUSED = "excused"
+    NEGATIVE = "negative"
+    CANCELLED = "cancelled"
+    PAUSED = "paused"
+    NOT_SELECTED = "not-selected"
