@@ -388,7 +388,8 @@ class DisclosureActivities:
             row.content_hash = document_hash
             row.attempts += 1
             row.reason = reason
-            row.status = {DELIVERED: DisclosureStatus.DELIVERED, RETRY: DisclosureStatus.RETRYING}.get(kind, DisclosureStatus.FAILED)
+            row.status = {DELIVERED: DisclosureStatus.DELIVERED, RETRY: DisclosureStatus.RETRYING}.get(
+                kind, DisclosureStatus.FAILED)
             if kind == "delivered":
                 row.delivered_at = utcnow()
             row.updated_at = utcnow()

@@ -718,7 +718,8 @@ class MedicationWorkflow:
         self.state.supplies = [s for s in self.state.supplies if max(s["dates"]) >= oldest]
         self.state.split_parts = {d: n for d, n in self.state.split_parts.items() if d >= oldest}
         self.state.injections = self.state.injections[-4:]
-        self.state.callbacks = [c for c in self.state.callbacks if c["status"] in (CallbackStatus.SCHEDULED, CallbackStatus.CALLED)
+        self.state.callbacks = [c for c in self.state.callbacks
+                                if c["status"] in (CallbackStatus.SCHEDULED, CallbackStatus.CALLED)
                                 or c["call_at"][:10] >= oldest]
         oldest_screen = (day - timedelta(days=KEEP_SCREEN_DAYS)).isoformat()
         self.state.recent_screens = [s for s in self.state.recent_screens if s["day"] >= oldest_screen]

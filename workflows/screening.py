@@ -545,7 +545,8 @@ class ScreeningWorkflow:
             raise ApplicationError(f"screening {self.state.screening_id} is {self.state.status}, not awaiting review",
                                    type=CONFLICT)
         current = self._current_result()
-        if current is not None and current.held_codes and review.decision in (ReviewDecision.CONFIRM, ReviewDecision.EXCUSE):
+        if current is not None and current.held_codes and review.decision in (ReviewDecision.CONFIRM,
+                                                                              ReviewDecision.EXCUSE):
             raise ApplicationError("the result cannot be final while codes are held: map each or mark it not "
                                    "monitored in the lab quarantine first (" + "; ".join(current.held_codes) + ")",
                                    type=CONFLICT)

@@ -521,7 +521,8 @@ def dispensing_today(actor: Reader, session: SessionDep, shown: ShownDep,
         expected = med.expected_on(order, today, last_injection)
         items.append(DueToday(order_id=row.id, participant_id=row.participant_id, site=row.site, drug=row.drug,
                               dose=order.dose, unit=order.unit, status=row.status, expected=expected.kind,
-                              reason=expected.reason, dosed_today=bool({med.OBSERVED_DOSE, med.DispenseKind.INJECTION} & set(recorded)),
+                              reason=expected.reason,
+                              dosed_today=bool({med.OBSERVED_DOSE, med.DispenseKind.INJECTION} & set(recorded)),
                               recorded_today=list(recorded)))
     shown.extend(item.participant_id for item in items)
     return items

@@ -86,8 +86,8 @@ class ProgramIn(RequestModel):
     make_up_hours: float = Field(default=24.0, ge=0, le=168,
                                  description="Hours staff have to order a make-up test for a lost one")
     mode: ProgramMode = Field(
-        default=ProgramMode.INDIVIDUAL, description="individual: each participant is drawn on their own; colour: a daily "
-                                          "colour group is drawn")
+        default=ProgramMode.INDIVIDUAL,
+        description="individual: each participant is drawn on their own; colour: a daily colour group is drawn")
     note: str | None = Field(default=None, max_length=500, description="Why this version (kept with it)")
 
 
