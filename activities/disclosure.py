@@ -22,7 +22,7 @@ from temporalio import activity
 
 from domain import ledger
 from domain.consent import ConsentError, consent_from_dict, consent_to_dict, find_covering_consent, record_event
-from domain.consent import MISSED_TESTS, REFUSALS, SCREENING_RESULTS
+from domain.consent import MISSED_TESTS, REFUSALS, SCREENING_RESULTS, DisclosureCategory
 from domain.disclosure import (
     CONFIRMING_BASES,
     PERIODIC_SUMMARY,
@@ -32,6 +32,7 @@ from domain.disclosure import (
     STOP_AND_SURFACE,
     Basis,
     Decision,
+    ReportOutcome,
     build_report,
     build_retraction,
     lab_basis,
@@ -45,7 +46,8 @@ from domain.disclosure import (
     webhook_headers,
 )
 from activities.report_document import DEFAULT_LETTERHEAD, content_hash, html_body, render_pdf, text_body
-from domain.medication import order_from_dict
+from domain.medication import DispenseKind, order_from_dict
+from domain.vocab import DisclosureStatus, FinalOutcome
 from domain.program import Program, default_program
 from iop.codec import CodecKey, open_text
 from store import audit
@@ -153,7 +155,8 @@ class DisclosureActivities:
         forensic = program.forensic_default if screening is None or screening.forensic is None else screening.forensic
         if not forensic:
             return False, facts, "not-reportable"  # clinical: treatment only, never disclosed
-        if event.category != SCREENING_RESULTS or facts.get("outcome") not in ("positive", "presumptive-positive"):
+        if event.category != SCREENING_RESULTS or facts.get("outcome") not in (ReportOutcome.POSITIVE,
+                                                                                ReportOutcome.PRESUMPTIVE_POSITIVE):
             return True, facts, "corrected"
         basis = facts.get("basis") or _basis_from_record(screening)
         facts = {**facts, "basis": basis, "confirmed": basis in CONFIRMING_BASES}
@@ -178,7 +181,8 @@ class DisclosureActivities:
         rows = session.exec(select(Disclosure).where(
             Disclosure.participant_id == participant_id, Disclosure.recipient_id == recipient_id,
             Disclosure.event_ref == event.event_ref, col(Disclosure.category).in_(slot_categories(event.category)),
-            col(Disclosure.status).in_(("pending", "retrying", "delivered", "failed")),
+            col(Disclosure.status).in_((DisclosureStatus.PENDING, DisclosureStatus.RETRYING, DisclosureStatus.DELIVERED,
+                                        DisclosureStatus.FAILED)),
         ).order_by(col(Disclosure.created_at))).all()
         amended = {row.corrects for row in rows}
         ends = [row for row in rows if row.id not in amended]
@@ -225,15 +229,15 @@ class DisclosureActivities:
             results.append({"outcome": outcome})
         adherence = _medication_adherence(session, participant.id, first, last)
         return {
-            "screening-results": results,
-            "missed-tests": [{"day": s.day.isoformat()} for s in screenings if s.status == "missed"],
-            "refusals": [{"day": s.day.isoformat()} for s in screenings
+            DisclosureCategory.SCREENING_RESULTS: results,
+            DisclosureCategory.MISSED_TESTS: [{"day": s.day.isoformat()} for s in screenings if s.status == "missed"],
+            DisclosureCategory.REFUSALS: [{"day": s.day.isoformat()} for s in screenings
                          if s.status == "refused" or s.state.get("final_outcome") == "refusal"],
-            "medication-adherence": adherence,
-            "phase-changes": facts.get("phase_changes", []),
+            DisclosureCategory.MEDICATION_ADHERENCE: adherence,
+            DisclosureCategory.PHASE_CHANGES: facts.get("phase_changes", []),
             # Group sessions are not recorded in this system: no attendance entries to report.
-            "attendance": [],
-            "program-status": [{"status": facts["status"], "effective_on": facts["effective_on"]}]
+            DisclosureCategory.ATTENDANCE: [],
+            DisclosureCategory.PROGRAM_STATUS: [{"status": facts["status"], "effective_on": facts["effective_on"]}]
             if facts.get("status") else [],
         }
 
@@ -262,14 +266,14 @@ class DisclosureActivities:
                 ConsentRecord.recipient_id == row.recipient_id)).all()]
         if recipient is None or participant is None:
             return self._blocked(request, "the recipient or participant record is gone")
-        if row.status in ("delivered", "blocked", "cancelled"):
+        if row.status in (DisclosureStatus.DELIVERED, DisclosureStatus.BLOCKED, DisclosureStatus.CANCELLED):
             return AttemptResult(row.status, row.reason or row.status)  # decided on an earlier attempt
         if recipient.status != "active":
             return self._blocked(request, f"recipient {recipient.id} is disabled: {recipient.disabled_reason}")
         if row.corrects:
             with Session(self.engine) as session:
                 original = session.get(Disclosure, row.corrects)
-            if original is not None and original.status in ("pending", "retrying"):
+            if original is not None and original.status in (DisclosureStatus.PENDING, DisclosureStatus.RETRYING):
                 # An amendment never overtakes what it amends: it goes once the original is delivered.
                 return AttemptResult("waiting", f"waiting for {row.corrects} (the report it amends) to be delivered")
         # The consent check, at the moment of sending.
@@ -384,7 +388,8 @@ class DisclosureActivities:
             row.content_hash = document_hash
             row.attempts += 1
             row.reason = reason
-            row.status = {"delivered": "delivered", "retry": "retrying"}.get(kind, "failed")
+            row.status = {DELIVERED: DisclosureStatus.DELIVERED, RETRY: DisclosureStatus.RETRYING}.get(
+                kind, DisclosureStatus.FAILED)
             if kind == "delivered":
                 row.delivered_at = utcnow()
             row.updated_at = utcnow()
@@ -459,7 +464,8 @@ def _basis_from_record(screening: Screening | None) -> str:
 
 def _reported_outcome(final_outcome: str | None) -> str:
     # A result with a documented legitimate explanation is reported as negative (MRO practice).
-    return {"negative": "negative", "explained": "negative", "positive": "positive"}.get(final_outcome or "", "invalid")
+    return {FinalOutcome.NEGATIVE: ReportOutcome.NEGATIVE, FinalOutcome.EXPLAINED: ReportOutcome.NEGATIVE,
+            FinalOutcome.POSITIVE: ReportOutcome.POSITIVE}.get(final_outcome or "", ReportOutcome.INVALID)
 
 
 def _medication_adherence(session: Session, participant_id: str, first: date, last: date) -> list[dict]:
@@ -498,8 +504,8 @@ def _ledger_of(session: Session, row: MedicationOrderRecord) -> tuple[ledger.Dos
         elif dispense.kind == "injection":
             injections.append(key)
         else:
-            outcomes[key] = {"observed-dose": ledger.DOSED, "refused": ledger.REFUSED, "held": ledger.HELD}[
-                dispense.kind]
+            outcomes[key] = {DispenseKind.OBSERVED_DOSE: ledger.DOSED, DispenseKind.REFUSED: ledger.REFUSED,
+                             DispenseKind.HELD: ledger.HELD}[dispense.kind]
     for event in session.exec(select(MedicationEventRow).where(
             MedicationEventRow.order_id == row.id, MedicationEventRow.kind == "missed-dose")).all():
         outcomes.setdefault(event.day.isoformat(), ledger.MISSED)

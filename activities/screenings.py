@@ -12,6 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.notify import Notifier, RecordingNotifier
+from domain.vocab import NoticeStatus
 from store.db import session_scope
 from domain.calendar import hours_on, is_open
 from domain.clock import local_moment
@@ -41,7 +42,7 @@ from workflows.contracts import (
 )
 
 NO_PHONE = "NoPhone"
-TOLD_STATUSES = ("delivered", "told", "recorded")
+TOLD_STATUSES = (NoticeStatus.DELIVERED, NoticeStatus.TOLD, NoticeStatus.RECORDED)
 
 
 def _moment(value: str | None) -> datetime | None:

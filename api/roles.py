@@ -7,7 +7,9 @@ README's table is rendered from it, so documentation and enforcement cannot drif
 
 from __future__ import annotations
 
-ROLES = ("admin", "staff", "clinician", "lab", "auditor")
+from domain.vocab import Role
+
+ROLES = tuple(Role)
 
 MATRIX_TEXT = """
 GET /healthz: public

@@ -11,9 +11,10 @@ from datetime import date, datetime, timedelta, timezone
 
 from sqlmodel import Session
 
+from domain.vocab import Role
 from store.models import ApiToken, utcnow
 
-ROLES = ("admin", "staff", "clinician", "lab", "auditor")
+ROLES = tuple(Role)
 PREFIX = "iop"
 
 

@@ -23,6 +23,7 @@ from temporalio.worker import Worker
 
 from api.app import create_app
 from api.tokens import issue_token
+from domain.vocab import Role
 from bench.noop import NoopActivities, NoopPipelineWorkflow, NoopWorkflow
 from iop.codec import data_converter, format_key, new_key
 from iop.settings import Settings
@@ -74,7 +75,7 @@ async def embedded_stack(*, worker_process: bool = False) -> AsyncIterator[Stack
             tokens = {role: issue_token(session, name=f"bench {role}", role=role,
                                         **({"sender_application": "BENCHLAB", "sender_facility": "BENCH LAB"}
                                            if role == "lab" else {}))[1]
-                      for role in ("admin", "staff", "clinician", "lab", "auditor")}
+                      for role in Role}
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(
             create_app(Settings(data_dir=data_dir, task_queue=task_queue), engine=engine, temporal=env.client),

@@ -17,8 +17,23 @@ from datetime import date, time, timedelta
 from typing import Any
 
 from domain.checks import is_int, parse_day, require_text
+from domain.vocab import Vocabulary
 
-WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+class Weekday(Vocabulary):
+    """The days of the week, Monday first (date.weekday() order), as a calendar names them."""
+
+    MON = "Mon"
+    TUE = "Tue"
+    WED = "Wed"
+    THU = "Thu"
+    FRI = "Fri"
+    SAT = "Sat"
+    SUN = "Sun"
+
+
+WEEKDAY_NAMES = tuple(Weekday)
 ROLLING_DAYS = 7
 
 

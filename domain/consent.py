@@ -16,41 +16,81 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
+from domain.vocab import Vocabulary
+
 # --- closed vocabularies ---------------------------------------------------------------------
 
-SCREENING_RESULTS = "screening-results"
-MISSED_TESTS = "missed-tests"
-REFUSALS = "refusals"
-MEDICATION_ADHERENCE = "medication-adherence"
-PHASE_CHANGES = "phase-changes"
-ATTENDANCE = "attendance"
-PROGRAM_STATUS = "program-status"  # completion or discharge
-PERIODIC_SUMMARY = "periodic-summary"
-CATEGORIES: tuple[str, ...] = (
-    SCREENING_RESULTS,
-    MISSED_TESTS,
-    REFUSALS,
-    MEDICATION_ADHERENCE,
-    PHASE_CHANGES,
-    ATTENDANCE,
-    PROGRAM_STATUS,
-    PERIODIC_SUMMARY,
-)
 
-# The recipients 42 CFR 2.35 is about: consent given as a condition of a criminal-justice process.
-CRIMINAL_JUSTICE_KINDS: tuple[str, ...] = ("court", "probation", "parole", "pretrial")
-RECIPIENT_KINDS: tuple[str, ...] = (*CRIMINAL_JUSTICE_KINDS, "employer", "other")
 
-SIGNATURE_METHODS: tuple[str, ...] = ("wet-ink", "electronic")  # 2.31(a)(8): electronic allowed
+class DisclosureCategory(Vocabulary):
+    """What a consent lets the program disclose (42 CFR 2.31(a): the information to be disclosed)."""
 
-# Events a consent can end at, or (criminal-justice only) become revocable at. A closed set: a
-# misspelt event would never occur, and a consent meant to end would then never end.
-COMPLETION = "completion"
-DISCHARGE = "discharge"
-FINAL_DISPOSITION = "final-disposition"
-SUPERVISION_ENDED = "supervision-ended"
-EMPLOYMENT_ENDED = "employment-ended"
-CONSENT_EVENTS: tuple[str, ...] = (COMPLETION, DISCHARGE, FINAL_DISPOSITION, SUPERVISION_ENDED, EMPLOYMENT_ENDED)
+    SCREENING_RESULTS = "screening-results"
+    MISSED_TESTS = "missed-tests"
+    REFUSALS = "refusals"
+    MEDICATION_ADHERENCE = "medication-adherence"
+    PHASE_CHANGES = "phase-changes"
+    ATTENDANCE = "attendance"
+    PROGRAM_STATUS = "program-status"  # completion or discharge
+    PERIODIC_SUMMARY = "periodic-summary"
+
+
+SCREENING_RESULTS = DisclosureCategory.SCREENING_RESULTS
+MISSED_TESTS = DisclosureCategory.MISSED_TESTS
+REFUSALS = DisclosureCategory.REFUSALS
+MEDICATION_ADHERENCE = DisclosureCategory.MEDICATION_ADHERENCE
+PHASE_CHANGES = DisclosureCategory.PHASE_CHANGES
+ATTENDANCE = DisclosureCategory.ATTENDANCE
+PROGRAM_STATUS = DisclosureCategory.PROGRAM_STATUS
+PERIODIC_SUMMARY = DisclosureCategory.PERIODIC_SUMMARY
+CATEGORIES: tuple[str, ...] = tuple(DisclosureCategory)
+
+
+class RecipientKind(Vocabulary):
+    """Who receives reports. The first four are the recipients 42 CFR 2.35 is about: consent given as a
+    condition of a criminal-justice process."""
+
+    COURT = "court"
+    PROBATION = "probation"
+    PAROLE = "parole"
+    PRETRIAL = "pretrial"
+    EMPLOYER = "employer"
+    OTHER = "other"
+
+
+CRIMINAL_JUSTICE_KINDS: tuple[str, ...] = (RecipientKind.COURT, RecipientKind.PROBATION, RecipientKind.PAROLE,
+                                           RecipientKind.PRETRIAL)
+RECIPIENT_KINDS: tuple[str, ...] = tuple(RecipientKind)
+
+
+class SignatureMethod(Vocabulary):
+    """How a consent was signed (42 CFR 2.31(a)(8): an electronic signature is allowed)."""
+
+    WET_INK = "wet-ink"
+    ELECTRONIC = "electronic"
+
+
+SIGNATURE_METHODS: tuple[str, ...] = tuple(SignatureMethod)
+
+
+class ConsentEvent(Vocabulary):
+    """Events a consent can end at (42 CFR 2.31(a)), or become revocable at (criminal-justice consents,
+    42 CFR 2.35). A closed set: a misspelt event would never occur, and a consent meant to end would then never
+    end."""
+
+    COMPLETION = "completion"
+    DISCHARGE = "discharge"
+    FINAL_DISPOSITION = "final-disposition"
+    SUPERVISION_ENDED = "supervision-ended"
+    EMPLOYMENT_ENDED = "employment-ended"
+
+
+COMPLETION = ConsentEvent.COMPLETION
+DISCHARGE = ConsentEvent.DISCHARGE
+FINAL_DISPOSITION = ConsentEvent.FINAL_DISPOSITION
+SUPERVISION_ENDED = ConsentEvent.SUPERVISION_ENDED
+EMPLOYMENT_ENDED = ConsentEvent.EMPLOYMENT_ENDED
+CONSENT_EVENTS: tuple[str, ...] = tuple(ConsentEvent)
 
 # Completing the program is also leaving it: a consent "until discharge" ends at completion too.
 _ALSO_COUNTS_AS: dict[str, tuple[str, ...]] = {COMPLETION: (DISCHARGE,)}

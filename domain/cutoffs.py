@@ -14,12 +14,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-# How the result was produced. An immunoassay at the lab ("screen") and a point-of-care cup
-# ("poc") are initial tests, judged against the initial cutoff; mass spectrometry ("confirm")
-# against the confirmatory one.
-SCREEN = "screen"
-POC = "poc"
-CONFIRM = "confirm"
+from domain.vocab import Vocabulary
+
+
+class AnalysisMethod(Vocabulary):
+    """How a result was produced. An immunoassay at the lab ("screen") and a point-of-care cup ("poc") are
+    initial tests, judged against the initial cutoff; mass spectrometry ("confirm") against the confirmatory one."""
+
+    SCREEN = "screen"
+    POC = "poc"
+    CONFIRM = "confirm"
+
+
+SCREEN = AnalysisMethod.SCREEN
+POC = AnalysisMethod.POC
+CONFIRM = AnalysisMethod.CONFIRM
 METHODS: tuple[str, ...] = (SCREEN, POC, CONFIRM)
 INITIAL_METHODS: frozenset[str] = frozenset({SCREEN, POC})
 

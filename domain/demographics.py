@@ -17,6 +17,8 @@ from enum import StrEnum
 
 
 class Race(StrEnum):
+    """Race as the participant answers it (OMB Statistical Policy Directive No. 15 minimum categories)."""
+
     AMERICAN_INDIAN_ALASKA_NATIVE = "american-indian-or-alaska-native"
     ASIAN = "asian"
     BLACK_AFRICAN_AMERICAN = "black-or-african-american"
@@ -28,12 +30,16 @@ class Race(StrEnum):
 
 
 class Ethnicity(StrEnum):
+    """Hispanic or Latino ethnicity as the participant answers it."""
+
     HISPANIC_LATINO = "hispanic-or-latino"
     NOT_HISPANIC_LATINO = "not-hispanic-or-latino"
     DECLINED = "declined"
 
 
 class Sex(StrEnum):
+    """Sex as the participant answers it."""
+
     FEMALE = "female"
     MALE = "male"
     INTERSEX = "intersex"
@@ -41,6 +47,8 @@ class Sex(StrEnum):
 
 
 class AgeBand(StrEnum):
+    """The participant's age band."""
+
     UNDER_18 = "under-18"
     AGE_18_25 = "18-25"
     AGE_26_34 = "26-34"
@@ -52,6 +60,8 @@ class AgeBand(StrEnum):
 
 
 class Payer(StrEnum):
+    """Who pays for the participant's treatment."""
+
     MEDICAID = "medicaid"
     MEDICARE = "medicare"
     PRIVATE = "private-insurance"

@@ -42,6 +42,8 @@ from domain.consent import (
     check_category,
     coverage,
 )
+from domain.interpretation import POSITIVE_OUTCOMES, AnalyteOutcome
+from domain.vocab import Vocabulary
 
 # --- the redisclosure notice (42 CFR 2.32) ---------------------------------------------------
 
@@ -125,8 +127,8 @@ PRESUMPTIVE_WORDING = ("presumptive positive: an immunoassay screen only, not co
 def lab_basis(findings: Iterable[Mapping[str, Any]]) -> Basis:
     """The basis of a positive lab result from its findings (domain.interpretation findings as dicts):
     laboratory-confirmed only when every positive analyte was confirmed by a confirmatory method."""
-    positives = [f for f in findings if f.get("outcome") in ("confirmed-positive", "presumptive-positive")]
-    if positives and all(f["outcome"] == "confirmed-positive" for f in positives):
+    positives = [f for f in findings if f.get("outcome") in POSITIVE_OUTCOMES]
+    if positives and all(f["outcome"] == AnalyteOutcome.CONFIRMED_POSITIVE for f in positives):
         return Basis.LABORATORY_CONFIRMED
     return Basis.PRESUMPTIVE_SCREEN
 
@@ -199,12 +201,38 @@ REPORT_TYPES: dict[str, str] = {
 COMPLETED_TYPE = "participant.completed"
 COMPLETION_LETTER_TYPE = "letter.completion"
 
-# A presumptive positive never reaches a recipient as positive: "positive" needs confirmed=true.
-SCREENING_OUTCOMES: tuple[str, ...] = ("negative", "positive", "presumptive-positive", "invalid")
-# An amendment that says the earlier report no longer stands; why, in a closed vocabulary (never free text).
-RETRACTION_REASONS: tuple[str, ...] = ("excused", "corrected", "not-reportable", "voided")
+
+
+class ReportOutcome(Vocabulary):
+    """A screening result as a report states it. A presumptive positive never reaches a recipient as positive:
+    "positive" needs confirmed=true."""
+
+    NEGATIVE = "negative"
+    POSITIVE = "positive"
+    PRESUMPTIVE_POSITIVE = "presumptive-positive"
+    INVALID = "invalid"
+
+
+class RetractionReason(Vocabulary):
+    """Why an amendment says the earlier report no longer stands (never free text)."""
+
+    EXCUSED = "excused"
+    CORRECTED = "corrected"
+    NOT_REPORTABLE = "not-reportable"
+    VOIDED = "voided"
+
+
+class ReportedProgramStatus(Vocabulary):
+    """How a program-status report says the participant left."""
+
+    COMPLETED = "completed"
+    DISCHARGED = "discharged"
+
+
+SCREENING_OUTCOMES: tuple[str, ...] = tuple(ReportOutcome)
+RETRACTION_REASONS: tuple[str, ...] = tuple(RetractionReason)
 RETRACTED_TYPE_SUFFIX = ".retracted"
-PROGRAM_STATUSES: tuple[str, ...] = ("completed", "discharged")
+PROGRAM_STATUSES: tuple[str, ...] = tuple(ReportedProgramStatus)
 
 # The identifiers a recipient already holds for the participant. Anything else is dropped.
 SUBJECT_IDENTIFIER_KEYS: tuple[str, ...] = (
@@ -334,7 +362,7 @@ def _check_basis(data: Mapping[str, Any]) -> None:
     """A positive states its basis; "confirmed" is true exactly when the basis confirms; a presumptive screen
     is worded as presumptive and never reported as a plain positive."""
     outcome, basis = data["outcome"], data.get("basis")
-    if outcome not in ("positive", "presumptive-positive"):
+    if outcome not in (ReportOutcome.POSITIVE, ReportOutcome.PRESUMPTIVE_POSITIVE):
         if basis is not None and basis not in BASES:
             raise ValueError(f"basis {basis!r} is not one of {', '.join(BASES)}")
         return
@@ -816,11 +844,22 @@ def _check_message(msg_id: Any, timestamp: Any, body: Any) -> None:
 
 # --- delivery policy -------------------------------------------------------------------------
 
-DELIVERED = "delivered"
-RETRY = "retry"
-DISABLE_RECIPIENT = "disable-recipient"
-STOP_AND_SURFACE = "stop-and-surface"
-DECISION_KINDS: tuple[str, ...] = (DELIVERED, RETRY, DISABLE_RECIPIENT, STOP_AND_SURFACE)
+
+
+class DeliveryDecision(Vocabulary):
+    """What to do after an attempt to deliver a report."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    DISABLE_RECIPIENT = "disable-recipient"
+    STOP_AND_SURFACE = "stop-and-surface"
+
+
+DELIVERED = DeliveryDecision.DELIVERED
+RETRY = DeliveryDecision.RETRY
+DISABLE_RECIPIENT = DeliveryDecision.DISABLE_RECIPIENT
+STOP_AND_SURFACE = DeliveryDecision.STOP_AND_SURFACE
+DECISION_KINDS: tuple[str, ...] = tuple(DeliveryDecision)
 
 # Delays after each failed attempt: the Standard Webhooks 1.0 example schedule (5 s, 5 min, 30 min,
 # 2 h, 5 h, 10 h, 14 h, 20 h, 24 h), 75 h 35 min 5 s in all, so a recipient down over a long

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from domain.demographics import DIMENSIONS, NOT_RECORDED, Demographics
+from domain.vocab import Vocabulary
 
 Z95 = 1.959963984540054  # the standard normal quantile for a two-sided 95% interval
 
@@ -44,7 +45,17 @@ DEFAULT_MIN_GROUP = 11
 DEFAULT_HIGH = 1.25
 DEFAULT_LOW = 0.8
 
-RANDOM, FOR_CAUSE, REPORTS = "random", "for-cause", "reports"
+
+
+class EquitySection(Vocabulary):
+    """The sections of the equity report: who is tested by chance, by staff discretion, and reported."""
+
+    RANDOM = "random"
+    FOR_CAUSE = "for-cause"
+    REPORTS = "reports"
+
+
+RANDOM, FOR_CAUSE, REPORTS = EquitySection.RANDOM, EquitySection.FOR_CAUSE, EquitySection.REPORTS
 SECTIONS = {
     RANDOM: "Random testing (chance)",
     FOR_CAUSE: "For-cause testing (staff discretion)",

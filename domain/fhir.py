@@ -30,6 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain import loinc_tox
+from domain.interpretation import AnalyteOutcome
+from domain.medication import DispenseKind, Drug, OrderStatus, Route
+from domain.vocab import ResultStatus, ScreeningStatus
 
 V3_CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 V3_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
@@ -62,31 +65,33 @@ _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:iop:fhir")
 
 # RxNorm ingredient concepts of the products a medication order names (domain.medication.DRUGS).
 RXNORM_INGREDIENTS = {
-    "buprenorphine": ("1819", "buprenorphine"),
-    "buprenorphine-naloxone": ("352364", "buprenorphine / naloxone"),
-    "methadone": ("6813", "methadone"),
-    "naltrexone-oral": ("7243", "naltrexone"),
-    "naltrexone-er-injection": ("7243", "naltrexone"),
+    Drug.BUPRENORPHINE: ("1819", "buprenorphine"),
+    Drug.BUPRENORPHINE_NALOXONE: ("352364", "buprenorphine / naloxone"),
+    Drug.METHADONE: ("6813", "methadone"),
+    Drug.NALTREXONE_ORAL: ("7243", "naltrexone"),
+    Drug.NALTREXONE_ER_INJECTION: ("7243", "naltrexone"),
 }
 
 _ROUTES = {  # SNOMED CT route of administration (FHIR R4 route-codes value set)
-    "oral": ("26643006", "Oral route"),
-    "sublingual": ("37161004", "Sublingual route"),
-    "buccal": ("54471007", "Buccal route"),
-    "intramuscular": ("78421000", "Intramuscular route"),
-    "subcutaneous": ("34206005", "Subcutaneous route"),
+    Route.ORAL: ("26643006", "Oral route"),
+    Route.SUBLINGUAL: ("37161004", "Sublingual route"),
+    Route.BUCCAL: ("54471007", "Buccal route"),
+    Route.INTRAMUSCULAR: ("78421000", "Intramuscular route"),
+    Route.SUBCUTANEOUS: ("34206005", "Subcutaneous route"),
 }
 
-_REPORT_STATUS = {"final": "final", "preliminary": "preliminary", "awaiting-review": "preliminary",
-                  "awaiting-result": "registered", "no-result": "cancelled"}
-_RESULT_STATUS = {"F": "final", "C": "corrected", "P": "preliminary", "X": "cancelled"}
+_REPORT_STATUS = {ScreeningStatus.FINAL: "final", ScreeningStatus.PRELIMINARY: "preliminary",
+                  ScreeningStatus.AWAITING_REVIEW: "preliminary", ScreeningStatus.AWAITING_RESULT: "registered",
+                  ScreeningStatus.NO_RESULT: "cancelled"}
+_RESULT_STATUS = {ResultStatus.FINAL: "final", ResultStatus.CORRECTED: "corrected",
+                  ResultStatus.PRELIMINARY: "preliminary", ResultStatus.CANCELLED: "cancelled"}
 _INTERPRETATION = {
-    "negative": ("NEG", "Negative"),
-    "confirmed-positive": ("POS", "Positive"),
-    "presumptive-positive": ("A", "Abnormal"),
-    "not-interpretable": ("IND", "Indeterminate"),
+    AnalyteOutcome.NEGATIVE: ("NEG", "Negative"),
+    AnalyteOutcome.CONFIRMED_POSITIVE: ("POS", "Positive"),
+    AnalyteOutcome.PRESUMPTIVE_POSITIVE: ("A", "Abnormal"),
+    AnalyteOutcome.NOT_INTERPRETABLE: ("IND", "Indeterminate"),
 }
-_ORDER_STATUS = {"active": "active", "held": "on-hold", "stopped": "stopped"}
+_ORDER_STATUS = {OrderStatus.ACTIVE: "active", OrderStatus.HELD: "on-hold", OrderStatus.STOPPED: "stopped"}
 
 
 # --- inputs --------------------------------------------------------------------------------------
@@ -365,7 +370,7 @@ def _dose_resource(participant: Mapping[str, Any], dose: DoseFacts, orders: Mapp
             whenHandedOver=_instant(dose.recorded_at),
             dosageInstruction=[{"text": f"take-home supply for {days} day(s)",
                                 "doseAndRate": [{"doseQuantity": quantity}]}] if quantity else None)
-    done = dose.kind in ("observed-dose", "injection")
+    done = dose.kind in (DispenseKind.OBSERVED_DOSE, DispenseKind.INJECTION)
     dosage: dict[str, Any] = {}
     if quantity:
         dosage["dose"] = quantity

@@ -21,9 +21,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import hl7 as python_hl7
+
+from domain.vocab import Vocabulary
 
 __all__ = [
     "SUPPORTED_VERSIONS",
@@ -48,7 +50,15 @@ __all__ = [
 
 SUPPORTED_VERSIONS: tuple[str, ...] = ("2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1")
 
-AckCode = Literal["AA", "AE", "AR"]
+
+
+class AckCode(Vocabulary):
+    """MSA-1, the acknowledgment code of an original-mode ACK (HL7 v2 table 0008)."""
+
+    ACCEPT = "AA"
+    ERROR = "AE"
+    REJECT = "AR"
+
 
 # HL7 table 0357 (message error condition codes): the texts that go with the codes in ERR.
 _ERROR_CODE_TEXTS: dict[str, str] = {
@@ -996,7 +1006,7 @@ def build_ack(message: OruMessage | None, raw_msh: str | None, ack_code: AckCode
     Addressing comes from `message` when we parsed it, else is salvaged from `raw_msh`.
     `control_id` is our own MSH-10; `now_hl7` is the HL7 timestamp for MSH-7.
     """
-    if ack_code not in ("AA", "AE", "AR"):
+    if ack_code not in tuple(AckCode):
         raise ValueError(f"ack_code must be AA, AE or AR, not {ack_code!r}")
     if message is not None:
         addressing = _addressing_from_message(message)
@@ -1019,7 +1029,7 @@ def ack_for_unparseable(raw_text: str, error: Hl7Error, control_id: str, now_hl7
     msh = _first_msh_line(raw_text)
     # Text with no MSH segment is not an HL7 message at all: rejected (AR), not an application
     # error to retry (HL7 v2.5.1 2.9.2.2: AR when the message itself is unacceptable).
-    ack_code: AckCode = "AR" if error.code in _REJECT_CODES or msh is None else "AE"
+    ack_code = AckCode.REJECT if error.code in _REJECT_CODES or msh is None else AckCode.ERROR
     return build_ack(None, msh, ack_code, control_id,
                      [AckError(error.code, error.detail, error.location)], now_hl7)
 

@@ -45,54 +45,79 @@ from domain.validity import (
     validity_finding_from_dict,
     validity_finding_to_dict,
 )
+from domain.vocab import Vocabulary
 
 # --- closed vocabularies ---------------------------------------------------------------------
 
-NEGATIVE = "negative"
-PRESUMPTIVE_POSITIVE = "presumptive-positive"
-CONFIRMED_POSITIVE = "confirmed-positive"
-NOT_INTERPRETABLE = "not-interpretable"
-ANALYTE_OUTCOMES: tuple[str, ...] = (NEGATIVE, PRESUMPTIVE_POSITIVE, CONFIRMED_POSITIVE, NOT_INTERPRETABLE)
+
+
+class AnalyteOutcome(Vocabulary):
+    """The outcome of one analyte."""
+
+    NEGATIVE = "negative"
+    PRESUMPTIVE_POSITIVE = "presumptive-positive"
+    CONFIRMED_POSITIVE = "confirmed-positive"
+    NOT_INTERPRETABLE = "not-interpretable"
+
+
+NEGATIVE = AnalyteOutcome.NEGATIVE
+PRESUMPTIVE_POSITIVE = AnalyteOutcome.PRESUMPTIVE_POSITIVE
+CONFIRMED_POSITIVE = AnalyteOutcome.CONFIRMED_POSITIVE
+NOT_INTERPRETABLE = AnalyteOutcome.NOT_INTERPRETABLE
+ANALYTE_OUTCOMES: tuple[str, ...] = tuple(AnalyteOutcome)
 POSITIVE_OUTCOMES: frozenset[str] = frozenset({PRESUMPTIVE_POSITIVE, CONFIRMED_POSITIVE})
 
-# Overall outcome of a specimen, strongest first.
-REFUSAL = "refusal"  # adulterated, substituted or a collector-recorded refusal (once verified)
-NON_NEGATIVE = "non-negative"  # at least one analyte at or above its cutoff
-# INVALID ("invalid") comes from validity: no valid drug result could be obtained.
-INCOMPLETE = "incomplete"  # no drug result, or one that could not be interpreted and nothing positive
-# NEGATIVE ("negative"): every drug result below its cutoff.
-OVERALL_OUTCOMES: tuple[str, ...] = (REFUSAL, NON_NEGATIVE, INVALID, INCOMPLETE, NEGATIVE)
 
-UNEXPECTED_PRESENT = "unexpected-present"
-EXPECTED_ABSENT = "expected-absent"
-EXPECTED_NOT_TESTED = "expected-not-tested"
-POSSIBLE_SPIKING_BUPRENORPHINE = "possible-spiking-buprenorphine"
-POSSIBLE_SPIKING_METHADONE = "possible-spiking-methadone"
-PRESUMPTIVE_UNCONFIRMED = "presumptive-unconfirmed"
-RESULT_NOT_INTERPRETABLE = "result-not-interpretable"
-SPECIMEN_DILUTE = "specimen-dilute"
-SPECIMEN_INVALID = "specimen-invalid"
-SPECIMEN_SUBSTITUTED = "specimen-substituted"
-SPECIMEN_ADULTERATED = "specimen-adulterated"
-RECOLLECT_OBSERVED = "recollect-observed"
-COLLECTION_REFUSAL = "collection-refusal"
-VALIDITY_INCOMPLETE = "validity-incomplete"
-FLAG_CODES: tuple[str, ...] = (
-    UNEXPECTED_PRESENT,
-    EXPECTED_ABSENT,
-    EXPECTED_NOT_TESTED,
-    POSSIBLE_SPIKING_BUPRENORPHINE,
-    POSSIBLE_SPIKING_METHADONE,
-    PRESUMPTIVE_UNCONFIRMED,
-    RESULT_NOT_INTERPRETABLE,
-    SPECIMEN_DILUTE,
-    SPECIMEN_INVALID,
-    SPECIMEN_SUBSTITUTED,
-    SPECIMEN_ADULTERATED,
-    RECOLLECT_OBSERVED,
-    COLLECTION_REFUSAL,
-    VALIDITY_INCOMPLETE,
-)
+class OverallOutcome(Vocabulary):
+    """The overall outcome of a specimen, strongest first."""
+
+    REFUSAL = "refusal"  # adulterated, substituted or a collector-recorded refusal (once verified)
+    NON_NEGATIVE = "non-negative"  # at least one analyte at or above its cutoff
+    INVALID = "invalid"  # from validity: no valid drug result could be obtained
+    INCOMPLETE = "incomplete"  # no drug result, or one that could not be interpreted and nothing positive
+    NEGATIVE = "negative"  # every drug result below its cutoff
+
+
+REFUSAL = OverallOutcome.REFUSAL
+NON_NEGATIVE = OverallOutcome.NON_NEGATIVE
+INCOMPLETE = OverallOutcome.INCOMPLETE
+OVERALL_OUTCOMES: tuple[str, ...] = tuple(OverallOutcome)
+
+
+class FlagCode(Vocabulary):
+    """What an interpretation flags for a reviewer."""
+
+    UNEXPECTED_PRESENT = "unexpected-present"
+    EXPECTED_ABSENT = "expected-absent"
+    EXPECTED_NOT_TESTED = "expected-not-tested"
+    POSSIBLE_SPIKING_BUPRENORPHINE = "possible-spiking-buprenorphine"
+    POSSIBLE_SPIKING_METHADONE = "possible-spiking-methadone"
+    PRESUMPTIVE_UNCONFIRMED = "presumptive-unconfirmed"
+    RESULT_NOT_INTERPRETABLE = "result-not-interpretable"
+    SPECIMEN_DILUTE = "specimen-dilute"
+    SPECIMEN_INVALID = "specimen-invalid"
+    SPECIMEN_SUBSTITUTED = "specimen-substituted"
+    SPECIMEN_ADULTERATED = "specimen-adulterated"
+    RECOLLECT_OBSERVED = "recollect-observed"
+    COLLECTION_REFUSAL = "collection-refusal"
+    VALIDITY_INCOMPLETE = "validity-incomplete"
+
+
+UNEXPECTED_PRESENT = FlagCode.UNEXPECTED_PRESENT
+EXPECTED_ABSENT = FlagCode.EXPECTED_ABSENT
+EXPECTED_NOT_TESTED = FlagCode.EXPECTED_NOT_TESTED
+POSSIBLE_SPIKING_BUPRENORPHINE = FlagCode.POSSIBLE_SPIKING_BUPRENORPHINE
+POSSIBLE_SPIKING_METHADONE = FlagCode.POSSIBLE_SPIKING_METHADONE
+PRESUMPTIVE_UNCONFIRMED = FlagCode.PRESUMPTIVE_UNCONFIRMED
+RESULT_NOT_INTERPRETABLE = FlagCode.RESULT_NOT_INTERPRETABLE
+SPECIMEN_DILUTE = FlagCode.SPECIMEN_DILUTE
+SPECIMEN_INVALID = FlagCode.SPECIMEN_INVALID
+SPECIMEN_SUBSTITUTED = FlagCode.SPECIMEN_SUBSTITUTED
+SPECIMEN_ADULTERATED = FlagCode.SPECIMEN_ADULTERATED
+RECOLLECT_OBSERVED = FlagCode.RECOLLECT_OBSERVED
+COLLECTION_REFUSAL = FlagCode.COLLECTION_REFUSAL
+VALIDITY_INCOMPLETE = FlagCode.VALIDITY_INCOMPLETE
+FLAG_CODES: tuple[str, ...] = tuple(FlagCode)
 
 LAB_CUTOFF = "lab"
 # Analytes by key: the built-in ones (domain.analytes.ANALYTES), with any an administrator added.

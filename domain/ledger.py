@@ -30,20 +30,37 @@ from typing import Any
 
 from domain import medication as med
 from domain.checks import is_int as _is_int, parse_day as _parse_day
+from domain.vocab import Vocabulary
 
-# What a day of the ledger can read. Recorded outcomes first, then what the ledger derives.
-DOSED = "dosed"
-GUEST_DOSED = "guest-dosed"  # an observed dose given at another site under a guest order
-TAKE_HOME = "take-home"
-INJECTED = "injection"
-HELD = "held"
-REFUSED = "refused"
-MISSED = "missed"
+
+class LedgerStatus(Vocabulary):
+    """What a day of the ledger can read. Recorded outcomes first, then what the ledger derives."""
+
+    DOSED = "dosed"
+    GUEST_DOSED = "guest-dosed"  # an observed dose given at another site under a guest order
+    TAKE_HOME = "take-home"
+    INJECTED = "injection"
+    HELD = "held"
+    REFUSED = "refused"
+    MISSED = "missed"
+    CLOSED = "closed"
+    BEFORE_START = "before-start"
+    NOT_DUE = "not-due"
+    PENDING = "pending"  # an injection still inside its window: neither taken nor missed yet
+
+
+DOSED = LedgerStatus.DOSED
+GUEST_DOSED = LedgerStatus.GUEST_DOSED
+TAKE_HOME = LedgerStatus.TAKE_HOME
+INJECTED = LedgerStatus.INJECTED
+HELD = LedgerStatus.HELD
+REFUSED = LedgerStatus.REFUSED
+MISSED = LedgerStatus.MISSED
+CLOSED = LedgerStatus.CLOSED
+BEFORE_START = LedgerStatus.BEFORE_START
+NOT_DUE = LedgerStatus.NOT_DUE
+PENDING = LedgerStatus.PENDING
 RECORDED_OUTCOMES: tuple[str, ...] = (DOSED, GUEST_DOSED, TAKE_HOME, INJECTED, HELD, REFUSED, MISSED)
-CLOSED = "closed"
-BEFORE_START = "before-start"
-NOT_DUE = "not-due"
-PENDING = "pending"  # an injection still inside its window: neither taken nor missed yet
 TAKEN: frozenset[str] = frozenset({DOSED, GUEST_DOSED, TAKE_HOME, INJECTED})
 
 # Plain words for the dashboard.

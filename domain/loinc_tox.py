@@ -24,16 +24,46 @@ from functools import lru_cache
 from pathlib import Path
 
 from domain.analytes import ANALYTES, LOINC
+from domain.vocab import Vocabulary
 
 DATA = Path(__file__).parent / "data"
 TABLE = DATA / "loinc_drug_tests.csv"
 SOURCES = DATA / "loinc_drug_tests_sources.csv"
 GAPS = DATA / "loinc_drug_tests_gaps.csv"
 
-SCREEN, CONFIRM, UNSPECIFIED = "screen", "confirm", "unspecified"
-CODE_METHODS = (SCREEN, CONFIRM, UNSPECIFIED)
-SPECIMENS = ("urine", "oral-fluid", "blood", "serum-plasma", "hair")
-VERIFIED = ("yes", "project", "no")
+
+
+class CodeMethod(Vocabulary):
+    """The method a LOINC code names (LOINC Users' Guide, Method axis), if any."""
+
+    SCREEN = "screen"
+    CONFIRM = "confirm"
+    UNSPECIFIED = "unspecified"
+
+
+class LoincSpecimen(Vocabulary):
+    """The specimen (LOINC System axis) a row of the code table is for."""
+
+    URINE = "urine"
+    ORAL_FLUID = "oral-fluid"
+    BLOOD = "blood"
+    SERUM_PLASMA = "serum-plasma"
+    HAIR = "hair"
+
+
+class Verified(Vocabulary):
+    """Whether a row of the code table is checked: yes, project (this project's earlier table), or no (only a
+    guess shown to staff, never mapping a result by itself)."""
+
+    YES = "yes"
+    PROJECT = "project"
+    NO = "no"
+
+
+SCREEN, CONFIRM, UNSPECIFIED = CodeMethod.SCREEN, CodeMethod.CONFIRM, CodeMethod.UNSPECIFIED
+CODE_METHODS = tuple(CodeMethod)
+SPECIMENS = tuple(LoincSpecimen)
+VERIFIED = tuple(Verified)
 
 # What the LOINC long name says about the method (LOINC Users' Guide, Method axis): "by Screen
 # method" / "by SAMHSA screen method" is an initial test; "by Confirmatory method", "by SAMHSA
@@ -57,7 +87,7 @@ class LoincTest:
     @property
     def usable(self) -> bool:
         """Whether this row may map a lab's result without a person looking at it."""
-        return self.verified in ("yes", "project")
+        return self.verified in (Verified.YES, Verified.PROJECT)
 
 
 def method_named_by(loinc_name: str) -> str:

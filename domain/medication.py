@@ -17,84 +17,174 @@ from dataclasses import dataclass, fields, is_dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 from domain.checks import parse_day as _parse_day, require_text as _require_text, is_int as _is_int, is_finite_number as _is_finite_number
+from domain.vocab import Vocabulary
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 # --- closed vocabularies ---------------------------------------------------------------------
 
-DRUGS: tuple[str, ...] = (
-    "buprenorphine",
-    "buprenorphine-naloxone",
-    "methadone",
-    "naltrexone-oral",
-    "naltrexone-er-injection",
-    "other",
-)
+
+class Drug(Vocabulary):
+    """The medications for opioid use disorder an order can be for."""
+
+    BUPRENORPHINE = "buprenorphine"
+    BUPRENORPHINE_NALOXONE = "buprenorphine-naloxone"
+    METHADONE = "methadone"
+    NALTREXONE_ORAL = "naltrexone-oral"
+    NALTREXONE_ER_INJECTION = "naltrexone-er-injection"
+    OTHER = "other"
+
+
+DRUGS: tuple[str, ...] = tuple(Drug)
 
 # The medication key screening interpretation expects to find (domain.analytes.MEDICATIONS).
 # Both buprenorphine products show as buprenorphine; "other" promises nothing a panel can check.
 _EXPECTED_SUBSTANCE: dict[str, str | None] = {
-    "buprenorphine": "buprenorphine",
-    "buprenorphine-naloxone": "buprenorphine",
-    "methadone": "methadone",
-    "naltrexone-oral": "naltrexone",
-    "naltrexone-er-injection": "naltrexone",
-    "other": None,
+    Drug.BUPRENORPHINE: "buprenorphine",
+    Drug.BUPRENORPHINE_NALOXONE: "buprenorphine",
+    Drug.METHADONE: "methadone",
+    Drug.NALTREXONE_ORAL: "naltrexone",
+    Drug.NALTREXONE_ER_INJECTION: "naltrexone",
+    Drug.OTHER: None,
 }
 
 # Drugs only ever given as an injection by a clinician; their orders must use an injection schedule.
-INJECTION_DRUGS: frozenset[str] = frozenset({"naltrexone-er-injection"})
+INJECTION_DRUGS: frozenset[str] = frozenset({Drug.NALTREXONE_ER_INJECTION})
 
-UNITS: tuple[str, ...] = ("mg", "mcg", "mL")
-ROUTES: tuple[str, ...] = ("oral", "sublingual", "buccal", "intramuscular", "subcutaneous")
-INJECTABLE_ROUTES: frozenset[str] = frozenset({"intramuscular", "subcutaneous"})
+
+class DoseUnit(Vocabulary):
+    """The unit of a dose."""
+
+    MG = "mg"
+    MCG = "mcg"
+    ML = "mL"
+
+
+class Route(Vocabulary):
+    """How a dose is given (the FHIR R4 route-codes value set names these routes in SNOMED CT)."""
+
+    ORAL = "oral"
+    SUBLINGUAL = "sublingual"
+    BUCCAL = "buccal"
+    INTRAMUSCULAR = "intramuscular"
+    SUBCUTANEOUS = "subcutaneous"
+
+
+UNITS: tuple[str, ...] = tuple(DoseUnit)
+ROUTES: tuple[str, ...] = tuple(Route)
+INJECTABLE_ROUTES: frozenset[str] = frozenset({Route.INTRAMUSCULAR, Route.SUBCUTANEOUS})
 
 # Routes each product comes in, so that a slip (methadone "intramuscular") is caught at entry.
 _ROUTES_BY_DRUG: dict[str, tuple[str, ...]] = {
-    "buprenorphine": ("sublingual", "buccal"),
-    "buprenorphine-naloxone": ("sublingual", "buccal"),
-    "methadone": ("oral",),
-    "naltrexone-oral": ("oral",),
-    "naltrexone-er-injection": ("intramuscular",),
-    "other": ROUTES,
+    Drug.BUPRENORPHINE: (Route.SUBLINGUAL, Route.BUCCAL),
+    Drug.BUPRENORPHINE_NALOXONE: (Route.SUBLINGUAL, Route.BUCCAL),
+    Drug.METHADONE: (Route.ORAL,),
+    Drug.NALTREXONE_ORAL: (Route.ORAL,),
+    Drug.NALTREXONE_ER_INJECTION: (Route.INTRAMUSCULAR,),
+    Drug.OTHER: ROUTES,
 }
 
-DAILY_OBSERVED = "daily-observed"
-OBSERVED_PLUS_TAKE_HOME = "observed-plus-take-home"
-INJECTION = "injection"
-SCHEDULE_KINDS: tuple[str, ...] = (DAILY_OBSERVED, OBSERVED_PLUS_TAKE_HOME, INJECTION)
 
-ACTIVE = "active"
-HELD = "held"
-STOPPED = "stopped"
-ORDER_STATUSES: tuple[str, ...] = (ACTIVE, HELD, STOPPED)
+class ScheduleKind(Vocabulary):
+    """How an order's doses are given."""
 
-# What the calendar expects on a day.
-OBSERVED_DOSE = "observed-dose"
-TAKE_HOME_DAY = "take-home-day"
-INJECTION_DUE = "injection-due"
-INJECTION_OVERDUE = "injection-overdue"
-NOTHING_EXPECTED = "none"
-EXPECTED_KINDS: tuple[str, ...] = (OBSERVED_DOSE, TAKE_HOME_DAY, INJECTION_DUE, INJECTION_OVERDUE, NOTHING_EXPECTED)
+    DAILY_OBSERVED = "daily-observed"
+    OBSERVED_PLUS_TAKE_HOME = "observed-plus-take-home"
+    INJECTION = "injection"
 
-# What a nurse records. "refused" and "held" record a dose not given, and why, on the day.
-TAKE_HOME = "take-home"
-REFUSED = "refused"
-DOSE_HELD = "held"
-DISPENSE_KINDS: tuple[str, ...] = (OBSERVED_DOSE, TAKE_HOME, REFUSED, DOSE_HELD, INJECTION)
+
+DAILY_OBSERVED = ScheduleKind.DAILY_OBSERVED
+OBSERVED_PLUS_TAKE_HOME = ScheduleKind.OBSERVED_PLUS_TAKE_HOME
+INJECTION = ScheduleKind.INJECTION
+SCHEDULE_KINDS: tuple[str, ...] = tuple(ScheduleKind)
+
+
+class OrderStatus(Vocabulary):
+    """Where a medication order is."""
+
+    ACTIVE = "active"
+    HELD = "held"
+    STOPPED = "stopped"
+
+
+ACTIVE = OrderStatus.ACTIVE
+HELD = OrderStatus.HELD
+STOPPED = OrderStatus.STOPPED
+ORDER_STATUSES: tuple[str, ...] = tuple(OrderStatus)
+
+
+class ExpectedKind(Vocabulary):
+    """What the calendar expects on a day."""
+
+    OBSERVED_DOSE = "observed-dose"
+    TAKE_HOME_DAY = "take-home-day"
+    INJECTION_DUE = "injection-due"
+    INJECTION_OVERDUE = "injection-overdue"
+    NOTHING_EXPECTED = "none"
+
+
+TAKE_HOME_DAY = ExpectedKind.TAKE_HOME_DAY
+INJECTION_DUE = ExpectedKind.INJECTION_DUE
+INJECTION_OVERDUE = ExpectedKind.INJECTION_OVERDUE
+NOTHING_EXPECTED = ExpectedKind.NOTHING_EXPECTED
+EXPECTED_KINDS: tuple[str, ...] = tuple(ExpectedKind)
+
+
+class DispenseKind(Vocabulary):
+    """What a nurse records. "refused" and "held" record a dose not given, and why, on the day."""
+
+    OBSERVED_DOSE = "observed-dose"
+    TAKE_HOME = "take-home"
+    REFUSED = "refused"
+    HELD = "held"
+    INJECTION = "injection"
+
+
+OBSERVED_DOSE = DispenseKind.OBSERVED_DOSE
+TAKE_HOME = DispenseKind.TAKE_HOME
+REFUSED = DispenseKind.REFUSED
+DOSE_HELD = DispenseKind.HELD
+DISPENSE_KINDS: tuple[str, ...] = tuple(DispenseKind)
 # The kinds that hand medication to the participant.
-DOSING_KINDS: frozenset[str] = frozenset({OBSERVED_DOSE, TAKE_HOME, INJECTION})
+DOSING_KINDS: frozenset[str] = frozenset({OBSERVED_DOSE, TAKE_HOME, DispenseKind.INJECTION})
 
-CONFLICT = "conflict"  # the request is well formed but the order's state forbids it
-INVALID = "invalid"  # the request does not fit the order
-REFUSAL_CODES: tuple[str, ...] = (CONFLICT, INVALID)
 
-NO_ACTION = "none"
-ALERT = "alert"
-HOLD_FOR_REASSESSMENT = "hold-for-reassessment"
-NO_DOSING_UNTIL_REEVALUATED = "no-dosing-until-reevaluated"
-MISSED_DOSE_ACTIONS: tuple[str, ...] = (NO_ACTION, ALERT, HOLD_FOR_REASSESSMENT, NO_DOSING_UNTIL_REEVALUATED)
+class RefusalCode(Vocabulary):
+    """Why the order refused a request."""
+
+    CONFLICT = "conflict"  # the request is well formed but the order's state forbids it
+    INVALID = "invalid"  # the request does not fit the order
+
+
+CONFLICT = RefusalCode.CONFLICT
+INVALID = RefusalCode.INVALID
+REFUSAL_CODES: tuple[str, ...] = tuple(RefusalCode)
+
+
+class MissedDoseAction(Vocabulary):
+    """What a run of missed doses calls for."""
+
+    NO_ACTION = "none"
+    ALERT = "alert"
+    HOLD_FOR_REASSESSMENT = "hold-for-reassessment"
+    NO_DOSING_UNTIL_REEVALUATED = "no-dosing-until-reevaluated"
+
+
+NO_ACTION = MissedDoseAction.NO_ACTION
+ALERT = MissedDoseAction.ALERT
+HOLD_FOR_REASSESSMENT = MissedDoseAction.HOLD_FOR_REASSESSMENT
+NO_DOSING_UNTIL_REEVALUATED = MissedDoseAction.NO_DOSING_UNTIL_REEVALUATED
+MISSED_DOSE_ACTIONS: tuple[str, ...] = tuple(MissedDoseAction)
+
+class CallbackStatus(Vocabulary):
+    """Where a random callback (a call to bring every take-home bottle back for a count) is."""
+
+    SCHEDULED = "scheduled"
+    CALLED = "called"
+    KEPT = "kept"
+    MISSED = "missed"
+
 
 ALL_WEEKDAYS: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
 _WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -136,35 +226,35 @@ class DoseLimit:
 
 
 DOSE_LIMITS: dict[str, DoseLimit] = {
-    "methadone": DoseLimit(
+    Drug.METHADONE: DoseLimit(
         usual_max_mg=120.0, ceiling_mg=1000.0, initial_max_mg=50.0,
         source="42 CFR 8.12(h)(3)(ii) (2024): initial dose at most 50 mg unless the OTP practitioner documents "
                "that more is clinically indicated; SAMHSA TIP 63: maintenance usually 60-120 mg/day, higher "
                "doses are used with documentation (120 mg is a program setting, uncertain); ceiling 1000 mg: "
                "plausibility only (uncertain)",
     ),
-    "buprenorphine": DoseLimit(
+    Drug.BUPRENORPHINE: DoseLimit(
         usual_max_mg=24.0, ceiling_mg=64.0,
         source="buprenorphine sublingual labels: maintenance 4-24 mg/day, doses above 24 mg/day not shown to "
                "add benefit (some labels and practice allow up to 32 mg/day, hence override, not refusal); "
                "ceiling 64 mg: plausibility only (uncertain)",
     ),
-    "buprenorphine-naloxone": DoseLimit(
+    Drug.BUPRENORPHINE_NALOXONE: DoseLimit(
         usual_max_mg=24.0, ceiling_mg=64.0,
         source="buprenorphine/naloxone sublingual labels (e.g. Suboxone): target 16 mg, range 4-24 mg/day; "
                "up to 32 mg/day in practice with documentation; ceiling 64 mg: plausibility only (uncertain)",
     ),
-    "naltrexone-oral": DoseLimit(
+    Drug.NALTREXONE_ORAL: DoseLimit(
         usual_max_mg=150.0, ceiling_mg=300.0,
         source="naltrexone tablet label: 50 mg/day, or 100/100/150 mg three times a week; ceiling 300 mg: "
                "plausibility only (uncertain)",
     ),
-    "naltrexone-er-injection": DoseLimit(
+    Drug.NALTREXONE_ER_INJECTION: DoseLimit(
         usual_max_mg=380.0, ceiling_mg=760.0,
         source="extended-release naltrexone label (Vivitrol): 380 mg IM every 4 weeks, the only strength; "
                "ceiling 760 mg: plausibility only (uncertain)",
     ),
-    "other": DoseLimit(
+    Drug.OTHER: DoseLimit(
         usual_max_mg=None, ceiling_mg=10_000.0,
         source="no drug-specific maximum; 10 g per dose as a plausibility ceiling only (uncertain)",
     ),
@@ -174,8 +264,8 @@ DOSE_LIMITS: dict[str, DoseLimit] = {
 # OTPs dispense (1 and 2 mg/mL solutions exist: for them this overstates the dose, so asks for an
 # override early, the safe side). Naltrexone ER: 380 mg in the 4 mL of diluent (about 95 mg/mL).
 # Drugs without a liquid form here are compared at 1 mg/mL, which keeps the ceiling meaningful.
-_MG_PER_ML: dict[str, float] = {"methadone": 10.0, "naltrexone-er-injection": 95.0}
-_MG_PER_UNIT: dict[str, float] = {"mg": 1.0, "mcg": 0.001}
+_MG_PER_ML: dict[str, float] = {Drug.METHADONE: 10.0, Drug.NALTREXONE_ER_INJECTION: 95.0}
+_MG_PER_UNIT: dict[str, float] = {DoseUnit.MG: 1.0, DoseUnit.MCG: 0.001}
 
 
 class DoseOverrideRequired(ValueError):

@@ -15,9 +15,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-REPORTABLE = "missed"
-NOT_NOTIFIED = "not-notified"
-WINDOW_LOST = "window-lost"
+from domain.vocab import Vocabulary
+
+
+class MissVerdict(Vocabulary):
+    """What a window that closed without a collection counts as."""
+
+    REPORTABLE = "missed"
+    NOT_NOTIFIED = "not-notified"
+    WINDOW_LOST = "window-lost"
+
+
+REPORTABLE = MissVerdict.REPORTABLE
+NOT_NOTIFIED = MissVerdict.NOT_NOTIFIED
+WINDOW_LOST = MissVerdict.WINDOW_LOST
 VERDICTS = (REPORTABLE, NOT_NOTIFIED, WINDOW_LOST)
 # A notice delivered this long after the window opened still leaves the participant the window.
 NOTICE_GRACE = timedelta(minutes=15)

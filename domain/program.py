@@ -18,10 +18,27 @@ from typing import Any
 from domain.calendar import WEEKDAY_NAMES, SiteCalendar, calendar_from_dict, calendar_to_dict, tightest_week
 from domain.checks import is_finite_number, is_int, require_text
 from domain.plan import PHASES, TestingPlan, default_plan
+from domain.vocab import Vocabulary
 
-SPECIMEN_TYPES = ("urine", "oral-fluid", "breath")
-DEFAULT_WINDOWS = {"urine": 8.0, "oral-fluid": 4.0, "breath": 4.0}
-MODES = ("individual", "colour")
+
+class SpecimenType(Vocabulary):
+    """What is collected at a screening."""
+
+    URINE = "urine"
+    ORAL_FLUID = "oral-fluid"
+    BREATH = "breath"
+
+
+class ProgramMode(Vocabulary):
+    """How participants learn they are selected: each one individually, or by calling for the day's colours."""
+
+    INDIVIDUAL = "individual"
+    COLOUR = "colour"
+
+
+SPECIMEN_TYPES = tuple(SpecimenType)
+DEFAULT_WINDOWS = {SpecimenType.URINE: 8.0, SpecimenType.ORAL_FLUID: 4.0, SpecimenType.BREATH: 4.0}
+MODES = tuple(ProgramMode)
 DEFAULT_PROGRAM_ID = "iop"
 
 
@@ -45,7 +62,7 @@ class Program:
     phases: tuple[PhaseDefinition, ...]
     collection_windows: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WINDOWS))
     make_up_hours: float = 24.0
-    mode: str = "individual"  # colour: participants call for the day's colours
+    mode: str = ProgramMode.INDIVIDUAL  # colour: participants call for the day's colours
     # Screenings are forensic (observed, chain of custody, reportable to a court or employer) unless the
     # program or staff, per screening with a reason, make them clinical (treatment only, never disclosed):
     # All Rise Adult Treatment Court Best Practice Standards (2023 revision), Standard VII.
@@ -228,7 +245,7 @@ def program_from_dict(data: Mapping[str, Any]) -> Program:
     windows = {**DEFAULT_WINDOWS, **dict(data.get("collection_windows") or {})}
     program = Program(program_id=str(data["program_id"]), name=str(data.get("name") or data["program_id"]),
                       sites=sites, phases=tuple(phases), collection_windows=windows,
-                      make_up_hours=data.get("make_up_hours", 24.0), mode=data.get("mode", "individual"),
+                      make_up_hours=data.get("make_up_hours", 24.0), mode=data.get("mode", ProgramMode.INDIVIDUAL),
                       forensic_default=data.get("forensic_default", True),
                       report_presumptive=data.get("report_presumptive", False),
                       breath_alcohol_cutoff=data.get("breath_alcohol_cutoff", 0.02))

@@ -15,15 +15,28 @@ from dataclasses import dataclass
 from datetime import date, time, timedelta
 
 from domain.plan import TestingPlan, hours_for, minutes_of_day
+from domain.vocab import Vocabulary
 
 WINDOW_DAYS = 7
 
-SELECTED = "selected"
-NOT_SELECTED = "not-selected"
-PAUSED = "paused"
-CLINIC_CLOSED = "clinic-closed"
-CEILING_REACHED = "ceiling-reached"
-FLOOR_REQUIRED = "floor-required"
+
+class SelectionReason(Vocabulary):
+    """Why a participant was or was not selected on a day."""
+
+    SELECTED = "selected"
+    NOT_SELECTED = "not-selected"
+    PAUSED = "paused"
+    CLINIC_CLOSED = "clinic-closed"
+    CEILING_REACHED = "ceiling-reached"
+    FLOOR_REQUIRED = "floor-required"
+
+
+SELECTED = SelectionReason.SELECTED
+NOT_SELECTED = SelectionReason.NOT_SELECTED
+PAUSED = SelectionReason.PAUSED
+CLINIC_CLOSED = SelectionReason.CLINIC_CLOSED
+CEILING_REACHED = SelectionReason.CEILING_REACHED
+FLOOR_REQUIRED = SelectionReason.FLOOR_REQUIRED
 REASONS: tuple[str, ...] = (SELECTED, NOT_SELECTED, PAUSED, CLINIC_CLOSED, CEILING_REACHED, FLOOR_REQUIRED)
 
 

@@ -16,29 +16,54 @@ from dataclasses import dataclass, fields
 from datetime import date, timedelta
 from typing import Any, TypeVar
 
-from domain.medication import DEFAULT_MISSED_DOSE_RULES, DRUGS, INJECTION_DRUGS
+from domain.medication import DEFAULT_MISSED_DOSE_RULES, DRUGS, INJECTION_DRUGS, Drug
 from domain.checks import parse_day as _parse_day, require_text as _require_text, is_int as _is_int, is_finite_number as _is_finite_number
+from domain.vocab import Vocabulary
 
-NEGATIVE = "negative"
-POSITIVE = "positive"
-EXPECTED_ABSENT = "expected-absent"
-MISSED = "missed"
-REFUSED = "refused"
-INVALID = "invalid"
+
+class ScreenResult(Vocabulary):
+    """A screen's result as the take-home rules weigh it."""
+
+    NEGATIVE = "negative"
+    POSITIVE = "positive"
+    EXPECTED_ABSENT = "expected-absent"
+    MISSED = "missed"
+    REFUSED = "refused"
+    INVALID = "invalid"
+
+
+NEGATIVE = ScreenResult.NEGATIVE
+POSITIVE = ScreenResult.POSITIVE
+EXPECTED_ABSENT = ScreenResult.EXPECTED_ABSENT
+MISSED = ScreenResult.MISSED
+REFUSED = ScreenResult.REFUSED
+INVALID = ScreenResult.INVALID
 SCREEN_RESULTS: tuple[str, ...] = (NEGATIVE, POSITIVE, EXPECTED_ABSENT, MISSED, REFUSED, INVALID)
 # A screen negative for the dispensed medication reduces take-homes like a positive one in
 # several states (domain-reference §5); a missed or refused screen is treated as positive, as
 # treatment courts do. An invalid specimen is neither clean nor bad: it is recollected.
 DEFAULT_BAD_SCREEN_RESULTS: frozenset[str] = frozenset({POSITIVE, EXPECTED_ABSENT, MISSED, REFUSED})
 
-# Criterion codes, in the order they are weighed and reported.
-TIME_IN_TREATMENT = "time-in-treatment"
-ATTENDANCE = "attendance"
-SCREENS = "screens"
-DIVERSION = "diversion"
-SAFE_STORAGE = "safe-storage"
-CLINICIAN_HOLD = "clinician-hold"
-MISSED_DOSES = "missed-doses"
+
+class Criterion(Vocabulary):
+    """Take-home criterion codes (42 CFR 8.12(i)(2)), in the order they are weighed and reported."""
+
+    TIME_IN_TREATMENT = "time-in-treatment"
+    ATTENDANCE = "attendance"
+    SCREENS = "screens"
+    DIVERSION = "diversion"
+    SAFE_STORAGE = "safe-storage"
+    CLINICIAN_HOLD = "clinician-hold"
+    MISSED_DOSES = "missed-doses"
+
+
+TIME_IN_TREATMENT = Criterion.TIME_IN_TREATMENT
+ATTENDANCE = Criterion.ATTENDANCE
+SCREENS = Criterion.SCREENS
+DIVERSION = Criterion.DIVERSION
+SAFE_STORAGE = Criterion.SAFE_STORAGE
+CLINICIAN_HOLD = Criterion.CLINICIAN_HOLD
+MISSED_DOSES = Criterion.MISSED_DOSES
 CRITERIA: tuple[str, ...] = (
     TIME_IN_TREATMENT,
     ATTENDANCE,
@@ -222,7 +247,7 @@ STATE_STRICT_EXAMPLE = TakeHomeRules(
         "applied to methadone and buprenorphine products alike"
     ),
     bands=(Band(1, 30, 0), Band(31, 90, 1), Band(91, 180, 2), Band(181, None, 6)),
-    applies_to=frozenset({"methadone", "buprenorphine", "buprenorphine-naloxone"}),
+    applies_to=frozenset({Drug.METHADONE, Drug.BUPRENORPHINE, Drug.BUPRENORPHINE_NALOXONE}),
 )
 
 RULE_SETS: dict[str, TakeHomeRules] = {rules.name: rules for rules in (FEDERAL_OTP_2024, STATE_STRICT_EXAMPLE)}

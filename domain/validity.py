@@ -18,21 +18,43 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 from domain.checks import is_int as _is_int, is_finite_number as _is_finite_number
+from domain.vocab import Vocabulary
 
-VALID = "valid"
-DILUTE = "dilute"
-SUBSTITUTED = "substituted"
-ADULTERATED = "adulterated"
-INVALID = "invalid"
-VALIDITY_STATUSES: tuple[str, ...] = (VALID, DILUTE, SUBSTITUTED, ADULTERATED, INVALID)
 
-# Refusals recorded by the collector during a collection (domain-reference §3). Not appearing in
-# time is a refusal too, but it leaves no specimen to interpret: the scheduler records it.
+
+class ValidityStatus(Vocabulary):
+    """What specimen validity testing says of a specimen."""
+
+    VALID = "valid"
+    DILUTE = "dilute"
+    SUBSTITUTED = "substituted"
+    ADULTERATED = "adulterated"
+    INVALID = "invalid"
+
+
+VALID = ValidityStatus.VALID
+DILUTE = ValidityStatus.DILUTE
+SUBSTITUTED = ValidityStatus.SUBSTITUTED
+ADULTERATED = ValidityStatus.ADULTERATED
+INVALID = ValidityStatus.INVALID
+VALIDITY_STATUSES: tuple[str, ...] = tuple(ValidityStatus)
+
+
+class RefusalGround(Vocabulary):
+    """Refusals recorded by the collector during a collection (49 CFR 40.191(a)). Not appearing in time is a
+    refusal too, but it leaves no specimen to interpret: the scheduler records it."""
+
+    LEFT_BEFORE_COMPLETION = "left-before-completion"
+    REFUSED_OBSERVATION = "refused-observation"
+    INSUFFICIENT_SPECIMEN_UNEXPLAINED = "insufficient-specimen-unexplained"
+    ADMITTED_TAMPERING = "admitted-tampering"
+
+
 REFUSAL_GROUNDS: dict[str, str] = {
-    "left-before-completion": "left the collection site before the collection was complete",
-    "refused-observation": "refused a directly observed collection",
-    "insufficient-specimen-unexplained": "insufficient specimen without a medical explanation",
-    "admitted-tampering": "admitted adulterating or substituting the specimen",
+    RefusalGround.LEFT_BEFORE_COMPLETION: "left the collection site before the collection was complete",
+    RefusalGround.REFUSED_OBSERVATION: "refused a directly observed collection",
+    RefusalGround.INSUFFICIENT_SPECIMEN_UNEXPLAINED: "insufficient specimen without a medical explanation",
+    RefusalGround.ADMITTED_TAMPERING: "admitted adulterating or substituting the specimen",
 }
 
 _SOURCE = (

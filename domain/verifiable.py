@@ -25,10 +25,20 @@ from typing import Any
 
 from domain.plan import plan_from_dict
 from domain.selection import draw_day, is_collection_day, notification_time
+from domain.vocab import Vocabulary
 
 SEED_BYTES = 32
-SELECT = "select"  # selected or not: requested only at or after the day's draw minute
-MINUTE = "minute"  # the draw minute itself: requested before the wait, never shown before it passes
+
+
+class RollPurpose(Vocabulary):
+    """What a verifiable roll decides."""
+
+    SELECT = "select"  # selected or not: requested only at or after the day's draw minute
+    MINUTE = "minute"  # the draw minute itself: requested before the wait, never shown before it passes
+
+
+SELECT = RollPurpose.SELECT
+MINUTE = RollPurpose.MINUTE
 PURPOSES = (SELECT, MINUTE)
 EXPORT_FORMAT = "iop-selection-export/1"
 

@@ -17,6 +17,8 @@ from enum import StrEnum
 
 
 class WorklistKind(StrEnum):
+    """What a worklist item asks staff to do."""
+
     RESULT_OVERDUE = "result-overdue"
     REVIEW_OVERDUE = "review-overdue"
     MISSED_DOSES = "missed-doses"
@@ -36,6 +38,8 @@ class WorklistKind(StrEnum):
 
 
 class Severity(StrEnum):
+    """How soon a worklist item needs a person."""
+
     URGENT = "urgent"
     HIGH = "high"
     NORMAL = "normal"
@@ -52,6 +56,8 @@ class Source(StrEnum):
 
 
 class Status(StrEnum):
+    """Where a worklist item is."""
+
     OPEN = "open"
     CLAIMED = "claimed"
     RESOLVED = "resolved"
@@ -107,23 +113,23 @@ def _spec(kind: WorklistKind, title: str, subject: str, todo: str, severity: Sev
 K = WorklistKind
 # Raw kind (the alert kind, or a quarantine reason code) -> what the worklist makes of it.
 KINDS: dict[str, KindSpec] = {
-    "result-overdue": _spec(
+    K.RESULT_OVERDUE: _spec(
         K.RESULT_OVERDUE, "Lab result overdue", "screening",
         "Call the lab about this specimen. If it was lost or rejected, arrange a new collection and note it.",
         Severity.HIGH, "staff", 8, (8, "clinician"), (32, "admin")),
-    "review-overdue": _spec(
+    K.REVIEW_OVERDUE: _spec(
         K.REVIEW_OVERDUE, "Result waiting for review", "screening",
         "Review the confirmed result and record the interpretation (medical review).",
         Severity.URGENT, "clinician", 4, (4, "admin")),
-    "missed-doses": _spec(
+    K.MISSED_DOSES: _spec(
         K.MISSED_DOSES, "Missed doses", "medication-order",
         "Reach the participant today; a clinician decides whether the dose must be reassessed before the next one.",
         Severity.HIGH, "clinician", 4, (4, "admin")),
-    "reassessment-required": _spec(
+    K.REASSESSMENT: _spec(
         K.REASSESSMENT, "Reassessment before dosing", "medication-order",
         "A clinician reassesses the participant and releases the hold (or changes the dose) before any dose.",
         Severity.HIGH, "clinician", 24, (24, "admin")),
-    "injection-overdue": _spec(
+    K.INJECTION_OVERDUE: _spec(
         K.INJECTION_OVERDUE, "Injection overdue", "medication-order",
         "Call the participant to book the injection; a clinician decides on a bridging plan.",
         Severity.HIGH, "clinician", 24, (24, "admin")),
@@ -135,41 +141,41 @@ KINDS: dict[str, KindSpec] = {
         K.DIVERSION, "Callback not kept: diversion review", "medication-order",
         "A clinician reviews the missed callback and decides on take-home privileges.",
         Severity.URGENT, "clinician", 4, (4, "admin")),
-    "callback-due": _spec(
+    K.CALLBACK_DUE: _spec(
         K.CALLBACK_DUE, "Call the participant back", "medication-order",
         "Call the participant: they must bring their take-home bottles in for a count.",
         Severity.NORMAL, "staff", 2, (2, "clinician"), (26, "admin")),
-    "disclosure-failed": _spec(
+    K.DISCLOSURE_FAILED: _spec(
         K.DISCLOSURE_FAILED, "Report not delivered", "disclosure",
         "Check the recipient's address or webhook with them; once fixed, re-enable the recipient.",
         Severity.NORMAL, "staff", 24, (24, "admin")),
-    "disclosure-blocked": _spec(
+    K.DISCLOSURE_BLOCKED: _spec(
         K.DISCLOSURE_BLOCKED, "Report blocked (consent)", "disclosure",
         "The report was not sent: the consent does not cover it. Ask whether a new consent is wanted.",
         Severity.NORMAL, "staff", 48, (48, "admin")),
-    "lab-quarantine": _spec(
+    K.LAB_QUARANTINE: _spec(
         K.LAB_QUARANTINE, "Lab message held", "lab-message",
         "Open the held lab message, attach it to the right screening or reject it with a reason.",
         Severity.NORMAL, "staff", 8, (8, "clinician"), (32, "admin")),
-    "intake-stalled": _spec(
+    K.INTAKE_STALLED: _spec(
         K.INTAKE_STALLED, "Lab message stuck", "lab-message",
         "A lab message could not be processed. Check the workflow service, then ask the lab to resend it.",
         Severity.HIGH, "admin", 1, (1, "admin")),
     # Kinds the program and channel work raises (call list, notifications, check-ins).
-    "not-notified": _spec(
+    K.NOT_NOTIFIED: _spec(
         K.NOT_NOTIFIED, "Participant not notified", "screening",
         "The test notice did not reach the participant: call them now and record the outcome.",
         Severity.HIGH, "staff", 2, (2, "clinician")),
-    "missed-check-in": _spec(
+    K.MISSED_CHECK_IN: _spec(
         K.MISSED_CHECK_IN, "Missed check-in", "participant",
         "Call the participant about the missed check-in and record the outcome.",
         Severity.NORMAL, "staff", 8, (8, "clinician")),
-    "miss-needs-decision": _spec(
+    K.MISS_DECISION: _spec(
         K.MISS_DECISION, "Test not done: not notified or window lost", "screening",
         "The participant was not told in time, or the collection window was cut short: this is not a reportable "
         "miss. Excuse the test or order a make-up test, with the reason.",
         Severity.HIGH, "staff", 8, (8, "clinician"), (32, "admin")),
-    "call-list": _spec(
+    K.CALL_LIST: _spec(
         K.CALL_LIST, "On today's call list", "participant",
         "Call the participant and record called, reached or not reached.",
         Severity.NORMAL, "staff", 4, (4, "clinician")),

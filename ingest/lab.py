@@ -29,6 +29,7 @@ from temporalio.service import RPCStatusCode
 from domain import loinc_tox
 from domain.analytes import ANALYTES, DEFAULT_CODE_MAP, local_system, map_code
 from domain.medication import expected_substance
+from domain.vocab import Role
 from domain.hl7 import (
     AckError,
     Hl7Error,
@@ -234,7 +235,7 @@ class LabIngest:
         with Session(self.engine) as session:
             row = session.get(ApiToken, token_id)
         now = utcnow()
-        if row is None or row.role not in ("lab", "admin") or row.revoked_at is not None or (
+        if row is None or row.role not in (Role.LAB, Role.ADMIN) or row.revoked_at is not None or (
                 row.expires_at is not None and _aware(row.expires_at) <= now):
             return LabSender(token_id, SenderBinding(None, None), refused=(
                 "this interface's lab token is revoked, expired or unknown; ask the clinic's administrator "

@@ -30,6 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta
 
+from domain.calendar import WEEKDAY_NAMES
 from domain.clock import local_moment
 from domain.medication import (
     OBSERVED_DOSE,
@@ -42,7 +43,7 @@ from domain.plan import TestingPlan, default_plan, hours_for
 from domain.program import Program, plan_for
 from domain.selection import WINDOW_DAYS, draw_day, is_collection_day, notification_time, window_end
 
-WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+WEEKDAYS = WEEKDAY_NAMES
 # Below this many participant-days one process is quicker than starting others.
 PARALLEL_FROM = 200_000
 CHUNK = 500  # participants per unit of work (and per progress step)

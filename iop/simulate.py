@@ -31,11 +31,13 @@ from pathlib import Path
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from domain.calendar import WEEKDAY_NAMES
 from domain.clock import local_date, local_moment
 from dataclasses import replace as _replace
 
 from domain.plan import PHASES, TestingPlan, default_plan, hours_for, minutes_of_day, plan_to_dict
 from domain.program import Program, plan_for, program_from_dict
+from domain.vocab import ScreeningStatus
 from store.models import Participant, Screening, SelectionDraw
 
 MAX_DAYS = 730
@@ -49,12 +51,12 @@ MAX_CACHED_WORKFLOWS = 20_000
 SKIP_DEADLINE = timedelta(minutes=5)
 SITE = "sim"
 PROGRAM = "iop"
-WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+WEEKDAYS = WEEKDAY_NAMES
 SKIPPING = "workflows and activities (time skipping)"
 UPDATING = "collection updates"
 # Screenings not yet settled at the collection stage (collected ones are told by collected_at).
-OPEN = ("scheduled", "awaiting-collection")
-AWAITING_COLLECTION = "awaiting-collection"
+OPEN = (ScreeningStatus.SCHEDULED, ScreeningStatus.AWAITING_COLLECTION)
+AWAITING_COLLECTION = ScreeningStatus.AWAITING_COLLECTION
 
 # (days done, days in all, the program day just simulated)
 Progress = Callable[[int, int, date], None]
@@ -483,7 +485,8 @@ def _report(engine, participants: int, days: int, no_show_rate: float, phase: st
         by_weekday[day.weekday()].append(load)
     weekend = sum(count for day, count in per_day.items() if day.weekday() >= 5)
     still_open = sum(uncollected[s] for s in OPEN)
-    known = {*OPEN, "missed", "excused", "not-notified", "window-lost"}
+    known = {*OPEN, ScreeningStatus.MISSED, ScreeningStatus.EXCUSED, ScreeningStatus.NOT_NOTIFIED,
+             ScreeningStatus.WINDOW_LOST}
     return SimulationReport(
         participants=participants, days=days, no_show_rate=no_show_rate, phase=phase, seed=seed,
         first_day=first_day, last_day=last_day,

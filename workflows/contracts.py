@@ -10,7 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-ACTIVE = "active"
+from domain.vocab import (
+    DISCHARGE_STATUSES,
+    FinalOutcome,
+    ParticipantStatus,
+    RefusalKind,
+    ReviewDecision,
+    ScreeningStatus,
+)
+from domain.program import SPECIMEN_TYPES
+
+ACTIVE = ParticipantStatus.ACTIVE
 
 
 def disclosure_workflow_id(disclosure_id: str) -> str:
@@ -20,12 +30,6 @@ def disclosure_workflow_id(disclosure_id: str) -> str:
 def participant_workflow_id(participant_id: str) -> str:
     return f"participant-{participant_id}"
 
-DISCHARGE_STATUSES = {
-    "completed": "completed",
-    "withdrawn": "withdrawn",
-    "transferred": "transferred",
-    "administrative": "discharged-administrative",
-}
 
 
 @dataclass
@@ -111,25 +115,17 @@ INVALID = "Invalid"  # the request itself is wrong (422)
 
 # --- screening -------------------------------------------------------------------------------
 
-SPECIMEN_TYPES = ("urine", "oral-fluid", "breath")
-# Refusals to test (domain-reference §3); a verified adulterated or substituted specimen is one too.
-REFUSAL_KINDS = (
-    "refused-to-provide",
-    "left-before-completion",
-    "refused-observation",
-    "insufficient-specimen",
-    "admitted-tampering",
-    "adulterated-or-substituted",
-)
+# Refusals to test; a verified adulterated or substituted specimen is one too.
+REFUSAL_KINDS = tuple(RefusalKind)
 # Where a screening is. The last five end the collection stage.
-SCHEDULED = "scheduled"  # drawn, the participant not yet told
-AWAITING_COLLECTION = "awaiting-collection"
-AWAITING_RESULT = "awaiting-result"
-COMPLETED = "completed"  # a breath test: the reading is the result
-MISSED = "missed"
-EXCUSED = "excused"
-REFUSED = "refused"
-CANCELLED = "cancelled"
+SCHEDULED = ScreeningStatus.SCHEDULED  # drawn, the participant not yet told
+AWAITING_COLLECTION = ScreeningStatus.AWAITING_COLLECTION
+AWAITING_RESULT = ScreeningStatus.AWAITING_RESULT
+COMPLETED = ScreeningStatus.COMPLETED  # a breath test: the reading is the result
+MISSED = ScreeningStatus.MISSED
+EXCUSED = ScreeningStatus.EXCUSED
+REFUSED = ScreeningStatus.REFUSED
+CANCELLED = ScreeningStatus.CANCELLED
 
 
 @dataclass
@@ -241,8 +237,8 @@ class ScreeningState:
     revision: int = 0
 
 
-NOT_NOTIFIED = "not-notified"  # the window closed and the participant was never told: staff decide
-WINDOW_LOST = "window-lost"  # told too late, or the site was closed: staff decide
+NOT_NOTIFIED = ScreeningStatus.NOT_NOTIFIED  # the window closed and the participant was never told: staff decide
+WINDOW_LOST = ScreeningStatus.WINDOW_LOST  # told too late, or the site was closed: staff decide
 # Only these take a collection, an excuse or a refusal.
 TAKES_COLLECTION = (SCHEDULED, AWAITING_COLLECTION, MISSED, NOT_NOTIFIED, WINDOW_LOST)
 
@@ -418,17 +414,17 @@ class ScreeningRef:
 
 # --- lab results -----------------------------------------------------------------------------
 
-PRELIMINARY = "preliminary"  # a P result is in: never final by itself
-AWAITING_REVIEW = "awaiting-review"
-FINAL = "final"
-NO_RESULT = "no-result"  # the lab never answered: a reportable gap
-REVIEW_DECISIONS = ("confirm", "excuse", "request-confirmation", "request-retest")
+PRELIMINARY = ScreeningStatus.PRELIMINARY  # a P result is in: never final by itself
+AWAITING_REVIEW = ScreeningStatus.AWAITING_REVIEW
+FINAL = ScreeningStatus.FINAL
+NO_RESULT = ScreeningStatus.NO_RESULT  # the lab never answered: a reportable gap
+REVIEW_DECISIONS = tuple(ReviewDecision)
 # Final outcomes a report can carry.
-FINAL_NEGATIVE = "negative"
-FINAL_POSITIVE = "positive"
-FINAL_EXPLAINED = "explained"  # non-negative with a documented legitimate explanation
-FINAL_INVALID = "invalid"
-FINAL_REFUSAL = "refusal"
+FINAL_NEGATIVE = FinalOutcome.NEGATIVE
+FINAL_POSITIVE = FinalOutcome.POSITIVE
+FINAL_EXPLAINED = FinalOutcome.EXPLAINED  # non-negative with a documented legitimate explanation
+FINAL_INVALID = FinalOutcome.INVALID
+FINAL_REFUSAL = FinalOutcome.REFUSAL
 
 
 @dataclass

@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.disclosure import DisclosureActivities
     from activities.records import RecordActivities
     from domain.disclosure import DeliveryPolicy, Decision, retry_delay
+    from domain.vocab import DisclosureStatus
     from workflows import search
     from workflows.contracts import (
         Alert,
@@ -67,7 +68,7 @@ class DisclosureWorkflow:
                 except TimeoutError:
                     pass
                 continue
-            if result.kind in ("delivered", "blocked", "cancelled"):
+            if result.kind in (DisclosureStatus.DELIVERED, DisclosureStatus.BLOCKED, DisclosureStatus.CANCELLED):
                 self.state.status = result.kind
                 workflow.upsert_search_attributes([search.STATUS.value_set(result.kind)])
                 return self.state

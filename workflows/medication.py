@@ -21,6 +21,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.records import RecordActivities
     from domain import ledger
     from domain import medication as med
+    from domain.medication import CallbackStatus
+    from domain.vocab import ReassessmentDecision
     from domain.clock import local_date, local_moment
     from workflows import search
     from domain.takehome import ScreenFact, TakeHomeFacts, eligibility, eligibility_to_dict, get_rules, treatment_day
@@ -57,19 +59,19 @@ HISTORY_LIMIT = 10_000
 KEEP_DAYS = 45
 KEEP_SCREEN_DAYS = 60
 KEEP_EVENTS = 100
-OUTCOME_OF_DISPENSE = {med.OBSERVED_DOSE: "dosed", med.REFUSED: "refused", med.DOSE_HELD: "held",
-                       med.INJECTION: "injection"}
-REASSESSMENT_DECISIONS = ("resume", "keep-holding", "hold")
+OUTCOME_OF_DISPENSE = {med.OBSERVED_DOSE: ledger.DOSED, med.REFUSED: ledger.REFUSED, med.DOSE_HELD: ledger.HELD,
+                       med.INJECTION: ledger.INJECTED}
+REASSESSMENT_DECISIONS = tuple(ReassessmentDecision)
 # Ledger outcomes a recorded day may carry (state.outcomes); "take-home" on an observed day is the
 # record of the first build, kept readable.
-NOT_TAKEN_RUN = {"missed", "refused"}
+NOT_TAKEN_RUN = {ledger.MISSED, ledger.REFUSED}
 # Random callbacks (issue 18): the participant is called within clinic hours and brings every bottle.
 CALLBACK_HOURS = (9, 17)
 PATCH_CALLBACKS = "random-callbacks-v1"
 PATCH_GUEST = "guest-dosing-v1"
 # Held days no longer end a run of misses, and only a missed or refused day raises or escalates.
 PATCH_MISSED_RUN = "missed-run-ledger-v1"
-LEGACY_COVERED = {"dosed", "take-home", "injection", "held"}
+LEGACY_COVERED = {ledger.DOSED, ledger.TAKE_HOME, ledger.INJECTED, ledger.HELD}
 
 
 def workflow_id(order_id: str) -> str:
@@ -269,7 +271,7 @@ class MedicationWorkflow:
         given = self._as_dispense(record)
         today, order = self._today(), self._order()
         # A dose given at another site under guest dosing is today's dose too.
-        already = self.state.outcomes.get(today.isoformat()) in ("dosed", "injection", ledger.GUEST_DOSED)
+        already = self.state.outcomes.get(today.isoformat()) in (ledger.DOSED, ledger.INJECTED, ledger.GUEST_DOSED)
         allowed = int(self.state.eligibility.get("max_take_home_days", 0))
         if record.split_parts != 1:
             given = self._whole_of_split(order, given, record.split_parts)
@@ -606,7 +608,7 @@ class MedicationWorkflow:
     @workflow.signal
     async def guest_dosed(self, day: str) -> None:
         """The guest order gave today's observed dose at another site: the home ledger counts it."""
-        if self.state.outcomes.get(day) not in ("dosed", "injection"):
+        if self.state.outcomes.get(day) not in (ledger.DOSED, ledger.INJECTED):
             self.state.outcomes[day] = ledger.GUEST_DOSED
             await self._reweigh()
 
@@ -717,7 +719,8 @@ class MedicationWorkflow:
         self.state.supplies = [s for s in self.state.supplies if max(s["dates"]) >= oldest]
         self.state.split_parts = {d: n for d, n in self.state.split_parts.items() if d >= oldest}
         self.state.injections = self.state.injections[-4:]
-        self.state.callbacks = [c for c in self.state.callbacks if c["status"] in ("scheduled", "called")
+        self.state.callbacks = [c for c in self.state.callbacks
+                                if c["status"] in (CallbackStatus.SCHEDULED, CallbackStatus.CALLED)
                                 or c["call_at"][:10] >= oldest]
         oldest_screen = (day - timedelta(days=KEEP_SCREEN_DAYS)).isoformat()
         self.state.recent_screens = [s for s in self.state.recent_screens if s["day"] >= oldest_screen]

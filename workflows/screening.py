@@ -16,8 +16,15 @@ with workflow.unsafe.imports_passed_through():
     from domain.analytes import AddedAnalyte
     from domain.disclosure import CONFIRMING_BASES, breath_alcohol_result, lab_basis
     from domain.interpretation import (
-        AnalyteResult, Interpretation, MedicationContext, interpret, interpretation_to_dict,
+        POSITIVE_OUTCOMES,
+        AnalyteResult,
+        Interpretation,
+        MedicationContext,
+        OverallOutcome,
+        interpret,
+        interpretation_to_dict,
     )
+    from domain.vocab import QuarantineAction, ResultStatus, ReviewDecision
     from workflows import search
     from workflows.contracts import (
         AWAITING_COLLECTION,
@@ -427,7 +434,8 @@ class ScreeningWorkflow:
         entry = ResultEntry(report.result_id, report.result_status, report.received_at,
                             interpretation_to_dict(interpretation), held_codes=list(report.held_codes),
                             methods=_methods(report))
-        status_word = {"P": "preliminary", "F": "final", "C": "corrected"}.get(report.result_status, report.result_status)
+        status_word = {ResultStatus.PRELIMINARY: "preliminary", ResultStatus.FINAL: "final",
+                       ResultStatus.CORRECTED: "corrected"}.get(report.result_status, report.result_status)
         if previous is not None and report.result_status != "P":
             previous.superseded_by, entry.corrects = entry.result_id, previous.result_id
         self.state.results.append(entry)
@@ -498,7 +506,7 @@ class ScreeningWorkflow:
 
     @settle_held_codes.validator
     def _validate_settled(self, settled: SettledCodes) -> None:
-        if settled.resolution not in ("mapped", "not-monitored"):
+        if settled.resolution not in (QuarantineAction.MAPPED, QuarantineAction.NOT_MONITORED):
             raise ApplicationError(f"unknown resolution {settled.resolution!r}", type=INVALID)
         if not any(r.result_id == settled.report.result_id for r in self.state.results):
             raise ApplicationError(f"screening {self.state.screening_id} has no result {settled.report.result_id}",
@@ -506,7 +514,7 @@ class ScreeningWorkflow:
 
     @record_result.validator
     def _validate_result(self, report: LabReport) -> None:
-        if report.result_status not in ("P", "F", "C"):
+        if report.result_status not in (ResultStatus.PRELIMINARY, ResultStatus.FINAL, ResultStatus.CORRECTED):
             raise ApplicationError(f"result status {report.result_status!r} is not P, F or C", type=INVALID)
         if self.state.collection is None or self.state.status in (EXCUSED, REFUSED, CANCELLED, COMPLETED):
             raise ApplicationError(f"screening {self.state.screening_id} is {self.state.status} and takes no lab result",
@@ -519,8 +527,8 @@ class ScreeningWorkflow:
         current = self._current_result()
         overall = current.interpretation["overall"] if current else "incomplete"
         if review.decision == "confirm":
-            outcome = {"non-negative": FINAL_POSITIVE, "refusal": FINAL_REFUSAL, "negative": FINAL_NEGATIVE}.get(
-                overall, FINAL_INVALID)
+            outcome = {OverallOutcome.NON_NEGATIVE: FINAL_POSITIVE, OverallOutcome.REFUSAL: FINAL_REFUSAL,
+                       OverallOutcome.NEGATIVE: FINAL_NEGATIVE}.get(overall, FINAL_INVALID)
             self._finalize(outcome, f"confirmed by clinician review: {review.explanation}", review.actor)
             await self._announce_final()
         elif review.decision == "excuse":
@@ -546,7 +554,8 @@ class ScreeningWorkflow:
             raise ApplicationError(f"screening {self.state.screening_id} is {self.state.status}, not awaiting review",
                                    type=CONFLICT)
         current = self._current_result()
-        if current is not None and current.held_codes and review.decision in ("confirm", "excuse"):
+        if current is not None and current.held_codes and review.decision in (ReviewDecision.CONFIRM,
+                                                                              ReviewDecision.EXCUSE):
             raise ApplicationError("the result cannot be final while codes are held: map each or mark it not "
                                    "monitored in the lab quarantine first (" + "; ".join(current.held_codes) + ")",
                                    type=CONFLICT)
@@ -593,7 +602,7 @@ class ScreeningWorkflow:
             if outcome == "positive":
                 facts["confirmed"] = True
                 facts["positive_for"] = sorted({f["analyte"] for f in interpretation.get("findings", [])
-                                                if f["outcome"] in ("confirmed-positive", "presumptive-positive")})
+                                                if f["outcome"] in POSITIVE_OUTCOMES})
                 if workflow.patched(REPORT_BASIS_PATCH):
                     # A clinician's "confirm" finalises the result; only a confirmatory method confirms it.
                     basis = lab_basis(interpretation.get("findings", []))

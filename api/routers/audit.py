@@ -23,7 +23,8 @@ from api.inputs import RequestModel
 from api.deps import ServicesDep, SessionDep, ShownDep, done_reading, require
 from api.idempotency import IdempotentRoute
 from api.problems import ProblemError, responses
-from api.tokens import ROLES, Actor, expiry_after, issue_token, sender_problem
+from api.tokens import Actor, expiry_after, issue_token, sender_problem
+from domain.vocab import Role
 from api.workflow_calls import workflow_call
 from iop.audit import write_checkpoint
 from store.audit import AuditKeyError, CheckpointError, read_checkpoints, verify
@@ -298,7 +299,7 @@ class TokenIn(RequestModel):
     }]})
 
     name: str = Field(min_length=1, max_length=120, description="Who or what holds it (no patient data)")
-    role: Literal[ROLES] = Field(  # type: ignore[valid-type]
+    role: Role = Field(
         description="What it may do: admin, staff, clinician, lab or auditor")
     days: int | None = Field(default=None, description="Expires after this many days (1-3650); omit for no expiry")
     sender_application: str | None = Field(default=None, max_length=120,

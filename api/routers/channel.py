@@ -32,6 +32,7 @@ from api.inputs import RequestModel
 from api.lookups import participant_or_404
 from api.problems import ProblemError, responses
 from api.tokens import Actor
+from domain.vocab import GatewayStatus, NoticeStatus
 from api.workflow_calls import workflow_call
 from domain.channel import (NOT_RECOGNISED, Lockout, after_failure, check_pin_format, hash_pin, is_locked,
                             parse_message, pin_matches, verify_standard_webhook, verify_twilio)
@@ -250,8 +251,11 @@ def _record_told(engine, participant_id: str, screening_id: str, method: str) ->
                                         screening_id=screening_id, channel=f"check-in-{method}", status="told"))
 
 
-RECEIPT_STATUSES = {"delivered": "delivered", "failed": "failed", "undelivered": "undelivered", "sent": "accepted",
-                    "queued": "accepted", "accepted": "accepted", "read": "delivered"}
+# The gateway's word -> what became of the notice.
+RECEIPT_STATUSES = {GatewayStatus.DELIVERED: NoticeStatus.DELIVERED, GatewayStatus.FAILED: NoticeStatus.FAILED,
+                    GatewayStatus.UNDELIVERED: NoticeStatus.UNDELIVERED, GatewayStatus.SENT: NoticeStatus.ACCEPTED,
+                    GatewayStatus.QUEUED: NoticeStatus.ACCEPTED, GatewayStatus.ACCEPTED: NoticeStatus.ACCEPTED,
+                    GatewayStatus.READ: NoticeStatus.DELIVERED}
 
 
 @router.post("/channel/receipts", status_code=204, responses=responses(403, 404, 409, 413, 415),
@@ -286,7 +290,7 @@ def _apply_receipt(engine, reference: str, status: str) -> str | None:
         if attempt.status != "delivered":  # a late "sent" never undoes "delivered"
             attempt.status, attempt.receipt_at = status, utcnow()
             session.add(attempt)
-        if status in ("failed", "undelivered"):
+        if status in (NoticeStatus.FAILED, NoticeStatus.UNDELIVERED):
             sent = session.get(NotificationRecord, attempt.notification_id)
             exists = session.exec(select(CallListEntry)
                                   .where(CallListEntry.subject_id == attempt.notification_id)).first()

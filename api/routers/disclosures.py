@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timezone
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
@@ -20,15 +20,18 @@ from api.problems import FieldError, ProblemError, responses
 from api.tokens import Actor
 from domain.consent import (
     CATEGORIES,
-    CONSENT_EVENTS,
-    RECIPIENT_KINDS,
     ConsentError,
+    ConsentEvent,
+    DisclosureCategory,
+    RecipientKind,
+    SignatureMethod,
     can_revoke,
     consent_from_dict,
     consent_to_dict,
     revoke,
 )
 from domain.disclosure import new_webhook_secret
+from domain.vocab import DeliveryMethod, DisclosureStatus
 from iop.codec import seal_text
 from store.models import ConsentRecord, Disclosure, Recipient, utcnow
 from workflows.contracts import disclosure_workflow_id
@@ -41,7 +44,7 @@ Admin = Annotated[Actor, Depends(require("admin"))]
 ConsentTaker = Annotated[Actor, Depends(require("admin", "staff", "clinician"))]
 Reader = Annotated[Actor, Depends(require("admin", "staff", "clinician", "auditor"))]
 
-Category = Literal[CATEGORIES]  # type: ignore[valid-type]
+Category = DisclosureCategory
 
 
 # --- recipients -----------------------------------------------------------------------------
@@ -53,13 +56,13 @@ class RecipientIn(RequestModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "name": "County Drug Court, Part 3", "kind": "court", "delivery": "webhook",
         "url": "https://court.example.org/iop-webhooks", "case_number_system": "county-drug-court",
-        "categories": ["screening-results", "missed-tests", "program-status"],
+        "categories": [DisclosureCategory.SCREENING_RESULTS, DisclosureCategory.MISSED_TESTS,
+                       DisclosureCategory.PROGRAM_STATUS],
     }]})
 
     name: str = Field(min_length=1, max_length=200, description="E.g. 'Cook County Drug Court, Part 3'")
-    kind: Literal[RECIPIENT_KINDS] = Field(  # type: ignore[valid-type]
-        description="What kind of recipient (see the enumeration)")
-    delivery: Literal["webhook", "email"] = Field(description="webhook (signed, Standard Webhooks) or email")
+    kind: RecipientKind = Field(description="What kind of recipient (see the enumeration)")
+    delivery: DeliveryMethod = Field(description="webhook (signed, Standard Webhooks) or email")
     url: str | None = Field(default=None, max_length=500, description="HTTPS endpoint for signed webhooks")
     email: str | None = Field(default=None, max_length=254, description="Email address, for delivery=email")
     case_number_system: str | None = Field(default=None, max_length=80,
@@ -150,7 +153,8 @@ class ConsentIn(RequestModel):
     """A written consent to disclose (42 CFR 2.31)."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "recipient_id": "r-8c2f4d1e", "categories": ["screening-results", "missed-tests"],
+        "recipient_id": "r-8c2f4d1e",
+        "categories": [DisclosureCategory.SCREENING_RESULTS, DisclosureCategory.MISSED_TESTS],
         "purpose": "Monitoring compliance with the drug court's conditions", "disclosing_program": "North IOP",
         "signer": "The participant", "signed_at": "2026-12-01T10:00:00-05:00", "signature_method": "electronic",
         "expires_on_event": "final-disposition", "criminal_justice": True,
@@ -164,16 +168,16 @@ class ConsentIn(RequestModel):
     disclosing_program: str = Field(min_length=1, max_length=200, description="Who may disclose")
     signer: str = Field(min_length=1, max_length=200, description="The participant or their legal representative")
     signed_at: ConsentMoment = Field(description="When it was signed")
-    signature_method: Literal["wet-ink", "electronic"] = Field(description="wet-ink or electronic")
+    signature_method: SignatureMethod = Field(description="wet-ink or electronic")
     effective_from: ConsentMoment | None = Field(default=None, description="Defaults to signed_at")
     expires_at: ConsentMoment | None = Field(default=None,
                                              description="When it expires (give this or expires_on_event)")
-    expires_on_event: Literal[CONSENT_EVENTS] | None = Field(  # type: ignore[valid-type]
+    expires_on_event: ConsentEvent | None = Field(
         default=None, description="The event on which it expires")
     criminal_justice: bool = Field(default=False, description="A 42 CFR 2.35 consent")
     revocable_after: ConsentMoment | None = Field(default=None,
                                                   description="For a criminal-justice consent: when it may be revoked")
-    revocable_after_event: Literal[CONSENT_EVENTS] | None = Field(  # type: ignore[valid-type]
+    revocable_after_event: ConsentEvent | None = Field(
         default=None, description="For a criminal-justice consent: the event after which it may be revoked")
 
 
@@ -275,7 +279,7 @@ def _revoke(session: Session, consent_id: str, reason: str) -> tuple[ConsentReco
     session.commit()
     in_flight = session.exec(select(Disclosure.id).where(
         Disclosure.participant_id == row.participant_id, Disclosure.recipient_id == row.recipient_id,
-        col(Disclosure.status).in_(("pending", "retrying")))).all()
+        col(Disclosure.status).in_((DisclosureStatus.PENDING, DisclosureStatus.RETRYING)))).all()
     done_reading(session)
     return row, list(in_flight)
 

@@ -22,6 +22,7 @@ from api.deps import ServicesDep, SessionDep, require
 from api.inputs import RequestModel
 from api.problems import ProblemError, responses
 from api.tokens import Actor
+from domain.consent import DisclosureCategory
 from domain.demographics import AgeBand, Demographics, Ethnicity, Payer, Race, Sex
 from domain.equity import EquityReport, ParticipantMonth, equity_report
 from store.models import Disclosure, Participant, ParticipantDemographics, Screening, SelectionDraw, utcnow
@@ -34,7 +35,7 @@ Reader = Annotated[Actor, Depends(require("admin", "clinician", "auditor"))]
 PERIOD = re.compile(r"(\d{4})-(\d{2})")
 # Reports that can lead to a sanction: a missed test, a refusal, a positive result (42 CFR 2.35 recipients
 # act on these). Other categories (attendance, phase changes, adherence summaries) are not counted.
-SANCTION_CATEGORIES = ("missed-tests", "refusals")
+SANCTION_CATEGORIES = (DisclosureCategory.MISSED_TESTS, DisclosureCategory.REFUSALS)
 
 
 class DemographicsBody(RequestModel):

@@ -20,8 +20,10 @@ from api.problems import ProblemError, responses
 from api.tokens import Actor
 from api.workflow_calls import workflow_call
 from domain.analytes import ANALYTES
+from domain.cutoffs import AnalysisMethod
 from domain.hl7 import Identifier, Observation, Order, OruMessage, PatientIds
 from domain import loinc_tox
+from domain.vocab import QuarantineAction, ResultStatus, ReviewDecision, ScreeningStatus
 from ingest.lab import QUARANTINE_REASONS, LabIngest, LabSender, Quarantined, lab_sender, told_lab
 from store.models import AnalyteDefinition, CodeMapping, LabMessage, LabResult, QuarantineItem, Screening
 from workflows.contracts import Review, ScreeningState
@@ -30,6 +32,9 @@ from workflows.screening import workflow_id as screening_workflow_id
 
 # Any input can fail validation (422, problem+json), whatever else a route answers.
 router = APIRouter(route_class=IdempotentRoute, tags=["lab"], responses=responses(422))
+
+# A lab result's method as a lab or a code mapping states it (a point-of-care cup is recorded at collection).
+ScreenOrConfirm = Literal[AnalysisMethod.SCREEN, AnalysisMethod.CONFIRM]
 
 Lab = Annotated[Actor, Depends(require("admin", "lab"))]
 Staff = Annotated[Actor, Depends(require("admin", "staff", "clinician"))]
@@ -96,7 +101,7 @@ class JsonAnalyte(RequestModel):
     qualitative: str | None = Field(default=None, max_length=40, description="POS / NEG / ...")
     units: str | None = Field(default=None, max_length=40, description="Units of value, e.g. 'ng/mL'")
     cutoff: float | None = Field(default=None, ge=0, description="The lab's cutoff for this result")
-    method: Literal["screen", "confirm"] | None = Field(default=None,
+    method: ScreenOrConfirm | None = Field(default=None,
                                                         description="screen (immunoassay) or confirm (GC-MS / "
                                                                     "LC-MS/MS); inferred from the code when omitted")
 
@@ -117,7 +122,8 @@ class JsonResults(RequestModel):
                         description="The sending lab (must match the lab token's registered facility)")
     message_id: str = Field(min_length=1, max_length=200, description="Unique per message from this lab")
     specimen_id: str = Field(min_length=1, max_length=120, description="The specimen id we issued")
-    result_status: Literal["P", "F", "C"] = Field(description="P preliminary, F final, C corrected (as HL7 v2 OBR-25)")
+    result_status: Literal[ResultStatus.PRELIMINARY, ResultStatus.FINAL, ResultStatus.CORRECTED] = Field(
+        description="P preliminary, F final, C corrected (as HL7 v2 OBR-25)")
     participant_id: str | None = Field(default=None, max_length=40, description="Our participant id, if known")
     birth_date: date | None = Field(default=None,
                                     description="The donor's date of birth, if the lab has it (used only to check the"
@@ -246,7 +252,7 @@ class ResolveRequest(RequestModel):
         "action": "attach", "screening_id": "s-5e1d0a9c3b", "note": "Specimen id checked on the CCF",
     }]})
 
-    action: Literal["attach", "reject", "mapped", "not-monitored"] = Field(
+    action: QuarantineAction = Field(
         description="attach / reject a held result; for a held code: 'mapped' once a code mapping exists for it, "
                     "or 'not-monitored' with the reason in note")
     screening_id: str | None = Field(default=None, description="Required to attach")
@@ -287,7 +293,7 @@ async def resolve_quarantine(item_id: Annotated[int, Path(ge=1, le=2**31 - 1)], 
     """Resolves a held item: attach a held result to a screening, reject it, or close a held code once it is mapped
     or not monitored."""
     try:
-        if body.action in ("mapped", "not-monitored"):
+        if body.action in (QuarantineAction.MAPPED, QuarantineAction.NOT_MONITORED):
             async with workflow_call("screening"):
                 item = await services.lab.settle_held_code(item_id, body.action, actor.token_id, body.note)
         elif body.action == "attach":
@@ -319,9 +325,10 @@ class CodeMappingIn(RequestModel):
     code: str = Field(min_length=1, max_length=80,
                       description="The code as the lab sends it (OBX-3.1 or the JSON code)")
     analyte: str = Field(description="An analyte key, e.g. 'buprenorphine' (GET /lab/analytes lists them)")
-    method: Literal["screen", "confirm"] = Field(default="screen", description="Used only when the code itself "
-                                                  "names no method (a local or method-less LOINC code)")
-    method_override: Literal["screen", "confirm"] | None = Field(
+    method: ScreenOrConfirm = Field(default=AnalysisMethod.SCREEN, description="Used only when the code itself "
+                                                                         "names no method (a local or method-less "
+                                                                         "LOINC code)")
+    method_override: ScreenOrConfirm | None = Field(
         default=None, description="An explicit choice that wins over the method a LOINC code names; shown in the "
                                   "review")
     note: str | None = Field(default=None, max_length=400, description="Why, or where the mapping comes from")
@@ -400,15 +407,8 @@ class ReviewRequest(RequestModel):
         "decision": "excuse", "explanation": "Valid buprenorphine prescription verified with the PDMP",
     }]})
 
-    decision: Literal["confirm", "excuse", "request-confirmation", "request-retest"] = Field(description="confirm the"
-                                                                                                         " positive, "
-                                                                                                         "excuse it "
-                                                                                                         "(e.g. presc"
-                                                                                                         "ribed), or "
-                                                                                                         "request a c"
-                                                                                                         "onfirmation"
-                                                                                                         " test or a "
-                                                                                                         "retest")
+    decision: ReviewDecision = Field(description="confirm the positive, excuse it (e.g. prescribed), or request a "
+                                                 "confirmation test or a retest")
     explanation: str = Field(min_length=1, max_length=2000,
                              description="What was checked, e.g. a valid prescription for the substance found")
 
@@ -510,7 +510,7 @@ def quarantine_item(item_id: Annotated[int, Path(ge=1, le=2**31 - 1)], actor: Re
             why.append("specimen id matches"); score += 4
         if screening.participant_id in pids:
             why.append("participant id in PID-3 matches"); score += 3
-        if screening.status in ("awaiting-result", "preliminary"):
+        if screening.status in (ScreeningStatus.AWAITING_RESULT, ScreeningStatus.PRELIMINARY):
             why.append("awaiting a result"); score += 1
         if score >= 3:
             ranked.append(Candidate(screening_id=screening.id, specimen_id=screening.specimen_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import date, datetime, timedelta, timezone
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -23,6 +23,7 @@ from api.workflow_calls import workflow_call
 from domain import medication as med
 from domain.clock import local_date
 from domain.takehome import RULE_SETS, rules_to_dict
+from domain.vocab import ReassessmentDecision
 from iop import takehome_rules
 from store.models import DispenseRow, MedicationOrderRecord, Participant
 from store.programs import current_program
@@ -62,9 +63,7 @@ OVERRIDE_HELP = ("A clinician's reason for a dose above the drug's usual maximum
 class ScheduleIn(RequestModel):
     """When doses are due."""
 
-    kind: Literal["daily-observed", "observed-plus-take-home", "injection"] = Field(description="daily-observed, obse"
-                                                                                                "rved-plus-take-home,"
-                                                                                                " or injection")
+    kind: med.ScheduleKind = Field(description="daily-observed, observed-plus-take-home, or injection")
     observed_weekdays: list[int] = Field(default=[0, 1, 2, 3, 4, 5, 6], max_length=7, description="0 = Monday")
     every_days: int | None = Field(default=None, ge=1, le=120, description="Injection interval, e.g. 28")
     grace_days: int = Field(default=3, ge=0, le=30, description="An injection is overdue after due + grace")
@@ -79,11 +78,11 @@ class MedicationOrderIn(RequestModel):
         "start_date": "2026-12-01", "prescriber": "NPI 1234567893",
     }]})
 
-    drug: Literal[med.DRUGS] = Field(description="The medication")  # type: ignore[valid-type]
+    drug: med.Drug = Field(description="The medication")
     dose: float = Field(gt=0, allow_inf_nan=False, description="Per dose; above the drug's usual maximum needs "
                                                                 "override_reason")
-    unit: Literal[med.UNITS] = Field(description="Unit of dose")  # type: ignore[valid-type]
-    route: Literal[med.ROUTES] = Field(description="How it is given")  # type: ignore[valid-type]
+    unit: med.DoseUnit = Field(description="Unit of dose")
+    route: med.Route = Field(description="How it is given")
     schedule: ScheduleIn = Field(description="When doses are due")
     start_date: ProgramDay = Field(description="First day of the order")
     stop_date: ProgramDay | None = Field(default=None, description="Last day of the order; null for open-ended")
@@ -126,13 +125,10 @@ class DispenseIn(RequestModel):
         "kind": "take-home", "dose": 60, "unit": "mg", "take_home_count": 1, "bottle_ids": ["B-1042"],
     }]})
 
-    kind: Literal["observed-dose", "take-home", "refused", "held", "injection"] = Field(description="observed-dose, "
-                                                                                                    "take-home, "
-                                                                                                    "refused, held or"
-                                                                                                    " injection")
+    kind: med.DispenseKind = Field(description="observed-dose, take-home, refused, held or injection")
     dose: float | None = Field(default=None, gt=0, allow_inf_nan=False,
                                description="The dose given; defaults to the order's")
-    unit: Literal[med.UNITS] | None = Field(  # type: ignore[valid-type]
+    unit: med.DoseUnit | None = Field(
         default=None, description="Unit of dose; defaults to the order's")
     take_home_count: int = Field(default=0, ge=0, le=28, description="Take-home doses supplied with it")
     bottle_ids: list[str] = Field(default_factory=list, max_length=28,
@@ -150,7 +146,7 @@ class ReassessmentIn(RequestModel):
         "decision": "resume", "note": "Assessed in person; no signs of intoxication",
     }]})
 
-    decision: Literal["resume", "keep-holding", "hold"] = Field(description="resume dosing, keep-holding, or hold")
+    decision: ReassessmentDecision = Field(description="resume dosing, keep-holding, or hold")
     note: str = Field(min_length=1, max_length=2000, description="What was assessed")
 
 
@@ -162,7 +158,7 @@ class DoseChangeIn(RequestModel):
     }]})
 
     dose: float = Field(gt=0, allow_inf_nan=False, description="The new dose")
-    unit: Literal[med.UNITS] = Field(description="Its unit")  # type: ignore[valid-type]
+    unit: med.DoseUnit = Field(description="Its unit")
     reason: str = Field(min_length=1, max_length=1000, description="Why (kept in the record)")
     override_reason: str | None = Field(default=None, max_length=1000, description=OVERRIDE_HELP)
 
@@ -525,7 +521,8 @@ def dispensing_today(actor: Reader, session: SessionDep, shown: ShownDep,
         expected = med.expected_on(order, today, last_injection)
         items.append(DueToday(order_id=row.id, participant_id=row.participant_id, site=row.site, drug=row.drug,
                               dose=order.dose, unit=order.unit, status=row.status, expected=expected.kind,
-                              reason=expected.reason, dosed_today=bool({"observed-dose", "injection"} & set(recorded)),
+                              reason=expected.reason,
+                              dosed_today=bool({med.OBSERVED_DOSE, med.DispenseKind.INJECTION} & set(recorded)),
                               recorded_today=list(recorded)))
     shown.extend(item.participant_id for item in items)
     return items

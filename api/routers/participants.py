@@ -8,7 +8,7 @@ import json
 import secrets
 from dataclasses import replace
 from datetime import date, datetime, timezone
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -27,6 +27,7 @@ from api.tokens import Actor
 from api.workflow_calls import TEMPORAL_DOWN, workflow_call
 from domain import search
 from domain.plan import PHASES
+from domain.vocab import DischargeKind, ParticipantStatus
 from iop.crashpoints import crash_point
 from iop.enrollment import start_program
 from store.programs import current_program
@@ -43,7 +44,7 @@ Enroller = Annotated[Actor, Depends(require("admin", "staff"))]
 Reader = Annotated[Actor, Depends(require("admin", "staff", "clinician", "auditor"))]
 CareTeam = Annotated[Actor, Depends(require("admin", "staff", "clinician"))]
 
-ENROLLING = "enrolling"
+ENROLLING = ParticipantStatus.ENROLLING
 
 
 class ParticipantDetail(ParticipantPublic):
@@ -83,11 +84,8 @@ class DischargeRequest(RequestModel):
         "kind": "completed", "reason": "Completed all phases",
     }]})
 
-    kind: Literal["completed", "withdrawn", "transferred", "administrative"] = Field(description="How the participant"
-                                                                                                 " leaves: completed,"
-                                                                                                 " withdrawn, "
-                                                                                                 "transferred or "
-                                                                                                 "administrative")
+    kind: DischargeKind = Field(description="How the participant leaves: completed, withdrawn, transferred or "
+                                            "administrative")
     reason: str = Field(min_length=1, max_length=500, description="Why (kept in the record)")
 
 

@@ -4,7 +4,7 @@ new version, kept); staff read. The audit trail records every request."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,7 +17,7 @@ from api.problems import ProblemError, responses
 from api.tokens import Actor
 from domain.calendar import calendar_to_dict, parse_ics, with_closed
 from domain.checks import parse_day
-from domain.program import Program, program_from_dict, program_to_dict
+from domain.program import DEFAULT_WINDOWS, Program, ProgramMode, SpecimenType, program_from_dict, program_to_dict
 from store.models import ProgramRecord, ProgramVersion
 from store.programs import current_program, save_version
 
@@ -47,10 +47,9 @@ class PhaseIn(RequestModel):
     tests_per_week: float = Field(gt=0, le=7, description="Average random tests per week in this phase")
     min_per_rolling_week: int = Field(ge=0, le=7, description="Floor per rolling 7 days")
     max_per_rolling_week: int = Field(ge=0, le=7, description="Ceiling per rolling 7 days")
-    specimen_types: list[Literal["urine", "oral-fluid", "breath"]] = Field(default_factory=lambda: ["urine"],
-                                                                           min_length=1, max_length=3,
-                                                                           description="Specimens collected in "
-                                                                                       "this phase")
+    specimen_types: list[SpecimenType] = Field(default_factory=lambda: [SpecimenType.URINE], min_length=1,
+                                               max_length=len(SpecimenType),
+                                               description="Specimens collected in this phase")
     check_in_required: bool = Field(default=False, description="Participants must check in every program day to "
                                                                 "learn whether they test")
     missed_check_in_reportable: bool = Field(default=False, description="A missed check-in is reported like a "
@@ -70,7 +69,8 @@ class ProgramIn(RequestModel):
                     "specimen_types": ["urine"], "check_in_required": True, "criteria": "first 30 days"},
                    {"name": "stabilisation", "tests_per_week": 2, "min_per_rolling_week": 1,
                     "max_per_rolling_week": 4}],
-        "collection_windows": {"urine": 8, "oral-fluid": 4}, "make_up_hours": 24, "mode": "individual",
+        "collection_windows": {SpecimenType.URINE: 8, SpecimenType.ORAL_FLUID: 4}, "make_up_hours": 24,
+        "mode": "individual",
         "note": "initial version",
     }]})
 
@@ -80,14 +80,14 @@ class ProgramIn(RequestModel):
     sites: dict[str, SiteIn] = Field(min_length=1, max_length=50, description="Site code -> the site")
     phases: list[PhaseIn] = Field(min_length=1, max_length=20, description="The phases, in the order participants "
                                                                            "go through them")
-    collection_windows: dict[Literal["urine", "oral-fluid", "breath"], float] = Field(
-        default_factory=lambda: {"urine": 8.0, "oral-fluid": 4.0, "breath": 4.0},
+    collection_windows: dict[SpecimenType, float] = Field(
+        default_factory=lambda: dict(DEFAULT_WINDOWS),
         description="Hours from notice to the end of collection, per specimen type (ends at closing time)")
     make_up_hours: float = Field(default=24.0, ge=0, le=168,
                                  description="Hours staff have to order a make-up test for a lost one")
-    mode: Literal["individual", "colour"] = Field(
-        default="individual", description="individual: each participant is drawn on their own; colour: a daily "
-                                          "colour group is drawn")
+    mode: ProgramMode = Field(
+        default=ProgramMode.INDIVIDUAL,
+        description="individual: each participant is drawn on their own; colour: a daily colour group is drawn")
     note: str | None = Field(default=None, max_length=500, description="Why this version (kept with it)")
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from datetime import date, datetime
 from uuid import uuid4
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
@@ -23,11 +23,13 @@ from api.problems import ProblemError, responses
 from api.tokens import Actor
 from api.workflow_calls import workflow_call
 from api.routers.channel import _record_told
+from domain.consent import DisclosureCategory
+from domain.program import SpecimenType
+from domain.vocab import CheckInMethod, PointOfCareResult, RefusalKind
 from store.models import Screening, SelectionDraw, utcnow
 from workflows.contracts import (
     EXCUSED,
     NOT_NOTIFIED,
-    REFUSAL_KINDS,
     WINDOW_LOST,
     TAKES_COLLECTION,
     CheckIn,
@@ -128,7 +130,7 @@ class PocReadingIn(RequestModel):
     """One point-of-care cup or strip reading."""
 
     analyte: str = Field(min_length=1, max_length=40, description="What the strip tests for, e.g. 'fentanyl'")
-    result: Literal["positive", "negative", "invalid"] = Field(description="positive, negative or invalid")
+    result: PointOfCareResult = Field(description="positive, negative or invalid")
 
 
 class CollectionRequest(RequestModel):
@@ -140,7 +142,7 @@ class CollectionRequest(RequestModel):
         "poc_readings": [{"analyte": "fentanyl", "result": "negative"}], "custody_notes": "Sealed in donor's view",
     }]})
 
-    specimen_type: Literal["urine", "oral-fluid", "breath"] = Field(description="urine, oral-fluid or breath")
+    specimen_type: SpecimenType = Field(description="urine, oral-fluid or breath")
     observed: bool = Field(description="The collection was directly observed")
     collector: str = Field(min_length=1, max_length=80, description="Staff id or initials of the collector")
     collected_at: ProgramMoment | None = Field(default=None, description="Defaults to now")
@@ -191,7 +193,7 @@ class RefusalRequest(RequestModel):
         "kind": "refused-observation", "detail": "Declined an observed collection",
     }]})
 
-    kind: Literal[REFUSAL_KINDS] = Field(description="What happened (see the enumeration)")  # type: ignore[valid-type]
+    kind: RefusalKind = Field(description="What happened (see the enumeration)")
     detail: str = Field(min_length=1, max_length=1000, description="What staff saw")
 
 
@@ -201,7 +203,7 @@ class CheckInRequest(RequestModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"participant_id": "p-3f9a1c27b4", "method": "kiosk"}]})
 
     participant_id: str = Field(min_length=1, max_length=40, description="The participant checking in")
-    method: Literal["kiosk", "ivr", "sms", "app", "staff"] = Field(description="How: kiosk, ivr, sms, app or staff")
+    method: CheckInMethod = Field(description="How: kiosk, ivr, sms, app or staff")
 
 
 class PauseRequest(RequestModel):
@@ -483,7 +485,7 @@ async def set_forensic(screening_id: str, body: ForensicRequest, actor: FrontDes
     if not body.forensic:
         # Whatever was already reported about it is withdrawn from every recipient that was told (planned and
         # delivered on the usual schedule; started, not awaited: the request holds the SQLite write lock).
-        for category in ("screening-results", "missed-tests"):
+        for category in (DisclosureCategory.SCREENING_RESULTS, DisclosureCategory.MISSED_TESTS):
             event = DisclosureEvent(row.participant_id, category, row.id,
                                     {"retracted": True, "retraction_reason": "not-reportable"})
             async with workflow_call("disclosure"):

@@ -14,26 +14,32 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from domain import ledger
+from domain.calendar import WEEKDAY_NAMES
+from domain.vocab import DayKind
+from domain.vocab import DayKind as D
+from domain.vocab import FinalOutcome as F
+from domain.vocab import ScreeningStatus as S
+
 # kind -> (label, fill, text colour, letter). Fills keep at least 4.5:1 against their letter.
 CALENDAR_KINDS: dict[str, tuple[str, str, str, str]] = {
-    "negative": ("Negative", "#2e7d32", "#ffffff", "N"),
-    "positive": ("Positive", "#c62828", "#ffffff", "P"),
-    "missed": ("Missed", "#a84b00", "#ffffff", "M"),
-    "excused": ("Excused", "#3949ab", "#ffffff", "E"),
-    "explained": ("Explained on review", "#00695c", "#ffffff", "X"),
-    "refused": ("Refused", "#6a1b9a", "#ffffff", "R"),
-    "invalid": ("Invalid specimen", "#5d4037", "#ffffff", "I"),
-    "no-result": ("No result from the lab", "#616161", "#ffffff", "?"),
-    "pending": ("Pending (not collected or no final result yet)", "#ffffff", "#1a237e", "…"),
-    "cancelled": ("Cancelled", "#cfd8dc", "#263238", "C"),
-    "paused": ("Testing paused", "#fff3c4", "#4e342e", "–"),
-    "not-selected": ("Not selected that day", "#eceff1", "#455a64", ""),
+    D.NEGATIVE: ("Negative", "#2e7d32", "#ffffff", "N"),
+    D.POSITIVE: ("Positive", "#c62828", "#ffffff", "P"),
+    D.MISSED: ("Missed", "#a84b00", "#ffffff", "M"),
+    D.EXCUSED: ("Excused", "#3949ab", "#ffffff", "E"),
+    D.EXPLAINED: ("Explained on review", "#00695c", "#ffffff", "X"),
+    D.REFUSED: ("Refused", "#6a1b9a", "#ffffff", "R"),
+    D.INVALID: ("Invalid specimen", "#5d4037", "#ffffff", "I"),
+    D.NO_RESULT: ("No result from the lab", "#616161", "#ffffff", "?"),
+    D.PENDING: ("Pending (not collected or no final result yet)", "#ffffff", "#1a237e", "…"),
+    D.CANCELLED: ("Cancelled", "#cfd8dc", "#263238", "C"),
+    D.PAUSED: ("Testing paused", "#fff3c4", "#4e342e", "–"),
+    D.NOT_SELECTED: ("Not selected that day", "#eceff1", "#455a64", ""),
 }
 # When a day has two screenings (a random one and a for-cause one), the day shows the worse.
-SEVERITY = ("positive", "refused", "missed", "invalid", "no-result", "pending", "explained", "excused", "negative",
-            "cancelled", "paused", "not-selected")
+SEVERITY = tuple(DayKind)
 
-WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+WEEKDAYS = WEEKDAY_NAMES
 
 
 @dataclass(frozen=True)
@@ -53,11 +59,11 @@ def worse(a: DayMark | None, b: DayMark) -> DayMark:
 
 def screening_kind(status: str, final_outcome: str | None) -> str:
     """A screening's place on the calendar, from its status and (when final) its outcome."""
-    if status in ("final", "completed"):
-        return {"negative": "negative", "positive": "positive", "explained": "explained", "invalid": "invalid",
-                "refusal": "refused"}.get(final_outcome or "", "pending")
-    return {"missed": "missed", "excused": "excused", "refused": "refused", "cancelled": "cancelled",
-            "no-result": "no-result"}.get(status, "pending")
+    if status in (S.FINAL, S.COMPLETED):
+        return {F.NEGATIVE: D.NEGATIVE, F.POSITIVE: D.POSITIVE, F.EXPLAINED: D.EXPLAINED, F.INVALID: D.INVALID,
+                F.REFUSAL: D.REFUSED}.get(final_outcome or "", D.PENDING)
+    return {S.MISSED: D.MISSED, S.EXCUSED: D.EXCUSED, S.REFUSED: D.REFUSED, S.CANCELLED: D.CANCELLED,
+            S.NO_RESULT: D.NO_RESULT}.get(status, D.PENDING)
 
 
 def _attrs(**values: Any) -> str:
@@ -72,7 +78,7 @@ def testing_calendar(marks: dict[date, DayMark], first: date, last: date, today:
     weeks = (last - start).days // 7 + 1
     width, height = left + 7 * (cell + gap), top + weeks * (cell + gap)
     counts = Counter(m.kind for m in marks.values() if first <= m.day <= last)
-    tested = {k: v for k, v in counts.items() if k not in ("not-selected", "paused")}
+    tested = {k: v for k, v in counts.items() if k not in (D.NOT_SELECTED, D.PAUSED)}
     summary = ", ".join(f"{n} {CALENDAR_KINDS[k][0].lower()}" for k, n in sorted(tested.items(),
                                                                                 key=lambda kv: SEVERITY.index(kv[0])))
     parts = [
@@ -135,14 +141,14 @@ def swatch(kind: str) -> Markup:
 # --- adherence -----------------------------------------------------------------------------
 
 ADHERENCE_KINDS: dict[str, tuple[str, str]] = {
-    "dosed": ("Observed dose", "#2e7d32"),
-    "injection": ("Injection given", "#1b5e20"),
-    "guest-dosed": ("Observed dose at another site", "#388e3c"),
-    "take-home": ("Take-home dose", "#81c784"),
-    "missed": ("Missed", "#c62828"),
-    "held": ("Held (not a dose taken)", "#a84b00"),
-    "refused": ("Refused", "#6a1b9a"),
-    "closed": ("Clinic closed (no dose due)", "#b0bec5"),
+    ledger.DOSED: ("Observed dose", "#2e7d32"),
+    ledger.INJECTED: ("Injection given", "#1b5e20"),
+    ledger.GUEST_DOSED: ("Observed dose at another site", "#388e3c"),
+    ledger.TAKE_HOME: ("Take-home dose", "#81c784"),
+    ledger.MISSED: ("Missed", "#c62828"),
+    ledger.HELD: ("Held (not a dose taken)", "#a84b00"),
+    ledger.REFUSED: ("Refused", "#6a1b9a"),
+    ledger.CLOSED: ("Clinic closed (no dose due)", "#b0bec5"),
 }
 
 

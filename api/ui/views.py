@@ -36,13 +36,16 @@ from domain import search
 from domain import worklist as wl
 from domain.consent import CATEGORIES, CONSENT_EVENTS, SIGNATURE_METHODS
 from ingest.lab import QUARANTINE_REASONS
-from domain.medication import DRUGS, ROUTES, UNITS
+from domain.medication import DRUGS, ROUTES, UNITS, DispenseKind, ScheduleKind
+from domain.selection import SelectionReason
+from domain.vocab import DischargeKind, DisclosureStatus, ReassessmentDecision, ScreeningStatus
 from domain.plan import PHASES
 from workflows.contracts import REFUSAL_KINDS, REVIEW_DECISIONS, SPECIMEN_TYPES, TAKES_COLLECTION
 
-DISPENSE_KINDS = ("observed-dose", "take-home", "refused", "held", "injection")
-DISCHARGE_KINDS = ("completed", "withdrawn", "transferred", "administrative")
-SCHEDULE_KINDS = ("daily-observed", "observed-plus-take-home", "injection")
+DISPENSE_KINDS = tuple(DispenseKind)
+OPEN_SCREENING = (ScreeningStatus.SCHEDULED, ScreeningStatus.AWAITING_COLLECTION)
+DISCHARGE_KINDS = tuple(DischargeKind)
+SCHEDULE_KINDS = tuple(ScheduleKind)
 CALENDAR_WEEKS = 12
 
 LOGIN_REASONS = {
@@ -178,13 +181,16 @@ async def today(request: Request, ctx: Ctx) -> Response:
         "preliminary": api.get_all("/screenings", status="preliminary") if screenings_ok else None,
         "dosing": api.get("/dispensing/today", site=site) if ctx.can("GET", "/dispensing/today") else None,
         "quarantine": api.get("/lab/quarantine", limit=100) if ctx.can("GET", "/lab/quarantine") else None,
-        "blocked": api.get_all("/disclosures", status="blocked", cap=200) if disclosures_ok else None,
-        "failed": api.get_all("/disclosures", status="failed", cap=200) if disclosures_ok else None,
+        DisclosureStatus.BLOCKED: api.get_all("/disclosures", status=DisclosureStatus.BLOCKED, cap=200)
+        if disclosures_ok else None,
+        DisclosureStatus.FAILED: api.get_all("/disclosures", status=DisclosureStatus.FAILED, cap=200)
+        if disclosures_ok else None,
         "worklist": api.get("/worklist", limit=1, site=site) if ctx.can("GET", "/worklist") else None,
         "worklist_overdue": api.get("/worklist", limit=1, site=site, overdue="true")
         if ctx.can("GET", "/worklist") else None,
         "worklist_mine": api.get("/worklist", limit=1, site=site, mine="true") if ctx.can("GET", "/worklist") else None,
-        "retrying": api.get_all("/disclosures", status="retrying", cap=200) if disclosures_ok else None,
+        DisclosureStatus.RETRYING: api.get_all("/disclosures", status=DisclosureStatus.RETRYING, cap=200)
+        if disclosures_ok else None,
         "calls": api.get("/call-list") if ctx.can("GET", "/call-list") else None,
     })
     names = answers["names"][0] or {}
@@ -193,10 +199,11 @@ async def today(request: Request, ctx: Ctx) -> Response:
     groups = None
     if screenings is not None:
         groups = {
-            "awaiting": [s for s in screenings if s["status"] in ("scheduled", "awaiting-collection")],
+            "awaiting": [s for s in screenings if s["status"] in OPEN_SCREENING],
             "collected": [s for s in screenings if s["status"] in COLLECTED],
             "missed": [s for s in screenings if s["status"] == "missed"],
-            "other": [s for s in screenings if s["status"] in ("excused", "refused", "cancelled")],
+            "other": [s for s in screenings if s["status"] in (ScreeningStatus.EXCUSED, ScreeningStatus.REFUSED,
+                                                                  ScreeningStatus.CANCELLED)],
         }
     overdue = None
     if answers["results"][0] is not None:
@@ -337,7 +344,7 @@ def _calendar(screenings: list[dict[str, Any]], details: dict[str, dict[str, Any
         kind = charts.screening_kind(screening["status"], detail.get("final_outcome"))
         note = screening["reason"]
         previous = marks.get(day)
-        if previous is not None and previous.kind in ("not-selected", "paused"):
+        if previous is not None and previous.kind in (SelectionReason.NOT_SELECTED, SelectionReason.PAUSED):
             previous = None
         marks[day] = charts.worse(previous, charts.DayMark(day, kind, note))
     return marks
@@ -784,8 +791,9 @@ async def stop_medication(request: Request, ctx: Ctx) -> Response:
 async def reassess(request: Request, ctx: Ctx) -> Response:
     order_id = request.path_params["order_id"]
     body = {"decision": ctx.value("decision") or "resume", "note": ctx.value("note")}
-    words = {"resume": "Hold released: dosing resumes.", "keep-holding": "The hold stays.",
-             "hold": "Dosing is held."}.get(body["decision"], "Reassessment recorded.")
+    words = {ReassessmentDecision.RESUME: "Hold released: dosing resumes.",
+             ReassessmentDecision.KEEP_HOLDING: "The hold stays.",
+             ReassessmentDecision.HOLD: "Dosing is held."}.get(body["decision"], "Reassessment recorded.")
     return await _act(ctx, f"/medications/{order_id}/reassessment", body, safe_next(ctx.value("next") or None), words)
 
 

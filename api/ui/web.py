@@ -25,6 +25,10 @@ from api.tokens import Actor, TokenRejected, authenticate
 from api.ui import charts
 from api.ui.apiclient import Api, ApiError
 from api.ui.sessions import COOKIE, COOKIE_PATH, Flash, FormState, UiSession, csrf_ok, store_for
+from domain.medication import ExpectedKind, ScheduleKind
+from domain.vocab import ParticipantStatus, ReassessmentDecision, ResultStatus, ReviewDecision
+from domain.worklist import Status as WorklistStatus
+from domain.vocab import ScreeningStatus as S
 from store.models import ParticipantCreate
 
 log = logging.getLogger(__name__)
@@ -45,20 +49,20 @@ SECURITY_HEADERS = {
 }
 
 STATUS_LABELS = {
-    "scheduled": "Selected, not yet notified",
-    "awaiting-collection": "Awaiting collection",
-    "awaiting-result": "Collected, awaiting result",
-    "completed": "Completed",
-    "missed": "Missed",
-    "excused": "Excused",
-    "refused": "Refused",
-    "cancelled": "Cancelled",
-    "preliminary": "Preliminary result",
-    "awaiting-review": "Awaiting review",
-    "final": "Final",
-    "no-result": "No result from lab",
+    S.SCHEDULED: "Selected, not yet notified",
+    S.AWAITING_COLLECTION: "Awaiting collection",
+    S.AWAITING_RESULT: "Collected, awaiting result",
+    S.COMPLETED: "Completed",
+    S.MISSED: "Missed",
+    S.EXCUSED: "Excused",
+    S.REFUSED: "Refused",
+    S.CANCELLED: "Cancelled",
+    S.PRELIMINARY: "Preliminary result",
+    S.AWAITING_REVIEW: "Awaiting review",
+    S.FINAL: "Final",
+    S.NO_RESULT: "No result from lab",
 }
-COLLECTED = ("awaiting-result", "completed", "preliminary", "awaiting-review", "final", "no-result")
+COLLECTED = (S.AWAITING_RESULT, S.COMPLETED, S.PRELIMINARY, S.AWAITING_REVIEW, S.FINAL, S.NO_RESULT)
 
 
 # --- formatting ----------------------------------------------------------------------------
@@ -115,8 +119,25 @@ def time_left(value: Any, now: datetime | None = None) -> str:
 
 
 PENDING_REVIEW = "needs clinician review before it is final"
-REVIEW_WORDS = {"confirm": "confirmed", "excuse": "excused", "request-confirmation": "sent for confirmation",
-                "request-retest": "sent for a retest"}
+# Choices of the dashboard's forms, (value, words), from the vocabularies.
+REVIEW_CHOICES = [(ReviewDecision.CONFIRM, "Confirm the result"),
+                  (ReviewDecision.EXCUSE, "Excuse it (documented explanation)"),
+                  (ReviewDecision.REQUEST_CONFIRMATION, "Request a confirmation test"),
+                  (ReviewDecision.REQUEST_RETEST, "Request a retest")]
+REASSESS_CHOICES = [(ReassessmentDecision.RESUME, "Release the hold: resume dosing"),
+                    (ReassessmentDecision.KEEP_HOLDING, "Keep holding")]
+SCHEDULE_CHOICES = [(ScheduleKind.DAILY_OBSERVED, "daily observed"),
+                    (ScheduleKind.OBSERVED_PLUS_TAKE_HOME, "observed plus take-home"),
+                    (ScheduleKind.INJECTION, "injection")]
+WORKLIST_STATUS_CHOICES = [("", "to do"), (WorklistStatus.OPEN, "not claimed"), (WorklistStatus.CLAIMED, "claimed"),
+                           (WorklistStatus.RESOLVED, "resolved"), ("all", "all")]
+RESULT_STATUS_WORDS = {ResultStatus.PRELIMINARY: "Preliminary", ResultStatus.FINAL: "Final",
+                       ResultStatus.CORRECTED: "Corrected"}
+# What the calendar expects today that a nurse gives at the window.
+DOSE_DUE = (ExpectedKind.OBSERVED_DOSE, ExpectedKind.INJECTION_DUE, ExpectedKind.INJECTION_OVERDUE)
+REVIEW_WORDS = {ReviewDecision.CONFIRM: "confirmed", ReviewDecision.EXCUSE: "excused",
+                ReviewDecision.REQUEST_CONFIRMATION: "sent for confirmation",
+                ReviewDecision.REQUEST_RETEST: "sent for a retest"}
 
 
 def result_summary(summary: str, live: dict[str, Any] | None) -> str:
@@ -156,7 +177,11 @@ templates.filters.update(when=when, day=day_label, time_left=time_left, percent=
                          status_label=lambda s: STATUS_LABELS.get(s, s))
 templates.globals.update(static=static_url, swatch=charts.swatch, adherence_swatch=charts.adherence_swatch,
                          calendar_kinds=charts.CALENDAR_KINDS, adherence_kinds=charts.ADHERENCE_KINDS,
-                         adherence_text=charts.adherence_text)
+                         adherence_text=charts.adherence_text, participant_statuses=tuple(ParticipantStatus),
+                         open_screening=(S.SCHEDULED, S.AWAITING_COLLECTION), dose_due=DOSE_DUE,
+                         result_status_words=RESULT_STATUS_WORDS, review_choices=REVIEW_CHOICES,
+                         reassess_choices=REASSESS_CHOICES, schedule_choices=SCHEDULE_CHOICES,
+                         worklist_status_choices=WORKLIST_STATUS_CHOICES)
 
 
 def html(template: str, context: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
