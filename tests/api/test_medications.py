@@ -46,7 +46,7 @@ async def test_order_dispense_refusals_and_today_list(stack):
     eligibility = detail["workflow"]["eligibility"]
     assert eligibility["max_take_home_days"] == 0 and len(eligibility["reasons"]) >= 5
     assert any("storage" in reason for reason in eligibility["reasons"])
-    today = (await stack.http.get("/dispensing/today?site=north", headers=stack.auth("staff"))).json()
+    today = (await stack.http.get("/dispensing/today?site=north", headers=stack.auth("staff"))).json()["items"]
     mine = [item for item in today if item["order_id"] == order_id]
     assert mine and mine[0]["dosed_today"] and mine[0]["expected"] == "observed-dose"
 
@@ -141,7 +141,7 @@ async def test_default_rule_set_is_recorded_and_files_are_listed(stack):
     pid = (await stack.enroll())["id"]
     created = (await start(stack, pid)).json()
     assert created["rules"] == "federal-otp-2024"
-    listed = (await stack.http.get("/takehome-rule-sets", headers=stack.auth("auditor"))).json()
+    listed = (await stack.http.get("/takehome-rule-sets", headers=stack.auth("auditor"))).json()["items"]
     names = {r["name"] for r in listed}
     assert {"federal-otp-2024", "wisconsin-dhs75", "california-9ccr10375"} <= names
     assert all(r["citations"] for r in listed if r["name"] != "state-strict-example")
