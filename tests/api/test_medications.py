@@ -199,3 +199,26 @@ async def test_an_order_takes_its_closed_days_from_the_programs_calendar(stack):
     plain = await start(stack, other)
     state = (await stack.http.get(f"/medications/{plain.json()['id']}", headers=stack.auth("staff"))).json()
     assert state["workflow"]["closed_days"] == []
+
+
+async def test_a_random_callback_is_not_announced_before_it_is_made(stack):
+    # The callback's day and time are drawn in the workflow; a participant told ahead of time (through any
+    # staff screen or token) could bring the bottles in for the call alone. The answers show it as scheduled,
+    # with its time only once the call is made.
+    pid = (await stack.enroll())["id"]
+    order_id = (await start(stack, pid)).json()["id"]
+    scheduled = await stack.http.post(f"/medications/{order_id}/callbacks", json={"window_days": 7,
+                                                                                  "respond_hours": 24},
+                                      headers=stack.auth("staff"))
+    assert scheduled.status_code == 200, scheduled.text
+    [callback] = scheduled.json()["callbacks"]
+    assert callback["status"] == "scheduled" and callback["call_at"] is None
+    handle = stack.temporal.get_workflow_handle(f"medication-{order_id}")
+    from workflows.medication import MedicationWorkflow
+
+    [drawn] = (await handle.query(MedicationWorkflow.status)).callbacks  # in the workflow...
+    for role in ("admin", "staff", "clinician", "auditor"):  # ...and in no answer
+        detail = await stack.http.get(f"/medications/{order_id}", headers=stack.auth(role))
+        assert detail.status_code == 200 and drawn["call_at"] not in detail.text, role
+        assert drawn["call_at"][:16] not in detail.text, role
+    assert drawn["call_at"][:16] not in scheduled.text
