@@ -288,12 +288,13 @@ def list_participants(
     session: SessionDep,
     shown: ShownDep,
     pages: PagingDep,
-    status: str | None = None,
-    phase: str | None = None,
-    site: str | None = None,
+    status: Annotated[str | None, Query(max_length=40, description="Only participants with this status: "
+                                                                   "active, completed, withdrawn, ...")] = None,
+    phase: Annotated[str | None, Query(max_length=32, description="Only participants in this phase")] = None,
+    site: Annotated[str | None, Query(max_length=64, description="Only this site's participants")] = None,
     q: Annotated[str | None, Query(max_length=100, description="A name (every word must match the given or "
                                    "family name), a birth date (1987-03-14 or 03/14/1987) or a case number")] = None,
-    date_of_birth: date | None = None,
+    date_of_birth: Annotated[date | None, Query(description="Only participants born that day")] = None,
     phone: Annotated[str | None, Query(max_length=32, description="Matches the same digits, however written")] = None,
 ) -> Page[ParticipantPublic]:
     """Participants, newest first, one page at a time, filtered by status, phase and site. Every participant shown

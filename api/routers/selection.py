@@ -38,6 +38,7 @@ def commitments(actor: AnyRole, session: SessionDep, pages: PagingDep,
                 program: Annotated[str | None, Query(max_length=64, description="Only this program's")] = None,
                 ) -> Page[CommitmentPublic]:
     """Every period's commitment, and its seed once revealed: recompute the draws with docs/verify_selection.py."""
-    return pages.cut([CommitmentPublic(program=p.program, period=p.period, commitment=p.commitment, published_at=p.published_at,
-                             beacon=p.beacon, revealed_at=p.revealed_at, seed=p.seed_revealed)
-            for p in periods(session, program)])
+    return pages.cut([CommitmentPublic(program=p.program, period=p.period, commitment=p.commitment,
+                                       published_at=p.published_at, beacon=p.beacon, revealed_at=p.revealed_at,
+                                       seed=p.seed_revealed)
+                      for p in periods(session, program)])

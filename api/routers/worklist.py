@@ -135,7 +135,8 @@ def _one(session: Session, row: WorklistItem) -> WorklistItemPublic:
     return _public(row, participants, staff, _now())
 
 
-@router.get("", response_model=Page[WorklistItemPublic], responses=responses(401, 403, 422), summary="The worklist, filtered")
+@router.get("", response_model=Page[WorklistItemPublic], responses=responses(401, 403, 422),
+            summary="The worklist, filtered")
 def list_items(
     actor: Reader,
     session: SessionDep,
