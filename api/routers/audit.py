@@ -7,14 +7,13 @@ import base64
 import csv
 import io
 from datetime import datetime, timezone
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import httpx
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import func
 from sqlmodel import Session, col, select
 from temporalio.api.common.v1 import Payload
 
@@ -22,6 +21,7 @@ from api import history
 from api.inputs import RequestModel
 from api.deps import ServicesDep, SessionDep, ShownDep, done_reading, require
 from api.idempotency import IdempotentRoute
+from api.pages import Page, Paging, PagingDep, containing, paging
 from api.problems import ProblemError, responses
 from api.tokens import Actor, expiry_after, issue_token, sender_problem
 from domain.vocab import Role
@@ -64,16 +64,6 @@ class AuditEventPublic(BaseModel):
     hash: str = Field(description="This event's hash (a MAC when keyed), chaining it to the previous one")
 
 
-class AuditPage(BaseModel):
-    """One page of audit events."""
-
-    items: list[AuditEventPublic] = Field(description="This page's entries")
-    total: int = Field(description="How many entries match the filters, across all pages")
-    limit: int = Field(description="The page size asked for")
-    offset: int = Field(description="How many matching entries come before this page")
-    next_offset: int | None = Field(description="The offset of the next page; null on the last page")
-
-
 class VerificationPublic(BaseModel):
     """The audit chain checked end to end."""
 
@@ -97,27 +87,31 @@ class CheckpointPublic(BaseModel):
     mac: str = Field(description="Its signature")
 
 
-@router.get("/audit", response_model=AuditPage, responses=responses(401, 403, 422))
+@router.get("/audit", response_model=Page[AuditEventPublic], responses=responses(401, 403, 422))
 def list_audit(
     actor: Auditor,
     session: SessionDep,
     shown: ShownDep,
-    participant_id: str | None = None,
-    actor_id: Annotated[str | None, Query(alias="actor")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
-) -> AuditPage:
+    pages: Annotated[Paging, Depends(paging(default=100, maximum=500))],
+    participant_id: Annotated[str | None, Query(max_length=40, description="Only events about this participant")]
+    = None,
+    actor_id: Annotated[str | None, Query(alias="actor", max_length=120, description="Only events by this token "
+                                                                                      "(its name)")] = None,
+    action: Annotated[str | None, Query(max_length=200, description="Only this action, e.g. 'GET "
+                                                                    "/participants/{participant_id}'")] = None,
+) -> Page[AuditEventPublic]:
     """The audit trail in chain order, one page at a time, filtered by participant or actor."""
     query = select(AuditEvent)
     if participant_id:
         query = query.where(AuditEvent.participant_id == participant_id)
     if actor_id:
         query = query.where(AuditEvent.actor == actor_id)
-    total = session.exec(select(func.count()).select_from(query.subquery())).one()
-    rows = session.exec(query.order_by(col(AuditEvent.seq)).offset(offset).limit(limit)).all()
-    shown.extend(r.participant_id for r in rows if r.participant_id)
-    return AuditPage(items=[AuditEventPublic.model_validate(r, from_attributes=True) for r in rows], total=total,
-                     limit=limit, offset=offset, next_offset=offset + limit if offset + limit < total else None)
+    if action:
+        query = query.where(AuditEvent.action == action)
+    page = pages.rows(session, query, (col(AuditEvent.seq),),
+                      lambda row: AuditEventPublic.model_validate(row, from_attributes=True))
+    shown.extend(e.participant_id for e in page.items if e.participant_id)
+    return page
 
 
 @router.get("/audit/verify", response_model=VerificationPublic, responses=responses(401, 403),
@@ -182,13 +176,19 @@ def _participant_workflows(session: Session, participant_id: str) -> tuple[list[
     return ids, draws, {"roles": roles, "audit": audit}
 
 
-@router.get("/participants/{participant_id}/history", response_model=list[TimelineEntryPublic],
+@router.get("/participants/{participant_id}/history", response_model=Page[TimelineEntryPublic],
             responses={200: {"content": {"text/csv": {}}}, **responses(401, 403, 404, 422, 503)},
             summary="Everything that happened to a participant, in order, with who did it")
-async def participant_history(participant_id: str, actor: TimelineReader, session: SessionDep, services: ServicesDep,
-                              format: Literal["json", "csv"] = "json"):
+async def participant_history(
+    participant_id: str, actor: TimelineReader, session: SessionDep, services: ServicesDep,
+    pages: Annotated[Paging, Depends(paging(default=200, maximum=1000))],
+    format: Annotated[Literal["json", "csv"], Query(description="json: one page; csv: every entry, as a file")]
+    = "json",
+    source: Annotated[Literal["workflow", "audit", "draw"] | None, Query(
+        description="Only entries from the workflows, the audit trail or the daily draws")] = None,
+):
     """Everything that happened to a participant, in order, with who did it: workflow events, audit events and
-    draws. As JSON, or as CSV with ?format=csv."""
+    draws. As JSON one page at a time, or every entry as CSV with ?format=csv."""
     workflow_ids, draws, extra = await run_in_threadpool(_participant_workflows, session, participant_id)
     roles = extra["roles"]
     entries: list[history.TimelineEntry] = []
@@ -207,10 +207,12 @@ async def participant_history(participant_id: str, actor: TimelineReader, sessio
                                       + (f"; request {a.request_id}" if a.request_id else ""))
                 for a in extra["audit"]]
     entries.sort(key=lambda e: e.at)
+    if source:
+        entries = [e for e in entries if e.source == source]
     if format == "csv":
         return Response(to_csv(entries), media_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="history-{participant_id}.csv"'})
-    return [TimelineEntryPublic(**history.as_dict(e)) for e in entries]
+    return pages.cut([TimelineEntryPublic(**history.as_dict(e)) for e in entries])
 
 
 def _iso(moment: datetime) -> str:
@@ -229,14 +231,36 @@ def to_csv(entries: list[history.TimelineEntry]) -> str:
     return out.getvalue()
 
 
-@router.get("/workflows/{workflow_id}/history", responses=responses(401, 403, 404, 422, 503),
+class WorkflowEventPublic(BaseModel):
+    """One event of a workflow's Temporal history, as Temporal records it, every payload decoded."""
+
+    event_id: int = Field(description="The event's number in the history (1 is the start)")
+    event_time: str | None = Field(description="When it was recorded (ISO 8601, UTC)")
+    event_type: str = Field(description="Temporal's event type, e.g. EVENT_TYPE_WORKFLOW_EXECUTION_STARTED")
+    attributes: dict[str, Any] = Field(description="The event's attributes as Temporal records them, with each "
+                                                   "payload decoded under 'decoded' (selection rolls withheld until "
+                                                   "the draw)")
+
+
+def _workflow_event(raw: dict[str, Any]) -> WorkflowEventPublic:
+    attributes = next((value for key, value in raw.items() if key.endswith("EventAttributes")), {})
+    return WorkflowEventPublic(event_id=int(raw.get("eventId", 0)), event_time=raw.get("eventTime"),
+                               event_type=str(raw.get("eventType", "")), attributes=attributes)
+
+
+@router.get("/workflows/{workflow_id}/history", response_model=Page[WorkflowEventPublic],
+            responses=responses(401, 403, 404, 422, 503),
             summary="One workflow's raw event history, every payload decoded")
 async def workflow_history(workflow_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,255}$")], actor: Auditor,
-                           services: ServicesDep) -> list[dict]:
+                           services: ServicesDep,
+                           pages: Annotated[Paging, Depends(paging(default=200, maximum=1000))],
+                           ) -> Page[WorkflowEventPublic]:
     # The id goes into a visibility query (api/history.py): a quote in it would break the query.
-    """One workflow's raw Temporal event history, every payload decoded."""
+    """One workflow's raw Temporal event history, first event first, every payload decoded: for auditors and
+    administrators. The rolls of a daily draw are withheld until the draw is made."""
     async with workflow_call("workflow"):
-        return await history.raw_history(services.temporal, workflow_id)
+        raw = await history.raw_history(services.temporal, workflow_id)
+    return pages.cut([_workflow_event(event) for event in raw])
 
 
 # --- codec endpoint (Temporal UI and `temporal workflow show --codec-endpoint`) -------------
@@ -349,11 +373,25 @@ def create_token(body: TokenIn, actor: Admin, session: SessionDep) -> TokenCreat
     return TokenCreated(**TokenPublic.model_validate(row, from_attributes=True).model_dump(), token=plaintext)
 
 
-@router.get("/tokens", response_model=list[TokenPublic], responses=responses(401, 403))
-def list_tokens(actor: Admin, session: SessionDep) -> list[TokenPublic]:
-    """Every API token (never a secret)."""
-    return [TokenPublic.model_validate(t, from_attributes=True)
-            for t in session.exec(select(ApiToken).order_by(col(ApiToken.created_at))).all()]
+@router.get("/tokens", response_model=Page[TokenPublic], responses=responses(401, 403, 422))
+def list_tokens(actor: Admin, session: SessionDep, pages: PagingDep,
+                role: Annotated[str | None, Query(max_length=16, description="Only tokens of this role")] = None,
+                revoked: Annotated[bool | None, Query(description="true: only revoked tokens; false: only those not "
+                                                                  "revoked")] = None,
+                q: Annotated[str | None, Query(max_length=120, description="Part of the holder's name, any case")]
+                = None,
+                ) -> Page[TokenPublic]:
+    """Every API token, oldest first (never a secret)."""
+    query = select(ApiToken)
+    if role:
+        query = query.where(ApiToken.role == role)
+    if revoked is not None:
+        query = query.where(col(ApiToken.revoked_at).is_not(None) if revoked else col(ApiToken.revoked_at).is_(None))
+    if q and q.strip():
+        like = containing(q.strip())
+        query = query.where(col(ApiToken.name).ilike(like, escape="\\"))
+    return pages.rows(session, query, (col(ApiToken.created_at), col(ApiToken.id)),
+                      lambda row: TokenPublic.model_validate(row, from_attributes=True))
 
 
 @router.post("/tokens/{token_id}/revoke", response_model=TokenPublic, responses=responses(401, 403, 404))

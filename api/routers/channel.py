@@ -24,12 +24,14 @@ from xml.sax.saxutils import escape
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func
 from sqlmodel import col, select
 
 from api.idempotency import REPLAYED, IdempotentRoute, Replay, _answered, _claim, _release
 from api.deps import ServicesDep, SessionDep, require
 from api.inputs import RequestModel
 from api.lookups import participant_or_404
+from api.pages import Page, PagingDep
 from api.problems import ProblemError, responses
 from api.tokens import Actor
 from domain.vocab import GatewayStatus, NoticeStatus
@@ -357,17 +359,18 @@ class CallResolution(RequestModel):
     outcome: str = Field(min_length=1, max_length=400, description="What happened: reached and told, no answer...")
 
 
-@router.get("/call-list", response_model=list[CallListItemOut], responses=responses(401, 403),
+@router.get("/call-list", response_model=Page[CallListItemOut], responses=responses(401, 403, 422),
             summary="Participants to phone about an undelivered notice")
-def call_list(request: Request, actor: FrontDesk, session: SessionDep,
+def call_list(request: Request, actor: FrontDesk, session: SessionDep, pages: PagingDep,
               include_resolved: Annotated[bool, Query(description="Also list the calls already made")] = False,
-              ) -> list[Any]:
+              ) -> Page[CallListItemOut]:
     """Everyone whose notice to test the SMS gateway reports as failed or undelivered, soonest window closing
     first, with the name and phone number to call (front desk only)."""
     query = select(CallListEntry).order_by(col(CallListEntry.window_closes_at), col(CallListEntry.id))
     if not include_resolved:
         query = query.where(CallListEntry.resolved_at == None)  # noqa: E711
-    entries = session.exec(query).all()
+    entries = session.exec(query.offset(pages.offset).limit(pages.limit)).all()
+    total = session.exec(select(func.count()).select_from(query.order_by(None).subquery())).one()
     out = []
     for entry in entries:
         participant = session.get(Participant, entry.participant_id)
@@ -378,7 +381,7 @@ def call_list(request: Request, actor: FrontDesk, session: SessionDep,
             window_closes_at=entry.window_closes_at, created_at=entry.created_at, resolved_at=entry.resolved_at,
             outcome=entry.outcome))
     request.state.audit_shown = [e.participant_id for e in out]
-    return out
+    return pages.page(out, total)
 
 
 @router.post("/call-list/{entry_id}/resolve", response_model=CallListItemOut, responses=responses(401, 403, 404),

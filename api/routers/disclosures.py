@@ -9,13 +9,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from api.inputs import ConsentMoment, RequestModel, recipient_url_problem
 from api.deps import ServicesDep, SessionDep, ShownDep, done_reading, require
 from api.lookups import participant_or_404
 from api.idempotency import IdempotentRoute
+from api.pages import Page, PagingDep, containing
 from api.problems import FieldError, ProblemError, responses
 from api.tokens import Actor
 from domain.consent import (
@@ -127,11 +127,25 @@ def create_recipient(body: RecipientIn, actor: Admin, session: SessionDep, servi
                             signing_secret=secret)
 
 
-@router.get("/recipients", response_model=list[RecipientPublic], responses=responses(401, 403))
-def list_recipients(actor: Reader, session: SessionDep) -> list[RecipientPublic]:
-    """Every recipient, with its delivery status."""
-    rows = session.exec(select(Recipient).order_by(col(Recipient.name))).all()
-    return [RecipientPublic.model_validate(r, from_attributes=True) for r in rows]
+@router.get("/recipients", response_model=Page[RecipientPublic], responses=responses(401, 403, 422))
+def list_recipients(actor: Reader, session: SessionDep, pages: PagingDep,
+                    q: Annotated[str | None, Query(max_length=100, description="Part of the recipient's name, any "
+                                                                               "case")] = None,
+                    kind: Annotated[str | None, Query(max_length=16, description="Only this kind of recipient")]
+                    = None,
+                    status: Annotated[str | None, Query(max_length=16, description="active or disabled")] = None,
+                    ) -> Page[RecipientPublic]:
+    """Every recipient, by name, with its delivery status."""
+    query = select(Recipient)
+    if q and q.strip():
+        like = containing(q.strip())
+        query = query.where(col(Recipient.name).ilike(like, escape="\\"))
+    if kind:
+        query = query.where(Recipient.kind == kind)
+    if status:
+        query = query.where(Recipient.status == status)
+    return pages.rows(session, query, (col(Recipient.name), col(Recipient.id)),
+                      lambda row: RecipientPublic.model_validate(row, from_attributes=True))
 
 
 @router.post("/recipients/{recipient_id}/enable", response_model=RecipientPublic, responses=responses(401, 403, 404))
@@ -239,14 +253,24 @@ def add_consent(participant_id: str, body: ConsentIn, actor: ConsentTaker, sessi
     return ConsentPublic.model_validate(row, from_attributes=True)
 
 
-@router.get("/participants/{participant_id}/consents", response_model=list[ConsentPublic],
-            responses=responses(401, 403, 404))
-def list_consents(participant_id: str, actor: Reader, session: SessionDep) -> list[ConsentPublic]:
-    """Every consent of one participant, revoked ones included."""
+@router.get("/participants/{participant_id}/consents", response_model=Page[ConsentPublic],
+            responses=responses(401, 403, 404, 422))
+def list_consents(participant_id: str, actor: Reader, session: SessionDep, pages: PagingDep,
+                  recipient_id: Annotated[str | None, Query(max_length=40, description="Only consents to this "
+                                                                                       "recipient")] = None,
+                  revoked: Annotated[bool | None, Query(description="true: only revoked consents; false: only those "
+                                                                    "not revoked")] = None,
+                  ) -> Page[ConsentPublic]:
+    """Every consent of one participant, oldest first, revoked ones included."""
     participant_or_404(session, participant_id)
-    rows = session.exec(select(ConsentRecord).where(ConsentRecord.participant_id == participant_id)
-                        .order_by(col(ConsentRecord.created_at))).all()
-    return [ConsentPublic.model_validate(r, from_attributes=True) for r in rows]
+    query = select(ConsentRecord).where(ConsentRecord.participant_id == participant_id)
+    if recipient_id:
+        query = query.where(ConsentRecord.recipient_id == recipient_id)
+    if revoked is not None:
+        query = query.where(col(ConsentRecord.revoked_at).is_not(None) if revoked
+                            else col(ConsentRecord.revoked_at).is_(None))
+    return pages.rows(session, query, (col(ConsentRecord.created_at), col(ConsentRecord.id)),
+                      lambda row: ConsentPublic.model_validate(row, from_attributes=True))
 
 
 @router.post("/consents/{consent_id}/revoke", response_model=ConsentPublic, responses=responses(401, 403, 404, 409, 422, 503))
@@ -307,37 +331,27 @@ class DisclosurePublic(BaseModel):
     updated_at: datetime = Field(description="When the record last changed")
 
 
-class DisclosurePage(BaseModel):
-    """One page of disclosures."""
-
-    items: list[DisclosurePublic] = Field(description="This page's entries")
-    total: int = Field(description="How many entries match the filters, across all pages")
-    limit: int = Field(description="The page size asked for")
-    offset: int = Field(description="How many matching entries come before this page")
-    next_offset: int | None = Field(description="The offset of the next page; null on the last page")
-
-
-@router.get("/disclosures", response_model=DisclosurePage, responses=responses(401, 403, 422),
+@router.get("/disclosures", response_model=Page[DisclosurePublic], responses=responses(401, 403, 422),
             summary="Who got what, when, under which consent - or why it was blocked")
 def list_disclosures(
     actor: Reader,
     session: SessionDep,
     shown: ShownDep,
-    participant_id: str | None = None,
-    recipient_id: str | None = None,
-    status: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
-) -> DisclosurePage:
+    pages: PagingDep,
+    participant_id: Annotated[str | None, Query(max_length=40, description="Only this participant's")] = None,
+    recipient_id: Annotated[str | None, Query(max_length=40, description="Only to this recipient")] = None,
+    status: Annotated[str | None, Query(max_length=16, description="pending, delivered, retrying, failed, blocked "
+                                                                   "or cancelled")] = None,
+    category: Annotated[str | None, Query(max_length=40, description="Only reports of this category")] = None,
+) -> Page[DisclosurePublic]:
     """The accounting of disclosures (42 CFR 2.24): what was disclosed to whom and when, under which consent, or why
     it was withheld."""
     query = select(Disclosure)
     for column, value in ((Disclosure.participant_id, participant_id), (Disclosure.recipient_id, recipient_id),
-                          (Disclosure.status, status)):
+                          (Disclosure.status, status), (Disclosure.category, category)):
         if value:
             query = query.where(column == value)
-    total = session.exec(select(func.count()).select_from(query.subquery())).one()
-    rows = session.exec(query.order_by(col(Disclosure.created_at).desc(), col(Disclosure.id)).offset(offset).limit(limit)).all()
-    shown.extend(r.participant_id for r in rows if r.participant_id)
-    return DisclosurePage(items=[DisclosurePublic.model_validate(r, from_attributes=True) for r in rows], total=total,
-                          limit=limit, offset=offset, next_offset=offset + limit if offset + limit < total else None)
+    page = pages.rows(session, query, (col(Disclosure.created_at).desc(), col(Disclosure.id)),
+                      lambda row: DisclosurePublic.model_validate(row, from_attributes=True))
+    shown.extend(d.participant_id for d in page.items if d.participant_id)
+    return page

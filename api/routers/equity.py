@@ -55,6 +55,73 @@ class DemographicsBody(RequestModel):
     payer: Payer | None = Field(default=None, description="Who pays for treatment")
 
 
+class RatePublic(BaseModel):
+    """One metric's rate over everyone, with its 95% Wilson score interval."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    metric: str = Field(description="The metric's key (see metrics)")
+    count: int = Field(description="How many counted")
+    of: int = Field(description="Out of how many")
+    rate: float | None = Field(description="count / of; null when of is 0")
+    ci_low: float | None = Field(description="The interval's lower bound")
+    ci_high: float | None = Field(description="The interval's upper bound")
+
+
+class ComparisonPublic(RatePublic):
+    """A group's rate against everyone else's, as a rate ratio with its 95% (Katz) interval."""
+
+    others_rate: float | None = Field(description="The rate of all other participants")
+    ratio: float | None = Field(description="rate / others_rate")
+    ratio_ci_low: float | None = Field(description="The ratio interval's lower bound")
+    ratio_ci_high: float | None = Field(description="The ratio interval's upper bound")
+    flag: str | None = Field(description="higher or lower when the ratio passes a threshold; null otherwise")
+    interval_excludes_one: bool = Field(description="The ratio's interval does not include 1")
+
+
+class GroupRowPublic(BaseModel):
+    """One demographic group's comparisons (or suppressed, when the group or its complement is small)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    dimension: str = Field(description="race, ethnicity, sex, age_band or payer")
+    group: str = Field(description="The group's answer")
+    suppressed: bool = Field(description="Too few participants in the group or outside it to show")
+    participants: int | None = Field(description="Participants in the group; null when suppressed")
+    rates: list[ComparisonPublic] = Field(description="The group's rate for each metric against everyone else")
+
+
+class MetricInfoPublic(BaseModel):
+    """What a metric counts."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    key: str = Field(description="The metric's key")
+    section: str = Field(description="The report section it belongs to (see sections)")
+    label: str = Field(description="Its name for people")
+    per: str = Field(description="What it is counted per")
+
+
+class EquityReportPublic(BaseModel):
+    """Testing, results and sanctions-relevant reports by demographic group for one month."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    period: str = Field(description="The month, YYYY-MM")
+    period_start: date = Field(description="Its first day")
+    period_end: date = Field(description="Its last day")
+    participants: int = Field(description="Participants enrolled during the month")
+    min_group_size: int = Field(description="Groups (or complements) smaller than this are suppressed")
+    ratio_high: float = Field(description="A ratio at or above this is flagged higher")
+    ratio_low: float = Field(description="A ratio at or below this is flagged lower")
+    metrics: list[MetricInfoPublic] = Field(description="The metrics, with their labels")
+    overall: list[RatePublic] = Field(description="Each metric over everyone")
+    groups: list[GroupRowPublic] = Field(description="Each group's comparisons")
+    flagged: int = Field(description="How many comparisons are flagged")
+    sections: dict[str, str] = Field(description="Section key -> title")
+    method: str = Field(description="How the rates and intervals are computed")
+
+
 class DemographicsPublic(BaseModel):
     """A participant's answers for the equity report."""
 
@@ -191,12 +258,12 @@ PeriodQuery = Annotated[str, Query(min_length=7, max_length=7, description="The 
                                    examples=["2026-11"])]
 
 
-@router.get("/reports/equity", response_model=EquityReport, responses=responses(401, 403),
+@router.get("/reports/equity", response_model=EquityReportPublic, responses=responses(401, 403),
             summary="Testing, results and sanctions-relevant reports by demographic group, with intervals")
-def equity(period: PeriodQuery, actor: Reader, session: SessionDep, services: ServicesDep) -> EquityReport:
+def equity(period: PeriodQuery, actor: Reader, session: SessionDep, services: ServicesDep) -> EquityReportPublic:
     """Testing, results and sanctions-relevant rates by demographic group, each against everyone else, with
     confidence intervals; small groups are suppressed."""
-    return build_report(session, services, period)
+    return EquityReportPublic.model_validate(build_report(session, services, period), from_attributes=True)
 
 
 @router.get("/reports/equity.pdf", response_class=Response, responses={

@@ -9,14 +9,16 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func
+from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from api.inputs import ProgramMoment, RequestModel
 from api.deps import ServicesDep, SessionDep, done_reading, require
 from api.idempotency import Idempotency, IdempotentRoute, joins_update
+from api.pages import Page, PagingDep, containing
 from api.problems import ProblemError, responses
+from api.public import ScreeningStatePublic
 from api.tokens import Actor
 from api.workflow_calls import workflow_call
 from domain.analytes import ANALYTES
@@ -26,7 +28,7 @@ from domain import loinc_tox
 from domain.vocab import QuarantineAction, ResultStatus, ReviewDecision, ScreeningStatus
 from ingest.lab import QUARANTINE_REASONS, LabIngest, LabSender, Quarantined, lab_sender, told_lab
 from store.models import AnalyteDefinition, CodeMapping, LabMessage, LabResult, QuarantineItem, Screening
-from workflows.contracts import Review, ScreeningState
+from workflows.contracts import Review
 from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id
 
@@ -235,16 +237,6 @@ class QuarantinePublic(BaseModel):
                                       "MSH-4 was empty, or JSON")
 
 
-class QuarantinePage(BaseModel):
-    """One page of quarantine items."""
-
-    items: list[QuarantinePublic] = Field(description="This page's entries")
-    total: int = Field(description="How many entries match the filters, across all pages")
-    limit: int = Field(description="The page size asked for")
-    offset: int = Field(description="How many matching entries come before this page")
-    next_offset: int | None = Field(description="The offset of the next page; null on the last page")
-
-
 class ResolveRequest(RequestModel):
     """Resolve a quarantine item."""
 
@@ -259,17 +251,18 @@ class ResolveRequest(RequestModel):
     note: str = Field(min_length=1, max_length=2000, description="What staff verified or why it is rejected")
 
 
-@router.get("/lab/quarantine", response_model=QuarantinePage, responses=responses(401, 403, 422))
+@router.get("/lab/quarantine", response_model=Page[QuarantinePublic], responses=responses(401, 403, 422))
 def list_quarantine(
     actor: Reader,
     session: SessionDep,
-    resolved: bool = False,
+    pages: PagingDep,
+    resolved: Annotated[bool, Query(description="true: items staff resolved; false (default): items still held")]
+    = False,
     reason_code: Annotated[list[str], Query(max_length=len(QUARANTINE_REASONS),
                                             description="Only items held for these reasons (repeat for several): "
                                             + ", ".join(QUARANTINE_REASONS))] = [],  # noqa: B006 - FastAPI copies it
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
-) -> QuarantinePage:
+    lab_id: Annotated[str | None, Query(max_length=120, description="Only items from this lab")] = None,
+) -> Page[QuarantinePublic]:
     """Lab results and messages held for staff, oldest first, one page at a time."""
     query = select(QuarantineItem).where(
         QuarantineItem.resolved_at.is_not(None) if resolved else QuarantineItem.resolved_at.is_(None))
@@ -279,11 +272,10 @@ def list_quarantine(
                            + ", ".join(QUARANTINE_REASONS) + ".")
     if reason_code:
         query = query.where(col(QuarantineItem.reason_code).in_(reason_code))
-    total = session.exec(select(func.count()).select_from(query.subquery())).one()
-    rows = session.exec(query.order_by(col(QuarantineItem.id)).offset(offset).limit(limit)).all()
-    return QuarantinePage(items=[QuarantinePublic.model_validate(r, from_attributes=True) for r in rows],
-                          total=total, limit=limit, offset=offset,
-                          next_offset=offset + limit if offset + limit < total else None)
+    if lab_id:
+        query = query.where(QuarantineItem.lab_id == lab_id)
+    return pages.rows(session, query, (col(QuarantineItem.id),),
+                      lambda row: QuarantinePublic.model_validate(row, from_attributes=True))
 
 
 @router.post("/lab/quarantine/{item_id}/resolve", response_model=QuarantinePublic,
@@ -350,24 +342,44 @@ class AnalytePublic(BaseModel):
     drug_class: str = Field(description="Its drug class, e.g. 'opioid'")
 
 
-@router.get("/lab/analytes", response_model=list[AnalytePublic], responses=responses(401, 403))
+@router.get("/lab/analytes", response_model=Page[AnalytePublic], responses=responses(401, 403, 422))
 def analytes(actor: Annotated[Actor, Depends(require("admin", "staff", "clinician", "auditor", "lab"))],
-             session: SessionDep) -> list[AnalytePublic]:
-    """The analytes the program monitors, with their drug class."""
+             session: SessionDep, pages: PagingDep,
+             q: Annotated[str | None, Query(max_length=80, description="Part of the key or the name, any case")]
+             = None,
+             drug_class: Annotated[str | None, Query(max_length=60, description="Only this drug class, e.g. "
+                                                                               "'opioid'")] = None,
+             ) -> Page[AnalytePublic]:
+    """The analytes the program monitors, with their drug class, by key."""
     added = [AnalytePublic(key=d.key, label=d.label, drug_class=d.drug_class)
              for d in session.exec(select(AnalyteDefinition)).all()]
-    return sorted([AnalytePublic(key=k, label=a.label, drug_class=a.drug_class) for k, a in ANALYTES.items()]
-                  + added, key=lambda a: a.key)
+    every = sorted([AnalytePublic(key=k, label=a.label, drug_class=a.drug_class) for k, a in ANALYTES.items()]
+                   + added, key=lambda a: a.key)
+    wanted = (q or "").strip().casefold()
+    return pages.cut([a for a in every if (not wanted or wanted in a.key.casefold() or wanted in a.label.casefold())
+                      and (not drug_class or a.drug_class == drug_class)])
 
 
-@router.get("/lab/code-mappings", response_model=list[CodeMappingPublic], responses=responses(401, 403))
-def list_mappings(actor: Reader, session: SessionDep, lab_id: str | None = None) -> list[CodeMappingPublic]:
-    """The lab code to analyte mappings in force."""
+@router.get("/lab/code-mappings", response_model=Page[CodeMappingPublic], responses=responses(401, 403, 422))
+def list_mappings(actor: Reader, session: SessionDep, pages: PagingDep,
+                  lab_id: Annotated[str | None, Query(max_length=120, description="Only this lab's codes")] = None,
+                  analyte: Annotated[str | None, Query(max_length=40, description="Only codes mapped to this "
+                                                                                  "analyte")] = None,
+                  q: Annotated[str | None, Query(max_length=80, description="Part of the lab's code or of the "
+                                                                            "mapping's note, any case")] = None,
+                  ) -> Page[CodeMappingPublic]:
+    """The lab code to analyte mappings in force, by lab and code."""
     query = select(CodeMapping)
     if lab_id:
         query = query.where(CodeMapping.lab_id == lab_id)
-    rows = session.exec(query.order_by(col(CodeMapping.lab_id), col(CodeMapping.code))).all()
-    return [CodeMappingPublic.model_validate(r, from_attributes=True) for r in rows]
+    if analyte:
+        query = query.where(CodeMapping.analyte == analyte)
+    if q and q.strip():
+        like = containing(q.strip())
+        query = query.where(or_(col(CodeMapping.code).ilike(like, escape="\\"),
+                                col(CodeMapping.note).ilike(like, escape="\\")))
+    return pages.rows(session, query, (col(CodeMapping.lab_id), col(CodeMapping.code)),
+                      lambda row: CodeMappingPublic.model_validate(row, from_attributes=True))
 
 
 @router.post("/lab/code-mappings", status_code=201, response_model=CodeMappingPublic,
@@ -419,20 +431,20 @@ def _exists(session: Session, screening_id: str) -> Screening | None:
     return row
 
 
-@router.post("/screenings/{screening_id}/review", response_model=ScreeningState,
+@router.post("/screenings/{screening_id}/review", response_model=ScreeningStatePublic,
              responses=responses(401, 403, 404, 409, 422, 503), summary="Clinician / MRO review of a result")
 @joins_update
 async def review(screening_id: str, body: ReviewRequest, actor: Clinician, session: SessionDep,
-                 services: ServicesDep, attempt: Idempotency) -> ScreeningState:
+                 services: ServicesDep, attempt: Idempotency) -> ScreeningStatePublic:
     """A clinician's (MRO's) decision on a non-negative result: confirm it, excuse it with an explanation (e.g. a
     valid prescription), or ask for a confirmation test or a retest."""
     if await run_in_threadpool(_exists, session, screening_id) is None:
         raise ProblemError(404, f"No screening has the id {screening_id!r}.")
     handle = services.temporal.get_workflow_handle(screening_workflow_id(screening_id))
     async with workflow_call("screening"):
-        return await handle.execute_update(ScreeningWorkflow.review,
-                                           Review(body.decision, body.explanation, actor.token_id),
-                                           id=attempt.update_id(screening_id) if attempt else None)
+        return ScreeningStatePublic.of(await handle.execute_update(
+            ScreeningWorkflow.review, Review(body.decision, body.explanation, actor.token_id),
+            id=attempt.update_id(screening_id) if attempt else None))
 
 
 # --- analytes an admin adds; quarantine item detail; turnaround --------------------------------
@@ -456,15 +468,28 @@ class AnalyteIn(RequestModel):
     confirm_cutoff: float | None = Field(default=None, gt=0, description="ng/mL, used when the lab sends none")
 
 
-@router.post("/lab/analytes", status_code=201, response_model=AnalyteIn, responses=responses(401, 403, 409, 422),
+class AddedAnalytePublic(BaseModel):
+    """An analyte an administrator added, as it is now monitored."""
+
+    key: str = Field(description="Its key")
+    label: str = Field(description="Its name for people")
+    drug_class: str = Field(description="Its drug class")
+    medication: str | None = Field(description="The prescription it evidences")
+    also_explained_by: list[str] = Field(description="Medication keys that explain a positive for it too")
+    initial_cutoff: float | None = Field(description="ng/mL, used when the lab sends none")
+    confirm_cutoff: float | None = Field(description="ng/mL, used when the lab sends none")
+
+
+@router.post("/lab/analytes", status_code=201, response_model=AddedAnalytePublic,
+             responses=responses(401, 403, 409, 422),
              summary="Add an analyte (name, class, default cutoffs, medication links) without a code change")
-def add_analyte(body: AnalyteIn, actor: Admin, session: SessionDep) -> AnalyteIn:
+def add_analyte(body: AnalyteIn, actor: Admin, session: SessionDep) -> AddedAnalytePublic:
     """Adds an analyte to monitor, with its class, default cutoffs and the medications that explain it."""
     if body.key in ANALYTES or session.get(AnalyteDefinition, body.key) is not None:
         raise ProblemError(409, f"Analyte {body.key!r} already exists; GET /lab/analytes lists them.")
     session.add(AnalyteDefinition(**body.model_dump(), created_by=actor.token_id))
     session.commit()
-    return body
+    return AddedAnalytePublic(**body.model_dump())
 
 
 class Candidate(BaseModel):
@@ -545,10 +570,13 @@ class LabTurnaround(BaseModel):
     target_hours: float = Field(description="The turnaround target, hours")
 
 
-@router.get("/reports/lab-turnaround", response_model=list[LabTurnaround], responses=responses(401, 403, 422),
+@router.get("/reports/lab-turnaround", response_model=Page[LabTurnaround], responses=responses(401, 403, 422),
             summary="Per lab: collection to received and received to final, against the target (hours)")
-def lab_turnaround(actor: Reader, session: SessionDep,
-                   target_hours: Annotated[float, Query(gt=0, le=24 * 60)] = 48.0) -> list[LabTurnaround]:
+def lab_turnaround(actor: Reader, session: SessionDep, pages: PagingDep,
+                   target_hours: Annotated[float, Query(gt=0, le=24 * 60, description="The turnaround target, "
+                                                                                      "hours")] = 48.0,
+                   lab_id: Annotated[str | None, Query(max_length=120, description="Only this lab")] = None,
+                   ) -> Page[LabTurnaround]:
     """Per lab, median hours from collection to the first result and from there to the final one, and how many
     results missed the target."""
     from statistics import median
@@ -557,6 +585,8 @@ def lab_turnaround(actor: Reader, session: SessionDep,
     rows = session.exec(select(LabResult, Screening).where(LabResult.screening_id == Screening.id,
                                                            LabResult.state == "filed")).all()
     for result, screening in rows:
+        if lab_id and result.lab_id != lab_id:
+            continue
         lab = per_lab.setdefault(result.lab_id, {"in": [], "final": [], "over": []})
         received = _naive(result.received_at)
         if screening.collected_at:
@@ -567,10 +597,10 @@ def lab_turnaround(actor: Reader, session: SessionDep,
         finalized = (screening.state or {}).get("finalized_at")
         if finalized:
             lab["final"].append((_naive(datetime.fromisoformat(finalized)) - received).total_seconds() / 3600)
-    return [LabTurnaround(lab_id=lab, results=len(v["in"]) or len(v["final"]),
+    return pages.cut([LabTurnaround(lab_id=lab, results=len(v["in"]) or len(v["final"]),
                           collection_to_received_hours_median=round(median(v["in"]), 2) if v["in"] else None,
                           received_to_final_hours_median=round(median(v["final"]), 2) if v["final"] else None,
-                          over_target=len(v["over"]), target_hours=target_hours) for lab, v in sorted(per_lab.items())]
+                          over_target=len(v["over"]), target_hours=target_hours) for lab, v in sorted(per_lab.items())])
 
 
 def _naive(moment: datetime) -> datetime:

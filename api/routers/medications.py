@@ -6,9 +6,9 @@ import secrets
 from datetime import date, datetime, timedelta, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
@@ -17,7 +17,9 @@ from api.deps import ServicesDep, SessionDep, ShownDep, done_reading, require
 from api.lookups import active_participant, participant_or_404
 from domain.calendar import closed_days as calendar_closed_days
 from api.idempotency import Attempt, Idempotency, IdempotentRoute, joins_update
+from api.pages import Page, PagingDep
 from api.problems import FieldError, ProblemError, responses
+from api.public import EligibilityPublic, MedicationStatePublic, OrderTermsPublic
 from api.tokens import Actor
 from api.workflow_calls import workflow_call
 from domain import medication as med
@@ -34,7 +36,6 @@ from workflows.contracts import (
     DoseChange,
     GuestRequest,
     MedicationStart,
-    MedicationState,
     OrderStop,
     PillCountRecord,
     Reassessment,
@@ -105,17 +106,24 @@ class MedicationOrderPublic(BaseModel):
     start_date: date = Field(description="First day of the order")
     stop_date: date | None = Field(description="Last day of the order; null for open-ended")
     rules: str = Field(description="The take-home rule set it is judged by")
-    order: dict = Field(description="The order as given: dose, unit, route, schedule, prescriber")
-    eligibility: dict = Field(description="Take-home eligibility now, with the reasons")
+    order: OrderTermsPublic = Field(description="The order as given: dose, unit, route, schedule, prescriber")
+    eligibility: EligibilityPublic | None = Field(description="Take-home eligibility now, with the reasons; null "
+                                                              "before it is evaluated")
     created_at: datetime = Field(description="When it was ordered")
     updated_at: datetime = Field(description="When the record last changed")
+
+    @field_validator("eligibility", mode="before")
+    @classmethod
+    def _not_yet(cls, value):
+        return value or None
 
 
 class MedicationDetail(MedicationOrderPublic):
     """A medication order with the live state of its workflow."""
 
     workflow_id: str = Field(description="The Temporal workflow id of the order")
-    workflow: MedicationState | None = Field(description="Live state of the order's workflow")
+    workflow: MedicationStatePublic | None = Field(description="The order as it stands: doses, holds, adherence, "
+                                                               "take-home eligibility, diversion control")
 
 
 class DispenseIn(RequestModel):
@@ -340,14 +348,19 @@ async def start_order(participant_id: str, body: MedicationOrderIn, actor: Presc
     return _public(await run_in_threadpool(_order, session, order_id))
 
 
-@router.get("/participants/{participant_id}/medications", response_model=list[MedicationOrderPublic],
-            responses=responses(401, 403, 404))
-def list_orders(participant_id: str, actor: Reader, session: SessionDep) -> list[MedicationOrderPublic]:
-    """Every medication order of one participant."""
+@router.get("/participants/{participant_id}/medications", response_model=Page[MedicationOrderPublic],
+            responses=responses(401, 403, 404, 422))
+def list_orders(participant_id: str, actor: Reader, session: SessionDep, pages: PagingDep,
+                status: Annotated[str | None, Query(max_length=16, description="Only orders with this status: "
+                                                                               "active, held or stopped")] = None,
+                ) -> Page[MedicationOrderPublic]:
+    """Every medication order of one participant, oldest first."""
     participant_or_404(session, participant_id)
-    rows = session.exec(select(MedicationOrderRecord).where(MedicationOrderRecord.participant_id == participant_id)
-                        .order_by(col(MedicationOrderRecord.created_at))).all()
-    return [_public(r) for r in rows]
+    query = select(MedicationOrderRecord).where(MedicationOrderRecord.participant_id == participant_id)
+    if status:
+        query = query.where(MedicationOrderRecord.status == status)
+    return pages.rows(session, query, (col(MedicationOrderRecord.created_at), col(MedicationOrderRecord.id)),
+                      _public)
 
 
 @router.get("/medications/{order_id}", response_model=MedicationDetail, responses=responses(401, 403, 404, 503),
@@ -359,45 +372,47 @@ async def get_order(order_id: str, actor: Reader, session: SessionDep, services:
     handle = services.temporal.get_workflow_handle(medication_workflow_id(order_id))
     async with workflow_call("medication order"):
         state = await handle.query(MedicationWorkflow.status)
-    return MedicationDetail(**_public(row).model_dump(), workflow_id=handle.id, workflow=state)
+    return MedicationDetail(**_public(row).model_dump(), workflow_id=handle.id,
+                            workflow=MedicationStatePublic.of(state))
 
 
 async def _update(services: ServicesDep, session: Session, order_id: str, update, argument,
-                  attempt: Attempt | None) -> MedicationState:
+                  attempt: Attempt | None) -> MedicationStatePublic:
     row = await run_in_threadpool(_order, session, order_id)
     if row.status == "stopped" and not (attempt and attempt.retry):
         raise ProblemError(409, f"Order {order_id} is stopped; nothing more can be recorded against it.")
     async with workflow_call("medication order"):
-        return await services.temporal.get_workflow_handle(medication_workflow_id(order_id)).execute_update(
-            update, argument, id=attempt.update_id(order_id) if attempt else None)
+        return MedicationStatePublic.of(await services.temporal.get_workflow_handle(
+            medication_workflow_id(order_id)).execute_update(update, argument,
+                                                             id=attempt.update_id(order_id) if attempt else None))
 
 
-@router.post("/medications/{order_id}/dispenses", response_model=MedicationState,
+@router.post("/medications/{order_id}/dispenses", response_model=MedicationStatePublic,
              responses=responses(401, 403, 404, 409, 422, 503), summary="Record a dose, take-home, refusal, hold or injection")
 @joins_update
 async def dispense(order_id: str, body: DispenseIn, actor: Dispenser, session: SessionDep,
-                   services: ServicesDep, attempt: Idempotency) -> MedicationState:
+                   services: ServicesDep, attempt: Idempotency) -> MedicationStatePublic:
     """Records one event at the dosing window: an observed dose, take-homes supplied, a refusal, a hold, or an
     injection."""
     record = DispenseRecord(actor=actor.token_id, **body.model_dump())
     return await _update(services, session, order_id, MedicationWorkflow.dispense, record, attempt)
 
 
-@router.post("/medications/{order_id}/reassessment", response_model=MedicationState,
+@router.post("/medications/{order_id}/reassessment", response_model=MedicationStatePublic,
              responses=responses(401, 403, 404, 409, 422, 503))
 @joins_update
 async def reassess(order_id: str, body: ReassessmentIn, actor: Clinician, session: SessionDep,
-                   services: ServicesDep, attempt: Idempotency) -> MedicationState:
+                   services: ServicesDep, attempt: Idempotency) -> MedicationStatePublic:
     """A clinician's reassessment after missed doses: resume, keep holding, or hold."""
     return await _update(services, session, order_id, MedicationWorkflow.reassess,
                          Reassessment(body.decision, body.note, actor.token_id), attempt)
 
 
-@router.post("/medications/{order_id}/dose-change", response_model=MedicationState,
+@router.post("/medications/{order_id}/dose-change", response_model=MedicationStatePublic,
              responses=responses(401, 403, 404, 409, 422, 503))
 @joins_update
 async def change_dose(order_id: str, body: DoseChangeIn, actor: Prescriber, session: SessionDep,
-                      services: ServicesDep, request: Request, attempt: Idempotency) -> MedicationState:
+                      services: ServicesDep, request: Request, attempt: Idempotency) -> MedicationStatePublic:
     """Changes the dose from now on; a dose above the usual maximum needs override_reason."""
     row = await run_in_threadpool(_order, session, order_id)
     override = _dose_override(request, actor, row.drug, body.dose, body.unit, body.override_reason)
@@ -405,54 +420,54 @@ async def change_dose(order_id: str, body: DoseChangeIn, actor: Prescriber, sess
                          DoseChange(body.dose, body.unit, body.reason, actor.token_id, override), attempt)
 
 
-@router.post("/medications/{order_id}/stop", response_model=MedicationState,
+@router.post("/medications/{order_id}/stop", response_model=MedicationStatePublic,
              responses=responses(401, 403, 404, 409, 422, 503))
 @joins_update
 async def stop(order_id: str, body: StopIn, actor: Prescriber, session: SessionDep,
-               services: ServicesDep, attempt: Idempotency) -> MedicationState:
+               services: ServicesDep, attempt: Idempotency) -> MedicationStatePublic:
     """Stops the order; no further doses are due."""
     return await _update(services, session, order_id, MedicationWorkflow.stop, OrderStop(body.reason, actor.token_id),
                          attempt)
 
 
-@router.post("/medications/{order_id}/pill-counts", response_model=MedicationState,
+@router.post("/medications/{order_id}/pill-counts", response_model=MedicationStatePublic,
              responses=responses(401, 403, 404, 409, 422, 503), summary="A bottle return or callback pill count")
 @joins_update
 async def pill_count(order_id: str, body: PillCountIn, actor: Dispenser, session: SessionDep,
-                     services: ServicesDep, attempt: Idempotency) -> MedicationState:
+                     services: ServicesDep, attempt: Idempotency) -> MedicationStatePublic:
     """Records a take-home bottle counted on return or at a callback; a short count or a broken seal counts against
     take-home eligibility."""
     return await _update(services, session, order_id, MedicationWorkflow.record_pill_count,
                          PillCountRecord(actor=actor.token_id, **body.model_dump()), attempt)
 
 
-@router.post("/medications/{order_id}/storage-attestation", response_model=MedicationState,
+@router.post("/medications/{order_id}/storage-attestation", response_model=MedicationStatePublic,
              responses=responses(401, 403, 404, 409, 422, 503))
 @joins_update
 async def storage(order_id: str, body: StorageIn, actor: Prescriber, session: SessionDep,
-                  services: ServicesDep, attempt: Idempotency) -> MedicationState:
+                  services: ServicesDep, attempt: Idempotency) -> MedicationStatePublic:
     """Records the participant's attestation of safe storage of take-home doses."""
     return await _update(services, session, order_id, MedicationWorkflow.attest_storage,
                          StorageAttestation(body.attested, body.note, actor.token_id), attempt)
 
 
-@router.post("/medications/{order_id}/bottle-returns", response_model=MedicationState,
+@router.post("/medications/{order_id}/bottle-returns", response_model=MedicationStatePublic,
              responses=responses(401, 403, 404, 409, 422, 503),
              summary="Bottles brought back, checked against the bottle ids dispensed on this order")
 @joins_update
 async def bottle_returns(order_id: str, body: BottleReturnIn, actor: Dispenser, session: SessionDep,
-                         services: ServicesDep, attempt: Idempotency) -> MedicationState:
+                         services: ServicesDep, attempt: Idempotency) -> MedicationStatePublic:
     """Records empty take-home bottles returned, checked against the bottles dispensed on this order."""
     return await _update(services, session, order_id, MedicationWorkflow.return_bottles,
                          BottleReturn(body.bottle_ids, actor.token_id, body.note), attempt)
 
 
-@router.post("/medications/{order_id}/callbacks", response_model=MedicationState,
+@router.post("/medications/{order_id}/callbacks", response_model=MedicationStatePublic,
              responses=responses(401, 403, 404, 409, 422, 503),
              summary="Schedule a random callback: the participant brings every bottle within the set time")
 @joins_update
 async def callbacks(order_id: str, body: CallbackIn, actor: Dispenser, session: SessionDep,
-                    services: ServicesDep, attempt: Idempotency) -> MedicationState:
+                    services: ServicesDep, attempt: Idempotency) -> MedicationStatePublic:
     """Schedules a random callback: the participant must bring every take-home bottle within the time set."""
     return await _update(services, session, order_id, MedicationWorkflow.schedule_callback,
                          CallbackPolicy(body.window_days, body.respond_hours, actor.token_id), attempt)
@@ -476,35 +491,90 @@ async def guest_dosing(order_id: str, body: GuestIn, actor: Prescriber, session:
     return _public(await run_in_threadpool(_order, session, guest_id))
 
 
-@router.post("/medications/{order_id}/closed-days", response_model=MedicationState,
+@router.post("/medications/{order_id}/closed-days", response_model=MedicationStatePublic,
              responses=responses(401, 403, 404, 409, 422, 503),
              summary="Clinic-closed days for this order (until the program calendar supplies them)")
 @joins_update
 async def closed_days(order_id: str, body: ClosedDaysIn, actor: Admin, session: SessionDep,
-                      services: ServicesDep, attempt: Idempotency) -> MedicationState:
+                      services: ServicesDep, attempt: Idempotency) -> MedicationStatePublic:
     """Sets the clinic-closed days of this order: no dose is due on them unless take-homes cover them."""
     return await _update(services, session, order_id, MedicationWorkflow.set_closed_days,
                          [day.isoformat() for day in body.days], attempt)
 
 
-@router.get("/takehome-rule-sets", responses=responses(401, 403),
+class BandPublic(BaseModel):
+    """A time-in-treatment band: from day to day of treatment, at most so many take-home days at a time."""
+
+    from_day: int = Field(description="First treatment day of the band (day 1 is the first day of treatment)")
+    to_day: int | None = Field(description="Last treatment day of the band; null: no end")
+    max_days: int = Field(description="At most this many take-home days at a time")
+
+
+class DrugBandsPublic(BaseModel):
+    """A drug with bands of its own."""
+
+    drug: str = Field(description="The drug")
+    bands: list[BandPublic] = Field(description="Its bands")
+
+
+class CitationPublic(BaseModel):
+    """A rule's primary source."""
+
+    cite: str = Field(description="The citation, e.g. '42 CFR 8.12(i)(3)'")
+    text: str = Field(default="", description="What it says, as read")
+
+
+class RuleSetPublic(BaseModel):
+    """A take-home rule set in force, with its citations and what is uncertain in it."""
+
+    name: str = Field(description="The rule set's name (an order's rules field)")
+    version: str = Field(description="Its version")
+    source: str = Field(description="Where the rules come from")
+    jurisdiction: str = Field(description="Whose rules: federal, a state code (US-WI), or program")
+    basis: str = Field(description="How eligibility decisions name it")
+    applies_to: list[str] = Field(description="The drugs its bands cap")
+    bands: list[BandPublic] = Field(description="Time-in-treatment bands")
+    bands_by_drug: list[DrugBandsPublic] = Field(description="Drugs with bands of their own")
+    max_days_for_uncapped_drugs: int = Field(description="Take-home days for drugs the bands do not cap")
+    attendance_threshold: float = Field(description="Regular attendance: the share of expected visits kept")
+    require_attendance_record: bool = Field(description="No take-homes without an attendance record")
+    screen_lookback_days: int = Field(description="Days of screening results weighed")
+    bad_screen_results: list[str] = Field(description="Screen results that reduce take-homes")
+    positive_screen_reduces_to: int = Field(description="Take-home days after such a result")
+    min_clean_screens_for_reinstatement: int = Field(description="Clean screens needed to reinstate take-homes")
+    reinstatement_min_spacing_days: int = Field(description="Days between those clean screens, at least")
+    diversion_lookback_days: int = Field(description="Days in which a diversion concern counts as recent")
+    missed_dose_run_limit: int = Field(description="Missed doses in a row that need a clinician's reassessment")
+    citations: list[CitationPublic] = Field(description="The primary sources")
+    uncertain: list[str] = Field(description="What is not settled in it, in words")
+
+
+@router.get("/takehome-rule-sets", response_model=Page[RuleSetPublic], responses=responses(401, 403, 422),
             summary="The take-home rule sets in force, with their citations and what is uncertain")
-def takehome_rule_sets(actor: Reader) -> list[dict]:
-    """The take-home rule sets in force, each with its citations and what is uncertain in it."""
+def takehome_rule_sets(actor: Reader, pages: PagingDep) -> Page[RuleSetPublic]:
+    """The take-home rule sets in force, by name, each with its citations and what is uncertain in it."""
     files = takehome_rules.load_rule_files()
     out = []
     for name, rules in sorted(RULE_SETS.items()):
         jurisdiction, _ = files.get(name, ("program", None))
-        out.append({**rules_to_dict(rules), "jurisdiction": jurisdiction, "basis": rules.basis,
-                    "citations": takehome_rules.citations(name), "uncertain": takehome_rules.uncertain(name)})
-    return out
+        values = rules_to_dict(rules)
+        values["bands_by_drug"] = [{"drug": drug, "bands": bands} for drug, bands in values["bands_by_drug"]]
+        out.append(RuleSetPublic.model_validate({
+            **values, "jurisdiction": jurisdiction, "basis": rules.basis,
+            "citations": [{"cite": str(c.get("cite", "")), "text": str(c.get("text", ""))}
+                          for c in takehome_rules.citations(name)],
+            "uncertain": [str(u) for u in takehome_rules.uncertain(name)]}))
+    return pages.cut(out)
 
 
-@router.get("/dispensing/today", response_model=list[DueToday], responses=responses(401, 403, 422),
+@router.get("/dispensing/today", response_model=Page[DueToday], responses=responses(401, 403, 422),
             summary="Who is due for a dose or injection today, and who has been dosed")
-def dispensing_today(actor: Reader, session: SessionDep, shown: ShownDep,
-                     site: str | None = None) -> list[DueToday]:
-    """For a site: who is due for a dose or injection today, and who has already been dosed."""
+def dispensing_today(actor: Reader, session: SessionDep, shown: ShownDep, pages: PagingDep,
+                     site: Annotated[str | None, Query(max_length=64, description="Only this site's orders")] = None,
+                     dosed: Annotated[bool | None, Query(description="true: only orders dosed today; false: only "
+                                                                     "those not dosed yet")] = None,
+                     ) -> Page[DueToday]:
+    """For a site: who is due for a dose or injection today, and who has already been dosed, by site and order."""
     query = select(MedicationOrderRecord, Participant).join(Participant).where(
         MedicationOrderRecord.status != "stopped")
     if site:
@@ -524,5 +594,8 @@ def dispensing_today(actor: Reader, session: SessionDep, shown: ShownDep,
                               reason=expected.reason,
                               dosed_today=bool({med.OBSERVED_DOSE, med.DispenseKind.INJECTION} & set(recorded)),
                               recorded_today=list(recorded)))
-    shown.extend(item.participant_id for item in items)
-    return items
+    if dosed is not None:
+        items = [item for item in items if item.dosed_today == dosed]
+    page = pages.cut(items)
+    shown.extend(item.participant_id for item in page.items)
+    return page

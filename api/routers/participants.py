@@ -6,14 +6,13 @@ import hashlib
 import logging
 import json
 import secrets
-from dataclasses import replace
 from datetime import date, datetime, timezone
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import String, and_, cast, func, or_
+from pydantic import ConfigDict, Field
+from sqlalchemy import String, and_, cast, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -22,7 +21,9 @@ from api.inputs import RequestModel
 from api.deps import ServicesDep, SessionDep, ShownDep, require
 from api.lookups import active_participant, participant_or_404
 from api.idempotency import Idempotency, IdempotentRoute, joins_update
+from api.pages import Page, PagingDep
 from api.problems import ProblemError, responses
+from api.public import ParticipantProgramPublic
 from api.tokens import Actor
 from api.workflow_calls import TEMPORAL_DOWN, workflow_call
 from domain import search
@@ -51,17 +52,8 @@ class ParticipantDetail(ParticipantPublic):
     """A participant with the live state of their program workflow."""
 
     workflow_id: str = Field(description="The Temporal workflow id of the participant's program")
-    workflow: ParticipantState | None = Field(description="Live state of the participant's program workflow")
-
-
-class ParticipantPage(BaseModel):
-    """One page of participants."""
-
-    items: list[ParticipantPublic] = Field(description="This page's entries")
-    total: int = Field(description="How many entries match the filters, across all pages")
-    limit: int = Field(description="The page size asked for")
-    offset: int = Field(description="How many matching entries come before this page")
-    next_offset: int | None = Field(description="The offset of the next page; null on the last page")
+    workflow: ParticipantProgramPublic | None = Field(description="The participant's program as it stands (null "
+                                                                  "while the enrollment completes)")
 
 
 class PhaseChangeRequest(RequestModel):
@@ -288,21 +280,21 @@ def _matches(wanted: search.Search):
     return or_(names, cast(Participant.case_numbers, String).ilike(_like(wanted.text), escape="\\"))
 
 
-@router.get("", response_model=ParticipantPage, responses=responses(401, 403, 422))
+@router.get("", response_model=Page[ParticipantPublic], responses=responses(401, 403, 422))
 def list_participants(
     actor: Reader,
     session: SessionDep,
     shown: ShownDep,
-    status: str | None = None,
-    phase: str | None = None,
-    site: str | None = None,
+    pages: PagingDep,
+    status: Annotated[str | None, Query(max_length=40, description="Only participants with this status: "
+                                                                   "active, completed, withdrawn, ...")] = None,
+    phase: Annotated[str | None, Query(max_length=32, description="Only participants in this phase")] = None,
+    site: Annotated[str | None, Query(max_length=64, description="Only this site's participants")] = None,
     q: Annotated[str | None, Query(max_length=100, description="A name (every word must match the given or "
                                    "family name), a birth date (1987-03-14 or 03/14/1987) or a case number")] = None,
-    date_of_birth: date | None = None,
+    date_of_birth: Annotated[date | None, Query(description="Only participants born that day")] = None,
     phone: Annotated[str | None, Query(max_length=32, description="Matches the same digits, however written")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
-) -> ParticipantPage:
+) -> Page[ParticipantPublic]:
     """Participants, newest first, one page at a time, filtered by status, phase and site. Every participant shown
     is recorded in the audit trail."""
     query = select(Participant)
@@ -324,14 +316,9 @@ def list_participants(
         candidates = session.exec(query.where(col(Participant.phone).contains(digits[-4:]))).all()
         same = [r.id for r in candidates if search.phone_digits(r.phone) == digits]
         query = query.where(col(Participant.id).in_(same))
-    total = session.exec(select(func.count()).select_from(query.subquery())).one()
-    rows = session.exec(
-        query.order_by(col(Participant.created_at).desc(), col(Participant.id)).offset(offset).limit(limit)
-    ).all()
-    next_offset = offset + limit if offset + limit < total else None
-    shown.extend(r.id for r in rows)
-    return ParticipantPage(items=[_public(r) for r in rows], total=total, limit=limit, offset=offset,
-                           next_offset=next_offset)
+    page = pages.rows(session, query, (col(Participant.created_at).desc(), col(Participant.id)), _public)
+    shown.extend(p.id for p in page.items)
+    return page
 
 
 @router.get("/{participant_id}", response_model=ParticipantDetail, responses=responses(401, 403, 404, 503))
@@ -343,43 +330,40 @@ async def get_participant(participant_id: str, actor: Reader, session: SessionDe
     if participant.status != ENROLLING:
         async with workflow_call("participant"):
             state = await handle.query(ParticipantWorkflow.status)
-    return ParticipantDetail(**_public(participant).model_dump(), workflow_id=handle.id, workflow=_unpredictable(state))
+    return ParticipantDetail(**_public(participant).model_dump(), workflow_id=handle.id,
+                             workflow=ParticipantProgramPublic.of(state))
 
 
-def _unpredictable(state: ParticipantState | None) -> ParticipantState | None:
-    """The workflow's state as shown to people: the roll that will place the next draw's minute is
-    drawn ahead of time inside the workflow, and nobody may see it before the draw."""
-    return None if state is None else replace(state, pending_time_roll=None)
-
-
-@router.post("/{participant_id}/phase", response_model=ParticipantState, responses=responses(401, 403, 404, 409, 422, 503))
+@router.post("/{participant_id}/phase", response_model=ParticipantProgramPublic,
+             responses=responses(401, 403, 404, 409, 422, 503))
 @joins_update
 async def change_phase(
     participant_id: str, body: PhaseChangeRequest, actor: CareTeam, session: SessionDep, services: ServicesDep,
     attempt: Idempotency,
-) -> ParticipantState:
+) -> ParticipantProgramPublic:
     """Moves the participant to another phase; the daily draws follow the new phase's testing plan."""
     await run_in_threadpool(active_participant, session, participant_id, "change the phase")
     handle = services.temporal.get_workflow_handle(workflow_id(participant_id))
     async with workflow_call("participant"):
-        return _unpredictable(await handle.execute_update(
+        return ParticipantProgramPublic.of(await handle.execute_update(
             ParticipantWorkflow.change_phase, PhaseChange(phase=body.phase, reason=body.reason, actor=actor.token_id),
             id=attempt.update_id(participant_id) if attempt else None,
         ))
 
 
-@router.post("/{participant_id}/discharge", response_model=ParticipantState, responses=responses(401, 403, 404, 409, 422, 503))
+@router.post("/{participant_id}/discharge", response_model=ParticipantProgramPublic,
+             responses=responses(401, 403, 404, 409, 422, 503))
 @joins_update
 async def discharge(
     participant_id: str, body: DischargeRequest, actor: CareTeam, session: SessionDep, services: ServicesDep,
     attempt: Idempotency,
-) -> ParticipantState:
+) -> ParticipantProgramPublic:
     """Ends the participant's program: no further draws; open screenings are cancelled."""
     if attempt is None or not attempt.retry:  # a retry may find its own first attempt's discharge: it joins it
         await run_in_threadpool(active_participant, session, participant_id, "discharge")
     handle = services.temporal.get_workflow_handle(workflow_id(participant_id))
     async with workflow_call("participant"):
-        return _unpredictable(await handle.execute_update(
+        return ParticipantProgramPublic.of(await handle.execute_update(
             ParticipantWorkflow.discharge, Discharge(kind=body.kind, reason=body.reason, actor=actor.token_id),
             id=attempt.update_id(participant_id) if attempt else None,
         ))

@@ -13,6 +13,7 @@ from sqlmodel import col, select
 from api.idempotency import IdempotentRoute
 from api.deps import SessionDep, require
 from api.inputs import RequestModel
+from api.pages import Page, PagingDep
 from api.problems import ProblemError, responses
 from api.tokens import Actor
 from domain.calendar import calendar_to_dict, parse_ics, with_closed
@@ -165,12 +166,13 @@ def new_version(program_id: str, body: ProgramIn, actor: Admin, session: Session
     return _out(session, program_id)
 
 
-@router.get("/programs", response_model=list[ProgramSummary], responses=responses(401, 403), summary="List programs")
-def list_programs(actor: Reader, session: SessionDep) -> list[ProgramSummary]:
-    """Every program with its current version."""
-    rows = session.exec(select(ProgramRecord).order_by(col(ProgramRecord.id))).all()
-    return [ProgramSummary(program_id=r.id, name=r.name, current_version=r.current_version, updated_at=r.updated_at)
-            for r in rows]
+@router.get("/programs", response_model=Page[ProgramSummary], responses=responses(401, 403, 422),
+            summary="List programs")
+def list_programs(actor: Reader, session: SessionDep, pages: PagingDep) -> Page[ProgramSummary]:
+    """Every program with its current version, by id."""
+    return pages.rows(session, select(ProgramRecord), (col(ProgramRecord.id),),
+                      lambda r: ProgramSummary(program_id=r.id, name=r.name, current_version=r.current_version,
+                                               updated_at=r.updated_at))
 
 
 @router.get("/programs/{program_id}", response_model=ProgramOut, responses=responses(401, 403, 404),

@@ -3,8 +3,6 @@ tests, check-ins, pauses, and the record of every daily draw."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from datetime import date, datetime
 from uuid import uuid4
 from typing import Annotated, Any
@@ -12,14 +10,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
-from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from api.inputs import ProgramDay, ProgramMoment, RequestModel
 from api.deps import ServicesDep, SessionDep, ShownDep, require
 from api.lookups import active_participant, participant_or_404, screening_or_404
 from api.idempotency import Attempt, Idempotency, IdempotentRoute, joins_update
+from api.pages import Page, PagingDep
 from api.problems import ProblemError, responses
+from api.public import CheckInAnswerPublic, ParticipantProgramPublic, ScreeningRefPublic, ScreeningStatePublic
 from api.tokens import Actor
 from api.workflow_calls import workflow_call
 from api.routers.channel import _record_told
@@ -33,16 +32,13 @@ from workflows.contracts import (
     WINDOW_LOST,
     TAKES_COLLECTION,
     CheckIn,
-    CheckInAnswer,
     DisclosureEvent,
     Collection,
     Excuse,
     ForCause,
-    ParticipantState,
     Pause,
     PocReading,
     Refusal,
-    ScreeningRef,
     ScreeningState,
     already_message,
 )
@@ -87,17 +83,8 @@ class ScreeningDetail(ScreeningPublic):
     """A screening with the live state of its workflow."""
 
     workflow_id: str = Field(description="The Temporal workflow id of the screening")
-    workflow: ScreeningState | None = Field(description="Live state of the screening workflow")
-
-
-class ScreeningPage(BaseModel):
-    """One page of screenings."""
-
-    items: list[ScreeningPublic] = Field(description="This page's entries")
-    total: int = Field(description="How many entries match the filters, across all pages")
-    limit: int = Field(description="The page size asked for")
-    offset: int = Field(description="How many matching entries come before this page")
-    next_offset: int | None = Field(description="The offset of the next page; null on the last page")
+    workflow: ScreeningStatePublic | None = Field(description="The screening as it stands: window, collection, "
+                                                              "results, reviews and outcome")
 
 
 class DrawPublic(BaseModel):
@@ -222,25 +209,22 @@ def _public(row: Screening) -> ScreeningPublic:
     return ScreeningPublic.model_validate(row, from_attributes=True)
 
 
-def _page(session: Session, query, limit: int, offset: int) -> ScreeningPage:
-    total = session.exec(select(func.count()).select_from(query.subquery())).one()
-    rows = session.exec(query.order_by(col(Screening.day).desc(), col(Screening.id)).offset(offset).limit(limit)).all()
-    return ScreeningPage(items=[_public(r) for r in rows], total=total, limit=limit, offset=offset,
-                         next_offset=offset + limit if offset + limit < total else None)
+SCREENING_ORDER = (col(Screening.day).desc(), col(Screening.id))
 
 
-@router.get("/screenings", response_model=ScreeningPage, responses=responses(401, 403, 422))
+@router.get("/screenings", response_model=Page[ScreeningPublic], responses=responses(401, 403, 422))
 def list_screenings(
     actor: Reader,
     session: SessionDep,
     shown: ShownDep,
+    pages: PagingDep,
     day: Annotated[date | None, Query(alias="date", description="Program day (YYYY-MM-DD)")] = None,
-    status: str | None = None,
-    participant_id: str | None = None,
-    site: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
-) -> ScreeningPage:
+    status: Annotated[str | None, Query(max_length=40, description="Only screenings with this status")] = None,
+    participant_id: Annotated[str | None, Query(max_length=40, description="Only this participant's")] = None,
+    site: Annotated[str | None, Query(max_length=64, description="Only this site's")] = None,
+    reason: Annotated[str | None, Query(max_length=40, description="Only random (the daily draw) or only "
+                                                                   "for-cause tests")] = None,
+) -> Page[ScreeningPublic]:
     """Screenings, latest day first, one page at a time, filtered by date, status, participant and site: the front
     desk's list of who is to test today."""
     query = select(Screening)
@@ -252,43 +236,54 @@ def list_screenings(
         query = query.where(Screening.participant_id == participant_id)
     if site:
         query = query.where(Screening.site == site)
-    page = _page(session, query, limit, offset)
+    if reason:
+        query = query.where(Screening.reason == reason)
+    page = pages.rows(session, query, SCREENING_ORDER, _public)
     shown.extend(item.participant_id for item in page.items)
     return page
 
 
-@router.get("/participants/{participant_id}/screenings", response_model=ScreeningPage,
+@router.get("/participants/{participant_id}/screenings", response_model=Page[ScreeningPublic],
             responses=responses(401, 403, 404, 422))
 def participant_screenings(
     participant_id: str,
     actor: Reader,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
-) -> ScreeningPage:
-    """Every screening of one participant."""
+    pages: PagingDep,
+    status: Annotated[str | None, Query(max_length=40, description="Only screenings with this status")] = None,
+) -> Page[ScreeningPublic]:
+    """Every screening of one participant, latest day first."""
     participant_or_404(session, participant_id)
-    return _page(session, select(Screening).where(Screening.participant_id == participant_id), limit, offset)
+    query = select(Screening).where(Screening.participant_id == participant_id)
+    if status:
+        query = query.where(Screening.status == status)
+    return pages.rows(session, query, SCREENING_ORDER, _public)
 
 
-@router.get("/participants/{participant_id}/draws", response_model=list[DrawPublic],
+@router.get("/participants/{participant_id}/draws", response_model=Page[DrawPublic],
             responses=responses(401, 403, 404, 422))
 def participant_draws(
     participant_id: str,
     actor: Reader,
     session: SessionDep,
-    since: date | None = None,
-    until: date | None = None,
-) -> list[DrawPublic]:
-    """Every daily draw so far, with its rolls: why each day was or was not selected."""
+    pages: PagingDep,
+    since: Annotated[date | None, Query(description="From this program day (inclusive)")] = None,
+    until: Annotated[date | None, Query(description="To this program day (inclusive)")] = None,
+    selected: Annotated[bool | None, Query(description="Only the days a test was (true) or was not (false) "
+                                                       "selected")] = None,
+) -> Page[DrawPublic]:
+    """Every daily draw made so far, first day first, with its rolls: why each day was or was not selected. A
+    draw is recorded when it is made, never before."""
     participant_or_404(session, participant_id)
     query = select(SelectionDraw).where(SelectionDraw.participant_id == participant_id)
     if since:
         query = query.where(SelectionDraw.day >= since)
     if until:
         query = query.where(SelectionDraw.day <= until)
-    rows = session.exec(query.order_by(col(SelectionDraw.day))).all()
-    return [DrawPublic.model_validate(r, from_attributes=True) for r in rows]
+    if selected is not None:
+        query = query.where(SelectionDraw.selected == selected)
+    return pages.rows(session, query, (col(SelectionDraw.day),),
+                      lambda row: DrawPublic.model_validate(row, from_attributes=True))
 
 
 @router.get("/screenings/{screening_id}", response_model=ScreeningDetail, responses=responses(401, 403, 404, 503))
@@ -298,7 +293,8 @@ async def get_screening(screening_id: str, actor: Reader, session: SessionDep, s
     handle = services.temporal.get_workflow_handle(screening_workflow_id(screening_id))
     async with workflow_call("screening"):
         state = await handle.query(ScreeningWorkflow.status)
-    return ScreeningDetail(**_public(row).model_dump(), workflow_id=handle.id, workflow=state)
+    return ScreeningDetail(**_public(row).model_dump(), workflow_id=handle.id,
+                           workflow=ScreeningStatePublic.of(state))
 
 
 _SNAPSHOT = TypeAdapter(ScreeningState)
@@ -317,19 +313,20 @@ def _sentence(text: str) -> str:
 
 
 async def _screening_update(services: ServicesDep, session: Session, screening_id: str, update, argument,
-                            attempt: Attempt | None) -> ScreeningState:
+                            attempt: Attempt | None) -> ScreeningStatePublic:
     if attempt is None or not attempt.retry:  # a retry may find its own first attempt's effect: it joins it
         await run_in_threadpool(_open_screening, session, screening_id)
     handle = services.temporal.get_workflow_handle(screening_workflow_id(screening_id))
     async with workflow_call("screening"):
-        return await handle.execute_update(update, argument, id=attempt.update_id(screening_id) if attempt else None)
+        return ScreeningStatePublic.of(await handle.execute_update(
+            update, argument, id=attempt.update_id(screening_id) if attempt else None))
 
 
-@router.post("/screenings/{screening_id}/collection", response_model=ScreeningState,
+@router.post("/screenings/{screening_id}/collection", response_model=ScreeningStatePublic,
              responses=responses(401, 403, 404, 409, 422, 503))
 @joins_update
 async def record_collection(screening_id: str, body: CollectionRequest, actor: Collector, session: SessionDep,
-                            services: ServicesDep, attempt: Idempotency) -> ScreeningState:
+                            services: ServicesDep, attempt: Idempotency) -> ScreeningStatePublic:
     """Records the specimen collected for a selected test (chain of custody, temperature, point-of-care readings). A
     collection after the window needs late=true and a late_reason."""
     collection = Collection(
@@ -343,32 +340,32 @@ async def record_collection(screening_id: str, body: CollectionRequest, actor: C
                                    attempt)
 
 
-@router.post("/screenings/{screening_id}/excuse", response_model=ScreeningState,
+@router.post("/screenings/{screening_id}/excuse", response_model=ScreeningStatePublic,
              responses=responses(401, 403, 404, 409, 422, 503))
 @joins_update
 async def excuse(screening_id: str, body: ExcuseRequest, actor: Collector, session: SessionDep,
-                 services: ServicesDep, attempt: Idempotency) -> ScreeningState:
+                 services: ServicesDep, attempt: Idempotency) -> ScreeningStatePublic:
     """Excuses a selected test with a documented reason; it does not count as missed."""
     return await _screening_update(services, session, screening_id, ScreeningWorkflow.excuse,
                                    Excuse(reason=body.reason, actor=actor.token_id), attempt)
 
 
-@router.post("/screenings/{screening_id}/refusal", response_model=ScreeningState,
+@router.post("/screenings/{screening_id}/refusal", response_model=ScreeningStatePublic,
              responses=responses(401, 403, 404, 409, 422, 503))
 @joins_update
 async def refusal(screening_id: str, body: RefusalRequest, actor: Collector, session: SessionDep,
-                  services: ServicesDep, attempt: Idempotency) -> ScreeningState:
+                  services: ServicesDep, attempt: Idempotency) -> ScreeningStatePublic:
     """Records that the participant refused the test or that the specimen cannot be used; reported as a refusal."""
     return await _screening_update(services, session, screening_id, ScreeningWorkflow.refuse,
                                    Refusal(kind=body.kind, detail=body.detail, actor=actor.token_id), attempt)
 
 
-@router.post("/screenings/{screening_id}/make-up", status_code=201, response_model=ScreeningRef,
+@router.post("/screenings/{screening_id}/make-up", status_code=201, response_model=ScreeningRefPublic,
              responses=responses(401, 403, 404, 409, 422, 503),
              summary="Staff decision on a test not notified or whose window was lost: a make-up test now")
 @joins_update
 async def make_up(screening_id: str, body: MakeUpRequest, actor: Collector, session: SessionDep,
-                  services: ServicesDep, attempt: Idempotency) -> ScreeningRef:
+                  services: ServicesDep, attempt: Idempotency) -> ScreeningRefPublic:
     """Replaces a test the participant was never told about (not-notified) or whose collection window was lost
     (window-lost): the lost test is excused, noting the make-up, and a test is ordered now (the participant is
     told at once). Any other screening is refused (409)."""
@@ -382,9 +379,10 @@ async def make_up(screening_id: str, body: MakeUpRequest, actor: Collector, sess
         await _screening_update(services, session, screening_id, ScreeningWorkflow.excuse,
                                 Excuse(reason=f"replaced by a make-up test: {body.reason}", actor=actor.token_id),
                                 attempt)
-    return await _participant_update(services, session, row.participant_id, ParticipantWorkflow.order_for_cause,
-                                     ForCause(reason=f"make-up for {screening_id}: {body.reason}",
-                                              actor=actor.token_id), "order a make-up test", attempt)
+    return ScreeningRefPublic.of(await _participant_update(
+        services, session, row.participant_id, ParticipantWorkflow.order_for_cause,
+        ForCause(reason=f"make-up for {screening_id}: {body.reason}", actor=actor.token_id), "order a make-up test",
+        attempt))
 
 
 async def _participant_update(services: ServicesDep, session: Session, participant_id: str, update, argument,
@@ -397,23 +395,23 @@ async def _participant_update(services: ServicesDep, session: Session, participa
                                            id=attempt.update_id(participant_id) if attempt else None)
 
 
-@router.post("/participants/{participant_id}/screenings", status_code=201, response_model=ScreeningRef,
+@router.post("/participants/{participant_id}/screenings", status_code=201, response_model=ScreeningRefPublic,
              responses=responses(401, 403, 404, 409, 422, 503), summary="Order a for-cause test now")
 @joins_update
 async def order_for_cause(participant_id: str, body: ForCauseRequest, actor: Collector, session: SessionDep,
-                          services: ServicesDep, attempt: Idempotency) -> ScreeningRef:
+                          services: ServicesDep, attempt: Idempotency) -> ScreeningRefPublic:
     """Orders a test now for a stated reason, outside the random draw; the participant is told at once and the
     collection window opens."""
-    return await _participant_update(services, session, participant_id, ParticipantWorkflow.order_for_cause,
-                                     ForCause(reason=body.reason, actor=actor.token_id), "order a for-cause test",
-                                     attempt)
+    return ScreeningRefPublic.of(await _participant_update(
+        services, session, participant_id, ParticipantWorkflow.order_for_cause,
+        ForCause(reason=body.reason, actor=actor.token_id), "order a for-cause test", attempt))
 
 
-@router.post("/participants/{participant_id}/pauses", response_model=ParticipantState,
+@router.post("/participants/{participant_id}/pauses", response_model=ParticipantProgramPublic,
              responses=responses(401, 403, 404, 409, 422, 503), summary="Suspend random selection for a while")
 @joins_update
 async def pause(participant_id: str, body: PauseRequest, actor: Collector, session: SessionDep,
-                services: ServicesDep, attempt: Idempotency) -> ParticipantState:
+                services: ServicesDep, attempt: Idempotency) -> ParticipantProgramPublic:
     """Suspends random selection on the days given (inclusive), e.g. travel or a hospital stay; the draws of those
     days record 'paused'."""
     state = await _participant_update(
@@ -421,15 +419,15 @@ async def pause(participant_id: str, body: PauseRequest, actor: Collector, sessi
         Pause(start=body.start.isoformat(), end=body.end.isoformat(), reason=body.reason, actor=actor.token_id),
         "pause testing", attempt,
     )
-    # The roll that places the next draw's minute is in the workflow's state: nobody sees it before the draw.
-    return replace(state, pending_time_roll=None)
+    # The roll that places the next draw's minute is in the workflow's state: the public model leaves it out.
+    return ParticipantProgramPublic.of(state)
 
 
-@router.post("/check-ins", response_model=CheckInAnswer, responses=responses(401, 403, 404, 409, 422, 503),
+@router.post("/check-ins", response_model=CheckInAnswerPublic, responses=responses(401, 403, 404, 409, 422, 503),
              summary="Daily check-in: must the participant test today?")
 @joins_update
 async def check_in(body: CheckInRequest, actor: FrontDesk, session: SessionDep, services: ServicesDep,
-                   attempt: Idempotency) -> CheckInAnswer:
+                   attempt: Idempotency) -> CheckInAnswerPublic:
     """The participant checks in for the day (kiosk, phone, text, app or staff) and learns whether they must test
     today and by when."""
     answer = await _participant_update(services, session, body.participant_id, ParticipantWorkflow.check_in,
@@ -437,7 +435,7 @@ async def check_in(body: CheckInRequest, actor: FrontDesk, session: SessionDep, 
     if answer.must_test and answer.screening_id:
         # Told at the desk: a notice in its own right (domain.misses).
         await run_in_threadpool(_record_told, services.engine, body.participant_id, answer.screening_id, body.method)
-    return answer
+    return CheckInAnswerPublic.of(answer)
 
 
 def _set_forensic(session: Session, screening_id: str, body: "ForensicRequest", actor: str) -> Screening:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from api.deps import SessionDep, require
+from api.pages import Page, PagingDep
 from api.problems import responses
 from api.tokens import ROLES, Actor
 from store.selection import periods
@@ -32,10 +33,12 @@ class CommitmentPublic(BaseModel):
     seed: str | None = Field(None, description="hex 256-bit seed; null until the period has ended and it is revealed")
 
 
-@router.get("/selection/commitments", response_model=list[CommitmentPublic], responses=responses(401, 403, 422))
-def commitments(actor: AnyRole, session: SessionDep,
-                program: Annotated[str | None, Query(max_length=64)] = None) -> list[CommitmentPublic]:
+@router.get("/selection/commitments", response_model=Page[CommitmentPublic], responses=responses(401, 403, 422))
+def commitments(actor: AnyRole, session: SessionDep, pages: PagingDep,
+                program: Annotated[str | None, Query(max_length=64, description="Only this program's")] = None,
+                ) -> Page[CommitmentPublic]:
     """Every period's commitment, and its seed once revealed: recompute the draws with docs/verify_selection.py."""
-    return [CommitmentPublic(program=p.program, period=p.period, commitment=p.commitment, published_at=p.published_at,
-                             beacon=p.beacon, revealed_at=p.revealed_at, seed=p.seed_revealed)
-            for p in periods(session, program)]
+    return pages.cut([CommitmentPublic(program=p.program, period=p.period, commitment=p.commitment,
+                                       published_at=p.published_at, beacon=p.beacon, revealed_at=p.revealed_at,
+                                       seed=p.seed_revealed)
+                      for p in periods(session, program)])

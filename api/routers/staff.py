@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
 from api.deps import SessionDep, require
+from api.pages import Page, PagingDep, containing
 from api.problems import responses
 from api.tokens import Actor
 from store.models import ApiToken
@@ -29,10 +30,18 @@ class StaffMember(BaseModel):
     role: str = Field(description="Its role: admin, staff, clinician, lab or auditor")
 
 
-@router.get("/staff", response_model=list[StaffMember], responses=responses(401, 403),
+@router.get("/staff", response_model=Page[StaffMember], responses=responses(401, 403, 422),
             summary="Names and roles of every token, to show a name where a record holds a token id")
-def staff(actor: Reader, session: SessionDep) -> list[StaffMember]:
+def staff(actor: Reader, session: SessionDep, pages: PagingDep,
+          q: Annotated[str | None, Query(max_length=120, description="Part of the name, any case")] = None,
+          role: Annotated[str | None, Query(max_length=16, description="Only this role")] = None,
+          ) -> Page[StaffMember]:
     """Every token ever issued, oldest first, with its name and role (no secret and no expiry), so that a
     screen can show "reviewed by Dr Lee" where a record says which token did it."""
-    rows = session.exec(select(ApiToken).order_by(col(ApiToken.created_at))).all()
-    return [StaffMember(id=r.id, name=r.name, role=r.role) for r in rows]
+    query = select(ApiToken)
+    if q and q.strip():
+        query = query.where(col(ApiToken.name).ilike(containing(q.strip()), escape="\\"))
+    if role:
+        query = query.where(ApiToken.role == role)
+    return pages.rows(session, query, (col(ApiToken.created_at), col(ApiToken.id)),
+                      lambda r: StaffMember(id=r.id, name=r.name, role=r.role))

@@ -11,12 +11,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import case, func, or_
+from sqlalchemy import case, or_
 from sqlmodel import Session, col, select
 
 from api.idempotency import IdempotentRoute
 from api.deps import SessionDep, ShownDep, require
 from api.inputs import RequestModel
+from api.pages import Page, PagingDep
 from api.problems import ProblemError, responses
 from api.tokens import Actor
 from domain import worklist as wl
@@ -74,16 +75,6 @@ class WorklistItemPublic(BaseModel):
     resolved_at: datetime | None = Field(description="When it was resolved")
     notes: list[WorklistNote] = Field(description="Its history, oldest first")
     created_at: datetime = Field(description="When it was opened")
-
-
-class WorklistPage(BaseModel):
-    """One page of worklist items, most urgent and soonest due first."""
-
-    items: list[WorklistItemPublic] = Field(description="The items on this page")
-    total: int = Field(description="How many items match the filters, on all pages")
-    limit: int = Field(description="The page size asked for")
-    offset: int = Field(description="How many matching items come before this page")
-    next: int | None = Field(description="The offset of the next page, or null on the last page")
 
 
 class ClaimRequest(RequestModel):
@@ -144,23 +135,23 @@ def _one(session: Session, row: WorklistItem) -> WorklistItemPublic:
     return _public(row, participants, staff, _now())
 
 
-@router.get("", response_model=WorklistPage, responses=responses(401, 403, 422), summary="The worklist, filtered")
+@router.get("", response_model=Page[WorklistItemPublic], responses=responses(401, 403, 422),
+            summary="The worklist, filtered")
 def list_items(
     actor: Reader,
     session: SessionDep,
     shown: ShownDep,
-    site: str | None = None,
-    kind: wl.WorklistKind | None = None,
+    pages: PagingDep,
+    site: Annotated[str | None, Query(max_length=64, description="Only this site's items")] = None,
+    kind: Annotated[wl.WorklistKind | None, Query(description="Only items of this kind")] = None,
     status: Annotated[str, Query(pattern="^(unresolved|open|claimed|resolved|all)$",
                                  description="unresolved (open or claimed, the default), open, claimed, "
                                              "resolved or all")] = UNRESOLVED,
     mine: Annotated[bool, Query(description="Only items assigned to me")] = False,
     overdue: Annotated[bool, Query(description="Only unresolved items past their due time")] = False,
     role: Annotated[str | None, Query(description="Items owned by, or escalated to, this role")] = None,
-    participant_id: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
-) -> WorklistPage:
+    participant_id: Annotated[str | None, Query(max_length=40, description="Only this participant's items")] = None,
+) -> Page[WorklistItemPublic]:
     """What staff have to do, most urgent and soonest due first: by default every unresolved item; filter by site,
     kind, status, owner role, participant, your own items or the overdue ones."""
     now = _now()
@@ -181,14 +172,11 @@ def list_items(
         query = query.where(or_(WorklistItem.owner_role == role, WorklistItem.escalated_to == role))
     if participant_id:
         query = query.where(WorklistItem.participant_id == participant_id)
-    total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rank = case({s.value: n for s, n in wl.SEVERITY_ORDER.items()}, value=WorklistItem.severity, else_=9)
-    rows = session.exec(query.order_by(rank, col(WorklistItem.due_at), col(WorklistItem.id))
-                        .offset(offset).limit(limit)).all()
-    participants, staff = _names(session, list(rows))
-    shown.extend(r.participant_id for r in rows if r.participant_id)
-    return WorklistPage(items=[_public(r, participants, staff, now) for r in rows], total=total, limit=limit,
-                        offset=offset, next=offset + limit if offset + limit < total else None)
+    page = pages.rows(session, query, (rank, col(WorklistItem.due_at), col(WorklistItem.id)), lambda row: row)
+    participants, staff = _names(session, list(page.items))
+    shown.extend(r.participant_id for r in page.items if r.participant_id)
+    return page.model_copy(update={"items": [_public(r, participants, staff, now) for r in page.items]})
 
 
 def _item(session: Session, item_id: int, request: Request, *, lock: bool = False) -> WorklistItem:

@@ -73,15 +73,13 @@ class Api:
         return response.json() if response.content else None
 
     async def get_all(self, path: str, cap: int = 1000, **params: Any) -> list[dict[str, Any]]:
-        """Every item of a paged list (up to `cap`)."""
-        items: list[dict[str, Any]] = []
-        offset = 0
-        while True:
-            page = await self.get(path, limit=PAGE_LIMIT, offset=offset, **params)
+        """Every item of a paged list (up to `cap`), following each page's `next` link."""
+        page = await self.get(path, limit=PAGE_LIMIT, offset=0, **params)
+        items: list[dict[str, Any]] = list(page["items"])
+        while page.get("next") and len(items) < cap:
+            page = (await self.request("GET", page["next"])).json()
             items += page["items"]
-            offset = page.get("next_offset")
-            if offset is None or len(items) >= cap:
-                return items
+        return items
 
     async def maybe(self, awaitable: Awaitable[Any]) -> tuple[Any, ApiError | None]:
         """(answer, None) or (None, the API's refusal): for page sections a role may not see."""

@@ -125,7 +125,7 @@ async def home(request: Request) -> Response:
 
 async def _who(ctx: Ctx):
     """A function from an actor (a token id, 'system', 'lab:...') to the words to show for it."""
-    staff, _ = await ctx.api.maybe(ctx.api.get("/staff")) if ctx.can("GET", "/staff") else (None, None)
+    staff, _ = await ctx.api.maybe(ctx.api.get_all("/staff")) if ctx.can("GET", "/staff") else (None, None)
     names = {s["id"]: s["name"] for s in staff or []}
 
     def who(actor: str | None) -> str:
@@ -179,7 +179,7 @@ async def today(request: Request, ctx: Ctx) -> Response:
         "review": api.get_all("/screenings", status="awaiting-review") if screenings_ok else None,
         "results": api.get_all("/screenings", status="awaiting-result") if screenings_ok else None,
         "preliminary": api.get_all("/screenings", status="preliminary") if screenings_ok else None,
-        "dosing": api.get("/dispensing/today", site=site) if ctx.can("GET", "/dispensing/today") else None,
+        "dosing": api.get_all("/dispensing/today", site=site) if ctx.can("GET", "/dispensing/today") else None,
         "quarantine": api.get("/lab/quarantine", limit=100) if ctx.can("GET", "/lab/quarantine") else None,
         DisclosureStatus.BLOCKED: api.get_all("/disclosures", status=DisclosureStatus.BLOCKED, cap=200)
         if disclosures_ok else None,
@@ -191,7 +191,7 @@ async def today(request: Request, ctx: Ctx) -> Response:
         "worklist_mine": api.get("/worklist", limit=1, site=site, mine="true") if ctx.can("GET", "/worklist") else None,
         DisclosureStatus.RETRYING: api.get_all("/disclosures", status=DisclosureStatus.RETRYING, cap=200)
         if disclosures_ok else None,
-        "calls": api.get("/call-list") if ctx.can("GET", "/call-list") else None,
+        "calls": api.get_all("/call-list") if ctx.can("GET", "/call-list") else None,
     })
     names = answers["names"][0] or {}
     errors = [e for _, e in answers.values() if e is not None]
@@ -217,7 +217,7 @@ async def today(request: Request, ctx: Ctx) -> Response:
         calls = [c for c in calls if c["participant_id"] in {p["id"] for p in here or []}]
     recipients = {}
     if disclosures and ctx.can("GET", "/recipients"):
-        found, _ = await api.maybe(api.get("/recipients"))
+        found, _ = await api.maybe(api.get_all("/recipients"))
         recipients = {r["id"]: r["name"] for r in found or []}
     return ctx.render("today.html", day=day, is_today=day == datetime.now(zone).date(), site=site,
                       previous_day=day - timedelta(days=1), next_day=day + timedelta(days=1), zone=str(zone),
@@ -366,11 +366,11 @@ async def participant(request: Request, ctx: Ctx) -> Response:
     today_local = datetime.now(zone).date()
     answers = await _sections(ctx, {
         "screenings": api.get_all(f"/participants/{pid}/screenings"),
-        "draws": api.get(f"/participants/{pid}/draws",
-                         since=(today_local - timedelta(weeks=CALENDAR_WEEKS)).isoformat()),
-        "orders": api.get(f"/participants/{pid}/medications"),
-        "consents": api.get(f"/participants/{pid}/consents"),
-        "recipients": api.get("/recipients") if ctx.can("GET", "/recipients") else None,
+        "draws": api.get_all(f"/participants/{pid}/draws",
+                             since=(today_local - timedelta(weeks=CALENDAR_WEEKS)).isoformat()),
+        "orders": api.get_all(f"/participants/{pid}/medications"),
+        "consents": api.get_all(f"/participants/{pid}/consents"),
+        "recipients": api.get_all("/recipients") if ctx.can("GET", "/recipients") else None,
         "disclosures": api.get_all("/disclosures", participant_id=pid, cap=200),
     })
     screenings = answers["screenings"][0] or []
@@ -430,7 +430,7 @@ def _forms(ctx: Ctx, *names: str) -> dict[str, Any]:
 async def timeline(request: Request, ctx: Ctx) -> Response:
     pid = request.path_params["participant_id"]
     reads = query(request, "reads") == "1"
-    entries = await ctx.api.get(f"/participants/{pid}/history")
+    entries = await ctx.api.get_all(f"/participants/{pid}/history", cap=20000)
     # The dashboard's own requests are audited too, but each made its API calls under the same
     # request id: those API events say what was read or done, so the dashboard's are not repeated.
     shown = [e for e in entries if not (e["source"] == "audit" and " /ui/" in e["event"])
@@ -662,7 +662,7 @@ async def lab_turnaround(request: Request, ctx: Ctx) -> Response:
     """Per lab: collection to received and received to final, against the program's target. The
     target as typed is passed to the API, which refuses a bad one with its own detail."""
     target = query(request, "target_hours") or DEFAULT_TARGET_HOURS
-    labs = await ctx.api.get("/reports/lab-turnaround", target_hours=target)
+    labs = await ctx.api.get_all("/reports/lab-turnaround", target_hours=target)
     return ctx.render("lab_turnaround.html", labs=labs, target=target)
 
 
@@ -877,7 +877,7 @@ async def call_list(request: Request, ctx: Ctx) -> Response:
     site = ctx.session.site or ""
     zone = await _site_zone(ctx, site)
     today = datetime.now(zone).date()
-    entries = await ctx.api.get("/call-list", include_resolved="true")
+    entries = await ctx.api.get_all("/call-list", include_resolved="true")
     people = {pid: None for pid in dict.fromkeys(e["participant_id"] for e in entries)}
     if people and ctx.can("GET", "/participants/{participant_id}"):
         answers = await ctx.api.gather([ctx.api.get(f"/participants/{pid}") for pid in people])

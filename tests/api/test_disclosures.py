@@ -207,7 +207,7 @@ async def test_recipient_url_rules_and_410_disables(stack, court):
                           headers=stack.auth("clinician"))
     disclosure = await settled(stack, disclosure_id(pid, "phase-change-1", "phase-changes", court_id))
     assert disclosure.status == "failed" and disclosure.last_status_code == 410
-    recipients = (await stack.http.get("/recipients", headers=stack.auth("staff"))).json()
+    recipients = (await stack.http.get("/recipients", headers=stack.auth("staff"))).json()["items"]
     [mine] = [r for r in recipients if r["id"] == court_id]
     assert mine["status"] == "disabled" and mine["disabled_reason"]
     with Session(stack.engine) as session:

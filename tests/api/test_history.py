@@ -61,7 +61,7 @@ async def test_timeline_holds_each_step_in_order_with_its_actor(stack, flow):
     pid, sid, order_id = flow
     response = await stack.http.get(f"/participants/{pid}/history", headers=stack.auth("auditor"))
     assert response.status_code == 200
-    timeline = response.json()
+    timeline = response.json()["items"]
     events = [(e["event"], e["actor"]) for e in timeline]
 
     def position(event: str, actor_role: str | None = None) -> int:
@@ -95,7 +95,8 @@ async def test_timeline_holds_each_step_in_order_with_its_actor(stack, flow):
     lab = await stack.http.get(f"/participants/{pid}/history", headers=stack.auth("lab"))
     assert lab.status_code == 403
     raw = await stack.http.get(f"/workflows/screening-{sid}/history", headers=stack.auth("auditor"))
-    assert raw.status_code == 200 and "decoded" in json.dumps(raw.json())
+    assert raw.status_code == 200 and "decoded" in json.dumps(raw.json()["items"])
+    assert raw.json()["items"][0]["event_type"] == "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED"
 
 
 async def test_no_phi_in_temporal_logs_or_search_attributes(stack, flow, dev_server_db, caplog):

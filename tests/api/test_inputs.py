@@ -70,7 +70,7 @@ async def test_implausible_doses_are_refused_and_an_override_is_recorded(stack):
                                     headers=stack.auth("clinician"))
     assert changed.status_code == 200, changed.text
     assert changed.json()["order"]["dose_override_reason"] == "split-dose study, level 420 ng/mL"
-    assert "split-dose study" in changed.json()["events"][-1]["detail"]
+    assert "split-dose study" in changed.json()["timeline"][-1]["detail"]
 
     # Dispenses: non-finite and non-positive doses never reach the workflow.
     dispenses = f"/medications/{order_id}/dispenses"

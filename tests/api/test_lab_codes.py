@@ -53,7 +53,7 @@ async def test_unknown_class_is_held_per_code_and_the_rest_is_filed(stack):
     assert done.json()["resolution"] == "not-monitored"
     state = await screening(stack, sid)
     assert state["status"] == "final" and state["final_outcome"] == "negative"
-    assert any(e["what"] == "held code not-monitored" for e in state["events"])
+    assert any(e["what"] == "held code not-monitored" for e in state["timeline"])
 
 
 async def test_a_held_code_mapped_later_is_filed_and_interpreted(stack):

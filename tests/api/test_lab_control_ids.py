@@ -162,7 +162,7 @@ async def test_token_creation_binds_lab_tokens_to_a_sender(stack):
                                                    "sender_application": "Y"}, headers=admin)
     assert staff.status_code == 422 and "lab" in staff.json()["detail"]
     await bound_token(stack, "LAB", "ACME LAB")
-    listed = (await stack.http.get("/tokens", headers=admin)).json()
+    listed = (await stack.http.get("/tokens", headers=admin)).json()["items"]
     assert {"sender_application": "LAB", "sender_facility": "ACME LAB"}.items() <= next(
         t for t in listed if t["sender_facility"] == "ACME LAB").items()
 

@@ -46,7 +46,7 @@ async def test_order_dispense_refusals_and_today_list(stack):
     eligibility = detail["workflow"]["eligibility"]
     assert eligibility["max_take_home_days"] == 0 and len(eligibility["reasons"]) >= 5
     assert any("storage" in reason for reason in eligibility["reasons"])
-    today = (await stack.http.get("/dispensing/today?site=north", headers=stack.auth("staff"))).json()
+    today = (await stack.http.get("/dispensing/today?site=north", headers=stack.auth("staff"))).json()["items"]
     mine = [item for item in today if item["order_id"] == order_id]
     assert mine and mine[0]["dosed_today"] and mine[0]["expected"] == "observed-dose"
 
@@ -141,7 +141,7 @@ async def test_default_rule_set_is_recorded_and_files_are_listed(stack):
     pid = (await stack.enroll())["id"]
     created = (await start(stack, pid)).json()
     assert created["rules"] == "federal-otp-2024"
-    listed = (await stack.http.get("/takehome-rule-sets", headers=stack.auth("auditor"))).json()
+    listed = (await stack.http.get("/takehome-rule-sets", headers=stack.auth("auditor"))).json()["items"]
     names = {r["name"] for r in listed}
     assert {"federal-otp-2024", "wisconsin-dhs75", "california-9ccr10375"} <= names
     assert all(r["citations"] for r in listed if r["name"] != "state-strict-example")
@@ -199,3 +199,26 @@ async def test_an_order_takes_its_closed_days_from_the_programs_calendar(stack):
     plain = await start(stack, other)
     state = (await stack.http.get(f"/medications/{plain.json()['id']}", headers=stack.auth("staff"))).json()
     assert state["workflow"]["closed_days"] == []
+
+
+async def test_a_random_callback_is_not_announced_before_it_is_made(stack):
+    # The callback's day and time are drawn in the workflow; a participant told ahead of time (through any
+    # staff screen or token) could bring the bottles in for the call alone. The answers show it as scheduled,
+    # with its time only once the call is made.
+    pid = (await stack.enroll())["id"]
+    order_id = (await start(stack, pid)).json()["id"]
+    scheduled = await stack.http.post(f"/medications/{order_id}/callbacks", json={"window_days": 7,
+                                                                                  "respond_hours": 24},
+                                      headers=stack.auth("staff"))
+    assert scheduled.status_code == 200, scheduled.text
+    [callback] = scheduled.json()["callbacks"]
+    assert callback["status"] == "scheduled" and callback["call_at"] is None
+    handle = stack.temporal.get_workflow_handle(f"medication-{order_id}")
+    from workflows.medication import MedicationWorkflow
+
+    [drawn] = (await handle.query(MedicationWorkflow.status)).callbacks  # in the workflow...
+    for role in ("admin", "staff", "clinician", "auditor"):  # ...and in no answer
+        detail = await stack.http.get(f"/medications/{order_id}", headers=stack.auth(role))
+        assert detail.status_code == 200 and drawn["call_at"] not in detail.text, role
+        assert drawn["call_at"][:16] not in detail.text, role
+    assert drawn["call_at"][:16] not in scheduled.text

@@ -104,7 +104,7 @@ def _seed(live: LiveApi) -> None:
         screening = http.post(f"/participants/{pid}/screenings", json={"reason": "schemathesis seed"})
         assert screening.status_code in (200, 201, 202), screening.text
         sid = screening.json()["screening_id"]
-        tokens = http.get("/tokens").json()
+        tokens = http.get("/tokens", params={"limit": 200}).json()["items"]
     live.known = {
         "participant_id": [pid],
         "screening_id": [sid],

@@ -206,7 +206,7 @@ async def test_claim_take_over_release_filters_and_refusals(tstack):
     overdue = await api_items(stack, overdue="true")
     assert [i["raw_kind"] for i in overdue["items"]] == ["result-overdue"] and overdue["items"][0]["overdue"]
     paged = await api_items(stack, limit=2)
-    assert (paged["total"], len(paged["items"]), paged["next"]) == (3, 2, 2)
+    assert (paged["total"], len(paged["items"])) == (3, 2) and "offset=2" in paged["next"]
 
     item = by_kind["callback-due"]["id"]
     assert (await stack.http.post(f"/worklist/{item}/claim", json={}, headers=stack.auth("staff"))).status_code == 200
