@@ -20,6 +20,14 @@ def disclosure_workflow_id(disclosure_id: str) -> str:
 def participant_workflow_id(participant_id: str) -> str:
     return f"participant-{participant_id}"
 
+
+def selection_period_workflow_id(program: str, period: str) -> str:
+    return f"selection-period--{program}--{period}"
+
+
+def selection_notice_workflow_id(notice_id: str) -> str:
+    return f"selection-notice--{notice_id}"
+
 DISCHARGE_STATUSES = {
     "completed": "completed",
     "withdrawn": "withdrawn",
@@ -373,6 +381,45 @@ class RollRequest:
     participant_id: str
     day: str
     purpose: str  # select | minute
+
+
+@dataclass
+class SelectionPeriodInput:
+    """SelectionPeriodWorkflow: one program period, from its commitment to its reveal (no seed in here)."""
+
+    program: str
+    period: str  # YYYY-MM
+
+
+@dataclass
+class PeriodOpened:
+    commitment: str
+    published_at: str  # ISO
+    reveal_at: str  # ISO, UTC: domain.verifiable.reveal_moment
+
+
+@dataclass
+class RevealRequest:
+    program: str
+    period: str
+    at: str  # ISO: the workflow's now, which the reveal is checked against
+
+
+@dataclass
+class NoticePlan:
+    program: str
+    period: str
+    kind: str  # domain.verifiable.NoticeKind
+
+
+@dataclass
+class SelectionPeriodState:
+    program: str = ""
+    period: str = ""
+    commitment: str = ""
+    status: str = "opening"  # opening | committed | revealed
+    reveal_at: str | None = None
+    notices: list[str] = field(default_factory=list)
 
 
 @dataclass
