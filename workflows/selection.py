@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -44,6 +44,7 @@ ATTEMPT = dict(start_to_close_timeout=timedelta(seconds=30),
 class SelectionPeriodWorkflow:
     def __init__(self) -> None:
         self.state = SelectionPeriodState()
+        self.deliveries: list[workflow.ChildWorkflowHandle] = []
 
     @workflow.run
     async def run(self, request: SelectionPeriodInput) -> SelectionPeriodState:
@@ -59,6 +60,12 @@ class SelectionPeriodWorkflow:
             RevealRequest(request.program, request.period, workflow.now().isoformat()), **STEP)
         self.state.status = "revealed"
         await self._notify(request, NoticeKind.REVEAL)
+        # The period is over once every notice is settled (delivered, or failed after the whole retry schedule).
+        for delivery in self.deliveries:
+            try:
+                await delivery
+            except ChildWorkflowError:
+                pass  # terminated by an operator: its record says so
         return self.state
 
     @workflow.query
@@ -70,10 +77,10 @@ class SelectionPeriodWorkflow:
             SelectionActivities.plan_selection_notices, NoticePlan(request.program, request.period, kind), **STEP)
         for notice_id in planned:
             try:
-                await workflow.start_child_workflow(
+                self.deliveries.append(await workflow.start_child_workflow(
                     SelectionNoticeWorkflow.run, notice_id, id=selection_notice_workflow_id(notice_id),
-                    # Deliveries retry for days, whatever the period's workflow does meanwhile.
-                    parent_close_policy=ParentClosePolicy.ABANDON)
+                    # Deliveries retry for days, whatever happens to the period's workflow meanwhile.
+                    parent_close_policy=ParentClosePolicy.ABANDON))
             except WorkflowAlreadyStartedError:
                 pass  # planned and started before
             self.state.notices.append(notice_id)
