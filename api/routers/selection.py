@@ -31,7 +31,7 @@ router = APIRouter(route_class=IdempotentRoute, tags=["selection"])
 AnyRole = Annotated[Actor, Depends(require(*ROLES))]
 Admin = Annotated[Actor, Depends(require("admin"))]
 Reader = Annotated[Actor, Depends(require("admin", "staff", "clinician", "auditor"))]
-PERIOD_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+PERIOD_PATTERN = r"^2[0-9]{3}-(0[1-9]|1[0-2])$"  # a month of this millennium
 
 
 class CommitmentPublic(BaseModel):
