@@ -107,7 +107,8 @@ class SelectionActivities:
         if row.status in ("delivered", "blocked", "failed"):
             return AttemptResult(row.status, row.reason or row.status)  # decided on an earlier attempt
         if recipient.status != "active":
-            return self._settle(notice_id, "blocked", f"recipient {recipient.id} is disabled: {recipient.disabled_reason}")
+            return self._settle(notice_id, "blocked",
+                                f"recipient {recipient.id} is disabled: {recipient.disabled_reason}")
         if verifiable.SELECTION_COMMITMENTS not in (recipient.notices or []):
             return self._settle(notice_id, "blocked", f"recipient {recipient.id} no longer subscribes to "
                                                       f"{verifiable.SELECTION_COMMITMENTS}")
@@ -141,7 +142,8 @@ class SelectionActivities:
         """The retry schedule is spent: recorded (GET /selection/notices) and audited."""
         self._settle(notice_id, status, reason)
 
-    def _post(self, recipient: Recipient, notice_id: str, payload: dict, now: datetime) -> tuple[int | None, str | None]:
+    def _post(self, recipient: Recipient, notice_id: str, payload: dict,
+              now: datetime) -> tuple[int | None, str | None]:
         body = encode_payload(payload)
         headers = {"Content-Type": "application/json",
                    **webhook_headers(open_text(self.keys, recipient.secret_sealed), notice_id, int(now.timestamp()),
@@ -216,7 +218,7 @@ async def ensure_period_workflow(client, task_queue: str, program: str, period: 
     """Start the period's SelectionPeriodWorkflow unless it runs or ran (its id is never reused)."""
     try:
         await client.start_workflow(PERIOD_WORKFLOW, SelectionPeriodInput(program, period),
-                                    id=selection_period_workflow_id(program, period), task_queue=task_queue,
+                                    id=selection_period_workflow_id(task_queue, program, period), task_queue=task_queue,
                                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
     except WorkflowAlreadyStartedError:
         pass

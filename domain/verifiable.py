@@ -185,7 +185,8 @@ def notice_id(program: str, period: str, kind: str, recipient_id: str) -> str:
 
 
 def build_notice(kind: str, notice_ref: str, program: str, period: str, commitment_hex: str, published_at: str,
-                 issued_at: str, beacon_text: str | None = None, seed_hex: str | None = None, revealed_at: str | None = None) -> dict[str, Any]:
+                 issued_at: str, beacon_text: str | None = None, seed_hex: str | None = None,
+                 revealed_at: str | None = None) -> dict[str, Any]:
     """The notice a subscribing recipient is sent: the period's commitment (at its start) and, at the reveal,
     the seed. Program and cryptographic values only: nothing about any participant."""
     kind = NoticeKind(kind)

@@ -21,8 +21,9 @@ def participant_workflow_id(participant_id: str) -> str:
     return f"participant-{participant_id}"
 
 
-def selection_period_workflow_id(program: str, period: str) -> str:
-    return f"selection-period--{program}--{period}"
+def selection_period_workflow_id(task_queue: str, program: str, period: str) -> str:
+    """One per deployment (its task queue, like the reconciler's schedule), program and period."""
+    return f"selection-period--{task_queue}--{program}--{period}"
 
 
 def selection_notice_workflow_id(notice_id: str) -> str:

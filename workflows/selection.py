@@ -1,10 +1,11 @@
 """A selection period's life (domain/verifiable.py): commitment, notices, and the reveal once it is over.
 
-SelectionPeriodWorkflow (`selection-period--{program}--{period}`) is started by the period's first roll (or by
-an admin opening the period ahead). It makes sure the commitment is published (audited), sends the commitment
-notice to every subscribing recipient, sleeps on a durable Temporal timer until two days after the period's last
-day (domain.verifiable.reveal_moment), reveals the seed (audited, served at GET /selection/commitments) and sends
-the reveal notice. The seed never passes through its history: the activities read it from the database.
+SelectionPeriodWorkflow (`selection-period--{task queue}--{program}--{period}`) is started by the period's first
+roll (or by an admin opening the period ahead). It makes sure the commitment is published (audited), sends the
+commitment notice to every subscribing recipient, sleeps on a durable Temporal timer until two days after the
+period's last day (domain.verifiable.reveal_moment), reveals the seed (audited, served at GET
+/selection/commitments) and sends the reveal notice. The seed never passes through its history: the activities
+read it from the database.
 
 SelectionNoticeWorkflow (`selection-notice--{notice id}`) delivers one notice to one recipient, on the retry
 schedule of every report (domain.disclosure.DeliveryPolicy); the webhook id stays the same across attempts.
@@ -50,7 +51,8 @@ class SelectionPeriodWorkflow:
     async def run(self, request: SelectionPeriodInput) -> SelectionPeriodState:
         self.state.program, self.state.period = request.program, request.period
         opened = await workflow.execute_activity_method(SelectionActivities.open_selection_period, request, **STEP)
-        self.state.commitment, self.state.reveal_at, self.state.status = opened.commitment, opened.reveal_at, "committed"
+        self.state.commitment, self.state.reveal_at = opened.commitment, opened.reveal_at
+        self.state.status = "committed"
         await self._notify(request, NoticeKind.COMMITMENT)
         reveal_at = datetime.fromisoformat(opened.reveal_at)
         while (wait := (reveal_at - workflow.now()).total_seconds()) > 0:

@@ -8,7 +8,7 @@ recipients are listed with their delivery."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -31,6 +31,7 @@ router = APIRouter(route_class=IdempotentRoute, tags=["selection"])
 AnyRole = Annotated[Actor, Depends(require(*ROLES))]
 Admin = Annotated[Actor, Depends(require("admin"))]
 Reader = Annotated[Actor, Depends(require("admin", "staff", "clinician", "auditor"))]
+MAX_AHEAD_DAYS = 400  # a period is opened at most about a year ahead
 PERIOD_PATTERN = r"^2[0-9]{3}-(0[1-9]|1[0-2])$"  # a month of this millennium
 
 
@@ -89,7 +90,8 @@ class PeriodIn(RequestModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"program": "county-court", "period": "2026-12"}]})
 
     program: str = Field(min_length=1, max_length=64, description="The program (the participants' program name)")
-    period: str = Field(pattern=PERIOD_PATTERN, description="The month, YYYY-MM; this month or a later one")
+    period: str = Field(pattern=PERIOD_PATTERN,
+                        description="The month, YYYY-MM; this month or a later one, within the next year")
 
 
 @router.post("/selection/periods", status_code=201, response_model=CommitmentPublic,
@@ -100,9 +102,13 @@ async def open_period(body: PeriodIn, actor: Admin, services: ServicesDep) -> Co
     every recipient subscribed to `selection-commitments` and reveals the seed once the period is over. Open a
     period ahead to give it a public beacon: five minutes after `published_at`, enter the round it names with
     PUT /selection/periods/{program}/{period}/beacon, before the period's first draw (the day before it starts)."""
-    if verifiable.period_end(body.period) < datetime.now(timezone.utc).date():
+    today = datetime.now(timezone.utc).date()
+    if verifiable.period_end(body.period) < today:
         raise ProblemError(422, f"The period {body.period} is over; only this month or a later one can be opened.",
                            errors=[FieldError(field="body.period", message="a period that has not ended yet")])
+    if verifiable.period_end(body.period) > today + timedelta(days=MAX_AHEAD_DAYS):
+        raise ProblemError(422, f"The period {body.period} is more than a year ahead; open it closer to its start.",
+                           errors=[FieldError(field="body.period", message="a month within the next year")])
     keys = services.temporal.data_converter.payload_codec.keys
     row = await run_in_threadpool(selection.open_period, services.engine, keys, body.program, body.period,
                                   actor.token_id, actor.role)

@@ -74,7 +74,7 @@ async def test_an_auditor_opens_fixes_the_beacon_verifies_and_catches_a_tampered
     assert f"commitment {row.commitment}" in opened.stdout
     the_round = verifiable.beacon_round(row.published_at)
     assert f"drand quicknet round {the_round}" in opened.stdout
-    described = await env.client.get_workflow_handle(selection_period_workflow_id(program, following)).describe()
+    described = await env.client.get_workflow_handle(selection_period_workflow_id(queue, program, following)).describe()
     assert described.task_queue == queue
 
     wrong = entry_point(shell, "beacon", "--program", program, "--period", following, "--round",

@@ -23,7 +23,7 @@ from store import selection
 from store.models import AuditEvent, SelectionDraw
 from tests.conftest import unique
 from tests.helpers import api_stack
-from tests.receiver import Receiver, webhook_receiver
+from tests.receiver import webhook_receiver
 from tests.workflows.test_program_calendar import ZONE, enroll, store_program
 from tests.workflows.test_report_email import Inbox, free_port
 from tests.workflows.test_screening_program import skip
@@ -208,7 +208,8 @@ async def test_a_beacon_entered_ahead_is_in_every_roll_and_a_tampered_one_is_cau
         late = await stack.http.put(f"/selection/periods/{program}/{following}/beacon", headers=admin,
                                     json={"round": commitments[following]["beacon_round"], "randomness": randomness})
         assert late.status_code == 409, late.text
-        assert "has been drawn from" in late.json()["detail"] and "before a period's first draw" in late.json()["detail"]
+        detail = late.json()["detail"]
+        assert "has been drawn from" in detail and "before a period's first draw" in detail
 
         shown = commitments[period]
         assert (shown["beacon"], shown["commitment"]) == (beacon, commitment) and shown["seed"]
