@@ -60,6 +60,7 @@ GET /dispensing/today: admin staff clinician auditor
 POST /recipients: admin
 GET /recipients: admin staff clinician auditor
 POST /recipients/{recipient_id}/enable: admin
+PUT /recipients/{recipient_id}/notices: admin
 POST /participants/{participant_id}/consents: admin staff clinician
 GET /participants/{participant_id}/consents: admin staff clinician auditor
 POST /consents/{consent_id}/revoke: admin staff clinician
@@ -91,6 +92,9 @@ PUT /programs/{program_id}: admin
 GET /programs: admin staff clinician auditor
 GET /programs/{program_id}: admin staff clinician auditor
 GET /selection/commitments: admin staff clinician lab auditor
+POST /selection/periods: admin
+PUT /selection/periods/{program}/{period}/beacon: admin
+GET /selection/notices: admin staff clinician auditor
 POST /programs/{program_id}/sites/{site}/closed-days: admin
 POST /channel/inbound: public
 POST /channel/receipts: public

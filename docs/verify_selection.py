@@ -2,11 +2,12 @@
 """Check a clinic's random drug-test selection for one program period, with nothing but Python 3.9+.
 
 Usage:
-    python3 verify_selection.py EXPORT.json [--seed HEX] [--commitment HEX]
+    python3 verify_selection.py EXPORT.json [--seed HEX] [--commitment HEX] [--beacon TEXT]
 
 EXPORT.json comes from `iop selection verify --program P --period YYYY-MM --export EXPORT.json`. Give the
-seed and the commitment as you obtained them yourself (GET /selection/commitments, or the notice published
-at the start of the period): then the export's own copies are checked against them too.
+seed, the commitment and the beacon as you obtained them yourself (GET /selection/commitments, or the notices
+sent at the start and after the end of the period; --beacon '' when the period has none): then the export's
+own copies are checked against them too, and the draws are recomputed with yours.
 
 What is checked, for every draw in the export:
   1. SHA-256(seed | "|" | program | "|" | period) equals the commitment published before the period began;
@@ -14,7 +15,10 @@ What is checked, for every draw in the export:
      with purpose "select" for the outcome and "minute" for the time of day;
   3. the outcome (selected or not, and why) follows from the roll, the recorded plan and the participant's
      recent selections: paused, clinic closed, ceiling, floor, then roll < tests_per_week / open weekdays;
-  4. the draw minute follows from the minute roll and the clinic's hours.
+  4. the draw minute follows from the minute roll and the clinic's hours;
+  5. a beacon, if any, is the drand quicknet round first produced 5 minutes after the commitment was published
+     (so nobody could have chosen it); read that round at https://api.drand.sh/<chain hash>/public/<round> and
+     compare its "randomness" with the one in the beacon.
 Staff-ordered (for-cause) tests are not random and are listed apart ("for_cause"); they are only counted.
 
 Exit status 0 when everything agrees, 1 with one line per mismatch otherwise. No project imports: this file
@@ -28,9 +32,13 @@ import hashlib
 import hmac
 import json
 import sys
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 WINDOW_DAYS = 7
+# drand quicknet (League of Entropy): round r is produced at GENESIS + (r - 1) * PERIOD seconds.
+DRAND_CHAIN_HASH = "52db9ba70e0cc0f6eaf7803dd07447a1f5477735fd3f661792ba94600c84e971"
+DRAND_GENESIS, DRAND_PERIOD = 1692803367, 3
+BEACON_DELAY = timedelta(minutes=5)
 
 
 def commitment(seed: bytes, program: str, period: str) -> str:
@@ -41,6 +49,27 @@ def roll(seed: bytes, program: str, participant: str, day: str, purpose: str, be
     message = "|".join((program, participant, day, purpose, beacon or "")).encode()
     mac = hmac.new(seed, message, hashlib.sha256).digest()
     return (int.from_bytes(mac[:8], "big") >> 11) / float(1 << 53)
+
+
+def beacon_round(published_at: str) -> int:
+    """The only round that may be the beacon: the first produced at or after published_at + 5 minutes."""
+    moment = datetime.fromisoformat(published_at)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    genesis = datetime.fromtimestamp(DRAND_GENESIS, timezone.utc)
+    after = (moment + BEACON_DELAY - genesis) // timedelta(microseconds=1)
+    return max(1, -(-after // (DRAND_PERIOD * 1_000_000)) + 1)
+
+
+def beacon_problem(beacon: str, published_at: str) -> str | None:
+    parts = beacon.split(":")
+    if len(parts) != 4 or parts[:2] != ["drand", "quicknet"] or not parts[2].isdigit() or len(parts[3]) != 64:
+        return f"beacon: {beacon!r} is not drand:quicknet:<round>:<64 hex digits>"
+    expected = beacon_round(published_at)
+    if int(parts[2]) != expected:
+        return (f"beacon: round {parts[2]} is not the round the commitment named ({expected}, the first produced "
+                f"5 minutes after {published_at}): it could have been chosen")
+    return None
 
 
 def collects(plan: dict, day: date) -> bool:
@@ -94,9 +123,18 @@ def draw_minute(plan: dict, day: date, r: float, paused: bool) -> str:
     return f"{minute // 60:02d}:{minute % 60:02d}"
 
 
-def check(export: dict, seed_hex: str | None = None, commitment_hex: str | None = None) -> list[str]:
+def check(export: dict, seed_hex: str | None = None, commitment_hex: str | None = None,
+          beacon_text: str | None = None) -> list[str]:
     problems = []
     program, period, beacon = export["program"], export["period"], export.get("beacon")
+    if beacon_text is not None:
+        if beacon_text != (beacon or ""):
+            problems.append(f"beacon: the export says {beacon!r}, the published one is {beacon_text!r}")
+        beacon = beacon_text or None
+    if beacon is not None:
+        problem = beacon_problem(beacon, export["published_at"])
+        if problem:
+            problems.append(problem)
     if commitment_hex and commitment_hex != export["commitment"]:
         problems.append(f"commitment: the export says {export['commitment']}, the published one is {commitment_hex}")
     if seed_hex and export.get("seed") and seed_hex != export["seed"]:
@@ -133,10 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("export")
     parser.add_argument("--seed", help="the revealed seed (hex), as published")
     parser.add_argument("--commitment", help="the commitment (hex), as published at the start of the period")
+    parser.add_argument("--beacon", help="the beacon as published (drand:quicknet:<round>:<randomness>; '' for none)")
     args = parser.parse_args(argv)
     with open(args.export, encoding="utf-8") as handle:
         export = json.load(handle)
-    problems = check(export, args.seed, args.commitment)
+    problems = check(export, args.seed, args.commitment, args.beacon)
     for problem in problems:
         print("MISMATCH", problem)
     selected = sum(1 for d in export["draws"] if d["selected"])

@@ -246,7 +246,10 @@ def _selection_engine():
 
 @selection_app.command("open")
 def selection_open(program: ProgramOpt, period: PeriodOpt) -> None:
-    """Commit a fresh seed for the period now (the first draw of a period does this itself)."""
+    """Commit a fresh seed for the period now and start its workflow (the commitment notice to subscribing
+    recipients, the reveal once the period is over). The first draw of a period does this itself."""
+    from activities.selection import ensure_period_workflow
+    from iop.temporal import connect
     from store.selection import SelectionError, open_period
 
     engine, keys = _selection_engine()
@@ -254,26 +257,47 @@ def selection_open(program: ProgramOpt, period: PeriodOpt) -> None:
         row = open_period(engine, keys, program, period, actor="cli", role="admin")
     except SelectionError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    typer.echo(f"{program} {row.period} commitment {row.commitment} (published {row.published_at:%Y-%m-%d %H:%M})")
+    typer.echo(f"{program} {row.period} commitment {row.commitment} (published {row.published_at:%Y-%m-%d %H:%M} UTC)")
+
+    async def start() -> None:
+        settings = get_settings()
+        await ensure_period_workflow(await connect(settings, service="iop-cli"), settings.task_queue, program,
+                                     row.period)
+
+    try:
+        asyncio.run(start())
+    except Exception as exc:  # noqa: BLE001 - Temporal unreachable: the commitment stands; say what to do
+        typer.echo(f"the period's workflow could not be started ({type(exc).__name__}: {exc}); the commitment is "
+                   "recorded: run this command again once Temporal is up (nothing is committed twice)", err=True)
+        raise typer.Exit(1) from exc
+    from domain.verifiable import beacon_round, round_url
+
+    the_round = beacon_round(row.published_at)
+    typer.echo(f"beacon, if one is used: drand quicknet round {the_round} ({round_url(the_round)}), "
+               "to be entered before the period's first draw")
 
 
 @selection_app.command("beacon")
 def selection_beacon(program: ProgramOpt, period: PeriodOpt,
-                     value: Annotated[str, typer.Option(help="e.g. drand:quicknet:<round>:<randomness hex>")]) -> None:
-    """Mix a public beacon value into every roll of the period; only before its first roll."""
+                     round_number: Annotated[int, typer.Option("--round", help="The drand quicknet round the "
+                                                                             "commitment names (beacon_round)")],
+                     randomness: Annotated[str, typer.Option(help="That round's randomness, 64 hex digits")]) -> None:
+    """Mix the period's public beacon into every roll; only before its first roll, only once."""
+    from domain.verifiable import drand_beacon
     from store.selection import SelectionError, set_beacon
 
     engine, _ = _selection_engine()
     try:
-        set_beacon(engine, program, period, value, actor="cli")
-    except SelectionError as exc:
+        row = set_beacon(engine, program, period, drand_beacon(round_number, randomness).text, actor="cli")
+    except (SelectionError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from exc
-    typer.echo(f"{program} {period}: beacon fixed")
+    typer.echo(f"{program} {row.period}: beacon {row.beacon}")
 
 
 @selection_app.command("reveal")
 def selection_reveal(program: ProgramOpt, period: PeriodOpt) -> None:
-    """Reveal the period's seed (only after the period has ended); served at GET /selection/commitments."""
+    """Reveal the period's seed now (only after the period has ended; its workflow does it on its own two days
+    after the period's last day); served at GET /selection/commitments."""
     from store.selection import SelectionError, reveal
 
     engine, keys = _selection_engine()
@@ -282,6 +306,21 @@ def selection_reveal(program: ProgramOpt, period: PeriodOpt) -> None:
     except SelectionError as exc:
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(f"{program} {row.period} seed {row.seed_revealed}")
+
+
+SeedOpt = Annotated[str | None, typer.Option(help="The seed as revealed (GET /selection/commitments, the notice)")]
+CommitmentOpt = Annotated[str | None, typer.Option(help="The commitment as published at the start of the period")]
+BeaconOpt = Annotated[str | None, typer.Option(help="The beacon as published ('' for none)")]
+
+
+def _report(data: dict, findings: list, what: str) -> None:
+    for finding in findings:
+        typer.echo(f"MISMATCH {finding.where}: {finding.problem}", err=True)
+    if findings:
+        typer.echo(f"{what}: {len(findings)} mismatch(es)", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{what}: all {len(data['draws'])} draws follow from the revealed seed and its commitment"
+               + (f" with the beacon {data['beacon']}" if data.get("beacon") else ""))
 
 
 @selection_app.command("verify")
@@ -307,12 +346,23 @@ def selection_verify(program: ProgramOpt, period: PeriodOpt,
     if data["seed"] is None:
         typer.echo(f"{program} {period}: the seed is not revealed yet (iop selection reveal)", err=True)
         raise typer.Exit(2)
-    findings = verify_export(data)
-    for finding in findings:
-        typer.echo(f"MISMATCH {finding.where}: {finding.problem}", err=True)
-    if findings:
-        raise typer.Exit(1)
-    typer.echo(f"{program} {period}: all {len(data['draws'])} draws follow from the revealed seed and its commitment")
+    _report(data, verify_export(data), f"{program} {period}")
+
+
+@selection_app.command("check")
+def selection_check(export: Annotated[Path, typer.Argument(help="An export (iop selection verify --export)")],
+                    seed: SeedOpt = None, commitment: CommitmentOpt = None, beacon: BeaconOpt = None) -> None:
+    """Check an export file someone gave you, with no database: every draw recomputed from the seed, against the
+    commitment, seed and beacon as published; exit 1 naming each mismatch (docs/verify_selection.py does the same
+    with the standard library only)."""
+    from domain.verifiable import verify_export
+
+    try:
+        data = json.loads(export.read_text())
+        findings = verify_export(data, seed, commitment_hex=commitment, beacon_text=beacon)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise typer.BadParameter(f"{export} is not a readable selection export: {exc}") from exc
+    _report(data, findings, f"{data['program']} {data['period']}")
 
 
 # --- keys ----------------------------------------------------------------------------------

@@ -45,10 +45,12 @@ from workflows.medication import MedicationWorkflow
 from workflows.participant import ParticipantWorkflow
 from workflows.reconciler import ReconcilerWorkflow
 from workflows.screening import ScreeningWorkflow
+from workflows.selection import SelectionNoticeWorkflow, SelectionPeriodWorkflow
 from workflows.worklist import WorklistInput, WorklistWorkflow, worklist_workflow_id
 
 WORKFLOWS = [ParticipantWorkflow, ScreeningWorkflow, MedicationWorkflow, DisclosureWorkflow, ReconcilerWorkflow,
-             AuditCheckpointWorkflow, WorklistWorkflow, DiscloseEventWorkflow]
+             AuditCheckpointWorkflow, WorklistWorkflow, DiscloseEventWorkflow, SelectionPeriodWorkflow,
+             SelectionNoticeWorkflow]
 
 # Modules shared with the sandbox instead of re-imported for every workflow run: the pure rules and
 # vocabularies (domain, the contracts, the search attributes), and the activity classes (with the
@@ -122,7 +124,7 @@ def activities(engine: Engine, keys: Sequence[CodecKey], notifier: Notifier | No
             + MedicationActivities(engine).all()
             + DisclosureActivities(engine, keys, smtp=smtp, letterhead=letterhead).all()
             + AuditActivities(engine).all() + WorklistActivities(engine, pager).all()
-            + ProgramActivities(engine).all() + SelectionActivities(engine, keys).all())
+            + ProgramActivities(engine).all() + SelectionActivities(engine, keys, smtp=smtp).all())
 
 
 def build_worker(client: Client, engine: Engine, task_queue: str, *, notifier: Notifier | None = None,

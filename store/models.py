@@ -256,6 +256,28 @@ class SelectionPeriod(SQLModel, table=True):
     first_roll_at: datetime | None = None  # the beacon is fixed from here on
     revealed_at: datetime | None = None
     seed_revealed: str | None = Field(default=None, max_length=64)
+    beacon_entered_at: datetime | None = None
+
+
+class SelectionNotice(SQLModel, table=True):
+    """One period's commitment (or reveal) notice to one subscribing recipient: its delivery record. No
+    participant's information is in it, so it is not a Part 2 disclosure; it is accounted for here."""
+
+    __tablename__ = "selection_notices"
+
+    id: str = Field(primary_key=True, max_length=200)  # domain.verifiable.notice_id: the webhook-id too
+    program: str = Field(max_length=64)
+    period: str = Field(max_length=7)
+    kind: str = Field(max_length=16)  # commitment | reveal
+    recipient_id: str = Field(foreign_key="recipients.id", index=True, max_length=40)
+    status: str = Field(default="pending", index=True, max_length=16)  # pending retrying delivered failed blocked
+    reason: str | None = Field(default=None, max_length=1000)
+    payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    attempts: int = 0
+    last_status_code: int | None = None
+    delivered_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class CheckInDayRecord(SQLModel, table=True):
@@ -617,6 +639,8 @@ class Recipient(SQLModel, table=True):
     status: str = Field(default="active", max_length=16)  # active | disabled
     disabled_reason: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(default_factory=utcnow)
+    # Notices it subscribes to, none about any participant (domain.verifiable.NOTICE_SUBSCRIPTIONS).
+    notices: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
 
 
 class ConsentRecord(SQLModel, table=True):

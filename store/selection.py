@@ -6,24 +6,29 @@ reveal open it. Opening, fixing a beacon and revealing are appended to the audit
 
 from __future__ import annotations
 
-import calendar
 import secrets
 from collections.abc import Sequence
 from datetime import date, datetime, timezone
 
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from domain import verifiable
 from domain.verifiable import SEED_BYTES, commitment
 from iop.codec import CodecKey, open_text, seal_text
 from store import audit
 from store.db import session_scope
-from store.models import SelectionPeriod, utcnow
+from store.models import Recipient, SelectionNotice, SelectionPeriod, utcnow
 
 
 class SelectionError(ValueError):
     """A request about a period that its state refuses (the text says why and what to do)."""
+
+
+class SelectionConflict(SelectionError):
+    """Refused because of what already happened to the period (no commitment yet, already drawn from...)."""
 
 
 def check_period(period: str) -> str:
@@ -35,8 +40,7 @@ def check_period(period: str) -> str:
 
 
 def period_end(period: str) -> date:
-    year, month = map(int, check_period(period).split("-"))
-    return date(year, month, calendar.monthrange(year, month)[1])
+    return verifiable.period_end(check_period(period))
 
 
 def find(session: Session, program: str, period: str) -> SelectionPeriod | None:
@@ -73,32 +77,64 @@ def seed_for_roll(engine: Engine, keys: Sequence[CodecKey], program: str, period
     row = open_period(engine, keys, program, period)
     if row.first_roll_at is None:
         with session_scope(engine) as session:
-            stored = find(session, program, period)
-            if stored.first_roll_at is None:
-                stored.first_roll_at = utcnow()
-                session.add(stored)
-            row = stored
-            beacon, sealed = stored.beacon, stored.seed_sealed
+            # One statement, so a beacon being entered at this very moment is either in or refused (set_beacon).
+            session.execute(update(SelectionPeriod).where(col(SelectionPeriod.id) == row.id,
+                                                          col(SelectionPeriod.first_roll_at).is_(None))
+                            .values(first_roll_at=utcnow()))
+            beacon, sealed = session.execute(select(SelectionPeriod.beacon, SelectionPeriod.seed_sealed)
+                                             .where(SelectionPeriod.id == row.id)).one()
     else:
         beacon, sealed = row.beacon, row.seed_sealed
     return bytes.fromhex(open_text(keys, sealed)), beacon
 
 
-def set_beacon(engine: Engine, program: str, period: str, beacon: str, actor: str, role: str = "admin") -> None:
-    """Fix the period's public beacon value; refused once a roll of the period has been taken."""
+def set_beacon(engine: Engine, program: str, period: str, beacon: str, actor: str,
+               role: str = "admin") -> SelectionPeriod:
+    """Fix the period's public beacon (domain.verifiable: the drand quicknet round first produced five minutes
+    after the commitment was published). Refused once a roll of the period has been taken, or once a beacon
+    is fixed (entering the same one again changes nothing)."""
     period = check_period(period)
-    with session_scope(engine) as session:
+    try:
+        text = verifiable.parse_beacon(beacon).text
+    except ValueError as exc:
+        raise SelectionError(str(exc)) from None
+    with Session(engine) as session:
         row = find(session, program, period)
-        if row is None:
-            raise SelectionError(f"{program} {period} has no committed seed yet: open the period first "
-                                 f"(iop selection open --program {program} --period {period})")
-        if row.first_roll_at is not None:
-            raise SelectionError(f"{program} {period} has already been drawn from since {row.first_roll_at:%Y-%m-%d}; "
-                                 "its beacon can no longer change")
-        row.beacon = beacon
-        session.add(row)
+    if row is None:
+        raise SelectionConflict(f"{program} {period} has no committed seed yet: open the period first (POST "
+                                f"/selection/periods or iop selection open --program {program} --period {period}), "
+                                "then enter the round its commitment names")
+    if row.beacon == text:
+        return row
+    if row.beacon is not None:
+        raise SelectionConflict(f"{program} {period} has its beacon since {row.beacon_entered_at:%Y-%m-%d %H:%M} UTC "
+                                f"({row.beacon}); it cannot change, or the clinic could choose among beacons")
+    if row.first_roll_at is not None:
+        raise SelectionConflict(_drawn_from(row))
+    problem = verifiable.beacon_problem(text, row.published_at)
+    if problem:
+        raise SelectionError(problem)
+    with session_scope(engine) as session:
+        changed = session.execute(update(SelectionPeriod).where(
+            col(SelectionPeriod.id) == row.id, col(SelectionPeriod.first_roll_at).is_(None),
+            col(SelectionPeriod.beacon).is_(None)).values(beacon=text, beacon_entered_at=utcnow())).rowcount
+    if not changed:  # a roll (or another admin) got there between the read and the write
+        with Session(engine) as session:
+            row = find(session, program, period)
+        if row.beacon == text:
+            return row
+        raise SelectionConflict(_drawn_from(row) if row.first_roll_at else f"{program} {period} has its beacon "
+                                f"({row.beacon}); it cannot change")
     audit.append(engine, audit.AuditEntry(actor, role, "selection.beacon", "ok", "selection-period",
-                                          f"{program}:{period}", detail=f"beacon {beacon}"))
+                                          f"{program}:{period}", detail=f"beacon {text}"))
+    with Session(engine) as session:
+        return find(session, program, period)
+
+
+def _drawn_from(row: SelectionPeriod) -> str:
+    return (f"{row.program} {row.period} has been drawn from since {row.first_roll_at:%Y-%m-%d %H:%M} UTC without a "
+            "beacon; a beacon entered now would change draws already made, so it is refused. Enter a beacon before a "
+            "period's first draw (the day before it starts): open the next period ahead with POST /selection/periods")
 
 
 def reveal(engine: Engine, keys: Sequence[CodecKey], program: str, period: str, actor: str = "system",
@@ -106,13 +142,13 @@ def reveal(engine: Engine, keys: Sequence[CodecKey], program: str, period: str, 
     """Publish a period's seed; refused until the period has ended everywhere (a day's margin for time zones)."""
     period = check_period(period)
     today = today or datetime.now(timezone.utc).date()
-    if (today - period_end(period)).days < 2:
-        raise SelectionError(f"{period} ends on {period_end(period)}; its seed can be revealed from "
-                             f"{date.fromordinal(period_end(period).toordinal() + 2)}")
+    if today < verifiable.reveal_on(period):
+        raise SelectionConflict(f"{period} ends on {period_end(period)}; its seed can be revealed from "
+                                f"{verifiable.reveal_on(period)}")
     with session_scope(engine) as session:
         row = find(session, program, period)
         if row is None:
-            raise SelectionError(f"{program} {period} has no committed seed: no draw used one")
+            raise SelectionConflict(f"{program} {period} has no committed seed: no draw used one")
         if row.seed_revealed is None:
             row.seed_revealed = open_text(keys, row.seed_sealed)
             row.revealed_at = utcnow()
@@ -155,7 +191,8 @@ def export(session: Session, program: str, period: str) -> dict:
                              .order_by(col(Screening.day), col(Screening.id))).all()
     return {
         "format": "iop-selection-export/1", "program": program, "period": period, "commitment": row.commitment,
-        "beacon": row.beacon, "seed": row.seed_revealed, "published_at": row.published_at.isoformat(),
+        "beacon": row.beacon, "seed": row.seed_revealed, "published_at": _utc(row.published_at).isoformat(),
+        "beacon_entered_at": _utc(row.beacon_entered_at).isoformat() if row.beacon_entered_at else None,
         "draws": [{"participant_id": d.participant_id, "day": d.day.isoformat(), "roll": d.roll,
                    "time_roll": d.time_roll, "draw_minute": d.draw_minute, "selected": d.selected, "reason": d.reason,
                    "probability": d.probability, "screening_id": d.screening_id, "inputs": d.inputs}
@@ -165,3 +202,40 @@ def export(session: Session, program: str, period: str) -> dict:
         "for_cause": [{"screening_id": s.id, "participant_id": s.participant_id, "day": s.day.isoformat(),
                        "selected_at": s.selected_at.isoformat()} for s in for_cause],
     }
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+# --- notices to subscribing recipients -------------------------------------------------------------
+
+
+def subscribers(session: Session) -> list[Recipient]:
+    """Active recipients that subscribe to the selection notices (domain.verifiable.SELECTION_COMMITMENTS)."""
+    rows = session.exec(select(Recipient).where(Recipient.status == "active").order_by(col(Recipient.id))).all()
+    return [r for r in rows if verifiable.SELECTION_COMMITMENTS in (r.notices or [])]
+
+
+def plan_notices(engine: Engine, program: str, period: str, kind: str) -> list[str]:
+    """One notice record per subscribing recipient for this period and kind; idempotent (the ids of every notice
+    of the kind, new or planned before, so a repeated plan starts no second delivery)."""
+    period = check_period(period)
+    with session_scope(engine) as session:
+        ids = []
+        for recipient in subscribers(session):
+            the_id = verifiable.notice_id(program, period, kind, recipient.id)
+            if session.get(SelectionNotice, the_id) is None:
+                session.add(SelectionNotice(id=the_id, program=program, period=period, kind=kind,
+                                            recipient_id=recipient.id))
+            ids.append(the_id)
+        return ids
+
+
+def notices(session: Session, program: str | None = None, period: str | None = None) -> list[SelectionNotice]:
+    query = select(SelectionNotice)
+    if program:
+        query = query.where(SelectionNotice.program == program)
+    if period:
+        query = query.where(SelectionNotice.period == period)
+    return list(session.exec(query.order_by(col(SelectionNotice.created_at), col(SelectionNotice.id))).all())

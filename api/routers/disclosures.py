@@ -32,6 +32,7 @@ from domain.consent import (
 )
 from domain.disclosure import new_webhook_secret
 from domain.vocab import DeliveryMethod, DisclosureStatus
+from domain.verifiable import NOTICE_SUBSCRIPTIONS, NoticeSubscription
 from iop.codec import seal_text
 from store.models import ConsentRecord, Disclosure, Recipient, utcnow
 from workflows.contracts import disclosure_workflow_id
@@ -45,6 +46,9 @@ ConsentTaker = Annotated[Actor, Depends(require("admin", "staff", "clinician"))]
 Reader = Annotated[Actor, Depends(require("admin", "staff", "clinician", "auditor"))]
 
 Category = DisclosureCategory
+Subscription = NoticeSubscription
+NOTICES_DESCRIPTION = ("Notices it subscribes to, none about any participant: selection-commitments = each random-"
+                       "selection period's commitment when it opens and its seed once revealed (signed like reports)")
 
 
 # --- recipients -----------------------------------------------------------------------------
@@ -67,11 +71,15 @@ class RecipientIn(RequestModel):
     email: str | None = Field(default=None, max_length=254, description="Email address, for delivery=email")
     case_number_system: str | None = Field(default=None, max_length=80,
                                            description="Participants with a case number in this system are linked")
-    categories: list[Category] = Field(min_length=1, max_length=len(CATEGORIES),
-                                       description="Which events this recipient wants")
+    categories: list[Category] = Field(default_factory=list, max_length=len(CATEGORIES),
+                                       description="Which events this recipient wants (under consent)")
+    notices: list[Subscription] = Field(default_factory=list, max_length=len(NOTICE_SUBSCRIPTIONS),
+                                        description=NOTICES_DESCRIPTION)
 
     @model_validator(mode="after")
     def _where_to(self) -> "RecipientIn":
+        if not self.categories and not self.notices:
+            raise ValueError("a recipient wants at least one category of reports or one notice")
         if self.delivery == "webhook" and not self.url:
             raise ValueError("a webhook recipient needs a url")
         if self.delivery == "email" and not self.email:
@@ -90,6 +98,7 @@ class RecipientPublic(BaseModel):
     email: str | None = Field(description="The email address")
     case_number_system: str | None = Field(description="Participants with a case number in this system are linked")
     categories: list[str] = Field(description="Which events it wants")
+    notices: list[str] = Field(description=NOTICES_DESCRIPTION)
     status: str = Field(description="active, or disabled (see disabled_reason)")
     disabled_reason: str | None = Field(description="Why deliveries stopped, e.g. the endpoint kept failing")
     created_at: datetime = Field(description="When it was added")
@@ -155,6 +164,28 @@ def enable_recipient(recipient_id: str, actor: Admin, session: SessionDep) -> Re
     if row is None:
         raise ProblemError(404, f"No recipient has the id {recipient_id!r}.")
     row.status, row.disabled_reason = "active", None
+    session.add(row)
+    session.commit()
+    return RecipientPublic.model_validate(row, from_attributes=True)
+
+
+class NoticesIn(RequestModel):
+    """The notices a recipient subscribes to (replacing its current list)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"notices": ["selection-commitments"]}]})
+
+    notices: list[Subscription] = Field(max_length=len(NOTICE_SUBSCRIPTIONS), description=NOTICES_DESCRIPTION)
+
+
+@router.put("/recipients/{recipient_id}/notices", response_model=RecipientPublic,
+            responses=responses(401, 403, 404), summary="Subscribe a recipient to notices, or unsubscribe it")
+def set_recipient_notices(recipient_id: str, body: NoticesIn, actor: Admin, session: SessionDep) -> RecipientPublic:
+    """E.g. a court that wants each selection period's commitment as it opens and its seed once revealed. Notices
+    already on their way still go; an unsubscribed recipient is sent no new one."""
+    row = session.get(Recipient, recipient_id)
+    if row is None:
+        raise ProblemError(404, f"No recipient has the id {recipient_id!r}.")
+    row.notices = list(dict.fromkeys(body.notices))
     session.add(row)
     session.commit()
     return RecipientPublic.model_validate(row, from_attributes=True)

@@ -34,9 +34,12 @@ def test_old_rows_survive_and_the_longest_new_ids_fit(db_url):
         old_id = "phase-change-1--phase-changes--r-1"
         with session_scope(engine) as session:
             session.add(a_participant("p-1"))
-            session.add(Recipient(id="r-1", name="court", kind="court", delivery="webhook", categories=[]))
             session.flush()
-            # Only the columns of that time (the model has gained some since, e.g. content_hash in 0020).
+            # Only the columns of that time (the model has gained some since, e.g. content_hash in 0020, notices
+            # in 0025).
+            session.execute(sa_insert(Recipient.__table__).values(
+                id="r-1", name="court", kind="court", delivery="webhook", categories=[], status="active",
+                created_at=utcnow()))
             session.execute(sa_insert(Disclosure.__table__).values(
                 id=old_id, participant_id="p-1", recipient_id="r-1", category="phase-changes",
                 event_ref="phase-change-1", facts={"to_phase": "phase-2"}, status="delivered", attempts=0,

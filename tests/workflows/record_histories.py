@@ -223,10 +223,51 @@ async def program_calendar() -> None:
             await env.shutdown()
 
 
+async def selection_period() -> None:
+    """Issue 21: a selection period's workflow from its commitment to its reveal on its own timer, with a
+    subscribing recipient whose first delivery of the commitment notice fails and is retried."""
+    from activities.selection import ensure_period_workflow
+    from domain import verifiable
+    from iop.codec import seal_text
+    from store.db import session_scope
+    from store.models import Recipient
+    from tests.conftest import TEST_KEYS
+    from workflows.contracts import selection_notice_workflow_id, selection_period_workflow_id
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/records.db"
+        upgrade(url)
+        engine = make_engine(url)
+        env = await WorkflowEnvironment.start_time_skipping(
+            data_converter=TEST_CONVERTER, test_server_existing_path=binary("temporal-test-server"))
+        try:
+            with webhook_receiver() as court:
+                court.secret = new_webhook_secret(bytes(range(32)))
+                court.script = [(503, {})]
+                with session_scope(engine) as session:
+                    session.add(Recipient(id="r-court", name="court", kind="court", delivery="webhook", url=court.url,
+                                          secret_sealed=seal_text(TEST_KEYS, court.secret), categories=[],
+                                          notices=[verifiable.SELECTION_COMMITMENTS]))
+                queue = "record-histories-21"
+                async with build_worker(env.client, engine, queue):
+                    period = f"{await env.get_current_time():%Y-%m}"
+                    await ensure_period_workflow(env.client, queue, "court-a", period)
+                    handle = env.client.get_workflow_handle(selection_period_workflow_id(queue, "court-a", period))
+                    now = await env.get_current_time()
+                    await skip(env, verifiable.reveal_moment(period) + timedelta(hours=1) - now)
+                    await handle.result()
+                    await save(env, handle.id, "selection--period-commitment-to-reveal")
+                    notice = verifiable.notice_id("court-a", period, "commitment", "r-court")
+                    await save(env, selection_notice_workflow_id(notice), "selection--notice-retried-delivered")
+        finally:
+            await env.shutdown()
+
+
 if __name__ == "__main__":
     import sys
 
     # `... record_histories added-analyte` (or `program-calendar`) records only that history (the others
     # exist already).
-    only = {"added-analyte": added_analyte_result, "program-calendar": program_calendar}
+    only = {"added-analyte": added_analyte_result, "program-calendar": program_calendar,
+            "selection-period": selection_period}
     asyncio.run(only[sys.argv[1]]() if sys.argv[1:2] and sys.argv[1] in only else main())

@@ -11,6 +11,7 @@ import pytest
 from sqlmodel import Session, select
 
 from domain.clock import local_date
+from domain import verifiable
 from domain.verifiable import commitment, verify_export
 from iop.worker import build_worker
 from store import selection
@@ -63,7 +64,14 @@ async def test_ninety_days_of_draws_all_follow_from_the_revealed_seeds(world):
         audited = {e.subject_id: e.detail for e in session.exec(select(AuditEvent)).all()
                    if e.action == "selection.commit"}
     assert all(audited[f"court-v:{p.period}"] == f"commitment {p.commitment}" for p in periods)
-    assert all(p.seed_revealed is None for p in periods)
+    # Each period's workflow revealed its seed on its own once the period was over, and no other.
+    with Session(engine) as session:
+        revealers = {e.subject_id: e.actor for e in session.exec(select(AuditEvent)).all()
+                     if e.action == "selection.reveal"}
+    now = await env.get_current_time()
+    over = {p.period for p in periods if verifiable.reveal_moment(p.period) <= now}
+    assert over and {p.period for p in periods if p.seed_revealed} == over
+    assert revealers == {f"court-v:{period}": "system" for period in over}
     with pytest.raises(selection.SelectionError, match="can be revealed from"):
         selection.reveal(engine, TEST_KEYS, "court-v", f"{end:%Y-%m}", today=end)
 
