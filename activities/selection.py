@@ -26,6 +26,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.disclosure import SmtpSettings, _smtp_refusal
 from domain import verifiable
+from domain.vocab import DisclosureStatus
 from domain.disclosure import DELIVERED, RETRY, Decision, classify_response, encode_payload, webhook_headers
 from iop.codec import CodecKey, open_text
 from store import audit, selection
@@ -104,7 +105,7 @@ class SelectionActivities:
             period = selection.find(session, row.program, row.period) if row else None
         if row is None or recipient is None or period is None:
             return self._settle(notice_id, "blocked", "the notice, its recipient or its period record is gone")
-        if row.status in ("delivered", "blocked", "failed"):
+        if row.status in (DisclosureStatus.DELIVERED, DisclosureStatus.BLOCKED, DisclosureStatus.FAILED):
             return AttemptResult(row.status, row.reason or row.status)  # decided on an earlier attempt
         if recipient.status != "active":
             return self._settle(notice_id, "blocked",

@@ -28,7 +28,6 @@ import hmac
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from enum import StrEnum
 from typing import Any
 
 from domain.plan import plan_from_dict
@@ -184,7 +183,9 @@ NOTICE_SUBSCRIPTIONS: tuple[str, ...] = tuple(NoticeSubscription)
 NOTICE_FORMAT = "iop-selection-notice/1"
 
 
-class NoticeKind(StrEnum):
+class NoticeKind(Vocabulary):
+    """What a selection notice tells: the commitment at the period's start, or the seed after its end."""
+
     COMMITMENT = "commitment"  # at the start of the period: the commitment (and the beacon, if fixed)
     REVEAL = "reveal"  # once the period is over: the seed as well
 

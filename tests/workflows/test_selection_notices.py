@@ -128,14 +128,14 @@ async def test_commitment_and_reveal_notices_reach_the_subscribers_signed_retrie
             assert [(e.subject_id, e.actor) for e in audited(engine, "selection.reveal")] == [
                 (f"{program}:{period}", "system")]
             shown = (await stack.http.get("/selection/commitments", params={"program": program},
-                                          headers=stack.auth("lab"))).json()
+                                          headers=stack.auth("lab"))).json()["items"]
             assert [(c["period"], c["seed"]) for c in shown if c["period"] == period] == [(period, row.seed_revealed)]
 
             # The delivery record, and mail through the relay with the notice attached.
             listed = await stack.http.get("/selection/notices", params={"program": program, "period": period},
                                           headers=stack.auth("auditor"))
             assert listed.status_code == 200, listed.text
-            records = {(n["recipient_id"], n["kind"]): n for n in listed.json()}
+            records = {(n["recipient_id"], n["kind"]): n for n in listed.json()["items"]}
             assert set(records) == {(court_id, "commitment"), (court_id, "reveal"), (pd_id, "commitment"),
                                     (pd_id, "reveal")}
             assert all(n["status"] == "delivered" for n in records.values())
@@ -204,7 +204,7 @@ async def test_a_beacon_entered_ahead_is_in_every_roll_and_a_tampered_one_is_cau
         # The next period was opened by its first roll, without a beacon: one now is refused.
         following = f"{verifiable.period_end(period) + timedelta(days=1):%Y-%m}"
         commitments = {c["period"]: c for c in (await stack.http.get(
-            "/selection/commitments", params={"program": program}, headers=admin)).json()}
+            "/selection/commitments", params={"program": program}, headers=admin)).json()["items"]}
         late = await stack.http.put(f"/selection/periods/{program}/{following}/beacon", headers=admin,
                                     json={"round": commitments[following]["beacon_round"], "randomness": randomness})
         assert late.status_code == 409, late.text
