@@ -90,7 +90,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
         use_keys(records, audit_keys(settings))
         # Lazy: the API starts (and /readyz says why it is not ready) while Temporal is down.
         client = temporal or await connect(settings, lazy=True, service="iop-api")
-        services = Services(settings=settings, engine=records, temporal=client, lab=LabIngest(records, client))
+        services = Services(settings=settings, engine=records, temporal=client, lab=LabIngest(records, client, settings.task_queue))
         app.state.services = services
         yield
         await run_in_threadpool(offload.shutdown)  # the lab parser's worker process, if one was started

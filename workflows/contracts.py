@@ -198,6 +198,9 @@ class ScreeningInput:
     # The site's closing time on the day (ISO datetime): the window ends then, never after. None: not clipped.
     site_closes_at: str | None = None
     breath_alcohol_cutoff: float = 0.02  # g/210 L, the program's (domain.program.Program)
+    # A screening whose workflow had closed, started again from its last saved state because a correction came
+    # (iop/reopen.py): it resumes where it stopped, with a fresh correction period. None: a new screening.
+    reopen: ScreeningState | None = None
 
 
 @dataclass
@@ -237,6 +240,8 @@ class ScreeningState:
     # A result corrected after it was final: any report already sent must be corrected.
     corrected_after_final: bool = False
     breath_result: dict[str, Any] | None = None  # domain.disclosure.BreathResult as a dict, breath tests
+    # When a correction reopened the screening after its workflow had closed (its correction period runs anew).
+    reopened_at: str | None = None
     # Incremented on every save, so a slower, older save can never overwrite a newer one.
     revision: int = 0
 

@@ -71,7 +71,9 @@ ACTIVITY = dict(
 # with the result recorded as never received (a reportable gap, not a silent one).
 RESULT_GIVE_UP = timedelta(days=30)
 REVIEW_DUE = timedelta(hours=24)  # a non-negative result unreviewed this long is escalated
-CORRECTION_PERIOD = timedelta(days=30)  # a final result stays open to corrections this long
+# A final result's workflow waits this long for corrections, then closes; a later correction reopens it
+# (iop/reopen.py), so there is no time limit on correcting what a recipient was told.
+CORRECTION_PERIOD = timedelta(days=30)
 # Admin-added analytes are interpreted with their definitions (issue 19): a new command path for
 # reports that carry them; histories recorded before replay without it.
 ADDED_ANALYTES_PATCH = "added-analytes-interpreted"
@@ -95,6 +97,12 @@ class ScreeningWorkflow:
     @workflow.init
     def __init__(self, input: ScreeningInput) -> None:
         self.input = input
+        if input.reopen is not None:
+            # Reopened for a correction after the workflow had closed: the record as it was last saved.
+            self.state = input.reopen
+            self.state.reopened_at = workflow.now().isoformat()
+            self._event("reopened", detail="a correction arrived after the record had closed")
+            return
         self.state = ScreeningState(
             screening_id=input.screening_id,
             participant_id=input.participant_id,
@@ -116,6 +124,11 @@ class ScreeningWorkflow:
             search.DAY.value_set(local_moment(date.fromisoformat(input.day), time(), input.timezone)),
         ])
         await self._save()
+        if input.reopen is not None:
+            # Only a final result is reopened (iop/reopen.py): the correction period starts again.
+            await self._lab_stage()
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            return self.state
         # Staff may excuse a test, or discharge cancel it, before the participant is told.
         if self.state.status == SCHEDULED:
             await self._notify()
@@ -270,8 +283,12 @@ class ScreeningWorkflow:
                     continue
                 await workflow.wait_condition(moved)
             elif status == FINAL:
-                # A corrected result may still come; after this long the record is closed.
-                closes = datetime.fromisoformat(self.state.finalized_at) + CORRECTION_PERIOD
+                # A corrected result may still come; after this long the workflow closes. A correction after
+                # that reopens it (iop/reopen.py), with the period counted again from then.
+                since = datetime.fromisoformat(self.state.finalized_at)
+                if self.state.reopened_at is not None:
+                    since = max(since, datetime.fromisoformat(self.state.reopened_at))
+                closes = since + CORRECTION_PERIOD
                 if not await self._wait_until(moved, closes):
                     return
             else:

@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 from domain.clock import local_date
 from domain.disclosure import disclosure_id, new_webhook_secret
 from domain.program import program_from_dict
+from ingest.lab import LabIngest
 from iop.worker import build_worker
 from store.db import session_scope
 from store.models import Disclosure
@@ -20,8 +21,8 @@ from store.programs import save_version
 from tests.receiver import Receiver, webhook_receiver
 from tests.workflows.test_disclosure_delivery import setup_records_for
 from tests.workflows.test_program_calendar import ZONE, enroll
-from tests.workflows.test_screening_program import _for_cause, _report
-from workflows.contracts import AnalyteIn, Collection, Excuse, ForCause, Review, disclosure_workflow_id
+from tests.workflows.test_screening_program import _for_cause, _report, skip
+from workflows.contracts import AnalyteIn, Collection, Excuse, ForCause, Pause, Review, disclosure_workflow_id
 from workflows.participant import ParticipantWorkflow
 from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id
@@ -144,6 +145,7 @@ async def test_excusing_a_reported_miss_sends_its_retraction(program, court):
     assert retraction["data"] == {"retracted": True, "retraction_reason": "excused"}
     assert [r.status for r in rows] == ["delivered", "delivered"]
     await participant.terminate("test over")
+    await participant.terminate("test over")
 
 
 async def test_the_programs_breath_alcohol_cutoff_reads_the_test(program, court):
@@ -169,4 +171,33 @@ async def test_the_programs_breath_alcohol_cutoff_reads_the_test(program, court)
         breath_device_id="EBT-0042"))
     assert state.final_outcome == "negative" and state.breath_result["outcome"] == "negative"
     assert "0.040" in state.breath_result["reason"]
+    await participant.terminate("test over")
+
+
+async def test_a_correction_31_days_after_final_still_amends_the_courts_report(program, court):
+    """The screening's workflow closes 30 days after its final result; a correction after that reopens it, and the
+    court that was told the positive is sent the amendment, referencing the original."""
+    env, engine, queue = program
+    participant, screening, pid = await _linked_screening(program, court)
+    await screening.execute_update(ScreeningWorkflow.record_collection,
+                                   Collection(specimen_type="urine", observed=True, collector="RN-7"))
+    await screening.execute_update(ScreeningWorkflow.record_result, _report("r1", "F", CONFIRMED_COCAINE))
+    await screening.execute_update(ScreeningWorkflow.review, Review("confirm", "no prescription", "md-1"))
+    [original] = await _settled(env, engine, pid)
+    today = local_date(await env.get_current_time(), ZONE)
+    await participant.execute_update(ParticipantWorkflow.pause, Pause(
+        today.isoformat(), (today + timedelta(days=40)).isoformat(), "no random tests in this test", "tester"))
+    await skip(env, timedelta(days=31))
+    closed = await screening.result()
+    assert closed.status == "final" and closed.final_outcome == "positive"
+    # The lab corrects its result (HL7 result status C), through the same path every lab result takes.
+    await LabIngest(engine, env.client)._deliver(
+        _report("r2", "C", AnalyteIn("benzoylecgonine", 10.0, units="ng/mL", method="confirm")), closed.screening_id)
+    reopened = await screening.query(ScreeningWorkflow.status)
+    assert reopened.final_outcome == "negative" and reopened.corrected_after_final and reopened.reopened_at
+    rows = await _settled(env, engine, pid)
+    first, amendment = _received(court)
+    assert first["disclosure_id"] == original.id and first["data"]["outcome"] == "positive"
+    assert amendment["amends"] == original.id and amendment["data"]["outcome"] == "negative"
+    assert [r.status for r in rows] == ["delivered", "delivered"]
     await participant.terminate("test over")
