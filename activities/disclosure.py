@@ -441,6 +441,8 @@ def _smtp_refusal(code: int | None) -> Decision:
 
 
 def _summary_basis(screening: Screening) -> str:
+    if (screening.state or {}).get("admission") and not (screening.state or {}).get("collection"):
+        return Basis.ADMITTED_USE
     breath = (screening.state or {}).get("breath_result")
     if breath:
         return breath.get("basis") or Basis.PRESUMPTIVE_SCREEN

@@ -25,6 +25,7 @@ GET /screenings/{screening_id}: admin staff clinician auditor
 POST /screenings/{screening_id}/collection: admin staff clinician
 POST /screenings/{screening_id}/excuse: admin staff clinician
 POST /screenings/{screening_id}/refusal: admin staff clinician
+POST /screenings/{screening_id}/admission: admin staff clinician
 POST /participants/{participant_id}/screenings: admin staff clinician
 POST /participants/{participant_id}/pauses: admin staff clinician
 POST /check-ins: admin staff

@@ -161,6 +161,18 @@ class Collection:
 
 
 @dataclass
+class Admission:
+    """The participant's documented admission of use, instead of a specimen: reported as a positive with basis
+    admitted-use (domain.disclosure.Basis), naming who witnessed it."""
+
+    substances: list[str]  # what the participant admitted using, e.g. ["cocaine"]
+    witnessed_by: str  # the staff member who witnessed the admission (reported with it)
+    statement: str  # what the participant said, as documented (kept in the record, not reported)
+    actor: str = ""
+    admitted_at: str | None = None  # ISO datetime; defaults to when it is recorded
+
+
+@dataclass
 class Excuse:
     reason: str
     actor: str
@@ -224,6 +236,7 @@ class ScreeningState:
     late_collection: bool = False
     missed_at: str | None = None
     excuse: Excuse | None = None
+    admission: Admission | None = None  # a documented admission of use, in place of a specimen
     refusal: Refusal | None = None
     cancel_reason: str | None = None
     result_due_at: str | None = None

@@ -13,7 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.screenings import ScreeningActivities
     from domain.clock import local_moment
     from domain.analytes import AddedAnalyte
-    from domain.disclosure import CONFIRMING_BASES, breath_alcohol_result, lab_basis
+    from domain.disclosure import CONFIRMING_BASES, Basis, breath_alcohol_result, lab_basis
     from domain.interpretation import AnalyteResult, MedicationContext, interpret, interpretation_to_dict
     from workflows import search
     from workflows.contracts import (
@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         REFUSED,
         SCHEDULED,
         SPECIMEN_TYPES,
+        Admission,
         Alert,
         Collection,
         Excuse,
@@ -406,6 +407,29 @@ class ScreeningWorkflow:
             raise ApplicationError(self._already(), type=CONFLICT)
 
     @workflow.update
+    async def record_admission(self, admission: Admission) -> ScreeningState:
+        """The participant admitted use instead of giving a specimen: a final positive whose basis is the admission,
+        reported (under consent) with who witnessed it. It is a positive, not a confirmation (confirmed: false)."""
+        admission.admitted_at = admission.admitted_at or workflow.now().isoformat()
+        self.state.admission = admission
+        self._event("admission recorded", admission.actor,
+                    f"admitted use of {', '.join(admission.substances)}, witnessed by {admission.witnessed_by}")
+        self._finalize(FINAL_POSITIVE, "the participant's documented admission of use", admission.actor)
+        await self._announce_final()
+        await self._save()
+        return self.state
+
+    @record_admission.validator
+    def _validate_admission(self, admission: Admission) -> None:
+        if not admission.substances or any(not s.strip() for s in admission.substances):
+            raise ApplicationError("an admission names what was used (substances)", type=INVALID)
+        if not admission.witnessed_by.strip():
+            raise ApplicationError("an admission names who witnessed it (witnessed_by)", type=INVALID)
+        if self.state.status not in TAKES_COLLECTION:
+            raise ApplicationError(self._already() + "; an admission stands in for a specimen not yet collected",
+                                   type=CONFLICT)
+
+    @workflow.update
     async def refuse(self, refusal: Refusal) -> ScreeningState:
         self.state.status = REFUSED
         self.state.refusal = refusal
@@ -575,7 +599,13 @@ class ScreeningWorkflow:
         await self._tell_participant(self._final_result_for_medication())
         state = self.state
         collection = state.collection
-        if state.breath_result is not None:
+        if state.admission is not None and collection is None:
+            admission = state.admission
+            category, facts = "screening-results", {
+                "collected_on": admission.admitted_at[:10], "outcome": "positive",
+                "positive_for": sorted(admission.substances), "basis": Basis.ADMITTED_USE.value,
+                "confirmed": False, "admission_witnessed_by": admission.witnessed_by}
+        elif state.breath_result is not None:
             breath = state.breath_result
             category, facts = "screening-results", {
                 "collected_on": collection.collected_at[:10], "specimen_type": "breath",
@@ -619,8 +649,9 @@ class ScreeningWorkflow:
         self.state.status = FINAL
         self.state.final_outcome = outcome
         self.state.finalized_at = now.isoformat()
-        collected = datetime.fromisoformat(self.state.collection.collected_at)
-        self.state.turnaround_hours = round((now - collected).total_seconds() / 3600, 2)
+        if self.state.collection is not None:  # an admission has no specimen, so no turnaround
+            collected = datetime.fromisoformat(self.state.collection.collected_at)
+            self.state.turnaround_hours = round((now - collected).total_seconds() / 3600, 2)
         self._event(f"final: {outcome}", actor, why)
 
     @workflow.signal

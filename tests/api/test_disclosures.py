@@ -212,3 +212,29 @@ async def test_recipient_url_rules_and_410_disables(stack, court):
     assert mine["status"] == "disabled" and mine["disabled_reason"]
     with Session(stack.engine) as session:
         assert session.get(Recipient, court_id).status == "disabled"
+
+
+async def test_a_witnessed_admission_is_recorded_over_the_api_and_reported_as_admitted_use(stack, court):
+    court_id = await add_recipient(stack, court, "court", ["screening-results"], case_system=CASE["system"])
+    pid = (await stack.enroll())["id"]
+    await add_consent(stack, pid, consent_body(court_id, ["screening-results"]))
+    ordered = await stack.http.post(f"/participants/{pid}/screenings", json={"reason": "admitted use at group"},
+                                    headers=stack.auth("staff"))
+    sid = ordered.json()["screening_id"]
+    body = {"substances": ["cocaine"], "witnessed_by": "J. Rivera, CADC", "statement": "used on Friday night"}
+    unwitnessed = await stack.http.post(f"/screenings/{sid}/admission", headers=stack.auth("staff"),
+                                        json={**body, "witnessed_by": ""})
+    assert unwitnessed.status_code == 422 and "witnessed_by" in unwitnessed.text
+    answer = await stack.http.post(f"/screenings/{sid}/admission", headers=stack.auth("staff"), json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["final_outcome"] == "positive" and answer.json()["admission"]["witnessed_by"] == body[
+        "witnessed_by"]
+    again = await stack.http.post(f"/screenings/{sid}/collection", headers=stack.auth("staff"),
+                                  json={"specimen_type": "urine", "observed": True, "collector": "RN-7"})
+    assert again.status_code == 409
+    report = await settled(stack, disclosure_id(pid, sid, "screening-results", court_id))
+    assert report.status == "delivered"
+    payload = court.kept[report.id]
+    assert payload["basis"] == "admitted-use" and payload["data"]["confirmed"] is False
+    assert payload["data"]["admission_witnessed_by"] == "J. Rivera, CADC" and payload["data"]["positive_for"] == [
+        "cocaine"]

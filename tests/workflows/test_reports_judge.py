@@ -18,11 +18,12 @@ from iop.worker import build_worker
 from store.db import session_scope
 from store.models import Disclosure
 from store.programs import save_version
+from tests.helpers import refused
 from tests.receiver import Receiver, webhook_receiver
 from tests.workflows.test_disclosure_delivery import setup_records_for
 from tests.workflows.test_program_calendar import ZONE, enroll
 from tests.workflows.test_screening_program import _for_cause, _report, skip
-from workflows.contracts import AnalyteIn, Collection, Excuse, ForCause, Pause, Review, disclosure_workflow_id
+from workflows.contracts import Admission, AnalyteIn, Collection, Excuse, ForCause, Pause, Review, disclosure_workflow_id
 from workflows.participant import ParticipantWorkflow
 from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id
@@ -200,4 +201,21 @@ async def test_a_correction_31_days_after_final_still_amends_the_courts_report(p
     assert first["disclosure_id"] == original.id and first["data"]["outcome"] == "positive"
     assert amendment["amends"] == original.id and amendment["data"]["outcome"] == "negative"
     assert [r.status for r in rows] == ["delivered", "delivered"]
+    await participant.terminate("test over")
+
+
+async def test_an_admission_of_use_is_reported_with_its_basis_and_witness(program, court):
+    env, engine, _ = program
+    participant, screening, pid = await _linked_screening(program, court)
+    with refused("who witnessed"):
+        await screening.execute_update(ScreeningWorkflow.record_admission, Admission(["cocaine"], " ", "used Friday"))
+    state = await screening.execute_update(ScreeningWorkflow.record_admission, Admission(
+        ["cocaine"], "J. Rivera, CADC", "said they used cocaine on Friday night", "staff-1"))
+    assert state.status == "final" and state.final_outcome == "positive" and state.admission.admitted_at
+    await _settled(env, engine, pid)
+    [report] = _received(court)
+    assert report["basis"] == "admitted-use" and report["data"] == {
+        "collected_on": state.admission.admitted_at[:10], "outcome": "positive", "positive_for": ["cocaine"],
+        "basis": "admitted-use", "confirmed": False, "admission_witnessed_by": "J. Rivera, CADC"}
+    assert "Friday" not in str(report)  # the statement stays in the record
     await participant.terminate("test over")
