@@ -62,6 +62,12 @@ POST /recipients/{recipient_id}/enable: admin
 POST /participants/{participant_id}/consents: admin staff clinician
 GET /participants/{participant_id}/consents: admin staff clinician auditor
 POST /consents/{consent_id}/revoke: admin staff clinician
+POST /participants/{participant_id}/case-events: admin staff
+GET /participants/{participant_id}/case-events: admin staff clinician auditor
+POST /attendance-sessions: admin staff clinician
+GET /attendance-sessions: admin staff clinician auditor
+POST /attendance-sessions/{session_id}/attendance: admin staff clinician
+GET /participants/{participant_id}/attendance: admin staff clinician auditor
 GET /disclosures: admin staff clinician auditor
 GET /audit: admin auditor
 GET /audit/verify: admin auditor
