@@ -165,11 +165,19 @@ class Admission:
     """The participant's documented admission of use, instead of a specimen: reported as a positive with basis
     admitted-use (domain.disclosure.Basis), naming who witnessed it."""
 
-    substances: list[str]  # what the participant admitted using, e.g. ["cocaine"]
-    witnessed_by: str  # the staff member who witnessed the admission (reported with it)
-    statement: str  # what the participant said, as documented (kept in the record, not reported)
+    # Field descriptions for the API's schema, read from the docstrings below (a plain dict: no pydantic here).
+    __pydantic_config__ = {"use_attribute_docstrings": True}
+
+    substances: list[str]
+    """What the participant admitted using, e.g. ["cocaine"] (reported as positive_for)"""
+    witnessed_by: str
+    """The staff member who witnessed the admission (reported with it)"""
+    statement: str
+    """What the participant said, as documented (kept in the record, never reported)"""
     actor: str = ""
-    admitted_at: str | None = None  # ISO datetime; defaults to when it is recorded
+    """The token id that recorded it"""
+    admitted_at: str | None = None
+    """When the admission was made (ISO 8601); defaults to when it was recorded"""
 
 
 @dataclass
