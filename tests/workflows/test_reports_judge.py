@@ -23,7 +23,8 @@ from tests.receiver import Receiver, webhook_receiver
 from tests.workflows.test_disclosure_delivery import setup_records_for
 from tests.workflows.test_program_calendar import ZONE, enroll
 from tests.workflows.test_screening_program import _for_cause, _report, skip
-from workflows.contracts import Admission, AnalyteIn, Collection, Excuse, ForCause, Pause, Review, disclosure_workflow_id
+from workflows.contracts import (Admission, AnalyteIn, Collection, Excuse, ForCause, Pause, Review,
+                                 disclosure_workflow_id)
 from workflows.participant import ParticipantWorkflow
 from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id
@@ -145,7 +146,6 @@ async def test_excusing_a_reported_miss_sends_its_retraction(program, court):
     assert retraction["type"] == "screening.missed.retracted" and retraction["amends"] == miss.id
     assert retraction["data"] == {"retracted": True, "retraction_reason": "excused"}
     assert [r.status for r in rows] == ["delivered", "delivered"]
-    await participant.terminate("test over")
     await participant.terminate("test over")
 
 
