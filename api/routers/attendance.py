@@ -225,8 +225,8 @@ def list_sessions(
     actor: Reader,
     session: SessionDep,
     site: str | None = None,
-    since: Annotated[datetime | None, Query(description="Sessions starting at or after (with an offset)")] = None,
-    until: Annotated[datetime | None, Query(description="Sessions starting before (with an offset)")] = None,
+    since: Annotated[ProgramMoment | None, Query(description="Sessions starting at or after (with an offset)")] = None,
+    until: Annotated[ProgramMoment | None, Query(description="Sessions starting before (with an offset)")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
 ) -> SessionPage:
