@@ -8,7 +8,7 @@ decryption and stable across versions: add fields with defaults, never rename.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 ACTIVE = "active"
 
@@ -166,7 +166,7 @@ class Admission:
     admitted-use (domain.disclosure.Basis), naming who witnessed it."""
 
     # Field descriptions for the API's schema, read from the docstrings below (a plain dict: no pydantic here).
-    __pydantic_config__ = {"use_attribute_docstrings": True}
+    __pydantic_config__: ClassVar[dict[str, bool]] = {"use_attribute_docstrings": True}
 
     substances: list[str]
     """What the participant admitted using, e.g. ["cocaine"] (reported as positive_for)"""

@@ -525,7 +525,7 @@ async def record_attendance(request: Request, ctx: Ctx) -> Response:
 async def record_case_event(request: Request, ctx: Ctx) -> Response:
     pid = request.path_params["participant_id"]
     back = f"/ui/participants/{pid}#consents"
-    record, error = await ctx.api.maybe(ctx.api.get(f"/participants/{pid}"))
+    record, _ = await ctx.api.maybe(ctx.api.get(f"/participants/{pid}"))
     body = {"kind": ctx.value("kind"), "occurred_at": _local_iso(ctx.value("occurred_at"), _zone(record)),
             "case_system": ctx.value("case_system") or None, "note": ctx.value("note") or None}
     return await _act(ctx, f"/participants/{pid}/case-events", body, back,

@@ -178,7 +178,7 @@ async def test_the_programs_breath_alcohol_cutoff_reads_the_test(program, court)
 async def test_a_correction_31_days_after_final_still_amends_the_courts_report(program, court):
     """The screening's workflow closes 30 days after its final result; a correction after that reopens it, and the
     court that was told the positive is sent the amendment, referencing the original."""
-    env, engine, queue = program
+    env, engine, _ = program
     participant, screening, pid = await _linked_screening(program, court)
     await screening.execute_update(ScreeningWorkflow.record_collection,
                                    Collection(specimen_type="urine", observed=True, collector="RN-7"))
