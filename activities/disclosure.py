@@ -12,8 +12,9 @@ import logging
 import smtplib
 from dataclasses import dataclass, field
 from collections.abc import Sequence
-from datetime import date, datetime, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from email.message import EmailMessage
+from zoneinfo import ZoneInfo
 
 import httpx
 from sqlalchemy.engine import Engine
@@ -21,6 +22,7 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 
 from domain import ledger
+from domain.attendance import STATUSES as ATTENDANCE_STATUSES
 from domain.consent import ConsentError, consent_from_dict, consent_to_dict, find_covering_consent, record_event
 from domain.consent import MISSED_TESTS, REFUSALS, SCREENING_RESULTS, DisclosureCategory
 from domain.disclosure import (
@@ -54,6 +56,8 @@ from store import audit
 from store.db import session_scope
 from store.programs import current_program
 from store.models import (
+    AttendanceRecord,
+    AttendanceSession,
     ConsentRecord,
     Disclosure,
     DispenseRow,
@@ -235,8 +239,7 @@ class DisclosureActivities:
                          if s.status == "refused" or s.state.get("final_outcome") == "refusal"],
             DisclosureCategory.MEDICATION_ADHERENCE: adherence,
             DisclosureCategory.PHASE_CHANGES: facts.get("phase_changes", []),
-            # Group sessions are not recorded in this system: no attendance entries to report.
-            DisclosureCategory.ATTENDANCE: [],
+            DisclosureCategory.ATTENDANCE: _attendance_entries(session, participant, first, last),
             DisclosureCategory.PROGRAM_STATUS: [{"status": facts["status"], "effective_on": facts["effective_on"]}]
             if facts.get("status") else [],
         }
@@ -445,7 +448,24 @@ def _smtp_refusal(code: int | None) -> Decision:
     return Decision(RETRY, None, f"the mail relay deferred the report (SMTP {code}); retrying")
 
 
+def _attendance_entries(session: Session, participant: Participant, first: date, last: date) -> list[dict]:
+    """One entry per session of the period (program days in the participant's zone) whose attendance was recorded
+    (present, late, excused, absent); a session nobody recorded is not reported as attended or missed
+    (domain.attendance)."""
+    zone = ZoneInfo(participant.timezone)
+    since = datetime.combine(first, time.min, zone).astimezone(timezone.utc)
+    until = datetime.combine(last + timedelta(days=1), time.min, zone).astimezone(timezone.utc)
+    rows = session.exec(select(AttendanceRecord, AttendanceSession).where(
+        AttendanceRecord.session_id == AttendanceSession.id, AttendanceRecord.participant_id == participant.id,
+        col(AttendanceRecord.status).in_(ATTENDANCE_STATUSES),
+        AttendanceSession.starts_at >= since, AttendanceSession.starts_at < until,
+    ).order_by(col(AttendanceSession.starts_at))).all()
+    return [{"status": record.status} for record, _ in rows]
+
+
 def _summary_basis(screening: Screening) -> str:
+    if (screening.state or {}).get("admission") and not (screening.state or {}).get("collection"):
+        return Basis.ADMITTED_USE
     breath = (screening.state or {}).get("breath_result")
     if breath:
         return breath.get("basis") or Basis.PRESUMPTIVE_SCREEN

@@ -19,6 +19,7 @@ from api.observability import router as metrics_router
 from api.deps import Services
 from api.idempotency import SettleIdempotentAnswers
 from api.routers import (
+    attendance,
     audit,
     channel,
     disclosures,
@@ -55,8 +56,11 @@ TAGS = [
                                    "filed, code mappings, analytes, result review and lab turnaround."},
     {"name": "medications", "description": "Medication orders (MOUD), dispensing, missed doses and reassessment, "
                                            "take-home eligibility and diversion control."},
-    {"name": "disclosures", "description": "Recipients (courts, probation, employers), 42 CFR part 2 consents and "
-                                           "the accounting of disclosures."},
+    {"name": "disclosures", "description": "Recipients (courts, probation, employers), 42 CFR part 2 consents, the "
+                                           "case events they end at, and the accounting of disclosures."},
+    {"name": "attendance", "description": "Group and individual treatment sessions, their rosters, and attendance "
+                                          "recorded by staff or a kiosk (present, late, excused, absent), reported "
+                                          "under consent."},
     {"name": "audit", "description": "The tamper-evident audit trail, histories, API tokens and the Temporal "
                                      "UI's remote codec."},
     {"name": "equity", "description": "Optional demographic answers, given with consent, and the equity report."},
@@ -90,7 +94,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
         use_keys(records, audit_keys(settings))
         # Lazy: the API starts (and /readyz says why it is not ready) while Temporal is down.
         client = temporal or await connect(settings, lazy=True, service="iop-api")
-        services = Services(settings=settings, engine=records, temporal=client, lab=LabIngest(records, client))
+        services = Services(settings=settings, engine=records, temporal=client, lab=LabIngest(records, client, settings.task_queue))
         app.state.services = services
         yield
         await run_in_threadpool(offload.shutdown)  # the lab parser's worker process, if one was started
@@ -125,6 +129,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
     app.include_router(lab.router)
     app.include_router(medications.router)
     app.include_router(disclosures.router)
+    app.include_router(attendance.router)
     app.include_router(worklist.router)
     app.include_router(staff.router)
     app.include_router(audit.router)

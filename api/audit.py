@@ -34,6 +34,7 @@ SUBJECTS = {
     "token_id": ("token", None),
     "program_id": ("program", None),
     "entry_id": ("call-list-entry", None),
+    "session_id": ("attendance-session", None),  # the route names the participant (audit_participant)
 }
 
 

@@ -27,6 +27,7 @@ GET /screenings/{screening_id}: admin staff clinician auditor
 POST /screenings/{screening_id}/collection: admin staff clinician
 POST /screenings/{screening_id}/excuse: admin staff clinician
 POST /screenings/{screening_id}/refusal: admin staff clinician
+POST /screenings/{screening_id}/admission: admin staff clinician
 POST /participants/{participant_id}/screenings: admin staff clinician
 POST /participants/{participant_id}/pauses: admin staff clinician
 POST /check-ins: admin staff
@@ -64,6 +65,12 @@ PUT /recipients/{recipient_id}/notices: admin
 POST /participants/{participant_id}/consents: admin staff clinician
 GET /participants/{participant_id}/consents: admin staff clinician auditor
 POST /consents/{consent_id}/revoke: admin staff clinician
+POST /participants/{participant_id}/case-events: admin staff
+GET /participants/{participant_id}/case-events: admin staff clinician auditor
+POST /attendance-sessions: admin staff clinician
+GET /attendance-sessions: admin staff clinician auditor
+POST /attendance-sessions/{session_id}/attendance: admin staff clinician
+GET /participants/{participant_id}/attendance: admin staff clinician auditor
 GET /disclosures: admin staff clinician auditor
 GET /audit: admin auditor
 GET /audit/verify: admin auditor

@@ -26,6 +26,8 @@ from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
 
+from domain.attendance import AttendanceStatus, check_status as check_attendance_status
+from domain.attendance import summarize as summarize_attendance
 from domain.checks import require_text as _require_text
 from domain.consent import (
     ATTENDANCE,
@@ -173,7 +175,9 @@ FACT_KEYS: dict[str, tuple[str, ...]] = {
     REFUSALS: ("occurred_on", "refusal_kind"),
     MEDICATION_ADHERENCE: ("period_start", "period_end", "doses_expected", "doses_taken", "adherence_ratio"),
     PHASE_CHANGES: ("from_phase", "to_phase", "effective_on"),
-    ATTENDANCE: ("period_start", "period_end", "sessions_scheduled", "sessions_attended", "sessions_excused"),
+    # One session's record (session_on, session_kind, attendance_status) or a period's counts.
+    ATTENDANCE: ("period_start", "period_end", "sessions_scheduled", "sessions_attended", "sessions_excused",
+                 "session_on", "session_kind", "attendance_status"),
     PROGRAM_STATUS: ("status", "effective_on", "discharge_kind"),
 }
 
@@ -187,6 +191,8 @@ REQUIRED_FACTS: dict[str, tuple[str, ...]] = {
     ATTENDANCE: ("period_start", "period_end", "sessions_scheduled", "sessions_attended"),
     PROGRAM_STATUS: ("status", "effective_on"),
 }
+# Categories whose report may instead carry another complete set of facts: one attended (or missed) session.
+ALTERNATIVE_FACTS: dict[str, tuple[str, ...]] = {ATTENDANCE: ("session_on", "attendance_status")}
 
 REPORT_TYPES: dict[str, str] = {
     SCREENING_RESULTS: "screening.result",
@@ -334,6 +340,9 @@ def allowed_facts(category: str, facts: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(facts, Mapping):
         raise ValueError("facts must be a mapping of fact name to value")
     missing = [key for key in REQUIRED_FACTS[category] if facts.get(key) is None]
+    alternative = ALTERNATIVE_FACTS.get(category)
+    if missing and alternative and all(facts.get(key) is not None for key in alternative):
+        missing = []
     if missing:
         raise ValueError(f"a {category} report needs the fact(s) {', '.join(missing)}")
     kept = {key: _plain_value(key, facts[key]) for key in FACT_KEYS[category] if key in facts}
@@ -354,6 +363,8 @@ def _check_fact_values(category: str, data: Mapping[str, Any]) -> None:
                 f"screening outcome {data['outcome']!r} cannot be reported; use one of {', '.join(SCREENING_OUTCOMES)}"
             )
         _check_basis(data)
+    if category == ATTENDANCE and "attendance_status" in data:
+        check_attendance_status(data["attendance_status"])
     if category == PROGRAM_STATUS and data["status"] not in PROGRAM_STATUSES:
         raise ValueError(f"program status {data['status']!r} is not one of {', '.join(PROGRAM_STATUSES)}")
 
@@ -611,14 +622,24 @@ def _phase_section(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def _attendance_section(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """Sessions. Entries: {"attended": bool, "excused": bool (optional)}, one per scheduled session."""
-    attended = sum(1 for entry in entries if _flag(entry, "attended"))
-    excused = sum(1 for entry in entries if not _flag(entry, "attended") and _flag(entry, "excused", default=False))
+    """Sessions, counted by domain.attendance.summarize. Entries: {"status": present | late | excused | absent},
+    one per recorded session (or the older form {"attended": bool, "excused": bool})."""
+    statuses = []
+    for entry in entries:
+        if "status" in entry:
+            statuses.append(check_attendance_status(entry["status"]))
+        elif _flag(entry, "attended"):
+            statuses.append(AttendanceStatus.PRESENT)
+        else:
+            statuses.append(AttendanceStatus.EXCUSED if _flag(entry, "excused", default=False)
+                            else AttendanceStatus.ABSENT)
+    summary = summarize_attendance(statuses)
     return {
-        "sessions": len(entries),
-        "attended": attended,
-        "excused": excused,
-        "unexcused": len(entries) - attended - excused,
+        "sessions": summary.sessions,
+        "attended": summary.attended,
+        "late": summary.late,
+        "excused": summary.excused,
+        "unexcused": summary.absent,
     }
 
 
@@ -679,8 +700,9 @@ def _adherence_sentence(section: Mapping[str, Any]) -> str:
 
 
 def _attendance_sentence(section: Mapping[str, Any]) -> str:
+    late = f" ({section['late']} late)" if section.get("late") else ""
     return (
-        f"Sessions: {section['attended']} of {section['sessions']} attended; "
+        f"Sessions: {section['attended']} of {section['sessions']} attended{late}; "
         f"{section['excused']} excused and {section['unexcused']} unexcused absence(s)."
     )
 

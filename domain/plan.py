@@ -50,6 +50,9 @@ class TestingPlan:
     check_in_required: bool = False
     missed_check_in_reportable: bool = False
     make_up_hours: float = 24.0
+    # The program's breath alcohol cutoff in g/210 L (49 CFR 40.23: 0.02 and above has consequences by default);
+    # every screening started under this plan reads its breath tests against it.
+    breath_alcohol_cutoff: float = 0.02
 
     def __post_init__(self) -> None:
         _check_counts(self)
@@ -88,7 +91,7 @@ def plan_from_dict(data: dict[str, Any]) -> TestingPlan:
     if isinstance(values.get("weekday_hours"), list):
         values["weekday_hours"] = tuple(tuple(item) for item in values["weekday_hours"])
     # JSON does not distinguish 3 from 3.0.
-    for key in ("tests_per_week", "collection_window_hours", "make_up_hours"):
+    for key in ("tests_per_week", "collection_window_hours", "make_up_hours", "breath_alcohol_cutoff"):
         if _is_number(values.get(key)):
             values[key] = float(values[key])
     try:

@@ -168,7 +168,7 @@ def plan_for(program: Program, version: int, site: str, phase_name: str) -> Test
         source=f"program {program.program_id} v{version}: {phase.criteria or phase.name}",
         program_id=program.program_id, program_version=version, specimen_type=specimen,
         check_in_required=phase.check_in_required, missed_check_in_reportable=phase.missed_check_in_reportable,
-        make_up_hours=float(program.make_up_hours),
+        make_up_hours=float(program.make_up_hours), breath_alcohol_cutoff=float(program.breath_alcohol_cutoff),
     )
 
 

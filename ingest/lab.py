@@ -44,6 +44,7 @@ from domain.hl7 import (
 )
 from ingest.offload import off_loop
 from iop.crashpoints import crash_point
+from iop.reopen import reopen_screening
 from iop.temporal import not_available_now
 from store.db import session_scope
 from domain.lab_intake import UNREGISTERED_TOKEN, SenderBinding, body_digest, sender_refusal
@@ -203,9 +204,10 @@ def _raw_msh(raw: str) -> str | None:
 
 
 class LabIngest:
-    def __init__(self, engine: Engine, temporal: Client) -> None:
+    def __init__(self, engine: Engine, temporal: Client, task_queue: str | None = None) -> None:
         self.engine = engine
         self.temporal = temporal
+        self.task_queue = task_queue  # where a closed screening is reopened when Temporal no longer knows its queue
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     # --- entry points --------------------------------------------------------------------
@@ -473,9 +475,18 @@ class LabIngest:
     async def _deliver(self, report: LabReport, screening_id: str) -> None:
         handle = self.temporal.get_workflow_handle(screening_workflow_id(screening_id))
         try:
-            # The update id is the result's: a resend after a timeout joins the first attempt if it got through.
-            await handle.execute_update(ScreeningWorkflow.record_result, report,
-                                        id=f"record-result-{report.result_id}")
+            try:
+                # The update id is the result's: a resend after a timeout joins the first attempt if it got through.
+                await handle.execute_update(ScreeningWorkflow.record_result, report,
+                                            id=f"record-result-{report.result_id}")
+            except RPCError as exc:
+                # A final screening whose workflow closed after its correction period: a correction reopens it
+                # (no time limit on amending what recipients were told), then is filed as usual.
+                if exc.status != RPCStatusCode.NOT_FOUND or not_available_now(exc) or not await reopen_screening(
+                        self.temporal, self.engine, screening_id, self.task_queue):
+                    raise
+                await handle.execute_update(ScreeningWorkflow.record_result, report,
+                                            id=f"record-result-{report.result_id}")
         except WorkflowUpdateFailedError as exc:
             cause = getattr(exc.cause, "message", None) or str(exc.cause)
             raise Quarantined("screening-not-awaiting-result", f"{cause}; staff decide what to do with it",

@@ -447,8 +447,8 @@ async def _run_hl7_listener(settings: Settings, host: str, port: int, lab_token:
     engine = make_engine(settings.resolved_database_url)
     if LabIngest(engine, None).sender_for_token(lab_token).refused:  # type: ignore[arg-type]
         raise typer.BadParameter(f"no usable lab token has the id {lab_token} (revoked, expired or unknown)")
-    server = await serve_mllp(LabIngest(engine, await connect(settings)), host, port, token_id=lab_token,
-                              allow=allow)
+    server = await serve_mllp(LabIngest(engine, await connect(settings), settings.task_queue), host, port,
+                              token_id=lab_token, allow=allow)
     stop = _stop_event()
     log.info("MLLP listener on %s:%s, accepting %s", host, port, ", ".join(map(str, allow.networks)) or "no one")
     async with server:

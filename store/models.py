@@ -682,6 +682,61 @@ class Disclosure(SQLModel, table=True):
     content_hash: str | None = Field(default=None, max_length=64)  # SHA-256 of the document sent (PDF)
 
 
+class CaseEvent(SQLModel, table=True):
+    """An event in a participant's case that consents may end at or become revocable at (final disposition, end
+    of supervision, end of employment: domain.consent.CONSENT_EVENTS), as staff recorded it."""
+
+    __tablename__ = "case_events"
+
+    id: str = Field(primary_key=True, max_length=40)
+    participant_id: str = Field(foreign_key="participants.id", index=True, max_length=40)
+    kind: str = Field(max_length=32)
+    # The case-number system of the case it happened in (the consents of recipients in that system are told);
+    # None: every consent of the participant is told.
+    case_system: str | None = Field(default=None, max_length=80)
+    occurred_at: datetime
+    note: str | None = Field(default=None, max_length=500)
+    consents: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # the consents told
+    recorded_by: str = Field(max_length=32)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+# --- attendance ---------------------------------------------------------------------------
+
+
+class AttendanceSession(SQLModel, table=True):
+    """A scheduled group or individual treatment session (domain.attendance.SessionKind)."""
+
+    __tablename__ = "attendance_sessions"
+
+    id: str = Field(primary_key=True, max_length=40)
+    kind: str = Field(max_length=16)
+    title: str = Field(max_length=200)
+    site: str = Field(index=True, max_length=64)
+    starts_at: datetime = Field(index=True)
+    duration_minutes: int
+    facilitator: str = Field(max_length=80)
+    created_by: str = Field(max_length=32)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class AttendanceRecord(SQLModel, table=True):
+    """One participant at one session: scheduled (on the roster), then present, late, excused or absent."""
+
+    __tablename__ = "attendance_records"
+    __table_args__ = (UniqueConstraint("session_id", "participant_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: str = Field(foreign_key="attendance_sessions.id", index=True, max_length=40)
+    participant_id: str = Field(foreign_key="participants.id", index=True, max_length=40)
+    status: str = Field(default="scheduled", max_length=16)
+    note: str | None = Field(default=None, max_length=500)
+    method: str | None = Field(default=None, max_length=16)  # staff | kiosk
+    recorded_by: str | None = Field(default=None, max_length=32)
+    recorded_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class EmailOutbox(SQLModel, table=True):
     """Reports to recipients that take email: queued here for the mail relay."""
 

@@ -8,7 +8,7 @@ decryption and stable across versions: add fields with defaults, never rename.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from domain.vocab import (
     DISCHARGE_STATUSES,
@@ -165,6 +165,26 @@ class Collection:
 
 
 @dataclass
+class Admission:
+    """The participant's documented admission of use, instead of a specimen: reported as a positive with basis
+    admitted-use (domain.disclosure.Basis), naming who witnessed it."""
+
+    # Field descriptions for the API's schema, read from the docstrings below (a plain dict: no pydantic here).
+    __pydantic_config__: ClassVar[dict[str, bool]] = {"use_attribute_docstrings": True}
+
+    substances: list[str]
+    """What the participant admitted using, e.g. ["cocaine"] (reported as positive_for)"""
+    witnessed_by: str
+    """The staff member who witnessed the admission (reported with it)"""
+    statement: str
+    """What the participant said, as documented (kept in the record, never reported)"""
+    actor: str = ""
+    """The token id that recorded it"""
+    admitted_at: str | None = None
+    """When the admission was made (ISO 8601); defaults to when it was recorded"""
+
+
+@dataclass
 class Excuse:
     reason: str
     actor: str
@@ -202,6 +222,9 @@ class ScreeningInput:
     # The site's closing time on the day (ISO datetime): the window ends then, never after. None: not clipped.
     site_closes_at: str | None = None
     breath_alcohol_cutoff: float = 0.02  # g/210 L, the program's (domain.program.Program)
+    # A screening whose workflow had closed, started again from its last saved state because a correction came
+    # (iop/reopen.py): it resumes where it stopped, with a fresh correction period. None: a new screening.
+    reopen: ScreeningState | None = None
 
 
 @dataclass
@@ -225,6 +248,7 @@ class ScreeningState:
     late_collection: bool = False
     missed_at: str | None = None
     excuse: Excuse | None = None
+    admission: Admission | None = None  # a documented admission of use, in place of a specimen
     refusal: Refusal | None = None
     cancel_reason: str | None = None
     result_due_at: str | None = None
@@ -241,6 +265,8 @@ class ScreeningState:
     # A result corrected after it was final: any report already sent must be corrected.
     corrected_after_final: bool = False
     breath_result: dict[str, Any] | None = None  # domain.disclosure.BreathResult as a dict, breath tests
+    # When a correction reopened the screening after its workflow had closed (its correction period runs anew).
+    reopened_at: str | None = None
     # Incremented on every save, so a slower, older save can never overwrite a newer one.
     revision: int = 0
 

@@ -109,6 +109,7 @@ def plan_for_phase(phase: str, current: dict[str, Any]) -> dict[str, Any]:
             closes_at=clinic.closes_at,
             closed_dates=clinic.closed_dates,
             timezone=clinic.timezone,
+            breath_alcohol_cutoff=clinic.breath_alcohol_cutoff,
         )
     )
 
@@ -346,6 +347,9 @@ class ParticipantWorkflow:
                 selected.site_closes_at = closing.isoformat()
                 window_hours = min(window_hours, (closing - now).total_seconds() / 3600)
             selected.late_grace_hours = plan.make_up_hours
+        if plan is not None:
+            # The program's breath alcohol cutoff (data only: the same commands either way).
+            selected.breath_alcohol_cutoff = plan.breath_alcohol_cutoff
         await workflow.execute_local_activity_method(ScreeningActivities.open_screening, selected, **RECORD_WRITE)
         await workflow.start_child_workflow(
             ScreeningWorkflow.run,

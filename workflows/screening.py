@@ -14,7 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.screenings import ScreeningActivities
     from domain.clock import local_moment
     from domain.analytes import AddedAnalyte
-    from domain.disclosure import CONFIRMING_BASES, breath_alcohol_result, lab_basis
+    from domain.disclosure import CONFIRMING_BASES, Basis, breath_alcohol_result, lab_basis
     from domain.interpretation import (
         POSITIVE_OUTCOMES,
         AnalyteResult,
@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         REFUSED,
         SCHEDULED,
         SPECIMEN_TYPES,
+        Admission,
         Alert,
         Collection,
         Excuse,
@@ -82,7 +83,9 @@ ACTIVITY: ActivityOptions = dict(
 # with the result recorded as never received (a reportable gap, not a silent one).
 RESULT_GIVE_UP = timedelta(days=30)
 REVIEW_DUE = timedelta(hours=24)  # a non-negative result unreviewed this long is escalated
-CORRECTION_PERIOD = timedelta(days=30)  # a final result stays open to corrections this long
+# A final result's workflow waits this long for corrections, then closes; a later correction reopens it
+# (iop/reopen.py), so there is no time limit on correcting what a recipient was told.
+CORRECTION_PERIOD = timedelta(days=30)
 # Admin-added analytes are interpreted with their definitions (issue 19): a new command path for
 # reports that carry them; histories recorded before replay without it.
 ADDED_ANALYTES_PATCH = "added-analytes-interpreted"
@@ -107,6 +110,12 @@ class ScreeningWorkflow:
     @workflow.init
     def __init__(self, input: ScreeningInput) -> None:
         self.input = input
+        if input.reopen is not None:
+            # Reopened for a correction after the workflow had closed: the record as it was last saved.
+            self.state = input.reopen
+            self.state.reopened_at = workflow.now().isoformat()
+            self._event("reopened", detail="a correction arrived after the record had closed")
+            return
         self.state = ScreeningState(
             screening_id=input.screening_id,
             participant_id=input.participant_id,
@@ -128,6 +137,11 @@ class ScreeningWorkflow:
             search.DAY.value_set(local_moment(date.fromisoformat(input.day), time(), input.timezone)),
         ])
         await self._save()
+        if input.reopen is not None:
+            # Only a final result is reopened (iop/reopen.py): the correction period starts again.
+            await self._lab_stage()
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            return self.state
         # Staff may excuse a test, or discharge cancel it, before the participant is told.
         if self.state.status == SCHEDULED:
             await self._notify()
@@ -285,9 +299,13 @@ class ScreeningWorkflow:
                     continue
                 await workflow.wait_condition(moved)
             elif status == FINAL:
-                # A corrected result may still come; after this long the record is closed.
+                # A corrected result may still come; after this long the workflow closes. A correction after
+                # that reopens it (iop/reopen.py), with the period counted again from then.
                 assert self.state.finalized_at is not None  # set with FINAL (_finalize)
-                closes = datetime.fromisoformat(self.state.finalized_at) + CORRECTION_PERIOD
+                since = datetime.fromisoformat(self.state.finalized_at)
+                if self.state.reopened_at is not None:
+                    since = max(since, datetime.fromisoformat(self.state.reopened_at))
+                closes = since + CORRECTION_PERIOD
                 if not await self._wait_until(moved, closes):
                     return
             else:
@@ -404,6 +422,29 @@ class ScreeningWorkflow:
             raise ApplicationError("an excuse needs a reason", type=INVALID)
         if self.state.status not in TAKES_COLLECTION:
             raise ApplicationError(self._already(), type=CONFLICT)
+
+    @workflow.update
+    async def record_admission(self, admission: Admission) -> ScreeningState:
+        """The participant admitted use instead of giving a specimen: a final positive whose basis is the admission,
+        reported (under consent) with who witnessed it. It is a positive, not a confirmation (confirmed: false)."""
+        admission.admitted_at = admission.admitted_at or workflow.now().isoformat()
+        self.state.admission = admission
+        self._event("admission recorded", admission.actor,
+                    f"admitted use of {', '.join(admission.substances)}, witnessed by {admission.witnessed_by}")
+        self._finalize(FINAL_POSITIVE, "the participant's documented admission of use", admission.actor)
+        await self._announce_final()
+        await self._save()
+        return self.state
+
+    @record_admission.validator
+    def _validate_admission(self, admission: Admission) -> None:
+        if not admission.substances or any(not s.strip() for s in admission.substances):
+            raise ApplicationError("an admission names what was used (substances)", type=INVALID)
+        if not admission.witnessed_by.strip():
+            raise ApplicationError("an admission names who witnessed it (witnessed_by)", type=INVALID)
+        if self.state.status not in TAKES_COLLECTION:
+            raise ApplicationError(self._already() + "; an admission stands in for a specimen not yet collected",
+                                   type=CONFLICT)
 
     @workflow.update
     async def refuse(self, refusal: Refusal) -> ScreeningState:
@@ -577,9 +618,13 @@ class ScreeningWorkflow:
         await self._tell_participant(self._final_result_for_medication())
         state = self.state
         collection = state.collection
-        # _finalize came first: a final outcome, of a collected specimen.
-        assert collection is not None and collection.collected_at is not None and state.final_outcome is not None
-        if state.breath_result is not None:
+        if state.admission is not None and collection is None:
+            admission = state.admission
+            category, facts = "screening-results", {
+                "collected_on": admission.admitted_at[:10], "outcome": "positive",
+                "positive_for": sorted(admission.substances), "basis": Basis.ADMITTED_USE.value,
+                "confirmed": False, "admission_witnessed_by": admission.witnessed_by}
+        elif state.breath_result is not None:
             breath = state.breath_result
             category, facts = "screening-results", {
                 "collected_on": collection.collected_at[:10], "specimen_type": "breath",
@@ -624,10 +669,10 @@ class ScreeningWorkflow:
         self.state.status = FINAL
         self.state.final_outcome = outcome
         self.state.finalized_at = now.isoformat()
-        # A final result is of a collected specimen.
-        assert self.state.collection is not None and self.state.collection.collected_at is not None
-        collected = datetime.fromisoformat(self.state.collection.collected_at)
-        self.state.turnaround_hours = round((now - collected).total_seconds() / 3600, 2)
+        # A final result is of a collected specimen, or of an admission (no specimen, so no turnaround).
+        if self.state.collection is not None and self.state.collection.collected_at is not None:
+            collected = datetime.fromisoformat(self.state.collection.collected_at)
+            self.state.turnaround_hours = round((now - collected).total_seconds() / 3600, 2)
         self._event(f"final: {outcome}", actor, why)
 
     @workflow.signal

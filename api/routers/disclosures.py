@@ -6,7 +6,7 @@ import secrets
 from datetime import datetime, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlmodel import Session, col, select
@@ -20,6 +20,11 @@ from api.problems import FieldError, ProblemError, responses
 from api.tokens import Actor
 from domain.consent import (
     CATEGORIES,
+    CONSENT_EVENTS,
+    EMPLOYMENT_ENDED,
+    FINAL_DISPOSITION,
+    SUPERVISION_ENDED,
+    record_event,
     ConsentError,
     ConsentEvent,
     DisclosureCategory,
@@ -34,7 +39,7 @@ from domain.disclosure import new_webhook_secret
 from domain.vocab import DeliveryMethod, DisclosureStatus
 from domain.verifiable import NOTICE_SUBSCRIPTIONS, NoticeSubscription
 from iop.codec import seal_text
-from store.models import ConsentRecord, Disclosure, Recipient, utcnow
+from store.models import CaseEvent, ConsentRecord, Disclosure, Recipient, utcnow
 from workflows.contracts import disclosure_workflow_id
 from workflows.disclosure import DisclosureWorkflow
 
@@ -43,6 +48,7 @@ router = APIRouter(route_class=IdempotentRoute, tags=["disclosures"], responses=
 
 Admin = Annotated[Actor, Depends(require("admin"))]
 ConsentTaker = Annotated[Actor, Depends(require("admin", "staff", "clinician"))]
+CaseRecorder = Annotated[Actor, Depends(require("admin", "staff"))]
 Reader = Annotated[Actor, Depends(require("admin", "staff", "clinician", "auditor"))]
 
 Category = DisclosureCategory
@@ -337,6 +343,110 @@ def _revoke(session: Session, consent_id: str, reason: str) -> tuple[ConsentReco
         col(Disclosure.status).in_((DisclosureStatus.PENDING, DisclosureStatus.RETRYING)))).all()
     done_reading(session)
     return row, list(in_flight)
+
+
+# --- case events: what consents end at --------------------------------------------------------
+
+CASE_EVENT_KINDS = (FINAL_DISPOSITION, SUPERVISION_ENDED, EMPLOYMENT_ENDED)
+
+
+class CaseEventIn(RequestModel):
+    """Something that happened in the participant's case that consents may end at or become revocable at."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "kind": "final-disposition", "occurred_at": "2026-12-01T11:30:00-05:00", "case_system": "county-drug-court",
+        "note": "Case dismissed on successful completion; order on file",
+    }]})
+
+    kind: Literal[CASE_EVENT_KINDS] = Field(  # type: ignore[valid-type]
+        description="final-disposition (of the criminal case), supervision-ended (probation, parole, pretrial) or "
+                    "employment-ended")
+    occurred_at: ConsentMoment | None = Field(default=None, description="When it happened (not in the future); "
+                                                                        "defaults to now")
+    case_system: str | None = Field(default=None, min_length=1, max_length=80, description=(
+        "The case-number system of the case it happened in (one of the participant's case numbers): only the "
+        "consents of recipients in that system are told. Omitted: every consent of the participant is told."))
+    note: str | None = Field(default=None, max_length=500, description="What the record shows, e.g. the order")
+
+
+class CaseEventPublic(BaseModel):
+    """A case event as recorded, with the consents it was recorded on."""
+
+    id: str = Field(description="The event's id")
+    participant_id: str = Field(description="Whose case")
+    kind: str = Field(description="final-disposition, supervision-ended or employment-ended")
+    case_system: str | None = Field(description="The case-number system of the case; null: every consent")
+    occurred_at: datetime = Field(description="When it happened (UTC)")
+    note: str | None = Field(description="What the record shows")
+    consents: list[str] = Field(description="The consents it was recorded on: those that end at this event stop "
+                                            "covering from occurred_at, criminal-justice ones become revocable")
+    recorded_by: str = Field(description="The token that recorded it")
+    created_at: datetime = Field(description="When it was recorded")
+
+
+def _case_event_public(row: CaseEvent) -> CaseEventPublic:
+    def aware(moment: datetime) -> datetime:
+        return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+    return CaseEventPublic(id=row.id, participant_id=row.participant_id, kind=row.kind, case_system=row.case_system,
+                           occurred_at=aware(row.occurred_at), note=row.note, consents=list(row.consents),
+                           recorded_by=row.recorded_by, created_at=aware(row.created_at))
+
+
+def _record_case_event(session: Session, participant_id: str, body: CaseEventIn, actor: str) -> CaseEvent:
+    participant = participant_or_404(session, participant_id)
+    now = datetime.now(timezone.utc)
+    occurred = body.occurred_at or now
+    if occurred.tzinfo is None:
+        raise ProblemError(422, "occurred_at needs a time zone offset, e.g. 2026-12-01T11:30:00-05:00.")
+    if occurred > now:
+        raise ProblemError(422, "occurred_at is in the future: record a case event once it has happened.")
+    systems = {c.get("system") for c in participant.case_numbers}
+    if body.case_system is not None and body.case_system not in systems:
+        known = ", ".join(sorted(s for s in systems if s)) or "none"
+        raise ProblemError(422, f"The participant has no case number in system {body.case_system!r} (theirs: "
+                                f"{known}); give one of those, or leave case_system out to tell every consent.")
+    query = select(ConsentRecord).where(ConsentRecord.participant_id == participant_id)
+    if body.case_system is not None:
+        in_system = select(Recipient.id).where(Recipient.case_number_system == body.case_system)
+        query = query.where(col(ConsentRecord.recipient_id).in_(in_system))
+    told = []
+    for row in session.exec(query.order_by(col(ConsentRecord.created_at))).all():
+        # domain.consent.record_event: idempotent; the consent's own rules decide what the event does to it.
+        row.consent = consent_to_dict(record_event(consent_from_dict(row.consent), body.kind, occurred.isoformat()))
+        session.add(row)
+        told.append(row.id)
+    event = CaseEvent(id="ce-" + secrets.token_hex(5), participant_id=participant_id, kind=body.kind,
+                      case_system=body.case_system, occurred_at=occurred.astimezone(timezone.utc),
+                      note=(body.note or "").strip() or None, consents=told, recorded_by=actor)
+    session.add(event)
+    session.commit()
+    done_reading(session)
+    return event
+
+
+@router.post("/participants/{participant_id}/case-events", status_code=201, response_model=CaseEventPublic,
+             responses=responses(401, 403, 404, 422), summary="Record a final disposition, end of supervision or "
+                                                               "end of employment")
+def record_case_event(participant_id: str, body: CaseEventIn, actor: CaseRecorder, session: SessionDep,
+                      request: Request) -> CaseEventPublic:
+    """Records an event in the participant's case on their consents (42 CFR 2.31(a)(6): a consent may end at an
+    event; 2.35(d): a criminal-justice consent becomes revocable no later than final disposition). From occurred_at
+    a consent that ends at this event covers nothing more: any report after it is blocked at sending, with the
+    reason. The event, who recorded it and the consents told are kept and audited."""
+    row = _record_case_event(session, participant_id, body, actor.token_id)
+    request.state.audit_detail = f"case event {row.kind} recorded on {len(row.consents)} consent(s)"
+    return _case_event_public(row)
+
+
+@router.get("/participants/{participant_id}/case-events", response_model=list[CaseEventPublic],
+            responses=responses(401, 403, 404))
+def list_case_events(participant_id: str, actor: Reader, session: SessionDep) -> list[CaseEventPublic]:
+    """Every case event recorded for the participant, oldest first."""
+    participant_or_404(session, participant_id)
+    rows = session.exec(select(CaseEvent).where(CaseEvent.participant_id == participant_id)
+                        .order_by(col(CaseEvent.occurred_at), col(CaseEvent.id))).all()
+    return [_case_event_public(r) for r in rows]
 
 
 # --- the accounting of disclosures ----------------------------------------------------------

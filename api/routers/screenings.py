@@ -30,6 +30,7 @@ from workflows.contracts import (
     EXCUSED,
     NOT_NOTIFIED,
     WINDOW_LOST,
+    Admission,
     TAKES_COLLECTION,
     CheckIn,
     DisclosureEvent,
@@ -163,6 +164,32 @@ class ExcuseRequest(RequestModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "Hospitalised; discharge papers on file"}]})
 
     reason: str = Field(min_length=1, max_length=500, description="Why, e.g. 'hospitalised; discharge papers on file'")
+
+
+class AdmissionRequest(RequestModel):
+    """The participant's documented admission of use, in place of a specimen not yet collected."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "substances": ["cocaine"], "witnessed_by": "J. Rivera, CADC",
+        "statement": "Told the counsellor before the test that they used cocaine on Friday night",
+        "admitted_at": "2026-12-01T09:10:00-05:00",
+    }]})
+
+    substances: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9 -]{1,59}$")]] = Field(
+        min_length=1, max_length=10, description="What the participant admitted using, lower case, e.g. 'cocaine', "
+                                                 "'alcohol' (reported as positive_for)")
+    witnessed_by: str = Field(min_length=2, max_length=80, description="The staff member who witnessed the admission "
+                                                                       "(reported with it, as admission_witnessed_by)")
+    statement: str = Field(min_length=1, max_length=1000, description="What the participant said, as documented; kept "
+                                                                      "in the record, never reported")
+    admitted_at: ProgramMoment | None = Field(default=None, description="When the admission was made; defaults to now")
+
+    @field_validator("admitted_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("admitted_at needs a time zone offset, e.g. 2026-11-23T09:30:00-05:00")
+        return value
 
 
 class MakeUpRequest(RequestModel):
@@ -348,6 +375,21 @@ async def excuse(screening_id: str, body: ExcuseRequest, actor: Collector, sessi
     """Excuses a selected test with a documented reason; it does not count as missed."""
     return await _screening_update(services, session, screening_id, ScreeningWorkflow.excuse,
                                    Excuse(reason=body.reason, actor=actor.token_id), attempt)
+
+
+@router.post("/screenings/{screening_id}/admission", response_model=ScreeningStatePublic,
+             responses=responses(401, 403, 404, 409, 422, 503),
+             summary="Record the participant's witnessed admission of use in place of the test")
+@joins_update
+async def admission(screening_id: str, body: AdmissionRequest, actor: Collector, session: SessionDep,
+                    services: ServicesDep, attempt: Idempotency) -> ScreeningStatePublic:
+    """Records that the participant admitted use, witnessed by a staff member, instead of giving a specimen. The
+    screening becomes a final positive whose basis is admitted-use: reported under consent with positive_for and
+    admission_witnessed_by, never as confirmed. A screening already collected, excused or refused answers 409."""
+    return await _screening_update(services, session, screening_id, ScreeningWorkflow.record_admission, Admission(
+        substances=list(dict.fromkeys(body.substances)), witnessed_by=body.witnessed_by.strip(),
+        statement=body.statement, actor=actor.token_id,
+        admitted_at=body.admitted_at.isoformat() if body.admitted_at else None), attempt)
 
 
 @router.post("/screenings/{screening_id}/refusal", response_model=ScreeningStatePublic,

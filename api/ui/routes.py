@@ -31,6 +31,8 @@ _ROUTES = [
     ("/ui/participants/{participant_id}/discharge", views.discharge, ["POST"]),
     ("/ui/participants/{participant_id}/medications", views.order_medication, ["POST"]),
     ("/ui/consents/{consent_id}/revoke", views.revoke_consent, ["POST"]),
+    ("/ui/participants/{participant_id}/case-events", views.record_case_event, ["POST"]),
+    ("/ui/attendance-sessions/{session_id}/attendance", views.record_attendance, ["POST"]),
     ("/ui/screenings/{screening_id}", views.screening, ["GET"]),
     ("/ui/screenings/{screening_id}/collection", views.record_collection, ["POST"]),
     ("/ui/screenings/{screening_id}/review", views.review_result, ["POST"]),

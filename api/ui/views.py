@@ -34,7 +34,9 @@ from api.ui.web import (
 )
 from domain import search
 from domain import worklist as wl
-from domain.consent import CATEGORIES, CONSENT_EVENTS, SIGNATURE_METHODS
+from domain.attendance import STATUSES as ATTENDANCE_STATUSES
+from domain.consent import CATEGORIES, CONSENT_EVENTS, EMPLOYMENT_ENDED, FINAL_DISPOSITION, SIGNATURE_METHODS
+from domain.consent import SUPERVISION_ENDED
 from ingest.lab import QUARANTINE_REASONS
 from domain.medication import DRUGS, ROUTES, UNITS, DispenseKind, ScheduleKind
 from domain.selection import SelectionReason
@@ -372,6 +374,9 @@ async def participant(request: Request, ctx: Ctx) -> Response:
         "consents": api.get_all(f"/participants/{pid}/consents"),
         "recipients": api.get_all("/recipients") if ctx.can("GET", "/recipients") else None,
         "disclosures": api.get_all("/disclosures", participant_id=pid, cap=200),
+        "attendance": api.get(f"/participants/{pid}/attendance", limit=20),
+        "case_events": api.get(f"/participants/{pid}/case-events")
+        if ctx.can("GET", "/participants/{participant_id}/case-events") else None,
     })
     screenings = answers["screenings"][0] or []
     orders = answers["orders"][0] or []
@@ -413,7 +418,10 @@ async def participant(request: Request, ctx: Ctx) -> Response:
         signature_methods=SIGNATURE_METHODS, consent_values=consent_values, consent_errors=consent_state.errors,
         for_cause_values=for_cause.values, for_cause_errors=for_cause.errors, dispense_kinds=DISPENSE_KINDS,
         units=UNITS, errors=errors, today_local=today_local, phases=PHASES, drugs=DRUGS, routes=ROUTES,
-        discharge_kinds=DISCHARGE_KINDS, form_values=_forms(ctx, "phase", "pause", "discharge", "medication-order"))
+        discharge_kinds=DISCHARGE_KINDS, attendance=answers["attendance"][0], attendance_statuses=ATTENDANCE_STATUSES,
+        case_events=answers["case_events"][0], case_event_kinds=CASE_EVENT_KINDS,
+        case_systems=[c.get("system") for c in record.get("case_numbers") or [] if c.get("system")],
+        form_values=_forms(ctx, "phase", "pause", "discharge", "medication-order", "case-event"))
 
 
 def _forms(ctx: Ctx, *names: str) -> dict[str, Any]:
@@ -469,6 +477,9 @@ async def order_for_cause(request: Request, ctx: Ctx) -> Response:
 # --- consents ----------------------------------------------------------------------------------
 
 
+CASE_EVENT_KINDS = (FINAL_DISPOSITION, SUPERVISION_ENDED, EMPLOYMENT_ENDED)
+
+
 def _local_iso(value: str, zone: ZoneInfo, *, end_of_day: bool = False) -> str | None:
     """A date or datetime-local field, read in the participant's time zone, as ISO with offset."""
     if not value:
@@ -505,6 +516,27 @@ async def add_consent(request: Request, ctx: Ctx) -> Response:
     except ApiError as exc:
         return ctx.refused(exc, back, "consent")
     return ctx.done(back, f"Consent {consent['id']} recorded.")
+
+
+@signed_in
+async def record_attendance(request: Request, ctx: Ctx) -> Response:
+    session_id = request.path_params["session_id"]
+    back = safe_next(ctx.value("next") or None)
+    body = {"participant_id": ctx.value("participant_id"), "status": ctx.value("status"),
+            "note": ctx.value("note") or None, "method": "staff"}
+    return await _act(ctx, f"/attendance-sessions/{session_id}/attendance", body, back,
+                      "Attendance recorded: {status}.")
+
+
+@signed_in
+async def record_case_event(request: Request, ctx: Ctx) -> Response:
+    pid = request.path_params["participant_id"]
+    back = f"/ui/participants/{pid}#consents"
+    record, _ = await ctx.api.maybe(ctx.api.get(f"/participants/{pid}"))
+    body = {"kind": ctx.value("kind"), "occurred_at": _local_iso(ctx.value("occurred_at"), _zone(record)),
+            "case_system": ctx.value("case_system") or None, "note": ctx.value("note") or None}
+    return await _act(ctx, f"/participants/{pid}/case-events", body, back,
+                      "Recorded {kind}: consents that end at it no longer cover any report.", "case-event")
 
 
 @signed_in

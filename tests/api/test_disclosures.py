@@ -2,6 +2,7 @@
 
 import asyncio
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlmodel import Session
@@ -14,6 +15,7 @@ from workflows.contracts import disclosure_workflow_id
 
 CASE = {"system": "county-drug-court", "value": "DC-2026-0917"}  # tests.helpers.enrollment's case number
 NOW = datetime.now(timezone.utc)
+ZONE = ZoneInfo("America/New_York")  # tests.helpers.enrollment's time zone
 
 
 @pytest.fixture
@@ -212,3 +214,123 @@ async def test_recipient_url_rules_and_410_disables(stack, court):
     assert mine["status"] == "disabled" and mine["disabled_reason"]
     with Session(stack.engine) as session:
         assert session.get(Recipient, court_id).status == "disabled"
+
+
+async def test_a_witnessed_admission_is_recorded_over_the_api_and_reported_as_admitted_use(stack, court):
+    court_id = await add_recipient(stack, court, "court", ["screening-results"], case_system=CASE["system"])
+    pid = (await stack.enroll())["id"]
+    await add_consent(stack, pid, consent_body(court_id, ["screening-results"]))
+    ordered = await stack.http.post(f"/participants/{pid}/screenings", json={"reason": "admitted use at group"},
+                                    headers=stack.auth("staff"))
+    sid = ordered.json()["screening_id"]
+    body = {"substances": ["cocaine"], "witnessed_by": "J. Rivera, CADC", "statement": "used on Friday night"}
+    unwitnessed = await stack.http.post(f"/screenings/{sid}/admission", headers=stack.auth("staff"),
+                                        json={**body, "witnessed_by": ""})
+    assert unwitnessed.status_code == 422 and "witnessed_by" in unwitnessed.text
+    answer = await stack.http.post(f"/screenings/{sid}/admission", headers=stack.auth("staff"), json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["final_outcome"] == "positive" and answer.json()["admission"]["witnessed_by"] == body[
+        "witnessed_by"]
+    again = await stack.http.post(f"/screenings/{sid}/collection", headers=stack.auth("staff"),
+                                  json={"specimen_type": "urine", "observed": True, "collector": "RN-7"})
+    assert again.status_code == 409
+    report = await settled(stack, disclosure_id(pid, sid, "screening-results", court_id))
+    assert report.status == "delivered"
+    payload = court.kept[report.id]
+    assert payload["basis"] == "admitted-use" and payload["data"]["confirmed"] is False
+    assert payload["data"]["admission_witnessed_by"] == "J. Rivera, CADC" and payload["data"]["positive_for"] == [
+        "cocaine"]
+
+
+async def test_a_consent_ending_at_final_disposition_covers_reports_before_it_and_blocks_those_after(stack, court):
+    """Issue 16: nothing recorded final disposition, so consents tied to it never ended."""
+    court_id = await add_recipient(stack, court, "court", ["phase-changes"], case_system=CASE["system"])
+    pid = (await stack.enroll())["id"]
+    consent_id = await add_consent(stack, pid, consent_body(
+        court_id, ["phase-changes"], criminal_justice=True, expires_at=None, expires_on_event="final-disposition",
+        revocable_after_event="final-disposition"))
+    before = await stack.http.post(f"/participants/{pid}/phase", json={"phase": "phase-2", "reason": "progress"},
+                                   headers=stack.auth("clinician"))
+    assert before.status_code == 200
+    assert (await settled(stack, disclosure_id(pid, "phase-change-1", "phase-changes", court_id))).status == "delivered"
+
+    wrong = await stack.http.post(f"/participants/{pid}/case-events", headers=stack.auth("staff"),
+                                  json={"kind": "final-disposition", "case_system": "family-court"})
+    assert wrong.status_code == 422 and "county-drug-court" in wrong.json()["detail"]
+    future = await stack.http.post(f"/participants/{pid}/case-events", headers=stack.auth("staff"), json={
+        "kind": "final-disposition", "occurred_at": (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()})
+    assert future.status_code == 422 and "future" in future.json()["detail"]
+    assert (await stack.http.post(f"/participants/{pid}/case-events", headers=stack.auth("clinician"),
+                                  json={"kind": "final-disposition"})).status_code == 403
+    recorded = await stack.http.post(f"/participants/{pid}/case-events", headers=stack.auth("staff"), json={
+        "kind": "final-disposition", "case_system": CASE["system"], "note": "dismissed on completion"})
+    assert recorded.status_code == 201, recorded.text
+    assert recorded.json()["consents"] == [consent_id] and recorded.json()["recorded_by"]
+
+    after = await stack.http.post(f"/participants/{pid}/phase", json={"phase": "phase-3", "reason": "progress"},
+                                  headers=stack.auth("clinician"))
+    assert after.status_code == 200
+    blocked = await settled(stack, disclosure_id(pid, "phase-change-2", "phase-changes", court_id))
+    assert blocked.status == "blocked" and "ended at final-disposition" in blocked.reason
+    assert len(court.kept) == 1
+    # 42 CFR 2.35(d): revocable from final disposition on.
+    revoked = await stack.http.post(f"/consents/{consent_id}/revoke", json={"reason": "case closed"},
+                                    headers=stack.auth("staff"))
+    assert revoked.status_code == 200, revoked.text
+    listed = (await stack.http.get(f"/participants/{pid}/case-events", headers=stack.auth("auditor"))).json()
+    assert [e["kind"] for e in listed] == ["final-disposition"]
+    trail = await stack.http.get(f"/audit?participant_id={pid}", headers=stack.auth("auditor"))
+    assert any("case-events" in e["action"] and e["outcome"] == "201" for e in trail.json()["items"])
+
+
+async def test_attendance_is_recorded_reported_amended_and_counted_in_the_completion_letter(stack, court):
+    """Issue 16: attendance was a stub category (never recorded, "sessions: 0" in every summary)."""
+    court_id = await add_recipient(stack, court, "court", ["attendance", "program-status"],
+                                   case_system=CASE["system"])
+    pid = (await stack.enroll())["id"]
+    await add_consent(stack, pid, consent_body(court_id, ["attendance", "program-status"]))
+    started = datetime.now(timezone.utc) - timedelta(hours=2)
+    scheduled = await stack.http.post("/attendance-sessions", headers=stack.auth("staff"), json={
+        "kind": "group", "title": "Relapse prevention group", "site": "north", "starts_at": started.isoformat(),
+        "duration_minutes": 90, "facilitator": "A. Osei, LCSW", "participant_ids": [pid], "weekly_repeats": 2})
+    assert scheduled.status_code == 201, scheduled.text
+    first, next_week = scheduled.json()
+    assert first["participant_ids"] == [pid] and next_week["starts_at"] > first["starts_at"]
+    early = await stack.http.post(f"/attendance-sessions/{next_week['id']}/attendance", headers=stack.auth("staff"),
+                                  json={"participant_id": pid, "status": "present"})
+    assert early.status_code == 409 and "starts at" in early.json()["detail"]
+    no_reason = await stack.http.post(f"/attendance-sessions/{first['id']}/attendance", headers=stack.auth("staff"),
+                                      json={"participant_id": pid, "status": "excused"})
+    assert no_reason.status_code == 422 and "note" in no_reason.text
+
+    absent = await stack.http.post(f"/attendance-sessions/{first['id']}/attendance", headers=stack.auth("staff"),
+                                   json={"participant_id": pid, "status": "absent", "method": "kiosk"})
+    assert absent.status_code == 200 and absent.json()["status"] == "absent", absent.text
+    original_id = disclosure_id(pid, f"attendance-{first['id']}", "attendance", court_id)
+    assert await asyncio.to_thread(court.wait_for, original_id)
+    original = await settled(stack, original_id)
+    assert court.kept[original.id]["type"] == "attendance.period"
+    assert court.kept[original.id]["data"] == {"session_on": started.astimezone(ZONE).date().isoformat(),
+                                               "session_kind": "group", "attendance_status": "absent"}
+    excused = await stack.http.post(f"/attendance-sessions/{first['id']}/attendance", headers=stack.auth("staff"),
+                                    json={"participant_id": pid, "status": "excused", "note": "hospital, letter seen"})
+    assert excused.status_code == 200
+    amendment_id = disclosure_id(pid, f"attendance-{first['id']}", "attendance", court_id, corrects=original.id)
+    assert await asyncio.to_thread(court.wait_for, amendment_id)
+    amendment = court.kept[(await settled(stack, amendment_id)).id]
+    assert amendment["amends"] == original.id and amendment["data"]["attendance_status"] == "excused"
+
+    page = (await stack.http.get(f"/participants/{pid}/attendance", headers=stack.auth("auditor"))).json()
+    assert page["total"] == 2 and page["next_offset"] is None and page["items"][0]["status"] == "scheduled"
+    assert page["summary"] == {"sessions": 1, "attended": 0, "present": 0, "late": 0, "excused": 1, "absent": 0,
+                               "not_recorded": 0, "ratio": None}
+
+    done = await stack.http.post(f"/participants/{pid}/discharge", json={"kind": "completed", "reason": "graduated"},
+                                 headers=stack.auth("staff"))
+    assert done.status_code == 200, done.text
+    letter_id = disclosure_id(pid, "program-status", "program-status", court_id)
+    assert await asyncio.to_thread(court.wait_for, letter_id)
+    letter = court.kept[(await settled(stack, letter_id)).id]
+    assert letter["data"]["sections"]["attendance"] == {"sessions": 1, "attended": 0, "late": 0, "excused": 1,
+                                                        "unexcused": 0}
+    assert "Sessions: 0 of 1 attended; 1 excused and 0 unexcused absence(s)." in letter["data"]["text"]

@@ -514,7 +514,7 @@ MONTH_FACTS = {
         {"to_phase": "phase-2", "effective_on": "2026-03-10"},
         {"to_phase": "phase-1", "effective_on": "2026-02-01"},
     ],
-    ATTENDANCE: [{"attended": True}, {"attended": False, "excused": True}, {"attended": False}],
+    ATTENDANCE: [{"attended": True}, {"attended": False, "excused": True}, {"attended": False}, {"status": "late"}],
     PROGRAM_STATUS: [],
 }
 EXPECTED_SECTIONS = {
@@ -530,7 +530,7 @@ EXPECTED_SECTIONS = {
             {"to_phase": "phase-2", "effective_on": "2026-03-10"},
         ],
     },
-    ATTENDANCE: {"sessions": 3, "attended": 1, "excused": 1, "unexcused": 1},
+    ATTENDANCE: {"sessions": 4, "attended": 2, "late": 1, "excused": 1, "unexcused": 1},
     PROGRAM_STATUS: {"status": "active", "since": None},
 }
 EXPECTED_SENTENCES = {
@@ -539,7 +539,7 @@ EXPECTED_SENTENCES = {
     REFUSALS: "Refusals to test: 0.",
     MEDICATION_ADHERENCE: "Medication: 29 of 31 expected doses taken (94%).",
     PHASE_CHANGES: "Final phase: phase-2.",
-    ATTENDANCE: "Sessions: 1 of 3 attended; 1 excused and 1 unexcused absence(s).",
+    ATTENDANCE: "Sessions: 2 of 4 attended (1 late); 1 excused and 1 unexcused absence(s).",
 }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 from sqlmodel import Session, col, select
 
-from store.models import AuditEvent, ConsentRecord, Participant, QuarantineItem
+from store.models import AttendanceRecord, AuditEvent, ConsentRecord, Participant, QuarantineItem
 from tests.api.test_lab import POSITIVE, URINE, oru
 from tests.helpers import enrollment
 
@@ -246,3 +246,36 @@ async def test_assets_are_vendored_and_served_without_a_session(live):
     for template in TEMPLATES.glob("*.html"):
         text = template.read_text()
         assert "://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', ""), template.name
+
+
+async def test_attendance_and_a_case_event_recorded_from_the_participant_page(live):
+    pid = await enroll_via_api(live, given_name="Attendance")
+    async with live.http() as http:
+        scheduled = await http.post("/attendance-sessions", headers=live.auth("staff"), json={
+            "kind": "individual", "title": "Counselling session", "site": "north",
+            "starts_at": (datetime.now(timezone.utc) - timedelta(minutes=20)).isoformat(), "duration_minutes": 50,
+            "facilitator": "A. Osei, LCSW", "participant_ids": [pid]})
+        assert scheduled.status_code == 201, scheduled.text
+        [session] = scheduled.json()
+        csrf = await sign_in(http, live.tokens["staff"])
+        page = await http.get(f"/ui/participants/{pid}")
+        assert f'/ui/attendance-sessions/{session["id"]}/attendance' in page.text and "scheduled" in page.text
+        refused = await http.post(f"/ui/attendance-sessions/{session['id']}/attendance", data={
+            "csrf_token": csrf, "participant_id": pid, "status": "excused", "next": f"/ui/participants/{pid}"})
+        assert refused.status_code == 303
+        assert "note" in (await http.get(refused.headers["location"])).text  # the API's refusal, shown
+        recorded = await http.post(f"/ui/attendance-sessions/{session['id']}/attendance", data={
+            "csrf_token": csrf, "participant_id": pid, "status": "late", "note": "",
+            "next": f"/ui/participants/{pid}#attendance"})
+        assert recorded.status_code == 303
+        page = await http.get(recorded.headers["location"])
+        assert "Attendance recorded: late." in page.text and "1 of 1 recorded session(s) attended (1 late)" in page.text
+
+        event = await http.post(f"/ui/participants/{pid}/case-events", data={
+            "csrf_token": csrf, "kind": "supervision-ended", "occurred_at": "", "case_system": "", "note": "order"})
+        assert event.status_code == 303
+        page = await http.get(event.headers["location"])
+        assert "Recorded supervision-ended" in page.text and 'id="case-events"' in page.text
+    with Session(live.engine) as session:
+        assert session.exec(select(AttendanceRecord).where(AttendanceRecord.participant_id == pid)).one().status == \
+            "late"
