@@ -424,10 +424,10 @@ async def timeline(request: Request, ctx: Ctx) -> Response:
     pid = request.path_params["participant_id"]
     reads = query(request, "reads") == "1"
     entries = await ctx.api.get(f"/participants/{pid}/history")
-    # The dashboard's own requests are audited too, but each made its API calls under the same
-    # request id: those API events say what was read or done, so the dashboard's are not repeated.
-    shown = [e for e in entries if not (e["source"] == "audit" and " /ui/" in e["event"])
-             and (reads or not (e["source"] == "audit" and e["event"].startswith("GET ")))]
+    # The history in the clinic's words (api/timeline_words.py): what happened, and on request who read the
+    # record. The audit lines of changes the record already tells, and the workflow engine's housekeeping
+    # ("technical"), stay in the API's history and its CSV for auditors.
+    shown = [e for e in entries if e.get("kind") == "record" or (reads and e.get("kind") == "access")]
     shown.reverse()  # newest first
     record, _ = await ctx.api.maybe(ctx.api.get(f"/participants/{pid}"))
     context = {"pid": pid, "entries": shown, "total": len(entries), "reads": reads, "who": await _who(ctx),
