@@ -150,7 +150,7 @@ class ScreeningActivities:
             report_by = datetime.fromisoformat(notification.report_by)
             local = report_by.astimezone(ZoneInfo(participant.timezone))
             what = "A for-cause drug test is required" if notification.kind == "for-cause-test" else "You are selected for a drug test today"
-            message = f"{what}. Report to the {notification.site} clinic by {local:%H:%M} ({local:%a %d %b})."
+            message = f"{what}. Report to the {notification.site} clinic by {local:%H:%M} {local.tzname()} ({local:%a %d %b})."
             phone = participant.phone
         channel = self.notifier.channel
         if channel != "recorded" and not phone:
