@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.notify import Notifier, RecordingNotifier
 from store.db import session_scope
+from domain import calls
 from domain.calendar import hours_on, is_open
 from domain.clock import local_moment
 from domain.misses import MissFacts, miss_verdict
@@ -89,6 +90,14 @@ class ScreeningActivities:
             row.state = asdict(state)
             row.updated_at = utcnow()
             session.add(row)
+            why = calls.closed_by_status(state.status)
+            if why:  # collected, excused, or the window closed: nobody is called about it any more (domain/calls.py)
+                for entry in session.exec(select(CallListEntry).where(
+                        CallListEntry.screening_id == state.screening_id,
+                        CallListEntry.resolved_at == None)).all():  # noqa: E711
+                    entry.resolved_at, entry.resolved_by = utcnow(), "system"
+                    entry.outcome = (f"{entry.outcome}; {why}" if entry.outcome else why)[:400]
+                    session.add(entry)
 
     @activity.defn
     def open_screening(self, selected: ScreeningInput) -> None:

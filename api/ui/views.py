@@ -185,7 +185,7 @@ async def today(request: Request, ctx: Ctx) -> Response:
         if ctx.can("GET", "/worklist") else None,
         "worklist_mine": api.get("/worklist", limit=1, site=site, mine="true") if ctx.can("GET", "/worklist") else None,
         "retrying": api.get_all("/disclosures", status="retrying", cap=200) if disclosures_ok else None,
-        "calls": api.get("/call-list") if ctx.can("GET", "/call-list") else None,
+        "calls": api.get("/call-list", site=site, limit=1) if ctx.can("GET", "/call-list") else None,
     })
     names = answers["names"][0] or {}
     errors = [e for _, e in answers.values() if e is not None]
@@ -204,10 +204,7 @@ async def today(request: Request, ctx: Ctx) -> Response:
     disclosures = None
     if answers["blocked"][0] is not None:
         disclosures = (answers["blocked"][0] or []) + (answers["failed"][0] or []) + (answers["retrying"][0] or [])
-    calls = answers["calls"][0]
-    if calls and site:  # the call list itself has no site: keep this site's participants
-        here, _ = await api.maybe(api.get_all("/participants", site=site, cap=5000))
-        calls = [c for c in calls if c["participant_id"] in {p["id"] for p in here or []}]
+    calls = (answers["calls"][0] or {}).get("total") if answers["calls"][0] is not None else None
     recipients = {}
     if disclosures and ctx.can("GET", "/recipients"):
         found, _ = await api.maybe(api.get("/recipients"))
@@ -856,9 +853,11 @@ async def resolve_item(request: Request, ctx: Ctx) -> Response:
 
 # --- call list ---------------------------------------------------------------------------------
 
-# One click per outcome. The API records a notice when the outcome starts with "reached" (api/routers/channel.py).
+# One click per outcome, each the API's call result (domain/calls.py): reached is a notice and takes the entry
+# off the list; a message left keeps it on the list until they are reached or the window closes.
 CALL_OUTCOMES = {"reached": "reached and told to test", "called": "called, left a message",
                  "not-reached": "not reached"}
+CALL_RESULTS = {"reached": "reached", "called": "message-left", "not-reached": "not-reached"}
 
 
 @signed_in
@@ -869,20 +868,9 @@ async def call_list(request: Request, ctx: Ctx) -> Response:
     site = ctx.session.site or ""
     zone = await _site_zone(ctx, site)
     today = datetime.now(zone).date()
-    entries = await ctx.api.get("/call-list", include_resolved="true")
-    people = {pid: None for pid in dict.fromkeys(e["participant_id"] for e in entries)}
-    if people and ctx.can("GET", "/participants/{participant_id}"):
-        answers = await ctx.api.gather([ctx.api.get(f"/participants/{pid}") for pid in people])
-        people = {pid: answer for pid, (answer, _) in zip(people, answers)}
-    shown = []
-    for entry in entries:
-        record = people.get(entry["participant_id"]) or {}
-        if site and record.get("site") != site:
-            continue
-        done = parse_moment(entry["resolved_at"])
-        if done is not None and done.astimezone(zone).date() != today:
-            continue  # the history is in the audit trail; the list is today's
-        shown.append({**entry, "timezone": str(_zone(record)), "site": record.get("site")})
+    midnight = datetime.combine(today, time.min, tzinfo=zone)  # the list is today's; the rest is in the audit trail
+    entries = await ctx.api.get_all("/call-list", site=site or None, resolved_since=midnight.isoformat())
+    shown = [{**e, "timezone": e.get("timezone") or str(zone)} for e in entries]
     waiting = [e for e in shown if not e["resolved_at"]]
     called = sorted((e for e in shown if e["resolved_at"]), key=lambda e: e["resolved_at"], reverse=True)
     return ctx.render("call_list.html", waiting=waiting, called=called, site=site, day=today, zone=str(zone),
@@ -898,10 +886,12 @@ async def resolve_call(request: Request, ctx: Ctx) -> Response:
         return redirect(request, "/ui/call-list")
     note = ctx.value("note")
     try:
-        entry = await ctx.api.post(f"/call-list/{entry_id}/resolve", {"outcome": f"{words}: {note}" if note else words})
+        entry = await ctx.api.post(f"/call-list/{entry_id}/resolve", {
+            "outcome": f"{words}: {note}" if note else words, "result": CALL_RESULTS[ctx.value("outcome")]})
     except ApiError as exc:
         return ctx.refused(exc, "/ui/call-list")
-    return ctx.done("/ui/call-list", f"Call to {entry['name']} recorded: {words}.")
+    still = "" if entry["resolved_at"] else " They stay on the list until reached or the window closes."
+    return ctx.done("/ui/call-list", f"Call to {entry['name']} recorded: {words}.{still}")
 
 
 # --- not found ---------------------------------------------------------------------------------

@@ -182,11 +182,14 @@ async def test_delivery_receipts_update_the_attempt_and_an_undelivered_notice_go
     assert attempts["SM42"].status == "undelivered"
     assert [c.screening_id for c in calls] == ["s-x-SM42"]
     listed = await stack.http.get("/call-list", headers=stack.auth("staff"))
-    assert [(item["participant_id"], item["phone"]) for item in listed.json()] == [(participant_id, PHONE)]
+    assert [(item["participant_id"], item["phone"]) for item in listed.json()["items"]] == [(participant_id, PHONE)]
     resolved = await stack.http.post(f"/call-list/{calls[0].id}/resolve", json={"outcome": "told by phone at 10:05"},
                                      headers=stack.auth("staff"))
     assert resolved.status_code == 200 and resolved.json()["resolved_at"]
-    assert (await stack.http.get("/call-list", headers=stack.auth("staff"))).json() == []
+    assert (await stack.http.get("/call-list", headers=stack.auth("staff"))).json()["items"] == []
+    again = await stack.http.post(f"/call-list/{calls[0].id}/resolve", json={"outcome": "told again"},
+                                  headers=stack.auth("staff"))
+    assert again.status_code == 409 and "off the call list already" in again.json()["detail"]
 
 
 async def test_a_gateway_retry_is_answered_once_by_its_message_id(stack):

@@ -142,6 +142,7 @@ async def test_front_desk_morning_on_a_phone(browser, live, artifacts):
     await settled(page)
     await page.get_by_role("button", name="Check in Morning now").click()
     await expect(page.get_by_role("status")).to_contain_text("Checked in.")
+    await expect(page.get_by_role("status")).to_contain_text(re.compile(r"clinic by \d\d:\d\d E[SD]T\."))  # zone named
     await check_page_accessibility(page)
     await assert_fits(page)
     await shot(page, artifacts, "22-participant-400px")
