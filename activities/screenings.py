@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 from activities.notify import Notifier, RecordingNotifier
 from domain.vocab import NoticeStatus
 from store.db import session_scope
+from domain import calls
 from domain.calendar import hours_on, is_open
 from domain.clock import local_moment
 from domain.misses import MissFacts, miss_verdict
@@ -90,6 +91,14 @@ class ScreeningActivities:
             row.state = asdict(state)
             row.updated_at = utcnow()
             session.add(row)
+            why = calls.closed_by_status(state.status)
+            if why:  # collected, excused, or the window closed: nobody is called about it any more (domain/calls.py)
+                for entry in session.exec(select(CallListEntry).where(
+                        CallListEntry.screening_id == state.screening_id,
+                        CallListEntry.resolved_at == None)).all():  # noqa: E711
+                    entry.resolved_at, entry.resolved_by = utcnow(), "system"
+                    entry.outcome = (f"{entry.outcome}; {why}" if entry.outcome else why)[:400]
+                    session.add(entry)
 
     @activity.defn
     def open_screening(self, selected: ScreeningInput) -> None:
@@ -151,7 +160,7 @@ class ScreeningActivities:
             report_by = datetime.fromisoformat(notification.report_by)
             local = report_by.astimezone(ZoneInfo(participant.timezone))
             what = "A for-cause drug test is required" if notification.kind == "for-cause-test" else "You are selected for a drug test today"
-            message = f"{what}. Report to the {notification.site} clinic by {local:%H:%M} ({local:%a %d %b})."
+            message = f"{what}. Report to the {notification.site} clinic by {local:%H:%M} {local.tzname()} ({local:%a %d %b})."
             phone = participant.phone
         channel = self.notifier.channel
         if channel != "recorded" and not phone:

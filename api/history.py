@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-import json
+import re
 from dataclasses import asdict, dataclass
 from datetime import timezone
 from typing import Any
@@ -15,27 +15,20 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
-# Update and signal names as a clinic would say them.
-ACTIONS = {
-    "change_phase": "phase changed", "discharge": "discharged", "pause": "testing paused",
-    "check_in": "checked in", "order_for_cause": "for-cause test ordered", "start_medication": "medication order started",
-    "screen_final": "final screen result passed to medication orders",
-    "record_collection": "collection recorded", "excuse": "test excused", "refuse": "refusal recorded",
-    "record_result": "lab result received", "review": "result reviewed", "cancel": "cancelled",
-    "dispense": "dispense recorded", "reassess": "reassessment", "change_dose": "dose changed", "stop": "order stopped",
-    "record_pill_count": "pill count recorded", "attest_storage": "storage attestation",
-    "screen_result": "screen result weighed for take-homes", "participant_discharged": "order ended at discharge",
-}
-ACTIVITIES = {
-    "notify_participant": "participant notified", "raise_alert": "alert raised", "attempt_delivery": "report delivery attempted",
-    "confirm_enrollment": "enrollment confirmed", "open_screening": "screening selected", "record_draw": "daily draw recorded",
-    "open_order": "medication order recorded", "record_dispense": "dispense recorded",
-    "plan_disclosures": "reports planned for recipients", "record_consent_event": "consents told of the event",
-}
+from api import timeline_words as words
+
 # Arguments worth showing, by name (never PHI: workflows carry none).
 SHOWN = ("phase", "kind", "reason", "method", "specimen_type", "observed", "decision", "explanation", "result_status",
          "specimen_id", "dose", "unit", "take_home_count", "note", "start", "end", "category", "recipient_id",
          "detail", "result", "status")
+# Workflow types as a clinic would name them.
+WORKFLOWS = {"ParticipantWorkflow": "Testing program", "ScreeningWorkflow": "Screening",
+             "MedicationWorkflow": "Medication order", "DisclosureWorkflow": "Report to a recipient",
+             "DiscloseEventWorkflow": "Reports of an event"}
+_REPORT = {"delivered": "Report delivered", "blocked": "Report not sent (the consent does not cover it)",
+           "retry": "Report not delivered yet; retrying", "waiting": "Report waiting for the recipient",
+           "disable-recipient": "Report not delivered: the recipient is disabled",
+           "stop-and-surface": "Report not delivered: staff must act"}
 
 
 @dataclass
@@ -43,9 +36,15 @@ class TimelineEntry:
     at: str
     source: str  # workflow | audit | draw
     workflow_id: str
-    event: str
-    actor: str
+    event: str  # in the clinic's words (api/timeline_words.py)
+    actor: str  # a token id here; the API shows the name it was issued to (actor_id keeps the id)
     detail: str
+    kind: str = words.RECORD  # record | access | technical
+    action: str = ""  # the raw action: the HTTP route, the workflow update's or activity's name
+    actor_id: str = ""
+    role: str = ""
+    outcome: str = ""
+    request_id: str = ""
 
 
 async def decoded(client: Client, payloads) -> list[Any]:
@@ -69,47 +68,71 @@ def _describe(values: list[Any]) -> tuple[str, str]:
     return actor, ", ".join(parts)[:500]
 
 
+def _first(values: list[Any]) -> dict[str, Any]:
+    return next((v for v in values if isinstance(v, dict)), {})
+
+
+def _workflow_words(type_name: str) -> str:
+    return WORKFLOWS.get(type_name) or re.sub(r"(?<!^)(?=[A-Z])", " ", type_name.removesuffix("Workflow")).capitalize()
+
+
 async def render(client: Client, workflow_id: str, events: list[HistoryEvent]) -> list[TimelineEntry]:
     entries: list[TimelineEntry] = []
     scheduled: dict[int, str] = {}
 
-    def add(event: HistoryEvent, what: str, actor: str = "system", detail: str = "") -> None:
+    def add(event: HistoryEvent, what: str, actor: str = "system", detail: str = "", kind: str = words.RECORD,
+            action: str = "") -> None:
         at = event.event_time.ToDatetime(tzinfo=timezone.utc).isoformat()
-        entries.append(TimelineEntry(at, "workflow", workflow_id, what, actor or "system", detail))
+        entries.append(TimelineEntry(at, "workflow", workflow_id, what, actor or "system", detail, kind, action))
 
     for event in events:
         kind = event.event_type
         if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
             attrs = event.workflow_execution_started_event_attributes
-            add(event, f"{attrs.workflow_type.name} started")
+            name = attrs.workflow_type.name
+            if attrs.continued_execution_run_id:
+                add(event, f"{_workflow_words(name)}: history continued in a new run", kind=words.TECHNICAL,
+                    action=f"{name} continued")
+            elif name == "ParticipantWorkflow":
+                add(event, "Testing program started", action=f"{name} started")
+            else:
+                add(event, f"{_workflow_words(name)} opened", kind=words.TECHNICAL, action=f"{name} started")
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
             request = event.workflow_execution_update_accepted_event_attributes.accepted_request
-            actor, detail = _describe(await decoded(client, request.input.args))
-            add(event, ACTIONS.get(request.input.name, request.input.name), actor, detail)
+            what, actor, detail = words.update_words(request.input.name, await decoded(client, request.input.args))
+            add(event, what, actor, detail, action=request.input.name)
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED:
             outcome = event.workflow_execution_update_completed_event_attributes.outcome
             if outcome.HasField("failure"):
-                add(event, "update failed", detail=outcome.failure.message[:300])
+                add(event, "Not done: the change was refused", detail=outcome.failure.message[:300],
+                    action="update failed")
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
             attrs = event.workflow_execution_signaled_event_attributes
-            actor, detail = _describe(await decoded(client, attrs.input))
-            add(event, ACTIONS.get(attrs.signal_name, attrs.signal_name), actor, detail)
+            what, actor, detail = words.update_words(attrs.signal_name, await decoded(client, attrs.input))
+            add(event, what, actor, detail, action=attrs.signal_name)
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             attrs = event.activity_task_scheduled_event_attributes
-            scheduled[event.event_id] = attrs.activity_type.name
-            if attrs.activity_type.name in ("notify_participant", "raise_alert"):
-                _, detail = _describe(await decoded(client, attrs.input))
-                add(event, ACTIVITIES[attrs.activity_type.name], detail=detail)
+            name = attrs.activity_type.name
+            scheduled[event.event_id] = name
+            if name in ("notify_participant", "raise_alert"):
+                args = _first(await decoded(client, attrs.input))
+                detail = (str(args.get("kind") or "").replace("-", " ") if name == "notify_participant"
+                          else f"{str(args.get('kind') or '').replace('-', ' ')}: {args.get('detail') or ''}")
+                add(event, words.activity_words(name), detail=detail[:500], action=name)
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
             attrs = event.activity_task_completed_event_attributes
             name = scheduled.get(attrs.scheduled_event_id, "")
             if name == "attempt_delivery":
-                _, detail = _describe(await decoded(client, attrs.result))
-                add(event, ACTIVITIES[name], detail=detail)
+                result = _first(await decoded(client, attrs.result))
+                status = str(result.get("kind") or "")
+                # The audit trail tells every attempt with its recipient by name ("Report of ... delivered").
+                add(event, _REPORT.get(status, words.activity_words(name)),
+                    detail=str(result.get("reason") or "")[:500], kind=words.TECHNICAL, action=name)
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
             attrs = event.activity_task_failed_event_attributes
-            add(event, f"{scheduled.get(attrs.scheduled_event_id, 'activity')} failed (will be retried)",
-                detail=attrs.failure.message[:300])
+            name = scheduled.get(attrs.scheduled_event_id, "activity")
+            add(event, f"Not done yet, will be retried: {words.activity_words(name).lower()}",
+                detail=attrs.failure.message[:300], action=f"{name} failed")
         elif kind == EventType.EVENT_TYPE_MARKER_RECORDED:
             details = event.marker_recorded_event_attributes.details
             # Local activities record a "data" payload; version markers (workflow.patched) record none.
@@ -117,19 +140,23 @@ async def render(client: Client, workflow_id: str, events: list[HistoryEvent]) -
             marker = json.loads(payloads[0].data or b"{}") if payloads else {}
             name = marker.get("activity_type", "")
             if name in ("open_screening", "open_order", "plan_disclosures", "record_consent_event"):
-                add(event, ACTIVITIES[name])
+                add(event, words.activity_words(name), action=name)
         elif kind == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
             attrs = event.start_child_workflow_execution_initiated_event_attributes
-            add(event, f"{attrs.workflow_type.name} started", detail=attrs.workflow_id)
+            add(event, f"{_workflow_words(attrs.workflow_type.name)} started", detail=attrs.workflow_id,
+                kind=words.TECHNICAL, action=f"{attrs.workflow_type.name} started")
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
             _, detail = _describe(await decoded(client, event.workflow_execution_completed_event_attributes.result))
-            add(event, "closed", detail=detail)
+            add(event, "Closed", detail=detail, kind=words.TECHNICAL, action="closed")
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
-            add(event, "continued as new (history kept short; state carried over)")
+            add(event, "History continued in a new run (state carried over)", kind=words.TECHNICAL,
+                action="continued as new")
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
-            add(event, "terminated", detail=event.workflow_execution_terminated_event_attributes.reason)
+            add(event, "Stopped by an administrator", detail=event.workflow_execution_terminated_event_attributes.reason,
+                action="terminated")
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
-            add(event, "failed", detail=event.workflow_execution_failed_event_attributes.failure.message[:300])
+            add(event, "Stopped by an error", detail=event.workflow_execution_failed_event_attributes.failure.message[:300],
+                action="failed")
     return entries
 
 

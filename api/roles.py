@@ -71,6 +71,7 @@ POST /attendance-sessions: admin staff clinician
 GET /attendance-sessions: admin staff clinician auditor
 POST /attendance-sessions/{session_id}/attendance: admin staff clinician
 GET /participants/{participant_id}/attendance: admin staff clinician auditor
+GET /participants/{participant_id}/attendance/summary: admin staff clinician auditor
 GET /disclosures: admin staff clinician auditor
 GET /audit: admin auditor
 GET /audit/verify: admin auditor

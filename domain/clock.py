@@ -23,3 +23,9 @@ def local_moment(day: date, clock: time, timezone: str) -> datetime:
 
 def local_clock(moment: datetime, timezone: str) -> str:
     return moment.astimezone(zone(timezone)).strftime("%H:%M")
+
+
+def local_clock_named(moment: datetime, timezone: str) -> str:
+    """'13:06 EST': the wall-clock time with the zone's abbreviation, as told to participants and staff."""
+    local = moment.astimezone(zone(timezone))
+    return f"{local:%H:%M} {local.tzname()}"

@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.screenings import ScreeningActivities
     from activities.selection import SelectionActivities
     from domain import verifiable
-    from domain.clock import local_clock, local_date, local_moment
+    from domain.clock import local_clock, local_clock_named, local_date, local_moment
     from domain.plan import PHASES, TestingPlan, default_plan, hours_for, plan_from_dict, plan_to_dict
     from domain.selection import WINDOW_DAYS, draw_day, is_collection_day, notification_time
     from workflows import search
@@ -389,15 +389,17 @@ class ParticipantWorkflow:
         todays = [s for s in self.state.screenings if s.day == today.isoformat()]
         if todays:
             latest = todays[-1]
-            by = local_clock(datetime.fromisoformat(latest.report_by), self.state.timezone)
+            by = local_clock_named(datetime.fromisoformat(latest.report_by), self.state.timezone)  # '13:06 EST'
             return CheckInAnswer(self.state.participant_id, today.isoformat(), True, latest.screening_id,
                                  latest.report_by, f"You must test today. Report to the clinic by {by}.")
         if self._paused(today):
             message = "Testing is paused for you today. Keep checking in daily."
         else:
             plan = plan_from_dict(self._plan_for(today))
+            last_call = local_clock_named(local_moment(today, time.fromisoformat(self._last_call(plan)),
+                                                       self.state.timezone), self.state.timezone)
             message = (f"No test has been called for you as of now. Tests are called until "
-                       f"{self._last_call(plan)}; check in again if you have not yet today.")
+                       f"{last_call}; check in again if you have not yet today.")
             if self.state.next_draw_day and date.fromisoformat(self.state.next_draw_day) > today:
                 message = "No test today. Check in again tomorrow."
         return CheckInAnswer(self.state.participant_id, today.isoformat(), False, None, None, message)

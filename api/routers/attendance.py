@@ -21,6 +21,7 @@ from api.deps import ServicesDep, SessionDep, ShownDep, done_reading, require
 from api.idempotency import IdempotentRoute
 from api.inputs import ProgramMoment, RequestModel
 from api.lookups import participant_or_404
+from api.pages import Page, PagingDep
 from api.problems import ProblemError, responses
 from api.tokens import Actor
 from api.workflow_calls import workflow_call
@@ -98,16 +99,6 @@ class SessionPublic(BaseModel):
     participant_ids: list[str] = Field(description="Who is expected")
 
 
-class SessionPage(BaseModel):
-    """One page of sessions."""
-
-    items: list[SessionPublic] = Field(description="This page's entries")
-    total: int = Field(description="How many entries match the filters, across all pages")
-    limit: int = Field(description="The page size asked for")
-    offset: int = Field(description="How many matching entries come before this page")
-    next_offset: int | None = Field(description="The offset of the next page; null on the last page")
-
-
 class AttendanceIn(RequestModel):
     """One participant's attendance at one session."""
 
@@ -157,17 +148,6 @@ class AttendanceSummaryPublic(BaseModel):
     absent: int = Field(description="Absent without an accepted reason")
     not_recorded: int = Field(description="Sessions already begun whose attendance nobody recorded")
     ratio: float | None = Field(description="Attended over recorded sessions, excused ones left out; null if none")
-
-
-class AttendancePage(BaseModel):
-    """One page of a participant's sessions, latest first, with the summary over all of them."""
-
-    items: list[AttendancePublic] = Field(description="This page's entries")
-    total: int = Field(description="How many entries match the filters, across all pages")
-    limit: int = Field(description="The page size asked for")
-    offset: int = Field(description="How many matching entries come before this page")
-    next_offset: int | None = Field(description="The offset of the next page; null on the last page")
-    summary: AttendanceSummaryPublic = Field(description="Counts over every session so far, not just this page")
 
 
 def _utc(moment: datetime) -> datetime:
@@ -220,16 +200,15 @@ def schedule_sessions(body: SessionIn, actor: Scheduler, session: SessionDep) ->
     return _schedule(session, body, actor.token_id)
 
 
-@router.get("/attendance-sessions", response_model=SessionPage, responses=responses(401, 403, 422))
+@router.get("/attendance-sessions", response_model=Page[SessionPublic], responses=responses(401, 403, 422))
 def list_sessions(
     actor: Reader,
     session: SessionDep,
+    pages: PagingDep,
     site: str | None = None,
     since: Annotated[ProgramMoment | None, Query(description="Sessions starting at or after (with an offset)")] = None,
     until: Annotated[ProgramMoment | None, Query(description="Sessions starting before (with an offset)")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
-) -> SessionPage:
+) -> Page[SessionPublic]:
     """Scheduled sessions, soonest first, filtered by site and start time: the facilitator's list for the day."""
     query = select(AttendanceSession)
     if site:
@@ -242,14 +221,13 @@ def list_sessions(
             query = query.where(column >= _utc(bound) if op == "ge" else column < _utc(bound))
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(query.order_by(col(AttendanceSession.starts_at), col(AttendanceSession.id))
-                        .offset(offset).limit(limit)).all()
+                        .offset(pages.offset).limit(pages.limit)).all()
     rosters: dict[str, list[str]] = {row.id: [] for row in rows}
     if rows:
         for record in session.exec(select(AttendanceRecord).where(col(AttendanceRecord.session_id).in_(list(rosters)))
                                    .order_by(col(AttendanceRecord.id))).all():
             rosters[record.session_id].append(record.participant_id)
-    return SessionPage(items=[_session_public(row, rosters[row.id]) for row in rows], total=total, limit=limit,
-                       offset=offset, next_offset=offset + limit if offset + limit < total else None)
+    return pages.page([_session_public(row, rosters[row.id]) for row in rows], total)
 
 
 def _record(session: Session, session_id: str, body: AttendanceIn, actor: str) -> tuple[AttendancePublic, str, str]:
@@ -300,30 +278,33 @@ async def record_attendance(session_id: str, body: AttendanceIn, actor: Recorder
     return answer
 
 
-@router.get("/participants/{participant_id}/attendance", response_model=AttendancePage,
+@router.get("/participants/{participant_id}/attendance", response_model=Page[AttendancePublic],
             responses=responses(401, 403, 404, 422))
-def participant_attendance(
-    participant_id: str,
-    actor: Reader,
-    session: SessionDep,
-    shown: ShownDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past this, SQL integers overflow
-) -> AttendancePage:
-    """Every session a participant was scheduled for, latest first, with what was recorded, and the summary over all
-    sessions already begun (the counts the monthly summary reports)."""
+def participant_attendance(participant_id: str, actor: Reader, session: SessionDep, shown: ShownDep,
+                           pages: PagingDep) -> Page[AttendancePublic]:
+    """Every session a participant was scheduled for, latest first, with what was recorded (the counts over them
+    are at GET /participants/{participant_id}/attendance/summary)."""
     participant_or_404(session, participant_id)
     query = select(AttendanceRecord, AttendanceSession).where(AttendanceRecord.session_id == AttendanceSession.id,
                                                               AttendanceRecord.participant_id == participant_id)
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(query.order_by(col(AttendanceSession.starts_at).desc(), col(AttendanceSession.id))
-                        .offset(offset).limit(limit)).all()
+                        .offset(pages.offset).limit(pages.limit)).all()
+    shown.append(participant_id)
+    return pages.page([_attendance_public(record, row) for record, row in rows], total)
+
+
+@router.get("/participants/{participant_id}/attendance/summary", response_model=AttendanceSummaryPublic,
+            responses=responses(401, 403, 404, 422), summary="A participant's attendance, counted")
+def participant_attendance_summary(participant_id: str, actor: Reader, session: SessionDep,
+                                   shown: ShownDep) -> AttendanceSummaryPublic:
+    """The counts over every session already begun that the participant was scheduled for: the figures the
+    monthly summary and the completion letter report."""
+    participant_or_404(session, participant_id)
     now = _utc(datetime.now(timezone.utc))
     statuses = session.exec(select(AttendanceRecord.status).where(
         AttendanceRecord.session_id == AttendanceSession.id, AttendanceRecord.participant_id == participant_id,
         AttendanceSession.starts_at <= now)).all()
     counted = summarize(statuses)
     shown.append(participant_id)
-    return AttendancePage(items=[_attendance_public(record, row) for record, row in rows], total=total, limit=limit,
-                          offset=offset, next_offset=offset + limit if offset + limit < total else None,
-                          summary=AttendanceSummaryPublic(**asdict(counted), ratio=counted.ratio))
+    return AttendanceSummaryPublic(**asdict(counted), ratio=counted.ratio)

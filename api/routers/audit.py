@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import Session, col, select
 from temporalio.api.common.v1 import Payload
 
-from api import history
+from api import history, timeline_words
 from api.inputs import RequestModel
 from api.deps import ServicesDep, SessionDep, ShownDep, done_reading, require
 from api.idempotency import IdempotentRoute
@@ -28,7 +28,8 @@ from domain.vocab import Role
 from api.workflow_calls import workflow_call
 from iop.audit import write_checkpoint
 from store.audit import AuditKeyError, CheckpointError, read_checkpoints, verify
-from store.models import ApiToken, AuditEvent, Disclosure, MedicationOrderRecord, Participant, Screening, SelectionDraw, utcnow
+from store.models import (ApiToken, AuditEvent, Disclosure, MedicationOrderRecord, Participant, Recipient, Screening,
+                          SelectionDraw, utcnow)
 from workflows.contracts import disclosure_workflow_id
 from workflows.medication import workflow_id as medication_workflow_id
 from workflows.participant import workflow_id as participant_workflow_id
@@ -148,14 +149,24 @@ def take_checkpoint(actor: Admin, services: ServicesDep) -> CheckpointPublic:
 
 
 class TimelineEntryPublic(BaseModel):
-    """One entry of a participant's or workflow's history."""
+    """One entry of a participant's or workflow's history, in the clinic's words (api/timeline_words.py)."""
 
     at: str = Field(description="When (ISO 8601)")
     source: str = Field(description="workflow (Temporal history), audit (who read or changed what) or draw")
+    kind: str = Field(description="record (what happened to the participant), access (someone read the record) or "
+                                  "technical (the audit line of a change the record tells already, or the workflow "
+                                  "engine's housekeeping)")
     workflow_id: str = Field(description="The workflow it belongs to")
-    event: str = Field(description="What happened")
-    actor: str = Field(description="Who did it")
-    detail: str = Field(description="More about it")
+    event: str = Field(description="What happened, in plain words (\"Test ordered for cause\", \"Result confirmed\")")
+    actor: str = Field(description="Who did it: the name the token was issued to, or \"the system\"")
+    actor_id: str = Field(description="Who did it, as the records hold it: the token id, or system")
+    role: str = Field(description="The role of the token that did it, where known")
+    detail: str = Field(description="More about it: the reason, the note, the dose")
+    action: str = Field(description="The raw action, for auditors: the HTTP route, the workflow update's or "
+                                    "activity's name")
+    outcome: str = Field(description="The audit outcome (the HTTP status, or what came of it); empty for workflow "
+                                     "events")
+    request_id: str = Field(description="The request id of an audit event; empty otherwise")
 
 
 def _participant_workflows(session: Session, participant_id: str) -> tuple[list[str], list[SelectionDraw], dict]:
@@ -169,11 +180,13 @@ def _participant_workflows(session: Session, participant_id: str) -> tuple[list[
     ids += [disclosure_workflow_id(d) for d in session.exec(
         select(Disclosure.id).where(Disclosure.participant_id == participant_id))]
     draws = session.exec(select(SelectionDraw).where(SelectionDraw.participant_id == participant_id)).all()
-    roles = {t.id: t.role for t in session.exec(select(ApiToken)).all()}
+    tokens = session.exec(select(ApiToken)).all()
+    recipients = {r.id: r.name for r in session.exec(select(Recipient)).all()}
     audit = session.exec(select(AuditEvent).where(AuditEvent.participant_id == participant_id)
                          .order_by(col(AuditEvent.seq))).all()
     done_reading(session)
-    return ids, draws, {"roles": roles, "audit": audit}
+    return ids, draws, {"roles": {t.id: t.role for t in tokens}, "names": {t.id: t.name for t in tokens},
+                        "recipients": recipients, "audit": audit}
 
 
 @router.get("/participants/{participant_id}/history", response_model=Page[TimelineEntryPublic],
@@ -190,22 +203,26 @@ async def participant_history(
     """Everything that happened to a participant, in order, with who did it: workflow events, audit events and
     draws. As JSON one page at a time, or every entry as CSV with ?format=csv."""
     workflow_ids, draws, extra = await run_in_threadpool(_participant_workflows, session, participant_id)
-    roles = extra["roles"]
+    roles, names, recipients = extra["roles"], extra["names"], extra["recipients"]
     entries: list[history.TimelineEntry] = []
     async with workflow_call("participant"):
         for workflow_id in workflow_ids:
             for events in await history.workflow_events(services.temporal, workflow_id):
                 entries += await history.render(services.temporal, workflow_id, events)
     for entry in entries:
-        if entry.actor in roles:
-            entry.actor = f"{roles[entry.actor]}:{entry.actor}"
+        entry.actor_id, entry.role = entry.actor, roles.get(entry.actor, "system" if entry.actor == "system" else "")
+        entry.detail = timeline_words.name_ids(entry.detail, recipients)
     entries += [history.TimelineEntry(_iso(d.recorded_at), "draw", participant_workflow_id(participant_id),
-                                      f"daily draw for {d.day}: {'selected' if d.selected else 'not selected'}",
-                                      "system", f"{d.reason}: {d.detail}") for d in draws]
-    entries += [history.TimelineEntry(_iso(a.at), "audit", "", a.action, f"{a.role}:{a.actor}",
-                                      f"outcome {a.outcome}" + (f"; {a.detail}" if a.detail else "")
-                                      + (f"; request {a.request_id}" if a.request_id else ""))
-                for a in extra["audit"]]
+                                      f"Daily draw: {'selected for a test' if d.selected else 'not selected'}",
+                                      "system", d.reason, action=f"draw for {d.day}", actor_id="system",
+                                      role="system") for d in draws]
+    for a in extra["audit"]:
+        event, kind = timeline_words.audit_words(a.action, a.outcome)
+        entries.append(history.TimelineEntry(
+            _iso(a.at), "audit", "", event, a.actor, timeline_words.name_ids(a.detail or "", recipients), kind,
+            a.action, a.actor, a.role, a.outcome, a.request_id or ""))
+    for entry in entries:
+        entry.actor = timeline_words.actor_name(entry.actor_id, names)
     entries.sort(key=lambda e: e.at)
     if source:
         entries = [e for e in entries if e.source == source]
@@ -219,7 +236,7 @@ def _iso(moment: datetime) -> str:
     return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).isoformat()
 
 
-CSV_FIELDS = ["at", "source", "workflow_id", "event", "actor", "detail"]
+CSV_FIELDS = list(TimelineEntryPublic.model_fields)
 
 
 def to_csv(entries: list[history.TimelineEntry]) -> str:

@@ -25,7 +25,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from api.idempotency import REPLAYED, IdempotentRoute, Replay, _answered, _claim, _release
 from api.deps import ServicesDep, SessionDep, require
@@ -36,6 +36,8 @@ from api.problems import ProblemError, responses
 from api.tokens import Actor
 from domain.vocab import GatewayStatus, NoticeStatus
 from api.workflow_calls import workflow_call
+from domain import calls
+from domain.calls import CallResult
 from domain.channel import (NOT_RECOGNISED, Lockout, after_failure, check_pin_format, hash_pin, is_locked,
                             parse_message, pin_matches, verify_standard_webhook, verify_twilio)
 from store.db import session_scope
@@ -335,6 +337,16 @@ def set_pin(participant_id: str, body: PinRequest, actor: FrontDesk, session: Se
     return Response(status_code=204)
 
 
+STAFF_CALL = "staff-call"  # the channel of a call from the call list, in notification_attempts
+
+
+class CallAttempt(BaseModel):
+    """One call recorded on a call-list entry."""
+
+    at: datetime = Field(description="When it was recorded")
+    result: str = Field(description="told (reached and told to test), message-left or not-reached")
+
+
 class CallListItemOut(BaseModel):
     """A participant staff must phone because a notice to test could not be delivered."""
 
@@ -342,68 +354,112 @@ class CallListItemOut(BaseModel):
     participant_id: str = Field(description="The participant to call")
     name: str = Field(description="Shown to staff only")
     phone: str | None = Field(description="Shown to staff only; never sent to Temporal")
+    site: str | None = Field(description="The participant's site")
+    timezone: str | None = Field(description="The participant's time zone (show times in it)")
     screening_id: str | None = Field(description="The screening the undelivered notice was about, if any")
     reason: str = Field(description="Why they are on the list, in plain words")
     window_closes_at: datetime | None = Field(description="When the collection window closes: call before then")
     created_at: datetime = Field(description="When the entry was made")
-    resolved_at: datetime | None = Field(description="When staff recorded the call; null while still to do")
-    outcome: str | None = Field(description="What staff recorded about the call")
+    resolved_at: datetime | None = Field(description="When the entry came off the list (a call that reached them or "
+                                                     "not, or the system when the window closed); null while open")
+    outcome: str | None = Field(description="What staff recorded about the calls, latest last (a message left "
+                                            "while the entry is still open), and how it was closed")
+    attempts: list[CallAttempt] = Field(description="Every call recorded, oldest first")
 
 
 class CallResolution(RequestModel):
-    """What came of the call. An outcome starting with 'told' or 'reached' counts as the participant being
-    notified from now on."""
+    """What came of the call. `result` says what it settles (domain/calls.py): reached (told: a notice from now
+    on; off the list), message-left (not a notice; the entry stays on the list until they are reached or the
+    window closes) or not-reached (off the list). Without `result`, an outcome starting with 'told' or 'reached'
+    is reached, one starting with 'left a message' or 'called, left a message' is message-left, any other
+    not-reached."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"outcome": "told by phone at 10:05"}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"outcome": "told by phone at 10:05", "result": "reached"},
+        {"outcome": "called, left a message on voicemail", "result": "message-left"}]})
 
     outcome: str = Field(min_length=1, max_length=400, description="What happened: reached and told, no answer...")
+    result: CallResult | None = Field(default=None, description="reached, message-left or not-reached; read from "
+                                                                "the outcome's first words when absent")
+
+
+def _item(entry: CallListEntry, participant: Participant | None, attempts: list[NotificationAttempt]) -> CallListItemOut:
+    return CallListItemOut(
+        id=entry.id, participant_id=entry.participant_id,
+        name=f"{participant.given_name} {participant.family_name}" if participant else "?",
+        phone=participant.phone if participant else None, site=participant.site if participant else None,
+        timezone=participant.timezone if participant else None, screening_id=entry.screening_id,
+        reason=entry.reason, window_closes_at=entry.window_closes_at, created_at=entry.created_at,
+        resolved_at=entry.resolved_at, outcome=entry.outcome,
+        attempts=[CallAttempt(at=a.at, result=a.status) for a in attempts])
+
+
+def _attempts(session: Session, entries: list[CallListEntry]) -> dict[str, list[NotificationAttempt]]:
+    found: dict[str, list[NotificationAttempt]] = {}
+    subjects = [e.subject_id for e in entries]
+    if subjects:
+        for attempt in session.exec(select(NotificationAttempt).where(
+                col(NotificationAttempt.notification_id).in_(subjects), NotificationAttempt.channel == STAFF_CALL)
+                .order_by(col(NotificationAttempt.id))).all():
+            found.setdefault(attempt.notification_id, []).append(attempt)
+    return found
 
 
 @router.get("/call-list", response_model=Page[CallListItemOut], responses=responses(401, 403, 422),
             summary="Participants to phone about an undelivered notice")
 def call_list(request: Request, actor: FrontDesk, session: SessionDep, pages: PagingDep,
-              include_resolved: Annotated[bool, Query(description="Also list the calls already made")] = False,
+              include_resolved: Annotated[bool, Query(description="Also list the entries already off the list")]
+              = False,
+              resolved_since: Annotated[datetime | None, Query(
+                  description="Also list the entries that came off the list at or after this moment (today's calls "
+                              "made), besides the open ones")] = None,
+              site: Annotated[str | None, Query(max_length=64, description="Only this site's participants")] = None,
               ) -> Page[CallListItemOut]:
     """Everyone whose notice to test the SMS gateway reports as failed or undelivered, soonest window closing
-    first, with the name and phone number to call (front desk only)."""
-    query = select(CallListEntry).order_by(col(CallListEntry.window_closes_at), col(CallListEntry.id))
-    if not include_resolved:
+    first, with the name and phone number to call (front desk only). An entry with a message left stays on the
+    list until the participant is reached or the window closes."""
+    query = select(CallListEntry, Participant).join(Participant, col(Participant.id) == CallListEntry.participant_id)
+    if resolved_since is not None and not include_resolved:
+        since = resolved_since if resolved_since.tzinfo else resolved_since.replace(tzinfo=timezone.utc)
+        query = query.where((CallListEntry.resolved_at == None)  # noqa: E711
+                            | (CallListEntry.resolved_at >= since.astimezone(timezone.utc)))
+    elif not include_resolved:
         query = query.where(CallListEntry.resolved_at == None)  # noqa: E711
-    entries = session.exec(query.offset(pages.offset).limit(pages.limit)).all()
-    total = session.exec(select(func.count()).select_from(query.order_by(None).subquery())).one()
-    out = []
-    for entry in entries:
-        participant = session.get(Participant, entry.participant_id)
-        out.append(CallListItemOut(
-            id=entry.id, participant_id=entry.participant_id,
-            name=f"{participant.given_name} {participant.family_name}" if participant else "?",
-            phone=participant.phone if participant else None, screening_id=entry.screening_id, reason=entry.reason,
-            window_closes_at=entry.window_closes_at, created_at=entry.created_at, resolved_at=entry.resolved_at,
-            outcome=entry.outcome))
-    request.state.audit_shown = [e.participant_id for e in out]
-    return pages.page(out, total)
+    if site:
+        query = query.where(Participant.site == site)
+    total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    rows = session.exec(query.order_by(col(CallListEntry.window_closes_at), col(CallListEntry.id))
+                        .offset(pages.offset).limit(pages.limit)).all()
+    attempts = _attempts(session, [entry for entry, _ in rows])
+    items = [_item(entry, participant, attempts.get(entry.subject_id, [])) for entry, participant in rows]
+    request.state.audit_shown = [e.participant_id for e in items]
+    return pages.page(items, total)
 
 
-@router.post("/call-list/{entry_id}/resolve", response_model=CallListItemOut, responses=responses(401, 403, 404),
-             summary="Record the call made to a participant on the call list")
+@router.post("/call-list/{entry_id}/resolve", response_model=CallListItemOut, responses=responses(401, 403, 404, 409),
+             summary="Record a call made to a participant on the call list")
 def resolve_call(entry_id: Annotated[int, Path(ge=1, le=2**31 - 1)], body: CallResolution, request: Request,
                  actor: FrontDesk, session: SessionDep) -> CallListItemOut:
-    """Records what came of the call and takes the entry off the list. If the participant was told to test
-    ('told ...' or 'reached ...'), that counts as a notice from now on."""
+    """Records what came of the call. Reached (told to test) counts as a notice from now on and takes the entry
+    off the list; a message left is noted and keeps the entry on the list (call again, or record reached when
+    they call back) until the window closes, when the system closes it and the screening goes to the worklist as
+    not notified; not reached takes it off the list."""
     entry = session.get(CallListEntry, entry_id)
     if entry is None:
         raise ProblemError(404, f"No call-list entry has the id {entry_id}.")
-    entry.resolved_at, entry.resolved_by, entry.outcome = utcnow(), actor.token_id, body.outcome
-    session.add(entry)
-    if body.outcome.lower().startswith(("told", "reached")) and entry.screening_id:
-        # Staff told the participant on the phone: a notice from now on (domain.misses).
-        session.add(NotificationAttempt(notification_id=entry.subject_id, participant_id=entry.participant_id,
-                                        screening_id=entry.screening_id, channel="staff-call", status="told"))
-    session.commit()
     request.state.audit_participant = entry.participant_id
+    if entry.resolved_at is not None:
+        raise ProblemError(409, f"This entry is off the call list already ({entry.outcome or 'done'}); nothing was "
+                                "recorded. Add a note to the participant's worklist item instead.")
+    result = body.result or calls.result_of(body.outcome)
+    entry.outcome = (f"{entry.outcome}; {body.outcome}" if entry.outcome else body.outcome)[-400:]
+    if calls.closes_entry(result):
+        entry.resolved_at, entry.resolved_by = utcnow(), actor.token_id
+    session.add(entry)
+    # Every call is an attempt to tell the participant; only "reached" is a notice (domain.misses, domain.calls).
+    session.add(NotificationAttempt(notification_id=entry.subject_id, participant_id=entry.participant_id,
+                                    screening_id=entry.screening_id, channel=STAFF_CALL,
+                                    status="told" if calls.counts_as_told(result) else str(result)))
+    session.commit()
     participant = session.get(Participant, entry.participant_id)
-    return CallListItemOut(id=entry.id, participant_id=entry.participant_id,
-                           name=f"{participant.given_name} {participant.family_name}" if participant else "?",
-                           phone=participant.phone if participant else None, screening_id=entry.screening_id,
-                           reason=entry.reason, window_closes_at=entry.window_closes_at, created_at=entry.created_at,
-                           resolved_at=entry.resolved_at, outcome=entry.outcome)
+    return _item(entry, participant, _attempts(session, [entry]).get(entry.subject_id, []))

@@ -439,14 +439,14 @@ def record_case_event(participant_id: str, body: CaseEventIn, actor: CaseRecorde
     return _case_event_public(row)
 
 
-@router.get("/participants/{participant_id}/case-events", response_model=list[CaseEventPublic],
-            responses=responses(401, 403, 404))
-def list_case_events(participant_id: str, actor: Reader, session: SessionDep) -> list[CaseEventPublic]:
+@router.get("/participants/{participant_id}/case-events", response_model=Page[CaseEventPublic],
+            responses=responses(401, 403, 404, 422))
+def list_case_events(participant_id: str, actor: Reader, session: SessionDep,
+                     pages: PagingDep) -> Page[CaseEventPublic]:
     """Every case event recorded for the participant, oldest first."""
     participant_or_404(session, participant_id)
-    rows = session.exec(select(CaseEvent).where(CaseEvent.participant_id == participant_id)
-                        .order_by(col(CaseEvent.occurred_at), col(CaseEvent.id))).all()
-    return [_case_event_public(r) for r in rows]
+    return pages.rows(session, select(CaseEvent).where(CaseEvent.participant_id == participant_id),
+                      [col(CaseEvent.occurred_at), col(CaseEvent.id)], _case_event_public)
 
 
 # --- the accounting of disclosures ----------------------------------------------------------

@@ -193,7 +193,7 @@ async def today(request: Request, ctx: Ctx) -> Response:
         "worklist_mine": api.get("/worklist", limit=1, site=site, mine="true") if ctx.can("GET", "/worklist") else None,
         DisclosureStatus.RETRYING: api.get_all("/disclosures", status=DisclosureStatus.RETRYING, cap=200)
         if disclosures_ok else None,
-        "calls": api.get_all("/call-list") if ctx.can("GET", "/call-list") else None,
+        "calls": api.get("/call-list", site=site, limit=1) if ctx.can("GET", "/call-list") else None,
     })
     names = answers["names"][0] or {}
     errors = [e for _, e in answers.values() if e is not None]
@@ -213,10 +213,7 @@ async def today(request: Request, ctx: Ctx) -> Response:
     disclosures = None
     if answers["blocked"][0] is not None:
         disclosures = (answers["blocked"][0] or []) + (answers["failed"][0] or []) + (answers["retrying"][0] or [])
-    calls = answers["calls"][0]
-    if calls and site:  # the call list itself has no site: keep this site's participants
-        here, _ = await api.maybe(api.get_all("/participants", site=site, cap=5000))
-        calls = [c for c in calls if c["participant_id"] in {p["id"] for p in here or []}]
+    calls = (answers["calls"][0] or {}).get("total") if answers["calls"][0] is not None else None
     recipients = {}
     if disclosures and ctx.can("GET", "/recipients"):
         found, _ = await api.maybe(api.get_all("/recipients"))
@@ -375,7 +372,8 @@ async def participant(request: Request, ctx: Ctx) -> Response:
         "recipients": api.get_all("/recipients") if ctx.can("GET", "/recipients") else None,
         "disclosures": api.get_all("/disclosures", participant_id=pid, cap=200),
         "attendance": api.get(f"/participants/{pid}/attendance", limit=20),
-        "case_events": api.get(f"/participants/{pid}/case-events")
+        "attendance_summary": api.get(f"/participants/{pid}/attendance/summary"),
+        "case_events": api.get_all(f"/participants/{pid}/case-events")
         if ctx.can("GET", "/participants/{participant_id}/case-events") else None,
     })
     screenings = answers["screenings"][0] or []
@@ -418,7 +416,8 @@ async def participant(request: Request, ctx: Ctx) -> Response:
         signature_methods=SIGNATURE_METHODS, consent_values=consent_values, consent_errors=consent_state.errors,
         for_cause_values=for_cause.values, for_cause_errors=for_cause.errors, dispense_kinds=DISPENSE_KINDS,
         units=UNITS, errors=errors, today_local=today_local, phases=PHASES, drugs=DRUGS, routes=ROUTES,
-        discharge_kinds=DISCHARGE_KINDS, attendance=answers["attendance"][0], attendance_statuses=ATTENDANCE_STATUSES,
+        discharge_kinds=DISCHARGE_KINDS, attendance={**answers["attendance"][0], "summary": answers["attendance_summary"][0]}
+        if answers["attendance"][0] else None, attendance_statuses=ATTENDANCE_STATUSES,
         case_events=answers["case_events"][0], case_event_kinds=CASE_EVENT_KINDS,
         case_systems=[c.get("system") for c in record.get("case_numbers") or [] if c.get("system")],
         form_values=_forms(ctx, "phase", "pause", "discharge", "medication-order", "case-event"))
@@ -439,10 +438,10 @@ async def timeline(request: Request, ctx: Ctx) -> Response:
     pid = request.path_params["participant_id"]
     reads = query(request, "reads") == "1"
     entries = await ctx.api.get_all(f"/participants/{pid}/history", cap=20000)
-    # The dashboard's own requests are audited too, but each made its API calls under the same
-    # request id: those API events say what was read or done, so the dashboard's are not repeated.
-    shown = [e for e in entries if not (e["source"] == "audit" and " /ui/" in e["event"])
-             and (reads or not (e["source"] == "audit" and e["event"].startswith("GET ")))]
+    # The history in the clinic's words (api/timeline_words.py): what happened, and on request who read the
+    # record. The audit lines of changes the record already tells, and the workflow engine's housekeeping
+    # ("technical"), stay in the API's history and its CSV for auditors.
+    shown = [e for e in entries if e.get("kind") == "record" or (reads and e.get("kind") == "access")]
     shown.reverse()  # newest first
     record, _ = await ctx.api.maybe(ctx.api.get(f"/participants/{pid}"))
     context = {"pid": pid, "entries": shown, "total": len(entries), "reads": reads, "who": await _who(ctx),
@@ -896,9 +895,11 @@ async def resolve_item(request: Request, ctx: Ctx) -> Response:
 
 # --- call list ---------------------------------------------------------------------------------
 
-# One click per outcome. The API records a notice when the outcome starts with "reached" (api/routers/channel.py).
+# One click per outcome, each the API's call result (domain/calls.py): reached is a notice and takes the entry
+# off the list; a message left keeps it on the list until they are reached or the window closes.
 CALL_OUTCOMES = {"reached": "reached and told to test", "called": "called, left a message",
                  "not-reached": "not reached"}
+CALL_RESULTS = {"reached": "reached", "called": "message-left", "not-reached": "not-reached"}
 
 
 @signed_in
@@ -909,20 +910,9 @@ async def call_list(request: Request, ctx: Ctx) -> Response:
     site = ctx.session.site or ""
     zone = await _site_zone(ctx, site)
     today = datetime.now(zone).date()
-    entries = await ctx.api.get_all("/call-list", include_resolved="true")
-    people = {pid: None for pid in dict.fromkeys(e["participant_id"] for e in entries)}
-    if people and ctx.can("GET", "/participants/{participant_id}"):
-        answers = await ctx.api.gather([ctx.api.get(f"/participants/{pid}") for pid in people])
-        people = {pid: answer for pid, (answer, _) in zip(people, answers)}
-    shown = []
-    for entry in entries:
-        record = people.get(entry["participant_id"]) or {}
-        if site and record.get("site") != site:
-            continue
-        done = parse_moment(entry["resolved_at"])
-        if done is not None and done.astimezone(zone).date() != today:
-            continue  # the history is in the audit trail; the list is today's
-        shown.append({**entry, "timezone": str(_zone(record)), "site": record.get("site")})
+    midnight = datetime.combine(today, time.min, tzinfo=zone)  # the list is today's; the rest is in the audit trail
+    entries = await ctx.api.get_all("/call-list", site=site or None, resolved_since=midnight.isoformat())
+    shown = [{**e, "timezone": e.get("timezone") or str(zone)} for e in entries]
     waiting = [e for e in shown if not e["resolved_at"]]
     called = sorted((e for e in shown if e["resolved_at"]), key=lambda e: e["resolved_at"], reverse=True)
     return ctx.render("call_list.html", waiting=waiting, called=called, site=site, day=today, zone=str(zone),
@@ -938,10 +928,12 @@ async def resolve_call(request: Request, ctx: Ctx) -> Response:
         return redirect(request, "/ui/call-list")
     note = ctx.value("note")
     try:
-        entry = await ctx.api.post(f"/call-list/{entry_id}/resolve", {"outcome": f"{words}: {note}" if note else words})
+        entry = await ctx.api.post(f"/call-list/{entry_id}/resolve", {
+            "outcome": f"{words}: {note}" if note else words, "result": CALL_RESULTS[ctx.value("outcome")]})
     except ApiError as exc:
         return ctx.refused(exc, "/ui/call-list")
-    return ctx.done("/ui/call-list", f"Call to {entry['name']} recorded: {words}.")
+    still = "" if entry["resolved_at"] else " They stay on the list until reached or the window closes."
+    return ctx.done("/ui/call-list", f"Call to {entry['name']} recorded: {words}.{still}")
 
 
 # --- not found ---------------------------------------------------------------------------------

@@ -89,6 +89,15 @@ def when(value: Any, zone: str | None = None) -> str:
     return f"{local:%a %d %b %Y, %H:%M} {local.tzname()}"
 
 
+def clock(value: Any, zone: str | None = None) -> str:
+    """'13:06 EST': a time of today, in the zone, named."""
+    moment = parse_moment(value)
+    if moment is None:
+        return "—"
+    local = moment.astimezone(ZoneInfo(zone) if zone else CLINIC_ZONE)
+    return f"{local:%H:%M} {local.tzname()}"
+
+
 def day_label(value: Any) -> str:
     if value in (None, ""):
         return "—"
@@ -173,7 +182,7 @@ def static_url(name: str) -> str:
 
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
                         trim_blocks=True, lstrip_blocks=True)
-templates.filters.update(when=when, day=day_label, time_left=time_left, percent=percent, result_summary=result_summary,
+templates.filters.update(when=when, clock=clock, day=day_label, time_left=time_left, percent=percent, result_summary=result_summary,
                          status_label=lambda s: STATUS_LABELS.get(s, s))
 templates.globals.update(static=static_url, swatch=charts.swatch, adherence_swatch=charts.adherence_swatch,
                          calendar_kinds=charts.CALENDAR_KINDS, adherence_kinds=charts.ADHERENCE_KINDS,

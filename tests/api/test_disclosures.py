@@ -278,7 +278,7 @@ async def test_a_consent_ending_at_final_disposition_covers_reports_before_it_an
                                     headers=stack.auth("staff"))
     assert revoked.status_code == 200, revoked.text
     listed = (await stack.http.get(f"/participants/{pid}/case-events", headers=stack.auth("auditor"))).json()
-    assert [e["kind"] for e in listed] == ["final-disposition"]
+    assert [e["kind"] for e in listed["items"]] == ["final-disposition"]
     trail = await stack.http.get(f"/audit?participant_id={pid}", headers=stack.auth("auditor"))
     assert any("case-events" in e["action"] and e["outcome"] == "201" for e in trail.json()["items"])
 
@@ -321,8 +321,9 @@ async def test_attendance_is_recorded_reported_amended_and_counted_in_the_comple
     assert amendment["amends"] == original.id and amendment["data"]["attendance_status"] == "excused"
 
     page = (await stack.http.get(f"/participants/{pid}/attendance", headers=stack.auth("auditor"))).json()
-    assert page["total"] == 2 and page["next_offset"] is None and page["items"][0]["status"] == "scheduled"
-    assert page["summary"] == {"sessions": 1, "attended": 0, "present": 0, "late": 0, "excused": 1, "absent": 0,
+    assert page["total"] == 2 and page["next"] is None and page["items"][0]["status"] == "scheduled"
+    summary = (await stack.http.get(f"/participants/{pid}/attendance/summary", headers=stack.auth("auditor"))).json()
+    assert summary == {"sessions": 1, "attended": 0, "present": 0, "late": 0, "excused": 1, "absent": 0,
                                "not_recorded": 0, "ratio": None}
 
     done = await stack.http.post(f"/participants/{pid}/discharge", json={"kind": "completed", "reason": "graduated"},

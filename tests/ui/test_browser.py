@@ -189,7 +189,7 @@ async def test_sign_in_enroll_collect_result_review_disclose(browser, live, arti
     await expect(row).to_contain_text("screening-results")
     await expect(review_page.locator('#testing-calendar g.day[data-kind="positive"]')).to_have_count(1)
     await expect(review_page.locator("#timeline li").first).to_be_visible()  # loaded by htmx
-    await expect(review_page.locator("#timeline")).to_contain_text("review")
+    await expect(review_page.locator("#timeline")).to_contain_text("Result confirmed by")
     await check_page_accessibility(review_page)
     await shot(review_page, artifacts, "07-participant-disclosed")
     await review_page.locator("#disclosures").screenshot(path=str(artifacts / "07a-disclosures.png"))

@@ -12,6 +12,7 @@ import pytest
 from sqlmodel import Session, select
 
 from activities.records import RecordActivities
+from domain.clock import local_date
 from store.models import WorklistItem
 from tests.ui.test_browser import check_page_accessibility, shot, sign_in
 from tests.ui.test_call_list import add_call
@@ -86,6 +87,17 @@ async def test_front_desk_morning_on_a_phone(browser, live, artifacts):
         sid = (await http.post(f"/participants/{pid}/screenings", json={"reason": "browser call list"},
                                headers=live.auth("staff"))).json()["screening_id"]
     entry = add_call(live, pid, f"{sid}:test-required", datetime.now(timezone.utc) + timedelta(hours=4), sid)
+    dosed = await enroll_via_api(live, given_name="Dosed", family_name="Already", phone="+15555550942",
+                                 site="northside")
+    async with live.http() as http:  # dosed already: the dosing row has nothing left to do
+        order = await http.post(f"/participants/{dosed}/medications", headers=live.auth("clinician"), json={
+            "drug": "methadone", "dose": 60, "unit": "mg", "route": "oral", "schedule": {"kind": "daily-observed"},
+            "start_date": local_date(datetime.now(timezone.utc), "America/New_York").isoformat(),
+            "prescriber": "Dr. Patel"})
+        assert order.status_code == 201, order.text
+        given = await http.post(f"/medications/{order.json()['id']}/dispenses", headers=live.auth("staff"),
+                                json={"kind": "observed-dose", "dose": 60, "unit": "mg"})
+        assert given.status_code == 200, given.text
     RecordActivities(live.engine).raise_alert(Alert("missed-doses", pid, "o-browser:1", "2 doses missed in a row"))
     with Session(live.engine) as session:
         item = session.exec(select(WorklistItem).where(WorklistItem.participant_id == pid,
@@ -97,6 +109,13 @@ async def test_front_desk_morning_on_a_phone(browser, live, artifacts):
     row = page.locator("#h-screenings ~ table.stack tr", has_text="Caller, Morning")
     await expect(row.locator("td").first).to_have_css("display", "block")  # a row is a block on a phone
     await expect(row).to_contain_text("Record collection")
+    dose_row = page.locator("#h-dosing ~ table.stack tr", has_text="Already, Dosed")
+    await expect(dose_row).to_contain_text("dosed")
+    await expect(dose_row.locator('td[data-label="Action"]')).to_be_hidden()  # no bare "Action:" on a phone
+    bare = await page.evaluate("""() => [...document.querySelectorAll('table.stack td[data-label]')]
+        .filter(td => getComputedStyle(td).display !== 'none' && !td.textContent.trim())
+        .map(td => `${td.dataset.label}: ${td.parentElement.textContent.trim().slice(0, 40)}`)""")
+    assert bare == [], f"labels with nothing after them on a phone: {bare}"
     await shot(page, artifacts, "20-today-400px")
     await readme_shot(page, artifacts, "today")
 
@@ -123,6 +142,7 @@ async def test_front_desk_morning_on_a_phone(browser, live, artifacts):
     await settled(page)
     await page.get_by_role("button", name="Check in Morning now").click()
     await expect(page.get_by_role("status")).to_contain_text("Checked in.")
+    await expect(page.get_by_role("status")).to_contain_text(re.compile(r"clinic by \d\d:\d\d E[SD]T\."))  # zone named
     await check_page_accessibility(page)
     await assert_fits(page)
     await shot(page, artifacts, "22-participant-400px")

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
-from store.models import CallListEntry, NotificationAttempt
+from activities.screenings import ScreeningActivities
+from store.models import CallListEntry, NotificationAttempt, WorklistItem
 from tests.ui.test_dashboard import audit_events, enroll_via_api, sign_in
 from tests.ui.test_day_actions import flash
 
@@ -90,3 +92,67 @@ async def test_only_the_front_desk_sees_the_call_list_and_the_phone_numbers(live
             assert "/ui/call-list" not in today
             page = await http.get("/ui/call-list")
             assert page.status_code == 403 and "+15555550933" not in page.text
+
+
+async def test_a_message_left_keeps_the_entry_on_the_list_until_the_window_closes(live):
+    """Left a message: not a notice, the entry stays on the list (call again) and shows the attempt; when the
+    screening is settled (excused) or its window closes (not-notified) the system takes it off, and the call-list
+    worklist item with it, the test itself going to the worklist as not notified (domain/calls.py)."""
+    from workflows.screening import ScreeningWorkflow
+
+    pid = await enroll_via_api(live, given_name="Voicemail", family_name="Only", site="msg-site",
+                               phone="+15555550934")
+    other = await enroll_via_api(live, given_name="Elsewhere", family_name="Person", site="msg-other",
+                                 phone="+15555550935")
+    async with live.http() as http:
+        first, second = [(await http.post(f"/participants/{pid}/screenings", json={"reason": f"call {n}"},
+                                          headers=live.auth("staff"))).json()["screening_id"] for n in (1, 2)]
+    closes = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=3)
+    entry = add_call(live, pid, f"{first}:test-required", closes, first)
+    later = add_call(live, pid, f"{second}:test-required", closes + timedelta(hours=1), second)
+    add_call(live, other, "n-ui-call-elsewhere", closes)
+
+    async with live.http() as http:
+        page = await http.get("/call-list", params={"site": "msg-site", "limit": 1}, headers=live.auth("staff"))
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert set(body) == {"items", "total", "limit", "offset", "next"}
+        assert body["total"] == 2 and body["next"] is not None and "offset=1" in body["next"] and [i["id"] for i in body["items"]] == [entry]
+        rest = (await http.get("/call-list", params={"site": "msg-site", "limit": 1, "offset": 1},
+                               headers=live.auth("staff"))).json()
+        assert [i["id"] for i in rest["items"]] == [later] and rest["next"] is None
+        assert all(i["site"] == "msg-site" for i in body["items"] + rest["items"])
+
+        csrf = await sign_in(http, live.tokens["staff"])
+        await http.get("/ui/call-list", params={"site": "msg-site"})  # remembered, as on Today
+        left = await http.post(f"/ui/call-list/{entry}/resolve", data={
+            "csrf_token": csrf, "outcome": "called", "note": "voicemail"})
+        page = (await http.get(left.headers["location"])).text
+        assert flash(page) == ("success: Call to Voicemail Only recorded: called, left a message. They stay on the "
+                               "list until reached or the window closes.")
+        card = page[page.index(f'id="call-{entry}"'):page.index("</article>", page.index(f'id="call-{entry}"'))]
+        assert re.search(r"message left at \d\d:\d\d E[SD]T", card) and "called, left a message: voicemail" in card
+        assert "Elsewhere Person" not in page  # the remembered site
+        today = (await http.get("/ui/today")).text
+        assert re.search(r'href="/ui/call-list"><span class="count">2</span>', today)
+        await http.get("/ui/call-list", params={"site": ""})
+
+        excused = await http.post(f"/screenings/{first}/excuse", json={"reason": "in hospital, letter on file"},
+                                  headers=live.auth("staff"))
+        assert excused.status_code == 200, excused.text
+
+    state = await live.temporal.get_workflow_handle(f"screening-{second}").query(ScreeningWorkflow.status)
+    # The window of the second closes with nobody reached: the workflow saves it as not-notified.
+    ScreeningActivities(live.engine).save_screening(replace(state, status="not-notified", revision=state.revision + 1))
+    with Session(live.engine) as session:
+        done, closed = session.get(CallListEntry, entry), session.get(CallListEntry, later)
+        attempts = session.exec(select(NotificationAttempt).where(
+            NotificationAttempt.notification_id == f"{first}:test-required",
+            NotificationAttempt.channel == "staff-call")).all()
+        items = {i.source_ref: i for i in session.exec(select(WorklistItem).where(
+            WorklistItem.source == "call-list", WorklistItem.source_ref.in_([str(entry), str(later)]))).all()}
+    assert [a.status for a in attempts] == ["message-left"]  # an attempt, not a notice
+    assert done.resolved_by == "system" and "no call needed, the test was excused" in done.outcome
+    assert done.outcome.startswith("called, left a message: voicemail")
+    assert closed.resolved_by == "system" and "not-notified: on the worklist for a decision" in closed.outcome
+    assert {k: i.status for k, i in items.items()} == {str(entry): "resolved", str(later): "resolved"}

@@ -207,6 +207,8 @@ async def test_a_confirmed_final_screening_reads_as_final_not_needing_review(liv
         assert "confirm by test clinician" in after and f"by {clinician_id}" not in after  # a name, not a token id
         timeline = (await http.get(f"/ui/participants/{pid}/timeline")).text
         assert "by test clinician" in timeline and f"by {clinician_id}" not in timeline
+        summary = (await http.get(f"/ui/participants/{pid}")).text  # the participant's page reads the same
+        assert "needs clinician review" not in summary and "Awaiting review" not in summary
 
 
 async def test_today_per_site_in_the_sites_time_zone_and_remembered(live):

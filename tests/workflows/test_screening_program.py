@@ -1,6 +1,7 @@
 """A whole program on the time-skipping server: daily draws, screenings, misses, excuses,
 phase changes, pauses, discharge."""
 
+import re
 from datetime import date, timedelta
 
 import pytest
@@ -175,6 +176,7 @@ async def test_check_in_answers_and_discharge_cancels_pending_screenings(program
     participant, screening, ref = await _for_cause(env, engine, queue)
     answer = await participant.execute_update(ParticipantWorkflow.check_in, CheckIn("kiosk", "tester"))
     assert answer.must_test and answer.screening_id == ref.screening_id and "Report to the clinic by" in answer.message
+    assert re.search(r"by \d\d:\d\d ([A-Z]{3,5}|[+-]\d\d)\.$", answer.message), answer.message  # the zone, named
     await participant.execute_update(ParticipantWorkflow.discharge, Discharge("withdrawn", "moved", "tester"))
     assert (await screening.result()).status == "cancelled"
     assert (await participant.result()).status == "withdrawn"

@@ -14,7 +14,7 @@ import sqlmodel
 
 
 revision = '0025'
-down_revision = '0020'
+down_revision = '0022'
 branch_labels = None
 depends_on = None
 
