@@ -13,15 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
+from domain.vocab import Vocabulary
 
 
-class SessionKind(StrEnum):
+class SessionKind(Vocabulary):
+    """A scheduled treatment session: a group session or an individual one."""
+
     GROUP = "group"
     INDIVIDUAL = "individual"
 
 
-class AttendanceStatus(StrEnum):
+class AttendanceStatus(Vocabulary):
+    """What staff or the kiosk recorded of one participant at one session."""
+
     PRESENT = "present"
     LATE = "late"  # came, after the start: attended, and counted as late
     EXCUSED = "excused"  # absent with a reason staff accepted
@@ -31,7 +35,16 @@ class AttendanceStatus(StrEnum):
 SCHEDULED = "scheduled"  # on the roster, nothing recorded yet
 STATUSES: tuple[str, ...] = tuple(s.value for s in AttendanceStatus)
 ATTENDED: frozenset[str] = frozenset({AttendanceStatus.PRESENT, AttendanceStatus.LATE})
-RECORDING_METHODS: tuple[str, ...] = ("staff", "kiosk")
+
+
+class RecordingMethod(Vocabulary):
+    """Who recorded an attendance: staff, or the kiosk at the door."""
+
+    STAFF = "staff"
+    KIOSK = "kiosk"
+
+
+RECORDING_METHODS: tuple[str, ...] = tuple(RecordingMethod)
 MAX_WEEKLY_REPEATS = 26  # a series of weekly sessions scheduled at once: half a year at most
 
 

@@ -21,10 +21,12 @@ Pure and stdlib-only.
 
 from __future__ import annotations
 
-from enum import StrEnum
+from domain.vocab import Vocabulary
 
 
-class CallResult(StrEnum):
+class CallResult(Vocabulary):
+    """What a call to tell a participant to test came to."""
+
     REACHED = "reached"
     MESSAGE_LEFT = "message-left"
     NOT_REACHED = "not-reached"

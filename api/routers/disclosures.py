@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timezone
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -358,7 +358,7 @@ class CaseEventIn(RequestModel):
         "note": "Case dismissed on successful completion; order on file",
     }]})
 
-    kind: Literal[CASE_EVENT_KINDS] = Field(  # type: ignore[valid-type]
+    kind: Literal[ConsentEvent.FINAL_DISPOSITION, ConsentEvent.SUPERVISION_ENDED, ConsentEvent.EMPLOYMENT_ENDED] = Field(
         description="final-disposition (of the criminal case), supervision-ended (probation, parole, pretrial) or "
                     "employment-ended")
     occurred_at: ConsentMoment | None = Field(default=None, description="When it happened (not in the future); "
