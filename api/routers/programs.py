@@ -141,27 +141,30 @@ def _out(session, program_id: str) -> ProgramOut:
 
 @router.post("/programs", status_code=201, response_model=ProgramOut, responses=responses(401, 403, 409, 422),
              summary="Create a program")
-def create_program(body: ProgramIn, actor: Admin, session: SessionDep) -> ProgramOut:
+def create_program(body: ProgramIn, request: Request, actor: Admin, session: SessionDep) -> ProgramOut:
     """Creates a program (version 1). It is checked as a whole: a floor of tests per week that the site's open days
     cannot hold, for example, is refused (422) with the reason."""
+    request.state.audit_subject = ("program", body.program_id)
     program = _program(body)
     if session.get(ProgramRecord, program.program_id) is not None:
         raise ProblemError(409, f"Program {program.program_id} exists; PUT /programs/{program.program_id} makes a "
                                 "new version of it.")
-    save_version(session, program, actor.token_id, body.note)
+    version = save_version(session, program, actor.token_id, body.note)
     session.commit()
+    request.state.audit_detail = f"version {version} saved"
     return _out(session, program.program_id)
 
 
 @router.put("/programs/{program_id}", response_model=ProgramOut, responses=responses(401, 403, 404, 422))
-def new_version(program_id: str, body: ProgramIn, actor: Admin, session: SessionDep) -> ProgramOut:
+def new_version(program_id: str, body: ProgramIn, request: Request, actor: Admin, session: SessionDep) -> ProgramOut:
     """A new version; participants take it from their next program day (a running day keeps its version)."""
     if body.program_id != program_id:
         raise ProblemError(422, f"The body names program {body.program_id!r} but the path {program_id!r}.")
     if session.get(ProgramRecord, program_id) is None:
         raise ProblemError(404, f"No program has the id {program_id!r}; POST /programs creates it.")
-    save_version(session, _program(body), actor.token_id, body.note)
+    version = save_version(session, _program(body), actor.token_id, body.note)
     session.commit()
+    request.state.audit_detail = f"version {version} saved"
     return _out(session, program_id)
 
 
@@ -220,6 +223,7 @@ async def add_closed_days(program_id: str, site: str, request: Request, actor: A
         updated = program_from_dict(data)
     except ValueError as error:
         raise ProblemError(422, f"With these closed days the program is not valid: {error}.") from None
-    save_version(session, updated, actor.token_id, note or f"{len(days)} closed day(s) added")
+    version = save_version(session, updated, actor.token_id, note or f"{len(days)} closed day(s) added")
     session.commit()
+    request.state.audit_detail = f"version {version} saved"
     return _out(session, program_id)

@@ -244,3 +244,64 @@ async def test_a_retried_receipt_is_applied_once(stack):
         # Another status of the same message is another receipt, not a retry.
         later = await receipt({"MessageSid": "SM77", "MessageStatus": "delivered"})
         assert later.status_code == 204 and "Idempotent-Replayed" not in later.headers
+
+
+async def test_cli_program_edits_write_the_audit_events_the_api_writes(stack, tmp_path, monkeypatch):
+    """`iop program save` and `iop program import-ics` are audited as POST/PUT /programs and the closed-days
+    import are over the API: the same action, subject and outcome, with the CLI's --by as the actor."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from iop import cli
+    from iop.audit import process_keys
+    from iop.settings import get_settings
+    from store.audit import verify
+
+    created = await stack.http.post("/programs", json=program("api-court"), headers=stack.auth("admin"))
+    assert created.status_code == 201, created.text
+    monkeypatch.setenv("IOP_DATA_DIR", str(tmp_path))  # the stack's audit key: one chain, one key
+    monkeypatch.setenv("IOP_DATABASE_URL", str(stack.engine.url))
+    get_settings.cache_clear()
+    process_keys.cache_clear()
+    try:
+        path = tmp_path / "program.json"
+        path.write_text(json.dumps(program("cli-court")))
+        runner = CliRunner()
+        saved = runner.invoke(cli.app, ["program", "save", str(path), "--by", "judge.clerk"])
+        assert saved.exit_code == 0, saved.output
+        again = runner.invoke(cli.app, ["program", "save", str(path), "--note", "second", "--by", "judge.clerk"])
+        assert again.exit_code == 0, again.output
+        path.write_text(json.dumps(program("cli-court", hours={"mon": ["08:00", "17:00"]})))
+        bad = runner.invoke(cli.app, ["program", "save", str(path), "--by", "judge.clerk"])
+        assert bad.exit_code != 0
+        ics = tmp_path / "holidays.ics"
+        ics.write_text("BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART;VALUE=DATE:20261225\r\nSUMMARY:Christmas\r\n"
+                       "END:VEVENT\r\nEND:VCALENDAR\r\n")
+        imported = runner.invoke(cli.app, ["program", "import-ics", "cli-court", "north", str(ics)])
+        assert imported.exit_code == 0, imported.output
+    finally:
+        get_settings.cache_clear()
+        process_keys.cache_clear()
+    with Session(stack.engine) as session:
+        events = session.exec(select(AuditEvent).where(AuditEvent.subject_type == "program")
+                              .order_by(AuditEvent.seq)).all()
+    api = next(e for e in events if e.subject_id == "api-court")
+    cli_events = [(e.actor, e.role, e.action, e.outcome, e.subject_id, e.source, e.detail) for e in events
+                  if e.subject_id == "cli-court"]
+    assert (api.action, api.outcome, api.role, api.detail) == ("POST /programs", "201", "admin", "version 1 saved")
+    user = f"cli:{__import__('os').environ.get('USER', '?')}"[:32]
+    assert cli_events[:2] == [
+        ("judge.clerk", "admin", "POST /programs", "201", "cli-court", "cli", "version 1 saved"),
+        ("judge.clerk", "admin", "PUT /programs/{program_id}", "200", "cli-court", "cli", "version 2 saved")]
+    assert cli_events[2][:5] == ("judge.clerk", "admin", "PUT /programs/{program_id}", "422", "cli-court")
+    assert "open 1 day(s) a week (Mon): 2.0 > 1" in cli_events[2][6]
+    assert cli_events[3] == (user, "admin", "POST /programs/{program_id}/sites/{site}/closed-days", "200", "cli-court",
+                             "cli", "version 3 saved")
+    # The version names who saved it, and the chain (API and CLI events alike) verifies under the one key.
+    from store.models import ProgramVersion
+    with Session(stack.engine) as session:
+        versions = session.exec(select(ProgramVersion).where(ProgramVersion.program_id == "cli-court")
+                                .order_by(ProgramVersion.version)).all()
+    assert [v.created_by for v in versions] == ["judge.clerk", "judge.clerk", user]
+    assert verify(stack.engine).ok
