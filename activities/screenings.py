@@ -125,6 +125,7 @@ class ScreeningActivities:
                 row.method = day.method
             if day.required:
                 row.missed_required = row.checked_in_at is None
+                row.missed_reportable = row.missed_required and day.reportable
             session.add(row)
             if day.required and row.checked_in_at is None:
                 subject = f"{day.participant_id}:{day.day}"

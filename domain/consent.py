@@ -26,6 +26,9 @@ PHASE_CHANGES = "phase-changes"
 ATTENDANCE = "attendance"
 PROGRAM_STATUS = "program-status"  # completion or discharge
 PERIODIC_SUMMARY = "periodic-summary"
+# A daily check-in the program requires and the participant did not make by its deadline; reportable only
+# where the program says so (a phase's missed_check_in_reportable) and a consent names this category.
+MISSED_CHECK_INS = "missed-check-ins"
 CATEGORIES: tuple[str, ...] = (
     SCREENING_RESULTS,
     MISSED_TESTS,
@@ -35,6 +38,7 @@ CATEGORIES: tuple[str, ...] = (
     ATTENDANCE,
     PROGRAM_STATUS,
     PERIODIC_SUMMARY,
+    MISSED_CHECK_INS,
 )
 
 # The recipients 42 CFR 2.35 is about: consent given as a condition of a criminal-justice process.

@@ -86,6 +86,9 @@ PROGRAM_PATCH = "program-as-data"
 # The minute's roll is taken before the wait (it is in this history: the workflow history endpoint is for
 # admins and auditors only, and payloads are encrypted at the server); the outcome's roll only at the minute.
 VERIFIABLE_PATCH = "verifiable-selection"
+# A required check-in not made, on a day the program made that reportable, is disclosed under consent as a
+# missed check-in (category missed-check-ins); before this patch it was recorded and alerted only.
+MISSED_CHECK_IN_PATCH = "missed-check-in-disclosed"
 
 
 def workflow_id(participant_id: str) -> str:
@@ -365,6 +368,12 @@ class ParticipantWorkflow:
                        check_in.method if check_in else None, required, required and plan.missed_check_in_reportable),
             **RECORD_WRITE,
         )
+        if required and plan.missed_check_in_reportable and check_in is None \
+                and workflow.patched(MISSED_CHECK_IN_PATCH):
+            closes = hours_for(plan, day.weekday())[1]
+            await disclose(DisclosureEvent(self.state.participant_id, "missed-check-ins", f"missed-check-in-{key}", {
+                "scheduled_on": key,
+                "due_by": local_moment(day, time.fromisoformat(closes), self.state.timezone).isoformat()}))
         week_ago = (day - timedelta(days=WINDOW_DAYS)).isoformat()
         self.state.check_ins = {d: v for d, v in self.state.check_ins.items() if d > week_ago}
 

@@ -233,3 +233,65 @@ def test_a_collection_saved_under_a_lower_revision_still_lands(records_engine):
     with Session(records_engine) as session:
         row = session.get(Screening, "s-rev")
     assert row.specimen_id == "s-rev.1" and row.revision == 3
+
+
+def _check_in_program(engine, program_id: str, reportable: bool) -> None:
+    every_day = {d: ["07:00", "19:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    definition = {
+        "program_id": program_id, "name": "Check-in court",
+        "sites": {"north": {"timezone": ZONE, "hours": every_day, "closed": {}}},
+        "phases": [{"name": "phase-1", "tests_per_week": 1, "min_per_rolling_week": 0, "max_per_rolling_week": 3,
+                    "check_in_required": True, "missed_check_in_reportable": reportable}],
+    }
+    with session_scope(engine) as session:
+        save_version(session, program_from_dict(definition), "tester", None)
+
+
+async def test_a_missed_check_in_is_reported_where_the_program_says_so_and_consent_covers_it(program):
+    """Category missed-check-ins: reported to the recipient whose consent covers it, for the participant whose
+    program makes a missed check-in reportable; never for a program that does not, nor without consent."""
+    import secrets
+
+    from domain.disclosure import new_webhook_secret
+    from store.models import CheckInDayRecord
+    from tests.receiver import Receiver, webhook_receiver
+    from tests.workflows.test_disclosure_delivery import free_port, setup_records_for
+
+    env, engine, queue = program
+    today = local_date(await env.get_current_time(), ZONE)
+    _check_in_program(engine, "reporting-court", True)
+    _check_in_program(engine, "quiet-court", False)
+    port, secret = free_port(), new_webhook_secret(secrets.token_bytes(32))
+    receiver = Receiver(url=f"http://127.0.0.1:{port}/reports", secret=secret)
+    reported = await enroll(env, engine, queue, "reporting-court", today)
+    quiet = await enroll(env, engine, queue, "quiet-court", today)
+    reported_id = (await reported.query(ParticipantWorkflow.status)).participant_id
+    quiet_id = (await quiet.query(ParticipantWorkflow.status)).participant_id
+    _, court, consent = setup_records_for(engine, reported_id, receiver.url, secret, ["missed-check-ins"])
+    # A probation office that wants missed check-ins but whose consent covers missed tests only.
+    _, probation, _ = setup_records_for(engine, reported_id, receiver.url, secret, ["missed-tests"])
+    with session_scope(engine) as session:
+        from store.models import Recipient
+        session.get(Recipient, probation).categories = ["missed-tests", "missed-check-ins"]
+    setup_records_for(engine, quiet_id, receiver.url, secret, ["missed-check-ins"])
+    with webhook_receiver(port, receiver):
+        await skip(env, timedelta(days=3))
+        missed = sorted(d.day.isoformat() for d in rows(engine, CheckInDayRecord, participant_id=reported_id)
+                        if d.missed_required)
+        assert len(missed) >= 2
+        with receiver.lock:
+            receiver.arrived.wait_for(lambda: len(receiver.kept) >= len(missed), timeout=30)
+    payloads = list(receiver.kept.values())
+    assert sorted(p["data"]["scheduled_on"] for p in payloads) == missed
+    assert {p["type"] for p in payloads} == {"check-in.missed"}
+    assert {p["consent"]["consent_id"] for p in payloads} == {consent}
+    assert all(p["data"]["due_by"].startswith(p["data"]["scheduled_on"]) for p in payloads)
+    sent = {(d.participant_id, d.recipient_id, d.status) for d in rows(engine, Disclosure, category="missed-check-ins")}
+    assert {(pid, rid) for pid, rid, status in sent if status == "delivered"} == {(reported_id, court)}
+    assert all(status != "delivered" for pid, rid, status in sent if rid == probation)
+    assert not [d for d in rows(engine, Disclosure) if d.participant_id == quiet_id]
+    # The quiet program's misses are recorded (and alerted) all the same, as not reportable.
+    quiet_days = rows(engine, CheckInDayRecord, participant_id=quiet_id)
+    assert quiet_days and all(d.missed_required and not d.missed_reportable for d in quiet_days)
+    await reported.terminate("test over")
+    await quiet.terminate("test over")
