@@ -151,6 +151,8 @@ class ScreeningActivities:
             report_by = datetime.fromisoformat(notification.report_by)
             local = report_by.astimezone(ZoneInfo(participant.timezone))
             what = "A for-cause drug test is required" if notification.kind == "for-cause-test" else "You are selected for a drug test today"
+            if notification.kind == "reminder":
+                what = "Reminder: your drug test today is not done yet"
             message = f"{what}. Report to the {notification.site} clinic by {local:%H:%M} ({local:%a %d %b})."
             phone = participant.phone
         channel = self.notifier.channel

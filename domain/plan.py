@@ -50,6 +50,9 @@ class TestingPlan:
     check_in_required: bool = False
     missed_check_in_reportable: bool = False
     make_up_hours: float = 24.0
+    # A reminder this many hours before the collection window closes, to a participant told to test and not
+    # yet collected (0: no reminder).
+    reminder_hours_before_close: float = 0.0
 
     def __post_init__(self) -> None:
         _check_counts(self)
@@ -88,7 +91,7 @@ def plan_from_dict(data: dict[str, Any]) -> TestingPlan:
     if isinstance(values.get("weekday_hours"), list):
         values["weekday_hours"] = tuple(tuple(item) for item in values["weekday_hours"])
     # JSON does not distinguish 3 from 3.0.
-    for key in ("tests_per_week", "collection_window_hours", "make_up_hours"):
+    for key in ("tests_per_week", "collection_window_hours", "make_up_hours", "reminder_hours_before_close"):
         if _is_number(values.get(key)):
             values[key] = float(values[key])
     try:

@@ -45,6 +45,9 @@ class Program:
     phases: tuple[PhaseDefinition, ...]
     collection_windows: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WINDOWS))
     make_up_hours: float = 24.0
+    # Hours before a collection window closes to remind a participant who was told to test and has not been
+    # collected yet, through the SMS gateway like the notice itself; 0 turns reminders off.
+    reminder_hours_before_close: float = 0.0
     mode: str = "individual"  # colour: participants call for the day's colours
     # Screenings are forensic (observed, chain of custody, reportable to a court or employer) unless the
     # program or staff, per screening with a reason, make them clinical (treatment only, never disclosed):
@@ -90,6 +93,16 @@ def check_program(program: Program) -> list[str]:
             problems.append(f"the {kind} collection window must be 1 to 24 hours; got {hours!r}")
     if not is_finite_number(program.make_up_hours) or not 0 <= program.make_up_hours <= 168:
         problems.append(f"make_up_hours must be 0 to 168; got {program.make_up_hours!r}")
+    reminder = program.reminder_hours_before_close
+    if not is_finite_number(reminder) or not 0 <= reminder <= 23:
+        problems.append(f"reminder_hours_before_close must be 0 (no reminder) to 23; got {reminder!r}")
+    else:
+        used = {p.specimen_types[0] for p in program.phases if p.specimen_types}
+        shortest = min((h for kind, h in program.collection_windows.items() if kind in used and is_finite_number(h)),
+                       default=None)
+        if reminder and shortest is not None and reminder >= shortest:
+            problems.append(f"a reminder {reminder} h before the window closes would come before the notice: the "
+                            f"shortest collection window is {shortest} h ({reminder} >= {shortest})")
     for phase in program.phases:
         problems.extend(_check_phase(program, phase))
     return problems
@@ -152,6 +165,7 @@ def plan_for(program: Program, version: int, site: str, phase_name: str) -> Test
         program_id=program.program_id, program_version=version, specimen_type=specimen,
         check_in_required=phase.check_in_required, missed_check_in_reportable=phase.missed_check_in_reportable,
         make_up_hours=float(program.make_up_hours),
+        reminder_hours_before_close=float(program.reminder_hours_before_close),
     )
 
 
@@ -171,6 +185,7 @@ def default_program(site: str = "north", timezone: str = "America/New_York") -> 
 # --- JSON form ----------------------------------------------------------------------------------
 
 _PROGRAM_KEYS = {"program_id", "name", "sites", "phases", "collection_windows", "make_up_hours", "mode",
+                 "reminder_hours_before_close",
                  "forensic_default", "report_presumptive", "breath_alcohol_cutoff"}
 _PHASE_KEYS = {"name", "tests_per_week", "min_per_rolling_week", "max_per_rolling_week", "specimen_types",
                "check_in_required", "missed_check_in_reportable", "criteria"}
@@ -181,6 +196,7 @@ def program_to_dict(program: Program) -> dict[str, Any]:
         "program_id": program.program_id, "name": program.name, "mode": program.mode,
         "sites": {site: calendar_to_dict(cal) for site, cal in sorted(program.sites.items())},
         "collection_windows": dict(program.collection_windows), "make_up_hours": program.make_up_hours,
+        "reminder_hours_before_close": program.reminder_hours_before_close,
         "forensic_default": program.forensic_default, "report_presumptive": program.report_presumptive,
         "breath_alcohol_cutoff": program.breath_alcohol_cutoff,
         "phases": [{"name": p.name, "tests_per_week": p.tests_per_week, "min_per_rolling_week": p.min_per_rolling_week,
@@ -229,6 +245,7 @@ def program_from_dict(data: Mapping[str, Any]) -> Program:
     program = Program(program_id=str(data["program_id"]), name=str(data.get("name") or data["program_id"]),
                       sites=sites, phases=tuple(phases), collection_windows=windows,
                       make_up_hours=data.get("make_up_hours", 24.0), mode=data.get("mode", "individual"),
+                      reminder_hours_before_close=data.get("reminder_hours_before_close", 0.0),
                       forensic_default=data.get("forensic_default", True),
                       report_presumptive=data.get("report_presumptive", False),
                       breath_alcohol_cutoff=data.get("breath_alcohol_cutoff", 0.02))

@@ -198,6 +198,8 @@ class ScreeningInput:
     # The site's closing time on the day (ISO datetime): the window ends then, never after. None: not clipped.
     site_closes_at: str | None = None
     breath_alcohol_cutoff: float = 0.02  # g/210 L, the program's (domain.program.Program)
+    # Remind a told, uncollected participant this many hours before the window closes (0: never).
+    reminder_hours: float = 0.0
 
 
 @dataclass
@@ -266,7 +268,7 @@ class Notification:
     notification_id: str  # stable across retries: the adapter sends each one once
     participant_id: str
     screening_id: str
-    kind: str  # test-required | for-cause-test
+    kind: str  # test-required | for-cause-test | reminder
     report_by: str  # ISO datetime
     site: str
 

@@ -342,6 +342,7 @@ class ParticipantWorkflow:
                 selected.site_closes_at = closing.isoformat()
                 window_hours = min(window_hours, (closing - now).total_seconds() / 3600)
             selected.late_grace_hours = plan.make_up_hours
+            selected.reminder_hours = plan.reminder_hours_before_close
         await workflow.execute_local_activity_method(ScreeningActivities.open_screening, selected, **RECORD_WRITE)
         await workflow.start_child_workflow(
             ScreeningWorkflow.run,

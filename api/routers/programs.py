@@ -71,6 +71,7 @@ class ProgramIn(RequestModel):
                    {"name": "stabilisation", "tests_per_week": 2, "min_per_rolling_week": 1,
                     "max_per_rolling_week": 4}],
         "collection_windows": {"urine": 8, "oral-fluid": 4}, "make_up_hours": 24, "mode": "individual",
+        "reminder_hours_before_close": 2,
         "note": "initial version",
     }]})
 
@@ -85,6 +86,10 @@ class ProgramIn(RequestModel):
         description="Hours from notice to the end of collection, per specimen type (ends at closing time)")
     make_up_hours: float = Field(default=24.0, ge=0, le=168,
                                  description="Hours staff have to order a make-up test for a lost one")
+    reminder_hours_before_close: float = Field(
+        default=0, ge=0, le=23, description="Remind a participant who was told to test and is not collected yet this "
+                                            "many hours before the collection window closes (by SMS, like the "
+                                            "notice); 0: no reminders")
     mode: Literal["individual", "colour"] = Field(
         default="individual", description="individual: each participant is drawn on their own; colour: a daily "
                                           "colour group is drawn")

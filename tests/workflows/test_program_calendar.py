@@ -256,6 +256,7 @@ async def test_a_missed_check_in_is_reported_where_the_program_says_so_and_conse
     from store.models import CheckInDayRecord
     from tests.receiver import Receiver, webhook_receiver
     from tests.workflows.test_disclosure_delivery import free_port, setup_records_for
+    from workflows.contracts import disclosure_workflow_id
 
     env, engine, queue = program
     today = local_date(await env.get_current_time(), ZONE)
@@ -276,22 +277,78 @@ async def test_a_missed_check_in_is_reported_where_the_program_says_so_and_conse
     setup_records_for(engine, quiet_id, receiver.url, secret, ["missed-check-ins"])
     with webhook_receiver(port, receiver):
         await skip(env, timedelta(days=3))
-        missed = sorted(d.day.isoformat() for d in rows(engine, CheckInDayRecord, participant_id=reported_id)
-                        if d.missed_required)
-        assert len(missed) >= 2
-        with receiver.lock:
-            receiver.arrived.wait_for(lambda: len(receiver.kept) >= len(missed), timeout=30)
-    payloads = list(receiver.kept.values())
-    assert sorted(p["data"]["scheduled_on"] for p in payloads) == missed
-    assert {p["type"] for p in payloads} == {"check-in.missed"}
+        await reported.terminate("test over")
+        await quiet.terminate("test over")
+        missed = {d.day.isoformat() for d in rows(engine, CheckInDayRecord, participant_id=reported_id)
+                  if d.missed_required and d.missed_reportable}
+        planned = rows(engine, Disclosure, category="missed-check-ins")
+        to_court = [d for d in planned if d.recipient_id == court]
+        for row in to_court:  # each delivery runs to its end
+            await env.client.get_workflow_handle(disclosure_workflow_id(row.id)).result()
+    assert len(to_court) >= 2 and {d.facts["scheduled_on"] for d in to_court} <= missed
+    # (A random test the participant missed may go to probation, under its consent: not this category.)
+    payloads = [p for p in receiver.kept.values() if p["category"] == "missed-check-ins"]
+    assert sorted(p["data"]["scheduled_on"] for p in payloads) == sorted(d.facts["scheduled_on"] for d in to_court)
+    assert {p["type"] for p in payloads} == {"check-in.missed"} and payloads
     assert {p["consent"]["consent_id"] for p in payloads} == {consent}
     assert all(p["data"]["due_by"].startswith(p["data"]["scheduled_on"]) for p in payloads)
-    sent = {(d.participant_id, d.recipient_id, d.status) for d in rows(engine, Disclosure, category="missed-check-ins")}
-    assert {(pid, rid) for pid, rid, status in sent if status == "delivered"} == {(reported_id, court)}
-    assert all(status != "delivered" for pid, rid, status in sent if rid == probation)
+    assert {d.participant_id for d in planned} == {reported_id}
+    assert all(d.status != "delivered" for d in planned if d.recipient_id == probation)
     assert not [d for d in rows(engine, Disclosure) if d.participant_id == quiet_id]
     # The quiet program's misses are recorded (and alerted) all the same, as not reportable.
     quiet_days = rows(engine, CheckInDayRecord, participant_id=quiet_id)
     assert quiet_days and all(d.missed_required and not d.missed_reportable for d in quiet_days)
-    await reported.terminate("test over")
-    await quiet.terminate("test over")
+
+
+@pytest.fixture
+async def gateway_up(time_env, records_engine, task_queue):
+    with sms_gateway() as gateway:
+        notifier = WebhookNotifier(gateway.url, "gateway-secret", timeout=5)
+        async with build_worker(time_env.client, records_engine, task_queue, notifier=notifier):
+            yield time_env, records_engine, task_queue, gateway
+
+
+async def test_a_reminder_goes_out_before_the_window_closes_to_the_uncollected_only(gateway_up):
+    """A program with reminders 2 h before close: the told, uncollected participant gets the reminder through the
+    gateway (recorded as an attempt); the one collected before then, and a program with reminders off, get none."""
+    from workflows.contracts import Collection
+
+    env, engine, queue, gateway = gateway_up
+    today = local_date(await env.get_current_time(), ZONE)
+    every_day = {d: ["00:00", "23:59"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    base = {"sites": {"north": {"timezone": ZONE, "hours": every_day, "closed": {}}},
+            "phases": [{"name": "phase-1", "tests_per_week": 1, "min_per_rolling_week": 0,
+                        "max_per_rolling_week": 3}]}
+    with session_scope(engine) as session:
+        save_version(session, program_from_dict({**base, "program_id": "reminding", "name": "Reminding",
+                                                 "reminder_hours_before_close": 2}), "tester", None)
+        save_version(session, program_from_dict({**base, "program_id": "silent", "name": "Silent"}), "tester", None)
+    started = []
+    for program_id in ("reminding", "reminding", "silent"):
+        handle = await enroll(env, engine, queue, program_id, today, phone="+15555550100")
+        ref = await handle.execute_update(ParticipantWorkflow.order_for_cause, ForCause("odour of alcohol", "tester"))
+        screening = env.client.get_workflow_handle_for(ScreeningWorkflow.run, screening_workflow_id(ref.screening_id))
+        started.append((handle, screening, ref))
+    (_, late, late_ref), (_, early, early_ref), (_, silent, silent_ref) = started
+    windows = {}
+    for screening in (late, early, silent):
+        state = await screening.query(ScreeningWorkflow.status)
+        windows[state.screening_id] = datetime.fromisoformat(state.window_closes_at)
+    await early.execute_update(ScreeningWorkflow.record_collection, Collection("urine", True, "RN"))
+    await skip(env, timedelta(hours=9))
+    reminded = rows(engine, NotificationAttempt, screening_id=late_ref.screening_id)
+    assert sorted(a.notification_id.split(":")[1] for a in reminded) == ["reminder", "test-required"]
+    reminder = [r["body"] for r in gateway.requests if r["body"]["id"] == f"{late_ref.screening_id}:reminder"]
+    assert len(reminder) == 1 and reminder[0]["message"].startswith("Reminder: your drug test today is not done yet")
+    from store.models import NotificationRecord
+    with Session(engine) as session:
+        sent = session.get(NotificationRecord, f"{late_ref.screening_id}:reminder")
+    assert sent.kind == "reminder" and sent.report_by.replace(tzinfo=timezone.utc) == windows[late_ref.screening_id]
+    events = {e.what: datetime.fromisoformat(e.at) for e in (await late.query(ScreeningWorkflow.status)).events}
+    closes = windows[late_ref.screening_id]
+    assert closes - timedelta(hours=2) <= events["reminder handed to the gateway (accepted)"] < closes
+    for ref in (early_ref, silent_ref):
+        assert [a.notification_id.split(":")[1] for a in rows(engine, NotificationAttempt,
+                                                             screening_id=ref.screening_id)] == ["test-required"]
+    for handle, _, _ in started:
+        await handle.terminate("test over")
