@@ -53,6 +53,9 @@ class TestingPlan:
     # A reminder this many hours before the collection window closes, to a participant told to test and not
     # yet collected (0: no reminder).
     reminder_hours_before_close: float = 0.0
+    # "colour": the program draws colour groups each open day (domain/colours.py) and the participant tests
+    # when their colour is called, the draw made at opening; "individual": the participant's own draw.
+    selection_mode: str = "individual"
 
     def __post_init__(self) -> None:
         _check_counts(self)

@@ -327,6 +327,26 @@ class DayPlan:
 
 
 @dataclass
+class ColourDayRequest:
+    """A colour-mode program's colours on one day at one site, and the participant's own colour."""
+
+    program: str
+    version: int
+    site: str
+    day: str
+    participant_id: str
+
+
+@dataclass
+class ColourDayAnswer:
+    colours: list[str]  # the colours called that day (drawn once per program, site and day)
+    own: str | None  # the participant's colour (None: none assigned)
+    program_version: int  # the version whose colours were drawn
+    drawn_detail: str = ""  # each colour's outcome, for the draw record
+    own_probability: float = 0.0  # the probability the participant's colour was drawn with
+
+
+@dataclass
 class Alert:
     kind: str  # result-overdue | ...
     participant_id: str

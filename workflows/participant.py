@@ -15,6 +15,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.colours import ColourActivities
     from activities.medication import MedicationActivities
     from activities.programs import ProgramActivities
     from activities.records import RecordActivities
@@ -23,7 +24,8 @@ with workflow.unsafe.imports_passed_through():
     from domain import verifiable
     from domain.clock import local_clock, local_date, local_moment
     from domain.plan import PHASES, default_plan, hours_for, plan_from_dict, plan_to_dict
-    from domain.selection import WINDOW_DAYS, draw_day, is_collection_day, notification_time
+    from domain.colours import participant_verdict
+    from domain.selection import WINDOW_DAYS, Draw, draw_day, is_collection_day, notification_time
     from workflows import search
     from workflows.contracts import (
         ACTIVE,
@@ -33,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         CheckIn,
         CheckInAnswer,
         CheckInDay,
+        ColourDayRequest,
         Discharge,
         DrawRecord,
         ForCause,
@@ -89,6 +92,9 @@ VERIFIABLE_PATCH = "verifiable-selection"
 # A required check-in not made, on a day the program made that reportable, is disclosed under consent as a
 # missed check-in (category missed-check-ins); before this patch it was recorded and alerted only.
 MISSED_CHECK_IN_PATCH = "missed-check-in-disclosed"
+# Colour mode (domain/colours.py): in a program that publishes daily colours the day's draw is made at opening
+# and the participant is tested when their colour is called. Only plans of colour-mode programs take this path.
+COLOUR_PATCH = "colour-mode"
 
 
 def workflow_id(participant_id: str) -> str:
@@ -251,10 +257,16 @@ class ParticipantWorkflow:
             return self.state.next_plan
         return self.state.plan
 
+    @staticmethod
+    def _colour_mode(plan) -> bool:
+        return plan.selection_mode == "colour" and workflow.patched(COLOUR_PATCH)
+
     def _draw_moment(self, day: date) -> datetime:
         plan = plan_from_dict(self._plan_for(day))
         if self._paused(day) or not is_collection_day(plan, day):
             clock = time.fromisoformat(plan.opens_at)
+        elif self._colour_mode(plan):  # the colours are called at opening: a whole day to come and test
+            clock = time.fromisoformat(hours_for(plan, day.weekday())[0])
         else:
             clock = notification_time(plan, day, self.state.pending_time_roll or 0.0)
         return local_moment(day, clock, self.state.timezone)
@@ -292,6 +304,18 @@ class ParticipantWorkflow:
             self._paused(day),
             history_start=self._history_start(day),
         )
+        if self._colour_mode(plan) and is_collection_day(plan, day):
+            colour = await workflow.execute_local_activity_method(
+                ColourActivities.colour_day,
+                ColourDayRequest(self.state.program, plan.program_version, self.state.site, day.isoformat(),
+                                 self.state.participant_id),
+                **RECORD_WRITE,
+            )
+            if colour is not None:  # else an edit left colour mode: the participant's own draw stands
+                verdict = participant_verdict(colour.own, colour.colours, True, self._paused(day))
+                draw = Draw(day.isoformat(), day.weekday(), colour.own_probability, roll, verdict.selected,
+                            verdict.reason, verdict.detail[:400])
+                verifiable_day = False  # the colours' rolls are kept with the day's colours (colour_days)
         inputs = None
         if verifiable_day:
             inputs = {"plan": self.state.plan, "recent_selections": recent, "paused": self._paused(day),
@@ -397,6 +421,9 @@ class ParticipantWorkflow:
             plan = plan_from_dict(self._plan_for(today))
             message = (f"No test has been called for you as of now. Tests are called until "
                        f"{self._last_call(plan)}; check in again if you have not yet today.")
+            if plan.selection_mode == "colour":
+                message = (f"Today's colours are called when the clinic opens ({hours_for(plan, today.weekday())[0]});"
+                           " check in again then.")
             if self.state.next_draw_day and date.fromisoformat(self.state.next_draw_day) > today:
                 message = "No test today. Check in again tomorrow."
         return CheckInAnswer(self.state.participant_id, today.isoformat(), False, None, None, message)

@@ -3,10 +3,10 @@ new version, kept); staff read. The audit trail records every request."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
@@ -15,10 +15,12 @@ from api.deps import SessionDep, require
 from api.inputs import RequestModel
 from api.problems import ProblemError, responses
 from api.tokens import Actor
-from domain.calendar import calendar_to_dict, parse_ics, with_closed
+from domain.calendar import calendar_to_dict, hours_on, parse_ics, with_closed
+from domain.clock import local_date
 from domain.checks import parse_day
 from domain.program import Program, program_from_dict, program_to_dict
 from store.models import ProgramRecord, ProgramVersion
+from store.colours import stored_colours
 from store.programs import current_program, save_version
 
 router = APIRouter(route_class=IdempotentRoute, tags=["programs"], responses=responses(422))
@@ -58,6 +60,18 @@ class PhaseIn(RequestModel):
     criteria: str = Field(default="", max_length=2000, description="What it takes to move on, in plain words")
 
 
+class ColourIn(RequestModel):
+    """A colour (group code) of a colour-mode program, and how often it is called."""
+
+    name: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9-]+$",
+                      description="Lower-case letters, digits and -, e.g. 'red' or 'group-b'")
+    tests_per_week: float = Field(gt=0, le=7, description="How many days a week, on average, this colour is called")
+    min_per_rolling_week: int = Field(default=0, ge=0, le=7, description="Floor: called at least this often in "
+                                                                          "every rolling 7 days")
+    max_per_rolling_week: int = Field(default=7, ge=0, le=7, description="Ceiling: called at most this often in "
+                                                                          "every rolling 7 days")
+
+
 class ProgramIn(RequestModel):
     """A program's whole definition: its sites, phases and collection windows. Each save is a new version."""
 
@@ -93,6 +107,9 @@ class ProgramIn(RequestModel):
     mode: Literal["individual", "colour"] = Field(
         default="individual", description="individual: each participant is drawn on their own; colour: a daily "
                                           "colour group is drawn")
+    colours: list[ColourIn] = Field(default_factory=list, max_length=26,
+                                    description="colour mode: the colours participants are assigned, each called "
+                                                "at random on open days at its own rate")
     note: str | None = Field(default=None, max_length=500, description="Why this version (kept with it)")
 
 
@@ -232,3 +249,70 @@ async def add_closed_days(program_id: str, site: str, request: Request, actor: A
     session.commit()
     request.state.audit_detail = f"version {version} saved"
     return _out(session, program_id)
+
+
+class ColourDrawOut(BaseModel):
+    """One colour's draw on the day."""
+
+    colour: str = Field(description="The colour (group code)")
+    called: bool = Field(description="Whether it was called: everyone of this colour tests that day")
+    probability: float = Field(description="The probability it was drawn with (1: forced by its floor, 0: ceiling "
+                                           "reached or the site closed)")
+    reason: str = Field(description="selected, not-selected, floor-required, ceiling-reached or clinic-closed")
+
+
+class ColoursOut(BaseModel):
+    """A colour-mode program's colours called at one site on one day."""
+
+    program_id: str = Field(description="The program")
+    site: str = Field(description="The site")
+    day: str = Field(description="The program day (the site's local date), YYYY-MM-DD")
+    open: bool = Field(description="Whether the site collects that day; a closed day calls no colour")
+    drawn: bool = Field(description="Whether the day's colours are drawn yet (at opening, with the first "
+                                    "participant's daily draw)")
+    colours: list[str] = Field(description="The colours called: every participant of these tests that day")
+    opens_at: str | None = Field(description="The site's opening time that day (HH:MM), when the colours are called")
+    program_version: int | None = Field(description="The program version whose colours were drawn")
+    drawn_at: datetime | None = Field(description="When the draw was made")
+    draws: list[ColourDrawOut] = Field(description="Each colour's draw, in the program's order")
+
+
+@router.get("/programs/{program_id}/colours", response_model=ColoursOut, responses=responses(401, 403, 404, 422),
+            summary="Today's colours (colour-mode programs)")
+def todays_colours(program_id: str, actor: Reader, session: SessionDep,
+                   site: Annotated[str | None, Query(max_length=64, description="The site (default: the program's "
+                                                                                 "first)")] = None,
+                   day: Annotated[str | None, Query(max_length=10, description="A past day, YYYY-MM-DD (default: "
+                                                                                "today at the site)")] = None,
+                   ) -> ColoursOut:
+    """The colours called at a site today (or on a past day) in a program that publishes daily colours: staff read
+    them to answer participants and to expect who comes to test. A future day is refused: nobody learns a draw
+    before it is made."""
+    found = current_program(session, program_id)
+    if found is None:
+        raise ProblemError(404, f"No program has the id {program_id!r}; GET /programs lists them.")
+    program = found[0]
+    if program.mode != "colour":
+        raise ProblemError(422, f"Program {program_id} is not in colour mode (mode {program.mode}): its participants "
+                                "are drawn one by one; GET /participants/{id}/draws shows each draw.")
+    site = site or sorted(program.sites)[0]
+    if site not in program.sites:
+        raise ProblemError(404, f"Program {program_id} has no site {site!r}; its sites are "
+                                f"{', '.join(sorted(program.sites))}.")
+    calendar = program.sites[site]
+    today = local_date(datetime.now(timezone.utc), calendar.timezone)
+    try:
+        wanted = parse_day("day", day) if day else today
+    except ValueError as error:
+        raise ProblemError(422, f"{error}.") from None
+    if wanted > today:
+        raise ProblemError(422, f"{wanted.isoformat()} is after today ({today.isoformat()} at site {site}): colours "
+                                "are drawn on the day, at opening, and not shown before.")
+    hours = hours_on(calendar, wanted)
+    row = stored_colours(session, program_id, site, wanted)
+    return ColoursOut(
+        program_id=program_id, site=site, day=wanted.isoformat(), open=hours is not None, drawn=row is not None,
+        colours=list(row.colours) if row else [], opens_at=hours[0].strftime("%H:%M") if hours else None,
+        program_version=row.program_version if row else None, drawn_at=row.drawn_at if row else None,
+        draws=[ColourDrawOut(colour=d["colour"], called=d["selected"], probability=d["probability"],
+                             reason=d["reason"]) for d in row.draws] if row else [])

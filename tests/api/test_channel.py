@@ -305,3 +305,64 @@ async def test_cli_program_edits_write_the_audit_events_the_api_writes(stack, tm
                                 .order_by(ProgramVersion.version)).all()
     assert [v.created_by for v in versions] == ["judge.clerk", "judge.clerk", user]
     assert verify(stack.engine).ok
+
+
+async def test_colour_mode_check_in_tells_todays_colours_and_staff_read_them(stack):
+    """A program that publishes daily colours: staff assign a colour; the participant's SMS check-in says whether
+    today's colours are called yet, which are called and whether theirs is; staff read the same colours."""
+    from datetime import datetime, timezone
+
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.colours import ColourActivities
+    from tests.conftest import TEST_KEYS
+    from workflows.contracts import ColourDayRequest
+
+    admin, staff = stack.auth("admin"), stack.auth("staff")
+    definition = {**program("colour-court"), "mode": "colour",
+                  "colours": [{"name": "red", "tests_per_week": 7, "min_per_rolling_week": 7,
+                               "max_per_rolling_week": 7},
+                              {"name": "blue", "tests_per_week": 0.5, "max_per_rolling_week": 1}]}
+    assert (await stack.http.post("/programs", json=definition, headers=admin)).status_code == 201
+    red = await stack.enroll(program="colour-court", phase="orientation", phone=PHONE)
+    blue = await stack.enroll(program="colour-court", phase="orientation", phone="+15555550124")
+    for who, colour, pin in ((red, "red", "4821"), (blue, "blue", "5932")):
+        assigned = await stack.http.put(f"/participants/{who['id']}/colour", json={"colour": colour}, headers=staff)
+        assert assigned.status_code == 200 and assigned.json()["colour"] == colour
+        assert (await stack.http.put(f"/participants/{who['id']}/pin", json={"pin": pin},
+                                     headers=staff)).status_code == 204
+    refused = await stack.http.put(f"/participants/{red['id']}/colour", json={"colour": "green"}, headers=staff)
+    assert refused.status_code == 422 and "its colours are red, blue" in refused.json()["detail"]
+    assert (await stack.http.put(f"/participants/{red['id']}/colour", json={"colour": "red"},
+                                 headers=stack.auth("clinician"))).status_code == 403
+    today = datetime.now(timezone.utc).date().isoformat()  # the site's time zone is UTC
+    async with served(stack.app) as base, httpx.AsyncClient() as http:
+        # Enrolled after opening (00:00): today's colours are drawn with the first daily draw, not yet made.
+        before = await http.post(**twilio_post(base, {"From": PHONE, "Body": "4821 colour", "MessageSid": "SMc1"}))
+        assert "Today's colours are called when the clinic opens (00:00); check in again then." in before.text
+        unread = await stack.http.get("/programs/colour-court/colours", headers=staff)
+        assert unread.status_code == 200 and unread.json()["drawn"] is False and unread.json()["open"] is True
+        # The day's draw, as the worker makes it at opening (verifiable rolls of the period's seed).
+        answer = ActivityEnvironment().run(ColourActivities(stack.engine, TEST_KEYS).colour_day,
+                                           ColourDayRequest("colour-court", 1, "north", today, red["id"]))
+        assert answer.own == "red" and "red" in answer.colours  # its floor of 7 a week calls red every day
+        called = ", ".join(answer.colours)
+        red_words = await http.post(**twilio_post(base, {"From": PHONE, "Body": "4821", "MessageSid": "SMc2"}))
+        assert f"Colours testing today ({today}): {called}. Your colour (red) is called" in red_words.text
+        blue_words = await http.post(**twilio_post(base, {"From": "+15555550124", "Body": "5932",
+                                                          "MessageSid": "SMc3"}))
+        verdict = "is called" if "blue" in answer.colours else "is not called: no test today"
+        assert f"Colours testing today ({today}): {called}. Your colour (blue) {verdict}" in blue_words.text
+    read = await stack.http.get("/programs/colour-court/colours", params={"site": "north", "day": today},
+                                headers=stack.auth("clinician"))
+    body = read.json()
+    assert read.status_code == 200 and body["drawn"] and body["colours"] == answer.colours
+    assert [(d["colour"], d["called"]) for d in body["draws"]] == [("red", True), ("blue", "blue" in answer.colours)]
+    assert body["draws"][0]["reason"] == "floor-required" and body["program_version"] == 1
+    future = await stack.http.get("/programs/colour-court/colours", params={"day": "2999-01-01"}, headers=staff)
+    assert future.status_code == 422 and "not shown before" in future.json()["detail"]
+    assert (await stack.http.get("/programs/colour-court/colours", headers=stack.auth("lab"))).status_code == 403
+    not_colour = await stack.http.post("/programs", json=program("plain-court"), headers=admin)
+    assert not_colour.status_code == 201
+    plain = await stack.http.get("/programs/plain-court/colours", headers=staff)
+    assert plain.status_code == 422 and "not in colour mode" in plain.json()["detail"]

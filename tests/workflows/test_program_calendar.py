@@ -352,3 +352,63 @@ async def test_a_reminder_goes_out_before_the_window_closes_to_the_uncollected_o
                                                              screening_id=ref.screening_id)] == ["test-required"]
     for handle, _, _ in started:
         await handle.terminate("test over")
+
+
+async def test_colour_mode_calls_colours_on_open_days_and_everyone_of_a_called_colour_tests(program):
+    """A program that publishes daily colours: each open day the colours are drawn once (verifiable rolls of the
+    period's seed) at opening; every participant of a called colour tests that day and nobody else does; the
+    weekend and a holiday call no colour."""
+    from store.models import ColourDay
+
+    env, engine, queue = program
+    today = local_date(await env.get_current_time(), ZONE)
+    holiday = today + timedelta(days=(2 - today.weekday()) % 7 + 7)  # a Wednesday a week or more on
+    definition = {
+        "program_id": "colour-court", "name": "Colour court", "mode": "colour",
+        "sites": {"north": {"timezone": ZONE, "hours": WEEKDAYS, "closed": {holiday.isoformat(): "County holiday"}}},
+        "phases": [{"name": "phase-1", "tests_per_week": 1, "min_per_rolling_week": 0, "max_per_rolling_week": 3}],
+        "colours": [{"name": "red", "tests_per_week": 2.5, "min_per_rolling_week": 1, "max_per_rolling_week": 3},
+                    {"name": "blue", "tests_per_week": 1, "min_per_rolling_week": 0, "max_per_rolling_week": 2},
+                    {"name": "green", "tests_per_week": 1}],
+    }
+    with session_scope(engine) as session:
+        save_version(session, program_from_dict(definition), "tester", "colour mode")
+    colours = {}
+    handles = []
+    for colour in ("red", "red", "blue", None):
+        handle = await enroll(env, engine, queue, "colour-court", today)
+        pid = (await handle.query(ParticipantWorkflow.status)).participant_id
+        with session_scope(engine) as session:
+            session.get(Participant, pid).colour = colour
+        colours[pid] = colour
+        handles.append(handle)
+    await skip(env, timedelta(days=12))
+    for handle in handles:
+        await handle.terminate("test over")
+    days = {row.day: row for row in rows(engine, ColourDay, program_id="colour-court", site="north")}
+    assert len(days) >= 7
+    assert all(day.weekday() < 5 and day != holiday for day in days), "a colour was called on a closed day"
+    assert all(row.program_version == 1 and [d["colour"] for d in row.draws] == ["red", "blue", "green"]
+               for row in days.values())
+    for pid, colour in colours.items():
+        draws = {d.day: d for d in rows(engine, SelectionDraw, participant_id=pid)}
+        open_draws = [d for d in draws.values() if d.day in days]
+        assert len(open_draws) == len(days)  # every participant drew on every colour day
+        for d in open_draws:
+            assert d.selected == (colour is not None and colour in days[d.day].colours), (pid, d.day, d.detail)
+        if colour is None:
+            assert {d.reason for d in open_draws} == {"no-colour"}
+        closed = [d for d in draws.values() if d.day.weekday() >= 5 or d.day == holiday]
+        assert closed and all(not d.selected and d.reason == "clinic-closed" for d in closed)
+        screenings = rows(engine, Screening, participant_id=pid)
+        assert {s.day for s in screenings} == {d.day for d in open_draws if d.selected}
+        # Called at opening (08:00), so the whole collection window fits before closing.
+        assert all(s.selected_at.replace(tzinfo=timezone.utc).astimezone(handle_zone()).strftime("%H:%M") == "08:00"
+                   for s in screenings)
+    red = [pid for pid, c in colours.items() if c == "red"]
+    red_days = [{d.day for d in rows(engine, SelectionDraw, participant_id=pid) if d.selected} for pid in red]
+    assert red_days[0] == red_days[1] and red_days[0]  # the floor of 1 a week calls red at least once
+    # Each colour keeps its ceiling in every rolling 7 days.
+    for name, ceiling in (("red", 3), ("blue", 2)):
+        called = sorted(day for day, row in days.items() if name in row.colours)
+        assert all(sum(1 for c in called if start <= c < start + timedelta(days=7)) <= ceiling for start in called)
