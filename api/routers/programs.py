@@ -107,6 +107,14 @@ class ProgramIn(RequestModel):
     mode: Literal["individual", "colour"] = Field(
         default="individual", description="individual: each participant is drawn on their own; colour: a daily "
                                           "colour group is drawn")
+    forensic_default: bool = Field(default=True, description="Screenings are forensic (observed, chain of custody, "
+                                                             "reportable under consent) unless staff make one "
+                                                             "clinical; false: clinical by default")
+    report_presumptive: bool = Field(default=False, description="A positive resting on a screen alone is reported "
+                                                                "(worded as presumptive) instead of waiting for the "
+                                                                "laboratory's confirmation")
+    breath_alcohol_cutoff: float = Field(default=0.02, gt=0, le=0.4, description="Breath alcohol at or above this "
+                                                                                 "(g/210 L) is positive")
     colours: list[ColourIn] = Field(default_factory=list, max_length=26,
                                     description="colour mode: the colours participants are assigned, each called "
                                                 "at random on open days at its own rate")
