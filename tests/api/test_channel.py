@@ -366,3 +366,22 @@ async def test_colour_mode_check_in_tells_todays_colours_and_staff_read_them(sta
     assert not_colour.status_code == 201
     plain = await stack.http.get("/programs/plain-court/colours", headers=staff)
     assert plain.status_code == 422 and "not in colour mode" in plain.json()["detail"]
+
+
+async def test_a_program_keeps_its_reporting_settings_across_api_edits(stack):
+    """forensic_default, report_presumptive and the breath cutoff are part of a program's definition over the API:
+    a PUT that carries the whole definition back (as the dashboard's edits do) keeps them."""
+    admin = stack.auth("admin")
+    body = {**program("settings-court"), "forensic_default": False, "report_presumptive": True,
+            "breath_alcohol_cutoff": 0.04}
+    created = await stack.http.post("/programs", json=body, headers=admin)
+    assert created.status_code == 201, created.text
+    definition = created.json()["definition"]
+    assert (definition["forensic_default"], definition["report_presumptive"], definition["breath_alcohol_cutoff"]) \
+        == (False, True, 0.04)
+    again = await stack.http.put("/programs/settings-court", json={**definition, "make_up_hours": 12, "note": "x"},
+                                 headers=admin)
+    assert again.status_code == 200, again.text
+    kept = again.json()["definition"]
+    assert (kept["forensic_default"], kept["report_presumptive"], kept["breath_alcohol_cutoff"],
+            kept["make_up_hours"]) == (False, True, 0.04, 12)
