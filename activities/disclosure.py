@@ -58,6 +58,7 @@ from store.programs import current_program
 from store.models import (
     AttendanceRecord,
     AttendanceSession,
+    CheckInDayRecord,
     ConsentRecord,
     Disclosure,
     DispenseRow,
@@ -242,6 +243,10 @@ class DisclosureActivities:
             DisclosureCategory.ATTENDANCE: _attendance_entries(session, participant, first, last),
             DisclosureCategory.PROGRAM_STATUS: [{"status": facts["status"], "effective_on": facts["effective_on"]}]
             if facts.get("status") else [],
+            # Only the days the program made a missed check-in reportable (check_in_days.missed_reportable).
+            "missed-check-ins": [{"day": d.day.isoformat()} for d in session.exec(select(CheckInDayRecord).where(
+                CheckInDayRecord.participant_id == participant.id, CheckInDayRecord.day >= first,
+                CheckInDayRecord.day <= last, CheckInDayRecord.missed_reportable == True)).all()],  # noqa: E712
         }
 
     # --- the attempt -----------------------------------------------------------------------

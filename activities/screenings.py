@@ -135,6 +135,7 @@ class ScreeningActivities:
                 row.method = day.method
             if day.required:
                 row.missed_required = row.checked_in_at is None
+                row.missed_reportable = row.missed_required and day.reportable
             session.add(row)
             if day.required and row.checked_in_at is None:
                 subject = f"{day.participant_id}:{day.day}"
@@ -160,6 +161,8 @@ class ScreeningActivities:
             report_by = datetime.fromisoformat(notification.report_by)
             local = report_by.astimezone(ZoneInfo(participant.timezone))
             what = "A for-cause drug test is required" if notification.kind == "for-cause-test" else "You are selected for a drug test today"
+            if notification.kind == "reminder":
+                what = "Reminder: your drug test today is not done yet"
             message = f"{what}. Report to the {notification.site} clinic by {local:%H:%M} {local.tzname()} ({local:%a %d %b})."
             phone = participant.phone
         channel = self.notifier.channel

@@ -64,6 +64,8 @@ class AuditMiddleware(BaseHTTPMiddleware):
                 participant_id = subject_id if kind == "participant" else self._owner(services.engine, table, subject_id)
                 break
         participant_id = getattr(request.state, "audit_participant", None) or participant_id
+        if subject_type is None and getattr(request.state, "audit_subject", None):
+            subject_type, subject_id = request.state.audit_subject  # a subject named in the body (POST /programs)
         if subject_type is None and participant_id:
             subject_type, subject_id = "participant", participant_id
         rejected = getattr(request.state, "rejected_token", None)  # (id, role) of a revoked or expired token

@@ -107,6 +107,8 @@ POST /programs/{program_id}/sites/{site}/closed-days: admin
 POST /channel/inbound: public
 POST /channel/receipts: public
 PUT /participants/{participant_id}/pin: admin staff
+PUT /participants/{participant_id}/colour: admin staff
+GET /programs/{program_id}/colours: admin staff clinician auditor
 GET /call-list: admin staff
 POST /call-list/{entry_id}/resolve: admin staff
 POST /screenings/{screening_id}/make-up: admin staff clinician

@@ -132,3 +132,22 @@ def colour_words(today: str, colours: list[str], own: str | None) -> str:
         return f"Colours testing today ({today}): {listed}."
     verdict = "Your colour is called: you must test today." if own in colours else "Your colour is not called today."
     return f"Colours testing today ({today}): {listed}. {verdict}"
+
+
+def colour_answer(today: str, open_day: bool, opens: str | None, colours: list[str] | None, own: str | None,
+                  must_test_by: str | None) -> str:
+    """What a participant of a colour-mode program hears when checking in: today's colours, whether theirs is
+    called and by when to test, in plain words. `colours` None: not called yet today (before opening)."""
+    if not open_day:
+        return f"The clinic is closed today ({today}): no colours are called. Check in again on the next open day."
+    if colours is None:
+        return f"Today's colours are called when the clinic opens ({opens}); check in again then."
+    listed = ", ".join(colours) if colours else "none"
+    if own is None:
+        return f"Colours testing today ({today}): {listed}. No colour is assigned to you: call the clinic."
+    if must_test_by:
+        return f"Colours testing today ({today}): {listed}. Your colour ({own}) is called: test today by {must_test_by}."
+    if own in colours:
+        return (f"Colours testing today ({today}): {listed}. Your colour ({own}) is called, but no test is ordered for "
+                f"you today (testing may be paused for you); call the clinic if unsure.")
+    return f"Colours testing today ({today}): {listed}. Your colour ({own}) is not called: no test today."

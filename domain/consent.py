@@ -20,8 +20,6 @@ from domain.vocab import Vocabulary
 
 # --- closed vocabularies ---------------------------------------------------------------------
 
-
-
 class DisclosureCategory(Vocabulary):
     """What a consent lets the program disclose (42 CFR 2.31(a): the information to be disclosed)."""
 
@@ -33,6 +31,9 @@ class DisclosureCategory(Vocabulary):
     ATTENDANCE = "attendance"
     PROGRAM_STATUS = "program-status"  # completion or discharge
     PERIODIC_SUMMARY = "periodic-summary"
+    # A daily check-in the program requires and the participant did not make by its deadline; reportable only
+    # where the program says so (a phase's missed_check_in_reportable) and a consent names this category.
+    MISSED_CHECK_INS = "missed-check-ins"
 
 
 SCREENING_RESULTS = DisclosureCategory.SCREENING_RESULTS
@@ -43,6 +44,7 @@ PHASE_CHANGES = DisclosureCategory.PHASE_CHANGES
 ATTENDANCE = DisclosureCategory.ATTENDANCE
 PROGRAM_STATUS = DisclosureCategory.PROGRAM_STATUS
 PERIODIC_SUMMARY = DisclosureCategory.PERIODIC_SUMMARY
+MISSED_CHECK_INS = DisclosureCategory.MISSED_CHECK_INS
 CATEGORIES: tuple[str, ...] = tuple(DisclosureCategory)
 
 

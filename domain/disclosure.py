@@ -33,6 +33,7 @@ from domain.consent import (
     ATTENDANCE,
     CATEGORIES,
     MEDICATION_ADHERENCE,
+    MISSED_CHECK_INS,
     MISSED_TESTS,
     PERIODIC_SUMMARY,
     PHASE_CHANGES,
@@ -179,6 +180,8 @@ FACT_KEYS: dict[str, tuple[str, ...]] = {
     ATTENDANCE: ("period_start", "period_end", "sessions_scheduled", "sessions_attended", "sessions_excused",
                  "session_on", "session_kind", "attendance_status"),
     PROGRAM_STATUS: ("status", "effective_on", "discharge_kind"),
+    # The program day whose required check-in was not made, and when it was due.
+    MISSED_CHECK_INS: ("scheduled_on", "due_by"),
 }
 
 # Without these a report says nothing the recipient can use.
@@ -190,6 +193,7 @@ REQUIRED_FACTS: dict[str, tuple[str, ...]] = {
     PHASE_CHANGES: ("to_phase", "effective_on"),
     ATTENDANCE: ("period_start", "period_end", "sessions_scheduled", "sessions_attended"),
     PROGRAM_STATUS: ("status", "effective_on"),
+    MISSED_CHECK_INS: ("scheduled_on",),
 }
 # Categories whose report may instead carry another complete set of facts: one attended (or missed) session.
 ALTERNATIVE_FACTS: dict[str, tuple[str, ...]] = {ATTENDANCE: ("session_on", "attendance_status")}
@@ -203,6 +207,7 @@ REPORT_TYPES: dict[str, str] = {
     ATTENDANCE: "attendance.period",
     PROGRAM_STATUS: "participant.discharged",  # "participant.completed" when the status is completed
     PERIODIC_SUMMARY: "summary.monthly",
+    MISSED_CHECK_INS: "check-in.missed",
 }
 COMPLETED_TYPE = "participant.completed"
 COMPLETION_LETTER_TYPE = "letter.completion"
@@ -602,6 +607,11 @@ def _refusals_section(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
     return {"refusals": len(entries)}
 
 
+def _missed_check_ins_section(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Required check-ins not made (on days the program made them reportable): one entry each."""
+    return {"missed_check_ins": len(entries)}
+
+
 def _adherence_section(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
     """Doses taken over doses expected. Entries: {"doses_expected": int, "doses_taken": int}."""
     expected = sum(_count(entry, "doses_expected") for entry in entries)
@@ -659,6 +669,7 @@ _SECTION_BUILDERS = {
     PHASE_CHANGES: _phase_section,
     ATTENDANCE: _attendance_section,
     PROGRAM_STATUS: _status_section,
+    MISSED_CHECK_INS: _missed_check_ins_section,
 }
 
 
@@ -714,6 +725,7 @@ _SECTION_SENTENCES = {
     MEDICATION_ADHERENCE: _adherence_sentence,
     PHASE_CHANGES: lambda section: f"Final phase: {section['phase'] or 'not recorded'}.",
     ATTENDANCE: _attendance_sentence,
+    MISSED_CHECK_INS: lambda section: f"Missed check-ins: {section['missed_check_ins']}.",
 }
 
 

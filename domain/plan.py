@@ -53,6 +53,12 @@ class TestingPlan:
     # The program's breath alcohol cutoff in g/210 L (49 CFR 40.23: 0.02 and above has consequences by default);
     # every screening started under this plan reads its breath tests against it.
     breath_alcohol_cutoff: float = 0.02
+    # A reminder this many hours before the collection window closes, to a participant told to test and not
+    # yet collected (0: no reminder).
+    reminder_hours_before_close: float = 0.0
+    # "colour": the program draws colour groups each open day (domain/colours.py) and the participant tests
+    # when their colour is called, the draw made at opening; "individual": the participant's own draw.
+    selection_mode: str = "individual"
 
     def __post_init__(self) -> None:
         _check_counts(self)
@@ -91,7 +97,8 @@ def plan_from_dict(data: dict[str, Any]) -> TestingPlan:
     if isinstance(values.get("weekday_hours"), list):
         values["weekday_hours"] = tuple(tuple(item) for item in values["weekday_hours"])
     # JSON does not distinguish 3 from 3.0.
-    for key in ("tests_per_week", "collection_window_hours", "make_up_hours", "breath_alcohol_cutoff"):
+    for key in ("tests_per_week", "collection_window_hours", "make_up_hours", "breath_alcohol_cutoff",
+                "reminder_hours_before_close"):
         if _is_number(values.get(key)):
             values[key] = float(values[key])
     try:

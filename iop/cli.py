@@ -112,31 +112,61 @@ def token_revoke(token_id: str) -> None:
     typer.echo(f"token {token_id} revoked")
 
 
-def _save_program(data: dict, note: str | None) -> None:
+def _cli_actor(by: str | None) -> str:
+    """Who made a CLI edit: --by, else the operating-system user, as the API names a token."""
+    return (by or f"cli:{os.environ.get('USER', '?')}")[:32]
+
+
+def _save_program(data: dict, note: str | None, by: str | None, action: str | None = None) -> None:
+    """Save a program version and write the audit event the API writes for the same edit (action, program id,
+    outcome as the HTTP status the API would answer), with the CLI's user as the actor."""
     from domain.program import program_from_dict
+    from sqlmodel import Session
+    from store import audit
     from store.db import make_engine, session_scope
+    from store.models import ProgramRecord
     from store.programs import save_version
+
+    engine = make_engine(get_settings().resolved_database_url)
+    actor, program_id = _cli_actor(by), str(data.get("program_id") or "?")[:64]
+    with Session(engine) as session:
+        exists = session.get(ProgramRecord, program_id) is not None
+    action = action or ("PUT /programs/{program_id}" if exists else "POST /programs")
+
+    def record(outcome: str, detail: str) -> None:
+        audit.append(engine, audit.AuditEntry(actor=actor, role="admin", action=action, outcome=outcome,
+                                              subject_type="program", subject_id=program_id, source="cli",
+                                              detail=detail[:500]))
 
     try:
         program = program_from_dict({k: v for k, v in data.items() if k != "note"})
     except ValueError as exc:
+        record("422", f"refused: {exc}")
         raise typer.BadParameter(str(exc)) from exc
-    with session_scope(make_engine(get_settings().resolved_database_url)) as session:
-        version = save_version(session, program, f"cli:{os.environ.get('USER', '?')}"[:32], note or data.get("note"))
+    with session_scope(engine) as session:
+        version = save_version(session, program, actor, note or data.get("note"))
+    record("200" if exists else "201", f"version {version} saved")
     typer.echo(f"program {program.program_id} version {version} saved; participants take it from their next day")
+
+
+ByOpt = Annotated[str | None, typer.Option("--by", help="Who makes the edit, as the audit trail records it "
+                                                         "(default cli:$USER)")]
 
 
 @program_app.command("save")
 def program_save(path: Annotated[Path, typer.Argument(help="A program definition, JSON as POST /programs takes")],
-                 note: Annotated[str | None, typer.Option(help="Why this version")] = None) -> None:
-    """Create a program, or save a new version of it."""
+                 note: Annotated[str | None, typer.Option(help="Why this version")] = None,
+                 by: ByOpt = None) -> None:
+    """Create a program, or save a new version of it (audited like POST/PUT /programs)."""
     import json
 
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(f"cannot read {path}: {exc}") from exc
-    _save_program(data, note)
+    if not isinstance(data, dict):
+        raise typer.BadParameter(f"{path} must hold a JSON object")
+    _save_program(data, note, by)
 
 
 @program_app.command("show")
@@ -158,8 +188,10 @@ def program_show(program_id: str) -> None:
 
 @program_app.command("import-ics")
 def program_import_ics(program_id: str, site: str,
-                       path: Annotated[Path, typer.Argument(help="An iCalendar (.ics) file of closed days")]) -> None:
-    """Add the all-day events of an iCalendar file to a site's closed days (a new version)."""
+                       path: Annotated[Path, typer.Argument(help="An iCalendar (.ics) file of closed days")],
+                       by: ByOpt = None) -> None:
+    """Add the all-day events of an iCalendar file to a site's closed days (a new version, audited like
+    POST /programs/{program_id}/sites/{site}/closed-days)."""
     from domain.calendar import calendar_to_dict, parse_ics, with_closed
     from domain.program import program_to_dict
     from sqlmodel import Session
@@ -176,7 +208,8 @@ def program_import_ics(program_id: str, site: str,
         raise typer.BadParameter(str(exc)) from exc
     data = program_to_dict(found[0])
     data["sites"][site] = calendar_to_dict(with_closed(found[0].sites[site], days))
-    _save_program(data, f"{len(days)} closed day(s) imported from {path.name}")
+    _save_program(data, f"{len(days)} closed day(s) imported from {path.name}", by,
+                  action="POST /programs/{program_id}/sites/{site}/closed-days")
 
 
 @audit_app.command("verify")

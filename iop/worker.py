@@ -29,6 +29,7 @@ from temporalio.worker.workflow_sandbox._runner import _Instance as _SandboxInst
 from activities.audit import AuditActivities
 from activities.disclosure import DisclosureActivities, SmtpSettings
 from activities.medication import MedicationActivities
+from activities.colours import ColourActivities
 from activities.programs import ProgramActivities
 from activities.selection import SelectionActivities
 from activities.notify import Notifier, WebhookNotifier
@@ -124,7 +125,8 @@ def activities(engine: Engine, keys: Sequence[CodecKey], notifier: Notifier | No
             + MedicationActivities(engine).all()
             + DisclosureActivities(engine, keys, smtp=smtp, letterhead=letterhead).all()
             + AuditActivities(engine).all() + WorklistActivities(engine, pager).all()
-            + ProgramActivities(engine).all() + SelectionActivities(engine, keys, smtp=smtp).all())
+            + ProgramActivities(engine).all() + SelectionActivities(engine, keys, smtp=smtp).all()
+            + ColourActivities(engine, keys).all())
 
 
 def build_worker(client: Client, engine: Engine, task_queue: str, *, notifier: Notifier | None = None,

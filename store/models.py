@@ -86,6 +86,9 @@ class Participant(ParticipantBase, table=True):
     discharged_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    # The colour (group code) staff assigned, in a program in colour mode: the participant tests on the days
+    # their colour is drawn (colour_days).
+    colour: str | None = Field(default=None, max_length=32)
 
 
 class ParticipantPublic(ParticipantBase):
@@ -293,6 +296,24 @@ class CheckInDayRecord(SQLModel, table=True):
     method: str | None = Field(default=None, max_length=16)
     # The phase required a check-in that day and none came: its own recorded event.
     missed_required: bool | None = None
+    # And the program made a missed one reportable (under consent, category missed-check-ins).
+    missed_reportable: bool | None = None
+
+
+class ColourDay(SQLModel, table=True):
+    """A program in colour mode: the colours drawn at one site on one day, each colour's roll kept."""
+
+    __tablename__ = "colour_days"
+    __table_args__ = (UniqueConstraint("program_id", "site", "day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    program_id: str = Field(max_length=64, index=True)
+    site: str = Field(max_length=64)
+    day: date
+    program_version: int
+    colours: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # the drawn ones
+    draws: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    drawn_at: datetime = Field(default_factory=utcnow)
 
 
 class NotificationRecord(SQLModel, table=True):

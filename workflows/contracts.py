@@ -225,6 +225,8 @@ class ScreeningInput:
     # A screening whose workflow had closed, started again from its last saved state because a correction came
     # (iop/reopen.py): it resumes where it stopped, with a fresh correction period. None: a new screening.
     reopen: ScreeningState | None = None
+    # Remind a told, uncollected participant this many hours before the window closes (0: never).
+    reminder_hours: float = 0.0
 
 
 @dataclass
@@ -296,7 +298,7 @@ class Notification:
     notification_id: str  # stable across retries: the adapter sends each one once
     participant_id: str
     screening_id: str
-    kind: str  # test-required | for-cause-test
+    kind: str  # test-required | for-cause-test | reminder
     report_by: str  # ISO datetime
     site: str
 
@@ -352,6 +354,26 @@ class DayPlan:
     program_id: str
     version: int
     phases: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ColourDayRequest:
+    """A colour-mode program's colours on one day at one site, and the participant's own colour."""
+
+    program: str
+    version: int
+    site: str
+    day: str
+    participant_id: str
+
+
+@dataclass
+class ColourDayAnswer:
+    colours: list[str]  # the colours called that day (drawn once per program, site and day)
+    own: str | None  # the participant's colour (None: none assigned)
+    program_version: int  # the version whose colours were drawn
+    drawn_detail: str = ""  # each colour's outcome, for the draw record
+    own_probability: float = 0.0  # the probability the participant's colour was drawn with
 
 
 @dataclass

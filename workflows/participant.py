@@ -17,6 +17,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.colours import ColourActivities
     from activities.medication import MedicationActivities
     from activities.programs import ProgramActivities
     from activities.records import RecordActivities
@@ -25,7 +26,8 @@ with workflow.unsafe.imports_passed_through():
     from domain import verifiable
     from domain.clock import local_clock, local_clock_named, local_date, local_moment
     from domain.plan import PHASES, TestingPlan, default_plan, hours_for, plan_from_dict, plan_to_dict
-    from domain.selection import WINDOW_DAYS, draw_day, is_collection_day, notification_time
+    from domain.colours import participant_verdict
+    from domain.selection import WINDOW_DAYS, Draw, draw_day, is_collection_day, notification_time
     from workflows import search
     from workflows.contracts import (
         ACTIVE,
@@ -35,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         CheckIn,
         CheckInAnswer,
         CheckInDay,
+        ColourDayRequest,
         Discharge,
         DrawRecord,
         ForCause,
@@ -91,6 +94,12 @@ PROGRAM_PATCH = "program-as-data"
 VERIFIABLE_PATCH = "verifiable-selection"
 # The argument of a signal to the medication orders (_tell_medications).
 _Arg = TypeVar("_Arg")
+# A required check-in not made, on a day the program made that reportable, is disclosed under consent as a
+# missed check-in (category missed-check-ins); before this patch it was recorded and alerted only.
+MISSED_CHECK_IN_PATCH = "missed-check-in-disclosed"
+# Colour mode (domain/colours.py): in a program that publishes daily colours the day's draw is made at opening
+# and the participant is tested when their colour is called. Only plans of colour-mode programs take this path.
+COLOUR_PATCH = "colour-mode"
 
 
 def workflow_id(participant_id: str) -> str:
@@ -255,10 +264,16 @@ class ParticipantWorkflow:
             return self.state.next_plan
         return self.state.plan
 
+    @staticmethod
+    def _colour_mode(plan) -> bool:
+        return plan.selection_mode == "colour" and workflow.patched(COLOUR_PATCH)
+
     def _draw_moment(self, day: date) -> datetime:
         plan = plan_from_dict(self._plan_for(day))
         if self._paused(day) or not is_collection_day(plan, day):
             clock = time.fromisoformat(plan.opens_at)
+        elif self._colour_mode(plan):  # the colours are called at opening: a whole day to come and test
+            clock = time.fromisoformat(hours_for(plan, day.weekday())[0])
         else:
             clock = notification_time(plan, day, self.state.pending_time_roll or 0.0)
         return local_moment(day, clock, self.state.timezone)
@@ -296,6 +311,18 @@ class ParticipantWorkflow:
             self._paused(day),
             history_start=self._history_start(day),
         )
+        if self._colour_mode(plan) and is_collection_day(plan, day):
+            colour = await workflow.execute_local_activity_method(
+                ColourActivities.colour_day,
+                ColourDayRequest(self.state.program, plan.program_version, self.state.site, day.isoformat(),
+                                 self.state.participant_id),
+                **RECORD_WRITE,
+            )
+            if colour is not None:  # else an edit left colour mode: the participant's own draw stands
+                verdict = participant_verdict(colour.own, colour.colours, True, self._paused(day))
+                draw = Draw(day.isoformat(), day.weekday(), colour.own_probability, roll, verdict.selected,
+                            verdict.reason, verdict.detail[:400])
+                verifiable_day = False  # the colours' rolls are kept with the day's colours (colour_days)
         inputs = None
         if verifiable_day:
             inputs = {"plan": self.state.plan, "recent_selections": recent, "paused": self._paused(day),
@@ -347,6 +374,7 @@ class ParticipantWorkflow:
                 selected.site_closes_at = closing.isoformat()
                 window_hours = min(window_hours, (closing - now).total_seconds() / 3600)
             selected.late_grace_hours = plan.make_up_hours
+            selected.reminder_hours = plan.reminder_hours_before_close
         if plan is not None:
             # The program's breath alcohol cutoff (data only: the same commands either way).
             selected.breath_alcohol_cutoff = plan.breath_alcohol_cutoff
@@ -376,6 +404,12 @@ class ParticipantWorkflow:
                        check_in.method if check_in else None, required, required and plan.missed_check_in_reportable),
             **RECORD_WRITE,
         )
+        if required and plan.missed_check_in_reportable and check_in is None \
+                and workflow.patched(MISSED_CHECK_IN_PATCH):
+            closes = hours_for(plan, day.weekday())[1]
+            await disclose(DisclosureEvent(self.state.participant_id, "missed-check-ins", f"missed-check-in-{key}", {
+                "scheduled_on": key,
+                "due_by": local_moment(day, time.fromisoformat(closes), self.state.timezone).isoformat()}))
         week_ago = (day - timedelta(days=WINDOW_DAYS)).isoformat()
         self.state.check_ins = {d: v for d, v in self.state.check_ins.items() if d > week_ago}
 
@@ -400,6 +434,9 @@ class ParticipantWorkflow:
                                                        self.state.timezone), self.state.timezone)
             message = (f"No test has been called for you as of now. Tests are called until "
                        f"{last_call}; check in again if you have not yet today.")
+            if plan.selection_mode == "colour":
+                message = (f"Today's colours are called when the clinic opens ({hours_for(plan, today.weekday())[0]});"
+                           " check in again then.")
             if self.state.next_draw_day and date.fromisoformat(self.state.next_draw_day) > today:
                 message = "No test today. Check in again tomorrow."
         return CheckInAnswer(self.state.participant_id, today.isoformat(), False, None, None, message)

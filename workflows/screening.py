@@ -99,6 +99,9 @@ NOTICE_RETRY_MAX = timedelta(minutes=30)
 # Issue 16: each reported result states its basis (a clinician's review confirms nothing by itself), a breath
 # alcohol test has a result that is reported, and excusing a reported miss withdraws the report.
 REPORT_BASIS_PATCH = "report-basis-breath-retractions"
+# Reminders (issue 15): a participant told to test and not yet collected is reminded the program's hours before
+# the window closes, through the gateway like the notice. Only screenings whose program asks for it.
+REMINDER_PATCH = "reminder-before-close"
 
 
 def workflow_id(screening_id: str) -> str:
@@ -228,6 +231,12 @@ class ScreeningWorkflow:
         assert self.state.window_closes_at is not None and self.state.notified_at is not None  # set by _notify
         closes = datetime.fromisoformat(self.state.window_closes_at)
         collected_or_settled = lambda: self.state.status != AWAITING_COLLECTION  # noqa: E731
+        if self.input.reminder_hours > 0 and workflow.patched(REMINDER_PATCH):
+            remind_at = closes - timedelta(hours=self.input.reminder_hours)
+            if remind_at > workflow.now():
+                if await self._wait_until(collected_or_settled, remind_at):
+                    return
+                await self._remind(closes)
         if await self._wait_until(collected_or_settled, closes):
             return
         if workflow.patched(NOTICE_PATCH):
@@ -254,6 +263,32 @@ class ScreeningWorkflow:
                                        {"scheduled_on": self.state.day, "window_closed_at": closes.isoformat()}))
         # A specimen collected late can still be recorded (flagged late) during the make-up period.
         await self._wait_until(lambda: self.state.status != MISSED, late_until)
+
+    async def _remind(self, closes: datetime) -> None:
+        """The reminder through the adapter: one attempt per activity, retried with backoff while the window is
+        open and nothing is collected; every attempt is recorded. The notice's call-list entry (if any) stands."""
+        notification = Notification(f"{self.state.screening_id}:reminder", self.state.participant_id,
+                                    self.state.screening_id, "reminder", closes.isoformat(), self.state.site)
+        delay = NOTICE_RETRY_FIRST
+        while self.state.status == AWAITING_COLLECTION:
+            try:
+                result = await workflow.execute_activity_method(
+                    ScreeningActivities.notify_participant, notification, **ONE_ATTEMPT)
+            except ActivityError as error:
+                no_phone = getattr(error.cause, "type", None) == "NoPhone"
+                if no_phone or workflow.now() + delay >= closes:
+                    why = "no phone number on record" if no_phone else "the SMS gateway did not take it in time"
+                    self._event("reminder not delivered", detail=why)
+                    await self._save()
+                    return
+                if await self._wait_until(lambda: self.state.status != AWAITING_COLLECTION, workflow.now() + delay):
+                    return
+                delay = min(delay * 2, NOTICE_RETRY_MAX)
+                continue
+            self._event("reminder sent" if result.told_at else f"reminder handed to the gateway ({result.status})",
+                        detail=f"report by {closes.isoformat()}")
+            await self._save()
+            return
 
     async def _unreportable(self, status: str, closes: datetime) -> None:
         """Not a missed test: nothing is disclosed; staff decide (excuse, or a make-up test) within the make-up

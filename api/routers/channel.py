@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
@@ -38,8 +38,12 @@ from domain.vocab import GatewayStatus, NoticeStatus
 from api.workflow_calls import workflow_call
 from domain import calls
 from domain.calls import CallResult
-from domain.channel import (NOT_RECOGNISED, Lockout, after_failure, check_pin_format, hash_pin, is_locked,
-                            parse_message, pin_matches, verify_standard_webhook, verify_twilio)
+from domain.calendar import hours_on
+from domain.channel import (NOT_RECOGNISED, Lockout, after_failure, check_pin_format, colour_answer, hash_pin,
+                            is_locked, parse_message, pin_matches, verify_standard_webhook, verify_twilio)
+from domain.clock import local_clock
+from store.colours import stored_colours
+from store.programs import current_program
 from store.db import session_scope
 from store.models import (CallListEntry, ChannelLockout, NotificationAttempt, NotificationRecord, Participant,
                           ParticipantPin, utcnow)
@@ -242,10 +246,29 @@ async def _check_in(request: Request, services: ServicesDep, fields: dict[str, s
     if answer.must_test and answer.screening_id:
         await run_in_threadpool(_record_told, services.engine, participant_id, answer.screening_id, method)
     request.state.audit_detail = f"checked in by {method}; must test: {answer.must_test}"
-    words = answer.message
-    if command == "colour":
-        words = f"{words} (This program does not publish daily colours; your PIN check-in is what counts.)"
+    words = await run_in_threadpool(_colour_words, services.engine, participant_id, answer)
+    if words is None:
+        words = answer.message
+        if command == "colour":
+            words = f"{words} (This program does not publish daily colours; your PIN check-in is what counts.)"
     return _reply(fields, words)
+
+
+def _colour_words(engine, participant_id: str, answer) -> str | None:
+    """In a colour-mode program: today's colours and whether the participant's is called (None otherwise)."""
+    with Session(engine) as session:
+        participant = session.get(Participant, participant_id)
+        found = current_program(session, participant.program) if participant is not None else None
+        if found is None or found[0].mode != "colour" or participant.site not in found[0].sites:
+            return None
+        today = date.fromisoformat(answer.day)
+        hours = hours_on(found[0].sites[participant.site], today)
+        row = stored_colours(session, found[0].program_id, participant.site, today) if hours else None
+        own, zone = participant.colour, participant.timezone
+    by = (local_clock(datetime.fromisoformat(answer.report_by), zone)
+          if answer.must_test and answer.report_by else None)
+    return colour_answer(answer.day, hours is not None, hours[0].strftime("%H:%M") if hours else None,
+                         list(row.colours) if row is not None else None, own, by)
 
 
 def _record_told(engine, participant_id: str, screening_id: str, method: str) -> None:
@@ -345,6 +368,45 @@ class CallAttempt(BaseModel):
 
     at: datetime = Field(description="When it was recorded")
     result: str = Field(description="told (reached and told to test), message-left or not-reached")
+
+
+class ColourRequest(RequestModel):
+    """The colour (group code) a participant of a colour-mode program is assigned."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"colour": "red"}]})
+
+    colour: str | None = Field(max_length=32, description="One of the program's colours; null takes the colour "
+                                                          "away (the participant is then never called)")
+
+
+class ColourOut(BaseModel):
+    """A participant's colour."""
+
+    participant_id: str = Field(description="The participant")
+    colour: str | None = Field(description="Their colour; they test on the days it is called")
+
+
+@router.put("/participants/{participant_id}/colour", response_model=ColourOut, responses=responses(401, 403, 404, 422),
+            summary="Assign a participant's colour (colour-mode programs)")
+def set_colour(participant_id: str, body: ColourRequest, request: Request, actor: FrontDesk,
+               session: SessionDep) -> ColourOut:
+    """In a program that publishes daily colours, the participant tests on every day their colour is called.
+    The colour must be one of the program's; it applies from the next daily draw (at opening)."""
+    participant = participant_or_404(session, participant_id)
+    found = current_program(session, participant.program)
+    if found is None or found[0].mode != "colour":
+        raise ProblemError(422, f"Program {participant.program} is not in colour mode: its participants are drawn "
+                                "one by one and have no colour.")
+    names = [c.name for c in found[0].colours]
+    if body.colour is not None and body.colour not in names:
+        raise ProblemError(422, f"{body.colour!r} is not a colour of program {participant.program}; its colours are "
+                                f"{', '.join(names)}.")
+    row = session.get(Participant, participant_id)
+    row.colour, row.updated_at = body.colour, utcnow()
+    session.add(row)
+    session.commit()
+    request.state.audit_detail = f"colour set to {body.colour}"
+    return ColourOut(participant_id=participant_id, colour=body.colour)
 
 
 class CallListItemOut(BaseModel):

@@ -3,10 +3,10 @@ new version, kept); staff read. The audit trail records every request."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
@@ -16,10 +16,12 @@ from api.inputs import RequestModel
 from api.pages import Page, PagingDep
 from api.problems import ProblemError, responses
 from api.tokens import Actor
-from domain.calendar import calendar_to_dict, parse_ics, with_closed
+from domain.calendar import calendar_to_dict, hours_on, parse_ics, with_closed
+from domain.clock import local_date
 from domain.checks import parse_day
 from domain.program import DEFAULT_WINDOWS, Program, ProgramMode, SpecimenType, program_from_dict, program_to_dict
 from store.models import ProgramRecord, ProgramVersion
+from store.colours import stored_colours
 from store.programs import current_program, save_version
 
 router = APIRouter(route_class=IdempotentRoute, tags=["programs"], responses=responses(422))
@@ -58,6 +60,18 @@ class PhaseIn(RequestModel):
     criteria: str = Field(default="", max_length=2000, description="What it takes to move on, in plain words")
 
 
+class ColourIn(RequestModel):
+    """A colour (group code) of a colour-mode program, and how often it is called."""
+
+    name: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9-]+$",
+                      description="Lower-case letters, digits and -, e.g. 'red' or 'group-b'")
+    tests_per_week: float = Field(gt=0, le=7, description="How many days a week, on average, this colour is called")
+    min_per_rolling_week: int = Field(default=0, ge=0, le=7, description="Floor: called at least this often in "
+                                                                          "every rolling 7 days")
+    max_per_rolling_week: int = Field(default=7, ge=0, le=7, description="Ceiling: called at most this often in "
+                                                                          "every rolling 7 days")
+
+
 class ProgramIn(RequestModel):
     """A program's whole definition: its sites, phases and collection windows. Each save is a new version."""
 
@@ -72,6 +86,7 @@ class ProgramIn(RequestModel):
                     "max_per_rolling_week": 4}],
         "collection_windows": {SpecimenType.URINE: 8, SpecimenType.ORAL_FLUID: 4}, "make_up_hours": 24,
         "mode": "individual",
+        "reminder_hours_before_close": 2,
         "note": "initial version",
     }]})
 
@@ -86,9 +101,24 @@ class ProgramIn(RequestModel):
         description="Hours from notice to the end of collection, per specimen type (ends at closing time)")
     make_up_hours: float = Field(default=24.0, ge=0, le=168,
                                  description="Hours staff have to order a make-up test for a lost one")
+    reminder_hours_before_close: float = Field(
+        default=0, ge=0, le=23, description="Remind a participant who was told to test and is not collected yet this "
+                                            "many hours before the collection window closes (by SMS, like the "
+                                            "notice); 0: no reminders")
     mode: ProgramMode = Field(
-        default=ProgramMode.INDIVIDUAL,
-        description="individual: each participant is drawn on their own; colour: a daily colour group is drawn")
+        default=ProgramMode.INDIVIDUAL, description="individual: each participant is drawn on their own; colour: a daily "
+                                          "colour group is drawn")
+    forensic_default: bool = Field(default=True, description="Screenings are forensic (observed, chain of custody, "
+                                                             "reportable under consent) unless staff make one "
+                                                             "clinical; false: clinical by default")
+    report_presumptive: bool = Field(default=False, description="A positive resting on a screen alone is reported "
+                                                                "(worded as presumptive) instead of waiting for the "
+                                                                "laboratory's confirmation")
+    breath_alcohol_cutoff: float = Field(default=0.02, gt=0, le=0.4, description="Breath alcohol at or above this "
+                                                                                 "(g/210 L) is positive")
+    colours: list[ColourIn] = Field(default_factory=list, max_length=26,
+                                    description="colour mode: the colours participants are assigned, each called "
+                                                "at random on open days at its own rate")
     note: str | None = Field(default=None, max_length=500, description="Why this version (kept with it)")
 
 
@@ -142,27 +172,30 @@ def _out(session, program_id: str) -> ProgramOut:
 
 @router.post("/programs", status_code=201, response_model=ProgramOut, responses=responses(401, 403, 409, 422),
              summary="Create a program")
-def create_program(body: ProgramIn, actor: Admin, session: SessionDep) -> ProgramOut:
+def create_program(body: ProgramIn, request: Request, actor: Admin, session: SessionDep) -> ProgramOut:
     """Creates a program (version 1). It is checked as a whole: a floor of tests per week that the site's open days
     cannot hold, for example, is refused (422) with the reason."""
+    request.state.audit_subject = ("program", body.program_id)
     program = _program(body)
     if session.get(ProgramRecord, program.program_id) is not None:
         raise ProblemError(409, f"Program {program.program_id} exists; PUT /programs/{program.program_id} makes a "
                                 "new version of it.")
-    save_version(session, program, actor.token_id, body.note)
+    version = save_version(session, program, actor.token_id, body.note)
     session.commit()
+    request.state.audit_detail = f"version {version} saved"
     return _out(session, program.program_id)
 
 
 @router.put("/programs/{program_id}", response_model=ProgramOut, responses=responses(401, 403, 404, 422))
-def new_version(program_id: str, body: ProgramIn, actor: Admin, session: SessionDep) -> ProgramOut:
+def new_version(program_id: str, body: ProgramIn, request: Request, actor: Admin, session: SessionDep) -> ProgramOut:
     """A new version; participants take it from their next program day (a running day keeps its version)."""
     if body.program_id != program_id:
         raise ProblemError(422, f"The body names program {body.program_id!r} but the path {program_id!r}.")
     if session.get(ProgramRecord, program_id) is None:
         raise ProblemError(404, f"No program has the id {program_id!r}; POST /programs creates it.")
-    save_version(session, _program(body), actor.token_id, body.note)
+    version = save_version(session, _program(body), actor.token_id, body.note)
     session.commit()
+    request.state.audit_detail = f"version {version} saved"
     return _out(session, program_id)
 
 
@@ -222,6 +255,74 @@ async def add_closed_days(program_id: str, site: str, request: Request, actor: A
         updated = program_from_dict(data)
     except ValueError as error:
         raise ProblemError(422, f"With these closed days the program is not valid: {error}.") from None
-    save_version(session, updated, actor.token_id, note or f"{len(days)} closed day(s) added")
+    version = save_version(session, updated, actor.token_id, note or f"{len(days)} closed day(s) added")
     session.commit()
+    request.state.audit_detail = f"version {version} saved"
     return _out(session, program_id)
+
+
+class ColourDrawOut(BaseModel):
+    """One colour's draw on the day."""
+
+    colour: str = Field(description="The colour (group code)")
+    called: bool = Field(description="Whether it was called: everyone of this colour tests that day")
+    probability: float = Field(description="The probability it was drawn with (1: forced by its floor, 0: ceiling "
+                                           "reached or the site closed)")
+    reason: str = Field(description="selected, not-selected, floor-required, ceiling-reached or clinic-closed")
+
+
+class ColoursOut(BaseModel):
+    """A colour-mode program's colours called at one site on one day."""
+
+    program_id: str = Field(description="The program")
+    site: str = Field(description="The site")
+    day: str = Field(description="The program day (the site's local date), YYYY-MM-DD")
+    open: bool = Field(description="Whether the site collects that day; a closed day calls no colour")
+    drawn: bool = Field(description="Whether the day's colours are drawn yet (at opening, with the first "
+                                    "participant's daily draw)")
+    colours: list[str] = Field(description="The colours called: every participant of these tests that day")
+    opens_at: str | None = Field(description="The site's opening time that day (HH:MM), when the colours are called")
+    program_version: int | None = Field(description="The program version whose colours were drawn")
+    drawn_at: datetime | None = Field(description="When the draw was made")
+    draws: list[ColourDrawOut] = Field(description="Each colour's draw, in the program's order")
+
+
+@router.get("/programs/{program_id}/colours", response_model=ColoursOut, responses=responses(401, 403, 404, 422),
+            summary="Today's colours (colour-mode programs)")
+def todays_colours(program_id: str, actor: Reader, session: SessionDep,
+                   site: Annotated[str | None, Query(max_length=64, description="The site (default: the program's "
+                                                                                 "first)")] = None,
+                   day: Annotated[str | None, Query(max_length=10, description="A past day, YYYY-MM-DD (default: "
+                                                                                "today at the site)")] = None,
+                   ) -> ColoursOut:
+    """The colours called at a site today (or on a past day) in a program that publishes daily colours: staff read
+    them to answer participants and to expect who comes to test. A future day is refused: nobody learns a draw
+    before it is made."""
+    found = current_program(session, program_id)
+    if found is None:
+        raise ProblemError(404, f"No program has the id {program_id!r}; GET /programs lists them.")
+    program = found[0]
+    if program.mode != "colour":
+        raise ProblemError(422, f"Program {program_id} is not in colour mode (mode {program.mode}): its participants "
+                                "are drawn one by one; GET /participants/{id}/draws shows each draw.")
+    site = site or sorted(program.sites)[0]
+    if site not in program.sites:
+        raise ProblemError(404, f"Program {program_id} has no site {site!r}; its sites are "
+                                f"{', '.join(sorted(program.sites))}.")
+    calendar = program.sites[site]
+    today = local_date(datetime.now(timezone.utc), calendar.timezone)
+    try:
+        wanted = parse_day("day", day) if day else today
+    except ValueError as error:
+        raise ProblemError(422, f"{error}.") from None
+    if wanted > today:
+        raise ProblemError(422, f"{wanted.isoformat()} is after today ({today.isoformat()} at site {site}): colours "
+                                "are drawn on the day, at opening, and not shown before.")
+    hours = hours_on(calendar, wanted)
+    row = stored_colours(session, program_id, site, wanted)
+    return ColoursOut(
+        program_id=program_id, site=site, day=wanted.isoformat(), open=hours is not None, drawn=row is not None,
+        colours=list(row.colours) if row else [], opens_at=hours[0].strftime("%H:%M") if hours else None,
+        program_version=row.program_version if row else None, drawn_at=row.drawn_at if row else None,
+        draws=[ColourDrawOut(colour=d["colour"], called=d["selected"], probability=d["probability"],
+                             reason=d["reason"]) for d in row.draws] if row else [])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.staticfiles import StaticFiles
 
-from api.ui import views
+from api.ui import program_views, views
 from api.ui.web import STATIC
 
 router = APIRouter()
@@ -53,6 +53,13 @@ _ROUTES = [
     ("/ui/lab-turnaround", views.lab_turnaround, ["GET"]),
     ("/ui/reports/equity", views.equity, ["GET"]),
     ("/ui/reports/equity.pdf", views.equity_pdf, ["GET"]),
+    ("/ui/programs", program_views.programs, ["GET"]),
+    ("/ui/programs/{program_id}", program_views.program, ["GET"]),
+    ("/ui/programs/{program_id}/hours", program_views.save_hours, ["POST"]),
+    ("/ui/programs/{program_id}/closed-days", program_views.add_closed_day, ["POST"]),
+    ("/ui/programs/{program_id}/closed-days/remove", program_views.remove_closed_day, ["POST"]),
+    ("/ui/programs/{program_id}/phases", program_views.save_phases, ["POST"]),
+    ("/ui/programs/{program_id}/windows", program_views.save_windows, ["POST"]),
 ]
 
 for path, endpoint, methods in _ROUTES:

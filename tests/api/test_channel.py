@@ -248,3 +248,144 @@ async def test_a_retried_receipt_is_applied_once(stack):
         # Another status of the same message is another receipt, not a retry.
         later = await receipt({"MessageSid": "SM77", "MessageStatus": "delivered"})
         assert later.status_code == 204 and "Idempotent-Replayed" not in later.headers
+
+
+async def test_cli_program_edits_write_the_audit_events_the_api_writes(stack, tmp_path, monkeypatch):
+    """`iop program save` and `iop program import-ics` are audited as POST/PUT /programs and the closed-days
+    import are over the API: the same action, subject and outcome, with the CLI's --by as the actor."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from iop import cli
+    from iop.audit import process_keys
+    from iop.settings import get_settings
+    from store.audit import verify
+
+    created = await stack.http.post("/programs", json=program("api-court"), headers=stack.auth("admin"))
+    assert created.status_code == 201, created.text
+    monkeypatch.setenv("IOP_DATA_DIR", str(tmp_path))  # the stack's audit key: one chain, one key
+    monkeypatch.setenv("IOP_DATABASE_URL", str(stack.engine.url))
+    get_settings.cache_clear()
+    process_keys.cache_clear()
+    try:
+        path = tmp_path / "program.json"
+        path.write_text(json.dumps(program("cli-court")))
+        runner = CliRunner()
+        saved = runner.invoke(cli.app, ["program", "save", str(path), "--by", "judge.clerk"])
+        assert saved.exit_code == 0, saved.output
+        again = runner.invoke(cli.app, ["program", "save", str(path), "--note", "second", "--by", "judge.clerk"])
+        assert again.exit_code == 0, again.output
+        path.write_text(json.dumps(program("cli-court", hours={"mon": ["08:00", "17:00"]})))
+        bad = runner.invoke(cli.app, ["program", "save", str(path), "--by", "judge.clerk"])
+        assert bad.exit_code != 0
+        ics = tmp_path / "holidays.ics"
+        ics.write_text("BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART;VALUE=DATE:20261225\r\nSUMMARY:Christmas\r\n"
+                       "END:VEVENT\r\nEND:VCALENDAR\r\n")
+        imported = runner.invoke(cli.app, ["program", "import-ics", "cli-court", "north", str(ics)])
+        assert imported.exit_code == 0, imported.output
+    finally:
+        get_settings.cache_clear()
+        process_keys.cache_clear()
+    with Session(stack.engine) as session:
+        events = session.exec(select(AuditEvent).where(AuditEvent.subject_type == "program")
+                              .order_by(AuditEvent.seq)).all()
+    api = next(e for e in events if e.subject_id == "api-court")
+    cli_events = [(e.actor, e.role, e.action, e.outcome, e.subject_id, e.source, e.detail) for e in events
+                  if e.subject_id == "cli-court"]
+    assert (api.action, api.outcome, api.role, api.detail) == ("POST /programs", "201", "admin", "version 1 saved")
+    user = f"cli:{__import__('os').environ.get('USER', '?')}"[:32]
+    assert cli_events[:2] == [
+        ("judge.clerk", "admin", "POST /programs", "201", "cli-court", "cli", "version 1 saved"),
+        ("judge.clerk", "admin", "PUT /programs/{program_id}", "200", "cli-court", "cli", "version 2 saved")]
+    assert cli_events[2][:5] == ("judge.clerk", "admin", "PUT /programs/{program_id}", "422", "cli-court")
+    assert "open 1 day(s) a week (Mon): 2.0 > 1" in cli_events[2][6]
+    assert cli_events[3] == (user, "admin", "POST /programs/{program_id}/sites/{site}/closed-days", "200", "cli-court",
+                             "cli", "version 3 saved")
+    # The version names who saved it, and the chain (API and CLI events alike) verifies under the one key.
+    from store.models import ProgramVersion
+    with Session(stack.engine) as session:
+        versions = session.exec(select(ProgramVersion).where(ProgramVersion.program_id == "cli-court")
+                                .order_by(ProgramVersion.version)).all()
+    assert [v.created_by for v in versions] == ["judge.clerk", "judge.clerk", user]
+    assert verify(stack.engine).ok
+
+
+async def test_colour_mode_check_in_tells_todays_colours_and_staff_read_them(stack):
+    """A program that publishes daily colours: staff assign a colour; the participant's SMS check-in says whether
+    today's colours are called yet, which are called and whether theirs is; staff read the same colours."""
+    from datetime import datetime, timezone
+
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.colours import ColourActivities
+    from tests.conftest import TEST_KEYS
+    from workflows.contracts import ColourDayRequest
+
+    admin, staff = stack.auth("admin"), stack.auth("staff")
+    definition = {**program("colour-court"), "mode": "colour",
+                  "colours": [{"name": "red", "tests_per_week": 7, "min_per_rolling_week": 7,
+                               "max_per_rolling_week": 7},
+                              {"name": "blue", "tests_per_week": 0.5, "max_per_rolling_week": 1}]}
+    assert (await stack.http.post("/programs", json=definition, headers=admin)).status_code == 201
+    red = await stack.enroll(program="colour-court", phase="orientation", phone=PHONE)
+    blue = await stack.enroll(program="colour-court", phase="orientation", phone="+15555550124")
+    for who, colour, pin in ((red, "red", "4821"), (blue, "blue", "5932")):
+        assigned = await stack.http.put(f"/participants/{who['id']}/colour", json={"colour": colour}, headers=staff)
+        assert assigned.status_code == 200 and assigned.json()["colour"] == colour
+        assert (await stack.http.put(f"/participants/{who['id']}/pin", json={"pin": pin},
+                                     headers=staff)).status_code == 204
+    refused = await stack.http.put(f"/participants/{red['id']}/colour", json={"colour": "green"}, headers=staff)
+    assert refused.status_code == 422 and "its colours are red, blue" in refused.json()["detail"]
+    assert (await stack.http.put(f"/participants/{red['id']}/colour", json={"colour": "red"},
+                                 headers=stack.auth("clinician"))).status_code == 403
+    today = datetime.now(timezone.utc).date().isoformat()  # the site's time zone is UTC
+    async with served(stack.app) as base, httpx.AsyncClient() as http:
+        # Enrolled after opening (00:00): today's colours are drawn with the first daily draw, not yet made.
+        before = await http.post(**twilio_post(base, {"From": PHONE, "Body": "4821 colour", "MessageSid": "SMc1"}))
+        assert "Today's colours are called when the clinic opens (00:00); check in again then." in before.text
+        unread = await stack.http.get("/programs/colour-court/colours", headers=staff)
+        assert unread.status_code == 200 and unread.json()["drawn"] is False and unread.json()["open"] is True
+        # The day's draw, as the worker makes it at opening (verifiable rolls of the period's seed).
+        answer = ActivityEnvironment().run(ColourActivities(stack.engine, TEST_KEYS).colour_day,
+                                           ColourDayRequest("colour-court", 1, "north", today, red["id"]))
+        assert answer.own == "red" and "red" in answer.colours  # its floor of 7 a week calls red every day
+        called = ", ".join(answer.colours)
+        red_words = await http.post(**twilio_post(base, {"From": PHONE, "Body": "4821", "MessageSid": "SMc2"}))
+        assert f"Colours testing today ({today}): {called}. Your colour (red) is called" in red_words.text
+        blue_words = await http.post(**twilio_post(base, {"From": "+15555550124", "Body": "5932",
+                                                          "MessageSid": "SMc3"}))
+        verdict = "is called" if "blue" in answer.colours else "is not called: no test today"
+        assert f"Colours testing today ({today}): {called}. Your colour (blue) {verdict}" in blue_words.text
+    read = await stack.http.get("/programs/colour-court/colours", params={"site": "north", "day": today},
+                                headers=stack.auth("clinician"))
+    body = read.json()
+    assert read.status_code == 200 and body["drawn"] and body["colours"] == answer.colours
+    assert [(d["colour"], d["called"]) for d in body["draws"]] == [("red", True), ("blue", "blue" in answer.colours)]
+    assert body["draws"][0]["reason"] == "floor-required" and body["program_version"] == 1
+    future = await stack.http.get("/programs/colour-court/colours", params={"day": "2999-01-01"}, headers=staff)
+    assert future.status_code == 422 and "not shown before" in future.json()["detail"]
+    assert (await stack.http.get("/programs/colour-court/colours", headers=stack.auth("lab"))).status_code == 403
+    not_colour = await stack.http.post("/programs", json=program("plain-court"), headers=admin)
+    assert not_colour.status_code == 201
+    plain = await stack.http.get("/programs/plain-court/colours", headers=staff)
+    assert plain.status_code == 422 and "not in colour mode" in plain.json()["detail"]
+
+
+async def test_a_program_keeps_its_reporting_settings_across_api_edits(stack):
+    """forensic_default, report_presumptive and the breath cutoff are part of a program's definition over the API:
+    a PUT that carries the whole definition back (as the dashboard's edits do) keeps them."""
+    admin = stack.auth("admin")
+    body = {**program("settings-court"), "forensic_default": False, "report_presumptive": True,
+            "breath_alcohol_cutoff": 0.04}
+    created = await stack.http.post("/programs", json=body, headers=admin)
+    assert created.status_code == 201, created.text
+    definition = created.json()["definition"]
+    assert (definition["forensic_default"], definition["report_presumptive"], definition["breath_alcohol_cutoff"]) \
+        == (False, True, 0.04)
+    again = await stack.http.put("/programs/settings-court", json={**definition, "make_up_hours": 12, "note": "x"},
+                                 headers=admin)
+    assert again.status_code == 200, again.text
+    kept = again.json()["definition"]
+    assert (kept["forensic_default"], kept["report_presumptive"], kept["breath_alcohol_cutoff"],
+            kept["make_up_hours"]) == (False, True, 0.04, 12)

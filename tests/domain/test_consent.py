@@ -20,6 +20,7 @@ from domain.consent import (
     ATTENDANCE,
     CATEGORIES,
     MEDICATION_ADHERENCE,
+    MISSED_CHECK_INS,
     MISSED_TESTS,
     PERIODIC_SUMMARY,
     PHASE_CHANGES,
@@ -351,6 +352,7 @@ GOOD_FACTS = {
     ATTENDANCE: {"period_start": "2026-05-01", "period_end": "2026-05-14",
                  "sessions_scheduled": 6, "sessions_attended": 5},
     PROGRAM_STATUS: {"status": "discharged", "effective_on": "2026-05-14", "discharge_kind": "unsuccessful"},
+    MISSED_CHECK_INS: {"scheduled_on": "2026-05-14", "due_by": "2026-05-14T19:00:00-04:00"},
 }  # fmt: skip
 EXPECTED_TYPES = {
     SCREENING_RESULTS: "screening.result",
@@ -360,6 +362,7 @@ EXPECTED_TYPES = {
     PHASE_CHANGES: "participant.phase-changed",
     ATTENDANCE: "attendance.period",
     PROGRAM_STATUS: "participant.discharged",
+    MISSED_CHECK_INS: "check-in.missed",
 }
 
 
@@ -516,6 +519,7 @@ MONTH_FACTS = {
     ],
     ATTENDANCE: [{"attended": True}, {"attended": False, "excused": True}, {"attended": False}, {"status": "late"}],
     PROGRAM_STATUS: [],
+    MISSED_CHECK_INS: [{"day": "2026-03-05"}, {"day": "2026-03-06"}],
 }
 EXPECTED_SECTIONS = {
     SCREENING_RESULTS: {"total": 3, "by_outcome": {"negative": 2, "positive": 1, "invalid": 0}},
@@ -532,6 +536,7 @@ EXPECTED_SECTIONS = {
     },
     ATTENDANCE: {"sessions": 4, "attended": 2, "late": 1, "excused": 1, "unexcused": 1},
     PROGRAM_STATUS: {"status": "active", "since": None},
+    MISSED_CHECK_INS: {"missed_check_ins": 2},
 }
 EXPECTED_SENTENCES = {
     SCREENING_RESULTS: "Drug screens: 3 (2 negative, 1 positive, 0 invalid).",
@@ -540,6 +545,7 @@ EXPECTED_SENTENCES = {
     MEDICATION_ADHERENCE: "Medication: 29 of 31 expected doses taken (94%).",
     PHASE_CHANGES: "Final phase: phase-2.",
     ATTENDANCE: "Sessions: 2 of 4 attended (1 late); 1 excused and 1 unexcused absence(s).",
+    MISSED_CHECK_INS: "Missed check-ins: 2.",
 }
 
 

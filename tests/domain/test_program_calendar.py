@@ -182,3 +182,85 @@ def test_pins_are_hashed_checked_and_locked_after_a_run_of_wrong_ones():
         state = after_failure(state, now)
     assert is_locked(state, now) and not is_locked(state, now + timedelta(hours=1))
     assert parse_message(" #4821# ") == ("4821", "check-in") and parse_message("4821 color") == ("4821", "colour")
+
+
+# --- colour mode and reminders ----------------------------------------------------------------------
+
+colour_groups = st.lists(st.tuples(st.floats(0.2, 3.0), st.integers(0, 2), st.integers(2, 7)), min_size=1,
+                         max_size=5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(calendars, colour_groups, st.lists(st.lists(st.floats(0, 0.999), min_size=5, max_size=5), min_size=42,
+                                          max_size=42),
+       st.lists(st.sampled_from(["none", "red", "c1", "c2"]), min_size=1, max_size=4), st.sets(st.integers(0, 41)))
+def test_colours_are_called_on_open_days_only_within_ceilings_and_everyone_of_a_called_colour_tests(
+        calendar, groups, rolls, members, paused_days):
+    """The pure rule: no colour on a closed day; each colour within its ceiling per rolling 7 days and, on a calendar
+    without closed dates, never short of its floor; a participant tests exactly when their colour is called and
+    they are not paused."""
+    from domain.colours import ColourGroup, draw_colours, drawn, participant_verdict
+
+    start = date(2026, 11, 2)
+    open_count = len(calendar["days"])
+    hours = [f"{calendar['opens']:02d}:00", f"{calendar['opens'] + calendar['length']:02d}:00"]
+    closed = {(start + timedelta(days=d)).isoformat(): "closed" for d in calendar["closed"]}
+    colours = []
+    for i, (rate, floor, ceiling) in enumerate(groups):
+        floor = min(floor, open_count, ceiling)
+        colours.append({"name": "red" if i == 0 else f"c{i}", "tests_per_week": min(max(rate, floor, 0.1), ceiling,
+                                                                                       open_count),
+                        "min_per_rolling_week": floor, "max_per_rolling_week": ceiling})
+    try:
+        program = program_from_dict({
+            "program_id": "p", "name": "p", "mode": "colour", "colours": colours,
+            "sites": {"s": {"timezone": ZONE, "hours": {d: hours for d in calendar["days"]}, "closed": closed}},
+            "phases": [{"name": "x", "tests_per_week": 0.5, "min_per_rolling_week": 0, "max_per_rolling_week": 7}]})
+    except ValueError as refused:
+        assert "<" in str(refused) or ">" in str(refused)  # refused only with the arithmetic
+        return
+    plan = plan_for(program, 1, "s", "x")
+    groups_ = program.colours
+    assert all(isinstance(g, ColourGroup) for g in groups_)
+    recent: dict[str, list[date]] = {}
+    for offset in range(42):
+        day = start + timedelta(days=offset)
+        draws = draw_colours(plan, groups_, day, {g.name: rolls[offset][i] for i, g in enumerate(groups_)}, recent,
+                             history_start=start)
+        called = drawn(draws, groups_)
+        if not is_open(program.sites["s"], day):
+            assert called == []
+        for name in called:
+            recent.setdefault(name, []).append(day)
+        for member in members:
+            own = None if member == "none" else member
+            verdict = participant_verdict(own, called, is_open(program.sites["s"], day), offset in paused_days)
+            assert verdict.selected == (own in called and offset not in paused_days)
+    for group in groups_:
+        days = recent.get(group.name, [])
+        for first in range(42 - 6):
+            window = [start + timedelta(days=first + i) for i in range(7)]
+            count = sum(1 for d in days if d in window)
+            assert count <= group.max_per_rolling_week
+            # The floor holds wherever no closed date intervenes (then the ceiling wins: domain/selection.py).
+            if not closed:
+                assert count >= group.min_per_rolling_week, (group, window)
+
+
+def test_colour_mode_and_reminders_are_validated_with_the_arithmetic():
+    base = {**weekday_program(floor=0), "mode": "colour"}
+    with pytest.raises(ValueError, match="colour mode needs its colours"):
+        program_from_dict(base)
+    with pytest.raises(ValueError, match=r"colour red needs at least 6 tests .* open 5 day\(s\) a week .*: 6 > 5"):
+        program_from_dict({**base, "colours": [{"name": "red", "tests_per_week": 6, "min_per_rolling_week": 6}]})
+    with pytest.raises(ValueError, match="colour name 'Red!'"):
+        program_from_dict({**base, "colours": [{"name": "Red!", "tests_per_week": 1}]})
+    with pytest.raises(ValueError, match="colour names must be distinct"):
+        program_from_dict({**base, "colours": [{"name": "red", "tests_per_week": 1}] * 2})
+    program = program_from_dict({**base, "colours": [{"name": "red", "tests_per_week": 2}]})
+    assert program_from_dict(program_to_dict(program)) == program
+    assert plan_for(program, 1, "north", "phase-1").selection_mode == "colour"
+    with pytest.raises(ValueError, match=r"shortest collection window is 8.0 h \(8 >= 8.0\)"):
+        program_from_dict({**weekday_program(), "reminder_hours_before_close": 8})
+    reminding = program_from_dict({**weekday_program(), "reminder_hours_before_close": 2})
+    assert plan_for(reminding, 1, "north", "phase-1").reminder_hours_before_close == 2.0

@@ -263,11 +263,60 @@ async def selection_period() -> None:
             await env.shutdown()
 
 
+async def colour_mode() -> None:
+    """Issue 15's later paths: a colour-mode program (patch "colour-mode") whose phase requires a check-in and
+    makes a missed one reportable (patch "missed-check-in-disclosed"), with reminders (patch
+    "reminder-before-close") for the screenings of called colours."""
+    from store.db import session_scope
+    from store.models import Participant
+    from store.programs import save_version
+    from domain.program import program_from_dict
+    from tests.workflows.test_program_calendar import WEEKDAYS, ZONE, enroll
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/records.db"
+        upgrade(url)
+        engine = make_engine(url)
+        env = await WorkflowEnvironment.start_time_skipping(
+            data_converter=TEST_CONVERTER, test_server_existing_path=binary("temporal-test-server"))
+        await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+            namespace="default", search_attributes={key.name: key.indexed_value_type for key in search.ALL}))
+        try:
+            async with build_worker(env.client, engine, "record-histories-15c"):
+                today = local_date(await env.get_current_time(), ZONE)
+                with session_scope(engine) as session:
+                    save_version(session, program_from_dict({
+                        "program_id": "colour-court", "name": "Colour court", "mode": "colour",
+                        "reminder_hours_before_close": 2,
+                        "sites": {"north": {"timezone": ZONE, "hours": WEEKDAYS, "closed": {}}},
+                        "phases": [{"name": "phase-1", "tests_per_week": 1, "min_per_rolling_week": 0,
+                                    "max_per_rolling_week": 3, "check_in_required": True,
+                                    "missed_check_in_reportable": True}],
+                        "colours": [{"name": "red", "tests_per_week": 5, "min_per_rolling_week": 5,
+                                     "max_per_rolling_week": 5}]}), "recorder", None)
+                handle = await enroll(env, engine, "record-histories-15c", "colour-court", today)
+                participant_id = (await handle.query(ParticipantWorkflow.status)).participant_id
+                with session_scope(engine) as session:
+                    session.get(Participant, participant_id).colour = "red"
+                await skip(env, timedelta(days=8))
+                await handle.execute_update(ParticipantWorkflow.discharge, Discharge("completed", "done", "r"))
+                await handle.result()
+                await save(env, handle.id, "participant--colour-mode-missed-check-ins")
+                with Session(engine) as session:
+                    first = session.exec(select(Screening).where(Screening.participant_id == participant_id)
+                                         .order_by(Screening.day)).first()
+                screening = env.client.get_workflow_handle(screening_workflow_id(first.id))
+                await screening.result()
+                await save(env, screening.id, "screening--colour-called-reminded-missed")
+        finally:
+            await env.shutdown()
+
+
 if __name__ == "__main__":
     import sys
 
-    # `... record_histories added-analyte` (or `program-calendar`) records only that history (the others
+    # `... record_histories added-analyte` (or `program-calendar`, `colour-mode`) records only that history (the others
     # exist already).
     only = {"added-analyte": added_analyte_result, "program-calendar": program_calendar,
-            "selection-period": selection_period}
+            "selection-period": selection_period, "colour-mode": colour_mode}
     asyncio.run(only[sys.argv[1]]() if sys.argv[1:2] and sys.argv[1] in only else main())

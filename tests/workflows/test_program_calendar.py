@@ -236,3 +236,182 @@ def test_a_collection_saved_under_a_lower_revision_still_lands(records_engine):
     with Session(records_engine) as session:
         row = session.get(Screening, "s-rev")
     assert row.specimen_id == "s-rev.1" and row.revision == 3
+
+
+def _check_in_program(engine, program_id: str, reportable: bool) -> None:
+    every_day = {d: ["07:00", "19:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    definition = {
+        "program_id": program_id, "name": "Check-in court",
+        "sites": {"north": {"timezone": ZONE, "hours": every_day, "closed": {}}},
+        "phases": [{"name": "phase-1", "tests_per_week": 1, "min_per_rolling_week": 0, "max_per_rolling_week": 3,
+                    "check_in_required": True, "missed_check_in_reportable": reportable}],
+    }
+    with session_scope(engine) as session:
+        save_version(session, program_from_dict(definition), "tester", None)
+
+
+async def test_a_missed_check_in_is_reported_where_the_program_says_so_and_consent_covers_it(program):
+    """Category missed-check-ins: reported to the recipient whose consent covers it, for the participant whose
+    program makes a missed check-in reportable; never for a program that does not, nor without consent."""
+    import secrets
+
+    from domain.disclosure import new_webhook_secret
+    from store.models import CheckInDayRecord
+    from tests.receiver import Receiver, webhook_receiver
+    from tests.workflows.test_disclosure_delivery import free_port, setup_records_for
+    from workflows.contracts import disclosure_workflow_id
+
+    env, engine, queue = program
+    today = local_date(await env.get_current_time(), ZONE)
+    _check_in_program(engine, "reporting-court", True)
+    _check_in_program(engine, "quiet-court", False)
+    port, secret = free_port(), new_webhook_secret(secrets.token_bytes(32))
+    receiver = Receiver(url=f"http://127.0.0.1:{port}/reports", secret=secret)
+    reported = await enroll(env, engine, queue, "reporting-court", today)
+    quiet = await enroll(env, engine, queue, "quiet-court", today)
+    reported_id = (await reported.query(ParticipantWorkflow.status)).participant_id
+    quiet_id = (await quiet.query(ParticipantWorkflow.status)).participant_id
+    _, court, consent = setup_records_for(engine, reported_id, receiver.url, secret, ["missed-check-ins"])
+    # A probation office that wants missed check-ins but whose consent covers missed tests only.
+    _, probation, _ = setup_records_for(engine, reported_id, receiver.url, secret, ["missed-tests"])
+    with session_scope(engine) as session:
+        from store.models import Recipient
+        session.get(Recipient, probation).categories = ["missed-tests", "missed-check-ins"]
+    setup_records_for(engine, quiet_id, receiver.url, secret, ["missed-check-ins"])
+    with webhook_receiver(port, receiver):
+        await skip(env, timedelta(days=3))
+        await reported.terminate("test over")
+        await quiet.terminate("test over")
+        missed = {d.day.isoformat() for d in rows(engine, CheckInDayRecord, participant_id=reported_id)
+                  if d.missed_required and d.missed_reportable}
+        planned = rows(engine, Disclosure, category="missed-check-ins")
+        to_court = [d for d in planned if d.recipient_id == court]
+        for row in to_court:  # each delivery runs to its end
+            await env.client.get_workflow_handle(disclosure_workflow_id(row.id)).result()
+    assert len(to_court) >= 2 and {d.facts["scheduled_on"] for d in to_court} <= missed
+    # (A random test the participant missed may go to probation, under its consent: not this category.)
+    payloads = [p for p in receiver.kept.values() if p["category"] == "missed-check-ins"]
+    assert sorted(p["data"]["scheduled_on"] for p in payloads) == sorted(d.facts["scheduled_on"] for d in to_court)
+    assert {p["type"] for p in payloads} == {"check-in.missed"} and payloads
+    assert {p["consent"]["consent_id"] for p in payloads} == {consent}
+    assert all(p["data"]["due_by"].startswith(p["data"]["scheduled_on"]) for p in payloads)
+    assert {d.participant_id for d in planned} == {reported_id}
+    assert all(d.status != "delivered" for d in planned if d.recipient_id == probation)
+    assert not [d for d in rows(engine, Disclosure) if d.participant_id == quiet_id]
+    # The quiet program's misses are recorded (and alerted) all the same, as not reportable.
+    quiet_days = rows(engine, CheckInDayRecord, participant_id=quiet_id)
+    assert quiet_days and all(d.missed_required and not d.missed_reportable for d in quiet_days)
+
+
+@pytest.fixture
+async def gateway_up(time_env, records_engine, task_queue):
+    with sms_gateway() as gateway:
+        notifier = WebhookNotifier(gateway.url, "gateway-secret", timeout=5)
+        async with build_worker(time_env.client, records_engine, task_queue, notifier=notifier):
+            yield time_env, records_engine, task_queue, gateway
+
+
+async def test_a_reminder_goes_out_before_the_window_closes_to_the_uncollected_only(gateway_up):
+    """A program with reminders 2 h before close: the told, uncollected participant gets the reminder through the
+    gateway (recorded as an attempt); the one collected before then, and a program with reminders off, get none."""
+    from workflows.contracts import Collection
+
+    env, engine, queue, gateway = gateway_up
+    today = local_date(await env.get_current_time(), ZONE)
+    every_day = {d: ["00:00", "23:59"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    base = {"sites": {"north": {"timezone": ZONE, "hours": every_day, "closed": {}}},
+            "phases": [{"name": "phase-1", "tests_per_week": 1, "min_per_rolling_week": 0,
+                        "max_per_rolling_week": 3}]}
+    with session_scope(engine) as session:
+        save_version(session, program_from_dict({**base, "program_id": "reminding", "name": "Reminding",
+                                                 "reminder_hours_before_close": 2}), "tester", None)
+        save_version(session, program_from_dict({**base, "program_id": "silent", "name": "Silent"}), "tester", None)
+    started = []
+    for program_id in ("reminding", "reminding", "silent"):
+        handle = await enroll(env, engine, queue, program_id, today, phone="+15555550100")
+        ref = await handle.execute_update(ParticipantWorkflow.order_for_cause, ForCause("odour of alcohol", "tester"))
+        screening = env.client.get_workflow_handle_for(ScreeningWorkflow.run, screening_workflow_id(ref.screening_id))
+        started.append((handle, screening, ref))
+    (_, late, late_ref), (_, early, early_ref), (_, silent, silent_ref) = started
+    windows = {}
+    for screening in (late, early, silent):
+        state = await screening.query(ScreeningWorkflow.status)
+        windows[state.screening_id] = datetime.fromisoformat(state.window_closes_at)
+    await early.execute_update(ScreeningWorkflow.record_collection, Collection("urine", True, "RN"))
+    await skip(env, timedelta(hours=9))
+    reminded = rows(engine, NotificationAttempt, screening_id=late_ref.screening_id)
+    assert sorted(a.notification_id.split(":")[1] for a in reminded) == ["reminder", "test-required"]
+    reminder = [r["body"] for r in gateway.requests if r["body"]["id"] == f"{late_ref.screening_id}:reminder"]
+    assert len(reminder) == 1 and reminder[0]["message"].startswith("Reminder: your drug test today is not done yet")
+    from store.models import NotificationRecord
+    with Session(engine) as session:
+        sent = session.get(NotificationRecord, f"{late_ref.screening_id}:reminder")
+    assert sent.kind == "reminder" and sent.report_by.replace(tzinfo=timezone.utc) == windows[late_ref.screening_id]
+    events = {e.what: datetime.fromisoformat(e.at) for e in (await late.query(ScreeningWorkflow.status)).events}
+    closes = windows[late_ref.screening_id]
+    assert closes - timedelta(hours=2) <= events["reminder handed to the gateway (accepted)"] < closes
+    for ref in (early_ref, silent_ref):
+        assert [a.notification_id.split(":")[1] for a in rows(engine, NotificationAttempt,
+                                                             screening_id=ref.screening_id)] == ["test-required"]
+    for handle, _, _ in started:
+        await handle.terminate("test over")
+
+
+async def test_colour_mode_calls_colours_on_open_days_and_everyone_of_a_called_colour_tests(program):
+    """A program that publishes daily colours: each open day the colours are drawn once (verifiable rolls of the
+    period's seed) at opening; every participant of a called colour tests that day and nobody else does; the
+    weekend and a holiday call no colour."""
+    from store.models import ColourDay
+
+    env, engine, queue = program
+    today = local_date(await env.get_current_time(), ZONE)
+    holiday = today + timedelta(days=(2 - today.weekday()) % 7 + 7)  # a Wednesday a week or more on
+    definition = {
+        "program_id": "colour-court", "name": "Colour court", "mode": "colour",
+        "sites": {"north": {"timezone": ZONE, "hours": WEEKDAYS, "closed": {holiday.isoformat(): "County holiday"}}},
+        "phases": [{"name": "phase-1", "tests_per_week": 1, "min_per_rolling_week": 0, "max_per_rolling_week": 3}],
+        "colours": [{"name": "red", "tests_per_week": 2.5, "min_per_rolling_week": 1, "max_per_rolling_week": 3},
+                    {"name": "blue", "tests_per_week": 1, "min_per_rolling_week": 0, "max_per_rolling_week": 2},
+                    {"name": "green", "tests_per_week": 1}],
+    }
+    with session_scope(engine) as session:
+        save_version(session, program_from_dict(definition), "tester", "colour mode")
+    colours = {}
+    handles = []
+    for colour in ("red", "red", "blue", None):
+        handle = await enroll(env, engine, queue, "colour-court", today)
+        pid = (await handle.query(ParticipantWorkflow.status)).participant_id
+        with session_scope(engine) as session:
+            session.get(Participant, pid).colour = colour
+        colours[pid] = colour
+        handles.append(handle)
+    await skip(env, timedelta(days=12))
+    for handle in handles:
+        await handle.terminate("test over")
+    days = {row.day: row for row in rows(engine, ColourDay, program_id="colour-court", site="north")}
+    assert len(days) >= 7
+    assert all(day.weekday() < 5 and day != holiday for day in days), "a colour was called on a closed day"
+    assert all(row.program_version == 1 and [d["colour"] for d in row.draws] == ["red", "blue", "green"]
+               for row in days.values())
+    for pid, colour in colours.items():
+        draws = {d.day: d for d in rows(engine, SelectionDraw, participant_id=pid)}
+        open_draws = [d for d in draws.values() if d.day in days]
+        assert len(open_draws) == len(days)  # every participant drew on every colour day
+        for d in open_draws:
+            assert d.selected == (colour is not None and colour in days[d.day].colours), (pid, d.day, d.detail)
+        if colour is None:
+            assert {d.reason for d in open_draws} == {"no-colour"}
+        closed = [d for d in draws.values() if d.day.weekday() >= 5 or d.day == holiday]
+        assert closed and all(not d.selected and d.reason == "clinic-closed" for d in closed)
+        screenings = rows(engine, Screening, participant_id=pid)
+        assert {s.day for s in screenings} == {d.day for d in open_draws if d.selected}
+        # Called at opening (08:00), so the whole collection window fits before closing.
+        assert all(s.selected_at.replace(tzinfo=timezone.utc).astimezone(handle_zone()).strftime("%H:%M") == "08:00"
+                   for s in screenings)
+    red = [pid for pid, c in colours.items() if c == "red"]
+    red_days = [{d.day for d in rows(engine, SelectionDraw, participant_id=pid) if d.selected} for pid in red]
+    assert red_days[0] == red_days[1] and red_days[0]  # the floor of 1 a week calls red at least once
+    # Each colour keeps its ceiling in every rolling 7 days.
+    for name, ceiling in (("red", 3), ("blue", 2)):
+        called = sorted(day for day, row in days.items() if name in row.colours)
+        assert all(sum(1 for c in called if start <= c < start + timedelta(days=7)) <= ceiling for start in called)
