@@ -647,8 +647,8 @@ def _attendance_section(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
     return {
         "sessions": summary.sessions,
         "attended": summary.attended,
-        "late": summary.late,
-        "excused": summary.excused,
+        AttendanceStatus.LATE: summary.late,
+        AttendanceStatus.EXCUSED: summary.excused,
         "unexcused": summary.absent,
     }
 
