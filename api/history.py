@@ -16,6 +16,8 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
 from api import timeline_words as words
+from domain.disclosure import DeliveryDecision
+from domain.vocab import DisclosureStatus
 
 # Arguments worth showing, by name (never PHI: workflows carry none).
 SHOWN = ("phase", "kind", "reason", "method", "specimen_type", "observed", "decision", "explanation", "result_status",
@@ -25,10 +27,11 @@ SHOWN = ("phase", "kind", "reason", "method", "specimen_type", "observed", "deci
 WORKFLOWS = {"ParticipantWorkflow": "Testing program", "ScreeningWorkflow": "Screening",
              "MedicationWorkflow": "Medication order", "DisclosureWorkflow": "Report to a recipient",
              "DiscloseEventWorkflow": "Reports of an event"}
-_REPORT = {"delivered": "Report delivered", "blocked": "Report not sent (the consent does not cover it)",
-           "retry": "Report not delivered yet; retrying", "waiting": "Report waiting for the recipient",
-           "disable-recipient": "Report not delivered: the recipient is disabled",
-           "stop-and-surface": "Report not delivered: staff must act"}
+_REPORT = {DeliveryDecision.DELIVERED: "Report delivered",
+           DisclosureStatus.BLOCKED: "Report not sent (the consent does not cover it)",
+           DeliveryDecision.RETRY: "Report not delivered yet; retrying", "waiting": "Report waiting for the recipient",
+           DeliveryDecision.DISABLE_RECIPIENT: "Report not delivered: the recipient is disabled",
+           DeliveryDecision.STOP_AND_SURFACE: "Report not delivered: staff must act"}
 
 
 @dataclass

@@ -16,13 +16,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from domain.vocab import DisclosureStatus, ResultStatus, ReviewDecision
+
 RECORD, ACCESS, TECHNICAL = "record", "access", "technical"
 
 # Workflow updates and signals: the words, and a function of the decoded argument to the detail.
-_REVIEW = {"confirm": "Result confirmed", "excuse": "Result excused (explained)",
-           "request-confirmation": "Confirmation test requested", "request-retest": "Retest requested"}
-_RESULT = {"P": "Preliminary lab result received", "F": "Final lab result received",
-           "C": "Corrected lab result received"}
+_REVIEW = {ReviewDecision.CONFIRM: "Result confirmed", ReviewDecision.EXCUSE: "Result excused (explained)",
+           ReviewDecision.REQUEST_CONFIRMATION: "Confirmation test requested",
+           ReviewDecision.REQUEST_RETEST: "Retest requested"}
+_RESULT = {ResultStatus.PRELIMINARY: "Preliminary lab result received", ResultStatus.FINAL: "Final lab result received",
+           ResultStatus.CORRECTED: "Corrected lab result received"}
 
 
 def _get(args: dict[str, Any], *keys: str) -> str:
@@ -164,8 +167,8 @@ READS = {
     "/disclosures": "reports to recipients",
     "/worklist": "the worklist",
 }
-_OUTCOME_WORDS = {"delivered": "delivered", "blocked": "not sent (consent)", "failed": "not delivered",
-                  "retrying": "not delivered yet, retrying"}
+_OUTCOME_WORDS = {DisclosureStatus.DELIVERED: "delivered", DisclosureStatus.BLOCKED: "not sent (consent)",
+                  DisclosureStatus.FAILED: "not delivered", DisclosureStatus.RETRYING: "not delivered yet, retrying"}
 
 
 def audit_words(action: str, outcome: str) -> tuple[str, str]:

@@ -21,7 +21,7 @@ Pure and stdlib-only.
 
 from __future__ import annotations
 
-from domain.vocab import Vocabulary
+from domain.vocab import ScreeningStatus, Vocabulary
 
 
 class CallResult(Vocabulary):
@@ -57,20 +57,22 @@ def counts_as_told(result: CallResult) -> bool:
 
 
 # Screening statuses after which no call is needed, and what the system notes when it closes the entry.
-WINDOW_CLOSED = ("not-notified", "window-lost", "missed")
+WINDOW_CLOSED = frozenset({ScreeningStatus.NOT_NOTIFIED, ScreeningStatus.WINDOW_LOST, ScreeningStatus.MISSED})
+# Statuses before the participant is told or collects: the entry stays open.
+_STILL_OPEN = frozenset({ScreeningStatus.SCHEDULED, ScreeningStatus.AWAITING_COLLECTION})
 
 
 def closed_by_status(status: str) -> str | None:
     """Why an open call-list entry is closed by the system when its screening reaches `status`; None: still open."""
-    if status in ("scheduled", "awaiting-collection"):
+    if status in _STILL_OPEN:
         return None
-    if status == "missed":
+    if status == ScreeningStatus.MISSED:
         return "closed by the system: the collection window closed (the test is missed)"
     if status in WINDOW_CLOSED:
         return (f"closed by the system: the collection window closed before the participant was reached "
                 f"(the test is {status}: on the worklist for a decision)")
-    if status == "excused" or status == "cancelled":
+    if status in (ScreeningStatus.EXCUSED, ScreeningStatus.CANCELLED):
         return f"closed by the system: no call needed, the test was {status}"
-    if status == "refused":
+    if status == ScreeningStatus.REFUSED:
         return "closed by the system: no call needed, the participant came in (refusal recorded)"
     return "closed by the system: no call needed, the specimen was collected"

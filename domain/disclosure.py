@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -647,8 +647,8 @@ def _attendance_section(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
     return {
         "sessions": summary.sessions,
         "attended": summary.attended,
-        "late": summary.late,
-        "excused": summary.excused,
+        AttendanceStatus.LATE: summary.late,
+        AttendanceStatus.EXCUSED: summary.excused,
         "unexcused": summary.absent,
     }
 
@@ -661,7 +661,7 @@ def _status_section(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
     return {"status": _text(latest, "status"), "since": _text(latest, "effective_on")}
 
 
-_SECTION_BUILDERS = {
+_SECTION_BUILDERS: dict[str, Callable[[list[Mapping[str, Any]]], dict[str, Any]]] = {
     SCREENING_RESULTS: _screening_section,
     MISSED_TESTS: _missed_section,
     REFUSALS: _refusals_section,
@@ -718,7 +718,7 @@ def _attendance_sentence(section: Mapping[str, Any]) -> str:
     )
 
 
-_SECTION_SENTENCES = {
+_SECTION_SENTENCES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     SCREENING_RESULTS: _screening_sentence,
     MISSED_TESTS: lambda section: f"Missed tests: {section['missed']}.",
     REFUSALS: lambda section: f"Refusals to test: {section['refusals']}.",

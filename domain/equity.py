@@ -56,7 +56,7 @@ class EquitySection(Vocabulary):
 
 
 RANDOM, FOR_CAUSE, REPORTS = EquitySection.RANDOM, EquitySection.FOR_CAUSE, EquitySection.REPORTS
-SECTIONS = {
+SECTIONS: dict[str, str] = {
     RANDOM: "Random testing (chance)",
     FOR_CAUSE: "For-cause testing (staff discretion)",
     REPORTS: "Sanctions-relevant reports sent",

@@ -64,7 +64,7 @@ REDISCLOSURE_NOTICE = ("42 CFR part 2 prohibits unauthorized use or disclosure o
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:iop:fhir")
 
 # RxNorm ingredient concepts of the products a medication order names (domain.medication.DRUGS).
-RXNORM_INGREDIENTS = {
+RXNORM_INGREDIENTS: dict[str, tuple[str, str]] = {
     Drug.BUPRENORPHINE: ("1819", "buprenorphine"),
     Drug.BUPRENORPHINE_NALOXONE: ("352364", "buprenorphine / naloxone"),
     Drug.METHADONE: ("6813", "methadone"),
@@ -72,7 +72,7 @@ RXNORM_INGREDIENTS = {
     Drug.NALTREXONE_ER_INJECTION: ("7243", "naltrexone"),
 }
 
-_ROUTES = {  # SNOMED CT route of administration (FHIR R4 route-codes value set)
+_ROUTES: dict[str, tuple[str, str]] = {  # SNOMED CT route of administration (FHIR R4 route-codes value set)
     Route.ORAL: ("26643006", "Oral route"),
     Route.SUBLINGUAL: ("37161004", "Sublingual route"),
     Route.BUCCAL: ("54471007", "Buccal route"),
@@ -91,7 +91,7 @@ _INTERPRETATION = {
     AnalyteOutcome.PRESUMPTIVE_POSITIVE: ("A", "Abnormal"),
     AnalyteOutcome.NOT_INTERPRETABLE: ("IND", "Indeterminate"),
 }
-_ORDER_STATUS = {OrderStatus.ACTIVE: "active", OrderStatus.HELD: "on-hold", OrderStatus.STOPPED: "stopped"}
+_ORDER_STATUS: dict[str, str] = {OrderStatus.ACTIVE: "active", OrderStatus.HELD: "on-hold", OrderStatus.STOPPED: "stopped"}
 
 
 # --- inputs --------------------------------------------------------------------------------------

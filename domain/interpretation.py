@@ -676,7 +676,7 @@ def _summary(
     return "; ".join(parts) + "."
 
 
-_OVERALL_TEXT = {
+_OVERALL_TEXT: dict[str, str] = {
     REFUSAL: "Refusal to test once verified (tampering or a refusal recorded at collection)",
     NON_NEGATIVE: "Non-negative: not a positive until reviewed",
     INVALID: "Invalid specimen: no valid drug result",

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from domain.vocab import Vocabulary
 
 
-class MissVerdict(Vocabulary):
+class MissStatus(Vocabulary):
     """What a window that closed without a collection counts as."""
 
     REPORTABLE = "missed"
@@ -26,10 +26,10 @@ class MissVerdict(Vocabulary):
     WINDOW_LOST = "window-lost"
 
 
-REPORTABLE = MissVerdict.REPORTABLE
-NOT_NOTIFIED = MissVerdict.NOT_NOTIFIED
-WINDOW_LOST = MissVerdict.WINDOW_LOST
-VERDICTS = (REPORTABLE, NOT_NOTIFIED, WINDOW_LOST)
+REPORTABLE = MissStatus.REPORTABLE
+NOT_NOTIFIED = MissStatus.NOT_NOTIFIED
+WINDOW_LOST = MissStatus.WINDOW_LOST
+VERDICTS = tuple(MissStatus)
 # A notice delivered this long after the window opened still leaves the participant the window.
 NOTICE_GRACE = timedelta(minutes=15)
 
@@ -46,7 +46,7 @@ class MissFacts:
 
 @dataclass(frozen=True)
 class MissVerdict:
-    status: str  # one of VERDICTS
+    status: MissStatus
     reportable: bool
     detail: str
 

@@ -38,7 +38,7 @@ class ProgramMode(Vocabulary):
 
 
 SPECIMEN_TYPES = tuple(SpecimenType)
-DEFAULT_WINDOWS = {SpecimenType.URINE: 8.0, SpecimenType.ORAL_FLUID: 4.0, SpecimenType.BREATH: 4.0}
+DEFAULT_WINDOWS: dict[str, float] = {SpecimenType.URINE: 8.0, SpecimenType.ORAL_FLUID: 4.0, SpecimenType.BREATH: 4.0}
 MODES = tuple(ProgramMode)
 DEFAULT_PROGRAM_ID = "iop"
 

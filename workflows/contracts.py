@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from domain.vocab import (
-    DISCHARGE_STATUSES,
+    DISCHARGE_STATUSES as DISCHARGE_STATUSES,  # re-exported for the workflows
     FinalOutcome,
     ParticipantStatus,
     RefusalKind,
     ReviewDecision,
     ScreeningStatus,
 )
-from domain.program import SPECIMEN_TYPES
+from domain.program import SPECIMEN_TYPES as SPECIMEN_TYPES  # re-exported for the workflows
 
 ACTIVE = ParticipantStatus.ACTIVE
 
@@ -282,12 +282,13 @@ TAKES_COLLECTION = (SCHEDULED, AWAITING_COLLECTION, MISSED, NOT_NOTIFIED, WINDOW
 def already_message(state: ScreeningState) -> str:
     """Why a screening takes no more collection, excuse or refusal: what already happened."""
     collected = state.collection is not None
-    when = {
+    details: dict[str, str] = {
         MISSED: f" at {state.missed_at}",
         EXCUSED: f": {state.excuse.reason}" if state.excuse else "",
         REFUSED: f": {state.refusal.kind}" if state.refusal else "",
         CANCELLED: f": {state.cancel_reason}",
-    }.get(state.status, "")
+    }
+    when = details.get(state.status, "")
     if collected and state.status not in (EXCUSED, REFUSED, CANCELLED):
         return f"screening {state.screening_id} is already collected (specimen {state.specimen_id}, now {state.status})"
     return f"screening {state.screening_id} is already {state.status}{when}"

@@ -59,8 +59,8 @@ HISTORY_LIMIT = 10_000
 KEEP_DAYS = 45
 KEEP_SCREEN_DAYS = 60
 KEEP_EVENTS = 100
-OUTCOME_OF_DISPENSE = {med.OBSERVED_DOSE: ledger.DOSED, med.REFUSED: ledger.REFUSED, med.DOSE_HELD: ledger.HELD,
-                       med.INJECTION: ledger.INJECTED}
+OUTCOME_OF_DISPENSE: dict[str, ledger.LedgerStatus] = {
+    med.OBSERVED_DOSE: ledger.DOSED, med.REFUSED: ledger.REFUSED, med.DOSE_HELD: ledger.HELD, med.INJECTION: ledger.INJECTED}
 REASSESSMENT_DECISIONS = tuple(ReassessmentDecision)
 # Ledger outcomes a recorded day may carry (state.outcomes); "take-home" on an observed day is the
 # record of the first build, kept readable.

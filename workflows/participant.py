@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.clock import local_clock, local_clock_named, local_date, local_moment
     from domain.plan import PHASES, TestingPlan, default_plan, hours_for, plan_from_dict, plan_to_dict
     from domain.colours import participant_verdict
+    from domain.vocab import DischargeKind
     from domain.selection import WINDOW_DAYS, Draw, draw_day, is_collection_day, notification_time
     from workflows import search
     from workflows.contracts import (
@@ -265,7 +266,7 @@ class ParticipantWorkflow:
         return self.state.plan
 
     @staticmethod
-    def _colour_mode(plan) -> bool:
+    def _colour_mode(plan: TestingPlan) -> bool:
         return plan.selection_mode == "colour" and workflow.patched(COLOUR_PATCH)
 
     def _draw_moment(self, day: date) -> datetime:
@@ -578,7 +579,7 @@ class ParticipantWorkflow:
 
     @workflow.update
     async def discharge(self, request: Discharge) -> ParticipantState:
-        self.state.status = DISCHARGE_STATUSES[request.kind]
+        self.state.status = DISCHARGE_STATUSES[DischargeKind(request.kind)]  # checked by the validator
         self.state.discharge_kind = request.kind
         self.state.discharge_reason = request.reason
         self.state.discharged_at = workflow.now().isoformat()

@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
         interpret,
         interpretation_to_dict,
     )
-    from domain.vocab import QuarantineAction, ResultStatus, ReviewDecision
+    from domain.vocab import FinalOutcome, QuarantineAction, ResultStatus, ReviewDecision
     from workflows import search
     from workflows.contracts import (
         AWAITING_COLLECTION,
@@ -525,8 +525,9 @@ class ScreeningWorkflow:
         entry = ResultEntry(report.result_id, report.result_status, report.received_at,
                             interpretation_to_dict(interpretation), held_codes=list(report.held_codes),
                             methods=_methods(report))
-        status_word = {ResultStatus.PRELIMINARY: "preliminary", ResultStatus.FINAL: "final",
-                       ResultStatus.CORRECTED: "corrected"}.get(report.result_status, report.result_status)
+        status_words: dict[str, str] = {ResultStatus.PRELIMINARY: "preliminary", ResultStatus.FINAL: "final",
+                                        ResultStatus.CORRECTED: "corrected"}
+        status_word = status_words.get(report.result_status, report.result_status)
         if previous is not None and report.result_status != "P":
             previous.superseded_by, entry.corrects = entry.result_id, previous.result_id
         self.state.results.append(entry)
@@ -616,10 +617,12 @@ class ScreeningWorkflow:
         review.at = workflow.now().isoformat()
         self.state.reviews.append(review)
         current = self._current_result()
-        overall = current.interpretation["overall"] if current else "incomplete"
+        overall: str = current.interpretation["overall"] if current else "incomplete"
         if review.decision == "confirm":
-            outcome = {OverallOutcome.NON_NEGATIVE: FINAL_POSITIVE, OverallOutcome.REFUSAL: FINAL_REFUSAL,
-                       OverallOutcome.NEGATIVE: FINAL_NEGATIVE}.get(overall, FINAL_INVALID)
+            finals: dict[str, FinalOutcome] = {OverallOutcome.NON_NEGATIVE: FINAL_POSITIVE,
+                                               OverallOutcome.REFUSAL: FINAL_REFUSAL,
+                                               OverallOutcome.NEGATIVE: FINAL_NEGATIVE}
+            outcome = finals.get(overall, FINAL_INVALID)
             self._finalize(outcome, f"confirmed by clinician review: {review.explanation}", review.actor)
             await self._announce_final()
         elif review.decision == "excuse":
@@ -668,41 +671,47 @@ class ScreeningWorkflow:
         await self._tell_participant(self._final_result_for_medication())
         state = self.state
         collection = state.collection
+        assert state.final_outcome is not None  # _finalize came first
         if state.admission is not None and collection is None:
             admission = state.admission
+            assert admission.admitted_at is not None  # set when the admission was recorded
             category, facts = "screening-results", {
                 "collected_on": admission.admitted_at[:10], "outcome": "positive",
                 "positive_for": sorted(admission.substances), "basis": Basis.ADMITTED_USE.value,
                 "confirmed": False, "admission_witnessed_by": admission.witnessed_by}
-        elif state.breath_result is not None:
-            breath = state.breath_result
-            category, facts = "screening-results", {
-                "collected_on": collection.collected_at[:10], "specimen_type": "breath",
-                "observed": collection.observed,
-                "outcome": breath["outcome"], "breath_alcohol": breath["bac"], "device_id": breath["device_id"]}
-            if breath["outcome"] == "positive":
-                facts.update(basis=breath["basis"], confirmed=breath["basis"] in CONFIRMING_BASES,
-                             positive_for=["ethanol"])
-        elif state.final_outcome == FINAL_REFUSAL:
-            category, facts = "refusals", {"occurred_on": collection.collected_at[:10],
-                                           "refusal_kind": "adulterated-or-substituted"}
         else:
-            current = self._current_result()
-            interpretation = current.interpretation if current else {}
-            outcome = {FINAL_NEGATIVE: "negative", FINAL_EXPLAINED: "negative", FINAL_POSITIVE: "positive"}.get(
-                state.final_outcome, "invalid")
-            facts = {"collected_on": collection.collected_at[:10], "specimen_type": collection.specimen_type,
-                     "observed": collection.observed, "outcome": outcome,
-                     "dilute": interpretation.get("validity", {}).get("status") == "dilute"}
-            if outcome == "positive":
-                facts["confirmed"] = True
-                facts["positive_for"] = sorted({f["analyte"] for f in interpretation.get("findings", [])
-                                                if f["outcome"] in POSITIVE_OUTCOMES})
-                if workflow.patched(REPORT_BASIS_PATCH):
-                    # A clinician's "confirm" finalises the result; only a confirmatory method confirms it.
-                    basis = lab_basis(interpretation.get("findings", []))
-                    facts.update(basis=basis, confirmed=basis in CONFIRMING_BASES)
-            category = "screening-results"
+            # Otherwise a final outcome of a collected specimen.
+            assert collection is not None and collection.collected_at is not None
+            if state.breath_result is not None:
+                breath = state.breath_result
+                category, facts = "screening-results", {
+                    "collected_on": collection.collected_at[:10], "specimen_type": "breath",
+                    "observed": collection.observed,
+                    "outcome": breath["outcome"], "breath_alcohol": breath["bac"], "device_id": breath["device_id"]}
+                if breath["outcome"] == "positive":
+                    facts.update(basis=breath["basis"], confirmed=breath["basis"] in CONFIRMING_BASES,
+                                 positive_for=["ethanol"])
+            elif state.final_outcome == FINAL_REFUSAL:
+                category, facts = "refusals", {"occurred_on": collection.collected_at[:10],
+                                               "refusal_kind": "adulterated-or-substituted"}
+            else:
+                current = self._current_result()
+                interpretation = current.interpretation if current else {}
+                reported: dict[str, str] = {FINAL_NEGATIVE: "negative", FINAL_EXPLAINED: "negative",
+                                            FINAL_POSITIVE: "positive"}
+                outcome = reported.get(state.final_outcome, "invalid")
+                facts = {"collected_on": collection.collected_at[:10], "specimen_type": collection.specimen_type,
+                         "observed": collection.observed, "outcome": outcome,
+                         "dilute": interpretation.get("validity", {}).get("status") == "dilute"}
+                if outcome == "positive":
+                    facts["confirmed"] = True
+                    facts["positive_for"] = sorted({f["analyte"] for f in interpretation.get("findings", [])
+                                                    if f["outcome"] in POSITIVE_OUTCOMES})
+                    if workflow.patched(REPORT_BASIS_PATCH):
+                        # A clinician's "confirm" finalises the result; only a confirmatory method confirms it.
+                        basis = lab_basis(interpretation.get("findings", []))
+                        facts.update(basis=basis, confirmed=basis in CONFIRMING_BASES)
+                category = "screening-results"
         await disclose(DisclosureEvent(state.participant_id, category, state.screening_id, facts,
                                        corrects_event=state.corrected_after_final))
 
@@ -712,7 +721,8 @@ class ScreeningWorkflow:
         assert self.state.final_outcome is not None  # _finalize came first
         if self.state.final_outcome in (FINAL_NEGATIVE, FINAL_EXPLAINED):
             return "expected-absent" if "expected-absent" in flags else "negative"
-        return {FINAL_POSITIVE: "positive", FINAL_REFUSAL: "refused"}.get(self.state.final_outcome, "invalid")
+        words: dict[str, str] = {FINAL_POSITIVE: "positive", FINAL_REFUSAL: "refused"}
+        return words.get(self.state.final_outcome, "invalid")
 
     def _finalize(self, outcome: str, why: str, actor: str = "system") -> None:
         now = workflow.now()

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.selection import SelectionActivities
     from domain.disclosure import DeliveryPolicy, Decision, retry_delay
     from domain.verifiable import NoticeKind
+    from workflows.options import ActivityOptions
     from workflows.contracts import (
         AttemptResult,
         NoticePlan,
@@ -35,17 +36,17 @@ with workflow.unsafe.imports_passed_through():
     )
 
 POLICY = DeliveryPolicy()
-STEP = dict(start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)))
-ATTEMPT = dict(start_to_close_timeout=timedelta(seconds=30),
-               retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=2)))
+STEP: ActivityOptions = dict(start_to_close_timeout=timedelta(seconds=30),
+                            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)))
+ATTEMPT: ActivityOptions = dict(start_to_close_timeout=timedelta(seconds=30),
+                                  retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=2)))
 
 
 @workflow.defn(name="SelectionPeriodWorkflow")
 class SelectionPeriodWorkflow:
     def __init__(self) -> None:
         self.state = SelectionPeriodState()
-        self.deliveries: list[workflow.ChildWorkflowHandle] = []
+        self.deliveries: list[workflow.ChildWorkflowHandle[SelectionNoticeWorkflow, str]] = []
 
     @workflow.run
     async def run(self, request: SelectionPeriodInput) -> SelectionPeriodState:

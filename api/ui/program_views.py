@@ -15,9 +15,10 @@ from starlette.responses import Response
 from api.ui.apiclient import ApiError
 from api.ui.web import Ctx, redirect, signed_in
 from domain.calendar import WEEKDAY_NAMES
+from domain.program import SpecimenType
 
 WEEKDAYS = tuple(name.lower() for name in WEEKDAY_NAMES)
-WINDOW_KINDS = ("urine", "oral-fluid", "breath")
+WINDOW_KINDS = tuple(SpecimenType)
 EDIT = ("PUT", "/programs/{program_id}")
 
 

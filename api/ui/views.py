@@ -35,6 +35,7 @@ from api.ui.web import (
 from domain import search
 from domain import worklist as wl
 from domain.attendance import STATUSES as ATTENDANCE_STATUSES
+from domain.calls import CallResult
 from domain.consent import CATEGORIES, CONSENT_EVENTS, EMPLOYMENT_ENDED, FINAL_DISPOSITION, SIGNATURE_METHODS
 from domain.consent import SUPERVISION_ENDED
 from ingest.lab import QUARANTINE_REASONS
@@ -897,9 +898,10 @@ async def resolve_item(request: Request, ctx: Ctx) -> Response:
 
 # One click per outcome, each the API's call result (domain/calls.py): reached is a notice and takes the entry
 # off the list; a message left keeps it on the list until they are reached or the window closes.
-CALL_OUTCOMES = {"reached": "reached and told to test", "called": "called, left a message",
-                 "not-reached": "not reached"}
-CALL_RESULTS = {"reached": "reached", "called": "message-left", "not-reached": "not-reached"}
+CALL_OUTCOMES = {CallResult.REACHED: "reached and told to test", "called": "called, left a message",
+                 CallResult.NOT_REACHED: "not reached"}
+CALL_RESULTS = {CallResult.REACHED: CallResult.REACHED, "called": CallResult.MESSAGE_LEFT,
+                CallResult.NOT_REACHED: CallResult.NOT_REACHED}
 
 
 @signed_in
