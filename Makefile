@@ -16,10 +16,19 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	$(BIN)/iop dev
 
+# Tests run in TEST_WORKERS processes (pytest-xdist, a file per process at a time): most of a test's time is
+# spent waiting on Temporal servers, so two processes use a 2-core machine well.
+TEST_WORKERS ?= 2
+# The store tests run on SQLite and PostgreSQL in the first pass (their fixture takes both); these API and
+# workflow suites, where concurrent requests meet the database's locking, run again with records on PostgreSQL.
+POSTGRES_AGAIN := tests/api/test_idempotency_locks.py tests/api/test_audit_trail.py tests/api/test_disclosures.py \
+	tests/api/test_lab_control_ids.py tests/api/test_enrollment_interleavings.py tests/api/test_channel.py \
+	tests/workflows/test_disclosure_scoping.py
+
 test: install
-	$(BIN)/python -m pytest
-	@echo "--- the API and workflow suites again, with records on PostgreSQL ---"
-	IOP_TEST_RECORDS=postgresql $(BIN)/python -m pytest tests/api tests/workflows
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	@echo "--- API and workflow suites where the database's locking matters, again with records on PostgreSQL ---"
+	IOP_TEST_RECORDS=postgresql $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(POSTGRES_AGAIN)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -159,3 +159,12 @@ def task_queue() -> str:
 @pytest.fixture
 def dev_client(dev_env) -> Client:
     return dev_env.client
+
+
+def pytest_sessionstart(session) -> None:
+    """Screenshots of this run only (CI keeps test-artifacts/): emptied once, by the controlling process when the
+    tests run in several (pytest-xdist), so no process deletes another's."""
+    if hasattr(session.config, "workerinput"):
+        return
+    for old in (Path(__file__).resolve().parents[1] / "test-artifacts" / "ui").glob("*.png"):
+        old.unlink()

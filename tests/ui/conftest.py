@@ -163,9 +163,7 @@ async def browser(chromium_path) -> AsyncIterator[Any]:
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     """Screenshots of this run only (CI keeps the folder)."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for old in ARTIFACTS.glob("*.png"):
-        old.unlink()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)  # emptied once per run, by tests/conftest.py
     return ARTIFACTS
 
 
