@@ -64,7 +64,9 @@ async def test_the_history_reads_like_the_clinics_record(live):
         refused = await http.post(f"/screenings/{sid}/excuse", headers=as_staff, json={"reason": "too late"})
         assert refused.status_code == 409
 
-        entries = await ok("GET", f"/participants/{pid}/history", live.auth("auditor"))
+        history = await ok("GET", f"/participants/{pid}/history", live.auth("auditor"), params={"limit": 200})
+        assert history["next"] is None, history["total"]  # the whole history on one page
+        entries = history["items"]
         await sign_in(http, doctor)
         page = (await http.get(f"/ui/participants/{pid}/timeline", params={"reads": "1"})).text
 
