@@ -1,10 +1,12 @@
-"""Reopening a screening whose workflow has closed, so a correction still reaches whoever was told.
+"""Reopening a screening whose workflow has closed, so a correction or an excuse still reaches whoever was told.
 
 A final screening's workflow waits a while for corrections (workflows.screening.CORRECTION_PERIOD) and then
 closes. A lab's corrected result can come later than that; what a court or employer was told must still be
-amended (issue 16: no time limit). The screening's record keeps its last saved state, so a new run of the same
-workflow id is started from it; the correction is then delivered to that run as usual, which amends or withdraws
-every earlier report (activities.disclosure.plan_disclosures).
+amended (issue 16: no time limit). Likewise a missed test's workflow closes after the make-up period, and staff
+may excuse the miss later (the participant brings the discharge papers): every recipient told of the miss gets
+its retraction. The screening's record keeps its last saved state, so a new run of the same workflow id is started
+from it; the correction or the excuse is then delivered to that run as usual, which amends or withdraws every
+earlier report (activities.disclosure.plan_disclosures). A test reopened for its excuse takes nothing else.
 """
 
 from __future__ import annotations
@@ -17,30 +19,43 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCStatusCode
 
 from store.models import Participant, Screening
-from workflows.contracts import FINAL, ScreeningInput, ScreeningState
+from workflows.contracts import (
+    FINAL,
+    MISSED,
+    NOT_NOTIFIED,
+    WINDOW_LOST,
+    ScreeningInput,
+    ScreeningState,
+)
 from workflows.screening import ScreeningWorkflow, workflow_id
 
 _STATE = TypeAdapter(ScreeningState)
+# What a closed screening can still take: a final result a correction; a test never collected an excuse.
+REOPENS = (FINAL, MISSED, NOT_NOTIFIED, WINDOW_LOST)
 
 
-def closed_state(engine: Engine, screening_id: str) -> tuple[ScreeningState, str] | None:
-    """The last saved state of a final screening and its participant's time zone, or None when the screening
-    is not final (only a final result takes a correction after its workflow closed)."""
+def closed_state(engine: Engine, screening_id: str, statuses: tuple[str, ...] = (FINAL,)
+                 ) -> tuple[ScreeningState, str] | None:
+    """The last saved state of a screening in one of `statuses` (of REOPENS) and its participant's time zone, or
+    None when it is in none of them (a final result takes a correction after its workflow closed, a test never
+    collected an excuse)."""
     with Session(engine) as session:
         row = session.get(Screening, screening_id)
-        if row is None or not row.state or row.state.get("status") != FINAL:
+        if row is None or not row.state or row.state.get("status") not in statuses:
             return None
         participant = session.get(Participant, row.participant_id)
         zone = participant.timezone if participant is not None else "UTC"
         return _STATE.validate_python(row.state), zone
 
 
-async def reopen_screening(client: Client, engine: Engine, screening_id: str, task_queue: str | None = None) -> bool:
-    """Start the screening's workflow again from its saved state when it has closed; True when it runs now.
+async def reopen_screening(client: Client, engine: Engine, screening_id: str, task_queue: str | None = None,
+                           statuses: tuple[str, ...] = (FINAL,)) -> bool:
+    """Start the screening's workflow again from its saved state when it has closed in one of `statuses` (a final
+    result for a correction, by default; MISSED, NOT_NOTIFIED or WINDOW_LOST for an excuse); True when it runs now.
 
     The task queue is the closed run's (still known to Temporal within the namespace's retention) or
     `task_queue`. A run already going (another correction reopened it first) is joined."""
-    found = closed_state(engine, screening_id)
+    found = closed_state(engine, screening_id, statuses)
     if found is None:
         return False
     state, zone = found

@@ -104,6 +104,11 @@ REPORT_BASIS_PATCH = "report-basis-breath-retractions"
 REMINDER_PATCH = "reminder-before-close"
 
 
+# A missed test's workflow closes after the make-up period; excusing it later reopens it (iop/reopen.py) for the
+# excuse alone, which is sent right after: the reopened run waits this long for it, then closes again.
+REOPEN_FOR_EXCUSE = timedelta(hours=1)
+
+
 def workflow_id(screening_id: str) -> str:
     return f"screening-{screening_id}"
 
@@ -117,7 +122,8 @@ class ScreeningWorkflow:
             # Reopened for a correction after the workflow had closed: the record as it was last saved.
             self.state = input.reopen
             self.state.reopened_at = workflow.now().isoformat()
-            self._event("reopened", detail="a correction arrived after the record had closed")
+            what = "a correction" if self.state.status == FINAL else "an excuse"
+            self._event("reopened", detail=f"{what} arrived after the record had closed")
             return
         self.state = ScreeningState(
             screening_id=input.screening_id,
@@ -141,8 +147,14 @@ class ScreeningWorkflow:
         ])
         await self._save()
         if input.reopen is not None:
-            # Only a final result is reopened (iop/reopen.py): the correction period starts again.
-            await self._lab_stage()
+            if self._reopened_for_excuse():
+                # A missed (or not notified, window lost) test whose make-up period is over, reopened for the excuse
+                # that follows at once (iop/reopen.py); nothing else is taken. Closes again if none comes.
+                await self._wait_until(lambda: self.state.status not in TAKES_COLLECTION,
+                                       workflow.now() + REOPEN_FOR_EXCUSE)
+            else:
+                # A final result, reopened for a correction: the correction period starts again.
+                await self._lab_stage()
             await workflow.wait_condition(workflow.all_handlers_finished)
             return self.state
         # Staff may excuse a test, or discharge cancel it, before the participant is told.
@@ -419,6 +431,7 @@ class ScreeningWorkflow:
                 f"unknown specimen type {collection.specimen_type!r}; use one of {', '.join(SPECIMEN_TYPES)}",
                 type=INVALID,
             )
+        self._refuse_when_reopened_for_excuse("a collection")
         status = self.state.status
         closed = (MISSED, NOT_NOTIFIED, WINDOW_LOST)
         if status in closed and not collection.late:
@@ -477,6 +490,7 @@ class ScreeningWorkflow:
             raise ApplicationError("an admission names what was used (substances)", type=INVALID)
         if not admission.witnessed_by.strip():
             raise ApplicationError("an admission names who witnessed it (witnessed_by)", type=INVALID)
+        self._refuse_when_reopened_for_excuse("an admission")
         if self.state.status not in TAKES_COLLECTION:
             raise ApplicationError(self._already() + "; an admission stands in for a specimen not yet collected",
                                    type=CONFLICT)
@@ -498,6 +512,7 @@ class ScreeningWorkflow:
             raise ApplicationError(
                 f"unknown refusal kind {refusal.kind!r}; use one of {', '.join(REFUSAL_KINDS)}", type=INVALID
             )
+        self._refuse_when_reopened_for_excuse("a refusal")
         if self.state.status not in TAKES_COLLECTION:
             raise ApplicationError(self._already(), type=CONFLICT)
 
@@ -723,7 +738,7 @@ class ScreeningWorkflow:
     @workflow.signal
     async def cancel(self, reason: str) -> None:
         """From the participant's workflow at discharge: a test not yet collected is moot."""
-        if self.state.status in TAKES_COLLECTION:
+        if self.state.status in TAKES_COLLECTION and not self._reopened_for_excuse():
             self.state.status = CANCELLED
             self.state.cancel_reason = reason
             self._event("cancelled", detail=reason)
@@ -737,6 +752,15 @@ class ScreeningWorkflow:
 
     def _already(self) -> str:
         return already_message(self.state)
+
+    def _reopened_for_excuse(self) -> bool:
+        """A run reopened after the make-up period of a test not collected (iop/reopen.py): it takes an excuse only."""
+        return self.state.reopened_at is not None and self.state.status in TAKES_COLLECTION
+
+    def _refuse_when_reopened_for_excuse(self, what: str) -> None:
+        if self._reopened_for_excuse():
+            raise ApplicationError(f"the make-up period of screening {self.state.screening_id} is over "
+                                   f"({self.state.status}); {what} is no longer taken, only an excuse", type=CONFLICT)
 
     def _event(self, what: str, actor: str = "system", detail: str = "") -> None:
         self.state.events.append(ScreeningEvent(workflow.now().isoformat(), what, actor or "system", detail))

@@ -9,11 +9,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
+from temporalio.client import RPCError
+from temporalio.service import RPCStatusCode
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from sqlmodel import Session, col, select
 
 from api.inputs import ProgramDay, ProgramMoment, RequestModel
-from api.deps import ServicesDep, SessionDep, ShownDep, require
+from api.deps import ServicesDep, SessionDep, ShownDep, done_reading, require
 from api.lookups import active_participant, participant_or_404, screening_or_404
 from api.idempotency import Attempt, Idempotency, IdempotentRoute, joins_update
 from api.pages import Page, PagingDep
@@ -21,6 +23,8 @@ from api.problems import ProblemError, responses
 from api.public import CheckInAnswerPublic, ParticipantProgramPublic, ScreeningRefPublic, ScreeningStatePublic
 from api.tokens import Actor
 from api.workflow_calls import workflow_call
+from iop.reopen import reopen_screening
+from iop.temporal import not_available_now
 from api.routers.channel import _record_told
 from domain.consent import DisclosureCategory
 from domain.program import SpecimenType
@@ -28,6 +32,7 @@ from domain.vocab import CheckInMethod, PointOfCareResult, RefusalKind
 from store.models import Screening, SelectionDraw, utcnow
 from workflows.contracts import (
     EXCUSED,
+    MISSED,
     NOT_NOTIFIED,
     WINDOW_LOST,
     Admission,
@@ -340,13 +345,23 @@ def _sentence(text: str) -> str:
 
 
 async def _screening_update(services: ServicesDep, session: Session, screening_id: str, update, argument,
-                            attempt: Attempt | None) -> ScreeningStatePublic:
+                            attempt: Attempt | None, reopens: tuple[str, ...] = ()) -> ScreeningStatePublic:
+    """The update on the screening's workflow. When that workflow has closed and the screening's status is one of
+    `reopens`, it is reopened from its saved state (iop/reopen.py) and the update goes to the new run."""
     if attempt is None or not attempt.retry:  # a retry may find its own first attempt's effect: it joins it
         await run_in_threadpool(_open_screening, session, screening_id)
+    done_reading(session)
     handle = services.temporal.get_workflow_handle(screening_workflow_id(screening_id))
+    update_id = attempt.update_id(screening_id) if attempt else None
     async with workflow_call("screening"):
-        return ScreeningStatePublic.of(await handle.execute_update(
-            update, argument, id=attempt.update_id(screening_id) if attempt else None))
+        try:
+            return ScreeningStatePublic.of(await handle.execute_update(update, argument, id=update_id))
+        except RPCError as exc:
+            if (exc.status != RPCStatusCode.NOT_FOUND or not_available_now(exc) or not reopens
+                    or not await reopen_screening(services.temporal, services.engine, screening_id,
+                                                  services.settings.task_queue, reopens)):
+                raise
+        return ScreeningStatePublic.of(await handle.execute_update(update, argument, id=update_id))
 
 
 @router.post("/screenings/{screening_id}/collection", response_model=ScreeningStatePublic,
@@ -372,9 +387,11 @@ async def record_collection(screening_id: str, body: CollectionRequest, actor: C
 @joins_update
 async def excuse(screening_id: str, body: ExcuseRequest, actor: Collector, session: SessionDep,
                  services: ServicesDep, attempt: Idempotency) -> ScreeningStatePublic:
-    """Excuses a selected test with a documented reason; it does not count as missed."""
+    """Excuses a selected test with a documented reason; it does not count as missed. A miss already reported is
+    retracted from every recipient told of it, also after the make-up period (the closed screening is reopened)."""
     return await _screening_update(services, session, screening_id, ScreeningWorkflow.excuse,
-                                   Excuse(reason=body.reason, actor=actor.token_id), attempt)
+                                   Excuse(reason=body.reason, actor=actor.token_id), attempt,
+                                   reopens=(MISSED, NOT_NOTIFIED, WINDOW_LOST))
 
 
 @router.post("/screenings/{screening_id}/admission", response_model=ScreeningStatePublic,
