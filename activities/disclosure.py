@@ -24,10 +24,9 @@ from temporalio import activity
 from domain import ledger
 from domain.attendance import STATUSES as ATTENDANCE_STATUSES
 from domain.consent import ConsentError, consent_from_dict, consent_to_dict, find_covering_consent, record_event
-from domain.consent import MISSED_TESTS, REFUSALS, SCREENING_RESULTS, DisclosureCategory
+from domain.consent import MISSED_TESTS, PERIODIC_SUMMARY, REFUSALS, SCREENING_RESULTS, DisclosureCategory
 from domain.disclosure import (
     CONFIRMING_BASES,
-    PERIODIC_SUMMARY,
     DELIVERED,
     PRESUMPTIVE_WORDING,
     RETRY,
@@ -321,6 +320,7 @@ class DisclosureActivities:
             identifiers = {"recipient_reference": participant.id}
         issued = now.isoformat()
         if row.facts.get("retracted"):
+            assert row.corrects is not None  # a retraction is planned with the report it withdraws
             return build_retraction(row.category, row.facts["retraction_reason"], identifiers, consent, row.id, issued,
                                     amends=row.corrects)
         if row.category == PERIODIC_SUMMARY:
@@ -336,6 +336,7 @@ class DisclosureActivities:
                             forensic=forensic)
 
     def _send(self, recipient: Recipient, disclosure_id: str, payload: dict, now: datetime) -> tuple[int | None, str | None]:
+        assert recipient.url is not None and recipient.secret_sealed is not None  # a webhook recipient has both
         body = encode_payload(payload)
         secret = open_text(self.keys, recipient.secret_sealed)
         headers = {"Content-Type": "application/json",
@@ -381,7 +382,7 @@ class DisclosureActivities:
         if refused:
             return _smtp_refusal(next(iter(refused.values()))[0])
         with session_scope(self.engine) as session:
-            queued = session.get(EmailOutbox, disclosure_id)
+            queued = session.get_one(EmailOutbox, disclosure_id)
             queued.sent_at = utcnow()
             session.add(queued)
         return Decision(DELIVERED, None, "the mail relay accepted the report (SMTP 250)")
@@ -391,13 +392,14 @@ class DisclosureActivities:
     def _record_attempt(self, disclosure_id: str, consent_id: str, payload: dict, status: int | None, kind: str,
                         reason: str, document_hash: str | None = None) -> None:
         with session_scope(self.engine) as session:
-            row = session.get(Disclosure, disclosure_id)
+            row = session.get_one(Disclosure, disclosure_id)
             row.consent_id, row.payload, row.last_status_code = consent_id, payload, status
             row.content_hash = document_hash
             row.attempts += 1
             row.reason = reason
-            row.status = {DELIVERED: DisclosureStatus.DELIVERED, RETRY: DisclosureStatus.RETRYING}.get(
-                kind, DisclosureStatus.FAILED)
+            statuses: dict[str, DisclosureStatus] = {DELIVERED: DisclosureStatus.DELIVERED,
+                                                     RETRY: DisclosureStatus.RETRYING}
+            row.status = statuses.get(kind, DisclosureStatus.FAILED)
             if kind == "delivered":
                 row.delivered_at = utcnow()
             row.updated_at = utcnow()
@@ -424,7 +426,7 @@ class DisclosureActivities:
 
     def _disable(self, recipient_id: str, reason: str) -> None:
         with session_scope(self.engine) as session:
-            recipient = session.get(Recipient, recipient_id)
+            recipient = session.get_one(Recipient, recipient_id)
             recipient.status, recipient.disabled_reason = "disabled", reason
             session.add(recipient)
 
@@ -489,8 +491,10 @@ def _basis_from_record(screening: Screening | None) -> str:
 
 def _reported_outcome(final_outcome: str | None) -> str:
     # A result with a documented legitimate explanation is reported as negative (MRO practice).
-    return {FinalOutcome.NEGATIVE: ReportOutcome.NEGATIVE, FinalOutcome.EXPLAINED: ReportOutcome.NEGATIVE,
-            FinalOutcome.POSITIVE: ReportOutcome.POSITIVE}.get(final_outcome or "", ReportOutcome.INVALID)
+    reported: dict[str, ReportOutcome] = {FinalOutcome.NEGATIVE: ReportOutcome.NEGATIVE,
+                                          FinalOutcome.EXPLAINED: ReportOutcome.NEGATIVE,
+                                          FinalOutcome.POSITIVE: ReportOutcome.POSITIVE}
+    return reported.get(final_outcome or "", ReportOutcome.INVALID)
 
 
 def _medication_adherence(session: Session, participant_id: str, first: date, last: date) -> list[dict]:
@@ -529,8 +533,10 @@ def _ledger_of(session: Session, row: MedicationOrderRecord) -> tuple[ledger.Dos
         elif dispense.kind == "injection":
             injections.append(key)
         else:
-            outcomes[key] = {DispenseKind.OBSERVED_DOSE: ledger.DOSED, DispenseKind.REFUSED: ledger.REFUSED,
-                             DispenseKind.HELD: ledger.HELD}[dispense.kind]
+            recorded: dict[str, ledger.LedgerStatus] = {DispenseKind.OBSERVED_DOSE: ledger.DOSED,
+                                                        DispenseKind.REFUSED: ledger.REFUSED,
+                                                        DispenseKind.HELD: ledger.HELD}
+            outcomes[key] = recorded[dispense.kind]
     for event in session.exec(select(MedicationEventRow).where(
             MedicationEventRow.order_id == row.id, MedicationEventRow.kind == "missed-dose")).all():
         outcomes.setdefault(event.day.isoformat(), ledger.MISSED)

@@ -76,9 +76,9 @@ class ReconcilerActivities:
                 select(Participant.id).where(Participant.status == ENROLLING, Participant.created_at < before)
                 .order_by(col(Participant.created_at)).limit(query.limit)).all()
             messages = session.exec(
-                select(LabMessage.id).where(LabMessage.status == RECEIVED, LabMessage.received_at < before)
+                select(col(LabMessage.id)).where(LabMessage.status == RECEIVED, LabMessage.received_at < before)
                 .order_by(col(LabMessage.id)).limit(query.limit)).all()
-        return Stuck(list(participants), list(messages))
+        return Stuck(list(participants), [m for m in messages if m is not None])  # primary keys: never None
 
     # --- enrollments -------------------------------------------------------------------------
 
@@ -189,7 +189,7 @@ class ReconcilerActivities:
         with session_scope(self.engine) as session:
             held = session.exec(select(QuarantineItem).where(QuarantineItem.lab_message_id == message_id,
                                                              QuarantineItem.reason_code == STALLED,
-                                                             QuarantineItem.resolved_at.is_(None))).first()
+                                                             col(QuarantineItem.resolved_at).is_(None))).first()
             if held is not None:
                 return False
             session.add(QuarantineItem(

@@ -87,6 +87,7 @@ class SelectionActivities:
         """Publish the seed (audited: selection.reveal by system); the time it was revealed."""
         row = selection.reveal(self.engine, self.keys, request.program, request.period, actor="system", role="system",
                                today=datetime.fromisoformat(request.at).astimezone(timezone.utc).date())
+        assert row.revealed_at is not None  # reveal() sets it or refuses
         return row.revealed_at.isoformat()
 
     @activity.defn
@@ -133,7 +134,7 @@ class SelectionActivities:
             detail=f"to {recipient.id} for {row.program} {row.period}: {decision.reason}"[:1000]))
         if decision.kind == "disable-recipient":
             with session_scope(self.engine) as session:
-                disabled = session.get(Recipient, recipient.id)
+                disabled = session.get_one(Recipient, recipient.id)
                 disabled.status, disabled.disabled_reason = "disabled", decision.reason
                 session.add(disabled)
         return AttemptResult(decision.kind, decision.reason, decision.delay_s, status)
@@ -146,6 +147,7 @@ class SelectionActivities:
     def _post(self, recipient: Recipient, notice_id: str, payload: dict,
               now: datetime) -> tuple[int | None, str | None]:
         body = encode_payload(payload)
+        assert recipient.url is not None and recipient.secret_sealed is not None  # a webhook recipient has both
         headers = {"Content-Type": "application/json",
                    **webhook_headers(open_text(self.keys, recipient.secret_sealed), notice_id, int(now.timestamp()),
                                      body)}
@@ -190,10 +192,11 @@ class SelectionActivities:
 
     def _record(self, notice_id: str, payload: dict, status: int | None, decision: Decision) -> None:
         with session_scope(self.engine) as session:
-            row = session.get(SelectionNotice, notice_id)
+            row = session.get_one(SelectionNotice, notice_id)
             row.payload, row.last_status_code, row.reason = payload, status, decision.reason
             row.attempts += 1
-            row.status = {DELIVERED: "delivered", RETRY: "retrying"}.get(decision.kind, "failed")
+            statuses: dict[str, str] = {DELIVERED: "delivered", RETRY: "retrying"}
+            row.status = statuses.get(decision.kind, "failed")
             if decision.kind == DELIVERED:
                 row.delivered_at = utcnow()
             row.updated_at = utcnow()

@@ -107,7 +107,7 @@ router = APIRouter(tags=["health"])
 
 def _loopback(request: Request) -> bool:
     try:
-        return bool(request.client) and ipaddress.ip_address(request.client.host).is_loopback
+        return request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
     except ValueError:
         return False
 

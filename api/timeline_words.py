@@ -21,10 +21,10 @@ from domain.vocab import DisclosureStatus, ResultStatus, ReviewDecision
 RECORD, ACCESS, TECHNICAL = "record", "access", "technical"
 
 # Workflow updates and signals: the words, and a function of the decoded argument to the detail.
-_REVIEW = {ReviewDecision.CONFIRM: "Result confirmed", ReviewDecision.EXCUSE: "Result excused (explained)",
+_REVIEW: dict[str, str] = {ReviewDecision.CONFIRM: "Result confirmed", ReviewDecision.EXCUSE: "Result excused (explained)",
            ReviewDecision.REQUEST_CONFIRMATION: "Confirmation test requested",
            ReviewDecision.REQUEST_RETEST: "Retest requested"}
-_RESULT = {ResultStatus.PRELIMINARY: "Preliminary lab result received", ResultStatus.FINAL: "Final lab result received",
+_RESULT: dict[str, str] = {ResultStatus.PRELIMINARY: "Preliminary lab result received", ResultStatus.FINAL: "Final lab result received",
            ResultStatus.CORRECTED: "Corrected lab result received"}
 
 
@@ -167,7 +167,7 @@ READS = {
     "/disclosures": "reports to recipients",
     "/worklist": "the worklist",
 }
-_OUTCOME_WORDS = {DisclosureStatus.DELIVERED: "delivered", DisclosureStatus.BLOCKED: "not sent (consent)",
+_OUTCOME_WORDS: dict[str, str] = {DisclosureStatus.DELIVERED: "delivered", DisclosureStatus.BLOCKED: "not sent (consent)",
                   DisclosureStatus.FAILED: "not delivered", DisclosureStatus.RETRYING: "not delivered yet, retrying"}
 
 

@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import random
 import statistics
 import time
 import uuid
 from datetime import date, datetime, timezone
+from typing import Any
+
+from sqlmodel import col
 
 from bench.capacity import namespace_cost, participant_days
 from bench.harness import embedded_stack, rss_mib, timed
@@ -41,7 +45,7 @@ from tests.receiver import webhook_receiver
 from workflows.contracts import ParticipantInput, ParticipantState
 from workflows.participant import ParticipantWorkflow, workflow_id
 
-PERSON = {"given_name": "Bench", "family_name": "Person", "date_of_birth": "1980-01-01", "site": "north",
+PERSON: dict[str, Any] = {"given_name": "Bench", "family_name": "Person", "date_of_birth": "1980-01-01", "site": "north",
           "case_numbers": [{"system": "bench-court", "value": "B-1"}]}
 PIPELINE_ACTIVITIES, PIPELINE_LOCAL_ACTIVITIES = 3, 6  # confirm, notify, deliver; open, 4 saves, plan
 ROWS: list[tuple[str, str, str]] = []
@@ -154,12 +158,12 @@ async def at_scale(participants: int) -> None:
                                               id=workflow_id(pid), task_queue=stack.task_queue)
 
         started = time.perf_counter()
-        await timed([lambda pid=pid: start(pid) for pid in ids], 16)
+        await timed([functools.partial(start, pid) for pid in ids], 16)
         row(f"(c) {participants} participant workflows started", f"{time.perf_counter() - started:.0f} s")
         # Every workflow has run its first task (enrollment confirmed): then the fleet is idle, waiting on timers.
         while True:
             with session_scope(stack.engine) as session:
-                pending = session.query(Participant).filter(Participant.status == "enrolling").count()
+                pending = session.query(Participant).filter(col(Participant.status) == "enrolling").count()
             if pending == 0:
                 break
             await asyncio.sleep(1)

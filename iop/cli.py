@@ -457,7 +457,8 @@ def hl7_listen(
     lab_token: Annotated[str, typer.Option(
         envvar="IOP_MLLP_LAB_TOKEN",
         help="Id of the lab token (`iop token create --role lab ...`) whose registered sender this listener "
-             "accepts; MLLP has no credentials [IOP_MLLP_LAB_TOKEN]")] = ...,
+             "accepts; MLLP has no credentials [IOP_MLLP_LAB_TOKEN]",
+    )] = ...,  # type: ignore[assignment]  # typer: ... means required
 ) -> None:
     """Receive ORU^R01 over MLLP for one lab; each message is stored, filed or quarantined, and ACKed.
     Only peers on IOP_MLLP_ALLOW may connect; put a TLS proxy in front for anything beyond this host."""
@@ -478,7 +479,7 @@ async def _run_hl7_listener(settings: Settings, host: str, port: int, lab_token:
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     engine = make_engine(settings.resolved_database_url)
-    if LabIngest(engine, None).sender_for_token(lab_token).refused:  # type: ignore[arg-type]
+    if LabIngest(engine, None).sender_for_token(lab_token).refused:  # type: ignore[arg-type]  # no Temporal needed
         raise typer.BadParameter(f"no usable lab token has the id {lab_token} (revoked, expired or unknown)")
     server = await serve_mllp(LabIngest(engine, await connect(settings), settings.task_queue), host, port,
                               token_id=lab_token, allow=allow)
@@ -615,7 +616,6 @@ async def _run_dev(settings: Settings) -> None:
                 log_level="warning",
             )
         )
-        server.install_signal_handlers = lambda: None  # one stop event drives every part
         async with build_worker(client, engine, settings.task_queue, notifier=notifier_for(settings),
                                 pager=pager_for(settings), smtp=smtp_for(settings),
                                 letterhead=settings.report_letterhead):
@@ -706,7 +706,7 @@ def simulate(
             from domain.program import program_from_dict
 
             definition = {k: v for k, v in json.loads(program.read_text()).items() if k != "note"}
-            phases = [p.name for p in program_from_dict(definition).phases]
+            phases: tuple[str, ...] | list[str] = [p.name for p in program_from_dict(definition).phases]
         else:
             from domain.plan import PHASES as phases
         validate(participants, days, no_show_rate, phase, phases)

@@ -217,15 +217,19 @@ def run_rules(participants: int, days: int, phase: str = "phase-1", seed: int | 
                 if progress:
                     progress(done, participants)
     day_list = [first + timedelta(days=i) for i in range(days)]
+
+    def daily(key: str) -> list[int]:  # a count per day, summed over the parts
+        return [sum(values) for values in zip(*(part[key] for part in parts))]
+
     holidays = [holiday_name(d) or plan_closed_label(program, d) for d in day_list]
     report = RulesReport(
         participants=participants, days=days, phase=plan.phase, seed=seed, first_day=first, last_day=day_list[-1],
         assumptions=assumptions, plan_tests_per_week=plan.tests_per_week,
         daily_probability=min(1.0, plan.tests_per_week / len(plan.collection_weekdays)),
         day_list=day_list, holidays=holidays, closed=[not is_collection_day(plan, d) for d in day_list],
-        **{key: [sum(values) for values in zip(*(part[key] for part in parts))]
-           for key in ("tests", "forced", "collected", "missed", "observed_female", "observed_male",
-                       "confirmations", "observed_doses")},
+        tests=daily("tests"), forced=daily("forced"), collected=daily("collected"), missed=daily("missed"),
+        observed_female=daily("observed_female"), observed_male=daily("observed_male"),
+        confirmations=daily("confirmations"), observed_doses=daily("observed_doses"),
     )
     report.per_participant_tests = [n for part in parts for n in part["per_participant_tests"]]
     report.per_participant_weekend = [n for part in parts for n in part["per_participant_weekend"]]

@@ -41,7 +41,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from store.db import session_scope
+from store.db import session_scope, table_of
 from store.models import AuditEvent, AuditHead
 
 GENESIS = "0" * 64
@@ -130,7 +130,7 @@ def append(engine: Engine, entry: AuditEntry, keys: Sequence[AuditKey] | None = 
     signer = (keys or keys_for(engine))[0]
     with session_scope(engine) as session:
         if session.get_bind().dialect.name == "postgresql":
-            session.exec(text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=_APPEND_LOCK))
+            session.connection().execute(text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=_APPEND_LOCK))
         last = session.exec(select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(1)).first()
         row = AuditEvent(
             seq=(last.seq + 1) if last else 1,
@@ -156,7 +156,7 @@ def _storable(text: str) -> str:
 
 
 def _limit(name: str) -> int:
-    column = AuditEvent.__table__.columns[name]
+    column = table_of(AuditEvent).columns[name]
     return getattr(column.type, "length", None) or 1_000_000
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
-from typing import Annotated, Literal
+from typing import Annotated, Literal, overload
 from uuid import uuid4
 from zoneinfo import ZoneInfo
 
@@ -59,7 +59,7 @@ class SessionIn(RequestModel):
         "participant_ids": ["p-3f9a1c27b4"], "weekly_repeats": 4,
     }]})
 
-    kind: Literal[tuple(k.value for k in SessionKind)] = Field(  # type: ignore[valid-type]
+    kind: Literal[tuple(k.value for k in SessionKind)] = Field(  # type: ignore[valid-type]  # runtime-built enum
         description="group or individual (an individual session has exactly one participant)")
     title: str = Field(min_length=1, max_length=200, description="What the session is, e.g. 'Relapse prevention "
                                                                  "group'; no participant names")
@@ -108,10 +108,10 @@ class AttendanceIn(RequestModel):
     }]})
 
     participant_id: str = Field(min_length=1, max_length=40, description="Whose attendance")
-    status: Literal[STATUSES] = Field(  # type: ignore[valid-type]
+    status: Literal[STATUSES] = Field(  # type: ignore[valid-type]  # runtime-built enum
         description="present, late (came after the start), excused (absent with a reason accepted) or absent")
     note: str | None = Field(default=None, max_length=500, description="Why excused (required then), or a remark")
-    method: Literal[RECORDING_METHODS] = Field(  # type: ignore[valid-type]
+    method: Literal[RECORDING_METHODS] = Field(  # type: ignore[valid-type]  # runtime-built enum
         default="staff", description="Who recorded it: staff, or the kiosk at the door")
 
     @model_validator(mode="after")
@@ -152,6 +152,14 @@ class AttendanceSummaryPublic(BaseModel):
 
 def _utc(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc)
+
+
+@overload
+def _aware(moment: datetime) -> datetime: ...
+
+
+@overload
+def _aware(moment: datetime | None) -> datetime | None: ...
 
 
 def _aware(moment: datetime | None) -> datetime | None:

@@ -27,6 +27,7 @@ from api.tokens import Actor, expiry_after, issue_token, sender_problem
 from domain.vocab import Role
 from api.workflow_calls import workflow_call
 from iop.audit import write_checkpoint
+from iop.codec import encryption_codec
 from store.audit import AuditKeyError, CheckpointError, read_checkpoints, verify
 from store.models import (ApiToken, AuditEvent, Disclosure, MedicationOrderRecord, Participant, Recipient, Screening,
                           SelectionDraw, utcnow)
@@ -185,7 +186,7 @@ def _participant_workflows(session: Session, participant_id: str) -> tuple[list[
     audit = session.exec(select(AuditEvent).where(AuditEvent.participant_id == participant_id)
                          .order_by(col(AuditEvent.seq))).all()
     done_reading(session)
-    return ids, draws, {"roles": {t.id: t.role for t in tokens}, "names": {t.id: t.name for t in tokens},
+    return ids, list(draws), {"roles": {t.id: t.role for t in tokens}, "names": {t.id: t.name for t in tokens},
                         "recipients": recipients, "audit": audit}
 
 
@@ -260,7 +261,7 @@ class WorkflowEventPublic(BaseModel):
 
 
 def _workflow_event(raw: dict[str, Any]) -> WorkflowEventPublic:
-    attributes = next((value for key, value in raw.items() if key.endswith("EventAttributes")), {})
+    attributes: dict[str, Any] = next((value for key, value in raw.items() if key.endswith("EventAttributes")), {})
     return WorkflowEventPublic(event_id=int(raw.get("eventId", 0)), event_time=raw.get("eventTime"),
                                event_type=str(raw.get("eventType", "")), attributes=attributes)
 
@@ -317,7 +318,7 @@ def _from_proto(payloads: list[Payload]) -> CodecBody:
 async def codec_decode(body: CodecBody, actor: Auditor, services: ServicesDep) -> CodecBody:
     """The Temporal UI's remote codec: decrypts payloads for an authorised viewer."""
     try:
-        return _from_proto(await services.temporal.data_converter.payload_codec.open(_to_proto(body.payloads)))
+        return _from_proto(await encryption_codec(services.temporal.data_converter).open(_to_proto(body.payloads)))
     except Exception as exc:  # noqa: BLE001 - a wrong key or a tampered payload
         raise ProblemError(422, f"These payloads cannot be decoded with the configured keys ({type(exc).__name__}).")
 
@@ -325,7 +326,7 @@ async def codec_decode(body: CodecBody, actor: Auditor, services: ServicesDep) -
 @router.post("/codec/encode", response_model=CodecBody, responses=responses(401, 403, 422))
 async def codec_encode(body: CodecBody, actor: Admin, services: ServicesDep) -> CodecBody:
     """Admins only: an encrypted payload is what a production worker accepts as coming from the service."""
-    return _from_proto(await services.temporal.data_converter.payload_codec.encode(_to_proto(body.payloads)))
+    return _from_proto(await encryption_codec(services.temporal.data_converter).encode(_to_proto(body.payloads)))
 
 
 # --- tokens ---------------------------------------------------------------------------------

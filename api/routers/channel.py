@@ -74,7 +74,7 @@ class Inbound(BaseModel):
     voice: bool
 
 
-async def _verified(request: Request, services: ServicesDep) -> Inbound | dict[str, str]:
+async def _verified(request: Request, services: ServicesDep) -> dict[str, str]:
     """The post's fields, if its signature holds; otherwise 403 (audited, nothing processed)."""
     raw = await request.body()
     if len(raw) > MAX_BODY:
@@ -258,7 +258,9 @@ def _colour_words(engine, participant_id: str, answer) -> str | None:
     """In a colour-mode program: today's colours and whether the participant's is called (None otherwise)."""
     with Session(engine) as session:
         participant = session.get(Participant, participant_id)
-        found = current_program(session, participant.program) if participant is not None else None
+        if participant is None:
+            return None
+        found = current_program(session, participant.program)
         if found is None or found[0].mode != "colour" or participant.site not in found[0].sites:
             return None
         today = date.fromisoformat(answer.day)
@@ -279,7 +281,7 @@ def _record_told(engine, participant_id: str, screening_id: str, method: str) ->
 
 
 # The gateway's word -> what became of the notice.
-RECEIPT_STATUSES = {GatewayStatus.DELIVERED: NoticeStatus.DELIVERED, GatewayStatus.FAILED: NoticeStatus.FAILED,
+RECEIPT_STATUSES: dict[str, NoticeStatus] = {GatewayStatus.DELIVERED: NoticeStatus.DELIVERED, GatewayStatus.FAILED: NoticeStatus.FAILED,
                     GatewayStatus.UNDELIVERED: NoticeStatus.UNDELIVERED, GatewayStatus.SENT: NoticeStatus.ACCEPTED,
                     GatewayStatus.QUEUED: NoticeStatus.ACCEPTED, GatewayStatus.ACCEPTED: NoticeStatus.ACCEPTED,
                     GatewayStatus.READ: NoticeStatus.DELIVERED}
@@ -401,7 +403,7 @@ def set_colour(participant_id: str, body: ColourRequest, request: Request, actor
     if body.colour is not None and body.colour not in names:
         raise ProblemError(422, f"{body.colour!r} is not a colour of program {participant.program}; its colours are "
                                 f"{', '.join(names)}.")
-    row = session.get(Participant, participant_id)
+    row = session.get_one(Participant, participant_id)
     row.colour, row.updated_at = body.colour, utcnow()
     session.add(row)
     session.commit()
@@ -446,6 +448,7 @@ class CallResolution(RequestModel):
 
 
 def _item(entry: CallListEntry, participant: Participant | None, attempts: list[NotificationAttempt]) -> CallListItemOut:
+    assert entry.id is not None  # a stored row
     return CallListItemOut(
         id=entry.id, participant_id=entry.participant_id,
         name=f"{participant.given_name} {participant.family_name}" if participant else "?",
@@ -483,8 +486,8 @@ def call_list(request: Request, actor: FrontDesk, session: SessionDep, pages: Pa
     query = select(CallListEntry, Participant).join(Participant, col(Participant.id) == CallListEntry.participant_id)
     if resolved_since is not None and not include_resolved:
         since = resolved_since if resolved_since.tzinfo else resolved_since.replace(tzinfo=timezone.utc)
-        query = query.where((CallListEntry.resolved_at == None)  # noqa: E711
-                            | (CallListEntry.resolved_at >= since.astimezone(timezone.utc)))
+        query = query.where(col(CallListEntry.resolved_at).is_(None)
+                            | (col(CallListEntry.resolved_at) >= since.astimezone(timezone.utc)))
     elif not include_resolved:
         query = query.where(CallListEntry.resolved_at == None)  # noqa: E711
     if site:

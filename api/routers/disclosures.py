@@ -38,7 +38,7 @@ from domain.consent import (
 from domain.disclosure import new_webhook_secret
 from domain.vocab import DeliveryMethod, DisclosureStatus
 from domain.verifiable import NOTICE_SUBSCRIPTIONS, NoticeSubscription
-from iop.codec import seal_text
+from iop.codec import encryption_codec, seal_text
 from store.models import CaseEvent, ConsentRecord, Disclosure, Recipient, utcnow
 from workflows.contracts import disclosure_workflow_id
 from workflows.disclosure import DisclosureWorkflow
@@ -133,7 +133,7 @@ def create_recipient(body: RecipientIn, actor: Admin, session: SessionDep, servi
         _check_url(body.url or "", services.settings)
         secret = new_webhook_secret(secrets.token_bytes(32))
     # Sealed with the payload keys the worker holds too, so it can sign.
-    keys = services.temporal.data_converter.payload_codec.keys
+    keys = encryption_codec(services.temporal.data_converter).keys
     row = Recipient(id="r-" + secrets.token_hex(4), **body.model_dump(),
                     secret_sealed=seal_text(keys, secret) if secret else None)
     session.add(row)

@@ -265,7 +265,7 @@ def list_quarantine(
 ) -> Page[QuarantinePublic]:
     """Lab results and messages held for staff, oldest first, one page at a time."""
     query = select(QuarantineItem).where(
-        QuarantineItem.resolved_at.is_not(None) if resolved else QuarantineItem.resolved_at.is_(None))
+        col(QuarantineItem.resolved_at).is_not(None) if resolved else col(QuarantineItem.resolved_at).is_(None))
     unknown = [r for r in reason_code if r not in QUARANTINE_REASONS]
     if unknown:
         raise ProblemError(422, f"Unknown reason_code {', '.join(repr(r[:60]) for r in unknown)}; the reasons are: "
@@ -527,7 +527,7 @@ def quarantine_item(item_id: Annotated[int, Path(ge=1, le=2**31 - 1)], actor: Re
     specimens = [s for s in ((record or {}).get("placer"), (record or {}).get("specimen"),
                              (record or {}).get("filler")) if s]
     ranked = []
-    awaiting = session.exec(select(Screening).where(Screening.collected_at.is_not(None))
+    awaiting = session.exec(select(Screening).where(col(Screening.collected_at).is_not(None))
                             .order_by(col(Screening.collected_at).desc()).limit(200)).all()
     for screening in awaiting:
         why, score = [], 0
@@ -605,4 +605,5 @@ def lab_turnaround(actor: Reader, session: SessionDep, pages: PagingDep,
 
 def _naive(moment: datetime) -> datetime:
     """UTC without tzinfo (SQLite returns naive UTC, PostgreSQL aware)."""
-    return moment if moment.tzinfo is None else (moment - moment.utcoffset()).replace(tzinfo=None)
+    offset = moment.utcoffset()
+    return moment if offset is None else (moment - offset).replace(tzinfo=None)

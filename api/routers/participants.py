@@ -165,7 +165,7 @@ async def _complete(services: ServicesDep, session: Session, request: Request,
     was committed): finish that enrollment rather than replay an answer that was never given."""
     if replayed.status != ENROLLING:
         return replayed
-    participant = await run_in_threadpool(session.get, Participant, replayed.id)
+    participant = await run_in_threadpool(session.get_one, Participant, replayed.id)
     try:
         await _start_program(services, participant)
     except WorkflowAlreadyStartedError:

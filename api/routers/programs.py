@@ -97,7 +97,7 @@ class ProgramIn(RequestModel):
     phases: list[PhaseIn] = Field(min_length=1, max_length=20, description="The phases, in the order participants "
                                                                            "go through them")
     collection_windows: dict[SpecimenType, float] = Field(
-        default_factory=lambda: dict(DEFAULT_WINDOWS),
+        default_factory=lambda: {SpecimenType(kind): hours for kind, hours in DEFAULT_WINDOWS.items()},
         description="Hours from notice to the end of collection, per specimen type (ends at closing time)")
     make_up_hours: float = Field(default=24.0, ge=0, le=168,
                                  description="Hours staff have to order a make-up test for a lost one")

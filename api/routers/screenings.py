@@ -549,5 +549,6 @@ async def set_forensic(screening_id: str, body: ForensicRequest, actor: FrontDes
                 await services.temporal.start_workflow(
                     DiscloseEventWorkflow.run, event, id=f"disclose-{row.id}-clinical-{category}-{uuid4().hex[:8]}",
                     task_queue=services.settings.task_queue)
+    assert row.forensic is not None  # set just now
     return ForensicSetting(screening_id=row.id, forensic=row.forensic, reason=row.forensic_reason,
                            set_by=row.forensic_set_by, set_at=row.forensic_set_at)

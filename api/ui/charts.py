@@ -60,10 +60,12 @@ def worse(a: DayMark | None, b: DayMark) -> DayMark:
 def screening_kind(status: str, final_outcome: str | None) -> str:
     """A screening's place on the calendar, from its status and (when final) its outcome."""
     if status in (S.FINAL, S.COMPLETED):
-        return {F.NEGATIVE: D.NEGATIVE, F.POSITIVE: D.POSITIVE, F.EXPLAINED: D.EXPLAINED, F.INVALID: D.INVALID,
-                F.REFUSAL: D.REFUSED}.get(final_outcome or "", D.PENDING)
-    return {S.MISSED: D.MISSED, S.EXCUSED: D.EXCUSED, S.REFUSED: D.REFUSED, S.CANCELLED: D.CANCELLED,
-            S.NO_RESULT: D.NO_RESULT}.get(status, D.PENDING)
+        by_outcome: dict[str, D] = {F.NEGATIVE: D.NEGATIVE, F.POSITIVE: D.POSITIVE, F.EXPLAINED: D.EXPLAINED,
+                                    F.INVALID: D.INVALID, F.REFUSAL: D.REFUSED}
+        return by_outcome.get(final_outcome or "", D.PENDING)
+    by_status: dict[str, D] = {S.MISSED: D.MISSED, S.EXCUSED: D.EXCUSED, S.REFUSED: D.REFUSED,
+                               S.CANCELLED: D.CANCELLED, S.NO_RESULT: D.NO_RESULT}
+    return by_status.get(status, D.PENDING)
 
 
 def _attrs(**values: Any) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 from collections import Counter
 from datetime import date, datetime, time, timedelta
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -84,7 +85,8 @@ async def login_form(request: Request) -> Response:
 async def login(request: Request) -> Response:
     store = store_for(request.app)
     form = await request.form()
-    if not store.login_ok(request.cookies.get(LOGIN_COOKIE), form.get("login_token")):  # type: ignore[arg-type]
+    presented = form.get("login_token")
+    if not store.login_ok(request.cookies.get(LOGIN_COOKIE), presented):  # type: ignore[arg-type]  # a text field
         request.state.audit_detail = "dashboard sign-in refused: CSRF check failed"
         return _login_page(request, status=403, error="This sign-in form expired or did not come from this "
                                                       "dashboard (are cookies enabled?). Try again.")
@@ -297,7 +299,7 @@ async def _likely_duplicates(ctx: Ctx, body: dict[str, Any]) -> list[dict[str, s
     except ValueError:
         born = None
     new = search.Person(body.get("given_name") or "", body.get("family_name") or "", born, body.get("phone"))
-    reads = []
+    reads: list[Awaitable[Any]] = []
     if born:
         reads.append(ctx.api.get_all("/participants", cap=200, date_of_birth=born.isoformat()))
     if len(search.phone_digits(new.phone)) >= 7:
@@ -426,7 +428,7 @@ async def participant(request: Request, ctx: Ctx) -> Response:
 
 def _forms(ctx: Ctx, *names: str) -> dict[str, Any]:
     """The refused form's values and errors, under its name; the others empty."""
-    out = {name: ({}, {}) for name in names}
+    out: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {name: ({}, {}) for name in names}
     for name in names:
         state = ctx.session.take_form(name)
         if state is not None:
@@ -823,9 +825,10 @@ async def stop_medication(request: Request, ctx: Ctx) -> Response:
 async def reassess(request: Request, ctx: Ctx) -> Response:
     order_id = request.path_params["order_id"]
     body = {"decision": ctx.value("decision") or "resume", "note": ctx.value("note")}
-    words = {ReassessmentDecision.RESUME: "Hold released: dosing resumes.",
-             ReassessmentDecision.KEEP_HOLDING: "The hold stays.",
-             ReassessmentDecision.HOLD: "Dosing is held."}.get(body["decision"], "Reassessment recorded.")
+    outcomes: dict[str, str] = {ReassessmentDecision.RESUME: "Hold released: dosing resumes.",
+                                ReassessmentDecision.KEEP_HOLDING: "The hold stays.",
+                                ReassessmentDecision.HOLD: "Dosing is held."}
+    words = outcomes.get(body["decision"] or "", "Reassessment recorded.")
     return await _act(ctx, f"/medications/{order_id}/reassessment", body, safe_next(ctx.value("next") or None), words)
 
 

@@ -6,7 +6,7 @@ Create Date: 2026-11-23 19:23:16.335983
 """
 from alembic import op
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 
 
 revision = '0003'

@@ -9,7 +9,7 @@ Revises: 0018
 Create Date: 2026-12-01 12:45:00
 """
 from alembic import op
-import sqlmodel
+import sqlmodel.sql.sqltypes
 
 
 revision = '0007'

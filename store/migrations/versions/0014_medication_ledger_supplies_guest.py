@@ -12,7 +12,7 @@ guest-dosing copy of an order.
 """
 from alembic import op
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 
 
 revision = '0014'

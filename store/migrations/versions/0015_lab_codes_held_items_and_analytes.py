@@ -11,7 +11,7 @@ change (issue 19).
 """
 from alembic import op
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 
 
 revision = '0015'

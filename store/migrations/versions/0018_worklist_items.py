@@ -11,7 +11,7 @@ alerts and quarantine items are not back-filled here: the escalation workflow's 
 """
 from alembic import op
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 
 
 revision = '0018'

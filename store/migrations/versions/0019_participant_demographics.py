@@ -9,7 +9,7 @@ ethnicity, sex, age band, payer; domain/demographics.py) and who recorded them (
 """
 from alembic import op
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 
 
 revision = '0019'

@@ -10,7 +10,7 @@ of the document the recipient received, for the accounting of disclosures (42 CF
 """
 from alembic import op
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 
 
 revision = '0020'

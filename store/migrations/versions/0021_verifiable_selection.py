@@ -9,7 +9,7 @@ beacon and the reveal; selection_draws gains what anyone needs to recompute a dr
 """
 from alembic import op
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 
 
 revision = '0021'

@@ -11,7 +11,7 @@ them, with the consents that were told (issue 16).
 """
 from alembic import op
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 
 
 revision = '0022'

@@ -10,7 +10,7 @@ check-in records whether the program made it reportable (issue 15).
 """
 from alembic import op
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 
 
 revision = '0023'

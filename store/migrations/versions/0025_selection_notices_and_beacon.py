@@ -10,7 +10,7 @@ records when its public beacon was entered (issue 21).
 """
 from alembic import op
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 
 
 revision = '0025'
