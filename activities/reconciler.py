@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -17,11 +17,11 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from domain.lab_intake import SenderBinding
 from ingest.lab import LabIngest, LabSender
-from store.programs import current_program
 from iop.enrollment import IncompleteRecord, program_input, start_program
 from store import audit
 from store.db import session_scope
 from store.models import IdempotencyRecord, LabMessage, Participant, QuarantineItem, utcnow
+from store.programs import current_program
 
 log = logging.getLogger(__name__)
 
@@ -210,4 +210,4 @@ class ReconcilerActivities:
 
 
 def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -14,7 +14,7 @@ import json
 import logging
 import smtplib
 from collections.abc import Sequence
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from email.message import EmailMessage
 
 import httpx
@@ -26,8 +26,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.disclosure import SmtpSettings, _smtp_refusal
 from domain import verifiable
-from domain.vocab import DisclosureStatus
 from domain.disclosure import DELIVERED, RETRY, Decision, classify_response, encode_payload, webhook_headers
+from domain.vocab import DisclosureStatus
 from iop.codec import CodecKey, open_text
 from store import audit, selection
 from store.db import session_scope
@@ -78,7 +78,7 @@ class SelectionActivities:
     def open_selection_period(self, request: SelectionPeriodInput) -> PeriodOpened:
         """The period's commitment, committing a fresh seed if it has none yet (audited: selection.commit)."""
         row = selection.open_period(self.engine, self.keys, request.program, request.period)
-        published = row.published_at if row.published_at.tzinfo else row.published_at.replace(tzinfo=timezone.utc)
+        published = row.published_at if row.published_at.tzinfo else row.published_at.replace(tzinfo=UTC)
         return PeriodOpened(row.commitment, published.isoformat(),
                             verifiable.reveal_moment(row.period).isoformat())
 
@@ -86,7 +86,7 @@ class SelectionActivities:
     def reveal_selection_period(self, request: RevealRequest) -> str:
         """Publish the seed (audited: selection.reveal by system); the time it was revealed."""
         row = selection.reveal(self.engine, self.keys, request.program, request.period, actor="system", role="system",
-                               today=datetime.fromisoformat(request.at).astimezone(timezone.utc).date())
+                               today=datetime.fromisoformat(request.at).astimezone(UTC).date())
         assert row.revealed_at is not None  # reveal() sets it or refuses
         return row.revealed_at.isoformat()
 
@@ -99,7 +99,7 @@ class SelectionActivities:
 
     @activity.defn
     def attempt_selection_notice(self, notice_id: str) -> AttemptResult:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with Session(self.engine) as session:
             row = session.get(SelectionNotice, notice_id)
             recipient = session.get(Recipient, row.recipient_id) if row else None
@@ -115,7 +115,7 @@ class SelectionActivities:
             return self._settle(notice_id, "blocked", f"recipient {recipient.id} no longer subscribes to "
                                                       f"{verifiable.SELECTION_COMMITMENTS}")
         published = period.published_at if period.published_at.tzinfo else period.published_at.replace(
-            tzinfo=timezone.utc)
+            tzinfo=UTC)
         payload = verifiable.build_notice(
             row.kind, row.id, row.program, row.period, period.commitment, published.isoformat(), now.isoformat(),
             beacon_text=period.beacon,

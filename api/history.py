@@ -6,7 +6,7 @@ import base64
 import json
 import re
 from dataclasses import asdict, dataclass
-from datetime import timezone
+from datetime import UTC
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
@@ -85,7 +85,7 @@ async def render(client: Client, workflow_id: str, events: list[HistoryEvent]) -
 
     def add(event: HistoryEvent, what: str, actor: str = "system", detail: str = "", kind: str = words.RECORD,
             action: str = "") -> None:
-        at = event.event_time.ToDatetime(tzinfo=timezone.utc).isoformat()
+        at = event.event_time.ToDatetime(tzinfo=UTC).isoformat()
         entries.append(TimelineEntry(at, "workflow", workflow_id, what, actor or "system", detail, kind, action))
 
     for event in events:
@@ -155,11 +155,11 @@ async def render(client: Client, workflow_id: str, events: list[HistoryEvent]) -
             add(event, "History continued in a new run (state carried over)", kind=words.TECHNICAL,
                 action="continued as new")
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
-            add(event, "Stopped by an administrator", detail=event.workflow_execution_terminated_event_attributes.reason,
-                action="terminated")
+            add(event, "Stopped by an administrator",
+                detail=event.workflow_execution_terminated_event_attributes.reason, action="terminated")
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
-            add(event, "Stopped by an error", detail=event.workflow_execution_failed_event_attributes.failure.message[:300],
-                action="failed")
+            add(event, "Stopped by an error",
+                detail=event.workflow_execution_failed_event_attributes.failure.message[:300], action="failed")
     return entries
 
 

@@ -19,20 +19,20 @@ the codec routes change nothing.
 from __future__ import annotations
 
 import hashlib
-import logging
 import json
+import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from starlette.middleware.base import BaseHTTPMiddleware
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, select
+from starlette.middleware.base import BaseHTTPMiddleware
 
 from api.deps import authenticated
 from api.problems import ProblemError, transient_database_error
@@ -145,7 +145,7 @@ def _claim(engine, actor: str, route: str, subject: str, key: str, digest: str, 
 
 
 def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _answered(engine, record_id: int, status_code: int, answer: Any) -> None:

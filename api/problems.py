@@ -106,7 +106,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [FieldError(field=_field_name(e.get("loc", ())), message=e.get("msg", "invalid")) for e in exc.errors()]
+        errors = [FieldError(field=_field_name(e.get("loc", ())), message=e.get("msg", "invalid"))
+                  for e in exc.errors()]
         named = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
         return problem_response(request, 422, f"The request is not valid. {named}", errors=errors)
 

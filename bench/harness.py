@@ -23,8 +23,8 @@ from temporalio.worker import Worker
 
 from api.app import create_app
 from api.tokens import issue_token
-from domain.vocab import Role
 from bench.noop import NoopActivities, NoopPipelineWorkflow, NoopWorkflow
+from domain.vocab import Role
 from iop.codec import data_converter, format_key, new_key
 from iop.settings import Settings
 from iop.worker import build_worker
@@ -92,7 +92,8 @@ async def embedded_stack(*, worker_process: bool = False) -> AsyncIterator[Stack
         try:
             if not worker_process:
                 await workers.enter_async_context(build_worker(env.client, engine, task_queue))
-            await workers.enter_async_context(Worker(env.client, task_queue="bench-noop", activities=NoopActivities().all(),
+            await workers.enter_async_context(Worker(env.client, task_queue="bench-noop",
+                                                     activities=NoopActivities().all(),
                                                      workflows=[NoopWorkflow, NoopPipelineWorkflow]))
             serving = asyncio.create_task(server.serve())
             while not server.started:

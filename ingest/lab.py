@@ -16,7 +16,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, overload
 
 from fastapi.concurrency import run_in_threadpool
@@ -28,8 +28,6 @@ from temporalio.service import RPCStatusCode
 
 from domain import loinc_tox
 from domain.analytes import ANALYTES, DEFAULT_CODE_MAP, local_system, map_code
-from domain.medication import expected_substance
-from domain.vocab import Role
 from domain.hl7 import (
     AckCode,
     AckError,
@@ -43,15 +41,17 @@ from domain.hl7 import (
     parse_oru,
     split_batch,
 )
+from domain.lab_intake import UNREGISTERED_TOKEN, SenderBinding, body_digest, sender_refusal
+from domain.medication import expected_substance
+from domain.vocab import Role
 from ingest.offload import off_loop
 from iop.crashpoints import crash_point
 from iop.reopen import reopen_screening
 from iop.temporal import not_available_now
 from store.db import session_scope
-from domain.lab_intake import UNREGISTERED_TOKEN, SenderBinding, body_digest, sender_refusal
 from store.models import (
-    ApiToken,
     AnalyteDefinition,
+    ApiToken,
     CodeMapping,
     LabMessage,
     LabResult,
@@ -148,7 +148,7 @@ def storable(text: str | None) -> str | None:
 
 
 def _hl7_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S+0000")
+    return datetime.now(UTC).strftime("%Y%m%d%H%M%S+0000")
 
 
 def _salvaged_key(raw: str) -> tuple[str, str]:
@@ -644,7 +644,8 @@ class LabIngest:
                 raise LookupError(f"no screening {screening_id!r}")
             return screening
 
-    def _resolve(self, item_id: int, resolution: str, actor: str, note: str, screening_id: str | None) -> QuarantineItem:
+    def _resolve(self, item_id: int, resolution: str, actor: str, note: str,
+                 screening_id: str | None) -> QuarantineItem:
         with session_scope(self.engine) as session:
             item = session.get_one(QuarantineItem, item_id)
             item.resolved_at, item.resolution, item.resolved_by = utcnow(), resolution, actor
@@ -693,7 +694,7 @@ def _record(lab_id: str, order: Order) -> dict[str, Any]:
 
 
 def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _cross_check(patient: PatientIds, participant: Participant) -> None:

@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -84,7 +84,7 @@ def token_create(
 
     settings = get_settings()
     try:
-        expires = expiry_after(days, datetime.now(timezone.utc))
+        expires = expiry_after(days, datetime.now(UTC))
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--days") from exc
     with session_scope(make_engine(settings.resolved_database_url)) as session:
@@ -92,7 +92,8 @@ def token_create(
             _, plaintext = issue_token(session, name=name, role=role, expires_at=expires,
                                        sender_application=sender_app, sender_facility=sender_facility)
         except ValueError as exc:
-            flags = str(exc).replace("sender_application", "--sender-app").replace("sender_facility", "--sender-facility")
+            flags = (str(exc).replace("sender_application", "--sender-app")
+                     .replace("sender_facility", "--sender-facility"))
             raise typer.BadParameter(flags) from exc
     typer.echo(plaintext)
 
@@ -120,8 +121,9 @@ def _cli_actor(by: str | None) -> str:
 def _save_program(data: dict, note: str | None, by: str | None, action: str | None = None) -> None:
     """Save a program version and write the audit event the API writes for the same edit (action, program id,
     outcome as the HTTP status the API would answer), with the CLI's user as the actor."""
-    from domain.program import program_from_dict
     from sqlmodel import Session
+
+    from domain.program import program_from_dict
     from store import audit
     from store.db import make_engine, session_scope
     from store.models import ProgramRecord
@@ -174,9 +176,10 @@ def program_show(program_id: str) -> None:
     """Print the current version of a program as JSON."""
     import json
 
+    from sqlmodel import Session
+
     from domain.program import program_to_dict
     from store.db import make_engine
-    from sqlmodel import Session
     from store.programs import current_program
 
     with Session(make_engine(get_settings().resolved_database_url)) as session:
@@ -192,9 +195,10 @@ def program_import_ics(program_id: str, site: str,
                        by: ByOpt = None) -> None:
     """Add the all-day events of an iCalendar file to a site's closed days (a new version, audited like
     POST /programs/{program_id}/sites/{site}/closed-days)."""
+    from sqlmodel import Session
+
     from domain.calendar import calendar_to_dict, parse_ics, with_closed
     from domain.program import program_to_dict
-    from sqlmodel import Session
     from store.db import make_engine
     from store.programs import current_program
 
@@ -365,7 +369,8 @@ def selection_verify(program: ProgramOpt, period: PeriodOpt,
     from sqlmodel import Session
 
     from domain.verifiable import verify_export
-    from store.selection import SelectionError, export as export_period
+    from store.selection import SelectionError
+    from store.selection import export as export_period
 
     engine, _ = _selection_engine()
     try:
@@ -427,8 +432,14 @@ async def _run_worker(settings: Settings, *, index: int = 0, schedules: bool = T
     from iop import telemetry
     from iop.audit import audit_keys, ensure_checkpoint_schedule
     from iop.temporal import connect
-    from iop.worker import (build_worker, ensure_reconciler_schedule, ensure_worklist_workflow, notifier_for, smtp_for,
-                            pager_for)
+    from iop.worker import (
+        build_worker,
+        ensure_reconciler_schedule,
+        ensure_worklist_workflow,
+        notifier_for,
+        pager_for,
+        smtp_for,
+    )
     from store.audit import use_keys
     from store.db import make_engine
 
@@ -589,8 +600,14 @@ async def _run_dev(settings: Settings) -> None:
     from api.app import create_app
     from iop.audit import audit_keys, ensure_checkpoint_schedule
     from iop.processes import PRIVATE_UMASK, private_dir, stop_child
-    from iop.worker import (build_worker, ensure_reconciler_schedule, ensure_worklist_workflow, notifier_for, smtp_for,
-                            pager_for)
+    from iop.worker import (
+        build_worker,
+        ensure_reconciler_schedule,
+        ensure_worklist_workflow,
+        notifier_for,
+        pager_for,
+        smtp_for,
+    )
     from store.audit import use_keys
     from store.db import make_engine
     from store.migrate import upgrade
@@ -634,7 +651,8 @@ async def _run_dev(settings: Settings) -> None:
                         f"  Temporal     127.0.0.1:{settings.temporal_dev_port}",
                         f"  workers      {len(workers) + 1} processes (IOP_WORKERS)",
                         f"  dev token    {settings.data_dir / 'dev-token'}  (admin)",
-                        f"  try: curl -H \"Authorization: Bearer $(cat {settings.data_dir / 'dev-token'})\" {base}/participants",
+                        f"  try: curl -H \"Authorization: Bearer $(cat {settings.data_dir / 'dev-token'})\" "
+                        f"{base}/participants",
                         "Ctrl-C stops everything; data stays in " + str(settings.data_dir),
                         "",
                     ]
@@ -775,13 +793,13 @@ class _StderrBar:
     def __init__(self, width: int = 30) -> None:
         self.width = width
         self.shown = sys.stderr.isatty() or os.environ.get("IOP_PROGRESS") == "1"
-        self.started = datetime.now(timezone.utc)
+        self.started = datetime.now(UTC)
 
     def __call__(self, done: int, total: int, unit: str) -> None:
         if not self.shown:
             return
         filled = round(self.width * done / total) if total else self.width
-        seconds = (datetime.now(timezone.utc) - self.started).total_seconds()
+        seconds = (datetime.now(UTC) - self.started).total_seconds()
         sys.stderr.write(f"\rsimulating [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {unit} "
                          f"{seconds:.0f} s")
         sys.stderr.flush()

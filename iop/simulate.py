@@ -25,7 +25,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from dataclasses import replace as _replace
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from sqlalchemy import func
@@ -33,8 +34,6 @@ from sqlmodel import Session, col, select
 
 from domain.calendar import WEEKDAY_NAMES
 from domain.clock import local_date, local_moment
-from dataclasses import replace as _replace
-
 from domain.plan import PHASES, TestingPlan, default_plan, hours_for, minutes_of_day, plan_to_dict
 from domain.program import Program, plan_for, program_from_dict
 from domain.vocab import ScreeningStatus
@@ -395,7 +394,7 @@ async def _enroll(client, engine, task_queue: str, count: int, phase: str, start
                 site=site, program=program, phase=phase, start_date=start, timezone=plan.timezone,
                 case_numbers=[], status="enrolling",
             ))
-    started_on = datetime.combine(start, time(), tzinfo=timezone.utc)  # as enrollment sets it
+    started_on = datetime.combine(start, time(), tzinfo=UTC)  # as enrollment sets it
     limit = asyncio.Semaphore(MAX_STARTS_IN_FLIGHT)
 
     async def start_one(pid: str) -> None:
@@ -484,7 +483,7 @@ def _report(engine, participants: int, days: int, no_show_rate: float, phase: st
     loads = [per_day.get(day, 0) for day in program_days]
     selected = sum(per_day.values())
     by_weekday: dict[int, list[int]] = {w: [] for w in range(7)}
-    for day, load in zip(program_days, loads):
+    for day, load in zip(program_days, loads, strict=True):
         by_weekday[day.weekday()].append(load)
     weekend = sum(count for day, count in per_day.items() if day.weekday() >= 5)
     still_open = sum(uncollected[s] for s in OPEN)

@@ -27,15 +27,15 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from temporalio.worker.workflow_sandbox._runner import _Instance as _SandboxInstance
 
 from activities.audit import AuditActivities
+from activities.colours import ColourActivities
 from activities.disclosure import DisclosureActivities, SmtpSettings
 from activities.medication import MedicationActivities
-from activities.colours import ColourActivities
-from activities.programs import ProgramActivities
-from activities.selection import SelectionActivities
 from activities.notify import Notifier, WebhookNotifier
+from activities.programs import ProgramActivities
 from activities.reconciler import ReconcileInput, ReconcilerActivities
 from activities.records import RecordActivities
 from activities.screenings import ScreeningActivities
+from activities.selection import SelectionActivities
 from activities.worklist import Pager, WorklistActivities
 from iop import takehome_rules
 from iop.codec import CodecKey, encryption_codec

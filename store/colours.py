@@ -57,7 +57,8 @@ def draw_day_colours(engine: Engine, keys: Sequence[CodecKey], program: Program,
     row = ColourDay(program_id=program.program_id, site=site, day=day, program_version=version,
                     colours=drawn(draws, program.colours),
                     draws=[{"colour": g.name, "probability": d.probability, "roll": d.roll, "selected": d.selected,
-                            "reason": d.reason, "detail": d.detail} for g, d in zip(program.colours, draws)])
+                            "reason": d.reason, "detail": d.detail}
+                           for g, d in zip(program.colours, draws, strict=True)])
     try:
         with session_scope(engine) as session:
             session.add(row)

@@ -6,7 +6,7 @@ Style: `XBase` holds the fields a client may send, `XCreate` is the request body
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -18,7 +18,7 @@ from api.inputs import BirthDate, CleanText, ProgramDay
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # --- participants -------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, update
@@ -149,7 +149,7 @@ def reveal(engine: Engine, keys: Sequence[CodecKey], program: str, period: str, 
            role: str = "system", today: date | None = None) -> SelectionPeriod:
     """Publish a period's seed; refused until the period has ended everywhere (a day's margin for time zones)."""
     period = check_period(period)
-    today = today or datetime.now(timezone.utc).date()
+    today = today or datetime.now(UTC).date()
     if today < verifiable.reveal_on(period):
         raise SelectionConflict(f"{period} ends on {period_end(period)}; its seed can be revealed from "
                                 f"{verifiable.reveal_on(period)}")
@@ -213,7 +213,7 @@ def export(session: Session, program: str, period: str) -> dict:
 
 
 def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # --- notices to subscribing recipients -------------------------------------------------------------

@@ -9,7 +9,7 @@ domain/worklist.py; an unknown kind lands as a generic item.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event, inspect, select, update
@@ -23,7 +23,7 @@ ITEMS = table_of(WorklistItem)
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def alert_ref(kind: str, subject_id: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import calendar
 import re
 from collections import defaultdict
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, overload
 
 from fastapi import APIRouter, Depends, Query
@@ -195,7 +195,7 @@ def _day(moment: datetime | None) -> date | None: ...
 def _day(moment: datetime | None) -> date | None:
     if moment is None:
         return None
-    return (moment.astimezone(timezone.utc) if moment.tzinfo else moment).date()
+    return (moment.astimezone(UTC) if moment.tzinfo else moment).date()
 
 
 def participant_months(session: Session, start: date, end: date, today: date) -> list[ParticipantMonth]:
@@ -231,7 +231,7 @@ def participant_months(session: Session, start: date, end: date, today: date) ->
                                                       col(Disclosure.delivered_at).is_not(None))).all()
     for sent in delivered:
         assert sent.delivered_at is not None  # selected for it
-        moment = sent.delivered_at.astimezone(timezone.utc).replace(tzinfo=None) if sent.delivered_at.tzinfo \
+        moment = sent.delivered_at.astimezone(UTC).replace(tzinfo=None) if sent.delivered_at.tzinfo \
             else sent.delivered_at
         if not since <= moment < until:
             continue
@@ -254,7 +254,7 @@ def participant_months(session: Session, start: date, end: date, today: date) ->
 def build_report(session: Session, services: ServicesDep, period: str) -> EquityReport:
     start, end = parse_period(period)
     settings = services.settings
-    months = participant_months(session, start, end, datetime.now(timezone.utc).date())
+    months = participant_months(session, start, end, datetime.now(UTC).date())
     return equity_report(period, start, end, months, min_group_size=settings.equity_min_group_size,
                          high=settings.equity_ratio_high, low=settings.equity_ratio_low)
 

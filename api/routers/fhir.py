@@ -7,7 +7,7 @@ participant id from the path.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, overload
 
 from fastapi import APIRouter, Depends, Request
@@ -34,7 +34,7 @@ def _iso(moment: datetime | None) -> str | None: ...
 def _iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).isoformat()
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
 def export_facts(session: Session, participant: Participant, generated_at: datetime) -> ExportFacts:
@@ -78,6 +78,6 @@ def fhir_export(participant_id: str, actor: Clinical, session: SessionDep, reque
     participant = session.get(Participant, participant_id)
     if participant is None:
         raise ProblemError(404, f"No participant has the id {participant_id!r}.")
-    bundle = participant_bundle(export_facts(session, participant, datetime.now(timezone.utc)))
+    bundle = participant_bundle(export_facts(session, participant, datetime.now(UTC)))
     request.state.audit_detail = f"FHIR export: {len(bundle['entry'])} resources"
     return JSONResponse(bundle, media_type=FHIR_JSON)

@@ -8,7 +8,7 @@ recipients are listed with their delivery."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, overload
 
 from fastapi import APIRouter, Depends, Query
@@ -73,7 +73,7 @@ def _utc(moment: datetime | None) -> datetime | None: ...
 
 
 def _utc(moment: datetime | None) -> datetime | None:
-    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 def _public(row: SelectionPeriod) -> CommitmentPublic:
@@ -112,7 +112,7 @@ async def open_period(body: PeriodIn, actor: Admin, services: ServicesDep) -> Co
     every recipient subscribed to `selection-commitments` and reveals the seed once the period is over. Open a
     period ahead to give it a public beacon: five minutes after `published_at`, enter the round it names with
     PUT /selection/periods/{program}/{period}/beacon, before the period's first draw (the day before it starts)."""
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     if verifiable.period_end(body.period) < today:
         raise ProblemError(422, f"The period {body.period} is over; only this month or a later one can be opened.",
                            errors=[FieldError(field="body.period", message="a period that has not ended yet")])

@@ -6,7 +6,7 @@ staff work them here. Every request is in the audit trail (api/audit.py), with t
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import case, or_
 from sqlmodel import Session, col, select
 
-from api.idempotency import IdempotentRoute
 from api.deps import SessionDep, ShownDep, require
+from api.idempotency import IdempotentRoute
 from api.inputs import RequestModel
 from api.pages import Page, PagingDep
 from api.problems import ProblemError, responses
@@ -105,7 +105,7 @@ class WorklistResolution(RequestModel):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _names(session: Session, rows: list[WorklistItem]) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:

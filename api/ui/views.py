@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import secrets
 from collections import Counter
-from datetime import date, datetime, time, timedelta
 from collections.abc import Awaitable
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -25,7 +25,6 @@ from api.ui.web import (
     authenticate_token,
     html,
     is_partial,
-    parse_moment,
     query,
     redirect,
     safe_next,
@@ -37,13 +36,19 @@ from domain import search
 from domain import worklist as wl
 from domain.attendance import STATUSES as ATTENDANCE_STATUSES
 from domain.calls import CallResult
-from domain.consent import CATEGORIES, CONSENT_EVENTS, EMPLOYMENT_ENDED, FINAL_DISPOSITION, SIGNATURE_METHODS
-from domain.consent import SUPERVISION_ENDED
-from ingest.lab import QUARANTINE_REASONS
+from domain.consent import (
+    CATEGORIES,
+    CONSENT_EVENTS,
+    EMPLOYMENT_ENDED,
+    FINAL_DISPOSITION,
+    SIGNATURE_METHODS,
+    SUPERVISION_ENDED,
+)
 from domain.medication import DRUGS, ROUTES, UNITS, DispenseKind, ScheduleKind
+from domain.plan import PHASES
 from domain.selection import SelectionReason
 from domain.vocab import DischargeKind, DisclosureStatus, ReassessmentDecision, ScreeningStatus
-from domain.plan import PHASES
+from ingest.lab import QUARANTINE_REASONS
 from workflows.contracts import REFUSAL_KINDS, REVIEW_DECISIONS, SPECIMEN_TYPES, TAKES_COLLECTION
 
 DISPENSE_KINDS = tuple(DispenseKind)
@@ -234,7 +239,7 @@ async def today(request: Request, ctx: Ctx) -> Response:
 async def _sections(ctx: Ctx, calls: dict[str, Any]) -> dict[str, tuple[Any, ApiError | None]]:
     """Run the reads a page needs at once; a read the role may not make (None) answers (None, None)."""
     wanted = {k: c for k, c in calls.items() if c is not None}
-    answers = dict(zip(wanted, await ctx.api.gather(list(wanted.values()))))
+    answers = dict(zip(wanted, await ctx.api.gather(list(wanted.values())), strict=True))
     return {k: answers.get(k, (None, None)) for k in calls}
 
 
@@ -388,9 +393,10 @@ async def participant(request: Request, ctx: Ctx) -> Response:
     recent = [s for s in screenings if first <= date.fromisoformat(s["day"]) <= last][:60]
     detail_answers = await api.gather([api.get(f"/screenings/{s['id']}") for s in recent] +
                                       [api.get(f"/medications/{o['id']}") for o in orders])
-    details = {s["id"]: (answer or {}).get("workflow") or {} for s, (answer, _) in zip(recent, detail_answers)}
+    details = {s["id"]: (answer or {}).get("workflow") or {}
+               for s, (answer, _) in zip(recent, detail_answers[:len(recent)], strict=True)}
     medications = [{"order": o, "live": (answer or {}).get("workflow"), "error": error}
-                   for o, (answer, error) in zip(orders, detail_answers[len(recent):])]
+                   for o, (answer, error) in zip(orders, detail_answers[len(recent):], strict=True)]
     workflow = record.get("workflow") or {}
     marks = _calendar(screenings, details, answers["draws"][0] or [], workflow.get("pauses") or [], first, last)
     recipients = answers["recipients"][0] or []
@@ -419,7 +425,8 @@ async def participant(request: Request, ctx: Ctx) -> Response:
         signature_methods=SIGNATURE_METHODS, consent_values=consent_values, consent_errors=consent_state.errors,
         for_cause_values=for_cause.values, for_cause_errors=for_cause.errors, dispense_kinds=DISPENSE_KINDS,
         units=UNITS, errors=errors, today_local=today_local, phases=PHASES, drugs=DRUGS, routes=ROUTES,
-        discharge_kinds=DISCHARGE_KINDS, attendance={**answers["attendance"][0], "summary": answers["attendance_summary"][0]}
+        discharge_kinds=DISCHARGE_KINDS,
+        attendance={**answers["attendance"][0], "summary": answers["attendance_summary"][0]}
         if answers["attendance"][0] else None, attendance_statuses=ATTENDANCE_STATUSES,
         case_events=answers["case_events"][0], case_event_kinds=CASE_EVENT_KINDS,
         case_systems=[c.get("system") for c in record.get("case_numbers") or [] if c.get("system")],
@@ -647,7 +654,7 @@ async def quarantine(request: Request, ctx: Ctx) -> Response:
     state = ctx.form_state("resolve")
     held = [] if resolved else page["items"][:QUARANTINE_DETAILS]
     answers = await ctx.api.gather([ctx.api.get(f"/lab/quarantine/{q['id']}") for q in held])
-    details = {q["id"]: answer for q, (answer, _) in zip(held, answers) if answer}
+    details = {q["id"]: answer for q, (answer, _) in zip(held, answers, strict=True) if answer}
     return ctx.render("quarantine.html", page=page, resolved=resolved, reason=reason, reasons=QUARANTINE_REASONS,
                       values=state.values, errors=state.errors, who=await _who(ctx), details=details,
                       held_rows=_held_rows)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from api.tokens import issue_token
 from domain.clock import local_date
@@ -34,7 +34,7 @@ async def test_the_history_reads_like_the_clinics_record(live):
     as_staff, as_doctor = {"Authorization": f"Bearer {staff}"}, {"Authorization": f"Bearer {doctor}"}
     pid = await enroll_via_api(live, given_name="Historia", family_name="Worde", date_of_birth="1979-09-09",
                                phone="+15555550961")
-    today = local_date(datetime.now(timezone.utc), "America/New_York")
+    today = local_date(datetime.now(UTC), "America/New_York")
     async with live.http() as http:
         async def ok(method: str, path: str, headers: dict, **kwargs) -> dict:
             answer = await http.request(method, path, headers=headers, **kwargs)
