@@ -10,9 +10,9 @@ from __future__ import annotations
 import base64
 import logging
 import smtplib
-from dataclasses import dataclass, field
 from collections.abc import Sequence
-from datetime import date, datetime, time, timedelta, timezone
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
 from zoneinfo import ZoneInfo
 
@@ -21,13 +21,23 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio import activity
 
+from activities.report_document import DEFAULT_LETTERHEAD, content_hash, html_body, render_pdf, text_body
 from domain import ledger
 from domain.attendance import STATUSES as ATTENDANCE_STATUSES
-from domain.consent import ConsentError, consent_from_dict, consent_to_dict, find_covering_consent, record_event
-from domain.consent import MISSED_TESTS, REFUSALS, SCREENING_RESULTS, DisclosureCategory
+from domain.consent import (
+    MISSED_TESTS,
+    PERIODIC_SUMMARY,
+    REFUSALS,
+    SCREENING_RESULTS,
+    ConsentError,
+    DisclosureCategory,
+    consent_from_dict,
+    consent_to_dict,
+    find_covering_consent,
+    record_event,
+)
 from domain.disclosure import (
     CONFIRMING_BASES,
-    PERIODIC_SUMMARY,
     DELIVERED,
     PRESUMPTIVE_WORDING,
     RETRY,
@@ -37,24 +47,22 @@ from domain.disclosure import (
     ReportOutcome,
     build_report,
     build_retraction,
-    lab_basis,
-    slot_categories,
     classify_response,
     completion_letter,
     disclosure_id,
     encode_payload,
+    lab_basis,
     legacy_disclosure_id,
     monthly_summary,
+    slot_categories,
     webhook_headers,
 )
-from activities.report_document import DEFAULT_LETTERHEAD, content_hash, html_body, render_pdf, text_body
 from domain.medication import DispenseKind, order_from_dict
-from domain.vocab import DisclosureStatus, FinalOutcome
 from domain.program import Program, default_program
+from domain.vocab import DisclosureStatus, FinalOutcome
 from iop.codec import CodecKey, open_text
 from store import audit
 from store.db import session_scope
-from store.programs import current_program
 from store.models import (
     AttendanceRecord,
     AttendanceSession,
@@ -70,6 +78,7 @@ from store.models import (
     Screening,
     utcnow,
 )
+from store.programs import current_program
 from workflows.contracts import AttemptResult, DisclosureEvent, DisclosureInput, PlannedDisclosure
 
 log = logging.getLogger(__name__)
@@ -211,7 +220,8 @@ class DisclosureActivities:
         consented = set(session.exec(select(ConsentRecord.recipient_id).where(
             ConsentRecord.participant_id == participant.id)).all())
         recipients = session.exec(select(Recipient).order_by(col(Recipient.id))).all()
-        return [r for r in recipients if r.id in consented or (r.case_number_system and r.case_number_system in systems)]
+        return [r for r in recipients
+                if r.id in consented or (r.case_number_system and r.case_number_system in systems)]
 
     def _period_facts(self, session: Session, participant: Participant, facts: dict) -> dict[str, list]:
         """Each category's entries over the period (a month, or the whole program for a letter)."""
@@ -253,7 +263,7 @@ class DisclosureActivities:
 
     @activity.defn
     def attempt_delivery(self, request: DisclosureInput) -> AttemptResult:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with Session(self.engine) as session:
             row = session.get(Disclosure, request.disclosure_id)
             if row is None:
@@ -315,12 +325,13 @@ class DisclosureActivities:
         return self._settle(request.disclosure_id, "blocked", reason)
 
     def _payload(self, row: Disclosure, recipient: Recipient, participant: Participant, consent, now: datetime) -> dict:
-        identifiers = {RECIPIENT_IDENTIFIER: c["value"] for c in participant.case_numbers
-                       if c.get("system") == recipient.case_number_system}
+        numbers = [c["value"] for c in participant.case_numbers if c.get("system") == recipient.case_number_system]
+        identifiers = {RECIPIENT_IDENTIFIER: numbers[-1]} if numbers else {}
         if not identifiers:
             identifiers = {"recipient_reference": participant.id}
         issued = now.isoformat()
         if row.facts.get("retracted"):
+            assert row.corrects is not None  # a retraction is planned with the report it withdraws
             return build_retraction(row.category, row.facts["retraction_reason"], identifiers, consent, row.id, issued,
                                     amends=row.corrects)
         if row.category == PERIODIC_SUMMARY:
@@ -335,7 +346,9 @@ class DisclosureActivities:
         return build_report(row.category, facts, identifiers, consent, row.id, issued, corrects=row.corrects,
                             forensic=forensic)
 
-    def _send(self, recipient: Recipient, disclosure_id: str, payload: dict, now: datetime) -> tuple[int | None, str | None]:
+    def _send(self, recipient: Recipient, disclosure_id: str, payload: dict,
+              now: datetime) -> tuple[int | None, str | None]:
+        assert recipient.url is not None and recipient.secret_sealed is not None  # a webhook recipient has both
         body = encode_payload(payload)
         secret = open_text(self.keys, recipient.secret_sealed)
         headers = {"Content-Type": "application/json",
@@ -381,7 +394,7 @@ class DisclosureActivities:
         if refused:
             return _smtp_refusal(next(iter(refused.values()))[0])
         with session_scope(self.engine) as session:
-            queued = session.get(EmailOutbox, disclosure_id)
+            queued = session.get_one(EmailOutbox, disclosure_id)
             queued.sent_at = utcnow()
             session.add(queued)
         return Decision(DELIVERED, None, "the mail relay accepted the report (SMTP 250)")
@@ -391,13 +404,14 @@ class DisclosureActivities:
     def _record_attempt(self, disclosure_id: str, consent_id: str, payload: dict, status: int | None, kind: str,
                         reason: str, document_hash: str | None = None) -> None:
         with session_scope(self.engine) as session:
-            row = session.get(Disclosure, disclosure_id)
+            row = session.get_one(Disclosure, disclosure_id)
             row.consent_id, row.payload, row.last_status_code = consent_id, payload, status
             row.content_hash = document_hash
             row.attempts += 1
             row.reason = reason
-            row.status = {DELIVERED: DisclosureStatus.DELIVERED, RETRY: DisclosureStatus.RETRYING}.get(
-                kind, DisclosureStatus.FAILED)
+            statuses: dict[str, DisclosureStatus] = {DELIVERED: DisclosureStatus.DELIVERED,
+                                                     RETRY: DisclosureStatus.RETRYING}
+            row.status = statuses.get(kind, DisclosureStatus.FAILED)
             if kind == "delivered":
                 row.delivered_at = utcnow()
             row.updated_at = utcnow()
@@ -424,7 +438,7 @@ class DisclosureActivities:
 
     def _disable(self, recipient_id: str, reason: str) -> None:
         with session_scope(self.engine) as session:
-            recipient = session.get(Recipient, recipient_id)
+            recipient = session.get_one(Recipient, recipient_id)
             recipient.status, recipient.disabled_reason = "disabled", reason
             session.add(recipient)
 
@@ -458,8 +472,8 @@ def _attendance_entries(session: Session, participant: Participant, first: date,
     (present, late, excused, absent); a session nobody recorded is not reported as attended or missed
     (domain.attendance)."""
     zone = ZoneInfo(participant.timezone)
-    since = datetime.combine(first, time.min, zone).astimezone(timezone.utc)
-    until = datetime.combine(last + timedelta(days=1), time.min, zone).astimezone(timezone.utc)
+    since = datetime.combine(first, time.min, zone).astimezone(UTC)
+    until = datetime.combine(last + timedelta(days=1), time.min, zone).astimezone(UTC)
     rows = session.exec(select(AttendanceRecord, AttendanceSession).where(
         AttendanceRecord.session_id == AttendanceSession.id, AttendanceRecord.participant_id == participant.id,
         col(AttendanceRecord.status).in_(ATTENDANCE_STATUSES),
@@ -489,8 +503,10 @@ def _basis_from_record(screening: Screening | None) -> str:
 
 def _reported_outcome(final_outcome: str | None) -> str:
     # A result with a documented legitimate explanation is reported as negative (MRO practice).
-    return {FinalOutcome.NEGATIVE: ReportOutcome.NEGATIVE, FinalOutcome.EXPLAINED: ReportOutcome.NEGATIVE,
-            FinalOutcome.POSITIVE: ReportOutcome.POSITIVE}.get(final_outcome or "", ReportOutcome.INVALID)
+    reported: dict[str, ReportOutcome] = {FinalOutcome.NEGATIVE: ReportOutcome.NEGATIVE,
+                                          FinalOutcome.EXPLAINED: ReportOutcome.NEGATIVE,
+                                          FinalOutcome.POSITIVE: ReportOutcome.POSITIVE}
+    return reported.get(final_outcome or "", ReportOutcome.INVALID)
 
 
 def _medication_adherence(session: Session, participant_id: str, first: date, last: date) -> list[dict]:
@@ -529,8 +545,10 @@ def _ledger_of(session: Session, row: MedicationOrderRecord) -> tuple[ledger.Dos
         elif dispense.kind == "injection":
             injections.append(key)
         else:
-            outcomes[key] = {DispenseKind.OBSERVED_DOSE: ledger.DOSED, DispenseKind.REFUSED: ledger.REFUSED,
-                             DispenseKind.HELD: ledger.HELD}[dispense.kind]
+            recorded: dict[str, ledger.LedgerStatus] = {DispenseKind.OBSERVED_DOSE: ledger.DOSED,
+                                                        DispenseKind.REFUSED: ledger.REFUSED,
+                                                        DispenseKind.HELD: ledger.HELD}
+            outcomes[key] = recorded[dispense.kind]
     for event in session.exec(select(MedicationEventRow).where(
             MedicationEventRow.order_id == row.id, MedicationEventRow.kind == "missed-dose")).all():
         outcomes.setdefault(event.day.isoformat(), ledger.MISSED)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -17,11 +17,11 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from domain.lab_intake import SenderBinding
 from ingest.lab import LabIngest, LabSender
-from store.programs import current_program
 from iop.enrollment import IncompleteRecord, program_input, start_program
 from store import audit
 from store.db import session_scope
 from store.models import IdempotencyRecord, LabMessage, Participant, QuarantineItem, utcnow
+from store.programs import current_program
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,9 @@ class ReconcilerActivities:
                 select(Participant.id).where(Participant.status == ENROLLING, Participant.created_at < before)
                 .order_by(col(Participant.created_at)).limit(query.limit)).all()
             messages = session.exec(
-                select(LabMessage.id).where(LabMessage.status == RECEIVED, LabMessage.received_at < before)
+                select(col(LabMessage.id)).where(LabMessage.status == RECEIVED, LabMessage.received_at < before)
                 .order_by(col(LabMessage.id)).limit(query.limit)).all()
-        return Stuck(list(participants), list(messages))
+        return Stuck(list(participants), [m for m in messages if m is not None])  # primary keys: never None
 
     # --- enrollments -------------------------------------------------------------------------
 
@@ -189,7 +189,7 @@ class ReconcilerActivities:
         with session_scope(self.engine) as session:
             held = session.exec(select(QuarantineItem).where(QuarantineItem.lab_message_id == message_id,
                                                              QuarantineItem.reason_code == STALLED,
-                                                             QuarantineItem.resolved_at.is_(None))).first()
+                                                             col(QuarantineItem.resolved_at).is_(None))).first()
             if held is not None:
                 return False
             session.add(QuarantineItem(
@@ -210,4 +210,4 @@ class ReconcilerActivities:
 
 
 def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -7,8 +7,8 @@ from dataclasses import asdict
 from datetime import datetime
 
 from sqlalchemy.engine import Engine
-from temporalio import activity
 from sqlmodel import select
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from store import audit

@@ -13,7 +13,7 @@ from typing import Any
 from reportlab.lib.pagesizes import letter
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import inch
-from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer
+from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer
 
 DEFAULT_LETTERHEAD = "Intensive outpatient program"
 _LABELS = {"case_number": "Case number", "docket_number": "Docket number", "supervision_id": "Supervision id",
@@ -95,8 +95,8 @@ def render_pdf(payload: Mapping[str, Any], letterhead: str = DEFAULT_LETTERHEAD)
                             author=letterhead, invariant=True)
     styles = getSampleStyleSheet()
     small = styles["BodyText"].clone("small", fontSize=8, leading=10)
-    story = [Paragraph(html.escape(letterhead), styles["Heading2"]), Paragraph(html.escape(title(payload)),
-                                                                                styles["Title"])]
+    story: list[Flowable] = [Paragraph(html.escape(letterhead), styles["Heading2"]),
+                             Paragraph(html.escape(title(payload)), styles["Title"])]
     if payload.get("data", {}).get("text"):
         story += [Paragraph(html.escape(payload["data"]["text"]), styles["BodyText"]), Spacer(1, 6)]
     for label, value in lines(payload):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
@@ -12,32 +12,32 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.notify import Notifier, RecordingNotifier
-from domain.vocab import NoticeStatus
-from store.db import session_scope
 from domain import calls
 from domain.calendar import hours_on, is_open
 from domain.clock import local_moment
 from domain.misses import MissFacts, miss_verdict
-from store.programs import current_program
+from domain.vocab import NoticeStatus
+from store.db import session_scope
 from store.models import (
     AlertRecord,
     CallListEntry,
-    NotificationAttempt,
     CheckInDayRecord,
+    NotificationAttempt,
     NotificationRecord,
     Participant,
     Screening,
     SelectionDraw,
     utcnow,
 )
+from store.programs import current_program
 from workflows.contracts import (
     CallListItem,
     CheckInDay,
     DrawRecord,
     MissAssessment,
     MissQuestion,
-    Notification,
     NoticeResult,
+    Notification,
     ScreeningInput,
     ScreeningState,
 )
@@ -52,7 +52,7 @@ def _moment(value: str | None) -> datetime | None:
 
 def _aware(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes; every stored time is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class ScreeningActivities:
@@ -160,10 +160,12 @@ class ScreeningActivities:
                 raise ApplicationError(f"no participant {notification.participant_id}", non_retryable=True)
             report_by = datetime.fromisoformat(notification.report_by)
             local = report_by.astimezone(ZoneInfo(participant.timezone))
-            what = "A for-cause drug test is required" if notification.kind == "for-cause-test" else "You are selected for a drug test today"
+            what = ("A for-cause drug test is required" if notification.kind == "for-cause-test"
+                    else "You are selected for a drug test today")
             if notification.kind == "reminder":
                 what = "Reminder: your drug test today is not done yet"
-            message = f"{what}. Report to the {notification.site} clinic by {local:%H:%M} {local.tzname()} ({local:%a %d %b})."
+            message = (f"{what}. Report to the {notification.site} clinic by {local:%H:%M} {local.tzname()} "
+                       f"({local:%a %d %b}).")
             phone = participant.phone
         channel = self.notifier.channel
         if channel != "recorded" and not phone:

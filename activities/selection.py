@@ -14,7 +14,7 @@ import json
 import logging
 import smtplib
 from collections.abc import Sequence
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from email.message import EmailMessage
 
 import httpx
@@ -26,8 +26,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.disclosure import SmtpSettings, _smtp_refusal
 from domain import verifiable
-from domain.vocab import DisclosureStatus
 from domain.disclosure import DELIVERED, RETRY, Decision, classify_response, encode_payload, webhook_headers
+from domain.vocab import DisclosureStatus
 from iop.codec import CodecKey, open_text
 from store import audit, selection
 from store.db import session_scope
@@ -78,7 +78,7 @@ class SelectionActivities:
     def open_selection_period(self, request: SelectionPeriodInput) -> PeriodOpened:
         """The period's commitment, committing a fresh seed if it has none yet (audited: selection.commit)."""
         row = selection.open_period(self.engine, self.keys, request.program, request.period)
-        published = row.published_at if row.published_at.tzinfo else row.published_at.replace(tzinfo=timezone.utc)
+        published = row.published_at if row.published_at.tzinfo else row.published_at.replace(tzinfo=UTC)
         return PeriodOpened(row.commitment, published.isoformat(),
                             verifiable.reveal_moment(row.period).isoformat())
 
@@ -86,7 +86,8 @@ class SelectionActivities:
     def reveal_selection_period(self, request: RevealRequest) -> str:
         """Publish the seed (audited: selection.reveal by system); the time it was revealed."""
         row = selection.reveal(self.engine, self.keys, request.program, request.period, actor="system", role="system",
-                               today=datetime.fromisoformat(request.at).astimezone(timezone.utc).date())
+                               today=datetime.fromisoformat(request.at).astimezone(UTC).date())
+        assert row.revealed_at is not None  # reveal() sets it or refuses
         return row.revealed_at.isoformat()
 
     @activity.defn
@@ -98,7 +99,7 @@ class SelectionActivities:
 
     @activity.defn
     def attempt_selection_notice(self, notice_id: str) -> AttemptResult:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with Session(self.engine) as session:
             row = session.get(SelectionNotice, notice_id)
             recipient = session.get(Recipient, row.recipient_id) if row else None
@@ -114,7 +115,7 @@ class SelectionActivities:
             return self._settle(notice_id, "blocked", f"recipient {recipient.id} no longer subscribes to "
                                                       f"{verifiable.SELECTION_COMMITMENTS}")
         published = period.published_at if period.published_at.tzinfo else period.published_at.replace(
-            tzinfo=timezone.utc)
+            tzinfo=UTC)
         payload = verifiable.build_notice(
             row.kind, row.id, row.program, row.period, period.commitment, published.isoformat(), now.isoformat(),
             beacon_text=period.beacon,
@@ -133,7 +134,7 @@ class SelectionActivities:
             detail=f"to {recipient.id} for {row.program} {row.period}: {decision.reason}"[:1000]))
         if decision.kind == "disable-recipient":
             with session_scope(self.engine) as session:
-                disabled = session.get(Recipient, recipient.id)
+                disabled = session.get_one(Recipient, recipient.id)
                 disabled.status, disabled.disabled_reason = "disabled", decision.reason
                 session.add(disabled)
         return AttemptResult(decision.kind, decision.reason, decision.delay_s, status)
@@ -146,6 +147,7 @@ class SelectionActivities:
     def _post(self, recipient: Recipient, notice_id: str, payload: dict,
               now: datetime) -> tuple[int | None, str | None]:
         body = encode_payload(payload)
+        assert recipient.url is not None and recipient.secret_sealed is not None  # a webhook recipient has both
         headers = {"Content-Type": "application/json",
                    **webhook_headers(open_text(self.keys, recipient.secret_sealed), notice_id, int(now.timestamp()),
                                      body)}
@@ -190,10 +192,11 @@ class SelectionActivities:
 
     def _record(self, notice_id: str, payload: dict, status: int | None, decision: Decision) -> None:
         with session_scope(self.engine) as session:
-            row = session.get(SelectionNotice, notice_id)
+            row = session.get_one(SelectionNotice, notice_id)
             row.payload, row.last_status_code, row.reason = payload, status, decision.reason
             row.attempts += 1
-            row.status = {DELIVERED: "delivered", RETRY: "retrying"}.get(decision.kind, "failed")
+            statuses: dict[str, str] = {DELIVERED: "delivered", RETRY: "retrying"}
+            row.status = statuses.get(decision.kind, "failed")
             if decision.kind == DELIVERED:
                 row.delivered_at = utcnow()
             row.updated_at = utcnow()

@@ -93,6 +93,7 @@ class WorklistActivities:
                         subject_type="worklist-item", subject_id=str(item.id), participant_id=item.participant_id,
                         source="worklist", detail=f"{item.kind} level {item.escalation_level}"))
                 session.add(item)
+                assert item.id is not None  # a stored row
                 report.escalated.append(item.id)
                 if item.severity == wl.Severity.URGENT:
                     pages.append(Page(item.id, item.escalation_level, {

@@ -7,17 +7,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
-from sqlalchemy.engine import Engine
 from opentelemetry.trace import Tracer
+from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
 from api import docs, problems, ui
 from api.audit import AuditMiddleware
 from api.body_limit import BodyLimit
-from api.observability import Metrics, Observe
-from api.observability import router as metrics_router
 from api.deps import Services
 from api.idempotency import SettleIdempotentAnswers
+from api.observability import Metrics, Observe
+from api.observability import router as metrics_router
 from api.routers import (
     attendance,
     audit,
@@ -37,10 +37,9 @@ from api.routers import (
 )
 from ingest import offload
 from ingest.lab import LabIngest
-from iop import takehome_rules
+from iop import takehome_rules, telemetry
 from iop.audit import audit_keys
 from iop.settings import Settings
-from iop import telemetry
 from iop.temporal import connect
 from store.audit import use_keys
 from store.db import make_engine
@@ -94,7 +93,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
         use_keys(records, audit_keys(settings))
         # Lazy: the API starts (and /readyz says why it is not ready) while Temporal is down.
         client = temporal or await connect(settings, lazy=True, service="iop-api")
-        services = Services(settings=settings, engine=records, temporal=client, lab=LabIngest(records, client, settings.task_queue))
+        services = Services(settings=settings, engine=records, temporal=client,
+                            lab=LabIngest(records, client, settings.task_queue))
         app.state.services = services
         yield
         await run_in_threadpool(offload.shutdown)  # the lab parser's worker process, if one was started

@@ -61,7 +61,8 @@ class AuditMiddleware(BaseHTTPMiddleware):
         for name, (kind, table) in SUBJECTS.items():
             if name in params:
                 subject_type, subject_id = kind, str(params[name])
-                participant_id = subject_id if kind == "participant" else self._owner(services.engine, table, subject_id)
+                participant_id = (subject_id if kind == "participant"
+                                  else self._owner(services.engine, table, subject_id))
                 break
         participant_id = getattr(request.state, "audit_participant", None) or participant_id
         if subject_type is None and getattr(request.state, "audit_subject", None):

@@ -6,7 +6,7 @@ import base64
 import json
 import re
 from dataclasses import asdict, dataclass
-from datetime import timezone
+from datetime import UTC
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
@@ -85,7 +85,7 @@ async def render(client: Client, workflow_id: str, events: list[HistoryEvent]) -
 
     def add(event: HistoryEvent, what: str, actor: str = "system", detail: str = "", kind: str = words.RECORD,
             action: str = "") -> None:
-        at = event.event_time.ToDatetime(tzinfo=timezone.utc).isoformat()
+        at = event.event_time.ToDatetime(tzinfo=UTC).isoformat()
         entries.append(TimelineEntry(at, "workflow", workflow_id, what, actor or "system", detail, kind, action))
 
     for event in events:
@@ -110,32 +110,32 @@ async def render(client: Client, workflow_id: str, events: list[HistoryEvent]) -
                 add(event, "Not done: the change was refused", detail=outcome.failure.message[:300],
                     action="update failed")
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-            attrs = event.workflow_execution_signaled_event_attributes
-            what, actor, detail = words.update_words(attrs.signal_name, await decoded(client, attrs.input))
-            add(event, what, actor, detail, action=attrs.signal_name)
+            signal = event.workflow_execution_signaled_event_attributes
+            what, actor, detail = words.update_words(signal.signal_name, await decoded(client, signal.input))
+            add(event, what, actor, detail, action=signal.signal_name)
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            attrs = event.activity_task_scheduled_event_attributes
-            name = attrs.activity_type.name
+            task = event.activity_task_scheduled_event_attributes
+            name = task.activity_type.name
             scheduled[event.event_id] = name
             if name in ("notify_participant", "raise_alert"):
-                args = _first(await decoded(client, attrs.input))
+                args = _first(await decoded(client, task.input))
                 detail = (str(args.get("kind") or "").replace("-", " ") if name == "notify_participant"
                           else f"{str(args.get('kind') or '').replace('-', ' ')}: {args.get('detail') or ''}")
                 add(event, words.activity_words(name), detail=detail[:500], action=name)
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-            attrs = event.activity_task_completed_event_attributes
-            name = scheduled.get(attrs.scheduled_event_id, "")
+            done = event.activity_task_completed_event_attributes
+            name = scheduled.get(done.scheduled_event_id, "")
             if name == "attempt_delivery":
-                result = _first(await decoded(client, attrs.result))
+                result = _first(await decoded(client, done.result))
                 status = str(result.get("kind") or "")
                 # The audit trail tells every attempt with its recipient by name ("Report of ... delivered").
                 add(event, _REPORT.get(status, words.activity_words(name)),
                     detail=str(result.get("reason") or "")[:500], kind=words.TECHNICAL, action=name)
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
-            attrs = event.activity_task_failed_event_attributes
-            name = scheduled.get(attrs.scheduled_event_id, "activity")
+            failed = event.activity_task_failed_event_attributes
+            name = scheduled.get(failed.scheduled_event_id, "activity")
             add(event, f"Not done yet, will be retried: {words.activity_words(name).lower()}",
-                detail=attrs.failure.message[:300], action=f"{name} failed")
+                detail=failed.failure.message[:300], action=f"{name} failed")
         elif kind == EventType.EVENT_TYPE_MARKER_RECORDED:
             details = event.marker_recorded_event_attributes.details
             # Local activities record a "data" payload; version markers (workflow.patched) record none.
@@ -145,9 +145,9 @@ async def render(client: Client, workflow_id: str, events: list[HistoryEvent]) -
             if name in ("open_screening", "open_order", "plan_disclosures", "record_consent_event"):
                 add(event, words.activity_words(name), action=name)
         elif kind == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
-            attrs = event.start_child_workflow_execution_initiated_event_attributes
-            add(event, f"{_workflow_words(attrs.workflow_type.name)} started", detail=attrs.workflow_id,
-                kind=words.TECHNICAL, action=f"{attrs.workflow_type.name} started")
+            child = event.start_child_workflow_execution_initiated_event_attributes
+            add(event, f"{_workflow_words(child.workflow_type.name)} started", detail=child.workflow_id,
+                kind=words.TECHNICAL, action=f"{child.workflow_type.name} started")
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
             _, detail = _describe(await decoded(client, event.workflow_execution_completed_event_attributes.result))
             add(event, "Closed", detail=detail, kind=words.TECHNICAL, action="closed")
@@ -155,11 +155,11 @@ async def render(client: Client, workflow_id: str, events: list[HistoryEvent]) -
             add(event, "History continued in a new run (state carried over)", kind=words.TECHNICAL,
                 action="continued as new")
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
-            add(event, "Stopped by an administrator", detail=event.workflow_execution_terminated_event_attributes.reason,
-                action="terminated")
+            add(event, "Stopped by an administrator",
+                detail=event.workflow_execution_terminated_event_attributes.reason, action="terminated")
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
-            add(event, "Stopped by an error", detail=event.workflow_execution_failed_event_attributes.failure.message[:300],
-                action="failed")
+            add(event, "Stopped by an error",
+                detail=event.workflow_execution_failed_event_attributes.failure.message[:300], action="failed")
     return entries
 
 

@@ -19,20 +19,20 @@ the codec routes change nothing.
 from __future__ import annotations
 
 import hashlib
-import logging
 import json
+import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from starlette.middleware.base import BaseHTTPMiddleware
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, select
+from starlette.middleware.base import BaseHTTPMiddleware
 
 from api.deps import authenticated
 from api.problems import ProblemError, transient_database_error
@@ -124,6 +124,7 @@ def _claim(engine, actor: str, route: str, subject: str, key: str, digest: str, 
                     session.commit()
                 except IntegrityError:
                     continue  # another attempt with this key claimed it just now: look again
+                assert row.id is not None  # committed
                 return row.id, False
             if row.request_sha256 != digest:
                 raise ProblemError(422, "This Idempotency-Key was already used with a different request body; "
@@ -137,13 +138,14 @@ def _claim(engine, actor: str, route: str, subject: str, key: str, digest: str, 
             row.created_at = utcnow()  # taken over: the first attempt never answered
             session.add(row)
             session.commit()
+            assert row.id is not None  # a stored row
             return row.id, True
     raise ProblemError(409, "A request with this Idempotency-Key is being processed; retry with the same key.",
                        headers={"Retry-After": "5"})
 
 
 def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _answered(engine, record_id: int, status_code: int, answer: Any) -> None:
@@ -197,7 +199,7 @@ class IdempotentRoute(APIRoute):
             # lock (BEGIN IMMEDIATE) until it is closed. Writing the answer on another connection now would
             # wait for a lock this very request holds: "database is locked" after the busy timeout.
             if 200 <= response.status_code < 300 and _is_json(response):
-                request.state.idempotency_answer = (response.status_code, json.loads(response.body))
+                request.state.idempotency_answer = (response.status_code, json.loads(bytes(response.body)))
             else:
                 request.state.idempotency_release = True
             return response
@@ -243,5 +245,5 @@ def _is_json(response: Response) -> bool:
 
 def joins_update(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     """Mark a route whose change is a workflow update sent with `attempt.update_id(...)`."""
-    endpoint.joins_update = True  # type: ignore[attr-defined]
+    endpoint.joins_update = True  # type: ignore[attr-defined]  # a function attribute
     return endpoint

@@ -8,7 +8,7 @@ Every request model inherits `CleanText` (tests/api/test_inputs.py checks that n
 from __future__ import annotations
 
 import ipaddress
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -62,7 +62,7 @@ PROGRAM_WINDOW_DAYS = 730
 
 
 def _today() -> date:
-    return datetime.now(timezone.utc).date()
+    return datetime.now(UTC).date()
 
 
 def _window(past_days: int, future_days: int):

@@ -21,8 +21,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, ProcessCollector, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    multiprocess,
+)
 
 from api.problems import ProblemError
 
@@ -107,7 +113,7 @@ router = APIRouter(tags=["health"])
 
 def _loopback(request: Request) -> bool:
     try:
-        return bool(request.client) and ipaddress.ip_address(request.client.host).is_loopback
+        return request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
     except ValueError:
         return False
 

@@ -106,7 +106,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [FieldError(field=_field_name(e.get("loc", ())), message=e.get("msg", "invalid")) for e in exc.errors()]
+        errors = [FieldError(field=_field_name(e.get("loc", ())), message=e.get("msg", "invalid"))
+                  for e in exc.errors()]
         named = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
         return problem_response(request, 422, f"The request is not valid. {named}", errors=errors)
 
@@ -149,7 +150,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        if transient_database_error(exc):  # raised outside the routes (a middleware's write): 503 as well
+        if isinstance(exc, DBAPIError) and transient_database_error(exc):  # outside the routes (a middleware's write)
             return await _database(request, exc)
         # SQL parameters are hidden by the engine (hide_parameters), so the trace carries no PHI.
         log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
@@ -175,14 +176,15 @@ def document(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         schema = build()  # FastAPI's document, built once and cached on the app
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (Problem, *Problem.__subclasses__()):
+        models: list[type[Problem]] = [Problem, *Problem.__subclasses__()]
+        for model in models:
             own = model.model_json_schema(ref_template=COMPONENTS + "{model}", mode="serialization")
             for name, definition in own.pop("$defs", {}).items():
                 components.setdefault(name, definition)
             components.setdefault(model.__name__, own)
         return schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
 
 
 __all__ = ["HTTPException", "Problem", "ProblemError", "install", "responses", "MEDIA_TYPE"]

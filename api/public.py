@@ -181,6 +181,16 @@ class ExcusePublic(Public):
     actor: str = Field(description="Who excused it (a token id)")
 
 
+class AdmissionPublic(Public):
+    """The participant's witnessed admission of use, recorded in place of a specimen (reported as admitted use)."""
+
+    substances: list[str] = Field(description="What the participant admitted using, e.g. [\"cocaine\"]")
+    witnessed_by: str = Field(description="The staff member who witnessed the admission (reported with it)")
+    statement: str = Field(description="What the participant said, as documented (kept in the record, never reported)")
+    actor: str = Field(default="", description="Who recorded it (a token id)")
+    admitted_at: str | None = Field(default=None, description="When the admission was made (ISO 8601)")
+
+
 class RefusalPublic(Public):
     """A refusal to test, or a specimen that cannot be used."""
 
@@ -311,6 +321,8 @@ class ScreeningStatePublic(Public):
     late_collection: bool = Field(default=False, description="Collected after the window")
     excuse: ExcusePublic | None = Field(default=None, description="Why it was excused")
     refusal: RefusalPublic | None = Field(default=None, description="The refusal recorded")
+    admission: AdmissionPublic | None = Field(default=None, description="The witnessed admission of use recorded "
+                                                                        "in place of a specimen")
     cancel_reason: str | None = Field(default=None, description="Why it was cancelled")
     result_due_at: str | None = Field(default=None, description="When the lab's final result is due")
     result_overdue: bool = Field(default=False, description="The result is overdue")
@@ -325,6 +337,8 @@ class ScreeningStatePublic(Public):
     turnaround_hours: float | None = Field(default=None, description="Hours from collection to the final result")
     corrected_after_final: bool = Field(default=False, description="A result was corrected after it was final: "
                                                                    "reports already sent are corrected")
+    reopened_at: str | None = Field(default=None, description="When a correction reopened the screening after its "
+                                                              "workflow had closed (its correction period runs anew)")
     breath_result: BreathResultPublic | None = Field(default=None, description="A breath test's result")
     timeline: list[ActivityPublic] = Field(default_factory=list, description="What happened, in order")
 

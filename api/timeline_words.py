@@ -21,11 +21,13 @@ from domain.vocab import DisclosureStatus, ResultStatus, ReviewDecision
 RECORD, ACCESS, TECHNICAL = "record", "access", "technical"
 
 # Workflow updates and signals: the words, and a function of the decoded argument to the detail.
-_REVIEW = {ReviewDecision.CONFIRM: "Result confirmed", ReviewDecision.EXCUSE: "Result excused (explained)",
-           ReviewDecision.REQUEST_CONFIRMATION: "Confirmation test requested",
-           ReviewDecision.REQUEST_RETEST: "Retest requested"}
-_RESULT = {ResultStatus.PRELIMINARY: "Preliminary lab result received", ResultStatus.FINAL: "Final lab result received",
-           ResultStatus.CORRECTED: "Corrected lab result received"}
+_REVIEW: dict[str, str] = {ReviewDecision.CONFIRM: "Result confirmed",
+                           ReviewDecision.EXCUSE: "Result excused (explained)",
+                           ReviewDecision.REQUEST_CONFIRMATION: "Confirmation test requested",
+                           ReviewDecision.REQUEST_RETEST: "Retest requested"}
+_RESULT: dict[str, str] = {ResultStatus.PRELIMINARY: "Preliminary lab result received",
+                           ResultStatus.FINAL: "Final lab result received",
+                           ResultStatus.CORRECTED: "Corrected lab result received"}
 
 
 def _get(args: dict[str, Any], *keys: str) -> str:
@@ -167,8 +169,10 @@ READS = {
     "/disclosures": "reports to recipients",
     "/worklist": "the worklist",
 }
-_OUTCOME_WORDS = {DisclosureStatus.DELIVERED: "delivered", DisclosureStatus.BLOCKED: "not sent (consent)",
-                  DisclosureStatus.FAILED: "not delivered", DisclosureStatus.RETRYING: "not delivered yet, retrying"}
+_OUTCOME_WORDS: dict[str, str] = {DisclosureStatus.DELIVERED: "delivered",
+                                  DisclosureStatus.BLOCKED: "not sent (consent)",
+                                  DisclosureStatus.FAILED: "not delivered",
+                                  DisclosureStatus.RETRYING: "not delivered yet, retrying"}
 
 
 def audit_words(action: str, outcome: str) -> tuple[str, str]:

@@ -7,7 +7,8 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
+from typing import TypeVar
 
 from sqlmodel import Session
 
@@ -64,7 +65,10 @@ def issue_token(session: Session, *, name: str, role: str, expires_at: datetime 
 MAX_TOKEN_DAYS = 3650
 
 
-def expiry_after(days: int | None, now: datetime | date) -> datetime | date | None:
+_When = TypeVar("_When", datetime, date)
+
+
+def expiry_after(days: int | None, now: _When) -> _When | None:
     """When a token created `now` expires: `days` later, or never when days is None (an explicit
     choice; the CLI and POST /tokens both leave it out for that). 0, negative or more than ten years
     is refused: 0 must not silently mean "never"."""
@@ -99,4 +103,4 @@ def authenticate(session: Session, presented: str) -> Actor:
 
 
 def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -15,10 +15,10 @@ import argparse
 import asyncio
 import tempfile
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 
@@ -135,7 +135,8 @@ async def participant_days(participants: int, days: int, records_url: str | None
             test_server_existing_path=server_binary("temporal-test-server"))
         try:
             await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-                namespace="default", search_attributes={key.name: key.indexed_value_type for key in search.ALL}))
+                namespace="default",
+                search_attributes={key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in search.ALL}))
             start = local_date(await env.get_current_time(), "America/New_York") + timedelta(days=1)
             ids = [f"p-cap{i:07d}" for i in range(participants)]
             with session_scope(engine) as session:
@@ -154,7 +155,7 @@ async def participant_days(participants: int, days: int, records_url: str | None
                                                              id=workflow_id(pid), task_queue="capacity")
                     runs[handle.id] = handle.first_execution_run_id
                 begun = await env.get_current_time()
-                target = datetime.combine(start + timedelta(days=days), datetime.min.time(), tzinfo=timezone.utc)
+                target = datetime.combine(start + timedelta(days=days), datetime.min.time(), tzinfo=UTC)
                 await env.sleep(target - begun)
                 total = Cost()
                 for wid, first in runs.items():

@@ -23,8 +23,8 @@ from temporalio.worker import Worker
 
 from api.app import create_app
 from api.tokens import issue_token
-from domain.vocab import Role
 from bench.noop import NoopActivities, NoopPipelineWorkflow, NoopWorkflow
+from domain.vocab import Role
 from iop.codec import data_converter, format_key, new_key
 from iop.settings import Settings
 from iop.worker import build_worker
@@ -72,15 +72,16 @@ async def embedded_stack(*, worker_process: bool = False) -> AsyncIterator[Stack
         task_queue = "bench"
         with session_scope(engine) as session:
             # The lab token is registered to the sender bench/lab_ingest.py's messages name.
-            tokens = {role: issue_token(session, name=f"bench {role}", role=role,
-                                        **({"sender_application": "BENCHLAB", "sender_facility": "BENCH LAB"}
-                                           if role == "lab" else {}))[1]
-                      for role in Role}
+            lab = {"sender_application": "BENCHLAB", "sender_facility": "BENCH LAB"}
+            tokens: dict[str, str] = {
+                role: issue_token(session, name=f"bench {role}", role=role,
+                                  sender_application=lab["sender_application"] if role == "lab" else None,
+                                  sender_facility=lab["sender_facility"] if role == "lab" else None)[1]
+                for role in Role}
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(
             create_app(Settings(data_dir=data_dir, task_queue=task_queue), engine=engine, temporal=env.client),
             host="127.0.0.1", port=port, log_level="warning"))
-        server.install_signal_handlers = lambda: None
         child = None
         if worker_process:
             child = subprocess.Popen([sys.executable, "-m", "iop.cli", "worker"], env={
@@ -91,7 +92,8 @@ async def embedded_stack(*, worker_process: bool = False) -> AsyncIterator[Stack
         try:
             if not worker_process:
                 await workers.enter_async_context(build_worker(env.client, engine, task_queue))
-            await workers.enter_async_context(Worker(env.client, task_queue="bench-noop", activities=NoopActivities().all(),
+            await workers.enter_async_context(Worker(env.client, task_queue="bench-noop",
+                                                     activities=NoopActivities().all(),
                                                      workflows=[NoopWorkflow, NoopPipelineWorkflow]))
             serving = asyncio.create_task(server.serve())
             while not server.started:

@@ -64,7 +64,8 @@ async def main(messages: int, concurrency: int, per_participant: int = 20) -> No
         after = await namespace_cost(stack.client, query)
 
         noop = [await stack.client.start_workflow(NoopWorkflow.run, per_participant, id=f"noop-{uuid.uuid4()}",
-                                                  task_queue="bench-noop") for _ in range(-(-messages // per_participant))]
+                                                  task_queue="bench-noop")
+                for _ in range(-(-messages // per_participant))]
         signals = [lambda h=h: h.signal(NoopWorkflow.result, "x") for h in noop for _ in range(per_participant)]
         raw = await timed(signals[:messages], concurrency)
         await asyncio.gather(*(h.result() for h in noop))
@@ -72,7 +73,8 @@ async def main(messages: int, concurrency: int, per_participant: int = 20) -> No
         ours_rate, raw_rate = messages / ours, messages / raw
         print(f"\n| measure (concurrency {concurrency}) | messages | seconds | per second |")
         print("|---|---|---|---|")
-        print(f"| HL7 result end to end (store, parse, match, interpret, record) | {messages} | {ours:.1f} | {ours_rate:.1f} |")
+        print(f"| HL7 result end to end (store, parse, match, interpret, record) | {messages} | {ours:.1f} "
+              f"| {ours_rate:.1f} |")
         print(f"| raw Temporal signal to a no-op workflow | {messages} | {raw:.1f} | {raw_rate:.1f} |")
         print(f"| ratio | | | {ours_rate / raw_rate:.2f} |")
         print(f"\nper HL7 result (capacity model): {(after.events - before.events) / messages:.1f} history events, "

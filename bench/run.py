@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import random
 import statistics
 import time
 import uuid
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlmodel import col
 
 from bench.capacity import namespace_cost, participant_days
 from bench.harness import embedded_stack, rss_mib, timed
@@ -41,8 +45,8 @@ from tests.receiver import webhook_receiver
 from workflows.contracts import ParticipantInput, ParticipantState
 from workflows.participant import ParticipantWorkflow, workflow_id
 
-PERSON = {"given_name": "Bench", "family_name": "Person", "date_of_birth": "1980-01-01", "site": "north",
-          "case_numbers": [{"system": "bench-court", "value": "B-1"}]}
+PERSON: dict[str, Any] = {"given_name": "Bench", "family_name": "Person", "date_of_birth": "1980-01-01",
+                          "site": "north", "case_numbers": [{"system": "bench-court", "value": "B-1"}]}
 PIPELINE_ACTIVITIES, PIPELINE_LOCAL_ACTIVITIES = 3, 6  # confirm, notify, deliver; open, 4 saves, plan
 ROWS: list[tuple[str, str, str]] = []
 # State transitions per history event, measured on the dev server in (b): the time-skipping server of
@@ -98,8 +102,8 @@ async def pipelines(n: int, concurrency: int) -> None:
                 await stack.http.post(f"/participants/{pid}/consents", headers=admin, json={
                     "recipient_id": recipient["id"], "categories": ["screening-results"], "purpose": "bench",
                     "disclosing_program": "bench", "signer": "participant", "signature_method": "electronic",
-                    "signed_at": datetime.now(timezone.utc).isoformat(),
-                    "expires_at": datetime(2030, 1, 1, tzinfo=timezone.utc).isoformat()})
+                    "signed_at": datetime.now(UTC).isoformat(),
+                    "expires_at": datetime(2030, 1, 1, tzinfo=UTC).isoformat()})
                 mark = lap("consent", mark)
                 sid = (await stack.http.post(f"/participants/{pid}/screenings", json={"reason": "bench"},
                                              headers=admin)).json()["screening_id"]
@@ -138,7 +142,7 @@ async def pipelines(n: int, concurrency: int) -> None:
 
 async def at_scale(participants: int) -> None:
     async with embedded_stack(worker_process=True) as stack:
-        today = local_date(datetime.now(timezone.utc), "America/New_York")
+        today = local_date(datetime.now(UTC), "America/New_York")
         ids = [f"p-{i:010x}" for i in range(participants)]
         with session_scope(stack.engine) as session:
             for pid in ids:
@@ -154,12 +158,12 @@ async def at_scale(participants: int) -> None:
                                               id=workflow_id(pid), task_queue=stack.task_queue)
 
         started = time.perf_counter()
-        await timed([lambda pid=pid: start(pid) for pid in ids], 16)
+        await timed([functools.partial(start, pid) for pid in ids], 16)
         row(f"(c) {participants} participant workflows started", f"{time.perf_counter() - started:.0f} s")
         # Every workflow has run its first task (enrollment confirmed): then the fleet is idle, waiting on timers.
         while True:
             with session_scope(stack.engine) as session:
-                pending = session.query(Participant).filter(Participant.status == "enrolling").count()
+                pending = session.query(Participant).filter(col(Participant.status) == "enrolling").count()
             if pending == 0:
                 break
             await asyncio.sleep(1)

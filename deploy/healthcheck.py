@@ -15,7 +15,7 @@ import asyncio
 import socket
 import sys
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 # A worker long-polls for about a minute at a time; a poller not seen for longer than this is gone.
 POLLER_FRESH = timedelta(seconds=150)
@@ -46,14 +46,14 @@ async def worker_polling(target: str, namespace: str, task_queue: str, hostname:
     from temporalio.client import Client
 
     client = await Client.connect(target, namespace=namespace)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
         answer = await client.workflow_service.describe_task_queue(
             DescribeTaskQueueRequest(namespace=namespace, task_queue=TaskQueue(name=task_queue), task_queue_type=kind),
             timeout=timedelta(seconds=4),
         )
         ours = [p for p in answer.pollers if p.identity.endswith(f"@{hostname}")
-                and now - p.last_access_time.ToDatetime(timezone.utc) < POLLER_FRESH]
+                and now - p.last_access_time.ToDatetime(UTC) < POLLER_FRESH]
         if not ours:
             return f"no {TaskQueueType.Name(kind)} poller from {hostname} on task queue {task_queue!r}"
     return None

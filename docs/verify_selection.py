@@ -32,7 +32,7 @@ import hashlib
 import hmac
 import json
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 WINDOW_DAYS = 7
 # drand quicknet (League of Entropy): round r is produced at GENESIS + (r - 1) * PERIOD seconds.
@@ -55,8 +55,8 @@ def beacon_round(published_at: str) -> int:
     """The only round that may be the beacon: the first produced at or after published_at + 5 minutes."""
     moment = datetime.fromisoformat(published_at)
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    genesis = datetime.fromtimestamp(DRAND_GENESIS, timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
+    genesis = datetime.fromtimestamp(DRAND_GENESIS, UTC)
     after = (moment + BEACON_DELAY - genesis) // timedelta(microseconds=1)
     return max(1, -(-after // (DRAND_PERIOD * 1_000_000)) + 1)
 

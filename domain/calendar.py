@@ -20,7 +20,6 @@ from domain.checks import is_int, parse_day, require_text
 from domain.vocab import Vocabulary
 
 
-
 class Weekday(Vocabulary):
     """The days of the week, Monday first (date.weekday() order), as a calendar names them."""
 

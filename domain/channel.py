@@ -146,7 +146,8 @@ def colour_answer(today: str, open_day: bool, opens: str | None, colours: list[s
     if own is None:
         return f"Colours testing today ({today}): {listed}. No colour is assigned to you: call the clinic."
     if must_test_by:
-        return f"Colours testing today ({today}): {listed}. Your colour ({own}) is called: test today by {must_test_by}."
+        return (f"Colours testing today ({today}): {listed}. Your colour ({own}) is called: "
+                f"test today by {must_test_by}.")
     if own in colours:
         return (f"Colours testing today ({today}): {listed}. Your colour ({own}) is called, but no test is ordered for "
                 f"you today (testing may be paused for you); call the clinic if unsure.")

@@ -70,7 +70,7 @@ def draw_colours(site_plan: TestingPlan, groups: Sequence[ColourGroup], day: dat
 
 def drawn(draws: Sequence[Draw], groups: Sequence[ColourGroup]) -> list[str]:
     """The colours called: those whose draw selected them, in the program's order."""
-    return [g.name for g, d in zip(groups, draws) if d.selected]
+    return [g.name for g, d in zip(groups, draws, strict=True) if d.selected]
 
 
 @dataclass(frozen=True)

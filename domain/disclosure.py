@@ -21,12 +21,13 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
 
-from domain.attendance import AttendanceStatus, check_status as check_attendance_status
+from domain.attendance import AttendanceStatus
+from domain.attendance import check_status as check_attendance_status
 from domain.attendance import summarize as summarize_attendance
 from domain.checks import require_text as _require_text
 from domain.consent import (
@@ -997,7 +998,7 @@ def parse_retry_after(value: str, now: datetime | None) -> float | None:
     if now is None or now.utcoffset() is None:
         raise ValueError("Retry-After is an HTTP-date: pass now, a timezone-aware datetime, to compare it with")
     if when.tzinfo is None:  # asctime form: HTTP-dates are always GMT
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max(0.0, (when - now).total_seconds())
 
 

@@ -91,7 +91,8 @@ _INTERPRETATION = {
     AnalyteOutcome.PRESUMPTIVE_POSITIVE: ("A", "Abnormal"),
     AnalyteOutcome.NOT_INTERPRETABLE: ("IND", "Indeterminate"),
 }
-_ORDER_STATUS: dict[str, str] = {OrderStatus.ACTIVE: "active", OrderStatus.HELD: "on-hold", OrderStatus.STOPPED: "stopped"}
+_ORDER_STATUS: dict[str, str] = {OrderStatus.ACTIVE: "active", OrderStatus.HELD: "on-hold",
+                                 OrderStatus.STOPPED: "stopped"}
 
 
 # --- inputs --------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, TypeGuard
 
 from domain.analytes import ANALYTES, NOT_MONITORED_BY_URINE, AddedAnalyte, Analyte, catalogue
+from domain.checks import is_finite_number as _is_finite_number
 from domain.cutoffs import (
     CLINICAL_DEFAULT,
     CONFIRM,
@@ -28,7 +29,6 @@ from domain.cutoffs import (
     get_table,
     resolve_cutoff,
 )
-from domain.checks import is_finite_number as _is_finite_number
 from domain.validity import (
     ADULTERATED,
     DEFAULT_VALIDITY_RULES,
@@ -247,7 +247,8 @@ def _from_value(result: AnalyteResult, call: str | None, tables: Sequence[Cutoff
         return _not_interpretable(result, f"no cutoff for {result.analyte} ({result.method}) and no usable lab call")
     assert result.value is not None  # interpret() sends only finite values here
     at_or_above = result.value >= cutoff
-    comparison = f"{result.value:g} {'>=' if at_or_above else '<'} cutoff {cutoff:g} ({_cutoff_label(source, result.method)})"
+    comparison = (f"{result.value:g} {'>=' if at_or_above else '<'} cutoff {cutoff:g} "
+                  f"({_cutoff_label(source, result.method)})")
     # A lab's call that disagrees with its own number is a messy feed, not something to settle here.
     if call is not None and call != (PRESUMPTIVE_POSITIVE if at_or_above else NEGATIVE):
         return _not_interpretable(result, f"{comparison}, but the lab called it {result.qualitative}", cutoff, source)
@@ -291,7 +292,8 @@ def _finding(
 def _not_interpretable(
     result: AnalyteResult, reason: str, cutoff: float | None = None, source: str | None = None
 ) -> AnalyteFinding:
-    return AnalyteFinding(result.analyte, NOT_INTERPRETABLE, cutoff, source, reason, result.method, _plain_value(result.value))
+    return AnalyteFinding(result.analyte, NOT_INTERPRETABLE, cutoff, source, reason, result.method,
+                          _plain_value(result.value))
 
 
 def _qualitative_call(text: str | None) -> str | None:
@@ -335,7 +337,8 @@ def interpret(
     medication links, and their default cutoffs after every table).
     """
     table = get_table(table_name, tables)
-    fallback = get_table(fallback_table_name, tables) if fallback_table_name and fallback_table_name != table_name else None
+    fallback = (get_table(fallback_table_name, tables)
+                if fallback_table_name and fallback_table_name != table_name else None)
     drug_results = [r for r in results if not _is_validity_result(r)]
     derived_checks, unusable_checks = checks_from_results(results)
 
@@ -417,7 +420,8 @@ def _validity_reading(result: AnalyteResult) -> tuple[str, Any] | str:
     if not _is_finite_number(result.value):
         return f"{result.analyte}: value {result.value!r} is not a number"
     if _normalised_units(result.units) not in accepted_units:
-        return f"{result.analyte}: units {result.units!r} are not the expected {'/'.join(sorted(u for u in accepted_units if u))}"
+        expected = "/".join(sorted(u for u in accepted_units if u))
+        return f"{result.analyte}: units {result.units!r} are not the expected {expected}"
     return field_name, float(result.value)
 
 
@@ -445,7 +449,8 @@ def _apply_methamphetamine_rule(findings: list[AnalyteFinding], table: CutoffTab
     amphetamine = [f for f in findings if f.analyte == "amphetamine" and f.method == CONFIRM]
     measured = [f.value for f in amphetamine if f.value is not None]
     enough = any(value >= threshold for value in measured) or any(
-        f.outcome == CONFIRMED_POSITIVE and f.cutoff_used is not None and f.cutoff_used >= threshold for f in amphetamine
+        f.outcome == CONFIRMED_POSITIVE and f.cutoff_used is not None and f.cutoff_used >= threshold
+        for f in amphetamine
     )
 
     def judged(finding: AnalyteFinding) -> AnalyteFinding:
@@ -549,7 +554,8 @@ def _expected_absent(
             continue
         elif all(f.outcome == NEGATIVE for f in tested):
             flags.append(
-                Flag(EXPECTED_ABSENT, f"{medication} expected, but {names} not found: possible non-adherence or diversion")
+                Flag(EXPECTED_ABSENT,
+                     f"{medication} expected, but {names} not found: possible non-adherence or diversion")
             )
     return tuple(flags)
 

@@ -29,7 +29,8 @@ from datetime import date, timedelta
 from typing import Any
 
 from domain import medication as med
-from domain.checks import is_int as _is_int, parse_day as _parse_day
+from domain.checks import is_int as _is_int
+from domain.checks import parse_day as _parse_day
 from domain.vocab import Vocabulary
 
 

@@ -15,8 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import date, timedelta
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any, TypeVar, overload
-from domain.checks import parse_day as _parse_day, require_text as _require_text, is_int as _is_int, is_finite_number as _is_finite_number
+
+from domain.checks import is_finite_number as _is_finite_number
+from domain.checks import is_int as _is_int
+from domain.checks import parse_day as _parse_day
+from domain.checks import require_text as _require_text
 from domain.vocab import Vocabulary
 
 if TYPE_CHECKING:
@@ -759,7 +764,7 @@ def missed_dose_run(expected_days_with_outcomes: Sequence[tuple[date, bool]]) ->
     covered: a dose given, an authorised take-home covering it, or a clinician hold.
     """
     days = [day for day, _ in expected_days_with_outcomes]
-    if any(later <= earlier for earlier, later in zip(days, days[1:])):
+    if any(later <= earlier for earlier, later in pairwise(days)):
         raise ValueError("expected days must be in chronological order, each day once")
     run = 0
     for _, covered in reversed(expected_days_with_outcomes):

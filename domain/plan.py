@@ -10,7 +10,9 @@ from dataclasses import asdict, dataclass, fields
 from datetime import date
 from functools import lru_cache
 from typing import Any
-from domain.checks import require_text as _require_text, is_int as _is_int
+
+from domain.checks import is_int as _is_int
+from domain.checks import require_text as _require_text
 
 PHASES: tuple[str, ...] = ("phase-1", "phase-2", "phase-3", "aftercare")
 

@@ -14,10 +14,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import date, timedelta
+from itertools import pairwise
 from typing import Any, TypeVar
 
+from domain.checks import is_finite_number as _is_finite_number
+from domain.checks import is_int as _is_int
+from domain.checks import parse_day as _parse_day
+from domain.checks import require_text as _require_text
 from domain.medication import DEFAULT_MISSED_DOSE_RULES, DRUGS, INJECTION_DRUGS, Drug
-from domain.checks import parse_day as _parse_day, require_text as _require_text, is_int as _is_int, is_finite_number as _is_finite_number
 from domain.vocab import Vocabulary
 
 
@@ -146,7 +150,8 @@ class TakeHomeRules:
         applies_to = _frozen_choices("applies_to", self.applies_to, DRUGS)
         bad_screen_results = _frozen_choices("bad_screen_results", self.bad_screen_results, SCREEN_RESULTS)
         if NEGATIVE in bad_screen_results:
-            raise ValueError("bad_screen_results cannot include 'negative': clean screens are what reinstate take-homes")
+            raise ValueError("bad_screen_results cannot include 'negative': clean screens are what reinstate "
+                             "take-homes")
         object.__setattr__(self, "applies_to", applies_to)
         object.__setattr__(self, "bad_screen_results", bad_screen_results)
         _check_bands(self.name, self.bands)
@@ -324,7 +329,7 @@ def _check_dates_not_after_today(facts: TakeHomeFacts) -> None:
     if not isinstance(screens, tuple) or any(not isinstance(screen, ScreenFact) for screen in screens):
         raise ValueError("recent_screens must be a tuple of ScreenFact")
     days = [_parse_day("screen day", screen.day) for screen in screens]
-    if any(later < earlier for earlier, later in zip(days, days[1:])):
+    if any(later < earlier for earlier, later in pairwise(days)):
         raise ValueError("recent_screens must be in chronological order, oldest first")
     if days and days[-1] > today:
         raise ValueError(f"a screen dated {days[-1].isoformat()} is after today {facts.today}")

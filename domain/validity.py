@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
+from itertools import pairwise
 from typing import Any
-from domain.checks import is_int as _is_int, is_finite_number as _is_finite_number
-from domain.vocab import Vocabulary
 
+from domain.checks import is_finite_number as _is_finite_number
+from domain.checks import is_int as _is_int
+from domain.vocab import Vocabulary
 
 
 class ValidityStatus(Vocabulary):
@@ -64,7 +66,7 @@ _SOURCE = (
 
 
 def _require_order(label: str, *values: float) -> None:
-    if any(low > high for low, high in zip(values, values[1:])):
+    if any(low > high for low, high in pairwise(values)):
         raise ValueError(f"validity rules: {label} must be in increasing order, got {values}")
 
 
@@ -137,7 +139,8 @@ class ValidityRules:
             self.invalid_ph_high_at_least,
             self.adulterated_ph_at_least,
         )
-        _require_order("nitrite thresholds", self.invalid_nitrite_at_least_ug_ml, self.adulterated_nitrite_at_least_ug_ml)
+        _require_order("nitrite thresholds", self.invalid_nitrite_at_least_ug_ml,
+                       self.adulterated_nitrite_at_least_ug_ml)
         _require_order("dilute creatinine range", self.dilute_creatinine_min_mg_dl, self.dilute_creatinine_below_mg_dl)
         _require_order("dilute specific gravity range", self.dilute_sg_above, self.dilute_sg_below)
         _require_order("substituted specific gravity", self.substituted_sg_at_most, self.substituted_sg_at_least)
@@ -229,7 +232,9 @@ def _substitution_reasons(creatinine: float | None, gravity: float | None, rules
     return []
 
 
-def _adulteration_reasons(checks: SpecimenChecks, ph: float | None, nitrite: float | None, rules: ValidityRules) -> list[str]:
+def _adulteration_reasons(
+    checks: SpecimenChecks, ph: float | None, nitrite: float | None, rules: ValidityRules
+) -> list[str]:
     reasons = []
     if nitrite is not None and nitrite >= rules.adulterated_nitrite_at_least_ug_ml:
         reasons.append(f"adulterated: nitrite {nitrite:g} µg/mL >= {rules.adulterated_nitrite_at_least_ug_ml:g}")
@@ -257,7 +262,8 @@ def _invalidity_reasons(
         reasons.append(f"invalid: pH {ph:g} in [{rules.adulterated_ph_below:g}, {rules.invalid_ph_low_below:g})")
     if ph is not None and rules.invalid_ph_high_at_least <= ph < rules.adulterated_ph_at_least:
         reasons.append(f"invalid: pH {ph:g} in [{rules.invalid_ph_high_at_least:g}, {rules.adulterated_ph_at_least:g})")
-    if nitrite is not None and rules.invalid_nitrite_at_least_ug_ml <= nitrite < rules.adulterated_nitrite_at_least_ug_ml:
+    if (nitrite is not None
+            and rules.invalid_nitrite_at_least_ug_ml <= nitrite < rules.adulterated_nitrite_at_least_ug_ml):
         reasons.append(
             f"invalid: nitrite {nitrite:g} µg/mL in [{rules.invalid_nitrite_at_least_ug_ml:g}, "
             f"{rules.adulterated_nitrite_at_least_ug_ml:g})"
@@ -330,7 +336,8 @@ def _collector_refusal_reasons(checks: SpecimenChecks) -> list[str]:
 
 
 def _strongest_status(substituted: list[str], adulterated: list[str], invalid: list[str], dilute: list[str]) -> str:
-    for status, reasons in ((SUBSTITUTED, substituted), (ADULTERATED, adulterated), (INVALID, invalid), (DILUTE, dilute)):
+    ranked = ((SUBSTITUTED, substituted), (ADULTERATED, adulterated), (INVALID, invalid), (DILUTE, dilute))
+    for status, reasons in ranked:
         if reasons:
             return status
     return VALID

@@ -27,7 +27,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from domain.plan import plan_from_dict
@@ -73,7 +73,7 @@ def reveal_on(period: str) -> date:
 def reveal_moment(period: str) -> datetime:
     """00:00 UTC of reveal_on: when the period's workflow reveals the seed on its own."""
     day = reveal_on(period)
-    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def commitment(seed: bytes, program: str, period: str) -> str:
@@ -99,7 +99,7 @@ _BEACON = re.compile(r"drand:(?P<chain>[a-z]+):(?P<round>[1-9][0-9]{0,11}):(?P<r
 
 def round_time(round_number: int) -> datetime:
     """When drand quicknet produces a round: genesis + (round - 1) * period."""
-    return datetime.fromtimestamp(DRAND_GENESIS + (round_number - 1) * DRAND_PERIOD_S, timezone.utc)
+    return datetime.fromtimestamp(DRAND_GENESIS + (round_number - 1) * DRAND_PERIOD_S, UTC)
 
 
 def round_url(round_number: int) -> str:
@@ -110,7 +110,7 @@ def round_url(round_number: int) -> str:
 def beacon_round(published_at: datetime) -> int:
     """The period's beacon round: the first produced at or after published_at + BEACON_DELAY."""
     if published_at.tzinfo is None:
-        published_at = published_at.replace(tzinfo=timezone.utc)
+        published_at = published_at.replace(tzinfo=UTC)
     after = (published_at + BEACON_DELAY - round_time(1)) // timedelta(microseconds=1)
     return max(1, -(-after // (DRAND_PERIOD_S * 1_000_000)) + 1)
 
@@ -165,8 +165,8 @@ def beacon_problem(beacon_text: str | None, published_at: datetime) -> str | Non
 
 def _utc(moment: datetime) -> str:
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return f"{moment.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%SZ}"
+        moment = moment.replace(tzinfo=UTC)
+    return f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
 
 
 # --- notices to subscribing recipients ---------------------------------------------------------

@@ -16,21 +16,20 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, overload
 
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, or_, select
+from sqlmodel import Session, col, or_, select
 from temporalio.client import Client, RPCError, WorkflowUpdateFailedError
 from temporalio.service import RPCStatusCode
 
 from domain import loinc_tox
 from domain.analytes import ANALYTES, DEFAULT_CODE_MAP, local_system, map_code
-from domain.medication import expected_substance
-from domain.vocab import Role
 from domain.hl7 import (
+    AckCode,
     AckError,
     Hl7Error,
     Observation,
@@ -42,15 +41,17 @@ from domain.hl7 import (
     parse_oru,
     split_batch,
 )
+from domain.lab_intake import UNREGISTERED_TOKEN, SenderBinding, body_digest, sender_refusal
+from domain.medication import expected_substance
+from domain.vocab import Role
 from ingest.offload import off_loop
 from iop.crashpoints import crash_point
 from iop.reopen import reopen_screening
 from iop.temporal import not_available_now
 from store.db import session_scope
-from domain.lab_intake import UNREGISTERED_TOKEN, SenderBinding, body_digest, sender_refusal
 from store.models import (
-    ApiToken,
     AnalyteDefinition,
+    ApiToken,
     CodeMapping,
     LabMessage,
     LabResult,
@@ -136,6 +137,10 @@ def told_lab(reason_code: str | None, reason: str | None) -> str | None:
     return TOLD_LAB.get(reason_code or "", reason)
 
 
+@overload
+def storable(text: str) -> str: ...
+@overload
+def storable(text: str | None) -> str | None: ...
 def storable(text: str | None) -> str | None:
     """PostgreSQL text cannot hold NUL; a message that carries one is kept with it escaped (its
     digest is taken over the bytes as received)."""
@@ -143,7 +148,7 @@ def storable(text: str | None) -> str | None:
 
 
 def _hl7_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S+0000")
+    return datetime.now(UTC).strftime("%Y%m%d%H%M%S+0000")
 
 
 def _salvaged_key(raw: str) -> tuple[str, str]:
@@ -269,6 +274,7 @@ class LabIngest:
             # Kept, never replayed, and it uses up no control id of the sender it claims to be.
             stored = await run_in_threadpool(self._store_raw, raw, digest, transport, claimed, control,
                                              sender.token_id, False, False)
+            assert stored.id is not None  # a stored row
             return await run_in_threadpool(self._refuse, stored.id, raw, message, refusal)
         # Copies of one message arriving together are handled one after the other in this
         # process (across processes the unique keys decide): the first files, the rest replay.
@@ -280,6 +286,7 @@ class LabIngest:
                 # corrected message may come with the same one.
                 stored = await run_in_threadpool(self._store_raw, raw, digest, transport, claimed, control,
                                                  sender.token_id, True, message is not None)
+                assert stored.id is not None  # a stored row
                 if stored.ack is not None:
                     return Receipt(stored.ack_code or "AA", stored.ack, stored.id, replayed=True)
                 crash_point("lab.after-raw-stored")  # test-only, inert unless IOP_TEST_CRASH_AT is set
@@ -328,10 +335,10 @@ class LabIngest:
     def _refuse(self, message_id: int, raw: str, message: OruMessage | None, refusal: str) -> Receipt:
         """AR: this token may not send as the sender the message names. Kept, and shown to staff."""
         detail = f"{refusal}; the message was kept and not filed"
-        ack = build_ack(message, None if message else _raw_msh(raw), "AR", f"ACK{message_id}",
+        ack = build_ack(message, None if message else _raw_msh(raw), AckCode.REJECT, f"ACK{message_id}",
                         [AckError("204", detail, "MSH-4")], _hl7_now())
         with session_scope(self.engine) as session:
-            row = session.get(LabMessage, message_id)
+            row = session.get_one(LabMessage, message_id)
             row.status, row.ack_code, row.ack, row.detail = "rejected", "AR", storable(ack), storable(detail)
             session.add(row)
             session.add(QuarantineItem(lab_message_id=message_id, reason_code="sender-not-registered",
@@ -344,6 +351,7 @@ class LabIngest:
         reason = (f"message control id '{stored.control_id}' from sender '{stored.sender}' was already used by "
                   f"lab message {stored.conflicts_with} with a different body; this message was kept and not "
                   "filed: compare the two with the lab, then attach each result to its screening or reject it")
+        assert stored.id is not None  # a stored row
         held = Quarantined("conflicting-control-id", reason, "MSH-10")
         lab_id = lab_id_of(message)
         outcomes = []
@@ -359,7 +367,7 @@ class LabIngest:
         error = AckError("205", "this message control id (MSH-10) was already used by an earlier message with "
                          "different content; this message was kept and held for review, not filed. Give every "
                          "new message its own control id", "MSH-10")
-        ack = build_ack(message, None, "AE", f"ACK{stored.id}", [error], _hl7_now())
+        ack = build_ack(message, None, AckCode.ERROR, f"ACK{stored.id}", [error], _hl7_now())
         self._finish(stored.id, "processed", "AE", ack, reason)
         return Receipt("AE", ack, stored.id, outcomes=outcomes)
 
@@ -375,7 +383,7 @@ class LabIngest:
         if (message.processing_id or "P").upper().startswith(("T", "D")):
             warning = AckError("207", "test or debug message (MSH-11): acknowledged, not filed on any participant",
                                "MSH-11", severity="W")
-            ack = build_ack(message, None, "AA", f"ACK{message_id}", [warning], _hl7_now())
+            ack = build_ack(message, None, AckCode.ACCEPT, f"ACK{message_id}", [warning], _hl7_now())
             await run_in_threadpool(self._finish, message_id, "processed", "AA", ack, warning.detail)
             return Receipt("AA", ack, message_id)
 
@@ -384,8 +392,8 @@ class LabIngest:
                         for index, order in enumerate(message.orders)]
         except TryLater as exc:
             log.warning("lab message %s not filed yet: %s", message_id, exc)
-            error = AckError("207", str(exc), None)
-            ack = build_ack(message, None, "AE", f"ACK{message_id}", [error], _hl7_now())
+            try_later = AckError("207", str(exc), None)
+            ack = build_ack(message, None, AckCode.ERROR, f"ACK{message_id}", [try_later], _hl7_now())
             return Receipt("AE", ack, message_id)  # not stored as the answer: a resend is processed again
         crash_point("lab.after-filed")  # test-only, inert unless IOP_TEST_CRASH_AT is set
         held = [o for o in outcomes if o.state != "filed"]
@@ -394,7 +402,7 @@ class LabIngest:
         errors += [AckError("207", f"specimen {o.result_id}: filed; code {code.rsplit(' from ', 1)[0]} is not in our "
                             "code table and is held for staff to map", "OBX-3", severity="W")
                    for o in outcomes if o.state == "filed" for code in o.held_codes]
-        ack_code = "AE" if held else "AA"
+        ack_code = AckCode.ERROR if held else AckCode.ACCEPT
         ack = build_ack(message, None, ack_code, f"ACK{message_id}", errors, _hl7_now())
         detail = "; ".join(o.reason or "" for o in held) or None
         await run_in_threadpool(self._finish, message_id, "processed", ack_code, ack, detail)
@@ -430,7 +438,7 @@ class LabIngest:
                 screening = session.exec(select(Screening).where(
                     or_(Screening.specimen_id == value, Screening.id == value))).first()
                 if screening is not None:
-                    return screening, session.get(Participant, screening.participant_id)
+                    return screening, session.get_one(Participant, screening.participant_id)
         shown = ", ".join(f"'{c}'" for c in candidates) or "none"
         raise Quarantined("unknown-specimen",
                           f"no screening has the specimen or order id given (OBR-2/OBR-3/SPM-2: {shown}); "
@@ -537,7 +545,7 @@ class LabIngest:
             self._save_result(session, message_id, result_id, index, lab_id, order, status, record, screening_id,
                               "quarantined")
             exists = session.exec(select(QuarantineItem).where(QuarantineItem.lab_result_id == result_id,
-                                                               QuarantineItem.resolved_at.is_(None))).first()
+                                                               col(QuarantineItem.resolved_at).is_(None))).first()
             if exists is None:
                 session.add(QuarantineItem(lab_message_id=message_id, lab_result_id=result_id, reason_code=held.code,
                                            reason=storable(held.reason), screening_id=screening_id,
@@ -545,13 +553,13 @@ class LabIngest:
 
     def _finish(self, message_id: int, status: str, ack_code: str, ack: str, detail: str | None) -> None:
         with session_scope(self.engine) as session:
-            row = session.get(LabMessage, message_id)
+            row = session.get_one(LabMessage, message_id)
             row.status, row.ack_code, row.ack, row.detail = status, ack_code, storable(ack), storable(detail)
             session.add(row)
 
     def _finish_rejected(self, message_id: int, error: Hl7Error, ack: str, ack_code: str) -> None:
         with session_scope(self.engine) as session:
-            row = session.get(LabMessage, message_id)
+            row = session.get_one(LabMessage, message_id)
             row.status, row.ack_code, row.ack, row.detail = "rejected", ack_code, storable(ack), storable(error.detail)
             session.add(row)
             session.add(QuarantineItem(lab_message_id=message_id, reason_code="unparseable",
@@ -609,7 +617,8 @@ class LabIngest:
     def _not_monitored(self, result_id: str) -> set[str]:
         with Session(self.engine) as session:
             return {q.held_code for q in session.exec(select(QuarantineItem).where(
-                QuarantineItem.lab_result_id == result_id, QuarantineItem.resolution == "not-monitored")).all()}
+                QuarantineItem.lab_result_id == result_id, QuarantineItem.resolution == "not-monitored")).all()
+                if q.held_code is not None}
 
     async def reject(self, item_id: int, actor: str, note: str) -> QuarantineItem:
         item, _ = await run_in_threadpool(self._open_item, item_id)
@@ -635,14 +644,15 @@ class LabIngest:
                 raise LookupError(f"no screening {screening_id!r}")
             return screening
 
-    def _resolve(self, item_id: int, resolution: str, actor: str, note: str, screening_id: str | None) -> QuarantineItem:
+    def _resolve(self, item_id: int, resolution: str, actor: str, note: str,
+                 screening_id: str | None) -> QuarantineItem:
         with session_scope(self.engine) as session:
-            item = session.get(QuarantineItem, item_id)
+            item = session.get_one(QuarantineItem, item_id)
             item.resolved_at, item.resolution, item.resolved_by = utcnow(), resolution, actor
             item.resolution_note, item.screening_id = note, screening_id or item.screening_id
             session.add(item)
             if item.lab_result_id and item.held_code is None:
-                result = session.get(LabResult, item.lab_result_id)
+                result = session.get_one(LabResult, item.lab_result_id)
                 result.state = "filed" if resolution == "attached" else "rejected"
                 result.screening_id = screening_id or result.screening_id
                 session.add(result)
@@ -684,7 +694,7 @@ def _record(lab_id: str, order: Order) -> dict[str, Any]:
 
 
 def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _cross_check(patient: PatientIds, participant: Participant) -> None:

@@ -14,7 +14,7 @@ import binascii
 import os
 import secrets
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -107,7 +107,7 @@ def write_checkpoint(engine: Engine, settings: Settings) -> Checkpoint:
     if settings.audit_checkpoint_url:
         body = encode_payload({"type": "audit.checkpoint", "checkpoint": point.__dict__})
         msg_id = f"audit-checkpoint-{point.seq}-{uuid.uuid4().hex[:12]}"
-        now = int(datetime.now(timezone.utc).timestamp())
+        now = int(datetime.now(UTC).timestamp())
         response = httpx.post(settings.audit_checkpoint_url, content=body, timeout=15.0, follow_redirects=False,
                               headers={"content-type": "application/json",
                                        **webhook_headers(settings.audit_checkpoint_secret, msg_id, now, body)})
@@ -119,9 +119,16 @@ async def ensure_checkpoint_schedule(client, task_queue: str, minutes: int) -> N
     """The Temporal schedule that starts AuditCheckpointWorkflow every `minutes` (0: remove it)."""
     from datetime import timedelta
 
-    from temporalio.client import (Schedule, ScheduleActionStartWorkflow, ScheduleAlreadyRunningError,
-                                   ScheduleIntervalSpec, ScheduleOverlapPolicy, SchedulePolicy, ScheduleSpec,
-                                   ScheduleUpdate)
+    from temporalio.client import (
+        Schedule,
+        ScheduleActionStartWorkflow,
+        ScheduleAlreadyRunningError,
+        ScheduleIntervalSpec,
+        ScheduleOverlapPolicy,
+        SchedulePolicy,
+        ScheduleSpec,
+        ScheduleUpdate,
+    )
     from temporalio.service import RPCError, RPCStatusCode
 
     from workflows.audit import AuditCheckpointWorkflow

@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -84,7 +84,7 @@ def token_create(
 
     settings = get_settings()
     try:
-        expires = expiry_after(days, datetime.now(timezone.utc))
+        expires = expiry_after(days, datetime.now(UTC))
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--days") from exc
     with session_scope(make_engine(settings.resolved_database_url)) as session:
@@ -92,7 +92,8 @@ def token_create(
             _, plaintext = issue_token(session, name=name, role=role, expires_at=expires,
                                        sender_application=sender_app, sender_facility=sender_facility)
         except ValueError as exc:
-            flags = str(exc).replace("sender_application", "--sender-app").replace("sender_facility", "--sender-facility")
+            flags = (str(exc).replace("sender_application", "--sender-app")
+                     .replace("sender_facility", "--sender-facility"))
             raise typer.BadParameter(flags) from exc
     typer.echo(plaintext)
 
@@ -120,8 +121,9 @@ def _cli_actor(by: str | None) -> str:
 def _save_program(data: dict, note: str | None, by: str | None, action: str | None = None) -> None:
     """Save a program version and write the audit event the API writes for the same edit (action, program id,
     outcome as the HTTP status the API would answer), with the CLI's user as the actor."""
-    from domain.program import program_from_dict
     from sqlmodel import Session
+
+    from domain.program import program_from_dict
     from store import audit
     from store.db import make_engine, session_scope
     from store.models import ProgramRecord
@@ -174,9 +176,10 @@ def program_show(program_id: str) -> None:
     """Print the current version of a program as JSON."""
     import json
 
+    from sqlmodel import Session
+
     from domain.program import program_to_dict
     from store.db import make_engine
-    from sqlmodel import Session
     from store.programs import current_program
 
     with Session(make_engine(get_settings().resolved_database_url)) as session:
@@ -192,9 +195,10 @@ def program_import_ics(program_id: str, site: str,
                        by: ByOpt = None) -> None:
     """Add the all-day events of an iCalendar file to a site's closed days (a new version, audited like
     POST /programs/{program_id}/sites/{site}/closed-days)."""
+    from sqlmodel import Session
+
     from domain.calendar import calendar_to_dict, parse_ics, with_closed
     from domain.program import program_to_dict
-    from sqlmodel import Session
     from store.db import make_engine
     from store.programs import current_program
 
@@ -365,7 +369,8 @@ def selection_verify(program: ProgramOpt, period: PeriodOpt,
     from sqlmodel import Session
 
     from domain.verifiable import verify_export
-    from store.selection import SelectionError, export as export_period
+    from store.selection import SelectionError
+    from store.selection import export as export_period
 
     engine, _ = _selection_engine()
     try:
@@ -427,8 +432,14 @@ async def _run_worker(settings: Settings, *, index: int = 0, schedules: bool = T
     from iop import telemetry
     from iop.audit import audit_keys, ensure_checkpoint_schedule
     from iop.temporal import connect
-    from iop.worker import (build_worker, ensure_reconciler_schedule, ensure_worklist_workflow, notifier_for, smtp_for,
-                            pager_for)
+    from iop.worker import (
+        build_worker,
+        ensure_reconciler_schedule,
+        ensure_worklist_workflow,
+        notifier_for,
+        pager_for,
+        smtp_for,
+    )
     from store.audit import use_keys
     from store.db import make_engine
 
@@ -457,7 +468,8 @@ def hl7_listen(
     lab_token: Annotated[str, typer.Option(
         envvar="IOP_MLLP_LAB_TOKEN",
         help="Id of the lab token (`iop token create --role lab ...`) whose registered sender this listener "
-             "accepts; MLLP has no credentials [IOP_MLLP_LAB_TOKEN]")] = ...,
+             "accepts; MLLP has no credentials [IOP_MLLP_LAB_TOKEN]",
+    )] = ...,  # type: ignore[assignment]  # typer: ... means required
 ) -> None:
     """Receive ORU^R01 over MLLP for one lab; each message is stored, filed or quarantined, and ACKed.
     Only peers on IOP_MLLP_ALLOW may connect; put a TLS proxy in front for anything beyond this host."""
@@ -478,7 +490,7 @@ async def _run_hl7_listener(settings: Settings, host: str, port: int, lab_token:
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     engine = make_engine(settings.resolved_database_url)
-    if LabIngest(engine, None).sender_for_token(lab_token).refused:  # type: ignore[arg-type]
+    if LabIngest(engine, None).sender_for_token(lab_token).refused:  # type: ignore[arg-type]  # no Temporal needed
         raise typer.BadParameter(f"no usable lab token has the id {lab_token} (revoked, expired or unknown)")
     server = await serve_mllp(LabIngest(engine, await connect(settings), settings.task_queue), host, port,
                               token_id=lab_token, allow=allow)
@@ -588,8 +600,14 @@ async def _run_dev(settings: Settings) -> None:
     from api.app import create_app
     from iop.audit import audit_keys, ensure_checkpoint_schedule
     from iop.processes import PRIVATE_UMASK, private_dir, stop_child
-    from iop.worker import (build_worker, ensure_reconciler_schedule, ensure_worklist_workflow, notifier_for, smtp_for,
-                            pager_for)
+    from iop.worker import (
+        build_worker,
+        ensure_reconciler_schedule,
+        ensure_worklist_workflow,
+        notifier_for,
+        pager_for,
+        smtp_for,
+    )
     from store.audit import use_keys
     from store.db import make_engine
     from store.migrate import upgrade
@@ -615,7 +633,6 @@ async def _run_dev(settings: Settings) -> None:
                 log_level="warning",
             )
         )
-        server.install_signal_handlers = lambda: None  # one stop event drives every part
         async with build_worker(client, engine, settings.task_queue, notifier=notifier_for(settings),
                                 pager=pager_for(settings), smtp=smtp_for(settings),
                                 letterhead=settings.report_letterhead):
@@ -634,7 +651,8 @@ async def _run_dev(settings: Settings) -> None:
                         f"  Temporal     127.0.0.1:{settings.temporal_dev_port}",
                         f"  workers      {len(workers) + 1} processes (IOP_WORKERS)",
                         f"  dev token    {settings.data_dir / 'dev-token'}  (admin)",
-                        f"  try: curl -H \"Authorization: Bearer $(cat {settings.data_dir / 'dev-token'})\" {base}/participants",
+                        f"  try: curl -H \"Authorization: Bearer $(cat {settings.data_dir / 'dev-token'})\" "
+                        f"{base}/participants",
                         "Ctrl-C stops everything; data stays in " + str(settings.data_dir),
                         "",
                     ]
@@ -706,7 +724,7 @@ def simulate(
             from domain.program import program_from_dict
 
             definition = {k: v for k, v in json.loads(program.read_text()).items() if k != "note"}
-            phases = [p.name for p in program_from_dict(definition).phases]
+            phases: tuple[str, ...] | list[str] = [p.name for p in program_from_dict(definition).phases]
         else:
             from domain.plan import PHASES as phases
         validate(participants, days, no_show_rate, phase, phases)
@@ -775,13 +793,13 @@ class _StderrBar:
     def __init__(self, width: int = 30) -> None:
         self.width = width
         self.shown = sys.stderr.isatty() or os.environ.get("IOP_PROGRESS") == "1"
-        self.started = datetime.now(timezone.utc)
+        self.started = datetime.now(UTC)
 
     def __call__(self, done: int, total: int, unit: str) -> None:
         if not self.shown:
             return
         filled = round(self.width * done / total) if total else self.width
-        seconds = (datetime.now(timezone.utc) - self.started).total_seconds()
+        seconds = (datetime.now(UTC) - self.started).total_seconds()
         sys.stderr.write(f"\rsimulating [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {unit} "
                          f"{seconds:.0f} s")
         sys.stderr.flush()

@@ -164,3 +164,11 @@ def open_text(keys: Sequence[CodecKey], sealed: str) -> str:
         raise CodecKeyError(f"secret was sealed with key {key_id!r}, which is not configured")
     raw = base64.b64decode(encoded)
     return AESGCM(key.secret).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], key_id.encode()).decode()
+
+
+def encryption_codec(converter: temporalio.converter.DataConverter) -> EncryptionCodec:
+    """The codec of a data converter built by data_converter() (the API's and the worker's clients)."""
+    codec = converter.payload_codec
+    if not isinstance(codec, EncryptionCodec):
+        raise TypeError("this Temporal client does not encrypt payloads: build it with iop.codec.data_converter()")
+    return codec

@@ -8,7 +8,7 @@ id (`participant-{id}`), and a start that finds it already running joins it, so 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from temporalio.client import Client
@@ -56,7 +56,7 @@ def program_input(participant: Participant, program: tuple[Program, int] | None 
 async def start_program(client: Client, task_queue: str, participant: Participant,
                         program: tuple[Program, int] | None = None) -> None:
     """Start (or join) the participant's program workflow."""
-    started_on = datetime.combine(participant.start_date, datetime.min.time(), tzinfo=timezone.utc)
+    started_on = datetime.combine(participant.start_date, datetime.min.time(), tzinfo=UTC)
     await client.start_workflow(
         ParticipantWorkflow.run,
         program_input(participant, program),

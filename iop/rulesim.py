@@ -28,7 +28,7 @@ import time as wallclock
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, time, timedelta
 
 from domain.calendar import WEEKDAY_NAMES
 from domain.clock import local_moment
@@ -109,22 +109,23 @@ class RulesReport:
 
     @property
     def weekend_share(self) -> float:
-        weekend = sum(n for d, n in zip(self.day_list, self.tests) if d.weekday() >= 5)
+        weekend = sum(n for d, n in zip(self.day_list, self.tests, strict=True) if d.weekday() >= 5)
         return weekend / self.selected if self.selected else 0.0
 
     @property
     def holiday_share(self) -> float:
-        on = sum(n for h, n in zip(self.holidays, self.tests) if h)
+        on = sum(n for h, n in zip(self.holidays, self.tests, strict=True) if h)
         return on / self.selected if self.selected else 0.0
 
     def staff_hours(self) -> list[float]:
         a = self.assumptions
         return [(c * a.minutes_per_collection + d * a.minutes_per_dose) / 60
-                for c, d in zip(self.collected, self.observed_doses)]
+                for c, d in zip(self.collected, self.observed_doses, strict=True)]
 
     def lab_cost(self) -> list[float]:
         a = self.assumptions
-        return [c * a.cost_per_screen + k * a.cost_per_confirmation for c, k in zip(self.collected, self.confirmations)]
+        return [c * a.cost_per_screen + k * a.cost_per_confirmation
+                for c, k in zip(self.collected, self.confirmations, strict=True)]
 
     def rows(self) -> list[dict]:
         """One row per program day (the CSV)."""
@@ -211,21 +212,25 @@ def run_rules(participants: int, days: int, phase: str = "phase-1", seed: int | 
         with ProcessPoolExecutor(processes) as pool:
             futures = [pool.submit(_simulate_chunk, plan, first, days, lo, hi, seed_text, assumptions)
                        for lo, hi in chunks]
-            for (lo, hi), future in zip(chunks, futures):
+            for (lo, hi), future in zip(chunks, futures, strict=True):
                 parts.append(future.result())
                 done += hi - lo
                 if progress:
                     progress(done, participants)
     day_list = [first + timedelta(days=i) for i in range(days)]
+
+    def daily(key: str) -> list[int]:  # a count per day, summed over the parts
+        return [sum(values) for values in zip(*(part[key] for part in parts), strict=True)]
+
     holidays = [holiday_name(d) or plan_closed_label(program, d) for d in day_list]
     report = RulesReport(
         participants=participants, days=days, phase=plan.phase, seed=seed, first_day=first, last_day=day_list[-1],
         assumptions=assumptions, plan_tests_per_week=plan.tests_per_week,
         daily_probability=min(1.0, plan.tests_per_week / len(plan.collection_weekdays)),
         day_list=day_list, holidays=holidays, closed=[not is_collection_day(plan, d) for d in day_list],
-        **{key: [sum(values) for values in zip(*(part[key] for part in parts))]
-           for key in ("tests", "forced", "collected", "missed", "observed_female", "observed_male",
-                       "confirmations", "observed_doses")},
+        tests=daily("tests"), forced=daily("forced"), collected=daily("collected"), missed=daily("missed"),
+        observed_female=daily("observed_female"), observed_male=daily("observed_male"),
+        confirmations=daily("confirmations"), observed_doses=daily("observed_doses"),
     )
     report.per_participant_tests = [n for part in parts for n in part["per_participant_tests"]]
     report.per_participant_weekend = [n for part in parts for n in part["per_participant_weekend"]]
@@ -405,7 +410,7 @@ def to_svg(report: RulesReport, width: int = 900, height: int = 300) -> str:
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e0e0e0"/>'
                      f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" font-family="sans-serif" '
                      f'font-size="10">{value:.0f}</text>')
-    for i, (day, n) in enumerate(zip(report.day_list, report.tests)):
+    for i, (day, n) in enumerate(zip(report.day_list, report.tests, strict=True)):
         x, h = left + i * bar, n * scale
         fill = "#1a4f8b" if day.weekday() >= 5 else "#6a9fd4"
         stroke = ' stroke="#c62828" stroke-width="1.5"' if report.holidays[i] else ""

@@ -25,16 +25,15 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from dataclasses import replace as _replace
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from domain.calendar import WEEKDAY_NAMES
 from domain.clock import local_date, local_moment
-from dataclasses import replace as _replace
-
 from domain.plan import PHASES, TestingPlan, default_plan, hours_for, minutes_of_day, plan_to_dict
 from domain.program import Program, plan_for, program_from_dict
 from domain.vocab import ScreeningStatus
@@ -151,6 +150,7 @@ async def run_simulation(
     validate(participants, days, no_show_rate, phase,
              [p.name for p in definition.phases] if definition else PHASES)
     # Imported here: the command line loads this module only to run it.
+    from temporalio.api.enums.v1 import IndexedValueType
     from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
     from temporalio.testing import WorkflowEnvironment
 
@@ -182,7 +182,8 @@ async def run_simulation(
                 await env.client.operator_service.add_search_attributes(
                     AddSearchAttributesRequest(
                         namespace="default",
-                        search_attributes={key.name: key.indexed_value_type for key in search.ALL},
+                        search_attributes={key.name: IndexedValueType.ValueType(key.indexed_value_type)
+                                           for key in search.ALL},
                     )
                 )
                 run.timing["setup"] = wallclock.perf_counter() - started
@@ -306,8 +307,8 @@ def _simulation_worker(client, engine, task_queue: str, participants: int):
         )
     config["max_cached_workflows"] = max(config.get("max_cached_workflows") or 0,
                                          min(20 * participants + 1000, MAX_CACHED_WORKFLOWS))
-    del config["client"]
-    return Worker(client, **config)
+    config["client"] = client
+    return Worker(**config)
 
 
 def _records_engine(url: str):
@@ -393,7 +394,7 @@ async def _enroll(client, engine, task_queue: str, count: int, phase: str, start
                 site=site, program=program, phase=phase, start_date=start, timezone=plan.timezone,
                 case_numbers=[], status="enrolling",
             ))
-    started_on = datetime.combine(start, time(), tzinfo=timezone.utc)  # as enrollment sets it
+    started_on = datetime.combine(start, time(), tzinfo=UTC)  # as enrollment sets it
     limit = asyncio.Semaphore(MAX_STARTS_IN_FLIGHT)
 
     async def start_one(pid: str) -> None:
@@ -461,19 +462,20 @@ def _report(engine, participants: int, days: int, no_show_rate: float, phase: st
     with Session(engine) as session:
         draws = session.exec(select(func.count()).select_from(SelectionDraw)).one()
         per_day = dict(session.exec(
-            select(SelectionDraw.day, func.count()).where(SelectionDraw.selected).group_by(SelectionDraw.day)
+            select(col(SelectionDraw.day), func.count()).where(SelectionDraw.selected).group_by(col(SelectionDraw.day))
         ).all())
-        by_status = dict(session.exec(select(Screening.status, func.count()).group_by(Screening.status)).all())
+        by_status = dict(session.exec(select(col(Screening.status), func.count()).group_by(Screening.status)).all())
         # A collected screening moves on through result statuses; its collection time stays.
         collected = session.exec(
-            select(func.count()).select_from(Screening).where(Screening.collected_at.is_not(None))
+            select(func.count()).select_from(Screening).where(col(Screening.collected_at).is_not(None))
         ).one()
         uncollected = Counter(dict(session.exec(
-            select(Screening.status, func.count()).where(Screening.collected_at.is_(None)).group_by(Screening.status)
+            select(col(Screening.status), func.count()).where(col(Screening.collected_at).is_(None))
+            .group_by(Screening.status)
         ).all()))
         late = session.exec(select(func.count()).select_from(Screening).where(Screening.late_collection)).one()
         chosen = session.exec(
-            select(SelectionDraw.participant_id, SelectionDraw.day).where(SelectionDraw.selected)).all()
+            select(col(SelectionDraw.participant_id), col(SelectionDraw.day)).where(SelectionDraw.selected)).all()
     ids = [participant_id(i) for i in range(1, participants + 1)]
     per_participant = Counter(p for p, _ in chosen)
     weekend_per_participant = Counter(p for p, d in chosen if d.weekday() >= 5)
@@ -481,7 +483,7 @@ def _report(engine, participants: int, days: int, no_show_rate: float, phase: st
     loads = [per_day.get(day, 0) for day in program_days]
     selected = sum(per_day.values())
     by_weekday: dict[int, list[int]] = {w: [] for w in range(7)}
-    for day, load in zip(program_days, loads):
+    for day, load in zip(program_days, loads, strict=True):
         by_weekday[day.weekday()].append(load)
     weekend = sum(count for day, count in per_day.items() if day.weekday() >= 5)
     still_open = sum(uncollected[s] for s in OPEN)

@@ -71,7 +71,7 @@ def tracer(settings: Settings, service: str) -> Tracer | None:
             provider = TracerProvider(resource=Resource.create({"service.name": service}))
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otel_endpoint or None)))
             _providers[service] = provider
-        return _providers[service].get_tracer("iop")  # type: ignore[attr-defined]
+        return _providers[service].get_tracer("iop")  # type: ignore[attr-defined]  # the SDK provider
 
 
 def interceptors(tracer: Tracer | None) -> list:
@@ -88,4 +88,4 @@ def shutdown() -> None:
     """Flush the spans still buffered (at process exit)."""
     with _lock:
         for provider in _providers.values():
-            provider.shutdown()  # type: ignore[attr-defined]
+            provider.shutdown()  # type: ignore[attr-defined]  # the SDK provider

@@ -40,7 +40,7 @@ async def connect(settings: Settings, *, lazy: bool = False, service: str = "iop
         data_converter=converter(settings),
         lazy=lazy,
         interceptors=telemetry.interceptors(telemetry.tracer(settings, service)),
-        **({"runtime": runtime} if runtime else {}),
+        runtime=runtime,
     )
 
 

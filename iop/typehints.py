@@ -40,18 +40,18 @@ def cached_type_hints(obj: Any, globalns: Any = None, localns: Any = None, inclu
 
 
 def install() -> None:
-    _payload_converter.get_type_hints = cached_type_hints  # type: ignore[attr-defined]
+    _payload_converter.get_type_hints = cached_type_hints  # type: ignore[attr-defined]  # patches the SDK
 
 
 def uninstall() -> None:
     """Back to the SDK's behaviour (the profile's "before" figure)."""
-    _payload_converter.get_type_hints = _uncached  # type: ignore[attr-defined]
+    _payload_converter.get_type_hints = _uncached  # type: ignore[attr-defined]  # patches the SDK
     with _lock:
         _hints.clear()
 
 
 def installed() -> bool:
-    return _payload_converter.get_type_hints is cached_type_hints  # type: ignore[attr-defined]
+    return _payload_converter.get_type_hints is cached_type_hints  # type: ignore[attr-defined]  # SDK
 
 
 def cached_classes() -> int:

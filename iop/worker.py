@@ -27,18 +27,18 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from temporalio.worker.workflow_sandbox._runner import _Instance as _SandboxInstance
 
 from activities.audit import AuditActivities
+from activities.colours import ColourActivities
 from activities.disclosure import DisclosureActivities, SmtpSettings
 from activities.medication import MedicationActivities
-from activities.colours import ColourActivities
-from activities.programs import ProgramActivities
-from activities.selection import SelectionActivities
 from activities.notify import Notifier, WebhookNotifier
+from activities.programs import ProgramActivities
 from activities.reconciler import ReconcileInput, ReconcilerActivities
 from activities.records import RecordActivities
 from activities.screenings import ScreeningActivities
+from activities.selection import SelectionActivities
 from activities.worklist import Pager, WorklistActivities
 from iop import takehome_rules
-from iop.codec import CodecKey
+from iop.codec import CodecKey, encryption_codec
 from iop.settings import Settings
 from workflows.audit import AuditCheckpointWorkflow
 from workflows.disclosure import DiscloseEventWorkflow, DisclosureWorkflow
@@ -75,7 +75,7 @@ class _CompiledOnceInstance(_SandboxInstance):
     the sandbox (per activation, and twice per payload for its serialization contexts) are compiled
     once per process instead of on every call: a tenth of the worker's CPU in issue 20's profile."""
 
-    def _run_code(self, code: str, **extra_globals) -> None:  # type: ignore[override]
+    def _run_code(self, code: str, **extra_globals) -> None:  # type: ignore[override]  # same call, typed loosely
         super()._run_code(_compiled(code), **extra_globals)  # type: ignore[arg-type]  # exec takes code too
 
 
@@ -133,12 +133,13 @@ def build_worker(client: Client, engine: Engine, task_queue: str, *, notifier: N
                  pager: Pager | None = None, max_activity_threads: int = 16, smtp: SmtpSettings | None = None,
                  letterhead: str = "Intensive outpatient program") -> Worker:
     takehome_rules.install()  # validated at start: a malformed rule file stops the worker here
+    codec = encryption_codec(client.data_converter)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
         # Recipients' signing secrets are sealed with the payload keys the client already holds.
-        activities=activities(engine, client.data_converter.payload_codec.keys, notifier, pager, smtp, letterhead)
+        activities=activities(engine, codec.keys, notifier, pager, smtp, letterhead)
         + ReconcilerActivities(engine, client, task_queue).all(),
         activity_executor=ThreadPoolExecutor(max_activity_threads, thread_name_prefix="activity"),
         max_concurrent_activities=max_activity_threads,

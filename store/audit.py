@@ -34,14 +34,14 @@ import os
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from store.db import session_scope
+from store.db import session_scope, table_of
 from store.models import AuditEvent, AuditHead
 
 GENESIS = "0" * 64
@@ -87,7 +87,7 @@ _KEYED_FIELDS = (*_FIELDS, "shown", "mac_alg", "key_id")
 def _canonical(row: AuditEvent, fields: Iterable[str]) -> bytes:
     values = {name: getattr(row, name) for name in fields}
     at = values["at"]
-    values["at"] = (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat(
+    values["at"] = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat(
         timespec="microseconds")
     return json.dumps(values, sort_keys=True, separators=(",", ":")).encode()
 
@@ -130,11 +130,11 @@ def append(engine: Engine, entry: AuditEntry, keys: Sequence[AuditKey] | None = 
     signer = (keys or keys_for(engine))[0]
     with session_scope(engine) as session:
         if session.get_bind().dialect.name == "postgresql":
-            session.exec(text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=_APPEND_LOCK))
+            session.connection().execute(text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=_APPEND_LOCK))
         last = session.exec(select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(1)).first()
         row = AuditEvent(
             seq=(last.seq + 1) if last else 1,
-            at=datetime.now(timezone.utc),
+            at=datetime.now(UTC),
             prev_hash=last.hash if last else GENESIS,
             hash="",
             mac_alg=KEYED,
@@ -156,7 +156,7 @@ def _storable(text: str) -> str:
 
 
 def _limit(name: str) -> int:
-    column = AuditEvent.__table__.columns[name]
+    column = table_of(AuditEvent).columns[name]
     return getattr(column.type, "length", None) or 1_000_000
 
 
@@ -207,7 +207,7 @@ def make_checkpoint(engine: Engine, keys: Sequence[AuditKey] | None = None) -> C
     seq, digest = (last.seq, last.hash) if last else (0, GENESIS)
     evidence = [s for s in (head.keyed_from if head else None, first_keyed) if s]
     keyed_from = min(evidence) if evidence else seq + 1
-    at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    at = datetime.now(UTC).isoformat(timespec="microseconds")
     return Checkpoint(seq, digest, at, keyed_from, signer.key_id).sign(signer)
 
 
@@ -381,7 +381,7 @@ class _Walk:
 
 
 def _utc(moment: datetime) -> datetime:
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def _newest_signed_before(session: Session, point: Checkpoint, low: int, high: int, batch: int) -> int | None:

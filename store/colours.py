@@ -42,7 +42,7 @@ def draw_day_colours(engine: Engine, keys: Sequence[CodecKey], program: Program,
         earlier = session.exec(select(ColourDay).where(
             ColourDay.program_id == program.program_id, ColourDay.site == site,
             ColourDay.day >= day - timedelta(days=WINDOW_DAYS - 1), ColourDay.day < day)).all()
-        first = session.exec(select(ColourDay.day).where(ColourDay.program_id == program.program_id,
+        first = session.exec(select(col(ColourDay.day)).where(ColourDay.program_id == program.program_id,
                                                          ColourDay.site == site)
                              .order_by(col(ColourDay.day))).first()
     recent: dict[str, list[date]] = {}
@@ -57,11 +57,14 @@ def draw_day_colours(engine: Engine, keys: Sequence[CodecKey], program: Program,
     row = ColourDay(program_id=program.program_id, site=site, day=day, program_version=version,
                     colours=drawn(draws, program.colours),
                     draws=[{"colour": g.name, "probability": d.probability, "roll": d.roll, "selected": d.selected,
-                            "reason": d.reason, "detail": d.detail} for g, d in zip(program.colours, draws)])
+                            "reason": d.reason, "detail": d.detail}
+                           for g, d in zip(program.colours, draws, strict=True)])
     try:
         with session_scope(engine) as session:
             session.add(row)
     except IntegrityError:  # drawn by another worker a moment ago: the same draw, read it back
         pass
     with Session(engine) as session:
-        return stored_colours(session, program.program_id, site, day)
+        stored = stored_colours(session, program.program_id, site, day)
+    assert stored is not None  # stored above, or by the worker whose insert won
+    return stored

@@ -6,7 +6,7 @@ Style: `XBase` holds the fields a client may send, `XCreate` is the request body
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -18,7 +18,7 @@ from api.inputs import BirthDate, CleanText, ProgramDay
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # --- participants -------------------------------------------------------------------------
@@ -46,7 +46,8 @@ class ParticipantBase(SQLModel):
 class ParticipantCreate(CleanText, ParticipantBase):
     """A participant to enroll: who they are, how to reach them, and the program they start."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
+    # SQLModel declares model_config as its own SQLModelConfig (ConfigDict plus table options), not exported.
+    model_config = ConfigDict(json_schema_extra={"examples": [{  # type: ignore[assignment]  # a ConfigDict
         "given_name": "Jordan", "family_name": "Example", "date_of_birth": "1990-04-12", "phone": "+15555550100",
         "site": "north", "referral_source": "county drug court",
         "case_numbers": [{"system": "county-drug-court", "value": "DC-2026-0917"}], "program": "iop",

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import CursorResult, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -66,7 +67,9 @@ def open_period(engine: Engine, keys: Sequence[CodecKey], program: str, period: 
             session.expunge(row)
     except IntegrityError:  # another worker opened it first: theirs is the committed one
         with Session(engine) as session:
-            return find(session, program, period)
+            theirs = find(session, program, period)
+            assert theirs is not None  # committed by the worker whose insert won
+            return theirs
     audit.append(engine, audit.AuditEntry(actor, role, "selection.commit", "ok", "selection-period",
                                           f"{program}:{period}", detail=f"commitment {row.commitment}"))
     return row
@@ -115,12 +118,15 @@ def set_beacon(engine: Engine, program: str, period: str, beacon: str, actor: st
     if problem:
         raise SelectionError(problem)
     with session_scope(engine) as session:
-        changed = session.execute(update(SelectionPeriod).where(
+        result = cast("CursorResult[Any]", session.execute(update(SelectionPeriod).where(
             col(SelectionPeriod.id) == row.id, col(SelectionPeriod.first_roll_at).is_(None),
-            col(SelectionPeriod.beacon).is_(None)).values(beacon=text, beacon_entered_at=utcnow())).rowcount
+            col(SelectionPeriod.beacon).is_(None)).values(beacon=text, beacon_entered_at=utcnow())))
+        changed = result.rowcount  # an UPDATE's result is a cursor result
     if not changed:  # a roll (or another admin) got there between the read and the write
         with Session(engine) as session:
-            row = find(session, program, period)
+            theirs = find(session, program, period)
+        assert theirs is not None  # found above; periods are never deleted
+        row = theirs
         if row.beacon == text:
             return row
         raise SelectionConflict(_drawn_from(row) if row.first_roll_at else f"{program} {period} has its beacon "
@@ -128,7 +134,9 @@ def set_beacon(engine: Engine, program: str, period: str, beacon: str, actor: st
     audit.append(engine, audit.AuditEntry(actor, role, "selection.beacon", "ok", "selection-period",
                                           f"{program}:{period}", detail=f"beacon {text}"))
     with Session(engine) as session:
-        return find(session, program, period)
+        stored = find(session, program, period)
+    assert stored is not None  # found above; periods are never deleted
+    return stored
 
 
 def _drawn_from(row: SelectionPeriod) -> str:
@@ -141,7 +149,7 @@ def reveal(engine: Engine, keys: Sequence[CodecKey], program: str, period: str, 
            role: str = "system", today: date | None = None) -> SelectionPeriod:
     """Publish a period's seed; refused until the period has ended everywhere (a day's margin for time zones)."""
     period = check_period(period)
-    today = today or datetime.now(timezone.utc).date()
+    today = today or datetime.now(UTC).date()
     if today < verifiable.reveal_on(period):
         raise SelectionConflict(f"{period} ends on {period_end(period)}; its seed can be revealed from "
                                 f"{verifiable.reveal_on(period)}")
@@ -205,7 +213,7 @@ def export(session: Session, program: str, period: str) -> dict:
 
 
 def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # --- notices to subscribing recipients -------------------------------------------------------------

@@ -9,20 +9,21 @@ domain/worklist.py; an unknown kind lands as a generic item.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event, inspect, select, update
 from sqlalchemy.engine import Connection
 
 from domain import worklist as wl
+from store.db import table_of
 from store.models import AlertRecord, CallListEntry, Disclosure, Participant, QuarantineItem, WorklistItem
 
-ITEMS = WorklistItem.__table__
+ITEMS = table_of(WorklistItem)
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def alert_ref(kind: str, subject_id: str) -> str:
@@ -40,8 +41,8 @@ def open_item(connection: Connection, *, source: str, source_ref: str, raw_kind:
     spec = wl.spec_for(source, raw_kind)
     site = None
     if participant_id:
-        site = connection.execute(select(Participant.__table__.c.site)
-                                  .where(Participant.__table__.c.id == participant_id)).scalar()
+        participants = table_of(Participant)
+        site = connection.execute(select(participants.c.site).where(participants.c.id == participant_id)).scalar()
     connection.execute(ITEMS.insert().values(
         source=source, source_ref=source_ref[:200], raw_kind=raw_kind[:40], kind=spec.kind.value,
         severity=spec.severity.value, participant_id=participant_id, site=site, subject_type=spec.subject_type,

@@ -4,8 +4,15 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from temporalio.api.common.v1 import Payload
 
-from iop.codec import (CodecKeyError, EncryptionCodec, data_converter, format_key, load_or_create_dev_key, new_key,
-                       parse_keys)
+from iop.codec import (
+    CodecKeyError,
+    EncryptionCodec,
+    data_converter,
+    format_key,
+    load_or_create_dev_key,
+    new_key,
+    parse_keys,
+)
 from iop.settings import Settings
 from iop.temporal import codec_keys
 

@@ -154,7 +154,7 @@ def test_rules_follow_a_programs_calendar():
 
     r = run_rules(200, 28, "phase-2", seed=3, first_day=date(2026, 5, 18),
                   program=program_from_dict(weekday_program()))
-    by_day = dict(zip(r.day_list, r.tests))
+    by_day = dict(zip(r.day_list, r.tests, strict=True))
     assert by_day[date(2026, 5, 25)] == 0 and r.closed[r.day_list.index(date(2026, 5, 25))]
     assert all(by_day[d] == 0 for d in r.day_list if d.weekday() >= 5)
     assert r.weekend_share == 0.0 and r.holiday_share == 0.0
@@ -257,7 +257,7 @@ async def test_rules_agree_with_the_workflows():
 
     # Per-day load distribution.
     chi2 = 0.0
-    for load, count in zip(wf.selected_per_day, rules.tests):
+    for load, count in zip(wf.selected_per_day, rules.tests, strict=False):
         m = count / reference
         variance = participants * m * (1 - m) * (1 + participants / reference)
         chi2 += (load - participants * m) ** 2 / variance

@@ -10,15 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from domain.program import SPECIMEN_TYPES as SPECIMEN_TYPES  # re-exported for the workflows
 from domain.vocab import (
     DISCHARGE_STATUSES as DISCHARGE_STATUSES,  # re-exported for the workflows
+)
+from domain.vocab import (
     FinalOutcome,
     ParticipantStatus,
     RefusalKind,
     ReviewDecision,
     ScreeningStatus,
 )
-from domain.program import SPECIMEN_TYPES as SPECIMEN_TYPES  # re-exported for the workflows
 
 ACTIVE = ParticipantStatus.ACTIVE
 

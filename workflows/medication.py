@@ -13,25 +13,26 @@ from datetime import date, datetime, time, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.workflow import ParentClosePolicy
 from temporalio.exceptions import ApplicationError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.medication import MedicationActivities
     from activities.records import RecordActivities
     from domain import ledger
     from domain import medication as med
-    from domain.medication import CallbackStatus
-    from domain.vocab import ReassessmentDecision
     from domain.clock import local_date, local_moment
-    from workflows import search
+    from domain.medication import CallbackStatus
     from domain.takehome import ScreenFact, TakeHomeFacts, eligibility, eligibility_to_dict, get_rules, treatment_day
+    from domain.vocab import ReassessmentDecision
+    from workflows import search
     from workflows.contracts import (
         CONFLICT,
         INVALID,
         Alert,
         BottleReturn,
         CallbackPolicy,
+        DisclosureEvent,
         DispenseEntry,
         DispenseRecord,
         DoseChange,
@@ -46,7 +47,6 @@ with workflow.unsafe.imports_passed_through():
         Reassessment,
         ScreenOutcome,
         StorageAttestation,
-        DisclosureEvent,
     )
     from workflows.disclosure import disclose
     from workflows.options import ActivityOptions
@@ -60,7 +60,8 @@ KEEP_DAYS = 45
 KEEP_SCREEN_DAYS = 60
 KEEP_EVENTS = 100
 OUTCOME_OF_DISPENSE: dict[str, ledger.LedgerStatus] = {
-    med.OBSERVED_DOSE: ledger.DOSED, med.REFUSED: ledger.REFUSED, med.DOSE_HELD: ledger.HELD, med.INJECTION: ledger.INJECTED}
+    med.OBSERVED_DOSE: ledger.DOSED, med.REFUSED: ledger.REFUSED, med.DOSE_HELD: ledger.HELD,
+    med.INJECTION: ledger.INJECTED}
 REASSESSMENT_DECISIONS = tuple(ReassessmentDecision)
 # Ledger outcomes a recorded day may carry (state.outcomes); "take-home" on an observed day is the
 # record of the first build, kept readable.
@@ -385,7 +386,8 @@ class MedicationWorkflow:
         today = self._today()
         finding = med.count_discrepancy(self._as_pill_count(count))
         detail = (f"bottle {count.bottle_id}: {count.counted_units:g} of {count.expected_units:g} units, "
-                  f"{'on time' if count.returned_on_time else 'late'}, seal {'intact' if count.seal_intact else 'broken'}")
+                  f"{'on time' if count.returned_on_time else 'late'}, "
+                  f"seal {'intact' if count.seal_intact else 'broken'}")
         await self._record_event(today, "pill-count", count.actor, detail)
         if finding:
             self.state.diversion_flag_since = today.isoformat()
@@ -426,7 +428,8 @@ class MedicationWorkflow:
     async def screen_result(self, outcome: ScreenOutcome) -> None:
         """A final screen from the participant's workflow: take-home eligibility depends on it."""
         if any(s["screening_id"] == outcome.screening_id for s in self.state.recent_screens):
-            self.state.recent_screens = [s for s in self.state.recent_screens if s["screening_id"] != outcome.screening_id]
+            self.state.recent_screens = [s for s in self.state.recent_screens
+                                         if s["screening_id"] != outcome.screening_id]
         self.state.recent_screens.append(asdict(outcome))
         self.state.recent_screens.sort(key=lambda s: s["day"])
         if self.state.status != med.STOPPED:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from typing import Any, TypeVar
+
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -18,6 +19,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.colours import ColourActivities
+    from activities.disclosure import DisclosureActivities
     from activities.medication import MedicationActivities
     from activities.programs import ProgramActivities
     from activities.records import RecordActivities
@@ -25,10 +27,12 @@ with workflow.unsafe.imports_passed_through():
     from activities.selection import SelectionActivities
     from domain import verifiable
     from domain.clock import local_clock, local_clock_named, local_date, local_moment
-    from domain.plan import PHASES, TestingPlan, default_plan, hours_for, plan_from_dict, plan_to_dict
     from domain.colours import participant_verdict
-    from domain.vocab import DischargeKind
+    from domain.medication import order_from_dict
+    from domain.plan import PHASES, TestingPlan, default_plan, hours_for, plan_from_dict, plan_to_dict
     from domain.selection import WINDOW_DAYS, Draw, draw_day, is_collection_day, notification_time
+    from domain.takehome import get_rules
+    from domain.vocab import DischargeKind
     from workflows import search
     from workflows.contracts import (
         ACTIVE,
@@ -40,30 +44,27 @@ with workflow.unsafe.imports_passed_through():
         CheckInDay,
         ColourDayRequest,
         Discharge,
+        DisclosureEvent,
         DrawRecord,
         ForCause,
+        MedicationInput,
+        MedicationStart,
         ParticipantInput,
         ParticipantState,
-        ProgramDayRequest,
-        RollRequest,
         ParticipantSync,
         Pause,
         PhaseChange,
         PhaseEntry,
-        MedicationInput,
-        MedicationStart,
+        ProgramDayRequest,
+        RollRequest,
         ScreeningInput,
         ScreeningRef,
         ScreenOutcome,
         participant_workflow_id,
-        DisclosureEvent,
     )
-    from activities.disclosure import DisclosureActivities
     from workflows.disclosure import disclose
     from workflows.medication import MedicationWorkflow
     from workflows.medication import workflow_id as medication_workflow_id
-    from domain.medication import order_from_dict
-    from domain.takehome import get_rules
     from workflows.options import ActivityOptions
     from workflows.screening import ScreeningWorkflow
     from workflows.screening import workflow_id as screening_workflow_id
@@ -261,7 +262,8 @@ class ParticipantWorkflow:
     def _plan_for(self, day: date) -> dict[str, Any]:
         if self.state.day_plan is not None and self.state.day_plan_for == day.isoformat():
             return self.state.day_plan
-        if self.state.next_plan is not None and self.state.next_plan_from and day >= date.fromisoformat(self.state.next_plan_from):
+        if (self.state.next_plan is not None and self.state.next_plan_from
+                and day >= date.fromisoformat(self.state.next_plan_from)):
             return self.state.next_plan
         return self.state.plan
 
@@ -292,7 +294,8 @@ class ParticipantWorkflow:
         return start
 
     async def _draw(self, day: date) -> None:
-        if self.state.next_plan is not None and self.state.next_plan_from and day >= date.fromisoformat(self.state.next_plan_from):
+        if (self.state.next_plan is not None and self.state.next_plan_from
+                and day >= date.fromisoformat(self.state.next_plan_from)):
             self.state.plan, self.state.plan_since = self.state.next_plan, self.state.next_plan_from
             self.state.next_plan = self.state.next_plan_from = None
         if self.state.day_plan is not None and self.state.day_plan_for == day.isoformat():

@@ -19,8 +19,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.reconciler import (
         LabRetry,
         ReconcileInput,
-        ReconcileReport,
         ReconcilerActivities,
+        ReconcileReport,
         StuckQuery,
     )
     from workflows.options import ActivityOptions

@@ -12,8 +12,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.records import RecordActivities
     from activities.screenings import ScreeningActivities
-    from domain.clock import local_moment
     from domain.analytes import AddedAnalyte
+    from domain.clock import local_moment
     from domain.disclosure import CONFIRMING_BASES, Basis, breath_alcohol_result, lab_basis
     from domain.interpretation import (
         POSITIVE_OUTCOMES,
@@ -29,47 +29,47 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
         AWAITING_COLLECTION,
         AWAITING_RESULT,
-        NOT_NOTIFIED,
-        WINDOW_LOST,
-        TAKES_COLLECTION,
-        CallListItem,
-        MissQuestion,
+        AWAITING_REVIEW,
         CANCELLED,
         COMPLETED,
         CONFLICT,
         EXCUSED,
-        INVALID,
-        MISSED,
-        REFUSAL_KINDS,
-        REFUSED,
-        SCHEDULED,
-        SPECIMEN_TYPES,
-        Admission,
-        Alert,
-        Collection,
-        Excuse,
-        Notification,
-        Refusal,
-        ScreeningEvent,
-        ScreeningInput,
-        ScreeningState,
-        already_message,
-        AWAITING_REVIEW,
         FINAL,
         FINAL_EXPLAINED,
         FINAL_INVALID,
         FINAL_NEGATIVE,
         FINAL_POSITIVE,
         FINAL_REFUSAL,
+        INVALID,
+        MISSED,
         NO_RESULT,
+        NOT_NOTIFIED,
         PRELIMINARY,
+        REFUSAL_KINDS,
+        REFUSED,
         REVIEW_DECISIONS,
+        SCHEDULED,
+        SPECIMEN_TYPES,
+        TAKES_COLLECTION,
+        WINDOW_LOST,
+        Admission,
+        Alert,
+        CallListItem,
+        Collection,
+        DisclosureEvent,
+        Excuse,
         LabReport,
-        SettledCodes,
+        MissQuestion,
+        Notification,
+        Refusal,
         ResultEntry,
         Review,
-        DisclosureEvent,
+        ScreeningEvent,
+        ScreeningInput,
+        ScreeningState,
         ScreenOutcome,
+        SettledCodes,
+        already_message,
         participant_workflow_id,
     )
     from workflows.disclosure import disclose
@@ -319,14 +319,18 @@ class ScreeningWorkflow:
         """Results, review and the correction period, until nothing more can happen."""
         while True:
             status, seen = self.state.status, len(self.state.results) + len(self.state.reviews)
-            moved = lambda: self.state.status != status or len(self.state.results) + len(self.state.reviews) != seen  # noqa: E731
+
+            def moved(status: str = status, seen: int = seen) -> bool:  # this pass's status and count
+                return self.state.status != status or len(self.state.results) + len(self.state.reviews) != seen
+
             if status in (AWAITING_RESULT, PRELIMINARY):
                 assert self.state.result_due_at is not None  # set with AWAITING_RESULT
                 due = datetime.fromisoformat(self.state.result_due_at)
                 if not self.state.result_overdue:
                     if not await self._wait_until(moved, due):
-                        await self._alert("result-overdue", f"no final lab result for specimen {self.state.specimen_id} "
-                                                            f"by {due.isoformat()} (48 h standard)")
+                        await self._alert("result-overdue",
+                                          f"no final lab result for specimen {self.state.specimen_id} "
+                                          f"by {due.isoformat()} (48 h standard)")
                         self.state.result_overdue = True
                         await self._save()
                     continue
@@ -503,7 +507,8 @@ class ScreeningWorkflow:
         await self._save()
         await self._tell_participant("refused")
         await disclose(DisclosureEvent(self.state.participant_id, "refusals", self.state.screening_id,
-                                       {"occurred_on": workflow.now().date().isoformat(), "refusal_kind": refusal.kind}))
+                                       {"occurred_on": workflow.now().date().isoformat(),
+                                        "refusal_kind": refusal.kind}))
         return self.state
 
     @refuse.validator
@@ -555,7 +560,8 @@ class ScreeningWorkflow:
             added = tuple(AddedAnalyte(d.key, d.label, d.drug_class, d.medication, tuple(d.also_explained_by),
                                        d.initial_cutoff, d.confirm_cutoff) for d in report.added_analytes)
         return interpret(
-            [AnalyteResult(a.analyte, a.value, a.qualitative, a.units, a.lab_cutoff, a.method) for a in report.analytes],
+            [AnalyteResult(a.analyte, a.value, a.qualitative, a.units, a.lab_cutoff, a.method)
+             for a in report.analytes],
             None,
             MedicationContext(expected=frozenset(report.expected_medications)),
             added=added,
@@ -577,7 +583,8 @@ class ScreeningWorkflow:
             self.state.status = AWAITING_REVIEW
             self.state.review_overdue = False
             self.state.review_due_at = (workflow.now() + REVIEW_DUE).isoformat()
-            self._event("awaiting review", detail=", ".join(f.code for f in interpretation.flags) or interpretation.overall)
+            self._event("awaiting review",
+                        detail=", ".join(f.code for f in interpretation.flags) or interpretation.overall)
 
     @workflow.update
     async def settle_held_codes(self, settled: SettledCodes) -> ScreeningState:
@@ -609,8 +616,8 @@ class ScreeningWorkflow:
         if report.result_status not in (ResultStatus.PRELIMINARY, ResultStatus.FINAL, ResultStatus.CORRECTED):
             raise ApplicationError(f"result status {report.result_status!r} is not P, F or C", type=INVALID)
         if self.state.collection is None or self.state.status in (EXCUSED, REFUSED, CANCELLED, COMPLETED):
-            raise ApplicationError(f"screening {self.state.screening_id} is {self.state.status} and takes no lab result",
-                                   type=CONFLICT)
+            raise ApplicationError(
+                f"screening {self.state.screening_id} is {self.state.status} and takes no lab result", type=CONFLICT)
 
     @workflow.update
     async def review(self, review: Review) -> ScreeningState:

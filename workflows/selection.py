@@ -23,9 +23,8 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.selection import SelectionActivities
-    from domain.disclosure import DeliveryPolicy, Decision, retry_delay
+    from domain.disclosure import Decision, DeliveryPolicy, retry_delay
     from domain.verifiable import NoticeKind
-    from workflows.options import ActivityOptions
     from workflows.contracts import (
         AttemptResult,
         NoticePlan,
@@ -34,12 +33,15 @@ with workflow.unsafe.imports_passed_through():
         SelectionPeriodState,
         selection_notice_workflow_id,
     )
+    from workflows.options import ActivityOptions
 
 POLICY = DeliveryPolicy()
 STEP: ActivityOptions = dict(start_to_close_timeout=timedelta(seconds=30),
-                            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)))
+                            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1),
+                                                     maximum_interval=timedelta(minutes=1)))
 ATTEMPT: ActivityOptions = dict(start_to_close_timeout=timedelta(seconds=30),
-                                  retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=2)))
+                                  retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2),
+                                                           maximum_interval=timedelta(minutes=2)))
 
 
 @workflow.defn(name="SelectionPeriodWorkflow")

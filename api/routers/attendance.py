@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import asdict
-from datetime import datetime, timedelta, timezone
-from typing import Annotated, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal, overload
 from uuid import uuid4
 from zoneinfo import ZoneInfo
 
@@ -59,7 +59,7 @@ class SessionIn(RequestModel):
         "participant_ids": ["p-3f9a1c27b4"], "weekly_repeats": 4,
     }]})
 
-    kind: Literal[tuple(k.value for k in SessionKind)] = Field(  # type: ignore[valid-type]
+    kind: Literal[tuple(k.value for k in SessionKind)] = Field(  # type: ignore[valid-type]  # runtime-built enum
         description="group or individual (an individual session has exactly one participant)")
     title: str = Field(min_length=1, max_length=200, description="What the session is, e.g. 'Relapse prevention "
                                                                  "group'; no participant names")
@@ -80,7 +80,7 @@ class SessionIn(RequestModel):
         return value
 
     @model_validator(mode="after")
-    def _roster(self) -> "SessionIn":
+    def _roster(self) -> SessionIn:
         if self.kind == SessionKind.INDIVIDUAL and len(self.participant_ids) != 1:
             raise ValueError("an individual session has exactly one participant")
         return self
@@ -108,14 +108,14 @@ class AttendanceIn(RequestModel):
     }]})
 
     participant_id: str = Field(min_length=1, max_length=40, description="Whose attendance")
-    status: Literal[STATUSES] = Field(  # type: ignore[valid-type]
+    status: Literal[STATUSES] = Field(  # type: ignore[valid-type]  # runtime-built enum
         description="present, late (came after the start), excused (absent with a reason accepted) or absent")
     note: str | None = Field(default=None, max_length=500, description="Why excused (required then), or a remark")
-    method: Literal[RECORDING_METHODS] = Field(  # type: ignore[valid-type]
+    method: Literal[RECORDING_METHODS] = Field(  # type: ignore[valid-type]  # runtime-built enum
         default="staff", description="Who recorded it: staff, or the kiosk at the door")
 
     @model_validator(mode="after")
-    def _excuse_has_a_reason(self) -> "AttendanceIn":
+    def _excuse_has_a_reason(self) -> AttendanceIn:
         if self.status == AttendanceStatus.EXCUSED and not (self.note or "").strip():
             raise ValueError("an excused absence needs a note saying why")
         return self
@@ -151,12 +151,20 @@ class AttendanceSummaryPublic(BaseModel):
 
 
 def _utc(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
+
+
+@overload
+def _aware(moment: datetime) -> datetime: ...
+
+
+@overload
+def _aware(moment: datetime | None) -> datetime | None: ...
 
 
 def _aware(moment: datetime | None) -> datetime | None:
     """Times are stored and read back in UTC (store.models columns are UTCDateTime)."""
-    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 def _session_public(row: AttendanceSession, roster: list[str]) -> SessionPublic:
@@ -237,7 +245,7 @@ def _record(session: Session, session_id: str, body: AttendanceIn, actor: str) -
     participant = session.get(Participant, body.participant_id)
     if participant is None:
         raise ProblemError(422, f"No participant has the id {body.participant_id!r}.")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     starts = _aware(row.starts_at)
     if now < starts - EARLY_RECORDING:
         raise ProblemError(409, f"Session {session_id} starts at {starts.isoformat()}; attendance can be recorded from "
@@ -301,7 +309,7 @@ def participant_attendance_summary(participant_id: str, actor: Reader, session: 
     """The counts over every session already begun that the participant was scheduled for: the figures the
     monthly summary and the completion letter report."""
     participant_or_404(session, participant_id)
-    now = _utc(datetime.now(timezone.utc))
+    now = _utc(datetime.now(UTC))
     statuses = session.exec(select(AttendanceRecord.status).where(
         AttendanceRecord.session_id == AttendanceSession.id, AttendanceRecord.participant_id == participant_id,
         AttendanceSession.starts_at <= now)).all()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import httpx
@@ -18,18 +18,28 @@ from sqlmodel import Session, col, select
 from temporalio.api.common.v1 import Payload
 
 from api import history, timeline_words
-from api.inputs import RequestModel
 from api.deps import ServicesDep, SessionDep, ShownDep, done_reading, require
 from api.idempotency import IdempotentRoute
+from api.inputs import RequestModel
 from api.pages import Page, Paging, PagingDep, containing, paging
 from api.problems import ProblemError, responses
 from api.tokens import Actor, expiry_after, issue_token, sender_problem
-from domain.vocab import Role
 from api.workflow_calls import workflow_call
+from domain.vocab import Role
 from iop.audit import write_checkpoint
+from iop.codec import encryption_codec
 from store.audit import AuditKeyError, CheckpointError, read_checkpoints, verify
-from store.models import (ApiToken, AuditEvent, Disclosure, MedicationOrderRecord, Participant, Recipient, Screening,
-                          SelectionDraw, utcnow)
+from store.models import (
+    ApiToken,
+    AuditEvent,
+    Disclosure,
+    MedicationOrderRecord,
+    Participant,
+    Recipient,
+    Screening,
+    SelectionDraw,
+    utcnow,
+)
 from workflows.contracts import disclosure_workflow_id
 from workflows.medication import workflow_id as medication_workflow_id
 from workflows.participant import workflow_id as participant_workflow_id
@@ -185,7 +195,7 @@ def _participant_workflows(session: Session, participant_id: str) -> tuple[list[
     audit = session.exec(select(AuditEvent).where(AuditEvent.participant_id == participant_id)
                          .order_by(col(AuditEvent.seq))).all()
     done_reading(session)
-    return ids, draws, {"roles": {t.id: t.role for t in tokens}, "names": {t.id: t.name for t in tokens},
+    return ids, list(draws), {"roles": {t.id: t.role for t in tokens}, "names": {t.id: t.name for t in tokens},
                         "recipients": recipients, "audit": audit}
 
 
@@ -233,7 +243,7 @@ async def participant_history(
 
 
 def _iso(moment: datetime) -> str:
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).isoformat()
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
 CSV_FIELDS = list(TimelineEntryPublic.model_fields)
@@ -260,7 +270,7 @@ class WorkflowEventPublic(BaseModel):
 
 
 def _workflow_event(raw: dict[str, Any]) -> WorkflowEventPublic:
-    attributes = next((value for key, value in raw.items() if key.endswith("EventAttributes")), {})
+    attributes: dict[str, Any] = next((value for key, value in raw.items() if key.endswith("EventAttributes")), {})
     return WorkflowEventPublic(event_id=int(raw.get("eventId", 0)), event_time=raw.get("eventTime"),
                                event_type=str(raw.get("eventType", "")), attributes=attributes)
 
@@ -317,15 +327,16 @@ def _from_proto(payloads: list[Payload]) -> CodecBody:
 async def codec_decode(body: CodecBody, actor: Auditor, services: ServicesDep) -> CodecBody:
     """The Temporal UI's remote codec: decrypts payloads for an authorised viewer."""
     try:
-        return _from_proto(await services.temporal.data_converter.payload_codec.open(_to_proto(body.payloads)))
+        return _from_proto(await encryption_codec(services.temporal.data_converter).open(_to_proto(body.payloads)))
     except Exception as exc:  # noqa: BLE001 - a wrong key or a tampered payload
-        raise ProblemError(422, f"These payloads cannot be decoded with the configured keys ({type(exc).__name__}).")
+        raise ProblemError(
+            422, f"These payloads cannot be decoded with the configured keys ({type(exc).__name__}).") from exc
 
 
 @router.post("/codec/encode", response_model=CodecBody, responses=responses(401, 403, 422))
 async def codec_encode(body: CodecBody, actor: Admin, services: ServicesDep) -> CodecBody:
     """Admins only: an encrypted payload is what a production worker accepts as coming from the service."""
-    return _from_proto(await services.temporal.data_converter.payload_codec.encode(_to_proto(body.payloads)))
+    return _from_proto(await encryption_codec(services.temporal.data_converter).encode(_to_proto(body.payloads)))
 
 
 # --- tokens ---------------------------------------------------------------------------------
@@ -353,7 +364,7 @@ class TokenIn(RequestModel):
     @field_validator("days")
     @classmethod
     def _lifetime(cls, value: int | None) -> int | None:
-        expiry_after(value, datetime.now(timezone.utc))  # the one rule, shared with `iop token create`
+        expiry_after(value, datetime.now(UTC))  # the one rule, shared with `iop token create`
         return value
 
 
@@ -381,7 +392,7 @@ class TokenCreated(TokenPublic):
                          "sender_facility = MSH-4 / JSON lab_id); messages naming any other sender are kept "
                          "and refused (AR).")
 def create_token(body: TokenIn, actor: Admin, session: SessionDep) -> TokenCreated:
-    expires = expiry_after(body.days, datetime.now(timezone.utc))
+    expires = expiry_after(body.days, datetime.now(UTC))
     if problem := sender_problem(body.role, body.sender_application, body.sender_facility):
         raise ProblemError(422, problem[0].upper() + problem[1:] + ".")
     row, plaintext = issue_token(session, name=body.name, role=body.role, expires_at=expires,

@@ -15,9 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from datetime import date, datetime, timezone
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from datetime import UTC, date, datetime
+from typing import Annotated
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
@@ -27,26 +27,44 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from api.idempotency import REPLAYED, IdempotentRoute, Replay, _answered, _claim, _release
 from api.deps import ServicesDep, SessionDep, require
+from api.idempotency import REPLAYED, IdempotentRoute, Replay, _answered, _claim, _release
 from api.inputs import RequestModel
 from api.lookups import participant_or_404
 from api.pages import Page, PagingDep
 from api.problems import ProblemError, responses
 from api.tokens import Actor
-from domain.vocab import GatewayStatus, NoticeStatus
 from api.workflow_calls import workflow_call
 from domain import calls
-from domain.calls import CallResult
 from domain.calendar import hours_on
-from domain.channel import (NOT_RECOGNISED, Lockout, after_failure, check_pin_format, colour_answer, hash_pin,
-                            is_locked, parse_message, pin_matches, verify_standard_webhook, verify_twilio)
+from domain.calls import CallResult
+from domain.channel import (
+    NOT_RECOGNISED,
+    Lockout,
+    after_failure,
+    check_pin_format,
+    colour_answer,
+    hash_pin,
+    is_locked,
+    parse_message,
+    pin_matches,
+    verify_standard_webhook,
+    verify_twilio,
+)
 from domain.clock import local_clock
+from domain.vocab import GatewayStatus, NoticeStatus
 from store.colours import stored_colours
-from store.programs import current_program
 from store.db import session_scope
-from store.models import (CallListEntry, ChannelLockout, NotificationAttempt, NotificationRecord, Participant,
-                          ParticipantPin, utcnow)
+from store.models import (
+    CallListEntry,
+    ChannelLockout,
+    NotificationAttempt,
+    NotificationRecord,
+    Participant,
+    ParticipantPin,
+    utcnow,
+)
+from store.programs import current_program
 from workflows.contracts import CheckIn
 from workflows.participant import ParticipantWorkflow
 from workflows.participant import workflow_id as participant_workflow_id
@@ -60,11 +78,11 @@ _DUMMY_HASH = hash_pin("48213", b"timing-equaliser")
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _aware(moment: datetime | None) -> datetime | None:
-    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 class Inbound(BaseModel):
@@ -74,7 +92,7 @@ class Inbound(BaseModel):
     voice: bool
 
 
-async def _verified(request: Request, services: ServicesDep) -> Inbound | dict[str, str]:
+async def _verified(request: Request, services: ServicesDep) -> dict[str, str]:
     """The post's fields, if its signature holds; otherwise 403 (audited, nothing processed)."""
     raw = await request.body()
     if len(raw) > MAX_BODY:
@@ -187,7 +205,7 @@ def _identify(engine, number: str, pin: str) -> tuple[str | None, bool]:
                                                             Participant.status == "active")).all() if number else []
         pins = [session.get(ParticipantPin, p.id) for p in candidates]
         matched = None
-        for participant, stored in zip(candidates, pins):
+        for participant, stored in zip(candidates, pins, strict=True):
             if stored is None:
                 continue
             own = Lockout(stored.failures, _aware(stored.window_start), _aware(stored.locked_until))
@@ -258,7 +276,9 @@ def _colour_words(engine, participant_id: str, answer) -> str | None:
     """In a colour-mode program: today's colours and whether the participant's is called (None otherwise)."""
     with Session(engine) as session:
         participant = session.get(Participant, participant_id)
-        found = current_program(session, participant.program) if participant is not None else None
+        if participant is None:
+            return None
+        found = current_program(session, participant.program)
         if found is None or found[0].mode != "colour" or participant.site not in found[0].sites:
             return None
         today = date.fromisoformat(answer.day)
@@ -279,10 +299,11 @@ def _record_told(engine, participant_id: str, screening_id: str, method: str) ->
 
 
 # The gateway's word -> what became of the notice.
-RECEIPT_STATUSES = {GatewayStatus.DELIVERED: NoticeStatus.DELIVERED, GatewayStatus.FAILED: NoticeStatus.FAILED,
-                    GatewayStatus.UNDELIVERED: NoticeStatus.UNDELIVERED, GatewayStatus.SENT: NoticeStatus.ACCEPTED,
-                    GatewayStatus.QUEUED: NoticeStatus.ACCEPTED, GatewayStatus.ACCEPTED: NoticeStatus.ACCEPTED,
-                    GatewayStatus.READ: NoticeStatus.DELIVERED}
+RECEIPT_STATUSES: dict[str, NoticeStatus] = {
+    GatewayStatus.DELIVERED: NoticeStatus.DELIVERED, GatewayStatus.FAILED: NoticeStatus.FAILED,
+    GatewayStatus.UNDELIVERED: NoticeStatus.UNDELIVERED, GatewayStatus.SENT: NoticeStatus.ACCEPTED,
+    GatewayStatus.QUEUED: NoticeStatus.ACCEPTED, GatewayStatus.ACCEPTED: NoticeStatus.ACCEPTED,
+    GatewayStatus.READ: NoticeStatus.DELIVERED}
 
 
 @router.post("/channel/receipts", status_code=204, responses=responses(403, 404, 409, 413, 415),
@@ -401,7 +422,7 @@ def set_colour(participant_id: str, body: ColourRequest, request: Request, actor
     if body.colour is not None and body.colour not in names:
         raise ProblemError(422, f"{body.colour!r} is not a colour of program {participant.program}; its colours are "
                                 f"{', '.join(names)}.")
-    row = session.get(Participant, participant_id)
+    row = session.get_one(Participant, participant_id)
     row.colour, row.updated_at = body.colour, utcnow()
     session.add(row)
     session.commit()
@@ -445,7 +466,9 @@ class CallResolution(RequestModel):
                                                                 "the outcome's first words when absent")
 
 
-def _item(entry: CallListEntry, participant: Participant | None, attempts: list[NotificationAttempt]) -> CallListItemOut:
+def _item(entry: CallListEntry, participant: Participant | None,
+          attempts: list[NotificationAttempt]) -> CallListItemOut:
+    assert entry.id is not None  # a stored row
     return CallListItemOut(
         id=entry.id, participant_id=entry.participant_id,
         name=f"{participant.given_name} {participant.family_name}" if participant else "?",
@@ -482,9 +505,9 @@ def call_list(request: Request, actor: FrontDesk, session: SessionDep, pages: Pa
     list until the participant is reached or the window closes."""
     query = select(CallListEntry, Participant).join(Participant, col(Participant.id) == CallListEntry.participant_id)
     if resolved_since is not None and not include_resolved:
-        since = resolved_since if resolved_since.tzinfo else resolved_since.replace(tzinfo=timezone.utc)
-        query = query.where((CallListEntry.resolved_at == None)  # noqa: E711
-                            | (CallListEntry.resolved_at >= since.astimezone(timezone.utc)))
+        since = resolved_since if resolved_since.tzinfo else resolved_since.replace(tzinfo=UTC)
+        query = query.where(col(CallListEntry.resolved_at).is_(None)
+                            | (col(CallListEntry.resolved_at) >= since.astimezone(UTC)))
     elif not include_resolved:
         query = query.where(CallListEntry.resolved_at == None)  # noqa: E711
     if site:

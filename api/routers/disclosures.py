@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -11,20 +11,18 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlmodel import Session, col, select
 
-from api.inputs import ConsentMoment, RequestModel, recipient_url_problem
 from api.deps import ServicesDep, SessionDep, ShownDep, done_reading, require
-from api.lookups import participant_or_404
 from api.idempotency import IdempotentRoute
+from api.inputs import ConsentMoment, RequestModel, recipient_url_problem
+from api.lookups import participant_or_404
 from api.pages import Page, PagingDep, containing
 from api.problems import FieldError, ProblemError, responses
 from api.tokens import Actor
 from domain.consent import (
     CATEGORIES,
-    CONSENT_EVENTS,
     EMPLOYMENT_ENDED,
     FINAL_DISPOSITION,
     SUPERVISION_ENDED,
-    record_event,
     ConsentError,
     ConsentEvent,
     DisclosureCategory,
@@ -33,12 +31,13 @@ from domain.consent import (
     can_revoke,
     consent_from_dict,
     consent_to_dict,
+    record_event,
     revoke,
 )
 from domain.disclosure import new_webhook_secret
-from domain.vocab import DeliveryMethod, DisclosureStatus
 from domain.verifiable import NOTICE_SUBSCRIPTIONS, NoticeSubscription
-from iop.codec import seal_text
+from domain.vocab import DeliveryMethod, DisclosureStatus
+from iop.codec import encryption_codec, seal_text
 from store.models import CaseEvent, ConsentRecord, Disclosure, Recipient, utcnow
 from workflows.contracts import disclosure_workflow_id
 from workflows.disclosure import DisclosureWorkflow
@@ -83,7 +82,7 @@ class RecipientIn(RequestModel):
                                         description=NOTICES_DESCRIPTION)
 
     @model_validator(mode="after")
-    def _where_to(self) -> "RecipientIn":
+    def _where_to(self) -> RecipientIn:
         if not self.categories and not self.notices:
             raise ValueError("a recipient wants at least one category of reports or one notice")
         if self.delivery == "webhook" and not self.url:
@@ -133,7 +132,7 @@ def create_recipient(body: RecipientIn, actor: Admin, session: SessionDep, servi
         _check_url(body.url or "", services.settings)
         secret = new_webhook_secret(secrets.token_bytes(32))
     # Sealed with the payload keys the worker holds too, so it can sign.
-    keys = services.temporal.data_converter.payload_codec.keys
+    keys = encryption_codec(services.temporal.data_converter).keys
     row = Recipient(id="r-" + secrets.token_hex(4), **body.model_dump(),
                     secret_sealed=seal_text(keys, secret) if secret else None)
     session.add(row)
@@ -310,7 +309,8 @@ def list_consents(participant_id: str, actor: Reader, session: SessionDep, pages
                       lambda row: ConsentPublic.model_validate(row, from_attributes=True))
 
 
-@router.post("/consents/{consent_id}/revoke", response_model=ConsentPublic, responses=responses(401, 403, 404, 409, 422, 503))
+@router.post("/consents/{consent_id}/revoke", response_model=ConsentPublic,
+             responses=responses(401, 403, 404, 409, 422, 503))
 async def revoke_consent(consent_id: str, body: RevokeIn, actor: ConsentTaker, session: SessionDep,
                          services: ServicesDep) -> ConsentPublic:
     """Revokes a consent from now on; a criminal-justice consent (42 CFR 2.35) only once it may be revoked."""
@@ -330,7 +330,7 @@ def _revoke(session: Session, consent_id: str, reason: str) -> tuple[ConsentReco
     if row is None:
         raise ProblemError(404, f"No consent has the id {consent_id!r}.")
     consent = consent_from_dict(row.consent)
-    now = datetime.now(timezone.utc).isoformat()
+    now = datetime.now(UTC).isoformat()
     allowed, why = can_revoke(consent, now)
     if not allowed:
         raise ProblemError(409, why[:1].upper() + why[1:].rstrip(".") + ".")
@@ -358,7 +358,8 @@ class CaseEventIn(RequestModel):
         "note": "Case dismissed on successful completion; order on file",
     }]})
 
-    kind: Literal[ConsentEvent.FINAL_DISPOSITION, ConsentEvent.SUPERVISION_ENDED, ConsentEvent.EMPLOYMENT_ENDED] = Field(
+    kind: Literal[ConsentEvent.FINAL_DISPOSITION, ConsentEvent.SUPERVISION_ENDED,
+                  ConsentEvent.EMPLOYMENT_ENDED] = Field(
         description="final-disposition (of the criminal case), supervision-ended (probation, parole, pretrial) or "
                     "employment-ended")
     occurred_at: ConsentMoment | None = Field(default=None, description="When it happened (not in the future); "
@@ -386,7 +387,7 @@ class CaseEventPublic(BaseModel):
 
 def _case_event_public(row: CaseEvent) -> CaseEventPublic:
     def aware(moment: datetime) -> datetime:
-        return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
     return CaseEventPublic(id=row.id, participant_id=row.participant_id, kind=row.kind, case_system=row.case_system,
                            occurred_at=aware(row.occurred_at), note=row.note, consents=list(row.consents),
@@ -395,7 +396,7 @@ def _case_event_public(row: CaseEvent) -> CaseEventPublic:
 
 def _record_case_event(session: Session, participant_id: str, body: CaseEventIn, actor: str) -> CaseEvent:
     participant = participant_or_404(session, participant_id)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     occurred = body.occurred_at or now
     if occurred.tzinfo is None:
         raise ProblemError(422, "occurred_at needs a time zone offset, e.g. 2026-12-01T11:30:00-05:00.")
@@ -417,7 +418,7 @@ def _record_case_event(session: Session, participant_id: str, body: CaseEventIn,
         session.add(row)
         told.append(row.id)
     event = CaseEvent(id="ce-" + secrets.token_hex(5), participant_id=participant_id, kind=body.kind,
-                      case_system=body.case_system, occurred_at=occurred.astimezone(timezone.utc),
+                      case_system=body.case_system, occurred_at=occurred.astimezone(UTC),
                       note=(body.note or "").strip() or None, consents=told, recorded_by=actor)
     session.add(event)
     session.commit()

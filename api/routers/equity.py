@@ -10,8 +10,8 @@ from __future__ import annotations
 import calendar
 import re
 from collections import defaultdict
-from datetime import date, datetime, time, timedelta, timezone
-from typing import Annotated
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, overload
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
@@ -188,10 +188,14 @@ def parse_period(period: str) -> tuple[date, date]:
     return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
 
 
+@overload
+def _day(moment: datetime) -> date: ...
+@overload
+def _day(moment: datetime | None) -> date | None: ...
 def _day(moment: datetime | None) -> date | None:
     if moment is None:
         return None
-    return (moment.astimezone(timezone.utc) if moment.tzinfo else moment).date()
+    return (moment.astimezone(UTC) if moment.tzinfo else moment).date()
 
 
 def participant_months(session: Session, start: date, end: date, today: date) -> list[ParticipantMonth]:
@@ -225,14 +229,15 @@ def participant_months(session: Session, start: date, end: date, today: date) ->
     until = datetime.combine(end + timedelta(days=1), time.min)
     delivered = session.exec(select(Disclosure).where(Disclosure.status == "delivered",
                                                       col(Disclosure.delivered_at).is_not(None))).all()
-    for row in delivered:
-        moment = row.delivered_at.astimezone(timezone.utc).replace(tzinfo=None) if row.delivered_at.tzinfo \
-            else row.delivered_at
+    for sent in delivered:
+        assert sent.delivered_at is not None  # selected for it
+        moment = sent.delivered_at.astimezone(UTC).replace(tzinfo=None) if sent.delivered_at.tzinfo \
+            else sent.delivered_at
         if not since <= moment < until:
             continue
-        positive = row.category == "screening-results" and (row.facts or {}).get("outcome") == "positive"
-        if positive or row.category in SANCTION_CATEGORIES:
-            counts[row.participant_id]["sanction_reports"] += 1
+        positive = sent.category == "screening-results" and (sent.facts or {}).get("outcome") == "positive"
+        if positive or sent.category in SANCTION_CATEGORIES:
+            counts[sent.participant_id]["sanction_reports"] += 1
     out = []
     for person in people:
         first = max(person.start_date, start)
@@ -249,7 +254,7 @@ def participant_months(session: Session, start: date, end: date, today: date) ->
 def build_report(session: Session, services: ServicesDep, period: str) -> EquityReport:
     start, end = parse_period(period)
     settings = services.settings
-    months = participant_months(session, start, end, datetime.now(timezone.utc).date())
+    months = participant_months(session, start, end, datetime.now(UTC).date())
     return equity_report(period, start, end, months, min_group_size=settings.equity_min_group_size,
                          high=settings.equity_ratio_high, low=settings.equity_ratio_low)
 

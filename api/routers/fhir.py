@@ -7,8 +7,8 @@ participant id from the path.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, overload
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -27,10 +27,14 @@ Clinical = Annotated[Actor, Depends(require("admin", "clinician"))]
 FHIR_JSON = "application/fhir+json"
 
 
+@overload
+def _iso(moment: datetime) -> str: ...
+@overload
+def _iso(moment: datetime | None) -> str | None: ...
 def _iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).isoformat()
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
 def export_facts(session: Session, participant: Participant, generated_at: datetime) -> ExportFacts:
@@ -42,6 +46,7 @@ def export_facts(session: Session, participant: Participant, generated_at: datet
     if screening_ids:
         for row in session.exec(select(LabResult).where(col(LabResult.screening_id).in_(screening_ids),
                                                         LabResult.state == "filed")).all():
+            assert row.screening_id is not None  # selected by screening id
             reports.setdefault(row.screening_id, {})[row.id] = row.report
     orders = session.exec(select(MedicationOrderRecord).where(MedicationOrderRecord.participant_id == pid)).all()
     doses = session.exec(select(DispenseRow).where(DispenseRow.participant_id == pid)).all()
@@ -73,6 +78,6 @@ def fhir_export(participant_id: str, actor: Clinical, session: SessionDep, reque
     participant = session.get(Participant, participant_id)
     if participant is None:
         raise ProblemError(404, f"No participant has the id {participant_id!r}.")
-    bundle = participant_bundle(export_facts(session, participant, datetime.now(timezone.utc)))
+    bundle = participant_bundle(export_facts(session, participant, datetime.now(UTC)))
     request.state.audit_detail = f"FHIR export: {len(bundle['entry'])} resources"
     return JSONResponse(bundle, media_type=FHIR_JSON)

@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
-from api.idempotency import IdempotentRoute
 from api.deps import ServicesDep
+from api.idempotency import IdempotentRoute
 from api.problems import MEDIA_TYPE, RETRY_AFTER_SECONDS, Problem, responses
 
 router = APIRouter(route_class=IdempotentRoute, tags=["health"])

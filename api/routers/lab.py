@@ -13,9 +13,9 @@ from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from api.inputs import ProgramMoment, RequestModel
 from api.deps import ServicesDep, SessionDep, done_reading, require
 from api.idempotency import Idempotency, IdempotentRoute, joins_update
+from api.inputs import ProgramMoment, RequestModel
 from api.pages import Page, PagingDep, containing
 from api.problems import ProblemError, responses
 from api.public import ScreeningStatePublic
@@ -24,7 +24,6 @@ from api.workflow_calls import workflow_call
 from domain.analytes import ANALYTES
 from domain.cutoffs import AnalysisMethod
 from domain.hl7 import Identifier, Observation, Order, OruMessage, PatientIds
-from domain import loinc_tox
 from domain.vocab import QuarantineAction, ResultStatus, ReviewDecision, ScreeningStatus
 from ingest.lab import QUARANTINE_REASONS, LabIngest, LabSender, Quarantined, lab_sender, told_lab
 from store.models import AnalyteDefinition, CodeMapping, LabMessage, LabResult, QuarantineItem, Screening
@@ -171,7 +170,8 @@ def _as_oru(body: JsonResults) -> OruMessage:
     return OruMessage(sending_application="json", sending_facility=body.lab_id, receiving_application=None,
                       receiving_facility=None, message_control_id=body.message_id, message_datetime=None,
                       version="json", message_type="ORU^R01",
-                      patient=PatientIds(identifiers, None, None, body.birth_date.isoformat() if body.birth_date else None),
+                      patient=PatientIds(identifiers, None, None,
+                                         body.birth_date.isoformat() if body.birth_date else None),
                       orders=(order,))
 
 
@@ -265,7 +265,7 @@ def list_quarantine(
 ) -> Page[QuarantinePublic]:
     """Lab results and messages held for staff, oldest first, one page at a time."""
     query = select(QuarantineItem).where(
-        QuarantineItem.resolved_at.is_not(None) if resolved else QuarantineItem.resolved_at.is_(None))
+        col(QuarantineItem.resolved_at).is_not(None) if resolved else col(QuarantineItem.resolved_at).is_(None))
     unknown = [r for r in reason_code if r not in QUARANTINE_REASONS]
     if unknown:
         raise ProblemError(422, f"Unknown reason_code {', '.join(repr(r[:60]) for r in unknown)}; the reasons are: "
@@ -394,7 +394,8 @@ def add_mapping(body: CodeMappingIn, actor: Admin, session: SessionDep) -> CodeM
         session.commit()
     except IntegrityError:
         session.rollback()
-        raise ProblemError(409, f"Lab {body.lab_id!r} already maps code {body.code!r}; delete that mapping first.")
+        raise ProblemError(
+            409, f"Lab {body.lab_id!r} already maps code {body.code!r}; delete that mapping first.") from None
     return CodeMappingPublic.model_validate(row, from_attributes=True)
 
 
@@ -527,16 +528,19 @@ def quarantine_item(item_id: Annotated[int, Path(ge=1, le=2**31 - 1)], actor: Re
     specimens = [s for s in ((record or {}).get("placer"), (record or {}).get("specimen"),
                              (record or {}).get("filler")) if s]
     ranked = []
-    awaiting = session.exec(select(Screening).where(Screening.collected_at.is_not(None))
+    awaiting = session.exec(select(Screening).where(col(Screening.collected_at).is_not(None))
                             .order_by(col(Screening.collected_at).desc()).limit(200)).all()
     for screening in awaiting:
         why, score = [], 0
         if screening.specimen_id and screening.specimen_id in specimens:
-            why.append("specimen id matches"); score += 4
+            why.append("specimen id matches")
+            score += 4
         if screening.participant_id in pids:
-            why.append("participant id in PID-3 matches"); score += 3
+            why.append("participant id in PID-3 matches")
+            score += 3
         if screening.status in (ScreeningStatus.AWAITING_RESULT, ScreeningStatus.PRELIMINARY):
-            why.append("awaiting a result"); score += 1
+            why.append("awaiting a result")
+            score += 1
         if score >= 3:
             ranked.append(Candidate(screening_id=screening.id, specimen_id=screening.specimen_id,
                                     status=screening.status, score=score, why=why))
@@ -605,4 +609,5 @@ def lab_turnaround(actor: Reader, session: SessionDep, pages: PagingDep,
 
 def _naive(moment: datetime) -> datetime:
     """UTC without tzinfo (SQLite returns naive UTC, PostgreSQL aware)."""
-    return moment if moment.tzinfo is None else (moment - moment.utcoffset()).replace(tzinfo=None)
+    offset = moment.utcoffset()
+    return moment if offset is None else (moment - offset).replace(tzinfo=None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -12,17 +12,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from api.inputs import ProgramDay, RequestModel, TreatmentDay
 from api.deps import ServicesDep, SessionDep, ShownDep, done_reading, require
-from api.lookups import active_participant, participant_or_404
-from domain.calendar import closed_days as calendar_closed_days
 from api.idempotency import Attempt, Idempotency, IdempotentRoute, joins_update
+from api.inputs import ProgramDay, RequestModel, TreatmentDay
+from api.lookups import active_participant, participant_or_404
 from api.pages import Page, PagingDep
 from api.problems import FieldError, ProblemError, responses
 from api.public import EligibilityPublic, MedicationStatePublic, OrderTermsPublic
 from api.tokens import Actor
 from api.workflow_calls import workflow_call
 from domain import medication as med
+from domain.calendar import closed_days as calendar_closed_days
 from domain.clock import local_date
 from domain.takehome import RULE_SETS, rules_to_dict
 from domain.vocab import ReassessmentDecision
@@ -388,7 +388,8 @@ async def _update(services: ServicesDep, session: Session, order_id: str, update
 
 
 @router.post("/medications/{order_id}/dispenses", response_model=MedicationStatePublic,
-             responses=responses(401, 403, 404, 409, 422, 503), summary="Record a dose, take-home, refusal, hold or injection")
+             responses=responses(401, 403, 404, 409, 422, 503),
+             summary="Record a dose, take-home, refusal, hold or injection")
 @joins_update
 async def dispense(order_id: str, body: DispenseIn, actor: Dispenser, session: SessionDep,
                    services: ServicesDep, attempt: Idempotency) -> MedicationStatePublic:
@@ -580,8 +581,9 @@ def dispensing_today(actor: Reader, session: SessionDep, shown: ShownDep, pages:
     if site:
         query = query.where(MedicationOrderRecord.site == site)
     items = []
-    now = datetime.now(timezone.utc)
-    for row, participant in session.exec(query.order_by(col(MedicationOrderRecord.site), col(MedicationOrderRecord.id))):
+    now = datetime.now(UTC)
+    ordered = query.order_by(col(MedicationOrderRecord.site), col(MedicationOrderRecord.id))
+    for row, participant in session.exec(ordered):
         today = local_date(now, participant.timezone)
         order = med.order_from_dict(row.order)
         last_injection = session.exec(select(func.max(DispenseRow.day)).where(

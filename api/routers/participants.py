@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import json
+import logging
 import secrets
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -17,10 +17,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from api.inputs import RequestModel
 from api.deps import ServicesDep, SessionDep, ShownDep, require
-from api.lookups import active_participant, participant_or_404
 from api.idempotency import Idempotency, IdempotentRoute, joins_update
+from api.inputs import RequestModel
+from api.lookups import active_participant, participant_or_404
 from api.pages import Page, PagingDep
 from api.problems import ProblemError, responses
 from api.public import ParticipantProgramPublic
@@ -31,8 +31,8 @@ from domain.plan import PHASES
 from domain.vocab import DischargeKind, ParticipantStatus
 from iop.crashpoints import crash_point
 from iop.enrollment import start_program
-from store.programs import current_program
 from store.models import IdempotencyRecord, Participant, ParticipantCreate, ParticipantPublic, utcnow
+from store.programs import current_program
 from workflows.contracts import Discharge, ParticipantState, PhaseChange
 from workflows.participant import ParticipantWorkflow, workflow_id
 
@@ -119,7 +119,7 @@ async def enroll(
     if program is not None:
         body = _fit_program(body, program[0])
     digest = _request_digest(body)
-    start_date = body.start_date or datetime.now(timezone.utc).date()
+    start_date = body.start_date or datetime.now(UTC).date()
 
     replayed = await run_in_threadpool(_replay, session, actor, idempotency_key, digest)
     if replayed is not None:
@@ -141,7 +141,8 @@ async def enroll(
         session.rollback()
         replayed = await run_in_threadpool(_replay, session, actor, idempotency_key, digest)
         if replayed is None:
-            raise ProblemError(409, "Another request with this Idempotency-Key is still being processed; retry.")
+            raise ProblemError(
+                409, "Another request with this Idempotency-Key is still being processed; retry.") from None
         response.headers["Idempotent-Replayed"] = "true"
         return await _complete(services, session, request, replayed)
 
@@ -149,7 +150,8 @@ async def enroll(
     try:
         await _start_program(services, participant)
     except Exception as exc:
-        log.warning("enrollment of %s rolled back: workflow not started (%s: %s)", participant.id, type(exc).__name__, exc)
+        log.warning("enrollment of %s rolled back: workflow not started (%s: %s)", participant.id,
+                    type(exc).__name__, exc)
         await run_in_threadpool(_remove, session, participant.id, idempotency_key)
         raise ProblemError(503, TEMPORAL_DOWN.replace("nothing was changed", "nobody was enrolled")) from exc
 
@@ -165,7 +167,7 @@ async def _complete(services: ServicesDep, session: Session, request: Request,
     was committed): finish that enrollment rather than replay an answer that was never given."""
     if replayed.status != ENROLLING:
         return replayed
-    participant = await run_in_threadpool(session.get, Participant, replayed.id)
+    participant = await run_in_threadpool(session.get_one, Participant, replayed.id)
     try:
         await _start_program(services, participant)
     except WorkflowAlreadyStartedError:
@@ -322,7 +324,8 @@ def list_participants(
 
 
 @router.get("/{participant_id}", response_model=ParticipantDetail, responses=responses(401, 403, 404, 503))
-async def get_participant(participant_id: str, actor: Reader, session: SessionDep, services: ServicesDep) -> ParticipantDetail:
+async def get_participant(participant_id: str, actor: Reader, session: SessionDep,
+                          services: ServicesDep) -> ParticipantDetail:
     """One participant's record with the live state of their program workflow."""
     participant = await run_in_threadpool(participant_or_404, session, participant_id)
     handle = services.temporal.get_workflow_handle(workflow_id(participant_id))

@@ -3,25 +3,25 @@ new version, kept); staff read. The audit trail records every request."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
-from api.idempotency import IdempotentRoute
 from api.deps import SessionDep, require
+from api.idempotency import IdempotentRoute
 from api.inputs import RequestModel
 from api.pages import Page, PagingDep
 from api.problems import ProblemError, responses
 from api.tokens import Actor
 from domain.calendar import calendar_to_dict, hours_on, parse_ics, with_closed
-from domain.clock import local_date
 from domain.checks import parse_day
+from domain.clock import local_date
 from domain.program import DEFAULT_WINDOWS, Program, ProgramMode, SpecimenType, program_from_dict, program_to_dict
-from store.models import ProgramRecord, ProgramVersion
 from store.colours import stored_colours
+from store.models import ProgramRecord, ProgramVersion
 from store.programs import current_program, save_version
 
 router = APIRouter(route_class=IdempotentRoute, tags=["programs"], responses=responses(422))
@@ -97,7 +97,7 @@ class ProgramIn(RequestModel):
     phases: list[PhaseIn] = Field(min_length=1, max_length=20, description="The phases, in the order participants "
                                                                            "go through them")
     collection_windows: dict[SpecimenType, float] = Field(
-        default_factory=lambda: dict(DEFAULT_WINDOWS),
+        default_factory=lambda: {SpecimenType(kind): hours for kind, hours in DEFAULT_WINDOWS.items()},
         description="Hours from notice to the end of collection, per specimen type (ends at closing time)")
     make_up_hours: float = Field(default=24.0, ge=0, le=168,
                                  description="Hours staff have to order a make-up test for a lost one")
@@ -106,8 +106,8 @@ class ProgramIn(RequestModel):
                                             "many hours before the collection window closes (by SMS, like the "
                                             "notice); 0: no reminders")
     mode: ProgramMode = Field(
-        default=ProgramMode.INDIVIDUAL, description="individual: each participant is drawn on their own; colour: a daily "
-                                          "colour group is drawn")
+        default=ProgramMode.INDIVIDUAL,
+        description="individual: each participant is drawn on their own; colour: a daily colour group is drawn")
     forensic_default: bool = Field(default=True, description="Screenings are forensic (observed, chain of custody, "
                                                              "reportable under consent) unless staff make one "
                                                              "clinical; false: clinical by default")
@@ -310,7 +310,7 @@ def todays_colours(program_id: str, actor: Reader, session: SessionDep,
         raise ProblemError(404, f"Program {program_id} has no site {site!r}; its sites are "
                                 f"{', '.join(sorted(program.sites))}.")
     calendar = program.sites[site]
-    today = local_date(datetime.now(timezone.utc), calendar.timezone)
+    today = local_date(datetime.now(UTC), calendar.timezone)
     try:
         wanted = parse_day("day", day) if day else today
     except ValueError as error:

@@ -4,42 +4,42 @@ tests, check-ins, pauses, and the record of every daily draw."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from uuid import uuid4
 from typing import Annotated, Any
+from uuid import uuid4
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
-from temporalio.client import RPCError
-from temporalio.service import RPCStatusCode
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from sqlmodel import Session, col, select
+from temporalio.client import RPCError
+from temporalio.service import RPCStatusCode
 
-from api.inputs import ProgramDay, ProgramMoment, RequestModel
 from api.deps import ServicesDep, SessionDep, ShownDep, done_reading, require
-from api.lookups import active_participant, participant_or_404, screening_or_404
 from api.idempotency import Attempt, Idempotency, IdempotentRoute, joins_update
+from api.inputs import ProgramDay, ProgramMoment, RequestModel
+from api.lookups import active_participant, participant_or_404, screening_or_404
 from api.pages import Page, PagingDep
 from api.problems import ProblemError, responses
 from api.public import CheckInAnswerPublic, ParticipantProgramPublic, ScreeningRefPublic, ScreeningStatePublic
+from api.routers.channel import _record_told
 from api.tokens import Actor
 from api.workflow_calls import workflow_call
-from iop.reopen import reopen_screening
-from iop.temporal import not_available_now
-from api.routers.channel import _record_told
 from domain.consent import DisclosureCategory
 from domain.program import SpecimenType
 from domain.vocab import CheckInMethod, PointOfCareResult, RefusalKind
+from iop.reopen import reopen_screening
+from iop.temporal import not_available_now
 from store.models import Screening, SelectionDraw, utcnow
 from workflows.contracts import (
     EXCUSED,
     MISSED,
     NOT_NOTIFIED,
+    TAKES_COLLECTION,
     WINDOW_LOST,
     Admission,
-    TAKES_COLLECTION,
     CheckIn,
-    DisclosureEvent,
     Collection,
+    DisclosureEvent,
     Excuse,
     ForCause,
     Pause,
@@ -48,9 +48,9 @@ from workflows.contracts import (
     ScreeningState,
     already_message,
 )
+from workflows.disclosure import DiscloseEventWorkflow
 from workflows.participant import ParticipantWorkflow
 from workflows.participant import workflow_id as participant_workflow_id
-from workflows.disclosure import DiscloseEventWorkflow
 from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id
 
@@ -319,7 +319,8 @@ def participant_draws(
 
 
 @router.get("/screenings/{screening_id}", response_model=ScreeningDetail, responses=responses(401, 403, 404, 503))
-async def get_screening(screening_id: str, actor: Reader, session: SessionDep, services: ServicesDep) -> ScreeningDetail:
+async def get_screening(screening_id: str, actor: Reader, session: SessionDep,
+                        services: ServicesDep) -> ScreeningDetail:
     """One screening with the live state of its workflow: window, collection, results, review."""
     row = await run_in_threadpool(screening_or_404, session, screening_id)
     handle = services.temporal.get_workflow_handle(screening_workflow_id(screening_id))
@@ -497,7 +498,7 @@ async def check_in(body: CheckInRequest, actor: FrontDesk, session: SessionDep, 
     return CheckInAnswerPublic.of(answer)
 
 
-def _set_forensic(session: Session, screening_id: str, body: "ForensicRequest", actor: str) -> Screening:
+def _set_forensic(session: Session, screening_id: str, body: ForensicRequest, actor: str) -> Screening:
     row = screening_or_404(session, screening_id)
     row.forensic, row.forensic_reason = body.forensic, body.reason.strip()
     row.forensic_set_by, row.forensic_set_at = actor, utcnow()
@@ -549,5 +550,6 @@ async def set_forensic(screening_id: str, body: ForensicRequest, actor: FrontDes
                 await services.temporal.start_workflow(
                     DiscloseEventWorkflow.run, event, id=f"disclose-{row.id}-clinical-{category}-{uuid4().hex[:8]}",
                     task_queue=services.settings.task_queue)
+    assert row.forensic is not None  # set just now
     return ForensicSetting(screening_id=row.id, forensic=row.forensic, reason=row.forensic_reason,
                            set_by=row.forensic_set_by, set_at=row.forensic_set_at)

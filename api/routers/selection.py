@@ -8,8 +8,8 @@ recipients are listed with their delivery."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
-from typing import Annotated
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, overload
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
@@ -23,6 +23,7 @@ from api.pages import Page, PagingDep
 from api.problems import FieldError, ProblemError, responses
 from api.tokens import ROLES, Actor
 from domain import verifiable
+from iop.codec import encryption_codec
 from store import selection
 from store.models import SelectionPeriod
 from store.selection import SelectionConflict, SelectionError, periods
@@ -63,8 +64,16 @@ class CommitmentPublic(BaseModel):
     seed: str | None = Field(None, description="hex 256-bit seed; null until the period has ended and it is revealed")
 
 
+@overload
+def _utc(moment: datetime) -> datetime: ...
+
+
+@overload
+def _utc(moment: datetime | None) -> datetime | None: ...
+
+
 def _utc(moment: datetime | None) -> datetime | None:
-    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 def _public(row: SelectionPeriod) -> CommitmentPublic:
@@ -103,14 +112,14 @@ async def open_period(body: PeriodIn, actor: Admin, services: ServicesDep) -> Co
     every recipient subscribed to `selection-commitments` and reveals the seed once the period is over. Open a
     period ahead to give it a public beacon: five minutes after `published_at`, enter the round it names with
     PUT /selection/periods/{program}/{period}/beacon, before the period's first draw (the day before it starts)."""
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     if verifiable.period_end(body.period) < today:
         raise ProblemError(422, f"The period {body.period} is over; only this month or a later one can be opened.",
                            errors=[FieldError(field="body.period", message="a period that has not ended yet")])
     if verifiable.period_end(body.period) > today + timedelta(days=MAX_AHEAD_DAYS):
         raise ProblemError(422, f"The period {body.period} is more than a year ahead; open it closer to its start.",
                            errors=[FieldError(field="body.period", message="a month within the next year")])
-    keys = services.temporal.data_converter.payload_codec.keys
+    keys = encryption_codec(services.temporal.data_converter).keys
     row = await run_in_threadpool(selection.open_period, services.engine, keys, body.program, body.period,
                                   actor.token_id, actor.role)
     # The commitment is recorded; a retry after a 503 here finds it and starts the workflow then.

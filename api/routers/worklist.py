@@ -6,7 +6,7 @@ staff work them here. Every request is in the audit trail (api/audit.py), with t
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import case, or_
 from sqlmodel import Session, col, select
 
-from api.idempotency import IdempotentRoute
 from api.deps import SessionDep, ShownDep, require
+from api.idempotency import IdempotentRoute
 from api.inputs import RequestModel
 from api.pages import Page, PagingDep
 from api.problems import ProblemError, responses
@@ -105,13 +105,13 @@ class WorklistResolution(RequestModel):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _names(session: Session, rows: list[WorklistItem]) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
     people = {r.participant_id for r in rows if r.participant_id}
     tokens = {r.assignee for r in rows if r.assignee} | {r.resolved_by for r in rows if r.resolved_by}
-    tokens |= {n.get("actor") for r in rows for n in r.notes if n.get("actor") not in (None, "system")}
+    tokens |= {n["actor"] for r in rows for n in r.notes if n.get("actor") not in (None, "system")}
     participants = {p.id: (f"{p.given_name} {p.family_name}", p.timezone) for p in session.exec(
         select(Participant).where(col(Participant.id).in_(people))).all()} if people else {}
     staff = {t.id: t.name for t in session.exec(select(ApiToken).where(col(ApiToken.id).in_(tokens))).all()} \
@@ -122,7 +122,7 @@ def _names(session: Session, rows: list[WorklistItem]) -> tuple[dict[str, tuple[
 def _public(row: WorklistItem, participants: dict[str, tuple[str, str]], staff: dict[str, str],
             now: datetime) -> WorklistItemPublic:
     spec = wl.spec_for(row.source, row.raw_kind)
-    notes = [WorklistNote(**n, actor_name=staff.get(n.get("actor"))) for n in row.notes]
+    notes = [WorklistNote(**n, actor_name=staff.get(n.get("actor") or "")) for n in row.notes]
     name, zone = participants.get(row.participant_id or "", (None, None))
     return WorklistItemPublic(
         **row.model_dump(exclude={"notes", "updated_at"}), title=spec.title, participant_name=name, timezone=zone,
@@ -169,7 +169,7 @@ def list_items(
     if overdue:
         query = query.where(WorklistItem.status != wl.Status.RESOLVED, col(WorklistItem.due_at) <= now)
     if role:
-        query = query.where(or_(WorklistItem.owner_role == role, WorklistItem.escalated_to == role))
+        query = query.where(or_(col(WorklistItem.owner_role) == role, col(WorklistItem.escalated_to) == role))
     if participant_id:
         query = query.where(WorklistItem.participant_id == participant_id)
     rank = case({s.value: n for s, n in wl.SEVERITY_ORDER.items()}, value=WorklistItem.severity, else_=9)

@@ -60,10 +60,12 @@ def worse(a: DayMark | None, b: DayMark) -> DayMark:
 def screening_kind(status: str, final_outcome: str | None) -> str:
     """A screening's place on the calendar, from its status and (when final) its outcome."""
     if status in (S.FINAL, S.COMPLETED):
-        return {F.NEGATIVE: D.NEGATIVE, F.POSITIVE: D.POSITIVE, F.EXPLAINED: D.EXPLAINED, F.INVALID: D.INVALID,
-                F.REFUSAL: D.REFUSED}.get(final_outcome or "", D.PENDING)
-    return {S.MISSED: D.MISSED, S.EXCUSED: D.EXCUSED, S.REFUSED: D.REFUSED, S.CANCELLED: D.CANCELLED,
-            S.NO_RESULT: D.NO_RESULT}.get(status, D.PENDING)
+        by_outcome: dict[str, D] = {F.NEGATIVE: D.NEGATIVE, F.POSITIVE: D.POSITIVE, F.EXPLAINED: D.EXPLAINED,
+                                    F.INVALID: D.INVALID, F.REFUSAL: D.REFUSED}
+        return by_outcome.get(final_outcome or "", D.PENDING)
+    by_status: dict[str, D] = {S.MISSED: D.MISSED, S.EXCUSED: D.EXCUSED, S.REFUSED: D.REFUSED,
+                               S.CANCELLED: D.CANCELLED, S.NO_RESULT: D.NO_RESULT}
+    return by_status.get(status, D.PENDING)
 
 
 def _attrs(**values: Any) -> str:
@@ -81,9 +83,10 @@ def testing_calendar(marks: dict[date, DayMark], first: date, last: date, today:
     tested = {k: v for k, v in counts.items() if k not in (D.NOT_SELECTED, D.PAUSED)}
     summary = ", ".join(f"{n} {CALENDAR_KINDS[k][0].lower()}" for k, n in sorted(tested.items(),
                                                                                 key=lambda kv: SEVERITY.index(kv[0])))
+    svg = _attrs(viewBox=f"0 0 {width} {height}", width=width, height=height,
+                 aria_labelledby=f"{ident}-title {ident}-desc", id=ident)
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart calendar" role="img" '
-        f'{_attrs(viewBox=f"0 0 {width} {height}", width=width, height=height, aria_labelledby=f"{ident}-title {ident}-desc", id=ident)}>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart calendar" role="img" {svg}>',
         f'<title id="{ident}-title">Testing calendar, {first.isoformat()} to {last.isoformat()}</title>',
         f'<desc id="{ident}-desc">{escape(summary or "No screenings in this period")}.</desc>',
     ]
@@ -100,8 +103,11 @@ def testing_calendar(marks: dict[date, DayMark], first: date, last: date, today:
             x = left + weekday * (cell + gap)
             if day < first or day > last:  # the rest of the week, outside the period: a faint outline
                 why = "before the period shown" if day < first else "after today"
-                parts.append(f'<g class="day outside" data-day="{day.isoformat()}"><title>{day.isoformat()}: {why}</title>'
-                             f'<rect {_attrs(x=x + 0.5, y=y + 0.5, width=cell - 1, height=cell - 1, rx=4, fill="none", stroke="#cfd8dc")} stroke-dasharray="2 3"/>'
+                outline = _attrs(x=x + 0.5, y=y + 0.5, width=cell - 1, height=cell - 1, rx=4, fill="none",
+                                 stroke="#cfd8dc")
+                parts.append(f'<g class="day outside" data-day="{day.isoformat()}">'
+                             f'<title>{day.isoformat()}: {why}</title>'
+                             f'<rect {outline} stroke-dasharray="2 3"/>'
                              f'<text {_attrs(x=x + 3, y=y + 10, font_size=8, fill="#90a4ae")}>{day.day}</text></g>')
                 continue
             mark = marks.get(day)
@@ -113,12 +119,16 @@ def testing_calendar(marks: dict[date, DayMark], first: date, last: date, today:
             title = f"{day.isoformat()} ({WEEKDAYS[weekday]}): {'today, ' if day == today else ''}{label}"
             if mark and mark.note:
                 title += f" ({mark.note})"
+            square = _attrs(x=x, y=y, width=cell, height=cell, rx=4, fill=fill, stroke=stroke,
+                            stroke_width=2 if day == today else 1)
             parts.append(f'<g class="day" data-day="{day.isoformat()}" data-kind="{escape(kind or "none")}">'
                          f'<title>{escape(title)}</title>'
-                         f'<rect {_attrs(x=x, y=y, width=cell, height=cell, rx=4, fill=fill, stroke=stroke, stroke_width=2 if day == today else 1)}{dash}/>'
+                         f'<rect {square}{dash}/>'
                          f'<text {_attrs(x=x + 3, y=y + 10, font_size=8, fill=ink)}>{day.day}</text>')
             if letter:
-                parts.append(f'<text {_attrs(x=x + cell / 2, y=y + cell / 2 + 6, text_anchor="middle", font_size=15, font_weight="bold", fill=ink)}>{escape(letter)}</text>')
+                centre = _attrs(x=x + cell / 2, y=y + cell / 2 + 6, text_anchor="middle", font_size=15,
+                                font_weight="bold", fill=ink)
+                parts.append(f'<text {centre}>{escape(letter)}</text>')
             parts.append("</g>")
     parts.append("</svg>")
     return Markup("".join(parts))
@@ -133,9 +143,11 @@ def legend_kinds(marks: dict[date, DayMark]) -> list[tuple[str, str, str, str, s
 def swatch(kind: str) -> Markup:
     label, fill, ink, letter = CALENDAR_KINDS.get(kind, ("", "#ffffff", "#000000", ""))
     dash = ' stroke-dasharray="3 2"' if kind == "pending" else ""
-    return Markup(f'<svg xmlns="http://www.w3.org/2000/svg" width="20" height="20" viewBox="0 0 20 20" aria-hidden="true" focusable="false">'
+    return Markup('<svg xmlns="http://www.w3.org/2000/svg" width="20" height="20" viewBox="0 0 20 20" '
+                  'aria-hidden="true" focusable="false">'
                   f'<rect x="1" y="1" width="18" height="18" rx="3" fill="{fill}" stroke="#78909c"{dash}/>'
-                  f'<text x="10" y="14.5" text-anchor="middle" font-size="11" font-weight="bold" fill="{ink}">{escape(letter)}</text></svg>')
+                  f'<text x="10" y="14.5" text-anchor="middle" font-size="11" font-weight="bold" '
+                  f'fill="{ink}">{escape(letter)}</text></svg>')
 
 
 # --- adherence -----------------------------------------------------------------------------
@@ -188,9 +200,10 @@ def adherence_chart(outcomes: dict[str, str], today: date, adherence_7d: dict[st
     total_height = ratio_top + 2 * 24 + 4
     counts = Counter(kind for day, kind in outcomes.items() if first.isoformat() <= day <= today.isoformat())
     summary = "; ".join(f"{ADHERENCE_KINDS.get(k, (k,))[0].lower()}: {n} day(s)" for k, n in sorted(counts.items()))
+    svg = _attrs(viewBox=f"0 0 {width} {total_height}", width=width, height=total_height,
+                 aria_labelledby=f"{ident}-title {ident}-desc", id=ident)
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart adherence" role="img" '
-        f'{_attrs(viewBox=f"0 0 {width} {total_height}", width=width, height=total_height, aria_labelledby=f"{ident}-title {ident}-desc", id=ident)}>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart adherence" role="img" {svg}>',
         f'<title id="{ident}-title">Doses, {first.isoformat()} to {today.isoformat()}</title>',
         f'<desc id="{ident}-desc">{escape(summary or "No doses recorded in this period")}. Last 7 days: '
         f'{escape(_ratio_text(adherence_7d))}. Last 30 days: {escape(_ratio_text(adherence_30d))}.</desc>',
@@ -224,5 +237,6 @@ def adherence_chart(outcomes: dict[str, str], today: date, adherence_7d: dict[st
 
 def adherence_swatch(kind: str) -> Markup:
     label, fill = ADHERENCE_KINDS.get(kind, ("No dose recorded", NONE_FILL))
-    return Markup(f'<svg xmlns="http://www.w3.org/2000/svg" width="14" height="20" viewBox="0 0 14 20" aria-hidden="true" focusable="false">'
+    return Markup('<svg xmlns="http://www.w3.org/2000/svg" width="14" height="20" viewBox="0 0 14 20" '
+                  'aria-hidden="true" focusable="false">'
                   f'<rect x="1" y="1" width="12" height="18" rx="2" fill="{fill}" stroke="#78909c"/></svg>')

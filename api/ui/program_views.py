@@ -28,7 +28,7 @@ def _page(program_id: str, anchor: str = "") -> str:
 
 @signed_in
 async def programs(request: Request, ctx: Ctx) -> Response:
-    listed = await ctx.api.get("/programs")
+    listed = await ctx.api.get_all("/programs")
     return ctx.render("programs.html", programs=listed)
 
 

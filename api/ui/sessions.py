@@ -139,7 +139,9 @@ class SessionStore:
 
 
 def csrf_ok(session: UiSession, presented: str | None) -> bool:
-    return bool(presented) and hmac.compare_digest(presented, session.csrf)
+    if not presented:
+        return False
+    return hmac.compare_digest(presented, session.csrf)
 
 
 def store_for(app: Any) -> SessionStore:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from collections import Counter
+from collections.abc import Awaitable
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -24,7 +25,6 @@ from api.ui.web import (
     authenticate_token,
     html,
     is_partial,
-    parse_moment,
     query,
     redirect,
     safe_next,
@@ -36,13 +36,19 @@ from domain import search
 from domain import worklist as wl
 from domain.attendance import STATUSES as ATTENDANCE_STATUSES
 from domain.calls import CallResult
-from domain.consent import CATEGORIES, CONSENT_EVENTS, EMPLOYMENT_ENDED, FINAL_DISPOSITION, SIGNATURE_METHODS
-from domain.consent import SUPERVISION_ENDED
-from ingest.lab import QUARANTINE_REASONS
+from domain.consent import (
+    CATEGORIES,
+    CONSENT_EVENTS,
+    EMPLOYMENT_ENDED,
+    FINAL_DISPOSITION,
+    SIGNATURE_METHODS,
+    SUPERVISION_ENDED,
+)
 from domain.medication import DRUGS, ROUTES, UNITS, DispenseKind, ScheduleKind
+from domain.plan import PHASES
 from domain.selection import SelectionReason
 from domain.vocab import DischargeKind, DisclosureStatus, ReassessmentDecision, ScreeningStatus
-from domain.plan import PHASES
+from ingest.lab import QUARANTINE_REASONS
 from workflows.contracts import REFUSAL_KINDS, REVIEW_DECISIONS, SPECIMEN_TYPES, TAKES_COLLECTION
 
 DISPENSE_KINDS = tuple(DispenseKind)
@@ -84,7 +90,8 @@ async def login_form(request: Request) -> Response:
 async def login(request: Request) -> Response:
     store = store_for(request.app)
     form = await request.form()
-    if not store.login_ok(request.cookies.get(LOGIN_COOKIE), form.get("login_token")):  # type: ignore[arg-type]
+    presented = form.get("login_token")
+    if not store.login_ok(request.cookies.get(LOGIN_COOKIE), presented):  # type: ignore[arg-type]  # a text field
         request.state.audit_detail = "dashboard sign-in refused: CSRF check failed"
         return _login_page(request, status=403, error="This sign-in form expired or did not come from this "
                                                       "dashboard (are cookies enabled?). Try again.")
@@ -232,7 +239,7 @@ async def today(request: Request, ctx: Ctx) -> Response:
 async def _sections(ctx: Ctx, calls: dict[str, Any]) -> dict[str, tuple[Any, ApiError | None]]:
     """Run the reads a page needs at once; a read the role may not make (None) answers (None, None)."""
     wanted = {k: c for k, c in calls.items() if c is not None}
-    answers = dict(zip(wanted, await ctx.api.gather(list(wanted.values()))))
+    answers = dict(zip(wanted, await ctx.api.gather(list(wanted.values())), strict=True))
     return {k: answers.get(k, (None, None)) for k in calls}
 
 
@@ -297,7 +304,7 @@ async def _likely_duplicates(ctx: Ctx, body: dict[str, Any]) -> list[dict[str, s
     except ValueError:
         born = None
     new = search.Person(body.get("given_name") or "", body.get("family_name") or "", born, body.get("phone"))
-    reads = []
+    reads: list[Awaitable[Any]] = []
     if born:
         reads.append(ctx.api.get_all("/participants", cap=200, date_of_birth=born.isoformat()))
     if len(search.phone_digits(new.phone)) >= 7:
@@ -386,9 +393,10 @@ async def participant(request: Request, ctx: Ctx) -> Response:
     recent = [s for s in screenings if first <= date.fromisoformat(s["day"]) <= last][:60]
     detail_answers = await api.gather([api.get(f"/screenings/{s['id']}") for s in recent] +
                                       [api.get(f"/medications/{o['id']}") for o in orders])
-    details = {s["id"]: (answer or {}).get("workflow") or {} for s, (answer, _) in zip(recent, detail_answers)}
+    details = {s["id"]: (answer or {}).get("workflow") or {}
+               for s, (answer, _) in zip(recent, detail_answers[:len(recent)], strict=True)}
     medications = [{"order": o, "live": (answer or {}).get("workflow"), "error": error}
-                   for o, (answer, error) in zip(orders, detail_answers[len(recent):])]
+                   for o, (answer, error) in zip(orders, detail_answers[len(recent):], strict=True)]
     workflow = record.get("workflow") or {}
     marks = _calendar(screenings, details, answers["draws"][0] or [], workflow.get("pauses") or [], first, last)
     recipients = answers["recipients"][0] or []
@@ -417,7 +425,8 @@ async def participant(request: Request, ctx: Ctx) -> Response:
         signature_methods=SIGNATURE_METHODS, consent_values=consent_values, consent_errors=consent_state.errors,
         for_cause_values=for_cause.values, for_cause_errors=for_cause.errors, dispense_kinds=DISPENSE_KINDS,
         units=UNITS, errors=errors, today_local=today_local, phases=PHASES, drugs=DRUGS, routes=ROUTES,
-        discharge_kinds=DISCHARGE_KINDS, attendance={**answers["attendance"][0], "summary": answers["attendance_summary"][0]}
+        discharge_kinds=DISCHARGE_KINDS,
+        attendance={**answers["attendance"][0], "summary": answers["attendance_summary"][0]}
         if answers["attendance"][0] else None, attendance_statuses=ATTENDANCE_STATUSES,
         case_events=answers["case_events"][0], case_event_kinds=CASE_EVENT_KINDS,
         case_systems=[c.get("system") for c in record.get("case_numbers") or [] if c.get("system")],
@@ -426,7 +435,7 @@ async def participant(request: Request, ctx: Ctx) -> Response:
 
 def _forms(ctx: Ctx, *names: str) -> dict[str, Any]:
     """The refused form's values and errors, under its name; the others empty."""
-    out = {name: ({}, {}) for name in names}
+    out: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {name: ({}, {}) for name in names}
     for name in names:
         state = ctx.session.take_form(name)
         if state is not None:
@@ -645,7 +654,7 @@ async def quarantine(request: Request, ctx: Ctx) -> Response:
     state = ctx.form_state("resolve")
     held = [] if resolved else page["items"][:QUARANTINE_DETAILS]
     answers = await ctx.api.gather([ctx.api.get(f"/lab/quarantine/{q['id']}") for q in held])
-    details = {q["id"]: answer for q, (answer, _) in zip(held, answers) if answer}
+    details = {q["id"]: answer for q, (answer, _) in zip(held, answers, strict=True) if answer}
     return ctx.render("quarantine.html", page=page, resolved=resolved, reason=reason, reasons=QUARANTINE_REASONS,
                       values=state.values, errors=state.errors, who=await _who(ctx), details=details,
                       held_rows=_held_rows)
@@ -823,9 +832,10 @@ async def stop_medication(request: Request, ctx: Ctx) -> Response:
 async def reassess(request: Request, ctx: Ctx) -> Response:
     order_id = request.path_params["order_id"]
     body = {"decision": ctx.value("decision") or "resume", "note": ctx.value("note")}
-    words = {ReassessmentDecision.RESUME: "Hold released: dosing resumes.",
-             ReassessmentDecision.KEEP_HOLDING: "The hold stays.",
-             ReassessmentDecision.HOLD: "Dosing is held."}.get(body["decision"], "Reassessment recorded.")
+    outcomes: dict[str, str] = {ReassessmentDecision.RESUME: "Hold released: dosing resumes.",
+                                ReassessmentDecision.KEEP_HOLDING: "The hold stays.",
+                                ReassessmentDecision.HOLD: "Dosing is held."}
+    words = outcomes.get(body["decision"] or "", "Reassessment recorded.")
     return await _act(ctx, f"/medications/{order_id}/reassessment", body, safe_next(ctx.value("next") or None), words)
 
 

@@ -6,7 +6,7 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from functools import wraps
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,8 @@ from api.ui.apiclient import Api, ApiError
 from api.ui.sessions import COOKIE, COOKIE_PATH, Flash, FormState, UiSession, csrf_ok, store_for
 from domain.medication import ExpectedKind, ScheduleKind
 from domain.vocab import ParticipantStatus, ReassessmentDecision, ResultStatus, ReviewDecision
-from domain.worklist import Status as WorklistStatus
 from domain.vocab import ScreeningStatus as S
+from domain.worklist import Status as WorklistStatus
 from store.models import ParticipantCreate
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def parse_moment(value: Any) -> datetime | None:
             moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
         except ValueError:
             return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def when(value: Any, zone: str | None = None) -> str:
@@ -123,7 +123,7 @@ def time_left(value: Any, now: datetime | None = None) -> str:
     moment = parse_moment(value)
     if moment is None:
         return "—"
-    seconds = (moment - (now or datetime.now(timezone.utc))).total_seconds()
+    seconds = (moment - (now or datetime.now(UTC))).total_seconds()
     return f"{duration(seconds)} left" if seconds > 0 else f"window closed {duration(seconds)} ago"
 
 
@@ -182,7 +182,8 @@ def static_url(name: str) -> str:
 
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
                         trim_blocks=True, lstrip_blocks=True)
-templates.filters.update(when=when, clock=clock, day=day_label, time_left=time_left, percent=percent, result_summary=result_summary,
+templates.filters.update(when=when, clock=clock, day=day_label, time_left=time_left, percent=percent,
+                         result_summary=result_summary,
                          status_label=lambda s: STATUS_LABELS.get(s, s))
 templates.globals.update(static=static_url, swatch=charts.swatch, adherence_swatch=charts.adherence_swatch,
                          calendar_kinds=charts.CALENDAR_KINDS, adherence_kinds=charts.ADHERENCE_KINDS,
@@ -193,7 +194,8 @@ templates.globals.update(static=static_url, swatch=charts.swatch, adherence_swat
                          worklist_status_choices=WORKLIST_STATUS_CHOICES)
 
 
-def html(template: str, context: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
+def html(template: str, context: dict[str, Any], status: int = 200,
+         headers: dict[str, str] | None = None) -> HTMLResponse:
     body = templates.get_template(template).render(**context)
     return HTMLResponse(body, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
 
@@ -272,13 +274,14 @@ class Ctx:
         if status >= 400:
             headers["HX-Push-Url"] = "false"
         context = {"actor": self.actor, "csrf": self.session.csrf, "can": self.can, "path": self.request.url.path,
-                   "flashes": self.session.take_flashes(), "now": datetime.now(timezone.utc), **data}
+                   "flashes": self.session.take_flashes(), "now": datetime.now(UTC), **data}
         return html(template, context, status=status, headers=headers)
 
     def form_state(self, form: str) -> FormState:
         return self.session.take_form(form) or FormState(form, {}, {})
 
-    def refused(self, error: ApiError, back: str, form: str | None = None, names: dict[str, str] | None = None) -> Response:
+    def refused(self, error: ApiError, back: str, form: str | None = None,
+                names: dict[str, str] | None = None) -> Response:
         """The API said no: show its detail, keep what was typed, go back to the form."""
         self.flash("error", error.detail)
         if form is not None and self.form is not None:
@@ -317,7 +320,8 @@ def signed_in(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         except TokenRejected as exc:
             store.end(session.id)
             request.state.audit_detail = f"dashboard session ended: {exc}"
-            return to_login(request, "revoked" if "revoked" in str(exc) else "expired" if "expired" in str(exc) else "token")
+            why = "revoked" if "revoked" in str(exc) else "expired" if "expired" in str(exc) else "token"
+            return to_login(request, why)
         request.state.actor = session.actor = actor  # the audit trail names who used the dashboard
         form = None
         if request.method == "POST":

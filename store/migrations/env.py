@@ -11,7 +11,9 @@ target_metadata = SQLModel.metadata
 def run_migrations_online() -> None:
     connectable = config.attributes.get("connection")
     if connectable is None:
-        engine = make_engine(config.get_main_option("sqlalchemy.url"))
+        url = config.get_main_option("sqlalchemy.url")
+        assert url, "alembic: sqlalchemy.url is not set"
+        engine = make_engine(url)
         with engine.connect() as connection:
             _run(connection)
         engine.dispose()

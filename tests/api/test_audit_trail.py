@@ -2,11 +2,11 @@
 taken on demand and on a Temporal schedule, and GET /audit/verify compares the chain against them."""
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import text
 from sqlmodel import Session, select
-import pytest
 from temporalio.client import ScheduleHandle, ScheduleOverlapPolicy
 from temporalio.service import RPCError
 from temporalio.worker import Worker
@@ -49,7 +49,7 @@ async def test_a_revoked_or_expired_token_is_named_in_the_trail(stack):
     with session_scope(stack.engine) as session:
         revoked, revoked_token = issue_token(session, name="left the program", role="staff")
         expired, expired_token = issue_token(session, name="temp", role="clinician",
-                                             expires_at=datetime.now(timezone.utc) - timedelta(minutes=1))
+                                             expires_at=datetime.now(UTC) - timedelta(minutes=1))
         ids = revoked.id, expired.id
     revoke = await stack.http.post(f"/tokens/{ids[0]}/revoke", headers=stack.auth("admin"))
     assert revoke.status_code == 200

@@ -6,10 +6,10 @@ import base64
 import contextlib
 import re
 import time as clock
+from datetime import UTC
 from urllib.parse import urlencode
 
 import httpx
-import pytest
 import pytest_asyncio
 import uvicorn
 from sqlmodel import Session, select
@@ -110,7 +110,8 @@ async def test_pin_check_in_by_sms_over_real_http(stack):
                                                       "MessageSid": "SM1"}))
         assert answer.status_code == 200, answer.text
         assert answer.headers["content-type"].startswith("application/xml")
-        assert re.search(r"You must test today\. Report to the clinic by \d\d:\d\d [A-Z]{3,5}\.", answer.text), answer.text
+        assert re.search(r"You must test today\. Report to the clinic by \d\d:\d\d [A-Z]{3,5}\.",
+                         answer.text), answer.text
 
         # Standard Webhooks JSON from another gateway: the same answer as JSON.
         body = b'{"from": "+15555550123", "text": "#4821#"}'
@@ -314,7 +315,7 @@ async def test_cli_program_edits_write_the_audit_events_the_api_writes(stack, tm
 async def test_colour_mode_check_in_tells_todays_colours_and_staff_read_them(stack):
     """A program that publishes daily colours: staff assign a colour; the participant's SMS check-in says whether
     today's colours are called yet, which are called and whether theirs is; staff read the same colours."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from temporalio.testing import ActivityEnvironment
 
@@ -339,7 +340,7 @@ async def test_colour_mode_check_in_tells_todays_colours_and_staff_read_them(sta
     assert refused.status_code == 422 and "its colours are red, blue" in refused.json()["detail"]
     assert (await stack.http.put(f"/participants/{red['id']}/colour", json={"colour": "red"},
                                  headers=stack.auth("clinician"))).status_code == 403
-    today = datetime.now(timezone.utc).date().isoformat()  # the site's time zone is UTC
+    today = datetime.now(UTC).date().isoformat()  # the site's time zone is UTC
     async with served(stack.app) as base, httpx.AsyncClient() as http:
         # Enrolled after opening (00:00): today's colours are drawn with the first daily draw, not yet made.
         before = await http.post(**twilio_post(base, {"From": PHONE, "Body": "4821 colour", "MessageSid": "SMc1"}))

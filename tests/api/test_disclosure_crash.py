@@ -11,12 +11,12 @@ import threading
 
 from sqlmodel import Session
 
+from domain.disclosure import new_webhook_secret
 from iop.codec import format_key
 from store.models import Disclosure
 from tests.conftest import TEST_KEYS
 from tests.receiver import webhook_receiver
 from tests.workflows.test_disclosure_delivery import setup_records, start_delivery
-from domain.disclosure import new_webhook_secret
 
 
 def worker_process(dev_env, database_url: str, task_queue: str) -> subprocess.Popen:

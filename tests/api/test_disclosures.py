@@ -1,7 +1,7 @@
 """Consent-governed reporting with real HTTP receivers on 127.0.0.1 and a real dev server."""
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -9,12 +9,12 @@ from sqlmodel import Session
 
 from domain.disclosure import disclosure_id
 from store.models import Disclosure, Recipient
-from tests.api.test_lab import CONFIRMED_POSITIVE, POSITIVE, VALID, collected, oru, post_hl7
+from tests.api.test_lab import CONFIRMED_POSITIVE, POSITIVE, collected, oru, post_hl7
 from tests.receiver import webhook_receiver
 from workflows.contracts import disclosure_workflow_id
 
 CASE = {"system": "county-drug-court", "value": "DC-2026-0917"}  # tests.helpers.enrollment's case number
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 ZONE = ZoneInfo("America/New_York")  # tests.helpers.enrollment's time zone
 
 
@@ -258,7 +258,7 @@ async def test_a_consent_ending_at_final_disposition_covers_reports_before_it_an
                                   json={"kind": "final-disposition", "case_system": "family-court"})
     assert wrong.status_code == 422 and "county-drug-court" in wrong.json()["detail"]
     future = await stack.http.post(f"/participants/{pid}/case-events", headers=stack.auth("staff"), json={
-        "kind": "final-disposition", "occurred_at": (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()})
+        "kind": "final-disposition", "occurred_at": (datetime.now(UTC) + timedelta(days=1)).isoformat()})
     assert future.status_code == 422 and "future" in future.json()["detail"]
     assert (await stack.http.post(f"/participants/{pid}/case-events", headers=stack.auth("clinician"),
                                   json={"kind": "final-disposition"})).status_code == 403
@@ -289,7 +289,7 @@ async def test_attendance_is_recorded_reported_amended_and_counted_in_the_comple
                                    case_system=CASE["system"])
     pid = (await stack.enroll())["id"]
     await add_consent(stack, pid, consent_body(court_id, ["attendance", "program-status"]))
-    started = datetime.now(timezone.utc) - timedelta(hours=2)
+    started = datetime.now(UTC) - timedelta(hours=2)
     scheduled = await stack.http.post("/attendance-sessions", headers=stack.auth("staff"), json={
         "kind": "group", "title": "Relapse prevention group", "site": "north", "starts_at": started.isoformat(),
         "duration_minutes": 90, "facilitator": "A. Osei, LCSW", "participant_ids": [pid], "weekly_repeats": 2})

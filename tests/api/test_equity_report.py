@@ -6,7 +6,7 @@ rendering are the real ones on a real stack."""
 
 import ast
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
 
@@ -14,8 +14,15 @@ from pypdf import PdfReader
 from sqlmodel import Session, select
 
 from store.db import session_scope
-from store.models import (AuditEvent, Disclosure, Participant, ParticipantDemographics, Recipient, Screening,
-                          SelectionDraw)
+from store.models import (
+    AuditEvent,
+    Disclosure,
+    Participant,
+    ParticipantDemographics,
+    Recipient,
+    Screening,
+    SelectionDraw,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 OCTOBER = [date(2026, 10, 1) + timedelta(days=i) for i in range(31)]
@@ -28,7 +35,7 @@ def seed_month(engine, groups: dict[str, tuple[int, int]]) -> dict[str, list[str
     with session_scope(engine) as session:
         session.add(Recipient(id="r-court", name="County drug court", kind="court", delivery="webhook",
                               url="https://court.example/hook", categories=["missed-tests"]))
-        for race, (count, selected) in groups.items():
+        for race, (count, _selected) in groups.items():
             for i in range(count):
                 pid = f"p-{race[:5]}-{i:02d}"
                 ids.setdefault(race, []).append(pid)
@@ -50,19 +57,19 @@ def seed_month(engine, groups: dict[str, tuple[int, int]]) -> dict[str, list[str
                         session.add(Screening(
                             id=f"s-{pid}-{day:%Y%m%d}-r", participant_id=pid, site="north", day=day, reason="random",
                             status="missed" if missed else "final",
-                            selected_at=datetime(2026, 10, 1, 12, tzinfo=timezone.utc),
+                            selected_at=datetime(2026, 10, 1, 12, tzinfo=UTC),
                             state={} if missed else {"final_outcome": "negative"}))
                 if race == "white" and n < 2:  # two for-cause tests, on one day
                     session.add(Screening(id=f"s-{pid}-20261015-c1", participant_id=pid, site="north",
                                           day=date(2026, 10, 15), reason="for-cause", status="final",
-                                          selected_at=datetime(2026, 10, 15, 12, tzinfo=timezone.utc),
+                                          selected_at=datetime(2026, 10, 15, 12, tzinfo=UTC),
                                           state={"final_outcome": "positive"}))
             for n, pid in enumerate(pids):
                 if race == "black-or-african-american" and n < 6:
                     session.add(Disclosure(id=f"s-{pid}--missed-tests--r-court", participant_id=pid,
                                            recipient_id="r-court", category="missed-tests", event_ref="x",
                                            facts={"scheduled_on": "2026-10-01"}, status="delivered",
-                                           delivered_at=datetime(2026, 10, 2, 9, tzinfo=timezone.utc)))
+                                           delivered_at=datetime(2026, 10, 2, 9, tzinfo=UTC)))
     return ids
 
 

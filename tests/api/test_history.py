@@ -150,7 +150,8 @@ async def test_temporal_cli_shows_decoded_payloads_through_the_codec_endpoint(st
     assert plain["metadata"]["encoding"] == base64.b64encode(b"json/plain").decode()
     assert json.loads(base64.b64decode(plain["data"]))["state"]["participant_id"] == pid
     # A staff token may not use the codec: the CLI gets no decoded payloads.
-    assert denied.returncode != 0 or _started_with(denied.stdout)["metadata"] == _started_with(encrypted.stdout)["metadata"]
+    assert denied.returncode != 0 or (
+        _started_with(denied.stdout)["metadata"] == _started_with(encrypted.stdout)["metadata"])
 
 
 def _started_with(output: str) -> dict:

@@ -19,7 +19,6 @@ from store.models import IdempotentAnswer, LabMessage, QuarantineItem, WorklistI
 from tests.helpers import api_stack
 
 
-
 def _short_busy_timeout(dbapi_connection, _record) -> None:
     # After the engine's own pragmas (30 s): a lock that is never released shows in a second, not in 30.
     dbapi_connection.execute("PRAGMA busy_timeout=1000")

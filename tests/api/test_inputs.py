@@ -76,7 +76,7 @@ async def test_implausible_doses_are_refused_and_an_override_is_recorded(stack):
     dispenses = f"/medications/{order_id}/dispenses"
     for bad in ("Infinity", "NaN", "-1", "0"):
         response = await stack.http.post(dispenses, headers={**stack.auth("staff"), "content-type": "application/json"},
-                                         content='{"kind": "observed-dose", "unit": "mg", "dose": %s}' % bad)
+                                         content=f'{{"kind": "observed-dose", "unit": "mg", "dose": {bad}}}')
         refused_naming(response, "dose")
     given = await stack.http.post(dispenses, json={"kind": "observed-dose", "dose": 200, "unit": "mg"},
                                   headers=stack.auth("staff"))

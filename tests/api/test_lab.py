@@ -5,7 +5,7 @@ import asyncio
 from sqlmodel import Session, select
 
 from domain.hl7 import parse_ack
-from store.models import LabMessage, LabResult, QuarantineItem
+from store.models import LabMessage, LabResult
 
 DOB = "1987-03-14"  # tests.helpers.enrollment's birth date
 URINE = {"specimen_type": "urine", "observed": True, "collector": "RN-7"}
@@ -128,7 +128,8 @@ async def test_unknown_specimen_mismatch_and_unparseable_are_held_with_reasons(s
     assert "this is not HL7 at all" in raws and any("Q-2" in r for r in raws)
     assert (await screening(stack, sid))["results"] == []  # nothing was filed on the screening
 
-    rejected = await stack.http.post(f"/lab/quarantine/{(await quarantine(stack, 'identifier-mismatch'))[0]['id']}/resolve",
+    mismatched = (await quarantine(stack, "identifier-mismatch"))[0]["id"]
+    rejected = await stack.http.post(f"/lab/quarantine/{mismatched}/resolve",
                                      json={"action": "reject", "note": "wrong patient on requisition"},
                                      headers=stack.auth("staff"))
     assert rejected.status_code == 200 and rejected.json()["resolution"] == "rejected"
@@ -148,7 +149,8 @@ async def test_unmapped_code_is_held_then_mapped_and_attached(stack):
                                                             "analyte": "benzos"}, headers=stack.auth("admin"))
     assert bad.status_code == 422 and "GET /lab/analytes" in bad.json()["detail"]
     mapped = await stack.http.post("/lab/code-mappings", json={"lab_id": "ACME REFERENCE LAB", "code": "BZOU",
-                                                               "analyte": "benzodiazepines"}, headers=stack.auth("admin"))
+                                                               "analyte": "benzodiazepines"},
+                                   headers=stack.auth("admin"))
     assert mapped.status_code == 201
     attached = await stack.http.post(f"/lab/quarantine/{item['id']}/resolve",
                                      json={"action": "mapped", "note": "mapping added"}, headers=stack.auth("staff"))

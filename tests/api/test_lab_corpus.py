@@ -19,7 +19,7 @@ import json
 import re
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlmodel import Session, col, select
@@ -138,7 +138,7 @@ def check_screening(name: str, state: dict, expected: dict) -> None:
 
 async def test_the_corpus_end_to_end(stack, capsys):
     tokens, specimens, screenings, pid = await setup(stack)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     values = {"PID": pid, "DOB": DOB.replace("-", ""), "NOW": now.strftime("%Y%m%d%H%M%S"),
               "COLLECTED": now.strftime("%Y%m%d%H%M"), "RUN": uuid.uuid4().hex[:6].upper()}
     tally: Counter[str] = Counter()
@@ -152,7 +152,7 @@ async def test_the_corpus_end_to_end(stack, capsys):
         assert response.status_code == 200, f"{where}: {response.text}"
         acks = acks_of(response.text)
         assert [a.ack_code for a in acks] == entry["acks"], f"{where}: {[(a.ack_code, a.error_texts) for a in acks]}"
-        for ack in acks:  # what a lab is told carries no name or birth date
+        for _ack in acks:  # what a lab is told carries no name or birth date
             assert not any(word in response.text for word in ("Quintanilla", "Marisol", values["DOB"])), where
         messages, results, items = stored_since(stack, before)
         assert len(messages) == entry.get("stored", len(acks)), f"{where}: {len(messages)} raw rows stored"

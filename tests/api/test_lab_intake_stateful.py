@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -74,7 +74,7 @@ class Sent:
 def setup_screenings(engine, prefix: str) -> list[tuple[str, str, str]]:
     """(participant id, screening id, specimen id), collected and awaiting a result."""
     made = []
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with session_scope(engine) as session:
         for i in range(SCREENINGS):
             pid, sid, specimen = f"p-{prefix}-{i}", f"s-{prefix}-{i}", f"sp-{prefix}-{i}"

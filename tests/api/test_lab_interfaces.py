@@ -18,8 +18,8 @@ from ingest import mllp
 from ingest.lab import LabIngest
 from iop.settings import Settings
 from store.models import AuditEvent, LabMessage
-from tests.helpers import LAB_FACILITY
 from tests.api.test_lab import DOB, collected, oru, post_hl7, quarantine
+from tests.helpers import LAB_FACILITY
 
 GENERIC = "identifiers do not match our records"
 SECRET_PARTS = ("birth", "PID-7", "family", "PID-5", "1970", "19870314", DOB, "Quintanilla")

@@ -18,7 +18,8 @@ from tests.workflows.test_program_calendar import ZONE, enroll, rows, store_prog
 from tests.workflows.test_screening_program import skip
 from workflows.contracts import ForCause
 from workflows.participant import ParticipantWorkflow
-from workflows.screening import ScreeningWorkflow, workflow_id as screening_workflow_id
+from workflows.screening import ScreeningWorkflow
+from workflows.screening import workflow_id as screening_workflow_id
 
 
 @pytest_asyncio.fixture

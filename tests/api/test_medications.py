@@ -1,6 +1,6 @@
 """Medication orders and dispensing through the API on a real dev server."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlmodel import Session, select
 
@@ -9,7 +9,7 @@ from store.models import DispenseRow
 from tests.api.test_lab import VALID, collected, oru, post_hl7, screening
 
 # The program's day, in its time zone (the enrollment default), not the machine's.
-TODAY = local_date(datetime.now(timezone.utc), "America/New_York").isoformat()
+TODAY = local_date(datetime.now(UTC), "America/New_York").isoformat()
 METHADONE = {"drug": "methadone", "dose": 60, "unit": "mg", "route": "oral",
              "schedule": {"kind": "daily-observed"}, "start_date": TODAY, "prescriber": "Dr. Okafor"}
 BUPRENORPHINE = {"drug": "buprenorphine-naloxone", "dose": 16, "unit": "mg", "route": "sublingual",
@@ -189,7 +189,7 @@ async def test_an_order_takes_its_closed_days_from_the_programs_calendar(stack):
                                     headers=stack.auth("admin"))
     assert created.status_code == 201, created.text
     pid = (await stack.enroll(program="county-court", phase="orientation"))["id"]
-    answer = await start(stack, pid, {**METHADONE, "start_date": local_date(datetime.now(timezone.utc), "UTC")
+    answer = await start(stack, pid, {**METHADONE, "start_date": local_date(datetime.now(UTC), "UTC")
                                       .isoformat()})
     assert answer.status_code == 201, answer.text
     state = (await stack.http.get(f"/medications/{answer.json()['id']}", headers=stack.auth("staff"))).json()

@@ -2,7 +2,6 @@
 
 import asyncio
 
-import pytest
 from sqlmodel import Session, select
 from temporalio.client import Client
 
@@ -107,7 +106,8 @@ async def test_tokens_and_roles(stack):
 
 
 async def test_invalid_body_names_the_field(stack):
-    response = await stack.http.post("/participants", json=enrollment(date_of_birth="not-a-date"), headers=stack.auth("staff"))
+    response = await stack.http.post("/participants", json=enrollment(date_of_birth="not-a-date"),
+                                     headers=stack.auth("staff"))
     assert response.status_code == 422 and response.headers["content-type"] == PROBLEM
     problem = response.json()
     assert "date_of_birth" in problem["detail"]
@@ -144,7 +144,8 @@ async def test_idempotency_key_same_body_same_participant_other_body_422(stack):
 
 async def test_concurrent_retries_with_one_key_make_one_participant(stack):
     headers = {**stack.auth("staff"), "Idempotency-Key": "kiosk-retry-1"}
-    responses = await asyncio.gather(*[stack.http.post("/participants", json=enrollment(), headers=headers) for _ in range(5)])
+    responses = await asyncio.gather(*[stack.http.post("/participants", json=enrollment(), headers=headers)
+                                       for _ in range(5)])
     ok = [r for r in responses if r.status_code == 201]
     assert ok and all(r.status_code in (201, 409) for r in responses)
     assert len({r.json()["id"] for r in ok}) == 1

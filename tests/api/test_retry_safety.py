@@ -318,7 +318,7 @@ def test_every_other_post_takes_an_idempotency_key():
 
 
 @pytest.mark.parametrize("error, retry_later", [
-    (asyncio.TimeoutError(), True),
+    (TimeoutError(), True),
     (RPCTimeoutOrCancelledError("update"), True),
     (RPCError("unreachable", RPCStatusCode.UNAVAILABLE, b""), True),
     (RPCError("deadline", RPCStatusCode.DEADLINE_EXCEEDED, b""), True),

@@ -59,7 +59,8 @@ async def test_each_role_is_allowed_or_denied_exactly_as_documented(stack):
     for (method, path), allowed in matrix().items():
         url = re.sub(r"\{[^}]+\}", "x-unknown", path)
         for role in ROLES:
-            response = await stack.http.request(method, url, headers={**stack.auth(role), "Content-Type": "application/json"},
+            response = await stack.http.request(method, url,
+                                                headers={**stack.auth(role), "Content-Type": "application/json"},
                                                 content=b"{}")
             if not allowed:
                 denied = False

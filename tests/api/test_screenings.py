@@ -43,12 +43,14 @@ async def test_for_cause_collection_and_the_lists(stack):
     assert excuse.status_code == 409
 
     today = body["day"]
-    listed = (await stack.http.get(f"/screenings?date={today}&participant_id={pid}", headers=stack.auth("auditor"))).json()
+    listed = (await stack.http.get(f"/screenings?date={today}&participant_id={pid}",
+                                   headers=stack.auth("auditor"))).json()
     assert [s["id"] for s in listed["items"]] == [sid] and listed["items"][0]["status"] == "awaiting-result"
     assert listed["items"][0]["specimen_type"] == "urine"
     mine = (await stack.http.get(f"/participants/{pid}/screenings", headers=stack.auth("clinician"))).json()
     assert mine["total"] == 1
-    by_status = (await stack.http.get("/screenings?status=awaiting-result&site=north", headers=stack.auth("staff"))).json()
+    by_status = (await stack.http.get("/screenings?status=awaiting-result&site=north",
+                                      headers=stack.auth("staff"))).json()
     assert sid in {s["id"] for s in by_status["items"]}
 
 
@@ -74,10 +76,12 @@ async def test_excuse_refusal_and_their_conflicts(stack):
 
 async def test_check_in_pause_and_draws(stack):
     pid = (await stack.enroll())["id"]
-    quiet = await stack.http.post("/check-ins", json={"participant_id": pid, "method": "kiosk"}, headers=stack.auth("staff"))
+    quiet = await stack.http.post("/check-ins", json={"participant_id": pid, "method": "kiosk"},
+                                  headers=stack.auth("staff"))
     assert quiet.status_code == 200 and quiet.json()["must_test"] is False
     sid = (await for_cause(stack, pid))["screening_id"]
-    told = (await stack.http.post("/check-ins", json={"participant_id": pid, "method": "ivr"}, headers=stack.auth("staff"))).json()
+    told = (await stack.http.post("/check-ins", json={"participant_id": pid, "method": "ivr"},
+                                  headers=stack.auth("staff"))).json()
     assert told["must_test"] is True and told["screening_id"] == sid and told["report_by"]
 
     start = date.today() + timedelta(days=3)
@@ -102,7 +106,8 @@ async def test_unknown_things_and_roles(stack):
     assert nobody.status_code == 404 and "p-nobody" in nobody.json()["detail"]
     pid = (await stack.enroll())["id"]
     for role in ("lab", "auditor"):
-        denied = await stack.http.post(f"/participants/{pid}/screenings", json={"reason": "x"}, headers=stack.auth(role))
+        denied = await stack.http.post(f"/participants/{pid}/screenings", json={"reason": "x"},
+                                       headers=stack.auth(role))
         assert denied.status_code == 403, role
     assert (await stack.http.get("/screenings", headers=stack.auth("lab"))).status_code == 403
     await stack.http.post(f"/participants/{pid}/discharge", json={"kind": "completed", "reason": "done"},

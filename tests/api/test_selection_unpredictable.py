@@ -49,7 +49,8 @@ async def test_no_role_sees_a_roll_before_its_draw_minute(stack):
     answers["POST check-ins"] = checked_in.text
     for role in ROLES:
         for path in (f"/participants/{pid}", f"/participants/{pid}/draws", f"/participants/{pid}/history",
-                     f"/workflows/participant-{pid}/history", "/selection/commitments", "/participants", "/selection/notices",
+                     f"/workflows/participant-{pid}/history", "/selection/commitments", "/participants",
+                     "/selection/notices",
                      f"/participants/{pid}/screenings", f"/screenings?participant_id={pid}"):
             response = await stack.http.get(path, headers=stack.auth(role))
             assert response.status_code in (200, 403), (role, path, response.text)

@@ -4,7 +4,7 @@ server) when nobody resolves it, and is claimed, commented on and resolved throu
 from __future__ import annotations
 
 import secrets
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest_asyncio
 from sqlmodel import Session, select
@@ -13,8 +13,16 @@ from activities.records import RecordActivities
 from domain import worklist as wl
 from iop.worker import ensure_worklist_workflow
 from store.db import session_scope
-from store.models import AlertRecord, AuditEvent, Disclosure, LabMessage, Participant, QuarantineItem, Recipient
-from store.models import WorklistItem
+from store.models import (
+    AlertRecord,
+    AuditEvent,
+    Disclosure,
+    LabMessage,
+    Participant,
+    QuarantineItem,
+    Recipient,
+    WorklistItem,
+)
 from tests.helpers import api_stack
 from workflows.contracts import Alert
 from workflows.worklist import WorklistWorkflow
@@ -156,7 +164,7 @@ async def test_every_alert_kind_arrives_escalates_and_is_resolved(tstack):
     refused = await stack.http.post(f"/worklist/{by_raw['unknown-specimen']['id']}/resolve",
                                     json={"outcome": "done"}, headers=stack.auth("staff"))
     assert refused.status_code == 409 and "/lab/quarantine/" in refused.json()["detail"]
-    for code, item_id in quarantined.items():
+    for _code, item_id in quarantined.items():
         rejected = await stack.http.post(f"/lab/quarantine/{item_id}/resolve",
                                          json={"action": "reject", "note": "lab asked to resend"},
                                          headers=stack.auth("staff"))
@@ -197,7 +205,7 @@ async def test_claim_take_over_release_filters_and_refusals(tstack):
     RecordActivities(engine).raise_alert(Alert("result-overdue", south, "s-9", "no final result"))
     with session_scope(engine) as session:  # one raised two days ago: past due
         row = session.exec(select(WorklistItem).where(WorklistItem.raw_kind == "result-overdue")).one()
-        row.due_at = datetime.now(timezone.utc) - timedelta(days=2)
+        row.due_at = datetime.now(UTC) - timedelta(days=2)
         session.add(row)
     by_kind = {i["raw_kind"]: i for i in (await api_items(stack))["items"]}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -626,7 +626,7 @@ def test_signature_verifies_with_the_standardwebhooks_package():
 
 def test_signature_matches_the_reference_signer():
     body = '{"type":"x","data":"é"}'.encode()
-    moment = datetime.fromtimestamp(1674087231, tz=timezone.utc)
+    moment = datetime.fromtimestamp(1674087231, tz=UTC)
     expected = Webhook(SECRET).sign("msg_1", moment, body.decode())
     assert sign(SECRET, "msg_1", 1674087231, body) == expected
     unpadded = SECRET.rstrip("=")
@@ -652,7 +652,7 @@ def test_signing_inputs_are_checked(call, message):
 
 # --- delivery policy -------------------------------------------------------------------------
 
-NOW = datetime(2026, 5, 15, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 5, 15, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -747,8 +747,8 @@ def test_policy_and_decision_round_trip_through_json():
 
 # --- properties: find_covering_consent and can_revoke against an oracle ------------------------
 
-BASE = datetime(2026, 1, 1, tzinfo=timezone.utc)
-OFFSETS = (timezone.utc, timezone(timedelta(hours=-5)), timezone(timedelta(hours=2)))
+BASE = datetime(2026, 1, 1, tzinfo=UTC)
+OFFSETS = (UTC, timezone(timedelta(hours=-5)), timezone(timedelta(hours=2)))
 FEW_CATEGORIES = (SCREENING_RESULTS, MISSED_TESTS, REFUSALS)
 EXPIRY_EVENTS = ("discharge", "completion", "final-disposition")
 ALL_EVENTS = ("discharge", "completion", "final-disposition", "supervision-ended")

@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domain.hl7 import (
-    _first_msh_line,
     SUPPORTED_VERSIONS,
     AckError,
     Hl7Error,
@@ -26,6 +25,7 @@ from domain.hl7 import (
     Observation,
     Order,
     OruMessage,
+    _first_msh_line,
     ack_for_unparseable,
     build_ack,
     mllp_frame,
@@ -720,7 +720,7 @@ def test_any_mix_of_line_ends_parses_the_same(text: str, data: st.DataObject) ->
     lines = text.rstrip("\r").split("\r")
     ends = data.draw(st.lists(st.sampled_from(["\r", "\n", "\r\n"]),
                               min_size=len(lines), max_size=len(lines)))
-    assert parse_oru("".join(line + end for line, end in zip(lines, ends))) == parse_oru(text)
+    assert parse_oru("".join(line + end for line, end in zip(lines, ends, strict=True))) == parse_oru(text)
 
 
 @settings(max_examples=100, deadline=None)
@@ -730,7 +730,7 @@ def test_mllp_decoder_survives_any_read_boundaries(texts: list[str], data: st.Da
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=12)))
     decoder = MllpDecoder()
     received: list[str] = []
-    for start, end in zip([0, *cuts], [*cuts, len(stream)]):
+    for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
         received += decoder.feed(stream[start:end])
     assert received == texts
 

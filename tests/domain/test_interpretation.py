@@ -254,7 +254,8 @@ def test_units_that_are_not_ng_per_ml_are_not_compared_with_a_table():
     assert classify_analyte(AnalyteResult("thca", 60, units="ug/mL", method=SCREEN), HHS).outcome == NOT_INTERPRETABLE
     assert classify_analyte(AnalyteResult("thca", 60, units="µg/L", method=SCREEN), HHS).outcome == PRESUMPTIVE_POSITIVE
     # With the lab's own cutoff both numbers come from the same report.
-    assert classify_analyte(AnalyteResult("ethanol", 0.05, units="g/dL", lab_cutoff=0.02), HHS).outcome == PRESUMPTIVE_POSITIVE
+    ethanol = AnalyteResult("ethanol", 0.05, units="g/dL", lab_cutoff=0.02)
+    assert classify_analyte(ethanol, HHS).outcome == PRESUMPTIVE_POSITIVE
 
 
 def test_unknown_analyte_and_method():
@@ -609,7 +610,8 @@ def test_naltrexone_is_not_judged_by_urine():
 
 
 def test_plain_negative_is_final_by_itself():
-    result = interpret([screen(analyte, 0) for analyte in ("thca", "cocaine", "opiates", "amphetamines")], NORMAL, NO_MEDS)
+    result = interpret([screen(analyte, 0) for analyte in ("thca", "cocaine", "opiates", "amphetamines")], NORMAL,
+                       NO_MEDS)
     assert result.overall == NEGATIVE and result.flags == ()
     assert result.may_finalize_without_review and not result.needs_review
 
@@ -619,8 +621,10 @@ def test_nothing_to_interpret_is_incomplete():
 
 
 def test_output_does_not_depend_on_set_order():
-    first = interpret(bup_panel(0, 0) + [confirm("fentanyl", 3)], NORMAL, MedicationContext(["buprenorphine", "methadone"]))
-    second = interpret(bup_panel(0, 0) + [confirm("fentanyl", 3)], NORMAL, MedicationContext(["methadone", "buprenorphine"]))
+    first = interpret(bup_panel(0, 0) + [confirm("fentanyl", 3)], NORMAL,
+                      MedicationContext(["buprenorphine", "methadone"]))
+    second = interpret(bup_panel(0, 0) + [confirm("fentanyl", 3)], NORMAL,
+                       MedicationContext(["methadone", "buprenorphine"]))
     assert first == second
     medication_codes = [f.code for f in first.flags if f.code in (EXPECTED_ABSENT, EXPECTED_NOT_TESTED)]
     assert medication_codes == [EXPECTED_ABSENT, EXPECTED_NOT_TESTED]  # buprenorphine, then methadone
@@ -632,7 +636,8 @@ def test_output_is_the_same_under_any_string_hash_seed():
         "import json\n"
         "from domain.interpretation import *\n"
         "meds = MedicationContext(frozenset(['methadone', 'buprenorphine', 'codeine', 'amphetamine']))\n"
-        "results = [AnalyteResult(a, 5000.0, method='confirm') for a in ('fentanyl', 'mdma', 'pcp', 'thca', 'cocaine')]\n"
+        "results = [AnalyteResult(a, 5000.0, method='confirm')\n"
+        "           for a in ('fentanyl', 'mdma', 'pcp', 'thca', 'cocaine')]\n"
         "print(json.dumps(interpretation_to_dict(interpret(results, None, meds))))\n"
     )
     outputs = {

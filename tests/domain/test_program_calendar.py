@@ -1,14 +1,24 @@
 """Programs and calendars as data, the miss verdict, and the participant channel's signatures and PINs."""
 
 import base64
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from domain.calendar import SiteCalendar, closed_days, is_open, parse_ics, tightest_week
-from domain.channel import (after_failure, hash_pin, is_locked, Lockout, parse_message, pin_matches, twilio_signature,
-                            verify_standard_webhook, verify_twilio)
+from domain.channel import (
+    Lockout,
+    after_failure,
+    hash_pin,
+    is_locked,
+    parse_message,
+    pin_matches,
+    twilio_signature,
+    verify_standard_webhook,
+    verify_twilio,
+)
 from domain.clock import local_moment
 from domain.disclosure import sign
 from domain.misses import NOT_NOTIFIED, REPORTABLE, WINDOW_LOST, MissFacts, miss_verdict
@@ -78,7 +88,7 @@ def test_windows_end_at_closing_time():
 
 
 def test_miss_verdicts():
-    opened = datetime(2026, 12, 2, 13, tzinfo=timezone.utc)
+    opened = datetime(2026, 12, 2, 13, tzinfo=UTC)
     closes = opened + timedelta(hours=8)
     facts = dict(day="2026-12-02", site_open=True, window_opened_at=opened, window_closes_at=closes)
     assert miss_verdict(MissFacts(**facts, told_at=opened)).status == REPORTABLE
@@ -163,7 +173,7 @@ def test_twilio_signature_matches_the_published_example():
 
 def test_standard_webhooks_signature_and_freshness():
     secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
-    now = datetime(2026, 12, 1, 12, tzinfo=timezone.utc)
+    now = datetime(2026, 12, 1, 12, tzinfo=UTC)
     stamp = str(int(now.timestamp()))
     good = sign(secret, "msg_1", int(stamp), b"{}")
     assert verify_standard_webhook(secret, "msg_1", stamp, f"v1,bogus {good}", b"{}", now)
@@ -176,7 +186,7 @@ def test_pins_are_hashed_checked_and_locked_after_a_run_of_wrong_ones():
     assert "4821" not in stored and pin_matches("4821", stored) and not pin_matches("4822", stored)
     with pytest.raises(ValueError, match="run like 1234"):
         hash_pin("1234", b"s" * 16)
-    now = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 12, 1, tzinfo=UTC)
     state = Lockout(0, None, None)
     for _ in range(5):
         state = after_failure(state, now)

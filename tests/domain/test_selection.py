@@ -12,6 +12,7 @@ import math
 import random
 from dataclasses import replace
 from datetime import date, time, timedelta
+from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
@@ -195,7 +196,7 @@ def test_closed_dates_and_non_collection_weekdays_are_never_selected(phase_1_pop
 
 
 def pairs_after_selection(draws: list[Draw]) -> list[tuple[Draw, Draw]]:
-    consecutive = zip(draws, draws[1:])
+    consecutive = pairwise(draws)
     return [(today, tomorrow) for today, tomorrow in consecutive if today.selected and _next_day(today, tomorrow)]
 
 
@@ -207,7 +208,7 @@ def test_a_test_yesterday_does_not_change_the_odds_today(plain_population) -> No
     p = daily_probability(plain_plan(2.0))
     after_selection = [tomorrow for _, tomorrow in pairs_after_selection(plain_population)]
     assert_rate(sum(d.selected for d in after_selection), len(after_selection), p)
-    after_none = [b for a, b in zip(plain_population, plain_population[1:]) if not a.selected and _next_day(a, b)]
+    after_none = [b for a, b in pairwise(plain_population) if not a.selected and _next_day(a, b)]
     assert_same_rate(
         sum(d.selected for d in after_selection),
         len(after_selection),

@@ -1,6 +1,6 @@
 """domain/verifiable.py: the drand quicknet round a commitment names, the beacon's form, and the notices."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from domain import verifiable
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def test_round_times_follow_drand_quicknet():

@@ -12,7 +12,7 @@ import sys
 import httpx
 import psycopg
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlmodel import Session, select
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -32,7 +32,8 @@ from tests.workflows.scenarios import start_participant
 from workflows import search
 from workflows.contracts import Collection, ForCause, PhaseChange
 from workflows.participant import ParticipantWorkflow
-from workflows.screening import ScreeningWorkflow, workflow_id as screening_workflow_id
+from workflows.screening import ScreeningWorkflow
+from workflows.screening import workflow_id as screening_workflow_id
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -161,7 +162,8 @@ async def test_worker_killed_at_random_during_fifty_pipelines(dev_env, records_e
     assert len(rows) == 50 and {r.status for r in rows} == {"final"}  # no lost result
     assert len(results) == 50 and len({r.screening_id for r in results}) == 50  # one result per screening
     assert len(participants) == 50 and len(per_participant) == 50  # a retried order made no second screening
-    assert sorted(d.id for d in disclosures) == sorted(disclosure_ids) and {d.status for d in disclosures} == {"delivered"}
+    assert sorted(d.id for d in disclosures) == sorted(disclosure_ids)
+    assert {d.status for d in disclosures} == {"delivered"}
     assert sorted(court.kept) == sorted(disclosure_ids)  # each report once at the receiver
 
 
@@ -187,7 +189,8 @@ async def test_temporal_server_restarted_mid_run_workflows_resume(records_engine
             participant = env.client.get_workflow_handle_for(ParticipantWorkflow.run, participant.id)
             state = await participant.execute_update(ParticipantWorkflow.change_phase,
                                                      PhaseChange("phase-2", "after restart", "t"))
-            screening = env.client.get_workflow_handle_for(ScreeningWorkflow.run, screening_workflow_id(ref.screening_id))
+            screening = env.client.get_workflow_handle_for(ScreeningWorkflow.run,
+                                                           screening_workflow_id(ref.screening_id))
             collected = await screening.execute_update(ScreeningWorkflow.record_collection,
                                                        Collection("urine", True, "RN"))
             assert [p.phase for p in state.phase_history] == ["phase-1", "phase-2"]

@@ -67,5 +67,6 @@ def test_the_cli_names_the_broken_link(migrated_engine, db_url, tmp_path):
     assert ok.returncode == 0 and "4 events checked" in ok.stdout
     with migrated_engine.begin() as conn:
         conn.execute(text("UPDATE audit_events SET actor = 'someone-else' WHERE seq = 2"))
-    broken = subprocess.run([sys.executable, "-m", "iop.cli", "audit", "verify"], env=env, capture_output=True, text=True)
+    broken = subprocess.run([sys.executable, "-m", "iop.cli", "audit", "verify"], env=env, capture_output=True,
+                            text=True)
     assert broken.returncode == 1 and "BROKEN at event 2" in broken.stderr

@@ -5,7 +5,7 @@ import hashlib
 import json
 import os
 import stat
-from datetime import timezone
+from datetime import UTC
 
 from sqlalchemy import text
 from sqlmodel import Session, col, select
@@ -40,7 +40,7 @@ def legacy_hash(values: dict) -> str:
     """The published pre-0011 algorithm: plain SHA-256, no key. An attacker can compute it."""
     values = dict(values)
     at = values["at"]
-    values["at"] = (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat(
+    values["at"] = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat(
         timespec="microseconds")
     return hashlib.sha256(json.dumps(values, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 

@@ -1,16 +1,15 @@
 """Migration 0007 on SQLite and PostgreSQL: disclosures recorded under the old ids survive it, and
 the longer participant-scoped ids fit everywhere a disclosure id is stored."""
 
+from sqlalchemy import insert as sa_insert
+from sqlalchemy import inspect as sa_inspect
 from sqlmodel import Session
 
 from domain.disclosure import MAX_DISCLOSURE_ID, disclosure_id
 from store import audit
 from store.db import make_engine, session_scope
 from store.migrate import upgrade
-from store.models import utcnow
-from sqlalchemy import insert as sa_insert
-from sqlalchemy import inspect as sa_inspect
-from store.models import AlertRecord, AuditEvent, Disclosure, EmailOutbox, Participant, Recipient
+from store.models import AlertRecord, AuditEvent, Disclosure, EmailOutbox, Participant, Recipient, utcnow
 from tests.store.test_store import a_participant
 
 

@@ -54,7 +54,8 @@ def test_idempotency_key_is_unique_per_actor_and_scope(migrated_engine):
         session.add(IdempotencyRecord(actor="t2", scope="participants", key="k", request_sha256="a", resource_id="p-2"))
     with pytest.raises(IntegrityError):
         with session_scope(migrated_engine) as session:
-            session.add(IdempotencyRecord(actor="t1", scope="participants", key="k", request_sha256="b", resource_id="p-3"))
+            session.add(IdempotencyRecord(actor="t1", scope="participants", key="k", request_sha256="b",
+                                          resource_id="p-3"))
 
 
 def test_tokens_are_stored_hashed_and_checked(migrated_engine):

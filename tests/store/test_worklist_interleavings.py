@@ -3,10 +3,11 @@ same moment), sources settled, interleaved: after every step each source has exa
 item has escalated exactly once per step of its ladder that fell due while it was unresolved."""
 
 import tempfile
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from hypothesis import settings, strategies as st
+from hypothesis import settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from sqlalchemy import text
 from sqlmodel import Session, select
@@ -14,11 +15,11 @@ from sqlmodel import Session, select
 from activities.records import RecordActivities
 from activities.worklist import EscalationPass, WorklistActivities
 from domain import worklist as wl
+from store.audit import use_keys
 from store.db import make_engine, session_scope
 from store.migrate import upgrade
 from store.models import AlertRecord, AuditEvent, Participant, WorklistItem
 from store.worklist import settle
-from store.audit import use_keys
 from tests.store.test_audit_tamper import KEYS
 from workflows.contracts import Alert
 
@@ -40,7 +41,7 @@ class WorklistMachine(RuleBasedStateMachine):
             session.add(Participant(id="p-1", given_name="A", family_name="B", date_of_birth=date(1980, 1, 1),
                                     site="north", program="iop", phase="phase-1", start_date=date(2026, 1, 1),
                                     timezone="America/New_York", case_numbers=[]))
-        self.now = datetime.now(timezone.utc)
+        self.now = datetime.now(UTC)
         self.sources: set[str] = set()
         self.unresolved_until: dict[str, datetime] = {}  # source ref -> the last pass while it was unresolved
         self.resolved: set[str] = set()
@@ -101,9 +102,9 @@ def test_alerts_from_before_the_worklist_are_backfilled_once():
     with ENGINE.begin() as conn:
         conn.execute(AlertRecord.__table__.insert().values(kind="review-overdue", participant_id="p-1",
                                                            subject_id="s-old", detail="from last week",
-                                                           raised_at=datetime.now(timezone.utc)))
-    first = WorklistActivities(ENGINE).escalate_due(EscalationPass(datetime.now(timezone.utc).isoformat(), True))
-    again = WorklistActivities(ENGINE).escalate_due(EscalationPass(datetime.now(timezone.utc).isoformat(), True))
+                                                           raised_at=datetime.now(UTC)))
+    first = WorklistActivities(ENGINE).escalate_due(EscalationPass(datetime.now(UTC).isoformat(), True))
+    again = WorklistActivities(ENGINE).escalate_due(EscalationPass(datetime.now(UTC).isoformat(), True))
     assert (first.opened, again.opened) == (1, 0) and first.next_at
     with Session(ENGINE) as session:
         [row] = session.exec(select(WorklistItem)).all()
@@ -122,7 +123,7 @@ def test_an_urgent_item_escalating_is_paged_signed_and_without_phi():
     RecordActivities(ENGINE).raise_alert(Alert("callback-due", "p-1", "o-1:2026-11-20T10:00", "call back"))
     secret = new_webhook_secret(_secrets.token_bytes(32))
     with webhook_receiver(receiver=Receiver(url="", secret=secret)) as receiver:
-        later = (datetime.now(timezone.utc) + timedelta(hours=5)).isoformat()
+        later = (datetime.now(UTC) + timedelta(hours=5)).isoformat()
         report = WorklistActivities(ENGINE, Pager(receiver.url, secret)).escalate_due(EscalationPass(later))
         assert len(report.escalated) == 2  # both escalated; only the urgent one is paged
         [page] = receiver.requests

@@ -116,7 +116,8 @@ async def test_sign_in_enroll_collect_result_review_disclose(browser, live, arti
         await page.get_by_label("this is a different person").check()
         await page.get_by_role("button", name="Enroll", exact=True).click()
     await expect(page.get_by_role("status")).to_contain_text("the program has started")
-    await expect(page.get_by_role("heading", level=1)).to_contain_text(f"{PERSON['given_name']} {PERSON['family_name']}")
+    await expect(page.get_by_role("heading", level=1)).to_contain_text(
+        f"{PERSON['given_name']} {PERSON['family_name']}")
     pid = re.search(r"/ui/participants/(p-[0-9a-f]+)", page.url).group(1)
     await expect(page.locator("#program")).to_contain_text("phase-1")
     await check_page_accessibility(page)
@@ -211,7 +212,8 @@ async def test_dose_from_today_and_the_adherence_chart(browser, live, artifacts)
         pid = created.json()["id"]
         order = await http.post(f"/participants/{pid}/medications", headers=live.auth("clinician"), json={
             "drug": "buprenorphine", "dose": 16, "unit": "mg", "route": "sublingual",
-            "schedule": {"kind": "daily-observed"}, "start_date": date.today().isoformat(), "prescriber": "Dr. Example"})
+            "schedule": {"kind": "daily-observed"}, "start_date": date.today().isoformat(),
+            "prescriber": "Dr. Example"})
         assert order.status_code == 201, order.text
 
     context, page = await open_page(browser, live)

@@ -6,7 +6,7 @@ test-artifacts/ui/. Every wait is on a condition, never a sleep."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import Session, select
@@ -86,13 +86,13 @@ async def test_front_desk_morning_on_a_phone(browser, live, artifacts):
     async with live.http() as http:
         sid = (await http.post(f"/participants/{pid}/screenings", json={"reason": "browser call list"},
                                headers=live.auth("staff"))).json()["screening_id"]
-    entry = add_call(live, pid, f"{sid}:test-required", datetime.now(timezone.utc) + timedelta(hours=4), sid)
+    entry = add_call(live, pid, f"{sid}:test-required", datetime.now(UTC) + timedelta(hours=4), sid)
     dosed = await enroll_via_api(live, given_name="Dosed", family_name="Already", phone="+15555550942",
                                  site="northside")
     async with live.http() as http:  # dosed already: the dosing row has nothing left to do
         order = await http.post(f"/participants/{dosed}/medications", headers=live.auth("clinician"), json={
             "drug": "methadone", "dose": 60, "unit": "mg", "route": "oral", "schedule": {"kind": "daily-observed"},
-            "start_date": local_date(datetime.now(timezone.utc), "America/New_York").isoformat(),
+            "start_date": local_date(datetime.now(UTC), "America/New_York").isoformat(),
             "prescriber": "Dr. Patel"})
         assert order.status_code == 201, order.text
         given = await http.post(f"/medications/{order.json()['id']}/dispenses", headers=live.auth("staff"),

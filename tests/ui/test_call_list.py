@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
@@ -35,7 +35,7 @@ async def test_call_list_shows_who_to_call_and_records_the_outcome_in_one_click(
     async with live.http() as http:
         sid = (await http.post(f"/participants/{west}/screenings", json={"reason": "call list test"},
                                headers=live.auth("staff"))).json()["screening_id"]
-    closes = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=3)
+    closes = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=3)
     reached = add_call(live, west, f"{sid}:test-required", closes, sid)
     missed = add_call(live, east, "n-ui-call-east", closes)
     local = closes.astimezone(ZoneInfo("America/Los_Angeles"))
@@ -84,7 +84,7 @@ async def test_call_list_shows_who_to_call_and_records_the_outcome_in_one_click(
 
 async def test_only_the_front_desk_sees_the_call_list_and_the_phone_numbers(live):
     pid = await enroll_via_api(live, given_name="Private", family_name="Number", phone="+15555550933")
-    add_call(live, pid, "n-ui-call-private", datetime.now(timezone.utc) + timedelta(hours=2))
+    add_call(live, pid, "n-ui-call-private", datetime.now(UTC) + timedelta(hours=2))
     for role in ("clinician", "auditor"):
         async with live.http() as http:
             await sign_in(http, live.tokens[role])
@@ -107,7 +107,7 @@ async def test_a_message_left_keeps_the_entry_on_the_list_until_the_window_close
     async with live.http() as http:
         first, second = [(await http.post(f"/participants/{pid}/screenings", json={"reason": f"call {n}"},
                                           headers=live.auth("staff"))).json()["screening_id"] for n in (1, 2)]
-    closes = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=3)
+    closes = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=3)
     entry = add_call(live, pid, f"{first}:test-required", closes, first)
     later = add_call(live, pid, f"{second}:test-required", closes + timedelta(hours=1), second)
     add_call(live, other, "n-ui-call-elsewhere", closes)
@@ -117,7 +117,8 @@ async def test_a_message_left_keeps_the_entry_on_the_list_until_the_window_close
         assert page.status_code == 200, page.text
         body = page.json()
         assert set(body) == {"items", "total", "limit", "offset", "next"}
-        assert body["total"] == 2 and body["next"] is not None and "offset=1" in body["next"] and [i["id"] for i in body["items"]] == [entry]
+        assert body["total"] == 2 and body["next"] is not None and "offset=1" in body["next"]
+        assert [i["id"] for i in body["items"]] == [entry]
         rest = (await http.get("/call-list", params={"site": "msg-site", "limit": 1, "offset": 1},
                                headers=live.auth("staff"))).json()
         assert [i["id"] for i in rest["items"]] == [later] and rest["next"] is None

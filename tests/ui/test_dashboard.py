@@ -4,7 +4,7 @@ session cookie, CSRF, the role matrix, the API's refusals shown as they are, the
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -207,7 +207,7 @@ async def test_quarantine_consents_and_for_cause_through_the_dashboard(live):
         assert resolved.status_code == 303
         assert "rejected" in (await http.get("/ui/quarantine")).text
 
-        signed = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+        signed = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
         added = await http.post(f"/ui/participants/{pid}/consents", data={
             "csrf_token": csrf, "recipient_id": live.court_id, "categories": ["missed-tests", "screening-results"],
             "purpose": "treatment court", "disclosing_program": "Northside IOP", "signer": "the participant",
@@ -253,7 +253,7 @@ async def test_attendance_and_a_case_event_recorded_from_the_participant_page(li
     async with live.http() as http:
         scheduled = await http.post("/attendance-sessions", headers=live.auth("staff"), json={
             "kind": "individual", "title": "Counselling session", "site": "north",
-            "starts_at": (datetime.now(timezone.utc) - timedelta(minutes=20)).isoformat(), "duration_minutes": 50,
+            "starts_at": (datetime.now(UTC) - timedelta(minutes=20)).isoformat(), "duration_minutes": 50,
             "facilitator": "A. Osei, LCSW", "participant_ids": [pid]})
         assert scheduled.status_code == 201, scheduled.text
         [session] = scheduled.json()

@@ -4,7 +4,7 @@ participant from every page, the duplicate warning, and the actions that used to
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlmodel import Session, select
@@ -109,7 +109,7 @@ async def test_enrollment_warns_about_a_likely_duplicate(live):
 
 async def test_the_days_actions_from_the_participant_and_screening_pages(live):
     pid = await enroll_via_api(live, given_name="Busy", family_name="Day", phone="+15555550914")
-    today = local_date(datetime.now(timezone.utc), "America/New_York")
+    today = local_date(datetime.now(UTC), "America/New_York")
     async with live.http() as http:
         csrf = await sign_in(http, live.tokens["clinician"])
         page = (await http.get(f"/ui/participants/{pid}")).text
@@ -218,7 +218,7 @@ async def test_today_per_site_in_the_sites_time_zone_and_remembered(live):
         await sign_in(http, live.tokens["staff"])
         page = (await http.get("/ui/today", params={"site": "west-coast"})).text
         assert "Program days in America/Los_Angeles" in page and 'value="west-coast"' in page
-        day = local_date(datetime.now(timezone.utc), "America/Los_Angeles")
+        day = local_date(datetime.now(UTC), "America/Los_Angeles")
         assert f'value="{day.isoformat()}"' in page  # the site's day, not New York's
         again = (await http.get("/ui/today")).text  # remembered for this sign-in
         assert 'value="west-coast"' in again and "America/Los_Angeles" in again

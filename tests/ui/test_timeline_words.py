@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from api.tokens import issue_token
 from domain.clock import local_date
@@ -34,7 +34,7 @@ async def test_the_history_reads_like_the_clinics_record(live):
     as_staff, as_doctor = {"Authorization": f"Bearer {staff}"}, {"Authorization": f"Bearer {doctor}"}
     pid = await enroll_via_api(live, given_name="Historia", family_name="Worde", date_of_birth="1979-09-09",
                                phone="+15555550961")
-    today = local_date(datetime.now(timezone.utc), "America/New_York")
+    today = local_date(datetime.now(UTC), "America/New_York")
     async with live.http() as http:
         async def ok(method: str, path: str, headers: dict, **kwargs) -> dict:
             answer = await http.request(method, path, headers=headers, **kwargs)
@@ -64,7 +64,9 @@ async def test_the_history_reads_like_the_clinics_record(live):
         refused = await http.post(f"/screenings/{sid}/excuse", headers=as_staff, json={"reason": "too late"})
         assert refused.status_code == 409
 
-        entries = await ok("GET", f"/participants/{pid}/history", live.auth("auditor"))
+        history = await ok("GET", f"/participants/{pid}/history", live.auth("auditor"), params={"limit": 200})
+        assert history["next"] is None, history["total"]  # the whole history on one page
+        entries = history["items"]
         await sign_in(http, doctor)
         page = (await http.get(f"/ui/participants/{pid}/timeline", params={"reads": "1"})).text
 

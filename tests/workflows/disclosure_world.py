@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -30,7 +30,7 @@ from workflows.contracts import DisclosureEvent, ParticipantInput
 from workflows.participant import ParticipantWorkflow, workflow_id
 
 CASE_SYSTEM = "county-drug-court"
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 # Far enough ahead that no daily draw runs while a test lets time pass (hours, not months).
 FAR_START = date.today() + timedelta(days=120)
 
@@ -104,7 +104,8 @@ class World:
                 "disclosing_program": "Northside IOP", "signer": "the participant",
                 "signed_at": (NOW - timedelta(days=2)).isoformat(), "signature_method": "electronic",
                 "expires_at": (NOW + timedelta(days=365)).isoformat()}
-        response = await self.stack.http.post(f"/participants/{pid}/consents", json=body, headers=self.stack.auth("staff"))
+        response = await self.stack.http.post(f"/participants/{pid}/consents", json=body,
+                                              headers=self.stack.auth("staff"))
         assert response.status_code == 201, response.text
         return response.json()["id"]
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-from pathlib import Path
-
 from datetime import timedelta
+from pathlib import Path
 
 from sqlmodel import Session, select
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -20,9 +19,14 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.clock import local_date
 from domain.disclosure import disclosure_id, new_webhook_secret
-from tests.receiver import webhook_receiver
-from workflows.contracts import disclosure_workflow_id
+from iop.worker import build_worker
+from store.db import make_engine
+from store.migrate import upgrade
 from store.models import Screening
+from tests.conftest import TEST_CONVERTER, binary
+from tests.receiver import webhook_receiver
+from tests.workflows.scenarios import phase_changes_then_discharge, start_participant
+from workflows import search
 from workflows.contracts import (
     CheckIn,
     Collection,
@@ -32,19 +36,13 @@ from workflows.contracts import (
     MedicationStart,
     Pause,
     PhaseChange,
+    disclosure_workflow_id,
 )
 from workflows.medication import MedicationWorkflow
 from workflows.medication import workflow_id as medication_workflow_id
 from workflows.participant import ParticipantWorkflow
 from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id
-
-from iop.worker import build_worker
-from store.db import make_engine
-from store.migrate import upgrade
-from tests.conftest import TEST_CONVERTER, binary
-from tests.workflows.scenarios import phase_changes_then_discharge, start_participant
-from workflows import search
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -267,10 +265,10 @@ async def colour_mode() -> None:
     """Issue 15's later paths: a colour-mode program (patch "colour-mode") whose phase requires a check-in and
     makes a missed one reportable (patch "missed-check-in-disclosed"), with reminders (patch
     "reminder-before-close") for the screenings of called colours."""
+    from domain.program import program_from_dict
     from store.db import session_scope
     from store.models import Participant
     from store.programs import save_version
-    from domain.program import program_from_dict
     from tests.workflows.test_program_calendar import WEEKDAYS, ZONE, enroll
 
     with tempfile.TemporaryDirectory() as tmp:

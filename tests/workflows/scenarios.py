@@ -14,7 +14,6 @@ from tests.conftest import unique
 from workflows.contracts import Discharge, ParticipantInput, ParticipantState, PhaseChange
 from workflows.participant import ParticipantWorkflow, workflow_id
 
-
 START = date(2026, 11, 2)
 
 
@@ -48,5 +47,6 @@ async def start_participant(client: Client, engine: Engine | None, task_queue: s
 async def phase_changes_then_discharge(handle: WorkflowHandle, changes: int) -> None:
     phases = ["phase-2", "phase-1"]
     for i in range(changes):
-        await handle.execute_update(ParticipantWorkflow.change_phase, PhaseChange(phases[i % 2], f"change {i}", "tester"))
+        await handle.execute_update(ParticipantWorkflow.change_phase,
+                                    PhaseChange(phases[i % 2], f"change {i}", "tester"))
     await handle.execute_update(ParticipantWorkflow.discharge, Discharge("completed", "graduated", "tester"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import UTC
 
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
@@ -19,9 +20,9 @@ from domain.disclosure import slot_categories
 from store.models import Disclosure
 from tests.conftest import TEST_KEYS
 from tests.receiver import Receiver, webhook_receiver
+from tests.workflows.scenarios import record_participant
 from tests.workflows.test_disclosure_delivery import setup_records_for
 from tests.workflows.test_disclosure_scoping import add_consent
-from tests.workflows.scenarios import record_participant
 from workflows.contracts import DisclosureEvent, DisclosureInput
 
 RESULTS, REFUSALS, MISSED = "screening-results", "refusals", "missed-tests"
@@ -189,7 +190,7 @@ def test_every_recipients_last_word_matches_the_final_truth(records_engine):
                         Disclosure.participant_id == self.pid, col(Disclosure.status).in_(("pending", "retrying")))
                         .order_by(col(Disclosure.created_at))).all()
                 order.shuffle(rows)
-                for row, failing in zip(rows, failures):
+                for row, failing in zip(rows, failures, strict=False):
                     receiver.failing = failing
                     self.activities.attempt_delivery(DisclosureInput(row.id, self.pid, row.recipient_id, row.category))
                 receiver.failing = False
@@ -226,7 +227,7 @@ def test_every_recipients_last_word_matches_the_final_truth(records_engine):
 
 def test_a_monthly_summary_counts_no_screen_only_positive_and_no_clinical_screening(records_engine):
     """Before issue 16 a clinician-"confirmed" immunoassay screen counted as a positive in the court's summary."""
-    from datetime import date, datetime, timezone
+    from datetime import date, datetime
 
     from store.db import session_scope
     from store.models import Participant, Screening
@@ -242,7 +243,7 @@ def test_a_monthly_summary_counts_no_screen_only_positive_and_no_clinical_screen
                     {"result_id": "r", "interpretation": {"findings": [
                         {"analyte": "benzoylecgonine", "outcome": findings[method]}]}}]}
                 session.add(Screening(id=f"s-{pid}-{n}", participant_id=pid, site="north", day=start, reason="random",
-                                      status="final", selected_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
+                                      status="final", selected_at=datetime(2026, 1, 1, tzinfo=UTC),
                                       state=state, forensic=forensic))
         activities = DisclosureActivities(records_engine, TEST_KEYS)
         month = start.isoformat()[:7]

@@ -2,7 +2,7 @@
 
 import secrets
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import Session
@@ -37,7 +37,7 @@ def setup_records(engine, url: str, secret: str) -> tuple[str, str, str]:
 def setup_records_for(engine, pid: str, url: str, secret: str, categories: list[str]) -> tuple[str, str, str]:
     """A webhook recipient wanting `categories` and a consent covering them for a year."""
     rid, cid = f"r-{secrets.token_hex(3)}", f"c-{secrets.token_hex(3)}"
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with session_scope(engine) as session:
         session.add(Recipient(id=rid, name="drug court", kind="court", delivery="webhook", url=url,
                               secret_sealed=seal_text(TEST_KEYS, secret), categories=categories))
@@ -45,8 +45,9 @@ def setup_records_for(engine, pid: str, url: str, secret: str, categories: list[
         consent = consent_from_dict({
             "consent_id": cid, "participant_id": pid, "recipient_id": rid, "recipient_kind": "court",
             "categories": categories, "purpose": "monitoring", "disclosing_program": "Northside IOP",
-            "signer": "participant", "signed_at": (now - timedelta(days=1)).isoformat(), "signature_method": "electronic",
-            "effective_from": (now - timedelta(days=1)).isoformat(), "expires_at": (now + timedelta(days=90)).isoformat(),
+            "signer": "participant", "signed_at": (now - timedelta(days=1)).isoformat(),
+            "signature_method": "electronic", "effective_from": (now - timedelta(days=1)).isoformat(),
+            "expires_at": (now + timedelta(days=90)).isoformat(),
         })
         session.add(ConsentRecord(id=cid, participant_id=pid, recipient_id=rid, consent=consent_to_dict(consent),
                                   created_by="test"))
@@ -98,7 +99,7 @@ async def test_revocation_during_retries_cancels(env, records_engine):
         await skip(env, timedelta(minutes=30))
         with session_scope(records_engine) as session:
             row = session.get(ConsentRecord, cid)
-            row.consent = consent_to_dict(revoke(consent_from_dict(row.consent), datetime.now(timezone.utc).isoformat(),
+            row.consent = consent_to_dict(revoke(consent_from_dict(row.consent), datetime.now(UTC).isoformat(),
                                                  "participant revoked"))
         await handle.signal(DisclosureWorkflow.cancel, "consent revoked")
         result = await handle.result()

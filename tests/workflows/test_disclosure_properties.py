@@ -20,8 +20,14 @@ from datetime import date
 
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, \
-    run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 from sqlmodel import Session, select
 
 from domain.plan import PHASES
@@ -76,7 +82,7 @@ def build_machine(loop: asyncio.AbstractEventLoop, env, stack, engine, task_queu
                          for _ in range(RECIPIENTS)]
             self.w = World(env, stack, engine, task_queue, case_system=f"court-{STEPS['examples']}")
             self.rids = [run(self.w.add_recipient(r, kind, WANTS[i]))
-                         for i, (r, kind) in enumerate(zip(receivers, ["court", "employer"]))]
+                         for i, (r, kind) in enumerate(zip(receivers, ["court", "employer"], strict=False))]
             self.people: list[Participant] = []
             self.consents: dict[tuple[int, int], str | None] = {}
             # (participant id, event_ref, category, recipient id, is a correction) -> what must happen
@@ -260,7 +266,8 @@ def build_machine(loop: asyncio.AbstractEventLoop, env, stack, engine, task_queu
                 for webhook_id, payload in receiver.kept.items():
                     row = rows_by_id[webhook_id]
                     owner = pids[row.participant_id]
-                    exp = self.expected[(row.participant_id, row.event_ref, row.category, rid, row.corrects is not None)]
+                    exp = self.expected[(row.participant_id, row.event_ref, row.category, rid,
+                                         row.corrects is not None)]
                     assert payload["disclosure_id"] == webhook_id and payload["subject"] == {
                         "case_number": owner.case_number}
                     consent = consents[payload["consent"]["consent_id"]]
@@ -269,7 +276,8 @@ def build_machine(loop: asyncio.AbstractEventLoop, env, stack, engine, task_queu
                     for fact, value in exp.facts.items():
                         assert data.get(fact) == value, (webhook_id, fact, data)
                     if row.corrects:
-                        assert payload["corrects"] == row.corrects and rows_by_id[row.corrects].participant_id == owner.pid
+                        assert payload["corrects"] == row.corrects
+                        assert rows_by_id[row.corrects].participant_id == owner.pid
 
         @invariant()
         def accounting_lists_exactly_their_own(self) -> None:
@@ -277,8 +285,8 @@ def build_machine(loop: asyncio.AbstractEventLoop, env, stack, engine, task_queu
                 items = run(self.w.accounting(person.pid))
                 assert all(d["participant_id"] == person.pid for d in items)
                 mine = {k for k in self.expected if k[0] == person.pid}
-                assert {(d["participant_id"], d["event_ref"], d["category"], d["recipient_id"], d["corrects"] is not None)
-                        for d in items} == mine
+                assert {(d["participant_id"], d["event_ref"], d["category"], d["recipient_id"],
+                         d["corrects"] is not None) for d in items} == mine
 
     return Disclosures
 

@@ -5,7 +5,7 @@ participant's own, and each participant's accounting lists exactly their own rep
 from __future__ import annotations
 
 import secrets
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from sqlmodel import Session, select
 
@@ -16,9 +16,9 @@ from store.db import session_scope
 from store.models import AuditEvent, ConsentRecord, Disclosure, utcnow
 from tests.conftest import TEST_KEYS
 from tests.receiver import webhook_receiver
+from tests.workflows.disclosure_world import world
 from tests.workflows.scenarios import record_participant
 from tests.workflows.test_disclosure_delivery import setup_records_for
-from tests.workflows.disclosure_world import world
 from workflows.contracts import Discharge, DisclosureEvent, DisclosureInput, PhaseChange
 from workflows.participant import ParticipantWorkflow, monthly_summary_event
 
@@ -117,7 +117,7 @@ def two_participants_one_recipient(engine, receiver, categories):
 
 
 def add_consent(engine, pid: str, rid: str, categories: list[str]) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cid = f"c-{secrets.token_hex(3)}"
     consent = consent_from_dict({
         "consent_id": cid, "participant_id": pid, "recipient_id": rid, "recipient_kind": "court",

@@ -6,12 +6,12 @@ from datetime import date, timedelta
 import pytest
 from sqlmodel import Session, select
 
-from domain.clock import local_date
 from activities.medication import MedicationActivities
+from domain.clock import local_date
 from iop.worker import build_worker
 from store.models import AlertRecord, DispenseRow, MedicationEventRow
-from tests.helpers import refused
 from tests.conftest import unique
+from tests.helpers import refused
 from tests.workflows.scenarios import record_participant, start_participant
 from tests.workflows.test_screening_program import skip
 from workflows.contracts import (

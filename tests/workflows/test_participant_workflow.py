@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session
 from temporalio.client import RPCError, WorkflowHistory, WorkflowUpdateFailedError
-from temporalio.worker import Replayer
-
-from iop.worker import WORKFLOWS, build_worker, workflow_runner
-from store.models import Participant
-from activities.records import RecordActivities
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
+from temporalio.worker import Replayer
+
+from activities.records import RecordActivities
+from iop.worker import WORKFLOWS, build_worker, workflow_runner
+from store.models import Participant
 from tests.workflows.scenarios import phase_changes_then_discharge, record_participant, start_participant
 from workflows.contracts import Discharge, PhaseChange
 from workflows.participant import ParticipantWorkflow
@@ -96,4 +96,5 @@ async def test_saved_histories_replay(path):
 
 
 def test_there_are_saved_histories():
-    assert {p.stem.split("--")[0] for p in HISTORIES.glob("*.json")} >= {"participant", "screening", "medication", "disclosure"}
+    assert {p.stem.split("--")[0] for p in HISTORIES.glob("*.json")} >= {
+        "participant", "screening", "medication", "disclosure"}

@@ -1,7 +1,7 @@
 """The program as data on the time-skipping server: closed days draw nothing and miss nothing; a gateway
 that cannot deliver, or a participant without a phone, never turns into a reportable miss."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlmodel import Session, select
@@ -12,15 +12,23 @@ from domain.program import program_from_dict
 from iop.enrollment import program_input
 from iop.worker import build_worker
 from store.db import session_scope
-from store.models import (AlertRecord, CallListEntry, Disclosure, NotificationAttempt, Participant, Screening,
-                          SelectionDraw)
+from store.models import (
+    AlertRecord,
+    CallListEntry,
+    Disclosure,
+    NotificationAttempt,
+    Participant,
+    Screening,
+    SelectionDraw,
+)
 from store.programs import current_program, save_version
 from tests.conftest import unique
 from tests.receiver import sms_gateway
 from tests.workflows.test_screening_program import skip
 from workflows.contracts import ForCause
 from workflows.participant import ParticipantWorkflow, workflow_id
-from workflows.screening import ScreeningWorkflow, workflow_id as screening_workflow_id
+from workflows.screening import ScreeningWorkflow
+from workflows.screening import workflow_id as screening_workflow_id
 
 ZONE = "America/New_York"
 WEEKDAYS = {day: ["08:00", "17:00"] for day in ("mon", "tue", "wed", "thu", "fri")}
@@ -85,7 +93,7 @@ async def test_holiday_and_closed_weekend_draw_nothing_and_miss_nothing_over_nin
     # The window of each ends at closing time (17:00), never after.
     for s in screenings:
         if s.window_closes_at:
-            closes = s.window_closes_at.replace(tzinfo=timezone.utc).astimezone(handle_zone())
+            closes = s.window_closes_at.replace(tzinfo=UTC).astimezone(handle_zone())
             assert closes.time() <= datetime.strptime("17:00", "%H:%M").time(), s.id
     # Open days are evenly likely: the same probability every open weekday.
     open_probabilities = {round(d.probability, 4) for d in draws if d.reason in ("selected", "not-selected")}
@@ -218,7 +226,9 @@ async def test_a_new_version_applies_from_the_next_program_day_and_each_draw_nam
 def test_a_collection_saved_under_a_lower_revision_still_lands(records_engine):
     """After a worker crash a replay can number the collection's save below a snapshot stored earlier."""
     from dataclasses import replace as copy
+
     from temporalio.testing import ActivityEnvironment
+
     from activities.screenings import ScreeningActivities
     from workflows.contracts import Collection, ScreeningState
 
@@ -346,7 +356,7 @@ async def test_a_reminder_goes_out_before_the_window_closes_to_the_uncollected_o
     from store.models import NotificationRecord
     with Session(engine) as session:
         sent = session.get(NotificationRecord, f"{late_ref.screening_id}:reminder")
-    assert sent.kind == "reminder" and sent.report_by.replace(tzinfo=timezone.utc) == windows[late_ref.screening_id]
+    assert sent.kind == "reminder" and sent.report_by.replace(tzinfo=UTC) == windows[late_ref.screening_id]
     events = {e.what: datetime.fromisoformat(e.at) for e in (await late.query(ScreeningWorkflow.status)).events}
     closes = windows[late_ref.screening_id]
     assert closes - timedelta(hours=2) <= events["reminder handed to the gateway (accepted)"] < closes
@@ -406,7 +416,7 @@ async def test_colour_mode_calls_colours_on_open_days_and_everyone_of_a_called_c
         screenings = rows(engine, Screening, participant_id=pid)
         assert {s.day for s in screenings} == {d.day for d in open_draws if d.selected}
         # Called at opening (08:00), so the whole collection window fits before closing.
-        assert all(s.selected_at.replace(tzinfo=timezone.utc).astimezone(handle_zone()).strftime("%H:%M") == "08:00"
+        assert all(s.selected_at.replace(tzinfo=UTC).astimezone(handle_zone()).strftime("%H:%M") == "08:00"
                    for s in screenings)
     red = [pid for pid, c in colours.items() if c == "red"]
     red_days = [{d.day for d in rows(engine, SelectionDraw, participant_id=pid) if d.selected} for pid in red]

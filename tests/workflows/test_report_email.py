@@ -8,7 +8,7 @@ import email
 import io
 import secrets
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email import policy
 
 import pypdf
@@ -48,7 +48,7 @@ def free_port() -> int:
 
 def email_recipient(engine, pid: str) -> str:
     rid, cid = f"r-{secrets.token_hex(3)}", f"c-{secrets.token_hex(3)}"
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with session_scope(engine) as session:
         participant = session.get(Participant, pid)
         participant.case_numbers = [{"system": "county-court", "value": "CR-2026-0042"}]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlmodel import Session, col, select
@@ -23,8 +23,16 @@ from tests.receiver import Receiver, webhook_receiver
 from tests.workflows.test_disclosure_delivery import setup_records_for
 from tests.workflows.test_program_calendar import ZONE, enroll
 from tests.workflows.test_screening_program import _for_cause, _report, skip
-from workflows.contracts import (Admission, AnalyteIn, Collection, Excuse, ForCause, Pause, Review,
-                                 disclosure_workflow_id)
+from workflows.contracts import (
+    Admission,
+    AnalyteIn,
+    Collection,
+    Excuse,
+    ForCause,
+    Pause,
+    Review,
+    disclosure_workflow_id,
+)
 from workflows.participant import ParticipantWorkflow
 from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id

@@ -41,8 +41,9 @@ async def test_the_sandbox_compiles_its_code_strings_once(monkeypatch):
     the worker's runner compiles each distinct string once per process (iop/worker.py)."""
     import builtins
 
-    from iop import worker
     from temporalio.worker.workflow_sandbox import _runner
+
+    from iop import worker
 
     assert isinstance(worker.workflow_runner(), worker.CompiledOnceSandboxRunner)
     compiled: Counter = Counter()

@@ -26,7 +26,8 @@ from workflows.contracts import (
     Review,
 )
 from workflows.participant import ParticipantWorkflow
-from workflows.screening import ScreeningWorkflow, workflow_id as screening_workflow_id
+from workflows.screening import ScreeningWorkflow
+from workflows.screening import workflow_id as screening_workflow_id
 
 ZONE = "America/New_York"
 
@@ -123,7 +124,8 @@ async def test_pause_suspends_selection(program):
 async def _for_cause(env, engine, queue):
     handle = await start_participant(env.client, engine, queue, start=local_date(await env.get_current_time(), ZONE))
     ref = await handle.execute_update(ParticipantWorkflow.order_for_cause, ForCause("smelled of alcohol", "tester"))
-    return handle, env.client.get_workflow_handle_for(ScreeningWorkflow.run, screening_workflow_id(ref.screening_id)), ref
+    screening = env.client.get_workflow_handle_for(ScreeningWorkflow.run, screening_workflow_id(ref.screening_id))
+    return handle, screening, ref
 
 
 async def test_excused_screening_is_not_missed(program):

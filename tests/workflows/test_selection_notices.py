@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import email
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email import policy
 
 import pytest
@@ -39,7 +39,7 @@ async def skip_until(env, moment: datetime) -> None:
 
 async def move_to_day(env, day_of_month: int) -> None:
     """Let time pass (no workflow runs yet) until the given day of a month, local noon."""
-    now = (await env.get_current_time()).astimezone(timezone.utc)
+    now = (await env.get_current_time()).astimezone(UTC)
     target = now.replace(day=day_of_month, hour=17, minute=0, second=0, microsecond=0)
     if target <= now:
         target = (target.replace(day=1) + timedelta(days=32)).replace(day=day_of_month)

@@ -4,14 +4,14 @@ revealed seed by the CLI's check and by the standalone docs/verify_selection.py;
 import copy
 import importlib.util
 import json
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlmodel import Session, select
 
-from domain.clock import local_date
 from domain import verifiable
+from domain.clock import local_date
 from domain.verifiable import commitment, verify_export
 from iop.worker import build_worker
 from store import selection

@@ -1,13 +1,12 @@
 """participants, tokens, idempotency
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-23 18:52:18.495459
 """
-from alembic import op
 import sqlalchemy as sa
-import sqlmodel
-
+import sqlmodel.sql.sqltypes
+from alembic import op
 
 revision = '0001'
 down_revision = None

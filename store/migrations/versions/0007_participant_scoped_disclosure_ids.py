@@ -8,9 +8,8 @@ Revision ID: 0007
 Revises: 0018
 Create Date: 2026-12-01 12:45:00
 """
+import sqlmodel.sql.sqltypes
 from alembic import op
-import sqlmodel
-
 
 revision = '0007'
 down_revision = '0018'

@@ -13,10 +13,9 @@ a bound token (README "Lab senders").
 """
 import hashlib
 
-from alembic import op
 import sqlalchemy as sa
-import sqlmodel
-
+import sqlmodel.sql.sqltypes
+from alembic import op
 
 revision = '0009'
 down_revision = '0006'

@@ -10,10 +10,9 @@ keeps (domain.ledger.ledger_to_dict: outcomes, supplies, injections, closed days
 adherence with the same function as the dashboard. medication_orders.home_order_id: set on a
 guest-dosing copy of an order.
 """
-from alembic import op
 import sqlalchemy as sa
-import sqlmodel
-
+import sqlmodel.sql.sqltypes
+from alembic import op
 
 revision = '0014'
 down_revision = '0015'

@@ -9,10 +9,9 @@ LOINC method decides). lab_quarantine gains the held code and the lab id it is m
 which MSH field that id came from). analyte_definitions: analytes an admin adds without a code
 change (issue 19).
 """
-from alembic import op
 import sqlalchemy as sa
-import sqlmodel
-
+import sqlmodel.sql.sqltypes
+from alembic import op
 
 revision = '0015'
 down_revision = '0011'

@@ -4,9 +4,8 @@ Revision ID: 0016
 Revises: 0007
 Create Date: 2026-12-01 13:35:00
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0016'
 # Assigned '0006' by the integrator, who re-chains; chained after this branch's head so it upgrades.

@@ -9,10 +9,9 @@ disclosure (store/worklist.py opens it in the same transaction as its source). E
 alerts and quarantine items are not back-filled here: the escalation workflow's first pass does it
 (activities/worklist.py backfill), so the rules of domain/worklist.py apply to them too.
 """
-from alembic import op
 import sqlalchemy as sa
-import sqlmodel
-
+import sqlmodel.sql.sqltypes
+from alembic import op
 
 revision = '0018'
 down_revision = '0019'

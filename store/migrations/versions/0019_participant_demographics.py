@@ -7,10 +7,9 @@ Create Date: 2026-12-01 14:00:00
 One row per participant who was asked: the consent flag, closed-vocabulary answers (race,
 ethnicity, sex, age band, payer; domain/demographics.py) and who recorded them (issue 21).
 """
-from alembic import op
 import sqlalchemy as sa
-import sqlmodel
-
+import sqlmodel.sql.sqltypes
+from alembic import op
 
 revision = '0019'
 down_revision = '0010'

@@ -8,10 +8,9 @@ A screening is forensic (reportable to a court or employer) or clinical (treatme
 program's default unless staff set it with a reason (issue 16). Each disclosure records the SHA-256
 of the document the recipient received, for the accounting of disclosures (42 CFR 2.24).
 """
-from alembic import op
 import sqlalchemy as sa
-import sqlmodel
-
+import sqlmodel.sql.sqltypes
+from alembic import op
 
 revision = '0020'
 down_revision = '0021'

@@ -7,10 +7,9 @@ Create Date: 2026-12-01 14:20:00
 selection_periods holds each program period's sealed seed, its published commitment, the optional
 beacon and the reveal; selection_draws gains what anyone needs to recompute a draw (issue 21).
 """
-from alembic import op
 import sqlalchemy as sa
-import sqlmodel
-
+import sqlmodel.sql.sqltypes
+from alembic import op
 
 revision = '0021'
 down_revision = '0016'

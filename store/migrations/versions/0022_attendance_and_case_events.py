@@ -9,10 +9,9 @@ and session (scheduled, then present / late / excused / absent, by staff or a ki
 attendance category. case_events: final disposition, end of supervision, end of employment as staff recorded
 them, with the consents that were told (issue 16).
 """
-from alembic import op
 import sqlalchemy as sa
-import sqlmodel
-
+import sqlmodel.sql.sqltypes
+from alembic import op
 
 revision = '0022'
 down_revision = '0020'

@@ -8,10 +8,9 @@ A program in colour mode draws colour groups per site and open day (colour_days,
 and day, with each colour's roll); a participant carries the colour staff assigned. A missed required
 check-in records whether the program made it reportable (issue 15).
 """
-from alembic import op
 import sqlalchemy as sa
-import sqlmodel
-
+import sqlmodel.sql.sqltypes
+from alembic import op
 
 revision = '0023'
 down_revision = '0025'

@@ -8,10 +8,9 @@ A recipient may subscribe to each period's commitment and reveal notices (recipi
 sent is recorded in selection_notices (no participant's information: not a Part 2 disclosure). A period
 records when its public beacon was entered (issue 21).
 """
-from alembic import op
 import sqlalchemy as sa
-import sqlmodel
-
+import sqlmodel.sql.sqltypes
+from alembic import op
 
 revision = '0025'
 down_revision = '0022'
