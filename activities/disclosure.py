@@ -377,22 +377,9 @@ class DisclosureActivities:
         message.set_content(text)
         message.add_alternative(html_body(payload, self.letterhead), subtype="html")
         message.add_attachment(document, maintype="application", subtype="pdf", filename=f"{disclosure_id[:60]}.pdf")
-        try:
-            with smtplib.SMTP(self.smtp.host, self.smtp.port, timeout=self.smtp.timeout_s) as smtp:
-                if self.smtp.starttls:
-                    smtp.starttls()
-                if self.smtp.username:
-                    smtp.login(self.smtp.username, self.smtp.password)
-                refused = smtp.send_message(message)
-        except smtplib.SMTPRecipientsRefused as exc:
-            code = next(iter(exc.recipients.values()))[0] if exc.recipients else None
-            return _smtp_refusal(code)
-        except smtplib.SMTPResponseException as exc:
-            return _smtp_refusal(exc.smtp_code)
-        except (OSError, smtplib.SMTPException) as exc:
-            return Decision(RETRY, None, f"the mail relay did not answer ({type(exc).__name__}); retrying")
-        if refused:
-            return _smtp_refusal(next(iter(refused.values()))[0])
+        refused = send_mail(self.smtp, message)
+        if refused is not None:
+            return refused
         with session_scope(self.engine) as session:
             queued = session.get_one(EmailOutbox, disclosure_id)
             queued.sent_at = utcnow()
@@ -457,6 +444,28 @@ class DisclosureActivities:
 
     def all(self) -> list:
         return [self.plan_disclosures, self.attempt_delivery, self.settle_disclosure, self.record_consent_event]
+
+
+def send_mail(settings: SmtpSettings, message: EmailMessage) -> Decision | None:
+    """Hands the message to the relay: None once it accepted it for every recipient, otherwise what to do next
+    (retry on no answer or a 4yz, stop on a 5yz; _smtp_refusal)."""
+    try:
+        with smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout_s) as smtp:
+            if settings.starttls:
+                smtp.starttls()
+            if settings.username:
+                smtp.login(settings.username, settings.password)
+            refused = smtp.send_message(message)
+    except smtplib.SMTPRecipientsRefused as exc:
+        code = next(iter(exc.recipients.values()))[0] if exc.recipients else None
+        return _smtp_refusal(code)
+    except smtplib.SMTPResponseException as exc:
+        return _smtp_refusal(exc.smtp_code)
+    except (OSError, smtplib.SMTPException) as exc:
+        return Decision(RETRY, None, f"the mail relay did not answer ({type(exc).__name__}); retrying")
+    if refused:
+        return _smtp_refusal(next(iter(refused.values()))[0])
+    return None
 
 
 def _smtp_refusal(code: int | None) -> Decision:

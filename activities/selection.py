@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import smtplib
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
@@ -24,7 +23,7 @@ from temporalio import activity
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities.disclosure import SmtpSettings, _smtp_refusal
+from activities.disclosure import SmtpSettings, send_mail
 from domain import verifiable
 from domain.disclosure import DELIVERED, RETRY, Decision, classify_response, encode_payload, webhook_headers
 from domain.vocab import DisclosureStatus
@@ -172,22 +171,9 @@ class SelectionActivities:
         message.set_content(notice_text(payload))
         message.add_attachment(json.dumps(payload, indent=1, sort_keys=True).encode(), maintype="application",
                                subtype="json", filename=f"{notice_id}.json")
-        try:
-            with smtplib.SMTP(self.smtp.host, self.smtp.port, timeout=self.smtp.timeout_s) as smtp:
-                if self.smtp.starttls:
-                    smtp.starttls()
-                if self.smtp.username:
-                    smtp.login(self.smtp.username, self.smtp.password)
-                refused = smtp.send_message(message)
-        except smtplib.SMTPRecipientsRefused as exc:
-            code = next(iter(exc.recipients.values()))[0] if exc.recipients else None
-            return _smtp_refusal(code)
-        except smtplib.SMTPResponseException as exc:
-            return _smtp_refusal(exc.smtp_code)
-        except (OSError, smtplib.SMTPException) as exc:
-            return Decision(RETRY, None, f"the mail relay did not answer ({type(exc).__name__}); retrying")
-        if refused:
-            return _smtp_refusal(next(iter(refused.values()))[0])
+        refused = send_mail(self.smtp, message)
+        if refused is not None:
+            return refused
         return Decision(DELIVERED, None, "the mail relay accepted the notice (SMTP 250)")
 
     def _record(self, notice_id: str, payload: dict, status: int | None, decision: Decision) -> None:
