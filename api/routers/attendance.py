@@ -295,11 +295,9 @@ def participant_attendance(participant_id: str, actor: Reader, session: SessionD
     participant_or_404(session, participant_id)
     query = select(AttendanceRecord, AttendanceSession).where(AttendanceRecord.session_id == AttendanceSession.id,
                                                               AttendanceRecord.participant_id == participant_id)
-    total = session.exec(select(func.count()).select_from(query.subquery())).one()
-    rows = session.exec(query.order_by(col(AttendanceSession.starts_at).desc(), col(AttendanceSession.id))
-                        .offset(pages.offset).limit(pages.limit)).all()
     shown.append(participant_id)
-    return pages.page([_attendance_public(record, row) for record, row in rows], total)
+    return pages.rows(session, query, [col(AttendanceSession.starts_at).desc(), col(AttendanceSession.id)],
+                      lambda pair: _attendance_public(*pair))
 
 
 @router.get("/participants/{participant_id}/attendance/summary", response_model=AttendanceSummaryPublic,
