@@ -15,18 +15,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_SECONDS = 90  # a loaded 2-core machine; the loop ends as soon as /readyz answers
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _environment(tmp_path: Path) -> tuple[dict[str, str], dict[str, int]]:
-    ports = {"IOP_API_PORT": _free_port(), "IOP_TEMPORAL_DEV_PORT": _free_port(), "IOP_TEMPORAL_UI_PORT": _free_port()}
+    ports = {"IOP_API_PORT": free_port(), "IOP_TEMPORAL_DEV_PORT": free_port(), "IOP_TEMPORAL_UI_PORT": free_port()}
     env = {key: value for key, value in os.environ.items() if not key.startswith("IOP_")}
     env.update({key: str(port) for key, port in ports.items()})
     env.update(IOP_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT), IOP_LOG_LEVEL="WARNING")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 from pathlib import Path
 
 import httpx
@@ -15,14 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from iop.settings import Settings
 from iop.temporal import connect
 from tests.helpers import api_stack, enrollment
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _names(text: str) -> set[str]:
@@ -30,7 +24,7 @@ def _names(text: str) -> set[str]:
 
 
 async def test_the_worker_serves_sdk_metrics_the_dashboard_reads(dev_env, records_engine, task_queue, tmp_path):
-    port = _free_port()
+    port = free_port()
     settings = Settings(data_dir=tmp_path, temporal_address=dev_env.client.service_client.config.target_host,
                         worker_metrics_address=f"127.0.0.1:{port}", task_queue=task_queue)
     client = await connect(settings, service="iop-worker", worker_index=0)

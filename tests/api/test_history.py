@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import logging
-import socket
 import subprocess
 
 import pytest
@@ -20,12 +19,27 @@ from tests.api.test_disclosures import CASE, add_consent, add_recipient, consent
 from tests.api.test_lab import CONFIRMED_POSITIVE, URINE, oru, post_hl7
 from tests.conftest import binary
 from tests.helpers import enrollment
+from tests.ports import free_port
 from tests.receiver import webhook_receiver
+from workflows.screening import ScreeningWorkflow
+from workflows.screening import workflow_id as screening_workflow_id
 
 NAME = ("Philomena", "Oyelaran-Whitcombe")
 BIRTH = "1983-02-27"
 PHONE = "+15555550177"
 SECRETS = (*NAME, BIRTH, BIRTH.replace("-", ""), PHONE)
+
+
+async def _notice_out(stack, sid: str) -> None:
+    """Until the screening has handed its notice to the gateway (bounded: the workflow does it at once)."""
+    screening = stack.temporal.get_workflow_handle_for(ScreeningWorkflow.run, screening_workflow_id(sid))
+    deadline = asyncio.get_running_loop().time() + 60
+    while asyncio.get_running_loop().time() < deadline:
+        events = [e.what for e in (await screening.query(ScreeningWorkflow.status)).events]
+        if any(what.startswith(("participant notified", "notice handed")) for what in events):
+            return
+        await asyncio.sleep(0.1)  # polling interval of a bounded wait
+    raise AssertionError("the screening never sent its notice")
 
 
 @pytest.fixture
@@ -39,6 +53,7 @@ async def flow(stack, caplog):
         await add_consent(stack, pid, consent_body(court_id, ["screening-results"]))
         sid = (await stack.http.post(f"/participants/{pid}/screenings", json={"reason": "odour of alcohol"},
                                      headers=stack.auth("clinician"))).json()["screening_id"]
+        await _notice_out(stack, sid)  # a for-cause test collected on the spot is never noticed: collect after it
         specimen = (await stack.http.post(f"/screenings/{sid}/collection", json=URINE,
                                           headers=stack.auth("staff"))).json()["specimen_id"]
         await post_hl7(stack, oru("HIST-1", specimen, pid, obx=CONFIRMED_POSITIVE, dob=BIRTH).replace(
@@ -115,15 +130,9 @@ async def test_no_phi_in_temporal_logs_or_search_attributes(stack, flow, dev_ser
         assert pid in attributes and not any(secret in attributes for secret in SECRETS)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 async def test_temporal_cli_shows_decoded_payloads_through_the_codec_endpoint(stack, dev_env, tmp_path):
     pid = (await stack.enroll())["id"]
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(Settings(data_dir=tmp_path, task_queue=stack.task_queue),
                                                      engine=stack.engine, temporal=stack.temporal),
                                           host="127.0.0.1", port=port, log_level="warning"))

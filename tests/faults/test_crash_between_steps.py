@@ -9,7 +9,6 @@ the lab's resend) or by the reconciler alone. The end state is complete and sing
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 
@@ -25,16 +24,11 @@ from store.models import IdempotencyRecord, LabMessage, LabResult, Participant
 from tests.api.test_lab import collected, oru, screening
 from tests.conftest import TEST_KEYS, unique
 from tests.helpers import api_stack, enrollment
+from tests.ports import free_port
 from workflows.participant import ParticipantWorkflow
 from workflows.reconciler import ReconcilerWorkflow
 
 KILLED = 137
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextlib.asynccontextmanager

@@ -1,7 +1,6 @@
 """Delivery through outages, 410 and revocation, on the time-skipping server with a real receiver."""
 
 import secrets
-import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,17 +14,12 @@ from iop.worker import build_worker
 from store.db import session_scope
 from store.models import ConsentRecord, Disclosure, Recipient
 from tests.conftest import TEST_KEYS
+from tests.ports import free_port
 from tests.receiver import Receiver, webhook_receiver
 from tests.workflows.scenarios import record_participant
 from tests.workflows.test_screening_program import skip
 from workflows.contracts import DisclosureEvent, DisclosureInput, disclosure_workflow_id
 from workflows.disclosure import DisclosureWorkflow
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def setup_records(engine, url: str, secret: str) -> tuple[str, str, str]:

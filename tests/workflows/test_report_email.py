@@ -7,7 +7,6 @@ import base64
 import email
 import io
 import secrets
-import socket
 from datetime import UTC, datetime, timedelta
 from email import policy
 
@@ -23,6 +22,7 @@ from iop.worker import smtp_for
 from store.db import session_scope
 from store.models import ConsentRecord, Disclosure, Participant, Recipient
 from tests.conftest import TEST_KEYS
+from tests.ports import free_port
 from tests.receiver import Receiver, webhook_receiver
 from tests.workflows.scenarios import record_participant
 from tests.workflows.test_amendments import POSITIVE, recipients
@@ -38,12 +38,6 @@ class Inbox:
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's handler API
         self.messages.append((list(envelope.rcpt_tos), envelope.original_content or envelope.content))
         return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def email_recipient(engine, pid: str) -> str:
