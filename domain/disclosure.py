@@ -46,6 +46,7 @@ from domain.consent import (
     check_category,
     coverage,
 )
+from domain.cutoffs import INITIAL_METHODS
 from domain.interpretation import POSITIVE_OUTCOMES, AnalyteOutcome
 from domain.vocab import Vocabulary
 
@@ -135,6 +136,22 @@ def lab_basis(findings: Iterable[Mapping[str, Any]]) -> Basis:
     if positives and all(f["outcome"] == AnalyteOutcome.CONFIRMED_POSITIVE for f in positives):
         return Basis.LABORATORY_CONFIRMED
     return Basis.PRESUMPTIVE_SCREEN
+
+
+def to_confirm(findings: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The analytes a request for confirmation names: the positives that rest on an initial (screen or
+    point-of-care) method; every positive when none does (the clinician asks the lab to confirm anyway)."""
+    positives = [f for f in findings if f.get("outcome") in POSITIVE_OUTCOMES]
+    presumptive = [f["analyte"] for f in positives if f.get("method") in INITIAL_METHODS]
+    return sorted(set(presumptive or [f["analyte"] for f in positives]))
+
+
+def answers_confirmation(findings: Iterable[Mapping[str, Any]], analytes: Iterable[str]) -> bool:
+    """Whether a result answers a request to confirm `analytes`: each was tested by a confirmatory method
+    (GC-MS, LC-MS/MS: positive or not); with no analyte named, any confirmatory finding answers it."""
+    confirmed = {f["analyte"] for f in findings if f.get("method") not in INITIAL_METHODS}
+    wanted = set(analytes)
+    return wanted <= confirmed if wanted else bool(confirmed)
 
 
 @dataclass(frozen=True)

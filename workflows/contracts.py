@@ -271,6 +271,7 @@ class ScreeningState:
     breath_result: dict[str, Any] | None = None  # domain.disclosure.BreathResult as a dict, breath tests
     # When a correction reopened the screening after its workflow had closed (its correction period runs anew).
     reopened_at: str | None = None
+    confirmation_request: ConfirmationRequest | None = None  # the last request to the lab to confirm a screen
     # Incremented on every save, so a slower, older save can never overwrite a newer one.
     revision: int = 0
 
@@ -602,6 +603,7 @@ class ResultEntry:
     held_codes: list[str] = field(default_factory=list)
     # How each analyte's method was decided (code, analyte, method, basis, note): shown in the review.
     methods: list[dict[str, Any]] = field(default_factory=list)
+    lab_id: str = ""  # the lab that sent it ("" in results recorded before it was kept)
 
 
 @dataclass
@@ -610,6 +612,24 @@ class Review:
     explanation: str
     actor: str
     at: str | None = None
+    # A clinician reverses the review that decided a final result: the new decision replaces it and every
+    # recipient told of the result is sent the amendment (issue 16).
+    reverses: bool = False
+
+
+@dataclass
+class ConfirmationRequest:
+    """A clinician asked the lab to confirm a screen (review decision request-confirmation): the staff worklist
+    carries it until a result by a confirmatory method arrives for the analytes named."""
+
+    requested_at: str
+    actor: str
+    result_id: str | None  # the presumptive result the clinician reviewed
+    lab_id: str
+    specimen_id: str | None
+    analytes: list[str] = field(default_factory=list)
+    answered_by: str | None = None  # the confirmatory result's id, once it arrived
+    answered_at: str | None = None
 
 
 # --- medication ------------------------------------------------------------------------------
