@@ -363,6 +363,14 @@ async def test_a_reversed_review_of_a_reported_result_amends_the_courts_report(s
     assert amendment.status == "delivered"
     payload = court.kept[amendment.id]
     assert payload["amends"] == original.id and payload["data"]["outcome"] == "negative"
+    # Reversed again after the screening's workflow has closed: it is reopened, and the court is told again.
+    await stack.temporal.get_workflow_handle(f"screening-{sid}").terminate("closed, as after its correction period")
+    again = await stack.http.post(f"/screenings/{sid}/review", headers=stack.auth("clinician"), json={
+        "decision": "confirm", "reverses": True, "explanation": "the prescription was for another drug class"})
+    assert again.status_code == 200 and again.json()["final_outcome"] == "positive", again.text
+    assert again.json()["reopened_at"]
+    second = await settled(stack, disclosure_id(pid, sid, "screening-results", court_id, corrects=amendment.id))
+    assert second.status == "delivered" and court.kept[second.id]["data"]["outcome"] == "positive"
 
 
 def presumptive_program(program_id: str, report_presumptive: bool) -> dict:
