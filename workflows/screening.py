@@ -116,6 +116,8 @@ REMINDER_PATCH = "reminder-before-close"
 CONFIRMATION_REQUEST_PATCH = "confirmation-request-worklist"
 # Issue 16 review: a final result's review can be reversed; every recipient told of it is sent the amendment.
 REVIEW_REVERSAL_PATCH = "review-reversal-amends"
+# A result filed while the notice was still going out is reviewed in the lab stage (the run used to end there).
+EARLY_RESULT_PATCH = "result-before-notice-returned"
 
 
 # A missed test's workflow closes after the make-up period; excusing it later reopens it (iop/reopen.py) for the
@@ -176,7 +178,11 @@ class ScreeningWorkflow:
             await self._notify()
         if self.state.status == AWAITING_COLLECTION:
             await self._await_collection()
-        if self.state.status == AWAITING_RESULT:
+        # The lab's result may already be in (awaiting review, or preliminary) when the notice's activity returns: the
+        # collection and the result were filed while it was out. Before the patch the run then ended, and the review
+        # was refused ("already ended").
+        if self.state.status == AWAITING_RESULT or (
+                self.state.status in (PRELIMINARY, AWAITING_REVIEW) and workflow.patched(EARLY_RESULT_PATCH)):
             await self._lab_stage()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state
