@@ -447,7 +447,7 @@ def _exists(session: Session, screening_id: str) -> Screening | None:
              responses=responses(401, 403, 404, 409, 422, 503), summary="Clinician / MRO review of a result")
 @joins_update
 async def review(screening_id: str, body: ReviewRequest, actor: Clinician, session: SessionDep,
-                 services: ServicesDep, attempt: Idempotency) -> ScreeningStatePublic:
+                 services: ServicesDep, attempt: Idempotency, request: Request) -> ScreeningStatePublic:
     """A clinician's (MRO's) decision on a non-negative result: confirm it, excuse it with an explanation (e.g. a
     valid prescription), or ask for a confirmation test (staff get a worklist item to ask the lab; a program that
     reports presumptive screens reports it meanwhile, worded as presumptive) or a retest. With `reverses: true`,
@@ -457,6 +457,8 @@ async def review(screening_id: str, body: ReviewRequest, actor: Clinician, sessi
         raise ProblemError(404, f"No screening has the id {screening_id!r}.")
     handle = services.temporal.get_workflow_handle(screening_workflow_id(screening_id))
     review = Review(body.decision, body.explanation, actor.token_id, reverses=body.reverses)
+    # The audit trail names the decision, and a reversal as such (the explanation stays in the record).
+    request.state.audit_detail = f"{body.decision.value}{' (reverses the deciding review)' if body.reverses else ''}"
     update_id = attempt.update_id(screening_id) if attempt else None
     async with workflow_call("screening"):
         try:

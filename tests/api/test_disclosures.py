@@ -359,6 +359,12 @@ async def test_a_reversed_review_of_a_reported_result_amends_the_courts_report(s
     assert state["final_outcome"] == "explained" and state["reviews"][-1]["reverses"] is True
     assert any(e["what"] == "review reversed" and e["actor"] == state["reviews"][-1]["actor"]
                for e in state["timeline"])
+    trail = (await stack.http.get("/audit", headers=stack.auth("auditor"), params={
+        "participant_id": pid, "action": "POST /screenings/{screening_id}/review"})).json()["items"]
+    assert [(e["detail"], e["outcome"]) for e in trail][-3:] == [
+        ("confirm", "200"), ("confirm (reverses the deciding review)", "409"),
+        ("excuse (reverses the deciding review)", "200")]
+    assert trail[-1]["actor"] == trail[0]["actor"] and trail[-1]["subject_id"] == sid
     amendment = await settled(stack, disclosure_id(pid, sid, "screening-results", court_id, corrects=original.id))
     assert amendment.status == "delivered"
     payload = court.kept[amendment.id]
