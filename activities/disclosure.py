@@ -36,30 +36,21 @@ from domain.consent import (
     find_covering_consent,
     record_event,
 )
-from domain.disclosure import (
-    CONFIRMING_BASES,
-    DELIVERED,
-    PRESUMPTIVE_WORDING,
-    RETRY,
-    STOP_AND_SURFACE,
-    Basis,
-    Decision,
+from domain.delivery_retry import DELIVERED, RETRY, STOP_AND_SURFACE, Decision, classify_response
+from domain.disclosure_ids import disclosure_id, legacy_disclosure_id
+from domain.medication import DispenseKind, order_from_dict
+from domain.program import Program, default_program
+from domain.report_content import (
     ReportOutcome,
     build_report,
     build_retraction,
-    classify_response,
     completion_letter,
-    disclosure_id,
-    encode_payload,
-    lab_basis,
-    legacy_disclosure_id,
     monthly_summary,
     slot_categories,
-    webhook_headers,
 )
-from domain.medication import DispenseKind, order_from_dict
-from domain.program import Program, default_program
+from domain.result_basis import CONFIRMING_BASES, PRESUMPTIVE_WORDING, Basis, lab_basis
 from domain.vocab import DisclosureStatus, FinalOutcome
+from domain.webhook_signing import encode_payload, webhook_headers
 from iop.codec import CodecKey, open_text
 from store import audit
 from store.db import session_scope
@@ -159,7 +150,7 @@ class DisclosureActivities:
     def _reportable(self, session: Session, participant: Participant, event: DisclosureEvent,
                     facts: dict) -> tuple[bool, dict, str]:
         """Whether the event may go to a court or employer now, its facts as they may be reported, and, when
-        it may not, why an earlier report of it is withdrawn (domain.disclosure.RETRACTION_REASONS)."""
+        it may not, why an earlier report of it is withdrawn (domain.report_content.RETRACTION_REASONS)."""
         if facts.get("retracted"):
             return False, facts, facts.get("retraction_reason") or "voided"
         if event.category not in (SCREENING_RESULTS, MISSED_TESTS, REFUSALS):

@@ -14,7 +14,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.screenings import ScreeningActivities
     from domain.analytes import AddedAnalyte
     from domain.clock import local_moment
-    from domain.disclosure import CONFIRMING_BASES, Basis, breath_alcohol_result, lab_basis
     from domain.interpretation import (
         POSITIVE_OUTCOMES,
         AnalyteResult,
@@ -24,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         interpret,
         interpretation_to_dict,
     )
+    from domain.result_basis import CONFIRMING_BASES, Basis, breath_alcohol_result, lab_basis
     from domain.vocab import FinalOutcome, QuarantineAction, ResultStatus, ReviewDecision
     from workflows import search
     from workflows.contracts import (

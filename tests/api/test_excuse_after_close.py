@@ -12,7 +12,8 @@ from datetime import timedelta
 import pytest
 
 from domain.clock import local_date
-from domain.disclosure import disclosure_id, new_webhook_secret
+from domain.disclosure_ids import disclosure_id
+from domain.webhook_signing import new_webhook_secret
 from iop.reopen import REOPENS, reopen_screening
 from iop.worker import build_worker
 from tests.helpers import api_stack, refused

@@ -37,34 +37,33 @@ from domain.consent import (
     record_event,
     revoke,
 )
-from domain.disclosure import (
-    CRIMINAL_JUSTICE_USE,
+from domain.delivery_retry import (
     DELIVERED,
     DISABLE_RECIPIENT,
+    RETRY,
+    STOP_AND_SURFACE,
+    Decision,
+    DeliveryPolicy,
+    classify_response,
+    decision_from_dict,
+    decision_to_dict,
+    policy_from_dict,
+    policy_to_dict,
+    retry_delay,
+)
+from domain.report_content import (
+    CRIMINAL_JUSTICE_USE,
     FACT_KEYS,
     REDISCLOSURE_NOTICE,
     REDISCLOSURE_NOTICE_SHORT,
     REQUIRED_FACTS,
-    RETRY,
-    STOP_AND_SURFACE,
     SUBJECT_IDENTIFIER_KEYS,
-    Decision,
-    DeliveryPolicy,
     build_report,
-    classify_response,
     completion_letter,
-    decision_from_dict,
-    decision_to_dict,
-    encode_payload,
     monthly_summary,
-    new_webhook_secret,
-    policy_from_dict,
-    policy_to_dict,
     redisclosure_notice,
-    retry_delay,
-    sign,
-    webhook_headers,
 )
+from domain.webhook_signing import encode_payload, new_webhook_secret, sign, webhook_headers
 
 SIGNED = "2026-03-01T09:00:00-05:00"
 EXPIRES = "2026-10-01T00:00:00-04:00"
@@ -485,7 +484,7 @@ def test_a_confirmed_positive_is_reported():
 
 
 def test_a_presumptive_screen_is_worded_as_presumptive():
-    from domain.disclosure import PRESUMPTIVE_WORDING
+    from domain.result_basis import PRESUMPTIVE_WORDING
     facts = {"collected_on": "2026-05-14", "outcome": "presumptive-positive", "confirmed": False,
              "basis": "presumptive-screen", "statement": PRESUMPTIVE_WORDING}
     payload = build_report(SCREENING_RESULTS, facts, CASE, make_consent(), "D-1", DURING)

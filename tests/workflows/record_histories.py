@@ -18,7 +18,8 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
 from domain.clock import local_date
-from domain.disclosure import disclosure_id, new_webhook_secret
+from domain.disclosure_ids import disclosure_id
+from domain.webhook_signing import new_webhook_secret
 from iop.worker import build_worker
 from store.db import make_engine
 from store.migrate import upgrade

@@ -16,7 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from sqlmodel import Session, col, select
 
 from activities.disclosure import DisclosureActivities
-from domain.disclosure import slot_categories
+from domain.report_content import slot_categories
 from store.models import Disclosure
 from tests.conftest import TEST_KEYS
 from tests.receiver import Receiver, webhook_receiver

@@ -11,8 +11,9 @@ import pytest
 from sqlmodel import Session, col, select
 
 from domain.clock import local_date
-from domain.disclosure import disclosure_id, new_webhook_secret
+from domain.disclosure_ids import disclosure_id
 from domain.program import program_from_dict
+from domain.webhook_signing import new_webhook_secret
 from ingest.lab import LabIngest
 from iop.worker import build_worker
 from store.db import session_scope
