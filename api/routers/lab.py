@@ -20,7 +20,7 @@ from api.pages import Page, PagingDep, containing
 from api.problems import ProblemError, responses
 from api.public import ScreeningStatePublic
 from api.tokens import Actor
-from api.workflow_calls import workflow_call
+from api.workflow_calls import screening_call, workflow_call
 from domain.analytes import ANALYTES
 from domain.cutoffs import AnalysisMethod
 from domain.hl7 import Identifier, Observation, Order, OruMessage, PatientIds
@@ -291,7 +291,7 @@ async def resolve_quarantine(item_id: Annotated[int, Path(ge=1, le=2**31 - 1)], 
         elif body.action == "attach":
             if not body.screening_id:
                 raise ProblemError(422, "To attach a result, name the screening_id it belongs to.")
-            async with workflow_call("screening"):
+            async with screening_call(services.engine, body.screening_id):
                 item = await services.lab.attach(item_id, body.screening_id, actor.token_id, body.note)
         else:
             item = await services.lab.reject(item_id, actor.token_id, body.note)
@@ -442,7 +442,7 @@ async def review(screening_id: str, body: ReviewRequest, actor: Clinician, sessi
     if await run_in_threadpool(_exists, session, screening_id) is None:
         raise ProblemError(404, f"No screening has the id {screening_id!r}.")
     handle = services.temporal.get_workflow_handle(screening_workflow_id(screening_id))
-    async with workflow_call("screening"):
+    async with screening_call(services.engine, screening_id):
         return ScreeningStatePublic.of(await handle.execute_update(
             ScreeningWorkflow.review, Review(body.decision, body.explanation, actor.token_id),
             id=attempt.update_id(screening_id) if attempt else None))
