@@ -51,7 +51,7 @@ from domain.report_content import (
 from domain.result_basis import CONFIRMING_BASES, PRESUMPTIVE_WORDING, Basis, lab_basis
 from domain.vocab import DisclosureStatus, FinalOutcome
 from domain.webhook_signing import encode_payload, webhook_headers
-from iop.codec import CodecKey, open_text
+from iop.codec import CodecKey, from_json, open_text
 from store import audit
 from store.db import session_scope
 from store.models import (
@@ -70,7 +70,7 @@ from store.models import (
     utcnow,
 )
 from store.programs import current_program
-from workflows.contracts import AttemptResult, DisclosureEvent, DisclosureInput, PlannedDisclosure
+from workflows.contracts import AttemptResult, DisclosureEvent, DisclosureInput, PlannedDisclosure, ScreeningState
 
 log = logging.getLogger(__name__)
 
@@ -482,23 +482,29 @@ def _attendance_entries(session: Session, participant: Participant, first: date,
     return [{"status": record.status} for record, _ in rows]
 
 
+def _snapshot(screening: Screening | None) -> ScreeningState | None:
+    """The screening as its workflow last saved it (ScreeningActivities.save_screening), or None before that."""
+    return from_json(ScreeningState, screening.state) if screening is not None and screening.state else None
+
+
 def _summary_basis(screening: Screening) -> str:
-    if (screening.state or {}).get("admission") and not (screening.state or {}).get("collection"):
+    state = _snapshot(screening)
+    if state is not None and state.admission is not None and state.collection is None:
         return Basis.ADMITTED_USE
-    breath = (screening.state or {}).get("breath_result")
-    if breath:
-        return breath.get("basis") or Basis.PRESUMPTIVE_SCREEN
-    return _basis_from_record(screening)
+    if state is not None and state.breath_result is not None:
+        return state.breath_result.basis or Basis.PRESUMPTIVE_SCREEN
+    return _lab_basis(state)
 
 
 def _basis_from_record(screening: Screening | None) -> str:
+    return _lab_basis(_snapshot(screening))
+
+
+def _lab_basis(state: ScreeningState | None) -> str:
     """The basis of a positive as the screening's current lab result shows it: laboratory-confirmed only when a
     confirmatory method found every positive analyte. A clinician's review confirms nothing by itself."""
-    if screening is None:
-        return Basis.PRESUMPTIVE_SCREEN
-    state = screening.state or {}
-    current = next((r for r in state.get("results", []) if r.get("result_id") == state.get("current_result_id")), None)
-    return lab_basis((current or {}).get("interpretation", {}).get("findings", []))
+    current = next((r for r in state.results if r.result_id == state.current_result_id), None) if state else None
+    return lab_basis(current.interpretation.findings if current else ())
 
 
 def _reported_outcome(final_outcome: str | None) -> str:

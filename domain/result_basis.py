@@ -7,13 +7,12 @@ a breath test with it).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from domain.checks import is_finite_number
-from domain.interpretation import POSITIVE_OUTCOMES, AnalyteOutcome
+from domain.interpretation import POSITIVE_OUTCOMES, AnalyteFinding, AnalyteOutcome
 
 
 class Basis(StrEnum):
@@ -41,11 +40,11 @@ PRESUMPTIVE_WORDING = ("presumptive positive: an immunoassay screen only, not co
                        "it is not proof of use")
 
 
-def lab_basis(findings: Iterable[Mapping[str, Any]]) -> Basis:
-    """The basis of a positive lab result from its findings (domain.interpretation findings as dicts):
+def lab_basis(findings: Iterable[AnalyteFinding]) -> Basis:
+    """The basis of a positive lab result from its findings (domain.interpretation.Interpretation.findings):
     laboratory-confirmed only when every positive analyte was confirmed by a confirmatory method."""
-    positives = [f for f in findings if f.get("outcome") in POSITIVE_OUTCOMES]
-    if positives and all(f["outcome"] == AnalyteOutcome.CONFIRMED_POSITIVE for f in positives):
+    positives = [f for f in findings if f.outcome in POSITIVE_OUTCOMES]
+    if positives and all(f.outcome == AnalyteOutcome.CONFIRMED_POSITIVE for f in positives):
         return Basis.LABORATORY_CONFIRMED
     return Basis.PRESUMPTIVE_SCREEN
 
@@ -56,6 +55,7 @@ class BreathResult:
     basis: str | None  # breath-alcohol-confirmed, presumptive-screen (no valid confirmation) or None (negative)
     bac: float  # the result that counts: the confirmation test when there is a valid one
     reason: str
+    device_id: str | None = None  # the evidential breath testing device (the collection's), when recorded
 
 
 def breath_alcohol_result(screen_bac: float, confirmation_bac: float | None, seconds_between: float | None,

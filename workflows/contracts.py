@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from domain.interpretation import Interpretation
+from domain.loinc_tox import AnalyteMethod
 from domain.program import SPECIMEN_TYPES as SPECIMEN_TYPES  # re-exported for the workflows
+from domain.result_basis import BreathResult
 from domain.vocab import (
     DISCHARGE_STATUSES as DISCHARGE_STATUSES,  # re-exported for the workflows
 )
@@ -268,7 +271,7 @@ class ScreeningState:
     turnaround_hours: float | None = None  # collection to final result
     # A result corrected after it was final: any report already sent must be corrected.
     corrected_after_final: bool = False
-    breath_result: dict[str, Any] | None = None  # domain.disclosure.BreathResult as a dict, breath tests
+    breath_result: BreathResult | None = None  # a breath test's result
     # When a correction reopened the screening after its workflow had closed (its correction period runs anew).
     reopened_at: str | None = None
     # Incremented on every save, so a slower, older save can never overwrite a newer one.
@@ -596,12 +599,12 @@ class ResultEntry:
     result_id: str
     result_status: str
     received_at: str
-    interpretation: dict[str, Any]  # domain.interpretation.interpretation_to_dict
+    interpretation: Interpretation
     superseded_by: str | None = None
     corrects: str | None = None
     held_codes: list[str] = field(default_factory=list)
-    # How each analyte's method was decided (code, analyte, method, basis, note): shown in the review.
-    methods: list[dict[str, Any]] = field(default_factory=list)
+    # How each analyte's method was decided: shown in the review.
+    methods: list[AnalyteMethod] = field(default_factory=list)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from uuid import uuid4
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import Session, col, select
 from temporalio.client import RPCError
 from temporalio.service import RPCStatusCode
@@ -27,6 +27,7 @@ from api.workflow_calls import screening_call, workflow_call
 from domain.consent import DisclosureCategory
 from domain.program import SpecimenType
 from domain.vocab import CheckInMethod, PointOfCareResult, RefusalKind
+from iop.codec import from_json
 from iop.reopen import reopen_screening
 from iop.temporal import not_available_now
 from store.models import Screening, SelectionDraw, utcnow
@@ -330,14 +331,11 @@ async def get_screening(screening_id: str, actor: Reader, session: SessionDep,
                            workflow=ScreeningStatePublic.of(state))
 
 
-_SNAPSHOT = TypeAdapter(ScreeningState)
-
-
 def _open_screening(session: Session, screening_id: str) -> Screening:
     """A screening that can still take a fact; a settled one answers 409 with what happened."""
     row = screening_or_404(session, screening_id)
     if row.status not in TAKES_COLLECTION and row.state:
-        raise ProblemError(409, _sentence(already_message(_SNAPSHOT.validate_python(row.state))))
+        raise ProblemError(409, _sentence(already_message(from_json(ScreeningState, row.state))))
     return row
 
 
