@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from domain.analytes import AddedAnalyte
 from domain.interpretation import Interpretation
 from domain.loinc_tox import AnalyteMethod
 from domain.program import SPECIMEN_TYPES as SPECIMEN_TYPES  # re-exported for the workflows
@@ -546,20 +547,6 @@ class AnalyteIn:
 
 
 @dataclass
-class AddedAnalyteIn:
-    """An analyte an administrator added (POST /lab/analytes), as the interpreter needs it
-    (domain.analytes.AddedAnalyte): sent with each report that carries it."""
-
-    key: str
-    label: str
-    drug_class: str
-    medication: str | None = None
-    also_explained_by: list[str] = field(default_factory=list)
-    initial_cutoff: float | None = None
-    confirm_cutoff: float | None = None
-
-
-@dataclass
 class LabReport:
     """A lab's result for one specimen, matched to a screening by the ingest."""
 
@@ -579,7 +566,7 @@ class LabReport:
     held_codes: list[str] = field(default_factory=list)
     # Admin-added analytes among `analytes`, so that the interpreter knows their class, medication
     # links and default cutoffs (issue 19). Empty in reports recorded before.
-    added_analytes: list[AddedAnalyteIn] = field(default_factory=list)
+    added_analytes: list[AddedAnalyte] = field(default_factory=list)
 
 
 @dataclass

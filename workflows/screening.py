@@ -557,8 +557,7 @@ class ScreeningWorkflow:
         added: tuple[AddedAnalyte, ...] = ()
         # Reports recorded before issue 19 carry no added analytes, and replay as they ran.
         if report.added_analytes and workflow.patched(ADDED_ANALYTES_PATCH):
-            added = tuple(AddedAnalyte(d.key, d.label, d.drug_class, d.medication, tuple(d.also_explained_by),
-                                       d.initial_cutoff, d.confirm_cutoff) for d in report.added_analytes)
+            added = tuple(report.added_analytes)
         return interpret(
             [AnalyteResult(a.analyte, a.value, a.qualitative, a.units, a.lab_cutoff, a.method)
              for a in report.analytes],
