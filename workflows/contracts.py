@@ -10,7 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from domain.analytes import AddedAnalyte
+from domain.interpretation import Interpretation
+from domain.loinc_tox import AnalyteMethod
 from domain.program import SPECIMEN_TYPES as SPECIMEN_TYPES  # re-exported for the workflows
+from domain.result_basis import BreathResult
 from domain.vocab import (
     DISCHARGE_STATUSES as DISCHARGE_STATUSES,  # re-exported for the workflows
 )
@@ -268,7 +272,7 @@ class ScreeningState:
     turnaround_hours: float | None = None  # collection to final result
     # A result corrected after it was final: any report already sent must be corrected.
     corrected_after_final: bool = False
-    breath_result: dict[str, Any] | None = None  # domain.disclosure.BreathResult as a dict, breath tests
+    breath_result: BreathResult | None = None  # a breath test's result
     # When a correction reopened the screening after its workflow had closed (its correction period runs anew).
     reopened_at: str | None = None
     confirmation_request: ConfirmationRequest | None = None  # the last request to the lab to confirm a screen
@@ -544,20 +548,6 @@ class AnalyteIn:
 
 
 @dataclass
-class AddedAnalyteIn:
-    """An analyte an administrator added (POST /lab/analytes), as the interpreter needs it
-    (domain.analytes.AddedAnalyte): sent with each report that carries it."""
-
-    key: str
-    label: str
-    drug_class: str
-    medication: str | None = None
-    also_explained_by: list[str] = field(default_factory=list)
-    initial_cutoff: float | None = None
-    confirm_cutoff: float | None = None
-
-
-@dataclass
 class LabReport:
     """A lab's result for one specimen, matched to a screening by the ingest."""
 
@@ -577,7 +567,7 @@ class LabReport:
     held_codes: list[str] = field(default_factory=list)
     # Admin-added analytes among `analytes`, so that the interpreter knows their class, medication
     # links and default cutoffs (issue 19). Empty in reports recorded before.
-    added_analytes: list[AddedAnalyteIn] = field(default_factory=list)
+    added_analytes: list[AddedAnalyte] = field(default_factory=list)
 
 
 @dataclass
@@ -594,15 +584,19 @@ class SettledCodes:
 
 @dataclass
 class ResultEntry:
+    """One lab result as filed. Its interpretation and methods are the domain's own frozen dataclasses: the data
+    converter encodes them as dataclasses.asdict, with the keys interpretation_to_dict wrote before issue 14, so the
+    states in older histories and saved snapshots decode to them (iop.codec.from_json for a snapshot)."""
+
     result_id: str
     result_status: str
     received_at: str
-    interpretation: dict[str, Any]  # domain.interpretation.interpretation_to_dict
+    interpretation: Interpretation
     superseded_by: str | None = None
     corrects: str | None = None
     held_codes: list[str] = field(default_factory=list)
-    # How each analyte's method was decided (code, analyte, method, basis, note): shown in the review.
-    methods: list[dict[str, Any]] = field(default_factory=list)
+    # How each analyte's method was decided: shown in the review.
+    methods: list[AnalyteMethod] = field(default_factory=list)
     lab_id: str = ""  # the lab that sent it ("" in results recorded before it was kept)
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, datetime, time, timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -15,14 +15,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.screenings import ScreeningActivities
     from domain.analytes import AddedAnalyte
     from domain.clock import local_moment
-    from domain.disclosure import (
-        CONFIRMING_BASES,
-        Basis,
-        answers_confirmation,
-        breath_alcohol_result,
-        lab_basis,
-        to_confirm,
-    )
     from domain.interpretation import (
         POSITIVE_OUTCOMES,
         AnalyteResult,
@@ -30,7 +22,15 @@ with workflow.unsafe.imports_passed_through():
         MedicationContext,
         OverallOutcome,
         interpret,
-        interpretation_to_dict,
+    )
+    from domain.loinc_tox import AnalyteMethod
+    from domain.result_basis import (
+        CONFIRMING_BASES,
+        Basis,
+        answers_confirmation,
+        breath_alcohol_result,
+        lab_basis,
+        to_confirm,
     )
     from domain.vocab import FinalOutcome, QuarantineAction, ResultStatus, ReviewDecision
     from workflows import search
@@ -438,8 +438,7 @@ class ScreeningWorkflow:
                        - datetime.fromisoformat(collection.collected_at)).total_seconds()
         result = breath_alcohol_result(collection.breath_alcohol, collection.breath_confirmation, between,
                                        self.input.breath_alcohol_cutoff)
-        self.state.breath_result = {"outcome": result.outcome, "basis": result.basis, "bac": result.bac,
-                                    "reason": result.reason, "device_id": collection.breath_device_id}
+        self.state.breath_result = replace(result, device_id=collection.breath_device_id)
         what = "late collection recorded" if self.state.late_collection else "collection recorded"
         self._event(what, collection.actor, f"breath alcohol test {self.state.specimen_id}"
                     f"{', observed' if collection.observed else ', NOT observed'}")
@@ -548,7 +547,7 @@ class ScreeningWorkflow:
         interpretation = self._interpret(report)
         previous = next((r for r in reversed(self.state.results) if r.superseded_by is None), None)
         entry = ResultEntry(report.result_id, report.result_status, report.received_at,
-                            interpretation_to_dict(interpretation), held_codes=list(report.held_codes),
+                            interpretation, held_codes=list(report.held_codes),
                             methods=_methods(report), lab_id=report.lab_id)
         status_words: dict[str, str] = {ResultStatus.PRELIMINARY: "preliminary", ResultStatus.FINAL: "final",
                                         ResultStatus.CORRECTED: "corrected"}
@@ -560,7 +559,7 @@ class ScreeningWorkflow:
                     f"{interpretation.summary} (message {report.message_ref})")
         request = self.state.confirmation_request
         if (request is not None and request.answered_by is None and report.result_status != "P"
-                and answers_confirmation(entry.interpretation["findings"], request.analytes)):
+                and answers_confirmation(interpretation.findings, request.analytes)):
             request.answered_by, request.answered_at = entry.result_id, workflow.now().isoformat()
             self._event("confirmation received", "lab:" + report.lab_id,
                         f"result {entry.result_id} answers the request of {request.requested_at}")
@@ -583,8 +582,7 @@ class ScreeningWorkflow:
         added: tuple[AddedAnalyte, ...] = ()
         # Reports recorded before issue 19 carry no added analytes, and replay as they ran.
         if report.added_analytes and workflow.patched(ADDED_ANALYTES_PATCH):
-            added = tuple(AddedAnalyte(d.key, d.label, d.drug_class, d.medication, tuple(d.also_explained_by),
-                                       d.initial_cutoff, d.confirm_cutoff) for d in report.added_analytes)
+            added = tuple(report.added_analytes)
         return interpret(
             [AnalyteResult(a.analyte, a.value, a.qualitative, a.units, a.lab_cutoff, a.method)
              for a in report.analytes],
@@ -619,7 +617,7 @@ class ScreeningWorkflow:
         if settled.code not in entry.held_codes:
             return self.state  # settled already: nothing changes
         interpretation = self._interpret(settled.report)
-        entry.interpretation = interpretation_to_dict(interpretation)
+        entry.interpretation = interpretation
         entry.methods = _methods(settled.report)
         entry.held_codes = [c for c in settled.report.held_codes if c != settled.code]
         self._event(f"held code {settled.resolution}", settled.actor, f"{settled.code}: {settled.note}")
@@ -672,7 +670,7 @@ class ScreeningWorkflow:
         if review.decision == ReviewDecision.EXCUSE:
             return FINAL_EXPLAINED, f"legitimate explanation documented: {review.explanation}"
         current = self._current_result()
-        overall: str = current.interpretation["overall"] if current else "incomplete"
+        overall: str = current.interpretation.overall if current else "incomplete"
         finals: dict[str, FinalOutcome] = {OverallOutcome.NON_NEGATIVE: FINAL_POSITIVE,
                                            OverallOutcome.REFUSAL: FINAL_REFUSAL,
                                            OverallOutcome.NEGATIVE: FINAL_NEGATIVE}
@@ -706,8 +704,7 @@ class ScreeningWorkflow:
         confirmatory result arrives. A program that reports presumptive screens reports this one now, worded
         as presumptive (activities.disclosure decides per program); the confirmed result amends it later."""
         current = self._current_result()
-        interpretation: dict[str, Any] = current.interpretation if current else {}
-        findings: list[dict[str, Any]] = interpretation.get("findings", [])
+        findings = current.interpretation.findings if current else ()
         request = ConfirmationRequest(
             requested_at=workflow.now().isoformat(), actor=review.actor,
             result_id=current.result_id if current else None, lab_id=(current.lab_id if current else "") or "the lab",
@@ -717,14 +714,14 @@ class ScreeningWorkflow:
                           f"ask {request.lab_id} to confirm specimen {request.specimen_id} (result {request.result_id})"
                           f": {', '.join(request.analytes) or 'the screen'}; requested by {review.actor}")
         collection = self.state.collection
-        positives = sorted({f["analyte"] for f in findings if f["outcome"] in POSITIVE_OUTCOMES})
+        positives = sorted({f.analyte for f in findings if f.outcome in POSITIVE_OUTCOMES})
         basis = lab_basis(findings)
         if collection is None or collection.collected_at is None or not positives or basis in CONFIRMING_BASES:
             return  # nothing presumptive to report (a confirmed result is reported when the clinician decides)
         await disclose(DisclosureEvent(self.state.participant_id, "screening-results", self.state.screening_id, {
             "collected_on": collection.collected_at[:10], "specimen_type": collection.specimen_type,
             "observed": collection.observed, "outcome": "positive",
-            "dilute": interpretation.get("validity", {}).get("status") == "dilute",
+            "dilute": current is not None and current.interpretation.validity.status == "dilute",
             "positive_for": positives, "basis": basis, "confirmed": False}))
 
     @review.validator
@@ -798,29 +795,28 @@ class ScreeningWorkflow:
                 category, facts = "screening-results", {
                     "collected_on": collection.collected_at[:10], "specimen_type": "breath",
                     "observed": collection.observed,
-                    "outcome": breath["outcome"], "breath_alcohol": breath["bac"], "device_id": breath["device_id"]}
-                if breath["outcome"] == "positive":
-                    facts.update(basis=breath["basis"], confirmed=breath["basis"] in CONFIRMING_BASES,
+                    "outcome": breath.outcome, "breath_alcohol": breath.bac, "device_id": breath.device_id}
+                if breath.outcome == "positive":
+                    facts.update(basis=breath.basis, confirmed=breath.basis in CONFIRMING_BASES,
                                  positive_for=["ethanol"])
             elif state.final_outcome == FINAL_REFUSAL:
                 category, facts = "refusals", {"occurred_on": collection.collected_at[:10],
                                                "refusal_kind": "adulterated-or-substituted"}
             else:
                 current = self._current_result()
-                interpretation = current.interpretation if current else {}
+                findings = current.interpretation.findings if current else ()
                 reported: dict[str, str] = {FINAL_NEGATIVE: "negative", FINAL_EXPLAINED: "negative",
                                             FINAL_POSITIVE: "positive"}
                 outcome = reported.get(state.final_outcome, "invalid")
                 facts = {"collected_on": collection.collected_at[:10], "specimen_type": collection.specimen_type,
                          "observed": collection.observed, "outcome": outcome,
-                         "dilute": interpretation.get("validity", {}).get("status") == "dilute"}
+                         "dilute": current is not None and current.interpretation.validity.status == "dilute"}
                 if outcome == "positive":
                     facts["confirmed"] = True
-                    facts["positive_for"] = sorted({f["analyte"] for f in interpretation.get("findings", [])
-                                                    if f["outcome"] in POSITIVE_OUTCOMES})
+                    facts["positive_for"] = sorted({f.analyte for f in findings if f.outcome in POSITIVE_OUTCOMES})
                     if workflow.patched(REPORT_BASIS_PATCH):
                         # A clinician's "confirm" finalises the result; only a confirmatory method confirms it.
-                        basis = lab_basis(interpretation.get("findings", []))
+                        basis = lab_basis(findings)
                         facts.update(basis=basis, confirmed=basis in CONFIRMING_BASES)
                 category = "screening-results"
         await disclose(DisclosureEvent(state.participant_id, category, state.screening_id, facts,
@@ -828,7 +824,7 @@ class ScreeningWorkflow:
 
     def _final_result_for_medication(self) -> str:
         current = self._current_result()
-        flags = {f["code"] for f in current.interpretation.get("flags", [])} if current else set()
+        flags = {f.code for f in current.interpretation.flags} if current else set()
         assert self.state.final_outcome is not None  # _finalize came first
         if self.state.final_outcome in (FINAL_NEGATIVE, FINAL_EXPLAINED):
             return "expected-absent" if "expected-absent" in flags else "negative"
@@ -883,6 +879,6 @@ class ScreeningWorkflow:
         await workflow.execute_local_activity_method(ScreeningActivities.save_screening, self.state, **ACTIVITY)
 
 
-def _methods(report: LabReport) -> list[dict[str, str | None]]:
-    return [{"code": a.code, "analyte": a.analyte, "method": a.method, "basis": a.method_basis, "note": a.method_note}
+def _methods(report: LabReport) -> list[AnalyteMethod]:
+    return [AnalyteMethod(a.code, a.analyte, a.method, a.method_basis, a.method_note)
             for a in report.analytes if a.method_basis is not None]

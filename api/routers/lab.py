@@ -22,7 +22,7 @@ from api.pages import Page, PagingDep, containing
 from api.problems import ProblemError, responses
 from api.public import ScreeningStatePublic
 from api.tokens import Actor
-from api.workflow_calls import workflow_call
+from api.workflow_calls import screening_call, workflow_call
 from domain.analytes import ANALYTES
 from domain.cutoffs import AnalysisMethod
 from domain.hl7 import Identifier, Observation, Order, OruMessage, PatientIds
@@ -295,7 +295,7 @@ async def resolve_quarantine(item_id: Annotated[int, Path(ge=1, le=2**31 - 1)], 
         elif body.action == "attach":
             if not body.screening_id:
                 raise ProblemError(422, "To attach a result, name the screening_id it belongs to.")
-            async with workflow_call("screening"):
+            async with screening_call(services.engine, body.screening_id):
                 item = await services.lab.attach(item_id, body.screening_id, actor.token_id, body.note)
         else:
             item = await services.lab.reject(item_id, actor.token_id, body.note)
@@ -460,7 +460,7 @@ async def review(screening_id: str, body: ReviewRequest, actor: Clinician, sessi
     # The audit trail names the decision, and a reversal as such (the explanation stays in the record).
     request.state.audit_detail = f"{body.decision.value}{' (reverses the deciding review)' if body.reverses else ''}"
     update_id = attempt.update_id(screening_id) if attempt else None
-    async with workflow_call("screening"):
+    async with screening_call(services.engine, screening_id):
         try:
             return ScreeningStatePublic.of(await handle.execute_update(ScreeningWorkflow.review, review, id=update_id))
         except RPCError as exc:

@@ -20,11 +20,11 @@ from domain.channel import (
     verify_twilio,
 )
 from domain.clock import local_moment
-from domain.disclosure import sign
 from domain.misses import NOT_NOTIFIED, REPORTABLE, WINDOW_LOST, MissFacts, miss_verdict
 from domain.plan import default_plan
 from domain.program import default_program, plan_for, program_from_dict, program_to_dict
 from domain.selection import draw_day, is_collection_day, notification_time, window_end
+from domain.webhook_signing import sign
 
 ZONE = "America/New_York"
 
