@@ -701,7 +701,7 @@ async def lab_turnaround(request: Request, ctx: Ctx) -> Response:
     program setting, edited on the program's page). A target typed here overrides it for this view; it is
     passed to the API as typed, which refuses a bad one with its own detail."""
     target = query(request, "target_hours")
-    labs = await ctx.api.get_all("/reports/lab-turnaround", **({"target_hours": target} if target else {}))
+    labs = await ctx.api.get_all("/reports/lab-turnaround", target_hours=target)  # empty: not sent
     return ctx.render("lab_turnaround.html", labs=labs, target=target)
 
 

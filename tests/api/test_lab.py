@@ -216,6 +216,6 @@ async def test_turnaround_is_judged_against_the_participants_programs_target(sta
     assert report.status_code == 200, report.text
     [lab] = report.json()["items"]
     assert (lab["target_hours"], lab["targets"], lab["over_target"]) == (24, {"fast-lab-court": 24}, 1)
-    wider = (await stack.http.get("/reports/lab-turnaround", params={"lab_id": "ACME REFERENCE LAB", "target_hours": 48},
-                                  headers=stack.auth("staff"))).json()["items"]
+    wider = (await stack.http.get("/reports/lab-turnaround", headers=stack.auth("staff"),
+                                  params={"lab_id": "ACME REFERENCE LAB", "target_hours": 48})).json()["items"]
     assert (wider[0]["target_hours"], wider[0]["over_target"]) == (48, 0)
