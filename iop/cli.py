@@ -356,7 +356,10 @@ def _report(data: dict, findings: list, what: str) -> None:
     if findings:
         typer.echo(f"{what}: {len(findings)} mismatch(es)", err=True)
         raise typer.Exit(1)
-    typer.echo(f"{what}: all {len(data['draws'])} draws follow from the revealed seed and its commitment"
+    colour_days = data.get("colour_days", [])
+    typer.echo(f"{what}: all {len(data['draws'])} draws"
+               + (f" and {len(colour_days)} colour days" if colour_days else "")
+               + " follow from the revealed seed and its commitment"
                + (f" with the beacon {data['beacon']}" if data.get("beacon") else ""))
 
 
@@ -380,7 +383,8 @@ def selection_verify(program: ProgramOpt, period: PeriodOpt,
         raise typer.BadParameter(str(exc)) from exc
     if export is not None:
         export.write_text(json.dumps(data, indent=1) + "\n")
-        typer.echo(f"{len(data['draws'])} draws and {len(data['for_cause'])} for-cause tests written to {export}")
+        typer.echo(f"{len(data['draws'])} draws, {len(data['colour_days'])} colour days and "
+                   f"{len(data['for_cause'])} for-cause tests written to {export}")
     if data["seed"] is None:
         typer.echo(f"{program} {period}: the seed is not revealed yet (iop selection reveal)", err=True)
         raise typer.Exit(2)
@@ -837,5 +841,23 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
+def main() -> None:
+    """`iop`: run the command, then end the process without interpreter finalisation. A command that
+    used a Temporal client leaves the SDK's native (Rust) threads behind, and finalising Python under
+    them can abort a finished command at exit ("PyGILState_Release: thread state must be current").
+    Every command has flushed and closed what it owns by the time it returns."""
+    try:
+        app()
+        code: int = 0
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        if isinstance(done.code, str):
+            print(done.code, file=sys.stderr)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -173,7 +173,7 @@ class Collection:
 @dataclass
 class Admission:
     """The participant's documented admission of use, instead of a specimen: reported as a positive with basis
-    admitted-use (domain.disclosure.Basis), naming who witnessed it."""
+    admitted-use (domain.result_basis.Basis), naming who witnessed it."""
 
     # Field descriptions for the API's schema, read from the docstrings below (a plain dict: no pydantic here).
     __pydantic_config__: ClassVar[dict[str, bool]] = {"use_attribute_docstrings": True}
