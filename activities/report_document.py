@@ -77,12 +77,12 @@ def lines(payload: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def _plain(value: Any) -> str:
     if isinstance(value, Mapping):
-        return "; ".join(f"{k.replace('_', ' ')}: {_plain(v)}" for k, v in value.items())
+        return "; ".join(f"{k.replace('_', ' ')}: {_plain(v)}" for k, v in value.items() if v is not None)
     if isinstance(value, list | tuple):
         return ", ".join(_plain(v) for v in value) or "none"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    return str(value)
+    return "not recorded" if value is None else str(value)
 
 
 def text_body(payload: Mapping[str, Any], letterhead: str = DEFAULT_LETTERHEAD) -> str:

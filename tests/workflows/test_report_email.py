@@ -154,4 +154,5 @@ def test_completion_letter_and_monthly_summary_render_as_readable_pdfs():
     assert "Letter of completion" in letter_text and "for this purpose: monitor progress in drug court." in letter_text
     for text in (letter_text, summary_text):
         assert text.count("This record which has been disclosed to you") == 1, text
+        assert "None" not in text, text  # a fact not recorded is left out, not printed as Python's None
         assert "42 CFR 2.32(a)" in text and "Generated at: " + DURING in text and consent.consent_id in text
