@@ -191,6 +191,19 @@ class CallbackStatus(Vocabulary):
     MISSED = "missed"
 
 
+@dataclass(frozen=True)
+class Callback:
+    """A random callback: at `call_at` (ISO datetime, drawn at random) the participant is called and has
+    `respond_hours` to bring back `bottles`, every take-home bottle out at the call, by `deadline`."""
+
+    call_at: str
+    respond_hours: int
+    status: str = CallbackStatus.SCHEDULED  # one of CallbackStatus
+    bottles: tuple[str, ...] = ()
+    deadline: str | None = None  # set when the call is made
+    actor: str = ""  # who scheduled it (a token id)
+
+
 ALL_WEEKDAYS: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
 _WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
