@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import date
 
 from sqlalchemy.engine import Engine
@@ -11,7 +10,7 @@ from temporalio import activity
 from store.db import session_scope
 from store.models import DispenseRow, MedicationEventRow, MedicationOrderRecord, utcnow
 from store.shapes import plain
-from workflows.contracts import DispenseEntry, MedicationInput, MedicationSync
+from workflows.contracts import DispenseEntry, MedicationEventEntry, MedicationInput, MedicationSync
 
 
 class MedicationActivities:
@@ -34,17 +33,19 @@ class MedicationActivities:
     def record_dispense(self, entry: DispenseEntry) -> None:
         with session_scope(self.engine) as session:
             if session.get(DispenseRow, entry.dispense_id) is None:
-                values = asdict(entry)
-                values["id"] = values.pop("dispense_id")
-                values["injection_site"] = values.pop("site")
-                values["day"] = date.fromisoformat(entry.day)
-                session.add(DispenseRow(**values))
+                given = entry.dispense
+                session.add(DispenseRow(
+                    id=entry.dispense_id, order_id=entry.order_id, participant_id=entry.participant_id,
+                    day=date.fromisoformat(given.day), kind=given.kind, dose=given.dose, unit=given.unit,
+                    take_home_count=given.take_home_count, bottle_ids=list(given.bottle_ids),
+                    covered_dates=entry.covered_dates, lot=given.lot, injection_site=given.site, note=entry.note,
+                    actor=given.actor))
 
     @activity.defn
-    def record_event(self, event: dict) -> None:
+    def record_event(self, event: MedicationEventEntry) -> None:
         with session_scope(self.engine) as session:
-            if session.get(MedicationEventRow, event["id"]) is None:
-                session.add(MedicationEventRow(**{**event, "day": date.fromisoformat(event["day"])}))
+            if session.get(MedicationEventRow, event.id) is None:
+                session.add(MedicationEventRow(**{**plain(event), "day": date.fromisoformat(event.day)}))
 
     @activity.defn
     def sync_order(self, sync: MedicationSync) -> None:

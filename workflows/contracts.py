@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from domain.ledger import DoseLedger, Supply
-from domain.medication import Adherence, Callback, Expected, MedicationOrder
+from domain.medication import Adherence, Callback, Dispense, Expected, MedicationOrder
 from domain.plan import TestingPlan
 from domain.program import SPECIMEN_TYPES as SPECIMEN_TYPES  # re-exported for the workflows
 from domain.selection import DrawInputs
@@ -643,6 +643,19 @@ class MedicationEvent:
 
 
 @dataclass
+class MedicationEventEntry:
+    """A medication event to record in SQL (the workflow's local activity): a missed dose, a hold, a pill count..."""
+
+    id: str
+    order_id: str
+    participant_id: str
+    day: str
+    kind: str
+    actor: str
+    detail: str
+
+
+@dataclass
 class MedicationState:
     order_id: str
     participant_id: str
@@ -794,20 +807,12 @@ class MedicationStart:
 
 @dataclass
 class DispenseEntry:
-    """A dispense as recorded in SQL (written by the workflow's local activity)."""
+    """A dispense to record in SQL (the workflow's local activity): the domain's Dispense, with its ids."""
 
     dispense_id: str
     order_id: str
     participant_id: str
-    day: str
-    kind: str
-    actor: str
-    dose: float | None = None
-    unit: str | None = None
-    take_home_count: int = 0
-    bottle_ids: list[str] = field(default_factory=list)
-    lot: str | None = None
-    site: str | None = None
+    dispense: Dispense
     note: str | None = None
     covered_dates: list[str] | None = None  # a take-home supply: the days it covers
 

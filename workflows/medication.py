@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         GuestPeriod,
         GuestRequest,
         MedicationEvent,
+        MedicationEventEntry,
         MedicationInput,
         MedicationState,
         MedicationSync,
@@ -255,12 +256,9 @@ class MedicationWorkflow:
             self.state.injections.append(today.isoformat())
         if given.kind == med.OBSERVED_DOSE:
             await self._tell_guest_or_home(today)
-        entry = DispenseEntry(
-            dispense_id=f"{self.state.order_id}:{self.state.dispense_count}", order_id=self.state.order_id,
-            participant_id=self.state.participant_id, day=today.isoformat(), kind=given.kind, actor=record.actor,
-            dose=given.dose, unit=given.unit, take_home_count=given.take_home_count, bottle_ids=list(given.bottle_ids),
-            lot=given.lot, site=given.site, note=record.note, covered_dates=covered or None,
-        )
+        entry = DispenseEntry(f"{self.state.order_id}:{self.state.dispense_count}", self.state.order_id,
+                              self.state.participant_id, given, record.note,
+                              covered or None)
         await workflow.execute_local_activity_method(MedicationActivities.record_dispense, entry, **RECORD_WRITE)
         self._event(given.kind.replace("-", " ") + " recorded", record.actor, self._describe_dispense(given))
         await self._reweigh()
@@ -705,9 +703,8 @@ class MedicationWorkflow:
         self.state.event_count += 1
         await workflow.execute_local_activity_method(
             MedicationActivities.record_event,
-            {"id": f"{self.state.order_id}:{self.state.event_count}",
-             "order_id": self.state.order_id, "participant_id": self.state.participant_id, "day": day.isoformat(),
-             "kind": kind, "actor": actor or "system", "detail": detail[:2000]},
+            MedicationEventEntry(f"{self.state.order_id}:{self.state.event_count}", self.state.order_id,
+                                 self.state.participant_id, day.isoformat(), kind, actor or "system", detail[:2000]),
             **RECORD_WRITE)
 
     async def _alert(self, kind: str, subject: str, detail: str) -> None:
