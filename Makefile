@@ -36,3 +36,4 @@ clean:
 bench: install
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.lab_ingest
+	$(BIN)/python -m bench.healthz_under_parse

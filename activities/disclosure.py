@@ -36,31 +36,22 @@ from domain.consent import (
     find_covering_consent,
     record_event,
 )
-from domain.disclosure import (
-    CONFIRMING_BASES,
-    DELIVERED,
-    PRESUMPTIVE_WORDING,
-    RETRY,
-    STOP_AND_SURFACE,
-    Basis,
-    Decision,
+from domain.delivery_retry import DELIVERED, RETRY, STOP_AND_SURFACE, Decision, classify_response
+from domain.disclosure_ids import disclosure_id, legacy_disclosure_id
+from domain.medication import DispenseKind, MedicationOrder
+from domain.program import Program, default_program
+from domain.report_content import (
     ReportOutcome,
     build_report,
     build_retraction,
-    classify_response,
     completion_letter,
-    disclosure_id,
-    encode_payload,
-    lab_basis,
-    legacy_disclosure_id,
     monthly_summary,
     slot_categories,
-    webhook_headers,
 )
-from domain.medication import DispenseKind, MedicationOrder
-from domain.program import Program, default_program
+from domain.result_basis import CONFIRMING_BASES, PRESUMPTIVE_WORDING, Basis, lab_basis
 from domain.vocab import DisclosureStatus, FinalOutcome
-from iop.codec import CodecKey, open_text
+from domain.webhook_signing import encode_payload, webhook_headers
+from iop.codec import CodecKey, from_json, open_text
 from store import audit
 from store.db import session_scope
 from store.models import (
@@ -80,7 +71,7 @@ from store.models import (
 )
 from store.programs import current_program
 from store.shapes import typed
-from workflows.contracts import AttemptResult, DisclosureEvent, DisclosureInput, PlannedDisclosure
+from workflows.contracts import AttemptResult, DisclosureEvent, DisclosureInput, PlannedDisclosure, ScreeningState
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +151,7 @@ class DisclosureActivities:
     def _reportable(self, session: Session, participant: Participant, event: DisclosureEvent,
                     facts: dict) -> tuple[bool, dict, str]:
         """Whether the event may go to a court or employer now, its facts as they may be reported, and, when
-        it may not, why an earlier report of it is withdrawn (domain.disclosure.RETRACTION_REASONS)."""
+        it may not, why an earlier report of it is withdrawn (domain.report_content.RETRACTION_REASONS)."""
         if facts.get("retracted"):
             return False, facts, facts.get("retraction_reason") or "voided"
         if event.category not in (SCREENING_RESULTS, MISSED_TESTS, REFUSALS):
@@ -492,23 +483,29 @@ def _attendance_entries(session: Session, participant: Participant, first: date,
     return [{"status": record.status} for record, _ in rows]
 
 
+def _snapshot(screening: Screening | None) -> ScreeningState | None:
+    """The screening as its workflow last saved it (ScreeningActivities.save_screening), or None before that."""
+    return from_json(ScreeningState, screening.state) if screening is not None and screening.state else None
+
+
 def _summary_basis(screening: Screening) -> str:
-    if (screening.state or {}).get("admission") and not (screening.state or {}).get("collection"):
+    state = _snapshot(screening)
+    if state is not None and state.admission is not None and state.collection is None:
         return Basis.ADMITTED_USE
-    breath = (screening.state or {}).get("breath_result")
-    if breath:
-        return breath.get("basis") or Basis.PRESUMPTIVE_SCREEN
-    return _basis_from_record(screening)
+    if state is not None and state.breath_result is not None:
+        return state.breath_result.basis or Basis.PRESUMPTIVE_SCREEN
+    return _lab_basis(state)
 
 
 def _basis_from_record(screening: Screening | None) -> str:
+    return _lab_basis(_snapshot(screening))
+
+
+def _lab_basis(state: ScreeningState | None) -> str:
     """The basis of a positive as the screening's current lab result shows it: laboratory-confirmed only when a
     confirmatory method found every positive analyte. A clinician's review confirms nothing by itself."""
-    if screening is None:
-        return Basis.PRESUMPTIVE_SCREEN
-    state = screening.state or {}
-    current = next((r for r in state.get("results", []) if r.get("result_id") == state.get("current_result_id")), None)
-    return lab_basis((current or {}).get("interpretation", {}).get("findings", []))
+    current = next((r for r in state.results if r.result_id == state.current_result_id), None) if state else None
+    return lab_basis(current.interpretation.findings if current else ())
 
 
 def _reported_outcome(final_outcome: str | None) -> str:

@@ -25,8 +25,9 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.disclosure import SmtpSettings, send_mail
 from domain import verifiable
-from domain.disclosure import DELIVERED, RETRY, Decision, classify_response, encode_payload, webhook_headers
+from domain.delivery_retry import DELIVERED, RETRY, Decision, classify_response
 from domain.vocab import DisclosureStatus
+from domain.webhook_signing import encode_payload, webhook_headers
 from iop.codec import CodecKey, open_text
 from store import audit, selection
 from store.db import session_scope

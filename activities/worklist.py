@@ -16,7 +16,7 @@ from sqlmodel import col, select
 from temporalio import activity
 
 from domain import worklist as wl
-from domain.disclosure import encode_payload, webhook_headers
+from domain.webhook_signing import encode_payload, webhook_headers
 from store import audit
 from store.db import session_scope
 from store.models import AlertRecord, Disclosure, QuarantineItem, WorklistItem

@@ -16,7 +16,7 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
 from api import timeline_words as words
-from domain.disclosure import DeliveryDecision
+from domain.delivery_retry import DeliveryDecision
 from domain.vocab import DisclosureStatus
 
 # Arguments worth showing, by name (never PHI: workflows carry none).

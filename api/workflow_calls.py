@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.engine import Engine
 from temporalio.client import RPCError, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCStatusCode
 
+from api.lookups import closed_screening_problem
 from api.problems import ProblemError
 from iop.temporal import not_available_now
 from workflows.contracts import CONFLICT, INVALID
@@ -41,6 +44,19 @@ async def workflow_call(what: str) -> AsyncIterator[None]:
         if exc.status == RPCStatusCode.NOT_FOUND and not not_available_now(exc):
             raise ProblemError(404, f"There is no running process for this {what}.") from exc
         raise
+
+
+@asynccontextmanager
+async def screening_call(engine: Engine, screening_id: str) -> AsyncIterator[None]:
+    """workflow_call for one screening's workflow. A screening whose workflow has closed still exists: Temporal's
+    "not found" for it answers 409 with how it ended and what can still be done, not 404 (api/lookups.py)."""
+    async with workflow_call("screening"):
+        try:
+            yield
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND or not_available_now(exc):
+                raise
+            raise await run_in_threadpool(closed_screening_problem, engine, screening_id) from exc
 
 
 def _sentence(text: str) -> str:

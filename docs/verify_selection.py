@@ -19,6 +19,12 @@ What is checked, for every draw in the export:
   5. a beacon, if any, is the drand quicknet round first produced 5 minutes after the commitment was published
      (so nobody could have chosen it); read that round at https://api.drand.sh/<chain hash>/public/<round> and
      compare its "randomness" with the one in the beacon.
+and, for a program in colour mode ("colour_days": everyone of a called colour tests that day), for every colour
+of every open day at each site:
+  6. the colour's roll is the roll of 2. with "colour:<site>:<colour>" in place of the participant, purpose
+     "select", and its outcome follows as in 3. from the colour's recorded plan and recent calls;
+  7. the colours called that day are exactly those whose draw selected them, and each colour's recorded calls
+     in the 6 days before are the calls the export shows on the days of the period.
 Staff-ordered (for-cause) tests are not random and are listed apart ("for_cause"); they are only counted.
 
 Exit status 0 when everything agrees, 1 with one line per mismatch otherwise. No project imports: this file
@@ -163,6 +169,42 @@ def check(export: dict, seed_hex: str | None = None, commitment_hex: str | None 
         for key, value in expected.items():
             if d.get(key) != value:
                 problems.append(f"{where}: {key} recorded {d.get(key)!r}, recomputed {value!r}")
+    return problems + check_colour_days(seed, program, period, beacon, export.get("colour_days", []))
+
+
+def check_colour_days(seed: bytes, program: str, period: str, beacon: str | None, days: list) -> list[str]:
+    problems = []
+    called: dict = {}
+    for day in days:
+        for name in day["colours"]:
+            called.setdefault((day["site"], name), set()).add(day["day"])
+    first = period + "-01"
+    for day in days:
+        where = f"colour {day['site']} {day['day']}"
+        when = date.fromisoformat(day["day"])
+        if when.strftime("%Y-%m") != period:
+            problems.append(f"{where}: outside the period {period}")
+            continue
+        for d in day["draws"]:
+            inputs = d.get("inputs")
+            if not inputs:
+                problems.append(f"{where}: {d['colour']} has no recorded inputs")
+                continue
+            r = roll(seed, program, f"colour:{day['site']}:{d['colour']}", day["day"], "select", beacon)
+            selected, reason, p = outcome(inputs["plan"], when, r, [date.fromisoformat(x) for x in
+                                                                    inputs["recent_selections"]],
+                                          inputs["paused"], date.fromisoformat(inputs["history_start"]))
+            for key, value in {"roll": r, "selected": selected, "reason": reason, "probability": p}.items():
+                if d.get(key) != value:
+                    problems.append(f"{where}: {d['colour']} {key} recorded {d.get(key)!r}, recomputed {value!r}")
+            start = max(first, (when - timedelta(days=WINDOW_DAYS - 1)).isoformat())
+            shown = sorted(x for x in called.get((day["site"], d["colour"]), ()) if start <= x < day["day"])
+            recorded = sorted(x for x in inputs["recent_selections"] if x >= first)
+            if shown != recorded:
+                problems.append(f"{where}: {d['colour']} recorded calls before {recorded}, the export shows {shown}")
+        drawn = [d["colour"] for d in day["draws"] if d.get("selected")]
+        if day["colours"] != drawn:
+            problems.append(f"{where}: colours called recorded {day['colours']}, the draws select {drawn}")
     return problems
 
 
@@ -179,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     for problem in problems:
         print("MISMATCH", problem)
     selected = sum(1 for d in export["draws"] if d["selected"])
-    print(f"{export['program']} {export['period']}: {len(export['draws'])} draws ({selected} selected), "
+    colour_days = export.get("colour_days", [])
+    colours = f", {len(colour_days)} colour days" if colour_days else ""
+    print(f"{export['program']} {export['period']}: {len(export['draws'])} draws ({selected} selected){colours}, "
           f"{len(export.get('for_cause', []))} for-cause tests listed apart, {len(problems)} mismatch(es)")
     return 1 if problems else 0
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from domain.disclosure import sign as standard_webhooks_sign
+from domain.webhook_signing import sign as standard_webhooks_sign
 
 TIMESTAMP_TOLERANCE_S = 300
 PIN_LENGTHS = range(4, 9)

@@ -13,7 +13,7 @@ processes and a replayed workflow must produce the same payloads.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, TypeGuard
 
 from domain.analytes import ANALYTES, NOT_MONITORED_BY_URINE, AddedAnalyte, Analyte, catalogue
@@ -39,11 +39,7 @@ from domain.validity import (
     ValidityFinding,
     ValidityRules,
     apply_drug_result,
-    checks_from_dict,
-    checks_to_dict,
     classify_validity,
-    validity_finding_from_dict,
-    validity_finding_to_dict,
 )
 from domain.vocab import Vocabulary
 
@@ -717,72 +713,6 @@ def _is_ng_per_ml(units: str | None) -> bool:
     return not normalised or normalised in _NG_PER_ML
 
 
-# --- payloads --------------------------------------------------------------------------------
-# Everything below crosses Temporal as JSON: tuples become lists, the frozenset of expected
-# medications a sorted list.
-
-
-def result_to_dict(result: AnalyteResult) -> dict[str, Any]:
-    return asdict(result)
-
-
-def result_from_dict(data: Mapping[str, Any]) -> AnalyteResult:
-    return AnalyteResult(**_known_fields(AnalyteResult, data))
-
-
-def medications_to_dict(meds: MedicationContext) -> dict[str, Any]:
-    return {
-        "expected": sorted(meds.expected),
-        "bup_ratio_threshold": meds.bup_ratio_threshold,
-        "high_naloxone_ng_ml": meds.high_naloxone_ng_ml,
-    }
-
-
-def medications_from_dict(data: Mapping[str, Any]) -> MedicationContext:
-    values = _known_fields(MedicationContext, data)
-    if "expected" in values:
-        values["expected"] = frozenset(values["expected"])
-    return MedicationContext(**values)
-
-
-def finding_to_dict(finding: AnalyteFinding) -> dict[str, Any]:
-    return asdict(finding)
-
-
-def finding_from_dict(data: Mapping[str, Any]) -> AnalyteFinding:
-    return AnalyteFinding(**_known_fields(AnalyteFinding, data))
-
-
-def interpretation_to_dict(interpretation: Interpretation) -> dict[str, Any]:
-    return {
-        "overall": interpretation.overall,
-        "findings": [finding_to_dict(f) for f in interpretation.findings],
-        "validity": validity_finding_to_dict(interpretation.validity),
-        "flags": [asdict(flag) for flag in interpretation.flags],
-        "needs_review": interpretation.needs_review,
-        "may_finalize_without_review": interpretation.may_finalize_without_review,
-        "summary": interpretation.summary,
-        "cutoff_tables": list(interpretation.cutoff_tables),
-    }
-
-
-def interpretation_from_dict(data: Mapping[str, Any]) -> Interpretation:
-    values = _known_fields(Interpretation, data)
-    values["findings"] = tuple(finding_from_dict(f) for f in values.get("findings", ()))
-    values["validity"] = validity_finding_from_dict(values["validity"])
-    values["flags"] = tuple(Flag(**_known_fields(Flag, flag)) for flag in values.get("flags", ()))
-    values["cutoff_tables"] = tuple(values.get("cutoff_tables", ()))
-    return Interpretation(**values)
-
-
-def _known_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
-    return dict(data)
-
-
 # Re-exported so callers can build and read every input and output from this one module.
 __all__ = [
     "ANALYTE_OUTCOMES",
@@ -796,17 +726,7 @@ __all__ = [
     "MedicationContext",
     "SpecimenChecks",
     "adherence_markers",
-    "checks_from_dict",
     "checks_from_results",
-    "checks_to_dict",
     "classify_analyte",
-    "finding_from_dict",
-    "finding_to_dict",
     "interpret",
-    "interpretation_from_dict",
-    "interpretation_to_dict",
-    "medications_from_dict",
-    "medications_to_dict",
-    "result_from_dict",
-    "result_to_dict",
 ]

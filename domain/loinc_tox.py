@@ -145,6 +145,18 @@ class MethodChoice:
     detail: str  # one line for the review
 
 
+@dataclass(frozen=True)
+class AnalyteMethod:
+    """How one analyte's method was decided (resolve_method), kept with the result it was filed under and shown in
+    the review."""
+
+    code: str | None  # the lab's code
+    analyte: str
+    method: str  # screen | confirm
+    basis: str  # MethodChoice.basis
+    note: str | None = None  # MethodChoice.detail
+
+
 def resolve_method(code_method: str | None, override: str | None, mapped: str | None, label_says: str | None,
                    code: str) -> MethodChoice:
     """The method a result is judged by, and why.

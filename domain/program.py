@@ -41,6 +41,10 @@ SPECIMEN_TYPES = tuple(SpecimenType)
 DEFAULT_WINDOWS: dict[str, float] = {SpecimenType.URINE: 8.0, SpecimenType.ORAL_FLUID: 4.0, SpecimenType.BREATH: 4.0}
 MODES = tuple(ProgramMode)
 DEFAULT_PROGRAM_ID = "iop"
+# Hours from collection to a final laboratory result that a program holds its labs to: the lab turnaround report
+# judges each result against its participant's program. A program setting; 48 h unless the program says otherwise.
+DEFAULT_LAB_TURNAROUND_HOURS = 48.0
+MAX_LAB_TURNAROUND_HOURS = 720.0  # 30 days
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +80,7 @@ class Program:
     # program allows it; otherwise the report waits for the laboratory's confirmation.
     report_presumptive: bool = False
     breath_alcohol_cutoff: float = 0.02  # g/210 L
+    lab_turnaround_hours: float = DEFAULT_LAB_TURNAROUND_HOURS  # collection to final result, the labs' target
 
     def phase(self, name: str) -> PhaseDefinition:
         for phase in self.phases:
@@ -103,6 +108,10 @@ def check_program(program: Program) -> list[str]:
     if not is_finite_number(program.breath_alcohol_cutoff) or not 0 < program.breath_alcohol_cutoff <= 0.4:
         problems.append(f"breath_alcohol_cutoff must be above 0 and at most 0.4 g/210 L; got "
                         f"{program.breath_alcohol_cutoff!r}")
+    target = program.lab_turnaround_hours
+    if not is_finite_number(target) or not 1 <= target <= MAX_LAB_TURNAROUND_HOURS:
+        problems.append(f"lab_turnaround_hours must be 1 to {MAX_LAB_TURNAROUND_HOURS:g} hours from collection to the "
+                        f"final result; got {target!r}")
     if program.mode not in MODES:
         problems.append(f"mode must be one of {', '.join(MODES)}")
     problems.extend(_check_colours(program))
@@ -232,7 +241,7 @@ def default_program(site: str = "north", timezone: str = "America/New_York") -> 
 
 _PROGRAM_KEYS = {"program_id", "name", "sites", "phases", "collection_windows", "make_up_hours", "mode",
                  "reminder_hours_before_close", "colours",
-                 "forensic_default", "report_presumptive", "breath_alcohol_cutoff"}
+                 "forensic_default", "report_presumptive", "breath_alcohol_cutoff", "lab_turnaround_hours"}
 _COLOUR_KEYS = {"name", "tests_per_week", "min_per_rolling_week", "max_per_rolling_week"}
 _PHASE_KEYS = {"name", "tests_per_week", "min_per_rolling_week", "max_per_rolling_week", "specimen_types",
                "check_in_required", "missed_check_in_reportable", "criteria"}
@@ -247,7 +256,7 @@ def program_to_dict(program: Program) -> dict[str, Any]:
         "colours": [{"name": c.name, "tests_per_week": c.tests_per_week, "min_per_rolling_week": c.min_per_rolling_week,
                      "max_per_rolling_week": c.max_per_rolling_week} for c in program.colours],
         "forensic_default": program.forensic_default, "report_presumptive": program.report_presumptive,
-        "breath_alcohol_cutoff": program.breath_alcohol_cutoff,
+        "breath_alcohol_cutoff": program.breath_alcohol_cutoff, "lab_turnaround_hours": program.lab_turnaround_hours,
         "phases": [{"name": p.name, "tests_per_week": p.tests_per_week, "min_per_rolling_week": p.min_per_rolling_week,
                     "max_per_rolling_week": p.max_per_rolling_week, "specimen_types": list(p.specimen_types),
                     "check_in_required": p.check_in_required,
@@ -312,7 +321,8 @@ def program_from_dict(data: Mapping[str, Any]) -> Program:
                       colours=tuple(colours),
                       forensic_default=data.get("forensic_default", True),
                       report_presumptive=data.get("report_presumptive", False),
-                      breath_alcohol_cutoff=data.get("breath_alcohol_cutoff", 0.02))
+                      breath_alcohol_cutoff=data.get("breath_alcohol_cutoff", 0.02),
+                      lab_turnaround_hours=data.get("lab_turnaround_hours", DEFAULT_LAB_TURNAROUND_HOURS))
     problems = check_program(program)
     if problems:
         raise ValueError("; ".join(problems))

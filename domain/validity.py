@@ -14,13 +14,11 @@ Pure and stdlib-only: imported inside Temporal's deterministic workflow sandbox.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from itertools import pairwise
 from typing import Any
 
 from domain.checks import is_finite_number as _is_finite_number
-from domain.checks import is_int as _is_int
 from domain.vocab import Vocabulary
 
 
@@ -351,47 +349,3 @@ def _reading(name: str, value: Any, notes: list[str]) -> float | None:
         return float(value)
     notes.append(f"not assessed: {name} value {value!r} is not a finite number")
     return None
-
-
-# --- payloads --------------------------------------------------------------------------------
-
-
-def checks_to_dict(checks: SpecimenChecks) -> dict[str, Any]:
-    return asdict(checks)
-
-
-def checks_from_dict(data: Mapping[str, Any]) -> SpecimenChecks:
-    return SpecimenChecks(**_known_fields(SpecimenChecks, data))
-
-
-def rules_to_dict(rules: ValidityRules) -> dict[str, Any]:
-    return asdict(rules)
-
-
-def rules_from_dict(data: Mapping[str, Any]) -> ValidityRules:
-    """Missing keys keep their defaults, so a program stores only the thresholds it overrides."""
-    values = _known_fields(ValidityRules, data)
-    numbers: dict[str, Any] = {key: float(value) if _is_int(value) else value for key, value in values.items()}
-    return ValidityRules(**numbers)
-
-
-def validity_finding_to_dict(finding: ValidityFinding) -> dict[str, Any]:
-    data = asdict(finding)
-    data["reasons"] = list(finding.reasons)
-    return data
-
-
-def validity_finding_from_dict(data: Mapping[str, Any]) -> ValidityFinding:
-    values = _known_fields(ValidityFinding, data)
-    values["reasons"] = tuple(values.get("reasons", ()))
-    return ValidityFinding(**values)
-
-
-def _known_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
-    return dict(data)
-
-

@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from domain.colours import colour_roll_subject
 from domain.plan import plan_from_dict
-from domain.selection import draw_day, is_collection_day, notification_time
+from domain.selection import WINDOW_DAYS, draw_day, is_collection_day, notification_time
 from domain.vocab import Vocabulary
 
 SEED_BYTES = 32
@@ -245,7 +246,7 @@ def roll(seed: bytes, program: str, participant_id: str, day: str, purpose: str,
 class Finding:
     """One disagreement between an export and what its inputs give."""
 
-    where: str  # "commitment", "seed" or "<participant> <day>"
+    where: str  # "commitment", "seed", "<participant> <day>" or "colour <site> <day>"
     problem: str
 
 
@@ -300,4 +301,55 @@ def verify_export(export: dict[str, Any], seed_hex: str | None = None, *, commit
         for key, value in expected.items():
             if entry.get(key) != value:
                 findings.append(Finding(where, f"{key}: recorded {entry.get(key)!r}, recomputed {value!r}"))
+    findings.extend(verify_colour_days(seed, program, period, beacon, export.get("colour_days", [])))
+    return findings
+
+
+def recompute_colour(seed: bytes, program: str, beacon: str | None, site: str, day: str, entry: dict[str, Any]
+                     ) -> dict[str, Any]:
+    """What one colour's exported draw must say: the colour is drawn like a participant (domain.colours), its
+    roll the verifiable roll with colour:<site>:<colour> in place of the participant id."""
+    select_roll = roll(seed, program, colour_roll_subject(site, entry["colour"]), day, SELECT, beacon)
+    inputs = entry["inputs"]
+    draw = draw_day(plan_from_dict(inputs["plan"]), date.fromisoformat(day), select_roll,
+                    [date.fromisoformat(d) for d in inputs["recent_selections"]], inputs["paused"],
+                    history_start=date.fromisoformat(inputs["history_start"]))
+    return {"roll": select_roll, "selected": draw.selected, "reason": draw.reason, "probability": draw.probability}
+
+
+def verify_colour_days(seed: bytes, program: str, period: str, beacon: str | None,
+                       days: list[dict[str, Any]]) -> list[Finding]:
+    """Every disagreement in a colour-mode period's colour days: each colour's draw recomputed from the seed and
+    its inputs; the colours called are exactly the drawn ones; each colour's recorded history (the 6 days before,
+    counted for its ceiling and floor) is its calls the export shows, for the days of the period."""
+    findings: list[Finding] = []
+    called: dict[tuple[str, str], set[str]] = {}
+    for day in days:
+        for name in day["colours"]:
+            called.setdefault((day["site"], name), set()).add(day["day"])
+    first = f"{period}-01"
+    for day in days:
+        where = f"colour {day['site']} {day['day']}"
+        if period_of(date.fromisoformat(day["day"])) != period:
+            findings.append(Finding(where, f"colour day lies outside the period {period}"))
+            continue
+        for entry in day["draws"]:
+            if not entry.get("inputs"):
+                findings.append(Finding(where, f"{entry['colour']}: no recorded inputs to recompute the draw from"))
+                continue
+            expected = recompute_colour(seed, program, beacon, day["site"], day["day"], entry)
+            for key, value in expected.items():
+                if entry.get(key) != value:
+                    findings.append(Finding(where, f"{entry['colour']} {key}: recorded {entry.get(key)!r}, "
+                                                   f"recomputed {value!r}"))
+            window_start = (date.fromisoformat(day["day"]) - timedelta(days=WINDOW_DAYS - 1)).isoformat()
+            shown = sorted(d for d in called.get((day["site"], entry["colour"]), ())
+                           if max(window_start, first) <= d < day["day"])
+            recorded = sorted(d for d in entry["inputs"]["recent_selections"] if d >= first)
+            if shown != recorded:
+                findings.append(Finding(where, f"{entry['colour']}: its recorded calls in the 6 days before are "
+                                               f"{recorded}, the export's colour days of the period show {shown}"))
+        drawn = [e["colour"] for e in day["draws"] if e.get("selected")]
+        if day["colours"] != drawn:
+            findings.append(Finding(where, f"colours called: recorded {day['colours']}, the draws select {drawn}"))
     return findings

@@ -27,7 +27,7 @@ from temporalio.client import Client, RPCError, WorkflowUpdateFailedError
 from temporalio.service import RPCStatusCode
 
 from domain import loinc_tox
-from domain.analytes import ANALYTES, DEFAULT_CODE_MAP, local_system, map_code
+from domain.analytes import ANALYTES, DEFAULT_CODE_MAP, AddedAnalyte, local_system, map_code
 from domain.hl7 import (
     AckCode,
     AckError,
@@ -61,7 +61,7 @@ from store.models import (
     Screening,
     utcnow,
 )
-from workflows.contracts import AddedAnalyteIn, AnalyteIn, LabReport, SettledCodes
+from workflows.contracts import AnalyteIn, LabReport, SettledCodes
 from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id
 
@@ -754,12 +754,12 @@ def map_observations(observations: Iterable[Observation], code_map, mappings: di
     return analytes, unmapped
 
 
-def added_analytes(definitions: dict, analytes: Iterable[AnalyteIn]) -> list[AddedAnalyteIn]:
+def added_analytes(definitions: dict, analytes: Iterable[AnalyteIn]) -> list[AddedAnalyte]:
     """The admin-added analytes among a report's analytes, as the workflow's interpreter needs them."""
     used = {a.analyte for a in analytes}
-    return [AddedAnalyteIn(key=d.key, label=d.label, drug_class=d.drug_class, medication=d.medication,
-                           also_explained_by=list(d.also_explained_by or []), initial_cutoff=d.initial_cutoff,
-                           confirm_cutoff=d.confirm_cutoff)
+    return [AddedAnalyte(key=d.key, label=d.label, drug_class=d.drug_class, medication=d.medication,
+                         also_explained_by=tuple(d.also_explained_by or ()), initial_cutoff=d.initial_cutoff,
+                         confirm_cutoff=d.confirm_cutoff)
             for key, d in sorted(definitions.items()) if key in used and key not in ANALYTES]
 
 

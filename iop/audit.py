@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy.engine import Engine
 
-from domain.disclosure import encode_payload, webhook_headers
+from domain.webhook_signing import encode_payload, webhook_headers
 from iop.settings import Settings, get_settings
 from store.audit import AuditKey, AuditKeyError, Checkpoint, append_checkpoint_file, make_checkpoint
 

@@ -356,7 +356,10 @@ def _report(data: dict, findings: list, what: str) -> None:
     if findings:
         typer.echo(f"{what}: {len(findings)} mismatch(es)", err=True)
         raise typer.Exit(1)
-    typer.echo(f"{what}: all {len(data['draws'])} draws follow from the revealed seed and its commitment"
+    colour_days = data.get("colour_days", [])
+    typer.echo(f"{what}: all {len(data['draws'])} draws"
+               + (f" and {len(colour_days)} colour days" if colour_days else "")
+               + " follow from the revealed seed and its commitment"
                + (f" with the beacon {data['beacon']}" if data.get("beacon") else ""))
 
 
@@ -380,7 +383,8 @@ def selection_verify(program: ProgramOpt, period: PeriodOpt,
         raise typer.BadParameter(str(exc)) from exc
     if export is not None:
         export.write_text(json.dumps(data, indent=1) + "\n")
-        typer.echo(f"{len(data['draws'])} draws and {len(data['for_cause'])} for-cause tests written to {export}")
+        typer.echo(f"{len(data['draws'])} draws, {len(data['colour_days'])} colour days and "
+                   f"{len(data['for_cause'])} for-cause tests written to {export}")
     if data["seed"] is None:
         typer.echo(f"{program} {period}: the seed is not revealed yet (iop selection reveal)", err=True)
         raise typer.Exit(2)

@@ -11,13 +11,13 @@ earlier report (activities.disclosure.plan_disclosures). A test reopened for its
 
 from __future__ import annotations
 
-from pydantic import TypeAdapter
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from temporalio.client import Client, RPCError, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCStatusCode
 
+from iop.codec import from_json
 from store.models import Participant, Screening
 from workflows.contracts import (
     FINAL,
@@ -29,7 +29,6 @@ from workflows.contracts import (
 )
 from workflows.screening import ScreeningWorkflow, workflow_id
 
-_STATE = TypeAdapter(ScreeningState)
 # What a closed screening can still take: a final result a correction; a test never collected an excuse.
 REOPENS = (FINAL, MISSED, NOT_NOTIFIED, WINDOW_LOST)
 
@@ -45,7 +44,7 @@ def closed_state(engine: Engine, screening_id: str, statuses: tuple[str, ...] = 
             return None
         participant = session.get(Participant, row.participant_id)
         zone = participant.timezone if participant is not None else "UTC"
-        return _STATE.validate_python(row.state), zone
+        return from_json(ScreeningState, row.state), zone
 
 
 async def reopen_screening(client: Client, engine: Engine, screening_id: str, task_queue: str | None = None,

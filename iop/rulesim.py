@@ -10,6 +10,14 @@ observed dose. Attendance, positives and the sex of each participant are dice fr
 random.Random, one generator per participant so that a seed gives the same run however the work is
 split over processes.
 
+A program in colour mode (issue 15: the clinic calls colours each open day, everyone of a called colour
+tests) runs through the same functions as its workflows: each open day of the first site, each colour is
+drawn by domain.colours.draw_colours (one roll per colour from the run's colour generator, in place of
+the period seed's HMAC roll), and each participant's day by domain.colours.participant_verdict on the
+colours called; the participant is told at opening, as ParticipantWorkflow does in colour mode.
+Participants are spread evenly over the colours (participant i has colour i modulo their number), and
+every participant calls the colour line on every open day (the calls per day).
+
 A directly observed collection needs an observer of the participant's gender (49 CFR 40.67, the
 DOT procedure treatment courts commonly follow), hence the capacity by sex of collector. Nothing
 here touches Temporal or a database.
@@ -32,6 +40,7 @@ from datetime import date, time, timedelta
 
 from domain.calendar import WEEKDAY_NAMES
 from domain.clock import local_moment
+from domain.colours import draw_colours, drawn, participant_verdict
 from domain.medication import (
     OBSERVED_DOSE,
     MedicationOrder,
@@ -91,6 +100,10 @@ class RulesReport:
     observed_doses: list[int]
     holidays: list[str]  # the holiday's name, "" on other days
     closed: list[bool]  # the site's calendar closes the day
+    mode: str = "individual"  # domain.program.ProgramMode: colour when the program calls colours each open day
+    colours: list[str] = field(default_factory=list)  # colour mode: the program's colours
+    colours_called: list[list[str]] = field(default_factory=list)  # colour mode: the colours called each day
+    calls: list[int] = field(default_factory=list)  # colour mode: participants calling the colour line each day
     # Per participant: selected tests and weekend tests (for the statistics of the check against the workflows).
     per_participant_tests: list[int] = field(default_factory=list)
     per_participant_weekend: list[int] = field(default_factory=list)
@@ -141,6 +154,8 @@ class RulesReport:
                 "lab_cost": round(cost[i], 2), "observed_doses": self.observed_doses[i],
                 "staff_hours": round(hours[i], 2),
             })
+            if self.mode == "colour":
+                out[-1].update(colours_called=" ".join(self.colours_called[i]), calls=self.calls[i])
         return out
 
     def summary(self) -> dict:
@@ -175,6 +190,9 @@ class RulesReport:
             "lab_cost": round(sum(cost), 2), "lab_cost_per_day": spread([round(c, 2) for c in cost]),
             "observed_doses_per_day": spread(self.observed_doses),
             "wall_seconds": round(self.wall_seconds, 3), "processes": self.processes,
+            "mode": self.mode,
+            **({"colour_days_called": {name: sum(name in day for day in self.colours_called) for name in self.colours},
+                "calls_per_day": spread(self.calls)} if self.mode == "colour" else {}),
         }
 
 
@@ -197,6 +215,8 @@ def run_rules(participants: int, days: int, phase: str = "phase-1", seed: int | 
     plan = plan_of(phase, program)
     first = first_day or date.today() + timedelta(days=1)
     seed_text = str(random.Random().getrandbits(64) if seed is None else seed)
+    called = colour_calls(program, first, days, seed_text) if program is not None and program.mode == "colour" \
+        else None
     chunks = [(start, min(participants, start + CHUNK)) for start in range(0, participants, CHUNK)]
     if processes is None:
         processes = min(os.cpu_count() or 1, len(chunks)) if participants * days >= PARALLEL_FROM else 1
@@ -204,13 +224,13 @@ def run_rules(participants: int, days: int, phase: str = "phase-1", seed: int | 
     done = 0
     if processes <= 1:
         for lo, hi in chunks:
-            parts.append(_simulate_chunk(plan, first, days, lo, hi, seed_text, assumptions))
+            parts.append(_simulate_chunk(plan, first, days, lo, hi, seed_text, assumptions, called))
             done += hi - lo
             if progress:
                 progress(done, participants)
     else:
         with ProcessPoolExecutor(processes) as pool:
-            futures = [pool.submit(_simulate_chunk, plan, first, days, lo, hi, seed_text, assumptions)
+            futures = [pool.submit(_simulate_chunk, plan, first, days, lo, hi, seed_text, assumptions, called)
                        for lo, hi in chunks]
             for (lo, hi), future in zip(chunks, futures, strict=True):
                 parts.append(future.result())
@@ -239,9 +259,53 @@ def run_rules(participants: int, days: int, phase: str = "phase-1", seed: int | 
         for hour, value in part["minutes_by_hour"].items():
             minutes[hour] = minutes.get(hour, 0.0) + value
     report.collection_minutes_by_hour = minutes
+    if called is not None:
+        report.mode, report.colours = "colour", list(called.names)
+        report.colours_called = [list(c) for c in called.called]
+        report.calls = [participants if not closed else 0 for closed in report.closed]
     report.processes = processes
     report.wall_seconds = wallclock.perf_counter() - started
     return report
+
+
+@dataclass(frozen=True)
+class ColourCalls:
+    """A colour-mode program's colours, and those called each day of the run (and those the floor forced)."""
+
+    names: tuple[str, ...]
+    called: list[tuple[str, ...]]
+    forced: list[tuple[str, ...]]
+
+
+def colour_calls(program: Program, first: date, days: int, seed_text: str) -> ColourCalls:
+    """The colours called on each day of a colour-mode program at its first site: store/colours.py's draw (each
+    colour drawn like a participant under the site's calendar, its recent calls counted for its floor and
+    ceiling), with one roll per colour per open day from the run's colour generator."""
+    site = sorted(program.sites)[0]
+    site_plan = plan_for(program, 1, site, program.phases[0].name)
+    rolls = random.Random(f"{seed_text}:colours")
+    recent: dict[str, list[date]] = {}
+    out = ColourCalls(tuple(g.name for g in program.colours), [], [])
+    for offset in range(days):
+        day = first + timedelta(days=offset)
+        if not is_collection_day(site_plan, day):  # the workflows draw no colour on a closed day
+            out.called.append(())
+            out.forced.append(())
+            continue
+        window = {name: [d for d in seen if (day - d).days < WINDOW_DAYS] for name, seen in recent.items()}
+        draws = draw_colours(site_plan, program.colours, day, {g.name: rolls.random() for g in program.colours},
+                             window, history_start=first)
+        out.called.append(tuple(drawn(draws, program.colours)))
+        out.forced.append(tuple(g.name for g, d in zip(program.colours, draws, strict=True)
+                                if d.reason == "floor-required"))
+        for name in out.called[-1]:
+            recent.setdefault(name, []).append(day)
+    return out
+
+
+def colour_of(index: int, colours: tuple[str, ...]) -> str:
+    """Participant `index`'s colour: the participants spread evenly over the program's colours."""
+    return colours[index % len(colours)]
 
 
 def plan_closed_label(program: Program | None, day: date) -> str:
@@ -262,8 +326,9 @@ def _medication_orders(first: date) -> tuple[MedicationOrder, MedicationOrder]:
 
 
 def _simulate_chunk(plan: TestingPlan, first: date, days: int, lo: int, hi: int, seed_text: str,
-                    a: Assumptions) -> dict:
-    """Participants lo..hi-1: per-day sums and per-participant counts."""
+                    a: Assumptions, calls: ColourCalls | None = None) -> dict:
+    """Participants lo..hi-1: per-day sums and per-participant counts. `calls`: the colours called each day of
+    a colour-mode program (colour_calls); a participant then tests when their colour is called."""
     day_list = [first + timedelta(days=i) for i in range(days)]
     open_day = [is_collection_day(plan, d) for d in day_list]
     weekend = [d.weekday() >= 5 for d in day_list]
@@ -286,20 +351,28 @@ def _simulate_chunk(plan: TestingPlan, first: date, days: int, lo: int, hi: int,
             medication = observed_mixed if dice.random() < a.take_home_share else observed_daily
         selected: list[date] = []
         count = weekend_count = 0
+        own = colour_of(index, calls.names) if calls is not None else None
         for i, day in enumerate(day_list):
             # ParticipantWorkflow: the notice-time roll when the day is planned, then the selection roll.
             time_roll = draws.random()
             draw = draw_day(plan, day, draws.random(), selected[-WINDOW_DAYS:], False, history_start=first)
             if medication is not None and medication[i]:
                 doses[i] += 1
-            if not draw.selected:
+            if calls is not None:  # colour mode: the day's colours decide, and they are called at opening
+                if not participant_verdict(own, calls.called[i], open_day[i], False).selected:
+                    continue
+                floor = own in calls.forced[i]
+                notice = time.fromisoformat(hours_for(plan, day.weekday())[0])
+            elif not draw.selected:
                 continue
+            else:
+                floor = draw.reason == "floor-required"
+                notice = notification_time(plan, day, time_roll)
             selected.append(day)
             count += 1
             weekend_count += weekend[i]
             tests[i] += 1
-            forced[i] += draw.reason == "floor-required"
-            notice = notification_time(plan, day, time_roll)
+            forced[i] += floor
             if dice.random() < a.no_show_rate:
                 key = (day, notice)
                 if key not in verdict_cache:
@@ -471,18 +544,26 @@ def format_rules_report(report: RulesReport, daily_table: bool = True) -> str:
                                                "per participant-month)"),
         ("Wall time", f"{report.wall_seconds:.2f} s on {report.processes} process(es)"),
     ]
+    if report.mode == "colour":
+        rows[5:5] = [
+            ("Colour mode: open days each colour is called",
+             ", ".join(f"{name} {n}" for name, n in s["colour_days_called"].items())),
+            ("  calls to the colour line per day (min / mean / p95 / max)", spread(s["calls_per_day"])),
+        ]
     width = max(len(label) for label, _ in rows) + 2
     text = "\n".join(f"{label:<{width}}{value}".rstrip() for label, value in rows)
     if daily_table:
         header = f"{'day':<10} {'wd':<3} {'tests':>6} {'coll':>6} {'miss':>5} {'obs F':>6} {'obs M':>6} " \
-                 f"{'doses':>6} {'staff h':>8} {'lab cost':>10}  holiday"
+                 f"{'doses':>6} {'staff h':>8} {'lab cost':>10}  holiday" \
+                 + ("  colours called" if report.mode == "colour" else "")
         lines = [header]
         for row in report.rows():
-            lines.append(f"{row['day']:<10} {row['weekday']:<3} {row['tests']:>6} {row['collected']:>6} "
-                         f"{row['missed']:>5} {row['observed_female_collector']:>6} "
-                         f"{row['observed_male_collector']:>6} "
-                         f"{row['observed_doses']:>6} {row['staff_hours']:>8.1f} {row['lab_cost']:>10.2f}  "
-                         f"{row['holiday']}".rstrip())
+            colours = f"  {row['colours_called'] or '-'}" if report.mode == "colour" else ""
+            lines.append((f"{row['day']:<10} {row['weekday']:<3} {row['tests']:>6} {row['collected']:>6} "
+                          f"{row['missed']:>5} {row['observed_female_collector']:>6} "
+                          f"{row['observed_male_collector']:>6} "
+                          f"{row['observed_doses']:>6} {row['staff_hours']:>8.1f} {row['lab_cost']:>10.2f}  "
+                          f"{row['holiday']}{colours}").rstrip())
         text += "\n\n" + "\n".join(lines)
     return text
 

@@ -685,7 +685,7 @@ class Disclosure(SQLModel, table=True):
 
     __tablename__ = "disclosures"
 
-    # domain.disclosure.disclosure_id (at most 255), or an id recorded before ids named their participant.
+    # domain.disclosure_ids.disclosure_id (at most 255), or an id recorded before ids named their participant.
     id: str = Field(primary_key=True, max_length=300)
     participant_id: str = Field(foreign_key="participants.id", index=True, max_length=40)
     recipient_id: str = Field(foreign_key="recipients.id", index=True, max_length=40)

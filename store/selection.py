@@ -181,7 +181,9 @@ def periods(session: Session, program: str | None = None) -> list[SelectionPerio
 
 def export(session: Session, program: str, period: str) -> dict:
     """Every draw of a program's period with its inputs, for domain.verifiable.verify_export and
-    docs/verify_selection.py; staff-ordered (for-cause) tests listed apart, never part of the draw."""
+    docs/verify_selection.py: the participants' draws and, in colour mode, the colour days; staff-ordered
+    (for-cause) tests listed apart, never part of the draw."""
+    from store.colours import export_days
     from store.models import Participant, Screening, SelectionDraw
 
     period = check_period(period)
@@ -205,6 +207,9 @@ def export(session: Session, program: str, period: str) -> dict:
                    "time_roll": d.time_roll, "draw_minute": d.draw_minute, "selected": d.selected, "reason": d.reason,
                    "probability": d.probability, "screening_id": d.screening_id, "inputs": d.inputs}
                   for d in draws if d.verifiable],
+        # Colour mode (domain/colours.py): each site's colours called per open day, each colour drawn like a
+        # participant with "colour:<site>:<colour>" in place of a participant id.
+        "colour_days": export_days(session, program, first, last),
         "not_verifiable": [{"participant_id": d.participant_id, "day": d.day.isoformat(), "reason": d.reason,
                             "selected": d.selected} for d in draws if not d.verifiable],
         "for_cause": [{"screening_id": s.id, "participant_id": s.participant_id, "day": s.day.isoformat(),

@@ -1,14 +1,13 @@
-"""Domain records kept in JSON columns (an order's terms, its eligibility, its dose ledger) have the shape they
-have in a Temporal payload: written as dataclasses.asdict writes them (what the payload converter sends), read back
-with the payload converter's own value_to_type. One generic pair for every domain dataclass, instead of a to/from-dict
-function per class."""
+"""Domain records kept in JSON columns (an order's terms, its eligibility, its dose ledger, a draw's inputs) have
+the shape they have in a Temporal payload: written with the payload converter's JSON encoder, read back with its
+value_to_type. One generic pair for every domain dataclass, instead of a to/from-dict function per class."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import json
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from temporalio.converter import value_to_type
+from temporalio.converter import AdvancedJSONEncoder, value_to_type
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -17,8 +16,10 @@ _T = TypeVar("_T")
 
 
 def plain(value: DataclassInstance) -> dict[str, Any]:
-    """The JSON-ready form of a domain dataclass (nested dataclasses become dicts; tuples are written as lists)."""
-    return asdict(value)
+    """The JSON form of a domain dataclass, as a payload carries it: nested dataclasses become objects, tuples
+    lists, vocabulary members their strings."""
+    found: dict[str, Any] = json.loads(json.dumps(value, cls=AdvancedJSONEncoder))
+    return found
 
 
 def typed(cls: type[_T], data: Any) -> _T:

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from api.app import create_app
-from domain.disclosure import new_webhook_secret
+from domain.webhook_signing import new_webhook_secret
 from iop.audit import audit_keys, format_audit_key, parse_audit_keys, write_checkpoint
 from iop.settings import Settings
 from store.audit import AuditEntry, AuditKey, AuditKeyError, append, read_checkpoints, use_keys, verify

@@ -268,3 +268,45 @@ async def test_rules_agree_with_the_workflows():
     q = sum(rules.missed) / rules.selected
     z = (wf.missed / wf.screenings - q) / math.sqrt(q * (1 - q) * (1 / wf.screenings + 1 / rules.selected))
     assert abs(z) < Z, f"missed share {wf.missed / wf.screenings:.3f} vs {q:.3f} (z {z:.2f})"
+
+
+def test_rules_simulate_a_colour_mode_program_with_the_workflows_functions():
+    """A program that calls colours (issue 15): each open day the colours are drawn by domain.colours.draw_colours
+    (redrawn here by hand from the run's colour generator), nothing on the closed weekend and holiday, and each
+    day's tests are exactly the participants of the called colours (participant i has colour i mod 2)."""
+    from domain.colours import draw_colours, drawn
+    from domain.program import plan_for, program_from_dict
+    from domain.selection import is_collection_day
+
+    definition = {**weekday_program(), "mode": "colour",
+                  "colours": [{"name": "red", "tests_per_week": 1.5, "min_per_rolling_week": 1,
+                               "max_per_rolling_week": 2}, {"name": "blue", "tests_per_week": 2}]}
+    program = program_from_dict(definition)
+    first = date(2026, 5, 18)
+    r = run_rules(6, 28, "phase-1", seed=7, first_day=first, program=program,
+                  assumptions=Assumptions(medication_share=0.0))
+    site_plan = plan_for(program, 1, "north", program.phases[0].name)
+    rolls, recent, expected = random.Random("7:colours"), {"red": [], "blue": []}, []
+    for day in r.day_list:
+        if not is_collection_day(site_plan, day):
+            expected.append([])
+            continue
+        window = {name: [d for d in days if (day - d).days < 7] for name, days in recent.items()}
+        draws = draw_colours(site_plan, program.colours, day, {g.name: rolls.random() for g in program.colours},
+                             window, history_start=first)
+        expected.append(drawn(draws, program.colours))
+        for name in expected[-1]:
+            recent[name].append(day)
+    assert r.mode == "colour" and r.colours_called == expected
+    assert any(expected) and not all(expected)
+    assert all(not called for day, called in zip(r.day_list, expected, strict=True)
+               if day.weekday() >= 5 or day == date(2026, 5, 25))
+    assert r.tests == [3 * ("red" in called) + 3 * ("blue" in called) for called in expected]
+    assert r.calls == [0 if closed else 6 for closed in r.closed]
+    red = [day for day, called in zip(r.day_list, expected, strict=True) if "red" in called]
+    assert all(1 <= sum(start <= d < start + timedelta(days=7) for d in red) <= 2
+               for start in r.day_list[:-6])  # red's floor and ceiling in every rolling week
+    summary = r.summary()
+    assert summary["colour_days_called"] == {"red": len(red), "blue": sum("blue" in c for c in expected)}
+    assert r.rows()[0]["colours_called"] == " ".join(expected[0])
+    assert "Colour mode: open days each colour is called" in rulesim.format_rules_report(r)

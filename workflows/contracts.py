@@ -10,10 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from domain.analytes import AddedAnalyte
+from domain.interpretation import Interpretation
 from domain.ledger import DoseLedger, Supply
+from domain.loinc_tox import AnalyteMethod
 from domain.medication import Adherence, Callback, Dispense, Expected, MedicationOrder
 from domain.plan import TestingPlan
 from domain.program import SPECIMEN_TYPES as SPECIMEN_TYPES  # re-exported for the workflows
+from domain.result_basis import BreathResult
 from domain.selection import DrawInputs
 from domain.takehome import Eligibility
 from domain.vocab import (
@@ -174,7 +178,7 @@ class Collection:
 @dataclass
 class Admission:
     """The participant's documented admission of use, instead of a specimen: reported as a positive with basis
-    admitted-use (domain.disclosure.Basis), naming who witnessed it."""
+    admitted-use (domain.result_basis.Basis), naming who witnessed it."""
 
     # Field descriptions for the API's schema, read from the docstrings below (a plain dict: no pydantic here).
     __pydantic_config__: ClassVar[dict[str, bool]] = {"use_attribute_docstrings": True}
@@ -273,7 +277,7 @@ class ScreeningState:
     turnaround_hours: float | None = None  # collection to final result
     # A result corrected after it was final: any report already sent must be corrected.
     corrected_after_final: bool = False
-    breath_result: dict[str, Any] | None = None  # domain.disclosure.BreathResult as a dict, breath tests
+    breath_result: BreathResult | None = None  # a breath test's result
     # When a correction reopened the screening after its workflow had closed (its correction period runs anew).
     reopened_at: str | None = None
     # Incremented on every save, so a slower, older save can never overwrite a newer one.
@@ -548,20 +552,6 @@ class AnalyteIn:
 
 
 @dataclass
-class AddedAnalyteIn:
-    """An analyte an administrator added (POST /lab/analytes), as the interpreter needs it
-    (domain.analytes.AddedAnalyte): sent with each report that carries it."""
-
-    key: str
-    label: str
-    drug_class: str
-    medication: str | None = None
-    also_explained_by: list[str] = field(default_factory=list)
-    initial_cutoff: float | None = None
-    confirm_cutoff: float | None = None
-
-
-@dataclass
 class LabReport:
     """A lab's result for one specimen, matched to a screening by the ingest."""
 
@@ -581,7 +571,7 @@ class LabReport:
     held_codes: list[str] = field(default_factory=list)
     # Admin-added analytes among `analytes`, so that the interpreter knows their class, medication
     # links and default cutoffs (issue 19). Empty in reports recorded before.
-    added_analytes: list[AddedAnalyteIn] = field(default_factory=list)
+    added_analytes: list[AddedAnalyte] = field(default_factory=list)
 
 
 @dataclass
@@ -598,15 +588,19 @@ class SettledCodes:
 
 @dataclass
 class ResultEntry:
+    """One lab result as filed. Its interpretation and methods are the domain's own frozen dataclasses: the data
+    converter encodes them as dataclasses.asdict, with the keys interpretation_to_dict wrote before issue 14, so the
+    states in older histories and saved snapshots decode to them (iop.codec.from_json for a snapshot)."""
+
     result_id: str
     result_status: str
     received_at: str
-    interpretation: dict[str, Any]  # domain.interpretation.interpretation_to_dict
+    interpretation: Interpretation
     superseded_by: str | None = None
     corrects: str | None = None
     held_codes: list[str] = field(default_factory=list)
-    # How each analyte's method was decided (code, analyte, method, basis, note): shown in the review.
-    methods: list[dict[str, Any]] = field(default_factory=list)
+    # How each analyte's method was decided: shown in the review.
+    methods: list[AnalyteMethod] = field(default_factory=list)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from activities.disclosure import DisclosureActivities
     from activities.records import RecordActivities
-    from domain.disclosure import Decision, DeliveryPolicy, retry_delay
+    from domain.delivery_retry import Decision, DeliveryPolicy, retry_delay
     from domain.vocab import DisclosureStatus
     from workflows import search
     from workflows.contracts import (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 
 from temporalio import workflow
@@ -14,7 +15,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.screenings import ScreeningActivities
     from domain.analytes import AddedAnalyte
     from domain.clock import local_moment
-    from domain.disclosure import CONFIRMING_BASES, Basis, breath_alcohol_result, lab_basis
     from domain.interpretation import (
         POSITIVE_OUTCOMES,
         AnalyteResult,
@@ -22,8 +22,9 @@ with workflow.unsafe.imports_passed_through():
         MedicationContext,
         OverallOutcome,
         interpret,
-        interpretation_to_dict,
     )
+    from domain.loinc_tox import AnalyteMethod
+    from domain.result_basis import CONFIRMING_BASES, Basis, breath_alcohol_result, lab_basis
     from domain.vocab import FinalOutcome, QuarantineAction, ResultStatus, ReviewDecision
     from workflows import search
     from workflows.contracts import (
@@ -418,8 +419,7 @@ class ScreeningWorkflow:
                        - datetime.fromisoformat(collection.collected_at)).total_seconds()
         result = breath_alcohol_result(collection.breath_alcohol, collection.breath_confirmation, between,
                                        self.input.breath_alcohol_cutoff)
-        self.state.breath_result = {"outcome": result.outcome, "basis": result.basis, "bac": result.bac,
-                                    "reason": result.reason, "device_id": collection.breath_device_id}
+        self.state.breath_result = replace(result, device_id=collection.breath_device_id)
         what = "late collection recorded" if self.state.late_collection else "collection recorded"
         self._event(what, collection.actor, f"breath alcohol test {self.state.specimen_id}"
                     f"{', observed' if collection.observed else ', NOT observed'}")
@@ -528,7 +528,7 @@ class ScreeningWorkflow:
         interpretation = self._interpret(report)
         previous = next((r for r in reversed(self.state.results) if r.superseded_by is None), None)
         entry = ResultEntry(report.result_id, report.result_status, report.received_at,
-                            interpretation_to_dict(interpretation), held_codes=list(report.held_codes),
+                            interpretation, held_codes=list(report.held_codes),
                             methods=_methods(report))
         status_words: dict[str, str] = {ResultStatus.PRELIMINARY: "preliminary", ResultStatus.FINAL: "final",
                                         ResultStatus.CORRECTED: "corrected"}
@@ -557,8 +557,7 @@ class ScreeningWorkflow:
         added: tuple[AddedAnalyte, ...] = ()
         # Reports recorded before issue 19 carry no added analytes, and replay as they ran.
         if report.added_analytes and workflow.patched(ADDED_ANALYTES_PATCH):
-            added = tuple(AddedAnalyte(d.key, d.label, d.drug_class, d.medication, tuple(d.also_explained_by),
-                                       d.initial_cutoff, d.confirm_cutoff) for d in report.added_analytes)
+            added = tuple(report.added_analytes)
         return interpret(
             [AnalyteResult(a.analyte, a.value, a.qualitative, a.units, a.lab_cutoff, a.method)
              for a in report.analytes],
@@ -593,7 +592,7 @@ class ScreeningWorkflow:
         if settled.code not in entry.held_codes:
             return self.state  # settled already: nothing changes
         interpretation = self._interpret(settled.report)
-        entry.interpretation = interpretation_to_dict(interpretation)
+        entry.interpretation = interpretation
         entry.methods = _methods(settled.report)
         entry.held_codes = [c for c in settled.report.held_codes if c != settled.code]
         self._event(f"held code {settled.resolution}", settled.actor, f"{settled.code}: {settled.note}")
@@ -624,7 +623,7 @@ class ScreeningWorkflow:
         review.at = workflow.now().isoformat()
         self.state.reviews.append(review)
         current = self._current_result()
-        overall: str = current.interpretation["overall"] if current else "incomplete"
+        overall: str = current.interpretation.overall if current else "incomplete"
         if review.decision == "confirm":
             finals: dict[str, FinalOutcome] = {OverallOutcome.NON_NEGATIVE: FINAL_POSITIVE,
                                                OverallOutcome.REFUSAL: FINAL_REFUSAL,
@@ -694,29 +693,28 @@ class ScreeningWorkflow:
                 category, facts = "screening-results", {
                     "collected_on": collection.collected_at[:10], "specimen_type": "breath",
                     "observed": collection.observed,
-                    "outcome": breath["outcome"], "breath_alcohol": breath["bac"], "device_id": breath["device_id"]}
-                if breath["outcome"] == "positive":
-                    facts.update(basis=breath["basis"], confirmed=breath["basis"] in CONFIRMING_BASES,
+                    "outcome": breath.outcome, "breath_alcohol": breath.bac, "device_id": breath.device_id}
+                if breath.outcome == "positive":
+                    facts.update(basis=breath.basis, confirmed=breath.basis in CONFIRMING_BASES,
                                  positive_for=["ethanol"])
             elif state.final_outcome == FINAL_REFUSAL:
                 category, facts = "refusals", {"occurred_on": collection.collected_at[:10],
                                                "refusal_kind": "adulterated-or-substituted"}
             else:
                 current = self._current_result()
-                interpretation = current.interpretation if current else {}
+                findings = current.interpretation.findings if current else ()
                 reported: dict[str, str] = {FINAL_NEGATIVE: "negative", FINAL_EXPLAINED: "negative",
                                             FINAL_POSITIVE: "positive"}
                 outcome = reported.get(state.final_outcome, "invalid")
                 facts = {"collected_on": collection.collected_at[:10], "specimen_type": collection.specimen_type,
                          "observed": collection.observed, "outcome": outcome,
-                         "dilute": interpretation.get("validity", {}).get("status") == "dilute"}
+                         "dilute": current is not None and current.interpretation.validity.status == "dilute"}
                 if outcome == "positive":
                     facts["confirmed"] = True
-                    facts["positive_for"] = sorted({f["analyte"] for f in interpretation.get("findings", [])
-                                                    if f["outcome"] in POSITIVE_OUTCOMES})
+                    facts["positive_for"] = sorted({f.analyte for f in findings if f.outcome in POSITIVE_OUTCOMES})
                     if workflow.patched(REPORT_BASIS_PATCH):
                         # A clinician's "confirm" finalises the result; only a confirmatory method confirms it.
-                        basis = lab_basis(interpretation.get("findings", []))
+                        basis = lab_basis(findings)
                         facts.update(basis=basis, confirmed=basis in CONFIRMING_BASES)
                 category = "screening-results"
         await disclose(DisclosureEvent(state.participant_id, category, state.screening_id, facts,
@@ -724,7 +722,7 @@ class ScreeningWorkflow:
 
     def _final_result_for_medication(self) -> str:
         current = self._current_result()
-        flags = {f["code"] for f in current.interpretation.get("flags", [])} if current else set()
+        flags = {f.code for f in current.interpretation.flags} if current else set()
         assert self.state.final_outcome is not None  # _finalize came first
         if self.state.final_outcome in (FINAL_NEGATIVE, FINAL_EXPLAINED):
             return "expected-absent" if "expected-absent" in flags else "negative"
@@ -779,6 +777,6 @@ class ScreeningWorkflow:
         await workflow.execute_local_activity_method(ScreeningActivities.save_screening, self.state, **ACTIVITY)
 
 
-def _methods(report: LabReport) -> list[dict[str, str | None]]:
-    return [{"code": a.code, "analyte": a.analyte, "method": a.method, "basis": a.method_basis, "note": a.method_note}
+def _methods(report: LabReport) -> list[AnalyteMethod]:
+    return [AnalyteMethod(a.code, a.analyte, a.method, a.method_basis, a.method_note)
             for a in report.analytes if a.method_basis is not None]

@@ -8,7 +8,7 @@ period's last day (domain.verifiable.reveal_moment), reveals the seed (audited, 
 read it from the database.
 
 SelectionNoticeWorkflow (`selection-notice--{notice id}`) delivers one notice to one recipient, on the retry
-schedule of every report (domain.disclosure.DeliveryPolicy); the webhook id stays the same across attempts.
+schedule of every report (domain.delivery_retry.DeliveryPolicy); the webhook id stays the same across attempts.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.selection import SelectionActivities
-    from domain.disclosure import Decision, DeliveryPolicy, retry_delay
+    from domain.delivery_retry import Decision, DeliveryPolicy, retry_delay
     from domain.verifiable import NoticeKind
     from workflows.contracts import (
         AttemptResult,

@@ -34,9 +34,9 @@ from domain.consent import (
     record_event,
     revoke,
 )
-from domain.disclosure import new_webhook_secret
 from domain.verifiable import NOTICE_SUBSCRIPTIONS, NoticeSubscription
 from domain.vocab import DeliveryMethod, DisclosureStatus
+from domain.webhook_signing import new_webhook_secret
 from iop.codec import encryption_codec, seal_text
 from store.models import CaseEvent, ConsentRecord, Disclosure, Recipient, utcnow
 from workflows.contracts import disclosure_workflow_id

@@ -19,7 +19,16 @@ from api.tokens import Actor
 from domain.calendar import calendar_to_dict, hours_on, parse_ics, with_closed
 from domain.checks import parse_day
 from domain.clock import local_date
-from domain.program import DEFAULT_WINDOWS, Program, ProgramMode, SpecimenType, program_from_dict, program_to_dict
+from domain.program import (
+    DEFAULT_LAB_TURNAROUND_HOURS,
+    DEFAULT_WINDOWS,
+    MAX_LAB_TURNAROUND_HOURS,
+    Program,
+    ProgramMode,
+    SpecimenType,
+    program_from_dict,
+    program_to_dict,
+)
 from store.colours import stored_colours
 from store.models import ProgramRecord, ProgramVersion
 from store.programs import current_program, save_version
@@ -86,7 +95,7 @@ class ProgramIn(RequestModel):
                     "max_per_rolling_week": 4}],
         "collection_windows": {SpecimenType.URINE: 8, SpecimenType.ORAL_FLUID: 4}, "make_up_hours": 24,
         "mode": "individual",
-        "reminder_hours_before_close": 2,
+        "reminder_hours_before_close": 2, "lab_turnaround_hours": 48,
         "note": "initial version",
     }]})
 
@@ -116,6 +125,10 @@ class ProgramIn(RequestModel):
                                                                 "laboratory's confirmation")
     breath_alcohol_cutoff: float = Field(default=0.02, gt=0, le=0.4, description="Breath alcohol at or above this "
                                                                                  "(g/210 L) is positive")
+    lab_turnaround_hours: float = Field(
+        default=DEFAULT_LAB_TURNAROUND_HOURS, ge=1, le=MAX_LAB_TURNAROUND_HOURS,
+        description="The labs' target, hours from collection to the final result: the lab turnaround report "
+                    "(GET /reports/lab-turnaround) counts a participant's results over it as over target")
     colours: list[ColourIn] = Field(default_factory=list, max_length=26,
                                     description="colour mode: the colours participants are assigned, each called "
                                                 "at random on open days at its own rate")

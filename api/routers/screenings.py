@@ -9,7 +9,7 @@ from uuid import uuid4
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import Session, col, select
 from temporalio.client import RPCError
 from temporalio.service import RPCStatusCode
@@ -23,10 +23,11 @@ from api.problems import ProblemError, responses
 from api.public import CheckInAnswerPublic, ParticipantProgramPublic, ScreeningRefPublic, ScreeningStatePublic
 from api.routers.channel import _record_told
 from api.tokens import Actor
-from api.workflow_calls import workflow_call
+from api.workflow_calls import screening_call, workflow_call
 from domain.consent import DisclosureCategory
 from domain.program import SpecimenType
 from domain.vocab import CheckInMethod, PointOfCareResult, RefusalKind
+from iop.codec import from_json
 from iop.reopen import reopen_screening
 from iop.temporal import not_available_now
 from store.models import Screening, SelectionDraw, utcnow
@@ -330,14 +331,11 @@ async def get_screening(screening_id: str, actor: Reader, session: SessionDep,
                            workflow=ScreeningStatePublic.of(state))
 
 
-_SNAPSHOT = TypeAdapter(ScreeningState)
-
-
 def _open_screening(session: Session, screening_id: str) -> Screening:
     """A screening that can still take a fact; a settled one answers 409 with what happened."""
     row = screening_or_404(session, screening_id)
     if row.status not in TAKES_COLLECTION and row.state:
-        raise ProblemError(409, _sentence(already_message(_SNAPSHOT.validate_python(row.state))))
+        raise ProblemError(409, _sentence(already_message(from_json(ScreeningState, row.state))))
     return row
 
 
@@ -354,7 +352,7 @@ async def _screening_update(services: ServicesDep, session: Session, screening_i
     done_reading(session)
     handle = services.temporal.get_workflow_handle(screening_workflow_id(screening_id))
     update_id = attempt.update_id(screening_id) if attempt else None
-    async with workflow_call("screening"):
+    async with screening_call(services.engine, screening_id):
         try:
             return ScreeningStatePublic.of(await handle.execute_update(update, argument, id=update_id))
         except RPCError as exc:
@@ -436,9 +434,10 @@ async def make_up(screening_id: str, body: MakeUpRequest, actor: Collector, sess
         raise ProblemError(409, f"Screening {screening_id} is {row.status}; a make-up test replaces only one that is "
                                 f"{NOT_NOTIFIED} or {WINDOW_LOST} (excuse or record it otherwise).")
     if not retried:
+        # After the make-up period its workflow has closed: it is reopened for the excuse, as an excuse alone is.
         await _screening_update(services, session, screening_id, ScreeningWorkflow.excuse,
                                 Excuse(reason=f"replaced by a make-up test: {body.reason}", actor=actor.token_id),
-                                attempt)
+                                attempt, reopens=(NOT_NOTIFIED, WINDOW_LOST))
     return ScreeningRefPublic.of(await _participant_update(
         services, session, row.participant_id, ParticipantWorkflow.order_for_cause,
         ForCause(reason=f"make-up for {screening_id}: {body.reason}", actor=actor.token_id), "order a make-up test",

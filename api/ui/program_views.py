@@ -144,7 +144,10 @@ async def save_windows(request: Request, ctx: Ctx) -> Response:
         definition["collection_windows"] = windows
         definition["make_up_hours"] = _number(ctx, "make-up-hours", "the make-up period")
         definition["reminder_hours_before_close"] = _number(ctx, "reminder-hours", "the reminder")
+        if ctx.value("lab-turnaround-hours"):
+            definition["lab_turnaround_hours"] = _number(ctx, "lab-turnaround-hours", "the lab turnaround target")
     except ValueError as error:
         ctx.flash("error", f"{error}.")
         return redirect(request, _page(program_id, "windows"))
-    return await _save(ctx, program_id, definition, "collection windows, make-up period and reminders", "windows")
+    return await _save(ctx, program_id, definition,
+                       "collection windows, make-up period, reminders and lab turnaround target", "windows")

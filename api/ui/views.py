@@ -695,15 +695,13 @@ async def resolve_quarantine(request: Request, ctx: Ctx) -> Response:
 
 # --- lab turnaround ----------------------------------------------------------------------------
 
-DEFAULT_TARGET_HOURS = "48"  # the API's default (GET /reports/lab-turnaround)
-
-
 @signed_in
 async def lab_turnaround(request: Request, ctx: Ctx) -> Response:
-    """Per lab: collection to received and received to final, against the program's target. The
-    target as typed is passed to the API, which refuses a bad one with its own detail."""
-    target = query(request, "target_hours") or DEFAULT_TARGET_HOURS
-    labs = await ctx.api.get_all("/reports/lab-turnaround", target_hours=target)
+    """Per lab: collection to received and received to final, against each participant's program's target (a
+    program setting, edited on the program's page). A target typed here overrides it for this view; it is
+    passed to the API as typed, which refuses a bad one with its own detail."""
+    target = query(request, "target_hours")
+    labs = await ctx.api.get_all("/reports/lab-turnaround", target_hours=target)  # empty: not sent
     return ctx.render("lab_turnaround.html", labs=labs, target=target)
 
 

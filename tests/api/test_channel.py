@@ -15,7 +15,7 @@ import uvicorn
 from sqlmodel import Session, select
 
 from domain.channel import NOT_RECOGNISED, twilio_signature
-from domain.disclosure import sign
+from domain.webhook_signing import sign
 from store.models import AuditEvent, NotificationAttempt
 from tests.helpers import api_stack
 

@@ -11,7 +11,7 @@ import threading
 
 from sqlmodel import Session
 
-from domain.disclosure import new_webhook_secret
+from domain.webhook_signing import new_webhook_secret
 from iop.codec import format_key
 from store.models import Disclosure
 from tests.conftest import TEST_KEYS

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import Session
 
-from domain.disclosure import disclosure_id
+from domain.disclosure_ids import disclosure_id
 from store.models import Disclosure, Recipient
 from tests.api.test_lab import CONFIRMED_POSITIVE, POSITIVE, collected, oru, post_hl7
 from tests.receiver import webhook_receiver

@@ -12,7 +12,8 @@ from datetime import timedelta
 import pytest
 
 from domain.clock import local_date
-from domain.disclosure import disclosure_id, new_webhook_secret
+from domain.disclosure_ids import disclosure_id
+from domain.webhook_signing import new_webhook_secret
 from iop.reopen import REOPENS, reopen_screening
 from iop.worker import build_worker
 from tests.helpers import api_stack, refused
@@ -95,4 +96,37 @@ async def test_a_miss_reopened_for_its_excuse_takes_nothing_else_and_closes_agai
     await skip(env, timedelta(hours=2))
     again = await screening.result()
     assert again.status == "missed" and again.reopened_at and again.events[-1].what == "reopened"
+    await participant.terminate("test over")
+
+
+async def test_a_closed_screening_answers_409_with_its_status_and_an_unknown_one_404(program, tmp_path):
+    """A screening whose workflow has closed still exists: a route that cannot act on it answers 409 saying it is
+    closed and how it ended (it answered 404, "no running process"), and an unknown screening id stays 404."""
+    env, engine, queue = program
+    participant, screening, ref = await _for_cause(env, engine, queue)
+    await env.sleep(timedelta(hours=9))
+    await skip(env, timedelta(days=2))
+    assert (await screening.result()).status == "missed"
+    late = {"specimen_type": "urine", "observed": True, "collector": "RN-7", "late": True, "late_reason": "came back"}
+    calls = {
+        "refusal": ("staff", {"kind": "refused-to-provide", "detail": "Declined to give a specimen"}),
+        "admission": ("staff", {"substances": ["cocaine"], "witnessed_by": "J. Rivera, CADC", "statement": "used"}),
+        "collection": ("staff", late),
+        "review": ("clinician", {"decision": "confirm", "explanation": "Checked the chain of custody"}),
+    }
+    async with api_stack(env.client, engine, queue, tmp_path, with_worker=False) as stack:
+        for route, (role, body) in calls.items():
+            answer = await stack.http.post(f"/screenings/{ref.screening_id}/{route}", json=body,
+                                           headers=stack.auth(role))
+            assert answer.status_code == 409, (route, answer.text)
+            assert answer.headers["content-type"].startswith("application/problem+json"), route
+            assert answer.json()["detail"].startswith(f"Screening {ref.screening_id} is closed (missed)"), answer.text
+            assert f"POST /screenings/{ref.screening_id}/excuse" in answer.json()["detail"], answer.text
+            unknown = await stack.http.post(f"/screenings/s-unknown/{route}", json=body, headers=stack.auth(role))
+            assert unknown.status_code == 404, (route, unknown.text)
+        # A missed test is not replaced by a make-up: refused with why, not "not found".
+        make_up = await stack.http.post(f"/screenings/{ref.screening_id}/make-up", json={"reason": "came back"},
+                                        headers=stack.auth("staff"))
+        assert make_up.status_code == 409 and "missed" in make_up.json()["detail"], make_up.text
+    assert (await screening.query(ScreeningWorkflow.status)).status == "missed"  # nothing reopened it
     await participant.terminate("test over")

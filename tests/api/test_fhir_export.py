@@ -12,6 +12,7 @@ from store.models import AuditEvent
 from tests.api.test_disclosures import add_consent, add_recipient, consent_body
 from tests.api.test_lab import POSITIVE, URINE, collected, oru, post_hl7
 from tests.api.test_medications import start
+from tests.domain.test_fhir import validate_r4
 from tests.receiver import webhook_receiver
 
 LABELS = {("http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "R"),
@@ -52,6 +53,7 @@ async def test_bundle_validates_is_labelled_and_holds_only_this_participant(stac
     assert response.headers["content-type"].startswith("application/fhir+json")
     bundle = response.json()
     Bundle.model_validate(bundle)
+    validate_r4(bundle)  # FHIR R4 4.0.1 as well
     assert bundle["type"] == "collection"
 
     resources = [e["resource"] for e in bundle["entry"]]

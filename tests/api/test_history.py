@@ -13,7 +13,7 @@ import pytest
 import uvicorn
 
 from api.app import create_app
-from domain.disclosure import disclosure_id
+from domain.disclosure_ids import disclosure_id
 from iop.settings import Settings
 from tests.api.test_disclosures import CASE, add_consent, add_recipient, consent_body, settled
 from tests.api.test_lab import CONFIRMED_POSITIVE, URINE, oru, post_hl7

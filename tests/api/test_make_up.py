@@ -62,3 +62,26 @@ async def test_a_test_never_notified_is_replaced_by_a_make_up_once(stack):
                                     headers=stack.auth("staff"))
     assert refused.status_code == 409 and "excused" in refused.json()["detail"]
     await handle.terminate("test over")
+
+
+async def test_a_test_never_notified_is_replaced_after_its_screening_closed(stack):
+    """Past the make-up period the lost test's workflow has closed; the make-up still replaces it (the screening is
+    reopened for the excuse, as an excuse alone is) instead of answering 404."""
+    env, engine = stack.env, stack.engine
+    today = local_date(await env.get_current_time(), ZONE)
+    store_program(engine, "all-hours", {}, hours={d: ["00:00", "23:59"] for d in
+                                                   ("mon", "tue", "wed", "thu", "fri", "sat", "sun")})
+    handle = await enroll(env, engine, stack.task_queue, "all-hours", today, phone=None)
+    lost = await handle.execute_update(ParticipantWorkflow.order_for_cause, ForCause("odour of alcohol", "tester"))
+    await skip(env, timedelta(hours=10))
+    await skip(env, timedelta(days=2))
+    screening = env.client.get_workflow_handle_for(ScreeningWorkflow.run, screening_workflow_id(lost.screening_id))
+    assert (await screening.result()).status == "not-notified"
+
+    made = await stack.http.post(f"/screenings/{lost.screening_id}/make-up", json={"reason": "reached in person"},
+                                 headers=stack.auth("staff"))
+    assert made.status_code == 201, made.text
+    state = await screening.query(ScreeningWorkflow.status)
+    assert state.status == "excused" and state.reopened_at and "make-up" in state.events[-1].detail
+    assert made.json()["screening_id"] != lost.screening_id
+    await handle.terminate("test over")

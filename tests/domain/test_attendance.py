@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from domain.attendance import STATUSES, summarize
 from domain.consent import ATTENDANCE
-from domain.disclosure import allowed_facts
+from domain.report_content import allowed_facts
 
 
 def test_late_is_attended_excused_is_not_counted_against_and_unrecorded_is_neither():

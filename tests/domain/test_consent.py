@@ -1,4 +1,4 @@
-"""Consent checks (42 CFR Part 2), report payloads, Standard Webhooks signing and the delivery policy.
+"""Consent checks (42 CFR Part 2) and report payloads (domain.consent, domain.report_content).
 
 The property tests compare find_covering_consent and can_revoke with a small oracle kept in whole
 hours, written separately from the module: it never parses a consent's strings.
@@ -7,14 +7,12 @@ hours, written separately from the module: it never parses a consent's strings.
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from domain.consent import (
     ATTENDANCE,
@@ -37,34 +35,19 @@ from domain.consent import (
     record_event,
     revoke,
 )
-from domain.disclosure import (
+from domain.report_content import (
     CRIMINAL_JUSTICE_USE,
-    DELIVERED,
-    DISABLE_RECIPIENT,
     FACT_KEYS,
     REDISCLOSURE_NOTICE,
     REDISCLOSURE_NOTICE_SHORT,
     REQUIRED_FACTS,
-    RETRY,
-    STOP_AND_SURFACE,
     SUBJECT_IDENTIFIER_KEYS,
-    Decision,
-    DeliveryPolicy,
     build_report,
-    classify_response,
     completion_letter,
-    decision_from_dict,
-    decision_to_dict,
-    encode_payload,
     monthly_summary,
-    new_webhook_secret,
-    policy_from_dict,
-    policy_to_dict,
     redisclosure_notice,
-    retry_delay,
-    sign,
-    webhook_headers,
 )
+from domain.webhook_signing import encode_payload
 
 SIGNED = "2026-03-01T09:00:00-05:00"
 EXPIRES = "2026-10-01T00:00:00-04:00"
@@ -485,7 +468,7 @@ def test_a_confirmed_positive_is_reported():
 
 
 def test_a_presumptive_screen_is_worded_as_presumptive():
-    from domain.disclosure import PRESUMPTIVE_WORDING
+    from domain.result_basis import PRESUMPTIVE_WORDING
     facts = {"collected_on": "2026-05-14", "outcome": "presumptive-positive", "confirmed": False,
              "basis": "presumptive-screen", "statement": PRESUMPTIVE_WORDING}
     payload = build_report(SCREENING_RESULTS, facts, CASE, make_consent(), "D-1", DURING)
@@ -605,144 +588,6 @@ def test_completion_letter_refusals():
         completion_letter(MONTH_FACTS, covering(SCREENING_RESULTS), "2026-05-29", CASE, "D-10", DURING)
     with pytest.raises(ValueError, match="YYYY-MM-DD"):
         completion_letter(MONTH_FACTS, covering(PROGRAM_STATUS), "29/05/2026", CASE, "D-10", DURING)
-
-
-# --- Standard Webhooks -----------------------------------------------------------------------
-
-SECRET = new_webhook_secret(bytes(range(32)))
-
-
-def test_signature_verifies_with_the_standardwebhooks_package():
-    payload = build_report(SCREENING_RESULTS, GOOD_FACTS[SCREENING_RESULTS], CASE, make_consent(), "D-1", DURING)
-    body = encode_payload(payload)
-    headers = webhook_headers(SECRET, "D-1", int(time.time()), body)
-    assert set(headers) == {"webhook-id", "webhook-timestamp", "webhook-signature"}
-    assert Webhook(SECRET).verify(body, headers) == payload
-    with pytest.raises(WebhookVerificationError):
-        Webhook(SECRET).verify(body.replace(b"negative", b"positive"), headers)
-    with pytest.raises(WebhookVerificationError):
-        Webhook(new_webhook_secret(bytes(32))).verify(body, headers)
-
-
-def test_signature_matches_the_reference_signer():
-    body = '{"type":"x","data":"é"}'.encode()
-    moment = datetime.fromtimestamp(1674087231, tz=UTC)
-    expected = Webhook(SECRET).sign("msg_1", moment, body.decode())
-    assert sign(SECRET, "msg_1", 1674087231, body) == expected
-    unpadded = SECRET.rstrip("=")
-    assert sign(unpadded, "msg_1", 1674087231, body) == expected
-
-
-@pytest.mark.parametrize(
-    ("call", "message"),
-    [
-        (lambda: new_webhook_secret(bytes(16)), "24 to 64 random bytes"),
-        (lambda: new_webhook_secret("x" * 32), "must be bytes"),
-        (lambda: sign("secret", "m", 1, b""), "starts with 'whsec_'"),
-        (lambda: sign("whsec_!!!!", "m", 1, b""), "not valid base64"),
-        (lambda: sign(SECRET, "m.1", 1, b""), "without dots"),
-        (lambda: sign(SECRET, "m", -1, b""), "whole seconds"),
-        (lambda: sign(SECRET, "m", 1, "text"), "exact bytes"),
-    ],
-)
-def test_signing_inputs_are_checked(call, message):
-    with pytest.raises(ValueError, match=message):
-        call()
-
-
-# --- delivery policy -------------------------------------------------------------------------
-
-NOW = datetime(2026, 5, 15, 12, 0, 0, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    ("status", "retry_after", "kind", "delay"),
-    [
-        (200, None, DELIVERED, None),
-        (202, None, DELIVERED, None),
-        (299, None, DELIVERED, None),
-        (301, None, STOP_AND_SURFACE, None),
-        (302, None, STOP_AND_SURFACE, None),
-        (307, None, STOP_AND_SURFACE, None),
-        (308, None, STOP_AND_SURFACE, None),
-        (410, None, DISABLE_RECIPIENT, None),
-        (400, None, STOP_AND_SURFACE, None),
-        (401, None, STOP_AND_SURFACE, None),
-        (403, None, STOP_AND_SURFACE, None),
-        (404, None, STOP_AND_SURFACE, None),
-        (422, None, STOP_AND_SURFACE, None),
-        (408, None, RETRY, None),
-        (429, None, RETRY, None),
-        (429, "120", RETRY, 120.0),
-        (429, " 0 ", RETRY, 0.0),
-        (503, "Fri, 15 May 2026 12:05:00 GMT", RETRY, 300.0),
-        (503, "Friday, 15-May-26 12:00:30 GMT", RETRY, 30.0),
-        (503, "Fri May 15 12:01:00 2026", RETRY, 60.0),
-        (503, "Thu, 14 May 2026 12:00:00 GMT", RETRY, 0.0),
-        (503, "soon", RETRY, None),
-        (503, None, RETRY, None),
-        (500, None, RETRY, None),
-        (502, None, RETRY, None),
-        (504, "60", RETRY, None),  # only 429 and 503 are read for Retry-After
-        (None, None, RETRY, None),
-        (102, None, STOP_AND_SURFACE, None),
-    ],
-)
-def test_classify_response(status, retry_after, kind, delay):
-    decision = classify_response(status, retry_after, now=NOW)
-    assert (decision.kind, decision.delay_s) == (kind, delay)
-    assert decision.reason
-
-
-def test_classify_response_reasons_say_what_to_do():
-    assert "confirm the recipient's current webhook URL" in classify_response(302, None).reason
-    assert "410 Gone" in classify_response(410, None).reason
-    assert "signing secret" in classify_response(401, None).reason
-    assert "retrying after 120 s as it asked" in classify_response(429, "120").reason
-
-
-def test_an_http_date_needs_now():
-    with pytest.raises(ValueError, match="pass now"):
-        classify_response(429, "Fri, 15 May 2026 12:05:00 GMT")
-    with pytest.raises(ValueError, match="status must be"):
-        classify_response(True, None)
-
-
-def test_default_policy_reaches_three_days():
-    policy = DeliveryPolicy()
-    assert policy.timeout_s == 15.0
-    assert policy.total_s >= 3 * 24 * 3600
-    assert policy.schedule[0] == 5.0 and policy.schedule[-1] == 24 * 3600
-
-
-def test_policy_rejects_a_short_schedule():
-    with pytest.raises(ValueError, match="at least 72 h"):
-        DeliveryPolicy(schedule=(5.0, 300.0, 3600.0))
-    with pytest.raises(ValueError, match="positive number"):
-        DeliveryPolicy(schedule=(0.0, 300000.0))
-    with pytest.raises(ValueError, match="timeout_s"):
-        DeliveryPolicy(timeout_s=0)
-
-
-def test_retry_delay_follows_the_schedule_then_gives_up():
-    policy = DeliveryPolicy()
-    plain = classify_response(500, None)
-    delays = [retry_delay(policy, done, plain) for done in range(len(policy.schedule) + 1)]
-    assert delays[:-1] == list(policy.schedule)
-    assert delays[-1] is None
-    assert retry_delay(policy, 0, classify_response(429, "120")) == 120.0
-    assert retry_delay(policy, 0, classify_response(429, "9999999")) == policy.retry_after_cap_s
-    with pytest.raises(ValueError, match="only a retry decision"):
-        retry_delay(policy, 0, classify_response(200, None))
-
-
-def test_policy_and_decision_round_trip_through_json():
-    policy = replace(DeliveryPolicy(), timeout_s=20.0)
-    assert policy_from_dict(json.loads(json.dumps(policy_to_dict(policy)))) == policy
-    with pytest.raises(ValueError, match="unknown delivery-policy field"):
-        policy_from_dict({"timeout": 10})
-    decision = Decision(RETRY, 30.0, "asked")
-    assert decision_from_dict(json.loads(json.dumps(decision_to_dict(decision)))) == decision
 
 
 # --- properties: find_covering_consent and can_revoke against an oracle ------------------------

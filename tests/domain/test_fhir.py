@@ -1,11 +1,14 @@
-"""The FHIR export built from plain records, validated by the fhir.resources models (FHIR R4B 4.3.0,
-whose Bundle, Patient, Observation, DiagnosticReport, Medication*, Consent and Provenance have R4's
-structure)."""
+"""The FHIR export built from plain records, validated by two kept libraries' models: fhir.resources (FHIR R4B
+4.3.0; the installed 8.x carries no R4 package) and the SMART on FHIR client's models (fhirclient 4.x, generated
+from FHIR R4 4.0.1, the version the issue names), strictly: a missing required element or an element R4 does not
+define is refused."""
 
 from __future__ import annotations
 
 import pytest
 from fhir.resources.R4B.bundle import Bundle
+from fhirclient.models import bundle as r4_bundle
+from fhirclient.models.fhirabstractbase import FHIRValidationError
 
 from domain.fhir import (
     SECURITY_LABELS,
@@ -44,6 +47,14 @@ CONSENT = {"consent_id": "c-1", "participant_id": "p-1", "recipient_id": "r-1", 
            "effective_from": "2026-11-01T10:00:00+00:00", "expires_at": None, "criminal_justice": True}
 
 
+def validate_r4(bundle: dict) -> None:
+    """Raise FHIRValidationError unless the Bundle and every resource in it are valid FHIR R4 (4.0.1) structures."""
+    parsed = r4_bundle.Bundle(bundle, strict=True)
+    # Each entry's resource is parsed as its own R4 type (not as a bare Resource), so its elements are checked.
+    assert [type(e.resource).__name__ for e in parsed.entry or ()] == [e["resource"]["resourceType"]
+                                                                       for e in bundle.get("entry", ())]
+
+
 def dose(dose_id: str, kind: str, **extra) -> DoseFacts:
     values = {"dose": 60.0, "unit": "mg", "take_home_count": 0, "covered_dates": None, "lot": None,
               "injection_site": None}
@@ -67,6 +78,7 @@ def facts(**overrides) -> ExportFacts:
 def test_bundle_validates_and_every_resource_is_labelled():
     bundle = participant_bundle(facts())
     Bundle.model_validate(bundle)  # raises on any structural error
+    validate_r4(bundle)
     kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
     assert kinds == ["Patient", "DiagnosticReport", "Observation", "Observation", "MedicationRequest",
                      "MedicationAdministration", "MedicationDispense", "MedicationAdministration", "Consent",
@@ -132,6 +144,7 @@ def test_revoked_consent_is_inactive_and_empty_record_still_validates():
     assert "Rosa" not in str(bundle)  # the signer may be a name: never exported
     empty = participant_bundle(facts(screenings=[], orders=[], doses=[], consents=[]))
     Bundle.model_validate(empty)
+    validate_r4(empty)
     assert [e["resource"]["resourceType"] for e in empty["entry"]] == ["Patient", "Provenance"]
 
 
@@ -141,3 +154,9 @@ def test_the_validation_is_live():
     del provenance["recorded"]
     with pytest.raises(ValueError):
         Bundle.model_validate(bundle)
+    with pytest.raises(FHIRValidationError, match="recorded"):
+        validate_r4(bundle)
+    unknown = participant_bundle(facts())
+    unknown["entry"][2]["resource"]["valueInteger64"] = 1  # R5's: no such element in R4
+    with pytest.raises(FHIRValidationError, match="valueInteger64"):
+        validate_r4(unknown)

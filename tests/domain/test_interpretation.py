@@ -7,9 +7,12 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import pytest
+import temporalio.converter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -62,15 +65,10 @@ from domain.interpretation import (
     UNEXPECTED_PRESENT,
     VALIDITY_INCOMPLETE,
     AnalyteResult,
+    Interpretation,
     MedicationContext,
     classify_analyte,
     interpret,
-    interpretation_from_dict,
-    interpretation_to_dict,
-    medications_from_dict,
-    medications_to_dict,
-    result_from_dict,
-    result_to_dict,
 )
 from domain.validity import (
     ADULTERATED,
@@ -85,9 +83,8 @@ from domain.validity import (
     ValidityRules,
     apply_drug_result,
     classify_validity,
-    rules_from_dict,
-    rules_to_dict,
 )
+from iop.codec import from_json
 
 HHS = get_table(HHS_2025)
 DOT = get_table(DOT_49CFR40)
@@ -399,13 +396,8 @@ def test_older_ph_rule_is_configurable():
     assert classify_validity(SpecimenChecks(ph=3.5), OLDER_PH_VALIDITY_RULES).status == INVALID
     assert classify_validity(SpecimenChecks(ph=3.0), OLDER_PH_VALIDITY_RULES).status == INVALID
     assert classify_validity(SpecimenChecks(ph=2.99), OLDER_PH_VALIDITY_RULES).status == ADULTERATED
-    stored = rules_from_dict({"adulterated_ph_below": 3})
-    assert stored.adulterated_ph_below == 3.0 and stored.invalid_ph_low_below == 4.5
-    assert rules_from_dict(json.loads(json.dumps(rules_to_dict(OLDER_PH_VALIDITY_RULES)))) == OLDER_PH_VALIDITY_RULES
     with pytest.raises(ValueError):
         ValidityRules(adulterated_ph_below=5.0)  # above the invalid range's top
-    with pytest.raises(ValueError):
-        rules_from_dict({"ph_treshold": 3})
 
 
 def test_precedence_substituted_over_adulterated_over_invalid_over_dilute():
@@ -634,11 +626,12 @@ def test_output_is_the_same_under_any_string_hash_seed():
     # Workflow replay runs in another process, where sets of strings iterate in another order.
     program = (
         "import json\n"
+        "from dataclasses import asdict\n"
         "from domain.interpretation import *\n"
         "meds = MedicationContext(frozenset(['methadone', 'buprenorphine', 'codeine', 'amphetamine']))\n"
         "results = [AnalyteResult(a, 5000.0, method='confirm')\n"
         "           for a in ('fentanyl', 'mdma', 'pcp', 'thca', 'cocaine')]\n"
-        "print(json.dumps(interpretation_to_dict(interpret(results, None, meds))))\n"
+        "print(json.dumps(asdict(interpret(results, None, meds))))\n"
     )
     outputs = {
         subprocess.run(
@@ -723,17 +716,47 @@ def test_every_mapped_analyte_is_registered():
 # --- payloads ----------------------------------------------------------------------------------
 
 
-def test_payloads_round_trip_through_json():
+PAYLOADS = temporalio.converter.DataConverter.default.payload_converter
+
+
+def _no_constant(name: str) -> None:
+    raise AssertionError(f"{name} in a payload: not valid JSON")
+
+
+def through_temporal(value: Any) -> Any:
+    """The value as a workflow or an activity receives it: encoded and decoded by Temporal's JSON converter."""
+    [payload] = PAYLOADS.to_payloads([value])
+    json.loads(payload.data, parse_constant=_no_constant)
+    [decoded] = PAYLOADS.from_payloads([payload], [type(value)])
+    return decoded
+
+
+def test_payloads_round_trip_through_temporal():
     meds = MedicationContext(frozenset({"buprenorphine", "naltrexone"}), bup_ratio_threshold=0.26)
     results = bup_panel(900, 0) + [screen("cocaine", 200), AnalyteResult("creatinine", 3.0, units="mg/dL")]
     interpretation = interpret(results, SpecimenChecks(specific_gravity=1.002, temperature_f=95.0), meds)
-    wire = json.loads(json.dumps(interpretation_to_dict(interpretation), allow_nan=False))
-    assert interpretation_from_dict(wire) == interpretation
-    assert medications_from_dict(json.loads(json.dumps(medications_to_dict(meds)))) == meds
+    assert through_temporal(interpretation) == interpretation
+    assert through_temporal(meds) == meds
     for result in results:
-        assert result_from_dict(json.loads(json.dumps(result_to_dict(result)))) == result
-    with pytest.raises(ValueError):
-        medications_from_dict({"expected": [], "ratio": 0.2})
+        assert through_temporal(result) == result
+
+
+def test_an_interpretation_saved_by_an_older_version_still_decodes():
+    """Histories and saved snapshots hold the interpretation as the dict it used to cross Temporal as
+    (interpretation_to_dict, before issue 14): the same keys, so it decodes; a key no longer known is ignored,
+    and a key added since takes its default."""
+    older = {"overall": "non-negative", "summary": "Non-negative", "needs_review": True,
+             "may_finalize_without_review": False, "cutoff_tables": ["HHS-2025"],
+             "findings": [{"analyte": "benzoylecgonine", "outcome": "presumptive-positive", "cutoff_used": 150.0,
+                           "cutoff_source": "HHS-2025", "reason": "300 >= cutoff 150", "method": "screen",
+                           "value": 300.0, "retired": "a key no longer known"}],
+             "flags": [{"code": "presumptive-unconfirmed", "detail": "not confirmed"}],
+             "validity": {"status": "valid", "reasons": [], "recollect_observed": False, "counts_as_refusal": False}}
+    decoded = from_json(Interpretation, older)
+    assert decoded.findings[0].value == 300.0 and decoded.findings[0].outcome == PRESUMPTIVE_POSITIVE
+    assert decoded.validity.incomplete is False and decoded.validity.reasons == ()
+    assert [f.code for f in decoded.flags] == [PRESUMPTIVE_UNCONFIRMED]
+    assert asdict(decoded)["findings"][0].keys() == older["findings"][0].keys() - {"retired"}
 
 
 # --- properties --------------------------------------------------------------------------------
@@ -792,7 +815,7 @@ def test_interpret_never_raises_and_negative_means_nothing_found(results, checks
     assert result.may_finalize_without_review == (not result.needs_review)
     if result.may_finalize_without_review:
         assert result.overall == NEGATIVE and result.flags == ()
-    assert interpretation_from_dict(json.loads(json.dumps(interpretation_to_dict(result), allow_nan=False))) == result
+    assert through_temporal(result) == result
 
 
 @settings(max_examples=200, deadline=None)

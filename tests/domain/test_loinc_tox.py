@@ -111,9 +111,35 @@ def test_codes_the_earlier_table_had_wrong_or_unchecked():
     assert resolve_method(table["20561-7"].method, None, SCREEN, SCREEN, "20561-7").method == CONFIRM  # tramadol
 
 
+def _loinc_check_digit(number: str) -> int:
+    """LOINC's mod-10 check digit (LOINC Users' Guide, Appendix: calculating mod 10 check digits)."""
+    reversed_digits = number[::-1]
+    doubled = str(int(reversed_digits[0::2][::-1]) * 2)
+    total = sum(int(c) for c in doubled + reversed_digits[1::2])
+    return (10 - total % 10) % 10
+
+
+def test_every_code_carries_its_check_digit():
+    """A mistyped code (or one made up) is caught: 19261-7 is right, 19261-8 is not."""
+    assert _loinc_check_digit("19261") == 7 and _loinc_check_digit("74169") == 4
+    wrong = [code for code in loinc_tests() if _loinc_check_digit(code.split("-")[0]) != int(code.split("-")[1])]
+    assert wrong == []
+
+
+# The LOINC System axis as the long common name writes it, per specimen of the table.
+SYSTEM_WORDS = {"urine": "Urine", "oral-fluid": "Saliva (oral fluid)", "blood": "Blood", "serum-plasma": "Plasma",
+                "hair": "Hair"}
+
+
 def test_specimens_other_than_urine():
     specimens = Counter(t.specimen for t in loinc_tests().values() if t.usable)
-    assert specimens["oral-fluid"] >= 2 and specimens["blood"] >= 3 and specimens["serum-plasma"] >= 2
+    assert specimens["oral-fluid"] >= 9 and specimens["blood"] >= 4 and specimens["serum-plasma"] >= 2
+    assert specimens["hair"] >= 1
+    for test in loinc_tests().values():
+        if test.verified == "yes":
+            assert SYSTEM_WORDS[test.specimen] in test.loinc_name, (test.code, test.loinc_name)
+    oral = {t.code: t.method for t in loinc_tests().values() if t.specimen == "oral-fluid" and t.usable}
+    assert {CONFIRM, SCREEN} <= set(oral.values())  # oral fluid has both confirmations and screens now
 
 
 def test_validity_analytes_are_registered():

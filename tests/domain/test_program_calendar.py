@@ -20,11 +20,11 @@ from domain.channel import (
     verify_twilio,
 )
 from domain.clock import local_moment
-from domain.disclosure import sign
 from domain.misses import NOT_NOTIFIED, REPORTABLE, WINDOW_LOST, MissFacts, miss_verdict
 from domain.plan import default_plan
 from domain.program import default_program, plan_for, program_from_dict, program_to_dict
 from domain.selection import draw_day, is_collection_day, notification_time, window_end
+from domain.webhook_signing import sign
 
 ZONE = "America/New_York"
 
@@ -274,3 +274,19 @@ def test_colour_mode_and_reminders_are_validated_with_the_arithmetic():
         program_from_dict({**weekday_program(), "reminder_hours_before_close": 8})
     reminding = program_from_dict({**weekday_program(), "reminder_hours_before_close": 2})
     assert plan_for(reminding, 1, "north", "phase-1").reminder_hours_before_close == 2.0
+
+
+def test_lab_turnaround_target_is_a_program_setting():
+    """Issue 19: 48 h unless the program sets it; kept through the JSON form; bounded with the reason."""
+    from dataclasses import replace as with_
+
+    from domain.program import check_program, default_program, program_from_dict, program_to_dict
+
+    program = default_program()
+    assert program.lab_turnaround_hours == 48.0
+    data = program_to_dict(with_(program, lab_turnaround_hours=24.0))
+    assert program_from_dict(data).lab_turnaround_hours == 24.0
+    assert program_from_dict({k: v for k, v in data.items() if k != "lab_turnaround_hours"}).lab_turnaround_hours == 48
+    for bad in (0.0, 721.0, float("nan")):
+        assert any("lab_turnaround_hours must be 1 to 720" in p for p in check_program(with_(program,
+                                                                                          lab_turnaround_hours=bad)))

@@ -19,7 +19,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.testing import WorkflowEnvironment
 
-from domain.disclosure import disclosure_id as scoped_id
+from domain.disclosure_ids import disclosure_id as scoped_id
 from iop.codec import format_key
 from iop.worker import build_worker
 from store.models import Disclosure, LabResult, Screening

@@ -5,7 +5,7 @@ from sqlalchemy import insert as sa_insert
 from sqlalchemy import inspect as sa_inspect
 from sqlmodel import Session
 
-from domain.disclosure import MAX_DISCLOSURE_ID, disclosure_id
+from domain.disclosure_ids import MAX_DISCLOSURE_ID, disclosure_id
 from store import audit
 from store.db import make_engine, session_scope
 from store.migrate import upgrade

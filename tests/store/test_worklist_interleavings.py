@@ -115,7 +115,7 @@ def test_an_urgent_item_escalating_is_paged_signed_and_without_phi():
     import secrets as _secrets
 
     from activities.worklist import Pager
-    from domain.disclosure import new_webhook_secret
+    from domain.webhook_signing import new_webhook_secret
     from tests.receiver import Receiver, webhook_receiver
 
     WorklistMachine().fresh()

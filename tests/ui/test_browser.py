@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from domain.disclosure import disclosure_id as scoped_disclosure_id
+from domain.disclosure_ids import disclosure_id as scoped_disclosure_id
 from domain.hl7 import parse_ack
 from tests.api.test_lab import CONFIRMED_POSITIVE, oru
 from tests.helpers import enrollment

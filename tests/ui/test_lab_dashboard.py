@@ -56,6 +56,7 @@ async def test_lab_turnaround_table_against_the_target(live):
         assert acme[2] == f"{report['collection_to_received_hours_median']:.1f}"
         assert acme[3] == f"{report['received_to_final_hours_median']:.1f}"
         assert acme[4] == "0"  # collected a moment ago: within 48 h
+        assert acme[5] == "48" and report["target_hours"] == 48  # the built-in program's target
 
         tight = await http.get("/ui/lab-turnaround?target_hours=0.000001")
         [acme] = [r for r in rows(tight.text) if r[0] == "ACME REFERENCE LAB"]

@@ -18,8 +18,9 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
 from domain.clock import local_date
-from domain.disclosure import disclosure_id, new_webhook_secret
+from domain.disclosure_ids import disclosure_id
 from domain.medication import MedicationOrder, Schedule
+from domain.webhook_signing import new_webhook_secret
 from iop.worker import build_worker
 from store.db import make_engine
 from store.migrate import upgrade
@@ -121,7 +122,8 @@ async def thirty_days(engine) -> None:
 async def added_analyte_result() -> None:
     """A for-cause screening whose result carries an analyte an administrator added (issue 19:
     interpreted with its definition, behind the "added-analytes-interpreted" patch)."""
-    from workflows.contracts import AddedAnalyteIn, AnalyteIn, LabReport
+    from domain.analytes import AddedAnalyte
+    from workflows.contracts import AnalyteIn, LabReport
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/records.db"
@@ -143,10 +145,10 @@ async def added_analyte_result() -> None:
                     analytes=[AnalyteIn("isotonitazene", 2.1, None, "ng/mL", None, "confirm", "ISOTZ"),
                               AnalyteIn("creatinine", 85.0, None, "mg/dL"), AnalyteIn("specific_gravity", 1.015),
                               AnalyteIn("ph", 6.2)],
-                    added_analytes=[AddedAnalyteIn("isotonitazene", "Isotonitazene", "nitazenes",
-                                                   initial_cutoff=1.0, confirm_cutoff=0.5)])
+                    added_analytes=[AddedAnalyte("isotonitazene", "Isotonitazene", "nitazenes",
+                                                 initial_cutoff=1.0, confirm_cutoff=0.5)])
                 state = await screening.execute_update(ScreeningWorkflow.record_result, report)
-                assert state.results[0].interpretation["findings"][0]["outcome"] == "confirmed-positive", state
+                assert state.results[0].interpretation.findings[0].outcome == "confirmed-positive", state
                 await save(env, screening.id, "screening--added-analyte-result")
                 await handle.terminate("recorded")
                 await screening.terminate("recorded")

@@ -16,7 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from sqlmodel import Session, col, select
 
 from activities.disclosure import DisclosureActivities
-from domain.disclosure import slot_categories
+from domain.report_content import slot_categories
 from store.models import Disclosure
 from tests.conftest import TEST_KEYS
 from tests.receiver import Receiver, webhook_receiver
@@ -227,24 +227,28 @@ def test_every_recipients_last_word_matches_the_final_truth(records_engine):
 
 def test_a_monthly_summary_counts_no_screen_only_positive_and_no_clinical_screening(records_engine):
     """Before issue 16 a clinician-"confirmed" immunoassay screen counted as a positive in the court's summary."""
+    from dataclasses import asdict
     from datetime import date, datetime
 
+    from domain.interpretation import AnalyteResult, MedicationContext, interpret
     from store.db import session_scope
     from store.models import Participant, Screening
+    from workflows.contracts import ResultEntry, ScreeningState
 
     with webhook_receiver(receiver=FlakyReceiver(url="")) as receiver:
         pid = new_participant(records_engine)
         recipients(records_engine, receiver, pid, {"court": ["periodic-summary", RESULTS]})
         with session_scope(records_engine) as session:
             start = session.get(Participant, pid).start_date
-            findings = {"screen": "presumptive-positive", "confirm": "confirmed-positive"}
             for n, (method, forensic) in enumerate([("screen", None), ("confirm", None), ("confirm", False)]):
-                state = {"final_outcome": "positive", "current_result_id": "r", "results": [
-                    {"result_id": "r", "interpretation": {"findings": [
-                        {"analyte": "benzoylecgonine", "outcome": findings[method]}]}}]}
+                # A cocaine screen (presumptive) or confirmation (confirmed), as the workflow saves it.
+                found = interpret([AnalyteResult("benzoylecgonine", 300.0, method=method)], None, MedicationContext())
+                selected = datetime(2026, 1, 1, tzinfo=UTC)
+                state = ScreeningState(f"s-{pid}-{n}", pid, "north", start.isoformat(), "random", selected.isoformat(),
+                                       8.0, status="final", final_outcome="positive", current_result_id="r",
+                                       results=[ResultEntry("r", "F", selected.isoformat(), found)])
                 session.add(Screening(id=f"s-{pid}-{n}", participant_id=pid, site="north", day=start, reason="random",
-                                      status="final", selected_at=datetime(2026, 1, 1, tzinfo=UTC),
-                                      state=state, forensic=forensic))
+                                      status="final", selected_at=selected, state=asdict(state), forensic=forensic))
         activities = DisclosureActivities(records_engine, TEST_KEYS)
         month = start.isoformat()[:7]
         activities.plan_disclosures(DisclosureEvent(pid, "periodic-summary", f"summary-{month}", {

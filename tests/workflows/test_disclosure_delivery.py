@@ -8,7 +8,7 @@ from sqlmodel import Session
 
 from activities.disclosure import DisclosureActivities
 from domain.consent import consent_from_dict, consent_to_dict, revoke
-from domain.disclosure import new_webhook_secret
+from domain.webhook_signing import new_webhook_secret
 from iop.codec import seal_text
 from iop.worker import build_worker
 from store.db import session_scope

@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 
 from activities.disclosure import DisclosureActivities
 from domain.consent import consent_from_dict, consent_to_dict
-from domain.disclosure import new_webhook_secret
+from domain.webhook_signing import new_webhook_secret
 from store.db import session_scope
 from store.models import AuditEvent, ConsentRecord, Disclosure, utcnow
 from tests.conftest import TEST_KEYS

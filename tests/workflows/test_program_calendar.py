@@ -265,7 +265,7 @@ async def test_a_missed_check_in_is_reported_where_the_program_says_so_and_conse
     program makes a missed check-in reportable; never for a program that does not, nor without consent."""
     import secrets
 
-    from domain.disclosure import new_webhook_secret
+    from domain.webhook_signing import new_webhook_secret
     from store.models import CheckInDayRecord
     from tests.receiver import Receiver, webhook_receiver
     from tests.workflows.test_disclosure_delivery import free_port, setup_records_for

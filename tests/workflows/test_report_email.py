@@ -134,7 +134,7 @@ def test_a_webhook_report_carries_its_pdf_under_the_signature(records_engine):
 
 def test_completion_letter_and_monthly_summary_render_as_readable_pdfs():
     from activities.report_document import render_pdf
-    from domain.disclosure import completion_letter, monthly_summary
+    from domain.report_content import completion_letter, monthly_summary
     from tests.domain.test_consent import CASE, DURING, make_consent
 
     consent = make_consent(categories=("program-status", "screening-results", "periodic-summary"))

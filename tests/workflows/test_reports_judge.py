@@ -11,8 +11,9 @@ import pytest
 from sqlmodel import Session, col, select
 
 from domain.clock import local_date
-from domain.disclosure import disclosure_id, new_webhook_secret
+from domain.disclosure_ids import disclosure_id
 from domain.program import program_from_dict
+from domain.webhook_signing import new_webhook_secret
 from ingest.lab import LabIngest
 from iop.worker import build_worker
 from store.db import session_scope
@@ -114,7 +115,7 @@ async def test_breath_alcohol_0_12_confirmed_is_a_reported_result(program, court
         breath_confirmation=0.118, breath_confirmation_at=(now + timedelta(minutes=16)).isoformat(),
         breath_device_id="EBT-0042"))
     assert state.status == "final" and state.final_outcome == "positive"
-    assert state.breath_result["basis"] == "breath-alcohol-confirmed"
+    assert state.breath_result.basis == "breath-alcohol-confirmed"
     await _settled(env, engine, pid)
     [report] = _received(court)
     assert report["data"] == {"collected_on": now.date().isoformat(), "specimen_type": "breath", "observed": True,
@@ -130,7 +131,7 @@ async def test_breath_alcohol_without_the_15_minute_confirmation_is_presumptive(
     state = await screening.execute_update(ScreeningWorkflow.record_collection, Collection(
         specimen_type="breath", observed=True, collector="RN-7", collected_at=now.isoformat(), breath_alcohol=0.12,
         breath_confirmation=0.11, breath_confirmation_at=(now + timedelta(minutes=5)).isoformat()))
-    assert state.status == "final" and state.breath_result["basis"] == "presumptive-screen"
+    assert state.status == "final" and state.breath_result.basis == "presumptive-screen"
     await _settled(env, engine, pid)
     assert _received(court) == []  # presumptive screens are not reported by this program
     await participant.terminate("test over")
@@ -178,8 +179,8 @@ async def test_the_programs_breath_alcohol_cutoff_reads_the_test(program, court)
         specimen_type="breath", observed=True, collector="RN-7", collected_at=now.isoformat(), breath_alcohol=0.03,
         breath_confirmation=0.03, breath_confirmation_at=(now + timedelta(minutes=16)).isoformat(),
         breath_device_id="EBT-0042"))
-    assert state.final_outcome == "negative" and state.breath_result["outcome"] == "negative"
-    assert "0.040" in state.breath_result["reason"]
+    assert state.final_outcome == "negative" and state.breath_result.outcome == "negative"
+    assert "0.040" in state.breath_result.reason
     await participant.terminate("test over")
 
 

@@ -12,12 +12,15 @@ from sqlmodel import Session, select
 
 from domain import verifiable
 from domain.clock import local_date
+from domain.program import program_from_dict
 from domain.verifiable import commitment, verify_export
 from iop.worker import build_worker
 from store import selection
-from store.models import AuditEvent, SelectionDraw
+from store.db import session_scope
+from store.models import AuditEvent, Participant, SelectionDraw
+from store.programs import save_version
 from tests.conftest import TEST_KEYS
-from tests.workflows.test_program_calendar import ZONE, enroll, store_program
+from tests.workflows.test_program_calendar import WEEKDAYS, ZONE, enroll, store_program
 from tests.workflows.test_screening_program import skip
 from workflows.contracts import ForCause
 from workflows.participant import ParticipantWorkflow
@@ -51,11 +54,12 @@ async def test_ninety_days_of_draws_all_follow_from_the_revealed_seeds(world):
     store_program(engine, "court-v", {holiday.isoformat(): "County holiday"})
     handles = [await enroll(env, engine, queue, "court-v", today) for _ in range(2)]
     cause = await handles[0].execute_update(ParticipantWorkflow.order_for_cause, ForCause("odour of alcohol", "tester"))
+    handles.append(await _colour_participant(env, engine, queue, today, holiday))
     await skip(env, timedelta(days=91))
     end = local_date(await env.get_current_time(), ZONE)
 
     with Session(engine) as session:
-        draws = session.exec(select(SelectionDraw)).all()
+        draws = [d for d in session.exec(select(SelectionDraw)).all() if d.program_id == "court-v"]
         periods = selection.periods(session, "court-v")
     assert len(draws) >= 2 * 89 and all(d.verifiable for d in draws)
     assert {p.period for p in periods} == {d.day.strftime("%Y-%m") for d in draws}
@@ -67,7 +71,7 @@ async def test_ninety_days_of_draws_all_follow_from_the_revealed_seeds(world):
     # Each period's workflow revealed its seed on its own once the period was over, and no other.
     with Session(engine) as session:
         revealers = {e.subject_id: e.actor for e in session.exec(select(AuditEvent)).all()
-                     if e.action == "selection.reveal"}
+                     if e.action == "selection.reveal" and e.subject_id.startswith("court-v:")}
     now = await env.get_current_time()
     over = {p.period for p in periods if verifiable.reveal_moment(p.period) <= now}
     assert over and {p.period for p in periods if p.seed_revealed} == over
@@ -93,8 +97,65 @@ async def test_ninety_days_of_draws_all_follow_from_the_revealed_seeds(world):
             assert cause.screening_id not in {d["screening_id"] for d in export["draws"]}
         _tampering_is_detected(export, row.seed_revealed, row.commitment, script)
     assert checked >= 2 * 55  # at least two whole months of both participants
+    _colour_days_verify(engine, end, script)
     for handle in handles:
         await handle.terminate("test over")
+
+
+async def _colour_participant(env, engine, queue, today, holiday):
+    """A participant of a colour-mode program (issue 15): the day's colours are drawn from the period's seed too."""
+    definition = {
+        "program_id": "colour-v", "name": "Colour court", "mode": "colour",
+        "sites": {"north": {"timezone": ZONE, "hours": WEEKDAYS, "closed": {holiday.isoformat(): "County holiday"}}},
+        "phases": [{"name": "phase-1", "tests_per_week": 1, "min_per_rolling_week": 0, "max_per_rolling_week": 3}],
+        "colours": [{"name": "red", "tests_per_week": 2.5, "min_per_rolling_week": 1, "max_per_rolling_week": 3},
+                    {"name": "blue", "tests_per_week": 1, "min_per_rolling_week": 0, "max_per_rolling_week": 2}],
+    }
+    with session_scope(engine) as session:
+        save_version(session, program_from_dict(definition), "tester", "colour mode")
+    handle = await enroll(env, engine, queue, "colour-v", today)
+    pid = (await handle.query(ParticipantWorkflow.status)).participant_id
+    with session_scope(engine) as session:
+        session.get(Participant, pid).colour = "red"
+    return handle
+
+
+def _colour_days_verify(engine, end, script) -> None:
+    """Every colour day of each revealed colour-mode period is exported and recomputed by both verifiers;
+    tampering with one exported colour day is caught."""
+    with Session(engine) as session:
+        periods = [p.period for p in selection.periods(session, "colour-v")]
+    verified = 0
+    for period in sorted(periods):
+        if selection.period_end(period) >= end - timedelta(days=1):
+            continue
+        row = selection.reveal(engine, TEST_KEYS, "colour-v", period, today=end)
+        with Session(engine) as session:
+            export = json.loads(json.dumps(selection.export(session, "colour-v", period)))
+        days = export["colour_days"]
+        assert days and all(len(d["draws"]) == 2 for d in days), period
+        assert verify_export(export) == [], period
+        assert script.check(export, row.seed_revealed, row.commitment) == [], period
+        verified += len(days)
+
+        def caught(changed: dict, seed: str = row.seed_revealed, published: str = row.commitment) -> bool:
+            return bool(verify_export(changed, seed)) and bool(script.check(changed, seed, published))
+
+        called = next(i for i, d in enumerate(days) if d["colours"])
+        dropped = copy.deepcopy(export)  # a called colour left out of the day's published colours
+        dropped["colour_days"][called]["colours"] = dropped["colour_days"][called]["colours"][1:]
+        assert caught(dropped), "a colour left out of a called day must be caught"
+        flipped = copy.deepcopy(export)
+        draw = next(d for day in flipped["colour_days"] for d in day["draws"]
+                    if d["reason"] in ("selected", "not-selected"))
+        draw["selected"] = not draw["selected"]
+        assert caught(flipped), "a flipped colour draw must be caught"
+        hidden = copy.deepcopy(export)  # an earlier call hidden from the ceiling's count
+        later = next(d for day in hidden["colour_days"] for d in day["draws"]
+                     if d["inputs"]["recent_selections"][:1] and d["inputs"]["recent_selections"][0] >= period)
+        later["inputs"]["recent_selections"] = later["inputs"]["recent_selections"][1:]
+        assert caught(hidden), "a colour's history other than its exported calls must be caught"
+    assert verified >= 20  # at least one whole month of open days
 
 
 def _tampering_is_detected(export: dict, seed: str, published: str, script) -> None:

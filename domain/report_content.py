@@ -1,5 +1,4 @@
-"""What a report to a court, probation officer or employer may say, and how it is signed and delivered
-(domain-reference §6, Standard Webhooks 1.0).
+"""What a report to a court, probation officer or employer may say (domain-reference §6).
 
 A report carries the minimum necessary: per information category an explicit allow-list of facts
 (anything else the caller passes is dropped, never sent), the identifiers the recipient already
@@ -7,23 +6,18 @@ knows (never a name, birth date or contact detail), the 42 CFR 2.32 redisclosure
 reference to the consent it goes out under. Every builder checks that consent again at the moment
 of issue, so no report can be built for information the consent does not cover.
 
+How a report is identified, signed and delivered lives beside it: domain.disclosure_ids,
+domain.webhook_signing, domain.delivery_retry; what a reported positive rests on: domain.result_basis.
+
 Pure and stdlib-only: imported inside Temporal's deterministic workflow sandbox. The caller passes
-every moment and every random byte; nothing here reads a clock, the environment or the network.
+every moment; nothing here reads a clock, the environment or the network.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
-import json
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, fields
-from datetime import UTC, date, datetime
-from email.utils import parsedate_to_datetime
-from enum import StrEnum
+from datetime import date
 from typing import Any
 
 from domain.attendance import AttendanceStatus
@@ -46,7 +40,7 @@ from domain.consent import (
     check_category,
     coverage,
 )
-from domain.interpretation import POSITIVE_OUTCOMES, AnalyteOutcome
+from domain.result_basis import BASES, CONFIRMING_BASES, PRESUMPTIVE_WORDING, Basis
 from domain.vocab import Vocabulary
 
 # --- the redisclosure notice (42 CFR 2.32) ---------------------------------------------------
@@ -98,70 +92,6 @@ def redisclosure_notice(max_chars: int | None = None) -> str:
         f"a channel of {max_chars} characters cannot carry even the short redisclosure notice "
         f"({len(REDISCLOSURE_NOTICE_SHORT)} characters); use another channel"
     )
-
-
-# --- the basis of a reported result ----------------------------------------------------------
-
-
-class Basis(StrEnum):
-    """What a reported positive rests on: one closed vocabulary for every report.
-
-    Forensic testing practice (All Rise Adult Treatment Court Best Practice Standards, 2nd ed. 2023 rev.,
-    Standard VII; 49 CFR 40.87 and 40.97 for the federal workplace program): an immunoassay screen is
-    presumptive until a second, more specific method (GC-MS, LC-MS/MS) confirms it; an evidential breath
-    test confirms a screening breath test taken at least 15 minutes earlier (49 CFR 40.251).
-    """
-
-    LABORATORY_CONFIRMED = "laboratory-confirmed"  # a confirmatory method result (GC-MS, LC-MS/MS)
-    PRESUMPTIVE_SCREEN = "presumptive-screen"  # immunoassay only: never reported as confirmed
-    ADMITTED_USE = "admitted-use"  # the participant's documented admission, with who witnessed it
-    BREATH_ALCOHOL_CONFIRMED = "breath-alcohol-confirmed"  # evidential second test after a 15-minute wait
-
-
-BASES: tuple[str, ...] = tuple(b.value for b in Basis)
-# Bases under which a positive is reported as confirmed. An admission is a positive, not a confirmation.
-CONFIRMING_BASES: frozenset[str] = frozenset({Basis.LABORATORY_CONFIRMED, Basis.BREATH_ALCOHOL_CONFIRMED})
-BREATH_CONFIRMATION_WAIT_S = 15 * 60  # 49 CFR 40.251(a)(1): at least 15 minutes before the confirmation test
-DEFAULT_BAC_CUTOFF = 0.02  # g/210 L; 49 CFR 40.23 treats 0.02 and above as a result that has consequences
-
-PRESUMPTIVE_WORDING = ("presumptive positive: an immunoassay screen only, not confirmed by a second method; "
-                       "it is not proof of use")
-
-
-def lab_basis(findings: Iterable[Mapping[str, Any]]) -> Basis:
-    """The basis of a positive lab result from its findings (domain.interpretation findings as dicts):
-    laboratory-confirmed only when every positive analyte was confirmed by a confirmatory method."""
-    positives = [f for f in findings if f.get("outcome") in POSITIVE_OUTCOMES]
-    if positives and all(f["outcome"] == AnalyteOutcome.CONFIRMED_POSITIVE for f in positives):
-        return Basis.LABORATORY_CONFIRMED
-    return Basis.PRESUMPTIVE_SCREEN
-
-
-@dataclass(frozen=True)
-class BreathResult:
-    outcome: str  # negative | positive
-    basis: str | None  # breath-alcohol-confirmed, presumptive-screen (no valid confirmation) or None (negative)
-    bac: float  # the result that counts: the confirmation test when there is a valid one
-    reason: str
-
-
-def breath_alcohol_result(screen_bac: float, confirmation_bac: float | None, seconds_between: float | None,
-                          cutoff: float = DEFAULT_BAC_CUTOFF) -> BreathResult:
-    """A breath alcohol test read against the program's cutoff. A screen at or above the cutoff needs an
-    evidential confirmation test at least 15 minutes later (49 CFR 40.251); the confirmation result counts."""
-    for name, value in (("screen_bac", screen_bac), ("cutoff", cutoff)):
-        if not _is_number(value) or value < 0:
-            raise ValueError(f"{name} must be a BAC in g/210 L, 0 or more; got {value!r}")
-    if screen_bac < cutoff:
-        return BreathResult("negative", None, screen_bac, f"screen {screen_bac:.3f} below the cutoff {cutoff:.3f}")
-    if confirmation_bac is None or seconds_between is None or seconds_between < BREATH_CONFIRMATION_WAIT_S:
-        why = "no confirmation test" if confirmation_bac is None else "confirmation test taken before 15 minutes"
-        return BreathResult("positive", Basis.PRESUMPTIVE_SCREEN, screen_bac, f"screen {screen_bac:.3f}: {why}")
-    if confirmation_bac < cutoff:
-        return BreathResult("negative", None, confirmation_bac,
-                            f"confirmation {confirmation_bac:.3f} below the cutoff {cutoff:.3f}")
-    return BreathResult("positive", Basis.BREATH_ALCOHOL_CONFIRMED, confirmation_bac,
-                        f"confirmed {confirmation_bac:.3f} at or above the cutoff {cutoff:.3f}")
 
 
 # --- what a report may say --------------------------------------------------------------------
@@ -764,302 +694,3 @@ def _check_date(name: str, value: Any) -> None:
         valid = False
     if not valid:
         raise ValueError(f"{name} {value!r} must be an ISO date written YYYY-MM-DD, e.g. 2026-05-29")
-
-
-# --- disclosure ids ----------------------------------------------------------------------------
-# A disclosure's id is its webhook-id (the recipient keeps one copy per id), its row's key in the
-# accounting of disclosures (42 CFR 2.24) and the suffix of its workflow id. It names the participant
-# first: two participants' events of the same kind ("program-status", "phase-change-1",
-# "summary-2026-11") must never share a row, a workflow or a webhook-id.
-
-MAX_DISCLOSURE_ID = 255
-_ID_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
-
-
-def disclosure_id(participant_id: str, event_ref: str, category: str, recipient_id: str,
-                  corrects: str | None = None) -> str:
-    """`{participant}--{event}--{category}--{recipient}[--correction-{hash of corrected id}]`, in
-    letters, digits, '_' and '-' only (no dots: Standard Webhooks signs "{id}.{timestamp}.{body}").
-    At most MAX_DISCLOSURE_ID characters: a longer one keeps its head and ends in a digest of the whole."""
-    for name, value in (("participant_id", participant_id), ("event_ref", event_ref), ("category", category),
-                        ("recipient_id", recipient_id)):
-        _require_text(name, value)
-    base = "--".join(_id_safe(part) for part in (participant_id, event_ref, category, recipient_id))
-    whole = base if corrects is None else f"{base}--correction-{_short_digest(corrects)}"
-    if len(whole) <= MAX_DISCLOSURE_ID:
-        return whole
-    return f"{whole[:MAX_DISCLOSURE_ID - 18]}--{hashlib.sha256(whole.encode()).hexdigest()[:16]}"
-
-
-def legacy_disclosure_id(event_ref: str, category: str, recipient_id: str, corrects: str | None = None) -> str:
-    """The id disclosures had before they named their participant (kept to find rows recorded then)."""
-    base = f"{event_ref}--{category}--{recipient_id}".replace(".", "_")
-    return base if corrects is None else f"{base}--correction-{_short_digest(corrects)}"
-
-
-def _id_safe(part: str) -> str:
-    return "".join(c if c in _ID_SAFE else "_" for c in part)
-
-
-def _short_digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
-
-
-# --- Standard Webhooks signing -----------------------------------------------------------------
-# https://www.standardwebhooks.com/ : HMAC-SHA256 over "{msg_id}.{timestamp}.{body}", base64,
-# versioned "v1,". The message id stays the same across retries (the recipient's idempotency
-# key); the timestamp is the attempt's, so each retry is signed afresh.
-
-WEBHOOK_SECRET_PREFIX = "whsec_"
-# The specification asks for a random secret of at least 24 bytes (192 bits), at most 64 (512 bits).
-MIN_SECRET_BYTES = 24
-MAX_SECRET_BYTES = 64
-
-
-def new_webhook_secret(random_bytes: bytes) -> str:
-    """A signing secret in the standard form, from randomness the caller drew (secrets.token_bytes)."""
-    if not isinstance(random_bytes, bytes):
-        raise ValueError("random_bytes must be bytes, e.g. secrets.token_bytes(32)")
-    _check_secret_length(len(random_bytes))
-    return WEBHOOK_SECRET_PREFIX + base64.b64encode(random_bytes).decode("ascii")
-
-
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """The webhook-signature value: "v1," and the base64 HMAC-SHA256 of msg_id.timestamp.body."""
-    key = _secret_key(secret)
-    _check_message(msg_id, timestamp, body)
-    signed_content = f"{msg_id}.{timestamp}.".encode() + body
-    digest = hmac.new(key, signed_content, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode("ascii")
-
-
-def webhook_headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    """The three Standard Webhooks headers for one delivery attempt of `body`."""
-    return {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(secret, msg_id, timestamp, body),
-    }
-
-
-def encode_payload(payload: Mapping[str, Any]) -> bytes:
-    """The exact bytes to sign and send: compact, key-sorted UTF-8 JSON, the same on every replay."""
-    return json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
-
-
-def _secret_key(secret: str) -> bytes:
-    if not isinstance(secret, str) or not secret.startswith(WEBHOOK_SECRET_PREFIX):
-        raise ValueError(f"a webhook secret starts with {WEBHOOK_SECRET_PREFIX!r} followed by base64")
-    encoded = secret[len(WEBHOOK_SECRET_PREFIX) :]
-    try:
-        # Some issuers drop the base64 padding; put it back rather than reject their secret.
-        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("the webhook secret after 'whsec_' is not valid base64") from None
-    _check_secret_length(len(key))
-    return key
-
-
-def _check_secret_length(length: int) -> None:
-    if not MIN_SECRET_BYTES <= length <= MAX_SECRET_BYTES:
-        raise ValueError(
-            f"a webhook secret must hold {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} random bytes; this one holds {length}"
-        )
-
-
-def _check_message(msg_id: Any, timestamp: Any, body: Any) -> None:
-    # A "." in the id would let one id/timestamp pair pass for another: the specification forbids it.
-    if not isinstance(msg_id, str) or not msg_id or "." in msg_id or any(c.isspace() for c in msg_id):
-        raise ValueError(f"webhook message id {msg_id!r} must be non-empty, without dots or spaces")
-    if not isinstance(timestamp, int) or isinstance(timestamp, bool) or timestamp < 0:
-        raise ValueError(f"webhook timestamp must be whole seconds since the Unix epoch; got {timestamp!r}")
-    if not isinstance(body, bytes):
-        raise ValueError("the webhook body must be the exact bytes sent (see encode_payload)")
-
-
-# --- delivery policy -------------------------------------------------------------------------
-
-
-
-class DeliveryDecision(Vocabulary):
-    """What to do after an attempt to deliver a report."""
-
-    DELIVERED = "delivered"
-    RETRY = "retry"
-    DISABLE_RECIPIENT = "disable-recipient"
-    STOP_AND_SURFACE = "stop-and-surface"
-
-
-DELIVERED = DeliveryDecision.DELIVERED
-RETRY = DeliveryDecision.RETRY
-DISABLE_RECIPIENT = DeliveryDecision.DISABLE_RECIPIENT
-STOP_AND_SURFACE = DeliveryDecision.STOP_AND_SURFACE
-DECISION_KINDS: tuple[str, ...] = tuple(DeliveryDecision)
-
-# Delays after each failed attempt: the Standard Webhooks 1.0 example schedule (5 s, 5 min, 30 min,
-# 2 h, 5 h, 10 h, 14 h, 20 h, 24 h), 75 h 35 min 5 s in all, so a recipient down over a long
-# weekend still gets its report.
-STANDARD_WEBHOOKS_SCHEDULE_S: tuple[float, ...] = (
-    5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0,
-)  # fmt: skip
-MIN_RETRY_SPAN_S = 3 * 24 * 3600.0  # DESIGN.md: "a retry schedule measured in days"
-
-
-@dataclass(frozen=True, kw_only=True)
-class DeliveryPolicy:
-    # Standard Webhooks recommends a request timeout between 15 and 30 s.
-    timeout_s: float = 15.0
-    schedule: tuple[float, ...] = STANDARD_WEBHOOKS_SCHEDULE_S
-    # A recipient's Retry-After is honoured up to a day, so one header cannot park a report for weeks.
-    retry_after_cap_s: float = 24 * 3600.0
-    source: str = "Standard Webhooks 1.0 (timeout, retry schedule); span of at least 3 days: DESIGN.md"
-
-    def __post_init__(self) -> None:
-        if not _is_number(self.timeout_s) or not 0 < self.timeout_s <= 120:
-            raise ValueError(f"timeout_s must be above 0 and at most 120 seconds; got {self.timeout_s!r}")
-        if not isinstance(self.schedule, tuple) or not self.schedule:
-            raise ValueError("schedule must be a non-empty tuple of delays in seconds")
-        if any(not _is_number(delay) or delay <= 0 for delay in self.schedule):
-            raise ValueError(f"every retry delay must be a positive number of seconds; got {self.schedule}")
-        if sum(self.schedule) < MIN_RETRY_SPAN_S:
-            raise ValueError(
-                f"the retry schedule spans {sum(self.schedule) / 3600:.1f} h; it must reach at least "
-                f"{MIN_RETRY_SPAN_S / 3600:.0f} h so a recipient down for a long weekend still gets its report"
-            )
-        if not _is_number(self.retry_after_cap_s) or self.retry_after_cap_s <= 0:
-            raise ValueError(f"retry_after_cap_s must be a positive number of seconds; got {self.retry_after_cap_s!r}")
-
-    @property
-    def total_s(self) -> float:
-        return float(sum(self.schedule))
-
-
-@dataclass(frozen=True)
-class Decision:
-    kind: str  # one of DECISION_KINDS
-    # For a retry: the delay the recipient asked for (Retry-After), or None to follow the schedule.
-    delay_s: float | None
-    reason: str
-
-
-def classify_response(status: int | None, retry_after: str | None = None, now: datetime | None = None) -> Decision:
-    """What to do after one delivery attempt. `status` None means no response (connection error or
-    timeout). `now` (timezone-aware) is needed when Retry-After is an HTTP-date."""
-    if status is not None and (not isinstance(status, int) or isinstance(status, bool)):
-        raise ValueError(f"status must be an HTTP status code or None; got {status!r}")
-    if status is None:
-        return Decision(RETRY, None, "no answer from the recipient (connection failed or timed out); retrying")
-    if 200 <= status <= 299:
-        return Decision(DELIVERED, None, f"the recipient accepted the report (HTTP {status})")
-    if 300 <= status <= 399:
-        return Decision(STOP_AND_SURFACE, None, _redirect_reason(status))
-    if status == 410:
-        return Decision(
-            DISABLE_RECIPIENT,
-            None,
-            "the recipient answered HTTP 410 Gone: it no longer takes reports at this address; its endpoint "
-            "is disabled until staff confirm a new one with the recipient",
-        )
-    if status in (429, 503):
-        return _asked_to_wait(status, retry_after, now)
-    if status == 408:  # the recipient's own timeout: the same as no answer
-        return Decision(RETRY, None, "the recipient timed out reading the report (HTTP 408); retrying")
-    if 400 <= status <= 499:
-        return Decision(STOP_AND_SURFACE, None, _refused_reason(status))
-    if 500 <= status <= 599:
-        return Decision(RETRY, None, f"the recipient failed with HTTP {status}; retrying on the schedule")
-    unexpected = f"the recipient answered an unexpected HTTP status {status}; not resent automatically"
-    return Decision(STOP_AND_SURFACE, None, unexpected)
-
-
-def retry_delay(policy: DeliveryPolicy, retries_done: int, decision: Decision) -> float | None:
-    """Seconds to wait before the next attempt, or None when the schedule is spent (surface to staff)."""
-    if decision.kind != RETRY:
-        raise ValueError(f"only a retry decision has a delay; this one is {decision.kind}")
-    if not isinstance(retries_done, int) or retries_done < 0:
-        raise ValueError(f"retries_done must be a whole number of at least 0; got {retries_done!r}")
-    if retries_done >= len(policy.schedule):
-        return None
-    if decision.delay_s is not None:
-        return min(decision.delay_s, policy.retry_after_cap_s)
-    return policy.schedule[retries_done]
-
-
-def parse_retry_after(value: str, now: datetime | None) -> float | None:
-    """Seconds to wait from a Retry-After value (delay-seconds or HTTP-date, RFC 9110 §10.2.3),
-    or None when it cannot be read (the schedule applies instead). A date in the past means now."""
-    text = value.strip()
-    if text.isascii() and text.isdigit():
-        return float(int(text))
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if now is None or now.utcoffset() is None:
-        raise ValueError("Retry-After is an HTTP-date: pass now, a timezone-aware datetime, to compare it with")
-    if when.tzinfo is None:  # asctime form: HTTP-dates are always GMT
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-def _asked_to_wait(status: int, retry_after: str | None, now: datetime | None) -> Decision:
-    what = "too many requests" if status == 429 else "service unavailable"
-    delay = parse_retry_after(retry_after, now) if retry_after is not None else None
-    if delay is None:
-        return Decision(RETRY, None, f"the recipient answered HTTP {status} ({what}); retrying on the schedule")
-    asked = f"the recipient answered HTTP {status} ({what}); retrying after {delay:g} s as it asked"
-    return Decision(RETRY, delay, asked)
-
-
-def _redirect_reason(status: int) -> str:
-    return (
-        f"the recipient answered HTTP {status}, a redirect; redirects are not followed, so a report only "
-        "goes to the address staff set up: confirm the recipient's current webhook URL, update it and resend"
-    )
-
-
-def _refused_reason(status: int) -> str:
-    hint = {
-        401: "it did not accept the signature: check the signing secret it holds",
-        403: "it did not accept the signature: check the signing secret it holds",
-        404: "the address is wrong: confirm the recipient's webhook URL",
-        413: "the report was too large for it",
-    }.get(status, "ask the recipient what it expects")
-    return f"the recipient refused the report with HTTP {status}; it is not resent automatically: {hint}, then resend"
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-# --- payloads --------------------------------------------------------------------------------
-
-
-def policy_to_dict(policy: DeliveryPolicy) -> dict[str, Any]:
-    data = asdict(policy)
-    data["schedule"] = list(policy.schedule)
-    return data
-
-
-def policy_from_dict(data: Mapping[str, Any]) -> DeliveryPolicy:
-    """Inverse of policy_to_dict. Rejects unknown keys so a misspelt override is not silently dropped."""
-    known = {f.name for f in fields(DeliveryPolicy)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(
-            f"unknown delivery-policy field(s): {', '.join(unknown)}; known fields are {', '.join(sorted(known))}"
-        )
-    values = dict(data)
-    if isinstance(values.get("schedule"), list):
-        values["schedule"] = tuple(float(delay) if _is_number(delay) else delay for delay in values["schedule"])
-    return DeliveryPolicy(**values)
-
-
-def decision_to_dict(decision: Decision) -> dict[str, Any]:
-    return asdict(decision)
-
-
-def decision_from_dict(data: Mapping[str, Any]) -> Decision:
-    if data.get("kind") not in DECISION_KINDS:
-        raise ValueError(f"unknown decision kind {data.get('kind')!r}; known kinds are {', '.join(DECISION_KINDS)}")
-    return Decision(kind=data["kind"], delay_s=data.get("delay_s"), reason=data.get("reason", ""))
