@@ -64,3 +64,53 @@ async def test_a_participant_state_with_plans_as_dicts_reads_typed():
     again = json.loads(PAYLOADS.to_payloads([value])[0].data)["state"]
     for key, before in (("plan", plan), ("next_plan", old["state"]["next_plan"]), ("day_plan", plan)):
         assert {name: again[key][name] for name in before} == before
+
+
+# --- no untyped dict crosses the Temporal boundary --------------------------------------------
+
+# Kept as a dict on purpose: the disclosure's minimum facts differ by category and are trimmed by the
+# recipient's allow-list (domain.consent), not read by the workflows.
+UNTYPED_ALLOWED = {"DisclosureEvent.facts"}
+
+
+def _untyped(hint, where: str, seen: set) -> list[str]:
+    """Where `hint` (a payload type) holds Any or a bare dict, walking into dataclasses, lists, unions."""
+    import dataclasses
+    import typing
+
+    if hint is typing.Any or hint is dict:
+        return [where]
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (dict, typing.Mapping) or str(typing.get_origin(hint)) == "collections.abc.Mapping":
+        if not args or args[1] is typing.Any:
+            return [where]
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if hint in seen:
+            return []
+        seen.add(hint)
+        found = []
+        for name, field_hint in typing.get_type_hints(hint).items():
+            if f"{hint.__name__}.{name}" not in UNTYPED_ALLOWED and not name.startswith("__"):
+                found += _untyped(field_hint, f"{hint.__name__}.{name}", seen)
+        return found
+    return [place for arg in args if arg is not Ellipsis for place in _untyped(arg, where, seen)]
+
+
+def test_no_payload_of_a_workflow_or_activity_is_an_untyped_dict(records_engine):
+    import typing
+
+    from temporalio import activity, workflow
+
+    from iop.codec import new_key
+    from iop.worker import WORKFLOWS, activities
+
+    signatures = [activity._Definition.must_from_callable(fn).fn for fn in activities(records_engine, [new_key()])]
+    for cls in WORKFLOWS:
+        definition = workflow._Definition.must_from_class(cls)
+        signatures += [definition.run_fn, *(s.fn for s in definition.signals.values()),
+                       *(u.fn for u in definition.updates.values()), *(q.fn for q in definition.queries.values())]
+    found, seen = [], set()
+    for fn in signatures:
+        for name, hint in typing.get_type_hints(fn).items():
+            found += _untyped(hint, f"{fn.__qualname__}({name})", seen)
+    assert found == [], found
