@@ -75,15 +75,15 @@ UNTYPED_ALLOWED = {"DisclosureEvent.facts"}
 
 def _untyped(hint, where: str, seen: set) -> list[str]:
     """Where `hint` (a payload type) holds Any or a bare dict, walking into dataclasses, lists, unions."""
+    import collections.abc
     import dataclasses
     import typing
 
     if hint is typing.Any or hint is dict:
         return [where]
     args = typing.get_args(hint)
-    if typing.get_origin(hint) in (dict, typing.Mapping) or str(typing.get_origin(hint)) == "collections.abc.Mapping":
-        if not args or args[1] is typing.Any:
-            return [where]
+    if typing.get_origin(hint) in (dict, collections.abc.Mapping) and (not args or args[1] is typing.Any):
+        return [where]
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         if hint in seen:
             return []
