@@ -15,14 +15,39 @@ from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import inch
 from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer
 
+from domain.report_content import RETRACTED_TYPE_SUFFIX
+
 DEFAULT_LETTERHEAD = "Intensive outpatient program"
 _LABELS = {"case_number": "Case number", "docket_number": "Docket number", "supervision_id": "Supervision id",
            "employee_id": "Employee id", "recipient_reference": "Participant reference"}
 
 
+# What each report type is called on paper (domain.report_content.REPORT_TYPES and the completion letter).
+_TITLES = {"screening.result": "Screening result", "screening.missed": "Missed test",
+           "screening.refusal": "Refused test", "medication.adherence": "Medication adherence",
+           "participant.phase-changed": "Phase change", "attendance.period": "Attendance",
+           "participant.discharged": "Discharge", "participant.completed": "Program completion",
+           "summary.monthly": "Monthly summary", "check-in.missed": "Missed check-in",
+           "letter.completion": "Letter of completion"}
+
+
 def title(payload: Mapping[str, Any]) -> str:
-    kind = str(payload.get("type", "report")).replace(".", " ").replace("-", " ")
-    return f"Confidential report: {kind}"
+    kind = str(payload.get("type", "report"))
+    retracted = kind.endswith(RETRACTED_TYPE_SUFFIX)
+    kind = kind.removesuffix(RETRACTED_TYPE_SUFFIX)
+    name = _TITLES.get(kind, kind.replace(".", " ").replace("-", " ").capitalize())
+    if retracted:
+        return f"Confidential: retraction of a report ({name.lower()})"
+    if payload.get("amends"):
+        return f"Confidential: {name} (amended report)"
+    return f"Confidential: {name}"
+
+
+def _letter_paragraphs(payload: Mapping[str, Any]) -> list[str]:
+    """A letter's text as its paragraphs, without the 42 CFR 2.32 notice the document prints once at its foot."""
+    notice = " ".join(str(payload.get("redisclosure_notice", {}).get("text", "")).split())
+    paragraphs = [" ".join(part.split()) for part in str(payload.get("data", {}).get("text") or "").split("\n\n")]
+    return [part for part in paragraphs if part and part != notice]
 
 
 def lines(payload: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -62,8 +87,8 @@ def _plain(value: Any) -> str:
 
 def text_body(payload: Mapping[str, Any], letterhead: str = DEFAULT_LETTERHEAD) -> str:
     body = [letterhead, "", title(payload), ""]
-    if payload.get("data", {}).get("text"):
-        body += [payload["data"]["text"], ""]
+    for paragraph in _letter_paragraphs(payload):
+        body += [paragraph, ""]
     body += [f"{label}: {value}" for label, value in lines(payload)]
     body += ["", payload.get("redisclosure_notice", {}).get("text", ""),
              f"({payload.get('redisclosure_notice', {}).get('citation', '')})"]
@@ -76,10 +101,10 @@ def text_body(payload: Mapping[str, Any], letterhead: str = DEFAULT_LETTERHEAD) 
 def html_body(payload: Mapping[str, Any], letterhead: str = DEFAULT_LETTERHEAD) -> str:
     rows = "".join(f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
                    for k, v in lines(payload))
-    letter_text = payload.get("data", {}).get("text")
+    letter_text = "".join(f"<p>{html.escape(paragraph)}</p>" for paragraph in _letter_paragraphs(payload))
     notice = payload.get("redisclosure_notice", {})
     return (f"<html><body><p><b>{html.escape(letterhead)}</b></p><h2>{html.escape(title(payload))}</h2>"
-            + (f"<p>{html.escape(letter_text)}</p>" if letter_text else "")
+            + letter_text
             + f"<table>{rows}</table><p><small>{html.escape(notice.get('text', ''))}<br>"
             f"({html.escape(notice.get('citation', ''))})</small></p>"
             + (f"<p><small>{html.escape(payload['use_restriction'])}</small></p>" if payload.get("use_restriction")
@@ -97,8 +122,11 @@ def render_pdf(payload: Mapping[str, Any], letterhead: str = DEFAULT_LETTERHEAD)
     small = styles["BodyText"].clone("small", fontSize=8, leading=10)
     story: list[Flowable] = [Paragraph(html.escape(letterhead), styles["Heading2"]),
                              Paragraph(html.escape(title(payload)), styles["Title"])]
-    if payload.get("data", {}).get("text"):
-        story += [Paragraph(html.escape(payload["data"]["text"]), styles["BodyText"]), Spacer(1, 6)]
+    paragraphs = _letter_paragraphs(payload)
+    for paragraph in paragraphs:
+        story += [Paragraph(html.escape(paragraph), styles["BodyText"]), Spacer(1, 4)]
+    if paragraphs:
+        story.append(Spacer(1, 6))
     for label, value in lines(payload):
         story.append(Paragraph(f"<b>{html.escape(label)}:</b> {html.escape(value)}", styles["BodyText"]))
     notice = payload.get("redisclosure_notice", {})

@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.notify import Notifier, RecordingNotifier
 from domain import calls
+from domain import worklist as wl
 from domain.calendar import hours_on, is_open
 from domain.clock import local_moment
 from domain.misses import MissFacts, miss_verdict
@@ -30,6 +31,7 @@ from store.models import (
     utcnow,
 )
 from store.programs import current_program
+from store.worklist import alert_ref, settle
 from workflows.contracts import (
     CallListItem,
     CheckInDay,
@@ -99,6 +101,18 @@ class ScreeningActivities:
                     entry.resolved_at, entry.resolved_by = utcnow(), "system"
                     entry.outcome = (f"{entry.outcome}; {why}" if entry.outcome else why)[:400]
                     session.add(entry)
+            request = state.confirmation_request
+            if request is not None and request.answered_by:
+                # The lab's confirmatory result arrived: the request to ask for it is done (and its worklist item).
+                kind = wl.WorklistKind.CONFIRMATION_REQUESTED.value
+                alert = session.exec(select(AlertRecord).where(
+                    AlertRecord.kind == kind, AlertRecord.subject_id == state.screening_id,
+                    AlertRecord.resolved_at == None)).first()  # noqa: E711
+                if alert is not None:
+                    alert.resolved_at = utcnow()
+                    session.add(alert)
+                settle(session.connection(), source=wl.Source.ALERT, source_ref=alert_ref(kind, state.screening_id),
+                       actor="system", text=f"the confirmatory result {request.answered_by} arrived")
 
     @activity.defn
     def open_screening(self, selected: ScreeningInput) -> None:

@@ -282,6 +282,21 @@ class ReviewPublic(Public):
     explanation: str = Field(description="What was checked")
     actor: str = Field(description="Who reviewed it (a token id)")
     at: str | None = Field(default=None, description="When (ISO 8601)")
+    reverses: bool = Field(default=False, description="It reverses the review that had decided the final result; "
+                                                      "every recipient told of the result was sent the amendment")
+
+
+class ConfirmationRequestPublic(Public):
+    """A clinician's request that the lab confirm a screen; the staff worklist carries it until the lab answers."""
+
+    requested_at: str = Field(description="When it was requested (ISO 8601)")
+    actor: str = Field(description="The clinician who requested it (a token id)")
+    result_id: str | None = Field(default=None, description="The presumptive result reviewed")
+    lab_id: str = Field(description="The lab asked to confirm")
+    specimen_id: str | None = Field(default=None, description="The specimen to confirm")
+    analytes: list[str] = Field(default_factory=list, description="The analytes to confirm by GC-MS or LC-MS/MS")
+    answered_by: str | None = Field(default=None, description="The confirmatory result, once it arrived")
+    answered_at: str | None = Field(default=None, description="When it arrived")
 
 
 class BreathResultPublic(Public):
@@ -340,6 +355,9 @@ class ScreeningStatePublic(Public):
     reopened_at: str | None = Field(default=None, description="When a correction reopened the screening after its "
                                                               "workflow had closed (its correction period runs anew)")
     breath_result: BreathResultPublic | None = Field(default=None, description="A breath test's result")
+    confirmation_request: ConfirmationRequestPublic | None = Field(
+        default=None, description="The last request that the lab confirm the screen (review decision "
+                                  "request-confirmation), and whether its confirmatory result arrived")
     timeline: list[ActivityPublic] = Field(default_factory=list, description="What happened, in order")
 
     @classmethod

@@ -620,7 +620,7 @@ def _letter_text(
     lines += [
         "",
         f"This letter is disclosed with the participant's written consent {consent.consent_id}, signed "
-        f"{consent.signed_at[:10]}, for this purpose: {consent.purpose}",
+        f"{consent.signed_at[:10]}, for this purpose: {consent.purpose.rstrip('.')}.",
         "",
         redisclosure_notice(),
     ]

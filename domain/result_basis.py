@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from domain.checks import is_finite_number
+from domain.cutoffs import INITIAL_METHODS
 from domain.interpretation import POSITIVE_OUTCOMES, AnalyteFinding, AnalyteOutcome
 
 
@@ -47,6 +48,22 @@ def lab_basis(findings: Iterable[AnalyteFinding]) -> Basis:
     if positives and all(f.outcome == AnalyteOutcome.CONFIRMED_POSITIVE for f in positives):
         return Basis.LABORATORY_CONFIRMED
     return Basis.PRESUMPTIVE_SCREEN
+
+
+def to_confirm(findings: Iterable[AnalyteFinding]) -> list[str]:
+    """The analytes a request for confirmation names: the positives that rest on an initial (screen or
+    point-of-care) method; every positive when none does (the clinician asks the lab to confirm anyway)."""
+    positives = [f for f in findings if f.outcome in POSITIVE_OUTCOMES]
+    presumptive = [f.analyte for f in positives if f.method in INITIAL_METHODS]
+    return sorted(set(presumptive or [f.analyte for f in positives]))
+
+
+def answers_confirmation(findings: Iterable[AnalyteFinding], analytes: Iterable[str]) -> bool:
+    """Whether a result answers a request to confirm `analytes`: each was tested by a confirmatory method
+    (GC-MS, LC-MS/MS: positive or not); with no analyte named, any confirmatory finding answers it."""
+    confirmed = {f.analyte for f in findings if f.method not in INITIAL_METHODS}
+    wanted = set(analytes)
+    return wanted <= confirmed if wanted else bool(confirmed)
 
 
 @dataclass(frozen=True)

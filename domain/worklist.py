@@ -34,6 +34,7 @@ class WorklistKind(StrEnum):
     MISSED_CHECK_IN = "missed-check-in"
     CALL_LIST = "call-list"
     MISS_DECISION = "miss-needs-decision"
+    CONFIRMATION_REQUESTED = "confirmation-requested"
     OTHER = "other"
 
 
@@ -174,6 +175,11 @@ KINDS: dict[str, KindSpec] = {
         K.MISS_DECISION, "Test not done: not notified or window lost", "screening",
         "The participant was not told in time, or the collection window was cut short: this is not a reportable "
         "miss. Excuse the test or order a make-up test, with the reason.",
+        Severity.HIGH, "staff", 8, (8, "clinician"), (32, "admin")),
+    K.CONFIRMATION_REQUESTED: _spec(
+        K.CONFIRMATION_REQUESTED, "Ask the lab to confirm", "screening",
+        "A clinician asked for confirmation: ask the lab named to test this specimen by a confirmatory method "
+        "(GC-MS or LC-MS/MS) for the analytes named. The item closes itself when that result arrives.",
         Severity.HIGH, "staff", 8, (8, "clinician"), (32, "admin")),
     K.CALL_LIST: _spec(
         K.CALL_LIST, "On today's call list", "participant",

@@ -841,5 +841,23 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
+def main() -> None:
+    """`iop`: run the command, then end the process without interpreter finalisation. A command that
+    used a Temporal client leaves the SDK's native (Rust) threads behind, and finalising Python under
+    them can abort a finished command at exit ("PyGILState_Release: thread state must be current").
+    Every command has flushed and closed what it owns by the time it returns."""
+    try:
+        app()
+        code: int = 0
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        if isinstance(done.code, str):
+            print(done.code, file=sys.stderr)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    app()
+    main()

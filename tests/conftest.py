@@ -162,9 +162,10 @@ def dev_client(dev_env) -> Client:
 
 
 def pytest_sessionstart(session) -> None:
-    """Screenshots of this run only (CI keeps test-artifacts/): emptied once, by the controlling process when the
+    """Screenshots and rendered PDF pages of this run only (CI keeps test-artifacts/): emptied once, by the controlling process when the
     tests run in several (pytest-xdist), so no process deletes another's."""
     if hasattr(session.config, "workerinput"):
         return
-    for old in (Path(__file__).resolve().parents[1] / "test-artifacts" / "ui").glob("*.png"):
-        old.unlink()
+    for kind in ("ui", "pdf"):
+        for old in (Path(__file__).resolve().parents[1] / "test-artifacts" / kind).glob("*.png"):
+            old.unlink()

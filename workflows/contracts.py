@@ -280,6 +280,7 @@ class ScreeningState:
     breath_result: BreathResult | None = None  # a breath test's result
     # When a correction reopened the screening after its workflow had closed (its correction period runs anew).
     reopened_at: str | None = None
+    confirmation_request: ConfirmationRequest | None = None  # the last request to the lab to confirm a screen
     # Incremented on every save, so a slower, older save can never overwrite a newer one.
     revision: int = 0
 
@@ -601,6 +602,7 @@ class ResultEntry:
     held_codes: list[str] = field(default_factory=list)
     # How each analyte's method was decided: shown in the review.
     methods: list[AnalyteMethod] = field(default_factory=list)
+    lab_id: str = ""  # the lab that sent it ("" in results recorded before it was kept)
 
 
 @dataclass
@@ -609,6 +611,24 @@ class Review:
     explanation: str
     actor: str
     at: str | None = None
+    # A clinician reverses the review that decided a final result: the new decision replaces it and every
+    # recipient told of the result is sent the amendment (issue 16).
+    reverses: bool = False
+
+
+@dataclass
+class ConfirmationRequest:
+    """A clinician asked the lab to confirm a screen (review decision request-confirmation): the staff worklist
+    carries it until a result by a confirmatory method arrives for the analytes named."""
+
+    requested_at: str
+    actor: str
+    result_id: str | None  # the presumptive result the clinician reviewed
+    lab_id: str
+    specimen_id: str | None
+    analytes: list[str] = field(default_factory=list)
+    answered_by: str | None = None  # the confirmatory result's id, once it arrived
+    answered_at: str | None = None
 
 
 # --- medication ------------------------------------------------------------------------------

@@ -24,7 +24,14 @@ with workflow.unsafe.imports_passed_through():
         interpret,
     )
     from domain.loinc_tox import AnalyteMethod
-    from domain.result_basis import CONFIRMING_BASES, Basis, breath_alcohol_result, lab_basis
+    from domain.result_basis import (
+        CONFIRMING_BASES,
+        Basis,
+        answers_confirmation,
+        breath_alcohol_result,
+        lab_basis,
+        to_confirm,
+    )
     from domain.vocab import FinalOutcome, QuarantineAction, ResultStatus, ReviewDecision
     from workflows import search
     from workflows.contracts import (
@@ -57,6 +64,7 @@ with workflow.unsafe.imports_passed_through():
         Alert,
         CallListItem,
         Collection,
+        ConfirmationRequest,
         DisclosureEvent,
         Excuse,
         LabReport,
@@ -103,6 +111,13 @@ REPORT_BASIS_PATCH = "report-basis-breath-retractions"
 # Reminders (issue 15): a participant told to test and not yet collected is reminded the program's hours before
 # the window closes, through the gateway like the notice. Only screenings whose program asks for it.
 REMINDER_PATCH = "reminder-before-close"
+# Issue 16 review: a clinician's request for confirmation reaches staff (a worklist item: ask the lab) and, where the
+# program reports presumptive screens, the presumptive result goes out meanwhile, worded as presumptive.
+CONFIRMATION_REQUEST_PATCH = "confirmation-request-worklist"
+# Issue 16 review: a final result's review can be reversed; every recipient told of it is sent the amendment.
+REVIEW_REVERSAL_PATCH = "review-reversal-amends"
+# A result filed while the notice was still going out is reviewed in the lab stage (the run used to end there).
+EARLY_RESULT_PATCH = "result-before-notice-returned"
 
 
 # A missed test's workflow closes after the make-up period; excusing it later reopens it (iop/reopen.py) for the
@@ -123,7 +138,7 @@ class ScreeningWorkflow:
             # Reopened for a correction after the workflow had closed: the record as it was last saved.
             self.state = input.reopen
             self.state.reopened_at = workflow.now().isoformat()
-            what = "a correction" if self.state.status == FINAL else "an excuse"
+            what = "a correction (or a review's reversal)" if self.state.status == FINAL else "an excuse"
             self._event("reopened", detail=f"{what} arrived after the record had closed")
             return
         self.state = ScreeningState(
@@ -163,7 +178,11 @@ class ScreeningWorkflow:
             await self._notify()
         if self.state.status == AWAITING_COLLECTION:
             await self._await_collection()
-        if self.state.status == AWAITING_RESULT:
+        # The lab's result may already be in (awaiting review, or preliminary) when the notice's activity returns: the
+        # collection and the result were filed while it was out. Before the patch the run then ended, and the review
+        # was refused ("already ended").
+        if self.state.status == AWAITING_RESULT or (
+                self.state.status in (PRELIMINARY, AWAITING_REVIEW) and workflow.patched(EARLY_RESULT_PATCH)):
             await self._lab_stage()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state
@@ -529,7 +548,7 @@ class ScreeningWorkflow:
         previous = next((r for r in reversed(self.state.results) if r.superseded_by is None), None)
         entry = ResultEntry(report.result_id, report.result_status, report.received_at,
                             interpretation, held_codes=list(report.held_codes),
-                            methods=_methods(report))
+                            methods=_methods(report), lab_id=report.lab_id)
         status_words: dict[str, str] = {ResultStatus.PRELIMINARY: "preliminary", ResultStatus.FINAL: "final",
                                         ResultStatus.CORRECTED: "corrected"}
         status_word = status_words.get(report.result_status, report.result_status)
@@ -538,6 +557,12 @@ class ScreeningWorkflow:
         self.state.results.append(entry)
         self._event(f"{status_word} result received", "lab:" + report.lab_id,
                     f"{interpretation.summary} (message {report.message_ref})")
+        request = self.state.confirmation_request
+        if (request is not None and request.answered_by is None and report.result_status != "P"
+                and answers_confirmation(interpretation.findings, request.analytes)):
+            request.answered_by, request.answered_at = entry.result_id, workflow.now().isoformat()
+            self._event("confirmation received", "lab:" + report.lab_id,
+                        f"result {entry.result_id} answers the request of {request.requested_at}")
         if report.result_status == "P":
             # A preliminary result never becomes final; a later final one may still come.
             if self.state.status == AWAITING_RESULT:
@@ -621,18 +646,13 @@ class ScreeningWorkflow:
     @workflow.update
     async def review(self, review: Review) -> ScreeningState:
         review.at = workflow.now().isoformat()
+        if review.reverses and workflow.patched(REVIEW_REVERSAL_PATCH):
+            await self._reverse(review)
+            return self.state
         self.state.reviews.append(review)
-        current = self._current_result()
-        overall: str = current.interpretation.overall if current else "incomplete"
-        if review.decision == "confirm":
-            finals: dict[str, FinalOutcome] = {OverallOutcome.NON_NEGATIVE: FINAL_POSITIVE,
-                                               OverallOutcome.REFUSAL: FINAL_REFUSAL,
-                                               OverallOutcome.NEGATIVE: FINAL_NEGATIVE}
-            outcome = finals.get(overall, FINAL_INVALID)
-            self._finalize(outcome, f"confirmed by clinician review: {review.explanation}", review.actor)
-            await self._announce_final()
-        elif review.decision == "excuse":
-            self._finalize(FINAL_EXPLAINED, f"legitimate explanation documented: {review.explanation}", review.actor)
+        if review.decision in (ReviewDecision.CONFIRM, ReviewDecision.EXCUSE):
+            outcome, why = self._decided(review)
+            self._finalize(outcome, why, review.actor)
             await self._announce_final()
         else:
             # The participant's retest or the lab's confirmation is awaited as a new result.
@@ -640,8 +660,69 @@ class ScreeningWorkflow:
             self.state.result_overdue = False
             self.state.result_due_at = (workflow.now() + timedelta(hours=self.input.result_due_hours)).isoformat()
             self._event(review.decision.replace("-", " "), review.actor, review.explanation)
+            if review.decision == ReviewDecision.REQUEST_CONFIRMATION and workflow.patched(CONFIRMATION_REQUEST_PATCH):
+                await self._request_confirmation(review)
         await self._save()
         return self.state
+
+    def _decided(self, review: Review) -> tuple[FinalOutcome, str]:
+        """The final outcome a confirm or an excuse decides on the current result, and why."""
+        if review.decision == ReviewDecision.EXCUSE:
+            return FINAL_EXPLAINED, f"legitimate explanation documented: {review.explanation}"
+        current = self._current_result()
+        overall: str = current.interpretation.overall if current else "incomplete"
+        finals: dict[str, FinalOutcome] = {OverallOutcome.NON_NEGATIVE: FINAL_POSITIVE,
+                                           OverallOutcome.REFUSAL: FINAL_REFUSAL,
+                                           OverallOutcome.NEGATIVE: FINAL_NEGATIVE}
+        return finals.get(overall, FINAL_INVALID), f"confirmed by clinician review: {review.explanation}"
+
+    def _deciding_review(self) -> Review | None:
+        """The review that decided the final outcome as it stands (finalised at the same instant), if one did."""
+        if self.state.status != FINAL:
+            return None
+        return next((r for r in reversed(self.state.reviews)
+                     if r.decision in (ReviewDecision.CONFIRM, ReviewDecision.EXCUSE)
+                     and r.at == self.state.finalized_at), None)
+
+    async def _reverse(self, review: Review) -> None:
+        """A clinician reverses the review that decided this final result: the new decision stands, and whoever
+        was told of the result is sent the amendment (or, if it may no longer be reported, the retraction)."""
+        reversed_review = self._deciding_review()
+        assert reversed_review is not None  # the validator
+        self.state.reviews.append(review)
+        was = self.state.final_outcome
+        outcome, why = self._decided(review)
+        self._event("review reversed", review.actor,
+                    f"{reversed_review.decision} by {reversed_review.actor} at {reversed_review.at} ({was}) reversed: "
+                    f"{review.explanation}")
+        self._finalize(outcome, f"on reversal, {why}", review.actor)
+        await self._announce_final()
+        await self._save()
+
+    async def _request_confirmation(self, review: Review) -> None:
+        """Staff are asked (worklist) to have the lab confirm the screen; the item closes itself when the
+        confirmatory result arrives. A program that reports presumptive screens reports this one now, worded
+        as presumptive (activities.disclosure decides per program); the confirmed result amends it later."""
+        current = self._current_result()
+        findings = current.interpretation.findings if current else ()
+        request = ConfirmationRequest(
+            requested_at=workflow.now().isoformat(), actor=review.actor,
+            result_id=current.result_id if current else None, lab_id=(current.lab_id if current else "") or "the lab",
+            specimen_id=self.state.specimen_id, analytes=to_confirm(findings))
+        self.state.confirmation_request = request
+        await self._alert("confirmation-requested",
+                          f"ask {request.lab_id} to confirm specimen {request.specimen_id} (result {request.result_id})"
+                          f": {', '.join(request.analytes) or 'the screen'}; requested by {review.actor}")
+        collection = self.state.collection
+        positives = sorted({f.analyte for f in findings if f.outcome in POSITIVE_OUTCOMES})
+        basis = lab_basis(findings)
+        if collection is None or collection.collected_at is None or not positives or basis in CONFIRMING_BASES:
+            return  # nothing presumptive to report (a confirmed result is reported when the clinician decides)
+        await disclose(DisclosureEvent(self.state.participant_id, "screening-results", self.state.screening_id, {
+            "collected_on": collection.collected_at[:10], "specimen_type": collection.specimen_type,
+            "observed": collection.observed, "outcome": "positive",
+            "dilute": current is not None and current.interpretation.validity.status == "dilute",
+            "positive_for": positives, "basis": basis, "confirmed": False}))
 
     @review.validator
     def _validate_review(self, review: Review) -> None:
@@ -650,15 +731,36 @@ class ScreeningWorkflow:
                                    type=INVALID)
         if not review.explanation.strip():
             raise ApplicationError("a review needs a documented explanation", type=INVALID)
+        if review.reverses:
+            self._validate_reversal(review)
+            return
         if self.state.status != AWAITING_REVIEW:
-            raise ApplicationError(f"screening {self.state.screening_id} is {self.state.status}, not awaiting review",
-                                   type=CONFLICT)
+            hint = ("; to reverse the review that decided it, send reverses=true with the new decision and why"
+                    if self._deciding_review() is not None else "")
+            raise ApplicationError(f"screening {self.state.screening_id} is {self.state.status}, not awaiting review"
+                                   + hint, type=CONFLICT)
         current = self._current_result()
         if current is not None and current.held_codes and review.decision in (ReviewDecision.CONFIRM,
                                                                               ReviewDecision.EXCUSE):
             raise ApplicationError("the result cannot be final while codes are held: map each or mark it not "
                                    "monitored in the lab quarantine first (" + "; ".join(current.held_codes) + ")",
                                    type=CONFLICT)
+
+    def _validate_reversal(self, review: Review) -> None:
+        if review.decision not in (ReviewDecision.CONFIRM, ReviewDecision.EXCUSE):
+            raise ApplicationError(f"a reversal decides the final result anew: use decision {ReviewDecision.CONFIRM} "
+                                   f"or {ReviewDecision.EXCUSE}, not {review.decision}", type=INVALID)
+        if self.state.status != FINAL:
+            raise ApplicationError(f"screening {self.state.screening_id} is {self.state.status}: only the review of a "
+                                   "final result can be reversed (send reverses=false to review it)", type=CONFLICT)
+        deciding = self._deciding_review()
+        if deciding is None:
+            raise ApplicationError(f"the final outcome of screening {self.state.screening_id} "
+                                   f"({self.state.final_outcome}) was not decided by a review: there is no review to "
+                                   "reverse (a lab's corrected result changes it)", type=CONFLICT)
+        if deciding.decision == review.decision:
+            raise ApplicationError(f"the review of {deciding.at} already decided {deciding.decision}: a reversal "
+                                   "decides differently", type=CONFLICT)
 
     def _current_result(self) -> ResultEntry | None:
         return next((r for r in self.state.results if r.result_id == self.state.current_result_id), None)

@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
+from temporalio.client import RPCError
+from temporalio.service import RPCStatusCode
 
 from api.deps import ServicesDep, SessionDep, done_reading, require
 from api.idempotency import Idempotency, IdempotentRoute, joins_update
@@ -27,6 +29,8 @@ from domain.hl7 import Identifier, Observation, Order, OruMessage, PatientIds
 from domain.program import DEFAULT_LAB_TURNAROUND_HOURS
 from domain.vocab import QuarantineAction, ResultStatus, ReviewDecision, ScreeningStatus
 from ingest.lab import QUARANTINE_REASONS, LabIngest, LabSender, Quarantined, lab_sender, told_lab
+from iop.reopen import reopen_screening
+from iop.temporal import not_available_now
 from store.models import (
     AnalyteDefinition,
     CodeMapping,
@@ -424,16 +428,23 @@ def delete_mapping(mapping_id: Annotated[int, Path(ge=1, le=2**31 - 1)], actor: 
 
 
 class ReviewRequest(RequestModel):
-    """A clinician's review of a non-negative result."""
+    """A clinician's review of a non-negative result, or the reversal of the review that decided a final one."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "decision": "excuse", "explanation": "Valid buprenorphine prescription verified with the PDMP",
+    }, {
+        "decision": "excuse", "reverses": True,
+        "explanation": "The prescription was found after the positive was confirmed: PDMP record of 2026-11-18",
     }]})
 
     decision: ReviewDecision = Field(description="confirm the positive, excuse it (e.g. prescribed), or request a "
                                                  "confirmation test or a retest")
     explanation: str = Field(min_length=1, max_length=2000,
                              description="What was checked, e.g. a valid prescription for the substance found")
+    reverses: bool = Field(default=False, description=(
+        "true: reverse the review that decided this final result (decision confirm or excuse, the other one than "
+        "before, with why). The final outcome changes and every recipient told of the result is sent an amendment "
+        "(or a retraction) referencing the original report. Taken also after the screening's workflow has closed."))
 
 
 def _exists(session: Session, screening_id: str) -> Screening | None:
@@ -446,16 +457,29 @@ def _exists(session: Session, screening_id: str) -> Screening | None:
              responses=responses(401, 403, 404, 409, 422, 503), summary="Clinician / MRO review of a result")
 @joins_update
 async def review(screening_id: str, body: ReviewRequest, actor: Clinician, session: SessionDep,
-                 services: ServicesDep, attempt: Idempotency) -> ScreeningStatePublic:
+                 services: ServicesDep, attempt: Idempotency, request: Request) -> ScreeningStatePublic:
     """A clinician's (MRO's) decision on a non-negative result: confirm it, excuse it with an explanation (e.g. a
-    valid prescription), or ask for a confirmation test or a retest."""
+    valid prescription), or ask for a confirmation test (staff get a worklist item to ask the lab; a program that
+    reports presumptive screens reports it meanwhile, worded as presumptive) or a retest. With `reverses: true`,
+    the review that decided a final result is reversed: the outcome changes and whoever was told is sent the
+    amendment."""
     if await run_in_threadpool(_exists, session, screening_id) is None:
         raise ProblemError(404, f"No screening has the id {screening_id!r}.")
     handle = services.temporal.get_workflow_handle(screening_workflow_id(screening_id))
+    review = Review(body.decision, body.explanation, actor.token_id, reverses=body.reverses)
+    # The audit trail names the decision, and a reversal as such (the explanation stays in the record).
+    request.state.audit_detail = f"{body.decision.value}{' (reverses the deciding review)' if body.reverses else ''}"
+    update_id = attempt.update_id(screening_id) if attempt else None
     async with screening_call(services.engine, screening_id):
-        return ScreeningStatePublic.of(await handle.execute_update(
-            ScreeningWorkflow.review, Review(body.decision, body.explanation, actor.token_id),
-            id=attempt.update_id(screening_id) if attempt else None))
+        try:
+            return ScreeningStatePublic.of(await handle.execute_update(ScreeningWorkflow.review, review, id=update_id))
+        except RPCError as exc:
+            # A final result's workflow closes after its correction period; a reversal reopens it (no time limit).
+            if (exc.status != RPCStatusCode.NOT_FOUND or not_available_now(exc) or not body.reverses
+                    or not await reopen_screening(services.temporal, services.engine, screening_id,
+                                                  services.settings.task_queue)):
+                raise
+        return ScreeningStatePublic.of(await handle.execute_update(ScreeningWorkflow.review, review, id=update_id))
 
 
 # --- analytes an admin adds; quarantine item detail; turnaround --------------------------------

@@ -47,7 +47,7 @@ from domain.consent import (
 from domain.medication import DRUGS, ROUTES, UNITS, DispenseKind, ScheduleKind
 from domain.plan import PHASES
 from domain.selection import SelectionReason
-from domain.vocab import DischargeKind, DisclosureStatus, ReassessmentDecision, ScreeningStatus
+from domain.vocab import DischargeKind, DisclosureStatus, ReassessmentDecision, ReviewDecision, ScreeningStatus
 from ingest.lab import QUARANTINE_REASONS
 from workflows.contracts import REFUSAL_KINDS, REVIEW_DECISIONS, SPECIMEN_TYPES, TAKES_COLLECTION
 
@@ -573,6 +573,10 @@ async def screening(request: Request, ctx: Ctx) -> Response:
     return ctx.render("screening.html", s=answer, live=live, p=record, zone=str(_zone(record)), who=await _who(ctx),
                       takes_collection=answer["status"] in TAKES_COLLECTION,
                       awaiting_review=live.get("status") == "awaiting-review",
+                      # A final result decided by a review can have that review reversed (the API says if not).
+                      reversible=live.get("status") == "final" and any(
+                          r.get("decision") in (ReviewDecision.CONFIRM, ReviewDecision.EXCUSE)
+                          for r in live.get("reviews") or []),
                       specimen_types=SPECIMEN_TYPES, decisions=REVIEW_DECISIONS,
                       collection_values={"specimen_type": "urine", "observed": "yes", **collection.values},
                       collection_errors=collection.errors, review_values=review.values, review_errors=review.errors,
@@ -613,7 +617,8 @@ async def review_result(request: Request, ctx: Ctx) -> Response:
     back = f"/ui/screenings/{sid}"
     try:
         state = await ctx.api.post(f"/screenings/{sid}/review", {"decision": ctx.value("decision"),
-                                                                 "explanation": ctx.value("explanation")})
+                                                                 "explanation": ctx.value("explanation"),
+                                                                 "reverses": ctx.value("reverses") == "true"})
     except ApiError as exc:
         return ctx.refused(exc, back + "#review", "review")
     outcome = state.get("final_outcome")

@@ -133,6 +133,9 @@ REVIEW_CHOICES = [(ReviewDecision.CONFIRM, "Confirm the result"),
                   (ReviewDecision.EXCUSE, "Excuse it (documented explanation)"),
                   (ReviewDecision.REQUEST_CONFIRMATION, "Request a confirmation test"),
                   (ReviewDecision.REQUEST_RETEST, "Request a retest")]
+# Reversing the review that decided a final result: it is decided anew, confirm or excuse.
+REVERSAL_CHOICES = [(ReviewDecision.CONFIRM, "Confirm the result after all"),
+                    (ReviewDecision.EXCUSE, "Excuse it after all (documented explanation)")]
 REASSESS_CHOICES = [(ReassessmentDecision.RESUME, "Release the hold: resume dosing"),
                     (ReassessmentDecision.KEEP_HOLDING, "Keep holding")]
 SCHEDULE_CHOICES = [(ScheduleKind.DAILY_OBSERVED, "daily observed"),
@@ -190,6 +193,7 @@ templates.globals.update(static=static_url, swatch=charts.swatch, adherence_swat
                          adherence_text=charts.adherence_text, participant_statuses=tuple(ParticipantStatus),
                          open_screening=(S.SCHEDULED, S.AWAITING_COLLECTION), dose_due=DOSE_DUE,
                          result_status_words=RESULT_STATUS_WORDS, review_choices=REVIEW_CHOICES,
+                         reversal_choices=REVERSAL_CHOICES,
                          reassess_choices=REASSESS_CHOICES, schedule_choices=SCHEDULE_CHOICES,
                          worklist_status_choices=WORKLIST_STATUS_CHOICES)
 

@@ -2,6 +2,7 @@
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -9,7 +10,7 @@ from sqlmodel import Session
 
 from domain.disclosure_ids import disclosure_id
 from store.models import Disclosure, Recipient
-from tests.api.test_lab import CONFIRMED_POSITIVE, POSITIVE, collected, oru, post_hl7
+from tests.api.test_lab import CONFIRMED_POSITIVE, POSITIVE, URINE, collected, oru, post_hl7
 from tests.receiver import webhook_receiver
 from workflows.contracts import disclosure_workflow_id
 
@@ -335,3 +336,108 @@ async def test_attendance_is_recorded_reported_amended_and_counted_in_the_comple
     assert letter["data"]["sections"]["attendance"] == {"sessions": 1, "attended": 0, "late": 0, "excused": 1,
                                                         "unexcused": 0}
     assert "Sessions: 0 of 1 attended; 1 excused and 0 unexcused absence(s)." in letter["data"]["text"]
+
+
+async def test_a_reversed_review_of_a_reported_result_amends_the_courts_report(stack, court):
+    """Issue 16 review: before, a final result's review could not be reversed (409), so the court kept the positive."""
+    court_id = await add_recipient(stack, court, "court", ["screening-results"], case_system=CASE["system"])
+    pid, sid, specimen = await collected(stack)
+    await add_consent(stack, pid, consent_body(court_id, ["screening-results"]))
+    await post_hl7(stack, oru("DISC-V", specimen, pid, obx=CONFIRMED_POSITIVE))
+    review = await stack.http.post(f"/screenings/{sid}/review", headers=stack.auth("clinician"),
+                                   json={"decision": "confirm", "explanation": "no prescription on file"})
+    assert review.status_code == 200 and review.json()["final_outcome"] == "positive", review.text
+    original = await settled(stack, disclosure_id(pid, sid, "screening-results", court_id))
+    assert original.status == "delivered"
+    same = await stack.http.post(f"/screenings/{sid}/review", headers=stack.auth("clinician"),
+                                 json={"decision": "confirm", "explanation": "again", "reverses": True})
+    assert same.status_code == 409 and "decides differently" in same.json()["detail"], same.text
+    reversal = await stack.http.post(f"/screenings/{sid}/review", headers=stack.auth("clinician"), json={
+        "decision": "excuse", "reverses": True, "explanation": "PDMP shows a prescription filled 2026-11-18"})
+    assert reversal.status_code == 200, reversal.text
+    state = reversal.json()
+    assert state["final_outcome"] == "explained" and state["reviews"][-1]["reverses"] is True
+    assert any(e["what"] == "review reversed" and e["actor"] == state["reviews"][-1]["actor"]
+               for e in state["timeline"])
+    trail = (await stack.http.get("/audit", headers=stack.auth("auditor"), params={
+        "participant_id": pid, "action": "POST /screenings/{screening_id}/review"})).json()["items"]
+    assert [(e["detail"], e["outcome"]) for e in trail][-3:] == [
+        ("confirm", "200"), ("confirm (reverses the deciding review)", "409"),
+        ("excuse (reverses the deciding review)", "200")]
+    assert trail[-1]["actor"] == trail[0]["actor"] and trail[-1]["subject_id"] == sid
+    amendment = await settled(stack, disclosure_id(pid, sid, "screening-results", court_id, corrects=original.id))
+    assert amendment.status == "delivered"
+    payload = court.kept[amendment.id]
+    assert payload["amends"] == original.id and payload["data"]["outcome"] == "negative"
+    # Reversed again after the screening's workflow has closed: it is reopened, and the court is told again.
+    await stack.temporal.get_workflow_handle(f"screening-{sid}").terminate("closed, as after its correction period")
+    again = await stack.http.post(f"/screenings/{sid}/review", headers=stack.auth("clinician"), json={
+        "decision": "confirm", "reverses": True, "explanation": "the prescription was for another drug class"})
+    assert again.status_code == 200 and again.json()["final_outcome"] == "positive", again.text
+    assert again.json()["reopened_at"]
+    second = await settled(stack, disclosure_id(pid, sid, "screening-results", court_id, corrects=amendment.id))
+    assert second.status == "delivered" and court.kept[second.id]["data"]["outcome"] == "positive"
+
+
+def presumptive_program(program_id: str, report_presumptive: bool) -> dict:
+    return {"program_id": program_id, "name": "Treatment court", "report_presumptive": report_presumptive,
+            "sites": {"north": {"timezone": "America/New_York",
+                                "hours": {d: ["00:00", "23:59"] for d in ("mon", "tue", "wed", "thu", "fri", "sat",
+                                                                          "sun")}, "closed": {}}},
+            "phases": [{"name": "phase-1", "tests_per_week": 1, "min_per_rolling_week": 0,
+                        "max_per_rolling_week": 3, "specimen_types": ["urine"]}]}
+
+
+@pytest.mark.parametrize("report_presumptive", [False, True])
+async def test_a_request_for_confirmation_asks_the_lab_and_the_report_waits_or_goes_out_presumptive(
+        stack, court, report_presumptive):
+    """Issue 16 review: before, request-confirmation only set the screening back to awaiting a result."""
+    program_id = f"court-{'p' if report_presumptive else 'w'}-{uuid4().hex[:6]}"
+    created = await stack.http.post("/programs", json=presumptive_program(program_id, report_presumptive),
+                                    headers=stack.auth("admin"))
+    assert created.status_code == 201, created.text
+    court_id = await add_recipient(stack, court, "court", ["screening-results"], case_system=CASE["system"])
+    pid = (await stack.enroll(program=program_id))["id"]
+    await add_consent(stack, pid, consent_body(court_id, ["screening-results"]))
+    sid = (await stack.http.post(f"/participants/{pid}/screenings", json={"reason": "lab test"},
+                                 headers=stack.auth("staff"))).json()["screening_id"]
+    specimen = (await stack.http.post(f"/screenings/{sid}/collection", json=URINE,
+                                      headers=stack.auth("staff"))).json()["specimen_id"]
+    await post_hl7(stack, oru("CONF-S", specimen, pid, obx=POSITIVE))  # an immunoassay screen only
+    asked = await stack.http.post(f"/screenings/{sid}/review", headers=stack.auth("clinician"), json={
+        "decision": "request-confirmation", "explanation": "denies use; confirm before it counts"})
+    assert asked.status_code == 200, asked.text
+    request = asked.json()["confirmation_request"]
+    assert request["analytes"] == ["benzoylecgonine"] and request["specimen_id"] == specimen
+    assert request["actor"] == asked.json()["reviews"][-1]["actor"] and request["answered_by"] is None
+    [item] = (await stack.http.get("/worklist", headers=stack.auth("staff"), params={
+        "participant_id": pid, "kind": "confirmation-requested"})).json()["items"]
+    assert item["status"] == "open" and item["owner_role"] == "staff" and item["subject_id"] == sid
+    assert f"confirm specimen {specimen}" in item["why"] and "benzoylecgonine" in item["why"]
+
+    first = disclosure_id(pid, sid, "screening-results", court_id)
+    with Session(stack.engine) as session:
+        presumptive = session.get(Disclosure, first)
+    if report_presumptive:
+        presumptive = await settled(stack, first)
+        assert presumptive.status == "delivered"
+        payload = court.kept[first]
+        assert payload["basis"] == payload["data"]["basis"] == "presumptive-screen"
+        assert payload["data"]["outcome"] == "presumptive-positive" and payload["data"]["confirmed"] is False
+        assert "presumptive" in payload["data"]["statement"]
+    else:
+        assert presumptive is None and court.requests == []  # the report waits for the confirmation
+
+    await post_hl7(stack, oru("CONF-C", specimen, pid, obx=CONFIRMED_POSITIVE, status="C"))
+    [item] = (await stack.http.get("/worklist", headers=stack.auth("staff"), params={
+        "participant_id": pid, "kind": "confirmation-requested", "status": "all"})).json()["items"]
+    assert item["status"] == "resolved" and item["outcome"] == "resolved-at-source"
+    confirmed = await stack.http.post(f"/screenings/{sid}/review", headers=stack.auth("clinician"),
+                                      json={"decision": "confirm", "explanation": "LC-MS/MS confirmed"})
+    assert confirmed.status_code == 200 and confirmed.json()["confirmation_request"]["answered_by"], confirmed.text
+    report_id = disclosure_id(pid, sid, "screening-results", court_id, corrects=first if report_presumptive else None)
+    report = await settled(stack, report_id)
+    assert report.status == "delivered"
+    payload = court.kept[report_id]
+    assert payload["data"]["basis"] == "laboratory-confirmed" and payload["data"]["confirmed"] is True
+    assert payload.get("amends") == (first if report_presumptive else None)

@@ -200,7 +200,9 @@ async def test_quarantine_consents_and_for_cause_through_the_dashboard(live):
         csrf = await sign_in(http, live.tokens["staff"])
         page = await http.get("/ui/quarantine")
         with Session(live.engine) as session:
-            item = session.exec(select(QuarantineItem).where(col(QuarantineItem.reason).contains("s-unknown"))).one()
+            # this test's own message (the live stack is shared with other files' quarantined specimens)
+            item = session.exec(select(QuarantineItem).where(
+                col(QuarantineItem.reason).contains("s-unknown-20260101-r.1"))).one()
         assert f'id="item-{item.id}"' in page.text and "unknown-specimen" in page.text
         resolved = await http.post(f"/ui/quarantine/{item.id}/resolve", data={
             "csrf_token": csrf, "action": "reject", "note": "no such specimen was issued", "item_id": str(item.id)})

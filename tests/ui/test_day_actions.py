@@ -194,7 +194,7 @@ async def test_a_confirmed_final_screening_reads_as_final_not_needing_review(liv
         filed = await http.post("/lab/hl7", content=oru("UI-REVIEWED-1", specimen, pid, obx=POSITIVE).encode(),
                                 headers={**live.auth("lab"), "Content-Type": "text/plain"})
         assert "MSA|AA" in filed.text, filed.text
-        await sign_in(http, live.tokens["clinician"])
+        csrf = await sign_in(http, live.tokens["clinician"])
         before = (await http.get(f"/ui/screenings/{sid}")).text
         assert "needs clinician review before it is final" in before  # true while it waits
         reviewed = await http.post(f"/screenings/{sid}/review", headers=live.auth("clinician"),
@@ -209,6 +209,12 @@ async def test_a_confirmed_final_screening_reads_as_final_not_needing_review(liv
         assert "by test clinician" in timeline and f"by {clinician_id}" not in timeline
         summary = (await http.get(f"/ui/participants/{pid}")).text  # the participant's page reads the same
         assert "needs clinician review" not in summary and "Awaiting review" not in summary
+        # The final result's review can be reversed from the page: the outcome changes (issue 16 review).
+        assert "Reverse the review" in after
+        await http.post(f"/ui/screenings/{sid}/review", data={
+            "csrf_token": csrf, "reverses": "true", "decision": "excuse", "explanation": "prescription found"})
+        reversed_page = (await http.get(f"/ui/screenings/{sid}")).text
+        assert "Reversed to excuse by test clinician" in reversed_page
 
 
 async def test_today_per_site_in_the_sites_time_zone_and_remembered(live):

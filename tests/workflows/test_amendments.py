@@ -12,7 +12,7 @@ from datetime import UTC
 
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from sqlmodel import Session, col, select
 
 from activities.disclosure import DisclosureActivities
@@ -140,6 +140,9 @@ def test_the_same_event_again_plans_nothing_new(records_engine):
 
 # --- every recipient's last word matches the final truth, over random sequences ---------------------
 
+# A clinician's review decides a non-negative result: confirm reports the positive, excuse reports it negative
+# (ScreeningWorkflow._announce_final); a reversal of that review decides it the other way.
+REVIEWED = {"confirm": (RESULTS, POSITIVE), "excuse": (RESULTS, {**NEGATIVE, "dilute": False})}
 OUTCOMES = {"negative": (RESULTS, NEGATIVE), "positive": (RESULTS, POSITIVE), "invalid": (RESULTS, INVALID),
             "substituted": (REFUSALS, SUBSTITUTED)}
 WANTS = {"all": [RESULTS, REFUSALS, MISSED], "results": [RESULTS], "refusals": [REFUSALS, MISSED]}
@@ -159,18 +162,34 @@ def test_every_recipients_last_word_matches_the_final_truth(records_engine):
                 self.activities = DisclosureActivities(engine, TEST_KEYS)
                 self.outcome: tuple[str, dict] | None = None  # (category, facts) or None (none, or voided)
                 self.missed = False
+                self.decided_by: str | None = None  # the review decision the outcome rests on, if any
                 receiver.failing = False
 
             @rule(outcome=st.sampled_from(sorted(OUTCOMES)))
             def result(self, outcome):
                 category, facts = OUTCOMES[outcome]
                 self.activities.plan_disclosures(DisclosureEvent(self.pid, category, "s-1", facts, True))
-                self.outcome = (category, facts)
+                self.outcome, self.decided_by = (category, facts), None
+
+            @rule(decision=st.sampled_from(sorted(REVIEWED)))
+            def review(self, decision):
+                self._decide(decision)
+
+            @precondition(lambda self: self.decided_by is not None)
+            @rule()
+            def reverse(self):
+                """The review that decided the result is reversed: the other decision."""
+                self._decide(next(d for d in REVIEWED if d != self.decided_by))
+
+            def _decide(self, decision):
+                category, facts = REVIEWED[decision]
+                self.activities.plan_disclosures(DisclosureEvent(self.pid, category, "s-1", facts, True))
+                self.outcome, self.decided_by = (category, facts), decision
 
             @rule()
             def void(self):
                 self.activities.plan_disclosures(DisclosureEvent(self.pid, RESULTS, "s-1", VOIDED))
-                self.outcome = None
+                self.outcome, self.decided_by = None, None
 
             @rule()
             def miss(self):

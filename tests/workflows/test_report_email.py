@@ -22,6 +22,7 @@ from iop.worker import smtp_for
 from store.db import session_scope
 from store.models import ConsentRecord, Disclosure, Participant, Recipient
 from tests.conftest import TEST_KEYS
+from tests.pdf_pages import look
 from tests.ports import free_port
 from tests.receiver import Receiver, webhook_receiver
 from tests.workflows.scenarios import record_participant
@@ -110,6 +111,7 @@ def test_an_email_report_is_a_readable_message_with_its_pdf_and_delivered_only_w
     for expected in (LETTERHEAD, "CR-2026-0042", "laboratory-confirmed", "Consent:", "Generated at",
                      "42 CFR 2.32(a)", "prohibit you from using or disclosing this record"):
         assert expected in words, expected
+    look(document, "court-report-email")
     with Session(records_engine) as session:
         row = session.get(Disclosure, plan.disclosure_id)
     assert row.status == "delivered" and row.content_hash == content_hash(document)
@@ -141,9 +143,15 @@ def test_completion_letter_and_monthly_summary_render_as_readable_pdfs():
     entries = {"screening-results": [{"outcome": "negative"}, {"outcome": "negative"}], "program-status": []}
     letter = completion_letter(entries, consent, "2026-05-14", CASE, "D-letter", DURING)
     summary = monthly_summary(entries, consent, "2026-04", CASE, "D-summary", DURING)
-    letter_text, summary_text = pdf_text(render_pdf(letter, LETTERHEAD)), pdf_text(render_pdf(summary, LETTERHEAD))
+    letter_pdf, summary_pdf = render_pdf(letter, LETTERHEAD), render_pdf(summary, LETTERHEAD)
+    look(letter_pdf, "completion-letter")
+    look(summary_pdf, "monthly-summary")
+    letter_text, summary_text = pdf_text(letter_pdf), pdf_text(summary_pdf)
     assert " ".join(letter["data"]["text"].split())[:200] in letter_text
     assert "completion" in letter_text.lower() and "DC-2026-0042" in letter_text and LETTERHEAD in letter_text
     assert "Screening results: total: 2; by outcome: negative: 2" in summary_text and "2026-04" in summary_text
+    # The letter reads as a letter: its own title, its paragraphs, the 42 CFR 2.32 notice once at the foot.
+    assert "Letter of completion" in letter_text and "for this purpose: monitor progress in drug court." in letter_text
     for text in (letter_text, summary_text):
+        assert text.count("This record which has been disclosed to you") == 1, text
         assert "42 CFR 2.32(a)" in text and "Generated at: " + DURING in text and consent.consent_id in text

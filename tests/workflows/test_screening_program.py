@@ -1,12 +1,15 @@
 """A whole program on the time-skipping server: daily draws, screenings, misses, excuses,
 phase changes, pauses, discharge."""
 
+import asyncio
 import re
+import threading
 from datetime import date, timedelta
 
 import pytest
 from sqlmodel import Session, select
 
+from activities.notify import RecordingNotifier
 from domain.clock import local_date
 from iop.worker import build_worker
 from store.models import AlertRecord, CheckInDayRecord, Screening, SelectionDraw
@@ -214,3 +217,39 @@ async def test_unreviewed_result_is_escalated_and_preliminary_never_final(progra
     final = await screening.execute_update(ScreeningWorkflow.review, Review("confirm", "no prescription", "md-1"))
     assert final.final_outcome == "positive" and final.turnaround_hours >= 74
     await participant.terminate("test over")
+
+
+class HeldNotifier(RecordingNotifier):
+    """Holds the notice until released, as a slow gateway (or a loaded worker) does."""
+
+    def __init__(self) -> None:
+        self.entered, self.gate = threading.Event(), threading.Event()
+
+    def send(self, notification_id: str, phone: str | None, message: str) -> str | None:
+        self.entered.set()
+        self.gate.wait(60)
+        return None
+
+
+async def test_a_result_filed_while_the_notice_is_out_still_waits_for_review(time_env, records_engine, task_queue):
+    """Before the fix the run ended when the notice returned to a screening already awaiting review: the review was
+    refused ("already ended") and nothing escalated it."""
+    env, notifier = time_env, HeldNotifier()
+    async with build_worker(env.client, records_engine, task_queue, notifier=notifier):
+        participant, screening, _ = await _for_cause(env, records_engine, task_queue)
+        assert await asyncio.to_thread(notifier.entered.wait, 30)
+        await screening.execute_update(ScreeningWorkflow.record_collection,
+                                       Collection(specimen_type="urine", observed=True, collector="RN-7"))
+        state = await screening.execute_update(ScreeningWorkflow.record_result, _report("r1", "F", COCAINE_POSITIVE))
+        assert state.status == "awaiting-review"
+        notifier.gate.set()
+        await skip(env, timedelta(hours=25))
+        for _ in range(300):  # bounded: the unreviewed result is escalated once the run reaches the lab stage
+            if (await screening.query(ScreeningWorkflow.status)).review_overdue:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the unreviewed result was never escalated (the screening's run had ended)")
+        final = await screening.execute_update(ScreeningWorkflow.review, Review("confirm", "no prescription", "md-1"))
+        assert final.final_outcome == "positive"
+        await participant.terminate("test over")
