@@ -38,7 +38,7 @@ from domain.consent import (
 )
 from domain.delivery_retry import DELIVERED, RETRY, STOP_AND_SURFACE, Decision, classify_response
 from domain.disclosure_ids import disclosure_id, legacy_disclosure_id
-from domain.medication import DispenseKind, order_from_dict
+from domain.medication import DispenseKind, MedicationOrder
 from domain.program import Program, default_program
 from domain.report_content import (
     ReportOutcome,
@@ -70,6 +70,7 @@ from store.models import (
     utcnow,
 )
 from store.programs import current_program
+from store.shapes import typed
 from workflows.contracts import AttemptResult, DisclosureEvent, DisclosureInput, PlannedDisclosure, ScreeningState
 
 log = logging.getLogger(__name__)
@@ -525,7 +526,7 @@ def _medication_adherence(session: Session, participant_id: str, first: date, la
     entries = []
     for row in rows:
         book, closed = _ledger_of(session, row)
-        counted = ledger.adherence_between(order_from_dict(row.order), book, first, last, closed)
+        counted = ledger.adherence_between(typed(MedicationOrder, row.order), book, first, last, closed)
         if counted.expected:
             entries.append({"doses_expected": counted.expected, "doses_taken": counted.taken,
                             "adherence_ratio": round(counted.ratio or 0.0, 2)})
@@ -536,9 +537,7 @@ def _ledger_of(session: Session, row: MedicationOrderRecord) -> tuple[ledger.Dos
     stored = row.ledger or {}
     closed = frozenset(date.fromisoformat(d) for d in stored.get("closed_days", []))
     if stored:
-        return ledger.DoseLedger(
-            stored.get("outcomes", {}), tuple(ledger.supply_from_dict(s) for s in stored.get("supplies", [])),
-            tuple(stored.get("injections", []))), closed
+        return typed(ledger.DoseLedger, stored), closed
     # An order the workflow has not synced a ledger for yet: rebuilt from its records.
     outcomes: dict[str, str] = {}
     supplies, injections = [], []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import date
 
 from sqlalchemy.engine import Engine
@@ -10,7 +9,8 @@ from temporalio import activity
 
 from store.db import session_scope
 from store.models import DispenseRow, MedicationEventRow, MedicationOrderRecord, utcnow
-from workflows.contracts import DispenseEntry, MedicationInput, MedicationSync
+from store.shapes import plain
+from workflows.contracts import DispenseEntry, MedicationEventEntry, MedicationInput, MedicationSync
 
 
 class MedicationActivities:
@@ -20,12 +20,12 @@ class MedicationActivities:
     @activity.defn
     def open_order(self, order: MedicationInput) -> None:
         with session_scope(self.engine) as session:
-            if session.get(MedicationOrderRecord, order.order["order_id"]) is None:
+            terms = order.order
+            if session.get(MedicationOrderRecord, terms.order_id) is None:
                 session.add(MedicationOrderRecord(
-                    id=order.order["order_id"], participant_id=order.participant_id, site=order.site,
-                    drug=order.order["drug"], status="active", start_date=date.fromisoformat(order.order["start_date"]),
-                    stop_date=date.fromisoformat(order.order["stop_date"]) if order.order.get("stop_date") else None,
-                    rules=order.rules, order=order.order, created_by=order.order.get("prescriber", "")[:32],
+                    id=terms.order_id, participant_id=order.participant_id, site=order.site, drug=terms.drug,
+                    status="active", start_date=terms.start, stop_date=terms.stop, rules=order.rules,
+                    order=plain(terms), created_by=terms.prescriber[:32],
                     home_order_id=order.guest.home_order_id if order.guest else None,
                 ))
 
@@ -33,17 +33,19 @@ class MedicationActivities:
     def record_dispense(self, entry: DispenseEntry) -> None:
         with session_scope(self.engine) as session:
             if session.get(DispenseRow, entry.dispense_id) is None:
-                values = asdict(entry)
-                values["id"] = values.pop("dispense_id")
-                values["injection_site"] = values.pop("site")
-                values["day"] = date.fromisoformat(entry.day)
-                session.add(DispenseRow(**values))
+                given = entry.dispense
+                session.add(DispenseRow(
+                    id=entry.dispense_id, order_id=entry.order_id, participant_id=entry.participant_id,
+                    day=date.fromisoformat(given.day), kind=given.kind, dose=given.dose, unit=given.unit,
+                    take_home_count=given.take_home_count, bottle_ids=list(given.bottle_ids),
+                    covered_dates=entry.covered_dates, lot=given.lot, injection_site=given.site, note=entry.note,
+                    actor=given.actor))
 
     @activity.defn
-    def record_event(self, event: dict) -> None:
+    def record_event(self, event: MedicationEventEntry) -> None:
         with session_scope(self.engine) as session:
-            if session.get(MedicationEventRow, event["id"]) is None:
-                session.add(MedicationEventRow(**{**event, "day": date.fromisoformat(event["day"])}))
+            if session.get(MedicationEventRow, event.id) is None:
+                session.add(MedicationEventRow(**{**plain(event), "day": date.fromisoformat(event.day)}))
 
     @activity.defn
     def sync_order(self, sync: MedicationSync) -> None:
@@ -51,10 +53,11 @@ class MedicationActivities:
             row = session.get(MedicationOrderRecord, sync.order_id)
             if row is None:
                 return
-            row.status, row.order, row.eligibility = sync.status, sync.order, sync.eligibility
+            row.status, row.order = sync.status, plain(sync.order)
+            row.eligibility = plain(sync.eligibility) if sync.eligibility is not None else {}
             if sync.ledger is not None:
-                row.ledger = sync.ledger
-            row.stop_date = date.fromisoformat(sync.order["stop_date"]) if sync.order.get("stop_date") else None
+                row.ledger = {**plain(sync.ledger), "closed_days": sync.closed_days}
+            row.stop_date = sync.order.stop
             row.updated_at = utcnow()
             session.add(row)
 

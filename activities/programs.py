@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from temporalio import activity
 
-from domain.plan import plan_to_dict
 from domain.program import plan_for
 from store.programs import current_program
 from workflows.contracts import DayPlan, ProgramDayRequest
@@ -29,7 +26,7 @@ class ProgramActivities:
         if request.site not in program.sites or request.phase not in [p.name for p in program.phases]:
             return None  # an edit removed the site or phase: keep the last plan; staff see the program page
         plan = plan_for(program, version, request.site, request.phase)
-        return DayPlan(plan_to_dict(replace(plan)), program.program_id, version, [p.name for p in program.phases])
+        return DayPlan(plan, program.program_id, version, [p.name for p in program.phases])
 
     def all(self) -> list:
         return [self.plan_for_day]

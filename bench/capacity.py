@@ -114,7 +114,7 @@ async def participant_days(participants: int, days: int, records_url: str | None
     from temporalio.testing import WorkflowEnvironment
 
     from domain.clock import local_date
-    from domain.plan import default_plan, plan_to_dict
+    from domain.plan import default_plan
     from iop.binaries import server_binary
     from iop.codec import data_converter, new_key
     from iop.worker import build_worker
@@ -145,7 +145,7 @@ async def participant_days(participants: int, days: int, records_url: str | None
                                             date_of_birth=date(1980, 1, 1), site="north", program="iop",
                                             phase="phase-1", start_date=start, timezone="America/New_York",
                                             status="enrolling"))
-            plan = plan_to_dict(default_plan("phase-1"))
+            plan = default_plan("phase-1")
             runs = {}
             async with build_worker(env.client, engine, "capacity"):
                 for pid in ids:

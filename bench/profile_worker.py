@@ -17,7 +17,7 @@ import asyncio
 import time
 from collections import Counter
 
-from domain.plan import default_plan, plan_to_dict
+from domain.plan import default_plan
 from iop import typehints
 from iop.codec import data_converter, new_key
 from workflows.contracts import DrawRecord, ParticipantInput, ParticipantState, ScreeningInput
@@ -59,7 +59,7 @@ _runner = __import__("iop.worker", fromlist=["workflow_runner"]).workflow_runner
 def samples() -> list[tuple[object, type]]:
     state = ParticipantState(participant_id="p-0000000001", program="iop", site="north", phase="phase-1",
                              start_date="2026-01-05", timezone="America/New_York",
-                             plan=plan_to_dict(default_plan("phase-1")))
+                             plan=default_plan("phase-1"))
     draw = DrawRecord(participant_id="p-0000000001", day="2026-01-06", phase="phase-1", weekday=1,
                       probability=0.25, roll=0.4, time_roll=0.2, selected=False, reason="below-probability",
                       detail="")

@@ -38,7 +38,7 @@ from bench.harness import embedded_stack, rss_mib, timed
 from bench.lab_ingest import oru
 from bench.noop import NoopPipelineWorkflow, NoopWorkflow
 from domain.clock import local_date
-from domain.plan import default_plan, plan_to_dict
+from domain.plan import default_plan
 from store.db import session_scope
 from store.models import Participant
 from tests.receiver import webhook_receiver
@@ -149,7 +149,7 @@ async def at_scale(participants: int) -> None:
                 session.add(Participant(id=pid, **{k: v for k, v in PERSON.items() if k != "date_of_birth"},
                                         date_of_birth=date(1980, 1, 1), program="iop", phase="phase-1",
                                         start_date=today, timezone="America/New_York", status="enrolling"))
-        plan = plan_to_dict(default_plan("phase-1"))
+        plan = default_plan("phase-1")
 
         async def start(pid: str) -> None:
             state = ParticipantState(participant_id=pid, program="iop", site="north", phase="phase-1",

@@ -110,7 +110,7 @@ class ScreeningFacts:
 class OrderFacts:
     order_id: str
     status: str
-    order: Mapping[str, Any]  # domain.medication.order_to_dict
+    order: Mapping[str, Any]  # a MedicationOrder as stored (store.shapes.plain)
     created_at: str
 
 

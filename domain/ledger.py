@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
 
 from domain import medication as med
 from domain.checks import is_int as _is_int
@@ -296,14 +295,3 @@ def plain_reason(decision_reason: str | None, run: int, status: str) -> str:
     if run:
         return f"{run} consecutive missed dose(s); staff are alerted, and at 3 a clinician reassesses."
     return "No missed dose in the current run."
-
-
-def ledger_to_dict(ledger: DoseLedger) -> dict[str, Any]:
-    return {"outcomes": dict(ledger.outcomes),
-            "supplies": [{"dispensed_on": s.dispensed_on, "dates": list(s.dates), "bottle_ids": list(s.bottle_ids)}
-                         for s in ledger.supplies],
-            "injections": list(ledger.injections)}
-
-
-def supply_from_dict(data: Mapping[str, Any]) -> Supply:
-    return Supply(data["dispensed_on"], tuple(data["dates"]), tuple(data.get("bottle_ids") or ()))

@@ -12,20 +12,17 @@ arguments (the program day), never from the clock. Dates inside dataclasses are 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, is_dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import Any
 
 from domain.checks import is_finite_number as _is_finite_number
 from domain.checks import is_int as _is_int
 from domain.checks import parse_day as _parse_day
 from domain.checks import require_text as _require_text
 from domain.vocab import Vocabulary
-
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
 
 # --- closed vocabularies ---------------------------------------------------------------------
 
@@ -189,6 +186,19 @@ class CallbackStatus(Vocabulary):
     CALLED = "called"
     KEPT = "kept"
     MISSED = "missed"
+
+
+@dataclass(frozen=True)
+class Callback:
+    """A random callback: at `call_at` (ISO datetime, drawn at random) the participant is called and has
+    `respond_hours` to bring back `bottles`, every take-home bottle out at the call, by `deadline`."""
+
+    call_at: str
+    respond_hours: int
+    status: str = CallbackStatus.SCHEDULED  # one of CallbackStatus
+    bottles: tuple[str, ...] = ()
+    deadline: str | None = None  # set when the call is made
+    actor: str = ""  # who scheduled it (a token id)
 
 
 ALL_WEEKDAYS: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
@@ -890,122 +900,3 @@ def count_discrepancy(count: PillCount, tolerance: float = 0.0) -> str | None:
     if not count.seal_intact:
         reasons.append(f"bottle {count.bottle_id} came back with its seal broken")
     return "; ".join(reasons) if reasons else None
-
-
-# --- payloads --------------------------------------------------------------------------------
-# Everything below crosses Temporal as JSON: tuples become lists, nested dataclasses dicts.
-# from_dict rejects unknown keys so a misspelt field is not silently dropped.
-
-
-def schedule_to_dict(schedule: Schedule) -> dict[str, Any]:
-    return _plain(schedule)
-
-
-def schedule_from_dict(data: Mapping[str, Any]) -> Schedule:
-    values = _known_fields(Schedule, data)
-    _tuple_of(values, "observed_weekdays")
-    return _build(Schedule, values)
-
-
-def order_to_dict(order: MedicationOrder) -> dict[str, Any]:
-    return _plain(order)
-
-
-def order_from_dict(data: Mapping[str, Any]) -> MedicationOrder:
-    values = _known_fields(MedicationOrder, data)
-    if isinstance(values.get("schedule"), Mapping):
-        values["schedule"] = schedule_from_dict(values["schedule"])
-    return _build(MedicationOrder, values)
-
-
-def dispense_to_dict(dispense: Dispense) -> dict[str, Any]:
-    return _plain(dispense)
-
-
-def dispense_from_dict(data: Mapping[str, Any]) -> Dispense:
-    values = _known_fields(Dispense, data)
-    _tuple_of(values, "bottle_ids")
-    return _build(Dispense, values)
-
-
-def expected_to_dict(expected: Expected) -> dict[str, Any]:
-    return _plain(expected)
-
-
-def expected_from_dict(data: Mapping[str, Any]) -> Expected:
-    return _build(Expected, _known_fields(Expected, data))
-
-
-def adherence_to_dict(value: Adherence) -> dict[str, Any]:
-    return _plain(value)
-
-
-def adherence_from_dict(data: Mapping[str, Any]) -> Adherence:
-    return _build(Adherence, _known_fields(Adherence, data))
-
-
-def pill_count_to_dict(count: PillCount) -> dict[str, Any]:
-    return _plain(count)
-
-
-def pill_count_from_dict(data: Mapping[str, Any]) -> PillCount:
-    return _build(PillCount, _known_fields(PillCount, data))
-
-
-def missed_dose_rules_to_dict(rules: MissedDoseRules) -> dict[str, Any]:
-    return _plain(rules)
-
-
-def missed_dose_rules_from_dict(data: Mapping[str, Any]) -> MissedDoseRules:
-    return _build(MissedDoseRules, _known_fields(MissedDoseRules, data))
-
-
-def missed_dose_decision_to_dict(decision: MissedDoseDecision) -> dict[str, Any]:
-    return _plain(decision)
-
-
-def missed_dose_decision_from_dict(data: Mapping[str, Any]) -> MissedDoseDecision:
-    return _build(MissedDoseDecision, _known_fields(MissedDoseDecision, data))
-
-
-@overload
-def _plain(value: DataclassInstance) -> dict[str, Any]: ...
-@overload
-def _plain(value: object) -> Any: ...
-def _plain(value: Any) -> Any:
-    """JSON-friendly copy: dataclasses become dicts, tuples lists, frozensets sorted lists."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, (tuple, list)):
-        return [_plain(item) for item in value]
-    if isinstance(value, frozenset):
-        return sorted(_plain(item) for item in value)
-    return value
-
-
-def _known_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
-    if not isinstance(data, Mapping):
-        raise ValueError(f"a {cls.__name__} payload must be a mapping, got {type(data).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(
-            f"unknown {cls.__name__} field(s): {', '.join(unknown)}; "
-            f"known fields are {', '.join(sorted(known))}"
-        )
-    return dict(data)
-
-
-def _tuple_of(values: dict[str, Any], key: str) -> None:
-    if isinstance(values.get(key), list):
-        values[key] = tuple(values[key])
-
-
-_T = TypeVar("_T")
-
-
-def _build(cls: type[_T], values: dict[str, Any]) -> _T:
-    try:
-        return cls(**values)
-    except TypeError as error:  # a required field is missing
-        raise ValueError(f"incomplete {cls.__name__}: {error}") from None

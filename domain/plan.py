@@ -6,7 +6,7 @@ Pure and stdlib-only: imported inside Temporal's deterministic workflow sandbox.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import date
 from functools import lru_cache
 from typing import Any
@@ -79,13 +79,9 @@ def default_plan(phase: str) -> TestingPlan:
         raise ValueError(f"unknown phase {phase!r}; known phases are {', '.join(PHASES)}") from None
 
 
-def plan_to_dict(plan: TestingPlan) -> dict[str, Any]:
-    """JSON-friendly form: tuples become lists."""
-    return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(plan).items()}
-
-
 def plan_from_dict(data: dict[str, Any]) -> TestingPlan:
-    """Inverse of plan_to_dict. Rejects unknown keys so a misspelt override is not silently dropped."""
+    """A plan written as JSON by someone else (a selection export's recorded inputs, checked by
+    domain.verifiable). Rejects unknown keys so a misspelt field is not silently dropped."""
     known = {f.name for f in fields(TestingPlan)}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -53,6 +53,17 @@ class Draw:
     detail: str
 
 
+@dataclass(frozen=True)
+class DrawInputs:
+    """What a verifiable draw was computed from, kept with it so that anyone holding the revealed seed can
+    compute it again (domain.verifiable.recompute)."""
+
+    plan: TestingPlan
+    recent_selections: tuple[str, ...]  # ISO days selected in the 7 days before
+    paused: bool
+    history_start: str  # ISO date: the floor counts from here
+
+
 def daily_probability(plan: TestingPlan) -> float:
     """Chance of a test on an open day: tests per week spread evenly over the collection weekdays.
 

@@ -567,43 +567,6 @@ def band_from_dict(data: Mapping[str, Any]) -> Band:
     return _build(Band, _known_fields(Band, data))
 
 
-def facts_to_dict(facts: TakeHomeFacts) -> dict[str, Any]:
-    values = {f.name: getattr(facts, f.name) for f in fields(facts)}
-    values["recent_screens"] = [{"day": screen.day, "result": screen.result} for screen in facts.recent_screens]
-    return values
-
-
-def facts_from_dict(data: Mapping[str, Any]) -> TakeHomeFacts:
-    values = _known_fields(TakeHomeFacts, data)
-    if isinstance(values.get("recent_screens"), list):
-        values["recent_screens"] = tuple(_screen_from_dict(screen) for screen in values["recent_screens"])
-    if _is_int(values.get("attendance_ratio_30d")):
-        values["attendance_ratio_30d"] = float(values["attendance_ratio_30d"])
-    return _build(TakeHomeFacts, values)
-
-
-def _screen_from_dict(data: Mapping[str, Any]) -> ScreenFact:
-    return _build(ScreenFact, _known_fields(ScreenFact, data))
-
-
-def eligibility_to_dict(result: Eligibility) -> dict[str, Any]:
-    return {
-        "max_take_home_days": result.max_take_home_days,
-        "cap": result.cap,
-        "reasons": list(result.reasons),
-        "not_met": list(result.not_met),
-        "basis": result.basis,
-    }
-
-
-def eligibility_from_dict(data: Mapping[str, Any]) -> Eligibility:
-    values = _known_fields(Eligibility, data)
-    for key in ("reasons", "not_met"):
-        if isinstance(values.get(key), list):
-            values[key] = tuple(values[key])
-    return _build(Eligibility, values)
-
-
 def _known_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(data, Mapping):
         raise ValueError(f"a {cls.__name__} payload must be a mapping, got {type(data).__name__}")

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 
-from domain.plan import PHASES, default_plan, plan_to_dict
+from domain.plan import PHASES, default_plan
 from domain.program import Program, plan_for
 from store.models import Participant
 from workflows import search
@@ -46,8 +46,8 @@ def program_input(participant: Participant, program: tuple[Program, int] | None 
         phase=participant.phase,
         start_date=participant.start_date.isoformat(),
         timezone=participant.timezone,
-        plan=plan_to_dict(plan_for(program[0], program[1], participant.site, participant.phase) if program
-                          else replace(default_plan(participant.phase), timezone=participant.timezone)),
+        plan=(plan_for(program[0], program[1], participant.site, participant.phase) if program
+              else replace(default_plan(participant.phase), timezone=participant.timezone)),
         phases=phases if program else [],
     )
     return ParticipantInput(state=state)

@@ -34,7 +34,7 @@ from sqlmodel import Session, col, select
 
 from domain.calendar import WEEKDAY_NAMES
 from domain.clock import local_date, local_moment
-from domain.plan import PHASES, TestingPlan, default_plan, hours_for, minutes_of_day, plan_to_dict
+from domain.plan import PHASES, TestingPlan, default_plan, hours_for, minutes_of_day
 from domain.program import Program, plan_for, program_from_dict
 from domain.vocab import ScreeningStatus
 from store.models import Participant, Screening, SelectionDraw
@@ -400,7 +400,7 @@ async def _enroll(client, engine, task_queue: str, count: int, phase: str, start
     async def start_one(pid: str) -> None:
         state = ParticipantState(
             participant_id=pid, program=program, site=site, phase=phase, start_date=start.isoformat(),
-            timezone=plan.timezone, plan=plan_to_dict(plan), phases=[plan.phase] if plan.program_id else [],
+            timezone=plan.timezone, plan=plan, phases=[plan.phase] if plan.program_id else [],
         )
         async with limit:
             await client.start_workflow(

@@ -19,14 +19,15 @@ from sqlmodel import Session, col, select
 
 from domain import verifiable
 from domain.colours import ColourGroup, colour_plan, colour_roll_subject, draw_colours, drawn
-from domain.plan import TestingPlan, plan_to_dict
+from domain.plan import TestingPlan
 from domain.program import Program, plan_for
-from domain.selection import WINDOW_DAYS
+from domain.selection import WINDOW_DAYS, DrawInputs
 from iop.codec import CodecKey
 from store.db import session_scope
 from store.models import ColourDay
 from store.programs import program_version
 from store.selection import seed_for_roll
+from store.shapes import plain
 
 
 def stored_colours(session: Session, program_id: str, site: str, day: date) -> ColourDay | None:
@@ -52,8 +53,8 @@ def _earlier(session: Session, program_id: str, site: str, day: date) -> tuple[d
 def draw_inputs(site_plan: TestingPlan, group: ColourGroup, recent: Sequence[date], history_start: date
                 ) -> dict[str, Any]:
     """One colour's draw inputs, in the shape of a participant's verifiable draw (domain.verifiable.recompute)."""
-    return {"plan": plan_to_dict(colour_plan(site_plan, group)), "recent_selections": [d.isoformat() for d in recent],
-            "paused": False, "history_start": history_start.isoformat()}
+    return plain(DrawInputs(colour_plan(site_plan, group), tuple(d.isoformat() for d in recent), False,
+                            history_start.isoformat()))
 
 
 def draw_day_colours(engine: Engine, keys: Sequence[CodecKey], program: Program, version: int, site: str,

@@ -595,7 +595,8 @@ class MedicationOrderRecord(SQLModel, table=True):
     rules: str = Field(max_length=64)
     order: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     eligibility: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    # The dose ledger the workflow keeps (domain.ledger.ledger_to_dict plus closed_days), for reports.
+    # The dose ledger the workflow keeps (domain.ledger.DoseLedger as store.shapes.plain writes it, plus
+    # closed_days), for reports.
     ledger: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     home_order_id: str | None = Field(default=None, max_length=64)  # set on a guest-dosing copy
     created_by: str = Field(max_length=32)

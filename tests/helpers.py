@@ -86,3 +86,17 @@ def refused(pattern: str):
     with pytest.raises(WorkflowUpdateFailedError) as info:
         yield info
     assert re.search(pattern, str(info.value.cause)), str(info.value.cause)
+
+
+@contextlib.contextmanager
+def refused_unread(pattern: str):
+    """The update must be refused because its argument cannot be read as its domain type: the domain's own
+    checks (a frozen dataclass's __post_init__) reject it while it is decoded, before any validator runs. The
+    reason is somewhere in the failure's chain of causes."""
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        yield info
+    reasons, cause = [], info.value.cause
+    while cause is not None:
+        reasons.append(str(cause))
+        cause = cause.cause
+    assert re.search(pattern, " | ".join(reasons)), reasons

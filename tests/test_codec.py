@@ -86,7 +86,7 @@ def test_payload_classes_have_their_type_hints_computed_once(monkeypatch):
     from collections import Counter
     from dataclasses import dataclass as make_dataclass
 
-    from domain.plan import default_plan, plan_to_dict
+    from domain.plan import default_plan
     from iop import typehints
     from workflows.contracts import ParticipantInput, ParticipantState
 
@@ -102,7 +102,7 @@ def test_payload_classes_have_their_type_hints_computed_once(monkeypatch):
     typehints._hints.clear()
     value = ParticipantInput(state=ParticipantState(
         participant_id="p-1", program="iop", site="north", phase="phase-1", start_date="2026-01-05",
-        timezone="America/New_York", plan=plan_to_dict(default_plan("phase-1"))))
+        timezone="America/New_York", plan=default_plan("phase-1")))
     payloads = converter.to_payloads([value])
     for _ in range(3):
         assert converter.from_payloads(payloads, [ParticipantInput]) == [value]

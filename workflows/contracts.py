@@ -12,9 +12,14 @@ from typing import Any, ClassVar
 
 from domain.analytes import AddedAnalyte
 from domain.interpretation import Interpretation
+from domain.ledger import DoseLedger, Supply
 from domain.loinc_tox import AnalyteMethod
+from domain.medication import Adherence, Callback, Dispense, Expected, MedicationOrder
+from domain.plan import TestingPlan
 from domain.program import SPECIMEN_TYPES as SPECIMEN_TYPES  # re-exported for the workflows
 from domain.result_basis import BreathResult
+from domain.selection import DrawInputs
+from domain.takehome import Eligibility
 from domain.vocab import (
     DISCHARGE_STATUSES as DISCHARGE_STATUSES,  # re-exported for the workflows
 )
@@ -62,7 +67,7 @@ class ParticipantState:
     phase: str
     start_date: str
     timezone: str
-    plan: dict[str, Any]
+    plan: TestingPlan
     status: str = ACTIVE
     phase_history: list[PhaseEntry] = field(default_factory=list)
     discharge_kind: str | None = None
@@ -71,7 +76,7 @@ class ParticipantState:
     discharged_by: str | None = None
     runs: int = 1  # how many runs this program has had (continue-as-new)
     # Selection. The plan of a phase change applies from the next program day.
-    next_plan: dict[str, Any] | None = None
+    next_plan: TestingPlan | None = None
     next_plan_from: str | None = None
     plan_since: str | None = None  # the program day the current plan took effect (None: start_date)
     next_draw_day: str | None = None  # None until the first draw is planned
@@ -86,7 +91,7 @@ class ParticipantState:
     for_cause_count: int = 0
     medications: list[str] = field(default_factory=list)  # order ids of medication workflows
     # The plan fixed for next_draw_day when its wait began (a program version keeps for the whole day).
-    day_plan: dict[str, Any] | None = None
+    day_plan: TestingPlan | None = None
     day_plan_for: str | None = None
     phases: list[str] = field(default_factory=list)  # the program's phases (empty: the built-in ones)
 
@@ -356,9 +361,9 @@ class ProgramDayRequest:
 
 @dataclass
 class DayPlan:
-    """The plan (domain.plan.plan_to_dict) a stored program version gives for one day."""
+    """The plan a stored program version gives for one day."""
 
-    plan: dict[str, Any]
+    plan: TestingPlan
     program_id: str
     version: int
     phases: list[str] = field(default_factory=list)
@@ -422,7 +427,7 @@ class DrawRecord:
     program_version: int | None = None
     verifiable: bool = False  # rolls are HMACs of the period's committed seed (domain/verifiable.py)
     draw_minute: str | None = None  # local HH:MM the draw was made
-    inputs: dict[str, Any] | None = None  # plan, recent_selections, history_start, paused
+    inputs: DrawInputs | None = None  # what a verifiable draw was computed from
 
 
 @dataclass
@@ -631,7 +636,7 @@ class ConfirmationRequest:
 
 @dataclass
 class MedicationInput:
-    order: dict[str, Any]  # domain.medication.order_to_dict
+    order: MedicationOrder
     participant_id: str
     site: str
     timezone: str
@@ -652,10 +657,23 @@ class MedicationEvent:
 
 
 @dataclass
+class MedicationEventEntry:
+    """A medication event to record in SQL (the workflow's local activity): a missed dose, a hold, a pill count..."""
+
+    id: str
+    order_id: str
+    participant_id: str
+    day: str
+    kind: str
+    actor: str
+    detail: str
+
+
+@dataclass
 class MedicationState:
     order_id: str
     participant_id: str
-    order: dict[str, Any]
+    order: MedicationOrder
     rules: str
     treatment_start: str
     timezone: str
@@ -671,23 +689,24 @@ class MedicationState:
     count_misses_after: str | None = None  # a reassessment starts the count afresh
     diversion_flag_since: str | None = None
     safe_storage_attested: bool = False
-    recent_screens: list[dict[str, str]] = field(default_factory=list)  # {day, result}, last 60 days
-    eligibility: dict[str, Any] = field(default_factory=dict)  # domain.takehome.eligibility_to_dict
-    adherence_7d: dict[str, Any] = field(default_factory=dict)
-    adherence_30d: dict[str, Any] = field(default_factory=dict)
-    next_due: dict[str, Any] = field(default_factory=dict)  # domain.medication.expected_to_dict
+    recent_screens: list[ScreenOutcome] = field(default_factory=list)  # last 60 days
+    # None until first weighed.
+    eligibility: Eligibility | None = None
+    adherence_7d: Adherence | None = None
+    adherence_30d: Adherence | None = None
+    next_due: Expected | None = None
     evaluated_through: str | None = None  # last program day whose doses were checked
     dispense_count: int = 0
     event_count: int = 0
     events: list[MedicationEvent] = field(default_factory=list)  # the last 100
-    # Issue 18: the dose ledger's take-home supplies (domain.ledger.Supply as dicts) and injections,
-    # the bottles out with the participant (id -> day dispensed), callbacks, guest periods, closed days.
-    supplies: list[dict[str, Any]] = field(default_factory=list)
+    # Issue 18: the dose ledger's take-home supplies and injections, the bottles out with the participant
+    # (id -> day dispensed), callbacks, guest periods, closed days.
+    supplies: list[Supply] = field(default_factory=list)
     injections: list[str] = field(default_factory=list)
     bottles_out: dict[str, str] = field(default_factory=dict)
-    callbacks: list[dict[str, Any]] = field(default_factory=list)
+    callbacks: list[Callback] = field(default_factory=list)
     closed_days: list[str] = field(default_factory=list)
-    guest: dict[str, Any] | None = None  # on a guest order: {home_order_id, site, first_day, last_day}
+    guest: GuestPeriod | None = None  # on a guest order
     guest_orders: list[str] = field(default_factory=list)  # guest copies started from this order
     hold_released_by: str | None = None
     plain_reason: str = ""  # the missed-dose / hold state in one plain sentence for the dashboard
@@ -794,7 +813,7 @@ class ScreenOutcome:
 
 @dataclass
 class MedicationStart:
-    order: dict[str, Any]
+    order: MedicationOrder
     rules: str
     treatment_start: str | None = None
     closed_days: list[str] = field(default_factory=list)  # clinic-closed days (ISO), from the program calendar
@@ -802,20 +821,12 @@ class MedicationStart:
 
 @dataclass
 class DispenseEntry:
-    """A dispense as recorded in SQL (written by the workflow's local activity)."""
+    """A dispense to record in SQL (the workflow's local activity): the domain's Dispense, with its ids."""
 
     dispense_id: str
     order_id: str
     participant_id: str
-    day: str
-    kind: str
-    actor: str
-    dose: float | None = None
-    unit: str | None = None
-    take_home_count: int = 0
-    bottle_ids: list[str] = field(default_factory=list)
-    lot: str | None = None
-    site: str | None = None
+    dispense: Dispense
     note: str | None = None
     covered_dates: list[str] | None = None  # a take-home supply: the days it covers
 
@@ -824,9 +835,10 @@ class DispenseEntry:
 class MedicationSync:
     order_id: str
     status: str
-    order: dict[str, Any]
-    eligibility: dict[str, Any]
-    ledger: dict[str, Any] | None = None  # domain.ledger.ledger_to_dict plus closed_days
+    order: MedicationOrder
+    eligibility: Eligibility | None
+    ledger: DoseLedger | None = None
+    closed_days: list[str] = field(default_factory=list)
 
 
 # --- disclosure ------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ eligibility is weighed again after every dose, every final screen and every day.
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 
 from temporalio import workflow
@@ -22,8 +22,8 @@ with workflow.unsafe.imports_passed_through():
     from domain import ledger
     from domain import medication as med
     from domain.clock import local_date, local_moment
-    from domain.medication import CallbackStatus
-    from domain.takehome import ScreenFact, TakeHomeFacts, eligibility, eligibility_to_dict, get_rules, treatment_day
+    from domain.medication import Callback, CallbackStatus
+    from domain.takehome import ScreenFact, TakeHomeFacts, eligibility, get_rules, treatment_day
     from domain.vocab import ReassessmentDecision
     from workflows import search
     from workflows.contracts import (
@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         GuestPeriod,
         GuestRequest,
         MedicationEvent,
+        MedicationEventEntry,
         MedicationInput,
         MedicationState,
         MedicationSync,
@@ -85,9 +86,9 @@ class MedicationWorkflow:
     def __init__(self, input: MedicationInput) -> None:
         self.input = input
         self.state = input.state or MedicationState(
-            order_id=input.order["order_id"], participant_id=input.participant_id, order=input.order,
+            order_id=input.order.order_id, participant_id=input.participant_id, order=input.order,
             rules=input.rules, treatment_start=input.treatment_start, timezone=input.timezone,
-            closed_days=list(input.closed_days), guest=None if input.guest is None else asdict(input.guest),
+            closed_days=list(input.closed_days), guest=input.guest,
         )
 
     @workflow.run
@@ -240,8 +241,7 @@ class MedicationWorkflow:
         covered: list[str] = []
         if given.kind == med.TAKE_HOME:
             covered = list(ledger.supply_dates(today + timedelta(days=1), given.take_home_count))
-            self.state.supplies.append({"dispensed_on": today.isoformat(), "dates": covered,
-                                        "bottle_ids": list(given.bottle_ids)})
+            self.state.supplies.append(ledger.Supply(today.isoformat(), tuple(covered), given.bottle_ids))
             for bottle in given.bottle_ids:
                 self.state.bottles_out[bottle] = today.isoformat()
         elif given.kind == med.OBSERVED_DOSE and record.split_parts > 1:
@@ -256,12 +256,9 @@ class MedicationWorkflow:
             self.state.injections.append(today.isoformat())
         if given.kind == med.OBSERVED_DOSE:
             await self._tell_guest_or_home(today)
-        entry = DispenseEntry(
-            dispense_id=f"{self.state.order_id}:{self.state.dispense_count}", order_id=self.state.order_id,
-            participant_id=self.state.participant_id, day=today.isoformat(), kind=given.kind, actor=record.actor,
-            dose=given.dose, unit=given.unit, take_home_count=given.take_home_count, bottle_ids=list(given.bottle_ids),
-            lot=given.lot, site=given.site, note=record.note, covered_dates=covered or None,
-        )
+        entry = DispenseEntry(f"{self.state.order_id}:{self.state.dispense_count}", self.state.order_id,
+                              self.state.participant_id, given, record.note,
+                              covered or None)
         await workflow.execute_local_activity_method(MedicationActivities.record_dispense, entry, **RECORD_WRITE)
         self._event(given.kind.replace("-", " ") + " recorded", record.actor, self._describe_dispense(given))
         await self._reweigh()
@@ -273,7 +270,7 @@ class MedicationWorkflow:
         today, order = self._today(), self._order()
         # A dose given at another site under guest dosing is today's dose too.
         already = self.state.outcomes.get(today.isoformat()) in (ledger.DOSED, ledger.INJECTED, ledger.GUEST_DOSED)
-        allowed = int(self.state.eligibility.get("max_take_home_days", 0))
+        allowed = self.state.eligibility.max_take_home_days if self.state.eligibility else 0
         if record.split_parts != 1:
             given = self._whole_of_split(order, given, record.split_parts)
             already = already or self.state.split_parts.get(today.isoformat(), 0) >= record.split_parts
@@ -342,7 +339,7 @@ class MedicationWorkflow:
     @workflow.update
     async def change_dose(self, change: DoseChange) -> MedicationState:
         before = self._describe_order()
-        self.state.order = med.order_to_dict(self._changed_order(change))
+        self.state.order = self._changed_order(change)
         override = f" (dose override: {change.override_reason.strip()})" if change.override_reason else ""
         await self._record_event(self._today(), "dose-change", change.actor,
                                  f"{before} -> {self._describe_order()}: {change.reason}{override}")
@@ -358,8 +355,8 @@ class MedicationWorkflow:
 
     def _changed_order(self, change: DoseChange) -> med.MedicationOrder:
         try:
-            return med.order_from_dict({**self.state.order, "dose": change.dose, "unit": change.unit,
-                                        "dose_override_reason": change.override_reason})
+            return replace(self.state.order, dose=change.dose, unit=change.unit,
+                           dose_override_reason=change.override_reason)
         except ValueError as exc:
             raise ApplicationError(str(exc), type=INVALID) from None
 
@@ -377,7 +374,7 @@ class MedicationWorkflow:
     async def _stop(self, reason: str, actor: str) -> None:
         today = self._today()
         self.state.status = med.STOPPED
-        self.state.order = {**self.state.order, "stop_date": max(today, self._order().start).isoformat()}
+        self.state.order = replace(self.state.order, stop_date=max(today, self._order().start).isoformat())
         await self._record_event(today, "stopped", actor, reason)
         await self._reweigh()
 
@@ -427,11 +424,11 @@ class MedicationWorkflow:
     @workflow.signal
     async def screen_result(self, outcome: ScreenOutcome) -> None:
         """A final screen from the participant's workflow: take-home eligibility depends on it."""
-        if any(s["screening_id"] == outcome.screening_id for s in self.state.recent_screens):
+        if any(s.screening_id == outcome.screening_id for s in self.state.recent_screens):
             self.state.recent_screens = [s for s in self.state.recent_screens
-                                         if s["screening_id"] != outcome.screening_id]
-        self.state.recent_screens.append(asdict(outcome))
-        self.state.recent_screens.sort(key=lambda s: s["day"])
+                                         if s.screening_id != outcome.screening_id]
+        self.state.recent_screens.append(outcome)
+        self.state.recent_screens.sort(key=lambda s: s.day)
         if self.state.status != med.STOPPED:
             await self._reweigh()
 
@@ -450,30 +447,30 @@ class MedicationWorkflow:
         """Adherence, take-home eligibility and the next expected dose, then the order record."""
         order, today = self._order(), self._today()
         windows = ledger.adherence_windows(order, self._ledger(), today, self._closed())
-        self.state.adherence_7d, self.state.adherence_30d = (med.adherence_to_dict(w) for w in windows)
+        self.state.adherence_7d, self.state.adherence_30d = windows
         facts = TakeHomeFacts(
             drug=order.drug,
             days_in_treatment=treatment_day(date.fromisoformat(self.state.treatment_start), max(today, order.start)),
             attendance_ratio_30d=windows[1].ratio,
-            recent_screens=tuple(ScreenFact(s["day"], s["result"]) for s in self.state.recent_screens
-                                 if s["day"] <= today.isoformat()),
+            recent_screens=tuple(ScreenFact(s.day, s.result) for s in self.state.recent_screens
+                                 if s.day <= today.isoformat()),
             diversion_flag_since=self.state.diversion_flag_since,
             safe_storage_attested=self.state.safe_storage_attested,
             clinician_hold=self.state.status == med.HELD,
             missed_dose_run=self.state.missed_run,
             today=today.isoformat(),
         )
-        self.state.eligibility = eligibility_to_dict(eligibility(facts, get_rules(self.state.rules)))
+        self.state.eligibility = eligibility(facts, get_rules(self.state.rules))
         last = date.fromisoformat(self.state.last_injection) if self.state.last_injection else None
         upcoming = max(today, order.start)
-        self.state.next_due = med.expected_to_dict(
+        self.state.next_due = (
             med.expected_on(order, upcoming, last) if not order.is_injection
             else med.Expected(med.next_injection_due(order, last).isoformat(), med.INJECTION_DUE, "next injection"))
         workflow.upsert_search_attributes([search.STATUS.value_set(self.state.status)])
         await workflow.execute_local_activity_method(
             MedicationActivities.sync_order,
             MedicationSync(self.state.order_id, self.state.status, self.state.order, self.state.eligibility,
-                           {**ledger.ledger_to_dict(self._ledger()), "closed_days": self.state.closed_days}),
+                           self._ledger(), list(self.state.closed_days)),
             **RECORD_WRITE)
         self._plain()
 
@@ -487,12 +484,12 @@ class MedicationWorkflow:
         await self._record_event(today, "bottle-return", returned.actor,
                                  f"bottles returned: {', '.join(returned.bottle_ids)}" +
                                  (f"; {returned.note}" if returned.note else ""))
-        for callback in self.state.callbacks:
-            if callback["status"] == "called" and set(callback["bottles"]) <= set(returned.bottle_ids) | (
-                    set(callback["bottles"]) - set(self.state.bottles_out)):
-                callback["status"] = "kept"
+        for index, callback in enumerate(self.state.callbacks):
+            if callback.status == CallbackStatus.CALLED and set(callback.bottles) <= set(returned.bottle_ids) | (
+                    set(callback.bottles) - set(self.state.bottles_out)):
+                self.state.callbacks[index] = replace(callback, status=CallbackStatus.KEPT)
                 await self._record_event(today, "callback-kept", returned.actor,
-                                         f"callback of {callback['call_at']}: every bottle brought back")
+                                         f"callback of {callback.call_at}: every bottle brought back")
         await self._reweigh()
         return self.state
 
@@ -519,9 +516,7 @@ class MedicationWorkflow:
             day = today + timedelta(days=rng.randint(1, policy.window_days))
             minutes = rng.randint(CALLBACK_HOURS[0] * 60, CALLBACK_HOURS[1] * 60 - 1)
             call_at = local_moment(day, time(minutes // 60, minutes % 60), self.state.timezone)
-            self.state.callbacks.append({
-                "call_at": call_at.isoformat(), "respond_hours": policy.respond_hours, "status": "scheduled",
-                "bottles": [], "deadline": None, "actor": policy.actor})
+            self.state.callbacks.append(Callback(call_at.isoformat(), policy.respond_hours, actor=policy.actor))
             await self._record_event(today, "callback-scheduled", policy.actor,
                                      f"a random callback is drawn within {policy.window_days} day(s); "
                                      f"{policy.respond_hours} hour(s) to bring the bottles")
@@ -536,36 +531,39 @@ class MedicationWorkflow:
     def _callback_moments(self) -> list[datetime]:
         moments = []
         for callback in self.state.callbacks:
-            if callback["status"] == "scheduled":
-                moments.append(datetime.fromisoformat(callback["call_at"]))
-            elif callback["status"] == "called":
-                moments.append(datetime.fromisoformat(callback["deadline"]))
+            if callback.status == CallbackStatus.SCHEDULED:
+                moments.append(datetime.fromisoformat(callback.call_at))
+            elif callback.status == CallbackStatus.CALLED and callback.deadline is not None:
+                moments.append(datetime.fromisoformat(callback.deadline))
         return moments
 
     async def _run_callbacks(self) -> None:
         now = workflow.now()
-        for callback in self.state.callbacks:
-            if callback["status"] == "scheduled" and now >= datetime.fromisoformat(callback["call_at"]):
-                callback["status"] = "called"
-                callback["bottles"] = sorted(self.state.bottles_out)
-                callback["deadline"] = (now + timedelta(hours=callback["respond_hours"])).isoformat()
-                if not callback["bottles"]:
-                    callback["status"] = "kept"  # nothing out to bring back
+        for index, callback in enumerate(self.state.callbacks):
+            if callback.status == CallbackStatus.SCHEDULED and now >= datetime.fromisoformat(callback.call_at):
+                bottles = tuple(sorted(self.state.bottles_out))
+                # Nothing out to bring back: kept at once.
+                callback = replace(callback, status=CallbackStatus.CALLED if bottles else CallbackStatus.KEPT,
+                                   bottles=bottles,
+                                   deadline=(now + timedelta(hours=callback.respond_hours)).isoformat())
+                self.state.callbacks[index] = callback
+                if not bottles:
                     continue
-                await self._alert("callback-due", f"{self.state.order_id}:{callback['call_at'][:16]}",
-                                  f"call the participant back: bring bottle(s) {', '.join(callback['bottles'])} "
-                                  f"within {callback['respond_hours']} hour(s)")
-            elif callback["status"] == "called" and now >= datetime.fromisoformat(callback["deadline"]):
-                still_out = sorted(set(callback["bottles"]) & set(self.state.bottles_out))
+                await self._alert("callback-due", f"{self.state.order_id}:{callback.call_at[:16]}",
+                                  f"call the participant back: bring bottle(s) {', '.join(callback.bottles)} "
+                                  f"within {callback.respond_hours} hour(s)")
+            elif (callback.status == CallbackStatus.CALLED and callback.deadline is not None
+                  and now >= datetime.fromisoformat(callback.deadline)):
+                still_out = sorted(set(callback.bottles) & set(self.state.bottles_out))
                 if not still_out:
-                    callback["status"] = "kept"
+                    self.state.callbacks[index] = replace(callback, status=CallbackStatus.KEPT)
                     continue
-                callback["status"] = "missed"
+                self.state.callbacks[index] = replace(callback, status=CallbackStatus.MISSED)
                 self.state.diversion_flag_since = self._today().isoformat()
-                reason = (f"callback of {callback['call_at'][:16]} not kept: bottle(s) {', '.join(still_out)} "
-                          f"not brought back within {callback['respond_hours']} hour(s)")
+                reason = (f"callback of {callback.call_at[:16]} not kept: bottle(s) {', '.join(still_out)} "
+                          f"not brought back within {callback.respond_hours} hour(s)")
                 await self._record_event(self._today(), "diversion-flag", "system", reason)
-                await self._alert("diversion-review", f"{self.state.order_id}:{callback['call_at'][:16]}",
+                await self._alert("diversion-review", f"{self.state.order_id}:{callback.call_at[:16]}",
                                   f"diversion review: {reason}")
                 await self._reweigh()
 
@@ -576,8 +574,7 @@ class MedicationWorkflow:
         workflow.patched(PATCH_GUEST)
         self.state.guest_orders.append(f"{self.state.order_id}-g{len(self.state.guest_orders) + 1}")
         guest_id = self.state.guest_orders[-1]
-        copy = {**self.state.order, "order_id": guest_id, "start_date": request.first_day,
-                "stop_date": request.last_day}
+        copy = replace(self.state.order, order_id=guest_id, start_date=request.first_day, stop_date=request.last_day)
         guest = MedicationInput(order=copy, participant_id=self.state.participant_id, site=request.site,
                                 timezone=self.state.timezone, rules=self.state.rules,
                                 treatment_start=self.state.treatment_start, closed_days=[],
@@ -623,7 +620,7 @@ class MedicationWorkflow:
 
     async def _tell_guest_or_home(self, today: date) -> None:
         if self.state.guest is not None:
-            await workflow.get_external_workflow_handle(workflow_id(self.state.guest["home_order_id"])).signal(
+            await workflow.get_external_workflow_handle(workflow_id(self.state.guest.home_order_id)).signal(
                 MedicationWorkflow.guest_dosed, today.isoformat())
             return
         for guest_id in self.state.guest_orders:
@@ -653,7 +650,7 @@ class MedicationWorkflow:
     # --- the ledger ------------------------------------------------------------------------
 
     def _supplies(self) -> tuple[ledger.Supply, ...]:
-        return tuple(ledger.supply_from_dict(s) for s in self.state.supplies)
+        return tuple(self.state.supplies)
 
     def _closed(self) -> frozenset[date]:
         return frozenset(date.fromisoformat(d) for d in self.state.closed_days)
@@ -670,7 +667,7 @@ class MedicationWorkflow:
     # --- helpers --------------------------------------------------------------------------
 
     def _order(self) -> med.MedicationOrder:
-        return med.order_from_dict(self.state.order)
+        return self.state.order
 
     def _today(self) -> date:
         return local_date(workflow.now(), self.state.timezone)
@@ -706,9 +703,8 @@ class MedicationWorkflow:
         self.state.event_count += 1
         await workflow.execute_local_activity_method(
             MedicationActivities.record_event,
-            {"id": f"{self.state.order_id}:{self.state.event_count}",
-             "order_id": self.state.order_id, "participant_id": self.state.participant_id, "day": day.isoformat(),
-             "kind": kind, "actor": actor or "system", "detail": detail[:2000]},
+            MedicationEventEntry(f"{self.state.order_id}:{self.state.event_count}", self.state.order_id,
+                                 self.state.participant_id, day.isoformat(), kind, actor or "system", detail[:2000]),
             **RECORD_WRITE)
 
     async def _alert(self, kind: str, subject: str, detail: str) -> None:
@@ -719,11 +715,11 @@ class MedicationWorkflow:
     def _trim(self, day: date) -> None:
         oldest = (day - timedelta(days=KEEP_DAYS)).isoformat()
         self.state.outcomes = {d: o for d, o in self.state.outcomes.items() if d >= oldest}
-        self.state.supplies = [s for s in self.state.supplies if max(s["dates"]) >= oldest]
+        self.state.supplies = [s for s in self.state.supplies if max(s.dates) >= oldest]
         self.state.split_parts = {d: n for d, n in self.state.split_parts.items() if d >= oldest}
         self.state.injections = self.state.injections[-4:]
         self.state.callbacks = [c for c in self.state.callbacks
-                                if c["status"] in (CallbackStatus.SCHEDULED, CallbackStatus.CALLED)
-                                or c["call_at"][:10] >= oldest]
+                                if c.status in (CallbackStatus.SCHEDULED, CallbackStatus.CALLED)
+                                or c.call_at[:10] >= oldest]
         oldest_screen = (day - timedelta(days=KEEP_SCREEN_DAYS)).isoformat()
-        self.state.recent_screens = [s for s in self.state.recent_screens if s["day"] >= oldest_screen]
+        self.state.recent_screens = [s for s in self.state.recent_screens if s.day >= oldest_screen]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -28,9 +28,8 @@ with workflow.unsafe.imports_passed_through():
     from domain import verifiable
     from domain.clock import local_clock, local_clock_named, local_date, local_moment
     from domain.colours import participant_verdict
-    from domain.medication import order_from_dict
-    from domain.plan import PHASES, TestingPlan, default_plan, hours_for, plan_from_dict, plan_to_dict
-    from domain.selection import WINDOW_DAYS, Draw, draw_day, is_collection_day, notification_time
+    from domain.plan import PHASES, TestingPlan, default_plan, hours_for
+    from domain.selection import WINDOW_DAYS, Draw, DrawInputs, draw_day, is_collection_day, notification_time
     from domain.takehome import get_rules
     from domain.vocab import DischargeKind
     from workflows import search
@@ -108,20 +107,16 @@ def workflow_id(participant_id: str) -> str:
     return participant_workflow_id(participant_id)
 
 
-def plan_for_phase(phase: str, current: dict[str, Any]) -> dict[str, Any]:
+def plan_for_phase(phase: str, clinic: TestingPlan) -> TestingPlan:
     """The new phase's testing rates, keeping the clinic's calendar and time zone."""
-    clinic = plan_from_dict(current)
-    rates = default_plan(phase)
-    return plan_to_dict(
-        replace(
-            rates,
-            collection_weekdays=clinic.collection_weekdays,
-            opens_at=clinic.opens_at,
-            closes_at=clinic.closes_at,
-            closed_dates=clinic.closed_dates,
-            timezone=clinic.timezone,
-            breath_alcohol_cutoff=clinic.breath_alcohol_cutoff,
-        )
+    return replace(
+        default_plan(phase),
+        collection_weekdays=clinic.collection_weekdays,
+        opens_at=clinic.opens_at,
+        closes_at=clinic.closes_at,
+        closed_dates=clinic.closed_dates,
+        timezone=clinic.timezone,
+        breath_alcohol_cutoff=clinic.breath_alcohol_cutoff,
     )
 
 
@@ -239,7 +234,7 @@ class ParticipantWorkflow:
             effective = self.state.next_plan
         found = await workflow.execute_local_activity_method(
             ProgramActivities.plan_for_day,
-            ProgramDayRequest(self.state.program, self.state.site, effective["phase"], day.isoformat()),
+            ProgramDayRequest(self.state.program, self.state.site, effective.phase, day.isoformat()),
             **RECORD_WRITE,
         )
         self.state.day_plan = found.plan if found is not None else None
@@ -259,7 +254,7 @@ class ParticipantWorkflow:
             self.state.pending_time_roll = self._roll()
         return date.fromisoformat(self.state.next_draw_day)
 
-    def _plan_for(self, day: date) -> dict[str, Any]:
+    def _plan_for(self, day: date) -> TestingPlan:
         if self.state.day_plan is not None and self.state.day_plan_for == day.isoformat():
             return self.state.day_plan
         if (self.state.next_plan is not None and self.state.next_plan_from
@@ -272,7 +267,7 @@ class ParticipantWorkflow:
         return plan.selection_mode == "colour" and workflow.patched(COLOUR_PATCH)
 
     def _draw_moment(self, day: date) -> datetime:
-        plan = plan_from_dict(self._plan_for(day))
+        plan = self._plan_for(day)
         if self._paused(day) or not is_collection_day(plan, day):
             clock = time.fromisoformat(plan.opens_at)
         elif self._colour_mode(plan):  # the colours are called at opening: a whole day to come and test
@@ -300,7 +295,7 @@ class ParticipantWorkflow:
             self.state.next_plan = self.state.next_plan_from = None
         if self.state.day_plan is not None and self.state.day_plan_for == day.isoformat():
             self.state.plan = self.state.day_plan
-        plan = plan_from_dict(self.state.plan)
+        plan = self.state.plan
         time_roll = self.state.pending_time_roll or 0.0
         verifiable_day = workflow.patched(VERIFIABLE_PATCH)
         # Asked for only now, at the draw minute: until this moment the outcome exists nowhere.
@@ -329,8 +324,7 @@ class ParticipantWorkflow:
                 verifiable_day = False  # the colours' rolls are kept with the day's colours (colour_days)
         inputs = None
         if verifiable_day:
-            inputs = {"plan": self.state.plan, "recent_selections": recent, "paused": self._paused(day),
-                      "history_start": self._history_start(day).isoformat()}
+            inputs = DrawInputs(self.state.plan, tuple(recent), self._paused(day), self._history_start(day).isoformat())
         screening_id = None
         if draw.selected:
             screening_id = f"s-{self.state.participant_id.removeprefix('p-')}-{day:%Y%m%d}"
@@ -400,7 +394,7 @@ class ParticipantWorkflow:
             return
         key = day.isoformat()
         check_in = self.state.check_ins.get(key)
-        plan = plan_from_dict(self.state.plan)
+        plan = self.state.plan
         required = plan.check_in_required and is_collection_day(plan, day) and not self._paused(day)
         await workflow.execute_local_activity_method(
             ScreeningActivities.record_check_in_day,
@@ -433,7 +427,7 @@ class ParticipantWorkflow:
         if self._paused(today):
             message = "Testing is paused for you today. Keep checking in daily."
         else:
-            plan = plan_from_dict(self._plan_for(today))
+            plan = self._plan_for(today)
             last_call = local_clock_named(local_moment(today, time.fromisoformat(self._last_call(plan)),
                                                        self.state.timezone), self.state.timezone)
             message = (f"No test has been called for you as of now. Tests are called until "
@@ -462,7 +456,7 @@ class ParticipantWorkflow:
         self.state.for_cause_count += 1
         today = self._today()
         screening_id = f"s-{self.state.participant_id.removeprefix('p-')}-{today:%Y%m%d}-c{self.state.for_cause_count}"
-        plan = plan_from_dict(self._plan_for(today))
+        plan = self._plan_for(today)
         return await self._start_screening(screening_id, today, "for-cause", plan.collection_window_hours,
                                            f"for cause, ordered by {request.actor}", request.reason, plan=plan)
 
@@ -503,7 +497,7 @@ class ParticipantWorkflow:
 
     @workflow.update
     async def start_medication(self, start: MedicationStart) -> str:
-        order = order_from_dict(start.order)
+        order = start.order
         self.state.medications.append(order.order_id)
         medication = MedicationInput(order=start.order, participant_id=self.state.participant_id,
                                      site=self.state.site, timezone=self.state.timezone, rules=start.rules,
@@ -523,10 +517,10 @@ class ParticipantWorkflow:
     def _validate_medication(self, start: MedicationStart) -> None:
         self._require_active("start a medication order")
         try:
-            order = order_from_dict(start.order)
             get_rules(start.rules)
         except ValueError as exc:
             raise ApplicationError(str(exc), type=INVALID) from None
+        order = start.order
         if order.participant_id != self.state.participant_id:
             raise ApplicationError("the order names another participant", type=INVALID)
         if order.order_id in self.state.medications:
@@ -554,7 +548,7 @@ class ParticipantWorkflow:
         if change.phase in PHASES:
             self.state.next_plan = plan_for_phase(change.phase, self.state.plan)
         else:  # a phase of a stored program: its rates come with the next day's plan (_fetch_day_plan)
-            self.state.next_plan = {**self.state.plan, "phase": change.phase}
+            self.state.next_plan = replace(self.state.plan, phase=change.phase)
         self.state.next_plan_from = (self._today() + timedelta(days=1)).isoformat()
         self.state.phase_history.append(
             PhaseEntry(change.phase, workflow.now().isoformat(), change.reason, change.actor)

@@ -29,6 +29,7 @@ from domain.vocab import ReassessmentDecision
 from iop import takehome_rules
 from store.models import DispenseRow, MedicationOrderRecord, Participant
 from store.programs import current_program
+from store.shapes import typed
 from workflows.contracts import (
     BottleReturn,
     CallbackPolicy,
@@ -324,19 +325,16 @@ async def start_order(participant_id: str, body: MedicationOrderIn, actor: Presc
     rules = body.rules or takehome_rules.default_rule_set(services.settings.takehome_rules)
     if rules not in RULE_SETS:
         raise ProblemError(422, f"Unknown take-home rule set {rules!r}; known: {', '.join(RULE_SETS)}.")
-    order = {
-        # Named after its participant: no two participants' orders (nor their workflows) can share an id.
-        "order_id": f"m-{participant_id.removeprefix('p-')}-{secrets.token_hex(4)}", "participant_id": participant_id,
-        "drug": body.drug,
-        "dose": body.dose, "unit": body.unit, "route": body.route,
-        "schedule": {**body.schedule.model_dump(), "observed_weekdays": list(body.schedule.observed_weekdays)},
-        "start_date": body.start_date.isoformat(), "stop_date": body.stop_date.isoformat() if body.stop_date else None,
-        "prescriber": body.prescriber,
-    }
-    if override:
-        order["dose_override_reason"] = override
     try:
-        med.order_from_dict(order)
+        order = med.MedicationOrder(
+            # Named after its participant: no two participants' orders (nor their workflows) can share an id.
+            order_id=f"m-{participant_id.removeprefix('p-')}-{secrets.token_hex(4)}", participant_id=participant_id,
+            drug=body.drug, dose=body.dose, unit=body.unit, route=body.route,
+            schedule=med.Schedule(kind=body.schedule.kind, observed_weekdays=tuple(body.schedule.observed_weekdays),
+                                  every_days=body.schedule.every_days, grace_days=body.schedule.grace_days),
+            start_date=body.start_date.isoformat(), stop_date=body.stop_date.isoformat() if body.stop_date else None,
+            prescriber=body.prescriber, dose_override_reason=override or None,
+        )
     except ValueError as exc:
         raise ProblemError(422, f"The order is not valid: {exc}.") from exc
     start = MedicationStart(order=order, rules=rules,
@@ -585,7 +583,7 @@ def dispensing_today(actor: Reader, session: SessionDep, shown: ShownDep, pages:
     ordered = query.order_by(col(MedicationOrderRecord.site), col(MedicationOrderRecord.id))
     for row, participant in session.exec(ordered):
         today = local_date(now, participant.timezone)
-        order = med.order_from_dict(row.order)
+        order = typed(med.MedicationOrder, row.order)
         last_injection = session.exec(select(func.max(DispenseRow.day)).where(
             DispenseRow.order_id == row.id, DispenseRow.kind == "injection")).one()
         recorded = session.exec(select(DispenseRow.kind).where(DispenseRow.order_id == row.id,

@@ -219,6 +219,6 @@ async def test_a_random_callback_is_not_announced_before_it_is_made(stack):
     [drawn] = (await handle.query(MedicationWorkflow.status)).callbacks  # in the workflow...
     for role in ("admin", "staff", "clinician", "auditor"):  # ...and in no answer
         detail = await stack.http.get(f"/medications/{order_id}", headers=stack.auth(role))
-        assert detail.status_code == 200 and drawn["call_at"] not in detail.text, role
-        assert drawn["call_at"][:16] not in detail.text, role
-    assert drawn["call_at"][:16] not in scheduled.text
+        assert detail.status_code == 200 and drawn.call_at not in detail.text, role
+        assert drawn.call_at[:16] not in detail.text, role
+    assert drawn.call_at[:16] not in scheduled.text

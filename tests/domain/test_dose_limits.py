@@ -8,7 +8,7 @@ import math
 import pytest
 
 from domain import medication as med
-from tests.domain.test_medication import START, injection_order, methadone_order
+from tests.domain.test_medication import START, injection_order, methadone_order, through_temporal
 
 
 @pytest.mark.parametrize("dose", [1e308, 2000.0, float("inf"), 0.0, -60.0, float("nan")])
@@ -25,8 +25,7 @@ def test_a_dose_above_the_usual_maximum_needs_a_reason():
         methadone_order(dose=150.0, dose_override_reason="   ")
     order = methadone_order(dose=150.0, dose_override_reason="rapid metaboliser; trough level documented")
     assert order.dose_override_reason.startswith("rapid metaboliser")
-    again = med.order_from_dict(med.order_to_dict(order))
-    assert again == order
+    assert through_temporal(order) == order
 
 
 @pytest.mark.parametrize(

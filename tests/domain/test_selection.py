@@ -15,10 +15,11 @@ from datetime import date, time, timedelta
 from itertools import pairwise
 
 import pytest
+import temporalio.converter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.plan import PHASES, TestingPlan, default_plan, plan_from_dict, plan_to_dict
+from domain.plan import PHASES, TestingPlan, default_plan, plan_from_dict
 from domain.selection import (
     CEILING_REACHED,
     CLINIC_CLOSED,
@@ -461,6 +462,7 @@ def test_unknown_phase_lists_the_known_ones() -> None:
 
 
 BASE = default_plan("phase-1")
+PAYLOADS = temporalio.converter.default().payload_converter
 
 
 @pytest.mark.parametrize(
@@ -499,28 +501,35 @@ def test_invalid_plans_are_rejected_with_a_useful_message(changes: dict, message
 
 @settings(max_examples=200, deadline=None)
 @given(plan=plans())
-def test_plan_round_trips_through_json(plan: TestingPlan) -> None:
-    as_json = json.dumps(plan_to_dict(plan))
-    assert plan_from_dict(json.loads(as_json)) == plan
+def test_plan_round_trips_through_temporal_and_an_export(plan: TestingPlan) -> None:
+    """The plan crosses Temporal as the payload converter writes it, and a selection export keeps that JSON
+    (domain.verifiable reads it back with plan_from_dict)."""
+    payload = PAYLOADS.to_payloads([plan])
+    assert PAYLOADS.from_payloads(payload, [TestingPlan]) == [plan]
+    assert plan_from_dict(json.loads(payload[0].data)) == plan
 
 
 def test_default_plans_round_trip() -> None:
     for phase in PHASES:
-        data = plan_to_dict(default_plan(phase))
+        data = as_json(default_plan(phase))
         assert isinstance(data["collection_weekdays"], list)
         assert plan_from_dict(data) == default_plan(phase)
 
 
+def as_json(plan: TestingPlan) -> dict:
+    return json.loads(PAYLOADS.to_payloads([plan])[0].data)
+
+
 def test_plan_from_dict_takes_whole_numbers_for_rates() -> None:
-    data = plan_to_dict(BASE) | {"tests_per_week": 3, "collection_window_hours": 8}
+    data = as_json(BASE) | {"tests_per_week": 3, "collection_window_hours": 8}
     plan = plan_from_dict(data)
     assert plan == BASE and isinstance(plan.tests_per_week, float)
 
 
 def test_plan_from_dict_rejects_unknown_and_missing_fields() -> None:
     with pytest.raises(ValueError, match="unknown testing-plan field.*tests_per_weak"):
-        plan_from_dict(plan_to_dict(BASE) | {"tests_per_weak": 2})
-    incomplete = plan_to_dict(BASE)
+        plan_from_dict(as_json(BASE) | {"tests_per_weak": 2})
+    incomplete = as_json(BASE)
     del incomplete["source"]
     with pytest.raises(ValueError, match="incomplete testing plan"):
         plan_from_dict(incomplete)

@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.clock import local_date
 from domain.disclosure_ids import disclosure_id
+from domain.medication import MedicationOrder, Schedule
 from domain.webhook_signing import new_webhook_secret
 from iop.worker import build_worker
 from store.db import make_engine
@@ -162,12 +163,10 @@ def add_recipient_and_consent(engine, participant_id: str, receiver) -> tuple[st
     return setup_records_for(engine, participant_id, receiver.url, receiver.secret, ["phase-changes", "program-status"])
 
 
-def medication_order(participant_id: str, start) -> dict:
-    return {"order_id": f"m-{participant_id[-6:]}", "participant_id": participant_id, "drug": "methadone",
-            "dose": 60.0, "unit": "mg", "route": "oral",
-            "schedule": {"kind": "daily-observed", "observed_weekdays": [0, 1, 2, 3, 4, 5, 6], "every_days": None,
-                         "grace_days": 3},
-            "start_date": start.isoformat(), "stop_date": None, "prescriber": "Dr. Okafor"}
+def medication_order(participant_id: str, start) -> MedicationOrder:
+    return MedicationOrder(order_id=f"m-{participant_id[-6:]}", participant_id=participant_id, drug="methadone",
+                           dose=60.0, unit="mg", route="oral", schedule=Schedule("daily-observed"),
+                           start_date=start.isoformat(), prescriber="Dr. Okafor")
 
 
 async def skip(env: WorkflowEnvironment, span: timedelta) -> None:

@@ -7,7 +7,7 @@ from datetime import date
 from sqlalchemy.engine import Engine
 from temporalio.client import Client, WorkflowHandle
 
-from domain.plan import default_plan, plan_to_dict
+from domain.plan import default_plan
 from store.db import session_scope
 from store.models import Participant
 from tests.conftest import unique
@@ -29,7 +29,7 @@ def record_participant(engine: Engine, participant_id: str, phase: str = "phase-
 def initial_state(participant_id: str, phase: str = "phase-1", start: date = START) -> ParticipantState:
     return ParticipantState(
         participant_id=participant_id, program="iop", site="north", phase=phase, start_date=start.isoformat(),
-        timezone="America/New_York", plan=plan_to_dict(default_plan(phase)),
+        timezone="America/New_York", plan=default_plan(phase),
     )
 
 

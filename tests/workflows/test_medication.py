@@ -8,10 +8,12 @@ from sqlmodel import Session, select
 
 from activities.medication import MedicationActivities
 from domain.clock import local_date
+from domain.medication import MedicationOrder
 from iop.worker import build_worker
 from store.models import AlertRecord, DispenseRow, MedicationEventRow
+from store.shapes import typed
 from tests.conftest import unique
-from tests.helpers import refused
+from tests.helpers import refused, refused_unread
 from tests.workflows.scenarios import record_participant, start_participant
 from tests.workflows.test_screening_program import skip
 from workflows.contracts import (
@@ -28,13 +30,18 @@ from workflows.participant import ParticipantWorkflow
 ZONE = "America/New_York"
 
 
-def order(pid: str, start: date, **overrides) -> dict:
+def raw_order(pid: str, start: date, **overrides) -> dict:
+    """An order as JSON, as anyone reaching Temporal's port could send it (no domain checks on this side)."""
     body = {"order_id": f"m-{pid[-6:]}", "participant_id": pid, "drug": "methadone", "dose": 60.0, "unit": "mg",
             "route": "oral", "schedule": {"kind": "daily-observed", "observed_weekdays": [0, 1, 2, 3, 4, 5, 6],
                                           "every_days": None, "grace_days": 3},
             "start_date": start.isoformat(), "stop_date": None, "prescriber": "Dr. Okafor"}
     body.update(overrides)
     return body
+
+
+def order(pid: str, start: date, **overrides) -> MedicationOrder:
+    return typed(MedicationOrder, raw_order(pid, start, **overrides))
 
 
 @pytest.fixture
@@ -75,7 +82,7 @@ async def test_thirty_days_with_misses_alert_then_hold_until_reassessment(progra
     missed = sorted(d for d, o in state.outcomes.items() if o == "missed")
     assert missed == [(today + timedelta(days=d)).isoformat() for d in sorted(missed_days)]
     assert refused_while_held == 1 and state.status == "active"
-    assert state.adherence_30d["expected"] >= 29 and state.adherence_30d["taken"] == state.adherence_30d["expected"] - 4
+    assert state.adherence_30d.expected >= 29 and state.adherence_30d.taken == state.adherence_30d.expected - 4
     with Session(engine) as session:
         alerts = session.exec(select(AlertRecord).where(AlertRecord.participant_id == pid)).all()
         events = session.exec(select(MedicationEventRow).where(MedicationEventRow.participant_id == pid)).all()
@@ -87,7 +94,7 @@ async def test_thirty_days_with_misses_alert_then_hold_until_reassessment(progra
     assert sum(e.kind == "missed-dose" for e in events) == 4
     assert {e.kind for e in events} >= {"held-for-reassessment", "reassessment-resume"}
     assert len(doses) == 26
-    assert state.eligibility["basis"].startswith("federal-otp-2024")
+    assert state.eligibility.basis.startswith("federal-otp-2024")
     await participant.terminate("test over")
 
 
@@ -126,7 +133,7 @@ async def test_overdue_injection_alert_at_due_date_plus_grace(program):
     with Session(engine) as session:
         [alert] = session.exec(select(AlertRecord).where(AlertRecord.kind == "injection-overdue")).all()
     assert alert.subject_id.endswith(due.isoformat()) and "grace 3 days" in alert.detail
-    assert (await medication.query(MedicationWorkflow.status)).next_due["day"] == due.isoformat()
+    assert (await medication.query(MedicationWorkflow.status)).next_due.day == due.isoformat()
     await participant.terminate("test over")
 
 
@@ -134,10 +141,10 @@ async def test_the_workflow_itself_refuses_implausible_and_unjustified_doses(pro
     """Updates sent straight to Temporal (not through the API) meet the same dose bounds."""
     env, engine, participant, today = program
     pid = (await participant.query(ParticipantWorkflow.status)).participant_id
-    with refused("usual maximum"):
-        await start_order(env, participant, order(pid, today, dose=150.0))
-    with refused("plausible ceiling"):
-        await start_order(env, participant, order(pid, today, dose=1e308, dose_override_reason="typo?"))
+    with refused_unread("usual maximum"):
+        await start_order(env, participant, raw_order(pid, today, dose=150.0))
+    with refused_unread("plausible ceiling"):
+        await start_order(env, participant, raw_order(pid, today, dose=1e308, dose_override_reason="typo?"))
     medication = await start_order(env, participant, order(pid, today))
     with refused("plausible ceiling"):
         await medication.execute_update(MedicationWorkflow.change_dose, DoseChange(1e308, "mg", "x", "Dr. O"))
@@ -148,7 +155,7 @@ async def test_the_workflow_itself_refuses_implausible_and_unjustified_doses(pro
             kind="observed-dose", actor="RN", dose=1e308, unit="mg"))
     state = await medication.execute_update(MedicationWorkflow.change_dose, DoseChange(
         150.0, "mg", "cravings", "Dr. O", override_reason="level 90 ng/mL at trough"))
-    assert state.order["dose"] == 150.0 and state.order["dose_override_reason"] == "level 90 ng/mL at trough"
+    assert state.order.dose == 150.0 and state.order.dose_override_reason == "level 90 ng/mL at trough"
     assert "dose override: level 90 ng/mL at trough" in state.events[-1].detail
 
 
@@ -164,12 +171,12 @@ async def test_past_start_with_holds_reads_zero_percent_and_the_run_that_caused_
     await skip(env, timedelta(hours=1))  # the past days are weighed as the workflow starts
     state = await medication.query(MedicationWorkflow.status)
     assert state.status == "held"
-    assert (state.adherence_30d["taken"], state.adherence_30d["expected"]) == (0, 21)
-    assert (state.adherence_7d["taken"], state.adherence_7d["expected"]) == (0, 7)
-    assert state.adherence_30d["ratio"] == 0 and state.adherence_7d["ratio"] == 0
+    assert (state.adherence_30d.taken, state.adherence_30d.expected) == (0, 21)
+    assert (state.adherence_7d.taken, state.adherence_7d.expected) == (0, 7)
+    assert state.adherence_30d.ratio == 0 and state.adherence_7d.ratio == 0
     assert state.missed_run == 3
-    attendance = next(r for r in state.eligibility["reasons"] if r.startswith("attendance"))
-    assert "0% of expected doses" in attendance and state.eligibility["max_take_home_days"] == 0
+    attendance = next(r for r in state.eligibility.reasons if r.startswith("attendance"))
+    assert "0% of expected doses" in attendance and state.eligibility.max_take_home_days == 0
     await participant.terminate("test over")
 
 
@@ -179,7 +186,7 @@ async def test_zero_doses_nine_days_is_zero_percent(program):
     medication = await start_order(env, participant, order(pid, today - timedelta(days=9)))
     await skip(env, timedelta(hours=1))
     state = await medication.query(MedicationWorkflow.status)
-    assert state.adherence_30d["expected"] == 9 and state.adherence_30d["taken"] == 0
+    assert state.adherence_30d.expected == 9 and state.adherence_30d.taken == 0
     await participant.terminate("test over")
 
 
@@ -218,7 +225,7 @@ async def solo(time_env, records_engine, task_queue):
                                     rules="federal-otp-2024", treatment_start=today.isoformat())
             MedicationActivities(records_engine).open_order(start)
             return await time_env.client.start_workflow(MedicationWorkflow.run, start,
-                                                        id=workflow_id(body["order_id"]), task_queue=task_queue)
+                                                        id=workflow_id(body.order_id), task_queue=task_queue)
         yield time_env, records_engine, pid, today, start
 
 
@@ -260,7 +267,7 @@ async def test_split_dose_counts_once_all_parts_are_given(program):
         await medication.execute_update(MedicationWorkflow.dispense, half)
     await skip(env, timedelta(days=1))
     state = await medication.query(MedicationWorkflow.status)
-    assert (state.adherence_7d["taken"], state.adherence_7d["expected"]) == (1, 1)
+    assert (state.adherence_7d.taken, state.adherence_7d.expected) == (1, 1)
     with Session(engine) as session:
         assert len(session.exec(select(DispenseRow).where(DispenseRow.participant_id == pid)).all()) == 2
     await participant.terminate("test over")

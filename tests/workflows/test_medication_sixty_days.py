@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 
 from activities.medication import MedicationActivities
 from domain.clock import local_date
+from domain.medication import MedicationOrder, Schedule
 from iop.worker import build_worker
 from store.models import AlertRecord, DispenseRow, MedicationEventRow
 from tests.conftest import unique
@@ -49,14 +50,14 @@ async def test_sixty_days_of_dosing(env):
     pid = unique("p")
     record_participant(engine, pid, start=today)
     take_home_weekday = day[6].weekday()
-    order = {"order_id": f"m-{pid[-6:]}", "participant_id": pid, "drug": "methadone", "dose": 60.0, "unit": "mg",
-             "route": "oral", "schedule": {"kind": "observed-plus-take-home", "every_days": None, "grace_days": 3,
-                                           "observed_weekdays": [w for w in range(7) if w != take_home_weekday]},
-             "start_date": today.isoformat(), "stop_date": None, "prescriber": "Dr. Okafor"}
+    order = MedicationOrder(
+        order_id=f"m-{pid[-6:]}", participant_id=pid, drug="methadone", dose=60.0, unit="mg", route="oral",
+        schedule=Schedule("observed-plus-take-home", tuple(w for w in range(7) if w != take_home_weekday)),
+        start_date=today.isoformat(), prescriber="Dr. Okafor")
     start = MedicationInput(order=order, participant_id=pid, site="north", timezone=ZONE, rules="federal-otp-2024",
                             treatment_start=today.isoformat(), closed_days=[day[d].isoformat() for d in CLOSED])
     MedicationActivities(engine).open_order(start)
-    medication = await time_env.client.start_workflow(MedicationWorkflow.run, start, id=workflow_id(order["order_id"]),
+    medication = await time_env.client.start_workflow(MedicationWorkflow.run, start, id=workflow_id(order.order_id),
                                                       task_queue=task_queue)
     await medication.execute_update(MedicationWorkflow.attest_storage, StorageAttestation(True, "lockbox", "md-1"))
 
@@ -94,7 +95,7 @@ async def test_sixty_days_of_dosing(env):
         if wants_supply and (observed_day or d == 23):
             state = await medication.query(MedicationWorkflow.status)
             supply = DispenseRecord(kind="take-home", take_home_count=1, bottle_ids=[f"B-{d}"], **DOSE)
-            if state.eligibility["max_take_home_days"] >= 1 or tomorrow in CLOSED:
+            if state.eligibility.max_take_home_days >= 1 or tomorrow in CLOSED:
                 await medication.execute_update(MedicationWorkflow.dispense, supply)
                 supplies_accepted.append(d)
                 covered.add(tomorrow)
@@ -114,15 +115,15 @@ async def test_sixty_days_of_dosing(env):
     window = range(DAYS - 30, DAYS)
     taken = sum(1 for d in window if d in dosed | guest_dosed | covered)
     due = sum(1 for d in window if not (d in CLOSED and d not in covered))
-    assert (state.adherence_30d["taken"], state.adherence_30d["expected"]) == (taken, due)
+    assert (state.adherence_30d.taken, state.adherence_30d.expected) == (taken, due)
     assert {state.outcomes[day[d].isoformat()] for d in guest_dosed} == {"guest-dosed"}
     assert day[45].isoformat() not in state.outcomes  # closed, no supply: neither due nor missed
     assert state.outcomes[day[24].isoformat()] == "take-home"
     # Supplies were given until the missed callback, refused after it (diversion within 30 days).
     assert supplies_accepted and all(d < 35 or d + 1 in CLOSED for d in supplies_accepted)
     assert supplies_refused and all(d > 35 for d in supplies_refused)
-    assert any("diversion" in r and "within" in r for r in state.eligibility["reasons"])
-    assert [c["status"] for c in state.callbacks] == ["missed"]
+    assert any("diversion" in r and "within" in r for r in state.eligibility.reasons)
+    assert [c.status for c in state.callbacks] == ["missed"]
     # The guest copy stopped by itself when the participant dosed at home on day 43.
     guest_state = await guest.query(MedicationWorkflow.status)
     assert guest_state.status == "stopped" and any("dosed at the home site" in e.detail for e in guest_state.events)

@@ -6,7 +6,7 @@ Create Date: 2026-12-01 13:00:00
 
 dispenses.covered_dates: the days a take-home supply covers (so two supplies for one day are
 visible as the overlap they are). medication_orders.ledger: the dose ledger the order's workflow
-keeps (domain.ledger.ledger_to_dict: outcomes, supplies, injections, closed days) so reports count
+keeps (domain.ledger.DoseLedger: outcomes, supplies, injections; and closed days) so reports count
 adherence with the same function as the dashboard. medication_orders.home_order_id: set on a
 guest-dosing copy of an order.
 """
