@@ -162,8 +162,8 @@ def dev_client(dev_env) -> Client:
 
 
 def pytest_sessionstart(session) -> None:
-    """Screenshots and rendered PDF pages of this run only (CI keeps test-artifacts/): emptied once, by the controlling process when the
-    tests run in several (pytest-xdist), so no process deletes another's."""
+    """Screenshots and rendered PDF pages of this run only (CI keeps test-artifacts/): emptied once, by the
+    controlling process when the tests run in several (pytest-xdist), so no process deletes another's."""
     if hasattr(session.config, "workerinput"):
         return
     for kind in ("ui", "pdf"):
