@@ -35,6 +35,8 @@ class WorklistKind(StrEnum):
     CALL_LIST = "call-list"
     MISS_DECISION = "miss-needs-decision"
     CONFIRMATION_REQUESTED = "confirmation-requested"
+    ENROLLMENT_ROLLED_BACK = "enrollment-rolled-back"
+    ENROLLMENT_STUCK = "enrollment-stuck"
     OTHER = "other"
 
 
@@ -54,6 +56,7 @@ class Source(StrEnum):
     QUARANTINE = "lab-quarantine"  # a `lab_quarantine` row: source_ref is its id
     DISCLOSURE = "disclosure"  # a blocked report: source_ref is the disclosure id
     CALL_LIST = "call-list"  # a `call_list` row: source_ref is its id
+    RECONCILER = "reconciler"  # a reconciler finding: source_ref is "<kind>:<participant id>"
 
 
 class Status(StrEnum):
@@ -94,7 +97,7 @@ class Step:
 class KindSpec:
     kind: WorklistKind
     title: str  # a few words for the list
-    subject_type: str  # participant | screening | medication-order | disclosure | lab-message
+    subject_type: str  # participant | screening | medication-order | disclosure | lab-message | enrollment
     todo: str  # what to do, in plain words
     severity: Severity
     owner_role: str  # who works it first
@@ -185,6 +188,20 @@ KINDS: dict[str, KindSpec] = {
         K.CALL_LIST, "On today's call list", "participant",
         "Call the participant and record called, reached or not reached.",
         Severity.NORMAL, "staff", 4, (4, "clinician")),
+    # Reconciler findings a person must act on (activities/reconciler.py). A half-done enrollment it completes,
+    # or a lab message it processes again, is fixed and only audited.
+    K.ENROLLMENT_ROLLED_BACK: _spec(
+        K.ENROLLMENT_ROLLED_BACK, "Enrollment undone: enroll again", "enrollment",
+        "This person was told they were enrolled, but the record could not start a program and was removed: "
+        "nobody is enrolled. Tell them, then enroll again with a new request (a new Idempotency-Key), correcting "
+        "what 'why' names.",
+        Severity.HIGH, "staff", 4, (4, "admin")),
+    K.ENROLLMENT_STUCK: _spec(
+        K.ENROLLMENT_STUCK, "Enrollment not finished", "participant",
+        "The record was saved but its program could not be started, and repeated attempts failed: the participant "
+        "is not being tested. Check the workflow service; the item closes itself once the system finishes or "
+        "undoes the enrollment.",
+        Severity.HIGH, "admin", 1, (1, "admin")),
 }
 
 GENERIC = _spec(K.OTHER, "Needs attention", "participant",

@@ -2,9 +2,10 @@
 
 Table events, so no writer of an alert, a quarantine item or a disclosure can forget the worklist: an
 `alerts` row, a `lab_quarantine` row and a disclosure that becomes `blocked` each open one item (once:
-(source, source_ref) is unique); a quarantine item resolved on the lab page, or a report delivered after
-all, settles the items it opened ("resolved-at-source"). What the item asks for comes from
-domain/worklist.py; an unknown kind lands as a generic item.
+(source, source_ref) is unique); a quarantine item resolved on the lab page, a report delivered after
+all, or a stuck enrollment that becomes active, settles the items it opened ("resolved-at-source"). The
+reconciler opens its findings itself (activities/reconciler.py), in the transaction of its change.
+What the item asks for comes from domain/worklist.py; an unknown kind lands as a generic item.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy import event, inspect, select, update
 from sqlalchemy.engine import Connection
 
 from domain import worklist as wl
+from domain.vocab import ParticipantStatus
 from store.db import table_of
 from store.models import AlertRecord, CallListEntry, Disclosure, Participant, QuarantineItem, WorklistItem
 
@@ -30,17 +32,22 @@ def alert_ref(kind: str, subject_id: str) -> str:
     return f"{kind}:{subject_id}"
 
 
+def finding_ref(kind: str, participant_id: str) -> str:
+    """A reconciler finding's source_ref: one item per kind of finding and enrollment record."""
+    return f"{kind}:{participant_id}"
+
+
 def open_item(connection: Connection, *, source: str, source_ref: str, raw_kind: str, participant_id: str | None,
-              subject_id: str, why: str, now: datetime | None = None) -> bool:
-    """Open the item for this source row unless it is open already; True if it was opened now."""
+              subject_id: str, why: str, now: datetime | None = None, site: str | None = None) -> bool:
+    """Open the item for this source row unless it is open already; True if it was opened now. The site is the
+    participant's unless given (a rolled-back enrollment's record is gone: its caller names the site)."""
     exists = connection.execute(
         select(ITEMS.c.id).where(ITEMS.c.source == source, ITEMS.c.source_ref == source_ref)).first()
     if exists is not None:
         return False
     now = now or _now()
     spec = wl.spec_for(source, raw_kind)
-    site = None
-    if participant_id:
+    if site is None and participant_id:
         participants = table_of(Participant)
         site = connection.execute(select(participants.c.site).where(participants.c.id == participant_id)).scalar()
     connection.execute(ITEMS.insert().values(
@@ -99,6 +106,16 @@ def _called(_mapper: Any, connection: Connection, entry: CallListEntry) -> None:
     if entry.resolved_at is not None and inspect(entry).attrs.resolved_at.history.has_changes():
         settle(connection, source=wl.Source.CALL_LIST, source_ref=str(entry.id), actor=entry.resolved_by or "system",
                text=f"call list: {entry.outcome or 'done'}")
+
+
+@event.listens_for(Participant, "after_update")
+def _enrollment_settled(_mapper: Any, connection: Connection, row: Participant) -> None:
+    """An enrollment the reconciler could not finish is settled however it is finished after all (a later pass,
+    the client's retry, the program workflow's first activity)."""
+    if row.status != ParticipantStatus.ENROLLING and inspect(row).attrs.status.history.has_changes():
+        settle(connection, source=wl.Source.RECONCILER,
+               source_ref=finding_ref(wl.WorklistKind.ENROLLMENT_STUCK, row.id), actor="system",
+               text=f"the enrollment was finished after all (status {row.status})")
 
 
 def _disclosure_changed(connection: Connection, row: Disclosure) -> None:

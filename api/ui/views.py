@@ -853,6 +853,8 @@ def worklist_link(item: dict[str, Any]) -> tuple[str, str] | None:
         return f"/ui/screenings/{item['subject_id']}", "Open the screening"
     if item["subject_type"] == "lab-message" and item["source"] == wl.Source.QUARANTINE:
         return f"/ui/quarantine#item-{item['source_ref']}", "Open the held lab message"
+    if item["kind"] == wl.WorklistKind.ENROLLMENT_ROLLED_BACK:  # the record is gone: its id leads nowhere
+        return "/ui/participants/new", "Enroll again"
     if item.get("participant_id"):
         anchor = "#medications" if item["subject_type"] == "medication-order" else \
             "#disclosures" if item["subject_type"] == "disclosure" else ""

@@ -3,20 +3,33 @@ participant who is never tested. The crash is simulated in process: the start of
 raises a BaseException (as a killed process would stop), so nothing after it runs."""
 
 import asyncio
+import dataclasses
 from datetime import date
 
 import pytest
 from sqlmodel import Session, select
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.common import RetryPolicy
+from temporalio.testing import ActivityEnvironment
 
-from activities.reconciler import ReconcileInput, ReconcileReport
+from activities import reconciler as reconciler_activities
+from activities.reconciler import ReconcileInput, ReconcilerActivities, ReconcileReport
 from api.routers import participants as participants_router
 from ingest.lab import LabIngest
 from iop.settings import Settings
 from iop.worker import ensure_reconciler_schedule
 from store.audit import verify
 from store.db import session_scope
-from store.models import AuditEvent, IdempotencyRecord, LabMessage, LabResult, Participant, QuarantineItem
+from store.models import (
+    ApiToken,
+    AuditEvent,
+    IdempotencyRecord,
+    LabMessage,
+    LabResult,
+    Participant,
+    QuarantineItem,
+    WorklistItem,
+)
 from tests.api.test_lab import collected, oru, post_hl7, screening
 from tests.conftest import unique
 from tests.helpers import enrollment
@@ -96,11 +109,14 @@ async def test_reconciler_finishes_a_crashed_enrollment_and_audits_it(stack, mon
 
 
 async def test_reconciler_rolls_back_a_record_that_cannot_start_a_program(stack):
+    with Session(stack.engine) as session:
+        desk = session.exec(select(ApiToken).where(ApiToken.name == "test staff")).one()
     with session_scope(stack.engine) as session:
-        session.add(Participant(id="p-incomplete", given_name="A", family_name="B", date_of_birth=date(1990, 1, 1),
+        session.add(Participant(id="p-incomplete", given_name="Rosalind", family_name="Achterberg",
+                                date_of_birth=date(1990, 1, 1), phone="+15555550199",
                                 site="north", program="iop", phase="phase-9", status="enrolling",
                                 start_date=date(2026, 11, 1), timezone="America/New_York"))
-        session.add(IdempotencyRecord(actor="t", scope="participants", key="k-incomplete", request_sha256="0" * 64,
+        session.add(IdempotencyRecord(actor=desk.id, scope="participants", key="k-incomplete", request_sha256="0" * 64,
                                       resource_id="p-incomplete"))
     report = await reconcile(stack)
     assert report.enrollments == {"p-incomplete": "rolled-back"}
@@ -109,6 +125,59 @@ async def test_reconciler_rolls_back_a_record_that_cannot_start_a_program(stack)
         assert session.exec(select(IdempotencyRecord)).all() == []
     [event] = system_audit(stack.engine, "reconciler.enrollment-rolled-back")
     assert event.actor == "system" and "phase-9" in event.detail
+    # The person at the desk believes they are enrolled: staff are told, on the worklist, whom to enroll again.
+    listed = await stack.http.get("/worklist", params={"kind": "enrollment-rolled-back"}, headers=stack.auth("staff"))
+    assert listed.status_code == 200, listed.text
+    [item] = listed.json()["items"]
+    assert (item["source"], item["site"], item["participant_id"]) == ("reconciler", "north", "p-incomplete")
+    assert item["owner_role"] == "staff" and "enroll" in item["todo"].lower()
+    assert all(words in item["why"] for words in ("Rosalind Achterberg", "test staff", "k-incomplete", "phase-9"))
+    # the name is in the staff-facing worklist row only: not in the trail, not in the birth date or phone anywhere
+    assert "1990-01-01" not in item["why"] and "5555550199" not in item["why"]
+    with Session(stack.engine) as session:
+        trail = session.exec(select(AuditEvent)).all()
+    assert not any("Rosalind" in (e.detail or "") or "Achterberg" in (e.detail or "") for e in trail)
+    [read] = [e for e in trail if e.action == "GET /worklist"]
+    assert read.shown == "p-incomplete"  # who saw the name is in the trail, under the removed record's id
+    # a staff member enrolls the person again and resolves the item; another pass opens nothing new
+    done = await stack.http.post(f"/worklist/{item['id']}/resolve", json={"outcome": "done", "note": "re-enrolled"},
+                                 headers=stack.auth("staff"))
+    assert done.status_code == 200, done.text
+    assert (await reconcile(stack)).enrollments == {}
+    again = await stack.http.get("/worklist", params={"status": "all"}, headers=stack.auth("staff"))
+    assert [i["id"] for i in again.json()["items"]] == [item["id"]]
+
+
+def last_attempt_of(attempts: int, attempt: int) -> ActivityEnvironment:
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, attempt=attempt, retry_policy=RetryPolicy(maximum_attempts=attempts))
+    return env
+
+
+async def test_an_enrollment_the_reconciler_cannot_finish_goes_to_staff_and_settles_when_finished(stack, monkeypatch):
+    pid = await crashed_enrollment(stack, monkeypatch, "crash-then-service-down")
+    activities = ReconcilerActivities(stack.engine, stack.temporal, stack.task_queue)
+
+    async def down(*_args, **_kwargs):
+        raise RuntimeError("workflow service unavailable")
+
+    monkeypatch.setattr(reconciler_activities, "start_program", down)
+    for attempt in (1, 2, 3, 3):  # an earlier attempt is retried quietly; the last one (and a later pass's) tells
+        with pytest.raises(RuntimeError):
+            await last_attempt_of(3, attempt).run(activities.finish_enrollment, pid)
+        with Session(stack.engine) as session:
+            rows = session.exec(select(WorklistItem)).all()
+        assert len(rows) == (attempt == 3), attempt
+    [item] = rows
+    assert (item.kind, item.owner_role, item.participant_id, item.site) == ("enrollment-stuck", "admin", pid, "north")
+    assert "RuntimeError" in item.why and "Quintanilla" not in item.why  # the participant row names them
+    [event] = system_audit(stack.engine, "reconciler.enrollment-stuck")
+    assert event.participant_id == pid and "Quintanilla" not in event.detail
+    monkeypatch.undo()
+    assert (await reconcile(stack)).enrollments == {pid: "completed"}  # the service is back: fixed, and settled
+    with Session(stack.engine) as session:
+        settled = session.get(WorklistItem, item.id)
+    assert (settled.status, settled.outcome, settled.resolved_by) == ("resolved", "resolved-at-source", "system")
 
 
 async def test_reconciler_reprocesses_a_lab_message_left_unanswered(stack, monkeypatch):
