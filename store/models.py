@@ -440,7 +440,7 @@ class WorklistItem(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("source", "source_ref"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    source: str = Field(max_length=24)  # alert | lab-quarantine | disclosure
+    source: str = Field(max_length=24)  # domain.worklist.Source
     source_ref: str = Field(max_length=200)
     raw_kind: str = Field(max_length=40)  # the alert kind or quarantine reason code as raised
     kind: str = Field(index=True, max_length=40)  # domain.worklist.WorklistKind

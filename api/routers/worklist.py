@@ -48,12 +48,15 @@ class WorklistItemPublic(BaseModel):
     kind: wl.WorklistKind = Field(description="What kind of work it is")
     title: str = Field(description="A short title for lists")
     severity: wl.Severity = Field(description="urgent, high, normal or low; lists put the most urgent first")
-    source: str = Field(description="Where the item came from: alert, lab-quarantine, disclosure or call-list")
+    source: str = Field(description="Where the item came from: alert, lab-quarantine, disclosure, call-list or "
+                                    "reconciler")
     raw_kind: str = Field(description="The kind of alert or quarantine reason the system raised")
     subject_type: str = Field(description="What the item is about, e.g. screening, participant or disclosure")
     subject_id: str = Field(description="The id of that subject")
     participant_id: str | None = Field(description="The participant it is about, if any")
-    participant_name: str | None = Field(description="Given and family name, where the item is about someone")
+    participant_name: str | None = Field(description="Given and family name, where the item is about someone; null "
+                                                     "for an enrollment the system undid (its record is gone: "
+                                                     "'why' names the person to enroll again)")
     timezone: str | None = Field(description="The participant's program time zone, for showing times")
     site: str | None = Field(description="The clinic site, if the item belongs to one")
     why: str = Field(description="Why the item was opened, in plain words")

@@ -3,13 +3,20 @@ server) when nobody resolves it, and is claimed, commented on and resolved throu
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 import pytest_asyncio
 from sqlmodel import Session, select
+from temporalio.common import RetryPolicy
+from temporalio.testing import ActivityEnvironment
 
+from activities import reconciler as reconciler_module
+from activities.reconciler import ReconcilerActivities
 from activities.records import RecordActivities
+from api.ui.views import worklist_link
 from domain import worklist as wl
 from iop.worker import ensure_worklist_workflow
 from store.db import session_scope
@@ -27,7 +34,9 @@ from tests.helpers import api_stack
 from workflows.contracts import Alert
 from workflows.worklist import WorklistWorkflow
 
-SOURCE_ONLY = {"lab-quarantine", "intake-stalled", "disclosure-blocked"}  # not raised as alerts
+# not raised as alerts: held lab messages, blocked reports, the reconciler's findings
+SOURCE_ONLY = {"lab-quarantine", "intake-stalled", "disclosure-blocked", "enrollment-rolled-back", "enrollment-stuck"}
+FINDINGS = ("enrollment-rolled-back", "enrollment-stuck")
 ALERT_KINDS = sorted(set(wl.KINDS) - SOURCE_ONLY) + ["a-kind-nobody-mapped-yet"]
 
 
@@ -38,13 +47,34 @@ async def tstack(time_env, records_engine, task_queue, tmp_path):
         yield s
 
 
-def person(engine, site: str = "north", given: str = "Dana", family: str = "Okafor") -> str:
+def person(engine, site: str = "north", given: str = "Dana", family: str = "Okafor", status: str = "active",
+           phase: str = "phase-1") -> str:
     pid = f"p-{secrets.token_hex(4)}"
     with session_scope(engine) as session:
         session.add(Participant(id=pid, given_name=given, family_name=family, date_of_birth=date(1984, 5, 2),
-                                site=site, program="iop", phase="phase-1", start_date=date(2026, 11, 1),
-                                timezone="America/New_York", case_numbers=[], status="active"))
+                                site=site, program="iop", phase=phase, start_date=date(2026, 11, 1),
+                                timezone="America/New_York", case_numbers=[], status=status))
     return pid
+
+
+async def reconciler_findings(stack, monkeypatch) -> dict[str, str]:
+    """The reconciler's findings as its activity makes them (its last attempt of a pass): an enrollment it must
+    undo (a phase no program has) and one it cannot finish (the workflow service refuses)."""
+    activities = ReconcilerActivities(stack.engine, stack.temporal, stack.task_queue)
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, attempt=3, retry_policy=RetryPolicy(maximum_attempts=3))
+    undone = person(stack.engine, given="Ines", family="Halvorsen", status="enrolling", phase="phase-9")
+    stuck = person(stack.engine, site="south", status="enrolling")
+
+    async def down(*_args, **_kwargs):
+        raise RuntimeError("workflow service unavailable")
+
+    monkeypatch.setattr(reconciler_module, "start_program", down)
+    assert await env.run(activities.finish_enrollment, undone) == "rolled-back"
+    with pytest.raises(RuntimeError):
+        await env.run(activities.finish_enrollment, stuck)
+    monkeypatch.undo()
+    return {"enrollment-rolled-back": undone, "enrollment-stuck": stuck}
 
 
 def held(engine, reason_code: str) -> int:
@@ -85,9 +115,10 @@ async def api_items(stack, as_role="staff", **params) -> dict:
     return response.json()
 
 
-async def test_every_alert_kind_arrives_escalates_and_is_resolved(tstack):
+async def test_every_alert_kind_arrives_escalates_and_is_resolved(tstack, monkeypatch):
     stack, engine = tstack, tstack.engine
     pid = person(engine)
+    findings = await reconciler_findings(stack, monkeypatch)
     for kind in ALERT_KINDS:
         RecordActivities(engine).raise_alert(Alert(kind, pid, f"subj-{kind}", f"why {kind}"))
     RecordActivities(engine).raise_alert(Alert(ALERT_KINDS[0], pid, f"subj-{ALERT_KINDS[0]}", "again"))  # once
@@ -96,7 +127,7 @@ async def test_every_alert_kind_arrives_escalates_and_is_resolved(tstack):
 
     # Arriving: one item per source, with the table's words; an unmapped kind is a generic item.
     page = await api_items(stack)
-    assert page["total"] == len(ALERT_KINDS) + 3 and page["next"] is None and page["offset"] == 0
+    assert page["total"] == len(ALERT_KINDS) + 3 + len(FINDINGS) and page["next"] is None and page["offset"] == 0
     by_raw = {i["raw_kind"]: i for i in page["items"]}
     for raw, item in by_raw.items():
         spec = wl.spec_for(item["source"], raw)
@@ -109,6 +140,15 @@ async def test_every_alert_kind_arrives_escalates_and_is_resolved(tstack):
     assert by_raw["intake-stalled"]["kind"] == "intake-stalled"
     assert by_raw["disclosure-blocked"]["subject_id"] == report
     assert by_raw["review-overdue"]["participant_name"] == "Dana Okafor" and by_raw["review-overdue"]["site"] == "north"
+    # the undone enrollment's record is gone: the item alone says whom to enroll again, and where
+    undone = by_raw["enrollment-rolled-back"]
+    assert (undone["participant_id"], undone["site"], undone["participant_name"]) == (
+        findings["enrollment-rolled-back"], "north", None)
+    assert "Ines Halvorsen was not enrolled" in undone["why"] and "1984" not in undone["why"]
+    assert worklist_link(undone) == ("/ui/participants/new", "Enroll again")  # not to the removed record
+    assert (by_raw["enrollment-stuck"]["participant_name"], by_raw["enrollment-stuck"]["site"]) == ("Dana Okafor",
+                                                                                                   "south")
+    assert {by_raw[k]["source"] for k in FINDINGS} == {"reconciler"}
     assert [i["severity"] for i in page["items"]] == sorted((i["severity"] for i in page["items"]),
                                                             key=lambda s: wl.SEVERITY_ORDER[wl.Severity(s)])
 
@@ -160,6 +200,13 @@ async def test_every_alert_kind_arrives_escalates_and_is_resolved(tstack):
                                          headers=stack.auth(role))
         assert resolved.status_code == 200, resolved.text
         assert [n["what"] for n in resolved.json()["notes"]][-3:] == ["claimed", "comment", "resolved"]
+    # A reconciler finding is resolved by the role that owns it once the person is enrolled (again).
+    for kind in FINDINGS:
+        item = by_raw[kind]
+        resolved = await stack.http.post(f"/worklist/{item['id']}/resolve",
+                                         json={"outcome": "done", "note": "enrolled with a new request"},
+                                         headers=stack.auth(item["owner_role"]))
+        assert resolved.status_code == 200, resolved.text
     # A held lab message is resolved where it is held; its item closes with it.
     refused = await stack.http.post(f"/worklist/{by_raw['unknown-specimen']['id']}/resolve",
                                     json={"outcome": "done"}, headers=stack.auth("staff"))
@@ -187,8 +234,10 @@ async def test_every_alert_kind_arrives_escalates_and_is_resolved(tstack):
     escalations = [e for e in trail if e.action == "worklist.escalated"]
     assert len(escalations) == sum(r.escalation_level for r in final.values())
     resolves = [e for e in trail if e.action == "POST /worklist/{worklist_item_id}/resolve" and e.outcome == "200"]
-    assert len(resolves) == len(ALERT_KINDS) + 1 and all(e.detail.startswith("resolved: ") for e in resolves)
-    assert {e.participant_id for e in resolves} == {pid}
+    assert len(resolves) == len(ALERT_KINDS) + 1 + len(FINDINGS)
+    assert all(e.detail.startswith("resolved: ") for e in resolves)
+    assert {e.participant_id for e in resolves} == {pid, *findings.values()}
+    assert not any("Halvorsen" in (e.detail or "") for e in trail)  # the undone enrollment's name: on the item only
     assert len([e for e in trail if e.action == "worklist.opened"]) == len(ALERT_KINDS)
 
     # Nothing resolved escalates again.
