@@ -283,7 +283,7 @@ def _rolled_back_why(session: Session, row: Participant, keys: Sequence[Idempote
     names = {t.id: t.name for t in session.exec(select(ApiToken).where(
         col(ApiToken.id).in_([k.actor for k in keys]))).all()} if keys else {}
     requests = "; ".join(f"by {names.get(k.actor, 'a token no longer known')} (token {k.actor}) with Idempotency-Key "
-                         f"{k.key}" for k in keys) or "by a request whose key was not kept"
+                         f"{k.key}" for k in keys) or "without an Idempotency-Key (who made it is not recorded)"
     return (f"{row.given_name} {row.family_name} was not enrolled. The enrollment request made at site {row.site} "
             f"{requests}, saved {_utc(row.created_at)} as record {row.id} (program {row.program}, phase {row.phase}), "
             f"cannot start a program ({reason}); the reconciler removed the record {_utc(utcnow())}. Nobody is "
