@@ -150,8 +150,8 @@ async def enroll(
     try:
         await _start_program(services, participant)
     except Exception as exc:
-        log.warning("enrollment of %s rolled back: workflow not started (%s: %s)", participant.id,
-                    type(exc).__name__, exc)
+        # The error's type only: its text can quote the request it failed on (PHI stays out of logs).
+        log.warning("enrollment of %s rolled back: workflow not started (%s)", participant.id, type(exc).__name__)
         await run_in_threadpool(_remove, session, participant.id, idempotency_key)
         raise ProblemError(503, TEMPORAL_DOWN.replace("nothing was changed", "nobody was enrolled")) from exc
 
