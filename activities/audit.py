@@ -8,7 +8,7 @@ from sqlalchemy.engine import Engine
 from temporalio import activity
 
 from iop.settings import Settings, get_settings
-from workflows.contracts import CheckpointTaken
+from workflows.contracts.audit import CheckpointTaken
 
 
 class AuditActivities:

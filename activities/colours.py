@@ -14,7 +14,7 @@ from iop.codec import CodecKey
 from store.colours import draw_day_colours
 from store.models import Participant
 from store.programs import current_program, program_version
-from workflows.contracts import ColourDayAnswer, ColourDayRequest
+from workflows.contracts.participant import ColourDayAnswer, ColourDayRequest
 
 
 class ColourActivities:

@@ -71,7 +71,9 @@ from store.models import (
 )
 from store.programs import current_program
 from store.shapes import typed
-from workflows.contracts import AttemptResult, DisclosureEvent, DisclosureInput, PlannedDisclosure, ScreeningState
+from workflows.contracts.delivery import AttemptResult
+from workflows.contracts.disclosure import DisclosureEvent, DisclosureInput, PlannedDisclosure
+from workflows.contracts.screening import ScreeningState
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from temporalio import activity
 from store.db import session_scope
 from store.models import DispenseRow, MedicationEventRow, MedicationOrderRecord, utcnow
 from store.shapes import plain
-from workflows.contracts import DispenseEntry, MedicationEventEntry, MedicationInput, MedicationSync
+from workflows.contracts.medication import DispenseEntry, MedicationEventEntry, MedicationInput, MedicationSync
 
 
 class MedicationActivities:

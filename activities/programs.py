@@ -8,7 +8,7 @@ from temporalio import activity
 
 from domain.program import plan_for
 from store.programs import current_program
-from workflows.contracts import DayPlan, ProgramDayRequest
+from workflows.contracts.participant import DayPlan, ProgramDayRequest
 
 
 class ProgramActivities:

@@ -14,7 +14,8 @@ from temporalio.exceptions import ApplicationError
 from store import audit
 from store.db import session_scope
 from store.models import AlertRecord, Participant, utcnow
-from workflows.contracts import Alert, ParticipantSync
+from workflows.contracts.alerts import Alert
+from workflows.contracts.participant import ParticipantSync
 
 
 class RecordActivities:

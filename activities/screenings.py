@@ -32,10 +32,9 @@ from store.models import (
 )
 from store.programs import current_program
 from store.worklist import alert_ref, settle
-from workflows.contracts import (
+from workflows.contracts.participant import CheckInDay, DrawRecord
+from workflows.contracts.screening import (
     CallListItem,
-    CheckInDay,
-    DrawRecord,
     MissAssessment,
     MissQuestion,
     NoticeResult,

@@ -32,12 +32,12 @@ from iop.codec import CodecKey, open_text
 from store import audit, selection
 from store.db import session_scope
 from store.models import Recipient, SelectionNotice, utcnow
-from workflows.contracts import (
-    AttemptResult,
+from workflows.contracts.delivery import AttemptResult
+from workflows.contracts.participant import RollRequest
+from workflows.contracts.selection import (
     NoticePlan,
     PeriodOpened,
     RevealRequest,
-    RollRequest,
     SelectionPeriodInput,
     selection_period_workflow_id,
 )

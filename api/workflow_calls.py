@@ -14,7 +14,7 @@ from temporalio.service import RPCStatusCode
 from api.lookups import closed_screening_problem
 from api.problems import ProblemError
 from iop.temporal import not_available_now
-from workflows.contracts import CONFLICT, INVALID
+from workflows.contracts.errors import CONFLICT, INVALID
 
 _STATUS_BY_ERROR_TYPE = {CONFLICT: 409, INVALID: 422}
 TEMPORAL_DOWN = "The workflow service (Temporal) cannot be reached right now; nothing was changed. Try again shortly."

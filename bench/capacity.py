@@ -122,7 +122,7 @@ async def participant_days(participants: int, days: int, records_url: str | None
     from store.migrate import upgrade
     from store.models import Participant
     from workflows import search
-    from workflows.contracts import ParticipantInput, ParticipantState
+    from workflows.contracts.participant import ParticipantInput, ParticipantState
     from workflows.participant import ParticipantWorkflow, workflow_id
 
     with tempfile.TemporaryDirectory(prefix="iop-capacity-") as tmp:

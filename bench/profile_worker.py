@@ -20,7 +20,8 @@ from collections import Counter
 from domain.plan import default_plan
 from iop import typehints
 from iop.codec import data_converter, new_key
-from workflows.contracts import DrawRecord, ParticipantInput, ParticipantState, ScreeningInput
+from workflows.contracts.participant import DrawRecord, ParticipantInput, ParticipantState
+from workflows.contracts.screening import ScreeningInput
 
 MODES = ("sdk", "cached")
 

@@ -42,7 +42,7 @@ from domain.plan import default_plan
 from store.db import session_scope
 from store.models import Participant
 from tests.receiver import webhook_receiver
-from workflows.contracts import ParticipantInput, ParticipantState
+from workflows.contracts.participant import ParticipantInput, ParticipantState
 from workflows.participant import ParticipantWorkflow, workflow_id
 
 PERSON: dict[str, Any] = {"given_name": "Bench", "family_name": "Person", "date_of_birth": "1980-01-01",

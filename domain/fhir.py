@@ -100,7 +100,7 @@ _ORDER_STATUS: dict[str, str] = {OrderStatus.ACTIVE: "active", OrderStatus.HELD:
 
 @dataclass(frozen=True)
 class ScreeningFacts:
-    """A screening's stored snapshot (workflows.contracts.ScreeningState as saved) and its lab reports."""
+    """A screening's stored snapshot (workflows.contracts.screening.ScreeningState as saved) and its lab reports."""
 
     state: Mapping[str, Any]
     lab_reports: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # result id -> LabResult.report

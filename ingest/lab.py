@@ -61,7 +61,7 @@ from store.models import (
     Screening,
     utcnow,
 )
-from workflows.contracts import AnalyteIn, LabReport, SettledCodes
+from workflows.contracts.results import AnalyteIn, LabReport, SettledCodes
 from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id
 

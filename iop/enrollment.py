@@ -18,7 +18,7 @@ from domain.plan import PHASES, default_plan
 from domain.program import Program, plan_for
 from store.models import Participant
 from workflows import search
-from workflows.contracts import ParticipantInput, ParticipantState
+from workflows.contracts.participant import ParticipantInput, ParticipantState
 from workflows.participant import ParticipantWorkflow, workflow_id
 
 

@@ -19,14 +19,7 @@ from temporalio.service import RPCStatusCode
 
 from iop.codec import from_json
 from store.models import Participant, Screening
-from workflows.contracts import (
-    FINAL,
-    MISSED,
-    NOT_NOTIFIED,
-    WINDOW_LOST,
-    ScreeningInput,
-    ScreeningState,
-)
+from workflows.contracts.screening import FINAL, MISSED, NOT_NOTIFIED, WINDOW_LOST, ScreeningInput, ScreeningState
 from workflows.screening import ScreeningWorkflow, workflow_id
 
 # What a closed screening can still take: a final result a correction; a test never collected an excuse.

@@ -380,7 +380,7 @@ async def _enroll(client, engine, task_queue: str, count: int, phase: str, start
 
     from store.db import session_scope
     from workflows import search
-    from workflows.contracts import ParticipantInput, ParticipantState
+    from workflows.contracts.participant import ParticipantInput, ParticipantState
     from workflows.participant import ParticipantWorkflow, workflow_id
 
     plan = plan or default_plan(phase)
@@ -421,7 +421,7 @@ async def _collect(client, engine, handled: set[str], rng: random.Random, no_sho
     """Decide each newly notified screening: collected now, or left to be missed. (sent, refused)"""
     from temporalio.client import WorkflowUpdateFailedError
 
-    from workflows.contracts import Collection
+    from workflows.contracts.screening import Collection
     from workflows.screening import ScreeningWorkflow, workflow_id
 
     with Session(engine) as session:

@@ -88,7 +88,7 @@ def test_payload_classes_have_their_type_hints_computed_once(monkeypatch):
 
     from domain.plan import default_plan
     from iop import typehints
-    from workflows.contracts import ParticipantInput, ParticipantState
+    from workflows.contracts.participant import ParticipantInput, ParticipantState
 
     converter = data_converter([new_key("k")]).payload_converter
     assert typehints.installed()

@@ -9,7 +9,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.contracts import CheckpointTaken
+    from workflows.contracts.audit import CheckpointTaken
 
 
 @workflow.defn(name="AuditCheckpointWorkflow")

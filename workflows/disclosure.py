@@ -20,13 +20,8 @@ with workflow.unsafe.imports_passed_through():
     from domain.delivery_retry import Decision, DeliveryPolicy, retry_delay
     from domain.vocab import DisclosureStatus
     from workflows import search
-    from workflows.contracts import (
-        Alert,
-        DisclosureEvent,
-        DisclosureInput,
-        DisclosureState,
-        disclosure_workflow_id,
-    )
+    from workflows.contracts.alerts import Alert
+    from workflows.contracts.disclosure import DisclosureEvent, DisclosureInput, DisclosureState, disclosure_workflow_id
     from workflows.options import ActivityOptions
 
 POLICY = DeliveryPolicy()

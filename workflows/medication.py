@@ -26,13 +26,12 @@ with workflow.unsafe.imports_passed_through():
     from domain.takehome import ScreenFact, TakeHomeFacts, eligibility, get_rules, treatment_day
     from domain.vocab import ReassessmentDecision
     from workflows import search
-    from workflows.contracts import (
-        CONFLICT,
-        INVALID,
-        Alert,
+    from workflows.contracts.alerts import Alert
+    from workflows.contracts.disclosure import DisclosureEvent
+    from workflows.contracts.errors import CONFLICT, INVALID
+    from workflows.contracts.medication import (
         BottleReturn,
         CallbackPolicy,
-        DisclosureEvent,
         DispenseEntry,
         DispenseRecord,
         DoseChange,

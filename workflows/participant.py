@@ -31,23 +31,20 @@ with workflow.unsafe.imports_passed_through():
     from domain.plan import PHASES, TestingPlan, default_plan, hours_for
     from domain.selection import WINDOW_DAYS, Draw, DrawInputs, draw_day, is_collection_day, notification_time
     from domain.takehome import get_rules
-    from domain.vocab import DischargeKind
+    from domain.vocab import DISCHARGE_STATUSES, DischargeKind
     from workflows import search
-    from workflows.contracts import (
+    from workflows.contracts.disclosure import DisclosureEvent
+    from workflows.contracts.errors import CONFLICT, INVALID
+    from workflows.contracts.medication import MedicationInput, MedicationStart, ScreenOutcome
+    from workflows.contracts.participant import (
         ACTIVE,
-        CONFLICT,
-        DISCHARGE_STATUSES,
-        INVALID,
         CheckIn,
         CheckInAnswer,
         CheckInDay,
         ColourDayRequest,
         Discharge,
-        DisclosureEvent,
         DrawRecord,
         ForCause,
-        MedicationInput,
-        MedicationStart,
         ParticipantInput,
         ParticipantState,
         ParticipantSync,
@@ -56,11 +53,10 @@ with workflow.unsafe.imports_passed_through():
         PhaseEntry,
         ProgramDayRequest,
         RollRequest,
-        ScreeningInput,
         ScreeningRef,
-        ScreenOutcome,
         participant_workflow_id,
     )
+    from workflows.contracts.screening import ScreeningInput
     from workflows.disclosure import disclose
     from workflows.medication import MedicationWorkflow
     from workflows.medication import workflow_id as medication_workflow_id

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         interpret,
     )
     from domain.loinc_tox import AnalyteMethod
+    from domain.program import SPECIMEN_TYPES
     from domain.result_basis import (
         CONFIRMING_BASES,
         Basis,
@@ -34,52 +35,52 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.vocab import FinalOutcome, QuarantineAction, ResultStatus, ReviewDecision
     from workflows import search
-    from workflows.contracts import (
-        AWAITING_COLLECTION,
-        AWAITING_RESULT,
-        AWAITING_REVIEW,
-        CANCELLED,
-        COMPLETED,
-        CONFLICT,
-        EXCUSED,
-        FINAL,
+    from workflows.contracts.alerts import Alert
+    from workflows.contracts.disclosure import DisclosureEvent
+    from workflows.contracts.errors import CONFLICT, INVALID
+    from workflows.contracts.medication import ScreenOutcome
+    from workflows.contracts.participant import participant_workflow_id
+    from workflows.contracts.results import (
         FINAL_EXPLAINED,
         FINAL_INVALID,
         FINAL_NEGATIVE,
         FINAL_POSITIVE,
         FINAL_REFUSAL,
-        INVALID,
+        REVIEW_DECISIONS,
+        ConfirmationRequest,
+        LabReport,
+        ResultEntry,
+        Review,
+        SettledCodes,
+    )
+    from workflows.contracts.screening import (
+        AWAITING_COLLECTION,
+        AWAITING_RESULT,
+        AWAITING_REVIEW,
+        CANCELLED,
+        COMPLETED,
+        EXCUSED,
+        FINAL,
         MISSED,
         NO_RESULT,
         NOT_NOTIFIED,
         PRELIMINARY,
         REFUSAL_KINDS,
         REFUSED,
-        REVIEW_DECISIONS,
         SCHEDULED,
-        SPECIMEN_TYPES,
         TAKES_COLLECTION,
         WINDOW_LOST,
         Admission,
-        Alert,
         CallListItem,
         Collection,
-        ConfirmationRequest,
-        DisclosureEvent,
         Excuse,
-        LabReport,
         MissQuestion,
         Notification,
         Refusal,
-        ResultEntry,
-        Review,
         ScreeningEvent,
         ScreeningInput,
         ScreeningState,
-        ScreenOutcome,
-        SettledCodes,
         already_message,
-        participant_workflow_id,
     )
     from workflows.disclosure import disclose
     from workflows.options import ActivityOptions

@@ -25,8 +25,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.selection import SelectionActivities
     from domain.delivery_retry import Decision, DeliveryPolicy, retry_delay
     from domain.verifiable import NoticeKind
-    from workflows.contracts import (
-        AttemptResult,
+    from workflows.contracts.delivery import AttemptResult
+    from workflows.contracts.selection import (
         NoticePlan,
         RevealRequest,
         SelectionPeriodInput,

@@ -36,7 +36,7 @@ from domain.attendance import (
 )
 from domain.consent import ATTENDANCE
 from store.models import AttendanceRecord, AttendanceSession, Participant
-from workflows.contracts import DisclosureEvent
+from workflows.contracts.disclosure import DisclosureEvent
 from workflows.disclosure import DiscloseEventWorkflow
 
 # Any input can fail validation (422, problem+json), whatever else a route answers.

@@ -40,7 +40,7 @@ from store.models import (
     SelectionDraw,
     utcnow,
 )
-from workflows.contracts import disclosure_workflow_id
+from workflows.contracts.disclosure import disclosure_workflow_id
 from workflows.medication import workflow_id as medication_workflow_id
 from workflows.participant import workflow_id as participant_workflow_id
 from workflows.screening import workflow_id as screening_workflow_id

@@ -65,7 +65,7 @@ from store.models import (
     utcnow,
 )
 from store.programs import current_program
-from workflows.contracts import CheckIn
+from workflows.contracts.participant import CheckIn
 from workflows.participant import ParticipantWorkflow
 from workflows.participant import workflow_id as participant_workflow_id
 

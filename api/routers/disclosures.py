@@ -39,7 +39,7 @@ from domain.vocab import DeliveryMethod, DisclosureStatus
 from domain.webhook_signing import new_webhook_secret
 from iop.codec import encryption_codec, seal_text
 from store.models import CaseEvent, ConsentRecord, Disclosure, Recipient, utcnow
-from workflows.contracts import disclosure_workflow_id
+from workflows.contracts.disclosure import disclosure_workflow_id
 from workflows.disclosure import DisclosureWorkflow
 
 # Any input can fail validation (422, problem+json), whatever else a route answers.

@@ -41,7 +41,7 @@ from store.models import (
     Screening,
 )
 from store.programs import current_program
-from workflows.contracts import Review
+from workflows.contracts.results import Review
 from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id
 

@@ -30,7 +30,7 @@ from iop import takehome_rules
 from store.models import DispenseRow, MedicationOrderRecord, Participant
 from store.programs import current_program
 from store.shapes import typed
-from workflows.contracts import (
+from workflows.contracts.medication import (
     BottleReturn,
     CallbackPolicy,
     DispenseRecord,

@@ -33,7 +33,7 @@ from iop.crashpoints import crash_point
 from iop.enrollment import start_program
 from store.models import IdempotencyRecord, Participant, ParticipantCreate, ParticipantPublic, utcnow
 from store.programs import current_program
-from workflows.contracts import Discharge, ParticipantState, PhaseChange
+from workflows.contracts.participant import Discharge, ParticipantState, PhaseChange
 from workflows.participant import ParticipantWorkflow, workflow_id
 
 log = logging.getLogger(__name__)

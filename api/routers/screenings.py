@@ -31,19 +31,17 @@ from iop.codec import from_json
 from iop.reopen import reopen_screening
 from iop.temporal import not_available_now
 from store.models import Screening, SelectionDraw, utcnow
-from workflows.contracts import (
+from workflows.contracts.disclosure import DisclosureEvent
+from workflows.contracts.participant import CheckIn, ForCause, Pause
+from workflows.contracts.screening import (
     EXCUSED,
     MISSED,
     NOT_NOTIFIED,
     TAKES_COLLECTION,
     WINDOW_LOST,
     Admission,
-    CheckIn,
     Collection,
-    DisclosureEvent,
     Excuse,
-    ForCause,
-    Pause,
     PocReading,
     Refusal,
     ScreeningState,

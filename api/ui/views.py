@@ -46,10 +46,12 @@ from domain.consent import (
 )
 from domain.medication import DRUGS, ROUTES, UNITS, DispenseKind, ScheduleKind
 from domain.plan import PHASES
+from domain.program import SPECIMEN_TYPES
 from domain.selection import SelectionReason
 from domain.vocab import DischargeKind, DisclosureStatus, ReassessmentDecision, ReviewDecision, ScreeningStatus
 from ingest.lab import QUARANTINE_REASONS
-from workflows.contracts import REFUSAL_KINDS, REVIEW_DECISIONS, SPECIMEN_TYPES, TAKES_COLLECTION
+from workflows.contracts.results import REVIEW_DECISIONS
+from workflows.contracts.screening import REFUSAL_KINDS, TAKES_COLLECTION
 
 DISPENSE_KINDS = tuple(DispenseKind)
 OPEN_SCREENING = (ScreeningStatus.SCHEDULED, ScreeningStatus.AWAITING_COLLECTION)

@@ -321,7 +321,7 @@ async def test_colour_mode_check_in_tells_todays_colours_and_staff_read_them(sta
 
     from activities.colours import ColourActivities
     from tests.conftest import TEST_KEYS
-    from workflows.contracts import ColourDayRequest
+    from workflows.contracts.participant import ColourDayRequest
 
     admin, staff = stack.auth("admin"), stack.auth("staff")
     definition = {**program("colour-court"), "mode": "colour",

@@ -12,7 +12,7 @@ from domain.disclosure_ids import disclosure_id
 from store.models import Disclosure, Recipient
 from tests.api.test_lab import CONFIRMED_POSITIVE, POSITIVE, URINE, collected, oru, post_hl7
 from tests.receiver import webhook_receiver
-from workflows.contracts import disclosure_workflow_id
+from workflows.contracts.disclosure import disclosure_workflow_id
 
 CASE = {"system": "county-drug-court", "value": "DC-2026-0917"}  # tests.helpers.enrollment's case number
 NOW = datetime.now(UTC)

@@ -21,7 +21,8 @@ from tests.receiver import Receiver, webhook_receiver
 from tests.workflows.test_program_calendar import ZONE
 from tests.workflows.test_reports_judge import _linked_screening, _received, _settled
 from tests.workflows.test_screening_program import _for_cause, skip
-from workflows.contracts import Admission, Collection, Pause
+from workflows.contracts.participant import Pause
+from workflows.contracts.screening import Admission, Collection
 from workflows.participant import ParticipantWorkflow
 from workflows.screening import ScreeningWorkflow
 

@@ -16,7 +16,7 @@ from tests.helpers import api_stack
 from tests.receiver import sms_gateway
 from tests.workflows.test_program_calendar import ZONE, enroll, rows, store_program
 from tests.workflows.test_screening_program import skip
-from workflows.contracts import ForCause
+from workflows.contracts.participant import ForCause
 from workflows.participant import ParticipantWorkflow
 from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id

@@ -152,14 +152,19 @@ def _schemas_reached(document: dict[str, Any], schema: dict[str, Any], seen: set
 
 def test_no_answer_is_a_workflow_dataclass_or_shows_the_engine(document):
     # Every answer is a public model of its own (api/public.py and the routers), never a dataclass of
-    # workflows/contracts.py or domain/: an internal field added there must not become public API.
+    # workflows/contracts/ or domain/: an internal field added there must not become public API.
     import dataclasses
+    import importlib
+    import pkgutil
 
     from domain import equity
     from workflows import contracts
 
-    internal = {name for module in (contracts, equity) for name, value in vars(module).items()
+    modules = [equity, *(importlib.import_module(f"{contracts.__name__}.{info.name}")
+                         for info in pkgutil.iter_modules(contracts.__path__))]
+    internal = {name for module in modules for name, value in vars(module).items()
                 if isinstance(value, type) and dataclasses.is_dataclass(value)}
+    assert {"ParticipantState", "ScreeningState", "MedicationState"} <= internal, "the contracts were not all found"
     answered: set[str] = set()
     for _, operation in operations(document):
         for status, response in operation.get("responses", {}).items():

@@ -26,7 +26,7 @@ from tests.api.test_medications import METHADONE
 from tests.conftest import TEST_CONVERTER, binary
 from tests.helpers import api_stack
 from workflows import search
-from workflows.contracts import ParticipantInput, ParticipantState
+from workflows.contracts.participant import ParticipantInput, ParticipantState
 from workflows.participant import ParticipantWorkflow
 from workflows.participant import workflow_id as participant_workflow_id
 from workflows.screening import workflow_id as screening_workflow_id

@@ -31,7 +31,7 @@ from store.models import (
     WorklistItem,
 )
 from tests.helpers import api_stack
-from workflows.contracts import Alert
+from workflows.contracts.alerts import Alert
 from workflows.worklist import WorklistWorkflow
 
 # not raised as alerts: held lab messages, blocked reports, the reconciler's findings

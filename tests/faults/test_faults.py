@@ -30,7 +30,8 @@ from tests.helpers import api_stack
 from tests.receiver import webhook_receiver
 from tests.workflows.scenarios import start_participant
 from workflows import search
-from workflows.contracts import Collection, ForCause, PhaseChange
+from workflows.contracts.participant import ForCause, PhaseChange
+from workflows.contracts.screening import Collection
 from workflows.participant import ParticipantWorkflow
 from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id

@@ -19,7 +19,7 @@ from store.models import ColourDay, Participant, SelectionPeriod
 from store.programs import save_version
 from store.selection import export
 from tests.conftest import TEST_KEYS
-from workflows.contracts import ColourDayRequest
+from workflows.contracts.participant import ColourDayRequest
 
 EVERY_DAY = {d: ["07:00", "19:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
 DAY = date(2026, 11, 18)

@@ -21,7 +21,7 @@ from store.migrate import upgrade
 from store.models import AlertRecord, AuditEvent, Participant, WorklistItem
 from store.worklist import settle
 from tests.store.test_audit_tamper import KEYS
-from workflows.contracts import Alert
+from workflows.contracts.alerts import Alert
 
 _DIR = Path(tempfile.mkdtemp(prefix="worklist-sm-"))
 _URL = f"sqlite:///{_DIR / 'records.db'}"

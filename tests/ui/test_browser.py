@@ -13,7 +13,7 @@ from domain.disclosure_ids import disclosure_id as scoped_disclosure_id
 from domain.hl7 import parse_ack
 from tests.api.test_lab import CONFIRMED_POSITIVE, oru
 from tests.helpers import enrollment
-from workflows.contracts import disclosure_workflow_id
+from workflows.contracts.disclosure import disclosure_workflow_id
 
 pytestmark = pytest.mark.usefixtures("chromium_path")
 

@@ -17,7 +17,7 @@ from store.models import WorklistItem
 from tests.ui.test_browser import check_page_accessibility, shot, sign_in
 from tests.ui.test_call_list import add_call
 from tests.ui.test_dashboard import enroll_via_api
-from workflows.contracts import Alert
+from workflows.contracts.alerts import Alert
 
 pytestmark = pytest.mark.usefixtures("chromium_path")
 PHONE = {"width": 400, "height": 860}

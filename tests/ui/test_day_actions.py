@@ -14,7 +14,7 @@ from domain.clock import local_date
 from store.models import Participant, WorklistItem
 from tests.helpers import enrollment
 from tests.ui.test_dashboard import enroll_via_api, sign_in
-from workflows.contracts import Alert
+from workflows.contracts.alerts import Alert
 
 CSS = Path(__file__).resolve().parents[2] / "api" / "ui" / "static" / "app.css"
 

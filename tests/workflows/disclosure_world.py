@@ -26,7 +26,8 @@ from tests.helpers import Stack, api_stack
 from tests.receiver import Receiver, webhook_receiver
 from tests.workflows.probe import DiscloseProbe
 from tests.workflows.scenarios import initial_state
-from workflows.contracts import DisclosureEvent, ParticipantInput
+from workflows.contracts.disclosure import DisclosureEvent
+from workflows.contracts.participant import ParticipantInput
 from workflows.participant import ParticipantWorkflow, workflow_id
 
 CASE_SYSTEM = "county-drug-court"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.contracts import DisclosureEvent
+    from workflows.contracts.disclosure import DisclosureEvent
     from workflows.disclosure import disclose
 
 

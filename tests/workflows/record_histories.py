@@ -29,17 +29,10 @@ from tests.conftest import TEST_CONVERTER, binary
 from tests.receiver import webhook_receiver
 from tests.workflows.scenarios import phase_changes_then_discharge, start_participant
 from workflows import search
-from workflows.contracts import (
-    CheckIn,
-    Collection,
-    Discharge,
-    DispenseRecord,
-    ForCause,
-    MedicationStart,
-    Pause,
-    PhaseChange,
-    disclosure_workflow_id,
-)
+from workflows.contracts.disclosure import disclosure_workflow_id
+from workflows.contracts.medication import DispenseRecord, MedicationStart
+from workflows.contracts.participant import CheckIn, Discharge, ForCause, Pause, PhaseChange
+from workflows.contracts.screening import Collection
 from workflows.medication import MedicationWorkflow
 from workflows.medication import workflow_id as medication_workflow_id
 from workflows.participant import ParticipantWorkflow
@@ -123,7 +116,7 @@ async def added_analyte_result() -> None:
     """A for-cause screening whose result carries an analyte an administrator added (issue 19:
     interpreted with its definition, behind the "added-analytes-interpreted" patch)."""
     from domain.analytes import AddedAnalyte
-    from workflows.contracts import AnalyteIn, LabReport
+    from workflows.contracts.results import AnalyteIn, LabReport
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/records.db"
@@ -231,7 +224,7 @@ async def selection_period() -> None:
     from store.db import session_scope
     from store.models import Recipient
     from tests.conftest import TEST_KEYS
-    from workflows.contracts import selection_notice_workflow_id, selection_period_workflow_id
+    from workflows.contracts.selection import selection_notice_workflow_id, selection_period_workflow_id
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/records.db"

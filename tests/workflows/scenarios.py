@@ -11,7 +11,7 @@ from domain.plan import default_plan
 from store.db import session_scope
 from store.models import Participant
 from tests.conftest import unique
-from workflows.contracts import Discharge, ParticipantInput, ParticipantState, PhaseChange
+from workflows.contracts.participant import Discharge, ParticipantInput, ParticipantState, PhaseChange
 from workflows.participant import ParticipantWorkflow, workflow_id
 
 START = date(2026, 11, 2)

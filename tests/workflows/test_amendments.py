@@ -23,7 +23,7 @@ from tests.receiver import Receiver, webhook_receiver
 from tests.workflows.scenarios import record_participant
 from tests.workflows.test_disclosure_delivery import setup_records_for
 from tests.workflows.test_disclosure_scoping import add_consent
-from workflows.contracts import DisclosureEvent, DisclosureInput
+from workflows.contracts.disclosure import DisclosureEvent, DisclosureInput
 
 RESULTS, REFUSALS, MISSED = "screening-results", "refusals", "missed-tests"
 NEGATIVE = {"collected_on": "2026-11-20", "specimen_type": "urine", "observed": True, "outcome": "negative"}
@@ -252,7 +252,8 @@ def test_a_monthly_summary_counts_no_screen_only_positive_and_no_clinical_screen
     from domain.interpretation import AnalyteResult, MedicationContext, interpret
     from store.db import session_scope
     from store.models import Participant, Screening
-    from workflows.contracts import ResultEntry, ScreeningState
+    from workflows.contracts.results import ResultEntry
+    from workflows.contracts.screening import ScreeningState
 
     with webhook_receiver(receiver=FlakyReceiver(url="")) as receiver:
         pid = new_participant(records_engine)

@@ -18,7 +18,7 @@ from tests.ports import free_port
 from tests.receiver import Receiver, webhook_receiver
 from tests.workflows.scenarios import record_participant
 from tests.workflows.test_screening_program import skip
-from workflows.contracts import DisclosureEvent, DisclosureInput, disclosure_workflow_id
+from workflows.contracts.disclosure import DisclosureEvent, DisclosureInput, disclosure_workflow_id
 from workflows.disclosure import DisclosureWorkflow
 
 

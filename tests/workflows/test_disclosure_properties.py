@@ -35,7 +35,8 @@ from store.models import ConsentRecord, Disclosure
 from tests.helpers import api_stack
 from tests.receiver import webhook_receiver
 from tests.workflows.disclosure_world import SwitchableReceiver, World, probe_worker
-from workflows.contracts import Discharge, DisclosureEvent, PhaseChange
+from workflows.contracts.disclosure import DisclosureEvent
+from workflows.contracts.participant import Discharge, PhaseChange
 from workflows.participant import ParticipantWorkflow, monthly_summary_event
 
 PARTICIPANTS, RECIPIENTS = 3, 2

@@ -19,7 +19,8 @@ from tests.receiver import webhook_receiver
 from tests.workflows.disclosure_world import world
 from tests.workflows.scenarios import record_participant
 from tests.workflows.test_disclosure_delivery import setup_records_for
-from workflows.contracts import Discharge, DisclosureEvent, DisclosureInput, PhaseChange
+from workflows.contracts.disclosure import DisclosureEvent, DisclosureInput
+from workflows.contracts.participant import Discharge, PhaseChange
 from workflows.participant import ParticipantWorkflow, monthly_summary_event
 
 CATEGORIES = ["program-status", "phase-changes", "periodic-summary"]

@@ -16,7 +16,7 @@ from tests.conftest import unique
 from tests.helpers import refused, refused_unread
 from tests.workflows.scenarios import record_participant, start_participant
 from tests.workflows.test_screening_program import skip
-from workflows.contracts import (
+from workflows.contracts.medication import (
     DispenseRecord,
     DoseChange,
     MedicationInput,
@@ -274,7 +274,7 @@ async def test_split_dose_counts_once_all_parts_are_given(program):
 
 
 async def test_guest_dosing_ends_by_itself_on_its_last_day(program):
-    from workflows.contracts import GuestRequest
+    from workflows.contracts.medication import GuestRequest
     env, engine, participant, today = program
     pid = (await participant.query(ParticipantWorkflow.status)).participant_id
     medication = await start_order(env, participant, order(pid, today))

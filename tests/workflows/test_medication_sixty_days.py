@@ -17,7 +17,7 @@ from tests.conftest import unique
 from tests.helpers import refused
 from tests.workflows.scenarios import record_participant
 from tests.workflows.test_screening_program import skip
-from workflows.contracts import (
+from workflows.contracts.medication import (
     BottleReturn,
     CallbackPolicy,
     DispenseRecord,

@@ -14,7 +14,7 @@ from activities.records import RecordActivities
 from iop.worker import WORKFLOWS, build_worker, workflow_runner
 from store.models import Participant
 from tests.workflows.scenarios import phase_changes_then_discharge, record_participant, start_participant
-from workflows.contracts import Discharge, PhaseChange
+from workflows.contracts.participant import Discharge, PhaseChange
 from workflows.participant import ParticipantWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -100,7 +100,7 @@ async def test_screening_states_in_saved_histories_decode_with_their_interpretat
     before issue 14; they decode to the domain's own dataclasses, and so does an older breath test's result."""
     from domain.interpretation import Interpretation
     from tests.conftest import TEST_CONVERTER
-    from workflows.contracts import ScreeningState
+    from workflows.contracts.screening import ScreeningState
 
     states = []
     for path in sorted(HISTORIES.glob("screening--*.json")):

@@ -15,7 +15,8 @@ from domain.medication import Adherence, Callback, Expected, MedicationOrder
 from domain.plan import TestingPlan
 from domain.takehome import Eligibility
 from tests.conftest import TEST_CONVERTER
-from workflows.contracts import GuestPeriod, MedicationInput, ParticipantInput, ScreenOutcome
+from workflows.contracts.medication import GuestPeriod, MedicationInput, ScreenOutcome
+from workflows.contracts.participant import ParticipantInput
 
 HERE = Path(__file__).parent
 PAYLOADS = temporalio.converter.default().payload_converter

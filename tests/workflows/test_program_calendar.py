@@ -25,7 +25,7 @@ from store.programs import current_program, save_version
 from tests.conftest import unique
 from tests.receiver import sms_gateway
 from tests.workflows.test_screening_program import skip
-from workflows.contracts import ForCause
+from workflows.contracts.participant import ForCause
 from workflows.participant import ParticipantWorkflow, workflow_id
 from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id
@@ -185,7 +185,7 @@ async def test_a_required_check_in_not_made_is_its_own_event_with_an_alert(progr
 
 
 async def test_staff_decide_a_test_that_was_never_notified(gateway_down):
-    from workflows.contracts import Excuse
+    from workflows.contracts.screening import Excuse
     env, engine, queue, gateway = gateway_down
     handle, screening, ref = await _for_cause_with_gateway(env, engine, queue, None)
     await skip(env, timedelta(hours=10))
@@ -230,7 +230,7 @@ def test_a_collection_saved_under_a_lower_revision_still_lands(records_engine):
     from temporalio.testing import ActivityEnvironment
 
     from activities.screenings import ScreeningActivities
-    from workflows.contracts import Collection, ScreeningState
+    from workflows.contracts.screening import Collection, ScreeningState
 
     with session_scope(records_engine) as session:
         session.add(Participant(id="p-rev", given_name="T", family_name="P", date_of_birth=date(1980, 1, 1),
@@ -269,7 +269,7 @@ async def test_a_missed_check_in_is_reported_where_the_program_says_so_and_conse
     from store.models import CheckInDayRecord
     from tests.receiver import Receiver, webhook_receiver
     from tests.workflows.test_disclosure_delivery import free_port, setup_records_for
-    from workflows.contracts import disclosure_workflow_id
+    from workflows.contracts.disclosure import disclosure_workflow_id
 
     env, engine, queue = program
     today = local_date(await env.get_current_time(), ZONE)
@@ -324,7 +324,7 @@ async def gateway_up(time_env, records_engine, task_queue):
 async def test_a_reminder_goes_out_before_the_window_closes_to_the_uncollected_only(gateway_up):
     """A program with reminders 2 h before close: the told, uncollected participant gets the reminder through the
     gateway (recorded as an attempt); the one collected before then, and a program with reminders off, get none."""
-    from workflows.contracts import Collection
+    from workflows.contracts.screening import Collection
 
     env, engine, queue, gateway = gateway_up
     today = local_date(await env.get_current_time(), ZONE)

@@ -27,7 +27,7 @@ from tests.ports import free_port
 from tests.receiver import Receiver, webhook_receiver
 from tests.workflows.scenarios import record_participant
 from tests.workflows.test_amendments import POSITIVE, recipients
-from workflows.contracts import DisclosureEvent, DisclosureInput
+from workflows.contracts.disclosure import DisclosureEvent, DisclosureInput
 
 LETTERHEAD = "Northside IOP, 1 Main St, Springfield - 555 0100"
 

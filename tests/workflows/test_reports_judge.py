@@ -24,16 +24,10 @@ from tests.receiver import Receiver, webhook_receiver
 from tests.workflows.test_disclosure_delivery import setup_records_for
 from tests.workflows.test_program_calendar import ZONE, enroll
 from tests.workflows.test_screening_program import _for_cause, _report, skip
-from workflows.contracts import (
-    Admission,
-    AnalyteIn,
-    Collection,
-    Excuse,
-    ForCause,
-    Pause,
-    Review,
-    disclosure_workflow_id,
-)
+from workflows.contracts.disclosure import disclosure_workflow_id
+from workflows.contracts.participant import ForCause, Pause
+from workflows.contracts.results import AnalyteIn, Review
+from workflows.contracts.screening import Admission, Collection, Excuse
 from workflows.participant import ParticipantWorkflow
 from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id

@@ -15,19 +15,9 @@ from iop.worker import build_worker
 from store.models import AlertRecord, CheckInDayRecord, Screening, SelectionDraw
 from tests.helpers import refused
 from tests.workflows.scenarios import start_participant
-from workflows.contracts import (
-    AnalyteIn,
-    CheckIn,
-    Collection,
-    Discharge,
-    Excuse,
-    ForCause,
-    LabReport,
-    Pause,
-    PhaseChange,
-    Refusal,
-    Review,
-)
+from workflows.contracts.participant import CheckIn, Discharge, ForCause, Pause, PhaseChange
+from workflows.contracts.results import AnalyteIn, LabReport, Review
+from workflows.contracts.screening import Collection, Excuse, Refusal
 from workflows.participant import ParticipantWorkflow
 from workflows.screening import ScreeningWorkflow
 from workflows.screening import workflow_id as screening_workflow_id

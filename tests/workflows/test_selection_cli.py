@@ -27,7 +27,7 @@ from store import selection
 from tests.conftest import TEST_KEYS, unique
 from tests.workflows.test_program_calendar import ZONE, enroll, store_program
 from tests.workflows.test_selection_notices import move_to_day, skip_until
-from workflows.contracts import selection_period_workflow_id
+from workflows.contracts.selection import selection_period_workflow_id
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "docs" / "verify_selection.py"

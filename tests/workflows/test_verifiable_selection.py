@@ -22,7 +22,7 @@ from store.programs import save_version
 from tests.conftest import TEST_KEYS
 from tests.workflows.test_program_calendar import WEEKDAYS, ZONE, enroll, store_program
 from tests.workflows.test_screening_program import skip
-from workflows.contracts import ForCause
+from workflows.contracts.participant import ForCause
 from workflows.participant import ParticipantWorkflow
 
 SCRIPT = Path(__file__).resolve().parents[2] / "docs" / "verify_selection.py"
