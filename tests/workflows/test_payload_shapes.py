@@ -70,7 +70,8 @@ async def test_a_participant_state_with_plans_as_dicts_reads_typed():
 # --- no untyped dict crosses the Temporal boundary --------------------------------------------
 
 # Kept as a dict on purpose: the disclosure's minimum facts differ by category and are trimmed by the
-# recipient's allow-list (domain.consent), not read by the workflows.
+# recipient's allow-list (domain.report_content.allowed_facts), not read by the workflows; why a typed form
+# would not decode old histories safely: workflows.contracts.disclosure.DisclosureEvent.
 UNTYPED_ALLOWED = {"DisclosureEvent.facts"}
 
 

@@ -12,7 +12,13 @@ def disclosure_workflow_id(disclosure_id: str) -> str:
 
 @dataclass
 class DisclosureEvent:
-    """Something reportable happened; each recipient that wants its category gets a disclosure."""
+    """Something reportable happened; each recipient that wants its category gets a disclosure.
+
+    `facts` stays a dict (the one untyped payload, tests/workflows/test_payload_shapes.py): its shape is not
+    fixed by `category` (a retraction, {"retracted", "retraction_reason"}, comes in any category), the data
+    converter picks the first union member that constructs and drops keys it does not know, and the facts are
+    stored and compared as they came (activities/disclosure.py: the same facts again plan no amendment), so a
+    typed form that wrote absent facts as nulls would amend every report planned again."""
 
     participant_id: str
     category: str  # domain.consent.CATEGORIES
