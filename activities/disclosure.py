@@ -96,8 +96,14 @@ class SmtpSettings:
 
 
 class DisclosureActivities:
-    def __init__(self, engine: Engine, keys: Sequence[CodecKey], *, smtp: SmtpSettings | None = None,
-                 letterhead: str = DEFAULT_LETTERHEAD) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        keys: Sequence[CodecKey],
+        *,
+        smtp: SmtpSettings | None = None,
+        letterhead: str = DEFAULT_LETTERHEAD,
+    ) -> None:
         self.engine = engine
         self.keys = list(keys)
         self.smtp = smtp
@@ -140,18 +146,28 @@ class DisclosureActivities:
                         continue  # withdrawn already
                     category, corrects = latest.category, latest.id
                     row_facts = {"retracted": True, "retraction_reason": withdrawn_because}
-                    the_id = disclosure_id(participant.id, f"{event.event_ref}-retraction", category, recipient.id,
-                                           corrects)
+                    the_id = disclosure_id(
+                        participant.id, f"{event.event_ref}-retraction", category, recipient.id, corrects
+                    )
                 if session.get(Disclosure, the_id) is None:
-                    session.add(Disclosure(id=the_id, participant_id=participant.id, recipient_id=recipient.id,
-                                           category=category, event_ref=event.event_ref, facts=row_facts,
-                                           corrects=corrects))
+                    session.add(
+                        Disclosure(
+                            id=the_id,
+                            participant_id=participant.id,
+                            recipient_id=recipient.id,
+                            category=category,
+                            event_ref=event.event_ref,
+                            facts=row_facts,
+                            corrects=corrects,
+                        )
+                    )
                     session.flush()
                 planned.append(PlannedDisclosure(the_id, recipient.id, corrects, category))
             return planned
 
-    def _reportable(self, session: Session, participant: Participant, event: DisclosureEvent,
-                    facts: dict) -> tuple[bool, dict, str]:
+    def _reportable(
+        self, session: Session, participant: Participant, event: DisclosureEvent, facts: dict
+    ) -> tuple[bool, dict, str]:
         """Whether the event may go to a court or employer now, its facts as they may be reported, and, when
         it may not, why an earlier report of it is withdrawn (domain.report_content.RETRACTION_REASONS)."""
         if facts.get("retracted"):
@@ -163,8 +179,10 @@ class DisclosureActivities:
         forensic = program.forensic_default if screening is None or screening.forensic is None else screening.forensic
         if not forensic:
             return False, facts, "not-reportable"  # clinical: treatment only, never disclosed
-        if event.category != SCREENING_RESULTS or facts.get("outcome") not in (ReportOutcome.POSITIVE,
-                                                                                ReportOutcome.PRESUMPTIVE_POSITIVE):
+        if event.category != SCREENING_RESULTS or facts.get("outcome") not in (
+            ReportOutcome.POSITIVE,
+            ReportOutcome.PRESUMPTIVE_POSITIVE,
+        ):
             return True, facts, "corrected"
         basis = facts.get("basis") or _basis_from_record(screening)
         facts = {**facts, "basis": basis, "confirmed": basis in CONFIRMING_BASES}
@@ -182,40 +200,60 @@ class DisclosureActivities:
         return stored[0] if stored else default_program()
 
     @staticmethod
-    def _latest_sent(session: Session, participant_id: str, recipient_id: str,
-                     event: DisclosureEvent) -> Disclosure | None:
+    def _latest_sent(
+        session: Session, participant_id: str, recipient_id: str, event: DisclosureEvent
+    ) -> Disclosure | None:
         """The last report of this event's question to this recipient that was sent or is on its way (the end
         of its amendment chain), or None when the recipient was never told of it."""
-        rows = session.exec(select(Disclosure).where(
-            Disclosure.participant_id == participant_id, Disclosure.recipient_id == recipient_id,
-            Disclosure.event_ref == event.event_ref, col(Disclosure.category).in_(slot_categories(event.category)),
-            col(Disclosure.status).in_((DisclosureStatus.PENDING, DisclosureStatus.RETRYING, DisclosureStatus.DELIVERED,
-                                        DisclosureStatus.FAILED)),
-        ).order_by(col(Disclosure.created_at))).all()
+        rows = session.exec(
+            select(Disclosure)
+            .where(
+                Disclosure.participant_id == participant_id,
+                Disclosure.recipient_id == recipient_id,
+                Disclosure.event_ref == event.event_ref,
+                col(Disclosure.category).in_(slot_categories(event.category)),
+                col(Disclosure.status).in_(
+                    (
+                        DisclosureStatus.PENDING,
+                        DisclosureStatus.RETRYING,
+                        DisclosureStatus.DELIVERED,
+                        DisclosureStatus.FAILED,
+                    )
+                ),
+            )
+            .order_by(col(Disclosure.created_at))
+        ).all()
         amended = {row.corrects for row in rows}
         ends = [row for row in rows if row.id not in amended]
         return ends[-1] if ends else None
 
     @staticmethod
-    def _id_for(session: Session, participant_id: str, recipient_id: str, event: DisclosureEvent,
-                corrects: str | None) -> str:
+    def _id_for(
+        session: Session, participant_id: str, recipient_id: str, event: DisclosureEvent, corrects: str | None
+    ) -> str:
         """The participant-scoped id; or the id this very disclosure was recorded under before ids named
         their participant (a plan re-run across the upgrade must not send the same report twice).
         A row under the old id that belongs to another participant is never reused."""
         legacy = session.get(Disclosure, legacy_disclosure_id(event.event_ref, event.category, recipient_id, corrects))
-        if legacy is not None and (legacy.participant_id, legacy.recipient_id, legacy.event_ref, legacy.category,
-                                   legacy.corrects) == (participant_id, recipient_id, event.event_ref,
-                                                        event.category, corrects):
+        if legacy is not None and (
+            legacy.participant_id,
+            legacy.recipient_id,
+            legacy.event_ref,
+            legacy.category,
+            legacy.corrects,
+        ) == (participant_id, recipient_id, event.event_ref, event.category, corrects):
             return legacy.id
         return disclosure_id(participant_id, event.event_ref, event.category, recipient_id, corrects)
 
     def _linked_recipients(self, session: Session, participant: Participant) -> list[Recipient]:
         systems = {c.get("system") for c in participant.case_numbers}
-        consented = set(session.exec(select(ConsentRecord.recipient_id).where(
-            ConsentRecord.participant_id == participant.id)).all())
+        consented = set(
+            session.exec(select(ConsentRecord.recipient_id).where(ConsentRecord.participant_id == participant.id)).all()
+        )
         recipients = session.exec(select(Recipient).order_by(col(Recipient.id))).all()
-        return [r for r in recipients
-                if r.id in consented or (r.case_number_system and r.case_number_system in systems)]
+        return [
+            r for r in recipients if r.id in consented or (r.case_number_system and r.case_number_system in systems)
+        ]
 
     def _period_facts(self, session: Session, participant: Participant, facts: dict) -> dict[str, list]:
         """Each category's entries over the period (a month, or the whole program for a letter)."""
@@ -223,9 +261,15 @@ class DisclosureActivities:
         last = date.fromisoformat(facts.get("period_end") or facts.get("effective_on", "")[:10] or first.isoformat())
         program = self._program(session, participant)
         # Clinical screenings are never disclosed, in a summary either (issue 16).
-        screenings = [s for s in session.exec(select(Screening).where(
-            Screening.participant_id == participant.id, Screening.day >= first, Screening.day <= last)).all()
-            if (program.forensic_default if s.forensic is None else s.forensic)]
+        screenings = [
+            s
+            for s in session.exec(
+                select(Screening).where(
+                    Screening.participant_id == participant.id, Screening.day >= first, Screening.day <= last
+                )
+            ).all()
+            if (program.forensic_default if s.forensic is None else s.forensic)
+        ]
         results = []
         for s in screenings:
             if s.state.get("final_outcome") in (None, "refusal"):
@@ -240,17 +284,29 @@ class DisclosureActivities:
         return {
             DisclosureCategory.SCREENING_RESULTS: results,
             DisclosureCategory.MISSED_TESTS: [{"day": s.day.isoformat()} for s in screenings if s.status == "missed"],
-            DisclosureCategory.REFUSALS: [{"day": s.day.isoformat()} for s in screenings
-                         if s.status == "refused" or s.state.get("final_outcome") == "refusal"],
+            DisclosureCategory.REFUSALS: [
+                {"day": s.day.isoformat()}
+                for s in screenings
+                if s.status == "refused" or s.state.get("final_outcome") == "refusal"
+            ],
             DisclosureCategory.MEDICATION_ADHERENCE: adherence,
             DisclosureCategory.PHASE_CHANGES: facts.get("phase_changes", []),
             DisclosureCategory.ATTENDANCE: _attendance_entries(session, participant, first, last),
             DisclosureCategory.PROGRAM_STATUS: [{"status": facts["status"], "effective_on": facts["effective_on"]}]
-            if facts.get("status") else [],
+            if facts.get("status")
+            else [],
             # Only the days the program made a missed check-in reportable (check_in_days.missed_reportable).
-            "missed-check-ins": [{"day": d.day.isoformat()} for d in session.exec(select(CheckInDayRecord).where(
-                CheckInDayRecord.participant_id == participant.id, CheckInDayRecord.day >= first,
-                CheckInDayRecord.day <= last, CheckInDayRecord.missed_reportable == True)).all()],  # noqa: E712
+            "missed-check-ins": [
+                {"day": d.day.isoformat()}
+                for d in session.exec(
+                    select(CheckInDayRecord).where(
+                        CheckInDayRecord.participant_id == participant.id,
+                        CheckInDayRecord.day >= first,
+                        CheckInDayRecord.day <= last,
+                        CheckInDayRecord.missed_reportable == True,  # noqa: E712
+                    )
+                ).all()
+            ],
         }
 
     # --- the attempt -----------------------------------------------------------------------
@@ -263,19 +319,30 @@ class DisclosureActivities:
             if row is None:
                 return self._blocked(request, "the disclosure record is gone")
             if (row.participant_id, row.recipient_id, row.category) != (
-                    request.participant_id, request.recipient_id, request.category):
+                request.participant_id,
+                request.recipient_id,
+                request.category,
+            ):
                 # A delivery asked for one participant but the record is another's (ids shared before
                 # they named their participant): nothing is sent and the record is left as it is.
-                reason = ("the disclosure record belongs to another participant, recipient or category than this "
-                          "delivery; nothing was sent")
+                reason = (
+                    "the disclosure record belongs to another participant, recipient or category than this "
+                    "delivery; nothing was sent"
+                )
                 self._audit(request, "blocked", reason)
                 return AttemptResult("blocked", reason)
             # Everything below is read from the row: whose report it is, to whom, under whose consents.
             recipient = session.get(Recipient, row.recipient_id)
             participant = session.get(Participant, row.participant_id)
-            consents = [consent_from_dict(c.consent) for c in session.exec(select(ConsentRecord).where(
-                ConsentRecord.participant_id == row.participant_id,
-                ConsentRecord.recipient_id == row.recipient_id)).all()]
+            consents = [
+                consent_from_dict(c.consent)
+                for c in session.exec(
+                    select(ConsentRecord).where(
+                        ConsentRecord.participant_id == row.participant_id,
+                        ConsentRecord.recipient_id == row.recipient_id,
+                    )
+                ).all()
+            ]
         if recipient is None or participant is None:
             return self._blocked(request, "the recipient or participant record is gone")
         if row.status in (DisclosureStatus.DELIVERED, DisclosureStatus.BLOCKED, DisclosureStatus.CANCELLED):
@@ -301,15 +368,26 @@ class DisclosureActivities:
             decision, status = self._email(recipient, row.id, payload, document), None
         else:
             # The webhook carries its document: the PDF, base64, covered by the Standard Webhooks signature.
-            payload = {**payload, "document": {"id": f"{row.id}.pdf", "media_type": "application/pdf",
-                                               "sha256": content_hash(document),
-                                               "content_base64": base64.b64encode(document).decode("ascii")}}
+            payload = {
+                **payload,
+                "document": {
+                    "id": f"{row.id}.pdf",
+                    "media_type": "application/pdf",
+                    "sha256": content_hash(document),
+                    "content_base64": base64.b64encode(document).decode("ascii"),
+                },
+            }
             status, retry_after = self._send(recipient, row.id, payload, now)
             decision = classify_response(status, retry_after, now)
-        self._record_attempt(row.id, consent.consent_id, payload, status, decision.kind, decision.reason,
-                             content_hash(document))
-        self._audit(request, decision.kind if status is None else f"{decision.kind} ({status})", decision.reason,
-                    consent.consent_id)
+        self._record_attempt(
+            row.id, consent.consent_id, payload, status, decision.kind, decision.reason, content_hash(document)
+        )
+        self._audit(
+            request,
+            decision.kind if status is None else f"{decision.kind} ({status})",
+            decision.reason,
+            consent.consent_id,
+        )
         if decision.kind == "disable-recipient":
             self._disable(recipient.id, decision.reason)
         return AttemptResult(decision.kind, decision.reason, decision.delay_s, status)
@@ -326,27 +404,46 @@ class DisclosureActivities:
         issued = now.isoformat()
         if row.facts.get("retracted"):
             assert row.corrects is not None  # a retraction is planned with the report it withdraws
-            return build_retraction(row.category, row.facts["retraction_reason"], identifiers, consent, row.id, issued,
-                                    amends=row.corrects)
+            return build_retraction(
+                row.category, row.facts["retraction_reason"], identifiers, consent, row.id, issued, amends=row.corrects
+            )
         if row.category == PERIODIC_SUMMARY:
-            return monthly_summary(row.facts["by_category"], consent, row.facts["month"], identifiers, row.id, issued,
-                                   corrects=row.corrects)
+            return monthly_summary(
+                row.facts["by_category"],
+                consent,
+                row.facts["month"],
+                identifiers,
+                row.id,
+                issued,
+                corrects=row.corrects,
+            )
         if row.facts.get("status") == COMPLETION and "by_category" in row.facts:
-            return completion_letter(row.facts["by_category"], consent, row.facts["effective_on"][:10], identifiers,
-                                     row.id, issued, corrects=row.corrects)
+            return completion_letter(
+                row.facts["by_category"],
+                consent,
+                row.facts["effective_on"][:10],
+                identifiers,
+                row.id,
+                issued,
+                corrects=row.corrects,
+            )
         facts = {k: v for k, v in row.facts.items() if k != "by_category"}
         # Only a forensic screening is ever planned for a recipient (see _reportable).
         forensic = True if row.category in (SCREENING_RESULTS, MISSED_TESTS, REFUSALS) else None
-        return build_report(row.category, facts, identifiers, consent, row.id, issued, corrects=row.corrects,
-                            forensic=forensic)
+        return build_report(
+            row.category, facts, identifiers, consent, row.id, issued, corrects=row.corrects, forensic=forensic
+        )
 
-    def _send(self, recipient: Recipient, disclosure_id: str, payload: dict,
-              now: datetime) -> tuple[int | None, str | None]:
+    def _send(
+        self, recipient: Recipient, disclosure_id: str, payload: dict, now: datetime
+    ) -> tuple[int | None, str | None]:
         assert recipient.url is not None and recipient.secret_sealed is not None  # a webhook recipient has both
         body = encode_payload(payload)
         secret = open_text(self.keys, recipient.secret_sealed)
-        headers = {"Content-Type": "application/json",
-                   **webhook_headers(secret, disclosure_id, int(now.timestamp()), body)}
+        headers = {
+            "Content-Type": "application/json",
+            **webhook_headers(secret, disclosure_id, int(now.timestamp()), body),
+        }
         try:
             response = httpx.post(recipient.url, content=body, headers=headers, timeout=15.0, follow_redirects=False)
         except httpx.HTTPError as exc:
@@ -361,8 +458,15 @@ class DisclosureActivities:
         text = text_body(payload, self.letterhead)
         with session_scope(self.engine) as session:
             if session.get(EmailOutbox, disclosure_id) is None:
-                session.add(EmailOutbox(id=disclosure_id, recipient_id=recipient.id, to_address=recipient.email or "",
-                                        subject=subject, body=text))
+                session.add(
+                    EmailOutbox(
+                        id=disclosure_id,
+                        recipient_id=recipient.id,
+                        to_address=recipient.email or "",
+                        subject=subject,
+                        body=text,
+                    )
+                )
         if self.smtp is None or not self.smtp.host:
             return Decision(RETRY, None, "no mail relay is configured (IOP_SMTP_HOST): the report waits, retried")
         message = EmailMessage()
@@ -382,16 +486,26 @@ class DisclosureActivities:
 
     # --- records ---------------------------------------------------------------------------
 
-    def _record_attempt(self, disclosure_id: str, consent_id: str, payload: dict, status: int | None, kind: str,
-                        reason: str, document_hash: str | None = None) -> None:
+    def _record_attempt(
+        self,
+        disclosure_id: str,
+        consent_id: str,
+        payload: dict,
+        status: int | None,
+        kind: str,
+        reason: str,
+        document_hash: str | None = None,
+    ) -> None:
         with session_scope(self.engine) as session:
             row = session.get_one(Disclosure, disclosure_id)
             row.consent_id, row.payload, row.last_status_code = consent_id, payload, status
             row.content_hash = document_hash
             row.attempts += 1
             row.reason = reason
-            statuses: dict[str, DisclosureStatus] = {DELIVERED: DisclosureStatus.DELIVERED,
-                                                     RETRY: DisclosureStatus.RETRYING}
+            statuses: dict[str, DisclosureStatus] = {
+                DELIVERED: DisclosureStatus.DELIVERED,
+                RETRY: DisclosureStatus.RETRYING,
+            }
             row.status = statuses.get(kind, DisclosureStatus.FAILED)
             if kind == "delivered":
                 row.delivered_at = utcnow()
@@ -404,11 +518,23 @@ class DisclosureActivities:
 
     def _audit(self, request: DisclosureInput, outcome: str, reason: str, consent_id: str | None = None) -> None:
         """Every disclosure attempt, sent or blocked, is in the audit trail with its consent."""
-        audit.append(self.engine, audit.AuditEntry(
-            actor="system", role="system", action=f"disclosure.{request.category}", outcome=outcome,
-            subject_type="disclosure", subject_id=request.disclosure_id, participant_id=request.participant_id,
-            detail=(f"to {request.recipient_id}" + (f" under consent {consent_id}" if consent_id else "")
-                    + f": {reason}")[:1000]))
+        audit.append(
+            self.engine,
+            audit.AuditEntry(
+                actor="system",
+                role="system",
+                action=f"disclosure.{request.category}",
+                outcome=outcome,
+                subject_type="disclosure",
+                subject_id=request.disclosure_id,
+                participant_id=request.participant_id,
+                detail=(
+                    f"to {request.recipient_id}"
+                    + (f" under consent {consent_id}" if consent_id else "")
+                    + f": {reason}"
+                )[:1000],
+            ),
+        )
 
     def _set_status(self, disclosure_id: str, status: str, reason: str) -> None:
         with session_scope(self.engine) as session:
@@ -465,8 +591,11 @@ def send_mail(settings: SmtpSettings, message: EmailMessage) -> Decision | None:
 def _smtp_refusal(code: int | None) -> Decision:
     """RFC 5321 §4.2.1: 4yz is transient (retried), 5yz permanent (surfaced to staff, not resent)."""
     if code is not None and 500 <= code <= 599:
-        return Decision(STOP_AND_SURFACE, None, f"the mail relay refused the report (SMTP {code}); check the "
-                                                "recipient's address, then resend")
+        return Decision(
+            STOP_AND_SURFACE,
+            None,
+            f"the mail relay refused the report (SMTP {code}); check the recipient's address, then resend",
+        )
     return Decision(RETRY, None, f"the mail relay deferred the report (SMTP {code}); retrying")
 
 
@@ -477,11 +606,17 @@ def _attendance_entries(session: Session, participant: Participant, first: date,
     zone = ZoneInfo(participant.timezone)
     since = datetime.combine(first, time.min, zone).astimezone(UTC)
     until = datetime.combine(last + timedelta(days=1), time.min, zone).astimezone(UTC)
-    rows = session.exec(select(AttendanceRecord, AttendanceSession).where(
-        AttendanceRecord.session_id == AttendanceSession.id, AttendanceRecord.participant_id == participant.id,
-        col(AttendanceRecord.status).in_(ATTENDANCE_STATUSES),
-        AttendanceSession.starts_at >= since, AttendanceSession.starts_at < until,
-    ).order_by(col(AttendanceSession.starts_at))).all()
+    rows = session.exec(
+        select(AttendanceRecord, AttendanceSession)
+        .where(
+            AttendanceRecord.session_id == AttendanceSession.id,
+            AttendanceRecord.participant_id == participant.id,
+            col(AttendanceRecord.status).in_(ATTENDANCE_STATUSES),
+            AttendanceSession.starts_at >= since,
+            AttendanceSession.starts_at < until,
+        )
+        .order_by(col(AttendanceSession.starts_at))
+    ).all()
     return [{"status": record.status} for record, _ in rows]
 
 
@@ -512,9 +647,11 @@ def _lab_basis(state: ScreeningState | None) -> str:
 
 def _reported_outcome(final_outcome: str | None) -> str:
     # A result with a documented legitimate explanation is reported as negative (MRO practice).
-    reported: dict[str, ReportOutcome] = {FinalOutcome.NEGATIVE: ReportOutcome.NEGATIVE,
-                                          FinalOutcome.EXPLAINED: ReportOutcome.NEGATIVE,
-                                          FinalOutcome.POSITIVE: ReportOutcome.POSITIVE}
+    reported: dict[str, ReportOutcome] = {
+        FinalOutcome.NEGATIVE: ReportOutcome.NEGATIVE,
+        FinalOutcome.EXPLAINED: ReportOutcome.NEGATIVE,
+        FinalOutcome.POSITIVE: ReportOutcome.POSITIVE,
+    }
     return reported.get(final_outcome or "", ReportOutcome.INVALID)
 
 
@@ -522,16 +659,25 @@ def _medication_adherence(session: Session, participant_id: str, first: date, la
     """Doses taken of doses due over the period, per order, counted by the one adherence function
     (domain.ledger.adherence_between) over the ledger the order's workflow keeps. Guest copies are
     left out: their doses are in the home order's ledger."""
-    rows = session.exec(select(MedicationOrderRecord).where(
-        MedicationOrderRecord.participant_id == participant_id, col(MedicationOrderRecord.home_order_id).is_(None),
-        MedicationOrderRecord.start_date <= last)).all()
+    rows = session.exec(
+        select(MedicationOrderRecord).where(
+            MedicationOrderRecord.participant_id == participant_id,
+            col(MedicationOrderRecord.home_order_id).is_(None),
+            MedicationOrderRecord.start_date <= last,
+        )
+    ).all()
     entries = []
     for row in rows:
         book, closed = _ledger_of(session, row)
         counted = ledger.adherence_between(typed(MedicationOrder, row.order), book, first, last, closed)
         if counted.expected:
-            entries.append({"doses_expected": counted.expected, "doses_taken": counted.taken,
-                            "adherence_ratio": round(counted.ratio or 0.0, 2)})
+            entries.append(
+                {
+                    "doses_expected": counted.expected,
+                    "doses_taken": counted.taken,
+                    "adherence_ratio": round(counted.ratio or 0.0, 2),
+                }
+            )
     return entries
 
 
@@ -546,17 +692,23 @@ def _ledger_of(session: Session, row: MedicationOrderRecord) -> tuple[ledger.Dos
     for dispense in session.exec(select(DispenseRow).where(DispenseRow.order_id == row.id)).all():
         key = dispense.day.isoformat()
         if dispense.kind == "take-home":
-            dates = dispense.covered_dates or list(ledger.supply_dates(
-                date.fromordinal(dispense.day.toordinal() + 1), max(dispense.take_home_count, 1)))
+            dates = dispense.covered_dates or list(
+                ledger.supply_dates(date.fromordinal(dispense.day.toordinal() + 1), max(dispense.take_home_count, 1))
+            )
             supplies.append(ledger.Supply(key, tuple(dates)))
         elif dispense.kind == "injection":
             injections.append(key)
         else:
-            recorded: dict[str, ledger.LedgerStatus] = {DispenseKind.OBSERVED_DOSE: ledger.DOSED,
-                                                        DispenseKind.REFUSED: ledger.REFUSED,
-                                                        DispenseKind.HELD: ledger.HELD}
+            recorded: dict[str, ledger.LedgerStatus] = {
+                DispenseKind.OBSERVED_DOSE: ledger.DOSED,
+                DispenseKind.REFUSED: ledger.REFUSED,
+                DispenseKind.HELD: ledger.HELD,
+            }
             outcomes[key] = recorded[dispense.kind]
-    for event in session.exec(select(MedicationEventRow).where(
-            MedicationEventRow.order_id == row.id, MedicationEventRow.kind == "missed-dose")).all():
+    for event in session.exec(
+        select(MedicationEventRow).where(
+            MedicationEventRow.order_id == row.id, MedicationEventRow.kind == "missed-dose"
+        )
+    ).all():
         outcomes.setdefault(event.day.isoformat(), ledger.MISSED)
     return ledger.DoseLedger(outcomes, tuple(supplies), tuple(injections)), closed

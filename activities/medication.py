@@ -22,24 +22,45 @@ class MedicationActivities:
         with session_scope(self.engine) as session:
             terms = order.order
             if session.get(MedicationOrderRecord, terms.order_id) is None:
-                session.add(MedicationOrderRecord(
-                    id=terms.order_id, participant_id=order.participant_id, site=order.site, drug=terms.drug,
-                    status="active", start_date=terms.start, stop_date=terms.stop, rules=order.rules,
-                    order=plain(terms), created_by=terms.prescriber[:32],
-                    home_order_id=order.guest.home_order_id if order.guest else None,
-                ))
+                session.add(
+                    MedicationOrderRecord(
+                        id=terms.order_id,
+                        participant_id=order.participant_id,
+                        site=order.site,
+                        drug=terms.drug,
+                        status="active",
+                        start_date=terms.start,
+                        stop_date=terms.stop,
+                        rules=order.rules,
+                        order=plain(terms),
+                        created_by=terms.prescriber[:32],
+                        home_order_id=order.guest.home_order_id if order.guest else None,
+                    )
+                )
 
     @activity.defn
     def record_dispense(self, entry: DispenseEntry) -> None:
         with session_scope(self.engine) as session:
             if session.get(DispenseRow, entry.dispense_id) is None:
                 given = entry.dispense
-                session.add(DispenseRow(
-                    id=entry.dispense_id, order_id=entry.order_id, participant_id=entry.participant_id,
-                    day=date.fromisoformat(given.day), kind=given.kind, dose=given.dose, unit=given.unit,
-                    take_home_count=given.take_home_count, bottle_ids=list(given.bottle_ids),
-                    covered_dates=entry.covered_dates, lot=given.lot, injection_site=given.site, note=entry.note,
-                    actor=given.actor))
+                session.add(
+                    DispenseRow(
+                        id=entry.dispense_id,
+                        order_id=entry.order_id,
+                        participant_id=entry.participant_id,
+                        day=date.fromisoformat(given.day),
+                        kind=given.kind,
+                        dose=given.dose,
+                        unit=given.unit,
+                        take_home_count=given.take_home_count,
+                        bottle_ids=list(given.bottle_ids),
+                        covered_dates=entry.covered_dates,
+                        lot=given.lot,
+                        injection_site=given.site,
+                        note=entry.note,
+                        actor=given.actor,
+                    )
+                )
 
     @activity.defn
     def record_event(self, event: MedicationEventEntry) -> None:

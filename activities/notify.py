@@ -41,8 +41,9 @@ class WebhookNotifier:
 
     channel = "sms-gateway"
 
-    def __init__(self, url: str, secret: str, *, timeout: float = 15.0, expects_receipts: bool = True,
-                 receipt_url: str = "") -> None:
+    def __init__(
+        self, url: str, secret: str, *, timeout: float = 15.0, expects_receipts: bool = True, receipt_url: str = ""
+    ) -> None:
         self.url = url
         self.secret = secret.encode()
         self.timeout = timeout
@@ -60,8 +61,11 @@ class WebhookNotifier:
         response = httpx.post(
             self.url,
             content=body,
-            headers={"Content-Type": "application/json", "Idempotency-Key": notification_id,
-                     "X-Signature-SHA256": signature},
+            headers={
+                "Content-Type": "application/json",
+                "Idempotency-Key": notification_id,
+                "X-Signature-SHA256": signature,
+            },
             timeout=self.timeout,
             follow_redirects=False,
         )

@@ -82,11 +82,17 @@ class ReconcilerActivities:
         before = datetime.fromisoformat(query.before)
         with Session(self.engine) as session:
             participants = session.exec(
-                select(Participant.id).where(Participant.status == ENROLLING, Participant.created_at < before)
-                .order_by(col(Participant.created_at)).limit(query.limit)).all()
+                select(Participant.id)
+                .where(Participant.status == ENROLLING, Participant.created_at < before)
+                .order_by(col(Participant.created_at))
+                .limit(query.limit)
+            ).all()
             messages = session.exec(
-                select(col(LabMessage.id)).where(LabMessage.status == RECEIVED, LabMessage.received_at < before)
-                .order_by(col(LabMessage.id)).limit(query.limit)).all()
+                select(col(LabMessage.id))
+                .where(LabMessage.status == RECEIVED, LabMessage.received_at < before)
+                .order_by(col(LabMessage.id))
+                .limit(query.limit)
+            ).all()
         return Stuck(list(participants), [m for m in messages if m is not None])  # primary keys: never None
 
     # --- enrollments -------------------------------------------------------------------------
@@ -136,9 +142,15 @@ class ReconcilerActivities:
             # item is settled by the status change (store/worklist.py).
             row.status, row.updated_at = "active", utcnow()
             session.add(row)
-        self._audit("reconciler.enrollment-completed", "completed", "participant", participant_id, participant_id,
-                    "enrollment left half done (record committed, program not confirmed): program workflow "
-                    f"participant-{participant_id} started or joined, record marked active")
+        self._audit(
+            "reconciler.enrollment-completed",
+            "completed",
+            "participant",
+            participant_id,
+            participant_id,
+            "enrollment left half done (record committed, program not confirmed): program workflow "
+            f"participant-{participant_id} started or joined, record marked active",
+        )
 
     def _stuck(self, participant_id: str, error: str) -> None:
         """An enrollment this pass could neither finish nor undo: before staff (once), retried every pass."""
@@ -147,38 +159,66 @@ class ReconcilerActivities:
             if row is None or row.status != ENROLLING:
                 return
             opened = open_item(
-                session.connection(), source=wl.Source.RECONCILER,
+                session.connection(),
+                source=wl.Source.RECONCILER,
                 source_ref=finding_ref(wl.WorklistKind.ENROLLMENT_STUCK, participant_id),
-                raw_kind=wl.WorklistKind.ENROLLMENT_STUCK, participant_id=participant_id, subject_id=participant_id,
+                raw_kind=wl.WorklistKind.ENROLLMENT_STUCK,
+                participant_id=participant_id,
+                subject_id=participant_id,
                 why=f"Enrollment record {participant_id} (site {row.site}), saved {_utc(row.created_at)}, is still "
-                    f"not active: the reconciler could not start its program ({error}) and tries again every pass.")
+                f"not active: the reconciler could not start its program ({error}) and tries again every pass.",
+            )
         if opened:
-            self._audit("reconciler.enrollment-stuck", "put-before-staff", "participant", participant_id,
-                        participant_id, f"enrollment left half done and not finished after repeated attempts ({error}):"
-                                        " worklist item opened")
+            self._audit(
+                "reconciler.enrollment-stuck",
+                "put-before-staff",
+                "participant",
+                participant_id,
+                participant_id,
+                f"enrollment left half done and not finished after repeated attempts ({error}): worklist item opened",
+            )
 
     def _roll_back(self, participant_id: str, reason: str) -> None:
         with session_scope(self.engine) as session:
             row = session.get(Participant, participant_id)
             if row is None or row.status != ENROLLING:
                 return
-            keys = session.exec(select(IdempotencyRecord).where(
-                IdempotencyRecord.scope == "participants", IdempotencyRecord.resource_id == participant_id)).all()
+            keys = session.exec(
+                select(IdempotencyRecord).where(
+                    IdempotencyRecord.scope == "participants", IdempotencyRecord.resource_id == participant_id
+                )
+            ).all()
             connection = session.connection()
-            open_item(connection, source=wl.Source.RECONCILER,
-                      source_ref=finding_ref(wl.WorklistKind.ENROLLMENT_ROLLED_BACK, participant_id),
-                      raw_kind=wl.WorklistKind.ENROLLMENT_ROLLED_BACK, participant_id=participant_id,
-                      subject_id=participant_id, why=_rolled_back_why(session, row, keys, reason), site=row.site)
-            settle(connection, source=wl.Source.RECONCILER,
-                   source_ref=finding_ref(wl.WorklistKind.ENROLLMENT_STUCK, participant_id), actor="system",
-                   text="the reconciler undid the enrollment: see the enrollment-rolled-back item")
+            open_item(
+                connection,
+                source=wl.Source.RECONCILER,
+                source_ref=finding_ref(wl.WorklistKind.ENROLLMENT_ROLLED_BACK, participant_id),
+                raw_kind=wl.WorklistKind.ENROLLMENT_ROLLED_BACK,
+                participant_id=participant_id,
+                subject_id=participant_id,
+                why=_rolled_back_why(session, row, keys, reason),
+                site=row.site,
+            )
+            settle(
+                connection,
+                source=wl.Source.RECONCILER,
+                source_ref=finding_ref(wl.WorklistKind.ENROLLMENT_STUCK, participant_id),
+                actor="system",
+                text="the reconciler undid the enrollment: see the enrollment-rolled-back item",
+            )
             for key in keys:
                 session.delete(key)
             session.delete(row)
         # The trail names the removed record by its id only; the name is on the worklist item alone.
-        self._audit("reconciler.enrollment-rolled-back", "rolled-back", "participant", participant_id, participant_id,
-                    f"enrollment left half done and its record cannot start a program ({reason}): record removed, "
-                    "nobody enrolled; worklist item opened for staff to enroll again with a new request")
+        self._audit(
+            "reconciler.enrollment-rolled-back",
+            "rolled-back",
+            "participant",
+            participant_id,
+            participant_id,
+            f"enrollment left half done and its record cannot start a program ({reason}): record removed, "
+            "nobody enrolled; worklist item opened for staff to enroll again with a new request",
+        )
 
     # --- lab messages ------------------------------------------------------------------------
 
@@ -195,15 +235,26 @@ class ReconcilerActivities:
         after = await asyncio.to_thread(self._message, retry.message_id)
         if after is not None and after.status != RECEIVED:
             await asyncio.to_thread(
-                self._audit, "reconciler.lab-message-reprocessed", after.status, "lab-message", str(retry.message_id),
-                None, f"left unanswered by an interrupted intake: processed again, ACK {after.ack_code}")
+                self._audit,
+                "reconciler.lab-message-reprocessed",
+                after.status,
+                "lab-message",
+                str(retry.message_id),
+                None,
+                f"left unanswered by an interrupted intake: processed again, ACK {after.ack_code}",
+            )
             return "reprocessed"
         if _aware(row.received_at) < datetime.fromisoformat(retry.staff_before):
             if await asyncio.to_thread(self._hold_for_staff, retry.message_id, code):
                 await asyncio.to_thread(
-                    self._audit, "reconciler.lab-message-held", "held-for-staff", "lab-message",
-                    str(retry.message_id), None,
-                    "still not processed after repeated attempts: put in the quarantine for staff")
+                    self._audit,
+                    "reconciler.lab-message-held",
+                    "held-for-staff",
+                    "lab-message",
+                    str(retry.message_id),
+                    None,
+                    "still not processed after repeated attempts: put in the quarantine for staff",
+                )
             return "held-for-staff"
         return "retry-later"
 
@@ -214,8 +265,9 @@ class ReconcilerActivities:
         if row.transport == "json":
             from api.routers.lab import JsonResults, _as_oru  # the JSON form's one mapping to an ORU
 
-            receipt = await self.lab.receive_parsed(_as_oru(JsonResults.model_validate_json(row.raw)), row.raw, "json",
-                                                    sender)
+            receipt = await self.lab.receive_parsed(
+                _as_oru(JsonResults.model_validate_json(row.raw)), row.raw, "json", sender
+            )
             return receipt.ack_code
         receipts = await self.lab.receive_hl7(row.raw, row.transport, sender)
         return receipts[0].ack_code if receipts else "AE"
@@ -234,23 +286,43 @@ class ReconcilerActivities:
 
     def _hold_for_staff(self, message_id: int, code: str | None) -> bool:
         with session_scope(self.engine) as session:
-            held = session.exec(select(QuarantineItem).where(QuarantineItem.lab_message_id == message_id,
-                                                             QuarantineItem.reason_code == STALLED,
-                                                             col(QuarantineItem.resolved_at).is_(None))).first()
+            held = session.exec(
+                select(QuarantineItem).where(
+                    QuarantineItem.lab_message_id == message_id,
+                    QuarantineItem.reason_code == STALLED,
+                    col(QuarantineItem.resolved_at).is_(None),
+                )
+            ).first()
             if held is not None:
                 return False
-            session.add(QuarantineItem(
-                lab_message_id=message_id, reason_code=STALLED,
-                reason="the message was stored but could not be processed after repeated attempts"
-                       + (f" (last answer {code})" if code else "")
-                       + "; check the workflow service, then ask the lab to resend it or resolve it here"))
+            session.add(
+                QuarantineItem(
+                    lab_message_id=message_id,
+                    reason_code=STALLED,
+                    reason="the message was stored but could not be processed after repeated attempts"
+                    + (f" (last answer {code})" if code else "")
+                    + "; check the workflow service, then ask the lab to resend it or resolve it here",
+                )
+            )
             return True
 
-    def _audit(self, action: str, outcome: str, subject_type: str, subject_id: str, participant_id: str | None,
-               detail: str) -> None:
-        audit.append(self.engine, audit.AuditEntry(
-            actor="system", role="system", action=action, outcome=outcome, subject_type=subject_type,
-            subject_id=subject_id, participant_id=participant_id, source="reconciler", detail=detail[:1000]))
+    def _audit(
+        self, action: str, outcome: str, subject_type: str, subject_id: str, participant_id: str | None, detail: str
+    ) -> None:
+        audit.append(
+            self.engine,
+            audit.AuditEntry(
+                actor="system",
+                role="system",
+                action=action,
+                outcome=outcome,
+                subject_type=subject_type,
+                subject_id=subject_id,
+                participant_id=participant_id,
+                source="reconciler",
+                detail=detail[:1000],
+            ),
+        )
 
     def all(self) -> list:
         return [self.find_stuck, self.finish_enrollment, self.reprocess_lab_message]
@@ -280,14 +352,27 @@ def _rolled_back_why(session: Session, row: Participant, keys: Sequence[Idempote
     use among the program's own staff, 42 CFR 2.12(c)(3)). The name never goes to the audit detail, a log, a
     workflow, a search attribute, a memo or a page to the pager (activities/worklist.py sends kind and site only).
     """
-    names = {t.id: t.name for t in session.exec(select(ApiToken).where(
-        col(ApiToken.id).in_([k.actor for k in keys]))).all()} if keys else {}
-    requests = "; ".join(f"by {names.get(k.actor, 'a token no longer known')} (token {k.actor}) with Idempotency-Key "
-                         f"{k.key}" for k in keys) or "without an Idempotency-Key (who made it is not recorded)"
-    return (f"{row.given_name} {row.family_name} was not enrolled. The enrollment request made at site {row.site} "
-            f"{requests}, saved {_utc(row.created_at)} as record {row.id} (program {row.program}, phase {row.phase}), "
-            f"cannot start a program ({reason}); the reconciler removed the record {_utc(utcnow())}. Nobody is "
-            "enrolled and no testing is scheduled.")
+    names = (
+        {
+            t.id: t.name
+            for t in session.exec(select(ApiToken).where(col(ApiToken.id).in_([k.actor for k in keys]))).all()
+        }
+        if keys
+        else {}
+    )
+    requests = (
+        "; ".join(
+            f"by {names.get(k.actor, 'a token no longer known')} (token {k.actor}) with Idempotency-Key {k.key}"
+            for k in keys
+        )
+        or "without an Idempotency-Key (who made it is not recorded)"
+    )
+    return (
+        f"{row.given_name} {row.family_name} was not enrolled. The enrollment request made at site {row.site} "
+        f"{requests}, saved {_utc(row.created_at)} as record {row.id} (program {row.program}, phase {row.phase}), "
+        f"cannot start a program ({reason}); the reconciler removed the record {_utc(utcnow())}. Nobody is "
+        "enrolled and no testing is scheduled."
+    )
 
 
 def _aware(moment: datetime) -> datetime:

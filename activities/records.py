@@ -41,9 +41,7 @@ class RecordActivities:
                 raise ApplicationError(f"no record for participant {change.participant_id}", non_retryable=True)
             participant.phase = change.phase
             participant.status = change.status
-            participant.discharged_at = (
-                datetime.fromisoformat(change.discharged_at) if change.discharged_at else None
-            )
+            participant.discharged_at = datetime.fromisoformat(change.discharged_at) if change.discharged_at else None
             participant.updated_at = utcnow()
             session.add(participant)
 
@@ -57,10 +55,19 @@ class RecordActivities:
             if exists is None:
                 session.add(AlertRecord(**asdict(alert)))
         if exists is None:
-            audit.append(self.engine, audit.AuditEntry(
-                actor="system", role="system", action="worklist.opened", outcome=alert.kind,
-                subject_type="alert", subject_id=alert.subject_id[:200], participant_id=alert.participant_id,
-                source="alert"))
+            audit.append(
+                self.engine,
+                audit.AuditEntry(
+                    actor="system",
+                    role="system",
+                    action="worklist.opened",
+                    outcome=alert.kind,
+                    subject_type="alert",
+                    subject_id=alert.subject_id[:200],
+                    participant_id=alert.participant_id,
+                    source="alert",
+                ),
+            )
 
     def all(self) -> list:
         return [self.confirm_enrollment, self.sync_participant, self.raise_alert]

@@ -18,17 +18,29 @@ from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer
 from domain.report_content import RETRACTED_TYPE_SUFFIX
 
 DEFAULT_LETTERHEAD = "Intensive outpatient program"
-_LABELS = {"case_number": "Case number", "docket_number": "Docket number", "supervision_id": "Supervision id",
-           "employee_id": "Employee id", "recipient_reference": "Participant reference"}
+_LABELS = {
+    "case_number": "Case number",
+    "docket_number": "Docket number",
+    "supervision_id": "Supervision id",
+    "employee_id": "Employee id",
+    "recipient_reference": "Participant reference",
+}
 
 
 # What each report type is called on paper (domain.report_content.REPORT_TYPES and the completion letter).
-_TITLES = {"screening.result": "Screening result", "screening.missed": "Missed test",
-           "screening.refusal": "Refused test", "medication.adherence": "Medication adherence",
-           "participant.phase-changed": "Phase change", "attendance.period": "Attendance",
-           "participant.discharged": "Discharge", "participant.completed": "Program completion",
-           "summary.monthly": "Monthly summary", "check-in.missed": "Missed check-in",
-           "letter.completion": "Letter of completion"}
+_TITLES = {
+    "screening.result": "Screening result",
+    "screening.missed": "Missed test",
+    "screening.refusal": "Refused test",
+    "medication.adherence": "Medication adherence",
+    "participant.phase-changed": "Phase change",
+    "attendance.period": "Attendance",
+    "participant.discharged": "Discharge",
+    "participant.completed": "Program completion",
+    "summary.monthly": "Monthly summary",
+    "check-in.missed": "Missed check-in",
+    "letter.completion": "Letter of completion",
+}
 
 
 def title(payload: Mapping[str, Any]) -> str:
@@ -68,8 +80,13 @@ def lines(payload: Mapping[str, Any]) -> list[tuple[str, str]]:
         what = "withdraws" if data.get("retracted") else "amends"
         out.append(("Amendment", f"this report {what} report {payload['amends']}"))
     consent = payload.get("consent", {})
-    out.append(("Consent", f"{consent.get('consent_id')} signed {consent.get('signed_at')}, purpose: "
-                           f"{consent.get('purpose')}; categories: {', '.join(consent.get('categories', []))}"))
+    out.append(
+        (
+            "Consent",
+            f"{consent.get('consent_id')} signed {consent.get('signed_at')}, purpose: "
+            f"{consent.get('purpose')}; categories: {', '.join(consent.get('categories', []))}",
+        )
+    )
     out.append(("Report id", str(payload.get("disclosure_id"))))
     out.append(("Generated at", str(payload.get("timestamp"))))
     return out
@@ -90,8 +107,11 @@ def text_body(payload: Mapping[str, Any], letterhead: str = DEFAULT_LETTERHEAD) 
     for paragraph in _letter_paragraphs(payload):
         body += [paragraph, ""]
     body += [f"{label}: {value}" for label, value in lines(payload)]
-    body += ["", payload.get("redisclosure_notice", {}).get("text", ""),
-             f"({payload.get('redisclosure_notice', {}).get('citation', '')})"]
+    body += [
+        "",
+        payload.get("redisclosure_notice", {}).get("text", ""),
+        f"({payload.get('redisclosure_notice', {}).get('citation', '')})",
+    ]
     if payload.get("use_restriction"):
         body += ["", payload["use_restriction"]]
     body += ["", "The same report is attached as a PDF."]
@@ -99,29 +119,42 @@ def text_body(payload: Mapping[str, Any], letterhead: str = DEFAULT_LETTERHEAD) 
 
 
 def html_body(payload: Mapping[str, Any], letterhead: str = DEFAULT_LETTERHEAD) -> str:
-    rows = "".join(f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-                   for k, v in lines(payload))
+    rows = "".join(
+        f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in lines(payload)
+    )
     letter_text = "".join(f"<p>{html.escape(paragraph)}</p>" for paragraph in _letter_paragraphs(payload))
     notice = payload.get("redisclosure_notice", {})
-    return (f"<html><body><p><b>{html.escape(letterhead)}</b></p><h2>{html.escape(title(payload))}</h2>"
-            + letter_text
-            + f"<table>{rows}</table><p><small>{html.escape(notice.get('text', ''))}<br>"
-            f"({html.escape(notice.get('citation', ''))})</small></p>"
-            + (f"<p><small>{html.escape(payload['use_restriction'])}</small></p>" if payload.get("use_restriction")
-               else "") + "</body></html>")
+    return (
+        f"<html><body><p><b>{html.escape(letterhead)}</b></p><h2>{html.escape(title(payload))}</h2>"
+        + letter_text
+        + f"<table>{rows}</table><p><small>{html.escape(notice.get('text', ''))}<br>"
+        f"({html.escape(notice.get('citation', ''))})</small></p>"
+        + (f"<p><small>{html.escape(payload['use_restriction'])}</small></p>" if payload.get("use_restriction") else "")
+        + "</body></html>"
+    )
 
 
 def render_pdf(payload: Mapping[str, Any], letterhead: str = DEFAULT_LETTERHEAD) -> bytes:
     """The report as a one- or two-page PDF: letterhead, title, the participant reference, the facts, the basis,
     the consent reference, the 42 CFR 2.32 notice and when it was generated. Byte-identical for one payload."""
     out = BytesIO()
-    doc = SimpleDocTemplate(out, pagesize=letter, leftMargin=0.8 * inch, rightMargin=0.8 * inch,
-                            topMargin=0.7 * inch, bottomMargin=0.7 * inch, title=title(payload),
-                            author=letterhead, invariant=True)
+    doc = SimpleDocTemplate(
+        out,
+        pagesize=letter,
+        leftMargin=0.8 * inch,
+        rightMargin=0.8 * inch,
+        topMargin=0.7 * inch,
+        bottomMargin=0.7 * inch,
+        title=title(payload),
+        author=letterhead,
+        invariant=True,
+    )
     styles = getSampleStyleSheet()
     small = styles["BodyText"].clone("small", fontSize=8, leading=10)
-    story: list[Flowable] = [Paragraph(html.escape(letterhead), styles["Heading2"]),
-                             Paragraph(html.escape(title(payload)), styles["Title"])]
+    story: list[Flowable] = [
+        Paragraph(html.escape(letterhead), styles["Heading2"]),
+        Paragraph(html.escape(title(payload)), styles["Title"]),
+    ]
     paragraphs = _letter_paragraphs(payload)
     for paragraph in paragraphs:
         story += [Paragraph(html.escape(paragraph), styles["BodyText"]), Spacer(1, 4)]
@@ -130,8 +163,11 @@ def render_pdf(payload: Mapping[str, Any], letterhead: str = DEFAULT_LETTERHEAD)
     for label, value in lines(payload):
         story.append(Paragraph(f"<b>{html.escape(label)}:</b> {html.escape(value)}", styles["BodyText"]))
     notice = payload.get("redisclosure_notice", {})
-    story += [Spacer(1, 10), Paragraph(html.escape(notice.get("text", "")).replace("\n", "<br/>"), small),
-              Paragraph(html.escape(f"({notice.get('citation', '')})"), small)]
+    story += [
+        Spacer(1, 10),
+        Paragraph(html.escape(notice.get("text", "")).replace("\n", "<br/>"), small),
+        Paragraph(html.escape(f"({notice.get('citation', '')})"), small),
+    ]
     if payload.get("use_restriction"):
         story.append(Paragraph(html.escape(payload["use_restriction"]), small))
     doc.build(story)

@@ -66,9 +66,16 @@ class ScreeningActivities:
         with session_scope(self.engine) as session:
             row = session.get(Screening, state.screening_id)
             if row is None:
-                row = Screening(id=state.screening_id, participant_id=state.participant_id, site=state.site,
-                                day=date.fromisoformat(state.day), reason=state.reason, status=state.status,
-                                selected_at=datetime.fromisoformat(state.selected_at), revision=-1)
+                row = Screening(
+                    id=state.screening_id,
+                    participant_id=state.participant_id,
+                    site=state.site,
+                    day=date.fromisoformat(state.day),
+                    reason=state.reason,
+                    status=state.status,
+                    selected_at=datetime.fromisoformat(state.selected_at),
+                    revision=-1,
+                )
             if state.revision <= row.revision:
                 # A newer snapshot is already stored. Revisions count saves in the order one run made them;
                 # after a worker crash the replay may meet an update at another point and number it lower,
@@ -94,9 +101,12 @@ class ScreeningActivities:
             session.add(row)
             why = calls.closed_by_status(state.status)
             if why:  # collected, excused, or the window closed: nobody is called about it any more (domain/calls.py)
-                for entry in session.exec(select(CallListEntry).where(
+                for entry in session.exec(
+                    select(CallListEntry).where(
                         CallListEntry.screening_id == state.screening_id,
-                        CallListEntry.resolved_at == None)).all():  # noqa: E711
+                        CallListEntry.resolved_at == None,  # noqa: E711
+                    )
+                ).all():
                     entry.resolved_at, entry.resolved_by = utcnow(), "system"
                     entry.outcome = (f"{entry.outcome}; {why}" if entry.outcome else why)[:400]
                     session.add(entry)
@@ -104,32 +114,50 @@ class ScreeningActivities:
             if request is not None and request.answered_by:
                 # The lab's confirmatory result arrived: the request to ask for it is done (and its worklist item).
                 kind = wl.WorklistKind.CONFIRMATION_REQUESTED.value
-                alert = session.exec(select(AlertRecord).where(
-                    AlertRecord.kind == kind, AlertRecord.subject_id == state.screening_id,
-                    AlertRecord.resolved_at == None)).first()  # noqa: E711
+                alert = session.exec(
+                    select(AlertRecord).where(
+                        AlertRecord.kind == kind,
+                        AlertRecord.subject_id == state.screening_id,
+                        AlertRecord.resolved_at == None,  # noqa: E711
+                    )
+                ).first()
                 if alert is not None:
                     alert.resolved_at = utcnow()
                     session.add(alert)
-                settle(session.connection(), source=wl.Source.ALERT, source_ref=alert_ref(kind, state.screening_id),
-                       actor="system", text=f"the confirmatory result {request.answered_by} arrived")
+                settle(
+                    session.connection(),
+                    source=wl.Source.ALERT,
+                    source_ref=alert_ref(kind, state.screening_id),
+                    actor="system",
+                    text=f"the confirmatory result {request.answered_by} arrived",
+                )
 
     @activity.defn
     def open_screening(self, selected: ScreeningInput) -> None:
         """The record exists before the screening's workflow runs, so staff can find it at once."""
         with session_scope(self.engine) as session:
             if session.get(Screening, selected.screening_id) is None:
-                session.add(Screening(
-                    id=selected.screening_id, participant_id=selected.participant_id, site=selected.site,
-                    day=date.fromisoformat(selected.day), reason=selected.reason, status="scheduled",
-                    selected_at=datetime.fromisoformat(selected.selected_at), revision=0,
-                ))
+                session.add(
+                    Screening(
+                        id=selected.screening_id,
+                        participant_id=selected.participant_id,
+                        site=selected.site,
+                        day=date.fromisoformat(selected.day),
+                        reason=selected.reason,
+                        status="scheduled",
+                        selected_at=datetime.fromisoformat(selected.selected_at),
+                        revision=0,
+                    )
+                )
 
     @activity.defn
     def record_draw(self, draw: DrawRecord) -> None:
         with session_scope(self.engine) as session:
             exists = session.exec(
-                select(SelectionDraw).where(SelectionDraw.participant_id == draw.participant_id,
-                                            SelectionDraw.day == date.fromisoformat(draw.day))
+                select(SelectionDraw).where(
+                    SelectionDraw.participant_id == draw.participant_id,
+                    SelectionDraw.day == date.fromisoformat(draw.day),
+                )
             ).first()
             if exists is None:
                 session.add(SelectionDraw(**{**asdict(draw), "day": date.fromisoformat(draw.day)}))
@@ -138,8 +166,10 @@ class ScreeningActivities:
     def record_check_in_day(self, day: CheckInDay) -> None:
         with session_scope(self.engine) as session:
             row = session.exec(
-                select(CheckInDayRecord).where(CheckInDayRecord.participant_id == day.participant_id,
-                                               CheckInDayRecord.day == date.fromisoformat(day.day))
+                select(CheckInDayRecord).where(
+                    CheckInDayRecord.participant_id == day.participant_id,
+                    CheckInDayRecord.day == date.fromisoformat(day.day),
+                )
             ).first()
             if row is None:
                 row = CheckInDayRecord(participant_id=day.participant_id, day=date.fromisoformat(day.day))
@@ -152,13 +182,27 @@ class ScreeningActivities:
             session.add(row)
             if day.required and row.checked_in_at is None:
                 subject = f"{day.participant_id}:{day.day}"
-                if session.exec(select(AlertRecord).where(AlertRecord.kind == "missed-check-in",
-                                                          AlertRecord.subject_id == subject)).first() is None:
-                    session.add(AlertRecord(
-                        kind="missed-check-in", participant_id=day.participant_id, subject_id=subject,
-                        detail=f"no check-in on {day.day}, which the phase requires"
-                               + ("; reportable as a missed check-in where consent covers it" if day.reportable
-                                  else "; not reportable under this program")))
+                if (
+                    session.exec(
+                        select(AlertRecord).where(
+                            AlertRecord.kind == "missed-check-in", AlertRecord.subject_id == subject
+                        )
+                    ).first()
+                    is None
+                ):
+                    session.add(
+                        AlertRecord(
+                            kind="missed-check-in",
+                            participant_id=day.participant_id,
+                            subject_id=subject,
+                            detail=f"no check-in on {day.day}, which the phase requires"
+                            + (
+                                "; reportable as a missed check-in where consent covers it"
+                                if day.reportable
+                                else "; not reportable under this program"
+                            ),
+                        )
+                    )
 
     @activity.defn
     def notify_participant(self, notification: Notification) -> NoticeResult:
@@ -173,12 +217,17 @@ class ScreeningActivities:
                 raise ApplicationError(f"no participant {notification.participant_id}", non_retryable=True)
             report_by = datetime.fromisoformat(notification.report_by)
             local = report_by.astimezone(ZoneInfo(participant.timezone))
-            what = ("A for-cause drug test is required" if notification.kind == "for-cause-test"
-                    else "You are selected for a drug test today")
+            what = (
+                "A for-cause drug test is required"
+                if notification.kind == "for-cause-test"
+                else "You are selected for a drug test today"
+            )
             if notification.kind == "reminder":
                 what = "Reminder: your drug test today is not done yet"
-            message = (f"{what}. Report to the {notification.site} clinic by {local:%H:%M} {local.tzname()} "
-                       f"({local:%a %d %b}).")
+            message = (
+                f"{what}. Report to the {notification.site} clinic by {local:%H:%M} {local.tzname()} "
+                f"({local:%a %d %b})."
+            )
             phone = participant.phone
         channel = self.notifier.channel
         if channel != "recorded" and not phone:
@@ -190,36 +239,55 @@ class ScreeningActivities:
             self._attempt(notification, channel, "error", error=f"{type(error).__name__}: {str(error)[:300]}")
             raise ApplicationError(f"the gateway did not take the notice ({type(error).__name__})") from None
         told = channel == "recorded" or not self.notifier.expects_receipts
-        status = ("recorded" if channel == "recorded"
-                  else "accepted" if self.notifier.expects_receipts else "delivered")
+        status = "recorded" if channel == "recorded" else "accepted" if self.notifier.expects_receipts else "delivered"
         with session_scope(self.engine) as session:
-            session.add(NotificationAttempt(notification_id=notification.notification_id,
-                                            participant_id=notification.participant_id,
-                                            screening_id=notification.screening_id, channel=channel, status=status,
-                                            provider_ref=reference))
+            session.add(
+                NotificationAttempt(
+                    notification_id=notification.notification_id,
+                    participant_id=notification.participant_id,
+                    screening_id=notification.screening_id,
+                    channel=channel,
+                    status=status,
+                    provider_ref=reference,
+                )
+            )
             if session.get(NotificationRecord, notification.notification_id) is None:
-                session.add(NotificationRecord(
-                    id=notification.notification_id, participant_id=notification.participant_id,
-                    screening_id=notification.screening_id, kind=notification.kind, channel=channel,
-                    report_by=report_by, message=message,
-                ))
+                session.add(
+                    NotificationRecord(
+                        id=notification.notification_id,
+                        participant_id=notification.participant_id,
+                        screening_id=notification.screening_id,
+                        kind=notification.kind,
+                        channel=channel,
+                        report_by=report_by,
+                        message=message,
+                    )
+                )
         return NoticeResult(status, utcnow().isoformat() if told else None)
 
     def _result(self, session, notification_id: str, channel: str) -> NoticeResult:
-        attempts = session.exec(select(NotificationAttempt).where(
-            NotificationAttempt.notification_id == notification_id)).all()
+        attempts = session.exec(
+            select(NotificationAttempt).where(NotificationAttempt.notification_id == notification_id)
+        ).all()
         told = [a for a in attempts if a.status in TOLD_STATUSES]
         if told or channel == "recorded":
-            return NoticeResult("delivered" if told else "recorded", (told[0].receipt_at or told[0].at).isoformat()
-                                if told else None)
+            return NoticeResult(
+                "delivered" if told else "recorded", (told[0].receipt_at or told[0].at).isoformat() if told else None
+            )
         return NoticeResult("accepted", None)
 
     def _attempt(self, notification: Notification, channel: str, status: str, error: str | None = None) -> None:
         with session_scope(self.engine) as session:
-            session.add(NotificationAttempt(notification_id=notification.notification_id,
-                                            participant_id=notification.participant_id,
-                                            screening_id=notification.screening_id, channel=channel, status=status,
-                                            error=error))
+            session.add(
+                NotificationAttempt(
+                    notification_id=notification.notification_id,
+                    participant_id=notification.participant_id,
+                    screening_id=notification.screening_id,
+                    channel=channel,
+                    status=status,
+                    error=error,
+                )
+            )
 
     @activity.defn
     def add_to_call_list(self, item: CallListItem) -> None:
@@ -227,9 +295,15 @@ class ScreeningActivities:
         with session_scope(self.engine) as session:
             exists = session.exec(select(CallListEntry).where(CallListEntry.subject_id == item.notification_id)).first()
             if exists is None:
-                session.add(CallListEntry(subject_id=item.notification_id, participant_id=item.participant_id,
-                                          screening_id=item.screening_id, reason=item.reason,
-                                          window_closes_at=_moment(item.window_closes_at)))
+                session.add(
+                    CallListEntry(
+                        subject_id=item.notification_id,
+                        participant_id=item.participant_id,
+                        screening_id=item.screening_id,
+                        reason=item.reason,
+                        window_closes_at=_moment(item.window_closes_at),
+                    )
+                )
 
     @activity.defn
     def assess_miss(self, question: MissQuestion) -> MissAssessment:
@@ -238,8 +312,9 @@ class ScreeningActivities:
         told: list[datetime] = []
         with session_scope(self.engine) as session:
             participant = session.get(Participant, question.participant_id)
-            attempts = session.exec(select(NotificationAttempt).where(
-                NotificationAttempt.notification_id == question.notification_id)).all()
+            attempts = session.exec(
+                select(NotificationAttempt).where(NotificationAttempt.notification_id == question.notification_id)
+            ).all()
             # The workflow passes what the adapter told it; here only later facts count: a delivery
             # receipt from the gateway, or a check-in that told the participant.
             told += [_aware(a.receipt_at) for a in attempts if a.status == "delivered" and a.receipt_at]
@@ -253,12 +328,25 @@ class ScreeningActivities:
             site_open = is_open(calendar, day)
             hours = hours_on(calendar, day)
             site_closes = local_moment(day, hours[1], calendar.timezone) if hours else None
-        verdict = miss_verdict(MissFacts(
-            day=question.day, site_open=site_open, window_opened_at=datetime.fromisoformat(question.window_opened_at),
-            window_closes_at=datetime.fromisoformat(question.window_closes_at), told_at=min(told) if told else None,
-            site_closes_at=site_closes))
+        verdict = miss_verdict(
+            MissFacts(
+                day=question.day,
+                site_open=site_open,
+                window_opened_at=datetime.fromisoformat(question.window_opened_at),
+                window_closes_at=datetime.fromisoformat(question.window_closes_at),
+                told_at=min(told) if told else None,
+                site_closes_at=site_closes,
+            )
+        )
         return MissAssessment(verdict.status, verdict.reportable, verdict.detail)
 
     def all(self) -> list:
-        return [self.save_screening, self.open_screening, self.record_draw, self.record_check_in_day,
-                self.notify_participant, self.add_to_call_list, self.assess_miss]
+        return [
+            self.save_screening,
+            self.open_screening,
+            self.record_draw,
+            self.record_check_in_day,
+            self.notify_participant,
+            self.add_to_call_list,
+            self.assess_miss,
+        ]

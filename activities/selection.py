@@ -60,8 +60,7 @@ class SelectionActivities:
     async def selection_roll(self, request: RollRequest) -> float:
         """HMAC roll of the day's period seed; opens (commits) the period on its first roll."""
         period = verifiable.period_of(date.fromisoformat(request.day))
-        seed, beacon = await asyncio.to_thread(selection.seed_for_roll, self.engine, self.keys, request.program,
-                                               period)
+        seed, beacon = await asyncio.to_thread(selection.seed_for_roll, self.engine, self.keys, request.program, period)
         await self._watch(request.program, period)
         return verifiable.roll(seed, request.program, request.participant_id, request.day, request.purpose, beacon)
 
@@ -79,14 +78,20 @@ class SelectionActivities:
         """The period's commitment, committing a fresh seed if it has none yet (audited: selection.commit)."""
         row = selection.open_period(self.engine, self.keys, request.program, request.period)
         published = row.published_at if row.published_at.tzinfo else row.published_at.replace(tzinfo=UTC)
-        return PeriodOpened(row.commitment, published.isoformat(),
-                            verifiable.reveal_moment(row.period).isoformat())
+        return PeriodOpened(row.commitment, published.isoformat(), verifiable.reveal_moment(row.period).isoformat())
 
     @activity.defn
     def reveal_selection_period(self, request: RevealRequest) -> str:
         """Publish the seed (audited: selection.reveal by system); the time it was revealed."""
-        row = selection.reveal(self.engine, self.keys, request.program, request.period, actor="system", role="system",
-                               today=datetime.fromisoformat(request.at).astimezone(UTC).date())
+        row = selection.reveal(
+            self.engine,
+            self.keys,
+            request.program,
+            request.period,
+            actor="system",
+            role="system",
+            today=datetime.fromisoformat(request.at).astimezone(UTC).date(),
+        )
         assert row.revealed_at is not None  # reveal() sets it or refuses
         return row.revealed_at.isoformat()
 
@@ -109,29 +114,46 @@ class SelectionActivities:
         if row.status in (DisclosureStatus.DELIVERED, DisclosureStatus.BLOCKED, DisclosureStatus.FAILED):
             return AttemptResult(row.status, row.reason or row.status)  # decided on an earlier attempt
         if recipient.status != "active":
-            return self._settle(notice_id, "blocked",
-                                f"recipient {recipient.id} is disabled: {recipient.disabled_reason}")
+            return self._settle(
+                notice_id, "blocked", f"recipient {recipient.id} is disabled: {recipient.disabled_reason}"
+            )
         if verifiable.SELECTION_COMMITMENTS not in (recipient.notices or []):
-            return self._settle(notice_id, "blocked", f"recipient {recipient.id} no longer subscribes to "
-                                                      f"{verifiable.SELECTION_COMMITMENTS}")
-        published = period.published_at if period.published_at.tzinfo else period.published_at.replace(
-            tzinfo=UTC)
+            return self._settle(
+                notice_id,
+                "blocked",
+                f"recipient {recipient.id} no longer subscribes to {verifiable.SELECTION_COMMITMENTS}",
+            )
+        published = period.published_at if period.published_at.tzinfo else period.published_at.replace(tzinfo=UTC)
         payload = verifiable.build_notice(
-            row.kind, row.id, row.program, row.period, period.commitment, published.isoformat(), now.isoformat(),
+            row.kind,
+            row.id,
+            row.program,
+            row.period,
+            period.commitment,
+            published.isoformat(),
+            now.isoformat(),
             beacon_text=period.beacon,
             seed_hex=period.seed_revealed if row.kind == verifiable.NoticeKind.REVEAL else None,
-            revealed_at=period.revealed_at.isoformat() if period.revealed_at and row.kind == "reveal" else None)
+            revealed_at=period.revealed_at.isoformat() if period.revealed_at and row.kind == "reveal" else None,
+        )
         if recipient.delivery == "email":
             decision, status = self._email(recipient, row.id, payload), None
         else:
             status, retry_after = self._post(recipient, row.id, payload, now)
             decision = classify_response(status, retry_after, now)
         self._record(row.id, payload, status, decision)
-        audit.append(self.engine, audit.AuditEntry(
-            actor="system", role="system", action=f"selection.notice.{row.kind}",
-            outcome=decision.kind if status is None else f"{decision.kind} ({status})",
-            subject_type="selection-notice", subject_id=row.id,
-            detail=f"to {recipient.id} for {row.program} {row.period}: {decision.reason}"[:1000]))
+        audit.append(
+            self.engine,
+            audit.AuditEntry(
+                actor="system",
+                role="system",
+                action=f"selection.notice.{row.kind}",
+                outcome=decision.kind if status is None else f"{decision.kind} ({status})",
+                subject_type="selection-notice",
+                subject_id=row.id,
+                detail=f"to {recipient.id} for {row.program} {row.period}: {decision.reason}"[:1000],
+            ),
+        )
         if decision.kind == "disable-recipient":
             with session_scope(self.engine) as session:
                 disabled = session.get_one(Recipient, recipient.id)
@@ -144,18 +166,21 @@ class SelectionActivities:
         """The retry schedule is spent: recorded (GET /selection/notices) and audited."""
         self._settle(notice_id, status, reason)
 
-    def _post(self, recipient: Recipient, notice_id: str, payload: dict,
-              now: datetime) -> tuple[int | None, str | None]:
+    def _post(
+        self, recipient: Recipient, notice_id: str, payload: dict, now: datetime
+    ) -> tuple[int | None, str | None]:
         body = encode_payload(payload)
         assert recipient.url is not None and recipient.secret_sealed is not None  # a webhook recipient has both
-        headers = {"Content-Type": "application/json",
-                   **webhook_headers(open_text(self.keys, recipient.secret_sealed), notice_id, int(now.timestamp()),
-                                     body)}
+        headers = {
+            "Content-Type": "application/json",
+            **webhook_headers(open_text(self.keys, recipient.secret_sealed), notice_id, int(now.timestamp()), body),
+        }
         try:
             response = httpx.post(recipient.url, content=body, headers=headers, timeout=15.0, follow_redirects=False)
         except httpx.HTTPError as exc:
-            log.info("selection notice %s: no answer from recipient %s (%s)", notice_id, recipient.id,
-                     type(exc).__name__)
+            log.info(
+                "selection notice %s: no answer from recipient %s (%s)", notice_id, recipient.id, type(exc).__name__
+            )
             return None, None
         return response.status_code, response.headers.get("retry-after")
 
@@ -164,14 +189,21 @@ class SelectionActivities:
         if self.smtp is None or not self.smtp.host:
             return Decision(RETRY, None, "no mail relay is configured (IOP_SMTP_HOST): the notice waits, retried")
         message = EmailMessage()
-        kind = "seed revealed" if payload["type"] == verifiable.NOTICE_TYPES[verifiable.NoticeKind.REVEAL] else \
-            "commitment"
+        kind = (
+            "seed revealed"
+            if payload["type"] == verifiable.NOTICE_TYPES[verifiable.NoticeKind.REVEAL]
+            else "commitment"
+        )
         message["From"], message["To"] = self.smtp.sender, recipient.email
         message["Subject"] = f"Random selection {kind}: {payload['program']} {payload['period']}"
         message["Message-ID"] = f"<{notice_id}@iop-workflows>"
         message.set_content(notice_text(payload))
-        message.add_attachment(json.dumps(payload, indent=1, sort_keys=True).encode(), maintype="application",
-                               subtype="json", filename=f"{notice_id}.json")
+        message.add_attachment(
+            json.dumps(payload, indent=1, sort_keys=True).encode(),
+            maintype="application",
+            subtype="json",
+            filename=f"{notice_id}.json",
+        )
         refused = send_mail(self.smtp, message)
         if refused is not None:
             return refused
@@ -195,42 +227,76 @@ class SelectionActivities:
             if row is not None and row.status != "delivered":
                 row.status, row.reason, row.updated_at = status, reason, utcnow()
                 session.add(row)
-        audit.append(self.engine, audit.AuditEntry(
-            actor="system", role="system", action="selection.notice", outcome=status, subject_type="selection-notice",
-            subject_id=notice_id, detail=reason[:1000]))
+        audit.append(
+            self.engine,
+            audit.AuditEntry(
+                actor="system",
+                role="system",
+                action="selection.notice",
+                outcome=status,
+                subject_type="selection-notice",
+                subject_id=notice_id,
+                detail=reason[:1000],
+            ),
+        )
         return AttemptResult(status, reason)
 
     def all(self) -> list:
-        return [self.selection_roll, self.open_selection_period, self.reveal_selection_period,
-                self.plan_selection_notices, self.attempt_selection_notice, self.settle_selection_notice]
+        return [
+            self.selection_roll,
+            self.open_selection_period,
+            self.reveal_selection_period,
+            self.plan_selection_notices,
+            self.attempt_selection_notice,
+            self.settle_selection_notice,
+        ]
 
 
 async def ensure_period_workflow(client, task_queue: str, program: str, period: str) -> None:
     """Start the period's SelectionPeriodWorkflow unless it runs or ran (its id is never reused)."""
     try:
-        await client.start_workflow(PERIOD_WORKFLOW, SelectionPeriodInput(program, period),
-                                    id=selection_period_workflow_id(task_queue, program, period), task_queue=task_queue,
-                                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+        await client.start_workflow(
+            PERIOD_WORKFLOW,
+            SelectionPeriodInput(program, period),
+            id=selection_period_workflow_id(task_queue, program, period),
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
     except WorkflowAlreadyStartedError:
         pass
 
 
 def notice_text(payload: dict) -> str:
     """The notice for a reader: what was published, and how to check it."""
-    lines = [f"Random drug-test selection, program {payload['program']}, period {payload['period']}.", "",
-             f"Commitment (published {payload['published_at']}):", f"  {payload['commitment']}",
-             f"  = {payload['formula']['commitment']}"]
+    lines = [
+        f"Random drug-test selection, program {payload['program']}, period {payload['period']}.",
+        "",
+        f"Commitment (published {payload['published_at']}):",
+        f"  {payload['commitment']}",
+        f"  = {payload['formula']['commitment']}",
+    ]
     if payload.get("beacon"):
         lines += ["", f"Public beacon mixed into every roll: {payload['beacon']}"]
     else:
-        lines += ["", f"If a public beacon is used for this period it is drand quicknet round {payload['beacon_round']}"
-                      f" ({payload['beacon_round_url']})."]
+        lines += [
+            "",
+            f"If a public beacon is used for this period it is drand quicknet round {payload['beacon_round']}"
+            f" ({payload['beacon_round_url']}).",
+        ]
     if payload.get("seed"):
-        lines += ["", f"Seed (revealed {payload['revealed_at']}):", f"  {payload['seed']}",
-                  "Check it and every draw of the period with docs/verify_selection.py (README: Proving the selection "
-                  "was random)."]
+        lines += [
+            "",
+            f"Seed (revealed {payload['revealed_at']}):",
+            f"  {payload['seed']}",
+            "Check it and every draw of the period with docs/verify_selection.py (README: Proving the selection "
+            "was random).",
+        ]
     else:
         lines += ["", f"The seed will be revealed on {payload['reveal_on']}; keep this notice to compare."]
-    lines += ["", f"Each roll: {payload['formula']['roll']}.", "",
-              "This notice holds no information about any participant."]
+    lines += [
+        "",
+        f"Each roll: {payload['formula']['roll']}.",
+        "",
+        "This notice holds no information about any participant.",
+    ]
     return "\n".join(lines) + "\n"

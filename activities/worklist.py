@@ -56,8 +56,13 @@ class Pager:
         body = encode_payload(page.body)
         msg_id = f"worklist-{page.item_id}-{page.level}"  # the same on every retry: the receiver drops repeats
         headers = webhook_headers(self.secret, msg_id, int(time.time()), body)
-        response = httpx.post(self.url, content=body, headers={"Content-Type": "application/json", **headers},
-                              timeout=self.timeout, follow_redirects=False)
+        response = httpx.post(
+            self.url,
+            content=body,
+            headers={"Content-Type": "application/json", **headers},
+            timeout=self.timeout,
+            follow_redirects=False,
+        )
         response.raise_for_status()
 
 
@@ -74,10 +79,16 @@ class WorklistActivities:
             report.opened = self._backfill()
         entries, pages = [], []
         with session_scope(self.engine) as session:
-            due = session.exec(select(WorklistItem).where(
-                WorklistItem.status != wl.Status.RESOLVED, col(WorklistItem.next_escalation_at).is_not(None),
-                col(WorklistItem.next_escalation_at) <= now).order_by(col(WorklistItem.next_escalation_at))
-                .limit(BATCH)).all()
+            due = session.exec(
+                select(WorklistItem)
+                .where(
+                    WorklistItem.status != wl.Status.RESOLVED,
+                    col(WorklistItem.next_escalation_at).is_not(None),
+                    col(WorklistItem.next_escalation_at) <= now,
+                )
+                .order_by(col(WorklistItem.next_escalation_at))
+                .limit(BATCH)
+            ).all()
             for item in due:
                 spec = wl.spec_for(item.source, item.raw_kind)
                 # Every step that fell due (several, when passes were missed: the worker was down), each noted.
@@ -86,28 +97,59 @@ class WorklistActivities:
                     item.escalation_level += 1
                     item.escalated_to, item.escalated_at, item.updated_at = role, now, now
                     item.next_escalation_at = wl.next_escalation_at(spec, item.created_at, item.escalation_level)
-                    item.notes = [*item.notes, {"at": now.isoformat(), "actor": "system", "what": "escalated",
-                                                "text": f"not resolved in time: escalated to {role}"}]
-                    entries.append(audit.AuditEntry(
-                        actor="system", role="system", action="worklist.escalated", outcome=f"to {role}",
-                        subject_type="worklist-item", subject_id=str(item.id), participant_id=item.participant_id,
-                        source="worklist", detail=f"{item.kind} level {item.escalation_level}"))
+                    item.notes = [
+                        *item.notes,
+                        {
+                            "at": now.isoformat(),
+                            "actor": "system",
+                            "what": "escalated",
+                            "text": f"not resolved in time: escalated to {role}",
+                        },
+                    ]
+                    entries.append(
+                        audit.AuditEntry(
+                            actor="system",
+                            role="system",
+                            action="worklist.escalated",
+                            outcome=f"to {role}",
+                            subject_type="worklist-item",
+                            subject_id=str(item.id),
+                            participant_id=item.participant_id,
+                            source="worklist",
+                            detail=f"{item.kind} level {item.escalation_level}",
+                        )
+                    )
                 session.add(item)
                 assert item.id is not None  # a stored row
                 report.escalated.append(item.id)
                 if item.severity == wl.Severity.URGENT:
-                    pages.append(Page(item.id, item.escalation_level, {
-                        "type": "worklist.escalated", "item_id": item.id, "kind": item.kind,
-                        "severity": item.severity, "site": item.site, "subject_type": item.subject_type,
-                        "escalated_to": role, "due_at": item.due_at.isoformat()}))
+                    pages.append(
+                        Page(
+                            item.id,
+                            item.escalation_level,
+                            {
+                                "type": "worklist.escalated",
+                                "item_id": item.id,
+                                "kind": item.kind,
+                                "severity": item.severity,
+                                "site": item.site,
+                                "subject_type": item.subject_type,
+                                "escalated_to": role,
+                                "due_at": item.due_at.isoformat(),
+                            },
+                        )
+                    )
         for entry in entries:
             audit.append(self.engine, entry)
         for page in pages:
             self._page(page)
         with session_scope(self.engine) as session:
-            following = session.exec(select(WorklistItem.next_escalation_at).where(
-                WorklistItem.status != wl.Status.RESOLVED, col(WorklistItem.next_escalation_at).is_not(None))
-                .order_by(col(WorklistItem.next_escalation_at)).limit(1)).first()
+            following = session.exec(
+                select(WorklistItem.next_escalation_at)
+                .where(WorklistItem.status != wl.Status.RESOLVED, col(WorklistItem.next_escalation_at).is_not(None))
+                .order_by(col(WorklistItem.next_escalation_at))
+                .limit(1)
+            ).first()
         report.next_at = following.isoformat() if following else None
         return report
 
@@ -119,9 +161,19 @@ class WorklistActivities:
         except Exception as exc:  # a paging outage must not stop escalation; the worklist shows the item
             log.warning("paging worklist item %s failed: %s", page.item_id, type(exc).__name__)
             return
-        audit.append(self.engine, audit.AuditEntry(
-            actor="system", role="system", action="worklist.paged", outcome="sent", subject_type="worklist-item",
-            subject_id=str(page.item_id), source="worklist", detail=json.dumps({"level": page.level})))
+        audit.append(
+            self.engine,
+            audit.AuditEntry(
+                actor="system",
+                role="system",
+                action="worklist.paged",
+                outcome="sent",
+                subject_type="worklist-item",
+                subject_id=str(page.item_id),
+                source="worklist",
+                detail=json.dumps({"level": page.level}),
+            ),
+        )
 
     def _backfill(self) -> int:
         """Items for sources older than the worklist (or written while its table events were not loaded)."""
@@ -129,17 +181,35 @@ class WorklistActivities:
         with session_scope(self.engine) as session:
             connection = session.connection()
             for alert in session.exec(select(AlertRecord).where(col(AlertRecord.resolved_at).is_(None))).all():
-                opened += open_item(connection, source=wl.Source.ALERT,
-                                    source_ref=alert_ref(alert.kind, alert.subject_id), raw_kind=alert.kind,
-                                    participant_id=alert.participant_id, subject_id=alert.subject_id, why=alert.detail)
+                opened += open_item(
+                    connection,
+                    source=wl.Source.ALERT,
+                    source_ref=alert_ref(alert.kind, alert.subject_id),
+                    raw_kind=alert.kind,
+                    participant_id=alert.participant_id,
+                    subject_id=alert.subject_id,
+                    why=alert.detail,
+                )
             for held in session.exec(select(QuarantineItem).where(col(QuarantineItem.resolved_at).is_(None))).all():
-                opened += open_item(connection, source=wl.Source.QUARANTINE, source_ref=str(held.id),
-                                    raw_kind=held.reason_code, participant_id=None,
-                                    subject_id=str(held.lab_message_id), why=held.reason)
+                opened += open_item(
+                    connection,
+                    source=wl.Source.QUARANTINE,
+                    source_ref=str(held.id),
+                    raw_kind=held.reason_code,
+                    participant_id=None,
+                    subject_id=str(held.lab_message_id),
+                    why=held.reason,
+                )
             for row in session.exec(select(Disclosure).where(Disclosure.status == "blocked")).all():
-                opened += open_item(connection, source=wl.Source.DISCLOSURE, source_ref=row.id,
-                                    raw_kind="disclosure-blocked", participant_id=row.participant_id,
-                                    subject_id=row.id, why=f"report ({row.category}) not sent: {row.reason or ''}")
+                opened += open_item(
+                    connection,
+                    source=wl.Source.DISCLOSURE,
+                    source_ref=row.id,
+                    raw_kind="disclosure-blocked",
+                    participant_id=row.participant_id,
+                    subject_id=row.id,
+                    why=f"report ({row.category}) not sent: {row.reason or ''}",
+                )
         return opened
 
     def all(self) -> list:

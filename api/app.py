@@ -47,39 +47,71 @@ from store.db import make_engine
 LAB_INTAKE = frozenset({"/lab/hl7", "/lab/results"})
 # The resources the operations are grouped by in /docs and /redoc, in this order.
 TAGS = [
-    {"name": "participants", "description": "Enrollment, program phases and discharge; a participant's record as "
-                                            "a FHIR R4 Bundle."},
-    {"name": "screenings", "description": "Random selection for drug tests (the daily draw), check-ins, "
-                                          "collection, excuses, refusals, for-cause tests and pauses."},
-    {"name": "lab", "description": "Results from labs (HL7 v2 ORU^R01 or JSON), the quarantine of what cannot be "
-                                   "filed, code mappings, analytes, result review and lab turnaround."},
-    {"name": "medications", "description": "Medication orders (MOUD), dispensing, missed doses and reassessment, "
-                                           "take-home eligibility and diversion control."},
-    {"name": "disclosures", "description": "Recipients (courts, probation, employers), 42 CFR part 2 consents, the "
-                                           "case events they end at, and the accounting of disclosures."},
-    {"name": "attendance", "description": "Group and individual treatment sessions, their rosters, and attendance "
-                                          "recorded by staff or a kiosk (present, late, excused, absent), reported "
-                                          "under consent."},
-    {"name": "audit", "description": "The tamper-evident audit trail, histories, API tokens and the Temporal "
-                                     "UI's remote codec."},
+    {
+        "name": "participants",
+        "description": "Enrollment, program phases and discharge; a participant's record as a FHIR R4 Bundle.",
+    },
+    {
+        "name": "screenings",
+        "description": "Random selection for drug tests (the daily draw), check-ins, "
+        "collection, excuses, refusals, for-cause tests and pauses.",
+    },
+    {
+        "name": "lab",
+        "description": "Results from labs (HL7 v2 ORU^R01 or JSON), the quarantine of what cannot be "
+        "filed, code mappings, analytes, result review and lab turnaround.",
+    },
+    {
+        "name": "medications",
+        "description": "Medication orders (MOUD), dispensing, missed doses and reassessment, "
+        "take-home eligibility and diversion control.",
+    },
+    {
+        "name": "disclosures",
+        "description": "Recipients (courts, probation, employers), 42 CFR part 2 consents, the "
+        "case events they end at, and the accounting of disclosures.",
+    },
+    {
+        "name": "attendance",
+        "description": "Group and individual treatment sessions, their rosters, and attendance "
+        "recorded by staff or a kiosk (present, late, excused, absent), reported "
+        "under consent.",
+    },
+    {
+        "name": "audit",
+        "description": "The tamper-evident audit trail, histories, API tokens and the Temporal UI's remote codec.",
+    },
     {"name": "equity", "description": "Optional demographic answers, given with consent, and the equity report."},
-    {"name": "selection", "description": "Random selection anyone can verify: each period's commitment to its "
-                                         "secret seed, and the seed once the period is over (docs/verify_selection.py "
-                                         "recomputes every draw)."},
-    {"name": "worklist", "description": "What staff have to do: every alert, held lab message and blocked report as "
-                                        "an item to claim, comment on and resolve, escalated when nobody does."},
+    {
+        "name": "selection",
+        "description": "Random selection anyone can verify: each period's commitment to its "
+        "secret seed, and the seed once the period is over (docs/verify_selection.py "
+        "recomputes every draw).",
+    },
+    {
+        "name": "worklist",
+        "description": "What staff have to do: every alert, held lab message and blocked report as "
+        "an item to claim, comment on and resolve, escalated when nobody does.",
+    },
     {"name": "staff", "description": "The names and roles behind the token ids that records and histories carry."},
-    {"name": "programs", "description": "Programs as data: sites with their hours and closed days, phases and "
-                                        "collection windows; every edit is a new version."},
-    {"name": "participant channel", "description": "Check-in by SMS or phone with a PIN through a signed gateway, "
-                                                   "the gateway's delivery receipts, PINs and the staff call list "
-                                                   "for notices that were not delivered."},
+    {
+        "name": "programs",
+        "description": "Programs as data: sites with their hours and closed days, phases and "
+        "collection windows; every edit is a new version.",
+    },
+    {
+        "name": "participant channel",
+        "description": "Check-in by SMS or phone with a PIN through a signed gateway, "
+        "the gateway's delivery receipts, PINs and the staff call list "
+        "for notices that were not delivered.",
+    },
     {"name": "health", "description": "Liveness and readiness probes."},
 ]
 
 
-def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Client | None = None,
-               tracer: Tracer | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, engine: Engine | None = None, temporal: Client | None = None, tracer: Tracer | None = None
+) -> FastAPI:
     """Build the app. Tests pass their own engine, client and tracer; `iop api` lets it make them."""
 
     takehome_rules.install()  # validated at start: a malformed rule file stops the API here
@@ -93,8 +125,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
         use_keys(records, audit_keys(settings))
         # Lazy: the API starts (and /readyz says why it is not ready) while Temporal is down.
         client = temporal or await connect(settings, lazy=True, service="iop-api")
-        services = Services(settings=settings, engine=records, temporal=client,
-                            lab=LabIngest(records, client, settings.task_queue))
+        services = Services(
+            settings=settings, engine=records, temporal=client, lab=LabIngest(records, client, settings.task_queue)
+        )
         app.state.services = services
         yield
         await run_in_threadpool(offload.shutdown)  # the lab parser's worker process, if one was started
@@ -117,8 +150,13 @@ def create_app(settings: Settings, *, engine: Engine | None = None, temporal: Cl
     app.add_middleware(SettleIdempotentAnswers)
     app.add_middleware(AuditMiddleware)
     # Only the Temporal UI's origin may call the API from a browser (for the codec endpoint).
-    app.add_middleware(CORSMiddleware, allow_origins=[settings.temporal_ui_origin], allow_methods=["POST", "OPTIONS"],
-                       allow_headers=["Authorization", "Content-Type", "X-Namespace"], allow_credentials=True)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=[settings.temporal_ui_origin],
+        allow_methods=["POST", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "X-Namespace"],
+        allow_credentials=True,
+    )
     app.state.metrics, app.state.metrics_token = Metrics(), settings.metrics_token
     # Outermost: times everything below, refusals included; opens the request's trace span.
     app.add_middleware(Observe, metrics=app.state.metrics, tracer=tracer or telemetry.tracer(settings, "iop-api"))

@@ -16,8 +16,16 @@ from iop import logs
 from store.audit import AuditEntry, append
 from store.models import ConsentRecord, MedicationOrderRecord, Screening
 
-NOT_AUDITED = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
-               "/favicon.ico"}
+NOT_AUDITED = {
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    "/favicon.ico",
+}
 UNAUDITED_ASSETS = ("/ui/static", "/docs/assets/")  # the dashboard's and the API docs' static files
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Path parameter -> (subject type, how to find the participant it belongs to)
@@ -61,8 +69,9 @@ class AuditMiddleware(BaseHTTPMiddleware):
         for name, (kind, table) in SUBJECTS.items():
             if name in params:
                 subject_type, subject_id = kind, str(params[name])
-                participant_id = (subject_id if kind == "participant"
-                                  else self._owner(services.engine, table, subject_id))
+                participant_id = (
+                    subject_id if kind == "participant" else self._owner(services.engine, table, subject_id)
+                )
                 break
         participant_id = getattr(request.state, "audit_participant", None) or participant_id
         if subject_type is None and getattr(request.state, "audit_subject", None):
@@ -71,16 +80,22 @@ class AuditMiddleware(BaseHTTPMiddleware):
             subject_type, subject_id = "participant", participant_id
         rejected = getattr(request.state, "rejected_token", None)  # (id, role) of a revoked or expired token
         shown = getattr(request.state, "audit_shown", None)
-        append(services.engine, AuditEntry(
-            actor=actor.token_id if actor else rejected[0] if rejected else "anonymous",
-            role=actor.role if actor else rejected[1] if rejected else "-",
-            action=f"{request.method} {route.path if route else request.url.path}",
-            outcome=str(status),
-            subject_type=subject_type, subject_id=subject_id, participant_id=participant_id,
-            request_id=rid, source=request.client.host if request.client else None,
-            detail=getattr(request.state, "audit_detail", None),
-            shown=",".join(dict.fromkeys(shown)) if shown else None,
-        ))
+        append(
+            services.engine,
+            AuditEntry(
+                actor=actor.token_id if actor else rejected[0] if rejected else "anonymous",
+                role=actor.role if actor else rejected[1] if rejected else "-",
+                action=f"{request.method} {route.path if route else request.url.path}",
+                outcome=str(status),
+                subject_type=subject_type,
+                subject_id=subject_id,
+                participant_id=participant_id,
+                request_id=rid,
+                source=request.client.host if request.client else None,
+                detail=getattr(request.state, "audit_detail", None),
+                shown=",".join(dict.fromkeys(shown)) if shown else None,
+            ),
+        )
 
     @staticmethod
     def _owner(engine, table, subject_id: str) -> str | None:

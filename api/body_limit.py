@@ -51,7 +51,9 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        detail = (f"The request body is larger than this endpoint accepts ({self.limit} bytes, "
-                  "IOP_LAB_MAX_BODY_BYTES); send the results in smaller batches or one message per request.")
+        detail = (
+            f"The request body is larger than this endpoint accepts ({self.limit} bytes, "
+            "IOP_LAB_MAX_BODY_BYTES); send the results in smaller batches or one message per request."
+        )
         response = problem_response(Request(scope, receive), 413, detail, headers={"Connection": "close"})
         await response(scope, receive, send)

@@ -32,9 +32,12 @@ def install(app: FastAPI) -> None:
     # Plain routes, as FastAPI registers its own docs pages: not API operations (no roles, no schema).
     async def swagger_ui(request: Request) -> HTMLResponse:
         return get_swagger_ui_html(
-            openapi_url=openapi_url, title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js", swagger_css_url=f"{ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{ASSETS}/favicon.png", oauth2_redirect_url=SWAGGER_OAUTH2_REDIRECT,
+            openapi_url=openapi_url,
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{ASSETS}/favicon.png",
+            oauth2_redirect_url=SWAGGER_OAUTH2_REDIRECT,
             # No validator badge: it would send the document to validator.swagger.io.
             swagger_ui_parameters={"validatorUrl": None},
         )
@@ -44,8 +47,11 @@ def install(app: FastAPI) -> None:
 
     async def redoc(request: Request) -> HTMLResponse:
         return get_redoc_html(
-            openapi_url=openapi_url, title=f"{app.title} - ReDoc", redoc_js_url=f"{ASSETS}/redoc.standalone.js",
-            redoc_favicon_url=f"{ASSETS}/favicon.png", with_google_fonts=False,
+            openapi_url=openapi_url,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{ASSETS}/favicon.png",
+            with_google_fonts=False,
         )
 
     app.add_route("/docs", swagger_ui, include_in_schema=False)

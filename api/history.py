@@ -20,18 +20,45 @@ from domain.delivery_retry import DeliveryDecision
 from domain.vocab import DisclosureStatus
 
 # Arguments worth showing, by name (never PHI: workflows carry none).
-SHOWN = ("phase", "kind", "reason", "method", "specimen_type", "observed", "decision", "explanation", "result_status",
-         "specimen_id", "dose", "unit", "take_home_count", "note", "start", "end", "category", "recipient_id",
-         "detail", "result", "status")
+SHOWN = (
+    "phase",
+    "kind",
+    "reason",
+    "method",
+    "specimen_type",
+    "observed",
+    "decision",
+    "explanation",
+    "result_status",
+    "specimen_id",
+    "dose",
+    "unit",
+    "take_home_count",
+    "note",
+    "start",
+    "end",
+    "category",
+    "recipient_id",
+    "detail",
+    "result",
+    "status",
+)
 # Workflow types as a clinic would name them.
-WORKFLOWS = {"ParticipantWorkflow": "Testing program", "ScreeningWorkflow": "Screening",
-             "MedicationWorkflow": "Medication order", "DisclosureWorkflow": "Report to a recipient",
-             "DiscloseEventWorkflow": "Reports of an event"}
-_REPORT = {DeliveryDecision.DELIVERED: "Report delivered",
-           DisclosureStatus.BLOCKED: "Report not sent (the consent does not cover it)",
-           DeliveryDecision.RETRY: "Report not delivered yet; retrying", "waiting": "Report waiting for the recipient",
-           DeliveryDecision.DISABLE_RECIPIENT: "Report not delivered: the recipient is disabled",
-           DeliveryDecision.STOP_AND_SURFACE: "Report not delivered: staff must act"}
+WORKFLOWS = {
+    "ParticipantWorkflow": "Testing program",
+    "ScreeningWorkflow": "Screening",
+    "MedicationWorkflow": "Medication order",
+    "DisclosureWorkflow": "Report to a recipient",
+    "DiscloseEventWorkflow": "Reports of an event",
+}
+_REPORT = {
+    DeliveryDecision.DELIVERED: "Report delivered",
+    DisclosureStatus.BLOCKED: "Report not sent (the consent does not cover it)",
+    DeliveryDecision.RETRY: "Report not delivered yet; retrying",
+    "waiting": "Report waiting for the recipient",
+    DeliveryDecision.DISABLE_RECIPIENT: "Report not delivered: the recipient is disabled",
+    DeliveryDecision.STOP_AND_SURFACE: "Report not delivered: staff must act",
+}
 
 
 @dataclass
@@ -83,8 +110,14 @@ async def render(client: Client, workflow_id: str, events: list[HistoryEvent]) -
     entries: list[TimelineEntry] = []
     scheduled: dict[int, str] = {}
 
-    def add(event: HistoryEvent, what: str, actor: str = "system", detail: str = "", kind: str = words.RECORD,
-            action: str = "") -> None:
+    def add(
+        event: HistoryEvent,
+        what: str,
+        actor: str = "system",
+        detail: str = "",
+        kind: str = words.RECORD,
+        action: str = "",
+    ) -> None:
         at = event.event_time.ToDatetime(tzinfo=UTC).isoformat()
         entries.append(TimelineEntry(at, "workflow", workflow_id, what, actor or "system", detail, kind, action))
 
@@ -94,8 +127,12 @@ async def render(client: Client, workflow_id: str, events: list[HistoryEvent]) -
             attrs = event.workflow_execution_started_event_attributes
             name = attrs.workflow_type.name
             if attrs.continued_execution_run_id:
-                add(event, f"{_workflow_words(name)}: history continued in a new run", kind=words.TECHNICAL,
-                    action=f"{name} continued")
+                add(
+                    event,
+                    f"{_workflow_words(name)}: history continued in a new run",
+                    kind=words.TECHNICAL,
+                    action=f"{name} continued",
+                )
             elif name == "ParticipantWorkflow":
                 add(event, "Testing program started", action=f"{name} started")
             else:
@@ -107,8 +144,12 @@ async def render(client: Client, workflow_id: str, events: list[HistoryEvent]) -
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED:
             outcome = event.workflow_execution_update_completed_event_attributes.outcome
             if outcome.HasField("failure"):
-                add(event, "Not done: the change was refused", detail=outcome.failure.message[:300],
-                    action="update failed")
+                add(
+                    event,
+                    "Not done: the change was refused",
+                    detail=outcome.failure.message[:300],
+                    action="update failed",
+                )
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
             signal = event.workflow_execution_signaled_event_attributes
             what, actor, detail = words.update_words(signal.signal_name, await decoded(client, signal.input))
@@ -119,8 +160,11 @@ async def render(client: Client, workflow_id: str, events: list[HistoryEvent]) -
             scheduled[event.event_id] = name
             if name in ("notify_participant", "raise_alert"):
                 args = _first(await decoded(client, task.input))
-                detail = (str(args.get("kind") or "").replace("-", " ") if name == "notify_participant"
-                          else f"{str(args.get('kind') or '').replace('-', ' ')}: {args.get('detail') or ''}")
+                detail = (
+                    str(args.get("kind") or "").replace("-", " ")
+                    if name == "notify_participant"
+                    else f"{str(args.get('kind') or '').replace('-', ' ')}: {args.get('detail') or ''}"
+                )
                 add(event, words.activity_words(name), detail=detail[:500], action=name)
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
             done = event.activity_task_completed_event_attributes
@@ -129,13 +173,22 @@ async def render(client: Client, workflow_id: str, events: list[HistoryEvent]) -
                 result = _first(await decoded(client, done.result))
                 status = str(result.get("kind") or "")
                 # The audit trail tells every attempt with its recipient by name ("Report of ... delivered").
-                add(event, _REPORT.get(status, words.activity_words(name)),
-                    detail=str(result.get("reason") or "")[:500], kind=words.TECHNICAL, action=name)
+                add(
+                    event,
+                    _REPORT.get(status, words.activity_words(name)),
+                    detail=str(result.get("reason") or "")[:500],
+                    kind=words.TECHNICAL,
+                    action=name,
+                )
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
             failed = event.activity_task_failed_event_attributes
             name = scheduled.get(failed.scheduled_event_id, "activity")
-            add(event, f"Not done yet, will be retried: {words.activity_words(name).lower()}",
-                detail=failed.failure.message[:300], action=f"{name} failed")
+            add(
+                event,
+                f"Not done yet, will be retried: {words.activity_words(name).lower()}",
+                detail=failed.failure.message[:300],
+                action=f"{name} failed",
+            )
         elif kind == EventType.EVENT_TYPE_MARKER_RECORDED:
             details = event.marker_recorded_event_attributes.details
             # Local activities record a "data" payload; version markers (workflow.patched) record none.
@@ -146,20 +199,37 @@ async def render(client: Client, workflow_id: str, events: list[HistoryEvent]) -
                 add(event, words.activity_words(name), action=name)
         elif kind == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
             child = event.start_child_workflow_execution_initiated_event_attributes
-            add(event, f"{_workflow_words(child.workflow_type.name)} started", detail=child.workflow_id,
-                kind=words.TECHNICAL, action=f"{child.workflow_type.name} started")
+            add(
+                event,
+                f"{_workflow_words(child.workflow_type.name)} started",
+                detail=child.workflow_id,
+                kind=words.TECHNICAL,
+                action=f"{child.workflow_type.name} started",
+            )
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
             _, detail = _describe(await decoded(client, event.workflow_execution_completed_event_attributes.result))
             add(event, "Closed", detail=detail, kind=words.TECHNICAL, action="closed")
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
-            add(event, "History continued in a new run (state carried over)", kind=words.TECHNICAL,
-                action="continued as new")
+            add(
+                event,
+                "History continued in a new run (state carried over)",
+                kind=words.TECHNICAL,
+                action="continued as new",
+            )
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
-            add(event, "Stopped by an administrator",
-                detail=event.workflow_execution_terminated_event_attributes.reason, action="terminated")
+            add(
+                event,
+                "Stopped by an administrator",
+                detail=event.workflow_execution_terminated_event_attributes.reason,
+                action="terminated",
+            )
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
-            add(event, "Stopped by an error",
-                detail=event.workflow_execution_failed_event_attributes.failure.message[:300], action="failed")
+            add(
+                event,
+                "Stopped by an error",
+                detail=event.workflow_execution_failed_event_attributes.failure.message[:300],
+                action="failed",
+            )
     return entries
 
 

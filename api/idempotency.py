@@ -43,8 +43,15 @@ from store.models import IdempotentAnswer, utcnow
 # Routes with their own once-only mechanism, and routes that change nothing.
 # The SMS gateway's posts carry no Idempotency-Key: they are deduplicated by the gateway's own message id
 # (api/routers/channel.py).
-OWN_MECHANISM = {"/participants", "/lab/hl7", "/lab/results", "/codec/decode", "/codec/encode", "/channel/inbound",
-                 "/channel/receipts"}
+OWN_MECHANISM = {
+    "/participants",
+    "/lab/hl7",
+    "/lab/results",
+    "/codec/decode",
+    "/codec/encode",
+    "/channel/inbound",
+    "/channel/receipts",
+}
 # How long a first attempt that has not answered yet is presumed to be still running.
 IN_FLIGHT = timedelta(seconds=60)
 REPLAYED = "Idempotent-Replayed"
@@ -88,10 +95,15 @@ def body_digest(body: bytes) -> str:
 async def idempotency(
     request: Request,
     actor: Annotated[Actor, Depends(authenticated)],
-    idempotency_key: Annotated[str | None, Header(
-        min_length=1, max_length=200,
-        description="A unique value per intended change (e.g. a UUID). Retrying with the same key is safe: "
-                    "the change is made once and the first answer is given again.")] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=200,
+            description="A unique value per intended change (e.g. a UUID). Retrying with the same key is safe: "
+            "the change is made once and the first answer is given again.",
+        ),
+    ] = None,
 ) -> Attempt | None:
     if idempotency_key is None:
         return None
@@ -101,8 +113,9 @@ async def idempotency(
     digest = body_digest(await request.body())
     joins = getattr(route, "joins_update", False)
     engine = request.app.state.services.engine
-    record_id, retry = await run_in_threadpool(_claim, engine, actor.token_id, name, subject, idempotency_key, digest,
-                                               joins)
+    record_id, retry = await run_in_threadpool(
+        _claim, engine, actor.token_id, name, subject, idempotency_key, digest, joins
+    )
     attempt = Attempt(actor.token_id, name, subject, idempotency_key, digest, record_id, retry)
     request.state.idempotency = attempt
     return attempt
@@ -114,9 +127,14 @@ Idempotency = Annotated[Attempt | None, Depends(idempotency)]
 def _claim(engine, actor: str, route: str, subject: str, key: str, digest: str, joins: bool) -> tuple[int, bool]:
     for _ in range(2):
         with Session(writing(engine)) as session:
-            row = session.exec(select(IdempotentAnswer).where(
-                IdempotentAnswer.actor == actor, IdempotentAnswer.route == route,
-                IdempotentAnswer.subject == subject, IdempotentAnswer.key == key)).first()
+            row = session.exec(
+                select(IdempotentAnswer).where(
+                    IdempotentAnswer.actor == actor,
+                    IdempotentAnswer.route == route,
+                    IdempotentAnswer.subject == subject,
+                    IdempotentAnswer.key == key,
+                )
+            ).first()
             if row is None:
                 row = IdempotentAnswer(actor=actor, route=route, subject=subject, key=key, request_sha256=digest)
                 session.add(row)
@@ -127,21 +145,30 @@ def _claim(engine, actor: str, route: str, subject: str, key: str, digest: str, 
                 assert row.id is not None  # committed
                 return row.id, False
             if row.request_sha256 != digest:
-                raise ProblemError(422, "This Idempotency-Key was already used with a different request body; "
-                                        "nothing was done. Use a new key for a new request.")
+                raise ProblemError(
+                    422,
+                    "This Idempotency-Key was already used with a different request body; "
+                    "nothing was done. Use a new key for a new request.",
+                )
             if row.status_code is not None:
                 raise Replay(row.status_code, row.answer)
             if not joins and utcnow() - _aware(row.created_at) < IN_FLIGHT:
-                raise ProblemError(409, "A request with this Idempotency-Key is still being processed; retry with "
-                                        "the same key in a few seconds to get its answer.",
-                                   headers={"Retry-After": "5"})
+                raise ProblemError(
+                    409,
+                    "A request with this Idempotency-Key is still being processed; retry with "
+                    "the same key in a few seconds to get its answer.",
+                    headers={"Retry-After": "5"},
+                )
             row.created_at = utcnow()  # taken over: the first attempt never answered
             session.add(row)
             session.commit()
             assert row.id is not None  # a stored row
             return row.id, True
-    raise ProblemError(409, "A request with this Idempotency-Key is being processed; retry with the same key.",
-                       headers={"Retry-After": "5"})
+    raise ProblemError(
+        409,
+        "A request with this Idempotency-Key is being processed; retry with the same key.",
+        headers={"Retry-After": "5"},
+    )
 
 
 def _aware(moment: datetime) -> datetime:

@@ -17,9 +17,19 @@ from pydantic import AfterValidator, BaseModel, ValidationInfo, field_validator
 from domain.checks import age_problem, control_character_problem, date_window_problem
 
 # Fields whose text may run over several lines (notes, reasons); every other text field is one line.
-FREE_TEXT_FIELDS = frozenset({
-    "note", "notes", "reason", "explanation", "detail", "custody_notes", "late_reason", "purpose", "override_reason",
-})
+FREE_TEXT_FIELDS = frozenset(
+    {
+        "note",
+        "notes",
+        "reason",
+        "explanation",
+        "detail",
+        "custody_notes",
+        "late_reason",
+        "purpose",
+        "override_reason",
+    }
+)
 
 
 def text_problem(text: str, *, free_text: bool) -> str | None:
@@ -74,6 +84,7 @@ def _window(past_days: int, future_days: int):
         if problem:
             raise ValueError(problem)
         return value
+
     return check
 
 
@@ -111,9 +122,14 @@ def _address_kind(host: str) -> str | None:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
-    for kind, flag in (("unspecified", address.is_unspecified), ("loopback", address.is_loopback),
-                       ("link-local", address.is_link_local), ("multicast", address.is_multicast),
-                       ("private", address.is_private), ("reserved", address.is_reserved)):
+    for kind, flag in (
+        ("unspecified", address.is_unspecified),
+        ("loopback", address.is_loopback),
+        ("link-local", address.is_link_local),
+        ("multicast", address.is_multicast),
+        ("private", address.is_private),
+        ("reserved", address.is_reserved),
+    ):
         if flag:
             return kind
     return None
@@ -142,11 +158,16 @@ def recipient_url_problem(url: str, *, production: bool, allow_private: bool) ->
         return "the url has no host name"
     kind = _address_kind(host)
     if parts.scheme == "http" and (production or kind != "loopback"):
-        return ("the url must be https:// (plain http is allowed only to a loopback address in development)"
-                if not production else "the url must be https:// in production")
+        return (
+            "the url must be https:// (plain http is allowed only to a loopback address in development)"
+            if not production
+            else "the url must be https:// in production"
+        )
     if kind is None or allow_private:
         return None
     if kind == "loopback" and not production:
         return None
-    return (f"the url points at a {kind} address ({host}); reports go to public https endpoints unless an "
-            "administrator sets IOP_ALLOW_PRIVATE_RECIPIENTS=1 for an on-premise recipient")
+    return (
+        f"the url points at a {kind} address ({host}); reports go to public https endpoints unless an "
+        "administrator sets IOP_ALLOW_PRIVATE_RECIPIENTS=1 for an on-premise recipient"
+    )

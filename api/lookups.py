@@ -44,9 +44,12 @@ def closed_screening_problem(engine: Engine, screening_id: str) -> ProblemError:
         row = session.get(Screening, screening_id)
     if row is None:
         return ProblemError(404, f"No screening has the id {screening_id!r}.")
-    return ProblemError(409, f"Screening {row.id} is closed ({row.status}): its workflow has ended, so it takes no "
-                             f"collection, refusal, admission or review now; nothing was changed. "
-                             f"{_still_possible(row)}")
+    return ProblemError(
+        409,
+        f"Screening {row.id} is closed ({row.status}): its workflow has ended, so it takes no "
+        f"collection, refusal, admission or review now; nothing was changed. "
+        f"{_still_possible(row)}",
+    )
 
 
 def _still_possible(row: Screening) -> str:
@@ -55,8 +58,7 @@ def _still_possible(row: Screening) -> str:
     if row.status == ScreeningStatus.MISSED:
         return f"A missed test can still be excused with a documented reason ({excuse})."
     if row.status in (ScreeningStatus.NOT_NOTIFIED, ScreeningStatus.WINDOW_LOST):
-        return (f"It can still be excused ({excuse}) or replaced by a make-up test "
-                f"(POST /screenings/{row.id}/make-up).")
+        return f"It can still be excused ({excuse}) or replaced by a make-up test (POST /screenings/{row.id}/make-up)."
     if row.status == ScreeningStatus.FINAL:
         return f"A corrected result from the lab reopens it; to test again, order a for-cause test ({order})."
     return f"To test again, order a for-cause test ({order})."

@@ -45,9 +45,13 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.latency = Histogram("iop_http_request_duration_seconds",
-                                 "API request latency by route template, method and status",
-                                 ["method", "route", "status"], buckets=BUCKETS, registry=self.registry)
+        self.latency = Histogram(
+            "iop_http_request_duration_seconds",
+            "API request latency by route template, method and status",
+            ["method", "route", "status"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
         if not multiprocess_dir():
             ProcessCollector(registry=self.registry)
 
@@ -88,8 +92,12 @@ class Observe:
         span = None
         if self.tracer is not None:
             carrier = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope.get("headers", [])}
-            span = self.tracer.start_span(f"{method}", kind=SpanKind.SERVER, context=propagate.extract(carrier),
-                                          attributes={"http.request.method": method})
+            span = self.tracer.start_span(
+                f"{method}",
+                kind=SpanKind.SERVER,
+                context=propagate.extract(carrier),
+                attributes={"http.request.method": method},
+            )
         try:
             if span is None:
                 await self.app(scope, receive, sending)
@@ -125,9 +133,15 @@ async def metrics(request: Request) -> Response:
     if token:
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            raise ProblemError(401, "send the metrics token (IOP_METRICS_TOKEN) as `Authorization: Bearer <token>`",
-                               headers={"WWW-Authenticate": "Bearer"})
+            raise ProblemError(
+                401,
+                "send the metrics token (IOP_METRICS_TOKEN) as `Authorization: Bearer <token>`",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
     elif not _loopback(request):
-        raise ProblemError(403, "without IOP_METRICS_TOKEN the API answers /metrics to loopback peers only; set "
-                           "IOP_METRICS_TOKEN and give it to your Prometheus as a bearer token")
+        raise ProblemError(
+            403,
+            "without IOP_METRICS_TOKEN the API answers /metrics to loopback peers only; set "
+            "IOP_METRICS_TOKEN and give it to your Prometheus as a bearer token",
+        )
     return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

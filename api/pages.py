@@ -15,8 +15,10 @@ T = TypeVar("T")
 MAX_OFFSET = 2**31 - 1  # past this, SQL integers overflow
 
 
-PAGE = ("One page of a list. Ask for the next one by following `next` (or with offset = offset + limit) until "
-        "`next` is null.")
+PAGE = (
+    "One page of a list. Ask for the next one by following `next` (or with offset = offset + limit) until "
+    "`next` is null."
+)
 
 
 def _describe(schema: dict) -> None:
@@ -33,8 +35,10 @@ class Page(BaseModel, Generic[T]):
     total: int = Field(description="How many entries match the filters, across all pages")
     limit: int = Field(description="The page size asked for (the most entries a page holds)")
     offset: int = Field(description="How many matching entries come before this page")
-    next: str | None = Field(description="The link (path and query, relative to the API's root) to the next page, "
-                                         "with the same filters; null on the last page")
+    next: str | None = Field(
+        description="The link (path and query, relative to the API's root) to the next page, "
+        "with the same filters; null on the last page"
+    )
 
 
 @dataclass
@@ -57,7 +61,7 @@ class Paging:
 
     def cut(self, everything: Sequence[T]) -> Page[T]:
         """A page of a list held whole (short lists: rule sets, analytes, staff)."""
-        return self.page(everything[self.offset:self.offset + self.limit], len(everything))
+        return self.page(everything[self.offset : self.offset + self.limit], len(everything))
 
     def rows(self, session: Session, query, order: Sequence, convert: Callable) -> Page:
         """A page of an SQL query, in `order`, each row converted to its public model."""

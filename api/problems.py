@@ -19,12 +19,16 @@ from iop.temporal import not_available_now
 MEDIA_TYPE = "application/problem+json"
 COMPONENTS = "#/components/schemas/"
 RETRY_AFTER_SECONDS = 5
-NOT_NOW = ("The workflow service (Temporal) did not answer in time or cannot be reached right now. The request may "
-           "already be in progress: retrying it with the same Idempotency-Key is safe (it is done once). "
-           f"Retry in {RETRY_AFTER_SECONDS} seconds.")
-DATABASE_BUSY = ("The records database is busy right now (another change holds its lock). Retrying the request "
-                 "with the same Idempotency-Key is safe (it is done once). "
-                 f"Retry in {RETRY_AFTER_SECONDS} seconds.")
+NOT_NOW = (
+    "The workflow service (Temporal) did not answer in time or cannot be reached right now. The request may "
+    "already be in progress: retrying it with the same Idempotency-Key is safe (it is done once). "
+    f"Retry in {RETRY_AFTER_SECONDS} seconds."
+)
+DATABASE_BUSY = (
+    "The records database is busy right now (another change holds its lock). Retrying the request "
+    "with the same Idempotency-Key is safe (it is done once). "
+    f"Retry in {RETRY_AFTER_SECONDS} seconds."
+)
 # SQLite's answers when its lock stays taken past the busy timeout; PostgreSQL's SQLSTATEs for a
 # serialization failure, a deadlock the server broke, and a lock not available (NOWAIT / lock_timeout).
 SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
@@ -55,8 +59,9 @@ class FieldError(BaseModel):
 class Problem(BaseModel):
     """An RFC 9457 problem document: every error answer of this API."""
 
-    type: str = Field(default="about:blank",
-                      description="A URI naming the kind of problem; 'about:blank' when the status says it all")
+    type: str = Field(
+        default="about:blank", description="A URI naming the kind of problem; 'about:blank' when the status says it all"
+    )
     title: str = Field(description="The HTTP status phrase, e.g. 'Conflict'")
     status: int = Field(description="The HTTP status code")
     detail: str = Field(description="What went wrong and what to do about it")
@@ -67,8 +72,9 @@ class Problem(BaseModel):
 class ProblemError(Exception):
     """Raise anywhere in a request to answer with a problem document."""
 
-    def __init__(self, status: int, detail: str, *, errors: list[FieldError] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, detail: str, *, errors: list[FieldError] | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
@@ -76,8 +82,14 @@ class ProblemError(Exception):
         self.headers = headers
 
 
-def problem_response(request: Request, status: int, detail: str, *, errors: list[FieldError] | None = None,
-                     headers: dict[str, str] | None = None) -> JSONResponse:
+def problem_response(
+    request: Request,
+    status: int,
+    detail: str,
+    *,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = Problem(
         title=HTTPStatus(status).phrase,
         status=status,
@@ -85,9 +97,7 @@ def problem_response(request: Request, status: int, detail: str, *, errors: list
         instance=request.url.path,
         errors=errors,
     )
-    return JSONResponse(
-        body.model_dump(exclude_none=True), status_code=status, media_type=MEDIA_TYPE, headers=headers
-    )
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
@@ -106,8 +116,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [FieldError(field=_field_name(e.get("loc", ())), message=e.get("msg", "invalid"))
-                  for e in exc.errors()]
+        errors = [
+            FieldError(field=_field_name(e.get("loc", ())), message=e.get("msg", "invalid")) for e in exc.errors()
+        ]
         named = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
         return problem_response(request, 422, f"The request is not valid. {named}", errors=errors)
 

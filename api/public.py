@@ -49,15 +49,18 @@ class TestingPlanPublic(Public):
     closed_dates: list[str] = Field(default_factory=list, description="Days the site is closed (YYYY-MM-DD)")
     timezone: str = Field(description="The IANA time zone the hours are in")
     source: str = Field(description="Where the plan's numbers come from (the standard or the program)")
-    weekday_hours: list[tuple[int, str, str]] = Field(default_factory=list, description="Hours that differ by "
-                                                      "weekday: [weekday, opens, closes]")
-    program_id: str = Field(default="", description="The stored program the plan comes from; empty: the "
-                                                    "built-in defaults")
+    weekday_hours: list[tuple[int, str, str]] = Field(
+        default_factory=list, description="Hours that differ by weekday: [weekday, opens, closes]"
+    )
+    program_id: str = Field(
+        default="", description="The stored program the plan comes from; empty: the built-in defaults"
+    )
     program_version: int = Field(default=0, description="That program's version")
     specimen_type: str = Field(default="urine", description="The specimen collected: urine, oral-fluid or breath")
     check_in_required: bool = Field(default=False, description="The participant must check in every program day")
-    missed_check_in_reportable: bool = Field(default=False, description="A missed check-in is reported like a "
-                                                                        "missed test")
+    missed_check_in_reportable: bool = Field(
+        default=False, description="A missed check-in is reported like a missed test"
+    )
     make_up_hours: float = Field(default=24.0, description="Hours allowed for a make-up test")
 
 
@@ -103,31 +106,35 @@ class ParticipantProgramPublic(Public):
     program: str = Field(description="The program they are enrolled in")
     site: str = Field(description="Their clinic site")
     phase: str = Field(description="Their phase now")
-    phases: list[str] = Field(default_factory=list, description="The program's phases in order (empty: the "
-                                                                "built-in ones)")
+    phases: list[str] = Field(
+        default_factory=list, description="The program's phases in order (empty: the built-in ones)"
+    )
     start_date: date = Field(description="The program's first day")
     timezone: str = Field(description="The time zone their program days are counted in")
-    status: str = Field(description="active, or how the program ended: completed, withdrawn, transferred or "
-                                    "discharged-administrative")
+    status: str = Field(
+        description="active, or how the program ended: completed, withdrawn, transferred or discharged-administrative"
+    )
     plan: TestingPlanPublic = Field(description="The testing plan in force")
-    plan_since: date | None = Field(default=None, description="The program day the plan took effect; null: "
-                                                              "start_date")
-    next_plan: TestingPlanPublic | None = Field(default=None, description="After a phase change: the plan that "
-                                                                          "applies from next_plan_from")
+    plan_since: date | None = Field(default=None, description="The program day the plan took effect; null: start_date")
+    next_plan: TestingPlanPublic | None = Field(
+        default=None, description="After a phase change: the plan that applies from next_plan_from"
+    )
     next_plan_from: date | None = Field(default=None, description="The day next_plan takes effect")
-    next_draw_day: date | None = Field(default=None, description="The program day of the next daily draw (never "
-                                                                 "its time); null before the first is planned")
+    next_draw_day: date | None = Field(
+        default=None,
+        description="The program day of the next daily draw (never its time); null before the first is planned",
+    )
     phase_history: list[PhaseEntryPublic] = Field(default_factory=list, description="Every phase, first to now")
     pauses: list[PausePublic] = Field(default_factory=list, description="Pauses of random testing")
-    screenings: list[ScreeningRefPublic] = Field(default_factory=list, description="Tests ordered in the last 30 "
-                                                                                   "days")
-    check_ins: dict[str, CheckInPublic] = Field(default_factory=dict, description="Program day (YYYY-MM-DD) -> "
-                                                                                  "that day's first check-in, last "
-                                                                                  "7 days")
+    screenings: list[ScreeningRefPublic] = Field(default_factory=list, description="Tests ordered in the last 30 days")
+    check_ins: dict[str, CheckInPublic] = Field(
+        default_factory=dict, description="Program day (YYYY-MM-DD) -> that day's first check-in, last 7 days"
+    )
     for_cause_count: int = Field(default=0, description="For-cause tests ordered")
     medications: list[str] = Field(default_factory=list, description="Ids of the participant's medication orders")
-    discharge_kind: str | None = Field(default=None, description="completed, withdrawn, transferred or "
-                                                                 "administrative; null while active")
+    discharge_kind: str | None = Field(
+        default=None, description="completed, withdrawn, transferred or administrative; null while active"
+    )
     discharge_reason: str | None = Field(default=None, description="Why the program ended")
     discharged_at: str | None = Field(default=None, description="When it ended (ISO 8601)")
     discharged_by: str | None = Field(default=None, description="Who discharged them (a token id)")
@@ -184,7 +191,7 @@ class ExcusePublic(Public):
 class AdmissionPublic(Public):
     """The participant's witnessed admission of use, recorded in place of a specimen (reported as admitted use)."""
 
-    substances: list[str] = Field(description="What the participant admitted using, e.g. [\"cocaine\"]")
+    substances: list[str] = Field(description='What the participant admitted using, e.g. ["cocaine"]')
     witnessed_by: str = Field(description="The staff member who witnessed the admission (reported with it)")
     statement: str = Field(description="What the participant said, as documented (kept in the record, never reported)")
     actor: str = Field(default="", description="Who recorded it (a token id)")
@@ -256,8 +263,9 @@ class MethodPublic(Public):
     code: str | None = Field(default=None, description="The lab's code")
     analyte: str = Field(description="The analyte")
     method: str = Field(description="screen or confirm")
-    basis: str | None = Field(default=None, description="loinc-code, clinic-override, clinic-mapping, lab-label or "
-                                                        "default")
+    basis: str | None = Field(
+        default=None, description="loinc-code, clinic-override, clinic-mapping, lab-label or default"
+    )
     note: str | None = Field(default=None, description="Why, for the review")
 
 
@@ -270,8 +278,10 @@ class ResultPublic(Public):
     interpretation: InterpretationPublic = Field(description="The result as interpreted")
     superseded_by: str | None = Field(default=None, description="The later result that replaced it")
     corrects: str | None = Field(default=None, description="The result it corrects")
-    held_codes: list[str] = Field(default_factory=list, description="Codes held for staff: the result cannot be "
-                                                                    "final until each is mapped or not monitored")
+    held_codes: list[str] = Field(
+        default_factory=list,
+        description="Codes held for staff: the result cannot be final until each is mapped or not monitored",
+    )
     methods: list[MethodPublic] = Field(default_factory=list, description="How each analyte's method was decided")
 
 
@@ -282,8 +292,11 @@ class ReviewPublic(Public):
     explanation: str = Field(description="What was checked")
     actor: str = Field(description="Who reviewed it (a token id)")
     at: str | None = Field(default=None, description="When (ISO 8601)")
-    reverses: bool = Field(default=False, description="It reverses the review that had decided the final result; "
-                                                      "every recipient told of the result was sent the amendment")
+    reverses: bool = Field(
+        default=False,
+        description="It reverses the review that had decided the final result; "
+        "every recipient told of the result was sent the amendment",
+    )
 
 
 class ConfirmationRequestPublic(Public):
@@ -303,8 +316,9 @@ class BreathResultPublic(Public):
     """A breath alcohol test read against the program's cutoff (49 CFR 40.251 for the confirmation)."""
 
     outcome: str = Field(description="negative or positive")
-    basis: str | None = Field(default=None, description="breath-alcohol-confirmed, presumptive-screen, or null for "
-                                                        "a negative")
+    basis: str | None = Field(
+        default=None, description="breath-alcohol-confirmed, presumptive-screen, or null for a negative"
+    )
     bac: float = Field(description="The reading that counts, g/210 L")
     reason: str = Field(description="Why, in words")
     device_id: str | None = Field(default=None, description="The evidential breath device")
@@ -321,23 +335,27 @@ class ScreeningStatePublic(Public):
     for_cause_reason: str | None = Field(default=None, description="Why staff ordered it (for-cause)")
     selected_at: str = Field(description="When it was selected (ISO 8601)")
     window_hours: float = Field(description="Hours from the notice to collect")
-    status: str = Field(description="scheduled, awaiting-collection, awaiting-result, preliminary, "
-                                    "awaiting-review, final, completed, missed, not-notified, window-lost, excused, "
-                                    "refused, no-result or cancelled")
+    status: str = Field(
+        description="scheduled, awaiting-collection, awaiting-result, preliminary, "
+        "awaiting-review, final, completed, missed, not-notified, window-lost, excused, "
+        "refused, no-result or cancelled"
+    )
     notified_at: str | None = Field(default=None, description="When the notice went out")
     told_at: str | None = Field(default=None, description="When the notice is known to have reached the participant")
     window_closes_at: str | None = Field(default=None, description="When the collection window closes")
     late_until: str | None = Field(default=None, description="A late collection is taken until then")
-    miss_detail: str | None = Field(default=None, description="Why a window that closed without a collection is or "
-                                                              "is not reportable")
+    miss_detail: str | None = Field(
+        default=None, description="Why a window that closed without a collection is or is not reportable"
+    )
     missed_at: str | None = Field(default=None, description="When it was recorded as missed")
     specimen_id: str | None = Field(default=None, description="The specimen id issued at collection")
     collection: CollectionPublic | None = Field(default=None, description="The collection as recorded")
     late_collection: bool = Field(default=False, description="Collected after the window")
     excuse: ExcusePublic | None = Field(default=None, description="Why it was excused")
     refusal: RefusalPublic | None = Field(default=None, description="The refusal recorded")
-    admission: AdmissionPublic | None = Field(default=None, description="The witnessed admission of use recorded "
-                                                                        "in place of a specimen")
+    admission: AdmissionPublic | None = Field(
+        default=None, description="The witnessed admission of use recorded in place of a specimen"
+    )
     cancel_reason: str | None = Field(default=None, description="Why it was cancelled")
     result_due_at: str | None = Field(default=None, description="When the lab's final result is due")
     result_overdue: bool = Field(default=False, description="The result is overdue")
@@ -346,18 +364,25 @@ class ScreeningStatePublic(Public):
     reviews: list[ReviewPublic] = Field(default_factory=list, description="Clinician reviews, first to last")
     review_due_at: str | None = Field(default=None, description="When the review is due")
     review_overdue: bool = Field(default=False, description="The review is overdue")
-    final_outcome: str | None = Field(default=None, description="negative, positive, explained, invalid or "
-                                                                "refusal, once final")
+    final_outcome: str | None = Field(
+        default=None, description="negative, positive, explained, invalid or refusal, once final"
+    )
     finalized_at: str | None = Field(default=None, description="When it became final")
     turnaround_hours: float | None = Field(default=None, description="Hours from collection to the final result")
-    corrected_after_final: bool = Field(default=False, description="A result was corrected after it was final: "
-                                                                   "reports already sent are corrected")
-    reopened_at: str | None = Field(default=None, description="When a correction reopened the screening after its "
-                                                              "workflow had closed (its correction period runs anew)")
+    corrected_after_final: bool = Field(
+        default=False, description="A result was corrected after it was final: reports already sent are corrected"
+    )
+    reopened_at: str | None = Field(
+        default=None,
+        description="When a correction reopened the screening after its "
+        "workflow had closed (its correction period runs anew)",
+    )
     breath_result: BreathResultPublic | None = Field(default=None, description="A breath test's result")
     confirmation_request: ConfirmationRequestPublic | None = Field(
-        default=None, description="The last request that the lab confirm the screen (review decision "
-                                  "request-confirmation), and whether its confirmatory result arrived")
+        default=None,
+        description="The last request that the lab confirm the screen (review decision "
+        "request-confirmation), and whether its confirmatory result arrived",
+    )
     timeline: list[ActivityPublic] = Field(default_factory=list, description="What happened, in order")
 
     @classmethod
@@ -377,8 +402,7 @@ class SchedulePublic(Public):
     """When doses are due."""
 
     kind: str = Field(description="daily-observed, observed-plus-take-home or injection")
-    observed_weekdays: list[int] = Field(default_factory=list, description="Weekdays dosed at the clinic "
-                                                                           "(0 = Monday)")
+    observed_weekdays: list[int] = Field(default_factory=list, description="Weekdays dosed at the clinic (0 = Monday)")
     every_days: int | None = Field(default=None, description="Injection interval in days")
     grace_days: int | None = Field(default=None, description="An injection is overdue after due + grace")
 
@@ -439,8 +463,9 @@ class CallbackPublic(Public):
     until the call is made (a callback announced ahead is no check)."""
 
     status: str = Field(description="scheduled, called, kept or missed")
-    call_at: str | None = Field(default=None, description="When the participant was called (ISO 8601); null while "
-                                                          "scheduled")
+    call_at: str | None = Field(
+        default=None, description="When the participant was called (ISO 8601); null while scheduled"
+    )
     respond_hours: int = Field(description="Hours to bring the bottles")
     bottles: list[str] = Field(default_factory=list, description="The bottles asked for")
     deadline: str | None = Field(default=None, description="When the bottles are due back")
@@ -474,14 +499,16 @@ class MedicationStatePublic(Public):
     reassessment_required: bool = Field(default=False, description="A clinician reassesses before the next dose")
     hold_released_by: str | None = Field(default=None, description="Who last released a hold (a token id)")
     plain_reason: str = Field(default="", description="The missed-dose or hold state in one sentence")
-    outcomes: dict[str, str] = Field(default_factory=dict, description="Day -> dosed, take-home, injection, "
-                                                                       "missed, held or refused (last 45 days)")
+    outcomes: dict[str, str] = Field(
+        default_factory=dict, description="Day -> dosed, take-home, injection, missed, held or refused (last 45 days)"
+    )
     split_parts: dict[str, int] = Field(default_factory=dict, description="Day -> parts of a split dose given")
     missed_run: int = Field(default=0, description="Doses missed in a row")
     take_home_covered_until: date | None = Field(default=None, description="The last day take-homes cover")
     last_injection: date | None = Field(default=None, description="The last injection's day")
-    eligibility: EligibilityPublic | None = Field(default=None, description="Take-home eligibility now; null "
-                                                                            "before it is evaluated")
+    eligibility: EligibilityPublic | None = Field(
+        default=None, description="Take-home eligibility now; null before it is evaluated"
+    )
     adherence_7d: AdherencePublic | None = Field(default=None, description="Adherence over the last 7 days")
     adherence_30d: AdherencePublic | None = Field(default=None, description="Adherence over the last 30 days")
     next_due: ExpectedPublic | None = Field(default=None, description="What is due next")
@@ -489,8 +516,9 @@ class MedicationStatePublic(Public):
     dispense_count: int = Field(default=0, description="Dispenses recorded")
     supplies: list[SupplyPublic] = Field(default_factory=list, description="Take-home supplies given")
     injections: list[str] = Field(default_factory=list, description="Days an injection was given")
-    bottles_out: dict[str, str] = Field(default_factory=dict, description="Bottle id -> the day it was given, for "
-                                                                          "bottles not yet back")
+    bottles_out: dict[str, str] = Field(
+        default_factory=dict, description="Bottle id -> the day it was given, for bottles not yet back"
+    )
     callbacks: list[CallbackPublic] = Field(default_factory=list, description="Random callbacks")
     diversion_flag_since: date | None = Field(default=None, description="A diversion concern is open since")
     safe_storage_attested: bool = Field(default=False, description="Safe storage of take-homes attested")

@@ -21,13 +21,17 @@ from domain.vocab import DisclosureStatus, ResultStatus, ReviewDecision
 RECORD, ACCESS, TECHNICAL = "record", "access", "technical"
 
 # Workflow updates and signals: the words, and a function of the decoded argument to the detail.
-_REVIEW: dict[str, str] = {ReviewDecision.CONFIRM: "Result confirmed",
-                           ReviewDecision.EXCUSE: "Result excused (explained)",
-                           ReviewDecision.REQUEST_CONFIRMATION: "Confirmation test requested",
-                           ReviewDecision.REQUEST_RETEST: "Retest requested"}
-_RESULT: dict[str, str] = {ResultStatus.PRELIMINARY: "Preliminary lab result received",
-                           ResultStatus.FINAL: "Final lab result received",
-                           ResultStatus.CORRECTED: "Corrected lab result received"}
+_REVIEW: dict[str, str] = {
+    ReviewDecision.CONFIRM: "Result confirmed",
+    ReviewDecision.EXCUSE: "Result excused (explained)",
+    ReviewDecision.REQUEST_CONFIRMATION: "Confirmation test requested",
+    ReviewDecision.REQUEST_RETEST: "Retest requested",
+}
+_RESULT: dict[str, str] = {
+    ResultStatus.PRELIMINARY: "Preliminary lab result received",
+    ResultStatus.FINAL: "Final lab result received",
+    ResultStatus.CORRECTED: "Corrected lab result received",
+}
 
 
 def _get(args: dict[str, Any], *keys: str) -> str:
@@ -64,9 +68,12 @@ UPDATES: dict[str, Any] = {
     "record_result": lambda a: (_RESULT.get(_get(a, "result_status"), "Lab result received"), ""),
     "review": lambda a: (_REVIEW.get(_get(a, "decision"), "Result reviewed"), _get(a, "explanation")),
     "cancel": lambda a: ("Cancelled", _get(a, "reason")),
-    "dispense": lambda a: (f"{_get(a, 'kind').replace('-', ' ').capitalize() or 'Dispense'} recorded",
-                           ", ".join(p for p in (_amount(a), f"{a['take_home_count']} take-home doses"
-                                                 if a.get("take_home_count") else "") if p)),
+    "dispense": lambda a: (
+        f"{_get(a, 'kind').replace('-', ' ').capitalize() or 'Dispense'} recorded",
+        ", ".join(
+            p for p in (_amount(a), f"{a['take_home_count']} take-home doses" if a.get("take_home_count") else "") if p
+        ),
+    ),
     "reassess": lambda a: (f"Reassessment: {_get(a, 'decision') or 'recorded'}", _get(a, "note")),
     "change_dose": lambda a: (f"Dose changed to {_amount(a)}" if _amount(a) else "Dose changed", _get(a, "reason")),
     "stop": lambda a: ("Medication order stopped", _get(a, "reason")),
@@ -76,11 +83,16 @@ UPDATES: dict[str, Any] = {
     "participant_discharged": lambda a: ("Medication order ended at discharge", ""),
 }
 ACTIVITIES = {
-    "notify_participant": "Test notice sent to the participant", "raise_alert": "Alert raised for staff",
-    "attempt_delivery": "Report delivery attempted", "confirm_enrollment": "Enrollment confirmed",
-    "open_screening": "Screening opened", "record_draw": "Daily draw recorded",
-    "open_order": "Medication order recorded", "record_dispense": "Dispense recorded",
-    "plan_disclosures": "Reports to recipients planned", "record_consent_event": "Consented recipients told",
+    "notify_participant": "Test notice sent to the participant",
+    "raise_alert": "Alert raised for staff",
+    "attempt_delivery": "Report delivery attempted",
+    "confirm_enrollment": "Enrollment confirmed",
+    "open_screening": "Screening opened",
+    "record_draw": "Daily draw recorded",
+    "open_order": "Medication order recorded",
+    "record_dispense": "Dispense recorded",
+    "plan_disclosures": "Reports to recipients planned",
+    "record_consent_event": "Consented recipients told",
     "add_to_call_list": "Put on the staff call list",
 }
 
@@ -169,10 +181,12 @@ READS = {
     "/disclosures": "reports to recipients",
     "/worklist": "the worklist",
 }
-_OUTCOME_WORDS: dict[str, str] = {DisclosureStatus.DELIVERED: "delivered",
-                                  DisclosureStatus.BLOCKED: "not sent (consent)",
-                                  DisclosureStatus.FAILED: "not delivered",
-                                  DisclosureStatus.RETRYING: "not delivered yet, retrying"}
+_OUTCOME_WORDS: dict[str, str] = {
+    DisclosureStatus.DELIVERED: "delivered",
+    DisclosureStatus.BLOCKED: "not sent (consent)",
+    DisclosureStatus.FAILED: "not delivered",
+    DisclosureStatus.RETRYING: "not delivered yet, retrying",
+}
 
 
 def audit_words(action: str, outcome: str) -> tuple[str, str]:
@@ -195,9 +209,11 @@ def audit_words(action: str, outcome: str) -> tuple[str, str]:
         state = outcome.split(" ", 1)[0]
         return f"Report of {rest.replace('-', ' ')} {_OUTCOME_WORDS.get(state, state)}", RECORD
     if kind == "worklist":
-        return {"opened": f"Worklist item opened ({outcome.replace('-', ' ')})",
-                "escalated": f"Worklist item escalated {outcome}",
-                "paged": "Urgent worklist item paged"}.get(rest, f"Worklist: {humanize(rest).lower()}"), RECORD
+        return {
+            "opened": f"Worklist item opened ({outcome.replace('-', ' ')})",
+            "escalated": f"Worklist item escalated {outcome}",
+            "paged": "Urgent worklist item paged",
+        }.get(rest, f"Worklist: {humanize(rest).lower()}"), RECORD
     if action.startswith("MLLP"):
         return "Lab message received (MLLP)", TECHNICAL
     return humanize(action), RECORD

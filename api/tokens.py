@@ -38,8 +38,10 @@ def sender_problem(role: str, application: str | None, facility: str | None) -> 
     sender it may send as; other roles send no lab messages and carry no sender."""
     application, facility = (application or "").strip(), (facility or "").strip()
     if role == "lab" and not (application and facility):
-        return ("a lab token must be registered to the sender it sends as: give sender_application (MSH-3) and "
-                "sender_facility (MSH-4, or the JSON lab_id), e.g. 'LAB' and 'ACME LAB'")
+        return (
+            "a lab token must be registered to the sender it sends as: give sender_application (MSH-3) and "
+            "sender_facility (MSH-4, or the JSON lab_id), e.g. 'LAB' and 'ACME LAB'"
+        )
     if role != "lab" and (application or facility):
         return f"only a lab token has a sender; leave sender_application and sender_facility out for a {role} token"
     if "^" in application + facility:
@@ -47,17 +49,30 @@ def sender_problem(role: str, application: str | None, facility: str | None) -> 
     return None
 
 
-def issue_token(session: Session, *, name: str, role: str, expires_at: datetime | None = None,
-                sender_application: str | None = None, sender_facility: str | None = None) -> tuple[ApiToken, str]:
+def issue_token(
+    session: Session,
+    *,
+    name: str,
+    role: str,
+    expires_at: datetime | None = None,
+    sender_application: str | None = None,
+    sender_facility: str | None = None,
+) -> tuple[ApiToken, str]:
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
     if problem := sender_problem(role, sender_application, sender_facility):
         raise ValueError(problem)
     token_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
-    row = ApiToken(id=token_id, name=name, role=role, secret_sha256=_digest(secret), expires_at=expires_at,
-                   sender_application=(sender_application or "").strip() or None,
-                   sender_facility=(sender_facility or "").strip() or None)
+    row = ApiToken(
+        id=token_id,
+        name=name,
+        role=role,
+        secret_sha256=_digest(secret),
+        expires_at=expires_at,
+        sender_application=(sender_application or "").strip() or None,
+        sender_facility=(sender_facility or "").strip() or None,
+    )
     session.add(row)
     return row, f"{PREFIX}_{token_id}_{secret}"
 
@@ -75,8 +90,10 @@ def expiry_after(days: int | None, now: _When) -> _When | None:
     if days is None:
         return None
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_TOKEN_DAYS:
-        raise ValueError(f"days must be a whole number from 1 to {MAX_TOKEN_DAYS}; got {days!r} "
-                         "(leave it out for a token that does not expire)")
+        raise ValueError(
+            f"days must be a whole number from 1 to {MAX_TOKEN_DAYS}; got {days!r} "
+            "(leave it out for a token that does not expire)"
+        )
     return now + timedelta(days=days)
 
 
@@ -98,8 +115,13 @@ def authenticate(session: Session, presented: str) -> Actor:
         raise TokenRejected("the bearer token has been revoked", row.id, row.role)
     if row.expires_at is not None and _aware(row.expires_at) <= utcnow():
         raise TokenRejected("the bearer token has expired; ask an administrator for a new one", row.id, row.role)
-    return Actor(token_id=row.id, role=row.role, name=row.name, sender_application=row.sender_application,
-                 sender_facility=row.sender_facility)
+    return Actor(
+        token_id=row.id,
+        role=row.role,
+        name=row.name,
+        sender_application=row.sender_application,
+        sender_facility=row.sender_facility,
+    )
 
 
 def _aware(moment: datetime) -> datetime:

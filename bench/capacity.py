@@ -44,8 +44,9 @@ class Cost:
         return self
 
 
-async def run_cost(client: Client, workflow_id: str, run_id: str | None) -> tuple[Cost, list[tuple[str, str]],
-                                                                                   str | None]:
+async def run_cost(
+    client: Client, workflow_id: str, run_id: str | None
+) -> tuple[Cost, list[tuple[str, str]], str | None]:
     """One run: its events and transitions, the children it started, and the run it continued as."""
     handle = client.get_workflow_handle(workflow_id, run_id=run_id)
     history = await handle.fetch_history()
@@ -98,12 +99,18 @@ def records_size(engine) -> int:
 
     with engine.connect() as connection:
         if engine.dialect.name == "postgresql":
-            return int(connection.execute(text(
-                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
-                "AND c.relkind = 'r'")).scalar())
+            return int(
+                connection.execute(
+                    text(
+                        "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
+                        "AND c.relkind = 'r'"
+                    )
+                ).scalar()
+            )
         return int(connection.execute(text("PRAGMA page_count")).scalar()) * int(
-            connection.execute(text("PRAGMA page_size")).scalar())
+            connection.execute(text("PRAGMA page_size")).scalar()
+        )
 
 
 async def participant_days(participants: int, days: int, records_url: str | None = None) -> Cost:
@@ -132,27 +139,54 @@ async def participant_days(participants: int, days: int, records_url: str | None
         empty = records_size(engine)
         env = await WorkflowEnvironment.start_time_skipping(
             data_converter=data_converter([new_key("capacity")]),
-            test_server_existing_path=server_binary("temporal-test-server"))
+            test_server_existing_path=server_binary("temporal-test-server"),
+        )
         try:
-            await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-                namespace="default",
-                search_attributes={key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in search.ALL}))
+            await env.client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(
+                    namespace="default",
+                    search_attributes={
+                        key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in search.ALL
+                    },
+                )
+            )
             start = local_date(await env.get_current_time(), "America/New_York") + timedelta(days=1)
             ids = [f"p-cap{i:07d}" for i in range(participants)]
             with session_scope(engine) as session:
                 for pid in ids:
-                    session.add(Participant(id=pid, given_name="Capacity", family_name="Synthetic",
-                                            date_of_birth=date(1980, 1, 1), site="north", program="iop",
-                                            phase="phase-1", start_date=start, timezone="America/New_York",
-                                            status="enrolling"))
+                    session.add(
+                        Participant(
+                            id=pid,
+                            given_name="Capacity",
+                            family_name="Synthetic",
+                            date_of_birth=date(1980, 1, 1),
+                            site="north",
+                            program="iop",
+                            phase="phase-1",
+                            start_date=start,
+                            timezone="America/New_York",
+                            status="enrolling",
+                        )
+                    )
             plan = default_plan("phase-1")
             runs = {}
             async with build_worker(env.client, engine, "capacity"):
                 for pid in ids:
-                    state = ParticipantState(participant_id=pid, program="iop", site="north", phase="phase-1",
-                                             start_date=start.isoformat(), timezone="America/New_York", plan=plan)
-                    handle = await env.client.start_workflow(ParticipantWorkflow.run, ParticipantInput(state=state),
-                                                             id=workflow_id(pid), task_queue="capacity")
+                    state = ParticipantState(
+                        participant_id=pid,
+                        program="iop",
+                        site="north",
+                        phase="phase-1",
+                        start_date=start.isoformat(),
+                        timezone="America/New_York",
+                        plan=plan,
+                    )
+                    handle = await env.client.start_workflow(
+                        ParticipantWorkflow.run,
+                        ParticipantInput(state=state),
+                        id=workflow_id(pid),
+                        task_queue="capacity",
+                    )
                     runs[handle.id] = handle.first_execution_run_id
                 begun = await env.get_current_time()
                 target = datetime.combine(start + timedelta(days=days), datetime.min.time(), tzinfo=UTC)
@@ -174,17 +208,22 @@ def rates(cost: Cost, per: int) -> tuple[float, float]:
 async def main(participants: int, days: int, records_url: str | None) -> None:
     cost = await participant_days(participants, days, records_url)
     n = participants * days
-    print(f"{participants} participants x {days} days: {cost.workflows} workflows, {cost.runs} runs, "
-          f"{cost.events} history events; per participant-day: {cost.events / n:.1f} events, "
-          f"{cost.history_bytes / n:.0f} history bytes ({cost.history_bytes / max(cost.events, 1):.0f} per event), "
-          f"{cost.records_bytes / n:.0f} records bytes")
+    print(
+        f"{participants} participants x {days} days: {cost.workflows} workflows, {cost.runs} runs, "
+        f"{cost.events} history events; per participant-day: {cost.events / n:.1f} events, "
+        f"{cost.history_bytes / n:.0f} history bytes ({cost.history_bytes / max(cost.events, 1):.0f} per event), "
+        f"{cost.records_bytes / n:.0f} records bytes"
+    )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--participants", type=int, default=20)
     parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--records-url", default=None,
-                        help="an empty records database (e.g. a fresh PostgreSQL schema); default temporary SQLite")
+    parser.add_argument(
+        "--records-url",
+        default=None,
+        help="an empty records database (e.g. a fresh PostgreSQL schema); default temporary SQLite",
+    )
     args = parser.parse_args()
     asyncio.run(main(args.participants, args.days, args.records_url))

@@ -65,8 +65,10 @@ async def embedded_stack(*, worker_process: bool = False) -> AsyncIterator[Stack
         engine = make_engine(url)
         key = new_key("bench")
         env = await WorkflowEnvironment.start_local(
-            data_converter=data_converter([key]), dev_server_existing_path=server_binary("temporal"),
-            dev_server_database_filename=str(data_dir / "temporal.db"), search_attributes=search.ALL,
+            data_converter=data_converter([key]),
+            dev_server_existing_path=server_binary("temporal"),
+            dev_server_database_filename=str(data_dir / "temporal.db"),
+            search_attributes=search.ALL,
             dev_server_log_level="error",
         )
         task_queue = "bench"
@@ -74,34 +76,55 @@ async def embedded_stack(*, worker_process: bool = False) -> AsyncIterator[Stack
             # The lab token is registered to the sender bench/lab_ingest.py's messages name.
             lab = {"sender_application": "BENCHLAB", "sender_facility": "BENCH LAB"}
             tokens: dict[str, str] = {
-                role: issue_token(session, name=f"bench {role}", role=role,
-                                  sender_application=lab["sender_application"] if role == "lab" else None,
-                                  sender_facility=lab["sender_facility"] if role == "lab" else None)[1]
-                for role in Role}
+                role: issue_token(
+                    session,
+                    name=f"bench {role}",
+                    role=role,
+                    sender_application=lab["sender_application"] if role == "lab" else None,
+                    sender_facility=lab["sender_facility"] if role == "lab" else None,
+                )[1]
+                for role in Role
+            }
         port = free_port()
-        server = uvicorn.Server(uvicorn.Config(
-            create_app(Settings(data_dir=data_dir, task_queue=task_queue), engine=engine, temporal=env.client),
-            host="127.0.0.1", port=port, log_level="warning"))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(Settings(data_dir=data_dir, task_queue=task_queue), engine=engine, temporal=env.client),
+                host="127.0.0.1",
+                port=port,
+                log_level="warning",
+            )
+        )
         child = None
         if worker_process:
-            child = subprocess.Popen([sys.executable, "-m", "iop.cli", "worker"], env={
-                **os.environ, "IOP_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-                "IOP_DATABASE_URL": url, "IOP_TASK_QUEUE": task_queue, "IOP_CODEC_KEYS": format_key(key),
-                "IOP_LOG_LEVEL": "ERROR"})
+            child = subprocess.Popen(
+                [sys.executable, "-m", "iop.cli", "worker"],
+                env={
+                    **os.environ,
+                    "IOP_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+                    "IOP_DATABASE_URL": url,
+                    "IOP_TASK_QUEUE": task_queue,
+                    "IOP_CODEC_KEYS": format_key(key),
+                    "IOP_LOG_LEVEL": "ERROR",
+                },
+            )
         workers = contextlib.AsyncExitStack()
         try:
             if not worker_process:
                 await workers.enter_async_context(build_worker(env.client, engine, task_queue))
-            await workers.enter_async_context(Worker(env.client, task_queue="bench-noop",
-                                                     activities=NoopActivities().all(),
-                                                     workflows=[NoopWorkflow, NoopPipelineWorkflow]))
+            await workers.enter_async_context(
+                Worker(
+                    env.client,
+                    task_queue="bench-noop",
+                    activities=NoopActivities().all(),
+                    workflows=[NoopWorkflow, NoopPipelineWorkflow],
+                )
+            )
             serving = asyncio.create_task(server.serve())
             while not server.started:
                 await asyncio.sleep(0.05)  # uvicorn has no awaitable start signal
             limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120, limits=limits) as http:
-                yield Stack(env.client, engine, http, tokens, task_queue, data_dir, env,
-                            child.pid if child else None)
+                yield Stack(env.client, engine, http, tokens, task_queue, data_dir, env, child.pid if child else None)
             server.should_exit = True
             await serving
         finally:

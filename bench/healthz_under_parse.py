@@ -66,17 +66,24 @@ async def main(obx: int, rounds: int) -> None:
         def ms(value: float) -> str:
             return f"{value * 1000:.1f}"
 
-        print(f"\n/healthz while POST /lab/hl7 parses a {size / 1e6:.2f} MB message of {obx} OBX "
-              f"({rounds} round(s), POST answered in {', '.join(f'{p:.1f}' for p in posts)} s)\n")
+        print(
+            f"\n/healthz while POST /lab/hl7 parses a {size / 1e6:.2f} MB message of {obx} OBX "
+            f"({rounds} round(s), POST answered in {', '.join(f'{p:.1f}' for p in posts)} s)\n"
+        )
         print("| /healthz | calls | max ms | p99 ms | median ms |")
         print("|---|---|---|---|---|")
-        print(f"| idle | {len(idle)} | {ms(max(idle))} | {ms(percentile(idle, 0.99))} | "
-              f"{ms(statistics.median(idle))} |")
-        print(f"| during the parse | {len(during)} | {ms(max(during))} | {ms(percentile(during, 0.99))} | "
-              f"{ms(statistics.median(during))} |")
+        print(
+            f"| idle | {len(idle)} | {ms(max(idle))} | {ms(percentile(idle, 0.99))} | {ms(statistics.median(idle))} |"
+        )
+        print(
+            f"| during the parse | {len(during)} | {ms(max(during))} | {ms(percentile(during, 0.99))} | "
+            f"{ms(statistics.median(during))} |"
+        )
         worst = sorted(slow, reverse=True)[:5]
-        print("\nslowest calls: " + ", ".join(f"{ms(w)} ms (round {r + 1}, {at:.1f} s into the post)"
-                                               for w, r, at in worst))
+        print(
+            "\nslowest calls: "
+            + ", ".join(f"{ms(w)} ms (round {r + 1}, {at:.1f} s into the post)" for w, r, at in worst)
+        )
         print(f"load average when done: {', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPU(s)")
 
 

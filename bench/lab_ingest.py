@@ -18,15 +18,20 @@ DOB = "1980-01-01"
 
 
 def oru(control: str, specimen: str, participant_id: str) -> str:
-    return "\r".join([
-        f"MSH|^~\\&|BENCHLAB|BENCH LAB|IOPW|NORTH|20261123101500||ORU^R01^ORU_R01|{control}|P|2.5.1",
-        f"PID|1||{participant_id}^^^IOP^PI||Person^Bench||{DOB.replace('-', '')}|F",
-        f"OBR|1|{specimen}|B-{control}|PANEL^Panel^L|||20261123090000||||||||||||||||||F",
-        "OBX|1|NM|3393-6^Benzoylecgonine^LN||12|ng/mL|<150|N|||F",
-        "OBX|2|NM|2161-8^Creatinine^LN||85|mg/dL||||F",
-        "OBX|3|NM|2965-2^Specific gravity^LN||1.015|||||F",
-        "OBX|4|NM|2756-5^pH^LN||6.2|||||F",
-    ]) + "\r"
+    return (
+        "\r".join(
+            [
+                f"MSH|^~\\&|BENCHLAB|BENCH LAB|IOPW|NORTH|20261123101500||ORU^R01^ORU_R01|{control}|P|2.5.1",
+                f"PID|1||{participant_id}^^^IOP^PI||Person^Bench||{DOB.replace('-', '')}|F",
+                f"OBR|1|{specimen}|B-{control}|PANEL^Panel^L|||20261123090000||||||||||||||||||F",
+                "OBX|1|NM|3393-6^Benzoylecgonine^LN||12|ng/mL|<150|N|||F",
+                "OBX|2|NM|2161-8^Creatinine^LN||85|mg/dL||||F",
+                "OBX|3|NM|2965-2^Specific gravity^LN||1.015|||||F",
+                "OBX|4|NM|2756-5^pH^LN||6.2|||||F",
+            ]
+        )
+        + "\r"
+    )
 
 
 async def main(messages: int, concurrency: int, per_participant: int = 20) -> None:
@@ -41,12 +46,16 @@ async def main(messages: int, concurrency: int, per_participant: int = 20) -> No
             assert enrolled.status_code == 201, enrolled.text
             pid = enrolled.json()["id"]
             for _ in range(per_participant):
-                ordered = await stack.http.post(f"/participants/{pid}/screenings", json={"reason": "bench"},
-                                                headers=admin)
+                ordered = await stack.http.post(
+                    f"/participants/{pid}/screenings", json={"reason": "bench"}, headers=admin
+                )
                 assert ordered.status_code == 201, ordered.text
                 sid = ordered.json()["screening_id"]
-                collected = await stack.http.post(f"/screenings/{sid}/collection", headers=admin, json={
-                    "specimen_type": "urine", "observed": True, "collector": "bench"})
+                collected = await stack.http.post(
+                    f"/screenings/{sid}/collection",
+                    headers=admin,
+                    json={"specimen_type": "urine", "observed": True, "collector": "bench"},
+                )
                 assert collected.status_code == 200, collected.text
                 specimens.append((collected.json()["specimen_id"], pid))
 
@@ -63,9 +72,12 @@ async def main(messages: int, concurrency: int, per_participant: int = 20) -> No
         ours = await timed(jobs, concurrency)
         after = await namespace_cost(stack.client, query)
 
-        noop = [await stack.client.start_workflow(NoopWorkflow.run, per_participant, id=f"noop-{uuid.uuid4()}",
-                                                  task_queue="bench-noop")
-                for _ in range(-(-messages // per_participant))]
+        noop = [
+            await stack.client.start_workflow(
+                NoopWorkflow.run, per_participant, id=f"noop-{uuid.uuid4()}", task_queue="bench-noop"
+            )
+            for _ in range(-(-messages // per_participant))
+        ]
         signals = [lambda h=h: h.signal(NoopWorkflow.result, "x") for h in noop for _ in range(per_participant)]
         raw = await timed(signals[:messages], concurrency)
         await asyncio.gather(*(h.result() for h in noop))
@@ -73,13 +85,17 @@ async def main(messages: int, concurrency: int, per_participant: int = 20) -> No
         ours_rate, raw_rate = messages / ours, messages / raw
         print(f"\n| measure (concurrency {concurrency}) | messages | seconds | per second |")
         print("|---|---|---|---|")
-        print(f"| HL7 result end to end (store, parse, match, interpret, record) | {messages} | {ours:.1f} "
-              f"| {ours_rate:.1f} |")
+        print(
+            f"| HL7 result end to end (store, parse, match, interpret, record) | {messages} | {ours:.1f} "
+            f"| {ours_rate:.1f} |"
+        )
         print(f"| raw Temporal signal to a no-op workflow | {messages} | {raw:.1f} | {raw_rate:.1f} |")
         print(f"| ratio | | | {ours_rate / raw_rate:.2f} |")
-        print(f"\nper HL7 result (capacity model): {(after.events - before.events) / messages:.1f} history events, "
-              f"{(after.transitions - before.transitions) / messages:.1f} state transitions, "
-              f"{(after.workflows - before.workflows) / messages:.2f} new workflows")
+        print(
+            f"\nper HL7 result (capacity model): {(after.events - before.events) / messages:.1f} history events, "
+            f"{(after.transitions - before.transitions) / messages:.1f} state transitions, "
+            f"{(after.workflows - before.workflows) / messages:.2f} new workflows"
+        )
 
 
 if __name__ == "__main__":

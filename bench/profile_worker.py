@@ -35,7 +35,8 @@ def _mode(mode: str, evaluations: Counter) -> None:
 
     if mode == "sdk":
         worker.workflow_runner = lambda *extra: SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*worker.PASSTHROUGH, *extra))
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*worker.PASSTHROUGH, *extra)
+        )
     else:
         worker.workflow_runner = _runner
     uncached = typehints.typing.get_type_hints
@@ -58,15 +59,37 @@ _runner = __import__("iop.worker", fromlist=["workflow_runner"]).workflow_runner
 
 
 def samples() -> list[tuple[object, type]]:
-    state = ParticipantState(participant_id="p-0000000001", program="iop", site="north", phase="phase-1",
-                             start_date="2026-01-05", timezone="America/New_York",
-                             plan=default_plan("phase-1"))
-    draw = DrawRecord(participant_id="p-0000000001", day="2026-01-06", phase="phase-1", weekday=1,
-                      probability=0.25, roll=0.4, time_roll=0.2, selected=False, reason="below-probability",
-                      detail="")
-    screening = ScreeningInput(screening_id="s-0000000001-20260106", participant_id="p-0000000001", site="north",
-                               day="2026-01-06", reason="random", selected_at="2026-01-06T11:00:00+00:00",
-                               window_hours=6, timezone="America/New_York")
+    state = ParticipantState(
+        participant_id="p-0000000001",
+        program="iop",
+        site="north",
+        phase="phase-1",
+        start_date="2026-01-05",
+        timezone="America/New_York",
+        plan=default_plan("phase-1"),
+    )
+    draw = DrawRecord(
+        participant_id="p-0000000001",
+        day="2026-01-06",
+        phase="phase-1",
+        weekday=1,
+        probability=0.25,
+        roll=0.4,
+        time_roll=0.2,
+        selected=False,
+        reason="below-probability",
+        detail="",
+    )
+    screening = ScreeningInput(
+        screening_id="s-0000000001-20260106",
+        participant_id="p-0000000001",
+        site="north",
+        day="2026-01-06",
+        reason="random",
+        selected_at="2026-01-06T11:00:00+00:00",
+        window_hours=6,
+        timezone="America/New_York",
+    )
     return [(ParticipantInput(state=state), ParticipantInput), (draw, DrawRecord), (screening, ScreeningInput)]
 
 

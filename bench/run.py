@@ -1,21 +1,21 @@
 """`make bench`: the four figures of the service, printed as one table.
 
-    (a) enrollment through the API per second, against raw Temporal starts of a no-op workflow
-    (b) full screening pipelines per second (for-cause selection, collection, HL7 result, final,
-        disclosure delivered to a local receiver), against a no-op workflow with as many activities
-    (c) with N enrolled participants and their open workflows: worker RSS, API p50/p99 latency of
-        GET /participants/{id} and GET /screenings?date=today, the dev server still healthy
-    (d) `iop simulate --workflows` over 90 days on the time-skipping server: wall time (200
-        participants by default: 1,000 takes hours on two cores, see the README figures)
-    (e) the capacity model's inputs (bench/capacity.py): history events and state transitions per
-        screening pipeline (from (b)'s workflows) and per participant-day (programs run 30 days on
-        the time-skipping server), turned into the README's "Capacity" table
-    (f) `iop simulate` on the rules (iop/rulesim.py, in memory): 1,000 participants x 90 days and
-        10,000 x 365, wall time against the targets of 10 s and 60 s
+(a) enrollment through the API per second, against raw Temporal starts of a no-op workflow
+(b) full screening pipelines per second (for-cause selection, collection, HL7 result, final,
+    disclosure delivered to a local receiver), against a no-op workflow with as many activities
+(c) with N enrolled participants and their open workflows: worker RSS, API p50/p99 latency of
+    GET /participants/{id} and GET /screenings?date=today, the dev server still healthy
+(d) `iop simulate --workflows` over 90 days on the time-skipping server: wall time (200
+    participants by default: 1,000 takes hours on two cores, see the README figures)
+(e) the capacity model's inputs (bench/capacity.py): history events and state transitions per
+    screening pipeline (from (b)'s workflows) and per participant-day (programs run 30 days on
+    the time-skipping server), turned into the README's "Capacity" table
+(f) `iop simulate` on the rules (iop/rulesim.py, in memory): 1,000 participants x 90 days and
+    10,000 x 365, wall time against the targets of 10 s and 60 s
 
-    .venv/bin/python -m bench.run [--enrollments 300] [--pipelines 50] [--participants 10000]
-                                  [--simulate-participants 1000] [--simulate-days 90] [--only a,b,c,d,e]
-                                  [--capacity-participants 20] [--capacity-days 30] [--only ...,f]
+.venv/bin/python -m bench.run [--enrollments 300] [--pipelines 50] [--participants 10000]
+                              [--simulate-participants 1000] [--simulate-days 90] [--only a,b,c,d,e]
+                              [--capacity-participants 20] [--capacity-days 30] [--only ...,f]
 """
 
 from __future__ import annotations
@@ -45,8 +45,13 @@ from tests.receiver import webhook_receiver
 from workflows.contracts.participant import ParticipantInput, ParticipantState
 from workflows.participant import ParticipantWorkflow, workflow_id
 
-PERSON: dict[str, Any] = {"given_name": "Bench", "family_name": "Person", "date_of_birth": "1980-01-01",
-                          "site": "north", "case_numbers": [{"system": "bench-court", "value": "B-1"}]}
+PERSON: dict[str, Any] = {
+    "given_name": "Bench",
+    "family_name": "Person",
+    "date_of_birth": "1980-01-01",
+    "site": "north",
+    "case_numbers": [{"system": "bench-court", "value": "B-1"}],
+}
 PIPELINE_ACTIVITIES, PIPELINE_LOCAL_ACTIVITIES = 3, 6  # confirm, notify, deliver; open, 4 saves, plan
 ROWS: list[tuple[str, str, str]] = []
 # State transitions per history event, measured on the dev server in (b): the time-skipping server of
@@ -83,9 +88,20 @@ async def pipelines(n: int, concurrency: int) -> None:
         async with embedded_stack() as stack:
             admin = {"Authorization": f"Bearer {stack.token['admin']}"}
             lab = {"Authorization": f"Bearer {stack.token['lab']}", "Content-Type": "text/plain"}
-            recipient = (await stack.http.post("/recipients", headers=admin, json={
-                "name": "bench court", "kind": "court", "delivery": "webhook", "url": court.url,
-                "case_number_system": "bench-court", "categories": ["screening-results"]})).json()
+            recipient = (
+                await stack.http.post(
+                    "/recipients",
+                    headers=admin,
+                    json={
+                        "name": "bench court",
+                        "kind": "court",
+                        "delivery": "webhook",
+                        "url": court.url,
+                        "case_number_system": "bench-court",
+                        "categories": ["screening-results"],
+                    },
+                )
+            ).json()
             court.secret = recipient["signing_secret"]
 
             steps: dict[str, list[float]] = {}
@@ -99,17 +115,32 @@ async def pipelines(n: int, concurrency: int) -> None:
                 mark = time.perf_counter()
                 pid = (await stack.http.post("/participants", json=PERSON, headers=admin)).json()["id"]
                 mark = lap("enroll", mark)
-                await stack.http.post(f"/participants/{pid}/consents", headers=admin, json={
-                    "recipient_id": recipient["id"], "categories": ["screening-results"], "purpose": "bench",
-                    "disclosing_program": "bench", "signer": "participant", "signature_method": "electronic",
-                    "signed_at": datetime.now(UTC).isoformat(),
-                    "expires_at": datetime(2030, 1, 1, tzinfo=UTC).isoformat()})
+                await stack.http.post(
+                    f"/participants/{pid}/consents",
+                    headers=admin,
+                    json={
+                        "recipient_id": recipient["id"],
+                        "categories": ["screening-results"],
+                        "purpose": "bench",
+                        "disclosing_program": "bench",
+                        "signer": "participant",
+                        "signature_method": "electronic",
+                        "signed_at": datetime.now(UTC).isoformat(),
+                        "expires_at": datetime(2030, 1, 1, tzinfo=UTC).isoformat(),
+                    },
+                )
                 mark = lap("consent", mark)
-                sid = (await stack.http.post(f"/participants/{pid}/screenings", json={"reason": "bench"},
-                                             headers=admin)).json()["screening_id"]
+                sid = (
+                    await stack.http.post(f"/participants/{pid}/screenings", json={"reason": "bench"}, headers=admin)
+                ).json()["screening_id"]
                 mark = lap("for-cause selection", mark)
-                specimen = (await stack.http.post(f"/screenings/{sid}/collection", headers=admin, json={
-                    "specimen_type": "urine", "observed": True, "collector": "bench"})).json()["specimen_id"]
+                specimen = (
+                    await stack.http.post(
+                        f"/screenings/{sid}/collection",
+                        headers=admin,
+                        json={"specimen_type": "urine", "observed": True, "collector": "bench"},
+                    )
+                ).json()["specimen_id"]
                 mark = lap("collection", mark)
                 ack = await stack.http.post("/lab/hl7", content=oru(uuid.uuid4().hex[:12], specimen, pid), headers=lab)
                 assert "MSA|AA" in ack.text, ack.text
@@ -125,19 +156,25 @@ async def pipelines(n: int, concurrency: int) -> None:
 
             async def noop() -> None:
                 await stack.client.execute_workflow(
-                    NoopPipelineWorkflow.run, args=[PIPELINE_ACTIVITIES, PIPELINE_LOCAL_ACTIVITIES],
-                    id=f"noop-{uuid.uuid4()}", task_queue="bench-noop")
+                    NoopPipelineWorkflow.run,
+                    args=[PIPELINE_ACTIVITIES, PIPELINE_LOCAL_ACTIVITIES],
+                    id=f"noop-{uuid.uuid4()}",
+                    task_queue="bench-noop",
+                )
 
             cost = await namespace_cost(stack.client, f"TaskQueue='{stack.task_queue}'")
             raw = n / await timed([noop] * n, concurrency)
     MEASURED["transitions per event"] = cost.transitions / cost.events
     row("(b) screening pipelines per second, enrollment to delivered report", f"{ours:.2f}/s")
-    row(f"(b) no-op workflows with {PIPELINE_ACTIVITIES} activities + {PIPELINE_LOCAL_ACTIVITIES} local",
-        f"{raw:.2f}/s")
+    row(
+        f"(b) no-op workflows with {PIPELINE_ACTIVITIES} activities + {PIPELINE_LOCAL_ACTIVITIES} local", f"{raw:.2f}/s"
+    )
     row("(b) ratio", f"{ours / raw:.2f}", "(target ≥ 0.5)")
     row("(b) where a pipeline's time goes (mean ms per step under load)", breakdown)
-    row("(e) per screening pipeline (enrollment to delivered report): workflows, history events, state transitions",
-        f"{cost.workflows / n:.1f} / {cost.events / n:.0f} / {cost.transitions / n:.0f}")
+    row(
+        "(e) per screening pipeline (enrollment to delivered report): workflows, history events, state transitions",
+        f"{cost.workflows / n:.1f} / {cost.events / n:.0f} / {cost.transitions / n:.0f}",
+    )
 
 
 async def at_scale(participants: int) -> None:
@@ -146,16 +183,33 @@ async def at_scale(participants: int) -> None:
         ids = [f"p-{i:010x}" for i in range(participants)]
         with session_scope(stack.engine) as session:
             for pid in ids:
-                session.add(Participant(id=pid, **{k: v for k, v in PERSON.items() if k != "date_of_birth"},
-                                        date_of_birth=date(1980, 1, 1), program="iop", phase="phase-1",
-                                        start_date=today, timezone="America/New_York", status="enrolling"))
+                session.add(
+                    Participant(
+                        id=pid,
+                        **{k: v for k, v in PERSON.items() if k != "date_of_birth"},
+                        date_of_birth=date(1980, 1, 1),
+                        program="iop",
+                        phase="phase-1",
+                        start_date=today,
+                        timezone="America/New_York",
+                        status="enrolling",
+                    )
+                )
         plan = default_plan("phase-1")
 
         async def start(pid: str) -> None:
-            state = ParticipantState(participant_id=pid, program="iop", site="north", phase="phase-1",
-                                     start_date=today.isoformat(), timezone="America/New_York", plan=plan)
-            await stack.client.start_workflow(ParticipantWorkflow.run, ParticipantInput(state=state),
-                                              id=workflow_id(pid), task_queue=stack.task_queue)
+            state = ParticipantState(
+                participant_id=pid,
+                program="iop",
+                site="north",
+                phase="phase-1",
+                start_date=today.isoformat(),
+                timezone="America/New_York",
+                plan=plan,
+            )
+            await stack.client.start_workflow(
+                ParticipantWorkflow.run, ParticipantInput(state=state), id=workflow_id(pid), task_queue=stack.task_queue
+            )
 
         started = time.perf_counter()
         await timed([functools.partial(start, pid) for pid in ids], 16)
@@ -186,8 +240,11 @@ async def at_scale(participants: int) -> None:
     for name, values in (("GET /participants/{id}", one), ("GET /screenings?date=today", today_list)):
         values.sort()
         p50, p99 = statistics.median(values), values[int(len(values) * 0.99) - 1]
-        row(f"(c) {name} at {participants} participants, p50 / p99", f"{p50:.1f} / {p99:.1f} ms",
-            "(target p99 < 100 ms)")
+        row(
+            f"(c) {name} at {participants} participants, p50 / p99",
+            f"{p50:.1f} / {p99:.1f} ms",
+            "(target p99 < 100 ms)",
+        )
     row(f"(c) worker RSS with {participants} open workflows", f"{worker_rss:.0f} MiB", "(target < 1024 MiB)")
     row("(c) dev server healthy afterwards", "yes" if healthy else "NO")
 
@@ -197,8 +254,11 @@ async def simulation(participants: int, days: int) -> None:
 
     started = time.perf_counter()
     await run_simulation(participants=participants, days=days, no_show_rate=0.1, phase="phase-1", seed=1)
-    row(f"(d) iop simulate --workflows --participants {participants} --days {days}",
-        f"{time.perf_counter() - started:.0f} s", "(target < 600 s)")
+    row(
+        f"(d) iop simulate --workflows --participants {participants} --days {days}",
+        f"{time.perf_counter() - started:.0f} s",
+        "(target < 600 s)",
+    )
 
 
 def rules_simulation() -> None:
@@ -209,9 +269,11 @@ def rules_simulation() -> None:
         report = run_rules(participants, days, seed=1, assumptions=Assumptions(no_show_rate=0.1))
         wall = time.perf_counter() - started
         per = wall / (participants * days) * 1e6
-        row(f"(f) iop simulate (rules) --participants {participants:,} --days {days}",
+        row(
+            f"(f) iop simulate (rules) --participants {participants:,} --days {days}",
             f"{wall:.1f} s ({per:.1f} us per participant-day, {report.processes} process(es))",
-            f"(target < {target} s)")
+            f"(target < {target} s)",
+        )
 
 
 async def capacity(participants: int, days: int, records_url: str | None) -> None:
@@ -219,13 +281,17 @@ async def capacity(participants: int, days: int, records_url: str | None) -> Non
     per_day = cost.events / (participants * days)
     ratio = MEASURED.get("transitions per event")
     transitions = f"{per_day * ratio:.1f} (at (b)'s {ratio:.2f} transitions per event)" if ratio else "run with b"
-    row(f"(e) per participant-day ({participants} programs x {days} days, nobody collecting): history events",
-        f"{per_day:.1f}")
+    row(
+        f"(e) per participant-day ({participants} programs x {days} days, nobody collecting): history events",
+        f"{per_day:.1f}",
+    )
     row("(e) per participant-day: state transitions", transitions)
     row("(e) per participant-day: workflows started", f"{cost.workflows / (participants * days):.2f}")
-    row("(e) per participant-day: history bytes (protobuf, encrypted payloads) / records database bytes",
+    row(
+        "(e) per participant-day: history bytes (protobuf, encrypted payloads) / records database bytes",
         f"{cost.history_bytes / (participants * days):.0f} / {cost.records_bytes / (participants * days):.0f}"
-        + ("" if records_url else " (SQLite; --capacity-records-url for PostgreSQL)"))
+        + ("" if records_url else " (SQLite; --capacity-records-url for PostgreSQL)"),
+    )
 
 
 async def main(args) -> None:

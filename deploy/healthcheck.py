@@ -52,8 +52,11 @@ async def worker_polling(target: str, namespace: str, task_queue: str, hostname:
             DescribeTaskQueueRequest(namespace=namespace, task_queue=TaskQueue(name=task_queue), task_queue_type=kind),
             timeout=timedelta(seconds=4),
         )
-        ours = [p for p in answer.pollers if p.identity.endswith(f"@{hostname}")
-                and now - p.last_access_time.ToDatetime(UTC) < POLLER_FRESH]
+        ours = [
+            p
+            for p in answer.pollers
+            if p.identity.endswith(f"@{hostname}") and now - p.last_access_time.ToDatetime(UTC) < POLLER_FRESH
+        ]
         if not ours:
             return f"no {TaskQueueType.Name(kind)} poller from {hostname} on task queue {task_queue!r}"
     return None
@@ -68,8 +71,11 @@ def main(argv: list[str]) -> int:
         problem = api_ready(settings.api_port)
     elif role == "worker":
         try:
-            problem = asyncio.run(worker_polling(settings.temporal_target, settings.temporal_namespace,
-                                                 settings.task_queue, socket.gethostname()))
+            problem = asyncio.run(
+                worker_polling(
+                    settings.temporal_target, settings.temporal_namespace, settings.task_queue, socket.gethostname()
+                )
+            )
         except Exception as exc:  # noqa: BLE001
             problem = f"Temporal: {type(exc).__name__}: {exc}"
     elif role == "mllp":

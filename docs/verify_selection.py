@@ -73,8 +73,10 @@ def beacon_problem(beacon: str, published_at: str) -> str | None:
         return f"beacon: {beacon!r} is not drand:quicknet:<round>:<64 hex digits>"
     expected = beacon_round(published_at)
     if int(parts[2]) != expected:
-        return (f"beacon: round {parts[2]} is not the round the commitment named ({expected}, the first produced "
-                f"5 minutes after {published_at}): it could have been chosen")
+        return (
+            f"beacon: round {parts[2]} is not the round the commitment named ({expected}, the first produced "
+            f"5 minutes after {published_at}): it could have been chosen"
+        )
     return None
 
 
@@ -93,8 +95,9 @@ def minutes(clock: str) -> int:
     return int(clock[:2]) * 60 + int(clock[3:])
 
 
-def outcome(plan: dict, day: date, r: float, selected_days: list[date], paused: bool,
-            history_start: date) -> tuple[bool, str, float]:
+def outcome(
+    plan: dict, day: date, r: float, selected_days: list[date], paused: bool, history_start: date
+) -> tuple[bool, str, float]:
     """(selected, reason, probability applied): the rules of domain/selection.py draw_day, in its order."""
     recent = {d for d in selected_days if day - timedelta(days=WINDOW_DAYS - 1) <= d < day}
     if paused:
@@ -129,8 +132,9 @@ def draw_minute(plan: dict, day: date, r: float, paused: bool) -> str:
     return f"{minute // 60:02d}:{minute % 60:02d}"
 
 
-def check(export: dict, seed_hex: str | None = None, commitment_hex: str | None = None,
-          beacon_text: str | None = None) -> list[str]:
+def check(
+    export: dict, seed_hex: str | None = None, commitment_hex: str | None = None, beacon_text: str | None = None
+) -> list[str]:
     problems = []
     program, period, beacon = export["program"], export["period"], export.get("beacon")
     if beacon_text is not None:
@@ -161,11 +165,22 @@ def check(export: dict, seed_hex: str | None = None, commitment_hex: str | None 
             continue
         r = roll(seed, program, d["participant_id"], d["day"], "select", beacon)
         m = roll(seed, program, d["participant_id"], d["day"], "minute", beacon)
-        selected, reason, p = outcome(inputs["plan"], day, r, [date.fromisoformat(x) for x in
-                                                               inputs["recent_selections"]],
-                                      inputs["paused"], date.fromisoformat(inputs["history_start"]))
-        expected = {"roll": r, "time_roll": m, "selected": selected, "reason": reason, "probability": p,
-                    "draw_minute": draw_minute(inputs["plan"], day, m, inputs["paused"])}
+        selected, reason, p = outcome(
+            inputs["plan"],
+            day,
+            r,
+            [date.fromisoformat(x) for x in inputs["recent_selections"]],
+            inputs["paused"],
+            date.fromisoformat(inputs["history_start"]),
+        )
+        expected = {
+            "roll": r,
+            "time_roll": m,
+            "selected": selected,
+            "reason": reason,
+            "probability": p,
+            "draw_minute": draw_minute(inputs["plan"], day, m, inputs["paused"]),
+        }
         for key, value in expected.items():
             if d.get(key) != value:
                 problems.append(f"{where}: {key} recorded {d.get(key)!r}, recomputed {value!r}")
@@ -191,9 +206,14 @@ def check_colour_days(seed: bytes, program: str, period: str, beacon: str | None
                 problems.append(f"{where}: {d['colour']} has no recorded inputs")
                 continue
             r = roll(seed, program, f"colour:{day['site']}:{d['colour']}", day["day"], "select", beacon)
-            selected, reason, p = outcome(inputs["plan"], when, r, [date.fromisoformat(x) for x in
-                                                                    inputs["recent_selections"]],
-                                          inputs["paused"], date.fromisoformat(inputs["history_start"]))
+            selected, reason, p = outcome(
+                inputs["plan"],
+                when,
+                r,
+                [date.fromisoformat(x) for x in inputs["recent_selections"]],
+                inputs["paused"],
+                date.fromisoformat(inputs["history_start"]),
+            )
             for key, value in {"roll": r, "selected": selected, "reason": reason, "probability": p}.items():
                 if d.get(key) != value:
                     problems.append(f"{where}: {d['colour']} {key} recorded {d.get(key)!r}, recomputed {value!r}")
@@ -223,8 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     selected = sum(1 for d in export["draws"] if d["selected"])
     colour_days = export.get("colour_days", [])
     colours = f", {len(colour_days)} colour days" if colour_days else ""
-    print(f"{export['program']} {export['period']}: {len(export['draws'])} draws ({selected} selected){colours}, "
-          f"{len(export.get('for_cause', []))} for-cause tests listed apart, {len(problems)} mismatch(es)")
+    print(
+        f"{export['program']} {export['period']}: {len(export['draws'])} draws ({selected} selected){colours}, "
+        f"{len(export.get('for_cause', []))} for-cause tests listed apart, {len(problems)} mismatch(es)"
+    )
     return 1 if problems else 0
 
 

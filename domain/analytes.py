@@ -180,8 +180,12 @@ ANALYTES: dict[str, Analyte] = {
         _drug("phenobarbital", "Phenobarbital", BARBITURATES, "barbiturate"),
         _drug("secobarbital", "Secobarbital", BARBITURATES, "barbiturate"),
         _drug("alprazolam", "Alprazolam", BENZODIAZEPINES, "benzodiazepine"),
-        _drug("alpha_hydroxyalprazolam", "alpha-Hydroxyalprazolam (alprazolam metabolite)", BENZODIAZEPINES,
-              "benzodiazepine"),
+        _drug(
+            "alpha_hydroxyalprazolam",
+            "alpha-Hydroxyalprazolam (alprazolam metabolite)",
+            BENZODIAZEPINES,
+            "benzodiazepine",
+        ),
         _drug("clonazepam", "Clonazepam", BENZODIAZEPINES, "benzodiazepine"),
         _drug("7_aminoclonazepam", "7-Aminoclonazepam (clonazepam metabolite)", BENZODIAZEPINES, "benzodiazepine"),
         _drug("lorazepam", "Lorazepam", BENZODIAZEPINES, "benzodiazepine"),
@@ -234,8 +238,13 @@ class AddedAnalyte:
     confirm_cutoff: float | None = None
 
     def analyte(self) -> Analyte:
-        return Analyte(key=self.key, label=self.label, drug_class=self.drug_class, medication=self.medication,
-                       also_explained_by=tuple(self.also_explained_by))
+        return Analyte(
+            key=self.key,
+            label=self.label,
+            drug_class=self.drug_class,
+            medication=self.medication,
+            also_explained_by=tuple(self.also_explained_by),
+        )
 
 
 def catalogue(added: Iterable[AddedAnalyte] = ()) -> dict[str, Analyte]:

@@ -38,8 +38,9 @@ ROLLING_DAYS = 7
 
 def clock_minutes(clock: str) -> int:
     """Minutes since midnight of a strict 24-hour "HH:MM"."""
-    if not (isinstance(clock, str) and len(clock) == 5 and clock[2] == ":" and clock[:2].isdigit()
-            and clock[3:].isdigit()):
+    if not (
+        isinstance(clock, str) and len(clock) == 5 and clock[2] == ":" and clock[:2].isdigit() and clock[3:].isdigit()
+    ):
         raise ValueError(f"clinic time {clock!r} must be written HH:MM (24-hour), e.g. 07:30")
     hours, minutes = int(clock[:2]), int(clock[3:])
     if hours > 23 or minutes > 59:
@@ -65,8 +66,10 @@ class SiteCalendar:
             if not isinstance(span, tuple) or len(span) != 2:
                 raise ValueError(f"hours for {WEEKDAY_NAMES[weekday]} must be [opens, closes]")
             if clock_minutes(span[0]) >= clock_minutes(span[1]):
-                raise ValueError(f"on {WEEKDAY_NAMES[weekday]} the site opens at {span[0]}, which is not before "
-                                 f"it closes at {span[1]}")
+                raise ValueError(
+                    f"on {WEEKDAY_NAMES[weekday]} the site opens at {span[0]}, which is not before "
+                    f"it closes at {span[1]}"
+                )
         for text in self.closed:
             parse_day("closed day", text)
 
@@ -86,8 +89,11 @@ def hours_on(calendar: SiteCalendar, day: date) -> tuple[time, time] | None:
 
 def closed_days(calendar: SiteCalendar, start: date, end: date) -> frozenset[date]:
     """Every day from start to end (both included) on which the site is closed."""
-    return frozenset(start + timedelta(days=i) for i in range((end - start).days + 1)
-                     if not is_open(calendar, start + timedelta(days=i)))
+    return frozenset(
+        start + timedelta(days=i)
+        for i in range((end - start).days + 1)
+        if not is_open(calendar, start + timedelta(days=i))
+    )
 
 
 def open_days(calendar: SiteCalendar, start: date, end: date) -> list[date]:
@@ -115,16 +121,19 @@ def tightest_week(calendar: SiteCalendar) -> ShortWindow:
             days = [start + timedelta(days=i) for i in range(ROLLING_DAYS)]
             count = sum(is_open(calendar, d) for d in days)
             if count < best.open_days:
-                closed_in = tuple(d.isoformat() for d in days
-                                  if d.weekday() in calendar.hours and d.isoformat() in calendar.closed)
+                closed_in = tuple(
+                    d.isoformat() for d in days if d.weekday() in calendar.hours and d.isoformat() in calendar.closed
+                )
                 best = ShortWindow(start, count, closed_in)
     return best
 
 
 def calendar_to_dict(calendar: SiteCalendar) -> dict[str, Any]:
-    return {"timezone": calendar.timezone,
-            "hours": {WEEKDAY_NAMES[d].lower(): list(span) for d, span in sorted(calendar.hours.items())},
-            "closed": dict(sorted(calendar.closed.items()))}
+    return {
+        "timezone": calendar.timezone,
+        "hours": {WEEKDAY_NAMES[d].lower(): list(span) for d, span in sorted(calendar.hours.items())},
+        "closed": dict(sorted(calendar.closed.items())),
+    }
 
 
 def calendar_from_dict(data: Mapping[str, Any]) -> SiteCalendar:
@@ -141,15 +150,16 @@ def calendar_from_dict(data: Mapping[str, Any]) -> SiteCalendar:
     for key, span in raw_hours.items():
         weekday = _weekday(key)
         if not isinstance(span, (list, tuple)) or len(span) != 2:
-            raise ValueError(f"hours for {key!r} must be [opens, closes], e.g. [\"07:00\", \"19:00\"]")
+            raise ValueError(f'hours for {key!r} must be [opens, closes], e.g. ["07:00", "19:00"]')
         hours[weekday] = (str(span[0]), str(span[1]))
     closed = data.get("closed") or {}
     if isinstance(closed, list):  # a plain list of dates is accepted too
         closed = {day: "closed" for day in closed}
     if not isinstance(closed, Mapping):
-        raise ValueError("closed must map ISO dates to labels, e.g. {\"2026-12-25\": \"Christmas Day\"}")
-    return SiteCalendar(timezone=str(data.get("timezone") or ""), hours=hours,
-                        closed={str(k): str(v)[:120] for k, v in closed.items()})
+        raise ValueError('closed must map ISO dates to labels, e.g. {"2026-12-25": "Christmas Day"}')
+    return SiteCalendar(
+        timezone=str(data.get("timezone") or ""), hours=hours, closed={str(k): str(v)[:120] for k, v in closed.items()}
+    )
 
 
 def _weekday(key: Any) -> int:
@@ -227,8 +237,10 @@ def _event_days(event: dict[str, tuple[str, str]], number: int) -> list[tuple[da
         return span
     rule = dict(part.split("=", 1) for part in event["RRULE"][1].split(";") if "=" in part)
     if rule.get("FREQ") != "YEARLY" or set(rule) - {"FREQ", "COUNT", "UNTIL", "INTERVAL"}:
-        raise ValueError(f"iCalendar event {summary!r}: only RRULE FREQ=YEARLY with COUNT or UNTIL is understood; "
-                         "list the dates of other repeating closures one by one")
+        raise ValueError(
+            f"iCalendar event {summary!r}: only RRULE FREQ=YEARLY with COUNT or UNTIL is understood; "
+            "list the dates of other repeating closures one by one"
+        )
     count = int(rule["COUNT"]) if rule.get("COUNT", "").isdigit() else None
     until = _ics_date("", rule["UNTIL"], number) if "UNTIL" in rule else None
     if count is None and until is None:

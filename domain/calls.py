@@ -33,8 +33,10 @@ class CallResult(Vocabulary):
 
 
 # Free-text outcomes (the API's `outcome`, before `result` existed) read by their first words.
-_PREFIXES = ((CallResult.REACHED, ("told", "reached")),
-             (CallResult.MESSAGE_LEFT, ("called, left a message", "left a message", "left message", "voicemail")))
+_PREFIXES = (
+    (CallResult.REACHED, ("told", "reached")),
+    (CallResult.MESSAGE_LEFT, ("called, left a message", "left a message", "left message", "voicemail")),
+)
 
 
 def result_of(outcome: str) -> CallResult:
@@ -69,8 +71,10 @@ def closed_by_status(status: str) -> str | None:
     if status == ScreeningStatus.MISSED:
         return "closed by the system: the collection window closed (the test is missed)"
     if status in WINDOW_CLOSED:
-        return (f"closed by the system: the collection window closed before the participant was reached "
-                f"(the test is {status}: on the worklist for a decision)")
+        return (
+            f"closed by the system: the collection window closed before the participant was reached "
+            f"(the test is {status}: on the worklist for a decision)"
+        )
     if status in (ScreeningStatus.EXCUSED, ScreeningStatus.CANCELLED):
         return f"closed by the system: no call needed, the test was {status}"
     if status == ScreeningStatus.REFUSED:

@@ -45,8 +45,9 @@ def verify_twilio(auth_token: str, url: str, params: Iterable[tuple[str, str]], 
     return hmac.compare_digest(twilio_signature(auth_token, url, list(params)).encode(), header.strip().encode())
 
 
-def verify_standard_webhook(secret: str, msg_id: str | None, timestamp: str | None, signatures: str | None,
-                            body: bytes, now: datetime) -> bool:
+def verify_standard_webhook(
+    secret: str, msg_id: str | None, timestamp: str | None, signatures: str | None, body: bytes, now: datetime
+) -> bool:
     """True when one of the space-separated "v1,<base64>" signatures matches and the timestamp is fresh."""
     if not secret or not msg_id or not timestamp or not signatures or not timestamp.isdigit():
         return False
@@ -134,8 +135,9 @@ def colour_words(today: str, colours: list[str], own: str | None) -> str:
     return f"Colours testing today ({today}): {listed}. {verdict}"
 
 
-def colour_answer(today: str, open_day: bool, opens: str | None, colours: list[str] | None, own: str | None,
-                  must_test_by: str | None) -> str:
+def colour_answer(
+    today: str, open_day: bool, opens: str | None, colours: list[str] | None, own: str | None, must_test_by: str | None
+) -> str:
     """What a participant of a colour-mode program hears when checking in: today's colours, whether theirs is
     called and by when to test, in plain words. `colours` None: not called yet today (before opening)."""
     if not open_day:
@@ -146,9 +148,12 @@ def colour_answer(today: str, open_day: bool, opens: str | None, colours: list[s
     if own is None:
         return f"Colours testing today ({today}): {listed}. No colour is assigned to you: call the clinic."
     if must_test_by:
-        return (f"Colours testing today ({today}): {listed}. Your colour ({own}) is called: "
-                f"test today by {must_test_by}.")
+        return (
+            f"Colours testing today ({today}): {listed}. Your colour ({own}) is called: test today by {must_test_by}."
+        )
     if own in colours:
-        return (f"Colours testing today ({today}): {listed}. Your colour ({own}) is called, but no test is ordered for "
-                f"you today (testing may be paused for you); call the clinic if unsure.")
+        return (
+            f"Colours testing today ({today}): {listed}. Your colour ({own}) is called, but no test is ordered for "
+            f"you today (testing may be paused for you); call the clinic if unsure."
+        )
     return f"Colours testing today ({today}): {listed}. Your colour ({own}) is not called: no test today."

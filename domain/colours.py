@@ -37,8 +37,13 @@ class ColourGroup:
 
 def check_colour_name(name: object) -> str | None:
     """What is wrong with a colour's name (lower-case letters, digits and '-', 1 to 32), or None."""
-    if not isinstance(name, str) or not 1 <= len(name) <= 32 or not name.replace("-", "").isalnum() \
-            or name != name.lower() or not name.isascii():
+    if (
+        not isinstance(name, str)
+        or not 1 <= len(name) <= 32
+        or not name.replace("-", "").isalnum()
+        or name != name.lower()
+        or not name.isascii()
+    ):
         return f"colour name {name!r} must be 1 to 32 lower-case letters, digits or '-', e.g. 'red' or 'group-b'"
     return None
 
@@ -51,21 +56,36 @@ def colour_roll_subject(site: str, colour: str) -> str:
 def colour_plan(site_plan: TestingPlan, group: ColourGroup) -> TestingPlan:
     """The site's calendar and hours with the colour's rate, floor and ceiling: a colour is drawn like a
     participant under this plan."""
-    return replace(site_plan, phase=group.name, tests_per_week=float(group.tests_per_week),
-                   min_per_rolling_week=group.min_per_rolling_week, max_per_rolling_week=group.max_per_rolling_week,
-                   source=f"colour {group.name}")
+    return replace(
+        site_plan,
+        phase=group.name,
+        tests_per_week=float(group.tests_per_week),
+        min_per_rolling_week=group.min_per_rolling_week,
+        max_per_rolling_week=group.max_per_rolling_week,
+        source=f"colour {group.name}",
+    )
 
 
-def draw_colours(site_plan: TestingPlan, groups: Sequence[ColourGroup], day: date, rolls: Mapping[str, float],
-                 recent: Mapping[str, Sequence[date]], history_start: date | None = None) -> list[Draw]:
+def draw_colours(
+    site_plan: TestingPlan,
+    groups: Sequence[ColourGroup],
+    day: date,
+    rolls: Mapping[str, float],
+    recent: Mapping[str, Sequence[date]],
+    history_start: date | None = None,
+) -> list[Draw]:
     """Each colour's draw on `day` (in the order of `groups`): one roll per colour, consumed whatever the outcome.
     `recent` holds each colour's drawn days before `day`; `history_start` the first day colours were drawn at
     this site (windows starting earlier are exempt from the floor, as for a participant)."""
     missing = [g.name for g in groups if g.name not in rolls]
     if missing:
         raise ValueError(f"no roll for colour(s) {', '.join(missing)}")
-    return [draw_day(colour_plan(site_plan, g), day, rolls[g.name], list(recent.get(g.name, ())),
-                     history_start=history_start) for g in groups]
+    return [
+        draw_day(
+            colour_plan(site_plan, g), day, rolls[g.name], list(recent.get(g.name, ())), history_start=history_start
+        )
+        for g in groups
+    ]
 
 
 def drawn(draws: Sequence[Draw], groups: Sequence[ColourGroup]) -> list[str]:

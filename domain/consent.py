@@ -20,6 +20,7 @@ from domain.vocab import Vocabulary
 
 # --- closed vocabularies ---------------------------------------------------------------------
 
+
 class DisclosureCategory(Vocabulary):
     """What a consent lets the program disclose (42 CFR 2.31(a): the information to be disclosed)."""
 
@@ -60,8 +61,12 @@ class RecipientKind(Vocabulary):
     OTHER = "other"
 
 
-CRIMINAL_JUSTICE_KINDS: tuple[str, ...] = (RecipientKind.COURT, RecipientKind.PROBATION, RecipientKind.PAROLE,
-                                           RecipientKind.PRETRIAL)
+CRIMINAL_JUSTICE_KINDS: tuple[str, ...] = (
+    RecipientKind.COURT,
+    RecipientKind.PROBATION,
+    RecipientKind.PAROLE,
+    RecipientKind.PRETRIAL,
+)
 RECIPIENT_KINDS: tuple[str, ...] = tuple(RecipientKind)
 
 

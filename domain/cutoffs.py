@@ -53,8 +53,9 @@ class CutoffTable:
         for label, cutoffs in (("initial", self.initial), ("confirm", self.confirm)):
             for analyte, value in cutoffs.items():
                 if not _is_positive_number(value):
-                    raise ValueError(f"{self.name}: {label} cutoff for {analyte!r} must be a positive number, "
-                                     f"got {value!r}")
+                    raise ValueError(
+                        f"{self.name}: {label} cutoff for {analyte!r} must be a positive number, got {value!r}"
+                    )
         threshold = self.amphetamine_for_methamphetamine
         if threshold is not None and not _is_positive_number(threshold):
             raise ValueError(f"{self.name}: amphetamine_for_methamphetamine must be a positive number or None")

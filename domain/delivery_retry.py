@@ -167,7 +167,6 @@ def _refused_reason(status: int) -> str:
     return f"the recipient refused the report with HTTP {status}; it is not resent automatically: {hint}, then resend"
 
 
-
 # --- payloads --------------------------------------------------------------------------------
 
 

@@ -16,19 +16,24 @@ MAX_DISCLOSURE_ID = 255
 _ID_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
-def disclosure_id(participant_id: str, event_ref: str, category: str, recipient_id: str,
-                  corrects: str | None = None) -> str:
+def disclosure_id(
+    participant_id: str, event_ref: str, category: str, recipient_id: str, corrects: str | None = None
+) -> str:
     """`{participant}--{event}--{category}--{recipient}[--correction-{hash of corrected id}]`, in
     letters, digits, '_' and '-' only (no dots: Standard Webhooks signs "{id}.{timestamp}.{body}").
     At most MAX_DISCLOSURE_ID characters: a longer one keeps its head and ends in a digest of the whole."""
-    for name, value in (("participant_id", participant_id), ("event_ref", event_ref), ("category", category),
-                        ("recipient_id", recipient_id)):
+    for name, value in (
+        ("participant_id", participant_id),
+        ("event_ref", event_ref),
+        ("category", category),
+        ("recipient_id", recipient_id),
+    ):
         _require_text(name, value)
     base = "--".join(_id_safe(part) for part in (participant_id, event_ref, category, recipient_id))
     whole = base if corrects is None else f"{base}--correction-{_short_digest(corrects)}"
     if len(whole) <= MAX_DISCLOSURE_ID:
         return whole
-    return f"{whole[:MAX_DISCLOSURE_ID - 18]}--{hashlib.sha256(whole.encode()).hexdigest()[:16]}"
+    return f"{whole[: MAX_DISCLOSURE_ID - 18]}--{hashlib.sha256(whole.encode()).hexdigest()[:16]}"
 
 
 def legacy_disclosure_id(event_ref: str, category: str, recipient_id: str, corrects: str | None = None) -> str:

@@ -46,7 +46,6 @@ DEFAULT_HIGH = 1.25
 DEFAULT_LOW = 0.8
 
 
-
 class EquitySection(Vocabulary):
     """The sections of the equity report: who is tested by chance, by staff discretion, and reported."""
 
@@ -165,17 +164,47 @@ class Metric:
 
 METRICS: tuple[Metric, ...] = (
     Metric("random-selection", RANDOM, "Random-selection rate", "selected_days", "draw_days", "days drawn"),
-    Metric("random-positive", RANDOM, "Positive rate (random tests)", "random_positive", "random_final",
-           "random tests with a final result"),
-    Metric("random-missed", RANDOM, "Missed-test rate (random tests)", "random_missed", "random_scheduled",
-           "random tests scheduled"),
+    Metric(
+        "random-positive",
+        RANDOM,
+        "Positive rate (random tests)",
+        "random_positive",
+        "random_final",
+        "random tests with a final result",
+    ),
+    Metric(
+        "random-missed",
+        RANDOM,
+        "Missed-test rate (random tests)",
+        "random_missed",
+        "random_scheduled",
+        "random tests scheduled",
+    ),
     Metric("for-cause", FOR_CAUSE, "For-cause testing rate", "for_cause_days", "days_enrolled", "days enrolled"),
-    Metric("for-cause-positive", FOR_CAUSE, "Positive rate (for-cause tests)", "for_cause_positive",
-           "for_cause_final", "for-cause tests with a final result"),
-    Metric("for-cause-missed", FOR_CAUSE, "Missed-test rate (for-cause tests)", "for_cause_missed",
-           "for_cause_scheduled", "for-cause tests scheduled"),
-    Metric("sanction-reports", REPORTS, "Participants with a sanctions-relevant report sent", "sanction_reports",
-           "participants", "participants"),
+    Metric(
+        "for-cause-positive",
+        FOR_CAUSE,
+        "Positive rate (for-cause tests)",
+        "for_cause_positive",
+        "for_cause_final",
+        "for-cause tests with a final result",
+    ),
+    Metric(
+        "for-cause-missed",
+        FOR_CAUSE,
+        "Missed-test rate (for-cause tests)",
+        "for_cause_missed",
+        "for_cause_scheduled",
+        "for-cause tests scheduled",
+    ),
+    Metric(
+        "sanction-reports",
+        REPORTS,
+        "Participants with a sanctions-relevant report sent",
+        "sanction_reports",
+        "participants",
+        "participants",
+    ),
 )
 
 
@@ -255,36 +284,59 @@ class EquityReport:
     method: str
 
 
-METHOD_NOTE = ("Rates with 95% Wilson score intervals; each group against all other participants as a rate "
-               "ratio with a 95% log-method (Katz) interval; flags at the configured thresholds (four-fifths "
-               "rule, 29 CFR 1607.4(D)); groups below the minimum size, or whose complement is, are suppressed.")
+METHOD_NOTE = (
+    "Rates with 95% Wilson score intervals; each group against all other participants as a rate "
+    "ratio with a 95% log-method (Katz) interval; flags at the configured thresholds (four-fifths "
+    "rule, 29 CFR 1607.4(D)); groups below the minimum size, or whose complement is, are suppressed."
+)
 
 
 def _rate(metric: Metric, months: list[ParticipantMonth]) -> Rate:
     count, of = _counts(months, metric)
     interval = wilson(count, of)
-    return Rate(metric.key, count, of, count / of if of else None,
-                interval.low if interval else None, interval.high if interval else None)
+    return Rate(
+        metric.key,
+        count,
+        of,
+        count / of if of else None,
+        interval.low if interval else None,
+        interval.high if interval else None,
+    )
 
 
-def _comparison(metric: Metric, group: list[ParticipantMonth], others: list[ParticipantMonth], high: float,
-                low: float) -> Comparison:
+def _comparison(
+    metric: Metric, group: list[ParticipantMonth], others: list[ParticipantMonth], high: float, low: float
+) -> Comparison:
     a, n1 = _counts(group, metric)
     c, n2 = _counts(others, metric)
     interval = wilson(a, n1)
     ratio = rate_ratio(a, n1, c, n2)
     return Comparison(
-        metric=metric.key, count=a, of=n1, rate=a / n1 if n1 else None,
-        ci_low=interval.low if interval else None, ci_high=interval.high if interval else None,
+        metric=metric.key,
+        count=a,
+        of=n1,
+        rate=a / n1 if n1 else None,
+        ci_low=interval.low if interval else None,
+        ci_high=interval.high if interval else None,
         others_rate=c / n2 if n2 else None,
-        ratio=ratio.ratio if ratio else None, ratio_ci_low=ratio.low if ratio else None,
-        ratio_ci_high=ratio.high if ratio else None, flag=flag(ratio, high, low),
-        interval_excludes_one=bool(ratio and ratio.excludes_one))
+        ratio=ratio.ratio if ratio else None,
+        ratio_ci_low=ratio.low if ratio else None,
+        ratio_ci_high=ratio.high if ratio else None,
+        flag=flag(ratio, high, low),
+        interval_excludes_one=bool(ratio and ratio.excludes_one),
+    )
 
 
-def equity_report(period: str, period_start: date, period_end: date, months: list[ParticipantMonth], *,
-                  min_group_size: int = DEFAULT_MIN_GROUP, high: float = DEFAULT_HIGH,
-                  low: float = DEFAULT_LOW) -> EquityReport:
+def equity_report(
+    period: str,
+    period_start: date,
+    period_end: date,
+    months: list[ParticipantMonth],
+    *,
+    min_group_size: int = DEFAULT_MIN_GROUP,
+    high: float = DEFAULT_HIGH,
+    low: float = DEFAULT_LOW,
+) -> EquityReport:
     """The report over every participant enrolled during the month."""
     if min_group_size < 1:
         raise ValueError("min_group_size must be at least 1")
@@ -307,11 +359,27 @@ def equity_report(period: str, period_start: date, period_end: date, months: lis
                 groups.append(GroupRow(dimension, name, True, None))
                 continue
             others = [m for m in months if m.demographics.group(dimension) != name]
-            groups.append(GroupRow(dimension, name, False, len(members),
-                                   [_comparison(metric, members, others, high, low) for metric in METRICS]))
+            groups.append(
+                GroupRow(
+                    dimension,
+                    name,
+                    False,
+                    len(members),
+                    [_comparison(metric, members, others, high, low) for metric in METRICS],
+                )
+            )
     return EquityReport(
-        period=period, period_start=period_start, period_end=period_end, participants=total,
-        min_group_size=min_group_size, ratio_high=high, ratio_low=low,
+        period=period,
+        period_start=period_start,
+        period_end=period_end,
+        participants=total,
+        min_group_size=min_group_size,
+        ratio_high=high,
+        ratio_low=low,
         metrics=[MetricInfo(m.key, m.section, m.label, m.per) for m in METRICS],
-        overall=[_rate(metric, months) for metric in METRICS], groups=groups,
-        flagged=sum(1 for g in groups for r in g.rates if r.flag), sections=dict(SECTIONS), method=METHOD_NOTE)
+        overall=[_rate(metric, months) for metric in METRICS],
+        groups=groups,
+        flagged=sum(1 for g in groups for r in g.rates if r.flag),
+        sections=dict(SECTIONS),
+        method=METHOD_NOTE,
+    )

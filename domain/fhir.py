@@ -58,8 +58,7 @@ SECURITY_LABELS: tuple[dict[str, str], ...] = (
     {"system": V3_ACT_CODE, "code": "NORDSCLCD", "display": "no redisclosure without consent directive"},
 )
 
-REDISCLOSURE_NOTICE = ("42 CFR part 2 prohibits unauthorized use or disclosure of these records "
-                       "(42 CFR 2.32).")
+REDISCLOSURE_NOTICE = "42 CFR part 2 prohibits unauthorized use or disclosure of these records (42 CFR 2.32)."
 
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:iop:fhir")
 
@@ -80,19 +79,30 @@ _ROUTES: dict[str, tuple[str, str]] = {  # SNOMED CT route of administration (FH
     Route.SUBCUTANEOUS: ("34206005", "Subcutaneous route"),
 }
 
-_REPORT_STATUS = {ScreeningStatus.FINAL: "final", ScreeningStatus.PRELIMINARY: "preliminary",
-                  ScreeningStatus.AWAITING_REVIEW: "preliminary", ScreeningStatus.AWAITING_RESULT: "registered",
-                  ScreeningStatus.NO_RESULT: "cancelled"}
-_RESULT_STATUS = {ResultStatus.FINAL: "final", ResultStatus.CORRECTED: "corrected",
-                  ResultStatus.PRELIMINARY: "preliminary", ResultStatus.CANCELLED: "cancelled"}
+_REPORT_STATUS = {
+    ScreeningStatus.FINAL: "final",
+    ScreeningStatus.PRELIMINARY: "preliminary",
+    ScreeningStatus.AWAITING_REVIEW: "preliminary",
+    ScreeningStatus.AWAITING_RESULT: "registered",
+    ScreeningStatus.NO_RESULT: "cancelled",
+}
+_RESULT_STATUS = {
+    ResultStatus.FINAL: "final",
+    ResultStatus.CORRECTED: "corrected",
+    ResultStatus.PRELIMINARY: "preliminary",
+    ResultStatus.CANCELLED: "cancelled",
+}
 _INTERPRETATION = {
     AnalyteOutcome.NEGATIVE: ("NEG", "Negative"),
     AnalyteOutcome.CONFIRMED_POSITIVE: ("POS", "Positive"),
     AnalyteOutcome.PRESUMPTIVE_POSITIVE: ("A", "Abnormal"),
     AnalyteOutcome.NOT_INTERPRETABLE: ("IND", "Indeterminate"),
 }
-_ORDER_STATUS: dict[str, str] = {OrderStatus.ACTIVE: "active", OrderStatus.HELD: "on-hold",
-                                 OrderStatus.STOPPED: "stopped"}
+_ORDER_STATUS: dict[str, str] = {
+    OrderStatus.ACTIVE: "active",
+    OrderStatus.HELD: "on-hold",
+    OrderStatus.STOPPED: "stopped",
+}
 
 
 # --- inputs --------------------------------------------------------------------------------------
@@ -164,8 +174,12 @@ def _meta() -> dict[str, Any]:
 
 
 def _resource(kind: str, key: str, **fields: Any) -> dict[str, Any]:
-    return {"resourceType": kind, "id": resource_id(kind, key), "meta": _meta(),
-            **{k: v for k, v in fields.items() if v is not None and v != []}}
+    return {
+        "resourceType": kind,
+        "id": resource_id(kind, key),
+        "meta": _meta(),
+        **{k: v for k, v in fields.items() if v is not None and v != []},
+    }
 
 
 def _identifier(system: str, value: str) -> list[dict[str, str]]:
@@ -234,8 +248,9 @@ def _method(choice: Mapping[str, Any] | None, code: str, coding_system: str) -> 
     return {"coding": [{"system": METHOD_SYSTEM, "code": method}], "text": "; ".join(parts)}
 
 
-def _observations(participant: Mapping[str, Any], screening: ScreeningFacts, entry: Mapping[str, Any],
-                  report_status: str) -> list[dict[str, Any]]:
+def _observations(
+    participant: Mapping[str, Any], screening: ScreeningFacts, entry: Mapping[str, Any], report_status: str
+) -> list[dict[str, Any]]:
     state = screening.state
     report = screening.lab_reports.get(entry["result_id"]) or {}
     interpretation = entry.get("interpretation") or {}
@@ -250,8 +265,12 @@ def _observations(participant: Mapping[str, Any], screening: ScreeningFacts, ent
         extra: dict[str, Any] = {}
         if finding is not None:
             flag_code, display = _INTERPRETATION.get(finding["outcome"], ("IND", "Indeterminate"))
-            extra["interpretation"] = [{"coding": [{"system": V3_INTERPRETATION, "code": flag_code,
-                                                    "display": display}], "text": finding["outcome"]}]
+            extra["interpretation"] = [
+                {
+                    "coding": [{"system": V3_INTERPRETATION, "code": flag_code, "display": display}],
+                    "text": finding["outcome"],
+                }
+            ]
             notes = [f"{finding['analyte']}: {finding['reason']}"]
             if finding.get("cutoff_used") is not None:
                 source = finding.get("cutoff_source") or "unstated"
@@ -259,18 +278,33 @@ def _observations(participant: Mapping[str, Any], screening: ScreeningFacts, ent
             extra["note"] = [{"text": note} for note in notes]
         elif observation.get("reference_range"):
             extra["referenceRange"] = [{"text": str(observation["reference_range"])}]
-        out.append(_resource(
-            "Observation", f"{entry['result_id']}/{index}",
-            identifier=_identifier(ID_LAB_RESULT, f"{entry['result_id']}/{observation.get('set_id') or index}"),
-            status=status,
-            category=[{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                   "code": "laboratory"}]}],
-            code=_code(observation), subject=_ref(participant),
-            effectiveDateTime=_instant(report.get("collected_at")
-                                       or (state.get("collection") or {}).get("collected_at")),
-            issued=_instant(entry.get("received_at")),
-            method=_method(choice, code, observation.get("coding_system") or ""),
-            **_value(observation), **extra))
+        out.append(
+            _resource(
+                "Observation",
+                f"{entry['result_id']}/{index}",
+                identifier=_identifier(ID_LAB_RESULT, f"{entry['result_id']}/{observation.get('set_id') or index}"),
+                status=status,
+                category=[
+                    {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                "code": "laboratory",
+                            }
+                        ]
+                    }
+                ],
+                code=_code(observation),
+                subject=_ref(participant),
+                effectiveDateTime=_instant(
+                    report.get("collected_at") or (state.get("collection") or {}).get("collected_at")
+                ),
+                issued=_instant(entry.get("received_at")),
+                method=_method(choice, code, observation.get("coding_system") or ""),
+                **_value(observation),
+                **extra,
+            )
+        )
     return out
 
 
@@ -295,19 +329,28 @@ def _screening_resources(participant: Mapping[str, Any], screening: ScreeningFac
         conclusion.append("Cutoff tables: " + ", ".join(interpretation["cutoff_tables"]) + ".")
     collection = state.get("collection") or {}
     report = _resource(
-        "DiagnosticReport", state["screening_id"],
+        "DiagnosticReport",
+        state["screening_id"],
         identifier=_identifier(ID_SCREENING, state["screening_id"]),
         status=status,
-        category=[{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "LAB",
-                               "display": "Laboratory"}]}],
-        code={"coding": [{"system": LOINC_SYSTEM, "code": "8251-1", "display": "Service comment"}],
-              "text": f"Drug screen ({collection.get('specimen_type') or 'specimen'}"
-                      f"{', observed' if collection.get('observed') else ''})"},
+        category=[
+            {
+                "coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "LAB", "display": "Laboratory"}
+                ]
+            }
+        ],
+        code={
+            "coding": [{"system": LOINC_SYSTEM, "code": "8251-1", "display": "Service comment"}],
+            "text": f"Drug screen ({collection.get('specimen_type') or 'specimen'}"
+            f"{', observed' if collection.get('observed') else ''})",
+        },
         subject=_ref(participant),
         effectiveDateTime=_instant(collection.get("collected_at")),
         issued=_instant(state.get("finalized_at") or entry.get("received_at")),
         result=[_ref(o) for o in observations],
-        conclusion=" ".join(conclusion))
+        conclusion=" ".join(conclusion),
+    )
     return [report, *observations]
 
 
@@ -335,42 +378,63 @@ def _order_resource(participant: Mapping[str, Any], order: OrderFacts) -> dict[s
     data = order.order
     schedule = data.get("schedule") or {}
     dose = {"value": data.get("dose"), "unit": data.get("unit"), "system": UCUM, "code": data.get("unit")}
-    instruction = {"text": f"{data.get('dose'):g} {data.get('unit')} {data.get('route')}, {schedule.get('kind')}"
-                   if data.get("dose") is not None else str(schedule.get("kind")),
-                   "route": _route(data.get("route")),
-                   "doseAndRate": [{"doseQuantity": dose}] if data.get("dose") is not None else None}
+    instruction = {
+        "text": f"{data.get('dose'):g} {data.get('unit')} {data.get('route')}, {schedule.get('kind')}"
+        if data.get("dose") is not None
+        else str(schedule.get("kind")),
+        "route": _route(data.get("route")),
+        "doseAndRate": [{"doseQuantity": dose}] if data.get("dose") is not None else None,
+    }
     period = {"start": data.get("start_date")}
     if data.get("stop_date"):
         period["end"] = data["stop_date"]
     instruction["timing"] = {"repeat": {"boundsPeriod": period}}
     return _resource(
-        "MedicationRequest", order.order_id,
+        "MedicationRequest",
+        order.order_id,
         identifier=_identifier(ID_ORDER, order.order_id),
-        status=_ORDER_STATUS.get(order.status, "unknown"), intent="order",
+        status=_ORDER_STATUS.get(order.status, "unknown"),
+        intent="order",
         medicationCodeableConcept=_medication(str(data.get("drug"))),
-        subject=_ref(participant), authoredOn=_instant(order.created_at),
+        subject=_ref(participant),
+        authoredOn=_instant(order.created_at),
         requester={"display": str(data.get("prescriber"))} if data.get("prescriber") else None,
         dosageInstruction=[{k: v for k, v in instruction.items() if v is not None}],
         note=[{"text": f"dose above the usual maximum: {data['dose_override_reason']}"}]
-        if data.get("dose_override_reason") else None)
+        if data.get("dose_override_reason")
+        else None,
+    )
 
 
-def _dose_resource(participant: Mapping[str, Any], dose: DoseFacts, orders: Mapping[str, dict[str, Any]],
-                   drugs: Mapping[str, str]) -> dict[str, Any]:
+def _dose_resource(
+    participant: Mapping[str, Any], dose: DoseFacts, orders: Mapping[str, dict[str, Any]], drugs: Mapping[str, str]
+) -> dict[str, Any]:
     request = orders.get(dose.order_id)
     medication = _medication(drugs.get(dose.order_id, "other"))
-    quantity = ({"value": dose.dose, "unit": dose.unit, "system": UCUM, "code": dose.unit}
-                if dose.dose is not None and dose.unit else None)
+    quantity = (
+        {"value": dose.dose, "unit": dose.unit, "system": UCUM, "code": dose.unit}
+        if dose.dose is not None and dose.unit
+        else None
+    )
     if dose.kind == "take-home":
         days = len(dose.covered_dates) if dose.covered_dates else max(dose.take_home_count, 1)
         return _resource(
-            "MedicationDispense", dose.dose_id, identifier=_identifier(ID_DOSE, dose.dose_id),
-            status="completed", medicationCodeableConcept=medication, subject=_ref(participant),
+            "MedicationDispense",
+            dose.dose_id,
+            identifier=_identifier(ID_DOSE, dose.dose_id),
+            status="completed",
+            medicationCodeableConcept=medication,
+            subject=_ref(participant),
             authorizingPrescription=[_ref(request)] if request else None,
-            quantity={"value": dose.take_home_count, "unit": "dose"}, daysSupply={"value": days, "unit": "day"},
+            quantity={"value": dose.take_home_count, "unit": "dose"},
+            daysSupply={"value": days, "unit": "day"},
             whenHandedOver=_instant(dose.recorded_at),
-            dosageInstruction=[{"text": f"take-home supply for {days} day(s)",
-                                "doseAndRate": [{"doseQuantity": quantity}]}] if quantity else None)
+            dosageInstruction=[
+                {"text": f"take-home supply for {days} day(s)", "doseAndRate": [{"doseQuantity": quantity}]}
+            ]
+            if quantity
+            else None,
+        )
     done = dose.kind in (DispenseKind.OBSERVED_DOSE, DispenseKind.INJECTION)
     dosage: dict[str, Any] = {}
     if quantity:
@@ -378,14 +442,20 @@ def _dose_resource(participant: Mapping[str, Any], dose: DoseFacts, orders: Mapp
     if dose.injection_site:
         dosage["site"] = {"text": dose.injection_site}
     return _resource(
-        "MedicationAdministration", dose.dose_id, identifier=_identifier(ID_DOSE, dose.dose_id),
+        "MedicationAdministration",
+        dose.dose_id,
+        identifier=_identifier(ID_DOSE, dose.dose_id),
         status="completed" if done else "not-done",
-        statusReason=None if done else [{"text": "refused by the participant" if dose.kind == "refused"
-                                         else "held by the clinic"}],
-        medicationCodeableConcept=medication, subject=_ref(participant),
+        statusReason=None
+        if done
+        else [{"text": "refused by the participant" if dose.kind == "refused" else "held by the clinic"}],
+        medicationCodeableConcept=medication,
+        subject=_ref(participant),
         effectiveDateTime=_instant(dose.recorded_at) or dose.day,
-        request=_ref(request) if request else None, dosage=dosage or None,
-        note=[{"text": f"{dose.kind} on program day {dose.day}" + (f", lot {dose.lot}" if dose.lot else "")}])
+        request=_ref(request) if request else None,
+        dosage=dosage or None,
+        note=[{"text": f"{dose.kind} on program day {dose.day}" + (f", lot {dose.lot}" if dose.lot else "")}],
+    )
 
 
 # --- consent -------------------------------------------------------------------------------------
@@ -399,32 +469,63 @@ def _consent_resource(participant: Mapping[str, Any], facts: ConsentFacts) -> di
         period["end"] = _instant(consent["expires_at"])
     legal = "42 CFR 2.35 (criminal justice)" if consent.get("criminal_justice") else "42 CFR 2.31"
     return _resource(
-        "Consent", str(consent["consent_id"]), identifier=_identifier(ID_CONSENT, str(consent["consent_id"])),
+        "Consent",
+        str(consent["consent_id"]),
+        identifier=_identifier(ID_CONSENT, str(consent["consent_id"])),
         status="inactive" if revoked else "active",
-        scope={"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                           "code": "patient-privacy", "display": "Privacy Consent"}]},
-        category=[{"coding": [{"system": LOINC_SYSTEM, "code": "59284-0", "display": "Patient Consent"}]},
-                  {"coding": [{"system": V3_ACT_CODE, "code": "IDSCL", "display": "information disclosure"}]}],
-        patient=_ref(participant), dateTime=_instant(consent.get("signed_at")),
+        scope={
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                    "code": "patient-privacy",
+                    "display": "Privacy Consent",
+                }
+            ]
+        },
+        category=[
+            {"coding": [{"system": LOINC_SYSTEM, "code": "59284-0", "display": "Patient Consent"}]},
+            {"coding": [{"system": V3_ACT_CODE, "code": "IDSCL", "display": "information disclosure"}]},
+        ],
+        patient=_ref(participant),
+        dateTime=_instant(consent.get("signed_at")),
         organization=[{"display": str(consent.get("disclosing_program"))}],
         policy=[{"authority": "https://www.ecfr.gov", "uri": PART2_POLICY}],
-        policyRule={"coding": [{"system": V3_ACT_CODE, "code": "42CFRPart2"}],
-                    # The signer is left out: it may be a name (the participant's or a representative's).
-                    "text": f"{legal}; purpose: {consent.get('purpose')}; signed "
-                            f"({consent.get('signature_method')})" + (f"; revoked {revoked}" if revoked else "")},
+        policyRule={
+            "coding": [{"system": V3_ACT_CODE, "code": "42CFRPart2"}],
+            # The signer is left out: it may be a name (the participant's or a representative's).
+            "text": f"{legal}; purpose: {consent.get('purpose')}; signed "
+            f"({consent.get('signature_method')})" + (f"; revoked {revoked}" if revoked else ""),
+        },
         provision={
-            "type": "permit", "period": period,
-            "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
-                                            "code": "IRCP", "display": "information recipient"}]},
-                       "reference": {"display": f"{facts.recipient_name} ({consent.get('recipient_kind')})",
-                                     "identifier": {"system": "urn:iop:recipient",
-                                                    "value": str(consent.get("recipient_id"))}}}],
-            "code": [{"coding": [{"system": CATEGORY_SYSTEM, "code": c}], "text": c}
-                     for c in consent.get("categories") or []],
-            "purpose": [{"system": V3_ACT_REASON, "code": "HLEGAL", "display": "legal"}
-                        if consent.get("criminal_justice") else
-                        {"system": V3_ACT_REASON, "code": "PATRQT", "display": "patient requested"}],
-        })
+            "type": "permit",
+            "period": period,
+            "actor": [
+                {
+                    "role": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                "code": "IRCP",
+                                "display": "information recipient",
+                            }
+                        ]
+                    },
+                    "reference": {
+                        "display": f"{facts.recipient_name} ({consent.get('recipient_kind')})",
+                        "identifier": {"system": "urn:iop:recipient", "value": str(consent.get("recipient_id"))},
+                    },
+                }
+            ],
+            "code": [
+                {"coding": [{"system": CATEGORY_SYSTEM, "code": c}], "text": c} for c in consent.get("categories") or []
+            ],
+            "purpose": [
+                {"system": V3_ACT_REASON, "code": "HLEGAL", "display": "legal"}
+                if consent.get("criminal_justice")
+                else {"system": V3_ACT_REASON, "code": "PATRQT", "display": "patient requested"}
+            ],
+        },
+    )
 
 
 # --- the bundle ----------------------------------------------------------------------------------
@@ -432,8 +533,7 @@ def _consent_resource(participant: Mapping[str, Any], facts: ConsentFacts) -> di
 
 def participant_bundle(facts: ExportFacts) -> dict[str, Any]:
     """The participant's Bundle (JSON-ready dict). Only the records passed in appear in it."""
-    patient = _resource("Patient", facts.participant_id,
-                        identifier=_identifier(ID_PARTICIPANT, facts.participant_id))
+    patient = _resource("Patient", facts.participant_id, identifier=_identifier(ID_PARTICIPANT, facts.participant_id))
     resources: list[dict[str, Any]] = [patient]
     for screening in sorted(facts.screenings, key=lambda s: (s.state.get("day", ""), s.state["screening_id"])):
         if screening.state.get("participant_id") not in (None, facts.participant_id):
@@ -449,15 +549,36 @@ def participant_bundle(facts: ExportFacts) -> dict[str, Any]:
             raise ValueError("a consent of another participant was passed in")
         resources.append(_consent_resource(patient, consent))
     provenance = _resource(
-        "Provenance", f"{facts.participant_id}/{facts.generated_at}",
-        target=[_ref(r) for r in resources], recorded=facts.generated_at,
+        "Provenance",
+        f"{facts.participant_id}/{facts.generated_at}",
+        target=[_ref(r) for r in resources],
+        recorded=facts.generated_at,
         policy=[PART2_POLICY],
-        activity={"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
-                              "code": "CREATE", "display": "create"}],
-                  "text": f"export of the participant record. {REDISCLOSURE_NOTICE}"},
-        agent=[{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                                     "code": "assembler", "display": "Assembler"}]},
-                "who": {"display": f"iop-workflows ({facts.program} program)"}}])
+        activity={
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+                    "code": "CREATE",
+                    "display": "create",
+                }
+            ],
+            "text": f"export of the participant record. {REDISCLOSURE_NOTICE}",
+        },
+        agent=[
+            {
+                "type": {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                            "code": "assembler",
+                            "display": "Assembler",
+                        }
+                    ]
+                },
+                "who": {"display": f"iop-workflows ({facts.program} program)"},
+            }
+        ],
+    )
     resources.append(provenance)
     return {
         "resourceType": "Bundle",

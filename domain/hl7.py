@@ -51,7 +51,6 @@ __all__ = [
 SUPPORTED_VERSIONS: tuple[str, ...] = ("2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1")
 
 
-
 class AckCode(Vocabulary):
     """MSA-1, the acknowledgment code of an original-mode ACK (HL7 v2 table 0008)."""
 
@@ -241,9 +240,7 @@ def _separators_from_msh(msh_line: str) -> _Separators:
         )
     encoding = msh_line[4:encoding_end]
     if not encoding:
-        raise Hl7Error(
-            "101", "MSH-2 (encoding characters) is empty; send '^~\\&'.", "MSH-2"
-        )
+        raise Hl7Error("101", "MSH-2 (encoding characters) is empty; send '^~\\&'.", "MSH-2")
     separators = _Separators(
         field=field_separator,
         component=encoding[0],
@@ -252,8 +249,14 @@ def _separators_from_msh(msh_line: str) -> _Separators:
         subcomponent=encoding[3] if len(encoding) > 3 else "&",
     )
     # A fifth character (v2.7 truncation) is allowed but must not clash with the others.
-    delimiters = [field_separator, separators.component, separators.repetition,
-                  separators.escape, separators.subcomponent, *encoding[4:]]
+    delimiters = [
+        field_separator,
+        separators.component,
+        separators.repetition,
+        separators.escape,
+        separators.subcomponent,
+        *encoding[4:],
+    ]
     unusable = any(char.isalnum() or char.isspace() for char in delimiters)
     if len(encoding) > 5 or unusable or len(set(delimiters)) != len(delimiters):
         raise Hl7Error(
@@ -267,8 +270,18 @@ def _separators_from_msh(msh_line: str) -> _Separators:
 
 # Formatting escapes (.br line break and friends) become plain text; highlighting (\H\, \N\) is
 # dropped.
-_FORMATTING_ESCAPES = {".br": "\n", ".sp": "\n", ".ce": "\n", ".fi": "", ".nf": "",
-                       ".in": " ", ".ti": " ", ".sk": " ", "H": "", "N": ""}
+_FORMATTING_ESCAPES = {
+    ".br": "\n",
+    ".sp": "\n",
+    ".ce": "\n",
+    ".fi": "",
+    ".nf": "",
+    ".in": " ",
+    ".ti": " ",
+    ".sk": " ",
+    "H": "",
+    "N": "",
+}
 
 
 def _unescape(value: str, separators: _Separators) -> str:
@@ -290,8 +303,13 @@ def _unescape(value: str, separators: _Separators) -> str:
 
 
 def _decode_escape(sequence: str, separators: _Separators) -> str:
-    delimiters = {"F": separators.field, "S": separators.component, "T": separators.subcomponent,
-                  "R": separators.repetition, "E": separators.escape}
+    delimiters = {
+        "F": separators.field,
+        "S": separators.component,
+        "T": separators.subcomponent,
+        "R": separators.repetition,
+        "E": separators.escape,
+    }
     if sequence in delimiters:
         return delimiters[sequence]
     if sequence[:3] in _FORMATTING_ESCAPES:  # ".sp2" etc. carry a count we do not need
@@ -322,10 +340,7 @@ _STANDARD_ESCAPES = {"\\": "\\E\\", "|": "\\F\\", "^": "\\S\\", "&": "\\T\\", "~
 def _escape(text: str) -> str:
     """Text safe inside one standard-encoded field component; control characters (including
     segment terminators and MLLP framing bytes) become spaces so they cannot break the ACK."""
-    return "".join(
-        _STANDARD_ESCAPES.get(char, " " if ord(char) < 0x20 or ord(char) == 0x7F else char)
-        for char in text
-    )
+    return "".join(_STANDARD_ESCAPES.get(char, " " if ord(char) < 0x20 or ord(char) == 0x7F else char) for char in text)
 
 
 def _quote(value: str, limit: int = 40) -> str:
@@ -410,8 +425,11 @@ def _read_single_message(text: str) -> _Message:
         raise Hl7Error("100", "The message is empty; it must start with an MSH segment.", "MSH")
     if not chunks[0].startswith("MSH"):
         first = chunks[0][:3]
-        found = f"it starts with {_quote(first)}" if _SEGMENT_ID.fullmatch(first) else (
-            "no MSH segment was found at the start")
+        found = (
+            f"it starts with {_quote(first)}"
+            if _SEGMENT_ID.fullmatch(first)
+            else ("no MSH segment was found at the start")
+        )
         raise Hl7Error("100", f"The message must start with an MSH segment; {found}.", "MSH")
     if len(chunks) > 1:
         raise Hl7Error(
@@ -454,16 +472,14 @@ def _repetition_from_library(node: python_hl7.Repetition | str) -> tuple[tuple[s
     if isinstance(node, str):
         return ((node,),)
     return tuple(
-        (component,) if isinstance(component, str) else tuple(str(sub) for sub in component)
-        for component in node
+        (component,) if isinstance(component, str) else tuple(str(sub) for sub in component) for component in node
     )
 
 
 def _split_field_text(text: str, separators: _Separators) -> _Field:
     """Our own split, used only to salvage addressing from an MSH python-hl7 cannot read."""
     return tuple(
-        tuple(tuple(component.split(separators.subcomponent))
-              for component in repetition.split(separators.component))
+        tuple(tuple(component.split(separators.subcomponent)) for component in repetition.split(separators.component))
         for repetition in text.split(separators.repetition)
     )
 
@@ -478,30 +494,28 @@ def _leaf(field_value: _Field, repetition: int = 1, component: int = 1, sub: int
         return ""
 
 
-def _text(field_value: _Field, separators: _Separators, repetition: int = 1,
-          component: int = 1, sub: int = 1) -> str:
+def _text(field_value: _Field, separators: _Separators, repetition: int = 1, component: int = 1, sub: int = 1) -> str:
     value = _unescape(_leaf(field_value, repetition, component, sub), separators).strip()
     return "" if value == '""' else value  # '""' is HL7's explicit null
 
 
-def _optional_text(field_value: _Field, separators: _Separators, repetition: int = 1,
-                   component: int = 1, sub: int = 1) -> str | None:
+def _optional_text(
+    field_value: _Field, separators: _Separators, repetition: int = 1, component: int = 1, sub: int = 1
+) -> str | None:
     return _text(field_value, separators, repetition, component, sub) or None
 
 
 def _whole_text(field_value: _Field, separators: _Separators) -> str:
     """Every part of a field, decoded, joined with standard delimiters (for free text)."""
     return "~".join(
-        "^".join("&".join(_unescape(sub, separators) for sub in component) for component in rep)
-        for rep in field_value
+        "^".join("&".join(_unescape(sub, separators) for sub in component) for component in rep) for rep in field_value
     ).strip()
 
 
 def _raw_text(field_value: _Field, separators: _Separators) -> str:
     """A field exactly as it was received."""
     return separators.repetition.join(
-        separators.component.join(separators.subcomponent.join(component) for component in rep)
-        for rep in field_value
+        separators.component.join(separators.subcomponent.join(component) for component in rep) for rep in field_value
     )
 
 
@@ -532,8 +546,7 @@ def _iso_datetime(value: str) -> str | None:
         return None
     year, month, day, hour, minute, second, fraction, offset = match.groups()
     try:
-        datetime(int(year), int(month or 1), int(day or 1), int(hour or 0), int(minute or 0),
-                 int(second or 0))
+        datetime(int(year), int(month or 1), int(day or 1), int(hour or 0), int(minute or 0), int(second or 0))
     except ValueError:
         return None
     if offset and (int(offset[1:3]) > 14 or int(offset[3:]) > 59):
@@ -585,8 +598,7 @@ def _check_header(msh: _Segment, separators: _Separators) -> tuple[str, str]:
     trigger = _text(msh.get(9), separators, component=2).upper()
     shown = _quote(_standard_hl7(msh.get(9), separators))
     if not kind:
-        raise Hl7Error("101", "MSH-9 (message type) is empty; this endpoint accepts ORU^R01 only.",
-                       "MSH-9")
+        raise Hl7Error("101", "MSH-9 (message type) is empty; this endpoint accepts ORU^R01 only.", "MSH-9")
     if kind != "ORU":
         raise Hl7Error("200", f"MSH-9 is {shown}; this endpoint accepts ORU^R01 only.", "MSH-9")
     # Some old senders omit the trigger event; we read a bare ORU as R01.
@@ -605,7 +617,8 @@ def _check_header(msh: _Segment, separators: _Separators) -> tuple[str, str]:
         raise Hl7Error("101", f"MSH-12 (version id) is empty; send one of {accepted}.", "MSH-12")
     if version not in SUPPORTED_VERSIONS:
         raise Hl7Error(
-            "203", f"MSH-12 is {_quote(version)}; this endpoint accepts versions {accepted}.",
+            "203",
+            f"MSH-12 is {_quote(version)}; this endpoint accepts versions {accepted}.",
             "MSH-12",
         )
     return ("ORU^R01" if trigger else "ORU"), version
@@ -628,8 +641,7 @@ class _OrderDraft:
     notes: list[str] = field(default_factory=list)
 
 
-def _read_results(segments: Sequence[_Segment], separators: _Separators
-                  ) -> tuple[PatientIds, tuple[Order, ...]]:
+def _read_results(segments: Sequence[_Segment], separators: _Separators) -> tuple[PatientIds, tuple[Order, ...]]:
     """Walk the segments after MSH, attaching each OBX, NTE and SPM to the order it follows."""
     patient: PatientIds | None = None
     orders: list[_OrderDraft] = []
@@ -652,9 +664,9 @@ def _read_results(segments: Sequence[_Segment], separators: _Separators
             # OBX after an SPM describe the specimen; NTE right after it belong to the order.
             observation = None
             if orders[-1].specimen_id is None:
-                orders[-1].specimen_id = (_text(segment.get(2), separators)
-                                          or _text(segment.get(2), separators, component=2)
-                                          or None)
+                orders[-1].specimen_id = (
+                    _text(segment.get(2), separators) or _text(segment.get(2), separators, component=2) or None
+                )
     if not orders:
         raise Hl7Error(
             "100",
@@ -662,8 +674,7 @@ def _read_results(segments: Sequence[_Segment], separators: _Separators
             "followed by its OBX results.",
             "OBR",
         )
-    patient = patient or PatientIds(identifiers=(), family_name=None, given_name=None,
-                                    birth_date=None)
+    patient = patient or PatientIds(identifiers=(), family_name=None, given_name=None, birth_date=None)
     return patient, tuple(_build_order(draft, separators) for draft in orders)
 
 
@@ -672,15 +683,13 @@ def _check_single_patient(known: PatientIds | None, new: PatientIds, position: i
     if known is not None and known.identifiers != new.identifiers:
         raise Hl7Error(
             "100",
-            f"Segment {position} is a second PID with different PID-3 identifiers; send one "
-            "patient per message.",
+            f"Segment {position} is a second PID with different PID-3 identifiers; send one patient per message.",
             "PID-3",
         )
     return known or new
 
 
-def _current_order(orders: list[_OrderDraft], obx: _Segment, position: int,
-                   separators: _Separators) -> _OrderDraft:
+def _current_order(orders: list[_OrderDraft], obx: _Segment, position: int, separators: _Separators) -> _OrderDraft:
     if not orders:
         set_id = _text(obx.get(1), separators)
         raise Hl7Error(
@@ -692,12 +701,11 @@ def _current_order(orders: list[_OrderDraft], obx: _Segment, position: int,
     return orders[-1]
 
 
-def _attach_note(nte: _Segment, separators: _Separators, orders: list[_OrderDraft],
-                 observation: _ObservationDraft | None) -> None:
+def _attach_note(
+    nte: _Segment, separators: _Separators, orders: list[_OrderDraft], observation: _ObservationDraft | None
+) -> None:
     # NTE-3 repeats line by line; notes before any OBR are patient-level and not ours to keep.
-    text = "\n".join(
-        line for line in (_whole_text((rep,), separators) for rep in nte.get(3)) if line
-    )
+    text = "\n".join(line for line in (_whole_text((rep,), separators) for rep in nte.get(3)) if line)
     if not text:
         return
     if observation is not None:
@@ -711,8 +719,10 @@ def _read_patient(pid: _Segment, separators: _Separators) -> PatientIds:
         Identifier(
             id=_text((rep,), separators),
             # CX-4 is an HD: namespace id, else the universal id (an OID).
-            assigning_authority=(_optional_text((rep,), separators, component=4)
-                                 or _optional_text((rep,), separators, component=4, sub=2)),
+            assigning_authority=(
+                _optional_text((rep,), separators, component=4)
+                or _optional_text((rep,), separators, component=4, sub=2)
+            ),
             type_code=_optional_text((rep,), separators, component=5),
         )
         for rep in pid.get(3)
@@ -767,8 +777,7 @@ def _coded(value: _Field, separators: _Separators) -> _Coded:
         code = _text(value, separators, component=first)
         text = _text(value, separators, component=first + 1)
         if code or text:
-            return _Coded(code or None, text or None,
-                          _optional_text(value, separators, component=first + 2))
+            return _Coded(code or None, text or None, _optional_text(value, separators, component=first + 2))
     return _Coded(None, None, None)
 
 
@@ -788,12 +797,29 @@ _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 _CODED_TYPES = frozenset({"CE", "CWE", "CNE", "CF"})
 
 _POSITIVE_WORDS = frozenset({"POS", "POSITIVE", "DETECTED", "PRESENT", "REACTIVE"})
-_NEGATIVE_WORDS = frozenset({"NEG", "NEGATIVE", "NOT DETECTED", "NONE DETECTED", "ND",
-                             "NOT PRESENT", "ABSENT", "NONREACTIVE", "NON-REACTIVE",
-                             "NON REACTIVE"})
+_NEGATIVE_WORDS = frozenset(
+    {
+        "NEG",
+        "NEGATIVE",
+        "NOT DETECTED",
+        "NONE DETECTED",
+        "ND",
+        "NOT PRESENT",
+        "ABSENT",
+        "NONREACTIVE",
+        "NON-REACTIVE",
+        "NON REACTIVE",
+    }
+)
 # SNOMED CT answers labs use in CWE values.
-_SNOMED_RESULTS = {"10828004": "POS", "260373001": "POS", "52101004": "POS",
-                   "260385009": "NEG", "260415000": "NEG", "2667000": "NEG"}
+_SNOMED_RESULTS = {
+    "10828004": "POS",
+    "260373001": "POS",
+    "52101004": "POS",
+    "260385009": "NEG",
+    "260415000": "NEG",
+    "2667000": "NEG",
+}
 _SNOMED_SYSTEMS = frozenset({"SCT", "SNM", "SNM3", "SNOMED", "SNOMED-CT", "SNOMEDCT"})
 
 
@@ -815,8 +841,7 @@ def _build_observation(draft: _ObservationDraft, separators: _Separators) -> Obs
         value_numeric=value.numeric,
         value_text=value.text,
         comparator=value.comparator,
-        units=(_optional_text(obx.get(6), separators)
-               or _optional_text(obx.get(6), separators, component=2)),
+        units=(_optional_text(obx.get(6), separators) or _optional_text(obx.get(6), separators, component=2)),
         reference_range=reference_range,
         cutoff=_cutoff(reference_range, notes),
         abnormal_flag=flag.value,
@@ -851,14 +876,12 @@ def _structured_numeric(value: _Field, separators: _Separators) -> _Value:
     if comparator in ("", "="):
         return _Value(numeric, None, None)
     normalised = _normalise_comparator(comparator)
-    return _Value(numeric, None, normalised) if normalised else _Value(
-        None, "".join(parts).upper(), None)
+    return _Value(numeric, None, normalised) if normalised else _Value(None, "".join(parts).upper(), None)
 
 
 def _plain_value(value: _Field, separators: _Separators) -> _Value:
     """NM, ST, TX, FT or an unknown type: a number (maybe with a comparator) or a word."""
-    parts = ("&".join(_unescape(sub, separators) for sub in component).strip()
-             for rep in value for component in rep)
+    parts = ("&".join(_unescape(sub, separators) for sub in component).strip() for rep in value for component in rep)
     text = " ".join(part for part in parts if part)  # "^>^300" sent as NM reads "> 300"
     if not text or text == '""':
         return _NO_VALUE
@@ -999,8 +1022,14 @@ _PROCESSING_IDS = frozenset({"P", "T", "D"})
 _MSA_TEXT_LIMIT = 80  # MSA-3 is ST(80) in v2.2-2.5.1; the full detail goes in ERR
 
 
-def build_ack(message: OruMessage | None, raw_msh: str | None, ack_code: AckCode,
-              control_id: str, errors: Sequence[AckError], now_hl7: str) -> str:
+def build_ack(
+    message: OruMessage | None,
+    raw_msh: str | None,
+    ack_code: AckCode,
+    control_id: str,
+    errors: Sequence[AckError],
+    now_hl7: str,
+) -> str:
     """An original-mode ACK: MSH, MSA and one ERR per error, segments ending in CR.
 
     Addressing comes from `message` when we parsed it, else is salvaged from `raw_msh`.
@@ -1017,8 +1046,12 @@ def build_ack(message: OruMessage | None, raw_msh: str | None, ack_code: AckCode
     version_key = _version_key(addressing.version)
     segments = [
         _ack_msh(addressing, control_id, now_hl7, version_key),
-        _segment("MSA", ack_code, _escape(addressing.control_id),
-                 _escape(_shorten(errors[0].detail, _MSA_TEXT_LIMIT)) if errors else ""),
+        _segment(
+            "MSA",
+            ack_code,
+            _escape(addressing.control_id),
+            _escape(_shorten(errors[0].detail, _MSA_TEXT_LIMIT)) if errors else "",
+        ),
         *(_err_segment(error, version_key) for error in errors),
     ]
     return "\r".join(segments) + "\r"
@@ -1030,8 +1063,7 @@ def ack_for_unparseable(raw_text: str, error: Hl7Error, control_id: str, now_hl7
     # Text with no MSH segment is not an HL7 message at all: rejected (AR), not an application
     # error to retry (HL7 v2.5.1 2.9.2.2: AR when the message itself is unacceptable).
     ack_code = AckCode.REJECT if error.code in _REJECT_CODES or msh is None else AckCode.ERROR
-    return build_ack(None, msh, ack_code, control_id,
-                     [AckError(error.code, error.detail, error.location)], now_hl7)
+    return build_ack(None, msh, ack_code, control_id, [AckError(error.code, error.detail, error.location)], now_hl7)
 
 
 def _first_msh_line(raw_text: str) -> str | None:
@@ -1057,8 +1089,7 @@ def _addressing_from_message(message: OruMessage) -> _Addressing:
 def _field_safe(value: str | None) -> str:
     """Our own standard-encoded field, as parse_oru stores it; an OruMessage built by hand
     could still hold a field or repetition separator or a line break, which would break the ACK."""
-    return "".join(_STANDARD_ESCAPES[c] if c in "|~" else " " if ord(c) < 0x20 else c
-                   for c in value or "")
+    return "".join(_STANDARD_ESCAPES[c] if c in "|~" else " " if ord(c) < 0x20 else c for c in value or "")
 
 
 def _sane_trigger(trigger: str) -> str:
@@ -1109,21 +1140,29 @@ def _lenient_separators(raw_msh: str) -> _Separators | None:
 
 
 def _version_key(version: str) -> tuple[int, ...]:
-    """"2.3.1" as (2, 3, 1), so versions compare as numbers; addressing versions are sane."""
+    """ "2.3.1" as (2, 3, 1), so versions compare as numbers; addressing versions are sane."""
     return tuple(int(part) for part in version.split("."))
 
 
-def _ack_msh(addressing: _Addressing, control_id: str, now_hl7: str,
-             version_key: tuple[int, ...]) -> str:
+def _ack_msh(addressing: _Addressing, control_id: str, now_hl7: str, version_key: tuple[int, ...]) -> str:
     # MSG gained its third component (message structure) in v2.3.1.
     message_type = f"ACK^{addressing.trigger}" + ("^ACK" if version_key >= (2, 3, 1) else "")
-    return "|".join([
-        "MSH", _STANDARD_ENCODING,
-        addressing.receiving_application, addressing.receiving_facility,  # we answer as them
-        addressing.sending_application, addressing.sending_facility,
-        _escape(now_hl7), "", message_type, _escape(control_id),
-        addressing.processing_id, addressing.version,
-    ])
+    return "|".join(
+        [
+            "MSH",
+            _STANDARD_ENCODING,
+            addressing.receiving_application,
+            addressing.receiving_facility,  # we answer as them
+            addressing.sending_application,
+            addressing.sending_facility,
+            _escape(now_hl7),
+            "",
+            message_type,
+            _escape(control_id),
+            addressing.processing_id,
+            addressing.version,
+        ]
+    )
 
 
 def _err_segment(error: AckError, version_key: tuple[int, ...]) -> str:
@@ -1131,12 +1170,16 @@ def _err_segment(error: AckError, version_key: tuple[int, ...]) -> str:
     segment_id, sequence, field_number, component = location.groups() if location else ("",) * 4
     if version_key >= (2, 5):
         # ERR-2 location (ERL), ERR-3 code (CWE, table 0357), ERR-4 severity, ERR-8 user message.
-        where = "^".join([segment_id, sequence or "1", field_number or "", "1" if component else "",
-                          component or ""]).rstrip("^") if location else ""
+        where = (
+            "^".join(
+                [segment_id, sequence or "1", field_number or "", "1" if component else "", component or ""]
+            ).rstrip("^")
+            if location
+            else ""
+        )
         code_text = _ERROR_CODE_TEXTS.get(error.code, "Error")
         code = f"{_escape(error.code)}^{_escape(code_text)}^HL70357"
-        return _segment("ERR", "", where, code, _escape(error.severity), "", "", "",
-                        _escape(error.detail))
+        return _segment("ERR", "", where, code, _escape(error.severity), "", "", "", _escape(error.detail))
     # Before v2.5 ERR-1 is the only field (ELD): segment^sequence^field^code&text&system. The
     # detail travels as the code's text: it is what the lab's engineer needs to read.
     where = f"{segment_id}^{sequence or '1'}^{field_number or ''}" if location else "^^"
@@ -1163,8 +1206,9 @@ def parse_ack(text: str) -> ParsedAck:
     if msa is None:
         raise Hl7Error("100", "The acknowledgement has no MSA segment.", "MSA")
     texts = tuple(
-        found for found in (_err_text(segment, separators)
-                            for segment in message.segments if segment.name == "ERR") if found
+        found
+        for found in (_err_text(segment, separators) for segment in message.segments if segment.name == "ERR")
+        if found
     )
     if not texts and _text(msa.get(3), separators):
         texts = (_whole_text(msa.get(3), separators),)
@@ -1176,10 +1220,12 @@ def parse_ack(text: str) -> ParsedAck:
 
 
 def _err_text(err: _Segment, separators: _Separators) -> str:
-    return (_whole_text(err.get(8), separators)
-            or _text(err.get(3), separators, component=2)
-            or _text(err.get(1), separators, component=4, sub=2)
-            or _text(err.get(1), separators, component=4))
+    return (
+        _whole_text(err.get(8), separators)
+        or _text(err.get(3), separators, component=2)
+        or _text(err.get(1), separators, component=4, sub=2)
+        or _text(err.get(1), separators, component=4)
+    )
 
 
 # --- MLLP -----------------------------------------------------------------------------------------

@@ -46,7 +46,6 @@ from domain.vocab import Vocabulary
 # --- closed vocabularies ---------------------------------------------------------------------
 
 
-
 class AnalyteOutcome(Vocabulary):
     """The outcome of one analyte."""
 
@@ -213,8 +212,12 @@ class Interpretation:
 
 
 def classify_analyte(
-    result: AnalyteResult, table: CutoffTable, fallback: CutoffTable | None = None,
-    *, analytes: Catalogue = ANALYTES, added_table: CutoffTable | None = None,
+    result: AnalyteResult,
+    table: CutoffTable,
+    fallback: CutoffTable | None = None,
+    *,
+    analytes: Catalogue = ANALYTES,
+    added_table: CutoffTable | None = None,
 ) -> AnalyteFinding:
     """Judge one result. The lab's own cutoff wins over `table`, which wins over `fallback`, then
     `added_table` (the defaults of analytes an administrator added, which are in `analytes`)."""
@@ -243,8 +246,9 @@ def _from_value(result: AnalyteResult, call: str | None, tables: Sequence[Cutoff
         return _not_interpretable(result, f"no cutoff for {result.analyte} ({result.method}) and no usable lab call")
     assert result.value is not None  # interpret() sends only finite values here
     at_or_above = result.value >= cutoff
-    comparison = (f"{result.value:g} {'>=' if at_or_above else '<'} cutoff {cutoff:g} "
-                  f"({_cutoff_label(source, result.method)})")
+    comparison = (
+        f"{result.value:g} {'>=' if at_or_above else '<'} cutoff {cutoff:g} ({_cutoff_label(source, result.method)})"
+    )
     # A lab's call that disagrees with its own number is a messy feed, not something to settle here.
     if call is not None and call != (PRESUMPTIVE_POSITIVE if at_or_above else NEGATIVE):
         return _not_interpretable(result, f"{comparison}, but the lab called it {result.qualitative}", cutoff, source)
@@ -274,7 +278,11 @@ def _cutoff(result: AnalyteResult, tables: Sequence[CutoffTable]) -> tuple[float
 
 
 def _finding(
-    result: AnalyteResult, positive: bool, cutoff: float | None, source: str | None, reason: str,
+    result: AnalyteResult,
+    positive: bool,
+    cutoff: float | None,
+    source: str | None,
+    reason: str,
 ) -> AnalyteFinding:
     if not positive:
         outcome = NEGATIVE
@@ -288,8 +296,9 @@ def _finding(
 def _not_interpretable(
     result: AnalyteResult, reason: str, cutoff: float | None = None, source: str | None = None
 ) -> AnalyteFinding:
-    return AnalyteFinding(result.analyte, NOT_INTERPRETABLE, cutoff, source, reason, result.method,
-                          _plain_value(result.value))
+    return AnalyteFinding(
+        result.analyte, NOT_INTERPRETABLE, cutoff, source, reason, result.method, _plain_value(result.value)
+    )
 
 
 def _qualitative_call(text: str | None) -> str | None:
@@ -333,25 +342,23 @@ def interpret(
     medication links, and their default cutoffs after every table).
     """
     table = get_table(table_name, tables)
-    fallback = (get_table(fallback_table_name, tables)
-                if fallback_table_name and fallback_table_name != table_name else None)
+    fallback = (
+        get_table(fallback_table_name, tables) if fallback_table_name and fallback_table_name != table_name else None
+    )
     drug_results = [r for r in results if not _is_validity_result(r)]
     derived_checks, unusable_checks = checks_from_results(results)
 
     analytes = catalogue(added) if added else ANALYTES
     added_table = _added_table(added)
-    findings = [classify_analyte(result, table, fallback, analytes=analytes, added_table=added_table)
-                for result in drug_results] + unusable_checks
+    findings = [
+        classify_analyte(result, table, fallback, analytes=analytes, added_table=added_table) for result in drug_results
+    ] + unusable_checks
     findings = _apply_methamphetamine_rule(findings, table)
     findings = _resolve_screens_by_confirmation(findings, analytes)
 
     all_negative = bool(findings) and all(f.outcome == NEGATIVE for f in findings)
     validity = apply_drug_result(classify_validity(_merge_checks(checks, derived_checks), validity_rules), all_negative)
-    flags = (
-        _medication_flags(findings, meds, analytes)
-        + _review_flags(findings, analytes)
-        + _validity_flags(validity)
-    )
+    flags = _medication_flags(findings, meds, analytes) + _review_flags(findings, analytes) + _validity_flags(validity)
     overall = _overall(findings, validity)
     needs_review = overall != NEGATIVE or bool(flags)
     used_tables = tuple(t.name for t in (table, fallback) if t is not None)
@@ -374,8 +381,9 @@ def _added_table(added: Sequence[AddedAnalyte]) -> CutoffTable | None:
     confirm = {a.key: float(a.confirm_cutoff) for a in kept if _is_positive_number(a.confirm_cutoff)}
     if not (initial or confirm):
         return None
-    return CutoffTable(CLINIC_ADDED, "clinic", "default cutoffs of analytes added by the clinic's administrator",
-                       initial, confirm)
+    return CutoffTable(
+        CLINIC_ADDED, "clinic", "default cutoffs of analytes added by the clinic's administrator", initial, confirm
+    )
 
 
 def checks_from_results(results: Iterable[AnalyteResult]) -> tuple[SpecimenChecks, list[AnalyteFinding]]:
@@ -470,7 +478,8 @@ def _apply_methamphetamine_rule(findings: list[AnalyteFinding], table: CutoffTab
 
 
 def _resolve_screens_by_confirmation(
-    findings: list[AnalyteFinding], analytes: Catalogue = ANALYTES,
+    findings: list[AnalyteFinding],
+    analytes: Catalogue = ANALYTES,
 ) -> list[AnalyteFinding]:
     """An initial-test positive whose drug class was confirmed and found negative is negative, as a
     lab reports it; one whose class was confirmed positive stays presumptive but is not unconfirmed."""
@@ -505,7 +514,9 @@ def _drug_class(finding: AnalyteFinding, analytes: Catalogue = ANALYTES) -> str:
 
 
 def _medication_flags(
-    findings: list[AnalyteFinding], meds: MedicationContext, analytes: Catalogue = ANALYTES,
+    findings: list[AnalyteFinding],
+    meds: MedicationContext,
+    analytes: Catalogue = ANALYTES,
 ) -> tuple[Flag, ...]:
     return (
         _unexpected_present(findings, meds, analytes)
@@ -516,7 +527,9 @@ def _medication_flags(
 
 
 def _unexpected_present(
-    findings: list[AnalyteFinding], meds: MedicationContext, analytes: Catalogue = ANALYTES,
+    findings: list[AnalyteFinding],
+    meds: MedicationContext,
+    analytes: Catalogue = ANALYTES,
 ) -> tuple[Flag, ...]:
     unexplained: dict[str, set[str]] = {}
     for finding in _positives(findings):
@@ -534,7 +547,9 @@ def _unexpected_present(
 
 
 def _expected_absent(
-    findings: list[AnalyteFinding], meds: MedicationContext, analytes: Catalogue = ANALYTES,
+    findings: list[AnalyteFinding],
+    meds: MedicationContext,
+    analytes: Catalogue = ANALYTES,
 ) -> tuple[Flag, ...]:
     flags: list[Flag] = []
     for medication in sorted(meds.expected):
@@ -550,8 +565,10 @@ def _expected_absent(
             continue
         elif all(f.outcome == NEGATIVE for f in tested):
             flags.append(
-                Flag(EXPECTED_ABSENT,
-                     f"{medication} expected, but {names} not found: possible non-adherence or diversion")
+                Flag(
+                    EXPECTED_ABSENT,
+                    f"{medication} expected, but {names} not found: possible non-adherence or diversion",
+                )
             )
     return tuple(flags)
 
@@ -560,7 +577,8 @@ def adherence_markers(medication: str, analytes: Catalogue = ANALYTES) -> tuple[
     """The analytes whose presence shows the medication was taken (buprenorphine/norbuprenorphine,
     methadone/EDDP, ...); empty for a medication no urine analyte evidences."""
     return tuple(
-        key for key, analyte in analytes.items()
+        key
+        for key, analyte in analytes.items()
         if analyte.medication == medication and key not in _NOT_ADHERENCE_MARKERS
     )
 

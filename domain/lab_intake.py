@@ -55,9 +55,11 @@ class SenderBinding:
         return self.any_sender or bool(self.facility and self.application)
 
 
-UNREGISTERED_TOKEN = ("this lab token is not registered to a sending facility; ask the clinic's administrator "
-                      "to register it (a lab token names the MSH-3 sending application and MSH-4 sending "
-                      "facility it sends as)")
+UNREGISTERED_TOKEN = (
+    "this lab token is not registered to a sending facility; ask the clinic's administrator "
+    "to register it (a lab token names the MSH-3 sending application and MSH-4 sending "
+    "facility it sends as)"
+)
 
 
 def _namespace(value: str | None) -> str:
@@ -78,6 +80,8 @@ def sender_refusal(binding: SenderBinding, application: str | None, facility: st
     if claimed == (_namespace(binding.application), _namespace(binding.facility)):
         return None
     shown = " / ".join(f"'{value[:60]}'" if value else "(empty)" for value in claimed)
-    return (f"this lab token is registered to send as '{_namespace(binding.application)}' / "
-            f"'{_namespace(binding.facility)}' (MSH-3 / MSH-4), but the message names {shown}; send it with "
-            "your own sender, or ask the clinic's administrator for a token registered to that sender")
+    return (
+        f"this lab token is registered to send as '{_namespace(binding.application)}' / "
+        f"'{_namespace(binding.facility)}' (MSH-3 / MSH-4), but the message names {shown}; send it with "
+        "your own sender, or ask the clinic's administrator for a token registered to that sender"
+    )

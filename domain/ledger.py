@@ -144,8 +144,9 @@ def overlapping_dates(supplies: Sequence[Supply], dates: Sequence[str]) -> tuple
     return tuple(sorted(day for day in set(dates) if day in covered))
 
 
-def schedule_allows_take_home(order: med.MedicationOrder, dates: Sequence[date],
-                              closed_days: Collection[date] = frozenset()) -> tuple[bool, str]:
+def schedule_allows_take_home(
+    order: med.MedicationOrder, dates: Sequence[date], closed_days: Collection[date] = frozenset()
+) -> tuple[bool, str]:
     """Whether `order`'s schedule lets a take-home dose cover every one of `dates`.
 
     A take-home day of an observed-plus-take-home schedule, or a clinic-closed day (42 CFR
@@ -154,21 +155,25 @@ def schedule_allows_take_home(order: med.MedicationOrder, dates: Sequence[date],
     """
     if order.is_injection:
         return False, f"order {order.order_id} is an injection order: there is no take-home dose"
-    observed = [day for day in dates if day not in closed_days
-                and med.expected_on(order, day).kind == med.OBSERVED_DOSE]
+    observed = [
+        day for day in dates if day not in closed_days and med.expected_on(order, day).kind == med.OBSERVED_DOSE
+    ]
     if observed:
         listed = ", ".join(day.isoformat() for day in observed)
-        return False, (f"order {order.order_id} is {order.schedule.kind}: {listed} "
-                       f"{'is an observed day' if len(observed) == 1 else 'are observed days'}, "
-                       "not take-home days (a clinician changes the schedule first)")
+        return False, (
+            f"order {order.order_id} is {order.schedule.kind}: {listed} "
+            f"{'is an observed day' if len(observed) == 1 else 'are observed days'}, "
+            "not take-home days (a clinician changes the schedule first)"
+        )
     outside = [day for day in dates if not med.is_in_effect(order, day)]
     if outside:
         return False, f"{', '.join(d.isoformat() for d in outside)} outside the order's dates"
     return True, "every date is a take-home or clinic-closed day"
 
 
-def day_statuses(order: med.MedicationOrder, ledger: DoseLedger, first: date, last: date,
-                 closed_days: Collection[date] = frozenset()) -> tuple[DayStatus, ...]:
+def day_statuses(
+    order: med.MedicationOrder, ledger: DoseLedger, first: date, last: date, closed_days: Collection[date] = frozenset()
+) -> tuple[DayStatus, ...]:
     """The status of every day from `first` to `last`, both included."""
     if last < first:
         return ()
@@ -197,8 +202,9 @@ def day_statuses(order: med.MedicationOrder, ledger: DoseLedger, first: date, la
     return tuple(out)
 
 
-def _injection_statuses(order: med.MedicationOrder, ledger: DoseLedger, first: date, last: date
-                        ) -> tuple[DayStatus, ...]:
+def _injection_statuses(
+    order: med.MedicationOrder, ledger: DoseLedger, first: date, last: date
+) -> tuple[DayStatus, ...]:
     """Injection orders count cycles, one per due date, shown on the due date: taken when an
     injection was given no later than its due date plus grace, missed once the grace ended
     without one, pending while the window is open."""
@@ -218,8 +224,9 @@ def _injection_statuses(order: med.MedicationOrder, ledger: DoseLedger, first: d
         elif window_end > last:
             by_day[due] = DayStatus(due.isoformat(), PENDING, False, False)
         else:
-            by_day[due] = DayStatus(due.isoformat(), ledger.outcomes.get(due.isoformat()) == HELD and HELD or MISSED,
-                                    True, False)
+            by_day[due] = DayStatus(
+                due.isoformat(), ledger.outcomes.get(due.isoformat()) == HELD and HELD or MISSED, True, False
+            )
         if shot is None:
             break
         last_given, cursor = shot, shot + timedelta(days=1)
@@ -231,8 +238,13 @@ def _injection_statuses(order: med.MedicationOrder, ledger: DoseLedger, first: d
     return tuple(out)
 
 
-def adherence(order: med.MedicationOrder, ledger: DoseLedger, window_days: int, today: date,
-              closed_days: Collection[date] = frozenset()) -> med.Adherence:
+def adherence(
+    order: med.MedicationOrder,
+    ledger: DoseLedger,
+    window_days: int,
+    today: date,
+    closed_days: Collection[date] = frozenset(),
+) -> med.Adherence:
     """THE adherence figure: doses taken over doses due in the `window_days` days ending
     yesterday (today is not over). `ratio` is None when no dose was due."""
     if not _is_int(window_days) or window_days < 1:
@@ -244,20 +256,32 @@ def adherence(order: med.MedicationOrder, ledger: DoseLedger, window_days: int, 
     return med.Adherence(window_days, first.isoformat(), last.isoformat(), due, taken, taken / due if due else None)
 
 
-def adherence_between(order: med.MedicationOrder, ledger: DoseLedger, first: date, last: date,
-                      closed_days: Collection[date] = frozenset()) -> med.Adherence:
+def adherence_between(
+    order: med.MedicationOrder, ledger: DoseLedger, first: date, last: date, closed_days: Collection[date] = frozenset()
+) -> med.Adherence:
     """The same figure over the period `first`..`last` (a report's week or month)."""
     return adherence(order, ledger, (last - first).days + 1, last + timedelta(days=1), closed_days)
 
 
-def adherence_windows(order: med.MedicationOrder, ledger: DoseLedger, today: date,
-                      closed_days: Collection[date] = frozenset(),
-                      windows: Sequence[int] = med.ADHERENCE_WINDOWS) -> tuple[med.Adherence, ...]:
+def adherence_windows(
+    order: med.MedicationOrder,
+    ledger: DoseLedger,
+    today: date,
+    closed_days: Collection[date] = frozenset(),
+    windows: Sequence[int] = med.ADHERENCE_WINDOWS,
+) -> tuple[med.Adherence, ...]:
     return tuple(adherence(order, ledger, window, today, closed_days) for window in windows)
 
 
-def missed_run(order: med.MedicationOrder, ledger: DoseLedger, through: date, after: date | None = None,
-               closed_days: Collection[date] = frozenset(), *, count_refused: bool = True) -> int:
+def missed_run(
+    order: med.MedicationOrder,
+    ledger: DoseLedger,
+    through: date,
+    after: date | None = None,
+    closed_days: Collection[date] = frozenset(),
+    *,
+    count_refused: bool = True,
+) -> int:
     """Consecutive missed due days up to `through` (after `after`, when a clinician's reassessment
     started the count afresh). A dose taken ends the run; held and closed days neither end nor
     extend it, so a hold for three missed doses still reads "3 consecutive missed doses". A
@@ -273,8 +297,9 @@ def missed_run(order: med.MedicationOrder, ledger: DoseLedger, through: date, af
     return run
 
 
-def split_part_reason(order_dose: float, order_unit: str, kind: str, part_dose: float | None,
-                      part_unit: str | None, parts: int) -> str | None:
+def split_part_reason(
+    order_dose: float, order_unit: str, kind: str, part_dose: float | None, part_unit: str | None, parts: int
+) -> str | None:
     """Why a part of a split dose does not fit the order, or None when it does: the order's daily
     dose given in `parts` equal observed parts (2 to 4), e.g. methadone 120 mg as 2 x 60 mg."""
     if kind != med.OBSERVED_DOSE:
@@ -282,8 +307,10 @@ def split_part_reason(order_dose: float, order_unit: str, kind: str, part_dose: 
     if not _is_int(parts) or not 2 <= parts <= 4:
         return f"a split dose has 2 to 4 parts; got {parts!r}"
     if part_unit != order_unit or part_dose is None or abs(part_dose * parts - order_dose) > 1e-9:
-        return (f"each of the {parts} parts must be {order_dose / parts:g} {order_unit} "
-                f"(the order's {order_dose:g} {order_unit} split {parts} ways); got {part_dose} {part_unit}")
+        return (
+            f"each of the {parts} parts must be {order_dose / parts:g} {order_unit} "
+            f"(the order's {order_dose:g} {order_unit} split {parts} ways); got {part_dose} {part_unit}"
+        )
     return None
 
 

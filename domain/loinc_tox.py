@@ -32,7 +32,6 @@ SOURCES = DATA / "loinc_drug_tests_sources.csv"
 GAPS = DATA / "loinc_drug_tests_gaps.csv"
 
 
-
 class CodeMethod(Vocabulary):
     """The method a LOINC code names (LOINC Users' Guide, Method axis), if any."""
 
@@ -157,8 +156,9 @@ class AnalyteMethod:
     note: str | None = None  # MethodChoice.detail
 
 
-def resolve_method(code_method: str | None, override: str | None, mapped: str | None, label_says: str | None,
-                   code: str) -> MethodChoice:
+def resolve_method(
+    code_method: str | None, override: str | None, mapped: str | None, label_says: str | None, code: str
+) -> MethodChoice:
     """The method a result is judged by, and why.
 
     1. A clinic's explicit override (a mapping whose method_override is set) wins, and says so.

@@ -179,6 +179,7 @@ HOLD_FOR_REASSESSMENT = MissedDoseAction.HOLD_FOR_REASSESSMENT
 NO_DOSING_UNTIL_REEVALUATED = MissedDoseAction.NO_DOSING_UNTIL_REEVALUATED
 MISSED_DOSE_ACTIONS: tuple[str, ...] = tuple(MissedDoseAction)
 
+
 class CallbackStatus(Vocabulary):
     """Where a random callback (a call to bring every take-home bottle back for a count) is."""
 
@@ -242,35 +243,42 @@ class DoseLimit:
 
 DOSE_LIMITS: dict[str, DoseLimit] = {
     Drug.METHADONE: DoseLimit(
-        usual_max_mg=120.0, ceiling_mg=1000.0, initial_max_mg=50.0,
+        usual_max_mg=120.0,
+        ceiling_mg=1000.0,
+        initial_max_mg=50.0,
         source="42 CFR 8.12(h)(3)(ii) (2024): initial dose at most 50 mg unless the OTP practitioner documents "
-               "that more is clinically indicated; SAMHSA TIP 63: maintenance usually 60-120 mg/day, higher "
-               "doses are used with documentation (120 mg is a program setting, uncertain); ceiling 1000 mg: "
-               "plausibility only (uncertain)",
+        "that more is clinically indicated; SAMHSA TIP 63: maintenance usually 60-120 mg/day, higher "
+        "doses are used with documentation (120 mg is a program setting, uncertain); ceiling 1000 mg: "
+        "plausibility only (uncertain)",
     ),
     Drug.BUPRENORPHINE: DoseLimit(
-        usual_max_mg=24.0, ceiling_mg=64.0,
+        usual_max_mg=24.0,
+        ceiling_mg=64.0,
         source="buprenorphine sublingual labels: maintenance 4-24 mg/day, doses above 24 mg/day not shown to "
-               "add benefit (some labels and practice allow up to 32 mg/day, hence override, not refusal); "
-               "ceiling 64 mg: plausibility only (uncertain)",
+        "add benefit (some labels and practice allow up to 32 mg/day, hence override, not refusal); "
+        "ceiling 64 mg: plausibility only (uncertain)",
     ),
     Drug.BUPRENORPHINE_NALOXONE: DoseLimit(
-        usual_max_mg=24.0, ceiling_mg=64.0,
+        usual_max_mg=24.0,
+        ceiling_mg=64.0,
         source="buprenorphine/naloxone sublingual labels (e.g. Suboxone): target 16 mg, range 4-24 mg/day; "
-               "up to 32 mg/day in practice with documentation; ceiling 64 mg: plausibility only (uncertain)",
+        "up to 32 mg/day in practice with documentation; ceiling 64 mg: plausibility only (uncertain)",
     ),
     Drug.NALTREXONE_ORAL: DoseLimit(
-        usual_max_mg=150.0, ceiling_mg=300.0,
+        usual_max_mg=150.0,
+        ceiling_mg=300.0,
         source="naltrexone tablet label: 50 mg/day, or 100/100/150 mg three times a week; ceiling 300 mg: "
-               "plausibility only (uncertain)",
+        "plausibility only (uncertain)",
     ),
     Drug.NALTREXONE_ER_INJECTION: DoseLimit(
-        usual_max_mg=380.0, ceiling_mg=760.0,
+        usual_max_mg=380.0,
+        ceiling_mg=760.0,
         source="extended-release naltrexone label (Vivitrol): 380 mg IM every 4 weeks, the only strength; "
-               "ceiling 760 mg: plausibility only (uncertain)",
+        "ceiling 760 mg: plausibility only (uncertain)",
     ),
     Drug.OTHER: DoseLimit(
-        usual_max_mg=None, ceiling_mg=10_000.0,
+        usual_max_mg=None,
+        ceiling_mg=10_000.0,
         source="no drug-specific maximum; 10 g per dose as a plausibility ceiling only (uncertain)",
     ),
 }
@@ -309,8 +317,9 @@ def check_dose_plausible(drug: str, dose: Any, unit: str) -> tuple[float, float,
     return value, mg, shown
 
 
-def check_dose(drug: str, dose: Any, unit: str, *, override_reason: str | None = None,
-               initial: bool = False) -> str | None:
+def check_dose(
+    drug: str, dose: Any, unit: str, *, override_reason: str | None = None, initial: bool = False
+) -> str | None:
     """Raise ValueError for a dose that is not a positive finite number or is above the drug's
     ceiling, DoseOverrideRequired for one above its usual maximum (or, on the first day of
     treatment, above the initial maximum) without `override_reason`. Returns what the override
@@ -393,8 +402,7 @@ def _check_injection_interval(schedule: Schedule) -> None:
         return
     if not _is_int(schedule.every_days) or schedule.every_days < 1:
         raise ValueError(
-            "an injection schedule needs every_days, a whole number of days (e.g. 28); "
-            f"got {schedule.every_days!r}"
+            f"an injection schedule needs every_days, a whole number of days (e.g. 28); got {schedule.every_days!r}"
         )
     # Otherwise the next injection falls due before the last one could be called overdue.
     if schedule.grace_days >= schedule.every_days:
@@ -469,8 +477,7 @@ def _check_drug_fits_route_and_schedule(order: MedicationOrder) -> None:
         raise ValueError(f"{order.drug} is an injection: its schedule kind must be 'injection'")
     if injected and order.drug not in INJECTION_DRUGS and order.drug != "other":
         raise ValueError(
-            f"{order.drug} is not an injectable product: "
-            "use a daily-observed or observed-plus-take-home schedule"
+            f"{order.drug} is not an injectable product: use a daily-observed or observed-plus-take-home schedule"
         )
     if injected != (order.route in INJECTABLE_ROUTES):
         raise ValueError(
@@ -619,8 +626,7 @@ def _check_take_home_fields(dispense: Dispense) -> None:
     if dispense.kind == TAKE_HOME:
         if not _is_int(count) or count < 1:
             raise ValueError(
-                "a take-home dispense needs take_home_count, the number of days supplied (1 or more); "
-                f"got {count!r}"
+                f"a take-home dispense needs take_home_count, the number of days supplied (1 or more); got {count!r}"
             )
     elif count != 0:
         raise ValueError(f"take_home_count is only for take-home dispenses; a {dispense.kind} record has 0")
@@ -791,8 +797,7 @@ def missed_dose_decision(run: int, rules: MissedDoseRules = DEFAULT_MISSED_DOSE_
     if run >= rules.no_dosing_after:
         action = NO_DOSING_UNTIL_REEVALUATED
         reason = (
-            f"{run} consecutive missed doses (limit {rules.no_dosing_after}): "
-            "no dosing until a clinician re-evaluates"
+            f"{run} consecutive missed doses (limit {rules.no_dosing_after}): no dosing until a clinician re-evaluates"
         )
     elif run >= rules.reassess_after:
         action = HOLD_FOR_REASSESSMENT

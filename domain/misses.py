@@ -56,15 +56,31 @@ def miss_verdict(facts: MissFacts) -> MissVerdict:
     if not facts.site_open:
         return MissVerdict(WINDOW_LOST, False, f"the site was closed on {facts.day}: no test could be given")
     if facts.site_closes_at is not None and facts.site_closes_at < facts.window_closes_at:
-        return MissVerdict(WINDOW_LOST, False, f"the site closed at {facts.site_closes_at.isoformat()}, before the "
-                                               f"window's end {facts.window_closes_at.isoformat()}")
+        return MissVerdict(
+            WINDOW_LOST,
+            False,
+            f"the site closed at {facts.site_closes_at.isoformat()}, before the "
+            f"window's end {facts.window_closes_at.isoformat()}",
+        )
     if facts.told_at is None or facts.told_at >= facts.window_closes_at:
-        return MissVerdict(NOT_NOTIFIED, False, "no notice reached the participant before the window closed and they "
-                                                "did not check in; staff decide (excuse or reschedule)")
+        return MissVerdict(
+            NOT_NOTIFIED,
+            False,
+            "no notice reached the participant before the window closed and they "
+            "did not check in; staff decide (excuse or reschedule)",
+        )
     late = facts.told_at - facts.window_opened_at
     if late > NOTICE_GRACE:
         minutes = int(late.total_seconds() // 60)
-        return MissVerdict(WINDOW_LOST, False, f"told at {facts.told_at.isoformat()}, {minutes} min after the window "
-                                               f"opened: the participant did not have the full window")
-    return MissVerdict(REPORTABLE, True, f"told at {facts.told_at.isoformat()}; the window closed at "
-                                         f"{facts.window_closes_at.isoformat()} with no collection")
+        return MissVerdict(
+            WINDOW_LOST,
+            False,
+            f"told at {facts.told_at.isoformat()}, {minutes} min after the window "
+            f"opened: the participant did not have the full window",
+        )
+    return MissVerdict(
+        REPORTABLE,
+        True,
+        f"told at {facts.told_at.isoformat()}; the window closed at "
+        f"{facts.window_closes_at.isoformat()} with no collection",
+    )

@@ -95,8 +95,13 @@ def plan_from_dict(data: dict[str, Any]) -> TestingPlan:
     if isinstance(values.get("weekday_hours"), list):
         values["weekday_hours"] = tuple(tuple(item) for item in values["weekday_hours"])
     # JSON does not distinguish 3 from 3.0.
-    for key in ("tests_per_week", "collection_window_hours", "make_up_hours", "breath_alcohol_cutoff",
-                "reminder_hours_before_close"):
+    for key in (
+        "tests_per_week",
+        "collection_window_hours",
+        "make_up_hours",
+        "breath_alcohol_cutoff",
+        "reminder_hours_before_close",
+    ):
         if _is_number(values.get(key)):
             values[key] = float(values[key])
     try:

@@ -86,8 +86,9 @@ class Program:
         for phase in self.phases:
             if phase.name == name:
                 return phase
-        raise ValueError(f"program {self.program_id} has no phase {name!r}; its phases are "
-                         f"{', '.join(p.name for p in self.phases)}")
+        raise ValueError(
+            f"program {self.program_id} has no phase {name!r}; its phases are {', '.join(p.name for p in self.phases)}"
+        )
 
 
 def check_program(program: Program) -> list[str]:
@@ -106,12 +107,15 @@ def check_program(program: Program) -> list[str]:
         if not isinstance(getattr(program, flag), bool):
             problems.append(f"{flag} must be true or false")
     if not is_finite_number(program.breath_alcohol_cutoff) or not 0 < program.breath_alcohol_cutoff <= 0.4:
-        problems.append(f"breath_alcohol_cutoff must be above 0 and at most 0.4 g/210 L; got "
-                        f"{program.breath_alcohol_cutoff!r}")
+        problems.append(
+            f"breath_alcohol_cutoff must be above 0 and at most 0.4 g/210 L; got {program.breath_alcohol_cutoff!r}"
+        )
     target = program.lab_turnaround_hours
     if not is_finite_number(target) or not 1 <= target <= MAX_LAB_TURNAROUND_HOURS:
-        problems.append(f"lab_turnaround_hours must be 1 to {MAX_LAB_TURNAROUND_HOURS:g} hours from collection to the "
-                        f"final result; got {target!r}")
+        problems.append(
+            f"lab_turnaround_hours must be 1 to {MAX_LAB_TURNAROUND_HOURS:g} hours from collection to the "
+            f"final result; got {target!r}"
+        )
     if program.mode not in MODES:
         problems.append(f"mode must be one of {', '.join(MODES)}")
     problems.extend(_check_colours(program))
@@ -127,11 +131,14 @@ def check_program(program: Program) -> list[str]:
         problems.append(f"reminder_hours_before_close must be 0 (no reminder) to 23; got {reminder!r}")
     else:
         used = {p.specimen_types[0] for p in program.phases if p.specimen_types}
-        shortest = min((h for kind, h in program.collection_windows.items() if kind in used and is_finite_number(h)),
-                       default=None)
+        shortest = min(
+            (h for kind, h in program.collection_windows.items() if kind in used and is_finite_number(h)), default=None
+        )
         if reminder and shortest is not None and reminder >= shortest:
-            problems.append(f"a reminder {reminder} h before the window closes would come before the notice: the "
-                            f"shortest collection window is {shortest} h ({reminder} >= {shortest})")
+            problems.append(
+                f"a reminder {reminder} h before the window closes would come before the notice: the "
+                f"shortest collection window is {shortest} h ({reminder} >= {shortest})"
+            )
     for phase in program.phases:
         problems.extend(_check_phase(program, phase))
     return problems
@@ -140,7 +147,7 @@ def check_program(program: Program) -> list[str]:
 def _check_colours(program: Program) -> list[str]:
     out: list[str] = []
     if program.mode == "colour" and not program.colours:
-        out.append("a program in colour mode needs its colours, e.g. [{\"name\": \"red\", \"tests_per_week\": 2}]")
+        out.append('a program in colour mode needs its colours, e.g. [{"name": "red", "tests_per_week": 2}]')
     if len(program.colours) > MAX_COLOURS:
         out.append(f"at most {MAX_COLOURS} colours; got {len(program.colours)}")
     names = [c.name for c in program.colours]
@@ -151,16 +158,24 @@ def _check_colours(program: Program) -> list[str]:
         if problem:
             out.append(problem)
             continue
-        out.extend(_check_rates(program, f"colour {colour.name}", colour.tests_per_week, colour.min_per_rolling_week,
-                                colour.max_per_rolling_week))
+        out.extend(
+            _check_rates(
+                program,
+                f"colour {colour.name}",
+                colour.tests_per_week,
+                colour.min_per_rolling_week,
+                colour.max_per_rolling_week,
+            )
+        )
     return out
 
 
 def _check_phase(program: Program, phase: PhaseDefinition) -> list[str]:
     if not phase.name or not isinstance(phase.name, str):
         return ["every phase needs a name"]
-    out = _check_rates(program, f"phase {phase.name}", phase.tests_per_week, phase.min_per_rolling_week,
-                       phase.max_per_rolling_week)
+    out = _check_rates(
+        program, f"phase {phase.name}", phase.tests_per_week, phase.min_per_rolling_week, phase.max_per_rolling_week
+    )
     if not phase.specimen_types or any(s not in SPECIMEN_TYPES for s in phase.specimen_types):
         out.append(f"phase {phase.name}: specimen_types must be some of {', '.join(SPECIMEN_TYPES)}")
     elif phase.specimen_types[0] not in program.collection_windows:
@@ -172,22 +187,26 @@ def _check_rates(program: Program, label: str, rate: float, floor: int, ceiling:
     """A rate, floor and ceiling per rolling 7 days against every site's open days, with the arithmetic."""
     out: list[str] = []
     if not is_int(floor) or not is_int(ceiling) or not 0 <= floor <= ceiling <= 7:
-        out.append(f"{label}: need 0 <= floor <= ceiling <= 7 per rolling 7 days; got floor {floor}, "
-                   f"ceiling {ceiling}")
+        out.append(f"{label}: need 0 <= floor <= ceiling <= 7 per rolling 7 days; got floor {floor}, ceiling {ceiling}")
         return out
     if not is_finite_number(rate) or not 0 < rate <= 7 or not floor <= rate <= ceiling:
-        out.append(f"{label}: tests_per_week {rate!r} must be above 0 and between the floor {floor} and "
-                   f"the ceiling {ceiling}")
+        out.append(
+            f"{label}: tests_per_week {rate!r} must be above 0 and between the floor {floor} and the ceiling {ceiling}"
+        )
     for site, calendar in program.sites.items():
         weekly = sorted(calendar.hours)
         names = ", ".join(WEEKDAY_NAMES[d] for d in weekly)
         if floor > len(weekly):
-            out.append(f"{label} needs at least {floor} tests in every rolling 7 days, but site {site} is "
-                       f"open {len(weekly)} day(s) a week ({names}): {floor} > {len(weekly)}")
+            out.append(
+                f"{label} needs at least {floor} tests in every rolling 7 days, but site {site} is "
+                f"open {len(weekly)} day(s) a week ({names}): {floor} > {len(weekly)}"
+            )
             continue
         if is_finite_number(rate) and rate > len(weekly):
-            out.append(f"{label} plans {rate} tests a week, but site {site} is open {len(weekly)} day(s) "
-                       f"a week ({names}): {rate} > {len(weekly)}")
+            out.append(
+                f"{label} plans {rate} tests a week, but site {site} is open {len(weekly)} day(s) "
+                f"a week ({names}): {rate} > {len(weekly)}"
+            )
         tight = tightest_week(calendar)
         if floor > tight.open_days:
             last = tight.start + timedelta(days=6)
@@ -195,30 +214,42 @@ def _check_rates(program: Program, label: str, rate: float, floor: int, ceiling:
                 f"{label} needs at least {floor} tests in every rolling 7 days, but at site {site} the 7 "
                 f"days {tight.start.isoformat()}..{last.isoformat()} have only {tight.open_days} "
                 f"open day(s): {len(weekly)} open weekday(s) minus {len(weekly) - tight.open_days} closed day(s) "
-                f"({', '.join(tight.closed_in_it)}) = {tight.open_days} < {floor}")
+                f"({', '.join(tight.closed_in_it)}) = {tight.open_days} < {floor}"
+            )
     return out
 
 
 def plan_for(program: Program, version: int, site: str, phase_name: str) -> TestingPlan:
     """The daily testing plan of one phase at one site, under one version of the program."""
     if site not in program.sites:
-        raise ValueError(f"site {site!r} is not a site of program {program.program_id}; its sites are "
-                         f"{', '.join(sorted(program.sites))}")
+        raise ValueError(
+            f"site {site!r} is not a site of program {program.program_id}; its sites are "
+            f"{', '.join(sorted(program.sites))}"
+        )
     calendar, phase = program.sites[site], program.phase(phase_name)
     weekdays = tuple(sorted(calendar.hours))
     first = calendar.hours[weekdays[0]]
     specimen = phase.specimen_types[0]
     return TestingPlan(
-        phase=phase.name, tests_per_week=float(phase.tests_per_week), min_per_rolling_week=phase.min_per_rolling_week,
+        phase=phase.name,
+        tests_per_week=float(phase.tests_per_week),
+        min_per_rolling_week=phase.min_per_rolling_week,
         max_per_rolling_week=phase.max_per_rolling_week,
         collection_window_hours=float(program.collection_windows[specimen]),
-        collection_weekdays=weekdays, opens_at=first[0], closes_at=first[1],
-        closed_dates=tuple(sorted(calendar.closed)), timezone=calendar.timezone,
+        collection_weekdays=weekdays,
+        opens_at=first[0],
+        closes_at=first[1],
+        closed_dates=tuple(sorted(calendar.closed)),
+        timezone=calendar.timezone,
         weekday_hours=tuple((d, *calendar.hours[d]) for d in weekdays if calendar.hours[d] != first),
         source=f"program {program.program_id} v{version}: {phase.criteria or phase.name}",
-        program_id=program.program_id, program_version=version, specimen_type=specimen,
-        check_in_required=phase.check_in_required, missed_check_in_reportable=phase.missed_check_in_reportable,
-        make_up_hours=float(program.make_up_hours), breath_alcohol_cutoff=float(program.breath_alcohol_cutoff),
+        program_id=program.program_id,
+        program_version=version,
+        specimen_type=specimen,
+        check_in_required=phase.check_in_required,
+        missed_check_in_reportable=phase.missed_check_in_reportable,
+        make_up_hours=float(program.make_up_hours),
+        breath_alcohol_cutoff=float(program.breath_alcohol_cutoff),
         reminder_hours_before_close=float(program.reminder_hours_before_close),
         selection_mode=program.mode,
     )
@@ -230,38 +261,88 @@ def default_program(site: str = "north", timezone: str = "America/New_York") -> 
     phases = []
     for name in PHASES:
         plan = default_plan(name)
-        phases.append(PhaseDefinition(name=name, tests_per_week=plan.tests_per_week,
-                                      min_per_rolling_week=plan.min_per_rolling_week,
-                                      max_per_rolling_week=plan.max_per_rolling_week, criteria=plan.source))
-    return Program(program_id=DEFAULT_PROGRAM_ID, name="Intensive outpatient program (defaults)",
-                   sites={site: SiteCalendar(timezone=timezone, hours=every_day)}, phases=tuple(phases))
+        phases.append(
+            PhaseDefinition(
+                name=name,
+                tests_per_week=plan.tests_per_week,
+                min_per_rolling_week=plan.min_per_rolling_week,
+                max_per_rolling_week=plan.max_per_rolling_week,
+                criteria=plan.source,
+            )
+        )
+    return Program(
+        program_id=DEFAULT_PROGRAM_ID,
+        name="Intensive outpatient program (defaults)",
+        sites={site: SiteCalendar(timezone=timezone, hours=every_day)},
+        phases=tuple(phases),
+    )
 
 
 # --- JSON form ----------------------------------------------------------------------------------
 
-_PROGRAM_KEYS = {"program_id", "name", "sites", "phases", "collection_windows", "make_up_hours", "mode",
-                 "reminder_hours_before_close", "colours",
-                 "forensic_default", "report_presumptive", "breath_alcohol_cutoff", "lab_turnaround_hours"}
+_PROGRAM_KEYS = {
+    "program_id",
+    "name",
+    "sites",
+    "phases",
+    "collection_windows",
+    "make_up_hours",
+    "mode",
+    "reminder_hours_before_close",
+    "colours",
+    "forensic_default",
+    "report_presumptive",
+    "breath_alcohol_cutoff",
+    "lab_turnaround_hours",
+}
 _COLOUR_KEYS = {"name", "tests_per_week", "min_per_rolling_week", "max_per_rolling_week"}
-_PHASE_KEYS = {"name", "tests_per_week", "min_per_rolling_week", "max_per_rolling_week", "specimen_types",
-               "check_in_required", "missed_check_in_reportable", "criteria"}
+_PHASE_KEYS = {
+    "name",
+    "tests_per_week",
+    "min_per_rolling_week",
+    "max_per_rolling_week",
+    "specimen_types",
+    "check_in_required",
+    "missed_check_in_reportable",
+    "criteria",
+}
 
 
 def program_to_dict(program: Program) -> dict[str, Any]:
     return {
-        "program_id": program.program_id, "name": program.name, "mode": program.mode,
+        "program_id": program.program_id,
+        "name": program.name,
+        "mode": program.mode,
         "sites": {site: calendar_to_dict(cal) for site, cal in sorted(program.sites.items())},
-        "collection_windows": dict(program.collection_windows), "make_up_hours": program.make_up_hours,
+        "collection_windows": dict(program.collection_windows),
+        "make_up_hours": program.make_up_hours,
         "reminder_hours_before_close": program.reminder_hours_before_close,
-        "colours": [{"name": c.name, "tests_per_week": c.tests_per_week, "min_per_rolling_week": c.min_per_rolling_week,
-                     "max_per_rolling_week": c.max_per_rolling_week} for c in program.colours],
-        "forensic_default": program.forensic_default, "report_presumptive": program.report_presumptive,
-        "breath_alcohol_cutoff": program.breath_alcohol_cutoff, "lab_turnaround_hours": program.lab_turnaround_hours,
-        "phases": [{"name": p.name, "tests_per_week": p.tests_per_week, "min_per_rolling_week": p.min_per_rolling_week,
-                    "max_per_rolling_week": p.max_per_rolling_week, "specimen_types": list(p.specimen_types),
-                    "check_in_required": p.check_in_required,
-                    "missed_check_in_reportable": p.missed_check_in_reportable, "criteria": p.criteria}
-                   for p in program.phases],
+        "colours": [
+            {
+                "name": c.name,
+                "tests_per_week": c.tests_per_week,
+                "min_per_rolling_week": c.min_per_rolling_week,
+                "max_per_rolling_week": c.max_per_rolling_week,
+            }
+            for c in program.colours
+        ],
+        "forensic_default": program.forensic_default,
+        "report_presumptive": program.report_presumptive,
+        "breath_alcohol_cutoff": program.breath_alcohol_cutoff,
+        "lab_turnaround_hours": program.lab_turnaround_hours,
+        "phases": [
+            {
+                "name": p.name,
+                "tests_per_week": p.tests_per_week,
+                "min_per_rolling_week": p.min_per_rolling_week,
+                "max_per_rolling_week": p.max_per_rolling_week,
+                "specimen_types": list(p.specimen_types),
+                "check_in_required": p.check_in_required,
+                "missed_check_in_reportable": p.missed_check_in_reportable,
+                "criteria": p.criteria,
+            }
+            for p in program.phases
+        ],
     }
 
 
@@ -303,7 +384,7 @@ def program_from_dict(data: Mapping[str, Any]) -> Program:
     colours = []
     for raw in data.get("colours") or []:
         if not isinstance(raw, Mapping):
-            raise ValueError("each colour is an object: {\"name\": \"red\", \"tests_per_week\": 2}")
+            raise ValueError('each colour is an object: {"name": "red", "tests_per_week": 2}')
         extra = sorted(set(raw) - _COLOUR_KEYS)
         if extra:
             raise ValueError(f"unknown colour field(s): {', '.join(extra)}; known: {', '.join(sorted(_COLOUR_KEYS))}")
@@ -314,15 +395,21 @@ def program_from_dict(data: Mapping[str, Any]) -> Program:
             colours.append(ColourGroup(**values))
         except TypeError as error:
             raise ValueError(f"incomplete colour: {error}") from None
-    program = Program(program_id=str(data["program_id"]), name=str(data.get("name") or data["program_id"]),
-                      sites=sites, phases=tuple(phases), collection_windows=windows,
-                      make_up_hours=data.get("make_up_hours", 24.0), mode=data.get("mode", ProgramMode.INDIVIDUAL),
-                      reminder_hours_before_close=data.get("reminder_hours_before_close", 0.0),
-                      colours=tuple(colours),
-                      forensic_default=data.get("forensic_default", True),
-                      report_presumptive=data.get("report_presumptive", False),
-                      breath_alcohol_cutoff=data.get("breath_alcohol_cutoff", 0.02),
-                      lab_turnaround_hours=data.get("lab_turnaround_hours", DEFAULT_LAB_TURNAROUND_HOURS))
+    program = Program(
+        program_id=str(data["program_id"]),
+        name=str(data.get("name") or data["program_id"]),
+        sites=sites,
+        phases=tuple(phases),
+        collection_windows=windows,
+        make_up_hours=data.get("make_up_hours", 24.0),
+        mode=data.get("mode", ProgramMode.INDIVIDUAL),
+        reminder_hours_before_close=data.get("reminder_hours_before_close", 0.0),
+        colours=tuple(colours),
+        forensic_default=data.get("forensic_default", True),
+        report_presumptive=data.get("report_presumptive", False),
+        breath_alcohol_cutoff=data.get("breath_alcohol_cutoff", 0.02),
+        lab_turnaround_hours=data.get("lab_turnaround_hours", DEFAULT_LAB_TURNAROUND_HOURS),
+    )
     problems = check_program(program)
     if problems:
         raise ValueError("; ".join(problems))

@@ -101,15 +101,35 @@ def redisclosure_notice(max_chars: int | None = None) -> str:
 # notes, lab and specimen ids, collector names, and any internal participant id.
 FACT_KEYS: dict[str, tuple[str, ...]] = {
     # "confirmed": confirmed by a second method or verified by a clinician/MRO.
-    SCREENING_RESULTS: ("collected_on", "specimen_type", "observed", "outcome", "positive_for", "confirmed", "dilute",
-                        "basis", "statement", "breath_alcohol", "device_id", "admission_witnessed_by"),
+    SCREENING_RESULTS: (
+        "collected_on",
+        "specimen_type",
+        "observed",
+        "outcome",
+        "positive_for",
+        "confirmed",
+        "dilute",
+        "basis",
+        "statement",
+        "breath_alcohol",
+        "device_id",
+        "admission_witnessed_by",
+    ),
     MISSED_TESTS: ("scheduled_on", "window_closed_at"),
     REFUSALS: ("occurred_on", "refusal_kind"),
     MEDICATION_ADHERENCE: ("period_start", "period_end", "doses_expected", "doses_taken", "adherence_ratio"),
     PHASE_CHANGES: ("from_phase", "to_phase", "effective_on"),
     # One session's record (session_on, session_kind, attendance_status) or a period's counts.
-    ATTENDANCE: ("period_start", "period_end", "sessions_scheduled", "sessions_attended", "sessions_excused",
-                 "session_on", "session_kind", "attendance_status"),
+    ATTENDANCE: (
+        "period_start",
+        "period_end",
+        "sessions_scheduled",
+        "sessions_attended",
+        "sessions_excused",
+        "session_on",
+        "session_kind",
+        "attendance_status",
+    ),
     PROGRAM_STATUS: ("status", "effective_on", "discharge_kind"),
     # The program day whose required check-in was not made, and when it was due.
     MISSED_CHECK_INS: ("scheduled_on", "due_by"),
@@ -142,7 +162,6 @@ REPORT_TYPES: dict[str, str] = {
 }
 COMPLETED_TYPE = "participant.completed"
 COMPLETION_LETTER_TYPE = "letter.completion"
-
 
 
 class ReportOutcome(Vocabulary):
@@ -317,9 +336,11 @@ def _check_basis(data: Mapping[str, Any]) -> None:
         raise ValueError(f"a {outcome} result is reported with its basis, one of {', '.join(BASES)}; got {basis!r}")
     if basis == Basis.PRESUMPTIVE_SCREEN:
         if outcome != "presumptive-positive" or data.get("confirmed") is not False:
-            raise ValueError("a presumptive screen is reported as outcome presumptive-positive with confirmed "
-                             "false, never as a confirmed positive: wait for the lab's confirmation or report it "
-                             "as presumptive")
+            raise ValueError(
+                "a presumptive screen is reported as outcome presumptive-positive with confirmed "
+                "false, never as a confirmed positive: wait for the lab's confirmation or report it "
+                "as presumptive"
+            )
         if data.get("statement") != PRESUMPTIVE_WORDING:
             raise ValueError("a presumptive-positive report carries the presumptive statement (PRESUMPTIVE_WORDING)")
         return
@@ -572,8 +593,9 @@ def _attendance_section(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
         elif _flag(entry, "attended"):
             statuses.append(AttendanceStatus.PRESENT)
         else:
-            statuses.append(AttendanceStatus.EXCUSED if _flag(entry, "excused", default=False)
-                            else AttendanceStatus.ABSENT)
+            statuses.append(
+                AttendanceStatus.EXCUSED if _flag(entry, "excused", default=False) else AttendanceStatus.ABSENT
+            )
     summary = summarize_attendance(statuses)
     return {
         "sessions": summary.sessions,

@@ -37,8 +37,9 @@ CONFIRMING_BASES: frozenset[str] = frozenset({Basis.LABORATORY_CONFIRMED, Basis.
 BREATH_CONFIRMATION_WAIT_S = 15 * 60  # 49 CFR 40.251(a)(1): at least 15 minutes before the confirmation test
 DEFAULT_BAC_CUTOFF = 0.02  # g/210 L; 49 CFR 40.23 treats 0.02 and above as a result that has consequences
 
-PRESUMPTIVE_WORDING = ("presumptive positive: an immunoassay screen only, not confirmed by a second method; "
-                       "it is not proof of use")
+PRESUMPTIVE_WORDING = (
+    "presumptive positive: an immunoassay screen only, not confirmed by a second method; it is not proof of use"
+)
 
 
 def lab_basis(findings: Iterable[AnalyteFinding]) -> Basis:
@@ -75,8 +76,9 @@ class BreathResult:
     device_id: str | None = None  # the evidential breath testing device (the collection's), when recorded
 
 
-def breath_alcohol_result(screen_bac: float, confirmation_bac: float | None, seconds_between: float | None,
-                          cutoff: float = DEFAULT_BAC_CUTOFF) -> BreathResult:
+def breath_alcohol_result(
+    screen_bac: float, confirmation_bac: float | None, seconds_between: float | None, cutoff: float = DEFAULT_BAC_CUTOFF
+) -> BreathResult:
     """A breath alcohol test read against the program's cutoff. A screen at or above the cutoff needs an
     evidential confirmation test at least 15 minutes later (49 CFR 40.251); the confirmation result counts."""
     for name, value in (("screen_bac", screen_bac), ("cutoff", cutoff)):
@@ -88,7 +90,12 @@ def breath_alcohol_result(screen_bac: float, confirmation_bac: float | None, sec
         why = "no confirmation test" if confirmation_bac is None else "confirmation test taken before 15 minutes"
         return BreathResult("positive", Basis.PRESUMPTIVE_SCREEN, screen_bac, f"screen {screen_bac:.3f}: {why}")
     if confirmation_bac < cutoff:
-        return BreathResult("negative", None, confirmation_bac,
-                            f"confirmation {confirmation_bac:.3f} below the cutoff {cutoff:.3f}")
-    return BreathResult("positive", Basis.BREATH_ALCOHOL_CONFIRMED, confirmation_bac,
-                        f"confirmed {confirmation_bac:.3f} at or above the cutoff {cutoff:.3f}")
+        return BreathResult(
+            "negative", None, confirmation_bac, f"confirmation {confirmation_bac:.3f} below the cutoff {cutoff:.3f}"
+        )
+    return BreathResult(
+        "positive",
+        Basis.BREATH_ALCOHOL_CONFIRMED,
+        confirmation_bac,
+        f"confirmed {confirmation_bac:.3f} at or above the cutoff {cutoff:.3f}",
+    )

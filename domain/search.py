@@ -53,9 +53,12 @@ class Person:
 
 def duplicate_reason(new: Person, existing: Person) -> str | None:
     """Why `existing` is likely the same person as `new`, or None: same name and birth date, or same phone."""
-    if (new.date_of_birth and new.date_of_birth == existing.date_of_birth
-            and fold(new.given_name) == fold(existing.given_name)
-            and fold(new.family_name) == fold(existing.family_name)):
+    if (
+        new.date_of_birth
+        and new.date_of_birth == existing.date_of_birth
+        and fold(new.given_name) == fold(existing.given_name)
+        and fold(new.family_name) == fold(existing.family_name)
+    ):
         return "same name and date of birth"
     digits = phone_digits(new.phone)
     if len(digits) >= 7 and digits == phone_digits(existing.phone):

@@ -150,8 +150,9 @@ class TakeHomeRules:
         applies_to = _frozen_choices("applies_to", self.applies_to, DRUGS)
         bad_screen_results = _frozen_choices("bad_screen_results", self.bad_screen_results, SCREEN_RESULTS)
         if NEGATIVE in bad_screen_results:
-            raise ValueError("bad_screen_results cannot include 'negative': clean screens are what reinstate "
-                             "take-homes")
+            raise ValueError(
+                "bad_screen_results cannot include 'negative': clean screens are what reinstate take-homes"
+            )
         object.__setattr__(self, "applies_to", applies_to)
         object.__setattr__(self, "bad_screen_results", bad_screen_results)
         _check_bands(self.name, self.bands)
@@ -178,8 +179,7 @@ def _check_bands(name: str, bands: Any) -> None:
             )
         if not _is_int(band.max_days) or band.max_days < 0:
             raise ValueError(
-                f"{name}: max_days of {band.label} must be a whole number, 0 or more; "
-                f"got {band.max_days!r}"
+                f"{name}: max_days of {band.label} must be a whole number, 0 or more; got {band.max_days!r}"
             )
         if band.to_day is None:
             if position != len(bands):
@@ -187,8 +187,7 @@ def _check_bands(name: str, bands: Any) -> None:
             return
         if not _is_int(band.to_day) or band.to_day < band.from_day:
             raise ValueError(
-                f"{name}: band from day {band.from_day} must end on or after its start; "
-                f"got {band.to_day!r}"
+                f"{name}: band from day {band.from_day} must end on or after its start; got {band.to_day!r}"
             )
         expected_from = band.to_day + 1
     raise ValueError(f"{name}: the last band must be open-ended (to_day None) so every treatment day is covered")
@@ -265,8 +264,7 @@ def get_rules(name: str, rule_sets: Mapping[str, TakeHomeRules] | None = None) -
         return registry[name]
     except KeyError:
         raise ValueError(
-            f"unknown take-home rule set {name!r}; "
-            f"known rule sets are {', '.join(sorted(registry))}"
+            f"unknown take-home rule set {name!r}; known rule sets are {', '.join(sorted(registry))}"
         ) from None
 
 
@@ -309,8 +307,7 @@ class TakeHomeFacts:
             raise ValueError(f"unknown drug {self.drug!r}; known drugs are {', '.join(DRUGS)}")
         if not _is_int(self.days_in_treatment) or self.days_in_treatment < 1:
             raise ValueError(
-                "days_in_treatment is the treatment day, 1 on the first day; "
-                f"got {self.days_in_treatment!r}"
+                f"days_in_treatment is the treatment day, 1 on the first day; got {self.days_in_treatment!r}"
             )
         ratio = self.attendance_ratio_30d
         if ratio is not None and (not _is_finite_number(ratio) or not 0 <= ratio <= 1):
@@ -425,8 +422,11 @@ def _time_in_treatment_cap(facts: TakeHomeFacts, rules: TakeHomeRules) -> tuple[
 def _attendance(facts: TakeHomeFacts, rules: TakeHomeRules) -> _Finding:
     ratio, threshold = facts.attendance_ratio_30d, rules.attendance_threshold
     if ratio is None and rules.require_attendance_record:
-        return _not_met(ATTENDANCE, 0, "no attendance record for the last 30 days, so regular attendance is not shown: "
-                                       "no take-home doses")
+        return _not_met(
+            ATTENDANCE,
+            0,
+            "no attendance record for the last 30 days, so regular attendance is not shown: no take-home doses",
+        )
     if ratio is None:
         return _met(ATTENDANCE, "no attendance record for the last 30 days; this rule set does not require one")
     taken = f"{_percent(ratio)} of expected doses in the last 30 days"
@@ -446,11 +446,18 @@ def _screens(facts: TakeHomeFacts, rules: TakeHomeRules, today: date) -> _Findin
     clean = _spaced_clean_screens(facts.recent_screens, _parse_day("screen day", last_bad.day), spacing)
     found = f"{last_bad.result} screen on {last_bad.day} (within the last {lookback} days)"
     if len(clean) >= needed:
-        return _met(SCREENS, f"{found}, then {len(clean)} clean screens at least {spacing} day(s) apart "
-                             f"({', '.join(clean)}), {needed} needed: reinstated")
+        return _met(
+            SCREENS,
+            f"{found}, then {len(clean)} clean screens at least {spacing} day(s) apart "
+            f"({', '.join(clean)}), {needed} needed: reinstated",
+        )
     limit = rules.positive_screen_reduces_to
-    return _not_met(SCREENS, limit, f"{found}; {len(clean)} of the {needed} clean screens at least {spacing} day(s) "
-                                    f"apart needed since: at most {limit} take-home day(s) until then")
+    return _not_met(
+        SCREENS,
+        limit,
+        f"{found}; {len(clean)} of the {needed} clean screens at least {spacing} day(s) "
+        f"apart needed since: at most {limit} take-home day(s) until then",
+    )
 
 
 def _spaced_clean_screens(screens: tuple[ScreenFact, ...], after: date, spacing_days: int) -> list[str]:
@@ -490,8 +497,11 @@ def _clinician_hold(facts: TakeHomeFacts) -> _Finding:
 def _missed_doses(facts: TakeHomeFacts, rules: TakeHomeRules) -> _Finding:
     run, limit = facts.missed_dose_run, rules.missed_dose_run_limit
     if run >= limit:
-        return _not_met(MISSED_DOSES, 0, f"{run} consecutive missed dose(s), at or above {limit}: "
-                                         "no take-home doses until a clinician reassesses")
+        return _not_met(
+            MISSED_DOSES,
+            0,
+            f"{run} consecutive missed dose(s), at or above {limit}: no take-home doses until a clinician reassesses",
+        )
     return _met(MISSED_DOSES, f"{run} consecutive missed dose(s), below {limit}")
 
 
@@ -521,9 +531,14 @@ def rules_from_file(data: Mapping[str, Any]) -> TakeHomeRules:
     name = data.get("name", "?")
     _require_text(f"{name}: jurisdiction", data.get("jurisdiction"))
     citations = data.get("citations")
-    if not isinstance(citations, list) or not citations or any(
+    if (
+        not isinstance(citations, list)
+        or not citations
+        or any(
             not isinstance(c, Mapping) or not str(c.get("cite", "")).strip() or not str(c.get("text", "")).strip()
-            for c in citations):
+            for c in citations
+        )
+    ):
         raise ValueError(f"{name}: citations must list the rule text encoded, each with a cite and its text")
     uncertain = data.get("uncertain", [])
     if not isinstance(uncertain, list) or any(not isinstance(u, str) for u in uncertain):
@@ -549,7 +564,8 @@ def rules_from_dict(data: Mapping[str, Any]) -> TakeHomeRules:
         values["bands"] = tuple(band_from_dict(band) for band in values["bands"])
     if isinstance(values.get("bands_by_drug"), list):
         values["bands_by_drug"] = tuple(
-            (drug, tuple(band_from_dict(band) for band in bands)) for drug, bands in values["bands_by_drug"])
+            (drug, tuple(band_from_dict(band) for band in bands)) for drug, bands in values["bands_by_drug"]
+        )
     for key in ("applies_to", "bad_screen_results"):
         if isinstance(values.get(key), list):
             values[key] = frozenset(values[key])
@@ -574,8 +590,7 @@ def _known_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(
-            f"unknown {cls.__name__} field(s): {', '.join(unknown)}; "
-            f"known fields are {', '.join(sorted(known))}"
+            f"unknown {cls.__name__} field(s): {', '.join(unknown)}; known fields are {', '.join(sorted(known))}"
         )
     return dict(data)
 

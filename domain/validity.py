@@ -137,8 +137,9 @@ class ValidityRules:
             self.invalid_ph_high_at_least,
             self.adulterated_ph_at_least,
         )
-        _require_order("nitrite thresholds", self.invalid_nitrite_at_least_ug_ml,
-                       self.adulterated_nitrite_at_least_ug_ml)
+        _require_order(
+            "nitrite thresholds", self.invalid_nitrite_at_least_ug_ml, self.adulterated_nitrite_at_least_ug_ml
+        )
         _require_order("dilute creatinine range", self.dilute_creatinine_min_mg_dl, self.dilute_creatinine_below_mg_dl)
         _require_order("dilute specific gravity range", self.dilute_sg_above, self.dilute_sg_below)
         _require_order("substituted specific gravity", self.substituted_sg_at_most, self.substituted_sg_at_least)
@@ -260,8 +261,10 @@ def _invalidity_reasons(
         reasons.append(f"invalid: pH {ph:g} in [{rules.adulterated_ph_below:g}, {rules.invalid_ph_low_below:g})")
     if ph is not None and rules.invalid_ph_high_at_least <= ph < rules.adulterated_ph_at_least:
         reasons.append(f"invalid: pH {ph:g} in [{rules.invalid_ph_high_at_least:g}, {rules.adulterated_ph_at_least:g})")
-    if (nitrite is not None
-            and rules.invalid_nitrite_at_least_ug_ml <= nitrite < rules.adulterated_nitrite_at_least_ug_ml):
+    if (
+        nitrite is not None
+        and rules.invalid_nitrite_at_least_ug_ml <= nitrite < rules.adulterated_nitrite_at_least_ug_ml
+    ):
         reasons.append(
             f"invalid: nitrite {nitrite:g} µg/mL in [{rules.invalid_nitrite_at_least_ug_ml:g}, "
             f"{rules.adulterated_nitrite_at_least_ug_ml:g})"

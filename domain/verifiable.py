@@ -134,8 +134,9 @@ def drand_beacon(round_number: int, randomness: str) -> Beacon:
         raise ValueError(f"a drand round is a whole number from 1; got {round_number!r}")
     text = str(randomness).strip().lower()
     if not re.fullmatch(r"[0-9a-f]{64}", text):
-        raise ValueError(f"a drand round's randomness is 64 hex digits (the \"randomness\" field of "
-                         f"{round_url(round_number)})")
+        raise ValueError(
+            f'a drand round\'s randomness is 64 hex digits (the "randomness" field of {round_url(round_number)})'
+        )
     return Beacon(round_number, text)
 
 
@@ -143,8 +144,10 @@ def parse_beacon(text: str) -> Beacon:
     """`drand:quicknet:<round>:<randomness hex>` back into its parts; ValueError otherwise."""
     found = _BEACON.fullmatch(text or "")
     if found is None or found["chain"] != DRAND_CHAIN:
-        raise ValueError(f"a beacon is written drand:{DRAND_CHAIN}:<round>:<64 hex digits of randomness>, e.g. "
-                         f"drand:{DRAND_CHAIN}:12345678:{'ab' * 32}; got {text!r}")
+        raise ValueError(
+            f"a beacon is written drand:{DRAND_CHAIN}:<round>:<64 hex digits of randomness>, e.g. "
+            f"drand:{DRAND_CHAIN}:12345678:{'ab' * 32}; got {text!r}"
+        )
     return drand_beacon(int(found["round"]), found["randomness"])
 
 
@@ -158,9 +161,11 @@ def beacon_problem(beacon_text: str | None, published_at: datetime) -> str | Non
         return str(exc)
     expected = beacon_round(published_at)
     if parsed.round != expected:
-        return (f"the beacon of a commitment published at {_utc(published_at)} is drand {DRAND_CHAIN} round "
-                f"{expected} (the first produced {BEACON_DELAY.total_seconds() / 60:g} minutes after it, at "
-                f"{_utc(round_time(expected))}); round {parsed.round} was produced at {_utc(round_time(parsed.round))}")
+        return (
+            f"the beacon of a commitment published at {_utc(published_at)} is drand {DRAND_CHAIN} round "
+            f"{expected} (the first produced {BEACON_DELAY.total_seconds() / 60:g} minutes after it, at "
+            f"{_utc(round_time(expected))}); round {parsed.round} was produced at {_utc(round_time(parsed.round))}"
+        )
     return None
 
 
@@ -171,6 +176,7 @@ def _utc(moment: datetime) -> str:
 
 
 # --- notices to subscribing recipients ---------------------------------------------------------
+
 
 # The subscription a recipient takes (Recipient.notices) to be sent each period's commitment and reveal.
 class NoticeSubscription(Vocabulary):
@@ -202,9 +208,18 @@ def notice_id(program: str, period: str, kind: str, recipient_id: str) -> str:
     return f"sn-{_ID_UNSAFE.sub('_', program)[:40]}-{period}-{kind}-{_ID_UNSAFE.sub('_', recipient_id)[:40]}-{digest}"
 
 
-def build_notice(kind: str, notice_ref: str, program: str, period: str, commitment_hex: str, published_at: str,
-                 issued_at: str, beacon_text: str | None = None, seed_hex: str | None = None,
-                 revealed_at: str | None = None) -> dict[str, Any]:
+def build_notice(
+    kind: str,
+    notice_ref: str,
+    program: str,
+    period: str,
+    commitment_hex: str,
+    published_at: str,
+    issued_at: str,
+    beacon_text: str | None = None,
+    seed_hex: str | None = None,
+    revealed_at: str | None = None,
+) -> dict[str, Any]:
     """The notice a subscribing recipient is sent: the period's commitment (at its start) and, at the reveal,
     the seed. Program and cryptographic values only: nothing about any participant."""
     kind = NoticeKind(kind)
@@ -214,15 +229,23 @@ def build_notice(kind: str, notice_ref: str, program: str, period: str, commitme
         raise ValueError("a commitment notice never carries the seed")
     the_round = beacon_round(datetime.fromisoformat(published_at))
     body: dict[str, Any] = {
-        "format": NOTICE_FORMAT, "type": NOTICE_TYPES[kind], "id": notice_ref, "issued_at": issued_at,
-        "program": program, "period": period, "commitment": commitment_hex, "published_at": published_at,
-        "beacon": beacon_text, "reveal_on": reveal_on(period).isoformat(),
+        "format": NOTICE_FORMAT,
+        "type": NOTICE_TYPES[kind],
+        "id": notice_ref,
+        "issued_at": issued_at,
+        "program": program,
+        "period": period,
+        "commitment": commitment_hex,
+        "published_at": published_at,
+        "beacon": beacon_text,
+        "reveal_on": reveal_on(period).isoformat(),
         # The only drand round that may become the period's beacon, named before its randomness exists.
-        "beacon_round": the_round, "beacon_round_url": round_url(the_round),
+        "beacon_round": the_round,
+        "beacon_round_url": round_url(the_round),
         "formula": {
             "commitment": "hex SHA-256(seed | '|' | program | '|' | period)",
             "roll": "HMAC-SHA256(seed, program|participant|date|purpose|beacon), top 53 bits / 2**53; "
-                    "purpose 'select' (the outcome) or 'minute' (the time of day); beacon '' when none",
+            "purpose 'select' (the outcome) or 'minute' (the time of day); beacon '' when none",
         },
     }
     if kind == NoticeKind.REVEAL:
@@ -256,26 +279,44 @@ def recompute(seed: bytes, program: str, beacon: str | None, entry: dict[str, An
     plan = plan_from_dict(entry["inputs"]["plan"])
     select_roll = roll(seed, program, entry["participant_id"], entry["day"], SELECT, beacon)
     minute_roll = roll(seed, program, entry["participant_id"], entry["day"], MINUTE, beacon)
-    draw = draw_day(plan, day, select_roll, [date.fromisoformat(d) for d in entry["inputs"]["recent_selections"]],
-                    entry["inputs"]["paused"], history_start=date.fromisoformat(entry["inputs"]["history_start"]))
+    draw = draw_day(
+        plan,
+        day,
+        select_roll,
+        [date.fromisoformat(d) for d in entry["inputs"]["recent_selections"]],
+        entry["inputs"]["paused"],
+        history_start=date.fromisoformat(entry["inputs"]["history_start"]),
+    )
     if entry["inputs"]["paused"] or not is_collection_day(plan, day):
         minute = plan.opens_at
     else:
         minute = notification_time(plan, day, minute_roll).strftime("%H:%M")
-    return {"roll": select_roll, "time_roll": minute_roll, "selected": draw.selected, "reason": draw.reason,
-            "probability": draw.probability, "draw_minute": minute}
+    return {
+        "roll": select_roll,
+        "time_roll": minute_roll,
+        "selected": draw.selected,
+        "reason": draw.reason,
+        "probability": draw.probability,
+        "draw_minute": minute,
+    }
 
 
-def verify_export(export: dict[str, Any], seed_hex: str | None = None, *, commitment_hex: str | None = None,
-                  beacon_text: str | None = None) -> list[Finding]:
+def verify_export(
+    export: dict[str, Any],
+    seed_hex: str | None = None,
+    *,
+    commitment_hex: str | None = None,
+    beacon_text: str | None = None,
+) -> list[Finding]:
     """Every disagreement in an export (empty: every draw follows from the seed). `seed_hex`, `commitment_hex`
     and `beacon_text` are the values as published (GET /selection/commitments, the notices); when given, the
     export's own copies must agree with them, and the draws are recomputed with the published ones."""
     findings: list[Finding] = []
     program, period, beacon = export["program"], export["period"], export.get("beacon")
     if commitment_hex is not None and commitment_hex != export["commitment"]:
-        findings.append(Finding("commitment", f"the export says {export['commitment']}, the published one is "
-                                              f"{commitment_hex}"))
+        findings.append(
+            Finding("commitment", f"the export says {export['commitment']}, the published one is {commitment_hex}")
+        )
     if beacon_text is not None:
         if beacon_text != (beacon or ""):
             findings.append(Finding("beacon", f"the export says {beacon!r}, the published one is {beacon_text!r}"))
@@ -290,8 +331,9 @@ def verify_export(export: dict[str, Any], seed_hex: str | None = None, *, commit
     except (TypeError, ValueError) as exc:
         return [Finding("seed", f"not a revealed {SEED_BYTES}-byte hex seed: {exc}")]
     if published != (commitment_hex or export["commitment"]):
-        findings.append(Finding("commitment", "SHA-256 of the seed, program and period is not the published "
-                                              "commitment"))
+        findings.append(
+            Finding("commitment", "SHA-256 of the seed, program and period is not the published commitment")
+        )
     for entry in export["draws"]:
         where = f"{entry['participant_id']} {entry['day']}"
         if period_of(date.fromisoformat(entry["day"])) != period:
@@ -305,20 +347,27 @@ def verify_export(export: dict[str, Any], seed_hex: str | None = None, *, commit
     return findings
 
 
-def recompute_colour(seed: bytes, program: str, beacon: str | None, site: str, day: str, entry: dict[str, Any]
-                     ) -> dict[str, Any]:
+def recompute_colour(
+    seed: bytes, program: str, beacon: str | None, site: str, day: str, entry: dict[str, Any]
+) -> dict[str, Any]:
     """What one colour's exported draw must say: the colour is drawn like a participant (domain.colours), its
     roll the verifiable roll with colour:<site>:<colour> in place of the participant id."""
     select_roll = roll(seed, program, colour_roll_subject(site, entry["colour"]), day, SELECT, beacon)
     inputs = entry["inputs"]
-    draw = draw_day(plan_from_dict(inputs["plan"]), date.fromisoformat(day), select_roll,
-                    [date.fromisoformat(d) for d in inputs["recent_selections"]], inputs["paused"],
-                    history_start=date.fromisoformat(inputs["history_start"]))
+    draw = draw_day(
+        plan_from_dict(inputs["plan"]),
+        date.fromisoformat(day),
+        select_roll,
+        [date.fromisoformat(d) for d in inputs["recent_selections"]],
+        inputs["paused"],
+        history_start=date.fromisoformat(inputs["history_start"]),
+    )
     return {"roll": select_roll, "selected": draw.selected, "reason": draw.reason, "probability": draw.probability}
 
 
-def verify_colour_days(seed: bytes, program: str, period: str, beacon: str | None,
-                       days: list[dict[str, Any]]) -> list[Finding]:
+def verify_colour_days(
+    seed: bytes, program: str, period: str, beacon: str | None, days: list[dict[str, Any]]
+) -> list[Finding]:
     """Every disagreement in a colour-mode period's colour days: each colour's draw recomputed from the seed and
     its inputs; the colours called are exactly the drawn ones; each colour's recorded history (the 6 days before,
     counted for its ceiling and floor) is its calls the export shows, for the days of the period."""
@@ -340,15 +389,22 @@ def verify_colour_days(seed: bytes, program: str, period: str, beacon: str | Non
             expected = recompute_colour(seed, program, beacon, day["site"], day["day"], entry)
             for key, value in expected.items():
                 if entry.get(key) != value:
-                    findings.append(Finding(where, f"{entry['colour']} {key}: recorded {entry.get(key)!r}, "
-                                                   f"recomputed {value!r}"))
+                    findings.append(
+                        Finding(where, f"{entry['colour']} {key}: recorded {entry.get(key)!r}, recomputed {value!r}")
+                    )
             window_start = (date.fromisoformat(day["day"]) - timedelta(days=WINDOW_DAYS - 1)).isoformat()
-            shown = sorted(d for d in called.get((day["site"], entry["colour"]), ())
-                           if max(window_start, first) <= d < day["day"])
+            shown = sorted(
+                d for d in called.get((day["site"], entry["colour"]), ()) if max(window_start, first) <= d < day["day"]
+            )
             recorded = sorted(d for d in entry["inputs"]["recent_selections"] if d >= first)
             if shown != recorded:
-                findings.append(Finding(where, f"{entry['colour']}: its recorded calls in the 6 days before are "
-                                               f"{recorded}, the export's colour days of the period show {shown}"))
+                findings.append(
+                    Finding(
+                        where,
+                        f"{entry['colour']}: its recorded calls in the 6 days before are "
+                        f"{recorded}, the export's colour days of the period show {shown}",
+                    )
+                )
         drawn = [e["colour"] for e in day["draws"] if e.get("selected")]
         if day["colours"] != drawn:
             findings.append(Finding(where, f"colours called: recorded {day['colours']}, the draws select {drawn}"))

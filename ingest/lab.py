@@ -110,8 +110,7 @@ class Quarantined(Exception):
 # What a lab is told when the identifiers it sent disagree with ours: never which one, or a lab
 # token could find a participant's birth date by guessing (45 CFR 164.514(h): verify the identity
 # of the person requesting PHI before disclosing any).
-TOLD_LAB_MISMATCH = ("identifiers do not match our records; the result is held for our staff to verify "
-                     "the requisition")
+TOLD_LAB_MISMATCH = "identifiers do not match our records; the result is held for our staff to verify the requisition"
 TOLD_LAB = {"identifier-mismatch": TOLD_LAB_MISMATCH}
 
 
@@ -175,8 +174,10 @@ def lab_id_with_source(message: OruMessage) -> tuple[str, str]:
     """The lab id codes are mapped under, and where it came from: MSH-4, else MSH-3 (shown to
     staff, so a fallback is never silent); the JSON form's lab_id is its facility."""
     json_form = message.version == "json"
-    for value, source in ((message.sending_facility, "JSON" if json_form else "MSH-4"),
-                          (message.sending_application, "MSH-3")):
+    for value, source in (
+        (message.sending_facility, "JSON" if json_form else "MSH-4"),
+        (message.sending_application, "MSH-3"),
+    ):
         if value and value.split("^", 1)[0].strip():
             return value.split("^", 1)[0].strip(), source
     return "unknown-lab", "none"
@@ -233,8 +234,17 @@ class LabIngest:
         # The JSON form names no sending application (its control ids are kept apart from the lab's
         # HL7 ones under 'json^<lab_id>'): only lab_id is checked against the registered facility.
         checked = replace(message, sending_application=sender.binding.application)
-        return await self._receive(raw, digest, transport, _sender(message), message.message_control_id, message,
-                                   None, sender, self._refusal(sender, checked))
+        return await self._receive(
+            raw,
+            digest,
+            transport,
+            _sender(message),
+            message.message_control_id,
+            message,
+            None,
+            sender,
+            self._refusal(sender, checked),
+        )
 
     def sender_for_token(self, token_id: str) -> LabSender:
         """The MLLP listener's sender: its lab token, read again for every message (a revoked or
@@ -242,18 +252,28 @@ class LabIngest:
         with Session(self.engine) as session:
             row = session.get(ApiToken, token_id)
         now = utcnow()
-        if row is None or row.role not in (Role.LAB, Role.ADMIN) or row.revoked_at is not None or (
-                row.expires_at is not None and _aware(row.expires_at) <= now):
-            return LabSender(token_id, SenderBinding(None, None), refused=(
-                "this interface's lab token is revoked, expired or unknown; ask the clinic's administrator "
-                "for a new one"))
+        if (
+            row is None
+            or row.role not in (Role.LAB, Role.ADMIN)
+            or row.revoked_at is not None
+            or (row.expires_at is not None and _aware(row.expires_at) <= now)
+        ):
+            return LabSender(
+                token_id,
+                SenderBinding(None, None),
+                refused=(
+                    "this interface's lab token is revoked, expired or unknown; ask the clinic's administrator "
+                    "for a new one"
+                ),
+            )
         return lab_sender(row.id, row.role, row.sender_application, row.sender_facility)
 
     async def _receive_one(self, raw: str, transport: str, sender: LabSender) -> Receipt:
         # Parsing (and the body digest) runs off the event loop: see receive_hl7.
         message, error, claimed, control, digest = await off_loop(_parse, raw)
-        return await self._receive(raw, digest, transport, claimed, control, message, error, sender,
-                                   self._refusal(sender, message))
+        return await self._receive(
+            raw, digest, transport, claimed, control, message, error, sender, self._refusal(sender, message)
+        )
 
     @staticmethod
     def _refusal(sender: LabSender, message: OruMessage | None) -> str | None:
@@ -267,13 +287,23 @@ class LabIngest:
 
     # --- the procedure -------------------------------------------------------------------
 
-    async def _receive(self, raw: str, digest: str, transport: str, claimed: str, control: str,
-                       message: OruMessage | None, error: Hl7Error | None, sender: LabSender,
-                       refusal: str | None) -> Receipt:
+    async def _receive(
+        self,
+        raw: str,
+        digest: str,
+        transport: str,
+        claimed: str,
+        control: str,
+        message: OruMessage | None,
+        error: Hl7Error | None,
+        sender: LabSender,
+        refusal: str | None,
+    ) -> Receipt:
         if refusal is not None:
             # Kept, never replayed, and it uses up no control id of the sender it claims to be.
-            stored = await run_in_threadpool(self._store_raw, raw, digest, transport, claimed, control,
-                                             sender.token_id, False, False)
+            stored = await run_in_threadpool(
+                self._store_raw, raw, digest, transport, claimed, control, sender.token_id, False, False
+            )
             assert stored.id is not None  # a stored row
             return await run_in_threadpool(self._refuse, stored.id, raw, message, refusal)
         # Copies of one message arriving together are handled one after the other in this
@@ -284,8 +314,17 @@ class LabIngest:
             async with lock:
                 # A message we could not parse is never filed, so it holds no control id: the
                 # corrected message may come with the same one.
-                stored = await run_in_threadpool(self._store_raw, raw, digest, transport, claimed, control,
-                                                 sender.token_id, True, message is not None)
+                stored = await run_in_threadpool(
+                    self._store_raw,
+                    raw,
+                    digest,
+                    transport,
+                    claimed,
+                    control,
+                    sender.token_id,
+                    True,
+                    message is not None,
+                )
                 assert stored.id is not None  # a stored row
                 if stored.ack is not None:
                     return Receipt(stored.ack_code or "AA", stored.ack, stored.id, replayed=True)
@@ -297,8 +336,17 @@ class LabIngest:
             if not lock.locked():
                 self._locks.pop(key, None)
 
-    def _store_raw(self, raw: str, digest: str, transport: str, sender: str, control: str, token_id: str | None,
-                   keyed: bool, claims: bool) -> LabMessage:
+    def _store_raw(
+        self,
+        raw: str,
+        digest: str,
+        transport: str,
+        sender: str,
+        control: str,
+        token_id: str | None,
+        keyed: bool,
+        claims: bool,
+    ) -> LabMessage:
         """The new row, or the earlier row of the same message (same sender, control id and body).
 
         The first message under a sender's control id holds it (`claim_key`); a message with
@@ -310,11 +358,18 @@ class LabIngest:
         for _ in range(3):  # a key taken between our insert and our look-up: try again
             try:
                 with session_scope(self.engine) as session:
-                    row = LabMessage(sender=sender, control_id=control, transport=transport, raw=storable(raw),
-                                     raw_sha256=hashlib.sha256(raw.encode("utf-8", "replace")).hexdigest(),
-                                     body_sha256=digest, replay_key=replay_key,
-                                     claim_key=None if holder else claim_key, conflicts_with=holder,
-                                     token_id=token_id)
+                    row = LabMessage(
+                        sender=sender,
+                        control_id=control,
+                        transport=transport,
+                        raw=storable(raw),
+                        raw_sha256=hashlib.sha256(raw.encode("utf-8", "replace")).hexdigest(),
+                        body_sha256=digest,
+                        replay_key=replay_key,
+                        claim_key=None if holder else claim_key,
+                        conflicts_with=holder,
+                        token_id=token_id,
+                    )
                     session.add(row)
                     session.flush()
                     return row
@@ -335,22 +390,35 @@ class LabIngest:
     def _refuse(self, message_id: int, raw: str, message: OruMessage | None, refusal: str) -> Receipt:
         """AR: this token may not send as the sender the message names. Kept, and shown to staff."""
         detail = f"{refusal}; the message was kept and not filed"
-        ack = build_ack(message, None if message else _raw_msh(raw), AckCode.REJECT, f"ACK{message_id}",
-                        [AckError("204", detail, "MSH-4")], _hl7_now())
+        ack = build_ack(
+            message,
+            None if message else _raw_msh(raw),
+            AckCode.REJECT,
+            f"ACK{message_id}",
+            [AckError("204", detail, "MSH-4")],
+            _hl7_now(),
+        )
         with session_scope(self.engine) as session:
             row = session.get_one(LabMessage, message_id)
             row.status, row.ack_code, row.ack, row.detail = "rejected", "AR", storable(ack), storable(detail)
             session.add(row)
-            session.add(QuarantineItem(lab_message_id=message_id, reason_code="sender-not-registered",
-                                       reason=storable(f"refused for its sender: {refusal}")))
+            session.add(
+                QuarantineItem(
+                    lab_message_id=message_id,
+                    reason_code="sender-not-registered",
+                    reason=storable(f"refused for its sender: {refusal}"),
+                )
+            )
         return Receipt("AR", ack, message_id, detail=refusal)
 
     def _conflict(self, stored: LabMessage, message: OruMessage) -> Receipt:
         """AE: the sender used this control id for another message. Each order is kept as a
         quarantined result that staff can attach once they have checked it with the lab."""
-        reason = (f"message control id '{stored.control_id}' from sender '{stored.sender}' was already used by "
-                  f"lab message {stored.conflicts_with} with a different body; this message was kept and not "
-                  "filed: compare the two with the lab, then attach each result to its screening or reject it")
+        reason = (
+            f"message control id '{stored.control_id}' from sender '{stored.sender}' was already used by "
+            f"lab message {stored.conflicts_with} with a different body; this message was kept and not "
+            "filed: compare the two with the lab, then attach each result to its screening or reject it"
+        )
         assert stored.id is not None  # a stored row
         held = Quarantined("conflicting-control-id", reason, "MSH-10")
         lab_id = lab_id_of(message)
@@ -364,15 +432,18 @@ class LabIngest:
                 existing = select(QuarantineItem).where(QuarantineItem.lab_message_id == stored.id)
                 if session.exec(existing).first() is None:
                     session.add(QuarantineItem(lab_message_id=stored.id, reason_code=held.code, reason=reason))
-        error = AckError("205", "this message control id (MSH-10) was already used by an earlier message with "
-                         "different content; this message was kept and held for review, not filed. Give every "
-                         "new message its own control id", "MSH-10")
+        error = AckError(
+            "205",
+            "this message control id (MSH-10) was already used by an earlier message with "
+            "different content; this message was kept and held for review, not filed. Give every "
+            "new message its own control id",
+            "MSH-10",
+        )
         ack = build_ack(message, None, AckCode.ERROR, f"ACK{stored.id}", [error], _hl7_now())
         self._finish(stored.id, "processed", "AE", ack, reason)
         return Receipt("AE", ack, stored.id, outcomes=outcomes)
 
-    async def _process(self, message_id: int, raw: str, message: OruMessage | None,
-                       error: Hl7Error | None) -> Receipt:
+    async def _process(self, message_id: int, raw: str, message: OruMessage | None, error: Hl7Error | None) -> Receipt:
         if message is None:
             assert error is not None
             ack = ack_for_unparseable(raw, error, f"ACK{message_id}", _hl7_now())
@@ -381,15 +452,20 @@ class LabIngest:
             return Receipt(code, ack, message_id)
 
         if (message.processing_id or "P").upper().startswith(("T", "D")):
-            warning = AckError("207", "test or debug message (MSH-11): acknowledged, not filed on any participant",
-                               "MSH-11", severity="W")
+            warning = AckError(
+                "207",
+                "test or debug message (MSH-11): acknowledged, not filed on any participant",
+                "MSH-11",
+                severity="W",
+            )
             ack = build_ack(message, None, AckCode.ACCEPT, f"ACK{message_id}", [warning], _hl7_now())
             await run_in_threadpool(self._finish, message_id, "processed", "AA", ack, warning.detail)
             return Receipt("AA", ack, message_id)
 
         try:
-            outcomes = [await self._file_order(message_id, index, message, order)
-                        for index, order in enumerate(message.orders)]
+            outcomes = [
+                await self._file_order(message_id, index, message, order) for index, order in enumerate(message.orders)
+            ]
         except TryLater as exc:
             log.warning("lab message %s not filed yet: %s", message_id, exc)
             try_later = AckError("207", str(exc), None)
@@ -399,9 +475,18 @@ class LabIngest:
         held = [o for o in outcomes if o.state != "filed"]
         errors = [AckError("207", f"specimen {o.result_id}: {o.reason}", o.location) for o in held]
         # Filed, with some codes held for mapping: accepted (nothing to resend), said as a warning.
-        errors += [AckError("207", f"specimen {o.result_id}: filed; code {code.rsplit(' from ', 1)[0]} is not in our "
-                            "code table and is held for staff to map", "OBX-3", severity="W")
-                   for o in outcomes if o.state == "filed" for code in o.held_codes]
+        errors += [
+            AckError(
+                "207",
+                f"specimen {o.result_id}: filed; code {code.rsplit(' from ', 1)[0]} is not in our "
+                "code table and is held for staff to map",
+                "OBX-3",
+                severity="W",
+            )
+            for o in outcomes
+            if o.state == "filed"
+            for code in o.held_codes
+        ]
         ack_code = AckCode.ERROR if held else AckCode.ACCEPT
         ack = build_ack(message, None, ack_code, f"ACK{message_id}", errors, _hl7_now())
         detail = "; ".join(o.reason or "" for o in held) or None
@@ -421,11 +506,23 @@ class LabIngest:
             report = await run_in_threadpool(self._report, result_id, message_id, lab_id, status, order, screening)
             await self._deliver(report, screening.id)
         except Quarantined as held:
-            await run_in_threadpool(self._hold, message_id, result_id, index, lab_id, order, status, record,
-                                    screening_id, held)
+            await run_in_threadpool(
+                self._hold, message_id, result_id, index, lab_id, order, status, record, screening_id, held
+            )
             return OrderOutcome(result_id, "quarantined", screening_id, held.code, held.told_lab, held.location)
-        await run_in_threadpool(self._filed, message_id, result_id, index, lab_id, order, status, record, screening_id,
-                                report.held_codes, lab_id_source)
+        await run_in_threadpool(
+            self._filed,
+            message_id,
+            result_id,
+            index,
+            lab_id,
+            order,
+            status,
+            record,
+            screening_id,
+            report.held_codes,
+            lab_id_source,
+        )
         return OrderOutcome(result_id, "filed", screening_id, held_codes=list(report.held_codes))
 
     # --- matching, mapping, delivery -------------------------------------------------------
@@ -435,17 +532,29 @@ class LabIngest:
         with Session(self.engine) as session:
             for candidate in candidates:
                 value = candidate.split("^", 1)[0].strip()
-                screening = session.exec(select(Screening).where(
-                    or_(Screening.specimen_id == value, Screening.id == value))).first()
+                screening = session.exec(
+                    select(Screening).where(or_(Screening.specimen_id == value, Screening.id == value))
+                ).first()
                 if screening is not None:
                     return screening, session.get_one(Participant, screening.participant_id)
         shown = ", ".join(f"'{c}'" for c in candidates) or "none"
-        raise Quarantined("unknown-specimen",
-                          f"no screening has the specimen or order id given (OBR-2/OBR-3/SPM-2: {shown}); "
-                          "check the requisition, then attach the result to the right screening", "OBR-2")
+        raise Quarantined(
+            "unknown-specimen",
+            f"no screening has the specimen or order id given (OBR-2/OBR-3/SPM-2: {shown}); "
+            "check the requisition, then attach the result to the right screening",
+            "OBR-2",
+        )
 
-    def _report(self, result_id: str, message_id: int, lab_id: str, status: str, order: Order,
-                screening: Screening, not_monitored: frozenset[str] = frozenset()) -> LabReport:
+    def _report(
+        self,
+        result_id: str,
+        message_id: int,
+        lab_id: str,
+        status: str,
+        order: Order,
+        screening: Screening,
+        not_monitored: frozenset[str] = frozenset(),
+    ) -> LabReport:
         """The mapped analytes of an order. Codes not in the code table are held one by one
         (report.held_codes) while the rest is filed; only an order with no mapped analyte at all is
         held as a whole. Codes staff marked not monitored are left out."""
@@ -458,17 +567,27 @@ class LabIngest:
         held = [held_code_label(code, lab_id) for code in unmapped]
         held = [h for h in held if h not in not_monitored]
         if not analytes and held:
-            raise Quarantined("unmapped-code",
-                              "analyte code(s) not in the code table: " + ", ".join(unmapped)
-                              + "; map each at POST /lab/code-mappings (never guessed), then attach this result",
-                              "OBX-3")
+            raise Quarantined(
+                "unmapped-code",
+                "analyte code(s) not in the code table: "
+                + ", ".join(unmapped)
+                + "; map each at POST /lab/code-mappings (never guessed), then attach this result",
+                "OBX-3",
+            )
         if not analytes:
             raise Quarantined("no-results", "the order carries no analyte result (OBX) to file", "OBX")
         return LabReport(
-            result_id=result_id, lab_id=lab_id, message_ref=str(message_id),
-            specimen_id=screening.specimen_id or screening.id, result_status=status,
-            received_at=utcnow().isoformat(), analytes=analytes, collected_at=order.collected_at,
-            expected_medications=expected, notes=list(order.notes), held_codes=held,
+            result_id=result_id,
+            lab_id=lab_id,
+            message_ref=str(message_id),
+            specimen_id=screening.specimen_id or screening.id,
+            result_status=status,
+            received_at=utcnow().isoformat(),
+            analytes=analytes,
+            collected_at=order.collected_at,
+            expected_medications=expected,
+            notes=list(order.notes),
+            held_codes=held,
             added_analytes=added_analytes(definitions, analytes),
         )
 
@@ -485,71 +604,130 @@ class LabIngest:
         try:
             try:
                 # The update id is the result's: a resend after a timeout joins the first attempt if it got through.
-                await handle.execute_update(ScreeningWorkflow.record_result, report,
-                                            id=f"record-result-{report.result_id}")
+                await handle.execute_update(
+                    ScreeningWorkflow.record_result, report, id=f"record-result-{report.result_id}"
+                )
             except RPCError as exc:
                 # A final screening whose workflow closed after its correction period: a correction reopens it
                 # (no time limit on amending what recipients were told), then is filed as usual.
-                if exc.status != RPCStatusCode.NOT_FOUND or not_available_now(exc) or not await reopen_screening(
-                        self.temporal, self.engine, screening_id, self.task_queue):
+                if (
+                    exc.status != RPCStatusCode.NOT_FOUND
+                    or not_available_now(exc)
+                    or not await reopen_screening(self.temporal, self.engine, screening_id, self.task_queue)
+                ):
                     raise
-                await handle.execute_update(ScreeningWorkflow.record_result, report,
-                                            id=f"record-result-{report.result_id}")
+                await handle.execute_update(
+                    ScreeningWorkflow.record_result, report, id=f"record-result-{report.result_id}"
+                )
         except WorkflowUpdateFailedError as exc:
             cause = getattr(exc.cause, "message", None) or str(exc.cause)
-            raise Quarantined("screening-not-awaiting-result", f"{cause}; staff decide what to do with it",
-                              "OBR-2") from exc
+            raise Quarantined(
+                "screening-not-awaiting-result", f"{cause}; staff decide what to do with it", "OBR-2"
+            ) from exc
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND and not not_available_now(exc):
-                raise Quarantined("screening-closed", f"screening {screening_id} is closed and takes no more "
-                                  "results; staff decide what to do with it", "OBR-2") from exc
+                raise Quarantined(
+                    "screening-closed",
+                    f"screening {screening_id} is closed and takes no more results; staff decide what to do with it",
+                    "OBR-2",
+                ) from exc
             raise TryLater(f"the result could not be filed right now ({exc.status.name}); resend this message") from exc
         except Exception as exc:
             # Timed out or not reachable (never an AA): the raw message is stored; the lab resends it.
             if not_available_now(exc):
-                raise TryLater("the result could not be filed right now (workflow service did not answer in "
-                               "time); resend this message") from exc
+                raise TryLater(
+                    "the result could not be filed right now (workflow service did not answer in "
+                    "time); resend this message"
+                ) from exc
             raise
 
     # --- records ---------------------------------------------------------------------------
 
-    def _filed(self, message_id, result_id, index, lab_id, order, status, record, screening_id,
-               held_codes=(), lab_id_source=None) -> None:
+    def _filed(
+        self,
+        message_id,
+        result_id,
+        index,
+        lab_id,
+        order,
+        status,
+        record,
+        screening_id,
+        held_codes=(),
+        lab_id_source=None,
+    ) -> None:
         with session_scope(self.engine) as session:
-            self._save_result(session, message_id, result_id, index, lab_id, order, status, record, screening_id,
-                              "filed")
+            self._save_result(
+                session, message_id, result_id, index, lab_id, order, status, record, screening_id, "filed"
+            )
             for code in held_codes:
-                exists = session.exec(select(QuarantineItem).where(QuarantineItem.lab_result_id == result_id,
-                                                                   QuarantineItem.held_code == code)).first()
+                exists = session.exec(
+                    select(QuarantineItem).where(
+                        QuarantineItem.lab_result_id == result_id, QuarantineItem.held_code == code
+                    )
+                ).first()
                 if exists is None:
-                    session.add(QuarantineItem(
-                        lab_message_id=message_id, lab_result_id=result_id, reason_code="held-code",
-                        reason=storable(f"not in the code table: {code}; the rest of the specimen was filed. Map "
-                                        "the code, or mark it not monitored with a reason; the screening cannot be "
-                                        "final until then"),
-                        screening_id=screening_id, held_code=storable(code), lab_id=storable(lab_id),
-                        lab_id_source=lab_id_source))
+                    session.add(
+                        QuarantineItem(
+                            lab_message_id=message_id,
+                            lab_result_id=result_id,
+                            reason_code="held-code",
+                            reason=storable(
+                                f"not in the code table: {code}; the rest of the specimen was filed. Map "
+                                "the code, or mark it not monitored with a reason; the screening cannot be "
+                                "final until then"
+                            ),
+                            screening_id=screening_id,
+                            held_code=storable(code),
+                            lab_id=storable(lab_id),
+                            lab_id_source=lab_id_source,
+                        )
+                    )
 
     @staticmethod
-    def _save_result(session, message_id, result_id, index, lab_id, order, status, record, screening_id,
-                     state: str) -> None:
-        session.merge(LabResult(id=result_id, lab_message_id=message_id, order_index=index, lab_id=storable(lab_id),
-                                placer_order_number=storable(order.placer_order_number),
-                                filler_order_number=storable(order.filler_order_number),
-                                specimen_id=storable(order.specimen_id), result_status=storable(status),
-                                screening_id=screening_id, state=state, report=record))
+    def _save_result(
+        session, message_id, result_id, index, lab_id, order, status, record, screening_id, state: str
+    ) -> None:
+        session.merge(
+            LabResult(
+                id=result_id,
+                lab_message_id=message_id,
+                order_index=index,
+                lab_id=storable(lab_id),
+                placer_order_number=storable(order.placer_order_number),
+                filler_order_number=storable(order.filler_order_number),
+                specimen_id=storable(order.specimen_id),
+                result_status=storable(status),
+                screening_id=screening_id,
+                state=state,
+                report=record,
+            )
+        )
 
-    def _hold(self, message_id, result_id, index, lab_id, order, status, record, screening_id,
-              held: Quarantined) -> None:
+    def _hold(
+        self, message_id, result_id, index, lab_id, order, status, record, screening_id, held: Quarantined
+    ) -> None:
         with session_scope(self.engine) as session:
-            self._save_result(session, message_id, result_id, index, lab_id, order, status, record, screening_id,
-                              "quarantined")
-            exists = session.exec(select(QuarantineItem).where(QuarantineItem.lab_result_id == result_id,
-                                                               col(QuarantineItem.resolved_at).is_(None))).first()
+            self._save_result(
+                session, message_id, result_id, index, lab_id, order, status, record, screening_id, "quarantined"
+            )
+            exists = session.exec(
+                select(QuarantineItem).where(
+                    QuarantineItem.lab_result_id == result_id, col(QuarantineItem.resolved_at).is_(None)
+                )
+            ).first()
             if exists is None:
-                session.add(QuarantineItem(lab_message_id=message_id, lab_result_id=result_id, reason_code=held.code,
-                                           reason=storable(held.reason), screening_id=screening_id,
-                                           lab_id=storable(lab_id), lab_id_source=record.get("lab_id_source")))
+                session.add(
+                    QuarantineItem(
+                        lab_message_id=message_id,
+                        lab_result_id=result_id,
+                        reason_code=held.code,
+                        reason=storable(held.reason),
+                        screening_id=screening_id,
+                        lab_id=storable(lab_id),
+                        lab_id_source=record.get("lab_id_source"),
+                    )
+                )
 
     def _finish(self, message_id: int, status: str, ack_code: str, ack: str, detail: str | None) -> None:
         with session_scope(self.engine) as session:
@@ -562,10 +740,17 @@ class LabIngest:
             row = session.get_one(LabMessage, message_id)
             row.status, row.ack_code, row.ack, row.detail = "rejected", ack_code, storable(ack), storable(error.detail)
             session.add(row)
-            session.add(QuarantineItem(lab_message_id=message_id, reason_code="unparseable",
-                                       reason=storable(f"HL7 error {error.code}"
-                                                       + (f" at {error.location}" if error.location else "")
-                                                       + f": {error.detail}")))
+            session.add(
+                QuarantineItem(
+                    lab_message_id=message_id,
+                    reason_code="unparseable",
+                    reason=storable(
+                        f"HL7 error {error.code}"
+                        + (f" at {error.location}" if error.location else "")
+                        + f": {error.detail}"
+                    ),
+                )
+            )
 
     # --- staff resolving quarantine ---------------------------------------------------------
 
@@ -573,22 +758,37 @@ class LabIngest:
         """Staff vouch for the match (identity checked by a person); codes are mapped again."""
         item, result = await run_in_threadpool(self._open_item, item_id)
         if item.held_code is not None:
-            raise Quarantined("held-code", "this item is a held code of a filed result: resolve it as 'mapped' or "
-                              "'not-monitored'")
+            raise Quarantined(
+                "held-code", "this item is a held code of a filed result: resolve it as 'mapped' or 'not-monitored'"
+            )
         if result is None:
-            raise Quarantined("nothing-to-attach", "this item holds no result to attach (the message could not be "
-                              "parsed, or was refused for its sender); reject it and ask the lab to resend it "
-                              "corrected")
+            raise Quarantined(
+                "nothing-to-attach",
+                "this item holds no result to attach (the message could not be "
+                "parsed, or was refused for its sender); reject it and ask the lab to resend it "
+                "corrected",
+            )
         screening = await run_in_threadpool(self._screening, screening_id)
         order = order_from_record(result.report)
-        report = await run_in_threadpool(self._report, result.id, result.lab_message_id, result.lab_id,
-                                         result.result_status, order, screening)
+        report = await run_in_threadpool(
+            self._report, result.id, result.lab_message_id, result.lab_id, result.result_status, order, screening
+        )
         await self._deliver(report, screening.id)
         resolved = await run_in_threadpool(self._resolve, item_id, "attached", actor, note, screening.id)
         if report.held_codes:  # the rest was filed: each code not in the table is held on its own
-            await run_in_threadpool(self._filed, result.lab_message_id, result.id, result.order_index, result.lab_id,
-                                    order, result.result_status, result.report, screening.id, report.held_codes,
-                                    result.report.get("lab_id_source"))
+            await run_in_threadpool(
+                self._filed,
+                result.lab_message_id,
+                result.id,
+                result.order_index,
+                result.lab_id,
+                order,
+                result.result_status,
+                result.report,
+                screening.id,
+                report.held_codes,
+                result.report.get("lab_id_source"),
+            )
         return resolved
 
     async def settle_held_code(self, item_id: int, resolution: str, actor: str, note: str) -> QuarantineItem:
@@ -601,24 +801,41 @@ class LabIngest:
         skipped = await run_in_threadpool(self._not_monitored, result.id)
         if resolution == "not-monitored":
             skipped = skipped | {item.held_code}
-        report = await run_in_threadpool(self._report, result.id, result.lab_message_id, result.lab_id,
-                                         result.result_status, order_from_record(result.report), screening,
-                                         frozenset(skipped))
+        report = await run_in_threadpool(
+            self._report,
+            result.id,
+            result.lab_message_id,
+            result.lab_id,
+            result.result_status,
+            order_from_record(result.report),
+            screening,
+            frozenset(skipped),
+        )
         if resolution == "mapped" and item.held_code in report.held_codes:
-            raise Quarantined("still-unmapped", f"{item.held_code} is still not in the code table; add a code "
-                              f"mapping for lab '{item.lab_id}' (POST /lab/code-mappings) first")
+            raise Quarantined(
+                "still-unmapped",
+                f"{item.held_code} is still not in the code table; add a code "
+                f"mapping for lab '{item.lab_id}' (POST /lab/code-mappings) first",
+            )
         if resolution == "mapped":  # the workflow drops the settled code from the list it is given
             report.held_codes = [*report.held_codes, item.held_code]
         handle = self.temporal.get_workflow_handle(screening_workflow_id(screening.id))
-        await handle.execute_update(ScreeningWorkflow.settle_held_codes,
-                                    SettledCodes(report, item.held_code, resolution, actor, note))
+        await handle.execute_update(
+            ScreeningWorkflow.settle_held_codes, SettledCodes(report, item.held_code, resolution, actor, note)
+        )
         return await run_in_threadpool(self._resolve, item_id, resolution, actor, note, screening.id)
 
     def _not_monitored(self, result_id: str) -> set[str]:
         with Session(self.engine) as session:
-            return {q.held_code for q in session.exec(select(QuarantineItem).where(
-                QuarantineItem.lab_result_id == result_id, QuarantineItem.resolution == "not-monitored")).all()
-                if q.held_code is not None}
+            return {
+                q.held_code
+                for q in session.exec(
+                    select(QuarantineItem).where(
+                        QuarantineItem.lab_result_id == result_id, QuarantineItem.resolution == "not-monitored"
+                    )
+                ).all()
+                if q.held_code is not None
+            }
 
     async def reject(self, item_id: int, actor: str, note: str) -> QuarantineItem:
         item, _ = await run_in_threadpool(self._open_item, item_id)
@@ -632,8 +849,10 @@ class LabIngest:
             if item is None:
                 raise LookupError(f"no quarantine item {item_id}")
             if item.resolved_at is not None:
-                raise Quarantined("already-resolved", f"item {item_id} was already {item.resolution} "
-                                  f"on {item.resolved_at:%Y-%m-%d %H:%M}")
+                raise Quarantined(
+                    "already-resolved",
+                    f"item {item_id} was already {item.resolution} on {item.resolved_at:%Y-%m-%d %H:%M}",
+                )
             result = session.get(LabResult, item.lab_result_id) if item.lab_result_id else None
             return item, result
 
@@ -644,8 +863,9 @@ class LabIngest:
                 raise LookupError(f"no screening {screening_id!r}")
             return screening
 
-    def _resolve(self, item_id: int, resolution: str, actor: str, note: str,
-                 screening_id: str | None) -> QuarantineItem:
+    def _resolve(
+        self, item_id: int, resolution: str, actor: str, note: str, screening_id: str | None
+    ) -> QuarantineItem:
         with session_scope(self.engine) as session:
             item = session.get_one(QuarantineItem, item_id)
             item.resolved_at, item.resolution, item.resolved_by = utcnow(), resolution, actor
@@ -687,9 +907,14 @@ def _status(order: Order) -> str:
 def _record(lab_id: str, order: Order) -> dict[str, Any]:
     """What is kept of an order beside the raw message, enough to file it later (order_from_record)."""
     return {
-        "lab_id": lab_id, "placer": order.placer_order_number, "filler": order.filler_order_number,
-        "specimen": order.specimen_id, "result_status": _status(order), "collected_at": order.collected_at,
-        "observations": [asdict(o) for o in order.observations], "notes": list(order.notes),
+        "lab_id": lab_id,
+        "placer": order.placer_order_number,
+        "filler": order.filler_order_number,
+        "specimen": order.specimen_id,
+        "result_status": _status(order),
+        "collected_at": order.collected_at,
+        "observations": [asdict(o) for o in order.observations],
+        "notes": list(order.notes),
     }
 
 
@@ -708,26 +933,35 @@ def _cross_check(patient: PatientIds, participant: Participant) -> None:
             disagree.append("participant id (PID-3)")
     if patient.birth_date:
         (agree if patient.birth_date[:10] == participant.date_of_birth.isoformat() else disagree).append(
-            "birth date (PID-7)")
+            "birth date (PID-7)"
+        )
     if patient.family_name and _name(patient.family_name) != _name(participant.family_name):
         disagree.append("family name (PID-5)")
     if disagree:
-        raise Quarantined("identifier-mismatch",
-                          "the specimen id matches a screening but the " + " and ".join(disagree)
-                          + " do not match that participant; verify the requisition before attaching", "PID",
-                          told_lab=TOLD_LAB_MISMATCH)
+        raise Quarantined(
+            "identifier-mismatch",
+            "the specimen id matches a screening but the "
+            + " and ".join(disagree)
+            + " do not match that participant; verify the requisition before attaching",
+            "PID",
+            told_lab=TOLD_LAB_MISMATCH,
+        )
     if not agree:
-        raise Quarantined("identifier-missing",
-                          "the message carries neither our participant id in PID-3 nor a birth date in PID-7, "
-                          "so the match cannot be cross-checked; verify it and attach by hand", "PID-3")
+        raise Quarantined(
+            "identifier-missing",
+            "the message carries neither our participant id in PID-3 nor a birth date in PID-7, "
+            "so the match cannot be cross-checked; verify it and attach by hand",
+            "PID-3",
+        )
 
 
 def _name(text: str) -> str:
     return re.sub(r"[^a-z]", "", text.split("^", 1)[0].lower())
 
 
-def map_observations(observations: Iterable[Observation], code_map, mappings: dict,
-                     lab_id: str) -> tuple[list[AnalyteIn], list[str]]:
+def map_observations(
+    observations: Iterable[Observation], code_map, mappings: dict, lab_id: str
+) -> tuple[list[AnalyteIn], list[str]]:
     """Mapped analytes, and the codes not in the code table as "CODE (text)".
 
     The method comes from the code first (domain.loinc_tox.resolve_method): a confirmatory LOINC
@@ -744,23 +978,47 @@ def map_observations(observations: Iterable[Observation], code_map, mappings: di
         row = loinc_tox.lookup(obx.coding_system or "", obx.code or "")
         code_method = row.method if row is not None and row.usable else None
         label_says = "confirm" if _CONFIRMATION.search(" ".join([obx.label or "", *obx.notes])) else None
-        choice = loinc_tox.resolve_method(code_method, getattr(mapping, "method_override", None),
-                                          getattr(mapping, "method", None), label_says, obx.code or "")
+        choice = loinc_tox.resolve_method(
+            code_method,
+            getattr(mapping, "method_override", None),
+            getattr(mapping, "method", None),
+            label_says,
+            obx.code or "",
+        )
         # An admin-added analyte's default cutoffs travel with the report (added_analytes), so the
         # interpreter names them as the clinic's, never as the lab's.
-        analytes.append(AnalyteIn(analyte=analyte, value=obx.value_numeric, qualitative=obx.value_text,
-                                  units=obx.units, lab_cutoff=obx.cutoff, method=choice.method, code=obx.code,
-                                  method_basis=choice.basis, method_note=choice.detail))
+        analytes.append(
+            AnalyteIn(
+                analyte=analyte,
+                value=obx.value_numeric,
+                qualitative=obx.value_text,
+                units=obx.units,
+                lab_cutoff=obx.cutoff,
+                method=choice.method,
+                code=obx.code,
+                method_basis=choice.basis,
+                method_note=choice.detail,
+            )
+        )
     return analytes, unmapped
 
 
 def added_analytes(definitions: dict, analytes: Iterable[AnalyteIn]) -> list[AddedAnalyte]:
     """The admin-added analytes among a report's analytes, as the workflow's interpreter needs them."""
     used = {a.analyte for a in analytes}
-    return [AddedAnalyte(key=d.key, label=d.label, drug_class=d.drug_class, medication=d.medication,
-                         also_explained_by=tuple(d.also_explained_by or ()), initial_cutoff=d.initial_cutoff,
-                         confirm_cutoff=d.confirm_cutoff)
-            for key, d in sorted(definitions.items()) if key in used and key not in ANALYTES]
+    return [
+        AddedAnalyte(
+            key=d.key,
+            label=d.label,
+            drug_class=d.drug_class,
+            medication=d.medication,
+            also_explained_by=tuple(d.also_explained_by or ()),
+            initial_cutoff=d.initial_cutoff,
+            confirm_cutoff=d.confirm_cutoff,
+        )
+        for key, d in sorted(definitions.items())
+        if key in used and key not in ANALYTES
+    ]
 
 
 def held_code_label(code_text: str, lab_id: str) -> str:
@@ -770,8 +1028,11 @@ def held_code_label(code_text: str, lab_id: str) -> str:
 
 def order_from_record(record: dict[str, Any]) -> Order:
     return Order(
-        placer_order_number=record.get("placer"), filler_order_number=record.get("filler"),
-        specimen_id=record.get("specimen"), universal_service_id=None, collected_at=record.get("collected_at"),
+        placer_order_number=record.get("placer"),
+        filler_order_number=record.get("filler"),
+        specimen_id=record.get("specimen"),
+        universal_service_id=None,
+        collected_at=record.get("collected_at"),
         result_status=record.get("result_status"),
         observations=tuple(Observation(**{**o, "notes": tuple(o.get("notes") or ())}) for o in record["observations"]),
         notes=tuple(record.get("notes") or ()),
@@ -780,6 +1041,9 @@ def order_from_record(record: dict[str, Any]) -> Order:
 
 def expected_medications(session: Session, participant_id: str) -> list[str]:
     """Medications the participant is prescribed (orders not stopped): their absence is a finding."""
-    orders = session.exec(select(MedicationOrderRecord).where(
-        MedicationOrderRecord.participant_id == participant_id, MedicationOrderRecord.status != "stopped")).all()
+    orders = session.exec(
+        select(MedicationOrderRecord).where(
+            MedicationOrderRecord.participant_id == participant_id, MedicationOrderRecord.status != "stopped"
+        )
+    ).all()
     return sorted({m for m in (expected_substance(o.drug) for o in orders) if m})

@@ -45,7 +45,7 @@ class Allowlist:
 
 
 def parse_allowlist(spec: str) -> Allowlist:
-    """"127.0.0.1,10.0.0.0/8,::1": addresses or networks, comma separated. Empty admits no one."""
+    """ "127.0.0.1,10.0.0.0/8,::1": addresses or networks, comma separated. Empty admits no one."""
     networks = []
     for entry in filter(None, (part.strip() for part in spec.split(","))):
         try:
@@ -55,8 +55,9 @@ def parse_allowlist(spec: str) -> Allowlist:
     return Allowlist(tuple(networks))
 
 
-async def serve_mllp(ingest: LabIngest, host: str, port: int, *, token_id: str,
-                     allow: str | Allowlist = "127.0.0.1,::1") -> asyncio.Server:
+async def serve_mllp(
+    ingest: LabIngest, host: str, port: int, *, token_id: str, allow: str | Allowlist = "127.0.0.1,::1"
+) -> asyncio.Server:
     allowed = parse_allowlist(allow) if isinstance(allow, str) else allow
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -65,9 +66,19 @@ async def serve_mllp(ingest: LabIngest, host: str, port: int, *, token_id: str,
         if not allowed.permits(source):
             log.warning("MLLP connection from %s refused: not in IOP_MLLP_ALLOW", source)
             try:  # recorded before the peer sees the close
-                await run_in_threadpool(_audit, ingest, AuditEntry(
-                    actor="anonymous", role="-", action="MLLP connect", outcome="refused", source=source,
-                    request_id=uuid.uuid4().hex, detail="peer not in IOP_MLLP_ALLOW; connection closed unread"))
+                await run_in_threadpool(
+                    _audit,
+                    ingest,
+                    AuditEntry(
+                        actor="anonymous",
+                        role="-",
+                        action="MLLP connect",
+                        outcome="refused",
+                        source=source,
+                        request_id=uuid.uuid4().hex,
+                        detail="peer not in IOP_MLLP_ALLOW; connection closed unread",
+                    ),
+                )
             finally:
                 writer.close()
             return
@@ -96,9 +107,17 @@ async def serve_mllp(ingest: LabIngest, host: str, port: int, *, token_id: str,
 
 def _entry(receipt: Receipt, source: str, token_id: str) -> AuditEntry:
     """Like the HTTP route's event (POST /lab/hl7, by a lab token): the answer given and the stored message."""
-    return AuditEntry(actor=token_id, role="lab", action="MLLP ORU^R01", outcome=receipt.ack_code,
-                      subject_type="lab-message", subject_id=str(receipt.message_id), request_id=uuid.uuid4().hex,
-                      source=source, detail="resend: the original answer was repeated" if receipt.replayed else None)
+    return AuditEntry(
+        actor=token_id,
+        role="lab",
+        action="MLLP ORU^R01",
+        outcome=receipt.ack_code,
+        subject_type="lab-message",
+        subject_id=str(receipt.message_id),
+        request_id=uuid.uuid4().hex,
+        source=source,
+        detail="resend: the original answer was repeated" if receipt.replayed else None,
+    )
 
 
 def _audit(ingest: LabIngest, entry: AuditEntry) -> None:

@@ -108,9 +108,16 @@ def write_checkpoint(engine: Engine, settings: Settings) -> Checkpoint:
         body = encode_payload({"type": "audit.checkpoint", "checkpoint": point.__dict__})
         msg_id = f"audit-checkpoint-{point.seq}-{uuid.uuid4().hex[:12]}"
         now = int(datetime.now(UTC).timestamp())
-        response = httpx.post(settings.audit_checkpoint_url, content=body, timeout=15.0, follow_redirects=False,
-                              headers={"content-type": "application/json",
-                                       **webhook_headers(settings.audit_checkpoint_secret, msg_id, now, body)})
+        response = httpx.post(
+            settings.audit_checkpoint_url,
+            content=body,
+            timeout=15.0,
+            follow_redirects=False,
+            headers={
+                "content-type": "application/json",
+                **webhook_headers(settings.audit_checkpoint_secret, msg_id, now, body),
+            },
+        )
         response.raise_for_status()
     return point
 

@@ -25,8 +25,9 @@ app.add_typer(token_app, name="token")
 app.add_typer(codec_app, name="codec")
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
-program_app = typer.Typer(help="Programs as data: sites, calendars, phases (each change a new version).",
-                          no_args_is_help=True)
+program_app = typer.Typer(
+    help="Programs as data: sites, calendars, phases (each change a new version).", no_args_is_help=True
+)
 app.add_typer(program_app, name="program")
 hl7_app = typer.Typer(help="HL7 v2 results over MLLP.", no_args_is_help=True)
 selection_app = typer.Typer(help="Verifiable random selection: commit, beacon, reveal, verify.", no_args_is_help=True)
@@ -74,8 +75,9 @@ def token_create(
     name: Annotated[str, typer.Option(help="Who or what holds it (no patient data)")],
     days: Annotated[int | None, typer.Option(help="Expire after this many days (1-3650); omit for no expiry")] = None,
     sender_app: Annotated[str | None, typer.Option(help="Lab tokens (required): the MSH-3 sending application")] = None,
-    sender_facility: Annotated[str | None, typer.Option(
-        help="Lab tokens (required): the MSH-4 sending facility (also the JSON lab_id)")] = None,
+    sender_facility: Annotated[
+        str | None, typer.Option(help="Lab tokens (required): the MSH-4 sending facility (also the JSON lab_id)")
+    ] = None,
 ) -> None:
     """Create a token; prints it once (only its hash is stored). A lab token is bound to the
     sender (MSH-3 / MSH-4) it may send as."""
@@ -89,11 +91,18 @@ def token_create(
         raise typer.BadParameter(str(exc), param_hint="--days") from exc
     with session_scope(make_engine(settings.resolved_database_url)) as session:
         try:
-            _, plaintext = issue_token(session, name=name, role=role, expires_at=expires,
-                                       sender_application=sender_app, sender_facility=sender_facility)
+            _, plaintext = issue_token(
+                session,
+                name=name,
+                role=role,
+                expires_at=expires,
+                sender_application=sender_app,
+                sender_facility=sender_facility,
+            )
         except ValueError as exc:
-            flags = (str(exc).replace("sender_application", "--sender-app")
-                     .replace("sender_facility", "--sender-facility"))
+            flags = (
+                str(exc).replace("sender_application", "--sender-app").replace("sender_facility", "--sender-facility")
+            )
             raise typer.BadParameter(flags) from exc
     typer.echo(plaintext)
 
@@ -136,9 +145,19 @@ def _save_program(data: dict, note: str | None, by: str | None, action: str | No
     action = action or ("PUT /programs/{program_id}" if exists else "POST /programs")
 
     def record(outcome: str, detail: str) -> None:
-        audit.append(engine, audit.AuditEntry(actor=actor, role="admin", action=action, outcome=outcome,
-                                              subject_type="program", subject_id=program_id, source="cli",
-                                              detail=detail[:500]))
+        audit.append(
+            engine,
+            audit.AuditEntry(
+                actor=actor,
+                role="admin",
+                action=action,
+                outcome=outcome,
+                subject_type="program",
+                subject_id=program_id,
+                source="cli",
+                detail=detail[:500],
+            ),
+        )
 
     try:
         program = program_from_dict({k: v for k, v in data.items() if k != "note"})
@@ -151,14 +170,17 @@ def _save_program(data: dict, note: str | None, by: str | None, action: str | No
     typer.echo(f"program {program.program_id} version {version} saved; participants take it from their next day")
 
 
-ByOpt = Annotated[str | None, typer.Option("--by", help="Who makes the edit, as the audit trail records it "
-                                                         "(default cli:$USER)")]
+ByOpt = Annotated[
+    str | None, typer.Option("--by", help="Who makes the edit, as the audit trail records it (default cli:$USER)")
+]
 
 
 @program_app.command("save")
-def program_save(path: Annotated[Path, typer.Argument(help="A program definition, JSON as POST /programs takes")],
-                 note: Annotated[str | None, typer.Option(help="Why this version")] = None,
-                 by: ByOpt = None) -> None:
+def program_save(
+    path: Annotated[Path, typer.Argument(help="A program definition, JSON as POST /programs takes")],
+    note: Annotated[str | None, typer.Option(help="Why this version")] = None,
+    by: ByOpt = None,
+) -> None:
     """Create a program, or save a new version of it (audited like POST/PUT /programs)."""
     import json
 
@@ -190,9 +212,12 @@ def program_show(program_id: str) -> None:
 
 
 @program_app.command("import-ics")
-def program_import_ics(program_id: str, site: str,
-                       path: Annotated[Path, typer.Argument(help="An iCalendar (.ics) file of closed days")],
-                       by: ByOpt = None) -> None:
+def program_import_ics(
+    program_id: str,
+    site: str,
+    path: Annotated[Path, typer.Argument(help="An iCalendar (.ics) file of closed days")],
+    by: ByOpt = None,
+) -> None:
     """Add the all-day events of an iCalendar file to a site's closed days (a new version, audited like
     POST /programs/{program_id}/sites/{site}/closed-days)."""
     from sqlmodel import Session
@@ -212,14 +237,20 @@ def program_import_ics(program_id: str, site: str,
         raise typer.BadParameter(str(exc)) from exc
     data = program_to_dict(found[0])
     data["sites"][site] = calendar_to_dict(with_closed(found[0].sites[site], days))
-    _save_program(data, f"{len(days)} closed day(s) imported from {path.name}", by,
-                  action="POST /programs/{program_id}/sites/{site}/closed-days")
+    _save_program(
+        data,
+        f"{len(days)} closed day(s) imported from {path.name}",
+        by,
+        action="POST /programs/{program_id}/sites/{site}/closed-days",
+    )
 
 
 @audit_app.command("verify")
 def audit_verify(
-    checkpoints: Annotated[Path | None, typer.Option(
-        help="Signed checkpoints to compare against (default: IOP_AUDIT_CHECKPOINT_FILE if it exists)")] = None,
+    checkpoints: Annotated[
+        Path | None,
+        typer.Option(help="Signed checkpoints to compare against (default: IOP_AUDIT_CHECKPOINT_FILE if it exists)"),
+    ] = None,
 ) -> None:
     """Walk the chain against its keys and checkpoints; exit 1 naming the first missing or changed event."""
     from iop.audit import audit_keys
@@ -239,8 +270,11 @@ def audit_verify(
     if result.ok:
         typer.echo(f"audit trail intact: {result.checked} events checked against {against}")
         return
-    typer.echo(f"audit trail BROKEN at event {result.first_broken_seq}: {result.problem} "
-               f"({result.checked} events before it are intact; compared against {against})", err=True)
+    typer.echo(
+        f"audit trail BROKEN at event {result.first_broken_seq}: {result.problem} "
+        f"({result.checked} events before it are intact; compared against {against})",
+        err=True,
+    )
     raise typer.Exit(1)
 
 
@@ -255,8 +289,10 @@ def audit_checkpoint() -> None:
     engine = make_engine(settings.resolved_database_url)
     use_keys(engine, audit_keys(settings))
     point = write_checkpoint(engine, settings)
-    typer.echo(f"checkpoint at event {point.seq} ({point.hash[:16]}...) written to {settings.audit_checkpoint_path}"
-               + (" and sent to the auditor's webhook" if settings.audit_checkpoint_url else ""))
+    typer.echo(
+        f"checkpoint at event {point.seq} ({point.hash[:16]}...) written to {settings.audit_checkpoint_path}"
+        + (" and sent to the auditor's webhook" if settings.audit_checkpoint_url else "")
+    )
 
 
 @audit_app.command("new-key")
@@ -298,27 +334,37 @@ def selection_open(program: ProgramOpt, period: PeriodOpt) -> None:
 
     async def start() -> None:
         settings = get_settings()
-        await ensure_period_workflow(await connect(settings, service="iop-cli"), settings.task_queue, program,
-                                     row.period)
+        await ensure_period_workflow(
+            await connect(settings, service="iop-cli"), settings.task_queue, program, row.period
+        )
 
     try:
         asyncio.run(start())
     except Exception as exc:  # noqa: BLE001 - Temporal unreachable: the commitment stands; say what to do
-        typer.echo(f"the period's workflow could not be started ({type(exc).__name__}: {exc}); the commitment is "
-                   "recorded: run this command again once Temporal is up (nothing is committed twice)", err=True)
+        typer.echo(
+            f"the period's workflow could not be started ({type(exc).__name__}: {exc}); the commitment is "
+            "recorded: run this command again once Temporal is up (nothing is committed twice)",
+            err=True,
+        )
         raise typer.Exit(1) from exc
     from domain.verifiable import beacon_round, round_url
 
     the_round = beacon_round(row.published_at)
-    typer.echo(f"beacon, if one is used: drand quicknet round {the_round} ({round_url(the_round)}), "
-               "to be entered before the period's first draw")
+    typer.echo(
+        f"beacon, if one is used: drand quicknet round {the_round} ({round_url(the_round)}), "
+        "to be entered before the period's first draw"
+    )
 
 
 @selection_app.command("beacon")
-def selection_beacon(program: ProgramOpt, period: PeriodOpt,
-                     round_number: Annotated[int, typer.Option("--round", help="The drand quicknet round the "
-                                                                             "commitment names (beacon_round)")],
-                     randomness: Annotated[str, typer.Option(help="That round's randomness, 64 hex digits")]) -> None:
+def selection_beacon(
+    program: ProgramOpt,
+    period: PeriodOpt,
+    round_number: Annotated[
+        int, typer.Option("--round", help="The drand quicknet round the commitment names (beacon_round)")
+    ],
+    randomness: Annotated[str, typer.Option(help="That round's randomness, 64 hex digits")],
+) -> None:
     """Mix the period's public beacon into every roll; only before its first roll, only once."""
     from domain.verifiable import drand_beacon
     from store.selection import SelectionError, set_beacon
@@ -357,17 +403,22 @@ def _report(data: dict, findings: list, what: str) -> None:
         typer.echo(f"{what}: {len(findings)} mismatch(es)", err=True)
         raise typer.Exit(1)
     colour_days = data.get("colour_days", [])
-    typer.echo(f"{what}: all {len(data['draws'])} draws"
-               + (f" and {len(colour_days)} colour days" if colour_days else "")
-               + " follow from the revealed seed and its commitment"
-               + (f" with the beacon {data['beacon']}" if data.get("beacon") else ""))
+    typer.echo(
+        f"{what}: all {len(data['draws'])} draws"
+        + (f" and {len(colour_days)} colour days" if colour_days else "")
+        + " follow from the revealed seed and its commitment"
+        + (f" with the beacon {data['beacon']}" if data.get("beacon") else "")
+    )
 
 
 @selection_app.command("verify")
-def selection_verify(program: ProgramOpt, period: PeriodOpt,
-                     export: Annotated[Path | None, typer.Option(
-                         "--export", help="Write every draw of the period with its inputs to this JSON file")] = None,
-                     ) -> None:
+def selection_verify(
+    program: ProgramOpt,
+    period: PeriodOpt,
+    export: Annotated[
+        Path | None, typer.Option("--export", help="Write every draw of the period with its inputs to this JSON file")
+    ] = None,
+) -> None:
     """Recompute every draw of a revealed period from its seed; exit 1 naming each mismatch."""
     from sqlmodel import Session
 
@@ -383,8 +434,10 @@ def selection_verify(program: ProgramOpt, period: PeriodOpt,
         raise typer.BadParameter(str(exc)) from exc
     if export is not None:
         export.write_text(json.dumps(data, indent=1) + "\n")
-        typer.echo(f"{len(data['draws'])} draws, {len(data['colour_days'])} colour days and "
-                   f"{len(data['for_cause'])} for-cause tests written to {export}")
+        typer.echo(
+            f"{len(data['draws'])} draws, {len(data['colour_days'])} colour days and "
+            f"{len(data['for_cause'])} for-cause tests written to {export}"
+        )
     if data["seed"] is None:
         typer.echo(f"{program} {period}: the seed is not revealed yet (iop selection reveal)", err=True)
         raise typer.Exit(2)
@@ -392,8 +445,12 @@ def selection_verify(program: ProgramOpt, period: PeriodOpt,
 
 
 @selection_app.command("check")
-def selection_check(export: Annotated[Path, typer.Argument(help="An export (iop selection verify --export)")],
-                    seed: SeedOpt = None, commitment: CommitmentOpt = None, beacon: BeaconOpt = None) -> None:
+def selection_check(
+    export: Annotated[Path, typer.Argument(help="An export (iop selection verify --export)")],
+    seed: SeedOpt = None,
+    commitment: CommitmentOpt = None,
+    beacon: BeaconOpt = None,
+) -> None:
     """Check an export file someone gave you, with no database: every draw recomputed from the seed, against the
     commitment, seed and beacon as published; exit 1 naming each mismatch (docs/verify_selection.py does the same
     with the standard library only)."""
@@ -451,9 +508,15 @@ async def _run_worker(settings: Settings, *, index: int = 0, schedules: bool = T
     engine = make_engine(settings.resolved_database_url)
     use_keys(engine, audit_keys(settings))  # production: refuses to start without IOP_AUDIT_KEYS
     stop = _stop_event()
-    async with build_worker(client, engine, settings.task_queue, notifier=notifier_for(settings),
-                            pager=pager_for(settings), smtp=smtp_for(settings),
-                            letterhead=settings.report_letterhead):
+    async with build_worker(
+        client,
+        engine,
+        settings.task_queue,
+        notifier=notifier_for(settings),
+        pager=pager_for(settings),
+        smtp=smtp_for(settings),
+        letterhead=settings.report_letterhead,
+    ):
         if schedules:
             log.info("reconciler schedule %s in place", await ensure_reconciler_schedule(client, settings))
             log.info("worklist escalations run in %s", await ensure_worklist_workflow(client, settings.task_queue))
@@ -469,11 +532,14 @@ async def _run_worker(settings: Settings, *, index: int = 0, schedules: bool = T
 def hl7_listen(
     host: Annotated[str | None, typer.Option(help="Address to listen on [IOP_MLLP_HOST, 127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port [IOP_MLLP_PORT, 2575: HL7's registered port]")] = None,
-    lab_token: Annotated[str, typer.Option(
-        envvar="IOP_MLLP_LAB_TOKEN",
-        help="Id of the lab token (`iop token create --role lab ...`) whose registered sender this listener "
-             "accepts; MLLP has no credentials [IOP_MLLP_LAB_TOKEN]",
-    )] = ...,  # type: ignore[assignment]  # typer: ... means required
+    lab_token: Annotated[
+        str,
+        typer.Option(
+            envvar="IOP_MLLP_LAB_TOKEN",
+            help="Id of the lab token (`iop token create --role lab ...`) whose registered sender this listener "
+            "accepts; MLLP has no credentials [IOP_MLLP_LAB_TOKEN]",
+        ),
+    ] = ...,  # type: ignore[assignment]  # typer: ... means required
 ) -> None:
     """Receive ORU^R01 over MLLP for one lab; each message is stored, filed or quarantined, and ACKed.
     Only peers on IOP_MLLP_ALLOW may connect; put a TLS proxy in front for anything beyond this host."""
@@ -496,8 +562,9 @@ async def _run_hl7_listener(settings: Settings, host: str, port: int, lab_token:
     engine = make_engine(settings.resolved_database_url)
     if LabIngest(engine, None).sender_for_token(lab_token).refused:  # type: ignore[arg-type]  # no Temporal needed
         raise typer.BadParameter(f"no usable lab token has the id {lab_token} (revoked, expired or unknown)")
-    server = await serve_mllp(LabIngest(engine, await connect(settings), settings.task_queue), host, port,
-                              token_id=lab_token, allow=allow)
+    server = await serve_mllp(
+        LabIngest(engine, await connect(settings), settings.task_queue), host, port, token_id=lab_token, allow=allow
+    )
     stop = _stop_event()
     log.info("MLLP listener on %s:%s, accepting %s", host, port, ", ".join(map(str, allow.networks)) or "no one")
     async with server:
@@ -524,8 +591,14 @@ def api() -> None:
     # /metrics (in any of them) adds them up. It must be set before the processes import the client.
     with tempfile.TemporaryDirectory(prefix="iop-api-metrics-") as samples:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = samples
-        uvicorn.run("api.app:create_app_from_env", factory=True, workers=settings.api_workers,
-                    host=settings.api_host, port=settings.api_port, log_level="info")
+        uvicorn.run(
+            "api.app:create_app_from_env",
+            factory=True,
+            workers=settings.api_workers,
+            host=settings.api_host,
+            port=settings.api_port,
+            log_level="info",
+        )
 
 
 @app.command()
@@ -539,11 +612,13 @@ def dev() -> None:
 
     settings = get_settings()
     _logging(settings)
-    problems = port_problems([
-        Port("IOP_API_PORT", "API", settings.api_host, settings.api_port),
-        Port("IOP_TEMPORAL_DEV_PORT", "Temporal dev server", "127.0.0.1", settings.temporal_dev_port),
-        Port("IOP_TEMPORAL_UI_PORT", "Temporal UI", "127.0.0.1", settings.temporal_ui_port),
-    ])
+    problems = port_problems(
+        [
+            Port("IOP_API_PORT", "API", settings.api_host, settings.api_port),
+            Port("IOP_TEMPORAL_DEV_PORT", "Temporal dev server", "127.0.0.1", settings.temporal_dev_port),
+            Port("IOP_TEMPORAL_UI_PORT", "Temporal UI", "127.0.0.1", settings.temporal_ui_port),
+        ]
+    )
     if problems:
         for problem in problems:
             typer.echo(f"iop dev cannot start: {problem}", err=True)
@@ -568,16 +643,21 @@ async def _start_dev_server(settings: Settings):
     # child's umask (077) makes it private; a file from an older run is tightened.
     tighten(database)
     command = dev_server_command(
-        _binary("temporal"), namespace=settings.temporal_namespace, port=settings.temporal_dev_port,
-        ui_port=settings.temporal_ui_port, database=database,
+        _binary("temporal"),
+        namespace=settings.temporal_namespace,
+        port=settings.temporal_dev_port,
+        ui_port=settings.temporal_ui_port,
+        database=database,
         search_attributes=[(key.name, key._metadata_type) for key in search.ALL],
     )
     child = start_child(command, stdin=subprocess.DEVNULL)
     deadline = asyncio.get_running_loop().time() + 60
     while True:
         if child.poll() is not None:
-            typer.echo(f"iop dev: the Temporal dev server exited at start (code {child.returncode}); "
-                       "its messages are above", err=True)
+            typer.echo(
+                f"iop dev: the Temporal dev server exited at start (code {child.returncode}); its messages are above",
+                err=True,
+            )
             raise typer.Exit(1)
         try:
             client = await connect(settings, service="iop-dev", worker_index=0)
@@ -637,9 +717,15 @@ async def _run_dev(settings: Settings) -> None:
                 log_level="warning",
             )
         )
-        async with build_worker(client, engine, settings.task_queue, notifier=notifier_for(settings),
-                                pager=pager_for(settings), smtp=smtp_for(settings),
-                                letterhead=settings.report_letterhead):
+        async with build_worker(
+            client,
+            engine,
+            settings.task_queue,
+            notifier=notifier_for(settings),
+            pager=pager_for(settings),
+            smtp=smtp_for(settings),
+            letterhead=settings.report_letterhead,
+        ):
             await ensure_reconciler_schedule(client, settings)
             await ensure_worklist_workflow(client, settings.task_queue)
             await ensure_checkpoint_schedule(client, settings.task_queue, settings.audit_checkpoint_minutes)
@@ -655,7 +741,7 @@ async def _run_dev(settings: Settings) -> None:
                         f"  Temporal     127.0.0.1:{settings.temporal_dev_port}",
                         f"  workers      {len(workers) + 1} processes (IOP_WORKERS)",
                         f"  dev token    {settings.data_dir / 'dev-token'}  (admin)",
-                        f"  try: curl -H \"Authorization: Bearer $(cat {settings.data_dir / 'dev-token'})\" "
+                        f'  try: curl -H "Authorization: Bearer $(cat {settings.data_dir / "dev-token"})" '
                         f"{base}/participants",
                         "Ctrl-C stops everything; data stays in " + str(settings.data_dir),
                         "",
@@ -680,12 +766,21 @@ def _start_worker_processes(settings: Settings) -> list:
 
     from iop.processes import start_child
 
-    env = {**os.environ, "IOP_TEMPORAL_ADDRESS": settings.temporal_target,
-           "IOP_TEMPORAL_NAMESPACE": settings.temporal_namespace, "IOP_TASK_QUEUE": settings.task_queue,
-           "IOP_DATA_DIR": str(settings.data_dir.resolve())}
-    return [start_child([sys.executable, "-m", "iop.cli", "worker", "--index", str(index), "--no-schedules"],
-                        env=env, stdin=subprocess.DEVNULL)
-            for index in range(1, settings.worker_processes)]
+    env = {
+        **os.environ,
+        "IOP_TEMPORAL_ADDRESS": settings.temporal_target,
+        "IOP_TEMPORAL_NAMESPACE": settings.temporal_namespace,
+        "IOP_TASK_QUEUE": settings.task_queue,
+        "IOP_DATA_DIR": str(settings.data_dir.resolve()),
+    }
+    return [
+        start_child(
+            [sys.executable, "-m", "iop.cli", "worker", "--index", str(index), "--no-schedules"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+        for index in range(1, settings.worker_processes)
+    ]
 
 
 @app.command()
@@ -694,25 +789,42 @@ def simulate(
     days: Annotated[int, typer.Option(help="Program days to simulate (1-730)")],
     no_show_rate: Annotated[float, typer.Option(help="Share of selected tests nobody shows up for (0-1)")] = 0.0,
     phase: Annotated[str, typer.Option(help="Phase every participant is in")] = "phase-1",
-    seed: Annotated[int | None, typer.Option(help="Seed of the run (the rules' draws and who shows up; with "
-                                                  "--workflows who shows up only)")] = None,
-    program: Annotated[Path | None, typer.Option(help="A program definition (JSON, as POST /programs takes): its "
-                                                      "first site's calendar and the phase's rates")] = None,
-    workflows: Annotated[bool, typer.Option("--workflows", help="Run the real workflows on the time-skipping "
-                                                                "server instead (slow: small sizes only)")] = False,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seed of the run (the rules' draws and who shows up; with --workflows who shows up only)"),
+    ] = None,
+    program: Annotated[
+        Path | None,
+        typer.Option(
+            help="A program definition (JSON, as POST /programs takes): its first site's calendar and the phase's rates"
+        ),
+    ] = None,
+    workflows: Annotated[
+        bool,
+        typer.Option(
+            "--workflows", help="Run the real workflows on the time-skipping server instead (slow: small sizes only)"
+        ),
+    ] = False,
     positive_rate: Annotated[float, typer.Option(help="Share of collected screens sent to confirmation")] = 0.15,
-    female_share: Annotated[float, typer.Option(help="Share of participants who are women (observed collections "
-                                                     "need a collector of the same sex)")] = 0.35,
+    female_share: Annotated[
+        float,
+        typer.Option(
+            help="Share of participants who are women (observed collections need a collector of the same sex)"
+        ),
+    ] = 0.35,
     observed_share: Annotated[float, typer.Option(help="Share of collections directly observed")] = 1.0,
     minutes_per_collection: Annotated[float, typer.Option(help="Staff minutes per collection")] = 15.0,
     medication_share: Annotated[float, typer.Option(help="Share of participants with a medication order")] = 0.3,
-    take_home_share: Annotated[float, typer.Option(help="Of those, share observed Mon/Wed/Fri with take-home "
-                                                        "doses (the rest observed daily)")] = 0.5,
+    take_home_share: Annotated[
+        float, typer.Option(help="Of those, share observed Mon/Wed/Fri with take-home doses (the rest observed daily)")
+    ] = 0.5,
     minutes_per_dose: Annotated[float, typer.Option(help="Staff minutes per observed dose")] = 5.0,
-    cost_per_screen: Annotated[float | None, typer.Option(help="Lab price of a screen (default: setting "
-                                                                "IOP_SIM_COST_PER_SCREEN)")] = None,
-    cost_per_confirmation: Annotated[float | None, typer.Option(help="Lab price of a confirmation (default: "
-                                                                      "IOP_SIM_COST_PER_CONFIRMATION)")] = None,
+    cost_per_screen: Annotated[
+        float | None, typer.Option(help="Lab price of a screen (default: setting IOP_SIM_COST_PER_SCREEN)")
+    ] = None,
+    cost_per_confirmation: Annotated[
+        float | None, typer.Option(help="Lab price of a confirmation (default: IOP_SIM_COST_PER_CONFIRMATION)")
+    ] = None,
     start: Annotated[str | None, typer.Option(help="First program day, YYYY-MM-DD (default tomorrow)")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the summary and the days as JSON")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write one row per day as CSV")] = None,
@@ -737,28 +849,49 @@ def simulate(
                 raise ValueError("--json, --csv and --svg come with the simulation on the rules; drop --workflows")
         else:
             assumptions = _simulation_assumptions(
-                no_show_rate=no_show_rate, positive_rate=positive_rate, female_share=female_share,
-                observed_share=observed_share, minutes_per_collection=minutes_per_collection,
-                medication_share=medication_share, take_home_share=take_home_share,
-                minutes_per_dose=minutes_per_dose, cost_per_screen=cost_per_screen,
-                cost_per_confirmation=cost_per_confirmation)
+                no_show_rate=no_show_rate,
+                positive_rate=positive_rate,
+                female_share=female_share,
+                observed_share=observed_share,
+                minutes_per_collection=minutes_per_collection,
+                medication_share=medication_share,
+                take_home_share=take_home_share,
+                minutes_per_dose=minutes_per_dose,
+                cost_per_screen=cost_per_screen,
+                cost_per_confirmation=cost_per_confirmation,
+            )
             first_day = _iso_day("--start", start) if start else None
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from exc
     bar = _StderrBar()
     if workflows:
-        report = asyncio.run(run_simulation(participants, days, no_show_rate, phase, seed,
-                                            progress=lambda done, total, day: bar(done, total, "days"),
-                                            program=definition))
+        report = asyncio.run(
+            run_simulation(
+                participants,
+                days,
+                no_show_rate,
+                phase,
+                seed,
+                progress=lambda done, total, day: bar(done, total, "days"),
+                program=definition,
+            )
+        )
         bar.done()
         typer.echo(format_report(report))
         return
     from domain.program import program_from_dict
     from iop import rulesim
 
-    rules = rulesim.run_rules(participants, days, phase, seed, assumptions,
-                              program_from_dict(definition) if definition is not None else None, first_day,
-                              progress=lambda done, total: bar(done, total, "participants"))
+    rules = rulesim.run_rules(
+        participants,
+        days,
+        phase,
+        seed,
+        assumptions,
+        program_from_dict(definition) if definition is not None else None,
+        first_day,
+        progress=lambda done, total: bar(done, total, "participants"),
+    )
     bar.done()
     for path, text in ((json_out, rulesim.to_json), (csv_out, rulesim.to_csv), (svg_out, rulesim.to_svg)):
         if path is not None:
@@ -771,8 +904,9 @@ def _simulation_assumptions(*, cost_per_screen: float | None, cost_per_confirmat
 
     settings = get_settings()
     values["cost_per_screen"] = settings.sim_cost_per_screen if cost_per_screen is None else cost_per_screen
-    values["cost_per_confirmation"] = (settings.sim_cost_per_confirmation if cost_per_confirmation is None
-                                       else cost_per_confirmation)
+    values["cost_per_confirmation"] = (
+        settings.sim_cost_per_confirmation if cost_per_confirmation is None else cost_per_confirmation
+    )
     for name in ("positive_rate", "female_share", "observed_share", "medication_share", "take_home_share"):
         if not 0.0 <= values[name] <= 1.0:  # also rejects NaN
             raise ValueError(f"--{name.replace('_', '-')} must be between 0 and 1; got {values[name]!r}")
@@ -804,8 +938,9 @@ class _StderrBar:
             return
         filled = round(self.width * done / total) if total else self.width
         seconds = (datetime.now(UTC) - self.started).total_seconds()
-        sys.stderr.write(f"\rsimulating [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {unit} "
-                         f"{seconds:.0f} s")
+        sys.stderr.write(
+            f"\rsimulating [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {unit} {seconds:.0f} s"
+        )
         sys.stderr.flush()
 
     def done(self) -> None:

@@ -46,15 +46,19 @@ def program_input(participant: Participant, program: tuple[Program, int] | None 
         phase=participant.phase,
         start_date=participant.start_date.isoformat(),
         timezone=participant.timezone,
-        plan=(plan_for(program[0], program[1], participant.site, participant.phase) if program
-              else replace(default_plan(participant.phase), timezone=participant.timezone)),
+        plan=(
+            plan_for(program[0], program[1], participant.site, participant.phase)
+            if program
+            else replace(default_plan(participant.phase), timezone=participant.timezone)
+        ),
         phases=phases if program else [],
     )
     return ParticipantInput(state=state)
 
 
-async def start_program(client: Client, task_queue: str, participant: Participant,
-                        program: tuple[Program, int] | None = None) -> None:
+async def start_program(
+    client: Client, task_queue: str, participant: Participant, program: tuple[Program, int] | None = None
+) -> None:
     """Start (or join) the participant's program workflow."""
     started_on = datetime.combine(participant.start_date, datetime.min.time(), tzinfo=UTC)
     await client.start_workflow(

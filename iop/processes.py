@@ -91,10 +91,33 @@ def private_dir(path: Path) -> None:
     path.chmod(0o700)
 
 
-def dev_server_command(binary: str, *, namespace: str, port: int, ui_port: int, database: Path,
-                       search_attributes: Sequence[tuple[str, str]], log_level: str = "error") -> list[str]:
-    command = [binary, "server", "start-dev", "--namespace", namespace, "--ip", "127.0.0.1", "--port", str(port),
-               "--ui-port", str(ui_port), "--db-filename", str(database), "--log-level", log_level]
+def dev_server_command(
+    binary: str,
+    *,
+    namespace: str,
+    port: int,
+    ui_port: int,
+    database: Path,
+    search_attributes: Sequence[tuple[str, str]],
+    log_level: str = "error",
+) -> list[str]:
+    command = [
+        binary,
+        "server",
+        "start-dev",
+        "--namespace",
+        namespace,
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--db-filename",
+        str(database),
+        "--log-level",
+        log_level,
+    ]
     for name, kind in search_attributes:
         command += ["--search-attribute", f"{name}={kind}"]
     return command

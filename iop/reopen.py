@@ -26,8 +26,9 @@ from workflows.screening import ScreeningWorkflow, workflow_id
 REOPENS = (FINAL, MISSED, NOT_NOTIFIED, WINDOW_LOST)
 
 
-def closed_state(engine: Engine, screening_id: str, statuses: tuple[str, ...] = (FINAL,)
-                 ) -> tuple[ScreeningState, str] | None:
+def closed_state(
+    engine: Engine, screening_id: str, statuses: tuple[str, ...] = (FINAL,)
+) -> tuple[ScreeningState, str] | None:
     """The last saved state of a screening in one of `statuses` (of REOPENS) and its participant's time zone, or
     None when it is in none of them (a final result takes a correction after its workflow closed, a test never
     collected an excuse)."""
@@ -40,8 +41,13 @@ def closed_state(engine: Engine, screening_id: str, statuses: tuple[str, ...] = 
         return from_json(ScreeningState, row.state), zone
 
 
-async def reopen_screening(client: Client, engine: Engine, screening_id: str, task_queue: str | None = None,
-                           statuses: tuple[str, ...] = (FINAL,)) -> bool:
+async def reopen_screening(
+    client: Client,
+    engine: Engine,
+    screening_id: str,
+    task_queue: str | None = None,
+    statuses: tuple[str, ...] = (FINAL,),
+) -> bool:
     """Start the screening's workflow again from its saved state when it has closed in one of `statuses` (a final
     result for a correction, by default; MISSED, NOT_NOTIFIED or WINDOW_LOST for an excuse); True when it runs now.
 
@@ -65,11 +71,20 @@ async def reopen_screening(client: Client, engine: Engine, screening_id: str, ta
         return False
     await client.start_workflow(
         ScreeningWorkflow.run,
-        ScreeningInput(screening_id=state.screening_id, participant_id=state.participant_id, site=state.site,
-                       day=state.day, reason=state.reason, selected_at=state.selected_at,
-                       window_hours=state.window_hours, timezone=zone, for_cause_reason=state.for_cause_reason,
-                       reopen=state),
-        id=workflow_id(screening_id), task_queue=queue,
+        ScreeningInput(
+            screening_id=state.screening_id,
+            participant_id=state.participant_id,
+            site=state.site,
+            day=state.day,
+            reason=state.reason,
+            selected_at=state.selected_at,
+            window_hours=state.window_hours,
+            timezone=zone,
+            for_cause_reason=state.for_cause_reason,
+            reopen=state,
+        ),
+        id=workflow_id(screening_id),
+        task_queue=queue,
         # Two corrections at once: the second joins the run the first started.
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )

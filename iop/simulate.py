@@ -102,8 +102,9 @@ class SimulationReport:
     weekend_per_participant: list[int] = field(default_factory=list)
 
 
-def validate(participants: int, days: int, no_show_rate: float, phase: str,
-             phases: tuple[str, ...] | list[str] = PHASES) -> None:
+def validate(
+    participants: int, days: int, no_show_rate: float, phase: str, phases: tuple[str, ...] | list[str] = PHASES
+) -> None:
     """Raise ValueError with a message fit for the command line."""
     if isinstance(participants, bool) or not isinstance(participants, int) or participants < 1:
         raise ValueError(f"--participants must be a whole number of at least 1; got {participants!r}")
@@ -147,8 +148,7 @@ async def run_simulation(
     `program` is a program definition (domain.program.program_to_dict): its first site's calendar and
     the phase's rates decide the draws, as for an enrolled participant."""
     definition = program_from_dict(program) if program is not None else None
-    validate(participants, days, no_show_rate, phase,
-             [p.name for p in definition.phases] if definition else PHASES)
+    validate(participants, days, no_show_rate, phase, [p.name for p in definition.phases] if definition else PHASES)
     # Imported here: the command line loads this module only to run it.
     from temporalio.api.enums.v1 import IndexedValueType
     from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -182,8 +182,9 @@ async def run_simulation(
                 await env.client.operator_service.add_search_attributes(
                     AddSearchAttributesRequest(
                         namespace="default",
-                        search_attributes={key.name: IndexedValueType.ValueType(key.indexed_value_type)
-                                           for key in search.ALL},
+                        search_attributes={
+                            key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in search.ALL
+                        },
                     )
                 )
                 run.timing["setup"] = wallclock.perf_counter() - started
@@ -201,10 +202,23 @@ async def run_simulation(
 class _Run:
     """One simulation: its parameters, its attendance dice, and what it did."""
 
-    def __init__(self, participants: int, days: int, no_show_rate: float, phase: str, seed: int | None,
-                 progress: Progress | None, definition: Program | None = None) -> None:
+    def __init__(
+        self,
+        participants: int,
+        days: int,
+        no_show_rate: float,
+        phase: str,
+        seed: int | None,
+        progress: Progress | None,
+        definition: Program | None = None,
+    ) -> None:
         self.participants, self.days, self.no_show_rate, self.phase, self.seed = (
-            participants, days, no_show_rate, phase, seed)
+            participants,
+            days,
+            no_show_rate,
+            phase,
+            seed,
+        )
         self.progress = progress
         self.rng = random.Random(seed)
         self.definition = definition
@@ -249,12 +263,16 @@ class _Run:
             with self.timed("setup"):
                 await _sleep_until(env, self.moment(self.first_day, time(0, 5)))
             with self.timed("enroll"):
-                await _enroll(env.client, engine, task_queue, self.participants, self.phase, self.first_day,
-                              self.plan, self.site)
+                await _enroll(
+                    env.client, engine, task_queue, self.participants, self.phase, self.first_day, self.plan, self.site
+                )
             for offset in range(self.days):
                 day = self.first_day + timedelta(days=offset)
-                clocks = (self.checkpoints_on(day.weekday()) if day.weekday() in self.plan.collection_weekdays
-                          else [self.checkpoint])
+                clocks = (
+                    self.checkpoints_on(day.weekday())
+                    if day.weekday() in self.plan.collection_weekdays
+                    else [self.checkpoint]
+                )
                 for clock in clocks:
                     with self.timed(SKIPPING):
                         await _sleep_until(env, self.moment(day, clock))
@@ -271,8 +289,19 @@ class _Run:
         self.timing["worker shutdown"] = wallclock.perf_counter() - shutdown
 
     def report(self, engine) -> SimulationReport:
-        report = _report(engine, self.participants, self.days, self.no_show_rate, self.phase, self.seed,
-                         self.plan, self.first_day, self.last_day, self.sent, self.refused)
+        report = _report(
+            engine,
+            self.participants,
+            self.days,
+            self.no_show_rate,
+            self.phase,
+            self.seed,
+            self.plan,
+            self.first_day,
+            self.last_day,
+            self.sent,
+            self.refused,
+        )
         report.timing = dict(self.timing)
         return report
 
@@ -305,8 +334,9 @@ def _simulation_worker(client, engine, task_queue: str, participants: int):
         config["workflow_runner"] = replace(
             runner, restrictions=runner.restrictions.with_passthrough_modules(*FROZEN_MODULES)
         )
-    config["max_cached_workflows"] = max(config.get("max_cached_workflows") or 0,
-                                         min(20 * participants + 1000, MAX_CACHED_WORKFLOWS))
+    config["max_cached_workflows"] = max(
+        config.get("max_cached_workflows") or 0, min(20 * participants + 1000, MAX_CACHED_WORKFLOWS)
+    )
     config["client"] = client
     return Worker(**config)
 
@@ -338,8 +368,11 @@ def _quiet_runtime():
     logged, with their traceback, by the Python worker."""
     from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
-    return Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(
-        filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))))
+    return Runtime(
+        telemetry=TelemetryConfig(
+            logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
+        )
+    )
 
 
 class SimulationStalled(RuntimeError):
@@ -374,8 +407,16 @@ def participant_id(index: int) -> str:
     return f"p-sim-{index:05d}"
 
 
-async def _enroll(client, engine, task_queue: str, count: int, phase: str, start: date,
-                  plan: TestingPlan | None = None, site: str = SITE) -> None:
+async def _enroll(
+    client,
+    engine,
+    task_queue: str,
+    count: int,
+    phase: str,
+    start: date,
+    plan: TestingPlan | None = None,
+    site: str = SITE,
+) -> None:
     from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
     from store.db import session_scope
@@ -389,29 +430,50 @@ async def _enroll(client, engine, task_queue: str, count: int, phase: str, start
     # The record first, status "enrolling", as enrollment does: the workflow confirms it.
     with session_scope(engine) as session:
         for i, pid in enumerate(ids, start=1):
-            session.add(Participant(
-                id=pid, given_name="Sim", family_name=f"Participant {i}", date_of_birth=date(1980, 1, 1),
-                site=site, program=program, phase=phase, start_date=start, timezone=plan.timezone,
-                case_numbers=[], status="enrolling",
-            ))
+            session.add(
+                Participant(
+                    id=pid,
+                    given_name="Sim",
+                    family_name=f"Participant {i}",
+                    date_of_birth=date(1980, 1, 1),
+                    site=site,
+                    program=program,
+                    phase=phase,
+                    start_date=start,
+                    timezone=plan.timezone,
+                    case_numbers=[],
+                    status="enrolling",
+                )
+            )
     started_on = datetime.combine(start, time(), tzinfo=UTC)  # as enrollment sets it
     limit = asyncio.Semaphore(MAX_STARTS_IN_FLIGHT)
 
     async def start_one(pid: str) -> None:
         state = ParticipantState(
-            participant_id=pid, program=program, site=site, phase=phase, start_date=start.isoformat(),
-            timezone=plan.timezone, plan=plan, phases=[plan.phase] if plan.program_id else [],
+            participant_id=pid,
+            program=program,
+            site=site,
+            phase=phase,
+            start_date=start.isoformat(),
+            timezone=plan.timezone,
+            plan=plan,
+            phases=[plan.phase] if plan.program_id else [],
         )
         async with limit:
             await client.start_workflow(
-                ParticipantWorkflow.run, ParticipantInput(state=state), id=workflow_id(pid), task_queue=task_queue,
-                search_attributes=TypedSearchAttributes([
-                    SearchAttributePair(search.PARTICIPANT_ID, pid),
-                    SearchAttributePair(search.STATUS, "active"),
-                    SearchAttributePair(search.PHASE, phase),
-                    SearchAttributePair(search.SITE, site),
-                    SearchAttributePair(search.DAY, started_on),
-                ]),
+                ParticipantWorkflow.run,
+                ParticipantInput(state=state),
+                id=workflow_id(pid),
+                task_queue=task_queue,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(search.PARTICIPANT_ID, pid),
+                        SearchAttributePair(search.STATUS, "active"),
+                        SearchAttributePair(search.PHASE, phase),
+                        SearchAttributePair(search.SITE, site),
+                        SearchAttributePair(search.DAY, started_on),
+                    ]
+                ),
             )
 
     await asyncio.gather(*(start_one(pid) for pid in ids))
@@ -457,25 +519,46 @@ def _percentile(values: list[int], share: float) -> int:
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
-def _report(engine, participants: int, days: int, no_show_rate: float, phase: str, seed: int | None,
-            plan: TestingPlan, first_day: date, last_day: date, sent: int, refused: int) -> SimulationReport:
+def _report(
+    engine,
+    participants: int,
+    days: int,
+    no_show_rate: float,
+    phase: str,
+    seed: int | None,
+    plan: TestingPlan,
+    first_day: date,
+    last_day: date,
+    sent: int,
+    refused: int,
+) -> SimulationReport:
     with Session(engine) as session:
         draws = session.exec(select(func.count()).select_from(SelectionDraw)).one()
-        per_day = dict(session.exec(
-            select(col(SelectionDraw.day), func.count()).where(SelectionDraw.selected).group_by(col(SelectionDraw.day))
-        ).all())
+        per_day = dict(
+            session.exec(
+                select(col(SelectionDraw.day), func.count())
+                .where(SelectionDraw.selected)
+                .group_by(col(SelectionDraw.day))
+            ).all()
+        )
         by_status = dict(session.exec(select(col(Screening.status), func.count()).group_by(Screening.status)).all())
         # A collected screening moves on through result statuses; its collection time stays.
         collected = session.exec(
             select(func.count()).select_from(Screening).where(col(Screening.collected_at).is_not(None))
         ).one()
-        uncollected = Counter(dict(session.exec(
-            select(col(Screening.status), func.count()).where(col(Screening.collected_at).is_(None))
-            .group_by(Screening.status)
-        ).all()))
+        uncollected = Counter(
+            dict(
+                session.exec(
+                    select(col(Screening.status), func.count())
+                    .where(col(Screening.collected_at).is_(None))
+                    .group_by(Screening.status)
+                ).all()
+            )
+        )
         late = session.exec(select(func.count()).select_from(Screening).where(Screening.late_collection)).one()
         chosen = session.exec(
-            select(col(SelectionDraw.participant_id), col(SelectionDraw.day)).where(SelectionDraw.selected)).all()
+            select(col(SelectionDraw.participant_id), col(SelectionDraw.day)).where(SelectionDraw.selected)
+        ).all()
     ids = [participant_id(i) for i in range(1, participants + 1)]
     per_participant = Counter(p for p, _ in chosen)
     weekend_per_participant = Counter(p for p, d in chosen if d.weekday() >= 5)
@@ -487,23 +570,44 @@ def _report(engine, participants: int, days: int, no_show_rate: float, phase: st
         by_weekday[day.weekday()].append(load)
     weekend = sum(count for day, count in per_day.items() if day.weekday() >= 5)
     still_open = sum(uncollected[s] for s in OPEN)
-    known = {*OPEN, ScreeningStatus.MISSED, ScreeningStatus.EXCUSED, ScreeningStatus.NOT_NOTIFIED,
-             ScreeningStatus.WINDOW_LOST}
+    known = {
+        *OPEN,
+        ScreeningStatus.MISSED,
+        ScreeningStatus.EXCUSED,
+        ScreeningStatus.NOT_NOTIFIED,
+        ScreeningStatus.WINDOW_LOST,
+    }
     return SimulationReport(
-        participants=participants, days=days, no_show_rate=no_show_rate, phase=phase, seed=seed,
-        first_day=first_day, last_day=last_day,
-        draws=draws, selected=selected, selected_per_day=loads,
-        load_min=min(loads), load_mean=statistics.fmean(loads), load_p95=_percentile(loads, 0.95),
+        participants=participants,
+        days=days,
+        no_show_rate=no_show_rate,
+        phase=phase,
+        seed=seed,
+        first_day=first_day,
+        last_day=last_day,
+        draws=draws,
+        selected=selected,
+        selected_per_day=loads,
+        load_min=min(loads),
+        load_mean=statistics.fmean(loads),
+        load_p95=_percentile(loads, 0.95),
         load_max=max(loads),
         weekday_mean={WEEKDAYS[w]: statistics.fmean(v) for w, v in by_weekday.items() if v},
         tests_per_participant_week=selected / (participants * days / 7),
         plan_tests_per_week=plan.tests_per_week,
         weekend_share=weekend / selected if selected else 0.0,
         expected_weekend_share=sum(1 for d in plan.collection_weekdays if d >= 5) / len(plan.collection_weekdays),
-        screenings=sum(by_status.values()), collected=collected, late_collections=late,
-        missed=uncollected["missed"], excused=uncollected["excused"], still_open=still_open,
-        other=sum(n for s, n in uncollected.items() if s not in known), by_status=by_status,
-        collections_sent=sent, collections_refused=refused, wall_seconds=0.0,
+        screenings=sum(by_status.values()),
+        collected=collected,
+        late_collections=late,
+        missed=uncollected["missed"],
+        excused=uncollected["excused"],
+        still_open=still_open,
+        other=sum(n for s, n in uncollected.items() if s not in known),
+        by_status=by_status,
+        collections_sent=sent,
+        collections_refused=refused,
+        wall_seconds=0.0,
         selected_per_participant=[per_participant[p] for p in ids],
         weekend_per_participant=[weekend_per_participant[p] for p in ids],
     )
@@ -523,8 +627,10 @@ def format_report(report: SimulationReport) -> str:
         *((f"  mean on {name}", f"{mean:.1f}") for name, mean in r.weekday_mean.items()),
         ("Selection", ""),
         ("  draws / selected", f"{r.draws} / {r.selected}"),
-        ("  tests per participant-week", f"{r.tests_per_participant_week:.2f} (plan for {r.phase}: "
-                                         f"{r.plan_tests_per_week:g})"),
+        (
+            "  tests per participant-week",
+            f"{r.tests_per_participant_week:.2f} (plan for {r.phase}: {r.plan_tests_per_week:g})",
+        ),
         ("  weekend share of selected days", f"{r.weekend_share:.1%} (expected {r.expected_weekend_share:.1%})"),
         ("Outcomes (screenings)", f"{r.screenings}"),
         ("  collected", f"{r.collected}" + (f" ({r.late_collections} late)" if r.late_collections else "")),

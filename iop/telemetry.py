@@ -24,10 +24,17 @@ from iop.settings import Settings
 # Histogram buckets (seconds) for the SDK's latencies: a workflow task is milliseconds, a
 # schedule-to-start under load can be seconds, an activity that delivers a report can take a minute.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-SDK_HISTOGRAMS = ("workflow_task_schedule_to_start_latency", "workflow_task_execution_latency",
-                  "workflow_task_replay_latency", "workflow_endtoend_latency", "activity_schedule_to_start_latency",
-                  "activity_execution_latency", "activity_succeed_endtoend_latency",
-                  "local_activity_execution_latency", "local_activity_succeed_endtoend_latency")
+SDK_HISTOGRAMS = (
+    "workflow_task_schedule_to_start_latency",
+    "workflow_task_execution_latency",
+    "workflow_task_replay_latency",
+    "workflow_endtoend_latency",
+    "activity_schedule_to_start_latency",
+    "activity_execution_latency",
+    "activity_succeed_endtoend_latency",
+    "local_activity_execution_latency",
+    "local_activity_succeed_endtoend_latency",
+)
 
 _lock = threading.Lock()
 _runtimes: dict[str, Runtime] = {}
@@ -38,8 +45,9 @@ def metrics_address(settings: Settings, index: int = 0) -> str:
     """The address of the index-th worker process's metrics endpoint (`iop dev` runs several)."""
     host, _, port = settings.worker_metrics_address.rpartition(":")
     if not host or not port.isdigit():
-        raise ValueError(f"IOP_WORKER_METRICS_ADDRESS must be host:port, e.g. 0.0.0.0:9000, "
-                         f"not {settings.worker_metrics_address!r}")
+        raise ValueError(
+            f"IOP_WORKER_METRICS_ADDRESS must be host:port, e.g. 0.0.0.0:9000, not {settings.worker_metrics_address!r}"
+        )
     return f"{host}:{int(port) + index}"
 
 
@@ -51,9 +59,17 @@ def runtime(settings: Settings, index: int = 0) -> Runtime | None:
     address = metrics_address(settings, index)
     with _lock:
         if address not in _runtimes:
-            _runtimes[address] = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
-                bind_address=address, counters_total_suffix=True, unit_suffix=True, durations_as_seconds=True,
-                histogram_bucket_overrides=dict.fromkeys(SDK_HISTOGRAMS, LATENCY_BUCKETS))))
+            _runtimes[address] = Runtime(
+                telemetry=TelemetryConfig(
+                    metrics=PrometheusConfig(
+                        bind_address=address,
+                        counters_total_suffix=True,
+                        unit_suffix=True,
+                        durations_as_seconds=True,
+                        histogram_bucket_overrides=dict.fromkeys(SDK_HISTOGRAMS, LATENCY_BUCKETS),
+                    )
+                )
+            )
         return _runtimes[address]
 
 

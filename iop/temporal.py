@@ -27,8 +27,9 @@ def converter(settings: Settings) -> DataConverter:
     return data_converter(codec_keys(settings), refuse_plain=settings.env == "production")
 
 
-async def connect(settings: Settings, *, lazy: bool = False, service: str = "iop", worker_index: int | None = None
-                  ) -> Client:
+async def connect(
+    settings: Settings, *, lazy: bool = False, service: str = "iop", worker_index: int | None = None
+) -> Client:
     """A client for `service` (the name its traces carry). A worker's client (worker_index set) has
     the runtime that serves the SDK's metrics when IOP_WORKER_METRICS_ADDRESS is set."""
     from iop import telemetry
@@ -45,8 +46,13 @@ async def connect(settings: Settings, *, lazy: bool = False, service: str = "iop
 
 
 # Temporal did not answer in time, is unreachable, or cannot run the workflow's task right now.
-_NOT_NOW = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNKNOWN,
-            RPCStatusCode.CANCELLED, RPCStatusCode.RESOURCE_EXHAUSTED)
+_NOT_NOW = (
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.UNKNOWN,
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+)
 
 
 def not_available_now(exc: BaseException | None) -> bool:

@@ -26,8 +26,9 @@ _hints: weakref.WeakKeyDictionary[type, dict[str, Any]] = weakref.WeakKeyDiction
 _lock = threading.Lock()
 
 
-def cached_type_hints(obj: Any, globalns: Any = None, localns: Any = None, include_extras: bool = False
-                      ) -> dict[str, Any]:
+def cached_type_hints(
+    obj: Any, globalns: Any = None, localns: Any = None, include_extras: bool = False
+) -> dict[str, Any]:
     if globalns is not None or localns is not None or include_extras or not isinstance(obj, type):
         return _uncached(obj, globalns, localns, include_extras)
     with _lock:

@@ -49,9 +49,18 @@ from workflows.screening import ScreeningWorkflow
 from workflows.selection import SelectionNoticeWorkflow, SelectionPeriodWorkflow
 from workflows.worklist import WorklistInput, WorklistWorkflow, worklist_workflow_id
 
-WORKFLOWS = [ParticipantWorkflow, ScreeningWorkflow, MedicationWorkflow, DisclosureWorkflow, ReconcilerWorkflow,
-             AuditCheckpointWorkflow, WorklistWorkflow, DiscloseEventWorkflow, SelectionPeriodWorkflow,
-             SelectionNoticeWorkflow]
+WORKFLOWS = [
+    ParticipantWorkflow,
+    ScreeningWorkflow,
+    MedicationWorkflow,
+    DisclosureWorkflow,
+    ReconcilerWorkflow,
+    AuditCheckpointWorkflow,
+    WorklistWorkflow,
+    DiscloseEventWorkflow,
+    SelectionPeriodWorkflow,
+    SelectionNoticeWorkflow,
+]
 
 # Modules shared with the sandbox instead of re-imported for every workflow run: the pure rules and
 # vocabularies (domain, the contracts, the search attributes), and the activity classes (with the
@@ -98,8 +107,9 @@ def workflow_runner(*passthrough: str) -> SandboxedWorkflowRunner:
 
 def notifier_for(settings: Settings) -> Notifier | None:
     if settings.notify_webhook_url:
-        return WebhookNotifier(settings.notify_webhook_url, settings.notify_webhook_secret,
-                               receipt_url=settings.notify_receipt_url)
+        return WebhookNotifier(
+            settings.notify_webhook_url, settings.notify_webhook_secret, receipt_url=settings.notify_receipt_url
+        )
     return None  # the recording notifier
 
 
@@ -113,25 +123,48 @@ def smtp_for(settings: Settings) -> SmtpSettings | None:
     """The mail relay from IOP_SMTP_*; None when no host is set (email reports then wait, never "delivered")."""
     if not settings.smtp_host:
         return None
-    return SmtpSettings(host=settings.smtp_host, port=settings.smtp_port, sender=settings.smtp_from,
-                        username=settings.smtp_username, password=settings.smtp_password,
-                        starttls=settings.smtp_starttls)
+    return SmtpSettings(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.smtp_from,
+        username=settings.smtp_username,
+        password=settings.smtp_password,
+        starttls=settings.smtp_starttls,
+    )
 
 
-def activities(engine: Engine, keys: Sequence[CodecKey], notifier: Notifier | None = None,
-               pager: Pager | None = None, smtp: SmtpSettings | None = None,
-               letterhead: str = "Intensive outpatient program") -> list:
-    return (RecordActivities(engine).all() + ScreeningActivities(engine, notifier).all()
-            + MedicationActivities(engine).all()
-            + DisclosureActivities(engine, keys, smtp=smtp, letterhead=letterhead).all()
-            + AuditActivities(engine).all() + WorklistActivities(engine, pager).all()
-            + ProgramActivities(engine).all() + SelectionActivities(engine, keys, smtp=smtp).all()
-            + ColourActivities(engine, keys).all())
+def activities(
+    engine: Engine,
+    keys: Sequence[CodecKey],
+    notifier: Notifier | None = None,
+    pager: Pager | None = None,
+    smtp: SmtpSettings | None = None,
+    letterhead: str = "Intensive outpatient program",
+) -> list:
+    return (
+        RecordActivities(engine).all()
+        + ScreeningActivities(engine, notifier).all()
+        + MedicationActivities(engine).all()
+        + DisclosureActivities(engine, keys, smtp=smtp, letterhead=letterhead).all()
+        + AuditActivities(engine).all()
+        + WorklistActivities(engine, pager).all()
+        + ProgramActivities(engine).all()
+        + SelectionActivities(engine, keys, smtp=smtp).all()
+        + ColourActivities(engine, keys).all()
+    )
 
 
-def build_worker(client: Client, engine: Engine, task_queue: str, *, notifier: Notifier | None = None,
-                 pager: Pager | None = None, max_activity_threads: int = 16, smtp: SmtpSettings | None = None,
-                 letterhead: str = "Intensive outpatient program") -> Worker:
+def build_worker(
+    client: Client,
+    engine: Engine,
+    task_queue: str,
+    *,
+    notifier: Notifier | None = None,
+    pager: Pager | None = None,
+    max_activity_threads: int = 16,
+    smtp: SmtpSettings | None = None,
+    letterhead: str = "Intensive outpatient program",
+) -> Worker:
     takehome_rules.install()  # validated at start: a malformed rule file stops the worker here
     codec = encryption_codec(client.data_converter)
     return Worker(
@@ -182,8 +215,10 @@ async def ensure_reconciler_schedule(client: Client, settings: Settings) -> str:
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
             ReconcilerWorkflow.run,
-            ReconcileInput(stuck_after_seconds=settings.reconcile_stuck_after_seconds,
-                           lab_staff_after_seconds=settings.reconcile_lab_staff_after_seconds),
+            ReconcileInput(
+                stuck_after_seconds=settings.reconcile_stuck_after_seconds,
+                lab_staff_after_seconds=settings.reconcile_lab_staff_after_seconds,
+            ),
             id=f"reconciler--{settings.task_queue}",
             task_queue=settings.task_queue,
             # A pass nobody picks up (no worker) does not outlive the next few.

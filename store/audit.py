@@ -79,16 +79,28 @@ class AuditEntry:
     shown: str | None = None
 
 
-_FIELDS = ("seq", "at", "actor", "role", "action", "subject_type", "subject_id", "participant_id", "outcome",
-           "request_id", "source", "detail", "prev_hash")
+_FIELDS = (
+    "seq",
+    "at",
+    "actor",
+    "role",
+    "action",
+    "subject_type",
+    "subject_id",
+    "participant_id",
+    "outcome",
+    "request_id",
+    "source",
+    "detail",
+    "prev_hash",
+)
 _KEYED_FIELDS = (*_FIELDS, "shown", "mac_alg", "key_id")
 
 
 def _canonical(row: AuditEvent, fields: Iterable[str]) -> bytes:
     values = {name: getattr(row, name) for name in fields}
     at = values["at"]
-    values["at"] = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat(
-        timespec="microseconds")
+    values["at"] = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat(timespec="microseconds")
     return json.dumps(values, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -139,7 +151,7 @@ def append(engine: Engine, entry: AuditEntry, keys: Sequence[AuditKey] | None = 
             hash="",
             mac_alg=KEYED,
             key_id=signer.key_id,
-            **{k: (_storable(v)[:_limit(k)] if isinstance(v, str) else v) for k, v in entry.__dict__.items()},
+            **{k: (_storable(v)[: _limit(k)] if isinstance(v, str) else v) for k, v in entry.__dict__.items()},
         )
         row.hash = keyed_mac(row, signer.secret)
         session.add(row)
@@ -180,8 +192,9 @@ class Checkpoint:
 
     def sign(self, key: AuditKey) -> Checkpoint:
         unsigned = Checkpoint(self.seq, self.hash, self.at, self.keyed_from, key.key_id)
-        return Checkpoint(**{**asdict(unsigned), "mac": hmac.new(key.secret, unsigned.signed_part(),
-                                                                 hashlib.sha256).hexdigest()})
+        return Checkpoint(
+            **{**asdict(unsigned), "mac": hmac.new(key.secret, unsigned.signed_part(), hashlib.sha256).hexdigest()}
+        )
 
     def authentic(self, keys: Sequence[AuditKey]) -> bool:
         key = next((k for k in keys if k.key_id == self.key_id), None)
@@ -202,8 +215,9 @@ def make_checkpoint(engine: Engine, keys: Sequence[AuditKey] | None = None) -> C
     with Session(engine) as session:
         last = session.exec(select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(1)).first()
         head = session.get(AuditHead, 1)
-        first_keyed = session.exec(select(AuditEvent.seq).where(AuditEvent.mac_alg == KEYED)
-                                   .order_by(col(AuditEvent.seq)).limit(1)).first()
+        first_keyed = session.exec(
+            select(AuditEvent.seq).where(AuditEvent.mac_alg == KEYED).order_by(col(AuditEvent.seq)).limit(1)
+        ).first()
     seq, digest = (last.seq, last.hash) if last else (0, GENESIS)
     evidence = [s for s in (head.keyed_from if head else None, first_keyed) if s]
     keyed_from = min(evidence) if evidence else seq + 1
@@ -229,9 +243,16 @@ def parse_checkpoints(content: str, source: str = "checkpoints") -> list[Checkpo
             continue
         try:
             raw = json.loads(line)
-            points.append(Checkpoint(seq=int(raw["seq"]), hash=str(raw["hash"]), at=str(raw["at"]),
-                                     keyed_from=None if raw.get("keyed_from") is None else int(raw["keyed_from"]),
-                                     key_id=str(raw["key_id"]), mac=str(raw["mac"])))
+            points.append(
+                Checkpoint(
+                    seq=int(raw["seq"]),
+                    hash=str(raw["hash"]),
+                    at=str(raw["at"]),
+                    keyed_from=None if raw.get("keyed_from") is None else int(raw["keyed_from"]),
+                    key_id=str(raw["key_id"]),
+                    mac=str(raw["mac"]),
+                )
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{source} line {number} is not a checkpoint ({type(exc).__name__})") from exc
     return points
@@ -254,27 +275,35 @@ class Verification:
     keyed_from: int | None = None  # the cut-over: events from here on must be keyed
 
 
-def verify(engine: Engine, keys: Sequence[AuditKey] | None = None,
-           checkpoints: Sequence[Checkpoint] = (), batch: int = 5000) -> Verification:
+def verify(
+    engine: Engine, keys: Sequence[AuditKey] | None = None, checkpoints: Sequence[Checkpoint] = (), batch: int = 5000
+) -> Verification:
     """Walk the chain from the start against its keys and the given checkpoints; the first event that is
     missing or changed (for unkeyed rows: the first that may have been)."""
     keys = tuple(keys or keys_for(engine))
     secrets = {k.key_id: k.secret for k in keys}
     for number, point in enumerate(checkpoints, start=1):
         if not point.authentic(keys):
-            return Verification(False, 0, None, f"checkpoint {number} (event {point.seq}, {point.at}) does not carry "
-                                                 f"a valid signature of a configured audit key ({point.key_id!r}): "
-                                                 f"the checkpoint record was altered or forged")
+            return Verification(
+                False,
+                0,
+                None,
+                f"checkpoint {number} (event {point.seq}, {point.at}) does not carry "
+                f"a valid signature of a configured audit key ({point.key_id!r}): "
+                f"the checkpoint record was altered or forged",
+            )
     with Session(engine) as session:
         head = session.get(AuditHead, 1)
-        evidence = [p.keyed_from for p in checkpoints if p.keyed_from] + ([head.keyed_from] if head and
-                                                                           head.keyed_from else [])
+        evidence = [p.keyed_from for p in checkpoints if p.keyed_from] + (
+            [head.keyed_from] if head and head.keyed_from else []
+        )
         keyed_from = min(evidence) if evidence else None
         walk = _Walk(secrets, checkpoints, keyed_from)
         broken = None
         while broken is None:
-            rows = session.exec(select(AuditEvent).where(AuditEvent.seq >= walk.expected_seq)
-                                .order_by(col(AuditEvent.seq)).limit(batch)).all()
+            rows = session.exec(
+                select(AuditEvent).where(AuditEvent.seq >= walk.expected_seq).order_by(col(AuditEvent.seq)).limit(batch)
+            ).all()
             if not rows:
                 break
             broken = next(filter(None, map(walk.step, rows)), None)
@@ -301,20 +330,29 @@ class _Walk:
             self.keyed_from = seq  # a keyed row is evidence too: nothing after it may be unkeyed
         if row.prev_hash != self.expected_prev:
             if row.mac_alg == KEYED and seq == self.keyed_from and seq > 1:
-                return self.broken(self.last_match + 1, f"event {seq}, the first keyed event, does not link to event "
-                                   f"{seq - 1}: an unkeyed event from {self.last_match + 1} to {seq - 1} was changed "
-                                   f"(unkeyed events cannot be told apart one by one)")
+                return self.broken(
+                    self.last_match + 1,
+                    f"event {seq}, the first keyed event, does not link to event "
+                    f"{seq - 1}: an unkeyed event from {self.last_match + 1} to {seq - 1} was changed "
+                    f"(unkeyed events cannot be told apart one by one)",
+                )
             return self.broken(seq, f"event {seq} does not link to event {seq - 1}")
         if row.mac_alg == LEGACY:
             if self.keyed_from is not None and seq >= self.keyed_from:
-                return self.broken(seq, f"event {seq} is not signed with an audit key, but every event from "
-                                   f"{self.keyed_from} on was: it was re-hashed or inserted after the fact")
+                return self.broken(
+                    seq,
+                    f"event {seq} is not signed with an audit key, but every event from "
+                    f"{self.keyed_from} on was: it was re-hashed or inserted after the fact",
+                )
             if legacy_digest(row) != row.hash:
                 return self.broken(seq, f"event {seq} was altered after it was written")
         elif row.mac_alg == KEYED:
             if row.key_id not in self.secrets:
-                return self.broken(seq, f"event {seq} is signed with audit key {row.key_id!r}, which is not "
-                                   f"configured: add it to IOP_AUDIT_KEYS (after the signing key) to verify")
+                return self.broken(
+                    seq,
+                    f"event {seq} is signed with audit key {row.key_id!r}, which is not "
+                    f"configured: add it to IOP_AUDIT_KEYS (after the signing key) to verify",
+                )
             if not hmac.compare_digest(keyed_mac(row, self.secrets[row.key_id]), row.hash):
                 return self.broken(seq, f"event {seq} was altered after it was written")
         else:
@@ -326,8 +364,9 @@ class _Walk:
         self.expected_prev, self.expected_seq, self.checked = row.hash, seq + 1, self.checked + 1
         return None
 
-    def verdict(self, session: Session, broken: Verification | None, head: AuditHead | None,
-                batch: int) -> Verification:
+    def verdict(
+        self, session: Session, broken: Verification | None, head: AuditHead | None, batch: int
+    ) -> Verification:
         """The earliest of: the link or key that broke the walk, every checkpoint the chain does not match (each
         one, not only the newest at its sequence), and a head beyond the chain's end."""
         last = self.expected_seq - 1  # events 1..last passed the walk
@@ -335,13 +374,18 @@ class _Walk:
         for seq, problem in self._checkpoint_findings(session, last, whole=broken is None, batch=batch):
             findings.append((seq, 1, problem))
         if not broken and head is not None and (head.seq, head.hash) != (last, self.expected_prev):
-            findings.append((last + 1, 2, f"the chain ends at event {last} but was last extended to "
-                                          f"event {head.seq}: events were removed from its end"))
+            findings.append(
+                (
+                    last + 1,
+                    2,
+                    f"the chain ends at event {last} but was last extended to "
+                    f"event {head.seq}: events were removed from its end",
+                )
+            )
         if not findings:
             return Verification(True, self.checked, checkpoints=len(self.points), keyed_from=self.keyed_from)
         seq, _, problem = min(findings)
-        return Verification(False, min(self.checked, max(seq - 1, 0)), seq, problem, len(self.points),
-                            self.keyed_from)
+        return Verification(False, min(self.checked, max(seq - 1, 0)), seq, problem, len(self.points), self.keyed_from)
 
     def _checkpoint_findings(self, session: Session, last: int, whole: bool, batch: int) -> list[tuple[int, str]]:
         """Each checkpoint the chain contradicts, located. A checkpoint's MAC pins events 1..seq as the chain was
@@ -365,18 +409,36 @@ class _Walk:
             older = _newest_signed_before(session, point, floor, min(point.seq, last), batch)
             if point.seq > last:
                 seq = older + 1 if older is not None else floor
-                gone = (f"events {last + 1} to {point.seq} were removed" if seq > last else
-                        f"events {seq} to {point.seq} were removed or replaced (events {seq} to {last} are not "
-                        f"signed as older than that checkpoint)")
-                findings.append((seq, f"the chain ends at event {last} but the checkpoint of {point.at} saw it "
-                                      f"reach event {point.seq}: {gone}"))
+                gone = (
+                    f"events {last + 1} to {point.seq} were removed"
+                    if seq > last
+                    else f"events {seq} to {point.seq} were removed or replaced (events {seq} to {last} are not "
+                    f"signed as older than that checkpoint)"
+                )
+                findings.append(
+                    (
+                        seq,
+                        f"the chain ends at event {last} but the checkpoint of {point.at} saw it "
+                        f"reach event {point.seq}: {gone}",
+                    )
+                )
             elif older is not None and older < point.seq:
-                findings.append((older + 1, f"the chain at event {point.seq} is not the one checkpointed at "
-                                            f"{point.at}: events {older + 1} to {point.seq} were replaced (they are "
-                                            f"signed after that checkpoint, event {older} before it)"))
+                findings.append(
+                    (
+                        older + 1,
+                        f"the chain at event {point.seq} is not the one checkpointed at "
+                        f"{point.at}: events {older + 1} to {point.seq} were replaced (they are "
+                        f"signed after that checkpoint, event {older} before it)",
+                    )
+                )
             else:
-                findings.append((floor, f"the chain at event {point.seq} is not the one checkpointed at {point.at}: "
-                                        f"an event from {floor} to {point.seq} was rewritten"))
+                findings.append(
+                    (
+                        floor,
+                        f"the chain at event {point.seq} is not the one checkpointed at {point.at}: "
+                        f"an event from {floor} to {point.seq} was rewritten",
+                    )
+                )
         return findings
 
 
@@ -392,9 +454,12 @@ def _newest_signed_before(session: Session, point: Checkpoint, low: int, high: i
     except ValueError:
         return None
     while high >= low:
-        rows = session.exec(select(AuditEvent.seq, AuditEvent.at, AuditEvent.mac_alg)
-                            .where(AuditEvent.seq >= low, AuditEvent.seq <= high)
-                            .order_by(col(AuditEvent.seq).desc()).limit(batch)).all()
+        rows = session.exec(
+            select(AuditEvent.seq, AuditEvent.at, AuditEvent.mac_alg)
+            .where(AuditEvent.seq >= low, AuditEvent.seq <= high)
+            .order_by(col(AuditEvent.seq).desc())
+            .limit(batch)
+        ).all()
         for seq, at, mac_alg in rows:
             if mac_alg != KEYED:
                 return None

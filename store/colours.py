@@ -31,18 +31,27 @@ from store.shapes import plain
 
 
 def stored_colours(session: Session, program_id: str, site: str, day: date) -> ColourDay | None:
-    return session.exec(select(ColourDay).where(ColourDay.program_id == program_id, ColourDay.site == site,
-                                                ColourDay.day == day)).first()
+    return session.exec(
+        select(ColourDay).where(ColourDay.program_id == program_id, ColourDay.site == site, ColourDay.day == day)
+    ).first()
 
 
 def _earlier(session: Session, program_id: str, site: str, day: date) -> tuple[dict[str, list[date]], date]:
     """Each colour's called days in the 6 days before `day`, and the first day colours were drawn at the site (the
     floor counts from there): the draw's inputs besides the seed, as the stored days say."""
-    earlier = session.exec(select(ColourDay).where(
-        ColourDay.program_id == program_id, ColourDay.site == site,
-        ColourDay.day >= day - timedelta(days=WINDOW_DAYS - 1), ColourDay.day < day)).all()
-    first = session.exec(select(col(ColourDay.day)).where(ColourDay.program_id == program_id, ColourDay.site == site)
-                         .order_by(col(ColourDay.day))).first()
+    earlier = session.exec(
+        select(ColourDay).where(
+            ColourDay.program_id == program_id,
+            ColourDay.site == site,
+            ColourDay.day >= day - timedelta(days=WINDOW_DAYS - 1),
+            ColourDay.day < day,
+        )
+    ).all()
+    first = session.exec(
+        select(col(ColourDay.day))
+        .where(ColourDay.program_id == program_id, ColourDay.site == site)
+        .order_by(col(ColourDay.day))
+    ).first()
     recent: dict[str, list[date]] = {}
     for row in sorted(earlier, key=lambda r: r.day):
         for name in row.colours:
@@ -50,15 +59,20 @@ def _earlier(session: Session, program_id: str, site: str, day: date) -> tuple[d
     return recent, first or day
 
 
-def draw_inputs(site_plan: TestingPlan, group: ColourGroup, recent: Sequence[date], history_start: date
-                ) -> dict[str, Any]:
+def draw_inputs(
+    site_plan: TestingPlan, group: ColourGroup, recent: Sequence[date], history_start: date
+) -> dict[str, Any]:
     """One colour's draw inputs, in the shape of a participant's verifiable draw (domain.verifiable.recompute)."""
-    return plain(DrawInputs(colour_plan(site_plan, group), tuple(d.isoformat() for d in recent), False,
-                            history_start.isoformat()))
+    return plain(
+        DrawInputs(
+            colour_plan(site_plan, group), tuple(d.isoformat() for d in recent), False, history_start.isoformat()
+        )
+    )
 
 
-def draw_day_colours(engine: Engine, keys: Sequence[CodecKey], program: Program, version: int, site: str,
-                     day: date) -> ColourDay:
+def draw_day_colours(
+    engine: Engine, keys: Sequence[CodecKey], program: Program, version: int, site: str, day: date
+) -> ColourDay:
     """The day's stored draw, drawing it now if nobody has: deterministic given the seed and the stored days
     before it, so two workers drawing at once store the same thing (the second insert is refused and re-read).
     Each colour's inputs are kept with its draw, for the period's export (store.selection.export)."""
@@ -69,15 +83,32 @@ def draw_day_colours(engine: Engine, keys: Sequence[CodecKey], program: Program,
         recent, first = _earlier(session, program.program_id, site, day)
     site_plan = plan_for(program, version, site, program.phases[0].name)
     seed, beacon = seed_for_roll(engine, keys, program.program_id, verifiable.period_of(day))
-    rolls = {g.name: verifiable.roll(seed, program.program_id, colour_roll_subject(site, g.name), day.isoformat(),
-                                     verifiable.SELECT, beacon) for g in program.colours}
+    rolls = {
+        g.name: verifiable.roll(
+            seed, program.program_id, colour_roll_subject(site, g.name), day.isoformat(), verifiable.SELECT, beacon
+        )
+        for g in program.colours
+    }
     draws = draw_colours(site_plan, program.colours, day, rolls, recent, history_start=first)
-    row = ColourDay(program_id=program.program_id, site=site, day=day, program_version=version,
-                    colours=drawn(draws, program.colours),
-                    draws=[{"colour": g.name, "probability": d.probability, "roll": d.roll, "selected": d.selected,
-                            "reason": d.reason, "detail": d.detail,
-                            "inputs": draw_inputs(site_plan, g, recent.get(g.name, ()), first)}
-                           for g, d in zip(program.colours, draws, strict=True)])
+    row = ColourDay(
+        program_id=program.program_id,
+        site=site,
+        day=day,
+        program_version=version,
+        colours=drawn(draws, program.colours),
+        draws=[
+            {
+                "colour": g.name,
+                "probability": d.probability,
+                "roll": d.roll,
+                "selected": d.selected,
+                "reason": d.reason,
+                "detail": d.detail,
+                "inputs": draw_inputs(site_plan, g, recent.get(g.name, ()), first),
+            }
+            for g, d in zip(program.colours, draws, strict=True)
+        ],
+    )
     try:
         with session_scope(engine) as session:
             session.add(row)
@@ -92,9 +123,11 @@ def draw_day_colours(engine: Engine, keys: Sequence[CodecKey], program: Program,
 def export_days(session: Session, program_id: str, first: date, last: date) -> list[dict[str, Any]]:
     """A period's colour days with each colour's roll, outcome and inputs, for domain.verifiable.verify_export.
     A day drawn before inputs were kept with it gets them from the stored program version and colour days."""
-    rows = session.exec(select(ColourDay).where(ColourDay.program_id == program_id, ColourDay.day >= first,
-                                                ColourDay.day <= last)
-                        .order_by(col(ColourDay.site), col(ColourDay.day))).all()
+    rows = session.exec(
+        select(ColourDay)
+        .where(ColourDay.program_id == program_id, ColourDay.day >= first, ColourDay.day <= last)
+        .order_by(col(ColourDay.site), col(ColourDay.day))
+    ).all()
     out = []
     for row in rows:
         draws = [dict(d) for d in row.draws]
@@ -108,9 +141,24 @@ def export_days(session: Session, program_id: str, first: date, last: date) -> l
                 for d in draws:
                     if "inputs" not in d and d["colour"] in groups:
                         d["inputs"] = draw_inputs(site_plan, groups[d["colour"]], recent.get(d["colour"], ()), start)
-        out.append({"site": row.site, "day": row.day.isoformat(), "program_version": row.program_version,
-                    "colours": list(row.colours),
-                    "draws": [{"colour": d["colour"], "subject": colour_roll_subject(row.site, d["colour"]),
-                               "roll": d["roll"], "selected": d["selected"], "reason": d["reason"],
-                               "probability": d["probability"], "inputs": d.get("inputs")} for d in draws]})
+        out.append(
+            {
+                "site": row.site,
+                "day": row.day.isoformat(),
+                "program_version": row.program_version,
+                "colours": list(row.colours),
+                "draws": [
+                    {
+                        "colour": d["colour"],
+                        "subject": colour_roll_subject(row.site, d["colour"]),
+                        "roll": d["roll"],
+                        "selected": d["selected"],
+                        "reason": d["reason"],
+                        "probability": d["probability"],
+                        "inputs": d.get("inputs"),
+                    }
+                    for d in draws
+                ],
+            }
+        )
     return out

@@ -35,33 +35,53 @@ class ParticipantBase(SQLModel):
     given_name: str = Field(min_length=1, max_length=100, description="Given (first) name")
     family_name: str = Field(min_length=1, max_length=100, description="Family (last) name")
     date_of_birth: date = Field(description="Date of birth (YYYY-MM-DD)")
-    phone: str | None = Field(default=None, max_length=32,
-                              description="Phone number for selection notices, E.164 preferred, e.g. '+15555550123'")
+    phone: str | None = Field(
+        default=None,
+        max_length=32,
+        description="Phone number for selection notices, E.164 preferred, e.g. '+15555550123'",
+    )
     email: str | None = Field(default=None, max_length=254, description="Email address for selection notices")
     site: str = Field(min_length=1, max_length=64, description="Clinic site code")
-    referral_source: str | None = Field(default=None, max_length=120,
-                                        description="Who referred the participant, e.g. 'county drug court'")
+    referral_source: str | None = Field(
+        default=None, max_length=120, description="Who referred the participant, e.g. 'county drug court'"
+    )
 
 
 class ParticipantCreate(CleanText, ParticipantBase):
     """A participant to enroll: who they are, how to reach them, and the program they start."""
 
     # SQLModel declares model_config as its own SQLModelConfig (ConfigDict plus table options), not exported.
-    model_config = ConfigDict(json_schema_extra={"examples": [{  # type: ignore[assignment]  # a ConfigDict
-        "given_name": "Jordan", "family_name": "Example", "date_of_birth": "1990-04-12", "phone": "+15555550100",
-        "site": "north", "referral_source": "county drug court",
-        "case_numbers": [{"system": "county-drug-court", "value": "DC-2026-0917"}], "program": "iop",
-        "phase": "phase-1", "start_date": "2026-12-01", "timezone": "America/New_York",
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {  # type: ignore[assignment]  # a ConfigDict
+                    "given_name": "Jordan",
+                    "family_name": "Example",
+                    "date_of_birth": "1990-04-12",
+                    "phone": "+15555550100",
+                    "site": "north",
+                    "referral_source": "county drug court",
+                    "case_numbers": [{"system": "county-drug-court", "value": "DC-2026-0917"}],
+                    "program": "iop",
+                    "phase": "phase-1",
+                    "start_date": "2026-12-01",
+                    "timezone": "America/New_York",
+                }
+            ]
+        }
+    )
 
     date_of_birth: BirthDate = Field(description="Gives an age of 10 to 120 years")
-    case_numbers: list[CaseNumber] = Field(default_factory=list, max_length=20,
-                                           description="Identifiers courts, probation offices or employers know the "
-                                                       "participant by")
+    case_numbers: list[CaseNumber] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Identifiers courts, probation offices or employers know the participant by",
+    )
     program: str = Field(default="iop", min_length=1, max_length=64, description="The program to enroll in")
     phase: str = Field(default="phase-1", description="Starting phase of the program")
-    start_date: ProgramDay | None = Field(default=None, description="Program start (within 2 years of today); "
-                                                                    "defaults to today")
+    start_date: ProgramDay | None = Field(
+        default=None, description="Program start (within 2 years of today); defaults to today"
+    )
     timezone: str = Field(default="America/New_York", description="The program's IANA time zone")
 
     @field_validator("timezone")
@@ -96,12 +116,15 @@ class ParticipantPublic(ParticipantBase):
     """A participant as staff see them."""
 
     id: str = Field(description="The participant's id in this system, e.g. 'p-3f9a1c27b4'")
-    case_numbers: list[CaseNumber] = Field(description="Identifiers courts, probation offices or employers know the "
-                                                       "participant by")
+    case_numbers: list[CaseNumber] = Field(
+        description="Identifiers courts, probation offices or employers know the participant by"
+    )
     program: str = Field(description="The program the participant is enrolled in")
     phase: str = Field(description="The program phase the participant is in now (sets the testing frequency)")
-    status: str = Field(description="enrolling, active, or how the participant left: completed, withdrawn, "
-                                    "transferred, discharged-administrative")
+    status: str = Field(
+        description="enrolling, active, or how the participant left: completed, withdrawn, "
+        "transferred, discharged-administrative"
+    )
     start_date: date = Field(description="First day of the program")
     timezone: str = Field(description="The program's IANA time zone; program days and windows are in it")
     discharged_at: datetime | None = Field(description="When the participant left the program; null while enrolled")

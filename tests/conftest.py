@@ -144,8 +144,9 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
         test_server_existing_path=binary("temporal-test-server"),
     )
     await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(namespace="default",
-                                   search_attributes={key.name: key.indexed_value_type for key in search.ALL})
+        AddSearchAttributesRequest(
+            namespace="default", search_attributes={key.name: key.indexed_value_type for key in search.ALL}
+        )
     )
     yield env
     await env.shutdown()

@@ -67,8 +67,16 @@ def issue_role_tokens(engine: Engine) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def api_stack(temporal: Client, engine: Engine, task_queue: str, tmp_path, *, with_worker: bool = True,
-                    tracer=None, **settings_overrides: Any):
+async def api_stack(
+    temporal: Client,
+    engine: Engine,
+    task_queue: str,
+    tmp_path,
+    *,
+    with_worker: bool = True,
+    tracer=None,
+    **settings_overrides: Any,
+):
     settings = Settings(data_dir=tmp_path, task_queue=task_queue, **settings_overrides)
     app = create_app(settings, engine=engine, temporal=temporal, tracer=tracer)
     worker = build_worker(temporal, engine, task_queue) if with_worker else contextlib.nullcontext()

@@ -34,7 +34,8 @@ def look(document: bytes, name: str) -> list[Path]:
             edge = round(EDGE_POINTS * scale)
             left, top, right, bottom = box
             assert left >= edge and top >= edge and right <= width - edge and bottom <= height - edge, (
-                f"{name} page {index + 1} has ink within {EDGE_POINTS} pt of the edge: {box} on {image.size} ({path})")
+                f"{name} page {index + 1} has ink within {EDGE_POINTS} pt of the edge: {box} on {image.size} ({path})"
+            )
     finally:
         pdf.close()
     return paths

@@ -36,7 +36,8 @@ class Receiver:
         """Block until a request with this webhook-id has been recorded (answered or not)."""
         with self.arrived:
             return self.arrived.wait_for(
-                lambda: any(r["headers"].get("webhook-id") == webhook_id for r in self.requests), timeout)
+                lambda: any(r["headers"].get("webhook-id") == webhook_id for r in self.requests), timeout
+            )
 
 
 @contextmanager

@@ -28,9 +28,13 @@ def test_no_module_reaches_into_the_cli(path):
 
 def test_no_private_name_is_imported_across_modules():
     for path in [*ROOT.glob("iop/*.py"), *ROOT.glob("bench/*.py")]:
-        private = [(module, name) for module, name in imports(path)
-                   if module.startswith(("iop", "api", "store", "domain", "workflows", "activities", "ingest"))
-                   and name.startswith("_") and not name.startswith("__")]
+        private = [
+            (module, name)
+            for module, name in imports(path)
+            if module.startswith(("iop", "api", "store", "domain", "workflows", "activities", "ingest"))
+            and name.startswith("_")
+            and not name.startswith("__")
+        ]
         assert not private, (path.name, private)
 
 

@@ -100,9 +100,17 @@ def test_payload_classes_have_their_type_hints_computed_once(monkeypatch):
 
     monkeypatch.setattr(typehints, "_uncached", counting)
     typehints._hints.clear()
-    value = ParticipantInput(state=ParticipantState(
-        participant_id="p-1", program="iop", site="north", phase="phase-1", start_date="2026-01-05",
-        timezone="America/New_York", plan=default_plan("phase-1")))
+    value = ParticipantInput(
+        state=ParticipantState(
+            participant_id="p-1",
+            program="iop",
+            site="north",
+            phase="phase-1",
+            start_date="2026-01-05",
+            timezone="America/New_York",
+            plan=default_plan("phase-1"),
+        )
+    )
     payloads = converter.to_payloads([value])
     for _ in range(3):
         assert converter.from_payloads(payloads, [ParticipantInput]) == [value]

@@ -32,8 +32,14 @@ TEXT = (ROOT / "docker-compose.yml").read_text()
 COMPOSE = yaml.safe_load(TEXT)
 SERVICES = COMPOSE["services"]
 APP_SERVICES = ("api", "worker", "migrate", "mllp")
-SECRETS = ("POSTGRES_PASSWORD", "IOP_DB_PASSWORD", "TEMPORAL_DB_PASSWORD", "IOP_CODEC_KEYS", "IOP_AUDIT_KEYS",
-           "IOP_METRICS_TOKEN")
+SECRETS = (
+    "POSTGRES_PASSWORD",
+    "IOP_DB_PASSWORD",
+    "TEMPORAL_DB_PASSWORD",
+    "IOP_CODEC_KEYS",
+    "IOP_AUDIT_KEYS",
+    "IOP_METRICS_TOKEN",
+)
 VARIABLE = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 
 
@@ -79,8 +85,18 @@ def test_the_file_is_valid_compose():
 
 
 def test_the_stack_has_every_part():
-    assert {"postgres", "temporal-schema", "temporal", "temporal-setup", "temporal-ui", "migrate", "api",
-            "worker", "mllp", "prometheus"} == set(SERVICES)
+    assert {
+        "postgres",
+        "temporal-schema",
+        "temporal",
+        "temporal-setup",
+        "temporal-ui",
+        "migrate",
+        "api",
+        "worker",
+        "mllp",
+        "prometheus",
+    } == set(SERVICES)
 
 
 # --- images, secrets, health --------------------------------------------------------------------
@@ -219,7 +235,10 @@ def test_migrations_run_once_before_the_api_and_the_worker():
 def test_the_ui_decodes_through_the_api_codec_endpoint():
     ui = env_of("temporal-ui")
     api = env_of("api")
-    for env in ({}, {"IOP_PUBLIC_API_URL": "https://api.clinic.example", "IOP_TEMPORAL_UI_ORIGIN": "https://ui.clinic.example"}):
+    for env in (
+        {},
+        {"IOP_PUBLIC_API_URL": "https://api.clinic.example", "IOP_TEMPORAL_UI_ORIGIN": "https://ui.clinic.example"},
+    ):
         endpoint = interpolate(ui["TEMPORAL_CODEC_ENDPOINT"], env)
         api_url = interpolate("${IOP_PUBLIC_API_URL:-http://localhost:8000}", env)
         assert endpoint == api_url + "/codec"  # the UI posts to {endpoint}/decode and /encode
@@ -278,8 +297,13 @@ def test_the_grafana_dashboard_reads_prometheus_through_a_chosen_datasource():
             for used in re.findall(r"\$(\w+)", target["expr"]):
                 assert used in variables or used.startswith("__"), (panel["title"], used)
     titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
-    for needed in ("api p99 latency by route", "rate by status", "workflow task execution", "activity execution",
-                   "schedule-to-start"):
+    for needed in (
+        "api p99 latency by route",
+        "rate by status",
+        "workflow task execution",
+        "activity execution",
+        "schedule-to-start",
+    ):
         assert needed in titles, needed
 
 
@@ -328,25 +352,43 @@ def test_mounted_deploy_files_exist_and_scripts_parse():
 def test_search_attributes_registered_in_production_match_the_code():
     script = (ROOT / "deploy" / "temporal-namespace.sh").read_text()
     registered = set(re.findall(r"(Iop\w+)=(\w+)", script))
-    kinds = {"KEYWORD": "Keyword", "DATETIME": "Datetime", "TEXT": "Text", "INT": "Int", "DOUBLE": "Double",
-             "BOOL": "Bool", "KEYWORD_LIST": "KeywordList"}
+    kinds = {
+        "KEYWORD": "Keyword",
+        "DATETIME": "Datetime",
+        "TEXT": "Text",
+        "INT": "Int",
+        "DOUBLE": "Double",
+        "BOOL": "Bool",
+        "KEYWORD_LIST": "KeywordList",
+    }
     assert registered == {(k.name, kinds[k.indexed_value_type.name]) for k in search.ALL}
 
 
 async def test_the_namespace_script_registers_the_namespace_and_attributes(dev_env):
     """The real script, run twice (it runs on every start), against the Temporal dev server."""
     namespace = unique("ns")
-    env = {**os.environ, "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
-           "IOP_TEMPORAL_NAMESPACE": namespace,
-           "PATH": f"{Path(binary('temporal')).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "IOP_TEMPORAL_NAMESPACE": namespace,
+        "PATH": f"{Path(binary('temporal')).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     for _ in range(2):
-        done = await asyncio.to_thread(subprocess.run, ["sh", str(ROOT / "deploy" / "temporal-namespace.sh")],
-                                       env=env, capture_output=True, text=True, timeout=150)
+        done = await asyncio.to_thread(
+            subprocess.run,
+            ["sh", str(ROOT / "deploy" / "temporal-namespace.sh")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=150,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
     listed = await dev_env.client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=namespace))
+        ListSearchAttributesRequest(namespace=namespace)
+    )
     assert {k.name: k.indexed_value_type for k in search.ALL} == {
-        name: kind for name, kind in listed.custom_attributes.items() if name.startswith("Iop")}
+        name: kind for name, kind in listed.custom_attributes.items() if name.startswith("Iop")
+    }
 
 
 # --- the worker's health check ----------------------------------------------------------------
@@ -383,8 +425,9 @@ async def test_the_mllp_health_check_sees_a_listener(records_engine, dev_env):
     from ingest.mllp import serve_mllp
 
     health = _healthcheck_module()
-    server = await serve_mllp(LabIngest(records_engine, dev_env.client), "127.0.0.1", 0, token_id="unused",
-                              allow="127.0.0.1")
+    server = await serve_mllp(
+        LabIngest(records_engine, dev_env.client), "127.0.0.1", 0, token_id="unused", allow="127.0.0.1"
+    )
     port = server.sockets[0].getsockname()[1]
     async with server:
         assert await asyncio.to_thread(health.mllp_listening, port) is None

@@ -30,8 +30,14 @@ def _environment(tmp_path: Path) -> tuple[dict[str, str], dict[str, int]]:
 
 
 def _start(env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "iop.cli", "dev"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "iop.cli", "dev"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _wait_ready(process: subprocess.Popen, api_port: int) -> None:
@@ -89,8 +95,11 @@ def _pollers(target: str, task_queue: str) -> set[str]:
         client = await Client.connect(target)
         seen: list[set[str]] = []
         for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
-            answer = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-                namespace="default", task_queue=TaskQueue(name=task_queue), task_queue_type=kind))
+            answer = await client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace="default", task_queue=TaskQueue(name=task_queue), task_queue_type=kind
+                )
+            )
             seen.append({poller.identity for poller in answer.pollers})
         return seen[0] & seen[1]
 
@@ -115,8 +124,10 @@ def test_iop_dev_runs_iop_workers_processes_that_poll_and_die_with_it(tmp_path):
         deadline = time.monotonic() + STARTUP_SECONDS
         polling: set[int] = set()
         while time.monotonic() < deadline:
-            polling = {int(identity.split("@")[0]) for identity in
-                       _pollers(f"127.0.0.1:{ports['IOP_TEMPORAL_DEV_PORT']}", "iop")}
+            polling = {
+                int(identity.split("@")[0])
+                for identity in _pollers(f"127.0.0.1:{ports['IOP_TEMPORAL_DEV_PORT']}", "iop")
+            }
             if polling >= expected:
                 break
             time.sleep(0.5)  # bounded poll: a child worker starts polling a few seconds after it starts
@@ -160,8 +171,9 @@ def test_iop_dev_refuses_a_port_someone_else_holds(tmp_path, taken):
         squatter.bind(("127.0.0.1", ports[taken]))
         squatter.listen()
         try:
-            done = subprocess.run([sys.executable, "-m", "iop.cli", "dev"], cwd=ROOT, env=env,
-                                  capture_output=True, text=True, timeout=60)
+            done = subprocess.run(
+                [sys.executable, "-m", "iop.cli", "dev"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+            )
         except subprocess.TimeoutExpired:
             pytest.fail("iop dev did not refuse the taken port (it hung)")
     output = done.stdout + done.stderr

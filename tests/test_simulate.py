@@ -26,8 +26,9 @@ def check_consistent(report: SimulationReport, participants: int, days: int) -> 
 
 async def test_everyone_shows_up():
     days = []
-    report = await run_simulation(5, 21, no_show_rate=0.0, phase="phase-1", seed=7,
-                                  progress=lambda done, total, day: days.append((done, total)))
+    report = await run_simulation(
+        5, 21, no_show_rate=0.0, phase="phase-1", seed=7, progress=lambda done, total, day: days.append((done, total))
+    )
     check_consistent(report, 5, 21)
     assert report.screenings > 0
     assert report.missed == 0 and report.late_collections == 0 and report.collections_refused == 0
@@ -111,8 +112,16 @@ def test_rules_same_seed_same_run_however_split():
 
 
 def test_rules_figures_add_up():
-    a = Assumptions(no_show_rate=0.25, positive_rate=0.2, female_share=0.4, observed_share=1.0,
-                    minutes_per_collection=12, cost_per_screen=7, cost_per_confirmation=50, medication_share=0.0)
+    a = Assumptions(
+        no_show_rate=0.25,
+        positive_rate=0.2,
+        female_share=0.4,
+        observed_share=1.0,
+        minutes_per_collection=12,
+        cost_per_screen=7,
+        cost_per_confirmation=50,
+        medication_share=0.0,
+    )
     r = run_rules(400, 28, seed=2, first_day=MONDAY, assumptions=a)
     assert r.selected == sum(r.per_participant_tests) > 0
     for row in r.rows():
@@ -134,26 +143,30 @@ def test_rules_figures_add_up():
 
 
 def test_rules_dosing_load_follows_the_medication_schedules():
-    daily = run_rules(30, 14, seed=1, first_day=MONDAY, assumptions=Assumptions(medication_share=1.0,
-                                                                                 take_home_share=0.0))
+    daily = run_rules(
+        30, 14, seed=1, first_day=MONDAY, assumptions=Assumptions(medication_share=1.0, take_home_share=0.0)
+    )
     assert daily.observed_doses == [30] * 14
-    mixed = run_rules(30, 14, seed=1, first_day=MONDAY, assumptions=Assumptions(medication_share=1.0,
-                                                                                 take_home_share=1.0))
+    mixed = run_rules(
+        30, 14, seed=1, first_day=MONDAY, assumptions=Assumptions(medication_share=1.0, take_home_share=1.0)
+    )
     assert mixed.observed_doses == [30 if d.weekday() in (0, 2, 4) else 0 for d in mixed.day_list]
 
 
 def weekday_program() -> dict:
     program = default_program("north")
-    calendar = SiteCalendar(timezone="America/Chicago", hours={d: ("08:00", "17:00") for d in range(5)},
-                            closed={"2026-05-25": "Memorial Day (site)"})
+    calendar = SiteCalendar(
+        timezone="America/Chicago",
+        hours={d: ("08:00", "17:00") for d in range(5)},
+        closed={"2026-05-25": "Memorial Day (site)"},
+    )
     return program_to_dict(replace(program, sites={"north": calendar}))
 
 
 def test_rules_follow_a_programs_calendar():
     from domain.program import program_from_dict
 
-    r = run_rules(200, 28, "phase-2", seed=3, first_day=date(2026, 5, 18),
-                  program=program_from_dict(weekday_program()))
+    r = run_rules(200, 28, "phase-2", seed=3, first_day=date(2026, 5, 18), program=program_from_dict(weekday_program()))
     by_day = dict(zip(r.day_list, r.tests, strict=True))
     assert by_day[date(2026, 5, 25)] == 0 and r.closed[r.day_list.index(date(2026, 5, 25))]
     assert all(by_day[d] == 0 for d in r.day_list if d.weekday() >= 5)
@@ -180,11 +193,34 @@ def test_rules_outputs(tmp_path):
     out.mkdir()
     program = tmp_path / "program.json"
     program.write_text(json.dumps(weekday_program()))
-    result = CliRunner().invoke(cli.app, [
-        "simulate", "--participants", "60", "--days", "21", "--seed", "9", "--no-show-rate", "0.1",
-        "--start", "2026-05-18", "--program", str(program), "--phase", "phase-1", "--cost-per-screen", "3",
-        "--json", str(out / "r.json"), "--csv", str(out / "r.csv"), "--svg", str(out / "r.svg"),
-    ])
+    result = CliRunner().invoke(
+        cli.app,
+        [
+            "simulate",
+            "--participants",
+            "60",
+            "--days",
+            "21",
+            "--seed",
+            "9",
+            "--no-show-rate",
+            "0.1",
+            "--start",
+            "2026-05-18",
+            "--program",
+            str(program),
+            "--phase",
+            "phase-1",
+            "--cost-per-screen",
+            "3",
+            "--json",
+            str(out / "r.json"),
+            "--csv",
+            str(out / "r.csv"),
+            "--svg",
+            str(out / "r.svg"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "Tests per day" in result.output and "Missed tests expected" in result.output
     assert "2026-05-25 Mon" in result.output  # the daily table
@@ -195,18 +231,24 @@ def test_rules_outputs(tmp_path):
     assert [row["day"] for row in rows] == [d["day"] for d in data["days"]]
     assert sum(int(row["tests"]) for row in rows) == data["summary"]["tests_per_day"]["total"]
     svg = ElementTree.fromstring((out / "r.svg").read_text())
-    bars = [e for e in svg.iter("{http://www.w3.org/2000/svg}rect") if e.find("{http://www.w3.org/2000/svg}title")
-            is not None]
+    bars = [
+        e
+        for e in svg.iter("{http://www.w3.org/2000/svg}rect")
+        if e.find("{http://www.w3.org/2000/svg}title") is not None
+    ]
     assert len(bars) == 21
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--positive-rate", "2"], "--positive-rate"),
-    (["--female-share", "nan"], "--female-share"),
-    (["--cost-per-screen", "-1"], "--cost-per-screen"),
-    (["--start", "18/05/2026"], "--start"),
-    (["--workflows", "--json", "x.json"], "--workflows"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--positive-rate", "2"], "--positive-rate"),
+        (["--female-share", "nan"], "--female-share"),
+        (["--cost-per-screen", "-1"], "--cost-per-screen"),
+        (["--start", "18/05/2026"], "--start"),
+        (["--workflows", "--json", "x.json"], "--workflows"),
+    ],
+)
 def test_rules_options_are_checked(args, message):
     from iop import cli
 
@@ -222,8 +264,10 @@ Z = 4.0
 
 def chi_square_bounds(k: int, z: float = 3.72) -> tuple[float, float]:
     """Wilson-Hilferty quantiles of chi-square with k degrees of freedom at -z and +z (1e-4 each side)."""
+
     def at(zz: float) -> float:
         return k * (1 - 2 / (9 * k) + zz * math.sqrt(2 / (9 * k))) ** 3
+
     return at(-z), at(z)
 
 
@@ -240,8 +284,14 @@ async def test_rules_agree_with_the_workflows():
     participants, days, reference = 50, 60, 4000
     wf = await run_simulation(participants, days, no_show_rate=0.1, phase="phase-1", seed=5)
     check_consistent(wf, participants, days)
-    rules = run_rules(reference, days, "phase-1", seed=5, first_day=wf.first_day,
-                      assumptions=Assumptions(no_show_rate=0.1, medication_share=0.0))
+    rules = run_rules(
+        reference,
+        days,
+        "phase-1",
+        seed=5,
+        first_day=wf.first_day,
+        assumptions=Assumptions(no_show_rate=0.1, medication_share=0.0),
+    )
 
     # Tests per participant-week.
     mean_r, sd_r = statistics.fmean(rules.per_participant_tests), statistics.stdev(rules.per_participant_tests)
@@ -278,13 +328,19 @@ def test_rules_simulate_a_colour_mode_program_with_the_workflows_functions():
     from domain.program import plan_for, program_from_dict
     from domain.selection import is_collection_day
 
-    definition = {**weekday_program(), "mode": "colour",
-                  "colours": [{"name": "red", "tests_per_week": 1.5, "min_per_rolling_week": 1,
-                               "max_per_rolling_week": 2}, {"name": "blue", "tests_per_week": 2}]}
+    definition = {
+        **weekday_program(),
+        "mode": "colour",
+        "colours": [
+            {"name": "red", "tests_per_week": 1.5, "min_per_rolling_week": 1, "max_per_rolling_week": 2},
+            {"name": "blue", "tests_per_week": 2},
+        ],
+    }
     program = program_from_dict(definition)
     first = date(2026, 5, 18)
-    r = run_rules(6, 28, "phase-1", seed=7, first_day=first, program=program,
-                  assumptions=Assumptions(medication_share=0.0))
+    r = run_rules(
+        6, 28, "phase-1", seed=7, first_day=first, program=program, assumptions=Assumptions(medication_share=0.0)
+    )
     site_plan = plan_for(program, 1, "north", program.phases[0].name)
     rolls, recent, expected = random.Random("7:colours"), {"red": [], "blue": []}, []
     for day in r.day_list:
@@ -292,20 +348,30 @@ def test_rules_simulate_a_colour_mode_program_with_the_workflows_functions():
             expected.append([])
             continue
         window = {name: [d for d in days if (day - d).days < 7] for name, days in recent.items()}
-        draws = draw_colours(site_plan, program.colours, day, {g.name: rolls.random() for g in program.colours},
-                             window, history_start=first)
+        draws = draw_colours(
+            site_plan,
+            program.colours,
+            day,
+            {g.name: rolls.random() for g in program.colours},
+            window,
+            history_start=first,
+        )
         expected.append(drawn(draws, program.colours))
         for name in expected[-1]:
             recent[name].append(day)
     assert r.mode == "colour" and r.colours_called == expected
     assert any(expected) and not all(expected)
-    assert all(not called for day, called in zip(r.day_list, expected, strict=True)
-               if day.weekday() >= 5 or day == date(2026, 5, 25))
+    assert all(
+        not called
+        for day, called in zip(r.day_list, expected, strict=True)
+        if day.weekday() >= 5 or day == date(2026, 5, 25)
+    )
     assert r.tests == [3 * ("red" in called) + 3 * ("blue" in called) for called in expected]
     assert r.calls == [0 if closed else 6 for closed in r.closed]
     red = [day for day, called in zip(r.day_list, expected, strict=True) if "red" in called]
-    assert all(1 <= sum(start <= d < start + timedelta(days=7) for d in red) <= 2
-               for start in r.day_list[:-6])  # red's floor and ceiling in every rolling week
+    assert all(
+        1 <= sum(start <= d < start + timedelta(days=7) for d in red) <= 2 for start in r.day_list[:-6]
+    )  # red's floor and ceiling in every rolling week
     summary = r.summary()
     assert summary["colour_days_called"] == {"red": len(red), "blue": sum("blue" in c for c in expected)}
     assert r.rows()[0]["colours_called"] == " ".join(expected[0])

@@ -47,8 +47,9 @@ class DisclosureWorkflow:
     @workflow.run
     async def run(self, request: DisclosureInput) -> DisclosureState:
         self.state.disclosure_id = request.disclosure_id
-        workflow.upsert_search_attributes([search.PARTICIPANT_ID.value_set(request.participant_id),
-                                           search.STATUS.value_set("pending")])
+        workflow.upsert_search_attributes(
+            [search.PARTICIPANT_ID.value_set(request.participant_id), search.STATUS.value_set("pending")]
+        )
         retries = 0
         while True:
             if self.cancel_reason:
@@ -98,14 +99,17 @@ class DisclosureWorkflow:
         workflow.upsert_search_attributes([search.STATUS.value_set(status)])
         if status == "cancelled":
             self.state.cancelled_because = reason
-        await workflow.execute_activity_method(DisclosureActivities.settle_disclosure, args=[request, status, reason],
-                                               **PLAN)
+        await workflow.execute_activity_method(
+            DisclosureActivities.settle_disclosure, args=[request, status, reason], **PLAN
+        )
         return self.state
 
     async def _alert(self, request: DisclosureInput, detail: str) -> None:
         await workflow.execute_activity_method(
-            RecordActivities.raise_alert, Alert("disclosure-failed", request.participant_id, request.disclosure_id,
-                                                detail), **PLAN)
+            RecordActivities.raise_alert,
+            Alert("disclosure-failed", request.participant_id, request.disclosure_id, detail),
+            **PLAN,
+        )
 
 
 @workflow.defn(name="DiscloseEventWorkflow")
@@ -125,8 +129,9 @@ async def disclose(event: DisclosureEvent) -> None:
         try:
             await workflow.start_child_workflow(
                 DisclosureWorkflow.run,
-                DisclosureInput(plan.disclosure_id, event.participant_id, plan.recipient_id,
-                                plan.category or event.category),
+                DisclosureInput(
+                    plan.disclosure_id, event.participant_id, plan.recipient_id, plan.category or event.category
+                ),
                 id=disclosure_workflow_id(plan.disclosure_id),
                 # Deliveries go on for days, whatever happens to the workflow that asked for them.
                 parent_close_policy=ParentClosePolicy.ABANDON,

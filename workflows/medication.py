@@ -60,8 +60,11 @@ KEEP_DAYS = 45
 KEEP_SCREEN_DAYS = 60
 KEEP_EVENTS = 100
 OUTCOME_OF_DISPENSE: dict[str, ledger.LedgerStatus] = {
-    med.OBSERVED_DOSE: ledger.DOSED, med.REFUSED: ledger.REFUSED, med.DOSE_HELD: ledger.HELD,
-    med.INJECTION: ledger.INJECTED}
+    med.OBSERVED_DOSE: ledger.DOSED,
+    med.REFUSED: ledger.REFUSED,
+    med.DOSE_HELD: ledger.HELD,
+    med.INJECTION: ledger.INJECTED,
+}
 REASSESSMENT_DECISIONS = tuple(ReassessmentDecision)
 # Ledger outcomes a recorded day may carry (state.outcomes); "take-home" on an observed day is the
 # record of the first build, kept readable.
@@ -85,20 +88,32 @@ class MedicationWorkflow:
     def __init__(self, input: MedicationInput) -> None:
         self.input = input
         self.state = input.state or MedicationState(
-            order_id=input.order.order_id, participant_id=input.participant_id, order=input.order,
-            rules=input.rules, treatment_start=input.treatment_start, timezone=input.timezone,
-            closed_days=list(input.closed_days), guest=input.guest,
+            order_id=input.order.order_id,
+            participant_id=input.participant_id,
+            order=input.order,
+            rules=input.rules,
+            treatment_start=input.treatment_start,
+            timezone=input.timezone,
+            closed_days=list(input.closed_days),
+            guest=input.guest,
         )
 
     @workflow.run
     async def run(self, input: MedicationInput) -> MedicationState:
-        workflow.upsert_search_attributes([search.PARTICIPANT_ID.value_set(self.state.participant_id),
-                                           search.SITE.value_set(input.site),
-                                           search.STATUS.value_set(self.state.status)])
+        workflow.upsert_search_attributes(
+            [
+                search.PARTICIPANT_ID.value_set(self.state.participant_id),
+                search.SITE.value_set(input.site),
+                search.STATUS.value_set(self.state.status),
+            ]
+        )
         if input.state is None:
             override = self._order().dose_override_reason
-            self._event("order started", self._order().prescriber,
-                        self._describe_order() + (f" (dose override: {override})" if override else ""))
+            self._event(
+                "order started",
+                self._order().prescriber,
+                self._describe_order() + (f" (dose override: {override})" if override else ""),
+            )
             await self._reweigh()
         while self.state.status != med.STOPPED and not self._history_is_long():
             await self._check_days_ended()
@@ -112,7 +127,8 @@ class MedicationWorkflow:
             wait = (wake - workflow.now()).total_seconds()
             try:
                 await workflow.wait_condition(
-                    lambda: self.state.status == med.STOPPED or self._history_is_long(), timeout=max(wait, 1))
+                    lambda: self.state.status == med.STOPPED or self._history_is_long(), timeout=max(wait, 1)
+                )
             except TimeoutError:
                 pass
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -153,8 +169,9 @@ class MedicationWorkflow:
         if self.state.guest is not None:
             return  # a guest copy: its home order keeps the ledger and weighs missed doses
         if expected.kind == med.OBSERVED_DOSE and key not in self.state.outcomes:
-            covered = (self.state.take_home_covered_until and key <= self.state.take_home_covered_until
-                       ) or key in ledger.covered_dates(self._supplies())
+            covered = (
+                self.state.take_home_covered_until and key <= self.state.take_home_covered_until
+            ) or key in ledger.covered_dates(self._supplies())
             if self.state.status == med.HELD:
                 self.state.outcomes[key] = "held"
             elif covered:
@@ -172,11 +189,20 @@ class MedicationWorkflow:
             return
         first = last - timedelta(days=6)
         week = ledger.adherence_between(order, self._ledger(), first, last, self._closed())
-        await disclose(DisclosureEvent(self.state.participant_id, "medication-adherence",
-                                       f"{self.state.order_id}-week-{last.isoformat()}", {
-                                           "period_start": first.isoformat(), "period_end": last.isoformat(),
-                                           "doses_expected": week.expected, "doses_taken": week.taken,
-                                           "adherence_ratio": None if week.ratio is None else round(week.ratio, 2)}))
+        await disclose(
+            DisclosureEvent(
+                self.state.participant_id,
+                "medication-adherence",
+                f"{self.state.order_id}-week-{last.isoformat()}",
+                {
+                    "period_start": first.isoformat(),
+                    "period_end": last.isoformat(),
+                    "doses_expected": week.expected,
+                    "doses_taken": week.taken,
+                    "adherence_ratio": None if week.ratio is None else round(week.ratio, 2),
+                },
+            )
+        )
 
     async def _check_injection(self, order: med.MedicationOrder, today: date) -> None:
         """Alert on the first day past the due date and its grace period, once per due date."""
@@ -184,9 +210,12 @@ class MedicationWorkflow:
         due = med.next_injection_due(order, last)
         if today >= med.injection_overdue_from(order, last) and self.state.injection_alerted_for != due.isoformat():
             self.state.injection_alerted_for = due.isoformat()
-            await self._alert("injection-overdue", f"{self.state.order_id}:{due.isoformat()}",
-                              f"{order.drug} injection was due {due.isoformat()} "
-                              f"(grace {order.schedule.grace_days} days) and has not been recorded")
+            await self._alert(
+                "injection-overdue",
+                f"{self.state.order_id}:{due.isoformat()}",
+                f"{order.drug} injection was due {due.isoformat()} "
+                f"(grace {order.schedule.grace_days} days) and has not been recorded",
+            )
 
     async def _weigh_missed_doses(self, order: med.MedicationOrder, day: date) -> None:
         after = date.fromisoformat(self.state.count_misses_after) if self.state.count_misses_after else None
@@ -214,12 +243,14 @@ class MedicationWorkflow:
                 self.state.hold_reason = decision.reason
                 self.state.reassessment_required = True
                 await self._record_event(day, "held-for-reassessment", "system", decision.reason)
-                await self._alert("reassessment-required", f"{self.state.order_id}:{run_started}",
-                                  f"dosing held: {decision.reason}")
+                await self._alert(
+                    "reassessment-required", f"{self.state.order_id}:{run_started}", f"dosing held: {decision.reason}"
+                )
                 self._plain()
 
-    def _legacy_observed_days(self, order: med.MedicationOrder, through: date, after: str | None
-                              ) -> list[tuple[date, bool]]:
+    def _legacy_observed_days(
+        self, order: med.MedicationOrder, through: date, after: str | None
+    ) -> list[tuple[date, bool]]:
         """The first build's run input (held days counted as covered), for workflows already running."""
         days = []
         for key in sorted(self.state.outcomes):
@@ -255,9 +286,14 @@ class MedicationWorkflow:
             self.state.injections.append(today.isoformat())
         if given.kind == med.OBSERVED_DOSE:
             await self._tell_guest_or_home(today)
-        entry = DispenseEntry(f"{self.state.order_id}:{self.state.dispense_count}", self.state.order_id,
-                              self.state.participant_id, given, record.note,
-                              covered or None)
+        entry = DispenseEntry(
+            f"{self.state.order_id}:{self.state.dispense_count}",
+            self.state.order_id,
+            self.state.participant_id,
+            given,
+            record.note,
+            covered or None,
+        )
         await workflow.execute_local_activity_method(MedicationActivities.record_dispense, entry, **RECORD_WRITE)
         self._event(given.kind.replace("-", " ") + " recorded", record.actor, self._describe_dispense(given))
         await self._reweigh()
@@ -282,7 +318,9 @@ class MedicationWorkflow:
             if overlap:
                 raise ApplicationError(
                     f"a take-home supply already covers {', '.join(overlap)}; a second supply for covered dates "
-                    "is not given (record a bottle return or wait until those days have passed)", type=CONFLICT)
+                    "is not given (record a bottle return or wait until those days have passed)",
+                    type=CONFLICT,
+                )
             # Doses for clinic-closed days come on top of the take-home limit (42 CFR 8.12(i)(1)).
             allowed += sum(1 for d in dates if d in self.state.closed_days)
         try:
@@ -300,9 +338,17 @@ class MedicationWorkflow:
 
     def _as_dispense(self, record: DispenseRecord) -> med.Dispense:
         try:
-            return med.Dispense(kind=record.kind, day=self._today().isoformat(), dose=record.dose, unit=record.unit,
-                                take_home_count=record.take_home_count, bottle_ids=tuple(record.bottle_ids),
-                                lot=record.lot, site=record.site, actor=record.actor or "unknown")
+            return med.Dispense(
+                kind=record.kind,
+                day=self._today().isoformat(),
+                dose=record.dose,
+                unit=record.unit,
+                take_home_count=record.take_home_count,
+                bottle_ids=tuple(record.bottle_ids),
+                lot=record.lot,
+                site=record.site,
+                actor=record.actor or "unknown",
+            )
         except ValueError as exc:
             raise ApplicationError(str(exc), type=INVALID) from None
 
@@ -328,8 +374,10 @@ class MedicationWorkflow:
     def _validate_reassessment(self, reassessment: Reassessment) -> None:
         self._require_not_stopped("reassess")
         if reassessment.decision not in REASSESSMENT_DECISIONS:
-            raise ApplicationError(f"unknown decision {reassessment.decision!r}; use one of "
-                                   f"{', '.join(REASSESSMENT_DECISIONS)}", type=INVALID)
+            raise ApplicationError(
+                f"unknown decision {reassessment.decision!r}; use one of {', '.join(REASSESSMENT_DECISIONS)}",
+                type=INVALID,
+            )
         if not reassessment.note.strip():
             raise ApplicationError("a reassessment needs a clinical note", type=INVALID)
         if reassessment.decision == "resume" and self.state.status != med.HELD:
@@ -340,8 +388,12 @@ class MedicationWorkflow:
         before = self._describe_order()
         self.state.order = self._changed_order(change)
         override = f" (dose override: {change.override_reason.strip()})" if change.override_reason else ""
-        await self._record_event(self._today(), "dose-change", change.actor,
-                                 f"{before} -> {self._describe_order()}: {change.reason}{override}")
+        await self._record_event(
+            self._today(),
+            "dose-change",
+            change.actor,
+            f"{before} -> {self._describe_order()}: {change.reason}{override}",
+        )
         await self._reweigh()
         return self.state
 
@@ -354,8 +406,9 @@ class MedicationWorkflow:
 
     def _changed_order(self, change: DoseChange) -> med.MedicationOrder:
         try:
-            return replace(self.state.order, dose=change.dose, unit=change.unit,
-                           dose_override_reason=change.override_reason)
+            return replace(
+                self.state.order, dose=change.dose, unit=change.unit, dose_override_reason=change.override_reason
+            )
         except ValueError as exc:
             raise ApplicationError(str(exc), type=INVALID) from None
 
@@ -381,9 +434,11 @@ class MedicationWorkflow:
     async def record_pill_count(self, count: PillCountRecord) -> MedicationState:
         today = self._today()
         finding = med.count_discrepancy(self._as_pill_count(count))
-        detail = (f"bottle {count.bottle_id}: {count.counted_units:g} of {count.expected_units:g} units, "
-                  f"{'on time' if count.returned_on_time else 'late'}, "
-                  f"seal {'intact' if count.seal_intact else 'broken'}")
+        detail = (
+            f"bottle {count.bottle_id}: {count.counted_units:g} of {count.expected_units:g} units, "
+            f"{'on time' if count.returned_on_time else 'late'}, "
+            f"seal {'intact' if count.seal_intact else 'broken'}"
+        )
         await self._record_event(today, "pill-count", count.actor, detail)
         if finding:
             self.state.diversion_flag_since = today.isoformat()
@@ -399,18 +454,26 @@ class MedicationWorkflow:
 
     def _as_pill_count(self, count: PillCountRecord) -> med.PillCount:
         try:
-            return med.PillCount(day=self._today().isoformat(), bottle_id=count.bottle_id,
-                                 expected_units=count.expected_units, counted_units=count.counted_units,
-                                 returned_on_time=count.returned_on_time, seal_intact=count.seal_intact)
+            return med.PillCount(
+                day=self._today().isoformat(),
+                bottle_id=count.bottle_id,
+                expected_units=count.expected_units,
+                counted_units=count.counted_units,
+                returned_on_time=count.returned_on_time,
+                seal_intact=count.seal_intact,
+            )
         except ValueError as exc:
             raise ApplicationError(str(exc), type=INVALID) from None
 
     @workflow.update
     async def attest_storage(self, attestation: StorageAttestation) -> MedicationState:
         self.state.safe_storage_attested = attestation.attested
-        await self._record_event(self._today(), "storage-attestation", attestation.actor,
-                                 ("safe storage attested: " if attestation.attested else "safe storage NOT attested: ")
-                                 + attestation.note)
+        await self._record_event(
+            self._today(),
+            "storage-attestation",
+            attestation.actor,
+            ("safe storage attested: " if attestation.attested else "safe storage NOT attested: ") + attestation.note,
+        )
         await self._reweigh()
         return self.state
 
@@ -424,8 +487,7 @@ class MedicationWorkflow:
     async def screen_result(self, outcome: ScreenOutcome) -> None:
         """A final screen from the participant's workflow: take-home eligibility depends on it."""
         if any(s.screening_id == outcome.screening_id for s in self.state.recent_screens):
-            self.state.recent_screens = [s for s in self.state.recent_screens
-                                         if s.screening_id != outcome.screening_id]
+            self.state.recent_screens = [s for s in self.state.recent_screens if s.screening_id != outcome.screening_id]
         self.state.recent_screens.append(outcome)
         self.state.recent_screens.sort(key=lambda s: s.day)
         if self.state.status != med.STOPPED:
@@ -451,8 +513,9 @@ class MedicationWorkflow:
             drug=order.drug,
             days_in_treatment=treatment_day(date.fromisoformat(self.state.treatment_start), max(today, order.start)),
             attendance_ratio_30d=windows[1].ratio,
-            recent_screens=tuple(ScreenFact(s.day, s.result) for s in self.state.recent_screens
-                                 if s.day <= today.isoformat()),
+            recent_screens=tuple(
+                ScreenFact(s.day, s.result) for s in self.state.recent_screens if s.day <= today.isoformat()
+            ),
             diversion_flag_since=self.state.diversion_flag_since,
             safe_storage_attested=self.state.safe_storage_attested,
             clinician_hold=self.state.status == med.HELD,
@@ -463,14 +526,23 @@ class MedicationWorkflow:
         last = date.fromisoformat(self.state.last_injection) if self.state.last_injection else None
         upcoming = max(today, order.start)
         self.state.next_due = (
-            med.expected_on(order, upcoming, last) if not order.is_injection
-            else med.Expected(med.next_injection_due(order, last).isoformat(), med.INJECTION_DUE, "next injection"))
+            med.expected_on(order, upcoming, last)
+            if not order.is_injection
+            else med.Expected(med.next_injection_due(order, last).isoformat(), med.INJECTION_DUE, "next injection")
+        )
         workflow.upsert_search_attributes([search.STATUS.value_set(self.state.status)])
         await workflow.execute_local_activity_method(
             MedicationActivities.sync_order,
-            MedicationSync(self.state.order_id, self.state.status, self.state.order, self.state.eligibility,
-                           self._ledger(), list(self.state.closed_days)),
-            **RECORD_WRITE)
+            MedicationSync(
+                self.state.order_id,
+                self.state.status,
+                self.state.order,
+                self.state.eligibility,
+                self._ledger(),
+                list(self.state.closed_days),
+            ),
+            **RECORD_WRITE,
+        )
         self._plain()
 
     # --- bottles, callbacks, guest dosing, closed days (issue 18) -------------------------
@@ -480,15 +552,20 @@ class MedicationWorkflow:
         today = self._today()
         for bottle in returned.bottle_ids:
             self.state.bottles_out.pop(bottle, None)
-        await self._record_event(today, "bottle-return", returned.actor,
-                                 f"bottles returned: {', '.join(returned.bottle_ids)}" +
-                                 (f"; {returned.note}" if returned.note else ""))
+        await self._record_event(
+            today,
+            "bottle-return",
+            returned.actor,
+            f"bottles returned: {', '.join(returned.bottle_ids)}" + (f"; {returned.note}" if returned.note else ""),
+        )
         for index, callback in enumerate(self.state.callbacks):
             if callback.status == CallbackStatus.CALLED and set(callback.bottles) <= set(returned.bottle_ids) | (
-                    set(callback.bottles) - set(self.state.bottles_out)):
+                set(callback.bottles) - set(self.state.bottles_out)
+            ):
                 self.state.callbacks[index] = replace(callback, status=CallbackStatus.KEPT)
-                await self._record_event(today, "callback-kept", returned.actor,
-                                         f"callback of {callback.call_at}: every bottle brought back")
+                await self._record_event(
+                    today, "callback-kept", returned.actor, f"callback of {callback.call_at}: every bottle brought back"
+                )
         await self._reweigh()
         return self.state
 
@@ -502,7 +579,9 @@ class MedicationWorkflow:
             out = ", ".join(sorted(self.state.bottles_out)) or "none"
             raise ApplicationError(
                 f"bottle(s) {', '.join(unknown)} were not dispensed on this order or are already back; "
-                f"bottles out: {out}", type=CONFLICT)
+                f"bottles out: {out}",
+                type=CONFLICT,
+            )
 
     @workflow.update
     async def schedule_callback(self, policy: CallbackPolicy) -> MedicationState:
@@ -516,9 +595,13 @@ class MedicationWorkflow:
             minutes = rng.randint(CALLBACK_HOURS[0] * 60, CALLBACK_HOURS[1] * 60 - 1)
             call_at = local_moment(day, time(minutes // 60, minutes % 60), self.state.timezone)
             self.state.callbacks.append(Callback(call_at.isoformat(), policy.respond_hours, actor=policy.actor))
-            await self._record_event(today, "callback-scheduled", policy.actor,
-                                     f"a random callback is drawn within {policy.window_days} day(s); "
-                                     f"{policy.respond_hours} hour(s) to bring the bottles")
+            await self._record_event(
+                today,
+                "callback-scheduled",
+                policy.actor,
+                f"a random callback is drawn within {policy.window_days} day(s); "
+                f"{policy.respond_hours} hour(s) to bring the bottles",
+            )
         return self.state
 
     @schedule_callback.validator
@@ -542,28 +625,40 @@ class MedicationWorkflow:
             if callback.status == CallbackStatus.SCHEDULED and now >= datetime.fromisoformat(callback.call_at):
                 bottles = tuple(sorted(self.state.bottles_out))
                 # Nothing out to bring back: kept at once.
-                callback = replace(callback, status=CallbackStatus.CALLED if bottles else CallbackStatus.KEPT,
-                                   bottles=bottles,
-                                   deadline=(now + timedelta(hours=callback.respond_hours)).isoformat())
+                callback = replace(
+                    callback,
+                    status=CallbackStatus.CALLED if bottles else CallbackStatus.KEPT,
+                    bottles=bottles,
+                    deadline=(now + timedelta(hours=callback.respond_hours)).isoformat(),
+                )
                 self.state.callbacks[index] = callback
                 if not bottles:
                     continue
-                await self._alert("callback-due", f"{self.state.order_id}:{callback.call_at[:16]}",
-                                  f"call the participant back: bring bottle(s) {', '.join(callback.bottles)} "
-                                  f"within {callback.respond_hours} hour(s)")
-            elif (callback.status == CallbackStatus.CALLED and callback.deadline is not None
-                  and now >= datetime.fromisoformat(callback.deadline)):
+                await self._alert(
+                    "callback-due",
+                    f"{self.state.order_id}:{callback.call_at[:16]}",
+                    f"call the participant back: bring bottle(s) {', '.join(callback.bottles)} "
+                    f"within {callback.respond_hours} hour(s)",
+                )
+            elif (
+                callback.status == CallbackStatus.CALLED
+                and callback.deadline is not None
+                and now >= datetime.fromisoformat(callback.deadline)
+            ):
                 still_out = sorted(set(callback.bottles) & set(self.state.bottles_out))
                 if not still_out:
                     self.state.callbacks[index] = replace(callback, status=CallbackStatus.KEPT)
                     continue
                 self.state.callbacks[index] = replace(callback, status=CallbackStatus.MISSED)
                 self.state.diversion_flag_since = self._today().isoformat()
-                reason = (f"callback of {callback.call_at[:16]} not kept: bottle(s) {', '.join(still_out)} "
-                          f"not brought back within {callback.respond_hours} hour(s)")
+                reason = (
+                    f"callback of {callback.call_at[:16]} not kept: bottle(s) {', '.join(still_out)} "
+                    f"not brought back within {callback.respond_hours} hour(s)"
+                )
                 await self._record_event(self._today(), "diversion-flag", "system", reason)
-                await self._alert("diversion-review", f"{self.state.order_id}:{callback.call_at[:16]}",
-                                  f"diversion review: {reason}")
+                await self._alert(
+                    "diversion-review", f"{self.state.order_id}:{callback.call_at[:16]}", f"diversion review: {reason}"
+                )
                 await self._reweigh()
 
     @workflow.update
@@ -574,25 +669,35 @@ class MedicationWorkflow:
         self.state.guest_orders.append(f"{self.state.order_id}-g{len(self.state.guest_orders) + 1}")
         guest_id = self.state.guest_orders[-1]
         copy = replace(self.state.order, order_id=guest_id, start_date=request.first_day, stop_date=request.last_day)
-        guest = MedicationInput(order=copy, participant_id=self.state.participant_id, site=request.site,
-                                timezone=self.state.timezone, rules=self.state.rules,
-                                treatment_start=self.state.treatment_start, closed_days=[],
-                                guest=GuestPeriod(self.state.order_id, request.site, request.first_day,
-                                                  request.last_day))
+        guest = MedicationInput(
+            order=copy,
+            participant_id=self.state.participant_id,
+            site=request.site,
+            timezone=self.state.timezone,
+            rules=self.state.rules,
+            treatment_start=self.state.treatment_start,
+            closed_days=[],
+            guest=GuestPeriod(self.state.order_id, request.site, request.first_day, request.last_day),
+        )
         await workflow.execute_local_activity_method(MedicationActivities.open_order, guest, **RECORD_WRITE)
-        await workflow.start_child_workflow(MedicationWorkflow.run, guest, id=workflow_id(guest_id),
-                                            parent_close_policy=ParentClosePolicy.ABANDON)
-        await self._record_event(self._today(), "guest-dosing", request.actor,
-                                 f"guest dosing at {request.site} from {request.first_day} to {request.last_day} "
-                                 f"(order {guest_id})")
+        await workflow.start_child_workflow(
+            MedicationWorkflow.run, guest, id=workflow_id(guest_id), parent_close_policy=ParentClosePolicy.ABANDON
+        )
+        await self._record_event(
+            self._today(),
+            "guest-dosing",
+            request.actor,
+            f"guest dosing at {request.site} from {request.first_day} to {request.last_day} (order {guest_id})",
+        )
         return guest_id
 
     @start_guest.validator
     def _validate_guest(self, request: GuestRequest) -> None:
         self._require_not_stopped("start guest dosing")
         if self.state.guest is not None:
-            raise ApplicationError("this is already a guest order; start guest dosing from the home order",
-                                   type=CONFLICT)
+            raise ApplicationError(
+                "this is already a guest order; start guest dosing from the home order", type=CONFLICT
+            )
         if self.state.status == med.HELD:
             raise ApplicationError("the order is on hold: a clinician releases it before guest dosing", type=CONFLICT)
         try:
@@ -620,12 +725,14 @@ class MedicationWorkflow:
     async def _tell_guest_or_home(self, today: date) -> None:
         if self.state.guest is not None:
             await workflow.get_external_workflow_handle(workflow_id(self.state.guest.home_order_id)).signal(
-                MedicationWorkflow.guest_dosed, today.isoformat())
+                MedicationWorkflow.guest_dosed, today.isoformat()
+            )
             return
         for guest_id in self.state.guest_orders:
             try:
                 await workflow.get_external_workflow_handle(workflow_id(guest_id)).signal(
-                    MedicationWorkflow.home_dosed, today.isoformat())
+                    MedicationWorkflow.home_dosed, today.isoformat()
+                )
             except Exception:  # noqa: BLE001 - an ended guest copy has closed: nothing to tell it
                 workflow.logger.info("guest order %s already closed", guest_id)
         if self.state.guest_orders:
@@ -660,8 +767,7 @@ class MedicationWorkflow:
         return ledger.DoseLedger(outcomes, self._supplies(), tuple(injections))
 
     def _plain(self) -> None:
-        self.state.plain_reason = ledger.plain_reason(self.state.hold_reason, self.state.missed_run,
-                                                      self.state.status)
+        self.state.plain_reason = ledger.plain_reason(self.state.hold_reason, self.state.missed_run, self.state.status)
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -695,21 +801,32 @@ class MedicationWorkflow:
 
     def _event(self, what: str, actor: str = "system", detail: str = "") -> None:
         self.state.events = (self.state.events + [MedicationEvent(workflow.now().isoformat(), what, actor, detail)])[
-            -KEEP_EVENTS:]
+            -KEEP_EVENTS:
+        ]
 
     async def _record_event(self, day: date, kind: str, actor: str, detail: str) -> None:
         self._event(kind.replace("-", " "), actor, detail)
         self.state.event_count += 1
         await workflow.execute_local_activity_method(
             MedicationActivities.record_event,
-            MedicationEventEntry(f"{self.state.order_id}:{self.state.event_count}", self.state.order_id,
-                                 self.state.participant_id, day.isoformat(), kind, actor or "system", detail[:2000]),
-            **RECORD_WRITE)
+            MedicationEventEntry(
+                f"{self.state.order_id}:{self.state.event_count}",
+                self.state.order_id,
+                self.state.participant_id,
+                day.isoformat(),
+                kind,
+                actor or "system",
+                detail[:2000],
+            ),
+            **RECORD_WRITE,
+        )
 
     async def _alert(self, kind: str, subject: str, detail: str) -> None:
         await workflow.execute_activity_method(
-            RecordActivities.raise_alert, Alert(kind, self.state.participant_id, subject, detail),
-            start_to_close_timeout=timedelta(seconds=30))
+            RecordActivities.raise_alert,
+            Alert(kind, self.state.participant_id, subject, detail),
+            start_to_close_timeout=timedelta(seconds=30),
+        )
 
     def _trim(self, day: date) -> None:
         oldest = (day - timedelta(days=KEEP_DAYS)).isoformat()
@@ -717,8 +834,10 @@ class MedicationWorkflow:
         self.state.supplies = [s for s in self.state.supplies if max(s.dates) >= oldest]
         self.state.split_parts = {d: n for d, n in self.state.split_parts.items() if d >= oldest}
         self.state.injections = self.state.injections[-4:]
-        self.state.callbacks = [c for c in self.state.callbacks
-                                if c.status in (CallbackStatus.SCHEDULED, CallbackStatus.CALLED)
-                                or c.call_at[:10] >= oldest]
+        self.state.callbacks = [
+            c
+            for c in self.state.callbacks
+            if c.status in (CallbackStatus.SCHEDULED, CallbackStatus.CALLED) or c.call_at[:10] >= oldest
+        ]
         oldest_screen = (day - timedelta(days=KEEP_SCREEN_DAYS)).isoformat()
         self.state.recent_screens = [s for s in self.state.recent_screens if s.day >= oldest_screen]

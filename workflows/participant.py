@@ -129,9 +129,17 @@ def monthly_summary_event(state: ParticipantState, first_of_month: date) -> Disc
     """The summary of the month before `first_of_month` (sent on the first draw of a month)."""
     last = first_of_month - timedelta(days=1)
     start = max(last.replace(day=1), date.fromisoformat(state.start_date))
-    return DisclosureEvent(state.participant_id, "periodic-summary", f"summary-{last:%Y-%m}", {
-        "month": f"{last:%Y-%m}", "period_start": start.isoformat(), "period_end": last.isoformat(),
-        "phase_changes": phase_entries(state, start)})
+    return DisclosureEvent(
+        state.participant_id,
+        "periodic-summary",
+        f"summary-{last:%Y-%m}",
+        {
+            "month": f"{last:%Y-%m}",
+            "period_start": start.isoformat(),
+            "period_end": last.isoformat(),
+            "phase_changes": phase_entries(state, start),
+        },
+    )
 
 
 @workflow.defn(name="ParticipantWorkflow")
@@ -225,8 +233,11 @@ class ParticipantWorkflow:
     async def _fetch_day_plan(self, day: date) -> None:
         """Fix the day's plan from the program's current version (None: the program is not stored)."""
         effective = self.state.plan
-        if (self.state.next_plan is not None and self.state.next_plan_from
-                and day >= date.fromisoformat(self.state.next_plan_from)):
+        if (
+            self.state.next_plan is not None
+            and self.state.next_plan_from
+            and day >= date.fromisoformat(self.state.next_plan_from)
+        ):
             effective = self.state.next_plan
         found = await workflow.execute_local_activity_method(
             ProgramActivities.plan_for_day,
@@ -253,8 +264,11 @@ class ParticipantWorkflow:
     def _plan_for(self, day: date) -> TestingPlan:
         if self.state.day_plan is not None and self.state.day_plan_for == day.isoformat():
             return self.state.day_plan
-        if (self.state.next_plan is not None and self.state.next_plan_from
-                and day >= date.fromisoformat(self.state.next_plan_from)):
+        if (
+            self.state.next_plan is not None
+            and self.state.next_plan_from
+            and day >= date.fromisoformat(self.state.next_plan_from)
+        ):
             return self.state.next_plan
         return self.state.plan
 
@@ -285,8 +299,11 @@ class ParticipantWorkflow:
         return start
 
     async def _draw(self, day: date) -> None:
-        if (self.state.next_plan is not None and self.state.next_plan_from
-                and day >= date.fromisoformat(self.state.next_plan_from)):
+        if (
+            self.state.next_plan is not None
+            and self.state.next_plan_from
+            and day >= date.fromisoformat(self.state.next_plan_from)
+        ):
             self.state.plan, self.state.plan_since = self.state.next_plan, self.state.next_plan_from
             self.state.next_plan = self.state.next_plan_from = None
         if self.state.day_plan is not None and self.state.day_plan_for == day.isoformat():
@@ -309,14 +326,26 @@ class ParticipantWorkflow:
         if self._colour_mode(plan) and is_collection_day(plan, day):
             colour = await workflow.execute_local_activity_method(
                 ColourActivities.colour_day,
-                ColourDayRequest(self.state.program, plan.program_version, self.state.site, day.isoformat(),
-                                 self.state.participant_id),
+                ColourDayRequest(
+                    self.state.program,
+                    plan.program_version,
+                    self.state.site,
+                    day.isoformat(),
+                    self.state.participant_id,
+                ),
                 **RECORD_WRITE,
             )
             if colour is not None:  # else an edit left colour mode: the participant's own draw stands
                 verdict = participant_verdict(colour.own, colour.colours, True, self._paused(day))
-                draw = Draw(day.isoformat(), day.weekday(), colour.own_probability, roll, verdict.selected,
-                            verdict.reason, verdict.detail[:400])
+                draw = Draw(
+                    day.isoformat(),
+                    day.weekday(),
+                    colour.own_probability,
+                    roll,
+                    verdict.selected,
+                    verdict.reason,
+                    verdict.detail[:400],
+                )
                 verifiable_day = False  # the colours' rolls are kept with the day's colours (colour_days)
         inputs = None
         if verifiable_day:
@@ -324,17 +353,28 @@ class ParticipantWorkflow:
         screening_id = None
         if draw.selected:
             screening_id = f"s-{self.state.participant_id.removeprefix('p-')}-{day:%Y%m%d}"
-            await self._start_screening(screening_id, day, "random", plan.collection_window_hours, draw.detail,
-                                        plan=plan)
+            await self._start_screening(
+                screening_id, day, "random", plan.collection_window_hours, draw.detail, plan=plan
+            )
             self.state.recent_selections = (self.state.recent_selections + [day.isoformat()])[-WINDOW_DAYS:]
         await workflow.execute_local_activity_method(
             ScreeningActivities.record_draw,
             DrawRecord(
-                participant_id=self.state.participant_id, day=draw.day, phase=plan.phase, weekday=draw.weekday,
-                probability=draw.probability, roll=draw.roll, time_roll=time_roll, selected=draw.selected,
-                reason=draw.reason, detail=draw.detail, screening_id=screening_id,
-                program_id=plan.program_id or None, program_version=plan.program_version if plan.program_id else None,
-                verifiable=verifiable_day, inputs=inputs,
+                participant_id=self.state.participant_id,
+                day=draw.day,
+                phase=plan.phase,
+                weekday=draw.weekday,
+                probability=draw.probability,
+                roll=draw.roll,
+                time_roll=time_roll,
+                selected=draw.selected,
+                reason=draw.reason,
+                detail=draw.detail,
+                screening_id=screening_id,
+                program_id=plan.program_id or None,
+                program_version=plan.program_version if plan.program_id else None,
+                verifiable=verifiable_day,
+                inputs=inputs,
                 draw_minute=local_clock(self._draw_moment(day), self.state.timezone) if verifiable_day else None,
             ),
             **RECORD_WRITE,
@@ -353,14 +393,28 @@ class ParticipantWorkflow:
     def _phase_entries(self, since: date | None) -> list[dict[str, str]]:
         return phase_entries(self.state, since)
 
-    async def _start_screening(self, screening_id: str, day: date, reason: str, window_hours: float,
-                               detail: str, for_cause_reason: str | None = None,
-                               plan: TestingPlan | None = None) -> ScreeningRef:
+    async def _start_screening(
+        self,
+        screening_id: str,
+        day: date,
+        reason: str,
+        window_hours: float,
+        detail: str,
+        for_cause_reason: str | None = None,
+        plan: TestingPlan | None = None,
+    ) -> ScreeningRef:
         now = workflow.now()
         selected = ScreeningInput(
-            screening_id=screening_id, participant_id=self.state.participant_id, site=self.state.site,
-            day=day.isoformat(), reason=reason, selected_at=now.isoformat(), window_hours=window_hours,
-            timezone=self.state.timezone, for_cause_reason=for_cause_reason, selection_detail=detail,
+            screening_id=screening_id,
+            participant_id=self.state.participant_id,
+            site=self.state.site,
+            day=day.isoformat(),
+            reason=reason,
+            selected_at=now.isoformat(),
+            window_hours=window_hours,
+            timezone=self.state.timezone,
+            for_cause_reason=for_cause_reason,
+            selection_detail=detail,
         )
         if plan is not None and workflow.patched(PROGRAM_PATCH) and is_collection_day(plan, day):
             closing = local_moment(day, time.fromisoformat(hours_for(plan, day.weekday())[1]), self.state.timezone)
@@ -394,16 +448,34 @@ class ParticipantWorkflow:
         required = plan.check_in_required and is_collection_day(plan, day) and not self._paused(day)
         await workflow.execute_local_activity_method(
             ScreeningActivities.record_check_in_day,
-            CheckInDay(self.state.participant_id, key, check_in.at if check_in else None,
-                       check_in.method if check_in else None, required, required and plan.missed_check_in_reportable),
+            CheckInDay(
+                self.state.participant_id,
+                key,
+                check_in.at if check_in else None,
+                check_in.method if check_in else None,
+                required,
+                required and plan.missed_check_in_reportable,
+            ),
             **RECORD_WRITE,
         )
-        if required and plan.missed_check_in_reportable and check_in is None \
-                and workflow.patched(MISSED_CHECK_IN_PATCH):
+        if (
+            required
+            and plan.missed_check_in_reportable
+            and check_in is None
+            and workflow.patched(MISSED_CHECK_IN_PATCH)
+        ):
             closes = hours_for(plan, day.weekday())[1]
-            await disclose(DisclosureEvent(self.state.participant_id, "missed-check-ins", f"missed-check-in-{key}", {
-                "scheduled_on": key,
-                "due_by": local_moment(day, time.fromisoformat(closes), self.state.timezone).isoformat()}))
+            await disclose(
+                DisclosureEvent(
+                    self.state.participant_id,
+                    "missed-check-ins",
+                    f"missed-check-in-{key}",
+                    {
+                        "scheduled_on": key,
+                        "due_by": local_moment(day, time.fromisoformat(closes), self.state.timezone).isoformat(),
+                    },
+                )
+            )
         week_ago = (day - timedelta(days=WINDOW_DAYS)).isoformat()
         self.state.check_ins = {d: v for d, v in self.state.check_ins.items() if d > week_ago}
 
@@ -418,19 +490,30 @@ class ParticipantWorkflow:
         if todays:
             latest = todays[-1]
             by = local_clock_named(datetime.fromisoformat(latest.report_by), self.state.timezone)  # '13:06 EST'
-            return CheckInAnswer(self.state.participant_id, today.isoformat(), True, latest.screening_id,
-                                 latest.report_by, f"You must test today. Report to the clinic by {by}.")
+            return CheckInAnswer(
+                self.state.participant_id,
+                today.isoformat(),
+                True,
+                latest.screening_id,
+                latest.report_by,
+                f"You must test today. Report to the clinic by {by}.",
+            )
         if self._paused(today):
             message = "Testing is paused for you today. Keep checking in daily."
         else:
             plan = self._plan_for(today)
-            last_call = local_clock_named(local_moment(today, time.fromisoformat(self._last_call(plan)),
-                                                       self.state.timezone), self.state.timezone)
-            message = (f"No test has been called for you as of now. Tests are called until "
-                       f"{last_call}; check in again if you have not yet today.")
+            last_call = local_clock_named(
+                local_moment(today, time.fromisoformat(self._last_call(plan)), self.state.timezone), self.state.timezone
+            )
+            message = (
+                f"No test has been called for you as of now. Tests are called until "
+                f"{last_call}; check in again if you have not yet today."
+            )
             if plan.selection_mode == "colour":
-                message = (f"Today's colours are called when the clinic opens ({hours_for(plan, today.weekday())[0]});"
-                           " check in again then.")
+                message = (
+                    f"Today's colours are called when the clinic opens ({hours_for(plan, today.weekday())[0]});"
+                    " check in again then."
+                )
             if self.state.next_draw_day and date.fromisoformat(self.state.next_draw_day) > today:
                 message = "No test today. Check in again tomorrow."
         return CheckInAnswer(self.state.participant_id, today.isoformat(), False, None, None, message)
@@ -443,8 +526,9 @@ class ParticipantWorkflow:
     def _last_call(plan: TestingPlan) -> str:
         opens = time.fromisoformat(plan.opens_at)
         closes = time.fromisoformat(plan.closes_at)
-        latest = max(opens.hour * 60 + opens.minute,
-                     closes.hour * 60 + closes.minute - round(plan.collection_window_hours * 60))
+        latest = max(
+            opens.hour * 60 + opens.minute, closes.hour * 60 + closes.minute - round(plan.collection_window_hours * 60)
+        )
         return f"{latest // 60:02d}:{latest % 60:02d}"
 
     @workflow.update
@@ -453,8 +537,15 @@ class ParticipantWorkflow:
         today = self._today()
         screening_id = f"s-{self.state.participant_id.removeprefix('p-')}-{today:%Y%m%d}-c{self.state.for_cause_count}"
         plan = self._plan_for(today)
-        return await self._start_screening(screening_id, today, "for-cause", plan.collection_window_hours,
-                                           f"for cause, ordered by {request.actor}", request.reason, plan=plan)
+        return await self._start_screening(
+            screening_id,
+            today,
+            "for-cause",
+            plan.collection_window_hours,
+            f"for cause, ordered by {request.actor}",
+            request.reason,
+            plan=plan,
+        )
 
     @order_for_cause.validator
     def _validate_for_cause(self, request: ForCause) -> None:
@@ -480,14 +571,14 @@ class ParticipantWorkflow:
         if end < self._today():
             raise ApplicationError("a pause must not lie wholly in the past", type=INVALID)
         if (end - start).days + 1 > MAX_PAUSE_DAYS:
-            raise ApplicationError(f"a pause may last at most {MAX_PAUSE_DAYS} days; add another after review",
-                                   type=INVALID)
+            raise ApplicationError(
+                f"a pause may last at most {MAX_PAUSE_DAYS} days; add another after review", type=INVALID
+            )
         if not pause.reason.strip():
             raise ApplicationError("a pause needs a reason (e.g. hospital stay, approved travel)", type=INVALID)
         for other in self.state.pauses:
             if start <= date.fromisoformat(other.end) and date.fromisoformat(other.start) <= end:
-                raise ApplicationError(f"overlaps the pause {other.start}..{other.end} ({other.reason})",
-                                       type=CONFLICT)
+                raise ApplicationError(f"overlaps the pause {other.start}..{other.end} ({other.reason})", type=CONFLICT)
 
     # --- medication ----------------------------------------------------------------------
 
@@ -495,10 +586,15 @@ class ParticipantWorkflow:
     async def start_medication(self, start: MedicationStart) -> str:
         order = start.order
         self.state.medications.append(order.order_id)
-        medication = MedicationInput(order=start.order, participant_id=self.state.participant_id,
-                                     site=self.state.site, timezone=self.state.timezone, rules=start.rules,
-                                     treatment_start=start.treatment_start or order.start_date,
-                                     closed_days=list(start.closed_days))
+        medication = MedicationInput(
+            order=start.order,
+            participant_id=self.state.participant_id,
+            site=self.state.site,
+            timezone=self.state.timezone,
+            rules=start.rules,
+            treatment_start=start.treatment_start or order.start_date,
+            closed_days=list(start.closed_days),
+        )
         # The record exists before the order's workflow runs, so staff see it at once.
         await workflow.execute_local_activity_method(MedicationActivities.open_order, medication, **RECORD_WRITE)
         await workflow.start_child_workflow(
@@ -527,8 +623,9 @@ class ParticipantWorkflow:
         """A screening reached its final outcome: every medication order weighs it."""
         await self._tell_medications(MedicationWorkflow.screen_result, outcome)
 
-    async def _tell_medications(self, signal: Callable[[MedicationWorkflow, _Arg], Awaitable[None]],
-                                argument: _Arg) -> None:
+    async def _tell_medications(
+        self, signal: Callable[[MedicationWorkflow, _Arg], Awaitable[None]], argument: _Arg
+    ) -> None:
         for order_id in self.state.medications:
             try:
                 await workflow.get_external_workflow_handle(medication_workflow_id(order_id)).signal(signal, argument)
@@ -553,10 +650,14 @@ class ParticipantWorkflow:
         workflow.upsert_search_attributes([search.PHASE.value_set(change.phase)])
         self._replan = True
         await self._sync_record()
-        await disclose(DisclosureEvent(self.state.participant_id, "phase-changes",
-                                       f"phase-change-{len(self.state.phase_history) - 1}",
-                                       {"from_phase": previous, "to_phase": change.phase,
-                                        "effective_on": self.state.next_plan_from}))
+        await disclose(
+            DisclosureEvent(
+                self.state.participant_id,
+                "phase-changes",
+                f"phase-change-{len(self.state.phase_history) - 1}",
+                {"from_phase": previous, "to_phase": change.phase, "effective_on": self.state.next_plan_from},
+            )
+        )
         return self.state
 
     @change_phase.validator
@@ -582,15 +683,25 @@ class ParticipantWorkflow:
         await self._tell_medications(MedicationWorkflow.participant_discharged, request.kind)
         await self._sync_record()
         completed = request.kind == "completed"
-        await disclose(DisclosureEvent(self.state.participant_id, "program-status", "program-status",
-                                       {"status": "completed" if completed else "discharged",
-                                        "effective_on": self.state.discharged_at, "discharge_kind": request.kind,
-                                        "phase_changes": self._phase_entries(None)}))
+        await disclose(
+            DisclosureEvent(
+                self.state.participant_id,
+                "program-status",
+                "program-status",
+                {
+                    "status": "completed" if completed else "discharged",
+                    "effective_on": self.state.discharged_at,
+                    "discharge_kind": request.kind,
+                    "phase_changes": self._phase_entries(None),
+                },
+            )
+        )
         # Consents that end on discharge (or completion) end now, after the report above was planned.
         await workflow.execute_local_activity_method(
             DisclosureActivities.record_consent_event,
             args=[self.state.participant_id, "completion" if completed else "discharge", self.state.discharged_at],
-            **RECORD_WRITE)
+            **RECORD_WRITE,
+        )
         return self.state
 
     @discharge.validator

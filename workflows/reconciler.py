@@ -25,11 +25,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.options import ActivityOptions
 
-FIND: ActivityOptions = dict(start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5))
+FIND: ActivityOptions = dict(
+    start_to_close_timeout=timedelta(seconds=60),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5),
+)
 # One item's repair; a failing item is left for the next pass, not allowed to stop the others.
-REPAIR: ActivityOptions = dict(start_to_close_timeout=timedelta(minutes=2),
-              retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3))
+REPAIR: ActivityOptions = dict(
+    start_to_close_timeout=timedelta(minutes=2),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3),
+)
 
 
 @workflow.defn(name="ReconcilerWorkflow")
@@ -46,14 +50,16 @@ class ReconcilerWorkflow:
         for participant_id in stuck.participants:
             try:
                 report.enrollments[participant_id] = await workflow.execute_activity_method(
-                    ReconcilerActivities.finish_enrollment, participant_id, **REPAIR)
+                    ReconcilerActivities.finish_enrollment, participant_id, **REPAIR
+                )
             except ActivityError:
                 report.enrollments[participant_id] = "failed-retry-next-pass"
         staff_before = (now - timedelta(seconds=input.lab_staff_after_seconds)).isoformat()
         for message_id in stuck.lab_messages:
             try:
                 report.lab_messages[str(message_id)] = await workflow.execute_activity_method(
-                    ReconcilerActivities.reprocess_lab_message, LabRetry(message_id, staff_before), **REPAIR)
+                    ReconcilerActivities.reprocess_lab_message, LabRetry(message_id, staff_before), **REPAIR
+                )
             except ActivityError:
                 report.lab_messages[str(message_id)] = "failed-retry-next-pass"
         return report

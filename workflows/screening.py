@@ -102,8 +102,9 @@ ADDED_ANALYTES_PATCH = "added-analytes-interpreted"
 # Notices (patch NOTICE_PATCH): one attempt per activity, then the workflow retries on a timer with
 # backoff until the window closes; the first failure puts the participant on the staff call list.
 NOTICE_PATCH = "notice-delivery-and-miss-honesty"
-ONE_ATTEMPT: ActivityOptions = dict(start_to_close_timeout=timedelta(seconds=30),
-                                    retry_policy=RetryPolicy(maximum_attempts=1))
+ONE_ATTEMPT: ActivityOptions = dict(
+    start_to_close_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(maximum_attempts=1)
+)
 NOTICE_RETRY_FIRST = timedelta(minutes=1)
 NOTICE_RETRY_MAX = timedelta(minutes=30)
 # Issue 16: each reported result states its basis (a clinician's review confirms nothing by itself), a breath
@@ -157,18 +158,21 @@ class ScreeningWorkflow:
     @workflow.run
     async def run(self, input: ScreeningInput) -> ScreeningState:
         # The screening keeps its own search attributes, status included, as it moves along.
-        workflow.upsert_search_attributes([
-            search.PARTICIPANT_ID.value_set(input.participant_id),
-            search.SITE.value_set(input.site),
-            search.DAY.value_set(local_moment(date.fromisoformat(input.day), time(), input.timezone)),
-        ])
+        workflow.upsert_search_attributes(
+            [
+                search.PARTICIPANT_ID.value_set(input.participant_id),
+                search.SITE.value_set(input.site),
+                search.DAY.value_set(local_moment(date.fromisoformat(input.day), time(), input.timezone)),
+            ]
+        )
         await self._save()
         if input.reopen is not None:
             if self._reopened_for_excuse():
                 # A missed (or not notified, window lost) test whose make-up period is over, reopened for the excuse
                 # that follows at once (iop/reopen.py); nothing else is taken. Closes again if none comes.
-                await self._wait_until(lambda: self.state.status not in TAKES_COLLECTION,
-                                       workflow.now() + REOPEN_FOR_EXCUSE)
+                await self._wait_until(
+                    lambda: self.state.status not in TAKES_COLLECTION, workflow.now() + REOPEN_FOR_EXCUSE
+                )
             else:
                 # A final result, reopened for a correction: the correction period starts again.
                 await self._lab_stage()
@@ -183,7 +187,8 @@ class ScreeningWorkflow:
         # collection and the result were filed while it was out. Before the patch the run then ended, and the review
         # was refused ("already ended").
         if self.state.status == AWAITING_RESULT or (
-                self.state.status in (PRELIMINARY, AWAITING_REVIEW) and workflow.patched(EARLY_RESULT_PATCH)):
+            self.state.status in (PRELIMINARY, AWAITING_REVIEW) and workflow.patched(EARLY_RESULT_PATCH)
+        ):
             await self._lab_stage()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state
@@ -232,19 +237,24 @@ class ScreeningWorkflow:
         while self.state.status == AWAITING_COLLECTION:
             try:
                 result = await workflow.execute_activity_method(
-                    ScreeningActivities.notify_participant, notification, **ONE_ATTEMPT)
+                    ScreeningActivities.notify_participant, notification, **ONE_ATTEMPT
+                )
             except ActivityError as error:
                 no_phone = getattr(error.cause, "type", None) == "NoPhone"
                 if not on_call_list:
                     on_call_list = True
-                    reason = ("no phone number on record" if no_phone
-                              else "the SMS gateway did not take the notice")
+                    reason = "no phone number on record" if no_phone else "the SMS gateway did not take the notice"
                     await workflow.execute_activity_method(
                         ScreeningActivities.add_to_call_list,
-                        CallListItem(notification.notification_id, self.state.participant_id,
-                                     self.state.screening_id, f"{reason}; tell them to test by {closes.isoformat()}",
-                                     closes.isoformat()),
-                        **ACTIVITY)
+                        CallListItem(
+                            notification.notification_id,
+                            self.state.participant_id,
+                            self.state.screening_id,
+                            f"{reason}; tell them to test by {closes.isoformat()}",
+                            closes.isoformat(),
+                        ),
+                        **ACTIVITY,
+                    )
                     self._event("notice not delivered", detail=f"{reason}: on the staff call list")
                     await self._save()
                 if no_phone or workflow.now() + delay >= closes:
@@ -275,10 +285,17 @@ class ScreeningWorkflow:
         if workflow.patched(NOTICE_PATCH):
             assessment = await workflow.execute_activity_method(
                 ScreeningActivities.assess_miss,
-                MissQuestion(self.state.screening_id, self.state.participant_id,
-                             f"{self.state.screening_id}:test-required", self.state.day, self.state.notified_at,
-                             self.state.window_closes_at, self.state.told_at),
-                **ACTIVITY)
+                MissQuestion(
+                    self.state.screening_id,
+                    self.state.participant_id,
+                    f"{self.state.screening_id}:test-required",
+                    self.state.day,
+                    self.state.notified_at,
+                    self.state.window_closes_at,
+                    self.state.told_at,
+                ),
+                **ACTIVITY,
+            )
             if self.state.status != AWAITING_COLLECTION:
                 return  # collected or excused while the question was answered
             self.state.miss_detail = assessment.detail
@@ -292,21 +309,34 @@ class ScreeningWorkflow:
         self._event("missed", detail=f"no collection by {closes.isoformat()}: a reportable no-show")
         await self._save()
         await self._tell_participant("missed")
-        await disclose(DisclosureEvent(self.state.participant_id, "missed-tests", self.state.screening_id,
-                                       {"scheduled_on": self.state.day, "window_closed_at": closes.isoformat()}))
+        await disclose(
+            DisclosureEvent(
+                self.state.participant_id,
+                "missed-tests",
+                self.state.screening_id,
+                {"scheduled_on": self.state.day, "window_closed_at": closes.isoformat()},
+            )
+        )
         # A specimen collected late can still be recorded (flagged late) during the make-up period.
         await self._wait_until(lambda: self.state.status != MISSED, late_until)
 
     async def _remind(self, closes: datetime) -> None:
         """The reminder through the adapter: one attempt per activity, retried with backoff while the window is
         open and nothing is collected; every attempt is recorded. The notice's call-list entry (if any) stands."""
-        notification = Notification(f"{self.state.screening_id}:reminder", self.state.participant_id,
-                                    self.state.screening_id, "reminder", closes.isoformat(), self.state.site)
+        notification = Notification(
+            f"{self.state.screening_id}:reminder",
+            self.state.participant_id,
+            self.state.screening_id,
+            "reminder",
+            closes.isoformat(),
+            self.state.site,
+        )
         delay = NOTICE_RETRY_FIRST
         while self.state.status == AWAITING_COLLECTION:
             try:
                 result = await workflow.execute_activity_method(
-                    ScreeningActivities.notify_participant, notification, **ONE_ATTEMPT)
+                    ScreeningActivities.notify_participant, notification, **ONE_ATTEMPT
+                )
             except ActivityError as error:
                 no_phone = getattr(error.cause, "type", None) == "NoPhone"
                 if no_phone or workflow.now() + delay >= closes:
@@ -318,8 +348,10 @@ class ScreeningWorkflow:
                     return
                 delay = min(delay * 2, NOTICE_RETRY_MAX)
                 continue
-            self._event("reminder sent" if result.told_at else f"reminder handed to the gateway ({result.status})",
-                        detail=f"report by {closes.isoformat()}")
+            self._event(
+                "reminder sent" if result.told_at else f"reminder handed to the gateway ({result.status})",
+                detail=f"report by {closes.isoformat()}",
+            )
             await self._save()
             return
 
@@ -332,8 +364,9 @@ class ScreeningWorkflow:
         self.state.late_until = late_until.isoformat()
         self._event(status.replace("-", " "), detail=f"{self.state.miss_detail}: not reportable, staff decide")
         await self._save()
-        await self._alert("miss-needs-decision",
-                          f"{self.state.screening_id}: {status}; excuse it or order a make-up test")
+        await self._alert(
+            "miss-needs-decision", f"{self.state.screening_id}: {status}; excuse it or order a make-up test"
+        )
         await self._wait_until(lambda: self.state.status != status, late_until)
 
     async def _lab_stage(self) -> None:
@@ -349,9 +382,11 @@ class ScreeningWorkflow:
                 due = datetime.fromisoformat(self.state.result_due_at)
                 if not self.state.result_overdue:
                     if not await self._wait_until(moved, due):
-                        await self._alert("result-overdue",
-                                          f"no final lab result for specimen {self.state.specimen_id} "
-                                          f"by {due.isoformat()} (48 h standard)")
+                        await self._alert(
+                            "result-overdue",
+                            f"no final lab result for specimen {self.state.specimen_id} "
+                            f"by {due.isoformat()} (48 h standard)",
+                        )
                         self.state.result_overdue = True
                         await self._save()
                     continue
@@ -365,8 +400,11 @@ class ScreeningWorkflow:
                 due = datetime.fromisoformat(self.state.review_due_at)
                 if not self.state.review_overdue and not await self._wait_until(moved, due):
                     self.state.review_overdue = True
-                    await self._alert("review-overdue", f"result for {self.state.specimen_id} not reviewed by "
-                                                        f"{due.isoformat()}; escalate to the medical director")
+                    await self._alert(
+                        "review-overdue",
+                        f"result for {self.state.specimen_id} not reviewed by "
+                        f"{due.isoformat()}; escalate to the medical director",
+                    )
                     await self._save()
                     continue
                 await workflow.wait_condition(moved)
@@ -387,8 +425,9 @@ class ScreeningWorkflow:
         self._event(kind.replace("-", " "), detail=detail)
         await workflow.execute_activity_method(
             RecordActivities.raise_alert,
-            Alert(kind=kind, participant_id=self.state.participant_id, subject_id=self.state.screening_id,
-                  detail=detail),
+            Alert(
+                kind=kind, participant_id=self.state.participant_id, subject_id=self.state.screening_id, detail=detail
+            ),
             **ACTIVITY,
         )
 
@@ -425,8 +464,12 @@ class ScreeningWorkflow:
             due = workflow.now() + timedelta(hours=self.input.result_due_hours)
             self.state.result_due_at = due.isoformat()
         what = "late collection recorded" if self.state.late_collection else "collection recorded"
-        self._event(what, collection.actor, f"specimen {self.state.specimen_id} ({collection.specimen_type}"
-                    f"{', observed' if collection.observed else ', NOT observed'})")
+        self._event(
+            what,
+            collection.actor,
+            f"specimen {self.state.specimen_id} ({collection.specimen_type}"
+            f"{', observed' if collection.observed else ', NOT observed'})",
+        )
         await self._save()
         return self.state
 
@@ -435,16 +478,25 @@ class ScreeningWorkflow:
         assert collection.collected_at is not None and collection.breath_alcohol is not None  # record_collection
         between = None
         if collection.breath_confirmation_at:
-            between = (datetime.fromisoformat(collection.breath_confirmation_at)
-                       - datetime.fromisoformat(collection.collected_at)).total_seconds()
-        result = breath_alcohol_result(collection.breath_alcohol, collection.breath_confirmation, between,
-                                       self.input.breath_alcohol_cutoff)
+            between = (
+                datetime.fromisoformat(collection.breath_confirmation_at)
+                - datetime.fromisoformat(collection.collected_at)
+            ).total_seconds()
+        result = breath_alcohol_result(
+            collection.breath_alcohol, collection.breath_confirmation, between, self.input.breath_alcohol_cutoff
+        )
         self.state.breath_result = replace(result, device_id=collection.breath_device_id)
         what = "late collection recorded" if self.state.late_collection else "collection recorded"
-        self._event(what, collection.actor, f"breath alcohol test {self.state.specimen_id}"
-                    f"{', observed' if collection.observed else ', NOT observed'}")
-        self._finalize(FINAL_POSITIVE if result.outcome == "positive" else FINAL_NEGATIVE,
-                       f"breath alcohol: {result.reason}", collection.actor)
+        self._event(
+            what,
+            collection.actor,
+            f"breath alcohol test {self.state.specimen_id}{', observed' if collection.observed else ', NOT observed'}",
+        )
+        self._finalize(
+            FINAL_POSITIVE if result.outcome == "positive" else FINAL_NEGATIVE,
+            f"breath alcohol: {result.reason}",
+            collection.actor,
+        )
         await self._announce_final()
         await self._save()
 
@@ -467,8 +519,9 @@ class ScreeningWorkflow:
                 type=CONFLICT,
             )
         if collection.breath_confirmation is not None and not collection.breath_confirmation_at:
-            raise ApplicationError("a breath confirmation test needs breath_confirmation_at, the moment it was taken",
-                                   type=INVALID)
+            raise ApplicationError(
+                "a breath confirmation test needs breath_confirmation_at, the moment it was taken", type=INVALID
+            )
         if status in closed and not collection.late_reason:
             raise ApplicationError("a late collection needs a late_reason", type=INVALID)
         # Scheduled: a for-cause test collected on the spot, before the notice went out.
@@ -484,8 +537,14 @@ class ScreeningWorkflow:
         await self._save()
         if was_missed and workflow.patched(REPORT_BASIS_PATCH):
             # The miss was reported: whoever was told gets its retraction.
-            await disclose(DisclosureEvent(self.state.participant_id, "missed-tests", self.state.screening_id,
-                                           {"retracted": True, "retraction_reason": "excused"}))
+            await disclose(
+                DisclosureEvent(
+                    self.state.participant_id,
+                    "missed-tests",
+                    self.state.screening_id,
+                    {"retracted": True, "retraction_reason": "excused"},
+                )
+            )
         return self.state
 
     @excuse.validator
@@ -501,8 +560,11 @@ class ScreeningWorkflow:
         reported (under consent) with who witnessed it. It is a positive, not a confirmation (confirmed: false)."""
         admission.admitted_at = admission.admitted_at or workflow.now().isoformat()
         self.state.admission = admission
-        self._event("admission recorded", admission.actor,
-                    f"admitted use of {', '.join(admission.substances)}, witnessed by {admission.witnessed_by}")
+        self._event(
+            "admission recorded",
+            admission.actor,
+            f"admitted use of {', '.join(admission.substances)}, witnessed by {admission.witnessed_by}",
+        )
         self._finalize(FINAL_POSITIVE, "the participant's documented admission of use", admission.actor)
         await self._announce_final()
         await self._save()
@@ -516,8 +578,9 @@ class ScreeningWorkflow:
             raise ApplicationError("an admission names who witnessed it (witnessed_by)", type=INVALID)
         self._refuse_when_reopened_for_excuse("an admission")
         if self.state.status not in TAKES_COLLECTION:
-            raise ApplicationError(self._already() + "; an admission stands in for a specimen not yet collected",
-                                   type=CONFLICT)
+            raise ApplicationError(
+                self._already() + "; an admission stands in for a specimen not yet collected", type=CONFLICT
+            )
 
     @workflow.update
     async def refuse(self, refusal: Refusal) -> ScreeningState:
@@ -526,9 +589,14 @@ class ScreeningWorkflow:
         self._event("refusal recorded", refusal.actor, f"{refusal.kind}: {refusal.detail}")
         await self._save()
         await self._tell_participant("refused")
-        await disclose(DisclosureEvent(self.state.participant_id, "refusals", self.state.screening_id,
-                                       {"occurred_on": workflow.now().date().isoformat(),
-                                        "refusal_kind": refusal.kind}))
+        await disclose(
+            DisclosureEvent(
+                self.state.participant_id,
+                "refusals",
+                self.state.screening_id,
+                {"occurred_on": workflow.now().date().isoformat(), "refusal_kind": refusal.kind},
+            )
+        )
         return self.state
 
     @refuse.validator
@@ -547,23 +615,42 @@ class ScreeningWorkflow:
             return self.state  # the same result again: nothing changes
         interpretation = self._interpret(report)
         previous = next((r for r in reversed(self.state.results) if r.superseded_by is None), None)
-        entry = ResultEntry(report.result_id, report.result_status, report.received_at,
-                            interpretation, held_codes=list(report.held_codes),
-                            methods=_methods(report), lab_id=report.lab_id)
-        status_words: dict[str, str] = {ResultStatus.PRELIMINARY: "preliminary", ResultStatus.FINAL: "final",
-                                        ResultStatus.CORRECTED: "corrected"}
+        entry = ResultEntry(
+            report.result_id,
+            report.result_status,
+            report.received_at,
+            interpretation,
+            held_codes=list(report.held_codes),
+            methods=_methods(report),
+            lab_id=report.lab_id,
+        )
+        status_words: dict[str, str] = {
+            ResultStatus.PRELIMINARY: "preliminary",
+            ResultStatus.FINAL: "final",
+            ResultStatus.CORRECTED: "corrected",
+        }
         status_word = status_words.get(report.result_status, report.result_status)
         if previous is not None and report.result_status != "P":
             previous.superseded_by, entry.corrects = entry.result_id, previous.result_id
         self.state.results.append(entry)
-        self._event(f"{status_word} result received", "lab:" + report.lab_id,
-                    f"{interpretation.summary} (message {report.message_ref})")
+        self._event(
+            f"{status_word} result received",
+            "lab:" + report.lab_id,
+            f"{interpretation.summary} (message {report.message_ref})",
+        )
         request = self.state.confirmation_request
-        if (request is not None and request.answered_by is None and report.result_status != "P"
-                and answers_confirmation(interpretation.findings, request.analytes)):
+        if (
+            request is not None
+            and request.answered_by is None
+            and report.result_status != "P"
+            and answers_confirmation(interpretation.findings, request.analytes)
+        ):
             request.answered_by, request.answered_at = entry.result_id, workflow.now().isoformat()
-            self._event("confirmation received", "lab:" + report.lab_id,
-                        f"result {entry.result_id} answers the request of {request.requested_at}")
+            self._event(
+                "confirmation received",
+                "lab:" + report.lab_id,
+                f"result {entry.result_id} answers the request of {request.requested_at}",
+            )
         if report.result_status == "P":
             # A preliminary result never becomes final; a later final one may still come.
             if self.state.status == AWAITING_RESULT:
@@ -585,8 +672,10 @@ class ScreeningWorkflow:
         if report.added_analytes and workflow.patched(ADDED_ANALYTES_PATCH):
             added = tuple(report.added_analytes)
         return interpret(
-            [AnalyteResult(a.analyte, a.value, a.qualitative, a.units, a.lab_cutoff, a.method)
-             for a in report.analytes],
+            [
+                AnalyteResult(a.analyte, a.value, a.qualitative, a.units, a.lab_cutoff, a.method)
+                for a in report.analytes
+            ],
             None,
             MedicationContext(expected=frozenset(report.expected_medications)),
             added=added,
@@ -599,8 +688,10 @@ class ScreeningWorkflow:
             self.state.status = AWAITING_REVIEW
             self.state.review_overdue = False
             self.state.review_due_at = (workflow.now() + REVIEW_DUE).isoformat()
-            self._event("awaiting held codes", detail="not final until each is mapped or marked not monitored: "
-                        + "; ".join(entry.held_codes))
+            self._event(
+                "awaiting held codes",
+                detail="not final until each is mapped or marked not monitored: " + "; ".join(entry.held_codes),
+            )
         elif interpretation.may_finalize_without_review:
             self._finalize(FINAL_NEGATIVE, "negative: final without review")
             await self._announce_final()
@@ -608,8 +699,9 @@ class ScreeningWorkflow:
             self.state.status = AWAITING_REVIEW
             self.state.review_overdue = False
             self.state.review_due_at = (workflow.now() + REVIEW_DUE).isoformat()
-            self._event("awaiting review",
-                        detail=", ".join(f.code for f in interpretation.flags) or interpretation.overall)
+            self._event(
+                "awaiting review", detail=", ".join(f.code for f in interpretation.flags) or interpretation.overall
+            )
 
     @workflow.update
     async def settle_held_codes(self, settled: SettledCodes) -> ScreeningState:
@@ -622,8 +714,12 @@ class ScreeningWorkflow:
         entry.methods = _methods(settled.report)
         entry.held_codes = [c for c in settled.report.held_codes if c != settled.code]
         self._event(f"held code {settled.resolution}", settled.actor, f"{settled.code}: {settled.note}")
-        if (not entry.held_codes and entry.result_id == self.state.current_result_id
-                and self.state.status == AWAITING_REVIEW and entry.result_status != "P"):
+        if (
+            not entry.held_codes
+            and entry.result_id == self.state.current_result_id
+            and self.state.status == AWAITING_REVIEW
+            and entry.result_status != "P"
+        ):
             await self._conclude(entry, interpretation)
         await self._save()
         return self.state
@@ -633,8 +729,9 @@ class ScreeningWorkflow:
         if settled.resolution not in (QuarantineAction.MAPPED, QuarantineAction.NOT_MONITORED):
             raise ApplicationError(f"unknown resolution {settled.resolution!r}", type=INVALID)
         if not any(r.result_id == settled.report.result_id for r in self.state.results):
-            raise ApplicationError(f"screening {self.state.screening_id} has no result {settled.report.result_id}",
-                                   type=CONFLICT)
+            raise ApplicationError(
+                f"screening {self.state.screening_id} has no result {settled.report.result_id}", type=CONFLICT
+            )
 
     @record_result.validator
     def _validate_result(self, report: LabReport) -> None:
@@ -642,7 +739,8 @@ class ScreeningWorkflow:
             raise ApplicationError(f"result status {report.result_status!r} is not P, F or C", type=INVALID)
         if self.state.collection is None or self.state.status in (EXCUSED, REFUSED, CANCELLED, COMPLETED):
             raise ApplicationError(
-                f"screening {self.state.screening_id} is {self.state.status} and takes no lab result", type=CONFLICT)
+                f"screening {self.state.screening_id} is {self.state.status} and takes no lab result", type=CONFLICT
+            )
 
     @workflow.update
     async def review(self, review: Review) -> ScreeningState:
@@ -672,18 +770,25 @@ class ScreeningWorkflow:
             return FINAL_EXPLAINED, f"legitimate explanation documented: {review.explanation}"
         current = self._current_result()
         overall: str = current.interpretation.overall if current else "incomplete"
-        finals: dict[str, FinalOutcome] = {OverallOutcome.NON_NEGATIVE: FINAL_POSITIVE,
-                                           OverallOutcome.REFUSAL: FINAL_REFUSAL,
-                                           OverallOutcome.NEGATIVE: FINAL_NEGATIVE}
+        finals: dict[str, FinalOutcome] = {
+            OverallOutcome.NON_NEGATIVE: FINAL_POSITIVE,
+            OverallOutcome.REFUSAL: FINAL_REFUSAL,
+            OverallOutcome.NEGATIVE: FINAL_NEGATIVE,
+        }
         return finals.get(overall, FINAL_INVALID), f"confirmed by clinician review: {review.explanation}"
 
     def _deciding_review(self) -> Review | None:
         """The review that decided the final outcome as it stands (finalised at the same instant), if one did."""
         if self.state.status != FINAL:
             return None
-        return next((r for r in reversed(self.state.reviews)
-                     if r.decision in (ReviewDecision.CONFIRM, ReviewDecision.EXCUSE)
-                     and r.at == self.state.finalized_at), None)
+        return next(
+            (
+                r
+                for r in reversed(self.state.reviews)
+                if r.decision in (ReviewDecision.CONFIRM, ReviewDecision.EXCUSE) and r.at == self.state.finalized_at
+            ),
+            None,
+        )
 
     async def _reverse(self, review: Review) -> None:
         """A clinician reverses the review that decided this final result: the new decision stands, and whoever
@@ -693,9 +798,12 @@ class ScreeningWorkflow:
         self.state.reviews.append(review)
         was = self.state.final_outcome
         outcome, why = self._decided(review)
-        self._event("review reversed", review.actor,
-                    f"{reversed_review.decision} by {reversed_review.actor} at {reversed_review.at} ({was}) reversed: "
-                    f"{review.explanation}")
+        self._event(
+            "review reversed",
+            review.actor,
+            f"{reversed_review.decision} by {reversed_review.actor} at {reversed_review.at} ({was}) reversed: "
+            f"{review.explanation}",
+        )
         self._finalize(outcome, f"on reversal, {why}", review.actor)
         await self._announce_final()
         await self._save()
@@ -707,61 +815,100 @@ class ScreeningWorkflow:
         current = self._current_result()
         findings = current.interpretation.findings if current else ()
         request = ConfirmationRequest(
-            requested_at=workflow.now().isoformat(), actor=review.actor,
-            result_id=current.result_id if current else None, lab_id=(current.lab_id if current else "") or "the lab",
-            specimen_id=self.state.specimen_id, analytes=to_confirm(findings))
+            requested_at=workflow.now().isoformat(),
+            actor=review.actor,
+            result_id=current.result_id if current else None,
+            lab_id=(current.lab_id if current else "") or "the lab",
+            specimen_id=self.state.specimen_id,
+            analytes=to_confirm(findings),
+        )
         self.state.confirmation_request = request
-        await self._alert("confirmation-requested",
-                          f"ask {request.lab_id} to confirm specimen {request.specimen_id} (result {request.result_id})"
-                          f": {', '.join(request.analytes) or 'the screen'}; requested by {review.actor}")
+        await self._alert(
+            "confirmation-requested",
+            f"ask {request.lab_id} to confirm specimen {request.specimen_id} (result {request.result_id})"
+            f": {', '.join(request.analytes) or 'the screen'}; requested by {review.actor}",
+        )
         collection = self.state.collection
         positives = sorted({f.analyte for f in findings if f.outcome in POSITIVE_OUTCOMES})
         basis = lab_basis(findings)
         if collection is None or collection.collected_at is None or not positives or basis in CONFIRMING_BASES:
             return  # nothing presumptive to report (a confirmed result is reported when the clinician decides)
-        await disclose(DisclosureEvent(self.state.participant_id, "screening-results", self.state.screening_id, {
-            "collected_on": collection.collected_at[:10], "specimen_type": collection.specimen_type,
-            "observed": collection.observed, "outcome": "positive",
-            "dilute": current is not None and current.interpretation.validity.status == "dilute",
-            "positive_for": positives, "basis": basis, "confirmed": False}))
+        await disclose(
+            DisclosureEvent(
+                self.state.participant_id,
+                "screening-results",
+                self.state.screening_id,
+                {
+                    "collected_on": collection.collected_at[:10],
+                    "specimen_type": collection.specimen_type,
+                    "observed": collection.observed,
+                    "outcome": "positive",
+                    "dilute": current is not None and current.interpretation.validity.status == "dilute",
+                    "positive_for": positives,
+                    "basis": basis,
+                    "confirmed": False,
+                },
+            )
+        )
 
     @review.validator
     def _validate_review(self, review: Review) -> None:
         if review.decision not in REVIEW_DECISIONS:
-            raise ApplicationError(f"unknown decision {review.decision!r}; use one of {', '.join(REVIEW_DECISIONS)}",
-                                   type=INVALID)
+            raise ApplicationError(
+                f"unknown decision {review.decision!r}; use one of {', '.join(REVIEW_DECISIONS)}", type=INVALID
+            )
         if not review.explanation.strip():
             raise ApplicationError("a review needs a documented explanation", type=INVALID)
         if review.reverses:
             self._validate_reversal(review)
             return
         if self.state.status != AWAITING_REVIEW:
-            hint = ("; to reverse the review that decided it, send reverses=true with the new decision and why"
-                    if self._deciding_review() is not None else "")
-            raise ApplicationError(f"screening {self.state.screening_id} is {self.state.status}, not awaiting review"
-                                   + hint, type=CONFLICT)
+            hint = (
+                "; to reverse the review that decided it, send reverses=true with the new decision and why"
+                if self._deciding_review() is not None
+                else ""
+            )
+            raise ApplicationError(
+                f"screening {self.state.screening_id} is {self.state.status}, not awaiting review" + hint, type=CONFLICT
+            )
         current = self._current_result()
-        if current is not None and current.held_codes and review.decision in (ReviewDecision.CONFIRM,
-                                                                              ReviewDecision.EXCUSE):
-            raise ApplicationError("the result cannot be final while codes are held: map each or mark it not "
-                                   "monitored in the lab quarantine first (" + "; ".join(current.held_codes) + ")",
-                                   type=CONFLICT)
+        if (
+            current is not None
+            and current.held_codes
+            and review.decision in (ReviewDecision.CONFIRM, ReviewDecision.EXCUSE)
+        ):
+            raise ApplicationError(
+                "the result cannot be final while codes are held: map each or mark it not "
+                "monitored in the lab quarantine first (" + "; ".join(current.held_codes) + ")",
+                type=CONFLICT,
+            )
 
     def _validate_reversal(self, review: Review) -> None:
         if review.decision not in (ReviewDecision.CONFIRM, ReviewDecision.EXCUSE):
-            raise ApplicationError(f"a reversal decides the final result anew: use decision {ReviewDecision.CONFIRM} "
-                                   f"or {ReviewDecision.EXCUSE}, not {review.decision}", type=INVALID)
+            raise ApplicationError(
+                f"a reversal decides the final result anew: use decision {ReviewDecision.CONFIRM} "
+                f"or {ReviewDecision.EXCUSE}, not {review.decision}",
+                type=INVALID,
+            )
         if self.state.status != FINAL:
-            raise ApplicationError(f"screening {self.state.screening_id} is {self.state.status}: only the review of a "
-                                   "final result can be reversed (send reverses=false to review it)", type=CONFLICT)
+            raise ApplicationError(
+                f"screening {self.state.screening_id} is {self.state.status}: only the review of a "
+                "final result can be reversed (send reverses=false to review it)",
+                type=CONFLICT,
+            )
         deciding = self._deciding_review()
         if deciding is None:
-            raise ApplicationError(f"the final outcome of screening {self.state.screening_id} "
-                                   f"({self.state.final_outcome}) was not decided by a review: there is no review to "
-                                   "reverse (a lab's corrected result changes it)", type=CONFLICT)
+            raise ApplicationError(
+                f"the final outcome of screening {self.state.screening_id} "
+                f"({self.state.final_outcome}) was not decided by a review: there is no review to "
+                "reverse (a lab's corrected result changes it)",
+                type=CONFLICT,
+            )
         if deciding.decision == review.decision:
-            raise ApplicationError(f"the review of {deciding.at} already decided {deciding.decision}: a reversal "
-                                   "decides differently", type=CONFLICT)
+            raise ApplicationError(
+                f"the review of {deciding.at} already decided {deciding.decision}: a reversal decides differently",
+                type=CONFLICT,
+            )
 
     def _current_result(self) -> ResultEntry | None:
         return next((r for r in self.state.results if r.result_id == self.state.current_result_id), None)
@@ -771,7 +918,8 @@ class ScreeningWorkflow:
         outcome = ScreenOutcome(self.state.screening_id, self.state.day, result)
         try:
             await workflow.get_external_workflow_handle(participant_workflow_id(self.state.participant_id)).signal(
-                "screen_final", outcome)
+                "screen_final", outcome
+            )
         except Exception:  # noqa: BLE001 - a discharged participant's workflow has closed
             workflow.logger.info("participant %s no longer running", self.state.participant_id)
 
@@ -784,34 +932,58 @@ class ScreeningWorkflow:
         if state.admission is not None and collection is None:
             admission = state.admission
             assert admission.admitted_at is not None  # set when the admission was recorded
-            category, facts = "screening-results", {
-                "collected_on": admission.admitted_at[:10], "outcome": "positive",
-                "positive_for": sorted(admission.substances), "basis": Basis.ADMITTED_USE.value,
-                "confirmed": False, "admission_witnessed_by": admission.witnessed_by}
+            category, facts = (
+                "screening-results",
+                {
+                    "collected_on": admission.admitted_at[:10],
+                    "outcome": "positive",
+                    "positive_for": sorted(admission.substances),
+                    "basis": Basis.ADMITTED_USE.value,
+                    "confirmed": False,
+                    "admission_witnessed_by": admission.witnessed_by,
+                },
+            )
         else:
             # Otherwise a final outcome of a collected specimen.
             assert collection is not None and collection.collected_at is not None
             if state.breath_result is not None:
                 breath = state.breath_result
-                category, facts = "screening-results", {
-                    "collected_on": collection.collected_at[:10], "specimen_type": "breath",
-                    "observed": collection.observed,
-                    "outcome": breath.outcome, "breath_alcohol": breath.bac, "device_id": breath.device_id}
+                category, facts = (
+                    "screening-results",
+                    {
+                        "collected_on": collection.collected_at[:10],
+                        "specimen_type": "breath",
+                        "observed": collection.observed,
+                        "outcome": breath.outcome,
+                        "breath_alcohol": breath.bac,
+                        "device_id": breath.device_id,
+                    },
+                )
                 if breath.outcome == "positive":
-                    facts.update(basis=breath.basis, confirmed=breath.basis in CONFIRMING_BASES,
-                                 positive_for=["ethanol"])
+                    facts.update(
+                        basis=breath.basis, confirmed=breath.basis in CONFIRMING_BASES, positive_for=["ethanol"]
+                    )
             elif state.final_outcome == FINAL_REFUSAL:
-                category, facts = "refusals", {"occurred_on": collection.collected_at[:10],
-                                               "refusal_kind": "adulterated-or-substituted"}
+                category, facts = (
+                    "refusals",
+                    {"occurred_on": collection.collected_at[:10], "refusal_kind": "adulterated-or-substituted"},
+                )
             else:
                 current = self._current_result()
                 findings = current.interpretation.findings if current else ()
-                reported: dict[str, str] = {FINAL_NEGATIVE: "negative", FINAL_EXPLAINED: "negative",
-                                            FINAL_POSITIVE: "positive"}
+                reported: dict[str, str] = {
+                    FINAL_NEGATIVE: "negative",
+                    FINAL_EXPLAINED: "negative",
+                    FINAL_POSITIVE: "positive",
+                }
                 outcome = reported.get(state.final_outcome, "invalid")
-                facts = {"collected_on": collection.collected_at[:10], "specimen_type": collection.specimen_type,
-                         "observed": collection.observed, "outcome": outcome,
-                         "dilute": current is not None and current.interpretation.validity.status == "dilute"}
+                facts = {
+                    "collected_on": collection.collected_at[:10],
+                    "specimen_type": collection.specimen_type,
+                    "observed": collection.observed,
+                    "outcome": outcome,
+                    "dilute": current is not None and current.interpretation.validity.status == "dilute",
+                }
                 if outcome == "positive":
                     facts["confirmed"] = True
                     facts["positive_for"] = sorted({f.analyte for f in findings if f.outcome in POSITIVE_OUTCOMES})
@@ -820,8 +992,11 @@ class ScreeningWorkflow:
                         basis = lab_basis(findings)
                         facts.update(basis=basis, confirmed=basis in CONFIRMING_BASES)
                 category = "screening-results"
-        await disclose(DisclosureEvent(state.participant_id, category, state.screening_id, facts,
-                                       corrects_event=state.corrected_after_final))
+        await disclose(
+            DisclosureEvent(
+                state.participant_id, category, state.screening_id, facts, corrects_event=state.corrected_after_final
+            )
+        )
 
     def _final_result_for_medication(self) -> str:
         current = self._current_result()
@@ -867,8 +1042,11 @@ class ScreeningWorkflow:
 
     def _refuse_when_reopened_for_excuse(self, what: str) -> None:
         if self._reopened_for_excuse():
-            raise ApplicationError(f"the make-up period of screening {self.state.screening_id} is over "
-                                   f"({self.state.status}); {what} is no longer taken, only an excuse", type=CONFLICT)
+            raise ApplicationError(
+                f"the make-up period of screening {self.state.screening_id} is over "
+                f"({self.state.status}); {what} is no longer taken, only an excuse",
+                type=CONFLICT,
+            )
 
     def _event(self, what: str, actor: str = "system", detail: str = "") -> None:
         self.state.events.append(ScreeningEvent(workflow.now().isoformat(), what, actor or "system", detail))
@@ -881,5 +1059,8 @@ class ScreeningWorkflow:
 
 
 def _methods(report: LabReport) -> list[AnalyteMethod]:
-    return [AnalyteMethod(a.code, a.analyte, a.method, a.method_basis, a.method_note)
-            for a in report.analytes if a.method_basis is not None]
+    return [
+        AnalyteMethod(a.code, a.analyte, a.method, a.method_basis, a.method_note)
+        for a in report.analytes
+        if a.method_basis is not None
+    ]

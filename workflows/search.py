@@ -10,4 +10,3 @@ SITE = SearchAttributeKey.for_keyword("IopSite")
 DAY = SearchAttributeKey.for_datetime("IopDay")
 
 ALL = (PARTICIPANT_ID, STATUS, PHASE, SITE, DAY)
-

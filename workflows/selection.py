@@ -36,12 +36,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows.options import ActivityOptions
 
 POLICY = DeliveryPolicy()
-STEP: ActivityOptions = dict(start_to_close_timeout=timedelta(seconds=30),
-                            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1),
-                                                     maximum_interval=timedelta(minutes=1)))
-ATTEMPT: ActivityOptions = dict(start_to_close_timeout=timedelta(seconds=30),
-                                  retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2),
-                                                           maximum_interval=timedelta(minutes=2)))
+STEP: ActivityOptions = dict(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)),
+)
+ATTEMPT: ActivityOptions = dict(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=2)),
+)
 
 
 @workflow.defn(name="SelectionPeriodWorkflow")
@@ -62,7 +64,9 @@ class SelectionPeriodWorkflow:
             await asyncio.sleep(wait)  # a durable timer: a month is nothing to Temporal
         await workflow.execute_activity_method(
             SelectionActivities.reveal_selection_period,
-            RevealRequest(request.program, request.period, workflow.now().isoformat()), **STEP)
+            RevealRequest(request.program, request.period, workflow.now().isoformat()),
+            **STEP,
+        )
         self.state.status = "revealed"
         await self._notify(request, NoticeKind.REVEAL)
         # The period is over once every notice is settled (delivered, or failed after the whole retry schedule).
@@ -79,13 +83,19 @@ class SelectionPeriodWorkflow:
 
     async def _notify(self, request: SelectionPeriodInput, kind: str) -> None:
         planned = await workflow.execute_activity_method(
-            SelectionActivities.plan_selection_notices, NoticePlan(request.program, request.period, kind), **STEP)
+            SelectionActivities.plan_selection_notices, NoticePlan(request.program, request.period, kind), **STEP
+        )
         for notice_id in planned:
             try:
-                self.deliveries.append(await workflow.start_child_workflow(
-                    SelectionNoticeWorkflow.run, notice_id, id=selection_notice_workflow_id(notice_id),
-                    # Deliveries retry for days, whatever happens to the period's workflow meanwhile.
-                    parent_close_policy=ParentClosePolicy.ABANDON))
+                self.deliveries.append(
+                    await workflow.start_child_workflow(
+                        SelectionNoticeWorkflow.run,
+                        notice_id,
+                        id=selection_notice_workflow_id(notice_id),
+                        # Deliveries retry for days, whatever happens to the period's workflow meanwhile.
+                        parent_close_policy=ParentClosePolicy.ABANDON,
+                    )
+                )
             except WorkflowAlreadyStartedError:
                 pass  # planned and started before
             self.state.notices.append(notice_id)
@@ -101,8 +111,9 @@ class SelectionNoticeWorkflow:
     async def run(self, notice_id: str) -> str:
         retries = 0
         while True:
-            result = await workflow.execute_activity_method(SelectionActivities.attempt_selection_notice, notice_id,
-                                                            **ATTEMPT)
+            result = await workflow.execute_activity_method(
+                SelectionActivities.attempt_selection_notice, notice_id, **ATTEMPT
+            )
             self.attempts += 1
             self.last = result
             if result.kind != "retry":
@@ -110,8 +121,9 @@ class SelectionNoticeWorkflow:
             delay = retry_delay(POLICY, retries, Decision(result.kind, result.delay_s, result.reason))
             if delay is None:
                 reason = f"no delivery after {self.attempts} attempts over the whole retry schedule"
-                await workflow.execute_activity_method(SelectionActivities.settle_selection_notice,
-                                                       args=[notice_id, "failed", reason], **STEP)
+                await workflow.execute_activity_method(
+                    SelectionActivities.settle_selection_notice, args=[notice_id, "failed", reason], **STEP
+                )
                 return "failed"
             retries += 1
             await asyncio.sleep(delay)

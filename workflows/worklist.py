@@ -20,8 +20,10 @@ with workflow.unsafe.imports_passed_through():
     from domain.worklist import shortest_first_escalation
     from workflows.options import ActivityOptions
 
-PASS: ActivityOptions = dict(start_to_close_timeout=timedelta(minutes=2),
-            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=5)))
+PASS: ActivityOptions = dict(
+    start_to_close_timeout=timedelta(minutes=2),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=5)),
+)
 PASSES_PER_RUN = 200
 
 
@@ -56,7 +58,8 @@ class WorklistWorkflow:
             now = workflow.now()
             self._woken = False
             report = await workflow.execute_activity_method(
-                WorklistActivities.escalate_due, EscalationPass(now.isoformat(), backfill), **PASS)
+                WorklistActivities.escalate_due, EscalationPass(now.isoformat(), backfill), **PASS
+            )
             backfill = False
             self.passes += 1
             if self.passes >= PASSES_PER_RUN or workflow.info().is_continue_as_new_suggested():

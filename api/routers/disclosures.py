@@ -52,8 +52,10 @@ Reader = Annotated[Actor, Depends(require("admin", "staff", "clinician", "audito
 
 Category = DisclosureCategory
 Subscription = NoticeSubscription
-NOTICES_DESCRIPTION = ("Notices it subscribes to, none about any participant: selection-commitments = each random-"
-                       "selection period's commitment when it opens and its seed once revealed (signed like reports)")
+NOTICES_DESCRIPTION = (
+    "Notices it subscribes to, none about any participant: selection-commitments = each random-"
+    "selection period's commitment when it opens and its seed once revealed (signed like reports)"
+)
 
 
 # --- recipients -----------------------------------------------------------------------------
@@ -62,24 +64,41 @@ NOTICES_DESCRIPTION = ("Notices it subscribes to, none about any participant: se
 class RecipientIn(RequestModel):
     """Someone who may receive reports under a consent (a court, probation, an employer ...)."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "name": "County Drug Court, Part 3", "kind": "court", "delivery": "webhook",
-        "url": "https://court.example.org/iop-webhooks", "case_number_system": "county-drug-court",
-        "categories": [DisclosureCategory.SCREENING_RESULTS, DisclosureCategory.MISSED_TESTS,
-                       DisclosureCategory.PROGRAM_STATUS],
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "County Drug Court, Part 3",
+                    "kind": "court",
+                    "delivery": "webhook",
+                    "url": "https://court.example.org/iop-webhooks",
+                    "case_number_system": "county-drug-court",
+                    "categories": [
+                        DisclosureCategory.SCREENING_RESULTS,
+                        DisclosureCategory.MISSED_TESTS,
+                        DisclosureCategory.PROGRAM_STATUS,
+                    ],
+                }
+            ]
+        }
+    )
 
     name: str = Field(min_length=1, max_length=200, description="E.g. 'Cook County Drug Court, Part 3'")
     kind: RecipientKind = Field(description="What kind of recipient (see the enumeration)")
     delivery: DeliveryMethod = Field(description="webhook (signed, Standard Webhooks) or email")
     url: str | None = Field(default=None, max_length=500, description="HTTPS endpoint for signed webhooks")
     email: str | None = Field(default=None, max_length=254, description="Email address, for delivery=email")
-    case_number_system: str | None = Field(default=None, max_length=80,
-                                           description="Participants with a case number in this system are linked")
-    categories: list[Category] = Field(default_factory=list, max_length=len(CATEGORIES),
-                                       description="Which events this recipient wants (under consent)")
-    notices: list[Subscription] = Field(default_factory=list, max_length=len(NOTICE_SUBSCRIPTIONS),
-                                        description=NOTICES_DESCRIPTION)
+    case_number_system: str | None = Field(
+        default=None, max_length=80, description="Participants with a case number in this system are linked"
+    )
+    categories: list[Category] = Field(
+        default_factory=list,
+        max_length=len(CATEGORIES),
+        description="Which events this recipient wants (under consent)",
+    )
+    notices: list[Subscription] = Field(
+        default_factory=list, max_length=len(NOTICE_SUBSCRIPTIONS), description=NOTICES_DESCRIPTION
+    )
 
     @model_validator(mode="after")
     def _where_to(self) -> RecipientIn:
@@ -116,11 +135,13 @@ class RecipientCreated(RecipientPublic):
 
 
 def _check_url(url: str, settings) -> None:
-    problem = recipient_url_problem(url, production=settings.env == "production",
-                                    allow_private=settings.allow_private_recipients)
+    problem = recipient_url_problem(
+        url, production=settings.env == "production", allow_private=settings.allow_private_recipients
+    )
     if problem:
-        raise ProblemError(422, f"The recipient url is refused: {problem}.",
-                           errors=[FieldError(field="body.url", message=problem)])
+        raise ProblemError(
+            422, f"The recipient url is refused: {problem}.", errors=[FieldError(field="body.url", message=problem)]
+        )
 
 
 @router.post("/recipients", status_code=201, response_model=RecipientCreated, responses=responses(401, 403, 422))
@@ -133,22 +154,25 @@ def create_recipient(body: RecipientIn, actor: Admin, session: SessionDep, servi
         secret = new_webhook_secret(secrets.token_bytes(32))
     # Sealed with the payload keys the worker holds too, so it can sign.
     keys = encryption_codec(services.temporal.data_converter).keys
-    row = Recipient(id="r-" + secrets.token_hex(4), **body.model_dump(),
-                    secret_sealed=seal_text(keys, secret) if secret else None)
+    row = Recipient(
+        id="r-" + secrets.token_hex(4), **body.model_dump(), secret_sealed=seal_text(keys, secret) if secret else None
+    )
     session.add(row)
     session.commit()
-    return RecipientCreated(**RecipientPublic.model_validate(row, from_attributes=True).model_dump(),
-                            signing_secret=secret)
+    return RecipientCreated(
+        **RecipientPublic.model_validate(row, from_attributes=True).model_dump(), signing_secret=secret
+    )
 
 
 @router.get("/recipients", response_model=Page[RecipientPublic], responses=responses(401, 403, 422))
-def list_recipients(actor: Reader, session: SessionDep, pages: PagingDep,
-                    q: Annotated[str | None, Query(max_length=100, description="Part of the recipient's name, any "
-                                                                               "case")] = None,
-                    kind: Annotated[str | None, Query(max_length=16, description="Only this kind of recipient")]
-                    = None,
-                    status: Annotated[str | None, Query(max_length=16, description="active or disabled")] = None,
-                    ) -> Page[RecipientPublic]:
+def list_recipients(
+    actor: Reader,
+    session: SessionDep,
+    pages: PagingDep,
+    q: Annotated[str | None, Query(max_length=100, description="Part of the recipient's name, any case")] = None,
+    kind: Annotated[str | None, Query(max_length=16, description="Only this kind of recipient")] = None,
+    status: Annotated[str | None, Query(max_length=16, description="active or disabled")] = None,
+) -> Page[RecipientPublic]:
     """Every recipient, by name, with its delivery status."""
     query = select(Recipient)
     if q and q.strip():
@@ -158,8 +182,12 @@ def list_recipients(actor: Reader, session: SessionDep, pages: PagingDep,
         query = query.where(Recipient.kind == kind)
     if status:
         query = query.where(Recipient.status == status)
-    return pages.rows(session, query, (col(Recipient.name), col(Recipient.id)),
-                      lambda row: RecipientPublic.model_validate(row, from_attributes=True))
+    return pages.rows(
+        session,
+        query,
+        (col(Recipient.name), col(Recipient.id)),
+        lambda row: RecipientPublic.model_validate(row, from_attributes=True),
+    )
 
 
 @router.post("/recipients/{recipient_id}/enable", response_model=RecipientPublic, responses=responses(401, 403, 404))
@@ -182,8 +210,12 @@ class NoticesIn(RequestModel):
     notices: list[Subscription] = Field(max_length=len(NOTICE_SUBSCRIPTIONS), description=NOTICES_DESCRIPTION)
 
 
-@router.put("/recipients/{recipient_id}/notices", response_model=RecipientPublic,
-            responses=responses(401, 403, 404), summary="Subscribe a recipient to notices, or unsubscribe it")
+@router.put(
+    "/recipients/{recipient_id}/notices",
+    response_model=RecipientPublic,
+    responses=responses(401, 403, 404),
+    summary="Subscribe a recipient to notices, or unsubscribe it",
+)
 def set_recipient_notices(recipient_id: str, body: NoticesIn, actor: Admin, session: SessionDep) -> RecipientPublic:
     """E.g. a court that wants each selection period's commitment as it opens and its seed once revealed. Notices
     already on their way still go; an unsubscribed recipient is sent no new one."""
@@ -202,33 +234,46 @@ def set_recipient_notices(recipient_id: str, body: NoticesIn, actor: Admin, sess
 class ConsentIn(RequestModel):
     """A written consent to disclose (42 CFR 2.31)."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "recipient_id": "r-8c2f4d1e",
-        "categories": [DisclosureCategory.SCREENING_RESULTS, DisclosureCategory.MISSED_TESTS],
-        "purpose": "Monitoring compliance with the drug court's conditions", "disclosing_program": "North IOP",
-        "signer": "The participant", "signed_at": "2026-12-01T10:00:00-05:00", "signature_method": "electronic",
-        "expires_on_event": "final-disposition", "criminal_justice": True,
-        "revocable_after_event": "final-disposition",
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "recipient_id": "r-8c2f4d1e",
+                    "categories": [DisclosureCategory.SCREENING_RESULTS, DisclosureCategory.MISSED_TESTS],
+                    "purpose": "Monitoring compliance with the drug court's conditions",
+                    "disclosing_program": "North IOP",
+                    "signer": "The participant",
+                    "signed_at": "2026-12-01T10:00:00-05:00",
+                    "signature_method": "electronic",
+                    "expires_on_event": "final-disposition",
+                    "criminal_justice": True,
+                    "revocable_after_event": "final-disposition",
+                }
+            ]
+        }
+    )
 
     recipient_id: str = Field(description="To whom")
-    categories: list[Category] = Field(min_length=1, max_length=len(CATEGORIES),
-                                       description="What information, specifically")
+    categories: list[Category] = Field(
+        min_length=1, max_length=len(CATEGORIES), description="What information, specifically"
+    )
     purpose: str = Field(min_length=1, max_length=500, description="The purpose of the disclosure")
     disclosing_program: str = Field(min_length=1, max_length=200, description="Who may disclose")
     signer: str = Field(min_length=1, max_length=200, description="The participant or their legal representative")
     signed_at: ConsentMoment = Field(description="When it was signed")
     signature_method: SignatureMethod = Field(description="wet-ink or electronic")
     effective_from: ConsentMoment | None = Field(default=None, description="Defaults to signed_at")
-    expires_at: ConsentMoment | None = Field(default=None,
-                                             description="When it expires (give this or expires_on_event)")
-    expires_on_event: ConsentEvent | None = Field(
-        default=None, description="The event on which it expires")
+    expires_at: ConsentMoment | None = Field(
+        default=None, description="When it expires (give this or expires_on_event)"
+    )
+    expires_on_event: ConsentEvent | None = Field(default=None, description="The event on which it expires")
     criminal_justice: bool = Field(default=False, description="A 42 CFR 2.35 consent")
-    revocable_after: ConsentMoment | None = Field(default=None,
-                                                  description="For a criminal-justice consent: when it may be revoked")
+    revocable_after: ConsentMoment | None = Field(
+        default=None, description="For a criminal-justice consent: when it may be revoked"
+    )
     revocable_after_event: ConsentEvent | None = Field(
-        default=None, description="For a criminal-justice consent: the event after which it may be revoked")
+        default=None, description="For a criminal-justice consent: the event after which it may be revoked"
+    )
 
 
 class ConsentPublic(BaseModel):
@@ -259,8 +304,12 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat()
 
 
-@router.post("/participants/{participant_id}/consents", status_code=201, response_model=ConsentPublic,
-             responses=responses(401, 403, 404, 422))
+@router.post(
+    "/participants/{participant_id}/consents",
+    status_code=201,
+    response_model=ConsentPublic,
+    responses=responses(401, 403, 404, 422),
+)
 def add_consent(participant_id: str, body: ConsentIn, actor: ConsentTaker, session: SessionDep) -> ConsentPublic:
     """Records a participant's written consent to disclose to a recipient (42 CFR 2.31); nothing is disclosed
     without one in force."""
@@ -270,56 +319,89 @@ def add_consent(participant_id: str, body: ConsentIn, actor: ConsentTaker, sessi
         raise ProblemError(422, f"No recipient has the id {body.recipient_id!r}; an administrator adds it first.")
     consent_id = "c-" + secrets.token_hex(4)
     try:
-        consent = consent_from_dict({
-            "consent_id": consent_id, "participant_id": participant_id, "recipient_id": recipient.id,
-            "recipient_kind": recipient.kind, "categories": list(body.categories), "purpose": body.purpose,
-            "disclosing_program": body.disclosing_program, "signer": body.signer, "signed_at": _iso(body.signed_at),
-            "signature_method": body.signature_method,
-            "effective_from": _iso(body.effective_from) or _iso(body.signed_at), "expires_at": _iso(body.expires_at),
-            "expires_on_event": body.expires_on_event, "criminal_justice": body.criminal_justice,
-            "revocable_after": _iso(body.revocable_after), "revocable_after_event": body.revocable_after_event,
-            "revoked_at": None, "revocation_reason": None, "events_occurred": [],
-        })
+        consent = consent_from_dict(
+            {
+                "consent_id": consent_id,
+                "participant_id": participant_id,
+                "recipient_id": recipient.id,
+                "recipient_kind": recipient.kind,
+                "categories": list(body.categories),
+                "purpose": body.purpose,
+                "disclosing_program": body.disclosing_program,
+                "signer": body.signer,
+                "signed_at": _iso(body.signed_at),
+                "signature_method": body.signature_method,
+                "effective_from": _iso(body.effective_from) or _iso(body.signed_at),
+                "expires_at": _iso(body.expires_at),
+                "expires_on_event": body.expires_on_event,
+                "criminal_justice": body.criminal_justice,
+                "revocable_after": _iso(body.revocable_after),
+                "revocable_after_event": body.revocable_after_event,
+                "revoked_at": None,
+                "revocation_reason": None,
+                "events_occurred": [],
+            }
+        )
     except (ConsentError, ValueError) as exc:
         raise ProblemError(422, f"The consent is not complete: {getattr(exc, 'reason', exc)}") from exc
-    row = ConsentRecord(id=consent_id, participant_id=participant_id, recipient_id=recipient.id,
-                        consent=consent_to_dict(consent), created_by=actor.token_id)
+    row = ConsentRecord(
+        id=consent_id,
+        participant_id=participant_id,
+        recipient_id=recipient.id,
+        consent=consent_to_dict(consent),
+        created_by=actor.token_id,
+    )
     session.add(row)
     session.commit()
     return ConsentPublic.model_validate(row, from_attributes=True)
 
 
-@router.get("/participants/{participant_id}/consents", response_model=Page[ConsentPublic],
-            responses=responses(401, 403, 404, 422))
-def list_consents(participant_id: str, actor: Reader, session: SessionDep, pages: PagingDep,
-                  recipient_id: Annotated[str | None, Query(max_length=40, description="Only consents to this "
-                                                                                       "recipient")] = None,
-                  revoked: Annotated[bool | None, Query(description="true: only revoked consents; false: only those "
-                                                                    "not revoked")] = None,
-                  ) -> Page[ConsentPublic]:
+@router.get(
+    "/participants/{participant_id}/consents",
+    response_model=Page[ConsentPublic],
+    responses=responses(401, 403, 404, 422),
+)
+def list_consents(
+    participant_id: str,
+    actor: Reader,
+    session: SessionDep,
+    pages: PagingDep,
+    recipient_id: Annotated[str | None, Query(max_length=40, description="Only consents to this recipient")] = None,
+    revoked: Annotated[
+        bool | None, Query(description="true: only revoked consents; false: only those not revoked")
+    ] = None,
+) -> Page[ConsentPublic]:
     """Every consent of one participant, oldest first, revoked ones included."""
     participant_or_404(session, participant_id)
     query = select(ConsentRecord).where(ConsentRecord.participant_id == participant_id)
     if recipient_id:
         query = query.where(ConsentRecord.recipient_id == recipient_id)
     if revoked is not None:
-        query = query.where(col(ConsentRecord.revoked_at).is_not(None) if revoked
-                            else col(ConsentRecord.revoked_at).is_(None))
-    return pages.rows(session, query, (col(ConsentRecord.created_at), col(ConsentRecord.id)),
-                      lambda row: ConsentPublic.model_validate(row, from_attributes=True))
+        query = query.where(
+            col(ConsentRecord.revoked_at).is_not(None) if revoked else col(ConsentRecord.revoked_at).is_(None)
+        )
+    return pages.rows(
+        session,
+        query,
+        (col(ConsentRecord.created_at), col(ConsentRecord.id)),
+        lambda row: ConsentPublic.model_validate(row, from_attributes=True),
+    )
 
 
-@router.post("/consents/{consent_id}/revoke", response_model=ConsentPublic,
-             responses=responses(401, 403, 404, 409, 422, 503))
-async def revoke_consent(consent_id: str, body: RevokeIn, actor: ConsentTaker, session: SessionDep,
-                         services: ServicesDep) -> ConsentPublic:
+@router.post(
+    "/consents/{consent_id}/revoke", response_model=ConsentPublic, responses=responses(401, 403, 404, 409, 422, 503)
+)
+async def revoke_consent(
+    consent_id: str, body: RevokeIn, actor: ConsentTaker, session: SessionDep, services: ServicesDep
+) -> ConsentPublic:
     """Revokes a consent from now on; a criminal-justice consent (42 CFR 2.35) only once it may be revoked."""
     row, in_flight = await run_in_threadpool(_revoke, session, consent_id, body.reason)
     # Deliveries waiting to retry stop now; any attempt would find no consent anyway.
     for disclosure_id in in_flight:
         try:
             await services.temporal.get_workflow_handle(disclosure_workflow_id(disclosure_id)).signal(
-                DisclosureWorkflow.cancel, f"consent {consent_id} revoked: {body.reason}")
+                DisclosureWorkflow.cancel, f"consent {consent_id} revoked: {body.reason}"
+            )
         except Exception:  # noqa: BLE001 - a delivery that has just finished cannot be cancelled
             pass
     return ConsentPublic.model_validate(row, from_attributes=True)
@@ -338,9 +420,13 @@ def _revoke(session: Session, consent_id: str, reason: str) -> tuple[ConsentReco
     row.revoked_at = utcnow()
     session.add(row)
     session.commit()
-    in_flight = session.exec(select(Disclosure.id).where(
-        Disclosure.participant_id == row.participant_id, Disclosure.recipient_id == row.recipient_id,
-        col(Disclosure.status).in_((DisclosureStatus.PENDING, DisclosureStatus.RETRYING)))).all()
+    in_flight = session.exec(
+        select(Disclosure.id).where(
+            Disclosure.participant_id == row.participant_id,
+            Disclosure.recipient_id == row.recipient_id,
+            col(Disclosure.status).in_((DisclosureStatus.PENDING, DisclosureStatus.RETRYING)),
+        )
+    ).all()
     done_reading(session)
     return row, list(in_flight)
 
@@ -353,20 +439,37 @@ CASE_EVENT_KINDS = (FINAL_DISPOSITION, SUPERVISION_ENDED, EMPLOYMENT_ENDED)
 class CaseEventIn(RequestModel):
     """Something that happened in the participant's case that consents may end at or become revocable at."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "kind": "final-disposition", "occurred_at": "2026-12-01T11:30:00-05:00", "case_system": "county-drug-court",
-        "note": "Case dismissed on successful completion; order on file",
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "final-disposition",
+                    "occurred_at": "2026-12-01T11:30:00-05:00",
+                    "case_system": "county-drug-court",
+                    "note": "Case dismissed on successful completion; order on file",
+                }
+            ]
+        }
+    )
 
-    kind: Literal[ConsentEvent.FINAL_DISPOSITION, ConsentEvent.SUPERVISION_ENDED,
-                  ConsentEvent.EMPLOYMENT_ENDED] = Field(
-        description="final-disposition (of the criminal case), supervision-ended (probation, parole, pretrial) or "
-                    "employment-ended")
-    occurred_at: ConsentMoment | None = Field(default=None, description="When it happened (not in the future); "
-                                                                        "defaults to now")
-    case_system: str | None = Field(default=None, min_length=1, max_length=80, description=(
-        "The case-number system of the case it happened in (one of the participant's case numbers): only the "
-        "consents of recipients in that system are told. Omitted: every consent of the participant is told."))
+    kind: Literal[ConsentEvent.FINAL_DISPOSITION, ConsentEvent.SUPERVISION_ENDED, ConsentEvent.EMPLOYMENT_ENDED] = (
+        Field(
+            description="final-disposition (of the criminal case), supervision-ended (probation, parole, pretrial) or "
+            "employment-ended"
+        )
+    )
+    occurred_at: ConsentMoment | None = Field(
+        default=None, description="When it happened (not in the future); defaults to now"
+    )
+    case_system: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=80,
+        description=(
+            "The case-number system of the case it happened in (one of the participant's case numbers): only the "
+            "consents of recipients in that system are told. Omitted: every consent of the participant is told."
+        ),
+    )
     note: str | None = Field(default=None, max_length=500, description="What the record shows, e.g. the order")
 
 
@@ -379,8 +482,10 @@ class CaseEventPublic(BaseModel):
     case_system: str | None = Field(description="The case-number system of the case; null: every consent")
     occurred_at: datetime = Field(description="When it happened (UTC)")
     note: str | None = Field(description="What the record shows")
-    consents: list[str] = Field(description="The consents it was recorded on: those that end at this event stop "
-                                            "covering from occurred_at, criminal-justice ones become revocable")
+    consents: list[str] = Field(
+        description="The consents it was recorded on: those that end at this event stop "
+        "covering from occurred_at, criminal-justice ones become revocable"
+    )
     recorded_by: str = Field(description="The token that recorded it")
     created_at: datetime = Field(description="When it was recorded")
 
@@ -389,9 +494,17 @@ def _case_event_public(row: CaseEvent) -> CaseEventPublic:
     def aware(moment: datetime) -> datetime:
         return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
-    return CaseEventPublic(id=row.id, participant_id=row.participant_id, kind=row.kind, case_system=row.case_system,
-                           occurred_at=aware(row.occurred_at), note=row.note, consents=list(row.consents),
-                           recorded_by=row.recorded_by, created_at=aware(row.created_at))
+    return CaseEventPublic(
+        id=row.id,
+        participant_id=row.participant_id,
+        kind=row.kind,
+        case_system=row.case_system,
+        occurred_at=aware(row.occurred_at),
+        note=row.note,
+        consents=list(row.consents),
+        recorded_by=row.recorded_by,
+        created_at=aware(row.created_at),
+    )
 
 
 def _record_case_event(session: Session, participant_id: str, body: CaseEventIn, actor: str) -> CaseEvent:
@@ -405,8 +518,11 @@ def _record_case_event(session: Session, participant_id: str, body: CaseEventIn,
     systems = {c.get("system") for c in participant.case_numbers}
     if body.case_system is not None and body.case_system not in systems:
         known = ", ".join(sorted(s for s in systems if s)) or "none"
-        raise ProblemError(422, f"The participant has no case number in system {body.case_system!r} (theirs: "
-                                f"{known}); give one of those, or leave case_system out to tell every consent.")
+        raise ProblemError(
+            422,
+            f"The participant has no case number in system {body.case_system!r} (theirs: "
+            f"{known}); give one of those, or leave case_system out to tell every consent.",
+        )
     query = select(ConsentRecord).where(ConsentRecord.participant_id == participant_id)
     if body.case_system is not None:
         in_system = select(Recipient.id).where(Recipient.case_number_system == body.case_system)
@@ -417,20 +533,32 @@ def _record_case_event(session: Session, participant_id: str, body: CaseEventIn,
         row.consent = consent_to_dict(record_event(consent_from_dict(row.consent), body.kind, occurred.isoformat()))
         session.add(row)
         told.append(row.id)
-    event = CaseEvent(id="ce-" + secrets.token_hex(5), participant_id=participant_id, kind=body.kind,
-                      case_system=body.case_system, occurred_at=occurred.astimezone(UTC),
-                      note=(body.note or "").strip() or None, consents=told, recorded_by=actor)
+    event = CaseEvent(
+        id="ce-" + secrets.token_hex(5),
+        participant_id=participant_id,
+        kind=body.kind,
+        case_system=body.case_system,
+        occurred_at=occurred.astimezone(UTC),
+        note=(body.note or "").strip() or None,
+        consents=told,
+        recorded_by=actor,
+    )
     session.add(event)
     session.commit()
     done_reading(session)
     return event
 
 
-@router.post("/participants/{participant_id}/case-events", status_code=201, response_model=CaseEventPublic,
-             responses=responses(401, 403, 404, 422), summary="Record a final disposition, end of supervision or "
-                                                               "end of employment")
-def record_case_event(participant_id: str, body: CaseEventIn, actor: CaseRecorder, session: SessionDep,
-                      request: Request) -> CaseEventPublic:
+@router.post(
+    "/participants/{participant_id}/case-events",
+    status_code=201,
+    response_model=CaseEventPublic,
+    responses=responses(401, 403, 404, 422),
+    summary="Record a final disposition, end of supervision or end of employment",
+)
+def record_case_event(
+    participant_id: str, body: CaseEventIn, actor: CaseRecorder, session: SessionDep, request: Request
+) -> CaseEventPublic:
     """Records an event in the participant's case on their consents (42 CFR 2.31(a)(6): a consent may end at an
     event; 2.35(d): a criminal-justice consent becomes revocable no later than final disposition). From occurred_at
     a consent that ends at this event covers nothing more: any report after it is blocked at sending, with the
@@ -440,14 +568,22 @@ def record_case_event(participant_id: str, body: CaseEventIn, actor: CaseRecorde
     return _case_event_public(row)
 
 
-@router.get("/participants/{participant_id}/case-events", response_model=Page[CaseEventPublic],
-            responses=responses(401, 403, 404, 422))
-def list_case_events(participant_id: str, actor: Reader, session: SessionDep,
-                     pages: PagingDep) -> Page[CaseEventPublic]:
+@router.get(
+    "/participants/{participant_id}/case-events",
+    response_model=Page[CaseEventPublic],
+    responses=responses(401, 403, 404, 422),
+)
+def list_case_events(
+    participant_id: str, actor: Reader, session: SessionDep, pages: PagingDep
+) -> Page[CaseEventPublic]:
     """Every case event recorded for the participant, oldest first."""
     participant_or_404(session, participant_id)
-    return pages.rows(session, select(CaseEvent).where(CaseEvent.participant_id == participant_id),
-                      [col(CaseEvent.occurred_at), col(CaseEvent.id)], _case_event_public)
+    return pages.rows(
+        session,
+        select(CaseEvent).where(CaseEvent.participant_id == participant_id),
+        [col(CaseEvent.occurred_at), col(CaseEvent.id)],
+        _case_event_public,
+    )
 
 
 # --- the accounting of disclosures ----------------------------------------------------------
@@ -473,8 +609,12 @@ class DisclosurePublic(BaseModel):
     updated_at: datetime = Field(description="When the record last changed")
 
 
-@router.get("/disclosures", response_model=Page[DisclosurePublic], responses=responses(401, 403, 422),
-            summary="Who got what, when, under which consent - or why it was blocked")
+@router.get(
+    "/disclosures",
+    response_model=Page[DisclosurePublic],
+    responses=responses(401, 403, 422),
+    summary="Who got what, when, under which consent - or why it was blocked",
+)
 def list_disclosures(
     actor: Reader,
     session: SessionDep,
@@ -482,18 +622,27 @@ def list_disclosures(
     pages: PagingDep,
     participant_id: Annotated[str | None, Query(max_length=40, description="Only this participant's")] = None,
     recipient_id: Annotated[str | None, Query(max_length=40, description="Only to this recipient")] = None,
-    status: Annotated[str | None, Query(max_length=16, description="pending, delivered, retrying, failed, blocked "
-                                                                   "or cancelled")] = None,
+    status: Annotated[
+        str | None, Query(max_length=16, description="pending, delivered, retrying, failed, blocked or cancelled")
+    ] = None,
     category: Annotated[str | None, Query(max_length=40, description="Only reports of this category")] = None,
 ) -> Page[DisclosurePublic]:
     """The accounting of disclosures (42 CFR 2.24): what was disclosed to whom and when, under which consent, or why
     it was withheld."""
     query = select(Disclosure)
-    for column, value in ((Disclosure.participant_id, participant_id), (Disclosure.recipient_id, recipient_id),
-                          (Disclosure.status, status), (Disclosure.category, category)):
+    for column, value in (
+        (Disclosure.participant_id, participant_id),
+        (Disclosure.recipient_id, recipient_id),
+        (Disclosure.status, status),
+        (Disclosure.category, category),
+    ):
         if value:
             query = query.where(column == value)
-    page = pages.rows(session, query, (col(Disclosure.created_at).desc(), col(Disclosure.id)),
-                      lambda row: DisclosurePublic.model_validate(row, from_attributes=True))
+    page = pages.rows(
+        session,
+        query,
+        (col(Disclosure.created_at).desc(), col(Disclosure.id)),
+        lambda row: DisclosurePublic.model_validate(row, from_attributes=True),
+    )
     shown.extend(d.participant_id for d in page.items if d.participant_id)
     return page

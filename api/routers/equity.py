@@ -41,13 +41,25 @@ SANCTION_CATEGORIES = (DisclosureCategory.MISSED_TESTS, DisclosureCategory.REFUS
 class DemographicsBody(RequestModel):
     """A participant's answers for the equity report, given with their consent."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "consented": True, "race": "declined", "ethnicity": "not-hispanic-or-latino", "sex": "female",
-        "age_band": "35-44", "payer": "medicaid",
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "consented": True,
+                    "race": "declined",
+                    "ethnicity": "not-hispanic-or-latino",
+                    "sex": "female",
+                    "age_band": "35-44",
+                    "payer": "medicaid",
+                }
+            ]
+        }
+    )
 
-    consented: bool = Field(description="The participant agreed to give these answers for the equity report. "
-                                        "false withdraws: every answer is erased.")
+    consented: bool = Field(
+        description="The participant agreed to give these answers for the equity report. "
+        "false withdraws: every answer is erased."
+    )
     race: Race | None = Field(default=None, description="As the participant answered (OMB categories)")
     ethnicity: Ethnicity | None = Field(default=None, description="As the participant answered (OMB categories)")
     sex: Sex | None = Field(default=None, description="As the participant answered")
@@ -139,21 +151,29 @@ class DemographicsPublic(BaseModel):
 ANSWERS = ("race", "ethnicity", "sex", "age_band", "payer")
 
 
-@router.put("/participants/{participant_id}/demographics", response_model=DemographicsPublic,
-            responses=responses(401, 403, 404, 422),
-            summary="Record (or withdraw) the participant's optional demographic answers, given with consent")
-def put_demographics(participant_id: str, body: DemographicsBody, actor: Recorder,
-                     session: SessionDep) -> DemographicsPublic:
+@router.put(
+    "/participants/{participant_id}/demographics",
+    response_model=DemographicsPublic,
+    responses=responses(401, 403, 404, 422),
+    summary="Record (or withdraw) the participant's optional demographic answers, given with consent",
+)
+def put_demographics(
+    participant_id: str, body: DemographicsBody, actor: Recorder, session: SessionDep
+) -> DemographicsPublic:
     """Records the participant's optional demographic answers for the equity report, given with their consent;
     consented=false withdraws and erases them."""
     if session.get(Participant, participant_id) is None:
         raise ProblemError(404, f"No participant has the id {participant_id!r}.")
     given = {name: getattr(body, name) for name in ANSWERS if getattr(body, name) is not None}
     if not body.consented and given:
-        raise ProblemError(422, "Demographic answers are kept only with the participant's consent: send "
-                                "consented=true with the answers, or consented=false alone to withdraw and erase them.")
+        raise ProblemError(
+            422,
+            "Demographic answers are kept only with the participant's consent: send "
+            "consented=true with the answers, or consented=false alone to withdraw and erase them.",
+        )
     row = session.get(ParticipantDemographics, participant_id) or ParticipantDemographics(
-        participant_id=participant_id, recorded_by=actor.token_id)
+        participant_id=participant_id, recorded_by=actor.token_id
+    )
     row.consented = body.consented
     for name in ANSWERS:
         setattr(row, name, str(given[name]) if name in given else None)
@@ -163,16 +183,22 @@ def put_demographics(participant_id: str, body: DemographicsBody, actor: Recorde
     return DemographicsPublic.model_validate(row, from_attributes=True)
 
 
-@router.get("/participants/{participant_id}/demographics", response_model=DemographicsPublic,
-            responses=responses(401, 403, 404), summary="The participant's optional demographic answers")
+@router.get(
+    "/participants/{participant_id}/demographics",
+    response_model=DemographicsPublic,
+    responses=responses(401, 403, 404),
+    summary="The participant's optional demographic answers",
+)
 def get_demographics(participant_id: str, actor: Recorder, session: SessionDep) -> DemographicsPublic:
     """The participant's optional demographic answers, if any."""
     row = session.get(ParticipantDemographics, participant_id)
     if row is None:
         if session.get(Participant, participant_id) is None:
             raise ProblemError(404, f"No participant has the id {participant_id!r}.")
-        raise ProblemError(404, "No demographic answers are recorded for this participant; PUT them (with "
-                                "consented=true) to record them.")
+        raise ProblemError(
+            404,
+            "No demographic answers are recorded for this participant; PUT them (with consented=true) to record them.",
+        )
     return DemographicsPublic.model_validate(row, from_attributes=True)
 
 
@@ -201,11 +227,11 @@ def _day(moment: datetime | None) -> date | None:
 def participant_months(session: Session, start: date, end: date, today: date) -> list[ParticipantMonth]:
     """Each participant enrolled at some point of the month, with what happened to them in it."""
     last = min(end, today)
-    people = session.exec(select(Participant).where(Participant.start_date <= end,
-                                                    Participant.status != "enrolling")).all()
+    people = session.exec(
+        select(Participant).where(Participant.start_date <= end, Participant.status != "enrolling")
+    ).all()
     people = [p for p in people if p.discharged_at is None or _day(p.discharged_at) >= start]
-    answers = {row.participant_id: row for row in session.exec(select(ParticipantDemographics)).all()
-               if row.consented}
+    answers = {row.participant_id: row for row in session.exec(select(ParticipantDemographics)).all() if row.consented}
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for draw in session.exec(select(SelectionDraw).where(SelectionDraw.day >= start, SelectionDraw.day <= end)).all():
         counts[draw.participant_id]["draw_days"] += 1
@@ -227,12 +253,14 @@ def participant_months(session: Session, start: date, end: date, today: date) ->
         c[f"{kind}_positive"] += int(outcome == "positive")
     since = datetime.combine(start, time.min)
     until = datetime.combine(end + timedelta(days=1), time.min)
-    delivered = session.exec(select(Disclosure).where(Disclosure.status == "delivered",
-                                                      col(Disclosure.delivered_at).is_not(None))).all()
+    delivered = session.exec(
+        select(Disclosure).where(Disclosure.status == "delivered", col(Disclosure.delivered_at).is_not(None))
+    ).all()
     for sent in delivered:
         assert sent.delivered_at is not None  # selected for it
-        moment = sent.delivered_at.astimezone(UTC).replace(tzinfo=None) if sent.delivered_at.tzinfo \
-            else sent.delivered_at
+        moment = (
+            sent.delivered_at.astimezone(UTC).replace(tzinfo=None) if sent.delivered_at.tzinfo else sent.delivered_at
+        )
         if not since <= moment < until:
             continue
         positive = sent.category == "screening-results" and (sent.facts or {}).get("outcome") == "positive"
@@ -245,9 +273,15 @@ def participant_months(session: Session, start: date, end: date, today: date) ->
         answer = answers.get(person.id)
         demographics = Demographics(**{name: getattr(answer, name) for name in ANSWERS}) if answer else Demographics()
         c = counts.get(person.id, {})
-        out.append(ParticipantMonth(participant_id=person.id, demographics=demographics,
-                                    days_enrolled=max(0, (stop - first).days + 1),
-                                    for_cause_days=len(for_cause_days.get(person.id, ())), **c))
+        out.append(
+            ParticipantMonth(
+                participant_id=person.id,
+                demographics=demographics,
+                days_enrolled=max(0, (stop - first).days + 1),
+                for_cause_days=len(for_cause_days.get(person.id, ())),
+                **c,
+            )
+        )
     return out
 
 
@@ -255,30 +289,53 @@ def build_report(session: Session, services: ServicesDep, period: str) -> Equity
     start, end = parse_period(period)
     settings = services.settings
     months = participant_months(session, start, end, datetime.now(UTC).date())
-    return equity_report(period, start, end, months, min_group_size=settings.equity_min_group_size,
-                         high=settings.equity_ratio_high, low=settings.equity_ratio_low)
+    return equity_report(
+        period,
+        start,
+        end,
+        months,
+        min_group_size=settings.equity_min_group_size,
+        high=settings.equity_ratio_high,
+        low=settings.equity_ratio_low,
+    )
 
 
-PeriodQuery = Annotated[str, Query(min_length=7, max_length=7, description="The month, as YYYY-MM",
-                                   examples=["2026-11"])]
+PeriodQuery = Annotated[
+    str, Query(min_length=7, max_length=7, description="The month, as YYYY-MM", examples=["2026-11"])
+]
 
 
-@router.get("/reports/equity", response_model=EquityReportPublic, responses=responses(401, 403),
-            summary="Testing, results and sanctions-relevant reports by demographic group, with intervals")
+@router.get(
+    "/reports/equity",
+    response_model=EquityReportPublic,
+    responses=responses(401, 403),
+    summary="Testing, results and sanctions-relevant reports by demographic group, with intervals",
+)
 def equity(period: PeriodQuery, actor: Reader, session: SessionDep, services: ServicesDep) -> EquityReportPublic:
     """Testing, results and sanctions-relevant rates by demographic group, each against everyone else, with
     confidence intervals; small groups are suppressed."""
     return EquityReportPublic.model_validate(build_report(session, services, period), from_attributes=True)
 
 
-@router.get("/reports/equity.pdf", response_class=Response, responses={
-    200: {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
-          "description": "The equity report as a PDF"}, **responses(401, 403)},
-    summary="The equity report as a PDF")
+@router.get(
+    "/reports/equity.pdf",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "The equity report as a PDF",
+        },
+        **responses(401, 403),
+    },
+    summary="The equity report as a PDF",
+)
 def equity_pdf(period: PeriodQuery, actor: Reader, session: SessionDep, services: ServicesDep) -> Response:
     """The equity report as a PDF."""
     from api.equity_pdf import render  # reportlab is loaded only when a PDF is asked for
 
     report = build_report(session, services, period)
-    return Response(render(report), media_type="application/pdf",
-                    headers={"Content-Disposition": f'attachment; filename="equity-{report.period}.pdf"'})
+    return Response(
+        render(report),
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="equity-{report.period}.pdf"'},
+    )

@@ -44,21 +44,44 @@ def export_facts(session: Session, participant: Participant, generated_at: datet
     screening_ids = [s.id for s in screenings]
     reports: dict[str, dict[str, dict]] = {}
     if screening_ids:
-        for row in session.exec(select(LabResult).where(col(LabResult.screening_id).in_(screening_ids),
-                                                        LabResult.state == "filed")).all():
+        for row in session.exec(
+            select(LabResult).where(col(LabResult.screening_id).in_(screening_ids), LabResult.state == "filed")
+        ).all():
             assert row.screening_id is not None  # selected by screening id
             reports.setdefault(row.screening_id, {})[row.id] = row.report
     orders = session.exec(select(MedicationOrderRecord).where(MedicationOrderRecord.participant_id == pid)).all()
     doses = session.exec(select(DispenseRow).where(DispenseRow.participant_id == pid)).all()
-    consents = session.exec(select(ConsentRecord, Recipient).where(ConsentRecord.participant_id == pid,
-                                                                   ConsentRecord.recipient_id == Recipient.id)).all()
+    consents = session.exec(
+        select(ConsentRecord, Recipient).where(
+            ConsentRecord.participant_id == pid, ConsentRecord.recipient_id == Recipient.id
+        )
+    ).all()
     return ExportFacts(
-        participant_id=pid, program=participant.program, generated_at=_iso(generated_at),
-        screenings=[ScreeningFacts(state=s.state or {"screening_id": s.id}, lab_reports=reports.get(s.id, {}))
-                    for s in screenings if s.state],
+        participant_id=pid,
+        program=participant.program,
+        generated_at=_iso(generated_at),
+        screenings=[
+            ScreeningFacts(state=s.state or {"screening_id": s.id}, lab_reports=reports.get(s.id, {}))
+            for s in screenings
+            if s.state
+        ],
         orders=[OrderFacts(o.id, o.status, o.order, _iso(o.created_at)) for o in orders],
-        doses=[DoseFacts(d.id, d.order_id, d.day.isoformat(), d.kind, d.dose, d.unit, d.take_home_count,
-                         d.covered_dates, d.lot, d.injection_site, _iso(d.recorded_at)) for d in doses],
+        doses=[
+            DoseFacts(
+                d.id,
+                d.order_id,
+                d.day.isoformat(),
+                d.kind,
+                d.dose,
+                d.unit,
+                d.take_home_count,
+                d.covered_dates,
+                d.lot,
+                d.injection_site,
+                _iso(d.recorded_at),
+            )
+            for d in doses
+        ],
         consents=[ConsentFacts(c.consent, r.name, _iso(c.revoked_at)) for c, r in consents],
     )
 
@@ -66,10 +89,14 @@ def export_facts(session: Session, participant: Participant, generated_at: datet
 @router.get(
     "/participants/{participant_id}/fhir",
     response_class=JSONResponse,
-    responses={200: {"content": {FHIR_JSON: {"schema": {"type": "object"}}},
-                     "description": "A FHIR R4 Bundle (type collection); every resource labelled R, 42CFRPart2, "
-                                    "NORDSCLCD in meta.security"},
-               **responses(401, 403, 404)},
+    responses={
+        200: {
+            "content": {FHIR_JSON: {"schema": {"type": "object"}}},
+            "description": "A FHIR R4 Bundle (type collection); every resource labelled R, 42CFRPart2, "
+            "NORDSCLCD in meta.security",
+        },
+        **responses(401, 403, 404),
+    },
     summary="The participant's record as a FHIR R4 Bundle with 42 CFR part 2 security labels",
 )
 def fhir_export(participant_id: str, actor: Clinical, session: SessionDep, request: Request) -> JSONResponse:

@@ -53,10 +53,20 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     if database == "ok" and temporal == "ok":
         return JSONResponse(Readiness(status="ready", database=database, temporal=temporal).model_dump())
     down = ", ".join(name for name, state in (("the database", database), ("Temporal", temporal)) if state != "ok")
-    body = NotReady(title="Service Unavailable", status=503, instance="/readyz", database=database, temporal=temporal,
-                    detail=f"Not ready: {down} cannot be reached. Retry in {RETRY_AFTER_SECONDS} seconds.")
-    return JSONResponse(body.model_dump(exclude_none=True), status_code=503, media_type=MEDIA_TYPE,
-                        headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    body = NotReady(
+        title="Service Unavailable",
+        status=503,
+        instance="/readyz",
+        database=database,
+        temporal=temporal,
+        detail=f"Not ready: {down} cannot be reached. Retry in {RETRY_AFTER_SECONDS} seconds.",
+    )
+    return JSONResponse(
+        body.model_dump(exclude_none=True),
+        status_code=503,
+        media_type=MEDIA_TYPE,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 def _database_ok(services: ServicesDep) -> str:

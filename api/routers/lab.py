@@ -59,15 +59,20 @@ Clinician = Annotated[Actor, Depends(require("admin", "clinician"))]
 
 HL7_TYPES = ("text/plain", "application/hl7-v2", "x-application/hl7-v2+er7")
 # One synthetic ORU^R01 (HL7 v2.5.1, segments ended by CR) for the API documentation.
-HL7_EXAMPLE = "\r".join([
-    "MSH|^~\\&|ACMELAB|ACME REFERENCE LAB|IOPW|NORTH|20261201143000||ORU^R01^ORU_R01|ACM-20261201-0042|P|2.5.1",
-    "PID|1||p-3f9a1c27b4^^^IOP^PI||Example^Jordan||19900412|F",
-    "ORC|RE|S-7Q2M9K|ACM-77001",
-    "OBR|1|S-7Q2M9K|ACM-77001|TOXU^Urine drug panel^L|||20261201093000|||||||20261201143000|||||||||||F",
-    "OBX|1|NM|3393-6^Benzoylecgonine^LN||12|ng/mL|<150|N|||F",
-    "OBX|2|NM|11235-9^Fentanyl^LN||0|ng/mL|<1|N|||F",
-    "SPM|1|S-7Q2M9K||UR^Urine^HL70487|||||||||||||20261201093000",
-]) + "\r"
+HL7_EXAMPLE = (
+    "\r".join(
+        [
+            "MSH|^~\\&|ACMELAB|ACME REFERENCE LAB|IOPW|NORTH|20261201143000||ORU^R01^ORU_R01|ACM-20261201-0042|P|2.5.1",
+            "PID|1||p-3f9a1c27b4^^^IOP^PI||Example^Jordan||19900412|F",
+            "ORC|RE|S-7Q2M9K|ACM-77001",
+            "OBR|1|S-7Q2M9K|ACM-77001|TOXU^Urine drug panel^L|||20261201093000|||||||20261201143000|||||||||||F",
+            "OBX|1|NM|3393-6^Benzoylecgonine^LN||12|ng/mL|<150|N|||F",
+            "OBX|2|NM|11235-9^Fentanyl^LN||0|ng/mL|<1|N|||F",
+            "SPM|1|S-7Q2M9K||UR^Urine^HL70487|||||||||||||20261201093000",
+        ]
+    )
+    + "\r"
+)
 
 
 def ingest(services: ServicesDep) -> LabIngest:
@@ -84,13 +89,23 @@ def _sender_of(actor: Actor) -> LabSender:
 @router.post(
     "/lab/hl7",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}, "description": "HL7 ACK(s), one per message: MSA AA, AE or AR "
-                                                                  "with ERR segments saying why"},
-               **responses(401, 403, 413)},
+    responses={
+        200: {
+            "content": {"text/plain": {}},
+            "description": "HL7 ACK(s), one per message: MSA AA, AE or AR with ERR segments saying why",
+        },
+        **responses(401, 403, 413),
+    },
     # The example under text/plain only: the media types are alike, and test clients serialize text/plain.
-    openapi_extra={"requestBody": {"required": True, "content": {
-        t: {"schema": {"type": "string"}, **({"example": HL7_EXAMPLE} if t == "text/plain" else {})}
-        for t in HL7_TYPES}}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                t: {"schema": {"type": "string"}, **({"example": HL7_EXAMPLE} if t == "text/plain" else {})}
+                for t in HL7_TYPES
+            },
+        }
+    },
     summary="Receive HL7 v2 ORU^R01 result message(s); answers with HL7 ACKs",
 )
 async def receive_hl7(request: Request, actor: Lab, services: ServicesDep) -> Response:
@@ -116,35 +131,55 @@ class JsonAnalyte(RequestModel):
     qualitative: str | None = Field(default=None, max_length=40, description="POS / NEG / ...")
     units: str | None = Field(default=None, max_length=40, description="Units of value, e.g. 'ng/mL'")
     cutoff: float | None = Field(default=None, ge=0, description="The lab's cutoff for this result")
-    method: ScreenOrConfirm | None = Field(default=None,
-                                                        description="screen (immunoassay) or confirm (GC-MS / "
-                                                                    "LC-MS/MS); inferred from the code when omitted")
+    method: ScreenOrConfirm | None = Field(
+        default=None,
+        description="screen (immunoassay) or confirm (GC-MS / LC-MS/MS); inferred from the code when omitted",
+    )
 
 
 class JsonResults(RequestModel):
     """A lab's results for one specimen, for labs that send JSON instead of HL7 v2."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "lab_id": "ACME REFERENCE LAB", "message_id": "ACME-20261201-0042", "specimen_id": "S-7Q2M9K",
-        "result_status": "F", "participant_id": "p-3f9a1c27b4", "collected_at": "2026-12-01T09:30:00-05:00",
-        "results": [{
-            "code": "3393-6", "system": "LN", "label": "Benzoylecgonine", "value": 12.0, "qualitative": "NEG",
-            "units": "ng/mL", "cutoff": 150, "method": "screen",
-        }],
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "lab_id": "ACME REFERENCE LAB",
+                    "message_id": "ACME-20261201-0042",
+                    "specimen_id": "S-7Q2M9K",
+                    "result_status": "F",
+                    "participant_id": "p-3f9a1c27b4",
+                    "collected_at": "2026-12-01T09:30:00-05:00",
+                    "results": [
+                        {
+                            "code": "3393-6",
+                            "system": "LN",
+                            "label": "Benzoylecgonine",
+                            "value": 12.0,
+                            "qualitative": "NEG",
+                            "units": "ng/mL",
+                            "cutoff": 150,
+                            "method": "screen",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
 
-    lab_id: str = Field(min_length=1, max_length=120,
-                        description="The sending lab (must match the lab token's registered facility)")
+    lab_id: str = Field(
+        min_length=1, max_length=120, description="The sending lab (must match the lab token's registered facility)"
+    )
     message_id: str = Field(min_length=1, max_length=200, description="Unique per message from this lab")
     specimen_id: str = Field(min_length=1, max_length=120, description="The specimen id we issued")
     result_status: Literal[ResultStatus.PRELIMINARY, ResultStatus.FINAL, ResultStatus.CORRECTED] = Field(
-        description="P preliminary, F final, C corrected (as HL7 v2 OBR-25)")
+        description="P preliminary, F final, C corrected (as HL7 v2 OBR-25)"
+    )
     participant_id: str | None = Field(default=None, max_length=40, description="Our participant id, if known")
-    birth_date: date | None = Field(default=None,
-                                    description="The donor's date of birth, if the lab has it (used only to check the"
-                                                " match)")
-    collected_at: ProgramMoment | None = Field(default=None,
-                                               description="When the specimen was collected, per the lab")
+    birth_date: date | None = Field(
+        default=None, description="The donor's date of birth, if the lab has it (used only to check the match)"
+    )
+    collected_at: ProgramMoment | None = Field(default=None, description="When the specimen was collected, per the lab")
     results: list[JsonAnalyte] = Field(min_length=1, max_length=200, description="The analyte results")
     notes: list[str] = Field(default_factory=list, max_length=50, description="The lab's free-text remarks")
 
@@ -164,37 +199,69 @@ class ReceiptPublic(BaseModel):
 
     ack_code: str = Field(description="AA accepted and filed; AE held in quarantine (see reasons)")
     message_id: int = Field(description="Our id of the stored message")
-    replayed: bool = Field(description="The message was received before (same sender and message id); this is the "
-                                       "first answer again")
+    replayed: bool = Field(
+        description="The message was received before (same sender and message id); this is the first answer again"
+    )
     outcomes: list[OutcomePublic] = Field(description="What became of each result in it")
 
 
 def _as_oru(body: JsonResults) -> OruMessage:
     observations = tuple(
-        Observation(set_id=str(i + 1), value_type="NM" if a.value is not None else "ST", code=a.code,
-                    coding_system=a.system, label=a.label, value_raw=None, value_numeric=a.value,
-                    value_text=(a.qualitative or "").upper() or None, comparator=None, units=a.units,
-                    reference_range=None, cutoff=a.cutoff, abnormal_flag=None, shifted_fields=False, status=None,
-                    notes=("confirmation",) if a.method == "confirm" else ())
-        for i, a in enumerate(body.results))
-    order = Order(placer_order_number=body.specimen_id, filler_order_number=None, specimen_id=None,
-                  universal_service_id=None, collected_at=body.collected_at.isoformat() if body.collected_at else None,
-                  result_status=body.result_status, observations=observations, notes=tuple(body.notes))
+        Observation(
+            set_id=str(i + 1),
+            value_type="NM" if a.value is not None else "ST",
+            code=a.code,
+            coding_system=a.system,
+            label=a.label,
+            value_raw=None,
+            value_numeric=a.value,
+            value_text=(a.qualitative or "").upper() or None,
+            comparator=None,
+            units=a.units,
+            reference_range=None,
+            cutoff=a.cutoff,
+            abnormal_flag=None,
+            shifted_fields=False,
+            status=None,
+            notes=("confirmation",) if a.method == "confirm" else (),
+        )
+        for i, a in enumerate(body.results)
+    )
+    order = Order(
+        placer_order_number=body.specimen_id,
+        filler_order_number=None,
+        specimen_id=None,
+        universal_service_id=None,
+        collected_at=body.collected_at.isoformat() if body.collected_at else None,
+        result_status=body.result_status,
+        observations=observations,
+        notes=tuple(body.notes),
+    )
     identifiers = (Identifier(body.participant_id, "IOP", "PI"),) if body.participant_id else ()
-    return OruMessage(sending_application="json", sending_facility=body.lab_id, receiving_application=None,
-                      receiving_facility=None, message_control_id=body.message_id, message_datetime=None,
-                      version="json", message_type="ORU^R01",
-                      patient=PatientIds(identifiers, None, None,
-                                         body.birth_date.isoformat() if body.birth_date else None),
-                      orders=(order,))
+    return OruMessage(
+        sending_application="json",
+        sending_facility=body.lab_id,
+        receiving_application=None,
+        receiving_facility=None,
+        message_control_id=body.message_id,
+        message_datetime=None,
+        version="json",
+        message_type="ORU^R01",
+        patient=PatientIds(identifiers, None, None, body.birth_date.isoformat() if body.birth_date else None),
+        orders=(order,),
+    )
 
 
-@router.post("/lab/results", response_model=ReceiptPublic, responses=responses(401, 403, 413, 422),
-             summary="Receive one specimen's results as JSON (for labs with REST interfaces)",
-             description="message_id is the lab's control id: the same message_id with the same body is a resend "
-                         "(answered as before); with another body it is kept and held as a conflicting control id "
-                         "(AE). lab_id must be the sender facility the lab token is registered to; any other is "
-                         "kept and answered 403.")
+@router.post(
+    "/lab/results",
+    response_model=ReceiptPublic,
+    responses=responses(401, 403, 413, 422),
+    summary="Receive one specimen's results as JSON (for labs with REST interfaces)",
+    description="message_id is the lab's control id: the same message_id with the same body is a resend "
+    "(answered as before); with another body it is kept and held as a conflicting control id "
+    "(AE). lab_id must be the sender facility the lab token is registered to; any other is "
+    "kept and answered 403.",
+)
 async def receive_json(body: JsonResults, actor: Lab, services: ServicesDep) -> ReceiptPublic:
     receipt = await services.lab.receive_parsed(_as_oru(body), body.model_dump_json(), "json", _sender_of(actor))
     if receipt.ack_code == "AR" and receipt.detail:
@@ -203,27 +270,48 @@ async def receive_json(body: JsonResults, actor: Lab, services: ServicesDep) -> 
     if receipt.replayed:
         stored = await run_in_threadpool(_stored_outcomes, services, receipt.message_id)
         return ReceiptPublic(ack_code=receipt.ack_code, message_id=receipt.message_id, replayed=True, outcomes=stored)
-    return ReceiptPublic(ack_code=receipt.ack_code, message_id=receipt.message_id, replayed=False,
-                         outcomes=_public_outcomes(receipt.outcomes))
+    return ReceiptPublic(
+        ack_code=receipt.ack_code,
+        message_id=receipt.message_id,
+        replayed=False,
+        outcomes=_public_outcomes(receipt.outcomes),
+    )
 
 
 def _public_outcomes(outcomes) -> list[OutcomePublic]:
-    return [OutcomePublic(result_id=o.result_id, state=o.state, screening_id=o.screening_id,
-                          reason_code=o.reason_code, reason=o.reason) for o in outcomes]
+    return [
+        OutcomePublic(
+            result_id=o.result_id,
+            state=o.state,
+            screening_id=o.screening_id,
+            reason_code=o.reason_code,
+            reason=o.reason,
+        )
+        for o in outcomes
+    ]
 
 
 def _stored_outcomes(services: ServicesDep, message_id: int) -> list[OutcomePublic]:
     from store.models import LabResult
 
     with Session(services.engine) as session:
-        results = session.exec(select(LabResult).where(LabResult.lab_message_id == message_id)
-                               .order_by(col(LabResult.order_index))).all()
-        items = {q.lab_result_id: q for q in session.exec(
-            select(QuarantineItem).where(QuarantineItem.lab_message_id == message_id)).all()}
-    return [OutcomePublic(result_id=r.id, state=r.state, screening_id=r.screening_id,
-                          reason_code=items[r.id].reason_code if r.id in items else None,
-                          reason=told_lab(items[r.id].reason_code, items[r.id].reason) if r.id in items else None)
-            for r in results]
+        results = session.exec(
+            select(LabResult).where(LabResult.lab_message_id == message_id).order_by(col(LabResult.order_index))
+        ).all()
+        items = {
+            q.lab_result_id: q
+            for q in session.exec(select(QuarantineItem).where(QuarantineItem.lab_message_id == message_id)).all()
+        }
+    return [
+        OutcomePublic(
+            result_id=r.id,
+            state=r.state,
+            screening_id=r.screening_id,
+            reason_code=items[r.id].reason_code if r.id in items else None,
+            reason=told_lab(items[r.id].reason_code, items[r.id].reason) if r.id in items else None,
+        )
+        for r in results
+    ]
 
 
 # --- quarantine -----------------------------------------------------------------------------
@@ -235,8 +323,9 @@ class QuarantinePublic(BaseModel):
     id: int = Field(description="The quarantine item's id")
     lab_message_id: int = Field(description="The stored message it came in")
     lab_result_id: str | None = Field(description="The held result, if one")
-    reason_code: str = Field(description="Why it is held, e.g. 'unknown-specimen', 'identity-mismatch', "
-                                         "'unmapped-code'")
+    reason_code: str = Field(
+        description="Why it is held, e.g. 'unknown-specimen', 'identity-mismatch', 'unmapped-code'"
+    )
     reason: str = Field(description="Why it is held, in words")
     created_at: datetime = Field(description="When it was held")
     resolved_at: datetime | None = Field(description="When staff resolved it; null while open")
@@ -244,23 +333,34 @@ class QuarantinePublic(BaseModel):
     resolved_by: str | None = Field(description="The token that resolved it")
     resolution_note: str | None = Field(description="What staff verified, or why they rejected it")
     screening_id: str | None = Field(description="The screening it was attached to")
-    held_code: str | None = Field(default=None, description="A code of a filed result that is not in the code "
-                                  "table, as 'CODE (text) from LAB'")
+    held_code: str | None = Field(
+        default=None, description="A code of a filed result that is not in the code table, as 'CODE (text) from LAB'"
+    )
     lab_id: str | None = Field(default=None, description="The lab id to map a code under")
-    lab_id_source: str | None = Field(default=None, description="Where that id came from: MSH-4, or MSH-3 when "
-                                      "MSH-4 was empty, or JSON")
+    lab_id_source: str | None = Field(
+        default=None, description="Where that id came from: MSH-4, or MSH-3 when MSH-4 was empty, or JSON"
+    )
 
 
 class ResolveRequest(RequestModel):
     """Resolve a quarantine item."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "action": "attach", "screening_id": "s-5e1d0a9c3b", "note": "Specimen id checked on the CCF",
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "action": "attach",
+                    "screening_id": "s-5e1d0a9c3b",
+                    "note": "Specimen id checked on the CCF",
+                }
+            ]
+        }
+    )
 
     action: QuarantineAction = Field(
         description="attach / reject a held result; for a held code: 'mapped' once a code mapping exists for it, "
-                    "or 'not-monitored' with the reason in note")
+        "or 'not-monitored' with the reason in note"
+    )
     screening_id: str | None = Field(default=None, description="Required to attach")
     note: str = Field(min_length=1, max_length=2000, description="What staff verified or why it is rejected")
 
@@ -270,32 +370,50 @@ def list_quarantine(
     actor: Reader,
     session: SessionDep,
     pages: PagingDep,
-    resolved: Annotated[bool, Query(description="true: items staff resolved; false (default): items still held")]
-    = False,
-    reason_code: Annotated[list[str], Query(max_length=len(QUARANTINE_REASONS),
-                                            description="Only items held for these reasons (repeat for several): "
-                                            + ", ".join(QUARANTINE_REASONS))] = [],  # noqa: B006 - FastAPI copies it
+    resolved: Annotated[
+        bool, Query(description="true: items staff resolved; false (default): items still held")
+    ] = False,
+    reason_code: Annotated[
+        list[str],
+        Query(
+            max_length=len(QUARANTINE_REASONS),
+            description="Only items held for these reasons (repeat for several): " + ", ".join(QUARANTINE_REASONS),
+        ),
+    ] = [],  # noqa: B006 - FastAPI copies it
     lab_id: Annotated[str | None, Query(max_length=120, description="Only items from this lab")] = None,
 ) -> Page[QuarantinePublic]:
     """Lab results and messages held for staff, oldest first, one page at a time."""
     query = select(QuarantineItem).where(
-        col(QuarantineItem.resolved_at).is_not(None) if resolved else col(QuarantineItem.resolved_at).is_(None))
+        col(QuarantineItem.resolved_at).is_not(None) if resolved else col(QuarantineItem.resolved_at).is_(None)
+    )
     unknown = [r for r in reason_code if r not in QUARANTINE_REASONS]
     if unknown:
-        raise ProblemError(422, f"Unknown reason_code {', '.join(repr(r[:60]) for r in unknown)}; the reasons are: "
-                           + ", ".join(QUARANTINE_REASONS) + ".")
+        raise ProblemError(
+            422,
+            f"Unknown reason_code {', '.join(repr(r[:60]) for r in unknown)}; the reasons are: "
+            + ", ".join(QUARANTINE_REASONS)
+            + ".",
+        )
     if reason_code:
         query = query.where(col(QuarantineItem.reason_code).in_(reason_code))
     if lab_id:
         query = query.where(QuarantineItem.lab_id == lab_id)
-    return pages.rows(session, query, (col(QuarantineItem.id),),
-                      lambda row: QuarantinePublic.model_validate(row, from_attributes=True))
+    return pages.rows(
+        session,
+        query,
+        (col(QuarantineItem.id),),
+        lambda row: QuarantinePublic.model_validate(row, from_attributes=True),
+    )
 
 
-@router.post("/lab/quarantine/{item_id}/resolve", response_model=QuarantinePublic,
-             responses=responses(401, 403, 404, 409, 422, 503))
-async def resolve_quarantine(item_id: Annotated[int, Path(ge=1, le=2**31 - 1)], body: ResolveRequest, actor: Staff,
-                             services: ServicesDep) -> QuarantinePublic:
+@router.post(
+    "/lab/quarantine/{item_id}/resolve",
+    response_model=QuarantinePublic,
+    responses=responses(401, 403, 404, 409, 422, 503),
+)
+async def resolve_quarantine(
+    item_id: Annotated[int, Path(ge=1, le=2**31 - 1)], body: ResolveRequest, actor: Staff, services: ServicesDep
+) -> QuarantinePublic:
     """Resolves a held item: attach a held result to a screening, reject it, or close a held code once it is mapped
     or not monitored."""
     try:
@@ -322,21 +440,32 @@ async def resolve_quarantine(item_id: Annotated[int, Path(ge=1, le=2**31 - 1)], 
 class CodeMappingIn(RequestModel):
     """A lab's code for an analyte, so its results are filed."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "lab_id": "ACME REFERENCE LAB", "code": "ACM-BUP", "analyte": "buprenorphine", "method": "confirm",
-        "note": "From the lab's test menu",
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "lab_id": "ACME REFERENCE LAB",
+                    "code": "ACM-BUP",
+                    "analyte": "buprenorphine",
+                    "method": "confirm",
+                    "note": "From the lab's test menu",
+                }
+            ]
+        }
+    )
 
     lab_id: str = Field(min_length=1, max_length=120, description="As derived from MSH-4 (or the JSON lab_id)")
-    code: str = Field(min_length=1, max_length=80,
-                      description="The code as the lab sends it (OBX-3.1 or the JSON code)")
+    code: str = Field(
+        min_length=1, max_length=80, description="The code as the lab sends it (OBX-3.1 or the JSON code)"
+    )
     analyte: str = Field(description="An analyte key, e.g. 'buprenorphine' (GET /lab/analytes lists them)")
-    method: ScreenOrConfirm = Field(default=AnalysisMethod.SCREEN, description="Used only when the code itself "
-                                                                         "names no method (a local or method-less "
-                                                                         "LOINC code)")
+    method: ScreenOrConfirm = Field(
+        default=AnalysisMethod.SCREEN,
+        description="Used only when the code itself names no method (a local or method-less LOINC code)",
+    )
     method_override: ScreenOrConfirm | None = Field(
-        default=None, description="An explicit choice that wins over the method a LOINC code names; shown in the "
-                                  "review")
+        default=None, description="An explicit choice that wins over the method a LOINC code names; shown in the review"
+    )
     note: str | None = Field(default=None, max_length=400, description="Why, or where the mapping comes from")
 
 
@@ -357,31 +486,44 @@ class AnalytePublic(BaseModel):
 
 
 @router.get("/lab/analytes", response_model=Page[AnalytePublic], responses=responses(401, 403, 422))
-def analytes(actor: Annotated[Actor, Depends(require("admin", "staff", "clinician", "auditor", "lab"))],
-             session: SessionDep, pages: PagingDep,
-             q: Annotated[str | None, Query(max_length=80, description="Part of the key or the name, any case")]
-             = None,
-             drug_class: Annotated[str | None, Query(max_length=60, description="Only this drug class, e.g. "
-                                                                               "'opioid'")] = None,
-             ) -> Page[AnalytePublic]:
+def analytes(
+    actor: Annotated[Actor, Depends(require("admin", "staff", "clinician", "auditor", "lab"))],
+    session: SessionDep,
+    pages: PagingDep,
+    q: Annotated[str | None, Query(max_length=80, description="Part of the key or the name, any case")] = None,
+    drug_class: Annotated[str | None, Query(max_length=60, description="Only this drug class, e.g. 'opioid'")] = None,
+) -> Page[AnalytePublic]:
     """The analytes the program monitors, with their drug class, by key."""
-    added = [AnalytePublic(key=d.key, label=d.label, drug_class=d.drug_class)
-             for d in session.exec(select(AnalyteDefinition)).all()]
-    every = sorted([AnalytePublic(key=k, label=a.label, drug_class=a.drug_class) for k, a in ANALYTES.items()]
-                   + added, key=lambda a: a.key)
+    added = [
+        AnalytePublic(key=d.key, label=d.label, drug_class=d.drug_class)
+        for d in session.exec(select(AnalyteDefinition)).all()
+    ]
+    every = sorted(
+        [AnalytePublic(key=k, label=a.label, drug_class=a.drug_class) for k, a in ANALYTES.items()] + added,
+        key=lambda a: a.key,
+    )
     wanted = (q or "").strip().casefold()
-    return pages.cut([a for a in every if (not wanted or wanted in a.key.casefold() or wanted in a.label.casefold())
-                      and (not drug_class or a.drug_class == drug_class)])
+    return pages.cut(
+        [
+            a
+            for a in every
+            if (not wanted or wanted in a.key.casefold() or wanted in a.label.casefold())
+            and (not drug_class or a.drug_class == drug_class)
+        ]
+    )
 
 
 @router.get("/lab/code-mappings", response_model=Page[CodeMappingPublic], responses=responses(401, 403, 422))
-def list_mappings(actor: Reader, session: SessionDep, pages: PagingDep,
-                  lab_id: Annotated[str | None, Query(max_length=120, description="Only this lab's codes")] = None,
-                  analyte: Annotated[str | None, Query(max_length=40, description="Only codes mapped to this "
-                                                                                  "analyte")] = None,
-                  q: Annotated[str | None, Query(max_length=80, description="Part of the lab's code or of the "
-                                                                            "mapping's note, any case")] = None,
-                  ) -> Page[CodeMappingPublic]:
+def list_mappings(
+    actor: Reader,
+    session: SessionDep,
+    pages: PagingDep,
+    lab_id: Annotated[str | None, Query(max_length=120, description="Only this lab's codes")] = None,
+    analyte: Annotated[str | None, Query(max_length=40, description="Only codes mapped to this analyte")] = None,
+    q: Annotated[
+        str | None, Query(max_length=80, description="Part of the lab's code or of the mapping's note, any case")
+    ] = None,
+) -> Page[CodeMappingPublic]:
     """The lab code to analyte mappings in force, by lab and code."""
     query = select(CodeMapping)
     if lab_id:
@@ -390,14 +532,20 @@ def list_mappings(actor: Reader, session: SessionDep, pages: PagingDep,
         query = query.where(CodeMapping.analyte == analyte)
     if q and q.strip():
         like = containing(q.strip())
-        query = query.where(or_(col(CodeMapping.code).ilike(like, escape="\\"),
-                                col(CodeMapping.note).ilike(like, escape="\\")))
-    return pages.rows(session, query, (col(CodeMapping.lab_id), col(CodeMapping.code)),
-                      lambda row: CodeMappingPublic.model_validate(row, from_attributes=True))
+        query = query.where(
+            or_(col(CodeMapping.code).ilike(like, escape="\\"), col(CodeMapping.note).ilike(like, escape="\\"))
+        )
+    return pages.rows(
+        session,
+        query,
+        (col(CodeMapping.lab_id), col(CodeMapping.code)),
+        lambda row: CodeMappingPublic.model_validate(row, from_attributes=True),
+    )
 
 
-@router.post("/lab/code-mappings", status_code=201, response_model=CodeMappingPublic,
-             responses=responses(401, 403, 409, 422))
+@router.post(
+    "/lab/code-mappings", status_code=201, response_model=CodeMappingPublic, responses=responses(401, 403, 409, 422)
+)
 def add_mapping(body: CodeMappingIn, actor: Admin, session: SessionDep) -> CodeMappingPublic:
     """Maps a lab's code to an analyte so its results are filed rather than held."""
     if body.analyte not in ANALYTES and session.get(AnalyteDefinition, body.analyte) is None:
@@ -409,7 +557,8 @@ def add_mapping(body: CodeMappingIn, actor: Admin, session: SessionDep) -> CodeM
     except IntegrityError:
         session.rollback()
         raise ProblemError(
-            409, f"Lab {body.lab_id!r} already maps code {body.code!r}; delete that mapping first.") from None
+            409, f"Lab {body.lab_id!r} already maps code {body.code!r}; delete that mapping first."
+        ) from None
     return CodeMappingPublic.model_validate(row, from_attributes=True)
 
 
@@ -430,21 +579,38 @@ def delete_mapping(mapping_id: Annotated[int, Path(ge=1, le=2**31 - 1)], actor: 
 class ReviewRequest(RequestModel):
     """A clinician's review of a non-negative result, or the reversal of the review that decided a final one."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "decision": "excuse", "explanation": "Valid buprenorphine prescription verified with the PDMP",
-    }, {
-        "decision": "excuse", "reverses": True,
-        "explanation": "The prescription was found after the positive was confirmed: PDMP record of 2026-11-18",
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "decision": "excuse",
+                    "explanation": "Valid buprenorphine prescription verified with the PDMP",
+                },
+                {
+                    "decision": "excuse",
+                    "reverses": True,
+                    "explanation": (
+                        "The prescription was found after the positive was confirmed: PDMP record of 2026-11-18"
+                    ),
+                },
+            ]
+        }
+    )
 
-    decision: ReviewDecision = Field(description="confirm the positive, excuse it (e.g. prescribed), or request a "
-                                                 "confirmation test or a retest")
-    explanation: str = Field(min_length=1, max_length=2000,
-                             description="What was checked, e.g. a valid prescription for the substance found")
-    reverses: bool = Field(default=False, description=(
-        "true: reverse the review that decided this final result (decision confirm or excuse, the other one than "
-        "before, with why). The final outcome changes and every recipient told of the result is sent an amendment "
-        "(or a retraction) referencing the original report. Taken also after the screening's workflow has closed."))
+    decision: ReviewDecision = Field(
+        description="confirm the positive, excuse it (e.g. prescribed), or request a confirmation test or a retest"
+    )
+    explanation: str = Field(
+        min_length=1, max_length=2000, description="What was checked, e.g. a valid prescription for the substance found"
+    )
+    reverses: bool = Field(
+        default=False,
+        description=(
+            "true: reverse the review that decided this final result (decision confirm or excuse, the other one than "
+            "before, with why). The final outcome changes and every recipient told of the result is sent an amendment "
+            "(or a retraction) referencing the original report. Taken also after the screening's workflow has closed."
+        ),
+    )
 
 
 def _exists(session: Session, screening_id: str) -> Screening | None:
@@ -453,11 +619,22 @@ def _exists(session: Session, screening_id: str) -> Screening | None:
     return row
 
 
-@router.post("/screenings/{screening_id}/review", response_model=ScreeningStatePublic,
-             responses=responses(401, 403, 404, 409, 422, 503), summary="Clinician / MRO review of a result")
+@router.post(
+    "/screenings/{screening_id}/review",
+    response_model=ScreeningStatePublic,
+    responses=responses(401, 403, 404, 409, 422, 503),
+    summary="Clinician / MRO review of a result",
+)
 @joins_update
-async def review(screening_id: str, body: ReviewRequest, actor: Clinician, session: SessionDep,
-                 services: ServicesDep, attempt: Idempotency, request: Request) -> ScreeningStatePublic:
+async def review(
+    screening_id: str,
+    body: ReviewRequest,
+    actor: Clinician,
+    session: SessionDep,
+    services: ServicesDep,
+    attempt: Idempotency,
+    request: Request,
+) -> ScreeningStatePublic:
     """A clinician's (MRO's) decision on a non-negative result: confirm it, excuse it with an explanation (e.g. a
     valid prescription), or ask for a confirmation test (staff get a worklist item to ask the lab; a program that
     reports presumptive screens reports it meanwhile, worded as presumptive) or a retest. With `reverses: true`,
@@ -475,9 +652,14 @@ async def review(screening_id: str, body: ReviewRequest, actor: Clinician, sessi
             return ScreeningStatePublic.of(await handle.execute_update(ScreeningWorkflow.review, review, id=update_id))
         except RPCError as exc:
             # A final result's workflow closes after its correction period; a reversal reopens it (no time limit).
-            if (exc.status != RPCStatusCode.NOT_FOUND or not_available_now(exc) or not body.reverses
-                    or not await reopen_screening(services.temporal, services.engine, screening_id,
-                                                  services.settings.task_queue)):
+            if (
+                exc.status != RPCStatusCode.NOT_FOUND
+                or not_available_now(exc)
+                or not body.reverses
+                or not await reopen_screening(
+                    services.temporal, services.engine, screening_id, services.settings.task_queue
+                )
+            ):
                 raise
         return ScreeningStatePublic.of(await handle.execute_update(ScreeningWorkflow.review, review, id=update_id))
 
@@ -488,17 +670,27 @@ async def review(screening_id: str, body: ReviewRequest, actor: Clinician, sessi
 class AnalyteIn(RequestModel):
     """A new analyte to monitor."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "key": "isotonitazene", "label": "Isotonitazene", "drug_class": "opioid", "initial_cutoff": 0.5,
-        "confirm_cutoff": 0.1,
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "key": "isotonitazene",
+                    "label": "Isotonitazene",
+                    "drug_class": "opioid",
+                    "initial_cutoff": 0.5,
+                    "confirm_cutoff": 0.1,
+                }
+            ]
+        }
+    )
 
     key: str = Field(pattern=r"^[a-z0-9_]{2,40}$", description="snake_case key, e.g. 'isotonitazene'")
     label: str = Field(min_length=1, max_length=120, description="Its name for people")
     drug_class: str = Field(min_length=1, max_length=60, description="Its drug class, e.g. 'opioid'")
     medication: str | None = Field(default=None, max_length=60, description="The prescription it evidences")
-    also_explained_by: list[str] = Field(default_factory=list, max_length=20,
-                                         description="Medication keys that explain a positive for it too")
+    also_explained_by: list[str] = Field(
+        default_factory=list, max_length=20, description="Medication keys that explain a positive for it too"
+    )
     initial_cutoff: float | None = Field(default=None, gt=0, description="ng/mL, used when the lab sends none")
     confirm_cutoff: float | None = Field(default=None, gt=0, description="ng/mL, used when the lab sends none")
 
@@ -515,9 +707,13 @@ class AddedAnalytePublic(BaseModel):
     confirm_cutoff: float | None = Field(description="ng/mL, used when the lab sends none")
 
 
-@router.post("/lab/analytes", status_code=201, response_model=AddedAnalytePublic,
-             responses=responses(401, 403, 409, 422),
-             summary="Add an analyte (name, class, default cutoffs, medication links) without a code change")
+@router.post(
+    "/lab/analytes",
+    status_code=201,
+    response_model=AddedAnalytePublic,
+    responses=responses(401, 403, 409, 422),
+    summary="Add an analyte (name, class, default cutoffs, medication links) without a code change",
+)
 def add_analyte(body: AnalyteIn, actor: Admin, session: SessionDep) -> AddedAnalytePublic:
     """Adds an analyte to monitor, with its class, default cutoffs and the medications that explain it."""
     if body.key in ANALYTES or session.get(AnalyteDefinition, body.key) is not None:
@@ -549,8 +745,9 @@ class QuarantineDetail(QuarantinePublic):
 
 
 @router.get("/lab/quarantine/{item_id}", response_model=QuarantineDetail, responses=responses(401, 403, 404, 422))
-def quarantine_item(item_id: Annotated[int, Path(ge=1, le=2**31 - 1)], actor: Reader,
-                    session: SessionDep) -> QuarantineDetail:
+def quarantine_item(
+    item_id: Annotated[int, Path(ge=1, le=2**31 - 1)], actor: Reader, session: SessionDep
+) -> QuarantineDetail:
     """One held item with what the lab claimed and the screenings it may belong to, best first."""
     item = session.get(QuarantineItem, item_id)
     if item is None:
@@ -559,11 +756,16 @@ def quarantine_item(item_id: Annotated[int, Path(ge=1, le=2**31 - 1)], actor: Re
     result = session.get(LabResult, item.lab_result_id) if item.lab_result_id else None
     record = result.report if result else None
     pids = re_pids(message.raw if message else "")
-    specimens = [s for s in ((record or {}).get("placer"), (record or {}).get("specimen"),
-                             (record or {}).get("filler")) if s]
+    specimens = [
+        s for s in ((record or {}).get("placer"), (record or {}).get("specimen"), (record or {}).get("filler")) if s
+    ]
     ranked = []
-    awaiting = session.exec(select(Screening).where(col(Screening.collected_at).is_not(None))
-                            .order_by(col(Screening.collected_at).desc()).limit(200)).all()
+    awaiting = session.exec(
+        select(Screening)
+        .where(col(Screening.collected_at).is_not(None))
+        .order_by(col(Screening.collected_at).desc())
+        .limit(200)
+    ).all()
     for screening in awaiting:
         why, score = [], 0
         if screening.specimen_id and screening.specimen_id in specimens:
@@ -576,13 +778,26 @@ def quarantine_item(item_id: Annotated[int, Path(ge=1, le=2**31 - 1)], actor: Re
             why.append("awaiting a result")
             score += 1
         if score >= 3:
-            ranked.append(Candidate(screening_id=screening.id, specimen_id=screening.specimen_id,
-                                    status=screening.status, score=score, why=why))
+            ranked.append(
+                Candidate(
+                    screening_id=screening.id,
+                    specimen_id=screening.specimen_id,
+                    status=screening.status,
+                    score=score,
+                    why=why,
+                )
+            )
     ranked.sort(key=lambda c: -c.score)
     base = QuarantinePublic.model_validate(item, from_attributes=True).model_dump()
-    return QuarantineDetail(**base, control_id=message.control_id if message else "", sender=message.sender if message
-                            else "", claimed_participant_ids=pids, claimed_specimen_ids=specimens,
-                            held_fields=record, candidates=ranked[:10])
+    return QuarantineDetail(
+        **base,
+        control_id=message.control_id if message else "",
+        sender=message.sender if message else "",
+        claimed_participant_ids=pids,
+        claimed_specimen_ids=specimens,
+        held_fields=record,
+        candidates=ranked[:10],
+    )
 
 
 def re_pids(raw: str) -> list[str]:
@@ -600,28 +815,49 @@ class LabTurnaround(BaseModel):
 
     lab_id: str = Field(description="The lab")
     results: int = Field(description="Final results counted")
-    collection_to_received_hours_median: float | None = Field(description="Median hours from collection to the first "
-                                                                          "result received")
-    received_to_final_hours_median: float | None = Field(description="Median hours from the first result received to "
-                                                                     "the final one")
-    over_target: int = Field(description="Results that took longer than their target from collection to final (to "
-                                         "received, while not final yet)")
-    target_hours: float | None = Field(description="The target the results were judged against, hours from collection "
-                                                   "to final: the target_hours asked for, else the participants' "
-                                                   "program's lab_turnaround_hours (48 unless the program sets it); "
-                                                   "null when this lab's results span programs with different targets")
-    targets: dict[str, float] = Field(description="Program id -> its target (hours), for the programs whose "
-                                                  "participants' results are counted (empty with target_hours asked)")
+    collection_to_received_hours_median: float | None = Field(
+        description="Median hours from collection to the first result received"
+    )
+    received_to_final_hours_median: float | None = Field(
+        description="Median hours from the first result received to the final one"
+    )
+    over_target: int = Field(
+        description="Results that took longer than their target from collection to final (to "
+        "received, while not final yet)"
+    )
+    target_hours: float | None = Field(
+        description="The target the results were judged against, hours from collection "
+        "to final: the target_hours asked for, else the participants' "
+        "program's lab_turnaround_hours (48 unless the program sets it); "
+        "null when this lab's results span programs with different targets"
+    )
+    targets: dict[str, float] = Field(
+        description="Program id -> its target (hours), for the programs whose "
+        "participants' results are counted (empty with target_hours asked)"
+    )
 
 
-@router.get("/reports/lab-turnaround", response_model=Page[LabTurnaround], responses=responses(401, 403, 422),
-            summary="Per lab: collection to received and received to final, against the program's target (hours)")
-def lab_turnaround(actor: Reader, session: SessionDep, pages: PagingDep,
-                   target_hours: Annotated[float | None, Query(
-                       gt=0, le=24 * 60, description="Judge every result against this target (hours) instead of its "
-                                                     "participant's program's lab_turnaround_hours")] = None,
-                   lab_id: Annotated[str | None, Query(max_length=120, description="Only this lab")] = None,
-                   ) -> Page[LabTurnaround]:
+@router.get(
+    "/reports/lab-turnaround",
+    response_model=Page[LabTurnaround],
+    responses=responses(401, 403, 422),
+    summary="Per lab: collection to received and received to final, against the program's target (hours)",
+)
+def lab_turnaround(
+    actor: Reader,
+    session: SessionDep,
+    pages: PagingDep,
+    target_hours: Annotated[
+        float | None,
+        Query(
+            gt=0,
+            le=24 * 60,
+            description="Judge every result against this target (hours) instead of its "
+            "participant's program's lab_turnaround_hours",
+        ),
+    ] = None,
+    lab_id: Annotated[str | None, Query(max_length=120, description="Only this lab")] = None,
+) -> Page[LabTurnaround]:
     """Per lab, median hours from collection to the first result and from there to the final one, and how many
     results missed their target: each result is judged against its participant's program's turnaround target (a
     program setting, `lab_turnaround_hours`, 48 h by default) unless `target_hours` is given."""
@@ -629,9 +865,13 @@ def lab_turnaround(actor: Reader, session: SessionDep, pages: PagingDep,
 
     per_lab: dict[str, dict[str, list[float]]] = {}
     targets: dict[str, dict[str, float]] = {}
-    rows = session.exec(select(LabResult, Screening, Participant.program)
-                        .where(LabResult.screening_id == Screening.id, Screening.participant_id == Participant.id,
-                               LabResult.state == "filed")).all()
+    rows = session.exec(
+        select(LabResult, Screening, Participant.program).where(
+            LabResult.screening_id == Screening.id,
+            Screening.participant_id == Participant.id,
+            LabResult.state == "filed",
+        )
+    ).all()
     program_targets: dict[str, float] = {}
     for result, screening, program_id in rows:
         if lab_id and result.lab_id != lab_id:
@@ -659,12 +899,20 @@ def lab_turnaround(actor: Reader, session: SessionDep, pages: PagingDep,
         distinct = set(targets.get(lab, {}).values())
         return distinct.pop() if len(distinct) == 1 else None
 
-    return pages.cut([LabTurnaround(lab_id=lab, results=len(v["in"]) or len(v["final"]),
-                          collection_to_received_hours_median=round(median(v["in"]), 2) if v["in"] else None,
-                          received_to_final_hours_median=round(median(v["final"]), 2) if v["final"] else None,
-                          over_target=len(v["over"]), target_hours=judged_against(lab),
-                          targets=dict(sorted(targets.get(lab, {}).items())))
-                      for lab, v in sorted(per_lab.items())])
+    return pages.cut(
+        [
+            LabTurnaround(
+                lab_id=lab,
+                results=len(v["in"]) or len(v["final"]),
+                collection_to_received_hours_median=round(median(v["in"]), 2) if v["in"] else None,
+                received_to_final_hours_median=round(median(v["final"]), 2) if v["final"] else None,
+                over_target=len(v["over"]),
+                target_hours=judged_against(lab),
+                targets=dict(sorted(targets.get(lab, {}).items())),
+            )
+            for lab, v in sorted(per_lab.items())
+        ]
+    )
 
 
 def program_turnaround_hours(session: Session, program_id: str) -> float:

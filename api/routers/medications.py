@@ -58,8 +58,10 @@ Dispenser = Annotated[Actor, Depends(require("admin", "staff", "clinician"))]
 Reader = Annotated[Actor, Depends(require("admin", "staff", "clinician", "auditor"))]
 
 
-OVERRIDE_HELP = ("A clinician's reason for a dose above the drug's usual maximum (e.g. methadone 120 mg, "
-                 "buprenorphine 24 mg); kept with the order and in the audit trail")
+OVERRIDE_HELP = (
+    "A clinician's reason for a dose above the drug's usual maximum (e.g. methadone 120 mg, "
+    "buprenorphine 24 mg); kept with the order and in the audit trail"
+)
 
 
 class ScheduleIn(RequestModel):
@@ -74,25 +76,40 @@ class ScheduleIn(RequestModel):
 class MedicationOrderIn(RequestModel):
     """A medication order (MOUD: methadone, buprenorphine, naltrexone ...)."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "drug": "methadone", "dose": 60, "unit": "mg", "route": "oral",
-        "schedule": {"kind": "observed-plus-take-home", "observed_weekdays": [0, 1, 2, 3, 4, 5]},
-        "start_date": "2026-12-01", "prescriber": "NPI 1234567893",
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "drug": "methadone",
+                    "dose": 60,
+                    "unit": "mg",
+                    "route": "oral",
+                    "schedule": {"kind": "observed-plus-take-home", "observed_weekdays": [0, 1, 2, 3, 4, 5]},
+                    "start_date": "2026-12-01",
+                    "prescriber": "NPI 1234567893",
+                }
+            ]
+        }
+    )
 
     drug: med.Drug = Field(description="The medication")
-    dose: float = Field(gt=0, allow_inf_nan=False, description="Per dose; above the drug's usual maximum needs "
-                                                                "override_reason")
+    dose: float = Field(
+        gt=0, allow_inf_nan=False, description="Per dose; above the drug's usual maximum needs override_reason"
+    )
     unit: med.DoseUnit = Field(description="Unit of dose")
     route: med.Route = Field(description="How it is given")
     schedule: ScheduleIn = Field(description="When doses are due")
     start_date: ProgramDay = Field(description="First day of the order")
     stop_date: ProgramDay | None = Field(default=None, description="Last day of the order; null for open-ended")
     prescriber: str = Field(min_length=1, max_length=120, description="Who prescribed it (name or NPI)")
-    rules: str | None = Field(default=None, description="Take-home rule set by name; empty: the program's "
-                              "default (IOP_TAKEHOME_RULES). GET /takehome-rule-sets lists them")
-    treatment_start: TreatmentDay | None = Field(default=None,
-                                                 description="First day of treatment; defaults to start_date")
+    rules: str | None = Field(
+        default=None,
+        description="Take-home rule set by name; empty: the program's "
+        "default (IOP_TAKEHOME_RULES). GET /takehome-rule-sets lists them",
+    )
+    treatment_start: TreatmentDay | None = Field(
+        default=None, description="First day of treatment; defaults to start_date"
+    )
     override_reason: str | None = Field(default=None, max_length=1000, description=OVERRIDE_HELP)
 
 
@@ -108,8 +125,9 @@ class MedicationOrderPublic(BaseModel):
     stop_date: date | None = Field(description="Last day of the order; null for open-ended")
     rules: str = Field(description="The take-home rule set it is judged by")
     order: OrderTermsPublic = Field(description="The order as given: dose, unit, route, schedule, prescriber")
-    eligibility: EligibilityPublic | None = Field(description="Take-home eligibility now, with the reasons; null "
-                                                              "before it is evaluated")
+    eligibility: EligibilityPublic | None = Field(
+        description="Take-home eligibility now, with the reasons; null before it is evaluated"
+    )
     created_at: datetime = Field(description="When it was ordered")
     updated_at: datetime = Field(description="When the record last changed")
 
@@ -123,25 +141,37 @@ class MedicationDetail(MedicationOrderPublic):
     """A medication order with the live state of its workflow."""
 
     workflow_id: str = Field(description="The Temporal workflow id of the order")
-    workflow: MedicationStatePublic | None = Field(description="The order as it stands: doses, holds, adherence, "
-                                                               "take-home eligibility, diversion control")
+    workflow: MedicationStatePublic | None = Field(
+        description="The order as it stands: doses, holds, adherence, take-home eligibility, diversion control"
+    )
 
 
 class DispenseIn(RequestModel):
     """A dose given, supplied, refused or held."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "kind": "take-home", "dose": 60, "unit": "mg", "take_home_count": 1, "bottle_ids": ["B-1042"],
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "take-home",
+                    "dose": 60,
+                    "unit": "mg",
+                    "take_home_count": 1,
+                    "bottle_ids": ["B-1042"],
+                }
+            ]
+        }
+    )
 
     kind: med.DispenseKind = Field(description="observed-dose, take-home, refused, held or injection")
-    dose: float | None = Field(default=None, gt=0, allow_inf_nan=False,
-                               description="The dose given; defaults to the order's")
-    unit: med.DoseUnit | None = Field(
-        default=None, description="Unit of dose; defaults to the order's")
+    dose: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="The dose given; defaults to the order's"
+    )
+    unit: med.DoseUnit | None = Field(default=None, description="Unit of dose; defaults to the order's")
     take_home_count: int = Field(default=0, ge=0, le=28, description="Take-home doses supplied with it")
-    bottle_ids: list[str] = Field(default_factory=list, max_length=28,
-                                  description="Ids of the take-home bottles, one per dose")
+    bottle_ids: list[str] = Field(
+        default_factory=list, max_length=28, description="Ids of the take-home bottles, one per dose"
+    )
     lot: str | None = Field(default=None, max_length=80, description="The lot number")
     site: str | None = Field(default=None, max_length=80, description="Injection site")
     note: str | None = Field(default=None, max_length=1000, description="Remarks")
@@ -151,9 +181,16 @@ class DispenseIn(RequestModel):
 class ReassessmentIn(RequestModel):
     """A clinician's reassessment after missed doses."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "decision": "resume", "note": "Assessed in person; no signs of intoxication",
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "decision": "resume",
+                    "note": "Assessed in person; no signs of intoxication",
+                }
+            ]
+        }
+    )
 
     decision: ReassessmentDecision = Field(description="resume dosing, keep-holding, or hold")
     note: str = Field(min_length=1, max_length=2000, description="What was assessed")
@@ -162,9 +199,17 @@ class ReassessmentIn(RequestModel):
 class DoseChangeIn(RequestModel):
     """A new dose."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "dose": 70, "unit": "mg", "reason": "Withdrawal symptoms at 60 mg",
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "dose": 70,
+                    "unit": "mg",
+                    "reason": "Withdrawal symptoms at 60 mg",
+                }
+            ]
+        }
+    )
 
     dose: float = Field(gt=0, allow_inf_nan=False, description="The new dose")
     unit: med.DoseUnit = Field(description="Its unit")
@@ -183,9 +228,19 @@ class StopIn(RequestModel):
 class PillCountIn(RequestModel):
     """A take-home bottle counted on return (diversion control)."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "bottle_id": "B-1042", "expected_units": 0, "counted_units": 0, "returned_on_time": True, "seal_intact": True,
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "bottle_id": "B-1042",
+                    "expected_units": 0,
+                    "counted_units": 0,
+                    "returned_on_time": True,
+                    "seal_intact": True,
+                }
+            ]
+        }
+    )
 
     bottle_id: str = Field(min_length=1, max_length=80, description="The bottle")
     expected_units: float = Field(ge=0, le=10_000, allow_inf_nan=False, description="Units that should be left")
@@ -197,9 +252,16 @@ class PillCountIn(RequestModel):
 class BottleReturnIn(RequestModel):
     """Empty take-home bottles returned."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "bottle_ids": ["B-1042", "B-1043"], "note": "Both empty",
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "bottle_ids": ["B-1042", "B-1043"],
+                    "note": "Both empty",
+                }
+            ]
+        }
+    )
 
     bottle_ids: list[str] = Field(min_length=1, max_length=28, description="The bottles returned")
     note: str = Field(default="", max_length=1000, description="Remarks")
@@ -217,9 +279,17 @@ class CallbackIn(RequestModel):
 class GuestIn(RequestModel):
     """Dosing at another site for a while (travel)."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "site": "south", "first_day": "2026-12-22", "last_day": "2026-12-28",
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "site": "south",
+                    "first_day": "2026-12-22",
+                    "last_day": "2026-12-28",
+                }
+            ]
+        }
+    )
 
     site: str = Field(min_length=1, max_length=64, description="The guest site")
     first_day: ProgramDay = Field(description="First day dosed there")
@@ -259,22 +329,33 @@ class DueToday(BaseModel):
     recorded_today: list[str] = Field(description="The kinds recorded today")
 
 
-def _dose_override(request: Request, actor: Actor, drug: str, dose: float, unit: str, override_reason: str | None,
-                   *, initial: bool = False) -> str | None:
+def _dose_override(
+    request: Request,
+    actor: Actor,
+    drug: str,
+    dose: float,
+    unit: str,
+    override_reason: str | None,
+    *,
+    initial: bool = False,
+) -> str | None:
     """The dose bounds of domain.medication.check_dose, as problem documents naming the field. An
     override is a clinical decision: only a clinician's token gives one. It goes into the audit event."""
     try:
         covered = med.check_dose(drug, dose, unit, override_reason=override_reason, initial=initial)
     except med.DoseOverrideRequired as exc:
-        raise ProblemError(422, _sentence(str(exc)), errors=[
-            FieldError(field="body.override_reason", message=str(exc))]) from exc
+        raise ProblemError(
+            422, _sentence(str(exc)), errors=[FieldError(field="body.override_reason", message=str(exc))]
+        ) from exc
     except ValueError as exc:
         raise ProblemError(422, _sentence(str(exc)), errors=[FieldError(field="body.dose", message=str(exc))]) from exc
     if covered is None:
         return None
     if actor.role != "clinician":
-        raise ProblemError(403, "A dose above the usual maximum is a clinical decision: only a clinician's token may "
-                                "give override_reason.")
+        raise ProblemError(
+            403,
+            "A dose above the usual maximum is a clinical decision: only a clinician's token may give override_reason.",
+        )
     request.state.audit_detail = covered
     return override_reason.strip() if override_reason else None
 
@@ -308,11 +389,23 @@ def _closed_days(session: Session, program_id: str, site: str, start: date) -> f
     return calendar_closed_days(stored[0].sites[site], start, start + CALENDAR_HORIZON)
 
 
-@router.post("/participants/{participant_id}/medications", status_code=201, response_model=MedicationOrderPublic,
-             responses=responses(401, 403, 404, 409, 422, 503), summary="Start a medication order")
+@router.post(
+    "/participants/{participant_id}/medications",
+    status_code=201,
+    response_model=MedicationOrderPublic,
+    responses=responses(401, 403, 404, 409, 422, 503),
+    summary="Start a medication order",
+)
 @joins_update
-async def start_order(participant_id: str, body: MedicationOrderIn, actor: Prescriber, session: SessionDep,
-                      services: ServicesDep, request: Request, attempt: Idempotency) -> MedicationOrderPublic:
+async def start_order(
+    participant_id: str,
+    body: MedicationOrderIn,
+    actor: Prescriber,
+    session: SessionDep,
+    services: ServicesDep,
+    request: Request,
+    attempt: Idempotency,
+) -> MedicationOrderPublic:
     """Starts a medication order and its workflow: doses due by schedule, missed-dose holds, take-home eligibility
     under the order's rule set. A dose above the usual maximum needs override_reason."""
     # 42 CFR 8.12(h)(3)(ii) limits the first day's methadone dose: it applies when the prescriber says
@@ -328,41 +421,66 @@ async def start_order(participant_id: str, body: MedicationOrderIn, actor: Presc
     try:
         order = med.MedicationOrder(
             # Named after its participant: no two participants' orders (nor their workflows) can share an id.
-            order_id=f"m-{participant_id.removeprefix('p-')}-{secrets.token_hex(4)}", participant_id=participant_id,
-            drug=body.drug, dose=body.dose, unit=body.unit, route=body.route,
-            schedule=med.Schedule(kind=body.schedule.kind, observed_weekdays=tuple(body.schedule.observed_weekdays),
-                                  every_days=body.schedule.every_days, grace_days=body.schedule.grace_days),
-            start_date=body.start_date.isoformat(), stop_date=body.stop_date.isoformat() if body.stop_date else None,
-            prescriber=body.prescriber, dose_override_reason=override or None,
+            order_id=f"m-{participant_id.removeprefix('p-')}-{secrets.token_hex(4)}",
+            participant_id=participant_id,
+            drug=body.drug,
+            dose=body.dose,
+            unit=body.unit,
+            route=body.route,
+            schedule=med.Schedule(
+                kind=body.schedule.kind,
+                observed_weekdays=tuple(body.schedule.observed_weekdays),
+                every_days=body.schedule.every_days,
+                grace_days=body.schedule.grace_days,
+            ),
+            start_date=body.start_date.isoformat(),
+            stop_date=body.stop_date.isoformat() if body.stop_date else None,
+            prescriber=body.prescriber,
+            dose_override_reason=override or None,
         )
     except ValueError as exc:
         raise ProblemError(422, f"The order is not valid: {exc}.") from exc
-    start = MedicationStart(order=order, rules=rules,
-                            treatment_start=body.treatment_start.isoformat() if body.treatment_start else None,
-                            closed_days=sorted(day.isoformat() for day in closed))
+    start = MedicationStart(
+        order=order,
+        rules=rules,
+        treatment_start=body.treatment_start.isoformat() if body.treatment_start else None,
+        closed_days=sorted(day.isoformat() for day in closed),
+    )
     async with workflow_call("participant"):
         order_id = await services.temporal.get_workflow_handle(participant_workflow_id(participant_id)).execute_update(
-            ParticipantWorkflow.start_medication, start, id=attempt.update_id(participant_id) if attempt else None)
+            ParticipantWorkflow.start_medication, start, id=attempt.update_id(participant_id) if attempt else None
+        )
     return _public(await run_in_threadpool(_order, session, order_id))
 
 
-@router.get("/participants/{participant_id}/medications", response_model=Page[MedicationOrderPublic],
-            responses=responses(401, 403, 404, 422))
-def list_orders(participant_id: str, actor: Reader, session: SessionDep, pages: PagingDep,
-                status: Annotated[str | None, Query(max_length=16, description="Only orders with this status: "
-                                                                               "active, held or stopped")] = None,
-                ) -> Page[MedicationOrderPublic]:
+@router.get(
+    "/participants/{participant_id}/medications",
+    response_model=Page[MedicationOrderPublic],
+    responses=responses(401, 403, 404, 422),
+)
+def list_orders(
+    participant_id: str,
+    actor: Reader,
+    session: SessionDep,
+    pages: PagingDep,
+    status: Annotated[
+        str | None, Query(max_length=16, description="Only orders with this status: active, held or stopped")
+    ] = None,
+) -> Page[MedicationOrderPublic]:
     """Every medication order of one participant, oldest first."""
     participant_or_404(session, participant_id)
     query = select(MedicationOrderRecord).where(MedicationOrderRecord.participant_id == participant_id)
     if status:
         query = query.where(MedicationOrderRecord.status == status)
-    return pages.rows(session, query, (col(MedicationOrderRecord.created_at), col(MedicationOrderRecord.id)),
-                      _public)
+    return pages.rows(session, query, (col(MedicationOrderRecord.created_at), col(MedicationOrderRecord.id)), _public)
 
 
-@router.get("/medications/{order_id}", response_model=MedicationDetail, responses=responses(401, 403, 404, 503),
-            summary="An order with its live state: next due, adherence, take-home eligibility with reasons")
+@router.get(
+    "/medications/{order_id}",
+    response_model=MedicationDetail,
+    responses=responses(401, 403, 404, 503),
+    summary="An order with its live state: next due, adherence, take-home eligibility with reasons",
+)
 async def get_order(order_id: str, actor: Reader, session: SessionDep, services: ServicesDep) -> MedicationDetail:
     """One order with the live state of its workflow: next dose due, adherence, take-home eligibility with the
     reasons."""
@@ -370,114 +488,209 @@ async def get_order(order_id: str, actor: Reader, session: SessionDep, services:
     handle = services.temporal.get_workflow_handle(medication_workflow_id(order_id))
     async with workflow_call("medication order"):
         state = await handle.query(MedicationWorkflow.status)
-    return MedicationDetail(**_public(row).model_dump(), workflow_id=handle.id,
-                            workflow=MedicationStatePublic.of(state))
+    return MedicationDetail(
+        **_public(row).model_dump(), workflow_id=handle.id, workflow=MedicationStatePublic.of(state)
+    )
 
 
-async def _update(services: ServicesDep, session: Session, order_id: str, update, argument,
-                  attempt: Attempt | None) -> MedicationStatePublic:
+async def _update(
+    services: ServicesDep, session: Session, order_id: str, update, argument, attempt: Attempt | None
+) -> MedicationStatePublic:
     row = await run_in_threadpool(_order, session, order_id)
     if row.status == "stopped" and not (attempt and attempt.retry):
         raise ProblemError(409, f"Order {order_id} is stopped; nothing more can be recorded against it.")
     async with workflow_call("medication order"):
-        return MedicationStatePublic.of(await services.temporal.get_workflow_handle(
-            medication_workflow_id(order_id)).execute_update(update, argument,
-                                                             id=attempt.update_id(order_id) if attempt else None))
+        return MedicationStatePublic.of(
+            await services.temporal.get_workflow_handle(medication_workflow_id(order_id)).execute_update(
+                update, argument, id=attempt.update_id(order_id) if attempt else None
+            )
+        )
 
 
-@router.post("/medications/{order_id}/dispenses", response_model=MedicationStatePublic,
-             responses=responses(401, 403, 404, 409, 422, 503),
-             summary="Record a dose, take-home, refusal, hold or injection")
+@router.post(
+    "/medications/{order_id}/dispenses",
+    response_model=MedicationStatePublic,
+    responses=responses(401, 403, 404, 409, 422, 503),
+    summary="Record a dose, take-home, refusal, hold or injection",
+)
 @joins_update
-async def dispense(order_id: str, body: DispenseIn, actor: Dispenser, session: SessionDep,
-                   services: ServicesDep, attempt: Idempotency) -> MedicationStatePublic:
+async def dispense(
+    order_id: str, body: DispenseIn, actor: Dispenser, session: SessionDep, services: ServicesDep, attempt: Idempotency
+) -> MedicationStatePublic:
     """Records one event at the dosing window: an observed dose, take-homes supplied, a refusal, a hold, or an
     injection."""
     record = DispenseRecord(actor=actor.token_id, **body.model_dump())
     return await _update(services, session, order_id, MedicationWorkflow.dispense, record, attempt)
 
 
-@router.post("/medications/{order_id}/reassessment", response_model=MedicationStatePublic,
-             responses=responses(401, 403, 404, 409, 422, 503))
+@router.post(
+    "/medications/{order_id}/reassessment",
+    response_model=MedicationStatePublic,
+    responses=responses(401, 403, 404, 409, 422, 503),
+)
 @joins_update
-async def reassess(order_id: str, body: ReassessmentIn, actor: Clinician, session: SessionDep,
-                   services: ServicesDep, attempt: Idempotency) -> MedicationStatePublic:
+async def reassess(
+    order_id: str,
+    body: ReassessmentIn,
+    actor: Clinician,
+    session: SessionDep,
+    services: ServicesDep,
+    attempt: Idempotency,
+) -> MedicationStatePublic:
     """A clinician's reassessment after missed doses: resume, keep holding, or hold."""
-    return await _update(services, session, order_id, MedicationWorkflow.reassess,
-                         Reassessment(body.decision, body.note, actor.token_id), attempt)
+    return await _update(
+        services,
+        session,
+        order_id,
+        MedicationWorkflow.reassess,
+        Reassessment(body.decision, body.note, actor.token_id),
+        attempt,
+    )
 
 
-@router.post("/medications/{order_id}/dose-change", response_model=MedicationStatePublic,
-             responses=responses(401, 403, 404, 409, 422, 503))
+@router.post(
+    "/medications/{order_id}/dose-change",
+    response_model=MedicationStatePublic,
+    responses=responses(401, 403, 404, 409, 422, 503),
+)
 @joins_update
-async def change_dose(order_id: str, body: DoseChangeIn, actor: Prescriber, session: SessionDep,
-                      services: ServicesDep, request: Request, attempt: Idempotency) -> MedicationStatePublic:
+async def change_dose(
+    order_id: str,
+    body: DoseChangeIn,
+    actor: Prescriber,
+    session: SessionDep,
+    services: ServicesDep,
+    request: Request,
+    attempt: Idempotency,
+) -> MedicationStatePublic:
     """Changes the dose from now on; a dose above the usual maximum needs override_reason."""
     row = await run_in_threadpool(_order, session, order_id)
     override = _dose_override(request, actor, row.drug, body.dose, body.unit, body.override_reason)
-    return await _update(services, session, order_id, MedicationWorkflow.change_dose,
-                         DoseChange(body.dose, body.unit, body.reason, actor.token_id, override), attempt)
+    return await _update(
+        services,
+        session,
+        order_id,
+        MedicationWorkflow.change_dose,
+        DoseChange(body.dose, body.unit, body.reason, actor.token_id, override),
+        attempt,
+    )
 
 
-@router.post("/medications/{order_id}/stop", response_model=MedicationStatePublic,
-             responses=responses(401, 403, 404, 409, 422, 503))
+@router.post(
+    "/medications/{order_id}/stop",
+    response_model=MedicationStatePublic,
+    responses=responses(401, 403, 404, 409, 422, 503),
+)
 @joins_update
-async def stop(order_id: str, body: StopIn, actor: Prescriber, session: SessionDep,
-               services: ServicesDep, attempt: Idempotency) -> MedicationStatePublic:
+async def stop(
+    order_id: str, body: StopIn, actor: Prescriber, session: SessionDep, services: ServicesDep, attempt: Idempotency
+) -> MedicationStatePublic:
     """Stops the order; no further doses are due."""
-    return await _update(services, session, order_id, MedicationWorkflow.stop, OrderStop(body.reason, actor.token_id),
-                         attempt)
+    return await _update(
+        services, session, order_id, MedicationWorkflow.stop, OrderStop(body.reason, actor.token_id), attempt
+    )
 
 
-@router.post("/medications/{order_id}/pill-counts", response_model=MedicationStatePublic,
-             responses=responses(401, 403, 404, 409, 422, 503), summary="A bottle return or callback pill count")
+@router.post(
+    "/medications/{order_id}/pill-counts",
+    response_model=MedicationStatePublic,
+    responses=responses(401, 403, 404, 409, 422, 503),
+    summary="A bottle return or callback pill count",
+)
 @joins_update
-async def pill_count(order_id: str, body: PillCountIn, actor: Dispenser, session: SessionDep,
-                     services: ServicesDep, attempt: Idempotency) -> MedicationStatePublic:
+async def pill_count(
+    order_id: str, body: PillCountIn, actor: Dispenser, session: SessionDep, services: ServicesDep, attempt: Idempotency
+) -> MedicationStatePublic:
     """Records a take-home bottle counted on return or at a callback; a short count or a broken seal counts against
     take-home eligibility."""
-    return await _update(services, session, order_id, MedicationWorkflow.record_pill_count,
-                         PillCountRecord(actor=actor.token_id, **body.model_dump()), attempt)
+    return await _update(
+        services,
+        session,
+        order_id,
+        MedicationWorkflow.record_pill_count,
+        PillCountRecord(actor=actor.token_id, **body.model_dump()),
+        attempt,
+    )
 
 
-@router.post("/medications/{order_id}/storage-attestation", response_model=MedicationStatePublic,
-             responses=responses(401, 403, 404, 409, 422, 503))
+@router.post(
+    "/medications/{order_id}/storage-attestation",
+    response_model=MedicationStatePublic,
+    responses=responses(401, 403, 404, 409, 422, 503),
+)
 @joins_update
-async def storage(order_id: str, body: StorageIn, actor: Prescriber, session: SessionDep,
-                  services: ServicesDep, attempt: Idempotency) -> MedicationStatePublic:
+async def storage(
+    order_id: str, body: StorageIn, actor: Prescriber, session: SessionDep, services: ServicesDep, attempt: Idempotency
+) -> MedicationStatePublic:
     """Records the participant's attestation of safe storage of take-home doses."""
-    return await _update(services, session, order_id, MedicationWorkflow.attest_storage,
-                         StorageAttestation(body.attested, body.note, actor.token_id), attempt)
+    return await _update(
+        services,
+        session,
+        order_id,
+        MedicationWorkflow.attest_storage,
+        StorageAttestation(body.attested, body.note, actor.token_id),
+        attempt,
+    )
 
 
-@router.post("/medications/{order_id}/bottle-returns", response_model=MedicationStatePublic,
-             responses=responses(401, 403, 404, 409, 422, 503),
-             summary="Bottles brought back, checked against the bottle ids dispensed on this order")
+@router.post(
+    "/medications/{order_id}/bottle-returns",
+    response_model=MedicationStatePublic,
+    responses=responses(401, 403, 404, 409, 422, 503),
+    summary="Bottles brought back, checked against the bottle ids dispensed on this order",
+)
 @joins_update
-async def bottle_returns(order_id: str, body: BottleReturnIn, actor: Dispenser, session: SessionDep,
-                         services: ServicesDep, attempt: Idempotency) -> MedicationStatePublic:
+async def bottle_returns(
+    order_id: str,
+    body: BottleReturnIn,
+    actor: Dispenser,
+    session: SessionDep,
+    services: ServicesDep,
+    attempt: Idempotency,
+) -> MedicationStatePublic:
     """Records empty take-home bottles returned, checked against the bottles dispensed on this order."""
-    return await _update(services, session, order_id, MedicationWorkflow.return_bottles,
-                         BottleReturn(body.bottle_ids, actor.token_id, body.note), attempt)
+    return await _update(
+        services,
+        session,
+        order_id,
+        MedicationWorkflow.return_bottles,
+        BottleReturn(body.bottle_ids, actor.token_id, body.note),
+        attempt,
+    )
 
 
-@router.post("/medications/{order_id}/callbacks", response_model=MedicationStatePublic,
-             responses=responses(401, 403, 404, 409, 422, 503),
-             summary="Schedule a random callback: the participant brings every bottle within the set time")
+@router.post(
+    "/medications/{order_id}/callbacks",
+    response_model=MedicationStatePublic,
+    responses=responses(401, 403, 404, 409, 422, 503),
+    summary="Schedule a random callback: the participant brings every bottle within the set time",
+)
 @joins_update
-async def callbacks(order_id: str, body: CallbackIn, actor: Dispenser, session: SessionDep,
-                    services: ServicesDep, attempt: Idempotency) -> MedicationStatePublic:
+async def callbacks(
+    order_id: str, body: CallbackIn, actor: Dispenser, session: SessionDep, services: ServicesDep, attempt: Idempotency
+) -> MedicationStatePublic:
     """Schedules a random callback: the participant must bring every take-home bottle within the time set."""
-    return await _update(services, session, order_id, MedicationWorkflow.schedule_callback,
-                         CallbackPolicy(body.window_days, body.respond_hours, actor.token_id), attempt)
+    return await _update(
+        services,
+        session,
+        order_id,
+        MedicationWorkflow.schedule_callback,
+        CallbackPolicy(body.window_days, body.respond_hours, actor.token_id),
+        attempt,
+    )
 
 
-@router.post("/medications/{order_id}/guest-dosing", response_model=MedicationOrderPublic, status_code=201,
-             responses=responses(401, 403, 404, 409, 422, 503),
-             summary="Guest dosing at another site: a time-limited copy of the order")
+@router.post(
+    "/medications/{order_id}/guest-dosing",
+    response_model=MedicationOrderPublic,
+    status_code=201,
+    responses=responses(401, 403, 404, 409, 422, 503),
+    summary="Guest dosing at another site: a time-limited copy of the order",
+)
 @joins_update
-async def guest_dosing(order_id: str, body: GuestIn, actor: Prescriber, session: SessionDep,
-                       services: ServicesDep, attempt: Idempotency) -> MedicationOrderPublic:
+async def guest_dosing(
+    order_id: str, body: GuestIn, actor: Prescriber, session: SessionDep, services: ServicesDep, attempt: Idempotency
+) -> MedicationOrderPublic:
     """Lets the participant dose at another site for a while (a time-limited copy of the order)."""
     row = await run_in_threadpool(_order, session, order_id)
     if row.status == "stopped":
@@ -486,19 +699,25 @@ async def guest_dosing(order_id: str, body: GuestIn, actor: Prescriber, session:
         guest_id = await services.temporal.get_workflow_handle(medication_workflow_id(order_id)).execute_update(
             MedicationWorkflow.start_guest,
             GuestRequest(body.site, body.first_day.isoformat(), body.last_day.isoformat(), actor.token_id),
-            id=attempt.update_id(order_id) if attempt else None)
+            id=attempt.update_id(order_id) if attempt else None,
+        )
     return _public(await run_in_threadpool(_order, session, guest_id))
 
 
-@router.post("/medications/{order_id}/closed-days", response_model=MedicationStatePublic,
-             responses=responses(401, 403, 404, 409, 422, 503),
-             summary="Clinic-closed days for this order (until the program calendar supplies them)")
+@router.post(
+    "/medications/{order_id}/closed-days",
+    response_model=MedicationStatePublic,
+    responses=responses(401, 403, 404, 409, 422, 503),
+    summary="Clinic-closed days for this order (until the program calendar supplies them)",
+)
 @joins_update
-async def closed_days(order_id: str, body: ClosedDaysIn, actor: Admin, session: SessionDep,
-                      services: ServicesDep, attempt: Idempotency) -> MedicationStatePublic:
+async def closed_days(
+    order_id: str, body: ClosedDaysIn, actor: Admin, session: SessionDep, services: ServicesDep, attempt: Idempotency
+) -> MedicationStatePublic:
     """Sets the clinic-closed days of this order: no dose is due on them unless take-homes cover them."""
-    return await _update(services, session, order_id, MedicationWorkflow.set_closed_days,
-                         [day.isoformat() for day in body.days], attempt)
+    return await _update(
+        services, session, order_id, MedicationWorkflow.set_closed_days, [day.isoformat() for day in body.days], attempt
+    )
 
 
 class BandPublic(BaseModel):
@@ -548,8 +767,12 @@ class RuleSetPublic(BaseModel):
     uncertain: list[str] = Field(description="What is not settled in it, in words")
 
 
-@router.get("/takehome-rule-sets", response_model=Page[RuleSetPublic], responses=responses(401, 403, 422),
-            summary="The take-home rule sets in force, with their citations and what is uncertain")
+@router.get(
+    "/takehome-rule-sets",
+    response_model=Page[RuleSetPublic],
+    responses=responses(401, 403, 422),
+    summary="The take-home rule sets in force, with their citations and what is uncertain",
+)
 def takehome_rule_sets(actor: Reader, pages: PagingDep) -> Page[RuleSetPublic]:
     """The take-home rule sets in force, by name, each with its citations and what is uncertain in it."""
     files = takehome_rules.load_rule_files()
@@ -558,24 +781,43 @@ def takehome_rule_sets(actor: Reader, pages: PagingDep) -> Page[RuleSetPublic]:
         jurisdiction, _ = files.get(name, ("program", None))
         values = rules_to_dict(rules)
         values["bands_by_drug"] = [{"drug": drug, "bands": bands} for drug, bands in values["bands_by_drug"]]
-        out.append(RuleSetPublic.model_validate({
-            **values, "jurisdiction": jurisdiction, "basis": rules.basis,
-            "citations": [{"cite": str(c.get("cite", "")), "text": str(c.get("text", ""))}
-                          for c in takehome_rules.citations(name)],
-            "uncertain": [str(u) for u in takehome_rules.uncertain(name)]}))
+        out.append(
+            RuleSetPublic.model_validate(
+                {
+                    **values,
+                    "jurisdiction": jurisdiction,
+                    "basis": rules.basis,
+                    "citations": [
+                        {"cite": str(c.get("cite", "")), "text": str(c.get("text", ""))}
+                        for c in takehome_rules.citations(name)
+                    ],
+                    "uncertain": [str(u) for u in takehome_rules.uncertain(name)],
+                }
+            )
+        )
     return pages.cut(out)
 
 
-@router.get("/dispensing/today", response_model=Page[DueToday], responses=responses(401, 403, 422),
-            summary="Who is due for a dose or injection today, and who has been dosed")
-def dispensing_today(actor: Reader, session: SessionDep, shown: ShownDep, pages: PagingDep,
-                     site: Annotated[str | None, Query(max_length=64, description="Only this site's orders")] = None,
-                     dosed: Annotated[bool | None, Query(description="true: only orders dosed today; false: only "
-                                                                     "those not dosed yet")] = None,
-                     ) -> Page[DueToday]:
+@router.get(
+    "/dispensing/today",
+    response_model=Page[DueToday],
+    responses=responses(401, 403, 422),
+    summary="Who is due for a dose or injection today, and who has been dosed",
+)
+def dispensing_today(
+    actor: Reader,
+    session: SessionDep,
+    shown: ShownDep,
+    pages: PagingDep,
+    site: Annotated[str | None, Query(max_length=64, description="Only this site's orders")] = None,
+    dosed: Annotated[
+        bool | None, Query(description="true: only orders dosed today; false: only those not dosed yet")
+    ] = None,
+) -> Page[DueToday]:
     """For a site: who is due for a dose or injection today, and who has already been dosed, by site and order."""
-    query = select(MedicationOrderRecord, Participant).join(Participant).where(
-        MedicationOrderRecord.status != "stopped")
+    query = (
+        select(MedicationOrderRecord, Participant).join(Participant).where(MedicationOrderRecord.status != "stopped")
+    )
     if site:
         query = query.where(MedicationOrderRecord.site == site)
     items = []
@@ -584,16 +826,28 @@ def dispensing_today(actor: Reader, session: SessionDep, shown: ShownDep, pages:
     for row, participant in session.exec(ordered):
         today = local_date(now, participant.timezone)
         order = typed(med.MedicationOrder, row.order)
-        last_injection = session.exec(select(func.max(DispenseRow.day)).where(
-            DispenseRow.order_id == row.id, DispenseRow.kind == "injection")).one()
-        recorded = session.exec(select(DispenseRow.kind).where(DispenseRow.order_id == row.id,
-                                                               DispenseRow.day == today)).all()
+        last_injection = session.exec(
+            select(func.max(DispenseRow.day)).where(DispenseRow.order_id == row.id, DispenseRow.kind == "injection")
+        ).one()
+        recorded = session.exec(
+            select(DispenseRow.kind).where(DispenseRow.order_id == row.id, DispenseRow.day == today)
+        ).all()
         expected = med.expected_on(order, today, last_injection)
-        items.append(DueToday(order_id=row.id, participant_id=row.participant_id, site=row.site, drug=row.drug,
-                              dose=order.dose, unit=order.unit, status=row.status, expected=expected.kind,
-                              reason=expected.reason,
-                              dosed_today=bool({med.OBSERVED_DOSE, med.DispenseKind.INJECTION} & set(recorded)),
-                              recorded_today=list(recorded)))
+        items.append(
+            DueToday(
+                order_id=row.id,
+                participant_id=row.participant_id,
+                site=row.site,
+                drug=row.drug,
+                dose=order.dose,
+                unit=order.unit,
+                status=row.status,
+                expected=expected.kind,
+                reason=expected.reason,
+                dosed_today=bool({med.OBSERVED_DOSE, med.DispenseKind.INJECTION} & set(recorded)),
+                recorded_today=list(recorded),
+            )
+        )
     if dosed is not None:
         items = [item for item in items if item.dosed_today == dosed]
     page = pages.cut(items)

@@ -52,32 +52,52 @@ class ParticipantDetail(ParticipantPublic):
     """A participant with the live state of their program workflow."""
 
     workflow_id: str = Field(description="The Temporal workflow id of the participant's program")
-    workflow: ParticipantProgramPublic | None = Field(description="The participant's program as it stands (null "
-                                                                  "while the enrollment completes)")
+    workflow: ParticipantProgramPublic | None = Field(
+        description="The participant's program as it stands (null while the enrollment completes)"
+    )
 
 
 class PhaseChangeRequest(RequestModel):
     """Move a participant to another phase."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "phase": "phase-2", "reason": "90 days of negative results and full attendance",
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "phase": "phase-2",
+                    "reason": "90 days of negative results and full attendance",
+                }
+            ]
+        }
+    )
 
-    phase: str = Field(min_length=1, max_length=32,
-                       description=f"One of the program's phases ({', '.join(PHASES)} in the default program)")
-    reason: str = Field(min_length=1, max_length=500,
-                        description="Why (kept in the record), e.g. '90 days of negative results'")
+    phase: str = Field(
+        min_length=1,
+        max_length=32,
+        description=f"One of the program's phases ({', '.join(PHASES)} in the default program)",
+    )
+    reason: str = Field(
+        min_length=1, max_length=500, description="Why (kept in the record), e.g. '90 days of negative results'"
+    )
 
 
 class DischargeRequest(RequestModel):
     """End a participant's program."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "kind": "completed", "reason": "Completed all phases",
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "completed",
+                    "reason": "Completed all phases",
+                }
+            ]
+        }
+    )
 
-    kind: DischargeKind = Field(description="How the participant leaves: completed, withdrawn, transferred or "
-                                            "administrative")
+    kind: DischargeKind = Field(
+        description="How the participant leaves: completed, withdrawn, transferred or administrative"
+    )
     reason: str = Field(min_length=1, max_length=500, description="Why (kept in the record)")
 
 
@@ -142,7 +162,8 @@ async def enroll(
         replayed = await run_in_threadpool(_replay, session, actor, idempotency_key, digest)
         if replayed is None:
             raise ProblemError(
-                409, "Another request with this Idempotency-Key is still being processed; retry.") from None
+                409, "Another request with this Idempotency-Key is still being processed; retry."
+            ) from None
         response.headers["Idempotent-Replayed"] = "true"
         return await _complete(services, session, request, replayed)
 
@@ -161,8 +182,9 @@ async def enroll(
     return _public(participant)
 
 
-async def _complete(services: ServicesDep, session: Session, request: Request,
-                    replayed: ParticipantPublic) -> ParticipantPublic:
+async def _complete(
+    services: ServicesDep, session: Session, request: Request, replayed: ParticipantPublic
+) -> ParticipantPublic:
     """A repeated request whose first attempt stopped half way (its process died after the record
     was committed): finish that enrollment rather than replay an answer that was never given."""
     if replayed.status != ENROLLING:
@@ -173,12 +195,15 @@ async def _complete(services: ServicesDep, session: Session, request: Request,
     except WorkflowAlreadyStartedError:
         pass  # started by the first attempt or the reconciler: the same program
     except Exception as exc:
-        log.warning("enrollment of %s not completed yet: workflow not started (%s)", participant.id,
-                    type(exc).__name__)
+        log.warning("enrollment of %s not completed yet: workflow not started (%s)", participant.id, type(exc).__name__)
         # The record stays: this retry, a later one or the reconciler completes it.
-        raise ProblemError(503, "The workflow service (Temporal) cannot be reached right now; the enrollment is "
-                                "recorded but its program is not started yet. Retrying with the same "
-                                "Idempotency-Key is safe and completes it.", headers={"Retry-After": "5"}) from exc
+        raise ProblemError(
+            503,
+            "The workflow service (Temporal) cannot be reached right now; the enrollment is "
+            "recorded but its program is not started yet. Retrying with the same "
+            "Idempotency-Key is safe and completes it.",
+            headers={"Retry-After": "5"},
+        ) from exc
     await run_in_threadpool(_mark_active, session, participant)
     request.state.audit_participant = participant.id
     return _public(participant)
@@ -202,12 +227,18 @@ def _fit_program(body: ParticipantCreate, program) -> ParticipantCreate:
     if body.phase not in phases:
         raise ProblemError(422, f"phase must be one of program {program.program_id}'s phases: {', '.join(phases)}.")
     if body.site not in program.sites:
-        raise ProblemError(422, f"site {body.site!r} is not a site of program {program.program_id}; its sites are "
-                                f"{', '.join(sorted(program.sites))}.")
+        raise ProblemError(
+            422,
+            f"site {body.site!r} is not a site of program {program.program_id}; its sites are "
+            f"{', '.join(sorted(program.sites))}.",
+        )
     zone = program.sites[body.site].timezone
     if "timezone" in body.model_fields_set and body.timezone != zone:
-        raise ProblemError(422, f"site {body.site} of program {program.program_id} keeps {zone} time; leave timezone "
-                                "out or send that zone.")
+        raise ProblemError(
+            422,
+            f"site {body.site} of program {program.program_id} keeps {zone} time; leave timezone "
+            "out or send that zone.",
+        )
     return body.model_copy(update={"timezone": zone})
 
 
@@ -239,8 +270,9 @@ def _insert(session: Session, participant: Participant, actor: Actor, key: str |
     session.add(participant)
     if key is not None:
         session.add(
-            IdempotencyRecord(actor=actor.token_id, scope="participants", key=key, request_sha256=digest,
-                              resource_id=participant.id)
+            IdempotencyRecord(
+                actor=actor.token_id, scope="participants", key=key, request_sha256=digest, resource_id=participant.id
+            )
         )
     session.commit()
 
@@ -277,8 +309,15 @@ def _matches(wanted: search.Search):
     """A birth date; or every word in the given or family name, or the whole text in a case number."""
     if wanted.birth_date:
         return Participant.date_of_birth == wanted.birth_date
-    names = and_(*(or_(col(Participant.given_name).ilike(_like(w), escape="\\"),
-                       col(Participant.family_name).ilike(_like(w), escape="\\")) for w in wanted.words))
+    names = and_(
+        *(
+            or_(
+                col(Participant.given_name).ilike(_like(w), escape="\\"),
+                col(Participant.family_name).ilike(_like(w), escape="\\"),
+            )
+            for w in wanted.words
+        )
+    )
     return or_(names, cast(Participant.case_numbers, String).ilike(_like(wanted.text), escape="\\"))
 
 
@@ -288,12 +327,20 @@ def list_participants(
     session: SessionDep,
     shown: ShownDep,
     pages: PagingDep,
-    status: Annotated[str | None, Query(max_length=40, description="Only participants with this status: "
-                                                                   "active, completed, withdrawn, ...")] = None,
+    status: Annotated[
+        str | None,
+        Query(max_length=40, description="Only participants with this status: active, completed, withdrawn, ..."),
+    ] = None,
     phase: Annotated[str | None, Query(max_length=32, description="Only participants in this phase")] = None,
     site: Annotated[str | None, Query(max_length=64, description="Only this site's participants")] = None,
-    q: Annotated[str | None, Query(max_length=100, description="A name (every word must match the given or "
-                                   "family name), a birth date (1987-03-14 or 03/14/1987) or a case number")] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            description="A name (every word must match the given or "
+            "family name), a birth date (1987-03-14 or 03/14/1987) or a case number",
+        ),
+    ] = None,
     date_of_birth: Annotated[date | None, Query(description="Only participants born that day")] = None,
     phone: Annotated[str | None, Query(max_length=32, description="Matches the same digits, however written")] = None,
 ) -> Page[ParticipantPublic]:
@@ -324,8 +371,9 @@ def list_participants(
 
 
 @router.get("/{participant_id}", response_model=ParticipantDetail, responses=responses(401, 403, 404, 503))
-async def get_participant(participant_id: str, actor: Reader, session: SessionDep,
-                          services: ServicesDep) -> ParticipantDetail:
+async def get_participant(
+    participant_id: str, actor: Reader, session: SessionDep, services: ServicesDep
+) -> ParticipantDetail:
     """One participant's record with the live state of their program workflow."""
     participant = await run_in_threadpool(participant_or_404, session, participant_id)
     handle = services.temporal.get_workflow_handle(workflow_id(participant_id))
@@ -333,32 +381,50 @@ async def get_participant(participant_id: str, actor: Reader, session: SessionDe
     if participant.status != ENROLLING:
         async with workflow_call("participant"):
             state = await handle.query(ParticipantWorkflow.status)
-    return ParticipantDetail(**_public(participant).model_dump(), workflow_id=handle.id,
-                             workflow=ParticipantProgramPublic.of(state))
+    return ParticipantDetail(
+        **_public(participant).model_dump(), workflow_id=handle.id, workflow=ParticipantProgramPublic.of(state)
+    )
 
 
-@router.post("/{participant_id}/phase", response_model=ParticipantProgramPublic,
-             responses=responses(401, 403, 404, 409, 422, 503))
+@router.post(
+    "/{participant_id}/phase",
+    response_model=ParticipantProgramPublic,
+    responses=responses(401, 403, 404, 409, 422, 503),
+)
 @joins_update
 async def change_phase(
-    participant_id: str, body: PhaseChangeRequest, actor: CareTeam, session: SessionDep, services: ServicesDep,
+    participant_id: str,
+    body: PhaseChangeRequest,
+    actor: CareTeam,
+    session: SessionDep,
+    services: ServicesDep,
     attempt: Idempotency,
 ) -> ParticipantProgramPublic:
     """Moves the participant to another phase; the daily draws follow the new phase's testing plan."""
     await run_in_threadpool(active_participant, session, participant_id, "change the phase")
     handle = services.temporal.get_workflow_handle(workflow_id(participant_id))
     async with workflow_call("participant"):
-        return ParticipantProgramPublic.of(await handle.execute_update(
-            ParticipantWorkflow.change_phase, PhaseChange(phase=body.phase, reason=body.reason, actor=actor.token_id),
-            id=attempt.update_id(participant_id) if attempt else None,
-        ))
+        return ParticipantProgramPublic.of(
+            await handle.execute_update(
+                ParticipantWorkflow.change_phase,
+                PhaseChange(phase=body.phase, reason=body.reason, actor=actor.token_id),
+                id=attempt.update_id(participant_id) if attempt else None,
+            )
+        )
 
 
-@router.post("/{participant_id}/discharge", response_model=ParticipantProgramPublic,
-             responses=responses(401, 403, 404, 409, 422, 503))
+@router.post(
+    "/{participant_id}/discharge",
+    response_model=ParticipantProgramPublic,
+    responses=responses(401, 403, 404, 409, 422, 503),
+)
 @joins_update
 async def discharge(
-    participant_id: str, body: DischargeRequest, actor: CareTeam, session: SessionDep, services: ServicesDep,
+    participant_id: str,
+    body: DischargeRequest,
+    actor: CareTeam,
+    session: SessionDep,
+    services: ServicesDep,
     attempt: Idempotency,
 ) -> ParticipantProgramPublic:
     """Ends the participant's program: no further draws; open screenings are cancelled."""
@@ -366,7 +432,10 @@ async def discharge(
         await run_in_threadpool(active_participant, session, participant_id, "discharge")
     handle = services.temporal.get_workflow_handle(workflow_id(participant_id))
     async with workflow_call("participant"):
-        return ParticipantProgramPublic.of(await handle.execute_update(
-            ParticipantWorkflow.discharge, Discharge(kind=body.kind, reason=body.reason, actor=actor.token_id),
-            id=attempt.update_id(participant_id) if attempt else None,
-        ))
+        return ParticipantProgramPublic.of(
+            await handle.execute_update(
+                ParticipantWorkflow.discharge,
+                Discharge(kind=body.kind, reason=body.reason, actor=actor.token_id),
+                id=attempt.update_id(participant_id) if attempt else None,
+            )
+        )

@@ -30,12 +30,19 @@ class StaffMember(BaseModel):
     role: str = Field(description="Its role: admin, staff, clinician, lab or auditor")
 
 
-@router.get("/staff", response_model=Page[StaffMember], responses=responses(401, 403, 422),
-            summary="Names and roles of every token, to show a name where a record holds a token id")
-def staff(actor: Reader, session: SessionDep, pages: PagingDep,
-          q: Annotated[str | None, Query(max_length=120, description="Part of the name, any case")] = None,
-          role: Annotated[str | None, Query(max_length=16, description="Only this role")] = None,
-          ) -> Page[StaffMember]:
+@router.get(
+    "/staff",
+    response_model=Page[StaffMember],
+    responses=responses(401, 403, 422),
+    summary="Names and roles of every token, to show a name where a record holds a token id",
+)
+def staff(
+    actor: Reader,
+    session: SessionDep,
+    pages: PagingDep,
+    q: Annotated[str | None, Query(max_length=120, description="Part of the name, any case")] = None,
+    role: Annotated[str | None, Query(max_length=16, description="Only this role")] = None,
+) -> Page[StaffMember]:
     """Every token ever issued, oldest first, with its name and role (no secret and no expiry), so that a
     screen can show "reviewed by Dr Lee" where a record says which token did it."""
     query = select(ApiToken)
@@ -43,5 +50,9 @@ def staff(actor: Reader, session: SessionDep, pages: PagingDep,
         query = query.where(col(ApiToken.name).ilike(containing(q.strip()), escape="\\"))
     if role:
         query = query.where(ApiToken.role == role)
-    return pages.rows(session, query, (col(ApiToken.created_at), col(ApiToken.id)),
-                      lambda r: StaffMember(id=r.id, name=r.name, role=r.role))
+    return pages.rows(
+        session,
+        query,
+        (col(ApiToken.created_at), col(ApiToken.id)),
+        lambda r: StaffMember(id=r.id, name=r.name, role=r.role),
+    )

@@ -48,15 +48,18 @@ class WorklistItemPublic(BaseModel):
     kind: wl.WorklistKind = Field(description="What kind of work it is")
     title: str = Field(description="A short title for lists")
     severity: wl.Severity = Field(description="urgent, high, normal or low; lists put the most urgent first")
-    source: str = Field(description="Where the item came from: alert, lab-quarantine, disclosure, call-list or "
-                                    "reconciler")
+    source: str = Field(
+        description="Where the item came from: alert, lab-quarantine, disclosure, call-list or reconciler"
+    )
     raw_kind: str = Field(description="The kind of alert or quarantine reason the system raised")
     subject_type: str = Field(description="What the item is about, e.g. screening, participant or disclosure")
     subject_id: str = Field(description="The id of that subject")
     participant_id: str | None = Field(description="The participant it is about, if any")
-    participant_name: str | None = Field(description="Given and family name, where the item is about someone; null "
-                                                     "for an enrollment the system undid (its record is gone: "
-                                                     "'why' names the person to enroll again)")
+    participant_name: str | None = Field(
+        description="Given and family name, where the item is about someone; null "
+        "for an enrollment the system undid (its record is gone: "
+        "'why' names the person to enroll again)"
+    )
     timezone: str | None = Field(description="The participant's program time zone, for showing times")
     site: str | None = Field(description="The clinic site, if the item belongs to one")
     why: str = Field(description="Why the item was opened, in plain words")
@@ -73,8 +76,7 @@ class WorklistItemPublic(BaseModel):
     next_escalation_at: datetime | None = Field(description="When it escalates next if still unresolved")
     outcome: str | None = Field(description="How it was resolved; null until then")
     resolution_note: str | None = Field(description="The note given with the outcome")
-    resolved_by: str | None = Field(description="The token id of who resolved it ('system' when settled at the "
-                                                "source)")
+    resolved_by: str | None = Field(description="The token id of who resolved it ('system' when settled at the source)")
     resolved_at: datetime | None = Field(description="When it was resolved")
     notes: list[WorklistNote] = Field(description="Its history, oldest first")
     created_at: datetime = Field(description="When it was opened")
@@ -99,12 +101,18 @@ class CommentRequest(RequestModel):
 class WorklistResolution(RequestModel):
     """Close an item with an outcome."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"outcome": "participant-contacted", "note": "Reached by phone; collection booked for tomorrow 9 am"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"outcome": "participant-contacted", "note": "Reached by phone; collection booked for tomorrow 9 am"}
+            ]
+        }
+    )
 
     outcome: wl.Outcome = Field(description=f"One of {', '.join(wl.STAFF_OUTCOMES)}")
-    note: str | None = Field(default=None, max_length=1000,
-                             description=f"Required for {', '.join(sorted(wl.NEEDS_NOTE))}")
+    note: str | None = Field(
+        default=None, max_length=1000, description=f"Required for {', '.join(sorted(wl.NEEDS_NOTE))}"
+    )
 
 
 def _now() -> datetime:
@@ -115,22 +123,37 @@ def _names(session: Session, rows: list[WorklistItem]) -> tuple[dict[str, tuple[
     people = {r.participant_id for r in rows if r.participant_id}
     tokens = {r.assignee for r in rows if r.assignee} | {r.resolved_by for r in rows if r.resolved_by}
     tokens |= {n["actor"] for r in rows for n in r.notes if n.get("actor") not in (None, "system")}
-    participants = {p.id: (f"{p.given_name} {p.family_name}", p.timezone) for p in session.exec(
-        select(Participant).where(col(Participant.id).in_(people))).all()} if people else {}
-    staff = {t.id: t.name for t in session.exec(select(ApiToken).where(col(ApiToken.id).in_(tokens))).all()} \
-        if tokens else {}
+    participants = (
+        {
+            p.id: (f"{p.given_name} {p.family_name}", p.timezone)
+            for p in session.exec(select(Participant).where(col(Participant.id).in_(people))).all()
+        }
+        if people
+        else {}
+    )
+    staff = (
+        {t.id: t.name for t in session.exec(select(ApiToken).where(col(ApiToken.id).in_(tokens))).all()}
+        if tokens
+        else {}
+    )
     return participants, staff
 
 
-def _public(row: WorklistItem, participants: dict[str, tuple[str, str]], staff: dict[str, str],
-            now: datetime) -> WorklistItemPublic:
+def _public(
+    row: WorklistItem, participants: dict[str, tuple[str, str]], staff: dict[str, str], now: datetime
+) -> WorklistItemPublic:
     spec = wl.spec_for(row.source, row.raw_kind)
     notes = [WorklistNote(**n, actor_name=staff.get(n.get("actor") or "")) for n in row.notes]
     name, zone = participants.get(row.participant_id or "", (None, None))
     return WorklistItemPublic(
-        **row.model_dump(exclude={"notes", "updated_at"}), title=spec.title, participant_name=name, timezone=zone,
+        **row.model_dump(exclude={"notes", "updated_at"}),
+        title=spec.title,
+        participant_name=name,
+        timezone=zone,
         assignee_name=staff.get(row.assignee or ""),
-        overdue=wl.is_overdue(row.due_at, row.status, now), notes=notes)
+        overdue=wl.is_overdue(row.due_at, row.status, now),
+        notes=notes,
+    )
 
 
 def _one(session: Session, row: WorklistItem) -> WorklistItemPublic:
@@ -138,8 +161,9 @@ def _one(session: Session, row: WorklistItem) -> WorklistItemPublic:
     return _public(row, participants, staff, _now())
 
 
-@router.get("", response_model=Page[WorklistItemPublic], responses=responses(401, 403, 422),
-            summary="The worklist, filtered")
+@router.get(
+    "", response_model=Page[WorklistItemPublic], responses=responses(401, 403, 422), summary="The worklist, filtered"
+)
 def list_items(
     actor: Reader,
     session: SessionDep,
@@ -147,9 +171,13 @@ def list_items(
     pages: PagingDep,
     site: Annotated[str | None, Query(max_length=64, description="Only this site's items")] = None,
     kind: Annotated[wl.WorklistKind | None, Query(description="Only items of this kind")] = None,
-    status: Annotated[str, Query(pattern="^(unresolved|open|claimed|resolved|all)$",
-                                 description="unresolved (open or claimed, the default), open, claimed, "
-                                             "resolved or all")] = UNRESOLVED,
+    status: Annotated[
+        str,
+        Query(
+            pattern="^(unresolved|open|claimed|resolved|all)$",
+            description="unresolved (open or claimed, the default), open, claimed, resolved or all",
+        ),
+    ] = UNRESOLVED,
     mine: Annotated[bool, Query(description="Only items assigned to me")] = False,
     overdue: Annotated[bool, Query(description="Only unresolved items past their due time")] = False,
     role: Annotated[str | None, Query(description="Items owned by, or escalated to, this role")] = None,
@@ -196,17 +224,26 @@ def _note(row: WorklistItem, actor: Actor, what: str, text: str, now: datetime) 
     row.updated_at = now
 
 
-@router.get("/{worklist_item_id}", response_model=WorklistItemPublic, responses=responses(401, 403, 404),
-            summary="One worklist item with its history")
+@router.get(
+    "/{worklist_item_id}",
+    response_model=WorklistItemPublic,
+    responses=responses(401, 403, 404),
+    summary="One worklist item with its history",
+)
 def get_item(worklist_item_id: ItemId, actor: Reader, session: SessionDep, request: Request) -> WorklistItemPublic:
     """One item: what to do, who has it, when it is due and escalates, and every note so far."""
     return _one(session, _item(session, worklist_item_id, request))
 
 
-@router.post("/{worklist_item_id}/claim", response_model=WorklistItemPublic,
-             responses=responses(401, 403, 404, 409), summary="Claim an item: it is assigned to you")
-def claim(worklist_item_id: ItemId, body: ClaimRequest, actor: Worker, session: SessionDep,
-          request: Request) -> WorklistItemPublic:
+@router.post(
+    "/{worklist_item_id}/claim",
+    response_model=WorklistItemPublic,
+    responses=responses(401, 403, 404, 409),
+    summary="Claim an item: it is assigned to you",
+)
+def claim(
+    worklist_item_id: ItemId, body: ClaimRequest, actor: Worker, session: SessionDep, request: Request
+) -> WorklistItemPublic:
     """Assigns the item to you. An item someone else claimed is refused (409) unless take_over is true; the
     take-over is noted in its history. Claiming your own item again changes nothing."""
     row = _item(session, worklist_item_id, request, lock=True)
@@ -224,8 +261,12 @@ def claim(worklist_item_id: ItemId, body: ClaimRequest, actor: Worker, session: 
     return _one(session, row)
 
 
-@router.post("/{worklist_item_id}/release", response_model=WorklistItemPublic,
-             responses=responses(401, 403, 404, 409), summary="Give a claimed item back to the list")
+@router.post(
+    "/{worklist_item_id}/release",
+    response_model=WorklistItemPublic,
+    responses=responses(401, 403, 404, 409),
+    summary="Give a claimed item back to the list",
+)
 def release(worklist_item_id: ItemId, actor: Worker, session: SessionDep, request: Request) -> WorklistItemPublic:
     """Gives the item back to the list (open, nobody assigned), noted in its history. A resolved item cannot be
     released (409)."""
@@ -241,10 +282,16 @@ def release(worklist_item_id: ItemId, actor: Worker, session: SessionDep, reques
     return _one(session, row)
 
 
-@router.post("/{worklist_item_id}/comments", response_model=WorklistItemPublic, status_code=201,
-             responses=responses(401, 403, 404), summary="Add a comment to an item")
-def comment(worklist_item_id: ItemId, body: CommentRequest, actor: Worker, session: SessionDep,
-            request: Request) -> WorklistItemPublic:
+@router.post(
+    "/{worklist_item_id}/comments",
+    response_model=WorklistItemPublic,
+    status_code=201,
+    responses=responses(401, 403, 404),
+    summary="Add a comment to an item",
+)
+def comment(
+    worklist_item_id: ItemId, body: CommentRequest, actor: Worker, session: SessionDep, request: Request
+) -> WorklistItemPublic:
     """Adds a comment to the item's history (what was tried, what is next); the item's status does not change."""
     row = _item(session, worklist_item_id, request, lock=True)
     _note(row, actor, "comment", body.note, _now())
@@ -254,19 +301,27 @@ def comment(worklist_item_id: ItemId, body: CommentRequest, actor: Worker, sessi
     return _one(session, row)
 
 
-@router.post("/{worklist_item_id}/resolve", response_model=WorklistItemPublic,
-             responses=responses(401, 403, 404, 409, 422), summary="Resolve an item with an outcome")
-def resolve(worklist_item_id: ItemId, body: WorklistResolution, actor: Worker, session: SessionDep,
-            request: Request) -> WorklistItemPublic:
+@router.post(
+    "/{worklist_item_id}/resolve",
+    response_model=WorklistItemPublic,
+    responses=responses(401, 403, 404, 409, 422),
+    summary="Resolve an item with an outcome",
+)
+def resolve(
+    worklist_item_id: ItemId, body: WorklistResolution, actor: Worker, session: SessionDep, request: Request
+) -> WorklistItemPublic:
     """Closes the item with an outcome (a note is required when nothing was done). An item raised by an alert
     resolves the alert too; a held lab message is resolved where it is held (409 here)."""
     row = _item(session, worklist_item_id, request, lock=True)
     if row.status == wl.Status.RESOLVED:
         raise ProblemError(409, f"This item was already resolved ({row.outcome}); nothing was changed.")
     if row.source == wl.Source.QUARANTINE:
-        raise ProblemError(409, f"A held lab message is resolved where it is held: attach or reject quarantine item "
-                                f"{row.source_ref} (POST /lab/quarantine/{row.source_ref}/resolve); this item "
-                                f"closes with it.")
+        raise ProblemError(
+            409,
+            f"A held lab message is resolved where it is held: attach or reject quarantine item "
+            f"{row.source_ref} (POST /lab/quarantine/{row.source_ref}/resolve); this item "
+            f"closes with it.",
+        )
     refusal = wl.resolve_refusal(row.status, body.outcome.value, body.note)
     if refusal:
         raise ProblemError(422, refusal[0].upper() + refusal[1:] + ".")
@@ -278,12 +333,12 @@ def resolve(worklist_item_id: ItemId, body: WorklistResolution, actor: Worker, s
     session.add(row)
     if row.source == wl.Source.ALERT:
         kind, _, subject_id = row.source_ref.partition(":")
-        alert = session.exec(select(AlertRecord).where(AlertRecord.kind == kind,
-                                                       AlertRecord.subject_id == subject_id)).first()
+        alert = session.exec(
+            select(AlertRecord).where(AlertRecord.kind == kind, AlertRecord.subject_id == subject_id)
+        ).first()
         if alert is not None and alert.resolved_at is None:
             alert.resolved_at = now
             session.add(alert)
     session.commit()
     request.state.audit_detail = f"resolved: {body.outcome.value}"
     return _one(session, row)
-

@@ -47,8 +47,9 @@ class Api:
 
     def __init__(self, request: Request, token: str) -> None:
         client = request.client
-        transport = httpx.ASGITransport(app=request.app,
-                                        client=(client.host, client.port) if client else ("127.0.0.1", 0))
+        transport = httpx.ASGITransport(
+            app=request.app, client=(client.host, client.port) if client else ("127.0.0.1", 0)
+        )
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         if rid := logs.request_id.get():
             headers["X-Request-ID"] = rid
@@ -57,8 +58,15 @@ class Api:
     async def close(self) -> None:
         await self._http.aclose()
 
-    async def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
-                      json: Any = None, headers: dict[str, str] | None = None) -> httpx.Response:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
         clean = {k: v for k, v in (params or {}).items() if v is not None and v != ""}
         response = await self._http.request(method, path, params=clean, json=json, headers=headers)
         if response.status_code >= 400:

@@ -45,9 +45,17 @@ async def program(request: Request, ctx: Ctx) -> Response:
         hours = [(day, site["hours"].get(day)) for day in WEEKDAYS]
         closed = sorted(site.get("closed", {}).items())
         sites.append({"code": code, "timezone": site["timezone"], "hours": hours, "closed": closed})
-    return ctx.render("program.html", program=found, definition=definition, sites=sites, weekdays=WEEKDAYS,
-                      window_kinds=WINDOW_KINDS, editable=ctx.can(*EDIT), colours=colours,
-                      add_closed=ctx.can("POST", "/programs/{program_id}/sites/{site}/closed-days"))
+    return ctx.render(
+        "program.html",
+        program=found,
+        definition=definition,
+        sites=sites,
+        weekdays=WEEKDAYS,
+        window_kinds=WINDOW_KINDS,
+        editable=ctx.can(*EDIT),
+        colours=colours,
+        add_closed=ctx.can("POST", "/programs/{program_id}/sites/{site}/closed-days"),
+    )
 
 
 async def _current(ctx: Ctx, program_id: str) -> dict[str, Any]:
@@ -59,12 +67,16 @@ async def _save(ctx: Ctx, program_id: str, definition: dict[str, Any], note: str
     """PUT the whole definition back: the API checks it as a whole and keeps it as a new version."""
     back = _page(program_id, anchor)
     try:
-        saved = (await ctx.api.request("PUT", f"/programs/{quote(program_id, safe='')}",
-                                       json={**definition, "note": note[:500]})).json()
+        saved = (
+            await ctx.api.request(
+                "PUT", f"/programs/{quote(program_id, safe='')}", json={**definition, "note": note[:500]}
+            )
+        ).json()
     except ApiError as exc:
         return ctx.refused(exc, back)
-    return ctx.done(back, f"Saved as version {saved['version']}: {note}. Participants take it from their next "
-                          "program day.")
+    return ctx.done(
+        back, f"Saved as version {saved['version']}: {note}. Participants take it from their next program day."
+    )
 
 
 def _number(ctx: Ctx, name: str, label: str, kind=float) -> Any:
@@ -99,8 +111,10 @@ async def add_closed_day(request: Request, ctx: Ctx) -> Response:
     day, label = ctx.value("day"), ctx.value("label") or "closed"
     back = _page(program_id, f"site-{site}")
     try:
-        saved = await ctx.api.post(f"/programs/{quote(program_id, safe='')}/sites/{quote(site, safe='')}/closed-days",
-                                   {"closed": {day: label}, "note": f"{site} closed on {day} ({label})"})
+        saved = await ctx.api.post(
+            f"/programs/{quote(program_id, safe='')}/sites/{quote(site, safe='')}/closed-days",
+            {"closed": {day: label}, "note": f"{site} closed on {day} ({label})"},
+        )
     except ApiError as exc:
         return ctx.refused(exc, back)
     return ctx.done(back, f"Saved as version {saved['version']}: {site} closed on {day} ({label}).")
@@ -139,8 +153,11 @@ async def save_windows(request: Request, ctx: Ctx) -> Response:
     program_id = request.path_params["program_id"]
     definition = await _current(ctx, program_id)
     try:
-        windows = {kind: _number(ctx, f"window-{kind}", f"the {kind} window") for kind in WINDOW_KINDS
-                   if ctx.value(f"window-{kind}")}
+        windows = {
+            kind: _number(ctx, f"window-{kind}", f"the {kind} window")
+            for kind in WINDOW_KINDS
+            if ctx.value(f"window-{kind}")
+        }
         definition["collection_windows"] = windows
         definition["make_up_hours"] = _number(ctx, "make-up-hours", "the make-up period")
         definition["reminder_hours_before_close"] = _number(ctx, "reminder-hours", "the reminder")
@@ -149,5 +166,10 @@ async def save_windows(request: Request, ctx: Ctx) -> Response:
     except ValueError as error:
         ctx.flash("error", f"{error}.")
         return redirect(request, _page(program_id, "windows"))
-    return await _save(ctx, program_id, definition,
-                       "collection windows, make-up period, reminders and lab turnaround target", "windows")
+    return await _save(
+        ctx,
+        program_id,
+        definition,
+        "collection windows, make-up period, reminders and lab turnaround target",
+        "windows",
+    )

@@ -97,8 +97,14 @@ class SessionStore:
     def create(self, token: str, actor: Actor) -> UiSession:
         self._purge()
         now = time.time()
-        session = UiSession(id=secrets.token_urlsafe(32), token=token, actor=actor, csrf=secrets.token_urlsafe(32),
-                            created=now, seen=now)
+        session = UiSession(
+            id=secrets.token_urlsafe(32),
+            token=token,
+            actor=actor,
+            csrf=secrets.token_urlsafe(32),
+            created=now,
+            seen=now,
+        )
         self._sessions[session.id] = session
         return session
 

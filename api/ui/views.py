@@ -75,11 +75,30 @@ def _login_page(request: Request, *, error: str | None = None, status: int = 200
     store = store_for(request.app)
     nonce, form_token = store.login_nonce()
     why = LOGIN_REASONS.get(query(request, "why"))
-    response = html("login.html", {"actor": None, "csrf": "", "can": lambda *_: False, "path": "/ui/login",
-                                   "flashes": [], "login_token": form_token, "error": error, "notice": why,
-                                   "next": safe_next(query(request, "next") or None)}, status=status)
-    response.set_cookie(LOGIN_COOKIE, nonce, httponly=True, samesite="strict", secure=secure_cookies(request),
-                        path=COOKIE_PATH, max_age=3600)
+    response = html(
+        "login.html",
+        {
+            "actor": None,
+            "csrf": "",
+            "can": lambda *_: False,
+            "path": "/ui/login",
+            "flashes": [],
+            "login_token": form_token,
+            "error": error,
+            "notice": why,
+            "next": safe_next(query(request, "next") or None),
+        },
+        status=status,
+    )
+    response.set_cookie(
+        LOGIN_COOKIE,
+        nonce,
+        httponly=True,
+        samesite="strict",
+        secure=secure_cookies(request),
+        path=COOKIE_PATH,
+        max_age=3600,
+    )
     return response
 
 
@@ -95,8 +114,11 @@ async def login(request: Request) -> Response:
     presented = form.get("login_token")
     if not store.login_ok(request.cookies.get(LOGIN_COOKIE), presented):  # type: ignore[arg-type]  # a text field
         request.state.audit_detail = "dashboard sign-in refused: CSRF check failed"
-        return _login_page(request, status=403, error="This sign-in form expired or did not come from this "
-                                                      "dashboard (are cookies enabled?). Try again.")
+        return _login_page(
+            request,
+            status=403,
+            error="This sign-in form expired or did not come from this dashboard (are cookies enabled?). Try again.",
+        )
     token = str(form.get("token") or "").strip()
     if not token:
         return _login_page(request, status=422, error="Enter your access token.")
@@ -113,8 +135,14 @@ async def login(request: Request) -> Response:
         store.end(old.id)
     session = store.create(token, actor)  # always a new id: no session fixation
     response = redirect(request, safe_next(str(form.get("next") or "") or None))
-    response.set_cookie(COOKIE, store.sign(session.id), httponly=True, samesite="strict",
-                        secure=secure_cookies(request), path=COOKIE_PATH)
+    response.set_cookie(
+        COOKIE,
+        store.sign(session.id),
+        httponly=True,
+        samesite="strict",
+        secure=secure_cookies(request),
+        path=COOKIE_PATH,
+    )
     response.delete_cookie(LOGIN_COOKIE, path=COOKIE_PATH)
     return response
 
@@ -185,26 +213,35 @@ async def today(request: Request, ctx: Ctx) -> Response:
     day = day or datetime.now(zone).date()
     api = ctx.api
     screenings_ok, disclosures_ok = ctx.can("GET", "/screenings"), ctx.can("GET", "/disclosures")
-    answers = await _sections(ctx, {
-        "names": _names(ctx) if ctx.can("GET", "/participants") else None,
-        "screenings": api.get_all("/screenings", date=day.isoformat(), site=site) if screenings_ok else None,
-        "review": api.get_all("/screenings", status="awaiting-review") if screenings_ok else None,
-        "results": api.get_all("/screenings", status="awaiting-result") if screenings_ok else None,
-        "preliminary": api.get_all("/screenings", status="preliminary") if screenings_ok else None,
-        "dosing": api.get_all("/dispensing/today", site=site) if ctx.can("GET", "/dispensing/today") else None,
-        "quarantine": api.get("/lab/quarantine", limit=100) if ctx.can("GET", "/lab/quarantine") else None,
-        DisclosureStatus.BLOCKED: api.get_all("/disclosures", status=DisclosureStatus.BLOCKED, cap=200)
-        if disclosures_ok else None,
-        DisclosureStatus.FAILED: api.get_all("/disclosures", status=DisclosureStatus.FAILED, cap=200)
-        if disclosures_ok else None,
-        "worklist": api.get("/worklist", limit=1, site=site) if ctx.can("GET", "/worklist") else None,
-        "worklist_overdue": api.get("/worklist", limit=1, site=site, overdue="true")
-        if ctx.can("GET", "/worklist") else None,
-        "worklist_mine": api.get("/worklist", limit=1, site=site, mine="true") if ctx.can("GET", "/worklist") else None,
-        DisclosureStatus.RETRYING: api.get_all("/disclosures", status=DisclosureStatus.RETRYING, cap=200)
-        if disclosures_ok else None,
-        "calls": api.get("/call-list", site=site, limit=1) if ctx.can("GET", "/call-list") else None,
-    })
+    answers = await _sections(
+        ctx,
+        {
+            "names": _names(ctx) if ctx.can("GET", "/participants") else None,
+            "screenings": api.get_all("/screenings", date=day.isoformat(), site=site) if screenings_ok else None,
+            "review": api.get_all("/screenings", status="awaiting-review") if screenings_ok else None,
+            "results": api.get_all("/screenings", status="awaiting-result") if screenings_ok else None,
+            "preliminary": api.get_all("/screenings", status="preliminary") if screenings_ok else None,
+            "dosing": api.get_all("/dispensing/today", site=site) if ctx.can("GET", "/dispensing/today") else None,
+            "quarantine": api.get("/lab/quarantine", limit=100) if ctx.can("GET", "/lab/quarantine") else None,
+            DisclosureStatus.BLOCKED: api.get_all("/disclosures", status=DisclosureStatus.BLOCKED, cap=200)
+            if disclosures_ok
+            else None,
+            DisclosureStatus.FAILED: api.get_all("/disclosures", status=DisclosureStatus.FAILED, cap=200)
+            if disclosures_ok
+            else None,
+            "worklist": api.get("/worklist", limit=1, site=site) if ctx.can("GET", "/worklist") else None,
+            "worklist_overdue": api.get("/worklist", limit=1, site=site, overdue="true")
+            if ctx.can("GET", "/worklist")
+            else None,
+            "worklist_mine": api.get("/worklist", limit=1, site=site, mine="true")
+            if ctx.can("GET", "/worklist")
+            else None,
+            DisclosureStatus.RETRYING: api.get_all("/disclosures", status=DisclosureStatus.RETRYING, cap=200)
+            if disclosures_ok
+            else None,
+            "calls": api.get("/call-list", site=site, limit=1) if ctx.can("GET", "/call-list") else None,
+        },
+    )
     names = answers["names"][0] or {}
     errors = [e for _, e in answers.values() if e is not None]
     screenings = answers["screenings"][0]
@@ -214,8 +251,11 @@ async def today(request: Request, ctx: Ctx) -> Response:
             "awaiting": [s for s in screenings if s["status"] in OPEN_SCREENING],
             "collected": [s for s in screenings if s["status"] in COLLECTED],
             "missed": [s for s in screenings if s["status"] == "missed"],
-            "other": [s for s in screenings if s["status"] in (ScreeningStatus.EXCUSED, ScreeningStatus.REFUSED,
-                                                                  ScreeningStatus.CANCELLED)],
+            "other": [
+                s
+                for s in screenings
+                if s["status"] in (ScreeningStatus.EXCUSED, ScreeningStatus.REFUSED, ScreeningStatus.CANCELLED)
+            ],
         }
     overdue = None
     if answers["results"][0] is not None:
@@ -228,14 +268,30 @@ async def today(request: Request, ctx: Ctx) -> Response:
     if disclosures and ctx.can("GET", "/recipients"):
         found, _ = await api.maybe(api.get_all("/recipients"))
         recipients = {r["id"]: r["name"] for r in found or []}
-    return ctx.render("today.html", day=day, is_today=day == datetime.now(zone).date(), site=site,
-                      previous_day=day - timedelta(days=1), next_day=day + timedelta(days=1), zone=str(zone),
-                      names=names, name=lambda pid: _name(names, pid), groups=groups, screenings=screenings,
-                      dosing=answers["dosing"][0], overdue=overdue, review=answers["review"][0],
-                      quarantine=answers["quarantine"][0], disclosures=disclosures, recipients=recipients,
-                      worklist={k: (answers[f"worklist{k}"][0] or {}).get("total")
-                                for k in ("", "_overdue", "_mine")} if answers["worklist"][0] else None,
-                      calls=calls, errors=errors)
+    return ctx.render(
+        "today.html",
+        day=day,
+        is_today=day == datetime.now(zone).date(),
+        site=site,
+        previous_day=day - timedelta(days=1),
+        next_day=day + timedelta(days=1),
+        zone=str(zone),
+        names=names,
+        name=lambda pid: _name(names, pid),
+        groups=groups,
+        screenings=screenings,
+        dosing=answers["dosing"][0],
+        overdue=overdue,
+        review=answers["review"][0],
+        quarantine=answers["quarantine"][0],
+        disclosures=disclosures,
+        recipients=recipients,
+        worklist={k: (answers[f"worklist{k}"][0] or {}).get("total") for k in ("", "_overdue", "_mine")}
+        if answers["worklist"][0]
+        else None,
+        calls=calls,
+        errors=errors,
+    )
 
 
 async def _sections(ctx: Ctx, calls: dict[str, Any]) -> dict[str, tuple[Any, ApiError | None]]:
@@ -254,8 +310,12 @@ async def participants(request: Request, ctx: Ctx) -> Response:
         offset = max(int(query(request, "offset") or 0), 0)
     except ValueError:
         offset = 0
-    filters = {"status": query(request, "status"), "phase": query(request, "phase"), "site": query(request, "site"),
-               "q": query(request, "q")}
+    filters = {
+        "status": query(request, "status"),
+        "phase": query(request, "phase"),
+        "site": query(request, "site"),
+        "q": query(request, "q"),
+    }
     page = await ctx.api.get("/participants", limit=50, offset=offset, **filters)
     return ctx.render("participants.html", page=page, filters=filters, phases=PHASES)
 
@@ -269,8 +329,11 @@ async def enroll_form(request: Request, ctx: Ctx) -> Response:
     return ctx.render("enroll.html", values=values, errors=state.errors, phases=PHASES)
 
 
-ENROLL_FIELDS = {"case_numbers.0.system": "case_system", "case_numbers.0.value": "case_value",
-                 "case_numbers": "case_value"}
+ENROLL_FIELDS = {
+    "case_numbers.0.system": "case_system",
+    "case_numbers.0.value": "case_value",
+    "case_numbers": "case_value",
+}
 
 
 @signed_in
@@ -287,16 +350,20 @@ async def enroll(request: Request, ctx: Ctx) -> Response:
         if duplicates:
             values = {k: ctx.value(k) for k in ctx.form.keys() if k != "csrf_token"} if ctx.form else {}
             ctx.session.form = FormState("enroll", {**values, "_duplicates": duplicates}, {})
-            ctx.flash("error", f"{len(duplicates)} existing record(s) look like the same person. Open them to check, "
-                               f"or confirm this is someone else and enroll again.")
+            ctx.flash(
+                "error",
+                f"{len(duplicates)} existing record(s) look like the same person. Open them to check, "
+                f"or confirm this is someone else and enroll again.",
+            )
             return redirect(request, "/ui/participants/new#duplicates")
     try:
         created = await ctx.api.post("/participants", body, headers={"Idempotency-Key": key})
     except ApiError as exc:
         return ctx.refused(exc, "/ui/participants/new", "enroll", ENROLL_FIELDS)
-    return ctx.done(f"/ui/participants/{created['id']}",
-                    f"Enrolled {created['given_name']} {created['family_name']} ({created['id']}); "
-                    f"the program has started.")
+    return ctx.done(
+        f"/ui/participants/{created['id']}",
+        f"Enrolled {created['given_name']} {created['family_name']} ({created['id']}); the program has started.",
+    )
 
 
 async def _likely_duplicates(ctx: Ctx, body: dict[str, Any]) -> list[dict[str, str]]:
@@ -314,13 +381,19 @@ async def _likely_duplicates(ctx: Ctx, body: dict[str, Any]) -> list[dict[str, s
     found: dict[str, dict[str, str]] = {}
     for rows, _ in await ctx.api.gather(reads):
         for row in rows or []:
-            old = search.Person(row["given_name"], row["family_name"], date.fromisoformat(row["date_of_birth"]),
-                                row.get("phone"))
+            old = search.Person(
+                row["given_name"], row["family_name"], date.fromisoformat(row["date_of_birth"]), row.get("phone")
+            )
             reason = search.duplicate_reason(new, old)
             if reason and row["id"] not in found:
-                found[row["id"]] = {"id": row["id"], "name": f"{row['given_name']} {row['family_name']}",
-                                    "born": row["date_of_birth"], "status": row["status"], "site": row["site"],
-                                    "reason": reason}
+                found[row["id"]] = {
+                    "id": row["id"],
+                    "name": f"{row['given_name']} {row['family_name']}",
+                    "born": row["date_of_birth"],
+                    "status": row["status"],
+                    "site": row["site"],
+                    "reason": reason,
+                }
     return list(found.values())
 
 
@@ -331,8 +404,14 @@ def _zone(participant: dict[str, Any] | None) -> ZoneInfo:
         return CLINIC_ZONE
 
 
-def _calendar(screenings: list[dict[str, Any]], details: dict[str, dict[str, Any]], draws: list[dict[str, Any]],
-              pauses: list[dict[str, Any]], first: date, last: date) -> dict[date, charts.DayMark]:
+def _calendar(
+    screenings: list[dict[str, Any]],
+    details: dict[str, dict[str, Any]],
+    draws: list[dict[str, Any]],
+    pauses: list[dict[str, Any]],
+    first: date,
+    last: date,
+) -> dict[date, charts.DayMark]:
     marks: dict[date, charts.DayMark] = {}
     for draw in draws:
         day = date.fromisoformat(draw["day"])
@@ -373,66 +452,111 @@ async def participant(request: Request, ctx: Ctx) -> Response:
     record = await api.get(f"/participants/{pid}")
     zone = _zone(record)
     today_local = datetime.now(zone).date()
-    answers = await _sections(ctx, {
-        "screenings": api.get_all(f"/participants/{pid}/screenings"),
-        "draws": api.get_all(f"/participants/{pid}/draws",
-                             since=(today_local - timedelta(weeks=CALENDAR_WEEKS)).isoformat()),
-        "orders": api.get_all(f"/participants/{pid}/medications"),
-        "consents": api.get_all(f"/participants/{pid}/consents"),
-        "recipients": api.get_all("/recipients") if ctx.can("GET", "/recipients") else None,
-        "disclosures": api.get_all("/disclosures", participant_id=pid, cap=200),
-        "attendance": api.get(f"/participants/{pid}/attendance", limit=20),
-        "attendance_summary": api.get(f"/participants/{pid}/attendance/summary"),
-        "case_events": api.get_all(f"/participants/{pid}/case-events")
-        if ctx.can("GET", "/participants/{participant_id}/case-events") else None,
-    })
+    answers = await _sections(
+        ctx,
+        {
+            "screenings": api.get_all(f"/participants/{pid}/screenings"),
+            "draws": api.get_all(
+                f"/participants/{pid}/draws", since=(today_local - timedelta(weeks=CALENDAR_WEEKS)).isoformat()
+            ),
+            "orders": api.get_all(f"/participants/{pid}/medications"),
+            "consents": api.get_all(f"/participants/{pid}/consents"),
+            "recipients": api.get_all("/recipients") if ctx.can("GET", "/recipients") else None,
+            "disclosures": api.get_all("/disclosures", participant_id=pid, cap=200),
+            "attendance": api.get(f"/participants/{pid}/attendance", limit=20),
+            "attendance_summary": api.get(f"/participants/{pid}/attendance/summary"),
+            "case_events": api.get_all(f"/participants/{pid}/case-events")
+            if ctx.can("GET", "/participants/{participant_id}/case-events")
+            else None,
+        },
+    )
     screenings = answers["screenings"][0] or []
     orders = answers["orders"][0] or []
-    first = max(date.fromisoformat(record["start_date"]), today_local - timedelta(weeks=CALENDAR_WEEKS) +
-                timedelta(days=1))
+    first = max(
+        date.fromisoformat(record["start_date"]), today_local - timedelta(weeks=CALENDAR_WEEKS) + timedelta(days=1)
+    )
     last = today_local
     first = min(first, last)  # a program that starts in the future shows this week
     recent = [s for s in screenings if first <= date.fromisoformat(s["day"]) <= last][:60]
-    detail_answers = await api.gather([api.get(f"/screenings/{s['id']}") for s in recent] +
-                                      [api.get(f"/medications/{o['id']}") for o in orders])
-    details = {s["id"]: (answer or {}).get("workflow") or {}
-               for s, (answer, _) in zip(recent, detail_answers[:len(recent)], strict=True)}
-    medications = [{"order": o, "live": (answer or {}).get("workflow"), "error": error}
-                   for o, (answer, error) in zip(orders, detail_answers[len(recent):], strict=True)]
+    detail_answers = await api.gather(
+        [api.get(f"/screenings/{s['id']}") for s in recent] + [api.get(f"/medications/{o['id']}") for o in orders]
+    )
+    details = {
+        s["id"]: (answer or {}).get("workflow") or {}
+        for s, (answer, _) in zip(recent, detail_answers[: len(recent)], strict=True)
+    }
+    medications = [
+        {"order": o, "live": (answer or {}).get("workflow"), "error": error}
+        for o, (answer, error) in zip(orders, detail_answers[len(recent) :], strict=True)
+    ]
     workflow = record.get("workflow") or {}
     marks = _calendar(screenings, details, answers["draws"][0] or [], workflow.get("pauses") or [], first, last)
     recipients = answers["recipients"][0] or []
     consent_state = ctx.form_state("consent")
-    consent_values = {"signed_at": datetime.now(zone).strftime("%Y-%m-%dT%H:%M"), "signature_method": "electronic",
-                      **consent_state.values}
+    consent_values = {
+        "signed_at": datetime.now(zone).strftime("%Y-%m-%dT%H:%M"),
+        "signature_method": "electronic",
+        **consent_state.values,
+    }
     for_cause = ctx.form_state("for-cause")
     charts_by_order = {
-        m["order"]["id"]: charts.adherence_chart(charts.ledger_days(m["live"] or {}), today_local,
-                                                 (m["live"] or {}).get("adherence_7d") or {},
-                                                 (m["live"] or {}).get("adherence_30d") or {},
-                                                 ident=f"adherence-{m['order']['id']}")
-        for m in medications}
+        m["order"]["id"]: charts.adherence_chart(
+            charts.ledger_days(m["live"] or {}),
+            today_local,
+            (m["live"] or {}).get("adherence_7d") or {},
+            (m["live"] or {}).get("adherence_30d") or {},
+            ident=f"adherence-{m['order']['id']}",
+        )
+        for m in medications
+    }
     errors = [e for _, e in answers.values() if e is not None]
-    errors += [e for _, e in detail_answers[:len(recent)] if e is not None][:1]
+    errors += [e for _, e in detail_answers[: len(recent)] if e is not None][:1]
     return ctx.render(
-        "participant.html", p=record, workflow=workflow, zone=str(zone), screenings=screenings, details=details,
-        flags=_flags, medications=medications, adherence_charts=charts_by_order,
-        consents=answers["consents"][0], recipients=recipients,
-        recipient_names={r["id"]: r["name"] for r in recipients}, disclosures=answers["disclosures"][0],
-        calendar=charts.testing_calendar(marks, first, last, today_local), calendar_marks=marks,
-        legend=charts.legend_kinds(marks), calendar_rows=sorted((m for m in marks.values()
-                                                                  if m.kind not in ("not-selected",)),
-                                                                 key=lambda m: m.day, reverse=True),
-        first=first, last=last, categories=CATEGORIES, consent_events=CONSENT_EVENTS,
-        signature_methods=SIGNATURE_METHODS, consent_values=consent_values, consent_errors=consent_state.errors,
-        for_cause_values=for_cause.values, for_cause_errors=for_cause.errors, dispense_kinds=DISPENSE_KINDS,
-        units=UNITS, errors=errors, today_local=today_local, phases=PHASES, drugs=DRUGS, routes=ROUTES,
+        "participant.html",
+        p=record,
+        workflow=workflow,
+        zone=str(zone),
+        screenings=screenings,
+        details=details,
+        flags=_flags,
+        medications=medications,
+        adherence_charts=charts_by_order,
+        consents=answers["consents"][0],
+        recipients=recipients,
+        recipient_names={r["id"]: r["name"] for r in recipients},
+        disclosures=answers["disclosures"][0],
+        calendar=charts.testing_calendar(marks, first, last, today_local),
+        calendar_marks=marks,
+        legend=charts.legend_kinds(marks),
+        calendar_rows=sorted(
+            (m for m in marks.values() if m.kind not in ("not-selected",)), key=lambda m: m.day, reverse=True
+        ),
+        first=first,
+        last=last,
+        categories=CATEGORIES,
+        consent_events=CONSENT_EVENTS,
+        signature_methods=SIGNATURE_METHODS,
+        consent_values=consent_values,
+        consent_errors=consent_state.errors,
+        for_cause_values=for_cause.values,
+        for_cause_errors=for_cause.errors,
+        dispense_kinds=DISPENSE_KINDS,
+        units=UNITS,
+        errors=errors,
+        today_local=today_local,
+        phases=PHASES,
+        drugs=DRUGS,
+        routes=ROUTES,
         discharge_kinds=DISCHARGE_KINDS,
         attendance={**answers["attendance"][0], "summary": answers["attendance_summary"][0]}
-        if answers["attendance"][0] else None, attendance_statuses=ATTENDANCE_STATUSES,
-        case_events=answers["case_events"][0], case_event_kinds=CASE_EVENT_KINDS,
+        if answers["attendance"][0]
+        else None,
+        attendance_statuses=ATTENDANCE_STATUSES,
+        case_events=answers["case_events"][0],
+        case_event_kinds=CASE_EVENT_KINDS,
         case_systems=[c.get("system") for c in record.get("case_numbers") or [] if c.get("system")],
-        form_values=_forms(ctx, "phase", "pause", "discharge", "medication-order", "case-event"))
+        form_values=_forms(ctx, "phase", "pause", "discharge", "medication-order", "case-event"),
+    )
 
 
 def _forms(ctx: Ctx, *names: str) -> dict[str, Any]:
@@ -456,8 +580,14 @@ async def timeline(request: Request, ctx: Ctx) -> Response:
     shown = [e for e in entries if e.get("kind") == "record" or (reads and e.get("kind") == "access")]
     shown.reverse()  # newest first
     record, _ = await ctx.api.maybe(ctx.api.get(f"/participants/{pid}"))
-    context = {"pid": pid, "entries": shown, "total": len(entries), "reads": reads, "who": await _who(ctx),
-               "zone": str(_zone(record))}
+    context = {
+        "pid": pid,
+        "entries": shown,
+        "total": len(entries),
+        "reads": reads,
+        "who": await _who(ctx),
+        "zone": str(_zone(record)),
+    }
     if is_partial(request):
         return ctx.render("timeline.html", **context)
     return ctx.render("timeline_page.html", p=record, **context)
@@ -467,9 +597,17 @@ async def timeline(request: Request, ctx: Ctx) -> Response:
 async def history_csv(request: Request, ctx: Ctx) -> Response:
     pid = request.path_params["participant_id"]
     answer = await ctx.api.request("GET", f"/participants/{pid}/history", params={"format": "csv"})
-    return Response(answer.content, media_type="text/csv", headers={
-        "Content-Disposition": answer.headers.get("content-disposition", f'attachment; filename="history-{pid}.csv"'),
-        "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+    return Response(
+        answer.content,
+        media_type="text/csv",
+        headers={
+            "Content-Disposition": answer.headers.get(
+                "content-disposition", f'attachment; filename="history-{pid}.csv"'
+            ),
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
 
 @signed_in
@@ -480,9 +618,11 @@ async def order_for_cause(request: Request, ctx: Ctx) -> Response:
         ref = await ctx.api.post(f"/participants/{pid}/screenings", {"reason": ctx.value("reason")})
     except ApiError as exc:
         return ctx.refused(exc, back + "#for-cause", "for-cause")
-    return ctx.done(back, f"For-cause test ordered ({ref['screening_id']}); the participant must report by "
-                          f"{when(ref['report_by'])}.",
-                    (f"/ui/screenings/{ref['screening_id']}", "Open the screening to record the collection"))
+    return ctx.done(
+        back,
+        f"For-cause test ordered ({ref['screening_id']}); the participant must report by {when(ref['report_by'])}.",
+        (f"/ui/screenings/{ref['screening_id']}", "Open the screening to record the collection"),
+    )
 
 
 # --- consents ----------------------------------------------------------------------------------
@@ -512,9 +652,12 @@ async def add_consent(request: Request, ctx: Ctx) -> Response:
     record, error = await ctx.api.maybe(ctx.api.get(f"/participants/{pid}"))
     zone = _zone(record)
     body: dict[str, Any] = {
-        "recipient_id": ctx.value("recipient_id"), "categories": ctx.values("categories"),
-        "purpose": ctx.value("purpose"), "disclosing_program": ctx.value("disclosing_program"),
-        "signer": ctx.value("signer"), "signed_at": _local_iso(ctx.value("signed_at"), zone),
+        "recipient_id": ctx.value("recipient_id"),
+        "categories": ctx.values("categories"),
+        "purpose": ctx.value("purpose"),
+        "disclosing_program": ctx.value("disclosing_program"),
+        "signer": ctx.value("signer"),
+        "signed_at": _local_iso(ctx.value("signed_at"), zone),
         "signature_method": ctx.value("signature_method"),
         "expires_at": _local_iso(ctx.value("expires_at"), zone, end_of_day=True),
         "expires_on_event": ctx.value("expires_on_event") or None,
@@ -533,10 +676,15 @@ async def add_consent(request: Request, ctx: Ctx) -> Response:
 async def record_attendance(request: Request, ctx: Ctx) -> Response:
     session_id = request.path_params["session_id"]
     back = safe_next(ctx.value("next") or None)
-    body = {"participant_id": ctx.value("participant_id"), "status": ctx.value("status"),
-            "note": ctx.value("note") or None, "method": "staff"}
-    return await _act(ctx, f"/attendance-sessions/{session_id}/attendance", body, back,
-                      "Attendance recorded: {status}.")
+    body = {
+        "participant_id": ctx.value("participant_id"),
+        "status": ctx.value("status"),
+        "note": ctx.value("note") or None,
+        "method": "staff",
+    }
+    return await _act(
+        ctx, f"/attendance-sessions/{session_id}/attendance", body, back, "Attendance recorded: {status}."
+    )
 
 
 @signed_in
@@ -544,10 +692,20 @@ async def record_case_event(request: Request, ctx: Ctx) -> Response:
     pid = request.path_params["participant_id"]
     back = f"/ui/participants/{pid}#consents"
     record, _ = await ctx.api.maybe(ctx.api.get(f"/participants/{pid}"))
-    body = {"kind": ctx.value("kind"), "occurred_at": _local_iso(ctx.value("occurred_at"), _zone(record)),
-            "case_system": ctx.value("case_system") or None, "note": ctx.value("note") or None}
-    return await _act(ctx, f"/participants/{pid}/case-events", body, back,
-                      "Recorded {kind}: consents that end at it no longer cover any report.", "case-event")
+    body = {
+        "kind": ctx.value("kind"),
+        "occurred_at": _local_iso(ctx.value("occurred_at"), _zone(record)),
+        "case_system": ctx.value("case_system") or None,
+        "note": ctx.value("note") or None,
+    }
+    return await _act(
+        ctx,
+        f"/participants/{pid}/case-events",
+        body,
+        back,
+        "Recorded {kind}: consents that end at it no longer cover any report.",
+        "case-event",
+    )
 
 
 @signed_in
@@ -572,17 +730,29 @@ async def screening(request: Request, ctx: Ctx) -> Response:
     record, _ = await ctx.api.maybe(ctx.api.get(f"/participants/{answer['participant_id']}"))
     collection = ctx.form_state("collection")
     review = ctx.form_state("review")
-    return ctx.render("screening.html", s=answer, live=live, p=record, zone=str(_zone(record)), who=await _who(ctx),
-                      takes_collection=answer["status"] in TAKES_COLLECTION,
-                      awaiting_review=live.get("status") == "awaiting-review",
-                      # A final result decided by a review can have that review reversed (the API says if not).
-                      reversible=live.get("status") == "final" and any(
-                          r.get("decision") in (ReviewDecision.CONFIRM, ReviewDecision.EXCUSE)
-                          for r in live.get("reviews") or []),
-                      specimen_types=SPECIMEN_TYPES, decisions=REVIEW_DECISIONS,
-                      collection_values={"specimen_type": "urine", "observed": "yes", **collection.values},
-                      collection_errors=collection.errors, review_values=review.values, review_errors=review.errors,
-                      refusal_kinds=REFUSAL_KINDS, form_values=_forms(ctx, "excuse", "refusal"))
+    return ctx.render(
+        "screening.html",
+        s=answer,
+        live=live,
+        p=record,
+        zone=str(_zone(record)),
+        who=await _who(ctx),
+        takes_collection=answer["status"] in TAKES_COLLECTION,
+        awaiting_review=live.get("status") == "awaiting-review",
+        # A final result decided by a review can have that review reversed (the API says if not).
+        reversible=live.get("status") == "final"
+        and any(
+            r.get("decision") in (ReviewDecision.CONFIRM, ReviewDecision.EXCUSE) for r in live.get("reviews") or []
+        ),
+        specimen_types=SPECIMEN_TYPES,
+        decisions=REVIEW_DECISIONS,
+        collection_values={"specimen_type": "urine", "observed": "yes", **collection.values},
+        collection_errors=collection.errors,
+        review_values=review.values,
+        review_errors=review.errors,
+        refusal_kinds=REFUSAL_KINDS,
+        form_values=_forms(ctx, "excuse", "refusal"),
+    )
 
 
 def _bool_choice(value: str) -> bool | None:
@@ -594,8 +764,10 @@ async def record_collection(request: Request, ctx: Ctx) -> Response:
     sid = request.path_params["screening_id"]
     back = f"/ui/screenings/{sid}"
     body: dict[str, Any] = {
-        "specimen_type": ctx.value("specimen_type"), "observed": ctx.value("observed") == "yes",
-        "collector": ctx.value("collector"), "temperature_in_range": _bool_choice(ctx.value("temperature_in_range")),
+        "specimen_type": ctx.value("specimen_type"),
+        "observed": ctx.value("observed") == "yes",
+        "collector": ctx.value("collector"),
+        "temperature_in_range": _bool_choice(ctx.value("temperature_in_range")),
         "late": ctx.value("late") == "yes",
     }
     for optional in ("temperature_f", "breath_alcohol", "custody_notes", "late_reason"):
@@ -609,8 +781,9 @@ async def record_collection(request: Request, ctx: Ctx) -> Response:
         state = await ctx.api.post(f"/screenings/{sid}/collection", body)
     except ApiError as exc:
         return ctx.refused(exc, back + "#collection", "collection")
-    return ctx.done(back, f"Collection recorded: specimen {state['specimen_id']}. "
-                          f"The screening now waits for the lab result.")
+    return ctx.done(
+        back, f"Collection recorded: specimen {state['specimen_id']}. The screening now waits for the lab result."
+    )
 
 
 @signed_in
@@ -618,14 +791,22 @@ async def review_result(request: Request, ctx: Ctx) -> Response:
     sid = request.path_params["screening_id"]
     back = f"/ui/screenings/{sid}"
     try:
-        state = await ctx.api.post(f"/screenings/{sid}/review", {"decision": ctx.value("decision"),
-                                                                 "explanation": ctx.value("explanation"),
-                                                                 "reverses": ctx.value("reverses") == "true"})
+        state = await ctx.api.post(
+            f"/screenings/{sid}/review",
+            {
+                "decision": ctx.value("decision"),
+                "explanation": ctx.value("explanation"),
+                "reverses": ctx.value("reverses") == "true",
+            },
+        )
     except ApiError as exc:
         return ctx.refused(exc, back + "#review", "review")
     outcome = state.get("final_outcome")
-    return ctx.done(back, f"Review recorded ({ctx.value('decision')}); the screening is now "
-                          f"{state['status']}{f', outcome {outcome}' if outcome else ''}.")
+    return ctx.done(
+        back,
+        f"Review recorded ({ctx.value('decision')}); the screening is now "
+        f"{state['status']}{f', outcome {outcome}' if outcome else ''}.",
+    )
 
 
 # --- medications -------------------------------------------------------------------------------
@@ -662,9 +843,18 @@ async def quarantine(request: Request, ctx: Ctx) -> Response:
     held = [] if resolved else page["items"][:QUARANTINE_DETAILS]
     answers = await ctx.api.gather([ctx.api.get(f"/lab/quarantine/{q['id']}") for q in held])
     details = {q["id"]: answer for q, (answer, _) in zip(held, answers, strict=True) if answer}
-    return ctx.render("quarantine.html", page=page, resolved=resolved, reason=reason, reasons=QUARANTINE_REASONS,
-                      values=state.values, errors=state.errors, who=await _who(ctx), details=details,
-                      held_rows=_held_rows)
+    return ctx.render(
+        "quarantine.html",
+        page=page,
+        resolved=resolved,
+        reason=reason,
+        reasons=QUARANTINE_REASONS,
+        values=state.values,
+        errors=state.errors,
+        who=await _who(ctx),
+        details=details,
+        held_rows=_held_rows,
+    )
 
 
 def _quarantine_page(reason: str) -> str:
@@ -672,9 +862,16 @@ def _quarantine_page(reason: str) -> str:
 
 
 QUARANTINE_DETAILS = 30  # items shown with the held message and suggested screenings
-HELD_LABELS = {"placer": "Placer order number", "filler": "Filler order number", "specimen": "Specimen id",
-               "patient_name": "Name", "patient_dob": "Date of birth", "result_status": "Result status",
-               "collected_at": "Collected", "lab_id": "Lab"}
+HELD_LABELS = {
+    "placer": "Placer order number",
+    "filler": "Filler order number",
+    "specimen": "Specimen id",
+    "patient_name": "Name",
+    "patient_dob": "Date of birth",
+    "result_status": "Result status",
+    "collected_at": "Collected",
+    "lab_id": "Lab",
+}
 
 
 def _held_rows(fields: dict[str, Any] | None) -> list[tuple[str, str]]:
@@ -701,6 +898,7 @@ async def resolve_quarantine(request: Request, ctx: Ctx) -> Response:
 
 
 # --- lab turnaround ----------------------------------------------------------------------------
+
 
 @signed_in
 async def lab_turnaround(request: Request, ctx: Ctx) -> Response:
@@ -732,8 +930,11 @@ async def equity(request: Request, ctx: Ctx) -> Response:
 async def equity_pdf(request: Request, ctx: Ctx) -> Response:
     period = _period(request)
     answer = await ctx.api.request("GET", "/reports/equity.pdf", params={"period": period})
-    return Response(answer.content, media_type="application/pdf",
-                    headers={"Content-Disposition": answer.headers.get("content-disposition", "attachment")})
+    return Response(
+        answer.content,
+        media_type="application/pdf",
+        headers={"Content-Disposition": answer.headers.get("content-disposition", "attachment")},
+    )
 
 
 # --- the day's other actions ---------------------------------------------------------------------
@@ -757,47 +958,73 @@ async def check_in(request: Request, ctx: Ctx) -> Response:
     except ApiError as exc:
         return ctx.refused(exc, back)
     if answer["must_test"]:
-        return ctx.done(back, f"Checked in. {answer['message']}",
-                        (f"/ui/screenings/{answer['screening_id']}", "Open the screening to record the collection"))
+        return ctx.done(
+            back,
+            f"Checked in. {answer['message']}",
+            (f"/ui/screenings/{answer['screening_id']}", "Open the screening to record the collection"),
+        )
     return ctx.done(back, f"Checked in. {answer['message']}")
 
 
 @signed_in
 async def change_phase(request: Request, ctx: Ctx) -> Response:
     pid = request.path_params["participant_id"]
-    return await _act(ctx, f"/participants/{pid}/phase", {"phase": ctx.value("phase"), "reason": ctx.value("reason")},
-                      f"/ui/participants/{pid}#program", "Phase changed to {phase}.", "phase")
+    return await _act(
+        ctx,
+        f"/participants/{pid}/phase",
+        {"phase": ctx.value("phase"), "reason": ctx.value("reason")},
+        f"/ui/participants/{pid}#program",
+        "Phase changed to {phase}.",
+        "phase",
+    )
 
 
 @signed_in
 async def pause(request: Request, ctx: Ctx) -> Response:
     pid = request.path_params["participant_id"]
     body = {"start": ctx.value("start"), "end": ctx.value("end"), "reason": ctx.value("reason")}
-    return await _act(ctx, f"/participants/{pid}/pauses", body, f"/ui/participants/{pid}#program",
-                      f"Random testing paused from {ctx.value('start')} to {ctx.value('end')}.", "pause")
+    return await _act(
+        ctx,
+        f"/participants/{pid}/pauses",
+        body,
+        f"/ui/participants/{pid}#program",
+        f"Random testing paused from {ctx.value('start')} to {ctx.value('end')}.",
+        "pause",
+    )
 
 
 @signed_in
 async def discharge(request: Request, ctx: Ctx) -> Response:
     pid = request.path_params["participant_id"]
     body = {"kind": ctx.value("kind"), "reason": ctx.value("reason")}
-    return await _act(ctx, f"/participants/{pid}/discharge", body, f"/ui/participants/{pid}",
-                      "Discharged ({status}); random testing has stopped.", "discharge")
+    return await _act(
+        ctx,
+        f"/participants/{pid}/discharge",
+        body,
+        f"/ui/participants/{pid}",
+        "Discharged ({status}); random testing has stopped.",
+        "discharge",
+    )
 
 
 @signed_in
 async def excuse(request: Request, ctx: Ctx) -> Response:
     sid = request.path_params["screening_id"]
-    return await _act(ctx, f"/screenings/{sid}/excuse", {"reason": ctx.value("reason")}, f"/ui/screenings/{sid}",
-                      "Screening excused.", "excuse")
+    return await _act(
+        ctx,
+        f"/screenings/{sid}/excuse",
+        {"reason": ctx.value("reason")},
+        f"/ui/screenings/{sid}",
+        "Screening excused.",
+        "excuse",
+    )
 
 
 @signed_in
 async def refusal(request: Request, ctx: Ctx) -> Response:
     sid = request.path_params["screening_id"]
     body = {"kind": ctx.value("kind"), "detail": ctx.value("detail")}
-    return await _act(ctx, f"/screenings/{sid}/refusal", body, f"/ui/screenings/{sid}",
-                      "Refusal recorded.", "refusal")
+    return await _act(ctx, f"/screenings/{sid}/refusal", body, f"/ui/screenings/{sid}", "Refusal recorded.", "refusal")
 
 
 @signed_in
@@ -806,14 +1033,25 @@ async def order_medication(request: Request, ctx: Ctx) -> Response:
     schedule: dict[str, Any] = {"kind": ctx.value("schedule")}
     if ctx.value("every_days"):
         schedule["every_days"] = ctx.value("every_days")
-    body: dict[str, Any] = {"drug": ctx.value("drug"), "dose": ctx.value("dose"), "unit": ctx.value("unit"),
-                            "route": ctx.value("route"), "schedule": schedule, "start_date": ctx.value("start_date"),
-                            "prescriber": ctx.value("prescriber")}
+    body: dict[str, Any] = {
+        "drug": ctx.value("drug"),
+        "dose": ctx.value("dose"),
+        "unit": ctx.value("unit"),
+        "route": ctx.value("route"),
+        "schedule": schedule,
+        "start_date": ctx.value("start_date"),
+        "prescriber": ctx.value("prescriber"),
+    }
     if ctx.value("override_reason"):
         body["override_reason"] = ctx.value("override_reason")
-    return await _act(ctx, f"/participants/{pid}/medications", body, f"/ui/participants/{pid}#medications",
-                      f"Medication order recorded: {ctx.value('drug')} {ctx.value('dose')} {ctx.value('unit')}.",
-                      "medication-order")
+    return await _act(
+        ctx,
+        f"/participants/{pid}/medications",
+        body,
+        f"/ui/participants/{pid}#medications",
+        f"Medication order recorded: {ctx.value('drug')} {ctx.value('dose')} {ctx.value('unit')}.",
+        "medication-order",
+    )
 
 
 @signed_in
@@ -822,24 +1060,36 @@ async def change_dose(request: Request, ctx: Ctx) -> Response:
     body = {"dose": ctx.value("dose"), "unit": ctx.value("unit"), "reason": ctx.value("reason")}
     if ctx.value("override_reason"):
         body["override_reason"] = ctx.value("override_reason")
-    return await _act(ctx, f"/medications/{order_id}/dose-change", body,
-                      safe_next(ctx.value("next") or None), f"Dose changed to {ctx.value('dose')} {ctx.value('unit')}.")
+    return await _act(
+        ctx,
+        f"/medications/{order_id}/dose-change",
+        body,
+        safe_next(ctx.value("next") or None),
+        f"Dose changed to {ctx.value('dose')} {ctx.value('unit')}.",
+    )
 
 
 @signed_in
 async def stop_medication(request: Request, ctx: Ctx) -> Response:
     order_id = request.path_params["order_id"]
-    return await _act(ctx, f"/medications/{order_id}/stop", {"reason": ctx.value("reason")},
-                      safe_next(ctx.value("next") or None), "Medication order stopped.")
+    return await _act(
+        ctx,
+        f"/medications/{order_id}/stop",
+        {"reason": ctx.value("reason")},
+        safe_next(ctx.value("next") or None),
+        "Medication order stopped.",
+    )
 
 
 @signed_in
 async def reassess(request: Request, ctx: Ctx) -> Response:
     order_id = request.path_params["order_id"]
     body = {"decision": ctx.value("decision") or "resume", "note": ctx.value("note")}
-    outcomes: dict[str, str] = {ReassessmentDecision.RESUME: "Hold released: dosing resumes.",
-                                ReassessmentDecision.KEEP_HOLDING: "The hold stays.",
-                                ReassessmentDecision.HOLD: "Dosing is held."}
+    outcomes: dict[str, str] = {
+        ReassessmentDecision.RESUME: "Hold released: dosing resumes.",
+        ReassessmentDecision.KEEP_HOLDING: "The hold stays.",
+        ReassessmentDecision.HOLD: "Dosing is held.",
+    }
     words = outcomes.get(body["decision"] or "", "Reassessment recorded.")
     return await _act(ctx, f"/medications/{order_id}/reassessment", body, safe_next(ctx.value("next") or None), words)
 
@@ -858,8 +1108,13 @@ def worklist_link(item: dict[str, Any]) -> tuple[str, str] | None:
     if item["kind"] == wl.WorklistKind.ENROLLMENT_ROLLED_BACK:  # the record is gone: its id leads nowhere
         return "/ui/participants/new", "Enroll again"
     if item.get("participant_id"):
-        anchor = "#medications" if item["subject_type"] == "medication-order" else \
-            "#disclosures" if item["subject_type"] == "disclosure" else ""
+        anchor = (
+            "#medications"
+            if item["subject_type"] == "medication-order"
+            else "#disclosures"
+            if item["subject_type"] == "disclosure"
+            else ""
+        )
         return f"/ui/participants/{item['participant_id']}{anchor}", "Open the participant"
     return None
 
@@ -875,12 +1130,24 @@ async def worklist(request: Request, ctx: Ctx) -> Response:
         offset = max(int(query(request, "offset") or 0), 0)
     except ValueError:
         offset = 0
-    params = {"site": filters["site"], "kind": filters["kind"], "status": filters["status"] or "unresolved",
-              "mine": "true" if filters["mine"] else None, "overdue": "true" if filters["overdue"] else None}
+    params = {
+        "site": filters["site"],
+        "kind": filters["kind"],
+        "status": filters["status"] or "unresolved",
+        "mine": "true" if filters["mine"] else None,
+        "overdue": "true" if filters["overdue"] else None,
+    }
     page = await ctx.api.get("/worklist", limit=50, offset=offset, **params)
-    return ctx.render("worklist.html", page=page, filters=filters, kinds=[k.value for k in wl.WorklistKind],
-                      outcomes=wl.STAFF_OUTCOMES, needs_note=sorted(wl.NEEDS_NOTE), link=worklist_link,
-                      back=request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+    return ctx.render(
+        "worklist.html",
+        page=page,
+        filters=filters,
+        kinds=[k.value for k in wl.WorklistKind],
+        outcomes=wl.STAFF_OUTCOMES,
+        needs_note=sorted(wl.NEEDS_NOTE),
+        link=worklist_link,
+        back=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+    )
 
 
 async def _worklist_action(request: Request, ctx: Ctx, what: str, body: dict[str, Any], done: str) -> Response:
@@ -896,8 +1163,9 @@ async def _worklist_action(request: Request, ctx: Ctx, what: str, body: dict[str
 
 @signed_in
 async def claim_item(request: Request, ctx: Ctx) -> Response:
-    return await _worklist_action(request, ctx, "claim", {"take_over": ctx.value("take_over") == "yes"},
-                                  "claimed by you")
+    return await _worklist_action(
+        request, ctx, "claim", {"take_over": ctx.value("take_over") == "yes"}, "claimed by you"
+    )
 
 
 @signed_in
@@ -915,10 +1183,16 @@ async def resolve_item(request: Request, ctx: Ctx) -> Response:
 
 # One click per outcome, each the API's call result (domain/calls.py): reached is a notice and takes the entry
 # off the list; a message left keeps it on the list until they are reached or the window closes.
-CALL_OUTCOMES = {CallResult.REACHED: "reached and told to test", "called": "called, left a message",
-                 CallResult.NOT_REACHED: "not reached"}
-CALL_RESULTS = {CallResult.REACHED: CallResult.REACHED, "called": CallResult.MESSAGE_LEFT,
-                CallResult.NOT_REACHED: CallResult.NOT_REACHED}
+CALL_OUTCOMES = {
+    CallResult.REACHED: "reached and told to test",
+    "called": "called, left a message",
+    CallResult.NOT_REACHED: "not reached",
+}
+CALL_RESULTS = {
+    CallResult.REACHED: CallResult.REACHED,
+    "called": CallResult.MESSAGE_LEFT,
+    CallResult.NOT_REACHED: CallResult.NOT_REACHED,
+}
 
 
 @signed_in
@@ -934,8 +1208,9 @@ async def call_list(request: Request, ctx: Ctx) -> Response:
     shown = [{**e, "timezone": e.get("timezone") or str(zone)} for e in entries]
     waiting = [e for e in shown if not e["resolved_at"]]
     called = sorted((e for e in shown if e["resolved_at"]), key=lambda e: e["resolved_at"], reverse=True)
-    return ctx.render("call_list.html", waiting=waiting, called=called, site=site, day=today, zone=str(zone),
-                      outcomes=CALL_OUTCOMES)
+    return ctx.render(
+        "call_list.html", waiting=waiting, called=called, site=site, day=today, zone=str(zone), outcomes=CALL_OUTCOMES
+    )
 
 
 @signed_in
@@ -947,8 +1222,10 @@ async def resolve_call(request: Request, ctx: Ctx) -> Response:
         return redirect(request, "/ui/call-list")
     note = ctx.value("note")
     try:
-        entry = await ctx.api.post(f"/call-list/{entry_id}/resolve", {
-            "outcome": f"{words}: {note}" if note else words, "result": CALL_RESULTS[ctx.value("outcome")]})
+        entry = await ctx.api.post(
+            f"/call-list/{entry_id}/resolve",
+            {"outcome": f"{words}: {note}" if note else words, "result": CALL_RESULTS[ctx.value("outcome")]},
+        )
     except ApiError as exc:
         return ctx.refused(exc, "/ui/call-list")
     still = "" if entry["resolved_at"] else " They stay on the list until reached or the window closes."
@@ -960,5 +1237,9 @@ async def resolve_call(request: Request, ctx: Ctx) -> Response:
 
 @signed_in
 async def not_found(request: Request, ctx: Ctx) -> Response:
-    return ctx.render("error.html", status=404, title="Page not found",
-                      error=ApiError(404, f"There is no dashboard page at {request.url.path}."))
+    return ctx.render(
+        "error.html",
+        status=404,
+        title="Page not found",
+        error=ApiError(404, f"There is no dashboard page at {request.url.path}."),
+    )

@@ -41,7 +41,7 @@ CLINIC_ZONE = ZoneInfo(ParticipantCreate.model_fields["timezone"].default)
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                               "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
@@ -129,27 +129,46 @@ def time_left(value: Any, now: datetime | None = None) -> str:
 
 PENDING_REVIEW = "needs clinician review before it is final"
 # Choices of the dashboard's forms, (value, words), from the vocabularies.
-REVIEW_CHOICES = [(ReviewDecision.CONFIRM, "Confirm the result"),
-                  (ReviewDecision.EXCUSE, "Excuse it (documented explanation)"),
-                  (ReviewDecision.REQUEST_CONFIRMATION, "Request a confirmation test"),
-                  (ReviewDecision.REQUEST_RETEST, "Request a retest")]
+REVIEW_CHOICES = [
+    (ReviewDecision.CONFIRM, "Confirm the result"),
+    (ReviewDecision.EXCUSE, "Excuse it (documented explanation)"),
+    (ReviewDecision.REQUEST_CONFIRMATION, "Request a confirmation test"),
+    (ReviewDecision.REQUEST_RETEST, "Request a retest"),
+]
 # Reversing the review that decided a final result: it is decided anew, confirm or excuse.
-REVERSAL_CHOICES = [(ReviewDecision.CONFIRM, "Confirm the result after all"),
-                    (ReviewDecision.EXCUSE, "Excuse it after all (documented explanation)")]
-REASSESS_CHOICES = [(ReassessmentDecision.RESUME, "Release the hold: resume dosing"),
-                    (ReassessmentDecision.KEEP_HOLDING, "Keep holding")]
-SCHEDULE_CHOICES = [(ScheduleKind.DAILY_OBSERVED, "daily observed"),
-                    (ScheduleKind.OBSERVED_PLUS_TAKE_HOME, "observed plus take-home"),
-                    (ScheduleKind.INJECTION, "injection")]
-WORKLIST_STATUS_CHOICES = [("", "to do"), (WorklistStatus.OPEN, "not claimed"), (WorklistStatus.CLAIMED, "claimed"),
-                           (WorklistStatus.RESOLVED, "resolved"), ("all", "all")]
-RESULT_STATUS_WORDS = {ResultStatus.PRELIMINARY: "Preliminary", ResultStatus.FINAL: "Final",
-                       ResultStatus.CORRECTED: "Corrected"}
+REVERSAL_CHOICES = [
+    (ReviewDecision.CONFIRM, "Confirm the result after all"),
+    (ReviewDecision.EXCUSE, "Excuse it after all (documented explanation)"),
+]
+REASSESS_CHOICES = [
+    (ReassessmentDecision.RESUME, "Release the hold: resume dosing"),
+    (ReassessmentDecision.KEEP_HOLDING, "Keep holding"),
+]
+SCHEDULE_CHOICES = [
+    (ScheduleKind.DAILY_OBSERVED, "daily observed"),
+    (ScheduleKind.OBSERVED_PLUS_TAKE_HOME, "observed plus take-home"),
+    (ScheduleKind.INJECTION, "injection"),
+]
+WORKLIST_STATUS_CHOICES = [
+    ("", "to do"),
+    (WorklistStatus.OPEN, "not claimed"),
+    (WorklistStatus.CLAIMED, "claimed"),
+    (WorklistStatus.RESOLVED, "resolved"),
+    ("all", "all"),
+]
+RESULT_STATUS_WORDS = {
+    ResultStatus.PRELIMINARY: "Preliminary",
+    ResultStatus.FINAL: "Final",
+    ResultStatus.CORRECTED: "Corrected",
+}
 # What the calendar expects today that a nurse gives at the window.
 DOSE_DUE = (ExpectedKind.OBSERVED_DOSE, ExpectedKind.INJECTION_DUE, ExpectedKind.INJECTION_OVERDUE)
-REVIEW_WORDS = {ReviewDecision.CONFIRM: "confirmed", ReviewDecision.EXCUSE: "excused",
-                ReviewDecision.REQUEST_CONFIRMATION: "sent for confirmation",
-                ReviewDecision.REQUEST_RETEST: "sent for a retest"}
+REVIEW_WORDS = {
+    ReviewDecision.CONFIRM: "confirmed",
+    ReviewDecision.EXCUSE: "excused",
+    ReviewDecision.REQUEST_CONFIRMATION: "sent for confirmation",
+    ReviewDecision.REQUEST_RETEST: "sent for a retest",
+}
 
 
 def result_summary(summary: str, live: dict[str, Any] | None) -> str:
@@ -183,23 +202,43 @@ def static_url(name: str) -> str:
     return f"/ui/static/{name}?v={_VERSIONS[name]}"
 
 
-templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
-                        trim_blocks=True, lstrip_blocks=True)
-templates.filters.update(when=when, clock=clock, day=day_label, time_left=time_left, percent=percent,
-                         result_summary=result_summary,
-                         status_label=lambda s: STATUS_LABELS.get(s, s))
-templates.globals.update(static=static_url, swatch=charts.swatch, adherence_swatch=charts.adherence_swatch,
-                         calendar_kinds=charts.CALENDAR_KINDS, adherence_kinds=charts.ADHERENCE_KINDS,
-                         adherence_text=charts.adherence_text, participant_statuses=tuple(ParticipantStatus),
-                         open_screening=(S.SCHEDULED, S.AWAITING_COLLECTION), dose_due=DOSE_DUE,
-                         result_status_words=RESULT_STATUS_WORDS, review_choices=REVIEW_CHOICES,
-                         reversal_choices=REVERSAL_CHOICES,
-                         reassess_choices=REASSESS_CHOICES, schedule_choices=SCHEDULE_CHOICES,
-                         worklist_status_choices=WORKLIST_STATUS_CHOICES)
+templates = Environment(
+    loader=FileSystemLoader(HERE / "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+templates.filters.update(
+    when=when,
+    clock=clock,
+    day=day_label,
+    time_left=time_left,
+    percent=percent,
+    result_summary=result_summary,
+    status_label=lambda s: STATUS_LABELS.get(s, s),
+)
+templates.globals.update(
+    static=static_url,
+    swatch=charts.swatch,
+    adherence_swatch=charts.adherence_swatch,
+    calendar_kinds=charts.CALENDAR_KINDS,
+    adherence_kinds=charts.ADHERENCE_KINDS,
+    adherence_text=charts.adherence_text,
+    participant_statuses=tuple(ParticipantStatus),
+    open_screening=(S.SCHEDULED, S.AWAITING_COLLECTION),
+    dose_due=DOSE_DUE,
+    result_status_words=RESULT_STATUS_WORDS,
+    review_choices=REVIEW_CHOICES,
+    reversal_choices=REVERSAL_CHOICES,
+    reassess_choices=REASSESS_CHOICES,
+    schedule_choices=SCHEDULE_CHOICES,
+    worklist_status_choices=WORKLIST_STATUS_CHOICES,
+)
 
 
-def html(template: str, context: dict[str, Any], status: int = 200,
-         headers: dict[str, str] | None = None) -> HTMLResponse:
+def html(
+    template: str, context: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> HTMLResponse:
     body = templates.get_template(template).render(**context)
     return HTMLResponse(body, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
 
@@ -277,20 +316,31 @@ class Ctx:
         headers = {}
         if status >= 400:
             headers["HX-Push-Url"] = "false"
-        context = {"actor": self.actor, "csrf": self.session.csrf, "can": self.can, "path": self.request.url.path,
-                   "flashes": self.session.take_flashes(), "now": datetime.now(UTC), **data}
+        context = {
+            "actor": self.actor,
+            "csrf": self.session.csrf,
+            "can": self.can,
+            "path": self.request.url.path,
+            "flashes": self.session.take_flashes(),
+            "now": datetime.now(UTC),
+            **data,
+        }
         return html(template, context, status=status, headers=headers)
 
     def form_state(self, form: str) -> FormState:
         return self.session.take_form(form) or FormState(form, {}, {})
 
-    def refused(self, error: ApiError, back: str, form: str | None = None,
-                names: dict[str, str] | None = None) -> Response:
+    def refused(
+        self, error: ApiError, back: str, form: str | None = None, names: dict[str, str] | None = None
+    ) -> Response:
         """The API said no: show its detail, keep what was typed, go back to the form."""
         self.flash("error", error.detail)
         if form is not None and self.form is not None:
-            values = {k: (self.form.getlist(k) if len(self.form.getlist(k)) > 1 else self.form.get(k))
-                      for k in self.form.keys() if k not in ("csrf_token",)}
+            values = {
+                k: (self.form.getlist(k) if len(self.form.getlist(k)) > 1 else self.form.get(k))
+                for k in self.form.keys()
+                if k not in ("csrf_token",)
+            }
             self.session.form = FormState(form, values, error.field_errors(names))
         return redirect(self.request, back)
 
@@ -302,11 +352,23 @@ class Ctx:
 Handler = Callable[[Request, Ctx], Awaitable[Response]]
 
 
-def error_page(request: Request, status: int, title: str, detail: str, actor: Actor | None = None,
-               csrf: str = "") -> HTMLResponse:
-    return html("error.html", {"actor": actor, "csrf": csrf, "can": lambda *_: False, "path": request.url.path,
-                               "flashes": [], "title": title, "error": ApiError(status, detail)},
-                status=status, headers={"HX-Push-Url": "false"})
+def error_page(
+    request: Request, status: int, title: str, detail: str, actor: Actor | None = None, csrf: str = ""
+) -> HTMLResponse:
+    return html(
+        "error.html",
+        {
+            "actor": actor,
+            "csrf": csrf,
+            "can": lambda *_: False,
+            "path": request.url.path,
+            "flashes": [],
+            "title": title,
+            "error": ApiError(status, detail),
+        },
+        status=status,
+        headers={"HX-Push-Url": "false"},
+    )
 
 
 def signed_in(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -334,9 +396,15 @@ def signed_in(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             cross_site = request.headers.get("sec-fetch-site") == "cross-site"
             if cross_site or not csrf_ok(session, presented if isinstance(presented, str) else None):
                 request.state.audit_detail = "dashboard CSRF check failed"
-                return error_page(request, 403, "Form refused",
-                                  "This form did not come from this dashboard, or it is from an earlier sign-in. "
-                                  "Reload the page and try again.", actor, session.csrf)
+                return error_page(
+                    request,
+                    403,
+                    "Form refused",
+                    "This form did not come from this dashboard, or it is from an earlier sign-in. "
+                    "Reload the page and try again.",
+                    actor,
+                    session.csrf,
+                )
         api = Api(request, session.token)
         ctx = Ctx(request, session, actor, api, form)
         try:
@@ -348,9 +416,14 @@ def signed_in(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             return ctx.render("error.html", status=exc.status, title="Not available", error=exc)
         except Exception as exc:  # a page must still answer with a page; the trace is in the log
             log.error("dashboard %s %s failed: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
-            return ctx.render("error.html", status=500, title="Something went wrong",
-                              error=ApiError(500, "This page could not be shown; the error has been logged. "
-                                                  "Try again, or go back to Today."))
+            return ctx.render(
+                "error.html",
+                status=500,
+                title="Something went wrong",
+                error=ApiError(
+                    500, "This page could not be shown; the error has been logged. Try again, or go back to Today."
+                ),
+            )
         finally:
             await api.close()
 

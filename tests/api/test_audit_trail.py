@@ -29,8 +29,9 @@ def events_of(engine, request_id: str) -> list[AuditEvent]:
 
 async def test_a_list_read_records_the_participants_on_the_page(stack):
     ids = [(await stack.enroll(site="south"))["id"] for _ in range(3)]
-    page = await stack.http.get("/participants?site=south&limit=2", headers={**stack.auth("auditor"),
-                                                                             "X-Request-ID": "list-1"})
+    page = await stack.http.get(
+        "/participants?site=south&limit=2", headers={**stack.auth("auditor"), "X-Request-ID": "list-1"}
+    )
     shown = [item["id"] for item in page.json()["items"]]
     assert len(shown) == 2 and set(shown) <= set(ids)
     [event] = events_of(stack.engine, "list-1")
@@ -48,19 +49,22 @@ async def test_a_list_read_records_the_participants_on_the_page(stack):
 async def test_a_revoked_or_expired_token_is_named_in_the_trail(stack):
     with session_scope(stack.engine) as session:
         revoked, revoked_token = issue_token(session, name="left the program", role="staff")
-        expired, expired_token = issue_token(session, name="temp", role="clinician",
-                                             expires_at=datetime.now(UTC) - timedelta(minutes=1))
+        expired, expired_token = issue_token(
+            session, name="temp", role="clinician", expires_at=datetime.now(UTC) - timedelta(minutes=1)
+        )
         ids = revoked.id, expired.id
     revoke = await stack.http.post(f"/tokens/{ids[0]}/revoke", headers=stack.auth("admin"))
     assert revoke.status_code == 200
     for token_id, token, rid in ((ids[0], revoked_token, "dead-1"), (ids[1], expired_token, "dead-2")):
-        answer = await stack.http.get("/participants",
-                                      headers={"Authorization": f"Bearer {token}", "X-Request-ID": rid})
+        answer = await stack.http.get(
+            "/participants", headers={"Authorization": f"Bearer {token}", "X-Request-ID": rid}
+        )
         assert answer.status_code == 401
         [event] = events_of(stack.engine, rid)
         assert (event.actor, event.outcome) == (token_id, "401") and "token rejected" in event.detail
-    wrong = await stack.http.get("/participants", headers={"Authorization": f"Bearer iop_{ids[0]}_guess",
-                                                           "X-Request-ID": "dead-3"})
+    wrong = await stack.http.get(
+        "/participants", headers={"Authorization": f"Bearer iop_{ids[0]}_guess", "X-Request-ID": "dead-3"}
+    )
     assert wrong.status_code == 401 and events_of(stack.engine, "dead-3")[0].actor == "anonymous"
 
 
@@ -90,11 +94,18 @@ async def test_the_schedule_takes_checkpoints_through_a_workflow(dev_env, record
     settings = Settings(data_dir=tmp_path, task_queue=task_queue)
     client = dev_env.client
     for i in range(3):
-        append(records_engine, AuditEntry(actor="system", role="-", action="test", outcome=str(i)),
-               keys=audit_keys(settings))
-    async with Worker(client, task_queue=task_queue, workflows=[AuditCheckpointWorkflow],
-                      activities=AuditActivities(records_engine, settings).all(),
-                      activity_executor=ThreadPoolExecutor(2)):
+        append(
+            records_engine,
+            AuditEntry(actor="system", role="-", action="test", outcome=str(i)),
+            keys=audit_keys(settings),
+        )
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[AuditCheckpointWorkflow],
+        activities=AuditActivities(records_engine, settings).all(),
+        activity_executor=ThreadPoolExecutor(2),
+    ):
         await ensure_checkpoint_schedule(client, task_queue, 15)
         handle: ScheduleHandle = client.get_schedule_handle(SCHEDULE_ID)
         try:
@@ -105,8 +116,9 @@ async def test_the_schedule_takes_checkpoints_through_a_workflow(dev_env, record
             action = schedule.action
             assert (action.workflow, action.task_queue) == ("AuditCheckpointWorkflow", task_queue)
             # What each scheduled run does, run once here (a triggered run could only be awaited by polling).
-            taken = await client.execute_workflow(AuditCheckpointWorkflow.run, id=unique("audit-checkpoint"),
-                                                  task_queue=task_queue)
+            taken = await client.execute_workflow(
+                AuditCheckpointWorkflow.run, id=unique("audit-checkpoint"), task_queue=task_queue
+            )
         finally:
             await ensure_checkpoint_schedule(client, task_queue, 0)
     with pytest.raises(RPCError):

@@ -62,13 +62,17 @@ async def test_an_update_sent_around_the_codec_does_not_finalise_a_review(produc
     forged = {"decision": "excuse", "explanation": "forged", "actor": "nobody"}
     with pytest.raises(Exception):  # noqa: B017 - any failure will do, as long as it fails
         await asyncio.wait_for(
-            intruder.get_workflow_handle(screening_workflow_id(sid)).execute_update("review", forged), 30)
+            intruder.get_workflow_handle(screening_workflow_id(sid)).execute_update("review", forged), 30
+        )
 
     state = await screening(stack, sid)
     assert state["status"] == "awaiting-review" and state["final_outcome"] is None and state["reviews"] == []
     # The real route still works afterwards: the workflow was not wedged by the attempt.
-    done = await stack.http.post(f"/screenings/{sid}/review", json={"decision": "confirm", "explanation": "checked"},
-                                 headers=stack.auth("clinician"))
+    done = await stack.http.post(
+        f"/screenings/{sid}/review",
+        json={"decision": "confirm", "explanation": "checked"},
+        headers=stack.auth("clinician"),
+    )
     assert done.status_code == 200, done.text
     assert done.json()["final_outcome"] == "positive" and len(done.json()["reviews"]) == 1
 
@@ -76,8 +80,9 @@ async def test_an_update_sent_around_the_codec_does_not_finalise_a_review(produc
 async def test_a_signal_sent_around_the_codec_is_dropped(production_stack, dev_env):
     stack = production_stack
     pid = (await stack.enroll())["id"]
-    made = await stack.http.post(f"/participants/{pid}/screenings", json={"reason": "signal test"},
-                                 headers=stack.auth("staff"))
+    made = await stack.http.post(
+        f"/participants/{pid}/screenings", json={"reason": "signal test"}, headers=stack.auth("staff")
+    )
     sid = made.json()["screening_id"]
     intruder = await Client.connect(dev_env.client.service_client.config.target_host)
     await intruder.get_workflow_handle(screening_workflow_id(sid)).signal("cancel", "forged")
@@ -90,8 +95,14 @@ async def test_a_signal_sent_around_the_codec_is_dropped(production_stack, dev_e
 
 
 async def test_codec_encode_is_admin_only_decode_stays_with_auditors(stack):
-    body = {"payloads": [{"metadata": {"encoding": base64.b64encode(b"json/plain").decode()},
-                          "data": base64.b64encode(b'"x"').decode()}]}
+    body = {
+        "payloads": [
+            {
+                "metadata": {"encoding": base64.b64encode(b"json/plain").decode()},
+                "data": base64.b64encode(b'"x"').decode(),
+            }
+        ]
+    }
     for role, expected in (("admin", 200), ("auditor", 403), ("clinician", 403)):
         answer = await stack.http.post("/codec/encode", json=body, headers=stack.auth(role))
         assert answer.status_code == expected, (role, answer.text)

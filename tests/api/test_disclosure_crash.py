@@ -20,9 +20,14 @@ from tests.workflows.test_disclosure_delivery import setup_records, start_delive
 
 
 def worker_process(dev_env, database_url: str, task_queue: str) -> subprocess.Popen:
-    env = {**os.environ, "IOP_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
-           "IOP_DATABASE_URL": database_url, "IOP_TASK_QUEUE": task_queue,
-           "IOP_CODEC_KEYS": ",".join(format_key(k) for k in TEST_KEYS), "IOP_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "IOP_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "IOP_DATABASE_URL": database_url,
+        "IOP_TASK_QUEUE": task_queue,
+        "IOP_CODEC_KEYS": ",".join(format_key(k) for k in TEST_KEYS),
+        "IOP_LOG_LEVEL": "WARNING",
+    }
     return subprocess.Popen([sys.executable, "-m", "iop.cli", "worker"], env=env)
 
 

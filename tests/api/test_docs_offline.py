@@ -73,7 +73,9 @@ async def test_the_page_loads_only_from_the_app(http, page, loader):
     bundle = (await http.get(urljoin(BASE + page, scripts[0]))).text
     assert len(bundle) > 100_000 and loader in bundle
     assert (await http.get(urljoin(BASE + page, scripts[0]))).headers["content-type"].split(";")[0] in {
-        "text/javascript", "application/javascript"}
+        "text/javascript",
+        "application/javascript",
+    }
 
 
 async def test_the_oauth2_redirect_page_is_served(http):
@@ -112,8 +114,9 @@ async def served():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(Settings()), host="127.0.0.1", port=port, lifespan="off",
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(Settings()), host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
@@ -124,10 +127,13 @@ async def served():
     await task
 
 
-@pytest.mark.parametrize("page_path, rendered", [
-    ("/docs", ".swagger-ui .opblock-tag-section"),  # Swagger UI drew the operations grouped by tag
-    ("/redoc", "[role=menuitem], .menu-content li"),  # ReDoc drew its side menu
-])
+@pytest.mark.parametrize(
+    "page_path, rendered",
+    [
+        ("/docs", ".swagger-ui .opblock-tag-section"),  # Swagger UI drew the operations grouped by tag
+        ("/redoc", "[role=menuitem], .menu-content li"),  # ReDoc drew its side menu
+    ],
+)
 async def test_the_page_renders_in_a_browser_with_no_internet(chromium, served, page_path, rendered):
     from playwright.async_api import async_playwright
 
@@ -141,8 +147,9 @@ async def test_the_page_renders_in_a_browser_with_no_internet(chromium, served, 
             await route.abort()
 
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium, headless=True,
-                                                   args=["--no-sandbox", "--disable-gpu"])
+        browser = await playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
         try:
             page = await browser.new_page()
             await page.route("**/*", only_the_app)

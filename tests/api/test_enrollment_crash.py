@@ -47,8 +47,9 @@ async def crashed_enrollment(stack, monkeypatch, key: str) -> str:
     monkeypatch.setattr(participants_router, "_start_program", die)
     # The middleware stack turns the dying request into its own error; what matters is what is left.
     with pytest.raises(BaseException):  # noqa: B017
-        await stack.http.post("/participants", json=enrollment(),
-                              headers={**stack.auth("staff"), "Idempotency-Key": key})
+        await stack.http.post(
+            "/participants", json=enrollment(), headers={**stack.auth("staff"), "Idempotency-Key": key}
+        )
     monkeypatch.undo()
     with Session(stack.engine) as session:
         rows = session.exec(select(Participant)).all()
@@ -58,8 +59,9 @@ async def crashed_enrollment(stack, monkeypatch, key: str) -> str:
 
 async def test_retry_with_same_key_completes_a_crashed_enrollment(stack, monkeypatch):
     pid = await crashed_enrollment(stack, monkeypatch, "crash-then-retry")
-    retry = await stack.http.post("/participants", json=enrollment(),
-                                  headers={**stack.auth("staff"), "Idempotency-Key": "crash-then-retry"})
+    retry = await stack.http.post(
+        "/participants", json=enrollment(), headers={**stack.auth("staff"), "Idempotency-Key": "crash-then-retry"}
+    )
     assert retry.status_code == 201, retry.text
     assert retry.json()["id"] == pid and retry.json()["status"] == "active"
     described = await stack.temporal.get_workflow_handle(f"participant-{pid}").describe()
@@ -68,8 +70,9 @@ async def test_retry_with_same_key_completes_a_crashed_enrollment(stack, monkeyp
         assert [(p.id, p.status) for p in session.exec(select(Participant)).all()] == [(pid, "active")]
         assert len(session.exec(select(IdempotencyRecord)).all()) == 1
     # and the participant is a real one now: the program can be ended
-    done = await stack.http.post(f"/participants/{pid}/discharge", json={"kind": "completed", "reason": "done"},
-                                 headers=stack.auth("staff"))
+    done = await stack.http.post(
+        f"/participants/{pid}/discharge", json={"kind": "completed", "reason": "done"}, headers=stack.auth("staff")
+    )
     assert done.status_code == 200, done.text
 
 
@@ -78,8 +81,11 @@ async def test_retry_with_same_key_completes_a_crashed_enrollment(stack, monkeyp
 
 async def reconcile(stack, **overrides) -> ReconcileReport:
     return await stack.temporal.execute_workflow(
-        ReconcilerWorkflow.run, ReconcileInput(**{"stuck_after_seconds": 0, **overrides}),
-        id=unique("reconciler"), task_queue=stack.task_queue)
+        ReconcilerWorkflow.run,
+        ReconcileInput(**{"stuck_after_seconds": 0, **overrides}),
+        id=unique("reconciler"),
+        task_queue=stack.task_queue,
+    )
 
 
 def system_audit(engine, action: str) -> list[AuditEvent]:
@@ -100,8 +106,11 @@ async def test_reconciler_finishes_a_crashed_enrollment_and_audits_it(stack, mon
     assert (event.actor, event.participant_id, event.subject_id) == ("system", pid, pid)
     assert verify(stack.engine).ok
     # a late retry of the first request still gets the same participant, and nothing more is made
-    late = await stack.http.post("/participants", json=enrollment(),
-                                 headers={**stack.auth("staff"), "Idempotency-Key": "crash-then-nobody-retries"})
+    late = await stack.http.post(
+        "/participants",
+        json=enrollment(),
+        headers={**stack.auth("staff"), "Idempotency-Key": "crash-then-nobody-retries"},
+    )
     assert late.status_code == 201 and late.json()["id"] == pid
     assert (await reconcile(stack)).enrollments == {}
     with Session(stack.engine) as session:
@@ -112,12 +121,30 @@ async def test_reconciler_rolls_back_a_record_that_cannot_start_a_program(stack)
     with Session(stack.engine) as session:
         desk = session.exec(select(ApiToken).where(ApiToken.name == "test staff")).one()
     with session_scope(stack.engine) as session:
-        session.add(Participant(id="p-incomplete", given_name="Rosalind", family_name="Achterberg",
-                                date_of_birth=date(1990, 1, 1), phone="+15555550199",
-                                site="north", program="iop", phase="phase-9", status="enrolling",
-                                start_date=date(2026, 11, 1), timezone="America/New_York"))
-        session.add(IdempotencyRecord(actor=desk.id, scope="participants", key="k-incomplete", request_sha256="0" * 64,
-                                      resource_id="p-incomplete"))
+        session.add(
+            Participant(
+                id="p-incomplete",
+                given_name="Rosalind",
+                family_name="Achterberg",
+                date_of_birth=date(1990, 1, 1),
+                phone="+15555550199",
+                site="north",
+                program="iop",
+                phase="phase-9",
+                status="enrolling",
+                start_date=date(2026, 11, 1),
+                timezone="America/New_York",
+            )
+        )
+        session.add(
+            IdempotencyRecord(
+                actor=desk.id,
+                scope="participants",
+                key="k-incomplete",
+                request_sha256="0" * 64,
+                resource_id="p-incomplete",
+            )
+        )
     report = await reconcile(stack)
     assert report.enrollments == {"p-incomplete": "rolled-back"}
     with Session(stack.engine) as session:
@@ -140,8 +167,9 @@ async def test_reconciler_rolls_back_a_record_that_cannot_start_a_program(stack)
     [read] = [e for e in trail if e.action == "GET /worklist"]
     assert read.shown == "p-incomplete"  # who saw the name is in the trail, under the removed record's id
     # a staff member enrolls the person again and resolves the item; another pass opens nothing new
-    done = await stack.http.post(f"/worklist/{item['id']}/resolve", json={"outcome": "done", "note": "re-enrolled"},
-                                 headers=stack.auth("staff"))
+    done = await stack.http.post(
+        f"/worklist/{item['id']}/resolve", json={"outcome": "done", "note": "re-enrolled"}, headers=stack.auth("staff")
+    )
     assert done.status_code == 200, done.text
     assert (await reconcile(stack)).enrollments == {}
     again = await stack.http.get("/worklist", params={"status": "all"}, headers=stack.auth("staff"))
@@ -212,8 +240,9 @@ async def test_reconciler_reprocesses_a_lab_message_left_unanswered(stack, monke
 
 async def test_reconciler_puts_a_message_it_cannot_process_before_staff(stack):
     with session_scope(stack.engine) as session:
-        row = LabMessage(sender="json^LAB", control_id="broken-1", transport="json", raw="{not json",
-                         raw_sha256="0" * 64)
+        row = LabMessage(
+            sender="json^LAB", control_id="broken-1", transport="json", raw="{not json", raw_sha256="0" * 64
+        )
         session.add(row)
         session.flush()
         message_id = row.id

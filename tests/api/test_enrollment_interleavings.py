@@ -58,8 +58,13 @@ async def test_enrollment_crashes_retries_and_reconciler_interleaved(stack, monk
             fault[0] = injected
             self.reconciled = False
             try:
-                response = run(stack.http.post("/participants", json=enrollment(),
-                                               headers={**stack.auth("staff"), "Idempotency-Key": self.key(n)}))
+                response = run(
+                    stack.http.post(
+                        "/participants",
+                        json=enrollment(),
+                        headers={**stack.auth("staff"), "Idempotency-Key": self.key(n)},
+                    )
+                )
             except BaseException:  # noqa: BLE001 - the injected crash: no answer
                 assert injected in ("crash-before-start", "crash-after-start")
                 return
@@ -74,15 +79,22 @@ async def test_enrollment_crashes_retries_and_reconciler_interleaved(stack, monk
 
         @rule()
         def reconcile(self):
-            run(stack.temporal.execute_workflow(ReconcilerWorkflow.run, ReconcileInput(stuck_after_seconds=0),
-                                                id=unique("reconciler"), task_queue=stack.task_queue))
+            run(
+                stack.temporal.execute_workflow(
+                    ReconcilerWorkflow.run,
+                    ReconcileInput(stuck_after_seconds=0),
+                    id=unique("reconciler"),
+                    task_queue=stack.task_queue,
+                )
+            )
             self.reconciled = True
 
         @invariant()
         def one_participant_per_key_and_complete(self):
             with Session(stack.engine) as session:
-                keys = session.exec(select(IdempotencyRecord).where(
-                    IdempotencyRecord.key.in_([self.key(n) for n in range(3)]))).all()
+                keys = session.exec(
+                    select(IdempotencyRecord).where(IdempotencyRecord.key.in_([self.key(n) for n in range(3)]))
+                ).all()
                 rows = {k.key: session.get(Participant, k.resource_id) for k in keys}
             assert len(keys) == len({k.key for k in keys})
             for key, row in rows.items():
@@ -97,7 +109,11 @@ async def test_enrollment_crashes_retries_and_reconciler_interleaved(stack, monk
                     assert described.status == WorkflowExecutionStatus.RUNNING
 
     def drive():
-        run_state_machine_as_test(Enrollments, settings=settings(
-            max_examples=6, stateful_step_count=8, deadline=None, suppress_health_check=list(HealthCheck)))
+        run_state_machine_as_test(
+            Enrollments,
+            settings=settings(
+                max_examples=6, stateful_step_count=8, deadline=None, suppress_health_check=list(HealthCheck)
+            ),
+        )
 
     await asyncio.to_thread(drive)

@@ -43,8 +43,10 @@ async def test_excusing_a_miss_after_the_screening_closed_retracts_it_from_the_c
     env, engine, queue = program
     participant, screening, pid = await _linked_screening(program, court)
     today = local_date(await env.get_current_time(), ZONE)
-    await participant.execute_update(ParticipantWorkflow.pause, Pause(
-        today.isoformat(), (today + timedelta(days=10)).isoformat(), "no random tests in this test", "tester"))
+    await participant.execute_update(
+        ParticipantWorkflow.pause,
+        Pause(today.isoformat(), (today + timedelta(days=10)).isoformat(), "no random tests in this test", "tester"),
+    )
     await env.sleep(timedelta(hours=9))
     missed = await screening.query(ScreeningWorkflow.status)
     assert missed.status == "missed"
@@ -58,13 +60,17 @@ async def test_excusing_a_miss_after_the_screening_closed_retracts_it_from_the_c
     assert closed.status == "missed" and closed.excuse is None
 
     async with api_stack(env.client, engine, queue, tmp_path, with_worker=False) as stack:
-        answer = await stack.http.post(f"/screenings/{missed.screening_id}/excuse", headers=stack.auth("staff"),
-                                       json={"reason": "ER visit, discharge papers seen"})
+        answer = await stack.http.post(
+            f"/screenings/{missed.screening_id}/excuse",
+            headers=stack.auth("staff"),
+            json={"reason": "ER visit, discharge papers seen"},
+        )
         assert answer.status_code == 200, answer.text
         assert answer.json()["status"] == "excused"
         # A second excuse is refused with what happened, not reopened again.
-        again = await stack.http.post(f"/screenings/{missed.screening_id}/excuse", headers=stack.auth("staff"),
-                                      json={"reason": "again"})
+        again = await stack.http.post(
+            f"/screenings/{missed.screening_id}/excuse", headers=stack.auth("staff"), json={"reason": "again"}
+        )
         assert again.status_code == 409, again.text
     reopened = await screening.query(ScreeningWorkflow.status)
     assert reopened.status == "excused" and reopened.reopened_at
@@ -92,8 +98,9 @@ async def test_a_miss_reopened_for_its_excuse_takes_nothing_else_and_closes_agai
     with refused("make-up period .* is over"):
         await screening.execute_update(ScreeningWorkflow.record_collection, late)
     with refused("make-up period .* is over"):
-        await screening.execute_update(ScreeningWorkflow.record_admission,
-                                       Admission(["cocaine"], "J. Rivera, CADC", "used Friday", "staff-1"))
+        await screening.execute_update(
+            ScreeningWorkflow.record_admission, Admission(["cocaine"], "J. Rivera, CADC", "used Friday", "staff-1")
+        )
     await skip(env, timedelta(hours=2))
     again = await screening.result()
     assert again.status == "missed" and again.reopened_at and again.events[-1].what == "reopened"
@@ -117,8 +124,9 @@ async def test_a_closed_screening_answers_409_with_its_status_and_an_unknown_one
     }
     async with api_stack(env.client, engine, queue, tmp_path, with_worker=False) as stack:
         for route, (role, body) in calls.items():
-            answer = await stack.http.post(f"/screenings/{ref.screening_id}/{route}", json=body,
-                                           headers=stack.auth(role))
+            answer = await stack.http.post(
+                f"/screenings/{ref.screening_id}/{route}", json=body, headers=stack.auth(role)
+            )
             assert answer.status_code == 409, (route, answer.text)
             assert answer.headers["content-type"].startswith("application/problem+json"), route
             assert answer.json()["detail"].startswith(f"Screening {ref.screening_id} is closed (missed)"), answer.text
@@ -126,8 +134,9 @@ async def test_a_closed_screening_answers_409_with_its_status_and_an_unknown_one
             unknown = await stack.http.post(f"/screenings/s-unknown/{route}", json=body, headers=stack.auth(role))
             assert unknown.status_code == 404, (route, unknown.text)
         # A missed test is not replaced by a make-up: refused with why, not "not found".
-        make_up = await stack.http.post(f"/screenings/{ref.screening_id}/make-up", json={"reason": "came back"},
-                                        headers=stack.auth("staff"))
+        make_up = await stack.http.post(
+            f"/screenings/{ref.screening_id}/make-up", json={"reason": "came back"}, headers=stack.auth("staff")
+        )
         assert make_up.status_code == 409 and "missed" in make_up.json()["detail"], make_up.text
     assert (await screening.query(ScreeningWorkflow.status)).status == "missed"  # nothing reopened it
     await participant.terminate("test over")

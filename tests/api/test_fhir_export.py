@@ -15,9 +15,11 @@ from tests.api.test_medications import start
 from tests.domain.test_fhir import validate_r4
 from tests.receiver import webhook_receiver
 
-LABELS = {("http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "R"),
-          ("http://terminology.hl7.org/CodeSystem/v3-ActCode", "42CFRPart2"),
-          ("http://terminology.hl7.org/CodeSystem/v3-ActCode", "NORDSCLCD")}
+LABELS = {
+    ("http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "R"),
+    ("http://terminology.hl7.org/CodeSystem/v3-ActCode", "42CFRPart2"),
+    ("http://terminology.hl7.org/CodeSystem/v3-ActCode", "NORDSCLCD"),
+}
 
 
 @pytest.fixture
@@ -30,14 +32,20 @@ async def a_full_record(stack, court_id, control):
     """A participant with a confirmed positive, a methadone order with a dose and a refusal, a consent."""
     pid, sid, specimen = await collected(stack)
     await post_hl7(stack, oru(control, specimen, pid, obx=POSITIVE))
-    review = await stack.http.post(f"/screenings/{sid}/review", headers=stack.auth("clinician"),
-                                   json={"decision": "confirm", "explanation": "no prescription on file"})
+    review = await stack.http.post(
+        f"/screenings/{sid}/review",
+        headers=stack.auth("clinician"),
+        json={"decision": "confirm", "explanation": "no prescription on file"},
+    )
     assert review.status_code == 200, review.text
     order = await start(stack, pid)
     assert order.status_code == 201, order.text
     order_id = order.json()["id"]
-    dosed = await stack.http.post(f"/medications/{order_id}/dispenses", headers=stack.auth("staff"),
-                                  json={"kind": "observed-dose", "dose": 60, "unit": "mg"})
+    dosed = await stack.http.post(
+        f"/medications/{order_id}/dispenses",
+        headers=stack.auth("staff"),
+        json={"kind": "observed-dose", "dose": 60, "unit": "mg"},
+    )
     assert dosed.status_code == 200, dosed.text
     consent_id = await add_consent(stack, pid, consent_body(court_id, ["screening-results"]))
     return pid, sid, specimen, order_id, consent_id
@@ -58,8 +66,15 @@ async def test_bundle_validates_is_labelled_and_holds_only_this_participant(stac
 
     resources = [e["resource"] for e in bundle["entry"]]
     kinds = [r["resourceType"] for r in resources]
-    for kind in ("Patient", "DiagnosticReport", "Observation", "MedicationRequest", "MedicationAdministration",
-                 "Consent", "Provenance"):
+    for kind in (
+        "Patient",
+        "DiagnosticReport",
+        "Observation",
+        "MedicationRequest",
+        "MedicationAdministration",
+        "Consent",
+        "Provenance",
+    ):
         assert kind in kinds, kind
     for resource in [bundle, *resources]:
         assert {(s["system"], s["code"]) for s in resource["meta"]["security"]} == LABELS, resource["resourceType"]
@@ -90,9 +105,11 @@ async def test_bundle_validates_is_labelled_and_holds_only_this_participant(stac
         assert foreign not in text
 
     with Session(stack.engine) as session:
-        [event] = session.exec(select(AuditEvent).where(AuditEvent.action == "GET /participants/{participant_id}/fhir",
-                                                        AuditEvent.outcome == "200")
-                               .order_by(col(AuditEvent.seq))).all()
+        [event] = session.exec(
+            select(AuditEvent)
+            .where(AuditEvent.action == "GET /participants/{participant_id}/fhir", AuditEvent.outcome == "200")
+            .order_by(col(AuditEvent.seq))
+        ).all()
     assert event.participant_id == pid and event.subject_id == pid and "FHIR export" in event.detail
 
 
@@ -105,18 +122,23 @@ async def test_only_admin_and_clinician_may_export(stack):
     assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
     assert "p-nobody" in missing.json()["detail"]
     with Session(stack.engine) as session:
-        refused = session.exec(select(AuditEvent).where(AuditEvent.action == "GET /participants/{participant_id}/fhir",
-                                                        AuditEvent.outcome == "403")).all()
+        refused = session.exec(
+            select(AuditEvent).where(
+                AuditEvent.action == "GET /participants/{participant_id}/fhir", AuditEvent.outcome == "403"
+            )
+        ).all()
     assert refused and all(e.participant_id == pid for e in refused)
 
 
 async def test_a_just_enrolled_participant_exports_a_minimal_valid_bundle(stack):
     pid = (await stack.enroll())["id"]
-    order = await stack.http.post(f"/participants/{pid}/screenings", json={"reason": "fhir"},
-                                  headers=stack.auth("staff"))
+    order = await stack.http.post(
+        f"/participants/{pid}/screenings", json={"reason": "fhir"}, headers=stack.auth("staff")
+    )
     sid = order.json()["screening_id"]
-    assert (await stack.http.post(f"/screenings/{sid}/collection", json=URINE,
-                                  headers=stack.auth("staff"))).status_code == 200
+    assert (
+        await stack.http.post(f"/screenings/{sid}/collection", json=URINE, headers=stack.auth("staff"))
+    ).status_code == 200
     bundle = (await stack.http.get(f"/participants/{pid}/fhir", headers=stack.auth("admin"))).json()
     Bundle.model_validate(bundle)
     # A screening still waiting for its result has no report yet.

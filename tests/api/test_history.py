@@ -51,24 +51,47 @@ async def flow(stack, caplog):
         body = enrollment(given_name=NAME[0], family_name=NAME[1], date_of_birth=BIRTH, phone=PHONE)
         pid = (await stack.http.post("/participants", json=body, headers=stack.auth("staff"))).json()["id"]
         await add_consent(stack, pid, consent_body(court_id, ["screening-results"]))
-        sid = (await stack.http.post(f"/participants/{pid}/screenings", json={"reason": "odour of alcohol"},
-                                     headers=stack.auth("clinician"))).json()["screening_id"]
+        sid = (
+            await stack.http.post(
+                f"/participants/{pid}/screenings", json={"reason": "odour of alcohol"}, headers=stack.auth("clinician")
+            )
+        ).json()["screening_id"]
         await _notice_out(stack, sid)  # a for-cause test collected on the spot is never noticed: collect after it
-        specimen = (await stack.http.post(f"/screenings/{sid}/collection", json=URINE,
-                                          headers=stack.auth("staff"))).json()["specimen_id"]
-        await post_hl7(stack, oru("HIST-1", specimen, pid, obx=CONFIRMED_POSITIVE, dob=BIRTH).replace(
-            "Quintanilla-Verhoeven^Marisol", f"{NAME[1]}^{NAME[0]}"))
-        await stack.http.post(f"/screenings/{sid}/review", json={"decision": "confirm", "explanation": "no Rx"},
-                              headers=stack.auth("clinician"))
+        specimen = (
+            await stack.http.post(f"/screenings/{sid}/collection", json=URINE, headers=stack.auth("staff"))
+        ).json()["specimen_id"]
+        await post_hl7(
+            stack,
+            oru("HIST-1", specimen, pid, obx=CONFIRMED_POSITIVE, dob=BIRTH).replace(
+                "Quintanilla-Verhoeven^Marisol", f"{NAME[1]}^{NAME[0]}"
+            ),
+        )
+        await stack.http.post(
+            f"/screenings/{sid}/review",
+            json={"decision": "confirm", "explanation": "no Rx"},
+            headers=stack.auth("clinician"),
+        )
         delivered = await settled(stack, disclosure_id(pid, sid, "screening-results", court_id))
         assert delivered.status == "delivered"
-        order = await stack.http.post(f"/participants/{pid}/medications", headers=stack.auth("clinician"), json={
-            "drug": "buprenorphine-naloxone", "dose": 16, "unit": "mg", "route": "sublingual",
-            "schedule": {"kind": "daily-observed"}, "start_date": delivered.created_at.date().isoformat(),
-            "prescriber": "Dr. Okafor"})
+        order = await stack.http.post(
+            f"/participants/{pid}/medications",
+            headers=stack.auth("clinician"),
+            json={
+                "drug": "buprenorphine-naloxone",
+                "dose": 16,
+                "unit": "mg",
+                "route": "sublingual",
+                "schedule": {"kind": "daily-observed"},
+                "start_date": delivered.created_at.date().isoformat(),
+                "prescriber": "Dr. Okafor",
+            },
+        )
         order_id = order.json()["id"]
-        await stack.http.post(f"/medications/{order_id}/dispenses", json={"kind": "observed-dose", "dose": 16,
-                                                                          "unit": "mg"}, headers=stack.auth("staff"))
+        await stack.http.post(
+            f"/medications/{order_id}/dispenses",
+            json={"kind": "observed-dose", "dose": 16, "unit": "mg"},
+            headers=stack.auth("staff"),
+        )
         yield pid, sid, order_id
 
 
@@ -100,15 +123,20 @@ async def test_timeline_holds_each_step_in_order_with_its_actor(stack, flow):
     assert "accepted" in delivery["detail"] and delivery["actor"] == "the system"
     assert all(e["actor"] == "test clinician" for e in timeline if e["role"] == "clinician")  # names, not token ids
     # The audit trail keeps the request as it was made, for auditors.
-    assert any(e["source"] == "audit" and e["action"] == "POST /screenings/{screening_id}/collection"
-               and e["event"] == "Specimen collected" and e["kind"] == "technical" for e in timeline)
+    assert any(
+        e["source"] == "audit"
+        and e["action"] == "POST /screenings/{screening_id}/collection"
+        and e["event"] == "Specimen collected"
+        and e["kind"] == "technical"
+        for e in timeline
+    )
     assert [e["at"] for e in timeline] == sorted(e["at"] for e in timeline)
 
     exported = await stack.http.get(f"/participants/{pid}/history?format=csv", headers=stack.auth("auditor"))
     assert exported.headers["content-type"].startswith("text/csv")
     # The export holds the same entries, plus the audit event of the first history read.
     rows = list(csv.DictReader(io.StringIO(exported.text)))
-    assert rows[:len(timeline)] == timeline and len(rows) == len(timeline) + 1
+    assert rows[: len(timeline)] == timeline and len(rows) == len(timeline) + 1
 
     lab = await stack.http.get(f"/participants/{pid}/history", headers=stack.auth("lab"))
     assert lab.status_code == 403
@@ -133,23 +161,54 @@ async def test_no_phi_in_temporal_logs_or_search_attributes(stack, flow, dev_ser
 async def test_temporal_cli_shows_decoded_payloads_through_the_codec_endpoint(stack, dev_env, tmp_path):
     pid = (await stack.enroll())["id"]
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(Settings(data_dir=tmp_path, task_queue=stack.task_queue),
-                                                     engine=stack.engine, temporal=stack.temporal),
-                                          host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(
+                Settings(data_dir=tmp_path, task_queue=stack.task_queue), engine=stack.engine, temporal=stack.temporal
+            ),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
     server.install_signal_handlers = lambda: None
     serving = asyncio.create_task(server.serve())
     try:
         while not server.started:
             await asyncio.sleep(0.02)  # uvicorn offers no awaitable start signal
-        command = [binary("temporal"), "workflow", "show", "--workflow-id", f"participant-{pid}", "--output", "json",
-                   "--address", dev_env.client.service_client.config.target_host]
+        command = [
+            binary("temporal"),
+            "workflow",
+            "show",
+            "--workflow-id",
+            f"participant-{pid}",
+            "--output",
+            "json",
+            "--address",
+            dev_env.client.service_client.config.target_host,
+        ]
         encrypted = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=60)
-        decoded = await asyncio.to_thread(subprocess.run, command + [
-            "--codec-endpoint", f"http://127.0.0.1:{port}/codec", "--codec-auth",
-            f"Bearer {stack.tokens['auditor']}"], capture_output=True, text=True, timeout=60)
-        denied = await asyncio.to_thread(subprocess.run, command + [
-            "--codec-endpoint", f"http://127.0.0.1:{port}/codec", "--codec-auth",
-            f"Bearer {stack.tokens['staff']}"], capture_output=True, text=True, timeout=60)
+        decoded = await asyncio.to_thread(
+            subprocess.run,
+            command
+            + [
+                "--codec-endpoint",
+                f"http://127.0.0.1:{port}/codec",
+                "--codec-auth",
+                f"Bearer {stack.tokens['auditor']}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        denied = await asyncio.to_thread(
+            subprocess.run,
+            command
+            + ["--codec-endpoint", f"http://127.0.0.1:{port}/codec", "--codec-auth", f"Bearer {stack.tokens['staff']}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         server.should_exit = True
         await serving
@@ -160,7 +219,8 @@ async def test_temporal_cli_shows_decoded_payloads_through_the_codec_endpoint(st
     assert json.loads(base64.b64decode(plain["data"]))["state"]["participant_id"] == pid
     # A staff token may not use the codec: the CLI gets no decoded payloads.
     assert denied.returncode != 0 or (
-        _started_with(denied.stdout)["metadata"] == _started_with(encrypted.stdout)["metadata"])
+        _started_with(denied.stdout)["metadata"] == _started_with(encrypted.stdout)["metadata"]
+    )
 
 
 def _started_with(output: str) -> dict:

@@ -42,8 +42,9 @@ async def stack(dev_env, impatient_engine, task_queue, tmp_path):
 
 def _worklist_item(engine) -> int:
     with session_scope(engine) as session:
-        message = LabMessage(sender="ACMELAB^ACME", control_id=secrets.token_hex(4), transport="http", raw="MSH|...",
-                             raw_sha256="0" * 64)
+        message = LabMessage(
+            sender="ACMELAB^ACME", control_id=secrets.token_hex(4), transport="http", raw="MSH|...", raw_sha256="0" * 64
+        )
         session.add(message)
         session.flush()
         held = QuarantineItem(lab_message_id=message.id, reason_code="unknown-specimen", reason="held")
@@ -93,15 +94,19 @@ async def test_a_locked_database_is_a_503_with_retry_after(stack):
     async with httpx.AsyncClient(transport=transport, base_url="http://iop.test") as http:
         with writing(stack.engine).connect() as holder:
             held = holder.begin()  # BEGIN IMMEDIATE (store/db.py): the write lock, until the rollback
-            answer = await http.post(f"/worklist/{item}/comments", json={"note": "x"},
-                                     headers={**stack.auth("staff"), "Idempotency-Key": "locked-1"})
+            answer = await http.post(
+                f"/worklist/{item}/comments",
+                json={"note": "x"},
+                headers={**stack.auth("staff"), "Idempotency-Key": "locked-1"},
+            )
             held.rollback()
     assert answer.status_code == 503, answer.text
     assert answer.headers["content-type"] == "application/problem+json" and answer.headers["Retry-After"]
     assert "busy" in answer.json()["detail"]
     # Once the lock is gone, the retry with the same key goes through.
-    retried = await stack.http.post(f"/worklist/{item}/comments", json={"note": "x"},
-                                    headers={**stack.auth("staff"), "Idempotency-Key": "locked-1"})
+    retried = await stack.http.post(
+        f"/worklist/{item}/comments", json={"note": "x"}, headers={**stack.auth("staff"), "Idempotency-Key": "locked-1"}
+    )
     assert retried.status_code == 201, retried.text
 
 

@@ -43,16 +43,19 @@ def refused_naming(response, field: str) -> None:
 async def test_implausible_doses_are_refused_and_an_override_is_recorded(stack):
     pid = (await stack.enroll())["id"]
     refused_naming(await start(stack, pid, {**METHADONE, "dose": 1e308}), "dose")
-    infinite = await stack.http.post(f"/participants/{pid}/medications", headers={
-        **stack.auth("clinician"), "content-type": "application/json"},
-        content=json.dumps({**METHADONE, "dose": float("inf")}))
+    infinite = await stack.http.post(
+        f"/participants/{pid}/medications",
+        headers={**stack.auth("clinician"), "content-type": "application/json"},
+        content=json.dumps({**METHADONE, "dose": float("inf")}),
+    )
     refused_naming(infinite, "dose")
     refused_naming(await start(stack, pid, {**METHADONE, "dose": 0}), "dose")
     above = await start(stack, pid, {**METHADONE, "dose": 150})
     refused_naming(above, "override_reason")
     assert "120" in above.json()["detail"]
-    by_admin = await start(stack, pid, {**METHADONE, "dose": 150, "override_reason": "trough level documented"},
-                           role="admin")
+    by_admin = await start(
+        stack, pid, {**METHADONE, "dose": 150, "override_reason": "trough level documented"}, role="admin"
+    )
     assert by_admin.status_code == 403, by_admin.text
     created = await start(stack, pid, {**METHADONE, "dose": 150, "override_reason": "trough level documented"})
     assert created.status_code == 201, created.text
@@ -61,13 +64,23 @@ async def test_implausible_doses_are_refused_and_an_override_is_recorded(stack):
 
     # Dose changes: the same bounds, the override recorded with the change.
     change = f"/medications/{order_id}/dose-change"
-    refused_naming(await stack.http.post(change, json={"dose": 1e308, "unit": "mg", "reason": "x"},
-                                         headers=stack.auth("clinician")), "dose")
-    refused_naming(await stack.http.post(change, json={"dose": 200, "unit": "mg", "reason": "cravings"},
-                                         headers=stack.auth("clinician")), "override_reason")
-    changed = await stack.http.post(change, json={"dose": 200, "unit": "mg", "reason": "cravings",
-                                                  "override_reason": "split-dose study, level 420 ng/mL"},
-                                    headers=stack.auth("clinician"))
+    refused_naming(
+        await stack.http.post(
+            change, json={"dose": 1e308, "unit": "mg", "reason": "x"}, headers=stack.auth("clinician")
+        ),
+        "dose",
+    )
+    refused_naming(
+        await stack.http.post(
+            change, json={"dose": 200, "unit": "mg", "reason": "cravings"}, headers=stack.auth("clinician")
+        ),
+        "override_reason",
+    )
+    changed = await stack.http.post(
+        change,
+        json={"dose": 200, "unit": "mg", "reason": "cravings", "override_reason": "split-dose study, level 420 ng/mL"},
+        headers=stack.auth("clinician"),
+    )
     assert changed.status_code == 200, changed.text
     assert changed.json()["order"]["dose_override_reason"] == "split-dose study, level 420 ng/mL"
     assert "split-dose study" in changed.json()["timeline"][-1]["detail"]
@@ -75,18 +88,26 @@ async def test_implausible_doses_are_refused_and_an_override_is_recorded(stack):
     # Dispenses: non-finite and non-positive doses never reach the workflow.
     dispenses = f"/medications/{order_id}/dispenses"
     for bad in ("Infinity", "NaN", "-1", "0"):
-        response = await stack.http.post(dispenses, headers={**stack.auth("staff"), "content-type": "application/json"},
-                                         content=f'{{"kind": "observed-dose", "unit": "mg", "dose": {bad}}}')
+        response = await stack.http.post(
+            dispenses,
+            headers={**stack.auth("staff"), "content-type": "application/json"},
+            content=f'{{"kind": "observed-dose", "unit": "mg", "dose": {bad}}}',
+        )
         refused_naming(response, "dose")
-    given = await stack.http.post(dispenses, json={"kind": "observed-dose", "dose": 200, "unit": "mg"},
-                                  headers=stack.auth("staff"))
+    given = await stack.http.post(
+        dispenses, json={"kind": "observed-dose", "dose": 200, "unit": "mg"}, headers=stack.auth("staff")
+    )
     assert given.status_code == 200, given.text
 
     with Session(stack.engine) as session:
         row = session.get(MedicationOrderRecord, order_id)
         assert row.order["dose_override_reason"] == "split-dose study, level 420 ng/mL"
-        details = [event.detail or "" for event in session.exec(select(AuditEvent).where(
-            AuditEvent.participant_id == pid, AuditEvent.outcome.in_(["200", "201"]))).all()]
+        details = [
+            event.detail or ""
+            for event in session.exec(
+                select(AuditEvent).where(AuditEvent.participant_id == pid, AuditEvent.outcome.in_(["200", "201"]))
+            ).all()
+        ]
     assert any("dose override" in detail and "150" in detail for detail in details), details
     assert any("dose override" in detail and "200" in detail for detail in details), details
 
@@ -94,8 +115,9 @@ async def test_implausible_doses_are_refused_and_an_override_is_recorded(stack):
 # --- control characters ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", ["Ann\x00", "An\x07n", "\x1b[31mAnn", "Ann\u202e", "Ann\u2066x", "Ann\x85", "Ann\nB",
-                                 "Ann\tB"])
+@pytest.mark.parametrize(
+    "bad", ["Ann\x00", "An\x07n", "\x1b[31mAnn", "Ann\u202e", "Ann\u2066x", "Ann\x85", "Ann\nB", "Ann\tB"]
+)
 async def test_control_characters_in_names_are_refused(stack, bad):
     response = await stack.http.post("/participants", json=enrollment(given_name=bad), headers=stack.auth("staff"))
     refused_naming(response, "given_name")
@@ -104,17 +126,27 @@ async def test_control_characters_in_names_are_refused(stack, bad):
 
 async def test_control_characters_in_free_text_and_nested_fields(stack):
     pid = (await stack.enroll())["id"]
-    nested = await stack.http.post("/participants", headers=stack.auth("staff"), json=enrollment(
-        case_numbers=[{"system": "county-drug-court", "value": "DC-1\x00"}]))
+    nested = await stack.http.post(
+        "/participants",
+        headers=stack.auth("staff"),
+        json=enrollment(case_numbers=[{"system": "county-drug-court", "value": "DC-1\x00"}]),
+    )
     refused_naming(nested, "value")
     assert any("case_numbers" in name for name in fields_named(nested))
     phase = f"/participants/{pid}/phase"
-    refused_naming(await stack.http.post(phase, json={"phase": "phase-2", "reason": "ok \u202e evil"},
-                                         headers=stack.auth("clinician")), "reason")
-    refused_naming(await stack.http.post(phase, json={"phase": "phase-2", "reason": "bell\x07"},
-                                         headers=stack.auth("clinician")), "reason")
-    fine = await stack.http.post(phase, json={"phase": "phase-2", "reason": "line one\n\tline two"},
-                                 headers=stack.auth("clinician"))
+    refused_naming(
+        await stack.http.post(
+            phase, json={"phase": "phase-2", "reason": "ok \u202e evil"}, headers=stack.auth("clinician")
+        ),
+        "reason",
+    )
+    refused_naming(
+        await stack.http.post(phase, json={"phase": "phase-2", "reason": "bell\x07"}, headers=stack.auth("clinician")),
+        "reason",
+    )
+    fine = await stack.http.post(
+        phase, json={"phase": "phase-2", "reason": "line one\n\tline two"}, headers=stack.auth("clinician")
+    )
     assert fine.status_code == 200, fine.text
 
 
@@ -139,8 +171,12 @@ def _routes(routes):
 
 
 def _request_models(app) -> set[type[BaseModel]]:
-    return {model for route in _routes(app.routes) if route.body_field is not None
-            for model in _models(route.body_field.field_info.annotation)}
+    return {
+        model
+        for route in _routes(app.routes)
+        if route.body_field is not None
+        for model in _models(route.body_field.field_info.annotation)
+    }
 
 
 def test_every_request_body_refuses_control_characters(tmp_path):
@@ -154,8 +190,16 @@ def test_the_text_rule_itself():
     for text in ("plain", "Zoë Ñúñez-O'Brien", "línea\nsiguiente\tcon tabulador", "日本語"):
         assert _inputs().text_problem(text, free_text=True) is None
     assert _inputs().text_problem("a\nb", free_text=False)
-    for code in [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, *range(0x80, 0xA0),
-                 *range(0x202A, 0x202F), *range(0x2066, 0x206A)]:
+    for code in [
+        *range(0x00, 0x09),
+        0x0B,
+        0x0C,
+        *range(0x0E, 0x20),
+        0x7F,
+        *range(0x80, 0xA0),
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    ]:
         assert _inputs().text_problem(f"x{chr(code)}y", free_text=True), hex(code)
 
 
@@ -164,17 +208,24 @@ def test_the_text_rule_itself():
 
 async def test_dates_are_bounded(stack):
     today = date.today()
-    for name, value in [("start_date", "9999-01-01"), ("start_date", "0001-01-01"),
-                        ("start_date", (today + timedelta(days=800)).isoformat()),
-                        ("date_of_birth", (today - timedelta(days=5 * 365)).isoformat()),
-                        ("date_of_birth", "1890-01-01"), ("date_of_birth", (today + timedelta(days=1)).isoformat())]:
+    for name, value in [
+        ("start_date", "9999-01-01"),
+        ("start_date", "0001-01-01"),
+        ("start_date", (today + timedelta(days=800)).isoformat()),
+        ("date_of_birth", (today - timedelta(days=5 * 365)).isoformat()),
+        ("date_of_birth", "1890-01-01"),
+        ("date_of_birth", (today + timedelta(days=1)).isoformat()),
+    ]:
         response = await stack.http.post("/participants", json=enrollment(**{name: value}), headers=stack.auth("staff"))
         refused_naming(response, name)
     pid = (await stack.enroll())["id"]
     refused_naming(await start(stack, pid, {**METHADONE, "start_date": "9999-12-31"}), "start_date")
     refused_naming(await start(stack, pid, {**METHADONE, "stop_date": "9999-12-31"}), "stop_date")
-    pause = await stack.http.post(f"/participants/{pid}/pauses", headers=stack.auth("staff"),
-                                  json={"start": "0001-01-01", "end": TODAY, "reason": "travel"})
+    pause = await stack.http.post(
+        f"/participants/{pid}/pauses",
+        headers=stack.auth("staff"),
+        json={"start": "0001-01-01", "end": TODAY, "reason": "travel"},
+    )
     refused_naming(pause, "start")
 
 
@@ -183,10 +234,13 @@ async def test_dates_are_bounded(stack):
 
 async def test_lists_are_bounded(stack):
     many = [{"system": "county-drug-court", "value": f"DC-{n}"} for n in range(21)]
-    refused_naming(await stack.http.post("/participants", json=enrollment(case_numbers=many),
-                                         headers=stack.auth("staff")), "case_numbers")
-    assert (await stack.http.post("/participants", json=enrollment(case_numbers=many[:20]),
-                                  headers=stack.auth("staff"))).status_code == 201
+    refused_naming(
+        await stack.http.post("/participants", json=enrollment(case_numbers=many), headers=stack.auth("staff")),
+        "case_numbers",
+    )
+    assert (
+        await stack.http.post("/participants", json=enrollment(case_numbers=many[:20]), headers=stack.auth("staff"))
+    ).status_code == 201
     pid = (await stack.enroll())["id"]
     weekdays = {**METHADONE, "schedule": {"kind": "daily-observed", "observed_weekdays": list(range(7)) * 2}}
     refused_naming(await start(stack, pid, weekdays), "observed_weekdays")
@@ -239,10 +293,16 @@ def test_recipient_url_rules(url, production, allow_private, problem):
 
 
 async def test_recipient_url_refusals_reach_the_api(stack):
-    for url in ("https://169.254.169.254/latest/meta-data", "https://user:pw@court.example.org/hook",
-                "https://10.0.0.8/hook"):
-        response = await stack.http.post("/recipients", headers=stack.auth("admin"), json={
-            "name": "court", "kind": "court", "delivery": "webhook", "url": url, "categories": ["phase-changes"]})
+    for url in (
+        "https://169.254.169.254/latest/meta-data",
+        "https://user:pw@court.example.org/hook",
+        "https://10.0.0.8/hook",
+    ):
+        response = await stack.http.post(
+            "/recipients",
+            headers=stack.auth("admin"),
+            json={"name": "court", "kind": "court", "delivery": "webhook", "url": url, "categories": ["phase-changes"]},
+        )
         refused_naming(response, "url")
 
 
@@ -285,8 +345,9 @@ def test_token_lifetime_rule_is_one_function():
 
 async def test_api_token_days_zero_is_refused(stack):
     for days in (0, -1, 3651):
-        response = await stack.http.post("/tokens", headers=stack.auth("admin"),
-                                         json={"name": "t", "role": "lab", "days": days})
+        response = await stack.http.post(
+            "/tokens", headers=stack.auth("admin"), json={"name": "t", "role": "lab", "days": days}
+        )
         refused_naming(response, "days")
     with Session(stack.engine) as session:
         assert all(token.expires_at is not None or token.name != "t" for token in session.exec(select(ApiToken)))

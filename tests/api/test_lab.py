@@ -14,12 +14,24 @@ NEGATIVE = ["NM|3393-6^Benzoylecgonine^LN||12|ng/mL|<150|N", "NM|11235-9^Fentany
 POSITIVE = ["NM|3393-6^Benzoylecgonine^LN||640|ng/mL|<150|A", "NM|11235-9^Fentanyl^LN||0|ng/mL|<1|N", *VALID]
 # Benzoylecgonine by a confirmatory method (LOINC 16226-3): reported to a court as laboratory-confirmed;
 # POSITIVE (3393-6, an immunoassay screen) is presumptive and never reported as confirmed.
-CONFIRMED_POSITIVE = ["NM|16226-3^Benzoylecgonine confirm^LN||640|ng/mL|<100|A",
-                      "NM|11235-9^Fentanyl^LN||0|ng/mL|<1|N", *VALID]
+CONFIRMED_POSITIVE = [
+    "NM|16226-3^Benzoylecgonine confirm^LN||640|ng/mL|<100|A",
+    "NM|11235-9^Fentanyl^LN||0|ng/mL|<1|N",
+    *VALID,
+]
 
 
-def oru(control: str, specimen: str, participant_id: str, *, obx=NEGATIVE, status="F", dob=DOB,
-        version="2.5.1", facility="ACME REFERENCE LAB") -> str:
+def oru(
+    control: str,
+    specimen: str,
+    participant_id: str,
+    *,
+    obx=NEGATIVE,
+    status="F",
+    dob=DOB,
+    version="2.5.1",
+    facility="ACME REFERENCE LAB",
+) -> str:
     segments = [
         f"MSH|^~\\&|ACMELAB|{facility}|IOPW|NORTH|20261123101500||ORU^R01^ORU_R01|{control}|P|{version}",
         f"PID|1||{participant_id}^^^IOP^PI||Quintanilla-Verhoeven^Marisol||{dob.replace('-', '')}|F",
@@ -31,16 +43,18 @@ def oru(control: str, specimen: str, participant_id: str, *, obx=NEGATIVE, statu
 
 async def collected(stack):
     pid = (await stack.enroll())["id"]
-    response = await stack.http.post(f"/participants/{pid}/screenings", json={"reason": "lab test"},
-                                     headers=stack.auth("staff"))
+    response = await stack.http.post(
+        f"/participants/{pid}/screenings", json={"reason": "lab test"}, headers=stack.auth("staff")
+    )
     sid = response.json()["screening_id"]
     body = (await stack.http.post(f"/screenings/{sid}/collection", json=URINE, headers=stack.auth("staff"))).json()
     return pid, sid, body["specimen_id"]
 
 
 async def post_hl7(stack, text: str, role: str = "lab"):
-    response = await stack.http.post("/lab/hl7", content=text.encode(),
-                                     headers={**stack.auth(role), "Content-Type": "text/plain"})
+    response = await stack.http.post(
+        "/lab/hl7", content=text.encode(), headers={**stack.auth(role), "Content-Type": "text/plain"}
+    )
     assert response.status_code == 200, response.text
     return response.text, parse_ack(response.text)
 
@@ -67,15 +81,19 @@ async def test_positive_waits_for_review_then_is_confirmed(stack):
     state = await screening(stack, sid)
     assert state["status"] == "awaiting-review" and state["final_outcome"] is None
     assert "presumptive-unconfirmed" in {f["code"] for f in state["results"][0]["interpretation"]["flags"]}
-    denied = await stack.http.post(f"/screenings/{sid}/review", json={"decision": "confirm", "explanation": "x"},
-                                   headers=stack.auth("staff"))
+    denied = await stack.http.post(
+        f"/screenings/{sid}/review", json={"decision": "confirm", "explanation": "x"}, headers=stack.auth("staff")
+    )
     assert denied.status_code == 403
-    confirmed = await stack.http.post(f"/screenings/{sid}/review",
-                                      json={"decision": "confirm", "explanation": "no prescription on file"},
-                                      headers=stack.auth("clinician"))
+    confirmed = await stack.http.post(
+        f"/screenings/{sid}/review",
+        json={"decision": "confirm", "explanation": "no prescription on file"},
+        headers=stack.auth("clinician"),
+    )
     assert confirmed.status_code == 200 and confirmed.json()["final_outcome"] == "positive"
-    again = await stack.http.post(f"/screenings/{sid}/review", json={"decision": "excuse", "explanation": "x"},
-                                  headers=stack.auth("clinician"))
+    again = await stack.http.post(
+        f"/screenings/{sid}/review", json={"decision": "excuse", "explanation": "x"}, headers=stack.auth("clinician")
+    )
     assert again.status_code == 409 and "not awaiting review" in again.json()["detail"]
 
 
@@ -129,9 +147,11 @@ async def test_unknown_specimen_mismatch_and_unparseable_are_held_with_reasons(s
     assert (await screening(stack, sid))["results"] == []  # nothing was filed on the screening
 
     mismatched = (await quarantine(stack, "identifier-mismatch"))[0]["id"]
-    rejected = await stack.http.post(f"/lab/quarantine/{mismatched}/resolve",
-                                     json={"action": "reject", "note": "wrong patient on requisition"},
-                                     headers=stack.auth("staff"))
+    rejected = await stack.http.post(
+        f"/lab/quarantine/{mismatched}/resolve",
+        json={"action": "reject", "note": "wrong patient on requisition"},
+        headers=stack.auth("staff"),
+    )
     assert rejected.status_code == 200 and rejected.json()["resolution"] == "rejected"
 
 
@@ -142,18 +162,29 @@ async def test_unmapped_code_is_held_then_mapped_and_attached(stack):
     _, ack = await post_hl7(stack, oru("MAP-1", specimen, pid, obx=obx))
     assert ack.ack_code == "AA" and "BZOU" in ack.error_texts[0]
     [item] = [q for q in await quarantine(stack, "held-code") if q["screening_id"] == sid]
-    early = await stack.http.post(f"/lab/quarantine/{item['id']}/resolve",
-                                  json={"action": "mapped", "note": "verified"}, headers=stack.auth("staff"))
+    early = await stack.http.post(
+        f"/lab/quarantine/{item['id']}/resolve",
+        json={"action": "mapped", "note": "verified"},
+        headers=stack.auth("staff"),
+    )
     assert early.status_code == 409 and "BZOU" in early.json()["detail"]
-    bad = await stack.http.post("/lab/code-mappings", json={"lab_id": "ACME REFERENCE LAB", "code": "BZOU",
-                                                            "analyte": "benzos"}, headers=stack.auth("admin"))
+    bad = await stack.http.post(
+        "/lab/code-mappings",
+        json={"lab_id": "ACME REFERENCE LAB", "code": "BZOU", "analyte": "benzos"},
+        headers=stack.auth("admin"),
+    )
     assert bad.status_code == 422 and "GET /lab/analytes" in bad.json()["detail"]
-    mapped = await stack.http.post("/lab/code-mappings", json={"lab_id": "ACME REFERENCE LAB", "code": "BZOU",
-                                                               "analyte": "benzodiazepines"},
-                                   headers=stack.auth("admin"))
+    mapped = await stack.http.post(
+        "/lab/code-mappings",
+        json={"lab_id": "ACME REFERENCE LAB", "code": "BZOU", "analyte": "benzodiazepines"},
+        headers=stack.auth("admin"),
+    )
     assert mapped.status_code == 201
-    attached = await stack.http.post(f"/lab/quarantine/{item['id']}/resolve",
-                                     json={"action": "mapped", "note": "mapping added"}, headers=stack.auth("staff"))
+    attached = await stack.http.post(
+        f"/lab/quarantine/{item['id']}/resolve",
+        json={"action": "mapped", "note": "mapping added"},
+        headers=stack.auth("staff"),
+    )
     assert attached.status_code == 200, attached.text
     assert attached.json()["resolution"] == "mapped"
     assert (await screening(stack, sid))["final_outcome"] == "negative"
@@ -161,11 +192,19 @@ async def test_unmapped_code_is_held_then_mapped_and_attached(stack):
 
 async def test_json_results_and_resend(stack):
     pid, sid, specimen = await collected(stack)
-    body = {"lab_id": "ACME REFERENCE LAB", "message_id": "R-1", "specimen_id": specimen, "result_status": "F",
-            "participant_id": pid, "results": [
-                {"code": "3393-6", "value": 10, "units": "ng/mL", "cutoff": 150},
-                {"code": "2161-8", "value": 90, "units": "mg/dL"}, {"code": "2965-2", "value": 1.012},
-                {"code": "2756-5", "value": 6.5}]}
+    body = {
+        "lab_id": "ACME REFERENCE LAB",
+        "message_id": "R-1",
+        "specimen_id": specimen,
+        "result_status": "F",
+        "participant_id": pid,
+        "results": [
+            {"code": "3393-6", "value": 10, "units": "ng/mL", "cutoff": 150},
+            {"code": "2161-8", "value": 90, "units": "mg/dL"},
+            {"code": "2965-2", "value": 1.012},
+            {"code": "2756-5", "value": 6.5},
+        ],
+    }
     first = await stack.http.post("/lab/results", json=body, headers=stack.auth("lab"))
     assert first.status_code == 200, first.text
     assert first.json()["ack_code"] == "AA" and first.json()["outcomes"][0]["state"] == "filed"
@@ -186,22 +225,30 @@ async def test_turnaround_is_judged_against_the_participants_programs_target(sta
     from store.models import Screening
 
     week = {d: ["00:00", "23:59"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-    program = {"program_id": "fast-lab-court", "name": "Court with a 24 h lab target", "lab_turnaround_hours": 24,
-               "sites": {"north": {"timezone": "UTC", "hours": week}},
-               "phases": [{"name": "phase-1", "tests_per_week": 2, "min_per_rolling_week": 0,
-                           "max_per_rolling_week": 4}]}
+    program = {
+        "program_id": "fast-lab-court",
+        "name": "Court with a 24 h lab target",
+        "lab_turnaround_hours": 24,
+        "sites": {"north": {"timezone": "UTC", "hours": week}},
+        "phases": [{"name": "phase-1", "tests_per_week": 2, "min_per_rolling_week": 0, "max_per_rolling_week": 4}],
+    }
     created = await stack.http.post("/programs", json=program, headers=stack.auth("admin"))
     assert created.status_code == 201, created.text
     assert created.json()["definition"]["lab_turnaround_hours"] == 24
-    too_long = await stack.http.put("/programs/fast-lab-court", json={**program, "lab_turnaround_hours": 0.5},
-                                    headers=stack.auth("admin"))
+    too_long = await stack.http.put(
+        "/programs/fast-lab-court", json={**program, "lab_turnaround_hours": 0.5}, headers=stack.auth("admin")
+    )
     assert too_long.status_code == 422 and "lab_turnaround_hours" in too_long.text
 
     pid = (await stack.enroll(program="fast-lab-court"))["id"]
-    sid = (await stack.http.post(f"/participants/{pid}/screenings", json={"reason": "lab test"},
-                                 headers=stack.auth("staff"))).json()["screening_id"]
-    specimen = (await stack.http.post(f"/screenings/{sid}/collection", json=URINE,
-                                      headers=stack.auth("staff"))).json()["specimen_id"]
+    sid = (
+        await stack.http.post(
+            f"/participants/{pid}/screenings", json={"reason": "lab test"}, headers=stack.auth("staff")
+        )
+    ).json()["screening_id"]
+    specimen = (await stack.http.post(f"/screenings/{sid}/collection", json=URINE, headers=stack.auth("staff"))).json()[
+        "specimen_id"
+    ]
     _, ack = await post_hl7(stack, oru("TAT-24", specimen, pid))
     assert ack.ack_code == "AA" and (await screening(stack, sid))["status"] == "final"
     with Session(stack.engine) as session:  # final 30 h after collection, as far as the report can tell
@@ -211,11 +258,17 @@ async def test_turnaround_is_judged_against_the_participants_programs_target(sta
         session.add(row)
         session.commit()
 
-    report = await stack.http.get("/reports/lab-turnaround", params={"lab_id": "ACME REFERENCE LAB"},
-                                  headers=stack.auth("staff"))
+    report = await stack.http.get(
+        "/reports/lab-turnaround", params={"lab_id": "ACME REFERENCE LAB"}, headers=stack.auth("staff")
+    )
     assert report.status_code == 200, report.text
     [lab] = report.json()["items"]
     assert (lab["target_hours"], lab["targets"], lab["over_target"]) == (24, {"fast-lab-court": 24}, 1)
-    wider = (await stack.http.get("/reports/lab-turnaround", headers=stack.auth("staff"),
-                                  params={"lab_id": "ACME REFERENCE LAB", "target_hours": 48})).json()["items"]
+    wider = (
+        await stack.http.get(
+            "/reports/lab-turnaround",
+            headers=stack.auth("staff"),
+            params={"lab_id": "ACME REFERENCE LAB", "target_hours": 48},
+        )
+    ).json()["items"]
     assert (wider[0]["target_hours"], wider[0]["over_target"]) == (48, 0)

@@ -23,8 +23,9 @@ NAMES = ("Quintanilla", "Verhoeven", "Marisol", DOB.replace("-", ""))
 
 def rows(stack, control: str) -> list[LabMessage]:
     with Session(stack.engine) as session:
-        return list(session.exec(select(LabMessage).where(LabMessage.control_id == control)
-                                 .order_by(LabMessage.id)).all())
+        return list(
+            session.exec(select(LabMessage).where(LabMessage.control_id == control).order_by(LabMessage.id)).all()
+        )
 
 
 def results_of(stack, message_id: int) -> list[LabResult]:
@@ -65,10 +66,11 @@ async def test_same_control_id_other_body_is_stored_held_and_answered_ae(stack):
     assert len(await quarantine(stack, "conflicting-control-id")) == 1
 
     # Staff verify it and attach it: the result that would have been lost is filed.
-    attached = await stack.http.post(f"/lab/quarantine/{held['id']}/resolve",
-                                     json={"action": "attach", "screening_id": sid_b,
-                                           "note": "lab confirmed: reused control id, specimen is B's"},
-                                     headers=stack.auth("staff"))
+    attached = await stack.http.post(
+        f"/lab/quarantine/{held['id']}/resolve",
+        json={"action": "attach", "screening_id": sid_b, "note": "lab confirmed: reused control id, specimen is B's"},
+        headers=stack.auth("staff"),
+    )
     assert attached.status_code == 200, attached.text
     assert (await screening(stack, sid_b))["final_outcome"] == "negative"
 
@@ -85,11 +87,20 @@ async def test_a_resend_with_other_line_endings_is_a_replay(stack):
 
 async def test_json_same_message_id_other_body_is_held(stack):
     (pid_a, sid_a, spec_a), (pid_b, sid_b, spec_b) = await two_collected(stack)
-    results = [{"code": "3393-6", "value": 10, "units": "ng/mL", "cutoff": 150},
-               {"code": "2161-8", "value": 90, "units": "mg/dL"}, {"code": "2965-2", "value": 1.012},
-               {"code": "2756-5", "value": 6.5}]
-    body = {"lab_id": "ACME REFERENCE LAB", "message_id": "J-1", "specimen_id": spec_a, "result_status": "F",
-            "participant_id": pid_a, "results": results}
+    results = [
+        {"code": "3393-6", "value": 10, "units": "ng/mL", "cutoff": 150},
+        {"code": "2161-8", "value": 90, "units": "mg/dL"},
+        {"code": "2965-2", "value": 1.012},
+        {"code": "2756-5", "value": 6.5},
+    ]
+    body = {
+        "lab_id": "ACME REFERENCE LAB",
+        "message_id": "J-1",
+        "specimen_id": spec_a,
+        "result_status": "F",
+        "participant_id": pid_a,
+        "results": results,
+    }
     first = await stack.http.post("/lab/results", json=body, headers=stack.auth("lab"))
     assert first.status_code == 200 and first.json()["ack_code"] == "AA", first.text
     other = {**body, "specimen_id": spec_b, "participant_id": pid_b}
@@ -104,10 +115,16 @@ async def test_json_same_message_id_other_body_is_held(stack):
 
 
 async def bound_token(stack, application: str, facility: str) -> str:
-    response = await stack.http.post("/tokens", json={"name": f"{facility} interface", "role": "lab",
-                                                      "sender_application": application,
-                                                      "sender_facility": facility},
-                                     headers=stack.auth("admin"))
+    response = await stack.http.post(
+        "/tokens",
+        json={
+            "name": f"{facility} interface",
+            "role": "lab",
+            "sender_application": application,
+            "sender_facility": facility,
+        },
+        headers=stack.auth("admin"),
+    )
     assert response.status_code == 201, response.text
     assert response.json()["sender_facility"] == facility
     return response.json()["token"]
@@ -126,14 +143,23 @@ async def test_a_lab_token_sends_only_as_its_registered_sender(stack):
 
     # The impostor used up nothing: the real OTHER LAB sends the same control id and is accepted.
     other = await bound_token(stack, "ACMELAB", "OTHER LAB")
-    response = await stack.http.post("/lab/hl7", content=oru("SND-1", spec_b, pid_b, facility="OTHER LAB").encode(),
-                                     headers={"Authorization": f"Bearer {other}", "Content-Type": "text/plain"})
+    response = await stack.http.post(
+        "/lab/hl7",
+        content=oru("SND-1", spec_b, pid_b, facility="OTHER LAB").encode(),
+        headers={"Authorization": f"Bearer {other}", "Content-Type": "text/plain"},
+    )
     assert parse_ack(response.text).ack_code == "AA", response.text
     assert len((await screening(stack, sid_b))["results"]) == 1
 
     # The JSON route checks lab_id against the registered facility: refused, stored.
-    body = {"lab_id": "OTHER LAB", "message_id": "SND-2", "specimen_id": spec_a, "result_status": "F",
-            "participant_id": pid_a, "results": [{"code": "3393-6", "value": 10}]}
+    body = {
+        "lab_id": "OTHER LAB",
+        "message_id": "SND-2",
+        "specimen_id": spec_a,
+        "result_status": "F",
+        "participant_id": pid_a,
+        "results": [{"code": "3393-6", "value": 10}],
+    }
     refused = await stack.http.post("/lab/results", json=body, headers=stack.auth("lab"))
     assert refused.status_code == 403 and refused.headers["content-type"].startswith("application/problem+json")
     assert "OTHER LAB" in refused.json()["detail"] and "stored" in refused.json()["detail"]
@@ -143,8 +169,9 @@ async def test_a_lab_token_sends_only_as_its_registered_sender(stack):
 async def test_an_unregistered_lab_token_is_answered_ar_and_its_message_kept(stack):
     pid, sid, specimen = await collected(stack)
     with session_scope(stack.engine) as session:  # a lab token from before senders were registered
-        session.add(ApiToken(id="legacy0lab01", name="old lab", role="lab",
-                             secret_sha256=hashlib.sha256(b"s3cret").hexdigest()))
+        session.add(
+            ApiToken(id="legacy0lab01", name="old lab", role="lab", secret_sha256=hashlib.sha256(b"s3cret").hexdigest())
+        )
     headers = {"Authorization": "Bearer iop_legacy0lab01_s3cret", "Content-Type": "text/plain"}
     response = await stack.http.post("/lab/hl7", content=oru("OLD-1", specimen, pid).encode(), headers=headers)
     ack = parse_ack(response.text)
@@ -158,20 +185,25 @@ async def test_token_creation_binds_lab_tokens_to_a_sender(stack):
     admin = stack.auth("admin")
     unbound = await stack.http.post("/tokens", json={"name": "lab", "role": "lab"}, headers=admin)
     assert unbound.status_code == 422 and "sender_facility" in unbound.json()["detail"]
-    staff = await stack.http.post("/tokens", json={"name": "desk", "role": "staff", "sender_facility": "X",
-                                                   "sender_application": "Y"}, headers=admin)
+    staff = await stack.http.post(
+        "/tokens",
+        json={"name": "desk", "role": "staff", "sender_facility": "X", "sender_application": "Y"},
+        headers=admin,
+    )
     assert staff.status_code == 422 and "lab" in staff.json()["detail"]
     await bound_token(stack, "LAB", "ACME LAB")
     listed = (await stack.http.get("/tokens", headers=admin)).json()["items"]
     assert {"sender_application": "LAB", "sender_facility": "ACME LAB"}.items() <= next(
-        t for t in listed if t["sender_facility"] == "ACME LAB").items()
+        t for t in listed if t["sender_facility"] == "ACME LAB"
+    ).items()
 
 
 async def test_mllp_listener_answers_for_its_lab_token(stack):
     (pid_a, sid_a, spec_a), _ = await two_collected(stack)
     with session_scope(stack.engine) as session:
-        row, _ = issue_token(session, name="mllp", role="lab", sender_application="ACMELAB",
-                             sender_facility="ACME REFERENCE LAB")
+        row, _ = issue_token(
+            session, name="mllp", role="lab", sender_application="ACMELAB", sender_facility="ACME REFERENCE LAB"
+        )
     server = await serve_mllp(LabIngest(stack.engine, stack.temporal), "127.0.0.1", 0, token_id=row.id)
     port = server.sockets[0].getsockname()[1]
     async with server:
@@ -190,8 +222,9 @@ async def test_mllp_listener_answers_for_its_lab_token(stack):
 
 async def test_two_bodies_under_one_control_id_at_once_file_one_and_hold_the_other(stack):
     (pid_a, sid_a, spec_a), (pid_b, sid_b, spec_b) = await two_collected(stack)
-    answers = await asyncio.gather(post_hl7(stack, oru("RACE-1", spec_a, pid_a)),
-                                   post_hl7(stack, oru("RACE-1", spec_b, pid_b)))
+    answers = await asyncio.gather(
+        post_hl7(stack, oru("RACE-1", spec_a, pid_a)), post_hl7(stack, oru("RACE-1", spec_b, pid_b))
+    )
     assert sorted(a[1].ack_code for a in answers) == ["AA", "AE"]
     assert len(rows(stack, "RACE-1")) == 2
     filed = [len((await screening(stack, sid))["results"]) for sid in (sid_a, sid_b)]

@@ -47,6 +47,7 @@ def fill(template: str, values: dict[str, str], specimens: dict[str, str]) -> st
         if match.group(1) == "SPECIMEN":
             return specimens[match.group(2)]
         return values[match.group(1)]
+
     return PLACEHOLDER.sub(value, template)
 
 
@@ -69,9 +70,13 @@ async def setup(stack) -> tuple[dict[str, str], dict[str, str], dict[str, str], 
     tokens = {"admin": stack.tokens["admin"]}
     with session_scope(stack.engine) as session:
         for lab, sender in SPEC["labs"].items():
-            _, tokens[lab] = issue_token(session, name=f"corpus {lab}", role="lab",
-                                         sender_application=sender["application"],
-                                         sender_facility=sender["facility"])
+            _, tokens[lab] = issue_token(
+                session,
+                name=f"corpus {lab}",
+                role="lab",
+                sender_application=sender["application"],
+                sender_facility=sender["facility"],
+            )
     admin = stack.auth("admin")
     for analyte in SPEC["analytes"]:
         made = await stack.http.post("/lab/analytes", json=analyte, headers=admin)
@@ -83,8 +88,9 @@ async def setup(stack) -> tuple[dict[str, str], dict[str, str], dict[str, str], 
     specimens: dict[str, str] = {}
     screenings: dict[str, str] = {}
     for name in screening_names():
-        ordered = await stack.http.post(f"/participants/{pid}/screenings", json={"reason": f"corpus {name}"},
-                                        headers=stack.auth("staff"))
+        ordered = await stack.http.post(
+            f"/participants/{pid}/screenings", json={"reason": f"corpus {name}"}, headers=stack.auth("staff")
+        )
         assert ordered.status_code in (200, 201), ordered.text
         sid = ordered.json()["screening_id"]
         body = await stack.http.post(f"/screenings/{sid}/collection", json=URINE, headers=stack.auth("staff"))
@@ -98,10 +104,20 @@ def stored_since(stack, last_id: int) -> tuple[list[LabMessage], list[LabResult]
         messages = session.exec(select(LabMessage).where(LabMessage.id > last_id).order_by(col(LabMessage.id))).all()
         ids = [m.id for m in messages]
         order = (col(LabResult.lab_message_id), col(LabResult.order_index))
-        results = session.exec(select(LabResult).where(col(LabResult.lab_message_id).in_(ids))
-                               .order_by(*order)).all() if ids else []
-        items = session.exec(select(QuarantineItem).where(col(QuarantineItem.lab_message_id).in_(ids))
-                             .order_by(col(QuarantineItem.id))).all() if ids else []
+        results = (
+            session.exec(select(LabResult).where(col(LabResult.lab_message_id).in_(ids)).order_by(*order)).all()
+            if ids
+            else []
+        )
+        items = (
+            session.exec(
+                select(QuarantineItem)
+                .where(col(QuarantineItem.lab_message_id).in_(ids))
+                .order_by(col(QuarantineItem.id))
+            ).all()
+            if ids
+            else []
+        )
     return list(messages), list(results), list(items)
 
 
@@ -123,32 +139,44 @@ def check_screening(name: str, state: dict, expected: dict) -> None:
         assert current["held_codes"] == expected["held_codes"], f"{where}: held {current['held_codes']}"
     if "overall" in expected:
         assert current["interpretation"]["overall"] == expected["overall"], (
-            f"{where}: overall {current['interpretation']['overall']!r}: {current['interpretation']['summary']}")
+            f"{where}: overall {current['interpretation']['overall']!r}: {current['interpretation']['summary']}"
+        )
     for wanted in expected.get("findings", []):
-        found = [f for f in current["interpretation"]["findings"]
-                 if all(f.get(k) == v for k, v in wanted.items())]
+        found = [f for f in current["interpretation"]["findings"] if all(f.get(k) == v for k, v in wanted.items())]
         assert found, f"{where}: no finding {wanted} in {current['interpretation']['findings']}"
     flags = {f["code"] for f in current["interpretation"]["flags"]} if current else set()
     for flag in expected.get("flags", []):
         assert flag in flags, f"{where}: no flag {flag!r} in {sorted(flags)}"
     for method in expected.get("methods", []):
         assert any(all(m.get(k) == v for k, v in method.items()) for m in current["methods"]), (
-            f"{where}: no method {method} in {current['methods']}")
+            f"{where}: no method {method} in {current['methods']}"
+        )
 
 
 async def test_the_corpus_end_to_end(stack, capsys):
     tokens, specimens, screenings, pid = await setup(stack)
     now = datetime.now(UTC)
-    values = {"PID": pid, "DOB": DOB.replace("-", ""), "NOW": now.strftime("%Y%m%d%H%M%S"),
-              "COLLECTED": now.strftime("%Y%m%d%H%M"), "RUN": uuid.uuid4().hex[:6].upper()}
+    values = {
+        "PID": pid,
+        "DOB": DOB.replace("-", ""),
+        "NOW": now.strftime("%Y%m%d%H%M%S"),
+        "COLLECTED": now.strftime("%Y%m%d%H%M"),
+        "RUN": uuid.uuid4().hex[:6].upper(),
+    }
     tally: Counter[str] = Counter()
     for entry in SPEC["posts"]:
         where = entry["file"]
         text = fill((CORPUS / entry["file"]).read_text(), values, specimens).rstrip("\n")
         text = text.replace("\n", "\n" if entry.get("line_endings") == "lf" else "\r") + "\r"
         before = last_message_id(stack)
-        response = await stack.http.post("/lab/hl7", content=text.encode(), headers={
-            "Authorization": f"Bearer {tokens[entry.get('token', entry['lab'])]}", "Content-Type": "text/plain"})
+        response = await stack.http.post(
+            "/lab/hl7",
+            content=text.encode(),
+            headers={
+                "Authorization": f"Bearer {tokens[entry.get('token', entry['lab'])]}",
+                "Content-Type": "text/plain",
+            },
+        )
         assert response.status_code == 200, f"{where}: {response.text}"
         acks = acks_of(response.text)
         assert [a.ack_code for a in acks] == entry["acks"], f"{where}: {[(a.ack_code, a.error_texts) for a in acks]}"
@@ -160,16 +188,30 @@ async def test_the_corpus_end_to_end(stack, capsys):
         for result in results:
             item = [i for i in items if i.lab_result_id == result.id and i.held_code is None]
             held = sorted(i.held_code for i in items if i.lab_result_id == result.id and i.held_code is not None)
-            got.append({"state": result.state, "reason": item[0].reason_code if item else None, "held": held,
-                        "screening": next((n for n, s in screenings.items() if s == result.screening_id), None)})
-        wanted = [{"state": r["state"], "reason": r.get("reason"), "held": sorted(r.get("held", [])),
-                   "screening": r.get("screening")} for r in entry.get("results", [])]
+            got.append(
+                {
+                    "state": result.state,
+                    "reason": item[0].reason_code if item else None,
+                    "held": held,
+                    "screening": next((n for n, s in screenings.items() if s == result.screening_id), None),
+                }
+            )
+        wanted = [
+            {
+                "state": r["state"],
+                "reason": r.get("reason"),
+                "held": sorted(r.get("held", [])),
+                "screening": r.get("screening"),
+            }
+            for r in entry.get("results", [])
+        ]
         assert got == wanted, f"{where}: results {got}"
         loose = sorted(i.reason_code for i in items if i.lab_result_id is None)
         assert loose == sorted(entry.get("items", [])), f"{where}: quarantine items without a result {loose}"
         for expected in entry.get("held_items", []):
             assert any(i.held_code and all(getattr(i, k) == v for k, v in expected.items()) for i in items), (
-                f"{where}: no held item {expected}")
+                f"{where}: no held item {expected}"
+            )
         for name, expected in entry.get("screenings", {}).items():
             response = await stack.http.get(f"/screenings/{screenings[name]}", headers=stack.auth("clinician"))
             check_screening(name, response.json()["workflow"], expected)
@@ -177,7 +219,9 @@ async def test_the_corpus_end_to_end(stack, capsys):
         tally.update(r["state"] for r in got)
         tally.update("held" for r in got for _ in r["held"])
     with capsys.disabled():
-        print(f"\nlab corpus: {len(SPEC['posts'])} posts, {tally['AA'] + tally['AE'] + tally['AR']} messages: "
-              f"AA {tally['AA']}, AE {tally['AE']}, AR {tally['AR']}; specimens filed {tally['filed']}, "
-              f"quarantined {tally['quarantined']}; codes held {tally['held']}")
+        print(
+            f"\nlab corpus: {len(SPEC['posts'])} posts, {tally['AA'] + tally['AE'] + tally['AR']} messages: "
+            f"AA {tally['AA']}, AE {tally['AE']}, AR {tally['AR']}; specimens filed {tally['filed']}, "
+            f"quarantined {tally['quarantined']}; codes held {tally['held']}"
+        )
     assert tally == Counter(SPEC["totals"]), tally

@@ -78,12 +78,33 @@ def setup_screenings(engine, prefix: str) -> list[tuple[str, str, str]]:
     with session_scope(engine) as session:
         for i in range(SCREENINGS):
             pid, sid, specimen = f"p-{prefix}-{i}", f"s-{prefix}-{i}", f"sp-{prefix}-{i}"
-            session.add(Participant(id=pid, given_name="Marisol", family_name="Quintanilla-Verhoeven",
-                                    date_of_birth=date.fromisoformat(DOB), site="north", program="iop",
-                                    phase="phase-1", start_date=now.date(), timezone="America/New_York"))
+            session.add(
+                Participant(
+                    id=pid,
+                    given_name="Marisol",
+                    family_name="Quintanilla-Verhoeven",
+                    date_of_birth=date.fromisoformat(DOB),
+                    site="north",
+                    program="iop",
+                    phase="phase-1",
+                    start_date=now.date(),
+                    timezone="America/New_York",
+                )
+            )
             session.flush()
-            session.add(Screening(id=sid, participant_id=pid, site="north", day=now.date(), reason="random",
-                                  status="awaiting-result", selected_at=now, specimen_id=specimen, collected_at=now))
+            session.add(
+                Screening(
+                    id=sid,
+                    participant_id=pid,
+                    site="north",
+                    day=now.date(),
+                    reason="random",
+                    status="awaiting-result",
+                    selected_at=now,
+                    specimen_id=specimen,
+                    collected_at=now,
+                )
+            )
             made.append((pid, sid, specimen))
     return made
 
@@ -106,11 +127,13 @@ def machine_for(engine):
 
         # --- actions ----------------------------------------------------------------------
 
-        def _send(self, token_lab: int, claimed_lab: int, control: str, screening: int, variant: int,
-                  line_end: str) -> None:
+        def _send(
+            self, token_lab: int, claimed_lab: int, control: str, screening: int, variant: int, line_end: str
+        ) -> None:
             pid, _, specimen = screenings[screening]
-            body = oru(f"{self.prefix}-{control}", specimen, pid, obx=(NEGATIVE, POSITIVE)[variant],
-                       facility=LABS[claimed_lab])
+            body = oru(
+                f"{self.prefix}-{control}", specimen, pid, obx=(NEGATIVE, POSITIVE)[variant], facility=LABS[claimed_lab]
+            )
             body = body.replace("\r", line_end)
             self._post(token_lab, claimed_lab, f"{self.prefix}-{control}", body, screening)
 
@@ -143,9 +166,13 @@ def machine_for(engine):
                 assert ack.ack_code == "AA", ack.ack
                 self.settled[settled_key] = ack.ack
 
-        @rule(lab=st.integers(0, len(LABS) - 1), control=st.sampled_from("abc"),
-              screening=st.integers(0, SCREENINGS - 1), variant=st.integers(0, 1),
-              line_end=st.sampled_from(["\r", "\n", "\r\n"]))
+        @rule(
+            lab=st.integers(0, len(LABS) - 1),
+            control=st.sampled_from("abc"),
+            screening=st.integers(0, SCREENINGS - 1),
+            variant=st.integers(0, 1),
+            line_end=st.sampled_from(["\r", "\n", "\r\n"]),
+        )
         def send(self, lab, control, screening, variant, line_end):
             self._send(lab, lab, control, screening, variant, line_end)
 
@@ -154,8 +181,7 @@ def machine_for(engine):
             if not self.sent:
                 return
             earlier = data.draw(st.sampled_from(self.sent))
-            body = "\r".join(earlier.body.replace("\r\n", "\r").replace("\n", "\r").split("\r")).replace(
-                "\r", line_end)
+            body = "\r".join(earlier.body.replace("\r\n", "\r").replace("\n", "\r").split("\r")).replace("\r", line_end)
             self._post(earlier.token_lab, earlier.claimed_lab, earlier.control, body, earlier.screening)
 
         @rule(data=st.data(), variant=st.integers(0, 1))
@@ -165,11 +191,14 @@ def machine_for(engine):
                 return
             earlier = data.draw(st.sampled_from(self.sent))
             other = (earlier.screening + data.draw(st.integers(1, SCREENINGS - 1))) % SCREENINGS
-            self._send(earlier.token_lab, earlier.claimed_lab, earlier.control.rsplit("-", 1)[1], other, variant,
-                       "\r")
+            self._send(earlier.token_lab, earlier.claimed_lab, earlier.control.rsplit("-", 1)[1], other, variant, "\r")
 
-        @rule(token_lab=st.integers(0, len(LABS) - 1), shift=st.integers(1, len(LABS) - 1),
-              control=st.sampled_from("abc"), screening=st.integers(0, SCREENINGS - 1))
+        @rule(
+            token_lab=st.integers(0, len(LABS) - 1),
+            shift=st.integers(1, len(LABS) - 1),
+            control=st.sampled_from("abc"),
+            screening=st.integers(0, SCREENINGS - 1),
+        )
         def claim_another_sender(self, token_lab, shift, control, screening):
             self._send(token_lab, (token_lab + shift) % len(LABS), control, screening, 0, "\r")
 
@@ -187,8 +216,11 @@ def machine_for(engine):
             with Session(engine) as session:
                 rows = self._rows(session)
             for sent in self.sent:
-                same = [r for r in rows if (r.sender, r.control_id, r.body_sha256) ==
-                        (sent.sender, sent.control, sent.digest)]
+                same = [
+                    r
+                    for r in rows
+                    if (r.sender, r.control_id, r.body_sha256) == (sent.sender, sent.control, sent.digest)
+                ]
                 assert same, f"no stored row for a message sent as {sent.sender} {sent.control}"
                 if sent.receipt.ack_code == "AR":
                     assert any(r.raw == sent.body and r.id == sent.receipt.message_id for r in same)
@@ -212,8 +244,9 @@ def machine_for(engine):
         def no_two_bodies_share_a_filed_outcome(self):
             with Session(engine) as session:
                 rows = {r.id: r for r in self._rows(session)}
-                filed = session.exec(select(LabResult).where(LabResult.lab_message_id.in_(list(rows) or [0]),
-                                                             LabResult.state == "filed")).all()
+                filed = session.exec(
+                    select(LabResult).where(LabResult.lab_message_id.in_(list(rows) or [0]), LabResult.state == "filed")
+                ).all()
             by_control: dict[tuple[str, str], set[str]] = {}
             for result in filed:
                 row = rows[result.lab_message_id]
@@ -227,8 +260,9 @@ def machine_for(engine):
         def conflicts_and_refusals_are_held(self):
             with Session(engine) as session:
                 rows = {r.id: r for r in self._rows(session)}
-                items = session.exec(select(QuarantineItem).where(
-                    QuarantineItem.lab_message_id.in_(list(rows) or [0]))).all()
+                items = session.exec(
+                    select(QuarantineItem).where(QuarantineItem.lab_message_id.in_(list(rows) or [0]))
+                ).all()
             for row in rows.values():
                 held = [i for i in items if i.lab_message_id == row.id]
                 if row.conflicts_with is not None and row.ack is not None:
@@ -236,8 +270,10 @@ def machine_for(engine):
                     assert (holder.sender, holder.control_id) == (row.sender, row.control_id)
                     assert holder.body_sha256 != row.body_sha256 and holder.claim_key and not row.claim_key
                     assert row.ack_code == "AE" and held
-                    assert all(i.reason_code == "conflicting-control-id" and f"lab message {holder.id}" in i.reason
-                               for i in held)
+                    assert all(
+                        i.reason_code == "conflicting-control-id" and f"lab message {holder.id}" in i.reason
+                        for i in held
+                    )
                 if row.ack_code == "AR":
                     assert row.claim_key is None and row.replay_key is None
                     assert [i.reason_code for i in held] == ["sender-not-registered"]
@@ -248,6 +284,12 @@ def machine_for(engine):
 
 
 def test_lab_intake_keeps_every_message_and_files_each_body_once(records_engine):
-    run_state_machine_as_test(machine_for(records_engine), settings=settings(
-        max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+    run_state_machine_as_test(
+        machine_for(records_engine),
+        settings=settings(
+            max_examples=EXAMPLES,
+            stateful_step_count=STEPS,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
+    )

@@ -51,9 +51,15 @@ async def test_a_lab_is_not_told_which_identifier_disagreed_staff_are(stack):
 
 async def test_json_outcomes_and_their_replay_do_not_reveal_the_identifier(stack):
     pid, sid, specimen = await collected(stack)
-    body = {"lab_id": LAB_FACILITY, "message_id": "ID-J1", "specimen_id": specimen, "result_status": "F",
-            "participant_id": pid, "birth_date": "1970-01-01",
-            "results": [{"code": "3393-6", "value": 10, "units": "ng/mL", "cutoff": 150}]}
+    body = {
+        "lab_id": LAB_FACILITY,
+        "message_id": "ID-J1",
+        "specimen_id": specimen,
+        "result_status": "F",
+        "participant_id": pid,
+        "birth_date": "1970-01-01",
+        "results": [{"code": "3393-6", "value": 10, "units": "ng/mL", "cutoff": 150}],
+    }
     for attempt in range(2):  # the first answer, then the replay of the stored answer
         answer = await stack.http.post("/lab/results", json=body, headers=stack.auth("lab"))
         assert answer.status_code == 200, answer.text
@@ -61,8 +67,9 @@ async def test_json_outcomes_and_their_replay_do_not_reveal_the_identifier(stack
         [outcome] = answer.json()["outcomes"]
         assert outcome["state"] == "quarantined" and GENERIC in outcome["reason"]
         assert not any(part.lower() in outcome["reason"].lower() for part in SECRET_PARTS), outcome
-    assert any("birth date" in q["reason"] for q in await quarantine(stack, "identifier-mismatch")
-               if q["screening_id"] == sid)
+    assert any(
+        "birth date" in q["reason"] for q in await quarantine(stack, "identifier-mismatch") if q["screening_id"] == sid
+    )
 
 
 # --- 2. MLLP: allowlist, audit -------------------------------------------------------------------
@@ -116,8 +123,9 @@ def test_the_listener_binds_loopback_and_admits_loopback_only_by_default():
 async def test_mllp_messages_are_audited_like_http(stack):
     pid, sid, specimen = await collected(stack)
     before = len(_audit(stack.engine))
-    server = await mllp.serve_mllp(LabIngest(stack.engine, stack.temporal), "127.0.0.1", 0,
-                                  token_id=_lab_token(stack), allow="127.0.0.1")
+    server = await mllp.serve_mllp(
+        LabIngest(stack.engine, stack.temporal), "127.0.0.1", 0, token_id=_lab_token(stack), allow="127.0.0.1"
+    )
     port = server.sockets[0].getsockname()[1]
     async with server:
         acks = await _exchange(port, mllp_frame(oru("MLLP-A1", specimen, pid)))
@@ -136,8 +144,9 @@ async def test_mllp_messages_are_audited_like_http(stack):
 async def test_a_peer_not_on_the_allowlist_is_refused_and_audited_without_phi(stack):
     pid, _, specimen = await collected(stack)
     before = len(_audit(stack.engine))
-    server = await mllp.serve_mllp(LabIngest(stack.engine, stack.temporal), "127.0.0.1", 0,
-                                  token_id=_lab_token(stack), allow="10.0.0.0/8")
+    server = await mllp.serve_mllp(
+        LabIngest(stack.engine, stack.temporal), "127.0.0.1", 0, token_id=_lab_token(stack), allow="10.0.0.0/8"
+    )
     port = server.sockets[0].getsockname()[1]
     async with server:
         acks = await _exchange(port, mllp_frame(oru("MLLP-R1", specimen, pid)))
@@ -164,14 +173,17 @@ async def test_bodies_over_the_limit_are_refused_with_413(records_engine, dev_en
 
     async def chunks():
         for start in range(0, len(big), 100):
-            yield big[start:start + 100]
+            yield big[start : start + 100]
 
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://iop.test") as http:
             declared = await http.post("/lab/hl7", content=big, headers={**lab, "Content-Type": "text/plain"})
             streamed = await http.post("/lab/hl7", content=chunks(), headers={**lab, "Content-Type": "text/plain"})
-            as_json = await http.post("/lab/results", content=b'{"lab_id": "' + b"x" * 2000 + b'"}',
-                                      headers={**lab, "Content-Type": "application/json"})
+            as_json = await http.post(
+                "/lab/results",
+                content=b'{"lab_id": "' + b"x" * 2000 + b'"}',
+                headers={**lab, "Content-Type": "application/json"},
+            )
             small = await http.post("/lab/hl7", content=big[:500], headers={**lab, "Content-Type": "text/plain"})
     assert "content-length" not in {k.lower() for k in streamed.request.headers}
     for answer in (declared, streamed, as_json):
@@ -197,8 +209,9 @@ async def test_healthz_keeps_answering_while_a_large_message_is_parsed(stack, tm
     obx = [f"NM|L{i}^^L||{i}|ng/mL" for i in range(60_000)]
     text = oru("BIG-OBX", "s-unknown-20260101-x.1", "p-x", obx=obx)
     assert 2_000_000 < len(text) < 5_000_000
-    app = create_app(Settings(data_dir=tmp_path, task_queue=stack.task_queue), engine=stack.engine,
-                     temporal=stack.temporal)
+    app = create_app(
+        Settings(data_dir=tmp_path, task_queue=stack.task_queue), engine=stack.engine, temporal=stack.temporal
+    )
     sock = _free_socket()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     server.install_signal_handlers = lambda: None
@@ -211,8 +224,11 @@ async def test_healthz_keeps_answering_while_a_large_message_is_parsed(stack, tm
                 serving.result()
             await asyncio.sleep(0.02)  # uvicorn offers no awaitable start signal
         async with httpx.AsyncClient(base_url=url, timeout=300) as http:
-            posting = asyncio.create_task(http.post("/lab/hl7", content=text.encode(),
-                                                    headers={**stack.auth("lab"), "Content-Type": "text/plain"}))
+            posting = asyncio.create_task(
+                http.post(
+                    "/lab/hl7", content=text.encode(), headers={**stack.auth("lab"), "Content-Type": "text/plain"}
+                )
+            )
             waits = []
             while not posting.done():
                 started = time.monotonic()
@@ -244,19 +260,30 @@ async def test_iop_hl7_listen_answers_audits_and_stops_on_sigterm(records_engine
     probe = _free_socket()
     port = probe.getsockname()[1]
     probe.close()
-    env = {**os.environ, "IOP_DATABASE_URL": records_engine.url.render_as_string(hide_password=False),
-           "IOP_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host, "IOP_DATA_DIR": str(tmp_path),
-           "IOP_CODEC_KEYS": format_key(TEST_KEYS[0]), "IOP_MLLP_PORT": str(port), "IOP_MLLP_ALLOW": "127.0.0.1"}
+    env = {
+        **os.environ,
+        "IOP_DATABASE_URL": records_engine.url.render_as_string(hide_password=False),
+        "IOP_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "IOP_DATA_DIR": str(tmp_path),
+        "IOP_CODEC_KEYS": format_key(TEST_KEYS[0]),
+        "IOP_MLLP_PORT": str(port),
+        "IOP_MLLP_ALLOW": "127.0.0.1",
+    }
     from api.tokens import issue_token
     from store.db import session_scope
     from tests.helpers import LAB_APPLICATION, LAB_FACILITY
 
     with session_scope(records_engine) as session:
-        token, _ = issue_token(session, name="mllp lab", role="lab", sender_application=LAB_APPLICATION,
-                               sender_facility=LAB_FACILITY)
+        token, _ = issue_token(
+            session, name="mllp lab", role="lab", sender_application=LAB_APPLICATION, sender_facility=LAB_FACILITY
+        )
         token_id = token.id
-    listener = subprocess.Popen([sys.executable, "-m", "iop.cli", "hl7", "listen", "--lab-token", token_id], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    listener = subprocess.Popen(
+        [sys.executable, "-m", "iop.cli", "hl7", "listen", "--lab-token", token_id],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         for _ in range(600):  # until it listens (imports and connecting to Temporal take a while)
             assert listener.poll() is None, listener.stdout.read().decode()

@@ -53,10 +53,15 @@ def test_any_bytes_get_an_ack_never_a_server_error(records_engine, tmp_path):
     msh = f"MSH|^~\\&|{LAB_APPLICATION}|{LAB_FACILITY}|IOPW|NORTH|20261123||ORU^R01|{{}}|P|2.5.1\r"
 
     with TestClient(app, raise_server_exceptions=False) as client:
+
         @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-        @given(st.one_of(st.binary(max_size=400),
-                         st.text(max_size=300).map(lambda t: (msh.format("F") + t).encode("utf-8", "replace")),
-                         st.sampled_from([b"", b"\x0b\x1c\r", b"MSH|", b"MSH|^~\\&|" + b"|" * 50])))
+        @given(
+            st.one_of(
+                st.binary(max_size=400),
+                st.text(max_size=300).map(lambda t: (msh.format("F") + t).encode("utf-8", "replace")),
+                st.sampled_from([b"", b"\x0b\x1c\r", b"MSH|", b"MSH|^~\\&|" + b"|" * 50]),
+            )
+        )
         def posts(body: bytes) -> None:
             response = client.post("/lab/hl7", content=body, headers=headers)
             assert response.status_code == 200, response.text

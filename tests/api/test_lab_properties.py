@@ -30,8 +30,12 @@ from tests.helpers import LAB_APPLICATION, LAB_FACILITY
 SENDER = LabSender("tok-prop", SenderBinding(LAB_APPLICATION, LAB_FACILITY))
 # Corpus messages come from several labs: an administrator may enter any lab's message.
 ANY_SENDER = LabSender("tok-admin", SenderBinding(None, None, any_sender=True))
-SETTINGS = settings(max_examples=40, deadline=None, derandomize=False,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=False,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 CONTROL = itertools.count(1)
 
 
@@ -43,11 +47,16 @@ async def target(stack):
 
 
 def fill(text: str, pid: str, specimen: str) -> str:
-    values = {"PID": pid, "DOB": DOB.replace("-", ""), "NOW": "20261201120000", "COLLECTED": "202612010900",
-              "RUN": "PROP", "PIDUPPER": pid.upper()}
+    values = {
+        "PID": pid,
+        "DOB": DOB.replace("-", ""),
+        "NOW": "20261201120000",
+        "COLLECTED": "202612010900",
+        "RUN": "PROP",
+        "PIDUPPER": pid.upper(),
+    }
     # A mutation may have garbled a placeholder's name: what is no placeholder any more stays as text.
-    return PLACEHOLDER.sub(lambda m: specimen if m.group(1) == "SPECIMEN" else values.get(m.group(1), m.group(0)),
-                           text)
+    return PLACEHOLDER.sub(lambda m: specimen if m.group(1) == "SPECIMEN" else values.get(m.group(1), m.group(0)), text)
 
 
 # Corpus templates: placeholders are filled after mutation (a mutated placeholder stays as text).
@@ -68,11 +77,11 @@ def mutations(texts: list[str]):
             kind = draw(st.sampled_from(["delete", "insert", "replace", "segments", "truncate", "line-ends"]))
             at = draw(st.integers(0, max(len(text) - 1, 0)))
             if kind == "delete":
-                text = text[:at] + text[at + draw(st.integers(1, 20)):]
+                text = text[:at] + text[at + draw(st.integers(1, 20)) :]
             elif kind == "insert":
                 text = text[:at] + draw(st.one_of(delimiters, st.text(max_size=8))) + text[at:]
             elif kind == "replace":
-                text = text[:at] + draw(delimiters) + text[at + 1:]
+                text = text[:at] + draw(delimiters) + text[at + 1 :]
             elif kind == "segments":
                 segments = text.split("\r")
                 i, j = draw(st.integers(0, len(segments) - 1)), draw(st.integers(0, len(segments) - 1))
@@ -98,7 +107,9 @@ def anything(texts: list[str]):
         st.text(max_size=300),
         st.binary(max_size=300).map(lambda b: b.decode("utf-8", "replace")),
         st.text(alphabet="MSH|^~\\&\rPIDOBRX0123456789.", max_size=300),
-        mutations(texts), mutations(texts), mutations(texts),
+        mutations(texts),
+        mutations(texts),
+        mutations(texts),
     )
 
 
@@ -147,7 +158,8 @@ def birth_dates():
     return st.one_of(
         st.just((ours.strftime("%Y%m%d"), AGREE)),
         st.just((ours.strftime("%Y%m%d") + "1230", AGREE)),
-        st.dates(date(1900, 1, 1), date(2025, 12, 31)).filter(lambda d: d != ours)
+        st.dates(date(1900, 1, 1), date(2025, 12, 31))
+        .filter(lambda d: d != ours)
         .map(lambda d: (d.strftime("%Y%m%d"), DISAGREE)),
         st.just(("", NEUTRAL)),
     )
@@ -201,6 +213,10 @@ async def test_nothing_is_filed_when_an_identifier_disagrees(target, agreed, rep
             assert not re.search(r"PID-[357]|birth|1987|Quintanilla", receipt.ack, re.IGNORECASE), receipt.ack
     # The screening holds exactly the results whose identifiers agreed: nothing else reached it.
     with Session(engine) as session:
-        filed = {r.id for r in session.exec(select(LabResult).where(LabResult.screening_id == sid,
-                                                                      LabResult.state == "filed")).all()}
+        filed = {
+            r.id
+            for r in session.exec(
+                select(LabResult).where(LabResult.screening_id == sid, LabResult.state == "filed")
+            ).all()
+        }
     assert filed == set(agreed)

@@ -36,8 +36,12 @@ async def stack(time_env, records_engine, task_queue, tmp_path):
 async def test_a_test_never_notified_is_replaced_by_a_make_up_once(stack):
     env, engine = stack.env, stack.engine
     today = local_date(await env.get_current_time(), ZONE)
-    store_program(engine, "all-hours", {}, hours={d: ["00:00", "23:59"] for d in
-                                                   ("mon", "tue", "wed", "thu", "fri", "sat", "sun")})
+    store_program(
+        engine,
+        "all-hours",
+        {},
+        hours={d: ["00:00", "23:59"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+    )
     handle = await enroll(env, engine, stack.task_queue, "all-hours", today, phone=None)
     lost = await handle.execute_update(ParticipantWorkflow.order_for_cause, ForCause("odour of alcohol", "tester"))
     await skip(env, timedelta(hours=10))
@@ -58,8 +62,7 @@ async def test_a_test_never_notified_is_replaced_by_a_make_up_once(stack):
     ordered = sorted(s.id for s in rows(engine, Screening, participant_id=pid) if s.reason != "random")
     assert ordered == sorted([lost.screening_id, made.json()["screening_id"]])
     # Without a key, the excused screening is refused: it was already replaced.
-    refused = await stack.http.post(f"/screenings/{lost.screening_id}/make-up", json=body,
-                                    headers=stack.auth("staff"))
+    refused = await stack.http.post(f"/screenings/{lost.screening_id}/make-up", json=body, headers=stack.auth("staff"))
     assert refused.status_code == 409 and "excused" in refused.json()["detail"]
     await handle.terminate("test over")
 
@@ -69,8 +72,12 @@ async def test_a_test_never_notified_is_replaced_after_its_screening_closed(stac
     reopened for the excuse, as an excuse alone is) instead of answering 404."""
     env, engine = stack.env, stack.engine
     today = local_date(await env.get_current_time(), ZONE)
-    store_program(engine, "all-hours", {}, hours={d: ["00:00", "23:59"] for d in
-                                                   ("mon", "tue", "wed", "thu", "fri", "sat", "sun")})
+    store_program(
+        engine,
+        "all-hours",
+        {},
+        hours={d: ["00:00", "23:59"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+    )
     handle = await enroll(env, engine, stack.task_queue, "all-hours", today, phone=None)
     lost = await handle.execute_update(ParticipantWorkflow.order_for_cause, ForCause("odour of alcohol", "tester"))
     await skip(env, timedelta(hours=10))
@@ -78,8 +85,9 @@ async def test_a_test_never_notified_is_replaced_after_its_screening_closed(stac
     screening = env.client.get_workflow_handle_for(ScreeningWorkflow.run, screening_workflow_id(lost.screening_id))
     assert (await screening.result()).status == "not-notified"
 
-    made = await stack.http.post(f"/screenings/{lost.screening_id}/make-up", json={"reason": "reached in person"},
-                                 headers=stack.auth("staff"))
+    made = await stack.http.post(
+        f"/screenings/{lost.screening_id}/make-up", json={"reason": "reached in person"}, headers=stack.auth("staff")
+    )
     assert made.status_code == 201, made.text
     state = await screening.query(ScreeningWorkflow.status)
     assert state.status == "excused" and state.reopened_at and "make-up" in state.events[-1].detail

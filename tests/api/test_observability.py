@@ -54,8 +54,17 @@ async def test_metrics_count_requests_by_route_template_and_status_without_phi(s
     # Labels are templates of real routes; nothing of the person or their id is in the exposition.
     templates = set(stack.http._transport.app.openapi()["paths"]) | {UNMATCHED}
     assert {route for _, route, _ in counts} <= templates
-    for secret in (pid, pid.removeprefix("p-"), person["family_name"], person["given_name"], person["date_of_birth"],
-                   person["phone"], person["phone"].lstrip("+"), "nowhere", "dob="):
+    for secret in (
+        pid,
+        pid.removeprefix("p-"),
+        person["family_name"],
+        person["given_name"],
+        person["date_of_birth"],
+        person["phone"],
+        person["phone"].lstrip("+"),
+        "nowhere",
+        "dob=",
+    ):
         assert secret not in text, secret
 
 
@@ -65,8 +74,12 @@ def _app(**settings):
 
 async def test_metrics_are_for_loopback_without_a_token_and_for_the_token_with_one(tmp_path):
     open_app = _app(data_dir=tmp_path)
-    for peer, expected in ((("127.0.0.1", 40000), 200), (("::1", 40000), 200), (("10.0.0.7", 40000), 403),
-                           (("172.18.0.5", 40000), 403)):
+    for peer, expected in (
+        (("127.0.0.1", 40000), 200),
+        (("::1", 40000), 200),
+        (("10.0.0.7", 40000), 403),
+        (("172.18.0.5", 40000), 403),
+    ):
         transport = httpx.ASGITransport(app=open_app, client=peer)
         async with httpx.AsyncClient(transport=transport, base_url="http://iop.test") as http:
             answer = await http.get("/metrics")
@@ -91,8 +104,7 @@ async def test_metrics_are_for_loopback_without_a_token_and_for_the_token_with_o
         assert (await http.get("/metrics")).status_code == 401
 
 
-async def test_one_trace_spans_the_request_the_workflow_and_its_activity(dev_env, records_engine, task_queue,
-                                                                         tmp_path):
+async def test_one_trace_spans_the_request_the_workflow_and_its_activity(dev_env, records_engine, task_queue, tmp_path):
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -100,8 +112,9 @@ async def test_one_trace_spans_the_request_the_workflow_and_its_activity(dev_env
     traced = Client(**{**dev_env.client.config(), "interceptors": [TracingInterceptor(tracer)]})
     async with api_stack(traced, records_engine, task_queue, tmp_path, tracer=tracer) as stack:
         caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"  # W3C traceparent of a caller
-        enrolled = await stack.http.post("/participants", json=enrollment(), headers={
-            **stack.auth("staff"), "traceparent": caller})
+        enrolled = await stack.http.post(
+            "/participants", json=enrollment(), headers={**stack.auth("staff"), "traceparent": caller}
+        )
         assert enrolled.status_code == 201, enrolled.text
         for _ in range(300):  # bounded wait for the activity's span (it ends when the activity does)
             if any(s.name.startswith("RunActivity:") for s in exporter.get_finished_spans()):

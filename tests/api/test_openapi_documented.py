@@ -16,8 +16,18 @@ METHODS = {"get", "put", "post", "patch", "delete", "head", "options"}
 UNDESCRIBED_ALLOWED: set[tuple[str, str]] = set()
 # Fields of the workflows' internal state that no answer may carry: the engine's bookkeeping (a save's
 # revision, raw event lists), and the rolls that would tell anyone when a random draw happens before it does.
-ENGINE_FIELDS = {"revision", "events", "pending_time_roll", "verifiable_roll_for", "day_plan", "day_plan_for",
-                 "draws_recorded", "runs", "recent_selections", "event_count"}
+ENGINE_FIELDS = {
+    "revision",
+    "events",
+    "pending_time_roll",
+    "verifiable_roll_for",
+    "day_plan",
+    "day_plan_for",
+    "draws_recorded",
+    "runs",
+    "recent_selections",
+    "event_count",
+}
 PAGE_FIELDS = {"items", "total", "limit", "offset", "next"}
 
 
@@ -61,8 +71,9 @@ def test_every_request_body_has_an_example(document):
             if "json" not in media:
                 continue
             schema = resolve(document, content.get("schema", {}))
-            if not (content.get("example") or content.get("examples") or schema.get("examples")
-                    or schema.get("example")):
+            if not (
+                content.get("example") or content.get("examples") or schema.get("examples") or schema.get("example")
+            ):
                 missing.append(f"{name} ({media})")
     assert not missing, "request bodies without an example:\n" + "\n".join(missing)
 
@@ -77,7 +88,8 @@ def test_every_error_answer_is_problem_json(document):
             if set(content) != {PROBLEM}:
                 wrong.append(f"{name} {status}: {sorted(content)}")
             elif not {"type", "title", "status", "detail"} <= set(
-                    resolve(document, content[PROBLEM].get("schema", {})).get("properties", {})):
+                resolve(document, content[PROBLEM].get("schema", {})).get("properties", {})
+            ):
                 wrong.append(f"{name} {status}: not a Problem schema")
     assert not wrong, "error answers not (only) application/problem+json:\n" + "\n".join(wrong)
 
@@ -160,10 +172,19 @@ def test_no_answer_is_a_workflow_dataclass_or_shows_the_engine(document):
     from domain import equity
     from workflows import contracts
 
-    modules = [equity, *(importlib.import_module(f"{contracts.__name__}.{info.name}")
-                         for info in pkgutil.iter_modules(contracts.__path__))]
-    internal = {name for module in modules for name, value in vars(module).items()
-                if isinstance(value, type) and dataclasses.is_dataclass(value)}
+    modules = [
+        equity,
+        *(
+            importlib.import_module(f"{contracts.__name__}.{info.name}")
+            for info in pkgutil.iter_modules(contracts.__path__)
+        ),
+    ]
+    internal = {
+        name
+        for module in modules
+        for name, value in vars(module).items()
+        if isinstance(value, type) and dataclasses.is_dataclass(value)
+    }
     assert {"ParticipantState", "ScreeningState", "MedicationState"} <= internal, "the contracts were not all found"
     answered: set[str] = set()
     for _, operation in operations(document):
@@ -172,9 +193,12 @@ def test_no_answer_is_a_workflow_dataclass_or_shows_the_engine(document):
                 _schemas_reached(document, response, answered)
     assert answered, "no answer schema found"
     assert not answered & internal, f"answers that are internal dataclasses: {sorted(answered & internal)}"
-    shown = sorted(f"{model}.{field}" for model in answered
-                   for field in document["components"]["schemas"][model].get("properties", {})
-                   if field in ENGINE_FIELDS)
+    shown = sorted(
+        f"{model}.{field}"
+        for model in answered
+        for field in document["components"]["schemas"][model].get("properties", {})
+        if field in ENGINE_FIELDS
+    )
     assert not shown, f"answers that show the engine's state: {shown}"
 
 
@@ -193,8 +217,9 @@ def test_every_list_is_one_page_envelope(document):
             wrong.append(f"{name}: a bare array")
             continue
         properties = schema.get("properties", {})
-        if not any(resolve(document, spec).get("type") == "array" and field == "items"
-                   for field, spec in properties.items()):
+        if not any(
+            resolve(document, spec).get("type") == "array" and field == "items" for field, spec in properties.items()
+        ):
             continue  # one thing, not a list
         lists += 1
         if set(properties) != PAGE_FIELDS:

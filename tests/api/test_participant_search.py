@@ -6,10 +6,16 @@ from domain.search import Person, duplicate_reason, parse
 
 
 async def test_find_by_name_birth_date_case_number_and_phone(stack):
-    mine = await stack.enroll(given_name="Josefina", family_name="Abernathy-Quist", date_of_birth="1979-02-03",
-                              phone="+1 (555) 555-0177", case_numbers=[{"system": "probation", "value": "PB-77-1203"}])
-    other = await stack.enroll(given_name="Josef", family_name="Brandt", date_of_birth="1990-06-30", phone=None,
-                               case_numbers=[])
+    mine = await stack.enroll(
+        given_name="Josefina",
+        family_name="Abernathy-Quist",
+        date_of_birth="1979-02-03",
+        phone="+1 (555) 555-0177",
+        case_numbers=[{"system": "probation", "value": "PB-77-1203"}],
+    )
+    other = await stack.enroll(
+        given_name="Josef", family_name="Brandt", date_of_birth="1990-06-30", phone=None, case_numbers=[]
+    )
 
     async def found(**params) -> set[str]:
         response = await stack.http.get("/participants", params=params, headers=stack.auth("staff"))

@@ -41,11 +41,15 @@ async def test_nobody_sees_the_roll_that_places_the_next_draw(stack):
     for role in ("admin", "staff", "clinician", "auditor"):  # ...and in no answer
         detail = (await stack.http.get(f"/participants/{pid}", headers=stack.auth(role))).json()
         assert detail["workflow"]["next_draw_day"] and not hidden & set(detail["workflow"]), role
-    changed = await stack.http.post(f"/participants/{pid}/phase", headers=stack.auth("staff"),
-                                    json={"phase": "phase-2", "reason": "sixty days negative"})
+    changed = await stack.http.post(
+        f"/participants/{pid}/phase",
+        headers=stack.auth("staff"),
+        json={"phase": "phase-2", "reason": "sixty days negative"},
+    )
     assert changed.status_code == 200 and not hidden & set(changed.json())
-    discharged = await stack.http.post(f"/participants/{pid}/discharge", headers=stack.auth("staff"),
-                                       json={"kind": "completed", "reason": "graduated"})
+    discharged = await stack.http.post(
+        f"/participants/{pid}/discharge", headers=stack.auth("staff"), json={"kind": "completed", "reason": "graduated"}
+    )
     assert discharged.status_code == 200 and not hidden & set(discharged.json())
 
 
@@ -64,23 +68,30 @@ async def test_list_is_paginated_and_filtered(stack):
 
 async def test_phase_change_and_discharge_and_discharging_twice(stack):
     pid = (await stack.enroll())["id"]
-    changed = await stack.http.post(f"/participants/{pid}/phase", json={"phase": "phase-2", "reason": "90 days clean"},
-                                    headers=stack.auth("clinician"))
+    changed = await stack.http.post(
+        f"/participants/{pid}/phase",
+        json={"phase": "phase-2", "reason": "90 days clean"},
+        headers=stack.auth("clinician"),
+    )
     assert changed.status_code == 200, changed.text
     assert changed.json()["phase"] == "phase-2"
     assert [h["phase"] for h in changed.json()["phase_history"]] == ["phase-1", "phase-2"]
-    same = await stack.http.post(f"/participants/{pid}/phase", json={"phase": "phase-2", "reason": "again"},
-                                 headers=stack.auth("clinician"))
+    same = await stack.http.post(
+        f"/participants/{pid}/phase", json={"phase": "phase-2", "reason": "again"}, headers=stack.auth("clinician")
+    )
     assert same.status_code == 409 and "already in phase-2" in same.json()["detail"]
-    unknown = await stack.http.post(f"/participants/{pid}/phase", json={"phase": "phase-9", "reason": "x"},
-                                    headers=stack.auth("clinician"))
+    unknown = await stack.http.post(
+        f"/participants/{pid}/phase", json={"phase": "phase-9", "reason": "x"}, headers=stack.auth("clinician")
+    )
     assert unknown.status_code == 422 and "phase-9" in unknown.json()["detail"]
 
-    done = await stack.http.post(f"/participants/{pid}/discharge", json={"kind": "completed", "reason": "graduated"},
-                                 headers=stack.auth("staff"))
+    done = await stack.http.post(
+        f"/participants/{pid}/discharge", json={"kind": "completed", "reason": "graduated"}, headers=stack.auth("staff")
+    )
     assert done.status_code == 200 and done.json()["status"] == "completed"
-    again = await stack.http.post(f"/participants/{pid}/discharge", json={"kind": "withdrawn", "reason": "x"},
-                                  headers=stack.auth("staff"))
+    again = await stack.http.post(
+        f"/participants/{pid}/discharge", json={"kind": "withdrawn", "reason": "x"}, headers=stack.auth("staff")
+    )
     assert again.status_code == 409
     assert again.headers["content-type"] == PROBLEM
     assert "is completed since" in again.json()["detail"]
@@ -106,8 +117,9 @@ async def test_tokens_and_roles(stack):
 
 
 async def test_invalid_body_names_the_field(stack):
-    response = await stack.http.post("/participants", json=enrollment(date_of_birth="not-a-date"),
-                                     headers=stack.auth("staff"))
+    response = await stack.http.post(
+        "/participants", json=enrollment(date_of_birth="not-a-date"), headers=stack.auth("staff")
+    )
     assert response.status_code == 422 and response.headers["content-type"] == PROBLEM
     problem = response.json()
     assert "date_of_birth" in problem["detail"]
@@ -144,8 +156,9 @@ async def test_idempotency_key_same_body_same_participant_other_body_422(stack):
 
 async def test_concurrent_retries_with_one_key_make_one_participant(stack):
     headers = {**stack.auth("staff"), "Idempotency-Key": "kiosk-retry-1"}
-    responses = await asyncio.gather(*[stack.http.post("/participants", json=enrollment(), headers=headers)
-                                       for _ in range(5)])
+    responses = await asyncio.gather(
+        *[stack.http.post("/participants", json=enrollment(), headers=headers) for _ in range(5)]
+    )
     ok = [r for r in responses if r.status_code == 201]
     assert ok and all(r.status_code in (201, 409) for r in responses)
     assert len({r.json()["id"] for r in ok}) == 1

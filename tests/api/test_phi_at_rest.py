@@ -26,8 +26,9 @@ async def test_no_name_birth_date_or_phone_in_the_temporal_database(stack, dev_s
     created = await stack.http.post("/participants", json=body, headers=stack.auth("staff"))
     assert created.status_code == 201
     pid = created.json()["id"]
-    await stack.http.post(f"/participants/{pid}/phase", json={"phase": "phase-2", "reason": "progress"},
-                          headers=stack.auth("clinician"))
+    await stack.http.post(
+        f"/participants/{pid}/phase", json={"phase": "phase-2", "reason": "progress"}, headers=stack.auth("clinician")
+    )
     detail = await stack.http.get(f"/participants/{pid}", headers=stack.auth("staff"))
     assert detail.json()["family_name"] == NAME[1]  # the record has it; Temporal must not
 

@@ -50,8 +50,11 @@ class RetriedOrders(RuleBasedStateMachine):
         self.answer: dict[str, str] = {}  # key -> the screening id it was answered with
 
     def _post(self, key: str, reason: str):
-        return self.stack.http.post(f"/participants/{self.pid}/screenings", json={"reason": reason},
-                                    headers={**self.stack.auth("staff"), "Idempotency-Key": key})
+        return self.stack.http.post(
+            f"/participants/{self.pid}/screenings",
+            json={"reason": reason},
+            headers={**self.stack.auth("staff"), "Idempotency-Key": key},
+        )
 
     @rule(k=st.integers(0, 2), reason=st.sampled_from(["a", "b"]))
     def order(self, k: int, reason: str) -> None:
@@ -88,8 +91,9 @@ class RetriedOrders(RuleBasedStateMachine):
 
     @invariant()
     def at_most_one_effect_per_key(self) -> None:
-        state = RUN["loop"].run(self.stack.temporal.get_workflow_handle(participant_workflow_id(self.pid)).query(
-            ParticipantWorkflow.status))
+        state = RUN["loop"].run(
+            self.stack.temporal.get_workflow_handle(participant_workflow_id(self.pid)).query(ParticipantWorkflow.status)
+        )
         assert len(self.answer) <= state.for_cause_count <= len(self.first_body)
 
     def teardown(self) -> None:
@@ -98,8 +102,9 @@ class RetriedOrders(RuleBasedStateMachine):
             response = RUN["loop"].run(self._post(key, reason))
             assert response.status_code == 201, response.text
             assert self.answer.setdefault(key, response.json()["screening_id"]) == response.json()["screening_id"]
-        state = RUN["loop"].run(self.stack.temporal.get_workflow_handle(participant_workflow_id(self.pid)).query(
-            ParticipantWorkflow.status))
+        state = RUN["loop"].run(
+            self.stack.temporal.get_workflow_handle(participant_workflow_id(self.pid)).query(ParticipantWorkflow.status)
+        )
         assert state.for_cause_count == len(self.first_body) == len(set(self.answer.values()))
 
 
@@ -114,17 +119,19 @@ def test_retried_orders_have_one_effect_per_key(records_engine, tmp_path):
     loop = Loop()
     environment = stack_context = None
     try:
+
         async def start():
             env = await WorkflowEnvironment.start_local(
-                data_converter=TEST_CONVERTER, dev_server_existing_path=binary("temporal"),
-                search_attributes=search.ALL)
+                data_converter=TEST_CONVERTER, dev_server_existing_path=binary("temporal"), search_attributes=search.ALL
+            )
             context = api_stack(env.client, records_engine, unique("tq"), tmp_path)
             return env, context, await context.__aenter__()
 
         environment, stack_context, RUN["stack"] = loop.run(start())
         RUN["loop"] = loop
-        machine = settings(max_examples=10, stateful_step_count=8, deadline=None,
-                           suppress_health_check=list(HealthCheck))(RetriedOrders)
+        machine = settings(
+            max_examples=10, stateful_step_count=8, deadline=None, suppress_health_check=list(HealthCheck)
+        )(RetriedOrders)
         machine.TestCase().runTest()
         print(f"retry machine: {RUN.get('steps', 0)} steps over at most 10 examples")
         assert RUN.get("steps", 0) >= 8, "the machine hardly ran: the test proved nothing"

@@ -44,7 +44,8 @@ def assert_retry_later(response, *, idempotency_hint: bool = True) -> None:
 
 async def private_server() -> WorkflowEnvironment:
     return await WorkflowEnvironment.start_local(
-        data_converter=TEST_CONVERTER, dev_server_existing_path=binary("temporal"), search_attributes=search.ALL)
+        data_converter=TEST_CONVERTER, dev_server_existing_path=binary("temporal"), search_attributes=search.ALL
+    )
 
 
 # --- Temporal errors: 503 + Retry-After, never 500 --------------------------------------------
@@ -58,11 +59,17 @@ async def test_temporal_server_stopped_every_call_answers_503(records_engine, ta
                 pid, sid, _ = await collected(stack)
             await env.shutdown()  # the server is gone; the API keeps its client
             calls = [
-                stack.http.post(f"/participants/{pid}/screenings", json={"reason": "r"},  # update
-                                headers={**stack.auth("staff"), "Idempotency-Key": "k1"}),
+                stack.http.post(
+                    f"/participants/{pid}/screenings",
+                    json={"reason": "r"},  # update
+                    headers={**stack.auth("staff"), "Idempotency-Key": "k1"},
+                ),
                 stack.http.get(f"/participants/{pid}", headers=stack.auth("staff")),  # query
-                stack.http.post(f"/screenings/{sid}/review", json={"decision": "confirm", "explanation": "x"},
-                                headers=stack.auth("clinician")),
+                stack.http.post(
+                    f"/screenings/{sid}/review",
+                    json={"decision": "confirm", "explanation": "x"},
+                    headers=stack.auth("clinician"),
+                ),
                 stack.http.get(f"/screenings/{sid}", headers=stack.auth("staff")),
             ]
             for call in calls:
@@ -91,18 +98,26 @@ async def test_update_not_taken_in_time_answers_503_and_the_retry_joins_it(recor
                 pid = (await stack.enroll())["id"]
             headers = {**stack.auth("staff"), "Idempotency-Key": "order-while-no-worker"}
             first = await _with_short_rpc_deadline(
-                stack, stack.http.post(f"/participants/{pid}/screenings", json={"reason": "r"}, headers=headers))
+                stack, stack.http.post(f"/participants/{pid}/screenings", json={"reason": "r"}, headers=headers)
+            )
             assert_retry_later(first)
             async with build_worker(env.client, records_engine, task_queue):
                 again = await stack.http.post(f"/participants/{pid}/screenings", json={"reason": "r"}, headers=headers)
                 assert again.status_code == 201, again.text
-                replayed = await stack.http.post(f"/participants/{pid}/screenings", json={"reason": "r"},
-                                                 headers=headers)
+                replayed = await stack.http.post(
+                    f"/participants/{pid}/screenings", json={"reason": "r"}, headers=headers
+                )
         assert replayed.status_code == 201 and replayed.headers["Idempotent-Replayed"] == "true"
         assert replayed.json() == again.json()
         with Session(records_engine) as session:
-            assert session.exec(select(func.count()).select_from(Screening).where(
-                Screening.participant_id == pid, Screening.reason == "for-cause")).one() == 1
+            assert (
+                session.exec(
+                    select(func.count())
+                    .select_from(Screening)
+                    .where(Screening.participant_id == pid, Screening.reason == "for-cause")
+                ).one()
+                == 1
+            )
     finally:
         await env.shutdown()
 
@@ -123,8 +138,9 @@ async def _with_short_rpc_deadline(stack, request):
         client.workflow_service.update_workflow_execution = original
 
 
-async def test_hl7_result_not_filed_in_time_is_answered_ae_and_the_resend_files_it_once(records_engine, task_queue,
-                                                                                        tmp_path):
+async def test_hl7_result_not_filed_in_time_is_answered_ae_and_the_resend_files_it_once(
+    records_engine, task_queue, tmp_path
+):
     """The lab is never told AA for a result that was not filed, and never gets a 500: AE asking it to
     resend; the raw message is stored; the resend joins the first delivery (one result)."""
     env = await private_server()
@@ -155,14 +171,25 @@ async def test_workflow_task_failing_answers_503(records_engine, task_queue, tmp
         async with api_stack(env.client, records_engine, task_queue, tmp_path) as stack:
             pid = (await stack.enroll())["id"]
             await stack.temporal.get_workflow_handle(participant_workflow_id(pid)).terminate("replaced by a broken one")
-            state = ParticipantState(participant_id=pid, program="iop", site="north", phase="phase-1",
-                                     start_date="2026-11-23", timezone="America/New_York", plan={"broken": True})
-            handle = await stack.temporal.start_workflow(ParticipantWorkflow.run, ParticipantInput(state=state,
-                                                         continued=True), id=participant_workflow_id(pid),
-                                                         task_queue=task_queue)
+            state = ParticipantState(
+                participant_id=pid,
+                program="iop",
+                site="north",
+                phase="phase-1",
+                start_date="2026-11-23",
+                timezone="America/New_York",
+                plan={"broken": True},
+            )
+            handle = await stack.temporal.start_workflow(
+                ParticipantWorkflow.run,
+                ParticipantInput(state=state, continued=True),
+                id=participant_workflow_id(pid),
+                task_queue=task_queue,
+            )
             await _until_workflow_task_failed(handle)
-            response = await stack.http.post(f"/participants/{pid}/screenings", json={"reason": "r"},
-                                             headers=stack.auth("staff"))
+            response = await stack.http.post(
+                f"/participants/{pid}/screenings", json={"reason": "r"}, headers=stack.auth("staff")
+            )
             assert_retry_later(response)
             await handle.terminate("test over")
     finally:
@@ -186,14 +213,16 @@ async def _until_workflow_task_failed(handle, attempts: int = 2) -> None:
 async def test_retried_for_cause_collection_review_dispense_have_one_effect(stack):
     pid = (await stack.enroll())["id"]
     staff = {**stack.auth("staff"), "Idempotency-Key": "order-1"}
-    orders = [await stack.http.post(f"/participants/{pid}/screenings", json={"reason": "r"}, headers=staff)
-              for _ in range(3)]
+    orders = [
+        await stack.http.post(f"/participants/{pid}/screenings", json={"reason": "r"}, headers=staff) for _ in range(3)
+    ]
     assert [o.status_code for o in orders] == [201, 201, 201] and len({o.json()["screening_id"] for o in orders}) == 1
     sid = orders[0].json()["screening_id"]
 
     collect = {**stack.auth("staff"), "Idempotency-Key": "collect-1"}
-    collections = await asyncio.gather(*[stack.http.post(f"/screenings/{sid}/collection", json=URINE, headers=collect)
-                                         for _ in range(3)])
+    collections = await asyncio.gather(
+        *[stack.http.post(f"/screenings/{sid}/collection", json=URINE, headers=collect) for _ in range(3)]
+    )
     assert {c.status_code for c in collections} == {200}, [c.text for c in collections]
     specimen = collections[0].json()["specimen_id"]
     assert {c.json()["specimen_id"] for c in collections} == {specimen}
@@ -207,36 +236,56 @@ async def test_retried_for_cause_collection_review_dispense_have_one_effect(stac
     other = await stack.http.post(f"/screenings/{sid}/review", json={**body, "decision": "excuse"}, headers=review)
     assert other.status_code == 422 and "different request body" in other.json()["detail"]
 
-    started = await stack.http.post(f"/participants/{pid}/medications", json=METHADONE,
-                                    headers={**stack.auth("clinician"), "Idempotency-Key": "start-1"})
+    started = await stack.http.post(
+        f"/participants/{pid}/medications",
+        json=METHADONE,
+        headers={**stack.auth("clinician"), "Idempotency-Key": "start-1"},
+    )
     order_id = started.json()["id"]
     dose = {**stack.auth("staff"), "Idempotency-Key": "dose-1"}
     given = {"kind": "observed-dose", "dose": 60, "unit": "mg"}
-    doses = await asyncio.gather(*[stack.http.post(f"/medications/{order_id}/dispenses", json=given, headers=dose)
-                                   for _ in range(3)])
+    doses = await asyncio.gather(
+        *[stack.http.post(f"/medications/{order_id}/dispenses", json=given, headers=dose) for _ in range(3)]
+    )
     assert {d.status_code for d in doses} == {200}, [d.text for d in doses]
     with Session(stack.engine) as session:
-        assert session.exec(select(func.count()).select_from(Screening).where(
-            Screening.participant_id == pid, Screening.reason == "for-cause")).one() == 1
-        assert session.exec(select(func.count()).select_from(DispenseRow).where(
-            DispenseRow.order_id == order_id)).one() == 1
+        assert (
+            session.exec(
+                select(func.count())
+                .select_from(Screening)
+                .where(Screening.participant_id == pid, Screening.reason == "for-cause")
+            ).one()
+            == 1
+        )
+        assert (
+            session.exec(select(func.count()).select_from(DispenseRow).where(DispenseRow.order_id == order_id)).one()
+            == 1
+        )
     history = [e async for e in stack.temporal.get_workflow_handle(screening_workflow_id(sid)).fetch_history_events()]
-    accepted = [e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name for e in history
-                if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED]
+    accepted = [
+        e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
+        for e in history
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+    ]
     assert accepted.count("record_collection") == 1 and accepted.count("review") == 1
 
 
-async def test_collection_retried_after_the_first_client_was_cut_off_joins_it(records_engine, task_queue, dev_env,
-                                                                           tmp_path):
+async def test_collection_retried_after_the_first_client_was_cut_off_joins_it(
+    records_engine, task_queue, dev_env, tmp_path
+):
     async with api_stack(dev_env.client, records_engine, task_queue, tmp_path, with_worker=False) as stack:
         async with build_worker(stack.temporal, records_engine, task_queue):
             pid = (await stack.enroll())["id"]
-            sid = (await stack.http.post(f"/participants/{pid}/screenings", json={"reason": "r"},
-                                         headers=stack.auth("staff"))).json()["screening_id"]
+            sid = (
+                await stack.http.post(
+                    f"/participants/{pid}/screenings", json={"reason": "r"}, headers=stack.auth("staff")
+                )
+            ).json()["screening_id"]
         headers = {**stack.auth("staff"), "Idempotency-Key": "cut-off-1"}
         first = asyncio.create_task(stack.http.post(f"/screenings/{sid}/collection", json=URINE, headers=headers))
         update = stack.temporal.get_workflow_handle(screening_workflow_id(sid)).get_update_handle(
-            await _claimed_update_id(stack, sid))
+            await _claimed_update_id(stack, sid)
+        )
         await _until_admitted(update)
         first.cancel()  # the client (and, in-process, the request) is cut off; the update is already with Temporal
         with contextlib.suppress(asyncio.CancelledError):
@@ -274,8 +323,13 @@ async def _until_admitted(update) -> None:
 
 
 async def test_non_workflow_posts_replay_their_first_answer(stack):
-    body = {"name": "Drug Court", "kind": "court", "delivery": "email", "email": "clerk@court.example",
-            "categories": ["screening-results"]}
+    body = {
+        "name": "Drug Court",
+        "kind": "court",
+        "delivery": "email",
+        "email": "clerk@court.example",
+        "categories": ["screening-results"],
+    }
     admin = {**stack.auth("admin"), "Idempotency-Key": "recipient-1"}
     first = await stack.http.post("/recipients", json=body, headers=admin)
     again = await stack.http.post("/recipients", json=body, headers=admin)
@@ -287,8 +341,9 @@ async def test_non_workflow_posts_replay_their_first_answer(stack):
     # Keys are the caller's: another token with the same key makes its own.
     with session_scope(stack.engine) as session:
         _, token = issue_token(session, name="second admin", role="admin")
-    other = await stack.http.post("/recipients", json=body,
-                                  headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "recipient-1"})
+    other = await stack.http.post(
+        "/recipients", json=body, headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "recipient-1"}
+    )
     assert other.status_code == 201 and other.json()["id"] != first.json()["id"]
     with Session(stack.engine) as session:
         assert session.exec(select(func.count()).select_from(Recipient)).one() == 2
@@ -310,25 +365,38 @@ def test_every_other_post_takes_an_idempotency_key():
     # Idempotency-Key; its retries are deduplicated by its own signed message id (MessageSid, webhook-id),
     # tests/api/test_channel.py::test_a_gateway_retry_is_answered_once_by_its_message_id.
     gateway = ("/channel/inbound", "/channel/receipts")
-    missing = [path for path, item in schema["paths"].items() if "post" in item and not path.startswith("/ui")
-               and path not in ("/participants", "/lab/hl7", "/lab/results", "/codec/decode", "/codec/encode",
-                                *gateway)
-               and "idempotency-key" not in {p["name"].lower() for p in item["post"].get("parameters", [])}]
+    missing = [
+        path
+        for path, item in schema["paths"].items()
+        if "post" in item
+        and not path.startswith("/ui")
+        and path not in ("/participants", "/lab/hl7", "/lab/results", "/codec/decode", "/codec/encode", *gateway)
+        and "idempotency-key" not in {p["name"].lower() for p in item["post"].get("parameters", [])}
+    ]
     assert missing == []
 
 
-@pytest.mark.parametrize("error, retry_later", [
-    (TimeoutError(), True),
-    (RPCTimeoutOrCancelledError("update"), True),
-    (RPCError("unreachable", RPCStatusCode.UNAVAILABLE, b""), True),
-    (RPCError("deadline", RPCStatusCode.DEADLINE_EXCEEDED, b""), True),
-    (RPCError("Unable to perform workflow execution update due to Workflow Task in failed state.",
-              RPCStatusCode.FAILED_PRECONDITION, b""), True),
-    (RuntimeError("Failed client connect: connection refused"), True),
-    (RPCError("not found", RPCStatusCode.NOT_FOUND, b""), False),
-    (RPCError("bad", RPCStatusCode.INVALID_ARGUMENT, b""), False),
-    (ValueError("a bug of ours"), False),
-])
+@pytest.mark.parametrize(
+    "error, retry_later",
+    [
+        (TimeoutError(), True),
+        (RPCTimeoutOrCancelledError("update"), True),
+        (RPCError("unreachable", RPCStatusCode.UNAVAILABLE, b""), True),
+        (RPCError("deadline", RPCStatusCode.DEADLINE_EXCEEDED, b""), True),
+        (
+            RPCError(
+                "Unable to perform workflow execution update due to Workflow Task in failed state.",
+                RPCStatusCode.FAILED_PRECONDITION,
+                b"",
+            ),
+            True,
+        ),
+        (RuntimeError("Failed client connect: connection refused"), True),
+        (RPCError("not found", RPCStatusCode.NOT_FOUND, b""), False),
+        (RPCError("bad", RPCStatusCode.INVALID_ARGUMENT, b""), False),
+        (ValueError("a bug of ours"), False),
+    ],
+)
 def test_which_temporal_errors_mean_retry_later(error, retry_later):
     from iop.temporal import not_available_now
 

@@ -59,9 +59,9 @@ async def test_each_role_is_allowed_or_denied_exactly_as_documented(stack):
     for (method, path), allowed in matrix().items():
         url = re.sub(r"\{[^}]+\}", "x-unknown", path)
         for role in ROLES:
-            response = await stack.http.request(method, url,
-                                                headers={**stack.auth(role), "Content-Type": "application/json"},
-                                                content=b"{}")
+            response = await stack.http.request(
+                method, url, headers={**stack.auth(role), "Content-Type": "application/json"}, content=b"{}"
+            )
             if not allowed:
                 denied = False
             else:
@@ -69,8 +69,10 @@ async def test_each_role_is_allowed_or_denied_exactly_as_documented(stack):
                 if denied and response.headers["content-type"] != "application/problem+json":
                     failures.append(f"{role} {method} {path}: 403 without problem+json")
             if (role in allowed or not allowed) == denied:
-                failures.append(f"{role} {method} {path}: got {response.status_code}, documented "
-                                f"{'allowed' if role in allowed or not allowed else 'denied'}")
+                failures.append(
+                    f"{role} {method} {path}: got {response.status_code}, documented "
+                    f"{'allowed' if role in allowed or not allowed else 'denied'}"
+                )
             if response.status_code == 401:
                 failures.append(f"{role} {method} {path}: 401 with a valid token")
     assert failures == []

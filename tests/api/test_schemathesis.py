@@ -68,8 +68,7 @@ class _Server(threading.Thread):
         upgrade(self.records_url)
         engine = make_engine(self.records_url)
         temporal = await Client.connect(self.target, data_converter=TEST_CONVERTER)
-        app = create_app(Settings(data_dir=self.data_dir, task_queue=self.task_queue), engine=engine,
-                         temporal=temporal)
+        app = create_app(Settings(data_dir=self.data_dir, task_queue=self.task_queue), engine=engine, temporal=temporal)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
@@ -147,9 +146,13 @@ KNOWN: dict[str, list[str]] = {}
 ON_POSTGRES = os.environ.get("IOP_TEST_RECORDS") == "postgresql"
 DOCUMENT = create_app(Settings()).openapi()
 schema = schemathesis.openapi.from_dict(DOCUMENT)
-schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
-                                max_examples=MAX_EXAMPLES, database="none", with_security_parameters=False,
-                                allow_x00=True)
+schema.config.generation.update(
+    modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
+    max_examples=MAX_EXAMPLES,
+    database="none",
+    with_security_parameters=False,
+    allow_x00=True,
+)
 schema.config.phases.update(phases=["examples", "fuzzing"])
 
 
@@ -161,8 +164,7 @@ def flatmap_path_parameters(context, path_parameters):
     known = {name: st.sampled_from(KNOWN[name]) for name in path_parameters if KNOWN.get(name)}
     if not known:
         return st.just(path_parameters)
-    return st.one_of(st.just(path_parameters),
-                     st.fixed_dictionaries(known).map(lambda ids: {**path_parameters, **ids}))
+    return st.one_of(st.just(path_parameters), st.fixed_dictionaries(known).map(lambda ids: {**path_parameters, **ids}))
 
 
 def _bearer(live: LiveApi, role: str) -> dict[str, str]:

@@ -39,30 +39,48 @@ async def test_no_role_sees_a_roll_before_its_draw_minute(stack):
     assert minute == state.pending_time_roll
     secrets = forms(minute) + forms(outcome) + [seed.hex()]
 
-    paused = await stack.http.post(f"/participants/{pid}/pauses", headers=stack.auth("staff"),
-                                   json={"start": "2028-01-01", "end": "2028-01-02", "reason": "approved travel"})
+    paused = await stack.http.post(
+        f"/participants/{pid}/pauses",
+        headers=stack.auth("staff"),
+        json={"start": "2028-01-01", "end": "2028-01-02", "reason": "approved travel"},
+    )
     assert paused.status_code == 200, paused.text
     answers = {"POST pauses": paused.text}
-    checked_in = await stack.http.post("/check-ins", headers=stack.auth("staff"),
-                                       json={"participant_id": pid, "method": "kiosk"})
+    checked_in = await stack.http.post(
+        "/check-ins", headers=stack.auth("staff"), json={"participant_id": pid, "method": "kiosk"}
+    )
     assert checked_in.status_code == 200 and not checked_in.json()["must_test"], checked_in.text
     answers["POST check-ins"] = checked_in.text
     for role in ROLES:
-        for path in (f"/participants/{pid}", f"/participants/{pid}/draws", f"/participants/{pid}/history",
-                     f"/workflows/participant-{pid}/history", "/selection/commitments", "/participants",
-                     "/selection/notices",
-                     f"/participants/{pid}/screenings", f"/screenings?participant_id={pid}"):
+        for path in (
+            f"/participants/{pid}",
+            f"/participants/{pid}/draws",
+            f"/participants/{pid}/history",
+            f"/workflows/participant-{pid}/history",
+            "/selection/commitments",
+            "/participants",
+            "/selection/notices",
+            f"/participants/{pid}/screenings",
+            f"/screenings?participant_id={pid}",
+        ):
             response = await stack.http.get(path, headers=stack.auth(role))
             assert response.status_code in (200, 403), (role, path, response.text)
             answers[f"{role} {path}"] = response.text
-    changed = await stack.http.post(f"/participants/{pid}/phase", headers=stack.auth("clinician"),
-                                    json={"phase": "phase-2", "reason": "thirty days negative"})
+    changed = await stack.http.post(
+        f"/participants/{pid}/phase",
+        headers=stack.auth("clinician"),
+        json={"phase": "phase-2", "reason": "thirty days negative"},
+    )
     assert changed.status_code == 200, changed.text
     answers["POST phase"] = changed.text
     # Not even empty: no public answer has a field for the next draw's rolls or the day's cached plan (the raw
     # Temporal history shows the workflow's own state, with the rolls withheld: the value check covers it).
-    named = [(where, key) for where, text in answers.items() for key in ROLL_FIELDS
-             if f'"{key}"' in text and "/workflows/" not in where]
+    named = [
+        (where, key)
+        for where, text in answers.items()
+        for key in ROLL_FIELDS
+        if f'"{key}"' in text and "/workflows/" not in where
+    ]
     assert not named, named
     commitments = json.loads(answers["auditor /selection/commitments"])["items"]
     assert [c["commitment"] for c in commitments if c["program"] == state.program] == [period.commitment]

@@ -47,13 +47,31 @@ async def tstack(time_env, records_engine, task_queue, tmp_path):
         yield s
 
 
-def person(engine, site: str = "north", given: str = "Dana", family: str = "Okafor", status: str = "active",
-           phase: str = "phase-1") -> str:
+def person(
+    engine,
+    site: str = "north",
+    given: str = "Dana",
+    family: str = "Okafor",
+    status: str = "active",
+    phase: str = "phase-1",
+) -> str:
     pid = f"p-{secrets.token_hex(4)}"
     with session_scope(engine) as session:
-        session.add(Participant(id=pid, given_name=given, family_name=family, date_of_birth=date(1984, 5, 2),
-                                site=site, program="iop", phase=phase, start_date=date(2026, 11, 1),
-                                timezone="America/New_York", case_numbers=[], status=status))
+        session.add(
+            Participant(
+                id=pid,
+                given_name=given,
+                family_name=family,
+                date_of_birth=date(1984, 5, 2),
+                site=site,
+                program="iop",
+                phase=phase,
+                start_date=date(2026, 11, 1),
+                timezone="America/New_York",
+                case_numbers=[],
+                status=status,
+            )
+        )
     return pid
 
 
@@ -79,8 +97,9 @@ async def reconciler_findings(stack, monkeypatch) -> dict[str, str]:
 
 def held(engine, reason_code: str) -> int:
     with session_scope(engine) as session:
-        message = LabMessage(sender="ACMELAB^ACME", control_id=secrets.token_hex(4), transport="http", raw="MSH|...",
-                             raw_sha256="0" * 64)
+        message = LabMessage(
+            sender="ACMELAB^ACME", control_id=secrets.token_hex(4), transport="http", raw="MSH|...", raw_sha256="0" * 64
+        )
         session.add(message)
         session.flush()
         item = QuarantineItem(lab_message_id=message.id, reason_code=reason_code, reason=f"held: {reason_code}")
@@ -92,11 +111,22 @@ def held(engine, reason_code: str) -> int:
 def blocked_report(engine, pid: str) -> str:
     rid, did = f"r-{secrets.token_hex(3)}", f"d-{secrets.token_hex(4)}"
     with session_scope(engine) as session:
-        session.add(Recipient(id=rid, name="county drug court", kind="court", delivery="webhook",
-                              url="https://court.example/hook", categories=["missed-tests"]))
+        session.add(
+            Recipient(
+                id=rid,
+                name="county drug court",
+                kind="court",
+                delivery="webhook",
+                url="https://court.example/hook",
+                categories=["missed-tests"],
+            )
+        )
         session.flush()
-        session.add(Disclosure(id=did, participant_id=pid, recipient_id=rid, category="missed-tests", event_ref="s-1",
-                               status="pending"))
+        session.add(
+            Disclosure(
+                id=did, participant_id=pid, recipient_id=rid, category="missed-tests", event_ref="s-1", status="pending"
+            )
+        )
     with session_scope(engine) as session:  # blocked on its attempt, as the delivery activity does it
         row = session.get(Disclosure, did)
         row.status, row.reason = "blocked", "the consent does not cover missed-tests"
@@ -132,7 +162,11 @@ async def test_every_alert_kind_arrives_escalates_and_is_resolved(tstack, monkey
     for raw, item in by_raw.items():
         spec = wl.spec_for(item["source"], raw)
         assert (item["kind"], item["todo"], item["owner_role"], item["severity"]) == (
-            spec.kind, spec.todo, spec.owner_role, spec.severity), raw
+            spec.kind,
+            spec.todo,
+            spec.owner_role,
+            spec.severity,
+        ), raw
         assert item["status"] == "open" and item["escalation_level"] == 0
     assert by_raw["a-kind-nobody-mapped-yet"]["kind"] == "other"
     assert by_raw["a-kind-nobody-mapped-yet"]["why"] == "why a-kind-nobody-mapped-yet"
@@ -143,19 +177,26 @@ async def test_every_alert_kind_arrives_escalates_and_is_resolved(tstack, monkey
     # the undone enrollment's record is gone: the item alone says whom to enroll again, and where
     undone = by_raw["enrollment-rolled-back"]
     assert (undone["participant_id"], undone["site"], undone["participant_name"]) == (
-        findings["enrollment-rolled-back"], "north", None)
+        findings["enrollment-rolled-back"],
+        "north",
+        None,
+    )
     assert "Ines Halvorsen was not enrolled" in undone["why"] and "1984" not in undone["why"]
     assert worklist_link(undone) == ("/ui/participants/new", "Enroll again")  # not to the removed record
-    assert (by_raw["enrollment-stuck"]["participant_name"], by_raw["enrollment-stuck"]["site"]) == ("Dana Okafor",
-                                                                                                   "south")
+    assert (by_raw["enrollment-stuck"]["participant_name"], by_raw["enrollment-stuck"]["site"]) == (
+        "Dana Okafor",
+        "south",
+    )
     assert {by_raw[k]["source"] for k in FINDINGS} == {"reconciler"}
-    assert [i["severity"] for i in page["items"]] == sorted((i["severity"] for i in page["items"]),
-                                                            key=lambda s: wl.SEVERITY_ORDER[wl.Severity(s)])
+    assert [i["severity"] for i in page["items"]] == sorted(
+        (i["severity"] for i in page["items"]), key=lambda s: wl.SEVERITY_ORDER[wl.Severity(s)]
+    )
 
     # One is resolved at once: it never escalates.
     early = by_raw["review-overdue"]["id"]
-    done = await stack.http.post(f"/worklist/{early}/resolve", json={"outcome": "done"},
-                                 headers=stack.auth("clinician"))
+    done = await stack.http.post(
+        f"/worklist/{early}/resolve", json={"outcome": "done"}, headers=stack.auth("clinician")
+    )
     assert done.status_code == 200 and done.json()["status"] == "resolved", done.text
 
     handle = stack.temporal.get_workflow_handle(await ensure_worklist_workflow(stack.temporal, stack.task_queue))
@@ -192,36 +233,49 @@ async def test_every_alert_kind_arrives_escalates_and_is_resolved(tstack, monkey
         role = item["owner_role"]
         claimed = await stack.http.post(f"/worklist/{item['id']}/claim", json={}, headers=stack.auth(role))
         assert claimed.status_code == 200 and claimed.json()["assignee_name"] == f"test {role}", claimed.text
-        commented = await stack.http.post(f"/worklist/{item['id']}/comments", json={"note": "left a voicemail"},
-                                          headers=stack.auth(role))
+        commented = await stack.http.post(
+            f"/worklist/{item['id']}/comments", json={"note": "left a voicemail"}, headers=stack.auth(role)
+        )
         assert commented.status_code == 201, commented.text
-        resolved = await stack.http.post(f"/worklist/{item['id']}/resolve",
-                                         json={"outcome": "participant-contacted", "note": "spoke to them"},
-                                         headers=stack.auth(role))
+        resolved = await stack.http.post(
+            f"/worklist/{item['id']}/resolve",
+            json={"outcome": "participant-contacted", "note": "spoke to them"},
+            headers=stack.auth(role),
+        )
         assert resolved.status_code == 200, resolved.text
         assert [n["what"] for n in resolved.json()["notes"]][-3:] == ["claimed", "comment", "resolved"]
     # A reconciler finding is resolved by the role that owns it once the person is enrolled (again).
     for kind in FINDINGS:
         item = by_raw[kind]
-        resolved = await stack.http.post(f"/worklist/{item['id']}/resolve",
-                                         json={"outcome": "done", "note": "enrolled with a new request"},
-                                         headers=stack.auth(item["owner_role"]))
+        resolved = await stack.http.post(
+            f"/worklist/{item['id']}/resolve",
+            json={"outcome": "done", "note": "enrolled with a new request"},
+            headers=stack.auth(item["owner_role"]),
+        )
         assert resolved.status_code == 200, resolved.text
     # A held lab message is resolved where it is held; its item closes with it.
-    refused = await stack.http.post(f"/worklist/{by_raw['unknown-specimen']['id']}/resolve",
-                                    json={"outcome": "done"}, headers=stack.auth("staff"))
+    refused = await stack.http.post(
+        f"/worklist/{by_raw['unknown-specimen']['id']}/resolve", json={"outcome": "done"}, headers=stack.auth("staff")
+    )
     assert refused.status_code == 409 and "/lab/quarantine/" in refused.json()["detail"]
     for _code, item_id in quarantined.items():
-        rejected = await stack.http.post(f"/lab/quarantine/{item_id}/resolve",
-                                         json={"action": "reject", "note": "lab asked to resend"},
-                                         headers=stack.auth("staff"))
+        rejected = await stack.http.post(
+            f"/lab/quarantine/{item_id}/resolve",
+            json={"action": "reject", "note": "lab asked to resend"},
+            headers=stack.auth("staff"),
+        )
         assert rejected.status_code == 200, rejected.text
-    blocked = await stack.http.post(f"/worklist/{by_raw['disclosure-blocked']['id']}/resolve",
-                                    json={"outcome": "no-action-needed"}, headers=stack.auth("staff"))
+    blocked = await stack.http.post(
+        f"/worklist/{by_raw['disclosure-blocked']['id']}/resolve",
+        json={"outcome": "no-action-needed"},
+        headers=stack.auth("staff"),
+    )
     assert blocked.status_code == 422 and "needs a note" in blocked.json()["detail"]
-    blocked = await stack.http.post(f"/worklist/{by_raw['disclosure-blocked']['id']}/resolve",
-                                    json={"outcome": "no-action-needed", "note": "participant declined a new consent"},
-                                    headers=stack.auth("staff"))
+    blocked = await stack.http.post(
+        f"/worklist/{by_raw['disclosure-blocked']['id']}/resolve",
+        json={"outcome": "no-action-needed", "note": "participant declined a new consent"},
+        headers=stack.auth("staff"),
+    )
     assert blocked.status_code == 200, blocked.text
 
     assert (await api_items(stack))["total"] == 0
@@ -277,12 +331,17 @@ async def test_claim_take_over_release_filters_and_refusals(tstack):
     released = await stack.http.post(f"/worklist/{item}/release", headers=stack.auth("clinician"))
     assert released.json()["status"] == "open" and released.json()["assignee"] is None
 
-    assert (await stack.http.post(f"/worklist/{item}/resolve", json={"outcome": "resolved-at-source"},
-                                  headers=stack.auth("staff"))).status_code == 422
-    assert (await stack.http.post(f"/worklist/{item}/resolve", json={"outcome": "done"},
-                                  headers=stack.auth("auditor"))).status_code == 403
-    assert (await stack.http.post(f"/worklist/{item}/resolve", json={"outcome": "done"},
-                                  headers=stack.auth("staff"))).status_code == 200
+    assert (
+        await stack.http.post(
+            f"/worklist/{item}/resolve", json={"outcome": "resolved-at-source"}, headers=stack.auth("staff")
+        )
+    ).status_code == 422
+    assert (
+        await stack.http.post(f"/worklist/{item}/resolve", json={"outcome": "done"}, headers=stack.auth("auditor"))
+    ).status_code == 403
+    assert (
+        await stack.http.post(f"/worklist/{item}/resolve", json={"outcome": "done"}, headers=stack.auth("staff"))
+    ).status_code == 200
     again = await stack.http.post(f"/worklist/{item}/resolve", json={"outcome": "done"}, headers=stack.auth("staff"))
     assert again.status_code == 409 and "already resolved" in again.json()["detail"]
     assert (await stack.http.post(f"/worklist/{item}/claim", json={}, headers=stack.auth("staff"))).status_code == 409
@@ -303,4 +362,5 @@ async def test_a_report_delivered_after_all_closes_its_items(tstack):
         session.add(row)
     rows = items(engine)
     assert {rows["disclosure:disclosure-blocked"].outcome, rows["alert:disclosure-failed"].outcome} == {
-        "resolved-at-source"}
+        "resolved-at-source"
+    }

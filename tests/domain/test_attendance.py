@@ -11,8 +11,15 @@ from domain.report_content import allowed_facts
 
 def test_late_is_attended_excused_is_not_counted_against_and_unrecorded_is_neither():
     summary = summarize(["present", "late", "excused", "absent", "scheduled", None])
-    assert (summary.sessions, summary.attended, summary.present, summary.late, summary.excused, summary.absent,
-            summary.not_recorded) == (4, 2, 1, 1, 1, 1, 2)
+    assert (
+        summary.sessions,
+        summary.attended,
+        summary.present,
+        summary.late,
+        summary.excused,
+        summary.absent,
+        summary.not_recorded,
+    ) == (4, 2, 1, 1, 1, 1, 2)
     assert summary.ratio == round(2 / 3, 2)
     assert summarize([]).ratio is None and summarize(["excused"]).ratio is None
 
@@ -33,8 +40,11 @@ def test_the_counts_add_up(statuses):
 
 def test_a_session_report_carries_the_session_and_its_checked_status():
     facts = {"session_on": "2026-12-02", "session_kind": "group", "attendance_status": "late", "note": "dropped"}
-    assert allowed_facts(ATTENDANCE, facts) == {"session_on": "2026-12-02", "session_kind": "group",
-                                                "attendance_status": "late"}
+    assert allowed_facts(ATTENDANCE, facts) == {
+        "session_on": "2026-12-02",
+        "session_kind": "group",
+        "attendance_status": "late",
+    }
     with pytest.raises(ValueError, match="not one of"):
         allowed_facts(ATTENDANCE, {**facts, "attendance_status": "asleep"})
     with pytest.raises(ValueError, match="needs the fact"):

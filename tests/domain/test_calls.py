@@ -5,11 +5,17 @@ import pytest
 from domain.calls import CallResult, closed_by_status, closes_entry, counts_as_told, result_of
 
 
-@pytest.mark.parametrize(("outcome", "result"), [
-    ("reached and told to test: will come by 3", CallResult.REACHED), ("told by phone at 10:05", CallResult.REACHED),
-    ("called, left a message: voicemail", CallResult.MESSAGE_LEFT), ("Left a message with her mother",
-                                                                      CallResult.MESSAGE_LEFT),
-    ("not reached", CallResult.NOT_REACHED), ("wrong number", CallResult.NOT_REACHED)])
+@pytest.mark.parametrize(
+    ("outcome", "result"),
+    [
+        ("reached and told to test: will come by 3", CallResult.REACHED),
+        ("told by phone at 10:05", CallResult.REACHED),
+        ("called, left a message: voicemail", CallResult.MESSAGE_LEFT),
+        ("Left a message with her mother", CallResult.MESSAGE_LEFT),
+        ("not reached", CallResult.NOT_REACHED),
+        ("wrong number", CallResult.NOT_REACHED),
+    ],
+)
 def test_free_text_outcomes_read_by_their_first_words(outcome, result):
     assert result_of(outcome) is result
 

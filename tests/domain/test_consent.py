@@ -438,16 +438,31 @@ def test_identifiers_are_allow_listed_and_required():
     [
         ({"collected_on": "2026-05-14", "outcome": "positive"}, "with its basis"),
         ({"collected_on": "2026-05-14", "outcome": "positive", "confirmed": True}, "with its basis"),
-        ({"collected_on": "2026-05-14", "outcome": "positive", "confirmed": True, "basis": "presumptive-screen"},
-         "never as a confirmed positive"),
-        ({"collected_on": "2026-05-14", "outcome": "presumptive-positive", "confirmed": True,
-          "basis": "presumptive-screen"}, "never as a confirmed positive"),
-        ({"collected_on": "2026-05-14", "outcome": "positive", "confirmed": False, "basis": "laboratory-confirmed"},
-         "confirmed must be True"),
-        ({"collected_on": "2026-05-14", "outcome": "positive", "confirmed": False, "basis": "admitted-use"},
-         "witnessed"),
-        ({"collected_on": "2026-05-14", "outcome": "positive", "confirmed": True, "basis": "a clinician said so"},
-         "with its basis"),
+        (
+            {"collected_on": "2026-05-14", "outcome": "positive", "confirmed": True, "basis": "presumptive-screen"},
+            "never as a confirmed positive",
+        ),
+        (
+            {
+                "collected_on": "2026-05-14",
+                "outcome": "presumptive-positive",
+                "confirmed": True,
+                "basis": "presumptive-screen",
+            },
+            "never as a confirmed positive",
+        ),
+        (
+            {"collected_on": "2026-05-14", "outcome": "positive", "confirmed": False, "basis": "laboratory-confirmed"},
+            "confirmed must be True",
+        ),
+        (
+            {"collected_on": "2026-05-14", "outcome": "positive", "confirmed": False, "basis": "admitted-use"},
+            "witnessed",
+        ),
+        (
+            {"collected_on": "2026-05-14", "outcome": "positive", "confirmed": True, "basis": "a clinician said so"},
+            "with its basis",
+        ),
         ({"collected_on": "2026-05-14", "outcome": "confirmed"}, "cannot be reported"),
         ({"outcome": "negative"}, "needs the fact"),
         ({"collected_on": "2026-05-14", "outcome": "negative", "positive_for": {"name": "x"}}, "must be text"),
@@ -460,8 +475,13 @@ def test_report_facts_are_checked(facts, message):
 
 
 def test_a_confirmed_positive_is_reported():
-    facts = {"collected_on": "2026-05-14", "outcome": "positive", "confirmed": True, "positive_for": ["fentanyl"],
-             "basis": "laboratory-confirmed"}
+    facts = {
+        "collected_on": "2026-05-14",
+        "outcome": "positive",
+        "confirmed": True,
+        "positive_for": ["fentanyl"],
+        "basis": "laboratory-confirmed",
+    }
     payload = build_report(SCREENING_RESULTS, facts, CASE, make_consent(), "D-1", DURING, forensic=True)
     assert payload["data"]["positive_for"] == ["fentanyl"]
     assert payload["basis"] == "laboratory-confirmed" and payload["forensic"] is True
@@ -469,8 +489,14 @@ def test_a_confirmed_positive_is_reported():
 
 def test_a_presumptive_screen_is_worded_as_presumptive():
     from domain.result_basis import PRESUMPTIVE_WORDING
-    facts = {"collected_on": "2026-05-14", "outcome": "presumptive-positive", "confirmed": False,
-             "basis": "presumptive-screen", "statement": PRESUMPTIVE_WORDING}
+
+    facts = {
+        "collected_on": "2026-05-14",
+        "outcome": "presumptive-positive",
+        "confirmed": False,
+        "basis": "presumptive-screen",
+        "statement": PRESUMPTIVE_WORDING,
+    }
     payload = build_report(SCREENING_RESULTS, facts, CASE, make_consent(), "D-1", DURING)
     assert payload["data"]["statement"].startswith("presumptive positive") and payload["data"]["confirmed"] is False
 

@@ -58,8 +58,14 @@ def test_usual_maximum_per_drug(drug, dose, unit, needs_override):
 
 @pytest.mark.parametrize(
     ("drug", "dose", "unit"),
-    [("methadone", 1001.0, "mg"), ("methadone", 101.0, "mL"), ("buprenorphine", 65.0, "mg"),
-     ("naltrexone-er-injection", 761.0, "mg"), ("other", 1e12, "mg"), ("other", 1e12, "mcg")],
+    [
+        ("methadone", 1001.0, "mg"),
+        ("methadone", 101.0, "mL"),
+        ("buprenorphine", 65.0, "mg"),
+        ("naltrexone-er-injection", 761.0, "mg"),
+        ("other", 1e12, "mg"),
+        ("other", 1e12, "mcg"),
+    ],
 )
 def test_ceiling_refuses_with_or_without_a_reason(drug, dose, unit):
     with pytest.raises(ValueError, match="no override") as info:
@@ -85,8 +91,9 @@ def test_every_drug_has_limits_with_a_source():
 
 def test_a_dispense_of_an_implausible_dose_is_refused_before_matching():
     order = injection_order()
-    huge = med.Dispense(kind="injection", day=START.isoformat(), dose=1e308, unit="mg", lot="L1", site="deltoid",
-                        actor="rn-1")
+    huge = med.Dispense(
+        kind="injection", day=START.isoformat(), dose=1e308, unit="mg", lot="L1", site="deltoid", actor="rn-1"
+    )
     with pytest.raises(med.DispenseRefused) as info:
         med.validate_dispense(order, "active", START, huge, False, 0)
     assert info.value.code == med.INVALID and "dose" in info.value.reason and "no override" in info.value.reason

@@ -21,7 +21,8 @@ from domain.equity import (
 )
 
 counts = st.integers(min_value=0, max_value=5000).flatmap(
-    lambda n: st.tuples(st.integers(min_value=0, max_value=n), st.just(n)))
+    lambda n: st.tuples(st.integers(min_value=0, max_value=n), st.just(n))
+)
 
 
 # --- Wilson ---------------------------------------------------------------------------------------
@@ -121,9 +122,11 @@ def person(i: int, race: Race | None, **counts: int) -> ParticipantMonth:
 
 
 def test_a_group_tested_twice_as_often_is_flagged_and_small_groups_are_suppressed():
-    months = ([person(i, Race.BLACK_AFRICAN_AMERICAN, selected_days=6) for i in range(20)]
-              + [person(100 + i, Race.WHITE, selected_days=3) for i in range(40)]
-              + [person(200 + i, Race.ASIAN, selected_days=3) for i in range(5)])
+    months = (
+        [person(i, Race.BLACK_AFRICAN_AMERICAN, selected_days=6) for i in range(20)]
+        + [person(100 + i, Race.WHITE, selected_days=3) for i in range(40)]
+        + [person(200 + i, Race.ASIAN, selected_days=3) for i in range(5)]
+    )
     report = equity_report(*PERIOD, months)
     by = {(g.dimension, g.group): g for g in report.groups}
     black = {c.metric: c for c in by[("race", "black-or-african-american")].rates}["random-selection"]
@@ -168,12 +171,28 @@ def test_bad_configuration_and_duplicates_are_refused():
 
 month_strategy = st.builds(
     lambda i, race, sex, drawn, selected, tests, missed, final, positive, reports: ParticipantMonth(
-        f"p-{i}", Demographics(race=race, sex=sex), days_enrolled=drawn, draw_days=drawn,
-        selected_days=min(selected, drawn), random_scheduled=tests, random_missed=min(missed, tests),
-        random_final=min(final, tests), random_positive=min(positive, final, tests), sanction_reports=reports),
-    st.integers(0, 10**6), st.none() | st.sampled_from(list(Race)), st.none() | st.sampled_from(list(Sex)),
-    st.integers(0, 31), st.integers(0, 31), st.integers(0, 10), st.integers(0, 10), st.integers(0, 10),
-    st.integers(0, 10), st.integers(0, 3))
+        f"p-{i}",
+        Demographics(race=race, sex=sex),
+        days_enrolled=drawn,
+        draw_days=drawn,
+        selected_days=min(selected, drawn),
+        random_scheduled=tests,
+        random_missed=min(missed, tests),
+        random_final=min(final, tests),
+        random_positive=min(positive, final, tests),
+        sanction_reports=reports,
+    ),
+    st.integers(0, 10**6),
+    st.none() | st.sampled_from(list(Race)),
+    st.none() | st.sampled_from(list(Sex)),
+    st.integers(0, 31),
+    st.integers(0, 31),
+    st.integers(0, 10),
+    st.integers(0, 10),
+    st.integers(0, 10),
+    st.integers(0, 10),
+    st.integers(0, 3),
+)
 
 
 @settings(max_examples=60, deadline=None)

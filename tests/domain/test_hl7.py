@@ -100,8 +100,7 @@ def test_v22_local_codes_with_coded_values_and_obx7_cutoffs() -> None:
     opiates = observation(order, "OPI300")
     assert (opiates.value_type, opiates.coding_system) == ("CE", "L")
     assert opiates.label == "Opiates screen"
-    assert (opiates.value_raw, opiates.value_text, opiates.value_numeric) == (
-        "NEG^Negative^L", "NEG", None)
+    assert (opiates.value_raw, opiates.value_text, opiates.value_numeric) == ("NEG^Negative^L", "NEG", None)
     assert (opiates.reference_range, opiates.cutoff, opiates.abnormal_flag) == ("<300", 300.0, "N")
     cocaine = observation(order, "COC150")
     assert (cocaine.value_text, cocaine.cutoff, cocaine.abnormal_flag) == ("POS", 150.0, "A")
@@ -117,9 +116,9 @@ def test_v22_local_codes_with_coded_values_and_obx7_cutoffs() -> None:
 def test_v22_patient_ids_name_and_birth_date() -> None:
     patient = parse("01_v22_local_codes_ce.hl7").patient
     assert [(i.id, i.assigning_authority, i.type_code) for i in patient.identifiers] == [
-        ("RIV100234", "RIVERSIDE", None)]
-    assert (patient.family_name, patient.given_name, patient.birth_date) == (
-        "ZZTEST", "AVERY", "1985-04-12")
+        ("RIV100234", "RIVERSIDE", None)
+    ]
+    assert (patient.family_name, patient.given_name, patient.birth_date) == ("ZZTEST", "AVERY", "1985-04-12")
 
 
 def test_v23_loinc_numeric_values() -> None:
@@ -131,7 +130,11 @@ def test_v23_loinc_numeric_values() -> None:
     fentanyl = observation(order, "11235-9")
     assert (fentanyl.coding_system, fentanyl.value_type) == ("LN", "NM")
     assert (fentanyl.value_numeric, fentanyl.units, fentanyl.cutoff, fentanyl.abnormal_flag) == (
-        12.5, "ng/mL", 1.0, "H")
+        12.5,
+        "ng/mL",
+        1.0,
+        "H",
+    )
     assert fentanyl.value_text is None and fentanyl.comparator is None
     benzoylecgonine = observation(order, "3393-6")  # "<25" typed into an NM field
     assert (benzoylecgonine.comparator, benzoylecgonine.value_numeric) == ("<", 25.0)
@@ -177,15 +180,12 @@ def test_v251_specimen_validity_ranges_are_not_cutoffs() -> None:
     order = only_order(message)
     assert order.specimen_id == "SCR-000105"
     creatinine = observation(order, "2161-8")
-    assert (creatinine.value_numeric, creatinine.units, creatinine.abnormal_flag) == (
-        15.2, "mg/dL", "L")
+    assert (creatinine.value_numeric, creatinine.units, creatinine.abnormal_flag) == (15.2, "mg/dL", "L")
     assert (creatinine.reference_range, creatinine.cutoff) == ("20-400", None)
     gravity = observation(order, "2965-2")
-    assert (gravity.value_numeric, gravity.reference_range, gravity.cutoff) == (
-        1.002, "1.003-1.030", None)
+    assert (gravity.value_numeric, gravity.reference_range, gravity.cutoff) == (1.002, "1.003-1.030", None)
     ph = observation(order, "2756-5")
-    assert (ph.value_numeric, ph.reference_range, ph.cutoff, ph.abnormal_flag) == (
-        6.5, "4.5-9.0", None, "N")
+    assert (ph.value_numeric, ph.reference_range, ph.cutoff, ph.abnormal_flag) == (6.5, "4.5-9.0", None, "N")
     # The OBX after SPM describes the specimen and stays with the order.
     assert observation(order, "TEMP").value_numeric == 97.8
     assert message.patient.identifiers[0].assigning_authority == "RIVERSIDE"
@@ -210,17 +210,19 @@ def test_v24_methadone_and_eddp_with_alternate_code() -> None:
     assert (methadone.value_numeric, methadone.cutoff) == (1250.0, 300.0)
     assert methadone.abnormal_flag == "A"
     eddp = observation(order, "41858-2")  # primary empty: read from components 4-6
-    assert (eddp.coding_system, eddp.label, eddp.value_numeric, eddp.cutoff) == (
-        "LN", "EDDP", 0.0, 100.0)
-    assert eddp.notes == (
-        "EDDP not detected while methadone present; review for possible specimen spiking.",)
+    assert (eddp.coding_system, eddp.label, eddp.value_numeric, eddp.cutoff) == ("LN", "EDDP", 0.0, 100.0)
+    assert eddp.notes == ("EDDP not detected while methadone present; review for possible specimen spiking.",)
 
 
 def test_preliminary_final_corrected_for_the_same_specimen() -> None:
-    preliminary, final, corrected = (parse(name) for name in (
-        "08_scr000123_preliminary.hl7", "09_scr000123_final.hl7", "10_scr000123_corrected.hl7"))
+    preliminary, final, corrected = (
+        parse(name) for name in ("08_scr000123_preliminary.hl7", "09_scr000123_final.hl7", "10_scr000123_corrected.hl7")
+    )
     assert [m.message_control_id for m in (preliminary, final, corrected)] == [
-        "ACME251-0123-1", "ACME251-0123-2", "ACME251-0123-3"]
+        "ACME251-0123-1",
+        "ACME251-0123-2",
+        "ACME251-0123-3",
+    ]
     orders = [only_order(m) for m in (preliminary, final, corrected)]
     assert {order.placer_order_number for order in orders} == {"SCR-000123"}
     assert {order.filler_order_number for order in orders} == {"ACM-91234"}
@@ -238,12 +240,10 @@ def test_batch_file_splits_into_three_messages() -> None:
     messages = split_batch(load("11_batch_fhs_bhs_three_messages.hl7"))
     assert len(messages) == 3
     assert all(text.startswith("MSH|") and text.endswith("\r") for text in messages)
-    assert not any(envelope in text for text in messages
-                   for envelope in ("FHS|", "BHS|", "BTS|", "FTS|"))
+    assert not any(envelope in text for text in messages for envelope in ("FHS|", "BHS|", "BTS|", "FTS|"))
     parsed = [parse_oru(text) for text in messages]
     assert [m.message_control_id for m in parsed] == ["NW23-1001", "NW23-1002", "NW23-1003"]
-    assert [only_order(m).placer_order_number for m in parsed] == [
-        "SCR-000111", "SCR-000112", "SCR-000113"]
+    assert [only_order(m).placer_order_number for m in parsed] == ["SCR-000111", "SCR-000112", "SCR-000113"]
     assert [only_order(m).observations[0].value_numeric for m in parsed] == [0.0, 12.0, 230.0]
 
 
@@ -256,15 +256,16 @@ def test_parse_oru_refuses_a_batch_of_several_messages() -> None:
 
 def test_several_orders_in_one_message_and_order_number_from_orc() -> None:
     message = parse("12_multiple_obr.hl7")
-    assert [(o.placer_order_number, o.filler_order_number, o.universal_service_id)
-            for o in message.orders] == [
+    assert [(o.placer_order_number, o.filler_order_number, o.universal_service_id) for o in message.orders] == [
         ("SCR-000130", "ACM-92000", "UDS"),
         ("SCR-000130", "ACM-92000-C", "CONF"),
         ("SCR-000130", "ACM-92000-V", "VALID"),  # OBR-2 empty: taken from ORC-2
     ]
     screen, confirmation, validity = message.orders
     assert [(o.code, o.coding_system, o.value_text) for o in screen.observations] == [
-        ("LC3393", "L", "POS"), ("LC3427", "L", "NEG")]
+        ("LC3393", "L", "POS"),
+        ("LC3427", "L", "NEG"),
+    ]
     assert confirmation.observations[0].value_numeric == 642.0
     assert validity.observations[0].code == "2161-8"
 
@@ -277,8 +278,7 @@ def test_flags_shifted_one_field_are_found_and_marked() -> None:
     eddp = observation(order, "41858-2")
     assert (eddp.abnormal_flag, eddp.shifted_fields, eddp.status) == ("N", True, "F")
     creatinine = observation(order, "2161-8")  # flag in OBX-7
-    assert (creatinine.abnormal_flag, creatinine.shifted_fields, creatinine.cutoff) == (
-        "H", True, None)
+    assert (creatinine.abnormal_flag, creatinine.shifted_fields, creatinine.cutoff) == ("H", True, None)
     ph = observation(order, "2756-5")
     assert (ph.abnormal_flag, ph.shifted_fields) == ("N", False)
     cannabinoids = observation(order, "3427-2")  # "NEG" in OBX-7 is the expected result
@@ -305,24 +305,21 @@ def test_repeating_pid3_identifiers_skip_empty_ones() -> None:
         ("SCR-P-4471", "IOPW", "PI"),
         ("X55120", "2.16.840.1.113883.3.1234", "MR"),  # authority given only as an OID
     ]
-    assert (patient.family_name, patient.given_name, patient.birth_date) == (
-        "ZZTEST", "PARKER", "2000-01-01")
+    assert (patient.family_name, patient.given_name, patient.birth_date) == ("ZZTEST", "PARKER", "2000-01-01")
 
 
 def test_adt_message_is_rejected_with_200() -> None:
     with pytest.raises(Hl7Error) as raised:
         parse("16_adt_a01_rejected.hl7")
     assert (raised.value.code, raised.value.location) == ("200", "MSH-9")
-    assert raised.value.detail == (
-        "MSH-9 is 'ADT^A01^ADT_A01'; this endpoint accepts ORU^R01 only.")
+    assert raised.value.detail == ("MSH-9 is 'ADT^A01^ADT_A01'; this endpoint accepts ORU^R01 only.")
 
 
 def test_version_27_is_rejected_with_203() -> None:
     with pytest.raises(Hl7Error) as raised:
         parse("17_v27_rejected.hl7")
     assert (raised.value.code, raised.value.location) == ("203", "MSH-12")
-    assert raised.value.detail == (
-        "MSH-12 is '2.7'; this endpoint accepts versions 2.2, 2.3, 2.3.1, 2.4, 2.5, 2.5.1.")
+    assert raised.value.detail == ("MSH-12 is '2.7'; this endpoint accepts versions 2.2, 2.3, 2.3.1, 2.4, 2.5, 2.5.1.")
 
 
 def test_broken_msh_is_unparseable() -> None:
@@ -334,10 +331,11 @@ def test_broken_msh_is_unparseable() -> None:
 
 def test_the_message_own_encoding_characters_are_used() -> None:
     message = parse("19_custom_encoding_characters.hl7")
-    assert (message.message_control_id, message.message_type, message.version) == (
-        "LKS24-000555", "ORU^R01", "2.4")
+    assert (message.message_control_id, message.message_type, message.version) == ("LKS24-000555", "ORU^R01", "2.4")
     assert [(i.id, i.assigning_authority, i.type_code) for i in message.patient.identifiers] == [
-        ("RIV101900", "RIVERSIDE", "MR"), ("SCR-P-5001", "IOPW", "PI")]
+        ("RIV101900", "RIVERSIDE", "MR"),
+        ("SCR-P-5001", "IOPW", "PI"),
+    ]
     order = only_order(message)
     assert order.collected_at == "2024-03-20T11:15:00"
     methadone = observation(order, "3773-9")
@@ -350,15 +348,13 @@ def test_the_message_own_encoding_characters_are_used() -> None:
 
 # --- rejections built inline ----------------------------------------------------------------------
 
-MSH_23 = ("MSH|^~\\&|NWTOX|NORTHWIND TOX LAB|IOPW|RIVERSIDE IOP|20240301||"
-          "{type}|{control}|P|{version}")
+MSH_23 = "MSH|^~\\&|NWTOX|NORTHWIND TOX LAB|IOPW|RIVERSIDE IOP|20240301||{type}|{control}|P|{version}"
 PID = "PID|1||RIV1^^^RIVERSIDE^MR||ZZTEST^UMA||19900101|F"
 OBR = "OBR|1|SCR-000900|NW-900|UDS^Screen^L|||20240301"
 OBX = "OBX|1|NM|3773-9^Methadone^LN||10|ng/mL|<300|N|||F"
 
 
-def message(*segments: str, type_: str = "ORU^R01", control: str = "C1",
-            version: str = "2.3") -> str:
+def message(*segments: str, type_: str = "ORU^R01", control: str = "C1", version: str = "2.3") -> str:
     return "\r".join([MSH_23.format(type=type_, control=control, version=version), *segments])
 
 
@@ -424,8 +420,12 @@ def test_repr_never_shows_patient_name_birth_date_or_identifiers(name: str) -> N
     parsed = parse(name)
     shown = repr(parsed) + str(parsed) + repr(parsed.patient) + repr(parsed.patient.identifiers)
     patient = parsed.patient
-    for secret in (patient.family_name, patient.given_name, patient.birth_date,
-                   *(identifier.id for identifier in patient.identifiers)):
+    for secret in (
+        patient.family_name,
+        patient.given_name,
+        patient.birth_date,
+        *(identifier.id for identifier in patient.identifiers),
+    ):
         assert secret and secret not in shown
     assert "<redacted>" in shown
     assert parsed.patient.family_name == "ZZTEST"  # still there for cross-checks
@@ -448,9 +448,7 @@ def test_repr_never_shows_patient_name_birth_date_or_identifiers(name: str) -> N
     ],
     ids=["crlf", "lf", "cr", "mllp", "whitespace", "bom-no-final-cr", "bhs-one-message"],
 )
-def test_line_end_and_framing_variants_parse_the_same(
-    name: str, variant: Callable[[str], str]
-) -> None:
+def test_line_end_and_framing_variants_parse_the_same(name: str, variant: Callable[[str], str]) -> None:
     text = load(name)
     assert parse_oru(variant(text)) == parse_oru(text)
 
@@ -475,12 +473,11 @@ def test_text_before_the_first_msh_is_kept_so_it_can_be_rejected() -> None:
 
 
 def test_a_line_that_is_not_a_segment_continues_the_one_before() -> None:
-    text = load("07_v24_methadone_eddp.hl7").replace(
-        "review for possible", "review for\nplease call the lab\npossible")
+    text = load("07_v24_methadone_eddp.hl7").replace("review for possible", "review for\nplease call the lab\npossible")
     order = only_order(parse_oru(text))
     assert observation(order, "41858-2").notes == (
-        "EDDP not detected while methadone present; review for please call the lab possible "
-        "specimen spiking.",)
+        "EDDP not detected while methadone present; review for please call the lab possible specimen spiking.",
+    )
 
 
 # --- ACKs -----------------------------------------------------------------------------------------
@@ -500,8 +497,11 @@ def test_aa_for_v251_echoes_addressing_and_version() -> None:
 def test_ae_for_v251_has_one_err_per_error_in_v25_style() -> None:
     original = parse("06_v251_buprenorphine.hl7")
     errors = [
-        AckError("103", "OBX-3 code 'NALOX' (system L) is not in our table for ACMELAB; the "
-                        "result was kept for staff review.", "OBX[4]-3"),
+        AckError(
+            "103",
+            "OBX-3 code 'NALOX' (system L) is not in our table for ACMELAB; the result was kept for staff review.",
+            "OBX[4]-3",
+        ),
         AckError("207", "Results could not be stored; resend later."),
     ]
     ack = build_ack(original, None, "AE", "IOPW-ACK-2", errors, NOW)
@@ -510,10 +510,8 @@ def test_ae_for_v251_has_one_err_per_error_in_v25_style() -> None:
     assert rows[0][8:12] == ["ACK^R01^ACK", "IOPW-ACK-2", "P", "2.5.1"]
     assert rows[1][:3] == ["MSA", "AE", "ACME251-0107"]
     assert len(rows[1][3]) <= 80
-    assert rows[2] == ["ERR", "", "OBX^4^3", "103^Table value not found^HL70357", "E", "", "", "",
-                       errors[0].detail]
-    assert rows[3] == ["ERR", "", "", "207^Application internal error^HL70357", "E", "", "", "",
-                       errors[1].detail]
+    assert rows[2] == ["ERR", "", "OBX^4^3", "103^Table value not found^HL70357", "E", "", "", "", errors[0].detail]
+    assert rows[3] == ["ERR", "", "", "207^Application internal error^HL70357", "E", "", "", "", errors[1].detail]
     assert parse_ack(ack) == ("AE", "ACME251-0107", (errors[0].detail, errors[1].detail))
 
 
@@ -522,9 +520,20 @@ def test_ar_for_v23_uses_err1_and_two_component_message_type() -> None:
     error = AckError("102", "OBX-5 of OBX 3 is '<25' but OBX-2 says NM.", "OBX-5")
     ack = build_ack(original, None, "AR", "IOPW-ACK-3", [error], NOW)
     rows = segments(ack)
-    assert rows[0] == ["MSH", "^~\\&", "IOPW", "RIVERSIDE IOP", "ACMELAB",
-                       "ACME REFERENCE LAB^05D0000001^CLIA", NOW, "", "ACK^R01", "IOPW-ACK-3", "P",
-                       "2.3"]
+    assert rows[0] == [
+        "MSH",
+        "^~\\&",
+        "IOPW",
+        "RIVERSIDE IOP",
+        "ACMELAB",
+        "ACME REFERENCE LAB^05D0000001^CLIA",
+        NOW,
+        "",
+        "ACK^R01",
+        "IOPW-ACK-3",
+        "P",
+        "2.3",
+    ]
     assert rows[1] == ["MSA", "AR", "ACME23-7781", error.detail]
     assert rows[2] == ["ERR", "OBX^1^5^102&" + error.detail + "&HL70357"]
     assert parse_ack(ack) == ("AR", "ACME23-7781", (error.detail,))
@@ -546,8 +555,7 @@ def test_v23_aa_with_a_warning_escapes_delimiters_in_the_detail() -> None:
 def test_ack_without_any_original_uses_defaults() -> None:
     ack = build_ack(None, None, "AR", "IOPW-ACK-5", [AckError("207", "Try again later.")], NOW)
     rows = segments(ack)
-    assert rows[0] == ["MSH", "^~\\&", "", "", "", "", NOW, "", "ACK^R01^ACK", "IOPW-ACK-5", "P",
-                       "2.5.1"]
+    assert rows[0] == ["MSH", "^~\\&", "", "", "", "", NOW, "", "ACK^R01^ACK", "IOPW-ACK-5", "P", "2.5.1"]
     assert rows[1] == ["MSA", "AR", "", "Try again later."]
 
 
@@ -650,7 +658,7 @@ def test_mllp_decoder_limits_frame_size_and_decodes_latin1() -> None:
 
 ACCEPTED_TEXTS = [load(name) for name in CORPUS_FILES if name not in REJECTED | BATCHES]
 ALL_TEXTS = [load(name) for name in CORPUS_FILES]
-HL7_CHARS = "|^~\\&\r\n\x0b\x1c\"#$*@% -<>=.0123456789ABMSHOBXNTEPIDR"
+HL7_CHARS = '|^~\\&\r\n\x0b\x1c"#$*@% -<>=.0123456789ABMSHOBXNTEPIDR'
 
 
 def assert_parses_or_rejects(text: str) -> None:
@@ -691,9 +699,9 @@ def mangled_corpus_text(draw: st.DrawFn) -> str:
         if edit == "insert":
             text = text[:position] + char + text[position:]
         elif edit == "replace":
-            text = text[:position] + char + text[position + 1:]
+            text = text[:position] + char + text[position + 1 :]
         else:
-            text = text[:position] + text[position + 1:]
+            text = text[:position] + text[position + 1 :]
     return text
 
 
@@ -718,8 +726,7 @@ def test_ack_for_unparseable_always_answers_ar_or_ae(text: str, code: str, detai
 @given(st.sampled_from(ACCEPTED_TEXTS), st.data())
 def test_any_mix_of_line_ends_parses_the_same(text: str, data: st.DataObject) -> None:
     lines = text.rstrip("\r").split("\r")
-    ends = data.draw(st.lists(st.sampled_from(["\r", "\n", "\r\n"]),
-                              min_size=len(lines), max_size=len(lines)))
+    ends = data.draw(st.lists(st.sampled_from(["\r", "\n", "\r\n"]), min_size=len(lines), max_size=len(lines)))
     assert parse_oru("".join(line + end for line, end in zip(lines, ends, strict=True))) == parse_oru(text)
 
 
@@ -751,10 +758,16 @@ def test_ack_round_trips_any_control_id_sender_and_detail(
     version: str, control_id: str, sender: str, detail: str
 ) -> None:
     original = OruMessage(
-        sending_application=sender, sending_facility=None, receiving_application="IOPW",
-        receiving_facility=None, message_control_id=control_id, message_datetime=None,
-        version=version, message_type="ORU^R01",
-        patient=parse("01_v22_local_codes_ce.hl7").patient, orders=(),
+        sending_application=sender,
+        sending_facility=None,
+        receiving_application="IOPW",
+        receiving_facility=None,
+        message_control_id=control_id,
+        message_datetime=None,
+        version=version,
+        message_type="ORU^R01",
+        patient=parse("01_v22_local_codes_ce.hl7").patient,
+        orders=(),
     )
     ack = build_ack(original, None, "AE", "CTRL", [AckError("102", detail, "OBX-5")], NOW)
     assert len(segments(ack)[0]) == 12  # nothing the sender sent can add or remove MSH fields

@@ -288,10 +288,23 @@ def test_methamphetamine_without_an_amphetamine_value_goes_to_review():
 def test_methamphetamine_rule_applies_to_dot_not_to_a_table_without_it():
     specimen = [confirm("methamphetamine", 600), confirm("amphetamine", 50)]
     assert interpret(specimen, NORMAL, NO_MEDS, DOT_49CFR40).findings[0].outcome == NEGATIVE
-    assert interpret(specimen, NORMAL, NO_MEDS, CLINICAL_DEFAULT, tables={
-        **DEFAULT_TABLES,
-        CLINICAL_DEFAULT: CutoffTable("clinical-default", "1", "test", initial={}, confirm={"methamphetamine": 250.0}),
-    }).findings[0].outcome == CONFIRMED_POSITIVE
+    assert (
+        interpret(
+            specimen,
+            NORMAL,
+            NO_MEDS,
+            CLINICAL_DEFAULT,
+            tables={
+                **DEFAULT_TABLES,
+                CLINICAL_DEFAULT: CutoffTable(
+                    "clinical-default", "1", "test", initial={}, confirm={"methamphetamine": 250.0}
+                ),
+            },
+        )
+        .findings[0]
+        .outcome
+        == CONFIRMED_POSITIVE
+    )
 
 
 def test_methamphetamine_screen_is_not_held_to_the_amphetamine_rule():
@@ -602,8 +615,9 @@ def test_naltrexone_is_not_judged_by_urine():
 
 
 def test_plain_negative_is_final_by_itself():
-    result = interpret([screen(analyte, 0) for analyte in ("thca", "cocaine", "opiates", "amphetamines")], NORMAL,
-                       NO_MEDS)
+    result = interpret(
+        [screen(analyte, 0) for analyte in ("thca", "cocaine", "opiates", "amphetamines")], NORMAL, NO_MEDS
+    )
     assert result.overall == NEGATIVE and result.flags == ()
     assert result.may_finalize_without_review and not result.needs_review
 
@@ -613,10 +627,12 @@ def test_nothing_to_interpret_is_incomplete():
 
 
 def test_output_does_not_depend_on_set_order():
-    first = interpret(bup_panel(0, 0) + [confirm("fentanyl", 3)], NORMAL,
-                      MedicationContext(["buprenorphine", "methadone"]))
-    second = interpret(bup_panel(0, 0) + [confirm("fentanyl", 3)], NORMAL,
-                       MedicationContext(["methadone", "buprenorphine"]))
+    first = interpret(
+        bup_panel(0, 0) + [confirm("fentanyl", 3)], NORMAL, MedicationContext(["buprenorphine", "methadone"])
+    )
+    second = interpret(
+        bup_panel(0, 0) + [confirm("fentanyl", 3)], NORMAL, MedicationContext(["methadone", "buprenorphine"])
+    )
     assert first == second
     medication_codes = [f.code for f in first.flags if f.code in (EXPECTED_ABSENT, EXPECTED_NOT_TESTED)]
     assert medication_codes == [EXPECTED_ABSENT, EXPECTED_NOT_TESTED]  # buprenorphine, then methadone
@@ -745,13 +761,27 @@ def test_an_interpretation_saved_by_an_older_version_still_decodes():
     """Histories and saved snapshots hold the interpretation as the dict it used to cross Temporal as
     (interpretation_to_dict, before issue 14): the same keys, so it decodes; a key no longer known is ignored,
     and a key added since takes its default."""
-    older = {"overall": "non-negative", "summary": "Non-negative", "needs_review": True,
-             "may_finalize_without_review": False, "cutoff_tables": ["HHS-2025"],
-             "findings": [{"analyte": "benzoylecgonine", "outcome": "presumptive-positive", "cutoff_used": 150.0,
-                           "cutoff_source": "HHS-2025", "reason": "300 >= cutoff 150", "method": "screen",
-                           "value": 300.0, "retired": "a key no longer known"}],
-             "flags": [{"code": "presumptive-unconfirmed", "detail": "not confirmed"}],
-             "validity": {"status": "valid", "reasons": [], "recollect_observed": False, "counts_as_refusal": False}}
+    older = {
+        "overall": "non-negative",
+        "summary": "Non-negative",
+        "needs_review": True,
+        "may_finalize_without_review": False,
+        "cutoff_tables": ["HHS-2025"],
+        "findings": [
+            {
+                "analyte": "benzoylecgonine",
+                "outcome": "presumptive-positive",
+                "cutoff_used": 150.0,
+                "cutoff_source": "HHS-2025",
+                "reason": "300 >= cutoff 150",
+                "method": "screen",
+                "value": 300.0,
+                "retired": "a key no longer known",
+            }
+        ],
+        "flags": [{"code": "presumptive-unconfirmed", "detail": "not confirmed"}],
+        "validity": {"status": "valid", "reasons": [], "recollect_observed": False, "counts_as_refusal": False},
+    }
     decoded = from_json(Interpretation, older)
     assert decoded.findings[0].value == 300.0 and decoded.findings[0].outcome == PRESUMPTIVE_POSITIVE
     assert decoded.validity.incomplete is False and decoded.validity.reasons == ()

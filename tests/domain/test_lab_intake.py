@@ -5,13 +5,21 @@ from hypothesis import strategies as st
 
 from domain.lab_intake import UNREGISTERED_TOKEN, SenderBinding, body_digest, normalised_body, sender_refusal
 
-MESSAGE = ("MSH|^~\\&|LAB|ACME LAB|IOPW|NORTH|20261123101500||ORU^R01|MSG-1|P|2.5.1\r"
-           "PID|1||p-1^^^IOP^PI\rOBR|1|s-1\rOBX|1|NM|3393-6^BE^LN||640|ng/mL\r")
+MESSAGE = (
+    "MSH|^~\\&|LAB|ACME LAB|IOPW|NORTH|20261123101500||ORU^R01|MSG-1|P|2.5.1\r"
+    "PID|1||p-1^^^IOP^PI\rOBR|1|s-1\rOBX|1|NM|3393-6^BE^LN||640|ng/mL\r"
+)
 
 
 def test_line_endings_framing_and_blank_lines_do_not_make_another_message():
-    variants = [MESSAGE.replace("\r", "\n"), MESSAGE.replace("\r", "\r\n"), "\x0b" + MESSAGE + "\x1c\r",
-                "\ufeff" + MESSAGE.rstrip("\r"), MESSAGE.replace("\r", "\r\r") + "\n  \n", "  " + MESSAGE]
+    variants = [
+        MESSAGE.replace("\r", "\n"),
+        MESSAGE.replace("\r", "\r\n"),
+        "\x0b" + MESSAGE + "\x1c\r",
+        "\ufeff" + MESSAGE.rstrip("\r"),
+        MESSAGE.replace("\r", "\r\r") + "\n  \n",
+        "  " + MESSAGE,
+    ]
     assert {body_digest(v) for v in variants} == {body_digest(MESSAGE)}
     assert normalised_body(MESSAGE) == MESSAGE
 

@@ -16,8 +16,17 @@ TODAY = date(2026, 3, 2)  # a Monday
 def order(start: date, kind: str = med.DAILY_OBSERVED, weekdays=med.ALL_WEEKDAYS, **extra) -> med.MedicationOrder:
     schedule = med.Schedule(kind, observed_weekdays=tuple(weekdays), **extra)
     drug, route = ("naltrexone-er-injection", "intramuscular") if kind == med.INJECTION else ("methadone", "oral")
-    return med.MedicationOrder(order_id="m-1", participant_id="p-1", drug=drug, dose=60, unit="mg", route=route,
-                               schedule=schedule, start_date=start.isoformat(), prescriber="Dr. A")
+    return med.MedicationOrder(
+        order_id="m-1",
+        participant_id="p-1",
+        drug=drug,
+        dose=60,
+        unit="mg",
+        route=route,
+        schedule=schedule,
+        start_date=start.isoformat(),
+        prescriber="Dr. A",
+    )
 
 
 def days_before(n: int) -> date:
@@ -71,8 +80,11 @@ def test_the_run_that_caused_a_hold_still_reads_three():
 def test_closed_days_and_days_before_the_start_are_not_due():
     start = days_before(10)
     closed = {days_before(2), days_before(3)}
-    outcomes = {(start + timedelta(days=i)).isoformat(): ledger.DOSED for i in range(10)
-                if start + timedelta(days=i) not in closed}
+    outcomes = {
+        (start + timedelta(days=i)).isoformat(): ledger.DOSED
+        for i in range(10)
+        if start + timedelta(days=i) not in closed
+    }
     month = ledger.adherence(order(start), ledger.DoseLedger(outcomes), 30, TODAY, closed)
     assert (month.taken, month.expected) == (8, 8)
     statuses = ledger.day_statuses(order(start), ledger.DoseLedger(outcomes), days_before(12), days_before(1), closed)
@@ -83,8 +95,10 @@ def test_closed_days_and_days_before_the_start_are_not_due():
 def test_a_closed_day_covered_by_a_supply_is_a_take_home_day_taken():
     start = days_before(3)
     closed = {days_before(1)}
-    book = ledger.DoseLedger({days_before(3).isoformat(): "dosed", days_before(2).isoformat(): "dosed"},
-                             (ledger.Supply(days_before(2).isoformat(), (days_before(1).isoformat(),)),))
+    book = ledger.DoseLedger(
+        {days_before(3).isoformat(): "dosed", days_before(2).isoformat(): "dosed"},
+        (ledger.Supply(days_before(2).isoformat(), (days_before(1).isoformat(),)),),
+    )
     month = ledger.adherence(order(start), book, 30, TODAY, closed)
     assert (month.taken, month.expected) == (3, 3)
 
@@ -160,8 +174,9 @@ def histories(draw):
 def test_adherence_never_exceeds_taken_over_due(history, window):
     start, book, closed = history
     result = ledger.adherence(order(start), book, window, TODAY, closed)
-    statuses = ledger.day_statuses(order(start), book, TODAY - timedelta(days=window), TODAY - timedelta(days=1),
-                                   closed)
+    statuses = ledger.day_statuses(
+        order(start), book, TODAY - timedelta(days=window), TODAY - timedelta(days=1), closed
+    )
     due = sum(s.due for s in statuses)
     taken_days = sum(s.status in ledger.TAKEN for s in statuses)
     assert result.expected == due and result.taken <= due and result.taken <= taken_days
@@ -213,8 +228,9 @@ class SupplyMachine(RuleBasedStateMachine):
 
     @rule(day=st.integers(0, 29), outcome=st.sampled_from(ledger.RECORDED_OUTCOMES))
     def record(self, day, outcome):
-        self.book = ledger.DoseLedger({**self.book.outcomes, (self.start + timedelta(days=day)).isoformat(): outcome},
-                                      self.book.supplies)
+        self.book = ledger.DoseLedger(
+            {**self.book.outcomes, (self.start + timedelta(days=day)).isoformat(): outcome}, self.book.supplies
+        )
 
     @invariant()
     def no_date_twice(self):

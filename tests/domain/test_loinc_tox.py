@@ -11,10 +11,32 @@ from domain.analytes import ANALYTES, DRUG_CLASSES, SPECIMEN_VALIDITY, map_code
 from domain.loinc_tox import CONFIRM, SCREEN, UNSPECIFIED, loinc_tests, method_named_by, resolve_method
 
 # The classes issue 19 asks for, by the class keys of domain.analytes.
-ISSUE_CLASSES = {"amphetamines", "mdma-mda", "barbiturates", "benzodiazepines", "buprenorphine", "cannabinoids",
-                 "cocaine", "codeine-morphine", "6-acetylmorphine", "hydrocodone-hydromorphone",
-                 "oxycodone-oxymorphone", "fentanyl", "methadone", "tramadol", "meperidine", "phencyclidine",
-                 "propoxyphene", "alcohol", "gabapentin", "carisoprodol", "zolpidem", "kratom", "xylazine", "nitazenes"}
+ISSUE_CLASSES = {
+    "amphetamines",
+    "mdma-mda",
+    "barbiturates",
+    "benzodiazepines",
+    "buprenorphine",
+    "cannabinoids",
+    "cocaine",
+    "codeine-morphine",
+    "6-acetylmorphine",
+    "hydrocodone-hydromorphone",
+    "oxycodone-oxymorphone",
+    "fentanyl",
+    "methadone",
+    "tramadol",
+    "meperidine",
+    "phencyclidine",
+    "propoxyphene",
+    "alcohol",
+    "gabapentin",
+    "carisoprodol",
+    "zolpidem",
+    "kratom",
+    "xylazine",
+    "nitazenes",
+}
 VALIDITY = {"creatinine", "specific_gravity", "ph", "oxidant", "nitrite"}
 
 
@@ -72,10 +94,29 @@ def _gap_named(drug_class, gaps):
 
 # Classes for which LOINC has both an initial (Screen) and a Confirmatory urine code, and the table
 # must therefore carry both: a confirmation is never left to default to a screen (issue 19).
-SCREEN_AND_CONFIRM = {"amphetamines", "mdma-mda", "barbiturates", "benzodiazepines", "buprenorphine", "cannabinoids",
-                      "cocaine", "codeine-morphine", "6-acetylmorphine", "hydrocodone-hydromorphone",
-                      "oxycodone-oxymorphone", "fentanyl", "methadone", "tramadol", "meperidine", "phencyclidine",
-                      "propoxyphene", "alcohol", "carisoprodol", "zolpidem", "kratom"}
+SCREEN_AND_CONFIRM = {
+    "amphetamines",
+    "mdma-mda",
+    "barbiturates",
+    "benzodiazepines",
+    "buprenorphine",
+    "cannabinoids",
+    "cocaine",
+    "codeine-morphine",
+    "6-acetylmorphine",
+    "hydrocodone-hydromorphone",
+    "oxycodone-oxymorphone",
+    "fentanyl",
+    "methadone",
+    "tramadol",
+    "meperidine",
+    "phencyclidine",
+    "propoxyphene",
+    "alcohol",
+    "carisoprodol",
+    "zolpidem",
+    "kratom",
+}
 
 
 def _urine_methods():
@@ -127,8 +168,13 @@ def test_every_code_carries_its_check_digit():
 
 
 # The LOINC System axis as the long common name writes it, per specimen of the table.
-SYSTEM_WORDS = {"urine": "Urine", "oral-fluid": "Saliva (oral fluid)", "blood": "Blood", "serum-plasma": "Plasma",
-                "hair": "Hair"}
+SYSTEM_WORDS = {
+    "urine": "Urine",
+    "oral-fluid": "Saliva (oral fluid)",
+    "blood": "Blood",
+    "serum-plasma": "Plasma",
+    "hair": "Hair",
+}
 
 
 def test_specimens_other_than_urine():

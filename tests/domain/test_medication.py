@@ -124,13 +124,21 @@ def observed(day: date = TODAY, dose: float = 90.0, unit: str = "mg") -> Dispens
 
 def take_home(count: int, day: date = TODAY) -> Dispense:
     bottles = tuple(f"b-{n}" for n in range(count))
-    return Dispense(kind="take-home", day=day.isoformat(), dose=90.0, unit="mg", take_home_count=count,
-                    bottle_ids=bottles, actor="rn-1")
+    return Dispense(
+        kind="take-home",
+        day=day.isoformat(),
+        dose=90.0,
+        unit="mg",
+        take_home_count=count,
+        bottle_ids=bottles,
+        actor="rn-1",
+    )
 
 
 def injection(day: date = TODAY, dose: float = 380.0) -> Dispense:
-    return Dispense(kind="injection", day=day.isoformat(), dose=dose, unit="mg", lot="L123", site="left gluteal",
-                    actor="rn-1")
+    return Dispense(
+        kind="injection", day=day.isoformat(), dose=dose, unit="mg", lot="L123", site="left gluteal", actor="rn-1"
+    )
 
 
 def facts(**changes) -> TakeHomeFacts:
@@ -316,18 +324,21 @@ def test_calendar_rejects_a_reversed_range():
 
 
 def test_a_matching_observed_dose_is_accepted():
-    validate_dispense(methadone_order(), "active", TODAY, observed(), already_dosed_today=False,
-                      take_home_days_allowed=0)
+    validate_dispense(
+        methadone_order(), "active", TODAY, observed(), already_dosed_today=False, take_home_days_allowed=0
+    )
 
 
 def test_take_homes_up_to_the_allowed_days_are_accepted():
-    validate_dispense(methadone_order(), "active", TODAY, take_home(6), already_dosed_today=True,
-                      take_home_days_allowed=6)
+    validate_dispense(
+        methadone_order(), "active", TODAY, take_home(6), already_dosed_today=True, take_home_days_allowed=6
+    )
 
 
 def test_an_injection_on_an_injection_order_is_accepted():
-    validate_dispense(injection_order(), "active", TODAY, injection(), already_dosed_today=False,
-                      take_home_days_allowed=0)
+    validate_dispense(
+        injection_order(), "active", TODAY, injection(), already_dosed_today=False, take_home_days_allowed=0
+    )
 
 
 def test_a_refusal_may_be_recorded_on_a_held_order():
@@ -340,10 +351,26 @@ REFUSALS = [
     ("methadone", "held", TODAY, observed(), False, 0, "conflict", "on hold"),
     ("methadone", "held", TODAY, take_home(1), False, 7, "conflict", "on hold"),
     ("methadone", "stopped", TODAY, observed(), False, 0, "conflict", "is stopped"),
-    ("methadone", "stopped", TODAY, Dispense(kind="refused", day=TODAY.isoformat(), actor="rn-1"), False, 0,
-     "conflict", "is stopped"),
-    ("methadone", "active", START - timedelta(days=1), observed(START - timedelta(days=1)), False, 0, "conflict",
-     "starts on"),
+    (
+        "methadone",
+        "stopped",
+        TODAY,
+        Dispense(kind="refused", day=TODAY.isoformat(), actor="rn-1"),
+        False,
+        0,
+        "conflict",
+        "is stopped",
+    ),
+    (
+        "methadone",
+        "active",
+        START - timedelta(days=1),
+        observed(START - timedelta(days=1)),
+        False,
+        0,
+        "conflict",
+        "starts on",
+    ),
     ("methadone-ended", "active", TODAY, observed(), False, 0, "conflict", "ended on"),
     ("methadone", "active", TODAY, observed(dose=100.0), False, 0, "invalid", "does not match the order's 90 mg"),
     ("methadone", "active", TODAY, observed(unit="mL"), False, 0, "invalid", "does not match the order's 90 mg"),
@@ -351,8 +378,16 @@ REFUSALS = [
     ("methadone", "active", TODAY, take_home(7), False, 6, "conflict", "7 take-home day(s) requested but only 6"),
     ("methadone", "active", TODAY, take_home(1), False, 0, "conflict", "only 0 allowed"),
     ("methadone", "active", TODAY, injection(dose=90.0), False, 0, "invalid", "not an injection order"),
-    ("injection", "active", TODAY, observed(dose=380.0), False, 0, "invalid",
-     "record an injection, not a observed-dose"),
+    (
+        "injection",
+        "active",
+        TODAY,
+        observed(dose=380.0),
+        False,
+        0,
+        "invalid",
+        "record an injection, not a observed-dose",
+    ),
     ("injection", "active", TODAY, take_home(1), False, 7, "invalid", "is an injection order"),
     ("injection", "active", TODAY, injection(), True, 0, "conflict", "second dose the same day"),
     ("injection", "active", TODAY, injection(dose=190.0), False, 0, "invalid", "does not match"),
@@ -368,8 +403,9 @@ def test_every_refused_dispense_says_why(which, status, day, dispense, dosed, al
         "injection": injection_order(),
     }
     with pytest.raises(DispenseRefused) as refused:
-        validate_dispense(orders[which], status, day, dispense, already_dosed_today=dosed,
-                          take_home_days_allowed=allowed)
+        validate_dispense(
+            orders[which], status, day, dispense, already_dosed_today=dosed, take_home_days_allowed=allowed
+        )
     assert refused.value.code == code
     assert words in refused.value.reason
     assert str(refused.value) == f"{code}: {refused.value.reason}"
@@ -522,7 +558,8 @@ def test_a_full_count_returned_on_time_raises_nothing():
 
 def test_a_short_count_beyond_tolerance_suggests_diversion():
     assert count_discrepancy(count(counted_units=12)) == (
-        "bottle b-7: 12 unit(s) counted, 14 expected (2 short, tolerance 0)")
+        "bottle b-7: 12 unit(s) counted, 14 expected (2 short, tolerance 0)"
+    )
     assert count_discrepancy(count(counted_units=13), tolerance=1) is None
     assert "short" in count_discrepancy(count(counted_units=12.5), tolerance=1)
 
@@ -674,8 +711,11 @@ def test_each_criterion_alone_removes_take_homes_and_says_why(rules, changes, co
 
 MET_AT_THE_EDGE = [
     (dict(attendance_ratio_30d=0.8), ATTENDANCE, "80% of expected doses in the last 30 days meets the 80% required"),
-    (dict(recent_screens=(ScreenFact(days_ago(31), "positive"),)), SCREENS,
-     "no positive, expected-absent, missed or refused"),
+    (
+        dict(recent_screens=(ScreenFact(days_ago(31), "positive"),)),
+        SCREENS,
+        "no positive, expected-absent, missed or refused",
+    ),
     (dict(recent_screens=(ScreenFact(days_ago(2), "invalid"),)), SCREENS, "no positive"),
     (dict(diversion_flag_since=days_ago(31)), DIVERSION, "older than 30 days"),
     (dict(missed_dose_run=2), MISSED_DOSES, "2 consecutive missed dose(s), below 3"),
@@ -755,8 +795,11 @@ def test_a_clean_screen_on_the_day_of_the_bad_one_does_not_count():
 
 
 def test_a_new_bad_screen_restarts_the_count():
-    screens = (*screens_after_positive(3, 10, positive_ago=29), ScreenFact(days_ago(12), "missed"),
-               ScreenFact(days_ago(5), "negative"))
+    screens = (
+        *screens_after_positive(3, 10, positive_ago=29),
+        ScreenFact(days_ago(12), "missed"),
+        ScreenFact(days_ago(5), "negative"),
+    )
     result = eligibility(facts(recent_screens=screens), FEDERAL_OTP_2024)
     assert result.max_take_home_days == 0
     assert f"missed screen on {days_ago(12)}" in reason_for(result, SCREENS)
@@ -804,8 +847,10 @@ def test_rule_sets_reject_gaps_and_nonsense(changes, message):
         (dict(attendance_ratio_30d=1.2), "fraction from 0 to 1"),
         (dict(missed_dose_run=-1), "missed_dose_run"),
         (dict(today="30/06/2025"), "not an ISO date"),
-        (dict(recent_screens=(ScreenFact(days_ago(1), "negative"), ScreenFact(days_ago(2), "negative"))),
-         "chronological"),
+        (
+            dict(recent_screens=(ScreenFact(days_ago(1), "negative"), ScreenFact(days_ago(2), "negative"))),
+            "chronological",
+        ),
         (dict(recent_screens=(ScreenFact(days_ago(-1), "negative"),)), "after today"),
         (dict(recent_screens=[ScreenFact(days_ago(1), "negative")]), "tuple of ScreenFact"),
         (dict(diversion_flag_since=days_ago(-1)), "after today"),
@@ -844,8 +889,9 @@ def test_rule_sets_round_trip_through_json(rules):
 
 
 def test_facts_and_eligibility_round_trip_through_temporal():
-    value = facts(recent_screens=screens_after_positive(7, 14), diversion_flag_since=days_ago(90),
-                  attendance_ratio_30d=1)
+    value = facts(
+        recent_screens=screens_after_positive(7, 14), diversion_flag_since=days_ago(90), attendance_ratio_30d=1
+    )
     assert through_temporal(value) == value
     result = eligibility(value, FEDERAL_OTP_2024)
     assert through_temporal(result) == result
@@ -882,8 +928,10 @@ valid_facts = st.builds(
 
 rule_sets = st.builds(
     lambda base, reduce_to, needed, spacing: replace(
-        base, positive_screen_reduces_to=reduce_to, min_clean_screens_for_reinstatement=needed,
-        reinstatement_min_spacing_days=spacing
+        base,
+        positive_screen_reduces_to=reduce_to,
+        min_clean_screens_for_reinstatement=needed,
+        reinstatement_min_spacing_days=spacing,
     ),
     st.sampled_from([FEDERAL_OTP_2024, STATE_STRICT_EXAMPLE]),
     st.integers(min_value=0, max_value=40),

@@ -30,19 +30,36 @@ ZONE = "America/New_York"
 
 
 def weekday_program(floor=1, closed=None, days=("mon", "tue", "wed", "thu", "fri")):
-    return {"program_id": "court", "name": "Court",
-            "sites": {"north": {"timezone": ZONE, "hours": {d: ["08:00", "17:00"] for d in days},
-                                "closed": closed or {}}},
-            "phases": [{"name": "phase-1", "tests_per_week": max(floor, 1), "min_per_rolling_week": floor,
-                        "max_per_rolling_week": 4}]}
+    return {
+        "program_id": "court",
+        "name": "Court",
+        "sites": {"north": {"timezone": ZONE, "hours": {d: ["08:00", "17:00"] for d in days}, "closed": closed or {}}},
+        "phases": [
+            {
+                "name": "phase-1",
+                "tests_per_week": max(floor, 1),
+                "min_per_rolling_week": floor,
+                "max_per_rolling_week": 4,
+            }
+        ],
+    }
 
 
 def test_the_default_program_reproduces_the_built_in_plans():
     program = default_program()
     for phase in ("phase-1", "phase-2", "phase-3", "aftercare"):
         plan, built_in = plan_for(program, 0, "north", phase), default_plan(phase)
-        for key in ("tests_per_week", "min_per_rolling_week", "max_per_rolling_week", "collection_window_hours",
-                    "collection_weekdays", "opens_at", "closes_at", "closed_dates", "timezone"):
+        for key in (
+            "tests_per_week",
+            "min_per_rolling_week",
+            "max_per_rolling_week",
+            "collection_window_hours",
+            "collection_weekdays",
+            "opens_at",
+            "closes_at",
+            "closed_dates",
+            "timezone",
+        ):
             assert getattr(plan, key) == getattr(built_in, key), key
     assert program_from_dict(program_to_dict(program)) == program
 
@@ -56,8 +73,9 @@ def test_a_floor_the_open_days_cannot_hold_is_refused_with_the_arithmetic():
 
 
 def test_calendar_closed_days_and_hours():
-    calendar = SiteCalendar(timezone=ZONE, hours={0: ("08:00", "17:00"), 2: ("09:00", "13:00")},
-                            closed={"2026-12-07": "closure"})
+    calendar = SiteCalendar(
+        timezone=ZONE, hours={0: ("08:00", "17:00"), 2: ("09:00", "13:00")}, closed={"2026-12-07": "closure"}
+    )
     assert is_open(calendar, date(2026, 12, 2)) and not is_open(calendar, date(2026, 12, 7))
     assert not is_open(calendar, date(2026, 12, 5))
     assert closed_days(calendar, date(2026, 12, 7), date(2026, 12, 9)) == {date(2026, 12, 7), date(2026, 12, 8)}
@@ -65,13 +83,18 @@ def test_calendar_closed_days_and_hours():
 
 
 def test_ics_holidays_are_read_folded_multi_day_and_yearly():
-    text = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nDTSTART;VALUE=DATE:20261225\r\n"
-            "SUMMARY:Christmas\r\n  Day\r\nRRULE:FREQ=YEARLY;COUNT=2\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\n"
-            "DTSTART;VALUE=DATE:20261126\r\nDTEND;VALUE=DATE:20261128\r\nSUMMARY:Thanksgiving\\, and after\r\n"
-            "END:VEVENT\r\nEND:VCALENDAR\r\n")
-    assert parse_ics(text) == [(date(2026, 11, 26), "Thanksgiving, and after"),
-                               (date(2026, 11, 27), "Thanksgiving, and after"),
-                               (date(2026, 12, 25), "Christmas Day"), (date(2027, 12, 25), "Christmas Day")]
+    text = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nDTSTART;VALUE=DATE:20261225\r\n"
+        "SUMMARY:Christmas\r\n  Day\r\nRRULE:FREQ=YEARLY;COUNT=2\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\n"
+        "DTSTART;VALUE=DATE:20261126\r\nDTEND;VALUE=DATE:20261128\r\nSUMMARY:Thanksgiving\\, and after\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    assert parse_ics(text) == [
+        (date(2026, 11, 26), "Thanksgiving, and after"),
+        (date(2026, 11, 27), "Thanksgiving, and after"),
+        (date(2026, 12, 25), "Christmas Day"),
+        (date(2027, 12, 25), "Christmas Day"),
+    ]
     with pytest.raises(ValueError, match="BEGIN:VCALENDAR"):
         parse_ics("hello")
     with pytest.raises(ValueError, match="FREQ=YEARLY"):
@@ -79,8 +102,7 @@ def test_ics_holidays_are_read_folded_multi_day_and_yearly():
 
 
 def test_windows_end_at_closing_time():
-    plan = plan_for(program_from_dict({**weekday_program(), "collection_windows": {"urine": 8}}), 1, "north",
-                    "phase-1")
+    plan = plan_for(program_from_dict({**weekday_program(), "collection_windows": {"urine": 8}}), 1, "north", "phase-1")
     day = date(2026, 12, 2)
     notice = notification_time(plan, day, 0.99)
     assert window_end(plan, day, notice) <= time(17, 0)
@@ -96,26 +118,36 @@ def test_miss_verdicts():
     assert miss_verdict(MissFacts(**facts, told_at=closes)).status == NOT_NOTIFIED
     assert miss_verdict(MissFacts(**facts, told_at=opened + timedelta(hours=2))).status == WINDOW_LOST
     assert miss_verdict(MissFacts(**{**facts, "site_open": False}, told_at=opened)).status == WINDOW_LOST
-    assert miss_verdict(MissFacts(**facts, told_at=opened, site_closes_at=closes - timedelta(hours=1))).status \
+    assert (
+        miss_verdict(MissFacts(**facts, told_at=opened, site_closes_at=closes - timedelta(hours=1))).status
         == WINDOW_LOST
+    )
 
 
 # --- property: a reportable miss needs an open day and a notice -----------------------------------
 
-calendars = st.fixed_dictionaries({
-    "days": st.sets(st.sampled_from(["mon", "tue", "wed", "thu", "fri", "sat", "sun"]), min_size=1),
-    "closed": st.sets(st.integers(0, 59), max_size=12),
-    "opens": st.integers(6, 10), "length": st.integers(3, 12),
-})
+calendars = st.fixed_dictionaries(
+    {
+        "days": st.sets(st.sampled_from(["mon", "tue", "wed", "thu", "fri", "sat", "sun"]), min_size=1),
+        "closed": st.sets(st.integers(0, 59), max_size=12),
+        "opens": st.integers(6, 10),
+        "length": st.integers(3, 12),
+    }
+)
 phases = st.tuples(st.integers(0, 3), st.floats(0.3, 3.0), st.integers(3, 7))
 
 
 @settings(max_examples=40, deadline=None)
-@given(calendars, phases, st.lists(st.floats(0, 0.999), min_size=60, max_size=60),
-       st.lists(st.sampled_from(["none", "on-time", "late", "after"]), min_size=60, max_size=60),
-       st.sets(st.integers(0, 59), max_size=5))
-def test_a_reportable_miss_never_falls_on_a_closed_day_or_without_a_notice(calendar, phase, rolls, notices,
-                                                                           closed_later):
+@given(
+    calendars,
+    phases,
+    st.lists(st.floats(0, 0.999), min_size=60, max_size=60),
+    st.lists(st.sampled_from(["none", "on-time", "late", "after"]), min_size=60, max_size=60),
+    st.sets(st.integers(0, 59), max_size=5),
+)
+def test_a_reportable_miss_never_falls_on_a_closed_day_or_without_a_notice(
+    calendar, phase, rolls, notices, closed_later
+):
     start = date(2026, 11, 2)
     floor, rate, ceiling = phase
     open_count = len(calendar["days"])
@@ -124,11 +156,22 @@ def test_a_reportable_miss_never_falls_on_a_closed_day_or_without_a_notice(calen
     hours = [f"{calendar['opens']:02d}:00", f"{calendar['opens'] + calendar['length']:02d}:00"]
     closed = {(start + timedelta(days=d)).isoformat(): "closed" for d in calendar["closed"]}
     try:
-        program = program_from_dict({
-            "program_id": "p", "name": "p",
-            "sites": {"s": {"timezone": ZONE, "hours": {d: hours for d in calendar["days"]}, "closed": closed}},
-            "phases": [{"name": "x", "tests_per_week": rate, "min_per_rolling_week": floor,
-                        "max_per_rolling_week": ceiling, "specimen_types": ["oral-fluid"]}]})
+        program = program_from_dict(
+            {
+                "program_id": "p",
+                "name": "p",
+                "sites": {"s": {"timezone": ZONE, "hours": {d: hours for d in calendar["days"]}, "closed": closed}},
+                "phases": [
+                    {
+                        "name": "x",
+                        "tests_per_week": rate,
+                        "min_per_rolling_week": floor,
+                        "max_per_rolling_week": ceiling,
+                        "specimen_types": ["oral-fluid"],
+                    }
+                ],
+            }
+        )
     except ValueError as refused:
         assert "<" in str(refused) or ">" in str(refused)  # refused only with the arithmetic
         return
@@ -149,9 +192,17 @@ def test_a_reportable_miss_never_falls_on_a_closed_day_or_without_a_notice(calen
         opened = local_moment(day, notice, ZONE)
         closes = local_moment(day, window_end(plan, day, notice), ZONE)
         told = {"none": None, "on-time": opened, "late": opened + (closes - opened) / 2, "after": closes}[
-            notices[offset]]
-        verdict = miss_verdict(MissFacts(day=day.isoformat(), site_open=is_open(calendar_later, day),
-                                         window_opened_at=opened, window_closes_at=closes, told_at=told))
+            notices[offset]
+        ]
+        verdict = miss_verdict(
+            MissFacts(
+                day=day.isoformat(),
+                site_open=is_open(calendar_later, day),
+                window_opened_at=opened,
+                window_closes_at=closes,
+                told_at=told,
+            )
+        )
         if verdict.reportable:
             assert is_open(calendar_later, day) and is_collection_day(plan, day)
             assert told is not None and told < closes
@@ -162,8 +213,13 @@ def test_a_reportable_miss_never_falls_on_a_closed_day_or_without_a_notice(calen
 
 
 def test_twilio_signature_matches_the_published_example():
-    params = [("CallSid", "CA1234567890ABCDE"), ("Caller", "+12349013030"), ("Digits", "1234"),
-              ("From", "+12349013030"), ("To", "+18005551212")]
+    params = [
+        ("CallSid", "CA1234567890ABCDE"),
+        ("Caller", "+12349013030"),
+        ("Digits", "1234"),
+        ("From", "+12349013030"),
+        ("To", "+18005551212"),
+    ]
     url = "https://mycompany.com/myapp.php?foo=1&bar=2"
     assert twilio_signature("12345", url, params) == "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
     assert verify_twilio("12345", url, params, "0/KCTR6DLpKmkAf8muzZqo1nDgQ=")
@@ -196,16 +252,20 @@ def test_pins_are_hashed_checked_and_locked_after_a_run_of_wrong_ones():
 
 # --- colour mode and reminders ----------------------------------------------------------------------
 
-colour_groups = st.lists(st.tuples(st.floats(0.2, 3.0), st.integers(0, 2), st.integers(2, 7)), min_size=1,
-                         max_size=5)
+colour_groups = st.lists(st.tuples(st.floats(0.2, 3.0), st.integers(0, 2), st.integers(2, 7)), min_size=1, max_size=5)
 
 
 @settings(max_examples=40, deadline=None)
-@given(calendars, colour_groups, st.lists(st.lists(st.floats(0, 0.999), min_size=5, max_size=5), min_size=42,
-                                          max_size=42),
-       st.lists(st.sampled_from(["none", "red", "c1", "c2"]), min_size=1, max_size=4), st.sets(st.integers(0, 41)))
+@given(
+    calendars,
+    colour_groups,
+    st.lists(st.lists(st.floats(0, 0.999), min_size=5, max_size=5), min_size=42, max_size=42),
+    st.lists(st.sampled_from(["none", "red", "c1", "c2"]), min_size=1, max_size=4),
+    st.sets(st.integers(0, 41)),
+)
 def test_colours_are_called_on_open_days_only_within_ceilings_and_everyone_of_a_called_colour_tests(
-        calendar, groups, rolls, members, paused_days):
+    calendar, groups, rolls, members, paused_days
+):
     """The pure rule: no colour on a closed day; each colour within its ceiling per rolling 7 days and, on a calendar
     without closed dates, never short of its floor; a participant tests exactly when their colour is called and
     they are not paused."""
@@ -218,14 +278,25 @@ def test_colours_are_called_on_open_days_only_within_ceilings_and_everyone_of_a_
     colours = []
     for i, (rate, floor, ceiling) in enumerate(groups):
         floor = min(floor, open_count, ceiling)
-        colours.append({"name": "red" if i == 0 else f"c{i}", "tests_per_week": min(max(rate, floor, 0.1), ceiling,
-                                                                                       open_count),
-                        "min_per_rolling_week": floor, "max_per_rolling_week": ceiling})
+        colours.append(
+            {
+                "name": "red" if i == 0 else f"c{i}",
+                "tests_per_week": min(max(rate, floor, 0.1), ceiling, open_count),
+                "min_per_rolling_week": floor,
+                "max_per_rolling_week": ceiling,
+            }
+        )
     try:
-        program = program_from_dict({
-            "program_id": "p", "name": "p", "mode": "colour", "colours": colours,
-            "sites": {"s": {"timezone": ZONE, "hours": {d: hours for d in calendar["days"]}, "closed": closed}},
-            "phases": [{"name": "x", "tests_per_week": 0.5, "min_per_rolling_week": 0, "max_per_rolling_week": 7}]})
+        program = program_from_dict(
+            {
+                "program_id": "p",
+                "name": "p",
+                "mode": "colour",
+                "colours": colours,
+                "sites": {"s": {"timezone": ZONE, "hours": {d: hours for d in calendar["days"]}, "closed": closed}},
+                "phases": [{"name": "x", "tests_per_week": 0.5, "min_per_rolling_week": 0, "max_per_rolling_week": 7}],
+            }
+        )
     except ValueError as refused:
         assert "<" in str(refused) or ">" in str(refused)  # refused only with the arithmetic
         return
@@ -235,8 +306,9 @@ def test_colours_are_called_on_open_days_only_within_ceilings_and_everyone_of_a_
     recent: dict[str, list[date]] = {}
     for offset in range(42):
         day = start + timedelta(days=offset)
-        draws = draw_colours(plan, groups_, day, {g.name: rolls[offset][i] for i, g in enumerate(groups_)}, recent,
-                             history_start=start)
+        draws = draw_colours(
+            plan, groups_, day, {g.name: rolls[offset][i] for i, g in enumerate(groups_)}, recent, history_start=start
+        )
         called = drawn(draws, groups_)
         if not is_open(program.sites["s"], day):
             assert called == []
@@ -288,5 +360,7 @@ def test_lab_turnaround_target_is_a_program_setting():
     assert program_from_dict(data).lab_turnaround_hours == 24.0
     assert program_from_dict({k: v for k, v in data.items() if k != "lab_turnaround_hours"}).lab_turnaround_hours == 48
     for bad in (0.0, 721.0, float("nan")):
-        assert any("lab_turnaround_hours must be 1 to 720" in p for p in check_program(with_(program,
-                                                                                          lab_turnaround_hours=bad)))
+        assert any(
+            "lab_turnaround_hours must be 1 to 720" in p
+            for p in check_program(with_(program, lab_turnaround_hours=bad))
+        )

@@ -41,8 +41,15 @@ def cases(draw):
     ceiling = draw(st.integers(max(floor, 1), 7))
     rate = float(max(floor, 1))  # the rate does not enter the floor check
     closed = tuple(sorted({(BASE + timedelta(days=d)).isoformat() for d in draw(st.lists(st.integers(0, 30)))}))
-    plan = TestingPlan(phase="p", tests_per_week=rate, min_per_rolling_week=floor, max_per_rolling_week=ceiling,
-                       collection_weekdays=weekdays, closed_dates=closed, source="test")
+    plan = TestingPlan(
+        phase="p",
+        tests_per_week=rate,
+        min_per_rolling_week=floor,
+        max_per_rolling_week=ceiling,
+        collection_weekdays=weekdays,
+        closed_dates=closed,
+        source="test",
+    )
     day = BASE + timedelta(days=draw(st.integers(0, 20)))
     recent = {day - timedelta(days=d) for d in draw(st.sets(st.integers(1, 10)))}
     history = draw(st.one_of(st.none(), st.integers(-12, 3).map(lambda d: day + timedelta(days=d))))
@@ -54,5 +61,6 @@ def cases(draw):
 def test_floor_check_decides_as_before(case):
     plan, day, recent, history_start = case
     recent = _recent_selections(recent, day)
-    assert selection._window_left_without_slack(plan, day, recent, history_start) == \
-        original_window_left_without_slack(plan, day, recent, history_start)
+    assert selection._window_left_without_slack(plan, day, recent, history_start) == original_window_left_without_slack(
+        plan, day, recent, history_start
+    )

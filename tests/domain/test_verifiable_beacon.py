@@ -52,14 +52,37 @@ def test_notices_carry_the_period_and_its_values_only():
     sent = verifiable.build_notice("commitment", ref, "court-a", "2026-11", "c" * 64, published, published)
     assert sent["type"] == "selection.commitment" and "seed" not in sent and sent["reveal_on"] == "2026-12-02"
     assert sent["beacon_round"] == verifiable.beacon_round(datetime.fromisoformat(published))
-    assert set(sent) == {"format", "type", "id", "issued_at", "program", "period", "commitment", "published_at",
-                         "beacon", "reveal_on", "beacon_round", "beacon_round_url", "formula"}
-    revealed = verifiable.build_notice("reveal", ref, "court-a", "2026-11", "c" * 64, published, published,
-                                       seed_hex="5" * 64, revealed_at="2026-12-02T00:00:00+00:00")
+    assert set(sent) == {
+        "format",
+        "type",
+        "id",
+        "issued_at",
+        "program",
+        "period",
+        "commitment",
+        "published_at",
+        "beacon",
+        "reveal_on",
+        "beacon_round",
+        "beacon_round_url",
+        "formula",
+    }
+    revealed = verifiable.build_notice(
+        "reveal",
+        ref,
+        "court-a",
+        "2026-11",
+        "c" * 64,
+        published,
+        published,
+        seed_hex="5" * 64,
+        revealed_at="2026-12-02T00:00:00+00:00",
+    )
     assert revealed["seed"] == "5" * 64 and revealed["type"] == "selection.reveal"
     with pytest.raises(ValueError, match="never carries the seed"):
-        verifiable.build_notice("commitment", ref, "court-a", "2026-11", "c" * 64, published, published,
-                                seed_hex="5" * 64)
+        verifiable.build_notice(
+            "commitment", ref, "court-a", "2026-11", "c" * 64, published, published, seed_hex="5" * 64
+        )
     with pytest.raises(ValueError, match="carries the revealed seed"):
         verifiable.build_notice("reveal", ref, "court-a", "2026-11", "c" * 64, published, published)
 

@@ -35,15 +35,21 @@ KILLED = 137
 async def api_process(stack, crash_at: str | None = None):
     """`iop api` as its own process, on the stack's database, Temporal and task queue."""
     port = free_port()
-    env = {**os.environ, "IOP_TEMPORAL_ADDRESS": stack.temporal.service_client.config.target_host,
-           "IOP_DATABASE_URL": stack.engine.url.render_as_string(hide_password=False),
-           "IOP_TASK_QUEUE": stack.task_queue, "IOP_CODEC_KEYS": ",".join(format_key(k) for k in TEST_KEYS),
-           "IOP_API_PORT": str(port), "IOP_LOG_LEVEL": "ERROR"}
+    env = {
+        **os.environ,
+        "IOP_TEMPORAL_ADDRESS": stack.temporal.service_client.config.target_host,
+        "IOP_DATABASE_URL": stack.engine.url.render_as_string(hide_password=False),
+        "IOP_TASK_QUEUE": stack.task_queue,
+        "IOP_CODEC_KEYS": ",".join(format_key(k) for k in TEST_KEYS),
+        "IOP_API_PORT": str(port),
+        "IOP_LOG_LEVEL": "ERROR",
+    }
     env.pop("IOP_TEST_CRASH_AT", None)
     if crash_at:
         env["IOP_TEST_CRASH_AT"] = crash_at
-    process = subprocess.Popen([sys.executable, "-m", "iop.cli", "api"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "iop.cli", "api"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
             # Wait (bounded) for the process to listen: a connection refused means not yet.
@@ -71,8 +77,11 @@ async def killed_during(stack, step: str, method: str, path: str, **request) -> 
 
 async def reconcile(stack) -> ReconcileReport:
     return await stack.temporal.execute_workflow(
-        ReconcilerWorkflow.run, ReconcileInput(stuck_after_seconds=0), id=unique("reconciler"),
-        task_queue=stack.task_queue)
+        ReconcilerWorkflow.run,
+        ReconcileInput(stuck_after_seconds=0),
+        id=unique("reconciler"),
+        task_queue=stack.task_queue,
+    )
 
 
 @pytest.fixture

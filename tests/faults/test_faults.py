@@ -48,17 +48,25 @@ def cpu_burners():
 
 
 def worker_process(target: str, database_url: str, task_queue: str, log_path=None) -> subprocess.Popen:
-    env = {**os.environ, "IOP_TEMPORAL_ADDRESS": target, "IOP_DATABASE_URL": database_url,
-           "IOP_TASK_QUEUE": task_queue, "IOP_CODEC_KEYS": ",".join(format_key(k) for k in TEST_KEYS),
-           "IOP_LOG_LEVEL": os.environ.get("IOP_FAULT_WORKER_LOG_LEVEL", "ERROR")}
+    env = {
+        **os.environ,
+        "IOP_TEMPORAL_ADDRESS": target,
+        "IOP_DATABASE_URL": database_url,
+        "IOP_TASK_QUEUE": task_queue,
+        "IOP_CODEC_KEYS": ",".join(format_key(k) for k in TEST_KEYS),
+        "IOP_LOG_LEVEL": os.environ.get("IOP_FAULT_WORKER_LOG_LEVEL", "ERROR"),
+    }
     log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - the process owns it
     return subprocess.Popen([sys.executable, "-m", "iop.cli", "worker"], env=env, stderr=log)
 
 
 async def polling(client, task_queue: str, pid: int) -> None:
     """Until the worker process `pid` polls the task queue, as Temporal itself reports its pollers."""
-    request = DescribeTaskQueueRequest(namespace=client.namespace, task_queue=TaskQueue(name=task_queue),
-                                       task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW)
+    request = DescribeTaskQueueRequest(
+        namespace=client.namespace,
+        task_queue=TaskQueue(name=task_queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    )
     for _ in range(1200):
         pollers = (await client.workflow_service.describe_task_queue(request)).pollers
         if any(p.identity.startswith(f"{pid}@") for p in pollers):
@@ -141,12 +149,16 @@ async def test_worker_killed_at_random_during_fifty_pipelines(dev_env, records_e
                 finished.set()
                 kills = await killer
                 with Session(records_engine) as session:
-                    owners = dict(session.exec(select(Screening.id, Screening.participant_id).where(
-                        Screening.id.in_(screenings))).all())
+                    owners = dict(
+                        session.exec(
+                            select(Screening.id, Screening.participant_id).where(Screening.id.in_(screenings))
+                        ).all()
+                    )
                 disclosure_ids = [scoped_id(owners[sid], sid, "screening-results", court_id) for sid in screenings]
                 for disclosure_id in disclosure_ids:
                     await asyncio.wait_for(
-                        stack.temporal.get_workflow_handle(f"disclosure-{disclosure_id}").result(), timeout=120)
+                        stack.temporal.get_workflow_handle(f"disclosure-{disclosure_id}").result(), timeout=120
+                    )
             finally:
                 finished.set()
                 worker.kill()
@@ -156,8 +168,11 @@ async def test_worker_killed_at_random_during_fifty_pipelines(dev_env, records_e
     with Session(records_engine) as session:
         rows = session.exec(select(Screening).where(Screening.id.in_(screenings))).all()
         participants = {r.participant_id for r in rows}
-        per_participant = session.exec(select(Screening.participant_id).where(
-            Screening.participant_id.in_(participants), Screening.reason == "for-cause")).all()
+        per_participant = session.exec(
+            select(Screening.participant_id).where(
+                Screening.participant_id.in_(participants), Screening.reason == "for-cause"
+            )
+        ).all()
         results = session.exec(select(LabResult).where(LabResult.screening_id.in_(screenings))).all()
         disclosures = session.exec(select(Disclosure).where(Disclosure.recipient_id == court_id)).all()
     assert len(rows) == 50 and {r.status for r in rows} == {"final"}  # no lost result
@@ -173,8 +188,11 @@ async def test_temporal_server_restarted_mid_run_workflows_resume(records_engine
 
     async def server() -> WorkflowEnvironment:
         env = await WorkflowEnvironment.start_local(
-            data_converter=TEST_CONVERTER, dev_server_existing_path=binary("temporal"),
-            dev_server_database_filename=str(database), search_attributes=search.ALL)
+            data_converter=TEST_CONVERTER,
+            dev_server_existing_path=binary("temporal"),
+            dev_server_database_filename=str(database),
+            search_attributes=search.ALL,
+        )
         return env
 
     queue = unique("tq")
@@ -188,12 +206,15 @@ async def test_temporal_server_restarted_mid_run_workflows_resume(records_engine
     try:
         async with build_worker(env.client, records_engine, queue):
             participant = env.client.get_workflow_handle_for(ParticipantWorkflow.run, participant.id)
-            state = await participant.execute_update(ParticipantWorkflow.change_phase,
-                                                     PhaseChange("phase-2", "after restart", "t"))
-            screening = env.client.get_workflow_handle_for(ScreeningWorkflow.run,
-                                                           screening_workflow_id(ref.screening_id))
-            collected = await screening.execute_update(ScreeningWorkflow.record_collection,
-                                                       Collection("urine", True, "RN"))
+            state = await participant.execute_update(
+                ParticipantWorkflow.change_phase, PhaseChange("phase-2", "after restart", "t")
+            )
+            screening = env.client.get_workflow_handle_for(
+                ScreeningWorkflow.run, screening_workflow_id(ref.screening_id)
+            )
+            collected = await screening.execute_update(
+                ScreeningWorkflow.record_collection, Collection("urine", True, "RN")
+            )
             assert [p.phase for p in state.phase_history] == ["phase-1", "phase-2"]
             assert collected.status == "awaiting-result" and collected.screening_id == ref.screening_id
             await participant.terminate("test over")
@@ -202,7 +223,8 @@ async def test_temporal_server_restarted_mid_run_workflows_resume(records_engine
 
 
 async def test_database_connection_dropped_during_an_activity_is_retried_without_partial_rows(
-        time_env, postgres_admin_url):
+    time_env, postgres_admin_url
+):
     """A phase change plans one report per recipient in one transaction; the PostgreSQL backend
     is terminated after the first insert; Temporal retries the activity; every row exists once."""
     from store.db import make_engine
@@ -228,8 +250,9 @@ async def test_database_connection_dropped_during_an_activity_is_retried_without
             participant = await start_participant(time_env.client, engine, queue)
             pid = (await participant.query(ParticipantWorkflow.status)).participant_id
             for _ in range(3):
-                setup_records_for(engine, pid, "http://127.0.0.1:9/unused", "whsec_" + "A" * 43 + "=",
-                                  ["phase-changes"])
+                setup_records_for(
+                    engine, pid, "http://127.0.0.1:9/unused", "whsec_" + "A" * 43 + "=", ["phase-changes"]
+                )
             await participant.execute_update(ParticipantWorkflow.change_phase, PhaseChange("phase-2", "x", "t"))
             await participant.terminate("test over")
         with Session(engine) as session:

@@ -12,8 +12,16 @@ from store.audit import AuditEntry, AuditKey, append, verify
 
 
 def entry(i: int) -> AuditEntry:
-    return AuditEntry(actor=f"t{i % 3}", role="staff", action="GET /participants/{participant_id}", outcome="200",
-                      subject_type="participant", subject_id=f"p-{i}", participant_id=f"p-{i}", request_id=f"r{i}")
+    return AuditEntry(
+        actor=f"t{i % 3}",
+        role="staff",
+        action="GET /participants/{participant_id}",
+        outcome="200",
+        subject_type="participant",
+        subject_id=f"p-{i}",
+        participant_id=f"p-{i}",
+        request_id=f"r{i}",
+    )
 
 
 def test_an_untouched_chain_verifies(migrated_engine):
@@ -61,12 +69,17 @@ def test_the_cli_names_the_broken_link(migrated_engine, db_url, tmp_path):
     key = AuditKey("audit-1", bytes(range(32)))
     for i in range(4):
         append(migrated_engine, entry(i), keys=[key])
-    env = {**os.environ, "IOP_DATABASE_URL": db_url, "IOP_DATA_DIR": str(tmp_path),
-           "IOP_AUDIT_KEYS": format_audit_key(key)}
+    env = {
+        **os.environ,
+        "IOP_DATABASE_URL": db_url,
+        "IOP_DATA_DIR": str(tmp_path),
+        "IOP_AUDIT_KEYS": format_audit_key(key),
+    }
     ok = subprocess.run([sys.executable, "-m", "iop.cli", "audit", "verify"], env=env, capture_output=True, text=True)
     assert ok.returncode == 0 and "4 events checked" in ok.stdout
     with migrated_engine.begin() as conn:
         conn.execute(text("UPDATE audit_events SET actor = 'someone-else' WHERE seq = 2"))
-    broken = subprocess.run([sys.executable, "-m", "iop.cli", "audit", "verify"], env=env, capture_output=True,
-                            text=True)
+    broken = subprocess.run(
+        [sys.executable, "-m", "iop.cli", "audit", "verify"], env=env, capture_output=True, text=True
+    )
     assert broken.returncode == 1 and "BROKEN at event 2" in broken.stderr

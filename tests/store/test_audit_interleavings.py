@@ -119,8 +119,9 @@ def test_a_cut_tail_that_grew_again_is_located_at_the_first_replaced_event():
 
 
 def test_a_checkpoint_after_the_cut_does_not_move_the_location_past_it():
-    run(("app_appends", 4), ("checkpoint",), ("truncate_to", 2), ("app_appends", 1), ("checkpoint",),
-        ("app_appends", 2))
+    run(
+        ("app_appends", 4), ("checkpoint",), ("truncate_to", 2), ("app_appends", 1), ("checkpoint",), ("app_appends", 2)
+    )
 
 
 TamperMachine.TestCase.settings = settings(max_examples=80, stateful_step_count=12, deadline=None)

@@ -22,13 +22,34 @@ from store.audit import (
 from store.models import AuditEvent
 
 KEYS = [AuditKey("audit-1", bytes(range(32)))]
-LEGACY_FIELDS = ("seq", "at", "actor", "role", "action", "subject_type", "subject_id", "participant_id", "outcome",
-                 "request_id", "source", "detail", "prev_hash")
+LEGACY_FIELDS = (
+    "seq",
+    "at",
+    "actor",
+    "role",
+    "action",
+    "subject_type",
+    "subject_id",
+    "participant_id",
+    "outcome",
+    "request_id",
+    "source",
+    "detail",
+    "prev_hash",
+)
 
 
 def entry(i: int) -> AuditEntry:
-    return AuditEntry(actor=f"t{i % 3}", role="staff", action="GET /participants/{participant_id}", outcome="200",
-                      subject_type="participant", subject_id=f"p-{i}", participant_id=f"p-{i}", request_id=f"r{i}")
+    return AuditEntry(
+        actor=f"t{i % 3}",
+        role="staff",
+        action="GET /participants/{participant_id}",
+        outcome="200",
+        subject_type="participant",
+        subject_id=f"p-{i}",
+        participant_id=f"p-{i}",
+        request_id=f"r{i}",
+    )
 
 
 def chain(engine, n: int, keys=KEYS) -> None:
@@ -40,8 +61,7 @@ def legacy_hash(values: dict) -> str:
     """The published pre-0011 algorithm: plain SHA-256, no key. An attacker can compute it."""
     values = dict(values)
     at = values["at"]
-    values["at"] = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat(
-        timespec="microseconds")
+    values["at"] = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat(timespec="microseconds")
     return hashlib.sha256(json.dumps(values, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -61,10 +81,16 @@ def rehash_with_the_old_algorithm(engine, edit_seq: int | None = None) -> None:
     with engine.begin() as conn:
         conn.execute(text("UPDATE audit_events SET hash = 'x' || CAST(seq AS VARCHAR(20))"))  # unique while rewriting
         for seq, outcome, prev_hash, digest in fixed:
-            conn.execute(text("UPDATE audit_events SET outcome = :o, prev_hash = :p, hash = :h, mac_alg = 'sha256', "
-                              "key_id = NULL WHERE seq = :s"), dict(o=outcome, p=prev_hash, h=digest, s=seq))
-        conn.execute(text("UPDATE audit_head SET seq = :s, hash = :h, keyed_from = NULL"),
-                     dict(s=fixed[-1][0], h=fixed[-1][3]))
+            conn.execute(
+                text(
+                    "UPDATE audit_events SET outcome = :o, prev_hash = :p, hash = :h, mac_alg = 'sha256', "
+                    "key_id = NULL WHERE seq = :s"
+                ),
+                dict(o=outcome, p=prev_hash, h=digest, s=seq),
+            )
+        conn.execute(
+            text("UPDATE audit_head SET seq = :s, hash = :h, keyed_from = NULL"), dict(s=fixed[-1][0], h=fixed[-1][3])
+        )
 
 
 def insert_legacy_rows(engine, n: int) -> None:
@@ -79,11 +105,15 @@ def insert_legacy_rows(engine, n: int) -> None:
         for seq in range(2, n + 1):
             values = {**values, "seq": seq, "request_id": f"legacy-{seq}", "prev_hash": prev}
             prev = legacy_hash(values)
-            conn.execute(text(
-                "INSERT INTO audit_events (seq, at, actor, role, action, subject_type, subject_id, participant_id, "
-                "outcome, request_id, source, detail, prev_hash, hash, mac_alg) VALUES (:seq, :at, :actor, :role, "
-                ":action, :subject_type, :subject_id, :participant_id, :outcome, :request_id, :source, :detail, "
-                ":prev_hash, :hash, 'sha256')"), {**values, "hash": prev})
+            conn.execute(
+                text(
+                    "INSERT INTO audit_events (seq, at, actor, role, action, subject_type, subject_id, participant_id, "
+                    "outcome, request_id, source, detail, prev_hash, hash, mac_alg) VALUES (:seq, :at, :actor, :role, "
+                    ":action, :subject_type, :subject_id, :participant_id, :outcome, :request_id, :source, :detail, "
+                    ":prev_hash, :hash, 'sha256')"
+                ),
+                {**values, "hash": prev},
+            )
         conn.execute(text("UPDATE audit_head SET seq = :s, hash = :h, keyed_from = NULL"), dict(s=n, h=prev))
 
 
@@ -102,8 +132,10 @@ def test_an_edited_row_is_located_even_when_its_hash_is_recomputed(migrated_engi
         row = session.get(AuditEvent, 6)
         values = {name: getattr(row, name) for name in LEGACY_FIELDS}
     with migrated_engine.begin() as conn:
-        conn.execute(text("UPDATE audit_events SET outcome = '403', hash = :h WHERE seq = 6"),
-                     dict(h=legacy_hash({**values, "outcome": "403"})))
+        conn.execute(
+            text("UPDATE audit_events SET outcome = '403', hash = :h WHERE seq = 6"),
+            dict(h=legacy_hash({**values, "outcome": "403"})),
+        )
     result = verify(migrated_engine, keys=KEYS)
     assert not result.ok and result.first_broken_seq == 6 and result.checked == 5
 
@@ -195,14 +227,22 @@ def test_appending_old_style_rows_after_signed_ones_is_found(migrated_engine, tm
     take_checkpoint(migrated_engine, tmp_path / "cp")
     with Session(migrated_engine) as session:
         last = session.get(AuditEvent, 6)
-        values = {**{name: getattr(last, name) for name in LEGACY_FIELDS}, "seq": 7, "prev_hash": last.hash,
-                  "request_id": "forged"}
+        values = {
+            **{name: getattr(last, name) for name in LEGACY_FIELDS},
+            "seq": 7,
+            "prev_hash": last.hash,
+            "request_id": "forged",
+        }
     with migrated_engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO audit_events (seq, at, actor, role, action, subject_type, subject_id, participant_id, "
-            "outcome, request_id, source, detail, prev_hash, hash, mac_alg) VALUES (:seq, :at, :actor, :role, :action, "
-            ":subject_type, :subject_id, :participant_id, :outcome, :request_id, :source, :detail, :prev_hash, :hash, "
-            "'sha256')"), {**values, "hash": legacy_hash(values)})
+        conn.execute(
+            text(
+                "INSERT INTO audit_events (seq, at, actor, role, action, subject_type, subject_id, participant_id, "
+                "outcome, request_id, source, detail, prev_hash, hash, mac_alg) "
+                "VALUES (:seq, :at, :actor, :role, :action, :subject_type, :subject_id, :participant_id, :outcome, "
+                ":request_id, :source, :detail, :prev_hash, :hash, 'sha256')"
+            ),
+            {**values, "hash": legacy_hash(values)},
+        )
         conn.execute(text("UPDATE audit_head SET seq = 7, hash = :h, keyed_from = NULL"), dict(h=legacy_hash(values)))
     result = verify(migrated_engine, keys=KEYS, checkpoints=read_checkpoints(tmp_path / "cp"))
     assert not result.ok and result.first_broken_seq == 7 and "not signed" in result.problem
@@ -253,8 +293,10 @@ def test_rewriting_unkeyed_rows_breaks_the_first_signed_link(migrated_engine, tm
             values = {name: getattr(rows[seq], name) for name in LEGACY_FIELDS}
             values.update(prev_hash=prev, outcome="403" if seq == 3 else values["outcome"])
             prev = legacy_hash(values)
-            conn.execute(text("UPDATE audit_events SET outcome = :o, prev_hash = :p, hash = :h WHERE seq = :s"),
-                         dict(o=values["outcome"], p=values["prev_hash"], h=prev, s=seq))
+            conn.execute(
+                text("UPDATE audit_events SET outcome = :o, prev_hash = :p, hash = :h WHERE seq = :s"),
+                dict(o=values["outcome"], p=values["prev_hash"], h=prev, s=seq),
+            )
     result = verify(migrated_engine, keys=KEYS, checkpoints=read_checkpoints(tmp_path / "cp"))
     # Unkeyed rows cannot be told apart one by one: the range after the last matching checkpoint is named.
     assert not result.ok and result.first_broken_seq == 1 and "5" in result.problem

@@ -28,7 +28,9 @@ DAY = date(2026, 11, 18)
 def setup(engine) -> None:
     # p = 3.5 / 7 open days = 0.5 for each colour: a draw that ignored the seed would differ between the two.
     definition = {
-        "program_id": "race-court", "name": "Colour court", "mode": "colour",
+        "program_id": "race-court",
+        "name": "Colour court",
+        "mode": "colour",
         "sites": {"north": {"timezone": "UTC", "hours": EVERY_DAY, "closed": {}}},
         "phases": [{"name": "phase-1", "tests_per_week": 1, "min_per_rolling_week": 0, "max_per_rolling_week": 3}],
         "colours": [{"name": name, "tests_per_week": 3.5} for name in ("red", "blue", "green", "amber")],
@@ -36,9 +38,21 @@ def setup(engine) -> None:
     with session_scope(engine) as session:
         save_version(session, program_from_dict(definition), "tester", "colour mode")
         for pid, colour in (("p-race-1", "red"), ("p-race-2", "blue")):
-            session.add(Participant(id=pid, given_name="Test", family_name="Person", date_of_birth=date(1980, 1, 1),
-                                    site="north", program="race-court", phase="phase-1", start_date=DAY,
-                                    timezone="UTC", case_numbers=[], colour=colour))
+            session.add(
+                Participant(
+                    id=pid,
+                    given_name="Test",
+                    family_name="Person",
+                    date_of_birth=date(1980, 1, 1),
+                    site="north",
+                    program="race-court",
+                    phase="phase-1",
+                    start_date=DAY,
+                    timezone="UTC",
+                    case_numbers=[],
+                    colour=colour,
+                )
+            )
 
 
 async def test_two_openings_at_once_draw_one_colour_set(migrated_engine, monkeypatch):
@@ -61,8 +75,7 @@ async def test_two_openings_at_once_draw_one_colour_set(migrated_engine, monkeyp
         request = ColourDayRequest("race-court", 1, "north", DAY.isoformat(), pid)
         return ActivityEnvironment().run(activities.colour_day, request)
 
-    first, second = await asyncio.gather(asyncio.to_thread(opening, "p-race-1"),
-                                         asyncio.to_thread(opening, "p-race-2"))
+    first, second = await asyncio.gather(asyncio.to_thread(opening, "p-race-1"), asyncio.to_thread(opening, "p-race-2"))
     assert len(set(entered)) == 2, "both openings must have found no stored day (the race under test)"
     assert (first.own, second.own) == ("red", "blue")
     assert first.colours == second.colours

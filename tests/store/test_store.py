@@ -15,8 +15,16 @@ from store.models import ApiToken, IdempotencyRecord, Participant, utcnow
 
 def a_participant(pid: str = "p-1") -> Participant:
     return Participant(
-        id=pid, given_name="Rosa", family_name="Diaz", date_of_birth=date(1990, 4, 2), phone="+15555550100",
-        site="north", program="iop", phase="phase-1", start_date=date(2026, 11, 1), timezone="America/Chicago",
+        id=pid,
+        given_name="Rosa",
+        family_name="Diaz",
+        date_of_birth=date(1990, 4, 2),
+        phone="+15555550100",
+        site="north",
+        program="iop",
+        phase="phase-1",
+        start_date=date(2026, 11, 1),
+        timezone="America/Chicago",
         case_numbers=[{"system": "county-drug-court", "value": "DC-2026-0042"}],
     )
 
@@ -54,8 +62,9 @@ def test_idempotency_key_is_unique_per_actor_and_scope(migrated_engine):
         session.add(IdempotencyRecord(actor="t2", scope="participants", key="k", request_sha256="a", resource_id="p-2"))
     with pytest.raises(IntegrityError):
         with session_scope(migrated_engine) as session:
-            session.add(IdempotencyRecord(actor="t1", scope="participants", key="k", request_sha256="b",
-                                          resource_id="p-3"))
+            session.add(
+                IdempotencyRecord(actor="t1", scope="participants", key="k", request_sha256="b", resource_id="p-3")
+            )
 
 
 def test_tokens_are_stored_hashed_and_checked(migrated_engine):

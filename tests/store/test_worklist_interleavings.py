@@ -38,9 +38,20 @@ class WorklistMachine(RuleBasedStateMachine):
             for table in ("worklist_items", "alerts", "audit_events", "audit_head", "participants"):
                 conn.execute(text(f"DELETE FROM {table}"))
         with session_scope(ENGINE) as session:
-            session.add(Participant(id="p-1", given_name="A", family_name="B", date_of_birth=date(1980, 1, 1),
-                                    site="north", program="iop", phase="phase-1", start_date=date(2026, 1, 1),
-                                    timezone="America/New_York", case_numbers=[]))
+            session.add(
+                Participant(
+                    id="p-1",
+                    given_name="A",
+                    family_name="B",
+                    date_of_birth=date(1980, 1, 1),
+                    site="north",
+                    program="iop",
+                    phase="phase-1",
+                    start_date=date(2026, 1, 1),
+                    timezone="America/New_York",
+                    case_numbers=[],
+                )
+            )
         self.now = datetime.now(UTC)
         self.sources: set[str] = set()
         self.unresolved_until: dict[str, datetime] = {}  # source ref -> the last pass while it was unresolved
@@ -100,9 +111,15 @@ def test_alerts_from_before_the_worklist_are_backfilled_once():
     escalation workflow's first pass."""
     WorklistMachine().fresh()
     with ENGINE.begin() as conn:
-        conn.execute(AlertRecord.__table__.insert().values(kind="review-overdue", participant_id="p-1",
-                                                           subject_id="s-old", detail="from last week",
-                                                           raised_at=datetime.now(UTC)))
+        conn.execute(
+            AlertRecord.__table__.insert().values(
+                kind="review-overdue",
+                participant_id="p-1",
+                subject_id="s-old",
+                detail="from last week",
+                raised_at=datetime.now(UTC),
+            )
+        )
     first = WorklistActivities(ENGINE).escalate_due(EscalationPass(datetime.now(UTC).isoformat(), True))
     again = WorklistActivities(ENGINE).escalate_due(EscalationPass(datetime.now(UTC).isoformat(), True))
     assert (first.opened, again.opened) == (1, 0) and first.next_at

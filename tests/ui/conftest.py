@@ -35,8 +35,16 @@ from tests.helpers import issue_role_tokens
 from tests.receiver import Receiver, webhook_receiver
 
 CHROMIUM = Path(os.environ.get("IOP_TEST_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 COURT_CASE_SYSTEM = "county-drug-court"
 
@@ -131,11 +139,18 @@ async def live(dev_env, tmp_path_factory) -> AsyncIterator[LiveStack]:
                 tokens = issue_role_tokens(engine)
                 async with httpx.AsyncClient(base_url=base_url) as http:
                     # Recipients are an administrator's business (API only); the dashboard takes consents.
-                    response = await http.post("/recipients", headers={"Authorization": f"Bearer {tokens['admin']}"},
-                                               json={"name": "County Drug Court, Part 3", "kind": "court",
-                                                     "delivery": "webhook", "url": court.url,
-                                                     "case_number_system": COURT_CASE_SYSTEM,
-                                                     "categories": ["screening-results", "missed-tests"]})
+                    response = await http.post(
+                        "/recipients",
+                        headers={"Authorization": f"Bearer {tokens['admin']}"},
+                        json={
+                            "name": "County Drug Court, Part 3",
+                            "kind": "court",
+                            "delivery": "webhook",
+                            "url": court.url,
+                            "case_number_system": COURT_CASE_SYSTEM,
+                            "categories": ["screening-results", "missed-tests"],
+                        },
+                    )
                     assert response.status_code == 201, response.text
                 court.secret = response.json()["signing_secret"]
                 yield LiveStack(base_url, engine, dev_env.client, tokens, court, response.json()["id"])

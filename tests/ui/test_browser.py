@@ -29,8 +29,9 @@ def _expect_timeout():
 
 
 async def open_page(browser, live):
-    context = await browser.new_context(base_url=live.base_url, viewport={"width": 1280, "height": 900},
-                                        locale="en-US", timezone_id="America/New_York")
+    context = await browser.new_context(
+        base_url=live.base_url, viewport={"width": 1280, "height": 900}, locale="en-US", timezone_id="America/New_York"
+    )
     context.set_default_timeout(15_000)
     return context, await context.new_page()
 
@@ -117,7 +118,8 @@ async def test_sign_in_enroll_collect_result_review_disclose(browser, live, arti
         await page.get_by_role("button", name="Enroll", exact=True).click()
     await expect(page.get_by_role("status")).to_contain_text("the program has started")
     await expect(page.get_by_role("heading", level=1)).to_contain_text(
-        f"{PERSON['given_name']} {PERSON['family_name']}")
+        f"{PERSON['given_name']} {PERSON['family_name']}"
+    )
     pid = re.search(r"/ui/participants/(p-[0-9a-f]+)", page.url).group(1)
     await expect(page.locator("#program")).to_contain_text("phase-1")
     await check_page_accessibility(page)
@@ -153,8 +155,11 @@ async def test_sign_in_enroll_collect_result_review_disclose(browser, live, arti
 
     # --- the lab posts a confirmed positive HL7 result (LOINC 16226-3) through the API, with the lab's token.
     async with live.http() as http:
-        answer = await http.post("/lab/hl7", content=oru("UI-E2E-1", specimen, pid, obx=CONFIRMED_POSITIVE).encode(),
-                                 headers={**live.auth("lab"), "Content-Type": "text/plain"})
+        answer = await http.post(
+            "/lab/hl7",
+            content=oru("UI-E2E-1", specimen, pid, obx=CONFIRMED_POSITIVE).encode(),
+            headers={**live.auth("lab"), "Content-Type": "text/plain"},
+        )
     assert answer.status_code == 200 and parse_ack(answer.text).ack_code == "AA", answer.text
 
     # Staff see it waiting for review but may not review it (the role matrix).
@@ -207,13 +212,23 @@ async def test_dose_from_today_and_the_adherence_chart(browser, live, artifacts)
     from playwright.async_api import expect
 
     async with live.http() as http:
-        created = await http.post("/participants", json=enrollment(given_name="Dosing", family_name="Example"),
-                                  headers=live.auth("staff"))
+        created = await http.post(
+            "/participants", json=enrollment(given_name="Dosing", family_name="Example"), headers=live.auth("staff")
+        )
         pid = created.json()["id"]
-        order = await http.post(f"/participants/{pid}/medications", headers=live.auth("clinician"), json={
-            "drug": "buprenorphine", "dose": 16, "unit": "mg", "route": "sublingual",
-            "schedule": {"kind": "daily-observed"}, "start_date": date.today().isoformat(),
-            "prescriber": "Dr. Example"})
+        order = await http.post(
+            f"/participants/{pid}/medications",
+            headers=live.auth("clinician"),
+            json={
+                "drug": "buprenorphine",
+                "dose": 16,
+                "unit": "mg",
+                "route": "sublingual",
+                "schedule": {"kind": "daily-observed"},
+                "start_date": date.today().isoformat(),
+                "prescriber": "Dr. Example",
+            },
+        )
         assert order.status_code == 201, order.text
 
     context, page = await open_page(browser, live)

@@ -27,28 +27,57 @@ async def test_front_desk_actions_and_pages_on_a_phone(browser, live, artifacts)
     from tests.api.test_lab import NEGATIVE, URINE, oru
 
     today = local_date(datetime.now(UTC), "America/New_York")
-    pid = await enroll_via_api(live, given_name="Browsing", family_name="Deskwalk", date_of_birth="1972-02-29",
-                               phone="+15555550971", case_numbers=[{"system": "probation", "value": "PB-WALK-71"}])
-    await enroll_via_api(live, given_name="Pacific", family_name="Walker", site="west-walk",
-                         timezone="America/Los_Angeles", phone="+15555550972")
+    pid = await enroll_via_api(
+        live,
+        given_name="Browsing",
+        family_name="Deskwalk",
+        date_of_birth="1972-02-29",
+        phone="+15555550971",
+        case_numbers=[{"system": "probation", "value": "PB-WALK-71"}],
+    )
+    await enroll_via_api(
+        live,
+        given_name="Pacific",
+        family_name="Walker",
+        site="west-walk",
+        timezone="America/Los_Angeles",
+        phone="+15555550972",
+    )
     held_pid = await enroll_via_api(live)  # the name and birth date the HL7 fixture carries
     async with live.http() as http:
         staff = live.auth("staff")
-        refused, excused = [(await http.post(f"/participants/{pid}/screenings", json={"reason": reason},
-                                             headers=staff)).json()["screening_id"] for reason in ("odor", "second")]
-        scheduled = await http.post("/attendance-sessions", headers=staff, json={
-            "kind": "individual", "title": "Walk-through session", "site": "north",
-            "starts_at": (datetime.now(UTC) - timedelta(minutes=20)).isoformat(), "duration_minutes": 50,
-            "facilitator": "A. Osei, LCSW", "participant_ids": [pid]})
+        refused, excused = [
+            (await http.post(f"/participants/{pid}/screenings", json={"reason": reason}, headers=staff)).json()[
+                "screening_id"
+            ]
+            for reason in ("odor", "second")
+        ]
+        scheduled = await http.post(
+            "/attendance-sessions",
+            headers=staff,
+            json={
+                "kind": "individual",
+                "title": "Walk-through session",
+                "site": "north",
+                "starts_at": (datetime.now(UTC) - timedelta(minutes=20)).isoformat(),
+                "duration_minutes": 50,
+                "facilitator": "A. Osei, LCSW",
+                "participant_ids": [pid],
+            },
+        )
         assert scheduled.status_code == 201, scheduled.text
         [attendance] = scheduled.json()
-        held_sid = (await http.post(f"/participants/{held_pid}/screenings", json={"reason": "held in browser"},
-                                    headers=staff)).json()["screening_id"]
-        specimen = (await http.post(f"/screenings/{held_sid}/collection", json=URINE,
-                                    headers=staff)).json()["specimen_id"]
-        held = await http.post("/lab/hl7", content=oru("UI-WALK-HELD", specimen, held_pid, obx=NEGATIVE,
-                                                        dob="1970-01-01").encode(),
-                               headers={**live.auth("lab"), "Content-Type": "text/plain"})
+        held_sid = (
+            await http.post(f"/participants/{held_pid}/screenings", json={"reason": "held in browser"}, headers=staff)
+        ).json()["screening_id"]
+        specimen = (await http.post(f"/screenings/{held_sid}/collection", json=URINE, headers=staff)).json()[
+            "specimen_id"
+        ]
+        held = await http.post(
+            "/lab/hl7",
+            content=oru("UI-WALK-HELD", specimen, held_pid, obx=NEGATIVE, dob="1970-01-01").encode(),
+            headers={**live.auth("lab"), "Content-Type": "text/plain"},
+        )
         assert "MSA|AE" in held.text, held.text
 
     context, page = await phone_page(browser, live)
@@ -59,7 +88,8 @@ async def test_front_desk_actions_and_pages_on_a_phone(browser, live, artifacts)
     await page.get_by_role("button", name="Show").click()
     await expect(page.locator("main")).to_contain_text("Program days in America/Los_Angeles")
     await expect(page.get_by_label("Day", exact=True)).to_have_value(
-        local_date(datetime.now(UTC), "America/Los_Angeles").isoformat())
+        local_date(datetime.now(UTC), "America/Los_Angeles").isoformat()
+    )
     await assert_fits(page)
     await shot(page, artifacts, "30-today-per-site-400px")
     await page.goto("/ui/today")
@@ -177,8 +207,11 @@ async def test_clinician_medication_and_discharge_on_a_phone(browser, live, arti
 
     # --- a hold (as the nurse's alert puts it, through the API), released after reassessment on the page.
     async with live.http() as http:
-        held = await http.post(f"/medications/{order_id}/reassessment", headers=live.auth("clinician"),
-                               json={"decision": "hold", "note": "sedated at the window"})
+        held = await http.post(
+            f"/medications/{order_id}/reassessment",
+            headers=live.auth("clinician"),
+            json={"decision": "hold", "note": "sedated at the window"},
+        )
         assert held.status_code == 200, held.text
     await page.reload()
     await settled(page)

@@ -31,16 +31,19 @@ def _expect_timeout():
 
 
 async def phone_page(browser, live):
-    context = await browser.new_context(base_url=live.base_url, viewport=PHONE, locale="en-US",
-                                        timezone_id="America/New_York")
+    context = await browser.new_context(
+        base_url=live.base_url, viewport=PHONE, locale="en-US", timezone_id="America/New_York"
+    )
     context.set_default_timeout(15_000)
     return context, await context.new_page()
 
 
 async def settled(page) -> None:
     """htmx has finished swapping and wiring the new content (and the participant page its lazy history)."""
-    await page.wait_for_function("() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')"
-                                 " && (!document.querySelector('#timeline') || document.querySelector('#timeline *'))")
+    await page.wait_for_function(
+        "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')"
+        " && (!document.querySelector('#timeline') || document.querySelector('#timeline *'))"
+    )
 
 
 async def readme_shot(page, artifacts, name: str) -> None:
@@ -81,27 +84,43 @@ async def assert_prints(page, content: list[str]) -> None:
 async def test_front_desk_morning_on_a_phone(browser, live, artifacts):
     from playwright.async_api import expect
 
-    pid = await enroll_via_api(live, given_name="Morning", family_name="Caller", phone="+15555550941",
-                               site="northside")
+    pid = await enroll_via_api(live, given_name="Morning", family_name="Caller", phone="+15555550941", site="northside")
     async with live.http() as http:
-        sid = (await http.post(f"/participants/{pid}/screenings", json={"reason": "browser call list"},
-                               headers=live.auth("staff"))).json()["screening_id"]
+        sid = (
+            await http.post(
+                f"/participants/{pid}/screenings", json={"reason": "browser call list"}, headers=live.auth("staff")
+            )
+        ).json()["screening_id"]
     entry = add_call(live, pid, f"{sid}:test-required", datetime.now(UTC) + timedelta(hours=4), sid)
-    dosed = await enroll_via_api(live, given_name="Dosed", family_name="Already", phone="+15555550942",
-                                 site="northside")
+    dosed = await enroll_via_api(
+        live, given_name="Dosed", family_name="Already", phone="+15555550942", site="northside"
+    )
     async with live.http() as http:  # dosed already: the dosing row has nothing left to do
-        order = await http.post(f"/participants/{dosed}/medications", headers=live.auth("clinician"), json={
-            "drug": "methadone", "dose": 60, "unit": "mg", "route": "oral", "schedule": {"kind": "daily-observed"},
-            "start_date": local_date(datetime.now(UTC), "America/New_York").isoformat(),
-            "prescriber": "Dr. Patel"})
+        order = await http.post(
+            f"/participants/{dosed}/medications",
+            headers=live.auth("clinician"),
+            json={
+                "drug": "methadone",
+                "dose": 60,
+                "unit": "mg",
+                "route": "oral",
+                "schedule": {"kind": "daily-observed"},
+                "start_date": local_date(datetime.now(UTC), "America/New_York").isoformat(),
+                "prescriber": "Dr. Patel",
+            },
+        )
         assert order.status_code == 201, order.text
-        given = await http.post(f"/medications/{order.json()['id']}/dispenses", headers=live.auth("staff"),
-                                json={"kind": "observed-dose", "dose": 60, "unit": "mg"})
+        given = await http.post(
+            f"/medications/{order.json()['id']}/dispenses",
+            headers=live.auth("staff"),
+            json={"kind": "observed-dose", "dose": 60, "unit": "mg"},
+        )
         assert given.status_code == 200, given.text
     RecordActivities(live.engine).raise_alert(Alert("missed-doses", pid, "o-browser:1", "2 doses missed in a row"))
     with Session(live.engine) as session:
-        item = session.exec(select(WorklistItem).where(WorklistItem.participant_id == pid,
-                                                       WorklistItem.raw_kind == "missed-doses")).one()
+        item = session.exec(
+            select(WorklistItem).where(WorklistItem.participant_id == pid, WorklistItem.raw_kind == "missed-doses")
+        ).one()
 
     context, page = await phone_page(browser, live)
     await sign_in(page, live.tokens["staff"])

@@ -19,22 +19,36 @@ from tests.ui.test_day_actions import flash
 def add_call(live, pid: str, subject: str, closes: datetime, screening_id: str | None = None) -> int:
     """What the channel records when a notice cannot be delivered (api/routers/channel.py)."""
     with Session(live.engine) as session:
-        entry = CallListEntry(subject_id=subject, participant_id=pid, screening_id=screening_id,
-                              reason="the gateway reports the notice undelivered; tell them by phone",
-                              window_closes_at=closes)
+        entry = CallListEntry(
+            subject_id=subject,
+            participant_id=pid,
+            screening_id=screening_id,
+            reason="the gateway reports the notice undelivered; tell them by phone",
+            window_closes_at=closes,
+        )
         session.add(entry)
         session.commit()
         return entry.id
 
 
 async def test_call_list_shows_who_to_call_and_records_the_outcome_in_one_click(live):
-    west = await enroll_via_api(live, given_name="Callable", family_name="Westerly", site="call-west",
-                                timezone="America/Los_Angeles", phone="+15555550931")
-    east = await enroll_via_api(live, given_name="Unreached", family_name="Eastman", site="call-east",
-                                phone="+15555550932")
+    west = await enroll_via_api(
+        live,
+        given_name="Callable",
+        family_name="Westerly",
+        site="call-west",
+        timezone="America/Los_Angeles",
+        phone="+15555550931",
+    )
+    east = await enroll_via_api(
+        live, given_name="Unreached", family_name="Eastman", site="call-east", phone="+15555550932"
+    )
     async with live.http() as http:
-        sid = (await http.post(f"/participants/{west}/screenings", json={"reason": "call list test"},
-                               headers=live.auth("staff"))).json()["screening_id"]
+        sid = (
+            await http.post(
+                f"/participants/{west}/screenings", json={"reason": "call list test"}, headers=live.auth("staff")
+            )
+        ).json()["screening_id"]
     closes = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=3)
     reached = add_call(live, west, f"{sid}:test-required", closes, sid)
     missed = add_call(live, east, "n-ui-call-east", closes)
@@ -46,7 +60,7 @@ async def test_call_list_shows_who_to_call_and_records_the_outcome_in_one_click(
         assert re.search(r'href="/ui/call-list"><span class="count">[1-9]', today)  # linked, with the count
         page = (await http.get("/ui/call-list")).text
         assert 'href="/ui/call-list" aria-current="page"' in page  # in the nav
-        item = page[page.index(f'id="call-{reached}"'):page.index("</article>", page.index(f'id="call-{reached}"'))]
+        item = page[page.index(f'id="call-{reached}"') : page.index("</article>", page.index(f'id="call-{reached}"'))]
         assert "Callable Westerly" in item and 'href="tel:+15555550931"' in item
         assert f"{local:%H:%M} {local.tzname()}" in item and local.tzname() in ("PST", "PDT")  # the participant's zone
         assert "left)" in item and f'href="/ui/screenings/{sid}"' in item
@@ -57,8 +71,10 @@ async def test_call_list_shows_who_to_call_and_records_the_outcome_in_one_click(
         assert re.search(r'href="/ui/call-list"><span class="count">1</span>', west_today)
         await http.get("/ui/call-list", params={"site": ""})
 
-        done = await http.post(f"/ui/call-list/{reached}/resolve", data={
-            "csrf_token": csrf, "outcome": "reached", "note": "will come by 3"})
+        done = await http.post(
+            f"/ui/call-list/{reached}/resolve",
+            data={"csrf_token": csrf, "outcome": "reached", "note": "will come by 3"},
+        )
         assert done.status_code == 303 and done.headers["location"] == "/ui/call-list"
         page = (await http.get("/ui/call-list")).text
         assert flash(page) == "success: Call to Callable Westerly recorded: reached and told to test."
@@ -74,8 +90,11 @@ async def test_call_list_shows_who_to_call_and_records_the_outcome_in_one_click(
         first, second = session.get(CallListEntry, reached), session.get(CallListEntry, missed)
         assert first.outcome == "reached and told to test: will come by 3" and first.resolved_by
         assert second.outcome == "not reached" and second.resolved_at is not None
-        told = session.exec(select(NotificationAttempt).where(NotificationAttempt.screening_id == sid,
-                                                              NotificationAttempt.channel == "staff-call")).all()
+        told = session.exec(
+            select(NotificationAttempt).where(
+                NotificationAttempt.screening_id == sid, NotificationAttempt.channel == "staff-call"
+            )
+        ).all()
         assert [t.status for t in told] == ["told"]  # reached on the phone counts as told; not reached does not
     resolved = [e for e in audit_events(live, "POST /call-list/{entry_id}/resolve") if e.participant_id in (west, east)]
     assert sorted(e.participant_id for e in resolved) == sorted([west, east])
@@ -100,13 +119,19 @@ async def test_a_message_left_keeps_the_entry_on_the_list_until_the_window_close
     worklist item with it, the test itself going to the worklist as not notified (domain/calls.py)."""
     from workflows.screening import ScreeningWorkflow
 
-    pid = await enroll_via_api(live, given_name="Voicemail", family_name="Only", site="msg-site",
-                               phone="+15555550934")
-    other = await enroll_via_api(live, given_name="Elsewhere", family_name="Person", site="msg-other",
-                                 phone="+15555550935")
+    pid = await enroll_via_api(live, given_name="Voicemail", family_name="Only", site="msg-site", phone="+15555550934")
+    other = await enroll_via_api(
+        live, given_name="Elsewhere", family_name="Person", site="msg-other", phone="+15555550935"
+    )
     async with live.http() as http:
-        first, second = [(await http.post(f"/participants/{pid}/screenings", json={"reason": f"call {n}"},
-                                          headers=live.auth("staff"))).json()["screening_id"] for n in (1, 2)]
+        first, second = [
+            (
+                await http.post(
+                    f"/participants/{pid}/screenings", json={"reason": f"call {n}"}, headers=live.auth("staff")
+                )
+            ).json()["screening_id"]
+            for n in (1, 2)
+        ]
     closes = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=3)
     entry = add_call(live, pid, f"{first}:test-required", closes, first)
     later = add_call(live, pid, f"{second}:test-required", closes + timedelta(hours=1), second)
@@ -119,27 +144,34 @@ async def test_a_message_left_keeps_the_entry_on_the_list_until_the_window_close
         assert set(body) == {"items", "total", "limit", "offset", "next"}
         assert body["total"] == 2 and body["next"] is not None and "offset=1" in body["next"]
         assert [i["id"] for i in body["items"]] == [entry]
-        rest = (await http.get("/call-list", params={"site": "msg-site", "limit": 1, "offset": 1},
-                               headers=live.auth("staff"))).json()
+        rest = (
+            await http.get(
+                "/call-list", params={"site": "msg-site", "limit": 1, "offset": 1}, headers=live.auth("staff")
+            )
+        ).json()
         assert [i["id"] for i in rest["items"]] == [later] and rest["next"] is None
         assert all(i["site"] == "msg-site" for i in body["items"] + rest["items"])
 
         csrf = await sign_in(http, live.tokens["staff"])
         await http.get("/ui/call-list", params={"site": "msg-site"})  # remembered, as on Today
-        left = await http.post(f"/ui/call-list/{entry}/resolve", data={
-            "csrf_token": csrf, "outcome": "called", "note": "voicemail"})
+        left = await http.post(
+            f"/ui/call-list/{entry}/resolve", data={"csrf_token": csrf, "outcome": "called", "note": "voicemail"}
+        )
         page = (await http.get(left.headers["location"])).text
-        assert flash(page) == ("success: Call to Voicemail Only recorded: called, left a message. They stay on the "
-                               "list until reached or the window closes.")
-        card = page[page.index(f'id="call-{entry}"'):page.index("</article>", page.index(f'id="call-{entry}"'))]
+        assert flash(page) == (
+            "success: Call to Voicemail Only recorded: called, left a message. They stay on the "
+            "list until reached or the window closes."
+        )
+        card = page[page.index(f'id="call-{entry}"') : page.index("</article>", page.index(f'id="call-{entry}"'))]
         assert re.search(r"message left at \d\d:\d\d E[SD]T", card) and "called, left a message: voicemail" in card
         assert "Elsewhere Person" not in page  # the remembered site
         today = (await http.get("/ui/today")).text
         assert re.search(r'href="/ui/call-list"><span class="count">2</span>', today)
         await http.get("/ui/call-list", params={"site": ""})
 
-        excused = await http.post(f"/screenings/{first}/excuse", json={"reason": "in hospital, letter on file"},
-                                  headers=live.auth("staff"))
+        excused = await http.post(
+            f"/screenings/{first}/excuse", json={"reason": "in hospital, letter on file"}, headers=live.auth("staff")
+        )
         assert excused.status_code == 200, excused.text
 
     state = await live.temporal.get_workflow_handle(f"screening-{second}").query(ScreeningWorkflow.status)
@@ -147,11 +179,20 @@ async def test_a_message_left_keeps_the_entry_on_the_list_until_the_window_close
     ScreeningActivities(live.engine).save_screening(replace(state, status="not-notified", revision=state.revision + 1))
     with Session(live.engine) as session:
         done, closed = session.get(CallListEntry, entry), session.get(CallListEntry, later)
-        attempts = session.exec(select(NotificationAttempt).where(
-            NotificationAttempt.notification_id == f"{first}:test-required",
-            NotificationAttempt.channel == "staff-call")).all()
-        items = {i.source_ref: i for i in session.exec(select(WorklistItem).where(
-            WorklistItem.source == "call-list", WorklistItem.source_ref.in_([str(entry), str(later)]))).all()}
+        attempts = session.exec(
+            select(NotificationAttempt).where(
+                NotificationAttempt.notification_id == f"{first}:test-required",
+                NotificationAttempt.channel == "staff-call",
+            )
+        ).all()
+        items = {
+            i.source_ref: i
+            for i in session.exec(
+                select(WorklistItem).where(
+                    WorklistItem.source == "call-list", WorklistItem.source_ref.in_([str(entry), str(later)])
+                )
+            ).all()
+        }
     assert [a.status for a in attempts] == ["message-left"]  # an attempt, not a notice
     assert done.resolved_by == "system" and "no call needed, the test was excused" in done.outcome
     assert done.outcome.startswith("called, left a message: voicemail")

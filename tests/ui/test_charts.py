@@ -54,10 +54,19 @@ def test_calendar_marks_each_day_with_colour_letter_and_title():
 
 def test_adherence_chart_shows_each_day_and_both_windows():
     today = date(2026, 11, 25)
-    outcomes = {(today - timedelta(days=i)).isoformat(): kind
-                for i, kind in enumerate(["dosed", "dosed", "missed", "take-home", "held"])}
-    svg = str(adherence_chart(outcomes, today, {"ratio": 0.75, "taken": 3, "expected": 4},
-                              {"ratio": None, "taken": 0, "expected": 0}, days=10))
+    outcomes = {
+        (today - timedelta(days=i)).isoformat(): kind
+        for i, kind in enumerate(["dosed", "dosed", "missed", "take-home", "held"])
+    }
+    svg = str(
+        adherence_chart(
+            outcomes,
+            today,
+            {"ratio": 0.75, "taken": 3, "expected": 4},
+            {"ratio": None, "taken": 0, "expected": 0},
+            days=10,
+        )
+    )
     shown = days(svg)
     assert len(shown) == 10
     assert shown[today.isoformat()] == "dosed" and shown[(today - timedelta(days=2)).isoformat()] == "missed"

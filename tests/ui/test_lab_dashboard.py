@@ -14,8 +14,9 @@ from tests.ui.test_dashboard import enroll_via_api, sign_in
 
 async def collected_via_api(live, http) -> tuple[str, str, str]:
     pid = await enroll_via_api(live, given_name="Turnaround")
-    ordered = await http.post(f"/participants/{pid}/screenings", json={"reason": "lab test"},
-                              headers=live.auth("staff"))
+    ordered = await http.post(
+        f"/participants/{pid}/screenings", json={"reason": "lab test"}, headers=live.auth("staff")
+    )
     sid = ordered.json()["screening_id"]
     body = await http.post(f"/screenings/{sid}/collection", json=URINE, headers=live.auth("staff"))
     return pid, sid, body.json()["specimen_id"]
@@ -25,8 +26,9 @@ async def send(live, http, text: str) -> None:
     """As a lab sends: an AE that asks for a resend (the workflow service did not answer in time on a
     loaded machine) is followed by the resend, which joins the first attempt."""
     for _ in range(10):
-        answer = await http.post("/lab/hl7", content=text.encode(),
-                                 headers={**live.auth("lab"), "Content-Type": "text/plain"})
+        answer = await http.post(
+            "/lab/hl7", content=text.encode(), headers={**live.auth("lab"), "Content-Type": "text/plain"}
+        )
         assert answer.status_code == 200, answer.text
         if "resend this message" not in answer.text:
             return
@@ -35,8 +37,10 @@ async def send(live, http, text: str) -> None:
 
 def rows(html: str) -> list[list[str]]:
     body = html.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
-    return [[re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row, re.S)]
-            for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
+    return [
+        [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row, re.S)]
+        for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)
+    ]
 
 
 async def test_lab_turnaround_table_against_the_target(live):
@@ -69,12 +73,16 @@ async def test_lab_turnaround_table_against_the_target(live):
 async def test_quarantine_filtered_by_reason_and_a_held_code_settled_from_the_dashboard(live):
     async with live.http() as http:
         pid, sid, specimen = await collected_via_api(live, http)
-        await send(live, http, oru("UI-KAVA-1", specimen, pid, obx=[*NEGATIVE[:2], "ST|KAVA^Kavalactones^L||NEG||",
-                                                                    *VALID]))
+        await send(
+            live, http, oru("UI-KAVA-1", specimen, pid, obx=[*NEGATIVE[:2], "ST|KAVA^Kavalactones^L||NEG||", *VALID])
+        )
         await send(live, http, oru("UI-KAVA-2", "s-unknown-ui-held", pid))
         with Session(live.engine) as session:
-            item = session.exec(select(QuarantineItem).where(QuarantineItem.screening_id == sid,
-                                                             QuarantineItem.reason_code == "held-code")).one()
+            item = session.exec(
+                select(QuarantineItem).where(
+                    QuarantineItem.screening_id == sid, QuarantineItem.reason_code == "held-code"
+                )
+            ).one()
         csrf = await sign_in(http, live.tokens["staff"])
         page = await http.get("/ui/quarantine?reason=held-code")
         assert page.status_code == 200
@@ -86,9 +94,16 @@ async def test_quarantine_filtered_by_reason_and_a_held_code_settled_from_the_da
         typo = await http.get("/ui/quarantine?reason=held-cod")
         assert typo.status_code == 422 and "held-code" in typo.text
 
-        done = await http.post(f"/ui/quarantine/{item.id}/resolve", data={
-            "csrf_token": csrf, "action": "not-monitored", "note": "kava is not part of this program",
-            "item_id": str(item.id), "reason": "held-code"})
+        done = await http.post(
+            f"/ui/quarantine/{item.id}/resolve",
+            data={
+                "csrf_token": csrf,
+                "action": "not-monitored",
+                "note": "kava is not part of this program",
+                "item_id": str(item.id),
+                "reason": "held-code",
+            },
+        )
         assert done.status_code == 303 and done.headers["location"] == "/ui/quarantine?reason=held-code"
         state = (await http.get(f"/screenings/{sid}", headers=live.auth("clinician"))).json()["workflow"]
         assert state["status"] == "final" and state["final_outcome"] == "negative"

@@ -23,14 +23,30 @@ def _expect_timeout():
 
 
 def weekday_program(program_id: str) -> dict:
-    return {"program_id": program_id, "name": "Dashboard court", "note": "initial",
-            "sites": {"east": {"timezone": "America/New_York",
-                               "hours": {d: ["08:00", "17:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
-                               "closed": {}}},
-            "phases": [{"name": "phase-1", "tests_per_week": 2, "min_per_rolling_week": 1, "max_per_rolling_week": 4,
-                        "check_in_required": True, "criteria": "first 60 days"},
-                       {"name": "phase-2", "tests_per_week": 1, "min_per_rolling_week": 0, "max_per_rolling_week": 3}],
-            "collection_windows": {"urine": 8, "oral-fluid": 4}}
+    return {
+        "program_id": program_id,
+        "name": "Dashboard court",
+        "note": "initial",
+        "sites": {
+            "east": {
+                "timezone": "America/New_York",
+                "hours": {d: ["08:00", "17:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
+                "closed": {},
+            }
+        },
+        "phases": [
+            {
+                "name": "phase-1",
+                "tests_per_week": 2,
+                "min_per_rolling_week": 1,
+                "max_per_rolling_week": 4,
+                "check_in_required": True,
+                "criteria": "first 60 days",
+            },
+            {"name": "phase-2", "tests_per_week": 1, "min_per_rolling_week": 0, "max_per_rolling_week": 3},
+        ],
+        "collection_windows": {"urine": 8, "oral-fluid": 4},
+    }
 
 
 async def test_admin_edits_a_program_in_the_dashboard_and_staff_read_it(browser, live, artifacts):
@@ -68,9 +84,11 @@ async def test_admin_edits_a_program_in_the_dashboard_and_staff_read_it(browser,
     await phases.get_by_label("phase-1: tests a week").fill("6")
     await phases.get_by_role("button", name="Save the phases").click()
     alert = page.get_by_role("alert")
-    await expect(alert).to_contain_text("The program is not valid: phase phase-1 needs at least 6 tests in every "
-                                        "rolling 7 days, but site east is open 5 day(s) a week "
-                                        "(Mon, Tue, Wed, Thu, Sat): 6 > 5")
+    await expect(alert).to_contain_text(
+        "The program is not valid: phase phase-1 needs at least 6 tests in every "
+        "rolling 7 days, but site east is open 5 day(s) a week "
+        "(Mon, Tue, Wed, Thu, Sat): 6 > 5"
+    )
     await shot(page, artifacts, "program-refused-floor")
     phases = page.locator("#phases")
     await phases.get_by_label("phase-1: tests a week").fill("3")
@@ -104,22 +122,31 @@ async def test_admin_edits_a_program_in_the_dashboard_and_staff_read_it(browser,
         saved = (await http.get(f"/programs/{program_id}", headers=live.auth("staff"))).json()
     definition = saved["definition"]
     assert saved["version"] == 6
-    assert definition["sites"]["east"]["hours"] == {**{d: ["08:00", "17:00"] for d in ("mon", "tue", "wed", "thu")},
-                                                    "sat": ["09:00", "12:00"]}
+    assert definition["sites"]["east"]["hours"] == {
+        **{d: ["08:00", "17:00"] for d in ("mon", "tue", "wed", "thu")},
+        "sat": ["09:00", "12:00"],
+    }
     assert definition["sites"]["east"]["closed"] == {}
-    assert [(p["tests_per_week"], p["min_per_rolling_week"], p["max_per_rolling_week"]) for p in
-            definition["phases"]] == [(3.0, 2, 4), (1.0, 0, 3)]
+    assert [
+        (p["tests_per_week"], p["min_per_rolling_week"], p["max_per_rolling_week"]) for p in definition["phases"]
+    ] == [(3.0, 2, 4), (1.0, 0, 3)]
     assert definition["phases"][0]["check_in_required"] and definition["phases"][0]["criteria"] == "first 60 days"
     assert definition["collection_windows"]["urine"] == 6 and definition["reminder_hours_before_close"] == 2
     with Session(live.engine) as session:
-        edits = session.exec(select(AuditEvent).where(AuditEvent.subject_id == program_id)
-                             .order_by(col(AuditEvent.seq))).all()
+        edits = session.exec(
+            select(AuditEvent).where(AuditEvent.subject_id == program_id).order_by(col(AuditEvent.seq))
+        ).all()
     # Every edit is the API's own request, audited with who made it (the admin's token) and its outcome.
     writes = [(e.action, e.outcome, e.role) for e in edits if not e.action.startswith(("GET", "POST /ui/"))]
-    assert writes == [("POST /programs", "201", "admin"), ("PUT /programs/{program_id}", "200", "admin"),
-                      ("PUT /programs/{program_id}", "422", "admin"), ("PUT /programs/{program_id}", "200", "admin"),
-                      ("POST /programs/{program_id}/sites/{site}/closed-days", "200", "admin"),
-                      ("PUT /programs/{program_id}", "200", "admin"), ("PUT /programs/{program_id}", "200", "admin")]
+    assert writes == [
+        ("POST /programs", "201", "admin"),
+        ("PUT /programs/{program_id}", "200", "admin"),
+        ("PUT /programs/{program_id}", "422", "admin"),
+        ("PUT /programs/{program_id}", "200", "admin"),
+        ("POST /programs/{program_id}/sites/{site}/closed-days", "200", "admin"),
+        ("PUT /programs/{program_id}", "200", "admin"),
+        ("PUT /programs/{program_id}", "200", "admin"),
+    ]
 
     # Staff read the same program; nothing on the page edits it.
     context, page = await open_page(browser, live)

@@ -15,8 +15,10 @@ from tests.ui.test_dashboard import enroll_via_api, sign_in
 
 HTTP_LINE = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE|HEAD)\s+/")
 ROUTE_PARAM = re.compile(r"\{[a-z_]+\}")
-ENGINE_WORDS = re.compile(r"ParticipantWorkflow|ScreeningWorkflow|MedicationWorkflow|continued as new|"
-                          r"\b[a-z]+_[a-z_]+\b|\w+=\S")  # class names, snake_case names, key=value pairs
+ENGINE_WORDS = re.compile(
+    r"ParticipantWorkflow|ScreeningWorkflow|MedicationWorkflow|continued as new|"
+    r"\b[a-z]+_[a-z_]+\b|\w+=\S"
+)  # class names, snake_case names, key=value pairs
 
 
 def named_token(live, role: str, name: str) -> tuple[str, str]:
@@ -32,34 +34,60 @@ async def test_the_history_reads_like_the_clinics_record(live):
     staff_id, staff = named_token(live, "staff", "Sam Rivera")
     doctor_id, doctor = named_token(live, "clinician", "Dr. Patel")
     as_staff, as_doctor = {"Authorization": f"Bearer {staff}"}, {"Authorization": f"Bearer {doctor}"}
-    pid = await enroll_via_api(live, given_name="Historia", family_name="Worde", date_of_birth="1979-09-09",
-                               phone="+15555550961")
+    pid = await enroll_via_api(
+        live, given_name="Historia", family_name="Worde", date_of_birth="1979-09-09", phone="+15555550961"
+    )
     today = local_date(datetime.now(UTC), "America/New_York")
     async with live.http() as http:
+
         async def ok(method: str, path: str, headers: dict, **kwargs) -> dict:
             answer = await http.request(method, path, headers=headers, **kwargs)
             assert answer.status_code < 300, answer.text
             return answer.json() if answer.content else {}
 
-        await ok("POST", f"/participants/{pid}/consents", as_staff,
-                 json=consent_body(live.court_id, ["missed-tests"]))  # no report to the shared court receiver
+        await ok(
+            "POST", f"/participants/{pid}/consents", as_staff, json=consent_body(live.court_id, ["missed-tests"])
+        )  # no report to the shared court receiver
         await ok("PUT", f"/participants/{pid}/pin", as_staff, json={"pin": "4821"})
         await ok("POST", "/check-ins", as_staff, json={"participant_id": pid, "method": "kiosk"})
-        sid = (await ok("POST", f"/participants/{pid}/screenings", as_staff,
-                        json={"reason": "odour of alcohol"}))["screening_id"]
+        sid = (await ok("POST", f"/participants/{pid}/screenings", as_staff, json={"reason": "odour of alcohol"}))[
+            "screening_id"
+        ]
         specimen = (await ok("POST", f"/screenings/{sid}/collection", as_staff, json=URINE))["specimen_id"]
         message = oru("UI-WORDS-1", specimen, pid, obx=CONFIRMED_POSITIVE, dob="1979-09-09")
-        filed = await http.post("/lab/hl7", content=message.replace("Quintanilla-Verhoeven^Marisol", "Worde^Historia"),
-                                headers={**live.auth("lab"), "Content-Type": "text/plain"})
+        filed = await http.post(
+            "/lab/hl7",
+            content=message.replace("Quintanilla-Verhoeven^Marisol", "Worde^Historia"),
+            headers={**live.auth("lab"), "Content-Type": "text/plain"},
+        )
         assert "MSA|AA" in filed.text, filed.text
-        await ok("POST", f"/screenings/{sid}/review", as_doctor,
-                 json={"decision": "confirm", "explanation": "no prescription on file"})
+        await ok(
+            "POST",
+            f"/screenings/{sid}/review",
+            as_doctor,
+            json={"decision": "confirm", "explanation": "no prescription on file"},
+        )
         await ok("POST", f"/participants/{pid}/phase", as_doctor, json={"phase": "phase-2", "reason": "30 days"})
-        order = await ok("POST", f"/participants/{pid}/medications", as_doctor, json={
-            "drug": "methadone", "dose": 60, "unit": "mg", "route": "oral", "schedule": {"kind": "daily-observed"},
-            "start_date": today.isoformat(), "prescriber": "Dr. Patel"})
-        await ok("POST", f"/medications/{order['id']}/dispenses", as_staff,
-                 json={"kind": "observed-dose", "dose": 60, "unit": "mg"})
+        order = await ok(
+            "POST",
+            f"/participants/{pid}/medications",
+            as_doctor,
+            json={
+                "drug": "methadone",
+                "dose": 60,
+                "unit": "mg",
+                "route": "oral",
+                "schedule": {"kind": "daily-observed"},
+                "start_date": today.isoformat(),
+                "prescriber": "Dr. Patel",
+            },
+        )
+        await ok(
+            "POST",
+            f"/medications/{order['id']}/dispenses",
+            as_staff,
+            json={"kind": "observed-dose", "dose": 60, "unit": "mg"},
+        )
         await ok("GET", f"/participants/{pid}", as_doctor)
         refused = await http.post(f"/screenings/{sid}/excuse", headers=as_staff, json={"reason": "too late"})
         assert refused.status_code == 409
@@ -80,7 +108,7 @@ async def test_the_history_reads_like_the_clinics_record(live):
     # The audit trail keeps the request as it was made, for auditors.
     assert any(e["action"].startswith("POST /participants/{participant_id}/screenings") for e in entries)
 
-    timeline = page[page.index('<ol class="timeline">'):page.index("</ol>")]
+    timeline = page[page.index('<ol class="timeline">') : page.index("</ol>")]
     items = [" ".join(html.unescape(re.sub(r"<[^>]+>", " ", "<li" + li)).split()) for li in timeline.split("<li")[1:]]
     assert items and not [i for i in items if HTTP_LINE.search(i) or ROUTE_PARAM.search(i)], items
     assert staff_id not in timeline and doctor_id not in timeline  # names, never token ids

@@ -51,11 +51,15 @@ class SwitchableReceiver(Receiver):
 def probe_worker(client: Client, engine: Engine, task_queue: str) -> Worker:
     """iop.worker.build_worker plus the probe workflow."""
     return Worker(
-        client, task_queue=task_queue, workflows=[*WORKFLOWS, DiscloseProbe],
+        client,
+        task_queue=task_queue,
+        workflows=[*WORKFLOWS, DiscloseProbe],
         activities=activities(engine, TEST_KEYS),
-        activity_executor=ThreadPoolExecutor(8, thread_name_prefix="activity"), max_concurrent_activities=8,
+        activity_executor=ThreadPoolExecutor(8, thread_name_prefix="activity"),
+        max_concurrent_activities=8,
         workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)),
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+        ),
     )
 
 
@@ -78,9 +82,18 @@ class World:
         return self.env.client
 
     async def add_recipient(self, receiver: SwitchableReceiver, kind: str, categories: list[str]) -> str:
-        response = await self.stack.http.post("/recipients", headers=self.stack.auth("admin"), json={
-            "name": f"test {kind}", "kind": kind, "delivery": "webhook", "url": receiver.url,
-            "case_number_system": self.case_system, "categories": categories})
+        response = await self.stack.http.post(
+            "/recipients",
+            headers=self.stack.auth("admin"),
+            json={
+                "name": f"test {kind}",
+                "kind": kind,
+                "delivery": "webhook",
+                "url": receiver.url,
+                "case_number_system": self.case_system,
+                "categories": categories,
+            },
+        )
         assert response.status_code == 201, response.text
         receiver.secret = response.json()["signing_secret"]
         self.receivers[response.json()["id"]] = receiver
@@ -89,42 +102,66 @@ class World:
     async def add_participant(self, case_number: str) -> str:
         pid = f"p-{secrets.token_hex(5)}"
         with session_scope(self.engine) as session:
-            session.add(Participant(
-                id=pid, given_name="Test", family_name="Person", date_of_birth=date(1980, 1, 1), site="north",
-                program="iop", phase="phase-1", start_date=FAR_START, timezone="America/New_York",
-                case_numbers=[{"system": self.case_system, "value": case_number}], status="enrolling"))
+            session.add(
+                Participant(
+                    id=pid,
+                    given_name="Test",
+                    family_name="Person",
+                    date_of_birth=date(1980, 1, 1),
+                    site="north",
+                    program="iop",
+                    phase="phase-1",
+                    start_date=FAR_START,
+                    timezone="America/New_York",
+                    case_numbers=[{"system": self.case_system, "value": case_number}],
+                    status="enrolling",
+                )
+            )
         handle = await self.client.start_workflow(
-            ParticipantWorkflow.run, ParticipantInput(state=initial_state(pid, start=FAR_START)),
-            id=workflow_id(pid), task_queue=self.task_queue)
+            ParticipantWorkflow.run,
+            ParticipantInput(state=initial_state(pid, start=FAR_START)),
+            id=workflow_id(pid),
+            task_queue=self.task_queue,
+        )
         self.participants[pid], self.case_numbers[pid] = handle, case_number
         self.starters.append(handle)
         return pid
 
     async def grant(self, pid: str, recipient_id: str, categories: list[str]) -> str:
-        body = {"recipient_id": recipient_id, "categories": categories, "purpose": "monitor progress in treatment",
-                "disclosing_program": "Northside IOP", "signer": "the participant",
-                "signed_at": (NOW - timedelta(days=2)).isoformat(), "signature_method": "electronic",
-                "expires_at": (NOW + timedelta(days=365)).isoformat()}
-        response = await self.stack.http.post(f"/participants/{pid}/consents", json=body,
-                                              headers=self.stack.auth("staff"))
+        body = {
+            "recipient_id": recipient_id,
+            "categories": categories,
+            "purpose": "monitor progress in treatment",
+            "disclosing_program": "Northside IOP",
+            "signer": "the participant",
+            "signed_at": (NOW - timedelta(days=2)).isoformat(),
+            "signature_method": "electronic",
+            "expires_at": (NOW + timedelta(days=365)).isoformat(),
+        }
+        response = await self.stack.http.post(
+            f"/participants/{pid}/consents", json=body, headers=self.stack.auth("staff")
+        )
         assert response.status_code == 201, response.text
         return response.json()["id"]
 
     async def revoke(self, consent_id: str) -> None:
-        response = await self.stack.http.post(f"/consents/{consent_id}/revoke", json={"reason": "participant asked"},
-                                              headers=self.stack.auth("staff"))
+        response = await self.stack.http.post(
+            f"/consents/{consent_id}/revoke", json={"reason": "participant asked"}, headers=self.stack.auth("staff")
+        )
         assert response.status_code == 200, response.text
 
     async def probe(self, event: DisclosureEvent) -> None:
         """Report `event` through workflows.disclosure.disclose, as the program's workflows do."""
-        handle = await self.client.start_workflow(DiscloseProbe.run, event, id=f"probe-{secrets.token_hex(6)}",
-                                                  task_queue=self.task_queue)
+        handle = await self.client.start_workflow(
+            DiscloseProbe.run, event, id=f"probe-{secrets.token_hex(6)}", task_queue=self.task_queue
+        )
         await handle.result()
         self.starters.append(handle)
 
     async def accounting(self, pid: str) -> list[dict]:
-        response = await self.stack.http.get(f"/disclosures?participant_id={pid}&limit=200",
-                                             headers=self.stack.auth("auditor"))
+        response = await self.stack.http.get(
+            f"/disclosures?participant_id={pid}&limit=200", headers=self.stack.auth("auditor")
+        )
         assert response.status_code == 200, response.text
         return response.json()["items"]
 
@@ -182,5 +219,6 @@ async def world(time_env, engine: Engine, task_queue: str, tmp_path, receivers: 
         started = [stack.enter_context(webhook_receiver(receiver=SwitchableReceiver(url=""))) for _ in range(receivers)]
         await stack.enter_async_context(probe_worker(time_env.client, engine, task_queue))
         api = await stack.enter_async_context(
-            api_stack(time_env.client, engine, task_queue, tmp_path, with_worker=False))
+            api_stack(time_env.client, engine, task_queue, tmp_path, with_worker=False)
+        )
         yield World(time_env, api, engine, task_queue), started

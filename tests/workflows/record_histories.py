@@ -48,7 +48,9 @@ async def main() -> None:
         upgrade(url)
         engine = make_engine(url)
         env = await WorkflowEnvironment.start_local(
-            data_converter=TEST_CONVERTER, dev_server_existing_path=binary("temporal"), search_attributes=search.ALL,
+            data_converter=TEST_CONVERTER,
+            dev_server_existing_path=binary("temporal"),
+            search_attributes=search.ALL,
         )
         try:
             async with build_worker(env.client, engine, "record-histories"):
@@ -64,9 +66,13 @@ async def main() -> None:
 async def thirty_days(engine) -> None:
     """A month of daily draws with a pause, a phase change, check-ins, a for-cause test."""
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=TEST_CONVERTER, test_server_existing_path=binary("temporal-test-server"))
-    await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-        namespace="default", search_attributes={key.name: key.indexed_value_type for key in search.ALL}))
+        data_converter=TEST_CONVERTER, test_server_existing_path=binary("temporal-test-server")
+    )
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace="default", search_attributes={key.name: key.indexed_value_type for key in search.ALL}
+        )
+    )
     try:
         async with build_worker(env.client, engine, "record-histories-30"):
             today = local_date(await env.get_current_time(), "America/New_York")
@@ -75,22 +81,29 @@ async def thirty_days(engine) -> None:
             receiver_context = webhook_receiver()
             receiver = receiver_context.__enter__()
             _, recipient_id, _ = add_recipient_and_consent(engine, pid, receiver)
-            order_id = await handle.execute_update(ParticipantWorkflow.start_medication, MedicationStart(
-                order=medication_order(pid, today), rules="federal-otp-2024"))
+            order_id = await handle.execute_update(
+                ParticipantWorkflow.start_medication,
+                MedicationStart(order=medication_order(pid, today), rules="federal-otp-2024"),
+            )
             medication = env.client.get_workflow_handle(medication_workflow_id(order_id))
             for dosed in (True, False, True):
                 if dosed:
-                    await medication.execute_update(MedicationWorkflow.dispense, DispenseRecord(
-                        kind="observed-dose", actor="RN", dose=60.0, unit="mg"))
+                    await medication.execute_update(
+                        MedicationWorkflow.dispense,
+                        DispenseRecord(kind="observed-dose", actor="RN", dose=60.0, unit="mg"),
+                    )
                 await skip(env, timedelta(days=1))
             await handle.execute_update(ParticipantWorkflow.check_in, CheckIn("kiosk", "recorder"))
             ref = await handle.execute_update(ParticipantWorkflow.order_for_cause, ForCause("odour", "recorder"))
             collected = env.client.get_workflow_handle(screening_workflow_id(ref.screening_id))
-            await collected.execute_update(ScreeningWorkflow.record_collection,
-                                           Collection(specimen_type="urine", observed=True, collector="RN"))
+            await collected.execute_update(
+                ScreeningWorkflow.record_collection, Collection(specimen_type="urine", observed=True, collector="RN")
+            )
             pause_from = today + timedelta(days=5)
-            await handle.execute_update(ParticipantWorkflow.pause, Pause(
-                pause_from.isoformat(), (pause_from + timedelta(days=3)).isoformat(), "hospital", "recorder"))
+            await handle.execute_update(
+                ParticipantWorkflow.pause,
+                Pause(pause_from.isoformat(), (pause_from + timedelta(days=3)).isoformat(), "hospital", "recorder"),
+            )
             await skip(env, timedelta(days=7))
             await handle.execute_update(ParticipantWorkflow.change_phase, PhaseChange("phase-2", "progress", "r"))
             await skip(env, timedelta(days=20))
@@ -99,8 +112,9 @@ async def thirty_days(engine) -> None:
             await save(env, handle.id, "participant--thirty-days")
             await medication.result()
             await save(env, medication.id, "medication--daily-observed-with-misses")
-            phase_report = env.client.get_workflow_handle(disclosure_workflow_id(
-                disclosure_id(pid, "phase-change-1", "phase-changes", recipient_id)))
+            phase_report = env.client.get_workflow_handle(
+                disclosure_workflow_id(disclosure_id(pid, "phase-change-1", "phase-changes", recipient_id))
+            )
             await phase_report.result()
             await save(env, phase_report.id, "disclosure--phase-change-delivered")
             receiver_context.__exit__(None, None, None)
@@ -123,23 +137,38 @@ async def added_analyte_result() -> None:
         upgrade(url)
         engine = make_engine(url)
         env = await WorkflowEnvironment.start_local(
-            data_converter=TEST_CONVERTER, dev_server_existing_path=binary("temporal"), search_attributes=search.ALL,
+            data_converter=TEST_CONVERTER,
+            dev_server_existing_path=binary("temporal"),
+            search_attributes=search.ALL,
         )
         try:
             async with build_worker(env.client, engine, "record-histories-added"):
                 handle = await start_participant(env.client, engine, "record-histories-added")
                 ref = await handle.execute_update(ParticipantWorkflow.order_for_cause, ForCause("odour", "recorder"))
                 screening = env.client.get_workflow_handle(screening_workflow_id(ref.screening_id))
-                await screening.execute_update(ScreeningWorkflow.record_collection,
-                                               Collection(specimen_type="urine", observed=True, collector="RN"))
+                await screening.execute_update(
+                    ScreeningWorkflow.record_collection,
+                    Collection(specimen_type="urine", observed=True, collector="RN"),
+                )
                 report = LabReport(
-                    result_id="lr-1-1", lab_id="ACME REFERENCE LAB", message_ref="1", specimen_id=ref.screening_id,
-                    result_status="F", received_at="2026-12-01T12:00:00+00:00",
-                    analytes=[AnalyteIn("isotonitazene", 2.1, None, "ng/mL", None, "confirm", "ISOTZ"),
-                              AnalyteIn("creatinine", 85.0, None, "mg/dL"), AnalyteIn("specific_gravity", 1.015),
-                              AnalyteIn("ph", 6.2)],
-                    added_analytes=[AddedAnalyte("isotonitazene", "Isotonitazene", "nitazenes",
-                                                 initial_cutoff=1.0, confirm_cutoff=0.5)])
+                    result_id="lr-1-1",
+                    lab_id="ACME REFERENCE LAB",
+                    message_ref="1",
+                    specimen_id=ref.screening_id,
+                    result_status="F",
+                    received_at="2026-12-01T12:00:00+00:00",
+                    analytes=[
+                        AnalyteIn("isotonitazene", 2.1, None, "ng/mL", None, "confirm", "ISOTZ"),
+                        AnalyteIn("creatinine", 85.0, None, "mg/dL"),
+                        AnalyteIn("specific_gravity", 1.015),
+                        AnalyteIn("ph", 6.2),
+                    ],
+                    added_analytes=[
+                        AddedAnalyte(
+                            "isotonitazene", "Isotonitazene", "nitazenes", initial_cutoff=1.0, confirm_cutoff=0.5
+                        )
+                    ],
+                )
                 state = await screening.execute_update(ScreeningWorkflow.record_result, report)
                 assert state.results[0].interpretation.findings[0].outcome == "confirmed-positive", state
                 await save(env, screening.id, "screening--added-analyte-result")
@@ -157,9 +186,17 @@ def add_recipient_and_consent(engine, participant_id: str, receiver) -> tuple[st
 
 
 def medication_order(participant_id: str, start) -> MedicationOrder:
-    return MedicationOrder(order_id=f"m-{participant_id[-6:]}", participant_id=participant_id, drug="methadone",
-                           dose=60.0, unit="mg", route="oral", schedule=Schedule("daily-observed"),
-                           start_date=start.isoformat(), prescriber="Dr. Okafor")
+    return MedicationOrder(
+        order_id=f"m-{participant_id[-6:]}",
+        participant_id=participant_id,
+        drug="methadone",
+        dose=60.0,
+        unit="mg",
+        route="oral",
+        schedule=Schedule("daily-observed"),
+        start_date=start.isoformat(),
+        prescriber="Dr. Okafor",
+    )
 
 
 async def skip(env: WorkflowEnvironment, span: timedelta) -> None:
@@ -190,9 +227,13 @@ async def program_calendar() -> None:
         upgrade(url)
         engine = make_engine(url)
         env = await WorkflowEnvironment.start_time_skipping(
-            data_converter=TEST_CONVERTER, test_server_existing_path=binary("temporal-test-server"))
-        await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-            namespace="default", search_attributes={key.name: key.indexed_value_type for key in search.ALL}))
+            data_converter=TEST_CONVERTER, test_server_existing_path=binary("temporal-test-server")
+        )
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace="default", search_attributes={key.name: key.indexed_value_type for key in search.ALL}
+            )
+        )
         try:
             with sms_gateway() as gateway:
                 gateway.down = True
@@ -206,7 +247,8 @@ async def program_calendar() -> None:
                     await handle.result()
                     await save(env, handle.id, "participant--program-calendar-closed-days")
                     participant, screening, _ = await _for_cause_with_gateway(
-                        env, engine, "record-histories-15", "+15555550100")
+                        env, engine, "record-histories-15", "+15555550100"
+                    )
                     await skip(env, timedelta(hours=40))
                     await screening.result()
                     await save(env, screening.id, "screening--gateway-outage-not-notified")
@@ -231,15 +273,25 @@ async def selection_period() -> None:
         upgrade(url)
         engine = make_engine(url)
         env = await WorkflowEnvironment.start_time_skipping(
-            data_converter=TEST_CONVERTER, test_server_existing_path=binary("temporal-test-server"))
+            data_converter=TEST_CONVERTER, test_server_existing_path=binary("temporal-test-server")
+        )
         try:
             with webhook_receiver() as court:
                 court.secret = new_webhook_secret(bytes(range(32)))
                 court.script = [(503, {})]
                 with session_scope(engine) as session:
-                    session.add(Recipient(id="r-court", name="court", kind="court", delivery="webhook", url=court.url,
-                                          secret_sealed=seal_text(TEST_KEYS, court.secret), categories=[],
-                                          notices=[verifiable.SELECTION_COMMITMENTS]))
+                    session.add(
+                        Recipient(
+                            id="r-court",
+                            name="court",
+                            kind="court",
+                            delivery="webhook",
+                            url=court.url,
+                            secret_sealed=seal_text(TEST_KEYS, court.secret),
+                            categories=[],
+                            notices=[verifiable.SELECTION_COMMITMENTS],
+                        )
+                    )
                 queue = "record-histories-21"
                 async with build_worker(env.client, engine, queue):
                     period = f"{await env.get_current_time():%Y-%m}"
@@ -270,22 +322,49 @@ async def colour_mode() -> None:
         upgrade(url)
         engine = make_engine(url)
         env = await WorkflowEnvironment.start_time_skipping(
-            data_converter=TEST_CONVERTER, test_server_existing_path=binary("temporal-test-server"))
-        await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-            namespace="default", search_attributes={key.name: key.indexed_value_type for key in search.ALL}))
+            data_converter=TEST_CONVERTER, test_server_existing_path=binary("temporal-test-server")
+        )
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace="default", search_attributes={key.name: key.indexed_value_type for key in search.ALL}
+            )
+        )
         try:
             async with build_worker(env.client, engine, "record-histories-15c"):
                 today = local_date(await env.get_current_time(), ZONE)
                 with session_scope(engine) as session:
-                    save_version(session, program_from_dict({
-                        "program_id": "colour-court", "name": "Colour court", "mode": "colour",
-                        "reminder_hours_before_close": 2,
-                        "sites": {"north": {"timezone": ZONE, "hours": WEEKDAYS, "closed": {}}},
-                        "phases": [{"name": "phase-1", "tests_per_week": 1, "min_per_rolling_week": 0,
-                                    "max_per_rolling_week": 3, "check_in_required": True,
-                                    "missed_check_in_reportable": True}],
-                        "colours": [{"name": "red", "tests_per_week": 5, "min_per_rolling_week": 5,
-                                     "max_per_rolling_week": 5}]}), "recorder", None)
+                    save_version(
+                        session,
+                        program_from_dict(
+                            {
+                                "program_id": "colour-court",
+                                "name": "Colour court",
+                                "mode": "colour",
+                                "reminder_hours_before_close": 2,
+                                "sites": {"north": {"timezone": ZONE, "hours": WEEKDAYS, "closed": {}}},
+                                "phases": [
+                                    {
+                                        "name": "phase-1",
+                                        "tests_per_week": 1,
+                                        "min_per_rolling_week": 0,
+                                        "max_per_rolling_week": 3,
+                                        "check_in_required": True,
+                                        "missed_check_in_reportable": True,
+                                    }
+                                ],
+                                "colours": [
+                                    {
+                                        "name": "red",
+                                        "tests_per_week": 5,
+                                        "min_per_rolling_week": 5,
+                                        "max_per_rolling_week": 5,
+                                    }
+                                ],
+                            }
+                        ),
+                        "recorder",
+                        None,
+                    )
                 handle = await enroll(env, engine, "record-histories-15c", "colour-court", today)
                 participant_id = (await handle.query(ParticipantWorkflow.status)).participant_id
                 with session_scope(engine) as session:
@@ -295,8 +374,9 @@ async def colour_mode() -> None:
                 await handle.result()
                 await save(env, handle.id, "participant--colour-mode-missed-check-ins")
                 with Session(engine) as session:
-                    first = session.exec(select(Screening).where(Screening.participant_id == participant_id)
-                                         .order_by(Screening.day)).first()
+                    first = session.exec(
+                        select(Screening).where(Screening.participant_id == participant_id).order_by(Screening.day)
+                    ).first()
                 screening = env.client.get_workflow_handle(screening_workflow_id(first.id))
                 await screening.result()
                 await save(env, screening.id, "screening--colour-called-reminded-missed")
@@ -309,6 +389,10 @@ if __name__ == "__main__":
 
     # `... record_histories added-analyte` (or `program-calendar`, `colour-mode`) records only that history (the others
     # exist already).
-    only = {"added-analyte": added_analyte_result, "program-calendar": program_calendar,
-            "selection-period": selection_period, "colour-mode": colour_mode}
+    only = {
+        "added-analyte": added_analyte_result,
+        "program-calendar": program_calendar,
+        "selection-period": selection_period,
+        "colour-mode": colour_mode,
+    }
     asyncio.run(only[sys.argv[1]]() if sys.argv[1:2] and sys.argv[1] in only else main())

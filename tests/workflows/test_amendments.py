@@ -27,8 +27,13 @@ from workflows.contracts.disclosure import DisclosureEvent, DisclosureInput
 
 RESULTS, REFUSALS, MISSED = "screening-results", "refusals", "missed-tests"
 NEGATIVE = {"collected_on": "2026-11-20", "specimen_type": "urine", "observed": True, "outcome": "negative"}
-POSITIVE = {**NEGATIVE, "outcome": "positive", "positive_for": ["benzoylecgonine"], "basis": "laboratory-confirmed",
-            "confirmed": True}
+POSITIVE = {
+    **NEGATIVE,
+    "outcome": "positive",
+    "positive_for": ["benzoylecgonine"],
+    "basis": "laboratory-confirmed",
+    "confirmed": True,
+}
 INVALID = {**NEGATIVE, "outcome": "invalid"}
 SUBSTITUTED = {"occurred_on": "2026-11-20", "refusal_kind": "adulterated-or-substituted"}
 MISS = {"scheduled_on": "2026-11-20", "window_closed_at": "2026-11-20T16:00:00+00:00"}
@@ -64,9 +69,11 @@ def drain(activities: DisclosureActivities, engine, pid: str, rounds: int = 8) -
     """Attempt every undecided delivery of the participant, oldest first, until none is left."""
     for _ in range(rounds):
         with Session(engine) as session:
-            rows = session.exec(select(Disclosure).where(
-                Disclosure.participant_id == pid, col(Disclosure.status).in_(("pending", "retrying")))
-                .order_by(col(Disclosure.created_at))).all()
+            rows = session.exec(
+                select(Disclosure)
+                .where(Disclosure.participant_id == pid, col(Disclosure.status).in_(("pending", "retrying")))
+                .order_by(col(Disclosure.created_at))
+            ).all()
         if not rows:
             return
         for row in rows:
@@ -143,8 +150,12 @@ def test_the_same_event_again_plans_nothing_new(records_engine):
 # A clinician's review decides a non-negative result: confirm reports the positive, excuse reports it negative
 # (ScreeningWorkflow._announce_final); a reversal of that review decides it the other way.
 REVIEWED = {"confirm": (RESULTS, POSITIVE), "excuse": (RESULTS, {**NEGATIVE, "dilute": False})}
-OUTCOMES = {"negative": (RESULTS, NEGATIVE), "positive": (RESULTS, POSITIVE), "invalid": (RESULTS, INVALID),
-            "substituted": (REFUSALS, SUBSTITUTED)}
+OUTCOMES = {
+    "negative": (RESULTS, NEGATIVE),
+    "positive": (RESULTS, POSITIVE),
+    "invalid": (RESULTS, INVALID),
+    "substituted": (REFUSALS, SUBSTITUTED),
+}
 WANTS = {"all": [RESULTS, REFUSALS, MISSED], "results": [RESULTS], "refusals": [REFUSALS, MISSED]}
 
 
@@ -205,9 +216,13 @@ def test_every_recipients_last_word_matches_the_final_truth(records_engine):
             def deliver_some(self, failures, order):
                 """A few attempts in any order (workers run them concurrently), each answered or failing."""
                 with Session(engine) as session:
-                    rows = session.exec(select(Disclosure).where(
-                        Disclosure.participant_id == self.pid, col(Disclosure.status).in_(("pending", "retrying")))
-                        .order_by(col(Disclosure.created_at))).all()
+                    rows = session.exec(
+                        select(Disclosure)
+                        .where(
+                            Disclosure.participant_id == self.pid, col(Disclosure.status).in_(("pending", "retrying"))
+                        )
+                        .order_by(col(Disclosure.created_at))
+                    ).all()
                 order.shuffle(rows)
                 for row, failing in zip(rows, failures, strict=False):
                     receiver.failing = failing
@@ -237,10 +252,14 @@ def test_every_recipients_last_word_matches_the_final_truth(records_engine):
                         elif told:
                             assert told[-1]["data"].get("retracted") is True, (name, truth, told[-1])
 
-        Amendments.TestCase.settings = settings(max_examples=25, stateful_step_count=10, deadline=None,
-                                                suppress_health_check=list(HealthCheck),
-                                                # Shrinking a database-backed run takes minutes: report it as found.
-                                                phases=(Phase.explicit, Phase.reuse, Phase.generate))
+        Amendments.TestCase.settings = settings(
+            max_examples=25,
+            stateful_step_count=10,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            # Shrinking a database-backed run takes minutes: report it as found.
+            phases=(Phase.explicit, Phase.reuse, Phase.generate),
+        )
         Amendments.TestCase().runTest()
 
 
@@ -264,17 +283,49 @@ def test_a_monthly_summary_counts_no_screen_only_positive_and_no_clinical_screen
                 # A cocaine screen (presumptive) or confirmation (confirmed), as the workflow saves it.
                 found = interpret([AnalyteResult("benzoylecgonine", 300.0, method=method)], None, MedicationContext())
                 selected = datetime(2026, 1, 1, tzinfo=UTC)
-                state = ScreeningState(f"s-{pid}-{n}", pid, "north", start.isoformat(), "random", selected.isoformat(),
-                                       8.0, status="final", final_outcome="positive", current_result_id="r",
-                                       results=[ResultEntry("r", "F", selected.isoformat(), found)])
-                session.add(Screening(id=f"s-{pid}-{n}", participant_id=pid, site="north", day=start, reason="random",
-                                      status="final", selected_at=selected, state=asdict(state), forensic=forensic))
+                state = ScreeningState(
+                    f"s-{pid}-{n}",
+                    pid,
+                    "north",
+                    start.isoformat(),
+                    "random",
+                    selected.isoformat(),
+                    8.0,
+                    status="final",
+                    final_outcome="positive",
+                    current_result_id="r",
+                    results=[ResultEntry("r", "F", selected.isoformat(), found)],
+                )
+                session.add(
+                    Screening(
+                        id=f"s-{pid}-{n}",
+                        participant_id=pid,
+                        site="north",
+                        day=start,
+                        reason="random",
+                        status="final",
+                        selected_at=selected,
+                        state=asdict(state),
+                        forensic=forensic,
+                    )
+                )
         activities = DisclosureActivities(records_engine, TEST_KEYS)
         month = start.isoformat()[:7]
-        activities.plan_disclosures(DisclosureEvent(pid, "periodic-summary", f"summary-{month}", {
-            "month": month, "period_start": start.replace(day=1).isoformat(), "period_end": date(
-                start.year + start.month // 12, start.month % 12 + 1, 1).isoformat()}))
+        activities.plan_disclosures(
+            DisclosureEvent(
+                pid,
+                "periodic-summary",
+                f"summary-{month}",
+                {
+                    "month": month,
+                    "period_start": start.replace(day=1).isoformat(),
+                    "period_end": date(start.year + start.month // 12, start.month % 12 + 1, 1).isoformat(),
+                },
+            )
+        )
         drain(activities, records_engine, pid)
         [(_, summary)] = received(records_engine, receiver, pid)
     assert summary["data"]["sections"]["screening-results"] == {
-        "total": 1, "by_outcome": {"negative": 0, "positive": 1, "invalid": 0}}
+        "total": 1,
+        "by_outcome": {"negative": 0, "positive": 1, "invalid": 0},
+    }

@@ -33,28 +33,53 @@ def setup_records_for(engine, pid: str, url: str, secret: str, categories: list[
     rid, cid = f"r-{secrets.token_hex(3)}", f"c-{secrets.token_hex(3)}"
     now = datetime.now(UTC)
     with session_scope(engine) as session:
-        session.add(Recipient(id=rid, name="drug court", kind="court", delivery="webhook", url=url,
-                              secret_sealed=seal_text(TEST_KEYS, secret), categories=categories))
+        session.add(
+            Recipient(
+                id=rid,
+                name="drug court",
+                kind="court",
+                delivery="webhook",
+                url=url,
+                secret_sealed=seal_text(TEST_KEYS, secret),
+                categories=categories,
+            )
+        )
         session.flush()
-        consent = consent_from_dict({
-            "consent_id": cid, "participant_id": pid, "recipient_id": rid, "recipient_kind": "court",
-            "categories": categories, "purpose": "monitoring", "disclosing_program": "Northside IOP",
-            "signer": "participant", "signed_at": (now - timedelta(days=1)).isoformat(),
-            "signature_method": "electronic", "effective_from": (now - timedelta(days=1)).isoformat(),
-            "expires_at": (now + timedelta(days=90)).isoformat(),
-        })
-        session.add(ConsentRecord(id=cid, participant_id=pid, recipient_id=rid, consent=consent_to_dict(consent),
-                                  created_by="test"))
+        consent = consent_from_dict(
+            {
+                "consent_id": cid,
+                "participant_id": pid,
+                "recipient_id": rid,
+                "recipient_kind": "court",
+                "categories": categories,
+                "purpose": "monitoring",
+                "disclosing_program": "Northside IOP",
+                "signer": "participant",
+                "signed_at": (now - timedelta(days=1)).isoformat(),
+                "signature_method": "electronic",
+                "effective_from": (now - timedelta(days=1)).isoformat(),
+                "expires_at": (now + timedelta(days=90)).isoformat(),
+            }
+        )
+        session.add(
+            ConsentRecord(
+                id=cid, participant_id=pid, recipient_id=rid, consent=consent_to_dict(consent), created_by="test"
+            )
+        )
     return pid, rid, cid
 
 
 async def start_delivery(env, engine, pid: str):
-    event = DisclosureEvent(pid, "missed-tests", f"s-{pid}", {"scheduled_on": "2026-11-20",
-                                                              "window_closed_at": "2026-11-20T16:00:00+00:00"})
+    event = DisclosureEvent(
+        pid, "missed-tests", f"s-{pid}", {"scheduled_on": "2026-11-20", "window_closed_at": "2026-11-20T16:00:00+00:00"}
+    )
     [plan] = DisclosureActivities(engine, TEST_KEYS).plan_disclosures(event)
     return await env.client.start_workflow(
-        DisclosureWorkflow.run, DisclosureInput(plan.disclosure_id, pid, plan.recipient_id, "missed-tests"),
-        id=disclosure_workflow_id(plan.disclosure_id), task_queue=env.task_queue), plan.disclosure_id
+        DisclosureWorkflow.run,
+        DisclosureInput(plan.disclosure_id, pid, plan.recipient_id, "missed-tests"),
+        id=disclosure_workflow_id(plan.disclosure_id),
+        task_queue=env.task_queue,
+    ), plan.disclosure_id
 
 
 @pytest.fixture
@@ -93,8 +118,9 @@ async def test_revocation_during_retries_cancels(env, records_engine):
         await skip(env, timedelta(minutes=30))
         with session_scope(records_engine) as session:
             row = session.get(ConsentRecord, cid)
-            row.consent = consent_to_dict(revoke(consent_from_dict(row.consent), datetime.now(UTC).isoformat(),
-                                                 "participant revoked"))
+            row.consent = consent_to_dict(
+                revoke(consent_from_dict(row.consent), datetime.now(UTC).isoformat(), "participant revoked")
+            )
         await handle.signal(DisclosureWorkflow.cancel, "consent revoked")
         result = await handle.result()
     assert result.status == "cancelled" and receiver.kept == {}

@@ -42,8 +42,10 @@ from workflows.participant import ParticipantWorkflow, monthly_summary_event
 PARTICIPANTS, RECIPIENTS = 3, 2
 # What each recipient wants, and what a consent to it covers: the employer's consent covers results
 # only, so its program-status reports are blocked for want of the category.
-WANTS = [["phase-changes", "program-status", "periodic-summary", "screening-results"],
-         ["program-status", "screening-results"]]
+WANTS = [
+    ["phase-changes", "program-status", "periodic-summary", "screening-results"],
+    ["program-status", "screening-results"],
+]
 COVERS = [WANTS[0], ["screening-results"]]
 DISCHARGE_KINDS = ["withdrawn", "administrative", "transferred"]
 STEPS = Counter()
@@ -79,11 +81,15 @@ def build_machine(loop: asyncio.AbstractEventLoop, env, stack, engine, task_queu
         def __init__(self) -> None:
             super().__init__()
             self.exits = contextlib.ExitStack()
-            receivers = [self.exits.enter_context(webhook_receiver(receiver=SwitchableReceiver(url="")))
-                         for _ in range(RECIPIENTS)]
+            receivers = [
+                self.exits.enter_context(webhook_receiver(receiver=SwitchableReceiver(url="")))
+                for _ in range(RECIPIENTS)
+            ]
             self.w = World(env, stack, engine, task_queue, case_system=f"court-{STEPS['examples']}")
-            self.rids = [run(self.w.add_recipient(r, kind, WANTS[i]))
-                         for i, (r, kind) in enumerate(zip(receivers, ["court", "employer"], strict=False))]
+            self.rids = [
+                run(self.w.add_recipient(r, kind, WANTS[i]))
+                for i, (r, kind) in enumerate(zip(receivers, ["court", "employer"], strict=False))
+            ]
             self.people: list[Participant] = []
             self.consents: dict[tuple[int, int], str | None] = {}
             # (participant id, event_ref, category, recipient id, is a correction) -> what must happen
@@ -125,11 +131,13 @@ def build_machine(loop: asyncio.AbstractEventLoop, env, stack, engine, task_queu
                 if consent is None or category not in COVERS[r]:
                     self.expected[(person.pid, event_ref, category, rid, correction)] = Expected("blocked", facts)
                 elif self.receiver(r).failing:
-                    self.expected[(person.pid, event_ref, category, rid, correction)] = Expected("pending", facts,
-                                                                                                  consent)
+                    self.expected[(person.pid, event_ref, category, rid, correction)] = Expected(
+                        "pending", facts, consent
+                    )
                 else:
-                    self.expected[(person.pid, event_ref, category, rid, correction)] = Expected("delivered", facts,
-                                                                                                  consent)
+                    self.expected[(person.pid, event_ref, category, rid, correction)] = Expected(
+                        "delivered", facts, consent
+                    )
 
         def step(self, name: str) -> None:
             STEPS["steps"] += 1
@@ -141,9 +149,16 @@ def build_machine(loop: asyncio.AbstractEventLoop, env, stack, engine, task_queu
             pids = [p.pid for p in self.people]
             with Session(engine) as session:
                 rows = session.exec(select(Disclosure).where(Disclosure.participant_id.in_(pids))).all()
-            return [row.id for row in rows if (exp := self.expected.get(
-                (row.participant_id, row.event_ref, row.category, row.recipient_id, row.corrects is not None)))
-                    and exp.status == "pending"]
+            return [
+                row.id
+                for row in rows
+                if (
+                    exp := self.expected.get(
+                        (row.participant_id, row.event_ref, row.category, row.recipient_id, row.corrects is not None)
+                    )
+                )
+                and exp.status == "pending"
+            ]
 
         # --- rules ---------------------------------------------------------------------------
 
@@ -168,8 +183,11 @@ def build_machine(loop: asyncio.AbstractEventLoop, env, stack, engine, task_queu
         def change_phase(self, i: int, to: str) -> None:
             person = self.people[i]
             if person.active and to != person.phase:
-                state = run(self.w.participants[person.pid].execute_update(
-                    ParticipantWorkflow.change_phase, PhaseChange(to, "progress", "tester")))
+                state = run(
+                    self.w.participants[person.pid].execute_update(
+                        ParticipantWorkflow.change_phase, PhaseChange(to, "progress", "tester")
+                    )
+                )
                 person.phase = to
                 self.expect(i, f"phase-change-{len(state.phase_history) - 1}", "phase-changes", {"to_phase": to})
             self.step("phase change")
@@ -178,8 +196,11 @@ def build_machine(loop: asyncio.AbstractEventLoop, env, stack, engine, task_queu
         def discharge(self, i: int, kind: str) -> None:
             person = self.people[i]
             if person.active:
-                run(self.w.participants[person.pid].execute_update(
-                    ParticipantWorkflow.discharge, Discharge(kind, "test", "tester")))
+                run(
+                    self.w.participants[person.pid].execute_update(
+                        ParticipantWorkflow.discharge, Discharge(kind, "test", "tester")
+                    )
+                )
                 person.active = False
                 self.expect(i, "program-status", "program-status", {"status": "discharged", "discharge_kind": kind})
             self.step("discharge")
@@ -241,14 +262,18 @@ def build_machine(loop: asyncio.AbstractEventLoop, env, stack, engine, task_queu
             pids = {p.pid: p for p in self.people}
             with Session(engine) as session:
                 rows = session.exec(select(Disclosure).where(Disclosure.participant_id.in_(list(pids)))).all()
-                consents = {c.id: c for c in session.exec(select(ConsentRecord).where(
-                    ConsentRecord.participant_id.in_(list(pids)))).all()}
+                consents = {
+                    c.id: c
+                    for c in session.exec(
+                        select(ConsentRecord).where(ConsentRecord.participant_id.in_(list(pids)))
+                    ).all()
+                }
             by_key = {}
             for row in rows:
                 key = (row.participant_id, row.event_ref, row.category, row.recipient_id, row.corrects is not None)
                 assert key not in by_key, f"two rows for one report: {row.id}, {by_key[key].id}"
                 by_key[key] = row
-            assert set(by_key) == set(self.expected), (set(by_key) ^ set(self.expected))
+            assert set(by_key) == set(self.expected), set(by_key) ^ set(self.expected)
             rows_by_id = {row.id: row for row in rows}
             for key, exp in self.expected.items():
                 row = by_key[key]
@@ -267,10 +292,12 @@ def build_machine(loop: asyncio.AbstractEventLoop, env, stack, engine, task_queu
                 for webhook_id, payload in receiver.kept.items():
                     row = rows_by_id[webhook_id]
                     owner = pids[row.participant_id]
-                    exp = self.expected[(row.participant_id, row.event_ref, row.category, rid,
-                                         row.corrects is not None)]
+                    exp = self.expected[
+                        (row.participant_id, row.event_ref, row.category, rid, row.corrects is not None)
+                    ]
                     assert payload["disclosure_id"] == webhook_id and payload["subject"] == {
-                        "case_number": owner.case_number}
+                        "case_number": owner.case_number
+                    }
                     consent = consents[payload["consent"]["consent_id"]]
                     assert (consent.participant_id, consent.recipient_id) == (owner.pid, rid)
                     data = payload["data"]
@@ -286,8 +313,10 @@ def build_machine(loop: asyncio.AbstractEventLoop, env, stack, engine, task_queu
                 items = run(self.w.accounting(person.pid))
                 assert all(d["participant_id"] == person.pid for d in items)
                 mine = {k for k in self.expected if k[0] == person.pid}
-                assert {(d["participant_id"], d["event_ref"], d["category"], d["recipient_id"],
-                         d["corrects"] is not None) for d in items} == mine
+                assert {
+                    (d["participant_id"], d["event_ref"], d["category"], d["recipient_id"], d["corrects"] is not None)
+                    for d in items
+                } == mine
 
     return Disclosures
 
@@ -295,12 +324,22 @@ def build_machine(loop: asyncio.AbstractEventLoop, env, stack, engine, task_queu
 async def test_reports_stay_with_their_participant_through_faults(time_env, records_engine, task_queue, tmp_path):
     loop = asyncio.get_running_loop()
     STEPS.clear()
-    async with probe_worker(time_env.client, records_engine, task_queue), \
-            api_stack(time_env.client, records_engine, task_queue, tmp_path, with_worker=False) as stack:
+    async with (
+        probe_worker(time_env.client, records_engine, task_queue),
+        api_stack(time_env.client, records_engine, task_queue, tmp_path, with_worker=False) as stack,
+    ):
         machine = build_machine(loop, time_env, stack, records_engine, task_queue)
-        config = settings(max_examples=5, stateful_step_count=10, deadline=None, database=None,
-                          suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.reuse, Phase.generate])
+        config = settings(
+            max_examples=5,
+            stateful_step_count=10,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+            phases=[Phase.explicit, Phase.reuse, Phase.generate],
+        )
         await asyncio.to_thread(run_state_machine_as_test, machine, settings=config)
-    print(f"\nproperty test: {STEPS['examples']} examples, {STEPS['steps']} steps: "
-          + ", ".join(f"{k} {v}" for k, v in sorted(STEPS.items()) if k not in ("examples", "steps")))
+    print(
+        f"\nproperty test: {STEPS['examples']} examples, {STEPS['steps']} steps: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(STEPS.items()) if k not in ("examples", "steps"))
+    )
     assert STEPS["examples"] >= 5 and STEPS["steps"] >= 20

@@ -40,15 +40,17 @@ async def own_accounting(w, pid: str) -> list[dict]:
 
 
 async def test_discharge_after_anothers_failed_discharge_is_the_second_participants_own(
-        time_env, records_engine, task_queue, tmp_path):
+    time_env, records_engine, task_queue, tmp_path
+):
     async with world(time_env, records_engine, task_queue, tmp_path, receivers=1) as (w, [court]):
         rid = await w.add_recipient(court, "court", CATEGORIES)
         c, b = await w.add_participant("DC-C"), await w.add_participant("DC-B")
         for pid in (c, b):
             await w.grant(pid, rid, CATEGORIES)
         court.script = [(400, {})]  # C's discharge report is refused by the court: failed, surfaced
-        await w.participants[c].execute_update(ParticipantWorkflow.discharge,
-                                               Discharge("administrative", "rules", "tester"))
+        await w.participants[c].execute_update(
+            ParticipantWorkflow.discharge, Discharge("administrative", "rules", "tester")
+        )
         await w.settle()
         await w.participants[b].execute_update(ParticipantWorkflow.discharge, Discharge("withdrawn", "moved", "t"))
         await w.settle()
@@ -63,7 +65,8 @@ async def test_discharge_after_anothers_failed_discharge_is_the_second_participa
 
 
 async def test_first_phase_change_is_sent_though_another_participants_was_blocked(
-        time_env, records_engine, task_queue, tmp_path):
+    time_env, records_engine, task_queue, tmp_path
+):
     async with world(time_env, records_engine, task_queue, tmp_path, receivers=1) as (w, [court]):
         rid = await w.add_recipient(court, "court", CATEGORIES)
         a, b = await w.add_participant("DC-A"), await w.add_participant("DC-B")
@@ -79,7 +82,8 @@ async def test_first_phase_change_is_sent_though_another_participants_was_blocke
         assert "consent" in blocked[0]["reason"].lower()
         delivered = await own_accounting(w, b)
         assert [(d["status"], d["category"], d["id"]) for d in delivered] == [
-            ("delivered", "phase-changes", sent["disclosure_id"])]
+            ("delivered", "phase-changes", sent["disclosure_id"])
+        ]
 
 
 async def test_monthly_summaries_of_two_participants_are_two_reports(time_env, records_engine, task_queue, tmp_path):
@@ -120,23 +124,46 @@ def two_participants_one_recipient(engine, receiver, categories):
 def add_consent(engine, pid: str, rid: str, categories: list[str]) -> None:
     now = datetime.now(UTC)
     cid = f"c-{secrets.token_hex(3)}"
-    consent = consent_from_dict({
-        "consent_id": cid, "participant_id": pid, "recipient_id": rid, "recipient_kind": "court",
-        "categories": categories, "purpose": "monitoring", "disclosing_program": "Northside IOP",
-        "signer": "participant", "signed_at": (now - timedelta(days=1)).isoformat(), "signature_method": "electronic",
-        "effective_from": (now - timedelta(days=1)).isoformat(), "expires_at": (now + timedelta(days=90)).isoformat()})
+    consent = consent_from_dict(
+        {
+            "consent_id": cid,
+            "participant_id": pid,
+            "recipient_id": rid,
+            "recipient_kind": "court",
+            "categories": categories,
+            "purpose": "monitoring",
+            "disclosing_program": "Northside IOP",
+            "signer": "participant",
+            "signed_at": (now - timedelta(days=1)).isoformat(),
+            "signature_method": "electronic",
+            "effective_from": (now - timedelta(days=1)).isoformat(),
+            "expires_at": (now + timedelta(days=90)).isoformat(),
+        }
+    )
     with session_scope(engine) as session:
-        session.add(ConsentRecord(id=cid, participant_id=pid, recipient_id=rid, consent=consent_to_dict(consent),
-                                  created_by="test"))
+        session.add(
+            ConsentRecord(
+                id=cid, participant_id=pid, recipient_id=rid, consent=consent_to_dict(consent), created_by="test"
+            )
+        )
 
 
 def old_row(engine, pid: str, rid: str, event_ref: str, category: str, facts: dict, status: str = "pending") -> str:
     """A disclosure recorded by the code before this fix, under its id of then."""
     old_id = f"{event_ref}--{category}--{rid}".replace(".", "_")
     with session_scope(engine) as session:
-        session.add(Disclosure(id=old_id, participant_id=pid, recipient_id=rid, category=category,
-                               event_ref=event_ref, facts=facts, status=status,
-                               delivered_at=utcnow() if status == "delivered" else None))
+        session.add(
+            Disclosure(
+                id=old_id,
+                participant_id=pid,
+                recipient_id=rid,
+                category=category,
+                event_ref=event_ref,
+                facts=facts,
+                status=status,
+                delivered_at=utcnow() if status == "delivered" else None,
+            )
+        )
     return old_id
 
 
@@ -166,7 +193,8 @@ def test_a_delivery_asked_for_one_participant_never_sends_anothers_record(record
         facts = {"status": "discharged", "effective_on": "2026-11-30T10:00:00+00:00", "discharge_kind": "withdrawn"}
         shared = old_row(records_engine, a, rid, "program-status", "program-status", facts, status="failed")
         result = DisclosureActivities(records_engine, TEST_KEYS).attempt_delivery(
-            DisclosureInput(shared, b, rid, "program-status"))
+            DisclosureInput(shared, b, rid, "program-status")
+        )
     assert result.kind == "blocked" and "another participant" in result.reason
     assert receiver.requests == []
     with Session(records_engine) as session:

@@ -32,10 +32,23 @@ ZONE = "America/New_York"
 
 def raw_order(pid: str, start: date, **overrides) -> dict:
     """An order as JSON, as anyone reaching Temporal's port could send it (no domain checks on this side)."""
-    body = {"order_id": f"m-{pid[-6:]}", "participant_id": pid, "drug": "methadone", "dose": 60.0, "unit": "mg",
-            "route": "oral", "schedule": {"kind": "daily-observed", "observed_weekdays": [0, 1, 2, 3, 4, 5, 6],
-                                          "every_days": None, "grace_days": 3},
-            "start_date": start.isoformat(), "stop_date": None, "prescriber": "Dr. Okafor"}
+    body = {
+        "order_id": f"m-{pid[-6:]}",
+        "participant_id": pid,
+        "drug": "methadone",
+        "dose": 60.0,
+        "unit": "mg",
+        "route": "oral",
+        "schedule": {
+            "kind": "daily-observed",
+            "observed_weekdays": [0, 1, 2, 3, 4, 5, 6],
+            "every_days": None,
+            "grace_days": 3,
+        },
+        "start_date": start.isoformat(),
+        "stop_date": None,
+        "prescriber": "Dr. Okafor",
+    }
     body.update(overrides)
     return body
 
@@ -53,8 +66,9 @@ async def program(time_env, records_engine, task_queue):
 
 
 async def start_order(env, participant, body):
-    order_id = await participant.execute_update(ParticipantWorkflow.start_medication,
-                                                MedicationStart(order=body, rules="federal-otp-2024"))
+    order_id = await participant.execute_update(
+        ParticipantWorkflow.start_medication, MedicationStart(order=body, rules="federal-otp-2024")
+    )
     return env.client.get_workflow_handle_for(MedicationWorkflow.run, workflow_id(order_id))
 
 
@@ -74,8 +88,9 @@ async def test_thirty_days_with_misses_alert_then_hold_until_reassessment(progra
                 with refused("on hold"):
                     await medication.execute_update(MedicationWorkflow.dispense, DOSE)
                 refused_while_held += 1
-                await medication.execute_update(MedicationWorkflow.reassess,
-                                                Reassessment("resume", "seen in clinic, stable", "md-1"))
+                await medication.execute_update(
+                    MedicationWorkflow.reassess, Reassessment("resume", "seen in clinic, stable", "md-1")
+                )
             await medication.execute_update(MedicationWorkflow.dispense, DOSE)
         await skip(env, timedelta(days=1))
     state = await medication.query(MedicationWorkflow.status)
@@ -89,7 +104,9 @@ async def test_thirty_days_with_misses_alert_then_hold_until_reassessment(progra
         doses = session.exec(select(DispenseRow).where(DispenseRow.participant_id == pid)).all()
     # One alert per run of misses (day 4; days 10-12), and the hold after the third in a row.
     assert sorted(a.subject_id.split(":")[1] for a in alerts if a.kind == "missed-doses") == [
-        (today + timedelta(days=4)).isoformat(), (today + timedelta(days=10)).isoformat()]
+        (today + timedelta(days=4)).isoformat(),
+        (today + timedelta(days=10)).isoformat(),
+    ]
     assert [a.kind for a in alerts if a.kind == "reassessment-required"] == ["reassessment-required"]
     assert sum(e.kind == "missed-dose" for e in events) == 4
     assert {e.kind for e in events} >= {"held-for-reassessment", "reassessment-resume"}
@@ -106,11 +123,16 @@ async def test_second_dose_and_wrong_dose_are_refused_and_nothing_recorded(progr
     with refused("second dose"):
         await medication.execute_update(MedicationWorkflow.dispense, DOSE)
     with refused("does not match the order"):
-        await medication.execute_update(MedicationWorkflow.dispense,
-                                        DispenseRecord(kind="observed-dose", actor="RN", dose=80.0, unit="mg"))
+        await medication.execute_update(
+            MedicationWorkflow.dispense, DispenseRecord(kind="observed-dose", actor="RN", dose=80.0, unit="mg")
+        )
     with refused("take-home day"):
-        await medication.execute_update(MedicationWorkflow.dispense, DispenseRecord(
-            kind="take-home", actor="RN", dose=60.0, unit="mg", take_home_count=3, bottle_ids=["B1", "B2", "B3"]))
+        await medication.execute_update(
+            MedicationWorkflow.dispense,
+            DispenseRecord(
+                kind="take-home", actor="RN", dose=60.0, unit="mg", take_home_count=3, bottle_ids=["B1", "B2", "B3"]
+            ),
+        )
     with Session(engine) as session:
         assert len(session.exec(select(DispenseRow).where(DispenseRow.participant_id == pid)).all()) == 1
     await participant.terminate("test over")
@@ -119,12 +141,19 @@ async def test_second_dose_and_wrong_dose_are_refused_and_nothing_recorded(progr
 async def test_overdue_injection_alert_at_due_date_plus_grace(program):
     env, engine, participant, today = program
     pid = (await participant.query(ParticipantWorkflow.status)).participant_id
-    body = order(pid, today, drug="naltrexone-er-injection", dose=380.0, route="intramuscular",
-                 schedule={"kind": "injection", "observed_weekdays": [0, 1, 2, 3, 4, 5, 6], "every_days": 28,
-                           "grace_days": 3})
+    body = order(
+        pid,
+        today,
+        drug="naltrexone-er-injection",
+        dose=380.0,
+        route="intramuscular",
+        schedule={"kind": "injection", "observed_weekdays": [0, 1, 2, 3, 4, 5, 6], "every_days": 28, "grace_days": 3},
+    )
     medication = await start_order(env, participant, body)
-    await medication.execute_update(MedicationWorkflow.dispense, DispenseRecord(
-        kind="injection", actor="RN", dose=380.0, unit="mg", lot="LOT-7", site="left gluteal"))
+    await medication.execute_update(
+        MedicationWorkflow.dispense,
+        DispenseRecord(kind="injection", actor="RN", dose=380.0, unit="mg", lot="LOT-7", site="left gluteal"),
+    )
     due = today + timedelta(days=28)
     await skip(env, timedelta(days=30))
     with Session(engine) as session:
@@ -151,10 +180,13 @@ async def test_the_workflow_itself_refuses_implausible_and_unjustified_doses(pro
     with refused("override_reason"):
         await medication.execute_update(MedicationWorkflow.change_dose, DoseChange(150.0, "mg", "cravings", "Dr. O"))
     with refused("plausible ceiling"):
-        await medication.execute_update(MedicationWorkflow.dispense, DispenseRecord(
-            kind="observed-dose", actor="RN", dose=1e308, unit="mg"))
-    state = await medication.execute_update(MedicationWorkflow.change_dose, DoseChange(
-        150.0, "mg", "cravings", "Dr. O", override_reason="level 90 ng/mL at trough"))
+        await medication.execute_update(
+            MedicationWorkflow.dispense, DispenseRecord(kind="observed-dose", actor="RN", dose=1e308, unit="mg")
+        )
+    state = await medication.execute_update(
+        MedicationWorkflow.change_dose,
+        DoseChange(150.0, "mg", "cravings", "Dr. O", override_reason="level 90 ng/mL at trough"),
+    )
     assert state.order.dose == 150.0 and state.order.dose_override_reason == "level 90 ng/mL at trough"
     assert "dose override: level 90 ng/mL at trough" in state.events[-1].detail
 
@@ -198,8 +230,9 @@ async def test_two_take_home_supplies_same_day_on_daily_observed_order_refused(p
     await medication.execute_update(MedicationWorkflow.dispense, DOSE)
     await skip(env, timedelta(days=1))
     await medication.execute_update(MedicationWorkflow.attest_storage, StorageAttestation(True, "lockbox seen", "md"))
-    supply = DispenseRecord(kind="take-home", actor="RN", dose=60.0, unit="mg", take_home_count=7,
-                            bottle_ids=[f"B{i}" for i in range(7)])
+    supply = DispenseRecord(
+        kind="take-home", actor="RN", dose=60.0, unit="mg", take_home_count=7, bottle_ids=[f"B{i}" for i in range(7)]
+    )
     accepted = 0
     for _ in range(2):
         with refused("daily-observed"):
@@ -208,7 +241,8 @@ async def test_two_take_home_supplies_same_day_on_daily_observed_order_refused(p
     assert accepted == 0
     with Session(engine) as session:
         assert [d.kind for d in session.exec(select(DispenseRow).where(DispenseRow.participant_id == pid))] == [
-            "observed-dose"]
+            "observed-dose"
+        ]
     await participant.terminate("test over")
 
 
@@ -221,29 +255,51 @@ async def solo(time_env, records_engine, task_queue):
         record_participant(records_engine, pid, start=today)
 
         async def start(body):
-            start = MedicationInput(order=body, participant_id=pid, site="north", timezone=ZONE,
-                                    rules="federal-otp-2024", treatment_start=today.isoformat())
+            start = MedicationInput(
+                order=body,
+                participant_id=pid,
+                site="north",
+                timezone=ZONE,
+                rules="federal-otp-2024",
+                treatment_start=today.isoformat(),
+            )
             MedicationActivities(records_engine).open_order(start)
-            return await time_env.client.start_workflow(MedicationWorkflow.run, start,
-                                                        id=workflow_id(body.order_id), task_queue=task_queue)
+            return await time_env.client.start_workflow(
+                MedicationWorkflow.run, start, id=workflow_id(body.order_id), task_queue=task_queue
+            )
+
         yield time_env, records_engine, pid, today, start
 
 
 async def test_overlapping_supplies_refused_with_the_dates(solo):
     env, engine, pid, today, start = solo
     weekdays = [today.weekday(), (today + timedelta(days=1)).weekday()]  # observed two days a week
-    medication = await start(order(pid, today, schedule={
-        "kind": "observed-plus-take-home", "observed_weekdays": weekdays, "every_days": None, "grace_days": 3}))
+    medication = await start(
+        order(
+            pid,
+            today,
+            schedule={
+                "kind": "observed-plus-take-home",
+                "observed_weekdays": weekdays,
+                "every_days": None,
+                "grace_days": 3,
+            },
+        )
+    )
     await medication.execute_update(MedicationWorkflow.dispense, DOSE)
     await skip(env, timedelta(days=1))
     await medication.execute_update(MedicationWorkflow.dispense, DOSE)
     await medication.execute_update(MedicationWorkflow.attest_storage, StorageAttestation(True, "lockbox seen", "md"))
-    await medication.execute_update(MedicationWorkflow.dispense, DispenseRecord(
-        kind="take-home", actor="RN", dose=60.0, unit="mg", take_home_count=5, bottle_ids=["A1"]))
+    await medication.execute_update(
+        MedicationWorkflow.dispense,
+        DispenseRecord(kind="take-home", actor="RN", dose=60.0, unit="mg", take_home_count=5, bottle_ids=["A1"]),
+    )
     day_3 = (today + timedelta(days=2)).isoformat()
     with refused(day_3):
-        await medication.execute_update(MedicationWorkflow.dispense, DispenseRecord(
-            kind="take-home", actor="RN", dose=60.0, unit="mg", take_home_count=5, bottle_ids=["A2"]))
+        await medication.execute_update(
+            MedicationWorkflow.dispense,
+            DispenseRecord(kind="take-home", actor="RN", dose=60.0, unit="mg", take_home_count=5, bottle_ids=["A2"]),
+        )
     with Session(engine) as session:
         rows = session.exec(select(DispenseRow).where(DispenseRow.participant_id == pid)).all()
     assert [d.kind for d in rows] == ["observed-dose", "observed-dose", "take-home"]
@@ -257,8 +313,10 @@ async def test_split_dose_counts_once_all_parts_are_given(program):
     medication = await start_order(env, participant, order(pid, today, dose=120.0))
     half = DispenseRecord(kind="observed-dose", actor="RN", dose=60.0, unit="mg", split_parts=2)
     with refused("each of the 2 parts must be 60 mg"):
-        await medication.execute_update(MedicationWorkflow.dispense, DispenseRecord(
-            kind="observed-dose", actor="RN", dose=50.0, unit="mg", split_parts=2))
+        await medication.execute_update(
+            MedicationWorkflow.dispense,
+            DispenseRecord(kind="observed-dose", actor="RN", dose=50.0, unit="mg", split_parts=2),
+        )
     state = await medication.execute_update(MedicationWorkflow.dispense, half)
     assert today.isoformat() not in state.outcomes  # half a dose is not the day's dose
     state = await medication.execute_update(MedicationWorkflow.dispense, half)
@@ -275,22 +333,28 @@ async def test_split_dose_counts_once_all_parts_are_given(program):
 
 async def test_guest_dosing_ends_by_itself_on_its_last_day(program):
     from workflows.contracts.medication import GuestRequest
+
     env, engine, participant, today = program
     pid = (await participant.query(ParticipantWorkflow.status)).participant_id
     medication = await start_order(env, participant, order(pid, today))
     with refused("lasts 1 to 31 days"):
-        await medication.execute_update(MedicationWorkflow.start_guest, GuestRequest(
-            "south", today.isoformat(), (today + timedelta(days=45)).isoformat(), "md"))
-    guest_id = await medication.execute_update(MedicationWorkflow.start_guest, GuestRequest(
-        "south", today.isoformat(), (today + timedelta(days=1)).isoformat(), "md"))
+        await medication.execute_update(
+            MedicationWorkflow.start_guest,
+            GuestRequest("south", today.isoformat(), (today + timedelta(days=45)).isoformat(), "md"),
+        )
+    guest_id = await medication.execute_update(
+        MedicationWorkflow.start_guest,
+        GuestRequest("south", today.isoformat(), (today + timedelta(days=1)).isoformat(), "md"),
+    )
     guest = env.client.get_workflow_handle_for(MedicationWorkflow.run, workflow_id(guest_id))
     await guest.execute_update(MedicationWorkflow.dispense, DOSE)
     await skip(env, timedelta(minutes=5))  # the home order hears of the guest dose
     with refused("second dose"):  # dosed at the guest site: not dosed again at home the same day
         await medication.execute_update(MedicationWorkflow.dispense, DOSE)
     with refused("already a guest order"):
-        await guest.execute_update(MedicationWorkflow.start_guest, GuestRequest(
-            "east", today.isoformat(), today.isoformat(), "md"))
+        await guest.execute_update(
+            MedicationWorkflow.start_guest, GuestRequest("east", today.isoformat(), today.isoformat(), "md")
+        )
     await skip(env, timedelta(days=3))
     assert (await guest.result()).status == "stopped"
     state = await medication.query(MedicationWorkflow.status)

@@ -51,14 +51,29 @@ async def test_sixty_days_of_dosing(env):
     record_participant(engine, pid, start=today)
     take_home_weekday = day[6].weekday()
     order = MedicationOrder(
-        order_id=f"m-{pid[-6:]}", participant_id=pid, drug="methadone", dose=60.0, unit="mg", route="oral",
+        order_id=f"m-{pid[-6:]}",
+        participant_id=pid,
+        drug="methadone",
+        dose=60.0,
+        unit="mg",
+        route="oral",
         schedule=Schedule("observed-plus-take-home", tuple(w for w in range(7) if w != take_home_weekday)),
-        start_date=today.isoformat(), prescriber="Dr. Okafor")
-    start = MedicationInput(order=order, participant_id=pid, site="north", timezone=ZONE, rules="federal-otp-2024",
-                            treatment_start=today.isoformat(), closed_days=[day[d].isoformat() for d in CLOSED])
+        start_date=today.isoformat(),
+        prescriber="Dr. Okafor",
+    )
+    start = MedicationInput(
+        order=order,
+        participant_id=pid,
+        site="north",
+        timezone=ZONE,
+        rules="federal-otp-2024",
+        treatment_start=today.isoformat(),
+        closed_days=[day[d].isoformat() for d in CLOSED],
+    )
     MedicationActivities(engine).open_order(start)
-    medication = await time_env.client.start_workflow(MedicationWorkflow.run, start, id=workflow_id(order.order_id),
-                                                      task_queue=task_queue)
+    medication = await time_env.client.start_workflow(
+        MedicationWorkflow.run, start, id=workflow_id(order.order_id), task_queue=task_queue
+    )
     await medication.execute_update(MedicationWorkflow.attest_storage, StorageAttestation(True, "lockbox", "md-1"))
 
     dosed, guest_dosed, covered, supplies_accepted, supplies_refused = set(), set(), set(), [], []
@@ -73,11 +88,13 @@ async def test_sixty_days_of_dosing(env):
         elif observed_day:
             if state.status == "held":
                 with refused("on hold"):
-                    await medication.execute_update(MedicationWorkflow.dispense,
-                                                    DispenseRecord(kind="observed-dose", **DOSE))
+                    await medication.execute_update(
+                        MedicationWorkflow.dispense, DispenseRecord(kind="observed-dose", **DOSE)
+                    )
                 assert state.missed_run == 3 and "3 consecutive missed doses" in state.plain_reason
-                await medication.execute_update(MedicationWorkflow.reassess,
-                                                Reassessment("resume", "seen, stable", "md-1"))
+                await medication.execute_update(
+                    MedicationWorkflow.reassess, Reassessment("resume", "seen, stable", "md-1")
+                )
             await medication.execute_update(MedicationWorkflow.dispense, DispenseRecord(kind="observed-dose", **DOSE))
             dosed.add(d)
             back = [b for b in bottles_out if not (b == "B-33" and d < 36)]
@@ -87,8 +104,10 @@ async def test_sixty_days_of_dosing(env):
         if d == CALLBACK_ON:
             await medication.execute_update(MedicationWorkflow.schedule_callback, CallbackPolicy(1, 4, "RN-3"))
         if d == GUEST[0] - 1:
-            guest_id = await medication.execute_update(MedicationWorkflow.start_guest, GuestRequest(
-                "south", day[GUEST[0]].isoformat(), day[GUEST[1]].isoformat(), "md-1"))
+            guest_id = await medication.execute_update(
+                MedicationWorkflow.start_guest,
+                GuestRequest("south", day[GUEST[0]].isoformat(), day[GUEST[1]].isoformat(), "md-1"),
+            )
             guest = time_env.client.get_workflow_handle(workflow_id(guest_id))
         tomorrow = d + 1
         wants_supply = tomorrow < DAYS and (day[tomorrow].weekday() == take_home_weekday or tomorrow in CLOSED - {45})
@@ -102,8 +121,10 @@ async def test_sixty_days_of_dosing(env):
                 bottles_out.append(f"B-{d}")
                 if d == 5:  # a second supply for the covered date is refused, naming it
                     with refused(day[6].isoformat()):
-                        await medication.execute_update(MedicationWorkflow.dispense, DispenseRecord(
-                            kind="take-home", take_home_count=1, bottle_ids=["B-dup"], **DOSE))
+                        await medication.execute_update(
+                            MedicationWorkflow.dispense,
+                            DispenseRecord(kind="take-home", take_home_count=1, bottle_ids=["B-dup"], **DOSE),
+                        )
             else:
                 with refused("allowed now"):
                     await medication.execute_update(MedicationWorkflow.dispense, supply)
@@ -130,12 +151,20 @@ async def test_sixty_days_of_dosing(env):
     with Session(engine) as session:
         rows = session.exec(select(DispenseRow).where(DispenseRow.participant_id == pid)).all()
         alerts = {a.kind for a in session.exec(select(AlertRecord).where(AlertRecord.participant_id == pid))}
-        events = {e.kind for e in session.exec(select(MedicationEventRow).where(
-            MedicationEventRow.participant_id == pid))}
+        events = {
+            e.kind for e in session.exec(select(MedicationEventRow).where(MedicationEventRow.participant_id == pid))
+        }
     assert len(rows) == len(dosed) + len(guest_dosed) + len(supplies_accepted)
     assert {tuple(r.covered_dates) for r in rows if r.kind == "take-home"} == {
-        (day[d + 1].isoformat(),) for d in supplies_accepted}
+        (day[d + 1].isoformat(),) for d in supplies_accepted
+    }
     assert {"missed-doses", "reassessment-required", "callback-due", "diversion-review"} <= alerts
-    assert {"held-for-reassessment", "reassessment-resume", "bottle-return", "callback-scheduled",
-            "diversion-flag", "guest-dosing"} <= events
+    assert {
+        "held-for-reassessment",
+        "reassessment-resume",
+        "bottle-return",
+        "callback-scheduled",
+        "diversion-flag",
+        "guest-dosing",
+    } <= events
     await medication.terminate("test over")

@@ -115,13 +115,34 @@ async def test_screening_states_in_saved_histories_decode_with_their_interpretat
     results = [result for state in states for result in state.results]
     assert results and all(isinstance(r.interpretation, Interpretation) for r in results)
     assert {f.analyte for r in results for f in r.interpretation.findings} >= {"isotonitazene"}
-    older = TEST_CONVERTER.payload_converter.to_payloads([{
-        **json.loads(TEST_CONVERTER.payload_converter.to_payloads([states[-1]])[0].data),
-        "breath_result": {"outcome": "positive", "basis": "breath-alcohol-confirmed", "bac": 0.04,
-                          "reason": "confirmed 0.040", "device_id": "EBT-7"},
-        "results": [{**json.loads(TEST_CONVERTER.payload_converter.to_payloads([results[0]])[0].data),
-                     "methods": [{"code": "14315-6", "analyte": "benzoylecgonine", "method": "confirm",
-                                  "basis": "loinc-code", "note": "LOINC 14315-6 is a confirm code"}]}]}])
+    older = TEST_CONVERTER.payload_converter.to_payloads(
+        [
+            {
+                **json.loads(TEST_CONVERTER.payload_converter.to_payloads([states[-1]])[0].data),
+                "breath_result": {
+                    "outcome": "positive",
+                    "basis": "breath-alcohol-confirmed",
+                    "bac": 0.04,
+                    "reason": "confirmed 0.040",
+                    "device_id": "EBT-7",
+                },
+                "results": [
+                    {
+                        **json.loads(TEST_CONVERTER.payload_converter.to_payloads([results[0]])[0].data),
+                        "methods": [
+                            {
+                                "code": "14315-6",
+                                "analyte": "benzoylecgonine",
+                                "method": "confirm",
+                                "basis": "loinc-code",
+                                "note": "LOINC 14315-6 is a confirm code",
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    )
     [state] = TEST_CONVERTER.payload_converter.from_payloads(older, [ScreeningState])
     assert state.breath_result.device_id == "EBT-7" and state.breath_result.basis == "breath-alcohol-confirmed"
     assert state.results[0].methods[0].note == "LOINC 14315-6 is a confirm code"
@@ -129,4 +150,8 @@ async def test_screening_states_in_saved_histories_decode_with_their_interpretat
 
 def test_there_are_saved_histories():
     assert {p.stem.split("--")[0] for p in HISTORIES.glob("*.json")} >= {
-        "participant", "screening", "medication", "disclosure"}
+        "participant",
+        "screening",
+        "medication",
+        "disclosure",
+    }

@@ -40,8 +40,9 @@ def test_a_continued_medication_order_written_as_dicts_reads_typed():
     assert state.next_due == Expected("2026-12-01", "observed-dose", "Tuesday is observed")
     assert state.supplies == [Supply("2026-11-28", ("2026-11-29", "2026-11-30"), ("B1", "B2"))]
     assert [c.status for c in state.callbacks] == ["called", "scheduled"]
-    assert state.callbacks[0] == Callback("2026-12-03T10:15:00-05:00", 24, "called", ("B1",),
-                                          "2026-12-04T10:15:00-05:00", "t-1")
+    assert state.callbacks[0] == Callback(
+        "2026-12-03T10:15:00-05:00", 24, "called", ("B1",), "2026-12-04T10:15:00-05:00", "t-1"
+    )
     assert state.guest == GuestPeriod("m-0", "south", "2026-12-01", "2026-12-05")
     assert state.recent_screens == [ScreenOutcome("s-1", "2026-11-20", "negative")]
     # Written again, it is the same JSON: a continued run carries what it read.
@@ -56,8 +57,9 @@ async def test_a_participant_state_with_plans_as_dicts_reads_typed():
     [plain] = await TEST_CONVERTER.payload_codec.decode([json_format.ParseDict(started, Payload())])
     old = json.loads(plain.data)
     plan = old["state"]["plan"]
-    old["state"].update(next_plan={**plan, "phase": "phase-2"}, next_plan_from="2026-12-09",
-                        day_plan=plan, day_plan_for="2026-12-08")
+    old["state"].update(
+        next_plan={**plan, "phase": "phase-2"}, next_plan_from="2026-12-09", day_plan=plan, day_plan_for="2026-12-08"
+    )
     value = _read(json.dumps(old).encode(), ParticipantInput)
     assert isinstance(value.state.plan, TestingPlan) and value.state.plan.collection_weekdays == (0, 1, 2, 3, 4)
     assert value.state.next_plan.phase == "phase-2" and value.state.day_plan == value.state.plan
@@ -109,8 +111,12 @@ def test_no_payload_of_a_workflow_or_activity_is_an_untyped_dict(records_engine)
     signatures = [activity._Definition.must_from_callable(fn).fn for fn in activities(records_engine, [new_key()])]
     for cls in WORKFLOWS:
         definition = workflow._Definition.must_from_class(cls)
-        signatures += [definition.run_fn, *(s.fn for s in definition.signals.values()),
-                       *(u.fn for u in definition.updates.values()), *(q.fn for q in definition.queries.values())]
+        signatures += [
+            definition.run_fn,
+            *(s.fn for s in definition.signals.values()),
+            *(u.fn for u in definition.updates.values()),
+            *(q.fn for q in definition.queries.values()),
+        ]
     found, seen = [], set()
     for fn in signatures:
         for name, hint in typing.get_type_hints(fn).items():

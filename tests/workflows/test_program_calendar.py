@@ -36,10 +36,19 @@ WEEKDAYS = {day: ["08:00", "17:00"] for day in ("mon", "tue", "wed", "thu", "fri
 
 def store_program(engine, program_id: str, closed: dict[str, str], hours=None) -> None:
     definition = {
-        "program_id": program_id, "name": "Weekday court program",
+        "program_id": program_id,
+        "name": "Weekday court program",
         "sites": {"north": {"timezone": ZONE, "hours": hours or WEEKDAYS, "closed": closed}},
-        "phases": [{"name": "phase-1", "tests_per_week": 2.5, "min_per_rolling_week": 1, "max_per_rolling_week": 4,
-                    "specimen_types": ["urine"], "criteria": "first 90 days"}],
+        "phases": [
+            {
+                "name": "phase-1",
+                "tests_per_week": 2.5,
+                "min_per_rolling_week": 1,
+                "max_per_rolling_week": 4,
+                "specimen_types": ["urine"],
+                "criteria": "first 90 days",
+            }
+        ],
     }
     with session_scope(engine) as session:
         save_version(session, program_from_dict(definition), "tester", "initial")
@@ -48,15 +57,29 @@ def store_program(engine, program_id: str, closed: dict[str, str], hours=None) -
 async def enroll(env, engine, queue, program_id: str, start: date, phone: str | None = "+15555550100"):
     participant_id = unique("p")
     with session_scope(engine) as session:
-        session.add(Participant(id=participant_id, given_name="Test", family_name="Person",
-                                date_of_birth=date(1980, 1, 1), site="north", program=program_id, phase="phase-1",
-                                start_date=start, timezone=ZONE, case_numbers=[], status="enrolling", phone=phone))
+        session.add(
+            Participant(
+                id=participant_id,
+                given_name="Test",
+                family_name="Person",
+                date_of_birth=date(1980, 1, 1),
+                site="north",
+                program=program_id,
+                phase="phase-1",
+                start_date=start,
+                timezone=ZONE,
+                case_numbers=[],
+                status="enrolling",
+                phone=phone,
+            )
+        )
     with Session(engine) as session:
         program = current_program(session, program_id)
         participant = session.get(Participant, participant_id)
         workflow_input = program_input(participant, program)
-    return await env.client.start_workflow(ParticipantWorkflow.run, workflow_input, id=workflow_id(participant_id),
-                                           task_queue=queue)
+    return await env.client.start_workflow(
+        ParticipantWorkflow.run, workflow_input, id=workflow_id(participant_id), task_queue=queue
+    )
 
 
 def rows(engine, model, **where):
@@ -103,6 +126,7 @@ async def test_holiday_and_closed_weekend_draw_nothing_and_miss_nothing_over_nin
 
 def handle_zone():
     from zoneinfo import ZoneInfo
+
     return ZoneInfo(ZONE)
 
 
@@ -166,10 +190,19 @@ async def test_a_required_check_in_not_made_is_its_own_event_with_an_alert(progr
     today = local_date(await env.get_current_time(), ZONE)
     every_day = {d: ["07:00", "19:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
     definition = {
-        "program_id": "check-in-court", "name": "Check-in court",
+        "program_id": "check-in-court",
+        "name": "Check-in court",
         "sites": {"north": {"timezone": ZONE, "hours": every_day, "closed": {}}},
-        "phases": [{"name": "phase-1", "tests_per_week": 1, "min_per_rolling_week": 0, "max_per_rolling_week": 3,
-                    "check_in_required": True, "missed_check_in_reportable": True}],
+        "phases": [
+            {
+                "name": "phase-1",
+                "tests_per_week": 1,
+                "min_per_rolling_week": 0,
+                "max_per_rolling_week": 3,
+                "check_in_required": True,
+                "missed_check_in_reportable": True,
+            }
+        ],
     }
     with session_scope(engine) as session:
         save_version(session, program_from_dict(definition), "tester", None)
@@ -177,6 +210,7 @@ async def test_a_required_check_in_not_made_is_its_own_event_with_an_alert(progr
     await skip(env, timedelta(days=4))
     pid = (await handle.query(ParticipantWorkflow.status)).participant_id
     from store.models import CheckInDayRecord
+
     days = rows(engine, CheckInDayRecord, participant_id=pid)
     assert len(days) >= 2 and all(d.missed_required for d in days)
     alerts = rows(engine, AlertRecord, kind="missed-check-in", participant_id=pid)
@@ -186,6 +220,7 @@ async def test_a_required_check_in_not_made_is_its_own_event_with_an_alert(progr
 
 async def test_staff_decide_a_test_that_was_never_notified(gateway_down):
     from workflows.contracts.screening import Excuse
+
     env, engine, queue, gateway = gateway_down
     handle, screening, ref = await _for_cause_with_gateway(env, engine, queue, None)
     await skip(env, timedelta(hours=10))
@@ -204,7 +239,8 @@ async def test_a_new_version_applies_from_the_next_program_day_and_each_draw_nam
     await skip(env, timedelta(days=4))
     edited_on = local_date(await env.get_current_time(), ZONE)
     definition = {
-        "program_id": "versioned", "name": "Versioned",
+        "program_id": "versioned",
+        "name": "Versioned",
         "sites": {"north": {"timezone": ZONE, "hours": every_day, "closed": {}}},
         "phases": [{"name": "phase-1", "tests_per_week": 3.5, "min_per_rolling_week": 1, "max_per_rolling_week": 5}],
     }
@@ -233,15 +269,41 @@ def test_a_collection_saved_under_a_lower_revision_still_lands(records_engine):
     from workflows.contracts.screening import Collection, ScreeningState
 
     with session_scope(records_engine) as session:
-        session.add(Participant(id="p-rev", given_name="T", family_name="P", date_of_birth=date(1980, 1, 1),
-                                site="north", program="iop", phase="phase-1", start_date=date(2026, 11, 2),
-                                timezone=ZONE, case_numbers=[], status="active"))
+        session.add(
+            Participant(
+                id="p-rev",
+                given_name="T",
+                family_name="P",
+                date_of_birth=date(1980, 1, 1),
+                site="north",
+                program="iop",
+                phase="phase-1",
+                start_date=date(2026, 11, 2),
+                timezone=ZONE,
+                case_numbers=[],
+                status="active",
+            )
+        )
     activities, env = ScreeningActivities(records_engine), ActivityEnvironment()
-    base = ScreeningState("s-rev", "p-rev", "north", "2026-11-02", "for-cause", "2026-11-02T14:00:00+00:00", 8.0,
-                          status="awaiting-collection", revision=3)
+    base = ScreeningState(
+        "s-rev",
+        "p-rev",
+        "north",
+        "2026-11-02",
+        "for-cause",
+        "2026-11-02T14:00:00+00:00",
+        8.0,
+        status="awaiting-collection",
+        revision=3,
+    )
     env.run(activities.save_screening, base)
-    collected = copy(base, status="awaiting-result", revision=2, specimen_id="s-rev.1",
-                     collection=Collection("urine", True, "RN", collected_at="2026-11-02T15:00:00+00:00"))
+    collected = copy(
+        base,
+        status="awaiting-result",
+        revision=2,
+        specimen_id="s-rev.1",
+        collection=Collection("urine", True, "RN", collected_at="2026-11-02T15:00:00+00:00"),
+    )
     env.run(activities.save_screening, collected)
     with Session(records_engine) as session:
         row = session.get(Screening, "s-rev")
@@ -251,10 +313,19 @@ def test_a_collection_saved_under_a_lower_revision_still_lands(records_engine):
 def _check_in_program(engine, program_id: str, reportable: bool) -> None:
     every_day = {d: ["07:00", "19:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
     definition = {
-        "program_id": program_id, "name": "Check-in court",
+        "program_id": program_id,
+        "name": "Check-in court",
         "sites": {"north": {"timezone": ZONE, "hours": every_day, "closed": {}}},
-        "phases": [{"name": "phase-1", "tests_per_week": 1, "min_per_rolling_week": 0, "max_per_rolling_week": 3,
-                    "check_in_required": True, "missed_check_in_reportable": reportable}],
+        "phases": [
+            {
+                "name": "phase-1",
+                "tests_per_week": 1,
+                "min_per_rolling_week": 0,
+                "max_per_rolling_week": 3,
+                "check_in_required": True,
+                "missed_check_in_reportable": reportable,
+            }
+        ],
     }
     with session_scope(engine) as session:
         save_version(session, program_from_dict(definition), "tester", None)
@@ -286,14 +357,18 @@ async def test_a_missed_check_in_is_reported_where_the_program_says_so_and_conse
     _, probation, _ = setup_records_for(engine, reported_id, receiver.url, secret, ["missed-tests"])
     with session_scope(engine) as session:
         from store.models import Recipient
+
         session.get(Recipient, probation).categories = ["missed-tests", "missed-check-ins"]
     setup_records_for(engine, quiet_id, receiver.url, secret, ["missed-check-ins"])
     with webhook_receiver(port, receiver):
         await skip(env, timedelta(days=3))
         await reported.terminate("test over")
         await quiet.terminate("test over")
-        missed = {d.day.isoformat() for d in rows(engine, CheckInDayRecord, participant_id=reported_id)
-                  if d.missed_required and d.missed_reportable}
+        missed = {
+            d.day.isoformat()
+            for d in rows(engine, CheckInDayRecord, participant_id=reported_id)
+            if d.missed_required and d.missed_reportable
+        }
         planned = rows(engine, Disclosure, category="missed-check-ins")
         to_court = [d for d in planned if d.recipient_id == court]
         for row in to_court:  # each delivery runs to its end
@@ -329,12 +404,19 @@ async def test_a_reminder_goes_out_before_the_window_closes_to_the_uncollected_o
     env, engine, queue, gateway = gateway_up
     today = local_date(await env.get_current_time(), ZONE)
     every_day = {d: ["00:00", "23:59"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-    base = {"sites": {"north": {"timezone": ZONE, "hours": every_day, "closed": {}}},
-            "phases": [{"name": "phase-1", "tests_per_week": 1, "min_per_rolling_week": 0,
-                        "max_per_rolling_week": 3}]}
+    base = {
+        "sites": {"north": {"timezone": ZONE, "hours": every_day, "closed": {}}},
+        "phases": [{"name": "phase-1", "tests_per_week": 1, "min_per_rolling_week": 0, "max_per_rolling_week": 3}],
+    }
     with session_scope(engine) as session:
-        save_version(session, program_from_dict({**base, "program_id": "reminding", "name": "Reminding",
-                                                 "reminder_hours_before_close": 2}), "tester", None)
+        save_version(
+            session,
+            program_from_dict(
+                {**base, "program_id": "reminding", "name": "Reminding", "reminder_hours_before_close": 2}
+            ),
+            "tester",
+            None,
+        )
         save_version(session, program_from_dict({**base, "program_id": "silent", "name": "Silent"}), "tester", None)
     started = []
     for program_id in ("reminding", "reminding", "silent"):
@@ -354,6 +436,7 @@ async def test_a_reminder_goes_out_before_the_window_closes_to_the_uncollected_o
     reminder = [r["body"] for r in gateway.requests if r["body"]["id"] == f"{late_ref.screening_id}:reminder"]
     assert len(reminder) == 1 and reminder[0]["message"].startswith("Reminder: your drug test today is not done yet")
     from store.models import NotificationRecord
+
     with Session(engine) as session:
         sent = session.get(NotificationRecord, f"{late_ref.screening_id}:reminder")
     assert sent.kind == "reminder" and sent.report_by.replace(tzinfo=UTC) == windows[late_ref.screening_id]
@@ -361,8 +444,9 @@ async def test_a_reminder_goes_out_before_the_window_closes_to_the_uncollected_o
     closes = windows[late_ref.screening_id]
     assert closes - timedelta(hours=2) <= events["reminder handed to the gateway (accepted)"] < closes
     for ref in (early_ref, silent_ref):
-        assert [a.notification_id.split(":")[1] for a in rows(engine, NotificationAttempt,
-                                                             screening_id=ref.screening_id)] == ["test-required"]
+        assert [
+            a.notification_id.split(":")[1] for a in rows(engine, NotificationAttempt, screening_id=ref.screening_id)
+        ] == ["test-required"]
     for handle, _, _ in started:
         await handle.terminate("test over")
 
@@ -377,12 +461,16 @@ async def test_colour_mode_calls_colours_on_open_days_and_everyone_of_a_called_c
     today = local_date(await env.get_current_time(), ZONE)
     holiday = today + timedelta(days=(2 - today.weekday()) % 7 + 7)  # a Wednesday a week or more on
     definition = {
-        "program_id": "colour-court", "name": "Colour court", "mode": "colour",
+        "program_id": "colour-court",
+        "name": "Colour court",
+        "mode": "colour",
         "sites": {"north": {"timezone": ZONE, "hours": WEEKDAYS, "closed": {holiday.isoformat(): "County holiday"}}},
         "phases": [{"name": "phase-1", "tests_per_week": 1, "min_per_rolling_week": 0, "max_per_rolling_week": 3}],
-        "colours": [{"name": "red", "tests_per_week": 2.5, "min_per_rolling_week": 1, "max_per_rolling_week": 3},
-                    {"name": "blue", "tests_per_week": 1, "min_per_rolling_week": 0, "max_per_rolling_week": 2},
-                    {"name": "green", "tests_per_week": 1}],
+        "colours": [
+            {"name": "red", "tests_per_week": 2.5, "min_per_rolling_week": 1, "max_per_rolling_week": 3},
+            {"name": "blue", "tests_per_week": 1, "min_per_rolling_week": 0, "max_per_rolling_week": 2},
+            {"name": "green", "tests_per_week": 1},
+        ],
     }
     with session_scope(engine) as session:
         save_version(session, program_from_dict(definition), "tester", "colour mode")
@@ -401,8 +489,10 @@ async def test_colour_mode_calls_colours_on_open_days_and_everyone_of_a_called_c
     days = {row.day: row for row in rows(engine, ColourDay, program_id="colour-court", site="north")}
     assert len(days) >= 7
     assert all(day.weekday() < 5 and day != holiday for day in days), "a colour was called on a closed day"
-    assert all(row.program_version == 1 and [d["colour"] for d in row.draws] == ["red", "blue", "green"]
-               for row in days.values())
+    assert all(
+        row.program_version == 1 and [d["colour"] for d in row.draws] == ["red", "blue", "green"]
+        for row in days.values()
+    )
     for pid, colour in colours.items():
         draws = {d.day: d for d in rows(engine, SelectionDraw, participant_id=pid)}
         open_draws = [d for d in draws.values() if d.day in days]
@@ -416,8 +506,9 @@ async def test_colour_mode_calls_colours_on_open_days_and_everyone_of_a_called_c
         screenings = rows(engine, Screening, participant_id=pid)
         assert {s.day for s in screenings} == {d.day for d in open_draws if d.selected}
         # Called at opening (08:00), so the whole collection window fits before closing.
-        assert all(s.selected_at.replace(tzinfo=UTC).astimezone(handle_zone()).strftime("%H:%M") == "08:00"
-                   for s in screenings)
+        assert all(
+            s.selected_at.replace(tzinfo=UTC).astimezone(handle_zone()).strftime("%H:%M") == "08:00" for s in screenings
+        )
     red = [pid for pid, c in colours.items() if c == "red"]
     red_days = [{d.day for d in rows(engine, SelectionDraw, participant_id=pid) if d.selected} for pid in red]
     assert red_days[0] == red_days[1] and red_days[0]  # the floor of 1 a week calls red at least once

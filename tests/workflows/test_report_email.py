@@ -48,18 +48,39 @@ def email_recipient(engine, pid: str) -> str:
         participant = session.get(Participant, pid)
         participant.case_numbers = [{"system": "county-court", "value": "CR-2026-0042"}]
         session.add(participant)
-        session.add(Recipient(id=rid, name="county court clerk", kind="court", delivery="email",
-                              email="clerk@court.example", case_number_system="county-court",
-                              categories=["screening-results"]))
+        session.add(
+            Recipient(
+                id=rid,
+                name="county court clerk",
+                kind="court",
+                delivery="email",
+                email="clerk@court.example",
+                case_number_system="county-court",
+                categories=["screening-results"],
+            )
+        )
         session.flush()
-        consent = consent_from_dict({
-            "consent_id": cid, "participant_id": pid, "recipient_id": rid, "recipient_kind": "court",
-            "categories": ["screening-results"], "purpose": "monitoring", "disclosing_program": "Northside IOP",
-            "signer": "participant", "signed_at": (now - timedelta(days=1)).isoformat(),
-            "signature_method": "electronic", "effective_from": (now - timedelta(days=1)).isoformat(),
-            "expires_at": (now + timedelta(days=90)).isoformat()})
-        session.add(ConsentRecord(id=cid, participant_id=pid, recipient_id=rid, consent=consent_to_dict(consent),
-                                  created_by="test"))
+        consent = consent_from_dict(
+            {
+                "consent_id": cid,
+                "participant_id": pid,
+                "recipient_id": rid,
+                "recipient_kind": "court",
+                "categories": ["screening-results"],
+                "purpose": "monitoring",
+                "disclosing_program": "Northside IOP",
+                "signer": "participant",
+                "signed_at": (now - timedelta(days=1)).isoformat(),
+                "signature_method": "electronic",
+                "effective_from": (now - timedelta(days=1)).isoformat(),
+                "expires_at": (now + timedelta(days=90)).isoformat(),
+            }
+        )
+        session.add(
+            ConsentRecord(
+                id=cid, participant_id=pid, recipient_id=rid, consent=consent_to_dict(consent), created_by="test"
+            )
+        )
     return rid
 
 
@@ -68,10 +89,19 @@ def pdf_text(document: bytes) -> str:
 
 
 def test_settings_reach_the_worker():
-    smtp = smtp_for(Settings(smtp_host="127.0.0.1", smtp_port=2525, smtp_from="reports@iop.example",
-                             smtp_username="u", smtp_password="p", smtp_starttls=True))
-    assert smtp == SmtpSettings(host="127.0.0.1", port=2525, sender="reports@iop.example", username="u",
-                                password="p", starttls=True)
+    smtp = smtp_for(
+        Settings(
+            smtp_host="127.0.0.1",
+            smtp_port=2525,
+            smtp_from="reports@iop.example",
+            smtp_username="u",
+            smtp_password="p",
+            smtp_starttls=True,
+        )
+    )
+    assert smtp == SmtpSettings(
+        host="127.0.0.1", port=2525, sender="reports@iop.example", username="u", password="p", starttls=True
+    )
     assert smtp_for(Settings(smtp_host="")) is None
 
 
@@ -80,8 +110,12 @@ def test_an_email_report_is_a_readable_message_with_its_pdf_and_delivered_only_w
     record_participant(records_engine, pid)
     rid = email_recipient(records_engine, pid)
     port = free_port()
-    activities = DisclosureActivities(records_engine, TEST_KEYS, letterhead=LETTERHEAD,
-                                      smtp=SmtpSettings(host="127.0.0.1", port=port, sender="reports@iop.example"))
+    activities = DisclosureActivities(
+        records_engine,
+        TEST_KEYS,
+        letterhead=LETTERHEAD,
+        smtp=SmtpSettings(host="127.0.0.1", port=port, sender="reports@iop.example"),
+    )
     [plan] = activities.plan_disclosures(DisclosureEvent(pid, "screening-results", "s-1", POSITIVE))
     request = DisclosureInput(plan.disclosure_id, pid, rid, "screening-results")
     # Nothing listens: the relay never accepted it, so it is not delivered; retried.
@@ -108,8 +142,15 @@ def test_an_email_report_is_a_readable_message_with_its_pdf_and_delivered_only_w
     document = attachment.get_content()
     assert attachment.get_content_type() == "application/pdf"
     words = pdf_text(document)
-    for expected in (LETTERHEAD, "CR-2026-0042", "laboratory-confirmed", "Consent:", "Generated at",
-                     "42 CFR 2.32(a)", "prohibit you from using or disclosing this record"):
+    for expected in (
+        LETTERHEAD,
+        "CR-2026-0042",
+        "laboratory-confirmed",
+        "Consent:",
+        "Generated at",
+        "42 CFR 2.32(a)",
+        "prohibit you from using or disclosing this record",
+    ):
         assert expected in words, expected
     look(document, "court-report-email")
     with Session(records_engine) as session:
@@ -124,8 +165,12 @@ def test_a_webhook_report_carries_its_pdf_under_the_signature(records_engine):
         rids = recipients(records_engine, receiver, pid, {"court": ["screening-results"]})
         activities = DisclosureActivities(records_engine, TEST_KEYS, letterhead=LETTERHEAD)
         [plan] = activities.plan_disclosures(DisclosureEvent(pid, "screening-results", "s-1", POSITIVE))
-        assert activities.attempt_delivery(DisclosureInput(plan.disclosure_id, pid, rids["court"],
-                                                           "screening-results")).kind == "delivered"
+        assert (
+            activities.attempt_delivery(
+                DisclosureInput(plan.disclosure_id, pid, rids["court"], "screening-results")
+            ).kind
+            == "delivered"
+        )
     payload = receiver.kept[plan.disclosure_id]
     document = base64.b64decode(payload["document"]["content_base64"])
     assert payload["document"]["sha256"] == content_hash(document) and payload["basis"] == "laboratory-confirmed"

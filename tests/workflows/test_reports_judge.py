@@ -62,26 +62,35 @@ async def _linked_screening(program, court):
 async def _settled(env, engine, pid: str) -> list[Disclosure]:
     """Every disclosure of the participant, each delivery workflow finished (time skipped as needed)."""
     with Session(engine) as session:
-        ids = [row.id for row in session.exec(select(Disclosure).where(Disclosure.participant_id == pid)
-                                              .order_by(col(Disclosure.created_at))).all()]
+        ids = [
+            row.id
+            for row in session.exec(
+                select(Disclosure).where(Disclosure.participant_id == pid).order_by(col(Disclosure.created_at))
+            ).all()
+        ]
     for the_id in ids:
         async with env.time_skipping_unlocked():
             await env.client.get_workflow_handle(disclosure_workflow_id(the_id)).result()
     with Session(engine) as session:
-        return list(session.exec(select(Disclosure).where(Disclosure.participant_id == pid)
-                                 .order_by(col(Disclosure.created_at))).all())
+        return list(
+            session.exec(
+                select(Disclosure).where(Disclosure.participant_id == pid).order_by(col(Disclosure.created_at))
+            ).all()
+        )
 
 
 def _received(court: Receiver) -> list[dict]:
     import json
+
     return [json.loads(r["body"]) for r in court.requests if 200 <= r["status"] < 300]
 
 
 async def test_a_clinicians_confirm_of_a_screen_only_positive_is_never_reported_as_confirmed(program, court):
     env, engine, _ = program
     participant, screening, pid = await _linked_screening(program, court)
-    await screening.execute_update(ScreeningWorkflow.record_collection,
-                                   Collection(specimen_type="urine", observed=True, collector="RN-7"))
+    await screening.execute_update(
+        ScreeningWorkflow.record_collection, Collection(specimen_type="urine", observed=True, collector="RN-7")
+    )
     await screening.execute_update(ScreeningWorkflow.record_result, _report("r1", "F", SCREEN_ONLY_COCAINE))
     final = await screening.execute_update(ScreeningWorkflow.review, Review("confirm", "no prescription", "md-1"))
     assert final.final_outcome == "positive"
@@ -104,17 +113,34 @@ async def test_breath_alcohol_0_12_confirmed_is_a_reported_result(program, court
     env, engine, _ = program
     participant, screening, pid = await _linked_screening(program, court)
     now = await env.get_current_time()
-    state = await screening.execute_update(ScreeningWorkflow.record_collection, Collection(
-        specimen_type="breath", observed=True, collector="RN-7", collected_at=now.isoformat(), breath_alcohol=0.12,
-        breath_confirmation=0.118, breath_confirmation_at=(now + timedelta(minutes=16)).isoformat(),
-        breath_device_id="EBT-0042"))
+    state = await screening.execute_update(
+        ScreeningWorkflow.record_collection,
+        Collection(
+            specimen_type="breath",
+            observed=True,
+            collector="RN-7",
+            collected_at=now.isoformat(),
+            breath_alcohol=0.12,
+            breath_confirmation=0.118,
+            breath_confirmation_at=(now + timedelta(minutes=16)).isoformat(),
+            breath_device_id="EBT-0042",
+        ),
+    )
     assert state.status == "final" and state.final_outcome == "positive"
     assert state.breath_result.basis == "breath-alcohol-confirmed"
     await _settled(env, engine, pid)
     [report] = _received(court)
-    assert report["data"] == {"collected_on": now.date().isoformat(), "specimen_type": "breath", "observed": True,
-                              "outcome": "positive", "breath_alcohol": 0.118, "device_id": "EBT-0042",
-                              "basis": "breath-alcohol-confirmed", "confirmed": True, "positive_for": ["ethanol"]}
+    assert report["data"] == {
+        "collected_on": now.date().isoformat(),
+        "specimen_type": "breath",
+        "observed": True,
+        "outcome": "positive",
+        "breath_alcohol": 0.118,
+        "device_id": "EBT-0042",
+        "basis": "breath-alcohol-confirmed",
+        "confirmed": True,
+        "positive_for": ["ethanol"],
+    }
     await participant.terminate("test over")
 
 
@@ -122,9 +148,18 @@ async def test_breath_alcohol_without_the_15_minute_confirmation_is_presumptive(
     env, engine, _ = program
     participant, screening, pid = await _linked_screening(program, court)
     now = await env.get_current_time()
-    state = await screening.execute_update(ScreeningWorkflow.record_collection, Collection(
-        specimen_type="breath", observed=True, collector="RN-7", collected_at=now.isoformat(), breath_alcohol=0.12,
-        breath_confirmation=0.11, breath_confirmation_at=(now + timedelta(minutes=5)).isoformat()))
+    state = await screening.execute_update(
+        ScreeningWorkflow.record_collection,
+        Collection(
+            specimen_type="breath",
+            observed=True,
+            collector="RN-7",
+            collected_at=now.isoformat(),
+            breath_alcohol=0.12,
+            breath_confirmation=0.11,
+            breath_confirmation_at=(now + timedelta(minutes=5)).isoformat(),
+        ),
+    )
     assert state.status == "final" and state.breath_result.basis == "presumptive-screen"
     await _settled(env, engine, pid)
     assert _received(court) == []  # presumptive screens are not reported by this program
@@ -156,12 +191,26 @@ async def test_the_programs_breath_alcohol_cutoff_reads_the_test(program, court)
     """A program whose cutoff is 0.04 g/210 L: a confirmed 0.03 is negative there (0.02 is only the default)."""
     env, engine, queue = program
     definition = {
-        "program_id": "bac-004", "name": "Program with a 0.04 breath cutoff", "breath_alcohol_cutoff": 0.04,
-        "sites": {"north": {"timezone": ZONE, "hours": {d: ["00:00", "23:59"] for d in
-                                                        ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
-                            "closed": {}}},
-        "phases": [{"name": "phase-1", "tests_per_week": 2.5, "min_per_rolling_week": 1, "max_per_rolling_week": 4,
-                    "specimen_types": ["urine"], "criteria": "first 90 days"}],
+        "program_id": "bac-004",
+        "name": "Program with a 0.04 breath cutoff",
+        "breath_alcohol_cutoff": 0.04,
+        "sites": {
+            "north": {
+                "timezone": ZONE,
+                "hours": {d: ["00:00", "23:59"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+                "closed": {},
+            }
+        },
+        "phases": [
+            {
+                "name": "phase-1",
+                "tests_per_week": 2.5,
+                "min_per_rolling_week": 1,
+                "max_per_rolling_week": 4,
+                "specimen_types": ["urine"],
+                "criteria": "first 90 days",
+            }
+        ],
     }
     with session_scope(engine) as session:
         save_version(session, program_from_dict(definition), "tester", "initial")
@@ -169,10 +218,19 @@ async def test_the_programs_breath_alcohol_cutoff_reads_the_test(program, court)
     participant = await enroll(env, engine, queue, "bac-004", local_date(now, ZONE))
     ref = await participant.execute_update(ParticipantWorkflow.order_for_cause, ForCause("smelled of alcohol", "t"))
     screening = env.client.get_workflow_handle_for(ScreeningWorkflow.run, screening_workflow_id(ref.screening_id))
-    state = await screening.execute_update(ScreeningWorkflow.record_collection, Collection(
-        specimen_type="breath", observed=True, collector="RN-7", collected_at=now.isoformat(), breath_alcohol=0.03,
-        breath_confirmation=0.03, breath_confirmation_at=(now + timedelta(minutes=16)).isoformat(),
-        breath_device_id="EBT-0042"))
+    state = await screening.execute_update(
+        ScreeningWorkflow.record_collection,
+        Collection(
+            specimen_type="breath",
+            observed=True,
+            collector="RN-7",
+            collected_at=now.isoformat(),
+            breath_alcohol=0.03,
+            breath_confirmation=0.03,
+            breath_confirmation_at=(now + timedelta(minutes=16)).isoformat(),
+            breath_device_id="EBT-0042",
+        ),
+    )
     assert state.final_outcome == "negative" and state.breath_result.outcome == "negative"
     assert "0.040" in state.breath_result.reason
     await participant.terminate("test over")
@@ -183,20 +241,24 @@ async def test_a_correction_31_days_after_final_still_amends_the_courts_report(p
     court that was told the positive is sent the amendment, referencing the original."""
     env, engine, _ = program
     participant, screening, pid = await _linked_screening(program, court)
-    await screening.execute_update(ScreeningWorkflow.record_collection,
-                                   Collection(specimen_type="urine", observed=True, collector="RN-7"))
+    await screening.execute_update(
+        ScreeningWorkflow.record_collection, Collection(specimen_type="urine", observed=True, collector="RN-7")
+    )
     await screening.execute_update(ScreeningWorkflow.record_result, _report("r1", "F", CONFIRMED_COCAINE))
     await screening.execute_update(ScreeningWorkflow.review, Review("confirm", "no prescription", "md-1"))
     [original] = await _settled(env, engine, pid)
     today = local_date(await env.get_current_time(), ZONE)
-    await participant.execute_update(ParticipantWorkflow.pause, Pause(
-        today.isoformat(), (today + timedelta(days=40)).isoformat(), "no random tests in this test", "tester"))
+    await participant.execute_update(
+        ParticipantWorkflow.pause,
+        Pause(today.isoformat(), (today + timedelta(days=40)).isoformat(), "no random tests in this test", "tester"),
+    )
     await skip(env, timedelta(days=31))
     closed = await screening.result()
     assert closed.status == "final" and closed.final_outcome == "positive"
     # The lab corrects its result (HL7 result status C), through the same path every lab result takes.
     await LabIngest(engine, env.client)._deliver(
-        _report("r2", "C", AnalyteIn("benzoylecgonine", 10.0, units="ng/mL", method="confirm")), closed.screening_id)
+        _report("r2", "C", AnalyteIn("benzoylecgonine", 10.0, units="ng/mL", method="confirm")), closed.screening_id
+    )
     reopened = await screening.query(ScreeningWorkflow.status)
     assert reopened.final_outcome == "negative" and reopened.corrected_after_final and reopened.reopened_at
     rows = await _settled(env, engine, pid)
@@ -212,13 +274,20 @@ async def test_an_admission_of_use_is_reported_with_its_basis_and_witness(progra
     participant, screening, pid = await _linked_screening(program, court)
     with refused("who witnessed"):
         await screening.execute_update(ScreeningWorkflow.record_admission, Admission(["cocaine"], " ", "used Friday"))
-    state = await screening.execute_update(ScreeningWorkflow.record_admission, Admission(
-        ["cocaine"], "J. Rivera, CADC", "said they used cocaine on Friday night", "staff-1"))
+    state = await screening.execute_update(
+        ScreeningWorkflow.record_admission,
+        Admission(["cocaine"], "J. Rivera, CADC", "said they used cocaine on Friday night", "staff-1"),
+    )
     assert state.status == "final" and state.final_outcome == "positive" and state.admission.admitted_at
     await _settled(env, engine, pid)
     [report] = _received(court)
     assert report["basis"] == "admitted-use" and report["data"] == {
-        "collected_on": state.admission.admitted_at[:10], "outcome": "positive", "positive_for": ["cocaine"],
-        "basis": "admitted-use", "confirmed": False, "admission_witnessed_by": "J. Rivera, CADC"}
+        "collected_on": state.admission.admitted_at[:10],
+        "outcome": "positive",
+        "positive_for": ["cocaine"],
+        "basis": "admitted-use",
+        "confirmed": False,
+        "admission_witnessed_by": "J. Rivera, CADC",
+    }
     assert "Friday" not in str(report)  # the statement stays in the record
     await participant.terminate("test over")

@@ -27,8 +27,9 @@ ZONE = "America/New_York"
 
 def draws(engine, participant_id):
     with Session(engine) as session:
-        return session.exec(select(SelectionDraw).where(SelectionDraw.participant_id == participant_id)
-                            .order_by(SelectionDraw.day)).all()
+        return session.exec(
+            select(SelectionDraw).where(SelectionDraw.participant_id == participant_id).order_by(SelectionDraw.day)
+        ).all()
 
 
 def screenings(engine, participant_id):
@@ -65,7 +66,7 @@ async def test_ninety_days_of_no_shows(program):
     # Phase 1 plans 3 tests a week; its floor of 2 and ceiling of 5 keep any week within bounds.
     assert 0.25 <= rate <= 0.65, rate
     for i in range(len(recorded) - 6):
-        week = sum(d.selected for d in recorded[i:i + 7])
+        week = sum(d.selected for d in recorded[i : i + 7])
         assert 2 <= week <= 5, (recorded[i].day, week)
     rows = screenings(engine, pid)
     assert {r.id for r in rows} == {d.screening_id for d in selected}
@@ -94,7 +95,7 @@ async def test_phase_change_alters_the_rate_from_the_next_day(program):
     assert before and after
     assert {d.phase for d in before} == {"phase-1"} and {d.phase for d in after} == {"phase-3"}
     assert {round(d.probability, 3) for d in after if d.reason in ("selected", "not-selected")} == {round(1 / 7, 3)}
-    assert sum(d.selected for d in after) < sum(d.selected for d in before[-len(after):]) + 3
+    assert sum(d.selected for d in after) < sum(d.selected for d in before[-len(after) :]) + 3
     await handle.terminate("test over")
 
 
@@ -102,8 +103,9 @@ async def test_pause_suspends_selection(program):
     env, engine, queue = program
     today = local_date(await env.get_current_time(), ZONE)
     handle = await start_participant(env.client, engine, queue, start=today)
-    pause = Pause((today + timedelta(days=2)).isoformat(), (today + timedelta(days=12)).isoformat(),
-                  "inpatient stay", "tester")
+    pause = Pause(
+        (today + timedelta(days=2)).isoformat(), (today + timedelta(days=12)).isoformat(), "inpatient stay", "tester"
+    )
     await handle.execute_update(ParticipantWorkflow.pause, pause)
     with refused("overlaps"):
         await handle.execute_update(ParticipantWorkflow.pause, Pause(pause.end, pause.end, "again", "tester"))
@@ -152,10 +154,12 @@ async def test_collection_validation_and_overdue_result_alert(program):
     env, engine, queue = program
     participant, screening, ref = await _for_cause(env, engine, queue)
     with refused("unknown specimen type"):
-        await screening.execute_update(ScreeningWorkflow.record_collection,
-                                       Collection(specimen_type="hair", observed=True, collector="x"))
-    await screening.execute_update(ScreeningWorkflow.record_collection,
-                                   Collection(specimen_type="urine", observed=True, collector="RN-7"))
+        await screening.execute_update(
+            ScreeningWorkflow.record_collection, Collection(specimen_type="hair", observed=True, collector="x")
+        )
+    await screening.execute_update(
+        ScreeningWorkflow.record_collection, Collection(specimen_type="urine", observed=True, collector="RN-7")
+    )
     with refused("already collected"):
         await screening.execute_update(ScreeningWorkflow.refuse, Refusal("refused-observation", "x", "t"))
     await env.sleep(timedelta(hours=49))
@@ -178,8 +182,15 @@ async def test_check_in_answers_and_discharge_cancels_pending_screenings(program
 
 
 def _report(result_id: str, status: str, *analytes: AnalyteIn) -> LabReport:
-    return LabReport(result_id=result_id, lab_id="acme", message_ref="1", specimen_id="x", result_status=status,
-                     received_at="2026-11-23T10:00:00+00:00", analytes=list(analytes))
+    return LabReport(
+        result_id=result_id,
+        lab_id="acme",
+        message_ref="1",
+        specimen_id="x",
+        result_status=status,
+        received_at="2026-11-23T10:00:00+00:00",
+        analytes=list(analytes),
+    )
 
 
 COCAINE_POSITIVE = AnalyteIn("benzoylecgonine", 640.0, units="ng/mL", method="confirm")
@@ -189,8 +200,9 @@ COCAINE_NEGATIVE = AnalyteIn("benzoylecgonine", 10.0, units="ng/mL")
 async def test_unreviewed_result_is_escalated_and_preliminary_never_final(program):
     env, engine, queue = program
     participant, screening, ref = await _for_cause(env, engine, queue)
-    await screening.execute_update(ScreeningWorkflow.record_collection,
-                                   Collection(specimen_type="urine", observed=True, collector="RN-7"))
+    await screening.execute_update(
+        ScreeningWorkflow.record_collection, Collection(specimen_type="urine", observed=True, collector="RN-7")
+    )
     state = await screening.execute_update(ScreeningWorkflow.record_result, _report("r1", "P", COCAINE_NEGATIVE))
     assert state.status == "preliminary" and state.final_outcome is None
     await skip(env, timedelta(hours=49))
@@ -228,8 +240,9 @@ async def test_a_result_filed_while_the_notice_is_out_still_waits_for_review(tim
     async with build_worker(env.client, records_engine, task_queue, notifier=notifier):
         participant, screening, _ = await _for_cause(env, records_engine, task_queue)
         assert await asyncio.to_thread(notifier.entered.wait, 30)
-        await screening.execute_update(ScreeningWorkflow.record_collection,
-                                       Collection(specimen_type="urine", observed=True, collector="RN-7"))
+        await screening.execute_update(
+            ScreeningWorkflow.record_collection, Collection(specimen_type="urine", observed=True, collector="RN-7")
+        )
         state = await screening.execute_update(ScreeningWorkflow.record_result, _report("r1", "F", COCAINE_POSITIVE))
         assert state.status == "awaiting-review"
         notifier.gate.set()

@@ -35,17 +35,24 @@ SCRIPT = ROOT / "docs" / "verify_selection.py"
 
 @pytest.fixture
 async def world(time_env, records_engine, task_queue, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "400",
-           "IOP_DATABASE_URL": records_engine.url.render_as_string(hide_password=False),
-           "IOP_CODEC_KEYS": format_key(TEST_KEYS[0]), "IOP_DATA_DIR": str(tmp_path), "IOP_TASK_QUEUE": task_queue,
-           "IOP_TEMPORAL_ADDRESS": time_env.client.service_client.config.target_host}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "COLUMNS": "400",
+        "IOP_DATABASE_URL": records_engine.url.render_as_string(hide_password=False),
+        "IOP_CODEC_KEYS": format_key(TEST_KEYS[0]),
+        "IOP_DATA_DIR": str(tmp_path),
+        "IOP_TASK_QUEUE": task_queue,
+        "IOP_TEMPORAL_ADDRESS": time_env.client.service_client.config.target_host,
+    }
     async with build_worker(time_env.client, records_engine, task_queue):
         yield time_env, records_engine, task_queue, env
 
 
 def iop(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "iop.cli", "selection", *args], env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "iop.cli", "selection", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def entry_point(env: dict, *args: str):
@@ -77,11 +84,31 @@ async def test_an_auditor_opens_fixes_the_beacon_verifies_and_catches_a_tampered
     described = await env.client.get_workflow_handle(selection_period_workflow_id(queue, program, following)).describe()
     assert described.task_queue == queue
 
-    wrong = entry_point(shell, "beacon", "--program", program, "--period", following, "--round",
-                        str(the_round + 1), "--randomness", "a" * 64)
+    wrong = entry_point(
+        shell,
+        "beacon",
+        "--program",
+        program,
+        "--period",
+        following,
+        "--round",
+        str(the_round + 1),
+        "--randomness",
+        "a" * 64,
+    )
     assert wrong.exit_code == 2 and f"round {the_round}" in wrong.output, wrong.output
-    fixed = entry_point(shell, "beacon", "--program", program, "--period", following, "--round", str(the_round),
-                        "--randomness", "A" * 64)
+    fixed = entry_point(
+        shell,
+        "beacon",
+        "--program",
+        program,
+        "--period",
+        following,
+        "--round",
+        str(the_round),
+        "--randomness",
+        "A" * 64,
+    )
     assert fixed.exit_code == 0 and f"beacon drand:quicknet:{the_round}:{'a' * 64}" in fixed.output, fixed.output
     early = entry_point(shell, "reveal", "--program", program, "--period", period)
     assert early.exit_code == 2 and "can be revealed from" in early.output
@@ -108,11 +135,27 @@ async def test_an_auditor_opens_fixes_the_beacon_verifies_and_catches_a_tampered
     caught = iop(shell, "check", str(tampered), *published)
     where = f"MISMATCH {draw['participant_id']} {draw['day']}: selected"
     assert caught.returncode == 1 and where in caught.stderr, (caught.stdout, caught.stderr)
-    script = subprocess.run([sys.executable, str(SCRIPT), str(tampered), "--seed", data["seed"], "--commitment",
-                             data["commitment"], "--beacon", ""], capture_output=True, text=True, timeout=60,
-                            env={"PATH": os.environ.get("PATH", "")})
-    assert script.returncode == 1 and f"MISMATCH {draw['participant_id']} {draw['day']}: selected recorded" in \
-        script.stdout, script.stdout + script.stderr
+    script = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            str(tampered),
+            "--seed",
+            data["seed"],
+            "--commitment",
+            data["commitment"],
+            "--beacon",
+            "",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": os.environ.get("PATH", "")},
+    )
+    assert (
+        script.returncode == 1
+        and f"MISMATCH {draw['participant_id']} {draw['day']}: selected recorded" in script.stdout
+    ), script.stdout + script.stderr
     other_seed = entry_point(shell, "check", str(export), "--seed", "00" * 32, "--commitment", data["commitment"])
     assert other_seed.exit_code == 1 and "MISMATCH commitment" in other_seed.output
     other_beacon = entry_point(shell, "check", str(export), "--beacon", f"drand:quicknet:{the_round}:{'b' * 64}")

@@ -65,13 +65,17 @@ async def test_ninety_days_of_draws_all_follow_from_the_revealed_seeds(world):
     assert {p.period for p in periods} == {d.day.strftime("%Y-%m") for d in draws}
     # Each commitment was in the audit trail when its period opened; no seed was public before the reveal.
     with Session(engine) as session:
-        audited = {e.subject_id: e.detail for e in session.exec(select(AuditEvent)).all()
-                   if e.action == "selection.commit"}
+        audited = {
+            e.subject_id: e.detail for e in session.exec(select(AuditEvent)).all() if e.action == "selection.commit"
+        }
     assert all(audited[f"court-v:{p.period}"] == f"commitment {p.commitment}" for p in periods)
     # Each period's workflow revealed its seed on its own once the period was over, and no other.
     with Session(engine) as session:
-        revealers = {e.subject_id: e.actor for e in session.exec(select(AuditEvent)).all()
-                     if e.action == "selection.reveal" and e.subject_id.startswith("court-v:")}
+        revealers = {
+            e.subject_id: e.actor
+            for e in session.exec(select(AuditEvent)).all()
+            if e.action == "selection.reveal" and e.subject_id.startswith("court-v:")
+        }
     now = await env.get_current_time()
     over = {p.period for p in periods if verifiable.reveal_moment(p.period) <= now}
     assert over and {p.period for p in periods if p.seed_revealed} == over
@@ -105,11 +109,15 @@ async def test_ninety_days_of_draws_all_follow_from_the_revealed_seeds(world):
 async def _colour_participant(env, engine, queue, today, holiday):
     """A participant of a colour-mode program (issue 15): the day's colours are drawn from the period's seed too."""
     definition = {
-        "program_id": "colour-v", "name": "Colour court", "mode": "colour",
+        "program_id": "colour-v",
+        "name": "Colour court",
+        "mode": "colour",
         "sites": {"north": {"timezone": ZONE, "hours": WEEKDAYS, "closed": {holiday.isoformat(): "County holiday"}}},
         "phases": [{"name": "phase-1", "tests_per_week": 1, "min_per_rolling_week": 0, "max_per_rolling_week": 3}],
-        "colours": [{"name": "red", "tests_per_week": 2.5, "min_per_rolling_week": 1, "max_per_rolling_week": 3},
-                    {"name": "blue", "tests_per_week": 1, "min_per_rolling_week": 0, "max_per_rolling_week": 2}],
+        "colours": [
+            {"name": "red", "tests_per_week": 2.5, "min_per_rolling_week": 1, "max_per_rolling_week": 3},
+            {"name": "blue", "tests_per_week": 1, "min_per_rolling_week": 0, "max_per_rolling_week": 2},
+        ],
     }
     with session_scope(engine) as session:
         save_version(session, program_from_dict(definition), "tester", "colour mode")
@@ -146,13 +154,18 @@ def _colour_days_verify(engine, end, script) -> None:
         dropped["colour_days"][called]["colours"] = dropped["colour_days"][called]["colours"][1:]
         assert caught(dropped), "a colour left out of a called day must be caught"
         flipped = copy.deepcopy(export)
-        draw = next(d for day in flipped["colour_days"] for d in day["draws"]
-                    if d["reason"] in ("selected", "not-selected"))
+        draw = next(
+            d for day in flipped["colour_days"] for d in day["draws"] if d["reason"] in ("selected", "not-selected")
+        )
         draw["selected"] = not draw["selected"]
         assert caught(flipped), "a flipped colour draw must be caught"
         hidden = copy.deepcopy(export)  # an earlier call hidden from the ceiling's count
-        later = next(d for day in hidden["colour_days"] for d in day["draws"]
-                     if d["inputs"]["recent_selections"][:1] and d["inputs"]["recent_selections"][0] >= period)
+        later = next(
+            d
+            for day in hidden["colour_days"]
+            for d in day["draws"]
+            if d["inputs"]["recent_selections"][:1] and d["inputs"]["recent_selections"][0] >= period
+        )
         later["inputs"]["recent_selections"] = later["inputs"]["recent_selections"][1:]
         assert caught(hidden), "a colour's history other than its exported calls must be caught"
     assert verified >= 20  # at least one whole month of open days

@@ -7,29 +7,30 @@ Revision ID: 0011
 Revises: 0009
 Create Date: 2026-12-01 12:50:00
 """
+
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0011'
-down_revision = '0009'
+revision = "0011"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('audit_events', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('shown', sa.Text(), nullable=True))
+    with op.batch_alter_table("audit_events", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("shown", sa.Text(), nullable=True))
         # Existing rows are the unkeyed kind; the server default marks them so in one statement.
-        batch_op.add_column(sa.Column('mac_alg', sa.String(length=16), nullable=False, server_default='sha256'))
-        batch_op.add_column(sa.Column('key_id', sa.String(length=64), nullable=True))
-    with op.batch_alter_table('audit_head', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('keyed_from', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("mac_alg", sa.String(length=16), nullable=False, server_default="sha256"))
+        batch_op.add_column(sa.Column("key_id", sa.String(length=64), nullable=True))
+    with op.batch_alter_table("audit_head", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("keyed_from", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('audit_head', schema=None) as batch_op:
-        batch_op.drop_column('keyed_from')
-    with op.batch_alter_table('audit_events', schema=None) as batch_op:
-        batch_op.drop_column('key_id')
-        batch_op.drop_column('mac_alg')
-        batch_op.drop_column('shown')
+    with op.batch_alter_table("audit_head", schema=None) as batch_op:
+        batch_op.drop_column("keyed_from")
+    with op.batch_alter_table("audit_events", schema=None) as batch_op:
+        batch_op.drop_column("key_id")
+        batch_op.drop_column("mac_alg")
+        batch_op.drop_column("shown")

@@ -9,12 +9,13 @@ LOINC method decides). lab_quarantine gains the held code and the lab id it is m
 which MSH field that id came from). analyte_definitions: analytes an admin adds without a code
 change (issue 19).
 """
+
 import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
 
-revision = '0015'
-down_revision = '0011'
+revision = "0015"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
@@ -24,31 +25,31 @@ def _text(length: int) -> sqlmodel.sql.sqltypes.AutoString:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('code_mappings', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('method_override', _text(16), nullable=True))
-    with op.batch_alter_table('lab_quarantine', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('held_code', _text(300), nullable=True))
-        batch_op.add_column(sa.Column('lab_id', _text(120), nullable=True))
-        batch_op.add_column(sa.Column('lab_id_source', _text(16), nullable=True))
+    with op.batch_alter_table("code_mappings", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("method_override", _text(16), nullable=True))
+    with op.batch_alter_table("lab_quarantine", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("held_code", _text(300), nullable=True))
+        batch_op.add_column(sa.Column("lab_id", _text(120), nullable=True))
+        batch_op.add_column(sa.Column("lab_id_source", _text(16), nullable=True))
     op.create_table(
-        'analyte_definitions',
-        sa.Column('key', _text(40), primary_key=True),
-        sa.Column('label', _text(120), nullable=False),
-        sa.Column('drug_class', _text(60), nullable=False),
-        sa.Column('medication', _text(60), nullable=True),
-        sa.Column('also_explained_by', sa.JSON(), nullable=False),
-        sa.Column('initial_cutoff', sa.Float(), nullable=True),
-        sa.Column('confirm_cutoff', sa.Float(), nullable=True),
-        sa.Column('created_by', _text(32), nullable=False),
-        sa.Column('created_at', sa.DateTime(), nullable=False),
+        "analyte_definitions",
+        sa.Column("key", _text(40), primary_key=True),
+        sa.Column("label", _text(120), nullable=False),
+        sa.Column("drug_class", _text(60), nullable=False),
+        sa.Column("medication", _text(60), nullable=True),
+        sa.Column("also_explained_by", sa.JSON(), nullable=False),
+        sa.Column("initial_cutoff", sa.Float(), nullable=True),
+        sa.Column("confirm_cutoff", sa.Float(), nullable=True),
+        sa.Column("created_by", _text(32), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
     )
 
 
 def downgrade() -> None:
-    op.drop_table('analyte_definitions')
-    with op.batch_alter_table('lab_quarantine', schema=None) as batch_op:
-        batch_op.drop_column('lab_id_source')
-        batch_op.drop_column('lab_id')
-        batch_op.drop_column('held_code')
-    with op.batch_alter_table('code_mappings', schema=None) as batch_op:
-        batch_op.drop_column('method_override')
+    op.drop_table("analyte_definitions")
+    with op.batch_alter_table("lab_quarantine", schema=None) as batch_op:
+        batch_op.drop_column("lab_id_source")
+        batch_op.drop_column("lab_id")
+        batch_op.drop_column("held_code")
+    with op.batch_alter_table("code_mappings", schema=None) as batch_op:
+        batch_op.drop_column("method_override")

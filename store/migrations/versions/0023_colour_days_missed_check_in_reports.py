@@ -8,12 +8,13 @@ A program in colour mode draws colour groups per site and open day (colour_days,
 and day, with each colour's roll); a participant carries the colour staff assigned. A missed required
 check-in records whether the program made it reportable (issue 15).
 """
+
 import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
 
-revision = '0023'
-down_revision = '0025'
+revision = "0023"
+down_revision = "0025"
 branch_labels = None
 depends_on = None
 
@@ -24,28 +25,28 @@ def _text(length: int) -> sqlmodel.sql.sqltypes.AutoString:
 
 def upgrade() -> None:
     op.create_table(
-        'colour_days',
-        sa.Column('id', sa.Integer(), primary_key=True),
-        sa.Column('program_id', _text(64), nullable=False),
-        sa.Column('site', _text(64), nullable=False),
-        sa.Column('day', sa.Date(), nullable=False),
-        sa.Column('program_version', sa.Integer(), nullable=False),
-        sa.Column('colours', sa.JSON(), nullable=False),
-        sa.Column('draws', sa.JSON(), nullable=False),
-        sa.Column('drawn_at', sa.DateTime(), nullable=False),
-        sa.UniqueConstraint('program_id', 'site', 'day'),
+        "colour_days",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("program_id", _text(64), nullable=False),
+        sa.Column("site", _text(64), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("program_version", sa.Integer(), nullable=False),
+        sa.Column("colours", sa.JSON(), nullable=False),
+        sa.Column("draws", sa.JSON(), nullable=False),
+        sa.Column("drawn_at", sa.DateTime(), nullable=False),
+        sa.UniqueConstraint("program_id", "site", "day"),
     )
-    op.create_index('ix_colour_days_program_id', 'colour_days', ['program_id'])
-    with op.batch_alter_table('participants') as batch:
-        batch.add_column(sa.Column('colour', _text(32), nullable=True))
-    with op.batch_alter_table('check_in_days') as batch:
-        batch.add_column(sa.Column('missed_reportable', sa.Boolean(), nullable=True))
+    op.create_index("ix_colour_days_program_id", "colour_days", ["program_id"])
+    with op.batch_alter_table("participants") as batch:
+        batch.add_column(sa.Column("colour", _text(32), nullable=True))
+    with op.batch_alter_table("check_in_days") as batch:
+        batch.add_column(sa.Column("missed_reportable", sa.Boolean(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('check_in_days') as batch:
-        batch.drop_column('missed_reportable')
-    with op.batch_alter_table('participants') as batch:
-        batch.drop_column('colour')
-    op.drop_index('ix_colour_days_program_id', table_name='colour_days')
-    op.drop_table('colour_days')
+    with op.batch_alter_table("check_in_days") as batch:
+        batch.drop_column("missed_reportable")
+    with op.batch_alter_table("participants") as batch:
+        batch.drop_column("colour")
+    op.drop_index("ix_colour_days_program_id", table_name="colour_days")
+    op.drop_table("colour_days")
