@@ -103,7 +103,12 @@ def _pollers(target: str, task_queue: str) -> set[str]:
             seen.append({poller.identity for poller in answer.pollers})
         return seen[0] & seen[1]
 
-    return asyncio.run(describe())
+    from temporalio.service import RPCError
+
+    try:
+        return asyncio.run(describe())
+    except RPCError:  # the question timed out on a loaded server: nobody seen this time, the caller asks again
+        return set()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
