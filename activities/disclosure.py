@@ -48,6 +48,7 @@ from domain.report_content import (
     monthly_summary,
     slot_categories,
 )
+from domain.report_facts import facts_dict
 from domain.result_basis import CONFIRMING_BASES, PRESUMPTIVE_WORDING, Basis, lab_basis
 from domain.vocab import DisclosureStatus, FinalOutcome
 from domain.webhook_signing import encode_payload, webhook_headers
@@ -121,7 +122,7 @@ class DisclosureActivities:
             participant = session.get(Participant, event.participant_id)
             if participant is None:
                 return []
-            facts = dict(event.facts)
+            facts = facts_dict(event.facts)
             if event.category == PERIODIC_SUMMARY or facts.get("status") == COMPLETION:
                 facts["by_category"] = self._period_facts(session, participant, facts)
             reportable, facts, withdrawn_because = self._reportable(session, participant, event, facts)

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from domain import medication as med
     from domain.clock import local_date, local_moment
     from domain.medication import Callback, CallbackStatus
+    from domain.report_facts import ReportFacts
     from domain.takehome import ScreenFact, TakeHomeFacts, eligibility, get_rules, treatment_day
     from domain.vocab import ReassessmentDecision
     from workflows import search
@@ -194,13 +195,13 @@ class MedicationWorkflow:
                 self.state.participant_id,
                 "medication-adherence",
                 f"{self.state.order_id}-week-{last.isoformat()}",
-                {
-                    "period_start": first.isoformat(),
-                    "period_end": last.isoformat(),
-                    "doses_expected": week.expected,
-                    "doses_taken": week.taken,
-                    "adherence_ratio": None if week.ratio is None else round(week.ratio, 2),
-                },
+                ReportFacts(
+                    period_start=first.isoformat(),
+                    period_end=last.isoformat(),
+                    doses_expected=week.expected,
+                    doses_taken=week.taken,
+                    adherence_ratio=None if week.ratio is None else round(week.ratio, 2),
+                ),
             )
         )
 

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.clock import local_clock, local_clock_named, local_date, local_moment
     from domain.colours import participant_verdict
     from domain.plan import PHASES, TestingPlan, default_plan, hours_for
+    from domain.report_facts import PhaseChangeEntry, ReportFacts
     from domain.selection import WINDOW_DAYS, Draw, DrawInputs, draw_day, is_collection_day, notification_time
     from domain.takehome import get_rules
     from domain.vocab import DISCHARGE_STATUSES, DischargeKind
@@ -116,13 +117,13 @@ def plan_for_phase(phase: str, clinic: TestingPlan) -> TestingPlan:
     )
 
 
-def phase_entries(state: ParticipantState, since: date | None) -> list[dict[str, str]]:
+def phase_entries(state: ParticipantState, since: date | None) -> tuple[PhaseChangeEntry, ...]:
     """Phase changes in a period, led by the phase held when it began."""
-    entries = [{"to_phase": p.phase, "effective_on": p.since[:10]} for p in state.phase_history]
+    entries = [PhaseChangeEntry(p.phase, p.since[:10]) for p in state.phase_history]
     if since is None:
-        return entries
-    before = [e for e in entries if e["effective_on"] < since.isoformat()]
-    return before[-1:] + [e for e in entries if e["effective_on"] >= since.isoformat()]
+        return tuple(entries)
+    before = [e for e in entries if e.effective_on < since.isoformat()]
+    return tuple(before[-1:] + [e for e in entries if e.effective_on >= since.isoformat()])
 
 
 def monthly_summary_event(state: ParticipantState, first_of_month: date) -> DisclosureEvent:
@@ -133,12 +134,12 @@ def monthly_summary_event(state: ParticipantState, first_of_month: date) -> Disc
         state.participant_id,
         "periodic-summary",
         f"summary-{last:%Y-%m}",
-        {
-            "month": f"{last:%Y-%m}",
-            "period_start": start.isoformat(),
-            "period_end": last.isoformat(),
-            "phase_changes": phase_entries(state, start),
-        },
+        ReportFacts(
+            month=f"{last:%Y-%m}",
+            period_start=start.isoformat(),
+            period_end=last.isoformat(),
+            phase_changes=phase_entries(state, start),
+        ),
     )
 
 
@@ -390,7 +391,7 @@ class ParticipantWorkflow:
     async def _monthly_summary(self, first_of_month: date) -> None:
         await disclose(monthly_summary_event(self.state, first_of_month))
 
-    def _phase_entries(self, since: date | None) -> list[dict[str, str]]:
+    def _phase_entries(self, since: date | None) -> tuple[PhaseChangeEntry, ...]:
         return phase_entries(self.state, since)
 
     async def _start_screening(
@@ -470,10 +471,10 @@ class ParticipantWorkflow:
                     self.state.participant_id,
                     "missed-check-ins",
                     f"missed-check-in-{key}",
-                    {
-                        "scheduled_on": key,
-                        "due_by": local_moment(day, time.fromisoformat(closes), self.state.timezone).isoformat(),
-                    },
+                    ReportFacts(
+                        scheduled_on=key,
+                        due_by=local_moment(day, time.fromisoformat(closes), self.state.timezone).isoformat(),
+                    ),
                 )
             )
         week_ago = (day - timedelta(days=WINDOW_DAYS)).isoformat()
@@ -655,7 +656,7 @@ class ParticipantWorkflow:
                 self.state.participant_id,
                 "phase-changes",
                 f"phase-change-{len(self.state.phase_history) - 1}",
-                {"from_phase": previous, "to_phase": change.phase, "effective_on": self.state.next_plan_from},
+                ReportFacts(from_phase=previous, to_phase=change.phase, effective_on=self.state.next_plan_from),
             )
         )
         return self.state
@@ -688,12 +689,12 @@ class ParticipantWorkflow:
                 self.state.participant_id,
                 "program-status",
                 "program-status",
-                {
-                    "status": "completed" if completed else "discharged",
-                    "effective_on": self.state.discharged_at,
-                    "discharge_kind": request.kind,
-                    "phase_changes": self._phase_entries(None),
-                },
+                ReportFacts(
+                    status="completed" if completed else "discharged",
+                    effective_on=self.state.discharged_at,
+                    discharge_kind=request.kind,
+                    phase_changes=self._phase_entries(None),
+                ),
             )
         )
         # Consents that end on discharge (or completion) end now, after the report above was planned.

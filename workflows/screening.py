@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.loinc_tox import AnalyteMethod
     from domain.program import SPECIMEN_TYPES
+    from domain.report_facts import ReportFacts
     from domain.result_basis import (
         CONFIRMING_BASES,
         Basis,
@@ -314,7 +315,7 @@ class ScreeningWorkflow:
                 self.state.participant_id,
                 "missed-tests",
                 self.state.screening_id,
-                {"scheduled_on": self.state.day, "window_closed_at": closes.isoformat()},
+                ReportFacts(scheduled_on=self.state.day, window_closed_at=closes.isoformat()),
             )
         )
         # A specimen collected late can still be recorded (flagged late) during the make-up period.
@@ -542,7 +543,7 @@ class ScreeningWorkflow:
                     self.state.participant_id,
                     "missed-tests",
                     self.state.screening_id,
-                    {"retracted": True, "retraction_reason": "excused"},
+                    ReportFacts(retracted=True, retraction_reason="excused"),
                 )
             )
         return self.state
@@ -594,7 +595,7 @@ class ScreeningWorkflow:
                 self.state.participant_id,
                 "refusals",
                 self.state.screening_id,
-                {"occurred_on": workflow.now().date().isoformat(), "refusal_kind": refusal.kind},
+                ReportFacts(occurred_on=workflow.now().date().isoformat(), refusal_kind=refusal.kind),
             )
         )
         return self.state
@@ -838,16 +839,16 @@ class ScreeningWorkflow:
                 self.state.participant_id,
                 "screening-results",
                 self.state.screening_id,
-                {
-                    "collected_on": collection.collected_at[:10],
-                    "specimen_type": collection.specimen_type,
-                    "observed": collection.observed,
-                    "outcome": "positive",
-                    "dilute": current is not None and current.interpretation.validity.status == "dilute",
-                    "positive_for": positives,
-                    "basis": basis,
-                    "confirmed": False,
-                },
+                ReportFacts(
+                    collected_on=collection.collected_at[:10],
+                    specimen_type=collection.specimen_type,
+                    observed=collection.observed,
+                    outcome="positive",
+                    dilute=current is not None and current.interpretation.validity.status == "dilute",
+                    positive_for=tuple(positives),
+                    basis=basis,
+                    confirmed=False,
+                ),
             )
         )
 
@@ -934,39 +935,47 @@ class ScreeningWorkflow:
             assert admission.admitted_at is not None  # set when the admission was recorded
             category, facts = (
                 "screening-results",
-                {
-                    "collected_on": admission.admitted_at[:10],
-                    "outcome": "positive",
-                    "positive_for": sorted(admission.substances),
-                    "basis": Basis.ADMITTED_USE.value,
-                    "confirmed": False,
-                    "admission_witnessed_by": admission.witnessed_by,
-                },
+                ReportFacts(
+                    collected_on=admission.admitted_at[:10],
+                    outcome="positive",
+                    positive_for=tuple(sorted(admission.substances)),
+                    basis=Basis.ADMITTED_USE.value,
+                    confirmed=False,
+                    admission_witnessed_by=admission.witnessed_by,
+                ),
             )
         else:
             # Otherwise a final outcome of a collected specimen.
             assert collection is not None and collection.collected_at is not None
+            collected_on = collection.collected_at[:10]
             if state.breath_result is not None:
                 breath = state.breath_result
-                category, facts = (
-                    "screening-results",
-                    {
-                        "collected_on": collection.collected_at[:10],
-                        "specimen_type": "breath",
-                        "observed": collection.observed,
-                        "outcome": breath.outcome,
-                        "breath_alcohol": breath.bac,
-                        "device_id": breath.device_id,
-                    },
-                )
+                category = "screening-results"
                 if breath.outcome == "positive":
-                    facts.update(
-                        basis=breath.basis, confirmed=breath.basis in CONFIRMING_BASES, positive_for=["ethanol"]
+                    facts = ReportFacts(
+                        collected_on=collected_on,
+                        specimen_type="breath",
+                        observed=collection.observed,
+                        outcome=breath.outcome,
+                        breath_alcohol=breath.bac,
+                        device_id=breath.device_id,
+                        basis=breath.basis,
+                        confirmed=breath.basis in CONFIRMING_BASES,
+                        positive_for=("ethanol",),
+                    )
+                else:
+                    facts = ReportFacts(
+                        collected_on=collected_on,
+                        specimen_type="breath",
+                        observed=collection.observed,
+                        outcome=breath.outcome,
+                        breath_alcohol=breath.bac,
+                        device_id=breath.device_id,
                     )
             elif state.final_outcome == FINAL_REFUSAL:
                 category, facts = (
                     "refusals",
-                    {"occurred_on": collection.collected_at[:10], "refusal_kind": "adulterated-or-substituted"},
+                    ReportFacts(occurred_on=collected_on, refusal_kind="adulterated-or-substituted"),
                 )
             else:
                 current = self._current_result()
@@ -977,20 +986,40 @@ class ScreeningWorkflow:
                     FINAL_POSITIVE: "positive",
                 }
                 outcome = reported.get(state.final_outcome, "invalid")
-                facts = {
-                    "collected_on": collection.collected_at[:10],
-                    "specimen_type": collection.specimen_type,
-                    "observed": collection.observed,
-                    "outcome": outcome,
-                    "dilute": current is not None and current.interpretation.validity.status == "dilute",
-                }
-                if outcome == "positive":
-                    facts["confirmed"] = True
-                    facts["positive_for"] = sorted({f.analyte for f in findings if f.outcome in POSITIVE_OUTCOMES})
+                dilute = current is not None and current.interpretation.validity.status == "dilute"
+                if outcome != "positive":
+                    facts = ReportFacts(
+                        collected_on=collected_on,
+                        specimen_type=collection.specimen_type,
+                        observed=collection.observed,
+                        outcome=outcome,
+                        dilute=dilute,
+                    )
+                else:
+                    positive_for = tuple(sorted({f.analyte for f in findings if f.outcome in POSITIVE_OUTCOMES}))
                     if workflow.patched(REPORT_BASIS_PATCH):
                         # A clinician's "confirm" finalises the result; only a confirmatory method confirms it.
                         basis = lab_basis(findings)
-                        facts.update(basis=basis, confirmed=basis in CONFIRMING_BASES)
+                        facts = ReportFacts(
+                            collected_on=collected_on,
+                            specimen_type=collection.specimen_type,
+                            observed=collection.observed,
+                            outcome=outcome,
+                            dilute=dilute,
+                            confirmed=basis in CONFIRMING_BASES,
+                            positive_for=positive_for,
+                            basis=basis,
+                        )
+                    else:
+                        facts = ReportFacts(
+                            collected_on=collected_on,
+                            specimen_type=collection.specimen_type,
+                            observed=collection.observed,
+                            outcome=outcome,
+                            dilute=dilute,
+                            confirmed=True,
+                            positive_for=positive_for,
+                        )
                 category = "screening-results"
         await disclose(
             DisclosureEvent(

@@ -35,6 +35,7 @@ from domain.attendance import (
     summarize,
 )
 from domain.consent import ATTENDANCE
+from domain.report_facts import ReportFacts
 from store.models import AttendanceRecord, AttendanceSession, Participant
 from workflows.contracts.disclosure import DisclosureEvent
 from workflows.disclosure import DiscloseEventWorkflow
@@ -355,7 +356,7 @@ async def record_attendance(
         participant_id,
         ATTENDANCE,
         f"attendance-{session_id}",
-        {"session_on": session_on, "session_kind": answer.kind, "attendance_status": body.status},
+        ReportFacts(session_on=session_on, session_kind=answer.kind, attendance_status=body.status),
     )
     # Planned and delivered on the usual schedule; started, not awaited.
     async with workflow_call("disclosure"):

@@ -26,6 +26,7 @@ from api.tokens import Actor
 from api.workflow_calls import screening_call, workflow_call
 from domain.consent import DisclosureCategory
 from domain.program import SpecimenType
+from domain.report_facts import ReportFacts
 from domain.vocab import CheckInMethod, PointOfCareResult, RefusalKind
 from iop.codec import from_json
 from iop.reopen import reopen_screening
@@ -757,7 +758,7 @@ async def set_forensic(
         # delivered on the usual schedule; started, not awaited: the request holds the SQLite write lock).
         for category in (DisclosureCategory.SCREENING_RESULTS, DisclosureCategory.MISSED_TESTS):
             event = DisclosureEvent(
-                row.participant_id, category, row.id, {"retracted": True, "retraction_reason": "not-reportable"}
+                row.participant_id, category, row.id, ReportFacts(retracted=True, retraction_reason="not-reportable")
             )
             async with workflow_call("disclosure"):
                 await services.temporal.start_workflow(

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from activities.disclosure import DisclosureActivities
 from domain.report_content import slot_categories
+from domain.report_facts import ReportFacts
 from store.models import Disclosure
 from tests.conftest import TEST_KEYS
 from tests.receiver import Receiver, webhook_receiver
@@ -98,10 +99,12 @@ def test_a_positive_corrected_to_substituted_reaches_whoever_got_the_positive(re
         pid = new_participant(records_engine)
         rids = recipients(records_engine, receiver, pid, {"both": [RESULTS, REFUSALS], "results": [RESULTS]})
         activities = DisclosureActivities(records_engine, TEST_KEYS)
-        activities.plan_disclosures(DisclosureEvent(pid, RESULTS, "s-1", POSITIVE))
+        activities.plan_disclosures(DisclosureEvent(pid, RESULTS, "s-1", ReportFacts(**POSITIVE)))
         drain(activities, records_engine, pid)
         originals = {rid: p for rid, p in received(records_engine, receiver, pid)}
-        activities.plan_disclosures(DisclosureEvent(pid, REFUSALS, "s-1", SUBSTITUTED, corrects_event=True))
+        activities.plan_disclosures(
+            DisclosureEvent(pid, REFUSALS, "s-1", ReportFacts(**SUBSTITUTED), corrects_event=True)
+        )
         drain(activities, records_engine, pid)
         later = received(records_engine, receiver, pid)[2:]
     by_recipient = {rid: p for rid, p in later}
@@ -119,11 +122,13 @@ def test_an_amendment_waits_for_its_original_still_retrying(records_engine):
         pid = new_participant(records_engine)
         rids = recipients(records_engine, receiver, pid, {"court": [RESULTS]})
         activities = DisclosureActivities(records_engine, TEST_KEYS)
-        [original] = activities.plan_disclosures(DisclosureEvent(pid, RESULTS, "s-1", NEGATIVE))
+        [original] = activities.plan_disclosures(DisclosureEvent(pid, RESULTS, "s-1", ReportFacts(**NEGATIVE)))
         receiver.failing = True
         first = activities.attempt_delivery(DisclosureInput(original.disclosure_id, pid, rids["court"], RESULTS))
         assert first.kind == "retry"
-        [amendment] = activities.plan_disclosures(DisclosureEvent(pid, RESULTS, "s-1", INVALID, corrects_event=True))
+        [amendment] = activities.plan_disclosures(
+            DisclosureEvent(pid, RESULTS, "s-1", ReportFacts(**INVALID), corrects_event=True)
+        )
         assert amendment.corrects == original.disclosure_id
         receiver.failing = False
         waited = activities.attempt_delivery(DisclosureInput(amendment.disclosure_id, pid, rids["court"], RESULTS))
@@ -139,9 +144,9 @@ def test_the_same_event_again_plans_nothing_new(records_engine):
         pid = new_participant(records_engine)
         recipients(records_engine, receiver, pid, {"court": [RESULTS]})
         activities = DisclosureActivities(records_engine, TEST_KEYS)
-        first = activities.plan_disclosures(DisclosureEvent(pid, RESULTS, "s-1", POSITIVE))
+        first = activities.plan_disclosures(DisclosureEvent(pid, RESULTS, "s-1", ReportFacts(**POSITIVE)))
         drain(activities, records_engine, pid)
-        again = activities.plan_disclosures(DisclosureEvent(pid, RESULTS, "s-1", POSITIVE))
+        again = activities.plan_disclosures(DisclosureEvent(pid, RESULTS, "s-1", ReportFacts(**POSITIVE)))
     assert [p.disclosure_id for p in again] == [p.disclosure_id for p in first]
 
 
@@ -179,7 +184,7 @@ def test_every_recipients_last_word_matches_the_final_truth(records_engine):
             @rule(outcome=st.sampled_from(sorted(OUTCOMES)))
             def result(self, outcome):
                 category, facts = OUTCOMES[outcome]
-                self.activities.plan_disclosures(DisclosureEvent(self.pid, category, "s-1", facts, True))
+                self.activities.plan_disclosures(DisclosureEvent(self.pid, category, "s-1", ReportFacts(**facts), True))
                 self.outcome, self.decided_by = (category, facts), None
 
             @rule(decision=st.sampled_from(sorted(REVIEWED)))
@@ -194,22 +199,22 @@ def test_every_recipients_last_word_matches_the_final_truth(records_engine):
 
             def _decide(self, decision):
                 category, facts = REVIEWED[decision]
-                self.activities.plan_disclosures(DisclosureEvent(self.pid, category, "s-1", facts, True))
+                self.activities.plan_disclosures(DisclosureEvent(self.pid, category, "s-1", ReportFacts(**facts), True))
                 self.outcome, self.decided_by = (category, facts), decision
 
             @rule()
             def void(self):
-                self.activities.plan_disclosures(DisclosureEvent(self.pid, RESULTS, "s-1", VOIDED))
+                self.activities.plan_disclosures(DisclosureEvent(self.pid, RESULTS, "s-1", ReportFacts(**VOIDED)))
                 self.outcome, self.decided_by = None, None
 
             @rule()
             def miss(self):
-                self.activities.plan_disclosures(DisclosureEvent(self.pid, MISSED, "s-1", MISS))
+                self.activities.plan_disclosures(DisclosureEvent(self.pid, MISSED, "s-1", ReportFacts(**MISS)))
                 self.missed = True
 
             @rule()
             def excuse(self):
-                self.activities.plan_disclosures(DisclosureEvent(self.pid, MISSED, "s-1", EXCUSED))
+                self.activities.plan_disclosures(DisclosureEvent(self.pid, MISSED, "s-1", ReportFacts(**EXCUSED)))
                 self.missed = False
 
             @rule(failures=st.lists(st.booleans(), min_size=1, max_size=4), order=st.randoms(use_true_random=False))
@@ -316,11 +321,11 @@ def test_a_monthly_summary_counts_no_screen_only_positive_and_no_clinical_screen
                 pid,
                 "periodic-summary",
                 f"summary-{month}",
-                {
-                    "month": month,
-                    "period_start": start.replace(day=1).isoformat(),
-                    "period_end": date(start.year + start.month // 12, start.month % 12 + 1, 1).isoformat(),
-                },
+                ReportFacts(
+                    month=month,
+                    period_start=start.replace(day=1).isoformat(),
+                    period_end=date(start.year + start.month // 12, start.month % 12 + 1, 1).isoformat(),
+                ),
             )
         )
         drain(activities, records_engine, pid)

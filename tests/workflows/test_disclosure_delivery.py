@@ -8,6 +8,7 @@ from sqlmodel import Session
 
 from activities.disclosure import DisclosureActivities
 from domain.consent import consent_from_dict, consent_to_dict, revoke
+from domain.report_facts import ReportFacts
 from domain.webhook_signing import new_webhook_secret
 from iop.codec import seal_text
 from iop.worker import build_worker
@@ -71,7 +72,10 @@ def setup_records_for(engine, pid: str, url: str, secret: str, categories: list[
 
 async def start_delivery(env, engine, pid: str):
     event = DisclosureEvent(
-        pid, "missed-tests", f"s-{pid}", {"scheduled_on": "2026-11-20", "window_closed_at": "2026-11-20T16:00:00+00:00"}
+        pid,
+        "missed-tests",
+        f"s-{pid}",
+        ReportFacts(scheduled_on="2026-11-20", window_closed_at="2026-11-20T16:00:00+00:00"),
     )
     [plan] = DisclosureActivities(engine, TEST_KEYS).plan_disclosures(event)
     return await env.client.start_workflow(

@@ -31,6 +31,7 @@ from hypothesis.stateful import (
 from sqlmodel import Session, select
 
 from domain.plan import PHASES
+from domain.report_facts import ReportFacts
 from store.models import ConsentRecord, Disclosure
 from tests.helpers import api_stack
 from tests.receiver import webhook_receiver
@@ -214,7 +215,7 @@ def build_machine(loop: asyncio.AbstractEventLoop, env, stack, engine, task_queu
                 later = person.summaries  # the first of the month after the one summarised
                 event = monthly_summary_event(state, date(2027 + later // 12, later % 12 + 1, 1))
                 run(self.w.probe(event))
-                self.expect(i, event.event_ref, "periodic-summary", {"month": event.facts["month"]})
+                self.expect(i, event.event_ref, "periodic-summary", {"month": event.facts.month})
             self.step("monthly summary")
 
         @rule(i=st.integers(0, PARTICIPANTS - 1))
@@ -223,7 +224,7 @@ def build_machine(loop: asyncio.AbstractEventLoop, env, stack, engine, task_queu
             sid = f"s-{person.pid.removeprefix('p-')}-2027{len(person.results) + 1:04d}"
             person.results.append(sid)
             facts = {"collected_on": "2027-01-05", "specimen_type": "urine", "observed": True, "outcome": "negative"}
-            run(self.w.probe(DisclosureEvent(person.pid, "screening-results", sid, facts)))
+            run(self.w.probe(DisclosureEvent(person.pid, "screening-results", sid, ReportFacts(**facts))))
             self.expect(i, sid, "screening-results", {"outcome": "negative"})
             self.step("result")
 
@@ -235,7 +236,11 @@ def build_machine(loop: asyncio.AbstractEventLoop, env, stack, engine, task_queu
             sid = data.draw(st.sampled_from(sorted(set(person.results) - person.corrected)))
             person.corrected.add(sid)
             facts = {"collected_on": "2027-01-05", "specimen_type": "urine", "observed": True, "outcome": "invalid"}
-            run(self.w.probe(DisclosureEvent(person.pid, "screening-results", sid, facts, corrects_event=True)))
+            run(
+                self.w.probe(
+                    DisclosureEvent(person.pid, "screening-results", sid, ReportFacts(**facts), corrects_event=True)
+                )
+            )
             self.expect(i, sid, "screening-results", {"outcome": "invalid"}, correction=True)
             self.step("correction")
 

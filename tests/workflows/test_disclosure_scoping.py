@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 
 from activities.disclosure import DisclosureActivities
 from domain.consent import consent_from_dict, consent_to_dict
+from domain.report_facts import ReportFacts
 from domain.webhook_signing import new_webhook_secret
 from store.db import session_scope
 from store.models import AuditEvent, ConsentRecord, Disclosure, utcnow
@@ -178,9 +179,13 @@ def test_a_correction_looks_only_at_the_same_participants_deliveries(records_eng
     corrected = {**RESULT, "outcome": "invalid"}
     # B was never told about this event: nothing of B's is corrected; B's result goes out as B's own first report
     # (issue 16: a result withheld before, e.g. a presumptive screen, is reported once it is final).
-    [first] = activities.plan_disclosures(DisclosureEvent(b, "screening-results", "s-shared", corrected, True))
+    [first] = activities.plan_disclosures(
+        DisclosureEvent(b, "screening-results", "s-shared", ReportFacts(**corrected), True)
+    )
     assert first.corrects is None and first.disclosure_id == f"{b}--s-shared--screening-results--{rid}"
-    [plan] = activities.plan_disclosures(DisclosureEvent(a, "screening-results", "s-shared", corrected, True))
+    [plan] = activities.plan_disclosures(
+        DisclosureEvent(a, "screening-results", "s-shared", ReportFacts(**corrected), True)
+    )
     assert plan.corrects == delivered  # A's delivery under the old id is still found
     assert plan.disclosure_id.startswith(f"{a}--s-shared--screening-results--{rid}--correction-")
     with Session(records_engine) as session:
@@ -210,7 +215,9 @@ def test_rows_recorded_under_old_ids_keep_working(records_engine):
         old_id = old_row(records_engine, a, rid, "phase-change-1", "phase-changes", facts)
         activities = DisclosureActivities(records_engine, TEST_KEYS)
         # The same event planned again (a plan re-run across the upgrade) keeps the id it was recorded under.
-        [plan] = activities.plan_disclosures(DisclosureEvent(a, "phase-changes", "phase-change-1", facts))
+        [plan] = activities.plan_disclosures(
+            DisclosureEvent(a, "phase-changes", "phase-change-1", ReportFacts(**facts))
+        )
         assert plan.disclosure_id == old_id
         result = activities.attempt_delivery(DisclosureInput(old_id, a, rid, "phase-changes"))
     assert result.kind == "delivered"

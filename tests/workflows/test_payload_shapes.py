@@ -3,6 +3,7 @@ eligibility, adherence, supplies, callbacks as dicts) still read as the typed co
 (test_participant_workflow.py::test_saved_histories_replay) cover first runs; these cover what only a run that
 continued as new carries: a medication order's whole state, and a participant's next plan and day plan."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,8 +14,10 @@ from temporalio.api.common.v1 import Payload
 from domain.ledger import Supply
 from domain.medication import Adherence, Callback, Expected, MedicationOrder
 from domain.plan import TestingPlan
+from domain.report_facts import ReportFacts, facts_dict
 from domain.takehome import Eligibility
 from tests.conftest import TEST_CONVERTER
+from workflows.contracts.disclosure import DisclosureEvent
 from workflows.contracts.medication import GuestPeriod, MedicationInput, ScreenOutcome
 from workflows.contracts.participant import ParticipantInput
 
@@ -69,12 +72,126 @@ async def test_a_participant_state_with_plans_as_dicts_reads_typed():
         assert {name: again[key][name] for name in before} == before
 
 
-# --- no untyped dict crosses the Temporal boundary --------------------------------------------
+# --- a disclosure's facts: typed, and the same dict as before ------------------------------------
 
-# Kept as a dict on purpose: the disclosure's minimum facts differ by category and are trimmed by the
-# recipient's allow-list (domain.report_content.allowed_facts), not read by the workflows; why a typed form
-# would not decode old histories safely: workflows.contracts.disclosure.DisclosureEvent.
-UNTYPED_ALLOWED = {"DisclosureEvent.facts"}
+# Every shape of facts the producers sent as a dict before ReportFacts (workflows/screening.py, participant.py,
+# medication.py, api/routers/screenings.py and attendance.py at main 9b2dc65), with the facts that can be null.
+OLD_FACTS = {
+    "adherence": {
+        "period_start": "2026-11-24",
+        "period_end": "2026-11-30",
+        "doses_expected": 5,
+        "doses_taken": 4,
+        "adherence_ratio": 0.8,
+    },
+    "adherence, no dose due": {
+        "period_start": "2026-11-24",
+        "period_end": "2026-11-30",
+        "doses_expected": 0,
+        "doses_taken": 0,
+        "adherence_ratio": None,
+    },
+    "summary": {
+        "month": "2026-11",
+        "period_start": "2026-11-01",
+        "period_end": "2026-11-30",
+        "phase_changes": [{"to_phase": "phase-1", "effective_on": "2026-10-02"}],
+    },
+    "missed check-in": {"scheduled_on": "2026-11-20", "due_by": "2026-11-20T10:00:00-05:00"},
+    "phase change": {"from_phase": "phase-1", "to_phase": "phase-2", "effective_on": "2026-11-24"},
+    "first phase change": {"from_phase": None, "to_phase": "phase-2", "effective_on": "2026-11-24"},
+    "discharge": {
+        "status": "completed",
+        "effective_on": "2026-11-30T10:00:00+00:00",
+        "discharge_kind": "completed",
+        "phase_changes": [],
+    },
+    "missed test": {"scheduled_on": "2026-11-20", "window_closed_at": "2026-11-20T16:00:00+00:00"},
+    "retraction": {"retracted": True, "retraction_reason": "not-reportable"},
+    "refusal": {"occurred_on": "2026-11-20", "refusal_kind": "adulterated-or-substituted"},
+    "presumptive": {
+        "collected_on": "2026-11-20",
+        "specimen_type": "urine",
+        "observed": True,
+        "outcome": "positive",
+        "dilute": False,
+        "positive_for": ["benzoylecgonine", "morphine"],
+        "basis": "presumptive-screen",
+        "confirmed": False,
+    },
+    "admission": {
+        "collected_on": "2026-11-20",
+        "outcome": "positive",
+        "positive_for": ["cocaine"],
+        "basis": "admitted-use",
+        "confirmed": False,
+        "admission_witnessed_by": "staff-1",
+    },
+    "breath, no device": {
+        "collected_on": "2026-11-20",
+        "specimen_type": "breath",
+        "observed": False,
+        "outcome": "negative",
+        "breath_alcohol": 0.0,
+        "device_id": None,
+    },
+    "breath positive": {
+        "collected_on": "2026-11-20",
+        "specimen_type": "breath",
+        "observed": False,
+        "outcome": "positive",
+        "breath_alcohol": 0.061,
+        "device_id": "ebt-2",
+        "basis": "breath-alcohol-confirmed",
+        "confirmed": True,
+        "positive_for": ["ethanol"],
+    },
+    "lab": {
+        "collected_on": "2026-11-20",
+        "specimen_type": "urine",
+        "observed": True,
+        "outcome": "invalid",
+        "dilute": True,
+    },
+    "lab positive, before the basis": {
+        "collected_on": "2026-11-20",
+        "specimen_type": "oral-fluid",
+        "observed": True,
+        "outcome": "positive",
+        "dilute": False,
+        "confirmed": True,
+        "positive_for": ["amphetamine"],
+    },
+    "attendance": {"session_on": "2026-11-20", "session_kind": "group", "attendance_status": "excused"},
+}
+
+
+def test_report_facts_give_back_the_dict_each_producer_sent():
+    """What is stored, compared for "the same report again" and reported is facts_dict(ReportFacts): the dict
+    a producer sent before, absent facts absent and null facts null. So are the facts of an event that crossed
+    Temporal (a DiscloseEventWorkflow started by the API, a local activity's input) as a flat dict before, and
+    those of one written now."""
+    for name, old in OLD_FACTS.items():
+        assert facts_dict(ReportFacts(**old)) == old, name
+        written = PAYLOADS.to_payloads([DisclosureEvent("p-1", "any", "e-1", ReportFacts(**old))])[0].data
+        assert facts_dict(_read(written, DisclosureEvent).facts) == old, name
+        before = {"participant_id": "p-1", "category": "any", "event_ref": "e-1", "facts": old, "corrects_event": False}
+        assert facts_dict(_read(json.dumps(before).encode(), DisclosureEvent).facts) == old, name
+    # A fact given as None is kept; one not given is not written as null.
+    assert facts_dict(ReportFacts(device_id=None)) == {"device_id": None} and facts_dict(ReportFacts()) == {}
+
+
+def test_report_facts_carry_every_fact_a_report_may_say():
+    from itertools import chain
+
+    from domain.report_content import FACT_KEYS
+
+    reported = set(chain.from_iterable(FACT_KEYS.values()))
+    kept_for_planning = {"retracted", "retraction_reason", "month", "phase_changes"}
+    assert {f.name for f in dataclasses.fields(ReportFacts) if f.init} == reported | kept_for_planning
+
+
+# --- no untyped dict crosses the Temporal boundary --------------------------------------------
 
 
 def _untyped(hint, where: str, seen: set) -> list[str]:
@@ -94,7 +211,7 @@ def _untyped(hint, where: str, seen: set) -> list[str]:
         seen.add(hint)
         found = []
         for name, field_hint in typing.get_type_hints(hint).items():
-            if f"{hint.__name__}.{name}" not in UNTYPED_ALLOWED and not name.startswith("__"):
+            if not name.startswith("__"):
                 found += _untyped(field_hint, f"{hint.__name__}.{name}", seen)
         return found
     return [place for arg in args if arg is not Ellipsis for place in _untyped(arg, where, seen)]

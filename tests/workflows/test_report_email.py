@@ -17,6 +17,7 @@ from sqlmodel import Session
 from activities.disclosure import DisclosureActivities, SmtpSettings
 from activities.report_document import content_hash
 from domain.consent import consent_from_dict, consent_to_dict
+from domain.report_facts import ReportFacts
 from iop.settings import Settings
 from iop.worker import smtp_for
 from store.db import session_scope
@@ -116,7 +117,7 @@ def test_an_email_report_is_a_readable_message_with_its_pdf_and_delivered_only_w
         letterhead=LETTERHEAD,
         smtp=SmtpSettings(host="127.0.0.1", port=port, sender="reports@iop.example"),
     )
-    [plan] = activities.plan_disclosures(DisclosureEvent(pid, "screening-results", "s-1", POSITIVE))
+    [plan] = activities.plan_disclosures(DisclosureEvent(pid, "screening-results", "s-1", ReportFacts(**POSITIVE)))
     request = DisclosureInput(plan.disclosure_id, pid, rid, "screening-results")
     # Nothing listens: the relay never accepted it, so it is not delivered; retried.
     assert activities.attempt_delivery(request).kind == "retry"
@@ -164,7 +165,7 @@ def test_a_webhook_report_carries_its_pdf_under_the_signature(records_engine):
         record_participant(records_engine, pid)
         rids = recipients(records_engine, receiver, pid, {"court": ["screening-results"]})
         activities = DisclosureActivities(records_engine, TEST_KEYS, letterhead=LETTERHEAD)
-        [plan] = activities.plan_disclosures(DisclosureEvent(pid, "screening-results", "s-1", POSITIVE))
+        [plan] = activities.plan_disclosures(DisclosureEvent(pid, "screening-results", "s-1", ReportFacts(**POSITIVE)))
         assert (
             activities.attempt_delivery(
                 DisclosureInput(plan.disclosure_id, pid, rids["court"], "screening-results")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+from domain.report_facts import ReportFacts
 
 
 def disclosure_workflow_id(disclosure_id: str) -> str:
@@ -14,16 +15,15 @@ def disclosure_workflow_id(disclosure_id: str) -> str:
 class DisclosureEvent:
     """Something reportable happened; each recipient that wants its category gets a disclosure.
 
-    `facts` stays a dict (the one untyped payload, tests/workflows/test_payload_shapes.py): its shape is not
-    fixed by `category` (a retraction, {"retracted", "retraction_reason"}, comes in any category), the data
-    converter picks the first union member that constructs and drops keys it does not know, and the facts are
-    stored and compared as they came (activities/disclosure.py: the same facts again plan no amendment), so a
-    typed form that wrote absent facts as nulls would amend every report planned again."""
+    `facts` is one flat form for every category (domain.report_facts): the category does not fix which facts
+    an event has (a retraction comes under any category), and the facts are stored and compared as the dict of
+    the facts given (domain.report_facts.facts_dict), so an event planned again with the same facts plans no
+    amendment. An event written before the facts were typed (a flat dict) reads as the same facts."""
 
     participant_id: str
     category: str  # domain.consent.CATEGORIES
     event_ref: str  # what it is about: a screening id, "phase-2026-11-23", ...
-    facts: dict[str, Any]  # the minimum facts (no PHI); the allow-list trims them again
+    facts: ReportFacts  # the minimum facts (no PHI); the allow-list trims them again
     corrects_event: bool = False  # a corrected result: re-disclose to whoever got the original
 
 
