@@ -197,7 +197,6 @@ def test_report_facts_carry_every_fact_a_report_may_say():
 def _untyped(hint, where: str, seen: set) -> list[str]:
     """Where `hint` (a payload type) holds Any or a bare dict, walking into dataclasses, lists, unions."""
     import collections.abc
-    import dataclasses
     import typing
 
     if hint is typing.Any or hint is dict:
