@@ -3,7 +3,7 @@
 Every analyte has a stable snake_case key used everywhere else (cutoff tables, findings, flags),
 a label for staff, the drug class it belongs to, and the prescribed medication it evidences, if
 any. Lab codes are mapped to keys through a table, never by the label a message carries
-(domain-reference §7): an unmapped code returns None and goes to review.
+(LOINC; HL7 v2.5.1 OBX-3): an unmapped code returns None and goes to review.
 
 Pure and stdlib-only: imported inside Temporal's deterministic workflow sandbox.
 """
@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 # --- drug classes ----------------------------------------------------------------------------
 # A class groups an initial (screen) test with the analytes that confirm it, following the rows of
-# the federal panel (domain-reference §2). Confirmation of a class resolves its screen, and an
+# the federal panel (HHS Mandatory Guidelines, urine; 49 CFR 40.87). Confirmation of a class
+# resolves its screen, and an
 # "unexpected-present" flag is raised once per class.
 
 CANNABINOIDS = "cannabinoids"
@@ -100,7 +101,7 @@ MEDICATIONS: dict[str, str] = {
     "zolpidem": "zolpidem",
 }
 
-# Naltrexone is tracked by its dose record, not by a urine panel (domain-reference §4): no analyte
+# Naltrexone is tracked by its dose record, not by a urine panel (project rule, docs/rules.md): no analyte
 # evidences it, so it is never reported "expected-absent".
 NOT_MONITORED_BY_URINE: frozenset[str] = frozenset({"naltrexone"})
 
@@ -143,7 +144,7 @@ ANALYTES: dict[str, Analyte] = {
         _drug("opiates", "Opiates (screen)", CODEINE_MORPHINE, None, *_OPIATE_SCREEN_DRUGS),
         _drug("amphetamines", "Amphetamines (screen)", AMPHETAMINES, None, "amphetamine", "methamphetamine"),
         _drug("benzodiazepines", "Benzodiazepines", BENZODIAZEPINES, "benzodiazepine"),
-        # Specific analytes of the federal panel (domain-reference §2).
+        # Specific analytes of the federal panel (HHS Mandatory Guidelines, urine).
         _drug("thca", "THC-COOH (marijuana metabolite)", CANNABINOIDS),
         _drug("benzoylecgonine", "Benzoylecgonine (cocaine metabolite)", COCAINE),
         _drug("codeine", "Codeine", CODEINE_MORPHINE, "codeine"),
@@ -163,7 +164,7 @@ ANALYTES: dict[str, Analyte] = {
         _drug("methamphetamine", "Methamphetamine", AMPHETAMINES, "methamphetamine"),
         _drug("mdma", "MDMA", MDMA_MDA),
         _drug("mda", "MDA", MDMA_MDA),
-        # Medications for opioid use disorder (domain-reference §4).
+        # Medications for opioid use disorder (docs/rules.md).
         _drug("buprenorphine", "Buprenorphine", BUPRENORPHINE, "buprenorphine"),
         _drug("norbuprenorphine", "Norbuprenorphine (buprenorphine metabolite)", BUPRENORPHINE, "buprenorphine"),
         # Naloxone comes with the combination product; alone it may also be a rescue dose.
@@ -207,7 +208,7 @@ ANALYTES: dict[str, Analyte] = {
         _drug("xylazine", "Xylazine", XYLAZINE),
         _drug("nitazenes", "Nitazenes (screen)", NITAZENES),
         _drug("metonitazene", "Metonitazene", NITAZENES),
-        # Specimen validity (domain-reference §3).
+        # Specimen validity (49 CFR 40.93-40.96).
         _validity("creatinine", "Creatinine"),
         _validity("specific_gravity", "Specific gravity"),
         _validity("ph", "pH"),
@@ -313,7 +314,7 @@ def _normalise_system(system: str | None) -> str:
     return LOINC if name.lower() in _LOINC_ALIASES else name
 
 
-# LOINC codes from domain-reference §7, mapped by code, never by the label a message gives them.
+# LOINC codes (loinc.org; docs/LOINC-NOTICE.md), mapped by code, never by the label a message gives them.
 DEFAULT_CODE_MAP: dict[tuple[str, str], str] = {
     (LOINC, "3414-0"): "buprenorphine",
     (LOINC, "49751-1"): "norbuprenorphine",

@@ -1,5 +1,5 @@
 """Written consent to disclose (42 CFR Part 2): what a consent must say, and whether it covers one
-disclosure at one moment (domain-reference §6).
+disclosure at one moment (42 CFR 2.31 consent elements, 2.32 notice, 2.35 criminal-justice consents).
 
 A disclosure is checked at the moment it is made, against the consent as it stands then: signed
 and in effect, not expired by date or by event, not revoked, naming this recipient and this kind

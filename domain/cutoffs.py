@@ -1,4 +1,5 @@
-"""Urine drug-test cutoffs (ng/mL) as named, versioned tables (domain-reference §2).
+"""Urine drug-test cutoffs (ng/mL) as named, versioned tables (HHS Mandatory Guidelines for Federal
+Workplace Drug Testing Programs using Urine, cutoff tables; 49 CFR 40.87 for DOT).
 
 A result is compared with the cutoff its lab reported when there is one; these tables are the
 fallback. Each table names its source so staff can see where a number came from. A program or a
@@ -187,7 +188,7 @@ DEFAULT_TABLES: dict[str, CutoffTable] = {
             version="2025-07-07",
             source="HHS Mandatory Guidelines for Federal Workplace Drug Testing Programs (urine), "
             "effective 2025-07-07: initial and confirmatory cutoffs; methamphetamine positive only "
-            "with amphetamine >= 100 ng/mL (domain-reference §2)",
+            "with amphetamine >= 100 ng/mL",
             initial={**_FEDERAL_INITIAL, "fentanyl": 1.0},
             confirm={**_FEDERAL_CONFIRM, "fentanyl": 1.0, "norfentanyl": 1.0},
             amphetamine_for_methamphetamine=_METHAMPHETAMINE_NEEDS_AMPHETAMINE,
@@ -196,7 +197,7 @@ DEFAULT_TABLES: dict[str, CutoffTable] = {
             name=DOT_49CFR40,
             version="49 CFR 40.85/40.87",
             source="DOT 49 CFR Part 40 employer testing: confirms morphine at 2000 ng/mL and tests no "
-            "fentanyl (domain-reference §2); its other cutoffs are taken as equal to the HHS table (check)",
+            "fentanyl (49 CFR 40.87); its other cutoffs are taken as equal to the HHS table (check)",
             initial=dict(_FEDERAL_INITIAL),
             confirm={**_FEDERAL_CONFIRM, "morphine": 2000.0},
             amphetamine_for_methamphetamine=_METHAMPHETAMINE_NEEDS_AMPHETAMINE,
@@ -207,7 +208,7 @@ DEFAULT_TABLES: dict[str, CutoffTable] = {
             name=CLINICAL_DEFAULT,
             version="2025-2",
             source="Common clinical-lab cutoffs: benzodiazepines 200, cocaine 300, opiates 300, fentanyl 5 "
-            "(domain-reference §2 examples); buprenorphine and norbuprenorphine 5, methadone 300 screen "
+            "(project rule, docs/rules.md); buprenorphine and norbuprenorphine 5, methadone 300 screen "
             "and 100 confirm, EDDP 100, naloxone 5, fentanyl and norfentanyl 1 confirm, "
             "ethyl glucuronide 500 (check); ethyl sulfate 100 (Quest 90418 reference range <100 ng/mL); "
             "gabapentin 5000 confirm (ARUP 2012228 Gabapentin, Urine, LC-MS/MS: positive cutoff 5.0 ug/mL)",

@@ -3,7 +3,8 @@
 Pure code: no I/O, no clock, no environment, no logging. Lab messages carry PHI, so nothing here
 puts patient data into an exception, a repr or a log line.
 
-Real lab feeds are messy (domain-reference §7): mixed line endings, batch and MLLP envelopes,
+Message structure follows HL7 v2.5.1 (chapter 2 MSH, chapter 7 ORU^R01). Real lab feeds are messy:
+mixed line endings, batch and MLLP envelopes,
 local codes, flags shifted one field, cutoffs and even results in free-text NTE segments. We read
 what can be read without guessing, keep every raw value beside its interpretation, and reject
 what cannot be read with an HL7 table 0357 code plus a sentence the lab's integration engineer

@@ -1,5 +1,6 @@
 """Interpretation of one urine specimen: each analyte against its cutoff, then the specimen as a
-whole against validity rules and the participant's prescribed medications (domain-reference §2-§4).
+whole against validity rules and the participant's prescribed medications (HHS urine cutoff
+and validity criteria, 49 CFR 40.87/40.93-40.96; medication checks: docs/rules.md).
 
 Nothing here makes a result final except a plain negative with no flag: a non-negative result is
 not a positive until a clinician or Medical Review Officer has reviewed it, and a presumptive
@@ -121,7 +122,7 @@ Catalogue = Mapping[str, Analyte]
 CLINIC_ADDED = "clinic-added"
 
 # Norbuprenorphine/buprenorphine ratios below which spiking is suspected, as found in the
-# literature (domain-reference §4): 0.02 (Warrington et al., J Addict Med 2020), 0.2, and 0.26 (a
+# literature: 0.02 (Warrington et al., J Addict Med 2020), 0.2, and 0.26 (docs/rules.md; a
 # more sensitive threshold keeping a broader differential). The default is the least accusatory.
 BUP_RATIO_THRESHOLDS_IN_LITERATURE: tuple[float, ...] = (0.02, 0.2, 0.26)
 # Sublingual naloxone is poorly absorbed, so urine holds little of it; > 2000 ng/mL was the

@@ -1,4 +1,4 @@
-"""Medication orders and the dose calendar (domain-reference §5).
+"""Medication orders and the dose calendar (take-homes: 42 CFR 8.12(i); program defaults: docs/rules.md).
 
 What a participant is expected to do on a day (come in for an observed dose, take a take-home
 dose, receive an injection), whether a dispense may be recorded against an order, how long the
@@ -205,7 +205,7 @@ class Callback:
 ALL_WEEKDAYS: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
 _WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
-# Extended-release naltrexone is given every 4 weeks (domain-reference §5: 28-day cycle). The
+# Extended-release naltrexone is given every 4 weeks (FDA prescribing information: 28-day cycle). The
 # 3-day grace before "overdue" is a program default, not a regulation (check).
 DEFAULT_GRACE_DAYS = 3
 
@@ -741,7 +741,7 @@ def _refuse_if_too_much(dispense: Dispense, already_dosed_today: bool, take_home
 # --- missed doses ----------------------------------------------------------------------------
 
 _MISSED_DOSE_SOURCE = (
-    "domain-reference §5: alert after 1-3 missed days; about 3 missed days require clinician "
+    "project rule (docs/rules.md): alert after 1-3 missed days; about 3 missed days require clinician "
     "reassessment before the next dose; 5 or more, no dosing until re-evaluated (check)"
 )
 

@@ -1,6 +1,6 @@
 """Testing plan per program phase: how often, on which days, and within which hours to test.
 
-Every number here is a default with its source (domain-reference §1), overridable per program.
+Every number here is a default with its source (see docs/rules.md), overridable per program.
 Pure and stdlib-only: imported inside Temporal's deterministic workflow sandbox.
 """
 
@@ -20,7 +20,7 @@ ALL_WEEKDAYS: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
 DAYS_PER_WEEK = 7
 
 _STANDARD_VII = "All Rise (NADCP) Adult Drug Court Best Practice Standard VII"
-_TIERS = "common treatment-court frequency tiers (domain-reference §1)"
+_TIERS = "project rule: common treatment-court frequency tiers (docs/rules.md)"
 
 
 @dataclass(frozen=True, kw_only=True)

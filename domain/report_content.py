@@ -1,4 +1,5 @@
-"""What a report to a court, probation officer or employer may say (domain-reference §6).
+"""What a report to a court, probation officer or employer may say (42 CFR 2.13(a) minimum
+necessary, 2.31 consent, 2.32 notice, 2.35 criminal justice).
 
 A report carries the minimum necessary: per information category an explicit allow-list of facts
 (anything else the caller passes is dropped, never sent), the identifiers the recipient already

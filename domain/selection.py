@@ -1,7 +1,8 @@
 """The daily random draw: is this participant tested today?
 
 Each day is drawn on its own with the same probability, weekends and holidays included, so no
-pattern tells a participant when the next test comes (domain-reference §1). A floor and a ceiling
+pattern tells a participant when the next test comes (All Rise Adult Treatment Court
+Best Practice Standard VII; the daily draw is a project rule, docs/rules.md). A floor and a ceiling
 per rolling 7-day window bound the draw. Randomness comes in as arguments (workflow.random() in
 the workflow, a seeded generator in tests), so that an auditor can replay every draw.
 

@@ -1,4 +1,4 @@
-"""Take-home eligibility: how many days of medication a participant may take home (domain-reference §5).
+"""Take-home eligibility: how many days of medication a participant may take home (42 CFR 8.12(i)).
 
 Rules are jurisdiction data: a TakeHomeRules is a named, versioned rule set citing its source,
 and every decision names the rule set it was made under and lists every criterion weighed, met
@@ -44,7 +44,7 @@ REFUSED = ScreenResult.REFUSED
 INVALID = ScreenResult.INVALID
 SCREEN_RESULTS: tuple[str, ...] = (NEGATIVE, POSITIVE, EXPECTED_ABSENT, MISSED, REFUSED, INVALID)
 # A screen negative for the dispensed medication reduces take-homes like a positive one in
-# several states (domain-reference §5); a missed or refused screen is treated as positive, as
+# several states (project rule, docs/rules.md); a missed or refused screen is treated as positive, as
 # treatment courts do. An invalid specimen is neither clean nor bad: it is recollected.
 DEFAULT_BAD_SCREEN_RESULTS: frozenset[str] = frozenset({POSITIVE, EXPECTED_ABSENT, MISSED, REFUSED})
 
@@ -134,12 +134,12 @@ class TakeHomeRules:
     screen_lookback_days: int = 30
     bad_screen_results: frozenset[str] = DEFAULT_BAD_SCREEN_RESULTS
     positive_screen_reduces_to: int = 0
-    # Reinstatement after e.g. 3 consecutive clean tests at least a week apart (domain-reference §5).
+    # Reinstatement after e.g. 3 consecutive clean tests at least a week apart (project rule, docs/rules.md).
     min_clean_screens_for_reinstatement: int = 3
     reinstatement_min_spacing_days: int = 7
     # "Absence of known recent diversion" is a federal criterion; 30 days as "recent" is a program default (check).
     diversion_lookback_days: int = 30
-    # A run long enough to need clinician reassessment before the next dose (domain-reference §5).
+    # A run long enough to need clinician reassessment before the next dose (project rule, docs/rules.md).
     missed_dose_run_limit: int = DEFAULT_MISSED_DOSE_RULES.reassess_after
     # Drugs with their own bands (e.g. Wisconsin's buprenorphine schedule); others use `bands`.
     bands_by_drug: tuple[tuple[str, tuple[Band, ...]], ...] = ()

@@ -1,4 +1,5 @@
-"""Specimen validity: was the urine dilute, substituted, adulterated or invalid? (domain-reference §3)
+"""Specimen validity: was the urine dilute, substituted, adulterated or invalid?
+(HHS Mandatory Guidelines (urine) validity criteria; 49 CFR 40.93, 40.95, 40.96)
 
 Every threshold is a field of ValidityRules with its default and source, so a program can adopt
 an older or a stricter rule without touching code (e.g. the older pH < 3 adulteration rule).
@@ -58,8 +59,9 @@ REFUSAL_GROUNDS: dict[str, str] = {
 }
 
 _SOURCE = (
-    "HHS Mandatory Guidelines (urine) validity criteria and 49 CFR Part 40 (domain-reference §3); "
-    "negative-dilute recollection at creatinine 2-5 mg/dL; collection temperature 90-100 °F within 4 minutes"
+    "HHS Mandatory Guidelines (urine) validity criteria and 49 CFR 40.93/40.95/40.96; "
+    "negative-dilute recollection at creatinine 2-5 mg/dL (49 CFR 40.197); "
+    "collection temperature 90-100 °F within 4 minutes (49 CFR 40.65)"
 )
 
 

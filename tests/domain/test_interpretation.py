@@ -1,4 +1,4 @@
-"""Rules of domain-reference §2 (cutoffs), §3 (validity), §4 (medications) and §7 (code mapping)."""
+"""Cutoffs (HHS urine guidelines, 49 CFR 40.87), validity (49 CFR 40.93-40.96), medications, LOINC codes."""
 
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def just_below(cutoff: float) -> float:
 
 # --- §2 cutoff tables --------------------------------------------------------------------------
 
-# The table of domain-reference §2, written out again so a typo in either place shows.
+# The HHS urine cutoff table, written out again so a typo in either place shows.
 HHS_INITIAL_BY_ROW = {
     ("thca",): 50,
     ("benzoylecgonine",): 150,

@@ -490,7 +490,7 @@ def test_missed_dose_action_at_each_default_threshold(run, action):
     assert missed_dose_action(run) == action
     decision = missed_dose_decision(run)
     assert decision.action == action and decision.run == run
-    assert "domain-reference §5" in decision.source
+    assert "project rule (docs/rules.md)" in decision.source
 
 
 def test_missed_dose_thresholds_are_configurable():
