@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -128,7 +129,7 @@ async def timed(jobs: Iterable[Callable[[], Awaitable[object]]], concurrency: in
     return time.perf_counter() - started
 
 
-async def result_once_started(client: Client, workflow_id: str, timeout: float = 120) -> object:
+async def result_once_started(client: Client, workflow_id: str, timeout: float = 120) -> Any:
     """The result of a workflow that another one starts soon (a disclosure after a final result):
     polled until it exists, for at most `timeout` seconds."""
     deadline = time.monotonic() + timeout

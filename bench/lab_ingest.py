@@ -65,7 +65,7 @@ async def main(messages: int, concurrency: int, per_participant: int = 20, profi
         if profiler:
             profiler.enable()
         ours = await timed(jobs, concurrency)
-        if profiler:
+        if profiler and profile:
             profiler.disable()
             profiler.dump_stats(profile)
         after = await namespace_cost(stack.client, query)
