@@ -33,7 +33,8 @@ test: install
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
 
+# BENCH_ARGS / LAB_BENCH_ARGS: e.g. BENCH_ARGS="--participants 10000" for (c) at the issue's size.
 bench: install
-	$(BIN)/python -m bench.run
-	$(BIN)/python -m bench.lab_ingest
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.lab_ingest $(LAB_BENCH_ARGS)
 	$(BIN)/python -m bench.healthz_under_parse

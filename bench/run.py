@@ -13,9 +13,14 @@
 (f) `iop simulate` on the rules (iop/rulesim.py, in memory): 1,000 participants x 90 days and
     10,000 x 365, wall time against the targets of 10 s and 60 s
 
-.venv/bin/python -m bench.run [--enrollments 300] [--pipelines 50] [--participants 10000]
-                              [--simulate-participants 1000] [--simulate-days 90] [--only a,b,c,d,e]
-                              [--capacity-participants 20] [--capacity-days 30] [--only ...,f]
+Every ratio is against its baseline measured in the same run, on the same embedded stack. The HL7
+row (result end to end against raw signals) is bench/lab_ingest.py's; `make bench` runs both.
+
+    .venv/bin/python -m bench.run [--enrollments 300] [--pipelines 50] [--participants 1000]
+                                  [--simulate-participants 200] [--simulate-days 90]
+                                  [--capacity-participants 20] [--capacity-days 30] [--only a,b,c,e,f]
+
+(d) is left out unless asked for (`--only a,b,c,d,e,f`): it takes about 20 minutes on two cores.
 """
 
 from __future__ import annotations
@@ -34,14 +39,16 @@ from typing import Any
 from sqlmodel import col
 
 from bench.capacity import namespace_cost, participant_days
-from bench.harness import embedded_stack, rss_mib, timed
+from bench.harness import embedded_stack, result_once_started, rss_mib, timed
 from bench.lab_ingest import oru
 from bench.noop import NoopPipelineWorkflow, NoopWorkflow
 from domain.clock import local_date
+from domain.disclosure_ids import disclosure_id
 from domain.plan import default_plan
 from store.db import session_scope
 from store.models import Participant
 from tests.receiver import webhook_receiver
+from workflows.contracts.disclosure import disclosure_workflow_id
 from workflows.contracts.participant import ParticipantInput, ParticipantState
 from workflows.participant import ParticipantWorkflow, workflow_id
 
@@ -80,7 +87,7 @@ async def enrollment(n: int, concurrency: int) -> None:
         raw = n / await timed([start] * n, concurrency)
     row("(a) enrollments per second through the API", f"{ours:.1f}/s")
     row("(a) raw Temporal starts of a no-op workflow", f"{raw:.1f}/s")
-    row("(a) ratio", f"{ours / raw:.2f}", "(target ≥ 0.7)")
+    row("(a) ratio, enrollment vs raw no-op starts (same run)", f"{ours / raw:.2f}", "(target ≥ 0.9)")
 
 
 async def pipelines(n: int, concurrency: int) -> None:
@@ -145,8 +152,8 @@ async def pipelines(n: int, concurrency: int) -> None:
                 ack = await stack.http.post("/lab/hl7", content=oru(uuid.uuid4().hex[:12], specimen, pid), headers=lab)
                 assert "MSA|AA" in ack.text, ack.text
                 mark = lap("HL7 result to final", mark)
-                disclosure = f"disclosure-{sid}--screening-results--{recipient['id']}"
-                result = await stack.client.get_workflow_handle(disclosure).result()
+                disclosure = disclosure_workflow_id(disclosure_id(pid, sid, "screening-results", recipient["id"]))
+                result = await result_once_started(stack.client, disclosure)
                 assert result["status"] == "delivered", result
                 lap("disclosure delivered", mark)
 
@@ -169,7 +176,11 @@ async def pipelines(n: int, concurrency: int) -> None:
     row(
         f"(b) no-op workflows with {PIPELINE_ACTIVITIES} activities + {PIPELINE_LOCAL_ACTIVITIES} local", f"{raw:.2f}/s"
     )
-    row("(b) ratio", f"{ours / raw:.2f}", "(target ≥ 0.5)")
+    row(
+        "(b) ratio, screening pipeline vs no-op with the same activities (same run)",
+        f"{ours / raw:.2f}",
+        "(target ≥ 0.7)",
+    )
     row("(b) where a pipeline's time goes (mean ms per step under load)", breakdown)
     row(
         "(e) per screening pipeline (enrollment to delivered report): workflows, history events, state transitions",
@@ -243,7 +254,7 @@ async def at_scale(participants: int) -> None:
         row(
             f"(c) {name} at {participants} participants, p50 / p99",
             f"{p50:.1f} / {p99:.1f} ms",
-            "(target p99 < 100 ms)",
+            "(target p99 < 50 ms)" if name == "GET /participants/{id}" else "(target p99 < 100 ms)",
         )
     row(f"(c) worker RSS with {participants} open workflows", f"{worker_rss:.0f} MiB", "(target < 1024 MiB)")
     row("(c) dev server healthy afterwards", "yes" if healthy else "NO")
@@ -318,11 +329,16 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--enrollments", type=int, default=300)
     parser.add_argument("--pipelines", type=int, default=50)
-    parser.add_argument("--participants", type=int, default=10_000)
+    parser.add_argument(
+        "--participants",
+        type=int,
+        default=1_000,
+        help="(c): open participant workflows; the issue's figure is at 10,000 (~9 min to start)",
+    )
     parser.add_argument("--simulate-participants", type=int, default=200)
     parser.add_argument("--simulate-days", type=int, default=90)
     parser.add_argument("--capacity-participants", type=int, default=20)
     parser.add_argument("--capacity-days", type=int, default=30)
     parser.add_argument("--capacity-records-url", default=None, help="an empty PostgreSQL schema for (e)'s sizes")
-    parser.add_argument("--only", default="a,b,c,d,e,f")
+    parser.add_argument("--only", default="a,b,c,e,f", help="(d), the real-workflow simulation, takes ~20 min: add it")
     asyncio.run(main(parser.parse_args()))

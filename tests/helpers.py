@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -12,6 +14,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import Engine
 from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.app import create_app
 from api.tokens import ROLES, issue_token
@@ -36,6 +39,20 @@ class Stack:
         response = await self.http.post("/participants", json=enrollment(**overrides), headers=self.auth(role))
         assert response.status_code == 201, response.text
         return response.json()
+
+
+async def result_once_started(client: Client, workflow_id: str, timeout: float = 60) -> Any:
+    """The result of a workflow another one starts after answering its caller (a screening's
+    disclosures start once the lab's result has been answered): polled until it exists, at most
+    `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await client.get_workflow_handle(workflow_id).result()
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.05)
 
 
 def enrollment(**overrides: Any) -> dict[str, Any]:

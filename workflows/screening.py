@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta
@@ -121,6 +122,11 @@ CONFIRMATION_REQUEST_PATCH = "confirmation-request-worklist"
 REVIEW_REVERSAL_PATCH = "review-reversal-amends"
 # A result filed while the notice was still going out is reviewed in the lab stage (the run used to end there).
 EARLY_RESULT_PATCH = "result-before-notice-returned"
+# Issue 20: a lab result is answered once it is recorded and saved (the update's completion is in the history and
+# the screening's record is written: the lab's ACK means "we have it and will not lose it"). Telling the participant's
+# workflow and starting the disclosures goes on after the answer, in this workflow, the two side by side; before this
+# the update waited for both (two more workflow tasks before the lab had its ACK).
+RESULT_ANSWERED_ONCE_SAVED_PATCH = "result-answered-once-saved"
 
 
 # A missed test's workflow closes after the make-up period; excusing it later reopens it (iop/reopen.py) for the
@@ -137,6 +143,7 @@ class ScreeningWorkflow:
     @workflow.init
     def __init__(self, input: ScreeningInput) -> None:
         self.input = input
+        self._announcing: list[asyncio.Task[None]] = []  # final outcomes being announced after the answer
         if input.reopen is not None:
             # Reopened for a correction after the workflow had closed: the record as it was last saved.
             self.state = input.reopen
@@ -178,6 +185,7 @@ class ScreeningWorkflow:
                 # A final result, reopened for a correction: the correction period starts again.
                 await self._lab_stage()
             await workflow.wait_condition(workflow.all_handlers_finished)
+            await self._announced()
             return self.state
         # Staff may excuse a test, or discharge cancel it, before the participant is told.
         if self.state.status == SCHEDULED:
@@ -192,6 +200,7 @@ class ScreeningWorkflow:
         ):
             await self._lab_stage()
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._announced()
         return self.state
 
     # --- the procedure -------------------------------------------------------------------
@@ -663,7 +672,10 @@ class ScreeningWorkflow:
             self._event("final result corrected", detail="reports already sent must be corrected")
         self.state.current_result_id = entry.result_id
         self.state.final_outcome = self.state.finalized_at = None
-        await self._conclude(entry, interpretation)
+        if workflow.patched(RESULT_ANSWERED_ONCE_SAVED_PATCH):
+            await self._conclude(entry, interpretation, announce_after_answer=True)
+        else:
+            await self._conclude(entry, interpretation)
         await self._save()
         return self.state
 
@@ -682,9 +694,12 @@ class ScreeningWorkflow:
             added=added,
         )
 
-    async def _conclude(self, entry: ResultEntry, interpretation: Interpretation) -> None:
+    async def _conclude(
+        self, entry: ResultEntry, interpretation: Interpretation, announce_after_answer: bool = False
+    ) -> None:
         """A final or corrected current result: final when negative, else (or while codes are held)
-        awaiting review."""
+        awaiting review. With announce_after_answer a final outcome is announced by a task of this
+        workflow that runs on after the caller's answer (RESULT_ANSWERED_ONCE_SAVED_PATCH)."""
         if entry.held_codes:
             self.state.status = AWAITING_REVIEW
             self.state.review_overdue = False
@@ -695,7 +710,10 @@ class ScreeningWorkflow:
             )
         elif interpretation.may_finalize_without_review:
             self._finalize(FINAL_NEGATIVE, "negative: final without review")
-            await self._announce_final()
+            if announce_after_answer:
+                self._announcing.append(asyncio.create_task(self._announce_final(side_by_side=True)))
+            else:
+                await self._announce_final()
         else:
             self.state.status = AWAITING_REVIEW
             self.state.review_overdue = False
@@ -924,9 +942,25 @@ class ScreeningWorkflow:
         except Exception:  # noqa: BLE001 - a discharged participant's workflow has closed
             workflow.logger.info("participant %s no longer running", self.state.participant_id)
 
-    async def _announce_final(self) -> None:
-        """A final outcome goes to the medication orders and, under consent, to the recipients."""
-        await self._tell_participant(self._final_result_for_medication())
+    async def _announced(self) -> None:
+        """Every announcement started after an answer has been made (their commands issued and resolved)."""
+        while self._announcing:
+            await self._announcing.pop(0)
+
+    async def _announce_final(self, side_by_side: bool = False) -> None:
+        """A final outcome goes to the medication orders and, under consent, to the recipients: one after
+        the other, or (side_by_side) both at once, as RESULT_ANSWERED_ONCE_SAVED_PATCH does it."""
+        told = self._final_result_for_medication()
+        if not side_by_side:
+            await self._tell_participant(told)
+        event = self._disclosure_event()
+        if side_by_side:
+            await asyncio.gather(self._tell_participant(told), disclose(event))
+        else:
+            await disclose(event)
+
+    def _disclosure_event(self) -> DisclosureEvent:
+        """What the recipients are told of the final outcome (under their consent)."""
         state = self.state
         collection = state.collection
         assert state.final_outcome is not None  # _finalize came first
@@ -1021,10 +1055,8 @@ class ScreeningWorkflow:
                             positive_for=positive_for,
                         )
                 category = "screening-results"
-        await disclose(
-            DisclosureEvent(
-                state.participant_id, category, state.screening_id, facts, corrects_event=state.corrected_after_final
-            )
+        return DisclosureEvent(
+            state.participant_id, category, state.screening_id, facts, corrects_event=state.corrected_after_final
         )
 
     def _final_result_for_medication(self) -> str:

@@ -11,6 +11,7 @@ from sqlmodel import Session
 from domain.disclosure_ids import disclosure_id
 from store.models import Disclosure, Recipient
 from tests.api.test_lab import CONFIRMED_POSITIVE, POSITIVE, URINE, collected, oru, post_hl7
+from tests.helpers import result_once_started
 from tests.receiver import webhook_receiver
 from workflows.contracts.disclosure import disclosure_workflow_id
 
@@ -72,7 +73,7 @@ async def add_consent(stack, pid, body):
 
 async def settled(stack, disclosure_id):
     """Wait for the delivery workflow itself to finish (no clock), then read the accounting."""
-    await stack.temporal.get_workflow_handle(disclosure_workflow_id(disclosure_id)).result()
+    await result_once_started(stack.temporal, disclosure_workflow_id(disclosure_id))
     with Session(stack.engine) as session:
         return session.get(Disclosure, disclosure_id)
 

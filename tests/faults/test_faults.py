@@ -27,7 +27,7 @@ from store.models import Disclosure, LabResult, Screening
 from tests.api.test_disclosures import CASE, add_consent, add_recipient, consent_body
 from tests.api.test_lab import URINE, oru, post_hl7
 from tests.conftest import TEST_CONVERTER, TEST_KEYS, binary, unique
-from tests.helpers import api_stack
+from tests.helpers import api_stack, result_once_started
 from tests.receiver import webhook_receiver
 from tests.workflows.scenarios import start_participant
 from workflows import search
@@ -160,9 +160,7 @@ async def test_worker_killed_at_random_during_fifty_pipelines(dev_env, records_e
                     )
                 disclosure_ids = [scoped_id(owners[sid], sid, "screening-results", court_id) for sid in screenings]
                 for disclosure_id in disclosure_ids:
-                    await asyncio.wait_for(
-                        stack.temporal.get_workflow_handle(f"disclosure-{disclosure_id}").result(), timeout=120
-                    )
+                    await result_once_started(stack.temporal, f"disclosure-{disclosure_id}", timeout=120)
             finally:
                 finished.set()
                 worker.kill()

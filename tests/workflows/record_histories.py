@@ -178,6 +178,73 @@ async def added_analyte_result() -> None:
             await env.shutdown()
 
 
+async def negative_answered_once_saved() -> None:
+    """Issue 20's path (patch "result-answered-once-saved"): a negative result is answered once recorded and
+    saved; the participant's workflow is told and the report disclosed afterwards, side by side."""
+    from temporalio.api.enums.v1 import EventType
+
+    from workflows.contracts.results import AnalyteIn, LabReport
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/records.db"
+        upgrade(url)
+        engine = make_engine(url)
+        env = await WorkflowEnvironment.start_local(
+            data_converter=TEST_CONVERTER,
+            dev_server_existing_path=binary("temporal"),
+            search_attributes=search.ALL,
+        )
+        try:
+            with webhook_receiver() as receiver:
+                async with build_worker(env.client, engine, "record-histories-negative"):
+                    handle = await start_participant(env.client, engine, "record-histories-negative")
+                    pid = (await handle.query(ParticipantWorkflow.status)).participant_id
+                    receiver.secret = new_webhook_secret(b"r" * 32)
+                    from tests.workflows.test_disclosure_delivery import setup_records_for
+
+                    _, recipient_id, _ = setup_records_for(
+                        engine, pid, receiver.url, receiver.secret, ["screening-results"]
+                    )
+                    ref = await handle.execute_update(ParticipantWorkflow.order_for_cause, ForCause("odour", "rec"))
+                    screening = env.client.get_workflow_handle(screening_workflow_id(ref.screening_id))
+                    await screening.execute_update(
+                        ScreeningWorkflow.record_collection,
+                        Collection(specimen_type="urine", observed=True, collector="RN"),
+                    )
+                    report = LabReport(
+                        result_id="lr-1-1",
+                        lab_id="ACME REFERENCE LAB",
+                        message_ref="1",
+                        specimen_id=ref.screening_id,
+                        result_status="F",
+                        received_at="2026-12-01T12:00:00+00:00",
+                        analytes=[
+                            AnalyteIn("cocaine", 12.0, None, "ng/mL", 150.0, "screen", "3393-6"),
+                            AnalyteIn("creatinine", 85.0, None, "mg/dL"),
+                            AnalyteIn("specific_gravity", 1.015),
+                            AnalyteIn("ph", 6.2),
+                        ],
+                    )
+                    state = await screening.execute_update(ScreeningWorkflow.record_result, report)
+                    assert state.final_outcome == "negative", state
+                    report_id = disclosure_id(pid, ref.screening_id, "screening-results", recipient_id)
+                    for _ in range(600):  # the announcement runs after the answer: until its child is started
+                        history = await screening.fetch_history()
+                        kinds = [e.event_type for e in history.events]
+                        if (
+                            EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED in kinds
+                            and kinds[-1] == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+                        ):
+                            break
+                        await asyncio.sleep(0.05)
+                    await env.client.get_workflow_handle(disclosure_workflow_id(report_id)).result()
+                    await save(env, screening.id, "screening--negative-answered-once-saved")
+                    await handle.terminate("recorded")
+                    await screening.terminate("recorded")
+        finally:
+            await env.shutdown()
+
+
 def add_recipient_and_consent(engine, participant_id: str, receiver) -> tuple[str, str, str]:
     from tests.workflows.test_disclosure_delivery import setup_records_for
 
@@ -392,6 +459,7 @@ if __name__ == "__main__":
     only = {
         "added-analyte": added_analyte_result,
         "program-calendar": program_calendar,
+        "negative-answered-once-saved": negative_answered_once_saved,
         "selection-period": selection_period,
         "colour-mode": colour_mode,
     }
