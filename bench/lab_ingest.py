@@ -79,14 +79,21 @@ async def main(messages: int, concurrency: int, per_participant: int = 20, profi
             profiler.dump_stats(profile)
         after = await namespace_cost(stack.client, query)
 
+        # Each no-op workflow waits for exactly the signals it is sent: with a last, partial one when `messages` is
+        # not a multiple of per_participant (it waited for signals that never came, and the run hung).
+        counts = [min(per_participant, messages - i) for i in range(0, messages, per_participant)]
         noop = [
             await stack.client.start_workflow(
-                NoopWorkflow.run, per_participant, id=f"noop-{uuid.uuid4()}", task_queue="bench-noop"
+                NoopWorkflow.run, count, id=f"noop-{uuid.uuid4()}", task_queue="bench-noop"
             )
-            for _ in range(-(-messages // per_participant))
+            for count in counts
         ]
-        signals = [lambda h=h: h.signal(NoopWorkflow.result, "x") for h in noop for _ in range(per_participant)]
-        raw = await timed(signals[:messages], concurrency)
+        signals = [
+            lambda h=h: h.signal(NoopWorkflow.result, "x")
+            for h, count in zip(noop, counts, strict=True)
+            for _ in range(count)
+        ]
+        raw = await timed(signals, concurrency)
         await asyncio.gather(*(h.result() for h in noop))
 
         ours_rate, raw_rate = messages / ours, messages / raw
