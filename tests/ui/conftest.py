@@ -35,6 +35,10 @@ from tests.helpers import issue_role_tokens
 from tests.receiver import Receiver, webhook_receiver
 
 CHROMIUM = Path(os.environ.get("IOP_TEST_CHROMIUM", "/usr/bin/chromium"))
+# The bound of every wait on the page (an assertion retried until it holds, never a sleep): a step that starts or
+# updates a workflow can take tens of seconds on a loaded 2-core machine running the whole suite; an idle one
+# passes each assertion at once.
+BROWSER_WAIT_MS = 60_000
 CHROMIUM_ARGS = [
     "--headless=new",
     "--no-sandbox",

@@ -13,6 +13,7 @@ from domain.disclosure_ids import disclosure_id as scoped_disclosure_id
 from domain.hl7 import parse_ack
 from tests.api.test_lab import CONFIRMED_POSITIVE, oru
 from tests.helpers import enrollment
+from tests.ui.conftest import BROWSER_WAIT_MS
 from workflows.contracts.disclosure import disclosure_workflow_id
 
 pytestmark = pytest.mark.usefixtures("chromium_path")
@@ -25,14 +26,14 @@ CASE = PERSON["case_numbers"][0]
 def _expect_timeout():
     from playwright.async_api import expect
 
-    expect.set_options(timeout=15_000)
+    expect.set_options(timeout=BROWSER_WAIT_MS)
 
 
 async def open_page(browser, live):
     context = await browser.new_context(
         base_url=live.base_url, viewport={"width": 1280, "height": 900}, locale="en-US", timezone_id="America/New_York"
     )
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(BROWSER_WAIT_MS)
     return context, await context.new_page()
 
 

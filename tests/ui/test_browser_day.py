@@ -14,6 +14,7 @@ from sqlmodel import Session, select
 from activities.records import RecordActivities
 from domain.clock import local_date
 from store.models import WorklistItem
+from tests.ui.conftest import BROWSER_WAIT_MS
 from tests.ui.test_browser import check_page_accessibility, shot, sign_in
 from tests.ui.test_call_list import add_call
 from tests.ui.test_dashboard import enroll_via_api
@@ -27,14 +28,14 @@ PHONE = {"width": 400, "height": 860}
 def _expect_timeout():
     from playwright.async_api import expect
 
-    expect.set_options(timeout=15_000)
+    expect.set_options(timeout=BROWSER_WAIT_MS)
 
 
 async def phone_page(browser, live):
     context = await browser.new_context(
         base_url=live.base_url, viewport=PHONE, locale="en-US", timezone_id="America/New_York"
     )
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(BROWSER_WAIT_MS)
     return context, await context.new_page()
 
 

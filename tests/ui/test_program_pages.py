@@ -10,6 +10,7 @@ import pytest
 from sqlmodel import Session, col, select
 
 from store.models import AuditEvent
+from tests.ui.conftest import BROWSER_WAIT_MS
 from tests.ui.test_browser import check_page_accessibility, open_page, shot, sign_in
 
 pytestmark = pytest.mark.usefixtures("chromium_path")
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("chromium_path")
 def _expect_timeout():
     from playwright.async_api import expect
 
-    expect.set_options(timeout=15_000)
+    expect.set_options(timeout=BROWSER_WAIT_MS)
 
 
 def weekday_program(program_id: str) -> dict:
