@@ -15,7 +15,7 @@ from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import inch
 from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer
 
-from domain.report_content import RETRACTED_TYPE_SUFFIX
+from domain.report_content import REPORT_TITLES, RETRACTED_TYPE_SUFFIX
 
 DEFAULT_LETTERHEAD = "Intensive outpatient program"
 _LABELS = {
@@ -27,27 +27,11 @@ _LABELS = {
 }
 
 
-# What each report type is called on paper (domain.report_content.REPORT_TYPES and the completion letter).
-_TITLES = {
-    "screening.result": "Screening result",
-    "screening.missed": "Missed test",
-    "screening.refusal": "Refused test",
-    "medication.adherence": "Medication adherence",
-    "participant.phase-changed": "Phase change",
-    "attendance.period": "Attendance",
-    "participant.discharged": "Discharge",
-    "participant.completed": "Program completion",
-    "summary.monthly": "Monthly summary",
-    "check-in.missed": "Missed check-in",
-    "letter.completion": "Letter of completion",
-}
-
-
 def title(payload: Mapping[str, Any]) -> str:
     kind = str(payload.get("type", "report"))
     retracted = kind.endswith(RETRACTED_TYPE_SUFFIX)
     kind = kind.removesuffix(RETRACTED_TYPE_SUFFIX)
-    name = _TITLES.get(kind, kind.replace(".", " ").replace("-", " ").capitalize())
+    name = REPORT_TITLES.get(kind, kind.replace(".", " ").replace("-", " ").capitalize())
     if retracted:
         return f"Confidential: retraction of a report ({name.lower()})"
     if payload.get("amends"):

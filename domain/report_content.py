@@ -163,6 +163,20 @@ REPORT_TYPES: dict[str, str] = {
 }
 COMPLETED_TYPE = "participant.completed"
 COMPLETION_LETTER_TYPE = "letter.completion"
+# What each report type is called on paper (the document's title), beside the type it names.
+REPORT_TITLES: dict[str, str] = {
+    REPORT_TYPES[SCREENING_RESULTS]: "Screening result",
+    REPORT_TYPES[MISSED_TESTS]: "Missed test",
+    REPORT_TYPES[REFUSALS]: "Refused test",
+    REPORT_TYPES[MEDICATION_ADHERENCE]: "Medication adherence",
+    REPORT_TYPES[PHASE_CHANGES]: "Phase change",
+    REPORT_TYPES[ATTENDANCE]: "Attendance",
+    REPORT_TYPES[PROGRAM_STATUS]: "Discharge",
+    COMPLETED_TYPE: "Program completion",
+    REPORT_TYPES[PERIODIC_SUMMARY]: "Monthly summary",
+    REPORT_TYPES[MISSED_CHECK_INS]: "Missed check-in",
+    COMPLETION_LETTER_TYPE: "Letter of completion",
+}
 
 
 class ReportOutcome(Vocabulary):

@@ -202,3 +202,9 @@ def test_completion_letter_and_monthly_summary_render_as_readable_pdfs():
         assert text.count("This record which has been disclosed to you") == 1, text
         assert "None" not in text, text  # a fact not recorded is left out, not printed as Python's None
         assert "42 CFR 2.32(a)" in text and "Generated at: " + DURING in text and consent.consent_id in text
+
+
+def test_every_report_type_has_a_title_on_paper():
+    from domain.report_content import COMPLETED_TYPE, COMPLETION_LETTER_TYPE, REPORT_TITLES, REPORT_TYPES
+
+    assert set(REPORT_TITLES) == {*REPORT_TYPES.values(), COMPLETED_TYPE, COMPLETION_LETTER_TYPE}
