@@ -52,7 +52,7 @@ from domain.report_facts import facts_dict
 from domain.result_basis import CONFIRMING_BASES, PRESUMPTIVE_WORDING, Basis, lab_basis
 from domain.vocab import DisclosureStatus, FinalOutcome
 from domain.webhook_signing import encode_payload, webhook_headers
-from iop.codec import CodecKey, from_json, open_text
+from iop.codec import CodecKey, open_text
 from store import audit
 from store.db import session_scope
 from store.models import (
@@ -623,7 +623,7 @@ def _attendance_entries(session: Session, participant: Participant, first: date,
 
 def _snapshot(screening: Screening | None) -> ScreeningState | None:
     """The screening as its workflow last saved it (ScreeningActivities.save_screening), or None before that."""
-    return from_json(ScreeningState, screening.state) if screening is not None and screening.state else None
+    return typed(ScreeningState, screening.state) if screening is not None and screening.state else None
 
 
 def _summary_basis(screening: Screening) -> str:

@@ -11,7 +11,6 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar, cast
 
 import temporalio.converter
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -20,7 +19,6 @@ from temporalio.api.common.v1 import Payload
 ENCODING = b"binary/encrypted"
 KEY_ID_FIELD = "encryption-key-id"
 NONCE_BYTES = 12
-T = TypeVar("T")
 
 
 class CodecKeyError(ValueError):
@@ -149,16 +147,6 @@ def data_converter(keys: Iterable[CodecKey], *, refuse_plain: bool = False) -> t
         # Failure messages and stack traces can quote workflow data: encode them too.
         failure_converter_class=temporalio.converter.DefaultFailureConverterWithEncodedAttributes,
     )
-
-
-def from_json(cls: type[T], data: Any) -> T:
-    """A payload dataclass (a workflow contract or a domain type) from its JSON form, decoded as the data
-    converter decodes a payload (temporalio.converter.value_to_type): nested dataclasses, lists to tuples,
-    Optional, numbers to float; keys the class does not know are ignored, so older saved snapshots read.
-
-    The JSON form is dataclasses.asdict, as the converter encodes it and as the store keeps a snapshot
-    (store.models.Screening.state); nothing else needs a per-class to/from-dict function."""
-    return cast(T, temporalio.converter.value_to_type(cls, data))
 
 
 def seal_text(keys: Sequence[CodecKey], text: str) -> str:

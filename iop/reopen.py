@@ -17,8 +17,8 @@ from temporalio.client import Client, RPCError, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCStatusCode
 
-from iop.codec import from_json
 from store.models import Participant, Screening
+from store.shapes import typed
 from workflows.contracts.screening import FINAL, MISSED, NOT_NOTIFIED, WINDOW_LOST, ScreeningInput, ScreeningState
 from workflows.screening import ScreeningWorkflow, workflow_id
 
@@ -38,7 +38,7 @@ def closed_state(
             return None
         participant = session.get(Participant, row.participant_id)
         zone = participant.timezone if participant is not None else "UTC"
-        return from_json(ScreeningState, row.state), zone
+        return typed(ScreeningState, row.state), zone
 
 
 async def reopen_screening(

@@ -28,10 +28,10 @@ from domain.consent import DisclosureCategory
 from domain.program import SpecimenType
 from domain.report_facts import ReportFacts
 from domain.vocab import CheckInMethod, PointOfCareResult, RefusalKind
-from iop.codec import from_json
 from iop.reopen import reopen_screening
 from iop.temporal import not_available_now
 from store.models import Screening, SelectionDraw, utcnow
+from store.shapes import typed
 from workflows.contracts.disclosure import DisclosureEvent
 from workflows.contracts.participant import CheckIn, ForCause, Pause
 from workflows.contracts.screening import (
@@ -395,7 +395,7 @@ def _open_screening(session: Session, screening_id: str) -> Screening:
     """A screening that can still take a fact; a settled one answers 409 with what happened."""
     row = screening_or_404(session, screening_id)
     if row.status not in TAKES_COLLECTION and row.state:
-        raise ProblemError(409, _sentence(already_message(from_json(ScreeningState, row.state))))
+        raise ProblemError(409, _sentence(already_message(typed(ScreeningState, row.state))))
     return row
 
 

@@ -84,7 +84,7 @@ from domain.validity import (
     apply_drug_result,
     classify_validity,
 )
-from iop.codec import from_json
+from store.shapes import typed
 
 HHS = get_table(HHS_2025)
 DOT = get_table(DOT_49CFR40)
@@ -782,7 +782,7 @@ def test_an_interpretation_saved_by_an_older_version_still_decodes():
         "flags": [{"code": "presumptive-unconfirmed", "detail": "not confirmed"}],
         "validity": {"status": "valid", "reasons": [], "recollect_observed": False, "counts_as_refusal": False},
     }
-    decoded = from_json(Interpretation, older)
+    decoded = typed(Interpretation, older)
     assert decoded.findings[0].value == 300.0 and decoded.findings[0].outcome == PRESUMPTIVE_POSITIVE
     assert decoded.validity.incomplete is False and decoded.validity.reasons == ()
     assert [f.code for f in decoded.flags] == [PRESUMPTIVE_UNCONFIRMED]

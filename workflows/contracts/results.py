@@ -75,7 +75,7 @@ class SettledCodes:
 class ResultEntry:
     """One lab result as filed. Its interpretation and methods are the domain's own frozen dataclasses: the data
     converter encodes them as dataclasses.asdict, with the keys interpretation_to_dict wrote before issue 14, so the
-    states in older histories and saved snapshots decode to them (iop.codec.from_json for a snapshot)."""
+    states in older histories and saved snapshots decode to them (store.shapes.typed for a snapshot)."""
 
     result_id: str
     result_status: str
