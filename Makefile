@@ -26,9 +26,9 @@ POSTGRES_AGAIN := tests/api/test_idempotency_locks.py tests/api/test_audit_trail
 	tests/workflows/test_disclosure_scoping.py
 
 test: install
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 	@echo "--- API and workflow suites where the database's locking matters, again with records on PostgreSQL ---"
-	IOP_TEST_RECORDS=postgresql $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(POSTGRES_AGAIN)
+	IOP_TEST_RECORDS=postgresql $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(POSTGRES_AGAIN)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

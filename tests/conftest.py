@@ -170,3 +170,24 @@ def pytest_sessionstart(session) -> None:
     for kind in ("ui", "pdf"):
         for old in (Path(__file__).resolve().parents[1] / "test-artifacts" / kind).glob("*.png"):
             old.unlink()
+
+
+# The longest files (minutes each on 2 cores) start first, so the two processes of `make test` do not end with
+# one of them still in a long file while the other has nothing left. pytest-xdist's --dist loadfile hands files
+# out in collection order with --no-loadscope-reorder (the Makefile's); by default it orders them by their number
+# of tests, which put the few-but-long fault and simulation tests last. Only whole files move.
+LONGEST_FIRST = (
+    "tests/test_simulate.py",
+    "tests/faults/test_faults.py",
+    "tests/faults/test_crash_between_steps.py",
+    "tests/api/test_retry_safety.py",
+    "tests/workflows/test_amendments.py",
+    "tests/api/test_lab_interfaces.py",
+    "tests/test_types.py",
+    "tests/test_dev_processes.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(LONGEST_FIRST)))
