@@ -19,16 +19,10 @@ run: install
 # Tests run in TEST_WORKERS processes (pytest-xdist, a file per process at a time): most of a test's time is
 # spent waiting on Temporal servers, so two processes use a 2-core machine well.
 TEST_WORKERS ?= 2
-# The store tests run on SQLite and PostgreSQL in the first pass (their fixture takes both); these API and
-# workflow suites, where concurrent requests meet the database's locking, run again with records on PostgreSQL.
-POSTGRES_AGAIN := tests/api/test_idempotency_locks.py tests/api/test_audit_trail.py tests/api/test_disclosures.py \
-	tests/api/test_lab_control_ids.py tests/api/test_enrollment_interleavings.py tests/api/test_channel.py \
-	tests/workflows/test_disclosure_scoping.py
-
+# Records are kept on SQLite, and on PostgreSQL too where the database's locking matters: the store tests and
+# the API and workflow suites of tests/conftest.py's ON_BOTH_DATABASES run on both, in the same run.
 test: install
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
-	@echo "--- API and workflow suites where the database's locking matters, again with records on PostgreSQL ---"
-	IOP_TEST_RECORDS=postgresql $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(POSTGRES_AGAIN)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

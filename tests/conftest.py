@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import sqlite3
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import closing
 from pathlib import Path
 
 import psycopg
@@ -19,7 +21,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from iop.codec import CodecKey, data_converter
-from store.db import make_engine
+from store.db import make_engine, prepare_sqlite
 from store.migrate import upgrade
 from workflows import search
 
@@ -87,24 +89,80 @@ def db_url(request, tmp_path) -> Iterator[str]:
     drop_schema(admin, schema)
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    """A SQLite records file migrated to head once per test process. Alembic takes most of a second
+    to run every migration, and hundreds of tests need a fresh records database: they get a copy of
+    this one (copy_migrated). The migrations themselves still run from scratch on both databases in
+    tests/store/test_migrations*.py and wherever a test calls upgrade()."""
+    path = tmp_path_factory.mktemp("records-template") / "records.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+def copy_migrated(template: Path, url: str) -> None:
+    """Make the SQLite file of `url` a copy of the migrated template (the SQLite backup API, so the
+    copy is whole whatever the template's journal holds), private like upgrade() makes it."""
+    prepare_sqlite(url)
+    target = url.split("///", 1)[-1].split("?", 1)[0]
+    with closing(sqlite3.connect(template)) as source, closing(sqlite3.connect(target)) as copy:
+        source.backup(copy)
+
+
+def migrated(url: str, request) -> None:
+    """`url`'s database at the head revision: a copy of the template for a SQLite file, upgrade() otherwise."""
+    if url.startswith("sqlite:///"):
+        copy_migrated(request.getfixturevalue("sqlite_template"), url)
+    else:
+        upgrade(url)
+
+
 @pytest.fixture
-def migrated_engine(db_url) -> Iterator[Engine]:
-    upgrade(db_url)
+def migrated_engine(db_url, request) -> Iterator[Engine]:
+    migrated(db_url, request)
     engine = make_engine(db_url)
     yield engine
     engine.dispose()
 
 
+# The API and workflow suites where concurrent requests meet the database's locking: every test of theirs
+# that keeps records runs twice, on SQLite and on PostgreSQL (the other API and workflow tests use SQLite,
+# and the store's own tests take both through db_url).
+ON_BOTH_DATABASES = (
+    "tests/api/test_audit_trail.py",
+    "tests/api/test_disclosures.py",
+    "tests/api/test_lab_control_ids.py",
+    "tests/api/test_enrollment_interleavings.py",
+    "tests/api/test_channel.py",
+    "tests/workflows/test_disclosure_scoping.py",
+)
+
+
+def _relative(path) -> str:
+    return Path(path).resolve().relative_to(Path(__file__).resolve().parents[1]).as_posix()
+
+
+def pytest_generate_tests(metafunc) -> None:
+    if "records_backend" in metafunc.fixturenames and _relative(metafunc.definition.path) in ON_BOTH_DATABASES:
+        metafunc.parametrize("records_backend", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
-def records_engine(request, tmp_path) -> Iterator[Engine]:
-    """The records database of the API and workflow tests: SQLite, or PostgreSQL when
-    IOP_TEST_RECORDS=postgresql (`make test` runs those suites once that way too)."""
-    if os.environ.get("IOP_TEST_RECORDS") == "postgresql":
+def records_backend(request) -> str:
+    """Where a test's records live: both databases for ON_BOTH_DATABASES, else SQLite, or PostgreSQL
+    for every test with IOP_TEST_RECORDS=postgresql."""
+    return getattr(request, "param", None) or os.environ.get("IOP_TEST_RECORDS", "sqlite")
+
+
+@pytest.fixture
+def records_engine(request, records_backend, tmp_path) -> Iterator[Engine]:
+    """The records database of the API and workflow tests (see records_backend)."""
+    if records_backend == "postgresql":
         admin = request.getfixturevalue("postgres_admin_url")
         url, schema = postgres_schema_url(admin)
     else:
         url, schema = f"sqlite:///{tmp_path / 'records.db'}", None
-    upgrade(url)
+    migrated(url, request)
     engine = make_engine(url)
     yield engine
     engine.dispose()
@@ -181,6 +239,7 @@ LONGEST_FIRST = (
     "tests/faults/test_faults.py",
     "tests/faults/test_crash_between_steps.py",
     "tests/api/test_retry_safety.py",
+    "tests/api/test_disclosures.py",
     "tests/workflows/test_amendments.py",
     "tests/api/test_lab_interfaces.py",
     "tests/test_types.py",

@@ -14,8 +14,8 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
 from store.db import make_engine, session_scope, writing
-from store.migrate import upgrade
 from store.models import IdempotentAnswer, LabMessage, QuarantineItem, WorklistItem
+from tests.conftest import migrated
 from tests.helpers import api_stack
 
 
@@ -25,9 +25,10 @@ def _short_busy_timeout(dbapi_connection, _record) -> None:
 
 
 @pytest.fixture
-def impatient_engine(tmp_path):
+def impatient_engine(request, tmp_path):
+    """SQLite's busy timeout is what these tests are about: records on SQLite only."""
     url = f"sqlite:///{tmp_path / 'records.db'}"
-    upgrade(url)
+    migrated(url, request)
     engine = make_engine(url)
     event.listen(engine, "connect", _short_busy_timeout)
     yield engine

@@ -72,9 +72,11 @@ async def test_temporal_server_stopped_every_call_answers_503(records_engine, ta
                 ),
                 stack.http.get(f"/screenings/{sid}", headers=stack.auth("staff")),
             ]
-            for call in calls:
-                assert_retry_later(await call)
-            enrolled = await stack.http.post("/participants", json=_enrollment(), headers=stack.auth("staff"))
+            enrolling = stack.http.post("/participants", json=_enrollment(), headers=stack.auth("staff"))
+            # At once: with the server gone, each call waits out the client's own RPC retries (seconds).
+            *answers, enrolled = await asyncio.gather(*calls, enrolling)
+            for answer in answers:
+                assert_retry_later(answer)
             assert_retry_later(enrolled, idempotency_hint=False)  # start_workflow: nobody enrolled, retry later
     finally:
         with contextlib.suppress(Exception):
