@@ -93,8 +93,9 @@ def db_url(request, tmp_path) -> Iterator[str]:
 def sqlite_template(tmp_path_factory) -> Path:
     """A SQLite records file migrated to head once per test process. Alembic takes most of a second
     to run every migration, and hundreds of tests need a fresh records database: they get a copy of
-    this one (copy_migrated). The migrations themselves still run from scratch on both databases in
-    tests/store/test_migrations*.py and wherever a test calls upgrade()."""
+    this one (copy_migrated). The migrations themselves still run from an empty database on both
+    databases (tests/store/test_lab_message_keys.py, test_disclosure_ids_migration.py, test_store.py),
+    and wherever a test calls upgrade()."""
     path = tmp_path_factory.mktemp("records-template") / "records.db"
     upgrade(f"sqlite:///{path}")
     return path
