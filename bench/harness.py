@@ -68,16 +68,18 @@ def _log_tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
-async def _ready(url: str, child: subprocess.Popen, log: Path, timeout: float = 90) -> None:
-    """Poll GET /readyz of an `iop api` child until it answers 200 (database and Temporal reachable),
-    for at most `timeout` seconds; fail at once if the child exits."""
+async def _ready(url: str, child: subprocess.Popen, log: Path, processes: int, timeout: float = 90) -> None:
+    """Poll GET /readyz of an `iop api` child until it answers 200 (database and Temporal reachable) and each of
+    its `processes` uvicorn processes has logged that its startup is complete (a 200 comes from whichever
+    process accepted the connection), for at most `timeout` seconds; fail at once if the child exits."""
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(timeout=5) as probe:
         while True:
             if child.poll() is not None:
                 raise RuntimeError(f"`iop api` exited at start (code {child.returncode}):\n{_log_tail(log)}")
             with contextlib.suppress(httpx.TransportError):
-                if (await probe.get(url)).status_code == 200:
+                started = log.read_text(errors="replace").count("Application startup complete")
+                if started >= processes and (await probe.get(url)).status_code == 200:
                     return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"`iop api` not ready after {timeout:.0f} s:\n{_log_tail(log)}")
@@ -238,7 +240,7 @@ async def embedded_stack(
                         raise RuntimeError("the API stopped at start")
                     await asyncio.sleep(0.05)  # uvicorn has no awaitable start signal
             if api_child:
-                await _ready(f"http://127.0.0.1:{port}/readyz", api_child, data_dir / "api.log")
+                await _ready(f"http://127.0.0.1:{port}/readyz", api_child, data_dir / "api.log", api_processes)
             if worker_processes:
                 await _pollers(env.client, task_queue, worker_processes)
             limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
@@ -301,3 +303,46 @@ def rss_mib(pid: int | None = None) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{parent}/task"):
+                with open(f"/proc/{parent}/task/{task}/children") as children:
+                    todo += [int(child) for child in children.read().split()]
+        found.append(parent)
+    return found
+
+
+def _cpu_of(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0  # it has exited
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (proc(5))
+
+
+def cpu_seconds(stack: Stack) -> dict[str, float]:
+    """CPU seconds used so far (Linux /proc) by the bench process (load generator, no-op worker, and the API and
+    the worker when they run here), the worker processes, the API processes, and the other children (the
+    Temporal dev server); subtract two readings for a measurement's share."""
+    own = set(stack.worker_pids) | {stack.api_pid}
+    api = _descendants(stack.api_pid) if stack.api_pid else []
+    others = [pid for pid in _descendants(os.getpid())[1:] if pid not in own and pid not in api]
+    return {
+        "bench process": _cpu_of(os.getpid()),
+        "worker processes": sum(_cpu_of(pid) for pid in stack.worker_pids),
+        "API processes": sum(_cpu_of(pid) for pid in api),
+        "Temporal dev server and other children": sum(_cpu_of(pid) for pid in others),
+    }
+
+
+def cpu_share(before: dict[str, float], after: dict[str, float], wall: float) -> str:
+    """Each part's CPU over a measurement's wall time, in cores (1.0: one core busy all along)."""
+    return ", ".join(
+        f"{name} {(after[name] - before[name]) / wall:.2f}" for name in after if after[name] - before[name] > 0.005
+    )

@@ -46,7 +46,7 @@ from typing import Any
 from sqlmodel import col
 
 from bench.capacity import namespace_cost, participant_days
-from bench.harness import embedded_stack, result_once_started, rss_mib, timed
+from bench.harness import cpu_seconds, cpu_share, embedded_stack, result_once_started, rss_mib, timed
 from bench.lab_ingest import oru
 from bench.noop import NoopPipelineWorkflow, NoopWorkflow
 from domain.clock import local_date
@@ -96,7 +96,10 @@ async def enrollment(n: int, concurrency: int, worker_processes: int = 0, api_pr
             response = await stack.http.post("/participants", json=PERSON, headers=admin)
             assert response.status_code == 201, response.text
 
-        ours = n / await timed([enroll] * n, concurrency)
+        before = cpu_seconds(stack)
+        wall = await timed([enroll] * n, concurrency)
+        cores = cpu_share(before, cpu_seconds(stack), wall)
+        ours = n / wall
 
         async def start() -> None:
             await stack.client.start_workflow(NoopWorkflow.run, 0, id=f"noop-{uuid.uuid4()}", task_queue="bench-noop")
@@ -106,6 +109,7 @@ async def enrollment(n: int, concurrency: int, worker_processes: int = 0, api_pr
     row(f"(a) enrollments per second through the API{how}", f"{ours:.1f}/s")
     row(f"(a) raw Temporal starts of a no-op workflow{how}", f"{raw:.1f}/s")
     row(f"(a) ratio, enrollment vs raw no-op starts (same run){how}", f"{ours / raw:.2f}", "(target ≥ 0.9)")
+    row(f"(a) cores busy during the enrollments{how}", cores)
 
 
 async def pipelines(n: int, concurrency: int, worker_processes: int = 0, api_processes: int = 0) -> None:
@@ -175,7 +179,10 @@ async def pipelines(n: int, concurrency: int, worker_processes: int = 0, api_pro
                 assert result["status"] == "delivered", result
                 lap("disclosure delivered", mark)
 
-            ours = n / await timed([pipeline] * n, concurrency)
+            before = cpu_seconds(stack)
+            wall = await timed([pipeline] * n, concurrency)
+            cores = cpu_share(before, cpu_seconds(stack), wall)
+            ours = n / wall
             assert len(court.kept) == n
             breakdown = ", ".join(f"{step} {statistics.mean(ms):.0f}" for step, ms in steps.items())
 
@@ -201,6 +208,7 @@ async def pipelines(n: int, concurrency: int, worker_processes: int = 0, api_pro
         "(target ≥ 0.7)",
     )
     row(f"(b) where a pipeline's time goes (mean ms per step under load){how}", breakdown)
+    row(f"(b) cores busy during the pipelines{how}", cores)
     if how:
         return  # the capacity model's inputs are the default run's; the processes do not change a history
     MEASURED["transitions per event"] = cost.transitions / cost.events
