@@ -258,7 +258,7 @@ async def embedded_stack(
                     api_pid=api_child.pid if api_child else None,
                 )
         finally:
-            if server and serving:
+            if server and serving and not serving.done():  # a server that failed at start raised above
                 server.should_exit = True
                 await serving
             await workers.aclose()
