@@ -28,7 +28,11 @@ clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
 
 # BENCH_ARGS / LAB_BENCH_ARGS: e.g. BENCH_ARGS="--participants 10000" for (c) at the issue's size.
+# (b) and the HL7 row are measured again with the worker in BENCH_WORKERS `iop worker` processes (one per
+# core, as IOP_WORKERS defaults to), and (a) with the API as `iop api` in BENCH_API_WORKERS processes.
+BENCH_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(os.cpu_count() or 1)')
+BENCH_API_WORKERS ?= 2
 bench: install
-	$(BIN)/python -m bench.run $(BENCH_ARGS)
-	$(BIN)/python -m bench.lab_ingest $(LAB_BENCH_ARGS)
+	$(BIN)/python -m bench.run --worker-processes $(BENCH_WORKERS) --api-processes $(BENCH_API_WORKERS) $(BENCH_ARGS)
+	$(BIN)/python -m bench.lab_ingest --worker-processes $(BENCH_WORKERS) $(LAB_BENCH_ARGS)
 	$(BIN)/python -m bench.healthz_under_parse

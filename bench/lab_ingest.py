@@ -2,6 +2,10 @@
 Temporal signals to no-op workflows on the same dev server.
 
     .venv/bin/python -m bench.lab_ingest [--messages 300] [--concurrency 16] [--profile FILE]
+                                         [--worker-processes N]
+
+--worker-processes N measures a second time, on a new stack, with the worker in N `iop worker`
+processes instead of the bench process (the API, the load generator and the no-op worker stay there).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import cProfile
 import uuid
 
 from bench.capacity import namespace_cost
-from bench.harness import embedded_stack, timed
+from bench.harness import cpu_seconds, cpu_share, embedded_stack, timed
 from bench.noop import NoopWorkflow
 
 DOB = "1980-01-01"
@@ -35,8 +39,11 @@ def oru(control: str, specimen: str, participant_id: str) -> str:
     )
 
 
-async def main(messages: int, concurrency: int, per_participant: int = 20, profile: str | None = None) -> None:
-    async with embedded_stack() as stack:
+async def measure(
+    messages: int, concurrency: int, per_participant: int = 20, profile: str | None = None, worker_processes: int = 0
+) -> list[str]:
+    """One stack, one measurement: the table rows, each against the raw signals measured on the same stack."""
+    async with embedded_stack(worker_processes=worker_processes) as stack:
         admin = {"Authorization": f"Bearer {stack.token['admin']}"}
         lab = {"Authorization": f"Bearer {stack.token['lab']}", "Content-Type": "text/plain"}
         specimens: list[tuple[str, str]] = []
@@ -60,7 +67,8 @@ async def main(messages: int, concurrency: int, per_participant: int = 20, profi
                 assert collected.status_code == 200, collected.text
                 specimens.append((collected.json()["specimen_id"], pid))
 
-        print(f"setting up {messages} collected screenings ...", flush=True)
+        how = f" [{worker_processes} `iop worker` processes]" if worker_processes else ""
+        print(f"setting up {messages} collected screenings{how} ...", flush=True)
         await timed([participant] * -(-messages // per_participant), concurrency=8)
 
         async def post(specimen: str, pid: str) -> None:
@@ -73,7 +81,9 @@ async def main(messages: int, concurrency: int, per_participant: int = 20, profi
         profiler = cProfile.Profile() if profile else None
         if profiler:
             profiler.enable()
+        cpu = cpu_seconds(stack)
         ours = await timed(jobs, concurrency)
+        cores = cpu_share(cpu, cpu_seconds(stack), ours)
         if profiler and profile:
             profiler.disable()
             profiler.dump_stats(profile)
@@ -97,22 +107,32 @@ async def main(messages: int, concurrency: int, per_participant: int = 20, profi
         await asyncio.gather(*(h.result() for h in noop))
 
         ours_rate, raw_rate = messages / ours, messages / raw
-        print(f"\n| measure (concurrency {concurrency}) | messages | seconds | per second |")
-        print("|---|---|---|---|")
+        rows = [
+            f"| HL7 result end to end (store, parse, match, interpret, record){how} | {messages} | {ours:.1f} "
+            f"| {ours_rate:.1f} |",
+            f"| raw Temporal signal to a no-op workflow{how} | {messages} | {raw:.1f} | {raw_rate:.1f} |",
+            f"| HL7 ratio, result end to end vs raw signals (same run){how} | | | {ours_rate / raw_rate:.2f} "
+            "(target ≥ 0.5) |",
+        ]
+        print("\n".join(rows), flush=True)
         print(
-            f"| HL7 result end to end (store, parse, match, interpret, record) | {messages} | {ours:.1f} "
-            f"| {ours_rate:.1f} |"
-        )
-        print(f"| raw Temporal signal to a no-op workflow | {messages} | {raw:.1f} | {raw_rate:.1f} |")
-        print(
-            f"| HL7 ratio, result end to end vs raw signals (same run) | | | {ours_rate / raw_rate:.2f} "
-            "(target ≥ 0.5) |"
-        )
-        print(
-            f"\nper HL7 result (capacity model): {(after.events - before.events) / messages:.1f} history events, "
+            f"per HL7 result (capacity model){how}: {(after.events - before.events) / messages:.1f} history events, "
             f"{(after.transitions - before.transitions) / messages:.1f} state transitions, "
-            f"{(after.workflows - before.workflows) / messages:.2f} new workflows"
+            f"{(after.workflows - before.workflows) / messages:.2f} new workflows",
+            flush=True,
         )
+        rows.append(f"| cores busy while the results were posted{how} | | | {cores} |")
+        print(rows[-1], flush=True)
+        return rows
+
+
+async def main(messages: int, concurrency: int, profile: str | None = None, worker_processes: int = 0) -> None:
+    rows = await measure(messages, concurrency, profile=profile)
+    if worker_processes:
+        rows += await measure(messages, concurrency, worker_processes=worker_processes)
+    print(f"\n| measure (concurrency {concurrency}) | messages | seconds | per second |")
+    print("|---|---|---|---|")
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":
@@ -124,5 +144,12 @@ if __name__ == "__main__":
         default=None,
         help="write a cProfile of this process (API, worker, client) while the results are posted",
     )
+    parser.add_argument(
+        "--worker-processes",
+        type=int,
+        default=0,
+        help="measure a second time with the worker in this many `iop worker` processes (`make bench`: one per core, "
+        "as IOP_WORKERS defaults to); 0: only the worker in the bench process",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.messages, args.concurrency, profile=args.profile))
+    asyncio.run(main(args.messages, args.concurrency, profile=args.profile, worker_processes=args.worker_processes))

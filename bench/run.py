@@ -19,6 +19,13 @@ row (result end to end against raw signals) is bench/lab_ingest.py's; `make benc
     .venv/bin/python -m bench.run [--enrollments 300] [--pipelines 50] [--participants 1000]
                                   [--simulate-participants 200] [--simulate-days 90]
                                   [--capacity-participants 20] [--capacity-days 30] [--only a,b,c,e,f]
+                                  [--worker-processes N] [--api-processes N]
+
+By default the worker and the API run in the bench process, beside the load generator and the
+baselines' no-op worker. --worker-processes N measures (b) a second time with the worker in N
+`iop worker` processes (what `iop dev` runs with IOP_WORKERS=N), --api-processes N measures (a) a
+second time with the API as `iop api` with IOP_API_WORKERS=N; each against its own baseline, measured
+on that same stack (the no-op worker stays in the bench process).
 
 (d) is left out unless asked for (`--only a,b,c,d,e,f`): it takes about 20 minutes on two cores.
 """
@@ -39,7 +46,7 @@ from typing import Any
 from sqlmodel import col
 
 from bench.capacity import namespace_cost, participant_days
-from bench.harness import embedded_stack, result_once_started, rss_mib, timed
+from bench.harness import cpu_seconds, cpu_share, embedded_stack, result_once_started, rss_mib, timed
 from bench.lab_ingest import oru
 from bench.noop import NoopPipelineWorkflow, NoopWorkflow
 from domain.clock import local_date
@@ -71,28 +78,43 @@ def row(measure: str, figure: str, target: str = "") -> None:
     print(f"  {measure}: {figure} {target}", flush=True)
 
 
-async def enrollment(n: int, concurrency: int) -> None:
-    async with embedded_stack() as stack:
+def processes(worker_processes: int = 0, api_processes: int = 0) -> str:
+    """How a measurement's stack runs, for its rows' labels; empty for the default (all in the bench process)."""
+    parts = []
+    if worker_processes:
+        parts.append(f"{worker_processes} `iop worker` process{'es' if worker_processes > 1 else ''}")
+    if api_processes:
+        parts.append(f"`iop api` with IOP_API_WORKERS={api_processes}")
+    return f" [{', '.join(parts)}]" if parts else ""
+
+
+async def enrollment(n: int, concurrency: int, worker_processes: int = 0, api_processes: int = 0) -> None:
+    async with embedded_stack(worker_processes=worker_processes, api_processes=api_processes) as stack:
         admin = {"Authorization": f"Bearer {stack.token['admin']}"}
 
         async def enroll() -> None:
             response = await stack.http.post("/participants", json=PERSON, headers=admin)
             assert response.status_code == 201, response.text
 
-        ours = n / await timed([enroll] * n, concurrency)
+        before = cpu_seconds(stack)
+        wall = await timed([enroll] * n, concurrency)
+        cores = cpu_share(before, cpu_seconds(stack), wall)
+        ours = n / wall
 
         async def start() -> None:
             await stack.client.start_workflow(NoopWorkflow.run, 0, id=f"noop-{uuid.uuid4()}", task_queue="bench-noop")
 
         raw = n / await timed([start] * n, concurrency)
-    row("(a) enrollments per second through the API", f"{ours:.1f}/s")
-    row("(a) raw Temporal starts of a no-op workflow", f"{raw:.1f}/s")
-    row("(a) ratio, enrollment vs raw no-op starts (same run)", f"{ours / raw:.2f}", "(target ≥ 0.9)")
+    how = processes(worker_processes, api_processes)
+    row(f"(a) enrollments per second through the API{how}", f"{ours:.1f}/s")
+    row(f"(a) raw Temporal starts of a no-op workflow{how}", f"{raw:.1f}/s")
+    row(f"(a) ratio, enrollment vs raw no-op starts (same run){how}", f"{ours / raw:.2f}", "(target ≥ 0.9)")
+    row(f"(a) cores busy during the enrollments{how}", cores)
 
 
-async def pipelines(n: int, concurrency: int) -> None:
+async def pipelines(n: int, concurrency: int, worker_processes: int = 0, api_processes: int = 0) -> None:
     with webhook_receiver() as court:
-        async with embedded_stack() as stack:
+        async with embedded_stack(worker_processes=worker_processes, api_processes=api_processes) as stack:
             admin = {"Authorization": f"Bearer {stack.token['admin']}"}
             lab = {"Authorization": f"Bearer {stack.token['lab']}", "Content-Type": "text/plain"}
             recipient = (
@@ -157,7 +179,10 @@ async def pipelines(n: int, concurrency: int) -> None:
                 assert result["status"] == "delivered", result
                 lap("disclosure delivered", mark)
 
-            ours = n / await timed([pipeline] * n, concurrency)
+            before = cpu_seconds(stack)
+            wall = await timed([pipeline] * n, concurrency)
+            cores = cpu_share(before, cpu_seconds(stack), wall)
+            ours = n / wall
             assert len(court.kept) == n
             breakdown = ", ".join(f"{step} {statistics.mean(ms):.0f}" for step, ms in steps.items())
 
@@ -171,17 +196,22 @@ async def pipelines(n: int, concurrency: int) -> None:
 
             cost = await namespace_cost(stack.client, f"TaskQueue='{stack.task_queue}'")
             raw = n / await timed([noop] * n, concurrency)
-    MEASURED["transitions per event"] = cost.transitions / cost.events
-    row("(b) screening pipelines per second, enrollment to delivered report", f"{ours:.2f}/s")
+    how = processes(worker_processes, api_processes)
+    row(f"(b) screening pipelines per second, enrollment to delivered report{how}", f"{ours:.2f}/s")
     row(
-        f"(b) no-op workflows with {PIPELINE_ACTIVITIES} activities + {PIPELINE_LOCAL_ACTIVITIES} local", f"{raw:.2f}/s"
+        f"(b) no-op workflows with {PIPELINE_ACTIVITIES} activities + {PIPELINE_LOCAL_ACTIVITIES} local{how}",
+        f"{raw:.2f}/s",
     )
     row(
-        "(b) ratio, screening pipeline vs no-op with the same activities (same run)",
+        f"(b) ratio, screening pipeline vs no-op with the same activities (same run){how}",
         f"{ours / raw:.2f}",
         "(target ≥ 0.7)",
     )
-    row("(b) where a pipeline's time goes (mean ms per step under load)", breakdown)
+    row(f"(b) where a pipeline's time goes (mean ms per step under load){how}", breakdown)
+    row(f"(b) cores busy during the pipelines{how}", cores)
+    if how:
+        return  # the capacity model's inputs are the default run's; the processes do not change a history
+    MEASURED["transitions per event"] = cost.transitions / cost.events
     row(
         "(e) per screening pipeline (enrollment to delivered report): workflows, history events, state transitions",
         f"{cost.workflows / n:.1f} / {cost.events / n:.0f} / {cost.transitions / n:.0f}",
@@ -189,7 +219,7 @@ async def pipelines(n: int, concurrency: int) -> None:
 
 
 async def at_scale(participants: int) -> None:
-    async with embedded_stack(worker_process=True) as stack:
+    async with embedded_stack(worker_processes=1) as stack:
         today = local_date(datetime.now(UTC), "America/New_York")
         ids = [f"p-{i:010x}" for i in range(participants)]
         with session_scope(stack.engine) as session:
@@ -310,8 +340,12 @@ async def main(args) -> None:
     print(f"machine: {os.cpu_count()} cores; figures follow as they are measured", flush=True)
     if "a" in only:
         await enrollment(args.enrollments, 16)
+        if args.api_processes:
+            await enrollment(args.enrollments, 16, api_processes=args.api_processes)
     if "b" in only:
         await pipelines(args.pipelines, 10)
+        if args.worker_processes:
+            await pipelines(args.pipelines, 10, worker_processes=args.worker_processes)
     if "c" in only:
         await at_scale(args.participants)
     if "d" in only:
@@ -340,5 +374,19 @@ if __name__ == "__main__":
     parser.add_argument("--capacity-participants", type=int, default=20)
     parser.add_argument("--capacity-days", type=int, default=30)
     parser.add_argument("--capacity-records-url", default=None, help="an empty PostgreSQL schema for (e)'s sizes")
+    parser.add_argument(
+        "--worker-processes",
+        type=int,
+        default=0,
+        help="also measure (b) with the worker in this many `iop worker` processes (`make bench`: one per core, "
+        "as IOP_WORKERS defaults to); 0: only the worker in the bench process",
+    )
+    parser.add_argument(
+        "--api-processes",
+        type=int,
+        default=0,
+        help="also measure (a) with the API as `iop api` with IOP_API_WORKERS set to this (`make bench`: 2); "
+        "0: only the API in the bench process",
+    )
     parser.add_argument("--only", default="a,b,c,e,f", help="(d), the real-workflow simulation, takes ~20 min: add it")
     asyncio.run(main(parser.parse_args()))
