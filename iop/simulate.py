@@ -261,7 +261,7 @@ class _Run:
             self.first_day = local_date(await env.get_current_time(), self.plan.timezone) + timedelta(days=1)
             self.last_day = self.first_day + timedelta(days=self.days - 1)
             with self.timed("setup"):
-                await _sleep_until(env, self.moment(self.first_day, time(0, 5)))
+                await skip_until(env, self.moment(self.first_day, time(0, 5)))
             with self.timed("enroll"):
                 await _enroll(
                     env.client, engine, task_queue, self.participants, self.phase, self.first_day, self.plan, self.site
@@ -275,7 +275,7 @@ class _Run:
                 )
                 for clock in clocks:
                     with self.timed(SKIPPING):
-                        await _sleep_until(env, self.moment(day, clock))
+                        await skip_until(env, self.moment(day, clock))
                     with self.timed(UPDATING):
                         sent, refused = await _collect(env.client, engine, self.handled, self.rng, self.no_show_rate)
                     self.sent += sent
@@ -284,7 +284,7 @@ class _Run:
                     self.progress(offset + 1, self.days, day)
             # Let the last day's windows close, so every day's screenings are settled.
             with self.timed(SKIPPING):
-                await _sleep_until(env, self.moment(self.last_day, time(23, 0)))
+                await skip_until(env, self.moment(self.last_day, time(23, 0)))
             shutdown = wallclock.perf_counter()
         self.timing["worker shutdown"] = wallclock.perf_counter() - shutdown
 
@@ -379,7 +379,7 @@ class SimulationStalled(RuntimeError):
     """The test server could not skip time: some workflow work never finished."""
 
 
-async def _sleep_until(env, moment: datetime) -> None:
+async def skip_until(env, moment: datetime) -> None:
     """Skip the test server's clock to `moment`, a day at most per call.
 
     This is env.sleep with a longer RPC deadline: a busy simulated day can take longer in real
