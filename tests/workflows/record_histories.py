@@ -8,13 +8,17 @@ the test is there to catch (use workflow.patched() instead).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import tempfile
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from domain.clock import local_date
@@ -32,6 +36,7 @@ from workflows import search
 from workflows.contracts.disclosure import disclosure_workflow_id
 from workflows.contracts.medication import DispenseRecord, MedicationStart
 from workflows.contracts.participant import CheckIn, Discharge, ForCause, Pause, PhaseChange
+from workflows.contracts.results import AnalyteIn, LabReport
 from workflows.contracts.screening import Collection
 from workflows.medication import MedicationWorkflow
 from workflows.medication import workflow_id as medication_workflow_id
@@ -42,38 +47,83 @@ from workflows.screening import workflow_id as screening_workflow_id
 HISTORIES = Path(__file__).parent / "histories"
 
 
-async def main() -> None:
+@contextlib.asynccontextmanager
+async def records() -> AsyncIterator[Engine]:
+    """A migrated SQLite records database in a temporary folder, for one recording."""
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/records.db"
         upgrade(url)
         engine = make_engine(url)
-        env = await WorkflowEnvironment.start_local(
-            data_converter=TEST_CONVERTER,
-            dev_server_existing_path=binary("temporal"),
-            search_attributes=search.ALL,
-        )
         try:
-            async with build_worker(env.client, engine, "record-histories"):
-                handle = await start_participant(env.client, engine, "record-histories")
-                await phase_changes_then_discharge(handle, changes=3)
-                await handle.result()
-                await save(env, handle.id, "participant--phase-changes-and-discharge")
+            yield engine
         finally:
-            await env.shutdown()
+            engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def temporal(*, time_skipping: bool = False) -> AsyncIterator[WorkflowEnvironment]:
+    """A Temporal server with the project's search attributes: the dev server, or the time-skipping one."""
+    if time_skipping:
+        env = await WorkflowEnvironment.start_time_skipping(
+            data_converter=TEST_CONVERTER, test_server_existing_path=binary("temporal-test-server")
+        )
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace="default", search_attributes={key.name: key.indexed_value_type for key in search.ALL}
+            )
+        )
+    else:
+        env = await WorkflowEnvironment.start_local(
+            data_converter=TEST_CONVERTER, dev_server_existing_path=binary("temporal"), search_attributes=search.ALL
+        )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+async def collected_for_cause(env: WorkflowEnvironment, participant: WorkflowHandle, by: str):
+    """A for-cause screening ordered for the participant and its observed urine collection recorded."""
+    ref = await participant.execute_update(ParticipantWorkflow.order_for_cause, ForCause("odour", by))
+    screening = env.client.get_workflow_handle(screening_workflow_id(ref.screening_id))
+    await screening.execute_update(
+        ScreeningWorkflow.record_collection, Collection(specimen_type="urine", observed=True, collector="RN")
+    )
+    return ref, screening
+
+
+def lab_report(specimen_id: str, *analytes, **extra) -> LabReport:
+    """The lab's final report on the specimen: these analytes, then the validity checks of a normal urine."""
+    return LabReport(
+        result_id="lr-1-1",
+        lab_id="ACME REFERENCE LAB",
+        message_ref="1",
+        specimen_id=specimen_id,
+        result_status="F",
+        received_at="2026-12-01T12:00:00+00:00",
+        analytes=[
+            *analytes,
+            AnalyteIn("creatinine", 85.0, None, "mg/dL"),
+            AnalyteIn("specific_gravity", 1.015),
+            AnalyteIn("ph", 6.2),
+        ],
+        **extra,
+    )
+
+
+async def main() -> None:
+    async with records() as engine:
+        async with temporal() as env, build_worker(env.client, engine, "record-histories"):
+            handle = await start_participant(env.client, engine, "record-histories")
+            await phase_changes_then_discharge(handle, changes=3)
+            await handle.result()
+            await save(env, handle.id, "participant--phase-changes-and-discharge")
         await thirty_days(engine)
 
 
 async def thirty_days(engine) -> None:
     """A month of daily draws with a pause, a phase change, check-ins, a for-cause test."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=TEST_CONVERTER, test_server_existing_path=binary("temporal-test-server")
-    )
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace="default", search_attributes={key.name: key.indexed_value_type for key in search.ALL}
-        )
-    )
-    try:
+    async with temporal(time_skipping=True) as env:
         async with build_worker(env.client, engine, "record-histories-30"):
             today = local_date(await env.get_current_time(), "America/New_York")
             handle = await start_participant(env.client, engine, "record-histories-30", start=today)
@@ -94,11 +144,7 @@ async def thirty_days(engine) -> None:
                     )
                 await skip(env, timedelta(days=1))
             await handle.execute_update(ParticipantWorkflow.check_in, CheckIn("kiosk", "recorder"))
-            ref = await handle.execute_update(ParticipantWorkflow.order_for_cause, ForCause("odour", "recorder"))
-            collected = env.client.get_workflow_handle(screening_workflow_id(ref.screening_id))
-            await collected.execute_update(
-                ScreeningWorkflow.record_collection, Collection(specimen_type="urine", observed=True, collector="RN")
-            )
+            _, collected = await collected_for_cause(env, handle, "recorder")
             pause_from = today + timedelta(days=5)
             await handle.execute_update(
                 ParticipantWorkflow.pause,
@@ -122,60 +168,29 @@ async def thirty_days(engine) -> None:
             with Session(engine) as session:
                 missed = session.exec(select(Screening).where(Screening.status == "missed")).first()
             await save(env, f"screening-{missed.id}", "screening--random-missed")
-    finally:
-        await env.shutdown()
 
 
 async def added_analyte_result() -> None:
     """A for-cause screening whose result carries an analyte an administrator added (issue 19:
     interpreted with its definition, behind the "added-analytes-interpreted" patch)."""
     from domain.analytes import AddedAnalyte
-    from workflows.contracts.results import AnalyteIn, LabReport
 
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/records.db"
-        upgrade(url)
-        engine = make_engine(url)
-        env = await WorkflowEnvironment.start_local(
-            data_converter=TEST_CONVERTER,
-            dev_server_existing_path=binary("temporal"),
-            search_attributes=search.ALL,
-        )
-        try:
-            async with build_worker(env.client, engine, "record-histories-added"):
-                handle = await start_participant(env.client, engine, "record-histories-added")
-                ref = await handle.execute_update(ParticipantWorkflow.order_for_cause, ForCause("odour", "recorder"))
-                screening = env.client.get_workflow_handle(screening_workflow_id(ref.screening_id))
-                await screening.execute_update(
-                    ScreeningWorkflow.record_collection,
-                    Collection(specimen_type="urine", observed=True, collector="RN"),
-                )
-                report = LabReport(
-                    result_id="lr-1-1",
-                    lab_id="ACME REFERENCE LAB",
-                    message_ref="1",
-                    specimen_id=ref.screening_id,
-                    result_status="F",
-                    received_at="2026-12-01T12:00:00+00:00",
-                    analytes=[
-                        AnalyteIn("isotonitazene", 2.1, None, "ng/mL", None, "confirm", "ISOTZ"),
-                        AnalyteIn("creatinine", 85.0, None, "mg/dL"),
-                        AnalyteIn("specific_gravity", 1.015),
-                        AnalyteIn("ph", 6.2),
-                    ],
-                    added_analytes=[
-                        AddedAnalyte(
-                            "isotonitazene", "Isotonitazene", "nitazenes", initial_cutoff=1.0, confirm_cutoff=0.5
-                        )
-                    ],
-                )
-                state = await screening.execute_update(ScreeningWorkflow.record_result, report)
-                assert state.results[0].interpretation.findings[0].outcome == "confirmed-positive", state
-                await save(env, screening.id, "screening--added-analyte-result")
-                await handle.terminate("recorded")
-                await screening.terminate("recorded")
-        finally:
-            await env.shutdown()
+    async with records() as engine, temporal() as env:
+        async with build_worker(env.client, engine, "record-histories-added"):
+            handle = await start_participant(env.client, engine, "record-histories-added")
+            ref, screening = await collected_for_cause(env, handle, "recorder")
+            report = lab_report(
+                ref.screening_id,
+                AnalyteIn("isotonitazene", 2.1, None, "ng/mL", None, "confirm", "ISOTZ"),
+                added_analytes=[
+                    AddedAnalyte("isotonitazene", "Isotonitazene", "nitazenes", initial_cutoff=1.0, confirm_cutoff=0.5)
+                ],
+            )
+            state = await screening.execute_update(ScreeningWorkflow.record_result, report)
+            assert state.results[0].interpretation.findings[0].outcome == "confirmed-positive", state
+            await save(env, screening.id, "screening--added-analyte-result")
+            await handle.terminate("recorded")
+            await screening.terminate("recorded")
 
 
 async def negative_answered_once_saved() -> None:
@@ -183,66 +198,37 @@ async def negative_answered_once_saved() -> None:
     saved; the participant's workflow is told and the report disclosed afterwards, side by side."""
     from temporalio.api.enums.v1 import EventType
 
-    from workflows.contracts.results import AnalyteIn, LabReport
+    async with records() as engine, temporal() as env:
+        with webhook_receiver() as receiver:
+            async with build_worker(env.client, engine, "record-histories-negative"):
+                handle = await start_participant(env.client, engine, "record-histories-negative")
+                pid = (await handle.query(ParticipantWorkflow.status)).participant_id
+                receiver.secret = new_webhook_secret(b"r" * 32)
+                from tests.workflows.test_disclosure_delivery import setup_records_for
 
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/records.db"
-        upgrade(url)
-        engine = make_engine(url)
-        env = await WorkflowEnvironment.start_local(
-            data_converter=TEST_CONVERTER,
-            dev_server_existing_path=binary("temporal"),
-            search_attributes=search.ALL,
-        )
-        try:
-            with webhook_receiver() as receiver:
-                async with build_worker(env.client, engine, "record-histories-negative"):
-                    handle = await start_participant(env.client, engine, "record-histories-negative")
-                    pid = (await handle.query(ParticipantWorkflow.status)).participant_id
-                    receiver.secret = new_webhook_secret(b"r" * 32)
-                    from tests.workflows.test_disclosure_delivery import setup_records_for
-
-                    _, recipient_id, _ = setup_records_for(
-                        engine, pid, receiver.url, receiver.secret, ["screening-results"]
-                    )
-                    ref = await handle.execute_update(ParticipantWorkflow.order_for_cause, ForCause("odour", "rec"))
-                    screening = env.client.get_workflow_handle(screening_workflow_id(ref.screening_id))
-                    await screening.execute_update(
-                        ScreeningWorkflow.record_collection,
-                        Collection(specimen_type="urine", observed=True, collector="RN"),
-                    )
-                    report = LabReport(
-                        result_id="lr-1-1",
-                        lab_id="ACME REFERENCE LAB",
-                        message_ref="1",
-                        specimen_id=ref.screening_id,
-                        result_status="F",
-                        received_at="2026-12-01T12:00:00+00:00",
-                        analytes=[
-                            AnalyteIn("cocaine", 12.0, None, "ng/mL", 150.0, "screen", "3393-6"),
-                            AnalyteIn("creatinine", 85.0, None, "mg/dL"),
-                            AnalyteIn("specific_gravity", 1.015),
-                            AnalyteIn("ph", 6.2),
-                        ],
-                    )
-                    state = await screening.execute_update(ScreeningWorkflow.record_result, report)
-                    assert state.final_outcome == "negative", state
-                    report_id = disclosure_id(pid, ref.screening_id, "screening-results", recipient_id)
-                    for _ in range(600):  # the announcement runs after the answer: until its child is started
-                        history = await screening.fetch_history()
-                        kinds = [e.event_type for e in history.events]
-                        if (
-                            EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED in kinds
-                            and kinds[-1] == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
-                        ):
-                            break
-                        await asyncio.sleep(0.05)
-                    await env.client.get_workflow_handle(disclosure_workflow_id(report_id)).result()
-                    await save(env, screening.id, "screening--negative-answered-once-saved")
-                    await handle.terminate("recorded")
-                    await screening.terminate("recorded")
-        finally:
-            await env.shutdown()
+                _, recipient_id, _ = setup_records_for(
+                    engine, pid, receiver.url, receiver.secret, ["screening-results"]
+                )
+                ref, screening = await collected_for_cause(env, handle, "rec")
+                report = lab_report(
+                    ref.screening_id, AnalyteIn("cocaine", 12.0, None, "ng/mL", 150.0, "screen", "3393-6")
+                )
+                state = await screening.execute_update(ScreeningWorkflow.record_result, report)
+                assert state.final_outcome == "negative", state
+                report_id = disclosure_id(pid, ref.screening_id, "screening-results", recipient_id)
+                for _ in range(600):  # the announcement runs after the answer: until its child is started
+                    history = await screening.fetch_history()
+                    kinds = [e.event_type for e in history.events]
+                    if (
+                        EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED in kinds
+                        and kinds[-1] == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+                    ):
+                        break
+                    await asyncio.sleep(0.05)
+                await env.client.get_workflow_handle(disclosure_workflow_id(report_id)).result()
+                await save(env, screening.id, "screening--negative-answered-once-saved")
+                await handle.terminate("recorded")
+                await screening.terminate("recorded")
 
 
 def add_recipient_and_consent(engine, participant_id: str, receiver) -> tuple[str, str, str]:
@@ -289,39 +275,25 @@ async def program_calendar() -> None:
     from tests.receiver import sms_gateway
     from tests.workflows.test_program_calendar import _for_cause_with_gateway, enroll, store_program
 
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/records.db"
-        upgrade(url)
-        engine = make_engine(url)
-        env = await WorkflowEnvironment.start_time_skipping(
-            data_converter=TEST_CONVERTER, test_server_existing_path=binary("temporal-test-server")
-        )
-        await env.client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace="default", search_attributes={key.name: key.indexed_value_type for key in search.ALL}
-            )
-        )
-        try:
-            with sms_gateway() as gateway:
-                gateway.down = True
-                notifier = WebhookNotifier(gateway.url, "gateway-secret", timeout=5)
-                async with build_worker(env.client, engine, "record-histories-15", notifier=notifier):
-                    today = local_date(await env.get_current_time(), "America/New_York")
-                    store_program(engine, "weekday-court", {(today + timedelta(days=3)).isoformat(): "holiday"})
-                    handle = await enroll(env, engine, "record-histories-15", "weekday-court", today)
-                    await skip(env, timedelta(days=10))
-                    await handle.execute_update(ParticipantWorkflow.discharge, Discharge("completed", "done", "r"))
-                    await handle.result()
-                    await save(env, handle.id, "participant--program-calendar-closed-days")
-                    participant, screening, _ = await _for_cause_with_gateway(
-                        env, engine, "record-histories-15", "+15555550100"
-                    )
-                    await skip(env, timedelta(hours=40))
-                    await screening.result()
-                    await save(env, screening.id, "screening--gateway-outage-not-notified")
-                    await participant.terminate("recorded")
-        finally:
-            await env.shutdown()
+    async with records() as engine, temporal(time_skipping=True) as env:
+        with sms_gateway() as gateway:
+            gateway.down = True
+            notifier = WebhookNotifier(gateway.url, "gateway-secret", timeout=5)
+            async with build_worker(env.client, engine, "record-histories-15", notifier=notifier):
+                today = local_date(await env.get_current_time(), "America/New_York")
+                store_program(engine, "weekday-court", {(today + timedelta(days=3)).isoformat(): "holiday"})
+                handle = await enroll(env, engine, "record-histories-15", "weekday-court", today)
+                await skip(env, timedelta(days=10))
+                await handle.execute_update(ParticipantWorkflow.discharge, Discharge("completed", "done", "r"))
+                await handle.result()
+                await save(env, handle.id, "participant--program-calendar-closed-days")
+                participant, screening, _ = await _for_cause_with_gateway(
+                    env, engine, "record-histories-15", "+15555550100"
+                )
+                await skip(env, timedelta(hours=40))
+                await screening.result()
+                await save(env, screening.id, "screening--gateway-outage-not-notified")
+                await participant.terminate("recorded")
 
 
 async def selection_period() -> None:
@@ -335,43 +307,34 @@ async def selection_period() -> None:
     from tests.conftest import TEST_KEYS
     from workflows.contracts.selection import selection_notice_workflow_id, selection_period_workflow_id
 
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/records.db"
-        upgrade(url)
-        engine = make_engine(url)
-        env = await WorkflowEnvironment.start_time_skipping(
-            data_converter=TEST_CONVERTER, test_server_existing_path=binary("temporal-test-server")
-        )
-        try:
-            with webhook_receiver() as court:
-                court.secret = new_webhook_secret(bytes(range(32)))
-                court.script = [(503, {})]
-                with session_scope(engine) as session:
-                    session.add(
-                        Recipient(
-                            id="r-court",
-                            name="court",
-                            kind="court",
-                            delivery="webhook",
-                            url=court.url,
-                            secret_sealed=seal_text(TEST_KEYS, court.secret),
-                            categories=[],
-                            notices=[verifiable.SELECTION_COMMITMENTS],
-                        )
+    async with records() as engine, temporal(time_skipping=True) as env:
+        with webhook_receiver() as court:
+            court.secret = new_webhook_secret(bytes(range(32)))
+            court.script = [(503, {})]
+            with session_scope(engine) as session:
+                session.add(
+                    Recipient(
+                        id="r-court",
+                        name="court",
+                        kind="court",
+                        delivery="webhook",
+                        url=court.url,
+                        secret_sealed=seal_text(TEST_KEYS, court.secret),
+                        categories=[],
+                        notices=[verifiable.SELECTION_COMMITMENTS],
                     )
-                queue = "record-histories-21"
-                async with build_worker(env.client, engine, queue):
-                    period = f"{await env.get_current_time():%Y-%m}"
-                    await ensure_period_workflow(env.client, queue, "court-a", period)
-                    handle = env.client.get_workflow_handle(selection_period_workflow_id(queue, "court-a", period))
-                    now = await env.get_current_time()
-                    await skip(env, verifiable.reveal_moment(period) + timedelta(hours=1) - now)
-                    await handle.result()
-                    await save(env, handle.id, "selection--period-commitment-to-reveal")
-                    notice = verifiable.notice_id("court-a", period, "commitment", "r-court")
-                    await save(env, selection_notice_workflow_id(notice), "selection--notice-retried-delivered")
-        finally:
-            await env.shutdown()
+                )
+            queue = "record-histories-21"
+            async with build_worker(env.client, engine, queue):
+                period = f"{await env.get_current_time():%Y-%m}"
+                await ensure_period_workflow(env.client, queue, "court-a", period)
+                handle = env.client.get_workflow_handle(selection_period_workflow_id(queue, "court-a", period))
+                now = await env.get_current_time()
+                await skip(env, verifiable.reveal_moment(period) + timedelta(hours=1) - now)
+                await handle.result()
+                await save(env, handle.id, "selection--period-commitment-to-reveal")
+                notice = verifiable.notice_id("court-a", period, "commitment", "r-court")
+                await save(env, selection_notice_workflow_id(notice), "selection--notice-retried-delivered")
 
 
 async def colour_mode() -> None:
@@ -384,71 +347,57 @@ async def colour_mode() -> None:
     from store.programs import save_version
     from tests.workflows.test_program_calendar import WEEKDAYS, ZONE, enroll
 
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/records.db"
-        upgrade(url)
-        engine = make_engine(url)
-        env = await WorkflowEnvironment.start_time_skipping(
-            data_converter=TEST_CONVERTER, test_server_existing_path=binary("temporal-test-server")
-        )
-        await env.client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace="default", search_attributes={key.name: key.indexed_value_type for key in search.ALL}
-            )
-        )
-        try:
-            async with build_worker(env.client, engine, "record-histories-15c"):
-                today = local_date(await env.get_current_time(), ZONE)
-                with session_scope(engine) as session:
-                    save_version(
-                        session,
-                        program_from_dict(
-                            {
-                                "program_id": "colour-court",
-                                "name": "Colour court",
-                                "mode": "colour",
-                                "reminder_hours_before_close": 2,
-                                "sites": {"north": {"timezone": ZONE, "hours": WEEKDAYS, "closed": {}}},
-                                "phases": [
-                                    {
-                                        "name": "phase-1",
-                                        "tests_per_week": 1,
-                                        "min_per_rolling_week": 0,
-                                        "max_per_rolling_week": 3,
-                                        "check_in_required": True,
-                                        "missed_check_in_reportable": True,
-                                    }
-                                ],
-                                "colours": [
-                                    {
-                                        "name": "red",
-                                        "tests_per_week": 5,
-                                        "min_per_rolling_week": 5,
-                                        "max_per_rolling_week": 5,
-                                    }
-                                ],
-                            }
-                        ),
-                        "recorder",
-                        None,
-                    )
-                handle = await enroll(env, engine, "record-histories-15c", "colour-court", today)
-                participant_id = (await handle.query(ParticipantWorkflow.status)).participant_id
-                with session_scope(engine) as session:
-                    session.get(Participant, participant_id).colour = "red"
-                await skip(env, timedelta(days=8))
-                await handle.execute_update(ParticipantWorkflow.discharge, Discharge("completed", "done", "r"))
-                await handle.result()
-                await save(env, handle.id, "participant--colour-mode-missed-check-ins")
-                with Session(engine) as session:
-                    first = session.exec(
-                        select(Screening).where(Screening.participant_id == participant_id).order_by(Screening.day)
-                    ).first()
-                screening = env.client.get_workflow_handle(screening_workflow_id(first.id))
-                await screening.result()
-                await save(env, screening.id, "screening--colour-called-reminded-missed")
-        finally:
-            await env.shutdown()
+    async with records() as engine, temporal(time_skipping=True) as env:
+        async with build_worker(env.client, engine, "record-histories-15c"):
+            today = local_date(await env.get_current_time(), ZONE)
+            with session_scope(engine) as session:
+                save_version(
+                    session,
+                    program_from_dict(
+                        {
+                            "program_id": "colour-court",
+                            "name": "Colour court",
+                            "mode": "colour",
+                            "reminder_hours_before_close": 2,
+                            "sites": {"north": {"timezone": ZONE, "hours": WEEKDAYS, "closed": {}}},
+                            "phases": [
+                                {
+                                    "name": "phase-1",
+                                    "tests_per_week": 1,
+                                    "min_per_rolling_week": 0,
+                                    "max_per_rolling_week": 3,
+                                    "check_in_required": True,
+                                    "missed_check_in_reportable": True,
+                                }
+                            ],
+                            "colours": [
+                                {
+                                    "name": "red",
+                                    "tests_per_week": 5,
+                                    "min_per_rolling_week": 5,
+                                    "max_per_rolling_week": 5,
+                                }
+                            ],
+                        }
+                    ),
+                    "recorder",
+                    None,
+                )
+            handle = await enroll(env, engine, "record-histories-15c", "colour-court", today)
+            participant_id = (await handle.query(ParticipantWorkflow.status)).participant_id
+            with session_scope(engine) as session:
+                session.get(Participant, participant_id).colour = "red"
+            await skip(env, timedelta(days=8))
+            await handle.execute_update(ParticipantWorkflow.discharge, Discharge("completed", "done", "r"))
+            await handle.result()
+            await save(env, handle.id, "participant--colour-mode-missed-check-ins")
+            with Session(engine) as session:
+                first = session.exec(
+                    select(Screening).where(Screening.participant_id == participant_id).order_by(Screening.day)
+                ).first()
+            screening = env.client.get_workflow_handle(screening_workflow_id(first.id))
+            await screening.result()
+            await save(env, screening.id, "screening--colour-called-reminded-missed")
 
 
 if __name__ == "__main__":
