@@ -13,13 +13,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import uvicorn
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -281,19 +279,6 @@ async def timed(jobs: Iterable[Callable[[], Awaitable[object]]], concurrency: in
     started = time.perf_counter()
     await asyncio.gather(*(one(job) for job in queue))
     return time.perf_counter() - started
-
-
-async def result_once_started(client: Client, workflow_id: str, timeout: float = 120) -> Any:
-    """The result of a workflow that another one starts soon (a disclosure after a final result):
-    polled until it exists, for at most `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return await client.get_workflow_handle(workflow_id).result()
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND or time.monotonic() > deadline:
-                raise
-        await asyncio.sleep(0.02)
 
 
 def rss_mib(pid: int | None = None) -> float:

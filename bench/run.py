@@ -46,7 +46,7 @@ from typing import Any
 from sqlmodel import col
 
 from bench.capacity import namespace_cost, participant_days
-from bench.harness import cpu_seconds, cpu_share, embedded_stack, result_once_started, rss_mib, timed
+from bench.harness import cpu_seconds, cpu_share, embedded_stack, rss_mib, timed
 from bench.lab_ingest import oru
 from bench.noop import NoopPipelineWorkflow, NoopWorkflow
 from domain.clock import local_date
@@ -54,6 +54,7 @@ from domain.disclosure_ids import disclosure_id
 from domain.plan import default_plan
 from store.db import session_scope
 from store.models import Participant
+from tests.helpers import result_once_started
 from tests.receiver import webhook_receiver
 from workflows.contracts.disclosure import disclosure_workflow_id
 from workflows.contracts.participant import ParticipantInput, ParticipantState
@@ -175,7 +176,7 @@ async def pipelines(n: int, concurrency: int, worker_processes: int = 0, api_pro
                 assert "MSA|AA" in ack.text, ack.text
                 mark = lap("HL7 result to final", mark)
                 disclosure = disclosure_workflow_id(disclosure_id(pid, sid, "screening-results", recipient["id"]))
-                result = await result_once_started(stack.client, disclosure)
+                result = await result_once_started(stack.client, disclosure, timeout=120, every=0.02)
                 assert result["status"] == "delivered", result
                 lap("disclosure delivered", mark)
 

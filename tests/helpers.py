@@ -41,10 +41,10 @@ class Stack:
         return response.json()
 
 
-async def result_once_started(client: Client, workflow_id: str, timeout: float = 60) -> Any:
+async def result_once_started(client: Client, workflow_id: str, timeout: float = 60, every: float = 0.05) -> Any:
     """The result of a workflow another one starts after answering its caller (a screening's
-    disclosures start once the lab's result has been answered): polled until it exists, at most
-    `timeout` seconds."""
+    disclosures start once the lab's result has been answered): polled every `every` seconds until it
+    exists, at most `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -52,7 +52,7 @@ async def result_once_started(client: Client, workflow_id: str, timeout: float =
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND or time.monotonic() > deadline:
                 raise
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(every)
 
 
 def enrollment(**overrides: Any) -> dict[str, Any]:
