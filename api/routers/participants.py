@@ -27,6 +27,7 @@ from api.public import ParticipantProgramPublic
 from api.tokens import Actor
 from api.workflow_calls import TEMPORAL_DOWN, workflow_call
 from domain import search
+from domain.clock import local_date
 from domain.plan import PHASES
 from domain.vocab import DischargeKind, ParticipantStatus
 from iop.crashpoints import crash_point
@@ -139,7 +140,8 @@ async def enroll(
     if program is not None:
         body = _fit_program(body, program[0])
     digest = _request_digest(body)
-    start_date = body.start_date or datetime.now(UTC).date()
+    # Today is the program's day in its own time zone: in New York after 7 pm the UTC date is already tomorrow's.
+    start_date = body.start_date or local_date(datetime.now(UTC), body.timezone)
 
     replayed = await run_in_threadpool(_replay, session, actor, idempotency_key, digest)
     if replayed is not None:
