@@ -8,11 +8,13 @@ import io
 import json
 import logging
 import subprocess
+from datetime import UTC, datetime
 
 import pytest
 import uvicorn
 
 from api.app import create_app
+from domain.clock import local_date
 from domain.disclosure_ids import disclosure_id
 from iop.settings import Settings
 from tests.api.test_disclosures import CASE, add_consent, add_recipient, consent_body, settled
@@ -82,7 +84,7 @@ async def flow(stack, caplog):
                 "unit": "mg",
                 "route": "sublingual",
                 "schedule": {"kind": "daily-observed"},
-                "start_date": delivered.created_at.date().isoformat(),
+                "start_date": local_date(datetime.now(UTC), "America/New_York").isoformat(),  # the program's day
                 "prescriber": "Dr. Okafor",
             },
         )

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from domain.clock import local_date
 from domain.disclosure_ids import disclosure_id as scoped_disclosure_id
 from domain.hl7 import parse_ack
 from tests.api.test_lab import CONFIRMED_POSITIVE, oru
@@ -226,7 +227,7 @@ async def test_dose_from_today_and_the_adherence_chart(browser, live, artifacts)
                 "unit": "mg",
                 "route": "sublingual",
                 "schedule": {"kind": "daily-observed"},
-                "start_date": date.today().isoformat(),
+                "start_date": local_date(datetime.now(UTC), "America/New_York").isoformat(),  # the program's day
                 "prescriber": "Dr. Example",
             },
         )
